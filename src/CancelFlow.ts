@@ -1,0 +1,79 @@
+/**
+ * Waiting for a flow cancellation to finish (operations.md §9.4): a
+ * `Schedule`-driven poll of `describeFlow` bounded by a deadline.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Duration, Effect, Option, Schedule } from "effect"
+import { EngineBackend } from "./EngineBackend.js"
+import { type EngineError, TimeoutError } from "./EngineError.js"
+import type { FlowId } from "./Ids.js"
+import type { CancelFlowWait } from "./Model.js"
+
+/** @since 0.1.0 */
+export const CANCEL_WAIT_POLL_INTERVAL: Duration.Duration = Duration.millis(100)
+
+/** @since 0.1.0 */
+export const CANCEL_WAIT_INDEFINITE_CEILING: Duration.Duration = Duration.seconds(300)
+
+/**
+ * `NoWait` → none (skip the wait); `WaitTimeout(d)` → d; `WaitIndefinite` →
+ * the 300 s ceiling.
+ *
+ * @since 0.1.0
+ */
+export const cancelFlowWaitDeadline = (wait: CancelFlowWait): Option.Option<Duration.Duration> => {
+  switch (wait._tag) {
+    case "NoWait":
+      return Option.none()
+    case "WaitTimeout":
+      return Option.some(wait.timeout)
+    case "WaitIndefinite":
+      return Option.some(CANCEL_WAIT_INDEFINITE_CEILING)
+  }
+}
+
+/**
+ * Polls `describeFlow` until the flow reads `cancelled` or is gone. The state
+ * is read at least once before the deadline is checked, so a zero deadline
+ * makes exactly one read; at the deadline it fails with
+ * `Timeout{ op: "cancel_flow", elapsed: deadline }`. Errors of `describeFlow`
+ * are returned as they are.
+ *
+ * @since 0.1.0
+ */
+export const waitForFlowCancellationWith = (
+  backend: Pick<EngineBackend.Service, "describeFlow">,
+  flowId: FlowId,
+  deadline: Duration.DurationInput,
+  options?: { readonly pollInterval?: Duration.DurationInput }
+): Effect.Effect<void, EngineError> =>
+  Effect.gen(function*() {
+    const limit = Duration.decode(deadline)
+    const start = yield* Clock.currentTimeMillis
+    const poll = Effect.gen(function*() {
+      const snapshot = yield* backend.describeFlow(flowId)
+      if (Option.isNone(snapshot) || snapshot.value.publicFlowState === "cancelled") return true
+      const elapsed = (yield* Clock.currentTimeMillis) - start
+      if (elapsed >= Duration.toMillis(limit)) {
+        return yield* new TimeoutError({ op: "cancel_flow", elapsed: limit })
+      }
+      return false
+    })
+    yield* Effect.repeat(poll, {
+      schedule: Schedule.spaced(options?.pollInterval ?? CANCEL_WAIT_POLL_INTERVAL),
+      until: (done) => done
+    })
+  })
+
+/**
+ * `waitForFlowCancellationWith` on the `EngineBackend` in context.
+ *
+ * @since 0.1.0
+ */
+export const waitForFlowCancellation = (
+  flowId: FlowId,
+  deadline: Duration.DurationInput,
+  options?: { readonly pollInterval?: Duration.DurationInput }
+): Effect.Effect<void, EngineError, EngineBackend> =>
+  Effect.flatMap(EngineBackend, (backend) => waitForFlowCancellationWith(backend, flowId, deadline, options))

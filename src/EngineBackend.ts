@@ -1,0 +1,214 @@
+/**
+ * The engine's write and read surface as one Effect service (operations.md).
+ * Every backend layer (memory, Valkey, Postgres) provides it.
+ *
+ * @since 0.1.0
+ */
+import type { Duration, Effect, Either, Option } from "effect"
+import { Context } from "effect"
+import type { EngineError } from "./EngineError.js"
+import type { BudgetId, ExecutionId, FlowId } from "./Ids.js"
+import type * as M from "./Model.js"
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace EngineBackend {
+  /**
+   * One readonly function per operation. Values, not methods: a service can be
+   * wrapped (retries, spans, test doubles) by building a new record from it.
+   *
+   * @since 0.1.0
+   */
+  export interface Service {
+    readonly backendLabel: M.BackendTag
+
+    // --- claim and lifecycle (worker hot path) -----------------------------
+    readonly claim: (args: M.ClaimArgs) => Effect.Effect<Option.Option<M.Handle>, EngineError>
+    readonly renew: (handle: M.Handle) => Effect.Effect<M.LeaseRenewal, EngineError>
+    readonly progress: (
+      handle: M.Handle,
+      args: { readonly percent?: number | undefined; readonly message?: string | undefined }
+    ) => Effect.Effect<void, EngineError>
+    readonly appendFrame: (handle: M.Handle, frame: M.FrameInput) => Effect.Effect<M.AppendFrameOutcome, EngineError>
+    readonly complete: (
+      handle: M.Handle,
+      args?: { readonly payload?: Uint8Array | undefined }
+    ) => Effect.Effect<void, EngineError>
+    readonly fail: (
+      handle: M.Handle,
+      args: { readonly reason: M.FailureReason; readonly classification: M.FailureClass }
+    ) => Effect.Effect<M.FailOutcome, EngineError>
+    readonly cancel: (handle: M.Handle, args: { readonly reason: string }) => Effect.Effect<void, EngineError>
+    readonly suspend: (handle: M.Handle, args: M.SuspendArgsInput) => Effect.Effect<M.SuspendOutcome, EngineError>
+    readonly createWaitpoint: (
+      handle: M.Handle,
+      args: M.CreateWaitpointArgs
+    ) => Effect.Effect<M.PendingWaitpoint, EngineError>
+    readonly observeSignals: (handle: M.Handle) => Effect.Effect<ReadonlyArray<M.ResumeSignal>, EngineError>
+    readonly claimFromReclaim: (token: M.ReclaimToken) => Effect.Effect<Option.Option<M.Handle>, EngineError>
+    readonly delay: (handle: M.Handle, args: { readonly delayUntil: number }) => Effect.Effect<void, EngineError>
+    readonly waitChildren: (handle: M.Handle) => Effect.Effect<void, EngineError>
+    readonly claimForWorker: (args: M.ClaimForWorkerArgs) => Effect.Effect<M.ClaimForWorkerOutcome, EngineError>
+
+    // --- reads ---------------------------------------------------------------
+    readonly describeExecution: (id: ExecutionId) => Effect.Effect<Option.Option<M.ExecutionSnapshot>, EngineError>
+    readonly describeFlow: (id: FlowId) => Effect.Effect<Option.Option<M.FlowSnapshot>, EngineError>
+    readonly listEdges: (args: M.ListEdgesArgs) => Effect.Effect<ReadonlyArray<M.EdgeSnapshot>, EngineError>
+    readonly describeEdge: (args: M.DescribeEdgeArgs) => Effect.Effect<Option.Option<M.EdgeSnapshot>, EngineError>
+    readonly resolveExecutionFlowId: (id: ExecutionId) => Effect.Effect<Option.Option<FlowId>, EngineError>
+    readonly getExecutionResult: (id: ExecutionId) => Effect.Effect<Option.Option<Uint8Array>, EngineError>
+    readonly listPendingWaitpoints: (
+      args: M.ListPendingWaitpointsArgs
+    ) => Effect.Effect<M.ListPendingWaitpointsResult, EngineError>
+    readonly readExecutionInfo: (id: ExecutionId) => Effect.Effect<Option.Option<M.ExecutionInfo>, EngineError>
+    readonly readExecutionState: (id: ExecutionId) => Effect.Effect<Option.Option<M.PublicState>, EngineError>
+
+    // --- listings --------------------------------------------------------------
+    readonly listFlows: (args: M.ListFlowsArgs) => Effect.Effect<M.ListFlowsPage, EngineError>
+    readonly listLanes: (args: M.ListLanesArgs) => Effect.Effect<M.ListLanesPage, EngineError>
+    readonly listSuspended: (args: M.ListSuspendedArgs) => Effect.Effect<M.ListSuspendedPage, EngineError>
+    readonly listExecutions: (args: M.ListExecutionsArgs) => Effect.Effect<M.ListExecutionsPage, EngineError>
+
+    // --- signals -----------------------------------------------------------------
+    readonly deliverSignal: (args: M.DeliverSignalArgsInput) => Effect.Effect<M.DeliverSignalResult, EngineError>
+    readonly claimResumedExecution: (
+      args: M.ClaimResumedExecutionArgs
+    ) => Effect.Effect<M.ClaimResumedExecutionResult, EngineError>
+
+    // --- producer, flows and operator control ------------------------------------
+    readonly createExecution: (args: M.CreateExecutionArgsInput) => Effect.Effect<M.CreateExecutionResult, EngineError>
+    readonly createFlow: (args: M.Input<typeof M.CreateFlowArgs.fields>) => Effect.Effect<M.CreateFlowResult, EngineError>
+    readonly addExecutionToFlow: (
+      args: M.AddExecutionToFlowArgs
+    ) => Effect.Effect<M.AddExecutionToFlowResult, EngineError>
+    readonly stageDependencyEdge: (
+      args: M.Input<typeof M.StageDependencyEdgeArgs.fields>
+    ) => Effect.Effect<M.StageDependencyEdgeResult, EngineError>
+    readonly applyDependencyToChild: (
+      args: M.Input<typeof M.ApplyDependencyToChildArgs.fields>
+    ) => Effect.Effect<M.ApplyDependencyToChildResult, EngineError>
+    readonly setEdgeGroupPolicy: (args: M.SetEdgeGroupPolicyArgs) => Effect.Effect<M.SetEdgeGroupPolicyResult, EngineError>
+    readonly cancelExecution: (
+      args: M.Input<typeof M.CancelExecutionArgs.fields>
+    ) => Effect.Effect<M.CancelExecutionResult, EngineError>
+    readonly changePriority: (args: M.ChangePriorityArgs) => Effect.Effect<M.ChangePriorityResult, EngineError>
+    readonly replayExecution: (id: ExecutionId) => Effect.Effect<M.ReplayExecutionResult, EngineError>
+    readonly revokeLease: (args: M.RevokeLeaseArgs) => Effect.Effect<M.RevokeLeaseResult, EngineError>
+
+    // --- flow cancellation -----------------------------------------------------------
+    readonly cancelFlow: (args: M.Input<typeof M.CancelFlowArgs.fields>) => Effect.Effect<M.CancelFlowResult, EngineError>
+    readonly cancelFlowHeader: (args: M.CancelFlowHeaderArgs) => Effect.Effect<M.CancelFlowHeader, EngineError>
+    readonly ackCancelMember: (args: M.AckCancelMemberArgs) => Effect.Effect<void, EngineError>
+
+    // --- budgets and quotas ------------------------------------------------------------
+    readonly reportUsage: (
+      handle: M.Handle,
+      args: { readonly budgetId: BudgetId; readonly dimensions: M.Input<typeof M.UsageDimensions.fields> }
+    ) => Effect.Effect<M.ReportUsageResult, EngineError>
+    readonly reportUsageAdmin: (args: M.ReportUsageAdminArgs) => Effect.Effect<M.ReportUsageResult, EngineError>
+    readonly createBudget: (args: M.Input<typeof M.CreateBudgetArgs.fields>) => Effect.Effect<M.CreateBudgetResult, EngineError>
+    readonly resetBudget: (id: BudgetId) => Effect.Effect<M.ResetBudgetResult, EngineError>
+    readonly getBudgetStatus: (id: BudgetId) => Effect.Effect<M.BudgetStatus, EngineError>
+    readonly createQuotaPolicy: (args: M.CreateQuotaPolicyArgs) => Effect.Effect<M.CreateQuotaPolicyResult, EngineError>
+
+    // --- streams ---------------------------------------------------------------------
+    readonly readStream: (args: M.ReadStreamArgs) => Effect.Effect<M.StreamFrames, EngineError>
+    readonly tailStream: (args: M.Input<typeof M.TailStreamArgs.fields>) => Effect.Effect<M.StreamFrames, EngineError>
+    readonly readSummary: (args: M.StreamRef) => Effect.Effect<Option.Option<M.SummaryDocument>, EngineError>
+
+    // --- admin, health, lifecycle ----------------------------------------------------------
+    readonly rotateWaitpointHmacSecretAll: (
+      args: M.RotateWaitpointHmacSecretAllArgs
+    ) => Effect.Effect<EngineBackend.RotateResult, EngineError>
+    readonly seedWaitpointHmacSecret: (args: M.SeedWaitpointHmacSecretArgs) => Effect.Effect<M.SeedOutcome, EngineError>
+    readonly ping: () => Effect.Effect<void, EngineError>
+    readonly prepare: () => Effect.Effect<M.PrepareOutcome, EngineError>
+    readonly shutdownPrepare: (grace: Duration.Duration) => Effect.Effect<void, EngineError>
+  }
+
+  /**
+   * One entry per partition of a cluster-wide rotation; a failing partition
+   * reports its own error and the others go on.
+   *
+   * @since 0.1.0
+   */
+  export interface RotateResult {
+    readonly entries: ReadonlyArray<{
+      readonly partition: number
+      readonly result: Either.Either<M.RotateOutcome, EngineError>
+    }>
+  }
+}
+
+/**
+ * The engine backend service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class EngineBackend extends Context.Tag("flowfabric/EngineBackend")<EngineBackend, EngineBackend.Service>() {}
+
+/**
+ * The names of the 56 effectful operations (plus `backendLabel`, 57 in all).
+ *
+ * @since 0.1.0
+ */
+export const operationNames = [
+  "claim",
+  "renew",
+  "progress",
+  "appendFrame",
+  "complete",
+  "fail",
+  "cancel",
+  "suspend",
+  "createWaitpoint",
+  "observeSignals",
+  "claimFromReclaim",
+  "delay",
+  "waitChildren",
+  "describeExecution",
+  "describeFlow",
+  "listEdges",
+  "describeEdge",
+  "resolveExecutionFlowId",
+  "listFlows",
+  "listLanes",
+  "listSuspended",
+  "listExecutions",
+  "deliverSignal",
+  "claimResumedExecution",
+  "cancelFlow",
+  "setEdgeGroupPolicy",
+  "rotateWaitpointHmacSecretAll",
+  "seedWaitpointHmacSecret",
+  "reportUsage",
+  "readStream",
+  "tailStream",
+  "readSummary",
+  "createExecution",
+  "createFlow",
+  "addExecutionToFlow",
+  "stageDependencyEdge",
+  "applyDependencyToChild",
+  "cancelExecution",
+  "changePriority",
+  "replayExecution",
+  "revokeLease",
+  "createBudget",
+  "resetBudget",
+  "createQuotaPolicy",
+  "getBudgetStatus",
+  "reportUsageAdmin",
+  "getExecutionResult",
+  "listPendingWaitpoints",
+  "ping",
+  "claimForWorker",
+  "prepare",
+  "shutdownPrepare",
+  "cancelFlowHeader",
+  "ackCancelMember",
+  "readExecutionInfo",
+  "readExecutionState"
+] as const satisfies ReadonlyArray<Exclude<keyof EngineBackend.Service, "backendLabel">>

@@ -1,0 +1,126 @@
+/**
+ * The opaque handle bytes (model.md §7, v2 layout): magic 0x02, wire version
+ * 0x01, a backend tag byte, then little-endian integers and u32-length UTF-8
+ * strings. No trailing bytes.
+ */
+import { Either } from "effect"
+import { checkExecutionId, isCanonicalUuid } from "../Ids.js"
+import type { AttemptId, AttemptIndex, ExecutionId, LaneId, LeaseEpoch, LeaseId, WorkerInstanceId } from "../Ids.js"
+import type { BackendTag, Handle, HandleKind, HandlePayload } from "../Model.js"
+
+const TAG_BYTE: Record<BackendTag, number> = { valkey: 0x01, postgres: 0x02, memory: 0x03 }
+const BYTE_TAG: Record<number, BackendTag> = { 0x01: "valkey", 0x02: "postgres", 0x03: "memory" }
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder("utf-8", { fatal: true })
+
+export const encodePayload = (backend: BackendTag, p: HandlePayload): Uint8Array => {
+  const strings = [p.executionId, p.attemptId, p.leaseId, p.laneId, p.workerInstanceId].map((s) => encoder.encode(s))
+  const size = 3 + strings.reduce((n, s) => n + 4 + s.length, 0) + 4 + 8 + 8
+  const out = new Uint8Array(size)
+  const view = new DataView(out.buffer)
+  out[0] = 0x02
+  out[1] = 0x01
+  out[2] = TAG_BYTE[backend]
+  let at = 3
+  const str = (bytes: Uint8Array) => {
+    view.setUint32(at, bytes.length, true)
+    out.set(bytes, at + 4)
+    at += 4 + bytes.length
+  }
+  str(strings[0]!)
+  view.setUint32(at, p.attemptIndex, true)
+  at += 4
+  str(strings[1]!)
+  str(strings[2]!)
+  view.setBigUint64(at, BigInt(p.leaseEpoch), true)
+  at += 8
+  view.setBigUint64(at, BigInt(p.leaseTtlMs), true)
+  at += 8
+  str(strings[3]!)
+  str(strings[4]!)
+  return out
+}
+
+export const makeHandle = (backend: BackendTag, kind: HandleKind, payload: HandlePayload): Handle => ({
+  backend,
+  kind,
+  opaque: encodePayload(backend, payload)
+})
+
+export type DecodeError =
+  | { readonly _tag: "OtherBackend"; readonly actual: string; readonly embedded: boolean }
+  | { readonly _tag: "Corrupt"; readonly detail: string }
+
+class Reader {
+  at = 3
+  readonly view: DataView
+  constructor(readonly bytes: Uint8Array) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  }
+  need(n: number): void {
+    if (this.at + n > this.bytes.length) throw new Error("truncated")
+  }
+  u32(): number {
+    this.need(4)
+    const v = this.view.getUint32(this.at, true)
+    this.at += 4
+    return v
+  }
+  u64(): number {
+    this.need(8)
+    const v = this.view.getBigUint64(this.at, true)
+    this.at += 8
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error("u64 out of range")
+    return Number(v)
+  }
+  str(): string {
+    const n = this.u32()
+    this.need(n)
+    const s = decoder.decode(this.bytes.subarray(this.at, this.at + n))
+    this.at += n
+    return s
+  }
+}
+
+/** Decodes a handle addressed to `expected`, checking the tag first. */
+export const decodeHandle = (expected: BackendTag, handle: Handle): Either.Either<HandlePayload, DecodeError> => {
+  if (handle.backend !== expected) return Either.left({ _tag: "OtherBackend", actual: handle.backend, embedded: false })
+  const bytes = handle.opaque
+  if (!(bytes instanceof Uint8Array) || bytes.length < 3) return Either.left({ _tag: "Corrupt", detail: "truncated" })
+  if (bytes[0] !== 0x02) return Either.left({ _tag: "Corrupt", detail: `bad magic ${bytes[0]}` })
+  if (bytes[1] !== 0x01) return Either.left({ _tag: "Corrupt", detail: `bad wire version ${bytes[1]}` })
+  const embedded = BYTE_TAG[bytes[2]!]
+  if (embedded === undefined) return Either.left({ _tag: "Corrupt", detail: `bad backend tag ${bytes[2]}` })
+  if (embedded !== expected) return Either.left({ _tag: "OtherBackend", actual: embedded, embedded: true })
+  try {
+    const r = new Reader(bytes)
+    const executionId = r.str()
+    const attemptIndex = r.u32()
+    const attemptId = r.str()
+    const leaseId = r.str()
+    const leaseEpoch = r.u64()
+    const leaseTtlMs = r.u64()
+    const laneId = r.str()
+    const workerInstanceId = r.str()
+    if (r.at !== bytes.length) return Either.left({ _tag: "Corrupt", detail: "trailing bytes" })
+    if (checkExecutionId(executionId) !== undefined) {
+      return Either.left({ _tag: "Corrupt", detail: `bad execution id ${JSON.stringify(executionId)}` })
+    }
+    if (!isCanonicalUuid(attemptId) || !isCanonicalUuid(leaseId)) {
+      return Either.left({ _tag: "Corrupt", detail: "bad attempt or lease id" })
+    }
+    return Either.right({
+      executionId: executionId as ExecutionId,
+      attemptIndex: attemptIndex as AttemptIndex,
+      attemptId: attemptId as AttemptId,
+      leaseId: leaseId as LeaseId,
+      leaseEpoch: leaseEpoch as LeaseEpoch,
+      leaseTtlMs,
+      laneId: laneId as LaneId,
+      workerInstanceId: workerInstanceId as WorkerInstanceId
+    })
+  } catch (e) {
+    return Either.left({ _tag: "Corrupt", detail: e instanceof Error ? e.message : String(e) })
+  }
+}

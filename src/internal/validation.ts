@@ -1,0 +1,312 @@
+/**
+ * Checks of caller input that every backend shares, so that bad input gets
+ * the same `Validation` error everywhere and nothing is written.
+ */
+import { Either, ParseResult, Schema } from "effect"
+import { invalidInput, validation, type ValidationError, type ValidationKind } from "../EngineError.js"
+import { ExecutionPolicy } from "../Model.js"
+import type { CompositeBody, ResumeCondition, SuspendArgs } from "../Model.js"
+
+type Policy = typeof ExecutionPolicy.Type
+
+/** Largest execution input or completion result, in bytes. */
+export const MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+/** Largest stream frame and signal payload, in bytes. */
+export const MAX_FRAME_BYTES = 65_536
+export const MAX_SIGNAL_PAYLOAD_BYTES = 65_536
+export const MAX_CAPABILITY_TOKENS = 256
+export const MAX_CAPABILITY_CSV_BYTES = 4096
+export const MAX_WAITPOINT_KEY_BYTES = 256
+export const MAX_COMPOSITE_DEPTH = 4
+export const TIMEOUT_SKEW_TOLERANCE_MS = 600_000
+export const PRIORITY_MIN = 0
+export const PRIORITY_MAX = 9000
+
+export const clampPriority = (p: number): number => Math.min(PRIORITY_MAX, Math.max(PRIORITY_MIN, Math.trunc(p)))
+
+const formatIssue = (error: ParseResult.ParseError): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)
+    .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
+    .join("; ")
+
+/**
+ * Builds a value of `schema` from caller input: constructor defaults are
+ * applied and the result is validated; a failure is a `Validation` error.
+ */
+export const construct = <F extends Schema.Struct.Fields>(
+  op: string,
+  schema: Schema.Struct<F>,
+  input: unknown,
+  kind: ValidationKind = "InvalidInput"
+): Either.Either<Schema.Struct.Type<F>, ValidationError> => {
+  if (typeof input !== "object" || input === null) return Either.left(validation(kind, `${op}: expected an object`))
+  try {
+    return Either.right(schema.make(input as Schema.Struct.Constructor<F>) as Schema.Struct.Type<F>)
+  } catch (e) {
+    return Either.left(validation(kind, `${op}: ${ParseResult.isParseError(e) ? formatIssue(e) : String(e)}`))
+  }
+}
+
+/** Validates a value already in its typed form. */
+export const check = <A, I>(
+  op: string,
+  schema: Schema.Schema<A, I>,
+  input: unknown,
+  kind: ValidationKind = "InvalidInput"
+): Either.Either<A, ValidationError> =>
+  Either.mapLeft(Schema.validateEither(schema)(input), (e) => validation(kind, `${op}: ${formatIssue(e)}`))
+
+// ---------------------------------------------------------------------------
+// Capabilities (model.md §8.2)
+// ---------------------------------------------------------------------------
+
+/** Sorted, de-duplicated tokens, or the bound they break. */
+export const checkCapabilities = (
+  side: "worker" | "required",
+  tokens: unknown
+): Either.Either<ReadonlyArray<string>, ValidationError> => {
+  const fail = (reason: string) => Either.left(validation("InvalidCapabilities", `${side}:${reason}`))
+  if (!Array.isArray(tokens)) return fail("not_array")
+  if (tokens.length > MAX_CAPABILITY_TOKENS) return fail("too_many_tokens")
+  for (const t of tokens) {
+    if (typeof t !== "string") return fail("non_string_token")
+    if (t.length === 0) return fail("empty_token")
+    if (t.includes(",")) return fail("comma_in_token")
+    for (let i = 0; i < t.length; i++) {
+      const c = t.charCodeAt(i)
+      if (c <= 0x20 || c === 0x7f) return fail("control_or_whitespace")
+    }
+  }
+  const sorted = [...new Set(tokens as ReadonlyArray<string>)].sort()
+  if (Buffer.byteLength(sorted.join(","), "utf8") > MAX_CAPABILITY_CSV_BYTES) return fail("too_many_bytes")
+  return Either.right(sorted)
+}
+
+/** Case-sensitive subset test; returns the missing tokens (sorted). */
+export const missingCapabilities = (
+  required: ReadonlyArray<string>,
+  worker: ReadonlyArray<string>
+): ReadonlyArray<string> => {
+  if (required.length === 0) return required
+  const have = new Set(worker)
+  return required.filter((t) => !have.has(t))
+}
+
+// ---------------------------------------------------------------------------
+// Execution policy (model.md §14)
+// ---------------------------------------------------------------------------
+
+export interface ParsedPolicy {
+  readonly policy: Policy | undefined
+  readonly requiredCapabilities: ReadonlyArray<string>
+}
+
+const decodePolicyJson = Schema.decodeUnknownEither(ExecutionPolicy)
+const validatePolicy = Schema.validateEither(ExecutionPolicy)
+
+export const parsePolicy = (input: Policy | string | undefined): Either.Either<ParsedPolicy, ValidationError> => {
+  let policy: Policy | undefined
+  if (input === undefined) {
+    policy = undefined
+  } else if (typeof input === "string") {
+    if (input.trim() === "") {
+      policy = undefined
+    } else {
+      let json: unknown
+      try {
+        json = JSON.parse(input)
+      } catch {
+        return Either.left(validation("InvalidPolicyJson", "malformed"))
+      }
+      if (typeof json !== "object" || json === null || Array.isArray(json)) {
+        return Either.left(validation("InvalidPolicyJson", "malformed"))
+      }
+      const routing = (json as Record<string, unknown>)["routing_requirements"]
+      if (routing !== undefined && (typeof routing !== "object" || routing === null || Array.isArray(routing))) {
+        return Either.left(validation("InvalidPolicyJson", "routing_requirements:not_object"))
+      }
+      const caps = (routing as Record<string, unknown> | undefined)?.["required_capabilities"]
+      if (caps !== undefined) {
+        const checked = checkCapabilities("required", caps)
+        if (Either.isLeft(checked)) return Either.left(checked.left)
+      }
+      const decoded = decodePolicyJson(json, { onExcessProperty: "ignore" })
+      if (Either.isLeft(decoded)) return Either.left(validation("InvalidPolicyJson", formatIssue(decoded.left)))
+      policy = decoded.right
+    }
+  } else {
+    const routing = (input as { routingRequirements?: unknown }).routingRequirements
+    if (routing !== undefined && (typeof routing !== "object" || routing === null || Array.isArray(routing))) {
+      return Either.left(validation("InvalidPolicyJson", "routing_requirements:not_object"))
+    }
+    const caps = (routing as { requiredCapabilities?: unknown } | undefined)?.requiredCapabilities
+    if (caps !== undefined) {
+      const checked = checkCapabilities("required", caps)
+      if (Either.isLeft(checked)) return Either.left(checked.left)
+    }
+    const validated = validatePolicy(input)
+    if (Either.isLeft(validated)) return Either.left(validation("InvalidPolicyJson", formatIssue(validated.left)))
+    policy = validated.right
+  }
+  const caps = policy?.routingRequirements?.requiredCapabilities ?? []
+  return Either.map(checkCapabilities("required", caps), (requiredCapabilities) => ({ policy, requiredCapabilities }))
+}
+
+/** Backoff delay for the retry numbered `retryCount` (model.md §14). */
+export const backoffDelayMs = (policy: Policy | undefined, retryCount: number): number => {
+  const backoff = policy?.retryPolicy?.backoff
+  if (backoff === undefined) return Math.min(1000 * Math.pow(2, retryCount), 60_000)
+  if (backoff.type === "fixed") return backoff.delayMs
+  return Math.min(Math.floor(backoff.initialDelayMs * Math.pow(backoff.multiplier, retryCount)), backoff.maxDelayMs)
+}
+
+// ---------------------------------------------------------------------------
+// Tags, frames, waitpoint keys
+// ---------------------------------------------------------------------------
+
+const TAG_KEY = /^[a-z][a-z0-9_]*\.[^.]/
+
+export const checkTags = (tags: Readonly<Record<string, string>>): ValidationError | undefined => {
+  for (const key of Object.keys(tags)) {
+    if (!TAG_KEY.test(key)) return validation("InvalidTagKey", key)
+  }
+  return undefined
+}
+
+const FRAME_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/
+
+export const checkFrameType = (frameType: string): ValidationError | undefined =>
+  frameType === "" || FRAME_TYPE.test(frameType) ? undefined : validation("InvalidFrameType", frameType)
+
+export const checkWaitpointKey = (key: string, allowEmpty: boolean): ValidationError | undefined => {
+  if (key.length === 0) return allowEmpty ? undefined : validation("InvalidWaitpointKey", "empty waitpoint key")
+  if (Buffer.byteLength(key, "utf8") > MAX_WAITPOINT_KEY_BYTES) {
+    return validation("InvalidWaitpointKey", `waitpoint key longer than ${MAX_WAITPOINT_KEY_BYTES} bytes`)
+  }
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i)
+    if (c < 0x20 || c === 0x7f) return validation("InvalidWaitpointKey", "control character in waitpoint key")
+  }
+  return undefined
+}
+
+// ---------------------------------------------------------------------------
+// Suspend arguments (operations.md §5.1 step 2, model.md §11.4)
+// ---------------------------------------------------------------------------
+
+/** Every waitpoint key a condition refers to. */
+export const conditionKeys = (c: ResumeCondition, out: Set<string> = new Set()): Set<string> => {
+  switch (c._tag) {
+    case "Single":
+      out.add(c.waitpointKey)
+      break
+    case "Composite":
+      if (c.body._tag === "AllOf") for (const m of c.body.members) conditionKeys(m, out)
+      else for (const k of c.body.waitpoints) out.add(k)
+      break
+  }
+  return out
+}
+
+const hasEmptySignalName = (c: ResumeCondition): boolean => {
+  switch (c._tag) {
+    case "Single":
+      return c.matcher._tag === "ByName" && c.matcher.name === ""
+    case "Composite":
+      return c.body._tag === "AllOf" ?
+        c.body.members.some(hasEmptySignalName) :
+        c.body.matcher?._tag === "ByName" && c.body.matcher.name === ""
+    default:
+      return false
+  }
+}
+
+const checkComposite = (body: CompositeBody, path: string, depth: number): string | undefined => {
+  if (depth > MAX_COMPOSITE_DEPTH) return `depth ${depth} exceeds cap ${MAX_COMPOSITE_DEPTH} at path ${path}`
+  if (body._tag === "AllOf") {
+    if (body.members.length === 0) return `allof_empty_members at path ${path}`
+    for (let i = 0; i < body.members.length; i++) {
+      const m = body.members[i]!
+      if (m._tag === "Composite") {
+        const sub = path === "<root>" ? `members[${i}]` : `${path}.members[${i}]`
+        const err = checkComposite(m.body, sub, depth + 1)
+        if (err !== undefined) return err
+      }
+    }
+    return undefined
+  }
+  if (body.n === 0) return `count_n_zero at path ${path}`
+  if (body.waitpoints.length === 0) return `count_waitpoints_empty at path ${path}`
+  if (body.countKind === "DistinctWaitpoints" && body.n > body.waitpoints.length) {
+    return `count_exceeds_waitpoint_set: n=${body.n} > waitpoints.len()=${body.waitpoints.length} at path ${path}`
+  }
+  return undefined
+}
+
+export const checkSuspendArgs = (args: SuspendArgs, now: number): ValidationError | undefined => {
+  const [primary, ...extras] = args.waitpoints
+  if (primary === undefined) return invalidInput("waitpoints_empty")
+  const cond = args.resumeCondition
+  if (primary._tag === "Fresh" && cond._tag === "Single" && primary.waitpointKey !== cond.waitpointKey) {
+    return invalidInput("waitpoint_key_mismatch")
+  }
+  if (extras.length > 0) {
+    if (primary._tag === "UsePending") return invalidInput("use_pending_with_extras_unsupported")
+    for (let i = 0; i < extras.length; i++) {
+      const b = extras[i]!
+      if (b._tag !== "Fresh") return invalidInput(`additional_waitpoint_binding_must_be_fresh at waitpoints[${i + 1}]`)
+      if (b.waitpointKey === "") return invalidInput(`additional_waitpoint_binding_empty_key at waitpoints[${i + 1}]`)
+    }
+    const bound = new Set(args.waitpoints.map((b) => (b._tag === "Fresh" ? b.waitpointKey : "")))
+    const referenced = conditionKeys(cond)
+    for (const k of referenced) if (!bound.has(k)) return invalidInput(`referenced_waitpoint_key_missing_binding: ${k}`)
+    for (const k of bound) if (!referenced.has(k)) return invalidInput(`extra_binding_not_referenced_by_condition: ${k}`)
+  }
+  if (cond._tag === "TimeoutOnly" && args.timeoutAt === undefined) return invalidInput("timeout_only_without_deadline")
+  if (hasEmptySignalName(cond)) return invalidInput("resume_condition: empty signal name (use Wildcard instead)")
+  if (args.timeoutAt !== undefined && args.timeoutAt + TIMEOUT_SKEW_TOLERANCE_MS < now) {
+    return invalidInput("timeout_at_in_past")
+  }
+  if (cond._tag === "Composite") {
+    const err = checkComposite(cond.body, "<root>", 1)
+    if (err !== undefined) return invalidInput(err)
+  }
+  for (const b of args.waitpoints) {
+    if (b._tag === "Fresh") {
+      const err = checkWaitpointKey(b.waitpointKey, true)
+      if (err !== undefined) return err
+    }
+  }
+  return undefined
+}
+
+// ---------------------------------------------------------------------------
+// HMAC keystore administration (operations.md §12.1–§12.2)
+// ---------------------------------------------------------------------------
+
+export const checkKid = (kid: string): ValidationError | undefined =>
+  kid.length === 0 || kid.includes(":") ? validation("InvalidKid", kid) : undefined
+
+export const checkSecretHex = (hex: string): ValidationError | undefined =>
+  hex.length === 0 || hex.length % 2 !== 0 || !/^[0-9a-fA-F]+$/.test(hex) ? validation("InvalidSecretHex") : undefined
+
+export const checkGraceMs = (grace: number): ValidationError | undefined =>
+  Number.isInteger(grace) && grace >= 0 && grace <= Number.MAX_SAFE_INTEGER ? undefined : validation("InvalidGraceMs")
+
+// ---------------------------------------------------------------------------
+// Stream cursors (model.md §12.4)
+// ---------------------------------------------------------------------------
+
+const STREAM_ID = /^[0-9]+(-[0-9]+)?$/
+
+export const checkStreamId = (id: string): ValidationError | undefined => {
+  if (id.length === 0) return invalidInput("stream cursor: empty")
+  if (id === "-" || id === "+") return invalidInput("stream cursor: bare marker rejected")
+  return STREAM_ID.test(id) ? undefined : invalidInput(`stream cursor: malformed '${id}'`)
+}
+
+/** `"<ms>"` or `"<ms>-<seq>"` as a comparable pair. */
+export const parseStreamId = (id: string): readonly [number, number] => {
+  const dash = id.indexOf("-")
+  return dash < 0 ? [Number(id), 0] : [Number(id.slice(0, dash)), Number(id.slice(dash + 1))]
+}
