@@ -1,0 +1,500 @@
+/**
+ * The edge every backend shares. A backend implements `BackendCore` over
+ * decoded, validated arguments; `makeEngineBackend` turns it into the public
+ * `EngineBackend.Service`: it decodes handles, validates caller input (bad
+ * input fails with `Validation` before the core runs, so nothing is written),
+ * and runs the cancellation wait of `cancelFlow`.
+ */
+import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
+import { cancelFlowWaitDeadline, waitForFlowCancellationWith } from "../CancelFlow.js"
+import type { EngineBackend } from "../EngineBackend.js"
+import {
+  conflict,
+  corruption,
+  type EngineError,
+  invalidInput,
+  state,
+  validation,
+  type ValidationError,
+  type ValidationKind
+} from "../EngineError.js"
+import {
+  type BudgetId,
+  BudgetId as BudgetIdSchema,
+  type ExecutionId,
+  ExecutionId as ExecutionIdSchema,
+  executionPartition,
+  type FlowId,
+  FlowId as FlowIdSchema,
+  flowPartition,
+  parsePartitionKey,
+  partitionKeyErrorMessage
+} from "../Ids.js"
+import * as M from "../Model.js"
+import { decodeHandle } from "./handleCodec.js"
+import * as V from "./validation.js"
+
+/** A handle after intake: the caller's value and its decoded payload. */
+export interface HandleRef {
+  readonly handle: M.Handle
+  readonly payload: M.HandlePayload
+}
+
+type Fx<A> = Effect.Effect<A, EngineError>
+
+/** `createExecution` after validation: the policy is parsed, capabilities sorted. */
+export interface CreateExecutionCore extends Omit<M.CreateExecutionArgs, "policy" | "priority"> {
+  readonly priority: number
+  readonly policy: M.ExecutionPolicy | undefined
+  /** The policy as stored: its snake_case JSON text, `""` when absent. */
+  readonly policyJson: string
+  readonly requiredCapabilities: ReadonlyArray<string>
+}
+
+/**
+ * What a backend implements: the same operations as `EngineBackend.Service`,
+ * over validated arguments (defaults applied, handles decoded).
+ */
+export interface BackendCore {
+  readonly label: M.BackendTag
+  readonly claim: (args: M.ClaimArgs) => Fx<Option.Option<M.Handle>>
+  readonly renew: (h: HandleRef) => Fx<M.LeaseRenewal>
+  readonly progress: (h: HandleRef, percent: number | undefined, message: string | undefined) => Fx<void>
+  readonly appendFrame: (h: HandleRef, frame: M.Frame) => Fx<M.AppendFrameOutcome>
+  readonly complete: (h: HandleRef, payload: Uint8Array | undefined) => Fx<void>
+  readonly fail: (h: HandleRef, reason: M.FailureReason, classification: M.FailureClass) => Fx<M.FailOutcome>
+  readonly cancel: (h: HandleRef, reason: string) => Fx<void>
+  readonly suspend: (h: HandleRef, args: M.SuspendArgs) => Fx<M.SuspendOutcome>
+  readonly createWaitpoint: (h: HandleRef, waitpointKey: string, expiresInMs: number) => Fx<M.PendingWaitpoint>
+  readonly observeSignals: (h: HandleRef) => Fx<ReadonlyArray<M.ResumeSignal>>
+  readonly claimFromReclaim: (token: M.ReclaimToken) => Fx<Option.Option<M.Handle>>
+  readonly delay: (h: HandleRef, delayUntil: number) => Fx<void>
+  readonly waitChildren: (h: HandleRef) => Fx<void>
+  readonly claimForWorker: (args: M.ClaimForWorkerArgs) => Fx<M.ClaimForWorkerOutcome>
+  readonly describeExecution: (id: ExecutionId) => Fx<Option.Option<M.ExecutionSnapshot>>
+  readonly describeFlow: (id: FlowId) => Fx<Option.Option<M.FlowSnapshot>>
+  readonly listEdges: (args: M.ListEdgesArgs) => Fx<ReadonlyArray<M.EdgeSnapshot>>
+  readonly describeEdge: (args: M.DescribeEdgeArgs) => Fx<Option.Option<M.EdgeSnapshot>>
+  readonly resolveExecutionFlowId: (id: ExecutionId) => Fx<Option.Option<FlowId>>
+  readonly getExecutionResult: (id: ExecutionId) => Fx<Option.Option<Uint8Array>>
+  /** `limit` is already clamped to 1..1000. */
+  readonly listPendingWaitpoints: (
+    args: M.ListPendingWaitpointsArgs & { readonly limit: number }
+  ) => Fx<M.ListPendingWaitpointsResult>
+  readonly readExecutionInfo: (id: ExecutionId) => Fx<Option.Option<M.ExecutionInfo>>
+  readonly readExecutionState: (id: ExecutionId) => Fx<Option.Option<M.PublicState>>
+  /** Listings receive the partition index; `limit` is ≥ 1 (a zero limit never reaches the core). */
+  readonly listFlows: (partition: number, cursor: FlowId | undefined, limit: number) => Fx<M.ListFlowsPage>
+  readonly listLanes: (cursor: M.ListLanesArgs["cursor"], limit: number) => Fx<M.ListLanesPage>
+  readonly listSuspended: (partition: number, cursor: ExecutionId | undefined, limit: number) => Fx<M.ListSuspendedPage>
+  readonly listExecutions: (
+    partition: number,
+    cursor: ExecutionId | undefined,
+    limit: number
+  ) => Fx<M.ListExecutionsPage>
+  readonly deliverSignal: (args: M.DeliverSignalArgs) => Fx<M.DeliverSignalResult>
+  readonly claimResumedExecution: (args: M.ClaimResumedExecutionArgs) => Fx<M.ClaimResumedExecutionResult>
+  readonly createExecution: (args: CreateExecutionCore) => Fx<M.CreateExecutionResult>
+  readonly createFlow: (args: M.CreateFlowArgs) => Fx<M.CreateFlowResult>
+  readonly addExecutionToFlow: (args: M.AddExecutionToFlowArgs) => Fx<M.AddExecutionToFlowResult>
+  readonly stageDependencyEdge: (args: M.StageDependencyEdgeArgs) => Fx<M.StageDependencyEdgeResult>
+  readonly applyDependencyToChild: (args: M.ApplyDependencyToChildArgs) => Fx<M.ApplyDependencyToChildResult>
+  readonly setEdgeGroupPolicy: (args: M.SetEdgeGroupPolicyArgs) => Fx<M.SetEdgeGroupPolicyResult>
+  readonly cancelExecution: (args: M.CancelExecutionArgs) => Fx<M.CancelExecutionResult>
+  readonly changePriority: (args: M.ChangePriorityArgs) => Fx<M.ChangePriorityResult>
+  readonly replayExecution: (id: ExecutionId) => Fx<M.ReplayExecutionResult>
+  readonly revokeLease: (args: M.RevokeLeaseArgs) => Fx<M.RevokeLeaseResult>
+  /** The atomic header plus the member cascade; the wait is done by the boundary. */
+  readonly cancelFlow: (args: { readonly flowId: FlowId; readonly policy: M.CancelFlowPolicy; readonly reason: string }) => Fx<M.CancelFlowResult>
+  readonly cancelFlowHeader: (args: M.CancelFlowHeaderArgs) => Fx<M.CancelFlowHeader>
+  readonly ackCancelMember: (args: M.AckCancelMemberArgs) => Fx<void>
+  /** `h` is decoded but, as upstream, the lease is not validated (D-19). */
+  readonly reportUsage: (h: HandleRef, budgetId: BudgetId, dimensions: M.UsageDimensions) => Fx<M.ReportUsageResult>
+  readonly reportUsageAdmin: (args: M.ReportUsageAdminArgs) => Fx<M.ReportUsageResult>
+  readonly createBudget: (args: M.CreateBudgetArgs) => Fx<M.CreateBudgetResult>
+  readonly resetBudget: (id: BudgetId) => Fx<M.ResetBudgetResult>
+  readonly getBudgetStatus: (id: BudgetId) => Fx<M.BudgetStatus>
+  readonly createQuotaPolicy: (args: M.CreateQuotaPolicyArgs) => Fx<M.CreateQuotaPolicyResult>
+  readonly readStream: (args: M.ReadStreamArgs) => Fx<M.StreamFrames>
+  readonly tailStream: (args: M.TailStreamArgs) => Fx<M.StreamFrames>
+  readonly readSummary: (args: M.StreamRef) => Fx<Option.Option<M.SummaryDocument>>
+  readonly rotateWaitpointHmacSecretAll: (args: M.RotateWaitpointHmacSecretAllArgs) => Fx<EngineBackend.RotateResult>
+  readonly seedWaitpointHmacSecret: (args: M.SeedWaitpointHmacSecretArgs) => Fx<M.SeedOutcome>
+  readonly ping: () => Fx<void>
+  readonly prepare: () => Fx<M.PrepareOutcome>
+  readonly shutdownPrepare: (grace: Duration.Duration) => Fx<void>
+}
+
+const fromEither = <A>(e: Either.Either<A, ValidationError>): Fx<A> =>
+  Either.isRight(e) ? Effect.succeed(e.right) : Effect.fail(e.left)
+
+const failWith = (e: ValidationError | undefined): Fx<void> => (e === undefined ? Effect.void : Effect.fail(e))
+
+const validId = <A, I>(op: string, field: string, schema: Schema.Schema<A, I>, value: unknown): Fx<A> =>
+  fromEither(V.check(`${op}: ${field}`, schema, value))
+
+const fpPartition = (op: string, key: string): Fx<number> => {
+  const parsed = parsePartitionKey(key)
+  if (Either.isLeft(parsed)) return Effect.fail(invalidInput(`${op}: partition: ${partitionKeyErrorMessage(parsed.left)}`))
+  if (parsed.right.family !== "Flow") {
+    return Effect.fail(invalidInput(`${op}: partition: expected a flow partition {fp:N}, got ${key}`))
+  }
+  return Effect.succeed(parsed.right.index)
+}
+
+const checkCounts = (op: string, countLimit: number, prefix: string): Fx<void> =>
+  !Number.isInteger(countLimit) || countLimit < 1 ?
+    Effect.fail(invalidInput(`${prefix}count_limit must be >= 1`)) :
+    countLimit > M.STREAM_READ_HARD_CAP ?
+    Effect.fail(invalidInput(
+      prefix === "" ? "count_limit_exceeds_hard_cap" : `${prefix}count_limit exceeds STREAM_READ_HARD_CAP (10000)`
+    )) :
+    Effect.void
+
+const checkCursor = (c: M.StreamCursor): Fx<void> => (c._tag === "At" ? failWith(V.checkStreamId(c.id)) : Effect.void)
+
+/**
+ * Wraps a core into the public service.
+ */
+export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
+  const label = core.label
+
+  const intake = (handle: M.Handle): Fx<HandleRef> => {
+    if (typeof handle !== "object" || handle === null || !(handle.opaque instanceof Uint8Array)) {
+      return Effect.fail(corruption("handle_codec: not a handle"))
+    }
+    const decoded = decodeHandle(label, handle)
+    if (Either.isRight(decoded)) return Effect.succeed({ handle, payload: decoded.right })
+    const err = decoded.left
+    return Effect.fail(
+      err._tag === "OtherBackend" ?
+        validation(
+          "HandleFromOtherBackend",
+          `expected=${label} actual=${err.actual}${err.embedded ? " (embedded tag)" : ""}`
+        ) :
+        corruption(`handle_codec: ${err.detail}`)
+    )
+  }
+
+  const make = <F extends Schema.Struct.Fields>(
+    op: string,
+    schema: Schema.Struct<F>,
+    input: unknown,
+    kind?: ValidationKind
+  ) => fromEither(V.construct(op, schema, input, kind))
+
+  const byExecutionId = <A>(op: string, f: (id: ExecutionId) => Fx<A>) => (id: ExecutionId) =>
+    Effect.flatMap(validId(op, "executionId", ExecutionIdSchema, id), f)
+
+  const service: EngineBackend.Service = {
+    backendLabel: label,
+
+    claim: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("claim", M.ClaimArgs, args)
+        const tokens = yield* fromEither(V.checkCapabilities("worker", a.capabilities.tokens))
+        return yield* core.claim({ ...a, capabilities: { tokens } })
+      }),
+
+    renew: (handle) => Effect.flatMap(intake(handle), core.renew),
+
+    progress: (handle, args) =>
+      Effect.gen(function*() {
+        const h = yield* intake(handle)
+        if (args.percent !== undefined && (!Number.isInteger(args.percent) || args.percent < 0 || args.percent > 100)) {
+          return yield* invalidInput("progress: percent must be an integer in 0..100")
+        }
+        return yield* core.progress(h, args.percent, args.message)
+      }),
+
+    appendFrame: (handle, frame) =>
+      Effect.gen(function*() {
+        const h = yield* intake(handle)
+        if (frame?.bytes instanceof Uint8Array && frame.bytes.length > V.MAX_FRAME_BYTES) {
+          return yield* validation("RetentionLimitExceeded", `frame of ${frame.bytes.length} bytes > ${V.MAX_FRAME_BYTES}`)
+        }
+        const f = yield* make("append_frame", M.Frame, frame)
+        yield* failWith(V.checkFrameType(f.frameType))
+        return yield* core.appendFrame(h, f)
+      }),
+
+    complete: (handle, args) =>
+      Effect.gen(function*() {
+        const h = yield* intake(handle)
+        const payload = args?.payload
+        if (payload !== undefined && !(payload instanceof Uint8Array)) {
+          return yield* invalidInput("complete: payload must be bytes")
+        }
+        if (payload !== undefined && payload.length > V.MAX_PAYLOAD_BYTES) {
+          return yield* validation("PayloadTooLarge", `complete: ${payload.length} bytes > ${V.MAX_PAYLOAD_BYTES}`)
+        }
+        return yield* core.complete(h, payload)
+      }),
+
+    fail: (handle, args) =>
+      Effect.gen(function*() {
+        const h = yield* intake(handle)
+        const reason = yield* fromEither(V.check("fail: reason", M.FailureReason, args.reason))
+        const cls = yield* fromEither(V.check("fail: classification", M.FailureClass, args.classification))
+        return yield* core.fail(h, reason, cls)
+      }),
+
+    cancel: (handle, args) =>
+      Effect.gen(function*() {
+        const h = yield* intake(handle)
+        if (typeof args.reason !== "string") return yield* invalidInput("cancel: reason must be a string")
+        return yield* core.cancel(h, args.reason)
+      }),
+
+    suspend: (handle, input) =>
+      Effect.gen(function*() {
+        if (handle?.kind === "suspended") return yield* state("AlreadySuspended")
+        const args = yield* make("suspend", M.SuspendArgs, input)
+        const now = args.now ?? (yield* Clock.currentTimeMillis)
+        yield* failWith(V.checkSuspendArgs(args, now))
+        const h = yield* intake(handle)
+        return yield* core.suspend(h, args)
+      }),
+
+    createWaitpoint: (handle, args) =>
+      Effect.gen(function*() {
+        const h = yield* intake(handle)
+        const a = yield* make("create_waitpoint", M.CreateWaitpointArgs, args)
+        yield* failWith(V.checkWaitpointKey(a.waitpointKey, false))
+        const ms = Duration.toMillis(a.expiresIn)
+        if (!Number.isFinite(ms) || ms < 0) return yield* invalidInput("create_waitpoint: expiresIn must be finite")
+        return yield* core.createWaitpoint(h, a.waitpointKey, Math.floor(ms))
+      }),
+
+    observeSignals: (handle) => Effect.flatMap(intake(handle), core.observeSignals),
+
+    claimFromReclaim: (token) => Effect.flatMap(make("claim_from_reclaim", M.ReclaimToken, token), core.claimFromReclaim),
+
+    delay: (handle, args) =>
+      Effect.gen(function*() {
+        const h = yield* intake(handle)
+        if (!Number.isSafeInteger(args.delayUntil)) return yield* invalidInput("delay: delayUntil must be an integer")
+        return yield* core.delay(h, args.delayUntil)
+      }),
+
+    waitChildren: (handle) => Effect.flatMap(intake(handle), core.waitChildren),
+
+    claimForWorker: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("claim_for_worker", M.ClaimForWorkerArgs, args)
+        const workerCapabilities = yield* fromEither(V.checkCapabilities("worker", a.workerCapabilities))
+        return yield* core.claimForWorker({ ...a, workerCapabilities })
+      }),
+
+    describeExecution: byExecutionId("describe_execution", core.describeExecution),
+    describeFlow: (id) => Effect.flatMap(validId("describe_flow", "flowId", FlowIdSchema, id), core.describeFlow),
+    listEdges: (args) => Effect.flatMap(make("list_edges", M.ListEdgesArgs, args), core.listEdges),
+    describeEdge: (args) => Effect.flatMap(make("describe_edge", M.DescribeEdgeArgs, args), core.describeEdge),
+    resolveExecutionFlowId: byExecutionId("resolve_execution_flow_id", core.resolveExecutionFlowId),
+    getExecutionResult: byExecutionId("get_execution_result", core.getExecutionResult),
+    listPendingWaitpoints: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("list_pending_waitpoints", M.ListPendingWaitpointsArgs, args)
+        const limit = Math.min(1000, Math.max(1, a.limit ?? 100))
+        return yield* core.listPendingWaitpoints({ ...a, limit })
+      }),
+    readExecutionInfo: byExecutionId("read_execution_info", core.readExecutionInfo),
+    readExecutionState: byExecutionId("read_execution_state", core.readExecutionState),
+
+    listFlows: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("list_flows", M.ListFlowsArgs, args)
+        const p = yield* fpPartition("list_flows", a.partition)
+        return a.limit === 0 ? { flows: [] } : yield* core.listFlows(p, a.cursor, a.limit)
+      }),
+    listLanes: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("list_lanes", M.ListLanesArgs, args)
+        return a.limit === 0 ? { lanes: [] } : yield* core.listLanes(a.cursor, a.limit)
+      }),
+    listSuspended: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("list_suspended", M.ListSuspendedArgs, args)
+        const p = yield* fpPartition("list_suspended", a.partition)
+        return a.limit === 0 ? { entries: [] } : yield* core.listSuspended(p, a.cursor, a.limit)
+      }),
+    listExecutions: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("list_executions", M.ListExecutionsArgs, args)
+        const p = yield* fpPartition("list_executions", a.partition)
+        return a.limit === 0 ? { executions: [] } : yield* core.listExecutions(p, a.cursor, Math.min(a.limit, 1000))
+      }),
+
+    deliverSignal: (args) =>
+      Effect.gen(function*() {
+        const payload = args?.payload
+        if (payload instanceof Uint8Array && payload.length > V.MAX_SIGNAL_PAYLOAD_BYTES) {
+          return yield* validation("PayloadTooLarge", `signal payload of ${payload.length} bytes > 65536`)
+        }
+        const a = yield* make("deliver_signal", M.DeliverSignalArgs, args)
+        return yield* core.deliverSignal(a)
+      }),
+
+    claimResumedExecution: (args) =>
+      Effect.flatMap(make("claim_resumed_execution", M.ClaimResumedExecutionArgs, args), core.claimResumedExecution),
+
+    createExecution: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("create_execution", M.CreateExecutionArgs, args)
+        if (a.inputPayload.length > V.MAX_PAYLOAD_BYTES) {
+          return yield* validation("PayloadTooLarge", `input payload of ${a.inputPayload.length} bytes > ${V.MAX_PAYLOAD_BYTES}`)
+        }
+        yield* failWith(V.checkTags(a.tags))
+        const parsed = yield* fromEither(V.parsePolicy(a.policy))
+        const policyJson = parsed.policy === undefined ? "" : JSON.stringify(encodePolicy(parsed.policy))
+        const priority = V.clampPriority(a.priority !== 0 ? a.priority : parsed.policy?.priority ?? 0)
+        const delayUntil = a.delayUntil ?? parsed.policy?.delayUntil
+        return yield* core.createExecution({
+          ...a,
+          ...(delayUntil === undefined ? {} : { delayUntil }),
+          priority,
+          policy: parsed.policy,
+          policyJson,
+          requiredCapabilities: parsed.requiredCapabilities
+        })
+      }),
+
+    createFlow: (args) => Effect.flatMap(make("create_flow", M.CreateFlowArgs, args), core.createFlow),
+
+    addExecutionToFlow: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("add_execution_to_flow", M.AddExecutionToFlowArgs, args)
+        const ep = executionPartition(a.executionId)
+        const fp = flowPartition(a.flowId)
+        if (ep !== fp) {
+          return yield* invalidInput(
+            `add_execution_to_flow: execution_id's partition ${ep} != flow_id's partition ${fp}. ` +
+              "Mint the execution id with Ids.executionIdForFlow(flowId)."
+          )
+        }
+        return yield* core.addExecutionToFlow(a)
+      }),
+
+    stageDependencyEdge: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("stage_dependency_edge", M.StageDependencyEdgeArgs, args)
+        if (a.upstreamExecutionId === a.downstreamExecutionId) return yield* conflict("SelfReferencingEdge")
+        return yield* core.stageDependencyEdge(a)
+      }),
+
+    applyDependencyToChild: (args) =>
+      Effect.flatMap(make("apply_dependency_to_child", M.ApplyDependencyToChildArgs, args), core.applyDependencyToChild),
+
+    setEdgeGroupPolicy: (args) =>
+      Effect.gen(function*() {
+        const policy = (args as { policy?: { _tag?: unknown; k?: unknown; onSatisfied?: unknown } } | undefined)?.policy
+        const tag = policy?._tag
+        if (tag !== "all_of" && tag !== "any_of" && tag !== "quorum") {
+          return yield* invalidInput("unknown EdgeDependencyPolicy variant")
+        }
+        if (tag === "quorum") {
+          const k = policy?.k
+          if (typeof k !== "number" || !Number.isInteger(k) || k < 1) return yield* invalidInput("quorum k must be >= 1")
+          if (k > 2_147_483_647) return yield* invalidInput("quorum k exceeds supported maximum")
+        }
+        if (tag !== "all_of" && policy?.onSatisfied !== "cancel_remaining" && policy?.onSatisfied !== "let_run") {
+          return yield* invalidInput("on_satisfied required for any_of/quorum: cancel_remaining | let_run")
+        }
+        const a = yield* make("set_edge_group_policy", M.SetEdgeGroupPolicyArgs, args)
+        return yield* core.setEdgeGroupPolicy(a)
+      }),
+
+    cancelExecution: (args) => Effect.flatMap(make("cancel_execution", M.CancelExecutionArgs, args), core.cancelExecution),
+    changePriority: (args) => Effect.flatMap(make("change_priority", M.ChangePriorityArgs, args), core.changePriority),
+    replayExecution: byExecutionId("replay_execution", core.replayExecution),
+    revokeLease: (args) => Effect.flatMap(make("revoke_lease", M.RevokeLeaseArgs, args), core.revokeLease),
+
+    cancelFlow: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("cancel_flow", M.CancelFlowArgs, args)
+        const result = yield* core.cancelFlow({ flowId: a.flowId, policy: a.policy, reason: a.reason })
+        const deadline = cancelFlowWaitDeadline(a.wait)
+        if (Option.isSome(deadline)) yield* waitForFlowCancellationWith(service, a.flowId, deadline.value)
+        return result
+      }),
+    cancelFlowHeader: (args) => Effect.flatMap(make("cancel_flow_header", M.CancelFlowHeaderArgs, args), core.cancelFlowHeader),
+    ackCancelMember: (args) => Effect.flatMap(make("ack_cancel_member", M.AckCancelMemberArgs, args), core.ackCancelMember),
+
+    reportUsage: (handle, args) =>
+      Effect.gen(function*() {
+        const h = yield* intake(handle)
+        const budgetId = yield* validId("report_usage", "budgetId", BudgetIdSchema, args.budgetId)
+        const dimensions = yield* make("report_usage", M.UsageDimensions, args.dimensions)
+        return yield* core.reportUsage(h, budgetId, dimensions)
+      }),
+    reportUsageAdmin: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("report_usage_admin", M.ReportUsageAdminArgs, args)
+        if (a.dimensions.length !== a.deltas.length) {
+          return yield* invalidInput("report_usage_admin: dimensions and deltas differ in length")
+        }
+        return yield* core.reportUsageAdmin(a)
+      }),
+    createBudget: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("create_budget", M.CreateBudgetArgs, args, "InvalidBudgetScope")
+        if (a.dimensions.length !== a.hardLimits.length || a.dimensions.length !== a.softLimits.length) {
+          return yield* invalidInput("create_budget: dimensions, hard_limits and soft_limits differ in length")
+        }
+        if (a.dimensions.some((d) => d.length === 0)) return yield* invalidInput("create_budget: empty dimension name")
+        return yield* core.createBudget(a)
+      }),
+    resetBudget: (id) => Effect.flatMap(validId("reset_budget", "budgetId", BudgetIdSchema, id), core.resetBudget),
+    getBudgetStatus: (id) => Effect.flatMap(validId("get_budget_status", "budgetId", BudgetIdSchema, id), core.getBudgetStatus),
+    createQuotaPolicy: (args) =>
+      Effect.flatMap(make("create_quota_policy", M.CreateQuotaPolicyArgs, args, "InvalidQuotaSpec"), core.createQuotaPolicy),
+
+    readStream: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("read_stream", M.ReadStreamArgs, args)
+        yield* checkCounts("read_stream", a.countLimit, "")
+        yield* checkCursor(a.from)
+        yield* checkCursor(a.to)
+        return yield* core.readStream(a)
+      }),
+    tailStream: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("tail_stream", M.TailStreamArgs, args)
+        if (a.after._tag !== "At") return yield* invalidInput("tail_stream: the after cursor must be concrete (At)")
+        yield* checkCursor(a.after)
+        yield* checkCounts("tail_stream", a.countLimit, "xread_block: ")
+        return yield* core.tailStream(a)
+      }),
+    readSummary: (args) => Effect.flatMap(make("read_summary", M.StreamRef, args), core.readSummary),
+
+    rotateWaitpointHmacSecretAll: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("rotate_waitpoint_hmac_secret_all", M.RotateWaitpointHmacSecretAllArgs, args)
+        yield* failWith(V.checkKid(a.newKid))
+        yield* failWith(V.checkSecretHex(a.newSecretHex))
+        yield* failWith(V.checkGraceMs(a.graceMs))
+        return yield* core.rotateWaitpointHmacSecretAll({ ...a, newSecretHex: a.newSecretHex.toLowerCase() })
+      }),
+    seedWaitpointHmacSecret: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("seed_waitpoint_hmac_secret", M.SeedWaitpointHmacSecretArgs, args)
+        if (!/^[0-9a-fA-F]{64}$/.test(a.secretHex)) {
+          return yield* invalidInput("secret_hex must be 64 hex characters (256-bit secret)")
+        }
+        if (a.kid.length === 0) return yield* invalidInput("kid must be non-empty")
+        yield* failWith(V.checkKid(a.kid))
+        return yield* core.seedWaitpointHmacSecret({ ...a, secretHex: a.secretHex.toLowerCase() })
+      }),
+
+    ping: () => core.ping(),
+    prepare: () => core.prepare(),
+    shutdownPrepare: (grace) => core.shutdownPrepare(Duration.decode(grace))
+  }
+  return service
+}
+
+const encodePolicyEither = Schema.encodeEither(M.ExecutionPolicy)
+
+/** The snake_case JSON object of a validated policy. */
+export const encodePolicy = (policy: M.ExecutionPolicy): M.ExecutionPolicyJson =>
+  Either.getOrThrow(encodePolicyEither(policy))
