@@ -1,0 +1,178 @@
+/**
+ * The in-memory engine: the reference semantics every backend is held to,
+ * the layer tests swap in, and the embedded default of the demo. A real
+ * engine — every operation, every error, every maintenance pass — with time
+ * from Effect's `Clock`, so `TestClock` drives leases, delays and timeouts.
+ *
+ * @since 0.1.0
+ */
+import type { Duration } from "effect"
+import { Clock, Context, Deferred, Effect, Either, Layer } from "effect"
+import { EngineBackend } from "./EngineBackend.js"
+import type { EngineError } from "./EngineError.js"
+import * as Ids from "./Ids.js"
+import { DEFAULT_BATCH_SIZE, Maintenance, type PassName, type PassOptions, type PassResult } from "./Maintenance.js"
+import type * as M from "./Model.js"
+import { type BackendCore, makeEngineBackend } from "./internal/boundary.js"
+import { MemoryEngine, type PassCount } from "./internal/memory/engine.js"
+
+/**
+ * @since 0.1.0
+ */
+export interface MemoryBackendOptions {
+  /** Seeds the waitpoint HMAC keystore at start (`seedWaitpointHmacSecret`). */
+  readonly hmacSecret?: { readonly kid: string; readonly secretHex: string } | undefined
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface MemoryBackend {
+  readonly backend: EngineBackend.Service
+  readonly maintenance: Maintenance.Service
+}
+
+type Step<A> = (now: number) => Either.Either<A, EngineError>
+
+const step = <A>(f: Step<A>): Effect.Effect<A, EngineError> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.suspend(() => f(now)))
+
+/**
+ * Builds an engine and returns its service values without providing tags
+ * (several engines can live in one program).
+ *
+ * @since 0.1.0
+ */
+export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBackend, EngineError> =>
+  Effect.gen(function*() {
+    const engine = new MemoryEngine("memory")
+    const waiters = new Map<string, Deferred.Deferred<void>>()
+    engine.onAppend = (key) => {
+      const d = waiters.get(key)
+      if (d !== undefined) {
+        waiters.delete(key)
+        Deferred.unsafeDone(d, Effect.void)
+      }
+    }
+    const nextAppend = (key: string) =>
+      Effect.map(Effect.fiberId, (fiberId) => {
+        let d = waiters.get(key)
+        if (d === undefined) {
+          d = Deferred.unsafeMake<void>(fiberId)
+          waiters.set(key, d)
+        }
+        return d
+      })
+
+    const withLease = <A>(f: (ids: { leaseId: Ids.LeaseId; attemptId: Ids.AttemptId }) => Step<A>) =>
+      Effect.flatMap(
+        Effect.all({ leaseId: Ids.newLeaseId, attemptId: Ids.newAttemptId }),
+        (ids) => step(f(ids))
+      )
+
+    const core: BackendCore = {
+      label: "memory",
+      claim: (args) => withLease((ids) => (now) => engine.claim(now, args, ids)),
+      renew: (h) => step((now) => engine.renew(now, h)),
+      progress: (h, percent, message) => step((now) => engine.progress(now, h, percent, message)),
+      appendFrame: (h, frame) => step((now) => engine.appendFrame(now, h, frame)),
+      complete: (h, payload) => step((now) => engine.complete(now, h, payload)),
+      fail: (h, reason, cls) => step((now) => engine.fail(now, h, reason, cls)),
+      cancel: (h, reason) => step((now) => engine.cancel(now, h, reason)),
+      suspend: (h, args) => step((now) => engine.suspend(now, h, args)),
+      createWaitpoint: (h, key, expiresInMs) =>
+        Effect.flatMap(Ids.newWaitpointId, (id) => step((now) => engine.createWaitpoint(now, h, key, expiresInMs, id))),
+      observeSignals: (h) => step((now) => engine.observeSignals(now, h)),
+      claimFromReclaim: (token) =>
+        Effect.flatMap(Ids.newLeaseId, (leaseId) => step((now) => engine.claimFromReclaim(now, token, leaseId))),
+      delay: (h, delayUntil) => step((now) => engine.delay(now, h, delayUntil)),
+      waitChildren: (h) => step((now) => engine.waitChildren(now, h)),
+      claimForWorker: (args) => Effect.flatMap(Ids.randomUuid, (key) => step((now) => engine.claimForWorker(now, args, key))),
+      describeExecution: (id) => step((now) => engine.describeExecution(now, id)),
+      describeFlow: (id) => step((now) => engine.describeFlow(now, id)),
+      listEdges: (args) => step((now) => engine.listEdges(now, args)),
+      describeEdge: (args) => step((now) => engine.describeEdge(now, args)),
+      resolveExecutionFlowId: (id) => step((now) => engine.resolveExecutionFlowId(now, id)),
+      getExecutionResult: (id) => step((now) => engine.getExecutionResult(now, id)),
+      listPendingWaitpoints: (args) => step((now) => engine.listPendingWaitpoints(now, args)),
+      readExecutionInfo: (id) => step((now) => engine.readExecutionInfo(now, id)),
+      readExecutionState: (id) => step((now) => engine.readExecutionState(now, id)),
+      listFlows: (p, cursor, limit) => step((now) => engine.listFlows(now, p, cursor, limit)),
+      listLanes: (cursor, limit) => step((now) => engine.listLanes(now, cursor, limit)),
+      listSuspended: (p, cursor, limit) => step((now) => engine.listSuspended(now, p, cursor, limit)),
+      listExecutions: (p, cursor, limit) => step((now) => engine.listExecutions(now, p, cursor, limit)),
+      deliverSignal: (args) => step((now) => engine.deliverSignal(now, args)),
+      claimResumedExecution: (args) => step((now) => engine.claimResumedExecution(now, args)),
+      createExecution: (args) => step((now) => engine.createExecution(now, args)),
+      createFlow: (args) => step((now) => engine.createFlow(now, args)),
+      addExecutionToFlow: (args) => step((now) => engine.addExecutionToFlow(now, args)),
+      stageDependencyEdge: (args) => step((now) => engine.stageDependencyEdge(now, args)),
+      applyDependencyToChild: (args) => step((now) => engine.applyDependencyToChild(now, args)),
+      setEdgeGroupPolicy: (args) => step((now) => engine.setEdgeGroupPolicy(now, args)),
+      cancelExecution: (args) => step((now) => engine.cancelExecution(now, args)),
+      changePriority: (args) => step((now) => engine.changePriority(now, args)),
+      replayExecution: (id) => step((now) => engine.replayExecution(now, id)),
+      revokeLease: (args) => step((now) => engine.revokeLease(now, args)),
+      cancelFlow: (args) => step((now) => engine.cancelFlow(now, args)),
+      cancelFlowHeader: (args) => step((now) => engine.cancelFlowHeader(now, args)),
+      ackCancelMember: (args) => step((now) => engine.ackCancelMember(now, args)),
+      reportUsage: (_h, budgetId, dims) => step((now) => engine.reportUsage(now, budgetId, dims)),
+      reportUsageAdmin: (args) => step((now) => engine.reportUsageAdmin(now, args)),
+      createBudget: (args) => step((now) => engine.createBudget(now, args)),
+      resetBudget: (id) => step((now) => engine.resetBudget(now, id)),
+      getBudgetStatus: (id) => step((now) => engine.getBudgetStatus(now, id)),
+      createQuotaPolicy: (args) => step((now) => engine.createQuotaPolicy(now, args)),
+      readStream: (args) => step((now) => engine.readStream(now, args)),
+      tailStream: (args) =>
+        Effect.gen(function*() {
+          const key = engine.streamKeyOf(args.executionId, args.attemptIndex)
+          const first = engine.tailOnce(yield* Clock.currentTimeMillis, args)
+          if (first.frames.length > 0 || args.blockMs === 0 || first.closedAt !== undefined) return first
+          const appended = yield* nextAppend(key)
+          yield* Deferred.await(appended).pipe(Effect.timeoutOption(args.blockMs))
+          return engine.tailOnce(yield* Clock.currentTimeMillis, args)
+        }),
+      readSummary: (args) => step((now) => engine.readSummary(now, args)),
+      rotateWaitpointHmacSecretAll: (args) => step((now) => engine.rotate(now, args)),
+      seedWaitpointHmacSecret: (args) => step((now) => engine.seed(now, args)),
+      ping: () => Effect.void,
+      prepare: () => Effect.succeed<M.PrepareOutcome>({ _tag: "NoOp" }),
+      shutdownPrepare: (_grace: Duration.Duration) => Effect.void
+    }
+
+    const backend = makeEngineBackend(core)
+
+    const pass = (name: PassName, run: (now: number, batch: number) => Either.Either<PassCount, EngineError>) =>
+    (options?: PassOptions): Effect.Effect<PassResult, EngineError> =>
+      Effect.map(
+        step((now) => run(now, options?.batchSize ?? DEFAULT_BATCH_SIZE)),
+        (r) => ({ pass: name, processed: r.processed, more: r.more })
+      )
+
+    const maintenance: Maintenance.Service = {
+      expireLeases: pass("expireLeases", (now, n) => engine.expireLeases(now, n)),
+      promoteDelayed: pass("promoteDelayed", (now, n) => engine.promoteDelayed(now, n)),
+      expireAttempts: pass("expireAttempts", (now, n) => engine.expireAttempts(now, n)),
+      expireExecutions: pass("expireExecutions", (now, n) => engine.expireExecutions(now, n)),
+      expireSuspensions: pass("expireSuspensions", (now, n) => engine.expireSuspensions(now, n)),
+      expirePendingWaitpoints: pass("expirePendingWaitpoints", (now, n) => engine.expirePendingWaitpoints(now, n)),
+      reconcileDependencies: pass("reconcileDependencies", (now, n) => engine.reconcileDependencies(now, n)),
+      drainCancelBacklog: pass("drainCancelBacklog", (now, n) => engine.drainCancelBacklog(now, n)),
+      resetBudgets: pass("resetBudgets", (now, n) => engine.resetBudgets(now, n))
+    }
+
+    if (options.hmacSecret !== undefined) yield* backend.seedWaitpointHmacSecret(options.hmacSecret)
+    return { backend, maintenance }
+  })
+
+/**
+ * Provides `EngineBackend` and `Maintenance` from a fresh in-memory engine.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: MemoryBackendOptions = {}): Layer.Layer<EngineBackend | Maintenance, EngineError> =>
+  Layer.effectContext(
+    Effect.map(make(options), ({ backend, maintenance }) =>
+      Context.make(EngineBackend, backend).pipe(Context.add(Maintenance, maintenance)))
+  )

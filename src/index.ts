@@ -1,0 +1,12 @@
+/**
+ * flowfabric-effect: a durable-execution engine backend for Effect.
+ *
+ * @since 0.1.0
+ */
+export * as CancelFlow from "./CancelFlow.js"
+export * as EngineBackend from "./EngineBackend.js"
+export * as EngineError from "./EngineError.js"
+export * as Ids from "./Ids.js"
+export * as Maintenance from "./Maintenance.js"
+export * as MemoryBackend from "./MemoryBackend.js"
+export * as Model from "./Model.js"
