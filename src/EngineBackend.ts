@@ -58,6 +58,8 @@ export declare namespace EngineBackend {
     readonly describeEdge: (args: M.DescribeEdgeArgs) => Effect.Effect<Option.Option<M.EdgeSnapshot>, EngineError>
     readonly resolveExecutionFlowId: (id: ExecutionId) => Effect.Effect<Option.Option<FlowId>, EngineError>
     readonly getExecutionResult: (id: ExecutionId) => Effect.Effect<Option.Option<Uint8Array>, EngineError>
+    /** The kind and input payload of an execution (after data passing from upstream edges). */
+    readonly getExecutionInput: (id: ExecutionId) => Effect.Effect<Option.Option<M.ExecutionInput>, EngineError>
     readonly listPendingWaitpoints: (
       args: M.ListPendingWaitpointsArgs
     ) => Effect.Effect<M.ListPendingWaitpointsResult, EngineError>
@@ -150,7 +152,8 @@ export declare namespace EngineBackend {
 export class EngineBackend extends Context.Tag("flowfabric/EngineBackend")<EngineBackend, EngineBackend.Service>() {}
 
 /**
- * The names of the 56 effectful operations (plus `backendLabel`, 57 in all).
+ * The names of the effectful operations: the 56 of operations.md plus `getExecutionInput`
+ * (`backendLabel` is a value).
  *
  * @since 0.1.0
  */
@@ -202,6 +205,7 @@ export const operationNames = [
   "getBudgetStatus",
   "reportUsageAdmin",
   "getExecutionResult",
+  "getExecutionInput",
   "listPendingWaitpoints",
   "ping",
   "claimForWorker",

@@ -847,6 +847,22 @@ export const ExecutionSnapshot = Schema.Struct({
 /** @since 0.1.0 */
 export type ExecutionSnapshot = typeof ExecutionSnapshot.Type
 
+/**
+ * What a worker needs to run an execution: its kind and input payload.
+ *
+ * @since 0.1.0
+ */
+export const ExecutionInput = Schema.Struct({
+  executionId: ExecutionId,
+  executionKind: Schema.String,
+  laneId: LaneId,
+  namespace: Namespace,
+  payload: Schema.Uint8ArrayFromSelf,
+  payloadEncoding: Schema.optional(Schema.String)
+})
+/** @since 0.1.0 */
+export type ExecutionInput = typeof ExecutionInput.Type
+
 /** @since 0.1.0 */
 export const ExecutionInfo = Schema.Struct({
   executionId: ExecutionId,

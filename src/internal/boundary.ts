@@ -77,6 +77,8 @@ export interface BackendCore {
   readonly describeEdge: (args: M.DescribeEdgeArgs) => Fx<Option.Option<M.EdgeSnapshot>>
   readonly resolveExecutionFlowId: (id: ExecutionId) => Fx<Option.Option<FlowId>>
   readonly getExecutionResult: (id: ExecutionId) => Fx<Option.Option<Uint8Array>>
+  /** `None` when the execution does not exist. */
+  readonly getExecutionInput: (id: ExecutionId) => Fx<Option.Option<M.ExecutionInput>>
   /** `limit` is already clamped to 1..1000. */
   readonly listPendingWaitpoints: (
     args: M.ListPendingWaitpointsArgs & { readonly limit: number }
@@ -292,6 +294,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     describeEdge: (args) => Effect.flatMap(make("describe_edge", M.DescribeEdgeArgs, args), core.describeEdge),
     resolveExecutionFlowId: byExecutionId("resolve_execution_flow_id", core.resolveExecutionFlowId),
     getExecutionResult: byExecutionId("get_execution_result", core.getExecutionResult),
+    getExecutionInput: byExecutionId("get_execution_input", core.getExecutionInput),
     listPendingWaitpoints: (args) =>
       Effect.gen(function*() {
         const a = yield* make("list_pending_waitpoints", M.ListPendingWaitpointsArgs, args)

@@ -1683,6 +1683,19 @@ export class MemoryEngine {
     )
   }
 
+  getExecutionInput(_now: number, id: Ids.ExecutionId): R<Option.Option<M.ExecutionInput>> {
+    const e = this.executions.get(id)
+    if (e === undefined) return ok(Option.none())
+    return ok(Option.some({
+      executionId: e.id,
+      executionKind: e.kind,
+      laneId: e.laneId,
+      namespace: e.namespace,
+      payload: e.payload,
+      ...(e.payloadEncoding === undefined ? {} : { payloadEncoding: e.payloadEncoding })
+    }))
+  }
+
   resolveExecutionFlowId(_now: number, id: Ids.ExecutionId): R<Option.Option<Ids.FlowId>> {
     return ok(Option.fromNullable(this.executions.get(id)?.flowId))
   }

@@ -1,0 +1,317 @@
+-- ===========================================================================
+-- helpers.lua: keys, numbers, hashes, the state vector, replies
+-- ===========================================================================
+local C = redis.call
+
+FF.NO_TIMEOUT = 9999999999999
+FF.PRIORITY_MAX = 9000
+FF.WORK_LIMIT = 500          -- dependency edges resolved in one call before the rest is deferred
+FF.fn = {}                   -- registered operations, by name
+
+-- integers as decimal strings (tostring gives 1.7e+15 for big doubles)
+function FF.s(n) return string.format("%.0f", n) end
+function FF.num(v, d)
+  local n = tonumber(v)
+  if n == nil then return d or 0 end
+  return n
+end
+function FF.str(v)
+  if v == nil or v == cjson.null then return "" end
+  if type(v) == "number" then return FF.s(v) end
+  return tostring(v)
+end
+function FF.now(arg)
+  if arg ~= nil and arg ~= "" then return tonumber(arg) end
+  local t = C("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- --- keys ------------------------------------------------------------------
+local K = {}
+FF.K = K
+function K.core(B, e) return B .. ":e:" .. e end
+function K.ex(B, e, s) return B .. ":e:" .. e .. ":" .. s end
+function K.att(B, e, i) return B .. ":e:" .. e .. ":a:" .. FF.str(i) end
+function K.stream(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) end
+function K.smeta(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":meta" end
+function K.ssum(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":sum" end
+function K.lane(B, l, kind) return B .. ":l:" .. l .. ":" .. kind end
+function K.idx(B, name) return B .. ":i:" .. name end
+function K.flow(B, f) return B .. ":f:" .. f end
+function K.fx(B, f, s) return B .. ":f:" .. f .. ":" .. s end
+function K.wp(B, w) return B .. ":w:" .. w end
+function K.wpx(B, w, s) return B .. ":w:" .. w .. ":" .. s end
+function K.sig(B, s) return B .. ":s:" .. s end
+function K.hmac(B) return B .. ":hmac" end
+
+-- --- per call state ----------------------------------------------------------
+function FF.begin()
+  FF.wake = {}
+  FF.woke = false
+  FF.queue = {}
+  FF.work = 0
+end
+
+function FF.add_wake(lane, priority)
+  local score = -FF.num(priority)
+  local cur = FF.wake[lane]
+  if cur == nil or score < cur then FF.wake[lane] = score end
+  FF.woke = true
+end
+
+function FF.wake_json()
+  if not FF.woke then return "" end
+  local t = {}
+  for lane, score in pairs(FF.wake) do t[lane] = FF.s(score) end
+  return cjson.encode(t)
+end
+
+function FF.ok(status, ...)
+  local r = { 1, status, FF.wake_json() }
+  local extra = { ... }
+  for i = 1, select("#", ...) do r[#r + 1] = FF.str(extra[i]) end
+  return r
+end
+
+function FF.err(code, ...)
+  local r = { 0, code }
+  local extra = { ... }
+  for i = 1, select("#", ...) do r[#r + 1] = FF.str(extra[i]) end
+  return r
+end
+
+function FF.is_err(r) return type(r) == "table" and r[1] == 0 end
+
+-- --- hashes --------------------------------------------------------------------
+function FF.hmap(key)
+  local r = C("HGETALL", key)
+  if #r == 0 then return nil end
+  local m = {}
+  for i = 1, #r, 2 do m[r[i]] = r[i + 1] end
+  return m
+end
+
+function FF.hset(key, t)
+  if #t > 0 then C("HSET", key, unpack(t)) end
+end
+
+function FF.decode(s)
+  if s == nil or s == false or s == "" then return nil end
+  local ok, v = pcall(cjson.decode, s)
+  if ok and type(v) == "table" then return v end
+  return nil
+end
+
+function FF.args(s)
+  local a = FF.decode(s)
+  if a == nil then return {} end
+  return a
+end
+
+-- JSON array text of a Lua sequence ("[]" when empty: cjson would write {})
+function FF.jarr(t)
+  if #t == 0 then return "[]" end
+  return cjson.encode(t)
+end
+
+function FF.split(csv)
+  local out = {}
+  if csv == nil or csv == "" then return out end
+  for tok in string.gmatch(csv, "[^,]+") do out[#out + 1] = tok end
+  return out
+end
+
+-- --- policies ----------------------------------------------------------------------
+function FF.policy(B, e)
+  local p = FF.decode(C("GET", K.ex(B, e, "policy")))
+  if p == nil then return {} end
+  return p
+end
+
+function FF.pscore(priority, created_at)
+  return -(FF.num(priority) * 1000000000000) + FF.num(created_at)
+end
+
+-- --- the state vector ------------------------------------------------------------------
+function FF.public(phase, elig, outcome)
+  if phase == "terminal" then
+    if outcome == "success" then return "completed" end
+    if outcome == "none" or outcome == "" or outcome == nil then return "failed" end
+    return outcome
+  elseif phase == "suspended" then return "suspended"
+  elseif phase == "active" then return "active"
+  elseif phase == "runnable" then
+    if elig == "not_eligible_until_time" then return "delayed" end
+    if elig == "blocked_by_dependencies" then return "waiting_children" end
+    if elig == "blocked_by_budget" or elig == "blocked_by_quota" then return "rate_limited" end
+    return "waiting"
+  end
+  return "waiting"
+end
+
+-- Writes all seven dimensions and public_state together (plus `extra` field pairs).
+function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra)
+  local pub = FF.public(phase, elig, outcome)
+  local t = {
+    "lifecycle_phase", phase, "ownership_state", own, "eligibility_state", elig,
+    "blocking_reason", reason, "blocking_detail", detail, "terminal_outcome", outcome,
+    "attempt_state", astate, "public_state", pub,
+    "last_transition_at", FF.s(now), "last_mutation_at", FF.s(now)
+  }
+  if extra then
+    for i = 1, #extra do t[#t + 1] = extra[i] end
+  end
+  C("HSET", K.core(B, e), unpack(t))
+  for i = 1, #t, 2 do c[t[i]] = t[i + 1] end
+end
+
+FF.LEASE_CLEAR = {
+  "current_lease_id", "", "current_worker_id", "", "current_worker_instance_id", "",
+  "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", "",
+  "lease_renewal_deadline", ""
+}
+
+function FF.with(base, more)
+  local t = {}
+  for i = 1, #base do t[#t + 1] = base[i] end
+  if more then for i = 1, #more do t[#t + 1] = more[i] end end
+  return t
+end
+
+function FF.not_active(c)
+  return FF.err("execution_not_active", c.terminal_outcome or "", c.current_lease_epoch or "",
+    c.lifecycle_phase or "", c.current_attempt_id or "")
+end
+
+-- --- indexes -------------------------------------------------------------------------
+-- Removes the execution from every scheduling and timer index of its lane and partition.
+function FF.unindex(B, e, c)
+  local lane = c.lane_id
+  for _, kind in ipairs({ "eligible", "reclaim", "delayed", "active", "suspended", "blocked" }) do
+    C("ZREM", K.lane(B, lane, kind), e)
+  end
+  C("ZREM", K.idx(B, "lease_expiry"), e)
+  C("ZREM", K.idx(B, "attempt_timeout"), e)
+  C("ZREM", K.idx(B, "susp_timeout"), e)
+end
+
+function FF.make_eligible(B, e, c)
+  C("ZADD", K.lane(B, c.lane_id, "eligible"), FF.s(FF.pscore(c.priority, c.created_at)), e)
+  FF.add_wake(c.lane_id, c.priority)
+end
+
+function FF.caps_ok(required_csv, worker)
+  if required_csv == nil or required_csv == "" then return true, "" end
+  local missing = {}
+  for _, tok in ipairs(FF.split(required_csv)) do
+    if not worker[tok] then missing[#missing + 1] = tok end
+  end
+  if #missing == 0 then return true, "" end
+  table.sort(missing)
+  return false, table.concat(missing, ",")
+end
+
+function FF.caps_set(list)
+  local set = {}
+  if type(list) == "table" then
+    for _, t in ipairs(list) do set[t] = true end
+  end
+  return set
+end
+
+-- --- attempts and streams ------------------------------------------------------------------
+function FF.close_stream(B, e, idx, reason, now)
+  if idx == nil or idx == "" then return end
+  local mk = K.smeta(B, e, idx)
+  local closed = C("HGET", mk, "closed_at")
+  if closed == false then return end
+  if closed == "" then
+    C("HSET", mk, "closed_at", FF.s(now), "closed_reason", reason)
+  end
+end
+
+-- Ends the current attempt (if it is still open) and closes its stream.
+function FF.end_attempt(B, e, c, astate, failure_reason, category, close_reason, now)
+  local idx = c.current_attempt_index
+  if idx == nil or idx == "" then return end
+  local ak = K.att(B, e, idx)
+  local st = C("HGET", ak, "attempt_state")
+  if st == "started" or st == "suspended" then
+    local t = { "attempt_state", astate, "ended_at", FF.s(now) }
+    if failure_reason ~= nil then t[#t + 1] = "failure_reason"; t[#t + 1] = failure_reason end
+    if category ~= nil then t[#t + 1] = "failure_category"; t[#t + 1] = category end
+    C("HSET", ak, unpack(t))
+  end
+  FF.close_stream(B, e, idx, close_reason, now)
+end
+
+function FF.suspend_attempt(B, e, c, suspension_id, now)
+  local idx = c.current_attempt_index
+  if idx == nil or idx == "" then return end
+  C("HSET", K.att(B, e, idx), "attempt_state", "suspended", "suspended_at", FF.s(now), "suspension_id", suspension_id)
+end
+
+-- Releases the lease record and its indexes (the core fields are cleared by the caller's state write).
+function FF.drop_lease(B, e, c)
+  C("DEL", K.ex(B, e, "lease"))
+  C("ZREM", K.idx(B, "lease_expiry"), e)
+  C("ZREM", K.lane(B, c.lane_id, "active"), e)
+  C("ZREM", K.lane(B, c.lane_id, "reclaim"), e)
+  C("ZREM", K.idx(B, "attempt_timeout"), e)
+end
+
+-- --- the lease ladder (model.md §6.3) ---------------------------------------------------------
+-- opts.mark: mark an expired lease (write) ; opts.attempt: compare the attempt id ;
+-- opts.index: compare the attempt index ; opts.revoked_at: a set lease_revoked_at counts as revoked
+function FF.ladder(B, e, c, now, f, opts)
+  if c.lifecycle_phase ~= "active" then return FF.not_active(c) end
+  if c.ownership_state == "lease_revoked" or (opts.revoked_at and (c.lease_revoked_at or "") ~= "") then
+    return FF.err("lease_revoked")
+  end
+  if c.ownership_state == "lease_expired_reclaimable" then return FF.err("lease_expired") end
+  if FF.num(c.lease_expires_at) <= now then
+    if opts.mark then
+      FF.mark_expired(B, e, c, now)
+      return FF.err("lease_expired", "marked")
+    end
+    return FF.err("lease_expired")
+  end
+  if opts.index and FF.str(f.attempt_index) ~= (c.current_attempt_index or "") then return FF.err("stale_lease") end
+  if f.lease_id ~= c.current_lease_id or FF.str(f.lease_epoch) ~= c.current_lease_epoch then
+    return FF.err("stale_lease")
+  end
+  if opts.attempt and f.attempt_id ~= c.current_attempt_id then return FF.err("stale_lease") end
+  return nil
+end
+
+-- T12: the lease elapsed. The execution stays active and becomes a reclaim candidate.
+function FF.mark_expired(B, e, c, now)
+  if c.ownership_state ~= "leased" then return end
+  FF.state(B, e, c, "active", "lease_expired_reclaimable", "not_applicable", "waiting_for_worker",
+    "lease expired, awaiting reclaim", "none", "attempt_interrupted", now, { "lease_expired_at", FF.s(now) })
+  FF.close_stream(B, e, c.current_attempt_index, "lease_expired", now)
+  C("DEL", K.ex(B, e, "lease"))
+  C("ZREM", K.idx(B, "lease_expiry"), e)
+  C("ZREM", K.lane(B, c.lane_id, "active"), e)
+  C("ZADD", K.lane(B, c.lane_id, "reclaim"), FF.s(FF.pscore(c.priority, c.created_at)), e)
+  FF.add_wake(c.lane_id, c.priority)
+end
+
+-- Marks up to `limit` leases of the partition whose expiry is due. Returns the count and whether more remain.
+function FF.expire_due_leases(B, now, limit)
+  local due = C("ZRANGEBYSCORE", K.idx(B, "lease_expiry"), "-inf", FF.s(now), "LIMIT", 0, limit + 1)
+  local n = 0
+  for i = 1, math.min(#due, limit) do
+    local e = due[i]
+    local c = FF.hmap(K.core(B, e))
+    if c == nil or c.lifecycle_phase ~= "active" or c.ownership_state ~= "leased" then
+      C("ZREM", K.idx(B, "lease_expiry"), e)
+    elseif FF.num(c.lease_expires_at) <= now then
+      FF.mark_expired(B, e, c, now)
+      n = n + 1
+    else
+      C("ZADD", K.idx(B, "lease_expiry"), c.lease_expires_at, e)
+    end
+  end
+  return n, #due > limit
+end
