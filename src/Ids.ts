@@ -72,22 +72,22 @@ const formatUuid = (bytes: ArrayLike<number>): string => {
  * @since 0.1.0
  */
 export const randomUuid: Effect.Effect<string> = Effect.randomWith((random) =>
-  Effect.map(
-    Effect.all([
-      random.nextIntBetween(0, 0x100000000),
-      random.nextIntBetween(0, 0x100000000),
-      random.nextIntBetween(0, 0x100000000),
-      random.nextIntBetween(0, 0x100000000)
-    ]),
-    (words) => {
-      const bytes = new Uint8Array(16)
-      for (let i = 0; i < 4; i++) {
-        const w = words[i]!
-        bytes[4 * i] = (w >>> 24) & 0xff
-        bytes[4 * i + 1] = (w >>> 16) & 0xff
-        bytes[4 * i + 2] = (w >>> 8) & 0xff
-        bytes[4 * i + 3] = w & 0xff
+  Effect.zipWith(
+    Effect.zip(random.next, random.next),
+    random.next,
+    ([a, b], c) => {
+      // Three 53-bit draws give the 122 random bits of a v4 UUID.
+      const bytes = new Array<number>(16)
+      const fill = (x: number, from: number, count: number) => {
+        let v = Math.floor(x * 2 ** 48)
+        for (let i = 0; i < count; i++) {
+          bytes[from + i] = v & 0xff
+          v = Math.floor(v / 256)
+        }
       }
+      fill(a, 0, 6)
+      fill(b, 6, 6)
+      fill(c, 12, 4)
       bytes[6] = (bytes[6]! & 0x0f) | 0x40
       bytes[8] = (bytes[8]! & 0x3f) | 0x80
       return formatUuid(bytes)
@@ -280,9 +280,17 @@ export const defaultPartitionConfig: PartitionConfig = {
 export const flowPartition = (flowId: FlowId, config: PartitionConfig = defaultPartitionConfig): number =>
   crc16(uuidBytes(flowId)) % config.numFlowPartitions
 
+const laneCrc = new Map<string, number>()
+
 /** @since 0.1.0 */
-export const lanePartition = (laneId: LaneId, config: PartitionConfig = defaultPartitionConfig): number =>
-  crc16(Buffer.from(laneId, "utf8")) % config.numFlowPartitions
+export const lanePartition = (laneId: LaneId, config: PartitionConfig = defaultPartitionConfig): number => {
+  let crc = laneCrc.get(laneId)
+  if (crc === undefined) {
+    crc = crc16(Buffer.from(laneId, "utf8"))
+    if (laneCrc.size < 10_000) laneCrc.set(laneId, crc)
+  }
+  return crc % config.numFlowPartitions
+}
 
 /** @since 0.1.0 */
 export const budgetPartition = (budgetId: BudgetId, config: PartitionConfig = defaultPartitionConfig): number =>

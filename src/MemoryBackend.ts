@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import type { Duration } from "effect"
+import { randomUUID } from "node:crypto"
 import { Clock, Context, Deferred, Effect, Either, Layer } from "effect"
 import { EngineBackend } from "./EngineBackend.js"
 import type { EngineError } from "./EngineError.js"
@@ -35,7 +36,7 @@ export interface MemoryBackend {
 type Step<A> = (now: number) => Either.Either<A, EngineError>
 
 const step = <A>(f: Step<A>): Effect.Effect<A, EngineError> =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.suspend(() => f(now)))
+  Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
 
 /**
  * Builds an engine and returns its service values without providing tags
@@ -64,11 +65,9 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
         return d
       })
 
+    // Ids the engine mints itself come from the store's generator (node:crypto).
     const withLease = <A>(f: (ids: { leaseId: Ids.LeaseId; attemptId: Ids.AttemptId }) => Step<A>) =>
-      Effect.flatMap(
-        Effect.all({ leaseId: Ids.newLeaseId, attemptId: Ids.newAttemptId }),
-        (ids) => step(f(ids))
-      )
+      step((now) => f({ leaseId: randomUUID() as Ids.LeaseId, attemptId: randomUUID() as Ids.AttemptId })(now))
 
     const core: BackendCore = {
       label: "memory",
@@ -81,13 +80,12 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       cancel: (h, reason) => step((now) => engine.cancel(now, h, reason)),
       suspend: (h, args) => step((now) => engine.suspend(now, h, args)),
       createWaitpoint: (h, key, expiresInMs) =>
-        Effect.flatMap(Ids.newWaitpointId, (id) => step((now) => engine.createWaitpoint(now, h, key, expiresInMs, id))),
+        step((now) => engine.createWaitpoint(now, h, key, expiresInMs, randomUUID() as Ids.WaitpointId)),
       observeSignals: (h) => step((now) => engine.observeSignals(now, h)),
-      claimFromReclaim: (token) =>
-        Effect.flatMap(Ids.newLeaseId, (leaseId) => step((now) => engine.claimFromReclaim(now, token, leaseId))),
+      claimFromReclaim: (token) => step((now) => engine.claimFromReclaim(now, token, randomUUID() as Ids.LeaseId)),
       delay: (h, delayUntil) => step((now) => engine.delay(now, h, delayUntil)),
       waitChildren: (h) => step((now) => engine.waitChildren(now, h)),
-      claimForWorker: (args) => Effect.flatMap(Ids.randomUuid, (key) => step((now) => engine.claimForWorker(now, args, key))),
+      claimForWorker: (args) => step((now) => engine.claimForWorker(now, args, randomUUID())),
       describeExecution: (id) => step((now) => engine.describeExecution(now, id)),
       describeFlow: (id) => step((now) => engine.describeFlow(now, id)),
       listEdges: (args) => step((now) => engine.listEdges(now, args)),

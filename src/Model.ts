@@ -37,6 +37,7 @@ export type Input<F extends Schema.Struct.Fields> = Schema.Struct.Constructor<F>
 
 const Tags = Schema.Record({ key: Schema.String, value: Schema.String })
 const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative())
+const EMPTY_BYTES = new Uint8Array(0)
 
 // ---------------------------------------------------------------------------
 // State vector (model.md §3)
@@ -1077,7 +1078,7 @@ export const CreateExecutionArgs = Schema.Struct({
   namespace: Namespace,
   laneId: LaneId,
   executionKind: Schema.String,
-  inputPayload: Schema.optionalWith(Schema.Uint8ArrayFromSelf, { default: () => new Uint8Array(0) }),
+  inputPayload: Schema.optionalWith(Schema.Uint8ArrayFromSelf, { default: () => EMPTY_BYTES }),
   payloadEncoding: Schema.optional(Schema.String),
   priority: Schema.optionalWith(Schema.Int, { default: () => 0 }),
   creatorIdentity: Schema.optionalWith(Schema.String, { default: () => "" }),

@@ -43,8 +43,19 @@ export interface HandleRef {
 type Fx<A> = Effect.Effect<A, EngineError>
 
 /** `createExecution` after validation: the policy is parsed, capabilities sorted. */
-export interface CreateExecutionCore extends Omit<M.CreateExecutionArgs, "policy" | "priority"> {
+export interface CreateExecutionCore {
+  readonly executionId: ExecutionId
+  readonly namespace: M.CreateExecutionArgs["namespace"]
+  readonly laneId: M.CreateExecutionArgs["laneId"]
+  readonly executionKind: string
+  readonly inputPayload: Uint8Array
+  readonly payloadEncoding: string | undefined
   readonly priority: number
+  readonly creatorIdentity: string
+  readonly idempotencyKey: string | undefined
+  readonly tags: Readonly<Record<string, string>>
+  readonly delayUntil: number | undefined
+  readonly executionDeadlineAt: number | undefined
   readonly policy: M.ExecutionPolicy | undefined
   /** The policy as stored: its snake_case JSON text, `""` when absent. */
   readonly policyJson: string
@@ -161,14 +172,14 @@ const checkCursor = (c: M.StreamCursor): Fx<void> => (c._tag === "At" ? failWith
 export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
   const label = core.label
 
-  const intake = (handle: M.Handle): Fx<HandleRef> => {
+  const intake = (handle: M.Handle): Either.Either<HandleRef, ValidationError> => {
     if (typeof handle !== "object" || handle === null || !(handle.opaque instanceof Uint8Array)) {
-      return Effect.fail(corruption("handle_codec: not a handle"))
+      return Either.left(corruption("handle_codec: not a handle"))
     }
     const decoded = decodeHandle(label, handle)
-    if (Either.isRight(decoded)) return Effect.succeed({ handle, payload: decoded.right })
+    if (Either.isRight(decoded)) return Either.right({ handle, payload: decoded.right })
     const err = decoded.left
-    return Effect.fail(
+    return Either.left(
       err._tag === "OtherBackend" ?
         validation(
           "HandleFromOtherBackend",
@@ -177,6 +188,12 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         corruption(`handle_codec: ${err.detail}`)
     )
   }
+
+  const withHandle = <A>(handle: M.Handle, f: (h: HandleRef) => Fx<A>): Fx<A> =>
+    Effect.suspend(() => {
+      const h = intake(handle)
+      return Either.isLeft(h) ? Effect.fail(h.left) : f(h.right)
+    })
 
   const make = <F extends Schema.Struct.Fields>(
     op: string,
@@ -192,13 +209,15 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     backendLabel: label,
 
     claim: (args) =>
-      Effect.gen(function*() {
-        const a = yield* make("claim", M.ClaimArgs, args)
-        const tokens = yield* fromEither(V.checkCapabilities("worker", a.capabilities.tokens))
-        return yield* core.claim({ ...a, capabilities: { tokens } })
+      Effect.suspend(() => {
+        const a = V.construct("claim", M.ClaimArgs, args)
+        if (Either.isLeft(a)) return Effect.fail(a.left)
+        const tokens = V.checkCapabilities("worker", a.right.capabilities.tokens)
+        if (Either.isLeft(tokens)) return Effect.fail(tokens.left)
+        return core.claim({ lane: a.right.lane, capabilities: { tokens: tokens.right }, policy: a.right.policy })
       }),
 
-    renew: (handle) => Effect.flatMap(intake(handle), core.renew),
+    renew: (handle) => withHandle(handle, core.renew),
 
     progress: (handle, args) =>
       Effect.gen(function*() {
@@ -221,16 +240,15 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       }),
 
     complete: (handle, args) =>
-      Effect.gen(function*() {
-        const h = yield* intake(handle)
+      withHandle(handle, (h) => {
         const payload = args?.payload
         if (payload !== undefined && !(payload instanceof Uint8Array)) {
-          return yield* invalidInput("complete: payload must be bytes")
+          return Effect.fail(invalidInput("complete: payload must be bytes"))
         }
         if (payload !== undefined && payload.length > V.MAX_PAYLOAD_BYTES) {
-          return yield* validation("PayloadTooLarge", `complete: ${payload.length} bytes > ${V.MAX_PAYLOAD_BYTES}`)
+          return Effect.fail(validation("PayloadTooLarge", `complete: ${payload.length} bytes > ${V.MAX_PAYLOAD_BYTES}`))
         }
-        return yield* core.complete(h, payload)
+        return core.complete(h, payload)
       }),
 
     fail: (handle, args) =>
@@ -268,7 +286,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         return yield* core.createWaitpoint(h, a.waitpointKey, Math.floor(ms))
       }),
 
-    observeSignals: (handle) => Effect.flatMap(intake(handle), core.observeSignals),
+    observeSignals: (handle) => withHandle(handle, core.observeSignals),
 
     claimFromReclaim: (token) => Effect.flatMap(make("claim_from_reclaim", M.ReclaimToken, token), core.claimFromReclaim),
 
@@ -279,7 +297,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         return yield* core.delay(h, args.delayUntil)
       }),
 
-    waitChildren: (handle) => Effect.flatMap(intake(handle), core.waitChildren),
+    waitChildren: (handle) => withHandle(handle, core.waitChildren),
 
     claimForWorker: (args) =>
       Effect.gen(function*() {
@@ -353,12 +371,21 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         const priority = V.clampPriority(a.priority !== 0 ? a.priority : parsed.policy?.priority ?? 0)
         const delayUntil = a.delayUntil ?? parsed.policy?.delayUntil
         return yield* core.createExecution({
-          ...a,
-          ...(delayUntil === undefined ? {} : { delayUntil }),
+          executionId: a.executionId,
+          namespace: a.namespace,
+          laneId: a.laneId,
+          executionKind: a.executionKind,
+          inputPayload: a.inputPayload,
+          payloadEncoding: a.payloadEncoding,
           priority,
+          creatorIdentity: a.creatorIdentity,
+          idempotencyKey: a.idempotencyKey,
+          tags: a.tags,
           policy: parsed.policy,
           policyJson,
-          requiredCapabilities: parsed.requiredCapabilities
+          requiredCapabilities: parsed.requiredCapabilities,
+          delayUntil,
+          executionDeadlineAt: a.executionDeadlineAt
         })
       }),
 

@@ -11,35 +11,37 @@ import type { BackendTag, Handle, HandleKind, HandlePayload } from "../Model.js"
 const TAG_BYTE: Record<BackendTag, number> = { valkey: 0x01, postgres: 0x02, memory: 0x03 }
 const BYTE_TAG: Record<number, BackendTag> = { 0x01: "valkey", 0x02: "postgres", 0x03: "memory" }
 
-const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
 export const encodePayload = (backend: BackendTag, p: HandlePayload): Uint8Array => {
-  const strings = [p.executionId, p.attemptId, p.leaseId, p.laneId, p.workerInstanceId].map((s) => encoder.encode(s))
-  const size = 3 + strings.reduce((n, s) => n + 4 + s.length, 0) + 4 + 8 + 8
-  const out = new Uint8Array(size)
-  const view = new DataView(out.buffer)
+  const strings = [p.executionId, p.attemptId, p.leaseId, p.laneId, p.workerInstanceId]
+  let size = 3 + 4 + 8 + 8
+  for (const s of strings) size += 4 + Buffer.byteLength(s, "utf8")
+  const out = Buffer.allocUnsafe(size)
   out[0] = 0x02
   out[1] = 0x01
   out[2] = TAG_BYTE[backend]
   let at = 3
-  const str = (bytes: Uint8Array) => {
-    view.setUint32(at, bytes.length, true)
-    out.set(bytes, at + 4)
-    at += 4 + bytes.length
+  const str = (s: string) => {
+    const n = out.write(s, at + 4, "utf8")
+    out.writeUInt32LE(n, at)
+    at += 4 + n
   }
-  str(strings[0]!)
-  view.setUint32(at, p.attemptIndex, true)
+  const u64 = (v: number) => {
+    out.writeUInt32LE(v % 0x100000000, at)
+    out.writeUInt32LE(Math.floor(v / 0x100000000), at + 4)
+    at += 8
+  }
+  str(p.executionId)
+  out.writeUInt32LE(p.attemptIndex, at)
   at += 4
-  str(strings[1]!)
-  str(strings[2]!)
-  view.setBigUint64(at, BigInt(p.leaseEpoch), true)
-  at += 8
-  view.setBigUint64(at, BigInt(p.leaseTtlMs), true)
-  at += 8
-  str(strings[3]!)
-  str(strings[4]!)
-  return out
+  str(p.attemptId)
+  str(p.leaseId)
+  u64(p.leaseEpoch)
+  u64(p.leaseTtlMs)
+  str(p.laneId)
+  str(p.workerInstanceId)
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
 }
 
 export const makeHandle = (backend: BackendTag, kind: HandleKind, payload: HandlePayload): Handle => ({
@@ -69,10 +71,11 @@ class Reader {
   }
   u64(): number {
     this.need(8)
-    const v = this.view.getBigUint64(this.at, true)
+    const lo = this.view.getUint32(this.at, true)
+    const hi = this.view.getUint32(this.at + 4, true)
     this.at += 8
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error("u64 out of range")
-    return Number(v)
+    if (hi > 0x1fffff) throw new Error("u64 out of range")
+    return hi * 0x100000000 + lo
   }
   str(): string {
     const n = this.u32()

@@ -29,6 +29,41 @@ const formatIssue = (error: ParseResult.ParseError): string =>
     .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
     .join("; ")
 
+const validators = new WeakMap<object, (u: unknown) => Either.Either<unknown, ParseResult.ParseError>>()
+
+const validatorOf = <A, I>(schema: Schema.Schema<A, I>) => {
+  let v = validators.get(schema)
+  if (v === undefined) {
+    v = Schema.validateEither(schema as Schema.Schema<unknown, unknown>)
+    validators.set(schema, v)
+  }
+  return v as (u: unknown) => Either.Either<A, ParseResult.ParseError>
+}
+
+/**
+ * Fills constructor defaults, as `Struct.make` does. The result is built key
+ * by key in field order (not by spreading the input), which keeps its shape
+ * stable and validation fast; keys outside the schema are dropped.
+ */
+const withDefaults = (fields: Schema.Struct.Fields, input: object): Record<PropertyKey, unknown> => {
+  const source = input as Record<PropertyKey, unknown>
+  const out: Record<PropertyKey, unknown> = {}
+  for (const key of Reflect.ownKeys(fields)) {
+    let value = source[key]
+    if (value === undefined) {
+      const field = fields[key as string]
+      if (Schema.isPropertySignature(field)) {
+        const ast = field.ast
+        const defaultValue = ast._tag === "PropertySignatureDeclaration" ? ast.defaultValue : ast.to.defaultValue
+        if (defaultValue !== undefined) value = defaultValue()
+      }
+      if (value === undefined && !(key in source)) continue
+    }
+    out[key] = value
+  }
+  return out
+}
+
 /**
  * Builds a value of `schema` from caller input: constructor defaults are
  * applied and the result is validated; a failure is a `Validation` error.
@@ -40,11 +75,10 @@ export const construct = <F extends Schema.Struct.Fields>(
   kind: ValidationKind = "InvalidInput"
 ): Either.Either<Schema.Struct.Type<F>, ValidationError> => {
   if (typeof input !== "object" || input === null) return Either.left(validation(kind, `${op}: expected an object`))
-  try {
-    return Either.right(schema.make(input as Schema.Struct.Constructor<F>) as Schema.Struct.Type<F>)
-  } catch (e) {
-    return Either.left(validation(kind, `${op}: ${ParseResult.isParseError(e) ? formatIssue(e) : String(e)}`))
-  }
+  return Either.mapLeft(
+    validatorOf(schema as unknown as Schema.Schema<Schema.Struct.Type<F>>)(withDefaults(schema.fields, input)),
+    (e) => validation(kind, `${op}: ${formatIssue(e)}`)
+  ) as Either.Either<Schema.Struct.Type<F>, ValidationError>
 }
 
 /** Validates a value already in its typed form. */
@@ -54,7 +88,7 @@ export const check = <A, I>(
   input: unknown,
   kind: ValidationKind = "InvalidInput"
 ): Either.Either<A, ValidationError> =>
-  Either.mapLeft(Schema.validateEither(schema)(input), (e) => validation(kind, `${op}: ${formatIssue(e)}`))
+  Either.mapLeft(validatorOf(schema)(input), (e) => validation(kind, `${op}: ${formatIssue(e)}`))
 
 // ---------------------------------------------------------------------------
 // Capabilities (model.md §8.2)

@@ -390,7 +390,7 @@ export class MemoryEngine {
         const edge = flow.edges.get(edgeId)!
         const child = this.executions.get(edge.downstreamExecutionId)
         if (child === undefined) continue
-        const dep = child.deps.get(edgeId)
+        const dep = child.deps?.get(edgeId)
         if (dep === undefined || dep.state !== "unsatisfied") continue
         this.resolveEdge(flow, child, dep, edge, up, out, now, queue)
       }
@@ -471,7 +471,7 @@ export class MemoryEngine {
     queue: Array<[Exec, M.TerminalOutcome]>
   ): void {
     if (group.policy._tag === "all_of" || group.policy.onSatisfied !== "cancel_remaining") return
-    for (const dep of child.deps.values()) {
+    for (const dep of child.deps?.values() ?? []) {
       if (dep.state !== "unsatisfied") continue
       const sibling = this.executions.get(dep.upstream)
       if (sibling === undefined || sibling.phase === "terminal") continue
@@ -1887,7 +1887,7 @@ export class MemoryEngine {
       attempts: [],
       executionDeadlineAt: args.executionDeadlineAt,
       attemptDeadlineAt: undefined,
-      deps: new Map(),
+      deps: undefined,
       unsatisfiedCount: 0,
       group: undefined,
       signalCount: 0,
@@ -2017,9 +2017,10 @@ export class MemoryEngine {
     const child = this.executions.get(args.downstreamExecutionId)
     if (child === undefined) return err(notFound("execution"))
     if (child.flowId !== undefined && child.flowId !== args.flowId) return err(conflict("ExecutionAlreadyInFlow"))
-    if (child.deps.has(args.edgeId)) return ok({ _tag: "AlreadyApplied" })
+    if (child.deps?.has(args.edgeId) === true) return ok({ _tag: "AlreadyApplied" })
     const f = this.flows.get(args.flowId)
     const dep: Dependency = { edgeId: args.edgeId, upstream: args.upstreamExecutionId, state: "unsatisfied" }
+    if (child.deps === undefined) child.deps = new Map()
     child.deps.set(args.edgeId, dep)
     child.unsatisfiedCount += 1
     if (child.group === undefined) {
@@ -2103,10 +2104,10 @@ export class MemoryEngine {
     e.result = undefined
     if (e.outcome === "skipped" && e.flowId !== undefined) {
       const g = e.group
-      for (const dep of e.deps.values()) {
+      for (const dep of e.deps?.values() ?? []) {
         if (dep.state === "impossible") dep.state = "unsatisfied"
       }
-      e.unsatisfiedCount = [...e.deps.values()].filter((d) => d.state === "unsatisfied").length
+      e.unsatisfiedCount = [...(e.deps?.values() ?? [])].filter((d) => d.state === "unsatisfied").length
       if (g !== undefined) {
         g.failed = 0
         g.skipped = 0
@@ -2579,7 +2580,7 @@ export class MemoryEngine {
       for (const childId of f.members) {
         const child = this.executions.get(childId)
         if (child === undefined) continue
-        for (const dep of child.deps.values()) {
+        for (const dep of child.deps?.values() ?? []) {
           if (dep.state !== "unsatisfied") continue
           const up = this.executions.get(dep.upstream)
           const edge = f.edges.get(dep.edgeId)

@@ -112,7 +112,8 @@ export interface Exec {
   readonly executionDeadlineAt: number | undefined
   attemptDeadlineAt: number | undefined
 
-  readonly deps: Map<Ids.EdgeId, Dependency>
+  /** Created when the first dependency is applied. */
+  deps: Map<Ids.EdgeId, Dependency> | undefined
   unsatisfiedCount: number
   group: EdgeGroup | undefined
 

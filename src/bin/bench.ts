@@ -1,0 +1,98 @@
+/**
+ * `npm run bench -- --backend memory|valkey|postgres --scenario …`: throughput
+ * and latency of the engine, with the peers (BullMQ, pg-boss,
+ * graphile-worker) measured in the same run on the same servers.
+ */
+import { Command, Options } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Console, Effect, type Layer, Option } from "effect"
+import { EngineBackend } from "../EngineBackend.js"
+import type { EngineError } from "../EngineError.js"
+import type { Maintenance } from "../Maintenance.js"
+import * as MemoryBackend from "../MemoryBackend.js"
+import { type BenchResult, scenarios } from "./bench/scenarios.js"
+import { peers } from "./bench/peers.js"
+
+const backendOption = Options.choice("backend", ["memory", "valkey", "postgres"]).pipe(Options.withDefault("memory"))
+const scenarioOption = Options.choice("scenario", [
+  "submit-claim-complete",
+  "suspend-signal-resume",
+  "steady-state",
+  "linear-flow",
+  "capability-routed",
+  "flow-cancel",
+  "all"
+]).pipe(Options.withDefault("submit-claim-complete"))
+const tasksOption = Options.integer("tasks").pipe(Options.withDefault(20_000))
+const workersOption = Options.integer("workers").pipe(Options.withDefault(8))
+const urlOption = Options.text("url").pipe(Options.optional)
+const peersOption = Options.boolean("peers").pipe(Options.withDefault(true))
+const jsonOption = Options.boolean("json").pipe(Options.withDefault(false))
+
+type BackendLayer = Layer.Layer<EngineBackend | Maintenance, EngineError | unknown>
+
+const backendLayer = (backend: string, _url: Option.Option<string>): Effect.Effect<BackendLayer, Error> =>
+  backend === "memory" ?
+    Effect.succeed(MemoryBackend.layer({ hmacSecret: { kid: "bench", secretHex: "ab".repeat(32) } })) :
+    Effect.fail(new Error(`backend ${backend}: its layer is not wired into the benchmark yet`))
+
+const formatRow = (r: BenchResult): string =>
+  [
+    r.system.padEnd(26),
+    r.scenario.padEnd(24),
+    String(r.count).padStart(7),
+    r.perSecond === undefined ? "".padStart(10) : r.perSecond.toFixed(0).padStart(10),
+    r.p50Ms === undefined ? "".padStart(8) : r.p50Ms.toFixed(2).padStart(8),
+    r.p95Ms === undefined ? "".padStart(8) : r.p95Ms.toFixed(2).padStart(8),
+    r.p99Ms === undefined ? "".padStart(8) : r.p99Ms.toFixed(2).padStart(8)
+  ].join(" ")
+
+const command = Command.make(
+  "bench",
+  {
+    backend: backendOption,
+    scenario: scenarioOption,
+    tasks: tasksOption,
+    workers: workersOption,
+    url: urlOption,
+    peers: peersOption,
+    json: jsonOption
+  },
+  (opts) =>
+    Effect.gen(function*() {
+      const layer = yield* backendLayer(opts.backend, opts.url)
+      const selected = opts.scenario === "all" ? Object.keys(scenarios) : [opts.scenario]
+      const results: Array<BenchResult> = []
+      for (const name of selected) {
+        const run = scenarios[name]!
+        // Each scenario gets a fresh engine (a fresh key prefix / schema on servers).
+        const result = yield* run({ tasks: opts.tasks, workers: opts.workers, system: `flowfabric-${opts.backend}` }).pipe(
+          Effect.provide(layer),
+          Effect.scoped
+        )
+        results.push(...result)
+        if (opts.peers && name === "submit-claim-complete") {
+          for (const peer of peers(opts.backend)) {
+            results.push(yield* peer.run({ tasks: opts.tasks, workers: opts.workers, url: opts.url }))
+          }
+        }
+      }
+      if (opts.json) {
+        yield* Console.log(JSON.stringify({ machine: machineInfo(), results }, null, 2))
+      } else {
+        yield* Console.log(["system".padEnd(26), "scenario".padEnd(24), "count".padStart(7), "per sec".padStart(10), "p50 ms".padStart(8), "p95 ms".padStart(8), "p99 ms".padStart(8)].join(" "))
+        for (const r of results) yield* Console.log(formatRow(r))
+        yield* Console.log(JSON.stringify({ machine: machineInfo(), results }))
+      }
+    })
+)
+
+const machineInfo = () => ({
+  node: process.version,
+  platform: `${process.platform}-${process.arch}`,
+  cpus: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency
+})
+
+const cli = Command.run(command, { name: "flowfabric-bench", version: "0.1.0" })
+
+cli(process.argv).pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain)

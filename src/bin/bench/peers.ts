@@ -1,0 +1,138 @@
+/**
+ * The queues people use today, measured in the same run on the same server:
+ * BullMQ on Valkey, pg-boss and graphile-worker on PostgreSQL. Each one runs
+ * N no-op jobs end to end (add → process → complete).
+ */
+import { Effect, Option } from "effect"
+import type { BenchResult } from "./scenarios.js"
+
+export interface PeerOptions {
+  readonly tasks: number
+  readonly workers: number
+  readonly url: Option.Option<string>
+}
+
+export interface Peer {
+  readonly name: string
+  readonly run: (o: PeerOptions) => Effect.Effect<BenchResult, Error>
+}
+
+const result = (system: string, count: number, ms: number, note: string): BenchResult => ({
+  system,
+  scenario: "submit-claim-complete",
+  count,
+  seconds: ms / 1000,
+  perSecond: count / (ms / 1000),
+  note
+})
+
+const bullmq: Peer = {
+  name: "bullmq",
+  run: (o) =>
+    Effect.tryPromise({
+      try: async () => {
+        const { Queue, Worker } = await import("bullmq")
+        const url = new URL(Option.getOrElse(o.url, () => "redis://127.0.0.1:6379"))
+        const connection = { host: url.hostname, port: Number(url.port || 6379), maxRetriesPerRequest: null }
+        const name = `bench-${Date.now()}`
+        const queue = new Queue(name, { connection })
+        let done = 0
+        let finish: () => void = () => {}
+        const finished = new Promise<void>((resolve) => (finish = resolve))
+        const worker = new Worker(name, async () => {}, { connection, concurrency: 50, autorun: false })
+        worker.on("completed", () => {
+          if (++done === o.tasks) finish()
+        })
+        const t0 = performance.now()
+        for (let i = 0; i < o.tasks; i += 1000) {
+          const n = Math.min(1000, o.tasks - i)
+          await queue.addBulk(Array.from({ length: n }, (_, j) => ({ name: "noop", data: { i: i + j } })))
+        }
+        void worker.run()
+        await finished
+        const ms = performance.now() - t0
+        await worker.close()
+        await queue.obliterate({ force: true })
+        await queue.close()
+        return result("bullmq 6.7", o.tasks, ms, "addBulk ×1000, one Worker concurrency 50, default job options")
+      },
+      catch: (e) => new Error(`bullmq: ${String(e)}`)
+    })
+}
+
+const pgUrl = (o: PeerOptions) => Option.getOrElse(o.url, () => "postgres://postgres@127.0.0.1:5432/postgres")
+
+const pgBoss: Peer = {
+  name: "pg-boss",
+  run: (o) =>
+    Effect.tryPromise({
+      try: async () => {
+        const { default: PgBoss } = await import("pg-boss")
+        const schema = `pgboss_bench_${Date.now()}`
+        const boss = new PgBoss({ connectionString: pgUrl(o), schema, max: 10 })
+        boss.on("error", () => {})
+        await boss.start()
+        const queue = "bench"
+        await boss.createQueue(queue)
+        let done = 0
+        let finish: () => void = () => {}
+        const finished = new Promise<void>((resolve) => (finish = resolve))
+        const t0 = performance.now()
+        for (let i = 0; i < o.tasks; i += 1000) {
+          const n = Math.min(1000, o.tasks - i)
+          await boss.insert(Array.from({ length: n }, (_, j) => ({ name: queue, data: { i: i + j } })))
+        }
+        await boss.work(queue, { batchSize: 50, pollingIntervalSeconds: 0.5 }, async (jobs) => {
+          done += jobs.length
+          if (done >= o.tasks) finish()
+        })
+        await finished
+        const ms = performance.now() - t0
+        await boss.stop({ graceful: false, wait: true })
+        return result("pg-boss 10.4", o.tasks, ms, "insert ×1000, work batchSize 50, poll 0.5 s")
+      },
+      catch: (e) => new Error(`pg-boss: ${String(e)}`)
+    })
+}
+
+const graphileWorker: Peer = {
+  name: "graphile-worker",
+  run: (o) =>
+    Effect.tryPromise({
+      try: async () => {
+        const { run, makeWorkerUtils } = await import("graphile-worker")
+        const schema = `graphile_bench_${Date.now()}`
+        const utils = await makeWorkerUtils({ connectionString: pgUrl(o), schema })
+        await utils.migrate()
+        let done = 0
+        let finish: () => void = () => {}
+        const finished = new Promise<void>((resolve) => (finish = resolve))
+        const t0 = performance.now()
+        for (let i = 0; i < o.tasks; i += 1000) {
+          const n = Math.min(1000, o.tasks - i)
+          await utils.addJobs(Array.from({ length: n }, (_, j) => ({ identifier: "noop", payload: { i: i + j } })))
+        }
+        const runner = await run({
+          connectionString: pgUrl(o),
+          schema,
+          concurrency: 10,
+          pollInterval: 1000,
+          noHandleSignals: true,
+          taskList: {
+            noop: async () => {
+              if (++done === o.tasks) finish()
+            }
+          }
+        })
+        await finished
+        const ms = performance.now() - t0
+        await runner.stop()
+        await utils.release()
+        return result("graphile-worker 0.17", o.tasks, ms, "addJobs ×1000, run concurrency 10, poll 1 s")
+      },
+      catch: (e) => new Error(`graphile-worker: ${String(e)}`)
+    })
+}
+
+export const peers = (backend: string): ReadonlyArray<Peer> =>
+  backend === "valkey" ? [bullmq] : backend === "postgres" ? [pgBoss, graphileWorker] : []

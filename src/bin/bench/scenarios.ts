@@ -1,0 +1,338 @@
+/** Benchmark scenarios, written against the `EngineBackend` tag only. */
+import { Duration, Effect, Option, Ref } from "effect"
+import { EngineBackend } from "../../EngineBackend.js"
+import type { EngineError } from "../../EngineError.js"
+import * as Ids from "../../Ids.js"
+import type { Maintenance } from "../../Maintenance.js"
+import type * as M from "../../Model.js"
+
+export interface BenchResult {
+  readonly system: string
+  readonly scenario: string
+  readonly count: number
+  readonly seconds: number
+  readonly perSecond?: number
+  readonly p50Ms?: number
+  readonly p95Ms?: number
+  readonly p99Ms?: number
+  readonly note?: string
+}
+
+export interface ScenarioOptions {
+  readonly tasks: number
+  readonly workers: number
+  readonly system: string
+}
+
+type Scenario = (
+  o: ScenarioOptions
+) => Effect.Effect<ReadonlyArray<BenchResult>, EngineError, EngineBackend | Maintenance>
+
+const ns = Ids.unsafe.namespace("bench")
+const nowMs = Effect.sync(() => performance.now())
+
+export const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
+  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+
+const latencies = (samples: Array<number>) => {
+  const s = samples.sort((a, b) => a - b)
+  return { p50Ms: percentile(s, 50), p95Ms: percentile(s, 95), p99Ms: percentile(s, 99) }
+}
+
+const policyFor = (worker: number): M.ClaimPolicy => ({
+  workerId: Ids.unsafe.workerId(`bench-${worker}`),
+  workerInstanceId: Ids.unsafe.workerInstanceId(`bench-${worker}`),
+  leaseTtlMs: 30_000
+})
+
+/** Submits `n` executions from `concurrency` producers (one fiber each). */
+const createMany = (
+  b: EngineBackend.Service,
+  lane: Ids.LaneId,
+  n: number,
+  extra: Partial<M.CreateExecutionArgsInput> = {},
+  concurrency = 32
+) =>
+  Effect.forEach(
+    Array.from({ length: concurrency }, (_, i) => Math.floor(n / concurrency) + (i < n % concurrency ? 1 : 0)),
+    (count) =>
+      Effect.gen(function*() {
+        for (let i = 0; i < count; i++) {
+          const executionId = yield* Ids.executionIdSolo(lane)
+          yield* b.createExecution({ executionId, namespace: ns, laneId: lane, executionKind: "noop", ...extra })
+        }
+      }),
+    { concurrency: "unbounded", discard: true }
+  )
+
+/** Workers claim and complete until `remaining` reaches zero. */
+const drain = (
+  b: EngineBackend.Service,
+  lane: Ids.LaneId,
+  workers: number,
+  remaining: Ref.Ref<number>,
+  tokens: ReadonlyArray<string> = [],
+  onDone: (h: M.Handle) => Effect.Effect<void> = () => Effect.void
+) =>
+  Effect.forEach(
+    Array.from({ length: workers }, (_, i) => i),
+    (w) =>
+      Effect.gen(function*() {
+        const policy = policyFor(w)
+        for (;;) {
+          if ((yield* Ref.get(remaining)) <= 0) return
+          const claimed = yield* b.claim({ lane, capabilities: { tokens }, policy })
+          if (Option.isNone(claimed)) {
+            yield* Effect.yieldNow()
+            continue
+          }
+          yield* b.complete(claimed.value)
+          yield* Ref.update(remaining, (n) => n - 1)
+          yield* onDone(claimed.value)
+        }
+      }),
+    { concurrency: "unbounded", discard: true }
+  )
+
+const submitClaimComplete: Scenario = (o) =>
+  Effect.gen(function*() {
+    const b = yield* EngineBackend
+    const lane = Ids.unsafe.laneId(`scc-${Date.now()}`)
+    const remaining = yield* Ref.make(o.tasks)
+    const t0 = yield* nowMs
+    yield* createMany(b, lane, o.tasks)
+    const t1 = yield* nowMs
+    yield* drain(b, lane, o.workers, remaining)
+    const t2 = yield* nowMs
+    const seconds = (t2 - t0) / 1000
+    return [
+      { system: o.system, scenario: "submit-claim-complete", count: o.tasks, seconds, perSecond: o.tasks / seconds },
+      {
+        system: o.system,
+        scenario: "  submit only",
+        count: o.tasks,
+        seconds: (t1 - t0) / 1000,
+        perSecond: o.tasks / ((t1 - t0) / 1000)
+      },
+      {
+        system: o.system,
+        scenario: "  claim+complete only",
+        count: o.tasks,
+        seconds: (t2 - t1) / 1000,
+        perSecond: o.tasks / ((t2 - t1) / 1000)
+      }
+    ]
+  })
+
+const suspendSignalResume: Scenario = (o) =>
+  Effect.gen(function*() {
+    const b = yield* EngineBackend
+    const lane = Ids.unsafe.laneId(`ssr-${Date.now()}`)
+    const n = Math.min(o.tasks, 2_000)
+    const policy = policyFor(0)
+    const samples: Array<number> = []
+    for (let i = 0; i < n; i++) {
+      const executionId = yield* Ids.executionIdSolo(lane)
+      yield* b.createExecution({ executionId, namespace: ns, laneId: lane, executionKind: "approval" })
+      const h = Option.getOrThrow(yield* b.claim({ lane, capabilities: { tokens: [] }, policy }))
+      const wp = yield* Ids.freshWaitpointBinding
+      const outcome = yield* b.suspend(h, {
+        suspensionId: yield* Ids.newSuspensionId,
+        waitpoints: [{ _tag: "Fresh", ...wp }],
+        resumeCondition: { _tag: "Single", waitpointKey: wp.waitpointKey, matcher: { _tag: "ByName", name: "go" } }
+      })
+      if (outcome._tag !== "Suspended") continue
+      const t0 = yield* nowMs
+      yield* b.deliverSignal({
+        executionId,
+        waitpointId: wp.waitpointId,
+        signalId: yield* Ids.newSignalId,
+        signalName: "go",
+        waitpointToken: outcome.details.waitpointToken
+      })
+      const resumed = yield* b.claim({ lane, capabilities: { tokens: [] }, policy })
+      samples.push((yield* nowMs) - t0)
+      if (Option.isSome(resumed)) yield* b.complete(resumed.value)
+    }
+    const total = samples.reduce((a, x) => a + x, 0) / 1000
+    return [{
+      system: o.system,
+      scenario: "suspend-signal-resume",
+      count: samples.length,
+      seconds: total,
+      ...latencies(samples),
+      note: "latency = deliverSignal + resumed claim"
+    }]
+  })
+
+const steadyState: Scenario = (o) =>
+  Effect.gen(function*() {
+    const b = yield* EngineBackend
+    const lane = Ids.unsafe.laneId(`steady-${Date.now()}`)
+    const n = o.tasks
+    const created = new Map<string, number>()
+    const samples: Array<number> = []
+    const remaining = yield* Ref.make(n)
+    const producer = Effect.forEach(
+      Array.from({ length: n }, (_, i) => i),
+      () =>
+        Effect.gen(function*() {
+          const executionId = yield* Ids.executionIdSolo(lane)
+          created.set(executionId, yield* nowMs)
+          yield* b.createExecution({ executionId, namespace: ns, laneId: lane, executionKind: "noop" })
+        }),
+      { concurrency: 16, discard: true }
+    )
+    const t0 = yield* nowMs
+    yield* Effect.all([
+      producer,
+      drain(b, lane, o.workers, remaining, [], (h) =>
+        Effect.gen(function*() {
+          const start = created.get(decodeExecutionId(h))
+          if (start !== undefined) samples.push((yield* nowMs) - start)
+        }))
+    ], { concurrency: "unbounded", discard: true })
+    const seconds = ((yield* nowMs) - t0) / 1000
+    return [{
+      system: o.system,
+      scenario: "steady-state",
+      count: n,
+      seconds,
+      perSecond: n / seconds,
+      ...latencies(samples),
+      note: "producers and workers concurrently; latency = submit to complete"
+    }]
+  })
+
+const decodeExecutionId = (h: M.Handle): string => {
+  const view = new DataView(h.opaque.buffer, h.opaque.byteOffset, h.opaque.byteLength)
+  const len = view.getUint32(3, true)
+  return new TextDecoder().decode(h.opaque.subarray(7, 7 + len))
+}
+
+const linearFlow: Scenario = (o) =>
+  Effect.gen(function*() {
+    const b = yield* EngineBackend
+    const lane = Ids.unsafe.laneId(`flow-${Date.now()}`)
+    const flows = Math.max(1, Math.min(2_000, Math.floor(o.tasks / 10)))
+    const nodes = 10
+    const started = new Map<string, number>()
+    const lastNode = new Map<string, string>()
+    const samples: Array<number> = []
+    const build = Effect.gen(function*() {
+      const flowId = yield* Ids.newFlowId
+      yield* b.createFlow({ flowId, namespace: ns, flowKind: "pipeline" })
+      const ids: Array<Ids.ExecutionId> = []
+      for (let i = 0; i < nodes; i++) {
+        const executionId = yield* Ids.executionIdForFlow(flowId)
+        ids.push(executionId)
+        yield* b.createExecution({ executionId, namespace: ns, laneId: lane, executionKind: "step" })
+        yield* b.addExecutionToFlow({ flowId, executionId })
+      }
+      let revision = nodes
+      for (let i = 1; i < nodes; i++) {
+        const edgeId = yield* Ids.newEdgeId
+        yield* b.stageDependencyEdge({
+          flowId,
+          edgeId,
+          upstreamExecutionId: ids[i - 1]!,
+          downstreamExecutionId: ids[i]!,
+          expectedGraphRevision: revision++
+        })
+        yield* b.applyDependencyToChild({
+          flowId,
+          edgeId,
+          upstreamExecutionId: ids[i - 1]!,
+          downstreamExecutionId: ids[i]!
+        })
+      }
+      started.set(ids[nodes - 1]!, yield* nowMs)
+      lastNode.set(ids[nodes - 1]!, flowId)
+    })
+    const remaining = yield* Ref.make(flows * nodes)
+    const t0 = yield* nowMs
+    yield* Effect.all([
+      Effect.forEach(Array.from({ length: flows }, (_, i) => i), () => build, { concurrency: 16, discard: true }),
+      drain(b, lane, o.workers, remaining, [], (h) =>
+        Effect.gen(function*() {
+          const id = decodeExecutionId(h)
+          const start = started.get(id)
+          if (start !== undefined) samples.push((yield* nowMs) - start)
+        }))
+    ], { concurrency: "unbounded", discard: true })
+    const seconds = ((yield* nowMs) - t0) / 1000
+    return [{
+      system: o.system,
+      scenario: "linear-flow (10 nodes)",
+      count: flows,
+      seconds,
+      perSecond: flows / seconds,
+      ...latencies(samples),
+      note: "flows per second; latency = flow built to last node complete"
+    }]
+  })
+
+const capabilityRouted: Scenario = (o) =>
+  Effect.gen(function*() {
+    const b = yield* EngineBackend
+    const lane = Ids.unsafe.laneId(`caps-${Date.now()}`)
+    const classes = ["gpu", "cpu", "io", "net"]
+    const per = Math.floor(o.tasks / classes.length)
+    const t0 = yield* nowMs
+    for (const c of classes) {
+      yield* createMany(b, lane, per, { policy: { routingRequirements: { requiredCapabilities: [c] } } })
+    }
+    yield* Effect.forEach(classes, (c) =>
+      Effect.gen(function*() {
+        const remaining = yield* Ref.make(per)
+        yield* drain(b, lane, Math.max(1, Math.floor(o.workers / classes.length)), remaining, [c])
+      }), { concurrency: "unbounded", discard: true })
+    const seconds = ((yield* nowMs) - t0) / 1000
+    return [{
+      system: o.system,
+      scenario: "capability-routed",
+      count: per * classes.length,
+      seconds,
+      perSecond: (per * classes.length) / seconds,
+      note: `${classes.length} capability classes, one class per worker`
+    }]
+  })
+
+const flowCancel: Scenario = (o) =>
+  Effect.gen(function*() {
+    const b = yield* EngineBackend
+    const lane = Ids.unsafe.laneId(`cancel-${Date.now()}`)
+    const members = 100
+    const flows = Math.max(1, Math.min(100, Math.floor(o.tasks / members)))
+    const samples: Array<number> = []
+    for (let f = 0; f < flows; f++) {
+      const flowId = yield* Ids.newFlowId
+      yield* b.createFlow({ flowId, namespace: ns })
+      yield* Effect.forEach(Array.from({ length: members }, (_, i) => i), () =>
+        Effect.gen(function*() {
+          const executionId = yield* Ids.executionIdForFlow(flowId)
+          yield* b.createExecution({ executionId, namespace: ns, laneId: lane, executionKind: "member" })
+          yield* b.addExecutionToFlow({ flowId, executionId })
+        }), { concurrency: 16, discard: true })
+      const t0 = yield* nowMs
+      yield* b.cancelFlow({ flowId, policy: "CancelAll", wait: { _tag: "WaitTimeout", timeout: Duration.seconds(30) } })
+      samples.push((yield* nowMs) - t0)
+    }
+    return [{
+      system: o.system,
+      scenario: "flow-cancel (100 members)",
+      count: flows,
+      seconds: samples.reduce((a, x) => a + x, 0) / 1000,
+      ...latencies(samples),
+      note: "cancelFlow(CancelAll, WaitTimeout) until the flow reads cancelled"
+    }]
+  })
+
+export const scenarios: Record<string, Scenario> = {
+  "submit-claim-complete": submitClaimComplete,
+  "suspend-signal-resume": suspendSignalResume,
+  "steady-state": steadyState,
+  "linear-flow": linearFlow,
+  "capability-routed": capabilityRouted,
+  "flow-cancel": flowCancel
+}
