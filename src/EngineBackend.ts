@@ -80,6 +80,14 @@ export declare namespace EngineBackend {
 
     // --- producer, flows and operator control ------------------------------------
     readonly createExecution: (args: M.CreateExecutionArgsInput) => Effect.Effect<M.CreateExecutionResult, EngineError>
+    /**
+     * Submits a batch: every item is validated first (one bad item fails the call and nothing is
+     * written), then each is created as `createExecution` would, in as few round trips as the
+     * backend allows. Results are in input order.
+     */
+    readonly createExecutions: (
+      args: ReadonlyArray<M.CreateExecutionArgsInput>
+    ) => Effect.Effect<ReadonlyArray<M.CreateExecutionResult>, EngineError>
     readonly createFlow: (args: M.Input<typeof M.CreateFlowArgs.fields>) => Effect.Effect<M.CreateFlowResult, EngineError>
     readonly addExecutionToFlow: (
       args: M.AddExecutionToFlowArgs
@@ -152,7 +160,8 @@ export declare namespace EngineBackend {
 export class EngineBackend extends Context.Tag("flowfabric/EngineBackend")<EngineBackend, EngineBackend.Service>() {}
 
 /**
- * The names of the effectful operations: the 56 of operations.md plus `getExecutionInput`
+ * The names of the effectful operations: the 56 of operations.md plus `getExecutionInput` and
+ * `createExecutions`
  * (`backendLabel` is a value).
  *
  * @since 0.1.0
@@ -191,6 +200,7 @@ export const operationNames = [
   "tailStream",
   "readSummary",
   "createExecution",
+  "createExecutions",
   "createFlow",
   "addExecutionToFlow",
   "stageDependencyEdge",

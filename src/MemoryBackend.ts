@@ -103,6 +103,8 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       deliverSignal: (args) => step((now) => engine.deliverSignal(now, args)),
       claimResumedExecution: (args) => step((now) => engine.claimResumedExecution(now, args)),
       createExecution: (args) => step((now) => engine.createExecution(now, args)),
+      createExecutions: (list) =>
+        step((now) => Either.all(list.map((args) => engine.createExecution(now, args)))),
       createFlow: (args) => step((now) => engine.createFlow(now, args)),
       addExecutionToFlow: (args) => step((now) => engine.addExecutionToFlow(now, args)),
       stageDependencyEdge: (args) => step((now) => engine.stageDependencyEdge(now, args)),

@@ -108,6 +108,8 @@ export interface BackendCore {
   readonly deliverSignal: (args: M.DeliverSignalArgs) => Fx<M.DeliverSignalResult>
   readonly claimResumedExecution: (args: M.ClaimResumedExecutionArgs) => Fx<M.ClaimResumedExecutionResult>
   readonly createExecution: (args: CreateExecutionCore) => Fx<M.CreateExecutionResult>
+  /** A batch in as few round trips as the backend can; absent ⇒ one `createExecution` per item. */
+  readonly createExecutions?: (args: ReadonlyArray<CreateExecutionCore>) => Fx<ReadonlyArray<M.CreateExecutionResult>>
   readonly createFlow: (args: M.CreateFlowArgs) => Fx<M.CreateFlowResult>
   readonly addExecutionToFlow: (args: M.AddExecutionToFlowArgs) => Fx<M.AddExecutionToFlowResult>
   readonly stageDependencyEdge: (args: M.StageDependencyEdgeArgs) => Fx<M.StageDependencyEdgeResult>
@@ -165,6 +167,37 @@ const checkCounts = (op: string, countLimit: number, prefix: string): Fx<void> =
     Effect.void
 
 const checkCursor = (c: M.StreamCursor): Fx<void> => (c._tag === "At" ? failWith(V.checkStreamId(c.id)) : Effect.void)
+
+/** Validates `createExecution` input and parses its policy. */
+const prepareCreate = (args: M.CreateExecutionArgsInput): Either.Either<CreateExecutionCore, ValidationError> => {
+  const constructed = V.construct("create_execution", M.CreateExecutionArgs, args)
+  if (Either.isLeft(constructed)) return Either.left(constructed.left)
+  const a = constructed.right
+  if (a.inputPayload.length > V.MAX_PAYLOAD_BYTES) {
+    return Either.left(
+      validation("PayloadTooLarge", `input payload of ${a.inputPayload.length} bytes > ${V.MAX_PAYLOAD_BYTES}`)
+    )
+  }
+  const badTag = V.checkTags(a.tags)
+  if (badTag !== undefined) return Either.left(badTag)
+  return Either.map(V.parsePolicy(a.policy), (parsed) => ({
+    executionId: a.executionId,
+    namespace: a.namespace,
+    laneId: a.laneId,
+    executionKind: a.executionKind,
+    inputPayload: a.inputPayload,
+    payloadEncoding: a.payloadEncoding,
+    priority: V.clampPriority(a.priority !== 0 ? a.priority : parsed.policy?.priority ?? 0),
+    creatorIdentity: a.creatorIdentity,
+    idempotencyKey: a.idempotencyKey,
+    tags: a.tags,
+    policy: parsed.policy,
+    policyJson: parsed.policy === undefined ? "" : JSON.stringify(encodePolicy(parsed.policy)),
+    requiredCapabilities: parsed.requiredCapabilities,
+    delayUntil: a.delayUntil ?? parsed.policy?.delayUntil,
+    executionDeadlineAt: a.executionDeadlineAt
+  }))
+}
 
 /**
  * Wraps a core into the public service.
@@ -360,33 +393,23 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.flatMap(make("claim_resumed_execution", M.ClaimResumedExecutionArgs, args), core.claimResumedExecution),
 
     createExecution: (args) =>
-      Effect.gen(function*() {
-        const a = yield* make("create_execution", M.CreateExecutionArgs, args)
-        if (a.inputPayload.length > V.MAX_PAYLOAD_BYTES) {
-          return yield* validation("PayloadTooLarge", `input payload of ${a.inputPayload.length} bytes > ${V.MAX_PAYLOAD_BYTES}`)
+      Effect.suspend(() => {
+        const prepared = prepareCreate(args)
+        return Either.isLeft(prepared) ? Effect.fail(prepared.left) : core.createExecution(prepared.right)
+      }),
+
+    createExecutions: (list) =>
+      Effect.suspend(() => {
+        const prepared: Array<CreateExecutionCore> = []
+        for (let i = 0; i < list.length; i++) {
+          const p = prepareCreate(list[i]!)
+          if (Either.isLeft(p)) return Effect.fail(validation(p.left.kind, `[${i}] ${p.left.detail}`))
+          prepared.push(p.right)
         }
-        yield* failWith(V.checkTags(a.tags))
-        const parsed = yield* fromEither(V.parsePolicy(a.policy))
-        const policyJson = parsed.policy === undefined ? "" : JSON.stringify(encodePolicy(parsed.policy))
-        const priority = V.clampPriority(a.priority !== 0 ? a.priority : parsed.policy?.priority ?? 0)
-        const delayUntil = a.delayUntil ?? parsed.policy?.delayUntil
-        return yield* core.createExecution({
-          executionId: a.executionId,
-          namespace: a.namespace,
-          laneId: a.laneId,
-          executionKind: a.executionKind,
-          inputPayload: a.inputPayload,
-          payloadEncoding: a.payloadEncoding,
-          priority,
-          creatorIdentity: a.creatorIdentity,
-          idempotencyKey: a.idempotencyKey,
-          tags: a.tags,
-          policy: parsed.policy,
-          policyJson,
-          requiredCapabilities: parsed.requiredCapabilities,
-          delayUntil,
-          executionDeadlineAt: a.executionDeadlineAt
-        })
+        if (prepared.length === 0) return Effect.succeed([])
+        return core.createExecutions !== undefined ?
+          core.createExecutions(prepared) :
+          Effect.forEach(prepared, core.createExecution, { concurrency: 16 })
       }),
 
     createFlow: (args) => Effect.flatMap(make("create_flow", M.CreateFlowArgs, args), core.createFlow),
