@@ -656,8 +656,8 @@ export class MemoryEngine {
         break
       }
     }
-    for (const s of skipped) s.heap.push(s.score, s.key)
     if (best !== undefined) best.heap.pop()
+    for (const s of skipped) s.heap.push(s.score, s.key)
     return best?.exec
   }
 
@@ -667,7 +667,7 @@ export class MemoryEngine {
     ids: { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
   ): R<Option.Option<M.Handle>> {
     for (;;) {
-      const e = this.nextCandidate(args.lane, args.capabilities.tokens, now)
+      const e = this.nextCandidate(args.lane, args.capabilities.tokens, now, args.policy.workerId)
       if (e === undefined) return ok(Option.none())
       const handle = this.takeCandidate(e, now, args, ids)
       if (handle !== undefined) return ok(Option.some(handle))
