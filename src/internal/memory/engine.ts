@@ -1002,7 +1002,7 @@ export class MemoryEngine {
       frameCount: 0,
       totalBytes: 0,
       lastMs: 0,
-      lastSeq: -1,
+      lastSeq: 0,
       lastFrameAt: undefined,
       hasDurableFrame: false,
       expiresAt: undefined,
@@ -1010,6 +1010,7 @@ export class MemoryEngine {
       summary: undefined
     }
     if (live === undefined) this.streams.set(key, s)
+    // Ids are "<ms>-<seq>", strictly increasing and never "0-0" (the from-the-beginning cursor).
     const ms = Math.max(now, s.lastMs)
     const seq = ms === s.lastMs ? s.lastSeq + 1 : 0
     const id = `${ms}-${seq}`
@@ -1446,6 +1447,10 @@ export class MemoryEngine {
       payload: args.payload,
       acceptedAt: now
     }
+    const live = e.suspension !== undefined && e.suspension.closedAt === undefined ? e.suspension : undefined
+    const before = live !== undefined && live.condition._tag === "Composite" ?
+      this.evaluateCount(live, this.waitpointsByKey(live)) :
+      0
     this.signals.set(record.id, record)
     wp.signals.push(record.id)
     const maxlen = args.signalMaxlen ?? 1000
@@ -1463,7 +1468,6 @@ export class MemoryEngine {
     const byKey = this.waitpointsByKey(s)
     const referenced = conditionKeys(s.condition)
     const composite = s.condition._tag === "Composite"
-    const before = composite ? this.evaluateCount(s, byKey) : 0
     const verdict2 = this.evaluate(s.condition, byKey)
     if (verdict2.satisfied) {
       wp.matchedSignalCount += 1
@@ -2039,17 +2043,6 @@ export class MemoryEngine {
         attemptState: child.attemptState
       }, now)
     }
-    // An upstream that already finished resolves the new edge at once.
-    const up = this.executions.get(args.upstreamExecutionId)
-    if (f !== undefined && up !== undefined && up.phase === "terminal") {
-      const edge = f.edges.get(args.edgeId)
-      if (edge !== undefined) {
-        const queue: Array<[Exec, M.TerminalOutcome]> = []
-        this.resolveEdge(f, child, dep, edge, up, up.outcome, now, queue)
-        for (const [x, o] of queue) this.resolveFrom(f, x, o, now)
-        this.settleFlow(f, now)
-      }
-    }
     return ok({ _tag: "Applied", unsatisfiedCount: child.unsatisfiedCount })
   }
 
@@ -2554,7 +2547,7 @@ export class MemoryEngine {
             ownership: "unowned",
             eligibility: "not_applicable",
             blockingReason: "paused_by_operator",
-            blockingDetail: `suspended: waitpoint ${s.waitpointId} awaiting waiting_for_operator_review`,
+            blockingDetail: `suspension escalated: timeout at ${at}`,
             attemptState: e.attemptState
           }, now)
           return true

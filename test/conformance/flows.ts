@@ -1,0 +1,756 @@
+/**
+ * Flows, edges and join policies (model.md §9–§10, operations.md §8.2–§8.6,
+ * README P4): membership, staging and applying edges with their errors,
+ * all-of / any-of / quorum joins with cancel_remaining and let_run, skip
+ * propagation inside the upstream's terminal operation, replay of skipped
+ * members and the dependency-reconciliation safety net.
+ */
+import { describe, expect } from "@effect/vitest"
+import { Effect, Option } from "effect"
+import * as Ids from "../../src/Ids.js"
+import type { ExecutionId } from "../../src/Ids.js"
+import type * as M from "../../src/Model.js"
+import {
+  addEdge,
+  addMember,
+  advance,
+  backend,
+  buildFlow,
+  bytes,
+  claimNone,
+  claimSome,
+  create,
+  createFlow,
+  edgeGroup,
+  executionIdOnPartition,
+  expectStates,
+  failsWith,
+  flowIdOnPartition,
+  flowSnapshot,
+  NS,
+  now,
+  pass,
+  payloadOf,
+  publicState,
+  settleFlows,
+  snapshot,
+  type Tester,
+  validationFails,
+  vector
+} from "./helpers.js"
+
+const permanent = { reason: { message: "nope" }, classification: "Permanent" } as const
+
+export const flows = (t: Tester) =>
+  describe("flows", () => {
+    /** Claims `id` (on its own lane) and completes it. */
+    const completeMember = (m: { readonly executionId: ExecutionId; readonly lane: M.ClaimArgs["lane"] }) =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const h = yield* claimSome(m.lane)
+        expect(payloadOf(h).executionId).toBe(m.executionId)
+        yield* b.complete(h)
+      })
+
+    /** Claims `id` and fails it terminally. */
+    const failMember = (m: { readonly executionId: ExecutionId; readonly lane: M.ClaimArgs["lane"] }) =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const h = yield* claimSome(m.lane)
+        expect(yield* b.fail(h, permanent)).toEqual({ _tag: "TerminalFailed" })
+      })
+
+    describe("membership", () => {
+      t.test("createFlow creates an open flow and is idempotent", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const t0 = yield* now
+          const flowId = yield* createFlow()
+          const f = yield* flowSnapshot(flowId)
+          expect(f).toMatchObject({
+            flowId,
+            flowKind: "dag",
+            namespace: NS,
+            publicFlowState: "open",
+            graphRevision: 0,
+            nodeCount: 0,
+            edgeCount: 0,
+            createdAt: t0,
+            edgeGroups: []
+          })
+          expect(f.cancelledAt).toBeUndefined()
+          yield* advance(10)
+          expect(yield* b.createFlow({ flowId, namespace: NS, flowKind: "pipeline" })).toEqual({
+            _tag: "AlreadySatisfied",
+            flowId
+          })
+          expect((yield* flowSnapshot(flowId)).flowKind).toBe("dag")
+        }))
+
+      t.test("describeFlow of an unknown flow is None", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          expect(Option.isNone(yield* b.describeFlow(yield* Ids.newFlowId))).toBe(true)
+        }))
+
+      t.test("addExecutionToFlow adds, bumps counters, and is idempotent", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const flowId = yield* createFlow()
+          const c = yield* create({ flowId })
+          expect(yield* b.addExecutionToFlow({ flowId, executionId: c.executionId })).toEqual({
+            _tag: "Added",
+            executionId: c.executionId,
+            newNodeCount: 1
+          })
+          expect(yield* flowSnapshot(flowId)).toMatchObject({ nodeCount: 1, graphRevision: 1 })
+          expect((yield* snapshot(c.executionId)).flowId).toBe(flowId)
+          expect(yield* b.resolveExecutionFlowId(c.executionId)).toEqual(Option.some(flowId))
+          expect(yield* b.addExecutionToFlow({ flowId, executionId: c.executionId })).toEqual({
+            _tag: "AlreadyMember",
+            executionId: c.executionId,
+            nodeCount: 1
+          })
+          expect(yield* flowSnapshot(flowId)).toMatchObject({ nodeCount: 1, graphRevision: 1 })
+        }))
+
+      t.test("resolveExecutionFlowId is None for standalone and missing executions", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* create()
+          expect(Option.isNone(yield* b.resolveExecutionFlowId(c.executionId))).toBe(true)
+          expect((yield* snapshot(c.executionId)).flowId).toBeUndefined()
+          expect(Option.isNone(yield* b.resolveExecutionFlowId(yield* Ids.executionIdSolo(c.lane)))).toBe(true)
+        }))
+
+      t.test("addExecutionToFlow rejects an execution minted on another partition, writing nothing", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const flowId = yield* createFlow()
+          const p = Ids.flowPartition(flowId)
+          const c = yield* create({ executionId: yield* executionIdOnPartition((p + 1) % t.options.numFlowPartitions) })
+          yield* validationFails(b.addExecutionToFlow({ flowId, executionId: c.executionId }), "InvalidInput", "partition")
+          expect(yield* flowSnapshot(flowId)).toMatchObject({ nodeCount: 0, graphRevision: 0 })
+          expect(Option.isNone(yield* b.resolveExecutionFlowId(c.executionId))).toBe(true)
+        }))
+
+      t.test("addExecutionToFlow: NotFound(flow), NotFound(execution)", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const ghostFlow = yield* Ids.newFlowId
+          const c = yield* create({ flowId: ghostFlow })
+          const e1 = yield* failsWith(b.addExecutionToFlow({ flowId: ghostFlow, executionId: c.executionId }), "NotFound")
+          expect(e1.entity).toBe("flow")
+          const flowId = yield* createFlow()
+          const e2 = yield* failsWith(
+            b.addExecutionToFlow({ flowId, executionId: yield* Ids.executionIdForFlow(flowId) }),
+            "NotFound"
+          )
+          expect(e2.entity).toBe("execution")
+          expect((yield* flowSnapshot(flowId)).nodeCount).toBe(0)
+        }))
+
+      t.test("addExecutionToFlow on a cancelled flow: State(FlowAlreadyTerminal)", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const flowId = yield* createFlow()
+          yield* b.cancelFlow({ flowId, policy: "FlowOnly", wait: { _tag: "NoWait" } })
+          const c = yield* create({ flowId })
+          yield* failsWith(b.addExecutionToFlow({ flowId, executionId: c.executionId }), "State", "FlowAlreadyTerminal")
+          expect(Option.isNone(yield* b.resolveExecutionFlowId(c.executionId))).toBe(true)
+        }))
+
+      t.test("an execution belongs to at most one flow: Conflict(ExecutionAlreadyInFlow)", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const first = yield* createFlow()
+          const second = yield* createFlow(yield* flowIdOnPartition(Ids.flowPartition(first), t.options.numFlowPartitions))
+          const m = yield* addMember(first)
+          yield* failsWith(
+            b.addExecutionToFlow({ flowId: second, executionId: m.executionId }),
+            "Conflict",
+            "ExecutionAlreadyInFlow"
+          )
+          expect(yield* b.resolveExecutionFlowId(m.executionId)).toEqual(Option.some(first))
+          expect((yield* flowSnapshot(second)).nodeCount).toBe(0)
+        }))
+    })
+
+    describe("edges", () => {
+      t.test("stageDependencyEdge stages an edge readable by describeEdge and listEdges", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(3)
+          const [a, bb, c] = ids as [ExecutionId, ExecutionId, ExecutionId]
+          const edgeId = yield* Ids.newEdgeId
+          const t0 = yield* now
+          const staged = yield* b.stageDependencyEdge({
+            flowId,
+            edgeId,
+            upstreamExecutionId: a,
+            downstreamExecutionId: bb,
+            expectedGraphRevision: 3,
+            dataPassingRef: "result"
+          })
+          expect(staged).toEqual({ _tag: "Staged", edgeId, newGraphRevision: 4 })
+          expect(yield* flowSnapshot(flowId)).toMatchObject({ edgeCount: 1, graphRevision: 4, nodeCount: 3 })
+          const edge = Option.getOrThrow(yield* b.describeEdge({ flowId, edgeId }))
+          expect(edge).toEqual({
+            edgeId,
+            flowId,
+            upstreamExecutionId: a,
+            downstreamExecutionId: bb,
+            dependencyKind: "success_only",
+            satisfactionCondition: "all_required",
+            dataPassingRef: "result",
+            edgeState: "pending",
+            createdAt: t0,
+            createdBy: "engine"
+          })
+          expect(yield* b.listEdges({ flowId, direction: { _tag: "Outgoing", fromNode: a } })).toEqual([edge])
+          expect(yield* b.listEdges({ flowId, direction: { _tag: "Incoming", toNode: bb } })).toEqual([edge])
+          expect(yield* b.listEdges({ flowId, direction: { _tag: "Incoming", toNode: a } })).toEqual([])
+          expect(yield* b.listEdges({ flowId, direction: { _tag: "Outgoing", fromNode: c } })).toEqual([])
+          // staging alone does not block the child
+          expect(yield* publicState(bb)).toBe("waiting")
+        }))
+
+      t.test("listEdges returns every edge of a node (unordered)", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(4)
+          const e1 = yield* addEdge(flowId, ids[0]!, ids[1]!)
+          const e2 = yield* addEdge(flowId, ids[0]!, ids[2]!)
+          const e3 = yield* addEdge(flowId, ids[3]!, ids[2]!)
+          const out = yield* b.listEdges({ flowId, direction: { _tag: "Outgoing", fromNode: ids[0]! } })
+          expect(out.map((e) => e.edgeId).sort()).toEqual([e1, e2].sort())
+          const inc = yield* b.listEdges({ flowId, direction: { _tag: "Incoming", toNode: ids[2]! } })
+          expect(inc.map((e) => e.edgeId).sort()).toEqual([e2, e3].sort())
+          const standalone = yield* create()
+          expect(yield* b.listEdges({ flowId, direction: { _tag: "Outgoing", fromNode: standalone.executionId } }))
+            .toEqual([])
+        }))
+
+      t.test("describeEdge is None for an unknown edge and for an edge of another flow", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(2)
+          const edgeId = yield* addEdge(flowId, ids[0]!, ids[1]!)
+          expect(Option.isNone(yield* b.describeEdge({ flowId, edgeId: yield* Ids.newEdgeId }))).toBe(true)
+          const other = yield* createFlow()
+          expect(Option.isNone(yield* b.describeEdge({ flowId: other, edgeId }))).toBe(true)
+        }))
+
+      t.test("a self edge is Conflict(SelfReferencingEdge) before anything else", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(1)
+          for (const f of [flowId, yield* Ids.newFlowId]) {
+            yield* failsWith(
+              b.stageDependencyEdge({
+                flowId: f,
+                edgeId: yield* Ids.newEdgeId,
+                upstreamExecutionId: ids[0]!,
+                downstreamExecutionId: ids[0]!,
+                expectedGraphRevision: 1
+              }),
+              "Conflict",
+              "SelfReferencingEdge"
+            )
+          }
+          expect(yield* flowSnapshot(flowId)).toMatchObject({ edgeCount: 0, graphRevision: 1 })
+        }))
+
+      t.test("stageDependencyEdge errors: NotFound(flow), StaleGraphRevision, ExecutionNotInFlow", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(2)
+          const outsider = yield* create({ flowId })
+          const stage = (f: typeof flowId, up: ExecutionId, down: ExecutionId, rev: number) =>
+            Effect.flatMap(Ids.newEdgeId, (edgeId) =>
+              b.stageDependencyEdge({
+                flowId: f,
+                edgeId,
+                upstreamExecutionId: up,
+                downstreamExecutionId: down,
+                expectedGraphRevision: rev
+              }))
+          const nf = yield* failsWith(stage(yield* Ids.newFlowId, ids[0]!, ids[1]!, 0), "NotFound")
+          expect(nf.entity).toBe("flow")
+          yield* failsWith(stage(flowId, ids[0]!, ids[1]!, 1), "Contention", "StaleGraphRevision")
+          yield* failsWith(stage(flowId, ids[0]!, ids[1]!, 3), "Contention", "StaleGraphRevision")
+          yield* failsWith(stage(flowId, ids[0]!, outsider.executionId, 2), "State", "ExecutionNotInFlow")
+          yield* failsWith(stage(flowId, outsider.executionId, ids[1]!, 2), "State", "ExecutionNotInFlow")
+          expect(yield* flowSnapshot(flowId)).toMatchObject({ edgeCount: 0, graphRevision: 2 })
+        }))
+
+      t.test("a retried stage after commit fails with StaleGraphRevision (not idempotent)", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(2)
+          const args = {
+            flowId,
+            edgeId: yield* Ids.newEdgeId,
+            upstreamExecutionId: ids[0]!,
+            downstreamExecutionId: ids[1]!,
+            expectedGraphRevision: 2
+          }
+          yield* b.stageDependencyEdge(args)
+          yield* failsWith(b.stageDependencyEdge(args), "Contention", "StaleGraphRevision")
+          expect((yield* flowSnapshot(flowId)).edgeCount).toBe(1)
+        }))
+
+      t.test("an edge closing a cycle is Conflict(CycleDetected)", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(3, [[0, 1], [1, 2]])
+          for (const [up, down] of [[2, 0], [1, 0], [2, 1]] as const) {
+            const rev = (yield* flowSnapshot(flowId)).graphRevision
+            yield* failsWith(
+              b.stageDependencyEdge({
+                flowId,
+                edgeId: yield* Ids.newEdgeId,
+                upstreamExecutionId: ids[up]!,
+                downstreamExecutionId: ids[down]!,
+                expectedGraphRevision: rev
+              }),
+              "Conflict",
+              "CycleDetected"
+            )
+          }
+          expect((yield* flowSnapshot(flowId)).edgeCount).toBe(2)
+          // a parallel edge that closes no cycle is fine
+          yield* addEdge(flowId, ids[0]!, ids[2]!)
+        }))
+
+      t.test("re-staging an edge id: Conflict(DependencyAlreadyExists) with the existing edge", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(2)
+          const edgeId = yield* addEdge(flowId, ids[0]!, ids[1]!)
+          const rev = (yield* flowSnapshot(flowId)).graphRevision
+          const e = yield* failsWith(
+            b.stageDependencyEdge({
+              flowId,
+              edgeId,
+              upstreamExecutionId: ids[0]!,
+              downstreamExecutionId: ids[1]!,
+              expectedGraphRevision: rev
+            }),
+            "Conflict",
+            "DependencyAlreadyExists"
+          )
+          expect(e.existing).toMatchObject({
+            edgeId,
+            flowId,
+            upstreamExecutionId: ids[0],
+            downstreamExecutionId: ids[1]
+          })
+          expect(yield* flowSnapshot(flowId)).toMatchObject({ edgeCount: 1, graphRevision: rev })
+        }))
+
+      t.test("stageDependencyEdge on a cancelled flow: State(FlowAlreadyTerminal)", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(2)
+          yield* b.cancelFlow({ flowId, policy: "FlowOnly" })
+          const rev = (yield* flowSnapshot(flowId)).graphRevision
+          yield* failsWith(
+            b.stageDependencyEdge({
+              flowId,
+              edgeId: yield* Ids.newEdgeId,
+              upstreamExecutionId: ids[0]!,
+              downstreamExecutionId: ids[1]!,
+              expectedGraphRevision: rev
+            }),
+            "State",
+            "FlowAlreadyTerminal"
+          )
+        }))
+
+      t.test("applyDependencyToChild blocks a waiting child, counts edges, and is idempotent per edge", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(3)
+          const stageOnly = (up: ExecutionId, down: ExecutionId) =>
+            Effect.gen(function*() {
+              const edgeId = yield* Ids.newEdgeId
+              yield* b.stageDependencyEdge({
+                flowId,
+                edgeId,
+                upstreamExecutionId: up,
+                downstreamExecutionId: down,
+                expectedGraphRevision: (yield* flowSnapshot(flowId)).graphRevision
+              })
+              return edgeId
+            })
+          const e1 = yield* stageOnly(ids[0]!, ids[2]!)
+          const e2 = yield* stageOnly(ids[1]!, ids[2]!)
+          const apply = (edgeId: typeof e1, up: ExecutionId) =>
+            b.applyDependencyToChild({ flowId, edgeId, upstreamExecutionId: up, downstreamExecutionId: ids[2]! })
+          expect(yield* apply(e1, ids[0]!)).toEqual({ _tag: "Applied", unsatisfiedCount: 1 })
+          expect((yield* snapshot(ids[2]!)).blockingDetail).toBe(`1 dep(s) unresolved incl ${e1}`)
+          expect(yield* vector(ids[2]!)).toMatchObject({
+            lifecyclePhase: "runnable",
+            eligibilityState: "blocked_by_dependencies",
+            blockingReason: "waiting_for_children",
+            attemptState: "pending_first_attempt",
+            publicState: "waiting_children"
+          })
+          expect(yield* apply(e1, ids[0]!)).toEqual({ _tag: "AlreadyApplied" })
+          expect(yield* apply(e2, ids[1]!)).toEqual({ _tag: "Applied", unsatisfiedCount: 2 })
+          expect(yield* edgeGroup(flowId, ids[2]!)).toEqual({
+            downstreamExecutionId: ids[2],
+            policy: { _tag: "all_of" },
+            totalDeps: 2,
+            satisfiedCount: 0,
+            failedCount: 0,
+            skippedCount: 0,
+            runningCount: 2,
+            groupState: "pending"
+          })
+          const lane = (yield* snapshot(ids[2]!)).laneId
+          yield* claimNone(lane)
+        }))
+
+      t.test("applyDependencyToChild: NotFound(execution) and ExecutionAlreadyInFlow", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(2)
+          const ghost = yield* Ids.executionIdForFlow(flowId)
+          const e = yield* failsWith(
+            b.applyDependencyToChild({
+              flowId,
+              edgeId: yield* Ids.newEdgeId,
+              upstreamExecutionId: ids[0]!,
+              downstreamExecutionId: ghost
+            }),
+            "NotFound"
+          )
+          expect(e.entity).toBe("execution")
+          const other = yield* createFlow(yield* flowIdOnPartition(Ids.flowPartition(flowId), t.options.numFlowPartitions))
+          yield* failsWith(
+            b.applyDependencyToChild({
+              flowId: other,
+              edgeId: yield* Ids.newEdgeId,
+              upstreamExecutionId: ids[0]!,
+              downstreamExecutionId: ids[1]!
+            }),
+            "Conflict",
+            "ExecutionAlreadyInFlow"
+          )
+          expect(yield* publicState(ids[1]!)).toBe("waiting")
+        }))
+    })
+
+    describe("edge group policy", () => {
+      t.test("setEdgeGroupPolicy: Set, then AlreadySet for the same variant", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(3)
+          const d = ids[2]!
+          const policy = { _tag: "quorum", k: 2, onSatisfied: "let_run" } as const
+          expect(yield* b.setEdgeGroupPolicy({ flowId, downstreamExecutionId: d, policy })).toEqual({ _tag: "Set" })
+          expect(
+            yield* b.setEdgeGroupPolicy({
+              flowId,
+              downstreamExecutionId: d,
+              policy: { _tag: "quorum", k: 1, onSatisfied: "cancel_remaining" }
+            })
+          ).toEqual({ _tag: "AlreadySet" })
+          yield* addEdge(flowId, ids[0]!, d)
+          expect((yield* edgeGroup(flowId, d)).policy).toEqual(policy)
+        }))
+
+      t.test("setEdgeGroupPolicy after an edge was applied: InvalidInput(edge_group_policy_already_fixed)", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(2, [[0, 1]])
+          yield* validationFails(
+            b.setEdgeGroupPolicy({
+              flowId,
+              downstreamExecutionId: ids[1]!,
+              policy: { _tag: "any_of", onSatisfied: "let_run" }
+            }),
+            "InvalidInput",
+            "edge_group_policy_already_fixed"
+          )
+          expect((yield* edgeGroup(flowId, ids[1]!)).policy).toEqual({ _tag: "all_of" })
+        }))
+
+      t.test("setEdgeGroupPolicy on a missing flow: NotFound(flow)", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const flowId = yield* Ids.newFlowId
+          const e = yield* failsWith(
+            b.setEdgeGroupPolicy({
+              flowId,
+              downstreamExecutionId: yield* Ids.executionIdForFlow(flowId),
+              policy: { _tag: "all_of" }
+            }),
+            "NotFound"
+          )
+          expect(e.entity).toBe("flow")
+        }))
+    })
+
+    describe("joins and skip propagation (P4: no maintenance pass)", () => {
+      t.test("all_of: the child becomes eligible inside the last upstream's complete", () =>
+        Effect.gen(function*() {
+          const { flowId, members, ids } = yield* buildFlow(3, [[0, 2], [1, 2]])
+          yield* expectStates([[ids[0]!, "waiting"], [ids[1]!, "waiting"], [ids[2]!, "waiting_children"]])
+          yield* completeMember(members[0]!)
+          expect(yield* publicState(ids[2]!)).toBe("waiting_children")
+          expect(yield* edgeGroup(flowId, ids[2]!)).toMatchObject({
+            totalDeps: 2,
+            satisfiedCount: 1,
+            runningCount: 1,
+            groupState: "pending"
+          })
+          yield* completeMember(members[1]!)
+          expect(yield* vector(ids[2]!)).toMatchObject({
+            eligibilityState: "eligible_now",
+            attemptState: "pending_first_attempt",
+            publicState: "waiting"
+          })
+          expect(yield* edgeGroup(flowId, ids[2]!)).toMatchObject({
+            satisfiedCount: 2,
+            runningCount: 0,
+            groupState: "satisfied"
+          })
+          const h = yield* claimSome(members[2]!.lane)
+          expect(h.kind).toBe("fresh")
+        }))
+
+      t.test("a linear chain advances one member per complete with no scanner delay", () =>
+        Effect.gen(function*() {
+          const { members, ids } = yield* buildFlow(5, [[0, 1], [1, 2], [2, 3], [3, 4]])
+          for (let i = 0; i < 5; i++) {
+            expect(yield* publicState(ids[i]!)).toBe("waiting")
+            for (let j = i + 1; j < 5; j++) expect(yield* publicState(ids[j]!)).toBe("waiting_children")
+            yield* completeMember(members[i]!)
+          }
+          for (const id of ids) expect(yield* publicState(id)).toBe("completed")
+        }))
+
+      t.test("diamond: the join waits for both branches", () =>
+        Effect.gen(function*() {
+          const { members, ids } = yield* buildFlow(4, [[0, 1], [0, 2], [1, 3], [2, 3]])
+          yield* completeMember(members[0]!)
+          yield* expectStates([[ids[1]!, "waiting"], [ids[2]!, "waiting"], [ids[3]!, "waiting_children"]])
+          yield* completeMember(members[2]!)
+          expect(yield* publicState(ids[3]!)).toBe("waiting_children")
+          yield* completeMember(members[1]!)
+          expect(yield* publicState(ids[3]!)).toBe("waiting")
+        }))
+
+      t.test("all_of: a failed upstream skips the child and the skip cascades", () =>
+        Effect.gen(function*() {
+          const { flowId, members, ids } = yield* buildFlow(4, [[0, 1], [1, 2], [3, 2]])
+          yield* failMember(members[0]!)
+          expect(yield* vector(ids[1]!)).toMatchObject({
+            lifecyclePhase: "terminal",
+            terminalOutcome: "skipped",
+            publicState: "skipped"
+          })
+          expect(yield* publicState(ids[2]!)).toBe("skipped")
+          expect(yield* publicState(ids[3]!)).toBe("waiting")
+          expect((yield* edgeGroup(flowId, ids[1]!)).groupState).toBe("impossible")
+          yield* claimNone(members[1]!.lane)
+          yield* claimNone(members[2]!.lane)
+        }))
+
+      t.test("a cancelled or expired upstream also skips its child", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { ids } = yield* buildFlow(2, [[0, 1]])
+          yield* b.cancelExecution({ executionId: ids[0]!, reason: "no" })
+          expect(yield* publicState(ids[1]!)).toBe("skipped")
+          const flowId = yield* createFlow()
+          const up = yield* addMember(flowId, { executionDeadlineAt: (yield* now) + 100 })
+          const down = yield* addMember(flowId)
+          yield* addEdge(flowId, up.executionId, down.executionId)
+          yield* advance(100)
+          yield* pass("expireExecutions")
+          expect(yield* publicState(up.executionId)).toBe("expired")
+          expect(yield* publicState(down.executionId)).toBe("skipped")
+        }))
+
+      t.test("skipping a running downstream ends its attempt and fences its holder", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const flowId = yield* createFlow()
+          const up = yield* addMember(flowId)
+          const down = yield* addMember(flowId)
+          const dh = yield* claimSome(down.lane)
+          yield* addEdge(flowId, up.executionId, down.executionId)
+          expect(yield* publicState(down.executionId)).toBe("active")
+          yield* failMember(up)
+          expect(yield* vector(down.executionId)).toMatchObject({
+            lifecyclePhase: "terminal",
+            ownershipState: "unowned",
+            terminalOutcome: "skipped"
+          })
+          const e = yield* failsWith(b.complete(dh), "Contention", "ExecutionNotActive")
+          expect(e.notActive?.terminalOutcome).toBe("skipped")
+        }))
+
+      t.test("any_of + cancel_remaining: the first success releases the child and cancels the other upstreams", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, members, ids } = yield* buildFlow(4, [[0, 3], [1, 3], [2, 3]], {
+            3: { _tag: "any_of", onSatisfied: "cancel_remaining" }
+          })
+          const runningSibling = yield* claimSome(members[1]!.lane)
+          yield* completeMember(members[0]!)
+          expect(yield* publicState(ids[3]!)).toBe("waiting")
+          yield* settleFlows
+          yield* expectStates([[ids[1]!, "cancelled"], [ids[2]!, "cancelled"], [ids[3]!, "waiting"]])
+          yield* failsWith(b.complete(runningSibling), "Contention", "ExecutionNotActive")
+          // the group fired once; the cancelled siblings do not skip the child
+          expect(yield* edgeGroup(flowId, ids[3]!)).toMatchObject({ groupState: "satisfied", satisfiedCount: 1 })
+          yield* completeMember(members[3]!)
+        }))
+
+      t.test("any_of + let_run: siblings keep running and later outcomes do not re-fire the group", () =>
+        Effect.gen(function*() {
+          const { flowId, members, ids } = yield* buildFlow(4, [[0, 3], [1, 3], [2, 3]], {
+            3: { _tag: "any_of", onSatisfied: "let_run" }
+          })
+          yield* completeMember(members[0]!)
+          expect(yield* publicState(ids[3]!)).toBe("waiting")
+          yield* settleFlows
+          yield* expectStates([[ids[1]!, "waiting"], [ids[2]!, "waiting"], [ids[3]!, "waiting"]])
+          yield* failMember(members[1]!)
+          expect(yield* publicState(ids[3]!)).toBe("waiting")
+          expect(yield* edgeGroup(flowId, ids[3]!)).toMatchObject({
+            totalDeps: 3,
+            satisfiedCount: 1,
+            failedCount: 1,
+            runningCount: 1,
+            groupState: "satisfied"
+          })
+        }))
+
+      t.test("any_of: impossible only when every upstream failed", () =>
+        Effect.gen(function*() {
+          const { flowId, members, ids } = yield* buildFlow(3, [[0, 2], [1, 2]], {
+            2: { _tag: "any_of", onSatisfied: "let_run" }
+          })
+          yield* failMember(members[0]!)
+          expect(yield* publicState(ids[2]!)).toBe("waiting_children")
+          expect((yield* edgeGroup(flowId, ids[2]!)).groupState).toBe("pending")
+          yield* failMember(members[1]!)
+          expect(yield* publicState(ids[2]!)).toBe("skipped")
+          expect(yield* edgeGroup(flowId, ids[2]!)).toMatchObject({ failedCount: 2, groupState: "impossible" })
+        }))
+
+      t.test("quorum(2 of 3) + cancel_remaining: satisfied at the second success, the third is cancelled", () =>
+        Effect.gen(function*() {
+          const { flowId, members, ids } = yield* buildFlow(4, [[0, 3], [1, 3], [2, 3]], {
+            3: { _tag: "quorum", k: 2, onSatisfied: "cancel_remaining" }
+          })
+          yield* completeMember(members[0]!)
+          expect(yield* publicState(ids[3]!)).toBe("waiting_children")
+          yield* completeMember(members[1]!)
+          expect(yield* publicState(ids[3]!)).toBe("waiting")
+          yield* settleFlows
+          expect(yield* publicState(ids[2]!)).toBe("cancelled")
+          expect(yield* edgeGroup(flowId, ids[3]!)).toMatchObject({ satisfiedCount: 2, groupState: "satisfied" })
+        }))
+
+      t.test("quorum(2 of 3) + let_run: impossible once two failed; the child is skipped, the third runs on", () =>
+        Effect.gen(function*() {
+          const { flowId, members, ids } = yield* buildFlow(4, [[0, 3], [1, 3], [2, 3]], {
+            3: { _tag: "quorum", k: 2, onSatisfied: "let_run" }
+          })
+          yield* failMember(members[0]!)
+          expect(yield* publicState(ids[3]!)).toBe("waiting_children")
+          yield* failMember(members[1]!)
+          expect(yield* publicState(ids[3]!)).toBe("skipped")
+          expect(yield* edgeGroup(flowId, ids[3]!)).toMatchObject({ failedCount: 2, groupState: "impossible" })
+          yield* settleFlows
+          expect(yield* publicState(ids[2]!)).toBe("waiting")
+          yield* completeMember(members[2]!)
+        }))
+
+      t.test("quorum(2 of 3) + cancel_remaining: impossible also cancels the remaining upstream", () =>
+        Effect.gen(function*() {
+          const { members, ids } = yield* buildFlow(4, [[0, 3], [1, 3], [2, 3]], {
+            3: { _tag: "quorum", k: 2, onSatisfied: "cancel_remaining" }
+          })
+          yield* failMember(members[0]!)
+          yield* failMember(members[1]!)
+          expect(yield* publicState(ids[3]!)).toBe("skipped")
+          yield* settleFlows
+          expect(yield* publicState(ids[2]!)).toBe("cancelled")
+        }))
+
+      t.test("reconcileDependencies resolves an edge applied after its upstream already finished", () =>
+        Effect.gen(function*() {
+          const flowId = yield* createFlow()
+          const up = yield* addMember(flowId)
+          const down = yield* addMember(flowId)
+          yield* completeMember(up)
+          yield* addEdge(flowId, up.executionId, down.executionId)
+          expect(yield* publicState(down.executionId)).toBe("waiting_children")
+          yield* settleFlows
+          expect(yield* publicState(down.executionId)).toBe("waiting")
+        }))
+    })
+
+    describe("data passing", () => {
+      t.test("an edge with a data_passing_ref copies the upstream result into the child's input on success", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const flowId = yield* createFlow()
+          const up = yield* addMember(flowId)
+          const passed = yield* addMember(flowId, { inputPayload: bytes("original") })
+          const plain = yield* addMember(flowId, { inputPayload: bytes("kept") })
+          yield* addEdge(flowId, up.executionId, passed.executionId, { dataPassingRef: "result" })
+          yield* addEdge(flowId, up.executionId, plain.executionId)
+          yield* b.complete(yield* claimSome(up.lane), { payload: bytes("from-upstream") })
+          const input = (id: ExecutionId) =>
+            Effect.map(b.getExecutionInput(id), (i) => Option.map(i, (x) => new TextDecoder().decode(x.payload)))
+          expect(yield* input(passed.executionId)).toEqual(Option.some("from-upstream"))
+          expect(yield* input(plain.executionId)).toEqual(Option.some("kept"))
+          expect(yield* publicState(passed.executionId)).toBe("waiting")
+        }))
+
+      t.test("an upstream that completes without a result leaves the child's input untouched", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const flowId = yield* createFlow()
+          const up = yield* addMember(flowId)
+          const down = yield* addMember(flowId, { inputPayload: bytes("original") })
+          yield* addEdge(flowId, up.executionId, down.executionId, { dataPassingRef: "result" })
+          yield* b.complete(yield* claimSome(up.lane))
+          const i = Option.getOrThrow(yield* b.getExecutionInput(down.executionId))
+          expect(new TextDecoder().decode(i.payload)).toBe("original")
+        }))
+    })
+
+    describe("replay of flow members", () => {
+      t.test("a skipped member replays into waiting_children and runs after its upstream succeeds", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { members, ids } = yield* buildFlow(2, [[0, 1]])
+          yield* failMember(members[0]!)
+          expect(yield* publicState(ids[1]!)).toBe("skipped")
+          expect(yield* b.replayExecution(ids[1]!)).toEqual({ _tag: "Replayed", publicState: "waiting_children" })
+          expect(yield* vector(ids[1]!)).toMatchObject({
+            lifecyclePhase: "runnable",
+            eligibilityState: "blocked_by_dependencies",
+            terminalOutcome: "none",
+            attemptState: "pending_replay_attempt",
+            publicState: "waiting_children"
+          })
+          expect(yield* b.replayExecution(ids[0]!)).toEqual({ _tag: "Replayed", publicState: "waiting" })
+          yield* completeMember(members[0]!)
+          expect(yield* publicState(ids[1]!)).toBe("waiting")
+          const h = yield* claimSome(members[1]!.lane)
+          expect(payloadOf(h).attemptIndex).toBe(0)
+          yield* b.complete(h, { payload: bytes("ok") })
+        }))
+    })
+  })
