@@ -32,6 +32,7 @@ import {
 } from "../Ids.js"
 import * as M from "../Model.js"
 import { decodeHandle } from "./handleCodec.js"
+import { instrument } from "./observability.js"
 import * as V from "./validation.js"
 
 /** A handle after intake: the caller's value and its decoded payload. */
@@ -543,7 +544,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     prepare: () => core.prepare(),
     shutdownPrepare: (grace) => core.shutdownPrepare(Duration.decode(grace))
   }
-  return service
+  return instrument(service)
 }
 
 const encodePolicyEither = Schema.encodeEither(M.ExecutionPolicy)

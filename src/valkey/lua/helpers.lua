@@ -1,7 +1,7 @@
 -- ===========================================================================
 -- helpers.lua: keys, numbers, hashes, the state vector, replies
 -- ===========================================================================
-local C = redis.call
+local function C(...) return redis.call(...) end
 
 FF.NO_TIMEOUT = 9999999999999
 FF.PRIORITY_MAX = 9000
@@ -52,8 +52,9 @@ function FF.begin()
   FF.work = 0
 end
 
-function FF.add_wake(lane, priority)
-  local score = -FF.num(priority)
+-- `score` is the claim score of the best work made claimable on `lane` (lower is claimed first).
+function FF.add_wake(lane, score)
+  score = FF.num(score)
   local cur = FF.wake[lane]
   if cur == nil or score < cur then FF.wake[lane] = score end
   FF.woke = true
@@ -100,6 +101,22 @@ function FF.decode(s)
   local ok, v = pcall(cjson.decode, s)
   if ok and type(v) == "table" then return v end
   return nil
+end
+
+-- Keys whose lifetime follows the engine clock ("now"), so that an Effect TestClock drives
+-- them like the store clock does; the real PX (ttl + 1 min) only collects garbage.
+function FF.ttl_get(key, now)
+  local v = C("GET", key)
+  if v == false then return nil end
+  local sep = string.find(v, "\t", 1, true)
+  if sep == nil then return v end
+  local exp = tonumber(string.sub(v, 1, sep - 1))
+  if exp ~= nil and exp <= now then return nil end
+  return string.sub(v, sep + 1)
+end
+
+function FF.ttl_set(key, value, ttl, now)
+  C("SET", key, FF.s(now + ttl) .. "\t" .. value, "PX", math.max(1, math.floor(ttl)) + 60000)
 end
 
 function FF.args(s)
@@ -185,19 +202,30 @@ end
 
 -- --- indexes -------------------------------------------------------------------------
 -- Removes the execution from every scheduling and timer index of its lane and partition.
+-- (Only the indexes the state vector implies: an entry anywhere else is stale, and every
+-- reader of an index re-validates and drops stale entries.)
+local PHASE_INDEXES = {
+  active = { "active", "reclaim" },
+  runnable = { "eligible", "delayed", "blocked" },
+  suspended = { "suspended" }
+}
 function FF.unindex(B, e, c)
   local lane = c.lane_id
-  for _, kind in ipairs({ "eligible", "reclaim", "delayed", "active", "suspended", "blocked" }) do
+  local kinds = PHASE_INDEXES[c.lifecycle_phase] or { "eligible", "reclaim", "delayed", "active", "suspended", "blocked" }
+  for _, kind in ipairs(kinds) do
     C("ZREM", K.lane(B, lane, kind), e)
   end
-  C("ZREM", K.idx(B, "lease_expiry"), e)
-  C("ZREM", K.idx(B, "attempt_timeout"), e)
-  C("ZREM", K.idx(B, "susp_timeout"), e)
+  if c.lifecycle_phase ~= "runnable" then
+    C("ZREM", K.idx(B, "lease_expiry"), e)
+    C("ZREM", K.idx(B, "attempt_timeout"), e)
+  end
+  if c.lifecycle_phase ~= "active" then C("ZREM", K.idx(B, "susp_timeout"), e) end
 end
 
 function FF.make_eligible(B, e, c)
-  C("ZADD", K.lane(B, c.lane_id, "eligible"), FF.s(FF.pscore(c.priority, c.created_at)), e)
-  FF.add_wake(c.lane_id, c.priority)
+  local score = FF.pscore(c.priority, c.created_at)
+  C("ZADD", K.lane(B, c.lane_id, "eligible"), FF.s(score), e)
+  FF.add_wake(c.lane_id, score)
 end
 
 function FF.caps_ok(required_csv, worker)
@@ -272,7 +300,7 @@ function FF.ladder(B, e, c, now, f, opts)
   if FF.num(c.lease_expires_at) <= now then
     if opts.mark then
       FF.mark_expired(B, e, c, now)
-      return FF.err("lease_expired", "marked")
+      return FF.err("lease_expired", "marked", FF.wake_json())
     end
     return FF.err("lease_expired")
   end
@@ -293,8 +321,9 @@ function FF.mark_expired(B, e, c, now)
   C("DEL", K.ex(B, e, "lease"))
   C("ZREM", K.idx(B, "lease_expiry"), e)
   C("ZREM", K.lane(B, c.lane_id, "active"), e)
-  C("ZADD", K.lane(B, c.lane_id, "reclaim"), FF.s(FF.pscore(c.priority, c.created_at)), e)
-  FF.add_wake(c.lane_id, c.priority)
+  local score = FF.pscore(c.priority, c.created_at)
+  C("ZADD", K.lane(B, c.lane_id, "reclaim"), FF.s(score), e)
+  FF.add_wake(c.lane_id, score)
 end
 
 -- Marks up to `limit` leases of the partition whose expiry is due. Returns the count and whether more remain.

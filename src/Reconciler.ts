@@ -1,0 +1,248 @@
+/**
+ * Runs the maintenance passes of a backend (architecture.md §6): one scoped
+ * fiber per pass, each on its own `Schedule`, with bounded batches, a retry
+ * schedule for transient errors, logs, spans and `Metric`s of what each pass
+ * did. It stops with its scope.
+ *
+ * ```ts
+ * const AppLive = Reconciler.layer({ intervals: { promoteDelayed: "250 millis" } }).pipe(
+ *   Layer.provideMerge(MemoryBackend.layer())
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type { Scope } from "effect"
+import { Cause, Clock, Duration, Effect, Layer, Metric, MetricBoundaries, Schedule } from "effect"
+import { type EngineError, isRetryable } from "./EngineError.js"
+import { Maintenance, type PassName, passNames, type PassResult } from "./Maintenance.js"
+
+/**
+ * The default interval of each pass, close to upstream's scanners
+ * (model.md §16).
+ *
+ * @since 0.1.0
+ * @category defaults
+ */
+export const defaultIntervals: { readonly [K in PassName]: Duration.Duration } = {
+  expireLeases: Duration.millis(1500),
+  promoteDelayed: Duration.millis(750),
+  expireAttempts: Duration.seconds(2),
+  expireSuspensions: Duration.seconds(2),
+  expirePendingWaitpoints: Duration.seconds(5),
+  expireExecutions: Duration.seconds(5),
+  reconcileDependencies: Duration.seconds(15),
+  drainCancelBacklog: Duration.seconds(1),
+  resetBudgets: Duration.seconds(15)
+}
+
+/**
+ * The default retry of a pass that failed with a retryable error
+ * (`EngineError.isRetryable`): exponential from 50 ms, at most 5 retries.
+ *
+ * @since 0.1.0
+ * @category defaults
+ */
+export const defaultRetrySchedule: Schedule.Schedule<unknown, EngineError> = Schedule.exponential("50 millis", 2).pipe(
+  Schedule.intersect(Schedule.recurs(5))
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReconcilerOptions {
+  /** The interval of a pass (default `defaultIntervals`); a pass runs at once at start, then every interval. */
+  readonly intervals?: { readonly [K in PassName]?: Duration.DurationInput } | undefined
+  /** A whole `Schedule` for a pass; takes precedence over its interval. */
+  readonly schedules?: { readonly [K in PassName]?: Schedule.Schedule<unknown> } | undefined
+  /** The passes to run (default: every pass of `passNames`). */
+  readonly passes?: ReadonlyArray<PassName> | undefined
+  /** Items per run of a pass (default: the backend's, 1 000). */
+  readonly batchSize?: number | undefined
+  /**
+   * How many times in a row a pass that reports `more: true` runs again at
+   * once before it waits for its schedule (default 100), so that one pass
+   * cannot hold a backend forever.
+   */
+  readonly maxConsecutiveRuns?: number | undefined
+  /** Retries of a run that failed with a retryable error (default `defaultRetrySchedule`). */
+  readonly retrySchedule?: Schedule.Schedule<unknown, EngineError> | undefined
+}
+
+// ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+/**
+ * Runs of each pass, tagged `pass`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const passRunsTotal = Metric.counter("flowfabric_reconciler_pass_runs_total", {
+  description: "Maintenance pass runs, by pass",
+  incremental: true
+})
+
+/**
+ * Items changed by each pass, tagged `pass`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const passProcessedTotal = Metric.counter("flowfabric_reconciler_processed_total", {
+  description: "Items a maintenance pass changed, by pass",
+  incremental: true
+})
+
+/**
+ * Runs that failed after their retries, tagged `pass` and `error_tag`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const passErrorsTotal = Metric.counter("flowfabric_reconciler_pass_errors_total", {
+  description: "Maintenance pass runs that failed after their retries, by pass and error tag",
+  incremental: true
+})
+
+/**
+ * Duration of each run in milliseconds, tagged `pass`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const passDurationMs = Metric.histogram(
+  "flowfabric_reconciler_pass_duration_ms",
+  MetricBoundaries.exponential({ start: 0.1, factor: 2, count: 18 }),
+  "Maintenance pass duration in milliseconds, by pass"
+)
+
+// ---------------------------------------------------------------------------
+// Running passes
+// ---------------------------------------------------------------------------
+
+const scheduleOf = (name: PassName, options: ReconcilerOptions | undefined): Schedule.Schedule<unknown> =>
+  options?.schedules?.[name] ?? Schedule.spaced(options?.intervals?.[name] ?? defaultIntervals[name])
+
+/**
+ * One run of one pass: retried on retryable errors, measured, logged at
+ * debug level and counted.
+ */
+const runPass = (
+  maintenance: Maintenance.Service,
+  name: PassName,
+  options: ReconcilerOptions | undefined
+): Effect.Effect<PassResult, EngineError> => {
+  const runs = Metric.tagged(passRunsTotal, "pass", name)
+  const processed = Metric.tagged(passProcessedTotal, "pass", name)
+  const duration = Metric.tagged(passDurationMs, "pass", name)
+  const batch = options?.batchSize === undefined ? undefined : { batchSize: options.batchSize }
+  return Effect.gen(function*() {
+    const start = yield* Clock.currentTimeMillis
+    const result = yield* maintenance[name](batch).pipe(
+      Effect.retry({ schedule: options?.retrySchedule ?? defaultRetrySchedule, while: isRetryable })
+    )
+    const elapsed = (yield* Clock.currentTimeMillis) - start
+    yield* Metric.increment(runs)
+    yield* Metric.incrementBy(processed, result.processed)
+    yield* Metric.update(duration, elapsed)
+    yield* Effect.annotateCurrentSpan({ processed: result.processed, more: result.more })
+    if (result.processed > 0 || result.more) {
+      yield* Effect.logDebug(`${name}: ${result.processed} processed${result.more ? ", more due" : ""}`).pipe(
+        Effect.annotateLogs({ pass: name, processed: result.processed, more: result.more })
+      )
+    }
+    return result
+  }).pipe(
+    Effect.tapError((e) =>
+      Effect.zipRight(
+        Metric.increment(Metric.tagged(Metric.tagged(passErrorsTotal, "pass", name), "error_tag", e._tag)),
+        Effect.logWarning(`${name} failed`, e).pipe(Effect.annotateLogs({ pass: name }))
+      )
+    ),
+    Effect.withSpan(`Reconciler.${name}`, { attributes: { pass: name }, captureStackTrace: false })
+  )
+}
+
+/**
+ * Runs a pass, and again at once while it reports `more: true` (at most
+ * `maxConsecutiveRuns` runs). Errors are logged and counted, never fatal.
+ */
+const drainPass = (
+  maintenance: Maintenance.Service,
+  name: PassName,
+  options: ReconcilerOptions | undefined
+): Effect.Effect<void> => {
+  const max = Math.max(1, options?.maxConsecutiveRuns ?? 100)
+  const loop = (n: number): Effect.Effect<void, EngineError> =>
+    Effect.flatMap(runPass(maintenance, name, options), (r) => (r.more && n + 1 < max ? loop(n + 1) : Effect.void))
+  return loop(0).pipe(
+    // the failure was logged and counted by `runPass`; the next tick tries again
+    Effect.catchAll(() => Effect.void),
+    Effect.catchAllDefect((defect) =>
+      Effect.logError(`${name} crashed`, Cause.die(defect)).pipe(Effect.annotateLogs({ pass: name }))
+    )
+  )
+}
+
+/**
+ * Forks one fiber per pass in the current scope; each fiber runs its pass at
+ * once and then on its schedule until the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const start = (options?: ReconcilerOptions): Effect.Effect<void, never, Maintenance | Scope.Scope> =>
+  Effect.gen(function*() {
+    const maintenance = yield* Maintenance
+    const passes = options?.passes ?? passNames
+    for (const name of passes) {
+      yield* drainPass(maintenance, name, options).pipe(
+        Effect.repeat(scheduleOf(name, options)),
+        Effect.annotateLogs({ reconciler: name }),
+        Effect.forkScoped
+      )
+    }
+    yield* Effect.logDebug(`reconciler started: ${passes.join(", ")}`)
+  })
+
+/**
+ * The reconciler as a layer: requires `Maintenance`, provides nothing, runs
+ * while the layer's scope is open.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: ReconcilerOptions): Layer.Layer<never, never, Maintenance> =>
+  Layer.scopedDiscard(start(options))
+
+/**
+ * Runs every pass once, in `passNames` order (a pass that reports
+ * `more: true` runs again until it does not, at most `maxConsecutiveRuns`
+ * times), and returns one aggregated result per pass. Errors are returned.
+ * Useful in tests and demos.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const runOnce = (
+  options?: Omit<ReconcilerOptions, "intervals" | "schedules">
+): Effect.Effect<ReadonlyArray<PassResult>, EngineError, Maintenance> =>
+  Effect.gen(function*() {
+    const maintenance = yield* Maintenance
+    const max = Math.max(1, options?.maxConsecutiveRuns ?? 100)
+    const results: Array<PassResult> = []
+    for (const name of options?.passes ?? passNames) {
+      let processed = 0
+      let more = true
+      for (let i = 0; more && i < max; i++) {
+        const r = yield* runPass(maintenance, name, options)
+        processed += r.processed
+        more = r.more
+      }
+      results.push({ pass: name, processed, more })
+    }
+    return results
+  })

@@ -1,0 +1,961 @@
+/**
+ * The worker runtime (architecture.md §6): claims executions round-robin over
+ * its lanes while it has free slots, renews each lease on a fiber at a third
+ * of its TTL, runs the handler registered for the execution's kind with a
+ * task context, maps the handler's success to `complete` and its typed
+ * failure to `fail`, stops the handler when its lease is lost, and drains
+ * gracefully when interrupted.
+ *
+ * ```ts
+ * const Resize = Producer.task({ kind: "resize", input: ResizeInput, output: ResizeOutput })
+ *
+ * const resize = Worker.handler({
+ *   ...Resize,
+ *   run: (input, ctx) => Effect.gen(function*() {
+ *     yield* ctx.progress(50, "resizing")
+ *     return { url: `${input.url}?w=${input.width}` }
+ *   }),
+ *   classify: (e) => (e._tag === "BadImage" ? "Permanent" : "Transient")
+ * })
+ *
+ * Worker.run({ lanes: ["images"], handlers: [resize], concurrency: 8, leaseTtl: "30 seconds" })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type { ConfigError, Scope } from "effect"
+import {
+  Cause,
+  Clock,
+  Config,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  FiberSet,
+  Metric,
+  MetricBoundaries,
+  Option,
+  Predicate,
+  Ref,
+  Schedule,
+  Schema
+} from "effect"
+import { hostname } from "node:os"
+import { EngineBackend } from "./EngineBackend.js"
+import { type EngineError, isEngineError, isLeaseLost, isRetryable, rootCause } from "./EngineError.js"
+import * as Ids from "./Ids.js"
+import type { BudgetId, ExecutionId, LaneId, WaitpointId, WorkerId, WorkerInstanceId } from "./Ids.js"
+import { decodeHandle } from "./internal/handleCodec.js"
+import { decodeJson, encodeJson, PayloadError } from "./internal/worker/codec.js"
+import type * as M from "./Model.js"
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/**
+ * A worker that cannot start: no handlers, two handlers for one kind, a bad
+ * lane id, a concurrency below 1.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class WorkerError extends Schema.TaggedError<WorkerError>()("WorkerError", {
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `worker: ${this.detail}`
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Task context
+// ---------------------------------------------------------------------------
+
+/**
+ * A waitpoint made with `ctx.createWaitpoint`: tell the party that will
+ * signal it the id and the token, then `ctx.suspend({ waitpoint })`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Waitpoint {
+  readonly waitpointId: WaitpointId
+  readonly waitpointKey: string
+  readonly token: string
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SuspendOptions {
+  /** A pending waitpoint from `ctx.createWaitpoint`; default: a fresh waitpoint. */
+  readonly waitpoint?: Waitpoint | undefined
+  /** The key of the fresh waitpoint (default `wpk:<id>`). */
+  readonly waitpointKey?: string | undefined
+  /** Resume on a signal of this name (default: any signal). */
+  readonly signalName?: string | undefined
+  /** Apply `timeoutBehavior` when no signal came within this long. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Default `fail`. */
+  readonly timeoutBehavior?: M.TimeoutBehavior | undefined
+  /** Default `waiting_for_signal` (`waiting_for_approval`, `waiting_for_callback`, …). */
+  readonly reasonCode?: string | undefined
+  readonly idempotencyKey?: string | undefined
+  /**
+   * Runs once the suspension committed, with the waitpoint and its token
+   * (e.g. to send the token to an approver). Uninterruptible; keep it short.
+   */
+  readonly onSuspended?: ((details: M.SuspendOutcomeDetails) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * What a handler gets besides its decoded input. Every operation is bound to
+ * the attempt's lease; one that finds the lease lost fails with an
+ * `EngineError` for which `isLeaseLost` holds, and the worker then writes
+ * nothing for the attempt. `suspend`, `delay` and `waitChildren` end the
+ * attempt: they never return (except `suspend` when the waitpoint's buffered
+ * signals already satisfy it), the handler's fiber is stopped, and the
+ * execution runs again — the same attempt, `resumed` — when it is resumed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TaskContext<I> {
+  readonly executionId: ExecutionId
+  readonly kind: string
+  readonly lane: LaneId
+  readonly input: I
+  /** 1 for the first attempt; retries and reclaims count up, resumptions do not. */
+  readonly attempt: number
+  readonly attemptIndex: number
+  /** `fresh` for a new attempt, `resumed` after suspend / delay / waitChildren. */
+  readonly handleKind: M.HandleKind
+  readonly resumed: boolean
+  /** The signals that resumed this attempt (`observeSignals`), empty otherwise. */
+  readonly resumeSignals: ReadonlyArray<M.ResumeSignal>
+  readonly workerId: WorkerId
+  readonly workerInstanceId: WorkerInstanceId
+  /** The raw lease handle, for operations the context does not wrap. */
+  readonly handle: M.Handle
+  /** A numeric heartbeat (percent rounded and clamped to 0..100). */
+  readonly progress: (percent: number | undefined, message?: string) => Effect.Effect<void, EngineError>
+  readonly appendFrame: (frame: M.FrameInput) => Effect.Effect<M.AppendFrameOutcome, EngineError>
+  /** Appends a `stdout` frame with the text. */
+  readonly log: (message: string) => Effect.Effect<M.AppendFrameOutcome, EngineError>
+  /** Appends an `event` frame of type `frameType` with the JSON of `data`. */
+  readonly event: (frameType: string, data: unknown) => Effect.Effect<M.AppendFrameOutcome, EngineError>
+  /** A pending waitpoint, signalable before the attempt suspends (signals are buffered). */
+  readonly createWaitpoint: (
+    options?: { readonly key?: string | undefined; readonly expiresIn?: Duration.DurationInput | undefined }
+  ) => Effect.Effect<Waitpoint, EngineError>
+  /** Suspends until a signal; returns only when buffered signals already satisfy the condition. */
+  readonly suspend: (options?: SuspendOptions) => Effect.Effect<ReadonlyArray<M.ResumeSignal>, EngineError>
+  /** Ends the attempt; the execution is resumed after `duration` (or at `{ until }` ms). */
+  readonly delay: (duration: Duration.DurationInput | { readonly until: number }) => Effect.Effect<never, EngineError>
+  /** Ends the attempt until the execution's flow dependencies resolve. */
+  readonly waitChildren: Effect.Effect<never, EngineError>
+  readonly reportUsage: (
+    budgetId: BudgetId,
+    dimensions: M.Input<typeof M.UsageDimensions.fields>
+  ) => Effect.Effect<M.ReportUsageResult, EngineError>
+}
+
+// ---------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------
+
+/**
+ * How a handler failed (after its classification), or that it found its
+ * lease lost.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type HandlerFailure =
+  | { readonly _tag: "Classified"; readonly classification: M.FailureClass; readonly message: string }
+  | { readonly _tag: "LeaseLost"; readonly error: EngineError }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface HandlerSpec<I, IE, O, OE, E, R> {
+  readonly kind: string
+  readonly input: Schema.Schema<I, IE>
+  readonly output: Schema.Schema<O, OE>
+  readonly run: (input: I, ctx: TaskContext<I>) => Effect.Effect<O, E, R>
+  /** The classification of a typed failure (default `Transient`: retried per the execution's retry policy). */
+  readonly classify?: ((error: E) => M.FailureClass) | undefined
+  /** The failure reason stored with `fail` (default: the error's tag and message). */
+  readonly describe?: ((error: E) => string) | undefined
+}
+
+const HandlerTypeId: unique symbol = Symbol.for("flowfabric/Worker/Handler")
+
+/**
+ * A handler with its input and output types erased, ready for `run`. `R` is
+ * what its `run` requires.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Handler<out R> {
+  readonly [HandlerTypeId]: { readonly _R: (_: never) => R }
+  readonly kind: string
+  /** Decodes the payload, runs the handler with the context `makeContext` builds, encodes its output. */
+  readonly execute: (
+    payload: Uint8Array,
+    makeContext: <I>(input: I) => TaskContext<I>
+  ) => Effect.Effect<Uint8Array, HandlerFailure, R>
+}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace Handler {
+  /** What a union of handlers requires. @since 0.1.0 */
+  export type Context<H> = H extends Handler<infer R> ? R : never
+}
+
+const truncate = (s: string, max = 2000): string => (s.length > max ? `${s.slice(0, max - 1)}…` : s)
+
+/** A readable one-line reason for any failure value. */
+export const describeFailure = (error: unknown): string => {
+  if (error instanceof Error) {
+    const tag = Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? error._tag : error.name
+    return truncate(error.message === "" ? tag : `${tag}: ${error.message}`)
+  }
+  if (typeof error === "object" && error !== null) {
+    try {
+      return truncate(JSON.stringify(error))
+    } catch {
+      return truncate(String(error))
+    }
+  }
+  return truncate(String(error))
+}
+
+/**
+ * Registers `run` for executions of `kind`: the input payload is decoded
+ * with `input` (a payload that does not decode fails the execution as
+ * `Permanent` with the parse error as reason), the output encoded with
+ * `output` (JSON) and stored with `complete`. A typed failure is classified
+ * with `classify` (default `Transient`); a defect fails as `InfraCrash`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const handler = <I, IE, O, OE, E, R>(spec: HandlerSpec<I, IE, O, OE, E, R>): Handler<R> => {
+  const classified = (classification: M.FailureClass, message: string): HandlerFailure => ({
+    _tag: "Classified",
+    classification,
+    message
+  })
+  const ofUserError = (e: E): HandlerFailure => {
+    if (isEngineError(e) && isLeaseLost(e)) return { _tag: "LeaseLost", error: e }
+    return classified(spec.classify?.(e) ?? "Transient", spec.describe?.(e) ?? describeFailure(e))
+  }
+  return {
+    [HandlerTypeId]: { _R: (_: never) => _ },
+    kind: spec.kind,
+    execute: (payload, makeContext) =>
+      Effect.gen(function*() {
+        const input = yield* decodeJson(spec.input, payload, `input of "${spec.kind}"`).pipe(
+          Effect.mapError((e) => classified("Permanent", e.message))
+        )
+        const output = yield* spec.run(input, makeContext(input)).pipe(Effect.mapError(ofUserError))
+        return yield* encodeJson(spec.output, output, `output of "${spec.kind}"`).pipe(
+          Effect.mapError((e) => classified("Permanent", e.message))
+        )
+      })
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Events, metrics
+// ---------------------------------------------------------------------------
+
+interface EventBase {
+  readonly executionId: ExecutionId
+  readonly kind: string
+  readonly lane: LaneId
+  readonly attempt: number
+  readonly workerInstanceId: WorkerInstanceId
+}
+
+/**
+ * What happened to a claimed execution, reported to `onEvent`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WorkerEvent =
+  | EventBase & { readonly _tag: "Claimed"; readonly handleKind: M.HandleKind }
+  | EventBase & { readonly _tag: "Completed"; readonly durationMs: number }
+  | EventBase & {
+    readonly _tag: "Failed"
+    readonly classification: M.FailureClass
+    readonly reason: string
+    readonly outcome: M.FailOutcome
+    readonly durationMs: number
+  }
+  | EventBase & { readonly _tag: "Suspended"; readonly waitpointId: WaitpointId }
+  | EventBase & { readonly _tag: "Delayed"; readonly until: number }
+  | EventBase & { readonly _tag: "WaitingChildren" }
+  | EventBase & { readonly _tag: "LeaseLost"; readonly reason: string }
+  | EventBase & { readonly _tag: "Released"; readonly reason: string }
+  | EventBase & { readonly _tag: "WriteFailed"; readonly operation: string; readonly error: EngineError }
+
+/** Executions claimed, tagged `lane` and `handle_kind`. @since 0.1.0 @category metrics */
+export const claimsTotal = Metric.counter("flowfabric_worker_claims_total", {
+  description: "Executions a worker claimed, by lane and handle kind",
+  incremental: true
+})
+
+/** Attempts finished, tagged `kind` and `outcome` (the `WorkerEvent` tag). @since 0.1.0 @category metrics */
+export const tasksTotal = Metric.counter("flowfabric_worker_tasks_total", {
+  description: "Attempts a worker finished, by kind and outcome",
+  incremental: true
+})
+
+/** Attempt duration in milliseconds, tagged `kind` and `outcome`. @since 0.1.0 @category metrics */
+export const taskDurationMs = Metric.histogram(
+  "flowfabric_worker_task_duration_ms",
+  MetricBoundaries.exponential({ start: 1, factor: 2, count: 20 }),
+  "Attempt duration in milliseconds, by kind and outcome"
+)
+
+/** Attempts running now, tagged `worker_instance`. @since 0.1.0 @category metrics */
+export const activeTasks = Metric.gauge("flowfabric_worker_active_tasks", {
+  description: "Attempts a worker is running"
+})
+
+/** Lease renewals, tagged `result` (`ok`, `retry`, `lost`). @since 0.1.0 @category metrics */
+export const renewalsTotal = Metric.counter("flowfabric_worker_lease_renewals_total", {
+  description: "Lease renewals by result",
+  incremental: true
+})
+
+// ---------------------------------------------------------------------------
+// Options and config
+// ---------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkerOptions<H> {
+  /** Lanes to claim from, round-robin. */
+  readonly lanes: ReadonlyArray<string>
+  /** One handler per execution kind. */
+  readonly handlers: ReadonlyArray<H>
+  /** Capability tokens this worker advertises (routing). */
+  readonly capabilities?: ReadonlyArray<string> | undefined
+  /** Attempts run at once (default `FLOWFABRIC_WORKER_CONCURRENCY` or 4). */
+  readonly concurrency?: number | undefined
+  /** Lease TTL (default `FLOWFABRIC_LEASE_TTL` or 30 s). */
+  readonly leaseTtl?: Duration.DurationInput | undefined
+  /** Renewal interval (default `FLOWFABRIC_LEASE_RENEW_EVERY` or a third of the TTL). */
+  readonly renewEvery?: Duration.DurationInput | undefined
+  /** Back-off while no lane has work; reset when a claim succeeds (default 50 ms doubling up to 1 s). */
+  readonly idle?: Schedule.Schedule<unknown> | undefined
+  /** On interruption, how long running attempts may still finish (default `FLOWFABRIC_WORKER_GRACE_PERIOD` or 10 s). */
+  readonly gracePeriod?: Duration.DurationInput | undefined
+  /**
+   * After the grace period, stop the remaining attempts and hand their
+   * executions back (`delay` to now, the same attempt is resumed elsewhere)
+   * — default `true`. `false` drops them as a crash would: their leases
+   * expire and the reconciler makes them reclaimable.
+   */
+  readonly releaseOnShutdown?: boolean | undefined
+  /** Stable logical id (default `FLOWFABRIC_WORKER_ID` or `worker-<hostname>`). */
+  readonly workerId?: string | undefined
+  /** Unique per process (default `FLOWFABRIC_WORKER_INSTANCE_ID` or `<workerId>-<random>`). */
+  readonly workerInstanceId?: string | undefined
+  /** Retries of `complete` / `fail` / release writes on retryable errors (default 50 ms doubling, 5 times). */
+  readonly writeRetry?: Schedule.Schedule<unknown, EngineError> | undefined
+  /** Called with every event of every attempt (in the attempt's fiber). */
+  readonly onEvent?: ((event: WorkerEvent) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * The settings `run` reads from `Config` for what its options leave out.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const WorkerConfig = Config.all({
+  workerId: Config.option(Config.string("FLOWFABRIC_WORKER_ID")),
+  workerInstanceId: Config.option(Config.string("FLOWFABRIC_WORKER_INSTANCE_ID")),
+  concurrency: Config.integer("FLOWFABRIC_WORKER_CONCURRENCY").pipe(Config.withDefault(4)),
+  leaseTtl: Config.duration("FLOWFABRIC_LEASE_TTL").pipe(Config.withDefault(Duration.seconds(30))),
+  renewEvery: Config.option(Config.duration("FLOWFABRIC_LEASE_RENEW_EVERY")),
+  gracePeriod: Config.duration("FLOWFABRIC_WORKER_GRACE_PERIOD").pipe(Config.withDefault(Duration.seconds(10)))
+})
+
+/** The default idle back-off: 50 ms doubling, capped at 1 s. @since 0.1.0 @category defaults */
+export const defaultIdleSchedule: Schedule.Schedule<unknown> = Schedule.exponential("50 millis", 2).pipe(
+  Schedule.union(Schedule.spaced("1 second"))
+)
+
+/** @since 0.1.0 @category defaults */
+export const defaultWriteRetry: Schedule.Schedule<unknown, EngineError> = Schedule.exponential("50 millis", 2).pipe(
+  Schedule.intersect(Schedule.recurs(5))
+)
+
+/** How long released attempts may take to write their release after the grace period. */
+const RELEASE_TIMEOUT = Duration.seconds(5)
+const SHUTDOWN_POLL = Duration.millis(20)
+
+interface Settings {
+  readonly lanes: ReadonlyArray<LaneId>
+  readonly handlers: ReadonlyMap<string, Handler<unknown>>
+  readonly capabilities: ReadonlyArray<string>
+  readonly concurrency: number
+  readonly leaseTtlMs: number
+  readonly renewEvery: Duration.Duration
+  readonly idle: Schedule.Schedule<unknown>
+  readonly grace: Duration.Duration
+  readonly releaseOnShutdown: boolean
+  readonly workerId: WorkerId
+  readonly workerInstanceId: WorkerInstanceId
+  readonly writeRetry: Schedule.Schedule<unknown, EngineError>
+  readonly onEvent: (event: WorkerEvent) => Effect.Effect<void>
+}
+
+const decodeLane = Schema.decodeUnknownEither(Ids.LaneId)
+
+const resolveSettings = <H extends Handler<unknown>>(
+  options: WorkerOptions<H>
+): Effect.Effect<Settings, WorkerError | ConfigError.ConfigError> =>
+  Effect.gen(function*() {
+    const config = yield* WorkerConfig
+    const fail = (detail: string) => Effect.fail(new WorkerError({ detail }))
+    if (options.lanes.length === 0) return yield* fail("no lanes")
+    const lanes: Array<LaneId> = []
+    for (const lane of options.lanes) {
+      const decoded = decodeLane(lane)
+      if (Either.isLeft(decoded)) return yield* fail(`lane ${JSON.stringify(lane)}: ${decoded.left.message}`)
+      if (!lanes.includes(decoded.right)) lanes.push(decoded.right)
+    }
+    if (options.handlers.length === 0) return yield* fail("no handlers")
+    const handlers = new Map<string, Handler<unknown>>()
+    for (const h of options.handlers) {
+      if (handlers.has(h.kind)) return yield* fail(`two handlers for kind "${h.kind}"`)
+      handlers.set(h.kind, h)
+    }
+    const concurrency = options.concurrency ?? config.concurrency
+    if (!Number.isInteger(concurrency) || concurrency < 1) return yield* fail(`concurrency ${concurrency} < 1`)
+    const leaseTtl = options.leaseTtl === undefined ? config.leaseTtl : Duration.decode(options.leaseTtl)
+    const leaseTtlMs = Math.floor(Duration.toMillis(leaseTtl))
+    if (!(leaseTtlMs >= 1)) return yield* fail("leaseTtl must be at least 1 ms")
+    const renewEvery = options.renewEvery !== undefined ?
+      Duration.decode(options.renewEvery) :
+      Option.getOrElse(config.renewEvery, () => Duration.millis(Math.max(1, Math.floor(leaseTtlMs / 3))))
+    if (Duration.toMillis(renewEvery) >= leaseTtlMs) return yield* fail("renewEvery must be shorter than leaseTtl")
+    const workerId = options.workerId ?? Option.getOrElse(config.workerId, () => `worker-${hostname()}`)
+    const workerInstanceId = options.workerInstanceId ??
+      Option.getOrUndefined(config.workerInstanceId) ??
+      `${workerId}-${(yield* Ids.randomUuid).slice(0, 8)}`
+    return {
+      lanes,
+      handlers,
+      capabilities: [...new Set(options.capabilities ?? [])].sort(),
+      concurrency,
+      leaseTtlMs,
+      renewEvery,
+      idle: options.idle ?? defaultIdleSchedule,
+      grace: options.gracePeriod === undefined ? config.gracePeriod : Duration.decode(options.gracePeriod),
+      releaseOnShutdown: options.releaseOnShutdown ?? true,
+      workerId: Ids.unsafe.workerId(workerId),
+      workerInstanceId: Ids.unsafe.workerInstanceId(workerInstanceId),
+      writeRetry: options.writeRetry ?? defaultWriteRetry,
+      onEvent: options.onEvent ?? (() => Effect.void)
+    }
+  })
+
+// ---------------------------------------------------------------------------
+// One attempt
+// ---------------------------------------------------------------------------
+
+/** How the attempt ended by the handler's own hand (suspend / delay / waitChildren). */
+type Ended =
+  | { readonly _tag: "Suspended"; readonly waitpointId: WaitpointId }
+  | { readonly _tag: "Delayed"; readonly until: number }
+  | { readonly _tag: "WaitingChildren" }
+
+/** Why the race around the handler ended. */
+type Stop =
+  | { readonly _tag: "Handler"; readonly exit: Exit.Exit<Uint8Array, HandlerFailure> }
+  | { readonly _tag: "LeaseLost"; readonly reason: string }
+  | { readonly _tag: "Shutdown" }
+
+const utf8 = new TextEncoder()
+
+const leaseLostReason = (e: EngineError): string => {
+  const root = rootCause(e)
+  return root._tag === "Contention" && root.kind === "ExecutionNotActive" && root.notActive !== undefined ?
+    `execution is ${root.notActive.terminalOutcome !== "none" ? root.notActive.terminalOutcome : root.notActive.lifecyclePhase}` :
+    root.message
+}
+
+interface Runtime {
+  readonly backend: EngineBackend.Service
+  readonly settings: Settings
+  /** Completed by the drain after the grace period: stop and release. */
+  readonly shutdownNow: Deferred.Deferred<void>
+}
+
+const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Effect<void> => {
+  const { backend, settings } = rt
+  const decoded = decodeHandle(handle.backend, handle)
+  if (Either.isLeft(decoded)) {
+    return Effect.logError(`claimed handle does not decode: ${JSON.stringify(decoded.left)}`)
+  }
+  const p = decoded.right
+  const attempt = p.attemptIndex + 1
+  return Effect.gen(function*() {
+    const input = yield* backend.getExecutionInput(p.executionId).pipe(
+      Effect.retry({ schedule: settings.writeRetry, while: isRetryable }),
+      Effect.either
+    )
+    const kind = Either.isRight(input) && Option.isSome(input.right) ? input.right.value.executionKind : "?"
+    const base: EventBase = {
+      executionId: p.executionId,
+      kind,
+      lane: p.laneId,
+      attempt,
+      workerInstanceId: settings.workerInstanceId
+    }
+    const elapsed = Effect.map(Clock.currentTimeMillis, (now) => now - claimedAt)
+    const emit = (event: WorkerEvent) =>
+      Effect.gen(function*() {
+        if (event._tag !== "Claimed") {
+          yield* Metric.increment(Metric.tagged(Metric.tagged(tasksTotal, "kind", kind), "outcome", event._tag))
+          yield* Metric.update(Metric.tagged(Metric.tagged(taskDurationMs, "kind", kind), "outcome", event._tag), yield* elapsed)
+        }
+        yield* settings.onEvent(event)
+      })
+
+    /**
+     * A write under the lease: retried on retryable errors (`ExecutionNotActive` is a retryable
+     * contention, but a lost lease is final); a lost lease is reported, never fatal.
+     */
+    const write = <A>(operation: string, effect: Effect.Effect<A, EngineError>) =>
+      effect.pipe(
+        Effect.retry({ schedule: settings.writeRetry, while: (e) => isRetryable(e) && !isLeaseLost(e) }),
+        Effect.map(Option.some),
+        Effect.catchAll((error) =>
+          Effect.as(
+            isLeaseLost(error) ?
+              emit({ ...base, _tag: "LeaseLost", reason: `${operation} fenced: ${leaseLostReason(error)}` }) :
+              Effect.zipRight(
+                Effect.logError(`${operation} failed`, error),
+                emit({ ...base, _tag: "WriteFailed", operation, error })
+              ),
+            Option.none<A>()
+          )
+        )
+      )
+    const failWith = (classification: M.FailureClass, message: string) =>
+      Effect.gen(function*() {
+        const outcome = yield* write("fail", backend.fail(handle, { reason: { message }, classification }))
+        if (Option.isSome(outcome)) {
+          yield* Effect.logInfo(`failed (${classification}): ${message}`)
+          yield* emit({
+            ...base,
+            _tag: "Failed",
+            classification,
+            reason: message,
+            outcome: outcome.value,
+            durationMs: yield* elapsed
+          })
+        }
+      })
+
+    yield* emit({ ...base, _tag: "Claimed", handleKind: handle.kind })
+
+    if (Either.isLeft(input)) {
+      return yield* failWith("Transient", `cannot read the execution's input: ${input.left.message}`)
+    }
+    if (Option.isNone(input.right)) {
+      return yield* Effect.logWarning("claimed execution has no input record (deleted?); nothing to run")
+    }
+    const payload = input.right.value.payload
+    const h = settings.handlers.get(kind)
+    if (h === undefined) {
+      return yield* failWith(
+        "Permanent",
+        `no handler for kind "${kind}" on worker ${settings.workerId} (handles: ${[...settings.handlers.keys()].join(", ")})`
+      )
+    }
+
+    const resumeSignals = handle.kind === "resumed" ?
+      yield* backend.observeSignals(handle).pipe(
+        Effect.tapError((e) => Effect.logWarning("observeSignals failed", e)),
+        Effect.orElseSucceed((): ReadonlyArray<M.ResumeSignal> => [])
+      ) :
+      []
+
+    const lost = yield* Deferred.make<string>()
+    const ended = yield* Ref.make<Option.Option<Ended>>(Option.none())
+    /** Serialises renewals with the writes that end the attempt, so a renewal never races them. */
+    const leaseLock = yield* Effect.makeSemaphore(1)
+
+    const endAttempt = (op: Effect.Effect<Ended, EngineError>): Effect.Effect<never, EngineError> =>
+      Effect.zipRight(
+        leaseLock.withPermits(1)(Effect.flatMap(op, (e) => Ref.set(ended, Option.some(e)))),
+        Effect.interrupt
+      )
+
+    const makeContext = <I>(decodedInput: I): TaskContext<I> => ({
+      executionId: p.executionId,
+      kind,
+      lane: p.laneId,
+      input: decodedInput,
+      attempt,
+      attemptIndex: p.attemptIndex,
+      handleKind: handle.kind,
+      resumed: handle.kind === "resumed",
+      resumeSignals,
+      workerId: settings.workerId,
+      workerInstanceId: settings.workerInstanceId,
+      handle,
+      progress: (percent, message) =>
+        backend.progress(handle, {
+          ...(percent === undefined ? {} : { percent: Math.min(100, Math.max(0, Math.round(percent))) }),
+          ...(message === undefined ? {} : { message })
+        }),
+      appendFrame: (frame) => backend.appendFrame(handle, frame),
+      log: (message) => backend.appendFrame(handle, { bytes: utf8.encode(message), kind: "stdout" }),
+      event: (frameType, data) =>
+        backend.appendFrame(handle, { bytes: utf8.encode(JSON.stringify(data) ?? "null"), kind: "event", frameType }),
+      createWaitpoint: (options) =>
+        Effect.gen(function*() {
+          const key = options?.key ?? `wpk:${yield* Ids.randomUuid}`
+          const created = yield* backend.createWaitpoint(handle, {
+            waitpointKey: key,
+            expiresIn: Duration.decode(options?.expiresIn ?? Duration.hours(1))
+          })
+          return { waitpointId: created.waitpointId, waitpointKey: key, token: created.hmacToken }
+        }),
+      suspend: (options = {}) =>
+        Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          const suspensionId = yield* Ids.newSuspensionId
+          let binding: M.WaitpointBinding
+          let key: string
+          if (options.waitpoint !== undefined) {
+            binding = { _tag: "UsePending", waitpointId: options.waitpoint.waitpointId }
+            key = options.waitpoint.waitpointKey
+          } else {
+            const waitpointId = yield* Ids.newWaitpointId
+            key = options.waitpointKey ?? `wpk:${waitpointId}`
+            binding = { _tag: "Fresh", waitpointId, waitpointKey: key }
+          }
+          const outcome = yield* leaseLock.withPermits(1)(
+            Effect.gen(function*() {
+              const o = yield* backend.suspend(handle, {
+                suspensionId,
+                waitpoints: [binding],
+                resumeCondition: {
+                  _tag: "Single",
+                  waitpointKey: key,
+                  matcher: options.signalName === undefined ?
+                    { _tag: "Wildcard" } :
+                    { _tag: "ByName", name: options.signalName }
+                },
+                now,
+                ...(options.reasonCode === undefined ? {} : { reasonCode: options.reasonCode }),
+                ...(options.timeout === undefined ?
+                  {} :
+                  { timeoutAt: now + Duration.toMillis(Duration.decode(options.timeout)) }),
+                ...(options.timeoutBehavior === undefined ? {} : { timeoutBehavior: options.timeoutBehavior }),
+                ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey })
+              })
+              if (o._tag === "Suspended") {
+                yield* Ref.set(ended, Option.some({ _tag: "Suspended", waitpointId: o.details.waitpointId }))
+              }
+              return o
+            })
+          )
+          if (outcome._tag === "AlreadySatisfied") return yield* backend.observeSignals(handle)
+          if (options.onSuspended !== undefined) yield* Effect.uninterruptible(options.onSuspended(outcome.details))
+          return yield* Effect.interrupt
+        }),
+      delay: (duration) =>
+        endAttempt(Effect.gen(function*() {
+          const until = typeof duration === "object" && duration !== null && "until" in duration ?
+            duration.until :
+            (yield* Clock.currentTimeMillis) + Duration.toMillis(Duration.decode(duration))
+          yield* backend.delay(handle, { delayUntil: Math.floor(until) })
+          return { _tag: "Delayed", until } as const
+        })),
+      waitChildren: endAttempt(Effect.as(backend.waitChildren(handle), { _tag: "WaitingChildren" } as const)),
+      reportUsage: (budgetId, dimensions) => backend.reportUsage(handle, { budgetId, dimensions })
+    })
+
+    // Renewal: every `renewEvery`; a lost lease (or one that could not be
+    // renewed before it expired) completes `lost`, which stops the handler.
+    const retryDelayMs = Math.max(5, Math.min(250, Math.floor(Duration.toMillis(settings.renewEvery) / 4)))
+    const renewals = Effect.gen(function*() {
+      let expiresAt = claimedAt + settings.leaseTtlMs
+      for (;;) {
+        yield* Effect.sleep(settings.renewEvery)
+        for (;;) {
+          const started = yield* Clock.currentTimeMillis
+          const result = yield* leaseLock.withPermits(1)(
+            Effect.flatMap(Ref.get(ended), (e) =>
+              Option.isSome(e) ? Effect.succeed(Option.none()) : Effect.map(Effect.either(backend.renew(handle)), Option.some))
+          )
+          if (Option.isNone(result)) return
+          if (Either.isRight(result.value)) {
+            expiresAt = started + settings.leaseTtlMs
+            yield* Metric.increment(Metric.tagged(renewalsTotal, "result", "ok"))
+            break
+          }
+          const error = result.value.left
+          const now = yield* Clock.currentTimeMillis
+          if (isLeaseLost(error) || now >= expiresAt) {
+            yield* Metric.increment(Metric.tagged(renewalsTotal, "result", "lost"))
+            yield* Deferred.succeed(
+              lost,
+              isLeaseLost(error) ? leaseLostReason(error) : `lease expired while renewals failed: ${error.message}`
+            )
+            return
+          }
+          yield* Metric.increment(Metric.tagged(renewalsTotal, "result", "retry"))
+          yield* Effect.logWarning("lease renewal failed; retrying", error)
+          yield* Effect.sleep(Duration.millis(Math.min(retryDelayMs, Math.max(1, expiresAt - now))))
+        }
+      }
+    })
+
+    const stop = yield* Effect.scoped(Effect.gen(function*() {
+      yield* Effect.forkScoped(renewals)
+      // The handler's requirements are those `run` was typed with: they are in this fiber's context.
+      const execute = h.execute(payload, makeContext) as Effect.Effect<Uint8Array, HandlerFailure>
+      return yield* Effect.raceAll<Effect.Effect<Stop>>([
+        Effect.map(Effect.exit(execute), (exit) => ({
+          _tag: "Handler",
+          exit
+        })),
+        Effect.map(Deferred.await(lost), (reason) => ({ _tag: "LeaseLost", reason })),
+        Effect.as(Deferred.await(rt.shutdownNow), { _tag: "Shutdown" })
+      ])
+    }))
+
+    const endedBy = yield* Ref.get(ended)
+    if (Option.isSome(endedBy)) {
+      const e = endedBy.value
+      yield* Effect.logDebug(`attempt ended: ${e._tag}`)
+      return yield* emit(
+        e._tag === "Suspended" ?
+          { ...base, _tag: "Suspended", waitpointId: e.waitpointId } :
+          e._tag === "Delayed" ?
+          { ...base, _tag: "Delayed", until: e.until } :
+          { ...base, _tag: "WaitingChildren" }
+      )
+    }
+    switch (stop._tag) {
+      case "LeaseLost": {
+        yield* Effect.logWarning(`lease lost, attempt stopped: ${stop.reason}`)
+        return yield* emit({ ...base, _tag: "LeaseLost", reason: stop.reason })
+      }
+      case "Shutdown": {
+        const now = yield* Clock.currentTimeMillis
+        const released = yield* write("release", backend.delay(handle, { delayUntil: now }))
+        if (Option.isSome(released)) {
+          yield* Effect.logInfo("released at shutdown")
+          yield* emit({ ...base, _tag: "Released", reason: "worker shutdown" })
+        }
+        return
+      }
+      case "Handler": {
+        const exit = stop.exit
+        if (Exit.isSuccess(exit)) {
+          const done = yield* write("complete", backend.complete(handle, { payload: exit.value }))
+          if (Option.isSome(done)) yield* emit({ ...base, _tag: "Completed", durationMs: yield* elapsed })
+          return
+        }
+        const failure = Cause.failureOption(exit.cause)
+        if (Option.isSome(failure)) {
+          const f = failure.value
+          if (f._tag === "LeaseLost") {
+            const reason = leaseLostReason(f.error)
+            yield* Effect.logWarning(`lease lost during the attempt: ${reason}`)
+            return yield* emit({ ...base, _tag: "LeaseLost", reason })
+          }
+          return yield* failWith(f.classification, f.message)
+        }
+        const defect = Cause.dieOption(exit.cause)
+        if (Option.isSome(defect)) {
+          yield* Effect.logError("handler died", exit.cause)
+          return yield* failWith("InfraCrash", `handler defect: ${describeFailure(defect.value)}`)
+        }
+        return yield* failWith("Transient", "the handler was interrupted")
+      }
+    }
+  }).pipe(
+    Effect.annotateLogs({
+      executionId: p.executionId,
+      attempt,
+      lane: p.laneId,
+      workerInstanceId: settings.workerInstanceId
+    }),
+    Effect.withSpan("Worker.attempt", {
+      attributes: {
+        execution_id: p.executionId,
+        attempt_index: p.attemptIndex,
+        lane: p.laneId,
+        handle_kind: handle.kind,
+        worker_instance_id: settings.workerInstanceId
+      },
+      captureStackTrace: false
+    })
+  )
+}
+
+// ---------------------------------------------------------------------------
+// The worker
+// ---------------------------------------------------------------------------
+
+const awaitIdle = (tasks: FiberSet.FiberSet<void, never>, limit: Duration.Duration) =>
+  Effect.gen(function*() {
+    const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(limit)
+    for (;;) {
+      const size = yield* FiberSet.size(tasks)
+      const now = yield* Clock.currentTimeMillis
+      if (size === 0 || now >= deadline) return size
+      yield* Effect.sleep(Duration.min(SHUTDOWN_POLL, Duration.millis(deadline - now)))
+    }
+  })
+
+const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, EngineBackend | Scope.Scope> =>
+  Effect.gen(function*() {
+    const backend = yield* EngineBackend
+    const shutdownNow = yield* Deferred.make<void>()
+    const rt: Runtime = { backend, settings, shutdownNow }
+    const tasks = yield* FiberSet.make<void, never>()
+    const slots = yield* Effect.makeSemaphore(settings.concurrency)
+    const active = Metric.tagged(activeTasks, "worker_instance", settings.workerInstanceId)
+
+    // Registered after the FiberSet, so it runs before the set interrupts what is left.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        const running = yield* FiberSet.size(tasks)
+        if (running === 0) return yield* Effect.logDebug("worker stopped")
+        if (!settings.releaseOnShutdown) {
+          return yield* Effect.logWarning(`worker stopped; ${running} attempt(s) dropped, their leases will expire`)
+        }
+        yield* Effect.logInfo(`worker stopping; ${running} attempt(s) running, grace ${Duration.format(settings.grace)}`)
+        const left = yield* awaitIdle(tasks, settings.grace)
+        if (left > 0) {
+          yield* Effect.logInfo(`grace period over; releasing ${left} attempt(s)`)
+          yield* Deferred.succeed(shutdownNow, undefined)
+          yield* awaitIdle(tasks, RELEASE_TIMEOUT)
+        }
+        yield* Effect.logInfo("worker stopped")
+      })
+    )
+
+    const policy: M.ClaimPolicy = {
+      workerId: settings.workerId,
+      workerInstanceId: settings.workerInstanceId,
+      leaseTtlMs: settings.leaseTtlMs
+    }
+    const capabilities: M.CapabilitySet = { tokens: settings.capabilities }
+    let next = 0
+    /** One claim on each lane in turn, starting after the lane that gave work last. */
+    const claimRound = Effect.gen(function*() {
+      const n = settings.lanes.length
+      for (let i = 0; i < n; i++) {
+        const index = (next + i) % n
+        const lane = settings.lanes[index]!
+        const claimed = yield* backend.claim({ lane, capabilities, policy })
+        if (Option.isSome(claimed)) {
+          next = (index + 1) % n
+          return Option.some({ lane, handle: claimed.value })
+        }
+      }
+      return Option.none()
+    })
+
+    const idle = yield* Schedule.driver(settings.idle)
+    const backOff = Effect.catchAll(idle.next(undefined), () => Effect.zipRight(idle.reset, Effect.sleep("1 second")))
+
+    yield* Effect.logInfo(
+      `worker ${settings.workerInstanceId} started: lanes ${settings.lanes.join(", ")}; kinds ${
+        [...settings.handlers.keys()].join(", ")
+      }; concurrency ${settings.concurrency}; lease ${settings.leaseTtlMs} ms`
+    )
+    for (;;) {
+      yield* slots.take(1)
+      // A claim and the fork of its attempt are one step: an interruption in
+      // between would strand a lease until it expired.
+      const claimed = yield* Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const r = yield* Effect.either(claimRound)
+          if (Either.isLeft(r) || Option.isNone(r.right)) {
+            yield* slots.release(1)
+            return r
+          }
+          const { handle, lane } = r.right.value
+          const claimedAt = yield* Clock.currentTimeMillis
+          yield* Metric.increment(
+            Metric.tagged(Metric.tagged(claimsTotal, "lane", lane), "handle_kind", handle.kind)
+          )
+          yield* Metric.increment(active)
+          yield* FiberSet.run(
+            tasks,
+            restore(runAttempt(rt, handle, claimedAt)).pipe(
+              Effect.ensuring(Effect.zipRight(Metric.incrementBy(active, -1), slots.release(1)))
+            )
+          )
+          return r
+        })
+      )
+      if (Either.isLeft(claimed)) {
+        const error = claimed.left
+        const root = rootCause(error)
+        if (root._tag === "Validation") return yield* Effect.fail(error)
+        yield* Effect.logWarning("claim failed; backing off", error)
+        yield* backOff
+      } else if (Option.isNone(claimed.right)) {
+        yield* backOff
+      } else {
+        yield* idle.reset
+      }
+    }
+  }).pipe(Effect.annotateLogs({ worker: settings.workerInstanceId }))
+
+/**
+ * Runs a worker until interrupted. On interruption it stops claiming, lets
+ * the running attempts finish within the grace period, then stops the rest
+ * and hands their executions back (see `releaseOnShutdown`). Fails only on
+ * a configuration problem or a claim that fails with `Validation`.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = <H extends Handler<unknown>>(
+  options: WorkerOptions<H>
+): Effect.Effect<never, WorkerError | EngineError | ConfigError.ConfigError, EngineBackend | Handler.Context<H>> =>
+  Effect.flatMap(resolveSettings(options), (settings) => Effect.scoped(workerLoop(settings))) as Effect.Effect<
+    never,
+    WorkerError | EngineError | ConfigError.ConfigError,
+    EngineBackend | Handler.Context<H>
+  >
+
+export {
+  /**
+   * A value that could not be encoded to, or decoded from, a JSON payload.
+   *
+   * @since 0.1.0
+   */
+  PayloadError
+} from "./internal/worker/codec.js"

@@ -1,0 +1,189 @@
+/**
+ * Spans and metrics around every `EngineBackend` operation (architecture.md
+ * §6, "Observability"). `instrument` builds a new service record whose
+ * operations run in a span `EngineBackend.<op>` and feed three `Metric`s:
+ * calls by operation and backend, errors by `_tag`, and a latency histogram.
+ * Exporting them is the application's choice (`@effect/opentelemetry`, see
+ * docs/observability.md).
+ */
+import type { Tracer } from "effect"
+import { Cause, Effect, Either, Exit, Metric, MetricBoundaries, MetricLabel, Predicate } from "effect"
+import { type EngineBackend, operationNames } from "../EngineBackend.js"
+import { type EngineError, isEngineError, rootCause } from "../EngineError.js"
+import type * as M from "../Model.js"
+import { decodeHandle } from "./handleCodec.js"
+
+// ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+/** Every call of an operation, tagged `op` and `backend`. */
+export const operationsTotal = Metric.counter("flowfabric_engine_operations_total", {
+  description: "EngineBackend operations called, by op and backend",
+  incremental: true
+})
+
+/** Every failed call, tagged `op`, `backend`, `error_tag` (the root `_tag`, or `Defect`) and `error_kind`. */
+export const operationErrorsTotal = Metric.counter("flowfabric_engine_operation_errors_total", {
+  description: "EngineBackend operations that failed, by op, backend and error tag",
+  incremental: true
+})
+
+/** Latency of each call in milliseconds, tagged `op` and `backend`. */
+export const operationDurationMs = Metric.histogram(
+  "flowfabric_engine_operation_duration_ms",
+  MetricBoundaries.exponential({ start: 0.05, factor: 2, count: 20 }),
+  "EngineBackend operation latency in milliseconds, by op and backend"
+)
+
+// ---------------------------------------------------------------------------
+// Span attributes
+// ---------------------------------------------------------------------------
+
+type Attributes = Record<string, string | number>
+
+/** Operations whose first argument is an execution id. */
+const BY_EXECUTION_ID: ReadonlySet<string> = new Set([
+  "describeExecution",
+  "resolveExecutionFlowId",
+  "getExecutionResult",
+  "getExecutionInput",
+  "readExecutionInfo",
+  "readExecutionState",
+  "replayExecution"
+])
+
+const isHandle = (u: unknown): u is M.Handle =>
+  Predicate.hasProperty(u, "opaque") && u.opaque instanceof Uint8Array && Predicate.hasProperty(u, "backend") &&
+  typeof u.backend === "string"
+
+const stringField = (u: unknown, key: string): string | undefined =>
+  Predicate.hasProperty(u, key) && typeof u[key] === "string" ? u[key] : undefined
+
+/**
+ * The lane / execution / flow a call is about, when its argument says so.
+ * Handles are decoded with the shared codec (a handle that does not decode
+ * simply adds no attributes; the operation reports the error).
+ */
+export const attributesOf = (op: string, backend: string, args: ReadonlyArray<unknown>): Attributes => {
+  const attributes: Attributes = { backend }
+  const first = args[0]
+  if (first === undefined) return attributes
+  if (typeof first === "string") {
+    if (BY_EXECUTION_ID.has(op)) attributes["execution_id"] = first
+    else if (op === "describeFlow") attributes["flow_id"] = first
+    else if (op === "resetBudget" || op === "getBudgetStatus") attributes["budget_id"] = first
+    return attributes
+  }
+  if (isHandle(first)) {
+    if (first.backend === "memory" || first.backend === "valkey" || first.backend === "postgres") {
+      const decoded = decodeHandle(first.backend, first)
+      if (Either.isRight(decoded)) {
+        attributes["execution_id"] = decoded.right.executionId
+        attributes["lane"] = decoded.right.laneId
+        attributes["attempt_index"] = decoded.right.attemptIndex
+      }
+    }
+    attributes["handle_kind"] = String(first.kind)
+    return attributes
+  }
+  const executionId = stringField(first, "executionId") ?? stringField(first, "downstreamExecutionId")
+  if (executionId !== undefined) attributes["execution_id"] = executionId
+  const lane = stringField(first, "lane") ?? stringField(first, "laneId")
+  if (lane !== undefined) attributes["lane"] = lane
+  const flowId = stringField(first, "flowId")
+  if (flowId !== undefined) attributes["flow_id"] = flowId
+  if (op === "claimFromReclaim" && Predicate.hasProperty(first, "grant")) {
+    const grantExecution = stringField(first.grant, "executionId")
+    const grantLane = stringField(first.grant, "laneId")
+    if (grantExecution !== undefined) attributes["execution_id"] = grantExecution
+    if (grantLane !== undefined) attributes["lane"] = grantLane
+  }
+  return attributes
+}
+
+// ---------------------------------------------------------------------------
+// instrument
+// ---------------------------------------------------------------------------
+
+type AnyOperation = (...args: ReadonlyArray<unknown>) => Effect.Effect<unknown, EngineError>
+
+const errorTags = (cause: Cause.Cause<EngineError>): { readonly tag: string; readonly kind: string } => {
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some") {
+    const e = failure.value
+    if (isEngineError(e)) {
+      const root = rootCause(e)
+      return { tag: root._tag, kind: stringField(root, "kind") ?? "" }
+    }
+    return { tag: "Unknown", kind: "" }
+  }
+  return { tag: "Defect", kind: "" }
+}
+
+/**
+ * Effect's built-in tracer: it keeps spans in memory and exports nothing.
+ * While it is the current tracer, operations skip their span (a span costs
+ * several microseconds, as much as a whole in-memory operation) and only feed
+ * the metrics; install any other tracer (`@effect/opentelemetry`, a test
+ * tracer) and every operation gets its span.
+ */
+const builtInTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
+
+const wrap = (op: string, backend: string, fn: AnyOperation): AnyOperation => {
+  const tags: ReadonlyArray<MetricLabel.MetricLabel> = [MetricLabel.make("op", op), MetricLabel.make("backend", backend)]
+  const errorTagsCache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+  const errorLabels = (tag: string, kind: string) => {
+    const key = `${tag}\u0000${kind}`
+    let labels = errorTagsCache.get(key)
+    if (labels === undefined) {
+      labels = [...tags, MetricLabel.make("error_tag", tag), MetricLabel.make("error_kind", kind)]
+      errorTagsCache.set(key, labels)
+    }
+    return labels
+  }
+  const spanName = `EngineBackend.${op}`
+  return (...args) =>
+    Effect.clockWith((clock) => {
+      const start = clock.unsafeCurrentTimeNanos()
+      const measured = Effect.onExit(fn(...args), (exit) =>
+        Effect.sync(() => {
+          operationsTotal.unsafeUpdate(1, tags)
+          operationDurationMs.unsafeUpdate(Number(clock.unsafeCurrentTimeNanos() - start) / 1_000_000, tags)
+          if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
+            const { kind, tag } = errorTags(exit.cause)
+            operationErrorsTotal.unsafeUpdate(1, errorLabels(tag, kind))
+          }
+        }))
+      return Effect.tracerWith((tracer) =>
+        tracer === builtInTracer ?
+          measured :
+          Effect.withSpan(measured, spanName, {
+            attributes: attributesOf(op, backend, args),
+            captureStackTrace: false
+          })
+      )
+    })
+}
+
+/**
+ * A new service whose every operation (each name of `operationNames`, and any
+ * other function the record carries) runs in a span `EngineBackend.<op>`
+ * with `backend`, `lane`, `execution_id`, `flow_id` attributes when known,
+ * and feeds `operationsTotal`, `operationErrorsTotal` and
+ * `operationDurationMs`. Values are copied as they are.
+ */
+export const instrument = (service: EngineBackend.Service): EngineBackend.Service => {
+  const backend = service.backendLabel
+  const source: Record<string, unknown> = { ...service }
+  const out: Record<string, unknown> = { ...service }
+  const names = new Set<string>(operationNames)
+  for (const [key, value] of Object.entries(source)) {
+    if (typeof value === "function") names.add(key)
+  }
+  for (const op of names) {
+    const fn = source[op]
+    if (typeof fn === "function") out[op] = wrap(op, backend, fn as AnyOperation)
+  }
+  return out as unknown as EngineBackend.Service
+}

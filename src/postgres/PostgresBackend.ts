@@ -1,0 +1,228 @@
+/**
+ * The PostgreSQL engine backend (postgres.md §11): one server-side function
+ * call — one statement, one READ COMMITTED transaction — per operation, a
+ * narrow ready table claimed with `FOR UPDATE SKIP LOCKED`, one timer table
+ * for every time-driven transition, dependency resolution inside the
+ * upstream's terminal transaction and no `NOTIFY` on hot paths.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Context, Effect, Layer } from "effect"
+import { EngineBackend } from "../EngineBackend.js"
+import { type EngineError, invalidInput, TransportError, Unavailable } from "../EngineError.js"
+import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
+import { Maintenance } from "../Maintenance.js"
+import type * as M from "../Model.js"
+import { makeEngineBackend } from "../internal/boundary.js"
+import { type ClockMode, makeCaller, quoteIdent } from "./internal/client.js"
+import { makeCore, makeMaintenance } from "./internal/core.js"
+import { BACKEND, fromSqlError } from "./internal/errors.js"
+import { appliedVersion, LATEST_MIGRATION, migrate } from "./migrations/index.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PostgresBackendOptions {
+  /**
+   * The schema every table and function lives in (default `"flowfabric"`).
+   * Keeps deployments, and parallel test runs, apart.
+   */
+  readonly schema?: string | undefined
+  /** Apply pending migrations when the layer starts (default `true`). */
+  readonly migrate?: boolean | undefined
+  /** Partition counts of the deployment; fixed once stored. */
+  readonly partitions?: Partial<PartitionConfig> | undefined
+  /** Seeds the waitpoint HMAC keystore at start (`seedWaitpointHmacSecret`, idempotent). */
+  readonly hmacSecret?: { readonly kid: string; readonly secretHex: string } | undefined
+  /**
+   * Whose clock decides leases, delays and timeouts: `"store"` (the default,
+   * production: the database's `clock_timestamp()`) or `"effect"` (Effect's
+   * `Clock`, passed with every call, so tests drive time with `TestClock`).
+   */
+  readonly clock?: ClockMode | undefined
+  /** The pool size, reported by `ResourceExhausted` (default 10). */
+  readonly maxConnections?: number | undefined
+  /** Largest owed member set `cancelFlow` cancels in its own transaction (default 1 000). */
+  readonly cancelFlowInlineLimit?: number | undefined
+  /** Attempts on serialization failures and deadlocks (default 5). */
+  readonly conflictAttempts?: number | undefined
+  /** Real-time interval between polls of a blocking `tailStream` (default 50 ms). */
+  readonly tailPollMs?: number | undefined
+}
+
+/**
+ * What `make` returns: the service values, not yet in a context.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PostgresBackend {
+  readonly backend: EngineBackend.Service
+  readonly maintenance: Maintenance.Service
+  /** Claims up to `count` executions in one statement (the service's `claim` takes one). */
+  readonly claimMany: (args: M.ClaimArgs, count: number) => Effect.Effect<ReadonlyArray<M.Handle>, EngineError>
+}
+
+const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
+
+const messageOf = (u: unknown): string => {
+  if (typeof u === "object" && u !== null && "message" in u && typeof u.message === "string") return u.message
+  return String(u)
+}
+
+/** Failures of the layer's start (connect, migrate, checks) as `EngineError`. */
+const startupError = (op: string) => (e: unknown): EngineError => {
+  if (typeof e === "object" && e !== null && "_tag" in e) {
+    if (e._tag === "SqlError") return fromSqlError(e as SqlError, { op, maxConnections: 0 })
+    if (e._tag === "MigrationError") {
+      const cause = "cause" in e ? e.cause : undefined
+      const detail = cause === undefined ? "" : `: ${messageOf(cause)} ${messageOf((cause as { cause?: unknown }).cause ?? "")}`
+      return new TransportError({
+        backend: BACKEND,
+        kind: "other",
+        retryable: false,
+        message: `${op}: ${messageOf(e)}${detail}`.trim(),
+        cause: e
+      })
+    }
+  }
+  return new TransportError({ backend: BACKEND, kind: "other", retryable: false, message: `${op}: ${messageOf(e)}` })
+}
+
+const checkPartitions = (schema: string, partitions: PartitionConfig) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const table = `${quoteIdent(schema)}.partition_config`
+    yield* sql.unsafe(
+      `INSERT INTO ${table} (singleton, num_flow_partitions, num_budget_partitions, num_quota_partitions) ` +
+        "VALUES (true, $1, $2, $3) ON CONFLICT (singleton) DO NOTHING",
+      [partitions.numFlowPartitions, partitions.numBudgetPartitions, partitions.numQuotaPartitions]
+    )
+    const rows = yield* sql.unsafe<{ readonly f: number; readonly b: number; readonly q: number }>(
+      `SELECT num_flow_partitions AS f, num_budget_partitions AS b, num_quota_partitions AS q FROM ${table}`
+    )
+    const stored = rows[0]
+    if (
+      stored !== undefined &&
+      (stored.f !== partitions.numFlowPartitions || stored.b !== partitions.numBudgetPartitions ||
+        stored.q !== partitions.numQuotaPartitions)
+    ) {
+      return yield* new Unavailable({
+        op: `partition_config: stored flow/budget/quota = ${stored.f}/${stored.b}/${stored.q}, configured ` +
+          `${partitions.numFlowPartitions}/${partitions.numBudgetPartitions}/${partitions.numQuotaPartitions}`
+      })
+    }
+  })
+
+/**
+ * Builds the backend over the `SqlClient` in context: applies the
+ * migrations (unless `migrate: false`, which instead refuses to start on an
+ * older schema), checks the partition counts and seeds the HMAC keystore.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: PostgresBackendOptions = {}
+): Effect.Effect<PostgresBackend, EngineError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const schema = options.schema ?? "flowfabric"
+    if (!SCHEMA_NAME.test(schema)) {
+      return yield* invalidInput(`postgres: schema name '${schema}' must match ${SCHEMA_NAME.source}`)
+    }
+    const partitions: PartitionConfig = { ...defaultPartitionConfig, ...options.partitions }
+    if (options.migrate ?? true) {
+      // the migrator dies on a failing migration: report it as a startup error
+      yield* migrate(schema).pipe(
+        Effect.catchAllDefect((defect) => Effect.fail(defect)),
+        Effect.mapError(startupError("migrate"))
+      )
+    } else {
+      const version = yield* Effect.mapError(appliedVersion(schema), startupError("schema_version"))
+      if (version < LATEST_MIGRATION) {
+        return yield* new Unavailable({
+          op: `schema_version: schema '${schema}' is at migration ${version}, this code needs ${LATEST_MIGRATION}`
+        })
+      }
+    }
+    yield* Effect.catchTag(
+      checkPartitions(schema, partitions),
+      "SqlError",
+      (e) => Effect.fail(startupError("partition_config")(e))
+    )
+    const caller = yield* makeCaller({
+      schema,
+      clock: options.clock ?? "store",
+      maxConnections: options.maxConnections ?? 10,
+      conflictAttempts: options.conflictAttempts ?? 5
+    })
+    const core = makeCore(caller, {
+      partitions,
+      cancelFlowInlineLimit: options.cancelFlowInlineLimit ?? 1000,
+      tailPollMs: options.tailPollMs ?? 50
+    })
+    const backend = makeEngineBackend(core)
+    if (options.hmacSecret !== undefined) yield* backend.seedWaitpointHmacSecret(options.hmacSecret)
+    return { backend, maintenance: makeMaintenance(caller), claimMany: core.claimMany }
+  })
+
+/**
+ * `EngineBackend` and `Maintenance` over the `SqlClient` in context (bring
+ * your own `PgClient` layer).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: PostgresBackendOptions = {}
+): Layer.Layer<EngineBackend | Maintenance, EngineError, SqlClient.SqlClient> =>
+  Layer.effectContext(
+    Effect.map(make(options), ({ backend, maintenance }) =>
+      Context.make(EngineBackend, backend).pipe(Context.add(Maintenance, maintenance)))
+  )
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PostgresPgConfig extends PgClient.PgClientConfig, PostgresBackendOptions {}
+
+/**
+ * `layer` with its own `@effect/sql-pg` client.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPg = (
+  config: PostgresPgConfig
+): Layer.Layer<EngineBackend | Maintenance, EngineError> => {
+  const {
+    cancelFlowInlineLimit,
+    clock,
+    conflictAttempts,
+    hmacSecret,
+    migrate: runMigrations,
+    partitions,
+    schema,
+    tailPollMs,
+    ...pg
+  } = config
+  const backendOptions: PostgresBackendOptions = {
+    cancelFlowInlineLimit,
+    clock,
+    conflictAttempts,
+    hmacSecret,
+    migrate: runMigrations,
+    partitions,
+    schema,
+    tailPollMs,
+    maxConnections: pg.maxConnections
+  }
+  return layer(backendOptions).pipe(
+    Layer.provide(Layer.mapError(PgClient.layer(pg), startupError("connect")))
+  )
+}

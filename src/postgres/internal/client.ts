@@ -1,0 +1,145 @@
+/**
+ * Calling the server-side functions: one statement per operation, the clock
+ * argument, the bounded retry on serialization failures and deadlocks, the
+ * `{ok}` / `{err}` envelope and the decoding of results.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Clock, Effect, Either, ParseResult, Predicate, Schema } from "effect"
+import { ConflictError, corruption, type EngineError, fromScriptCode } from "../../EngineError.js"
+import { EdgeSnapshot } from "../../Model.js"
+import { BACKEND, fromSqlError, isRetryableConflict } from "./errors.js"
+
+const formatIssue = (error: ParseResult.ParseError): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)
+    .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
+    .join("; ")
+
+/** A typed argument: the SQL type it is cast to and its value. */
+export type Arg = readonly [type: string, value: unknown]
+
+export const text = (v: string | null | undefined): Arg => ["text", v ?? null]
+export const int = (v: number | null | undefined): Arg => ["int", v ?? null]
+export const bigint = (v: number | null | undefined): Arg => ["bigint", v ?? null]
+export const uuid = (v: string | null | undefined): Arg => ["uuid", v ?? null]
+export const bool = (v: boolean | null | undefined): Arg => ["boolean", v ?? null]
+export const textArray = (v: ReadonlyArray<string>): Arg => ["text[]", v]
+export const jsonb = (v: unknown): Arg => ["jsonb", v === undefined ? null : JSON.stringify(v)]
+export const bytea = (v: Uint8Array | null | undefined): Arg => [
+  "bytea",
+  v === undefined || v === null ? null : Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+]
+
+export type ClockMode = "store" | "effect"
+
+export interface CallerOptions {
+  readonly schema: string
+  readonly clock: ClockMode
+  readonly maxConnections: number
+  /** Attempts for 40001 / 40P01 / 55P03 before `Contention(RetryExhausted)`. */
+  readonly conflictAttempts: number
+}
+
+export interface Caller {
+  /** The operation's `now`: Effect's clock in "effect" mode, `null` (database clock) otherwise. */
+  readonly now: Effect.Effect<number | null>
+  /** Calls `ff_<fn>` with `args` and the clock; returns the `ok` value or the mapped error. */
+  readonly call: (op: string, fn: string, args: ReadonlyArray<Arg>) => Effect.Effect<unknown, EngineError>
+  /** As `call`, with an explicit `now` (several calls sharing one instant). */
+  readonly callAt: (
+    op: string,
+    fn: string,
+    args: ReadonlyArray<Arg>,
+    now: number | null
+  ) => Effect.Effect<unknown, EngineError>
+}
+
+/** A timer outside Effect's `Clock`: retry backoff must not wait for a `TestClock`. */
+export const realSleep = (ms: number): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    const handle = setTimeout(() => resume(Effect.void), ms)
+    return Effect.sync(() => clearTimeout(handle))
+  })
+
+export const quoteIdent = (name: string): string => `"${name.replace(/"/g, "\"\"")}"`
+
+const decodeEdge = Schema.decodeUnknownEither(Schema.parseJson(EdgeSnapshot))
+
+/** `Conflict(DependencyAlreadyExists)` carrying the stored edge (errors.md §7.3). */
+const dependencyExists = (op: string, detail: string | undefined): EngineError =>
+  Either.match(decodeEdge(detail ?? ""), {
+    onLeft: (e) => corruption(`${op}: existing edge: ${formatIssue(e)}`),
+    onRight: (existing) => new ConflictError({ kind: "DependencyAlreadyExists", existing })
+  })
+
+interface Envelope {
+  readonly ok?: unknown
+  readonly err?: unknown
+  readonly d?: unknown
+}
+
+const unwrap = (op: string, value: unknown): Either.Either<unknown, EngineError> => {
+  if (!Predicate.isObject(value)) return Either.left(corruption(`${op}: reply is not an object`))
+  const env = value as Envelope
+  if (typeof env.err === "string") {
+    const details = Array.isArray(env.d) ? env.d.map((x) => (typeof x === "string" ? x : String(x))) : []
+    if (env.err === "dependency_already_exists") return Either.left(dependencyExists(op, details[0]))
+    return Either.left(fromScriptCode(BACKEND, env.err, details))
+  }
+  if (!("ok" in env)) return Either.left(corruption(`${op}: reply has neither ok nor err`))
+  return Either.right(env.ok)
+}
+
+export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const schema = quoteIdent(options.schema)
+    const texts = new Map<string, string>()
+    const statementText = (fn: string, args: ReadonlyArray<Arg>): string => {
+      const key = `${fn}/${args.map((a) => a[0]).join(",")}`
+      let t = texts.get(key)
+      if (t === undefined) {
+        const params = [...args.map((a, i) => `$${i + 1}::${a[0]}`), `$${args.length + 1}::bigint`]
+        t = `SELECT ${schema}.ff_${fn}(${params.join(", ")}) AS r`
+        texts.set(key, t)
+      }
+      return t
+    }
+
+    const now: Effect.Effect<number | null> = options.clock === "effect" ? Clock.currentTimeMillis : Effect.succeed(null)
+
+    const once = (text: string, values: ReadonlyArray<unknown>) =>
+      Effect.map(sql.unsafe<{ readonly r: unknown }>(text, values), (rows) => rows[0]?.r)
+
+    const withRetry = (eff: Effect.Effect<unknown, SqlError>, attempt: number): Effect.Effect<unknown, SqlError> =>
+      Effect.catchIf(eff, (e) => isRetryableConflict(e) && attempt < options.conflictAttempts, () =>
+        Effect.flatMap(
+          realSleep(Math.round((2 ** attempt) * (1 + Math.random()))),
+          () => withRetry(eff, attempt + 1)
+        ))
+
+    const callAt = (op: string, fn: string, args: ReadonlyArray<Arg>, at: number | null) => {
+      const values = [...args.map((a) => a[1]), at]
+      const startedAt = Date.now()
+      return withRetry(once(statementText(fn, args), values), 1).pipe(
+        Effect.mapError((e) => fromSqlError(e, { op, maxConnections: options.maxConnections, startedAt })),
+        Effect.flatMap((reply) => unwrap(op, reply)),
+        Effect.withSpan(`PostgresBackend.ff_${fn}`, { attributes: { backend: BACKEND, "db.system": "postgresql" } })
+      )
+    }
+
+    const call = (op: string, fn: string, args: ReadonlyArray<Arg>) =>
+      Effect.flatMap(now, (at) => callAt(op, fn, args, at))
+
+    return { now, call, callAt }
+  })
+
+/** Decodes a stored value; a value that does not decode is `Validation(Corruption)`. */
+export const decode = <A, I>(op: string, schema: Schema.Schema<A, I>) => {
+  const run = Schema.decodeUnknownEither(schema)
+  return (value: unknown): Effect.Effect<A, EngineError> =>
+    Either.match(run(value, { onExcessProperty: "ignore" }), {
+      onLeft: (e) => Effect.fail(corruption(`${op}: ${formatIssue(e)}`)),
+      onRight: Effect.succeed
+    })
+}

@@ -1,0 +1,226 @@
+/**
+ * The Valkey engine backend (valkey.md): hash-tagged partitions `{fp:N}` /
+ * `{b:M}` / `{q:K}`, one Lua function per operation in one function library
+ * (`#!lua name=flowfabric`, loaded on every primary), so that every state
+ * transition is exactly one FCALL on one cluster slot. The same layer runs on
+ * a standalone server and on a Valkey Cluster.
+ *
+ * ```ts
+ * import { ValkeyBackend } from "flowfabric-effect/valkey"
+ *
+ * const live = ValkeyBackend.layer({ url: "redis://127.0.0.1:6379", hmacSecret: { kid: "k1", secretHex } })
+ * const cluster = ValkeyBackend.layer({ nodes: [{ host: "10.0.0.1", port: 7000 }] })
+ * ```
+ *
+ * Choices of this backend (documented deviations and decisions):
+ * - Keys: `<keyPrefix>:{fp:N}:e:<executionId>` and friends; every FCALL takes
+ *   the partition base as its one key and builds the others from it.
+ * - Claims read a per-lane hint (`<keyPrefix>:hint:<lane>`: partitions with
+ *   claimable work, scored by the claim score of their best candidate) and
+ *   FCALL only those partitions, best first; they never scan all partitions,
+ *   and the order is the global priority-then-FIFO order of the memory engine.
+ * - The waitpoint HMAC keystore is replicated on every flow partition (a
+ *   rotation reports one entry per partition).
+ * - Time: `clock: "store"` (default) reads Valkey `TIME` inside each function;
+ *   `clock: "effect"` passes Effect's `Clock` time with every FCALL.
+ *
+ * @since 0.1.0
+ */
+import type { ClusterOptions, RedisOptions } from "iovalkey"
+import { Config, type ConfigError, Context, Effect, Layer, type Scope } from "effect"
+import { EngineBackend } from "../EngineBackend.js"
+import { type EngineError, invalidInput, type ValidationError } from "../EngineError.js"
+import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
+import { makeEngineBackend } from "../internal/boundary.js"
+import { Maintenance } from "../Maintenance.js"
+import { connect, type LibraryPolicy } from "./internal/client.js"
+import { makeCore, makeStreamOps } from "./internal/core.js"
+import { loadLibrary } from "./internal/library.js"
+import { makeMaintenance } from "./internal/maintenance.js"
+import { layerError, makePlumbing, type Settings } from "./internal/plumbing.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ValkeyBackendOptions {
+  /** `redis://[user:pass@]host:port[/db]` of a standalone server (default `redis://127.0.0.1:6379`). */
+  readonly url?: string | undefined
+  /** Startup nodes of a Valkey Cluster; when given, `url` is ignored. */
+  readonly nodes?: ReadonlyArray<string | { readonly host: string; readonly port: number }> | undefined
+  /** Prefix of every key (default `"ff"`); no braces. Keeps deployments, and test runs, apart. */
+  readonly keyPrefix?: string | undefined
+  /** Partition counts of the deployment; fixed once stored (default 256 / 32 / 32). */
+  readonly partitions?: Partial<PartitionConfig> | undefined
+  /** Seeds the waitpoint HMAC keystore at start (a keystore that already has a kid is left alone). */
+  readonly hmacSecret?: { readonly kid: string; readonly secretHex: string } | undefined
+  /**
+   * When to load the function library at start: `"replace-if-different"`
+   * (default: when a primary has another version or none), `"always"`, or
+   * `"never"` (an operator loads it; a missing or different library fails the layer).
+   */
+  readonly library?: LibraryPolicy | undefined
+  /**
+   * Whose clock decides leases, delays and timeouts: `"store"` (default:
+   * Valkey `TIME` inside each function) or `"effect"` (Effect's `Clock`,
+   * passed with every FCALL, so tests drive time with `TestClock`).
+   */
+  readonly clock?: "store" | "effect" | undefined
+  /** Lanes registered at start (`listLanes`); lanes are also registered when first used. */
+  readonly lanes?: ReadonlyArray<string> | undefined
+  /** Extra iovalkey options (standalone, or each cluster node). */
+  readonly redisOptions?: RedisOptions | undefined
+  /** Extra iovalkey cluster options. */
+  readonly clusterOptions?: ClusterOptions | undefined
+  /** Per-command timeout in ms (none by default). */
+  readonly commandTimeoutMs?: number | undefined
+  /** Flows owing at most this many member cancels are cancelled inside `cancelFlow`'s own FCALL (default 100). */
+  readonly cancelInlineLimit?: number | undefined
+  /** Claim candidates examined per partition for capability matching (default 32). */
+  readonly claimScan?: number | undefined
+  /** Parallel FCALLs of a fan-out over partitions (default 32). */
+  readonly fanOut?: number | undefined
+  /** Concurrent `readStream` / `tailStream` calls (default 64). */
+  readonly streamOpsMax?: number | undefined
+}
+
+/**
+ * What `make` returns: the service values, not yet in a context.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ValkeyBackend {
+  readonly backend: EngineBackend.Service
+  readonly maintenance: Maintenance.Service
+}
+
+const parseNode = (n: string | { readonly host: string; readonly port: number }) => {
+  if (typeof n !== "string") return { host: n.host, port: n.port }
+  const s = n.replace(/^(redis|valkey)s?:\/\//, "").replace(/\/.*$/, "")
+  const i = s.lastIndexOf(":")
+  return i > 0 ? { host: s.slice(0, i), port: Number(s.slice(i + 1)) } : { host: s, port: 6379 }
+}
+
+/**
+ * Connects, checks the server version (Valkey ≥ 7.2), checks or records the
+ * partition counts, loads the function library on every primary, seeds the
+ * HMAC keystore and the lane registry, and builds both services. The
+ * connection is closed with the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: ValkeyBackendOptions = {}): Effect.Effect<ValkeyBackend, EngineError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const prefix = options.keyPrefix ?? "ff"
+    if (prefix === "" || /[{}]/.test(prefix)) {
+      return yield* invalidInput(`keyPrefix must be non-empty and contain no braces: ${JSON.stringify(prefix)}`)
+    }
+    const partitions: PartitionConfig = { ...defaultPartitionConfig, ...options.partitions }
+    for (const [name, n] of Object.entries(partitions)) {
+      if (!Number.isInteger(n) || n < 1 || n > 65_536) return yield* invalidInput(`${name} must be in 1..65536, got ${n}`)
+    }
+    const library = yield* loadLibrary
+    const client = yield* connect({
+      url: options.url,
+      nodes: options.nodes?.map(parseNode),
+      redisOptions: options.redisOptions,
+      clusterOptions: options.clusterOptions,
+      commandTimeoutMs: options.commandTimeoutMs,
+      dedicatedMax: Math.min(options.streamOpsMax ?? 64, 16)
+    }, library)
+
+    // partition counts are fixed per deployment (valkey.md §2.2)
+    const configKey = `${prefix}:config`
+    const stored = yield* client.run("partition config", async (c) => {
+      await c.hsetnx(configKey, "num_flow_partitions", String(partitions.numFlowPartitions))
+      await c.hsetnx(configKey, "num_budget_partitions", String(partitions.numBudgetPartitions))
+      await c.hsetnx(configKey, "num_quota_partitions", String(partitions.numQuotaPartitions))
+      return c.hgetall(configKey)
+    })
+    const mismatch = (["numFlowPartitions", "numBudgetPartitions", "numQuotaPartitions"] as const).find((k) => {
+      const field = k === "numFlowPartitions" ?
+        "num_flow_partitions" :
+        k === "numBudgetPartitions" ?
+        "num_budget_partitions" :
+        "num_quota_partitions"
+      return stored[field] !== String(partitions[k])
+    })
+    if (mismatch !== undefined) {
+      return yield* layerError(
+        `partition_mismatch: ${configKey} stores ${JSON.stringify(stored)}, this layer is configured with ${
+          JSON.stringify(partitions)
+        }`
+      )
+    }
+
+    yield* client.ensureLibrary(options.library ?? "replace-if-different")
+
+    const settings: Settings = {
+      prefix,
+      partitions,
+      clock: options.clock ?? "store",
+      cancelInlineLimit: options.cancelInlineLimit ?? 100,
+      claimScan: options.claimScan ?? 32,
+      fanOut: options.fanOut ?? 32
+    }
+    const plumbing = makePlumbing(client, settings)
+    const streamOps = yield* makeStreamOps(options.streamOpsMax ?? 64)
+    const core = makeCore(plumbing, streamOps, library)
+    const backend = makeEngineBackend(core)
+
+    if (options.hmacSecret !== undefined) {
+      // boot seeding keeps a keystore that already has a kid (rotate to change it)
+      yield* backend.seedWaitpointHmacSecret(options.hmacSecret).pipe(
+        Effect.catchIf(
+          (e): e is ValidationError => e._tag === "Validation" && e.kind === "InvalidInput" && e.detail.includes("rotate"),
+          (e) => Effect.logWarning(`flowfabric valkey: HMAC keystore left as it is: ${e.detail}`)
+        )
+      )
+    }
+    for (const lane of options.lanes ?? []) yield* plumbing.registerLane(lane)
+
+    return { backend, maintenance: makeMaintenance(plumbing) }
+  })
+
+/**
+ * `EngineBackend` and `Maintenance` over one Valkey connection.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: ValkeyBackendOptions = {}): Layer.Layer<EngineBackend | Maintenance, EngineError> =>
+  Layer.scopedContext(
+    Effect.map(make(options), ({ backend, maintenance }) =>
+      Context.add(Context.make(EngineBackend, backend), Maintenance, maintenance))
+  )
+
+/**
+ * The plain-data options `layerConfig` reads (cluster nodes as `host:port` strings).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ValkeyBackendConfig {
+  readonly url?: string | undefined
+  readonly nodes?: ReadonlyArray<string> | undefined
+  readonly keyPrefix?: string | undefined
+  readonly hmacSecret?: { readonly kid: string; readonly secretHex: string } | undefined
+  readonly library?: LibraryPolicy | undefined
+  readonly clock?: "store" | "effect" | undefined
+  readonly lanes?: ReadonlyArray<string> | undefined
+  readonly commandTimeoutMs?: number | undefined
+}
+
+/**
+ * `layer` with options read from `Config`, e.g.
+ * `ValkeyBackend.layerConfig({ url: Config.string("VALKEY_URL"), keyPrefix: Config.succeed("app") })`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<ValkeyBackendConfig>
+): Layer.Layer<EngineBackend | Maintenance, EngineError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), (options) => layer(options)))

@@ -1,0 +1,275 @@
+/**
+ * The connection: an iovalkey `Redis` or `Cluster` acquired in a scope, the
+ * version gate, library loading on every primary, and FCALLs that reload the
+ * library and retry once when the server lost it.
+ */
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "iovalkey"
+import { Duration, Effect, Option, Pool, type Scope } from "effect"
+import { corruption, type EngineError, TransportError } from "../../EngineError.js"
+import { fromValkeyError, isMissingFunction } from "./errors.js"
+import { type Library, LIBRARY_NAME } from "./library.js"
+
+export type Connection = Redis | Cluster
+
+export type LibraryPolicy = "replace-if-different" | "always" | "never"
+
+export interface ConnectOptions {
+  /** `redis://host:port[/db]` of a standalone server. */
+  readonly url?: string | undefined
+  /** Startup nodes of a Valkey Cluster (then `url` is ignored). */
+  readonly nodes?: ReadonlyArray<{ readonly host: string; readonly port: number }> | undefined
+  readonly redisOptions?: RedisOptions | undefined
+  readonly clusterOptions?: ClusterOptions | undefined
+  readonly commandTimeoutMs?: number | undefined
+  /** Most dedicated connections for blocking reads (default 16). */
+  readonly dedicatedMax?: number | undefined
+}
+
+export interface Client {
+  readonly connection: Connection
+  readonly isCluster: boolean
+  /** A plain command (or a few) on the shared connection. */
+  readonly run: <A>(op: string, f: (c: Connection) => Promise<A>) => Effect.Effect<A, TransportError>
+  /** `FCALL` / `FCALL_RO` with one key; reloads the library and retries once if the function is missing. */
+  readonly fcall: (
+    fn: string,
+    key: string,
+    args: ReadonlyArray<string | Buffer>,
+    readOnly: boolean
+  ) => Effect.Effect<unknown, TransportError>
+  /** Every primary (the client itself when standalone). */
+  readonly primaries: Effect.Effect<ReadonlyArray<Redis>, TransportError>
+  /** Loads the library on every primary per the policy; `true` when something was loaded. */
+  readonly ensureLibrary: (policy: LibraryPolicy) => Effect.Effect<boolean, EngineError>
+  /** A dedicated connection for a blocking read (pooled; back to the pool when the scope closes). */
+  readonly dedicated: Effect.Effect<Connection, TransportError, Scope.Scope>
+  /** Drops a dedicated connection that may still be blocked (an interrupted read). */
+  readonly discard: (c: Connection) => Effect.Effect<void>
+}
+
+const baseRedisOptions = (o: ConnectOptions): RedisOptions => ({
+  // concurrent commands of one tick go out in one write
+  enableAutoPipelining: true,
+  // commands fail fast while disconnected instead of queueing for minutes
+  maxRetriesPerRequest: 0,
+  // a command in flight when the connection dropped may have been applied: never resend it blindly
+  autoResendUnfulfilledCommands: false,
+  enableOfflineQueue: true,
+  ...(o.commandTimeoutMs === undefined ? {} : { commandTimeout: o.commandTimeoutMs }),
+  ...o.redisOptions,
+  lazyConnect: true
+})
+
+const quietly = (c: Connection): Effect.Effect<void> =>
+  Effect.promise(() =>
+    c.quit().then(
+      () => undefined,
+      () => {
+        c.disconnect()
+      }
+    )
+  )
+
+const open = (o: ConnectOptions): Effect.Effect<Connection, TransportError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.suspend(() => {
+      const connection: Connection = o.nodes !== undefined && o.nodes.length > 0 ?
+        new Cluster(o.nodes.map((n) => ({ host: n.host, port: n.port })), {
+          enableOfflineQueue: true,
+          retryDelayOnTryAgain: 100,
+          retryDelayOnClusterDown: 100,
+          ...o.clusterOptions,
+          lazyConnect: true,
+          redisOptions: { ...baseRedisOptions(o), ...o.clusterOptions?.redisOptions }
+        }) :
+        new Redis(o.url ?? "redis://127.0.0.1:6379", baseRedisOptions(o))
+      // iovalkey emits "error" on every failed reconnect; commands report their own failures
+      connection.on("error", () => undefined)
+      return Effect.tryPromise({
+        try: () => connection.connect(),
+        catch: (e) => fromValkeyError("connect", e, false)
+      }).pipe(
+        Effect.as(connection),
+        Effect.tapError(() => Effect.sync(() => connection.disconnect()))
+      )
+    }),
+    quietly
+  )
+
+/** `valkey_version` (Valkey 8+) or `redis_version` of `INFO server`. */
+export const serverVersion = (info: string): string | undefined =>
+  /^valkey_version:(\S+)/m.exec(info)?.[1] ?? /^redis_version:(\S+)/m.exec(info)?.[1]
+
+const atLeast = (version: string, major: number, minor: number): boolean => {
+  const [ma = 0, mi = 0] = version.split(".").map(Number)
+  return ma > major || (ma === major && mi >= minor)
+}
+
+export const connect = (
+  o: ConnectOptions,
+  library: Library
+): Effect.Effect<Client, EngineError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const connection = yield* open(o)
+    const isCluster = connection instanceof Cluster
+
+    const run = <A>(op: string, f: (c: Connection) => Promise<A>): Effect.Effect<A, TransportError> =>
+      Effect.suspend(() => {
+        const sent = connection.status === "ready"
+        return Effect.tryPromise({ try: () => f(connection), catch: (e) => fromValkeyError(op, e, sent) })
+      })
+
+    const primaries: Effect.Effect<ReadonlyArray<Redis>, TransportError> = Effect.suspend(() => {
+      if (!(connection instanceof Cluster)) return Effect.succeed([connection])
+      const nodes = connection.nodes("master")
+      return nodes.length > 0 ?
+        Effect.succeed(nodes) :
+        Effect.fail(
+          new TransportError({
+            backend: "valkey",
+            kind: "cluster",
+            retryable: true,
+            message: "cluster has no known primary",
+            nativeCode: "no_connection_for_route"
+          })
+        )
+    })
+
+    const onNode = <A>(node: Redis, op: string, f: (r: Redis) => Promise<A>): Effect.Effect<A, TransportError> =>
+      Effect.suspend(() => {
+        const sent = node.status === "ready"
+        return Effect.tryPromise({ try: () => f(node), catch: (e) => fromValkeyError(op, e, sent) })
+      })
+
+    // --- version gate (valkey.md §1.1): the minimum over every primary ---
+    const nodes = yield* primaries
+    for (const node of nodes) {
+      const info = yield* onNode(node, "INFO server", (r) => r.info("server"))
+      const version = serverVersion(info)
+      if (version === undefined || !atLeast(version, 7, 2)) {
+        return yield* new TransportError({
+          backend: "valkey",
+          kind: "other",
+          retryable: false,
+          message: `unsupported server version ${version ?? "(unknown)"}: Valkey >= 7.2 (redis_version >= 7.2) is required`
+        })
+      }
+    }
+
+    // --- library loading (valkey.md §5.1) ---
+    const versionOn = (node: Redis): Effect.Effect<Option.Option<string>, TransportError> =>
+      Effect.tryPromise({
+        try: () => node.fcall("ff_version", 0),
+        catch: (e) => e
+      }).pipe(
+        Effect.map((v) => (typeof v === "string" ? Option.some(v) : Option.none())),
+        Effect.catchAll((e) =>
+          isMissingFunction(e) ? Effect.succeed(Option.none<string>()) : Effect.fail(fromValkeyError("FCALL ff_version", e, true))
+        )
+      )
+
+    const loadOn = (node: Redis): Effect.Effect<void, TransportError> =>
+      onNode(node, "FUNCTION LOAD", (r) => r.call("FUNCTION", "LOAD", "REPLACE", library.source)).pipe(Effect.asVoid)
+
+    const lock = yield* Effect.makeSemaphore(1)
+
+    const ensureLibrary = (policy: LibraryPolicy): Effect.Effect<boolean, EngineError> =>
+      lock.withPermits(1)(
+        Effect.gen(function*() {
+          const all = yield* primaries
+          let loaded = false
+          for (const node of all) {
+            if (policy === "always") {
+              yield* loadOn(node)
+              loaded = true
+              continue
+            }
+            const current = yield* versionOn(node)
+            if (Option.isSome(current) && current.value === library.version) continue
+            if (policy === "never") {
+              return yield* new TransportError({
+                backend: "valkey",
+                kind: "script_not_loaded",
+                retryable: false,
+                message: Option.isNone(current) ?
+                  `library ${LIBRARY_NAME} is not loaded and the library policy is "never"` :
+                  `library ${LIBRARY_NAME} ${current.value} is loaded, ${library.version} expected (policy "never")`,
+                nativeCode: "no_script"
+              })
+            }
+            yield* loadOn(node)
+            loaded = true
+            const after = yield* versionOn(node)
+            if (Option.isNone(after) || after.value !== library.version) {
+              return yield* corruption(
+                `flowfabric lua library version mismatch after FUNCTION LOAD: expected ${library.version}, got ${
+                  Option.getOrElse(after, () => "(none)")
+                }`
+              )
+            }
+          }
+          return loaded
+        })
+      )
+
+    const reload: Effect.Effect<void, TransportError> = ensureLibrary("replace-if-different").pipe(
+      Effect.asVoid,
+      Effect.catchAll((e) =>
+        e._tag === "Transport" ?
+          Effect.fail(e) :
+          Effect.fail(
+            new TransportError({
+              backend: "valkey",
+              kind: "script_not_loaded",
+              retryable: false,
+              message: e.message,
+              nativeCode: "no_script"
+            })
+          )
+      )
+    )
+
+    const fcallOnce = (fn: string, key: string, args: ReadonlyArray<string | Buffer>, readOnly: boolean) =>
+      Effect.suspend(() => {
+        const sent = connection.status === "ready"
+        return Effect.tryPromise({
+          try: () => (readOnly ? connection.fcall_ro(fn, 1, key, ...args) : connection.fcall(fn, 1, key, ...args)),
+          catch: (e) => ({ error: e, sent })
+        })
+      })
+
+    const fcall = (fn: string, key: string, args: ReadonlyArray<string | Buffer>, readOnly: boolean) =>
+      fcallOnce(fn, key, args, readOnly).pipe(
+        Effect.catchAll(({ error, sent }) =>
+          isMissingFunction(error) ?
+            reload.pipe(
+              Effect.zipRight(fcallOnce(fn, key, args, readOnly)),
+              Effect.mapError((e) => {
+                if (e instanceof TransportError) return e
+                if (!isMissingFunction(e.error)) return fromValkeyError(`FCALL ${fn}`, e.error, e.sent)
+                return new TransportError({
+                  backend: "valkey",
+                  kind: "script_not_loaded",
+                  retryable: false,
+                  message: `FCALL ${fn}: the function is still missing after reloading the library`,
+                  nativeCode: "no_script",
+                  cause: e.error
+                })
+              })
+            ) :
+            Effect.fail(fromValkeyError(`FCALL ${fn}`, error, sent))
+        )
+      )
+
+    // blocking reads (tailStream) never stall the shared connection: they borrow one of these
+    const pool = yield* Pool.makeWithTTL({
+      acquire: open(o),
+      min: 0,
+      max: o.dedicatedMax ?? 16,
+      timeToLive: Duration.minutes(1)
+    })
+    const dedicated: Effect.Effect<Connection, TransportError, Scope.Scope> = pool.get
+    const discard = (c: Connection): Effect.Effect<void> => pool.invalidate(c)
+
+    return { connection, isCluster, run, fcall, primaries, ensureLibrary, dedicated, discard } satisfies Client
+  })

@@ -1,0 +1,1422 @@
+/**
+ * `BackendCore` over Valkey: every state transition is one FCALL of the
+ * flowfabric library; reads are read-only FCALLs (one consistent snapshot) or
+ * plain commands on keys of one slot.
+ */
+import { Duration, Effect, Either, Option, Schema } from "effect"
+import type { EngineBackend } from "../../EngineBackend.js"
+import {
+  ConflictError,
+  corruption,
+  type EngineError,
+  type ExecutionNotActiveDetail,
+  invalidInput,
+  notFound,
+  validation,
+  ResourceExhausted,
+  TimeoutError,
+  Unavailable
+} from "../../EngineError.js"
+import * as Ids from "../../Ids.js"
+import type { BackendCore, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
+import { makeHandle } from "../../internal/handleCodec.js"
+import * as M from "../../Model.js"
+import * as D from "./decode.js"
+import { parseError } from "./errors.js"
+import { decodeFields, decodeJson, type Envelope, IntStr, LuaArray, type Plumbing } from "./plumbing.js"
+
+const S = Schema.String
+const Str = Schema.Record({ key: Schema.String, value: Schema.String })
+
+type Fx<A> = Effect.Effect<A, EngineError>
+
+const CLASS_CATEGORY: Record<M.FailureClass, string> = {
+  Transient: "transient",
+  Permanent: "permanent",
+  InfraCrash: "infra_crash",
+  Timeout: "timeout",
+  Cancelled: "cancelled"
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+const failureCategory = (reason: M.FailureReason, cls: M.FailureClass): string => {
+  const detail = reason.detail
+  if (detail !== undefined && detail.length > 0) {
+    try {
+      return utf8.decode(detail)
+    } catch {
+      return CLASS_CATEGORY[cls]
+    }
+  }
+  return CLASS_CATEGORY[cls]
+}
+
+/** The reply of every claim-like function: the lease it granted. */
+const Claimed = Schema.Tuple(
+  Ids.ExecutionId,
+  Schema.compose(IntStr, Ids.AttemptIndex),
+  Ids.AttemptId,
+  Ids.LeaseId,
+  Schema.compose(IntStr, Ids.LeaseEpoch),
+  IntStr,
+  Schema.Literal("fresh", "resumed"),
+  S
+)
+
+const WaitpointDetailsJson = Schema.Struct({
+  waitpoint_id: Ids.WaitpointId,
+  waitpoint_key: S,
+  waitpoint_token: S
+})
+const SuspendDetailsJson = Schema.Struct({
+  suspension_id: Ids.SuspensionId,
+  ...WaitpointDetailsJson.fields,
+  additional: LuaArray(WaitpointDetailsJson)
+})
+
+const ReadExecution = Schema.Struct({ core: Str, tags: Schema.optional(Str) })
+
+const GroupJson = Schema.extend(Str, Schema.Struct({ downstream: S }))
+
+const SignalJson = Schema.Struct({
+  signal_id: Ids.SignalId,
+  signal_name: Schema.optionalWith(S, { default: () => "" }),
+  signal_category: Schema.optionalWith(S, { default: () => "" }),
+  source_type: Schema.optionalWith(S, { default: () => "" }),
+  source_identity: Schema.optionalWith(S, { default: () => "" }),
+  correlation_id: Schema.optionalWith(S, { default: () => "" }),
+  accepted_at: Schema.optionalWith(S, { default: () => "" }),
+  has_payload: Schema.optionalWith(S, { default: () => "0" })
+})
+
+const FrameJson = Schema.Struct({ id: S, fields: Str })
+
+const PendingJson = Schema.Struct({
+  waitpoint_id: Ids.WaitpointId,
+  waitpoint_key: S,
+  state: Schema.Literal("pending", "active"),
+  created_at: S,
+  activated_at: S,
+  expires_at: S,
+  token: S,
+  names: S
+})
+
+const BudgetJson = Schema.Struct({ def: Str, usage: Str, limits: Str })
+
+const MemberIds = LuaArray(Ids.ExecutionId)
+const EdgeRows = LuaArray(Str)
+const Frames = Schema.Tuple(Schema.parseJson(LuaArray(FrameJson)), S, S)
+const T_Int = Schema.Tuple(IntStr)
+const T_Grant = Schema.Tuple(Ids.ExecutionId, S, IntStr)
+const T_Append = Schema.Tuple(S, IntStr, S)
+const T_Waitpoint = Schema.Tuple(Ids.WaitpointId, S)
+const T_Signal = Schema.Tuple(Ids.SignalId)
+const T_Accepted = Schema.Tuple(Ids.SignalId, M.SignalEffect)
+const T_Exec = Schema.Tuple(Ids.ExecutionId)
+const T_Created = Schema.Tuple(Ids.ExecutionId, M.PublicState)
+const T_Added = Schema.Tuple(Ids.ExecutionId, IntStr)
+const T_Staged = Schema.Tuple(Ids.EdgeId, IntStr)
+const T_State = Schema.Tuple(M.PublicState)
+const T_Str = Schema.Tuple(S)
+const T_Str2 = Schema.Tuple(S, S)
+const T_Cancel = Schema.Tuple(S, Schema.parseJson(MemberIds))
+const T_CancelAlready = Schema.Tuple(S, S, Schema.parseJson(MemberIds))
+const T_Breach = Schema.Tuple(S, IntStr, IntStr)
+const T_Summary = Schema.Tuple(S, IntStr, S, IntStr, S)
+const T_Rotated = Schema.Tuple(S, S, IntStr)
+const FlowJson = Schema.Struct({ flow: Str, tags: Str })
+const FlowRows = LuaArray(Schema.Tuple(S, S, S, S))
+const SuspendedRows = LuaArray(Schema.Tuple(S, S, S))
+const SignalRows = LuaArray(SignalJson)
+const PendingRows = LuaArray(PendingJson)
+const GroupRows = LuaArray(GroupJson)
+const StrArray = LuaArray(S)
+
+const sortedByKey = (r: Readonly<Record<string, number>>) => Object.keys(r).sort().map((k) => [k, r[k]!] as const)
+
+const condToLua = (c: M.ResumeCondition): unknown => {
+  switch (c._tag) {
+    case "Single":
+      return { kind: "single", key: c.waitpointKey, name: c.matcher._tag === "ByName" ? c.matcher.name : "" }
+    case "OperatorOnly":
+      return { kind: "operator" }
+    case "TimeoutOnly":
+      return { kind: "timeout" }
+    case "Composite":
+      return { kind: "composite", tree: bodyToLua(c.body, "") }
+  }
+}
+
+const childPath = (path: string, i: number) => (path === "" ? `members[${i}]` : `${path}.members[${i}]`)
+
+const matcherFields = (m: M.SignalMatcher | undefined) =>
+  m === undefined || m._tag === "Wildcard" ? { wild: true, name: "" } : { wild: false, name: m.name }
+
+const bodyToLua = (body: M.CompositeBody, path: string): unknown =>
+  body._tag === "AllOf" ?
+    { k: "allof", path, members: body.members.map((m, i) => memberToLua(m, childPath(path, i))) } :
+    { k: "count", path, n: body.n, ck: body.countKind, ...matcherFields(body.matcher), wps: body.waitpoints }
+
+const memberToLua = (m: M.ResumeCondition, path: string): unknown => {
+  switch (m._tag) {
+    case "Single":
+      return { k: "single", path, key: m.waitpointKey, ...matcherFields(m.matcher) }
+    case "Composite":
+      return bodyToLua(m.body, path)
+    default:
+      return { k: "never", path }
+  }
+}
+
+export interface StreamOps {
+  /** Runs `effect` holding one stream-op permit (ResourceExhausted / Unavailable otherwise). */
+  readonly guard: <A>(effect: Fx<A>) => Fx<A>
+  readonly shutdown: (grace: Duration.Duration) => Fx<void>
+}
+
+export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly version: string }): BackendCore => {
+  const { call, client, keys, settings } = p
+  const N = settings.partitions.numFlowPartitions
+  const ex = (id: Ids.ExecutionId) => p.flowTarget(Ids.executionPartition(id))
+  const flowOf = (id: Ids.FlowId) => p.flowTarget(Ids.flowPartition(id, settings.partitions))
+  const budgetOf = (id: Ids.BudgetId) => ({ base: keys.budget(Ids.budgetPartition(id, settings.partitions)) })
+  const quotaOf = (id: Ids.QuotaPolicyId) => ({ base: keys.quota(Ids.quotaPartition(id, settings.partitions)) })
+
+  const inRange = (id: Ids.ExecutionId): Fx<void> =>
+    Ids.executionPartition(id) < N ?
+      Effect.void :
+      Effect.fail(invalidInput(`execution id ${id}: partition ${Ids.executionPartition(id)} >= numFlowPartitions ${N}`))
+
+  const fence = (h: HandleRef) => ({
+    execution_id: h.payload.executionId,
+    attempt_index: h.payload.attemptIndex,
+    attempt_id: h.payload.attemptId,
+    lease_id: h.payload.leaseId,
+    lease_epoch: h.payload.leaseEpoch
+  })
+
+  const handleFrom = (
+    fn: string,
+    env: Envelope,
+    lane: Ids.LaneId,
+    workerInstanceId: Ids.WorkerInstanceId,
+    ttl: number
+  ) =>
+    Effect.map(decodeFields(fn, Claimed, env.fields.slice(0, 8)), ([eid, idx, aid, lid, epoch, exp, kind, next]) => ({
+      handle: makeHandle("valkey", kind, {
+        executionId: eid,
+        attemptIndex: idx,
+        attemptId: aid,
+        leaseId: lid,
+        leaseEpoch: epoch,
+        leaseTtlMs: ttl,
+        laneId: lane,
+        workerInstanceId
+      }),
+      claimed: { executionId: eid, leaseId: lid, leaseEpoch: epoch, attemptIndex: idx, attemptId: aid, leaseExpiresAt: exp },
+      next
+    }))
+
+  // --- claims --------------------------------------------------------------------------------
+  const hintPage = (lane: Ids.LaneId, offset: number) =>
+    client.run("ZRANGE hint", (c) => c.zrange(keys.hint(lane), offset, offset + 31, "WITHSCORES"))
+
+  /**
+   * Visits the hinted partitions of `lane` best claim score first until
+   * `visit` answers. Partitions that tie are visited from a random start, so
+   * that concurrent claimers spread over them instead of racing for one.
+   */
+  const overHints = <A>(
+    lane: Ids.LaneId,
+    visit: (partition: number, score: number) => Fx<Option.Option<A>>
+  ): Fx<Option.Option<A>> =>
+    Effect.gen(function*() {
+      for (let offset = 0;; offset += 32) {
+        const page = yield* hintPage(lane, offset)
+        const entries: Array<readonly [number, number]> = []
+        for (let i = 0; i + 1 < page.length; i += 2) {
+          const partition = Number(page[i])
+          if (!Number.isInteger(partition) || partition < 0 || partition >= N) {
+            yield* client.run("ZREM hint", (c) => c.zrem(keys.hint(lane), page[i]!))
+            continue
+          }
+          entries.push([partition, Number(page[i + 1])])
+        }
+        let start = 0
+        while (start < entries.length) {
+          let end = start + 1
+          while (end < entries.length && entries[end]![1] === entries[start]![1]) end++
+          const size = end - start
+          const shift = size > 1 ? yield* Effect.randomWith((r) => r.nextIntBetween(0, size)) : 0
+          for (let j = 0; j < size; j++) {
+            const [partition, score] = entries[start + ((j + shift) % size)]!
+            const found = yield* visit(partition, score)
+            if (Option.isSome(found)) return found
+          }
+          start = end
+        }
+        if (page.length < 64) return Option.none()
+      }
+    })
+
+  /** After a claim the partition's head moved on: keep its hint score (and so the global order) exact. */
+  const refreshHint = (lane: Ids.LaneId, partition: number, score: number, next: string): Fx<void> =>
+    next === "" ?
+      p.dropHint(lane, partition) :
+      Number(next) === score ?
+      Effect.void :
+      client.run("ZADD hint", (c) => c.call("ZADD", keys.hint(lane), "XX", next, String(partition))).pipe(Effect.asVoid)
+
+  const claim: BackendCore["claim"] = ({ lane, capabilities, policy }) =>
+    overHints(lane, (partition, score) =>
+      Effect.gen(function*() {
+        const env = yield* call("claim", p.flowTarget(partition), {
+          lane,
+          worker_id: policy.workerId,
+          worker_instance_id: policy.workerInstanceId,
+          caps: capabilities.tokens,
+          lease_ttl_ms: policy.leaseTtlMs,
+          lease_id: yield* Ids.newLeaseId,
+          attempt_id: yield* Ids.newAttemptId,
+          scan: settings.claimScan
+        })
+        if (env.status === "OK") {
+          const r = yield* handleFrom("ff_claim", env, lane, policy.workerInstanceId, policy.leaseTtlMs)
+          yield* refreshHint(lane, partition, score, r.next)
+          return Option.some(r.handle)
+        }
+        if (env.status === "EMPTY") yield* p.dropHint(lane, partition)
+        return Option.none<M.Handle>()
+      }))
+
+  const claimForWorker: BackendCore["claimForWorker"] = (args) =>
+    Effect.map(
+      overHints(args.laneId, (partition) =>
+        Effect.gen(function*() {
+          const env = yield* call("issue_grant", p.flowTarget(partition), {
+            lane: args.laneId,
+            worker_id: args.workerId,
+            worker_instance_id: args.workerInstanceId,
+            caps: args.workerCapabilities,
+            grant_ttl_ms: args.grantTtlMs,
+            scan: settings.claimScan
+          })
+          if (env.status === "OK") {
+            const [executionId, grantKey, expiresAtMs] = yield* decodeFields(
+              "ff_issue_grant",
+              T_Grant,
+              env.fields
+            )
+            return Option.some<M.ClaimForWorkerOutcome>({
+              _tag: "Granted",
+              grant: {
+                executionId,
+                partitionKey: Ids.partitionKey("Flow", partition),
+                grantKey,
+                expiresAtMs
+              }
+            })
+          }
+          if (env.status === "EMPTY") yield* p.dropHint(args.laneId, partition)
+          return Option.none()
+        })),
+      Option.getOrElse((): M.ClaimForWorkerOutcome => ({ _tag: "NoWork" }))
+    )
+
+  const claimResumedExecution: BackendCore["claimResumedExecution"] = (args) =>
+    Effect.gen(function*() {
+      yield* inRange(args.executionId)
+      const env = yield* call("claim_resumed", ex(args.executionId), {
+        execution_id: args.executionId,
+        worker_id: args.workerId,
+        worker_instance_id: args.workerInstanceId,
+        lease_id: args.leaseId,
+        lease_ttl_ms: args.leaseTtlMs,
+        ...(args.remainingAttemptTimeoutMs === undefined ? {} : { remaining_timeout_ms: args.remainingAttemptTimeoutMs })
+      })
+      const r = yield* handleFrom("ff_claim_resumed", env, args.laneId, args.workerInstanceId, args.leaseTtlMs)
+      return { _tag: "Claimed" as const, claimed: r.claimed, handle: r.handle }
+    })
+
+  const claimFromReclaim: BackendCore["claimFromReclaim"] = (token) =>
+    Effect.gen(function*() {
+      const id = token.grant.executionId
+      yield* inRange(id)
+      const env = yield* call("claim_resumed", ex(id), {
+        execution_id: id,
+        worker_id: token.workerId,
+        worker_instance_id: token.workerInstanceId,
+        lease_id: yield* Ids.newLeaseId,
+        lease_ttl_ms: token.leaseTtlMs
+      })
+      const r = yield* handleFrom("ff_claim_resumed", env, token.grant.laneId, token.workerInstanceId, token.leaseTtlMs)
+      return Option.some(r.handle)
+    }).pipe(
+      Effect.catchIf(
+        (e): e is EngineError =>
+          e._tag === "Contention" &&
+          (e.kind === "NotAResumedExecution" || e.kind === "ExecutionNotLeaseable" || e.kind === "InvalidClaimGrant" ||
+            e.kind === "ClaimGrantExpired"),
+        () => Effect.succeed(Option.none<M.Handle>())
+      )
+    )
+
+  // --- the worker's lease-bound writes ------------------------------------------------------------
+  const renew: BackendCore["renew"] = (h) =>
+    Effect.gen(function*() {
+      const env = yield* call("renew", ex(h.payload.executionId), { ...fence(h), lease_ttl_ms: h.payload.leaseTtlMs })
+      const [expiresAtMs] = yield* decodeFields("ff_renew", T_Int, env.fields)
+      return { expiresAtMs, leaseEpoch: h.payload.leaseEpoch }
+    })
+
+  const progress: BackendCore["progress"] = (h, percent, message) =>
+    Effect.asVoid(call("progress", ex(h.payload.executionId), {
+      ...fence(h),
+      ...(percent === undefined ? {} : { percent }),
+      ...(message === undefined ? {} : { message })
+    }))
+
+  /** model.md §6.5: a retried terminal write that finds its own outcome succeeds. */
+  const reconciled = <A>(h: HandleRef, matches: (d: ExecutionNotActiveDetail) => Option.Option<A>) =>
+  (e: EngineError): Fx<A> => {
+    if (e._tag === "Contention" && e.kind === "ExecutionNotActive" && e.notActive !== undefined &&
+      e.notActive.leaseEpoch === String(h.payload.leaseEpoch)) {
+      const r = matches(e.notActive)
+      if (Option.isSome(r)) return Effect.succeed(r.value)
+    }
+    return Effect.fail(e)
+  }
+
+  const complete: BackendCore["complete"] = (h, payload) =>
+    call("complete", ex(h.payload.executionId), fence(h), payload === undefined ? [] : [payload]).pipe(
+      Effect.asVoid,
+      Effect.catchAll(reconciled(h, (d) =>
+        d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId ? Option.some(undefined) : Option.none()))
+    )
+
+  const fail: BackendCore["fail"] = (h, reason, cls) =>
+    Effect.gen(function*() {
+      const env = yield* call("fail", ex(h.payload.executionId), {
+        ...fence(h),
+        reason: reason.message,
+        category: failureCategory(reason, cls),
+        classification: cls
+      })
+      if (env.status === "RETRY") {
+        const [delayUntil] = yield* decodeFields("ff_fail", T_Int, env.fields)
+        return { _tag: "RetryScheduled", delayUntil } satisfies M.FailOutcome
+      }
+      return { _tag: "TerminalFailed" } satisfies M.FailOutcome
+    }).pipe(
+      Effect.catchAll(reconciled(h, (d): Option.Option<M.FailOutcome> =>
+        d.lifecyclePhase === "terminal" && d.terminalOutcome === "failed" && d.attemptId === h.payload.attemptId ?
+          Option.some({ _tag: "TerminalFailed" }) :
+          d.lifecyclePhase === "runnable" ?
+          Option.some({ _tag: "RetryScheduled", delayUntil: 0 }) :
+          Option.none()))
+    )
+
+  const cancel: BackendCore["cancel"] = (h, reason) =>
+    call("cancel", ex(h.payload.executionId), { ...fence(h), reason, mode: "worker", source: "lease_holder" }).pipe(
+      Effect.asVoid,
+      Effect.catchAll(reconciled(h, (d) =>
+        d.terminalOutcome === "cancelled" && d.attemptId === h.payload.attemptId ? Option.some(undefined) : Option.none()))
+    )
+
+  const delay: BackendCore["delay"] = (h, delayUntil) =>
+    Effect.asVoid(call("delay", ex(h.payload.executionId), { ...fence(h), delay_until: delayUntil }))
+
+  const waitChildren: BackendCore["waitChildren"] = (h) =>
+    Effect.asVoid(call("wait_children", ex(h.payload.executionId), fence(h)))
+
+  const appendFrame: BackendCore["appendFrame"] = (h, frame) =>
+    Effect.gen(function*() {
+      const mode = frame.mode
+      const env = yield* call("append_frame", ex(h.payload.executionId), {
+        ...fence(h),
+        frame_type: frame.frameType === "" ? frame.kind : frame.frameType,
+        ...(frame.correlationId === undefined ? {} : { correlation_id: frame.correlationId }),
+        mode: mode._tag === "Durable" ? "durable" : mode._tag === "DurableSummary" ? "summary" : "best_effort",
+        ...(mode._tag === "DurableSummary" ? { patch_kind: mode.patchKind } : {}),
+        ...(mode._tag === "BestEffortLive" ?
+          {
+            ttl_ms: mode.config.ttlMs,
+            maxlen_floor: mode.config.maxlenFloor ?? 64,
+            maxlen_ceiling: mode.config.maxlenCeiling ?? 16384,
+            ema_alpha: mode.config.emaAlpha ?? 0.2
+          } :
+          {}),
+        encoding: "utf8"
+      }, [frame.bytes])
+      const [streamId, frameCount, version] = yield* decodeFields(
+        "ff_append_frame",
+        T_Append,
+        env.fields
+      )
+      return {
+        streamId,
+        frameCount,
+        ...(version === "" ? {} : { summaryVersion: Number(version) })
+      }
+    })
+
+  // --- suspension and signals ---------------------------------------------------------------------
+  const suspend: BackendCore["suspend"] = (h, args) =>
+    Effect.gen(function*() {
+      const [primary, ...extras] = args.waitpoints
+      if (primary === undefined) return yield* invalidInput("waitpoints_empty")
+      const now = args.now ?? (yield* Effect.clockWith((c) => c.currentTimeMillis))
+      const dedupTtl = args.timeoutAt === undefined ?
+        604_800_000 :
+        Math.max(1, Math.min(args.timeoutAt - now + 60_000, 604_800_000))
+      const env = yield* call("suspend", ex(h.payload.executionId), {
+        ...fence(h),
+        suspension_id: args.suspensionId,
+        cond: condToLua(args.resumeCondition),
+        resume_policy_json: JSON.stringify(args.resumePolicy),
+        reason_code: args.reasonCode,
+        requested_by: args.requestedBy,
+        ...(args.timeoutAt === undefined ? {} : { timeout_at: args.timeoutAt }),
+        timeout_behavior: args.timeoutBehavior,
+        ...(args.continuationMetadataPointer === undefined ? {} : { continuation: args.continuationMetadataPointer }),
+        ...(args.idempotencyKey === undefined || args.idempotencyKey === "" ?
+          {} :
+          { idempotency_key: args.idempotencyKey, dedup_ttl_ms: dedupTtl }),
+        use_pending: primary._tag === "UsePending",
+        primary: primary._tag === "Fresh" ?
+          { waitpoint_id: primary.waitpointId, waitpoint_key: primary.waitpointKey } :
+          { waitpoint_id: primary.waitpointId },
+        extras: extras.map((x) =>
+          x._tag === "Fresh" ? { waitpoint_id: x.waitpointId, waitpoint_key: x.waitpointKey } : { waitpoint_id: x.waitpointId }
+        )
+      }).pipe(
+        Effect.catchIf(
+          (e): e is EngineError => primary._tag === "UsePending" && e._tag === "Contention" && e.kind === "WaitpointNotFound",
+          (e) =>
+            Effect.flatMap(
+              client.run("GET waitpoint locator", (c) => c.get(keys.waitpointLocator(primary.waitpointId))),
+              (at) =>
+                Effect.fail(
+                  at !== null && at !== String(Ids.executionPartition(h.payload.executionId)) ?
+                    validation("InvalidWaitpointForExecution", `waitpoint ${primary.waitpointId} belongs to another execution`) :
+                    e
+                )
+            )
+        )
+      )
+      const d = yield* decodeJson("ff_suspend", SuspendDetailsJson, env.fields[0], h.payload.executionId)
+      const details: M.SuspendOutcomeDetails = {
+        suspensionId: d.suspension_id,
+        waitpointId: d.waitpoint_id,
+        waitpointKey: d.waitpoint_key,
+        waitpointToken: d.waitpoint_token,
+        additionalWaitpoints: d.additional.map((x) => ({
+          waitpointId: x.waitpoint_id,
+          waitpointKey: x.waitpoint_key,
+          waitpointToken: x.waitpoint_token
+        }))
+      }
+      if (env.status === "SATISFIED") return { _tag: "AlreadySatisfied", details } satisfies M.SuspendOutcome
+      return {
+        _tag: "Suspended",
+        details,
+        handle: makeHandle("valkey", "suspended", h.payload)
+      } satisfies M.SuspendOutcome
+    })
+
+  const createWaitpoint: BackendCore["createWaitpoint"] = (h, waitpointKey, expiresInMs) =>
+    Effect.gen(function*() {
+      const env = yield* call("create_waitpoint", ex(h.payload.executionId), {
+        ...fence(h),
+        waitpoint_id: yield* Ids.newWaitpointId,
+        waitpoint_key: waitpointKey,
+        expires_in_ms: expiresInMs
+      })
+      const [waitpointId, hmacToken] = yield* decodeFields(
+        "ff_create_waitpoint",
+        T_Waitpoint,
+        env.fields
+      )
+      // where a pending waitpoint lives, so that UsePending of another partition's waitpoint is
+      // answered InvalidWaitpointForExecution rather than WaitpointNotFound (best effort)
+      yield* client.run("SET waitpoint locator", (c) =>
+        c.set(keys.waitpointLocator(waitpointId), String(Ids.executionPartition(h.payload.executionId)), "PX", expiresInMs + 86_400_000)
+      ).pipe(Effect.ignore)
+      return { waitpointId, hmacToken }
+    })
+
+  const observeSignals: BackendCore["observeSignals"] = (h) =>
+    Effect.gen(function*() {
+      const id = h.payload.executionId
+      const env = yield* call("observe_signals", ex(id), { execution_id: id, attempt_index: h.payload.attemptIndex }, [], true)
+      const rows = yield* decodeJson("ff_observe_signals", SignalRows, env.fields[0], id)
+      const partition = Ids.executionPartition(id)
+      return yield* Effect.forEach(rows, (s) =>
+        Effect.gen(function*() {
+          const payload = s.has_payload === "1" ?
+            yield* client.run("GET signal payload", (c) => c.getBuffer(keys.sigPayload(partition, s.signal_id))) :
+            null
+          const acceptedAt = /^\d+$/.test(s.accepted_at) ? Number(s.accepted_at) : 0
+          return {
+            signalId: s.signal_id,
+            signalName: s.signal_name,
+            signalCategory: s.signal_category,
+            sourceType: s.source_type,
+            sourceIdentity: s.source_identity,
+            correlationId: s.correlation_id,
+            acceptedAt,
+            ...(payload === null ? {} : { payload: new Uint8Array(payload) })
+          } satisfies M.ResumeSignal
+        }))
+    })
+
+  const deliverSignal: BackendCore["deliverSignal"] = (a) =>
+    Effect.gen(function*() {
+      yield* inRange(a.executionId)
+      const env = yield* call("deliver_signal", ex(a.executionId), {
+        execution_id: a.executionId,
+        waitpoint_id: a.waitpointId,
+        signal_id: a.signalId,
+        signal_name: a.signalName,
+        signal_category: a.signalCategory,
+        source_type: a.sourceType,
+        source_identity: a.sourceIdentity,
+        payload_encoding: a.payloadEncoding ?? "json",
+        ...(a.correlationId === undefined ? {} : { correlation_id: a.correlationId }),
+        ...(a.idempotencyKey === undefined ? {} : { idempotency_key: a.idempotencyKey }),
+        target_scope: a.targetScope,
+        ...(a.createdAt === undefined ? {} : { created_at: a.createdAt }),
+        ...(a.dedupTtlMs === undefined ? {} : { dedup_ttl_ms: a.dedupTtlMs }),
+        ...(a.resumeDelayMs === undefined ? {} : { resume_delay_ms: a.resumeDelayMs }),
+        ...(a.maxSignalsPerExecution === undefined ? {} : { max_signals: a.maxSignalsPerExecution }),
+        ...(a.signalMaxlen === undefined ? {} : { signal_maxlen: a.signalMaxlen }),
+        token: a.waitpointToken
+      }, a.payload === undefined ? [] : [a.payload])
+      if (env.status === "DUPLICATE") {
+        const [existingSignalId] = yield* decodeFields("ff_deliver_signal", T_Signal, env.fields)
+        return { _tag: "Duplicate", existingSignalId } satisfies M.DeliverSignalResult
+      }
+      const [signalId, effect] = yield* decodeFields(
+        "ff_deliver_signal",
+        T_Accepted,
+        env.fields
+      )
+      return { _tag: "Accepted", signalId, effect } satisfies M.DeliverSignalResult
+    })
+
+  // --- reads --------------------------------------------------------------------------------------
+  const readCore = (id: Ids.ExecutionId, withTags: boolean) =>
+    Effect.gen(function*() {
+      if (Ids.executionPartition(id) >= N) return Option.none()
+      const env = yield* call("read_execution", ex(id), { execution_id: id, tags: withTags }, [], true)
+      if (env.status === "NONE") return Option.none()
+      return Option.some(yield* decodeJson("ff_read_execution", ReadExecution, env.fields[0], id))
+    })
+
+  const describeExecution: BackendCore["describeExecution"] = (id) =>
+    Effect.flatMap(readCore(id, true), (r) =>
+      Option.match(r, {
+        onNone: () => Effect.succeed(Option.none()),
+        onSome: (x) => Effect.map(D.executionSnapshot(id, x.core, x.tags ?? {}), Option.some)
+      }))
+
+  const readExecutionInfo: BackendCore["readExecutionInfo"] = (id) =>
+    Effect.flatMap(readCore(id, false), (r) =>
+      Option.match(r, {
+        onNone: () => Effect.succeed(Option.none()),
+        onSome: (x) => Effect.map(D.executionInfo(id, x.core), Option.some)
+      }))
+
+  const readExecutionState: BackendCore["readExecutionState"] = (id) =>
+    Effect.gen(function*() {
+      if (Ids.executionPartition(id) >= N) return Option.none()
+      const v = yield* client.run("HGET public_state", (c) => c.hget(keys.core(Ids.executionPartition(id), id), "public_state"))
+      if (v === null) return Option.none()
+      const decoded = Schema.decodeUnknownEither(M.PublicState)(v)
+      return Either.isRight(decoded) ?
+        Option.some(decoded.right) :
+        yield* invalidInput(`invalid public_state '${v}': not a known public state`)
+    })
+
+  const resolveExecutionFlowId: BackendCore["resolveExecutionFlowId"] = (id) =>
+    Effect.gen(function*() {
+      if (Ids.executionPartition(id) >= N) return Option.none()
+      const v = yield* client.run("HGET flow_id", (c) => c.hget(keys.core(Ids.executionPartition(id), id), "flow_id"))
+      if (v === null || v === "") return Option.none()
+      return Option.some(
+        yield* D.strict("resolve_execution_flow_id: exec_core", { flow_id: v }, (r) => r.decode("flow_id", Ids.FlowId, v))
+      )
+    })
+
+  const getExecutionResult: BackendCore["getExecutionResult"] = (id) =>
+    Effect.gen(function*() {
+      const partition = Ids.executionPartition(id)
+      if (partition >= N) return Option.none()
+      const state = yield* client.run("HGET public_state", (c) => c.hget(keys.core(partition, id), "public_state"))
+      if (state !== "completed") return Option.none()
+      const result = yield* client.run("GET result", (c) => c.getBuffer(keys.ex(partition, id, "result")))
+      return result === null || result.length === 0 ? Option.none() : Option.some(new Uint8Array(result))
+    })
+
+  const getExecutionInput: BackendCore["getExecutionInput"] = (id) =>
+    Effect.gen(function*() {
+      const partition = Ids.executionPartition(id)
+      if (partition >= N) return Option.none()
+      const [kind, lane, namespace, encoding] = yield* client.run("HMGET core", (c) =>
+        c.hmget(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding"))
+      if (lane === null || lane === undefined) return Option.none()
+      const payload = yield* client.run("GET payload", (c) => c.getBuffer(keys.ex(partition, id, "payload")))
+      return Option.some({
+        executionId: id,
+        executionKind: kind ?? "",
+        laneId: yield* D.strict("get_execution_input: exec_core", { lane_id: lane }, (r) => r.decode("lane_id", Ids.LaneId, lane)),
+        namespace: (namespace ?? "") as Ids.Namespace,
+        payload: payload === null ? new Uint8Array(0) : new Uint8Array(payload),
+        ...(encoding === null || encoding === undefined || encoding === "" ? {} : { payloadEncoding: encoding })
+      } satisfies M.ExecutionInput)
+    })
+
+  const describeFlow: BackendCore["describeFlow"] = (id) =>
+    Effect.gen(function*() {
+      const env = yield* call("describe_flow", flowOf(id), { flow_id: id }, [], true)
+      if (env.status === "NONE") return Option.none()
+      const f = yield* decodeJson("ff_describe_flow", FlowJson, env.fields[0])
+      const groups = yield* decodeJson("ff_describe_flow", GroupRows, env.fields[1])
+      return Option.some(yield* D.flowSnapshot(id, f.flow, f.tags, groups))
+    })
+
+  const listEdges: BackendCore["listEdges"] = ({ flowId, direction }) =>
+    Effect.gen(function*() {
+      const node = direction._tag === "Outgoing" ? direction.fromNode : direction.toNode
+      if (Ids.executionPartition(node) !== Ids.flowPartition(flowId, settings.partitions)) return []
+      const env = yield* call("list_edges", flowOf(flowId), {
+        flow_id: flowId,
+        direction: direction._tag === "Outgoing" ? "out" : "in",
+        node
+      }, [], true)
+      const rows = yield* decodeJson("ff_list_edges", EdgeRows, env.fields[0])
+      return yield* Effect.forEach(rows, (row) =>
+        Effect.gen(function*() {
+          const missing = row["missing"]
+          if (missing !== undefined) return yield* corruption(`list_edges: edge ${missing}: record missing`)
+          const edge = yield* D.edgeSnapshot("list_edges: edge", row, { flowId })
+          const endpoint = direction._tag === "Outgoing" ? edge.upstreamExecutionId : edge.downstreamExecutionId
+          if (endpoint !== node) {
+            const field = direction._tag === "Outgoing" ? "upstream_execution_id" : "downstream_execution_id"
+            return yield* corruption(`list_edges: edge: ${field}: ${endpoint} is not ${node}`)
+          }
+          return edge
+        }))
+    })
+
+  const describeEdgeBy = (flowId: Ids.FlowId, edgeId: Ids.EdgeId) =>
+    Effect.gen(function*() {
+      const env = yield* call("describe_edge", flowOf(flowId), { flow_id: flowId, edge_id: edgeId }, [], true)
+      if (env.status === "NONE") return Option.none<M.EdgeSnapshot>()
+      const h = yield* decodeJson("ff_describe_edge", Str, env.fields[0])
+      return Option.some(yield* D.edgeSnapshot("describe_edge: edge", h, { flowId, edgeId }))
+    })
+
+  const describeEdge: BackendCore["describeEdge"] = ({ flowId, edgeId }) => describeEdgeBy(flowId, edgeId)
+
+  const listPendingWaitpoints: BackendCore["listPendingWaitpoints"] = (args) =>
+    Effect.gen(function*() {
+      yield* inRange(args.executionId)
+      const env = yield* call("list_pending_waitpoints", ex(args.executionId), {
+        execution_id: args.executionId,
+        ...(args.after === undefined ? {} : { after: args.after }),
+        limit: args.limit
+      }, [], true)
+      const rows = yield* decodeJson("ff_list_pending_waitpoints", PendingRows, env.fields[0], args.executionId)
+      const entries = yield* Effect.forEach(rows, (w) =>
+        Effect.gen(function*() {
+          const names = yield* decodeJson("ff_list_pending_waitpoints", StrArray, w.names)
+          const colon = w.token.indexOf(":")
+          const int = (s: string) => (/^\d+$/.test(s) ? Number(s) : undefined)
+          const createdAt = int(w.created_at)
+          if (createdAt === undefined) return yield* parseError("ff_list_pending_waitpoints", "created_at", args.executionId)
+          const activatedAt = int(w.activated_at)
+          const expiresAt = int(w.expires_at)
+          return {
+            waitpointId: w.waitpoint_id,
+            waitpointKey: w.waitpoint_key,
+            state: w.state,
+            requiredSignalNames: names,
+            createdAt,
+            ...(activatedAt === undefined ? {} : { activatedAt }),
+            ...(expiresAt === undefined ? {} : { expiresAt }),
+            executionId: args.executionId,
+            tokenKid: colon < 0 ? "" : w.token.slice(0, colon),
+            tokenFingerprint: colon < 0 ? "" : w.token.slice(colon + 1, colon + 17)
+          } satisfies M.PendingWaitpointInfo
+        }))
+      const next = env.fields[1] ?? ""
+      return {
+        entries,
+        ...(next === "" ? {} : { nextCursor: yield* decodeFields("ff_list_pending_waitpoints", Ids.WaitpointId, next) })
+      }
+    })
+
+  // --- listings ------------------------------------------------------------------------------------
+  const listFlows: BackendCore["listFlows"] = (partition, cursor, limit) =>
+    Effect.gen(function*() {
+      if (partition >= N) return { flows: [] }
+      const env = yield* call("list_flows", p.flowTarget(partition), {
+        ...(cursor === undefined ? {} : { cursor }),
+        limit
+      }, [], true)
+      const rows = yield* decodeJson("ff_list_flows", FlowRows, env.fields[0])
+      const page = rows.slice(0, limit)
+      const flows = yield* Effect.forEach(page, ([id, createdAt, state, exists]) =>
+        D.strict("list_flows: flow_index", { id, created_at: createdAt }, (r) => {
+          const flowId = r.decode("id", Ids.FlowId, id)
+          if (exists !== "1") r.bad(`flow ${id}`, "record missing")
+          return { flowId, createdAt: r.int("created_at"), status: M.flowStatusOf(state) }
+        }))
+      const last = flows[flows.length - 1]
+      return { flows, ...(rows.length > limit && last !== undefined ? { nextCursor: last.flowId } : {}) }
+    })
+
+  const listLanes: BackendCore["listLanes"] = (cursor, limit) =>
+    Effect.gen(function*() {
+      const all = yield* client.run("SMEMBERS lanes", (c) => c.smembers(keys.lanes))
+      const lanes = yield* Effect.forEach(
+        [...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
+        (l) => D.strict("list_lanes: registry", { lane: l }, (r) => r.decode("lane", Ids.LaneId, l))
+      )
+      const after = cursor === undefined ? lanes : lanes.filter((l) => l > cursor)
+      const page = after.slice(0, limit)
+      const last = page[page.length - 1]
+      return { lanes: page, ...(after.length > limit && last !== undefined ? { nextCursor: last } : {}) }
+    })
+
+  const listSuspended: BackendCore["listSuspended"] = (partition, cursor, limit) =>
+    Effect.gen(function*() {
+      if (partition >= N) return { entries: [] }
+      const env = yield* call("list_suspended", p.flowTarget(partition), {
+        ...(cursor === undefined ? {} : { cursor }),
+        limit
+      }, [], true)
+      const rows = yield* decodeJson("ff_list_suspended", SuspendedRows, env.fields[0])
+      const entries: Array<M.SuspendedExecutionEntry> = []
+      for (const [id, score, reason] of rows.slice(0, limit)) {
+        if (Ids.checkExecutionId(id) !== undefined) continue
+        entries.push({ executionId: id as Ids.ExecutionId, suspendedAtMs: Number(score), reason })
+      }
+      const last = entries[entries.length - 1]
+      return { entries, ...(rows.length > limit && last !== undefined ? { nextCursor: last.executionId } : {}) }
+    })
+
+  const listExecutions: BackendCore["listExecutions"] = (partition, cursor, limit) =>
+    Effect.gen(function*() {
+      if (partition >= N) return { executions: [] }
+      const ids = yield* client.run("ZRANGEBYLEX all", (c) =>
+        c.zrangebylex(keys.all(partition), cursor === undefined ? "-" : `(${cursor}`, "+", "LIMIT", 0, limit + 1))
+      const executions = yield* Effect.forEach(ids.slice(0, limit), (id) =>
+        D.strict("list_executions: all_executions", { id }, (r) => r.decode("id", Ids.ExecutionId, id)))
+      const last = executions[executions.length - 1]
+      return { executions, ...(ids.length > limit && last !== undefined ? { nextCursor: last } : {}) }
+    })
+
+  // --- producer, flows, operator control ----------------------------------------------------------
+  const createExecution: BackendCore["createExecution"] = (a: CreateExecutionCore) =>
+    Effect.gen(function*() {
+      yield* inRange(a.executionId)
+      const policy = a.policy
+      const env = yield* call("create", ex(a.executionId), {
+        execution_id: a.executionId,
+        namespace: a.namespace,
+        lane_id: a.laneId,
+        execution_kind: a.executionKind,
+        priority: a.priority,
+        creator_identity: a.creatorIdentity,
+        payload_encoding: a.payloadEncoding ?? "",
+        partition_id: Ids.executionPartition(a.executionId),
+        ...(a.delayUntil === undefined ? {} : { delay_until: a.delayUntil }),
+        ...(a.executionDeadlineAt === undefined ? {} : { deadline_at: a.executionDeadlineAt }),
+        ...(policy?.timeoutPolicy?.executionDeadlineMs === undefined ?
+          {} :
+          { deadline_ms: policy.timeoutPolicy.executionDeadlineMs }),
+        ...(policy?.timeoutPolicy?.attemptTimeoutMs === undefined ?
+          {} :
+          { attempt_timeout_ms: policy.timeoutPolicy.attemptTimeoutMs }),
+        ...(policy?.maxSignalsPerExecution === undefined ? {} : { max_signals: policy.maxSignalsPerExecution }),
+        ...(policy?.streamPolicy?.retentionMaxlen === undefined ?
+          {} :
+          { stream_maxlen: policy.streamPolicy.retentionMaxlen }),
+        ...(a.idempotencyKey === undefined || a.idempotencyKey === "" ?
+          {} :
+          { idempotency_key: a.idempotencyKey, dedup_ttl_ms: policy?.dedupWindowMs ?? 86_400_000 }),
+        tags: a.tags,
+        required_capabilities: a.requiredCapabilities.join(",")
+      }, [a.inputPayload, a.policyJson])
+      yield* p.registerLane(a.laneId)
+      if (env.status === "DUPLICATE") {
+        const [executionId] = yield* decodeFields("ff_create", T_Exec, env.fields)
+        return { _tag: "Duplicate", executionId } satisfies M.CreateExecutionResult
+      }
+      const [executionId, publicState] = yield* decodeFields(
+        "ff_create",
+        T_Created,
+        env.fields
+      )
+      return { _tag: "Created", executionId, publicState } satisfies M.CreateExecutionResult
+    })
+
+  const createFlow: BackendCore["createFlow"] = (a) =>
+    Effect.map(
+      call("create_flow", flowOf(a.flowId), { flow_id: a.flowId, flow_kind: a.flowKind, namespace: a.namespace }),
+      (env): M.CreateFlowResult =>
+        env.status === "ALREADY" ? { _tag: "AlreadySatisfied", flowId: a.flowId } : { _tag: "Created", flowId: a.flowId }
+    )
+
+  const addExecutionToFlow: BackendCore["addExecutionToFlow"] = (a) =>
+    Effect.gen(function*() {
+      yield* inRange(a.executionId)
+      const env = yield* call("add_to_flow", flowOf(a.flowId), { flow_id: a.flowId, execution_id: a.executionId })
+      const [, count] = yield* decodeFields("ff_add_to_flow", T_Added, env.fields)
+      return env.status === "ALREADY" ?
+        { _tag: "AlreadyMember", executionId: a.executionId, nodeCount: count } satisfies M.AddExecutionToFlowResult :
+        { _tag: "Added", executionId: a.executionId, newNodeCount: count } satisfies M.AddExecutionToFlowResult
+    })
+
+  const stageDependencyEdge: BackendCore["stageDependencyEdge"] = (a) =>
+    Effect.gen(function*() {
+      const env = yield* call("stage_edge", flowOf(a.flowId), {
+        flow_id: a.flowId,
+        edge_id: a.edgeId,
+        upstream: a.upstreamExecutionId,
+        downstream: a.downstreamExecutionId,
+        dependency_kind: a.dependencyKind,
+        ...(a.dataPassingRef === undefined ? {} : { data_passing_ref: a.dataPassingRef }),
+        expected_graph_revision: a.expectedGraphRevision,
+        ...(a.now === undefined ? {} : { created_at: a.now })
+      })
+      const [edgeId, newGraphRevision] = yield* decodeFields(
+        "ff_stage_edge",
+        T_Staged,
+        env.fields
+      )
+      return { _tag: "Staged", edgeId, newGraphRevision } satisfies M.StageDependencyEdgeResult
+    }).pipe(
+      // errors.md §6.2: the typed conflict carries the existing edge, read right after
+      Effect.catchIf(
+        (e): e is EngineError =>
+          (e._tag === "Conflict" && e.kind === "DependencyAlreadyExists") ||
+          (e._tag === "Transport" && e.scriptCode === "dependency_already_exists"),
+        (e) =>
+          Effect.flatMap(describeEdgeBy(a.flowId, a.edgeId), (existing) =>
+            Effect.fail(
+              Option.isSome(existing) ?
+                new ConflictError({ kind: "DependencyAlreadyExists", existing: existing.value }) :
+                e
+            ))
+      )
+    )
+
+  const applyDependencyToChild: BackendCore["applyDependencyToChild"] = (a) =>
+    Effect.gen(function*() {
+      const fp = Ids.flowPartition(a.flowId, settings.partitions)
+      if (Ids.executionPartition(a.downstreamExecutionId) !== fp || Ids.executionPartition(a.upstreamExecutionId) !== fp) {
+        return yield* invalidInput(
+          `apply_dependency_to_child: the upstream and downstream executions must live on the flow's partition ${fp}`
+        )
+      }
+      const env = yield* call("apply_dependency", flowOf(a.flowId), {
+        flow_id: a.flowId,
+        edge_id: a.edgeId,
+        upstream: a.upstreamExecutionId,
+        downstream: a.downstreamExecutionId,
+        dependency_kind: a.dependencyKind,
+        ...(a.dataPassingRef === undefined ? {} : { data_passing_ref: a.dataPassingRef })
+      })
+      if (env.status === "ALREADY") return { _tag: "AlreadyApplied" } satisfies M.ApplyDependencyToChildResult
+      const [unsatisfiedCount] = yield* decodeFields("ff_apply_dependency", T_Int, env.fields)
+      return { _tag: "Applied", unsatisfiedCount } satisfies M.ApplyDependencyToChildResult
+    })
+
+  const setEdgeGroupPolicy: BackendCore["setEdgeGroupPolicy"] = (a) =>
+    Effect.gen(function*() {
+      if (Ids.executionPartition(a.downstreamExecutionId) !== Ids.flowPartition(a.flowId, settings.partitions)) {
+        const exists = yield* call("describe_flow", flowOf(a.flowId), { flow_id: a.flowId }, [], true)
+        if (exists.status === "NONE") return yield* notFound("flow")
+        return yield* invalidInput("set_edge_group_policy: the downstream execution must live on the flow's partition")
+      }
+      const policy = a.policy
+      const env = yield* call("set_edge_group_policy", flowOf(a.flowId), {
+        flow_id: a.flowId,
+        downstream: a.downstreamExecutionId,
+        variant: policy._tag,
+        ...(policy._tag === "all_of" ? {} : { on_satisfied: policy.onSatisfied }),
+        ...(policy._tag === "quorum" ? { k: policy.k } : {})
+      })
+      return env.status === "ALREADY" ?
+        { _tag: "AlreadySet" } satisfies M.SetEdgeGroupPolicyResult :
+        { _tag: "Set" } satisfies M.SetEdgeGroupPolicyResult
+    })
+
+  const cancelExecution: BackendCore["cancelExecution"] = (a) =>
+    Effect.gen(function*() {
+      yield* inRange(a.executionId)
+      yield* call("cancel", ex(a.executionId), {
+        execution_id: a.executionId,
+        reason: a.reason,
+        source: a.source,
+        mode: "operator",
+        ...(a.leaseId === undefined ? {} : { lease_id: a.leaseId }),
+        ...(a.leaseEpoch === undefined ? {} : { lease_epoch: a.leaseEpoch })
+      })
+      return { _tag: "Cancelled", executionId: a.executionId, publicState: "cancelled" } satisfies M.CancelExecutionResult
+    })
+
+  const changePriority: BackendCore["changePriority"] = (a) =>
+    Effect.gen(function*() {
+      yield* inRange(a.executionId)
+      yield* call("change_priority", ex(a.executionId), {
+        execution_id: a.executionId,
+        priority: Math.min(9000, Math.max(0, Math.trunc(a.newPriority)))
+      })
+      return { _tag: "Changed", executionId: a.executionId } satisfies M.ChangePriorityResult
+    })
+
+  const replayExecution: BackendCore["replayExecution"] = (id) =>
+    Effect.gen(function*() {
+      yield* inRange(id)
+      const env = yield* call("replay", ex(id), { execution_id: id })
+      const [publicState] = yield* decodeFields("ff_replay", T_State, env.fields)
+      return { _tag: "Replayed", publicState } satisfies M.ReplayExecutionResult
+    })
+
+  const revokeLease: BackendCore["revokeLease"] = (a) =>
+    Effect.gen(function*() {
+      yield* inRange(a.executionId)
+      const env = yield* call("revoke", ex(a.executionId), {
+        execution_id: a.executionId,
+        reason: a.reason,
+        ...(a.expectedLeaseId === undefined ? {} : { expected_lease_id: a.expectedLeaseId })
+      })
+      if (env.status === "ALREADY") {
+        const [reason] = yield* decodeFields("ff_revoke", T_Str, env.fields)
+        return { _tag: "AlreadySatisfied", reason } satisfies M.RevokeLeaseResult
+      }
+      const [leaseId, leaseEpoch] = yield* decodeFields("ff_revoke", T_Str2, env.fields)
+      return { _tag: "Revoked", leaseId, leaseEpoch } satisfies M.RevokeLeaseResult
+    })
+
+  // --- flow cancellation ----------------------------------------------------------------------------
+  const cancelFlow: BackendCore["cancelFlow"] = ({ flowId, policy, reason }) =>
+    Effect.gen(function*() {
+      const env = yield* call("cancel_flow", flowOf(flowId), {
+        flow_id: flowId,
+        policy: M.cancelFlowPolicyWire(policy),
+        reason,
+        mode: "trait",
+        inline_limit: settings.cancelInlineLimit,
+        grace_ms: 0
+      })
+      const [cancellationPolicy, members] = yield* decodeFields(
+        "ff_cancel_flow",
+        T_Cancel,
+        env.fields
+      )
+      return { _tag: "Cancelled", cancellationPolicy, memberExecutionIds: members } satisfies M.CancelFlowResult
+    })
+
+  const cancelFlowHeader: BackendCore["cancelFlowHeader"] = (a) =>
+    Effect.gen(function*() {
+      const env = yield* call("cancel_flow", flowOf(a.flowId), {
+        flow_id: a.flowId,
+        policy: M.cancelFlowPolicyWire(a.cancellationPolicy),
+        reason: a.reason,
+        mode: "header",
+        grace_ms: 30_000
+      })
+      if (env.status === "ALREADY") {
+        const [stored, storedReason, members] = yield* decodeFields(
+          "ff_cancel_flow",
+          T_CancelAlready,
+          env.fields
+        )
+        return {
+          _tag: "AlreadyTerminal",
+          ...(stored === "" ? {} : { storedCancellationPolicy: stored }),
+          ...(storedReason === "" ? {} : { storedCancelReason: storedReason }),
+          memberExecutionIds: members
+        } satisfies M.CancelFlowHeader
+      }
+      const [cancellationPolicy, members] = yield* decodeFields(
+        "ff_cancel_flow",
+        T_Cancel,
+        env.fields
+      )
+      return { _tag: "Cancelled", cancellationPolicy, memberExecutionIds: members } satisfies M.CancelFlowHeader
+    })
+
+  const ackCancelMember: BackendCore["ackCancelMember"] = (a) =>
+    Effect.asVoid(call("ack_cancel_member", flowOf(a.flowId), { flow_id: a.flowId, execution_id: a.executionId }))
+
+  // --- budgets and quotas ---------------------------------------------------------------------------
+  const usageResult = (env: Envelope): Fx<M.ReportUsageResult> =>
+    Effect.gen(function*() {
+      switch (env.status) {
+        case "OK":
+          return { _tag: "Ok" } satisfies M.ReportUsageResult
+        case "ALREADY_APPLIED":
+          return { _tag: "AlreadyApplied" } satisfies M.ReportUsageResult
+        case "SOFT_BREACH": {
+          const [dimension, currentUsage, softLimit] = yield* decodeFields(
+            "ff_report_usage",
+            T_Breach,
+            env.fields
+          )
+          return { _tag: "SoftBreach", dimension, currentUsage, softLimit } satisfies M.ReportUsageResult
+        }
+        case "HARD_BREACH": {
+          const [dimension, currentUsage, hardLimit] = yield* decodeFields(
+            "ff_report_usage",
+            T_Breach,
+            env.fields
+          )
+          return { _tag: "HardBreach", dimension, currentUsage, hardLimit } satisfies M.ReportUsageResult
+        }
+        default:
+          return yield* parseError("ff_report_usage", `unknown status ${env.status}`)
+      }
+    })
+
+  const report = (budgetId: Ids.BudgetId, pairs: ReadonlyArray<readonly [string, number]>, dedupKey: string | undefined) =>
+    Effect.flatMap(
+      call("report_usage", budgetOf(budgetId), {
+        budget_id: budgetId,
+        dimensions: pairs.map((x) => x[0]),
+        deltas: pairs.map((x) => x[1]),
+        ...(dedupKey === undefined || dedupKey === "" ? {} : { dedup_key: dedupKey })
+      }),
+      usageResult
+    )
+
+  const reportUsage: BackendCore["reportUsage"] = (_h, budgetId, dims) =>
+    report(budgetId, sortedByKey(dims.custom), dims.dedupKey)
+
+  const reportUsageAdmin: BackendCore["reportUsageAdmin"] = (a) =>
+    report(a.budgetId, a.dimensions.map((d, i) => [d, a.deltas[i] ?? 0] as const), a.dedupKey)
+
+  const createBudget: BackendCore["createBudget"] = (a) =>
+    Effect.map(
+      call("create_budget", budgetOf(a.budgetId), {
+        budget_id: a.budgetId,
+        scope_type: a.scopeType,
+        scope_id: a.scopeId,
+        enforcement_mode: a.enforcementMode,
+        on_hard_limit: a.onHardLimit,
+        on_soft_limit: a.onSoftLimit,
+        reset_interval_ms: a.resetIntervalMs,
+        dimensions: a.dimensions,
+        hard: a.hardLimits,
+        soft: a.softLimits
+      }),
+      (env): M.CreateBudgetResult =>
+        env.status === "ALREADY" ? { _tag: "AlreadySatisfied", budgetId: a.budgetId } : { _tag: "Created", budgetId: a.budgetId }
+    )
+
+  const resetBudget: BackendCore["resetBudget"] = (id) =>
+    Effect.gen(function*() {
+      const env = yield* call("reset_budget", budgetOf(id), { budget_id: id })
+      const [nextResetAt] = yield* decodeFields("ff_reset_budget", T_Int, env.fields)
+      return { _tag: "Reset", nextResetAt } satisfies M.ResetBudgetResult
+    })
+
+  const getBudgetStatus: BackendCore["getBudgetStatus"] = (id) =>
+    Effect.gen(function*() {
+      const env = yield* call("budget_status", budgetOf(id), { budget_id: id }, [], true)
+      const b = yield* decodeJson("ff_budget_status", BudgetJson, env.fields[0])
+      const num = (s: string | undefined) => (s !== undefined && /^\d+$/.test(s) ? Number(s) : 0)
+      const hardLimits: Record<string, number> = {}
+      const softLimits: Record<string, number> = {}
+      for (const [k, v] of Object.entries(b.limits)) {
+        if (k.startsWith("hard:")) hardLimits[k.slice(5)] = num(v)
+        else if (k.startsWith("soft:")) softLimits[k.slice(5)] = num(v)
+      }
+      const usage: Record<string, number> = {}
+      for (const [k, v] of Object.entries(b.usage)) if (k !== "_init" && k !== "breached_at") usage[k] = num(v)
+      const opt = (k: string) => (b.def[k] === undefined || b.def[k] === "" ? undefined : b.def[k])
+      const lastBreachAt = opt("last_breach_at")
+      const lastBreachDim = opt("last_breach_dim")
+      const nextResetAt = opt("next_reset_at")
+      const createdAt = opt("created_at")
+      return {
+        budgetId: id,
+        scopeType: b.def["scope_type"] ?? "",
+        scopeId: b.def["scope_id"] ?? "",
+        enforcementMode: b.def["enforcement_mode"] ?? "",
+        usage,
+        hardLimits,
+        softLimits,
+        breachCount: num(b.def["breach_count"]),
+        softBreachCount: num(b.def["soft_breach_count"]),
+        ...(lastBreachAt === undefined ? {} : { lastBreachAt }),
+        ...(lastBreachDim === undefined ? {} : { lastBreachDim }),
+        ...(nextResetAt === undefined ? {} : { nextResetAt }),
+        ...(createdAt === undefined ? {} : { createdAt })
+      } satisfies M.BudgetStatus
+    })
+
+  const createQuotaPolicy: BackendCore["createQuotaPolicy"] = (a) =>
+    Effect.map(
+      call("create_quota", quotaOf(a.quotaPolicyId), {
+        quota_policy_id: a.quotaPolicyId,
+        window_seconds: a.windowSeconds,
+        max_requests_per_window: a.maxRequestsPerWindow,
+        max_concurrent: a.maxConcurrent
+      }),
+      (env): M.CreateQuotaPolicyResult =>
+        env.status === "ALREADY" ?
+          { _tag: "AlreadySatisfied", quotaPolicyId: a.quotaPolicyId } :
+          { _tag: "Created", quotaPolicyId: a.quotaPolicyId }
+    )
+
+  // --- streams ---------------------------------------------------------------------------------------
+  const cursorArg = (c: M.StreamCursor) => (c._tag === "Start" ? "-" : c._tag === "End" ? "+" : c.id)
+
+  const framesFrom = (fn: string, fields: ReadonlyArray<string>, id: Ids.ExecutionId, visibility: M.TailVisibility) =>
+    Effect.map(decodeFields(fn, Frames, fields, id), ([frames, closedAt, closedReason]): M.StreamFrames => ({
+      frames: visibility === "exclude_best_effort" ? frames.filter((f) => f.fields["mode"] !== "best_effort") : frames,
+      ...(/^\d+$/.test(closedAt) ? { closedAt: Number(closedAt) } : {}),
+      ...(closedReason === "" ? {} : { closedReason })
+    }))
+
+  const readStream: BackendCore["readStream"] = (a) =>
+    streamOps.guard(Effect.gen(function*() {
+      yield* inRange(a.executionId)
+      const env = yield* call("read_stream", ex(a.executionId), {
+        execution_id: a.executionId,
+        attempt_index: a.attemptIndex,
+        from: cursorArg(a.from),
+        to: cursorArg(a.to),
+        count: a.countLimit
+      }, [], true)
+      return yield* framesFrom("ff_read_stream", env.fields, a.executionId, "all")
+    }))
+
+  const tailStream: BackendCore["tailStream"] = (a) =>
+    streamOps.guard(Effect.gen(function*() {
+      yield* inRange(a.executionId)
+      const after = a.after._tag === "At" ? a.after.id : "0-0"
+      if (a.blockMs > 0) {
+        const partition = Ids.executionPartition(a.executionId)
+        const stream = keys.stream(partition, a.executionId, a.attemptIndex)
+        // a blocking read gets its own connection so it never stalls the shared one
+        yield* Effect.scoped(Effect.flatMap(client.dedicated, (c) =>
+          Effect.tryPromise({
+            try: () => c.xread("COUNT", a.countLimit, "BLOCK", a.blockMs, "STREAMS", stream, after),
+            catch: (e) => e
+          }).pipe(Effect.ignore, Effect.onInterrupt(() => client.discard(c)))))
+      }
+      const env = yield* call("read_stream", ex(a.executionId), {
+        execution_id: a.executionId,
+        attempt_index: a.attemptIndex,
+        after,
+        count: a.countLimit
+      }, [], true)
+      return yield* framesFrom("ff_read_stream", env.fields, a.executionId, a.visibility)
+    }))
+
+  const readSummary: BackendCore["readSummary"] = (a) =>
+    Effect.gen(function*() {
+      yield* inRange(a.executionId)
+      const env = yield* call("read_summary", ex(a.executionId), {
+        execution_id: a.executionId,
+        attempt_index: a.attemptIndex
+      }, [], true)
+      if (env.status === "NONE") return Option.none()
+      const [doc, version, , lastUpdated, firstApplied] = yield* decodeFields(
+        "ff_read_summary",
+        T_Summary,
+        env.fields,
+        a.executionId
+      )
+      return Option.some({
+        documentJson: new TextEncoder().encode(doc),
+        version,
+        patchKind: "json-merge-patch",
+        lastUpdatedMs: lastUpdated,
+        firstAppliedMs: /^\d+$/.test(firstApplied) ? Number(firstApplied) : lastUpdated
+      } satisfies M.SummaryDocument)
+    })
+
+  // --- HMAC keystore administration ---------------------------------------------------------------
+  const partitions = Array.from({ length: N }, (_, i) => i)
+
+  const rotateWaitpointHmacSecretAll: BackendCore["rotateWaitpointHmacSecretAll"] = (a) =>
+    Effect.map(
+      Effect.forEach(partitions, (partition) =>
+        Effect.either(
+          Effect.gen(function*() {
+            const env = yield* call("hmac_rotate", p.flowTarget(partition), {
+              kid: a.newKid,
+              secret: a.newSecretHex,
+              grace_ms: a.graceMs
+            })
+            if (env.status === "noop") return { _tag: "Noop", kid: env.fields[0] ?? a.newKid } satisfies M.RotateOutcome
+            const [previous, newKid, gcCount] = yield* decodeFields(
+              "ff_hmac_rotate",
+              T_Rotated,
+              env.fields
+            )
+            return {
+              _tag: "Rotated",
+              ...(previous === "" ? {} : { previousKid: previous }),
+              newKid,
+              gcCount
+            } satisfies M.RotateOutcome
+          })
+        ).pipe(Effect.map((result) => ({ partition, result }))), { concurrency: settings.fanOut }),
+      (entries): EngineBackend.RotateResult => ({ entries })
+    )
+
+  const seedWaitpointHmacSecret: BackendCore["seedWaitpointHmacSecret"] = (a) =>
+    Effect.gen(function*() {
+      const results = yield* Effect.forEach(
+        partitions,
+        (partition) => call("hmac_seed", p.flowTarget(partition), { kid: a.kid, secret: a.secretHex }),
+        { concurrency: settings.fanOut }
+      )
+      const other = results.find((r) => r.status === "other_kid")
+      if (other !== undefined) {
+        return yield* invalidInput(
+          `seed_waitpoint_hmac_secret: stored current_kid ${other.fields[0] ?? ""} differs from supplied kid ${a.kid}; use rotate_waitpoint_hmac_secret_all to change kid`
+        )
+      }
+      if (results.some((r) => r.status === "installed" || r.status === "repaired")) {
+        return { _tag: "Seeded", kid: a.kid } satisfies M.SeedOutcome
+      }
+      const mismatch = results.some((r) => r.status === "mismatch")
+      return {
+        _tag: "AlreadySeeded",
+        kid: a.kid,
+        sameSecret: !mismatch && results.some((r) => r.status === "match")
+      } satisfies M.SeedOutcome
+    })
+
+  // --- admin ---------------------------------------------------------------------------------------
+  const ping: BackendCore["ping"] = () => Effect.asVoid(client.run("PING", (c) => c.ping()))
+
+  const prepare: BackendCore["prepare"] = () =>
+    Effect.as(client.ensureLibrary("replace-if-different"), {
+      _tag: "Applied",
+      description: `FUNCTION LOAD (flowfabric lib v${library.version})`
+    } satisfies M.PrepareOutcome)
+
+  return {
+    label: "valkey",
+    claim,
+    renew,
+    progress,
+    appendFrame,
+    complete,
+    fail,
+    cancel,
+    suspend,
+    createWaitpoint,
+    observeSignals,
+    claimFromReclaim,
+    delay,
+    waitChildren,
+    claimForWorker,
+    describeExecution,
+    describeFlow,
+    listEdges,
+    describeEdge,
+    resolveExecutionFlowId,
+    getExecutionResult,
+    getExecutionInput,
+    listPendingWaitpoints,
+    readExecutionInfo,
+    readExecutionState,
+    listFlows,
+    listLanes,
+    listSuspended,
+    listExecutions,
+    deliverSignal,
+    claimResumedExecution,
+    createExecution,
+    createExecutions: (list) => Effect.forEach(list, createExecution, { concurrency: 64 }),
+    createFlow,
+    addExecutionToFlow,
+    stageDependencyEdge,
+    applyDependencyToChild,
+    setEdgeGroupPolicy,
+    cancelExecution,
+    changePriority,
+    replayExecution,
+    revokeLease,
+    cancelFlow,
+    cancelFlowHeader,
+    ackCancelMember,
+    reportUsage,
+    reportUsageAdmin,
+    createBudget,
+    resetBudget,
+    getBudgetStatus,
+    createQuotaPolicy,
+    readStream,
+    tailStream,
+    readSummary,
+    rotateWaitpointHmacSecretAll,
+    seedWaitpointHmacSecret,
+    ping,
+    prepare,
+    shutdownPrepare: streamOps.shutdown
+  }
+}
+
+/** The `stream_ops` permit pool of read_stream / tail_stream (operations.md §11). */
+export const makeStreamOps = (max: number): Effect.Effect<StreamOps> =>
+  Effect.gen(function*() {
+    const semaphore = yield* Effect.makeSemaphore(max)
+    let closed = false
+    let inUse = 0
+    const guard = <A>(effect: Fx<A>): Fx<A> =>
+      Effect.suspend(() => {
+        if (closed) return Effect.fail(new Unavailable({ op: "stream_ops" }))
+        return semaphore.withPermitsIfAvailable(1)(
+          Effect.acquireUseRelease(
+            Effect.sync(() => {
+              inUse++
+            }),
+            () => effect,
+            () =>
+              Effect.sync(() => {
+                inUse--
+              })
+          )
+        ).pipe(
+          Effect.flatMap(Option.match({
+            onNone: () =>
+              Effect.fail(
+                new ResourceExhausted({
+                  pool: "stream_ops",
+                  max,
+                  retryAfterMs: Math.max(25, Math.floor((25 * max) / (max - inUse + 1)))
+                })
+              ),
+            onSome: Effect.succeed
+          }))
+        )
+      })
+    const shutdown = (grace: Duration.Duration): Fx<void> =>
+      Effect.gen(function*() {
+        closed = true
+        const start = yield* Effect.clockWith((c) => c.currentTimeMillis)
+        while (inUse > 0) {
+          const elapsed = (yield* Effect.clockWith((c) => c.currentTimeMillis)) - start
+          if (elapsed >= Duration.toMillis(grace)) {
+            return yield* new TimeoutError({ op: "shutdown_prepare", elapsed: Duration.millis(elapsed) })
+          }
+          yield* Effect.sleep(Duration.millis(25))
+        }
+      })
+    return { guard, shutdown }
+  })

@@ -1,0 +1,106 @@
+/**
+ * Native Valkey / iovalkey failures as `TransportError`s (errors.md §7.1).
+ */
+import { type BackendErrorKind, TransportError } from "../../EngineError.js"
+
+const messageOf = (error: unknown): string =>
+  error instanceof Error ? error.message : typeof error === "string" ? error : String(error)
+
+const codeOf = (error: unknown): string | undefined => {
+  if (typeof error === "object" && error !== null && "code" in error) {
+    const code = (error as { readonly code: unknown }).code
+    return typeof code === "string" ? code : undefined
+  }
+  return undefined
+}
+
+/** `true` when the server has no such function (a restarted or flushed node). */
+export const isMissingFunction = (error: unknown): boolean =>
+  /function not found|function not loaded|no matching function|noscript/i.test(messageOf(error))
+
+interface Classified {
+  readonly kind: BackendErrorKind
+  readonly nativeCode: string
+  readonly retryable: boolean
+}
+
+const IO_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND", "EAI_AGAIN"])
+
+/**
+ * Classifies a native error. `sent` tells whether the command may have reached
+ * the server: a connection lost after sending may have applied the command, so
+ * it is not blindly retryable (`fatal_receive`).
+ */
+export const classify = (error: unknown, sent: boolean): Classified => {
+  const message = messageOf(error)
+  const prefix = /^([A-Z][A-Z_]+)\b/.exec(message)?.[1]
+  const code = codeOf(error)
+  switch (prefix) {
+    case "LOADING":
+      return { kind: "busy_loading", nativeCode: "busy_loading", retryable: true }
+    case "BUSY":
+      return { kind: "busy_loading", nativeCode: "busy", retryable: true }
+    case "TRYAGAIN":
+      return { kind: "cluster", nativeCode: "try_again", retryable: true }
+    case "CLUSTERDOWN":
+      return { kind: "cluster", nativeCode: "cluster_down", retryable: true }
+    case "MOVED":
+      return { kind: "cluster", nativeCode: "moved", retryable: false }
+    case "ASK":
+      return { kind: "cluster", nativeCode: "ask", retryable: false }
+    case "CROSSSLOT":
+      return { kind: "cluster", nativeCode: "cross_slot", retryable: false }
+    case "MASTERDOWN":
+      return { kind: "cluster", nativeCode: "master_down", retryable: false }
+    case "NOAUTH":
+    case "WRONGPASS":
+      return { kind: "auth", nativeCode: "authentication_failed", retryable: false }
+    case "NOPERM":
+      return { kind: "auth", nativeCode: "permission_denied", retryable: false }
+    case "NOSCRIPT":
+      return { kind: "script_not_loaded", nativeCode: "no_script", retryable: false }
+    case "READONLY":
+      return { kind: "protocol", nativeCode: "read_only", retryable: false }
+    case "EXECABORT":
+      return { kind: "protocol", nativeCode: "exec_abort", retryable: false }
+    default:
+      break
+  }
+  if (isMissingFunction(error)) return { kind: "script_not_loaded", nativeCode: "no_script", retryable: false }
+  if (/timed out/i.test(message)) return { kind: "timeout", nativeCode: "timeout", retryable: false }
+  if (/Failed to refresh slots cache|None of startup nodes is available|Cluster isn't ready/i.test(message)) {
+    return { kind: "cluster", nativeCode: "no_connection_for_route", retryable: true }
+  }
+  if (
+    (code !== undefined && IO_CODES.has(code)) || /Connection is closed|max retries per request|Stream isn't writeable|ECONNREFUSED|ECONNRESET/i.test(message)
+  ) {
+    return sent ?
+      { kind: "transport", nativeCode: "fatal_receive", retryable: false } :
+      { kind: "transport", nativeCode: "io_error", retryable: true }
+  }
+  if (/^ERR\b|^WRONGTYPE\b/.test(message)) return { kind: "protocol", nativeCode: "response_error", retryable: false }
+  return { kind: "other", nativeCode: "unknown", retryable: false }
+}
+
+/** A native failure of `op` as a `TransportError`. */
+export const fromValkeyError = (op: string, error: unknown, sent: boolean): TransportError => {
+  const c = classify(error, sent)
+  return new TransportError({
+    backend: "valkey",
+    kind: c.kind,
+    retryable: c.retryable,
+    message: `${op}: ${messageOf(error)}`,
+    nativeCode: c.nativeCode,
+    cause: error
+  })
+}
+
+/** A reply that does not have the shape the function promises. */
+export const parseError = (fcall: string, message: string, executionId?: string): TransportError =>
+  new TransportError({
+    backend: "valkey",
+    kind: "protocol",
+    retryable: false,
+    message: `parse error: ${fcall}${executionId === undefined ? "" : `[exec=${executionId}]`}: ${message}`,
+    parse: executionId === undefined ? { fcall, message } : { fcall, executionId, message }
+  })

@@ -1,0 +1,103 @@
+/**
+ * The maintenance passes over Valkey. A pass first asks every partition (one
+ * read-only FCALL each, in parallel) how much of its work is due, then hands
+ * out the batch budget in partition order and runs the write FCALL only on the
+ * partitions that got a share. So `batchSize` bounds the items of one run
+ * across all partitions, and `more` tells whether due work was left.
+ */
+import { Effect, Schema } from "effect"
+import type { EngineError } from "../../EngineError.js"
+import { DEFAULT_BATCH_SIZE, type Maintenance, type PassName, type PassResult } from "../../Maintenance.js"
+import { decodeFields, IntStr, type Plumbing, type Target } from "./plumbing.js"
+
+const LUA_PASS: Record<PassName, string> = {
+  expireLeases: "expire_leases",
+  promoteDelayed: "promote_delayed",
+  expireAttempts: "expire_attempts",
+  expireExecutions: "expire_executions",
+  expireSuspensions: "expire_suspensions",
+  expirePendingWaitpoints: "expire_pending_waitpoints",
+  reconcileDependencies: "reconcile_dependencies",
+  drainCancelBacklog: "drain_cancel_backlog",
+  resetBudgets: "reset_budgets"
+}
+
+const Due = Schema.Tuple(IntStr)
+const Done = Schema.Tuple(IntStr, Schema.Literal("0", "1"))
+
+export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
+  const { settings, keys } = p
+  const flowTargets: ReadonlyArray<Target> = Array.from(
+    { length: settings.partitions.numFlowPartitions },
+    (_, i) => p.flowTarget(i)
+  )
+  const budgetTargets: ReadonlyArray<Target> = Array.from(
+    { length: settings.partitions.numBudgetPartitions },
+    (_, i) => ({ base: keys.budget(i) })
+  )
+
+  // every 8th promoteDelayed probe also re-reports the lanes with claimable work (lost claim hints)
+  let promotions = 0
+
+  const run = (name: PassName, batchSize: number): Effect.Effect<PassResult, EngineError> =>
+    Effect.gen(function*() {
+      const pass = LUA_PASS[name]
+      const repair = name === "promoteDelayed" && promotions++ % 8 === 0
+      const targets = name === "resetBudgets" ? budgetTargets : flowTargets
+      const batch = Math.max(1, Math.floor(batchSize))
+      const dues = yield* Effect.forEach(
+        targets,
+        (target) =>
+          Effect.flatMap(
+            p.call("pass_due", target, { pass, cap: batch + 1, repair }, [], true),
+            (env) => decodeFields("ff_pass_due", Due, env.fields)
+          ),
+        { concurrency: settings.fanOut }
+      )
+      let remaining = batch
+      let more = false
+      const jobs: Array<readonly [Target, number]> = []
+      for (let i = 0; i < targets.length; i++) {
+        const due = dues[i]![0]
+        if (due === 0) continue
+        if (remaining === 0) {
+          more = true
+          break
+        }
+        const share = Math.min(due, remaining)
+        if (due > share) more = true
+        remaining -= share
+        jobs.push([targets[i]!, share])
+      }
+      const results = yield* Effect.forEach(
+        jobs,
+        ([target, share]) =>
+          Effect.flatMap(
+            p.call(`pass_${pass}`, target, { batch: share }),
+            (env) => decodeFields(`ff_pass_${pass}`, Done, env.fields)
+          ),
+        { concurrency: settings.fanOut }
+      )
+      let processed = 0
+      for (const [n, m] of results) {
+        processed += n
+        if (m === "1") more = true
+      }
+      return { pass: name, processed, more }
+    })
+
+  const pass = (name: PassName): Maintenance.Pass => (options) =>
+    run(name, options?.batchSize ?? DEFAULT_BATCH_SIZE)
+
+  return {
+    expireLeases: pass("expireLeases"),
+    promoteDelayed: pass("promoteDelayed"),
+    expireAttempts: pass("expireAttempts"),
+    expireExecutions: pass("expireExecutions"),
+    expireSuspensions: pass("expireSuspensions"),
+    expirePendingWaitpoints: pass("expirePendingWaitpoints"),
+    reconcileDependencies: pass("reconcileDependencies"),
+    drainCancelBacklog: pass("drainCancelBacklog"),
+    resetBudgets: pass("resetBudgets")
+  }
+}

@@ -1,0 +1,221 @@
+/**
+ * What every Valkey operation shares: key names, the FCALL envelope and its
+ * Schema decoding, the clock argument, and the claim hints.
+ *
+ * Claim hints: one global sorted set per lane, `<prefix>:hint:<lane>`, whose
+ * members are flow partitions with claimable work on that lane, scored by the
+ * claim score of their best candidate (`-(priority × 10^12) + created_at`), so
+ * that claims follow one global priority-then-FIFO order like the memory engine. The Lua functions report what they made
+ * claimable ("wake"); the hint is updated right after the FCALL returns (a
+ * global key lives in another cluster slot, so it cannot be written inside the
+ * FCALL). A claim reads the hint and FCALLs only those partitions. A lost hint
+ * (a client crashing between the two) is repaired by the `promoteDelayed` pass,
+ * which reports every lane with claimable work.
+ */
+import { Clock, Effect, Either, ParseResult, Schema } from "effect"
+import { type EngineError, fromScriptCode, TransportError } from "../../EngineError.js"
+import type { PartitionConfig } from "../../Ids.js"
+import type { Client } from "./client.js"
+import { parseError } from "./errors.js"
+
+export interface Settings {
+  readonly prefix: string
+  readonly partitions: PartitionConfig
+  readonly clock: "store" | "effect"
+  /** Flows with at most this many owed members are cancelled inside the cancel_flow call (P5). */
+  readonly cancelInlineLimit: number
+  /** Claim candidates examined per partition and call (capability filtering). */
+  readonly claimScan: number
+  /** Concurrent FCALLs of a fan-out (maintenance passes, HMAC seeding and rotation). */
+  readonly fanOut: number
+}
+
+export const makeKeys = (prefix: string) => {
+  const flow = (p: number) => `${prefix}:{fp:${p}}`
+  return {
+    flow,
+    budget: (m: number) => `${prefix}:{b:${m}}`,
+    quota: (k: number) => `${prefix}:{q:${k}}`,
+    core: (p: number, eid: string) => `${flow(p)}:e:${eid}`,
+    ex: (p: number, eid: string, suffix: string) => `${flow(p)}:e:${eid}:${suffix}`,
+    stream: (p: number, eid: string, idx: number) => `${flow(p)}:e:${eid}:st:${idx}`,
+    smeta: (p: number, eid: string, idx: number) => `${flow(p)}:e:${eid}:st:${idx}:meta`,
+    sigPayload: (p: number, sid: string) => `${flow(p)}:s:${sid}:payload`,
+    all: (p: number) => `${flow(p)}:i:all`,
+    hint: (lane: string) => `${prefix}:hint:${lane}`,
+    waitpointLocator: (waitpointId: string) => `${prefix}:wploc:${waitpointId}`,
+    lanes: `${prefix}:lanes`,
+    config: `${prefix}:config`
+  }
+}
+export type Keys = ReturnType<typeof makeKeys>
+
+/** A decoded reply: `{1, status, wake, ...fields}`. */
+export interface Envelope {
+  readonly status: string
+  readonly wake: string
+  readonly fields: ReadonlyArray<string>
+}
+
+const OkReply = Schema.Tuple([Schema.Literal(1), Schema.String, Schema.String], Schema.String)
+const ErrReply = Schema.Tuple([Schema.Literal(0), Schema.String], Schema.String)
+const Reply = Schema.Union(OkReply, ErrReply)
+const decodeReply = Schema.decodeUnknownEither(Reply)
+
+const formatParse = (e: ParseResult.ParseError): string => ParseResult.TreeFormatter.formatErrorSync(e)
+
+/** Decodes `fields` with a tuple schema; a mismatch is a Transport parse error naming the function. */
+export const decodeFields = <A, I>(
+  fn: string,
+  schema: Schema.Schema<A, I>,
+  fields: unknown,
+  executionId?: string
+): Effect.Effect<A, TransportError> =>
+  Either.match(Schema.decodeUnknownEither(schema)(fields), {
+    onLeft: (e) => Effect.fail(parseError(fn, formatParse(e), executionId)),
+    onRight: Effect.succeed
+  })
+
+// parsers are cached per schema (AST): build each JSON wrapper once
+const jsonSchemas = new WeakMap<object, Schema.Schema<unknown, string>>()
+const jsonOf = <A, I>(schema: Schema.Schema<A, I>): Schema.Schema<A, string> => {
+  const cached = jsonSchemas.get(schema)
+  if (cached !== undefined) return cached as Schema.Schema<A, string>
+  const made = Schema.parseJson(schema)
+  jsonSchemas.set(schema, made as Schema.Schema<unknown, string>)
+  return made
+}
+
+/** A JSON text of a reply field decoded with `schema`. */
+export const decodeJson = <A, I>(
+  fn: string,
+  schema: Schema.Schema<A, I>,
+  text: string | undefined,
+  executionId?: string
+): Effect.Effect<A, TransportError> => decodeFields(fn, jsonOf(schema), text, executionId)
+
+/** Decimal integer strings. */
+export const IntStr = Schema.transformOrFail(Schema.String, Schema.Int, {
+  strict: true,
+  decode: (s, _, ast) =>
+    /^-?\d+$/.test(s) ? ParseResult.succeed(Number(s)) : ParseResult.fail(new ParseResult.Type(ast, s, "not an integer")),
+  encode: (n) => ParseResult.succeed(String(n))
+})
+
+/** Lua writes an empty table as `{}`: accept it where an array is expected. */
+export const LuaArray = <A, I, R>(item: Schema.Schema<A, I, R>) =>
+  Schema.Union(
+    Schema.Array(item),
+    Schema.transform(Schema.Record({ key: Schema.String, value: Schema.Never }), Schema.Array(item), {
+      strict: false,
+      decode: () => [],
+      encode: () => ({})
+    })
+  )
+
+const Wake = Schema.Record({ key: Schema.String, value: IntStr })
+const decodeWake = Schema.decodeUnknownEither(Schema.parseJson(Wake))
+const LaneHead = Schema.Tuple(Schema.String)
+
+export interface Target {
+  /** KEYS[1]: the partition base `<prefix>:{fp:N}` (or `{b:M}`, `{q:K}`). */
+  readonly base: string
+  /** The flow partition, for claim hints (absent for budget and quota partitions). */
+  readonly partition?: number | undefined
+}
+
+export interface Plumbing {
+  readonly settings: Settings
+  readonly keys: Keys
+  readonly client: Client
+  readonly flowTarget: (p: number) => Target
+  /** ARGV[1]: "" (store clock: the function reads TIME) or Effect's Clock time. */
+  readonly nowArg: Effect.Effect<string>
+  /** One FCALL: typed script errors fail with their EngineError; wakes update the claim hints. */
+  readonly call: (
+    fn: string,
+    target: Target,
+    args: Readonly<Record<string, unknown>>,
+    blobs?: ReadonlyArray<Uint8Array | string>,
+    readOnly?: boolean
+  ) => Effect.Effect<Envelope, EngineError>
+  readonly registerLane: (lane: string) => Effect.Effect<void>
+  readonly applyWake: (partition: number, wake: string) => Effect.Effect<void>
+  /** Removes a partition from a lane's hint unless it still has claimable work. */
+  readonly dropHint: (lane: string, partition: number) => Effect.Effect<void, EngineError>
+}
+
+const toArg = (b: Uint8Array | string): string | Buffer =>
+  typeof b === "string" ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+
+export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
+  const keys = makeKeys(settings.prefix)
+  const knownLanes = new Set<string>()
+
+  const nowArg: Effect.Effect<string> = settings.clock === "effect" ?
+    Effect.map(Clock.currentTimeMillis, (n) => String(n)) :
+    Effect.succeed("")
+
+  const registerLane = (lane: string): Effect.Effect<void> =>
+    knownLanes.has(lane) ?
+      Effect.void :
+      client.run("SADD lanes", (c) => c.sadd(keys.lanes, lane)).pipe(
+        Effect.tap(() => Effect.sync(() => knownLanes.add(lane))),
+        Effect.asVoid,
+        Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot register lane ${lane}`, e))
+      )
+
+  const applyWake = (partition: number, wake: string): Effect.Effect<void> =>
+    wake === "" ? Effect.void : Effect.gen(function*() {
+      const decoded = decodeWake(wake)
+      if (Either.isLeft(decoded)) {
+        return yield* Effect.logWarning(`flowfabric valkey: undecodable wake ${wake}`)
+      }
+      for (const [lane, score] of Object.entries(decoded.right)) {
+        yield* registerLane(lane)
+        yield* client.run("ZADD hint", (c) => c.call("ZADD", keys.hint(lane), "LT", String(score), String(partition))).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot update the claim hint of ${lane}`, e))
+        )
+      }
+    })
+
+  const call: Plumbing["call"] = (fn, target, args, blobs = [], readOnly = false) =>
+    Effect.gen(function*() {
+      const now = yield* nowArg
+      const name = `ff_${fn}`
+      const raw = yield* client.fcall(name, target.base, [now, JSON.stringify(args), ...blobs.map(toArg)], readOnly)
+      const eid = typeof args["execution_id"] === "string" ? args["execution_id"] : undefined
+      const reply = decodeReply(raw)
+      if (Either.isLeft(reply)) return yield* parseError(name, formatParse(reply.left), eid)
+      const r = reply.right
+      if (r[0] === 0) {
+        const [, code, ...details] = r
+        if (code === "lease_expired" && details[0] === "marked" && target.partition !== undefined) {
+          yield* applyWake(target.partition, details[1] ?? "")
+        }
+        return yield* Effect.fail(fromScriptCode("valkey", code, details))
+      }
+      const [, status, wake, ...fields] = r
+      if (wake !== "" && target.partition !== undefined) yield* applyWake(target.partition, wake)
+      return { status, wake, fields }
+    })
+
+  const flowTarget = (p: number): Target => ({ base: keys.flow(p), partition: p })
+
+  const dropHint = (lane: string, partition: number): Effect.Effect<void, EngineError> =>
+    Effect.gen(function*() {
+      yield* client.run("ZREM hint", (c) => c.zrem(keys.hint(lane), String(partition)))
+      // re-check after the removal: a producer that added work meanwhile has added its hint before or after
+      const env = yield* call("lane_head", flowTarget(partition), { lane }, [], true)
+      const [head] = yield* decodeFields("ff_lane_head", LaneHead, env.fields)
+      if (head !== "") {
+        yield* client.run("ZADD hint", (c) => c.call("ZADD", keys.hint(lane), "LT", head, String(partition)))
+      }
+    })
+
+  return { settings, keys, client, flowTarget, nowArg, call, registerLane, applyWake, dropHint }
+}
+
+/** An infrastructure error raised by the layer itself. */
+export const layerError = (message: string): TransportError =>
+  new TransportError({ backend: "valkey", kind: "other", retryable: false, message })

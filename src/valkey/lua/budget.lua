@@ -1,0 +1,132 @@
+-- ===========================================================================
+-- budget.lua: budgets ({b:M}) and quota policies ({q:K})
+-- ===========================================================================
+
+FF.fn.create_budget = function(B, a, now)
+  local id = a.budget_id
+  local dk = B .. ":bud:" .. id
+  C("SADD", B .. ":i:budgets", id)
+  if C("EXISTS", dk) == 1 then return FF.ok("ALREADY", id) end
+  local interval = FF.num(a.reset_interval_ms)
+  local t = {
+    "budget_id", id, "scope_type", FF.str(a.scope_type), "scope_id", FF.str(a.scope_id),
+    "enforcement_mode", FF.str(a.enforcement_mode), "on_hard_limit", FF.str(a.on_hard_limit),
+    "on_soft_limit", FF.str(a.on_soft_limit), "reset_interval_ms", FF.s(interval),
+    "breach_count", "0", "soft_breach_count", "0", "created_at", FF.s(now), "last_updated_at", FF.s(now)
+  }
+  if interval > 0 then
+    t[#t + 1] = "next_reset_at"; t[#t + 1] = FF.s(now + interval)
+    C("ZADD", B .. ":i:budget_resets", FF.s(now + interval), id)
+  end
+  C("HSET", dk, unpack(t))
+  local limits = {}
+  local dims = a.dimensions or {}
+  for i, d in ipairs(dims) do
+    limits[#limits + 1] = "hard:" .. d; limits[#limits + 1] = FF.str((a.hard or {})[i] or 0)
+    limits[#limits + 1] = "soft:" .. d; limits[#limits + 1] = FF.str((a.soft or {})[i] or 0)
+  end
+  FF.hset(dk .. ":limits", limits)
+  return FF.ok("OK", id)
+end
+
+-- Check every hard limit before incrementing any dimension (zero overshoot).
+FF.fn.report_usage = function(B, a, now)
+  local id = a.budget_id
+  local dk = B .. ":bud:" .. id
+  local uk = dk .. ":usage"
+  local lk = dk .. ":limits"
+  local dedup = nil
+  if FF.str(a.dedup_key) ~= "" then
+    dedup = B .. ":usagededup:" .. id .. ":" .. a.dedup_key
+    if FF.ttl_get(dedup, now) ~= nil then return FF.ok("ALREADY_APPLIED") end
+  end
+  local dims, deltas = a.dimensions or {}, a.deltas or {}
+  for i, d in ipairs(dims) do
+    local cur = FF.num(C("HGET", uk, d))
+    local hard = FF.num(C("HGET", lk, "hard:" .. d))
+    if hard > 0 and cur + FF.num(deltas[i]) > hard then
+      C("HINCRBY", dk, "breach_count", 1)
+      C("HSET", dk, "last_breach_at", FF.s(now), "last_breach_dim", d, "last_updated_at", FF.s(now))
+      return FF.ok("HARD_BREACH", d, FF.s(cur), FF.s(hard))
+    end
+  end
+  local soft_dim, soft_cur, soft_lim = nil, nil, nil
+  for i, d in ipairs(dims) do
+    local nv = C("HINCRBY", uk, d, FF.num(deltas[i]))
+    local soft = FF.num(C("HGET", lk, "soft:" .. d))
+    if soft_dim == nil and soft > 0 and nv > soft then
+      soft_dim, soft_cur, soft_lim = d, nv, soft
+    end
+  end
+  if C("EXISTS", dk) == 1 then C("HSET", dk, "last_updated_at", FF.s(now)) end
+  if dedup ~= nil then FF.ttl_set(dedup, "1", 86400000, now) end
+  if soft_dim ~= nil then
+    C("HINCRBY", dk, "soft_breach_count", 1)
+    return FF.ok("SOFT_BREACH", soft_dim, FF.s(soft_cur), FF.s(soft_lim))
+  end
+  return FF.ok("OK")
+end
+
+function FF.reset_budget(B, id, now)
+  local dk = B .. ":bud:" .. id
+  local def = FF.hmap(dk)
+  if def == nil then
+    C("ZREM", B .. ":i:budget_resets", id)
+    return nil
+  end
+  local uk = dk .. ":usage"
+  local usage = C("HKEYS", uk)
+  local zero = {}
+  for _, f in ipairs(usage) do zero[#zero + 1] = f; zero[#zero + 1] = "0" end
+  FF.hset(uk, zero)
+  C("HINCRBY", dk, "reset_count", 1)
+  C("HSET", dk, "last_reset_at", FF.s(now), "last_updated_at", FF.s(now))
+  C("HDEL", dk, "last_breach_at", "last_breach_dim")
+  local interval = FF.num(def.reset_interval_ms)
+  if interval > 0 then
+    local next_at = now + interval
+    C("HSET", dk, "next_reset_at", FF.s(next_at))
+    C("ZADD", B .. ":i:budget_resets", FF.s(next_at), id)
+    return next_at
+  end
+  C("ZREM", B .. ":i:budget_resets", id)
+  return 0
+end
+
+FF.fn.reset_budget = function(B, a, now)
+  local next_at = FF.reset_budget(B, a.budget_id, now)
+  if next_at == nil then return FF.err("budget_not_found") end
+  return FF.ok("OK", FF.s(next_at))
+end
+
+FF.fn.pass_reset_budgets = function(B, a, now)
+  local batch = math.max(1, FF.num(a.batch, 1000))
+  local due = C("ZRANGEBYSCORE", B .. ":i:budget_resets", "-inf", FF.s(now), "LIMIT", 0, batch + 1)
+  local n = 0
+  for i = 1, math.min(#due, batch) do
+    if FF.reset_budget(B, due[i], now) ~= nil then n = n + 1 end
+  end
+  return FF.ok("OK", n, #due > batch and "1" or "0")
+end
+
+FF.fn.create_quota = function(B, a, now)
+  local id = a.quota_policy_id
+  local qk = B .. ":quota:" .. id
+  if C("EXISTS", qk) == 1 then return FF.ok("ALREADY", id) end
+  C("HSET", qk, "quota_policy_id", id, "requests_per_window_seconds", FF.str(a.window_seconds),
+    "max_requests_per_window", FF.str(a.max_requests_per_window), "active_concurrency_cap", FF.str(a.max_concurrent),
+    "created_at", FF.s(now))
+  C("SET", qk .. ":concurrency", "0")
+  C("SADD", B .. ":i:quotas", id)
+  return FF.ok("OK", id)
+end
+
+-- read-only
+FF.fn.budget_status = function(B, a, now)
+  local dk = B .. ":bud:" .. a.budget_id
+  local def = FF.hmap(dk)
+  if def == nil then return FF.err("budget_not_found") end
+  return FF.ok("OK", cjson.encode({
+    def = def, usage = FF.hmap(dk .. ":usage") or {}, limits = FF.hmap(dk .. ":limits") or {}
+  }))
+end

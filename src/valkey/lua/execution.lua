@@ -1,0 +1,586 @@
+-- ===========================================================================
+-- execution.lua: create, claim (fresh / resumed / reclaim), grants, renew,
+-- progress, complete, fail, cancel, delay, wait_children, revoke, priority, replay
+-- ===========================================================================
+
+-- --- create (T1 / T2) ---------------------------------------------------------------
+FF.fn.create = function(B, a, now, payload, policy_json)
+  local e = a.execution_id
+  local ns = FF.str(a.namespace)
+  local idem = FF.str(a.idempotency_key)
+  local idem_key = nil
+  if idem ~= "" then
+    idem_key = K.idx(B, "idem:" .. #ns .. ":" .. ns .. ":" .. idem)
+    local prior = FF.ttl_get(idem_key, now)
+    if prior ~= nil then return FF.ok("DUPLICATE", prior) end
+  end
+  local ck = K.core(B, e)
+  if C("EXISTS", ck) == 1 then return FF.ok("DUPLICATE", e) end
+  local lane = a.lane_id
+  local priority = FF.num(a.priority)
+  local delay_until = tonumber(a.delay_until or "")
+  local delayed = delay_until ~= nil and delay_until > now
+  local c = {
+    execution_id = e, namespace = ns, lane_id = lane, priority = FF.s(priority), created_at = FF.s(now)
+  }
+  local t = {
+    "execution_id", e, "namespace", ns, "lane_id", lane, "execution_kind", FF.str(a.execution_kind),
+    "partition_id", FF.str(a.partition_id), "priority", FF.s(priority), "creator_identity", FF.str(a.creator_identity),
+    "flow_id", "", "current_lane", lane, "payload_encoding", FF.str(a.payload_encoding),
+    "total_attempt_count", "0", "current_attempt_index", "", "current_attempt_id", "",
+    "retry_count", "0", "replay_count", "0", "lease_reclaim_count", "0",
+    "current_lease_id", "", "current_lease_epoch", "0", "current_worker_id", "", "current_worker_instance_id", "",
+    "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", "", "lease_renewal_deadline", "",
+    "lease_expired_at", "", "lease_revoked_at", "", "lease_revoke_reason", "", "current_lease_ttl", "",
+    "created_at", FF.s(now), "started_at", "", "completed_at", "",
+    "delay_until", "", "required_capabilities", FF.str(a.required_capabilities),
+    "current_suspension_id", "", "current_waitpoint_id", "",
+    "pending_retry_reason", "", "pending_replay_reason", "", "pending_previous_attempt_index", "",
+    "progress_pct", "", "progress_message", "", "progress_updated_at", "",
+    "failure_reason", "", "cancellation_reason", "", "cancelled_by", "",
+    "attempt_timeout_ms", FF.str(a.attempt_timeout_ms), "max_signals", FF.str(a.max_signals),
+    "stream_maxlen", FF.str(a.stream_maxlen),
+    "last_capability_mismatch_at", "", "last_hmac_validation_failed_at", ""
+  }
+  C("HSET", ck, unpack(t))
+  if delayed then
+    FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_delay",
+      "delayed until " .. FF.s(delay_until), "none", "pending_first_attempt", now, { "delay_until", FF.s(delay_until) })
+    C("ZADD", K.lane(B, lane, "delayed"), FF.s(delay_until), e)
+  else
+    FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none",
+      "pending_first_attempt", now)
+    FF.make_eligible(B, e, c)
+  end
+  if payload ~= nil and payload ~= "" then C("SET", K.ex(B, e, "payload"), payload) end
+  if policy_json ~= nil and policy_json ~= "" then C("SET", K.ex(B, e, "policy"), policy_json) end
+  if type(a.tags) == "table" then
+    local tt = {}
+    for k, v in pairs(a.tags) do tt[#tt + 1] = k; tt[#tt + 1] = FF.str(v) end
+    FF.hset(K.ex(B, e, "tags"), tt)
+  end
+  local deadline = tonumber(a.deadline_at or "")
+  if deadline == nil and tonumber(a.deadline_ms or "") ~= nil then deadline = now + tonumber(a.deadline_ms) end
+  if deadline ~= nil then
+    C("HSET", ck, "execution_deadline_at", FF.s(deadline))
+    C("ZADD", K.idx(B, "deadline"), FF.s(deadline), e)
+  end
+  C("ZADD", K.idx(B, "all"), 0, e)
+  C("SADD", K.idx(B, "lanes"), lane)
+  if idem_key ~= nil then
+    FF.ttl_set(idem_key, e, math.max(1, FF.num(a.dedup_ttl_ms, 86400000)), now)
+  end
+  return FF.ok("OK", e, c.public_state)
+end
+
+-- --- leasing -------------------------------------------------------------------------
+-- Writes the lease of a claim into the core, the lease record and the indexes.
+function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, ttl, extra)
+  local was = c.lifecycle_phase
+  local exp = now + ttl
+  local t = {
+    "current_attempt_index", FF.str(idx), "current_attempt_id", attempt_id,
+    "current_lease_id", lease_id, "current_lease_epoch", FF.s(epoch),
+    "current_worker_id", wid, "current_worker_instance_id", wiid, "current_lane", c.lane_id,
+    "lease_acquired_at", FF.s(now), "lease_expires_at", FF.s(exp), "lease_last_renewed_at", "",
+    "lease_renewal_deadline", FF.s(now + math.floor(ttl * 2 / 3)), "current_lease_ttl", FF.s(ttl),
+    "lease_expired_at", "", "lease_revoked_at", "", "lease_revoke_reason", "",
+    "delay_until", "", "current_suspension_id", "", "current_waitpoint_id", ""
+  }
+  if (c.started_at or "") == "" then t[#t + 1] = "started_at"; t[#t + 1] = FF.s(now) end
+  if extra then for i = 1, #extra do t[#t + 1] = extra[i] end end
+  FF.state(B, e, c, "active", "leased", "not_applicable", "none", "", "none", "running_attempt", now, t)
+  C("HSET", K.ex(B, e, "lease"), "lease_id", lease_id, "lease_epoch", FF.s(epoch), "execution_id", e,
+    "attempt_id", attempt_id, "worker_id", wid, "worker_instance_id", wiid, "acquired_at", FF.s(now),
+    "expires_at", FF.s(exp), "last_renewed_at", "", "renewal_deadline", FF.s(now + math.floor(ttl * 2 / 3)))
+  local lane = c.lane_id
+  if was == "active" then
+    C("ZREM", K.lane(B, lane, "reclaim"), e)
+  else
+    C("ZREM", K.lane(B, lane, "eligible"), e)
+  end
+  C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
+  C("ZADD", K.lane(B, lane, "active"), FF.s(exp), e)
+  return exp
+end
+
+function FF.arm_attempt_timeout(B, e, c, now, override)
+  local ms = tonumber(override or "") or FF.num(c.attempt_timeout_ms)
+  if ms > 0 then C("ZADD", K.idx(B, "attempt_timeout"), FF.s(now + ms), e) end
+end
+
+-- T3: a new attempt (initial / retry / replay).
+function FF.claim_fresh(B, e, c, now, a)
+  local idx = FF.num(c.total_attempt_count)
+  local epoch = FF.num(c.current_lease_epoch) + 1
+  local atype = "initial"
+  local t = {
+    "attempt_id", a.attempt_id, "execution_id", e, "attempt_index", FF.s(idx), "attempt_state", "started",
+    "created_at", FF.s(now), "started_at", FF.s(now), "lease_id", a.lease_id, "lease_epoch", FF.s(epoch),
+    "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id
+  }
+  if c.attempt_state == "pending_retry_attempt" then
+    atype = "retry"
+    t[#t + 1] = "retry_reason"; t[#t + 1] = c.pending_retry_reason or ""
+    t[#t + 1] = "previous_attempt_index"; t[#t + 1] = c.pending_previous_attempt_index or ""
+  elseif c.attempt_state == "pending_replay_attempt" then
+    atype = "replay"
+    t[#t + 1] = "replay_reason"; t[#t + 1] = c.pending_replay_reason or ""
+    t[#t + 1] = "replayed_from_attempt_index"; t[#t + 1] = c.pending_previous_attempt_index or ""
+  end
+  t[#t + 1] = "attempt_type"; t[#t + 1] = atype
+  C("HSET", K.att(B, e, idx), unpack(t))
+  local exp = FF.lease_on(B, e, c, now, idx, a.attempt_id, a.lease_id, epoch, a.worker_id, a.worker_instance_id,
+    a.lease_ttl_ms, {
+      "total_attempt_count", FF.s(idx + 1), "pending_retry_reason", "", "pending_replay_reason", "",
+      "pending_previous_attempt_index", ""
+    })
+  FF.arm_attempt_timeout(B, e, c, now)
+  return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
+end
+
+-- T4: the interrupted attempt is leased again (same index, same attempt id).
+function FF.claim_resume(B, e, c, now, lease_id, wid, wiid, ttl, remaining)
+  local idx = c.current_attempt_index
+  local aid = c.current_attempt_id
+  local epoch = FF.num(c.current_lease_epoch) + 1
+  C("HSET", K.att(B, e, idx), "attempt_state", "started", "resumed_at", FF.s(now), "lease_id", lease_id,
+    "lease_epoch", FF.s(epoch), "worker_id", wid, "worker_instance_id", wiid, "suspended_at", "", "suspension_id", "")
+  local exp = FF.lease_on(B, e, c, now, idx, aid, lease_id, epoch, wid, wiid, ttl)
+  FF.arm_attempt_timeout(B, e, c, now, remaining)
+  return { e, FF.str(idx), aid, lease_id, FF.s(epoch), FF.s(exp), "resumed" }
+end
+
+-- T14: an expired or revoked lease is taken over by a new attempt of type reclaim.
+-- Returns nil when the reclaim cap turned the execution terminal instead.
+function FF.claim_reclaim(B, e, c, now, a)
+  local p = FF.policy(B, e)
+  local cap = tonumber(p.max_reclaim_count or "")
+  if cap == nil and type(p.timeout_policy) == "table" then cap = tonumber(p.timeout_policy.max_reclaim_count or "") end
+  if cap == nil then cap = 100 end
+  if FF.num(c.lease_reclaim_count) >= cap then
+    FF.end_attempt(B, e, c, "ended_failure", "max_reclaims_exceeded", nil, "reclaimed", now)
+    FF.fail_terminal(B, e, c, "max_reclaims_exceeded", now)
+    return nil
+  end
+  local old = c.current_attempt_index
+  if old ~= nil and old ~= "" then
+    C("HSET", K.att(B, e, old), "attempt_state", "interrupted_reclaimed", "ended_at", FF.s(now),
+      "failure_reason", "lease_" .. c.ownership_state)
+    FF.close_stream(B, e, old, "reclaimed", now)
+  end
+  local idx = FF.num(c.total_attempt_count)
+  local epoch = FF.num(c.current_lease_epoch) + 1
+  C("HSET", K.att(B, e, idx), "attempt_id", a.attempt_id, "execution_id", e, "attempt_index", FF.s(idx),
+    "attempt_type", "reclaim", "attempt_state", "started", "created_at", FF.s(now), "started_at", FF.s(now),
+    "lease_id", a.lease_id, "lease_epoch", FF.s(epoch), "worker_id", a.worker_id,
+    "worker_instance_id", a.worker_instance_id, "reclaim_reason", "lease_" .. c.ownership_state,
+    "previous_attempt_index", FF.str(old))
+  local exp = FF.lease_on(B, e, c, now, idx, a.attempt_id, a.lease_id, epoch, a.worker_id, a.worker_instance_id,
+    a.lease_ttl_ms, {
+      "total_attempt_count", FF.s(idx + 1), "lease_reclaim_count", FF.s(FF.num(c.lease_reclaim_count) + 1)
+    })
+  FF.arm_attempt_timeout(B, e, c, now)
+  return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
+end
+
+-- A grant held by another worker (and not expired) reserves the execution.
+function FF.grant_blocks(B, e, worker_id, now)
+  local gk = K.ex(B, e, "grant")
+  if C("EXISTS", gk) == 0 then return false end
+  FF.grant_seen = true
+  local g = FF.hmap(gk)
+  if g == nil then return false end
+  if FF.num(g.grant_expires_at) < now then
+    C("DEL", K.ex(B, e, "grant"))
+    return false
+  end
+  return g.worker_id ~= worker_id
+end
+
+-- The best claim score still claimable on `lane` ("" when nothing is): the TS side's hint score.
+function FF.lane_head(B, lane)
+  local best = nil
+  for _, kind in ipairs({ "eligible", "reclaim" }) do
+    local head = C("ZRANGE", K.lane(B, lane, kind), 0, 0, "WITHSCORES")
+    if #head > 0 then
+      local score = tonumber(head[2])
+      if best == nil or score < best then best = score end
+    end
+  end
+  if best == nil then return "" end
+  return FF.s(best)
+end
+
+-- Candidates of `lane` in claim order: lowest score first over eligible and reclaim.
+function FF.candidates(B, lane, scan)
+  local out = {}
+  for _, kind in ipairs({ "eligible", "reclaim" }) do
+    local r = C("ZRANGE", K.lane(B, lane, kind), 0, scan - 1, "WITHSCORES")
+    for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), kind } end
+  end
+  table.sort(out, function(x, y)
+    if x[2] == y[2] then return x[1] < y[1] end
+    return x[2] < y[2]
+  end)
+  return out
+end
+
+-- Checks that an indexed candidate really is claimable; cleans stale index entries.
+function FF.candidate_core(B, e, kind, lane)
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then
+    C("ZREM", K.lane(B, lane, kind), e)
+    return nil
+  end
+  if kind == "eligible" then
+    if c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "eligible_now" or c.lane_id ~= lane then
+      C("ZREM", K.lane(B, lane, kind), e)
+      return nil
+    end
+  else
+    if c.lifecycle_phase ~= "active" or
+        (c.ownership_state ~= "lease_expired_reclaimable" and c.ownership_state ~= "lease_revoked") then
+      C("ZREM", K.lane(B, lane, kind), e)
+      return nil
+    end
+  end
+  return c
+end
+
+-- Tries the candidates in `cands` in order; returns the claim reply, or nil when none could be served.
+function FF.claim_from(B, a, now, lane, caps, cands, tried)
+  for _, cand in ipairs(cands) do
+    local e, kind = cand[1], cand[3]
+    if not tried[e] then
+      tried[e] = true
+      FF.grant_seen = false
+      local c = FF.candidate_core(B, e, kind, lane)
+      if c ~= nil then
+        local ok, _ = FF.caps_ok(c.required_capabilities, caps)
+        if not ok then
+          C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
+        elseif not FF.grant_blocks(B, e, a.worker_id, now) then
+          if FF.grant_seen then C("DEL", K.ex(B, e, "grant")) end
+          local info
+          if kind == "reclaim" then
+            info = FF.claim_reclaim(B, e, c, now, a)
+          elseif c.attempt_state == "attempt_interrupted" then
+            info = FF.claim_resume(B, e, c, now, a.lease_id, a.worker_id, a.worker_instance_id, a.lease_ttl_ms)
+          else
+            info = FF.claim_fresh(B, e, c, now, a)
+          end
+          if info ~= nil then
+            FF.drain(B, now)
+            info[#info + 1] = FF.lane_head(B, lane)
+            return FF.ok("OK", unpack(info))
+          end
+        end
+      end
+    end
+  end
+  return nil
+end
+
+-- claim (operations.md §4.1, D-4, P3) on one partition: the heads first, then up to a.scan
+-- candidates (capability filtering, grants held by others, stale index entries).
+-- status EMPTY: nothing claimable on the lane here; NOMATCH: work exists but none for this worker.
+FF.fn.claim = function(B, a, now)
+  local lane = a.lane
+  FF.expire_due_leases(B, now, 16)
+  local caps = FF.caps_set(a.caps)
+  local tried = {}
+  local heads = FF.candidates(B, lane, 1)
+  if #heads == 0 then return FF.ok("EMPTY") end
+  local r = FF.claim_from(B, a, now, lane, caps, heads, tried)
+  if r ~= nil then return r end
+  local scan = math.max(1, FF.num(a.scan, 32))
+  r = FF.claim_from(B, a, now, lane, caps, FF.candidates(B, lane, scan), tried)
+  if r ~= nil then return r end
+  FF.drain(B, now)
+  if FF.lane_head(B, lane) == "" then return FF.ok("EMPTY") end
+  return FF.ok("NOMATCH")
+end
+
+-- claim_for_worker (operations.md §4.11): a grant on the first claimable candidate.
+FF.fn.issue_grant = function(B, a, now)
+  local lane = a.lane
+  local caps = FF.caps_set(a.caps)
+  local cands = FF.candidates(B, lane, math.max(1, FF.num(a.scan, 32)))
+  if #cands == 0 then return FF.ok("EMPTY") end
+  for _, cand in ipairs(cands) do
+    local e, kind = cand[1], cand[3]
+    if kind == "eligible" then
+      local c = FF.candidate_core(B, e, kind, lane)
+      if c ~= nil then
+        local ok, _ = FF.caps_ok(c.required_capabilities, caps)
+        if not ok then
+          C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
+        elseif C("EXISTS", K.ex(B, e, "grant")) == 0 or not FF.grant_blocks(B, e, "", now) then
+          local exp = now + FF.num(a.grant_ttl_ms)
+          local gk = K.ex(B, e, "grant")
+          C("HSET", gk, "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id, "lane_id", lane,
+            "created_at", FF.s(now), "grant_expires_at", FF.s(exp))
+          -- the key outlives the grant by a minute of real time; expiry is judged on grant_expires_at
+          C("PEXPIRE", gk, FF.num(a.grant_ttl_ms) + 60000)
+          return FF.ok("OK", e, gk, FF.s(exp))
+        end
+      end
+    end
+  end
+  return FF.ok("NOMATCH")
+end
+
+-- claim_resumed_execution (operations.md §5.5) and claim_from_reclaim (§4.8).
+FF.fn.claim_resumed = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  if c.lifecycle_phase ~= "runnable" then return FF.err("execution_not_leaseable") end
+  if c.attempt_state ~= "attempt_interrupted" then return FF.err("not_a_resumed_execution") end
+  local gk = K.ex(B, e, "grant")
+  local g = FF.hmap(gk)
+  if g == nil or g.worker_id ~= a.worker_id then return FF.err("invalid_claim_grant") end
+  if FF.num(g.grant_expires_at) < now then
+    C("DEL", gk)
+    return FF.err("claim_grant_expired")
+  end
+  C("DEL", gk)
+  local info = FF.claim_resume(B, e, c, now, a.lease_id, a.worker_id, a.worker_instance_id, a.lease_ttl_ms,
+    a.remaining_timeout_ms)
+  info[#info + 1] = c.lane_id
+  return FF.ok("OK", unpack(info))
+end
+
+-- --- renew / progress ----------------------------------------------------------------------
+FF.fn.renew = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true, index = true, revoked_at = true })
+  if bad then return bad end
+  local ttl = FF.num(a.lease_ttl_ms)
+  local exp = now + ttl
+  local rd = now + math.floor(ttl * 2 / 3)
+  C("HSET", K.core(B, e), "lease_expires_at", FF.s(exp), "lease_renewal_deadline", FF.s(rd),
+    "lease_last_renewed_at", FF.s(now), "last_mutation_at", FF.s(now))
+  C("HSET", K.ex(B, e, "lease"), "expires_at", FF.s(exp), "renewal_deadline", FF.s(rd), "last_renewed_at", FF.s(now))
+  C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
+  C("ZADD", K.lane(B, c.lane_id, "active"), FF.s(exp), e)
+  return FF.ok("OK", FF.s(exp))
+end
+
+FF.fn.progress = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, {})
+  if bad then return bad end
+  local t = { "progress_updated_at", FF.s(now), "last_mutation_at", FF.s(now) }
+  if a.percent ~= nil and a.percent ~= cjson.null then t[#t + 1] = "progress_pct"; t[#t + 1] = FF.str(a.percent) end
+  if a.message ~= nil and a.message ~= cjson.null then t[#t + 1] = "progress_message"; t[#t + 1] = FF.str(a.message) end
+  C("HSET", K.core(B, e), unpack(t))
+  return FF.ok("OK")
+end
+
+-- --- complete (T5) --------------------------------------------------------------------------------
+FF.fn.complete = function(B, a, now, result)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
+  if bad then return bad end
+  FF.end_attempt(B, e, c, "ended_success", nil, nil, "attempt_success", now)
+  if result ~= nil and result ~= "" then C("SET", K.ex(B, e, "result"), result) end
+  FF.to_terminal(B, e, c, "success", now)
+  FF.drain(B, now)
+  return FF.ok("OK")
+end
+
+-- --- fail (T6 / T7) ----------------------------------------------------------------------------------
+function FF.retry_delay(rp, retry_count)
+  local b = rp.backoff
+  if type(b) ~= "table" then return math.min(1000 * math.pow(2, retry_count), 60000) end
+  if b.type == "fixed" then return FF.num(b.delay_ms, 1000) end
+  if b.type == "exponential" then
+    local initial = FF.num(b.initial_delay_ms, 1000)
+    local mult = FF.num(b.multiplier, 2)
+    local max = FF.num(b.max_delay_ms, 60000)
+    return math.min(math.floor(initial * math.pow(mult, retry_count)), max)
+  end
+  return 1000
+end
+
+FF.fn.fail = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
+  if bad then return bad end
+  local reason = FF.str(a.reason)
+  local category = FF.str(a.category)
+  FF.end_attempt(B, e, c, "ended_failure", reason, category, "attempt_failure", now)
+  local p = FF.policy(B, e)
+  local rp = p.retry_policy
+  local retry = false
+  local rc = FF.num(c.retry_count)
+  if type(rp) == "table" then
+    local max = FF.num(rp.max_retries, 3)
+    retry = rc < max
+    if a.classification == "Permanent" or a.classification == "Cancelled" then retry = false end
+    local cats = rp.retryable_categories
+    if retry and type(cats) == "table" and #cats > 0 then
+      local listed = false
+      for _, cat in ipairs(cats) do if cat == category then listed = true end end
+      retry = listed
+    end
+  end
+  if retry then
+    local delay_until = now + FF.retry_delay(rp, rc)
+    FF.drop_lease(B, e, c)
+    local idx = FF.str(c.current_attempt_index)
+    FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_retry_backoff",
+      "retry backoff until " .. FF.s(delay_until) .. " (attempt " .. idx .. " failed: " .. reason .. ")",
+      "none", "pending_retry_attempt", now, FF.with(FF.LEASE_CLEAR, {
+        "pending_retry_reason", reason, "pending_previous_attempt_index", idx,
+        "retry_count", FF.s(rc + 1), "current_attempt_id", "", "delay_until", FF.s(delay_until),
+        "failure_reason", reason
+      }))
+    C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(delay_until), e)
+    return FF.ok("RETRY", FF.s(delay_until))
+  end
+  FF.fail_terminal(B, e, c, reason, now)
+  FF.drain(B, now)
+  return FF.ok("TERMINAL")
+end
+
+-- --- cancel (worker: T8 with the lease checks of §4.7; operator: §8.7) ----------------------------------
+FF.fn.cancel = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  if c.lifecycle_phase == "terminal" then return FF.not_active(c) end
+  local source = FF.str(a.source)
+  local worker = a.mode == "worker"
+  if c.lifecycle_phase == "active" and (worker or source ~= "operator_override") then
+    if c.ownership_state == "lease_revoked" then return FF.err("lease_revoked") end
+    local lid = FF.str(a.lease_id)
+    if worker or lid ~= "" then
+      if lid ~= c.current_lease_id or FF.str(a.lease_epoch) ~= c.current_lease_epoch then
+        return FF.err("stale_lease")
+      end
+    end
+  end
+  local by = source
+  if worker then by = "worker" elseif by == "" then by = e end
+  FF.cancel_exec(B, e, c, FF.str(a.reason), source, by, now, { no_resolve = source == "flow_cascade" })
+  FF.drain(B, now)
+  return FF.ok("OK")
+end
+
+-- --- delay (T10) / wait_children (T11) ------------------------------------------------------------------
+FF.fn.delay = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
+  if bad then return bad end
+  local until_ms = FF.num(a.delay_until)
+  FF.suspend_attempt(B, e, c, "worker_delay", now)
+  FF.drop_lease(B, e, c)
+  FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_delay",
+    "delayed until " .. FF.s(until_ms), "none", "attempt_interrupted", now,
+    FF.with(FF.LEASE_CLEAR, { "delay_until", FF.s(until_ms) }))
+  C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(until_ms), e)
+  return FF.ok("OK")
+end
+
+FF.fn.wait_children = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
+  if bad then return bad end
+  FF.suspend_attempt(B, e, c, "waiting_children", now)
+  FF.drop_lease(B, e, c)
+  FF.state(B, e, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
+    "waiting for child executions to complete", "none", "attempt_interrupted", now, FF.LEASE_CLEAR)
+  C("ZADD", K.lane(B, c.lane_id, "blocked"), c.created_at, e)
+  -- nothing left to wait for: eligible again at once (resumed on the same attempt)
+  FF.maybe_unblock(B, e, c, now)
+  return FF.ok("OK")
+end
+
+-- --- revoke_lease (T13) -----------------------------------------------------------------------------------
+FF.fn.revoke = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  if (c.current_worker_instance_id or "") == "" then return FF.ok("ALREADY", "no_active_lease") end
+  if c.lifecycle_phase ~= "active" then return FF.not_active(c) end
+  if c.ownership_state == "lease_revoked" then return FF.ok("ALREADY", "already_revoked") end
+  if c.ownership_state == "lease_expired_reclaimable" then return FF.ok("ALREADY", "already_expired") end
+  if c.ownership_state ~= "leased" then return FF.err("no_active_lease") end
+  local expected = FF.str(a.expected_lease_id)
+  if expected ~= "" and expected ~= c.current_lease_id then return FF.err("stale_lease") end
+  local reason = FF.str(a.reason)
+  local lid, epoch = c.current_lease_id, c.current_lease_epoch
+  FF.state(B, e, c, "active", "lease_revoked", "not_applicable", "waiting_for_worker", "lease revoked: " .. reason,
+    "none", "attempt_interrupted", now, { "lease_revoked_at", FF.s(now), "lease_revoke_reason", reason })
+  C("DEL", K.ex(B, e, "lease"))
+  C("ZREM", K.idx(B, "lease_expiry"), e)
+  C("ZREM", K.lane(B, c.lane_id, "active"), e)
+  local score = FF.pscore(c.priority, c.created_at)
+  C("ZADD", K.lane(B, c.lane_id, "reclaim"), FF.s(score), e)
+  FF.add_wake(c.lane_id, score)
+  return FF.ok("OK", lid, epoch)
+end
+
+-- --- change_priority (§8.8) -----------------------------------------------------------------------------------
+FF.fn.change_priority = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  if c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "eligible_now" then
+    return FF.err("execution_not_eligible")
+  end
+  local p = FF.num(a.priority)
+  C("HSET", K.core(B, e), "priority", FF.s(p), "last_mutation_at", FF.s(now))
+  c.priority = FF.s(p)
+  FF.make_eligible(B, e, c)
+  return FF.ok("OK")
+end
+
+-- --- replay (T24 / T25) ------------------------------------------------------------------------------------------
+FF.fn.replay = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  if c.lifecycle_phase ~= "terminal" then return FF.err("execution_not_terminal") end
+  local p = FF.policy(B, e)
+  local max = FF.num(p.max_replay_count, 10)
+  local rc = FF.num(c.replay_count)
+  if rc >= max then return FF.err("max_replays_exhausted") end
+  local fid = c.flow_id or ""
+  local lane = c.lane_id
+  C("ZREM", K.lane(B, lane, "terminal"), e)
+  local common = {
+    "replay_count", FF.s(rc + 1), "completed_at", "", "pending_replay_reason", "replay",
+    "pending_previous_attempt_index", FF.str(c.current_attempt_index), "lease_expired_at", "",
+    "lease_revoked_at", "", "lease_revoke_reason", ""
+  }
+  if fid ~= "" then FF.flow_member_replayed(B, fid, e, c.terminal_outcome, now) end
+  if c.terminal_outcome == "skipped" and fid ~= "" then
+    local n = FF.reset_impossible_deps(B, fid, e, now)
+    if n > 0 then
+      FF.state(B, e, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
+        n .. " dep(s) unsatisfied after replay", "none", "pending_replay_attempt", now, common)
+      C("ZADD", K.lane(B, lane, "blocked"), c.created_at, e)
+      return FF.ok("OK", c.public_state)
+    end
+  end
+  FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none",
+    "pending_replay_attempt", now, common)
+  FF.make_eligible(B, e, c)
+  return FF.ok("OK", c.public_state)
+end

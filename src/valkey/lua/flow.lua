@@ -1,0 +1,346 @@
+-- ===========================================================================
+-- flow.lua: flows, edges, edge groups, dependency resolution (P4) and flow
+-- cancellation with its cascade (P5). A flow and its members share {fp:N}.
+-- ===========================================================================
+
+function FF.flow_closed(state)
+  return state == "cancelled" or state == "cancelling" or state == "completed" or state == "failed"
+end
+
+FF.fn.create_flow = function(B, a, now)
+  local fid = a.flow_id
+  local fk = K.flow(B, fid)
+  if C("EXISTS", fk) == 1 then return FF.ok("ALREADY", fid) end
+  C("HSET", fk, "flow_id", fid, "flow_kind", FF.str(a.flow_kind), "namespace", FF.str(a.namespace),
+    "graph_revision", "0", "node_count", "0", "edge_count", "0", "public_flow_state", "open",
+    "created_at", FF.s(now), "last_mutation_at", FF.s(now))
+  C("ZADD", K.idx(B, "flows"), 0, fid)
+  return FF.ok("OK", fid)
+end
+
+FF.fn.add_to_flow = function(B, a, now)
+  local fid, e = a.flow_id, a.execution_id
+  local fk = K.flow(B, fid)
+  local f = FF.hmap(fk)
+  if f == nil then return FF.err("flow_not_found") end
+  if FF.flow_closed(f.public_flow_state) then return FF.err("flow_already_terminal") end
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  local mk = K.fx(B, fid, "members")
+  local bound = c.flow_id or ""
+  if C("SISMEMBER", mk, e) == 1 then
+    if bound ~= "" and bound ~= fid then return FF.err("execution_already_in_flow") end
+    C("HSET", K.core(B, e), "flow_id", fid)
+    return FF.ok("ALREADY", e, f.node_count)
+  end
+  if bound ~= "" and bound ~= fid then return FF.err("execution_already_in_flow") end
+  C("SADD", mk, e)
+  C("HSET", K.core(B, e), "flow_id", fid, "last_mutation_at", FF.s(now))
+  local nodes = C("HINCRBY", fk, "node_count", 1)
+  C("HINCRBY", fk, "graph_revision", 1)
+  C("HSET", fk, "last_mutation_at", FF.s(now))
+  return FF.ok("OK", e, nodes)
+end
+
+FF.fn.set_edge_group_policy = function(B, a, now)
+  local fid, child = a.flow_id, a.downstream
+  if C("EXISTS", K.flow(B, fid)) == 0 then return FF.err("flow_not_found") end
+  local gk = K.fx(B, fid, "grp:" .. child)
+  local g = FF.hmap(gk)
+  if g ~= nil and FF.num(g.n) > 0 then
+    return FF.err("invalid_input", "edge_group_policy_already_fixed: dependencies already staged")
+  end
+  if g ~= nil and g.policy_variant == a.variant then return FF.ok("ALREADY") end
+  C("HSET", gk, "policy_variant", a.variant, "on_satisfied", FF.str(a.on_satisfied), "k", FF.str(a.k),
+    "n", "0", "succeeded", "0", "failed", "0", "skipped", "0", "group_state", "pending", "created_at", FF.s(now))
+  return FF.ok("OK")
+end
+
+-- Breadth-first walk from `from` along outgoing edges; true when `target` is reachable
+-- (or more than 1000 nodes were visited: rejected conservatively).
+function FF.reaches(B, fid, from, target)
+  local seen = { [from] = true }
+  local queue = { from }
+  local visited = 0
+  while #queue > 0 do
+    local node = table.remove(queue, 1)
+    if node == target then return true end
+    visited = visited + 1
+    if visited > 1000 then return true end
+    for _, edge in ipairs(C("SMEMBERS", K.fx(B, fid, "out:" .. node))) do
+      local down = C("HGET", K.fx(B, fid, "edge:" .. edge), "downstream_execution_id")
+      if down and not seen[down] then
+        seen[down] = true
+        queue[#queue + 1] = down
+      end
+    end
+  end
+  return false
+end
+
+FF.fn.stage_edge = function(B, a, now)
+  local fid, edge, up, down = a.flow_id, a.edge_id, a.upstream, a.downstream
+  if up == down then return FF.err("self_referencing_edge") end
+  local fk = K.flow(B, fid)
+  local f = FF.hmap(fk)
+  if f == nil then return FF.err("flow_not_found") end
+  if FF.flow_closed(f.public_flow_state) then return FF.err("flow_already_terminal") end
+  if f.graph_revision ~= FF.str(a.expected_graph_revision) then return FF.err("stale_graph_revision") end
+  local mk = K.fx(B, fid, "members")
+  if C("SISMEMBER", mk, up) == 0 or C("SISMEMBER", mk, down) == 0 then return FF.err("execution_not_in_flow") end
+  if FF.reaches(B, fid, down, up) then return FF.err("cycle_detected") end
+  local ek = K.fx(B, fid, "edge:" .. edge)
+  if C("EXISTS", ek) == 1 then return FF.err("dependency_already_exists") end
+  local created = tonumber(a.created_at or "") or now
+  C("HSET", ek, "edge_id", edge, "flow_id", fid, "upstream_execution_id", up, "downstream_execution_id", down,
+    "dependency_kind", FF.str(a.dependency_kind), "satisfaction_condition", "all_required",
+    "data_passing_ref", FF.str(a.data_passing_ref), "edge_state", "pending", "created_at", FF.s(created),
+    "created_by", "engine")
+  C("SADD", K.fx(B, fid, "out:" .. up), edge)
+  C("SADD", K.fx(B, fid, "in:" .. down), edge)
+  local rev = C("HINCRBY", fk, "graph_revision", 1)
+  C("HINCRBY", fk, "edge_count", 1)
+  C("HSET", fk, "last_mutation_at", FF.s(created))
+  return FF.ok("OK", edge, rev)
+end
+
+-- T21: a dependency record for the child; blocks it while it is runnable.
+FF.fn.apply_dependency = function(B, a, now)
+  local fid, edge, child, up = a.flow_id, a.edge_id, a.downstream, a.upstream
+  local c = FF.hmap(K.core(B, child))
+  if c == nil then return FF.err("execution_not_found") end
+  if (c.flow_id or "") ~= "" and c.flow_id ~= fid then return FF.err("execution_already_in_flow") end
+  local dk = K.ex(B, child, "dep:" .. edge)
+  if C("EXISTS", dk) == 1 then return FF.ok("ALREADY") end
+  C("HSET", dk, "edge_id", edge, "flow_id", fid, "upstream_execution_id", up, "downstream_execution_id", child,
+    "dependency_kind", FF.str(a.dependency_kind), "state", "unsatisfied",
+    "data_passing_ref", FF.str(a.data_passing_ref), "last_resolved_at", "")
+  local uk = K.ex(B, child, "unres")
+  C("SADD", uk, edge)
+  local gk = K.fx(B, fid, "grp:" .. child)
+  if C("EXISTS", gk) == 0 then
+    C("HSET", gk, "policy_variant", "all_of", "on_satisfied", "", "k", "", "n", "1", "succeeded", "0",
+      "failed", "0", "skipped", "0", "group_state", "pending", "created_at", FF.s(now))
+  else
+    C("HINCRBY", gk, "n", 1)
+    if C("HGET", gk, "policy_variant") == "all_of" and C("HGET", gk, "group_state") == "satisfied" then
+      C("HSET", gk, "group_state", "pending")
+    end
+  end
+  local unresolved = C("SCARD", uk)
+  if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" then
+    local lane = c.lane_id
+    C("ZREM", K.lane(B, lane, "eligible"), child)
+    C("ZREM", K.lane(B, lane, "delayed"), child)
+    FF.state(B, child, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
+      unresolved .. " dep(s) unresolved incl " .. edge, "none", c.attempt_state, now)
+    C("ZADD", K.lane(B, lane, "blocked"), c.created_at, child)
+  end
+  -- an upstream that is already terminal is resolved by the reconcileDependencies pass
+  return FF.ok("OK", unresolved)
+end
+
+-- --- resolution ----------------------------------------------------------------------------
+function FF.resolve_outgoing(B, fid, up, outcome, now)
+  for _, edge in ipairs(C("SMEMBERS", K.fx(B, fid, "out:" .. up))) do
+    local down = C("HGET", K.fx(B, fid, "edge:" .. edge), "downstream_execution_id")
+    if down then FF.resolve_edge(B, fid, edge, down, up, outcome, now) end
+  end
+end
+
+-- Eligible again when nothing blocks it: no unresolved edge, or a join policy already satisfied.
+function FF.maybe_unblock(B, e, c, now)
+  if c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "blocked_by_dependencies" or
+      c.terminal_outcome ~= "none" or c.ownership_state ~= "unowned" then
+    return false
+  end
+  local ready = C("SCARD", K.ex(B, e, "unres")) == 0
+  if not ready and (c.flow_id or "") ~= "" then
+    ready = C("HGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state") == "satisfied"
+  end
+  if not ready then return false end
+  local astate = c.attempt_state
+  if astate == "none" or astate == "" or astate == nil then astate = "pending_first_attempt" end
+  C("ZREM", K.lane(B, c.lane_id, "blocked"), e)
+  local delay_until = FF.num(c.delay_until)
+  if delay_until > now then
+    FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_delay",
+      "delayed until " .. FF.s(delay_until), "none", astate, now)
+    C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(delay_until), e)
+  else
+    FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none", astate, now)
+    FF.make_eligible(B, e, c)
+  end
+  return true
+end
+
+function FF.copy_result(B, up, child, cc)
+  if cc == nil or cc.lifecycle_phase == "terminal" then return end
+  local src = K.ex(B, up, "result")
+  if C("EXISTS", src) == 1 then C("COPY", src, K.ex(B, child, "payload"), "REPLACE") end
+end
+
+-- Cancels the still-running upstreams of `child` other than `up` (cancel_remaining).
+function FF.cancel_siblings(B, fid, child, up, reason, now)
+  for _, edge in ipairs(C("SMEMBERS", K.fx(B, fid, "in:" .. child))) do
+    local sib = C("HGET", K.fx(B, fid, "edge:" .. edge), "upstream_execution_id")
+    if sib and sib ~= up then
+      local sc = FF.hmap(K.core(B, sib))
+      if sc ~= nil and sc.lifecycle_phase ~= "terminal" then
+        FF.cancel_exec(B, sib, sc, reason, "operator_override", "operator_override", now, {})
+      end
+    end
+  end
+end
+
+function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
+  FF.work = FF.work + 1
+  local dk = K.ex(B, child, "dep:" .. edge)
+  local dep = FF.hmap(dk)
+  if dep == nil or dep.state ~= "unsatisfied" then return end
+  local gk = K.fx(B, fid, "grp:" .. child)
+  local g = FF.hmap(gk) or { policy_variant = "all_of", n = "1", group_state = "pending" }
+  local variant = g.policy_variant
+  if variant == nil or variant == "" then variant = "all_of" end
+  local success = outcome == "success"
+  local bucket = "failed"
+  if success then bucket = "succeeded" elseif outcome == "skipped" and variant ~= "all_of" then bucket = "skipped" end
+  C("HSET", dk, "state", success and "satisfied" or "impossible", "last_resolved_at", FF.s(now), "bucket", bucket,
+    "upstream_outcome", outcome)
+  C("SREM", K.ex(B, child, "unres"), edge)
+  C("HINCRBY", gk, bucket, 1)
+  local cc = FF.hmap(K.core(B, child))
+  if variant == "all_of" then
+    if success then
+      if dep.data_passing_ref ~= nil and dep.data_passing_ref ~= "" then FF.copy_result(B, up, child, cc) end
+      if C("SCARD", K.ex(B, child, "unres")) == 0 and FF.num(C("HGET", gk, "failed")) == 0 and
+          C("HGET", gk, "group_state") == "pending" then
+        C("HSET", gk, "group_state", "satisfied", "satisfied_at", FF.s(now))
+      end
+      if cc ~= nil then FF.maybe_unblock(B, child, cc, now) end
+    else
+      if C("HGET", gk, "group_state") == "pending" then C("HSET", gk, "group_state", "impossible") end
+      if cc ~= nil and cc.lifecycle_phase ~= "terminal" then FF.skip_exec(B, child, cc, now) end
+    end
+    return
+  end
+  -- any_of / quorum: four counters, fires once
+  if C("HGET", gk, "group_state") ~= "pending" then return end
+  local k = 1
+  if variant == "quorum" then k = math.max(1, FF.num(g.k, 1)) end
+  local n = FF.num(C("HGET", gk, "n"))
+  local succeeded = FF.num(C("HGET", gk, "succeeded"))
+  local lost = FF.num(C("HGET", gk, "failed")) + FF.num(C("HGET", gk, "skipped"))
+  local cancel_remaining = g.on_satisfied == "cancel_remaining"
+  if succeeded >= k then
+    C("HSET", gk, "group_state", "satisfied", "satisfied_at", FF.s(now))
+    if success and dep.data_passing_ref ~= nil and dep.data_passing_ref ~= "" then FF.copy_result(B, up, child, cc) end
+    if cc ~= nil then FF.maybe_unblock(B, child, cc, now) end
+    if cancel_remaining then FF.cancel_siblings(B, fid, child, up, "sibling_quorum_satisfied", now) end
+  elseif lost > n - k then
+    C("HSET", gk, "group_state", "impossible")
+    if cc ~= nil and cc.lifecycle_phase ~= "terminal" then FF.skip_exec(B, child, cc, now) end
+    if cancel_remaining then FF.cancel_siblings(B, fid, child, up, "sibling_quorum_impossible", now) end
+  end
+end
+
+-- Replay of a skipped member: impossible edges become unsatisfied again. Returns the unresolved count.
+function FF.reset_impossible_deps(B, fid, e, now)
+  local uk = K.ex(B, e, "unres")
+  local gk = K.fx(B, fid, "grp:" .. e)
+  for _, edge in ipairs(C("SMEMBERS", K.fx(B, fid, "in:" .. e))) do
+    local dk = K.ex(B, e, "dep:" .. edge)
+    local dep = FF.hmap(dk)
+    if dep ~= nil and dep.state == "impossible" then
+      C("HSET", dk, "state", "unsatisfied", "last_resolved_at", "", "bucket", "")
+      C("SADD", uk, edge)
+      local bucket = dep.bucket
+      if bucket == nil or bucket == "" then bucket = "failed" end
+      if FF.num(C("HGET", gk, bucket)) > 0 then C("HINCRBY", gk, bucket, -1) end
+      C("HSET", gk, "group_state", "pending")
+    end
+  end
+  return C("SCARD", uk)
+end
+
+-- --- member bookkeeping ------------------------------------------------------------------------
+function FF.flow_member_terminal(B, fid, e, outcome, now)
+  local owed = K.fx(B, fid, "owed")
+  if C("SREM", owed, e) == 1 and C("SCARD", owed) == 0 then
+    FF.flow_cancel_done(B, fid, now)
+  end
+end
+
+function FF.flow_member_replayed(B, fid, e, outcome, now) end
+
+function FF.flow_cancel_done(B, fid, now)
+  C("ZREM", K.idx(B, "cancel_backlog"), fid)
+  local fk = K.flow(B, fid)
+  if C("HGET", fk, "public_flow_state") == "cancelling" then
+    C("HSET", fk, "public_flow_state", "cancelled", "last_mutation_at", FF.s(now))
+  end
+end
+
+-- --- cancel_flow (operations.md §9, P5) ----------------------------------------------------------
+-- a.mode "trait": cascade inline when at most a.inline_limit members are owed, else via the backlog;
+-- a.mode "header": the idempotent header only (owed members go to the backlog after a.grace_ms).
+FF.fn.cancel_flow = function(B, a, now)
+  local fid = a.flow_id
+  local fk = K.flow(B, fid)
+  local f = FF.hmap(fk)
+  if f == nil then return FF.err("flow_not_found") end
+  local members = C("SMEMBERS", K.fx(B, fid, "members"))
+  table.sort(members)
+  if FF.flow_closed(f.public_flow_state) then
+    if a.mode == "header" then
+      return FF.ok("ALREADY", f.cancellation_policy or "", f.cancel_reason or "", FF.jarr(members))
+    end
+    return FF.err("flow_already_terminal")
+  end
+  local policy = a.policy
+  local reason = FF.str(a.reason)
+  local owed = {}
+  if policy == "cancel_all" or policy == "cancel_pending" then
+    for _, m in ipairs(members) do
+      local phase = C("HGET", K.core(B, m), "lifecycle_phase")
+      if phase and phase ~= "terminal" and (policy == "cancel_all" or phase == "runnable") then
+        owed[#owed + 1] = m
+      end
+    end
+  end
+  C("HSET", fk, "cancelled_at", FF.s(now), "cancel_reason", reason, "cancellation_policy", policy,
+    "last_mutation_at", FF.s(now))
+  local member_reason = reason
+  if member_reason == "" then member_reason = "flow_cancelled" end
+  if #owed == 0 then
+    C("HSET", fk, "public_flow_state", "cancelled")
+  elseif a.mode ~= "header" and #owed <= FF.num(a.inline_limit, 0) then
+    for _, m in ipairs(owed) do
+      local c = FF.hmap(K.core(B, m))
+      if c ~= nil and c.lifecycle_phase ~= "terminal" then
+        FF.cancel_exec(B, m, c, member_reason, "flow_cascade", "flow_cascade", now, { no_resolve = true })
+      end
+    end
+    C("HSET", fk, "public_flow_state", "cancelled")
+  else
+    local ok = K.fx(B, fid, "owed")
+    for i = 1, #owed, 1000 do
+      local chunk = {}
+      for j = i, math.min(i + 999, #owed) do chunk[#chunk + 1] = owed[j] end
+      C("SADD", ok, unpack(chunk))
+    end
+    C("HSET", fk, "public_flow_state", "cancelling")
+    C("ZADD", K.idx(B, "cancel_backlog"), FF.s(now + FF.num(a.grace_ms, 0)), fid)
+  end
+  FF.drain(B, now)
+  return FF.ok("OK", policy, FF.jarr(members))
+end
+
+FF.fn.ack_cancel_member = function(B, a, now)
+  local owed = K.fx(B, a.flow_id, "owed")
+  C("SREM", owed, a.execution_id)
+  if C("SCARD", owed) == 0 and C("ZSCORE", K.idx(B, "cancel_backlog"), a.flow_id) ~= false then
+    FF.flow_cancel_done(B, a.flow_id, now)
+  end
+  return FF.ok("OK")
+end

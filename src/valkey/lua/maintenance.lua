@@ -1,0 +1,237 @@
+-- ===========================================================================
+-- maintenance.lua: one function per maintenance pass, run per partition.
+-- Every pass re-validates what its index says (indexes are hints) and is
+-- bounded by a.batch; replies {1, "OK", wake, processed, more}.
+-- ===========================================================================
+
+local function due(B, index, now, batch)
+  return C("ZRANGEBYSCORE", K.idx(B, index), "-inf", FF.s(now), "LIMIT", 0, batch + 1)
+end
+
+local function batch_of(a) return math.max(1, FF.num(a.batch, 1000)) end
+
+FF.fn.pass_expire_leases = function(B, a, now)
+  local n, more = FF.expire_due_leases(B, now, batch_of(a))
+  return FF.ok("OK", n, more and "1" or "0")
+end
+
+-- Delayed / backoff / resume-delay work whose time came (T20). Also reports every lane
+-- that has claimable work, which repairs claim hints lost by a crashed client.
+FF.fn.pass_promote_delayed = function(B, a, now)
+  local batch = batch_of(a)
+  local n, more = 0, false
+  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
+    local dk = K.lane(B, lane, "delayed")
+    local items = C("ZRANGEBYSCORE", dk, "-inf", FF.s(now), "LIMIT", 0, batch - n + 1)
+    for i = 1, #items do
+      if n >= batch then more = true; break end
+      local e = items[i]
+      local c = FF.hmap(K.core(B, e))
+      if c == nil or c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "not_eligible_until_time" then
+        C("ZREM", dk, e)
+      elseif FF.num(c.delay_until) > now then
+        C("ZADD", dk, c.delay_until, e)
+      else
+        C("ZREM", dk, e)
+        FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none", c.attempt_state, now,
+          { "delay_until", "" })
+        FF.make_eligible(B, e, c)
+        n = n + 1
+      end
+    end
+  end
+  return FF.ok("OK", n, more and "1" or "0")
+end
+
+local function expire_pass(B, a, now, index, reason)
+  local batch = batch_of(a)
+  local items = due(B, index, now, batch)
+  local n = 0
+  for i = 1, math.min(#items, batch) do
+    local e = items[i]
+    local c = FF.hmap(K.core(B, e))
+    if c == nil or c.lifecycle_phase == "terminal" then
+      C("ZREM", K.idx(B, index), e)
+    else
+      FF.expire_exec(B, e, c, reason, now)
+      n = n + 1
+    end
+  end
+  FF.drain(B, now)
+  return FF.ok("OK", n, #items > batch and "1" or "0")
+end
+
+FF.fn.pass_expire_attempts = function(B, a, now) return expire_pass(B, a, now, "attempt_timeout", "attempt_timeout") end
+FF.fn.pass_expire_executions = function(B, a, now) return expire_pass(B, a, now, "deadline", "execution_deadline") end
+
+FF.fn.pass_expire_suspensions = function(B, a, now)
+  local batch = batch_of(a)
+  local items = due(B, "susp_timeout", now, batch)
+  local n = 0
+  for i = 1, math.min(#items, batch) do
+    if FF.expire_suspension(B, items[i], now) then n = n + 1 end
+  end
+  FF.drain(B, now)
+  return FF.ok("OK", n, #items > batch and "1" or "0")
+end
+
+FF.fn.pass_expire_pending_waitpoints = function(B, a, now)
+  local batch = batch_of(a)
+  local items = due(B, "pending_wp", now, batch)
+  local n = 0
+  for i = 1, math.min(#items, batch) do
+    local w = items[i]
+    local st = C("HGET", K.wp(B, w), "state")
+    if st == "pending" then
+      FF.close_waitpoint(B, w, "never_committed", now)
+      n = n + 1
+    end
+    C("ZREM", K.idx(B, "pending_wp"), w)
+  end
+  return FF.ok("OK", n, #items > batch and "1" or "0")
+end
+
+-- Safety net of P4: deferred cascades, and blocked children whose upstreams are terminal.
+FF.fn.pass_reconcile_dependencies = function(B, a, now)
+  local batch = batch_of(a)
+  local n = 0
+  local more = false
+  local pending = C("ZRANGE", K.idx(B, "dep_pending"), 0, batch)
+  for i = 1, math.min(#pending, batch) do
+    local up = pending[i]
+    C("ZREM", K.idx(B, "dep_pending"), up)
+    local c = FF.hmap(K.core(B, up))
+    if c ~= nil and c.lifecycle_phase == "terminal" and (c.flow_id or "") ~= "" then
+      FF.resolve_outgoing(B, c.flow_id, up, c.terminal_outcome, now)
+      n = n + 1
+    end
+    FF.drain(B, now)
+  end
+  if #pending > batch then more = true end
+  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
+    local bk = K.lane(B, lane, "blocked")
+    for _, e in ipairs(C("ZRANGE", bk, 0, batch - 1)) do
+      local c = FF.hmap(K.core(B, e))
+      if c == nil or c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "blocked_by_dependencies" then
+        C("ZREM", bk, e)
+      else
+        local changed = false
+        if (c.flow_id or "") ~= "" then
+          for _, edge in ipairs(C("SMEMBERS", K.ex(B, e, "unres"))) do
+            local up = C("HGET", K.ex(B, e, "dep:" .. edge), "upstream_execution_id")
+            if up then
+              local uc = FF.hmap(K.core(B, up))
+              if uc ~= nil and uc.lifecycle_phase == "terminal" and (uc.terminal_outcome or "none") ~= "none" then
+                FF.resolve_edge(B, c.flow_id, edge, e, up, uc.terminal_outcome, now)
+                changed = true
+              end
+            end
+          end
+          c = FF.hmap(K.core(B, e)) or c
+        end
+        if FF.maybe_unblock(B, e, c, now) then changed = true end
+        if changed then n = n + 1 end
+      end
+    end
+  end
+  FF.drain(B, now)
+  return FF.ok("OK", n, more and "1" or "0")
+end
+
+-- P5: members a flow cancellation still owes.
+FF.fn.pass_drain_cancel_backlog = function(B, a, now)
+  local batch = batch_of(a)
+  local flows = due(B, "cancel_backlog", now, batch)
+  local n = 0
+  local more = #flows > batch
+  for i = 1, math.min(#flows, batch) do
+    local fid = flows[i]
+    local owed = K.fx(B, fid, "owed")
+    local fk = K.flow(B, fid)
+    if C("EXISTS", fk) == 0 then
+      C("DEL", owed)
+      C("ZREM", K.idx(B, "cancel_backlog"), fid)
+    else
+      local reason = C("HGET", fk, "cancel_reason")
+      if reason == false or reason == "" then reason = "flow_cancelled" end
+      local members = C("SRANDMEMBER", owed, batch - n)
+      for _, m in ipairs(members) do
+        local c = FF.hmap(K.core(B, m))
+        if c ~= nil and c.lifecycle_phase ~= "terminal" then
+          FF.cancel_exec(B, m, c, reason, "flow_cascade", "flow_cascade", now, { no_resolve = true })
+          n = n + 1
+        else
+          C("SREM", owed, m)
+        end
+      end
+      if C("SCARD", owed) == 0 then
+        FF.flow_cancel_done(B, fid, now)
+      else
+        more = true
+      end
+    end
+    if n >= batch then break end
+  end
+  FF.drain(B, now)
+  return FF.ok("OK", n, more and "1" or "0")
+end
+
+-- Read-only: how many items of `a.pass` are due on this partition (capped at a.cap).
+-- The promote_delayed probe also reports every lane with claimable work (hint repair).
+FF.fn.pass_due = function(B, a, now)
+  local cap = math.max(1, FF.num(a.cap, 1000))
+  local pass = a.pass
+  local n = 0
+  local function zdue(index) return C("ZCOUNT", K.idx(B, index), "-inf", FF.s(now)) end
+  if pass == "expire_leases" then
+    n = zdue("lease_expiry")
+  elseif pass == "promote_delayed" then
+    for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
+      n = n + C("ZCOUNT", K.lane(B, lane, "delayed"), "-inf", FF.s(now))
+      if a.repair then
+        local head = FF.lane_head(B, lane)
+        if head ~= "" then FF.add_wake(lane, head) end
+      end
+    end
+  elseif pass == "expire_attempts" then
+    n = zdue("attempt_timeout")
+  elseif pass == "expire_executions" then
+    n = zdue("deadline")
+  elseif pass == "expire_suspensions" then
+    n = zdue("susp_timeout")
+  elseif pass == "expire_pending_waitpoints" then
+    n = zdue("pending_wp")
+  elseif pass == "reset_budgets" then
+    n = C("ZCOUNT", B .. ":i:budget_resets", "-inf", FF.s(now))
+  elseif pass == "drain_cancel_backlog" then
+    for _, fid in ipairs(C("ZRANGEBYSCORE", K.idx(B, "cancel_backlog"), "-inf", FF.s(now), "LIMIT", 0, cap)) do
+      n = n + math.max(1, C("SCARD", K.fx(B, fid, "owed")))
+      if n >= cap then break end
+    end
+  elseif pass == "reconcile_dependencies" then
+    n = C("ZCARD", K.idx(B, "dep_pending"))
+    for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
+      if n >= cap then break end
+      for _, e in ipairs(C("ZRANGE", K.lane(B, lane, "blocked"), 0, cap - 1)) do
+        if n >= cap then break end
+        local c = FF.hmap(K.core(B, e))
+        if c == nil or c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "blocked_by_dependencies" then
+          n = n + 1
+        else
+          local unres = C("SMEMBERS", K.ex(B, e, "unres"))
+          local due = #unres == 0
+          if not due and (c.flow_id or "") ~= "" then
+            due = C("HGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state") == "satisfied"
+            for _, edge in ipairs(unres) do
+              if due then break end
+              local up = C("HGET", K.ex(B, e, "dep:" .. edge), "upstream_execution_id")
+              if up and C("HGET", K.core(B, up), "lifecycle_phase") == "terminal" then due = true end
+            end
+          end
+          if due then n = n + 1 end
+        end
+      end
+    end
+  end
+  return FF.ok("OK", math.min(n, cap))
+end

@@ -1,0 +1,197 @@
+-- ===========================================================================
+-- reads.lua: read-only functions (FCALL_RO): one consistent snapshot per call.
+-- ===========================================================================
+
+FF.fn.read_execution = function(B, a, now)
+  local c = FF.hmap(K.core(B, a.execution_id))
+  if c == nil then return FF.ok("NONE") end
+  local out = { core = c }
+  if a.tags then out.tags = FF.hmap(K.ex(B, a.execution_id, "tags")) or {} end
+  return FF.ok("OK", cjson.encode(out))
+end
+
+FF.fn.lane_head = function(B, a, now)
+  return FF.ok("OK", FF.lane_head(B, a.lane))
+end
+
+FF.fn.describe_flow = function(B, a, now)
+  local fid = a.flow_id
+  local f = FF.hmap(K.flow(B, fid))
+  if f == nil then return FF.ok("NONE") end
+  local groups = {}
+  local members = C("SMEMBERS", K.fx(B, fid, "members"))
+  table.sort(members)
+  for _, m in ipairs(members) do
+    if C("SCARD", K.fx(B, fid, "in:" .. m)) > 0 then
+      local g = FF.hmap(K.fx(B, fid, "grp:" .. m))
+      if g ~= nil then
+        g.downstream = m
+        groups[#groups + 1] = g
+      end
+    end
+  end
+  return FF.ok("OK", cjson.encode({ flow = f, tags = FF.hmap(K.fx(B, fid, "tags")) or {} }), FF.jarr(groups))
+end
+
+FF.fn.list_edges = function(B, a, now)
+  local set
+  if a.direction == "out" then set = K.fx(B, a.flow_id, "out:" .. a.node) else set = K.fx(B, a.flow_id, "in:" .. a.node) end
+  local edges = {}
+  for _, edge in ipairs(C("SMEMBERS", set)) do
+    local h = FF.hmap(K.fx(B, a.flow_id, "edge:" .. edge))
+    if h == nil then h = { missing = edge } end
+    edges[#edges + 1] = h
+  end
+  return FF.ok("OK", FF.jarr(edges))
+end
+
+FF.fn.describe_edge = function(B, a, now)
+  local h = FF.hmap(K.fx(B, a.flow_id, "edge:" .. a.edge_id))
+  if h == nil then return FF.ok("NONE") end
+  return FF.ok("OK", cjson.encode(h))
+end
+
+FF.fn.list_flows = function(B, a, now)
+  local start = "-"
+  if FF.str(a.cursor) ~= "" then start = "(" .. a.cursor end
+  local ids = C("ZRANGEBYLEX", K.idx(B, "flows"), start, "+", "LIMIT", 0, FF.num(a.limit) + 1)
+  local out = {}
+  for i = 1, #ids do
+    local h = C("HMGET", K.flow(B, ids[i]), "created_at", "public_flow_state")
+    out[#out + 1] = { ids[i], h[1] or "", h[2] or "", h[1] == false and "0" or "1" }
+  end
+  return FF.ok("OK", FF.jarr(out))
+end
+
+FF.fn.list_suspended = function(B, a, now)
+  local rows = {}
+  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
+    local r = C("ZRANGE", K.lane(B, lane, "suspended"), 0, -1, "WITHSCORES")
+    for i = 1, #r, 2 do rows[#rows + 1] = { r[i], tonumber(r[i + 1]) } end
+  end
+  table.sort(rows, function(x, y)
+    if x[2] == y[2] then return x[1] < y[1] end
+    return x[2] < y[2]
+  end)
+  local cursor = FF.str(a.cursor)
+  local start = 1
+  if cursor ~= "" then
+    local found = nil
+    for i, row in ipairs(rows) do if row[1] == cursor then found = i end end
+    if found ~= nil then
+      start = found + 1
+    else
+      start = #rows + 1
+      for i, row in ipairs(rows) do
+        if row[1] > cursor then start = i; break end
+      end
+    end
+  end
+  local limit = FF.num(a.limit)
+  local out = {}
+  for i = start, math.min(#rows, start + limit) do
+    local e = rows[i][1]
+    local reason = C("HGET", K.ex(B, e, "susp"), "reason_code")
+    out[#out + 1] = { e, FF.s(rows[i][2]), reason or "" }
+  end
+  return FF.ok("OK", FF.jarr(out))
+end
+
+FF.fn.list_pending_waitpoints = function(B, a, now)
+  local e = a.execution_id
+  if C("EXISTS", K.core(B, e)) == 0 then return FF.err("execution_not_found") end
+  local ids = C("SMEMBERS", K.ex(B, e, "wps"))
+  table.sort(ids)
+  local after = FF.str(a.after)
+  local page = {}
+  local limit = FF.num(a.limit, 100)
+  local more = false
+  for _, w in ipairs(ids) do
+    if after == "" or w > after then
+      if #page >= limit then more = true; break end
+      page[#page + 1] = w
+    end
+  end
+  local out = {}
+  for _, w in ipairs(page) do
+    local h = FF.hmap(K.wp(B, w))
+    if h ~= nil and (h.state == "pending" or h.state == "active") and (h.waitpoint_token or "") ~= "" then
+      local names = {}
+      local cond = FF.hmap(K.wpx(B, w, "cond"))
+      if cond ~= nil then
+        for i = 0, FF.num(cond.total_matchers) - 1 do
+          local n = cond["matcher:" .. i .. ":name"] or ""
+          if n ~= "" then names[#names + 1] = n end
+        end
+      end
+      out[#out + 1] = {
+        waitpoint_id = w, waitpoint_key = h.waitpoint_key or "", state = h.state, created_at = h.created_at or "",
+        activated_at = h.activated_at or "", expires_at = h.expires_at or "", token = h.waitpoint_token,
+        names = FF.jarr(names)
+      }
+    end
+  end
+  local next_cursor = ""
+  if more and #page > 0 then next_cursor = page[#page] end
+  return FF.ok("OK", FF.jarr(out), next_cursor)
+end
+
+FF.fn.observe_signals = function(B, a, now)
+  local e = a.execution_id
+  local s = FF.hmap(K.ex(B, e, "susp"))
+  if s == nil or s.attempt_index ~= FF.str(a.attempt_index) or s.close_reason ~= "resumed" or
+      (s.waitpoint_id or "") == "" then
+    return FF.ok("OK", "[]")
+  end
+  local ids = {}
+  if (s.all_satisfier_signals or "") ~= "" and s.composite == "1" then
+    ids = FF.decode(s.all_satisfier_signals) or {}
+  else
+    local cond = FF.hmap(K.wpx(B, s.waitpoint_id, "cond"))
+    if cond ~= nil then
+      for i = 0, FF.num(cond.total_matchers) - 1 do
+        local sid = cond["matcher:" .. i .. ":signal_id"] or ""
+        if cond["matcher:" .. i .. ":satisfied"] == "1" and sid ~= "" then ids[#ids + 1] = sid end
+      end
+    end
+  end
+  local out = {}
+  for _, sid in ipairs(ids) do
+    local h = FF.hmap(K.sig(B, sid))
+    if h ~= nil then
+      h.has_payload = C("EXISTS", K.sig(B, sid) .. ":payload") == 1 and "1" or "0"
+      out[#out + 1] = h
+    end
+  end
+  return FF.ok("OK", FF.jarr(out))
+end
+
+FF.fn.read_stream = function(B, a, now)
+  local e, idx = a.execution_id, a.attempt_index
+  local stream = K.stream(B, e, idx)
+  local entries
+  if a.after ~= nil then
+    local args = { "COUNT", FF.num(a.count), "STREAMS", stream, a.after }
+    local r = C("XREAD", unpack(args))
+    entries = {}
+    if r and r[1] then entries = r[1][2] end
+  else
+    entries = C("XRANGE", stream, a.from, a.to, "COUNT", FF.num(a.count))
+  end
+  local meta = C("HMGET", K.smeta(B, e, idx), "closed_at", "closed_reason")
+  local frames = {}
+  for _, entry in ipairs(entries) do
+    local fields = {}
+    local f = entry[2]
+    for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
+    frames[#frames + 1] = { id = entry[1], fields = fields }
+  end
+  return FF.ok("OK", FF.jarr(frames), meta[1] or "", meta[2] or "")
+end
+
+FF.fn.read_summary = function(B, a, now)
+  local h = FF.hmap(K.ssum(B, a.execution_id, a.attempt_index))
+  if h == nil or FF.num(h.version) == 0 then return FF.ok("NONE") end
+  return FF.ok("OK", h.document or "", h.version or "0", h.patch_kind or "json-merge-patch", h.last_updated_ms or "",
+    h.first_applied_ms or "")
+end

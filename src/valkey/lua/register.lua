@@ -1,0 +1,45 @@
+-- ===========================================================================
+-- register.lua: every operation becomes one function "ff_<name>".
+-- (At load time only register_function exists: no pairs/ipairs, hence the lists.)
+-- ===========================================================================
+
+local WRITES = {
+  "create", "claim", "issue_grant", "claim_resumed", "renew", "progress", "complete", "fail", "cancel",
+  "delay", "wait_children", "revoke", "change_priority", "replay",
+  "create_waitpoint", "suspend", "deliver_signal", "append_frame",
+  "create_flow", "add_to_flow", "set_edge_group_policy", "stage_edge", "apply_dependency",
+  "cancel_flow", "ack_cancel_member",
+  "create_budget", "report_usage", "reset_budget", "create_quota",
+  "hmac_seed", "hmac_rotate",
+  "pass_expire_leases", "pass_promote_delayed", "pass_expire_attempts", "pass_expire_executions",
+  "pass_expire_suspensions", "pass_expire_pending_waitpoints", "pass_reconcile_dependencies",
+  "pass_drain_cancel_backlog", "pass_reset_budgets"
+}
+
+local READS = {
+  "read_execution", "lane_head", "describe_flow", "list_edges", "describe_edge", "list_flows",
+  "list_suspended", "list_pending_waitpoints", "observe_signals", "read_stream", "read_summary",
+  "budget_status", "pass_due"
+}
+
+local function callback_of(name)
+  return function(keys, args)
+    FF.begin()
+    local now = FF.now(args[1])
+    local a = FF.args(args[2])
+    return FF.fn[name](keys[1], a, now, args[3], args[4])
+  end
+end
+
+for i = 1, #WRITES do
+  redis.register_function { function_name = "ff_" .. WRITES[i], callback = callback_of(WRITES[i]) }
+end
+for i = 1, #READS do
+  redis.register_function { function_name = "ff_" .. READS[i], callback = callback_of(READS[i]), flags = { "no-writes" } }
+end
+
+redis.register_function {
+  function_name = "ff_version",
+  callback = function() return FF.VERSION .. "+" .. FF.SOURCE_HASH end,
+  flags = { "no-writes" }
+}

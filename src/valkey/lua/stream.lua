@@ -1,0 +1,102 @@
+-- ===========================================================================
+-- stream.lua: append_frame (durable, summary merge patch, best-effort live)
+-- ===========================================================================
+
+FF.fn.append_frame = function(B, a, now, payload)
+  payload = payload or ""
+  if #payload > 65536 then return FF.err("retention_limit_exceeded") end
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil or c.lifecycle_phase ~= "active" then return FF.err("stream_closed") end
+  if c.ownership_state ~= "leased" or FF.num(c.lease_expires_at) <= now or
+      FF.str(a.attempt_index) ~= c.current_attempt_index or a.lease_id ~= c.current_lease_id or
+      FF.str(a.lease_epoch) ~= c.current_lease_epoch then
+    return FF.err("stale_owner_cannot_append")
+  end
+  local idx = c.current_attempt_index
+  local mk = K.smeta(B, e, idx)
+  local meta = FF.hmap(mk)
+  if meta ~= nil and (meta.closed_at or "") ~= "" then return FF.err("stream_closed") end
+  local mode = a.mode or "durable"
+  local sk = K.ssum(B, e, idx)
+  local doc_text, version = nil, nil
+  if mode == "summary" then
+    if FF.str(a.patch_kind) ~= "json-merge-patch" then return FF.err("invalid_input", "unsupported patch_kind") end
+    local patch = FF.J.parse(payload)
+    if patch == nil then return FF.err("invalid_input", "patch payload is not valid JSON") end
+    if patch.t ~= "o" then return FF.err("invalid_input", "patch must be a JSON object") end
+    if FF.J.max_depth(patch) > 16 then return FF.err("invalid_input", "patch_depth_exceeded") end
+    local stored = C("HGET", sk, "document")
+    local doc = nil
+    if stored ~= false and stored ~= "" then
+      doc = FF.J.parse(stored)
+      if doc == nil then return FF.err("corruption", "summary document of " .. e .. " attempt " .. idx .. " is not JSON") end
+    end
+    doc_text = FF.J.encode(FF.J.unsentinel(FF.J.merge(doc, patch)))
+  end
+  -- writes
+  if meta == nil then
+    meta = {
+      stream_id = e .. ":" .. idx, execution_id = e, attempt_id = c.current_attempt_id, attempt_index = idx,
+      created_at = FF.s(now), closed_at = "", closed_reason = "", frame_count = "0", total_bytes = "0",
+      has_durable_frame = "0"
+    }
+    C("HSET", mk, "stream_id", meta.stream_id, "execution_id", e, "attempt_id", meta.attempt_id,
+      "attempt_index", idx, "created_at", meta.created_at, "closed_at", "", "closed_reason", "",
+      "frame_count", "0", "total_bytes", "0", "last_sequence", "", "last_frame_at", "", "has_durable_frame", "0")
+  end
+  if doc_text ~= nil then
+    version = C("HINCRBY", sk, "version", 1)
+    C("HSET", sk, "document", doc_text, "patch_kind", "json-merge-patch", "last_updated_ms", FF.s(now))
+    if version == 1 then C("HSET", sk, "first_applied_ms", FF.s(now)) end
+  end
+  local stream = K.stream(B, e, idx)
+  local fields = { "frame_type", FF.str(a.frame_type), "ts", FF.s(now), "payload", payload,
+    "encoding", FF.str(a.encoding ~= nil and a.encoding or "utf8"), "source", "worker", "mode", mode }
+  if FF.str(a.correlation_id) ~= "" then fields[#fields + 1] = "correlation_id"; fields[#fields + 1] = a.correlation_id end
+  if version ~= nil then fields[#fields + 1] = "summary_version"; fields[#fields + 1] = FF.s(version) end
+  local trim
+  if mode == "best_effort" then
+    local ttl = math.max(1, FF.num(a.ttl_ms, 5000))
+    local floor = math.max(1, FF.num(a.maxlen_floor, 64))
+    local ceiling = math.max(floor, FF.num(a.maxlen_ceiling, 16384))
+    local alpha = FF.num(a.ema_alpha, 0.2)
+    if alpha <= 0 or alpha > 1 then alpha = 0.2 end
+    local ttl_s = ttl / 1000
+    local prev_rate = tonumber(meta.ema_rate_hz or "")
+    local last = tonumber(meta.last_append_ts_ms or "")
+    local rate
+    if prev_rate == nil or last == nil then
+      rate = floor / (ttl_s * 2)
+    else
+      local dt = math.max(1, now - last)
+      rate = alpha * (1000 / dt) + (1 - alpha) * prev_rate
+    end
+    trim = math.min(ceiling, math.max(floor, math.ceil(rate * ttl_s * 2)))
+    fields[#fields + 1] = "ttl_ms"; fields[#fields + 1] = FF.s(ttl)
+    C("HSET", mk, "ema_rate_hz", tostring(rate), "last_append_ts_ms", FF.s(now), "maxlen_applied_last", FF.s(trim))
+  end
+  local id
+  if mode == "summary" then
+    id = C("XADD", stream, "MAXLEN", "~", 64, "*", unpack(fields))
+  elseif mode == "best_effort" then
+    id = C("XADD", stream, "MAXLEN", "~", trim, "*", unpack(fields))
+  else
+    local maxlen = tonumber(a.retention_maxlen or "") or tonumber(c.stream_maxlen or "") or 10000
+    if maxlen > 0 then
+      id = C("XADD", stream, "MAXLEN", maxlen, "*", unpack(fields))
+    else
+      id = C("XADD", stream, "MAXLEN", "~", 10000, "*", unpack(fields))
+    end
+  end
+  if mode == "best_effort" then
+    if meta.has_durable_frame ~= "1" then C("PEXPIRE", stream, 2 * math.max(1, FF.num(a.ttl_ms, 5000))) end
+  elseif meta.has_durable_frame ~= "1" then
+    C("HSET", mk, "has_durable_frame", "1")
+    C("PERSIST", stream)
+  end
+  local count = C("HINCRBY", mk, "frame_count", 1)
+  C("HINCRBY", mk, "total_bytes", #payload)
+  C("HSET", mk, "last_sequence", id, "last_frame_at", FF.s(now))
+  return FF.ok("OK", id, count, version and FF.s(version) or "")
+end

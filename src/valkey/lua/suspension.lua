@@ -1,0 +1,482 @@
+-- ===========================================================================
+-- suspension.lua: pending waitpoints, suspend, signal delivery and buffering,
+-- resume-condition evaluation (single matchers and the composite token algebra)
+-- ===========================================================================
+
+local BLOCKING = {
+  waiting_for_signal = "waiting_for_signal", waiting_for_approval = "waiting_for_approval",
+  waiting_for_callback = "waiting_for_callback", waiting_for_tool_result = "waiting_for_tool_result",
+  waiting_for_operator_review = "paused_by_operator", manual_pause = "paused_by_operator",
+  paused_by_policy = "paused_by_policy", paused_by_budget = "waiting_for_budget"
+}
+function FF.blocking_for(reason_code) return BLOCKING[reason_code] or "waiting_for_signal" end
+
+-- --- conditions ----------------------------------------------------------------------------
+-- Legacy condition hash of one waitpoint: one matcher (a name, "" = any signal).
+function FF.init_single_condition(B, w, cond, now)
+  local ck = K.wpx(B, w, "cond")
+  C("DEL", ck)
+  local name, mode, never = "", "any", "0"
+  if cond.kind == "single" then name = FF.str(cond.name)
+  elseif cond.kind == "operator" then name = "__operator_only__"; mode = "all"; never = "1"
+  elseif cond.kind == "timeout" then name = "__timeout_only__"; mode = "all"; never = "1" end
+  C("HSET", ck, "condition_type", "signal_set", "match_mode", mode, "minimum_signal_count", "1", "never", never,
+    "total_matchers", "1", "satisfied_count", "0", "closed", "0", "updated_at", FF.s(now),
+    "matcher:0:name", name, "matcher:0:satisfied", "0", "matcher:0:signal_id", "")
+end
+
+function FF.init_composite_condition(B, w, now)
+  local ck = K.wpx(B, w, "cond")
+  C("DEL", ck)
+  C("HSET", ck, "condition_type", "composite", "match_mode", "composite", "composite", "1",
+    "total_matchers", "0", "satisfied_count", "0", "closed", "0", "updated_at", FF.s(now))
+end
+
+-- returns effect, satisfied, matched
+function FF.eval_single(B, w, sig, now)
+  local ck = K.wpx(B, w, "cond")
+  local cond = FF.hmap(ck)
+  if cond.never == "1" then return "no_op", false, false end
+  local total = FF.num(cond.total_matchers)
+  local matched = false
+  for i = 0, total - 1 do
+    local name = cond["matcher:" .. i .. ":name"] or ""
+    if cond["matcher:" .. i .. ":satisfied"] ~= "1" and (name == "" or name == sig.signal_name) then
+      C("HSET", ck, "matcher:" .. i .. ":satisfied", "1", "matcher:" .. i .. ":signal_id", sig.signal_id,
+        "updated_at", FF.s(now))
+      C("HINCRBY", ck, "satisfied_count", 1)
+      matched = true
+      break
+    end
+  end
+  if not matched then return "no_op", false, false end
+  local count = FF.num(C("HGET", ck, "satisfied_count"))
+  local mode = cond.match_mode
+  local need = FF.num(cond.minimum_signal_count, 1)
+  if mode == "all" then need = total end
+  if count >= need then return "resume_condition_satisfied", true, true end
+  return "appended_to_waitpoint", false, true
+end
+
+local function matcher_ok(node, sig)
+  if node.wild then return true end
+  return node.name == sig.signal_name
+end
+
+local function collect(node, wkey, out)
+  if node.k == "single" then
+    if node.key == wkey then out[#out + 1] = node end
+  elseif node.k == "count" then
+    for _, k in ipairs(node.wps or {}) do
+      if k == wkey then out[#out + 1] = node; break end
+    end
+  elseif node.k == "allof" then
+    for _, m in ipairs(node.members or {}) do collect(m, wkey, out) end
+  end
+end
+
+function FF.holds(B, e, node)
+  if node.k == "single" then
+    return C("SISMEMBER", K.ex(B, e, "susp:sat"), "leaf:" .. node.path) == 1
+  elseif node.k == "count" then
+    return FF.num(C("HGET", K.ex(B, e, "susp:cnt"), node.path)) >= FF.num(node.n)
+  elseif node.k == "allof" then
+    for _, m in ipairs(node.members or {}) do
+      if not FF.holds(B, e, m) then return false end
+    end
+    return true
+  end
+  return false
+end
+
+-- returns effect, satisfied, matched
+function FF.eval_composite(B, e, tree, wkey, w, sig)
+  local cands = {}
+  collect(tree, wkey, cands)
+  if #cands == 0 then return "signal_ignored_not_in_condition", false, false end
+  local accepted, fresh = false, false
+  for _, node in ipairs(cands) do
+    if matcher_ok(node, sig) then
+      accepted = true
+      local token
+      if node.k == "single" then
+        token = "leaf:" .. node.path
+      elseif node.ck == "DistinctWaitpoints" then
+        token = "c:" .. node.path .. ":wp:" .. w
+      elseif node.ck == "DistinctSignals" then
+        token = "c:" .. node.path .. ":sig:" .. sig.signal_id
+      else
+        token = "c:" .. node.path .. ":src:" .. FF.str(sig.source_type) .. ":" .. FF.str(sig.source_identity)
+      end
+      if C("SADD", K.ex(B, e, "susp:sat"), token) == 1 then
+        fresh = true
+        if node.k == "count" then C("HINCRBY", K.ex(B, e, "susp:cnt"), node.path, 1) end
+      end
+    end
+  end
+  if not accepted then return "signal_ignored_matcher_failed", false, false end
+  if not fresh then return "appended_to_waitpoint_duplicate", false, true end
+  C("SADD", K.ex(B, e, "susp:satsig"), sig.signal_id)
+  if FF.holds(B, e, tree) then return "resume_condition_satisfied", true, true end
+  return "appended_to_waitpoint", false, true
+end
+
+-- --- resume (T16 / T17) --------------------------------------------------------------------------
+function FF.resume_exec(B, e, c, now, delay_ms, detail, close_reason, closer)
+  local sk = K.ex(B, e, "susp")
+  local t = { "satisfied_at", FF.s(now) }
+  if closer ~= nil then
+    local sats = C("SMEMBERS", K.ex(B, e, "susp:satsig"))
+    table.sort(sats)
+    t[#t + 1] = "closer_signal_id"; t[#t + 1] = closer
+    t[#t + 1] = "all_satisfier_signals"; t[#t + 1] = FF.jarr(sats)
+  end
+  if C("EXISTS", sk) == 1 then C("HSET", sk, unpack(t)) end
+  FF.close_suspension(B, e, c, close_reason, close_reason == "resumed" and "resumed" or close_reason, now)
+  local extra = { "current_suspension_id", "", "current_waitpoint_id", "" }
+  if delay_ms > 0 then
+    local due = now + delay_ms
+    extra[#extra + 1] = "delay_until"; extra[#extra + 1] = FF.s(due)
+    FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_resume_delay", detail,
+      "none", "attempt_interrupted", now, extra)
+    C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(due), e)
+  else
+    FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none",
+      "attempt_interrupted", now, extra)
+    FF.make_eligible(B, e, c)
+  end
+end
+
+-- --- create_waitpoint (operations.md §5.2) ----------------------------------------------------------
+FF.fn.create_waitpoint = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  if c.lifecycle_phase ~= "active" then return FF.not_active(c) end
+  if c.ownership_state ~= "leased" then return FF.err("no_active_lease") end
+  if FF.str(a.attempt_index) ~= c.current_attempt_index then return FF.err("stale_lease") end
+  if a.lease_id ~= c.current_lease_id or FF.str(a.lease_epoch) ~= c.current_lease_epoch then
+    return FF.err("stale_lease")
+  end
+  local w = a.waitpoint_id
+  local st = C("HGET", K.wp(B, w), "state")
+  if st == "pending" or st == "active" then return FF.err("waitpoint_already_exists") end
+  local token, code = FF.H.mint(B, w, a.waitpoint_key, FF.s(now))
+  if token == nil then return FF.err(code) end
+  local expires = now + FF.num(a.expires_in_ms)
+  C("DEL", K.wpx(B, w, "cond"))
+  C("HSET", K.wp(B, w), "waitpoint_id", w, "execution_id", e, "attempt_index", c.current_attempt_index,
+    "suspension_id", "", "waitpoint_key", a.waitpoint_key, "waitpoint_token", token, "state", "pending",
+    "created_at", FF.s(now), "activated_at", "", "satisfied_at", "", "closed_at", "", "expires_at", FF.s(expires),
+    "close_reason", "", "signal_count", "0", "matched_signal_count", "0", "last_signal_at", "")
+  C("ZADD", K.idx(B, "pending_wp"), FF.s(expires), w)
+  C("SADD", K.ex(B, e, "wps"), w)
+  return FF.ok("OK", w, token)
+end
+
+-- --- suspend (operations.md §5.1) -------------------------------------------------------------------
+FF.fn.suspend = function(B, a, now)
+  local e = a.execution_id
+  local dedup = nil
+  if FF.str(a.idempotency_key) ~= "" then
+    dedup = K.ex(B, e, "sdedup:" .. a.idempotency_key)
+    local prior = FF.ttl_get(dedup, now)
+    if prior ~= nil then
+      local sep = string.find(prior, "\n", 1, true)
+      return FF.ok(string.sub(prior, 1, sep - 1), string.sub(prior, sep + 1))
+    end
+  end
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
+  if bad then return bad end
+  if FF.str(a.attempt_index) ~= c.current_attempt_index then return FF.err("invalid_lease_for_suspend") end
+  local sk = K.ex(B, e, "susp")
+  local prev = FF.hmap(sk)
+  if prev ~= nil and (prev.suspension_id or "") ~= "" and (prev.closed_at or "") == "" then
+    return FF.err("already_suspended")
+  end
+  local cond = a.cond
+  local composite = cond.kind == "composite"
+  local primary = a.primary
+  local extras = a.extras or {}
+  local pw = nil
+  -- every check before the first write
+  if a.use_pending then
+    if #extras > 0 then return FF.err("use_pending_with_extras_unsupported") end
+    pw = FF.hmap(K.wp(B, primary.waitpoint_id))
+    if pw == nil then return FF.err("waitpoint_not_found") end
+    if pw.state ~= "pending" then return FF.err("waitpoint_not_pending") end
+    if pw.execution_id ~= e or pw.attempt_index ~= c.current_attempt_index then
+      return FF.err("invalid_waitpoint_for_execution")
+    end
+    if FF.num(pw.expires_at) <= now then return FF.err("pending_waitpoint_expired") end
+    if (pw.waitpoint_token or "") == "" then return FF.err("waitpoint_not_token_bound") end
+  else
+    if not FF.H.ready(B) then return FF.err("hmac_secret_not_initialized") end
+    local all = { primary }
+    for _, x in ipairs(extras) do all[#all + 1] = x end
+    for _, x in ipairs(all) do
+      if (x.waitpoint_id or "") == "" or (x.waitpoint_key or "") == "" then
+        if x ~= primary then return FF.err("additional_waitpoint_binding_malformed") end
+      end
+      local st = C("HGET", K.wp(B, x.waitpoint_id), "state")
+      if st == "pending" or st == "active" then return FF.err("waitpoint_already_exists") end
+    end
+  end
+  local timeout_at = tonumber(a.timeout_at or "")
+  -- writes
+  if prev ~= nil then
+    if (prev.waitpoint_id or "") ~= "" then C("SADD", K.ex(B, e, "wps"), prev.waitpoint_id) end
+    C("DEL", sk)
+  end
+  C("DEL", K.ex(B, e, "susp:sat"), K.ex(B, e, "susp:satsig"), K.ex(B, e, "susp:cnt"))
+  local sid = a.suspension_id
+  local wp_id, wp_key, token
+  local details_extra = {}
+  local satisfied = false
+  if pw ~= nil then
+    wp_id, wp_key, token = primary.waitpoint_id, pw.waitpoint_key, pw.waitpoint_token
+    C("HSET", K.wp(B, wp_id), "suspension_id", sid, "state", "active", "activated_at", FF.s(now),
+      "expires_at", timeout_at and FF.s(timeout_at) or "")
+    C("ZREM", K.idx(B, "pending_wp"), wp_id)
+    if composite then FF.init_composite_condition(B, wp_id, now) else FF.init_single_condition(B, wp_id, cond, now) end
+    -- buffered signals are evaluated now, in arrival order
+    for _, entry in ipairs(C("XRANGE", K.wpx(B, wp_id, "signals"), "-", "+")) do
+      local fields = entry[2]
+      local sig_id = nil
+      for i = 1, #fields, 2 do if fields[i] == "signal_id" then sig_id = fields[i + 1] end end
+      local sig = sig_id and FF.hmap(K.sig(B, sig_id))
+      if sig ~= nil and not satisfied then
+        local effect, ok
+        if composite then
+          effect, ok = FF.eval_composite(B, e, cond.tree, wp_key, wp_id, sig)
+        else
+          effect, ok = FF.eval_single(B, wp_id, sig, now)
+        end
+        if ok then satisfied = true end
+      end
+    end
+  else
+    wp_id, wp_key = primary.waitpoint_id, primary.waitpoint_key
+    local t, code = FF.H.mint(B, wp_id, wp_key, FF.s(now))
+    if t == nil then return FF.err(code) end
+    token = t
+    C("DEL", K.wpx(B, wp_id, "signals"))
+    C("HSET", K.wp(B, wp_id), "waitpoint_id", wp_id, "execution_id", e, "attempt_index", c.current_attempt_index,
+      "suspension_id", sid, "waitpoint_key", wp_key, "waitpoint_token", token, "state", "active",
+      "created_at", FF.s(now), "activated_at", FF.s(now), "satisfied_at", "", "closed_at", "",
+      "expires_at", timeout_at and FF.s(timeout_at) or "", "close_reason", "", "signal_count", "0",
+      "matched_signal_count", "0", "last_signal_at", "")
+    if composite then FF.init_composite_condition(B, wp_id, now) else FF.init_single_condition(B, wp_id, cond, now) end
+    for _, x in ipairs(extras) do
+      local xt, xcode = FF.H.mint(B, x.waitpoint_id, x.waitpoint_key, FF.s(now))
+      if xt == nil then return FF.err(xcode) end
+      C("DEL", K.wpx(B, x.waitpoint_id, "signals"))
+      C("HSET", K.wp(B, x.waitpoint_id), "waitpoint_id", x.waitpoint_id, "execution_id", e,
+        "attempt_index", c.current_attempt_index, "suspension_id", sid, "waitpoint_key", x.waitpoint_key,
+        "waitpoint_token", xt, "state", "active", "created_at", FF.s(now), "activated_at", FF.s(now),
+        "satisfied_at", "", "closed_at", "", "expires_at", timeout_at and FF.s(timeout_at) or "", "close_reason", "",
+        "signal_count", "0", "matched_signal_count", "0", "last_signal_at", "")
+      FF.init_composite_condition(B, x.waitpoint_id, now)
+      C("SADD", K.ex(B, e, "wps"), x.waitpoint_id)
+      details_extra[#details_extra + 1] = { waitpoint_id = x.waitpoint_id, waitpoint_key = x.waitpoint_key, waitpoint_token = xt }
+    end
+  end
+  C("SADD", K.ex(B, e, "wps"), wp_id)
+  local details = cjson.encode({
+    suspension_id = sid, waitpoint_id = wp_id, waitpoint_key = wp_key, waitpoint_token = token,
+    additional = details_extra
+  })
+  local status = "SUSPENDED"
+  if satisfied then
+    -- T9': the buffered signals already satisfy the condition; the worker keeps its lease
+    status = "SATISFIED"
+    C("HSET", K.wp(B, wp_id), "satisfied_at", FF.s(now))
+    FF.close_waitpoint(B, wp_id, "resumed", now)
+    C("DEL", K.ex(B, e, "susp:sat"), K.ex(B, e, "susp:cnt"))
+  else
+    local tb = FF.str(a.timeout_behavior)
+    if tb == "" then tb = "fail" end
+    C("HSET", sk, "suspension_id", sid, "execution_id", e, "attempt_index", c.current_attempt_index,
+      "waitpoint_id", wp_id, "waitpoint_key", wp_key, "additional_waitpoints_json", FF.jarr(details_extra),
+      "reason_code", FF.str(a.reason_code), "requested_by", FF.str(a.requested_by), "created_at", FF.s(now),
+      "timeout_at", timeout_at and FF.s(timeout_at) or "", "timeout_behavior", tb,
+      "resume_condition_json", cjson.encode(cond), "resume_policy_json", FF.str(a.resume_policy_json),
+      "continuation_metadata_pointer", FF.str(a.continuation), "last_signal_at", "", "satisfied_at", "",
+      "closed_at", "", "close_reason", "", "composite", composite and "1" or "0")
+    FF.suspend_attempt(B, e, c, sid, now)
+    FF.drop_lease(B, e, c)
+    FF.state(B, e, c, "suspended", "unowned", "not_applicable", FF.blocking_for(FF.str(a.reason_code)),
+      "suspended: waitpoint " .. wp_id .. " awaiting " .. FF.str(a.reason_code), "none", "attempt_interrupted", now,
+      FF.with(FF.LEASE_CLEAR, { "current_suspension_id", sid, "current_waitpoint_id", wp_id }))
+    C("ZADD", K.lane(B, c.lane_id, "suspended"), FF.s(timeout_at or FF.NO_TIMEOUT), e)
+    if timeout_at then C("ZADD", K.idx(B, "susp_timeout"), FF.s(timeout_at), e) end
+  end
+  if dedup ~= nil then
+    FF.ttl_set(dedup, status .. "\n" .. details, math.max(1, FF.num(a.dedup_ttl_ms, 604800000)), now)
+  end
+  return FF.ok(status, details)
+end
+
+-- --- deliver_signal (operations.md §5.4, D-6) ----------------------------------------------------
+local function stamp_hmac_failure(B, e, now)
+  C("HSET", K.core(B, e), "last_hmac_validation_failed_at", FF.s(now))
+end
+
+local function record_signal(B, e, w, a, now, effect, payload)
+  local sig = a.signal_id
+  local created = tonumber(a.created_at or "") or now
+  C("HSET", K.sig(B, sig), "signal_id", sig, "target_execution_id", e, "target_waitpoint_id", w,
+    "target_scope", FF.str(a.target_scope), "signal_name", FF.str(a.signal_name),
+    "signal_category", FF.str(a.signal_category), "source_type", FF.str(a.source_type),
+    "source_identity", FF.str(a.source_identity), "correlation_id", FF.str(a.correlation_id),
+    "idempotency_key", FF.str(a.idempotency_key), "created_at", FF.s(created), "accepted_at", FF.s(now),
+    "matched_waitpoint_id", w, "payload_encoding", FF.str(a.payload_encoding), "observed_effect", effect)
+  if payload ~= nil and payload ~= "" then C("SET", K.sig(B, sig) .. ":payload", payload) end
+  local maxlen = FF.num(a.signal_maxlen, 1000)
+  if maxlen <= 0 then maxlen = 1000 end
+  C("XADD", K.wpx(B, w, "signals"), "MAXLEN", "~", maxlen, "*", "signal_id", sig,
+    "signal_name", FF.str(a.signal_name), "accepted_at", FF.s(now))
+  C("ZADD", K.ex(B, e, "sigs"), FF.s(now), sig)
+  return { signal_id = sig, signal_name = FF.str(a.signal_name), source_type = FF.str(a.source_type),
+    source_identity = FF.str(a.source_identity) }
+end
+
+-- limit then dedup (in that order); returns an error/duplicate reply or nil
+local function admit_signal(B, e, c, w, a, now)
+  local max = tonumber(a.max_signals or "")
+  if max == nil then max = tonumber(c.max_signals or "") end
+  if max == nil then max = 10000 end
+  if max > 0 and C("ZCARD", K.ex(B, e, "sigs")) >= max then return FF.err("signal_limit_exceeded") end
+  local key = FF.str(a.idempotency_key)
+  local ttl = FF.num(a.dedup_ttl_ms, 86400000)
+  if key ~= "" and ttl > 0 then
+    local dk = K.idx(B, "sigdedup:" .. w .. ":" .. key)
+    local first = FF.ttl_get(dk, now)
+    if first ~= nil then return FF.ok("DUPLICATE", first) end
+    FF.ttl_set(dk, a.signal_id, ttl, now)
+  end
+  return nil
+end
+
+FF.fn.deliver_signal = function(B, a, now, payload)
+  local e, w = a.execution_id, a.waitpoint_id
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return FF.err("execution_not_found") end
+  local wp = FF.hmap(K.wp(B, w))
+  if wp == nil or (wp.created_at or "") == "" or wp.execution_id ~= e then
+    stamp_hmac_failure(B, e, now)
+    return FF.err("invalid_token")
+  end
+  local code = FF.H.validate(B, a.token, w, wp.waitpoint_key, wp.created_at, now)
+  if code ~= nil then
+    stamp_hmac_failure(B, e, now)
+    return FF.err(code)
+  end
+  if c.lifecycle_phase == "terminal" then return FF.err("target_not_signalable") end
+  local never_bound = (wp.suspension_id or "") == ""
+  if c.lifecycle_phase ~= "suspended" or wp.state == "pending" then
+    if wp.state == "pending" or (wp.state == "closed" and never_bound) then
+      -- D-6: buffered until suspend activates the waitpoint; a pending waitpoint closed or past
+      -- its expiry takes nothing more
+      if wp.state == "closed" or (FF.num(wp.expires_at) > 0 and FF.num(wp.expires_at) <= now) then
+        return FF.err("waitpoint_closed")
+      end
+      local r = admit_signal(B, e, c, w, a, now)
+      if r ~= nil then return r end
+      record_signal(B, e, w, a, now, "buffered_for_pending_waitpoint", payload)
+      C("HINCRBY", K.wp(B, w), "signal_count", 1)
+      C("HSET", K.wp(B, w), "last_signal_at", FF.s(now))
+      return FF.ok("OK", a.signal_id, "buffered_for_pending_waitpoint")
+    end
+    if wp.state ~= "active" then return FF.err("target_not_signalable") end
+  end
+  local ck = K.wpx(B, w, "cond")
+  local closed = C("HGET", ck, "closed")
+  if closed == false then return FF.err("waitpoint_not_found") end
+  if closed == "1" or wp.state == "closed" then return FF.err("waitpoint_closed") end
+  local r = admit_signal(B, e, c, w, a, now)
+  if r ~= nil then return r end
+  local sig = record_signal(B, e, w, a, now, "", payload)
+  local effect, satisfied, matched
+  local s = FF.hmap(K.ex(B, e, "susp"))
+  local current = s ~= nil and s.suspension_id == wp.suspension_id and (s.closed_at or "") == ""
+  if C("HGET", ck, "composite") == "1" then
+    local tree = nil
+    if current then
+      local rc = FF.decode(s.resume_condition_json)
+      if rc ~= nil then tree = rc.tree end
+    end
+    if tree == nil then
+      effect, satisfied, matched = "signal_ignored_not_in_condition", false, false
+    else
+      effect, satisfied, matched = FF.eval_composite(B, e, tree, wp.waitpoint_key, w, sig)
+    end
+  else
+    effect, satisfied, matched = FF.eval_single(B, w, sig, now)
+  end
+  if satisfied then
+    C("HSET", K.wp(B, w), "satisfied_at", FF.s(now))
+    if current and c.lifecycle_phase == "suspended" then
+      local delay = FF.num(a.resume_delay_ms)
+      FF.resume_exec(B, e, c, now, delay, "resume delay " .. FF.s(delay) .. "ms after signal " .. FF.str(a.signal_name),
+        "resumed", a.signal_id)
+    else
+      FF.close_waitpoint(B, w, "resumed", now)
+    end
+  end
+  C("HSET", K.sig(B, a.signal_id), "observed_effect", effect)
+  C("HINCRBY", K.wp(B, w), "signal_count", 1)
+  if matched then C("HINCRBY", K.wp(B, w), "matched_signal_count", 1) end
+  C("HSET", K.wp(B, w), "last_signal_at", FF.s(now))
+  if s ~= nil and current then C("HSET", K.ex(B, e, "susp"), "last_signal_at", FF.s(now)) end
+  return FF.ok("OK", a.signal_id, effect)
+end
+
+-- --- suspension timeouts (T16 / T18 / T19) ---------------------------------------------------------
+function FF.expire_suspension(B, e, now)
+  local c = FF.hmap(K.core(B, e))
+  if c == nil or c.lifecycle_phase ~= "suspended" then
+    C("ZREM", K.idx(B, "susp_timeout"), e)
+    return false
+  end
+  local sk = K.ex(B, e, "susp")
+  local s = FF.hmap(sk)
+  if s == nil or (s.closed_at or "") ~= "" then
+    C("ZREM", K.idx(B, "susp_timeout"), e)
+    return false
+  end
+  local at = tonumber(s.timeout_at or "")
+  if at == nil then
+    C("ZREM", K.idx(B, "susp_timeout"), e)
+    return false
+  end
+  if at > now then
+    C("ZADD", K.idx(B, "susp_timeout"), FF.s(at), e)
+    return false
+  end
+  local b = s.timeout_behavior
+  if b == "auto_resume" or b == "auto_resume_with_timeout_signal" then
+    FF.resume_exec(B, e, c, now, 0, "", "timed_out_auto_resume", nil)
+  elseif b == "escalate" then
+    C("HSET", sk, "reason_code", "waiting_for_operator_review", "timeout_at", "", "timeout_behavior", "")
+    C("ZREM", K.idx(B, "susp_timeout"), e)
+    FF.state(B, e, c, "suspended", "unowned", "not_applicable", "paused_by_operator",
+      "suspension escalated: timeout at " .. FF.s(at), "none", c.attempt_state, now)
+  else
+    local outcome, astate = "failed", "ended_failure"
+    if b == "cancel" then outcome = "cancelled"; astate = "ended_cancelled"
+    elseif b == "expire" then outcome = "expired" end
+    if b ~= "cancel" and b ~= "expire" then b = "fail" end
+    FF.end_attempt(B, e, c, astate, "suspension_timeout:" .. b, nil, "suspension_timeout", now)
+    FF.close_suspension(B, e, c, "timed_out_" .. b, "timed_out_" .. b, now)
+    local extra = { "failure_reason", "suspension_timeout:" .. b }
+    if outcome == "cancelled" then
+      extra[#extra + 1] = "cancellation_reason"; extra[#extra + 1] = "suspension_timeout"
+      extra[#extra + 1] = "cancelled_by"; extra[#extra + 1] = "system_timeout"
+    end
+    FF.to_terminal(B, e, c, outcome, now, extra)
+  end
+  return true
+end

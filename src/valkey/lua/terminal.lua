@@ -1,0 +1,123 @@
+-- ===========================================================================
+-- terminal.lua: terminal transitions, suspension closing, and the hook that
+-- resolves a flow member's dependents inside the same call (README P4).
+-- ===========================================================================
+
+-- Closes the open suspension of `e` (and its waitpoints and conditions).
+function FF.close_suspension(B, e, c, close_reason, wp_reason, now)
+  local sk = K.ex(B, e, "susp")
+  local s = FF.hmap(sk)
+  C("ZREM", K.idx(B, "susp_timeout"), e)
+  C("ZREM", K.lane(B, c.lane_id, "suspended"), e)
+  if s == nil then return end
+  if (s.closed_at or "") == "" then
+    C("HSET", sk, "closed_at", FF.s(now), "close_reason", close_reason)
+  end
+  local ids = { s.waitpoint_id }
+  local extra = FF.decode(s.additional_waitpoints_json)
+  if extra then
+    for _, x in ipairs(extra) do ids[#ids + 1] = x.waitpoint_id end
+  end
+  for _, w in ipairs(ids) do
+    if w ~= nil and w ~= "" then FF.close_waitpoint(B, w, wp_reason, now) end
+  end
+  C("DEL", K.ex(B, e, "susp:sat"), K.ex(B, e, "susp:satsig"), K.ex(B, e, "susp:cnt"))
+end
+
+function FF.close_waitpoint(B, w, reason, now)
+  local wk = K.wp(B, w)
+  local st = C("HGET", wk, "state")
+  if st ~= false and st ~= "closed" then
+    C("HSET", wk, "state", "closed", "closed_at", FF.s(now), "close_reason", reason)
+    C("ZREM", K.idx(B, "pending_wp"), w)
+  end
+  local ck = K.wpx(B, w, "cond")
+  if C("EXISTS", ck) == 1 then
+    C("HSET", ck, "closed", "1", "closed_at", FF.s(now), "closed_reason", reason)
+  end
+end
+
+-- Moves `e` to terminal `outcome`. `opts.astate` overrides the attempt state;
+-- `opts.no_resolve` skips dependency resolution (flow cascade cancels).
+function FF.to_terminal(B, e, c, outcome, now, extra, opts)
+  opts = opts or {}
+  FF.unindex(B, e, c)
+  C("DEL", K.ex(B, e, "lease"))
+  local astate = opts.astate
+  if astate == nil then
+    if FF.num(c.total_attempt_count) > 0 then astate = "attempt_terminal" else astate = c.attempt_state end
+  end
+  local t = FF.with(FF.LEASE_CLEAR, { "completed_at", FF.s(now), "current_suspension_id", "", "current_waitpoint_id", "" })
+  if extra then for i = 1, #extra do t[#t + 1] = extra[i] end end
+  FF.state(B, e, c, "terminal", "unowned", "not_applicable", "none", "", outcome, astate, now, t)
+  C("ZREM", K.idx(B, "deadline"), e)
+  C("ZADD", K.lane(B, c.lane_id, "terminal"), FF.s(now), e)
+  FF.on_terminal(B, e, c, outcome, now, opts)
+end
+
+function FF.on_terminal(B, e, c, outcome, now, opts)
+  local fid = c.flow_id or ""
+  if fid == "" then return end
+  FF.flow_member_terminal(B, fid, e, outcome, now)
+  if not (opts and opts.no_resolve) then
+    FF.queue[#FF.queue + 1] = { e, outcome, fid }
+  end
+end
+
+-- Resolves queued dependents; beyond the work limit the rest goes to the
+-- partition's dep_pending index for the reconcileDependencies pass.
+function FF.drain(B, now)
+  while #FF.queue > 0 do
+    local item = table.remove(FF.queue, 1)
+    if FF.work >= FF.WORK_LIMIT then
+      C("ZADD", K.idx(B, "dep_pending"), FF.s(now), item[1])
+    else
+      FF.resolve_outgoing(B, item[3], item[1], item[2], now)
+    end
+  end
+end
+
+-- Cancels `e` (T8) from any non-terminal phase. The caller has checked the lease.
+function FF.cancel_exec(B, e, c, reason, source, cancelled_by, now, opts)
+  local phase = c.lifecycle_phase
+  if phase == "active" then
+    FF.end_attempt(B, e, c, "ended_cancelled", "cancelled: " .. reason, nil, "attempt_cancelled", now)
+  elseif phase == "suspended" then
+    FF.end_attempt(B, e, c, "ended_cancelled", "cancelled: " .. reason, nil, "attempt_cancelled", now)
+    FF.close_suspension(B, e, c, "cancelled", "cancelled", now)
+  elseif c.attempt_state == "attempt_interrupted" then
+    FF.end_attempt(B, e, c, "ended_cancelled", "cancelled: " .. reason, nil, "attempt_cancelled", now)
+  end
+  FF.to_terminal(B, e, c, "cancelled", now, { "cancellation_reason", reason, "cancelled_by", cancelled_by }, opts)
+end
+
+-- T15: attempt timeout or execution deadline.
+function FF.expire_exec(B, e, c, reason, now)
+  local phase = c.lifecycle_phase
+  if phase == "active" or c.attempt_state == "attempt_interrupted" then
+    FF.end_attempt(B, e, c, "ended_failure", reason, nil, "expired", now)
+  end
+  if phase == "suspended" then
+    FF.end_attempt(B, e, c, "ended_failure", reason, nil, "expired", now)
+    FF.close_suspension(B, e, c, "expired:" .. reason, "expired", now)
+  end
+  FF.to_terminal(B, e, c, "expired", now, { "failure_reason", reason })
+end
+
+-- T23: a required dependency can never be satisfied.
+function FF.skip_exec(B, e, c, now)
+  if c.lifecycle_phase == "terminal" then return end
+  local phase = c.lifecycle_phase
+  if phase == "active" or phase == "suspended" or c.attempt_state == "attempt_interrupted" then
+    FF.end_attempt(B, e, c, "ended_cancelled", "dependency_impossible", nil, "dependency_impossible", now)
+  end
+  if phase == "suspended" then FF.close_suspension(B, e, c, "skipped", "skipped", now) end
+  local astate = "none"
+  if FF.num(c.total_attempt_count) > 0 then astate = "attempt_terminal" end
+  FF.to_terminal(B, e, c, "skipped", now, { "failure_reason", "dependency_impossible" }, { astate = astate })
+end
+
+-- Terminal failure (fail without retry, reclaim cap).
+function FF.fail_terminal(B, e, c, reason, now)
+  FF.to_terminal(B, e, c, "failed", now, { "failure_reason", reason })
+end

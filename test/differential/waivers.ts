@@ -1,0 +1,427 @@
+/**
+ * Divergences the differential tests found and reported (see the report of the differential-test
+ * task). A waiver lets a check tolerate one known difference so that it can look for further ones;
+ * every use is counted and printed, and `FLOWFABRIC_DIFF_STRICT=1` turns all of them off.
+ * Remove a waiver when the backend (or the memory reference) is fixed.
+ */
+import type { Command, Difference, Waiver } from "./harness.js"
+
+// --- repro builders (commands refer to earlier results by index, 0 = the most recent) ---------------
+const create = (o: Partial<Extract<Command, { _tag: "CreateExecution" }>> = {}): Command => ({
+  _tag: "CreateExecution",
+  lane: 0,
+  priority: 0,
+  caps: [],
+  join: true,
+  ...o
+})
+const claim = (o: Partial<Extract<Command, { _tag: "Claim" }>> = {}): Command => ({
+  _tag: "Claim",
+  lane: 0,
+  caps: [],
+  ttlMs: 1000,
+  worker: 0,
+  ...o
+})
+const createFlow: Command = { _tag: "CreateFlow" }
+const advance = (ms: number): Command => ({ _tag: "Advance", ms })
+/** Stages edge `0 → 0` (a self edge, rejected) without applying it. */
+const stageSelfEdge: Command = {
+  _tag: "StageEdge",
+  flow: 0,
+  upstream: 0,
+  downstream: 0,
+  revision: "current",
+  apply: false,
+  dataPassing: false
+}
+
+const endsWith = (d: Difference, suffix: string): boolean => d.path.endsWith(suffix)
+
+/**
+ * `describeExecution.blockingReason` when the stored reason is `none` (active, terminal, …):
+ * memory omits the field, the server backends return `"none"`. operations.md §6.1 only reads
+ * *empty strings* as absent, and model.md §3.4 lists `none` as a stored value, so `"none"` is
+ * right by the letter of the spec; the memory engine (engine.ts `describeExecution`) drops it.
+ */
+export const blockingReasonNone: Waiver = {
+  repro: [create(), claim()],
+  id: "describe-blocking-reason-none",
+  description: "describeExecution.blockingReason: memory omits \"none\", server returns it (operations.md §6.1)",
+  matches: (d) => endsWith(d, ".describe.ok.Some.blockingReason") && d.reference === "<absent>" && d.candidate === "none"
+}
+
+const isErr = (v: Difference["candidate"], tag: string, kind?: string): boolean =>
+  typeof v === "object" && v !== null && !Array.isArray(v) && (v as { _tag?: unknown })["_tag"] === tag &&
+  (kind === undefined || (v as { kind?: unknown })["kind"] === kind)
+
+/**
+ * `applyDependencyToChild` whose endpoints are not on the flow's partition (a downstream that is
+ * not a flow member): memory applies it (`Applied`, the child is blocked by dependencies), the
+ * Valkey layer rejects it with `Validation(InvalidInput)` "the upstream and downstream executions
+ * must live on the flow's partition". operations.md §8.5 lists no such check ("the edge's existence
+ * in the flow is not verified"; only NotFound / ExecutionAlreadyInFlow / AlreadyApplied), and the
+ * partition check also comes before `Conflict(ExecutionAlreadyInFlow)` for a child of another flow.
+ */
+export const applyOffPartition: Waiver = {
+  repro: [createFlow, create(), stageSelfEdge, { _tag: "ApplyEdge", edge: 0 }],
+  id: "apply-dependency-off-partition",
+  description: "applyDependencyToChild off the flow's partition: memory Applied, valkey Validation(InvalidInput) (operations.md §8.5)",
+  effect: "endRun",
+  matches: (d, step) =>
+    /^result(\.apply)?\.err(\.|$)/.test(d.path) &&
+    (isErr(d.candidate, "Validation", "InvalidInput") || d.candidate === "Validation" || d.candidate === "InvalidInput") &&
+    step.notes.some((n) => n.includes("must live on the flow's partition"))
+}
+
+/**
+ * `attempt_state` after cancelling a `runnable` execution: memory always writes `none`; the server
+ * follows valkey.md (cancel, `ff_cancel_execution`): "attempt state `attempt_terminal` when an
+ * attempt exists, else unchanged" — `attempt_terminal` after a retry-scheduled or delayed attempt,
+ * `pending_first_attempt` when no attempt ever ran. The server is right.
+ */
+export const cancelRunnableAttemptState: Waiver = {
+  repro: [create(), { _tag: "CancelExecution", execution: 0 }],
+  id: "cancel-runnable-attempt-state",
+  description: "cancel of a runnable execution: memory attempt_state none, server attempt_terminal / unchanged (valkey.md ff_cancel_execution)",
+  matches: (d) =>
+    endsWith(d, ".stateVector.attemptState") && d.reference === "none" &&
+    (d.candidate === "pending_first_attempt" || d.candidate === "attempt_terminal" ||
+      d.candidate === "pending_retry_attempt" || d.candidate === "pending_replay_attempt")
+}
+
+const strings = (v: Difference["candidate"]): ReadonlyArray<string> | undefined =>
+  Array.isArray(v) && v.every((x) => typeof x === "string") ? (v as ReadonlyArray<string>) : undefined
+
+/**
+ * The lane registry after a `createExecution` that returned `Duplicate` for a lane never used
+ * before: memory registers a lane only when an execution is created on it, the Valkey layer
+ * registers it before looking at the outcome (core.ts `createExecution`). The spec only describes
+ * boot seeding (operations.md §7.3, valkey.md §2 `ff:idx:lanes`); memory (the reference) writes
+ * nothing on a duplicate (operations.md §8.1).
+ */
+export const laneOnDuplicate: Waiver = {
+  repro: [create(), create({ lane: 1, duplicateOf: 0 })],
+  id: "lane-registered-on-duplicate-create",
+  description: "listLanes: valkey registers the lane of a Duplicate createExecution, memory does not",
+  matches: (d) => {
+    if (!d.path.endsWith("listLanes.ok.lanes")) return false
+    const ref = strings(d.reference)
+    const cand = strings(d.candidate)
+    return ref !== undefined && cand !== undefined && ref.every((l) => cand.includes(l))
+  }
+}
+
+/**
+ * Which edge groups `describeFlow` lists: memory lists the groups of members with *applied*
+ * dependencies (a group record with n > 0), the Valkey layer the members with *staged* inbound
+ * edges (operations.md §6.2: "one per member with inbound edges"). They differ when an edge is
+ * applied but was never staged (§8.5 does not verify it; memory lists the group, valkey not), and
+ * when an edge is staged but not applied yet after `setEdgeGroupPolicy` (valkey lists the group with
+ * `totalDeps: 0`, memory not). Masked when one listing is a subset of the other.
+ */
+export const edgeGroupListing: Waiver = {
+  id: "edge-group-listing",
+  description: "describeFlow.edgeGroups: memory lists applied groups, valkey members with staged inbound edges (operations.md §6.2)",
+  // staged, not applied; the other direction: [createFlow, create({ flow: 0 }), stageSelfEdge, { _tag: "ApplyEdge", edge: 0 }]
+  repro: [
+    createFlow,
+    create({ flow: 0 }),
+    create({ flow: 0 }),
+    { _tag: "SetEdgeGroupPolicy", flow: 0, downstream: 1, policy: { _tag: "any_of", onSatisfied: "cancel_remaining" } },
+    { _tag: "StageEdge", flow: 0, upstream: 0, downstream: 1, revision: "current", apply: false, dataPassing: false }
+  ],
+  matches: (d) => {
+    if (!d.path.endsWith(".edgeGroups") || !Array.isArray(d.reference) || !Array.isArray(d.candidate)) return false
+    const ref = (d.reference as ReadonlyArray<unknown>).map((x) => JSON.stringify(x))
+    const cand = (d.candidate as ReadonlyArray<unknown>).map((x) => JSON.stringify(x))
+    return cand.every((x) => ref.includes(x)) || ref.every((x) => cand.includes(x))
+  }
+}
+
+/**
+ * `getBudgetStatus` of a budget created with a 0 (unlimited) limit: memory leaves the dimension
+ * out of `hardLimits` / `softLimits`, the server reports `0`. operations.md §10.2 writes the
+ * per-dimension limits as given and §10.5 splits the stored `hard:` / `soft:` fields into the two
+ * maps; 0 means unlimited (model.md §13.2 rule 5) but is still a stored limit.
+ */
+export const zeroBudgetLimit: Waiver = {
+  repro: [{ _tag: "CreateBudget", dimensions: ["tokens"], hard: 0, soft: 0, resetIntervalMs: 0 }],
+  id: "budget-status-zero-limit",
+  description: "getBudgetStatus: memory omits 0 (unlimited) limits, server reports 0 (operations.md §10.2/§10.5)",
+  matches: (d) => /\.(hard|soft)Limits\.[^.]+$/.test(d.path) && d.reference === "<absent>" && d.candidate === 0
+}
+
+const relTime = (v: Difference["candidate"]): number | undefined =>
+  typeof v === "string" && /^T[+-]\d+$/.test(v) ? Number(v.slice(1)) : undefined
+
+/**
+ * `appendFrame` bumps the execution's `last_mutation_at` in memory; the Valkey layer leaves the
+ * execution record alone. operations.md §4.4 lists only stream-metadata effects (`frame_count`,
+ * `total_bytes`, `last_sequence`, `last_frame_at`), so the server follows the spec. Masked while
+ * memory's `lastMutationAt` is later than the server's (it stays so until the next mutation).
+ */
+export const appendFrameMutationTime: Waiver = {
+  repro: [create(), claim(), advance(1), { _tag: "AppendFrame", handle: 0, kind: "stdout", text: "hello", mode: "durable" }],
+  id: "append-frame-last-mutation-at",
+  description: "describeExecution.lastMutationAt: memory bumps it on appendFrame, server does not (operations.md §4.4)",
+  matches: (d) => {
+    if (!d.path.endsWith(".describe.ok.Some.lastMutationAt")) return false
+    const a = relTime(d.reference)
+    const b = relTime(d.candidate)
+    return a !== undefined && b !== undefined && a > b
+  }
+}
+
+/**
+ * A flow whose members are all terminal: memory writes `public_flow_state = completed` / `failed`,
+ * the server leaves `open`. model.md §9.1: "This port SHOULD also keep the authoritative record's
+ * completed/failed current when its members' terminal operations make the flow finished" — memory
+ * implements it. Later flow operations then differ (a finished flow is closed), so the run ends.
+ */
+export const flowFinishedState: Waiver = {
+  repro: [createFlow, create({ flow: 0 }), claim(), { _tag: "Complete", handle: 0, payload: "out" }],
+  id: "flow-finished-state",
+  description: "publicFlowState: memory completed/failed when all members are terminal, server open (model.md §9.1 SHOULD)",
+  effect: "endRun",
+  matches: (d) =>
+    (d.path.endsWith(".publicFlowState") && (d.reference === "completed" || d.reference === "failed") &&
+      d.candidate === "open") ||
+    (d.path.endsWith(".status") && (d.reference === "Completed" || d.reference === "Failed") && d.candidate === "Active")
+}
+
+/**
+ * A signal without `resumeDelayMs` satisfying a suspension whose `resumePolicy.resumeDelayMs` is
+ * set: memory resumes to `delayed` (`args.resumeDelayMs ?? resumePolicy.resumeDelayMs`), the
+ * Valkey layer to `waiting`. valkey.md (suspend, `resume_policy_json`): the policy is "stored but
+ * not interpreted by Lua; the resume delay actually applied is the ARGV of deliver/resume"
+ * (operations.md §5.4 / model.md T17 speak of the signal's `resumeDelayMs`). The run ends: later
+ * claims differ.
+ */
+export const resumePolicyDelay: Waiver = {
+  repro: [
+    create(),
+    claim(),
+    { _tag: "Suspend", handle: 0, binding: "fresh", matcher: "go", resumeDelayMs: 100 },
+    { _tag: "DeliverSignal", waitpoint: 0, token: "good", name: "go" }
+  ],
+  id: "resume-policy-delay",
+  description: "deliverSignal: memory applies the suspension's resumePolicy.resumeDelayMs, valkey only the signal's (valkey.md suspend)",
+  effect: "endRun",
+  matches: (d, step) =>
+    step.label.startsWith("DeliverSignal") && d.reference === "waiting_for_resume_delay" &&
+    d.candidate === "waiting_for_worker"
+}
+
+type JsonValue = Difference["candidate"]
+
+const isRecord = (v: JsonValue): v is { readonly [key: string]: JsonValue } =>
+  typeof v === "object" && v !== null && !Array.isArray(v)
+
+/** `v[k0][k1]…`, or `null` when a step of the path is missing. */
+const field = (v: JsonValue, ...path: ReadonlyArray<string>): JsonValue => {
+  let cur: JsonValue = v
+  for (const k of path) {
+    if (!isRecord(cur)) return null
+    cur = cur[k] ?? null
+  }
+  return cur
+}
+
+const someHandle = (v: Difference["candidate"]): { readonly attemptIndex?: unknown } | undefined =>
+  typeof v === "object" && v !== null && !Array.isArray(v) && "Some" in v ?
+    (v as { readonly Some: { readonly attemptIndex?: unknown } }).Some :
+    undefined
+
+/**
+ * A `claim` after a lease ran out but before any `expireLeases` pass marked it: the Valkey
+ * `claim` first marks due leases of the partition (`FF.expire_due_leases` in execution.lua) and
+ * then reclaims the older execution (new attempt, epoch + 1); memory's `claim` only takes
+ * candidates already marked `lease_expired_reclaimable` (README P3: "the lease-expiry pass marks
+ * expired leases, and claim takes lease_expired_reclaimable / lease_revoked candidates") and
+ * leases the next eligible execution. The inline marking also reaches other executions of the
+ * partition (a claim on any lane), and one past its reclaim cap turns terminal `failed`
+ * (`max_reclaims_exceeded`) on the server while memory still shows it leased. Unspecified beyond
+ * P3; memory is the reference. The run ends.
+ */
+export const claimMarksExpiredLeases: Waiver = {
+  repro: [create(), claim(), create(), advance(30_000), claim()],
+  id: "claim-marks-expired-leases",
+  description: "claim: valkey marks due leases and reclaims them inline, memory waits for expireLeases (README P3)",
+  effect: "endRun",
+  matches: (d, step) => {
+    // a claim (on any lane) marked another execution of the partition whose lease ran out
+    if (d.path.endsWith(".stateVector.ownershipState")) {
+      return d.reference === "leased" && d.candidate === "lease_expired_reclaimable"
+    }
+    // … or reclaimed it past its reclaim cap (terminal `max_reclaims_exceeded`): memory still shows
+    // a lease that expired before the server's last change of the execution
+    const lease = /^reads\.(execution [^.]+)\.describe\.ok\.Some\.currentLease$/.exec(d.path)
+    if (lease !== null && d.candidate === "<absent>" && isRecord(d.reference)) {
+      const expiresAt = relTime(d.reference["expiresAt"] ?? null)
+      const changedAt = relTime(field(step.reads, lease[1]!, "describe", "ok", "Some", "lastMutationAt"))
+      return expiresAt !== undefined && changedAt !== undefined && expiresAt <= changedAt
+    }
+    if (!step.label.startsWith("Claim") || !d.path.startsWith("result.ok")) return false
+    const r = step.result
+    const ok = typeof r === "object" && r !== null && !Array.isArray(r) && "ok" in r ? r["ok"] : undefined
+    const h = someHandle(ok ?? null)
+    return h !== undefined && typeof h.attemptIndex === "number" && h.attemptIndex > 0
+  }
+}
+
+/**
+ * Claim order with capability filtering: the Valkey `claim` does not always take the best
+ * *capable* candidate. (1) Across partitions it visits the lane's hinted partitions best head first
+ * and takes the first capable candidate inside that partition, even when another partition holds a
+ * capable candidate with a better score. (2) Inside a partition its first phase looks only at the
+ * head of the eligible index and the head of the reclaim index: when the reclaim head needs a
+ * capability the worker lacks, the eligible head is taken although a capable reclaimable
+ * execution with a better score sits second in the reclaim index. Memory takes the globally best
+ * capable candidate (model.md §8.3 priority then FIFO; ValkeyBackend.ts: "the order is the global
+ * priority-then-FIFO order of the memory engine"). This waiver hides every claim where the server
+ * leases another execution's first attempt, so keep it only while the bug is open. The run ends.
+ */
+export const claimOrderWithCapabilities: Waiver = {
+  // (1) across partitions; (2) is [create({ caps: ["ssd"] }), create(), claim({ caps: ["gpu", "ssd"] }),
+  // claim(), advance(60_000), { _tag: "Pass", pass: "expireLeases" }, create(), claim()]
+  repro: [create(), createFlow, create({ priority: 1, caps: ["gpu"], flow: 0 }), create({ flow: 0 }), claim()],
+  id: "claim-order-with-capabilities",
+  description: "claim: valkey does not always take the best capable candidate (hinted partition / index heads only) (model.md §8.3)",
+  effect: "endRun",
+  matches: (d, step) => {
+    if (!step.label.startsWith("Claim") || d.path !== "result.ok.Some.executionId") return false
+    // a reclaim by the candidate (attempt index > 0) is `claim-marks-expired-leases`
+    const r = step.result
+    const ok = typeof r === "object" && r !== null && !Array.isArray(r) && "ok" in r ? r["ok"] : undefined
+    return someHandle(ok ?? null)?.attemptIndex === 0
+  }
+}
+
+/**
+ * `createWaitpoint` with a handle whose lease ran out (not yet marked), or is otherwise stale by
+ * lease id / epoch: memory runs the full lease ladder (`State(LeaseExpired)` / `StaleLease`), the
+ * Valkey layer only the canonical checks (phase, ownership `leased`, attempt index) and creates the
+ * waitpoint. operations.md §5.2 allows both ("Upstream does not compare lease id / epoch or expiry
+ * here; a TS backend MAY run the full ladder (stricter)") — but the layers must agree (README P2).
+ * The run ends (a pending waitpoint exists on one side only).
+ */
+export const createWaitpointLadder: Waiver = {
+  repro: [create(), claim(), create(), advance(999), { _tag: "CreateWaitpoint", handle: 0, expiresInMs: 100 }],
+  id: "create-waitpoint-lease-ladder",
+  description: "createWaitpoint on an expired lease: memory LeaseExpired (full ladder), valkey creates it (operations.md §5.2 allows both)",
+  effect: "endRun",
+  matches: (d, step) =>
+    step.label.startsWith("CreateWaitpoint") && d.path === "result.err" &&
+    typeof d.reference === "object" && d.reference !== null && !Array.isArray(d.reference) &&
+    ((d.reference as { kind?: unknown })["kind"] === "LeaseExpired" ||
+      (d.reference as { kind?: unknown })["kind"] === "StaleLease")
+}
+
+/**
+ * `listSuspended.suspendedAtMs` after a suspension timed out with `escalate` (it stays suspended,
+ * its timeout removed): memory reports the no-timeout score 9 999 999 999 999, the Valkey layer the
+ * old timeout. valkey.md (`ff_expire_suspension`, escalate): "`ZREM suspension_timeout` (the lane
+ * suspended score is left as is)"; operations.md §7.4: `suspendedAtMs` is "the suspended-index score —
+ * the suspension's `timeout_at`, or 9 999 999 999 999 when there is no timeout". The two texts
+ * disagree once the timeout is removed; to be decided.
+ */
+export const escalateSuspendedScore: Waiver = {
+  id: "escalate-suspended-score",
+  description: "listSuspended.suspendedAtMs after an escalate timeout: memory 9999999999999, valkey the old timeout (valkey.md vs operations.md §7.4)",
+  repro: [
+    create(),
+    claim(),
+    { _tag: "Suspend", handle: 0, binding: "fresh", matcher: "go", timeoutMs: 100, timeoutBehavior: "escalate" },
+    { _tag: "Settle", ms: 1000 }
+  ],
+  matches: (d) => d.path.endsWith(".suspendedAtMs") && d.reference === 9_999_999_999_999 && relTime(d.candidate) !== undefined
+}
+
+export const valkeyWaivers: ReadonlyArray<Waiver> = [
+  escalateSuspendedScore,
+  createWaitpointLadder,
+  claimOrderWithCapabilities,
+  claimMarksExpiredLeases,
+  resumePolicyDelay,
+  flowFinishedState,
+  appendFrameMutationTime,
+  zeroBudgetLimit,
+  edgeGroupListing,
+  blockingReasonNone,
+  applyOffPartition,
+  cancelRunnableAttemptState,
+  laneOnDuplicate
+]
+
+/**
+ * An idempotency key sent with a `createExecution` that was a `Duplicate` by execution id: the
+ * Postgres layer remembers the key for the existing execution, so a later create of a *new* id with
+ * that key is `Duplicate{first id}`; memory remembers keys only for executions it created and
+ * creates the new one. operations.md §8.1: the key is "remembered for 24 h" among the effects of a
+ * creation (T1/T2); a duplicate writes nothing. Memory is right. The run ends.
+ */
+export const idempotencyKeyOnDuplicate: Waiver = {
+  repro: [create(), create({ duplicateOf: 0, idempotencyKey: "idem-2" }), create({ idempotencyKey: "idem-2" })],
+  id: "idempotency-key-remembered-on-duplicate",
+  description: "createExecution: postgres remembers the idempotency key of a Duplicate-by-id create (operations.md §8.1)",
+  effect: "endRun",
+  matches: (d, step) =>
+    step.label.startsWith("CreateExecution") && step.label.includes("idempotencyKey") &&
+    d.path.endsWith("ok._tag") && d.reference === "Created" && d.candidate === "Duplicate"
+}
+
+/**
+ * `replayExecution` of the member of a finished (`completed`) flow: the Postgres layer bumps the
+ * flow's `last_mutation_at`, memory leaves the flow record alone (operations.md §8.9 lists no flow
+ * effect). Both keep `publicFlowState = completed` although the member is runnable again — a gap
+ * of model.md §9.1 worth a decision. Masked while the server's time is later.
+ */
+export const replayFlowMutationTime: Waiver = {
+  repro: [createFlow, create({ flow: 0 }), claim(), { _tag: "Complete", handle: 0 }, advance(5), { _tag: "ReplayExecution", execution: 0 }],
+  id: "replay-bumps-flow-last-mutation-at",
+  description: "describeFlow.lastMutationAt: postgres bumps it when a member is replayed (operations.md §8.9)",
+  matches: (d) => {
+    if (!/^reads\.flow [^.]+\.(describe\.)?ok\.Some\.lastMutationAt$/.test(d.path)) return false
+    const a = relTime(d.reference)
+    const b = relTime(d.candidate)
+    return a !== undefined && b !== undefined && b > a
+  }
+}
+
+/**
+ * `reconcileDependencies` and a dependency applied for an edge that was never staged (its staging
+ * failed; operations.md §8.5 does not verify the edge) whose upstream is already terminal: the
+ * Postgres pass resolves the dependency record (the group becomes `impossible`, `processed: 1`), the
+ * memory pass resolves staged outgoing edges only and leaves the group `pending`. operations.md
+ * §10.3 resolves "each outgoing edge" of a terminal upstream — there is none here, so memory's
+ * reading is defensible; low impact. The run ends.
+ */
+export const reconcileUnstagedDependency: Waiver = {
+  id: "reconcile-unstaged-dependency",
+  description: "reconcileDependencies: postgres resolves a dependency applied without a staged edge, memory does not (operations.md §10.3)",
+  effect: "endRun",
+  repro: [
+    createFlow,
+    create({ flow: 0 }),
+    { _tag: "CancelExecution", execution: 0 },
+    stageSelfEdge,
+    { _tag: "ApplyEdge", edge: 0 },
+    { _tag: "Pass", pass: "reconcileDependencies" }
+  ],
+  matches: (d, step) => {
+    if (!step.label.startsWith("Settle") && !step.label.includes("reconcileDependencies")) return false
+    if (d.path === "result.reconcileDependencies.ok.processed" || d.path === "result.ok.processed") {
+      return typeof d.reference === "number" && typeof d.candidate === "number" && d.candidate > d.reference
+    }
+    return /\.edgeGroups\[\d+\]\.groupState$/.test(d.path) && d.reference === "pending" &&
+      (d.candidate === "impossible" || d.candidate === "satisfied")
+  }
+}
+
+export const postgresWaivers: ReadonlyArray<Waiver> = [
+  reconcileUnstagedDependency,
+  appendFrameMutationTime,
+  idempotencyKeyOnDuplicate,
+  replayFlowMutationTime
+]

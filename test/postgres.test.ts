@@ -1,0 +1,253 @@
+// The Postgres layer: the conformance suite (one engine, one schema, time from Effect's Clock so that
+// TestClock drives leases, delays and timeouts), then what only this backend has — the store clock,
+// migrations, the SQL-side HMAC and the SQLSTATE mapping.
+import { describe, expect, it, layer } from "@effect/vitest"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import { createHmac } from "node:crypto"
+import { Duration, Effect, Either, Layer, Option, Redacted } from "effect"
+import { inject } from "vitest"
+import { EngineBackend } from "../src/EngineBackend.js"
+import * as Ids from "../src/Ids.js"
+import { Maintenance } from "../src/Maintenance.js"
+import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
+import { fromSqlError } from "../src/postgres/internal/errors.js"
+import { appliedVersion, LATEST_MIGRATION } from "../src/postgres/migrations/index.js"
+import { suite } from "./conformance/index.js"
+
+const url = inject("pgUrl")
+const tag = `${process.pid}_${Date.now().toString(36)}`
+
+/** A pool, dropping `schemas` when the layer is released. */
+const clientDropping = (...schemas: ReadonlyArray<string>) =>
+  Layer.scopedDiscard(
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      Effect.addFinalizer(() =>
+        Effect.ignore(Effect.forEach(schemas, (s) => sql.unsafe(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)))
+      ))
+  ).pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(url), maxConnections: 8 })))
+
+// ---------------------------------------------------------------------------
+// conformance
+// ---------------------------------------------------------------------------
+
+const conformanceSchema = `ff_conformance_${tag}`
+suite(
+  "postgres",
+  PostgresBackend.layer({ schema: conformanceSchema, clock: "effect" }).pipe(
+    Layer.provide(clientDropping(conformanceSchema))
+  ),
+  { fresh: false, rotateEntries: "single" }
+)
+
+// ---------------------------------------------------------------------------
+// the store clock (production mode), in real time
+// ---------------------------------------------------------------------------
+
+const NS = Ids.unsafe.namespace("store")
+const policy = (leaseTtlMs: number) => ({
+  workerId: Ids.unsafe.workerId("w"),
+  workerInstanceId: Ids.unsafe.workerInstanceId("w-1"),
+  leaseTtlMs
+})
+const lane = (name: string) => Ids.unsafe.laneId(`${name}-${tag}`)
+const sleep = (ms: number) => Effect.sleep(Duration.millis(ms))
+
+const storeSchema = `ff_store_${tag}`
+const storeLayer = PostgresBackend.layer({ schema: storeSchema }).pipe(Layer.provideMerge(clientDropping(storeSchema)))
+
+describe("postgres, store clock (real time)", () => {
+  layer(storeLayer, { timeout: 30_000, excludeTestServices: true })((it) => {
+    it.effect("a lease expires on the database clock; claim reclaims it as a new attempt and fences the old holder", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const l = lane("lease")
+        const executionId = yield* Ids.executionIdSolo(l)
+        yield* b.createExecution({ executionId, namespace: NS, laneId: l, executionKind: "k" })
+        const first = Option.getOrThrow(yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: policy(300) }))
+        const renewal = yield* b.renew(first)
+        expect(renewal.leaseEpoch).toBe(1)
+        yield* sleep(450)
+        const late = yield* Effect.either(b.complete(first))
+        expect(Either.isLeft(late) && late.left._tag === "State" && late.left.kind).toBe("LeaseExpired")
+        const second = Option.getOrThrow(yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: policy(5_000) }))
+        const stale = yield* Effect.either(b.complete(first))
+        expect(Either.isLeft(stale) && stale.left._tag === "State" && stale.left.kind).toBe("StaleLease")
+        yield* b.complete(second, { payload: new TextEncoder().encode("done") })
+        expect(yield* b.readExecutionState(executionId)).toEqual(Option.some("completed"))
+        const info = Option.getOrThrow(yield* b.readExecutionInfo(executionId))
+        expect(info.currentAttemptIndex).toBe(1)
+      }))
+
+    it.effect("the lease-expiry pass marks an expired lease without any worker call", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const m = yield* Maintenance
+        const l = lane("pass")
+        const executionId = yield* Ids.executionIdSolo(l)
+        yield* b.createExecution({ executionId, namespace: NS, laneId: l, executionKind: "k" })
+        yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: policy(200) })
+        yield* sleep(300)
+        const r = yield* m.expireLeases()
+        expect(r.processed).toBeGreaterThanOrEqual(1)
+        const info = Option.getOrThrow(yield* b.readExecutionInfo(executionId))
+        expect(info.stateVector.ownershipState).toBe("lease_expired_reclaimable")
+      }))
+
+    it.effect("delays are promoted once the database clock passes them", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const m = yield* Maintenance
+        const sql = yield* SqlClient.SqlClient
+        const l = lane("delay")
+        const executionId = yield* Ids.executionIdSolo(l)
+        const [row] = yield* sql<{ readonly now: string }>`SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::text AS now`
+        const dbNow = Number(row!.now)
+        const created = yield* b.createExecution({
+          executionId,
+          namespace: NS,
+          laneId: l,
+          executionKind: "k",
+          delayUntil: dbNow + 250
+        })
+        expect(created).toMatchObject({ _tag: "Created", publicState: "delayed" })
+        yield* m.promoteDelayed()
+        expect(yield* b.readExecutionState(executionId)).toEqual(Option.some("delayed"))
+        yield* sleep(350)
+        yield* m.promoteDelayed()
+        expect(yield* b.readExecutionState(executionId)).toEqual(Option.some("waiting"))
+      }))
+
+    it.effect("a blocking tail wakes up when a frame arrives and times out in real time otherwise", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const l = lane("tail")
+        const executionId = yield* Ids.executionIdSolo(l)
+        yield* b.createExecution({ executionId, namespace: NS, laneId: l, executionKind: "k" })
+        const h = Option.getOrThrow(yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: policy(10_000) }))
+        const tail = (blockMs: number) =>
+          b.tailStream({ executionId, attemptIndex: Ids.AttemptIndex.make(0), after: { _tag: "At", id: "0-0" }, blockMs, countLimit: 10 })
+        const started = Date.now()
+        const empty = yield* tail(200)
+        expect(empty.frames).toEqual([])
+        expect(Date.now() - started).toBeGreaterThanOrEqual(190)
+        const waiting = yield* Effect.fork(tail(5_000))
+        yield* sleep(100)
+        yield* b.appendFrame(h, { bytes: new TextEncoder().encode("hello"), kind: "stdout" })
+        const got = yield* waiting.await
+        expect(got._tag).toBe("Success")
+      }))
+  })
+})
+
+// ---------------------------------------------------------------------------
+// migrations
+// ---------------------------------------------------------------------------
+
+describe("postgres migrations", () => {
+  const schema = `ff_migrate_${tag}`
+  it.layer(clientDropping(schema, `ff_absent_${tag}`, `ff_broken_${tag}`), { timeout: 60_000 })((it) => {
+    it.effect("several processes starting at once apply the migrations exactly once", () =>
+      Effect.gen(function*() {
+        // separate pools, as separate processes would have
+        const start = Effect.scoped(Effect.flatMap(
+          Layer.build(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 })),
+          (ctx) => Effect.provide(PostgresBackend.make({ schema }), ctx)
+        ))
+        yield* Effect.all([start, start, start, start], { concurrency: "unbounded" })
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql.unsafe<{ readonly n: string }>(`SELECT count(*)::text AS n FROM "${schema}".ff_migrations`)
+        expect(Number(rows[0]!.n)).toBe(LATEST_MIGRATION)
+        expect(yield* appliedVersion(schema)).toBe(LATEST_MIGRATION)
+        // and a restart applies nothing
+        yield* start
+      }))
+
+    it.effect("migrate: false refuses to start on a schema that is not migrated", () =>
+      Effect.gen(function*() {
+        const r = yield* Effect.either(PostgresBackend.make({ schema: `ff_absent_${tag}`, migrate: false }))
+        expect(Either.isLeft(r) && r.left._tag).toBe("Unavailable")
+      }))
+
+    it.effect("the partition counts of a deployment are fixed once stored", () =>
+      Effect.gen(function*() {
+        yield* PostgresBackend.make({ schema })
+        const r = yield* Effect.either(PostgresBackend.make({ schema, partitions: { numFlowPartitions: 16 } }))
+        expect(Either.isLeft(r) && r.left._tag).toBe("Unavailable")
+      }))
+
+    it.effect("a migration that fails is a Transport error of the layer's start, and nothing is half-applied", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const broken = `ff_broken_${tag}`
+        yield* sql.unsafe(`CREATE SCHEMA "${broken}"`)
+        yield* sql.unsafe(`CREATE TABLE "${broken}".exec_core (x int)`)
+        const r = yield* Effect.either(PostgresBackend.make({ schema: broken }))
+        expect(Either.isLeft(r) && r.left).toMatchObject({ _tag: "Transport", backend: "postgres", retryable: false })
+        expect(yield* appliedVersion(broken)).toBe(0)
+      }))
+
+    it.effect("an invalid schema name is rejected before any I/O", () =>
+      Effect.gen(function*() {
+        const r = yield* Effect.either(PostgresBackend.make({ schema: "no; drop" }))
+        expect(Either.isLeft(r) && r.left._tag).toBe("Validation")
+      }))
+
+    it.effect("the SQL HMAC-SHA256 equals node:crypto's, for short and long keys", () =>
+      Effect.gen(function*() {
+        yield* PostgresBackend.make({ schema })
+        const sql = yield* SqlClient.SqlClient
+        for (const keyHex of ["00", "ab".repeat(32), "cd".repeat(64), "0f".repeat(65)]) {
+          const message = "a4c1e5d2-0000-4000-8000-000000000000|wpk:x|1700000000000"
+          const rows = yield* sql.unsafe<{ readonly h: string }>(
+            `SELECT encode("${schema}".ffi_hmac(decode($1, 'hex'), convert_to($2, 'UTF8')), 'hex') AS h`,
+            [keyHex, message]
+          )
+          expect(rows[0]!.h).toBe(createHmac("sha256", Buffer.from(keyHex, "hex")).update(message).digest("hex"))
+        }
+      }))
+  })
+})
+
+// ---------------------------------------------------------------------------
+// SQLSTATE mapping (errors.md §7.3)
+// ---------------------------------------------------------------------------
+
+describe("postgres error mapping", () => {
+  const map = (cause: unknown) => fromSqlError(new SqlError({ cause, message: "x" }), { op: "op", maxConnections: 7 })
+  const pgError = (code: string, extra: Record<string, unknown> = {}) =>
+    Object.assign(new Error(`pg ${code}`), { code, ...extra })
+
+  it("serialization failures and deadlocks that outlive the retries are Contention(RetryExhausted)", () => {
+    for (const code of ["40001", "40P01", "55P03"]) expect(map(pgError(code))).toMatchObject({ _tag: "Contention", kind: "RetryExhausted" })
+  })
+  it("connection loss is a retryable Transport of the postgres backend", () => {
+    for (const cause of [pgError("57P01"), pgError("08006"), pgError("ECONNREFUSED"), new Error("Connection terminated unexpectedly")]) {
+      expect(map(cause)).toMatchObject({ _tag: "Transport", backend: "postgres", kind: "transport", retryable: true })
+    }
+    expect(map(pgError("08007"))).toMatchObject({ _tag: "Transport", retryable: false })
+    expect(map(pgError("57P03"))).toMatchObject({ _tag: "Transport", kind: "busy_loading", retryable: true })
+  })
+  it("bad caller values are Validation(InvalidInput); unexpected unique violations a protocol Transport", () => {
+    for (const code of ["23502", "23514", "22P02", "22003", "22001", "22007", "22008", "23503"]) {
+      expect(map(pgError(code, { constraint: "c" }))).toMatchObject({ _tag: "Validation", kind: "InvalidInput" })
+    }
+    expect(map(pgError("23505"))).toMatchObject({ _tag: "Transport", kind: "protocol", retryable: false, nativeCode: "23505" })
+  })
+  it("resource, auth, drift and internal errors", () => {
+    expect(map(pgError("53300"))).toMatchObject({ _tag: "ResourceExhausted", pool: "postgres_connections", max: 7 })
+    expect(map(new Error("timeout exceeded when trying to connect"))).toMatchObject({ _tag: "ResourceExhausted" })
+    expect(map(pgError("57014"))).toMatchObject({ _tag: "Timeout", op: "op" })
+    expect(map(pgError("28P01"))).toMatchObject({ _tag: "Transport", kind: "auth", retryable: false })
+    expect(map(pgError("42P01"))).toMatchObject({ _tag: "Transport", kind: "protocol", retryable: false })
+    expect(map(pgError("53200"))).toMatchObject({ _tag: "Transport", kind: "other", retryable: false })
+    expect(map(pgError("XX000"))).toMatchObject({ _tag: "Transport", kind: "other", retryable: false })
+  })
+  it("a domain error raised inside a server function keeps its typed kind", () => {
+    expect(map(pgError("FF001", { message: "invalid_input", detail: "[\"patch must be a JSON object\"]" })))
+      .toMatchObject({ _tag: "Validation", kind: "InvalidInput", detail: "patch must be a JSON object" })
+    expect(map(pgError("FF001", { message: "waitpoint_already_exists", detail: "[]" })))
+      .toMatchObject({ _tag: "Conflict", kind: "WaitpointAlreadyExists" })
+  })
+})

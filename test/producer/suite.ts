@@ -1,0 +1,325 @@
+/**
+ * The producer helpers over any backend layer: typed submission and results,
+ * whole flows in one call (members, edges, joins, graph revisions), signals
+ * with HMAC tokens, flow cancellation with a wait mode.
+ */
+import { describe, expect } from "@effect/vitest"
+import { Duration, Effect, type Layer, Option, Ref, Schema } from "effect"
+import { EngineBackend } from "../../src/EngineBackend.js"
+import * as Ids from "../../src/Ids.js"
+import type { LaneId } from "../../src/Ids.js"
+import type { Maintenance } from "../../src/Maintenance.js"
+import * as Producer from "../../src/Producer.js"
+import {
+  Add,
+  claimOne,
+  Echo,
+  isState,
+  makeTest,
+  newLane,
+  seedHmac,
+  state,
+  type SuiteOptions,
+  utf8
+} from "../worker/helpers.js"
+
+const decoder = new TextDecoder()
+
+/** Claims one execution of `lane` and completes it with `value` as JSON. */
+const completeNext = (lane: LaneId, value: unknown) =>
+  Effect.gen(function*() {
+    const backend = yield* EngineBackend
+    const handle = yield* claimOne(lane)
+    yield* backend.complete(handle, { payload: utf8(JSON.stringify(value)) })
+    return handle
+  })
+
+export const producerSuite = (
+  name: string,
+  layer: Layer.Layer<EngineBackend | Maintenance, unknown>,
+  options?: SuiteOptions
+): void => {
+  const test = makeTest(layer, options)
+
+  describe(`Producer (${name})`, () => {
+    describe("submit and results", () => {
+      test("submit stores the Schema-encoded JSON input; result decodes the typed output", () =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const id = yield* Producer.submit(Add, { a: 1, b: 2 }, {
+            lane,
+            namespace: "producer-suite",
+            priority: 5,
+            tags: { "app.team": "core" }
+          })
+          const input = Option.getOrThrow(yield* backend.getExecutionInput(id))
+          expect(input).toMatchObject({ executionKind: "add", laneId: lane, payloadEncoding: "json" })
+          expect(JSON.parse(decoder.decode(input.payload))).toEqual({ a: 1, b: 2 })
+          expect(yield* Producer.result(Add, id)).toEqual(Option.none())
+          yield* completeNext(lane, 3)
+          expect(yield* Producer.result(Add, id)).toEqual(Option.some(3))
+          expect(yield* Producer.awaitResult(Add, id)).toBe(3)
+        }))
+
+      test("an input the Schema rejects fails with PayloadError; a bad lane with Validation; nothing is created", () =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const Positive = Producer.task({
+            kind: "positive",
+            input: Schema.Struct({ n: Schema.Number.pipe(Schema.positive()) }),
+            output: Schema.Number
+          })
+          const lane = yield* newLane()
+          const bad = yield* Effect.flip(Producer.submit(Positive, { n: -1 }, { lane }))
+          expect(bad).toMatchObject({ _tag: "PayloadError", direction: "encode" })
+          expect(bad.message).toContain(`cannot encode input of "positive"`)
+          const badLane = yield* Effect.flip(Producer.submit(Positive, { n: 1 }, { lane: "" }))
+          expect(badLane).toMatchObject({ _tag: "Validation", kind: "InvalidInput" })
+          expect((yield* backend.listLanes({ limit: 1000 })).lanes).not.toContain(lane)
+        }))
+
+      test("a result that does not decode fails with PayloadError naming the execution", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+          yield* completeNext(lane, "three")
+          const e = yield* Effect.flip(Producer.result(Add, id))
+          expect(e).toMatchObject({ _tag: "PayloadError", direction: "decode" })
+          expect(e.message).toContain(id)
+        }))
+
+      test("awaitResult fails with ExecutionNotCompleted when the execution ends otherwise; awaitTerminal times out", () =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+          const waiting = yield* Effect.flip(Producer.awaitTerminal(id, { timeout: Duration.zero }))
+          expect(waiting).toMatchObject({ _tag: "Timeout", op: "await_execution" })
+          const handle = yield* claimOne(lane)
+          yield* backend.fail(handle, { reason: { message: "no" }, classification: "Permanent" })
+          const e = yield* Effect.flip(Producer.awaitResult(Add, id))
+          expect(e).toMatchObject({ _tag: "ExecutionNotCompleted", executionId: id, publicState: "failed" })
+        }))
+
+      test("an idempotency key makes a second submit return the first execution", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const key = `order-${yield* Ids.randomUuid}`
+          const first = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane, idempotencyKey: key })
+          const second = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane, idempotencyKey: key })
+          expect(second).toBe(first)
+        }))
+    })
+
+    describe("flows", () => {
+      test("createFlow builds members, edges and join policies in one call", () =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const flow = yield* Producer.createFlow({
+            lane,
+            namespace: "producer-suite",
+            flowKind: "pipeline",
+            nodes: {
+              a: Producer.node(Add, { a: 1, b: 1 }),
+              b: Producer.node(Add, { a: 2, b: 2 }),
+              c: Producer.node(Add, { a: 3, b: 3 }),
+              join: Producer.node(Echo, { text: "join" }),
+              last: Producer.node(Echo, { text: "last" })
+            },
+            edges: [
+              { from: "a", to: "join" },
+              { from: "b", to: "join" },
+              { from: "c", to: "join" },
+              { from: "join", to: "last", passOutput: true }
+            ],
+            joins: { join: { _tag: "quorum", k: 2, onSatisfied: "let_run" } }
+          })
+          const snapshot = Option.getOrThrow(yield* backend.describeFlow(flow.flowId))
+          expect(snapshot).toMatchObject({ flowKind: "pipeline", nodeCount: 5, edgeCount: 4, graphRevision: 9 })
+          const group = snapshot.edgeGroups.find((g) => g.downstreamExecutionId === flow.executions.join)
+          expect(group).toMatchObject({ policy: { _tag: "quorum", k: 2 }, totalDeps: 3, groupState: "pending" })
+          for (const name of ["a", "b", "c", "join", "last"] as const) {
+            expect(Ids.executionPartition(flow.executions[name])).toBe(Ids.flowPartition(flow.flowId))
+            expect(yield* backend.resolveExecutionFlowId(flow.executions[name])).toEqual(Option.some(flow.flowId))
+          }
+          expect(yield* Effect.forEach(["a", "b", "c", "join", "last"] as const, (n) => state(flow.executions[n])))
+            .toEqual(["waiting", "waiting", "waiting", "waiting_children", "waiting_children"])
+          const toLast = flow.edges.find((e) => e.to === "last")!
+          const edge = Option.getOrThrow(yield* backend.describeEdge({ flowId: flow.flowId, edgeId: toLast.edgeId }))
+          expect(edge).toMatchObject({
+            upstreamExecutionId: flow.executions.join,
+            downstreamExecutionId: flow.executions.last,
+            dataPassingRef: "join"
+          })
+          // Two of the three upstreams satisfy the quorum.
+          yield* completeNext(lane, 2)
+          expect(yield* state(flow.executions.join)).toBe("waiting_children")
+          yield* completeNext(lane, 4)
+          expect(yield* state(flow.executions.join)).toBe("waiting")
+        }))
+
+      test("nodes with inbound edges cannot be claimed before their edges are applied", () =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const claimed = yield* Ref.make<ReadonlyArray<string>>([])
+          // A claim attempted right after every write createFlow makes.
+          const eager: EngineBackend.Service = {
+            ...backend,
+            addExecutionToFlow: (args) =>
+              Effect.tap(backend.addExecutionToFlow(args), () =>
+                Effect.flatMap(
+                  backend.claim({
+                    lane,
+                    capabilities: { tokens: [] },
+                    policy: {
+                      workerId: Ids.unsafe.workerId("eager"),
+                      workerInstanceId: Ids.unsafe.workerInstanceId("eager"),
+                      leaseTtlMs: 60_000
+                    }
+                  }),
+                  (h) => Option.isSome(h) ? Ref.update(claimed, (xs) => [...xs, "claim"]) : Effect.void
+                ))
+          }
+          const flow = yield* Producer.createFlow({
+            lane,
+            nodes: { root: Producer.node(Add, { a: 1, b: 1 }), child: Producer.node(Add, { a: 2, b: 2 }) },
+            edges: [{ from: "root", to: "child" }]
+          }).pipe(Effect.provideService(EngineBackend, eager))
+          expect(yield* Ref.get(claimed)).toEqual(["claim"])
+          expect(yield* state(flow.executions.root)).toBe("active")
+          expect(yield* state(flow.executions.child)).toBe("waiting_children")
+        }))
+
+      test("createFlow re-reads the graph revision when another writer moved it", () =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const interfered = yield* Ref.make(0)
+          const intruder = Ids.unsafe.namespace("producer-suite")
+          // Before the first staging, another producer adds a member to the same flow.
+          const racing: EngineBackend.Service = {
+            ...backend,
+            stageDependencyEdge: (args) =>
+              Effect.flatMap(Ref.getAndUpdate(interfered, (n) => n + 1), (n) =>
+                n > 0 ? backend.stageDependencyEdge(args) : Effect.gen(function*() {
+                  const other = yield* Ids.executionIdForFlow(args.flowId)
+                  yield* backend.createExecution({ executionId: other, namespace: intruder, laneId: lane, executionKind: "add" })
+                  yield* backend.addExecutionToFlow({ flowId: args.flowId, executionId: other })
+                  return yield* backend.stageDependencyEdge(args)
+                }))
+          }
+          const flow = yield* Producer.createFlow({
+            lane,
+            nodes: { a: Producer.node(Add, { a: 1, b: 1 }), b: Producer.node(Add, { a: 2, b: 2 }) },
+            edges: [{ from: "a", to: "b" }]
+          }).pipe(Effect.provideService(EngineBackend, racing))
+          expect(yield* Ref.get(interfered)).toBe(2)
+          const snapshot = Option.getOrThrow(yield* backend.describeFlow(flow.flowId))
+          expect(snapshot).toMatchObject({ nodeCount: 3, edgeCount: 1 })
+          expect(yield* state(flow.executions.b)).toBe("waiting_children")
+        }))
+
+      test("createFlow rejects a graph it cannot build before writing anything", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const n = Producer.node(Add, { a: 1, b: 1 })
+          const detail = (spec: Producer.FlowSpec<"a" | "b">) =>
+            Effect.map(Effect.flip(Producer.createFlow(spec)), (e) => (e._tag === "FlowSpecError" ? e.detail : e._tag))
+          expect(yield* detail({ lane, nodes: { a: n, b: n }, edges: [{ from: "a", to: "b" }, { from: "b", to: "a" }] }))
+            .toContain("cycle")
+          expect(yield* detail({ lane, nodes: { a: n, b: n }, joins: { b: { _tag: "any_of", onSatisfied: "let_run" } } }))
+            .toContain("no inbound edges")
+          expect(
+            yield* detail({
+              lane,
+              nodes: { a: n, b: n },
+              edges: [{ from: "a", to: "b" }],
+              joins: { b: { _tag: "quorum", k: 2, onSatisfied: "let_run" } }
+            })
+          ).toContain("quorum k=2")
+          expect(yield* detail({ lane, nodes: { a: n, b: n }, edges: [{ from: "a", to: "a" }] })).toContain("itself")
+          const backend = yield* EngineBackend
+          expect((yield* backend.listLanes({ limit: 1000 })).lanes).not.toContain(lane)
+        }))
+
+      test("an any-of join with cancel_remaining cancels the slower upstream", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const flow = yield* Producer.createFlow({
+            lane,
+            nodes: {
+              fast: Producer.node(Add, { a: 1, b: 1 }),
+              slow: Producer.node(Add, { a: 2, b: 2 }),
+              after: Producer.node(Add, { a: 0, b: 0 })
+            },
+            edges: [{ from: "fast", to: "after" }, { from: "slow", to: "after" }],
+            joins: { after: { _tag: "any_of", onSatisfied: "cancel_remaining" } }
+          })
+          yield* completeNext(lane, 2)
+          expect(yield* state(flow.executions.after)).toBe("waiting")
+          expect(yield* state(flow.executions.slow)).toBe("cancelled")
+        }))
+
+      test("cancelFlow with a wait returns once the members are cancelled", () =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const flow = yield* Producer.createFlow({
+            lane,
+            nodes: { a: Producer.node(Add, { a: 1, b: 1 }), b: Producer.node(Add, { a: 2, b: 2 }) },
+            edges: [{ from: "a", to: "b" }]
+          })
+          yield* claimOne(lane)
+          const result = yield* Producer.cancelFlow(flow.flowId, { wait: "5 seconds", reason: "stop" })
+          expect(result).toMatchObject({ _tag: "Cancelled", cancellationPolicy: "cancel_all" })
+          expect([...result.memberExecutionIds].sort()).toEqual([flow.executions.a, flow.executions.b].sort())
+          expect(Option.map(yield* backend.describeFlow(flow.flowId), (f) => f.publicFlowState)).toEqual(
+            Option.some("cancelled")
+          )
+          expect(yield* isState(flow.executions.a, "cancelled")).toBe(true)
+          const again = yield* Effect.flip(Producer.cancelFlow(flow.flowId, { policy: "FlowOnly" }))
+          expect(again).toMatchObject({ _tag: "State", kind: "FlowAlreadyTerminal" })
+        }))
+    })
+
+    describe("signals", () => {
+      test("signal delivers a typed payload with the waitpoint's token; a wrong token is refused", () =>
+        Effect.gen(function*() {
+          yield* seedHmac
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const id = yield* Producer.submit(Add, { a: 1, b: 1 }, { lane })
+          const handle = yield* claimOne(lane)
+          const waitpointId = yield* Ids.newWaitpointId
+          const suspended = yield* backend.suspend(handle, {
+            suspensionId: yield* Ids.newSuspensionId,
+            waitpoints: [{ _tag: "Fresh", waitpointId, waitpointKey: "approval" }],
+            resumeCondition: { _tag: "Single", waitpointKey: "approval", matcher: { _tag: "ByName", name: "approved" } }
+          })
+          const token = suspended.details.waitpointToken
+          const Approval = Schema.Struct({ by: Schema.String })
+          const forged = yield* Effect.flip(Producer.signal({ executionId: id, waitpointId, token: `${token}x`, name: "approved" }))
+          expect(forged).toMatchObject({ _tag: "Validation", kind: "InvalidToken" })
+          const ok = yield* Producer.signal({
+            executionId: id,
+            waitpointId,
+            token,
+            name: "approved",
+            payload: { schema: Approval, value: { by: "alice" } },
+            source: { type: "user", identity: "alice" },
+            idempotencyKey: "approval-1"
+          })
+          expect(ok).toMatchObject({ _tag: "Accepted", effect: "resume_condition_satisfied" })
+          expect(yield* state(id)).toBe("waiting")
+          const resumed = yield* claimOne(lane)
+          expect(resumed.kind).toBe("resumed")
+          const [signal] = yield* backend.observeSignals(resumed)
+          expect(signal).toMatchObject({ signalName: "approved", sourceIdentity: "alice" })
+          expect(yield* Producer.signalPayload(Approval, signal!)).toEqual({ by: "alice" })
+        }))
+    })
+  })
+}
