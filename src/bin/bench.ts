@@ -5,7 +5,7 @@
  */
 import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Console, Effect, type Layer, Option } from "effect"
+import { Console, Effect, type Layer, Option, Redacted } from "effect"
 import { EngineBackend } from "../EngineBackend.js"
 import type { EngineError } from "../EngineError.js"
 import type { Maintenance } from "../Maintenance.js"
@@ -31,10 +31,30 @@ const jsonOption = Options.boolean("json").pipe(Options.withDefault(false))
 
 type BackendLayer = Layer.Layer<EngineBackend | Maintenance, EngineError | unknown>
 
-const backendLayer = (backend: string, _url: Option.Option<string>): Effect.Effect<BackendLayer, Error> =>
-  backend === "memory" ?
-    Effect.succeed(MemoryBackend.layer({ hmacSecret: { kid: "bench", secretHex: "ab".repeat(32) } })) :
-    Effect.fail(new Error(`backend ${backend}: its layer is not wired into the benchmark yet`))
+const benchSecret = { kid: "bench", secretHex: "ab".repeat(32) }
+
+const backendLayer = (backend: string, url: Option.Option<string>): Effect.Effect<BackendLayer, Error> => {
+  switch (backend) {
+    case "valkey":
+      return Effect.promise(() => import("../valkey/index.js")).pipe(Effect.map(({ ValkeyBackend }) =>
+        ValkeyBackend.layer({
+          url: Option.getOrElse(url, () => "redis://127.0.0.1:6379"),
+          keyPrefix: `bench-${Date.now()}`,
+          hmacSecret: benchSecret
+        }) as BackendLayer
+      ))
+    case "postgres":
+      return Effect.promise(() => import("../postgres/index.js")).pipe(Effect.map(({ PostgresBackend }) =>
+        PostgresBackend.layerPg({
+          url: Redacted.make(Option.getOrElse(url, () => "postgres://postgres@127.0.0.1:5432/postgres")),
+          schema: `bench_${Date.now()}`,
+          hmacSecret: benchSecret
+        }) as BackendLayer
+      ))
+    default:
+      return Effect.succeed(MemoryBackend.layer({ hmacSecret: benchSecret }))
+  }
+}
 
 const formatRow = (r: BenchResult): string =>
   [
