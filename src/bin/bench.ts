@@ -26,7 +26,10 @@ const scenarioOption = Options.choice("scenario", [
 const tasksOption = Options.integer("tasks").pipe(Options.withDefault(20_000))
 const workersOption = Options.integer("workers").pipe(Options.withDefault(8))
 const urlOption = Options.text("url").pipe(Options.optional)
-const peersOption = Options.boolean("peers").pipe(Options.withDefault(true))
+// A boolean flag reads false when absent, so the switch is the opt-out.
+const noPeersOption = Options.boolean("no-peers").pipe(
+  Options.withDescription("skip the peer queues (BullMQ, pg-boss, graphile-worker)")
+)
 const jsonOption = Options.boolean("json").pipe(Options.withDefault(false))
 
 type BackendLayer = Layer.Layer<EngineBackend | Maintenance, EngineError | unknown>
@@ -75,7 +78,7 @@ const command = Command.make(
     tasks: tasksOption,
     workers: workersOption,
     url: urlOption,
-    peers: peersOption,
+    noPeers: noPeersOption,
     json: jsonOption
   },
   (opts) =>
@@ -91,7 +94,7 @@ const command = Command.make(
           Effect.scoped
         )
         results.push(...result)
-        if (opts.peers && name === "submit-claim-complete") {
+        if (!opts.noPeers && name === "submit-claim-complete") {
           for (const peer of peers(opts.backend)) {
             results.push(yield* peer.run({ tasks: opts.tasks, workers: opts.workers, url: opts.url }))
           }

@@ -161,16 +161,11 @@ function FF.maybe_unblock(B, e, c, now)
   if not ready then return false end
   local astate = c.attempt_state
   if astate == "none" or astate == "" or astate == nil then astate = "pending_first_attempt" end
+  -- resolution overrides a creation delay (operations.md §8.5, valkey.md resolve_dependency)
   C("ZREM", K.lane(B, c.lane_id, "blocked"), e)
-  local delay_until = FF.num(c.delay_until)
-  if delay_until > now then
-    FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_delay",
-      "delayed until " .. FF.s(delay_until), "none", astate, now)
-    C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(delay_until), e)
-  else
-    FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none", astate, now)
-    FF.make_eligible(B, e, c)
-  end
+  C("ZREM", K.lane(B, c.lane_id, "delayed"), e)
+  FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none", astate, now)
+  FF.make_eligible(B, e, c)
   return true
 end
 
