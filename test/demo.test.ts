@@ -2,6 +2,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFile } from "node:child_process"
+import { inject } from "vitest"
 
 interface Run {
   readonly code: number
@@ -22,22 +23,27 @@ const runDemo = (args: ReadonlyArray<string>) =>
   })
 
 describe("demo", () => {
-  it.live("runs the pipeline on the embedded engine, exits 0 and prints the summary", () =>
-    Effect.gen(function*() {
-      const run = yield* runDemo(["--plain"])
-      expect(run.stderr).toBe("")
-      expect(run.code).toBe(0)
-      const out = run.stdout
-      expect(out).toContain("backend memory")
-      expect(out).toContain("Summary")
-      expect(out).toMatch(/fetch-apac\s+report\s+completed\s+3\s/)
-      expect(out).toMatch(/aggregate\s+report\s+completed\s+1\s/)
-      expect(out).toMatch(/approve\s+report\s+completed\s+1\s.*"approvedBy":"alice"/)
-      expect(out).toMatch(/publish-us\s+report\s+cancelled/)
-      expect(out).toMatch(/notify\s+report\s+completed/)
-      expect(out).toMatch(/reindex-1\s+reindex\s+cancelled/)
-      expect(out).toContain("All good")
-    }), 90_000)
+  const pipelineRuns = (backend: string, args: ReadonlyArray<string>) =>
+    it.live(`runs the pipeline on ${backend}, exits 0 and prints the summary`, () =>
+      Effect.gen(function*() {
+        const run = yield* runDemo([...args, "--plain"])
+        expect(run.stderr).toBe("")
+        expect(run.code).toBe(0)
+        const out = run.stdout
+        expect(out).toContain(`backend ${backend}`)
+        expect(out).toContain("Summary")
+        expect(out).toMatch(/fetch-apac\s+report\s+completed\s+3\s/)
+        expect(out).toMatch(/aggregate\s+report\s+completed\s+1\s/)
+        expect(out).toMatch(/approve\s+report\s+completed\s+1\s.*"approvedBy":"alice"/)
+        expect(out).toMatch(/publish-us\s+report\s+cancelled/)
+        expect(out).toMatch(/notify\s+report\s+completed/)
+        expect(out).toMatch(/reindex-1\s+reindex\s+cancelled/)
+        expect(out).toContain("All good")
+      }), 90_000)
+
+  pipelineRuns("memory", [])
+  pipelineRuns("valkey", ["--backend", "valkey", "--url", inject("valkeyUrl")])
+  pipelineRuns("postgres", ["--backend", "postgres", "--url", inject("pgUrl")])
 
   it.live("a backend whose layer cannot be loaded fails with a clear message", () =>
     Effect.gen(function*() {
