@@ -636,6 +636,7 @@ export const ResumePolicy = Schema.Struct({
   resumeTarget: Schema.optionalWith(Schema.Literal("runnable"), { default: () => "runnable" as const }),
   consumeMatchedSignals: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   retainSignalBufferUntilClosed: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** Stored with the suspension; the delay applied on resume is the signal's `resumeDelayMs`. */
   resumeDelayMs: Schema.optional(NonNegativeInt),
   closeWaitpointOnResume: Schema.optionalWith(Schema.Boolean, { default: () => true })
 })

@@ -182,6 +182,8 @@ export const admin = (t: Tester) =>
             ownershipState: "unowned",
             eligibilityState: "not_applicable",
             terminalOutcome: "cancelled",
+            // no attempt ever existed: the attempt state is left as it was (valkey.md ff_cancel_execution)
+            attemptState: "pending_first_attempt",
             publicState: "cancelled"
           })
           yield* claimNone(c.lane)

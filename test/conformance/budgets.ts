@@ -38,7 +38,8 @@ export const budgets = (t: Tester) =>
           softBreachCount: 0
         })
         expect(s.hardLimits).toMatchObject({ tokens: 100, calls: 10 })
-        expect(s.softLimits["tokens"]).toBe(50)
+        // a 0 limit (unlimited) is still a stored limit (operations.md §10.2, §10.5)
+        expect(s.softLimits).toEqual({ calls: 0, tokens: 50 })
         expect(s.usage["tokens"] ?? 0).toBe(0)
         expect(s.lastBreachAt).toBeUndefined()
         expect(s.nextResetAt).toBeUndefined()

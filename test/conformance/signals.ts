@@ -306,6 +306,40 @@ export const signals = (t: Tester) =>
           expect((yield* claimSome(s.lane)).kind).toBe("resumed")
         }))
 
+      t.test("the resume delay is the signal's: a resumePolicy.resumeDelayMs is stored, not applied", () =>
+        Effect.gen(function*() {
+          yield* ensureHmac
+          const c = yield* createAndClaim()
+          const b = yield* backend
+          const args = yield* singleSuspendArgs({ signalName: "approve" })
+          const outcome = yield* b.suspend(c.handle, {
+            ...args,
+            resumePolicy: {
+              resumeTarget: "runnable",
+              consumeMatchedSignals: true,
+              retainSignalBufferUntilClosed: false,
+              closeWaitpointOnResume: true,
+              resumeDelayMs: 5_000
+            }
+          })
+          if (outcome._tag !== "Suspended") return expect.fail(`expected Suspended, got ${outcome._tag}`)
+          yield* signalAccepted(
+            {
+              executionId: c.executionId,
+              waitpointId: outcome.details.waitpointId,
+              token: outcome.details.waitpointToken,
+              name: "approve"
+            },
+            "resume_condition_satisfied"
+          )
+          expect(yield* vector(c.executionId)).toMatchObject({
+            eligibilityState: "eligible_now",
+            blockingReason: "waiting_for_worker",
+            publicState: "waiting"
+          })
+          expect((yield* claimSome(c.lane)).kind).toBe("resumed")
+        }))
+
       t.test("bad tokens are Validation(InvalidToken) and reveal nothing; the execution stays suspended", () =>
         Effect.gen(function*() {
           const s = yield* suspendedExecution()

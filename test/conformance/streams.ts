@@ -19,6 +19,7 @@ import {
   now,
   pass,
   payloadOf,
+  snapshot,
   suspendSingle,
   type Tester,
   text,
@@ -128,9 +129,13 @@ export const streams = (t: Tester) =>
           const c = yield* createAndClaim({
             policy: { retryPolicy: { maxRetries: 1, backoff: { type: "fixed", delayMs: 0 } } }
           })
+          const mutatedAt = (yield* snapshot(c.executionId)).lastMutationAt
+          yield* advance(10)
           yield* append(c.handle, "a0")
           yield* append(c.handle, "a1")
           expect((yield* append(c.handle, "a2")).frameCount).toBe(3)
+          // appends touch the stream's metadata only (operations.md §4.4)
+          expect((yield* snapshot(c.executionId)).lastMutationAt).toBe(mutatedAt)
           yield* b.fail(c.handle, { reason: { message: "x" }, classification: "Transient" })
           yield* pass("promoteDelayed")
           const h = yield* claimSome(c.lane)

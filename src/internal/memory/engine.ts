@@ -341,7 +341,9 @@ export class MemoryEngine {
       blockingReason: "none",
       blockingDetail: "",
       outcome,
-      attemptState: e.currentAttemptId === undefined ? "none" : "attempt_terminal"
+      // attempt_terminal once an attempt exists; else a skip reads none, every other end leaves it
+      // unchanged (valkey.md ff_cancel_execution, ff_resolve_dependency)
+      attemptState: e.totalAttemptCount > 0 ? "attempt_terminal" : outcome === "skipped" ? "none" : e.attemptState
     }, now)
     this.afterTerminal(e, outcome, now, opts.publish)
   }
@@ -1063,7 +1065,6 @@ export class MemoryEngine {
       const cap = frame.mode._tag === "DurableSummary" ? SUMMARY_TAIL_ENTRIES : MAX_DURABLE_ENTRIES
       if (s.entries.length > cap) s.entries = s.entries.slice(s.entries.length - cap)
     }
-    e.lastMutationAt = now
     this.onAppend(key)
     return ok({
       streamId: id,
@@ -1471,7 +1472,7 @@ export class MemoryEngine {
     const verdict2 = this.evaluate(s.condition, byKey)
     if (verdict2.satisfied) {
       wp.matchedSignalCount += 1
-      this.resume(e, s, verdict2.satisfiers, now, args.resumeDelayMs ?? s.resumePolicy.resumeDelayMs ?? 0, args.signalName)
+      this.resume(e, s, verdict2.satisfiers, now, args.resumeDelayMs ?? 0, args.signalName)
       return ok({ _tag: "Accepted", signalId: record.id, effect: "resume_condition_satisfied" })
     }
     if (!composite) {
@@ -1622,7 +1623,7 @@ export class MemoryEngine {
       laneId: e.laneId,
       namespace: e.namespace,
       publicState: e.publicState,
-      ...(e.blockingReason === "none" ? {} : { blockingReason: e.blockingReason }),
+      blockingReason: e.blockingReason,
       ...(e.blockingDetail === "" ? {} : { blockingDetail: e.blockingDetail }),
       ...(e.currentAttemptId === undefined ? {} : {
         currentAttempt: { attemptId: e.currentAttemptId, attemptIndex: e.currentAttemptIndex as Ids.AttemptIndex }
@@ -2349,8 +2350,8 @@ export class MemoryEngine {
       scopeId: b.scopeId,
       enforcementMode: b.enforcementMode,
       usage: obj(b.usage),
-      hardLimits: obj(new Map([...b.hard].filter(([, v]) => v > 0))),
-      softLimits: obj(new Map([...b.soft].filter(([, v]) => v > 0))),
+      hardLimits: obj(b.hard),
+      softLimits: obj(b.soft),
       breachCount: b.breachCount,
       softBreachCount: b.softBreachCount,
       ...(b.lastBreachAt === undefined ? {} : { lastBreachAt: String(b.lastBreachAt) }),
