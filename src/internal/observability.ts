@@ -7,7 +7,7 @@
  * docs/observability.md).
  */
 import type { Tracer } from "effect"
-import { Cause, Effect, Either, Exit, Metric, MetricBoundaries, MetricLabel, Predicate } from "effect"
+import { Cause, Clock, Context, Effect, Either, Metric, MetricBoundaries, MetricLabel, Predicate } from "effect"
 import { type EngineBackend, operationNames } from "../EngineBackend.js"
 import { type EngineError, isEngineError, rootCause } from "../EngineError.js"
 import type * as M from "../Model.js"
@@ -143,26 +143,33 @@ const wrap = (op: string, backend: string, fn: AnyOperation): AnyOperation => {
     return labels
   }
   const spanName = `EngineBackend.${op}`
+  // One fiber-runtime step and one match per call: this wrapper sits on every operation, and
+  // `onExit` (an uninterruptible region) cost as much as a whole in-memory operation.
   return (...args) =>
-    Effect.clockWith((clock) => {
+    Effect.withFiberRuntime((fiber) => {
+      const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
       const start = clock.unsafeCurrentTimeNanos()
-      const measured = Effect.onExit(fn(...args), (exit) =>
-        Effect.sync(() => {
-          operationsTotal.unsafeUpdate(1, tags)
-          operationDurationMs.unsafeUpdate(Number(clock.unsafeCurrentTimeNanos() - start) / 1_000_000, tags)
-          if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
-            const { kind, tag } = errorTags(exit.cause)
+      const record = () => {
+        operationsTotal.unsafeUpdate(1, tags)
+        operationDurationMs.unsafeUpdate(Number(clock.unsafeCurrentTimeNanos() - start) / 1_000_000, tags)
+      }
+      const measured = Effect.matchCauseEffect(fn(...args), {
+        onFailure: (cause) => {
+          record()
+          if (!Cause.isInterruptedOnly(cause)) {
+            const { kind, tag } = errorTags(cause)
             operationErrorsTotal.unsafeUpdate(1, errorLabels(tag, kind))
           }
-        }))
-      return Effect.tracerWith((tracer) =>
-        tracer === builtInTracer ?
-          measured :
-          Effect.withSpan(measured, spanName, {
-            attributes: attributesOf(op, backend, args),
-            captureStackTrace: false
-          })
-      )
+          return Effect.failCause(cause)
+        },
+        onSuccess: (value) => {
+          record()
+          return Effect.succeed(value)
+        }
+      })
+      return fiber.currentTracer === builtInTracer ?
+        measured :
+        Effect.withSpan(measured, spanName, { attributes: attributesOf(op, backend, args), captureStackTrace: false })
     })
 }
 
