@@ -44,11 +44,28 @@ export const encodePayload = (backend: BackendTag, p: HandlePayload): Uint8Array
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
 }
 
-export const makeHandle = (backend: BackendTag, kind: HandleKind, payload: HandlePayload): Handle => ({
-  backend,
-  kind,
-  opaque: encodePayload(backend, payload)
-})
+/**
+ * Payloads of the handle bytes this process issued or already decoded. Bytes
+ * changed in place after that still decode as they were issued; every backend
+ * fences a handle against its store, so the most such a change can do is
+ * present a handle the engine itself issued.
+ */
+const decodedPayloads = new WeakMap<Uint8Array, HandlePayload>()
+
+export const makeHandle = (backend: BackendTag, kind: HandleKind, payload: HandlePayload): Handle => {
+  const opaque = encodePayload(backend, payload)
+  decodedPayloads.set(opaque, {
+    executionId: payload.executionId,
+    attemptIndex: payload.attemptIndex,
+    attemptId: payload.attemptId,
+    leaseId: payload.leaseId,
+    leaseEpoch: payload.leaseEpoch,
+    leaseTtlMs: payload.leaseTtlMs,
+    laneId: payload.laneId,
+    workerInstanceId: payload.workerInstanceId
+  })
+  return { backend, kind, opaque }
+}
 
 export type DecodeError =
   | { readonly _tag: "OtherBackend"; readonly actual: string; readonly embedded: boolean }
@@ -96,6 +113,8 @@ export const decodeHandle = (expected: BackendTag, handle: Handle): Either.Eithe
   const embedded = BYTE_TAG[bytes[2]!]
   if (embedded === undefined) return Either.left({ _tag: "Corrupt", detail: `bad backend tag ${bytes[2]}` })
   if (embedded !== expected) return Either.left({ _tag: "OtherBackend", actual: embedded, embedded: true })
+  const known = decodedPayloads.get(bytes)
+  if (known !== undefined) return Either.right(known)
   try {
     const r = new Reader(bytes)
     const executionId = r.str()
@@ -113,7 +132,7 @@ export const decodeHandle = (expected: BackendTag, handle: Handle): Either.Eithe
     if (!isCanonicalUuid(attemptId) || !isCanonicalUuid(leaseId)) {
       return Either.left({ _tag: "Corrupt", detail: "bad attempt or lease id" })
     }
-    return Either.right({
+    const payload: HandlePayload = {
       executionId: executionId as ExecutionId,
       attemptIndex: attemptIndex as AttemptIndex,
       attemptId: attemptId as AttemptId,
@@ -122,7 +141,9 @@ export const decodeHandle = (expected: BackendTag, handle: Handle): Either.Eithe
       leaseTtlMs,
       laneId: laneId as LaneId,
       workerInstanceId: workerInstanceId as WorkerInstanceId
-    })
+    }
+    decodedPayloads.set(bytes, payload)
+    return Either.right(payload)
   } catch (e) {
     return Either.left({ _tag: "Corrupt", detail: e instanceof Error ? e.message : String(e) })
   }

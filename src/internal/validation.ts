@@ -5,6 +5,7 @@
 import { Either, ParseResult, Schema } from "effect"
 import { invalidInput, validation, type ValidationError, type ValidationKind } from "../EngineError.js"
 import { ExecutionPolicy } from "../Model.js"
+import { compile } from "./fastValidate.js"
 import type { CompositeBody, ResumeCondition, SuspendArgs } from "../Model.js"
 
 type Policy = typeof ExecutionPolicy.Type
@@ -34,10 +35,34 @@ const validators = new WeakMap<object, (u: unknown) => Either.Either<unknown, Pa
 const validatorOf = <A, I>(schema: Schema.Schema<A, I>) => {
   let v = validators.get(schema)
   if (v === undefined) {
-    v = Schema.validateEither(schema as Schema.Schema<unknown, unknown>)
+    const slow = Schema.validateEither(schema as Schema.Schema<unknown, unknown>)
+    const fast = compile(schema as Schema.Schema<unknown, unknown>)
+    v = fast === undefined ? slow : (u) => {
+      const valid = fast(u)
+      return valid === undefined ? slow(u) : Either.right(valid)
+    }
     validators.set(schema, v)
   }
   return v as (u: unknown) => Either.Either<A, ParseResult.ParseError>
+}
+
+type DefaultPlan = ReadonlyArray<readonly [key: PropertyKey, defaultValue: (() => unknown) | undefined]>
+
+const defaultPlans = new WeakMap<Schema.Struct.Fields, DefaultPlan>()
+
+/** Each key of `fields` in order, with its constructor default when it has one (computed once per schema). */
+const defaultPlanOf = (fields: Schema.Struct.Fields): DefaultPlan => {
+  let plan = defaultPlans.get(fields)
+  if (plan === undefined) {
+    plan = Reflect.ownKeys(fields).map((key) => {
+      const field = fields[key as string]
+      if (!Schema.isPropertySignature(field)) return [key, undefined] as const
+      const ast = field.ast
+      return [key, ast._tag === "PropertySignatureDeclaration" ? ast.defaultValue : ast.to.defaultValue] as const
+    })
+    defaultPlans.set(fields, plan)
+  }
+  return plan
 }
 
 /**
@@ -48,15 +73,10 @@ const validatorOf = <A, I>(schema: Schema.Schema<A, I>) => {
 const withDefaults = (fields: Schema.Struct.Fields, input: object): Record<PropertyKey, unknown> => {
   const source = input as Record<PropertyKey, unknown>
   const out: Record<PropertyKey, unknown> = {}
-  for (const key of Reflect.ownKeys(fields)) {
+  for (const [key, defaultValue] of defaultPlanOf(fields)) {
     let value = source[key]
     if (value === undefined) {
-      const field = fields[key as string]
-      if (Schema.isPropertySignature(field)) {
-        const ast = field.ast
-        const defaultValue = ast._tag === "PropertySignatureDeclaration" ? ast.defaultValue : ast.to.defaultValue
-        if (defaultValue !== undefined) value = defaultValue()
-      }
+      if (defaultValue !== undefined) value = defaultValue()
       if (value === undefined && !(key in source)) continue
     }
     out[key] = value
