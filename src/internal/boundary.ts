@@ -21,6 +21,7 @@ import {
 import {
   type BudgetId,
   BudgetId as BudgetIdSchema,
+  defaultPartitionConfig,
   type ExecutionId,
   ExecutionId as ExecutionIdSchema,
   executionPartition,
@@ -28,6 +29,7 @@ import {
   FlowId as FlowIdSchema,
   flowPartition,
   parsePartitionKey,
+  type PartitionConfig,
   partitionKeyErrorMessage
 } from "../Ids.js"
 import * as M from "../Model.js"
@@ -69,6 +71,8 @@ export interface CreateExecutionCore {
  */
 export interface BackendCore {
   readonly label: M.BackendTag
+  /** The deployment's partition counts (default `defaultPartitionConfig`). */
+  readonly partitions?: PartitionConfig | undefined
   readonly claim: (args: M.ClaimArgs) => Fx<Option.Option<M.Handle>>
   readonly renew: (h: HandleRef) => Fx<M.LeaseRenewal>
   readonly progress: (h: HandleRef, percent: number | undefined, message: string | undefined) => Fx<void>
@@ -419,7 +423,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.gen(function*() {
         const a = yield* make("add_execution_to_flow", M.AddExecutionToFlowArgs, args)
         const ep = executionPartition(a.executionId)
-        const fp = flowPartition(a.flowId)
+        const fp = flowPartition(a.flowId, core.partitions ?? defaultPartitionConfig)
         if (ep !== fp) {
           return yield* invalidInput(
             `add_execution_to_flow: execution_id's partition ${ep} != flow_id's partition ${fp}. ` +
