@@ -1459,7 +1459,6 @@ export class MemoryEngine {
     wp.signalCount += 1
     wp.lastSignalAt = now
     e.signalCount += 1
-    e.lastMutationAt = now
     if (buffering) return ok({ _tag: "Accepted", signalId: record.id, effect: "buffered_for_pending_waitpoint" })
     const s = e.suspension
     if (s === undefined || s.closedAt !== undefined || e.phase !== "suspended") {
@@ -2033,7 +2032,6 @@ export class MemoryEngine {
         { policy: { _tag: "all_of" }, n: 0, succeeded: 0, failed: 0, skipped: 0, state: "pending", createdAt: now }
     }
     child.group.n += 1
-    child.lastMutationAt = now
     if (child.phase === "runnable" && child.group.state === "pending") {
       this.transition(child, {
         phase: "runnable",
