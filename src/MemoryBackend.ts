@@ -15,6 +15,7 @@ import * as Ids from "./Ids.js"
 import { DEFAULT_BATCH_SIZE, Maintenance, type PassName, type PassOptions, type PassResult } from "./Maintenance.js"
 import type * as M from "./Model.js"
 import { type BackendCore, makeEngineBackend } from "./internal/boundary.js"
+import { storeAttemptId, storeLeaseId } from "./internal/storeIds.js"
 import { MemoryEngine, type PassCount } from "./internal/memory/engine.js"
 
 /**
@@ -65,9 +66,8 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
         return d
       })
 
-    // Ids the engine mints itself come from the store's generator (node:crypto).
     const withLease = <A>(f: (ids: { leaseId: Ids.LeaseId; attemptId: Ids.AttemptId }) => Step<A>) =>
-      step((now) => f({ leaseId: randomUUID() as Ids.LeaseId, attemptId: randomUUID() as Ids.AttemptId })(now))
+      step((now) => f({ leaseId: storeLeaseId(), attemptId: storeAttemptId() })(now))
 
     const core: BackendCore = {
       label: "memory",
@@ -82,7 +82,7 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       createWaitpoint: (h, key, expiresInMs) =>
         step((now) => engine.createWaitpoint(now, h, key, expiresInMs, randomUUID() as Ids.WaitpointId)),
       observeSignals: (h) => step((now) => engine.observeSignals(now, h)),
-      claimFromReclaim: (token) => step((now) => engine.claimFromReclaim(now, token, randomUUID() as Ids.LeaseId)),
+      claimFromReclaim: (token) => step((now) => engine.claimFromReclaim(now, token, storeLeaseId())),
       delay: (h, delayUntil) => step((now) => engine.delay(now, h, delayUntil)),
       waitChildren: (h) => step((now) => engine.waitChildren(now, h)),
       claimForWorker: (args) => step((now) => engine.claimForWorker(now, args, randomUUID())),

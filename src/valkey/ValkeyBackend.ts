@@ -19,6 +19,12 @@
  *   claimable work, scored by the claim score of their best candidate) and
  *   FCALL only those partitions, best first; they never scan all partitions,
  *   and the order is the global priority-then-FIFO order of the memory engine.
+ *   On a standalone server the hint walk and the claim run in one FCALL
+ *   (`ff_claim_lane`, one round trip); on a cluster the hint lives in another
+ *   slot, so the walk runs in the layer, one `ff_claim` per partition.
+ * - `createExecutions` sends each partition's items to `ff_create_many` in
+ *   chunks (each item created exactly as `ff_create` does, in order), all
+ *   chunks at once.
  * - The waitpoint HMAC keystore is replicated on every flow partition (a
  *   rotation reports one entry per partition).
  * - Time: `clock: "store"` (default) reads Valkey `TIME` inside each function;

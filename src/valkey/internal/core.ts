@@ -3,7 +3,7 @@
  * flowfabric library; reads are read-only FCALLs (one consistent snapshot) or
  * plain commands on keys of one slot.
  */
-import { Duration, Effect, Either, Option, Schema } from "effect"
+import { Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import {
   ConflictError,
@@ -15,11 +15,13 @@ import {
   validation,
   ResourceExhausted,
   TimeoutError,
+  type TransportError,
   Unavailable
 } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
 import type { BackendCore, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
 import { makeHandle } from "../../internal/handleCodec.js"
+import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
 import * as M from "../../Model.js"
 import * as D from "./decode.js"
 import { parseError } from "./errors.js"
@@ -63,6 +65,31 @@ const Claimed = Schema.Tuple(
   Schema.Literal("fresh", "resumed"),
   S
 )
+
+type ClaimedTuple = typeof Claimed.Type
+const isExecutionId = Schema.is(Ids.ExecutionId)
+const isAttemptId = Schema.is(Ids.AttemptId)
+const isLeaseId = Schema.is(Ids.LeaseId)
+const isAttemptIndex = Schema.is(Ids.AttemptIndex)
+const isLeaseEpoch = Schema.is(Ids.LeaseEpoch)
+const DIGITS = /^-?\d+$/
+
+/** `Claimed` on the hot path: the same checks without the Schema machinery; a miss asks the Schema (and its message). */
+const claimedFields = (fn: string, f: ReadonlyArray<string>): Effect.Effect<ClaimedTuple, TransportError> => {
+  if (f.length === 8 && DIGITS.test(f[1]!) && DIGITS.test(f[4]!) && DIGITS.test(f[5]!)) {
+    const idx = Number(f[1])
+    const epoch = Number(f[4])
+    const exp = Number(f[5])
+    const kind = f[6]
+    if (
+      isExecutionId(f[0]) && isAttemptIndex(idx) && isAttemptId(f[2]) && isLeaseId(f[3]) && isLeaseEpoch(epoch) &&
+      Number.isInteger(exp) && (kind === "fresh" || kind === "resumed")
+    ) {
+      return Effect.succeed([f[0], idx, f[2], f[3], epoch, exp, kind, f[7]!] as unknown as ClaimedTuple)
+    }
+  }
+  return decodeFields(fn, Claimed, f)
+}
 
 const WaitpointDetailsJson = Schema.Struct({
   waitpoint_id: Ids.WaitpointId,
@@ -116,6 +143,12 @@ const T_Signal = Schema.Tuple(Ids.SignalId)
 const T_Accepted = Schema.Tuple(Ids.SignalId, M.SignalEffect)
 const T_Exec = Schema.Tuple(Ids.ExecutionId)
 const T_Created = Schema.Tuple(Ids.ExecutionId, M.PublicState)
+const decodeExec = Schema.decodeUnknownEither(T_Exec)
+const decodeCreated = Schema.decodeUnknownEither(T_Created)
+/** Partitions one ff_claim_lane call visits before it leaves the rest of the walk to the layer. */
+const CLAIM_LANE_VISITS = 8
+/** Items per ff_create_many call (one call blocks the server for about 60 µs per item). */
+const CREATE_CHUNK = 100
 const T_Added = Schema.Tuple(Ids.ExecutionId, IntStr)
 const T_Staged = Schema.Tuple(Ids.EdgeId, IntStr)
 const T_State = Schema.Tuple(M.PublicState)
@@ -204,7 +237,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     workerInstanceId: Ids.WorkerInstanceId,
     ttl: number
   ) =>
-    Effect.map(decodeFields(fn, Claimed, env.fields.slice(0, 8)), ([eid, idx, aid, lid, epoch, exp, kind, next]) => ({
+    Effect.map(claimedFields(fn, env.fields.slice(0, 8)), ([eid, idx, aid, lid, epoch, exp, kind, next]) => ({
       handle: makeHandle("valkey", kind, {
         executionId: eid,
         attemptIndex: idx,
@@ -261,15 +294,55 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       }
     })
 
-  /** After a claim the partition's head moved on: keep its hint score (and so the global order) exact. */
+  /**
+   * After a claim the partition's head moved on: keep its hint score (and so the global order)
+   * exact. The update is sent without waiting for its reply: it leaves on the shared connection
+   * ahead of this client's next command (auto-pipelining puts it in the same write), so every
+   * later claim of this client sees it, and the claim does not pay one more round trip for it. A
+   * failure only leaves the hint stale, which claims tolerate (a claim on a partition whose head
+   * moved reports its real head) and the promoteDelayed pass repairs.
+   */
   const refreshHint = (lane: Ids.LaneId, partition: number, score: number, next: string): Fx<void> =>
     next === "" ?
       p.dropHint(lane, partition) :
       Number(next) === score ?
       Effect.void :
-      client.run("ZADD hint", (c) => c.call("ZADD", keys.hint(lane), "XX", next, String(partition))).pipe(Effect.asVoid)
+      Effect.sync(() => {
+        client.connection.call("ZADD", keys.hint(lane), "XX", next, String(partition)).catch(() => undefined)
+      })
 
-  const claim: BackendCore["claim"] = ({ lane, capabilities, policy }) =>
+  /**
+   * On a standalone server the hint walk runs inside one FCALL (ff_claim_lane: the same walk, the
+   * same ff_claim per partition, the hint kept exact atomically); a cluster keeps the walk here,
+   * one FCALL per partition, since the hint key lives in another slot. One ff_claim_lane visits at
+   * most CLAIM_LANE_VISITS partitions (it blocks the server meanwhile); past that (MORE: work
+   * exists, none of it for this worker so far) the walk starts over here, one FCALL per partition.
+   */
+  const claimStandalone: BackendCore["claim"] = (args) =>
+    Effect.gen(function*() {
+      const { lane, capabilities, policy } = args
+      const env = yield* call("claim_lane", { base: keys.hint(lane) }, {
+        prefix: settings.prefix,
+        partitions: N,
+        lane,
+        worker_id: policy.workerId,
+        worker_instance_id: policy.workerInstanceId,
+        caps: capabilities.tokens,
+        lease_ttl_ms: policy.leaseTtlMs,
+        lease_id: storeLeaseId(),
+        attempt_id: storeAttemptId(),
+        scan: settings.claimScan,
+        max_visits: CLAIM_LANE_VISITS
+      })
+      if (env.status === "MORE") return yield* claimCluster(args)
+      if (env.status !== "OK") return Option.none<M.Handle>()
+      const r = yield* handleFrom("ff_claim_lane", env, lane, policy.workerInstanceId, policy.leaseTtlMs)
+      return Option.some(r.handle)
+    })
+
+  const claim: BackendCore["claim"] = (args) => client.isCluster ? claimCluster(args) : claimStandalone(args)
+
+  const claimCluster: BackendCore["claim"] = ({ lane, capabilities, policy }) =>
     overHints(lane, (partition, score) =>
       Effect.gen(function*() {
         const env = yield* call("claim", p.flowTarget(partition), {
@@ -278,8 +351,8 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
           worker_instance_id: policy.workerInstanceId,
           caps: capabilities.tokens,
           lease_ttl_ms: policy.leaseTtlMs,
-          lease_id: yield* Ids.newLeaseId,
-          attempt_id: yield* Ids.newAttemptId,
+          lease_id: storeLeaseId(),
+          attempt_id: storeAttemptId(),
           scan: settings.claimScan
         })
         if (env.status === "OK") {
@@ -348,7 +421,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         execution_id: id,
         worker_id: token.workerId,
         worker_instance_id: token.workerInstanceId,
-        lease_id: yield* Ids.newLeaseId,
+        lease_id: storeLeaseId(),
         lease_ttl_ms: token.leaseTtlMs
       })
       const r = yield* handleFrom("ff_claim_resumed", env, token.grant.laneId, token.workerInstanceId, token.leaseTtlMs)
@@ -821,37 +894,42 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     })
 
   // --- producer, flows, operator control ----------------------------------------------------------
+  /** The JSON arguments of one create (ff_create, and one item of ff_create_many). */
+  const createArgs = (a: CreateExecutionCore) => {
+    const policy = a.policy
+    return {
+      execution_id: a.executionId,
+      namespace: a.namespace,
+      lane_id: a.laneId,
+      execution_kind: a.executionKind,
+      priority: a.priority,
+      creator_identity: a.creatorIdentity,
+      payload_encoding: a.payloadEncoding ?? "",
+      partition_id: Ids.executionPartition(a.executionId),
+      ...(a.delayUntil === undefined ? {} : { delay_until: a.delayUntil }),
+      ...(a.executionDeadlineAt === undefined ? {} : { deadline_at: a.executionDeadlineAt }),
+      ...(policy?.timeoutPolicy?.executionDeadlineMs === undefined ?
+        {} :
+        { deadline_ms: policy.timeoutPolicy.executionDeadlineMs }),
+      ...(policy?.timeoutPolicy?.attemptTimeoutMs === undefined ?
+        {} :
+        { attempt_timeout_ms: policy.timeoutPolicy.attemptTimeoutMs }),
+      ...(policy?.maxSignalsPerExecution === undefined ? {} : { max_signals: policy.maxSignalsPerExecution }),
+      ...(policy?.streamPolicy?.retentionMaxlen === undefined ?
+        {} :
+        { stream_maxlen: policy.streamPolicy.retentionMaxlen }),
+      ...(a.idempotencyKey === undefined || a.idempotencyKey === "" ?
+        {} :
+        { idempotency_key: a.idempotencyKey, dedup_ttl_ms: policy?.dedupWindowMs ?? 86_400_000 }),
+      tags: a.tags,
+      required_capabilities: a.requiredCapabilities.join(",")
+    }
+  }
+
   const createExecution: BackendCore["createExecution"] = (a: CreateExecutionCore) =>
     Effect.gen(function*() {
       yield* inRange(a.executionId)
-      const policy = a.policy
-      const env = yield* call("create", ex(a.executionId), {
-        execution_id: a.executionId,
-        namespace: a.namespace,
-        lane_id: a.laneId,
-        execution_kind: a.executionKind,
-        priority: a.priority,
-        creator_identity: a.creatorIdentity,
-        payload_encoding: a.payloadEncoding ?? "",
-        partition_id: Ids.executionPartition(a.executionId),
-        ...(a.delayUntil === undefined ? {} : { delay_until: a.delayUntil }),
-        ...(a.executionDeadlineAt === undefined ? {} : { deadline_at: a.executionDeadlineAt }),
-        ...(policy?.timeoutPolicy?.executionDeadlineMs === undefined ?
-          {} :
-          { deadline_ms: policy.timeoutPolicy.executionDeadlineMs }),
-        ...(policy?.timeoutPolicy?.attemptTimeoutMs === undefined ?
-          {} :
-          { attempt_timeout_ms: policy.timeoutPolicy.attemptTimeoutMs }),
-        ...(policy?.maxSignalsPerExecution === undefined ? {} : { max_signals: policy.maxSignalsPerExecution }),
-        ...(policy?.streamPolicy?.retentionMaxlen === undefined ?
-          {} :
-          { stream_maxlen: policy.streamPolicy.retentionMaxlen }),
-        ...(a.idempotencyKey === undefined || a.idempotencyKey === "" ?
-          {} :
-          { idempotency_key: a.idempotencyKey, dedup_ttl_ms: policy?.dedupWindowMs ?? 86_400_000 }),
-        tags: a.tags,
-        required_capabilities: a.requiredCapabilities.join(",")
-      }, [a.inputPayload, a.policyJson])
+      const env = yield* call("create", ex(a.executionId), createArgs(a), [a.inputPayload, a.policyJson])
       yield* p.registerLane(a.laneId)
       if (env.status === "DUPLICATE") {
         const [executionId] = yield* decodeFields("ff_create", T_Exec, env.fields)
@@ -863,6 +941,54 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         env.fields
       )
       return { _tag: "Created", executionId, publicState } satisfies M.CreateExecutionResult
+    })
+
+  /**
+   * A batch: the items of one partition go in chunks of CREATE_CHUNK to ff_create_many, which
+   * creates each exactly as ff_create does (one after the other, each atomically), and all the
+   * chunks are sent at once. Ids are range-checked before anything is sent.
+   */
+  const createExecutions: NonNullable<BackendCore["createExecutions"]> = (list) =>
+    Effect.gen(function*() {
+      for (const a of list) yield* inRange(a.executionId)
+      const byPartition = new Map<number, Array<number>>()
+      for (let i = 0; i < list.length; i++) {
+        const partition = Ids.executionPartition(list[i]!.executionId)
+        const group = byPartition.get(partition)
+        if (group === undefined) byPartition.set(partition, [i])
+        else group.push(i)
+      }
+      const chunks: Array<{ readonly partition: number; readonly items: ReadonlyArray<number> }> = []
+      for (const [partition, items] of byPartition) {
+        for (let i = 0; i < items.length; i += CREATE_CHUNK) {
+          chunks.push({ partition, items: items.slice(i, i + CREATE_CHUNK) })
+        }
+      }
+      const results = new Array<M.CreateExecutionResult>(list.length)
+      yield* Effect.forEach(chunks, ({ items, partition }) =>
+        Effect.gen(function*() {
+          const blobs: Array<Uint8Array | string> = []
+          for (const i of items) blobs.push(list[i]!.inputPayload, list[i]!.policyJson)
+          const env = yield* call("create_many", p.flowTarget(partition), { items: items.map((i) => createArgs(list[i]!)) }, blobs)
+          if (env.fields.length !== 3 * items.length) {
+            return yield* parseError("ff_create_many", `${env.fields.length} reply fields for ${items.length} items`)
+          }
+          for (let k = 0; k < items.length; k++) {
+            const status = env.fields[3 * k]!
+            const decoded: Either.Either<M.CreateExecutionResult, ParseResult.ParseError> = status === "DUPLICATE" ?
+              Either.map(decodeExec([env.fields[3 * k + 1]]), ([executionId]) => ({ _tag: "Duplicate" as const, executionId })) :
+              Either.map(
+                decodeCreated([env.fields[3 * k + 1], env.fields[3 * k + 2]]),
+                ([executionId, publicState]) => ({ _tag: "Created" as const, executionId, publicState })
+              )
+            if (Either.isLeft(decoded)) {
+              return yield* parseError("ff_create_many", ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+            }
+            results[items[k]!] = decoded.right
+          }
+        }), { concurrency: "unbounded", discard: true })
+      for (const lane of new Set(list.map((a) => a.laneId))) yield* p.registerLane(lane)
+      return results
     })
 
   const createFlow: BackendCore["createFlow"] = (a) =>
@@ -1311,6 +1437,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
 
   return {
     label: "valkey",
+    partitions: settings.partitions,
     claim,
     renew,
     progress,
@@ -1342,7 +1469,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     deliverSignal,
     claimResumedExecution,
     createExecution,
-    createExecutions: (list) => Effect.forEach(list, createExecution, { concurrency: 64 }),
+    createExecutions,
     createFlow,
     addExecutionToFlow,
     stageDependencyEdge,

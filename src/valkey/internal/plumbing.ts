@@ -8,7 +8,9 @@
  * that claims follow one global priority-then-FIFO order like the memory engine. The Lua functions report what they made
  * claimable ("wake"); the hint is updated right after the FCALL returns (a
  * global key lives in another cluster slot, so it cannot be written inside the
- * FCALL). A claim reads the hint and FCALLs only those partitions. A lost hint
+ * FCALL). A claim reads the hint and FCALLs only those partitions (on a standalone
+ * server, where no slot separates them, ff_claim_lane does the walk, the claim and the
+ * hint updates in one FCALL, see core.ts `claimStandalone`). A lost hint
  * (a client crashing between the two) is repaired by the `promoteDelayed` pass,
  * which reports every lane with claimable work.
  */
@@ -115,6 +117,43 @@ export const LuaArray = <A, I, R>(item: Schema.Schema<A, I, R>) =>
 
 const Wake = Schema.Record({ key: Schema.String, value: IntStr })
 const decodeWake = Schema.decodeUnknownEither(Schema.parseJson(Wake))
+
+/**
+ * The hot path of `decodeReply`: a well-formed `{1, status, wake, ...}` / `{0, code, ...}`
+ * of strings. Anything else goes through the Schema (which names what is wrong).
+ */
+const isReply = (raw: unknown): raw is ReadonlyArray<unknown> => {
+  if (!Array.isArray(raw)) return false
+  const head = raw[0]
+  if (head === 1) {
+    if (raw.length < 3) return false
+  } else if (head !== 0 || raw.length < 2) {
+    return false
+  }
+  for (let i = 1; i < raw.length; i++) if (typeof raw[i] !== "string") return false
+  return true
+}
+
+const INT = /^-?\d+$/
+
+/** The hot path of `decodeWake` (a JSON object of integer strings); `undefined` means "ask the Schema". */
+const fastWake = (wake: string): Either.Either<Record<string, number>, never> | undefined => {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(wake)
+  } catch {
+    return undefined
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined
+  const out: Record<string, number> = {}
+  for (const [k, v] of Object.entries(parsed)) {
+    if (typeof v !== "string" || !INT.test(v)) return undefined
+    const n = Number(v)
+    if (!Number.isSafeInteger(n)) return undefined
+    out[k] = n
+  }
+  return Either.right(out)
+}
 const LaneHead = Schema.Tuple(Schema.String)
 
 export interface Target {
@@ -167,7 +206,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
 
   const applyWake = (partition: number, wake: string): Effect.Effect<void> =>
     wake === "" ? Effect.void : Effect.gen(function*() {
-      const decoded = decodeWake(wake)
+      const decoded = fastWake(wake) ?? decodeWake(wake)
       if (Either.isLeft(decoded)) {
         return yield* Effect.logWarning(`flowfabric valkey: undecodable wake ${wake}`)
       }
@@ -179,25 +218,43 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       }
     })
 
-  const call: Plumbing["call"] = (fn, target, args, blobs = [], readOnly = false) =>
-    Effect.gen(function*() {
-      const now = yield* nowArg
-      const name = `ff_${fn}`
-      const raw = yield* client.fcall(name, target.base, [now, JSON.stringify(args), ...blobs.map(toArg)], readOnly)
-      const eid = typeof args["execution_id"] === "string" ? args["execution_id"] : undefined
+  const onReply = (
+    name: string,
+    target: Target,
+    args: Readonly<Record<string, unknown>>,
+    raw: unknown
+  ): Effect.Effect<Envelope, EngineError> => {
+    let r: ReadonlyArray<unknown>
+    if (isReply(raw)) {
+      r = raw
+    } else {
       const reply = decodeReply(raw)
-      if (Either.isLeft(reply)) return yield* parseError(name, formatParse(reply.left), eid)
-      const r = reply.right
-      if (r[0] === 0) {
-        const [, code, ...details] = r
-        if (code === "lease_expired" && details[0] === "marked" && target.partition !== undefined) {
-          yield* applyWake(target.partition, details[1] ?? "")
-        }
-        return yield* Effect.fail(fromScriptCode("valkey", code, details))
+      if (Either.isLeft(reply)) {
+        const eid = typeof args["execution_id"] === "string" ? args["execution_id"] : undefined
+        return Effect.fail(parseError(name, formatParse(reply.left), eid))
       }
-      const [, status, wake, ...fields] = r
-      if (wake !== "" && target.partition !== undefined) yield* applyWake(target.partition, wake)
-      return { status, wake, fields }
+      r = reply.right
+    }
+    if (r[0] === 0) {
+      const code = r[1] as string
+      const details = r.slice(2) as Array<string>
+      const failed = Effect.fail(fromScriptCode("valkey", code, details))
+      return code === "lease_expired" && details[0] === "marked" && target.partition !== undefined ?
+        Effect.zipRight(applyWake(target.partition, details[1] ?? ""), failed) :
+        failed
+    }
+    const envelope: Envelope = { status: r[1] as string, wake: r[2] as string, fields: r.slice(3) as Array<string> }
+    return envelope.wake !== "" && target.partition !== undefined ?
+      Effect.as(applyWake(target.partition, envelope.wake), envelope) :
+      Effect.succeed(envelope)
+  }
+
+  const call: Plumbing["call"] = (fn, target, args, blobs = [], readOnly = false) =>
+    Effect.flatMap(nowArg, (now) => {
+      const name = `ff_${fn}`
+      const argv: Array<string | Buffer> = [now, JSON.stringify(args)]
+      for (const b of blobs) argv.push(toArg(b))
+      return Effect.flatMap(client.fcall(name, target.base, argv, readOnly), (raw) => onReply(name, target, args, raw))
     })
 
   const flowTarget = (p: number): Target => ({ base: keys.flow(p), partition: p })

@@ -4,7 +4,8 @@
 -- ===========================================================================
 
 -- --- create (T1 / T2) ---------------------------------------------------------------
-FF.fn.create = function(B, a, now, payload, policy_json)
+-- One execution: returns status ("OK" / "DUPLICATE") and the reply fields.
+function FF.create_one(B, a, now, payload, policy_json)
   local e = a.execution_id
   local ns = FF.str(a.namespace)
   local idem = FF.str(a.idempotency_key)
@@ -12,44 +13,60 @@ FF.fn.create = function(B, a, now, payload, policy_json)
   if idem ~= "" then
     idem_key = K.idx(B, "idem:" .. #ns .. ":" .. ns .. ":" .. idem)
     local prior = FF.ttl_get(idem_key, now)
-    if prior ~= nil then return FF.ok("DUPLICATE", prior) end
+    if prior ~= nil then return "DUPLICATE", prior end
   end
   local ck = K.core(B, e)
-  if C("EXISTS", ck) == 1 then return FF.ok("DUPLICATE", e) end
+  if C("EXISTS", ck) == 1 then return "DUPLICATE", e end
   local lane = a.lane_id
   local priority = FF.num(a.priority)
   local delay_until = tonumber(a.delay_until or "")
   local delayed = delay_until ~= nil and delay_until > now
-  local c = {
-    execution_id = e, namespace = ns, lane_id = lane, priority = FF.s(priority), created_at = FF.s(now)
-  }
+  local ts = FF.s(now)
+  local sprio = FF.s(priority)
+  local c = { execution_id = e, namespace = ns, lane_id = lane, priority = sprio, created_at = ts }
+  -- the state vector (valkey.md §4) of a new execution
+  local elig, reason, detail, pub, sdelay = "eligible_now", "waiting_for_worker", "", "waiting", ""
+  if delayed then
+    sdelay = FF.s(delay_until)
+    elig, reason, detail, pub = "not_eligible_until_time", "waiting_for_delay", "delayed until " .. sdelay, "delayed"
+  end
+  c.lifecycle_phase, c.ownership_state, c.eligibility_state, c.attempt_state = "runnable", "unowned", elig,
+    "pending_first_attempt"
+  c.public_state = pub
+  -- the whole record in one HSET: every field, the state vector included
   local t = {
     "execution_id", e, "namespace", ns, "lane_id", lane, "execution_kind", FF.str(a.execution_kind),
-    "partition_id", FF.str(a.partition_id), "priority", FF.s(priority), "creator_identity", FF.str(a.creator_identity),
+    "partition_id", FF.str(a.partition_id), "priority", sprio, "creator_identity", FF.str(a.creator_identity),
     "flow_id", "", "current_lane", lane, "payload_encoding", FF.str(a.payload_encoding),
     "total_attempt_count", "0", "current_attempt_index", "", "current_attempt_id", "",
     "retry_count", "0", "replay_count", "0", "lease_reclaim_count", "0",
     "current_lease_id", "", "current_lease_epoch", "0", "current_worker_id", "", "current_worker_instance_id", "",
     "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", "", "lease_renewal_deadline", "",
     "lease_expired_at", "", "lease_revoked_at", "", "lease_revoke_reason", "", "current_lease_ttl", "",
-    "created_at", FF.s(now), "started_at", "", "completed_at", "",
-    "delay_until", "", "required_capabilities", FF.str(a.required_capabilities),
+    "created_at", ts, "started_at", "", "completed_at", "",
+    "delay_until", sdelay, "required_capabilities", FF.str(a.required_capabilities),
     "current_suspension_id", "", "current_waitpoint_id", "",
     "pending_retry_reason", "", "pending_replay_reason", "", "pending_previous_attempt_index", "",
     "progress_pct", "", "progress_message", "", "progress_updated_at", "",
     "failure_reason", "", "cancellation_reason", "", "cancelled_by", "",
     "attempt_timeout_ms", FF.str(a.attempt_timeout_ms), "max_signals", FF.str(a.max_signals),
     "stream_maxlen", FF.str(a.stream_maxlen),
-    "last_capability_mismatch_at", "", "last_hmac_validation_failed_at", ""
+    "last_capability_mismatch_at", "", "last_hmac_validation_failed_at", "",
+    "lifecycle_phase", "runnable", "ownership_state", "unowned", "eligibility_state", elig,
+    "blocking_reason", reason, "blocking_detail", detail, "terminal_outcome", "none",
+    "attempt_state", "pending_first_attempt", "public_state", pub,
+    "last_transition_at", ts, "last_mutation_at", ts
   }
+  local deadline = tonumber(a.deadline_at or "")
+  if deadline == nil and tonumber(a.deadline_ms or "") ~= nil then deadline = now + tonumber(a.deadline_ms) end
+  if deadline ~= nil then
+    t[#t + 1] = "execution_deadline_at"
+    t[#t + 1] = FF.s(deadline)
+  end
   C("HSET", ck, unpack(t))
   if delayed then
-    FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_delay",
-      "delayed until " .. FF.s(delay_until), "none", "pending_first_attempt", now, { "delay_until", FF.s(delay_until) })
-    C("ZADD", K.lane(B, lane, "delayed"), FF.s(delay_until), e)
+    C("ZADD", K.lane(B, lane, "delayed"), sdelay, e)
   else
-    FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none",
-      "pending_first_attempt", now)
     FF.make_eligible(B, e, c)
   end
   if payload ~= nil and payload ~= "" then C("SET", K.ex(B, e, "payload"), payload) end
@@ -59,10 +76,7 @@ FF.fn.create = function(B, a, now, payload, policy_json)
     for k, v in pairs(a.tags) do tt[#tt + 1] = k; tt[#tt + 1] = FF.str(v) end
     FF.hset(K.ex(B, e, "tags"), tt)
   end
-  local deadline = tonumber(a.deadline_at or "")
-  if deadline == nil and tonumber(a.deadline_ms or "") ~= nil then deadline = now + tonumber(a.deadline_ms) end
   if deadline ~= nil then
-    C("HSET", ck, "execution_deadline_at", FF.s(deadline))
     C("ZADD", K.idx(B, "deadline"), FF.s(deadline), e)
   end
   C("ZADD", K.idx(B, "all"), 0, e)
@@ -70,7 +84,30 @@ FF.fn.create = function(B, a, now, payload, policy_json)
   if idem_key ~= nil then
     FF.ttl_set(idem_key, e, math.max(1, FF.num(a.dedup_ttl_ms, 86400000)), now)
   end
-  return FF.ok("OK", e, c.public_state)
+  return "OK", e, c.public_state
+end
+
+FF.fn.create = function(B, a, now, payload, policy_json)
+  return FF.ok(FF.create_one(B, a, now, payload, policy_json))
+end
+
+-- createExecutions: a batch of executions of this partition, each created exactly as
+-- `create` does (each one atomically, in order, as if by consecutive calls), in one call.
+-- a.items = the argument objects; ARGV[3 + 2(i-1)] / ARGV[4 + 2(i-1)] = payload / policy of item i.
+-- Reply: {1, "OK", wake, status_1, field_1, field2_1, status_2, ...} (three strings per item).
+FF.fn.create_many = function(B, a, now, _, _, argv)
+  local items = a.items
+  if type(items) ~= "table" then return FF.err("invalid_input", "create_many: items") end
+  local out = {}
+  for i = 1, #items do
+    local st, f1, f2 = FF.create_one(B, items[i], now, argv[1 + 2 * i], argv[2 + 2 * i])
+    out[#out + 1] = st
+    out[#out + 1] = f1
+    out[#out + 1] = f2 or ""
+  end
+  local r = { 1, "OK", FF.wake_json() }
+  for i = 1, #out do r[#r + 1] = out[i] end
+  return r
 end
 
 -- --- leasing -------------------------------------------------------------------------
@@ -300,6 +337,81 @@ FF.fn.claim = function(B, a, now)
   FF.drain(B, now)
   if FF.lane_head(B, lane) == "" then return FF.ok("EMPTY") end
   return FF.ok("NOMATCH")
+end
+
+-- claim on a standalone server (no cluster, so one call may reach every partition and the
+-- lane's claim hint): the claim-hint walk of the TS layer (core.ts `overHints`, `refreshHint`,
+-- plumbing.ts `applyWake` / `dropHint`) and the claim itself in one call, so a claim is one
+-- round trip instead of three. KEYS[1] is the hint key `<prefix>:hint:<lane>`; a.prefix and
+-- a.partitions give the partition bases. The hint entries are visited best score first (ties
+-- from a random start), each partition is claimed exactly as ff_claim does, the wakes a
+-- partition reports go to the hints at once, and the visited partition's hint is kept exact
+-- (re-scored to its new head, or removed when nothing claimable is left).
+function FF.apply_wakes_here(prefix, p)
+  if not FF.woke then return end
+  for lane, score in pairs(FF.wake) do
+    C("SADD", prefix .. ":lanes", lane)
+    C("ZADD", prefix .. ":hint:" .. lane, "LT", FF.s(score), FF.s(p))
+  end
+end
+
+FF.fn.claim_lane = function(H, a, now)
+  local prefix = a.prefix
+  local n = FF.num(a.partitions)
+  -- bounded work per call: after this many partitions without a claim the rest of the walk is
+  -- left to the layer (status MORE), one ff_claim per partition as on a cluster
+  local budget = FF.num(a.max_visits, 8)
+  local offset = 0
+  while true do
+    local page = C("ZRANGE", H, offset, offset + 31, "WITHSCORES")
+    local entries = {}
+    for i = 1, #page, 2 do
+      local p = tonumber(page[i])
+      if p == nil or p ~= math.floor(p) or p < 0 or p >= n then
+        C("ZREM", H, page[i])
+      else
+        entries[#entries + 1] = { p, tonumber(page[i + 1]), page[i] }
+      end
+    end
+    local s = 1
+    while s <= #entries do
+      local last = s
+      while last < #entries and entries[last + 1][2] == entries[s][2] do last = last + 1 end
+      local size = last - s + 1
+      local shift = 0
+      if size > 1 then shift = math.random(0, size - 1) end
+      for j = 0, size - 1 do
+        local ent = entries[s + ((j + shift) % size)]
+        local p, score, member = ent[1], ent[2], ent[3]
+        if budget <= 0 then
+          FF.begin()
+          return FF.ok("MORE")
+        end
+        budget = budget - 1
+        FF.begin()
+        local r = FF.fn.claim(prefix .. ":{fp:" .. FF.s(p) .. "}", a, now)
+        FF.apply_wakes_here(prefix, p)
+        if r[1] ~= 1 then return r end
+        if r[2] == "OK" then
+          local nxt = r[#r]
+          if nxt == "" then
+            C("ZREM", H, member)
+          elseif tonumber(nxt) ~= score then
+            C("ZADD", H, "XX", nxt, member)
+          end
+          r[3] = ""
+          return r
+        end
+        if r[2] == "EMPTY" then C("ZREM", H, member) end
+      end
+      s = last + 1
+    end
+    if #page < 64 then
+      FF.begin()
+      return FF.ok("EMPTY")
+    end
+    offset = offset + 32
+  end
 end
 
 -- claim_for_worker (operations.md §4.11): a grant on the first claimable candidate.

@@ -4,7 +4,7 @@
 -- ===========================================================================
 
 local WRITES = {
-  "create", "claim", "issue_grant", "claim_resumed", "renew", "progress", "complete", "fail", "cancel",
+  "create", "create_many", "claim", "issue_grant", "claim_resumed", "renew", "progress", "complete", "fail", "cancel",
   "delay", "wait_children", "revoke", "change_priority", "replay",
   "create_waitpoint", "suspend", "deliver_signal", "append_frame",
   "create_flow", "add_to_flow", "set_edge_group_policy", "stage_edge", "apply_dependency",
@@ -27,7 +27,7 @@ local function callback_of(name)
     FF.begin()
     local now = FF.now(args[1])
     local a = FF.args(args[2])
-    return FF.fn[name](keys[1], a, now, args[3], args[4])
+    return FF.fn[name](keys[1], a, now, args[3], args[4], args)
   end
 end
 
@@ -37,6 +37,9 @@ end
 for i = 1, #READS do
   redis.register_function { function_name = "ff_" .. READS[i], callback = callback_of(READS[i]), flags = { "no-writes" } }
 end
+
+-- standalone servers only (it reaches every partition of the lane)
+redis.register_function { function_name = "ff_claim_lane", callback = callback_of("claim_lane"), flags = { "no-cluster" } }
 
 redis.register_function {
   function_name = "ff_version",
