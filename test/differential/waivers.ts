@@ -36,21 +36,6 @@ const stageSelfEdge: Command = {
   dataPassing: false
 }
 
-const endsWith = (d: Difference, suffix: string): boolean => d.path.endsWith(suffix)
-
-/**
- * `describeExecution.blockingReason` when the stored reason is `none` (active, terminal, …):
- * memory omits the field, the server backends return `"none"`. operations.md §6.1 only reads
- * *empty strings* as absent, and model.md §3.4 lists `none` as a stored value, so `"none"` is
- * right by the letter of the spec; the memory engine (engine.ts `describeExecution`) drops it.
- */
-export const blockingReasonNone: Waiver = {
-  repro: [create(), claim()],
-  id: "describe-blocking-reason-none",
-  description: "describeExecution.blockingReason: memory omits \"none\", server returns it (operations.md §6.1)",
-  matches: (d) => endsWith(d, ".describe.ok.Some.blockingReason") && d.reference === "<absent>" && d.candidate === "none"
-}
-
 const isErr = (v: Difference["candidate"], tag: string, kind?: string): boolean =>
   typeof v === "object" && v !== null && !Array.isArray(v) && (v as { _tag?: unknown })["_tag"] === tag &&
   (kind === undefined || (v as { kind?: unknown })["kind"] === kind)
@@ -72,22 +57,6 @@ export const applyOffPartition: Waiver = {
     /^result(\.apply)?\.err(\.|$)/.test(d.path) &&
     (isErr(d.candidate, "Validation", "InvalidInput") || d.candidate === "Validation" || d.candidate === "InvalidInput") &&
     step.notes.some((n) => n.includes("must live on the flow's partition"))
-}
-
-/**
- * `attempt_state` after cancelling a `runnable` execution: memory always writes `none`; the server
- * follows valkey.md (cancel, `ff_cancel_execution`): "attempt state `attempt_terminal` when an
- * attempt exists, else unchanged" — `attempt_terminal` after a retry-scheduled or delayed attempt,
- * `pending_first_attempt` when no attempt ever ran. The server is right.
- */
-export const cancelRunnableAttemptState: Waiver = {
-  repro: [create(), { _tag: "CancelExecution", execution: 0 }],
-  id: "cancel-runnable-attempt-state",
-  description: "cancel of a runnable execution: memory attempt_state none, server attempt_terminal / unchanged (valkey.md ff_cancel_execution)",
-  matches: (d) =>
-    endsWith(d, ".stateVector.attemptState") && d.reference === "none" &&
-    (d.candidate === "pending_first_attempt" || d.candidate === "attempt_terminal" ||
-      d.candidate === "pending_retry_attempt" || d.candidate === "pending_replay_attempt")
 }
 
 const strings = (v: Difference["candidate"]): ReadonlyArray<string> | undefined =>
@@ -139,79 +108,8 @@ export const edgeGroupListing: Waiver = {
   }
 }
 
-/**
- * `getBudgetStatus` of a budget created with a 0 (unlimited) limit: memory leaves the dimension
- * out of `hardLimits` / `softLimits`, the server reports `0`. operations.md §10.2 writes the
- * per-dimension limits as given and §10.5 splits the stored `hard:` / `soft:` fields into the two
- * maps; 0 means unlimited (model.md §13.2 rule 5) but is still a stored limit.
- */
-export const zeroBudgetLimit: Waiver = {
-  repro: [{ _tag: "CreateBudget", dimensions: ["tokens"], hard: 0, soft: 0, resetIntervalMs: 0 }],
-  id: "budget-status-zero-limit",
-  description: "getBudgetStatus: memory omits 0 (unlimited) limits, server reports 0 (operations.md §10.2/§10.5)",
-  matches: (d) => /\.(hard|soft)Limits\.[^.]+$/.test(d.path) && d.reference === "<absent>" && d.candidate === 0
-}
-
 const relTime = (v: Difference["candidate"]): number | undefined =>
   typeof v === "string" && /^T[+-]\d+$/.test(v) ? Number(v.slice(1)) : undefined
-
-/**
- * `appendFrame` bumps the execution's `last_mutation_at` in memory; the Valkey layer leaves the
- * execution record alone. operations.md §4.4 lists only stream-metadata effects (`frame_count`,
- * `total_bytes`, `last_sequence`, `last_frame_at`), so the server follows the spec. Masked while
- * memory's `lastMutationAt` is later than the server's (it stays so until the next mutation).
- */
-export const appendFrameMutationTime: Waiver = {
-  repro: [create(), claim(), advance(1), { _tag: "AppendFrame", handle: 0, kind: "stdout", text: "hello", mode: "durable" }],
-  id: "append-frame-last-mutation-at",
-  description: "describeExecution.lastMutationAt: memory bumps it on appendFrame, server does not (operations.md §4.4)",
-  matches: (d) => {
-    if (!d.path.endsWith(".describe.ok.Some.lastMutationAt")) return false
-    const a = relTime(d.reference)
-    const b = relTime(d.candidate)
-    return a !== undefined && b !== undefined && a > b
-  }
-}
-
-/**
- * A flow whose members are all terminal: memory writes `public_flow_state = completed` / `failed`,
- * the server leaves `open`. model.md §9.1: "This port SHOULD also keep the authoritative record's
- * completed/failed current when its members' terminal operations make the flow finished" — memory
- * implements it. Later flow operations then differ (a finished flow is closed), so the run ends.
- */
-export const flowFinishedState: Waiver = {
-  repro: [createFlow, create({ flow: 0 }), claim(), { _tag: "Complete", handle: 0, payload: "out" }],
-  id: "flow-finished-state",
-  description: "publicFlowState: memory completed/failed when all members are terminal, server open (model.md §9.1 SHOULD)",
-  effect: "endRun",
-  matches: (d) =>
-    (d.path.endsWith(".publicFlowState") && (d.reference === "completed" || d.reference === "failed") &&
-      d.candidate === "open") ||
-    (d.path.endsWith(".status") && (d.reference === "Completed" || d.reference === "Failed") && d.candidate === "Active")
-}
-
-/**
- * A signal without `resumeDelayMs` satisfying a suspension whose `resumePolicy.resumeDelayMs` is
- * set: memory resumes to `delayed` (`args.resumeDelayMs ?? resumePolicy.resumeDelayMs`), the
- * Valkey layer to `waiting`. valkey.md (suspend, `resume_policy_json`): the policy is "stored but
- * not interpreted by Lua; the resume delay actually applied is the ARGV of deliver/resume"
- * (operations.md §5.4 / model.md T17 speak of the signal's `resumeDelayMs`). The run ends: later
- * claims differ.
- */
-export const resumePolicyDelay: Waiver = {
-  repro: [
-    create(),
-    claim(),
-    { _tag: "Suspend", handle: 0, binding: "fresh", matcher: "go", resumeDelayMs: 100 },
-    { _tag: "DeliverSignal", waitpoint: 0, token: "good", name: "go" }
-  ],
-  id: "resume-policy-delay",
-  description: "deliverSignal: memory applies the suspension's resumePolicy.resumeDelayMs, valkey only the signal's (valkey.md suspend)",
-  effect: "endRun",
-  matches: (d, step) =>
-    step.label.startsWith("DeliverSignal") && d.reference === "waiting_for_resume_delay" &&
-    d.candidate === "waiting_for_worker"
-}
 
 type JsonValue = Difference["candidate"]
 
@@ -343,51 +241,10 @@ export const valkeyWaivers: ReadonlyArray<Waiver> = [
   createWaitpointLadder,
   claimOrderWithCapabilities,
   claimMarksExpiredLeases,
-  resumePolicyDelay,
-  flowFinishedState,
-  appendFrameMutationTime,
-  zeroBudgetLimit,
   edgeGroupListing,
-  blockingReasonNone,
   applyOffPartition,
-  cancelRunnableAttemptState,
   laneOnDuplicate
 ]
-
-/**
- * An idempotency key sent with a `createExecution` that was a `Duplicate` by execution id: the
- * Postgres layer remembers the key for the existing execution, so a later create of a *new* id with
- * that key is `Duplicate{first id}`; memory remembers keys only for executions it created and
- * creates the new one. operations.md §8.1: the key is "remembered for 24 h" among the effects of a
- * creation (T1/T2); a duplicate writes nothing. Memory is right. The run ends.
- */
-export const idempotencyKeyOnDuplicate: Waiver = {
-  repro: [create(), create({ duplicateOf: 0, idempotencyKey: "idem-2" }), create({ idempotencyKey: "idem-2" })],
-  id: "idempotency-key-remembered-on-duplicate",
-  description: "createExecution: postgres remembers the idempotency key of a Duplicate-by-id create (operations.md §8.1)",
-  effect: "endRun",
-  matches: (d, step) =>
-    step.label.startsWith("CreateExecution") && step.label.includes("idempotencyKey") &&
-    d.path.endsWith("ok._tag") && d.reference === "Created" && d.candidate === "Duplicate"
-}
-
-/**
- * `replayExecution` of the member of a finished (`completed`) flow: the Postgres layer bumps the
- * flow's `last_mutation_at`, memory leaves the flow record alone (operations.md §8.9 lists no flow
- * effect). Both keep `publicFlowState = completed` although the member is runnable again — a gap
- * of model.md §9.1 worth a decision. Masked while the server's time is later.
- */
-export const replayFlowMutationTime: Waiver = {
-  repro: [createFlow, create({ flow: 0 }), claim(), { _tag: "Complete", handle: 0 }, advance(5), { _tag: "ReplayExecution", execution: 0 }],
-  id: "replay-bumps-flow-last-mutation-at",
-  description: "describeFlow.lastMutationAt: postgres bumps it when a member is replayed (operations.md §8.9)",
-  matches: (d) => {
-    if (!/^reads\.flow [^.]+\.(describe\.)?ok\.Some\.lastMutationAt$/.test(d.path)) return false
-    const a = relTime(d.reference)
-    const b = relTime(d.candidate)
-    return a !== undefined && b !== undefined && b > a
-  }
-}
 
 /**
  * `reconcileDependencies` and a dependency applied for an edge that was never staged (its staging
@@ -420,8 +277,5 @@ export const reconcileUnstagedDependency: Waiver = {
 }
 
 export const postgresWaivers: ReadonlyArray<Waiver> = [
-  reconcileUnstagedDependency,
-  appendFrameMutationTime,
-  idempotencyKeyOnDuplicate,
-  replayFlowMutationTime
+  reconcileUnstagedDependency
 ]

@@ -171,7 +171,10 @@ const FLOW_FIELDS = new Set([
   "last_mutation_at",
   "cancelled_at",
   "cancel_reason",
-  "cancellation_policy"
+  "cancellation_policy",
+  // member counters that settle the flow (flow.lua); not part of the snapshot
+  "open_members",
+  "bad_members"
 ])
 
 export interface GroupHash extends Hash {

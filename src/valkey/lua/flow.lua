@@ -35,6 +35,7 @@ FF.fn.add_to_flow = function(B, a, now)
   end
   if bound ~= "" and bound ~= fid then return FF.err("execution_already_in_flow") end
   C("SADD", mk, e)
+  FF.flow_member_added(B, fid, c)
   C("HSET", K.core(B, e), "flow_id", fid, "last_mutation_at", FF.s(now))
   local nodes = C("HINCRBY", fk, "node_count", 1)
   C("HINCRBY", fk, "graph_revision", 1)
@@ -259,14 +260,40 @@ function FF.reset_impossible_deps(B, fid, e, now)
 end
 
 -- --- member bookkeeping ------------------------------------------------------------------------
+-- The flow hash counts its non-terminal members (open_members) and its members that ended
+-- failed, cancelled or expired (bad_members), so a member's terminal transition can settle an
+-- open flow to completed / failed without reading the other members (model.md §9.1).
+function FF.bad_outcome(outcome)
+  return outcome == "failed" or outcome == "cancelled" or outcome == "expired"
+end
+
+function FF.flow_member_added(B, fid, c)
+  local fk = K.flow(B, fid)
+  if c.lifecycle_phase ~= "terminal" then
+    C("HINCRBY", fk, "open_members", 1)
+  elseif FF.bad_outcome(c.terminal_outcome) then
+    C("HINCRBY", fk, "bad_members", 1)
+  end
+end
+
 function FF.flow_member_terminal(B, fid, e, outcome, now)
   local owed = K.fx(B, fid, "owed")
   if C("SREM", owed, e) == 1 and C("SCARD", owed) == 0 then
     FF.flow_cancel_done(B, fid, now)
   end
+  local fk = K.flow(B, fid)
+  local bad = FF.bad_outcome(outcome) and C("HINCRBY", fk, "bad_members", 1) or
+    FF.num(C("HGET", fk, "bad_members"))
+  if C("HINCRBY", fk, "open_members", -1) <= 0 and C("HGET", fk, "public_flow_state") == "open" then
+    C("HSET", fk, "public_flow_state", bad > 0 and "failed" or "completed", "last_mutation_at", FF.s(now))
+  end
 end
 
-function FF.flow_member_replayed(B, fid, e, outcome, now) end
+function FF.flow_member_replayed(B, fid, e, outcome, now)
+  local fk = K.flow(B, fid)
+  C("HINCRBY", fk, "open_members", 1)
+  if FF.bad_outcome(outcome) then C("HINCRBY", fk, "bad_members", -1) end
+end
 
 function FF.flow_cancel_done(B, fid, now)
   C("ZREM", K.idx(B, "cancel_backlog"), fid)
