@@ -6,6 +6,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Either, ParseResult, Predicate, Schema } from "effect"
+import type { ParseOptions } from "effect/SchemaAST"
 import { ConflictError, corruption, type EngineError, fromScriptCode } from "../../EngineError.js"
 import { EdgeSnapshot } from "../../Model.js"
 import { BACKEND, fromSqlError, isRetryableConflict } from "./errors.js"
@@ -124,19 +125,30 @@ export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never,
       return withRetry(once(statementText(fn, args), values), 1).pipe(
         Effect.mapError((e) => fromSqlError(e, { op, maxConnections: options.maxConnections, startedAt })),
         Effect.flatMap((reply) => unwrap(op, reply)),
-        Effect.withSpan(`PostgresBackend.ff_${fn}`, { attributes: { backend: BACKEND, "db.system": "postgresql" } })
+        Effect.withSpan(`PostgresBackend.ff_${fn}`, {
+          attributes: { backend: BACKEND, "db.system": "postgresql" },
+          captureStackTrace: false
+        })
       )
     }
 
-    const call = (op: string, fn: string, args: ReadonlyArray<Arg>) =>
-      Effect.flatMap(now, (at) => callAt(op, fn, args, at))
+    const call = options.clock === "effect" ?
+      (op: string, fn: string, args: ReadonlyArray<Arg>) => Effect.flatMap(now, (at) => callAt(op, fn, args, at)) :
+      (op: string, fn: string, args: ReadonlyArray<Arg>) => callAt(op, fn, args, null)
 
     return { now, call, callAt }
   })
 
+// One compiled decoder per schema (compiling is far dearer than decoding a reply).
+const decoders = new WeakMap<Schema.Schema.Any, (u: unknown, o: ParseOptions) => Either.Either<unknown, ParseResult.ParseError>>()
+
 /** Decodes a stored value; a value that does not decode is `Validation(Corruption)`. */
 export const decode = <A, I>(op: string, schema: Schema.Schema<A, I>) => {
-  const run = Schema.decodeUnknownEither(schema)
+  let run = decoders.get(schema) as ((u: unknown, o: ParseOptions) => Either.Either<A, ParseResult.ParseError>) | undefined
+  if (run === undefined) {
+    run = Schema.decodeUnknownEither(schema)
+    decoders.set(schema, run)
+  }
   return (value: unknown): Effect.Effect<A, EngineError> =>
     Either.match(run(value, { onExcessProperty: "ignore" }), {
       onLeft: (e) => Effect.fail(corruption(`${op}: ${formatIssue(e)}`)),

@@ -11,7 +11,6 @@ import {
   executionPartition,
   FlowId,
   flowPartition,
-  newLeaseId,
   type PartitionConfig,
   quotaPartition
 } from "../../Ids.js"
@@ -20,6 +19,7 @@ import { DEFAULT_BATCH_SIZE } from "../../Maintenance.js"
 import * as M from "../../Model.js"
 import { type BackendCore, type CreateExecutionCore, encodePolicy, type HandleRef } from "../../internal/boundary.js"
 import { makeHandle } from "../../internal/handleCodec.js"
+import { storeLeaseId } from "../../internal/storeIds.js"
 import { clampPriority, parseStreamId } from "../../internal/validation.js"
 import {
   type Arg,
@@ -74,7 +74,20 @@ const DeliverRow = M.DeliverSignalResult
 
 const ExecutionInputRow = Schema.Struct({ ...M.ExecutionInput.fields, payload: Base64 })
 
-const nullable = <A, I>(schema: Schema.Schema<A, I>) => Schema.NullOr(schema)
+// Schemas built once: a schema built per call also compiles its decoder per call.
+const nullables = new WeakMap<Schema.Schema.Any, Schema.Schema.Any>()
+const nullable = <A, I>(schema: Schema.Schema<A, I>): Schema.Schema<A | null, I | null> => {
+  let s = nullables.get(schema)
+  if (s === undefined) {
+    s = Schema.NullOr(schema)
+    nullables.set(schema, s)
+  }
+  return s as Schema.Schema<A | null, I | null>
+}
+const ClaimedList = Schema.Array(Claimed)
+const ResumeSignalRows = Schema.Array(ResumeSignalRow)
+const EdgeSnapshots = Schema.Array(M.EdgeSnapshot)
+const CreateExecutionResults = Schema.Array(M.CreateExecutionResult)
 
 // ---------------------------------------------------------------------------
 // argument helpers
@@ -317,7 +330,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore & {
         text(args.policy.workerInstanceId),
         bigint(args.policy.leaseTtlMs),
         int(Math.max(1, Math.floor(count)))
-      ], Schema.Array(Claimed)),
+      ], ClaimedList),
       (rows) => rows.map(({ kind, ...payload }) => makeHandle("postgres", kind, payload))
     )
 
@@ -353,6 +366,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore & {
 
   const core: BackendCore & { readonly claimMany: typeof claimMany } = {
     label: "postgres",
+    partitions: cfg,
     claimMany,
 
     claim: (args) => Effect.map(claimMany(args, 1), (handles) => Option.fromNullable(handles[0])),
@@ -453,11 +467,11 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore & {
       ], CreateWaitpointRow),
 
     observeSignals: (h) =>
-      callDecode("observe_signals", "observe_signals", [text(h.payload.executionId), int(h.payload.attemptIndex)], Schema.Array(ResumeSignalRow)),
+      callDecode("observe_signals", "observe_signals", [text(h.payload.executionId), int(h.payload.attemptIndex)], ResumeSignalRows),
 
     claimFromReclaim: (token) =>
       Effect.gen(function*() {
-        const leaseId = yield* newLeaseId
+        const leaseId = storeLeaseId()
         const result = yield* Effect.either(callDecode("claim_from_reclaim", "claim_resumed", [
           text(token.grant.executionId),
           text(token.workerId),
@@ -498,7 +512,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore & {
         uuid(args.flowId),
         text(args.direction._tag === "Outgoing" ? args.direction.fromNode : args.direction.toNode),
         bool(args.direction._tag === "Outgoing")
-      ], Schema.Array(M.EdgeSnapshot)),
+      ], EdgeSnapshots),
     describeEdge: (args) => callOption("describe_edge", "describe_edge", [uuid(args.flowId), uuid(args.edgeId)], M.EdgeSnapshot),
     resolveExecutionFlowId: (id) => callOption("resolve_execution_flow_id", "resolve_execution_flow_id", [text(id)], FlowId),
     getExecutionInput: (id) =>
@@ -619,7 +633,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore & {
         "create_executions",
         "create_executions",
         [jsonb(list.map((a) => ({ ...createItem(a), payload: Buffer.from(a.inputPayload).toString("base64") })))],
-        Schema.Array(M.CreateExecutionResult)
+        CreateExecutionResults
       ),
 
     createFlow: (a) =>

@@ -13,6 +13,8 @@ import * as m0003 from "./0003_flows.js"
 import * as m0004 from "./0004_signals.js"
 import * as m0005 from "./0005_streams_budgets.js"
 import * as m0006 from "./0006_operator_maintenance.js"
+import * as m0007 from "./0007_create_dedup_replay.js"
+import * as m0008 from "./0008_hot_path.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -27,7 +29,9 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0003_flows": run(m0003.sql),
   "0004_signals": run(m0004.sql),
   "0005_streams_budgets": run(m0005.sql),
-  "0006_operator_maintenance": run(m0006.sql)
+  "0006_operator_maintenance": run(m0006.sql),
+  "0007_create_dedup_replay": run(m0007.sql),
+  "0008_hot_path": run(m0008.sql)
 }
 
 /** The id of the newest migration this code needs. */
