@@ -25,6 +25,11 @@ export declare namespace EngineBackend {
 
     // --- claim and lifecycle (worker hot path) -----------------------------
     readonly claim: (args: M.ClaimArgs) => Effect.Effect<Option.Option<M.Handle>, EngineError>
+    /**
+     * Up to `max` claims (1..1000) in as few round trips as the backend allows: each handle is what
+     * `claim` would have returned, in claim order; fewer (or none) when the lane runs out.
+     */
+    readonly claimMany: (args: M.ClaimArgs, max: number) => Effect.Effect<ReadonlyArray<M.Handle>, EngineError>
     readonly renew: (handle: M.Handle) => Effect.Effect<M.LeaseRenewal, EngineError>
     readonly progress: (
       handle: M.Handle,
@@ -168,6 +173,7 @@ export class EngineBackend extends Context.Tag("flowfabric/EngineBackend")<Engin
  */
 export const operationNames = [
   "claim",
+  "claimMany",
   "renew",
   "progress",
   "appendFrame",

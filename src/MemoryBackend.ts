@@ -72,6 +72,8 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
     const core: BackendCore = {
       label: "memory",
       claim: (args) => withLease((ids) => (now) => engine.claim(now, args, ids)),
+      claimMany: (args, max) =>
+        step((now) => engine.claimMany(now, args, max, () => ({ leaseId: storeLeaseId(), attemptId: storeAttemptId() }))),
       renew: (h) => step((now) => engine.renew(now, h)),
       progress: (h, percent, message) => step((now) => engine.progress(now, h, percent, message)),
       appendFrame: (h, frame) => step((now) => engine.appendFrame(now, h, frame)),

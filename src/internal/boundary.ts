@@ -74,6 +74,8 @@ export interface BackendCore {
   /** The deployment's partition counts (default `defaultPartitionConfig`). */
   readonly partitions?: PartitionConfig | undefined
   readonly claim: (args: M.ClaimArgs) => Fx<Option.Option<M.Handle>>
+  /** Up to `max` claims in one step; absent ⇒ `claim` until the lane runs out. */
+  readonly claimMany?: (args: M.ClaimArgs, max: number) => Fx<ReadonlyArray<M.Handle>>
   readonly renew: (h: HandleRef) => Fx<M.LeaseRenewal>
   readonly progress: (h: HandleRef, percent: number | undefined, message: string | undefined) => Fx<void>
   readonly appendFrame: (h: HandleRef, frame: M.Frame) => Fx<M.AppendFrameOutcome>
@@ -204,6 +206,15 @@ const prepareCreate = (args: M.CreateExecutionArgsInput): Either.Either<CreateEx
   }))
 }
 
+/** Validates claim arguments; capabilities come back sorted and de-duplicated. */
+const claimArgs = (op: string, args: M.ClaimArgs): Either.Either<M.ClaimArgs, ValidationError> => {
+  const a = V.construct(op, M.ClaimArgs, args)
+  if (Either.isLeft(a)) return a
+  const tokens = V.checkCapabilities("worker", a.right.capabilities.tokens)
+  if (Either.isLeft(tokens)) return Either.left(tokens.left)
+  return Either.right({ lane: a.right.lane, capabilities: { tokens: tokens.right }, policy: a.right.policy })
+}
+
 /**
  * Wraps a core into the public service.
  */
@@ -248,11 +259,29 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
     claim: (args) =>
       Effect.suspend(() => {
-        const a = V.construct("claim", M.ClaimArgs, args)
+        const a = claimArgs("claim", args)
+        return Either.isLeft(a) ? Effect.fail(a.left) : core.claim(a.right)
+      }),
+
+    claimMany: (args, max) =>
+      Effect.suspend(() => {
+        if (!Number.isInteger(max) || max < 1 || max > V.MAX_CLAIM_BATCH) {
+          return Effect.fail(invalidInput(`claim_many: max must be an integer in 1..${V.MAX_CLAIM_BATCH}`))
+        }
+        const a = claimArgs("claim_many", args)
         if (Either.isLeft(a)) return Effect.fail(a.left)
-        const tokens = V.checkCapabilities("worker", a.right.capabilities.tokens)
-        if (Either.isLeft(tokens)) return Effect.fail(tokens.left)
-        return core.claim({ lane: a.right.lane, capabilities: { tokens: tokens.right }, policy: a.right.policy })
+        if (core.claimMany !== undefined) return core.claimMany(a.right, max)
+        const claimed: Array<M.Handle> = []
+        const next: Fx<ReadonlyArray<M.Handle>> = Effect.suspend(() =>
+          claimed.length >= max ?
+            Effect.succeed(claimed) :
+            Effect.flatMap(core.claim(a.right), (h) => {
+              if (Option.isNone(h)) return Effect.succeed(claimed)
+              claimed.push(h.value)
+              return next
+            })
+        )
+        return next
       }),
 
     renew: (handle) => withHandle(handle, core.renew),

@@ -16,6 +16,8 @@ export const MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 export const MAX_FRAME_BYTES = 65_536
 export const MAX_SIGNAL_PAYLOAD_BYTES = 65_536
 export const MAX_CAPABILITY_TOKENS = 256
+/** Largest `max` of one `claimMany`. */
+export const MAX_CLAIM_BATCH = 1000
 export const MAX_CAPABILITY_CSV_BYTES = 4096
 export const MAX_WAITPOINT_KEY_BYTES = 256
 export const MAX_COMPOSITE_DEPTH = 4

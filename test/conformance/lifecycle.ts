@@ -14,6 +14,7 @@ import {
   advance,
   backend,
   bytes,
+  claimArgs,
   claimNone,
   claimOn,
   claimSome,
@@ -33,6 +34,7 @@ import {
   snapshot,
   type Tester,
   text,
+  validationFails,
   vector,
   WORKER
 } from "./helpers.js"
@@ -95,6 +97,27 @@ export const lifecycle = (t: Tester) =>
         Effect.gen(function*() {
           const c = yield* createAndClaim()
           yield* claimNone(c.lane, { worker: "worker-2", instance: "worker-2-i1" })
+        }))
+
+      t.test("claimMany takes up to max in claim order, fewer when the lane runs out; max is 1..1000", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const low = yield* create({ laneId: lane, priority: 1 })
+          yield* advance(1)
+          const high = yield* create({ laneId: lane, priority: 5 })
+          yield* advance(1)
+          const low2 = yield* create({ laneId: lane, priority: 1 })
+          const first = yield* b.claimMany(claimArgs(lane), 2)
+          expect(first.map((h) => h.kind)).toEqual(["fresh", "fresh"])
+          expect(first.map((h) => payloadOf(h).executionId)).toEqual([high.executionId, low.executionId])
+          const rest = yield* b.claimMany(claimArgs(lane), 5)
+          expect(rest.map((h) => payloadOf(h).executionId)).toEqual([low2.executionId])
+          expect(yield* b.claimMany(claimArgs(lane), 5)).toEqual([])
+          for (const h of [...first, ...rest]) yield* b.complete(h)
+          expect(yield* publicState(high.executionId)).toBe("completed")
+          yield* validationFails(b.claimMany(claimArgs(lane), 0), "InvalidInput")
+          yield* validationFails(b.claimMany(claimArgs(lane), 1001), "InvalidInput")
         }))
 
       t.test("only sees executions of the requested lane", () =>

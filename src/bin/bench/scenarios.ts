@@ -66,6 +66,9 @@ const createMany = (
     { concurrency: 4, discard: true }
   )
 
+/** Claims per `claimMany` call of a bench worker. */
+const CLAIM_BATCH = 16
+
 /** Workers claim and complete until `remaining` reaches zero. */
 const drain = (
   b: EngineBackend.Service,
@@ -80,16 +83,20 @@ const drain = (
     (w) =>
       Effect.gen(function*() {
         const policy = policyFor(w)
+        const args = { lane, capabilities: { tokens }, policy }
         for (;;) {
           if ((yield* Ref.get(remaining)) <= 0) return
-          const claimed = yield* b.claim({ lane, capabilities: { tokens }, policy })
-          if (Option.isNone(claimed)) {
+          // a worker with `claimBatch` free slots fills them in one call, as BullMQ and pg-boss fetch
+          const claimed = yield* b.claimMany(args, CLAIM_BATCH)
+          if (claimed.length === 0) {
             yield* Effect.yieldNow()
             continue
           }
-          yield* b.complete(claimed.value)
-          yield* Ref.update(remaining, (n) => n - 1)
-          yield* onDone(claimed.value)
+          for (const h of claimed) {
+            yield* b.complete(h)
+            yield* onDone(h)
+          }
+          yield* Ref.update(remaining, (n) => n - claimed.length)
         }
       }),
     { concurrency: "unbounded", discard: true }

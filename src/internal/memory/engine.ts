@@ -663,6 +663,23 @@ export class MemoryEngine {
     return best?.exec
   }
 
+  /** Claims until `max` handles or the lane runs out; an error after the first claim ends the batch. */
+  claimMany(
+    now: number,
+    args: M.ClaimArgs,
+    max: number,
+    ids: () => { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
+  ): R<ReadonlyArray<M.Handle>> {
+    const claimed: Array<M.Handle> = []
+    while (claimed.length < max) {
+      const r = this.claim(now, args, ids())
+      if (Either.isLeft(r)) return claimed.length === 0 ? Either.left(r.left) : ok(claimed)
+      if (Option.isNone(r.right)) break
+      claimed.push(r.right.value)
+    }
+    return ok(claimed)
+  }
+
   claim(
     now: number,
     args: M.ClaimArgs,
