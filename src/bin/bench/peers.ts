@@ -104,9 +104,10 @@ const graphileWorker: Peer = {
   run: (o) =>
     Effect.tryPromise({
       try: async () => {
-        const { run, makeWorkerUtils } = await import("graphile-worker")
+        const { Logger, run, makeWorkerUtils } = await import("graphile-worker")
+        const logger = new Logger(() => () => {})
         const schema = `graphile_bench_${Date.now()}`
-        const utils = await makeWorkerUtils({ connectionString: pgUrl(o), schema })
+        const utils = await makeWorkerUtils({ connectionString: pgUrl(o), schema, logger })
         await utils.migrate()
         let done = 0
         let finish: () => void = () => {}
@@ -122,6 +123,7 @@ const graphileWorker: Peer = {
           concurrency: 10,
           pollInterval: 1000,
           noHandleSignals: true,
+          logger,
           taskList: {
             noop: async () => {
               if (++done === o.tasks) finish()
