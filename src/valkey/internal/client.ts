@@ -113,11 +113,10 @@ export const connect = (
     const connection = yield* open(o)
     const isCluster = connection instanceof Cluster
 
+    // Plain commands are reads and idempotent index writes (hints, lanes, locators): repeating one
+    // is always safe, so a lost connection leaves them retryable even after the send.
     const run = <A>(op: string, f: (c: Connection) => Promise<A>): Effect.Effect<A, TransportError> =>
-      Effect.suspend(() => {
-        const sent = connection.status === "ready"
-        return Effect.tryPromise({ try: () => f(connection), catch: (e) => fromValkeyError(op, e, sent) })
-      })
+      Effect.tryPromise({ try: () => f(connection), catch: (e) => fromValkeyError(op, e, false) })
 
     const primaries: Effect.Effect<ReadonlyArray<Redis>, TransportError> = Effect.suspend(() => {
       if (!(connection instanceof Cluster)) return Effect.succeed([connection])
@@ -246,7 +245,7 @@ export const connect = (
               Effect.zipRight(fcallOnce(fn, key, args, readOnly)),
               Effect.mapError((e) => {
                 if (e instanceof TransportError) return e
-                if (!isMissingFunction(e.error)) return fromValkeyError(`FCALL ${fn}`, e.error, e.sent)
+                if (!isMissingFunction(e.error)) return fromValkeyError(`FCALL ${fn}`, e.error, e.sent && !readOnly)
                 return new TransportError({
                   backend: "valkey",
                   kind: "script_not_loaded",
@@ -257,7 +256,8 @@ export const connect = (
                 })
               })
             ) :
-            Effect.fail(fromValkeyError(`FCALL ${fn}`, error, sent))
+            // only a write sent before the connection dropped is ambiguous (errors.md §7.1)
+            Effect.fail(fromValkeyError(`FCALL ${fn}`, error, sent && !readOnly))
         )
       )
 
