@@ -282,17 +282,20 @@ function FF.flow_member_terminal(B, fid, e, outcome, now)
     FF.flow_cancel_done(B, fid, now)
   end
   local fk = K.flow(B, fid)
-  local bad = FF.bad_outcome(outcome) and C("HINCRBY", fk, "bad_members", 1) or
-    FF.num(C("HGET", fk, "bad_members"))
+  if FF.bad_outcome(outcome) then C("HINCRBY", fk, "bad_members", 1) end
   if C("HINCRBY", fk, "open_members", -1) <= 0 and C("HGET", fk, "public_flow_state") == "open" then
-    C("HSET", fk, "public_flow_state", bad > 0 and "failed" or "completed", "last_mutation_at", FF.s(now))
+    local settled = FF.num(C("HGET", fk, "bad_members")) > 0 and "failed" or "completed"
+    C("HSET", fk, "public_flow_state", settled, "last_mutation_at", FF.s(now))
   end
 end
 
+-- A replayed member reopens a flow that had settled (completed / failed), as the memory engine does.
 function FF.flow_member_replayed(B, fid, e, outcome, now)
   local fk = K.flow(B, fid)
   C("HINCRBY", fk, "open_members", 1)
   if FF.bad_outcome(outcome) then C("HINCRBY", fk, "bad_members", -1) end
+  local state = C("HGET", fk, "public_flow_state")
+  if state == "completed" or state == "failed" then C("HSET", fk, "public_flow_state", "open") end
 end
 
 function FF.flow_cancel_done(B, fid, now)
