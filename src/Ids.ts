@@ -10,7 +10,6 @@ import { Effect, Either, ParseResult, Schema } from "effect"
 // UUIDs
 // ---------------------------------------------------------------------------
 
-const HYPHENATED = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const SIMPLE = /^[0-9a-f]{32}$/
 
 /**
@@ -20,18 +19,35 @@ const SIMPLE = /^[0-9a-f]{32}$/
  * @since 0.1.0
  */
 export const normalizeUuid = (input: string): string | undefined => {
+  if (isCanonicalUuid(input)) return input
   let s = input.trim().toLowerCase()
   if (s.startsWith("urn:uuid:")) s = s.slice(9)
   if (s.startsWith("{") && s.endsWith("}")) s = s.slice(1, -1)
-  if (HYPHENATED.test(s)) return s
+  if (isCanonicalUuid(s)) return s
   if (SIMPLE.test(s)) {
     return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`
   }
   return undefined
 }
 
-/** @since 0.1.0 */
-export const isCanonicalUuid = (s: string): boolean => HYPHENATED.test(s)
+/**
+ * Lowercase hyphenated 8-4-4-4-12 hex. Checked char by char: ids are checked on
+ * every call, and this is several times cheaper than the equivalent regex.
+ *
+ * @since 0.1.0
+ */
+export const isCanonicalUuid = (s: string): boolean => {
+  if (s.length !== 36) return false
+  for (let i = 0; i < 36; i++) {
+    const c = s.charCodeAt(i)
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 45) return false
+    } else if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) {
+      return false
+    }
+  }
+  return true
+}
 
 /**
  * A UUID in canonical form; other accepted spellings are normalised on decode.

@@ -25,6 +25,14 @@ const scenarioOption = Options.choice("scenario", [
 ]).pipe(Options.withDefault("submit-claim-complete"))
 const tasksOption = Options.integer("tasks").pipe(Options.withDefault(20_000))
 const workersOption = Options.integer("workers").pipe(Options.withDefault(8))
+const warmupOption = Options.integer("warmup").pipe(
+  Options.withDescription("tasks of an untimed first round of each scenario and peer (JIT warm-up); 0 skips it"),
+  Options.withDefault(2_000)
+)
+const roundsOption = Options.integer("rounds").pipe(
+  Options.withDescription("timed rounds of each scenario and peer; the median round is reported"),
+  Options.withDefault(3)
+)
 const urlOption = Options.text("url").pipe(Options.optional)
 // A boolean flag reads false when absent, so the switch is the opt-out.
 const noPeersOption = Options.boolean("no-peers").pipe(
@@ -59,6 +67,22 @@ const backendLayer = (backend: string, url: Option.Option<string>): Effect.Effec
   }
 }
 
+/**
+ * Runs `rounds` timed rounds and keeps the median one by its first row's rate
+ * (this 2-vCPU VM varies by ±15 % from one run to the next).
+ */
+const medianRound = <E, R>(
+  rounds: number,
+  round: () => Effect.Effect<ReadonlyArray<BenchResult>, E, R>
+): Effect.Effect<ReadonlyArray<BenchResult>, E, R> =>
+  Effect.map(Effect.replicateEffect(round(), Math.max(1, rounds)), (all) => {
+    const rate = (r: ReadonlyArray<BenchResult>) => r[0]?.perSecond ?? r[0]?.p50Ms ?? 0
+    const sorted = [...all].sort((a, b) => rate(a) - rate(b))
+    const median = sorted[Math.floor((sorted.length - 1) / 2)]!
+    const shown = sorted.map((x) => (x[0]?.perSecond === undefined ? `${rate(x).toFixed(2)} ms` : rate(x).toFixed(0)))
+    return median.map((r) => ({ ...r, note: `median of ${all.length} rounds: ${shown.join(" / ")}` }))
+  })
+
 const formatRow = (r: BenchResult): string =>
   [
     r.system.padEnd(26),
@@ -67,7 +91,8 @@ const formatRow = (r: BenchResult): string =>
     r.perSecond === undefined ? "".padStart(10) : r.perSecond.toFixed(0).padStart(10),
     r.p50Ms === undefined ? "".padStart(8) : r.p50Ms.toFixed(2).padStart(8),
     r.p95Ms === undefined ? "".padStart(8) : r.p95Ms.toFixed(2).padStart(8),
-    r.p99Ms === undefined ? "".padStart(8) : r.p99Ms.toFixed(2).padStart(8)
+    r.p99Ms === undefined ? "".padStart(8) : r.p99Ms.toFixed(2).padStart(8),
+    r.scenario.startsWith(" ") ? "" : `  ${r.note ?? ""}`
   ].join(" ")
 
 const command = Command.make(
@@ -77,6 +102,8 @@ const command = Command.make(
     scenario: scenarioOption,
     tasks: tasksOption,
     workers: workersOption,
+    warmup: warmupOption,
+    rounds: roundsOption,
     url: urlOption,
     noPeers: noPeersOption,
     json: jsonOption
@@ -87,16 +114,19 @@ const command = Command.make(
       const selected = opts.scenario === "all" ? Object.keys(scenarios) : [opts.scenario]
       const results: Array<BenchResult> = []
       for (const name of selected) {
-        const run = scenarios[name]!
-        // Each scenario gets a fresh engine (a fresh key prefix / schema on servers).
-        const result = yield* run({ tasks: opts.tasks, workers: opts.workers, system: `flowfabric-${opts.backend}` }).pipe(
-          Effect.provide(layer),
-          Effect.scoped
-        )
-        results.push(...result)
+        // Each round gets a fresh engine (a fresh key prefix / schema on servers).
+        const round = (tasks: number) =>
+          scenarios[name]!({ tasks, workers: opts.workers, system: `flowfabric-${opts.backend}` }).pipe(
+            Effect.provide(layer),
+            Effect.scoped
+          )
+        if (opts.warmup > 0) yield* round(opts.warmup)
+        results.push(...(yield* medianRound(opts.rounds, () => round(opts.tasks))))
         if (!opts.noPeers && name === "submit-claim-complete") {
           for (const peer of peers(opts.backend)) {
-            results.push(yield* peer.run({ tasks: opts.tasks, workers: opts.workers, url: opts.url }))
+            const run = (tasks: number) => peer.run({ tasks, workers: opts.workers, url: opts.url })
+            if (opts.warmup > 0) yield* run(opts.warmup)
+            results.push(...(yield* medianRound(opts.rounds, () => Effect.map(run(opts.tasks), (r) => [r]))))
           }
         }
       }

@@ -52,18 +52,10 @@ export const encodePayload = (backend: BackendTag, p: HandlePayload): Uint8Array
  */
 const decodedPayloads = new WeakMap<Uint8Array, HandlePayload>()
 
+/** `payload` is kept as the decoded form of the new bytes: callers hand in a fresh object. */
 export const makeHandle = (backend: BackendTag, kind: HandleKind, payload: HandlePayload): Handle => {
   const opaque = encodePayload(backend, payload)
-  decodedPayloads.set(opaque, {
-    executionId: payload.executionId,
-    attemptIndex: payload.attemptIndex,
-    attemptId: payload.attemptId,
-    leaseId: payload.leaseId,
-    leaseEpoch: payload.leaseEpoch,
-    leaseTtlMs: payload.leaseTtlMs,
-    laneId: payload.laneId,
-    workerInstanceId: payload.workerInstanceId
-  })
+  decodedPayloads.set(opaque, payload)
   return { backend, kind, opaque }
 }
 

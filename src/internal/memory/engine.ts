@@ -27,7 +27,7 @@ import { makeHandle } from "../handleCodec.js"
 import { type KeyLookup, mintToken, verifyToken } from "../hmac.js"
 import { applyPatch, parsePatch } from "../mergePatch.js"
 import { backoffDelayMs, clampPriority, conditionKeys, missingCapabilities, parseStreamId } from "../validation.js"
-import { MinHeap } from "./heap.js"
+import { type HeapEntry, MinHeap } from "./heap.js"
 import type {
   Attempt,
   AttemptLifecycle,
@@ -636,20 +636,21 @@ export class MemoryEngine {
   private nextCandidate(lane: Ids.LaneId, tokens: ReadonlyArray<string>, now: number, workerId?: Ids.WorkerId): Exec | undefined {
     const groups = this.claimable.get(lane)
     if (groups === undefined) return undefined
-    const skipped: Array<{ heap: MinHeap; score: number; key: string }> = []
+    const isCurrent = (entry: HeapEntry): boolean => {
+      const e = this.executions.get(entry.key as Ids.ExecutionId)
+      return e !== undefined && e.laneId === lane && this.isClaimable(e) && score(e) === entry.score
+    }
+    let skipped: Array<{ heap: MinHeap; score: number; key: string }> | undefined
     let best: { heap: MinHeap; exec: Exec; score: number } | undefined
     for (const group of groups.values()) {
       if (missingCapabilities(group.caps, tokens).length > 0) continue
       for (;;) {
-        const top = group.heap.peekValid((entry) => {
-          const e = this.executions.get(entry.key as Ids.ExecutionId)
-          return e !== undefined && e.laneId === lane && this.isClaimable(e) && score(e) === entry.score
-        })
+        const top = group.heap.peekValid(isCurrent)
         if (top === undefined) break
-        const g = this.liveGrant(top.key as Ids.ExecutionId, now)
+        const g = this.grants.size === 0 ? undefined : this.liveGrant(top.key as Ids.ExecutionId, now)
         if (g !== undefined && g.workerId !== workerId) {
           group.heap.pop()
-          skipped.push({ heap: group.heap, score: top.score, key: top.key })
+          ;(skipped ??= []).push({ heap: group.heap, score: top.score, key: top.key })
           continue
         }
         if (best === undefined || top.score < best.score) {
@@ -659,7 +660,7 @@ export class MemoryEngine {
       }
     }
     if (best !== undefined) best.heap.pop()
-    for (const s of skipped) s.heap.push(s.score, s.key)
+    if (skipped !== undefined) for (const s of skipped) s.heap.push(s.score, s.key)
     return best?.exec
   }
 
