@@ -22,6 +22,7 @@ import {
   createAndClaim,
   createFlow,
   ensureHmac,
+  executionIdOnPartition,
   failsWith,
   forgeHandle,
   info,
@@ -118,6 +119,33 @@ export const lifecycle = (t: Tester) =>
           expect(yield* publicState(high.executionId)).toBe("completed")
           yield* validationFails(b.claimMany(claimArgs(lane), 0), "InvalidInput")
           yield* validationFails(b.claimMany(claimArgs(lane), 1001), "InvalidInput")
+        }))
+
+      t.test("claimMany walks every partition of the lane in claim order and passes over unmatched work", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const on = (p: number, priority: number, caps: ReadonlyArray<string> = []) =>
+            Effect.flatMap(executionIdOnPartition(p), (executionId) =>
+              create({
+                laneId: lane,
+                executionId,
+                priority,
+                ...(caps.length === 0 ? {} : { policy: { routingRequirements: { requiredCapabilities: caps } } })
+              }))
+          const a = yield* on(21, 3)
+          const gpu = yield* on(22, 9, ["gpu"])
+          const c = yield* on(23, 7)
+          const d = yield* on(21, 5)
+          const e = yield* on(24, 1)
+          const claimed = yield* b.claimMany(claimArgs(lane), 10)
+          expect(claimed.map((h) => payloadOf(h).executionId)).toEqual(
+            [c, d, a, e].map((x) => x.executionId)
+          )
+          expect(yield* publicState(gpu.executionId)).toBe("waiting")
+          const onGpu = yield* b.claimMany(claimArgs(lane, { tokens: ["gpu"] }), 10)
+          expect(onGpu.map((h) => payloadOf(h).executionId)).toEqual([gpu.executionId])
+          for (const h of [...claimed, ...onGpu]) yield* b.complete(h)
         }))
 
       t.test("only sees executions of the requested lane", () =>

@@ -145,6 +145,8 @@ const T_Exec = Schema.Tuple(Ids.ExecutionId)
 const T_Created = Schema.Tuple(Ids.ExecutionId, M.PublicState)
 const decodeExec = Schema.decodeUnknownEither(T_Exec)
 const decodeCreated = Schema.decodeUnknownEither(T_Created)
+/** Fields of one claim in a claim reply: the handle's, the lease expiry, the kind, the partition's next head. */
+const CLAIM_FIELDS = 8
 /** Partitions one ff_claim_lane call visits before it leaves the rest of the walk to the layer. */
 const CLAIM_LANE_VISITS = 8
 /** Items per ff_create_many call (one call blocks the server for about 60 µs per item). */
@@ -236,8 +238,16 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     lane: Ids.LaneId,
     workerInstanceId: Ids.WorkerInstanceId,
     ttl: number
+  ) => handleOf(fn, env.fields.slice(0, CLAIM_FIELDS), lane, workerInstanceId, ttl)
+
+  const handleOf = (
+    fn: string,
+    fields: ReadonlyArray<string>,
+    lane: Ids.LaneId,
+    workerInstanceId: Ids.WorkerInstanceId,
+    ttl: number
   ) =>
-    Effect.map(claimedFields(fn, env.fields.slice(0, 8)), ([eid, idx, aid, lid, epoch, exp, kind, next]) => ({
+    Effect.map(claimedFields(fn, fields), ([eid, idx, aid, lid, epoch, exp, kind, next]) => ({
       handle: makeHandle("valkey", kind, {
         executionId: eid,
         attemptIndex: idx,
@@ -363,6 +373,65 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         if (env.status === "EMPTY") yield* p.dropHint(lane, partition)
         return Option.none<M.Handle>()
       }))
+
+  /** ff_claim_lane with id lists: up to `count` claims in one FCALL, each exactly a single claim. */
+  const claimLaneBatch = (args: M.ClaimArgs, count: number) =>
+    Effect.gen(function*() {
+      const { lane, capabilities, policy } = args
+      const env = yield* call("claim_lane", { base: keys.hint(lane) }, {
+        prefix: settings.prefix,
+        partitions: N,
+        lane,
+        worker_id: policy.workerId,
+        worker_instance_id: policy.workerInstanceId,
+        caps: capabilities.tokens,
+        lease_ttl_ms: policy.leaseTtlMs,
+        lease_ids: Array.from({ length: count }, storeLeaseId),
+        attempt_ids: Array.from({ length: count }, storeAttemptId),
+        scan: settings.claimScan,
+        max_visits: CLAIM_LANE_VISITS
+      })
+      // the first field says why the batch ended (MORE: work beyond the partitions one call visits)
+      const [last = "", ...rest] = env.fields
+      const handles: Array<M.Handle> = []
+      for (let at = 0; at + CLAIM_FIELDS <= rest.length; at += CLAIM_FIELDS) {
+        const claimed = yield* handleOf(
+          "ff_claim_lane",
+          rest.slice(at, at + CLAIM_FIELDS),
+          lane,
+          policy.workerInstanceId,
+          policy.leaseTtlMs
+        )
+        handles.push(claimed.handle)
+      }
+      return { last, handles }
+    })
+
+  const claimManyStandalone = (args: M.ClaimArgs, max: number): Fx<ReadonlyArray<M.Handle>> =>
+    Effect.gen(function*() {
+      const { handles, last } = yield* claimLaneBatch(args, max)
+      return last === "MORE" ? yield* claimOneByOne(args, max, handles) : handles
+    })
+
+  /** Single claims until `max` or none is left (`start` is what a batch already took). */
+  const claimOneByOne = (args: M.ClaimArgs, max: number, start: Array<M.Handle> = []): Fx<ReadonlyArray<M.Handle>> =>
+    Effect.gen(function*() {
+      const handles = start
+      while (handles.length < max) {
+        const next = yield* claimCluster(args)
+        if (Option.isNone(next)) break
+        handles.push(next.value)
+      }
+      return handles
+    })
+
+  /**
+   * On a standalone server one FCALL claims the whole batch, each claim walking the hints from the
+   * best partition as a single claim does. A cluster claims one at a time: a batch on one partition
+   * would take its worse work before a better head elsewhere.
+   */
+  const claimMany: NonNullable<BackendCore["claimMany"]> = (args, max) =>
+    client.isCluster ? claimOneByOne(args, max) : claimManyStandalone(args, max)
 
   const claimForWorker: BackendCore["claimForWorker"] = (args) =>
     Effect.map(
@@ -1439,6 +1508,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     label: "valkey",
     partitions: settings.partitions,
     claim,
+    claimMany,
     renew,
     progress,
     appendFrame,

@@ -355,7 +355,7 @@ function FF.apply_wakes_here(prefix, p)
   end
 end
 
-FF.fn.claim_lane = function(H, a, now)
+function FF.claim_lane_one(H, a, now)
   local prefix = a.prefix
   local n = FF.num(a.partitions)
   -- bounded work per call: after this many partitions without a claim the rest of the walk is
@@ -412,6 +412,45 @@ FF.fn.claim_lane = function(H, a, now)
     end
     offset = offset + 32
   end
+end
+
+-- claimMany on a standalone server: up to #a.lease_ids claims in one call, each exactly as a single claim (its ids
+-- from a.lease_ids[i] / a.attempt_ids[i]); the batch ends at the first claim that is not OK.
+-- Reply {1, status, wake, last_status, 8 fields per claim...}: status is OK when anything was
+-- claimed; last_status is why the batch ended (OK: full). An error after the first claim ends the
+-- batch with what was claimed (each claim is complete on its own).
+function FF.claim_batch(one, key, a, now)
+  local lease_ids, attempt_ids = a.lease_ids, a.attempt_ids
+  if type(lease_ids) ~= "table" or type(attempt_ids) ~= "table" or #lease_ids == 0 or
+      #lease_ids ~= #attempt_ids then
+    return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
+  end
+  local claims, n, last, wake = {}, 0, "OK", ""
+  for i = 1, #lease_ids do
+    a.lease_id = lease_ids[i]
+    a.attempt_id = attempt_ids[i]
+    local r = one(key, a, now)
+    if r[1] ~= 1 then
+      if n == 0 then return r end
+      last = "ERROR"
+      break
+    end
+    wake = r[3]
+    if r[2] ~= "OK" then
+      last = r[2]
+      break
+    end
+    n = n + 1
+    for j = 4, 11 do claims[#claims + 1] = r[j] end
+  end
+  local reply = { 1, n > 0 and "OK" or last, wake, last }
+  for i = 1, #claims do reply[#reply + 1] = claims[i] end
+  return reply
+end
+
+FF.fn.claim_lane = function(H, a, now)
+  if a.lease_ids == nil then return FF.claim_lane_one(H, a, now) end
+  return FF.claim_batch(FF.claim_lane_one, H, a, now)
 end
 
 -- claim_for_worker (operations.md §4.11): a grant on the first claimable candidate.
