@@ -48,6 +48,7 @@ import { type EngineError, isEngineError, isLeaseLost, isRetryable, rootCause } 
 import * as Ids from "./Ids.js"
 import type { BudgetId, ExecutionId, LaneId, WaitpointId, WorkerId, WorkerInstanceId } from "./Ids.js"
 import { decodeHandle } from "./internal/handleCodec.js"
+import { MAX_CLAIM_BATCH } from "./internal/validation.js"
 import { decodeJson, encodeJson, PayloadError } from "./internal/worker/codec.js"
 import type * as M from "./Model.js"
 
@@ -870,20 +871,23 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
     }
     const capabilities: M.CapabilitySet = { tokens: settings.capabilities }
     let next = 0
-    /** One claim on each lane in turn, starting after the lane that gave work last. */
-    const claimRound = Effect.gen(function*() {
-      const n = settings.lanes.length
-      for (let i = 0; i < n; i++) {
-        const index = (next + i) % n
-        const lane = settings.lanes[index]!
-        const claimed = yield* backend.claim({ lane, capabilities, policy })
-        if (Option.isSome(claimed)) {
-          next = (index + 1) % n
-          return Option.some({ lane, handle: claimed.value })
+    /** Up to `max` claims from the first lane, in turn, that has work, starting after the lane that gave work last. */
+    const claimRound = (max: number) =>
+      Effect.gen(function*() {
+        const n = settings.lanes.length
+        for (let i = 0; i < n; i++) {
+          const index = (next + i) % n
+          const lane = settings.lanes[index]!
+          const handles = yield* backend.claimMany({ lane, capabilities, policy }, max)
+          if (handles.length > 0) {
+            next = (index + 1) % n
+            return Option.some({ lane, handles })
+          }
         }
-      }
-      return Option.none()
-    })
+        return Option.none()
+      })
+    // attempts forked and not yet finished; every one holds a slot
+    let running = 0
 
     const idle = yield* Schedule.driver(settings.idle)
     const backOff = Effect.catchAll(idle.next(undefined), () => Effect.zipRight(idle.reset, Effect.sleep("1 second")))
@@ -895,27 +899,38 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
     )
     for (;;) {
       yield* slots.take(1)
-      // A claim and the fork of its attempt are one step: an interruption in
-      // between would strand a lease until it expired.
+      // The free slots are filled in one claimMany. A claim and the fork of its
+      // attempts are one step: an interruption in between would strand leases
+      // until they expired.
       const claimed = yield* Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
-          const r = yield* Effect.either(claimRound)
-          if (Either.isLeft(r) || Option.isNone(r.right)) {
-            yield* slots.release(1)
-            return r
-          }
-          const { handle, lane } = r.right.value
+          const free = Math.min(MAX_CLAIM_BATCH, Math.max(1, settings.concurrency - running))
+          if (free > 1) yield* slots.take(free - 1)
+          const r = yield* Effect.either(claimRound(free))
+          const got = Either.isRight(r) ? Option.getOrUndefined(r.right) : undefined
+          const handles = got?.handles ?? []
+          if (handles.length < free) yield* slots.release(free - handles.length)
+          if (got === undefined) return r
+          const { lane } = got
           const claimedAt = yield* Clock.currentTimeMillis
-          yield* Metric.increment(
-            Metric.tagged(Metric.tagged(claimsTotal, "lane", lane), "handle_kind", handle.kind)
-          )
-          yield* Metric.increment(active)
-          yield* FiberSet.run(
-            tasks,
-            restore(runAttempt(rt, handle, claimedAt)).pipe(
-              Effect.ensuring(Effect.zipRight(Metric.incrementBy(active, -1), slots.release(1)))
+          for (const handle of handles) {
+            yield* Metric.increment(
+              Metric.tagged(Metric.tagged(claimsTotal, "lane", lane), "handle_kind", handle.kind)
             )
-          )
+            yield* Metric.increment(active)
+            running++
+            yield* FiberSet.run(
+              tasks,
+              restore(runAttempt(rt, handle, claimedAt)).pipe(
+                Effect.ensuring(
+                  Metric.incrementBy(active, -1).pipe(
+                    Effect.zipRight(slots.release(1)),
+                    Effect.zipRight(Effect.sync(() => running--))
+                  )
+                )
+              )
+            )
+          }
           return r
         })
       )

@@ -206,6 +206,32 @@ export const workerSuite = (
           expect(yield* Ref.get(peak)).toBe(2)
         }))
 
+      test("fills its free slots with one claimMany", ({ until }) =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const gate = yield* Deferred.make<void>()
+          const calls = yield* Ref.make<ReadonlyArray<readonly [max: number, got: number]>>([])
+          const backend = yield* EngineBackend
+          const recording: EngineBackend.Service = {
+            ...backend,
+            claimMany: (args, max) =>
+              Effect.tap(backend.claimMany(args, max), (hs) => Ref.update(calls, (xs) => [...xs, [max, hs.length] as const]))
+          }
+          const ids = yield* Effect.forEach([1, 2, 3, 4, 5], (i) => submitEcho(lane, `t${i}`))
+          yield* Effect.fork(Worker.run({
+            lanes: [lane],
+            handlers: [echoHandler((i) => Effect.as(Deferred.await(gate), i.text))],
+            concurrency: 3,
+            workerId: "batch"
+          }).pipe(Effect.provideService(EngineBackend, recording)))
+          yield* until(Effect.map(Effect.forEach(ids, state), (ss) => ss.filter((s) => s === "active").length === 3))
+          expect((yield* Ref.get(calls))[0]).toEqual([3, 3])
+          yield* Deferred.succeed(gate, undefined)
+          yield* until(Effect.map(Effect.forEach(ids, (id) => isState(id, "completed")), (xs) => xs.every(Boolean)))
+          // never more than the free slots
+          for (const [max, got] of yield* Ref.get(calls)) expect(got).toBeLessThanOrEqual(max)
+        }))
+
       test("claims round-robin over its lanes", ({ until }) =>
         Effect.gen(function*() {
           const l1 = yield* newLane("rr1")
@@ -230,8 +256,8 @@ export const workerSuite = (
           const backend = yield* EngineBackend
           const counting: EngineBackend.Service = {
             ...backend,
-            claim: (args) =>
-              Effect.zipRight(Effect.flatMap(now, (t) => Ref.update(claims, (xs) => [...xs, t])), backend.claim(args))
+            claimMany: (args, max) =>
+              Effect.zipRight(Effect.flatMap(now, (t) => Ref.update(claims, (xs) => [...xs, t])), backend.claimMany(args, max))
           }
           yield* Effect.fork(Worker.run({
             lanes: [lane],
