@@ -40,6 +40,15 @@ export declare namespace EngineBackend {
       handle: M.Handle,
       args?: { readonly payload?: Uint8Array | undefined }
     ) => Effect.Effect<void, EngineError>
+    /**
+     * Several `complete`s in as few round trips as the backend allows (1..1000 items). Each item's
+     * outcome is at its index: success, or the error its own `complete` would have failed with.
+     * A batch that does not validate (its size, a handle, a payload) fails as a whole and writes
+     * nothing.
+     */
+    readonly completeMany: (
+      items: ReadonlyArray<{ readonly handle: M.Handle; readonly payload?: Uint8Array | undefined }>
+    ) => Effect.Effect<ReadonlyArray<Either.Either<void, EngineError>>, EngineError>
     readonly fail: (
       handle: M.Handle,
       args: { readonly reason: M.FailureReason; readonly classification: M.FailureClass }
@@ -178,6 +187,7 @@ export const operationNames = [
   "progress",
   "appendFrame",
   "complete",
+  "completeMany",
   "fail",
   "cancel",
   "suspend",

@@ -78,6 +78,8 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       progress: (h, percent, message) => step((now) => engine.progress(now, h, percent, message)),
       appendFrame: (h, frame) => step((now) => engine.appendFrame(now, h, frame)),
       complete: (h, payload) => step((now) => engine.complete(now, h, payload)),
+      completeMany: (items) =>
+        step((now) => Either.right(items.map(({ h, payload }) => engine.complete(now, h, payload)))),
       fail: (h, reason, cls) => step((now) => engine.fail(now, h, reason, cls)),
       cancel: (h, reason) => step((now) => engine.cancel(now, h, reason)),
       suspend: (h, args) => step((now) => engine.suspend(now, h, args)),

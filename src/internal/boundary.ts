@@ -80,6 +80,10 @@ export interface BackendCore {
   readonly progress: (h: HandleRef, percent: number | undefined, message: string | undefined) => Fx<void>
   readonly appendFrame: (h: HandleRef, frame: M.Frame) => Fx<M.AppendFrameOutcome>
   readonly complete: (h: HandleRef, payload: Uint8Array | undefined) => Fx<void>
+  /** Each item as `complete`, in one step or round trip; absent ⇒ the `complete`s side by side. */
+  readonly completeMany?: (
+    items: ReadonlyArray<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }>
+  ) => Fx<ReadonlyArray<Either.Either<void, EngineError>>>
   readonly fail: (h: HandleRef, reason: M.FailureReason, classification: M.FailureClass) => Fx<M.FailOutcome>
   readonly cancel: (h: HandleRef, reason: string) => Fx<void>
   readonly suspend: (h: HandleRef, args: M.SuspendArgs) => Fx<M.SuspendOutcome>
@@ -238,6 +242,15 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     )
   }
 
+  const completePayload = (op: string, payload: unknown): Either.Either<Uint8Array | undefined, ValidationError> => {
+    if (payload === undefined) return Either.right(undefined)
+    if (!(payload instanceof Uint8Array)) return Either.left(invalidInput(`${op}: payload must be bytes`))
+    if (payload.length > V.MAX_PAYLOAD_BYTES) {
+      return Either.left(validation("PayloadTooLarge", `${op}: ${payload.length} bytes > ${V.MAX_PAYLOAD_BYTES}`))
+    }
+    return Either.right(payload)
+  }
+
   const withHandle = <A>(handle: M.Handle, f: (h: HandleRef) => Fx<A>): Fx<A> =>
     Effect.suspend(() => {
       const h = intake(handle)
@@ -308,14 +321,27 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
     complete: (handle, args) =>
       withHandle(handle, (h) => {
-        const payload = args?.payload
-        if (payload !== undefined && !(payload instanceof Uint8Array)) {
-          return Effect.fail(invalidInput("complete: payload must be bytes"))
+        const payload = completePayload("complete", args?.payload)
+        return Either.isLeft(payload) ? Effect.fail(payload.left) : core.complete(h, payload.right)
+      }),
+
+    completeMany: (items) =>
+      Effect.suspend(() => {
+        if (!Array.isArray(items) || items.length < 1 || items.length > V.MAX_CLAIM_BATCH) {
+          return Effect.fail(invalidInput(`complete_many: between 1 and ${V.MAX_CLAIM_BATCH} items`))
         }
-        if (payload !== undefined && payload.length > V.MAX_PAYLOAD_BYTES) {
-          return Effect.fail(validation("PayloadTooLarge", `complete: ${payload.length} bytes > ${V.MAX_PAYLOAD_BYTES}`))
+        const refs: Array<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }> = []
+        for (const item of items) {
+          const h = intake(item?.handle)
+          if (Either.isLeft(h)) return Effect.fail(h.left)
+          const payload = completePayload("complete_many", item.payload)
+          if (Either.isLeft(payload)) return Effect.fail(payload.left)
+          refs.push({ h: h.right, payload: payload.right })
         }
-        return core.complete(h, payload)
+        if (core.completeMany !== undefined) return core.completeMany(refs)
+        return Effect.forEach(refs, ({ h, payload }) => Effect.either(core.complete(h, payload)), {
+          concurrency: "unbounded"
+        })
       }),
 
     fail: (handle, args) =>

@@ -4,7 +4,7 @@
  * points, each with its happy path, its errors and its replay behaviour.
  */
 import { describe, expect } from "@effect/vitest"
-import { Duration, Effect, Option } from "effect"
+import { Duration, Effect, Either, Option } from "effect"
 import type { EngineError } from "../../src/EngineError.js"
 import * as Ids from "../../src/Ids.js"
 import type { ExecutionId } from "../../src/Ids.js"
@@ -335,6 +335,54 @@ export const lifecycle = (t: Tester) =>
           yield* b.complete(e.handle, { payload: new Uint8Array(0) })
           expect(Option.isNone(yield* b.getExecutionResult(e.executionId))).toBe(true)
           expect(yield* publicState(e.executionId)).toBe("completed")
+        }))
+    })
+
+    describe("completeMany", () => {
+      t.test("each item is its own complete: outcomes by index, results stored, replays succeed", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const done = yield* createAndClaim()
+          yield* b.complete(done.handle, { payload: bytes("first") })
+          const cancelled = yield* createAndClaim()
+          yield* b.cancelExecution({ executionId: cancelled.executionId, reason: "operator" })
+          const x = yield* createAndClaim()
+          const y = yield* createAndClaim()
+          const outcomes = yield* b.completeMany([
+            { handle: x.handle, payload: bytes("x") },
+            { handle: cancelled.handle },
+            { handle: done.handle, payload: bytes("first") },
+            { handle: y.handle }
+          ])
+          expect(outcomes.map((o) => o._tag)).toEqual(["Right", "Left", "Right", "Right"])
+          const refused = outcomes[1]!
+          expect(Either.isLeft(refused) && refused.left._tag === "Contention" ? refused.left.kind : undefined)
+            .toBe("ExecutionNotActive")
+          expect(yield* publicState(x.executionId)).toBe("completed")
+          expect(yield* publicState(y.executionId)).toBe("completed")
+          expect(yield* publicState(cancelled.executionId)).toBe("cancelled")
+          expect(Option.map(yield* b.getExecutionResult(x.executionId), text)).toEqual(Option.some("x"))
+          expect(Option.isNone(yield* b.getExecutionResult(y.executionId))).toBe(true)
+        }))
+
+      t.test("a batch that does not validate fails as a whole and completes nothing", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* createAndClaim()
+          yield* validationFails(b.completeMany([]), "InvalidInput")
+          yield* validationFails(
+            b.completeMany(Array.from({ length: 1001 }, () => ({ handle: c.handle }))),
+            "InvalidInput"
+          )
+          const otherBackend: M.Handle = { ...c.handle, backend: c.handle.backend === "memory" ? "valkey" : "memory" }
+          yield* validationFails(b.completeMany([{ handle: c.handle }, { handle: otherBackend }]), "HandleFromOtherBackend")
+          yield* validationFails(
+            b.completeMany([{ handle: c.handle }, { handle: c.handle, payload: "text" as unknown as Uint8Array }]),
+            "InvalidInput"
+          )
+          expect(yield* publicState(c.executionId)).toBe("active")
+          expect(yield* b.completeMany([{ handle: c.handle }])).toEqual([Either.void])
+          expect(yield* publicState(c.executionId)).toBe("completed")
         }))
     })
 

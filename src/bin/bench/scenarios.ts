@@ -1,5 +1,5 @@
 /** Benchmark scenarios, written against the `EngineBackend` tag only. */
-import { Duration, Effect, Option, Ref } from "effect"
+import { Duration, Effect, Either, Option, Ref } from "effect"
 import { randomUUID } from "node:crypto"
 import { EngineBackend } from "../../EngineBackend.js"
 import type { EngineError } from "../../EngineError.js"
@@ -92,8 +92,11 @@ const drain = (
             yield* Effect.yieldNow()
             continue
           }
-          for (const h of claimed) {
-            yield* b.complete(h)
+          // the batch is completed in one call, as pg-boss completes a fetched batch
+          const outcomes = yield* b.completeMany(claimed.map((handle) => ({ handle })))
+          for (const [i, h] of claimed.entries()) {
+            const outcome = outcomes[i]!
+            if (Either.isLeft(outcome)) return yield* Effect.fail(outcome.left)
             yield* onDone(h)
           }
           yield* Ref.update(remaining, (n) => n - claimed.length)

@@ -46,6 +46,15 @@ export interface Caller {
   readonly now: Effect.Effect<number | null>
   /** Calls `ff_<fn>` with `args` and the clock; returns the `ok` value or the mapped error. */
   readonly call: (op: string, fn: string, args: ReadonlyArray<Arg>) => Effect.Effect<unknown, EngineError>
+  /**
+   * `ff_<fn>` once per row of `rows` (all with the same argument types) in one statement, so one
+   * transaction; each row's reply unwrapped at its index. A statement that fails fails them all.
+   */
+  readonly callMany: (
+    op: string,
+    fn: string,
+    rows: ReadonlyArray<ReadonlyArray<Arg>>
+  ) => Effect.Effect<ReadonlyArray<Either.Either<unknown, EngineError>>, EngineError>
   /** As `call`, with an explicit `now` (several calls sharing one instant). */
   readonly callAt: (
     op: string,
@@ -112,7 +121,7 @@ export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never,
     const once = (text: string, values: ReadonlyArray<unknown>) =>
       Effect.map(sql.unsafe<{ readonly r: unknown }>(text, values), (rows) => rows[0]?.r)
 
-    const withRetry = (eff: Effect.Effect<unknown, SqlError>, attempt: number): Effect.Effect<unknown, SqlError> =>
+    const withRetry = <A>(eff: Effect.Effect<A, SqlError>, attempt: number): Effect.Effect<A, SqlError> =>
       Effect.catchIf(eff, (e) => isRetryableConflict(e) && attempt < options.conflictAttempts, () =>
         Effect.flatMap(
           realSleep(Math.round((2 ** attempt) * (1 + Math.random()))),
@@ -132,11 +141,48 @@ export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never,
       )
     }
 
+    // SELECT ff_fn(t.c1, …, $now) FROM unnest($1::type[], …) WITH ORDINALITY AS t(c1, …, ord) ORDER BY ord
+    const manyText = (fn: string, types: ReadonlyArray<string>): string => {
+      const key = `many:${fn}/${types.join(",")}`
+      let t = texts.get(key)
+      if (t === undefined) {
+        const columns = types.map((_, i) => `c${i + 1}`)
+        const arrays = types.map((type, i) => `$${i + 1}::${type}[]`)
+        t = `SELECT ${schema}.ff_${fn}(${columns.map((c) => `t.${c}`).join(", ")}, $${types.length + 1}::bigint) AS r ` +
+          `FROM unnest(${arrays.join(", ")}) WITH ORDINALITY AS t(${columns.join(", ")}, ord) ORDER BY t.ord`
+        texts.set(key, t)
+      }
+      return t
+    }
+
+    const callMany: Caller["callMany"] = (op, fn, rows) =>
+      Effect.flatMap(now, (at) => {
+        const types = (rows[0] ?? []).map((a) => a[0])
+        const values: Array<unknown> = types.map((_, i) => rows.map((row) => row[i]![1]))
+        values.push(at)
+        const startedAt = Date.now()
+        const statement = Effect.map(
+          sql.unsafe<{ readonly r: unknown }>(manyText(fn, types), values),
+          (replies) => replies.map((row) => unwrap(op, row.r))
+        )
+        return withRetry(statement, 1).pipe(
+          Effect.mapError((e) => fromSqlError(e, { op, maxConnections: options.maxConnections, startedAt })),
+          Effect.filterOrFail(
+            (replies) => replies.length === rows.length,
+            (replies) => corruption(`${op}: ${replies.length} replies for ${rows.length} calls`)
+          ),
+          Effect.withSpan(`PostgresBackend.ff_${fn}`, {
+            attributes: { backend: BACKEND, "db.system": "postgresql", "db.batch": rows.length },
+            captureStackTrace: false
+          })
+        )
+      })
+
     const call = options.clock === "effect" ?
       (op: string, fn: string, args: ReadonlyArray<Arg>) => Effect.flatMap(now, (at) => callAt(op, fn, args, at)) :
       (op: string, fn: string, args: ReadonlyArray<Arg>) => callAt(op, fn, args, null)
 
-    return { now, call, callAt }
+    return { now, call, callAt, callMany }
   })
 
 // One compiled decoder per schema (compiling is far dearer than decoding a reply).

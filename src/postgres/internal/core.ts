@@ -405,6 +405,18 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore & {
         (e) => (replayedAs(e, h, "success") ? Effect.void : Effect.fail(e))
       ).pipe(Effect.tap(() => wake(h))),
 
+    completeMany: (items) =>
+      Effect.flatMap(
+        caller.callMany("complete_many", "complete", items.map(({ h, payload }) => [...handleArgs(h), bytea(payload)])),
+        (replies) =>
+          Effect.forEach(replies, (reply, i): Effect.Effect<Either.Either<void, EngineError>> => {
+            const h = items[i]!.h
+            return Either.isRight(reply) || replayedAs(reply.left, h, "success") ?
+              Effect.as(wake(h), Either.void) :
+              Effect.succeed(Either.left(reply.left))
+          })
+      ),
+
     fail: (h, reason, classification) =>
       reconcile(
         h,
