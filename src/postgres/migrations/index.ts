@@ -15,6 +15,7 @@ import * as m0005 from "./0005_streams_budgets.js"
 import * as m0006 from "./0006_operator_maintenance.js"
 import * as m0007 from "./0007_create_dedup_replay.js"
 import * as m0008 from "./0008_hot_path.js"
+import * as m0009 from "./0009_batch_claim.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -31,7 +32,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0005_streams_budgets": run(m0005.sql),
   "0006_operator_maintenance": run(m0006.sql),
   "0007_create_dedup_replay": run(m0007.sql),
-  "0008_hot_path": run(m0008.sql)
+  "0008_hot_path": run(m0008.sql),
+  "0009_batch_claim": run(m0009.sql)
 }
 
 /** The id of the newest migration this code needs. */
