@@ -352,9 +352,10 @@ export const lifecycle = (t: Tester) =>
             { handle: x.handle, payload: bytes("x") },
             { handle: cancelled.handle },
             { handle: done.handle, payload: bytes("first") },
+            { handle: y.handle },
             { handle: y.handle }
           ])
-          expect(outcomes.map((o) => o._tag)).toEqual(["Right", "Left", "Right", "Right"])
+          expect(outcomes.map((o) => o._tag)).toEqual(["Right", "Left", "Right", "Right", "Right"])
           const refused = outcomes[1]!
           expect(Either.isLeft(refused) && refused.left._tag === "Contention" ? refused.left.kind : undefined)
             .toBe("ExecutionNotActive")
