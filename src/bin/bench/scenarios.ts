@@ -234,12 +234,9 @@ const linearFlow: Scenario = (o) =>
       const flowId = yield* Ids.newFlowId
       yield* b.createFlow({ flowId, namespace: ns, flowKind: "pipeline" })
       const ids: Array<Ids.ExecutionId> = []
-      for (let i = 0; i < nodes; i++) {
-        const executionId = yield* Ids.executionIdForFlow(flowId)
-        ids.push(executionId)
-        yield* b.createExecution({ executionId, namespace: ns, laneId: lane, executionKind: "step" })
-        yield* b.addExecutionToFlow({ flowId, executionId })
-      }
+      for (let i = 0; i < nodes; i++) ids.push(yield* Ids.executionIdForFlow(flowId))
+      yield* b.createExecutions(ids.map((executionId) => ({ executionId, namespace: ns, laneId: lane, executionKind: "step" })))
+      for (const executionId of ids) yield* b.addExecutionToFlow({ flowId, executionId })
       let revision = nodes
       for (let i = 1; i < nodes; i++) {
         const edgeId = yield* Ids.newEdgeId
