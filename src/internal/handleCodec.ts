@@ -45,17 +45,26 @@ export const encodePayload = (backend: BackendTag, p: HandlePayload): Uint8Array
 }
 
 /**
- * Payloads of the handle bytes this process issued or already decoded. Bytes
- * changed in place after that still decode as they were issued; every backend
- * fences a handle against its store, so the most such a change can do is
- * present a handle the engine itself issued.
+ * The payload of handle bytes this process issued or already decoded, kept on
+ * the bytes themselves (a hidden property: a WeakMap entry per claim costs
+ * several times more, most of it in the garbage collector). Bytes changed in
+ * place after that still decode as they were issued; every backend fences a
+ * handle against its store, so the most such a change can do is present a
+ * handle the engine itself issued. Copies of the bytes are decoded afresh.
  */
-const decodedPayloads = new WeakMap<Uint8Array, HandlePayload>()
+const knownPayload = Symbol("flowfabric-effect/handlePayload")
+
+const remember = (bytes: Uint8Array, payload: HandlePayload): void => {
+  if (Object.isExtensible(bytes)) Object.defineProperty(bytes, knownPayload, { value: payload })
+}
+
+const rememberedPayload = (bytes: Uint8Array): HandlePayload | undefined =>
+  (bytes as { readonly [knownPayload]?: HandlePayload })[knownPayload]
 
 /** `payload` is kept as the decoded form of the new bytes: callers hand in a fresh object. */
 export const makeHandle = (backend: BackendTag, kind: HandleKind, payload: HandlePayload): Handle => {
   const opaque = encodePayload(backend, payload)
-  decodedPayloads.set(opaque, payload)
+  remember(opaque, payload)
   return { backend, kind, opaque }
 }
 
@@ -105,7 +114,7 @@ export const decodeHandle = (expected: BackendTag, handle: Handle): Either.Eithe
   const embedded = BYTE_TAG[bytes[2]!]
   if (embedded === undefined) return Either.left({ _tag: "Corrupt", detail: `bad backend tag ${bytes[2]}` })
   if (embedded !== expected) return Either.left({ _tag: "OtherBackend", actual: embedded, embedded: true })
-  const known = decodedPayloads.get(bytes)
+  const known = rememberedPayload(bytes)
   if (known !== undefined) return Either.right(known)
   try {
     const r = new Reader(bytes)
@@ -134,7 +143,7 @@ export const decodeHandle = (expected: BackendTag, handle: Handle): Either.Eithe
       laneId: laneId as LaneId,
       workerInstanceId: workerInstanceId as WorkerInstanceId
     }
-    decodedPayloads.set(bytes, payload)
+    remember(bytes, payload)
     return Either.right(payload)
   } catch (e) {
     return Either.left({ _tag: "Corrupt", detail: e instanceof Error ? e.message : String(e) })
