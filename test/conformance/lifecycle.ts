@@ -13,6 +13,7 @@ import {
   addMember,
   advance,
   backend,
+  buildFlow,
   bytes,
   claimArgs,
   claimNone,
@@ -364,6 +365,23 @@ export const lifecycle = (t: Tester) =>
           expect(yield* publicState(cancelled.executionId)).toBe("cancelled")
           expect(Option.map(yield* b.getExecutionResult(x.executionId), text)).toEqual(Option.some("x"))
           expect(Option.isNone(yield* b.getExecutionResult(y.executionId))).toBe(true)
+        }))
+
+      t.test("completing a flow member in a batch releases its dependent for the next claim", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const flow = yield* buildFlow(3, [[0, 2], [1, 2]])
+          const [up1, up2, down] = flow.members
+          const h1 = yield* claimSome(up1!.lane)
+          const h2 = yield* claimSome(up2!.lane)
+          expect(yield* publicState(down!.executionId)).toBe("waiting_children")
+          expect(yield* b.completeMany([{ handle: h1 }, { handle: h2, payload: bytes("two") }])).toEqual([
+            Either.void,
+            Either.void
+          ])
+          expect(yield* publicState(down!.executionId)).toBe("waiting")
+          const next = yield* claimSome(down!.lane)
+          expect(payloadOf(next).executionId).toBe(down!.executionId)
         }))
 
       t.test("a batch that does not validate fails as a whole and completes nothing", () =>

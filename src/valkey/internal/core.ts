@@ -10,6 +10,7 @@ import {
   corruption,
   type EngineError,
   type ExecutionNotActiveDetail,
+  fromScriptCode,
   invalidInput,
   notFound,
   validation,
@@ -531,12 +532,49 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     return Effect.fail(e)
   }
 
+  const completedAgain = (h: HandleRef) =>
+    reconciled(h, (d) =>
+      d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId ? Option.some(undefined) : Option.none())
+
   const complete: BackendCore["complete"] = (h, payload) =>
     call("complete", ex(h.payload.executionId), fence(h), payload === undefined ? [] : [payload]).pipe(
       Effect.asVoid,
-      Effect.catchAll(reconciled(h, (d) =>
-        d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId ? Option.some(undefined) : Option.none()))
+      Effect.catchAll(completedAgain(h))
     )
+
+  const ItemError = Schema.parseJson(Schema.Tuple([Schema.Literal(0), Schema.String], Schema.String))
+  const decodeItemError = Schema.decodeUnknownEither(ItemError)
+
+  /** On a standalone server one FCALL completes the whole batch (ff_complete_many); a cluster sends them side by side. */
+  const completeMany: NonNullable<BackendCore["completeMany"]> = (items) =>
+    client.isCluster ?
+      Effect.forEach(items, ({ h, payload }) => Effect.either(complete(h, payload)), { concurrency: "unbounded" }) :
+      Effect.gen(function*() {
+        for (const { h } of items) yield* inRange(h.payload.executionId)
+        const blobs: Array<Uint8Array> = []
+        const env = yield* call("complete_many", { base: keys.lanes }, {
+          prefix: settings.prefix,
+          partitions: N,
+          items: items.map(({ h, payload }) => ({
+            ...fence(h),
+            partition: Ids.executionPartition(h.payload.executionId),
+            ...(payload === undefined ? {} : { blob: blobs.push(payload) })
+          }))
+        }, blobs)
+        if (env.fields.length !== items.length) {
+          return yield* parseError("ff_complete_many", `${env.fields.length} replies for ${items.length} items`)
+        }
+        return yield* Effect.forEach(env.fields, (field, i): Fx<Either.Either<void, EngineError>> => {
+          if (field === "") return Effect.succeed(Either.void)
+          const h = items[i]!.h
+          const reply = decodeItemError(field)
+          if (Either.isLeft(reply)) {
+            return Effect.fail(parseError("ff_complete_many", ParseResult.TreeFormatter.formatErrorSync(reply.left)))
+          }
+          const [, code, ...details] = reply.right
+          return Effect.either(completedAgain(h)(fromScriptCode("valkey", code, details)))
+        })
+      })
 
   const fail: BackendCore["fail"] = (h, reason, cls) =>
     Effect.gen(function*() {
@@ -1509,6 +1547,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     partitions: settings.partitions,
     claim,
     claimMany,
+    completeMany,
     renew,
     progress,
     appendFrame,

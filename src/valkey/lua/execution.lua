@@ -548,6 +548,31 @@ FF.fn.complete = function(B, a, now, result)
   return FF.ok("OK")
 end
 
+-- completeMany on a standalone server: each item exactly as ff_complete on its partition
+-- (a.prefix .. ":{fp:" .. item.partition .. "}"; its result is blob item.blob, ARGV[2 + blob]),
+-- the wakes of each applied to the claim hints at once, as ff_claim_lane does.
+-- Reply {1, "OK", "", one field per item: "" when it completed, else its error reply as JSON}.
+FF.fn.complete_many = function(_, a, now, _, _, argv)
+  local items = a.items
+  local n = FF.num(a.partitions)
+  if type(items) ~= "table" or #items == 0 then return FF.err("invalid_input", "complete_many: items") end
+  local out = { 1, "OK", "" }
+  for i = 1, #items do
+    local it = items[i]
+    local p = tonumber(it.partition)
+    if p == nil or p ~= math.floor(p) or p < 0 or p >= n then
+      return FF.err("invalid_input", "complete_many: partition of item " .. FF.s(i))
+    end
+    local result = nil
+    if it.blob ~= nil and it.blob ~= cjson.null then result = argv[2 + FF.num(it.blob)] end
+    FF.begin()
+    local r = FF.fn.complete(a.prefix .. ":{fp:" .. FF.s(p) .. "}", it, now, result)
+    FF.apply_wakes_here(a.prefix, p)
+    if r[1] == 1 then out[#out + 1] = "" else out[#out + 1] = cjson.encode(r) end
+  end
+  return out
+end
+
 -- --- fail (T6 / T7) ----------------------------------------------------------------------------------
 function FF.retry_delay(rp, retry_count)
   local b = rp.backoff

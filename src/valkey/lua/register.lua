@@ -38,8 +38,9 @@ for i = 1, #READS do
   redis.register_function { function_name = "ff_" .. READS[i], callback = callback_of(READS[i]), flags = { "no-writes" } }
 end
 
--- standalone servers only (it reaches every partition of the lane)
+-- standalone servers only (they reach several partitions)
 redis.register_function { function_name = "ff_claim_lane", callback = callback_of("claim_lane"), flags = { "no-cluster" } }
+redis.register_function { function_name = "ff_complete_many", callback = callback_of("complete_many"), flags = { "no-cluster" } }
 
 redis.register_function {
   function_name = "ff_version",
