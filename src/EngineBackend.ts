@@ -103,6 +103,19 @@ export declare namespace EngineBackend {
       args: ReadonlyArray<M.CreateExecutionArgsInput>
     ) => Effect.Effect<ReadonlyArray<M.CreateExecutionResult>, EngineError>
     readonly createFlow: (args: M.Input<typeof M.CreateFlowArgs.fields>) => Effect.Effect<M.CreateFlowResult, EngineError>
+    /**
+     * A whole flow in one atomic step: `createFlow`, each member created (as `createExecutions`) and
+     * added, each join set, each edge staged and applied, in that order. Members must be new and
+     * minted on the flow's partition; edges join members, without cycles. A flow that already
+     * exists is `AlreadySatisfied` and nothing is written; anything that would fail part-way fails
+     * the whole call, which writes nothing.
+     */
+    readonly createFlowGraph: (args: {
+      readonly flow: M.Input<typeof M.CreateFlowArgs.fields>
+      readonly members: ReadonlyArray<M.CreateExecutionArgsInput>
+      readonly edges?: ReadonlyArray<M.Input<typeof M.FlowGraphEdge.fields>> | undefined
+      readonly joins?: ReadonlyArray<M.FlowGraphJoin> | undefined
+    }) => Effect.Effect<M.CreateFlowGraphResult, EngineError>
     readonly addExecutionToFlow: (
       args: M.AddExecutionToFlowArgs
     ) => Effect.Effect<M.AddExecutionToFlowResult, EngineError>
@@ -218,6 +231,7 @@ export const operationNames = [
   "createExecution",
   "createExecutions",
   "createFlow",
+  "createFlowGraph",
   "addExecutionToFlow",
   "stageDependencyEdge",
   "applyDependencyToChild",

@@ -110,6 +110,7 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       createExecutions: (list) =>
         step((now) => Either.all(list.map((args) => engine.createExecution(now, args)))),
       createFlow: (args) => step((now) => engine.createFlow(now, args)),
+    createFlowGraph: (args) => step((now) => engine.createFlowGraph(now, args)),
       addExecutionToFlow: (args) => step((now) => engine.addExecutionToFlow(now, args)),
       stageDependencyEdge: (args) => step((now) => engine.stageDependencyEdge(now, args)),
       applyDependencyToChild: (args) => step((now) => engine.applyDependencyToChild(now, args)),

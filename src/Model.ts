@@ -1185,6 +1185,31 @@ export const SetEdgeGroupPolicyArgs = Schema.Struct({
 /** @since 0.1.0 */
 export type SetEdgeGroupPolicyArgs = typeof SetEdgeGroupPolicyArgs.Type
 
+/** One edge of `createFlowGraph`: staged and applied as `stageDependencyEdge` + `applyDependencyToChild`. @since 0.1.0 */
+export const FlowGraphEdge = Schema.Struct({
+  edgeId: EdgeId,
+  upstreamExecutionId: ExecutionId,
+  downstreamExecutionId: ExecutionId,
+  dependencyKind: Schema.optionalWith(Schema.String, { default: () => "success_only" }),
+  dataPassingRef: Schema.optional(Schema.String)
+})
+/** @since 0.1.0 */
+export type FlowGraphEdge = typeof FlowGraphEdge.Type
+
+/** One join of `createFlowGraph`: `setEdgeGroupPolicy` on a member. @since 0.1.0 */
+export const FlowGraphJoin = Schema.Struct({ downstreamExecutionId: ExecutionId, policy: EdgeDependencyPolicy })
+/** @since 0.1.0 */
+export type FlowGraphJoin = typeof FlowGraphJoin.Type
+
+/** @since 0.1.0 */
+export const CreateFlowGraphResult = Schema.Union(
+  Schema.TaggedStruct("Created", { flowId: FlowId, graphRevision: NonNegativeInt }),
+  /** The flow already existed (a replay): nothing was written. */
+  Schema.TaggedStruct("AlreadySatisfied", { flowId: FlowId })
+)
+/** @since 0.1.0 */
+export type CreateFlowGraphResult = typeof CreateFlowGraphResult.Type
+
 /** @since 0.1.0 */
 export const SetEdgeGroupPolicyResult = Schema.Union(
   Schema.TaggedStruct("Set", {}),

@@ -37,6 +37,29 @@ import { decodeHandle } from "./handleCodec.js"
 import { instrument } from "./observability.js"
 import * as V from "./validation.js"
 
+/** Whether `edges` close a cycle over `nodes` (Kahn's algorithm: some node never loses its inbound edges). */
+const hasCycle = (nodes: ReadonlySet<string>, edges: ReadonlyArray<M.FlowGraphEdge>): boolean => {
+  const inbound = new Map<string, number>()
+  const outbound = new Map<string, Array<string>>()
+  for (const e of edges) {
+    inbound.set(e.downstreamExecutionId, (inbound.get(e.downstreamExecutionId) ?? 0) + 1)
+    const out = outbound.get(e.upstreamExecutionId)
+    if (out === undefined) outbound.set(e.upstreamExecutionId, [e.downstreamExecutionId])
+    else out.push(e.downstreamExecutionId)
+  }
+  const ready = [...nodes].filter((n) => !inbound.has(n))
+  let visited = 0
+  for (let node = ready.pop(); node !== undefined; node = ready.pop()) {
+    visited++
+    for (const next of outbound.get(node) ?? []) {
+      const left = inbound.get(next)! - 1
+      inbound.set(next, left)
+      if (left === 0) ready.push(next)
+    }
+  }
+  return visited < nodes.size
+}
+
 /** A handle after intake: the caller's value and its decoded payload. */
 export interface HandleRef {
   readonly handle: M.Handle
@@ -122,6 +145,13 @@ export interface BackendCore {
   /** A batch in as few round trips as the backend can; absent ⇒ one `createExecution` per item. */
   readonly createExecutions?: (args: ReadonlyArray<CreateExecutionCore>) => Fx<ReadonlyArray<M.CreateExecutionResult>>
   readonly createFlow: (args: M.CreateFlowArgs) => Fx<M.CreateFlowResult>
+  /** Validated: members new-looking and on the flow's partition, edges between members, acyclic. */
+  readonly createFlowGraph: (args: {
+    readonly flow: M.CreateFlowArgs
+    readonly members: ReadonlyArray<CreateExecutionCore>
+    readonly edges: ReadonlyArray<M.FlowGraphEdge>
+    readonly joins: ReadonlyArray<M.FlowGraphJoin>
+  }) => Fx<M.CreateFlowGraphResult>
   readonly addExecutionToFlow: (args: M.AddExecutionToFlowArgs) => Fx<M.AddExecutionToFlowResult>
   readonly stageDependencyEdge: (args: M.StageDependencyEdgeArgs) => Fx<M.StageDependencyEdgeResult>
   readonly applyDependencyToChild: (args: M.ApplyDependencyToChildArgs) => Fx<M.ApplyDependencyToChildResult>
@@ -266,6 +296,24 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
   const byExecutionId = <A>(op: string, f: (id: ExecutionId) => Fx<A>) => (id: ExecutionId) =>
     Effect.flatMap(validId(op, "executionId", ExecutionIdSchema, id), f)
+
+  const checkJoinPolicy = (policy: unknown): Fx<void> =>
+    Effect.suspend(() => {
+      const p = policy as { _tag?: unknown; k?: unknown; onSatisfied?: unknown } | undefined
+      const tag = p?._tag
+      if (tag !== "all_of" && tag !== "any_of" && tag !== "quorum") {
+        return Effect.fail(invalidInput("unknown EdgeDependencyPolicy variant"))
+      }
+      if (tag === "quorum") {
+        const k = p?.k
+        if (typeof k !== "number" || !Number.isInteger(k) || k < 1) return Effect.fail(invalidInput("quorum k must be >= 1"))
+        if (k > 2_147_483_647) return Effect.fail(invalidInput("quorum k exceeds supported maximum"))
+      }
+      if (tag !== "all_of" && p?.onSatisfied !== "cancel_remaining" && p?.onSatisfied !== "let_run") {
+        return Effect.fail(invalidInput("on_satisfied required for any_of/quorum: cancel_remaining | let_run"))
+      }
+      return Effect.void
+    })
 
   const service: EngineBackend.Service = {
     backendLabel: label,
@@ -500,21 +548,67 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
     setEdgeGroupPolicy: (args) =>
       Effect.gen(function*() {
-        const policy = (args as { policy?: { _tag?: unknown; k?: unknown; onSatisfied?: unknown } } | undefined)?.policy
-        const tag = policy?._tag
-        if (tag !== "all_of" && tag !== "any_of" && tag !== "quorum") {
-          return yield* invalidInput("unknown EdgeDependencyPolicy variant")
-        }
-        if (tag === "quorum") {
-          const k = policy?.k
-          if (typeof k !== "number" || !Number.isInteger(k) || k < 1) return yield* invalidInput("quorum k must be >= 1")
-          if (k > 2_147_483_647) return yield* invalidInput("quorum k exceeds supported maximum")
-        }
-        if (tag !== "all_of" && policy?.onSatisfied !== "cancel_remaining" && policy?.onSatisfied !== "let_run") {
-          return yield* invalidInput("on_satisfied required for any_of/quorum: cancel_remaining | let_run")
-        }
+        yield* checkJoinPolicy((args as { policy?: unknown } | undefined)?.policy)
         const a = yield* make("set_edge_group_policy", M.SetEdgeGroupPolicyArgs, args)
         return yield* core.setEdgeGroupPolicy(a)
+      }),
+
+    createFlowGraph: (args) =>
+      Effect.gen(function*() {
+        const op = "create_flow_graph"
+        const flow = yield* make(op, M.CreateFlowArgs, args?.flow)
+        const fp = flowPartition(flow.flowId, core.partitions ?? defaultPartitionConfig)
+        const list: unknown = args?.members
+        if (!Array.isArray(list) || list.length < 1 || list.length > V.MAX_CLAIM_BATCH) {
+          return yield* invalidInput(`${op}: between 1 and ${V.MAX_CLAIM_BATCH} members`)
+        }
+        const members: Array<CreateExecutionCore> = []
+        const memberIds = new Set<string>()
+        for (let i = 0; i < list.length; i++) {
+          const p = prepareCreate(list[i])
+          if (Either.isLeft(p)) return yield* validation(p.left.kind, `${op}: members[${i}] ${p.left.detail}`)
+          const id = p.right.executionId
+          if (executionPartition(id) !== fp) {
+            return yield* invalidInput(
+              `${op}: members[${i}]: partition ${executionPartition(id)} != the flow's partition ${fp}. ` +
+                "Mint member ids with Ids.executionIdForFlow(flowId)."
+            )
+          }
+          if (memberIds.has(id)) return yield* invalidInput(`${op}: members[${i}]: ${id} is listed twice`)
+          if (p.right.idempotencyKey !== undefined && p.right.idempotencyKey !== "") {
+            return yield* invalidInput(`${op}: members[${i}]: members take no idempotency key (the flow id dedups the call)`)
+          }
+          memberIds.add(id)
+          members.push(p.right)
+        }
+        const edgeList: unknown = args.edges ?? []
+        const joinList: unknown = args.joins ?? []
+        if (!Array.isArray(edgeList) || !Array.isArray(joinList)) return yield* invalidInput(`${op}: edges and joins are lists`)
+        const edges: Array<M.FlowGraphEdge> = []
+        const edgeIds = new Set<string>()
+        for (let i = 0; i < edgeList.length; i++) {
+          const e = yield* make(op, M.FlowGraphEdge, edgeList[i])
+          if (!memberIds.has(e.upstreamExecutionId) || !memberIds.has(e.downstreamExecutionId)) {
+            return yield* invalidInput(`${op}: edges[${i}] joins an execution that is not a member`)
+          }
+          if (e.upstreamExecutionId === e.downstreamExecutionId) return yield* conflict("SelfReferencingEdge")
+          if (edgeIds.has(e.edgeId)) return yield* invalidInput(`${op}: edges[${i}]: edge id ${e.edgeId} is listed twice`)
+          edgeIds.add(e.edgeId)
+          edges.push(e)
+        }
+        if (hasCycle(memberIds, edges)) return yield* conflict("CycleDetected")
+        const joins: Array<M.FlowGraphJoin> = []
+        const joined = new Set<string>()
+        for (let i = 0; i < joinList.length; i++) {
+          yield* checkJoinPolicy((joinList[i] as { policy?: unknown } | undefined)?.policy)
+          const j = yield* make(op, M.FlowGraphJoin, joinList[i])
+          if (!memberIds.has(j.downstreamExecutionId) || joined.has(j.downstreamExecutionId)) {
+            return yield* invalidInput(`${op}: joins[${i}]: not a member, or a member joined twice`)
+          }
+          joined.add(j.downstreamExecutionId)
+          joins.push(j)
+        }
+        return yield* core.createFlowGraph({ flow, members, edges, joins })
       }),
 
     cancelExecution: (args) => Effect.flatMap(make("cancel_execution", M.CancelExecutionArgs, args), core.cancelExecution),

@@ -27,6 +27,7 @@ import {
   failsWith,
   flowIdOnPartition,
   flowSnapshot,
+  newLane,
   NS,
   now,
   pass,
@@ -35,6 +36,7 @@ import {
   settleFlows,
   snapshot,
   type Tester,
+  text,
   validationFails,
   vector
 } from "./helpers.js"
@@ -59,6 +61,140 @@ export const flows = (t: Tester) =>
         const h = yield* claimSome(m.lane)
         expect(yield* b.fail(h, permanent)).toEqual({ _tag: "TerminalFailed" })
       })
+
+    describe("createFlowGraph", () => {
+      /** A flow id and `n` members on their own lanes, ready for createFlowGraph. */
+      const graph = (n: number) =>
+        Effect.gen(function*() {
+          const flowId = yield* Ids.newFlowId
+          const members: Array<M.CreateExecutionArgsInput & { readonly executionId: ExecutionId; readonly laneId: M.ClaimArgs["lane"] }> = []
+          for (let i = 0; i < n; i++) {
+            members.push({
+              executionId: yield* Ids.executionIdForFlow(flowId),
+              namespace: NS,
+              laneId: yield* newLane("fg"),
+              executionKind: "step",
+              inputPayload: bytes(`input ${i}`)
+            })
+          }
+          const edge = (from: number, to: number) =>
+            Effect.map(Ids.newEdgeId, (edgeId) => ({
+              edgeId,
+              upstreamExecutionId: members[from]!.executionId,
+              downstreamExecutionId: members[to]!.executionId
+            }))
+          return { flowId, members, edge, flow: { flowId, namespace: NS, flowKind: "pipeline" } }
+        })
+
+      const nothingWritten = (g: { readonly flowId: M.CreateFlowArgs["flowId"]; readonly members: ReadonlyArray<{ readonly executionId: ExecutionId }> }) =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          expect(Option.isNone(yield* b.describeFlow(g.flowId))).toBe(true)
+          for (const m of g.members) expect(Option.isNone(yield* b.describeExecution(m.executionId))).toBe(true)
+        })
+
+      t.test("builds the flow with its members, joins and edges in one call", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const g = yield* graph(4)
+          const [a, bb, c, d] = g.members.map((m) => ({ executionId: m.executionId, lane: m.laneId }))
+          const edges = [yield* g.edge(0, 2), yield* g.edge(1, 2), yield* g.edge(2, 3)]
+          const result = yield* b.createFlowGraph({
+            flow: g.flow,
+            members: g.members,
+            edges,
+            joins: [{ downstreamExecutionId: c!.executionId, policy: { _tag: "any_of", onSatisfied: "let_run" } }]
+          })
+          const flow = yield* flowSnapshot(g.flowId)
+          expect(result).toEqual({ _tag: "Created", flowId: g.flowId, graphRevision: flow.graphRevision })
+          expect(flow.nodeCount).toBe(4)
+          expect(flow.edgeCount).toBe(3)
+          expect((yield* edgeGroup(g.flowId, c!.executionId)).policy._tag).toBe("any_of")
+          yield* expectStates([
+            [a!.executionId, "waiting"],
+            [bb!.executionId, "waiting"],
+            [c!.executionId, "waiting_children"],
+            [d!.executionId, "waiting_children"]
+          ])
+          expect(Option.map(yield* b.getExecutionInput(a!.executionId), (i) => text(i.payload))).toEqual(
+            Option.some("input 0")
+          )
+          yield* completeMember(a!)
+          expect(yield* publicState(c!.executionId)).toBe("waiting")
+          yield* completeMember(c!)
+          expect(yield* publicState(d!.executionId)).toBe("waiting")
+        }))
+
+      t.test("a replay is AlreadySatisfied and writes nothing", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const g = yield* graph(2)
+          const edges = [yield* g.edge(0, 1)]
+          expect((yield* b.createFlowGraph({ flow: g.flow, members: g.members, edges }))._tag).toBe("Created")
+          const before = yield* flowSnapshot(g.flowId)
+          const again = yield* b.createFlowGraph({ flow: g.flow, members: g.members, edges })
+          expect(again).toEqual({ _tag: "AlreadySatisfied", flowId: g.flowId })
+          const after = yield* flowSnapshot(g.flowId)
+          expect([after.graphRevision, after.nodeCount, after.edgeCount]).toEqual([
+            before.graphRevision,
+            before.nodeCount,
+            before.edgeCount
+          ])
+        }))
+
+      t.test("a graph that does not validate fails and writes nothing", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const g = yield* graph(3)
+          const forward = yield* g.edge(0, 1)
+          const back = yield* g.edge(1, 0)
+          const e = yield* failsWith(
+            b.createFlowGraph({ flow: g.flow, members: g.members, edges: [forward, back] }),
+            "Conflict",
+            "CycleDetected"
+          )
+          expect(e._tag).toBe("Conflict")
+          yield* failsWith(
+            b.createFlowGraph({ flow: g.flow, members: g.members, edges: [{ ...forward, downstreamExecutionId: forward.upstreamExecutionId }] }),
+            "Conflict",
+            "SelfReferencingEdge"
+          )
+          const outsider = yield* executionIdOnPartition((Ids.flowPartition(g.flowId) + 1) % 256)
+          yield* validationFails(
+            b.createFlowGraph({ flow: g.flow, members: g.members, edges: [{ ...forward, downstreamExecutionId: outsider }] }),
+            "InvalidInput"
+          )
+          yield* validationFails(
+            b.createFlowGraph({ flow: g.flow, members: [...g.members, { ...g.members[0]!, executionId: outsider }] }),
+            "InvalidInput"
+          )
+          yield* validationFails(b.createFlowGraph({ flow: g.flow, members: [g.members[0]!, g.members[0]!] }), "InvalidInput")
+          yield* validationFails(b.createFlowGraph({ flow: g.flow, members: [] }), "InvalidInput")
+          yield* validationFails(
+            b.createFlowGraph({ flow: g.flow, members: [{ ...g.members[0]!, idempotencyKey: "k" }] }),
+            "InvalidInput"
+          )
+          yield* validationFails(
+            b.createFlowGraph({
+              flow: g.flow,
+              members: g.members,
+              joins: [{ downstreamExecutionId: g.members[2]!.executionId, policy: { _tag: "quorum", k: 0, onSatisfied: "let_run" } }]
+            }),
+            "InvalidInput"
+          )
+          yield* nothingWritten(g)
+        }))
+
+      t.test("a member that already exists fails the call and writes nothing", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const g = yield* graph(2)
+          yield* b.createExecution(g.members[1]!)
+          yield* validationFails(b.createFlowGraph({ flow: g.flow, members: g.members, edges: [yield* g.edge(0, 1)] }), "InvalidInput")
+          yield* nothingWritten({ flowId: g.flowId, members: [g.members[0]!] })
+          expect(yield* publicState(g.members[1]!.executionId)).toBe("waiting")
+        }))
+    })
 
     describe("membership", () => {
       t.test("createFlow creates an open flow and is idempotent", () =>

@@ -230,30 +230,20 @@ const linearFlow: Scenario = (o) =>
     const started = new Map<string, number>()
     const lastNode = new Map<string, string>()
     const samples: Array<number> = []
+    // a flow is built in one call: its members, and the chain's edges staged and applied
     const build = Effect.gen(function*() {
       const flowId = yield* Ids.newFlowId
-      yield* b.createFlow({ flowId, namespace: ns, flowKind: "pipeline" })
       const ids: Array<Ids.ExecutionId> = []
       for (let i = 0; i < nodes; i++) ids.push(yield* Ids.executionIdForFlow(flowId))
-      yield* b.createExecutions(ids.map((executionId) => ({ executionId, namespace: ns, laneId: lane, executionKind: "step" })))
-      for (const executionId of ids) yield* b.addExecutionToFlow({ flowId, executionId })
-      let revision = nodes
+      const edges = []
       for (let i = 1; i < nodes; i++) {
-        const edgeId = yield* Ids.newEdgeId
-        yield* b.stageDependencyEdge({
-          flowId,
-          edgeId,
-          upstreamExecutionId: ids[i - 1]!,
-          downstreamExecutionId: ids[i]!,
-          expectedGraphRevision: revision++
-        })
-        yield* b.applyDependencyToChild({
-          flowId,
-          edgeId,
-          upstreamExecutionId: ids[i - 1]!,
-          downstreamExecutionId: ids[i]!
-        })
+        edges.push({ edgeId: yield* Ids.newEdgeId, upstreamExecutionId: ids[i - 1]!, downstreamExecutionId: ids[i]! })
       }
+      yield* b.createFlowGraph({
+        flow: { flowId, namespace: ns, flowKind: "pipeline" },
+        members: ids.map((executionId) => ({ executionId, namespace: ns, laneId: lane, executionKind: "step" })),
+        edges
+      })
       started.set(ids[nodes - 1]!, yield* nowMs)
       lastNode.set(ids[nodes - 1]!, flowId)
     })

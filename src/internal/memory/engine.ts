@@ -1961,6 +1961,40 @@ export class MemoryEngine {
     return ok({ _tag: "Created", flowId: args.flowId })
   }
 
+  /** The whole graph in this one step; the boundary validated its shape, so only the store can refuse it. */
+  createFlowGraph(
+    now: number,
+    g: {
+      readonly flow: M.CreateFlowArgs
+      readonly members: ReadonlyArray<CreateExecutionCore>
+      readonly edges: ReadonlyArray<M.FlowGraphEdge>
+      readonly joins: ReadonlyArray<M.FlowGraphJoin>
+    }
+  ): R<M.CreateFlowGraphResult> {
+    const flowId = g.flow.flowId
+    if (this.flows.has(flowId)) return ok({ _tag: "AlreadySatisfied", flowId })
+    const existing = g.members.find((m) => this.executions.has(m.executionId))
+    if (existing !== undefined) {
+      return err(invalidInput(`create_flow_graph: member ${existing.executionId} already exists`))
+    }
+    const steps: Array<() => R<unknown>> = [() => this.createFlow(now, g.flow)]
+    for (const m of g.members) {
+      steps.push(() => this.createExecution(now, m), () => this.addExecutionToFlow(now, { flowId, executionId: m.executionId }))
+    }
+    for (const j of g.joins) steps.push(() => this.setEdgeGroupPolicy(now, { flowId, ...j }))
+    for (const e of g.edges) {
+      steps.push(
+        () => this.stageDependencyEdge(now, { flowId, ...e, expectedGraphRevision: this.flows.get(flowId)!.graphRevision }),
+        () => this.applyDependencyToChild(now, { flowId, ...e })
+      )
+    }
+    for (const step of steps) {
+      const r = step()
+      if (Either.isLeft(r)) return Either.left(r.left)
+    }
+    return ok({ _tag: "Created", flowId, graphRevision: this.flows.get(flowId)!.graphRevision })
+  }
+
   addExecutionToFlow(now: number, args: M.AddExecutionToFlowArgs): R<M.AddExecutionToFlowResult> {
     const f = this.flows.get(args.flowId)
     if (f === undefined) return err(notFound("flow"))

@@ -656,6 +656,28 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore & {
         text(a.namespace)
       ], M.CreateFlowResult),
 
+    createFlowGraph: (g) =>
+      callDecode("create_flow_graph", "create_flow_graph", [
+        uuid(g.flow.flowId),
+        int(flowPartition(g.flow.flowId, cfg)),
+        text(g.flow.flowKind),
+        text(g.flow.namespace),
+        jsonb(g.members.map((a) => ({ ...createItem(a), payload: Buffer.from(a.inputPayload).toString("base64") }))),
+        jsonb(g.edges.map((e) => ({
+          edgeId: e.edgeId,
+          upstream: e.upstreamExecutionId,
+          downstream: e.downstreamExecutionId,
+          kind: e.dependencyKind,
+          dataRef: e.dataPassingRef ?? ""
+        }))),
+        jsonb(g.joins.map(({ downstreamExecutionId, policy }) => ({
+          downstream: downstreamExecutionId,
+          variant: policy._tag,
+          onSatisfied: policy._tag === "all_of" ? null : policy.onSatisfied,
+          k: policy._tag === "quorum" ? policy.k : policy._tag === "any_of" ? 1 : 0
+        })))
+      ], M.CreateFlowGraphResult),
+
     addExecutionToFlow: (a) =>
       callDecode("add_execution_to_flow", "add_execution_to_flow", [uuid(a.flowId), text(a.executionId)], M.AddExecutionToFlowResult),
 

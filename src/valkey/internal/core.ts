@@ -1105,6 +1105,34 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         env.status === "ALREADY" ? { _tag: "AlreadySatisfied", flowId: a.flowId } : { _tag: "Created", flowId: a.flowId }
     )
 
+  const createFlowGraph: BackendCore["createFlowGraph"] = (g) =>
+    Effect.gen(function*() {
+      const flowId = g.flow.flowId
+      const blobs: Array<Uint8Array | string> = []
+      for (const m of g.members) blobs.push(m.inputPayload, m.policyJson)
+      const env = yield* call("create_flow_graph", flowOf(flowId), {
+        flow: { flow_id: flowId, flow_kind: g.flow.flowKind, namespace: g.flow.namespace },
+        members: g.members.map(createArgs),
+        joins: g.joins.map(({ downstreamExecutionId, policy }) => ({
+          downstream: downstreamExecutionId,
+          variant: policy._tag,
+          ...(policy._tag === "all_of" ? {} : { on_satisfied: policy.onSatisfied }),
+          ...(policy._tag === "quorum" ? { k: policy.k } : {})
+        })),
+        edges: g.edges.map((e) => ({
+          edge_id: e.edgeId,
+          upstream: e.upstreamExecutionId,
+          downstream: e.downstreamExecutionId,
+          dependency_kind: e.dependencyKind,
+          ...(e.dataPassingRef === undefined ? {} : { data_passing_ref: e.dataPassingRef })
+        }))
+      }, blobs)
+      if (env.status === "ALREADY") return { _tag: "AlreadySatisfied", flowId } satisfies M.CreateFlowGraphResult
+      for (const lane of new Set(g.members.map((m) => m.laneId))) yield* p.registerLane(lane)
+      const [graphRevision] = yield* decodeFields("ff_create_flow_graph", T_Int, env.fields)
+      return { _tag: "Created", flowId, graphRevision } satisfies M.CreateFlowGraphResult
+    })
+
   const addExecutionToFlow: BackendCore["addExecutionToFlow"] = (a) =>
     Effect.gen(function*() {
       yield* inRange(a.executionId)
@@ -1580,6 +1608,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     createExecution,
     createExecutions,
     createFlow,
+    createFlowGraph,
     addExecutionToFlow,
     stageDependencyEdge,
     applyDependencyToChild,

@@ -105,6 +105,49 @@ FF.fn.stage_edge = function(B, a, now)
   return FF.ok("OK", edge, rev)
 end
 
+-- createFlowGraph: the flow, its members (created and added), the joins, each edge staged at the
+-- current revision and applied, through the single-step functions, in that order. Everything that
+-- could refuse is checked before the first write (the layer validated the graph's shape: members on
+-- this partition, edges between members, no cycle), so the call writes all or nothing.
+-- a.flow = create_flow's arguments; a.members[i] = create's arguments, its payload and policy in
+-- ARGV[3 + 2(i-1)] / ARGV[4 + 2(i-1)]; a.joins / a.edges = the arguments of those functions.
+-- Reply {1, "OK", wake, graph_revision} or {1, "ALREADY", ""} when the flow exists.
+FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
+  local fid = a.flow.flow_id
+  if C("EXISTS", K.flow(B, fid)) == 1 then return FF.ok("ALREADY") end
+  local members, joins, edges = a.members, a.joins, a.edges
+  if type(members) ~= "table" or type(joins) ~= "table" or type(edges) ~= "table" then
+    return FF.err("invalid_input", "create_flow_graph: members, joins, edges")
+  end
+  for i = 1, #members do
+    if C("EXISTS", K.core(B, members[i].execution_id)) == 1 then
+      return FF.err("invalid_input", "create_flow_graph: member " .. members[i].execution_id .. " already exists")
+    end
+  end
+  local function step(r)
+    if r[1] ~= 1 then error("create_flow_graph: a step refused after the checks: " .. FF.str(r[2])) end
+    return r
+  end
+  step(FF.fn.create_flow(B, a.flow, now))
+  for i = 1, #members do
+    FF.create_one(B, members[i], now, argv[1 + 2 * i], argv[2 + 2 * i])
+    step(FF.fn.add_to_flow(B, { flow_id = fid, execution_id = members[i].execution_id }, now))
+  end
+  for i = 1, #joins do
+    joins[i].flow_id = fid
+    step(FF.fn.set_edge_group_policy(B, joins[i], now))
+  end
+  local rev = FF.num(C("HGET", K.flow(B, fid), "graph_revision"))
+  for i = 1, #edges do
+    local e = edges[i]
+    e.flow_id = fid
+    e.expected_graph_revision = rev
+    rev = FF.num(step(FF.fn.stage_edge(B, e, now))[5])
+    step(FF.fn.apply_dependency(B, e, now))
+  end
+  return FF.ok("OK", rev)
+end
+
 -- T21: a dependency record for the child; blocks it while it is runnable.
 FF.fn.apply_dependency = function(B, a, now)
   local fid, edge, child, up = a.flow_id, a.edge_id, a.downstream, a.upstream
