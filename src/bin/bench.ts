@@ -25,6 +25,10 @@ const scenarioOption = Options.choice("scenario", [
 ]).pipe(Options.withDefault("submit-claim-complete"))
 const tasksOption = Options.integer("tasks").pipe(Options.withDefault(20_000))
 const workersOption = Options.integer("workers").pipe(Options.withDefault(8))
+const batchOption = Options.integer("batch").pipe(
+  Options.withDescription("claims per claimMany of a bench worker, completed with one completeMany"),
+  Options.withDefault(64)
+)
 const warmupOption = Options.integer("warmup").pipe(
   Options.withDescription("tasks of an untimed first round of each scenario and peer (JIT warm-up); 0 skips it"),
   Options.withDefault(2_000)
@@ -102,6 +106,7 @@ const command = Command.make(
     scenario: scenarioOption,
     tasks: tasksOption,
     workers: workersOption,
+    batch: batchOption,
     warmup: warmupOption,
     rounds: roundsOption,
     url: urlOption,
@@ -116,7 +121,7 @@ const command = Command.make(
       for (const name of selected) {
         // Each round gets a fresh engine (a fresh key prefix / schema on servers).
         const round = (tasks: number) =>
-          scenarios[name]!({ tasks, workers: opts.workers, system: `flowfabric-${opts.backend}` }).pipe(
+          scenarios[name]!({ tasks, workers: opts.workers, batch: opts.batch, system: `flowfabric-${opts.backend}` }).pipe(
             Effect.provide(layer),
             Effect.scoped
           )

@@ -22,6 +22,8 @@ export interface BenchResult {
 export interface ScenarioOptions {
   readonly tasks: number
   readonly workers: number
+  /** Claims per `claimMany` call of a bench worker (its free slots). */
+  readonly batch: number
   readonly system: string
 }
 
@@ -66,14 +68,12 @@ const createMany = (
     { concurrency: 4, discard: true }
   )
 
-/** Claims per `claimMany` call of a bench worker. */
-const CLAIM_BATCH = 16
 
 /** Workers claim and complete until `remaining` reaches zero. */
 const drain = (
   b: EngineBackend.Service,
   lane: Ids.LaneId,
-  workers: number,
+  { batch, workers }: { readonly batch: number; readonly workers: number },
   remaining: Ref.Ref<number>,
   tokens: ReadonlyArray<string> = [],
   onDone: (h: M.Handle) => Effect.Effect<void> = () => Effect.void
@@ -87,7 +87,7 @@ const drain = (
         for (;;) {
           if ((yield* Ref.get(remaining)) <= 0) return
           // a worker with `claimBatch` free slots fills them in one call, as BullMQ and pg-boss fetch
-          const claimed = yield* b.claimMany(args, CLAIM_BATCH)
+          const claimed = yield* b.claimMany(args, batch)
           if (claimed.length === 0) {
             yield* Effect.yieldNow()
             continue
@@ -113,7 +113,7 @@ const submitClaimComplete: Scenario = (o) =>
     const t0 = yield* nowMs
     yield* createMany(b, lane, o.tasks)
     const t1 = yield* nowMs
-    yield* drain(b, lane, o.workers, remaining)
+    yield* drain(b, lane, o, remaining)
     const t2 = yield* nowMs
     const seconds = (t2 - t0) / 1000
     return [
@@ -197,7 +197,7 @@ const steadyState: Scenario = (o) =>
     const t0 = yield* nowMs
     yield* Effect.all([
       producer,
-      drain(b, lane, o.workers, remaining, [], (h) =>
+      drain(b, lane, o, remaining, [], (h) =>
         Effect.gen(function*() {
           const start = created.get(decodeExecutionId(h))
           if (start !== undefined) samples.push((yield* nowMs) - start)
@@ -254,7 +254,7 @@ const linearFlow: Scenario = (o) =>
     // edges that only the reconcileDependencies pass resolves.
     yield* Effect.forEach(Array.from({ length: flows }, (_, i) => i), () => build, { concurrency: 16, discard: true })
     const t1 = yield* nowMs
-    yield* drain(b, lane, o.workers, remaining, [], (h) =>
+    yield* drain(b, lane, o, remaining, [], (h) =>
       Effect.gen(function*() {
         const id = decodeExecutionId(h)
         const start = started.get(id)
@@ -298,7 +298,7 @@ const capabilityRouted: Scenario = (o) =>
     yield* Effect.forEach(classes, (c) =>
       Effect.gen(function*() {
         const remaining = yield* Ref.make(per)
-        yield* drain(b, lane, Math.max(1, Math.floor(o.workers / classes.length)), remaining, [c])
+        yield* drain(b, lane, { batch: o.batch, workers: Math.max(1, Math.floor(o.workers / classes.length)) }, remaining, [c])
       }), { concurrency: "unbounded", discard: true })
     const seconds = ((yield* nowMs) - t0) / 1000
     return [{
