@@ -17,6 +17,7 @@ import * as m0007 from "./0007_create_dedup_replay.js"
 import * as m0008 from "./0008_hot_path.js"
 import * as m0009 from "./0009_batch_claim.js"
 import * as m0010 from "./0010_flow_graph.js"
+import * as m0011 from "./0011_resolve_edge.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -35,7 +36,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0007_create_dedup_replay": run(m0007.sql),
   "0008_hot_path": run(m0008.sql),
   "0009_batch_claim": run(m0009.sql),
-  "0010_flow_graph": run(m0010.sql)
+  "0010_flow_graph": run(m0010.sql),
+  "0011_resolve_edge": run(m0011.sql)
 }
 
 /** The id of the newest migration this code needs. */
