@@ -125,6 +125,76 @@ export const flows = (t: Tester) =>
           expect(yield* publicState(d!.executionId)).toBe("waiting")
         }))
 
+      t.test("leaves exactly what the single-step calls leave", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const shape = [[0, 2], [1, 2], [2, 3]] as const
+          const joinOf = (ids: ReadonlyArray<ExecutionId>) => ({
+            downstreamExecutionId: ids[2]!,
+            policy: { _tag: "quorum", k: 2, onSatisfied: "cancel_remaining" } as const
+          })
+          // one flow in one call …
+          const one = yield* graph(4)
+          const oneEdges = yield* Effect.forEach(shape, ([u, d]) => one.edge(u, d))
+          yield* b.createFlowGraph({
+            flow: one.flow,
+            members: one.members,
+            edges: oneEdges,
+            joins: [joinOf(one.members.map((m) => m.executionId))]
+          })
+          // … and the same shape call by call
+          const steps = yield* graph(4)
+          const stepIds = steps.members.map((m) => m.executionId)
+          const stepEdges = yield* Effect.forEach(shape, ([u, d]) => steps.edge(u, d))
+          yield* b.createFlow(steps.flow)
+          yield* b.createExecutions(steps.members)
+          for (const executionId of stepIds) yield* b.addExecutionToFlow({ flowId: steps.flowId, executionId })
+          yield* b.setEdgeGroupPolicy({ flowId: steps.flowId, ...joinOf(stepIds) })
+          for (const e of stepEdges) {
+            const revision = (yield* flowSnapshot(steps.flowId)).graphRevision
+            yield* b.stageDependencyEdge({ flowId: steps.flowId, ...e, expectedGraphRevision: revision })
+            yield* b.applyDependencyToChild({ flowId: steps.flowId, ...e })
+          }
+          // compared with ids replaced by their positions and timestamps left out
+          const view = (g: typeof one, edges: ReadonlyArray<{ readonly edgeId: string }>) =>
+            Effect.gen(function*() {
+              const ids: ReadonlyArray<string> = g.members.map((m) => m.executionId)
+              const name = (text: string) => {
+                let out = text
+                ids.forEach((id, i) => (out = out.split(id).join(`member${i}`)))
+                edges.forEach((e, i) => (out = out.split(e.edgeId).join(`edge${i}`)))
+                return out.split(g.flowId).join("flow")
+              }
+              const flow = yield* flowSnapshot(g.flowId)
+              const members = yield* Effect.forEach(ids, (id) =>
+                Effect.gen(function*() {
+                  const s = yield* snapshot(id as ExecutionId)
+                  return {
+                    vector: yield* vector(id as ExecutionId),
+                    blockingDetail: name(s.blockingDetail ?? ""),
+                    flowId: name(s.flowId ?? "")
+                  }
+                }))
+              const edgeViews = yield* Effect.forEach(edges, (e) =>
+                Effect.map(b.describeEdge({ flowId: g.flowId, edgeId: e.edgeId as never }), (x) =>
+                  Option.map(x, ({ createdAt: _, ...rest }) => JSON.parse(name(JSON.stringify(rest))))))
+              return {
+                flow: {
+                  graphRevision: flow.graphRevision,
+                  nodeCount: flow.nodeCount,
+                  edgeCount: flow.edgeCount,
+                  publicFlowState: flow.publicFlowState,
+                  edgeGroups: JSON.parse(name(JSON.stringify(
+                    [...flow.edgeGroups].sort((x, y) => (name(x.downstreamExecutionId) < name(y.downstreamExecutionId) ? -1 : 1))
+                  )))
+                },
+                members,
+                edges: edgeViews
+              }
+            })
+          expect(yield* view(one, oneEdges)).toEqual(yield* view(steps, stepEdges))
+        }))
+
       t.test("a replay is AlreadySatisfied and writes nothing", () =>
         Effect.gen(function*() {
           const b = yield* backend
