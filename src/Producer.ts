@@ -250,16 +250,8 @@ export interface FlowSpec<N extends string> {
   readonly lane: string
   readonly nodes: { readonly [K in N]: FlowNode }
   readonly edges?: ReadonlyArray<FlowEdge<N>> | undefined
-  /** Join policy per downstream node (default `all_of`). Set before any of its edges is applied. */
+  /** Join policy per downstream node (default `all_of`). */
   readonly joins?: { readonly [K in N]?: M.EdgeDependencyPolicy } | undefined
-  /**
-   * A node with inbound edges is created delayed by this long, so that no
-   * worker can claim it in the moment between its creation and the
-   * application of its edges (which blocks it on its dependencies and
-   * overrides the delay). Default 5 minutes: also how long such a node
-   * waits if this call dies before its edges are applied.
-   */
-  readonly hold?: Duration.DurationInput | undefined
 }
 
 /**
@@ -272,14 +264,17 @@ export interface CreatedFlow<N extends string> {
   readonly edges: ReadonlyArray<{ readonly from: N; readonly to: N; readonly edgeId: Ids.EdgeId }>
 }
 
-const DEFAULT_HOLD = Duration.minutes(5)
-const STAGE_ATTEMPTS = 10
 
 const checkFlowSpec = <N extends string>(spec: FlowSpec<N>): Either.Either<ReadonlyArray<N>, FlowSpecError> => {
   const names = Object.keys(spec.nodes) as Array<N>
   const known = new Set<string>(names)
   const fail = (detail: string) => Either.left(new FlowSpecError({ detail }))
   if (names.length === 0) return fail("a flow needs at least one node")
+  for (const name of names) {
+    if (spec.nodes[name].options.idempotencyKey !== undefined) {
+      return fail(`node "${name}": flow members take no idempotency key (the flow id makes the call idempotent)`)
+    }
+  }
   const inbound = new Map<string, number>()
   const outgoing = new Map<string, Array<string>>()
   const seen = new Set<string>()
@@ -319,19 +314,14 @@ const checkFlowSpec = <N extends string>(spec: FlowSpec<N>): Either.Either<Reado
   return Either.right(order)
 }
 
-const isStaleRevision = (e: EngineError): boolean => {
-  const root = rootCause(e)
-  return root._tag === "Contention" && root.kind === "StaleGraphRevision"
-}
-
 /**
- * Creates a flow with its members, join policies and edges in one call:
- * `createFlow`; per node (in topological order) `createExecution` with an id
- * from `Ids.executionIdForFlow` and `addExecutionToFlow`; `setEdgeGroupPolicy`
- * for every join; then per edge `stageDependencyEdge` (with the flow's
- * current `expectedGraphRevision`, re-read and retried when another writer
- * moved it) and `applyDependencyToChild`. Roots are eligible at once; nodes
- * with inbound edges wait for their dependencies.
+ * Creates a flow with its members, join policies and edges in one atomic
+ * `createFlowGraph` call: one execution per node (ids from
+ * `Ids.executionIdForFlow`), the joins, and each edge staged and applied.
+ * Roots are eligible at once; nodes with inbound edges wait for their
+ * dependencies, and no worker can see a node before its edges are in place.
+ * A graph the spec check refuses writes nothing (`FlowSpecError`), and so does
+ * a `flowId` that already names a flow.
  *
  * @since 0.1.0
  * @category flows
@@ -344,70 +334,44 @@ export const createFlow = <N extends string>(
     const order = yield* checkFlowSpec(spec)
     const flowId = spec.flowId ?? (yield* Ids.newFlowId)
     const namespace = spec.namespace === undefined ? DEFAULT_NAMESPACE : Ids.unsafe.namespace(spec.namespace)
-    yield* backend.createFlow({ flowId, namespace, ...(spec.flowKind === undefined ? {} : { flowKind: spec.flowKind }) })
-
-    const edges = spec.edges ?? []
-    const hasInbound = new Set<string>(edges.map((e) => e.to))
-    const holdMs = Duration.toMillis(Duration.decode(spec.hold ?? DEFAULT_HOLD))
+    const now = yield* Clock.currentTimeMillis
     const executions: Partial<Record<N, ExecutionId>> = {}
+    const members: Array<M.CreateExecutionArgsInput> = []
     for (const name of order) {
       const n: FlowNode = spec.nodes[name]
-      const lane = yield* laneOf(n.options.lane ?? spec.lane)
-      const payload = yield* n.payload
       const executionId = yield* Ids.executionIdForFlow(flowId)
-      const now = yield* Clock.currentTimeMillis
-      const times = timeArgs(n.options, now)
-      yield* backend.createExecution({
+      executions[name] = executionId
+      members.push({
         executionId,
-        laneId: lane,
+        laneId: yield* laneOf(n.options.lane ?? spec.lane),
         executionKind: n.kind,
-        inputPayload: payload,
+        inputPayload: yield* n.payload,
         payloadEncoding: JSON_ENCODING,
         ...commonArgs({ ...n.options, namespace: n.options.namespace ?? spec.namespace }),
-        ...times,
-        ...(hasInbound.has(name) && holdMs > 0 ? { delayUntil: Math.max(now + holdMs, times.delayUntil ?? 0) } : {})
+        ...timeArgs(n.options, now)
       })
-      yield* backend.addExecutionToFlow({ flowId, executionId })
-      executions[name] = executionId
     }
     const idOf = (name: N): ExecutionId => executions[name]!
-
-    for (const [name, policy] of Object.entries<M.EdgeDependencyPolicy | undefined>(spec.joins ?? {})) {
-      if (policy !== undefined) {
-        yield* backend.setEdgeGroupPolicy({ flowId, downstreamExecutionId: idOf(name as N), policy })
-      }
-    }
-
-    const revisionNow = Effect.flatMap(backend.describeFlow(flowId), (snapshot) =>
-      Option.isSome(snapshot) ? Effect.succeed(snapshot.value.graphRevision) : Effect.fail(invalidInput(`flow ${flowId} vanished`)))
-    let revision = yield* revisionNow
-    const staged: Array<{ readonly from: N; readonly to: N; readonly edgeId: Ids.EdgeId }> = []
-    for (const e of edges) {
-      const edgeId = yield* Ids.newEdgeId
-      const args = {
-        flowId,
-        edgeId,
+    const edges: Array<{ readonly from: N; readonly to: N; readonly edgeId: Ids.EdgeId }> = []
+    for (const e of spec.edges ?? []) edges.push({ from: e.from, to: e.to, edgeId: yield* Ids.newEdgeId })
+    const result = yield* backend.createFlowGraph({
+      flow: { flowId, namespace, ...(spec.flowKind === undefined ? {} : { flowKind: spec.flowKind }) },
+      members,
+      edges: (spec.edges ?? []).map((e, i) => ({
+        edgeId: edges[i]!.edgeId,
         upstreamExecutionId: idOf(e.from),
         downstreamExecutionId: idOf(e.to),
         ...(e.dependencyKind === undefined ? {} : { dependencyKind: e.dependencyKind }),
         ...(e.passOutput === true ? { dataPassingRef: e.from } : {})
-      }
-      for (let attempt = 1;; attempt++) {
-        const result = yield* Effect.either(backend.stageDependencyEdge({ ...args, expectedGraphRevision: revision }))
-        if (Either.isRight(result)) {
-          revision = result.right.newGraphRevision
-          break
-        }
-        if (!isStaleRevision(result.left) || attempt >= STAGE_ATTEMPTS) return yield* result.left
-        // Another writer moved the graph (or our own write committed and its reply was lost).
-        const existing = yield* backend.describeEdge({ flowId, edgeId })
-        revision = yield* revisionNow
-        if (Option.isSome(existing)) break
-      }
-      yield* backend.applyDependencyToChild({ ...args, graphRevision: revision })
-      staged.push({ from: e.from, to: e.to, edgeId })
+      })),
+      joins: Object.entries<M.EdgeDependencyPolicy | undefined>(spec.joins ?? {}).flatMap(([name, policy]) =>
+        policy === undefined ? [] : [{ downstreamExecutionId: idOf(name as N), policy }]
+      )
+    })
+    if (result._tag === "AlreadySatisfied") {
+      return yield* new FlowSpecError({ detail: `flow ${flowId} already exists; nothing was created` })
     }
-    return { flowId, executions: executions as { readonly [K in N]: ExecutionId }, edges: staged }
+    return { flowId, executions: executions as { readonly [K in N]: ExecutionId }, edges }
   }).pipe(Effect.withSpan("Producer.createFlow", { attributes: { nodes: Object.keys(spec.nodes).length } }))
 
 // ---------------------------------------------------------------------------

@@ -161,66 +161,56 @@ export const producerSuite = (
           expect(yield* state(flow.executions.join)).toBe("waiting")
         }))
 
-      test("nodes with inbound edges cannot be claimed before their edges are applied", () =>
+      test("the flow appears at once: a claim right after sees the roots, never a node before its edges", () =>
         Effect.gen(function*() {
           const backend = yield* EngineBackend
           const lane = yield* newLane()
           const claimed = yield* Ref.make<ReadonlyArray<string>>([])
-          // A claim attempted right after every write createFlow makes.
+          const calls = yield* Ref.make<ReadonlyArray<string>>([])
+          const claimNow = Effect.flatMap(
+            backend.claim({
+              lane,
+              capabilities: { tokens: [] },
+              policy: {
+                workerId: Ids.unsafe.workerId("eager"),
+                workerInstanceId: Ids.unsafe.workerInstanceId("eager"),
+                leaseTtlMs: 60_000
+              }
+            }),
+            (h) => Option.isSome(h) ? Ref.update(claimed, (xs) => [...xs, "claim"]) : Effect.void
+          )
+          // A claim attempted right after the write createFlow makes; any other write is recorded.
           const eager: EngineBackend.Service = {
             ...backend,
+            createFlowGraph: (args) =>
+              Effect.tap(Effect.zipRight(Ref.update(calls, (xs) => [...xs, "createFlowGraph"]), backend.createFlowGraph(args)), () =>
+                Effect.zipRight(claimNow, claimNow)),
+            createExecution: (args) => Effect.zipRight(Ref.update(calls, (xs) => [...xs, "createExecution"]), backend.createExecution(args)),
             addExecutionToFlow: (args) =>
-              Effect.tap(backend.addExecutionToFlow(args), () =>
-                Effect.flatMap(
-                  backend.claim({
-                    lane,
-                    capabilities: { tokens: [] },
-                    policy: {
-                      workerId: Ids.unsafe.workerId("eager"),
-                      workerInstanceId: Ids.unsafe.workerInstanceId("eager"),
-                      leaseTtlMs: 60_000
-                    }
-                  }),
-                  (h) => Option.isSome(h) ? Ref.update(claimed, (xs) => [...xs, "claim"]) : Effect.void
-                ))
+              Effect.zipRight(Ref.update(calls, (xs) => [...xs, "addExecutionToFlow"]), backend.addExecutionToFlow(args))
           }
           const flow = yield* Producer.createFlow({
             lane,
             nodes: { root: Producer.node(Add, { a: 1, b: 1 }), child: Producer.node(Add, { a: 2, b: 2 }) },
             edges: [{ from: "root", to: "child" }]
           }).pipe(Effect.provideService(EngineBackend, eager))
+          expect(yield* Ref.get(calls)).toEqual(["createFlowGraph"])
           expect(yield* Ref.get(claimed)).toEqual(["claim"])
           expect(yield* state(flow.executions.root)).toBe("active")
           expect(yield* state(flow.executions.child)).toBe("waiting_children")
         }))
 
-      test("createFlow re-reads the graph revision when another writer moved it", () =>
+      test("a flow id that already names a flow is refused and nothing is created", () =>
         Effect.gen(function*() {
           const backend = yield* EngineBackend
           const lane = yield* newLane()
-          const interfered = yield* Ref.make(0)
-          const intruder = Ids.unsafe.namespace("producer-suite")
-          // Before the first staging, another producer adds a member to the same flow.
-          const racing: EngineBackend.Service = {
-            ...backend,
-            stageDependencyEdge: (args) =>
-              Effect.flatMap(Ref.getAndUpdate(interfered, (n) => n + 1), (n) =>
-                n > 0 ? backend.stageDependencyEdge(args) : Effect.gen(function*() {
-                  const other = yield* Ids.executionIdForFlow(args.flowId)
-                  yield* backend.createExecution({ executionId: other, namespace: intruder, laneId: lane, executionKind: "add" })
-                  yield* backend.addExecutionToFlow({ flowId: args.flowId, executionId: other })
-                  return yield* backend.stageDependencyEdge(args)
-                }))
-          }
-          const flow = yield* Producer.createFlow({
-            lane,
-            nodes: { a: Producer.node(Add, { a: 1, b: 1 }), b: Producer.node(Add, { a: 2, b: 2 }) },
-            edges: [{ from: "a", to: "b" }]
-          }).pipe(Effect.provideService(EngineBackend, racing))
-          expect(yield* Ref.get(interfered)).toBe(2)
-          const snapshot = Option.getOrThrow(yield* backend.describeFlow(flow.flowId))
-          expect(snapshot).toMatchObject({ nodeCount: 3, edgeCount: 1 })
-          expect(yield* state(flow.executions.b)).toBe("waiting_children")
+          const flowId = yield* Ids.newFlowId
+          const spec = { flowId, lane, nodes: { a: Producer.node(Add, { a: 1, b: 1 }) } }
+          const first = yield* Producer.createFlow(spec)
+          const again = yield* Effect.flip(Producer.createFlow(spec))
+          expect(again._tag).toBe("FlowSpecError")
+          const snapshot = Option.getOrThrow(yield* backend.describeFlow(first.flowId))
+          expect(snapshot.nodeCount).toBe(1)
         }))
 
       test("createFlow rejects a graph it cannot build before writing anything", () =>
@@ -242,6 +232,8 @@ export const producerSuite = (
             })
           ).toContain("quorum k=2")
           expect(yield* detail({ lane, nodes: { a: n, b: n }, edges: [{ from: "a", to: "a" }] })).toContain("itself")
+          const keyed = Producer.node(Add, { a: 1, b: 1 }, { idempotencyKey: "k" })
+          expect(yield* detail({ lane, nodes: { a: keyed, b: n } })).toContain("idempotency key")
           const backend = yield* EngineBackend
           expect((yield* backend.listLanes({ limit: 1000 })).lanes).not.toContain(lane)
         }))
