@@ -105,16 +105,18 @@ FF.fn.stage_edge = function(B, a, now)
   return FF.ok("OK", edge, rev)
 end
 
--- createFlowGraph: the flow, its members (created and added), the joins, each edge staged at the
--- current revision and applied, through the single-step functions, in that order. Everything that
--- could refuse is checked before the first write (the layer validated the graph's shape: members on
--- this partition, edges between members, no cycle), so the call writes all or nothing.
+-- createFlowGraph: the flow and its members (create_flow, create_one), the joins
+-- (set_edge_group_policy), then membership and edges written together, with the same keys and
+-- fields the single-step add_to_flow / stage_edge / apply_dependency leave: the layer validated the
+-- graph (members on this partition, edges between members, no cycle) and every refusal is checked
+-- here before the first write, so the call writes all or nothing.
 -- a.flow = create_flow's arguments; a.members[i] = create's arguments, its payload and policy in
 -- ARGV[3 + 2(i-1)] / ARGV[4 + 2(i-1)]; a.joins / a.edges = the arguments of those functions.
 -- Reply {1, "OK", wake, graph_revision} or {1, "ALREADY", ""} when the flow exists.
 FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
   local fid = a.flow.flow_id
-  if C("EXISTS", K.flow(B, fid)) == 1 then return FF.ok("ALREADY") end
+  local fk = K.flow(B, fid)
+  if C("EXISTS", fk) == 1 then return FF.ok("ALREADY") end
   local members, joins, edges = a.members, a.joins, a.edges
   if type(members) ~= "table" or type(joins) ~= "table" or type(edges) ~= "table" then
     return FF.err("invalid_input", "create_flow_graph: members, joins, edges")
@@ -124,27 +126,69 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
       return FF.err("invalid_input", "create_flow_graph: member " .. members[i].execution_id .. " already exists")
     end
   end
-  local function step(r)
-    if r[1] ~= 1 then error("create_flow_graph: a step refused after the checks: " .. FF.str(r[2])) end
-    return r
-  end
-  step(FF.fn.create_flow(B, a.flow, now))
+  local ts = FF.s(now)
+  FF.fn.create_flow(B, a.flow, now)
+  -- the members, in the flow (add_to_flow for each: all new, none terminal)
+  local ids = {}
   for i = 1, #members do
+    local e = members[i].execution_id
     FF.create_one(B, members[i], now, argv[1 + 2 * i], argv[2 + 2 * i])
-    step(FF.fn.add_to_flow(B, { flow_id = fid, execution_id = members[i].execution_id }, now))
+    C("HSET", K.core(B, e), "flow_id", fid, "last_mutation_at", ts)
+    ids[#ids + 1] = e
   end
+  C("SADD", K.fx(B, fid, "members"), unpack(ids))
+  C("HINCRBY", fk, "open_members", #ids)
+  C("HINCRBY", fk, "node_count", #ids)
+  C("HINCRBY", fk, "graph_revision", #ids)
   for i = 1, #joins do
     joins[i].flow_id = fid
-    step(FF.fn.set_edge_group_policy(B, joins[i], now))
+    local r = FF.fn.set_edge_group_policy(B, joins[i], now)
+    if r[1] ~= 1 then error("create_flow_graph: a join refused after the checks: " .. FF.str(r[2])) end
   end
-  local rev = FF.num(C("HGET", K.flow(B, fid), "graph_revision"))
+  -- the edges, staged and applied (stage_edge + apply_dependency for each); a child ends as its
+  -- last apply leaves it: blocked, its detail naming its dependency count and its last edge
+  local children, order = {}, {}
   for i = 1, #edges do
-    local e = edges[i]
-    e.flow_id = fid
-    e.expected_graph_revision = rev
-    rev = FF.num(step(FF.fn.stage_edge(B, e, now))[5])
-    step(FF.fn.apply_dependency(B, e, now))
+    local x = edges[i]
+    local edge, up, down = x.edge_id, x.upstream, x.downstream
+    C("HSET", K.fx(B, fid, "edge:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
+      "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind),
+      "satisfaction_condition", "all_required", "data_passing_ref", FF.str(x.data_passing_ref),
+      "edge_state", "pending", "created_at", ts, "created_by", "engine")
+    C("SADD", K.fx(B, fid, "out:" .. up), edge)
+    C("SADD", K.fx(B, fid, "in:" .. down), edge)
+    C("HSET", K.ex(B, down, "dep:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
+      "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind), "state", "unsatisfied",
+      "data_passing_ref", FF.str(x.data_passing_ref), "last_resolved_at", "")
+    C("SADD", K.ex(B, down, "unres"), edge)
+    if children[down] == nil then
+      children[down] = { n = 0 }
+      order[#order + 1] = down
+    end
+    children[down].n = children[down].n + 1
+    children[down].last = edge
   end
+  for _, down in ipairs(order) do
+    local ch = children[down]
+    local gk = K.fx(B, fid, "grp:" .. down)
+    if C("EXISTS", gk) == 1 then
+      C("HINCRBY", gk, "n", ch.n)
+    else
+      C("HSET", gk, "policy_variant", "all_of", "on_satisfied", "", "k", "", "n", FF.s(ch.n), "succeeded", "0",
+        "failed", "0", "skipped", "0", "group_state", "pending", "created_at", ts)
+    end
+    local c = FF.hmap(K.core(B, down))
+    if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" then
+      C("ZREM", K.lane(B, c.lane_id, "eligible"), down)
+      C("ZREM", K.lane(B, c.lane_id, "delayed"), down)
+      FF.state(B, down, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
+        FF.s(ch.n) .. " dep(s) unresolved incl " .. ch.last, "none", c.attempt_state, now)
+      C("ZADD", K.lane(B, c.lane_id, "blocked"), c.created_at, down)
+    end
+  end
+  local rev = C("HINCRBY", fk, "graph_revision", #edges)
+  C("HINCRBY", fk, "edge_count", #edges)
+  C("HSET", fk, "last_mutation_at", ts)
   return FF.ok("OK", rev)
 end
 
