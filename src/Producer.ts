@@ -17,6 +17,7 @@ import { EngineBackend } from "./EngineBackend.js"
 import { type EngineError, invalidInput, rootCause, TimeoutError } from "./EngineError.js"
 import * as Ids from "./Ids.js"
 import type { ExecutionId, FlowId, LaneId, WaitpointId } from "./Ids.js"
+import { topologicalOrder } from "./internal/graph.js"
 import { decodeJson, encodeJson, JSON_ENCODING, PayloadError } from "./internal/worker/codec.js"
 import type * as M from "./Model.js"
 
@@ -276,7 +277,6 @@ const checkFlowSpec = <N extends string>(spec: FlowSpec<N>): Either.Either<Reado
     }
   }
   const inbound = new Map<string, number>()
-  const outgoing = new Map<string, Array<string>>()
   const seen = new Set<string>()
   for (const e of spec.edges ?? []) {
     if (!known.has(e.from)) return fail(`edge from unknown node "${e.from}"`)
@@ -286,7 +286,6 @@ const checkFlowSpec = <N extends string>(spec: FlowSpec<N>): Either.Either<Reado
     if (seen.has(key)) return fail(`duplicate edge "${e.from}" -> "${e.to}"`)
     seen.add(key)
     inbound.set(e.to, (inbound.get(e.to) ?? 0) + 1)
-    outgoing.set(e.from, [...(outgoing.get(e.from) ?? []), e.to])
   }
   for (const [name, policy] of Object.entries<M.EdgeDependencyPolicy | undefined>(spec.joins ?? {})) {
     if (policy === undefined) continue
@@ -297,20 +296,8 @@ const checkFlowSpec = <N extends string>(spec: FlowSpec<N>): Either.Either<Reado
       return fail(`quorum k=${policy.k} on "${name}" must be within 1..${n} (its inbound edges)`)
     }
   }
-  // Kahn's algorithm: a topological order exists iff the graph is acyclic.
-  const indegree = new Map<string, number>(names.map((n) => [n, inbound.get(n) ?? 0]))
-  const order: Array<N> = []
-  const ready = names.filter((n) => indegree.get(n) === 0)
-  while (ready.length > 0) {
-    const n = ready.shift()!
-    order.push(n)
-    for (const m of outgoing.get(n) ?? []) {
-      const d = indegree.get(m)! - 1
-      indegree.set(m, d)
-      if (d === 0) ready.push(m as N)
-    }
-  }
-  if (order.length !== names.length) return fail("the edges form a cycle")
+  const order = topologicalOrder(names, (spec.edges ?? []).map((e) => [e.from, e.to] as const))
+  if (order === undefined) return fail("the edges form a cycle")
   return Either.right(order)
 }
 

@@ -33,32 +33,10 @@ import {
   partitionKeyErrorMessage
 } from "../Ids.js"
 import * as M from "../Model.js"
+import { topologicalOrder } from "./graph.js"
 import { decodeHandle } from "./handleCodec.js"
 import { instrument } from "./observability.js"
 import * as V from "./validation.js"
-
-/** Whether `edges` close a cycle over `nodes` (Kahn's algorithm: some node never loses its inbound edges). */
-const hasCycle = (nodes: ReadonlySet<string>, edges: ReadonlyArray<M.FlowGraphEdge>): boolean => {
-  const inbound = new Map<string, number>()
-  const outbound = new Map<string, Array<string>>()
-  for (const e of edges) {
-    inbound.set(e.downstreamExecutionId, (inbound.get(e.downstreamExecutionId) ?? 0) + 1)
-    const out = outbound.get(e.upstreamExecutionId)
-    if (out === undefined) outbound.set(e.upstreamExecutionId, [e.downstreamExecutionId])
-    else out.push(e.downstreamExecutionId)
-  }
-  const ready = [...nodes].filter((n) => !inbound.has(n))
-  let visited = 0
-  for (let node = ready.pop(); node !== undefined; node = ready.pop()) {
-    visited++
-    for (const next of outbound.get(node) ?? []) {
-      const left = inbound.get(next)! - 1
-      inbound.set(next, left)
-      if (left === 0) ready.push(next)
-    }
-  }
-  return visited < nodes.size
-}
 
 /** A handle after intake: the caller's value and its decoded payload. */
 export interface HandleRef {
@@ -596,7 +574,8 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
           edgeIds.add(e.edgeId)
           edges.push(e)
         }
-        if (hasCycle(memberIds, edges)) return yield* conflict("CycleDetected")
+        const links = edges.map((e) => [e.upstreamExecutionId, e.downstreamExecutionId] as const)
+        if (topologicalOrder([...memberIds], links) === undefined) return yield* conflict("CycleDetected")
         const joins: Array<M.FlowGraphJoin> = []
         const joined = new Set<string>()
         for (let i = 0; i < joinList.length; i++) {
