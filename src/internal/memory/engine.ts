@@ -1977,22 +1977,20 @@ export class MemoryEngine {
     if (existing !== undefined) {
       return err(invalidInput(`create_flow_graph: member ${existing.executionId} already exists`))
     }
-    const steps: Array<() => R<unknown>> = [() => this.createFlow(now, g.flow)]
-    for (const m of g.members) {
-      steps.push(() => this.createExecution(now, m), () => this.addExecutionToFlow(now, { flowId, executionId: m.executionId }))
-    }
-    for (const j of g.joins) steps.push(() => this.setEdgeGroupPolicy(now, { flowId, ...j }))
-    for (const e of g.edges) {
-      steps.push(
-        () => this.stageDependencyEdge(now, { flowId, ...e, expectedGraphRevision: this.flows.get(flowId)!.graphRevision }),
-        () => this.applyDependencyToChild(now, { flowId, ...e })
-      )
-    }
-    for (const step of steps) {
-      const r = step()
-      if (Either.isLeft(r)) return Either.left(r.left)
-    }
-    return ok({ _tag: "Created", flowId, graphRevision: this.flows.get(flowId)!.graphRevision })
+    return Either.gen(this, function*() {
+      yield* this.createFlow(now, g.flow)
+      for (const m of g.members) {
+        yield* this.createExecution(now, m)
+        yield* this.addExecutionToFlow(now, { flowId, executionId: m.executionId })
+      }
+      for (const j of g.joins) yield* this.setEdgeGroupPolicy(now, { flowId, ...j })
+      for (const e of g.edges) {
+        const expectedGraphRevision = this.flows.get(flowId)!.graphRevision
+        yield* this.stageDependencyEdge(now, { flowId, ...e, expectedGraphRevision })
+        yield* this.applyDependencyToChild(now, { flowId, ...e })
+      }
+      return { _tag: "Created", flowId, graphRevision: this.flows.get(flowId)!.graphRevision } as const
+    })
   }
 
   addExecutionToFlow(now: number, args: M.AddExecutionToFlowArgs): R<M.AddExecutionToFlowResult> {
