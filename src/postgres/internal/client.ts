@@ -118,9 +118,6 @@ export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never,
 
     const now: Effect.Effect<number | null> = options.clock === "effect" ? Clock.currentTimeMillis : Effect.succeed(null)
 
-    const once = (text: string, values: ReadonlyArray<unknown>) =>
-      Effect.map(sql.unsafe<{ readonly r: unknown }>(text, values), (rows) => rows[0]?.r)
-
     const withRetry = <A>(eff: Effect.Effect<A, SqlError>, attempt: number): Effect.Effect<A, SqlError> =>
       Effect.catchIf(eff, (e) => isRetryableConflict(e) && attempt < options.conflictAttempts, () =>
         Effect.flatMap(
@@ -128,18 +125,28 @@ export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never,
           () => withRetry(eff, attempt + 1)
         ))
 
-    const callAt = (op: string, fn: string, args: ReadonlyArray<Arg>, at: number | null) => {
-      const values = [...args.map((a) => a[1]), at]
+    /** One statement whose rows carry the replies in `r`: retried on conflicts, errors mapped, in a span. */
+    const execute = <A>(
+      op: string,
+      fn: string,
+      text: string,
+      values: ReadonlyArray<unknown>,
+      replies: (rows: ReadonlyArray<{ readonly r: unknown }>) => Either.Either<A, EngineError>,
+      attributes: Readonly<Record<string, number>> = {}
+    ): Effect.Effect<A, EngineError> => {
       const startedAt = Date.now()
-      return withRetry(once(statementText(fn, args), values), 1).pipe(
+      return withRetry(sql.unsafe<{ readonly r: unknown }>(text, values), 1).pipe(
         Effect.mapError((e) => fromSqlError(e, { op, maxConnections: options.maxConnections, startedAt })),
-        Effect.flatMap((reply) => unwrap(op, reply)),
+        Effect.flatMap(replies),
         Effect.withSpan(`PostgresBackend.ff_${fn}`, {
-          attributes: { backend: BACKEND, "db.system": "postgresql" },
+          attributes: { backend: BACKEND, "db.system": "postgresql", ...attributes },
           captureStackTrace: false
         })
       )
     }
+
+    const callAt = (op: string, fn: string, args: ReadonlyArray<Arg>, at: number | null) =>
+      execute(op, fn, statementText(fn, args), [...args.map((a) => a[1]), at], (rows) => unwrap(op, rows[0]?.r))
 
     // SELECT ff_fn(t.c1, …, $now) FROM unnest($1::type[], …) WITH ORDINALITY AS t(c1, …, ord) ORDER BY ord
     const manyText = (fn: string, types: ReadonlyArray<string>): string => {
@@ -160,22 +167,11 @@ export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never,
         const types = (rows[0] ?? []).map((a) => a[0])
         const values: Array<unknown> = types.map((_, i) => rows.map((row) => row[i]![1]))
         values.push(at)
-        const startedAt = Date.now()
-        const statement = Effect.map(
-          sql.unsafe<{ readonly r: unknown }>(manyText(fn, types), values),
-          (replies) => replies.map((row) => unwrap(op, row.r))
-        )
-        return withRetry(statement, 1).pipe(
-          Effect.mapError((e) => fromSqlError(e, { op, maxConnections: options.maxConnections, startedAt })),
-          Effect.filterOrFail(
-            (replies) => replies.length === rows.length,
-            (replies) => corruption(`${op}: ${replies.length} replies for ${rows.length} calls`)
-          ),
-          Effect.withSpan(`PostgresBackend.ff_${fn}`, {
-            attributes: { backend: BACKEND, "db.system": "postgresql", "db.batch": rows.length },
-            captureStackTrace: false
-          })
-        )
+        const replies = (found: ReadonlyArray<{ readonly r: unknown }>) =>
+          found.length === rows.length ?
+            Either.right(found.map((row) => unwrap(op, row.r))) :
+            Either.left(corruption(`${op}: ${found.length} replies for ${rows.length} calls`))
+        return execute(op, fn, manyText(fn, types), values, replies, { "db.batch": rows.length })
       })
 
     const call = options.clock === "effect" ?

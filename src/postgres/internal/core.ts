@@ -149,6 +149,13 @@ const blockingReasonOf = (reasonCode: string): M.BlockingReason => {
 }
 
 /** The stored form of a `createExecution` (shared by the single and the batch call). */
+/** A join policy as `ff_set_edge_group_policy` takes it. */
+const joinColumns = (policy: M.EdgeDependencyPolicy) => ({
+  variant: policy._tag,
+  onSatisfied: policy._tag === "all_of" ? null : policy.onSatisfied,
+  k: policy._tag === "quorum" ? policy.k : policy._tag === "any_of" ? 1 : 0
+})
+
 const createItem = (a: CreateExecutionCore) => {
   const p = a.policy
   return {
@@ -672,9 +679,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore & {
         }))),
         jsonb(g.joins.map(({ downstreamExecutionId, policy }) => ({
           downstream: downstreamExecutionId,
-          variant: policy._tag,
-          onSatisfied: policy._tag === "all_of" ? null : policy.onSatisfied,
-          k: policy._tag === "quorum" ? policy.k : policy._tag === "any_of" ? 1 : 0
+          ...joinColumns(policy)
         })))
       ], M.CreateFlowGraphResult),
 
@@ -703,14 +708,16 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore & {
         text(a.dataPassingRef ?? "")
       ], M.ApplyDependencyToChildResult),
 
-    setEdgeGroupPolicy: (a) =>
-      callDecode("set_edge_group_policy", "set_edge_group_policy", [
+    setEdgeGroupPolicy: (a) => {
+      const join = joinColumns(a.policy)
+      return callDecode("set_edge_group_policy", "set_edge_group_policy", [
         uuid(a.flowId),
         text(a.downstreamExecutionId),
-        text(a.policy._tag),
-        text(a.policy._tag === "all_of" ? null : a.policy.onSatisfied),
-        int(a.policy._tag === "quorum" ? a.policy.k : a.policy._tag === "any_of" ? 1 : 0)
-      ], M.SetEdgeGroupPolicyResult),
+        text(join.variant),
+        text(join.onSatisfied),
+        int(join.k)
+      ], M.SetEdgeGroupPolicyResult)
+    },
 
     cancelExecution: (a) =>
       callDecode("cancel_execution", "cancel_execution", [
