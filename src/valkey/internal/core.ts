@@ -172,6 +172,22 @@ const StrArray = LuaArray(S)
 
 const sortedByKey = (r: Readonly<Record<string, number>>) => Object.keys(r).sort().map((k) => [k, r[k]!] as const)
 
+/** An edge as stage_edge / apply_dependency / create_flow_graph take it. */
+const edgeArgs = (e: M.FlowGraphEdge) => ({
+  edge_id: e.edgeId,
+  upstream: e.upstreamExecutionId,
+  downstream: e.downstreamExecutionId,
+  dependency_kind: e.dependencyKind,
+  ...(e.dataPassingRef === undefined ? {} : { data_passing_ref: e.dataPassingRef })
+})
+
+/** A join policy as set_edge_group_policy / create_flow_graph take it. */
+const joinArgs = (policy: M.EdgeDependencyPolicy) => ({
+  variant: policy._tag,
+  ...(policy._tag === "all_of" ? {} : { on_satisfied: policy.onSatisfied }),
+  ...(policy._tag === "quorum" ? { k: policy.k } : {})
+})
+
 const condToLua = (c: M.ResumeCondition): unknown => {
   switch (c._tag) {
     case "Single":
@@ -322,49 +338,29 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         client.connection.call("ZADD", keys.hint(lane), "XX", next, String(partition)).catch(() => undefined)
       })
 
-  /**
-   * On a standalone server the hint walk runs inside one FCALL (ff_claim_lane: the same walk, the
-   * same ff_claim per partition, the hint kept exact atomically); a cluster keeps the walk here,
-   * one FCALL per partition, since the hint key lives in another slot. One ff_claim_lane visits at
-   * most CLAIM_LANE_VISITS partitions (it blocks the server meanwhile); past that (MORE: work
-   * exists, none of it for this worker so far) the walk starts over here, one FCALL per partition.
-   */
-  const claimStandalone: BackendCore["claim"] = (args) =>
-    Effect.gen(function*() {
-      const { lane, capabilities, policy } = args
-      const env = yield* call("claim_lane", { base: keys.hint(lane) }, {
-        prefix: settings.prefix,
-        partitions: N,
-        lane,
-        worker_id: policy.workerId,
-        worker_instance_id: policy.workerInstanceId,
-        caps: capabilities.tokens,
-        lease_ttl_ms: policy.leaseTtlMs,
-        lease_id: storeLeaseId(),
-        attempt_id: storeAttemptId(),
-        scan: settings.claimScan,
-        max_visits: CLAIM_LANE_VISITS
-      })
-      if (env.status === "MORE") return yield* claimCluster(args)
-      if (env.status !== "OK") return Option.none<M.Handle>()
-      const r = yield* handleFrom("ff_claim_lane", env, lane, policy.workerInstanceId, policy.leaseTtlMs)
-      return Option.some(r.handle)
-    })
+  /** The arguments every claim FCALL takes (ids apart). */
+  const claimArgsOf = ({ capabilities, lane, policy }: M.ClaimArgs) => ({
+    lane,
+    worker_id: policy.workerId,
+    worker_instance_id: policy.workerInstanceId,
+    caps: capabilities.tokens,
+    lease_ttl_ms: policy.leaseTtlMs,
+    scan: settings.claimScan
+  })
 
-  const claim: BackendCore["claim"] = (args) => client.isCluster ? claimCluster(args) : claimStandalone(args)
+  const claim: BackendCore["claim"] = (args) =>
+    client.isCluster ?
+      claimCluster(args) :
+      Effect.map(claimManyStandalone(args, 1), (handles) => Option.fromNullable(handles[0]))
 
-  const claimCluster: BackendCore["claim"] = ({ lane, capabilities, policy }) =>
-    overHints(lane, (partition, score) =>
+  const claimCluster: BackendCore["claim"] = (args) =>
+    overHints(args.lane, (partition, score) =>
       Effect.gen(function*() {
+        const { lane, policy } = args
         const env = yield* call("claim", p.flowTarget(partition), {
-          lane,
-          worker_id: policy.workerId,
-          worker_instance_id: policy.workerInstanceId,
-          caps: capabilities.tokens,
-          lease_ttl_ms: policy.leaseTtlMs,
+          ...claimArgsOf(args),
           lease_id: storeLeaseId(),
-          attempt_id: storeAttemptId(),
-          scan: settings.claimScan
+          attempt_id: storeAttemptId()
         })
         if (env.status === "OK") {
           const r = yield* handleFrom("ff_claim", env, lane, policy.workerInstanceId, policy.leaseTtlMs)
@@ -375,42 +371,31 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         return Option.none<M.Handle>()
       }))
 
-  /** ff_claim_lane with id lists: up to `count` claims in one FCALL, each exactly a single claim. */
-  const claimLaneBatch = (args: M.ClaimArgs, count: number) =>
+  /**
+   * On a standalone server the hint walk runs inside the server (ff_claim_lane: the same walk, the
+   * same ff_claim per partition, the hint kept exact atomically) and one FCALL takes up to `max`
+   * claims; a cluster keeps the walk here, one FCALL per partition, since the hint key lives in
+   * another slot. One claim visits at most CLAIM_LANE_VISITS partitions (it blocks the server
+   * meanwhile); past that (MORE: work exists, none of it for this worker so far) the walk goes on
+   * here, one FCALL per partition.
+   */
+  const claimManyStandalone = (args: M.ClaimArgs, max: number): Fx<ReadonlyArray<M.Handle>> =>
     Effect.gen(function*() {
-      const { lane, capabilities, policy } = args
+      const { lane, policy } = args
       const env = yield* call("claim_lane", { base: keys.hint(lane) }, {
+        ...claimArgsOf(args),
         prefix: settings.prefix,
         partitions: N,
-        lane,
-        worker_id: policy.workerId,
-        worker_instance_id: policy.workerInstanceId,
-        caps: capabilities.tokens,
-        lease_ttl_ms: policy.leaseTtlMs,
-        lease_ids: Array.from({ length: count }, storeLeaseId),
-        attempt_ids: Array.from({ length: count }, storeAttemptId),
-        scan: settings.claimScan,
-        max_visits: CLAIM_LANE_VISITS
+        max_visits: CLAIM_LANE_VISITS,
+        lease_ids: Array.from({ length: max }, storeLeaseId),
+        attempt_ids: Array.from({ length: max }, storeAttemptId)
       })
-      // the first field says why the batch ended (MORE: work beyond the partitions one call visits)
       const [last = "", ...rest] = env.fields
       const handles: Array<M.Handle> = []
       for (let at = 0; at + CLAIM_FIELDS <= rest.length; at += CLAIM_FIELDS) {
-        const claimed = yield* handleOf(
-          "ff_claim_lane",
-          rest.slice(at, at + CLAIM_FIELDS),
-          lane,
-          policy.workerInstanceId,
-          policy.leaseTtlMs
-        )
-        handles.push(claimed.handle)
+        const fields = rest.slice(at, at + CLAIM_FIELDS)
+        handles.push((yield* handleOf("ff_claim_lane", fields, lane, policy.workerInstanceId, policy.leaseTtlMs)).handle)
       }
-      return { last, handles }
-    })
-
-  const claimManyStandalone = (args: M.ClaimArgs, max: number): Fx<ReadonlyArray<M.Handle>> =>
-    Effect.gen(function*() {
-      const { handles, last } = yield* claimLaneBatch(args, max)
       return last === "MORE" ? yield* claimOneByOne(args, max, handles) : handles
     })
 
@@ -1115,17 +1100,9 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         members: g.members.map(createArgs),
         joins: g.joins.map(({ downstreamExecutionId, policy }) => ({
           downstream: downstreamExecutionId,
-          variant: policy._tag,
-          ...(policy._tag === "all_of" ? {} : { on_satisfied: policy.onSatisfied }),
-          ...(policy._tag === "quorum" ? { k: policy.k } : {})
+          ...joinArgs(policy)
         })),
-        edges: g.edges.map((e) => ({
-          edge_id: e.edgeId,
-          upstream: e.upstreamExecutionId,
-          downstream: e.downstreamExecutionId,
-          dependency_kind: e.dependencyKind,
-          ...(e.dataPassingRef === undefined ? {} : { data_passing_ref: e.dataPassingRef })
-        }))
+        edges: g.edges.map(edgeArgs)
       }, blobs)
       if (env.status === "ALREADY") return { _tag: "AlreadySatisfied", flowId } satisfies M.CreateFlowGraphResult
       for (const lane of new Set(g.members.map((m) => m.laneId))) yield* p.registerLane(lane)
@@ -1147,11 +1124,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     Effect.gen(function*() {
       const env = yield* call("stage_edge", flowOf(a.flowId), {
         flow_id: a.flowId,
-        edge_id: a.edgeId,
-        upstream: a.upstreamExecutionId,
-        downstream: a.downstreamExecutionId,
-        dependency_kind: a.dependencyKind,
-        ...(a.dataPassingRef === undefined ? {} : { data_passing_ref: a.dataPassingRef }),
+        ...edgeArgs(a),
         expected_graph_revision: a.expectedGraphRevision,
         ...(a.now === undefined ? {} : { created_at: a.now })
       })
@@ -1185,14 +1158,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
           `apply_dependency_to_child: the upstream and downstream executions must live on the flow's partition ${fp}`
         )
       }
-      const env = yield* call("apply_dependency", flowOf(a.flowId), {
-        flow_id: a.flowId,
-        edge_id: a.edgeId,
-        upstream: a.upstreamExecutionId,
-        downstream: a.downstreamExecutionId,
-        dependency_kind: a.dependencyKind,
-        ...(a.dataPassingRef === undefined ? {} : { data_passing_ref: a.dataPassingRef })
-      })
+      const env = yield* call("apply_dependency", flowOf(a.flowId), { flow_id: a.flowId, ...edgeArgs(a) })
       if (env.status === "ALREADY") return { _tag: "AlreadyApplied" } satisfies M.ApplyDependencyToChildResult
       const [unsatisfiedCount] = yield* decodeFields("ff_apply_dependency", T_Int, env.fields)
       return { _tag: "Applied", unsatisfiedCount } satisfies M.ApplyDependencyToChildResult
@@ -1205,13 +1171,10 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         if (exists.status === "NONE") return yield* notFound("flow")
         return yield* invalidInput("set_edge_group_policy: the downstream execution must live on the flow's partition")
       }
-      const policy = a.policy
       const env = yield* call("set_edge_group_policy", flowOf(a.flowId), {
         flow_id: a.flowId,
         downstream: a.downstreamExecutionId,
-        variant: policy._tag,
-        ...(policy._tag === "all_of" ? {} : { on_satisfied: policy.onSatisfied }),
-        ...(policy._tag === "quorum" ? { k: policy.k } : {})
+        ...joinArgs(a.policy)
       })
       return env.status === "ALREADY" ?
         { _tag: "AlreadySet" } satisfies M.SetEdgeGroupPolicyResult :

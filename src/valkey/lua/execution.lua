@@ -414,12 +414,12 @@ function FF.claim_lane_one(H, a, now)
   end
 end
 
--- claimMany on a standalone server: up to #a.lease_ids claims in one call, each exactly as a single claim (its ids
--- from a.lease_ids[i] / a.attempt_ids[i]); the batch ends at the first claim that is not OK.
+-- ff_claim_lane: up to #a.lease_ids claims in one call, each exactly as a single claim (its ids from
+-- a.lease_ids[i] / a.attempt_ids[i]); the batch ends at the first claim that is not OK.
 -- Reply {1, status, wake, last_status, 8 fields per claim...}: status is OK when anything was
 -- claimed; last_status is why the batch ended (OK: full). An error after the first claim ends the
 -- batch with what was claimed (each claim is complete on its own).
-function FF.claim_batch(one, key, a, now)
+FF.fn.claim_lane = function(H, a, now)
   local lease_ids, attempt_ids = a.lease_ids, a.attempt_ids
   if type(lease_ids) ~= "table" or type(attempt_ids) ~= "table" or #lease_ids == 0 or
       #lease_ids ~= #attempt_ids then
@@ -429,7 +429,7 @@ function FF.claim_batch(one, key, a, now)
   for i = 1, #lease_ids do
     a.lease_id = lease_ids[i]
     a.attempt_id = attempt_ids[i]
-    local r = one(key, a, now)
+    local r = FF.claim_lane_one(H, a, now)
     if r[1] ~= 1 then
       if n == 0 then return r end
       last = "ERROR"
@@ -446,11 +446,6 @@ function FF.claim_batch(one, key, a, now)
   local reply = { 1, n > 0 and "OK" or last, wake, last }
   for i = 1, #claims do reply[#reply + 1] = claims[i] end
   return reply
-end
-
-FF.fn.claim_lane = function(H, a, now)
-  if a.lease_ids == nil then return FF.claim_lane_one(H, a, now) end
-  return FF.claim_batch(FF.claim_lane_one, H, a, now)
 end
 
 -- claim_for_worker (operations.md §4.11): a grant on the first claimable candidate.
