@@ -75,14 +75,14 @@ export interface BackendCore {
   /** The deployment's partition counts (default `defaultPartitionConfig`). */
   readonly partitions?: PartitionConfig | undefined
   readonly claim: (args: M.ClaimArgs) => Fx<Option.Option<M.Handle>>
-  /** Up to `max` claims in one step; absent ⇒ `claim` until the lane runs out. */
-  readonly claimMany?: (args: M.ClaimArgs, max: number) => Fx<ReadonlyArray<M.Handle>>
+  /** Up to `max` claims in as few round trips as the backend can (`max` already checked). */
+  readonly claimMany: (args: M.ClaimArgs, max: number) => Fx<ReadonlyArray<M.Handle>>
   readonly renew: (h: HandleRef) => Fx<M.LeaseRenewal>
   readonly progress: (h: HandleRef, percent: number | undefined, message: string | undefined) => Fx<void>
   readonly appendFrame: (h: HandleRef, frame: M.Frame) => Fx<M.AppendFrameOutcome>
   readonly complete: (h: HandleRef, payload: Uint8Array | undefined) => Fx<void>
-  /** Each item as `complete`, in one step or round trip; absent ⇒ the `complete`s side by side. */
-  readonly completeMany?: (
+  /** Each item as `complete`, in as few round trips as the backend can. */
+  readonly completeMany: (
     items: ReadonlyArray<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }>
   ) => Fx<ReadonlyArray<Either.Either<void, EngineError>>>
   readonly fail: (h: HandleRef, reason: M.FailureReason, classification: M.FailureClass) => Fx<M.FailOutcome>
@@ -120,8 +120,8 @@ export interface BackendCore {
   readonly deliverSignal: (args: M.DeliverSignalArgs) => Fx<M.DeliverSignalResult>
   readonly claimResumedExecution: (args: M.ClaimResumedExecutionArgs) => Fx<M.ClaimResumedExecutionResult>
   readonly createExecution: (args: CreateExecutionCore) => Fx<M.CreateExecutionResult>
-  /** A batch in as few round trips as the backend can; absent ⇒ one `createExecution` per item. */
-  readonly createExecutions?: (args: ReadonlyArray<CreateExecutionCore>) => Fx<ReadonlyArray<M.CreateExecutionResult>>
+  /** A batch in as few round trips as the backend can. */
+  readonly createExecutions: (args: ReadonlyArray<CreateExecutionCore>) => Fx<ReadonlyArray<M.CreateExecutionResult>>
   readonly createFlow: (args: M.CreateFlowArgs) => Fx<M.CreateFlowResult>
   /** Validated: members new-looking and on the flow's partition, edges between members, acyclic. */
   readonly createFlowGraph: (args: {
@@ -309,18 +309,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         }
         const a = claimArgs("claim_many", args)
         if (Either.isLeft(a)) return Effect.fail(a.left)
-        if (core.claimMany !== undefined) return core.claimMany(a.right, max)
-        const claimed: Array<M.Handle> = []
-        const next: Fx<ReadonlyArray<M.Handle>> = Effect.suspend(() =>
-          claimed.length >= max ?
-            Effect.succeed(claimed) :
-            Effect.flatMap(core.claim(a.right), (h) => {
-              if (Option.isNone(h)) return Effect.succeed(claimed)
-              claimed.push(h.value)
-              return next
-            })
-        )
-        return next
+        return core.claimMany(a.right, max)
       }),
 
     renew: (handle) => withHandle(handle, core.renew),
@@ -364,10 +353,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
           if (Either.isLeft(payload)) return Effect.fail(payload.left)
           refs.push({ h: h.right, payload: payload.right })
         }
-        if (core.completeMany !== undefined) return core.completeMany(refs)
-        return Effect.forEach(refs, ({ h, payload }) => Effect.either(core.complete(h, payload)), {
-          concurrency: "unbounded"
-        })
+        return core.completeMany(refs)
       }),
 
     fail: (handle, args) =>
@@ -493,9 +479,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
           prepared.push(p.right)
         }
         if (prepared.length === 0) return Effect.succeed([])
-        return core.createExecutions !== undefined ?
-          core.createExecutions(prepared) :
-          Effect.forEach(prepared, core.createExecution, { concurrency: 16 })
+        return core.createExecutions(prepared)
       }),
 
     createFlow: (args) => Effect.flatMap(make("create_flow", M.CreateFlowArgs, args), core.createFlow),

@@ -291,9 +291,7 @@ const isNotActive = (e: EngineError) => {
 
 const NOT_RESUMABLE = new Set(["NotAResumedExecution", "ExecutionNotLeaseable", "InvalidClaimGrant", "ClaimGrantExpired"])
 
-export const makeCore = (caller: Caller, options: CoreOptions): BackendCore & {
-  readonly claimMany: (args: M.ClaimArgs, count: number) => Fx<ReadonlyArray<M.Handle>>
-} => {
+export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
   const { call } = caller
   const cfg = options.partitions
 
@@ -371,7 +369,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore & {
     ], M.StreamFrames)
   }
 
-  const core: BackendCore & { readonly claimMany: typeof claimMany } = {
+  const core: BackendCore = {
     label: "postgres",
     partitions: cfg,
     claimMany,

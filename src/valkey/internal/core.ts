@@ -416,7 +416,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
    * best partition as a single claim does. A cluster claims one at a time: a batch on one partition
    * would take its worse work before a better head elsewhere.
    */
-  const claimMany: NonNullable<BackendCore["claimMany"]> = (args, max) =>
+  const claimMany: BackendCore["claimMany"] = (args, max) =>
     client.isCluster ? claimOneByOne(args, max) : claimManyStandalone(args, max)
 
   const claimForWorker: BackendCore["claimForWorker"] = (args) =>
@@ -531,7 +531,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
   const decodeItemError = Schema.decodeUnknownEither(ItemError)
 
   /** On a standalone server one FCALL completes the whole batch (ff_complete_many); a cluster sends them side by side. */
-  const completeMany: NonNullable<BackendCore["completeMany"]> = (items) =>
+  const completeMany: BackendCore["completeMany"] = (items) =>
     client.isCluster ?
       Effect.forEach(items, ({ h, payload }) => Effect.either(complete(h, payload)), { concurrency: "unbounded" }) :
       Effect.gen(function*() {
@@ -1040,7 +1040,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
    * creates each exactly as ff_create does (one after the other, each atomically), and all the
    * chunks are sent at once. Ids are range-checked before anything is sent.
    */
-  const createExecutions: NonNullable<BackendCore["createExecutions"]> = (list) =>
+  const createExecutions: BackendCore["createExecutions"] = (list) =>
     Effect.gen(function*() {
       for (const a of list) yield* inRange(a.executionId)
       const byPartition = new Map<number, Array<number>>()
