@@ -4,6 +4,12 @@
 -- ===========================================================================
 
 -- --- create (T1 / T2) ---------------------------------------------------------------
+-- create arguments stored under their own name, when given
+local CREATE_OPTIONAL = {
+  "execution_kind", "creator_identity", "payload_encoding", "required_capabilities", "attempt_timeout_ms",
+  "max_signals", "stream_maxlen"
+}
+
 -- One execution: returns status ("OK" / "DUPLICATE") and the reply fields.
 function FF.create_one(B, a, now, payload, policy_json)
   local e = a.execution_id
@@ -33,30 +39,28 @@ function FF.create_one(B, a, now, payload, policy_json)
   c.lifecycle_phase, c.ownership_state, c.eligibility_state, c.attempt_state = "runnable", "unowned", elig,
     "pending_first_attempt"
   c.public_state = pub
-  -- the whole record in one HSET: every field, the state vector included
+  -- the whole record in one HSET, the state vector included; an empty field is not stored
+  -- (FF.core reads it as "")
   local t = {
-    "execution_id", e, "namespace", ns, "lane_id", lane, "execution_kind", FF.str(a.execution_kind),
-    "partition_id", FF.str(a.partition_id), "priority", sprio, "creator_identity", FF.str(a.creator_identity),
-    "flow_id", "", "current_lane", lane, "payload_encoding", FF.str(a.payload_encoding),
-    "total_attempt_count", "0", "current_attempt_index", "", "current_attempt_id", "",
-    "retry_count", "0", "replay_count", "0", "lease_reclaim_count", "0",
-    "current_lease_id", "", "current_lease_epoch", "0", "current_worker_id", "", "current_worker_instance_id", "",
-    "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", "", "lease_renewal_deadline", "",
-    "lease_expired_at", "", "lease_revoked_at", "", "lease_revoke_reason", "", "current_lease_ttl", "",
-    "created_at", ts, "started_at", "", "completed_at", "",
-    "delay_until", sdelay, "required_capabilities", FF.str(a.required_capabilities),
-    "current_suspension_id", "", "current_waitpoint_id", "",
-    "pending_retry_reason", "", "pending_replay_reason", "", "pending_previous_attempt_index", "",
-    "progress_pct", "", "progress_message", "", "progress_updated_at", "",
-    "failure_reason", "", "cancellation_reason", "", "cancelled_by", "",
-    "attempt_timeout_ms", FF.str(a.attempt_timeout_ms), "max_signals", FF.str(a.max_signals),
-    "stream_maxlen", FF.str(a.stream_maxlen),
-    "last_capability_mismatch_at", "", "last_hmac_validation_failed_at", "",
+    "execution_id", e, "namespace", ns, "lane_id", lane, "partition_id", FF.str(a.partition_id),
+    "priority", sprio, "current_lane", lane,
+    "total_attempt_count", "0", "retry_count", "0", "replay_count", "0", "lease_reclaim_count", "0",
+    "current_lease_epoch", "0", "created_at", ts,
     "lifecycle_phase", "runnable", "ownership_state", "unowned", "eligibility_state", elig,
-    "blocking_reason", reason, "blocking_detail", detail, "terminal_outcome", "none",
-    "attempt_state", "pending_first_attempt", "public_state", pub,
-    "last_transition_at", ts, "last_mutation_at", ts
+    "blocking_reason", reason, "terminal_outcome", "none", "attempt_state", "pending_first_attempt",
+    "public_state", pub, "last_transition_at", ts, "last_mutation_at", ts
   }
+  for _, f in ipairs(CREATE_OPTIONAL) do
+    local v = FF.str(a[f])
+    if v ~= "" then
+      t[#t + 1] = f
+      t[#t + 1] = v
+    end
+  end
+  if delayed then
+    t[#t + 1] = "delay_until"; t[#t + 1] = sdelay
+    t[#t + 1] = "blocking_detail"; t[#t + 1] = detail
+  end
   local deadline = tonumber(a.deadline_at or "")
   if deadline == nil and tonumber(a.deadline_ms or "") ~= nil then deadline = now + tonumber(a.deadline_ms) end
   if deadline ~= nil then
@@ -111,7 +115,7 @@ FF.fn.create_many = function(B, a, now, _, _, argv)
 end
 
 -- --- leasing -------------------------------------------------------------------------
--- Writes the lease of a claim into the core, the lease record and the indexes.
+-- Writes the lease of a claim into the core and the indexes (the core holds the whole lease: no separate lease record).
 function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, ttl, extra)
   local was = c.lifecycle_phase
   local exp = now + ttl
@@ -127,9 +131,6 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
   if (c.started_at or "") == "" then t[#t + 1] = "started_at"; t[#t + 1] = FF.s(now) end
   if extra then for i = 1, #extra do t[#t + 1] = extra[i] end end
   FF.state(B, e, c, "active", "leased", "not_applicable", "none", "", "none", "running_attempt", now, t)
-  C("HSET", K.ex(B, e, "lease"), "lease_id", lease_id, "lease_epoch", FF.s(epoch), "execution_id", e,
-    "attempt_id", attempt_id, "worker_id", wid, "worker_instance_id", wiid, "acquired_at", FF.s(now),
-    "expires_at", FF.s(exp), "last_renewed_at", "", "renewal_deadline", FF.s(now + math.floor(ttl * 2 / 3)))
   local lane = c.lane_id
   if was == "active" then
     C("ZREM", K.lane(B, lane, "reclaim"), e)
@@ -265,7 +266,7 @@ end
 
 -- Checks that an indexed candidate really is claimable; cleans stale index entries.
 function FF.candidate_core(B, e, kind, lane)
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then
     C("ZREM", K.lane(B, lane, kind), e)
     return nil
@@ -480,7 +481,7 @@ end
 -- claim_resumed_execution (operations.md §5.5) and claim_from_reclaim (§4.8).
 FF.fn.claim_resumed = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   if c.lifecycle_phase ~= "runnable" then return FF.err("execution_not_leaseable") end
   if c.attempt_state ~= "attempt_interrupted" then return FF.err("not_a_resumed_execution") end
@@ -501,7 +502,7 @@ end
 -- --- renew / progress ----------------------------------------------------------------------
 FF.fn.renew = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true, index = true, revoked_at = true })
   if bad then return bad end
@@ -510,7 +511,6 @@ FF.fn.renew = function(B, a, now)
   local rd = now + math.floor(ttl * 2 / 3)
   C("HSET", K.core(B, e), "lease_expires_at", FF.s(exp), "lease_renewal_deadline", FF.s(rd),
     "lease_last_renewed_at", FF.s(now), "last_mutation_at", FF.s(now))
-  C("HSET", K.ex(B, e, "lease"), "expires_at", FF.s(exp), "renewal_deadline", FF.s(rd), "last_renewed_at", FF.s(now))
   C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
   C("ZADD", K.lane(B, c.lane_id, "active"), FF.s(exp), e)
   return FF.ok("OK", FF.s(exp))
@@ -518,7 +518,7 @@ end
 
 FF.fn.progress = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local bad = FF.ladder(B, e, c, now, a, {})
   if bad then return bad end
@@ -532,7 +532,7 @@ end
 -- --- complete (T5) --------------------------------------------------------------------------------
 FF.fn.complete = function(B, a, now, result)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
   if bad then return bad end
@@ -584,7 +584,7 @@ end
 
 FF.fn.fail = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
   if bad then return bad end
@@ -628,7 +628,7 @@ end
 -- --- cancel (worker: T8 with the lease checks of §4.7; operator: §8.7) ----------------------------------
 FF.fn.cancel = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   if c.lifecycle_phase == "terminal" then return FF.not_active(c) end
   local source = FF.str(a.source)
@@ -652,7 +652,7 @@ end
 -- --- delay (T10) / wait_children (T11) ------------------------------------------------------------------
 FF.fn.delay = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
   if bad then return bad end
@@ -668,7 +668,7 @@ end
 
 FF.fn.wait_children = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
   if bad then return bad end
@@ -685,7 +685,7 @@ end
 -- --- revoke_lease (T13) -----------------------------------------------------------------------------------
 FF.fn.revoke = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   if (c.current_worker_instance_id or "") == "" then return FF.ok("ALREADY", "no_active_lease") end
   if c.lifecycle_phase ~= "active" then return FF.not_active(c) end
@@ -698,7 +698,6 @@ FF.fn.revoke = function(B, a, now)
   local lid, epoch = c.current_lease_id, c.current_lease_epoch
   FF.state(B, e, c, "active", "lease_revoked", "not_applicable", "waiting_for_worker", "lease revoked: " .. reason,
     "none", "attempt_interrupted", now, { "lease_revoked_at", FF.s(now), "lease_revoke_reason", reason })
-  C("DEL", K.ex(B, e, "lease"))
   C("ZREM", K.idx(B, "lease_expiry"), e)
   C("ZREM", K.lane(B, c.lane_id, "active"), e)
   local score = FF.pscore(c.priority, c.created_at)
@@ -710,7 +709,7 @@ end
 -- --- change_priority (§8.8) -----------------------------------------------------------------------------------
 FF.fn.change_priority = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   if c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "eligible_now" then
     return FF.err("execution_not_eligible")
@@ -725,7 +724,7 @@ end
 -- --- replay (T24 / T25) ------------------------------------------------------------------------------------------
 FF.fn.replay = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   if c.lifecycle_phase ~= "terminal" then return FF.err("execution_not_terminal") end
   local p = FF.policy(B, e)

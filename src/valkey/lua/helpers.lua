@@ -98,6 +98,15 @@ function FF.hmap(key)
   return m
 end
 
+-- The core of `e`, or nil. A core stores a field only once it has a value (an empty field is
+-- left out), so a field that is not stored reads as "".
+local CORE_DEFAULTS = { __index = function() return "" end }
+function FF.core(B, e)
+  local c = FF.hmap(K.core(B, e))
+  if c == nil then return nil end
+  return setmetatable(c, CORE_DEFAULTS)
+end
+
 function FF.hset(key, t)
   if #t > 0 then C("HSET", key, unpack(t)) end
 end
@@ -299,9 +308,8 @@ function FF.suspend_attempt(B, e, c, suspension_id, now)
   C("HSET", K.att(B, e, idx), "attempt_state", "suspended", "suspended_at", FF.s(now), "suspension_id", suspension_id)
 end
 
--- Releases the lease record and its indexes (the core fields are cleared by the caller's state write).
+-- Removes the lease from its indexes (the core fields are cleared by the caller's state write).
 function FF.drop_lease(B, e, c)
-  C("DEL", K.ex(B, e, "lease"))
   C("ZREM", K.idx(B, "lease_expiry"), e)
   C("ZREM", K.lane(B, c.lane_id, "active"), e)
   C("ZREM", K.lane(B, c.lane_id, "reclaim"), e)
@@ -338,7 +346,6 @@ function FF.mark_expired(B, e, c, now)
   FF.state(B, e, c, "active", "lease_expired_reclaimable", "not_applicable", "waiting_for_worker",
     "lease expired, awaiting reclaim", "none", "attempt_interrupted", now, { "lease_expired_at", FF.s(now) })
   FF.close_stream(B, e, c.current_attempt_index, "lease_expired", now)
-  C("DEL", K.ex(B, e, "lease"))
   C("ZREM", K.idx(B, "lease_expiry"), e)
   C("ZREM", K.lane(B, c.lane_id, "active"), e)
   local score = FF.pscore(c.priority, c.created_at)
@@ -352,7 +359,7 @@ function FF.expire_due_leases(B, now, limit)
   local n = 0
   for i = 1, math.min(#due, limit) do
     local e = due[i]
-    local c = FF.hmap(K.core(B, e))
+    local c = FF.core(B, e)
     if c == nil or c.lifecycle_phase ~= "active" or c.ownership_state ~= "leased" then
       C("ZREM", K.idx(B, "lease_expiry"), e)
     elseif FF.num(c.lease_expires_at) <= now then

@@ -42,7 +42,6 @@ end
 function FF.to_terminal(B, e, c, outcome, now, extra, opts)
   opts = opts or {}
   FF.unindex(B, e, c)
-  C("DEL", K.ex(B, e, "lease"))
   local astate = opts.astate
   if astate == nil then
     if FF.num(c.total_attempt_count) > 0 then astate = "attempt_terminal" else astate = c.attempt_state end
