@@ -111,62 +111,10 @@ export const edgeGroupListing: Waiver = {
 const relTime = (v: Difference["candidate"]): number | undefined =>
   typeof v === "string" && /^T[+-]\d+$/.test(v) ? Number(v.slice(1)) : undefined
 
-type JsonValue = Difference["candidate"]
-
-const isRecord = (v: JsonValue): v is { readonly [key: string]: JsonValue } =>
-  typeof v === "object" && v !== null && !Array.isArray(v)
-
-/** `v[k0][k1]…`, or `null` when a step of the path is missing. */
-const field = (v: JsonValue, ...path: ReadonlyArray<string>): JsonValue => {
-  let cur: JsonValue = v
-  for (const k of path) {
-    if (!isRecord(cur)) return null
-    cur = cur[k] ?? null
-  }
-  return cur
-}
-
 const someHandle = (v: Difference["candidate"]): { readonly attemptIndex?: unknown } | undefined =>
   typeof v === "object" && v !== null && !Array.isArray(v) && "Some" in v ?
     (v as { readonly Some: { readonly attemptIndex?: unknown } }).Some :
     undefined
-
-/**
- * A `claim` after a lease ran out but before any `expireLeases` pass marked it: the Valkey
- * `claim` first marks due leases of the partition (`FF.expire_due_leases` in execution.lua) and
- * then reclaims the older execution (new attempt, epoch + 1); memory's `claim` only takes
- * candidates already marked `lease_expired_reclaimable` (README P3: "the lease-expiry pass marks
- * expired leases, and claim takes lease_expired_reclaimable / lease_revoked candidates") and
- * leases the next eligible execution. The inline marking also reaches other executions of the
- * partition (a claim on any lane), and one past its reclaim cap turns terminal `failed`
- * (`max_reclaims_exceeded`) on the server while memory still shows it leased. Unspecified beyond
- * P3; memory is the reference. The run ends.
- */
-export const claimMarksExpiredLeases: Waiver = {
-  repro: [create(), claim(), create(), advance(30_000), claim()],
-  id: "claim-marks-expired-leases",
-  description: "claim: valkey marks due leases and reclaims them inline, memory waits for expireLeases (README P3)",
-  effect: "endRun",
-  matches: (d, step) => {
-    // a claim (on any lane) marked another execution of the partition whose lease ran out
-    if (d.path.endsWith(".stateVector.ownershipState")) {
-      return d.reference === "leased" && d.candidate === "lease_expired_reclaimable"
-    }
-    // … or reclaimed it past its reclaim cap (terminal `max_reclaims_exceeded`): memory still shows
-    // a lease that expired before the server's last change of the execution
-    const lease = /^reads\.(execution [^.]+)\.describe\.ok\.Some\.currentLease$/.exec(d.path)
-    if (lease !== null && d.candidate === "<absent>" && isRecord(d.reference)) {
-      const expiresAt = relTime(d.reference["expiresAt"] ?? null)
-      const changedAt = relTime(field(step.reads, lease[1]!, "describe", "ok", "Some", "lastMutationAt"))
-      return expiresAt !== undefined && changedAt !== undefined && expiresAt <= changedAt
-    }
-    if (!step.label.startsWith("Claim") || !d.path.startsWith("result.ok")) return false
-    const r = step.result
-    const ok = typeof r === "object" && r !== null && !Array.isArray(r) && "ok" in r ? r["ok"] : undefined
-    const h = someHandle(ok ?? null)
-    return h !== undefined && typeof h.attemptIndex === "number" && h.attemptIndex > 0
-  }
-}
 
 /**
  * Claim order with capability filtering: the Valkey `claim` does not always take the best
@@ -189,7 +137,7 @@ export const claimOrderWithCapabilities: Waiver = {
   effect: "endRun",
   matches: (d, step) => {
     if (!step.label.startsWith("Claim") || d.path !== "result.ok.Some.executionId") return false
-    // a reclaim by the candidate (attempt index > 0) is `claim-marks-expired-leases`
+    // only first attempts: a reclaim is not a choice between capable candidates
     const r = step.result
     const ok = typeof r === "object" && r !== null && !Array.isArray(r) && "ok" in r ? r["ok"] : undefined
     return someHandle(ok ?? null)?.attemptIndex === 0
@@ -268,7 +216,6 @@ export const valkeyWaivers: ReadonlyArray<Waiver> = [
   escalateSuspendedScore,
   createWaitpointLadder,
   claimOrderWithCapabilities,
-  claimMarksExpiredLeases,
   edgeGroupListing,
   applyOffPartition,
   laneOnDuplicate

@@ -325,7 +325,6 @@ end
 -- status EMPTY: nothing claimable on the lane here; NOMATCH: work exists but none for this worker.
 FF.fn.claim = function(B, a, now)
   local lane = a.lane
-  FF.expire_due_leases(B, now, 16)
   local caps = FF.caps_set(a.caps)
   local tried = {}
   local heads = FF.candidates(B, lane, 1)
