@@ -1,7 +1,7 @@
 /**
  * The worker runtime (architecture.md §6): claims executions round-robin over
- * its lanes while it has free slots, renews each lease on a fiber at a third
- * of its TTL, runs the handler registered for the execution's kind with a
+ * its lanes while it has free slots, renews the leases of its running attempts
+ * (one loop, each lease at a third of its TTL), runs the handler registered for the execution's kind with a
  * task context, maps the handler's success to `complete` and its typed
  * failure to `fail`, stops the handler when its lease is lost, and drains
  * gracefully when interrupted.
@@ -28,12 +28,12 @@ import {
   Cause,
   Clock,
   Config,
-  Deferred,
   Duration,
   Effect,
   Either,
   Exit,
   FiberSet,
+  HashSet,
   Metric,
   MetricBoundaries,
   Option,
@@ -50,6 +50,7 @@ import type { BudgetId, ExecutionId, LaneId, WaitpointId, WorkerId, WorkerInstan
 import { decodeHandle } from "./internal/handleCodec.js"
 import { MAX_CLAIM_BATCH } from "./internal/validation.js"
 import { decodeJson, encodeJson, PayloadError } from "./internal/worker/codec.js"
+import * as LeaseKeeper from "./internal/worker/leaseKeeper.js"
 import type * as M from "./Model.js"
 
 // ---------------------------------------------------------------------------
@@ -341,6 +342,12 @@ export const renewalsTotal = Metric.counter("flowfabric_worker_lease_renewals_to
   incremental: true
 })
 
+const renewalResults = {
+  ok: Metric.tagged(renewalsTotal, "result", "ok"),
+  retry: Metric.tagged(renewalsTotal, "result", "retry"),
+  lost: Metric.tagged(renewalsTotal, "result", "lost")
+} as const
+
 // ---------------------------------------------------------------------------
 // Options and config
 // ---------------------------------------------------------------------------
@@ -489,11 +496,10 @@ type Ended =
   | { readonly _tag: "Delayed"; readonly until: number }
   | { readonly _tag: "WaitingChildren" }
 
-/** Why the race around the handler ended. */
+/** Why the handler stopped: it returned, or the lease keeper stopped it. */
 type Stop =
   | { readonly _tag: "Handler"; readonly exit: Exit.Exit<Uint8Array, HandlerFailure> }
-  | { readonly _tag: "LeaseLost"; readonly reason: string }
-  | { readonly _tag: "Shutdown" }
+  | LeaseKeeper.Stop
 
 const utf8 = new TextEncoder()
 
@@ -507,8 +513,8 @@ const leaseLostReason = (e: EngineError): string => {
 interface Runtime {
   readonly backend: EngineBackend.Service
   readonly settings: Settings
-  /** Completed by the drain after the grace period: stop and release. */
-  readonly shutdownNow: Deferred.Deferred<void>
+  /** Renews the running attempts' leases; stops them when a lease is lost or the drain ends. */
+  readonly keeper: LeaseKeeper.LeaseKeeper
 }
 
 const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Effect<void> => {
@@ -519,8 +525,10 @@ const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Ef
   }
   const p = decoded.right
   const attempt = p.attemptIndex + 1
-  return Effect.gen(function*() {
-    const input = yield* backend.getExecutionInput(p.executionId).pipe(
+  // Uninterruptible but for the reads before the handler and the handler itself: once the handler
+  // has stopped, the write that ends the attempt is not cut short.
+  return Effect.uninterruptibleMask((restore) => Effect.gen(function*() {
+    const input = yield* restore(backend.getExecutionInput(p.executionId)).pipe(
       Effect.retry({ schedule: settings.writeRetry, while: isRetryable }),
       Effect.either
     )
@@ -596,13 +604,12 @@ const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Ef
     }
 
     const resumeSignals = handle.kind === "resumed" ?
-      yield* backend.observeSignals(handle).pipe(
+      yield* restore(backend.observeSignals(handle)).pipe(
         Effect.tapError((e) => Effect.logWarning("observeSignals failed", e)),
         Effect.orElseSucceed((): ReadonlyArray<M.ResumeSignal> => [])
       ) :
       []
 
-    const lost = yield* Deferred.make<string>()
     const ended = yield* Ref.make<Option.Option<Ended>>(Option.none())
     /** Serialises renewals with the writes that end the attempt, so a renewal never races them. */
     const leaseLock = yield* Effect.makeSemaphore(1)
@@ -700,55 +707,19 @@ const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Ef
       reportUsage: (budgetId, dimensions) => backend.reportUsage(handle, { budgetId, dimensions })
     })
 
-    // Renewal: every `renewEvery`; a lost lease (or one that could not be
-    // renewed before it expired) completes `lost`, which stops the handler.
-    const retryDelayMs = Math.max(5, Math.min(250, Math.floor(Duration.toMillis(settings.renewEvery) / 4)))
-    const renewals = Effect.gen(function*() {
-      let expiresAt = claimedAt + settings.leaseTtlMs
-      for (;;) {
-        yield* Effect.sleep(settings.renewEvery)
-        for (;;) {
-          const started = yield* Clock.currentTimeMillis
-          const result = yield* leaseLock.withPermits(1)(
-            Effect.flatMap(Ref.get(ended), (e) =>
-              Option.isSome(e) ? Effect.succeed(Option.none()) : Effect.map(Effect.either(backend.renew(handle)), Option.some))
-          )
-          if (Option.isNone(result)) return
-          if (Either.isRight(result.value)) {
-            expiresAt = started + settings.leaseTtlMs
-            yield* Metric.increment(Metric.tagged(renewalsTotal, "result", "ok"))
-            break
-          }
-          const error = result.value.left
-          const now = yield* Clock.currentTimeMillis
-          if (isLeaseLost(error) || now >= expiresAt) {
-            yield* Metric.increment(Metric.tagged(renewalsTotal, "result", "lost"))
-            yield* Deferred.succeed(
-              lost,
-              isLeaseLost(error) ? leaseLostReason(error) : `lease expired while renewals failed: ${error.message}`
-            )
-            return
-          }
-          yield* Metric.increment(Metric.tagged(renewalsTotal, "result", "retry"))
-          yield* Effect.logWarning("lease renewal failed; retrying", error)
-          yield* Effect.sleep(Duration.millis(Math.min(retryDelayMs, Math.max(1, expiresAt - now))))
-        }
-      }
-    })
-
-    const stop = yield* Effect.scoped(Effect.gen(function*() {
-      yield* Effect.forkScoped(renewals)
-      // The handler's requirements are those `run` was typed with: they are in this fiber's context.
-      const execute = h.execute(payload, makeContext) as Effect.Effect<Uint8Array, HandlerFailure>
-      return yield* Effect.raceAll<Effect.Effect<Stop>>([
-        Effect.map(Effect.exit(execute), (exit) => ({
-          _tag: "Handler",
-          exit
-        })),
-        Effect.map(Deferred.await(lost), (reason) => ({ _tag: "LeaseLost", reason })),
-        Effect.as(Deferred.await(rt.shutdownNow), { _tag: "Shutdown" })
-      ])
-    }))
+    // The keeper renews the lease while the handler runs, and interrupts the handler when the lease is
+    // lost or the worker's drain ends.
+    const lease: LeaseKeeper.Lease = {
+      handle,
+      lock: leaseLock,
+      ended: Effect.map(Ref.get(ended), Option.isSome),
+      stop: undefined
+    }
+    // The handler's requirements are those `run` was typed with: they are in this fiber's context.
+    const execute = h.execute(payload, makeContext) as Effect.Effect<Uint8Array, HandlerFailure>
+    const exit = yield* rt.keeper.guard(lease, claimedAt, restore(execute))
+    const interrupted = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+    const stop: Stop = interrupted && lease.stop !== undefined ? lease.stop : { _tag: "Handler", exit }
 
     const endedBy = yield* Ref.get(ended)
     if (Option.isSome(endedBy)) {
@@ -761,6 +732,10 @@ const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Ef
           { ...base, _tag: "Delayed", until: e.until } :
           { ...base, _tag: "WaitingChildren" }
       )
+    }
+    if (interrupted && lease.stop === undefined && !HashSet.has(Cause.interruptors(exit.cause), yield* Effect.fiberId)) {
+      // interrupted from outside (the worker is torn down without a drain): nothing is written, as in a crash
+      return yield* Effect.logDebug("attempt interrupted with the worker")
     }
     switch (stop._tag) {
       case "LeaseLost": {
@@ -801,7 +776,7 @@ const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Ef
         return yield* failWith("Transient", "the handler was interrupted")
       }
     }
-  }).pipe(
+  })).pipe(
     Effect.annotateLogs({
       executionId: p.executionId,
       attempt,
@@ -839,8 +814,19 @@ const awaitIdle = (tasks: FiberSet.FiberSet<void, never>, limit: Duration.Durati
 const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, EngineBackend | Scope.Scope> =>
   Effect.gen(function*() {
     const backend = yield* EngineBackend
-    const shutdownNow = yield* Deferred.make<void>()
-    const rt: Runtime = { backend, settings, shutdownNow }
+    // Made before the attempts' set, so that its loop renews leases until the last attempt is gone.
+    const keeper = yield* LeaseKeeper.make({
+      backend,
+      leaseTtlMs: settings.leaseTtlMs,
+      renewEvery: settings.renewEvery,
+      onRenewal: (result, error) =>
+        Effect.zipRight(
+          Metric.increment(renewalResults[result]),
+          result === "retry" && error !== undefined ? Effect.logWarning("lease renewal failed; retrying", error) : Effect.void
+        ),
+      describeLoss: leaseLostReason
+    })
+    const rt: Runtime = { backend, settings, keeper }
     const tasks = yield* FiberSet.make<void, never>()
     const slots = yield* Effect.makeSemaphore(settings.concurrency)
     const active = Metric.tagged(activeTasks, "worker_instance", settings.workerInstanceId)
@@ -857,7 +843,7 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
         const left = yield* awaitIdle(tasks, settings.grace)
         if (left > 0) {
           yield* Effect.logInfo(`grace period over; releasing ${left} attempt(s)`)
-          yield* Deferred.succeed(shutdownNow, undefined)
+          yield* keeper.shutdown
           yield* awaitIdle(tasks, RELEASE_TIMEOUT)
         }
         yield* Effect.logInfo("worker stopped")

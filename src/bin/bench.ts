@@ -21,6 +21,7 @@ const scenarioOption = Options.choice("scenario", [
   "linear-flow",
   "capability-routed",
   "flow-cancel",
+  "worker-runtime",
   "all"
 ]).pipe(Options.withDefault("submit-claim-complete"))
 const tasksOption = Options.integer("tasks").pipe(Options.withDefault(20_000))
@@ -127,7 +128,10 @@ const command = Command.make(
           )
         if (opts.warmup > 0) yield* round(opts.warmup)
         results.push(...(yield* medianRound(opts.rounds, () => round(opts.tasks))))
-        if (!opts.noPeers && name === "submit-claim-complete") {
+        // the peers' runs are worker runtimes over a bulk submit: beside either scenario, once per run
+        const peersHere = name === "submit-claim-complete" ||
+          (name === "worker-runtime" && !selected.includes("submit-claim-complete"))
+        if (!opts.noPeers && peersHere) {
           for (const peer of peers(opts.backend)) {
             const run = (tasks: number) => peer.run({ tasks, workers: opts.workers, url: opts.url })
             if (opts.warmup > 0) yield* run(opts.warmup)

@@ -1,11 +1,12 @@
 /** Benchmark scenarios, written against the `EngineBackend` tag only. */
-import { Duration, Effect, Either, Option, Ref } from "effect"
+import { Deferred, Duration, Effect, Either, Fiber, Option, Ref, Schedule, Schema } from "effect"
 import { randomUUID } from "node:crypto"
 import { EngineBackend } from "../../EngineBackend.js"
 import type { EngineError } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
 import type { Maintenance } from "../../Maintenance.js"
 import type * as M from "../../Model.js"
+import * as Worker from "../../Worker.js"
 
 export interface BenchResult {
   readonly system: string
@@ -341,11 +342,66 @@ const flowCancel: Scenario = (o) =>
     }]
   })
 
+/**
+ * The worker runtime end to end: `o.workers` `Worker.run` fibers with `--batch` concurrency each run
+ * a no-op handler (input decoded, output encoded, as an application's handler is) until every
+ * submitted execution completed.
+ */
+const workerRuntime: Scenario = (o) =>
+  Effect.gen(function*() {
+    const b = yield* EngineBackend
+    const lane = Ids.unsafe.laneId(`wrt-${Date.now()}`)
+    const noop = Worker.handler({
+      kind: "noop",
+      input: Schema.Struct({ n: Schema.Number }),
+      output: Schema.Struct({ n: Schema.Number }),
+      run: (input) => Effect.succeed(input)
+    })
+    const input = new TextEncoder().encode(JSON.stringify({ n: 1 }))
+    const completed = yield* Ref.make(0)
+    const allDone = yield* Deferred.make<void>()
+    const t0 = yield* nowMs
+    yield* createMany(b, lane, o.tasks, { inputPayload: input })
+    const t1 = yield* nowMs
+    const workers = yield* Effect.forEach(
+      Array.from({ length: o.workers }, (_, i) => i),
+      (i) =>
+        Effect.fork(Worker.run({
+          lanes: [lane],
+          handlers: [noop],
+          concurrency: o.batch,
+          workerId: `bench-${i}`,
+          workerInstanceId: `bench-${i}-${lane}`,
+          idle: Schedule.spaced("1 millis"),
+          onEvent: (event) =>
+            event._tag === "Completed" ?
+              Effect.flatMap(Ref.updateAndGet(completed, (n) => n + 1), (n) =>
+                n === o.tasks ? Deferred.succeed(allDone, undefined) : Effect.void) :
+              event._tag === "Claimed" ? Effect.void : Effect.dieMessage(`unexpected worker event ${event._tag}`)
+        }))
+    )
+    yield* Deferred.await(allDone)
+    const t2 = yield* nowMs
+    yield* Effect.forEach(workers, Fiber.interrupt, { discard: true })
+    const seconds = (t2 - t0) / 1000
+    return [
+      { system: o.system, scenario: "worker-runtime", count: o.tasks, seconds, perSecond: o.tasks / seconds },
+      {
+        system: o.system,
+        scenario: "  run only (submitted first)",
+        count: o.tasks,
+        seconds: (t2 - t1) / 1000,
+        perSecond: o.tasks / ((t2 - t1) / 1000)
+      }
+    ]
+  })
+
 export const scenarios: Record<string, Scenario> = {
   "submit-claim-complete": submitClaimComplete,
   "suspend-signal-resume": suspendSignalResume,
   "steady-state": steadyState,
   "linear-flow": linearFlow,
   "capability-routed": capabilityRouted,
-  "flow-cancel": flowCancel
+  "flow-cancel": flowCancel,
+  "worker-runtime": workerRuntime
 }

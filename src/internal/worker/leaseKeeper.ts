@@ -1,0 +1,138 @@
+/**
+ * The leases of a worker's running attempts, renewed from one fiber: every attempt's lease is
+ * renewed `renewEvery` after its claim or last renewal, and an attempt whose lease is lost (or that
+ * the worker stops at shutdown) has its handler interrupted. One loop for all attempts instead of a
+ * fiber and a timer per attempt.
+ */
+import type { Exit, Scope } from "effect"
+import { Clock, Duration, Effect, Either, Fiber, FiberId, Schedule } from "effect"
+import type { EngineBackend } from "../../EngineBackend.js"
+import type { EngineError } from "../../EngineError.js"
+import { isLeaseLost } from "../../EngineError.js"
+import type * as M from "../../Model.js"
+
+/** Why the keeper stopped an attempt's handler. */
+export type Stop =
+  | { readonly _tag: "LeaseLost"; readonly reason: string }
+  | { readonly _tag: "Shutdown" }
+
+export type RenewalResult = "ok" | "retry" | "lost"
+
+/** A running attempt, from the start of its handler to the end of the handler. */
+export interface Lease {
+  readonly handle: M.Handle
+  /** Held by a renewal, and by the writes that end the attempt, so the two never race. */
+  readonly lock: Effect.Semaphore
+  /** True once the attempt ended itself (suspend, delay, waitChildren): no more renewals. */
+  readonly ended: Effect.Effect<boolean>
+  /** Set when the keeper stopped the handler; read after the handler's exit. */
+  stop: Stop | undefined
+}
+
+interface Entry {
+  readonly lease: Lease
+  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+  expiresAt: number
+  renewAt: number
+}
+
+export interface LeaseKeeper {
+  /**
+   * Registers the current fiber's attempt (claimed at `claimedAt`) while `handler` runs, and
+   * interrupts the handler when the lease is lost or the worker shuts down (see `Lease.stop`).
+   * Call it in an uninterruptible region with `handler` made interruptible by its `restore`.
+   */
+  readonly guard: <A, E>(
+    lease: Lease,
+    claimedAt: number,
+    handler: Effect.Effect<A, E>
+  ) => Effect.Effect<Exit.Exit<A, E>>
+  /** Stops every running handler with `Shutdown`, and every handler that starts from now on. */
+  readonly shutdown: Effect.Effect<void>
+}
+
+export interface KeeperOptions {
+  readonly backend: EngineBackend.Service
+  readonly leaseTtlMs: number
+  readonly renewEvery: Duration.Duration
+  readonly onRenewal: (result: RenewalResult, error?: EngineError) => Effect.Effect<void>
+  readonly describeLoss: (error: EngineError) => string
+}
+
+/** Leases renewed at once by one pass of the keeper. */
+const RENEWAL_CONCURRENCY = 16
+
+/** Starts the keeper's loop in the current scope. */
+export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { backend, leaseTtlMs } = options
+    const renewEveryMs = Duration.toMillis(options.renewEvery)
+    // how often due leases are looked for, and how soon a failed renewal is tried again
+    const tickMs = Math.max(5, Math.min(250, Math.floor(renewEveryMs / 4)))
+    const entries = new Set<Entry>()
+    let shuttingDown = false
+
+    const stop = (entry: Entry, why: Stop) =>
+      Effect.suspend(() => {
+        if (entry.lease.stop !== undefined) return Effect.void
+        entry.lease.stop = why
+        return Fiber.interruptAsFork(entry.fiber, FiberId.none)
+      })
+
+    const renew = (entry: Entry) =>
+      entry.lease.lock.withPermits(1)(Effect.gen(function*() {
+        if (!entries.has(entry) || (yield* entry.lease.ended)) return
+        const started = yield* Clock.currentTimeMillis
+        const result = yield* Effect.either(backend.renew(entry.lease.handle))
+        if (Either.isRight(result)) {
+          entry.expiresAt = started + leaseTtlMs
+          entry.renewAt = started + renewEveryMs
+          return yield* options.onRenewal("ok")
+        }
+        const error = result.left
+        const now = yield* Clock.currentTimeMillis
+        if (isLeaseLost(error) || now >= entry.expiresAt) {
+          yield* options.onRenewal("lost", error)
+          return yield* stop(entry, {
+            _tag: "LeaseLost",
+            reason: isLeaseLost(error) ?
+              options.describeLoss(error) :
+              `lease expired while renewals failed: ${error.message}`
+          })
+        }
+        yield* options.onRenewal("retry", error)
+        entry.renewAt = now + Math.min(tickMs, Math.max(1, entry.expiresAt - now))
+      }))
+
+    const pass = Effect.gen(function*() {
+      if (entries.size === 0) return
+      const now = yield* Clock.currentTimeMillis
+      const due: Array<Entry> = []
+      for (const entry of entries) if (entry.renewAt <= now) due.push(entry)
+      if (due.length > 0) yield* Effect.forEach(due, renew, { concurrency: RENEWAL_CONCURRENCY, discard: true })
+    })
+    yield* Effect.forkScoped(Effect.repeat(pass, Schedule.spaced(Duration.millis(tickMs))))
+
+    const guard: LeaseKeeper["guard"] = (lease, claimedAt, handler) =>
+      Effect.withFiberRuntime((fiber) => {
+        const entry: Entry = {
+          lease,
+          fiber,
+          expiresAt: claimedAt + leaseTtlMs,
+          renewAt: claimedAt + renewEveryMs
+        }
+        if (shuttingDown) {
+          lease.stop = { _tag: "Shutdown" }
+          return Effect.exit(Effect.interrupt)
+        }
+        entries.add(entry)
+        return Effect.ensuring(Effect.exit(handler), Effect.sync(() => entries.delete(entry)))
+      })
+
+    const shutdown = Effect.suspend(() => {
+      shuttingDown = true
+      return Effect.forEach([...entries], (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
+    })
+
+    return { guard, shutdown }
+  })
