@@ -19,6 +19,7 @@ import * as m0009 from "./0009_batch_claim.js"
 import * as m0010 from "./0010_flow_graph.js"
 import * as m0011 from "./0011_resolve_edge.js"
 import * as m0012 from "./0012_complete_member.js"
+import * as m0013 from "./0013_flow_graph_final_rows.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -39,7 +40,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0009_batch_claim": run(m0009.sql),
   "0010_flow_graph": run(m0010.sql),
   "0011_resolve_edge": run(m0011.sql),
-  "0012_complete_member": run(m0012.sql)
+  "0012_complete_member": run(m0012.sql),
+  "0013_flow_graph_final_rows": run(m0013.sql)
 }
 
 /** The id of the newest migration this code needs. */
