@@ -24,7 +24,7 @@ FF.fn.add_to_flow = function(B, a, now)
   local f = FF.hmap(fk)
   if f == nil then return FF.err("flow_not_found") end
   if FF.flow_closed(f.public_flow_state) then return FF.err("flow_already_terminal") end
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local mk = K.fx(B, fid, "members")
   local bound = c.flow_id or ""
@@ -177,7 +177,7 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
       C("HSET", gk, "policy_variant", "all_of", "on_satisfied", "", "k", "", "n", FF.s(ch.n), "succeeded", "0",
         "failed", "0", "skipped", "0", "group_state", "pending", "created_at", ts)
     end
-    local c = FF.hmap(K.core(B, down))
+    local c = FF.core(B, down)
     if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" then
       C("ZREM", K.lane(B, c.lane_id, "eligible"), down)
       C("ZREM", K.lane(B, c.lane_id, "delayed"), down)
@@ -195,7 +195,7 @@ end
 -- T21: a dependency record for the child; blocks it while it is runnable.
 FF.fn.apply_dependency = function(B, a, now)
   local fid, edge, child, up = a.flow_id, a.edge_id, a.downstream, a.upstream
-  local c = FF.hmap(K.core(B, child))
+  local c = FF.core(B, child)
   if c == nil then return FF.err("execution_not_found") end
   if (c.flow_id or "") ~= "" and c.flow_id ~= fid then return FF.err("execution_already_in_flow") end
   local dk = K.ex(B, child, "dep:" .. edge)
@@ -268,7 +268,7 @@ function FF.cancel_siblings(B, fid, child, up, reason, now)
   for _, edge in ipairs(C("SMEMBERS", K.fx(B, fid, "in:" .. child))) do
     local sib = C("HGET", K.fx(B, fid, "edge:" .. edge), "upstream_execution_id")
     if sib and sib ~= up then
-      local sc = FF.hmap(K.core(B, sib))
+      local sc = FF.core(B, sib)
       if sc ~= nil and sc.lifecycle_phase ~= "terminal" then
         FF.cancel_exec(B, sib, sc, reason, "operator_override", "operator_override", now, {})
       end
@@ -292,7 +292,7 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
     "upstream_outcome", outcome)
   C("SREM", K.ex(B, child, "unres"), edge)
   C("HINCRBY", gk, bucket, 1)
-  local cc = FF.hmap(K.core(B, child))
+  local cc = FF.core(B, child)
   if variant == "all_of" then
     if success then
       if dep.data_passing_ref ~= nil and dep.data_passing_ref ~= "" then FF.copy_result(B, up, child, cc) end
@@ -428,7 +428,7 @@ FF.fn.cancel_flow = function(B, a, now)
     C("HSET", fk, "public_flow_state", "cancelled")
   elseif a.mode ~= "header" and #owed <= FF.num(a.inline_limit, 0) then
     for _, m in ipairs(owed) do
-      local c = FF.hmap(K.core(B, m))
+      local c = FF.core(B, m)
       if c ~= nil and c.lifecycle_phase ~= "terminal" then
         FF.cancel_exec(B, m, c, member_reason, "flow_cascade", "flow_cascade", now, { no_resolve = true })
       end

@@ -26,7 +26,7 @@ FF.fn.pass_promote_delayed = function(B, a, now)
     for i = 1, #items do
       if n >= batch then more = true; break end
       local e = items[i]
-      local c = FF.hmap(K.core(B, e))
+      local c = FF.core(B, e)
       if c == nil or c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "not_eligible_until_time" then
         C("ZREM", dk, e)
       elseif FF.num(c.delay_until) > now then
@@ -49,7 +49,7 @@ local function expire_pass(B, a, now, index, reason)
   local n = 0
   for i = 1, math.min(#items, batch) do
     local e = items[i]
-    local c = FF.hmap(K.core(B, e))
+    local c = FF.core(B, e)
     if c == nil or c.lifecycle_phase == "terminal" then
       C("ZREM", K.idx(B, index), e)
     else
@@ -100,7 +100,7 @@ FF.fn.pass_reconcile_dependencies = function(B, a, now)
   for i = 1, math.min(#pending, batch) do
     local up = pending[i]
     C("ZREM", K.idx(B, "dep_pending"), up)
-    local c = FF.hmap(K.core(B, up))
+    local c = FF.core(B, up)
     if c ~= nil and c.lifecycle_phase == "terminal" and (c.flow_id or "") ~= "" then
       FF.resolve_outgoing(B, c.flow_id, up, c.terminal_outcome, now)
       n = n + 1
@@ -111,7 +111,7 @@ FF.fn.pass_reconcile_dependencies = function(B, a, now)
   for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
     local bk = K.lane(B, lane, "blocked")
     for _, e in ipairs(C("ZRANGE", bk, 0, batch - 1)) do
-      local c = FF.hmap(K.core(B, e))
+      local c = FF.core(B, e)
       if c == nil or c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "blocked_by_dependencies" then
         C("ZREM", bk, e)
       else
@@ -120,14 +120,14 @@ FF.fn.pass_reconcile_dependencies = function(B, a, now)
           for _, edge in ipairs(C("SMEMBERS", K.ex(B, e, "unres"))) do
             local up = C("HGET", K.ex(B, e, "dep:" .. edge), "upstream_execution_id")
             if up then
-              local uc = FF.hmap(K.core(B, up))
+              local uc = FF.core(B, up)
               if uc ~= nil and uc.lifecycle_phase == "terminal" and (uc.terminal_outcome or "none") ~= "none" then
                 FF.resolve_edge(B, c.flow_id, edge, e, up, uc.terminal_outcome, now)
                 changed = true
               end
             end
           end
-          c = FF.hmap(K.core(B, e)) or c
+          c = FF.core(B, e) or c
         end
         if FF.maybe_unblock(B, e, c, now) then changed = true end
         if changed then n = n + 1 end
@@ -156,7 +156,7 @@ FF.fn.pass_drain_cancel_backlog = function(B, a, now)
       if reason == false or reason == "" then reason = "flow_cancelled" end
       local members = C("SRANDMEMBER", owed, batch - n)
       for _, m in ipairs(members) do
-        local c = FF.hmap(K.core(B, m))
+        local c = FF.core(B, m)
         if c ~= nil and c.lifecycle_phase ~= "terminal" then
           FF.cancel_exec(B, m, c, reason, "flow_cascade", "flow_cascade", now, { no_resolve = true })
           n = n + 1
@@ -214,7 +214,7 @@ FF.fn.pass_due = function(B, a, now)
       if n >= cap then break end
       for _, e in ipairs(C("ZRANGE", K.lane(B, lane, "blocked"), 0, cap - 1)) do
         if n >= cap then break end
-        local c = FF.hmap(K.core(B, e))
+        local c = FF.core(B, e)
         if c == nil or c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "blocked_by_dependencies" then
           n = n + 1
         else

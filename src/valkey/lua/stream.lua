@@ -6,7 +6,7 @@ FF.fn.append_frame = function(B, a, now, payload)
   payload = payload or ""
   if #payload > 65536 then return FF.err("retention_limit_exceeded") end
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil or c.lifecycle_phase ~= "active" then return FF.err("stream_closed") end
   if c.ownership_state ~= "leased" or FF.num(c.lease_expires_at) <= now or
       FF.str(a.attempt_index) ~= c.current_attempt_index or a.lease_id ~= c.current_lease_id or

@@ -150,7 +150,7 @@ end
 -- --- create_waitpoint (operations.md §5.2) ----------------------------------------------------------
 FF.fn.create_waitpoint = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   if c.lifecycle_phase ~= "active" then return FF.not_active(c) end
   if c.ownership_state ~= "leased" then return FF.err("no_active_lease") end
@@ -186,7 +186,7 @@ FF.fn.suspend = function(B, a, now)
       return FF.ok(string.sub(prior, 1, sep - 1), string.sub(prior, sep + 1))
     end
   end
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
   if bad then return bad end
@@ -362,7 +362,7 @@ end
 
 FF.fn.deliver_signal = function(B, a, now, payload)
   local e, w = a.execution_id, a.waitpoint_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local wp = FF.hmap(K.wp(B, w))
   if wp == nil or (wp.created_at or "") == "" or wp.execution_id ~= e then
@@ -436,7 +436,7 @@ end
 
 -- --- suspension timeouts (T16 / T18 / T19) ---------------------------------------------------------
 function FF.expire_suspension(B, e, now)
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil or c.lifecycle_phase ~= "suspended" then
     C("ZREM", K.idx(B, "susp_timeout"), e)
     return false
