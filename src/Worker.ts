@@ -36,6 +36,7 @@ import {
   HashSet,
   Metric,
   MetricBoundaries,
+  MetricLabel,
   Option,
   Predicate,
   Ref,
@@ -48,6 +49,7 @@ import { type EngineError, isEngineError, isLeaseLost, isRetryable, rootCause } 
 import * as Ids from "./Ids.js"
 import type { BudgetId, ExecutionId, LaneId, WaitpointId, WorkerId, WorkerInstanceId } from "./Ids.js"
 import { decodeHandle } from "./internal/handleCodec.js"
+import { withSpanWhenTraced } from "./internal/observability.js"
 import { MAX_CLAIM_BATCH } from "./internal/validation.js"
 import { decodeJson, encodeJson, PayloadError } from "./internal/worker/codec.js"
 import * as LeaseKeeper from "./internal/worker/leaseKeeper.js"
@@ -342,11 +344,25 @@ export const renewalsTotal = Metric.counter("flowfabric_worker_lease_renewals_to
   incremental: true
 })
 
-const renewalResults = {
-  ok: Metric.tagged(renewalsTotal, "result", "ok"),
-  retry: Metric.tagged(renewalsTotal, "result", "retry"),
-  lost: Metric.tagged(renewalsTotal, "result", "lost")
-} as const
+/**
+ * Label sets by their values, made once: a metric caches its registry entry per label array, so
+ * updating with the same array is a lookup where a new one (as `Metric.tagged` makes per update)
+ * rebuilds and hashes the key.
+ */
+const labelSets = () => {
+  const sets = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+  return (...pairs: ReadonlyArray<string>): ReadonlyArray<MetricLabel.MetricLabel> => {
+    const key = pairs.join("\u0000")
+    let set = sets.get(key)
+    if (set === undefined) {
+      const labels: Array<MetricLabel.MetricLabel> = []
+      for (let i = 0; i + 1 < pairs.length; i += 2) labels.push(MetricLabel.make(pairs[i]!, pairs[i + 1]!))
+      set = labels
+      sets.set(key, set)
+    }
+    return set
+  }
+}
 
 // ---------------------------------------------------------------------------
 // Options and config
@@ -515,6 +531,8 @@ interface Runtime {
   readonly settings: Settings
   /** Renews the running attempts' leases; stops them when a lease is lost or the drain ends. */
   readonly keeper: LeaseKeeper.LeaseKeeper
+  /** The metric labels of this worker (see `labelSets`). */
+  readonly labels: (...pairs: ReadonlyArray<string>) => ReadonlyArray<MetricLabel.MetricLabel>
 }
 
 const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Effect<void> => {
@@ -542,13 +560,14 @@ const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Ef
     }
     const elapsed = Effect.map(Clock.currentTimeMillis, (now) => now - claimedAt)
     const emit = (event: WorkerEvent) =>
-      Effect.gen(function*() {
-        if (event._tag !== "Claimed") {
-          yield* Metric.increment(Metric.tagged(Metric.tagged(tasksTotal, "kind", kind), "outcome", event._tag))
-          yield* Metric.update(Metric.tagged(Metric.tagged(taskDurationMs, "kind", kind), "outcome", event._tag), yield* elapsed)
-        }
-        yield* settings.onEvent(event)
-      })
+      event._tag === "Claimed" ?
+        settings.onEvent(event) :
+        Effect.flatMap(elapsed, (ms) => {
+          const labels = rt.labels("kind", kind, "outcome", event._tag)
+          tasksTotal.unsafeUpdate(1, labels)
+          taskDurationMs.unsafeUpdate(ms, labels)
+          return settings.onEvent(event)
+        })
 
     /**
      * A write under the lease: retried on retryable errors (`ExecutionNotActive` is a retryable
@@ -783,16 +802,13 @@ const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Ef
       lane: p.laneId,
       workerInstanceId: settings.workerInstanceId
     }),
-    Effect.withSpan("Worker.attempt", {
-      attributes: {
-        execution_id: p.executionId,
-        attempt_index: p.attemptIndex,
-        lane: p.laneId,
-        handle_kind: handle.kind,
-        worker_instance_id: settings.workerInstanceId
-      },
-      captureStackTrace: false
-    })
+    withSpanWhenTraced("Worker.attempt", () => ({
+      execution_id: p.executionId,
+      attempt_index: p.attemptIndex,
+      lane: p.laneId,
+      handle_kind: handle.kind,
+      worker_instance_id: settings.workerInstanceId
+    }))
   )
 }
 
@@ -814,6 +830,7 @@ const awaitIdle = (tasks: FiberSet.FiberSet<void, never>, limit: Duration.Durati
 const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, EngineBackend | Scope.Scope> =>
   Effect.gen(function*() {
     const backend = yield* EngineBackend
+    const labels = labelSets()
     // Made before the attempts' set, so that its loop renews leases until the last attempt is gone.
     const keeper = yield* LeaseKeeper.make({
       backend,
@@ -821,15 +838,15 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
       renewEvery: settings.renewEvery,
       onRenewal: (result, error) =>
         Effect.zipRight(
-          Metric.increment(renewalResults[result]),
+          Effect.sync(() => renewalsTotal.unsafeUpdate(1, labels("result", result))),
           result === "retry" && error !== undefined ? Effect.logWarning("lease renewal failed; retrying", error) : Effect.void
         ),
       describeLoss: leaseLostReason
     })
-    const rt: Runtime = { backend, settings, keeper }
+    const rt: Runtime = { backend, settings, keeper, labels }
     const tasks = yield* FiberSet.make<void, never>()
     const slots = yield* Effect.makeSemaphore(settings.concurrency)
-    const active = Metric.tagged(activeTasks, "worker_instance", settings.workerInstanceId)
+    const active = labels("worker_instance", settings.workerInstanceId)
 
     // Registered after the FiberSet, so it runs before the set interrupts what is left.
     yield* Effect.addFinalizer(() =>
@@ -900,18 +917,19 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
           const { lane } = got
           const claimedAt = yield* Clock.currentTimeMillis
           for (const handle of handles) {
-            yield* Metric.increment(
-              Metric.tagged(Metric.tagged(claimsTotal, "lane", lane), "handle_kind", handle.kind)
-            )
-            yield* Metric.increment(active)
+            claimsTotal.unsafeUpdate(1, labels("lane", lane, "handle_kind", handle.kind))
+            activeTasks.unsafeModify(1, active)
             running++
             yield* FiberSet.run(
               tasks,
               restore(runAttempt(rt, handle, claimedAt)).pipe(
                 Effect.ensuring(
-                  Metric.incrementBy(active, -1).pipe(
-                    Effect.zipRight(slots.release(1)),
-                    Effect.zipRight(Effect.sync(() => running--))
+                  Effect.zipRight(
+                    slots.release(1),
+                    Effect.sync(() => {
+                      activeTasks.unsafeModify(-1, active)
+                      running--
+                    })
                   )
                 )
               )

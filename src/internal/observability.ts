@@ -40,7 +40,7 @@ export const operationDurationMs = Metric.histogram(
 // Span attributes
 // ---------------------------------------------------------------------------
 
-type Attributes = Record<string, string | number>
+export type Attributes = Record<string, string | number>
 
 /** Operations whose first argument is an execution id. */
 const BY_EXECUTION_ID: ReadonlySet<string> = new Set([
@@ -129,6 +129,15 @@ const errorTags = (cause: Cause.Cause<EngineError>): { readonly tag: string; rea
  * tracer) and every operation gets its span.
  */
 const builtInTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
+
+/** `Effect.withSpan`, skipped while the built-in tracer is the current one (see above). */
+export const withSpanWhenTraced = (name: string, attributes: () => Attributes) =>
+<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime((fiber) =>
+    fiber.currentTracer === builtInTracer ?
+      self :
+      Effect.withSpan(self, name, { attributes: attributes(), captureStackTrace: false })
+  )
 
 const wrap = (op: string, backend: string, fn: AnyOperation): AnyOperation => {
   const tags: ReadonlyArray<MetricLabel.MetricLabel> = [MetricLabel.make("op", op), MetricLabel.make("backend", backend)]

@@ -221,7 +221,12 @@ export const eventLog = Effect.gen(function*() {
     all: Ref.get(events),
     of: (id: ExecutionId) => Effect.map(Ref.get(events), (all) => all.filter((e) => e.executionId === id)),
     has: (id: ExecutionId, tag: Worker.WorkerEvent["_tag"]) =>
-      Effect.map(Ref.get(events), (all) => all.some((e) => e.executionId === id && e._tag === tag))
+      Effect.map(Ref.get(events), (all) => all.some((e) => e.executionId === id && e._tag === tag)),
+    /** Every claimed attempt has reported its end (the worker reports it after the write that ended it). */
+    settled: Effect.map(Ref.get(events), (all) => {
+      const claimed = all.filter((e) => e._tag === "Claimed").length
+      return claimed === all.length - claimed
+    })
   }
 })
 

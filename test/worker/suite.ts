@@ -81,6 +81,7 @@ export const workerSuite = (
           const a = yield* Producer.submit(Add, { a: 2, b: 3 }, { lane })
           const e = yield* submitEcho(lane, "hello")
           yield* until(Effect.map(Effect.all([isState(a, "completed"), isState(e, "completed")]), (xs) => xs.every(Boolean)))
+          yield* until(log.settled)
           expect(yield* Producer.result(Add, a)).toEqual(Option.some(5))
           expect(yield* Producer.result(Echo, e)).toEqual(Option.some({ text: "HELLO", attempt: 1, resumed: false }))
           expect((yield* log.of(a)).map((x) => x._tag)).toEqual(["Claimed", "Completed"])
@@ -98,7 +99,10 @@ export const workerSuite = (
           const bad = yield* createRaw(lane, "add", utf8(JSON.stringify({ a: "two", b: 3 })), { policy: retries })
           const notJson = yield* createRaw(lane, "add", utf8("{oops"), { policy: retries })
           yield* until(Effect.map(Effect.all([isState(bad, "failed"), isState(notJson, "failed")]), (xs) => xs.every(Boolean)))
-          const failed = (yield* log.all).filter((e) => e._tag === "Failed")
+          // the worker reports an attempt's end after its write returned
+          const failedEvents = Effect.map(log.all, (events) => events.filter((e) => e._tag === "Failed"))
+          yield* until(Effect.map(failedEvents, (events) => events.length >= 2))
+          const failed = yield* failedEvents
           expect(failed).toHaveLength(2)
           for (const f of failed) {
             expect(f).toMatchObject({ classification: "Permanent", outcome: { _tag: "TerminalFailed" } })
@@ -135,7 +139,10 @@ export const workerSuite = (
           const crashed = yield* submitEcho(lane, "crash", { policy: retry })
           const later = yield* submitEcho(lane, "later", { policy: retry })
           yield* until(Effect.map(Effect.all([rejected, crashed, later].map((id) => isState(id, "failed"))), (xs) => xs.every(Boolean)), { tick: passes })
-          const failures = (yield* log.all).flatMap((e) => (e._tag === "Failed" ? [e] : []))
+          // the worker reports an attempt's end after its write returned
+          const failedEvents = Effect.map(log.all, (events) => events.flatMap((e) => (e._tag === "Failed" ? [e] : [])))
+          yield* until(Effect.map(failedEvents, (events) => events.length >= 4))
+          const failures = yield* failedEvents
           const of = (id: Ids.ExecutionId) => failures.filter((f) => f.executionId === id)
           expect(of(rejected).map((f) => [f.classification, f.reason, f.outcome._tag])).toEqual([
             ["Permanent", "rejected: forbidden word", "TerminalFailed"]
@@ -158,6 +165,7 @@ export const workerSuite = (
           yield* start({ lanes: [lane], handlers: [Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a) })], onEvent: log.onEvent })
           const id = yield* createRaw(lane, "transcode", utf8("{}"))
           yield* until(isState(id, "failed"))
+          yield* until(Effect.map(log.of(id), (events) => events.length >= 2))
           const [, failed] = yield* log.of(id)
           expect(failed).toMatchObject({ _tag: "Failed", classification: "Permanent", kind: "transcode" })
           expect(failed?._tag === "Failed" ? failed.reason : "").toContain(`no handler for kind "transcode"`)
@@ -297,6 +305,7 @@ export const workerSuite = (
             })
           })
           expect((yield* snapshot(id)).totalAttemptCount).toBe(1)
+          yield* until(log.settled)
           expect((yield* log.of(id)).map((e) => e._tag)).toEqual(["Claimed", "Completed"])
           expect(maxExpiry).toBeGreaterThan(17_000)
         }))
@@ -320,6 +329,7 @@ export const workerSuite = (
           })
           yield* until(Ref.get(interrupted), { stepMs: 100 })
           yield* until(isState(id, "completed"))
+          yield* until(log.settled)
           const events = yield* log.of(id)
           expect(events.map((e) => `${e._tag}:${e.attempt}`)).toEqual([
             "Claimed:1",
@@ -348,6 +358,7 @@ export const workerSuite = (
           const backend = yield* EngineBackend
           yield* backend.revokeLease({ executionId: id, reason: "test" })
           yield* until(isState(id, "completed"), { stepMs: 250 })
+          yield* until(log.settled)
           expect((yield* log.of(id)).map((e) => `${e._tag}:${e.attempt}`)).toEqual([
             "Claimed:1",
             "LeaseLost:1",
@@ -474,6 +485,7 @@ export const workerSuite = (
           expect(delivered).toMatchObject({ _tag: "Accepted", effect: "resume_condition_satisfied" })
           yield* until(isState(id, "completed"))
           expect(yield* Producer.result(Echo, id)).toEqual(Option.some({ text: "approved", attempt: 1, resumed: true }))
+          yield* until(log.settled)
           expect((yield* log.of(id)).map((e) => e._tag)).toEqual(["Claimed", "Suspended", "Claimed", "Completed"])
         }))
 
@@ -520,6 +532,7 @@ export const workerSuite = (
           yield* until(isState(id, "delayed"))
           yield* until(isState(id, "completed"), { stepMs: 250, tick: passes })
           expect(yield* Producer.result(Echo, id)).toEqual(Option.some({ text: "job later", attempt: 1, resumed: true }))
+          yield* until(log.settled)
           const events = yield* log.of(id)
           expect(events.map((e) => e._tag)).toEqual(["Claimed", "Delayed", "Claimed", "Completed"])
           const delayed = events[1]
@@ -579,6 +592,7 @@ export const workerSuite = (
           yield* until(isState(id, "waiting_children"))
           yield* until(isState(id, "completed"), { tick: passes })
           expect(yield* Producer.result(Parent, id)).toEqual(Option.some(23))
+          yield* until(log.settled)
           expect((yield* log.of(id)).map((e) => e._tag)).toEqual(["Claimed", "WaitingChildren", "Claimed", "Completed"])
         }))
 
