@@ -100,6 +100,23 @@ export const admin = (t: Tester) =>
           expect((yield* info(c.executionId)).executionKind).toBe("conformance")
         }))
 
+      t.test("a Duplicate writes nothing: a lane first named by a duplicate is not registered", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* create()
+          const single = yield* newLane("dup-lane")
+          const batch = yield* newLane("dup-lane")
+          expect(yield* b.createExecution({ executionId: c.executionId, namespace: NS, laneId: single, executionKind: "k" }))
+            .toEqual({ _tag: "Duplicate", executionId: c.executionId })
+          expect(yield* b.createExecutions([{ executionId: c.executionId, namespace: NS, laneId: batch, executionKind: "k" }]))
+            .toEqual([{ _tag: "Duplicate", executionId: c.executionId }])
+          for (const lane of [single, batch]) {
+            const listed = yield* b.listLanes({ cursor: Ids.unsafe.laneId(lane.slice(0, -1)), limit: 5 })
+            expect(listed.lanes).not.toContain(lane)
+          }
+          expect((yield* info(c.executionId)).laneId).toBe(c.lane)
+        }))
+
       t.test("an idempotency key dedups for 24 h onto the first execution", () =>
         Effect.gen(function*() {
           const b = yield* backend

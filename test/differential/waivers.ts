@@ -59,28 +59,6 @@ export const applyOffPartition: Waiver = {
     step.notes.some((n) => n.includes("must live on the flow's partition"))
 }
 
-const strings = (v: Difference["candidate"]): ReadonlyArray<string> | undefined =>
-  Array.isArray(v) && v.every((x) => typeof x === "string") ? (v as ReadonlyArray<string>) : undefined
-
-/**
- * The lane registry after a `createExecution` that returned `Duplicate` for a lane never used
- * before: memory registers a lane only when an execution is created on it, the Valkey layer
- * registers it before looking at the outcome (core.ts `createExecution`). The spec only describes
- * boot seeding (operations.md §7.3, valkey.md §2 `ff:idx:lanes`); memory (the reference) writes
- * nothing on a duplicate (operations.md §8.1).
- */
-export const laneOnDuplicate: Waiver = {
-  repro: [create(), create({ lane: 1, duplicateOf: 0 })],
-  id: "lane-registered-on-duplicate-create",
-  description: "listLanes: valkey registers the lane of a Duplicate createExecution, memory does not",
-  matches: (d) => {
-    if (!d.path.endsWith("listLanes.ok.lanes")) return false
-    const ref = strings(d.reference)
-    const cand = strings(d.candidate)
-    return ref !== undefined && cand !== undefined && ref.every((l) => cand.includes(l))
-  }
-}
-
 /**
  * Which edge groups `describeFlow` lists: memory lists the groups of members with *applied*
  * dependencies (a group record with n > 0), the Valkey layer the members with *staged* inbound
@@ -270,8 +248,7 @@ export const valkeyWaivers: ReadonlyArray<Waiver> = [
   claimOrderWithCapabilities,
   claimMarksExpiredLeases,
   edgeGroupListing,
-  applyOffPartition,
-  laneOnDuplicate
+  applyOffPartition
 ]
 
 /**

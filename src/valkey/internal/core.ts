@@ -1022,7 +1022,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     Effect.gen(function*() {
       yield* inRange(a.executionId)
       const env = yield* call("create", ex(a.executionId), createArgs(a), [a.inputPayload, a.policyJson])
-      yield* p.registerLane(a.laneId)
+      // a Duplicate writes nothing (operations.md §8.1), the lane registry included
       if (env.status === "DUPLICATE") {
         const [executionId] = yield* decodeFields("ff_create", T_Exec, env.fields)
         return { _tag: "Duplicate", executionId } satisfies M.CreateExecutionResult
@@ -1032,6 +1032,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         T_Created,
         env.fields
       )
+      yield* p.registerLane(a.laneId)
       return { _tag: "Created", executionId, publicState } satisfies M.CreateExecutionResult
     })
 
@@ -1079,7 +1080,10 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
             results[items[k]!] = decoded.right
           }
         }), { concurrency: "unbounded", discard: true })
-      for (const lane of new Set(list.map((a) => a.laneId))) yield* p.registerLane(lane)
+      // only the lanes of created executions: a Duplicate writes nothing (operations.md §8.1)
+      const created = new Set<string>()
+      for (let i = 0; i < list.length; i++) if (results[i]!._tag === "Created") created.add(list[i]!.laneId)
+      for (const lane of created) yield* p.registerLane(lane)
       return results
     })
 
