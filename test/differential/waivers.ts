@@ -175,26 +175,6 @@ export const claimOrderWithCapabilities: Waiver = {
 }
 
 /**
- * `createWaitpoint` with a handle whose lease ran out (not yet marked), or is otherwise stale by
- * lease id / epoch: memory runs the full lease ladder (`State(LeaseExpired)` / `StaleLease`), the
- * Valkey layer only the canonical checks (phase, ownership `leased`, attempt index) and creates the
- * waitpoint. operations.md §5.2 allows both ("Upstream does not compare lease id / epoch or expiry
- * here; a TS backend MAY run the full ladder (stricter)") — but the layers must agree (README P2).
- * The run ends (a pending waitpoint exists on one side only).
- */
-export const createWaitpointLadder: Waiver = {
-  repro: [create(), claim(), create(), advance(999), { _tag: "CreateWaitpoint", handle: 0, expiresInMs: 100 }],
-  id: "create-waitpoint-lease-ladder",
-  description: "createWaitpoint on an expired lease: memory LeaseExpired (full ladder), valkey creates it (operations.md §5.2 allows both)",
-  effect: "endRun",
-  matches: (d, step) =>
-    step.label.startsWith("CreateWaitpoint") && d.path === "result.err" &&
-    typeof d.reference === "object" && d.reference !== null && !Array.isArray(d.reference) &&
-    ((d.reference as { kind?: unknown })["kind"] === "LeaseExpired" ||
-      (d.reference as { kind?: unknown })["kind"] === "StaleLease")
-}
-
-/**
  * `listSuspended.suspendedAtMs` after a suspension timed out with `escalate` (it stays suspended,
  * its timeout removed): memory reports the no-timeout score 9 999 999 999 999, the Valkey layer the
  * old timeout. valkey.md (`ff_expire_suspension`, escalate): "`ZREM suspension_timeout` (the lane
@@ -244,7 +224,6 @@ export const lastMutationAtLater: Waiver = {
 export const valkeyWaivers: ReadonlyArray<Waiver> = [
   lastMutationAtLater,
   escalateSuspendedScore,
-  createWaitpointLadder,
   claimOrderWithCapabilities,
   claimMarksExpiredLeases,
   edgeGroupListing,

@@ -150,7 +150,7 @@ end
 -- --- create_waitpoint (operations.md §5.2) ----------------------------------------------------------
 FF.fn.create_waitpoint = function(B, a, now)
   local e = a.execution_id
-  local c = FF.hmap(K.core(B, e))
+  local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   if c.lifecycle_phase ~= "active" then return FF.not_active(c) end
   if c.ownership_state ~= "leased" then return FF.err("no_active_lease") end
@@ -158,6 +158,9 @@ FF.fn.create_waitpoint = function(B, a, now)
   if a.lease_id ~= c.current_lease_id or FF.str(a.lease_epoch) ~= c.current_lease_epoch then
     return FF.err("stale_lease")
   end
+  -- the stricter ladder §5.2 allows (as memory and Postgres): a lease that ran out is LeaseExpired
+  -- (not marked here: the lease-expiry pass marks it)
+  if c.lease_expires_at ~= "" and FF.num(c.lease_expires_at) <= now then return FF.err("lease_expired") end
   local w = a.waitpoint_id
   local st = C("HGET", K.wp(B, w), "state")
   if st == "pending" or st == "active" then return FF.err("waitpoint_already_exists") end
