@@ -848,6 +848,8 @@ export const signals = (t: Tester) =>
           expect((yield* snapshot(s.executionId)).blockingDetail).toBe(`suspension escalated: timeout at ${timedAt}`)
           const entry = yield* suspendedEntry(s.executionId)
           expect(Option.map(entry, (e) => e.reason)).toEqual(Option.some("waiting_for_operator_review"))
+          // the timeout is gone, so the listing shows the no-timeout score (operations.md §7.4)
+          expect(Option.map(entry, (e) => e.suspendedAtMs)).toEqual(Option.some(9_999_999_999_999))
           yield* advance(60_000)
           yield* pass("expireSuspensions")
           expect(yield* publicState(s.executionId)).toBe("suspended")

@@ -175,26 +175,6 @@ export const claimOrderWithCapabilities: Waiver = {
 }
 
 /**
- * `listSuspended.suspendedAtMs` after a suspension timed out with `escalate` (it stays suspended,
- * its timeout removed): memory reports the no-timeout score 9 999 999 999 999, the Valkey layer the
- * old timeout. valkey.md (`ff_expire_suspension`, escalate): "`ZREM suspension_timeout` (the lane
- * suspended score is left as is)"; operations.md §7.4: `suspendedAtMs` is "the suspended-index score —
- * the suspension's `timeout_at`, or 9 999 999 999 999 when there is no timeout". The two texts
- * disagree once the timeout is removed; to be decided.
- */
-export const escalateSuspendedScore: Waiver = {
-  id: "escalate-suspended-score",
-  description: "listSuspended.suspendedAtMs after an escalate timeout: memory 9999999999999, valkey the old timeout (valkey.md vs operations.md §7.4)",
-  repro: [
-    create(),
-    claim(),
-    { _tag: "Suspend", handle: 0, binding: "fresh", matcher: "go", timeoutMs: 100, timeoutBehavior: "escalate" },
-    { _tag: "Settle", ms: 1000 }
-  ],
-  matches: (d) => d.path.endsWith(".suspendedAtMs") && d.reference === 9_999_999_999_999 && relTime(d.candidate) !== undefined
-}
-
-/**
  * `describeExecution.lastMutationAt` later on memory than on the Valkey layer after a sequence of a
  * flow member claimed with capabilities, a second (delayed-in-the-past) member claimed, and the first
  * completed. Today's fixes removed the known causes (appendFrame, non-resuming signals,
@@ -223,7 +203,6 @@ export const lastMutationAtLater: Waiver = {
 
 export const valkeyWaivers: ReadonlyArray<Waiver> = [
   lastMutationAtLater,
-  escalateSuspendedScore,
   claimOrderWithCapabilities,
   claimMarksExpiredLeases,
   edgeGroupListing,

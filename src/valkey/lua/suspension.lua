@@ -465,6 +465,8 @@ function FF.expire_suspension(B, e, now)
   elseif b == "escalate" then
     C("HSET", sk, "reason_code", "waiting_for_operator_review", "timeout_at", "", "timeout_behavior", "")
     C("ZREM", K.idx(B, "susp_timeout"), e)
+    -- the timeout is gone, so the suspended score is the no-timeout score (operations.md §7.4)
+    C("ZADD", K.lane(B, c.lane_id, "suspended"), "XX", FF.s(FF.NO_TIMEOUT), e)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", "paused_by_operator",
       "suspension escalated: timeout at " .. FF.s(at), "none", c.attempt_state, now)
   else
