@@ -506,7 +506,18 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       }),
 
     applyDependencyToChild: (args) =>
-      Effect.flatMap(make("apply_dependency_to_child", M.ApplyDependencyToChildArgs, args), core.applyDependencyToChild),
+      Effect.gen(function*() {
+        const a = yield* make("apply_dependency_to_child", M.ApplyDependencyToChildArgs, args)
+        // slot locality (valkey.md §12.3): flow members live on the flow's partition, so an edge
+        // whose endpoints do not is bad input on every backend, rejected before anything is read
+        const fp = flowPartition(a.flowId, core.partitions ?? defaultPartitionConfig)
+        if (executionPartition(a.downstreamExecutionId) !== fp || executionPartition(a.upstreamExecutionId) !== fp) {
+          return yield* invalidInput(
+            `apply_dependency_to_child: the upstream and downstream executions must live on the flow's partition ${fp}`
+          )
+        }
+        return yield* core.applyDependencyToChild(a)
+      }),
 
     setEdgeGroupPolicy: (args) =>
       Effect.gen(function*() {

@@ -647,6 +647,27 @@ export const flows = (t: Tester) =>
           )
           expect(yield* publicState(ids[1]!)).toBe("waiting")
         }))
+      t.test("applyDependencyToChild off the flow's partition is Validation(InvalidInput) and writes nothing", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(2)
+          const fp = Ids.flowPartition(flowId, { ...Ids.defaultPartitionConfig, numFlowPartitions: t.options.numFlowPartitions })
+          const elsewhere = (yield* create({ executionId: yield* executionIdOnPartition((fp + 1) % t.options.numFlowPartitions) }))
+            .executionId
+          const before = yield* flowSnapshot(flowId)
+          // slot locality (valkey.md §12.3): checked first, before NotFound / ExecutionAlreadyInFlow
+          for (const [up, down] of [[ids[0]!, elsewhere], [elsewhere, ids[1]!]] as const) {
+            yield* validationFails(
+              b.applyDependencyToChild({ flowId, edgeId: yield* Ids.newEdgeId, upstreamExecutionId: up, downstreamExecutionId: down }),
+              "InvalidInput",
+              "must live on the flow's partition"
+            )
+          }
+          expect(yield* publicState(elsewhere)).toBe("waiting")
+          expect(yield* publicState(ids[1]!)).toBe("waiting")
+          expect((yield* snapshot(elsewhere)).flowId).toBeUndefined()
+          expect(yield* flowSnapshot(flowId)).toEqual(before)
+        }))
     })
 
     describe("edge group policy", () => {

@@ -36,29 +36,6 @@ const stageSelfEdge: Command = {
   dataPassing: false
 }
 
-const isErr = (v: Difference["candidate"], tag: string, kind?: string): boolean =>
-  typeof v === "object" && v !== null && !Array.isArray(v) && (v as { _tag?: unknown })["_tag"] === tag &&
-  (kind === undefined || (v as { kind?: unknown })["kind"] === kind)
-
-/**
- * `applyDependencyToChild` whose endpoints are not on the flow's partition (a downstream that is
- * not a flow member): memory applies it (`Applied`, the child is blocked by dependencies), the
- * Valkey layer rejects it with `Validation(InvalidInput)` "the upstream and downstream executions
- * must live on the flow's partition". operations.md §8.5 lists no such check ("the edge's existence
- * in the flow is not verified"; only NotFound / ExecutionAlreadyInFlow / AlreadyApplied), and the
- * partition check also comes before `Conflict(ExecutionAlreadyInFlow)` for a child of another flow.
- */
-export const applyOffPartition: Waiver = {
-  repro: [createFlow, create(), stageSelfEdge, { _tag: "ApplyEdge", edge: 0 }],
-  id: "apply-dependency-off-partition",
-  description: "applyDependencyToChild off the flow's partition: memory Applied, valkey Validation(InvalidInput) (operations.md §8.5)",
-  effect: "endRun",
-  matches: (d, step) =>
-    /^result(\.apply)?\.err(\.|$)/.test(d.path) &&
-    (isErr(d.candidate, "Validation", "InvalidInput") || d.candidate === "Validation" || d.candidate === "InvalidInput") &&
-    step.notes.some((n) => n.includes("must live on the flow's partition"))
-}
-
 /**
  * Which edge groups `describeFlow` lists: memory lists the groups of members with *applied*
  * dependencies (a group record with n > 0), the Valkey layer the members with *staged* inbound
@@ -205,8 +182,7 @@ export const valkeyWaivers: ReadonlyArray<Waiver> = [
   lastMutationAtLater,
   claimOrderWithCapabilities,
   claimMarksExpiredLeases,
-  edgeGroupListing,
-  applyOffPartition
+  edgeGroupListing
 ]
 
 /**

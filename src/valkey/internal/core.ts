@@ -1156,12 +1156,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
 
   const applyDependencyToChild: BackendCore["applyDependencyToChild"] = (a) =>
     Effect.gen(function*() {
-      const fp = Ids.flowPartition(a.flowId, settings.partitions)
-      if (Ids.executionPartition(a.downstreamExecutionId) !== fp || Ids.executionPartition(a.upstreamExecutionId) !== fp) {
-        return yield* invalidInput(
-          `apply_dependency_to_child: the upstream and downstream executions must live on the flow's partition ${fp}`
-        )
-      }
+      // the boundary has checked that both endpoints live on the flow's partition
       const env = yield* call("apply_dependency", flowOf(a.flowId), { flow_id: a.flowId, ...edgeArgs(a) })
       if (env.status === "ALREADY") return { _tag: "AlreadyApplied" } satisfies M.ApplyDependencyToChildResult
       const [unsatisfiedCount] = yield* decodeFields("ff_apply_dependency", T_Int, env.fields)
