@@ -13,6 +13,7 @@ import {
   corruption,
   type EngineError,
   invalidInput,
+  notFound,
   state,
   validation,
   type ValidationError,
@@ -523,6 +524,12 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.gen(function*() {
         yield* checkJoinPolicy((args as { policy?: unknown } | undefined)?.policy)
         const a = yield* make("set_edge_group_policy", M.SetEdgeGroupPolicyArgs, args)
+        // slot locality (valkey.md §12.3): a downstream off the flow's partition cannot be a member;
+        // NotFound(flow) still comes first (operations.md §8.6), read only on this bad path
+        if (executionPartition(a.downstreamExecutionId) !== flowPartition(a.flowId, core.partitions ?? defaultPartitionConfig)) {
+          if (Option.isNone(yield* core.describeFlow(a.flowId))) return yield* notFound("flow")
+          return yield* invalidInput("set_edge_group_policy: the downstream execution must live on the flow's partition")
+        }
         return yield* core.setEdgeGroupPolicy(a)
       }),
 

@@ -719,6 +719,29 @@ export const flows = (t: Tester) =>
           )
           expect(e.entity).toBe("flow")
         }))
+
+      t.test("setEdgeGroupPolicy off the flow's partition: NotFound(flow) first, else InvalidInput, nothing written", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(1)
+          const n = t.options.numFlowPartitions
+          const fp = Ids.flowPartition(flowId, { ...Ids.defaultPartitionConfig, numFlowPartitions: n })
+          const elsewhere = (yield* create({ executionId: yield* executionIdOnPartition((fp + 1) % n) })).executionId
+          const policy = { _tag: "any_of", onSatisfied: "let_run" } as const
+          yield* validationFails(
+            b.setEdgeGroupPolicy({ flowId, downstreamExecutionId: elsewhere, policy }),
+            "InvalidInput",
+            "must live on the flow's partition"
+          )
+          const missing = yield* failsWith(
+            b.setEdgeGroupPolicy({ flowId: yield* Ids.newFlowId, downstreamExecutionId: elsewhere, policy }),
+            "NotFound"
+          )
+          expect(missing.entity).toBe("flow")
+          expect((yield* flowSnapshot(flowId)).edgeGroups).toEqual([])
+          expect(yield* publicState(elsewhere)).toBe("waiting")
+          expect(yield* publicState(ids[0]!)).toBe("waiting")
+        }))
     })
 
     describe("joins and skip propagation (P4: no maintenance pass)", () => {

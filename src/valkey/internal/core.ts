@@ -12,7 +12,6 @@ import {
   type ExecutionNotActiveDetail,
   fromScriptCode,
   invalidInput,
-  notFound,
   validation,
   ResourceExhausted,
   TimeoutError,
@@ -1165,11 +1164,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
 
   const setEdgeGroupPolicy: BackendCore["setEdgeGroupPolicy"] = (a) =>
     Effect.gen(function*() {
-      if (Ids.executionPartition(a.downstreamExecutionId) !== Ids.flowPartition(a.flowId, settings.partitions)) {
-        const exists = yield* call("describe_flow", flowOf(a.flowId), { flow_id: a.flowId }, [], true)
-        if (exists.status === "NONE") return yield* notFound("flow")
-        return yield* invalidInput("set_edge_group_policy: the downstream execution must live on the flow's partition")
-      }
+      // the boundary has checked that the downstream lives on the flow's partition
       const env = yield* call("set_edge_group_policy", flowOf(a.flowId), {
         flow_id: a.flowId,
         downstream: a.downstreamExecutionId,
