@@ -689,6 +689,37 @@ export const flows = (t: Tester) =>
           expect((yield* edgeGroup(flowId, d)).policy).toEqual(policy)
         }))
 
+      t.test("describeFlow lists one group per member with applied dependencies (n > 0), staged or not", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(3)
+          const listed = Effect.map(flowSnapshot(flowId), (f) => f.edgeGroups.map((g) => g.downstreamExecutionId))
+          const policy = { _tag: "any_of", onSatisfied: "cancel_remaining" } as const
+          // a policy alone, then a staged edge not yet applied: no group is listed (n = 0)
+          expect(yield* b.setEdgeGroupPolicy({ flowId, downstreamExecutionId: ids[1]!, policy })).toEqual({ _tag: "Set" })
+          const staged = yield* Ids.newEdgeId
+          yield* b.stageDependencyEdge({
+            flowId,
+            edgeId: staged,
+            upstreamExecutionId: ids[0]!,
+            downstreamExecutionId: ids[1]!,
+            expectedGraphRevision: (yield* flowSnapshot(flowId)).graphRevision
+          })
+          expect(yield* listed).toEqual([])
+          // applied: listed with its policy and n = 1
+          yield* b.applyDependencyToChild({ flowId, edgeId: staged, upstreamExecutionId: ids[0]!, downstreamExecutionId: ids[1]! })
+          expect(yield* edgeGroup(flowId, ids[1]!)).toMatchObject({ policy, totalDeps: 1, runningCount: 1, groupState: "pending" })
+          // a dependency applied for an edge that was never staged (§8.5 does not verify it) counts too
+          yield* b.applyDependencyToChild({
+            flowId,
+            edgeId: yield* Ids.newEdgeId,
+            upstreamExecutionId: ids[0]!,
+            downstreamExecutionId: ids[2]!
+          })
+          expect(yield* edgeGroup(flowId, ids[2]!)).toMatchObject({ policy: { _tag: "all_of" }, totalDeps: 1 })
+          expect(yield* listed).toEqual([ids[1]!, ids[2]!].sort())
+        }))
+
       t.test("setEdgeGroupPolicy after an edge was applied: InvalidInput(edge_group_policy_already_fixed)", () =>
         Effect.gen(function*() {
           const b = yield* backend

@@ -36,33 +36,6 @@ const stageSelfEdge: Command = {
   dataPassing: false
 }
 
-/**
- * Which edge groups `describeFlow` lists: memory lists the groups of members with *applied*
- * dependencies (a group record with n > 0), the Valkey layer the members with *staged* inbound
- * edges (operations.md §6.2: "one per member with inbound edges"). They differ when an edge is
- * applied but was never staged (§8.5 does not verify it; memory lists the group, valkey not), and
- * when an edge is staged but not applied yet after `setEdgeGroupPolicy` (valkey lists the group with
- * `totalDeps: 0`, memory not). Masked when one listing is a subset of the other.
- */
-export const edgeGroupListing: Waiver = {
-  id: "edge-group-listing",
-  description: "describeFlow.edgeGroups: memory lists applied groups, valkey members with staged inbound edges (operations.md §6.2)",
-  // staged, not applied; the other direction: [createFlow, create({ flow: 0 }), stageSelfEdge, { _tag: "ApplyEdge", edge: 0 }]
-  repro: [
-    createFlow,
-    create({ flow: 0 }),
-    create({ flow: 0 }),
-    { _tag: "SetEdgeGroupPolicy", flow: 0, downstream: 1, policy: { _tag: "any_of", onSatisfied: "cancel_remaining" } },
-    { _tag: "StageEdge", flow: 0, upstream: 0, downstream: 1, revision: "current", apply: false, dataPassing: false }
-  ],
-  matches: (d) => {
-    if (!d.path.endsWith(".edgeGroups") || !Array.isArray(d.reference) || !Array.isArray(d.candidate)) return false
-    const ref = (d.reference as ReadonlyArray<unknown>).map((x) => JSON.stringify(x))
-    const cand = (d.candidate as ReadonlyArray<unknown>).map((x) => JSON.stringify(x))
-    return cand.every((x) => ref.includes(x)) || ref.every((x) => cand.includes(x))
-  }
-}
-
 const relTime = (v: Difference["candidate"]): number | undefined =>
   typeof v === "string" && /^T[+-]\d+$/.test(v) ? Number(v.slice(1)) : undefined
 
@@ -181,8 +154,7 @@ export const lastMutationAtLater: Waiver = {
 export const valkeyWaivers: ReadonlyArray<Waiver> = [
   lastMutationAtLater,
   claimOrderWithCapabilities,
-  claimMarksExpiredLeases,
-  edgeGroupListing
+  claimMarksExpiredLeases
 ]
 
 /**
