@@ -336,6 +336,19 @@ export const admin = (t: Tester) =>
           }
         }))
 
+      t.test("a replay drops the old result: a replayed run completed without a payload has none", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* createAndClaim()
+          yield* b.complete(c.handle, { payload: new TextEncoder().encode("first") })
+          expect(Option.isSome(yield* b.getExecutionResult(c.executionId))).toBe(true)
+          yield* b.replayExecution(c.executionId)
+          expect(Option.isNone(yield* b.getExecutionResult(c.executionId))).toBe(true)
+          yield* b.complete(yield* claimSome(c.lane))
+          expect(yield* publicState(c.executionId)).toBe("completed")
+          expect(Option.isNone(yield* b.getExecutionResult(c.executionId))).toBe(true)
+        }))
+
       t.test("is not idempotent: a second replay is State(ExecutionNotTerminal)", () =>
         Effect.gen(function*() {
           const b = yield* backend

@@ -734,6 +734,7 @@ FF.fn.replay = function(B, a, now)
   local fid = c.flow_id or ""
   local lane = c.lane_id
   C("ZREM", K.lane(B, lane, "terminal"), e)
+  C("DEL", K.ex(B, e, "result")) -- the result belongs to the replaced run (as memory and Postgres)
   local common = {
     "replay_count", FF.s(rc + 1), "completed_at", "", "pending_replay_reason", "replay",
     "pending_previous_attempt_index", FF.str(c.current_attempt_index), "lease_expired_at", "",
