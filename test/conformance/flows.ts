@@ -803,6 +803,29 @@ export const flows = (t: Tester) =>
           expect(h.kind).toBe("fresh")
         }))
 
+      t.test("resolving a dependency stamps the child's lastMutationAt even when its state does not move", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, members, ids } = yield* buildFlow(3)
+          // the child is already running when the edges are applied, so resolution cannot unblock it
+          const child = yield* claimSome(members[2]!.lane)
+          expect(payloadOf(child).executionId).toBe(ids[2])
+          yield* addEdge(flowId, ids[0]!, ids[2]!, { dataPassingRef: "in" })
+          yield* addEdge(flowId, ids[1]!, ids[2]!)
+          const before = (yield* snapshot(ids[2]!)).lastMutationAt
+          yield* advance(10)
+          const t1 = yield* now
+          const h0 = yield* claimSome(members[0]!.lane)
+          yield* b.complete(h0, { payload: bytes("up") })
+          expect(t1).toBeGreaterThan(before)
+          expect((yield* snapshot(ids[2]!)).lastMutationAt).toBe(t1)
+          expect(yield* publicState(ids[2]!)).toBe("active")
+          yield* advance(10)
+          const t2 = yield* now
+          yield* failMember(members[1]!)
+          expect((yield* snapshot(ids[2]!)).lastMutationAt).toBe(t2)
+        }))
+
       t.test("a linear chain advances one member per complete with no scanner delay", () =>
         Effect.gen(function*() {
           const { members, ids } = yield* buildFlow(5, [[0, 1], [1, 2], [2, 3], [3, 4]])

@@ -124,35 +124,7 @@ export const claimOrderWithCapabilities: Waiver = {
   }
 }
 
-/**
- * `describeExecution.lastMutationAt` later on memory than on the Valkey layer after a sequence of a
- * flow member claimed with capabilities, a second (delayed-in-the-past) member claimed, and the first
- * completed. Today's fixes removed the known causes (appendFrame, non-resuming signals,
- * applyDependencyToChild); this one is not explained yet, so it stays waived and reported.
- * Masked while memory's `lastMutationAt` is the later one.
- */
-export const lastMutationAtLater: Waiver = {
-  repro: [
-    createFlow,
-    create({ flow: 0 }),
-    claim({ caps: ["gpu", "ssd"] }),
-    create({ flow: 0, delayMs: -100 }),
-    { _tag: "StageEdge", flow: 0, upstream: 0, downstream: 0, revision: "current", apply: true, dataPassing: true },
-    claim(),
-    { _tag: "Complete", handle: 0, payload: "out" }
-  ],
-  id: "last-mutation-at-later-on-memory",
-  description: "describeExecution.lastMutationAt: memory later than valkey in one unexplained case (see waivers.ts)",
-  matches: (d) => {
-    if (!d.path.endsWith(".describe.ok.Some.lastMutationAt")) return false
-    const a = relTime(d.reference)
-    const b = relTime(d.candidate)
-    return a !== undefined && b !== undefined && a > b
-  }
-}
-
 export const valkeyWaivers: ReadonlyArray<Waiver> = [
-  lastMutationAtLater,
   claimOrderWithCapabilities,
   claimMarksExpiredLeases
 ]
