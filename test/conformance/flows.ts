@@ -1001,6 +1001,43 @@ export const flows = (t: Tester) =>
           yield* settleFlows
           expect(yield* publicState(down.executionId)).toBe("waiting")
         }))
+
+      t.test("a dependency applied without a staged edge: not resolved inline, the pass resolves it for a blocked child only", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const flowId = yield* createFlow()
+          const up = yield* addMember(flowId)
+          const blocked = yield* addMember(flowId)
+          const active = yield* addMember(flowId)
+          const done = yield* addMember(flowId)
+          // `active` runs and `done` is cancelled before their dependencies are applied
+          const activeHandle = yield* claimSome(active.lane)
+          yield* b.cancelExecution({ executionId: done.executionId, reason: "x" })
+          // never staged: operations.md §8.5 does not verify the edge
+          const applyUnstaged = (down: ExecutionId) =>
+            Effect.gen(function*() {
+              const edgeId = yield* Ids.newEdgeId
+              yield* b.applyDependencyToChild({ flowId, edgeId, upstreamExecutionId: up.executionId, downstreamExecutionId: down })
+            })
+          for (const c of [blocked, active, done]) yield* applyUnstaged(c.executionId)
+          expect(yield* publicState(blocked.executionId)).toBe("waiting_children")
+          // inline resolution (P4) follows the upstream's staged edges only
+          yield* failMember(up)
+          expect(yield* publicState(blocked.executionId)).toBe("waiting_children")
+          for (const c of [blocked, active, done]) {
+            expect(yield* edgeGroup(flowId, c.executionId)).toMatchObject({ runningCount: 1, failedCount: 0, groupState: "pending" })
+          }
+          // the safety net resolves the blocked child's dependency by its record; the others are left alone
+          yield* settleFlows
+          expect(yield* publicState(blocked.executionId)).toBe("skipped")
+          expect(yield* edgeGroup(flowId, blocked.executionId)).toMatchObject({ failedCount: 1, groupState: "impossible" })
+          for (const c of [active, done]) {
+            expect(yield* edgeGroup(flowId, c.executionId)).toMatchObject({ runningCount: 1, failedCount: 0, groupState: "pending" })
+          }
+          expect(yield* publicState(active.executionId)).toBe("active")
+          expect(yield* publicState(done.executionId)).toBe("cancelled")
+          yield* b.complete(activeHandle)
+        }))
     })
 
     describe("data passing", () => {

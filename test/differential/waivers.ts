@@ -25,16 +25,6 @@ const claim = (o: Partial<Extract<Command, { _tag: "Claim" }>> = {}): Command =>
 })
 const createFlow: Command = { _tag: "CreateFlow" }
 const advance = (ms: number): Command => ({ _tag: "Advance", ms })
-/** Stages edge `0 → 0` (a self edge, rejected) without applying it. */
-const stageSelfEdge: Command = {
-  _tag: "StageEdge",
-  flow: 0,
-  upstream: 0,
-  downstream: 0,
-  revision: "current",
-  apply: false,
-  dataPassing: false
-}
 
 const relTime = (v: Difference["candidate"]): number | undefined =>
   typeof v === "string" && /^T[+-]\d+$/.test(v) ? Number(v.slice(1)) : undefined
@@ -129,36 +119,4 @@ export const valkeyWaivers: ReadonlyArray<Waiver> = [
   claimMarksExpiredLeases
 ]
 
-/**
- * `reconcileDependencies` and a dependency applied for an edge that was never staged (its staging
- * failed; operations.md §8.5 does not verify the edge) whose upstream is already terminal: the
- * Postgres pass resolves the dependency record (the group becomes `impossible`, `processed: 1`), the
- * memory pass resolves staged outgoing edges only and leaves the group `pending`. operations.md
- * §10.3 resolves "each outgoing edge" of a terminal upstream — there is none here, so memory's
- * reading is defensible; low impact. The run ends.
- */
-export const reconcileUnstagedDependency: Waiver = {
-  id: "reconcile-unstaged-dependency",
-  description: "reconcileDependencies: postgres resolves a dependency applied without a staged edge, memory does not (operations.md §10.3)",
-  effect: "endRun",
-  repro: [
-    createFlow,
-    create({ flow: 0 }),
-    { _tag: "CancelExecution", execution: 0 },
-    stageSelfEdge,
-    { _tag: "ApplyEdge", edge: 0 },
-    { _tag: "Pass", pass: "reconcileDependencies" }
-  ],
-  matches: (d, step) => {
-    if (!step.label.startsWith("Settle") && !step.label.includes("reconcileDependencies")) return false
-    if (d.path === "result.reconcileDependencies.ok.processed" || d.path === "result.ok.processed") {
-      return typeof d.reference === "number" && typeof d.candidate === "number" && d.candidate > d.reference
-    }
-    return /\.edgeGroups\[\d+\]\.groupState$/.test(d.path) && d.reference === "pending" &&
-      (d.candidate === "impossible" || d.candidate === "satisfied")
-  }
-}
-
-export const postgresWaivers: ReadonlyArray<Waiver> = [
-  reconcileUnstagedDependency
-]
+export const postgresWaivers: ReadonlyArray<Waiver> = []

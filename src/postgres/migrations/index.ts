@@ -18,6 +18,7 @@ import * as m0008 from "./0008_hot_path.js"
 import * as m0009 from "./0009_batch_claim.js"
 import * as m0010 from "./0010_flow_graph.js"
 import * as m0011 from "./0011_resolve_edge.js"
+import * as m0012 from "./0012_dependency_reconcile.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -37,7 +38,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0008_hot_path": run(m0008.sql),
   "0009_batch_claim": run(m0009.sql),
   "0010_flow_graph": run(m0010.sql),
-  "0011_resolve_edge": run(m0011.sql)
+  "0011_resolve_edge": run(m0011.sql),
+  "0012_dependency_reconcile": run(m0012.sql)
 }
 
 /** The id of the newest migration this code needs. */
