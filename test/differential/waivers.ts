@@ -87,23 +87,20 @@ export const claimMarksExpiredLeases: Waiver = {
 }
 
 /**
- * Claim order with capability filtering: the Valkey `claim` does not always take the best
- * *capable* candidate. (1) Across partitions it visits the lane's hinted partitions best head first
- * and takes the first capable candidate inside that partition, even when another partition holds a
- * capable candidate with a better score. (2) Inside a partition its first phase looks only at the
- * head of the eligible index and the head of the reclaim index: when the reclaim head needs a
- * capability the worker lacks, the eligible head is taken although a capable reclaimable
- * execution with a better score sits second in the reclaim index. Memory takes the globally best
- * capable candidate (model.md §8.3 priority then FIFO; ValkeyBackend.ts: "the order is the global
- * priority-then-FIFO order of the memory engine"). This waiver hides every claim where the server
- * leases another execution's first attempt, so keep it only while the bug is open. The run ends.
+ * Claim order with capability filtering across partitions: the Valkey `claim` visits the lane's
+ * hinted partitions best *head* first and takes the first capable candidate inside that partition,
+ * even when another partition holds a capable candidate with a better score (the head of the first
+ * partition needs a capability the worker lacks). Memory takes the globally best capable candidate
+ * (model.md §8.3 priority then FIFO; ValkeyBackend.ts: "the order is the global priority-then-FIFO
+ * order of the memory engine"). Inside one partition the order is fixed (ff_claim tries only the
+ * best head before its merged scan; conformance "the best capable candidate wins across the
+ * eligible and reclaim indexes"). This waiver hides every claim where the server leases another
+ * execution's first attempt, so keep it only while the bug is open. The run ends.
  */
 export const claimOrderWithCapabilities: Waiver = {
-  // (1) across partitions; (2) is [create({ caps: ["ssd"] }), create(), claim({ caps: ["gpu", "ssd"] }),
-  // claim(), advance(60_000), { _tag: "Pass", pass: "expireLeases" }, create(), claim()]
   repro: [create(), createFlow, create({ priority: 1, caps: ["gpu"], flow: 0 }), create({ flow: 0 }), claim()],
   id: "claim-order-with-capabilities",
-  description: "claim: valkey does not always take the best capable candidate (hinted partition / index heads only) (model.md §8.3)",
+  description: "claim: valkey does not always take the best capable candidate across hinted partitions (model.md §8.3)",
   effect: "endRun",
   matches: (d, step) => {
     if (!step.label.startsWith("Claim") || d.path !== "result.ok.Some.executionId") return false

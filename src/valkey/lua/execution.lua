@@ -330,7 +330,9 @@ FF.fn.claim = function(B, a, now)
   local tried = {}
   local heads = FF.candidates(B, lane, 1)
   if #heads == 0 then return FF.ok("EMPTY") end
-  local r = FF.claim_from(B, a, now, lane, caps, heads, tried)
+  -- only the best head: when it is not for this worker, the other index's head is not the next
+  -- best (the merged scan below is), so the order stays priority then FIFO (model.md §8.3)
+  local r = FF.claim_from(B, a, now, lane, caps, { heads[1] }, tried)
   if r ~= nil then return r end
   local scan = math.max(1, FF.num(a.scan, 32))
   r = FF.claim_from(B, a, now, lane, caps, FF.candidates(B, lane, scan), tried)
