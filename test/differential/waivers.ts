@@ -92,8 +92,13 @@ export const claimMarksExpiredLeases: Waiver = {
  * even when another partition holds a capable candidate with a better score (the head of the first
  * partition needs a capability the worker lacks). Memory takes the globally best capable candidate
  * (model.md §8.3 priority then FIFO; ValkeyBackend.ts: "the order is the global priority-then-FIFO
- * order of the memory engine"). Inside one partition the order is fixed (ff_claim tries only the
- * best head before its merged scan; conformance "the best capable candidate wins across the
+ * order of the memory engine"). The same walk also misorders without capabilities when a hint is
+ * stale (better than the partition's real head): `applyDependencyToChild` blocks a partition's
+ * eligible head and leaves the lane hint at its score (hints are only lowered, and re-scored after
+ * a claim), so the walk visits that partition first and leases its real, worse head; repro
+ * [createFlow, create({ flow: 0 }), create({ priority: 5 }), create({ priority: 9001, flow: 0 }),
+ * StageEdge 1 → 0 applied, claim()]. Inside one partition the order is fixed (ff_claim tries only
+ * the best head before its merged scan; conformance "the best capable candidate wins across the
  * eligible and reclaim indexes"). This waiver hides every claim where the server leases another
  * execution's first attempt, so keep it only while the bug is open. The run ends.
  */
