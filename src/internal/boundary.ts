@@ -13,6 +13,7 @@ import {
   corruption,
   type EngineError,
   invalidInput,
+  notFound,
   state,
   validation,
   type ValidationError,
@@ -506,12 +507,29 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       }),
 
     applyDependencyToChild: (args) =>
-      Effect.flatMap(make("apply_dependency_to_child", M.ApplyDependencyToChildArgs, args), core.applyDependencyToChild),
+      Effect.gen(function*() {
+        const a = yield* make("apply_dependency_to_child", M.ApplyDependencyToChildArgs, args)
+        // slot locality (valkey.md §12.3): flow members live on the flow's partition, so an edge
+        // whose endpoints do not is bad input on every backend, rejected before anything is read
+        const fp = flowPartition(a.flowId, core.partitions ?? defaultPartitionConfig)
+        if (executionPartition(a.downstreamExecutionId) !== fp || executionPartition(a.upstreamExecutionId) !== fp) {
+          return yield* invalidInput(
+            `apply_dependency_to_child: the upstream and downstream executions must live on the flow's partition ${fp}`
+          )
+        }
+        return yield* core.applyDependencyToChild(a)
+      }),
 
     setEdgeGroupPolicy: (args) =>
       Effect.gen(function*() {
         yield* checkJoinPolicy((args as { policy?: unknown } | undefined)?.policy)
         const a = yield* make("set_edge_group_policy", M.SetEdgeGroupPolicyArgs, args)
+        // slot locality (valkey.md §12.3): a downstream off the flow's partition cannot be a member;
+        // NotFound(flow) still comes first (operations.md §8.6), read only on this bad path
+        if (executionPartition(a.downstreamExecutionId) !== flowPartition(a.flowId, core.partitions ?? defaultPartitionConfig)) {
+          if (Option.isNone(yield* core.describeFlow(a.flowId))) return yield* notFound("flow")
+          return yield* invalidInput("set_edge_group_policy: the downstream execution must live on the flow's partition")
+        }
         return yield* core.setEdgeGroupPolicy(a)
       }),
 

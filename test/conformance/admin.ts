@@ -100,6 +100,23 @@ export const admin = (t: Tester) =>
           expect((yield* info(c.executionId)).executionKind).toBe("conformance")
         }))
 
+      t.test("a Duplicate writes nothing: a lane first named by a duplicate is not registered", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* create()
+          const single = yield* newLane("dup-lane")
+          const batch = yield* newLane("dup-lane")
+          expect(yield* b.createExecution({ executionId: c.executionId, namespace: NS, laneId: single, executionKind: "k" }))
+            .toEqual({ _tag: "Duplicate", executionId: c.executionId })
+          expect(yield* b.createExecutions([{ executionId: c.executionId, namespace: NS, laneId: batch, executionKind: "k" }]))
+            .toEqual([{ _tag: "Duplicate", executionId: c.executionId }])
+          for (const lane of [single, batch]) {
+            const listed = yield* b.listLanes({ cursor: Ids.unsafe.laneId(lane.slice(0, -1)), limit: 5 })
+            expect(listed.lanes).not.toContain(lane)
+          }
+          expect((yield* info(c.executionId)).laneId).toBe(c.lane)
+        }))
+
       t.test("an idempotency key dedups for 24 h onto the first execution", () =>
         Effect.gen(function*() {
           const b = yield* backend
@@ -317,6 +334,19 @@ export const admin = (t: Tester) =>
             yield* failsWith(b.complete(c.handle), "State", "StaleLease")
             yield* b.complete(h)
           }
+        }))
+
+      t.test("a replay drops the old result: a replayed run completed without a payload has none", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* createAndClaim()
+          yield* b.complete(c.handle, { payload: new TextEncoder().encode("first") })
+          expect(Option.isSome(yield* b.getExecutionResult(c.executionId))).toBe(true)
+          yield* b.replayExecution(c.executionId)
+          expect(Option.isNone(yield* b.getExecutionResult(c.executionId))).toBe(true)
+          yield* b.complete(yield* claimSome(c.lane))
+          expect(yield* publicState(c.executionId)).toBe("completed")
+          expect(Option.isNone(yield* b.getExecutionResult(c.executionId))).toBe(true)
         }))
 
       t.test("is not idempotent: a second replay is State(ExecutionNotTerminal)", () =>

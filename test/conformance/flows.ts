@@ -647,6 +647,27 @@ export const flows = (t: Tester) =>
           )
           expect(yield* publicState(ids[1]!)).toBe("waiting")
         }))
+      t.test("applyDependencyToChild off the flow's partition is Validation(InvalidInput) and writes nothing", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(2)
+          const fp = Ids.flowPartition(flowId, { ...Ids.defaultPartitionConfig, numFlowPartitions: t.options.numFlowPartitions })
+          const elsewhere = (yield* create({ executionId: yield* executionIdOnPartition((fp + 1) % t.options.numFlowPartitions) }))
+            .executionId
+          const before = yield* flowSnapshot(flowId)
+          // slot locality (valkey.md §12.3): checked first, before NotFound / ExecutionAlreadyInFlow
+          for (const [up, down] of [[ids[0]!, elsewhere], [elsewhere, ids[1]!]] as const) {
+            yield* validationFails(
+              b.applyDependencyToChild({ flowId, edgeId: yield* Ids.newEdgeId, upstreamExecutionId: up, downstreamExecutionId: down }),
+              "InvalidInput",
+              "must live on the flow's partition"
+            )
+          }
+          expect(yield* publicState(elsewhere)).toBe("waiting")
+          expect(yield* publicState(ids[1]!)).toBe("waiting")
+          expect((yield* snapshot(elsewhere)).flowId).toBeUndefined()
+          expect(yield* flowSnapshot(flowId)).toEqual(before)
+        }))
     })
 
     describe("edge group policy", () => {
@@ -666,6 +687,37 @@ export const flows = (t: Tester) =>
           ).toEqual({ _tag: "AlreadySet" })
           yield* addEdge(flowId, ids[0]!, d)
           expect((yield* edgeGroup(flowId, d)).policy).toEqual(policy)
+        }))
+
+      t.test("describeFlow lists one group per member with applied dependencies (n > 0), staged or not", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(3)
+          const listed = Effect.map(flowSnapshot(flowId), (f) => f.edgeGroups.map((g) => g.downstreamExecutionId))
+          const policy = { _tag: "any_of", onSatisfied: "cancel_remaining" } as const
+          // a policy alone, then a staged edge not yet applied: no group is listed (n = 0)
+          expect(yield* b.setEdgeGroupPolicy({ flowId, downstreamExecutionId: ids[1]!, policy })).toEqual({ _tag: "Set" })
+          const staged = yield* Ids.newEdgeId
+          yield* b.stageDependencyEdge({
+            flowId,
+            edgeId: staged,
+            upstreamExecutionId: ids[0]!,
+            downstreamExecutionId: ids[1]!,
+            expectedGraphRevision: (yield* flowSnapshot(flowId)).graphRevision
+          })
+          expect(yield* listed).toEqual([])
+          // applied: listed with its policy and n = 1
+          yield* b.applyDependencyToChild({ flowId, edgeId: staged, upstreamExecutionId: ids[0]!, downstreamExecutionId: ids[1]! })
+          expect(yield* edgeGroup(flowId, ids[1]!)).toMatchObject({ policy, totalDeps: 1, runningCount: 1, groupState: "pending" })
+          // a dependency applied for an edge that was never staged (§8.5 does not verify it) counts too
+          yield* b.applyDependencyToChild({
+            flowId,
+            edgeId: yield* Ids.newEdgeId,
+            upstreamExecutionId: ids[0]!,
+            downstreamExecutionId: ids[2]!
+          })
+          expect(yield* edgeGroup(flowId, ids[2]!)).toMatchObject({ policy: { _tag: "all_of" }, totalDeps: 1 })
+          expect(yield* listed).toEqual([ids[1]!, ids[2]!].sort())
         }))
 
       t.test("setEdgeGroupPolicy after an edge was applied: InvalidInput(edge_group_policy_already_fixed)", () =>
@@ -698,6 +750,29 @@ export const flows = (t: Tester) =>
           )
           expect(e.entity).toBe("flow")
         }))
+
+      t.test("setEdgeGroupPolicy off the flow's partition: NotFound(flow) first, else InvalidInput, nothing written", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, ids } = yield* buildFlow(1)
+          const n = t.options.numFlowPartitions
+          const fp = Ids.flowPartition(flowId, { ...Ids.defaultPartitionConfig, numFlowPartitions: n })
+          const elsewhere = (yield* create({ executionId: yield* executionIdOnPartition((fp + 1) % n) })).executionId
+          const policy = { _tag: "any_of", onSatisfied: "let_run" } as const
+          yield* validationFails(
+            b.setEdgeGroupPolicy({ flowId, downstreamExecutionId: elsewhere, policy }),
+            "InvalidInput",
+            "must live on the flow's partition"
+          )
+          const missing = yield* failsWith(
+            b.setEdgeGroupPolicy({ flowId: yield* Ids.newFlowId, downstreamExecutionId: elsewhere, policy }),
+            "NotFound"
+          )
+          expect(missing.entity).toBe("flow")
+          expect((yield* flowSnapshot(flowId)).edgeGroups).toEqual([])
+          expect(yield* publicState(elsewhere)).toBe("waiting")
+          expect(yield* publicState(ids[0]!)).toBe("waiting")
+        }))
     })
 
     describe("joins and skip propagation (P4: no maintenance pass)", () => {
@@ -726,6 +801,29 @@ export const flows = (t: Tester) =>
           })
           const h = yield* claimSome(members[2]!.lane)
           expect(h.kind).toBe("fresh")
+        }))
+
+      t.test("resolving a dependency stamps the child's lastMutationAt even when its state does not move", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const { flowId, members, ids } = yield* buildFlow(3)
+          // the child is already running when the edges are applied, so resolution cannot unblock it
+          const child = yield* claimSome(members[2]!.lane)
+          expect(payloadOf(child).executionId).toBe(ids[2])
+          yield* addEdge(flowId, ids[0]!, ids[2]!, { dataPassingRef: "in" })
+          yield* addEdge(flowId, ids[1]!, ids[2]!)
+          const before = (yield* snapshot(ids[2]!)).lastMutationAt
+          yield* advance(10)
+          const t1 = yield* now
+          const h0 = yield* claimSome(members[0]!.lane)
+          yield* b.complete(h0, { payload: bytes("up") })
+          expect(t1).toBeGreaterThan(before)
+          expect((yield* snapshot(ids[2]!)).lastMutationAt).toBe(t1)
+          expect(yield* publicState(ids[2]!)).toBe("active")
+          yield* advance(10)
+          const t2 = yield* now
+          yield* failMember(members[1]!)
+          expect((yield* snapshot(ids[2]!)).lastMutationAt).toBe(t2)
         }))
 
       t.test("a linear chain advances one member per complete with no scanner delay", () =>
@@ -902,6 +1000,43 @@ export const flows = (t: Tester) =>
           expect(yield* publicState(down.executionId)).toBe("waiting_children")
           yield* settleFlows
           expect(yield* publicState(down.executionId)).toBe("waiting")
+        }))
+
+      t.test("a dependency applied without a staged edge: not resolved inline, the pass resolves it for a blocked child only", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const flowId = yield* createFlow()
+          const up = yield* addMember(flowId)
+          const blocked = yield* addMember(flowId)
+          const active = yield* addMember(flowId)
+          const done = yield* addMember(flowId)
+          // `active` runs and `done` is cancelled before their dependencies are applied
+          const activeHandle = yield* claimSome(active.lane)
+          yield* b.cancelExecution({ executionId: done.executionId, reason: "x" })
+          // never staged: operations.md §8.5 does not verify the edge
+          const applyUnstaged = (down: ExecutionId) =>
+            Effect.gen(function*() {
+              const edgeId = yield* Ids.newEdgeId
+              yield* b.applyDependencyToChild({ flowId, edgeId, upstreamExecutionId: up.executionId, downstreamExecutionId: down })
+            })
+          for (const c of [blocked, active, done]) yield* applyUnstaged(c.executionId)
+          expect(yield* publicState(blocked.executionId)).toBe("waiting_children")
+          // inline resolution (P4) follows the upstream's staged edges only
+          yield* failMember(up)
+          expect(yield* publicState(blocked.executionId)).toBe("waiting_children")
+          for (const c of [blocked, active, done]) {
+            expect(yield* edgeGroup(flowId, c.executionId)).toMatchObject({ runningCount: 1, failedCount: 0, groupState: "pending" })
+          }
+          // the safety net resolves the blocked child's dependency by its record; the others are left alone
+          yield* settleFlows
+          expect(yield* publicState(blocked.executionId)).toBe("skipped")
+          expect(yield* edgeGroup(flowId, blocked.executionId)).toMatchObject({ failedCount: 1, groupState: "impossible" })
+          for (const c of [active, done]) {
+            expect(yield* edgeGroup(flowId, c.executionId)).toMatchObject({ runningCount: 1, failedCount: 0, groupState: "pending" })
+          }
+          expect(yield* publicState(active.executionId)).toBe("active")
+          expect(yield* publicState(done.executionId)).toBe("cancelled")
+          yield* b.complete(activeHandle)
         }))
     })
 

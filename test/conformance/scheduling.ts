@@ -206,6 +206,27 @@ export const scheduling = (t: Tester) =>
           expect(payloadOf(g).executionId).toBe(gpu.executionId)
         }))
 
+      t.test("the best capable candidate wins across the eligible and reclaim indexes (model.md §8.3)", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          // a (needs gpu) and b run and their leases run out; c waits; the order is a, b, c
+          const a = yield* create({ laneId: lane, policy: { routingRequirements: { requiredCapabilities: ["gpu"] } } })
+          yield* advance(1)
+          const b = yield* create({ laneId: lane })
+          yield* advance(1)
+          expect(payloadOf(yield* claimSome(lane, { tokens: ["gpu"], ttl: 1_000 })).executionId).toBe(a.executionId)
+          expect(payloadOf(yield* claimSome(lane, { ttl: 1_000 })).executionId).toBe(b.executionId)
+          const c = yield* create({ laneId: lane })
+          yield* advance(1_000)
+          yield* pass("expireLeases")
+          // without gpu: a is not for this worker, b (reclaim) comes before c (eligible)
+          const h = yield* claimSome(lane)
+          expect(payloadOf(h)).toMatchObject({ executionId: b.executionId, attemptIndex: 1 })
+          expect(payloadOf(yield* claimSome(lane)).executionId).toBe(c.executionId)
+          yield* claimNone(lane)
+          expect(payloadOf(yield* claimSome(lane, { tokens: ["gpu"] }))).toMatchObject({ executionId: a.executionId, attemptIndex: 1 })
+        }))
+
       t.test("requirements given as policy JSON text are honoured", () =>
         Effect.gen(function*() {
           const c = yield* create({ policy: "{\"routing_requirements\":{\"required_capabilities\":[\"b\",\"a\"]}}" })

@@ -740,9 +740,9 @@ export const signals = (t: Tester) =>
           const e = yield* Effect.flip(
             b.createWaitpoint(revoked.handle, { waitpointKey: "k", expiresIn: Duration.minutes(1) })
           )
-          // canonical answer NoActiveLease; a backend running the full ladder answers LeaseRevoked (both allowed)
+          // the canonical order: ownership ≠ leased is NoActiveLease (before the lease checks)
           const kind: string = "kind" in e ? String(e.kind) : ""
-          expect(["Contention:NoActiveLease", "State:LeaseRevoked"]).toContain(`${e._tag}:${kind}`)
+          expect(`${e._tag}:${kind}`).toBe("Contention:NoActiveLease")
           const live = yield* createAndClaim()
           for (const key of ["", "x".repeat(257), "bad\u0001key"]) {
             yield* validationFails(
@@ -751,6 +751,24 @@ export const signals = (t: Tester) =>
             )
           }
           expect((yield* b.listPendingWaitpoints({ executionId: live.executionId })).entries).toEqual([])
+        }))
+
+      t.test("createWaitpoint runs the stricter ladder (§5.2): an expired lease is LeaseExpired, not marked, nothing created", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          yield* ensureHmac
+          const c = yield* createAndClaim({}, { ttl: 1_000 })
+          yield* advance(999)
+          const first = yield* b.createWaitpoint(c.handle, { waitpointKey: "k1", expiresIn: Duration.minutes(1) })
+          yield* advance(1)
+          yield* failsWith(
+            b.createWaitpoint(c.handle, { waitpointKey: "k2", expiresIn: Duration.minutes(1) }),
+            "State",
+            "LeaseExpired"
+          )
+          expect((yield* vector(c.executionId)).ownershipState).toBe("leased")
+          const pending = (yield* b.listPendingWaitpoints({ executionId: c.executionId })).entries
+          expect(pending.map((w) => w.waitpointId)).toEqual([first.waitpointId])
         }))
 
       t.freshOnly("createWaitpoint with an empty keystore: Transport(hmac_secret_not_initialized)", () =>
@@ -830,6 +848,8 @@ export const signals = (t: Tester) =>
           expect((yield* snapshot(s.executionId)).blockingDetail).toBe(`suspension escalated: timeout at ${timedAt}`)
           const entry = yield* suspendedEntry(s.executionId)
           expect(Option.map(entry, (e) => e.reason)).toEqual(Option.some("waiting_for_operator_review"))
+          // the timeout is gone, so the listing shows the no-timeout score (operations.md §7.4)
+          expect(Option.map(entry, (e) => e.suspendedAtMs)).toEqual(Option.some(9_999_999_999_999))
           yield* advance(60_000)
           yield* pass("expireSuspensions")
           expect(yield* publicState(s.executionId)).toBe("suspended")

@@ -24,92 +24,6 @@ const claim = (o: Partial<Extract<Command, { _tag: "Claim" }>> = {}): Command =>
   ...o
 })
 const createFlow: Command = { _tag: "CreateFlow" }
-const advance = (ms: number): Command => ({ _tag: "Advance", ms })
-/** Stages edge `0 → 0` (a self edge, rejected) without applying it. */
-const stageSelfEdge: Command = {
-  _tag: "StageEdge",
-  flow: 0,
-  upstream: 0,
-  downstream: 0,
-  revision: "current",
-  apply: false,
-  dataPassing: false
-}
-
-const isErr = (v: Difference["candidate"], tag: string, kind?: string): boolean =>
-  typeof v === "object" && v !== null && !Array.isArray(v) && (v as { _tag?: unknown })["_tag"] === tag &&
-  (kind === undefined || (v as { kind?: unknown })["kind"] === kind)
-
-/**
- * `applyDependencyToChild` whose endpoints are not on the flow's partition (a downstream that is
- * not a flow member): memory applies it (`Applied`, the child is blocked by dependencies), the
- * Valkey layer rejects it with `Validation(InvalidInput)` "the upstream and downstream executions
- * must live on the flow's partition". operations.md §8.5 lists no such check ("the edge's existence
- * in the flow is not verified"; only NotFound / ExecutionAlreadyInFlow / AlreadyApplied), and the
- * partition check also comes before `Conflict(ExecutionAlreadyInFlow)` for a child of another flow.
- */
-export const applyOffPartition: Waiver = {
-  repro: [createFlow, create(), stageSelfEdge, { _tag: "ApplyEdge", edge: 0 }],
-  id: "apply-dependency-off-partition",
-  description: "applyDependencyToChild off the flow's partition: memory Applied, valkey Validation(InvalidInput) (operations.md §8.5)",
-  effect: "endRun",
-  matches: (d, step) =>
-    /^result(\.apply)?\.err(\.|$)/.test(d.path) &&
-    (isErr(d.candidate, "Validation", "InvalidInput") || d.candidate === "Validation" || d.candidate === "InvalidInput") &&
-    step.notes.some((n) => n.includes("must live on the flow's partition"))
-}
-
-const strings = (v: Difference["candidate"]): ReadonlyArray<string> | undefined =>
-  Array.isArray(v) && v.every((x) => typeof x === "string") ? (v as ReadonlyArray<string>) : undefined
-
-/**
- * The lane registry after a `createExecution` that returned `Duplicate` for a lane never used
- * before: memory registers a lane only when an execution is created on it, the Valkey layer
- * registers it before looking at the outcome (core.ts `createExecution`). The spec only describes
- * boot seeding (operations.md §7.3, valkey.md §2 `ff:idx:lanes`); memory (the reference) writes
- * nothing on a duplicate (operations.md §8.1).
- */
-export const laneOnDuplicate: Waiver = {
-  repro: [create(), create({ lane: 1, duplicateOf: 0 })],
-  id: "lane-registered-on-duplicate-create",
-  description: "listLanes: valkey registers the lane of a Duplicate createExecution, memory does not",
-  matches: (d) => {
-    if (!d.path.endsWith("listLanes.ok.lanes")) return false
-    const ref = strings(d.reference)
-    const cand = strings(d.candidate)
-    return ref !== undefined && cand !== undefined && ref.every((l) => cand.includes(l))
-  }
-}
-
-/**
- * Which edge groups `describeFlow` lists: memory lists the groups of members with *applied*
- * dependencies (a group record with n > 0), the Valkey layer the members with *staged* inbound
- * edges (operations.md §6.2: "one per member with inbound edges"). They differ when an edge is
- * applied but was never staged (§8.5 does not verify it; memory lists the group, valkey not), and
- * when an edge is staged but not applied yet after `setEdgeGroupPolicy` (valkey lists the group with
- * `totalDeps: 0`, memory not). Masked when one listing is a subset of the other.
- */
-export const edgeGroupListing: Waiver = {
-  id: "edge-group-listing",
-  description: "describeFlow.edgeGroups: memory lists applied groups, valkey members with staged inbound edges (operations.md §6.2)",
-  // staged, not applied; the other direction: [createFlow, create({ flow: 0 }), stageSelfEdge, { _tag: "ApplyEdge", edge: 0 }]
-  repro: [
-    createFlow,
-    create({ flow: 0 }),
-    create({ flow: 0 }),
-    { _tag: "SetEdgeGroupPolicy", flow: 0, downstream: 1, policy: { _tag: "any_of", onSatisfied: "cancel_remaining" } },
-    { _tag: "StageEdge", flow: 0, upstream: 0, downstream: 1, revision: "current", apply: false, dataPassing: false }
-  ],
-  matches: (d) => {
-    if (!d.path.endsWith(".edgeGroups") || !Array.isArray(d.reference) || !Array.isArray(d.candidate)) return false
-    const ref = (d.reference as ReadonlyArray<unknown>).map((x) => JSON.stringify(x))
-    const cand = (d.candidate as ReadonlyArray<unknown>).map((x) => JSON.stringify(x))
-    return cand.every((x) => ref.includes(x)) || ref.every((x) => cand.includes(x))
-  }
-}
-
-const relTime = (v: Difference["candidate"]): number | undefined =>
-  typeof v === "string" && /^T[+-]\d+$/.test(v) ? Number(v.slice(1)) : undefined
 
 const someHandle = (v: Difference["candidate"]): { readonly attemptIndex?: unknown } | undefined =>
   typeof v === "object" && v !== null && !Array.isArray(v) && "Some" in v ?
@@ -117,23 +31,25 @@ const someHandle = (v: Difference["candidate"]): { readonly attemptIndex?: unkno
     undefined
 
 /**
- * Claim order with capability filtering: the Valkey `claim` does not always take the best
- * *capable* candidate. (1) Across partitions it visits the lane's hinted partitions best head first
- * and takes the first capable candidate inside that partition, even when another partition holds a
- * capable candidate with a better score. (2) Inside a partition its first phase looks only at the
- * head of the eligible index and the head of the reclaim index: when the reclaim head needs a
- * capability the worker lacks, the eligible head is taken although a capable reclaimable
- * execution with a better score sits second in the reclaim index. Memory takes the globally best
- * capable candidate (model.md §8.3 priority then FIFO; ValkeyBackend.ts: "the order is the global
- * priority-then-FIFO order of the memory engine"). This waiver hides every claim where the server
- * leases another execution's first attempt, so keep it only while the bug is open. The run ends.
+ * Claim order with capability filtering across partitions: the Valkey `claim` visits the lane's
+ * hinted partitions best *head* first and takes the first capable candidate inside that partition,
+ * even when another partition holds a capable candidate with a better score (the head of the first
+ * partition needs a capability the worker lacks). Memory takes the globally best capable candidate
+ * (model.md §8.3 priority then FIFO; ValkeyBackend.ts: "the order is the global priority-then-FIFO
+ * order of the memory engine"). The same walk also misorders without capabilities when a hint is
+ * stale (better than the partition's real head): `applyDependencyToChild` blocks a partition's
+ * eligible head and leaves the lane hint at its score (hints are only lowered, and re-scored after
+ * a claim), so the walk visits that partition first and leases its real, worse head; repro
+ * [createFlow, create({ flow: 0 }), create({ priority: 5 }), create({ priority: 9001, flow: 0 }),
+ * StageEdge 1 → 0 applied, claim()]. Inside one partition the order is fixed (ff_claim tries only
+ * the best head before its merged scan; conformance "the best capable candidate wins across the
+ * eligible and reclaim indexes"). This waiver hides every claim where the server leases another
+ * execution's first attempt, so keep it only while the bug is open. The run ends.
  */
 export const claimOrderWithCapabilities: Waiver = {
-  // (1) across partitions; (2) is [create({ caps: ["ssd"] }), create(), claim({ caps: ["gpu", "ssd"] }),
-  // claim(), advance(60_000), { _tag: "Pass", pass: "expireLeases" }, create(), claim()]
   repro: [create(), createFlow, create({ priority: 1, caps: ["gpu"], flow: 0 }), create({ flow: 0 }), claim()],
   id: "claim-order-with-capabilities",
-  description: "claim: valkey does not always take the best capable candidate (hinted partition / index heads only) (model.md §8.3)",
+  description: "claim: valkey does not always take the best capable candidate across hinted partitions (model.md §8.3)",
   effect: "endRun",
   matches: (d, step) => {
     if (!step.label.startsWith("Claim") || d.path !== "result.ok.Some.executionId") return false
@@ -144,113 +60,8 @@ export const claimOrderWithCapabilities: Waiver = {
   }
 }
 
-/**
- * `createWaitpoint` with a handle whose lease ran out (not yet marked), or is otherwise stale by
- * lease id / epoch: memory runs the full lease ladder (`State(LeaseExpired)` / `StaleLease`), the
- * Valkey layer only the canonical checks (phase, ownership `leased`, attempt index) and creates the
- * waitpoint. operations.md §5.2 allows both ("Upstream does not compare lease id / epoch or expiry
- * here; a TS backend MAY run the full ladder (stricter)") — but the layers must agree (README P2).
- * The run ends (a pending waitpoint exists on one side only).
- */
-export const createWaitpointLadder: Waiver = {
-  repro: [create(), claim(), create(), advance(999), { _tag: "CreateWaitpoint", handle: 0, expiresInMs: 100 }],
-  id: "create-waitpoint-lease-ladder",
-  description: "createWaitpoint on an expired lease: memory LeaseExpired (full ladder), valkey creates it (operations.md §5.2 allows both)",
-  effect: "endRun",
-  matches: (d, step) =>
-    step.label.startsWith("CreateWaitpoint") && d.path === "result.err" &&
-    typeof d.reference === "object" && d.reference !== null && !Array.isArray(d.reference) &&
-    ((d.reference as { kind?: unknown })["kind"] === "LeaseExpired" ||
-      (d.reference as { kind?: unknown })["kind"] === "StaleLease")
-}
-
-/**
- * `listSuspended.suspendedAtMs` after a suspension timed out with `escalate` (it stays suspended,
- * its timeout removed): memory reports the no-timeout score 9 999 999 999 999, the Valkey layer the
- * old timeout. valkey.md (`ff_expire_suspension`, escalate): "`ZREM suspension_timeout` (the lane
- * suspended score is left as is)"; operations.md §7.4: `suspendedAtMs` is "the suspended-index score —
- * the suspension's `timeout_at`, or 9 999 999 999 999 when there is no timeout". The two texts
- * disagree once the timeout is removed; to be decided.
- */
-export const escalateSuspendedScore: Waiver = {
-  id: "escalate-suspended-score",
-  description: "listSuspended.suspendedAtMs after an escalate timeout: memory 9999999999999, valkey the old timeout (valkey.md vs operations.md §7.4)",
-  repro: [
-    create(),
-    claim(),
-    { _tag: "Suspend", handle: 0, binding: "fresh", matcher: "go", timeoutMs: 100, timeoutBehavior: "escalate" },
-    { _tag: "Settle", ms: 1000 }
-  ],
-  matches: (d) => d.path.endsWith(".suspendedAtMs") && d.reference === 9_999_999_999_999 && relTime(d.candidate) !== undefined
-}
-
-/**
- * `describeExecution.lastMutationAt` later on memory than on the Valkey layer after a sequence of a
- * flow member claimed with capabilities, a second (delayed-in-the-past) member claimed, and the first
- * completed. Today's fixes removed the known causes (appendFrame, non-resuming signals,
- * applyDependencyToChild); this one is not explained yet, so it stays waived and reported.
- * Masked while memory's `lastMutationAt` is the later one.
- */
-export const lastMutationAtLater: Waiver = {
-  repro: [
-    createFlow,
-    create({ flow: 0 }),
-    claim({ caps: ["gpu", "ssd"] }),
-    create({ flow: 0, delayMs: -100 }),
-    { _tag: "StageEdge", flow: 0, upstream: 0, downstream: 0, revision: "current", apply: true, dataPassing: true },
-    claim(),
-    { _tag: "Complete", handle: 0, payload: "out" }
-  ],
-  id: "last-mutation-at-later-on-memory",
-  description: "describeExecution.lastMutationAt: memory later than valkey in one unexplained case (see waivers.ts)",
-  matches: (d) => {
-    if (!d.path.endsWith(".describe.ok.Some.lastMutationAt")) return false
-    const a = relTime(d.reference)
-    const b = relTime(d.candidate)
-    return a !== undefined && b !== undefined && a > b
-  }
-}
-
 export const valkeyWaivers: ReadonlyArray<Waiver> = [
-  lastMutationAtLater,
-  escalateSuspendedScore,
-  createWaitpointLadder,
-  claimOrderWithCapabilities,
-  edgeGroupListing,
-  applyOffPartition,
-  laneOnDuplicate
+  claimOrderWithCapabilities
 ]
 
-/**
- * `reconcileDependencies` and a dependency applied for an edge that was never staged (its staging
- * failed; operations.md §8.5 does not verify the edge) whose upstream is already terminal: the
- * Postgres pass resolves the dependency record (the group becomes `impossible`, `processed: 1`), the
- * memory pass resolves staged outgoing edges only and leaves the group `pending`. operations.md
- * §10.3 resolves "each outgoing edge" of a terminal upstream — there is none here, so memory's
- * reading is defensible; low impact. The run ends.
- */
-export const reconcileUnstagedDependency: Waiver = {
-  id: "reconcile-unstaged-dependency",
-  description: "reconcileDependencies: postgres resolves a dependency applied without a staged edge, memory does not (operations.md §10.3)",
-  effect: "endRun",
-  repro: [
-    createFlow,
-    create({ flow: 0 }),
-    { _tag: "CancelExecution", execution: 0 },
-    stageSelfEdge,
-    { _tag: "ApplyEdge", edge: 0 },
-    { _tag: "Pass", pass: "reconcileDependencies" }
-  ],
-  matches: (d, step) => {
-    if (!step.label.startsWith("Settle") && !step.label.includes("reconcileDependencies")) return false
-    if (d.path === "result.reconcileDependencies.ok.processed" || d.path === "result.ok.processed") {
-      return typeof d.reference === "number" && typeof d.candidate === "number" && d.candidate > d.reference
-    }
-    return /\.edgeGroups\[\d+\]\.groupState$/.test(d.path) && d.reference === "pending" &&
-      (d.candidate === "impossible" || d.candidate === "satisfied")
-  }
-}
-
-export const postgresWaivers: ReadonlyArray<Waiver> = [
-  reconcileUnstagedDependency
-]
+export const postgresWaivers: ReadonlyArray<Waiver> = []

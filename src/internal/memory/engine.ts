@@ -403,7 +403,7 @@ export class MemoryEngine {
     flow: Flow,
     child: Exec,
     dep: Dependency,
-    edge: M.EdgeSnapshot,
+    edge: M.EdgeSnapshot | undefined,
     up: Exec,
     outcome: M.TerminalOutcome,
     now: number,
@@ -415,7 +415,9 @@ export class MemoryEngine {
       dep.state = "satisfied"
       child.unsatisfiedCount--
       group.succeeded++
-      if (edge.dataPassingRef !== undefined && child.phase !== "terminal" && up.result !== undefined) {
+      // the reference given when the dependency was applied (the staged edge's when none was given)
+      const dataPassingRef = dep.dataPassingRef ?? edge?.dataPassingRef
+      if (dataPassingRef !== undefined && dataPassingRef !== "" && child.phase !== "terminal" && up.result !== undefined) {
         child.payload = up.result
       }
     } else {
@@ -2073,7 +2075,12 @@ export class MemoryEngine {
     if (child.flowId !== undefined && child.flowId !== args.flowId) return err(conflict("ExecutionAlreadyInFlow"))
     if (child.deps?.has(args.edgeId) === true) return ok({ _tag: "AlreadyApplied" })
     const f = this.flows.get(args.flowId)
-    const dep: Dependency = { edgeId: args.edgeId, upstream: args.upstreamExecutionId, state: "unsatisfied" }
+    const dep: Dependency = {
+      edgeId: args.edgeId,
+      upstream: args.upstreamExecutionId,
+      dataPassingRef: args.dataPassingRef,
+      state: "unsatisfied"
+    }
     if (child.deps === undefined) child.deps = new Map()
     child.deps.set(args.edgeId, dep)
     child.unsatisfiedCount += 1
@@ -2616,17 +2623,22 @@ export class MemoryEngine {
   }
 
   /** Resolves dependencies whose upstream is terminal but still unresolved (the P4 safety net). */
+  /**
+   * The safety net of P4 (valkey.md dependency_reconciler): every member blocked by dependencies
+   * has each unresolved dependency whose upstream is terminal resolved, by its dependency record
+   * (staged edge or not). Members that are not blocked are left alone. One per dependency resolved.
+   */
   reconcileDependencies(now: number, batch: number): R<PassCount> {
     let processed = 0
     for (const f of this.flows.values()) {
       for (const childId of f.members) {
         const child = this.executions.get(childId)
-        if (child === undefined) continue
-        for (const dep of child.deps?.values() ?? []) {
+        if (child === undefined || child.phase !== "runnable" || child.eligibility !== "blocked_by_dependencies") continue
+        for (const dep of [...(child.deps?.values() ?? [])]) {
           if (dep.state !== "unsatisfied") continue
           const up = this.executions.get(dep.upstream)
+          if (up === undefined || up.phase !== "terminal" || up.outcome === "none") continue
           const edge = f.edges.get(dep.edgeId)
-          if (up === undefined || edge === undefined || up.phase !== "terminal") continue
           if (processed >= batch) return ok({ processed, more: true })
           const queue: Array<[Exec, M.TerminalOutcome]> = []
           this.resolveEdge(f, child, dep, edge, up, up.outcome, now, queue)

@@ -25,6 +25,8 @@ export interface Attempt {
 export interface Dependency {
   readonly edgeId: Ids.EdgeId
   readonly upstream: Ids.ExecutionId
+  /** The data-passing reference given when the dependency was applied. */
+  readonly dataPassingRef?: string | undefined
   state: "unsatisfied" | "satisfied" | "impossible"
 }
 

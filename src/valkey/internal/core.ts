@@ -12,7 +12,6 @@ import {
   type ExecutionNotActiveDetail,
   fromScriptCode,
   invalidInput,
-  notFound,
   validation,
   ResourceExhausted,
   TimeoutError,
@@ -1022,7 +1021,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     Effect.gen(function*() {
       yield* inRange(a.executionId)
       const env = yield* call("create", ex(a.executionId), createArgs(a), [a.inputPayload, a.policyJson])
-      yield* p.registerLane(a.laneId)
+      // a Duplicate writes nothing (operations.md §8.1), the lane registry included
       if (env.status === "DUPLICATE") {
         const [executionId] = yield* decodeFields("ff_create", T_Exec, env.fields)
         return { _tag: "Duplicate", executionId } satisfies M.CreateExecutionResult
@@ -1032,6 +1031,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         T_Created,
         env.fields
       )
+      yield* p.registerLane(a.laneId)
       return { _tag: "Created", executionId, publicState } satisfies M.CreateExecutionResult
     })
 
@@ -1079,7 +1079,10 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
             results[items[k]!] = decoded.right
           }
         }), { concurrency: "unbounded", discard: true })
-      for (const lane of new Set(list.map((a) => a.laneId))) yield* p.registerLane(lane)
+      // only the lanes of created executions: a Duplicate writes nothing (operations.md §8.1)
+      const created = new Set<string>()
+      for (let i = 0; i < list.length; i++) if (results[i]!._tag === "Created") created.add(list[i]!.laneId)
+      for (const lane of created) yield* p.registerLane(lane)
       return results
     })
 
@@ -1152,12 +1155,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
 
   const applyDependencyToChild: BackendCore["applyDependencyToChild"] = (a) =>
     Effect.gen(function*() {
-      const fp = Ids.flowPartition(a.flowId, settings.partitions)
-      if (Ids.executionPartition(a.downstreamExecutionId) !== fp || Ids.executionPartition(a.upstreamExecutionId) !== fp) {
-        return yield* invalidInput(
-          `apply_dependency_to_child: the upstream and downstream executions must live on the flow's partition ${fp}`
-        )
-      }
+      // the boundary has checked that both endpoints live on the flow's partition
       const env = yield* call("apply_dependency", flowOf(a.flowId), { flow_id: a.flowId, ...edgeArgs(a) })
       if (env.status === "ALREADY") return { _tag: "AlreadyApplied" } satisfies M.ApplyDependencyToChildResult
       const [unsatisfiedCount] = yield* decodeFields("ff_apply_dependency", T_Int, env.fields)
@@ -1166,11 +1164,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
 
   const setEdgeGroupPolicy: BackendCore["setEdgeGroupPolicy"] = (a) =>
     Effect.gen(function*() {
-      if (Ids.executionPartition(a.downstreamExecutionId) !== Ids.flowPartition(a.flowId, settings.partitions)) {
-        const exists = yield* call("describe_flow", flowOf(a.flowId), { flow_id: a.flowId }, [], true)
-        if (exists.status === "NONE") return yield* notFound("flow")
-        return yield* invalidInput("set_edge_group_policy: the downstream execution must live on the flow's partition")
-      }
+      // the boundary has checked that the downstream lives on the flow's partition
       const env = yield* call("set_edge_group_policy", flowOf(a.flowId), {
         flow_id: a.flowId,
         downstream: a.downstreamExecutionId,

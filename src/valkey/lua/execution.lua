@@ -329,7 +329,9 @@ FF.fn.claim = function(B, a, now)
   local tried = {}
   local heads = FF.candidates(B, lane, 1)
   if #heads == 0 then return FF.ok("EMPTY") end
-  local r = FF.claim_from(B, a, now, lane, caps, heads, tried)
+  -- only the best head: when it is not for this worker, the other index's head is not the next
+  -- best (the merged scan below is), so the order stays priority then FIFO (model.md §8.3)
+  local r = FF.claim_from(B, a, now, lane, caps, { heads[1] }, tried)
   if r ~= nil then return r end
   local scan = math.max(1, FF.num(a.scan, 32))
   r = FF.claim_from(B, a, now, lane, caps, FF.candidates(B, lane, scan), tried)
@@ -733,6 +735,7 @@ FF.fn.replay = function(B, a, now)
   local fid = c.flow_id or ""
   local lane = c.lane_id
   C("ZREM", K.lane(B, lane, "terminal"), e)
+  C("DEL", K.ex(B, e, "result")) -- the result belongs to the replaced run (as memory and Postgres)
   local common = {
     "replay_count", FF.s(rc + 1), "completed_at", "", "pending_replay_reason", "replay",
     "pending_previous_attempt_index", FF.str(c.current_attempt_index), "lease_expired_at", "",

@@ -293,6 +293,8 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   C("SREM", K.ex(B, child, "unres"), edge)
   C("HINCRBY", gk, bucket, 1)
   local cc = FF.core(B, child)
+  -- the child's dependency changed: stamp it, whether or not its state moves (as memory and Postgres)
+  if cc ~= nil then C("HSET", K.core(B, child), "last_mutation_at", FF.s(now)) end
   if variant == "all_of" then
     if success then
       if dep.data_passing_ref ~= nil and dep.data_passing_ref ~= "" then FF.copy_result(B, up, child, cc) end

@@ -115,7 +115,8 @@ FF.fn.pass_reconcile_dependencies = function(B, a, now)
       if c == nil or c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "blocked_by_dependencies" then
         C("ZREM", bk, e)
       else
-        local changed = false
+        -- one per dependency resolved (as memory and Postgres), or one for a child only unblocked
+        local resolved = 0
         if (c.flow_id or "") ~= "" then
           for _, edge in ipairs(C("SMEMBERS", K.ex(B, e, "unres"))) do
             local up = C("HGET", K.ex(B, e, "dep:" .. edge), "upstream_execution_id")
@@ -123,14 +124,14 @@ FF.fn.pass_reconcile_dependencies = function(B, a, now)
               local uc = FF.core(B, up)
               if uc ~= nil and uc.lifecycle_phase == "terminal" and (uc.terminal_outcome or "none") ~= "none" then
                 FF.resolve_edge(B, c.flow_id, edge, e, up, uc.terminal_outcome, now)
-                changed = true
+                resolved = resolved + 1
               end
             end
           end
           c = FF.core(B, e) or c
         end
-        if FF.maybe_unblock(B, e, c, now) then changed = true end
-        if changed then n = n + 1 end
+        if FF.maybe_unblock(B, e, c, now) and resolved == 0 then resolved = 1 end
+        n = n + resolved
       end
     end
   end

@@ -21,13 +21,13 @@ FF.fn.describe_flow = function(B, a, now)
   local groups = {}
   local members = C("SMEMBERS", K.fx(B, fid, "members"))
   table.sort(members)
+  -- one group per member with inbound (applied) dependencies, n > 0 (operations.md §6.2, model.md
+  -- §10.4: n counts the inbound edges applied); a policy set before any edge is applied is not listed
   for _, m in ipairs(members) do
-    if C("SCARD", K.fx(B, fid, "in:" .. m)) > 0 then
-      local g = FF.hmap(K.fx(B, fid, "grp:" .. m))
-      if g ~= nil then
-        g.downstream = m
-        groups[#groups + 1] = g
-      end
+    local g = FF.hmap(K.fx(B, fid, "grp:" .. m))
+    if g ~= nil and FF.num(g.n) > 0 then
+      g.downstream = m
+      groups[#groups + 1] = g
     end
   end
   return FF.ok("OK", cjson.encode({ flow = f, tags = FF.hmap(K.fx(B, fid, "tags")) or {} }), FF.jarr(groups))

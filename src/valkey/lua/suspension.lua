@@ -158,6 +158,9 @@ FF.fn.create_waitpoint = function(B, a, now)
   if a.lease_id ~= c.current_lease_id or FF.str(a.lease_epoch) ~= c.current_lease_epoch then
     return FF.err("stale_lease")
   end
+  -- the stricter ladder §5.2 allows (as memory and Postgres): a lease that ran out is LeaseExpired
+  -- (not marked here: the lease-expiry pass marks it)
+  if c.lease_expires_at ~= "" and FF.num(c.lease_expires_at) <= now then return FF.err("lease_expired") end
   local w = a.waitpoint_id
   local st = C("HGET", K.wp(B, w), "state")
   if st == "pending" or st == "active" then return FF.err("waitpoint_already_exists") end
@@ -462,6 +465,8 @@ function FF.expire_suspension(B, e, now)
   elseif b == "escalate" then
     C("HSET", sk, "reason_code", "waiting_for_operator_review", "timeout_at", "", "timeout_behavior", "")
     C("ZREM", K.idx(B, "susp_timeout"), e)
+    -- the timeout is gone, so the suspended score is the no-timeout score (operations.md §7.4)
+    C("ZADD", K.lane(B, c.lane_id, "suspended"), "XX", FF.s(FF.NO_TIMEOUT), e)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", "paused_by_operator",
       "suspension escalated: timeout at " .. FF.s(at), "none", c.attempt_state, now)
   else
