@@ -10,6 +10,7 @@ import { EngineBackend } from "../EngineBackend.js"
 import type { EngineError } from "../EngineError.js"
 import type { Maintenance } from "../Maintenance.js"
 import * as MemoryBackend from "../MemoryBackend.js"
+import { dropKeys, dropSchema } from "./bench/cleanup.js"
 import { type BenchResult, scenarios } from "./bench/scenarios.js"
 import { peers } from "./bench/peers.js"
 
@@ -49,26 +50,40 @@ type BackendLayer = Layer.Layer<EngineBackend | Maintenance, EngineError | unkno
 
 const benchSecret = { kid: "bench", secretHex: "ab".repeat(32) }
 
-const backendLayer = (backend: string, url: Option.Option<string>): Effect.Effect<BackendLayer, Error> => {
+/** A fresh engine for each round (its own key prefix / schema), and the removal of what it left. */
+interface RoundBackend {
+  readonly layer: BackendLayer
+  readonly cleanup: Effect.Effect<void>
+}
+
+const roundBackend = (
+  backend: string,
+  url: Option.Option<string>
+): Effect.Effect<(round: number) => RoundBackend> => {
+  const run = Date.now()
   switch (backend) {
-    case "valkey":
-      return Effect.promise(() => import("../valkey/index.js")).pipe(Effect.map(({ ValkeyBackend }) =>
-        ValkeyBackend.layer({
-          url: Option.getOrElse(url, () => "redis://127.0.0.1:6379"),
-          keyPrefix: `bench-${Date.now()}`,
-          hmacSecret: benchSecret
-        }) as BackendLayer
-      ))
-    case "postgres":
-      return Effect.promise(() => import("../postgres/index.js")).pipe(Effect.map(({ PostgresBackend }) =>
-        PostgresBackend.layerPg({
-          url: Redacted.make(Option.getOrElse(url, () => "postgres://postgres@127.0.0.1:5432/postgres")),
-          schema: `bench_${Date.now()}`,
-          hmacSecret: benchSecret
-        }) as BackendLayer
-      ))
+    case "valkey": {
+      const server = Option.getOrElse(url, () => "redis://127.0.0.1:6379")
+      return Effect.promise(() => import("../valkey/index.js")).pipe(Effect.map(({ ValkeyBackend }) => (round) => {
+        const keyPrefix = `bench-${run}-${round}`
+        return {
+          layer: ValkeyBackend.layer({ url: server, keyPrefix, hmacSecret: benchSecret }) as BackendLayer,
+          cleanup: dropKeys(server, keyPrefix)
+        }
+      }))
+    }
+    case "postgres": {
+      const server = Option.getOrElse(url, () => "postgres://postgres@127.0.0.1:5432/postgres")
+      return Effect.promise(() => import("../postgres/index.js")).pipe(Effect.map(({ PostgresBackend }) => (round) => {
+        const schema = `bench_${run}_${round}`
+        return {
+          layer: PostgresBackend.layerPg({ url: Redacted.make(server), schema, hmacSecret: benchSecret }) as BackendLayer,
+          cleanup: dropSchema(server, schema)
+        }
+      }))
+    }
     default:
-      return Effect.succeed(MemoryBackend.layer({ hmacSecret: benchSecret }))
+      return Effect.succeed(() => ({ layer: MemoryBackend.layer({ hmacSecret: benchSecret }), cleanup: Effect.void }))
   }
 }
 
@@ -116,16 +131,18 @@ const command = Command.make(
   },
   (opts) =>
     Effect.gen(function*() {
-      const layer = yield* backendLayer(opts.backend, opts.url)
+      const backendFor = yield* roundBackend(opts.backend, opts.url)
+      let rounds = 0
       const selected = opts.scenario === "all" ? Object.keys(scenarios) : [opts.scenario]
       const results: Array<BenchResult> = []
       for (const name of selected) {
-        // Each round gets a fresh engine (a fresh key prefix / schema on servers).
+        // Each round gets a fresh engine (a fresh key prefix / schema on servers), removed after it.
         const round = (tasks: number) =>
-          scenarios[name]!({ tasks, workers: opts.workers, batch: opts.batch, system: `flowfabric-${opts.backend}` }).pipe(
-            Effect.provide(layer),
-            Effect.scoped
-          )
+          Effect.suspend(() => {
+            const backend = backendFor(rounds++)
+            return scenarios[name]!({ tasks, workers: opts.workers, batch: opts.batch, system: `flowfabric-${opts.backend}` })
+              .pipe(Effect.provide(backend.layer), Effect.scoped, Effect.ensuring(backend.cleanup))
+          })
         if (opts.warmup > 0) yield* round(opts.warmup)
         results.push(...(yield* medianRound(opts.rounds, () => round(opts.tasks))))
         // the peers' runs are worker runtimes over a bulk submit: beside either scenario, once per run

@@ -4,6 +4,7 @@
  * N no-op jobs end to end (add → process → complete).
  */
 import { Effect, Option } from "effect"
+import { dropSchema } from "./cleanup.js"
 import type { BenchResult } from "./scenarios.js"
 
 export interface PeerOptions {
@@ -93,6 +94,7 @@ const pgBoss: Peer = {
         await finished
         const ms = performance.now() - t0
         await boss.stop({ graceful: false, wait: true })
+        await Effect.runPromise(dropSchema(pgUrl(o), schema))
         return result("pg-boss 10.4", o.tasks, ms, `insert ×1000, ${o.workers} workers, batchSize 250, poll 0.5 s`)
       },
       catch: (e) => new Error(`pg-boss: ${String(e)}`)
@@ -134,6 +136,7 @@ const graphileWorker: Peer = {
         const ms = performance.now() - t0
         await runner.stop()
         await utils.release()
+        await Effect.runPromise(dropSchema(pgUrl(o), schema))
         return result("graphile-worker 0.17", o.tasks, ms, "addJobs ×1000, run concurrency 10, poll 1 s")
       },
       catch: (e) => new Error(`graphile-worker: ${String(e)}`)
