@@ -828,10 +828,13 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     Effect.gen(function*() {
       const partition = Ids.executionPartition(id)
       if (partition >= N) return Option.none()
-      const [kind, lane, namespace, encoding] = yield* client.run("HMGET core", (c) =>
-        c.hmget(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding"))
+      // both reads in one pipeline flush, and one effect
+      const [[kind, lane, namespace, encoding], payload] = yield* client.run("HMGET core + GET payload", (c) =>
+        Promise.all([
+          c.hmget(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding"),
+          c.getBuffer(keys.ex(partition, id, "payload"))
+        ]))
       if (lane === null || lane === undefined) return Option.none()
-      const payload = yield* client.run("GET payload", (c) => c.getBuffer(keys.ex(partition, id, "payload")))
       return Option.some({
         executionId: id,
         executionKind: kind ?? "",
