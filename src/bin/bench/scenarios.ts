@@ -1,5 +1,5 @@
 /** Benchmark scenarios, written against the `EngineBackend` tag only. */
-import { Deferred, Duration, Effect, Either, Fiber, Option, Ref, Schedule, Schema } from "effect"
+import { Deferred, Duration, Effect, Either, Fiber, Logger, LogLevel, Option, Ref, Schedule, Schema } from "effect"
 import { randomUUID } from "node:crypto"
 import { EngineBackend } from "../../EngineBackend.js"
 import type { EngineError } from "../../EngineError.js"
@@ -42,6 +42,15 @@ const latencies = (samples: Array<number>) => {
   const s = samples.sort((a, b) => a - b)
   return { p50Ms: percentile(s, 50), p95Ms: percentile(s, 95), p99Ms: percentile(s, 99) }
 }
+
+/** A throughput row: `count` items in the `ms` milliseconds of a scenario or of one of its phases. */
+const rate = (o: ScenarioOptions, scenario: string, count: number, ms: number): BenchResult => ({
+  system: o.system,
+  scenario,
+  count,
+  seconds: ms / 1000,
+  perSecond: count / (ms / 1000)
+})
 
 const policyFor = (worker: number): M.ClaimPolicy => ({
   workerId: Ids.unsafe.workerId(`bench-${worker}`),
@@ -116,23 +125,10 @@ const submitClaimComplete: Scenario = (o) =>
     const t1 = yield* nowMs
     yield* drain(b, lane, o, remaining)
     const t2 = yield* nowMs
-    const seconds = (t2 - t0) / 1000
     return [
-      { system: o.system, scenario: "submit-claim-complete", count: o.tasks, seconds, perSecond: o.tasks / seconds },
-      {
-        system: o.system,
-        scenario: "  submit only",
-        count: o.tasks,
-        seconds: (t1 - t0) / 1000,
-        perSecond: o.tasks / ((t1 - t0) / 1000)
-      },
-      {
-        system: o.system,
-        scenario: "  claim+complete only",
-        count: o.tasks,
-        seconds: (t2 - t1) / 1000,
-        perSecond: o.tasks / ((t2 - t1) / 1000)
-      }
+      rate(o, "submit-claim-complete", o.tasks, t2 - t0),
+      rate(o, "  submit only", o.tasks, t1 - t0),
+      rate(o, "  claim+complete only", o.tasks, t2 - t1)
     ]
   })
 
@@ -262,28 +258,11 @@ const linearFlow: Scenario = (o) =>
         if (start !== undefined) samples.push((yield* nowMs) - start)
       }))
     const t2 = yield* nowMs
-    const seconds = (t2 - t0) / 1000
     return [{
-      system: o.system,
-      scenario: "linear-flow (10 nodes)",
-      count: flows,
-      seconds,
-      perSecond: flows / seconds,
+      ...rate(o, "linear-flow (10 nodes)", flows, t2 - t0),
       ...latencies(samples),
       note: "flows per second, building included; latency = flow built to last node complete"
-    }, {
-      system: o.system,
-      scenario: "  build only",
-      count: flows,
-      seconds: (t1 - t0) / 1000,
-      perSecond: flows / ((t1 - t0) / 1000)
-    }, {
-      system: o.system,
-      scenario: "  run only (built first)",
-      count: flows,
-      seconds: (t2 - t1) / 1000,
-      perSecond: flows / ((t2 - t1) / 1000)
-    }]
+    }, rate(o, "  build only", flows, t1 - t0), rate(o, "  run only (built first)", flows, t2 - t1)]
   })
 
 const capabilityRouted: Scenario = (o) =>
@@ -378,22 +357,12 @@ const workerRuntime: Scenario = (o) =>
               Effect.flatMap(Ref.updateAndGet(completed, (n) => n + 1), (n) =>
                 n === o.tasks ? Deferred.succeed(allDone, undefined) : Effect.void) :
               event._tag === "Claimed" ? Effect.void : Effect.dieMessage(`unexpected worker event ${event._tag}`)
-        }))
+        }).pipe(Logger.withMinimumLogLevel(LogLevel.Warning)))
     )
     yield* Deferred.await(allDone)
     const t2 = yield* nowMs
     yield* Effect.forEach(workers, Fiber.interrupt, { discard: true })
-    const seconds = (t2 - t0) / 1000
-    return [
-      { system: o.system, scenario: "worker-runtime", count: o.tasks, seconds, perSecond: o.tasks / seconds },
-      {
-        system: o.system,
-        scenario: "  run only (submitted first)",
-        count: o.tasks,
-        seconds: (t2 - t1) / 1000,
-        perSecond: o.tasks / ((t2 - t1) / 1000)
-      }
-    ]
+    return [rate(o, "worker-runtime", o.tasks, t2 - t0), rate(o, "  run only (submitted first)", o.tasks, t2 - t1)]
   })
 
 export const scenarios: Record<string, Scenario> = {
