@@ -1,10 +1,10 @@
 /**
  * The worker runtime (architecture.md §6): claims executions round-robin over
  * its lanes while it has free slots, renews the leases of its running attempts
- * (one loop, each lease at a third of its TTL), runs the handler registered for the execution's kind with a
- * task context, maps the handler's success to `complete` and its typed
- * failure to `fail`, stops the handler when its lease is lost, and drains
- * gracefully when interrupted.
+ * (one loop, each lease at a third of its TTL), runs the handler registered for
+ * the execution's kind with a task context, maps the handler's success to
+ * `complete` and its typed failure to `fail`, stops the handler when its lease
+ * is lost, and drains gracefully when interrupted.
  *
  * ```ts
  * const Resize = Producer.task({ kind: "resize", input: ResizeInput, output: ResizeOutput })
