@@ -836,10 +836,10 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
       backend,
       leaseTtlMs: settings.leaseTtlMs,
       renewEvery: settings.renewEvery,
-      onRenewal: (result, error) =>
+      onRenewal: (result, cause) =>
         Effect.zipRight(
           Effect.sync(() => renewalsTotal.unsafeUpdate(1, labels("result", result))),
-          result === "retry" && error !== undefined ? Effect.logWarning("lease renewal failed; retrying", error) : Effect.void
+          result === "retry" && cause !== undefined ? Effect.logWarning("lease renewal failed; retrying", cause) : Effect.void
         ),
       describeLoss: leaseLostReason
     })

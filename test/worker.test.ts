@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Metric, MetricState, Option, Schedule, Tracer } from "effect"
+import { Duration, Effect, Fiber, Layer, Metric, MetricState, Option, Ref, Schedule, Tracer } from "effect"
 import { EngineBackend, operationNames } from "../src/EngineBackend.js"
+import { TransportError } from "../src/EngineError.js"
 import * as Ids from "../src/Ids.js"
 import { instrument } from "../src/internal/observability.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
@@ -130,5 +131,152 @@ describe("observability", () => {
         expect((yield* counter("flowfabric_worker_tasks_total", { kind: "add", outcome: "Completed" })) - before).toBe(1)
         expect((yield* counter("flowfabric_worker_claims_total", { lane })) - claimsBefore).toBe(1)
       }).pipe(Effect.withTracer(tracer), Effect.provide(MemoryBackend.layer()))
+    }), 20_000)
+})
+
+describe("lease keeper (memory)", () => {
+  /** The memory engine, with `renew` failing (a retryable transport error, or a defect) while `failing` says so. */
+  const flakyRenewals = Effect.gen(function*() {
+    const failing = yield* Ref.make<false | "fail" | "die">(false)
+    const renewals = yield* Ref.make(0)
+    const layer = Layer.effect(
+      EngineBackend,
+      Effect.map(EngineBackend, (backend): EngineBackend.Service => ({
+        ...backend,
+        renew: (handle) =>
+          Effect.zipRight(
+            Ref.update(renewals, (n) => n + 1),
+            Effect.flatMap(Ref.get(failing), (fail) =>
+              fail === "fail" ?
+                Effect.fail(new TransportError({ backend: "memory", kind: "transport", retryable: true, message: "injected" })) :
+                fail === "die" ?
+                Effect.dieMessage("injected defect") :
+                backend.renew(handle))
+          )
+      }))
+    ).pipe(Layer.provide(MemoryBackend.layer()))
+    return { failing, renewals, layer }
+  })
+
+  const slowAdd = (ms: number) =>
+    Worker.handler({ ...Add, run: (i) => Effect.as(Effect.sleep(Duration.millis(ms)), i.a + i.b) })
+
+  const events = Effect.map(Ref.make<ReadonlyArray<Worker.WorkerEvent>>([]), (log) => ({
+    onEvent: (e: Worker.WorkerEvent) => Ref.update(log, (all) => [...all, e]),
+    ended: Effect.map(Ref.get(log), (all) => all.filter((e) => e._tag !== "Claimed"))
+  }))
+
+  const waitFor = (condition: Effect.Effect<boolean>) =>
+    Effect.gen(function*() {
+      for (let i = 0; i < 300; i++) {
+        if (yield* condition) return
+        yield* Effect.sleep("20 millis")
+      }
+      return yield* Effect.dieMessage("condition not met within 6 s")
+    })
+
+  it.live("a renewal that fails is tried again on the keeper's beat; the attempt keeps its lease and completes", () =>
+    Effect.gen(function*() {
+      const { failing, layer, renewals } = yield* flakyRenewals
+      const log = yield* events
+      yield* Effect.gen(function*() {
+        const lane = yield* newLane()
+        const retriesBefore = yield* counter("flowfabric_worker_lease_renewals_total", { result: "retry" })
+        yield* Ref.set(failing, "fail")
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          handlers: [slowAdd(1_200)],
+          leaseTtl: "600 millis",
+          renewEvery: "200 millis",
+          idle: Schedule.spaced("10 millis"),
+          onEvent: log.onEvent
+        }))
+        const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+        // the first renewals (due 200 ms after the claim) fail, then the engine recovers before the expiry
+        yield* waitFor(Effect.map(Ref.get(renewals), (n) => n >= 2))
+        yield* Ref.set(failing, false)
+        yield* waitFor(Effect.map(log.ended, (e) => e.length > 0))
+        yield* Fiber.interrupt(worker)
+        expect((yield* log.ended).map((e) => e._tag)).toEqual(["Completed"])
+        expect(yield* isState(id, "completed")).toBe(true)
+        expect((yield* counter("flowfabric_worker_lease_renewals_total", { result: "retry" })) - retriesBefore)
+          .toBeGreaterThanOrEqual(2)
+      }).pipe(Effect.provide(layer))
+    }), 20_000)
+
+  it.live("a renewal that dies counts as a failed one: the keeper goes on and the attempt completes", () =>
+    Effect.gen(function*() {
+      const { failing, layer, renewals } = yield* flakyRenewals
+      const log = yield* events
+      yield* Effect.gen(function*() {
+        const lane = yield* newLane()
+        yield* Ref.set(failing, "die")
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          handlers: [slowAdd(1_200)],
+          leaseTtl: "600 millis",
+          renewEvery: "200 millis",
+          idle: Schedule.spaced("10 millis"),
+          onEvent: log.onEvent
+        }))
+        yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+        yield* waitFor(Effect.map(Ref.get(renewals), (n) => n >= 2))
+        yield* Ref.set(failing, false)
+        yield* waitFor(Effect.map(log.ended, (e) => e.length > 0))
+        yield* Fiber.interrupt(worker)
+        expect((yield* log.ended).map((e) => e._tag)).toEqual(["Completed"])
+      }).pipe(Effect.provide(layer))
+    }), 20_000)
+
+  it.live("renewals that keep failing until the lease's expiry stop the handler; nothing is written", () =>
+    Effect.gen(function*() {
+      const { failing, layer } = yield* flakyRenewals
+      const log = yield* events
+      yield* Effect.gen(function*() {
+        const lane = yield* newLane()
+        yield* Ref.set(failing, "fail")
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          handlers: [slowAdd(60_000)],
+          leaseTtl: "400 millis",
+          renewEvery: "100 millis",
+          idle: Schedule.spaced("10 millis"),
+          onEvent: log.onEvent
+        }))
+        const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+        yield* waitFor(Effect.map(log.ended, (e) => e.length > 0))
+        yield* Fiber.interrupt(worker)
+        const [lost] = yield* log.ended
+        expect(lost?._tag).toBe("LeaseLost")
+        expect(lost?._tag === "LeaseLost" ? lost.reason : "").toContain("lease expired while renewals failed")
+        // the worker wrote nothing: the execution is still the lost attempt's, until expireLeases marks it
+        expect(yield* isState(id, "active")).toBe(true)
+      }).pipe(Effect.provide(layer))
+    }), 20_000)
+
+  it.live("one keeper renews every running attempt's lease", () =>
+    Effect.gen(function*() {
+      const { layer, renewals } = yield* flakyRenewals
+      const log = yield* events
+      yield* Effect.gen(function*() {
+        const lane = yield* newLane()
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          handlers: [slowAdd(1_000)],
+          concurrency: 20,
+          leaseTtl: "300 millis",
+          renewEvery: "100 millis",
+          idle: Schedule.spaced("10 millis"),
+          onEvent: log.onEvent
+        }))
+        const ids = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) =>
+          Producer.submit(Add, { a: i, b: 1 }, { lane }))
+        yield* waitFor(Effect.map(log.ended, (e) => e.length === 20))
+        yield* Fiber.interrupt(worker)
+        expect(new Set((yield* log.ended).map((e) => e._tag))).toEqual(new Set(["Completed"]))
+        for (const id of ids) expect(yield* isState(id, "completed")).toBe(true)
+        // each attempt outlived its TTL three times over, so each lease was renewed several times
+        expect(yield* Ref.get(renewals)).toBeGreaterThanOrEqual(20 * 5)
+      }).pipe(Effect.provide(layer))
     }), 20_000)
 })

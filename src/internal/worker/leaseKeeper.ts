@@ -4,8 +4,8 @@
  * the worker stops at shutdown) has its handler interrupted. One loop for all attempts instead of a
  * fiber and a timer per attempt.
  */
-import type { Exit, Scope } from "effect"
-import { Clock, Duration, Effect, Either, Fiber, FiberId, Schedule } from "effect"
+import type { Scope } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Fiber, FiberId, Option, Schedule } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import type { EngineError } from "../../EngineError.js"
 import { isLeaseLost } from "../../EngineError.js"
@@ -55,7 +55,7 @@ export interface KeeperOptions {
   readonly backend: EngineBackend.Service
   readonly leaseTtlMs: number
   readonly renewEvery: Duration.Duration
-  readonly onRenewal: (result: RenewalResult, error?: EngineError) => Effect.Effect<void>
+  readonly onRenewal: (result: RenewalResult, cause?: Cause.Cause<EngineError>) => Effect.Effect<void>
   readonly describeLoss: (error: EngineError) => string
 }
 
@@ -83,24 +83,26 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       entry.lease.lock.withPermits(1)(Effect.gen(function*() {
         if (!entries.has(entry) || (yield* entry.lease.ended)) return
         const started = yield* Clock.currentTimeMillis
-        const result = yield* Effect.either(backend.renew(entry.lease.handle))
-        if (Either.isRight(result)) {
+        const result = yield* Effect.exit(backend.renew(entry.lease.handle))
+        if (Exit.isSuccess(result)) {
           entry.expiresAt = started + leaseTtlMs
           entry.renewAt = started + renewEveryMs
           return yield* options.onRenewal("ok")
         }
-        const error = result.left
+        // a defect counts as a failed renewal: the lease is kept while it can be, never dropped silently
+        const error = Option.getOrUndefined(Cause.failureOption(result.cause))
+        const message = error?.message ?? Cause.pretty(result.cause)
         const now = yield* Clock.currentTimeMillis
-        if (isLeaseLost(error) || now >= entry.expiresAt) {
-          yield* options.onRenewal("lost", error)
+        if ((error !== undefined && isLeaseLost(error)) || now >= entry.expiresAt) {
+          yield* options.onRenewal("lost", result.cause)
           return yield* stop(entry, {
             _tag: "LeaseLost",
-            reason: isLeaseLost(error) ?
+            reason: error !== undefined && isLeaseLost(error) ?
               options.describeLoss(error) :
-              `lease expired while renewals failed: ${error.message}`
+              `lease expired while renewals failed: ${message}`
           })
         }
-        yield* options.onRenewal("retry", error)
+        yield* options.onRenewal("retry", result.cause)
         entry.renewAt = now + Math.min(tickMs, Math.max(1, entry.expiresAt - now))
       }))
 
@@ -111,7 +113,10 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       for (const entry of entries) if (entry.renewAt <= now) due.push(entry)
       if (due.length > 0) yield* Effect.forEach(due, renew, { concurrency: RENEWAL_CONCURRENCY, discard: true })
     })
-    yield* Effect.forkScoped(Effect.repeat(pass, Schedule.spaced(Duration.millis(tickMs))))
+    yield* Effect.forkScoped(Effect.repeat(
+      Effect.catchAllCause(pass, (cause) => Effect.logError("lease keeper pass failed", cause)),
+      Schedule.spaced(Duration.millis(tickMs))
+    ))
 
     const guard: LeaseKeeper["guard"] = (lease, claimedAt, handler) =>
       Effect.withFiberRuntime((fiber) => {
