@@ -74,6 +74,13 @@ export declare namespace EngineBackend {
     readonly getExecutionResult: (id: ExecutionId) => Effect.Effect<Option.Option<Uint8Array>, EngineError>
     /** The kind and input payload of an execution (after data passing from upstream edges). */
     readonly getExecutionInput: (id: ExecutionId) => Effect.Effect<Option.Option<M.ExecutionInput>, EngineError>
+    /**
+     * Several `getExecutionInput`s in as few round trips as the backend allows (1..1000 ids): the
+     * input of `ids[i]` at index `i`. A worker reads the inputs of a claimed batch with one call.
+     */
+    readonly getExecutionInputs: (
+      ids: ReadonlyArray<ExecutionId>
+    ) => Effect.Effect<ReadonlyArray<Option.Option<M.ExecutionInput>>, EngineError>
     readonly listPendingWaitpoints: (
       args: M.ListPendingWaitpointsArgs
     ) => Effect.Effect<M.ListPendingWaitpointsResult, EngineError>
@@ -187,9 +194,8 @@ export declare namespace EngineBackend {
 export class EngineBackend extends Context.Tag("flowfabric/EngineBackend")<EngineBackend, EngineBackend.Service>() {}
 
 /**
- * The names of the effectful operations: the 56 of operations.md plus `getExecutionInput` and
- * `createExecutions`
- * (`backendLabel` is a value).
+ * The names of the effectful operations: the 56 of operations.md plus the batch calls and
+ * `getExecutionInput` (`backendLabel` is a value).
  *
  * @since 0.1.0
  */
@@ -246,6 +252,7 @@ export const operationNames = [
   "reportUsageAdmin",
   "getExecutionResult",
   "getExecutionInput",
+  "getExecutionInputs",
   "listPendingWaitpoints",
   "ping",
   "claimForWorker",

@@ -97,6 +97,7 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       resolveExecutionFlowId: (id) => step((now) => engine.resolveExecutionFlowId(now, id)),
       getExecutionResult: (id) => step((now) => engine.getExecutionResult(now, id)),
       getExecutionInput: (id) => step((now) => engine.getExecutionInput(now, id)),
+      getExecutionInputs: (ids) => step((now) => engine.getExecutionInputs(now, ids)),
       listPendingWaitpoints: (args) => step((now) => engine.listPendingWaitpoints(now, args)),
       readExecutionInfo: (id) => step((now) => engine.readExecutionInfo(now, id)),
       readExecutionState: (id) => step((now) => engine.readExecutionState(now, id)),

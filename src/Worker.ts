@@ -535,7 +535,16 @@ interface Runtime {
   readonly labels: (...pairs: ReadonlyArray<string>) => ReadonlyArray<MetricLabel.MetricLabel>
 }
 
-const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Effect<void> => {
+/**
+ * One attempt, from its claim to the write that ends it. `prefetched` is its input when the worker
+ * read the inputs of the claimed batch at once (`Some(None)`: the execution is gone); `None`: read it here.
+ */
+const runAttempt = (
+  rt: Runtime,
+  handle: M.Handle,
+  claimedAt: number,
+  prefetched: Option.Option<Option.Option<M.ExecutionInput>>
+): Effect.Effect<void> => {
   const { backend, settings } = rt
   const decoded = decodeHandle(handle.backend, handle)
   if (Either.isLeft(decoded)) {
@@ -546,10 +555,12 @@ const runAttempt = (rt: Runtime, handle: M.Handle, claimedAt: number): Effect.Ef
   // Uninterruptible but for the reads before the handler and the handler itself: once the handler
   // has stopped, the write that ends the attempt is not cut short.
   return Effect.uninterruptibleMask((restore) => Effect.gen(function*() {
-    const input = yield* restore(backend.getExecutionInput(p.executionId)).pipe(
-      Effect.retry({ schedule: settings.writeRetry, while: isRetryable }),
-      Effect.either
-    )
+    const input: Either.Either<Option.Option<M.ExecutionInput>, EngineError> = Option.isSome(prefetched) ?
+      Either.right(prefetched.value) :
+      yield* restore(backend.getExecutionInput(p.executionId)).pipe(
+        Effect.retry({ schedule: settings.writeRetry, while: isRetryable }),
+        Effect.either
+      )
     const kind = Either.isRight(input) && Option.isSome(input.right) ? input.right.value.executionKind : "?"
     const base: EventBase = {
       executionId: p.executionId,
@@ -916,13 +927,21 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
           if (got === undefined) return r
           const { lane } = got
           const claimedAt = yield* Clock.currentTimeMillis
-          for (const handle of handles) {
+          // the inputs of the whole batch in one read; when it fails, each attempt reads its own
+          const ids = handles.flatMap((h) => Either.match(decodeHandle(h.backend, h), {
+            onLeft: () => [],
+            onRight: (p) => [p.executionId]
+          }))
+          const inputs = ids.length === handles.length ?
+            Either.getRight(yield* Effect.either(backend.getExecutionInputs(ids))) :
+            Option.none()
+          for (const [i, handle] of handles.entries()) {
             claimsTotal.unsafeUpdate(1, labels("lane", lane, "handle_kind", handle.kind))
             activeTasks.unsafeModify(1, active)
             running++
             yield* FiberSet.run(
               tasks,
-              restore(runAttempt(rt, handle, claimedAt)).pipe(
+              restore(runAttempt(rt, handle, claimedAt, Option.map(inputs, (all) => all[i]!))).pipe(
                 Effect.ensuring(
                   Effect.zipRight(
                     slots.release(1),

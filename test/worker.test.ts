@@ -280,3 +280,66 @@ describe("lease keeper (memory)", () => {
       }).pipe(Effect.provide(layer))
     }), 20_000)
 })
+
+describe("input reads (memory)", () => {
+  /** The memory engine, counting input reads; `getExecutionInputs` fails while `failBatch` is set. */
+  const countingInputs = Effect.gen(function*() {
+    const single = yield* Ref.make(0)
+    const batches = yield* Ref.make<ReadonlyArray<number>>([])
+    const failBatch = yield* Ref.make(false)
+    const layer = Layer.effect(
+      EngineBackend,
+      Effect.map(EngineBackend, (backend): EngineBackend.Service => ({
+        ...backend,
+        getExecutionInput: (id) => Effect.zipRight(Ref.update(single, (n) => n + 1), backend.getExecutionInput(id)),
+        getExecutionInputs: (ids) =>
+          Effect.zipRight(
+            Ref.update(batches, (all) => [...all, ids.length]),
+            Effect.flatMap(Ref.get(failBatch), (fail) =>
+              fail ?
+                Effect.fail(new TransportError({ backend: "memory", kind: "transport", retryable: true, message: "injected" })) :
+                backend.getExecutionInputs(ids))
+          )
+      }))
+    ).pipe(Layer.provide(MemoryBackend.layer()))
+    return { single, batches, failBatch, layer }
+  })
+
+  const runFour = (failBatch: boolean) =>
+    Effect.gen(function*() {
+      const counts = yield* countingInputs
+      yield* Ref.set(counts.failBatch, failBatch)
+      return yield* Effect.gen(function*() {
+        const lane = yield* newLane()
+        const ids = yield* Effect.forEach([1, 2, 3, 4], (a) => Producer.submit(Add, { a, b: 1 }, { lane }))
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          handlers: [Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a + i.b) })],
+          concurrency: 4,
+          idle: Schedule.spaced("10 millis")
+        }))
+        for (let i = 0; i < 300; i++) {
+          const states = yield* Effect.forEach(ids, (id) => isState(id, "completed"))
+          if (states.every(Boolean)) break
+          yield* Effect.sleep("10 millis")
+        }
+        yield* Fiber.interrupt(worker)
+        expect(yield* Effect.forEach(ids, (id) => Producer.result(Add, id))).toEqual([2, 3, 4, 5].map(Option.some))
+        return { single: yield* Ref.get(counts.single), batches: yield* Ref.get(counts.batches) }
+      }).pipe(Effect.provide(counts.layer))
+    })
+
+  it.live("the inputs of a claimed batch are read with one getExecutionInputs", () =>
+    Effect.gen(function*() {
+      const { batches, single } = yield* runFour(false)
+      expect(batches).toEqual([4])
+      expect(single).toBe(0)
+    }), 20_000)
+
+  it.live("when the batch read fails, each attempt reads its own input", () =>
+    Effect.gen(function*() {
+      const { batches, single } = yield* runFour(true)
+      expect(batches).toEqual([4])
+      expect(single).toBe(4)
+    }), 20_000)
+})

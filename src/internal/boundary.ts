@@ -103,6 +103,7 @@ export interface BackendCore {
   readonly getExecutionResult: (id: ExecutionId) => Fx<Option.Option<Uint8Array>>
   /** `None` when the execution does not exist. */
   readonly getExecutionInput: (id: ExecutionId) => Fx<Option.Option<M.ExecutionInput>>
+  readonly getExecutionInputs: (ids: ReadonlyArray<ExecutionId>) => Fx<ReadonlyArray<Option.Option<M.ExecutionInput>>>
   /** `limit` is already clamped to 1..1000. */
   readonly listPendingWaitpoints: (
     args: M.ListPendingWaitpointsArgs & { readonly limit: number }
@@ -419,6 +420,16 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     resolveExecutionFlowId: byExecutionId("resolve_execution_flow_id", core.resolveExecutionFlowId),
     getExecutionResult: byExecutionId("get_execution_result", core.getExecutionResult),
     getExecutionInput: byExecutionId("get_execution_input", core.getExecutionInput),
+    getExecutionInputs: (ids) =>
+      Effect.suspend(() => {
+        if (!Array.isArray(ids) || ids.length < 1 || ids.length > V.MAX_CLAIM_BATCH) {
+          return Effect.fail(invalidInput(`get_execution_inputs: between 1 and ${V.MAX_CLAIM_BATCH} ids`))
+        }
+        return Effect.flatMap(
+          Effect.forEach(ids, (id) => validId("get_execution_inputs", "executionId", ExecutionIdSchema, id)),
+          core.getExecutionInputs
+        )
+      }),
     listPendingWaitpoints: (args) =>
       Effect.gen(function*() {
         const a = yield* make("list_pending_waitpoints", M.ListPendingWaitpointsArgs, args)

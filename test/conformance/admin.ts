@@ -8,6 +8,7 @@ import { describe, expect } from "@effect/vitest"
 import { Duration, Effect, Option } from "effect"
 import * as Ids from "../../src/Ids.js"
 import { passNames } from "../../src/Maintenance.js"
+import type { ExecutionInput } from "../../src/Model.js"
 import {
   addEdge,
   advance,
@@ -151,6 +152,34 @@ export const admin = (t: Tester) =>
           const empty = yield* create()
           expect(Option.getOrThrow(yield* b.getExecutionInput(empty.executionId)).payload.length).toBe(0)
           expect(Option.isNone(yield* b.getExecutionInput(yield* Ids.executionIdSolo(c.lane)))).toBe(true)
+        }))
+
+      t.test("getExecutionInputs answers each id as getExecutionInput does, at its index", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* create({ executionKind: "resize", inputPayload: new Uint8Array([1, 2, 3]), payloadEncoding: "binary" })
+          const empty = yield* create({ executionKind: "noop" })
+          const missing = yield* Ids.executionIdSolo(c.lane)
+          const ids = [empty.executionId, missing, c.executionId, empty.executionId]
+          const batch = yield* b.getExecutionInputs(ids)
+          const single = yield* Effect.forEach(ids, (id) => b.getExecutionInput(id))
+          const plain = (o: Option.Option<ExecutionInput>) => Option.map(o, (i) => ({ ...i, payload: [...i.payload] }))
+          expect(batch.map(plain)).toEqual(single.map(plain))
+          expect(batch.map((o) => Option.map(o, (i) => i.executionKind))).toEqual([
+            Option.some("noop"),
+            Option.none(),
+            Option.some("resize"),
+            Option.some("noop")
+          ])
+        }))
+
+      t.test("getExecutionInputs refuses an empty or oversized batch and a bad id as a whole", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* create()
+          yield* failsWith(b.getExecutionInputs([]), "Validation", "InvalidInput")
+          yield* failsWith(b.getExecutionInputs(Array.from({ length: 1001 }, () => c.executionId)), "Validation", "InvalidInput")
+          yield* failsWith(b.getExecutionInputs([c.executionId, "not-an-id" as Ids.ExecutionId]), "Validation", "InvalidInput")
         }))
 
       t.test("reads of a missing execution are None", () =>

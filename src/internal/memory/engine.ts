@@ -1720,6 +1720,16 @@ export class MemoryEngine {
     }))
   }
 
+  getExecutionInputs(now: number, ids: ReadonlyArray<Ids.ExecutionId>): R<ReadonlyArray<Option.Option<M.ExecutionInput>>> {
+    const inputs: Array<Option.Option<M.ExecutionInput>> = []
+    for (const id of ids) {
+      const input = this.getExecutionInput(now, id)
+      if (Either.isLeft(input)) return Either.left(input.left)
+      inputs.push(input.right)
+    }
+    return ok(inputs)
+  }
+
   resolveExecutionFlowId(_now: number, id: Ids.ExecutionId): R<Option.Option<Ids.FlowId>> {
     return ok(Option.fromNullable(this.executions.get(id)?.flowId))
   }

@@ -534,6 +534,16 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
     resolveExecutionFlowId: (id) => callOption("resolve_execution_flow_id", "resolve_execution_flow_id", [text(id)], FlowId),
     getExecutionInput: (id) =>
       callOption("get_execution_input", "get_execution_input", [text(id)], ExecutionInputRow),
+    getExecutionInputs: (ids) =>
+      Effect.flatMap(
+        caller.callMany("get_execution_inputs", "get_execution_input", ids.map((id) => [text(id)])),
+        (replies) =>
+          Effect.forEach(replies, (reply) =>
+            Effect.flatMap(
+              reply,
+              (value) => Effect.map(decode("get_execution_inputs", nullable(ExecutionInputRow))(value), Option.fromNullable)
+            ))
+      ),
     getExecutionResult: (id) => callOption("get_execution_result", "get_execution_result", [text(id)], Base64),
     listPendingWaitpoints: (args) =>
       callDecode("list_pending_waitpoints", "list_pending_waitpoints", [

@@ -824,16 +824,12 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       return result === null || result.length === 0 ? Option.none() : Option.some(new Uint8Array(result))
     })
 
-  const getExecutionInput: BackendCore["getExecutionInput"] = (id) =>
+  type InputReply = readonly [ReadonlyArray<string | null>, Buffer | null] | undefined
+
+  const inputOf = (id: Ids.ExecutionId, reply: InputReply): Fx<Option.Option<M.ExecutionInput>> =>
     Effect.gen(function*() {
-      const partition = Ids.executionPartition(id)
-      if (partition >= N) return Option.none()
-      // both reads in one pipeline flush, and one effect
-      const [[kind, lane, namespace, encoding], payload] = yield* client.run("HMGET core + GET payload", (c) =>
-        Promise.all([
-          c.hmget(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding"),
-          c.getBuffer(keys.ex(partition, id, "payload"))
-        ]))
+      if (reply === undefined) return Option.none()
+      const [[kind, lane, namespace, encoding], payload] = reply
       if (lane === null || lane === undefined) return Option.none()
       return Option.some({
         executionId: id,
@@ -844,6 +840,25 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         ...(encoding === null || encoding === undefined || encoding === "" ? {} : { payloadEncoding: encoding })
       } satisfies M.ExecutionInput)
     })
+
+  /** Each execution's core fields and payload: all the reads in one pipeline flush, and one effect. */
+  const getExecutionInputs: BackendCore["getExecutionInputs"] = (ids) =>
+    Effect.gen(function*() {
+      const replies = yield* client.run("HMGET core + GET payload", (c) =>
+        Promise.all(ids.map((id): Promise<InputReply> => {
+          const partition = Ids.executionPartition(id)
+          return partition >= N ?
+            Promise.resolve(undefined) :
+            Promise.all([
+              c.hmget(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding"),
+              c.getBuffer(keys.ex(partition, id, "payload"))
+            ])
+        })))
+      return yield* Effect.forEach(ids, (id, i) => inputOf(id, replies[i]))
+    })
+
+  const getExecutionInput: BackendCore["getExecutionInput"] = (id) =>
+    Effect.map(getExecutionInputs([id]), (inputs) => inputs[0]!)
 
   const describeFlow: BackendCore["describeFlow"] = (id) =>
     Effect.gen(function*() {
@@ -1556,6 +1571,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     resolveExecutionFlowId,
     getExecutionResult,
     getExecutionInput,
+    getExecutionInputs,
     listPendingWaitpoints,
     readExecutionInfo,
     readExecutionState,
