@@ -9,14 +9,19 @@ import * as Ids from "../../src/Ids.js"
 import type { ExecutionId, LaneId } from "../../src/Ids.js"
 import type * as M from "../../src/Model.js"
 import {
+  addEdge,
+  addMember,
   advance,
   backend,
   bytes,
+  claimArgs,
   claimNone,
   claimSome,
   create,
   createAndClaim,
+  createFlow,
   executionIdOnPartition,
+  flowIdOnPartition,
   failsWith,
   info,
   newLane,
@@ -225,6 +230,83 @@ export const scheduling = (t: Tester) =>
           expect(payloadOf(yield* claimSome(lane)).executionId).toBe(c.executionId)
           yield* claimNone(lane)
           expect(payloadOf(yield* claimSome(lane, { tokens: ["gpu"] }))).toMatchObject({ executionId: a.executionId, attemptIndex: 1 })
+        }))
+
+      t.test("the best capable candidate wins across partitions, whatever their heads need (model.md §8.3)", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const n = t.options.numFlowPartitions
+          const on = (p: number) => executionIdOnPartition(p % n)
+          const gpu = { routingRequirements: { requiredCapabilities: ["gpu"] } }
+          // partition 0: its head needs gpu (priority 2), then y; partition 1: its head needs gpu
+          // (priority 1), then z; partition 2: x. Without gpu the order is z, x, y (FIFO).
+          const g0 = yield* create({ laneId: lane, executionId: yield* on(0), priority: 2, policy: gpu })
+          yield* advance(1)
+          const g1 = yield* create({ laneId: lane, executionId: yield* on(1), priority: 1, policy: gpu })
+          yield* advance(1)
+          const z = yield* create({ laneId: lane, executionId: yield* on(1) })
+          yield* advance(1)
+          const x = yield* create({ laneId: lane, executionId: yield* on(2) })
+          yield* advance(1)
+          const y = yield* create({ laneId: lane, executionId: yield* on(0) })
+          yield* advance(1)
+          expect(payloadOf(yield* claimSome(lane)).executionId).toBe(z.executionId)
+          expect(payloadOf(yield* claimSome(lane)).executionId).toBe(x.executionId)
+          expect(payloadOf(yield* claimSome(lane)).executionId).toBe(y.executionId)
+          yield* claimNone(lane)
+          expect(payloadOf(yield* claimSome(lane, { tokens: ["gpu"] })).executionId).toBe(g0.executionId)
+          expect(payloadOf(yield* claimSome(lane, { tokens: ["gpu"] })).executionId).toBe(g1.executionId)
+          // the same order in one claimMany
+          const lane2 = yield* newLane()
+          yield* create({ laneId: lane2, executionId: yield* on(3), priority: 1, policy: gpu })
+          yield* advance(1)
+          const a = yield* create({ laneId: lane2, executionId: yield* on(4) })
+          yield* advance(1)
+          const c = yield* create({ laneId: lane2, executionId: yield* on(3) })
+          yield* advance(1)
+          const batch = yield* b.claimMany(claimArgs(lane2), 3)
+          expect(batch.map((h) => payloadOf(h).executionId)).toEqual([a.executionId, c.executionId])
+        }))
+
+      t.test("the best capable candidate is found behind the better heads of many partitions (model.md §8.3)", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const parts = Math.min(40, t.options.numFlowPartitions)
+          const gpu = { routingRequirements: { requiredCapabilities: ["gpu"] } }
+          // every partition's head needs gpu; the candidates without requirements come in the
+          // reverse order of their partitions' heads (the oldest one on the last partition)
+          const heads: Array<ExecutionId> = []
+          for (let p = 0; p < parts; p++) {
+            heads.push((yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p), priority: 1, policy: gpu })).executionId)
+            yield* advance(1)
+          }
+          const plain: Array<ExecutionId> = []
+          for (let p = parts - 1; p >= 0; p--) {
+            plain.push((yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p) })).executionId)
+            yield* advance(1)
+          }
+          for (let i = 0; i < 3; i++) expect(payloadOf(yield* claimSome(lane)).executionId).toBe(plain[i])
+          expect(payloadOf(yield* claimSome(lane, { tokens: ["gpu"] })).executionId).toBe(heads[0])
+        }))
+
+      t.test("a partition whose best candidate was blocked does not jump the claim order (model.md §8.3)", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const n = t.options.numFlowPartitions
+          const flowId = yield* createFlow(yield* flowIdOnPartition(0, n))
+          const first = yield* addMember(flowId, { laneId: lane })
+          yield* advance(1)
+          const other = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(1 % n), priority: 5 })
+          yield* advance(1)
+          const child = yield* addMember(flowId, { laneId: lane, priority: 9 })
+          yield* advance(1)
+          // the child was the best candidate of its partition; the edge blocks it
+          yield* addEdge(flowId, first.executionId, child.executionId)
+          expect(yield* publicState(child.executionId)).toBe("waiting_children")
+          expect(payloadOf(yield* claimSome(lane)).executionId).toBe(other.executionId)
+          expect(payloadOf(yield* claimSome(lane)).executionId).toBe(first.executionId)
+          yield* claimNone(lane)
         }))
 
       t.test("requirements given as policy JSON text are honoured", () =>

@@ -156,6 +156,8 @@ const T_Staged = Schema.Tuple(Ids.EdgeId, IntStr)
 const T_State = Schema.Tuple(M.PublicState)
 const T_Str = Schema.Tuple(S)
 const T_Str2 = Schema.Tuple(S, S)
+/** ff_claim's LATER: the score of the partition's best candidate for the worker, its lane head. */
+const T_Later = Schema.Tuple(IntStr, S)
 const T_Cancel = Schema.Tuple(S, Schema.parseJson(MemberIds))
 const T_CancelAlready = Schema.Tuple(S, S, Schema.parseJson(MemberIds))
 const T_Breach = Schema.Tuple(S, IntStr, IntStr)
@@ -352,23 +354,126 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       claimCluster(args) :
       Effect.map(claimManyStandalone(args, 1), (handles) => Option.fromNullable(handles[0]))
 
-  const claimCluster: BackendCore["claim"] = (args) =>
-    overHints(args.lane, (partition, score) =>
+  interface HintEntry {
+    readonly partition: number
+    readonly score: number
+  }
+
+  /**
+   * The hint entries of `lane` best claim score first (ties from a random start), a page at a
+   * time. Pages follow scores (a page ends after a whole group of ties, the next one starts past
+   * its score), so hints a walk re-scores or removes meanwhile do not shift it; a partition
+   * comes at most once.
+   */
+  const hintCursor = (lane: Ids.LaneId) => {
+    const key = keys.hint(lane)
+    const entries: Array<HintEntry> = []
+    const seen = new Set<number>()
+    let min = "-inf"
+    let done = false
+    const load = Effect.gen(function*() {
+      let page = yield* client.run("ZRANGE hint", (c) => c.zrangebyscore(key, min, "+inf", "WITHSCORES", "LIMIT", 0, 32))
+      if (page.length < 64) {
+        done = true
+      } else {
+        // the last score's ties in full
+        const last = page[page.length - 1]!
+        const ties = yield* client.run("ZRANGE hint", (c) => c.zrangebyscore(key, last, last, "WITHSCORES"))
+        let keep = page.length
+        while (keep >= 2 && page[keep - 1] === last) keep -= 2
+        page = [...page.slice(0, keep), ...ties]
+        min = `(${last}`
+      }
+      const rows: Array<HintEntry> = []
+      for (let i = 0; i + 1 < page.length; i += 2) {
+        const partition = Number(page[i])
+        if (!Number.isInteger(partition) || partition < 0 || partition >= N) {
+          yield* client.run("ZREM hint", (c) => c.zrem(key, page[i]!))
+          continue
+        }
+        if (seen.has(partition)) continue
+        seen.add(partition)
+        rows.push({ partition, score: Number(page[i + 1]) })
+      }
+      let start = 0
+      while (start < rows.length) {
+        let end = start + 1
+        while (end < rows.length && rows[end]!.score === rows[start]!.score) end++
+        const size = end - start
+        const shift = size > 1 ? yield* Effect.randomWith((r) => r.nextIntBetween(0, size)) : 0
+        for (let j = 0; j < size; j++) entries.push(rows[start + ((j + shift) % size)]!)
+        start = end
+      }
+    })
+    /** The entry at position `i` of the walk, or undefined past the end. */
+    const at = (i: number): Fx<HintEntry | undefined> =>
       Effect.gen(function*() {
-        const { lane, policy } = args
+        while (entries.length <= i && !done) yield* load
+        return entries[i]
+      })
+    return { at }
+  }
+
+  /**
+   * The claim-hint walk of a cluster (one ff_claim per partition, since the hint key lives in
+   * another slot), the same walk as ff_claim_lane's on a standalone server (execution.lua
+   * `FF.claim_lane_one`, which explains it): hint entries best first, each visit bounded by the
+   * next entry's hint and the deferred candidate, so that the claim takes the globally best
+   * candidate for this worker (model.md §8.3); a partition whose best candidate for the worker is
+   * worse than the bound answers LATER and is visited again once nothing better can be elsewhere.
+   * Each visit sets the partition's hint to its real head (a stale hint costs one visit once).
+   */
+  const claimCluster: BackendCore["claim"] = (args) =>
+    Effect.gen(function*() {
+      const { lane, policy } = args
+      const hints = hintCursor(lane)
+      let i = 0
+      let deferred: { readonly partition: number; readonly score: number; readonly hint: number } | undefined
+      for (;;) {
+        const entry = yield* hints.at(i)
+        let partition: number
+        let hint: number
+        let bound: number | undefined
+        if (deferred !== undefined && (entry === undefined || deferred.score <= entry.score)) {
+          partition = deferred.partition
+          hint = deferred.hint
+          bound = entry?.score
+          deferred = undefined
+        } else if (entry === undefined) {
+          return Option.none()
+        } else {
+          partition = entry.partition
+          hint = entry.score
+          i++
+          bound = (yield* hints.at(i))?.score
+          if (deferred !== undefined && (bound === undefined || deferred.score < bound)) bound = deferred.score
+        }
         const env = yield* call("claim", p.flowTarget(partition), {
           ...claimArgsOf(args),
           lease_id: storeLeaseId(),
-          attempt_id: storeAttemptId()
+          attempt_id: storeAttemptId(),
+          ...(bound === undefined ? {} : { bound: String(bound) })
         })
-        if (env.status === "OK") {
-          const r = yield* handleFrom("ff_claim", env, lane, policy.workerInstanceId, policy.leaseTtlMs)
-          yield* refreshHint(lane, partition, score, r.next)
-          return Option.some(r.handle)
+        switch (env.status) {
+          case "OK": {
+            const r = yield* handleFrom("ff_claim", env, lane, policy.workerInstanceId, policy.leaseTtlMs)
+            yield* refreshHint(lane, partition, hint, r.next)
+            return Option.some(r.handle)
+          }
+          case "LATER": {
+            const [score, head] = yield* decodeFields("ff_claim", T_Later, env.fields)
+            deferred = { partition, score, hint: Number(head) }
+            yield* refreshHint(lane, partition, hint, head)
+            break
+          }
+          case "NOMATCH":
+            yield* refreshHint(lane, partition, hint, env.fields[0] ?? "")
+            break
+          default:
+            yield* p.dropHint(lane, partition)
         }
-        if (env.status === "EMPTY") yield* p.dropHint(lane, partition)
-        return Option.none<M.Handle>()
-      }))
+      }
+    })
 
   /**
    * On a standalone server the hint walk runs inside the server (ff_claim_lane: the same walk, the

@@ -3,14 +3,17 @@
  * Schema decoding, the clock argument, and the claim hints.
  *
  * Claim hints: one global sorted set per lane, `<prefix>:hint:<lane>`, whose
- * members are flow partitions with claimable work on that lane, scored by the
- * claim score of their best candidate (`-(priority × 10^12) + created_at`), so
- * that claims follow one global priority-then-FIFO order like the memory engine. The Lua functions report what they made
+ * members are flow partitions with claimable work on that lane, scored by a
+ * lower bound of the claim score of their best candidate (`-(priority × 10^12) +
+ * created_at`): a wake only lowers a hint (ZADD LT), a claim raises it only to
+ * the partition's real head. The Lua functions report what they made
  * claimable ("wake"); the hint is updated right after the FCALL returns (a
  * global key lives in another cluster slot, so it cannot be written inside the
- * FCALL). A claim reads the hint and FCALLs only those partitions (on a standalone
- * server, where no slot separates them, ff_claim_lane does the walk, the claim and the
- * hint updates in one FCALL, see core.ts `claimStandalone`). A lost hint
+ * FCALL). A claim reads the hint and FCALLs only those partitions, with the bounded
+ * walk that keeps the global priority-then-FIFO order of the memory engine (core.ts
+ * `claimCluster`; on a standalone server, where no slot separates them, ff_claim_lane
+ * does the walk, the claims and the hint updates in one FCALL, see execution.lua
+ * `FF.claim_lane_one`). A lost hint
  * (a client crashing between the two) is repaired by the `promoteDelayed` pass,
  * which reports every lane with claimable work.
  */

@@ -286,8 +286,11 @@ function FF.candidate_core(B, e, kind, lane)
   return c
 end
 
--- Tries the candidates in `cands` in order; returns the claim reply, or nil when none could be served.
-function FF.claim_from(B, a, now, lane, caps, cands, tried)
+-- Tries the candidates in `cands` in order; returns the claim reply, or nil when none could be
+-- served. With a `bound` (a claim score), the first candidate this worker may take is taken only
+-- when its score is <= bound; otherwise the reply is LATER with its score and the lane head (the
+-- caller knows a partition that may hold a better one). Nothing is written for a LATER candidate.
+function FF.claim_from(B, a, now, lane, caps, cands, tried, bound)
   for _, cand in ipairs(cands) do
     local e, kind = cand[1], cand[3]
     if not tried[e] then
@@ -299,6 +302,10 @@ function FF.claim_from(B, a, now, lane, caps, cands, tried)
         if not ok then
           C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
         elseif not FF.grant_blocks(B, e, a.worker_id, now) then
+          if bound ~= nil and cand[2] > bound then
+            FF.drain(B, now)
+            return FF.ok("LATER", FF.s(cand[2]), FF.lane_head(B, lane))
+          end
           if FF.grant_seen then C("DEL", K.ex(B, e, "grant")) end
           local info
           if kind == "reclaim" then
@@ -322,33 +329,50 @@ end
 
 -- claim (operations.md §4.1, D-4, P3) on one partition: the heads first, then up to a.scan
 -- candidates (capability filtering, grants held by others, stale index entries).
--- status EMPTY: nothing claimable on the lane here; NOMATCH: work exists but none for this worker.
+-- a.bound (optional, a claim score): the best score another partition may still hold for this
+-- lane (its hint); a candidate worse than it is not taken (status LATER, see FF.claim_from).
+-- Replies: OK + the claim's 7 fields + the lane's next head ("" when none);
+-- EMPTY: nothing claimable on the lane here; NOMATCH + lane head: work exists but none for this
+-- worker; LATER + the score of the best candidate for this worker + lane head.
 FF.fn.claim = function(B, a, now)
   local lane = a.lane
   local caps = FF.caps_set(a.caps)
+  local bound = tonumber(a.bound or "")
   local tried = {}
   local heads = FF.candidates(B, lane, 1)
   if #heads == 0 then return FF.ok("EMPTY") end
   -- only the best head: when it is not for this worker, the other index's head is not the next
   -- best (the merged scan below is), so the order stays priority then FIFO (model.md §8.3)
-  local r = FF.claim_from(B, a, now, lane, caps, { heads[1] }, tried)
+  local r = FF.claim_from(B, a, now, lane, caps, { heads[1] }, tried, bound)
   if r ~= nil then return r end
   local scan = math.max(1, FF.num(a.scan, 32))
-  r = FF.claim_from(B, a, now, lane, caps, FF.candidates(B, lane, scan), tried)
+  r = FF.claim_from(B, a, now, lane, caps, FF.candidates(B, lane, scan), tried, bound)
   if r ~= nil then return r end
   FF.drain(B, now)
-  if FF.lane_head(B, lane) == "" then return FF.ok("EMPTY") end
-  return FF.ok("NOMATCH")
+  local head = FF.lane_head(B, lane)
+  if head == "" then return FF.ok("EMPTY") end
+  return FF.ok("NOMATCH", head)
 end
 
 -- claim on a standalone server (no cluster, so one call may reach every partition and the
--- lane's claim hint): the claim-hint walk of the TS layer (core.ts `overHints`, `refreshHint`,
+-- lane's claim hint): the claim-hint walk of the TS layer (core.ts `claimCluster`, `refreshHint`,
 -- plumbing.ts `applyWake` / `dropHint`) and the claim itself in one call, so a claim is one
 -- round trip instead of three. KEYS[1] is the hint key `<prefix>:hint:<lane>`; a.prefix and
--- a.partitions give the partition bases. The hint entries are visited best score first (ties
--- from a random start), each partition is claimed exactly as ff_claim does, the wakes a
--- partition reports go to the hints at once, and the visited partition's hint is kept exact
--- (re-scored to its new head, or removed when nothing claimable is left).
+-- a.partitions give the partition bases. The wakes a partition reports go to the hints at once.
+--
+-- The claim takes the globally best candidate for this worker (priority then FIFO, model.md
+-- §8.3), as memory does. A hint score is a lower bound of its partition's best claim score (every
+-- path that indexes a candidate lowers the hint to its score; a hint is raised only to its
+-- partition's real head), but the head may need a capability the worker lacks, or be gone (a
+-- "stale" hint: e.g. applyDependencyToChild blocked it). So the walk visits the hint entries best
+-- first (ties from a random start) and gives each visit a bound, the smaller of the next entry's
+-- hint and the best candidate deferred so far: a partition only leases a candidate that scores
+-- <= bound; else it reports its best candidate for this worker (LATER) and the walk goes on. Once
+-- the deferred candidate is no worse than the next hint (or the hints run out), the walk comes
+-- back to its partition. Each visited partition's hint is set to its real head at the end of the
+-- call (removed when it has nothing claimable), so a stale hint costs one visit once. Visits are
+-- bounded by a.max_visits (a revisit of the deferred partition apart); past that (status MORE)
+-- the layer continues the same walk, one FCALL per partition, as on a cluster.
 function FF.apply_wakes_here(prefix, p)
   if not FF.woke then return end
   for lane, score in pairs(FF.wake) do
@@ -357,62 +381,99 @@ function FF.apply_wakes_here(prefix, p)
   end
 end
 
-function FF.claim_lane_one(H, a, now)
-  local prefix = a.prefix
-  local n = FF.num(a.partitions)
-  -- bounded work per call: after this many partitions without a claim the rest of the walk is
-  -- left to the layer (status MORE), one ff_claim per partition as on a cluster
-  local budget = FF.num(a.max_visits, 8)
-  local offset = 0
-  while true do
-    local page = C("ZRANGE", H, offset, offset + 31, "WITHSCORES")
-    local entries = {}
-    for i = 1, #page, 2 do
-      local p = tonumber(page[i])
-      if p == nil or p ~= math.floor(p) or p < 0 or p >= n then
-        C("ZREM", H, page[i])
+-- The hint entry at position i of the walk `w` (nil past the end), loading pages as needed.
+-- Hint updates wait for the end of the walk, so the page offsets stay valid (a wake only moves
+-- the visited partition, already loaded, ahead).
+local function hint_at(w, i)
+  while #w.entries < i and not w.done do
+    local page = C("ZRANGE", w.key, w.offset, w.offset + 31, "WITHSCORES")
+    w.offset = w.offset + 32
+    if #page < 64 then w.done = true end
+    local got = {}
+    for j = 1, #page, 2 do
+      local p = tonumber(page[j])
+      if p == nil or p ~= math.floor(p) or p < 0 or p >= w.n then
+        w.fix[page[j]] = ""
       else
-        entries[#entries + 1] = { p, tonumber(page[i + 1]), page[i] }
+        got[#got + 1] = { p, tonumber(page[j + 1]), page[j] }
       end
     end
     local s = 1
-    while s <= #entries do
+    while s <= #got do
       local last = s
-      while last < #entries and entries[last + 1][2] == entries[s][2] do last = last + 1 end
+      while last < #got and got[last + 1][2] == got[s][2] do last = last + 1 end
       local size = last - s + 1
       local shift = 0
       if size > 1 then shift = math.random(0, size - 1) end
-      for j = 0, size - 1 do
-        local ent = entries[s + ((j + shift) % size)]
-        local p, score, member = ent[1], ent[2], ent[3]
-        if budget <= 0 then
-          FF.begin()
-          return FF.ok("MORE")
-        end
-        budget = budget - 1
-        FF.begin()
-        local r = FF.fn.claim(prefix .. ":{fp:" .. FF.s(p) .. "}", a, now)
-        FF.apply_wakes_here(prefix, p)
-        if r[1] ~= 1 then return r end
-        if r[2] == "OK" then
-          local nxt = r[#r]
-          if nxt == "" then
-            C("ZREM", H, member)
-          elseif tonumber(nxt) ~= score then
-            C("ZADD", H, "XX", nxt, member)
-          end
-          r[3] = ""
-          return r
-        end
-        if r[2] == "EMPTY" then C("ZREM", H, member) end
-      end
+      for j = 0, size - 1 do w.entries[#w.entries + 1] = got[s + ((j + shift) % size)] end
       s = last + 1
     end
-    if #page < 64 then
-      FF.begin()
-      return FF.ok("EMPTY")
+  end
+  return w.entries[i]
+end
+
+-- Applies the hint updates of the walk and returns `r`.
+local function walk_end(w, r)
+  for member, head in pairs(w.fix) do
+    if head == "" then
+      C("ZREM", w.key, member)
+    else
+      C("ZADD", w.key, "XX", head, member)
     end
-    offset = offset + 32
+  end
+  return r
+end
+
+function FF.claim_lane_one(H, a, now)
+  local prefix = a.prefix
+  local w = { key = H, n = FF.num(a.partitions), entries = {}, offset = 0, done = false, fix = {} }
+  local budget = FF.num(a.max_visits, 8)
+  local i = 1
+  -- the deferred candidate: its score, partition and hint entry
+  local best, bestp = nil, nil
+  while true do
+    local ent = hint_at(w, i)
+    local visit, bound
+    if best ~= nil and (ent == nil or best <= ent[2]) then
+      visit = bestp
+      if ent ~= nil then bound = ent[2] end
+      best = nil
+    elseif ent == nil then
+      FF.begin()
+      return walk_end(w, FF.ok("EMPTY"))
+    else
+      if budget <= 0 then
+        FF.begin()
+        return walk_end(w, FF.ok("MORE"))
+      end
+      budget = budget - 1
+      visit = ent
+      i = i + 1
+      local nxt = hint_at(w, i)
+      if nxt ~= nil then bound = nxt[2] end
+      if best ~= nil and (bound == nil or best < bound) then bound = best end
+    end
+    local p, member = visit[1], visit[3]
+    FF.begin()
+    a.bound = bound
+    local r = FF.fn.claim(prefix .. ":{fp:" .. FF.s(p) .. "}", a, now)
+    FF.apply_wakes_here(prefix, p)
+    if r[1] ~= 1 then return walk_end(w, r) end
+    local st = r[2]
+    local head = ""
+    if st == "OK" then
+      head = r[#r]
+    elseif st == "LATER" then
+      best, bestp = tonumber(r[4]), visit
+      head = r[5]
+    elseif st == "NOMATCH" then
+      head = r[4]
+    end
+    if head == "" or tonumber(head) ~= visit[2] then w.fix[member] = head end
+    if st == "OK" then
+      r[3] = ""
+      return walk_end(w, r)
+    end
   end
 end
 
