@@ -175,110 +175,84 @@ describe("lease keeper (memory)", () => {
       return yield* Effect.dieMessage("condition not met within 6 s")
     })
 
-  it.live("a renewal that fails is tried again on the keeper's beat; the attempt keeps its lease and completes", () =>
+  /**
+   * Runs `body` with a worker over the flaky engine: its handler sleeps `handlerMs`, its leases last
+   * `leaseTtlMs` and are renewed every `renewEveryMs`; the worker is stopped when `body` returns.
+   */
+  const withWorker = <A>(
+    o: { readonly handlerMs: number; readonly leaseTtlMs: number; readonly renewEveryMs: number; readonly concurrency?: number },
+    body: (t: {
+      readonly lane: Ids.LaneId
+      readonly failing: Ref.Ref<false | "fail" | "die">
+      readonly renewals: Ref.Ref<number>
+      readonly ended: Effect.Effect<ReadonlyArray<Worker.WorkerEvent>>
+    }) => Effect.Effect<A, unknown, EngineBackend>
+  ) =>
     Effect.gen(function*() {
       const { failing, layer, renewals } = yield* flakyRenewals
       const log = yield* events
-      yield* Effect.gen(function*() {
+      return yield* Effect.gen(function*() {
         const lane = yield* newLane()
-        const retriesBefore = yield* counter("flowfabric_worker_lease_renewals_total", { result: "retry" })
-        yield* Ref.set(failing, "fail")
         const worker = yield* Effect.fork(Worker.run({
           lanes: [lane],
-          handlers: [slowAdd(1_200)],
-          leaseTtl: "600 millis",
-          renewEvery: "200 millis",
+          handlers: [slowAdd(o.handlerMs)],
+          concurrency: o.concurrency ?? 1,
+          leaseTtl: Duration.millis(o.leaseTtlMs),
+          renewEvery: Duration.millis(o.renewEveryMs),
           idle: Schedule.spaced("10 millis"),
           onEvent: log.onEvent
         }))
-        const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
-        // the first renewals (due 200 ms after the claim) fail, then the engine recovers before the expiry
-        yield* waitFor(Effect.map(Ref.get(renewals), (n) => n >= 2))
-        yield* Ref.set(failing, false)
-        yield* waitFor(Effect.map(log.ended, (e) => e.length > 0))
+        const result = yield* body({ lane, failing, renewals, ended: log.ended })
         yield* Fiber.interrupt(worker)
-        expect((yield* log.ended).map((e) => e._tag)).toEqual(["Completed"])
-        expect(yield* isState(id, "completed")).toBe(true)
-        expect((yield* counter("flowfabric_worker_lease_renewals_total", { result: "retry" })) - retriesBefore)
-          .toBeGreaterThanOrEqual(2)
+        return result
       }).pipe(Effect.provide(layer))
-    }), 20_000)
+    })
 
-  it.live("a renewal that dies counts as a failed one: the keeper goes on and the attempt completes", () =>
-    Effect.gen(function*() {
-      const { failing, layer, renewals } = yield* flakyRenewals
-      const log = yield* events
-      yield* Effect.gen(function*() {
-        const lane = yield* newLane()
-        yield* Ref.set(failing, "die")
-        const worker = yield* Effect.fork(Worker.run({
-          lanes: [lane],
-          handlers: [slowAdd(1_200)],
-          leaseTtl: "600 millis",
-          renewEvery: "200 millis",
-          idle: Schedule.spaced("10 millis"),
-          onEvent: log.onEvent
-        }))
-        yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
-        yield* waitFor(Effect.map(Ref.get(renewals), (n) => n >= 2))
-        yield* Ref.set(failing, false)
-        yield* waitFor(Effect.map(log.ended, (e) => e.length > 0))
-        yield* Fiber.interrupt(worker)
-        expect((yield* log.ended).map((e) => e._tag)).toEqual(["Completed"])
-      }).pipe(Effect.provide(layer))
-    }), 20_000)
+  for (const [mode, title] of [
+    ["fail", "a renewal that fails is tried again on the keeper's beat; the attempt keeps its lease and completes"],
+    ["die", "a renewal that dies counts as a failed one: the keeper goes on and the attempt completes"]
+  ] as const) {
+    it.live(title, () =>
+      withWorker({ handlerMs: 1_200, leaseTtlMs: 600, renewEveryMs: 200 }, ({ ended, failing, lane, renewals }) =>
+        Effect.gen(function*() {
+          const retriesBefore = yield* counter("flowfabric_worker_lease_renewals_total", { result: "retry" })
+          yield* Ref.set(failing, mode)
+          const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+          // the first renewals (due 200 ms after the claim) fail, then the engine recovers before the expiry
+          yield* waitFor(Effect.map(Ref.get(renewals), (n) => n >= 2))
+          yield* Ref.set(failing, false)
+          yield* waitFor(Effect.map(ended, (e) => e.length > 0))
+          expect((yield* ended).map((e) => e._tag)).toEqual(["Completed"])
+          expect(yield* isState(id, "completed")).toBe(true)
+          expect((yield* counter("flowfabric_worker_lease_renewals_total", { result: "retry" })) - retriesBefore)
+            .toBeGreaterThanOrEqual(2)
+        })), 20_000)
+  }
 
   it.live("renewals that keep failing until the lease's expiry stop the handler; nothing is written", () =>
-    Effect.gen(function*() {
-      const { failing, layer } = yield* flakyRenewals
-      const log = yield* events
-      yield* Effect.gen(function*() {
-        const lane = yield* newLane()
+    withWorker({ handlerMs: 60_000, leaseTtlMs: 400, renewEveryMs: 100 }, ({ ended, failing, lane }) =>
+      Effect.gen(function*() {
         yield* Ref.set(failing, "fail")
-        const worker = yield* Effect.fork(Worker.run({
-          lanes: [lane],
-          handlers: [slowAdd(60_000)],
-          leaseTtl: "400 millis",
-          renewEvery: "100 millis",
-          idle: Schedule.spaced("10 millis"),
-          onEvent: log.onEvent
-        }))
         const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
-        yield* waitFor(Effect.map(log.ended, (e) => e.length > 0))
-        yield* Fiber.interrupt(worker)
-        const [lost] = yield* log.ended
+        yield* waitFor(Effect.map(ended, (e) => e.length > 0))
+        const [lost] = yield* ended
         expect(lost?._tag).toBe("LeaseLost")
         expect(lost?._tag === "LeaseLost" ? lost.reason : "").toContain("lease expired while renewals failed")
         // the worker wrote nothing: the execution is still the lost attempt's, until expireLeases marks it
         expect(yield* isState(id, "active")).toBe(true)
-      }).pipe(Effect.provide(layer))
-    }), 20_000)
+      })), 20_000)
 
   it.live("one keeper renews every running attempt's lease", () =>
-    Effect.gen(function*() {
-      const { layer, renewals } = yield* flakyRenewals
-      const log = yield* events
-      yield* Effect.gen(function*() {
-        const lane = yield* newLane()
-        const worker = yield* Effect.fork(Worker.run({
-          lanes: [lane],
-          handlers: [slowAdd(1_000)],
-          concurrency: 20,
-          leaseTtl: "300 millis",
-          renewEvery: "100 millis",
-          idle: Schedule.spaced("10 millis"),
-          onEvent: log.onEvent
-        }))
+    withWorker({ handlerMs: 1_000, leaseTtlMs: 300, renewEveryMs: 100, concurrency: 20 }, ({ ended, lane, renewals }) =>
+      Effect.gen(function*() {
         const ids = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) =>
           Producer.submit(Add, { a: i, b: 1 }, { lane }))
-        yield* waitFor(Effect.map(log.ended, (e) => e.length === 20))
-        yield* Fiber.interrupt(worker)
-        expect(new Set((yield* log.ended).map((e) => e._tag))).toEqual(new Set(["Completed"]))
+        yield* waitFor(Effect.map(ended, (e) => e.length === 20))
+        expect(new Set((yield* ended).map((e) => e._tag))).toEqual(new Set(["Completed"]))
         for (const id of ids) expect(yield* isState(id, "completed")).toBe(true)
         // each attempt outlived its TTL three times over, so each lease was renewed several times
         expect(yield* Ref.get(renewals)).toBeGreaterThanOrEqual(20 * 5)
-      }).pipe(Effect.provide(layer))
-    }), 20_000)
+      })), 20_000)
 })
 
 describe("input reads (memory)", () => {
