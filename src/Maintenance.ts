@@ -19,7 +19,8 @@ export const PassName = Schema.Literal(
   "expirePendingWaitpoints",
   "reconcileDependencies",
   "drainCancelBacklog",
-  "resetBudgets"
+  "resetBudgets",
+  "trimRetention"
 )
 /** @since 0.1.0 */
 export type PassName = typeof PassName.Type
@@ -51,6 +52,14 @@ export interface PassOptions {
 export const DEFAULT_BATCH_SIZE = 1000
 
 /**
+ * How long a terminal execution is kept when its policy does not say
+ * (`streamPolicy.retentionTtlMs`): 24 hours (model.md §16, valkey.md §9).
+ *
+ * @since 0.1.0
+ */
+export const DEFAULT_RETENTION_MS = 86_400_000
+
+/**
  * @since 0.1.0
  */
 export declare namespace Maintenance {
@@ -71,6 +80,25 @@ export declare namespace Maintenance {
  * - `reconcileDependencies`: the safety net for flow dependency resolution (P4).
  * - `drainCancelBacklog`: cancels members a flow cancellation still owes (P5).
  * - `resetBudgets`: budgets whose reset interval elapsed are zeroed.
+ * - `trimRetention`: terminal executions whose retention elapsed are deleted
+ *   (valkey.md §9 retention_trimmer). The retention of an execution is its
+ *   policy's `streamPolicy.retentionTtlMs` (default `DEFAULT_RETENTION_MS`,
+ *   24 h), counted from its terminal transition (`completedAt`); it is due when
+ *   `completedAt + retention <= now`. A due execution is deleted whole: core,
+ *   payload, result, policy, tags, attempts, streams and summaries, claim
+ *   grant, suspension and suspend dedup records, its waitpoints (with their
+ *   conditions, signals and signal dedup records) and its signals; it leaves
+ *   every index and listing. Afterwards it is unknown, exactly like an id never
+ *   created: `describeExecution`, `readExecutionInfo`, `readExecutionState`,
+ *   `getExecutionResult` return `None`, `listExecutions` no longer shows it, an
+ *   operation with an old handle fails `NotFound`. An idempotency key it was
+ *   created with keeps its own dedup window (`dedupWindowMs`, default 24 h):
+ *   until that ends, a create with the key is still a `Duplicate` naming the
+ *   deleted id. Members of a flow are never deleted by this pass (their flow
+ *   reads them: `describeFlow`, edges, counters); they stay until a flow
+ *   retention exists. An execution that is not terminal (or was replayed) is
+ *   never deleted, however old. One item per execution deleted; at most
+ *   `batchSize` per run, `more` when more were due.
  *
  * @since 0.1.0
  * @category tags

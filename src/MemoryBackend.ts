@@ -165,7 +165,8 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       expirePendingWaitpoints: pass("expirePendingWaitpoints", (now, n) => engine.expirePendingWaitpoints(now, n)),
       reconcileDependencies: pass("reconcileDependencies", (now, n) => engine.reconcileDependencies(now, n)),
       drainCancelBacklog: pass("drainCancelBacklog", (now, n) => engine.drainCancelBacklog(now, n)),
-      resetBudgets: pass("resetBudgets", (now, n) => engine.resetBudgets(now, n))
+      resetBudgets: pass("resetBudgets", (now, n) => engine.resetBudgets(now, n)),
+      trimRetention: pass("trimRetention", (now, n) => engine.trimRetention(now, n))
     }
 
     if (options.hmacSecret !== undefined) yield* backend.seedWaitpointHmacSecret(options.hmacSecret)

@@ -33,7 +33,8 @@ export const defaultIntervals: { readonly [K in PassName]: Duration.Duration } =
   expireExecutions: Duration.seconds(5),
   reconcileDependencies: Duration.seconds(15),
   drainCancelBacklog: Duration.seconds(1),
-  resetBudgets: Duration.seconds(15)
+  resetBudgets: Duration.seconds(15),
+  trimRetention: Duration.seconds(60)
 }
 
 /**

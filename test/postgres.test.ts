@@ -14,7 +14,9 @@ import { Maintenance } from "../src/Maintenance.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
 import { fromSqlError } from "../src/postgres/internal/errors.js"
 import { appliedVersion, LATEST_MIGRATION } from "../src/postgres/migrations/index.js"
+import { advance } from "./conformance/helpers.js"
 import { suite } from "./conformance/index.js"
+import { richCompleted } from "./conformance/retention.js"
 
 const url = inject("pgUrl")
 const tag = `${process.pid}_${Date.now().toString(36)}`
@@ -249,5 +251,72 @@ describe("postgres error mapping", () => {
       .toMatchObject({ _tag: "Validation", kind: "InvalidInput", detail: "patch must be a JSON object" })
     expect(map(pgError("FF001", { message: "waitpoint_already_exists", detail: "[]" })))
       .toMatchObject({ _tag: "Conflict", kind: "WaitpointAlreadyExists" })
+  })
+})
+
+// ---------------------------------------------------------------------------
+// trimRetention leaves no row of a deleted execution behind
+// ---------------------------------------------------------------------------
+
+describe("postgres retention", () => {
+  const schema = `ff_retention_${tag}`
+  layer(
+    PostgresBackend.layer({ schema, clock: "effect" }).pipe(Layer.provideMerge(clientDropping(schema))),
+    { timeout: 30_000 }
+  )((it) => {
+    it.effect("trimRetention: no row of any table references the execution, its waitpoints or signals", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        /** Rows per table that reference the execution, one of its waitpoints or one of its signals. */
+        const rows = (r: { readonly executionId: string; readonly waitpointIds: ReadonlyArray<string>; readonly signalIds: ReadonlyArray<string> }) =>
+          Effect.gen(function*() {
+            const e = r.executionId
+            const wps = `{${r.waitpointIds.join(",")}}`
+            const sigs = `{${r.signalIds.join(",")}}`
+            const queries: Record<string, readonly [string, ReadonlyArray<string>]> = {
+              exec_core: ["execution_id = $1", [e]],
+              exec_data: ["execution_id = $1", [e]],
+              exec_idempotency: ["execution_id = $1", [e]],
+              attempt: ["execution_id = $1", [e]],
+              ready: ["execution_id = $1", [e]],
+              timer: ["ref = $1 OR ref = ANY($2::text[])", [e, wps]],
+              claim_grant: ["execution_id = $1", [e]],
+              suspension: ["execution_id = $1", [e]],
+              waitpoint: ["execution_id = $1 OR waitpoint_id = ANY($2::uuid[])", [e, wps]],
+              signal: ["execution_id = $1 OR waitpoint_id = ANY($2::uuid[]) OR signal_id = ANY($3::uuid[])", [e, wps, sigs]],
+              signal_dedup: ["waitpoint_id = ANY($1::uuid[])", [wps]],
+              suspend_dedup: ["execution_id = $1", [e]],
+              stream_meta: ["execution_id = $1", [e]],
+              stream_frame: ["execution_id = $1", [e]],
+              stream_summary: ["execution_id = $1", [e]],
+              dep: ["downstream_id = $1 OR upstream_id = $1", [e]],
+              edge_group: ["downstream_id = $1", [e]],
+              dep_pending: ["execution_id = $1", [e]],
+              cancel_owed: ["execution_id = $1", [e]]
+            }
+            const out: Record<string, number> = {}
+            for (const [table, [where, params]] of Object.entries(queries)) {
+              const n = yield* sql.unsafe<{ readonly n: string }>(
+                `SELECT count(*)::text AS n FROM "${schema}".${table} WHERE ${where}`,
+                params
+              )
+              const count = Number(n[0]!.n)
+              if (count > 0) out[table] = count
+            }
+            return out
+          })
+        const keep = yield* richCompleted(60_000)
+        const r = yield* richCompleted(1_000)
+        const before = yield* rows(r)
+        expect(Object.keys(before)).toEqual(
+          expect.arrayContaining(["exec_core", "exec_data", "attempt", "timer", "suspension", "waitpoint", "signal", "stream_meta", "stream_frame"])
+        )
+        yield* advance(1_000)
+        const m = yield* Maintenance
+        expect(yield* m.trimRetention()).toEqual({ pass: "trimRetention", processed: 1, more: false })
+        expect(yield* rows(r)).toEqual({})
+        // the other execution is whole
+        expect(yield* rows(keep)).toEqual(before)
+      }))
   })
 })

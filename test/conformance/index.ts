@@ -21,6 +21,7 @@ import { type Body, resolveOptions, type SuiteOptions, type Tester } from "./hel
 import { leases } from "./leases.js"
 import { lifecycle } from "./lifecycle.js"
 import { listings } from "./listings.js"
+import { retentionArea } from "./retention.js"
 import { scheduling } from "./scheduling.js"
 import { signals } from "./signals.js"
 import { streams } from "./streams.js"
@@ -40,7 +41,8 @@ export const areas: ReadonlyArray<(t: Tester) => void> = [
   budgets,
   listings,
   validation,
-  admin
+  admin,
+  retentionArea
 ]
 
 export const suite = (

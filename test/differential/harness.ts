@@ -118,6 +118,8 @@ export type Command =
     readonly maxReplayCount?: number | undefined
     readonly maxReclaimCount?: number | undefined
     readonly idempotencyKey?: string | undefined
+    /** `streamPolicy.retentionTtlMs`: how long `trimRetention` keeps it once terminal. */
+    readonly retentionMs?: number | undefined
     /** Re-submit the id of an earlier execution (⇒ `Duplicate`). */
     readonly duplicateOf?: Ref | undefined
   }
@@ -311,7 +313,8 @@ const createArb: fc.Arbitrary<Command> = fc.record({
   maxReplayCount: opt(fc.constantFrom(0, 1), 1, 6),
   maxReclaimCount: opt(fc.constantFrom(0, 1), 1, 8),
   idempotencyKey: opt(fc.constantFrom("idem-1", "idem-2"), 1, 8),
-  duplicateOf: opt(ref, 1, 12)
+  duplicateOf: opt(ref, 1, 12),
+  retentionMs: opt(fc.constantFrom(0, 1000, 30_000), 1, 2)
 })
 
 const claimArb: fc.Arbitrary<Command> = fc.record({
@@ -919,7 +922,8 @@ const interpret = (run: Run, cmd: Command, i: number): Effect.Effect<Stepped> =>
           ...(cmd.caps.length === 0 ? {} : { routingRequirements: { requiredCapabilities: [...cmd.caps] } }),
           ...(cmd.attemptTimeoutMs === undefined ? {} : { timeoutPolicy: { attemptTimeoutMs: cmd.attemptTimeoutMs } }),
           ...(cmd.maxReplayCount === undefined ? {} : { maxReplayCount: cmd.maxReplayCount }),
-          ...(cmd.maxReclaimCount === undefined ? {} : { maxReclaimCount: cmd.maxReclaimCount })
+          ...(cmd.maxReclaimCount === undefined ? {} : { maxReclaimCount: cmd.maxReclaimCount }),
+          ...(cmd.retentionMs === undefined ? {} : { streamPolicy: { retentionTtlMs: cmd.retentionMs } })
         }
         const args: M.CreateExecutionArgsInput = {
           executionId,

@@ -42,6 +42,7 @@ const everySecond = (overrides: Reconciler.ReconcilerOptions = {}): Reconciler.R
     reconcileDependencies: "1 second",
     drainCancelBacklog: "1 second",
     resetBudgets: "1 second",
+    trimRetention: "1 second",
     ...overrides.intervals
   },
   ...(overrides.batchSize === undefined ? {} : { batchSize: overrides.batchSize })
@@ -264,7 +265,8 @@ export const reconcilerSuite = (
           "expirePendingWaitpoints",
           "reconcileDependencies",
           "drainCancelBacklog",
-          "resetBudgets"
+          "resetBudgets",
+          "trimRetention"
         ])
         expect(results.every((r) => !r.more)).toBe(true)
         expect(yield* state(id)).toBe("delayed")

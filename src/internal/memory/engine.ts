@@ -20,6 +20,7 @@ import {
   validation
 } from "../../EngineError.js"
 import type * as Ids from "../../Ids.js"
+import { DEFAULT_RETENTION_MS } from "../../Maintenance.js"
 import { executionPartition, flowPartition, partitionKey } from "../../Ids.js"
 import * as M from "../../Model.js"
 import type { CreateExecutionCore, HandleRef } from "../boundary.js"
@@ -142,6 +143,8 @@ export class MemoryEngine {
   private readonly suspensionTimeouts = new MinHeap()
   private readonly pendingExpiries = new MinHeap()
   private readonly budgetResets = new MinHeap()
+  /** Terminal executions outside flows, by the time their retention ends (`trimRetention`). */
+  private readonly retentionDue = new MinHeap()
 
   /** Called with the stream key whenever a frame is appended. */
   onAppend: (streamKey: string) => void = () => {}
@@ -345,6 +348,7 @@ export class MemoryEngine {
       // unchanged (valkey.md ff_cancel_execution, ff_resolve_dependency)
       attemptState: e.totalAttemptCount > 0 ? "attempt_terminal" : outcome === "skipped" ? "none" : e.attemptState
     }, now)
+    if (e.flowId === undefined) this.retentionDue.push(now + this.retentionOf(e), e.id)
     this.afterTerminal(e, outcome, now, opts.publish)
   }
 
@@ -2674,6 +2678,41 @@ export class MemoryEngine {
       processed += this.drainFlow(f, now, batch - processed)
     }
     return ok({ processed, more: [...this.cancelBacklog].some((id) => (this.flows.get(id)?.backlogDueAt ?? 0) <= now) })
+  }
+
+  /** The retention of a terminal execution: `streamPolicy.retentionTtlMs`, else 24 h. */
+  private retentionOf(e: Exec): number {
+    return e.policy?.streamPolicy?.retentionTtlMs ?? DEFAULT_RETENTION_MS
+  }
+
+  /**
+   * Deletes terminal executions outside flows whose retention ended (see `Maintenance`): the
+   * execution and everything it owns. Dedup records (create idempotency, suspend and signal
+   * dedup) are not deleted: they keep their own windows.
+   */
+  trimRetention(now: number, batch: number): R<PassCount> {
+    return ok(this.drainHeap(this.retentionDue, now, batch, (key) => {
+      const e = this.executions.get(key as Ids.ExecutionId)
+      if (e === undefined || e.phase !== "terminal" || e.flowId !== undefined || e.completedAt === undefined) {
+        return false
+      }
+      // a replayed execution that ended again has a later entry of its own
+      if (e.completedAt + this.retentionOf(e) > now) return false
+      this.deleteExecution(e)
+      return true
+    }))
+  }
+
+  private deleteExecution(e: Exec): void {
+    for (const w of e.waitpointIds) {
+      const wp = this.waitpoints.get(w)
+      if (wp === undefined) continue
+      for (const sid of wp.signals) this.signals.delete(sid)
+      this.waitpoints.delete(w)
+    }
+    for (const a of e.attempts) this.streams.delete(this.streamKey(e.id, a.index))
+    this.grants.delete(e.id)
+    this.executions.delete(e.id)
   }
 
   resetBudgets(now: number, batch: number): R<PassCount> {

@@ -906,7 +906,8 @@ export const makeMaintenance = (caller: Caller): Maintenance.Service => {
     expirePendingWaitpoints: run("expirePendingWaitpoints", "pass_timers", [text("waitpoint")]),
     reconcileDependencies: run("reconcileDependencies", "pass_dependencies", []),
     drainCancelBacklog: run("drainCancelBacklog", "pass_cancel_backlog", []),
-    resetBudgets: run("resetBudgets", "pass_timers", [text("budget_reset")])
+    resetBudgets: run("resetBudgets", "pass_timers", [text("budget_reset")]),
+    trimRetention: run("trimRetention", "pass_retention", [])
   }
 }
 

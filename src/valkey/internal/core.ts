@@ -1132,6 +1132,9 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       ...(policy?.streamPolicy?.retentionMaxlen === undefined ?
         {} :
         { stream_maxlen: policy.streamPolicy.retentionMaxlen }),
+      ...(policy?.streamPolicy?.retentionTtlMs === undefined ?
+        {} :
+        { retention_ms: policy.streamPolicy.retentionTtlMs }),
       ...(a.idempotencyKey === undefined || a.idempotencyKey === "" ?
         {} :
         { idempotency_key: a.idempotencyKey, dedup_ttl_ms: policy?.dedupWindowMs ?? 86_400_000 }),

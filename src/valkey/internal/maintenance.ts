@@ -19,7 +19,8 @@ const LUA_PASS: Record<PassName, string> = {
   expirePendingWaitpoints: "expire_pending_waitpoints",
   reconcileDependencies: "reconcile_dependencies",
   drainCancelBacklog: "drain_cancel_backlog",
-  resetBudgets: "reset_budgets"
+  resetBudgets: "reset_budgets",
+  trimRetention: "trim_retention"
 }
 
 const Due = Schema.Tuple(IntStr)
@@ -98,6 +99,7 @@ export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
     expirePendingWaitpoints: pass("expirePendingWaitpoints"),
     reconcileDependencies: pass("reconcileDependencies"),
     drainCancelBacklog: pass("drainCancelBacklog"),
-    resetBudgets: pass("resetBudgets")
+    resetBudgets: pass("resetBudgets"),
+    trimRetention: pass("trimRetention")
   }
 }

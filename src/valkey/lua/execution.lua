@@ -7,7 +7,7 @@
 -- create arguments stored under their own name, when given
 local CREATE_OPTIONAL = {
   "execution_kind", "creator_identity", "payload_encoding", "required_capabilities", "attempt_timeout_ms",
-  "max_signals", "stream_maxlen"
+  "max_signals", "stream_maxlen", "retention_ms"
 }
 
 -- One execution: returns status ("OK" / "DUPLICATE") and the reply fields.

@@ -91,6 +91,73 @@ FF.fn.pass_expire_pending_waitpoints = function(B, a, now)
   return FF.ok("OK", n, #items > batch and "1" or "0")
 end
 
+-- --- retention (valkey.md §9 retention_trimmer) ---------------------------------------------------
+FF.RETENTION_MS = 86400000   -- default retention of a terminal execution (Maintenance.DEFAULT_RETENTION_MS)
+
+local function del_chunked(keys)
+  for i = 1, #keys, 500 do
+    C("DEL", unpack(keys, i, math.min(i + 499, #keys)))
+  end
+end
+
+-- Deletes a terminal execution outside flows and everything it owns: the core and its records,
+-- attempts, streams, suspension, waitpoints (conditions, buffered signals) and signals, and its
+-- index entries. Dedup records (create idempotency, suspend and signal dedup) keep their TTLs.
+local function delete_execution(B, e, c)
+  local keys = { K.core(B, e) }
+  for _, s in ipairs({ "payload", "policy", "result", "tags", "grant", "susp", "susp:cnt", "susp:sat",
+    "susp:satsig", "sigs", "wps", "unres" }) do
+    keys[#keys + 1] = K.ex(B, e, s)
+  end
+  local n = FF.num(c.total_attempt_count)
+  local cur = tonumber(c.current_attempt_index)
+  if cur ~= nil and cur + 1 > n then n = cur + 1 end
+  for i = 0, n - 1 do
+    keys[#keys + 1] = K.att(B, e, i)
+    keys[#keys + 1] = K.stream(B, e, i)
+    keys[#keys + 1] = K.smeta(B, e, i)
+    keys[#keys + 1] = K.ssum(B, e, i)
+  end
+  for _, sid in ipairs(C("ZRANGE", K.ex(B, e, "sigs"), 0, -1)) do
+    keys[#keys + 1] = K.sig(B, sid)
+    keys[#keys + 1] = K.sig(B, sid) .. ":payload"
+  end
+  for _, w in ipairs(C("SMEMBERS", K.ex(B, e, "wps"))) do
+    keys[#keys + 1] = K.wp(B, w)
+    keys[#keys + 1] = K.wpx(B, w, "cond")
+    keys[#keys + 1] = K.wpx(B, w, "signals")
+    C("ZREM", K.idx(B, "pending_wp"), w)
+  end
+  del_chunked(keys)
+  C("ZREM", K.lane(B, c.lane_id, "terminal"), e)
+  C("ZREM", K.idx(B, "all"), e)
+  C("ZREM", K.idx(B, "retention"), e)
+end
+
+-- Terminal executions outside flows whose retention ended (the `retention` index holds
+-- completed_at + retention); one per execution deleted.
+FF.fn.pass_trim_retention = function(B, a, now)
+  local batch = batch_of(a)
+  local items = due(B, "retention", now, batch)
+  local n = 0
+  for i = 1, math.min(#items, batch) do
+    local e = items[i]
+    local c = FF.core(B, e)
+    if c == nil or c.lifecycle_phase ~= "terminal" or c.flow_id ~= "" or c.completed_at == "" then
+      C("ZREM", K.idx(B, "retention"), e)
+    else
+      local at = FF.num(c.completed_at) + FF.num(c.retention_ms, FF.RETENTION_MS)
+      if at > now then
+        C("ZADD", K.idx(B, "retention"), FF.s(at), e)
+      else
+        delete_execution(B, e, c)
+        n = n + 1
+      end
+    end
+  end
+  return FF.ok("OK", n, #items > batch and "1" or "0")
+end
+
 -- Safety net of P4: deferred cascades, and blocked children whose upstreams are terminal.
 FF.fn.pass_reconcile_dependencies = function(B, a, now)
   local batch = batch_of(a)
@@ -202,6 +269,8 @@ FF.fn.pass_due = function(B, a, now)
     n = zdue("susp_timeout")
   elseif pass == "expire_pending_waitpoints" then
     n = zdue("pending_wp")
+  elseif pass == "trim_retention" then
+    n = zdue("retention")
   elseif pass == "reset_budgets" then
     n = C("ZCOUNT", B .. ":i:budget_resets", "-inf", FF.s(now))
   elseif pass == "drain_cancel_backlog" then

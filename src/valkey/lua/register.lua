@@ -13,7 +13,7 @@ local WRITES = {
   "hmac_seed", "hmac_rotate",
   "pass_expire_leases", "pass_promote_delayed", "pass_expire_attempts", "pass_expire_executions",
   "pass_expire_suspensions", "pass_expire_pending_waitpoints", "pass_reconcile_dependencies",
-  "pass_drain_cancel_backlog", "pass_reset_budgets"
+  "pass_drain_cancel_backlog", "pass_reset_budgets", "pass_trim_retention"
 }
 
 local READS = {

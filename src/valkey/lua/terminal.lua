@@ -51,6 +51,10 @@ function FF.to_terminal(B, e, c, outcome, now, extra, opts)
   FF.state(B, e, c, "terminal", "unowned", "not_applicable", "none", "", outcome, astate, now, t)
   C("ZREM", K.idx(B, "deadline"), e)
   C("ZADD", K.lane(B, c.lane_id, "terminal"), FF.s(now), e)
+  -- trimRetention: flow members are kept (their flow reads them)
+  if (c.flow_id or "") == "" then
+    C("ZADD", K.idx(B, "retention"), FF.s(now + FF.num(c.retention_ms, 86400000)), e)
+  end
   FF.on_terminal(B, e, c, outcome, now, opts)
 end
 
