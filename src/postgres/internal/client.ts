@@ -55,6 +55,15 @@ export interface Caller {
     fn: string,
     rows: ReadonlyArray<ReadonlyArray<Arg>>
   ) => Effect.Effect<ReadonlyArray<Either.Either<unknown, EngineError>>, EngineError>
+  /**
+   * As `callMany`, through the set function `ff_<fn>`, which takes each argument as an array (one
+   * element per row) and returns one reply per row, in order.
+   */
+  readonly callSet: (
+    op: string,
+    fn: string,
+    rows: ReadonlyArray<ReadonlyArray<Arg>>
+  ) => Effect.Effect<ReadonlyArray<Either.Either<unknown, EngineError>>, EngineError>
   /** As `call`, with an explicit `now` (several calls sharing one instant). */
   readonly callAt: (
     op: string,
@@ -162,7 +171,20 @@ export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never,
       return t
     }
 
-    const callMany: Caller["callMany"] = (op, fn, rows) =>
+    // SELECT x.r FROM ff_fn($1::type[], …, $now) WITH ORDINALITY AS x(r, ord) ORDER BY x.ord
+    const setText = (fn: string, types: ReadonlyArray<string>): string => {
+      const key = `set:${fn}/${types.join(",")}`
+      let t = texts.get(key)
+      if (t === undefined) {
+        const arrays = types.map((type, i) => `$${i + 1}::${type}[]`)
+        t = `SELECT x.r FROM ${schema}.ff_${fn}(${arrays.join(", ")}, $${types.length + 1}::bigint) ` +
+          `WITH ORDINALITY AS x(r, ord) ORDER BY x.ord`
+        texts.set(key, t)
+      }
+      return t
+    }
+
+    const batch = (text: (fn: string, types: ReadonlyArray<string>) => string): Caller["callMany"] => (op, fn, rows) =>
       Effect.flatMap(now, (at) => {
         const types = (rows[0] ?? []).map((a) => a[0])
         const values: Array<unknown> = types.map((_, i) => rows.map((row) => row[i]![1]))
@@ -171,14 +193,16 @@ export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never,
           found.length === rows.length ?
             Either.right(found.map((row) => unwrap(op, row.r))) :
             Either.left(corruption(`${op}: ${found.length} replies for ${rows.length} calls`))
-        return execute(op, fn, manyText(fn, types), values, replies, { "db.batch": rows.length })
+        return execute(op, fn, text(fn, types), values, replies, { "db.batch": rows.length })
       })
+    const callMany = batch(manyText)
+    const callSet = batch(setText)
 
     const call = options.clock === "effect" ?
       (op: string, fn: string, args: ReadonlyArray<Arg>) => Effect.flatMap(now, (at) => callAt(op, fn, args, at)) :
       (op: string, fn: string, args: ReadonlyArray<Arg>) => callAt(op, fn, args, null)
 
-    return { now, call, callAt, callMany }
+    return { now, call, callAt, callMany, callSet }
   })
 
 // One compiled decoder per schema (compiling is far dearer than decoding a reply).

@@ -412,7 +412,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
 
     completeMany: (items) =>
       Effect.flatMap(
-        caller.callMany("complete_many", "complete", items.map(({ h, payload }) => [...handleArgs(h), bytea(payload)])),
+        caller.callSet("complete_many", "complete_set", items.map(({ h, payload }) => [...handleArgs(h), bytea(payload)])),
         (replies) =>
           Effect.forEach(replies, (reply, i): Effect.Effect<Either.Either<void, EngineError>> => {
             const h = items[i]!.h
