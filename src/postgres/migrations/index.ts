@@ -25,6 +25,7 @@ import * as m0015 from "./0015_dependency_reconcile.js"
 import * as m0016 from "./0016_retention.js"
 import * as m0017 from "./0017_hot_path_retention.js"
 import * as m0018 from "./0018_complete_set.js"
+import * as m0019 from "./0019_claim_set_lock.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -51,7 +52,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0015_dependency_reconcile": run(m0015.sql),
   "0016_retention": run(m0016.sql),
   "0017_hot_path_retention": run(m0017.sql),
-  "0018_complete_set": run(m0018.sql)
+  "0018_complete_set": run(m0018.sql),
+  "0019_claim_set_lock": run(m0019.sql)
 }
 
 /** The id of the newest migration this code needs. */
