@@ -6,6 +6,7 @@ local function C(...) return redis.call(...) end
 FF.NO_TIMEOUT = 9999999999999
 FF.PRIORITY_MAX = 9000
 FF.WORK_LIMIT = 500          -- dependency edges resolved in one call before the rest is deferred
+FF.RETENTION_MS = 86400000   -- default retention of a terminal execution (Maintenance.DEFAULT_RETENTION_MS)
 FF.fn = {}                   -- registered operations, by name
 
 -- integers as decimal strings (tostring gives 1.7e+15 for big doubles). "%d" is about three

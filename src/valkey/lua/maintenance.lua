@@ -92,7 +92,6 @@ FF.fn.pass_expire_pending_waitpoints = function(B, a, now)
 end
 
 -- --- retention (valkey.md §9 retention_trimmer) ---------------------------------------------------
-FF.RETENTION_MS = 86400000   -- default retention of a terminal execution (Maintenance.DEFAULT_RETENTION_MS)
 
 local function del_chunked(keys)
   for i = 1, #keys, 500 do

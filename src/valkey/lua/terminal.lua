@@ -53,7 +53,7 @@ function FF.to_terminal(B, e, c, outcome, now, extra, opts)
   C("ZADD", K.lane(B, c.lane_id, "terminal"), FF.s(now), e)
   -- trimRetention: flow members are kept (their flow reads them)
   if (c.flow_id or "") == "" then
-    C("ZADD", K.idx(B, "retention"), FF.s(now + FF.num(c.retention_ms, 86400000)), e)
+    C("ZADD", K.idx(B, "retention"), FF.s(now + FF.num(c.retention_ms, FF.RETENTION_MS)), e)
   end
   FF.on_terminal(B, e, c, outcome, now, opts)
 end
