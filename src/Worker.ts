@@ -52,6 +52,7 @@ import { decodeHandle } from "./internal/handleCodec.js"
 import { withSpanWhenTraced } from "./internal/observability.js"
 import { MAX_CLAIM_BATCH } from "./internal/validation.js"
 import { decodeJson, encodeJson, PayloadError } from "./internal/worker/codec.js"
+import * as Completions from "./internal/worker/completions.js"
 import * as LeaseKeeper from "./internal/worker/leaseKeeper.js"
 import type * as M from "./Model.js"
 
@@ -402,6 +403,13 @@ export interface WorkerOptions<H> {
   readonly workerInstanceId?: string | undefined
   /** Retries of `complete` / `fail` / release writes on retryable errors (default 50 ms doubling, 5 times). */
   readonly writeRetry?: Schedule.Schedule<unknown, EngineError> | undefined
+  /**
+   * Write completions in batches (group commit): a completion waits only while the previous batch
+   * is in flight, and what queued meanwhile goes in one `completeMany`. Default: on for Postgres
+   * (a statement per completion costs more than the batching: about twice the tasks per second),
+   * off for memory and Valkey (measured, it does not pay there).
+   */
+  readonly batchCompletions?: boolean | undefined
   /** Called with every event of every attempt (in the attempt's fiber). */
   readonly onEvent?: ((event: WorkerEvent) => Effect.Effect<void>) | undefined
 }
@@ -448,6 +456,7 @@ interface Settings {
   readonly workerId: WorkerId
   readonly workerInstanceId: WorkerInstanceId
   readonly writeRetry: Schedule.Schedule<unknown, EngineError>
+  readonly batchCompletions: boolean | undefined
   readonly onEvent: (event: WorkerEvent) => Effect.Effect<void>
 }
 
@@ -498,6 +507,7 @@ const resolveSettings = <H extends Handler<unknown>>(
       workerId: Ids.unsafe.workerId(workerId),
       workerInstanceId: Ids.unsafe.workerInstanceId(workerInstanceId),
       writeRetry: options.writeRetry ?? defaultWriteRetry,
+      batchCompletions: options.batchCompletions,
       onEvent: options.onEvent ?? (() => Effect.void)
     }
   })
@@ -531,6 +541,8 @@ interface Runtime {
   readonly settings: Settings
   /** Renews the running attempts' leases; stops them when a lease is lost or the drain ends. */
   readonly keeper: LeaseKeeper.LeaseKeeper
+  /** Writes the attempts' completions (see `batchCompletions`). */
+  readonly complete: (handle: M.Handle, payload: Uint8Array) => Effect.Effect<void, EngineError>
   /** The metric labels of this worker (see `labelSets`). */
   readonly labels: (...pairs: ReadonlyArray<string>) => ReadonlyArray<MetricLabel.MetricLabel>
 }
@@ -784,7 +796,7 @@ const runAttempt = (
       case "Handler": {
         const exit = stop.exit
         if (Exit.isSuccess(exit)) {
-          const done = yield* write("complete", backend.complete(handle, { payload: exit.value }))
+          const done = yield* write("complete", rt.complete(handle, exit.value))
           if (Option.isSome(done)) yield* emit({ ...base, _tag: "Completed", durationMs: yield* elapsed })
           return
         }
@@ -854,7 +866,10 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
         ),
       describeLoss: leaseLostReason
     })
-    const rt: Runtime = { backend, settings, keeper, labels }
+    const complete = (settings.batchCompletions ?? backend.backendLabel === "postgres") ?
+      (yield* Completions.make(backend, Math.min(settings.concurrency, MAX_CLAIM_BATCH))).complete :
+      (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload })
+    const rt: Runtime = { backend, settings, keeper, complete, labels }
     const tasks = yield* FiberSet.make<void, never>()
     const slots = yield* Effect.makeSemaphore(settings.concurrency)
     const active = labels("worker_instance", settings.workerInstanceId)

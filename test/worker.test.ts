@@ -317,3 +317,75 @@ describe("input reads (memory)", () => {
       expect(single).toBe(4)
     }), 20_000)
 })
+
+describe("batched completions (memory)", () => {
+  /**
+   * The memory engine behind a 5 ms round trip (as a server's), recording completeMany batch sizes
+   * and single completes; completeMany fails while `failBatch` is set.
+   */
+  const countingCompletes = Effect.gen(function*() {
+    const singles = yield* Ref.make(0)
+    const batches = yield* Ref.make<ReadonlyArray<number>>([])
+    const failBatch = yield* Ref.make(false)
+    const layer = Layer.effect(
+      EngineBackend,
+      Effect.map(EngineBackend, (backend): EngineBackend.Service => ({
+        ...backend,
+        complete: (handle, args) =>
+          Effect.zipRight(Ref.update(singles, (n) => n + 1), Effect.zipRight(Effect.sleep("5 millis"), backend.complete(handle, args))),
+        completeMany: (items) =>
+          Effect.zipRight(
+            Effect.zipRight(Ref.update(batches, (all) => [...all, items.length]), Effect.sleep("5 millis")),
+            Effect.flatMap(Ref.get(failBatch), (fail) =>
+              fail ?
+                Effect.fail(new TransportError({ backend: "memory", kind: "transport", retryable: false, message: "injected" })) :
+                backend.completeMany(items))
+          )
+      }))
+    ).pipe(Layer.provide(MemoryBackend.layer()))
+    return { singles, batches, failBatch, layer }
+  })
+
+  const runTwenty = (failBatch: boolean) =>
+    Effect.gen(function*() {
+      const counts = yield* countingCompletes
+      yield* Ref.set(counts.failBatch, failBatch)
+      return yield* Effect.gen(function*() {
+        const lane = yield* newLane()
+        const ids = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (a) =>
+          Producer.submit(Add, { a, b: 1 }, { lane }))
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          handlers: [Worker.handler({ ...Add, run: (i) => Effect.as(Effect.sleep("20 millis"), i.a + i.b) })],
+          concurrency: 20,
+          batchCompletions: true,
+          idle: Schedule.spaced("10 millis")
+        }))
+        for (let i = 0; i < 300; i++) {
+          if ((yield* Effect.forEach(ids, (id) => isState(id, "completed"))).every(Boolean)) break
+          yield* Effect.sleep("10 millis")
+        }
+        yield* Fiber.interrupt(worker)
+        expect(yield* Effect.forEach(ids, (id) => Producer.result(Add, id))).toEqual(
+          Array.from({ length: 20 }, (_, a) => Option.some(a + 1))
+        )
+        return { singles: yield* Ref.get(counts.singles), batches: yield* Ref.get(counts.batches) }
+      }).pipe(Effect.provide(counts.layer))
+    })
+
+  it.live("completions that queue while a write is in flight go in one completeMany", () =>
+    Effect.gen(function*() {
+      const { batches, singles } = yield* runTwenty(false)
+      // the first completion is written alone; the ones that finished meanwhile follow together
+      expect(singles + batches.reduce((a, n) => a + n, 0)).toBe(20)
+      expect(Math.max(0, ...batches)).toBeGreaterThan(1)
+    }), 20_000)
+
+  it.live("a batch refused as a whole is written again completion by completion", () =>
+    Effect.gen(function*() {
+      const { batches, singles } = yield* runTwenty(true)
+      expect(batches.length).toBeGreaterThan(0)
+      // every completion ends up written by its own complete
+      expect(singles).toBe(20)
+    }), 20_000)
+})
