@@ -170,6 +170,25 @@ export const signals = (t: Tester) =>
           )
         }))
 
+      t.test("a keyed retry from the attempt's next lease gets the first outcome with the caller's handle", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const s = yield* suspendedExecution({ signalName: "approve", idempotencyKey: "suspend-1" })
+          yield* signalAccepted(
+            { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" },
+            "resume_condition_satisfied"
+          )
+          const resumed = yield* claimSome(s.lane)
+          expect(resumed.kind).toBe("resumed")
+          const again = yield* b.suspend(resumed, s.args)
+          expect(again._tag).toBe("Suspended")
+          if (again._tag !== "Suspended" || s.outcome._tag !== "Suspended") return
+          expect(again.details).toEqual(s.outcome.details)
+          // operations.md §5.1 Output: the handle is the caller's, as a suspended one
+          expect(again.handle).toEqual({ ...resumed, kind: "suspended" })
+          expect(yield* publicState(s.executionId)).toBe("active")
+        }))
+
       t.test("runs the lease ladder: ExecutionNotActive, LeaseRevoked, LeaseExpired", () =>
         Effect.gen(function*() {
           const b = yield* backend

@@ -1228,7 +1228,10 @@ export class MemoryEngine {
     const p = h.payload
     if (args.idempotencyKey !== undefined && args.idempotencyKey !== "") {
       const hit = this.suspendDedup.get(this.suspendDedupKey(p.executionId, args.idempotencyKey))
-      if (hit !== undefined && hit.expiresAt > now) return ok(hit.outcome)
+      // the first outcome verbatim, with the caller's handle (operations.md §5.1 Output)
+      if (hit !== undefined && hit.expiresAt > now) {
+        return ok(hit.outcome._tag === "Suspended" ? { ...hit.outcome, handle: { ...h.handle, kind: "suspended" } } : hit.outcome)
+      }
     }
     const e = this.executions.get(p.executionId)
     const failure = this.ladder(e, p, now, true)
