@@ -134,27 +134,28 @@ describe("observability", () => {
     }), 20_000)
 })
 
+/** The memory engine with some of its operations replaced (each given the engine's own service). */
+const memoryWith = (overrides: (backend: EngineBackend.Service) => Partial<EngineBackend.Service>) =>
+  Layer.effect(EngineBackend, Effect.map(EngineBackend, (backend) => ({ ...backend, ...overrides(backend) })))
+    .pipe(Layer.provide(MemoryBackend.layer()))
+
+/** The error a wrapped operation fails with when a test injects a fault. */
+const injected = (retryable: boolean) =>
+  Effect.fail(new TransportError({ backend: "memory", kind: "transport", retryable, message: "injected" }))
+
 describe("lease keeper (memory)", () => {
   /** The memory engine, with `renew` failing (a retryable transport error, or a defect) while `failing` says so. */
   const flakyRenewals = Effect.gen(function*() {
     const failing = yield* Ref.make<false | "fail" | "die">(false)
     const renewals = yield* Ref.make(0)
-    const layer = Layer.effect(
-      EngineBackend,
-      Effect.map(EngineBackend, (backend): EngineBackend.Service => ({
-        ...backend,
-        renew: (handle) =>
-          Effect.zipRight(
-            Ref.update(renewals, (n) => n + 1),
-            Effect.flatMap(Ref.get(failing), (fail) =>
-              fail === "fail" ?
-                Effect.fail(new TransportError({ backend: "memory", kind: "transport", retryable: true, message: "injected" })) :
-                fail === "die" ?
-                Effect.dieMessage("injected defect") :
-                backend.renew(handle))
-          )
-      }))
-    ).pipe(Layer.provide(MemoryBackend.layer()))
+    const layer = memoryWith((backend) => ({
+      renew: (handle) =>
+        Effect.zipRight(
+          Ref.update(renewals, (n) => n + 1),
+          Effect.flatMap(Ref.get(failing), (fail) =>
+            fail === "fail" ? injected(true) : fail === "die" ? Effect.dieMessage("injected defect") : backend.renew(handle))
+        )
+    }))
     return { failing, renewals, layer }
   })
 
@@ -261,21 +262,14 @@ describe("input reads (memory)", () => {
     const single = yield* Ref.make(0)
     const batches = yield* Ref.make<ReadonlyArray<number>>([])
     const failBatch = yield* Ref.make(false)
-    const layer = Layer.effect(
-      EngineBackend,
-      Effect.map(EngineBackend, (backend): EngineBackend.Service => ({
-        ...backend,
-        getExecutionInput: (id) => Effect.zipRight(Ref.update(single, (n) => n + 1), backend.getExecutionInput(id)),
-        getExecutionInputs: (ids) =>
-          Effect.zipRight(
-            Ref.update(batches, (all) => [...all, ids.length]),
-            Effect.flatMap(Ref.get(failBatch), (fail) =>
-              fail ?
-                Effect.fail(new TransportError({ backend: "memory", kind: "transport", retryable: true, message: "injected" })) :
-                backend.getExecutionInputs(ids))
-          )
-      }))
-    ).pipe(Layer.provide(MemoryBackend.layer()))
+    const layer = memoryWith((backend) => ({
+      getExecutionInput: (id) => Effect.zipRight(Ref.update(single, (n) => n + 1), backend.getExecutionInput(id)),
+      getExecutionInputs: (ids) =>
+        Effect.zipRight(
+          Ref.update(batches, (all) => [...all, ids.length]),
+          Effect.flatMap(Ref.get(failBatch), (fail) => fail ? injected(true) : backend.getExecutionInputs(ids))
+        )
+    }))
     return { single, batches, failBatch, layer }
   })
 
@@ -327,22 +321,15 @@ describe("batched completions (memory)", () => {
     const singles = yield* Ref.make(0)
     const batches = yield* Ref.make<ReadonlyArray<number>>([])
     const failBatch = yield* Ref.make(false)
-    const layer = Layer.effect(
-      EngineBackend,
-      Effect.map(EngineBackend, (backend): EngineBackend.Service => ({
-        ...backend,
-        complete: (handle, args) =>
-          Effect.zipRight(Ref.update(singles, (n) => n + 1), Effect.zipRight(Effect.sleep("5 millis"), backend.complete(handle, args))),
-        completeMany: (items) =>
-          Effect.zipRight(
-            Effect.zipRight(Ref.update(batches, (all) => [...all, items.length]), Effect.sleep("5 millis")),
-            Effect.flatMap(Ref.get(failBatch), (fail) =>
-              fail ?
-                Effect.fail(new TransportError({ backend: "memory", kind: "transport", retryable: false, message: "injected" })) :
-                backend.completeMany(items))
-          )
-      }))
-    ).pipe(Layer.provide(MemoryBackend.layer()))
+    const layer = memoryWith((backend) => ({
+      complete: (handle, args) =>
+        Effect.zipRight(Ref.update(singles, (n) => n + 1), Effect.zipRight(Effect.sleep("5 millis"), backend.complete(handle, args))),
+      completeMany: (items) =>
+        Effect.zipRight(
+          Effect.zipRight(Ref.update(batches, (all) => [...all, items.length]), Effect.sleep("5 millis")),
+          Effect.flatMap(Ref.get(failBatch), (fail) => fail ? injected(false) : backend.completeMany(items))
+        )
+    }))
     return { singles, batches, failBatch, layer }
   })
 
