@@ -281,47 +281,6 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     }))
 
   // --- claims --------------------------------------------------------------------------------
-  const hintPage = (lane: Ids.LaneId, offset: number) =>
-    client.run("ZRANGE hint", (c) => c.zrange(keys.hint(lane), offset, offset + 31, "WITHSCORES"))
-
-  /**
-   * Visits the hinted partitions of `lane` best claim score first until
-   * `visit` answers. Partitions that tie are visited from a random start, so
-   * that concurrent claimers spread over them instead of racing for one.
-   */
-  const overHints = <A>(
-    lane: Ids.LaneId,
-    visit: (partition: number, score: number) => Fx<Option.Option<A>>
-  ): Fx<Option.Option<A>> =>
-    Effect.gen(function*() {
-      for (let offset = 0;; offset += 32) {
-        const page = yield* hintPage(lane, offset)
-        const entries: Array<readonly [number, number]> = []
-        for (let i = 0; i + 1 < page.length; i += 2) {
-          const partition = Number(page[i])
-          if (!Number.isInteger(partition) || partition < 0 || partition >= N) {
-            yield* client.run("ZREM hint", (c) => c.zrem(keys.hint(lane), page[i]!))
-            continue
-          }
-          entries.push([partition, Number(page[i + 1])])
-        }
-        let start = 0
-        while (start < entries.length) {
-          let end = start + 1
-          while (end < entries.length && entries[end]![1] === entries[start]![1]) end++
-          const size = end - start
-          const shift = size > 1 ? yield* Effect.randomWith((r) => r.nextIntBetween(0, size)) : 0
-          for (let j = 0; j < size; j++) {
-            const [partition, score] = entries[start + ((j + shift) % size)]!
-            const found = yield* visit(partition, score)
-            if (Option.isSome(found)) return found
-          }
-          start = end
-        }
-        if (page.length < 64) return Option.none()
-      }
-    })
-
   /**
    * After a claim the partition's head moved on: keep its hint score (and so the global order)
    * exact. The update is sent without waiting for its reply: it leaves on the shared connection
@@ -360,7 +319,8 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
   }
 
   /**
-   * The hint entries of `lane` best claim score first (ties from a random start), a page at a
+   * The hint entries of `lane` best claim score first (ties from a random start, so that
+   * concurrent claimers spread over them instead of racing for one), a page at a
    * time. Pages follow scores (a page ends after a whole group of ties, the next one starts past
    * its score), so hints a walk re-scores or removes meanwhile do not shift it; a partition
    * comes at most once.
@@ -413,6 +373,21 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       })
     return { at }
   }
+
+  /** Visits the hinted partitions of `lane` in the cursor's order until `visit` answers. */
+  const overHints = <A>(
+    lane: Ids.LaneId,
+    visit: (partition: number, score: number) => Fx<Option.Option<A>>
+  ): Fx<Option.Option<A>> =>
+    Effect.gen(function*() {
+      const hints = hintCursor(lane)
+      for (let i = 0;; i++) {
+        const entry = yield* hints.at(i)
+        if (entry === undefined) return Option.none()
+        const found = yield* visit(entry.partition, entry.score)
+        if (Option.isSome(found)) return found
+      }
+    })
 
   /**
    * The claim-hint walk of a cluster (one ff_claim per partition, since the hint key lives in
