@@ -234,6 +234,13 @@ const claimArgs = (op: string, args: M.ClaimArgs): Either.Either<M.ClaimArgs, Va
  */
 export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
   const label = core.label
+  const flowPartitionOf = (flowId: FlowId): number => flowPartition(flowId, core.partitions ?? defaultPartitionConfig)
+
+  /** A batch argument holds 1..MAX_CLAIM_BATCH items. */
+  const batchSized = (list: unknown): list is ReadonlyArray<unknown> =>
+    Array.isArray(list) && list.length >= 1 && list.length <= V.MAX_CLAIM_BATCH
+  const batchSizeError = (op: string, what: string) =>
+    invalidInput(`${op}: between 1 and ${V.MAX_CLAIM_BATCH} ${what}`)
 
   const intake = (handle: M.Handle): Either.Either<HandleRef, ValidationError> => {
     if (typeof handle !== "object" || handle === null || !(handle.opaque instanceof Uint8Array)) {
@@ -344,9 +351,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
     completeMany: (items) =>
       Effect.suspend(() => {
-        if (!Array.isArray(items) || items.length < 1 || items.length > V.MAX_CLAIM_BATCH) {
-          return Effect.fail(invalidInput(`complete_many: between 1 and ${V.MAX_CLAIM_BATCH} items`))
-        }
+        if (!batchSized(items)) return Effect.fail(batchSizeError("complete_many", "items"))
         const refs: Array<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }> = []
         for (const item of items) {
           const h = intake(item?.handle)
@@ -422,9 +427,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     getExecutionInput: byExecutionId("get_execution_input", core.getExecutionInput),
     getExecutionInputs: (ids) =>
       Effect.suspend(() => {
-        if (!Array.isArray(ids) || ids.length < 1 || ids.length > V.MAX_CLAIM_BATCH) {
-          return Effect.fail(invalidInput(`get_execution_inputs: between 1 and ${V.MAX_CLAIM_BATCH} ids`))
-        }
+        if (!batchSized(ids)) return Effect.fail(batchSizeError("get_execution_inputs", "ids"))
         return Effect.flatMap(
           Effect.forEach(ids, (id) => validId("get_execution_inputs", "executionId", ExecutionIdSchema, id)),
           core.getExecutionInputs
@@ -500,7 +503,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.gen(function*() {
         const a = yield* make("add_execution_to_flow", M.AddExecutionToFlowArgs, args)
         const ep = executionPartition(a.executionId)
-        const fp = flowPartition(a.flowId, core.partitions ?? defaultPartitionConfig)
+        const fp = flowPartitionOf(a.flowId)
         if (ep !== fp) {
           return yield* invalidInput(
             `add_execution_to_flow: execution_id's partition ${ep} != flow_id's partition ${fp}. ` +
@@ -522,7 +525,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         const a = yield* make("apply_dependency_to_child", M.ApplyDependencyToChildArgs, args)
         // slot locality (valkey.md §12.3): flow members live on the flow's partition, so an edge
         // whose endpoints do not is bad input on every backend, rejected before anything is read
-        const fp = flowPartition(a.flowId, core.partitions ?? defaultPartitionConfig)
+        const fp = flowPartitionOf(a.flowId)
         if (executionPartition(a.downstreamExecutionId) !== fp || executionPartition(a.upstreamExecutionId) !== fp) {
           return yield* invalidInput(
             `apply_dependency_to_child: the upstream and downstream executions must live on the flow's partition ${fp}`
@@ -537,7 +540,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         const a = yield* make("set_edge_group_policy", M.SetEdgeGroupPolicyArgs, args)
         // slot locality (valkey.md §12.3): a downstream off the flow's partition cannot be a member;
         // NotFound(flow) still comes first (operations.md §8.6), read only on this bad path
-        if (executionPartition(a.downstreamExecutionId) !== flowPartition(a.flowId, core.partitions ?? defaultPartitionConfig)) {
+        if (executionPartition(a.downstreamExecutionId) !== flowPartitionOf(a.flowId)) {
           if (Option.isNone(yield* core.describeFlow(a.flowId))) return yield* notFound("flow")
           return yield* invalidInput("set_edge_group_policy: the downstream execution must live on the flow's partition")
         }
@@ -548,15 +551,15 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.gen(function*() {
         const op = "create_flow_graph"
         const flow = yield* make(op, M.CreateFlowArgs, args?.flow)
-        const fp = flowPartition(flow.flowId, core.partitions ?? defaultPartitionConfig)
-        const list: unknown = args?.members
-        if (!Array.isArray(list) || list.length < 1 || list.length > V.MAX_CLAIM_BATCH) {
-          return yield* invalidInput(`${op}: between 1 and ${V.MAX_CLAIM_BATCH} members`)
+        const fp = flowPartitionOf(flow.flowId)
+        const list = args?.members
+        if (!batchSized(list)) {
+          return yield* batchSizeError(op, "members")
         }
         const members: Array<CreateExecutionCore> = []
         const memberIds = new Set<string>()
         for (let i = 0; i < list.length; i++) {
-          const p = prepareCreate(list[i])
+          const p = prepareCreate(list[i]!)
           if (Either.isLeft(p)) return yield* validation(p.left.kind, `${op}: members[${i}] ${p.left.detail}`)
           const id = p.right.executionId
           if (executionPartition(id) !== fp) {
