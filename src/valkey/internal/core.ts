@@ -1094,7 +1094,6 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       priority: a.priority,
       creator_identity: a.creatorIdentity,
       payload_encoding: a.payloadEncoding ?? "",
-      partition_id: Ids.executionPartition(a.executionId),
       ...(a.delayUntil === undefined ? {} : { delay_until: a.delayUntil }),
       ...(a.executionDeadlineAt === undefined ? {} : { deadline_at: a.executionDeadlineAt }),
       ...(policy?.timeoutPolicy?.executionDeadlineMs === undefined ?

@@ -109,7 +109,7 @@ export const executionSnapshot = (
       ...(waitpoint === undefined ? {} : { currentWaitpoint: r.decode("current_waitpoint_id", Ids.WaitpointId, waitpoint) }),
       createdAt: r.int("created_at"),
       lastMutationAt: r.int("last_mutation_at"),
-      totalAttemptCount: r.int("total_attempt_count"),
+      totalAttemptCount: r.optInt("total_attempt_count") ?? 0,
       tags: { ...tags }
     }
   })

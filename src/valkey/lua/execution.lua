@@ -39,13 +39,11 @@ function FF.create_one(B, a, now, payload, policy_json)
   c.lifecycle_phase, c.ownership_state, c.eligibility_state, c.attempt_state = "runnable", "unowned", elig,
     "pending_first_attempt"
   c.public_state = pub
-  -- the whole record in one HSET, the state vector included; an empty field is not stored
-  -- (FF.core reads it as "")
+  -- the whole record in one HSET, the state vector included. What a record can do without is
+  -- not stored: an empty field (FF.core reads it as ""), a counter at zero (read as 0) and what
+  -- the key says (the execution id, its partition, `current_lane` = `lane_id`).
   local t = {
-    "execution_id", e, "namespace", ns, "lane_id", lane, "partition_id", FF.str(a.partition_id),
-    "priority", sprio, "current_lane", lane,
-    "total_attempt_count", "0", "retry_count", "0", "replay_count", "0", "lease_reclaim_count", "0",
-    "current_lease_epoch", "0", "created_at", ts,
+    "namespace", ns, "lane_id", lane, "priority", sprio, "created_at", ts,
     "lifecycle_phase", "runnable", "ownership_state", "unowned", "eligibility_state", elig,
     "blocking_reason", reason, "terminal_outcome", "none", "attempt_state", "pending_first_attempt",
     "public_state", pub, "last_transition_at", ts, "last_mutation_at", ts
@@ -84,7 +82,11 @@ function FF.create_one(B, a, now, payload, policy_json)
     C("ZADD", K.idx(B, "deadline"), FF.s(deadline), e)
   end
   C("ZADD", K.idx(B, "all"), 0, e)
-  C("SADD", K.idx(B, "lanes"), lane)
+  local seen = FF.lanes_seen
+  if seen == nil or not seen[lane] then
+    C("SADD", K.idx(B, "lanes"), lane)
+    if seen ~= nil then seen[lane] = true end
+  end
   if idem_key ~= nil then
     FF.ttl_set(idem_key, e, math.max(1, FF.num(a.dedup_ttl_ms, 86400000)), now)
   end
@@ -103,6 +105,7 @@ FF.fn.create_many = function(B, a, now, _, _, argv)
   local items = a.items
   if type(items) ~= "table" then return FF.err("invalid_input", "create_many: items") end
   local out = {}
+  FF.lanes_seen = {} -- the lane index is written once per lane and call
   for i = 1, #items do
     local st, f1, f2 = FF.create_one(B, items[i], now, argv[1 + 2 * i], argv[2 + 2 * i])
     out[#out + 1] = st
@@ -122,11 +125,11 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
   local t = {
     "current_attempt_index", FF.str(idx), "current_attempt_id", attempt_id,
     "current_lease_id", lease_id, "current_lease_epoch", FF.s(epoch),
-    "current_worker_id", wid, "current_worker_instance_id", wiid, "current_lane", c.lane_id,
+    "current_worker_id", wid, "current_worker_instance_id", wiid,
     "lease_acquired_at", FF.s(now), "lease_expires_at", FF.s(exp), "lease_last_renewed_at", "",
     "lease_renewal_deadline", FF.s(now + math.floor(ttl * 2 / 3)), "current_lease_ttl", FF.s(ttl),
     "lease_expired_at", "", "lease_revoked_at", "", "lease_revoke_reason", "",
-    "delay_until", "", "current_suspension_id", "", "current_waitpoint_id", ""
+    "delay_until", "", "current_suspension_id", "", "current_waitpoint_id", "", "grant_pending", ""
   }
   if (c.started_at or "") == "" then t[#t + 1] = "started_at"; t[#t + 1] = FF.s(now) end
   if extra then for i = 1, #extra do t[#t + 1] = extra[i] end end
@@ -151,23 +154,20 @@ end
 function FF.claim_fresh(B, e, c, now, a)
   local idx = FF.num(c.total_attempt_count)
   local epoch = FF.num(c.current_lease_epoch) + 1
+  local sidx, snow = FF.s(idx), FF.s(now)
+  local ak = K.att(B, e, sidx)
   local atype = "initial"
-  local t = {
-    "attempt_id", a.attempt_id, "execution_id", e, "attempt_index", FF.s(idx), "attempt_state", "started",
-    "created_at", FF.s(now), "started_at", FF.s(now), "lease_id", a.lease_id, "lease_epoch", FF.s(epoch),
-    "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id
-  }
   if c.attempt_state == "pending_retry_attempt" then
     atype = "retry"
-    t[#t + 1] = "retry_reason"; t[#t + 1] = c.pending_retry_reason or ""
-    t[#t + 1] = "previous_attempt_index"; t[#t + 1] = c.pending_previous_attempt_index or ""
+    C("HSET", ak, "retry_reason", c.pending_retry_reason, "previous_attempt_index", c.pending_previous_attempt_index)
   elseif c.attempt_state == "pending_replay_attempt" then
     atype = "replay"
-    t[#t + 1] = "replay_reason"; t[#t + 1] = c.pending_replay_reason or ""
-    t[#t + 1] = "replayed_from_attempt_index"; t[#t + 1] = c.pending_previous_attempt_index or ""
+    C("HSET", ak, "replay_reason", c.pending_replay_reason,
+      "replayed_from_attempt_index", c.pending_previous_attempt_index)
   end
-  t[#t + 1] = "attempt_type"; t[#t + 1] = atype
-  C("HSET", K.att(B, e, idx), unpack(t))
+  C("HSET", ak, "attempt_id", a.attempt_id, "execution_id", e, "attempt_index", sidx, "attempt_state", "started",
+    "created_at", snow, "started_at", snow, "lease_id", a.lease_id, "lease_epoch", FF.s(epoch),
+    "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id, "attempt_type", atype)
   local exp = FF.lease_on(B, e, c, now, idx, a.attempt_id, a.lease_id, epoch, a.worker_id, a.worker_instance_id,
     a.lease_ttl_ms, {
       "total_attempt_count", FF.s(idx + 1), "pending_retry_reason", "", "pending_replay_reason", "",
@@ -290,7 +290,9 @@ end
 -- served. With a `bound` (a claim score), the first candidate this worker may take is taken only
 -- when its score is <= bound; otherwise the reply is LATER with its score and the lane head (the
 -- caller knows a partition that may hold a better one). Nothing is written for a LATER candidate.
-function FF.claim_from(B, a, now, lane, caps, cands, tried, bound)
+-- `next_head`, when given, is the lane head once the first candidate is claimed (known from the
+-- candidates read), unless the claim made other work claimable.
+function FF.claim_from(B, a, now, lane, caps, cands, tried, bound, next_head)
   for _, cand in ipairs(cands) do
     local e, kind = cand[1], cand[3]
     if not tried[e] then
@@ -301,7 +303,7 @@ function FF.claim_from(B, a, now, lane, caps, cands, tried, bound)
         local ok, _ = FF.caps_ok(c.required_capabilities, caps)
         if not ok then
           C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
-        elseif not FF.grant_blocks(B, e, a.worker_id, now) then
+        elseif c.grant_pending == "" or not FF.grant_blocks(B, e, a.worker_id, now) then
           if bound ~= nil and cand[2] > bound then
             FF.drain(B, now)
             return FF.ok("LATER", FF.s(cand[2]), FF.lane_head(B, lane))
@@ -317,7 +319,8 @@ function FF.claim_from(B, a, now, lane, caps, cands, tried, bound)
           end
           if info ~= nil then
             FF.drain(B, now)
-            info[#info + 1] = FF.lane_head(B, lane)
+            if next_head == nil or FF.woke then next_head = FF.lane_head(B, lane) end
+            info[#info + 1] = next_head
             return FF.ok("OK", unpack(info))
           end
         end
@@ -339,11 +342,14 @@ FF.fn.claim = function(B, a, now)
   local caps = FF.caps_set(a.caps)
   local bound = tonumber(a.bound or "")
   local tried = {}
-  local heads = FF.candidates(B, lane, 1)
+  local heads = FF.candidates(B, lane, 2)
   if #heads == 0 then return FF.ok("EMPTY") end
   -- only the best head: when it is not for this worker, the other index's head is not the next
-  -- best (the merged scan below is), so the order stays priority then FIFO (model.md §8.3)
-  local r = FF.claim_from(B, a, now, lane, caps, { heads[1] }, tried, bound)
+  -- best (the merged scan below is), so the order stays priority then FIFO (model.md §8.3).
+  -- With two entries of each index read, the one after it is the next head.
+  local next_head = ""
+  if #heads > 1 then next_head = FF.s(heads[2][2]) end
+  local r = FF.claim_from(B, a, now, lane, caps, { heads[1] }, tried, bound, next_head)
   if r ~= nil then return r end
   local scan = math.max(1, FF.num(a.scan, 32))
   r = FF.claim_from(B, a, now, lane, caps, FF.candidates(B, lane, scan), tried, bound)
@@ -381,39 +387,83 @@ function FF.apply_wakes_here(prefix, p)
   end
 end
 
--- The hint entry at position i of the walk `w` (nil past the end), loading pages as needed.
--- Hint updates wait for the end of the walk, so the page offsets stay valid (a wake only moves
--- the visited partition, already loaded, ahead).
-local function hint_at(w, i)
-  while #w.entries < i and not w.done do
-    local page = C("ZRANGE", w.key, w.offset, w.offset + 31, "WITHSCORES")
-    w.offset = w.offset + 32
-    if #page < 64 then w.done = true end
-    local got = {}
-    for j = 1, #page, 2 do
-      local p = tonumber(page[j])
-      if p == nil or p ~= math.floor(p) or p < 0 or p >= w.n then
-        w.fix[page[j]] = ""
-      else
-        got[#got + 1] = { p, tonumber(page[j + 1]), page[j] }
-      end
-    end
-    local s = 1
-    while s <= #got do
-      local last = s
-      while last < #got and got[last + 1][2] == got[s][2] do last = last + 1 end
-      local size = last - s + 1
-      local shift = 0
-      if size > 1 then shift = math.random(0, size - 1) end
-      for j = 0, size - 1 do w.entries[#w.entries + 1] = got[s + ((j + shift) % size)] end
-      s = last + 1
-    end
-  end
-  return w.entries[i]
+-- The walk over a lane's hint entries {partition, score, member, stored score}, kept in score
+-- order (ties in a random order) across all the claims of one call. Entries are loaded from the
+-- hint key in pages that grow (a single claim needs the first two); an entry is in order only up
+-- to `frontier`, the last loaded score, so a visited partition whose head moved past it waits for
+-- the next page. Hint writes wait for the end of the call (walk_end), so the positions of the
+-- entries not loaded yet stay valid (a wake only moves a visited, hence loaded, partition ahead).
+local function walk_new(H, n)
+  return { key = H, n = n, entries = {}, offset = 0, page = 2, done = false, frontier = nil, fix = {} }
 end
 
--- Applies the hint updates of the walk and returns `r`.
-local function walk_end(w, r)
+local function walk_insert(w, ent)
+  local es = w.entries
+  local lo, hi = 1, #es + 1
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if es[mid][2] <= ent[2] then lo = mid + 1 else hi = mid end
+  end
+  table.insert(es, lo, ent)
+end
+
+local function walk_load(w)
+  local page = C("ZRANGE", w.key, w.offset, w.offset + w.page - 1, "WITHSCORES")
+  w.offset = w.offset + w.page
+  if #page < 2 * w.page then w.done = true end
+  w.page = math.min(w.page * 4, 64)
+  if #page > 0 then w.frontier = tonumber(page[#page]) end
+  local got = {}
+  for j = 1, #page, 2 do
+    local p = tonumber(page[j])
+    if p == nil or p ~= math.floor(p) or p < 0 or p >= w.n then
+      w.fix[page[j]] = ""
+    else
+      local score = tonumber(page[j + 1])
+      got[#got + 1] = { p, score, page[j], score }
+    end
+  end
+  local s = 1
+  while s <= #got do
+    local last = s
+    while last < #got and got[last + 1][2] == got[s][2] do last = last + 1 end
+    local size = last - s + 1
+    local shift = 0
+    if size > 1 then shift = math.random(0, size - 1) end
+    for j = 0, size - 1 do walk_insert(w, got[s + ((j + shift) % size)]) end
+    s = last + 1
+  end
+end
+
+-- The entry at position i of the walk in score order (nil past the end).
+local function walk_at(w, i)
+  while true do
+    local ent = w.entries[i]
+    if w.done or (ent ~= nil and ent[2] <= w.frontier) then return ent end
+    walk_load(w)
+  end
+end
+
+-- A visited partition's head is now `head` ("": nothing claimable; `gone`: nothing for this
+-- worker, which stays so for the rest of the call): its entry moves (or leaves the walk), and its
+-- hint is set at the end.
+local function walk_moved(w, ent, head, gone)
+  local es = w.entries
+  for j = 1, #es do
+    if es[j] == ent then
+      table.remove(es, j)
+      break
+    end
+  end
+  if head ~= "" and not gone then
+    ent[2] = tonumber(head)
+    walk_insert(w, ent)
+  end
+  if head == "" or tonumber(head) ~= ent[4] then w.fix[ent[3]] = head end
+end
+
+-- Applies the hint updates of the walk.
+local function walk_end(w)
   for member, head in pairs(w.fix) do
     if head == "" then
       C("ZREM", w.key, member)
@@ -421,64 +471,69 @@ local function walk_end(w, r)
       C("ZADD", w.key, "XX", head, member)
     end
   end
-  return r
 end
 
-function FF.claim_lane_one(H, a, now)
+function FF.claim_lane_one(w, a, now)
   local prefix = a.prefix
-  local w = { key = H, n = FF.num(a.partitions), entries = {}, offset = 0, done = false, fix = {} }
   local budget = FF.num(a.max_visits, 8)
   local i = 1
-  -- the deferred candidate: its score, partition and hint entry
-  local best, bestp = nil, nil
+  -- the deferred candidate: its score and hint entry
+  local best, bestent = nil, nil
+  -- the visited entries and their heads, applied to the walk when this claim ends
+  local moved = {}
+  local function done(r)
+    for j = 1, #moved do walk_moved(w, moved[j][1], moved[j][2], moved[j][3]) end
+    return r
+  end
   while true do
-    local ent = hint_at(w, i)
+    local ent = walk_at(w, i)
     local visit, bound
     if best ~= nil and (ent == nil or best <= ent[2]) then
-      visit = bestp
+      visit = bestent
       if ent ~= nil then bound = ent[2] end
       best = nil
     elseif ent == nil then
       FF.begin()
-      return walk_end(w, FF.ok("EMPTY"))
+      return done(FF.ok("EMPTY"))
     else
       if budget <= 0 then
         FF.begin()
-        return walk_end(w, FF.ok("MORE"))
+        return done(FF.ok("MORE"))
       end
       budget = budget - 1
       visit = ent
       i = i + 1
-      local nxt = hint_at(w, i)
+      local nxt = walk_at(w, i)
       if nxt ~= nil then bound = nxt[2] end
       if best ~= nil and (bound == nil or best < bound) then bound = best end
     end
-    local p, member = visit[1], visit[3]
+    local p = visit[1]
     FF.begin()
     a.bound = bound
     local r = FF.fn.claim(prefix .. ":{fp:" .. FF.s(p) .. "}", a, now)
     FF.apply_wakes_here(prefix, p)
-    if r[1] ~= 1 then return walk_end(w, r) end
+    if r[1] ~= 1 then return done(r) end
     local st = r[2]
     local head = ""
     if st == "OK" then
       head = r[#r]
     elseif st == "LATER" then
-      best, bestp = tonumber(r[4]), visit
+      best, bestent = tonumber(r[4]), visit
       head = r[5]
     elseif st == "NOMATCH" then
       head = r[4]
     end
-    if head == "" or tonumber(head) ~= visit[2] then w.fix[member] = head end
+    moved[#moved + 1] = { visit, head, st == "NOMATCH" }
     if st == "OK" then
       r[3] = ""
-      return walk_end(w, r)
+      return done(r)
     end
   end
 end
 
 -- ff_claim_lane: up to #a.lease_ids claims in one call, each exactly as a single claim (its ids from
--- a.lease_ids[i] / a.attempt_ids[i]); the batch ends at the first claim that is not OK.
+-- a.lease_ids[i] / a.attempt_ids[i]); the batch ends at the first claim that is not OK. The claims
+-- share one walk of the hints.
 -- Reply {1, status, wake, last_status, 8 fields per claim...}: status is OK when anything was
 -- claimed; last_status is why the batch ended (OK: full). An error after the first claim ends the
 -- batch with what was claimed (each claim is complete on its own).
@@ -488,13 +543,17 @@ FF.fn.claim_lane = function(H, a, now)
       #lease_ids ~= #attempt_ids then
     return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
   end
-  local claims, n, last, wake = {}, 0, "OK", ""
+  local w = walk_new(H, FF.num(a.partitions))
+  local reply, n, last, wake = { 1, "OK", "", "OK" }, 0, "OK", ""
   for i = 1, #lease_ids do
     a.lease_id = lease_ids[i]
     a.attempt_id = attempt_ids[i]
-    local r = FF.claim_lane_one(H, a, now)
+    local r = FF.claim_lane_one(w, a, now)
     if r[1] ~= 1 then
-      if n == 0 then return r end
+      if n == 0 then
+        walk_end(w)
+        return r
+      end
       last = "ERROR"
       break
     end
@@ -504,10 +563,10 @@ FF.fn.claim_lane = function(H, a, now)
       break
     end
     n = n + 1
-    for j = 4, 11 do claims[#claims + 1] = r[j] end
+    for j = 4, 11 do reply[#reply + 1] = r[j] end
   end
-  local reply = { 1, n > 0 and "OK" or last, wake, last }
-  for i = 1, #claims do reply[#reply + 1] = claims[i] end
+  walk_end(w)
+  reply[2], reply[3], reply[4] = n > 0 and "OK" or last, wake, last
   return reply
 end
 
@@ -532,6 +591,8 @@ FF.fn.issue_grant = function(B, a, now)
             "created_at", FF.s(now), "grant_expires_at", FF.s(exp))
           -- the key outlives the grant by a minute of real time; expiry is judged on grant_expires_at
           C("PEXPIRE", gk, FF.num(a.grant_ttl_ms) + 60000)
+          -- claims look for a grant only when the core says one may exist (the next lease clears it)
+          C("HSET", K.core(B, e), "grant_pending", "1")
           return FF.ok("OK", e, gk, FF.s(exp))
         end
       end

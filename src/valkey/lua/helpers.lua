@@ -13,9 +13,18 @@ FF.fn = {}                   -- registered operations, by name
 -- times cheaper than "%.0f" and prints the same digits for integral values below 2^53;
 -- anything else (fractions, huge values, inf, nan) keeps "%.0f".
 -- (string / math are not reachable while the library loads: no upvalue caching here)
+-- (one value cached: a call formats its "now" many times)
+local last_n, last_s = nil, nil
 function FF.s(n)
-  if n == math.floor(n) and n < 9007199254740992 and n > -9007199254740992 then return string.format("%d", n) end
-  return string.format("%.0f", n)
+  if n == last_n then return last_s end
+  local s
+  if n == math.floor(n) and n < 9007199254740992 and n > -9007199254740992 then
+    s = string.format("%d", n)
+  else
+    s = string.format("%.0f", n)
+  end
+  last_n, last_s = n, s
+  return s
 end
 function FF.num(v, d)
   local n = tonumber(v)
@@ -57,6 +66,7 @@ function FF.begin()
   FF.woke = false
   FF.queue = {}
   FF.work = 0
+  FF.lanes_seen = nil
 end
 
 -- `score` is the claim score of the best work made claimable on `lane` (lower is claimed first).
@@ -75,9 +85,10 @@ function FF.wake_json()
 end
 
 function FF.ok(status, ...)
-  local r = { 1, status, FF.wake_json() }
-  local extra = { ... }
-  for i = 1, select("#", ...) do r[#r + 1] = FF.str(extra[i]) end
+  local r = { 1, status, FF.wake_json(), ... }
+  for i = 4, select("#", ...) + 3 do
+    if type(r[i]) ~= "string" then r[i] = FF.str(r[i]) end
+  end
   return r
 end
 
@@ -91,11 +102,13 @@ end
 function FF.is_err(r) return type(r) == "table" and r[1] == 0 end
 
 -- --- hashes --------------------------------------------------------------------
+-- (read as a RESP3 map, which the server hands over as a Lua table: a third cheaper than
+-- building it from the flat RESP2 reply)
 function FF.hmap(key)
-  local r = C("HGETALL", key)
-  if #r == 0 then return nil end
-  local m = {}
-  for i = 1, #r, 2 do m[r[i]] = r[i + 1] end
+  redis.setresp(3)
+  local m = C("HGETALL", key).map
+  redis.setresp(2)
+  if next(m) == nil then return nil end
   return m
 end
 
@@ -182,34 +195,44 @@ function FF.public(phase, elig, outcome)
   return "waiting"
 end
 
--- Writes all seven dimensions and public_state together (plus `extra` field pairs) in one HSET.
--- `c` is the core as read at the start of the call (and kept current by every FF.state): an
--- `extra` field whose value is already stored is left out of the write (an HSET of an equal
--- value changes nothing, and the core is a large listpack where every written field costs).
--- The state vector and the two timestamps are always written.
+-- Writes the seven dimensions, public_state and the two transition timestamps (plus `extra`
+-- field pairs) in one HSET. `c` is the core as read at the start of the call (and kept current by
+-- every FF.state): a field whose value is already stored is left out of the write (an HSET of an
+-- equal value changes nothing, and the core is a listpack where every written field costs).
+-- (the HSET arguments are gathered in one reused table: unpack stops at n, whatever follows)
+local state_args = {}
 function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra)
-  local pub = FF.public(phase, elig, outcome)
   local ts = FF.s(now)
-  local t = {
-    "lifecycle_phase", phase, "ownership_state", own, "eligibility_state", elig,
-    "blocking_reason", reason, "blocking_detail", detail, "terminal_outcome", outcome,
-    "attempt_state", astate, "public_state", pub,
-    "last_transition_at", ts, "last_mutation_at", ts
-  }
-  for i = 1, 20, 2 do c[t[i]] = t[i + 1] end
+  local t = state_args
+  t[1], t[2], t[3], t[4] = "last_transition_at", ts, "last_mutation_at", ts
+  c.last_transition_at, c.last_mutation_at = ts, ts
+  local n = 4
+  local function put(f, v)
+    if c[f] ~= v then
+      t[n + 1], t[n + 2] = f, v
+      n = n + 2
+      c[f] = v
+    end
+  end
+  put("lifecycle_phase", phase)
+  put("ownership_state", own)
+  put("eligibility_state", elig)
+  put("blocking_reason", reason)
+  put("blocking_detail", detail)
+  put("terminal_outcome", outcome)
+  put("attempt_state", astate)
+  put("public_state", FF.public(phase, elig, outcome))
   if extra then
-    local n = 20
     for i = 1, #extra, 2 do
       local f, v = extra[i], extra[i + 1]
       if c[f] ~= v then
-        t[n + 1] = f
-        t[n + 2] = v
+        t[n + 1], t[n + 2] = f, v
         n = n + 2
         c[f] = v
       end
     end
   end
-  C("HSET", K.core(B, e), unpack(t))
+  C("HSET", K.core(B, e), unpack(t, 1, n))
 end
 
 FF.LEASE_CLEAR = {
@@ -226,7 +249,9 @@ function FF.with(base, more)
 end
 
 function FF.not_active(c)
-  return FF.err("execution_not_active", c.terminal_outcome or "", c.current_lease_epoch or "",
+  local epoch = c.current_lease_epoch or ""
+  if epoch == "" then epoch = "0" end
+  return FF.err("execution_not_active", c.terminal_outcome or "", epoch,
     c.lifecycle_phase or "", c.current_attempt_id or "")
 end
 
@@ -239,9 +264,11 @@ local PHASE_INDEXES = {
   runnable = { "eligible", "delayed", "blocked" },
   suspended = { "suspended" }
 }
+local LEASED_INDEXES = { "active" } -- a held lease is never a reclaim candidate
 function FF.unindex(B, e, c)
   local lane = c.lane_id
   local kinds = PHASE_INDEXES[c.lifecycle_phase] or { "eligible", "reclaim", "delayed", "active", "suspended", "blocked" }
+  if c.lifecycle_phase == "active" and c.ownership_state == "leased" then kinds = LEASED_INDEXES end
   for _, kind in ipairs(kinds) do
     C("ZREM", K.lane(B, lane, kind), e)
   end
@@ -293,7 +320,9 @@ function FF.end_attempt(B, e, c, astate, failure_reason, category, close_reason,
   local idx = c.current_attempt_index
   if idx == nil or idx == "" then return end
   local ak = K.att(B, e, idx)
-  local st = C("HGET", ak, "attempt_state")
+  -- a running attempt of an active execution is "started" (the attempt record follows the core)
+  local st = "started"
+  if c.lifecycle_phase ~= "active" or c.attempt_state ~= "running_attempt" then st = C("HGET", ak, "attempt_state") end
   if st == "started" or st == "suspended" then
     local t = { "attempt_state", astate, "ended_at", FF.s(now) }
     if failure_reason ~= nil then t[#t + 1] = "failure_reason"; t[#t + 1] = failure_reason end

@@ -49,7 +49,7 @@ function FF.to_terminal(B, e, c, outcome, now, extra, opts)
   local t = FF.with(FF.LEASE_CLEAR, { "completed_at", FF.s(now), "current_suspension_id", "", "current_waitpoint_id", "" })
   if extra then for i = 1, #extra do t[#t + 1] = extra[i] end end
   FF.state(B, e, c, "terminal", "unowned", "not_applicable", "none", "", outcome, astate, now, t)
-  C("ZREM", K.idx(B, "deadline"), e)
+  if c.execution_deadline_at ~= "" then C("ZREM", K.idx(B, "deadline"), e) end
   C("ZADD", K.lane(B, c.lane_id, "terminal"), FF.s(now), e)
   -- trimRetention: flow members are kept (their flow reads them)
   if (c.flow_id or "") == "" then
