@@ -95,12 +95,45 @@ const medianRound = <E, R>(
   rounds: number,
   round: () => Effect.Effect<ReadonlyArray<BenchResult>, E, R>
 ): Effect.Effect<ReadonlyArray<BenchResult>, E, R> =>
-  Effect.map(Effect.replicateEffect(round(), Math.max(1, rounds)), (all) => {
-    const rate = (r: ReadonlyArray<BenchResult>) => r[0]?.perSecond ?? r[0]?.p50Ms ?? 0
-    const sorted = [...all].sort((a, b) => rate(a) - rate(b))
-    const median = sorted[Math.floor((sorted.length - 1) / 2)]!
-    const shown = sorted.map((x) => (x[0]?.perSecond === undefined ? `${rate(x).toFixed(2)} ms` : rate(x).toFixed(0)))
-    return median.map((r) => ({ ...r, note: `median of ${all.length} rounds: ${shown.join(" / ")}` }))
+  Effect.map(Effect.replicateEffect(round(), Math.max(1, rounds)), medianOf)
+
+const roundRate = (r: ReadonlyArray<BenchResult>) => r[0]?.perSecond ?? r[0]?.p50Ms ?? 0
+
+/** The median of timed rounds (each the rows of one round), by the first row's rate. */
+const medianOf = (all: ReadonlyArray<ReadonlyArray<BenchResult>>): ReadonlyArray<BenchResult> => {
+  const sorted = [...all].sort((a, b) => roundRate(a) - roundRate(b))
+  const median = sorted[Math.floor((sorted.length - 1) / 2)]!
+  const shown = sorted.map((x) => (x[0]?.perSecond === undefined ? `${roundRate(x).toFixed(2)} ms` : roundRate(x).toFixed(0)))
+  return median.map((r) => ({ ...r, note: `median of ${all.length} rounds: ${shown.join(" / ")}` }))
+}
+
+/**
+ * Our rounds and the peers' rounds taken in turn (ours, each peer, ours, ...), so that a slow
+ * spell of the machine falls on both sides; each peer's row also gives, round by round, our rate
+ * over its rate.
+ */
+const interleavedRounds = <E, R>(
+  rounds: number,
+  ours: Effect.Effect<ReadonlyArray<BenchResult>, E, R>,
+  theirs: ReadonlyArray<Effect.Effect<BenchResult, unknown>>
+) =>
+  Effect.gen(function*() {
+    const our: Array<ReadonlyArray<BenchResult>> = []
+    const peer: Array<Array<ReadonlyArray<BenchResult>>> = theirs.map(() => [])
+    for (let i = 0; i < Math.max(1, rounds); i++) {
+      our.push(yield* ours)
+      for (const [j, run] of theirs.entries()) peer[j]!.push([yield* run])
+    }
+    const rows = [...medianOf(our)]
+    for (const runs of peer) {
+      const ratios = runs.map((r, i) => roundRate(our[i]!) / roundRate(r)).sort((a, b) => a - b)
+      const median = ratios[Math.floor((ratios.length - 1) / 2)]!
+      rows.push(...medianOf(runs).map((r) => ({
+        ...r,
+        note: `${r.note}; flowfabric ÷ this, round by round: ${ratios.map((x) => x.toFixed(2)).join(" / ")} (median ${median.toFixed(2)})`
+      })))
+    }
+    return rows
   })
 
 const formatRow = (r: BenchResult): string =>
@@ -143,18 +176,21 @@ const command = Command.make(
             return scenarios[name]!({ tasks, workers: opts.workers, batch: opts.batch, system: `flowfabric-${opts.backend}` })
               .pipe(Effect.provide(backend.layer), Effect.scoped, Effect.ensuring(backend.cleanup))
           })
-        if (opts.warmup > 0) yield* round(opts.warmup)
-        results.push(...(yield* medianRound(opts.rounds, () => round(opts.tasks))))
         // the peers' runs are worker runtimes over a bulk submit: beside either scenario, once per run
         const peersHere = name === "submit-claim-complete" ||
           (name === "worker-runtime" && !selected.includes("submit-claim-complete"))
-        if (!opts.noPeers && peersHere) {
-          for (const peer of peers(opts.backend)) {
-            const run = (tasks: number) => peer.run({ tasks, workers: opts.workers, url: opts.url })
-            if (opts.warmup > 0) yield* run(opts.warmup)
-            results.push(...(yield* medianRound(opts.rounds, () => Effect.map(run(opts.tasks), (r) => [r]))))
-          }
+        const runs = !opts.noPeers && peersHere ?
+          peers(opts.backend).map((peer) => (tasks: number) =>
+            peer.run({ tasks, workers: opts.workers, url: opts.url })
+          ) :
+          []
+        if (opts.warmup > 0) {
+          yield* round(opts.warmup)
+          for (const run of runs) yield* run(opts.warmup)
         }
+        results.push(...(yield* runs.length === 0 ?
+          medianRound(opts.rounds, () => round(opts.tasks)) :
+          interleavedRounds(opts.rounds, round(opts.tasks), runs.map((run) => run(opts.tasks)))))
       }
       if (opts.json) {
         yield* Console.log(JSON.stringify({ machine: machineInfo(), results }, null, 2))
