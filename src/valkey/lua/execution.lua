@@ -141,7 +141,6 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
     C("ZREM", K.lane(B, lane, "eligible"), e)
   end
   C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
-  C("ZADD", K.lane(B, lane, "active"), FF.s(exp), e)
   return exp
 end
 
@@ -635,7 +634,6 @@ FF.fn.renew = function(B, a, now)
   C("HSET", K.core(B, e), "lease_expires_at", FF.s(exp), "lease_renewal_deadline", FF.s(rd),
     "lease_last_renewed_at", FF.s(now), "last_mutation_at", FF.s(now))
   C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
-  C("ZADD", K.lane(B, c.lane_id, "active"), FF.s(exp), e)
   return FF.ok("OK", FF.s(exp))
 end
 
@@ -822,7 +820,6 @@ FF.fn.revoke = function(B, a, now)
   FF.state(B, e, c, "active", "lease_revoked", "not_applicable", "waiting_for_worker", "lease revoked: " .. reason,
     "none", "attempt_interrupted", now, { "lease_revoked_at", FF.s(now), "lease_revoke_reason", reason })
   C("ZREM", K.idx(B, "lease_expiry"), e)
-  C("ZREM", K.lane(B, c.lane_id, "active"), e)
   local score = FF.pscore(c.priority, c.created_at)
   C("ZADD", K.lane(B, c.lane_id, "reclaim"), FF.s(score), e)
   FF.add_wake(c.lane_id, score)
@@ -856,7 +853,6 @@ FF.fn.replay = function(B, a, now)
   if rc >= max then return FF.err("max_replays_exhausted") end
   local fid = c.flow_id or ""
   local lane = c.lane_id
-  C("ZREM", K.lane(B, lane, "terminal"), e)
   C("DEL", K.ex(B, e, "result")) -- the result belongs to the replaced run (as memory and Postgres)
   local common = {
     "replay_count", FF.s(rc + 1), "completed_at", "", "pending_replay_reason", "replay",

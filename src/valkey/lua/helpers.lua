@@ -258,17 +258,19 @@ end
 -- --- indexes -------------------------------------------------------------------------
 -- Removes the execution from every scheduling and timer index of its lane and partition.
 -- (Only the indexes the state vector implies: an entry anywhere else is stale, and every
--- reader of an index re-validates and drops stale entries.)
+-- reader of an index re-validates and drops stale entries.) Leases are indexed by the
+-- partition's lease_expiry alone and terminal executions by its retention index: upstream's
+-- lane `active` and `terminal` sets had no reader here, so they are not kept.
 local PHASE_INDEXES = {
-  active = { "active", "reclaim" },
+  active = { "reclaim" },
   runnable = { "eligible", "delayed", "blocked" },
   suspended = { "suspended" }
 }
-local LEASED_INDEXES = { "active" } -- a held lease is never a reclaim candidate
+local NO_INDEXES = {} -- a held lease is never a reclaim candidate
 function FF.unindex(B, e, c)
   local lane = c.lane_id
-  local kinds = PHASE_INDEXES[c.lifecycle_phase] or { "eligible", "reclaim", "delayed", "active", "suspended", "blocked" }
-  if c.lifecycle_phase == "active" and c.ownership_state == "leased" then kinds = LEASED_INDEXES end
+  local kinds = PHASE_INDEXES[c.lifecycle_phase] or { "eligible", "reclaim", "delayed", "suspended", "blocked" }
+  if c.lifecycle_phase == "active" and c.ownership_state == "leased" then kinds = NO_INDEXES end
   for _, kind in ipairs(kinds) do
     C("ZREM", K.lane(B, lane, kind), e)
   end
@@ -341,7 +343,6 @@ end
 -- Removes the lease from its indexes (the core fields are cleared by the caller's state write).
 function FF.drop_lease(B, e, c)
   C("ZREM", K.idx(B, "lease_expiry"), e)
-  C("ZREM", K.lane(B, c.lane_id, "active"), e)
   C("ZREM", K.lane(B, c.lane_id, "reclaim"), e)
   C("ZREM", K.idx(B, "attempt_timeout"), e)
 end
@@ -377,7 +378,6 @@ function FF.mark_expired(B, e, c, now)
     "lease expired, awaiting reclaim", "none", "attempt_interrupted", now, { "lease_expired_at", FF.s(now) })
   FF.close_stream(B, e, c.current_attempt_index, "lease_expired", now)
   C("ZREM", K.idx(B, "lease_expiry"), e)
-  C("ZREM", K.lane(B, c.lane_id, "active"), e)
   local score = FF.pscore(c.priority, c.created_at)
   C("ZADD", K.lane(B, c.lane_id, "reclaim"), FF.s(score), e)
   FF.add_wake(c.lane_id, score)

@@ -128,7 +128,6 @@ local function delete_execution(B, e, c)
     C("ZREM", K.idx(B, "pending_wp"), w)
   end
   del_chunked(keys)
-  C("ZREM", K.lane(B, c.lane_id, "terminal"), e)
   C("ZREM", K.idx(B, "all"), e)
   C("ZREM", K.idx(B, "retention"), e)
 end

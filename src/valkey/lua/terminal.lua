@@ -50,7 +50,6 @@ function FF.to_terminal(B, e, c, outcome, now, extra, opts)
   if extra then for i = 1, #extra do t[#t + 1] = extra[i] end end
   FF.state(B, e, c, "terminal", "unowned", "not_applicable", "none", "", outcome, astate, now, t)
   if c.execution_deadline_at ~= "" then C("ZREM", K.idx(B, "deadline"), e) end
-  C("ZADD", K.lane(B, c.lane_id, "terminal"), FF.s(now), e)
   -- trimRetention: flow members are kept (their flow reads them)
   if (c.flow_id or "") == "" then
     C("ZADD", K.idx(B, "retention"), FF.s(now + FF.num(c.retention_ms, FF.RETENTION_MS)), e)
