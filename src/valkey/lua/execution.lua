@@ -118,22 +118,32 @@ FF.fn.create_many = function(B, a, now, _, _, argv)
 end
 
 -- --- leasing -------------------------------------------------------------------------
--- Writes the lease of a claim into the core and the indexes (the core holds the whole lease: no separate lease record).
+-- Writes the lease of a claim into the core and the indexes (the core holds the whole lease: no
+-- separate lease record). The fields go through a reused table (FF.state takes their count).
+local lease_args = {}
 function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, ttl, extra)
   local was = c.lifecycle_phase
   local exp = now + ttl
-  local t = {
-    "current_attempt_index", FF.str(idx), "current_attempt_id", attempt_id,
-    "current_lease_id", lease_id, "current_lease_epoch", FF.s(epoch),
-    "current_worker_id", wid, "current_worker_instance_id", wiid,
-    "lease_acquired_at", FF.s(now), "lease_expires_at", FF.s(exp), "lease_last_renewed_at", "",
-    "lease_renewal_deadline", FF.s(now + math.floor(ttl * 2 / 3)), "current_lease_ttl", FF.s(ttl),
-    "lease_expired_at", "", "lease_revoked_at", "", "lease_revoke_reason", "",
-    "delay_until", "", "current_suspension_id", "", "current_waitpoint_id", "", "grant_pending", ""
-  }
-  if (c.started_at or "") == "" then t[#t + 1] = "started_at"; t[#t + 1] = FF.s(now) end
-  if extra then for i = 1, #extra do t[#t + 1] = extra[i] end end
-  FF.state(B, e, c, "active", "leased", "not_applicable", "none", "", "none", "running_attempt", now, t)
+  local snow = FF.s(now)
+  local t = lease_args
+  t[1], t[2], t[3], t[4] = "current_attempt_index", FF.str(idx), "current_attempt_id", attempt_id
+  t[5], t[6], t[7], t[8] = "current_lease_id", lease_id, "current_lease_epoch", FF.s(epoch)
+  t[9], t[10], t[11], t[12] = "current_worker_id", wid, "current_worker_instance_id", wiid
+  t[13], t[14], t[15], t[16] = "lease_acquired_at", snow, "lease_expires_at", FF.s(exp)
+  t[17], t[18], t[19], t[20] = "lease_last_renewed_at", "", "lease_expired_at", ""
+  t[21], t[22], t[23], t[24] = "lease_revoked_at", "", "lease_revoke_reason", ""
+  t[25], t[26], t[27], t[28] = "delay_until", "", "current_suspension_id", ""
+  t[29], t[30], t[31], t[32] = "current_waitpoint_id", "", "grant_pending", ""
+  local n = 32
+  if (c.started_at or "") == "" then
+    t[33], t[34] = "started_at", snow
+    n = 34
+  end
+  if extra then
+    for i = 1, #extra do t[n + i] = extra[i] end
+    n = n + #extra
+  end
+  FF.state(B, e, c, "active", "leased", "not_applicable", "none", "", "none", "running_attempt", now, t, n)
   local lane = c.lane_id
   if was == "active" then
     C("ZREM", K.lane(B, lane, "reclaim"), e)
@@ -164,8 +174,8 @@ function FF.claim_fresh(B, e, c, now, a)
     C("HSET", ak, "replay_reason", c.pending_replay_reason,
       "replayed_from_attempt_index", c.pending_previous_attempt_index)
   end
-  C("HSET", ak, "attempt_id", a.attempt_id, "execution_id", e, "attempt_index", sidx, "attempt_state", "started",
-    "created_at", snow, "started_at", snow, "lease_id", a.lease_id, "lease_epoch", FF.s(epoch),
+  C("HSET", ak, "attempt_id", a.attempt_id, "attempt_state", "started", "started_at", snow,
+    "lease_id", a.lease_id, "lease_epoch", FF.s(epoch),
     "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id, "attempt_type", atype)
   local exp = FF.lease_on(B, e, c, now, idx, a.attempt_id, a.lease_id, epoch, a.worker_id, a.worker_instance_id,
     a.lease_ttl_ms, {
@@ -208,8 +218,8 @@ function FF.claim_reclaim(B, e, c, now, a)
   end
   local idx = FF.num(c.total_attempt_count)
   local epoch = FF.num(c.current_lease_epoch) + 1
-  C("HSET", K.att(B, e, idx), "attempt_id", a.attempt_id, "execution_id", e, "attempt_index", FF.s(idx),
-    "attempt_type", "reclaim", "attempt_state", "started", "created_at", FF.s(now), "started_at", FF.s(now),
+  C("HSET", K.att(B, e, idx), "attempt_id", a.attempt_id,
+    "attempt_type", "reclaim", "attempt_state", "started", "started_at", FF.s(now),
     "lease_id", a.lease_id, "lease_epoch", FF.s(epoch), "worker_id", a.worker_id,
     "worker_instance_id", a.worker_instance_id, "reclaim_reason", "lease_" .. c.ownership_state,
     "previous_attempt_index", FF.str(old))
@@ -628,11 +638,8 @@ FF.fn.renew = function(B, a, now)
   if c == nil then return FF.err("execution_not_found") end
   local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true, index = true, revoked_at = true })
   if bad then return bad end
-  local ttl = FF.num(a.lease_ttl_ms)
-  local exp = now + ttl
-  local rd = now + math.floor(ttl * 2 / 3)
-  C("HSET", K.core(B, e), "lease_expires_at", FF.s(exp), "lease_renewal_deadline", FF.s(rd),
-    "lease_last_renewed_at", FF.s(now), "last_mutation_at", FF.s(now))
+  local exp = now + FF.num(a.lease_ttl_ms)
+  C("HSET", K.core(B, e), "lease_expires_at", FF.s(exp), "lease_last_renewed_at", FF.s(now), "last_mutation_at", FF.s(now))
   C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
   return FF.ok("OK", FF.s(exp))
 end

@@ -195,13 +195,13 @@ function FF.public(phase, elig, outcome)
   return "waiting"
 end
 
--- Writes the seven dimensions, public_state and the two transition timestamps (plus `extra`
--- field pairs) in one HSET. `c` is the core as read at the start of the call (and kept current by
+-- Writes the seven dimensions, public_state and the two transition timestamps (plus the field
+-- pairs of `extra`, its first `extra_n` entries when given) in one HSET. `c` is the core as read at the start of the call (and kept current by
 -- every FF.state): a field whose value is already stored is left out of the write (an HSET of an
 -- equal value changes nothing, and the core is a listpack where every written field costs).
 -- (the HSET arguments are gathered in one reused table: unpack stops at n, whatever follows)
 local state_args = {}
-function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra)
+function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n)
   local ts = FF.s(now)
   local t = state_args
   t[1], t[2], t[3], t[4] = "last_transition_at", ts, "last_mutation_at", ts
@@ -223,7 +223,7 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
   put("attempt_state", astate)
   put("public_state", FF.public(phase, elig, outcome))
   if extra then
-    for i = 1, #extra, 2 do
+    for i = 1, extra_n or #extra, 2 do
       local f, v = extra[i], extra[i + 1]
       if c[f] ~= v then
         t[n + 1], t[n + 2] = f, v
@@ -237,8 +237,7 @@ end
 
 FF.LEASE_CLEAR = {
   "current_lease_id", "", "current_worker_id", "", "current_worker_instance_id", "",
-  "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", "",
-  "lease_renewal_deadline", ""
+  "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", ""
 }
 
 function FF.with(base, more)
