@@ -259,17 +259,21 @@ function FF.lane_head(B, lane)
   return FF.s(best)
 end
 
--- Candidates of `lane` in claim order: lowest score first over eligible and reclaim.
+-- Candidates of `lane` in claim order: lowest score first over eligible and reclaim (each index
+-- comes in that order already: score, then member).
+local function claim_order(x, y)
+  if x[2] == y[2] then return x[1] < y[1] end
+  return x[2] < y[2]
+end
 function FF.candidates(B, lane, scan)
   local out = {}
-  for _, kind in ipairs({ "eligible", "reclaim" }) do
-    local r = C("ZRANGE", K.lane(B, lane, kind), 0, scan - 1, "WITHSCORES")
-    for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), kind } end
+  local r = C("ZRANGE", K.lane(B, lane, "eligible"), 0, scan - 1, "WITHSCORES")
+  for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "eligible" } end
+  r = C("ZRANGE", K.lane(B, lane, "reclaim"), 0, scan - 1, "WITHSCORES")
+  if #r > 0 then
+    for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "reclaim" } end
+    table.sort(out, claim_order)
   end
-  table.sort(out, function(x, y)
-    if x[2] == y[2] then return x[1] < y[1] end
-    return x[2] < y[2]
-  end)
   return out
 end
 
@@ -348,7 +352,12 @@ end
 -- worker; LATER + the score of the best candidate for this worker + lane head.
 FF.fn.claim = function(B, a, now)
   local lane = a.lane
-  local caps = FF.caps_set(a.caps)
+  -- (a batch of claims shares its arguments: the capability set is built once)
+  local caps = a.caps_set
+  if caps == nil then
+    caps = FF.caps_set(a.caps)
+    a.caps_set = caps
+  end
   local bound = tonumber(a.bound or "")
   local tried = {}
   local heads = FF.candidates(B, lane, 2)
