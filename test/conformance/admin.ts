@@ -8,6 +8,7 @@ import { describe, expect } from "@effect/vitest"
 import { Duration, Effect, Option } from "effect"
 import * as Ids from "../../src/Ids.js"
 import { passNames } from "../../src/Maintenance.js"
+import type * as M from "../../src/Model.js"
 import type { ExecutionInput } from "../../src/Model.js"
 import {
   addEdge,
@@ -19,6 +20,7 @@ import {
   create,
   createAndClaim,
   ensureHmac,
+  executionIdOnPartition,
   failsWith,
   info,
   isAbsent,
@@ -99,6 +101,55 @@ export const admin = (t: Tester) =>
           expect(again).toEqual({ _tag: "Duplicate", executionId: c.executionId })
           expect(yield* publicState(c.executionId)).toBe("active")
           expect((yield* info(c.executionId)).executionKind).toBe("conformance")
+        }))
+
+      t.test("createExecutions: a batch over many partitions and two lanes, each item as its own create, in order", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const [first, second] = [yield* newLane("batch"), yield* newLane("batch")]
+          const existing = yield* create({ laneId: first })
+          const t0 = yield* now
+          // ids[4] repeats the idempotency key of ids[2]: a key is scoped to a partition, so on its partition
+          const ids = yield* Effect.forEach(Array.from({ length: 12 }, (_, i) => i), (i) => executionIdOnPartition(i === 4 ? 42 : i * 21))
+          const item = (i: number, more: Partial<M.CreateExecutionArgsInput> = {}): M.CreateExecutionArgsInput => ({
+            executionId: ids[i]!,
+            namespace: NS,
+            laneId: i % 2 === 0 ? first : second,
+            executionKind: "batch",
+            ...more
+          })
+          const results = yield* b.createExecutions([
+            item(0, { priority: 1 }),
+            item(1),
+            { executionId: existing.executionId, namespace: NS, laneId: second, executionKind: "other" },
+            item(2, { idempotencyKey: "batch-once" }),
+            item(3, { delayUntil: t0 + 60_000 }),
+            item(4, { idempotencyKey: "batch-once" }),
+            ...[5, 6, 7, 8, 9, 10, 11].map((i) => item(i, { priority: i === 9 ? 5 : 0 }))
+          ])
+          expect(results).toEqual([
+            { _tag: "Created", executionId: ids[0], publicState: "waiting" },
+            { _tag: "Created", executionId: ids[1], publicState: "waiting" },
+            { _tag: "Duplicate", executionId: existing.executionId },
+            { _tag: "Created", executionId: ids[2], publicState: "waiting" },
+            { _tag: "Created", executionId: ids[3], publicState: "delayed" },
+            { _tag: "Duplicate", executionId: ids[2] },
+            ...[5, 6, 7, 8, 9, 10, 11].map((i) => ({ _tag: "Created", executionId: ids[i], publicState: "waiting" }))
+          ])
+          yield* isAbsent(ids[4]!)
+          expect((yield* info(existing.executionId)).executionKind).toBe("conformance")
+          // every item is claimable from its own lane, the higher priority first (the others share
+          // one creation time on the servers, where ties go by id)
+          const claimed = (lane: Ids.LaneId, n: number) =>
+            Effect.forEach(Array.from({ length: n }, () => 0), () => Effect.map(claimSome(lane), (h) => payloadOf(h).executionId))
+          const [top1, ...rest1] = yield* claimed(first, 6)
+          expect(top1).toBe(ids[0])
+          expect([...rest1].sort()).toEqual([existing.executionId, ids[2], ids[6], ids[8], ids[10]].sort())
+          const [top2, ...rest2] = yield* claimed(second, 5)
+          expect(top2).toBe(ids[9])
+          expect([...rest2].sort()).toEqual([ids[1], ids[5], ids[7], ids[11]].sort())
+          yield* claimNone(first)
+          yield* claimNone(second)
         }))
 
       t.test("a Duplicate writes nothing: a lane first named by a duplicate is not registered", () =>

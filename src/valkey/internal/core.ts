@@ -1135,50 +1135,85 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       return { _tag: "Created", executionId, publicState } satisfies M.CreateExecutionResult
     })
 
+  /** The results of one create_many / create_across reply, at the items' places in `results`. */
+  const createdFrom = (
+    name: string,
+    env: Envelope,
+    items: ReadonlyArray<number>,
+    results: Array<M.CreateExecutionResult>
+  ): Fx<void> =>
+    Effect.gen(function*() {
+      if (env.fields.length !== 3 * items.length) {
+        return yield* parseError(name, `${env.fields.length} reply fields for ${items.length} items`)
+      }
+      for (let k = 0; k < items.length; k++) {
+        const status = env.fields[3 * k]!
+        const decoded: Either.Either<M.CreateExecutionResult, ParseResult.ParseError> = status === "DUPLICATE" ?
+          Either.map(decodeExec([env.fields[3 * k + 1]]), ([executionId]) => ({ _tag: "Duplicate" as const, executionId })) :
+          Either.map(
+            decodeCreated([env.fields[3 * k + 1], env.fields[3 * k + 2]]),
+            ([executionId, publicState]) => ({ _tag: "Created" as const, executionId, publicState })
+          )
+        if (Either.isLeft(decoded)) {
+          return yield* parseError(name, ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+        }
+        results[items[k]!] = decoded.right
+      }
+    })
+
+  const blobsOf = (list: ReadonlyArray<CreateExecutionCore>, items: ReadonlyArray<number>) => {
+    const blobs: Array<Uint8Array | string> = []
+    for (const i of items) blobs.push(list[i]!.inputPayload, list[i]!.policyJson)
+    return blobs
+  }
+
   /**
-   * A batch: the items of one partition go in chunks of CREATE_CHUNK to ff_create_many, which
-   * creates each exactly as ff_create does (one after the other, each atomically), and all the
-   * chunks are sent at once. Ids are range-checked before anything is sent.
+   * A batch goes in chunks of CREATE_CHUNK, each item created exactly as ff_create does (one after
+   * the other, each atomically), all chunks at once: on a standalone server a chunk is a run of
+   * the list over any partitions (ff_create_across); on a cluster, a run of one partition's items
+   * (ff_create_many). Ids are range-checked before anything is sent.
    */
+  const createChunks = (list: ReadonlyArray<CreateExecutionCore>, results: Array<M.CreateExecutionResult>): Fx<void> => {
+    if (!client.isCluster) {
+      const chunks: Array<ReadonlyArray<number>> = []
+      for (let i = 0; i < list.length; i += CREATE_CHUNK) {
+        chunks.push(Array.from({ length: Math.min(CREATE_CHUNK, list.length - i) }, (_, k) => i + k))
+      }
+      return Effect.forEach(chunks, (items) =>
+        Effect.flatMap(
+          call("create_across", { base: keys.lanes }, {
+            prefix: settings.prefix,
+            partitions: N,
+            items: items.map((i) => ({ ...createArgs(list[i]!), partition: Ids.executionPartition(list[i]!.executionId) }))
+          }, blobsOf(list, items)),
+          (env) => createdFrom("ff_create_across", env, items, results)
+        ), { concurrency: "unbounded", discard: true })
+    }
+    const byPartition = new Map<number, Array<number>>()
+    for (let i = 0; i < list.length; i++) {
+      const partition = Ids.executionPartition(list[i]!.executionId)
+      const group = byPartition.get(partition)
+      if (group === undefined) byPartition.set(partition, [i])
+      else group.push(i)
+    }
+    const chunks: Array<{ readonly partition: number; readonly items: ReadonlyArray<number> }> = []
+    for (const [partition, items] of byPartition) {
+      for (let i = 0; i < items.length; i += CREATE_CHUNK) {
+        chunks.push({ partition, items: items.slice(i, i + CREATE_CHUNK) })
+      }
+    }
+    return Effect.forEach(chunks, ({ items, partition }) =>
+      Effect.flatMap(
+        call("create_many", p.flowTarget(partition), { items: items.map((i) => createArgs(list[i]!)) }, blobsOf(list, items)),
+        (env) => createdFrom("ff_create_many", env, items, results)
+      ), { concurrency: "unbounded", discard: true })
+  }
+
   const createExecutions: BackendCore["createExecutions"] = (list) =>
     Effect.gen(function*() {
       for (const a of list) yield* inRange(a.executionId)
-      const byPartition = new Map<number, Array<number>>()
-      for (let i = 0; i < list.length; i++) {
-        const partition = Ids.executionPartition(list[i]!.executionId)
-        const group = byPartition.get(partition)
-        if (group === undefined) byPartition.set(partition, [i])
-        else group.push(i)
-      }
-      const chunks: Array<{ readonly partition: number; readonly items: ReadonlyArray<number> }> = []
-      for (const [partition, items] of byPartition) {
-        for (let i = 0; i < items.length; i += CREATE_CHUNK) {
-          chunks.push({ partition, items: items.slice(i, i + CREATE_CHUNK) })
-        }
-      }
       const results = new Array<M.CreateExecutionResult>(list.length)
-      yield* Effect.forEach(chunks, ({ items, partition }) =>
-        Effect.gen(function*() {
-          const blobs: Array<Uint8Array | string> = []
-          for (const i of items) blobs.push(list[i]!.inputPayload, list[i]!.policyJson)
-          const env = yield* call("create_many", p.flowTarget(partition), { items: items.map((i) => createArgs(list[i]!)) }, blobs)
-          if (env.fields.length !== 3 * items.length) {
-            return yield* parseError("ff_create_many", `${env.fields.length} reply fields for ${items.length} items`)
-          }
-          for (let k = 0; k < items.length; k++) {
-            const status = env.fields[3 * k]!
-            const decoded: Either.Either<M.CreateExecutionResult, ParseResult.ParseError> = status === "DUPLICATE" ?
-              Either.map(decodeExec([env.fields[3 * k + 1]]), ([executionId]) => ({ _tag: "Duplicate" as const, executionId })) :
-              Either.map(
-                decodeCreated([env.fields[3 * k + 1], env.fields[3 * k + 2]]),
-                ([executionId, publicState]) => ({ _tag: "Created" as const, executionId, publicState })
-              )
-            if (Either.isLeft(decoded)) {
-              return yield* parseError("ff_create_many", ParseResult.TreeFormatter.formatErrorSync(decoded.left))
-            }
-            results[items[k]!] = decoded.right
-          }
-        }), { concurrency: "unbounded", discard: true })
+      yield* createChunks(list, results)
       // only the lanes of created executions: a Duplicate writes nothing (operations.md §8.1)
       const created = new Set<string>()
       for (let i = 0; i < list.length; i++) if (results[i]!._tag === "Created") created.add(list[i]!.laneId)

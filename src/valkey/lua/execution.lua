@@ -82,10 +82,18 @@ function FF.create_one(B, a, now, payload, policy_json)
     C("ZADD", K.idx(B, "deadline"), FF.s(deadline), e)
   end
   C("ZADD", K.idx(B, "all"), 0, e)
+  -- FF.lanes_seen (partition base -> lane -> true): lanes a batch call has registered already
   local seen = FF.lanes_seen
-  if seen == nil or not seen[lane] then
+  local here = seen and seen[B]
+  if here == nil or not here[lane] then
     C("SADD", K.idx(B, "lanes"), lane)
-    if seen ~= nil then seen[lane] = true end
+    if seen ~= nil then
+      if here == nil then
+        here = {}
+        seen[B] = here
+      end
+      here[lane] = true
+    end
   end
   if idem_key ~= nil then
     FF.ttl_set(idem_key, e, math.max(1, FF.num(a.dedup_ttl_ms, 86400000)), now)
@@ -104,16 +112,61 @@ end
 FF.fn.create_many = function(B, a, now, _, _, argv)
   local items = a.items
   if type(items) ~= "table" then return FF.err("invalid_input", "create_many: items") end
-  local out = {}
-  FF.lanes_seen = {} -- the lane index is written once per lane and call
+  local r = { 1, "OK", "" }
+  FF.lanes_seen = {}
   for i = 1, #items do
     local st, f1, f2 = FF.create_one(B, items[i], now, argv[1 + 2 * i], argv[2 + 2 * i])
-    out[#out + 1] = st
-    out[#out + 1] = f1
-    out[#out + 1] = f2 or ""
+    r[#r + 1] = st
+    r[#r + 1] = f1
+    r[#r + 1] = f2 or ""
   end
-  local r = { 1, "OK", FF.wake_json() }
-  for i = 1, #out do r[#r + 1] = out[i] end
+  r[3] = FF.wake_json()
+  return r
+end
+
+-- createExecutions on a standalone server: a batch over any partitions in one call, each item
+-- created exactly as ff_create on its partition (a.prefix .. ":{fp:" .. item.partition .. "}"),
+-- in order. The wakes go to the claim hints at the end of the call (the best score per partition
+-- and lane), as ff_complete_many does. Reply as ff_create_many's (wake "").
+FF.fn.create_across = function(_, a, now, _, _, argv)
+  local items, n, prefix = a.items, FF.num(a.partitions), a.prefix
+  if type(items) ~= "table" then return FF.err("invalid_input", "create_across: items") end
+  for i = 1, #items do
+    local p = tonumber(items[i].partition)
+    if p == nil or p ~= math.floor(p) or p < 0 or p >= n then
+      return FF.err("invalid_input", "create_across: partition of item " .. FF.s(i))
+    end
+  end
+  local r = { 1, "OK", "" }
+  -- per partition: its base and its wakes (FF.add_wake keeps the best score per lane)
+  local bases, wakes = {}, {}
+  FF.lanes_seen = {}
+  for i = 1, #items do
+    local it = items[i]
+    local p = it.partition
+    local base = bases[p]
+    if base == nil then
+      base = prefix .. ":{fp:" .. FF.s(p) .. "}"
+      bases[p] = base
+      wakes[p] = {}
+    end
+    FF.wake = wakes[p]
+    local st, f1, f2 = FF.create_one(base, it, now, argv[1 + 2 * i], argv[2 + 2 * i])
+    r[#r + 1] = st
+    r[#r + 1] = f1
+    r[#r + 1] = f2 or ""
+  end
+  FF.begin()
+  local registered = {}
+  for p, best in pairs(wakes) do
+    for lane, score in pairs(best) do
+      if not registered[lane] then
+        C("SADD", prefix .. ":lanes", lane)
+        registered[lane] = true
+      end
+      C("ZADD", prefix .. ":hint:" .. lane, "LT", FF.s(score), FF.s(p))
+    end
+  end
   return r
 end
 

@@ -41,6 +41,7 @@ end
 -- standalone servers only (they reach several partitions)
 redis.register_function { function_name = "ff_claim_lane", callback = callback_of("claim_lane"), flags = { "no-cluster" } }
 redis.register_function { function_name = "ff_complete_many", callback = callback_of("complete_many"), flags = { "no-cluster" } }
+redis.register_function { function_name = "ff_create_across", callback = callback_of("create_across"), flags = { "no-cluster" } }
 
 redis.register_function {
   function_name = "ff_version",
