@@ -724,7 +724,7 @@ FF.fn.complete = function(B, a, now, result)
   local e = a.execution_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
+  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
   if bad then return bad end
   FF.end_attempt(B, e, c, "ended_success", nil, nil, "attempt_success", now)
   if result ~= nil and result ~= "" then C("SET", K.ex(B, e, "result"), result) end
@@ -776,7 +776,7 @@ FF.fn.fail = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
+  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
   if bad then return bad end
   local reason = FF.str(a.reason)
   local category = FF.str(a.category)
@@ -844,7 +844,7 @@ FF.fn.delay = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
+  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
   if bad then return bad end
   local until_ms = FF.num(a.delay_until)
   FF.suspend_attempt(B, e, c, "worker_delay", now)
@@ -860,7 +860,7 @@ FF.fn.wait_children = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
+  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
   if bad then return bad end
   FF.suspend_attempt(B, e, c, "waiting_children", now)
   FF.drop_lease(B, e, c)

@@ -347,6 +347,7 @@ function FF.drop_lease(B, e, c)
 end
 
 -- --- the lease ladder (model.md §6.3) ---------------------------------------------------------
+FF.LADDER_WRITE = { mark = true, attempt = true } -- the checks of a write that ends or parks the attempt
 -- opts.mark: mark an expired lease (write) ; opts.attempt: compare the attempt id ;
 -- opts.index: compare the attempt index ; opts.revoked_at: a set lease_revoked_at counts as revoked
 function FF.ladder(B, e, c, now, f, opts)

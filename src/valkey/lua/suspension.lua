@@ -191,7 +191,7 @@ FF.fn.suspend = function(B, a, now)
   end
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true })
+  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
   if bad then return bad end
   if FF.str(a.attempt_index) ~= c.current_attempt_index then return FF.err("invalid_lease_for_suspend") end
   local sk = K.ex(B, e, "susp")

@@ -39,16 +39,27 @@ end
 
 -- Moves `e` to terminal `outcome`. `opts.astate` overrides the attempt state;
 -- `opts.no_resolve` skips dependency resolution (flow cascade cancels).
+local NO_OPTS = {}
+local terminal_args = {} -- reused: FF.state takes the count
 function FF.to_terminal(B, e, c, outcome, now, extra, opts)
-  opts = opts or {}
+  opts = opts or NO_OPTS
   FF.unindex(B, e, c)
   local astate = opts.astate
   if astate == nil then
     if FF.num(c.total_attempt_count) > 0 then astate = "attempt_terminal" else astate = c.attempt_state end
   end
-  local t = FF.with(FF.LEASE_CLEAR, { "completed_at", FF.s(now), "current_suspension_id", "", "current_waitpoint_id", "" })
-  if extra then for i = 1, #extra do t[#t + 1] = extra[i] end end
-  FF.state(B, e, c, "terminal", "unowned", "not_applicable", "none", "", outcome, astate, now, t)
+  local t = terminal_args
+  local clear = FF.LEASE_CLEAR
+  for i = 1, #clear do t[i] = clear[i] end
+  local n = #clear
+  t[n + 1], t[n + 2], t[n + 3], t[n + 4], t[n + 5], t[n + 6] =
+    "completed_at", FF.s(now), "current_suspension_id", "", "current_waitpoint_id", ""
+  n = n + 6
+  if extra then
+    for i = 1, #extra do t[n + i] = extra[i] end
+    n = n + #extra
+  end
+  FF.state(B, e, c, "terminal", "unowned", "not_applicable", "none", "", outcome, astate, now, t, n)
   if c.execution_deadline_at ~= "" then C("ZREM", K.idx(B, "deadline"), e) end
   -- trimRetention: flow members are kept (their flow reads them)
   if (c.flow_id or "") == "" then
