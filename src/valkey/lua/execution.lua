@@ -352,17 +352,18 @@ function FF.candidate_core(B, e, kind, lane)
   return c
 end
 
--- Tries the candidates in `cands` in order; returns the claim reply, or nil when none could be
--- served. With a `bound` (a claim score), the first candidate this worker may take is taken only
+-- Tries the first `limit` candidates of `cands` in order (skipping those in `tried`, when given,
+-- and adding them to it); returns the claim reply, or nil when none could be served. With a `bound` (a claim score), the first candidate this worker may take is taken only
 -- when its score is <= bound; otherwise the reply is LATER with its score and the lane head (the
 -- caller knows a partition that may hold a better one). Nothing is written for a LATER candidate.
 -- `next_head`, when given, is the lane head once the first candidate is claimed (known from the
 -- candidates read), unless the claim made other work claimable.
-function FF.claim_from(B, a, now, lane, caps, cands, tried, bound, next_head)
-  for _, cand in ipairs(cands) do
+function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_head)
+  for i = 1, math.min(limit, #cands) do
+    local cand = cands[i]
     local e, kind = cand[1], cand[3]
-    if not tried[e] then
-      tried[e] = true
+    if tried == nil or not tried[e] then
+      if tried ~= nil then tried[e] = true end
       FF.grant_seen = false
       local c = FF.candidate_core(B, e, kind, lane)
       if c ~= nil then
@@ -412,7 +413,6 @@ FF.fn.claim = function(B, a, now)
     a.caps_set = caps
   end
   local bound = tonumber(a.bound or "")
-  local tried = {}
   local heads = FF.candidates(B, lane, 2)
   if #heads == 0 then return FF.ok("EMPTY") end
   -- only the best head: when it is not for this worker, the other index's head is not the next
@@ -420,10 +420,11 @@ FF.fn.claim = function(B, a, now)
   -- With two entries of each index read, the one after it is the next head.
   local next_head = ""
   if #heads > 1 then next_head = FF.s(heads[2][2]) end
-  local r = FF.claim_from(B, a, now, lane, caps, { heads[1] }, tried, bound, next_head)
+  local r = FF.claim_from(B, a, now, lane, caps, heads, 1, nil, bound, next_head)
   if r ~= nil then return r end
   local scan = math.max(1, FF.num(a.scan, 32))
-  r = FF.claim_from(B, a, now, lane, caps, FF.candidates(B, lane, scan), tried, bound)
+  local cands = FF.candidates(B, lane, scan)
+  r = FF.claim_from(B, a, now, lane, caps, cands, #cands, { [heads[1][1]] = true }, bound)
   if r ~= nil then return r end
   FF.drain(B, now)
   local head = FF.lane_head(B, lane)
@@ -464,8 +465,21 @@ end
 -- to `frontier`, the last loaded score, so a visited partition whose head moved past it waits for
 -- the next page. Hint writes wait for the end of the call (walk_end), so the positions of the
 -- entries not loaded yet stay valid (a wake only moves a visited, hence loaded, partition ahead).
-local function walk_new(H, n)
-  return { key = H, n = n, entries = {}, offset = 0, page = 2, done = false, frontier = nil, fix = {} }
+local function walk_new(H, n, prefix)
+  return {
+    key = H, n = n, prefix = prefix, bases = {}, entries = {}, offset = 0, page = 2, done = false, frontier = nil,
+    fix = {}, moved = {}, nmoved = 0
+  }
+end
+
+-- The partition base of a walk entry's partition.
+local function walk_base(w, p)
+  local base = w.bases[p]
+  if base == nil then
+    base = w.prefix .. ":{fp:" .. FF.s(p) .. "}"
+    w.bases[p] = base
+  end
+  return base
 end
 
 local function walk_insert(w, ent)
@@ -544,18 +558,20 @@ local function walk_end(w)
   end
 end
 
+-- Applies the heads the visits of one claim reported (w.moved) to the walk, and returns `r`.
+local function walk_visited(w, r)
+  local moved = w.moved
+  for j = 1, w.nmoved, 3 do walk_moved(w, moved[j], moved[j + 1], moved[j + 2]) end
+  w.nmoved = 0
+  return r
+end
+
 function FF.claim_lane_one(w, a, now)
-  local prefix = a.prefix
+  local prefix = w.prefix
   local budget = FF.num(a.max_visits, 8)
   local i = 1
   -- the deferred candidate: its score and hint entry
   local best, bestent = nil, nil
-  -- the visited entries and their heads, applied to the walk when this claim ends
-  local moved = {}
-  local function done(r)
-    for j = 1, #moved do walk_moved(w, moved[j][1], moved[j][2], moved[j][3]) end
-    return r
-  end
   while true do
     local ent = walk_at(w, i)
     local visit, bound
@@ -565,11 +581,11 @@ function FF.claim_lane_one(w, a, now)
       best = nil
     elseif ent == nil then
       FF.begin()
-      return done(FF.ok("EMPTY"))
+      return walk_visited(w, FF.ok("EMPTY"))
     else
       if budget <= 0 then
         FF.begin()
-        return done(FF.ok("MORE"))
+        return walk_visited(w, FF.ok("MORE"))
       end
       budget = budget - 1
       visit = ent
@@ -581,9 +597,9 @@ function FF.claim_lane_one(w, a, now)
     local p = visit[1]
     FF.begin()
     a.bound = bound
-    local r = FF.fn.claim(prefix .. ":{fp:" .. FF.s(p) .. "}", a, now)
+    local r = FF.fn.claim(walk_base(w, p), a, now)
     FF.apply_wakes_here(prefix, p)
-    if r[1] ~= 1 then return done(r) end
+    if r[1] ~= 1 then return walk_visited(w, r) end
     local st = r[2]
     local head = ""
     if st == "OK" then
@@ -594,10 +610,12 @@ function FF.claim_lane_one(w, a, now)
     elseif st == "NOMATCH" then
       head = r[4]
     end
-    moved[#moved + 1] = { visit, head, st == "NOMATCH" }
+    local m = w.nmoved
+    w.moved[m + 1], w.moved[m + 2], w.moved[m + 3] = visit, head, st == "NOMATCH"
+    w.nmoved = m + 3
     if st == "OK" then
       r[3] = ""
-      return done(r)
+      return walk_visited(w, r)
     end
   end
 end
@@ -614,7 +632,7 @@ FF.fn.claim_lane = function(H, a, now)
       #lease_ids ~= #attempt_ids then
     return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
   end
-  local w = walk_new(H, FF.num(a.partitions))
+  local w = walk_new(H, FF.num(a.partitions), a.prefix)
   local reply, n, last, wake = { 1, "OK", "", "OK" }, 0, "OK", ""
   for i = 1, #lease_ids do
     a.lease_id = lease_ids[i]

@@ -62,9 +62,10 @@ function K.hmac(B) return B .. ":hmac" end
 
 -- --- per call state ----------------------------------------------------------
 function FF.begin()
-  FF.wake = {}
+  -- (tables left empty by the previous call are kept)
+  if FF.woke or FF.wake == nil or next(FF.wake) ~= nil then FF.wake = {} end
   FF.woke = false
-  FF.queue = {}
+  if FF.queue == nil or #FF.queue > 0 then FF.queue = {} end
   FF.work = 0
   FF.lanes_seen = nil
 end
