@@ -94,7 +94,9 @@ export declare namespace Maintenance {
  *   operation with an old handle fails `NotFound`. An idempotency key it was
  *   created with keeps its own dedup window (`dedupWindowMs`, default 24 h):
  *   until that ends, a create with the key is still a `Duplicate` naming the
- *   deleted id. Members of a flow are never deleted by this pass (their flow
+ *   deleted id. Dedup records whose window ended (create idempotency, suspend,
+ *   signal and usage dedup, of any execution) are dropped by the same pass and
+ *   not counted (on Valkey they expire on their own). Members of a flow are never deleted by this pass (their flow
  *   reads them: `describeFlow`, edges, counters); they stay until a flow
  *   retention exists. An execution that is not terminal (or was replayed) is
  *   never deleted, however old. One item per execution deleted; at most

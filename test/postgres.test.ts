@@ -318,5 +318,42 @@ describe("postgres retention", () => {
         // the other execution is whole
         expect(yield* rows(keep)).toEqual(before)
       }))
+
+    it.effect("trimRetention deletes dedup rows past their window, the oldest first, and keeps the others", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const b = yield* EngineBackend
+        const lane = Ids.unsafe.laneId(`dedup-${tag}`)
+        const ns = Ids.unsafe.namespace("dedup")
+        const key = (k: string) =>
+          Effect.map(
+            sql.unsafe<{ readonly n: string }>(
+              `SELECT count(*)::text AS n FROM "${schema}".exec_idempotency WHERE idempotency_key = $1`,
+              [k]
+            ),
+            (r) => Number(r[0]!.n)
+          )
+        // a create's key holds for 24 h
+        const create = (k: string) =>
+          Effect.flatMap(Ids.executionIdSolo(lane), (executionId) =>
+            b.createExecution({ executionId, namespace: ns, laneId: lane, executionKind: "k", idempotencyKey: k }))
+        const hour = 3_600_000
+        yield* create(`first-${tag}`)
+        yield* advance(12 * hour)
+        yield* create(`second-${tag}`)
+        expect([yield* key(`first-${tag}`), yield* key(`second-${tag}`)]).toEqual([1, 1])
+        const m = yield* Maintenance
+        yield* advance(12 * hour - 1)
+        yield* m.trimRetention()
+        expect([yield* key(`first-${tag}`), yield* key(`second-${tag}`)]).toEqual([1, 1])
+        yield* advance(1)
+        yield* m.trimRetention()
+        expect([yield* key(`first-${tag}`), yield* key(`second-${tag}`)]).toEqual([0, 1])
+        // the key is free again, as it was before its row went
+        expect((yield* create(`first-${tag}`))._tag).toBe("Created")
+        yield* advance(12 * hour)
+        yield* m.trimRetention()
+        expect(yield* key(`second-${tag}`)).toBe(0)
+      }))
   })
 })

@@ -2690,10 +2690,11 @@ export class MemoryEngine {
 
   /**
    * Deletes terminal executions outside flows whose retention ended (see `Maintenance`): the
-   * execution and everything it owns. Dedup records (create idempotency, suspend and signal
-   * dedup) are not deleted: they keep their own windows.
+   * execution and everything it owns. Dedup records past their window (create idempotency,
+   * suspend, signal and usage dedup) go too; they are not counted.
    */
   trimRetention(now: number, batch: number): R<PassCount> {
+    this.dropExpiredDedup(now)
     return ok(this.drainHeap(this.retentionDue, now, batch, (key) => {
       const e = this.executions.get(key as Ids.ExecutionId)
       if (e === undefined || e.phase !== "terminal" || e.flowId !== undefined || e.completedAt === undefined) {
@@ -2704,6 +2705,18 @@ export class MemoryEngine {
       this.deleteExecution(e)
       return true
     }))
+  }
+
+  private dropExpiredDedup(now: number): void {
+    const drop = (records: Map<string, { readonly expiresAt: number }>) => {
+      for (const [key, r] of records) if (r.expiresAt <= now) records.delete(key)
+    }
+    drop(this.idempotency)
+    drop(this.suspendDedup)
+    drop(this.signalDedup)
+    for (const b of this.budgets.values()) {
+      for (const [key, expiresAt] of b.dedup) if (expiresAt <= now) b.dedup.delete(key)
+    }
   }
 
   private deleteExecution(e: Exec): void {
