@@ -353,9 +353,10 @@ function FF.candidate_core(B, e, kind, lane)
 end
 
 -- Tries the first `limit` candidates of `cands` in order (skipping those in `tried`, when given,
--- and adding them to it); returns the claim reply, or nil when none could be served. With a `bound` (a claim score), the first candidate this worker may take is taken only
--- when its score is <= bound; otherwise the reply is LATER with its score and the lane head (the
--- caller knows a partition that may hold a better one). Nothing is written for a LATER candidate.
+-- and adding them to it); returns the claim reply, or nil when none could be served. With a
+-- `bound` (a claim score), the first candidate this worker may take is taken only when its score
+-- is <= bound; otherwise the reply is LATER with its score and the lane head (the caller knows a
+-- partition that may hold a better one). Nothing is written for a LATER candidate.
 -- `next_head`, when given, is the lane head once the first candidate is claimed (known from the
 -- candidates read), unless the claim made other work claimable.
 function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_head)
@@ -719,7 +720,8 @@ FF.fn.renew = function(B, a, now)
   local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true, index = true, revoked_at = true })
   if bad then return bad end
   local exp = now + FF.num(a.lease_ttl_ms)
-  C("HSET", K.core(B, e), "lease_expires_at", FF.s(exp), "lease_last_renewed_at", FF.s(now), "last_mutation_at", FF.s(now))
+  C("HSET", K.core(B, e), "lease_expires_at", FF.s(exp), "lease_last_renewed_at", FF.s(now),
+    "last_mutation_at", FF.s(now))
   C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
   return FF.ok("OK", FF.s(exp))
 end

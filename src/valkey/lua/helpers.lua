@@ -12,8 +12,8 @@ FF.fn = {}                   -- registered operations, by name
 -- integers as decimal strings (tostring gives 1.7e+15 for big doubles). "%d" is about three
 -- times cheaper than "%.0f" and prints the same digits for integral values below 2^53;
 -- anything else (fractions, huge values, inf, nan) keeps "%.0f".
--- (string / math are not reachable while the library loads: no upvalue caching here)
--- (one value cached: a call formats its "now" many times)
+-- (string / math are not reachable while the library loads, so they are looked up at each call;
+-- the last value formatted is kept: a call formats its "now" many times)
 local last_n, last_s = nil, nil
 function FF.s(n)
   if n == last_n then return last_s end
@@ -197,10 +197,11 @@ function FF.public(phase, elig, outcome)
 end
 
 -- Writes the seven dimensions, public_state and the two transition timestamps (plus the field
--- pairs of `extra`, its first `extra_n` entries when given) in one HSET. `c` is the core as read at the start of the call (and kept current by
--- every FF.state): a field whose value is already stored is left out of the write (an HSET of an
--- equal value changes nothing, and the core is a listpack where every written field costs).
--- (the HSET arguments are gathered in one reused table: unpack stops at n, whatever follows)
+-- pairs of `extra`, its first `extra_n` entries when given) in one HSET. `c` is the core as read
+-- at the start of the call (and kept current by every FF.state): a field whose value is already
+-- stored is left out of the write (an HSET of an equal value changes nothing, and the core is a
+-- listpack where every written field costs). The HSET arguments are gathered in one reused
+-- table (unpack stops at n, whatever follows).
 local state_args = {}
 function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n)
   local ts = FF.s(now)
