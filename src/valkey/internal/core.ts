@@ -136,7 +136,8 @@ const MemberIds = LuaArray(Ids.ExecutionId)
 const EdgeRows = LuaArray(Str)
 const Frames = Schema.Tuple(Schema.parseJson(LuaArray(FrameJson)), S, S)
 const T_Int = Schema.Tuple(IntStr)
-const T_Grant = Schema.Tuple(Ids.ExecutionId, S, IntStr)
+/** ff_issue_grant: the execution, the grant key, its expiry, the partition's lane head after it. */
+const T_Grant = Schema.Tuple(Ids.ExecutionId, S, IntStr, S)
 const T_Append = Schema.Tuple(S, IntStr, S)
 const T_Waitpoint = Schema.Tuple(Ids.WaitpointId, S)
 const T_Signal = Schema.Tuple(Ids.SignalId)
@@ -158,6 +159,14 @@ const T_Str = Schema.Tuple(S)
 const T_Str2 = Schema.Tuple(S, S)
 /** ff_claim's LATER: the score of the partition's best candidate for the worker, its lane head. */
 const T_Later = Schema.Tuple(IntStr, S)
+
+/** What one partition's visit of a claim-hint walk answered (head: its lane head afterwards). */
+type Visit<A> =
+  | { readonly _tag: "Served"; readonly value: A; readonly head: string }
+  | { readonly _tag: "Later"; readonly score: number; readonly head: string }
+  | { readonly _tag: "NoMatch"; readonly head: string }
+  | { readonly _tag: "Empty" }
+type Unserved = Exclude<Visit<never>, { readonly _tag: "Served" }>
 const T_Cancel = Schema.Tuple(S, Schema.parseJson(MemberIds))
 const T_CancelAlready = Schema.Tuple(S, S, Schema.parseJson(MemberIds))
 const T_Breach = Schema.Tuple(S, IntStr, IntStr)
@@ -374,33 +383,21 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     return { at }
   }
 
-  /** Visits the hinted partitions of `lane` in the cursor's order until `visit` answers. */
-  const overHints = <A>(
+  /**
+   * The claim-hint walk of a claim on a cluster (one ff_claim per partition, since the hint key
+   * lives in another slot) and of every claimForWorker (ff_issue_grant), the same walk as
+   * ff_claim_lane's on a standalone server (execution.lua `FF.claim_lane_one`, which explains it):
+   * hint entries best first, each visit bounded by the next entry's hint and the deferred
+   * candidate, so that the call serves the globally best candidate for this worker (model.md
+   * §8.3); a partition whose best candidate for the worker is worse than the bound answers LATER
+   * and is visited again once nothing better can be elsewhere. Each visit sets the partition's
+   * hint to its real head (a stale hint costs one visit once).
+   */
+  const boundedWalk = <A>(
     lane: Ids.LaneId,
-    visit: (partition: number, score: number) => Fx<Option.Option<A>>
+    visit: (partition: number, bound: number | undefined) => Fx<Visit<A>>
   ): Fx<Option.Option<A>> =>
     Effect.gen(function*() {
-      const hints = hintCursor(lane)
-      for (let i = 0;; i++) {
-        const entry = yield* hints.at(i)
-        if (entry === undefined) return Option.none()
-        const found = yield* visit(entry.partition, entry.score)
-        if (Option.isSome(found)) return found
-      }
-    })
-
-  /**
-   * The claim-hint walk of a cluster (one ff_claim per partition, since the hint key lives in
-   * another slot), the same walk as ff_claim_lane's on a standalone server (execution.lua
-   * `FF.claim_lane_one`, which explains it): hint entries best first, each visit bounded by the
-   * next entry's hint and the deferred candidate, so that the claim takes the globally best
-   * candidate for this worker (model.md §8.3); a partition whose best candidate for the worker is
-   * worse than the bound answers LATER and is visited again once nothing better can be elsewhere.
-   * Each visit sets the partition's hint to its real head (a stale hint costs one visit once).
-   */
-  const claimCluster: BackendCore["claim"] = (args) =>
-    Effect.gen(function*() {
-      const { lane, policy } = args
       const hints = hintCursor(lane)
       let i = 0
       let deferred: { readonly partition: number; readonly score: number; readonly hint: number } | undefined
@@ -423,32 +420,55 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
           bound = (yield* hints.at(i))?.score
           if (deferred !== undefined && (bound === undefined || deferred.score < bound)) bound = deferred.score
         }
+        const v = yield* visit(partition, bound)
+        switch (v._tag) {
+          case "Served":
+            yield* refreshHint(lane, partition, hint, v.head)
+            return Option.some(v.value)
+          case "Later":
+            deferred = { partition, score: v.score, hint: Number(v.head) }
+            yield* refreshHint(lane, partition, hint, v.head)
+            break
+          case "NoMatch":
+            yield* refreshHint(lane, partition, hint, v.head)
+            break
+          case "Empty":
+            yield* p.dropHint(lane, partition)
+        }
+      }
+    })
+
+  /** A visit's answer from a LATER / NOMATCH / EMPTY envelope (`null`: a status of the caller's). */
+  const visitOf = (fn: string, env: Envelope): Fx<Unserved | null> =>
+    Effect.gen(function*() {
+      switch (env.status) {
+        case "LATER": {
+          const [score, head] = yield* decodeFields(fn, T_Later, env.fields)
+          return { _tag: "Later", score, head } as const
+        }
+        case "NOMATCH":
+          return { _tag: "NoMatch", head: env.fields[0] ?? "" } as const
+        case "EMPTY":
+          return { _tag: "Empty" } as const
+        default:
+          return null
+      }
+    })
+
+  const claimCluster: BackendCore["claim"] = (args) =>
+    boundedWalk<M.Handle>(args.lane, (partition, bound) =>
+      Effect.gen(function*() {
         const env = yield* call("claim", p.flowTarget(partition), {
           ...claimArgsOf(args),
           lease_id: storeLeaseId(),
           attempt_id: storeAttemptId(),
           ...(bound === undefined ? {} : { bound: String(bound) })
         })
-        switch (env.status) {
-          case "OK": {
-            const r = yield* handleFrom("ff_claim", env, lane, policy.workerInstanceId, policy.leaseTtlMs)
-            yield* refreshHint(lane, partition, hint, r.next)
-            return Option.some(r.handle)
-          }
-          case "LATER": {
-            const [score, head] = yield* decodeFields("ff_claim", T_Later, env.fields)
-            deferred = { partition, score, hint: Number(head) }
-            yield* refreshHint(lane, partition, hint, head)
-            break
-          }
-          case "NOMATCH":
-            yield* refreshHint(lane, partition, hint, env.fields[0] ?? "")
-            break
-          default:
-            yield* p.dropHint(lane, partition)
-        }
-      }
-    })
+        const other = yield* visitOf("ff_claim", env)
+        if (other !== null) return other
+        const r = yield* handleFrom("ff_claim", env, args.lane, args.policy.workerInstanceId, args.policy.leaseTtlMs)
+        return { _tag: "Served", value: r.handle, head: r.next } satisfies Visit<M.Handle>
+      }))
 
   /**
    * On a standalone server the hint walk runs inside the server (ff_claim_lane: the same walk, the
@@ -500,7 +520,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
 
   const claimForWorker: BackendCore["claimForWorker"] = (args) =>
     Effect.map(
-      overHints(args.laneId, (partition) =>
+      boundedWalk<M.ClaimForWorkerOutcome>(args.laneId, (partition, bound) =>
         Effect.gen(function*() {
           const env = yield* call("issue_grant", p.flowTarget(partition), {
             lane: args.laneId,
@@ -508,26 +528,17 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
             worker_instance_id: args.workerInstanceId,
             caps: args.workerCapabilities,
             grant_ttl_ms: args.grantTtlMs,
-            scan: settings.claimScan
+            scan: settings.claimScan,
+            ...(bound === undefined ? {} : { bound: String(bound) })
           })
-          if (env.status === "OK") {
-            const [executionId, grantKey, expiresAtMs] = yield* decodeFields(
-              "ff_issue_grant",
-              T_Grant,
-              env.fields
-            )
-            return Option.some<M.ClaimForWorkerOutcome>({
-              _tag: "Granted",
-              grant: {
-                executionId,
-                partitionKey: Ids.partitionKey("Flow", partition),
-                grantKey,
-                expiresAtMs
-              }
-            })
+          const other = yield* visitOf("ff_issue_grant", env)
+          if (other !== null) return other
+          const [executionId, grantKey, expiresAtMs, head] = yield* decodeFields("ff_issue_grant", T_Grant, env.fields)
+          const granted: M.ClaimForWorkerOutcome = {
+            _tag: "Granted",
+            grant: { executionId, partitionKey: Ids.partitionKey("Flow", partition), grantKey, expiresAtMs }
           }
-          if (env.status === "EMPTY") yield* p.dropHint(args.laneId, partition)
-          return Option.none()
+          return { _tag: "Served", value: granted, head } satisfies Visit<M.ClaimForWorkerOutcome>
         })),
       Option.getOrElse((): M.ClaimForWorkerOutcome => ({ _tag: "NoWork" }))
     )

@@ -291,7 +291,7 @@ function FF.grant_blocks(B, e, worker_id, now)
   FF.grant_seen = true
   local g = FF.hmap(gk)
   if g == nil then return false end
-  if FF.num(g.grant_expires_at) < now then
+  if FF.num(g.grant_expires_at) <= now then
     C("DEL", K.ex(B, e, "grant"))
     return false
   end
@@ -660,10 +660,16 @@ FF.fn.claim_lane = function(H, a, now)
   return reply
 end
 
--- claim_for_worker (operations.md §4.11): a grant on the first claimable candidate.
+-- claim_for_worker (operations.md §4.11): a grant on the best eligible candidate of the lane for
+-- this worker on this partition (capabilities; a live grant of another worker reserves its
+-- execution, the worker's own grant is renewed). a.bound as in FF.fn.claim: a candidate worse
+-- than it is not granted (LATER, nothing written), so the layer's walk over the hints grants the
+-- best candidate of the whole lane. Replies: OK + execution id, grant key, expiry, lane head;
+-- EMPTY; NOMATCH + lane head; LATER + the candidate's score + lane head.
 FF.fn.issue_grant = function(B, a, now)
   local lane = a.lane
   local caps = FF.caps_set(a.caps)
+  local bound = tonumber(a.bound or "")
   local cands = FF.candidates(B, lane, math.max(1, FF.num(a.scan, 32)))
   if #cands == 0 then return FF.ok("EMPTY") end
   for _, cand in ipairs(cands) do
@@ -674,7 +680,10 @@ FF.fn.issue_grant = function(B, a, now)
         local ok, _ = FF.caps_ok(c.required_capabilities, caps)
         if not ok then
           C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
-        elseif C("EXISTS", K.ex(B, e, "grant")) == 0 or not FF.grant_blocks(B, e, "", now) then
+        elseif c.grant_pending == "" or not FF.grant_blocks(B, e, a.worker_id, now) then
+          if bound ~= nil and cand[2] > bound then
+            return FF.ok("LATER", FF.s(cand[2]), FF.lane_head(B, lane))
+          end
           local exp = now + FF.num(a.grant_ttl_ms)
           local gk = K.ex(B, e, "grant")
           C("HSET", gk, "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id, "lane_id", lane,
@@ -683,12 +692,14 @@ FF.fn.issue_grant = function(B, a, now)
           C("PEXPIRE", gk, FF.num(a.grant_ttl_ms) + 60000)
           -- claims look for a grant only when the core says one may exist (the next lease clears it)
           C("HSET", K.core(B, e), "grant_pending", "1")
-          return FF.ok("OK", e, gk, FF.s(exp))
+          return FF.ok("OK", e, gk, FF.s(exp), FF.lane_head(B, lane))
         end
       end
     end
   end
-  return FF.ok("NOMATCH")
+  local head = FF.lane_head(B, lane)
+  if head == "" then return FF.ok("EMPTY") end
+  return FF.ok("NOMATCH", head)
 end
 
 -- claim_resumed_execution (operations.md §5.5) and claim_from_reclaim (§4.8).
@@ -701,7 +712,7 @@ FF.fn.claim_resumed = function(B, a, now)
   local gk = K.ex(B, e, "grant")
   local g = FF.hmap(gk)
   if g == nil or g.worker_id ~= a.worker_id then return FF.err("invalid_claim_grant") end
-  if FF.num(g.grant_expires_at) < now then
+  if FF.num(g.grant_expires_at) <= now then
     C("DEL", gk)
     return FF.err("claim_grant_expired")
   end
