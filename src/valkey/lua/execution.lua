@@ -318,11 +318,15 @@ local function claim_order(x, y)
   if x[2] == y[2] then return x[1] < y[1] end
   return x[2] < y[2]
 end
-function FF.candidates(B, lane, scan)
+-- `no_reclaim` (optional, partition base -> true): partitions whose reclaim index this call found
+-- empty (a claim never adds to it, so a batch of claims reads it once per partition).
+function FF.candidates(B, lane, scan, no_reclaim)
   local out = {}
   local r = C("ZRANGE", K.lane(B, lane, "eligible"), 0, scan - 1, "WITHSCORES")
   for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "eligible" } end
+  if no_reclaim ~= nil and no_reclaim[B] then return out end
   r = C("ZRANGE", K.lane(B, lane, "reclaim"), 0, scan - 1, "WITHSCORES")
+  if #r == 0 and no_reclaim ~= nil then no_reclaim[B] = true end
   if #r > 0 then
     for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "reclaim" } end
     table.sort(out, claim_order)
@@ -414,7 +418,7 @@ FF.fn.claim = function(B, a, now)
     a.caps_set = caps
   end
   local bound = tonumber(a.bound or "")
-  local heads = FF.candidates(B, lane, 2)
+  local heads = FF.candidates(B, lane, 2, a.no_reclaim)
   if #heads == 0 then return FF.ok("EMPTY") end
   -- only the best head: when it is not for this worker, the other index's head is not the next
   -- best (the merged scan below is), so the order stays priority then FIFO (model.md §8.3).
@@ -634,6 +638,7 @@ FF.fn.claim_lane = function(H, a, now)
     return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
   end
   local w = walk_new(H, FF.num(a.partitions), a.prefix)
+  a.no_reclaim = {}
   local reply, n, last, wake = { 1, "OK", "", "OK" }, 0, "OK", ""
   for i = 1, #lease_ids do
     a.lease_id = lease_ids[i]
@@ -772,17 +777,26 @@ FF.fn.complete_many = function(_, a, now, _, _, argv)
   local items = a.items
   local n = FF.num(a.partitions)
   if type(items) ~= "table" or #items == 0 then return FF.err("invalid_input", "complete_many: items") end
+  for i = 1, #items do
+    local p = tonumber(items[i].partition)
+    if p == nil or p ~= math.floor(p) or p < 0 or p >= n then
+      return FF.err("invalid_input", "complete_many: partition of item " .. FF.s(i))
+    end
+  end
   local out = { 1, "OK", "" }
+  local bases = {}
   for i = 1, #items do
     local it = items[i]
     local p = tonumber(it.partition)
-    if p == nil or p ~= math.floor(p) or p < 0 or p >= n then
-      return FF.err("invalid_input", "complete_many: partition of item " .. FF.s(i))
+    local base = bases[p]
+    if base == nil then
+      base = a.prefix .. ":{fp:" .. FF.s(p) .. "}"
+      bases[p] = base
     end
     local result = nil
     if it.blob ~= nil and it.blob ~= cjson.null then result = argv[2 + FF.num(it.blob)] end
     FF.begin()
-    local r = FF.fn.complete(a.prefix .. ":{fp:" .. FF.s(p) .. "}", it, now, result)
+    local r = FF.fn.complete(base, it, now, result)
     FF.apply_wakes_here(a.prefix, p)
     if r[1] == 1 then out[#out + 1] = "" else out[#out + 1] = cjson.encode(r) end
   end
