@@ -228,6 +228,25 @@ export const create = (options: CreateOptions = {}): Effect.Effect<Created, Engi
     return { executionId, lane, result }
   })
 
+/**
+ * A lane over three partitions whose heads need a capability: partition 0 holds `g0` (needs gpu,
+ * priority 2) then `y`; partition 1 holds `g1` (needs gpu, priority 1) then `z`; partition 2 holds
+ * `x`, created in the order g0, g1, z, x, y a millisecond apart. Without gpu the claim order is
+ * z, x, y (FIFO); with gpu, g0 and g1 come first.
+ */
+export const gpuHeadsAcrossPartitions = (lane: LaneId, numFlowPartitions: number) =>
+  Effect.gen(function*() {
+    const on = (p: number) => executionIdOnPartition(p % numFlowPartitions)
+    const gpu = { routingRequirements: { requiredCapabilities: ["gpu"] } }
+    const next = <A, E, R>(created: Effect.Effect<A, E, R>) => Effect.zipLeft(created, advance(1))
+    const g0 = yield* next(create({ laneId: lane, executionId: yield* on(0), priority: 2, policy: gpu }))
+    const g1 = yield* next(create({ laneId: lane, executionId: yield* on(1), priority: 1, policy: gpu }))
+    const z = yield* next(create({ laneId: lane, executionId: yield* on(1) }))
+    const x = yield* next(create({ laneId: lane, executionId: yield* on(2) }))
+    const y = yield* next(create({ laneId: lane, executionId: yield* on(0) }))
+    return { g0, g1, z, x, y }
+  })
+
 export interface ClaimOptions {
   readonly tokens?: ReadonlyArray<string>
   readonly ttl?: number

@@ -26,6 +26,7 @@ import {
   executionIdOnPartition,
   failsWith,
   forgeHandle,
+  gpuHeadsAcrossPartitions,
   info,
   INSTANCE,
   newLane,
@@ -661,21 +662,8 @@ export const lifecycle = (t: Tester) =>
       t.test("claimForWorker grants the best candidate for the worker across partitions, whatever their heads need (model.md §8.3)", () =>
         Effect.gen(function*() {
           const lane = yield* newLane()
-          const n = t.options.numFlowPartitions
-          const on = (p: number) => executionIdOnPartition(p % n)
-          const gpu = { routingRequirements: { requiredCapabilities: ["gpu"] } }
-          // partition 0: its head needs gpu (priority 2), then y; partition 1: its head needs gpu
-          // (priority 1), then z; partition 2: x. Without gpu the order is z, x, y (FIFO).
-          yield* create({ laneId: lane, executionId: yield* on(0), priority: 2, policy: gpu })
-          yield* advance(1)
-          yield* create({ laneId: lane, executionId: yield* on(1), priority: 1, policy: gpu })
-          yield* advance(1)
-          const z = yield* create({ laneId: lane, executionId: yield* on(1) })
-          yield* advance(1)
-          const x = yield* create({ laneId: lane, executionId: yield* on(2) })
-          yield* advance(1)
-          const y = yield* create({ laneId: lane, executionId: yield* on(0) })
-          yield* advance(1)
+          // without gpu the best candidates are z, x, y, behind heads that need it
+          const { x, y, z } = yield* gpuHeadsAcrossPartitions(lane, t.options.numFlowPartitions)
           const granted = (worker: string) =>
             Effect.map(grant(lane, 5_000, Ids.unsafe.workerId(worker)), (g) => g._tag === "Granted" ? g.grant.executionId : "none")
           // each grant reserves its execution for its worker: the next worker gets the next best

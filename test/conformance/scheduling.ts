@@ -21,8 +21,9 @@ import {
   createAndClaim,
   createFlow,
   executionIdOnPartition,
-  flowIdOnPartition,
   failsWith,
+  flowIdOnPartition,
+  gpuHeadsAcrossPartitions,
   info,
   newLane,
   now,
@@ -239,18 +240,7 @@ export const scheduling = (t: Tester) =>
           const n = t.options.numFlowPartitions
           const on = (p: number) => executionIdOnPartition(p % n)
           const gpu = { routingRequirements: { requiredCapabilities: ["gpu"] } }
-          // partition 0: its head needs gpu (priority 2), then y; partition 1: its head needs gpu
-          // (priority 1), then z; partition 2: x. Without gpu the order is z, x, y (FIFO).
-          const g0 = yield* create({ laneId: lane, executionId: yield* on(0), priority: 2, policy: gpu })
-          yield* advance(1)
-          const g1 = yield* create({ laneId: lane, executionId: yield* on(1), priority: 1, policy: gpu })
-          yield* advance(1)
-          const z = yield* create({ laneId: lane, executionId: yield* on(1) })
-          yield* advance(1)
-          const x = yield* create({ laneId: lane, executionId: yield* on(2) })
-          yield* advance(1)
-          const y = yield* create({ laneId: lane, executionId: yield* on(0) })
-          yield* advance(1)
+          const { g0, g1, x, y, z } = yield* gpuHeadsAcrossPartitions(lane, n)
           expect(payloadOf(yield* claimSome(lane)).executionId).toBe(z.executionId)
           expect(payloadOf(yield* claimSome(lane)).executionId).toBe(x.executionId)
           expect(payloadOf(yield* claimSome(lane)).executionId).toBe(y.executionId)

@@ -26,45 +26,15 @@ BEGIN
     SELECT ctid FROM budget_dedup WHERE expires_at <= p_now ORDER BY expires_at LIMIT p_limit);
 END $$;
 
--- 0016's pass, then the expired dedup rows.
-CREATE OR REPLACE FUNCTION ff_pass_retention(p_batch int, p_now bigint)
+-- 0016's pass, kept under another name, then the expired dedup rows.
+ALTER FUNCTION ff_pass_retention(int, bigint) RENAME TO ffi_pass_retention_executions;
+
+CREATE FUNCTION ff_pass_retention(p_batch int, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
-  v_now bigint := coalesce(p_now, ffi_now());
-  t record;
-  e exec_core;
-  v_due bigint;
-  v_seen int := 0;
-  v_done int := 0;
-  v_more boolean := false;
+  v_result jsonb := ffi_pass_retention_executions(p_batch, p_now);
 BEGIN
-  FOR t IN
-    SELECT ref, due_at FROM timer WHERE kind = 'retention' AND due_at <= v_now
-    ORDER BY due_at, ref LIMIT p_batch + 1 FOR UPDATE SKIP LOCKED
-  LOOP
-    v_seen := v_seen + 1;
-    IF v_seen > p_batch THEN v_more := true; EXIT; END IF;
-    SELECT * INTO e FROM exec_core WHERE execution_id = t.ref FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-      IF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = t.ref) THEN
-        PERFORM ffi_timer_del('retention', t.ref);
-      END IF;
-      CONTINUE;
-    END IF;
-    IF e.lifecycle_phase <> 'terminal' OR e.flow_id IS NOT NULL OR e.completed_at IS NULL THEN
-      PERFORM ffi_timer_del('retention', t.ref);
-      CONTINUE;
-    END IF;
-    SELECT e.completed_at + ffi_retention_ms(d.policy) INTO v_due FROM exec_data d WHERE d.execution_id = t.ref;
-    v_due := coalesce(v_due, e.completed_at + 86400000);
-    IF v_due > v_now THEN
-      PERFORM ffi_timer_set('retention', t.ref, v_due);
-      CONTINUE;
-    END IF;
-    PERFORM ffi_delete_execution(t.ref);
-    v_done := v_done + 1;
-  END LOOP;
-  PERFORM ffi_dedup_expire(v_now, greatest(1000, 10 * p_batch));
-  RETURN ffi_ok(jsonb_build_object('processed', v_done, 'more', v_more));
+  PERFORM ffi_dedup_expire(coalesce(p_now, ffi_now()), greatest(1000, 10 * p_batch));
+  RETURN v_result;
 END $$;
 `

@@ -129,29 +129,24 @@ end
 -- in order. The wakes go to the claim hints at the end of the call (the best score per partition
 -- and lane), as ff_complete_many does. Reply as ff_create_many's (wake "").
 FF.fn.create_across = function(_, a, now, _, _, argv)
-  local items, n, prefix = a.items, FF.num(a.partitions), a.prefix
+  local items, prefix = a.items, a.prefix
   if type(items) ~= "table" then return FF.err("invalid_input", "create_across: items") end
-  for i = 1, #items do
-    local p = tonumber(items[i].partition)
-    if p == nil or p ~= math.floor(p) or p < 0 or p >= n then
-      return FF.err("invalid_input", "create_across: partition of item " .. FF.s(i))
-    end
-  end
+  local bad = FF.bad_partition(items, FF.num(a.partitions))
+  if bad then return FF.err("invalid_input", "create_across: partition of item " .. FF.s(bad)) end
   local r = { 1, "OK", "" }
-  -- per partition: its base and its wakes (FF.add_wake keeps the best score per lane)
-  local bases, wakes = {}, {}
+  -- per partition: its wakes (FF.add_wake keeps the best score per lane)
+  local bases, wakes = FF.partition_bases(prefix), {}
   FF.lanes_seen = {}
   for i = 1, #items do
     local it = items[i]
     local p = it.partition
-    local base = bases[p]
-    if base == nil then
-      base = prefix .. ":{fp:" .. FF.s(p) .. "}"
-      bases[p] = base
-      wakes[p] = {}
+    local w = wakes[p]
+    if w == nil then
+      w = {}
+      wakes[p] = w
     end
-    FF.wake = wakes[p]
-    local st, f1, f2 = FF.create_one(base, it, now, argv[1 + 2 * i], argv[2 + 2 * i])
+    FF.wake = w
+    local st, f1, f2 = FF.create_one(bases[p], it, now, argv[1 + 2 * i], argv[2 + 2 * i])
     r[#r + 1] = st
     r[#r + 1] = f1
     r[#r + 1] = f2 or ""
@@ -472,19 +467,10 @@ end
 -- entries not loaded yet stay valid (a wake only moves a visited, hence loaded, partition ahead).
 local function walk_new(H, n, prefix)
   return {
-    key = H, n = n, prefix = prefix, bases = {}, entries = {}, offset = 0, page = 2, done = false, frontier = nil,
+    key = H, n = n, prefix = prefix, bases = FF.partition_bases(prefix), entries = {}, offset = 0, page = 2,
+    done = false, frontier = nil,
     fix = {}, moved = {}, nmoved = 0
   }
-end
-
--- The partition base of a walk entry's partition.
-local function walk_base(w, p)
-  local base = w.bases[p]
-  if base == nil then
-    base = w.prefix .. ":{fp:" .. FF.s(p) .. "}"
-    w.bases[p] = base
-  end
-  return base
 end
 
 local function walk_insert(w, ent)
@@ -602,7 +588,7 @@ function FF.claim_lane_one(w, a, now)
     local p = visit[1]
     FF.begin()
     a.bound = bound
-    local r = FF.fn.claim(walk_base(w, p), a, now)
+    local r = FF.fn.claim(w.bases[p], a, now)
     FF.apply_wakes_here(prefix, p)
     if r[1] ~= 1 then return walk_visited(w, r) end
     local st = r[2]
@@ -775,28 +761,18 @@ end
 -- Reply {1, "OK", "", one field per item: "" when it completed, else its error reply as JSON}.
 FF.fn.complete_many = function(_, a, now, _, _, argv)
   local items = a.items
-  local n = FF.num(a.partitions)
   if type(items) ~= "table" or #items == 0 then return FF.err("invalid_input", "complete_many: items") end
-  for i = 1, #items do
-    local p = tonumber(items[i].partition)
-    if p == nil or p ~= math.floor(p) or p < 0 or p >= n then
-      return FF.err("invalid_input", "complete_many: partition of item " .. FF.s(i))
-    end
-  end
+  local bad = FF.bad_partition(items, FF.num(a.partitions))
+  if bad then return FF.err("invalid_input", "complete_many: partition of item " .. FF.s(bad)) end
   local out = { 1, "OK", "" }
-  local bases = {}
+  local bases = FF.partition_bases(a.prefix)
   for i = 1, #items do
     local it = items[i]
     local p = tonumber(it.partition)
-    local base = bases[p]
-    if base == nil then
-      base = a.prefix .. ":{fp:" .. FF.s(p) .. "}"
-      bases[p] = base
-    end
     local result = nil
     if it.blob ~= nil and it.blob ~= cjson.null then result = argv[2 + FF.num(it.blob)] end
     FF.begin()
-    local r = FF.fn.complete(base, it, now, result)
+    local r = FF.fn.complete(bases[p], it, now, result)
     FF.apply_wakes_here(a.prefix, p)
     if r[1] == 1 then out[#out + 1] = "" else out[#out + 1] = cjson.encode(r) end
   end

@@ -60,6 +60,27 @@ function K.wpx(B, w, s) return B .. ":w:" .. w .. ":" .. s end
 function K.sig(B, s) return B .. ":s:" .. s end
 function K.hmac(B) return B .. ":hmac" end
 
+-- The partition bases `<prefix>:{fp:N}` of a call reaching several partitions, by partition
+-- number, each built once.
+function FF.partition_bases(prefix)
+  return setmetatable({}, {
+    __index = function(t, p)
+      local base = prefix .. ":{fp:" .. FF.s(p) .. "}"
+      rawset(t, p, base)
+      return base
+    end
+  })
+end
+
+-- The index of the first item whose `partition` is not one of the n partitions (nil: none).
+function FF.bad_partition(items, n)
+  for i = 1, #items do
+    local p = tonumber(items[i].partition)
+    if p == nil or p ~= math.floor(p) or p < 0 or p >= n then return i end
+  end
+  return nil
+end
+
 -- --- per call state ----------------------------------------------------------
 function FF.begin()
   -- (tables left empty by the previous call are kept)
@@ -225,14 +246,7 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
   put("attempt_state", astate)
   put("public_state", FF.public(phase, elig, outcome))
   if extra then
-    for i = 1, extra_n or #extra, 2 do
-      local f, v = extra[i], extra[i + 1]
-      if c[f] ~= v then
-        t[n + 1], t[n + 2] = f, v
-        n = n + 2
-        c[f] = v
-      end
-    end
+    for i = 1, extra_n or #extra, 2 do put(extra[i], extra[i + 1]) end
   end
   C("HSET", K.core(B, e), unpack(t, 1, n))
 end
