@@ -259,6 +259,27 @@ export const scheduling = (t: Tester) =>
           expect(batch.map((h) => payloadOf(h).executionId)).toEqual([a.executionId, c.executionId])
         }))
 
+      t.test("a partition deferred for a better candidate is not replaced by a worse one found later (model.md §8.3)", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const n = t.options.numFlowPartitions
+          const on = (p: number) => executionIdOnPartition(p % n)
+          const gpu = { routingRequirements: { requiredCapabilities: ["gpu"] } }
+          // partition 5: its head needs gpu (priority 1), then x; partition 6: its head needs gpu
+          // (the oldest), then y. Without gpu: x, then y; the walk defers 5 for x, then sees y.
+          yield* create({ laneId: lane, executionId: yield* on(6), policy: gpu })
+          yield* advance(1)
+          const x = yield* create({ laneId: lane, executionId: yield* on(5) })
+          yield* advance(1)
+          yield* create({ laneId: lane, executionId: yield* on(5), priority: 1, policy: gpu })
+          yield* advance(1)
+          const y = yield* create({ laneId: lane, executionId: yield* on(6) })
+          yield* advance(1)
+          expect(payloadOf(yield* claimSome(lane)).executionId).toBe(x.executionId)
+          expect(payloadOf(yield* claimSome(lane)).executionId).toBe(y.executionId)
+          yield* claimNone(lane)
+        }))
+
       t.test("the best capable candidate is found behind the better heads of many partitions (model.md §8.3)", () =>
         Effect.gen(function*() {
           const lane = yield* newLane()

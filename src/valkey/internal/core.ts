@@ -426,7 +426,10 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
             yield* refreshHint(lane, partition, hint, v.head)
             return Option.some(v.value)
           case "Later":
-            deferred = { partition, score: v.score, hint: Number(v.head) }
+            // (visited with the deferred candidate as its bound, a partition answers a worse one)
+            if (deferred === undefined || v.score < deferred.score) {
+              deferred = { partition, score: v.score, hint: Number(v.head) }
+            }
             yield* refreshHint(lane, partition, hint, v.head)
             break
           case "NoMatch":

@@ -596,7 +596,9 @@ function FF.claim_lane_one(w, a, now)
     if st == "OK" then
       head = r[#r]
     elseif st == "LATER" then
-      best, bestent = tonumber(r[4]), visit
+      -- (visited with the deferred candidate as its bound, a partition answers a worse one)
+      local score = tonumber(r[4])
+      if best == nil or score < best then best, bestent = score, visit end
       head = r[5]
     elseif st == "NOMATCH" then
       head = r[4]
