@@ -543,6 +543,18 @@ export const scheduling = (t: Tester) =>
           expect(yield* publicState(c.executionId)).toBe("completed")
         }))
 
+      t.test("the deadline ends with the first terminal transition: a replayed execution runs without it", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* createAndClaim({ executionDeadlineAt: (yield* now) + 1_000 })
+          yield* b.complete(c.handle)
+          yield* b.replayExecution(c.executionId)
+          yield* advance(1_000)
+          expect(yield* pass("expireExecutions")).toMatchObject({ processed: 0 })
+          expect(yield* publicState(c.executionId)).toBe("waiting")
+          yield* claimSome(c.lane)
+        }))
+
       t.test("the attempt timeout of the policy is armed at claim (D-12) and expireAttempts ends it", () =>
         Effect.gen(function*() {
           const b = yield* backend

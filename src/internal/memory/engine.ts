@@ -335,6 +335,9 @@ export class MemoryEngine {
     this.clearLease(e)
     e.completedAt = now
     e.delayUntil = undefined
+    // the deadline index lets go of a terminal execution, and a replay does not re-arm it (as the
+    // Valkey and Postgres terminal paths, valkey.md ff_complete / ff_replay_execution)
+    e.executionDeadlineAt = undefined
     if (opts.failureReason !== undefined) e.failureReason = opts.failureReason
     this.grants.delete(e.id)
     this.transition(e, {

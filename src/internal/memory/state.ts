@@ -111,7 +111,8 @@ export interface Exec {
   result: Uint8Array | undefined
   readonly tags: Record<string, string>
   readonly attempts: Array<Attempt>
-  readonly executionDeadlineAt: number | undefined
+  /** Cleared by the first terminal transition: a replayed execution runs without it. */
+  executionDeadlineAt: number | undefined
   attemptDeadlineAt: number | undefined
 
   /** Created when the first dependency is applied. */
