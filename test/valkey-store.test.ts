@@ -198,7 +198,7 @@ describe("layerConfig", () => {
             ["VALKEY_URL", inject("valkeyUrl")],
             ["VALKEY_PREFIX", `cfg-${process.pid}-${Date.now().toString(36)}`],
             ["HMAC_KID", "boot-k1"],
-            ["HMAC_SECRET", "cd".repeat(32)]
+            ["HMAC_SECRET", "c0ffee15deadbeef".repeat(4)]
           ])
         )))
       )
@@ -211,7 +211,7 @@ describe("layerConfig", () => {
         const h = Option.getOrThrow(yield* claim(l, 5_000))
         const wp = yield* b.createWaitpoint(h, { waitpointKey: "k", expiresIn: Duration.minutes(1) })
         expect(wp.hmacToken.startsWith("boot-k1:")).toBe(true)
-        expect(yield* b.seedWaitpointHmacSecret({ kid: "boot-k1", secretHex: "cd".repeat(32) })).toEqual({
+        expect(yield* b.seedWaitpointHmacSecret({ kid: "boot-k1", secretHex: "c0ffee15deadbeef".repeat(4) })).toEqual({
           _tag: "AlreadySeeded",
           kid: "boot-k1",
           sameSecret: true

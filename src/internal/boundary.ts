@@ -680,9 +680,8 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     seedWaitpointHmacSecret: (args) =>
       Effect.gen(function*() {
         const a = yield* make("seed_waitpoint_hmac_secret", M.SeedWaitpointHmacSecretArgs, args)
-        if (!/^[0-9a-fA-F]{64}$/.test(a.secretHex)) {
-          return yield* invalidInput("secret_hex must be 64 hex characters (256-bit secret)")
-        }
+        const weak = V.hmacSecretProblem(a.secretHex)
+        if (weak !== undefined) return yield* invalidInput(weak)
         if (a.kid.length === 0) return yield* invalidInput("kid must be non-empty")
         yield* failWith(V.checkKid(a.kid))
         return yield* core.seedWaitpointHmacSecret({ ...a, secretHex: a.secretHex.toLowerCase() })

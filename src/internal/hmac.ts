@@ -48,6 +48,13 @@ export const verifyToken = (
   return timingSafeEqual(Buffer.from(expected, "hex"), Buffer.from(digest, "hex")) ? "ok" : "invalid_token"
 }
 
+/** Two secrets (lower-case hex) compared in constant time. */
+export const sameSecret = (aHex: string, bHex: string): boolean => {
+  const a = Buffer.from(aHex, "hex")
+  const b = Buffer.from(bHex, "hex")
+  return a.length === b.length && timingSafeEqual(a, b)
+}
+
 /** `<kid>:<REDACTED:len=N>` for logs (model.md §1.5). */
 export const redactToken = (token: string): string => {
   const colon = token.indexOf(":")

@@ -343,8 +343,31 @@ export const checkSuspendArgs = (args: SuspendArgs, now: number): ValidationErro
 export const checkKid = (kid: string): ValidationError | undefined =>
   kid.length === 0 || kid.includes(":") ? validation("InvalidKid", kid) : undefined
 
-export const checkSecretHex = (hex: string): ValidationError | undefined =>
-  hex.length === 0 || hex.length % 2 !== 0 || !/^[0-9a-fA-F]+$/.test(hex) ? validation("InvalidSecretHex") : undefined
+/** The fewest bytes a waitpoint HMAC secret may have (docs/guide.md, "Waitpoint tokens and signals"). */
+export const MIN_HMAC_SECRET_BYTES = 32
+
+/**
+ * Why `hex` is not an acceptable HMAC secret, or `undefined`: hex digits of
+ * whole bytes, at least `MIN_HMAC_SECRET_BYTES` of them, and not one byte
+ * repeated (an all-zero secret is the usual placeholder). The reason never
+ * echoes the secret.
+ */
+export const hmacSecretProblem = (hex: string): string | undefined => {
+  if (hex.length === 0 || hex.length % 2 !== 0 || !/^[0-9a-fA-F]+$/.test(hex)) {
+    return "secret_hex must be hex digits of whole bytes"
+  }
+  if (hex.length < MIN_HMAC_SECRET_BYTES * 2) {
+    return `secret_hex must hold at least ${MIN_HMAC_SECRET_BYTES} bytes (${MIN_HMAC_SECRET_BYTES * 2} hex digits)`
+  }
+  const lower = hex.toLowerCase()
+  if (lower === lower.slice(0, 2).repeat(lower.length / 2)) return "secret_hex must not be one byte repeated"
+  return undefined
+}
+
+export const checkSecretHex = (hex: string): ValidationError | undefined => {
+  const problem = hmacSecretProblem(hex)
+  return problem === undefined ? undefined : validation("InvalidSecretHex", problem)
+}
 
 export const checkGraceMs = (grace: number): ValidationError | undefined =>
   Number.isInteger(grace) && grace >= 0 && grace <= Number.MAX_SAFE_INTEGER ? undefined : validation("InvalidGraceMs")

@@ -369,6 +369,10 @@ export const signals = (t: Tester) =>
           yield* validationFails(attempt(`nokid-${kidOf(s.token)}:${s.token.slice(s.token.indexOf(":") + 1)}`), "InvalidToken")
           yield* validationFails(attempt("not-a-token"), "InvalidToken")
           yield* validationFails(attempt(`${kidOf(s.token)}:abc`), "InvalidToken")
+          // a digest is canonical lower-case hex: the same digest upper-cased is not the token
+          const upper = `${kidOf(s.token)}:${s.token.slice(s.token.indexOf(":") + 1).toUpperCase()}`
+          expect(upper).not.toBe(s.token)
+          yield* validationFails(attempt(upper), "InvalidToken")
           yield* validationFails(attempt(""), "InvalidToken", "missing_token")
           // another waitpoint's valid token
           yield* validationFails(attempt(other.token), "InvalidToken")
@@ -979,7 +983,7 @@ export const signals = (t: Tester) =>
             kid: SEED_KID,
             sameSecret: true
           })
-          expect(yield* b.seedWaitpointHmacSecret({ kid: SEED_KID, secretHex: "f".repeat(64) })).toEqual({
+          expect(yield* b.seedWaitpointHmacSecret({ kid: SEED_KID, secretHex: "fedcba9876543210".repeat(4) })).toEqual({
             _tag: "AlreadySeeded",
             kid: SEED_KID,
             sameSecret: false
@@ -994,14 +998,28 @@ export const signals = (t: Tester) =>
           expect(kidOf(s.token)).toBe(SEED_KID)
         }))
 
-      t.test("seed rejects a secret that is not 64 hex chars and an empty kid", () =>
+      t.test("seed rejects a secret that is not hex, shorter than 32 bytes or one byte repeated, and an empty kid", () =>
         Effect.gen(function*() {
           const b = yield* backend
-          for (const secretHex of ["0".repeat(63), "0".repeat(66), "g".repeat(64), ""]) {
+          for (const secretHex of ["0".repeat(63), "g".repeat(64), "", "01234567-89ab-cdef-0123-456789abcdef0123456789"]) {
             yield* validationFails(
               b.seedWaitpointHmacSecret({ kid: "k", secretHex }),
               "InvalidInput",
-              "secret_hex must be 64 hex characters (256-bit secret)"
+              "secret_hex must be hex digits of whole bytes"
+            )
+          }
+          for (const secretHex of [SEED_SECRET.slice(0, 62), "ab"]) {
+            yield* validationFails(
+              b.seedWaitpointHmacSecret({ kid: "k", secretHex }),
+              "InvalidInput",
+              "secret_hex must hold at least 32 bytes (64 hex digits)"
+            )
+          }
+          for (const secretHex of ["0".repeat(64), "00".repeat(48), "f".repeat(64), "aB".repeat(32)]) {
+            yield* validationFails(
+              b.seedWaitpointHmacSecret({ kid: "k", secretHex }),
+              "InvalidInput",
+              "secret_hex must not be one byte repeated"
             )
           }
           yield* validationFails(
@@ -1109,6 +1127,22 @@ export const signals = (t: Tester) =>
           })
         }))
 
+      t.test("a secret longer than 32 bytes is accepted and signs tokens", () =>
+        Effect.gen(function*() {
+          yield* ensureHmac
+          const kid = yield* newKid("long")
+          const long = (yield* randomSecret) + (yield* randomSecret).slice(0, 32)
+          checkEntries(yield* rotate(kid, long, 1_000), (e) => {
+            expect(Either.isRight(e) && e.right).toMatchObject({ _tag: "Rotated", newKid: kid })
+          })
+          const s = yield* suspendedExecution()
+          expect(kidOf(s.token)).toBe(kid)
+          yield* signalAccepted(
+            { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" },
+            "resume_condition_satisfied"
+          )
+        }))
+
       t.test("rotation input is validated before anything: InvalidKid, InvalidSecretHex, InvalidGraceMs", () =>
         Effect.gen(function*() {
           yield* ensureHmac
@@ -1116,6 +1150,10 @@ export const signals = (t: Tester) =>
           yield* validationFails(rotate("", secret, 1_000), "InvalidKid")
           yield* validationFails(rotate("a:b", secret, 1_000), "InvalidKid")
           for (const bad of ["", "abc", "zz", "0g"]) yield* validationFails(rotate("ct-ok", bad, 1_000), "InvalidSecretHex")
+          // a secret is at least 32 bytes, and not one byte repeated (an all-zero placeholder)
+          for (const bad of ["ab", secret.slice(0, 62), "00".repeat(32), "7".repeat(128), "Cc".repeat(40)]) {
+            yield* validationFails(rotate("ct-ok", bad, 1_000), "InvalidSecretHex")
+          }
           for (const bad of [-1, 1.5, Number.NaN, 2 ** 53]) yield* validationFails(rotate("ct-ok", secret, bad), "InvalidGraceMs")
           // nothing was installed: tokens do not use the rejected kid
           const s = yield* suspendedExecution()

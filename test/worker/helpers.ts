@@ -137,7 +137,7 @@ export const newLane = (prefix = "t"): Effect.Effect<LaneId> =>
 export const NS = "worker-suite"
 
 export const seedHmac = Effect.flatMap(EngineBackend, (b) =>
-  b.seedWaitpointHmacSecret({ kid: "suite", secretHex: "ab".repeat(32) }).pipe(Effect.ignore))
+  b.seedWaitpointHmacSecret({ kid: "suite", secretHex: "5ec2e7a1b0c4d9f3".repeat(4) }).pipe(Effect.ignore))
 
 export const state = (id: ExecutionId): Effect.Effect<M.PublicState | "gone", EngineError, EngineBackend> =>
   Effect.flatMap(EngineBackend, (b) =>

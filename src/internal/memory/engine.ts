@@ -25,7 +25,7 @@ import { executionPartition, flowPartition, partitionKey } from "../../Ids.js"
 import * as M from "../../Model.js"
 import type { CreateExecutionCore, HandleRef } from "../boundary.js"
 import { makeHandle } from "../handleCodec.js"
-import { type KeyLookup, mintToken, verifyToken } from "../hmac.js"
+import { type KeyLookup, mintToken, sameSecret, verifyToken } from "../hmac.js"
 import { applyPatch, parsePatch } from "../mergePatch.js"
 import { backoffDelayMs, clampPriority, conditionKeys, missingCapabilities, parseStreamId } from "../validation.js"
 import { type HeapEntry, MinHeap } from "./heap.js"
@@ -2455,7 +2455,7 @@ export class MemoryEngine {
         ks.secrets.set(args.newKid, { secretHex: args.newSecretHex, expiresAt: undefined })
         return entry(Either.right({ _tag: "Noop", kid: args.newKid }))
       }
-      return current.secretHex === args.newSecretHex ?
+      return sameSecret(current.secretHex, args.newSecretHex) ?
         entry(Either.right({ _tag: "Noop", kid: args.newKid })) :
         entry(Either.left(new ConflictError({ kind: "RotationConflict", kid: args.newKid })))
     }
@@ -2496,7 +2496,7 @@ export class MemoryEngine {
       ks.secrets.set(args.kid, { secretHex: args.secretHex, expiresAt: undefined })
       return ok({ _tag: "Seeded", kid: args.kid })
     }
-    return ok({ _tag: "AlreadySeeded", kid: args.kid, sameSecret: current.secretHex === args.secretHex })
+    return ok({ _tag: "AlreadySeeded", kid: args.kid, sameSecret: sameSecret(current.secretHex, args.secretHex) })
   }
 
   // -------------------------------------------------------------------------

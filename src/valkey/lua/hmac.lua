@@ -12,6 +12,14 @@ local function hex_to_bin(hex)
 end
 H.hex_to_bin = hex_to_bin
 
+-- equal strings, in time that depends on their length only
+local function const_eq(a, b)
+  if #a ~= #b then return false end
+  local diff = 0
+  for i = 1, #a do diff = bit.bor(diff, bit.bxor(string.byte(a, i), string.byte(b, i))) end
+  return diff == 0
+end
+
 local function xor_pad(key, byte)
   local out = {}
   for i = 1, 64 do
@@ -50,12 +58,6 @@ function H.ready(B)
   return secret ~= false and secret ~= ""
 end
 
-local function const_eq(a, b)
-  if #a ~= #b then return false end
-  local diff = 0
-  for i = 1, #a do diff = bit.bor(diff, bit.bxor(string.byte(a, i), string.byte(b, i))) end
-  return diff == 0
-end
 
 -- Returns nil when valid, else an error code.
 function H.validate(B, token, wpid, key, created_at, now)
@@ -64,7 +66,8 @@ function H.validate(B, token, wpid, key, created_at, now)
   if colon == nil then return "invalid_token" end
   local kid = string.sub(token, 1, colon - 1)
   local digest = string.sub(token, colon + 1)
-  if kid == "" or digest == "" or #digest ~= 40 then return "invalid_token" end
+  -- a digest is canonical lower-case hex: any other spelling is not the token that was minted
+  if kid == "" or #digest ~= 40 or string.find(digest, "[^0-9a-f]") then return "invalid_token" end
   local ks = FF.hmap(K.hmac(B))
   if ks == nil or (ks.current_kid or "") == "" then return "hmac_secret_not_initialized" end
   local secret = ks["secret:" .. kid]
@@ -77,7 +80,7 @@ function H.validate(B, token, wpid, key, created_at, now)
   end
   local expected = H.hmac_sha1_hex(secret, H.binding(wpid, key, created_at))
   if expected == nil then return "invalid_secret" end
-  if not const_eq(string.lower(digest), expected) then return "invalid_token" end
+  if not const_eq(digest, expected) then return "invalid_token" end
   return nil
 end
 
@@ -95,7 +98,7 @@ FF.fn.hmac_seed = function(B, a, now)
     C("HSET", key, "secret:" .. a.kid, a.secret)
     return FF.ok("repaired")
   end
-  if string.lower(stored) == string.lower(a.secret) then return FF.ok("match") end
+  if const_eq(string.lower(stored), string.lower(a.secret)) then return FF.ok("match") end
   return FF.ok("mismatch")
 end
 
@@ -114,7 +117,7 @@ FF.fn.hmac_rotate = function(B, a, now)
       C("HSET", key, "secret:" .. kid, secret)
       return FF.ok("noop", kid)
     end
-    if string.lower(stored) == string.lower(secret) then return FF.ok("noop", kid) end
+    if const_eq(string.lower(stored), string.lower(secret)) then return FF.ok("noop", kid) end
     return FF.err("rotation_conflict", kid)
   end
   local gc = 0
