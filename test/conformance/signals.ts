@@ -451,6 +451,25 @@ export const signals = (t: Tester) =>
           expect(yield* publicState(s.executionId)).toBe("suspended")
         }))
 
+      t.test("the execution's signal cap holds: a sender's 0 or larger cap does not lift it, a smaller one lowers it", () =>
+        Effect.gen(function*() {
+          yield* ensureHmac
+          const c = yield* createAndClaim({ policy: { maxSignalsPerExecution: 3 } })
+          const s = yield* suspendSingle(c.handle, { signalName: "approve" })
+          const base = { executionId: c.executionId, waitpointId: s.waitpointId, token: s.token, name: "reject" }
+          yield* signalAccepted({ ...base, maxSignalsPerExecution: 0 }, "no_op")
+          yield* signalAccepted({ ...base, maxSignalsPerExecution: 100 }, "no_op")
+          yield* validationFails(signal({ ...base, maxSignalsPerExecution: 2 }), "SignalLimitExceeded")
+          yield* signalAccepted(base, "no_op")
+          for (const maxSignalsPerExecution of [0, 4, 1_000_000, undefined]) {
+            yield* validationFails(
+              signal({ ...base, name: "approve", ...(maxSignalsPerExecution === undefined ? {} : { maxSignalsPerExecution }) }),
+              "SignalLimitExceeded"
+            )
+          }
+          expect(yield* publicState(c.executionId)).toBe("suspended")
+        }))
+
       t.test("a payload over 64 KiB is Validation(PayloadTooLarge) and is not recorded", () =>
         Effect.gen(function*() {
           const s = yield* suspendedExecution()

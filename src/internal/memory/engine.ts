@@ -1457,7 +1457,10 @@ export class MemoryEngine {
     } else if (wp.state !== "active") {
       return err(stateError("WaitpointClosed"))
     }
-    const limit = args.maxSignalsPerExecution ?? e.policy?.maxSignalsPerExecution ?? DEFAULT_MAX_SIGNALS
+    // the execution's cap (0 = none); a sender may only lower it (docs/guide.md)
+    const own = e.policy?.maxSignalsPerExecution ?? DEFAULT_MAX_SIGNALS
+    const asked = args.maxSignalsPerExecution
+    const limit = asked !== undefined && asked > 0 && (own === 0 || asked < own) ? asked : own
     if (limit > 0 && e.signalCount >= limit) return err(validation("SignalLimitExceeded"))
     const dedupTtl = args.dedupTtlMs ?? DAY_MS
     const dedupKey = `${wp.id}|${args.idempotencyKey ?? ""}`

@@ -1,6 +1,6 @@
 /**
- * Migration 0023: waitpoint tokens and secrets are compared in constant time (docs/guide.md,
- * "Waitpoint tokens and signals").
+ * Migration 0023 (docs/guide.md, "Waitpoint tokens and signals"): waitpoint tokens and secrets are
+ * compared in constant time; the execution's signal cap holds whatever cap a sender passes.
  */
 export const sql = String.raw`
 -- Equal byte strings, in time that does not depend on where they differ: the comparison runs over
@@ -75,5 +75,128 @@ BEGIN
   ON CONFLICT (kid) DO UPDATE SET secret = EXCLUDED.secret, is_current = true, expires_at = NULL;
   RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object('_tag', 'Rotated', 'previousKid', k.kid, 'newKid', p_kid,
                                                      'gcCount', v_gc)));
+END $$;
+
+-- The resume delay is the signal's; a resumePolicy.resumeDelayMs is stored with the suspension only
+-- (model.md ResumePolicy). A signal that does not resume leaves the execution's last_mutation_at
+-- (operations.md §5.4).
+CREATE OR REPLACE FUNCTION ff_deliver_signal(
+  p_eid text, p_wp uuid, p_sid uuid, p_name text, p_category text, p_source_type text, p_source_identity text,
+  p_payload bytea, p_payload_encoding text, p_correlation text, p_idem text, p_target_scope text,
+  p_created_at bigint, p_dedup_ttl bigint, p_resume_delay bigint, p_max_signals int, p_token text, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  e exec_core;
+  w waitpoint;
+  s suspension;
+  v_code text;
+  v_buffering boolean;
+  v_limit int;
+  v_existing uuid;
+  v_nodes jsonb;
+  v_root jsonb;
+  v_sigs jsonb;
+  v_before int := 0;
+  v_res jsonb;
+  v_effect text;
+  v_delay bigint;
+BEGIN
+  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
+  SELECT * INTO w FROM waitpoint WHERE waitpoint_id = p_wp AND execution_id = p_eid FOR UPDATE;
+  IF NOT FOUND THEN
+    v_code := CASE WHEN coalesce(p_token, '') = '' THEN 'missing_token' ELSE 'invalid_token' END;
+  ELSE
+    v_code := ffi_token_check(p_token, w, v_now);
+  END IF;
+  IF v_code = 'hmac_secret_not_initialized' THEN RETURN ffi_err(v_code); END IF;
+  IF v_code IS NOT NULL THEN
+    UPDATE exec_core SET last_hmac_validation_failed_at = v_now WHERE execution_id = p_eid;
+    RETURN ffi_err(v_code);
+  END IF;
+  IF e.lifecycle_phase = 'terminal' THEN RETURN ffi_err('target_not_signalable'); END IF;
+  v_buffering := w.state IN ('pending', 'expired');
+  IF NOT v_buffering AND e.lifecycle_phase <> 'suspended' AND w.state <> 'active' THEN
+    RETURN ffi_err('target_not_signalable');
+  END IF;
+  IF v_buffering THEN
+    IF w.state = 'expired' OR (w.expires_at IS NOT NULL AND w.expires_at <= v_now) THEN
+      RETURN ffi_err('waitpoint_closed');
+    END IF;
+  ELSIF w.state <> 'active' THEN
+    RETURN ffi_err('waitpoint_closed');
+  END IF;
+  -- the execution's cap (0 = none); a sender may only lower it
+  SELECT coalesce((d.policy->>'max_signals_per_execution')::int, 10000) INTO v_limit
+  FROM exec_data d WHERE d.execution_id = p_eid;
+  v_limit := coalesce(v_limit, 10000);
+  IF p_max_signals > 0 AND (v_limit = 0 OR p_max_signals < v_limit) THEN v_limit := p_max_signals; END IF;
+  IF v_limit > 0 AND (SELECT count(*) FROM signal WHERE execution_id = p_eid) >= v_limit THEN
+    RETURN ffi_err('signal_limit_exceeded');
+  END IF;
+  IF p_idem IS NOT NULL AND p_idem <> '' AND p_dedup_ttl > 0 THEN
+    SELECT signal_id INTO v_existing FROM signal_dedup
+    WHERE waitpoint_id = p_wp AND idempotency_key = p_idem AND expires_at > v_now;
+    IF FOUND THEN RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'existingSignalId', v_existing)); END IF;
+    INSERT INTO signal_dedup VALUES (p_wp, p_idem, p_sid, v_now + p_dedup_ttl)
+    ON CONFLICT (waitpoint_id, idempotency_key) DO UPDATE SET signal_id = EXCLUDED.signal_id, expires_at = EXCLUDED.expires_at;
+  END IF;
+  SELECT * INTO s FROM suspension WHERE execution_id = p_eid AND closed_at IS NULL FOR UPDATE;
+  IF NOT v_buffering AND FOUND AND e.lifecycle_phase = 'suspended' THEN
+    v_nodes := s.condition->'nodes';
+    v_root := v_nodes->0;
+    IF NOT coalesce((s.condition->>'legacy')::boolean, false) THEN
+      v_before := ffi_cond_count(v_nodes, 0, ffi_suspension_signals(p_eid, s.suspension_id));
+    END IF;
+  END IF;
+  INSERT INTO signal (signal_id, execution_id, waitpoint_id, waitpoint_key, signal_name, signal_category,
+    source_type, source_identity, correlation_id, idempotency_key, target_scope, payload, payload_encoding,
+    created_at, accepted_at, observed_effect)
+  VALUES (p_sid, p_eid, p_wp, w.waitpoint_key, p_name, p_category, p_source_type, p_source_identity,
+    coalesce(p_correlation, ''), p_idem, p_target_scope, p_payload, p_payload_encoding,
+    coalesce(p_created_at, v_now), v_now, '');
+  UPDATE waitpoint SET signal_count = signal_count + 1, last_signal_at = v_now WHERE waitpoint_id = p_wp;
+  IF v_buffering THEN
+    v_effect := 'buffered_for_pending_waitpoint';
+  ELSIF v_nodes IS NULL THEN
+    v_effect := 'appended_to_waitpoint';
+  ELSE
+    UPDATE suspension SET last_signal_at = v_now WHERE execution_id = p_eid;
+    v_sigs := ffi_suspension_signals(p_eid, s.suspension_id);
+    v_res := ffi_cond_eval(v_nodes, 0, v_sigs);
+    IF (v_res->>'sat')::boolean THEN
+      UPDATE waitpoint SET matched_signal_count = matched_signal_count + 1 WHERE waitpoint_id = p_wp;
+      UPDATE waitpoint SET satisfied_at = v_now WHERE waitpoint_id = s.waitpoint_id;
+      UPDATE suspension SET satisfied_at = v_now, closer_signal_id = p_sid,
+        satisfiers = ARRAY(SELECT jsonb_array_elements_text(v_res->'sats')::uuid)
+      WHERE execution_id = p_eid;
+      v_delay := coalesce(p_resume_delay, 0);
+      PERFORM ffi_resume(p_eid, v_delay, 'resume delay ' || v_delay || 'ms after signal ' || p_name, 'resumed', v_now);
+      v_effect := 'resume_condition_satisfied';
+    ELSIF coalesce((s.condition->>'legacy')::boolean, false) THEN
+      IF v_root->>'kind' = 'single' AND v_root->>'key' = w.waitpoint_key AND ffi_matches(v_root, p_name) THEN
+        UPDATE waitpoint SET matched_signal_count = matched_signal_count + 1 WHERE waitpoint_id = p_wp;
+        v_effect := 'appended_to_waitpoint';
+      ELSE
+        v_effect := 'no_op';
+      END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_nodes) n
+                      WHERE n->>'key' = w.waitpoint_key OR coalesce(n->'waitpoints', '[]'::jsonb) ? w.waitpoint_key) THEN
+      v_effect := 'signal_ignored_not_in_condition';
+    ELSIF NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_nodes) n
+                      WHERE ((n->>'kind' = 'single' AND n->>'key' = w.waitpoint_key)
+                             OR (n->>'kind' = 'count' AND (n->'waitpoints') ? w.waitpoint_key))
+                        AND ffi_matches(n, p_name)) THEN
+      v_effect := 'signal_ignored_matcher_failed';
+    ELSE
+      UPDATE waitpoint SET matched_signal_count = matched_signal_count + 1 WHERE waitpoint_id = p_wp;
+      v_effect := CASE WHEN ffi_cond_count(v_nodes, 0, v_sigs) > v_before
+                       THEN 'appended_to_waitpoint' ELSE 'appended_to_waitpoint_duplicate' END;
+    END IF;
+  END IF;
+  UPDATE signal SET observed_effect = v_effect
+  WHERE seq = (SELECT max(seq) FROM signal WHERE execution_id = p_eid AND signal_id = p_sid);
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Accepted', 'signalId', p_sid, 'effect', v_effect));
 END $$;
 `

@@ -348,9 +348,10 @@ end
 
 -- limit then dedup (in that order); returns an error/duplicate reply or nil
 local function admit_signal(B, e, c, w, a, now)
-  local max = tonumber(a.max_signals or "")
-  if max == nil then max = tonumber(c.max_signals or "") end
-  if max == nil then max = 10000 end
+  -- the execution's cap (0 = none); a sender may only lower it
+  local max = tonumber(c.max_signals or "") or 10000
+  local asked = tonumber(a.max_signals or "")
+  if asked ~= nil and asked > 0 and (max == 0 or asked < max) then max = asked end
   if max > 0 and C("ZCARD", K.ex(B, e, "sigs")) >= max then return FF.err("signal_limit_exceeded") end
   local key = FF.str(a.idempotency_key)
   local ttl = FF.num(a.dedup_ttl_ms, 86400000)
