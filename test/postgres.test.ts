@@ -236,6 +236,9 @@ describe("postgres error mapping", () => {
       expect(map(pgError(code, { constraint: "c" }))).toMatchObject({ _tag: "Validation", kind: "InvalidInput" })
     }
     expect(map(pgError("23505"))).toMatchObject({ _tag: "Transport", kind: "protocol", retryable: false, nativeCode: "23505" })
+    // ids taken concurrently: a waitpoint id, a signal id
+    expect(map(pgError("23505", { constraint: "waitpoint_pkey" }))).toMatchObject({ _tag: "Conflict", kind: "WaitpointAlreadyExists" })
+    expect(map(pgError("23505", { constraint: "signal_id_unique" }))).toMatchObject({ _tag: "State", kind: "DuplicateSignal" })
   })
   it("resource, auth, drift and internal errors", () => {
     expect(map(pgError("53300"))).toMatchObject({ _tag: "ResourceExhausted", pool: "postgres_connections", max: 7 })

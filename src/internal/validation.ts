@@ -318,6 +318,11 @@ export const checkSuspendArgs = (args: SuspendArgs, now: number): ValidationErro
     for (const k of referenced) if (!bound.has(k)) return invalidInput(`referenced_waitpoint_key_missing_binding: ${k}`)
     for (const k of bound) if (!referenced.has(k)) return invalidInput(`extra_binding_not_referenced_by_condition: ${k}`)
   }
+  const ids = new Set<string>()
+  for (const b of args.waitpoints) {
+    if (ids.has(b.waitpointId)) return invalidInput(`duplicate_waitpoint_id: ${b.waitpointId} is bound twice`)
+    ids.add(b.waitpointId)
+  }
   if (cond._tag === "TimeoutOnly" && args.timeoutAt === undefined) return invalidInput("timeout_only_without_deadline")
   if (hasEmptySignalName(cond)) return invalidInput("resume_condition: empty signal name (use Wildcard instead)")
   if (args.timeoutAt !== undefined && args.timeoutAt + TIMEOUT_SKEW_TOLERANCE_MS < now) {

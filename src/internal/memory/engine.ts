@@ -1415,7 +1415,7 @@ export class MemoryEngine {
     const out: Array<M.ResumeSignal> = []
     for (const id of s.satisfiers) {
       const r = this.signals.get(id)
-      if (r === undefined) continue
+      if (r === undefined || r.executionId !== e!.id) continue
       out.push({
         signalId: r.id,
         signalName: r.name,
@@ -1464,11 +1464,14 @@ export class MemoryEngine {
     if (limit > 0 && e.signalCount >= limit) return err(validation("SignalLimitExceeded"))
     const dedupTtl = args.dedupTtlMs ?? DAY_MS
     const dedupKey = `${wp.id}|${args.idempotencyKey ?? ""}`
-    if (args.idempotencyKey !== undefined && args.idempotencyKey !== "" && dedupTtl > 0) {
+    const deduped = args.idempotencyKey !== undefined && args.idempotencyKey !== "" && dedupTtl > 0
+    if (deduped) {
       const hit = this.signalDedup.get(dedupKey)
       if (hit !== undefined && hit.expiresAt > now) return ok({ _tag: "Duplicate", existingSignalId: hit.signalId })
-      this.signalDedup.set(dedupKey, { signalId: args.signalId, expiresAt: now + dedupTtl })
     }
+    // a signal id names one signal of one execution: reusing it, whoever used it, is refused
+    if (this.signals.has(args.signalId)) return err(stateError("DuplicateSignal"))
+    if (deduped) this.signalDedup.set(dedupKey, { signalId: args.signalId, expiresAt: now + dedupTtl })
     const record: SignalRecord = {
       id: args.signalId,
       executionId: e.id,

@@ -11,6 +11,7 @@ import {
   fromScriptCode,
   invalidInput,
   ResourceExhausted,
+  state,
   TimeoutError,
   TransportError,
   Unavailable
@@ -134,6 +135,8 @@ export const fromSqlError = (e: SqlError, options: MapOptions): EngineError => {
   if (code === "23505") {
     // a client-minted waitpoint id taken concurrently by another execution
     if (n?.constraint === "waitpoint_pkey") return conflict("WaitpointAlreadyExists")
+    // a client-minted signal id taken concurrently by another signal
+    if (n?.constraint === "signal_id_unique") return state("DuplicateSignal")
     return transport(e, "protocol", false, `${options.op}: unexpected unique violation: ${message}`, code)
   }
   if (code === "28000" || code === "28P01") return transport(e, "auth", false, `${options.op}: ${message}`, code)

@@ -1,8 +1,12 @@
 /**
  * Migration 0023 (docs/guide.md, "Waitpoint tokens and signals"): waitpoint tokens and secrets are
- * compared in constant time; the execution's signal cap holds whatever cap a sender passes.
+ * compared in constant time; the execution's signal cap holds whatever cap a sender passes; a
+ * signal id is unique, whichever execution used it first.
  */
 export const sql = String.raw`
+-- A signal id names one signal of one execution.
+CREATE UNIQUE INDEX signal_id_unique ON signal (signal_id);
+
 -- Equal byte strings, in time that does not depend on where they differ: the comparison runs over
 -- the SHA-256 digests of both values, which a caller cannot steer byte by byte toward the secret
 -- value, so the time '=' takes on them tells nothing about it.
@@ -139,6 +143,11 @@ BEGIN
     SELECT signal_id INTO v_existing FROM signal_dedup
     WHERE waitpoint_id = p_wp AND idempotency_key = p_idem AND expires_at > v_now;
     IF FOUND THEN RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'existingSignalId', v_existing)); END IF;
+  END IF;
+  -- a signal id names one signal of one execution: reusing it, whoever used it, is refused (a
+  -- concurrent call inserting the same id fails on signal_id_unique, mapped to the same error)
+  IF EXISTS (SELECT 1 FROM signal WHERE signal_id = p_sid) THEN RETURN ffi_err('duplicate_signal'); END IF;
+  IF p_idem IS NOT NULL AND p_idem <> '' AND p_dedup_ttl > 0 THEN
     INSERT INTO signal_dedup VALUES (p_wp, p_idem, p_sid, v_now + p_dedup_ttl)
     ON CONFLICT (waitpoint_id, idempotency_key) DO UPDATE SET signal_id = EXCLUDED.signal_id, expires_at = EXCLUDED.expires_at;
   END IF;

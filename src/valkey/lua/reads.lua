@@ -158,7 +158,7 @@ FF.fn.observe_signals = function(B, a, now)
   local out = {}
   for _, sid in ipairs(ids) do
     local h = FF.hmap(K.sig(B, sid))
-    if h ~= nil then
+    if h ~= nil and h.target_execution_id == e then
       h.has_payload = C("EXISTS", K.sig(B, sid) .. ":payload") == 1 and "1" or "0"
       out[#out + 1] = h
     end

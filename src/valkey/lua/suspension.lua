@@ -162,8 +162,7 @@ FF.fn.create_waitpoint = function(B, a, now)
   -- (not marked here: the lease-expiry pass marks it)
   if c.lease_expires_at ~= "" and FF.num(c.lease_expires_at) <= now then return FF.err("lease_expired") end
   local w = a.waitpoint_id
-  local st = C("HGET", K.wp(B, w), "state")
-  if st == "pending" or st == "active" then return FF.err("waitpoint_already_exists") end
+  if C("EXISTS", K.wp(B, w)) == 1 then return FF.err("waitpoint_already_exists") end
   local token, code = FF.H.mint(B, w, a.waitpoint_key, FF.s(now))
   if token == nil then return FF.err(code) end
   local expires = now + FF.num(a.expires_in_ms)
@@ -223,8 +222,8 @@ FF.fn.suspend = function(B, a, now)
       if (x.waitpoint_id or "") == "" or (x.waitpoint_key or "") == "" then
         if x ~= primary then return FF.err("additional_waitpoint_binding_malformed") end
       end
-      local st = C("HGET", K.wp(B, x.waitpoint_id), "state")
-      if st == "pending" or st == "active" then return FF.err("waitpoint_already_exists") end
+      -- a waitpoint id names one waitpoint of one execution, open or closed
+      if C("EXISTS", K.wp(B, x.waitpoint_id)) == 1 then return FF.err("waitpoint_already_exists") end
     end
   end
   local timeout_at = tonumber(a.timeout_at or "")
@@ -355,12 +354,15 @@ local function admit_signal(B, e, c, w, a, now)
   if max > 0 and C("ZCARD", K.ex(B, e, "sigs")) >= max then return FF.err("signal_limit_exceeded") end
   local key = FF.str(a.idempotency_key)
   local ttl = FF.num(a.dedup_ttl_ms, 86400000)
+  local dk = nil
   if key ~= "" and ttl > 0 then
-    local dk = K.idx(B, "sigdedup:" .. w .. ":" .. key)
+    dk = K.idx(B, "sigdedup:" .. w .. ":" .. key)
     local first = FF.ttl_get(dk, now)
     if first ~= nil then return FF.ok("DUPLICATE", first) end
-    FF.ttl_set(dk, a.signal_id, ttl, now)
   end
+  -- a signal id names one signal of one execution: reusing it, whoever used it, is refused
+  if C("EXISTS", K.sig(B, a.signal_id)) == 1 then return FF.err("duplicate_signal") end
+  if dk ~= nil then FF.ttl_set(dk, a.signal_id, ttl, now) end
   return nil
 end
 
