@@ -8,13 +8,17 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Either, ParseResult, Predicate, Schema } from "effect"
 import type { ParseOptions } from "effect/SchemaAST"
 import { ConflictError, corruption, type EngineError, fromScriptCode } from "../../EngineError.js"
+import { redactText } from "../../internal/redact.js"
 import { EdgeSnapshot } from "../../Model.js"
 import { BACKEND, fromSqlError, isRetryableConflict } from "./errors.js"
 
+/** What did not decode; a reply may hold a token, so long hex runs are masked. */
 const formatIssue = (error: ParseResult.ParseError): string =>
-  ParseResult.ArrayFormatter.formatErrorSync(error)
-    .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
-    .join("; ")
+  redactText(
+    ParseResult.ArrayFormatter.formatErrorSync(error)
+      .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
+      .join("; ")
+  )
 
 /** A typed argument: the SQL type it is cast to and its value. */
 export type Arg = readonly [type: string, value: unknown]

@@ -16,6 +16,7 @@ import {
   TransportError,
   Unavailable
 } from "../../EngineError.js"
+import { redactText, safeCause } from "../../internal/redact.js"
 
 export const BACKEND = "postgres"
 
@@ -40,8 +41,16 @@ export const sqlState = (e: SqlError): string | undefined => {
 
 const nativeMessage = (e: SqlError): string => {
   const m = native(e)?.message
-  return typeof m === "string" && m.length > 0 ? m : e.message
+  return redactText(typeof m === "string" && m.length > 0 ? m : e.message)
 }
+
+/**
+ * The failure as a cause that keeps the server's message, SQLSTATE and the
+ * names of what failed, never its detail, context or hint: a check or not-null
+ * violation's detail dumps the row, which may hold a secret.
+ */
+const safeSqlCause = (e: SqlError): Error =>
+  safeCause(native(e) ?? e, ["code", "severity", "constraint", "table", "column", "schema", "routine"], `${e.message}: ${nativeMessage(e)}`)
 
 /** Serialization failure, deadlock or lock-not-available: retry the transaction. */
 export const isRetryableConflict = (e: SqlError): boolean => {
@@ -65,7 +74,7 @@ const transport = (
     retryable,
     message,
     ...(nativeCode === undefined ? {} : { nativeCode }),
-    cause: e
+    cause: safeSqlCause(e)
   })
 
 const CONNECTION_LOST = new Set(["08000", "08001", "08003", "08004", "08006", "57P01", "57P02"])

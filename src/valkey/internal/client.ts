@@ -6,7 +6,7 @@
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "iovalkey"
 import { Duration, Effect, Option, Pool, type Scope } from "effect"
 import { corruption, type EngineError, TransportError } from "../../EngineError.js"
-import { fromValkeyError, isMissingFunction } from "./errors.js"
+import { fromValkeyError, isMissingFunction, safeValkeyCause } from "./errors.js"
 import { type Library, LIBRARY_NAME } from "./library.js"
 
 export type Connection = Redis | Cluster
@@ -256,7 +256,7 @@ export const connect = (
                   retryable: false,
                   message: `FCALL ${fn}: the function is still missing after reloading the library`,
                   nativeCode: "no_script",
-                  cause: e.error
+                  cause: safeValkeyCause(e.error)
                 })
               })
             ) :

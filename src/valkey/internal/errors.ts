@@ -2,9 +2,26 @@
  * Native Valkey / iovalkey failures as `TransportError`s (errors.md §7.1).
  */
 import { type BackendErrorKind, TransportError } from "../../EngineError.js"
+import { redactText, safeCause } from "../../internal/redact.js"
 
 const messageOf = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === "string" ? error : String(error)
+
+/** A server error that echoes a command ("unknown command …, with args beginning with: …") keeps no argument. */
+const safeMessageOf = (error: unknown): string =>
+  redactText(messageOf(error).replace(/, with args beginning with:[\s\S]*$/, ", with args beginning with: <redacted>"))
+
+/**
+ * The native failure as a cause that keeps its class, masked message, error
+ * code and command name, never the command's arguments (iovalkey keeps them in
+ * `command.args`: a signal's token, a rotated secret).
+ */
+export const safeValkeyCause = (error: unknown): Error => {
+  const copy = safeCause(error, ["code"], safeMessageOf(error))
+  const command = typeof error === "object" && error !== null ? (error as { command?: { name?: unknown } }).command : undefined
+  if (typeof command?.name === "string") Object.assign(copy, { command: command.name })
+  return copy
+}
 
 const codeOf = (error: unknown): string | undefined => {
   if (typeof error === "object" && error !== null && "code" in error) {
@@ -89,9 +106,9 @@ export const fromValkeyError = (op: string, error: unknown, sent: boolean): Tran
     backend: "valkey",
     kind: c.kind,
     retryable: c.retryable,
-    message: `${op}: ${messageOf(error)}`,
+    message: `${op}: ${safeMessageOf(error)}`,
     nativeCode: c.nativeCode,
-    cause: error
+    cause: safeValkeyCause(error)
   })
 }
 
@@ -101,6 +118,8 @@ export const parseError = (fcall: string, message: string, executionId?: string)
     backend: "valkey",
     kind: "protocol",
     retryable: false,
-    message: `parse error: ${fcall}${executionId === undefined ? "" : `[exec=${executionId}]`}: ${message}`,
-    parse: executionId === undefined ? { fcall, message } : { fcall, executionId, message }
+    message: `parse error: ${fcall}${executionId === undefined ? "" : `[exec=${executionId}]`}: ${redactText(message)}`,
+    parse: executionId === undefined ?
+      { fcall, message: redactText(message) } :
+      { fcall, executionId, message: redactText(message) }
   })
