@@ -42,7 +42,7 @@ import { type EngineError, invalidInput, type ValidationError } from "../EngineE
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
 import { makeEngineBackend } from "../internal/boundary.js"
 import { Maintenance } from "../Maintenance.js"
-import { connect, type LibraryPolicy } from "./internal/client.js"
+import { connect, type EvictionCheck, type LibraryPolicy } from "./internal/client.js"
 import { makeCore, makeStreamOps } from "./internal/core.js"
 import { loadLibrary } from "./internal/library.js"
 import { makeMaintenance } from "./internal/maintenance.js"
@@ -91,6 +91,13 @@ export interface ValkeyBackendOptions {
   readonly fanOut?: number | undefined
   /** Concurrent `readStream` / `tailStream` calls (default 64). */
   readonly streamOpsMax?: number | undefined
+  /**
+   * What the start does when a primary's `maxmemory-policy` is not
+   * `noeviction` (a policy that evicts keys loses engine state without an
+   * error, docs/backends.md): `"refuse"` (default) fails the layer,
+   * `"warn"` logs a warning and starts.
+   */
+  readonly evictionCheck?: EvictionCheck | undefined
 }
 
 /**
@@ -112,8 +119,8 @@ const parseNode = (n: string | { readonly host: string; readonly port: number })
 }
 
 /**
- * Connects, checks the server version (Valkey ≥ 7.2), checks or records the
- * partition counts, loads the function library on every primary, seeds the
+ * Connects, checks the server version (Valkey ≥ 7.2) and the
+ * `maxmemory-policy` of every primary, checks or records the partition counts, loads the function library on every primary, seeds the
  * HMAC keystore and the lane registry, and builds both services. The
  * connection is closed with the scope.
  *
@@ -137,7 +144,8 @@ export const make = (options: ValkeyBackendOptions = {}): Effect.Effect<ValkeyBa
       redisOptions: options.redisOptions,
       clusterOptions: options.clusterOptions,
       commandTimeoutMs: options.commandTimeoutMs,
-      dedicatedMax: Math.min(options.streamOpsMax ?? 64, 16)
+      dedicatedMax: Math.min(options.streamOpsMax ?? 64, 16),
+      evictionCheck: options.evictionCheck
     }, library)
 
     // partition counts are fixed per deployment (valkey.md §2.2)

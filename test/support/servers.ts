@@ -375,6 +375,12 @@ export interface ValkeyClusterServer extends ServerHandle {
   readonly ports: ReadonlyArray<number>;
   readonly nodes: ReadonlyArray<{ readonly host: string; readonly port: number }>;
   readonly dir: string;
+  /** SIGKILL the node on `port` (crash simulation). Its dir (nodes.conf, AOF) is kept. */
+  kill(port: number): Promise<void>;
+  /** Start the node on `port` again, same dir and config. */
+  start(port: number): Promise<void>;
+  /** Run a command through valkey-cli against the node on `port`. */
+  cli(port: number, ...args: ReadonlyArray<string>): Promise<string>;
 }
 
 const clusterStateOk = async (port: number): Promise<boolean> => {
@@ -413,6 +419,11 @@ export const startValkeyCluster = async (
     await Promise.all(started.map(({ port, child }) => shutdownValkeyProcess(port, child)));
     await fs.rm(root, { recursive: true, force: true });
   };
+  const nodeOf = (port: number) => {
+    const node = started.find((n) => n.port === port);
+    if (node === undefined) throw new Error(`no cluster node on port ${port}`);
+    return node;
+  };
   try {
     for (const n of nodes) if (n.status === "rejected") throw n.reason;
     await run(
@@ -436,7 +447,20 @@ export const startValkeyCluster = async (
     nodes: ports.map((port) => ({ host: HOST, port })),
     dir: root,
     url: ports.map((p) => `${HOST}:${p}`).join(","),
-    stop
+    stop,
+    async kill(port) {
+      const node = nodeOf(port);
+      if (node.child.exitCode === null && node.child.signalCode === null) {
+        node.child.kill("SIGKILL");
+        await waitForExit(node.child, 5_000);
+      }
+    },
+    async start(port) {
+      const node = nodeOf(port);
+      if (node.child.exitCode === null && node.child.signalCode === null) throw new Error(`node ${port} is running`);
+      node.child = await spawnValkey(port, path.join(root, String(port)), config);
+    },
+    cli: (port, ...args) => valkeyCli(port, args)
   };
 };
 

@@ -23,7 +23,11 @@ export interface ConnectOptions {
   readonly commandTimeoutMs?: number | undefined
   /** Most dedicated connections for blocking reads (default 16). */
   readonly dedicatedMax?: number | undefined
+  /** What a primary whose `maxmemory-policy` may evict keys does to the start (default `"refuse"`). */
+  readonly evictionCheck?: EvictionCheck | undefined
 }
+
+export type EvictionCheck = "refuse" | "warn"
 
 export interface Client {
   readonly connection: Connection
@@ -157,6 +161,26 @@ export const connect = (
           message: `unsupported server version ${version ?? "(unknown)"}: Valkey >= 7.2 (redis_version >= 7.2) is required`
         })
       }
+    }
+
+    // --- durability: a policy that evicts keys loses engine state without an error (docs/backends.md) ---
+    for (const node of nodes) {
+      const info = yield* onNode(node, "INFO memory", (r) => r.info("memory"))
+      const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1]
+      if (policy === undefined || policy === "noeviction") continue
+      const message = `maxmemory-policy is ${policy} on ${node.options.host ?? "?"}:${node.options.port ?? "?"}: ` +
+        "Valkey may evict the engine's keys (executions, leases, idempotency keys) and lose them without an error; " +
+        "set maxmemory-policy noeviction (docs/backends.md)"
+      if ((o.evictionCheck ?? "refuse") === "refuse") {
+        return yield* new TransportError({
+          backend: "valkey",
+          kind: "other",
+          retryable: false,
+          message: `${message}, or start the layer with evictionCheck: "warn"`,
+          nativeCode: "eviction_policy"
+        })
+      }
+      yield* Effect.logWarning(`flowfabric valkey: ${message}`)
     }
 
     // --- library loading (valkey.md §5.1) ---

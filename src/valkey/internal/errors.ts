@@ -80,6 +80,9 @@ export const classify = (error: unknown, sent: boolean): Classified => {
       return { kind: "protocol", nativeCode: "read_only", retryable: false }
     case "EXECABORT":
       return { kind: "protocol", nativeCode: "exec_abort", retryable: false }
+    case "OOM":
+      // refused before it ran; memory has to be freed or raised first
+      return { kind: "other", nativeCode: "oom", retryable: false }
     default:
       break
   }
