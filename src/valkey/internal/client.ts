@@ -84,8 +84,14 @@ const open = (o: ConnectOptions): Effect.Effect<Connection, TransportError, Scop
       const connection: Connection = o.nodes !== undefined && o.nodes.length > 0 ?
         new Cluster(o.nodes.map((n) => ({ host: n.host, port: n.port })), {
           enableOfflineQueue: true,
-          retryDelayOnTryAgain: 100,
-          retryDelayOnClusterDown: 100,
+          // The client does not send a command again after a CLUSTERDOWN, TRYAGAIN or closed
+          // connection: those retries go to any node, so the error that finally surfaced would no
+          // longer tell whether the command could have run. The engine reports each as it is, a
+          // retryable Transport error unless a write may have run (docs/errors.md), and the caller
+          // retries with its own schedule. MOVED and ASK are still followed.
+          retryDelayOnTryAgain: 0,
+          retryDelayOnClusterDown: 0,
+          retryDelayOnFailover: 0,
           ...o.clusterOptions,
           lazyConnect: true,
           redisOptions: { ...baseRedisOptions(o), ...o.clusterOptions?.redisOptions }
@@ -107,6 +113,23 @@ const open = (o: ConnectOptions): Effect.Effect<Connection, TransportError, Scop
 /** `valkey_version` (Valkey 8+) or `redis_version` of `INFO server`. */
 export const serverVersion = (info: string): string | undefined =>
   /^valkey_version:(\S+)/m.exec(info)?.[1] ?? /^redis_version:(\S+)/m.exec(info)?.[1]
+
+// CRC16-XMODEM, the hash of Valkey Cluster's key slots
+const CRC16 = Array.from({ length: 256 }, (_, n) => {
+  let crc = n << 8
+  for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
+  return crc
+})
+
+/** The cluster slot of `key` (its `{hash tag}` when it has one). */
+export const keySlot = (key: string): number => {
+  const open = key.indexOf("{")
+  const close = open < 0 ? -1 : key.indexOf("}", open + 1)
+  const tag = close > open + 1 ? key.slice(open + 1, close) : key
+  let crc = 0
+  for (const byte of Buffer.from(tag)) crc = ((crc << 8) & 0xffff) ^ CRC16[((crc >> 8) ^ byte) & 0xff]!
+  return crc & 16383
+}
 
 const atLeast = (version: string, major: number, minor: number): boolean => {
   const [ma = 0, mi = 0] = version.split(".").map(Number)
@@ -256,9 +279,22 @@ export const connect = (
       )
     )
 
+    // Whether a command for `key` goes out at once (its node's connection is ready) or waits for a
+    // connection: one that waits and then fails was never sent, so repeating it is safe.
+    const slots = new Map<string, number>()
+    const writable = (key: string): boolean => {
+      if (!(connection instanceof Cluster)) return connection.status === "ready"
+      let slot = slots.get(key)
+      if (slot === undefined) slots.set(key, slot = keySlot(key))
+      const owner = connection.slots[slot]?.[0]
+      if (owner === undefined) return false
+      const node = connection.nodes("all").find((n) => `${n.options.host}:${n.options.port}` === owner)
+      return node?.status === "ready"
+    }
+
     const fcallOnce = (fn: string, key: string, args: ReadonlyArray<string | Buffer>, readOnly: boolean) =>
       Effect.suspend(() => {
-        const sent = connection.status === "ready"
+        const sent = writable(key)
         return Effect.tryPromise({
           try: () => (readOnly ? connection.fcall_ro(fn, 1, key, ...args) : connection.fcall(fn, 1, key, ...args)),
           catch: (e) => ({ error: e, sent })

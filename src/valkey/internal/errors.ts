@@ -50,6 +50,12 @@ const IO_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "E
  */
 export const classify = (error: unknown, sent: boolean): Classified => {
   const message = messageOf(error)
+  // the cluster client gave up redirecting or retrying a command: what it last got decides
+  const last = /^Too many Cluster redirections\. Last error: (?:[A-Za-z]*Error: )?([\s\S]*)$/.exec(message)?.[1]
+  if (last !== undefined) {
+    const inner = classify(new Error(last), sent)
+    return inner.nativeCode === "unknown" ? { kind: "cluster", nativeCode: "too_many_redirections", retryable: false } : inner
+  }
   const prefix = /^([A-Z][A-Z_]+)\b/.exec(message)?.[1]
   const code = codeOf(error)
   switch (prefix) {
@@ -61,14 +67,15 @@ export const classify = (error: unknown, sent: boolean): Classified => {
       return { kind: "cluster", nativeCode: "try_again", retryable: true }
     case "CLUSTERDOWN":
       return { kind: "cluster", nativeCode: "cluster_down", retryable: true }
+    // a redirection or a refusal: the node did not run the command, and the slot map settles
     case "MOVED":
-      return { kind: "cluster", nativeCode: "moved", retryable: false }
+      return { kind: "cluster", nativeCode: "moved", retryable: true }
     case "ASK":
-      return { kind: "cluster", nativeCode: "ask", retryable: false }
+      return { kind: "cluster", nativeCode: "ask", retryable: true }
     case "CROSSSLOT":
       return { kind: "cluster", nativeCode: "cross_slot", retryable: false }
     case "MASTERDOWN":
-      return { kind: "cluster", nativeCode: "master_down", retryable: false }
+      return { kind: "cluster", nativeCode: "master_down", retryable: true }
     case "NOAUTH":
     case "WRONGPASS":
       return { kind: "auth", nativeCode: "authentication_failed", retryable: false }
@@ -87,7 +94,8 @@ export const classify = (error: unknown, sent: boolean): Classified => {
       break
   }
   if (isMissingFunction(error)) return { kind: "script_not_loaded", nativeCode: "no_script", retryable: false }
-  if (/timed out/i.test(message)) return { kind: "timeout", nativeCode: "timeout", retryable: false }
+  // a command that timed out after it was written may have run
+  if (/timed out/i.test(message)) return { kind: "timeout", nativeCode: "timeout", retryable: !sent }
   if (/Failed to refresh slots cache|None of startup nodes is available|Cluster isn't ready/i.test(message)) {
     return { kind: "cluster", nativeCode: "no_connection_for_route", retryable: true }
   }
