@@ -7,9 +7,10 @@
  * lower bound of the claim score of their best candidate (`-(priority × 10^12) +
  * created_at`): a wake only lowers a hint (ZADD LT), a claim raises it only to
  * the partition's real head. The Lua functions report what they made
- * claimable ("wake"); the hint is updated right after the FCALL returns (a
- * global key lives in another cluster slot, so it cannot be written inside the
- * FCALL). A claim reads the hint and FCALLs only those partitions, with the bounded
+ * claimable ("wake"). On a standalone server the FCALL writes the hints itself,
+ * so nobody sees claimable work before its hint; on a cluster the hint is
+ * updated right after the FCALL returns (a global key lives in another slot, so
+ * it cannot be written inside the FCALL). A claim reads the hint and FCALLs only those partitions, with the bounded
  * walk that keeps the global priority-then-FIFO order of the memory engine (core.ts
  * `claimCluster`; on a standalone server, where no slot separates them, ff_claim_lane
  * does the walk, the claims and the hint updates in one FCALL, see execution.lua
@@ -221,9 +222,10 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       }
     })
 
+  /** `partition`: where the reply's wakes go (undefined when the call wrote its hints itself). */
   const onReply = (
     name: string,
-    target: Target,
+    partition: number | undefined,
     args: Readonly<Record<string, unknown>>,
     raw: unknown
   ): Effect.Effect<Envelope, EngineError> => {
@@ -242,22 +244,31 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       const code = r[1] as string
       const details = r.slice(2) as Array<string>
       const failed = Effect.fail(fromScriptCode("valkey", code, details))
-      return code === "lease_expired" && details[0] === "marked" && target.partition !== undefined ?
-        Effect.zipRight(applyWake(target.partition, details[1] ?? ""), failed) :
+      return code === "lease_expired" && details[0] === "marked" && partition !== undefined ?
+        Effect.zipRight(applyWake(partition, details[1] ?? ""), failed) :
         failed
     }
     const envelope: Envelope = { status: r[1] as string, wake: r[2] as string, fields: r.slice(3) as Array<string> }
-    return envelope.wake !== "" && target.partition !== undefined ?
-      Effect.as(applyWake(target.partition, envelope.wake), envelope) :
+    return envelope.wake !== "" && partition !== undefined ?
+      Effect.as(applyWake(partition, envelope.wake), envelope) :
       Effect.succeed(envelope)
   }
 
+  // on a standalone server a write FCALL updates the claim hints itself (register.lua)
+  const hintsInCall = !client.isCluster
   const call: Plumbing["call"] = (fn, target, args, blobs = [], readOnly = false) =>
     Effect.flatMap(nowArg, (now) => {
       const name = `ff_${fn}`
-      const argv: Array<string | Buffer> = [now, JSON.stringify(args)]
+      const inCall = hintsInCall && !readOnly && target.partition !== undefined
+      const argv: Array<string | Buffer> = [
+        now,
+        JSON.stringify(inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args)
+      ]
       for (const b of blobs) argv.push(toArg(b))
-      return Effect.flatMap(client.fcall(name, target.base, argv, readOnly), (raw) => onReply(name, target, args, raw))
+      return Effect.flatMap(
+        client.fcall(name, target.base, argv, readOnly),
+        (raw) => onReply(name, inCall ? undefined : target.partition, args, raw)
+      )
     })
 
   const flowTarget = (p: number): Target => ({ base: keys.flow(p), partition: p })

@@ -99,6 +99,14 @@ function FF.add_wake(lane, score)
   FF.woke = true
 end
 
+-- Writes this call's wakes to the claim hints of partition `p` (standalone servers only).
+function FF.apply_wakes(prefix, p)
+  for lane, score in pairs(FF.wake) do
+    C("SADD", prefix .. ":lanes", lane)
+    C("ZADD", prefix .. ":hint:" .. lane, "LT", FF.s(score), FF.s(p))
+  end
+end
+
 function FF.wake_json()
   if not FF.woke then return "" end
   local t = {}

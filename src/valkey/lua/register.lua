@@ -22,12 +22,17 @@ local READS = {
   "budget_status", "pass_due"
 }
 
+-- On a standalone server the layer passes `_hint = {prefix, partition}`: the work a call made
+-- claimable goes to the lanes' claim hints inside the call, so no claim can see the new state
+-- before its hint (on a cluster the hint keys live in other slots and the layer writes them).
 local function callback_of(name)
   return function(keys, args)
     FF.begin()
     local now = FF.now(args[1])
     local a = FF.args(args[2])
-    return FF.fn[name](keys[1], a, now, args[3], args[4], args)
+    local r = FF.fn[name](keys[1], a, now, args[3], args[4], args)
+    if FF.woke and a._hint ~= nil then FF.apply_wakes(a._hint[1], a._hint[2]) end
+    return r
   end
 end
 
