@@ -1,12 +1,14 @@
 /**
- * The migrations, applied through `@effect/sql`'s migrator inside one
- * transaction that holds an advisory lock per schema, so several processes
- * starting at once apply them exactly once.
+ * The migrations, applied through `@effect/sql`'s migrator, and the function
+ * library installed after them, inside one transaction that holds an advisory
+ * lock per schema, so several processes starting at once do the work exactly
+ * once.
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
+import { ensureLibraryTable, installLibrary, type Library } from "../internal/library.js"
 import * as m0001 from "./0001_tables.js"
 import * as m0002 from "./0002_lifecycle.js"
 import * as m0003 from "./0003_flows.js"
@@ -63,14 +65,24 @@ export const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((k) => N
 
 const quote = (name: string): string => `"${name.replace(/"/g, "\"\"")}"`
 
+/** What one start-up step did. */
+export interface MigrateResult {
+  /** The migrations applied now, as `[id, name]`. */
+  readonly migrations: ReadonlyArray<readonly [number, string]>
+  /** Whether the function library was (re)installed now. */
+  readonly libraryInstalled: boolean
+}
+
 /**
- * Creates the schema when missing and applies the pending migrations with the
- * schema as `search_path` (functions capture it with `SET search_path FROM
- * CURRENT`). Returns the migrations applied now.
+ * Creates the schema when missing, applies the pending migrations with the
+ * schema as `search_path` and installs `library` unless that version is
+ * installed already (functions capture the schema with `SET search_path FROM
+ * CURRENT`).
  */
 export const migrate = (
-  schema: string
-): Effect.Effect<ReadonlyArray<readonly [number, string]>, Migrator.MigrationError | SqlError, SqlClient.SqlClient> =>
+  schema: string,
+  library: Library
+): Effect.Effect<MigrateResult, Migrator.MigrationError | SqlError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     return yield* sql.withTransaction(Effect.gen(function*() {
@@ -83,10 +95,13 @@ export const migrate = (
         `CREATE TABLE IF NOT EXISTS ${quote(schema)}.${LEDGER_TABLE} (` +
           "migration_id integer PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(), name text NOT NULL)"
       )
-      return yield* Migrator.make({})({
+      const applied = yield* Migrator.make({})({
         loader: Migrator.fromRecord(migrations),
         table: `${schema}.${LEDGER_TABLE}`
       })
+      yield* ensureLibraryTable(schema)
+      const libraryInstalled = yield* installLibrary(schema, library)
+      return { migrations: applied, libraryInstalled }
     }))
   })
 
