@@ -43,8 +43,7 @@ DECLARE
   r record;
   v_soft record;
 BEGIN
-  -- the budget row (or, for an unknown budget, an advisory lock) serialises reports
-  -- the budget row serialises reports; an unknown budget is unlimited (D-19)
+  -- the budget row serialises reports; an unknown budget is unlimited
   PERFORM 1 FROM budget WHERE budget_id = p_budget FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_ok(jsonb_build_object('_tag', 'Ok')); END IF;
   IF p_dedup IS NOT NULL AND p_dedup <> '' AND EXISTS (

@@ -132,7 +132,8 @@ BEGIN
     PERFORM ffi_graph_step(ff_set_edge_group_policy(p_flow, x->>'downstream', x->>'variant', x->>'onSatisfied',
                                                     (x->>'k')::int, v_now));
   END LOOP;
-  -- ff_stage_dependency_edge + ff_apply_dependency_to_child for every edge, at once (see 0010)
+  -- ff_stage_dependency_edge + ff_apply_dependency_to_child for every edge, at once (as in
+  -- ffi_create_flow_graph_general)
   IF v_edges > 0 THEN
     WITH e AS (
       SELECT (t.x->>'edgeId')::uuid AS edge_id, t.x->>'upstream' AS up, t.x->>'downstream' AS down,
@@ -567,7 +568,7 @@ BEGIN
         v_outcomes := v_outcomes || 'skipped'::text;
       END IF;
     END LOOP;
-    -- the "more edges left?" probe only when the budget ran out (as 0012 has it)
+    -- the "more edges left?" probe only when the budget ran out
     IF v_budget > 0 THEN
       v_i := v_i + 1;
     ELSIF NOT EXISTS (
@@ -646,7 +647,7 @@ BEGIN
   VALUES (f.flow_id, p_now, p_now + p_grace_ms, p_reason, p_policy)
   ON CONFLICT (flow_id) DO UPDATE SET grace_until = EXCLUDED.grace_until, reason = EXCLUDED.reason,
     cancellation_policy = EXCLUDED.cancellation_policy;
-  -- bounded atomic work (P5): up to p_inline_limit members now, the backlog pass does the rest
+  -- bounded atomic work: up to p_inline_limit members now, the backlog pass does the rest
   FOREACH v_id IN ARRAY v_owed[1:greatest(p_inline_limit, 0)] LOOP
     PERFORM 1 FROM exec_core WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
     IF FOUND THEN

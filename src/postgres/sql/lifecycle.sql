@@ -271,7 +271,7 @@ BEGIN
     current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
     has_grant = false, last_transition_at = v_now, last_mutation_at = v_now
   WHERE execution_id = p_eid;
-  -- the retention timer (0016's trigger, inline)
+  -- the retention timer (ffi_retention_set, inline)
   IF e.flow_id IS NULL AND v_now IS NOT NULL AND e.completed_at IS DISTINCT FROM v_now THEN
     INSERT INTO timer (kind, ref, due_at)
     SELECT 'retention', p_eid, v_now + ffi_retention_ms(d.policy) FROM exec_data d WHERE d.execution_id = p_eid
@@ -280,7 +280,7 @@ BEGIN
   DELETE FROM ready WHERE execution_id = p_eid;
   DELETE FROM timer WHERE ref = p_eid AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
   IF e.flow_id IS NOT NULL THEN
-    -- the flow steps of ffi_after_terminal (P4) for a success
+    -- the flow steps of ffi_after_terminal for a success
     PERFORM ffi_resolve_from(p_eid, 'success', v_now);
     UPDATE flow_core SET live_members = greatest(live_members - 1, 0)
     WHERE flow_id = e.flow_id

@@ -418,7 +418,7 @@ BEGIN
     'waitpointToken', v_token, 'additionalWaitpoints', v_extras_out);
 
   IF p_use_pending AND EXISTS (SELECT 1 FROM signal WHERE waitpoint_id = p_primary_id) THEN
-    -- buffered signals may already satisfy the condition: the worker keeps its lease (T9')
+    -- buffered signals may already satisfy the condition: the worker keeps its lease
     v_res := ffi_cond_eval(p_cond->'nodes', 0, ffi_suspension_signals(p_eid, p_susp));
     IF (v_res->>'sat')::boolean THEN
       UPDATE suspension SET satisfied_at = v_now,
