@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL engine backend (postgres.md §11): one server-side function
+ * The PostgreSQL engine backend: one server-side function
  * call — one statement, one READ COMMITTED transaction — per operation, a
  * narrow ready table claimed with `FOR UPDATE SKIP LOCKED`, one timer table
  * for every time-driven transition, dependency resolution inside the
