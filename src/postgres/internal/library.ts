@@ -7,9 +7,9 @@
  * same advisory lock: when the version recorded in the schema's `ff_library` table differs from
  * this one, every library function of the schema is dropped and the library is created again,
  * so a changed signature or return type and a function that no longer exists need nothing
- * special, and other sessions see the old library or the new one, never a mix. The functions
- * the tables depend on (a CHECK constraint's function) belong to the migrations and are left
- * alone.
+ * special, and the drop and the creation commit together: no session finds the library half
+ * installed. The functions the tables depend on (a CHECK constraint's function) belong to the
+ * migrations and are left alone.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -69,7 +69,10 @@ export const loadLibrary: Effect.Effect<Library, TransportError> = Effect.try({
     })
 })
 
-/** Creates the version table when missing (its layout never changes). */
+/**
+ * Creates the version table when missing. Not a migration, like the migrator's ledger: a schema
+ * migrated through the first layout's migrations 1–20 skips the baseline and needs it too.
+ */
 export const ensureLibraryTable = (schema: string): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.asVoid(sql.unsafe(
