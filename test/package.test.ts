@@ -64,6 +64,9 @@ describe("the npm package", () => {
     const lua = files.filter((f) => f.startsWith("dist/valkey/lua/") && f.endsWith(".lua"))
     expect(lua).toContain("dist/valkey/lua/flowfabric.lua")
     expect(lua.length).toBeGreaterThan(10)
+    const sql = files.filter((f) => f.startsWith("dist/postgres/sql/") && f.endsWith(".sql"))
+    expect(sql).toContain("dist/postgres/sql/flowfabric.sql")
+    expect(sql.length).toBeGreaterThan(10)
     expect(files.filter((f) => f.startsWith("test/") || f.startsWith("dist/bin/") || f.startsWith("src/bin/"))).toEqual([])
   }, 120_000)
 

@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL engine backend (postgres.md §11): one server-side function
+ * The PostgreSQL engine backend: one server-side function
  * call — one statement, one READ COMMITTED transaction — per operation, a
  * narrow ready table claimed with `FOR UPDATE SKIP LOCKED`, one timer table
  * for every time-driven transition, dependency resolution inside the
@@ -20,6 +20,7 @@ import { makeEngineBackend } from "../internal/boundary.js"
 import { type ClockMode, makeCaller, quoteIdent } from "./internal/client.js"
 import { makeCore, makeMaintenance } from "./internal/core.js"
 import { BACKEND, fromSqlError } from "./internal/errors.js"
+import { installedVersion, loadLibrary } from "./internal/library.js"
 import { appliedVersion, LATEST_MIGRATION, migrate } from "./migrations/index.js"
 
 /**
@@ -32,7 +33,11 @@ export interface PostgresBackendOptions {
    * Keeps deployments, and parallel test runs, apart.
    */
   readonly schema?: string | undefined
-  /** Apply pending migrations when the layer starts (default `true`). */
+  /**
+   * Apply pending migrations and install the function library when the layer starts (default
+   * `true`). With `false` the layer only checks both and refuses to start when either is not
+   * current.
+   */
   readonly migrate?: boolean | undefined
   /** Partition counts of the deployment; fixed once stored. */
   readonly partitions?: Partial<PartitionConfig> | undefined
@@ -120,8 +125,9 @@ const checkPartitions = (schema: string, partitions: PartitionConfig) =>
 
 /**
  * Builds the backend over the `SqlClient` in context: applies the
- * migrations (unless `migrate: false`, which instead refuses to start on an
- * older schema), checks the partition counts and seeds the HMAC keystore.
+ * migrations and installs the function library (unless `migrate: false`,
+ * which instead refuses to start on an older schema or another library),
+ * checks the partition counts and seeds the HMAC keystore.
  *
  * @since 0.1.0
  * @category constructors
@@ -135,9 +141,10 @@ export const make = (
       return yield* invalidInput(`postgres: schema name '${schema}' must match ${SCHEMA_NAME.source}`)
     }
     const partitions: PartitionConfig = { ...defaultPartitionConfig, ...options.partitions }
+    const library = yield* loadLibrary
     if (options.migrate ?? true) {
       // the migrator dies on a failing migration: report it as a startup error
-      yield* migrate(schema).pipe(
+      yield* migrate(schema, library).pipe(
         Effect.catchAllDefect((defect) => Effect.fail(defect)),
         Effect.mapError(startupError("migrate"))
       )
@@ -146,6 +153,14 @@ export const make = (
       if (version < LATEST_MIGRATION) {
         return yield* new Unavailable({
           op: `schema_version: schema '${schema}' is at migration ${version}, this code needs ${LATEST_MIGRATION}`
+        })
+      }
+      const installed = yield* Effect.mapError(installedVersion(schema), startupError("function_library"))
+      if (installed !== library.version) {
+        return yield* new Unavailable({
+          op: `function_library: schema '${schema}' has ${
+            installed === undefined ? "no function library" : `function library ${installed}`
+          }, this code needs ${library.version} (start once with migrate: true)`
         })
       }
     }

@@ -47,8 +47,8 @@ export const valkeyFactory = (url: string): ServerFactory => {
   }
 }
 
-/** Tables a reset keeps: the migration ledger and the fixed partition counts. */
-const KEEP = new Set(["ff_migrations", "partition_config"])
+/** Tables a reset keeps: the migration ledger, the installed function library and the fixed partition counts. */
+const KEEP = new Set(["ff_migrations", "ff_library", "partition_config"])
 
 /**
  * Postgres: every run gets an empty schema of its own — a small pool of migrated schemas,

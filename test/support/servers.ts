@@ -83,7 +83,7 @@ const valkeyServerBin = (): string => requireBinary("valkey-server", valkeyHint)
 const valkeyCliBin = (): string => requireBinary("valkey-cli", valkeyHint);
 
 /** Newest /usr/lib/postgresql/<v>/bin (Debian), or $PGBIN, or the directory of `initdb` on PATH. */
-const pgBinDir = (): string => {
+export const pgBinDir = (): string => {
   const explicit = process.env["PGBIN"];
   if (explicit !== undefined && explicit !== "") {
     try {

@@ -1,7 +1,7 @@
 /**
  * The Postgres `BackendCore`: every operation is one call of its server-side
- * function (migrations 0002–0006); this module builds the arguments and
- * decodes the replies with Schema.
+ * function (`ff_<op>`, in the function library of `src/postgres/sql/`); this
+ * module builds the arguments and decodes the replies with Schema.
  */
 import { Deferred, Duration, Effect, Either, Option, Ref, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"

@@ -150,7 +150,7 @@ export const fromSqlError = (e: SqlError, options: MapOptions): EngineError => {
   }
   if (code === "28000" || code === "28P01") return transport(e, "auth", false, `${options.op}: ${message}`, code)
   if (SCHEMA_DRIFT.has(code)) {
-    return transport(e, "protocol", false, `${options.op}: ${message} (are the migrations applied?)`, code)
+    return transport(e, "protocol", false, `${options.op}: ${message} (is the schema migrated and its function library installed?)`, code)
   }
   return transport(e, "other", false, `${options.op}: ${message}`, code)
 }

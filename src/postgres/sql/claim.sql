@@ -1,0 +1,364 @@
+-- ===========================================================================
+-- claim.sql: taking executions — the claim of ready work in claim order
+-- (priority, then age), grants that reserve an execution for one worker, and
+-- the claim of a resumed execution with its grant.
+-- ===========================================================================
+
+-- ffi_claim_one: leases execution e (locked by the caller) to the worker, whichever way it is
+-- claimable: the interrupted attempt of a runnable execution is resumed; a pending first, retry
+-- or replay attempt is started; the attempt of an expired or revoked lease ends as reclaimed
+-- and a new attempt starts (past max_reclaim_count the execution fails instead). An execution
+-- that is not claimable loses its ready row.
+--   args:   e, p_worker, p_wiid (worker instance id), p_ttl (lease ms), p_now
+--   reply:  the handle payload (Model.HandlePayload fields plus kind: fresh | resumed), or NULL
+--           when e was not claimable
+--   errors: -
+CREATE FUNCTION ffi_claim_one(e exec_core, p_worker text, p_wiid text, p_ttl bigint, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_epoch bigint := e.lease_epoch + 1;
+  v_lease uuid := gen_random_uuid();
+  v_exp bigint := p_now + p_ttl;
+  v_idx int;
+  v_att uuid;
+  v_type text;
+  v_kind text := 'fresh';
+  v_prev int;
+BEGIN
+  IF e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'eligible_now'
+     AND e.attempt_state = 'attempt_interrupted' AND e.current_attempt_index IS NOT NULL THEN
+    v_idx := e.current_attempt_index;
+    v_att := e.current_attempt_id;
+    v_kind := 'resumed';
+    UPDATE attempt SET attempt_state = 'started', resumed_at = p_now, suspended_at = NULL, suspension_id = NULL,
+      lease_id = v_lease, lease_epoch = v_epoch, worker_id = p_worker, worker_instance_id = p_wiid
+    WHERE execution_id = e.execution_id AND attempt_index = v_idx;
+  ELSIF e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'eligible_now' AND e.terminal_outcome = 'none'
+        AND e.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none') THEN
+    v_idx := e.total_attempt_count;
+    v_att := gen_random_uuid();
+    v_type := CASE e.attempt_state WHEN 'pending_retry_attempt' THEN 'retry'
+                                   WHEN 'pending_replay_attempt' THEN 'replay' ELSE 'initial' END;
+    v_prev := e.pending_previous_attempt_index;
+  ELSIF e.lifecycle_phase = 'active' AND e.ownership_state IN ('lease_expired_reclaimable', 'lease_revoked') THEN
+    IF e.lease_reclaim_count >= e.max_reclaim_count THEN
+      PERFORM ffi_terminate(e.execution_id, 'failed', 'ended_failure', 'max_reclaims_exceeded', 'max_reclaims_exceeded',
+                            NULL, NULL, 'reclaimed', 'reclaimed', p_now, true);
+      RETURN NULL;
+    END IF;
+    v_prev := e.current_attempt_index;
+    IF v_prev IS NOT NULL THEN
+        UPDATE attempt SET attempt_state = 'interrupted_reclaimed', ended_at = p_now,
+        failure_reason = 'lease_' || e.ownership_state
+      WHERE execution_id = e.execution_id AND attempt_index = v_prev AND attempt_state = 'started';
+      PERFORM ffi_stream_close(e.execution_id, v_prev, 'reclaimed', p_now);
+    END IF;
+    v_idx := e.total_attempt_count;
+    v_att := gen_random_uuid();
+    v_type := 'reclaim';
+  ELSE
+    DELETE FROM ready WHERE execution_id = e.execution_id;
+    RETURN NULL;
+  END IF;
+  IF v_kind = 'fresh' THEN
+    INSERT INTO attempt (execution_id, attempt_index, attempt_id, attempt_type, attempt_state, created_at,
+      started_at, lease_id, lease_epoch, worker_id, worker_instance_id, previous_attempt_index)
+    VALUES (e.execution_id, v_idx, v_att, v_type, 'started', p_now, p_now, v_lease, v_epoch, p_worker, p_wiid, v_prev)
+    ON CONFLICT (execution_id, attempt_index) DO UPDATE SET attempt_id = EXCLUDED.attempt_id,
+      attempt_type = EXCLUDED.attempt_type, attempt_state = 'started', created_at = EXCLUDED.created_at,
+      started_at = EXCLUDED.started_at, resumed_at = NULL, suspended_at = NULL, ended_at = NULL,
+      lease_id = EXCLUDED.lease_id, lease_epoch = EXCLUDED.lease_epoch, worker_id = EXCLUDED.worker_id,
+      worker_instance_id = EXCLUDED.worker_instance_id, suspension_id = NULL, failure_reason = NULL,
+      failure_category = NULL, previous_attempt_index = EXCLUDED.previous_attempt_index;
+  END IF;
+  UPDATE exec_core SET lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
+    blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none', attempt_state = 'running_attempt',
+    public_state = 'active',
+    current_attempt_index = v_idx, current_attempt_id = v_att,
+    total_attempt_count = CASE WHEN v_kind = 'fresh' THEN v_idx + 1 ELSE total_attempt_count END,
+    lease_reclaim_count = lease_reclaim_count + CASE WHEN v_type = 'reclaim' THEN 1 ELSE 0 END,
+    lease_epoch = v_epoch, lease_id = v_lease, worker_id = p_worker, worker_instance_id = p_wiid, has_grant = false,
+    lease_ttl_ms = p_ttl, lease_acquired_at = p_now, lease_expires_at = v_exp, lease_last_renewed_at = NULL,
+    lease_expired_at = NULL, lease_revoked_at = NULL, lease_revoke_reason = NULL,
+    started_at = coalesce(started_at, p_now),
+    pending_retry_reason = NULL, pending_previous_attempt_index = NULL,
+    pending_replay_reason = NULL, pending_replay_requested_by = NULL, delay_until = NULL,
+    attempt_timeout_at = CASE WHEN attempt_timeout_ms > 0 THEN p_now + attempt_timeout_ms END,
+    last_transition_at = p_now, last_mutation_at = p_now
+  WHERE execution_id = e.execution_id;
+  DELETE FROM ready WHERE execution_id = e.execution_id;
+  IF e.has_grant THEN DELETE FROM claim_grant WHERE execution_id = e.execution_id; END IF;
+  INSERT INTO timer (kind, ref, due_at) VALUES ('lease', e.execution_id, v_exp)
+  ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
+  IF e.attempt_timeout_ms > 0 THEN
+    PERFORM ffi_timer_set('attempt_timeout', e.execution_id, p_now + e.attempt_timeout_ms);
+  ELSIF e.attempt_timeout_at IS NOT NULL THEN
+    PERFORM ffi_timer_del('attempt_timeout', e.execution_id);
+  END IF;
+  RETURN jsonb_build_object('executionId', e.execution_id, 'attemptIndex', v_idx, 'attemptId', v_att,
+    'leaseId', v_lease, 'leaseEpoch', v_epoch, 'leaseTtlMs', p_ttl, 'laneId', e.lane_id,
+    'workerInstanceId', p_wiid, 'kind', v_kind);
+END $$;
+
+-- ff_claim: claim / claimMany — claims up to p_limit ready executions of lane p_lane whose
+-- required capabilities p_caps cover, in claim order, skipping rows other claimers hold. Per
+-- round it locks only as many ready rows as are still wanted; the common case (a fresh attempt
+-- without grant or attempt timeout) is leased set-based, every other candidate through
+-- ffi_claim_one, and a candidate reserved by another worker's live grant is skipped. At most 8
+-- rounds. The plan is generic and index-only (sort, bitmap and sequential scans off): the
+-- statements are planned once per session.
+--   args:   p_lane, p_caps (the worker's capabilities), p_worker, p_wiid, p_ttl (lease ms),
+--           p_limit, p_now
+--   reply:  {"ok": [claimed handle payload]} in claim order (kind fresh | resumed), maybe empty
+--   errors: -
+CREATE FUNCTION ff_claim(
+  p_lane text, p_caps text[], p_worker text, p_wiid text, p_ttl bigint, p_limit int, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
+  SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off
+  SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  v_out jsonb := '[]'::jsonb;
+  v_round_out jsonb;
+  v_count int := 0;
+  v_skip text[] := '{}';
+  v_round int := 0;
+  v_ids text[];
+  v_pos int;
+  v_h jsonb;
+  e exec_core;
+  g claim_grant;
+  -- the round's common-case candidates, by position in claim order
+  f_ids text[];
+  f_idx int[];
+  f_epoch bigint[];
+  f_type text[];
+  f_prev int[];
+  f_lane text[];
+  f_pos int[];
+  -- the other candidates' handles, by position
+  s_pos int[];
+  s_h jsonb[];
+BEGIN
+  LOOP
+    v_round := v_round + 1;
+    -- Lock only as many ready rows as are still wanted; candidates that cannot be
+    -- taken (reserved by another worker's grant, stale) are skipped in the next round.
+    v_ids := ARRAY(
+      SELECT r.execution_id FROM ready r
+      WHERE r.lane_id = p_lane AND r.required_caps <@ p_caps AND r.execution_id <> ALL (v_skip)
+      ORDER BY r.priority DESC, r.created_at, r.seq
+      LIMIT p_limit - v_count
+      FOR UPDATE SKIP LOCKED);
+    EXIT WHEN cardinality(v_ids) = 0;
+    s_pos := '{}'; s_h := '{}';
+    -- the common case, locked in one statement (rows that do not qualify once locked are left to the loop)
+    SELECT coalesce(array_agg(c.execution_id ORDER BY c.pos), '{}'),
+           coalesce(array_agg(c.total_attempt_count ORDER BY c.pos), '{}'),
+           coalesce(array_agg(c.lease_epoch + 1 ORDER BY c.pos), '{}'),
+           coalesce(array_agg(CASE c.attempt_state WHEN 'pending_retry_attempt' THEN 'retry'
+                                                   WHEN 'pending_replay_attempt' THEN 'replay' ELSE 'initial' END
+                              ORDER BY c.pos), '{}'),
+           coalesce(array_agg(c.pending_previous_attempt_index ORDER BY c.pos), '{}'),
+           coalesce(array_agg(c.lane_id ORDER BY c.pos), '{}'),
+           coalesce(array_agg(c.pos::int ORDER BY c.pos), '{}')
+    INTO f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos
+    FROM (
+      SELECT c.execution_id, c.total_attempt_count, c.lease_epoch, c.attempt_state,
+             c.pending_previous_attempt_index, c.lane_id, v.pos
+      FROM unnest(v_ids) WITH ORDINALITY AS v(id, pos)
+      JOIN exec_core c ON c.execution_id = v.id
+      WHERE c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'eligible_now' AND c.terminal_outcome = 'none'
+        AND c.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none')
+        AND NOT c.has_grant AND coalesce(c.attempt_timeout_ms, 0) <= 0 AND c.attempt_timeout_at IS NULL
+      FOR UPDATE OF c SKIP LOCKED
+    ) c;
+    FOR v_pos IN 1 .. cardinality(v_ids) LOOP
+      CONTINUE WHEN v_pos = ANY (f_pos);
+      SELECT * INTO e FROM exec_core WHERE execution_id = v_ids[v_pos] FOR UPDATE SKIP LOCKED;
+      IF NOT FOUND THEN
+        IF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_ids[v_pos]) THEN
+          DELETE FROM ready WHERE execution_id = v_ids[v_pos];
+        END IF;
+        v_skip := v_skip || v_ids[v_pos];
+        CONTINUE;
+      END IF;
+      IF e.has_grant THEN
+        SELECT * INTO g FROM claim_grant WHERE execution_id = e.execution_id;
+        IF FOUND AND g.expires_at > v_now AND g.worker_id <> p_worker THEN
+          v_skip := v_skip || e.execution_id;
+          CONTINUE;
+        END IF;
+      END IF;
+      IF e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'eligible_now' AND e.terminal_outcome = 'none'
+         AND e.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none')
+         AND NOT e.has_grant AND coalesce(e.attempt_timeout_ms, 0) <= 0 AND e.attempt_timeout_at IS NULL THEN
+        f_ids := f_ids || e.execution_id;
+        f_idx := f_idx || e.total_attempt_count;
+        f_epoch := f_epoch || (e.lease_epoch + 1);
+        f_type := f_type || CASE e.attempt_state WHEN 'pending_retry_attempt' THEN 'retry'
+                                                 WHEN 'pending_replay_attempt' THEN 'replay' ELSE 'initial' END;
+        f_prev := f_prev || e.pending_previous_attempt_index;
+        f_lane := f_lane || e.lane_id;
+        f_pos := f_pos || v_pos;
+      ELSE
+        v_h := ffi_claim_one(e, p_worker, p_wiid, p_ttl, v_now);
+        IF v_h IS NOT NULL THEN
+          s_pos := s_pos || v_pos;
+          s_h := s_h || v_h;
+        END IF;
+      END IF;
+    END LOOP;
+    WITH u AS MATERIALIZED (
+      SELECT t.id, t.idx, t.epoch, t.typ, t.prev, t.lane, t.pos,
+        gen_random_uuid() AS att, gen_random_uuid() AS lease
+      FROM unnest(f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos) AS t(id, idx, epoch, typ, prev, lane, pos)
+    ), attempts AS (
+      INSERT INTO attempt (execution_id, attempt_index, attempt_id, attempt_type, attempt_state, created_at,
+        started_at, lease_id, lease_epoch, worker_id, worker_instance_id, previous_attempt_index)
+      SELECT id, idx, att, typ, 'started', v_now, v_now, lease, epoch, p_worker, p_wiid, prev FROM u
+      ON CONFLICT (execution_id, attempt_index) DO UPDATE SET attempt_id = EXCLUDED.attempt_id,
+        attempt_type = EXCLUDED.attempt_type, attempt_state = 'started', created_at = EXCLUDED.created_at,
+        started_at = EXCLUDED.started_at, resumed_at = NULL, suspended_at = NULL, ended_at = NULL,
+        lease_id = EXCLUDED.lease_id, lease_epoch = EXCLUDED.lease_epoch, worker_id = EXCLUDED.worker_id,
+        worker_instance_id = EXCLUDED.worker_instance_id, suspension_id = NULL, failure_reason = NULL,
+        failure_category = NULL, previous_attempt_index = EXCLUDED.previous_attempt_index
+    ), cores AS (
+      UPDATE exec_core c SET lifecycle_phase = 'active', ownership_state = 'leased',
+        eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none',
+        attempt_state = 'running_attempt', public_state = 'active',
+        current_attempt_index = u.idx, current_attempt_id = u.att, total_attempt_count = u.idx + 1,
+        lease_epoch = u.epoch, lease_id = u.lease, worker_id = p_worker, worker_instance_id = p_wiid, has_grant = false,
+        lease_ttl_ms = p_ttl, lease_acquired_at = v_now, lease_expires_at = v_now + p_ttl,
+        lease_last_renewed_at = NULL, lease_expired_at = NULL, lease_revoked_at = NULL, lease_revoke_reason = NULL,
+        started_at = coalesce(c.started_at, v_now),
+        pending_retry_reason = NULL, pending_previous_attempt_index = NULL,
+        pending_replay_reason = NULL, pending_replay_requested_by = NULL, delay_until = NULL,
+        attempt_timeout_at = NULL, last_transition_at = v_now, last_mutation_at = v_now
+      FROM u WHERE c.execution_id = u.id
+    ), unready AS (
+      DELETE FROM ready WHERE execution_id = ANY (f_ids)
+    ), leases AS (
+      INSERT INTO timer (kind, ref, due_at) SELECT 'lease', id, v_now + p_ttl FROM u
+      ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at
+    )
+    SELECT coalesce(jsonb_agg(h ORDER BY pos), '[]'::jsonb) INTO v_round_out FROM (
+      SELECT pos, jsonb_build_object('executionId', id, 'attemptIndex', idx, 'attemptId', att, 'leaseId', lease,
+        'leaseEpoch', epoch, 'leaseTtlMs', p_ttl, 'laneId', lane, 'workerInstanceId', p_wiid, 'kind', 'fresh') AS h
+      FROM u
+      UNION ALL
+      SELECT s.pos, s.h FROM unnest(s_pos, s_h) AS s(pos, h)
+    ) claimed;
+    v_out := v_out || v_round_out;
+    v_count := v_count + jsonb_array_length(v_round_out);
+    EXIT WHEN v_count >= p_limit OR v_round >= 8;
+  END LOOP;
+  RETURN ffi_ok(v_out);
+END $$;
+
+-- ff_claim_for_worker: claimForWorker — reserves the first claimable execution of the lane
+-- (among 64 candidates in claim order) for worker p_worker with a grant valid p_ttl: not one
+-- another worker's live grant reserves, nor one an attached budget at its hard limit blocks.
+--   args:   p_lane, p_worker, p_wiid, p_caps, p_ttl (grant ms), p_now
+--   reply:  {"ok": Model.ClaimForWorkerOutcome} (Granted with the grant, or NoWork)
+--   errors: -
+CREATE FUNCTION ff_claim_for_worker(
+  p_lane text, p_worker text, p_wiid text, p_caps text[], p_ttl bigint, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
+  SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  v_id text;
+  e exec_core;
+  v_key text;
+BEGIN
+  FOR v_id IN
+    SELECT r.execution_id FROM ready r
+    WHERE r.lane_id = p_lane AND r.required_caps <@ p_caps
+    ORDER BY r.priority DESC, r.created_at, r.seq
+    LIMIT 64
+    FOR UPDATE SKIP LOCKED
+  LOOP
+    SELECT * INTO e FROM exec_core WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
+    CONTINUE WHEN NOT FOUND;
+    CONTINUE WHEN NOT ((e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'eligible_now')
+                       OR (e.lifecycle_phase = 'active' AND e.ownership_state IN ('lease_expired_reclaimable', 'lease_revoked')));
+    -- a live grant of another worker reserves the execution
+    CONTINUE WHEN EXISTS (SELECT 1 FROM claim_grant WHERE execution_id = v_id AND expires_at > v_now AND worker_id <> p_worker);
+    -- an attached budget at its hard limit blocks the candidate
+    CONTINUE WHEN EXISTS (
+      SELECT 1 FROM exec_data d
+      CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(d.policy->'budget_ids', '[]'::jsonb)) AS b(id)
+      JOIN budget_limit l ON l.budget_id = b.id::uuid AND l.hard_limit > 0
+      JOIN budget_usage u ON u.budget_id = l.budget_id AND u.dimension = l.dimension
+      WHERE d.execution_id = v_id AND u.value >= l.hard_limit);
+    v_key := gen_random_uuid()::text;
+    UPDATE exec_core SET has_grant = true WHERE execution_id = v_id;
+    INSERT INTO claim_grant (execution_id, grant_key, kind, worker_id, worker_instance_id, lane_id, created_at, expires_at)
+    VALUES (v_id, v_key, 'claim', p_worker, p_wiid, p_lane, v_now, v_now + p_ttl)
+    ON CONFLICT (execution_id) DO UPDATE SET grant_key = EXCLUDED.grant_key, kind = EXCLUDED.kind,
+      worker_id = EXCLUDED.worker_id, worker_instance_id = EXCLUDED.worker_instance_id, lane_id = EXCLUDED.lane_id,
+      created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at;
+    RETURN ffi_ok(jsonb_build_object('_tag', 'Granted', 'grant', jsonb_build_object('executionId', v_id,
+      'partitionKey', '{fp:' || e.partition_key || '}', 'grantKey', v_key, 'expiresAtMs', v_now + p_ttl)));
+  END LOOP;
+  RETURN ffi_ok(jsonb_build_object('_tag', 'NoWork'));
+END $$;
+
+-- ff_claim_resumed: claimResumedExecution and claimFromReclaim — leases the interrupted attempt
+-- of a runnable execution to the worker whose grant it holds (the grant is consumed, even when
+-- it turns out expired).
+--   args:   p_eid, p_worker, p_wiid, p_lease (the new lease id), p_ttl, p_remaining_timeout (the
+--           attempt timeout left, ms, or NULL), p_grant_key (NULL = any grant of this worker),
+--           p_now
+--   reply:  {"ok": handle payload with leaseExpiresAt}
+--   errors: execution_not_found, execution_not_leaseable, not_a_resumed_execution,
+--           invalid_claim_grant, claim_grant_expired
+CREATE FUNCTION ff_claim_resumed(
+  p_eid text, p_worker text, p_wiid text, p_lease uuid, p_ttl bigint, p_remaining_timeout bigint, p_grant_key text,
+  p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  e exec_core;
+  g claim_grant;
+  v_epoch bigint;
+  v_exp bigint;
+BEGIN
+  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
+  IF e.lifecycle_phase <> 'runnable' THEN RETURN ffi_err('execution_not_leaseable'); END IF;
+  IF e.attempt_state <> 'attempt_interrupted' OR e.current_attempt_index IS NULL THEN
+    RETURN ffi_err('not_a_resumed_execution');
+  END IF;
+  SELECT * INTO g FROM claim_grant WHERE execution_id = p_eid FOR UPDATE;
+  IF NOT FOUND OR g.worker_id <> p_worker OR (p_grant_key IS NOT NULL AND g.grant_key <> p_grant_key) THEN
+    RETURN ffi_err('invalid_claim_grant');
+  END IF;
+  DELETE FROM claim_grant WHERE execution_id = p_eid;
+  UPDATE exec_core SET has_grant = false WHERE execution_id = p_eid;
+  IF g.expires_at <= v_now THEN RETURN ffi_err('claim_grant_expired'); END IF;
+  v_epoch := e.lease_epoch + 1;
+  v_exp := v_now + p_ttl;
+  UPDATE attempt SET attempt_state = 'started', resumed_at = v_now, suspended_at = NULL, suspension_id = NULL,
+    lease_id = p_lease, lease_epoch = v_epoch, worker_id = p_worker, worker_instance_id = p_wiid
+  WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index;
+  UPDATE exec_core SET lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
+    blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none', attempt_state = 'running_attempt',
+    public_state = 'active', lease_epoch = v_epoch, lease_id = p_lease, worker_id = p_worker,
+    worker_instance_id = p_wiid, lease_ttl_ms = p_ttl, lease_acquired_at = v_now, lease_expires_at = v_exp,
+    lease_last_renewed_at = NULL, lease_expired_at = NULL, lease_revoked_at = NULL, lease_revoke_reason = NULL,
+    delay_until = NULL,
+    attempt_timeout_at = CASE WHEN p_remaining_timeout > 0 THEN v_now + p_remaining_timeout END,
+    last_transition_at = v_now, last_mutation_at = v_now
+  WHERE execution_id = p_eid;
+  DELETE FROM ready WHERE execution_id = p_eid;
+  DELETE FROM timer WHERE ref = p_eid AND kind = 'delay';
+  PERFORM ffi_timer_set('lease', p_eid, v_exp);
+  IF p_remaining_timeout > 0 THEN
+    PERFORM ffi_timer_set('attempt_timeout', p_eid, v_now + p_remaining_timeout);
+  END IF;
+  RETURN ffi_ok(jsonb_build_object('executionId', p_eid, 'attemptIndex', e.current_attempt_index,
+    'attemptId', e.current_attempt_id, 'leaseId', p_lease, 'leaseEpoch', v_epoch, 'leaseTtlMs', p_ttl,
+    'laneId', e.lane_id, 'workerInstanceId', p_wiid, 'leaseExpiresAt', v_exp));
+END $$;

@@ -1,0 +1,45 @@
+-- ===========================================================================
+-- flowfabric-effect: the Postgres function library.
+--
+-- library version: 1
+--
+-- The layer concatenates the files of this directory in the order of
+-- src/postgres/internal/library.ts, this file first, and installs the result
+-- when the schema's ff_library table records another version than
+-- "<library version>+<sha1 of the source>": it drops every library function of
+-- the schema and creates them all again, in the migration transaction. So a
+-- function is defined exactly once (plain CREATE FUNCTION: a second definition
+-- fails the install) and a change is an edit in place. The tables, indexes and
+-- the exec_core CHECK function are the migrations' (src/postgres/migrations/).
+--
+-- Files: internal (envelope, clock, state, index helpers, the lease ladder),
+-- terminal (ending an execution), lifecycle (create and the worker's calls on
+-- a lease), claim, signals (suspension, waitpoints, signals, HMAC keystore),
+-- flows (flows, edges, dependency resolution, flow cancellation), streams,
+-- budgets (and quotas), admin (operator controls), maintenance (the passes),
+-- reads (descriptions and listings).
+--
+-- Conventions:
+-- - entry points are ff_<op>: the TypeScript side calls them (one statement,
+--   one transaction per operation), passes the caller's clock as the last
+--   argument p_now (NULL = the database's clock_timestamp()), and they carry
+--   SET search_path FROM CURRENT (the schema they were installed in);
+-- - an entry point returns {"ok": value} or {"err": code, "d": [details]}: the
+--   error codes are those EngineError.fromScriptCode maps (src/EngineError.ts),
+--   and the reply values are decoded by src/postgres/internal/core.ts;
+-- - an error that must roll the whole operation back is raised instead, with
+--   SQLSTATE FF001, the code as MESSAGE and the details as DETAIL (a JSON
+--   array): src/postgres/internal/errors.ts maps it like an {"err"} reply;
+-- - the other SQLSTATEs a call can raise are mapped there too: 23514 / 23502 /
+--   22P02 (a value the tables reject: Validation), 23505 on waitpoint_pkey (a
+--   client-minted waitpoint id taken: WaitpointAlreadyExists), 40001 / 40P01 /
+--   55P03 (retried, then Contention);
+-- - internal helpers are ffi_<name> and run on the caller's search path;
+-- - the exec_core row is the owner lock of everything about an execution: lock
+--   it first, then touch ready / timer / attempt / stream rows. Claims and
+--   passes take rows with SKIP LOCKED, so they never wait while holding a lock
+--   someone else needs.
+--
+-- Each function has a header: what it does, its arguments, its reply and the
+-- error codes it answers or raises ("errors:"; "-" for none).
+-- ===========================================================================

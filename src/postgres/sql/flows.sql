@@ -1,0 +1,720 @@
+-- ===========================================================================
+-- flows.sql: flows and their dependency graph — create_flow(_graph),
+-- add_execution_to_flow, join policies, staging and applying edges, the
+-- resolution of a terminal member's outgoing edges, and flow cancellation.
+-- ===========================================================================
+
+-- ---------------------------------------------------------------------------
+-- create_flow, create_flow_graph, add_execution_to_flow, set_edge_group_policy
+-- ---------------------------------------------------------------------------
+
+-- ff_create_flow: createFlow — an open flow; an existing id answers AlreadySatisfied.
+--   args:   p_flow, p_partition, p_kind, p_namespace, p_now
+--   reply:  {"ok": Model.CreateFlowResult}
+--   errors: -
+CREATE FUNCTION ff_create_flow(p_flow uuid, p_partition int, p_kind text, p_namespace text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now());
+BEGIN
+  INSERT INTO flow_core (flow_id, partition_key, flow_kind, namespace, public_flow_state, created_at, last_mutation_at)
+  VALUES (p_flow, p_partition, p_kind, p_namespace, 'open', v_now, v_now)
+  ON CONFLICT (flow_id) DO NOTHING;
+  IF FOUND THEN RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'flowId', p_flow)); END IF;
+  RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'flowId', p_flow));
+END $$;
+
+-- ffi_graph_step: a step of create_flow_graph: the ok value of an entry point's reply, or its
+-- error raised (the whole graph rolls back).
+--   args:   p_reply (an entry point's reply)
+--   reply:  the ok value
+--   errors: the step's error code, raised
+CREATE FUNCTION ffi_graph_step(p_reply jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE v_d text[];
+BEGIN
+  IF p_reply ? 'err' THEN
+    v_d := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_reply->'d', '[]'::jsonb)));
+    PERFORM ffi_raise(p_reply->>'err', VARIADIC v_d);
+  END IF;
+  RETURN p_reply->'ok';
+END $$;
+
+-- ff_create_flow_graph: createFlowGraph — a flow with its members, join policies and edges in
+-- one transaction, as createFlow, createExecutions, addExecutionToFlow, setEdgeGroupPolicy,
+-- stageDependencyEdge and applyDependencyToChild would leave them. The layer has checked that
+-- the graph is acyclic and its edges between members. Members without idempotency keys, delays
+-- or deadlines are inserted set-based (one statement per table, planned once per session);
+-- other graphs take ffi_create_flow_graph_general.
+--   args:   p_flow, p_part, p_kind, p_ns, p_members (createItem objects, payloads in base64),
+--           p_edges ([{edgeId, upstream, downstream, kind, dataRef}]), p_joins ([{downstream,
+--           variant, onSatisfied, k}]), p_now
+--   reply:  {"ok": Model.CreateFlowGraphResult} (Created with graphRevision, or AlreadySatisfied
+--           when the flow exists)
+--   errors: invalid_input (a member exists already, or was created concurrently: raised), and
+--           those of ff_set_edge_group_policy, raised
+CREATE FUNCTION ff_create_flow_graph(
+  p_flow uuid, p_part int, p_kind text, p_ns text, p_members jsonb, p_edges jsonb, p_joins jsonb, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql
+SET search_path FROM CURRENT SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  v_ids text[];
+  v_edges int;
+  v_id text;
+  v_created int;
+  v_rev bigint;
+  x jsonb;
+BEGIN
+  IF EXISTS (SELECT 1 FROM jsonb_array_elements(p_members) AS t(item)
+             WHERE coalesce(item->>'idempotencyKey', '') <> '' OR item->>'delayUntil' IS NOT NULL
+                OR item->>'executionDeadlineAt' IS NOT NULL) THEN
+    RETURN ffi_create_flow_graph_general(p_flow, p_part, p_kind, p_ns, p_members, p_edges, p_joins, v_now);
+  END IF;
+  IF EXISTS (SELECT 1 FROM flow_core WHERE flow_id = p_flow) THEN
+    RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'flowId', p_flow));
+  END IF;
+  v_ids := ARRAY(SELECT m->>'executionId' FROM jsonb_array_elements(p_members) AS t(m));
+  SELECT execution_id INTO v_id FROM exec_core WHERE execution_id = ANY (v_ids) LIMIT 1;
+  IF v_id IS NOT NULL THEN
+    RETURN ffi_err('invalid_input', 'create_flow_graph: member ' || v_id || ' already exists');
+  END IF;
+  v_edges := jsonb_array_length(p_edges);
+  PERFORM ffi_graph_step(ff_create_flow(p_flow, p_part, p_kind, p_ns, v_now));
+  -- ff_create_executions (set-based) + ff_add_execution_to_flow for every member + the blocking of
+  -- ff_apply_dependency_to_child for every child (its detail naming its dependency count and last edge)
+  WITH items AS MATERIALIZED (
+    SELECT t.ord, t.item->>'executionId' AS eid, (t.item->>'partition')::int AS part, t.item->>'namespace' AS ns,
+      t.item->>'laneId' AS lane, t.item->>'executionKind' AS kind, decode(t.item->>'payload', 'base64') AS payload,
+      t.item->>'payloadEncoding' AS enc, (t.item->>'priority')::int AS prio, t.item->>'creatorIdentity' AS creator,
+      t.item->'tags' AS tags, t.item->'policy' AS policy,
+      ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')) AS caps,
+      (t.item->>'attemptTimeoutMs')::bigint AS ato, (t.item->>'maxReclaimCount')::int AS mrc,
+      (t.item->>'maxReplayCount')::int AS mrp
+    FROM jsonb_array_elements(p_members) WITH ORDINALITY AS t(item, ord)
+  ), children AS MATERIALIZED (
+    SELECT t.x->>'downstream' AS down, count(*) AS n,
+      (array_agg((t.x->>'edgeId')::uuid ORDER BY t.ord DESC))[1] AS last_edge
+    FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord)
+    GROUP BY t.x->>'downstream'
+  ), ins AS (
+    INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
+      lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
+      attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
+      execution_deadline_at, created_at, last_transition_at, last_mutation_at, flow_id)
+    SELECT i.eid, i.part, i.lane, i.ns, i.kind, i.prio, i.caps, 'runnable', 'unowned',
+      CASE WHEN ch.down IS NULL THEN 'eligible_now' ELSE 'blocked_by_dependencies' END,
+      CASE WHEN ch.down IS NULL THEN 'waiting_for_worker' ELSE 'waiting_for_children' END,
+      CASE WHEN ch.down IS NULL THEN '' ELSE ch.n || ' dep(s) unresolved incl ' || ch.last_edge END,
+      'none', 'pending_first_attempt',
+      CASE WHEN ch.down IS NULL THEN 'waiting' ELSE 'waiting_children' END,
+      i.mrc, i.mrp, i.ato, NULL, NULL, v_now, v_now, v_now, p_flow
+    FROM items i LEFT JOIN children ch ON ch.down = i.eid ORDER BY i.ord
+    ON CONFLICT (execution_id) DO NOTHING
+    RETURNING execution_id, eligibility_state
+  ), created AS (
+    -- the first item of each id this statement inserted (a repeated id is refused below)
+    SELECT DISTINCT ON (i.eid) i.*, ins.eligibility_state AS elig FROM items i JOIN ins ON ins.execution_id = i.eid
+    ORDER BY i.eid, i.ord
+  ), data AS (
+    INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key)
+    SELECT eid, payload, enc, policy, tags, creator, NULL FROM created
+  ), queued AS (
+    INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
+    SELECT eid, lane, prio, v_now, caps FROM created WHERE elig = 'eligible_now' ORDER BY ord
+  ), lanes AS (
+    INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
+    ON CONFLICT (lane_id) DO NOTHING
+  )
+  SELECT count(*) INTO v_created FROM created;
+  IF v_created <> jsonb_array_length(p_members) THEN
+    PERFORM ffi_raise('invalid_input', 'create_flow_graph: a member was created concurrently');
+  END IF;
+  FOR x IN SELECT value FROM jsonb_array_elements(p_joins) WITH ORDINALITY AS t(value, ord) ORDER BY ord LOOP
+    PERFORM ffi_graph_step(ff_set_edge_group_policy(p_flow, x->>'downstream', x->>'variant', x->>'onSatisfied',
+                                                    (x->>'k')::int, v_now));
+  END LOOP;
+  -- ff_stage_dependency_edge + ff_apply_dependency_to_child for every edge, at once (as in
+  -- ffi_create_flow_graph_general)
+  IF v_edges > 0 THEN
+    WITH e AS (
+      SELECT (t.x->>'edgeId')::uuid AS edge_id, t.x->>'upstream' AS up, t.x->>'downstream' AS down,
+        t.x->>'kind' AS kind, t.x->>'dataRef' AS ref, t.ord
+      FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord)
+    ), edges AS (
+      INSERT INTO flow_edge (flow_id, edge_id, upstream_id, downstream_id, dependency_kind, satisfaction_condition,
+        data_passing_ref, edge_state, created_at, created_by)
+      SELECT p_flow, edge_id, up, down, kind, 'all_required', ref, 'pending', v_now, 'engine' FROM e
+    ), deps AS (
+      INSERT INTO dep (downstream_id, edge_id, flow_id, upstream_id, dependency_kind, data_passing_ref, state, created_at)
+      SELECT down, edge_id, p_flow, up, kind, ref, 'unsatisfied', v_now FROM e
+    )
+    INSERT INTO edge_group (downstream_id, flow_id, policy_variant, n, created_at)
+    SELECT down, p_flow, 'all_of', count(*), v_now FROM e GROUP BY down
+    ON CONFLICT (downstream_id) DO UPDATE SET n = edge_group.n + EXCLUDED.n;
+  END IF;
+  UPDATE flow_core SET node_count = node_count + cardinality(v_ids),
+    graph_revision = graph_revision + cardinality(v_ids) + v_edges, live_members = live_members + cardinality(v_ids),
+    edge_count = edge_count + v_edges, last_mutation_at = v_now
+  WHERE flow_id = p_flow
+  RETURNING graph_revision INTO v_rev;
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'flowId', p_flow, 'graphRevision', v_rev));
+END $$;
+
+-- ffi_create_flow_graph_general: ff_create_flow_graph for the graphs the set-based path does
+-- not take (a member with an idempotency key, a delay or a deadline): the members through
+-- ff_create_executions, then membership, joins and edges set-based.
+--   args:   those of ff_create_flow_graph
+--   reply:  as ff_create_flow_graph
+--   errors: as ff_create_flow_graph
+CREATE FUNCTION ffi_create_flow_graph_general(
+  p_flow uuid, p_part int, p_kind text, p_ns text, p_members jsonb, p_edges jsonb, p_joins jsonb, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  v_ids text[] := ARRAY(SELECT m->>'executionId' FROM jsonb_array_elements(p_members) AS t(m));
+  v_edges int := jsonb_array_length(p_edges);
+  v_id text;
+  v_ok jsonb;
+  v_rev bigint;
+  x jsonb;
+BEGIN
+  IF EXISTS (SELECT 1 FROM flow_core WHERE flow_id = p_flow) THEN
+    RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'flowId', p_flow));
+  END IF;
+  SELECT execution_id INTO v_id FROM exec_core WHERE execution_id = ANY (v_ids) LIMIT 1;
+  IF v_id IS NOT NULL THEN
+    RETURN ffi_err('invalid_input', 'create_flow_graph: member ' || v_id || ' already exists');
+  END IF;
+  PERFORM ffi_graph_step(ff_create_flow(p_flow, p_part, p_kind, p_ns, v_now));
+  v_ok := ffi_graph_step(ff_create_executions(p_members, v_now));
+  IF EXISTS (SELECT 1 FROM jsonb_array_elements(v_ok) AS t(r) WHERE r->>'_tag' <> 'Created') THEN
+    PERFORM ffi_raise('invalid_input', 'create_flow_graph: a member was created concurrently');
+  END IF;
+  -- ff_add_execution_to_flow for every member, at once (all new, none terminal)
+  UPDATE exec_core SET flow_id = p_flow, last_mutation_at = v_now WHERE execution_id = ANY (v_ids);
+  UPDATE flow_core SET node_count = node_count + cardinality(v_ids), graph_revision = graph_revision + cardinality(v_ids),
+    live_members = live_members + cardinality(v_ids), last_mutation_at = v_now
+  WHERE flow_id = p_flow;
+  FOR x IN SELECT value FROM jsonb_array_elements(p_joins) WITH ORDINALITY AS t(value, ord) ORDER BY ord LOOP
+    PERFORM ffi_graph_step(ff_set_edge_group_policy(p_flow, x->>'downstream', x->>'variant', x->>'onSatisfied',
+                                                    (x->>'k')::int, v_now));
+  END LOOP;
+  -- ff_stage_dependency_edge + ff_apply_dependency_to_child for every edge, at once: the graph is new,
+  -- acyclic and between members (checked by the layer), so no staging check can refuse; each child
+  -- ends as the last apply leaves it (blocked, its detail naming its dependency count and last edge)
+  IF v_edges > 0 THEN
+    WITH e AS (
+      SELECT (t.x->>'edgeId')::uuid AS edge_id, t.x->>'upstream' AS up, t.x->>'downstream' AS down,
+        t.x->>'kind' AS kind, t.x->>'dataRef' AS ref, t.ord
+      FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord)
+    ), edges AS (
+      INSERT INTO flow_edge (flow_id, edge_id, upstream_id, downstream_id, dependency_kind, satisfaction_condition,
+        data_passing_ref, edge_state, created_at, created_by)
+      SELECT p_flow, edge_id, up, down, kind, 'all_required', ref, 'pending', v_now, 'engine' FROM e
+    ), deps AS (
+      INSERT INTO dep (downstream_id, edge_id, flow_id, upstream_id, dependency_kind, data_passing_ref, state, created_at)
+      SELECT down, edge_id, p_flow, up, kind, ref, 'unsatisfied', v_now FROM e
+    ), children AS (
+      SELECT down, count(*) AS n, (array_agg(edge_id ORDER BY ord DESC))[1] AS last_edge FROM e GROUP BY down
+    ), groups AS (
+      INSERT INTO edge_group (downstream_id, flow_id, policy_variant, n, created_at)
+      SELECT down, p_flow, 'all_of', n, v_now FROM children
+      ON CONFLICT (downstream_id) DO UPDATE SET n = edge_group.n + EXCLUDED.n
+    ), blocked AS (
+      UPDATE exec_core c SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
+        blocking_detail = ch.n || ' dep(s) unresolved incl ' || ch.last_edge, public_state = 'waiting_children',
+        last_transition_at = v_now, last_mutation_at = v_now
+      FROM children ch WHERE c.execution_id = ch.down AND c.lifecycle_phase = 'runnable'
+      RETURNING c.execution_id
+    )
+    DELETE FROM ready WHERE execution_id IN (SELECT execution_id FROM blocked);
+    UPDATE flow_core SET graph_revision = graph_revision + v_edges, edge_count = edge_count + v_edges,
+      last_mutation_at = v_now
+    WHERE flow_id = p_flow;
+  END IF;
+  SELECT graph_revision INTO v_rev FROM flow_core WHERE flow_id = p_flow;
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'flowId', p_flow, 'graphRevision', v_rev));
+END $$;
+
+-- ff_add_execution_to_flow: addExecutionToFlow — makes an execution a member (a terminal one
+-- counts as settled), once.
+--   args:   p_flow, p_eid, p_now
+--   reply:  {"ok": Model.AddExecutionToFlowResult} (Added, or AlreadyMember)
+--   errors: flow_not_found, flow_already_terminal, execution_not_found,
+--           execution_already_in_flow (detail: the other flow)
+CREATE FUNCTION ff_add_execution_to_flow(p_flow uuid, p_eid text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; f flow_core;
+BEGIN
+  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
+  IF f.flow_id IS NULL THEN RETURN ffi_err('flow_not_found'); END IF;
+  IF f.public_flow_state IN ('cancelled', 'cancelling', 'completed', 'failed') THEN
+    RETURN ffi_err('flow_already_terminal');
+  END IF;
+  IF e.execution_id IS NULL THEN RETURN ffi_err('execution_not_found'); END IF;
+  IF e.flow_id IS NOT NULL AND e.flow_id <> p_flow THEN
+    RETURN ffi_err('execution_already_in_flow', e.flow_id::text);
+  END IF;
+  IF e.flow_id = p_flow THEN
+    RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadyMember', 'executionId', p_eid, 'nodeCount', f.node_count));
+  END IF;
+  UPDATE exec_core SET flow_id = p_flow, last_mutation_at = v_now WHERE execution_id = p_eid;
+  UPDATE flow_core SET node_count = node_count + 1, graph_revision = graph_revision + 1, last_mutation_at = v_now,
+    live_members = live_members + CASE WHEN e.lifecycle_phase <> 'terminal' THEN 1 ELSE 0 END,
+    failed_members = failed_members + CASE WHEN e.terminal_outcome IN ('failed', 'cancelled', 'expired') THEN 1 ELSE 0 END
+  WHERE flow_id = p_flow RETURNING * INTO f;
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Added', 'executionId', p_eid, 'newNodeCount', f.node_count));
+END $$;
+
+-- ff_set_edge_group_policy: setEdgeGroupPolicy — the join policy of a child (all_of, any_of,
+-- quorum k; on_satisfied), fixed once its first dependency is staged.
+--   args:   p_flow, p_child, p_variant, p_on_satisfied, p_k, p_now
+--   reply:  {"ok": Model.SetEdgeGroupPolicyResult} (Set, or AlreadySet)
+--   errors: flow_not_found, invalid_input (dependencies already staged)
+CREATE FUNCTION ff_set_edge_group_policy(
+  p_flow uuid, p_child text, p_variant text, p_on_satisfied text, p_k int, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); g edge_group;
+BEGIN
+  PERFORM 1 FROM exec_core WHERE execution_id = p_child FOR UPDATE;
+  IF NOT EXISTS (SELECT 1 FROM flow_core WHERE flow_id = p_flow) THEN RETURN ffi_err('flow_not_found'); END IF;
+  SELECT * INTO g FROM edge_group WHERE downstream_id = p_child FOR UPDATE;
+  IF FOUND THEN
+    IF g.n > 0 THEN
+      RETURN ffi_err('invalid_input', 'edge_group_policy_already_fixed: dependencies already staged');
+    END IF;
+    IF g.policy_variant = p_variant THEN RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySet')); END IF;
+    UPDATE edge_group SET flow_id = p_flow, policy_variant = p_variant, on_satisfied = p_on_satisfied, k = p_k,
+      group_state = 'pending', created_at = v_now
+    WHERE downstream_id = p_child;
+  ELSE
+    INSERT INTO edge_group (downstream_id, flow_id, policy_variant, on_satisfied, k, created_at)
+    VALUES (p_child, p_flow, p_variant, p_on_satisfied, p_k, v_now)
+    ON CONFLICT (downstream_id) DO UPDATE SET policy_variant = EXCLUDED.policy_variant,
+      on_satisfied = EXCLUDED.on_satisfied, k = EXCLUDED.k
+      WHERE edge_group.n = 0;
+  END IF;
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Set'));
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- stage_dependency_edge, apply_dependency_to_child
+-- ---------------------------------------------------------------------------
+
+-- ffi_edge_json: an edge as Model.EdgeSnapshot JSON.
+--   args:   x (a flow_edge row)
+--   reply:  jsonb
+--   errors: -
+CREATE FUNCTION ffi_edge_json(x flow_edge) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+  SELECT jsonb_strip_nulls(jsonb_build_object('edgeId', x.edge_id, 'flowId', x.flow_id,
+    'upstreamExecutionId', x.upstream_id, 'downstreamExecutionId', x.downstream_id,
+    'dependencyKind', x.dependency_kind, 'satisfactionCondition', x.satisfaction_condition,
+    'dataPassingRef', nullif(x.data_passing_ref, ''), 'edgeState', x.edge_state,
+    'createdAt', x.created_at, 'createdBy', x.created_by)) $$;
+
+-- ff_stage_dependency_edge: stageDependencyEdge — records an edge between two members at the
+-- expected graph revision. A cycle is refused: the upstream must not be reachable from the
+-- downstream (a walk of more than 1 000 nodes counts as a cycle).
+--   args:   p_flow, p_edge, p_up, p_down, p_kind, p_data_ref, p_expected (graph revision),
+--           p_created_at (the caller's clock, or NULL), p_now
+--   reply:  {"ok": Model.StageDependencyEdgeResult}
+--   errors: flow_not_found, flow_already_terminal, stale_graph_revision, execution_not_in_flow,
+--           cycle_detected, dependency_already_exists (detail: the stored edge as JSON)
+CREATE FUNCTION ff_stage_dependency_edge(
+  p_flow uuid, p_edge uuid, p_up text, p_down text, p_kind text, p_data_ref text, p_expected bigint,
+  p_created_at bigint, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  f flow_core;
+  x flow_edge;
+  v_cycle boolean;
+BEGIN
+  SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
+  IF f.public_flow_state IN ('cancelled', 'cancelling', 'completed', 'failed') THEN
+    RETURN ffi_err('flow_already_terminal');
+  END IF;
+  IF f.graph_revision <> p_expected THEN RETURN ffi_err('stale_graph_revision'); END IF;
+  IF (SELECT count(*) FROM exec_core WHERE execution_id IN (p_up, p_down) AND flow_id = p_flow) < 2 THEN
+    RETURN ffi_err('execution_not_in_flow');
+  END IF;
+  -- A cycle iff the upstream is reachable from the downstream; more than
+  -- 1000 visited nodes counts as a cycle (conservative).
+  WITH RECURSIVE walk(node, depth) AS (
+    SELECT p_down::text COLLATE "C", 0
+    UNION
+    SELECT e.downstream_id, w.depth + 1 FROM walk w
+    JOIN flow_edge e ON e.flow_id = p_flow AND e.upstream_id = w.node
+    WHERE w.depth < 1001
+  )
+  SELECT bool_or(node = p_up) OR count(DISTINCT node) > 1000 INTO v_cycle FROM (SELECT node FROM walk LIMIT 1002) s;
+  IF v_cycle THEN RETURN ffi_err('cycle_detected'); END IF;
+  SELECT * INTO x FROM flow_edge WHERE flow_id = p_flow AND edge_id = p_edge;
+  IF FOUND THEN RETURN ffi_err('dependency_already_exists', ffi_edge_json(x)::text); END IF;
+  INSERT INTO flow_edge (flow_id, edge_id, upstream_id, downstream_id, dependency_kind, satisfaction_condition,
+    data_passing_ref, edge_state, created_at, created_by)
+  VALUES (p_flow, p_edge, p_up, p_down, p_kind, 'all_required', p_data_ref, 'pending',
+          coalesce(p_created_at, v_now), 'engine');
+  UPDATE flow_core SET graph_revision = graph_revision + 1, edge_count = edge_count + 1,
+    last_mutation_at = coalesce(p_created_at, v_now)
+  WHERE flow_id = p_flow RETURNING * INTO f;
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Staged', 'edgeId', p_edge, 'newGraphRevision', f.graph_revision));
+END $$;
+
+-- ff_apply_dependency_to_child: applyDependencyToChild — the child's side of an edge: its dep
+-- row and join group; a runnable child whose group is pending becomes blocked by dependencies.
+-- A child it does not block keeps its last_mutation_at.
+--   args:   p_flow, p_edge, p_child, p_up, p_kind, p_data_ref, p_now
+--   reply:  {"ok": Model.ApplyDependencyToChildResult} (Applied with unsatisfiedCount, or
+--           AlreadyApplied)
+--   errors: execution_not_found, execution_already_in_flow
+CREATE FUNCTION ff_apply_dependency_to_child(
+  p_flow uuid, p_edge uuid, p_child text, p_up text, p_kind text, p_data_ref text, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  c exec_core;
+  g edge_group;
+  v_n int;
+BEGIN
+  SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
+  IF c.flow_id IS NOT NULL AND c.flow_id <> p_flow THEN RETURN ffi_err('execution_already_in_flow'); END IF;
+  IF EXISTS (SELECT 1 FROM dep WHERE downstream_id = p_child AND edge_id = p_edge) THEN
+    RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadyApplied'));
+  END IF;
+  INSERT INTO dep (downstream_id, edge_id, flow_id, upstream_id, dependency_kind, data_passing_ref, state, created_at)
+  VALUES (p_child, p_edge, p_flow, p_up, p_kind, p_data_ref, 'unsatisfied', v_now);
+  INSERT INTO edge_group (downstream_id, flow_id, policy_variant, n, created_at)
+  VALUES (p_child, p_flow, 'all_of', 1, v_now)
+  ON CONFLICT (downstream_id) DO UPDATE SET n = edge_group.n + 1
+  RETURNING * INTO g;
+  SELECT count(*) INTO v_n FROM dep WHERE downstream_id = p_child AND state <> 'satisfied';
+  IF c.lifecycle_phase = 'runnable' AND g.group_state = 'pending' THEN
+    UPDATE exec_core SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
+      blocking_detail = v_n || ' dep(s) unresolved incl ' || p_edge, public_state = 'waiting_children',
+      last_transition_at = v_now, last_mutation_at = v_now
+    WHERE execution_id = p_child;
+    DELETE FROM ready WHERE execution_id = p_child;
+  END IF;
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Applied', 'unsatisfiedCount', v_n));
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- dependency resolution
+-- ---------------------------------------------------------------------------
+
+-- ffi_cancel_siblings: cancels the still-running upstream siblings of a group that fired with
+-- on_satisfied = cancel_remaining. Siblings locked by someone else are left on the group for
+-- the cancel-backlog pass.
+--   args:   p_child (the group's downstream), p_now
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_cancel_siblings(p_child text, p_now bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_id text;
+  v_left text[] := '{}';
+BEGIN
+  FOR v_id IN
+    SELECT DISTINCT d.upstream_id FROM dep d JOIN exec_core u ON u.execution_id = d.upstream_id
+    WHERE d.downstream_id = p_child AND d.state = 'unsatisfied' AND u.lifecycle_phase <> 'terminal'
+    ORDER BY d.upstream_id
+  LOOP
+    PERFORM 1 FROM exec_core WHERE execution_id = v_id AND lifecycle_phase <> 'terminal' FOR UPDATE SKIP LOCKED;
+    IF FOUND THEN
+      PERFORM ffi_cancel_exec(v_id, 'sibling_quorum_satisfied', 'engine', p_now);
+    ELSIF EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_id AND lifecycle_phase <> 'terminal') THEN
+      v_left := v_left || v_id;
+    END IF;
+  END LOOP;
+  UPDATE edge_group SET cancel_siblings_pending = cardinality(v_left) > 0,
+    cancel_siblings_reason = 'sibling_quorum_satisfied', cancel_siblings_members = v_left
+  WHERE downstream_id = p_child;
+END $$;
+
+-- ffi_resolve_edge: resolves edge p_edge into p_child after its upstream ended with p_outcome:
+-- the dep becomes satisfied (passing the upstream's result when the edge carries a data ref) or
+-- impossible; the child's join group counts it, and fires — the child becomes claimable — or
+-- becomes impossible — the child is skipped — with cancel_remaining siblings cancelled.
+--   args:   p_child, p_edge, p_upstream, p_outcome, p_now
+--   reply:  missing, already_resolved, satisfied, already_fired, child_skipped, impossible or
+--           pending (text)
+--   errors: -
+CREATE FUNCTION ffi_resolve_edge(p_child text, p_edge uuid, p_upstream text, p_outcome text, p_now bigint)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  c exec_core;
+  v_success boolean := p_outcome = 'success';
+  v_succeeded int := CASE WHEN p_outcome = 'success' THEN 1 ELSE 0 END;
+  v_skipped int := CASE WHEN p_outcome = 'skipped' THEN 1 ELSE 0 END;
+  v_failed int := CASE WHEN p_outcome NOT IN ('success', 'skipped') THEN 1 ELSE 0 END;
+  v_flow uuid;
+  v_ref text;
+  v_variant text;
+  v_on text;
+  v_gk int;
+  v_n int;
+  v_sc int;
+  v_fc int;
+  v_kc int;
+  v_state text;
+  v_k int;
+  v_open bigint;
+BEGIN
+  SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
+  IF NOT FOUND THEN RETURN 'missing'; END IF;
+  UPDATE dep SET state = CASE WHEN v_success THEN 'satisfied' ELSE 'impossible' END, last_resolved_at = p_now
+  WHERE downstream_id = p_child AND edge_id = p_edge AND state = 'unsatisfied'
+  RETURNING dep.flow_id,
+    CASE WHEN v_success AND c.lifecycle_phase <> 'terminal' THEN
+      (SELECT coalesce(nullif(x.data_passing_ref, ''), nullif(dep.data_passing_ref, ''))
+       FROM flow_edge x WHERE x.flow_id = dep.flow_id AND x.edge_id = p_edge) END
+  INTO v_flow, v_ref;
+  IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
+  IF v_ref IS NOT NULL THEN
+    UPDATE exec_data cd SET payload = u.result FROM exec_data u
+    WHERE cd.execution_id = p_child AND u.execution_id = p_upstream AND u.result IS NOT NULL;
+  END IF;
+  UPDATE edge_group SET succeeded = succeeded + v_succeeded, skipped = skipped + v_skipped, failed = failed + v_failed
+  WHERE downstream_id = p_child
+  RETURNING policy_variant, on_satisfied, k, n, succeeded, failed, skipped, group_state,
+    CASE WHEN group_state = 'pending' AND policy_variant = 'all_of' THEN
+      (SELECT count(*) FROM dep WHERE downstream_id = p_child AND state <> 'satisfied') ELSE 0 END
+  INTO v_variant, v_on, v_gk, v_n, v_sc, v_fc, v_kc, v_state, v_open;
+  IF NOT FOUND THEN
+    INSERT INTO edge_group (downstream_id, flow_id, policy_variant, n, created_at, succeeded, skipped, failed)
+    VALUES (p_child, v_flow, 'all_of', (SELECT count(*) FROM dep WHERE downstream_id = p_child), p_now,
+            v_succeeded, v_skipped, v_failed)
+    RETURNING policy_variant, on_satisfied, k, n, succeeded, failed, skipped, group_state,
+      (SELECT count(*) FROM dep WHERE downstream_id = p_child AND state <> 'satisfied')
+    INTO v_variant, v_on, v_gk, v_n, v_sc, v_fc, v_kc, v_state, v_open;
+  END IF;
+  v_k := CASE v_variant WHEN 'all_of' THEN v_n WHEN 'any_of' THEN 1 ELSE greatest(v_gk, 1) END;
+  IF v_state = 'pending' AND v_sc >= v_k AND v_open = 0 THEN
+    UPDATE edge_group SET group_state = 'satisfied', satisfied_at = p_now WHERE downstream_id = p_child;
+    IF c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'blocked_by_dependencies' THEN
+      WITH u AS (
+        UPDATE exec_core SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+          blocking_detail = '', public_state = 'waiting',
+          attempt_state = CASE WHEN attempt_state = 'none' THEN 'pending_first_attempt' ELSE attempt_state END,
+          last_transition_at = p_now, last_mutation_at = p_now
+        WHERE execution_id = p_child
+        RETURNING execution_id, lane_id, priority, created_at, required_caps
+      )
+      INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
+      SELECT execution_id, lane_id, priority, created_at, required_caps FROM u
+      ON CONFLICT (execution_id) DO NOTHING;
+    ELSE
+      UPDATE exec_core SET last_mutation_at = p_now WHERE execution_id = p_child;
+    END IF;
+    IF v_variant <> 'all_of' AND v_on = 'cancel_remaining' THEN
+      PERFORM ffi_cancel_siblings(p_child, p_now);
+    END IF;
+    RETURN 'satisfied';
+  END IF;
+  UPDATE exec_core SET last_mutation_at = p_now WHERE execution_id = p_child;
+  IF v_state <> 'pending' THEN RETURN 'already_fired'; END IF;
+  IF v_fc + v_kc > v_n - v_k THEN
+    UPDATE edge_group SET group_state = 'impossible', satisfied_at = p_now WHERE downstream_id = p_child;
+    IF c.lifecycle_phase <> 'terminal' THEN
+      PERFORM ffi_terminate(p_child, 'skipped', 'ended_cancelled', 'dependency_impossible', 'dependency_impossible',
+                            NULL, NULL, 'dependency_impossible', 'dependency_impossible', p_now, false);
+    END IF;
+    IF v_variant <> 'all_of' AND v_on = 'cancel_remaining' THEN
+      PERFORM ffi_cancel_siblings(p_child, p_now);
+    END IF;
+    RETURN CASE WHEN c.lifecycle_phase <> 'terminal' THEN 'child_skipped' ELSE 'impossible' END;
+  END IF;
+  RETURN 'pending';
+END $$;
+
+-- ffi_resolve_from: resolves the outgoing edges of execution p_eid, terminal with p_outcome,
+-- and of every child that becomes skipped on the way, breadth first, at most 1 000 edges; the
+-- upstreams left over go to dep_pending for the dependency pass.
+--   args:   p_eid, p_outcome, p_now
+--   reply:  the number of edges resolved (int)
+--   errors: -
+CREATE FUNCTION ffi_resolve_from(p_eid text, p_outcome text, p_now bigint) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_ids text[] := ARRAY[p_eid];
+  v_outcomes text[] := ARRAY[p_outcome];
+  v_i int := 1;
+  v_budget int := 1000;
+  v_done int := 0;
+  v_res text;
+  d record;
+BEGIN
+  WHILE v_i <= cardinality(v_ids) LOOP
+    IF v_budget <= 0 THEN
+      INSERT INTO dep_pending (execution_id, outcome, enqueued_at)
+      SELECT v_ids[i], v_outcomes[i], p_now FROM generate_subscripts(v_ids, 1) AS i WHERE i >= v_i
+      ON CONFLICT (execution_id) DO NOTHING;
+      RETURN v_done;
+    END IF;
+    FOR d IN
+      SELECT dp.downstream_id, dp.edge_id FROM dep dp
+      WHERE dp.upstream_id = v_ids[v_i] AND dp.state = 'unsatisfied'
+        AND EXISTS (SELECT 1 FROM flow_edge x WHERE x.flow_id = dp.flow_id AND x.edge_id = dp.edge_id)
+      ORDER BY dp.downstream_id, dp.edge_id LIMIT v_budget
+    LOOP
+      v_budget := v_budget - 1;
+      v_done := v_done + 1;
+      v_res := ffi_resolve_edge(d.downstream_id, d.edge_id, v_ids[v_i], v_outcomes[v_i], p_now);
+      IF v_res = 'child_skipped' THEN
+        v_ids := v_ids || d.downstream_id;
+        v_outcomes := v_outcomes || 'skipped'::text;
+      END IF;
+    END LOOP;
+    -- the "more edges left?" probe only when the budget ran out
+    IF v_budget > 0 THEN
+      v_i := v_i + 1;
+    ELSIF NOT EXISTS (
+      SELECT 1 FROM dep dp WHERE dp.upstream_id = v_ids[v_i] AND dp.state = 'unsatisfied'
+        AND EXISTS (SELECT 1 FROM flow_edge x WHERE x.flow_id = dp.flow_id AND x.edge_id = dp.edge_id)
+    ) THEN
+      v_i := v_i + 1;
+    END IF;
+  END LOOP;
+  RETURN v_done;
+END $$;
+
+-- ffi_flow_settle: a flow after its members changed: cancelling becomes cancelled once no owed
+-- member is left; an open flow whose members are all terminal becomes completed (or failed when
+-- one failed, was cancelled or expired). Takes the flow row lock (after the caller's member
+-- lock).
+--   args:   p_flow, p_now, p_purge (also drop the owed entries of members already terminal: only
+--           repairs need it, a member's own terminal step drops its entry)
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_flow_settle(p_flow uuid, p_now bigint, p_purge boolean DEFAULT false) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE f flow_core;
+BEGIN
+  SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
+  IF NOT FOUND THEN RETURN; END IF;
+  IF f.public_flow_state = 'cancelling' THEN
+    IF p_purge THEN
+      DELETE FROM cancel_owed o USING exec_core e
+      WHERE o.flow_id = p_flow AND e.execution_id = o.execution_id AND e.lifecycle_phase = 'terminal';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM cancel_owed WHERE flow_id = p_flow) THEN
+      UPDATE flow_core SET public_flow_state = 'cancelled', last_mutation_at = p_now WHERE flow_id = p_flow;
+      DELETE FROM cancel_backlog WHERE flow_id = p_flow;
+    END IF;
+  ELSIF f.public_flow_state = 'open' AND f.node_count > 0 AND f.live_members = 0 THEN
+    UPDATE flow_core SET public_flow_state = CASE WHEN f.failed_members > 0 THEN 'failed' ELSE 'completed' END,
+      last_mutation_at = p_now
+    WHERE flow_id = p_flow;
+  END IF;
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- cancel_flow, cancel_flow_header, ack_cancel_member
+-- ---------------------------------------------------------------------------
+
+-- ffi_cancel_flow: the atomic header of a flow cancellation: the flow becomes cancelling, the
+-- members the policy covers are owed a cancel (with a backlog entry after p_grace_ms), up to
+-- p_inline_limit of them are cancelled in this transaction (the backlog pass does the rest),
+-- and the flow is cancelled when none is left.
+--   args:   f (the locked flow row), p_policy (cancel_all, cancel_pending, ...), p_reason,
+--           p_grace_ms, p_inline_limit, p_now
+--   reply:  the member ids (a JSON array)
+--   errors: -
+CREATE FUNCTION ffi_cancel_flow(
+  f flow_core, p_policy text, p_reason text, p_grace_ms bigint, p_inline_limit int, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_members jsonb;
+  v_owed text[];
+  v_id text;
+  v_left int;
+BEGIN
+  SELECT coalesce(jsonb_agg(execution_id ORDER BY execution_id), '[]'::jsonb) INTO v_members
+  FROM exec_core WHERE flow_id = f.flow_id;
+  SELECT coalesce(array_agg(execution_id ORDER BY execution_id), '{}') INTO v_owed
+  FROM exec_core
+  WHERE flow_id = f.flow_id AND (
+    (p_policy = 'cancel_all' AND lifecycle_phase <> 'terminal')
+    OR (p_policy = 'cancel_pending' AND lifecycle_phase IN ('submitted', 'runnable')));
+  UPDATE flow_core SET public_flow_state = 'cancelling', cancelled_at = p_now, cancel_reason = p_reason,
+    cancellation_policy = p_policy, last_mutation_at = p_now
+  WHERE flow_id = f.flow_id;
+  INSERT INTO cancel_owed (flow_id, execution_id) SELECT f.flow_id, unnest(v_owed) ON CONFLICT DO NOTHING;
+  INSERT INTO cancel_backlog (flow_id, requested_at, grace_until, reason, cancellation_policy)
+  VALUES (f.flow_id, p_now, p_now + p_grace_ms, p_reason, p_policy)
+  ON CONFLICT (flow_id) DO UPDATE SET grace_until = EXCLUDED.grace_until, reason = EXCLUDED.reason,
+    cancellation_policy = EXCLUDED.cancellation_policy;
+  -- bounded atomic work: up to p_inline_limit members now, the backlog pass does the rest
+  FOREACH v_id IN ARRAY v_owed[1:greatest(p_inline_limit, 0)] LOOP
+    PERFORM 1 FROM exec_core WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
+    IF FOUND THEN
+      PERFORM ffi_cancel_exec(v_id, p_reason, 'flow_cascade', p_now);
+      DELETE FROM cancel_owed WHERE flow_id = f.flow_id AND execution_id = v_id;
+    END IF;
+  END LOOP;
+  SELECT count(*) INTO v_left FROM cancel_owed WHERE flow_id = f.flow_id;
+  IF v_left = 0 THEN
+    UPDATE flow_core SET public_flow_state = 'cancelled' WHERE flow_id = f.flow_id;
+    DELETE FROM cancel_backlog WHERE flow_id = f.flow_id;
+  END IF;
+  RETURN v_members;
+END $$;
+
+-- ff_cancel_flow: cancelFlow — ffi_cancel_flow with no grace and the layer's inline limit.
+--   args:   p_flow, p_policy, p_reason, p_inline_limit, p_now
+--   reply:  {"ok": Model.CancelFlowResult}
+--   errors: flow_not_found, flow_already_terminal
+CREATE FUNCTION ff_cancel_flow(p_flow uuid, p_policy text, p_reason text, p_inline_limit int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); f flow_core; v_members jsonb;
+BEGIN
+  SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
+  IF f.public_flow_state IN ('cancelled', 'cancelling', 'completed', 'failed') THEN
+    RETURN ffi_err('flow_already_terminal');
+  END IF;
+  v_members := ffi_cancel_flow(f, p_policy, p_reason, 0, p_inline_limit, v_now);
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Cancelled', 'cancellationPolicy', p_policy,
+                                   'memberExecutionIds', v_members));
+END $$;
+
+-- ff_cancel_flow_header: cancelFlowHeader — the header only (nothing cancelled inline, owed
+-- members go to the backlog after a 30 s grace); an ended flow answers AlreadyTerminal with
+-- what was stored.
+--   args:   p_flow, p_policy, p_reason, p_now
+--   reply:  {"ok": Model.CancelFlowHeader}
+--   errors: flow_not_found
+CREATE FUNCTION ff_cancel_flow_header(p_flow uuid, p_policy text, p_reason text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); f flow_core; v_members jsonb;
+BEGIN
+  SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
+  IF f.public_flow_state IN ('cancelled', 'cancelling', 'completed', 'failed') THEN
+    SELECT coalesce(jsonb_agg(execution_id ORDER BY execution_id), '[]'::jsonb) INTO v_members
+    FROM exec_core WHERE flow_id = p_flow;
+    RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object('_tag', 'AlreadyTerminal',
+      'storedCancellationPolicy', nullif(f.cancellation_policy, ''), 'storedCancelReason', nullif(f.cancel_reason, ''),
+      'memberExecutionIds', v_members)));
+  END IF;
+  v_members := ffi_cancel_flow(f, p_policy, p_reason, 30000, 0, v_now);
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Cancelled', 'cancellationPolicy', p_policy,
+                                   'memberExecutionIds', v_members));
+END $$;
+
+-- ff_ack_cancel_member: ackCancelMember — the caller cancelled an owed member itself: drop it
+-- from the owed set and settle the flow.
+--   args:   p_flow, p_eid, p_now
+--   reply:  {"ok": null}
+--   errors: -
+CREATE FUNCTION ff_ack_cancel_member(p_flow uuid, p_eid text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now());
+BEGIN
+  DELETE FROM cancel_owed WHERE flow_id = p_flow AND execution_id = p_eid;
+  PERFORM ffi_flow_settle(p_flow, v_now, true);
+  RETURN ffi_ok();
+END $$;

@@ -1,0 +1,171 @@
+-- ===========================================================================
+-- internal.sql: the helpers every area uses — the reply envelope, the clock,
+-- the public state, the ready / timer index rows, the lease ladder.
+-- ===========================================================================
+
+-- ---------------------------------------------------------------------------
+-- envelope and clock
+-- ---------------------------------------------------------------------------
+
+-- ffi_now: the database clock in ms (what p_now = NULL stands for).
+--   args:   -
+--   reply:  bigint
+--   errors: -
+CREATE FUNCTION ffi_now() RETURNS bigint LANGUAGE sql VOLATILE
+AS $$ SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+
+-- ffi_err: the error reply {"err": p_code, "d": p_d} of an entry point. STABLE, not IMMUTABLE:
+-- the body is only stable, and an IMMUTABLE SQL function over a stable body is never inlined.
+--   args:   p_code (an error code of EngineError.fromScriptCode), p_d (its details, text)
+--   reply:  jsonb
+--   errors: -
+CREATE FUNCTION ffi_err(p_code text, VARIADIC p_d text[] DEFAULT '{}') RETURNS jsonb LANGUAGE sql STABLE
+AS $$ SELECT jsonb_build_object('err', p_code, 'd', to_jsonb(p_d)) $$;
+
+-- ffi_ok: the success reply {"ok": p_v} of an entry point (STABLE, as ffi_err, to be inlined).
+--   args:   p_v (the value, JSON null by default)
+--   reply:  jsonb
+--   errors: -
+CREATE FUNCTION ffi_ok(p_v jsonb DEFAULT 'null'::jsonb) RETURNS jsonb LANGUAGE sql STABLE
+AS $$ SELECT jsonb_build_object('ok', p_v) $$;
+
+-- ffi_raise: an error that must roll the whole operation back: SQLSTATE FF001, MESSAGE = the
+-- code, DETAIL = the details as a JSON array (errors.ts maps it as an {"err"} reply).
+--   args:   p_code (an error code), p_d (its details)
+--   reply:  never returns
+--   errors: p_code
+CREATE FUNCTION ffi_raise(p_code text, VARIADIC p_d text[] DEFAULT '{}') RETURNS void LANGUAGE plpgsql
+AS $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'FF001', MESSAGE = p_code, DETAIL = to_jsonb(p_d)::text; END $$;
+
+-- ---------------------------------------------------------------------------
+-- execution state
+-- ---------------------------------------------------------------------------
+
+-- ffi_public_state: the public state of a state vector (waiting, delayed, active, suspended,
+-- waiting_children, rate_limited, completed, failed, cancelled, expired, skipped).
+--   args:   p_phase (lifecycle_phase), p_elig (eligibility_state), p_outcome (terminal_outcome)
+--   reply:  text
+--   errors: -
+CREATE FUNCTION ffi_public_state(p_phase text, p_elig text, p_outcome text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE p_phase
+    WHEN 'terminal' THEN CASE p_outcome WHEN 'success' THEN 'completed' WHEN 'none' THEN 'failed' ELSE p_outcome END
+    WHEN 'suspended' THEN 'suspended'
+    WHEN 'active' THEN 'active'
+    WHEN 'submitted' THEN 'waiting'
+    ELSE CASE p_elig
+      WHEN 'not_eligible_until_time' THEN 'delayed'
+      WHEN 'blocked_by_dependencies' THEN 'waiting_children'
+      WHEN 'blocked_by_budget' THEN 'rate_limited'
+      WHEN 'blocked_by_quota' THEN 'rate_limited'
+      ELSE 'waiting' END
+  END $$;
+
+-- ffi_not_active: the execution_not_active reply for row e, with its details (terminal outcome,
+-- lease epoch, lifecycle phase, current attempt id).
+--   args:   e (an exec_core row)
+--   reply:  {"err": "execution_not_active", "d": [...]}
+--   errors: execution_not_active
+CREATE FUNCTION ffi_not_active(e exec_core) RETURNS jsonb LANGUAGE sql STABLE AS $$
+  SELECT ffi_err('execution_not_active', e.terminal_outcome, e.lease_epoch::text, e.lifecycle_phase,
+                 coalesce(e.current_attempt_id::text, '')) $$;
+
+-- ---------------------------------------------------------------------------
+-- index rows (the DML helpers are PL/pgSQL, not SQL, functions: their plans are cached per session)
+-- ---------------------------------------------------------------------------
+
+-- ffi_ready_add: makes execution p_eid claimable (its row in ready, in claim order), once.
+--   args:   p_eid
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_ready_add(p_eid text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
+  SELECT execution_id, lane_id, priority, created_at, required_caps FROM exec_core WHERE execution_id = p_eid
+  ON CONFLICT (execution_id) DO NOTHING;
+END $$;
+
+-- ffi_timer_set: arms (or moves) the timer of kind p_kind for p_ref at p_due.
+--   args:   p_kind (delay, lease, attempt_timeout, deadline, suspension, waitpoint, budget_reset,
+--           retention), p_ref (the execution id, waitpoint id or budget id), p_due (ms)
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_timer_set(p_kind text, p_ref text, p_due bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO timer (kind, ref, due_at) VALUES (p_kind, p_ref, p_due)
+  ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
+END $$;
+
+-- ffi_timer_del: disarms the timer of kind p_kind for p_ref.
+--   args:   p_kind, p_ref
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_timer_del(p_kind text, p_ref text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM timer WHERE kind = p_kind AND ref = p_ref;
+END $$;
+
+-- ffi_stream_close: closes the stream of attempt p_idx of p_eid (if open) with reason p_reason.
+--   args:   p_eid, p_idx, p_reason (e.g. attempt_success, lease_expired), p_now
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_stream_close(p_eid text, p_idx int, p_reason text, p_now bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE stream_meta SET closed_at = p_now, closed_reason = p_reason
+  WHERE execution_id = p_eid AND attempt_index = p_idx AND closed_at IS NULL;
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- the lease
+-- ---------------------------------------------------------------------------
+
+-- ffi_mark_expired: a lease past its expiry becomes reclaimable (a claim takes it as a new
+-- attempt): the attempt is interrupted, its stream closed, the lease timer disarmed and the
+-- execution made claimable.
+--   args:   p_eid, p_now
+--   reply:  whether the row was leased (and is now marked)
+--   errors: -
+CREATE FUNCTION ffi_mark_expired(p_eid text, p_now bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE v_idx int;
+BEGIN
+  UPDATE exec_core SET ownership_state = 'lease_expired_reclaimable', blocking_reason = 'waiting_for_worker',
+    blocking_detail = 'lease expired, awaiting reclaim', attempt_state = 'attempt_interrupted',
+    public_state = 'active', lease_expired_at = p_now, last_mutation_at = p_now
+  WHERE execution_id = p_eid AND lifecycle_phase = 'active' AND ownership_state = 'leased'
+  RETURNING current_attempt_index INTO v_idx;
+  IF NOT FOUND THEN RETURN false; END IF;
+  IF v_idx IS NOT NULL THEN PERFORM ffi_stream_close(p_eid, v_idx, 'lease_expired', p_now); END IF;
+  PERFORM ffi_timer_del('lease', p_eid);
+  PERFORM ffi_ready_add(p_eid);
+  RETURN true;
+END $$;
+
+-- ffi_lease_check: the lease ladder — whether the handle still owns execution e, checked in a
+-- fixed order: not active, revoked, expired, stale.
+--   args:   e (the exec_core row, locked), p_idx / p_att / p_lease / p_epoch (the handle), p_now,
+--           p_mark (mark an expired lease reclaimable on the way), p_attempt (compare the attempt
+--           id too), p_renew (renew's stricter ladder: a recorded revocation counts as revoked and
+--           the attempt index is compared)
+--   reply:  NULL when the handle owns the execution, else the {"err"} reply
+--   errors: execution_not_active, lease_revoked, lease_expired, stale_lease
+CREATE FUNCTION ffi_lease_check(
+  e exec_core, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_now bigint,
+  p_mark boolean, p_attempt boolean, p_renew boolean
+) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+  IF e.lifecycle_phase <> 'active' THEN RETURN ffi_not_active(e); END IF;
+  IF e.ownership_state = 'lease_revoked' OR (p_renew AND e.lease_revoked_at IS NOT NULL) THEN
+    RETURN ffi_err('lease_revoked');
+  END IF;
+  IF e.lease_expires_at IS NOT NULL AND e.lease_expires_at <= p_now THEN
+    IF p_mark THEN PERFORM ffi_mark_expired(e.execution_id, p_now); END IF;
+    RETURN ffi_err('lease_expired');
+  END IF;
+  IF e.lease_id IS DISTINCT FROM p_lease OR e.lease_epoch <> p_epoch
+     OR (p_attempt AND e.current_attempt_id IS DISTINCT FROM p_att)
+     OR (p_renew AND e.current_attempt_index IS DISTINCT FROM p_idx) THEN
+    RETURN ffi_err('stale_lease');
+  END IF;
+  RETURN NULL;
+END $$;

@@ -1,0 +1,547 @@
+-- ===========================================================================
+-- lifecycle.sql: an execution's life outside the claim — its creation, and
+-- the calls of the worker holding its lease: renew, progress, complete, fail,
+-- cancel, delay, wait_children.
+--
+-- The handle arguments of the worker's calls are always p_eid (execution id),
+-- p_idx (attempt index), p_att (attempt id), p_lease (lease id) and p_epoch
+-- (lease epoch); the ladder of ffi_lease_check decides whether they still own
+-- the execution.
+-- ===========================================================================
+
+-- ---------------------------------------------------------------------------
+-- create
+-- ---------------------------------------------------------------------------
+
+-- ffi_create_execution: creates one execution — runnable and claimable, or delayed until
+-- p_delay_until — with its data, lane registration and deadline timer; a duplicate id, or an
+-- idempotency key seen within its window, answers Duplicate and writes nothing.
+--   args:   p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
+--           p_priority, p_creator, p_idem (idempotency key or NULL / ''), p_tags, p_policy,
+--           p_caps (required capabilities), p_delay_until, p_deadline, p_attempt_timeout_ms,
+--           p_max_reclaim, p_max_replay, p_dedup_ttl_ms (the idempotency window), v_now
+--   reply:  {"ok": Model.CreateExecutionResult}
+--   errors: -
+CREATE FUNCTION ffi_create_execution(
+  p_eid text, p_partition int, p_namespace text, p_lane text, p_kind text, p_payload bytea,
+  p_payload_encoding text, p_priority int, p_creator text, p_idem text, p_tags jsonb, p_policy jsonb,
+  p_caps text[], p_delay_until bigint, p_deadline bigint, p_attempt_timeout_ms bigint,
+  p_max_reclaim int, p_max_replay int, p_dedup_ttl_ms bigint, v_now bigint
+) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_delayed boolean := p_delay_until IS NOT NULL AND p_delay_until > v_now;
+  v_has_idem boolean := p_idem IS NOT NULL AND p_idem <> '';
+  v_existing text;
+BEGIN
+  IF v_has_idem THEN
+    SELECT execution_id INTO v_existing FROM exec_idempotency
+    WHERE partition_key = p_partition AND namespace = p_namespace AND idempotency_key = p_idem AND expires_at > v_now;
+    IF FOUND THEN
+      RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', v_existing));
+    END IF;
+  END IF;
+  INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
+    lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
+    attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
+    execution_deadline_at, created_at, last_transition_at, last_mutation_at)
+  VALUES (p_eid, p_partition, p_lane, p_namespace, p_kind, p_priority, p_caps,
+    'runnable', 'unowned',
+    CASE WHEN v_delayed THEN 'not_eligible_until_time' ELSE 'eligible_now' END,
+    CASE WHEN v_delayed THEN 'waiting_for_delay' ELSE 'waiting_for_worker' END,
+    CASE WHEN v_delayed THEN 'delayed until ' || p_delay_until ELSE '' END,
+    'none', 'pending_first_attempt',
+    CASE WHEN v_delayed THEN 'delayed' ELSE 'waiting' END,
+    p_max_reclaim, p_max_replay, p_attempt_timeout_ms,
+    CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now, v_now, v_now)
+  ON CONFLICT (execution_id) DO NOTHING;
+  IF NOT FOUND THEN
+    RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', p_eid));
+  END IF;
+  IF v_has_idem THEN
+    INSERT INTO exec_idempotency (partition_key, namespace, idempotency_key, execution_id, expires_at)
+    VALUES (p_partition, p_namespace, p_idem, p_eid, v_now + p_dedup_ttl_ms)
+    ON CONFLICT (partition_key, namespace, idempotency_key) DO UPDATE
+      SET execution_id = EXCLUDED.execution_id, expires_at = EXCLUDED.expires_at
+      WHERE exec_idempotency.expires_at <= v_now;
+    IF NOT FOUND THEN
+      -- a concurrent create committed this key first: this one is its duplicate
+      DELETE FROM exec_core WHERE execution_id = p_eid;
+      SELECT execution_id INTO v_existing FROM exec_idempotency
+      WHERE partition_key = p_partition AND namespace = p_namespace AND idempotency_key = p_idem;
+      RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', v_existing));
+    END IF;
+  END IF;
+  INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key)
+  VALUES (p_eid, p_payload, p_payload_encoding, p_policy, p_tags, p_creator, p_idem);
+  INSERT INTO lane_registry (lane_id, registered_at) VALUES (p_lane, v_now) ON CONFLICT (lane_id) DO NOTHING;
+  IF v_delayed THEN
+    PERFORM ffi_timer_set('delay', p_eid, p_delay_until);
+  ELSE
+    INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
+    VALUES (p_eid, p_lane, p_priority, v_now, p_caps);
+  END IF;
+  IF p_deadline IS NOT NULL THEN PERFORM ffi_timer_set('deadline', p_eid, p_deadline); END IF;
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'executionId', p_eid,
+                                   'publicState', CASE WHEN v_delayed THEN 'delayed' ELSE 'waiting' END));
+END $$;
+
+-- ff_create_execution: createExecution.
+--   args:   those of ffi_create_execution, with p_now last
+--   reply:  {"ok": Model.CreateExecutionResult}
+--   errors: -
+CREATE FUNCTION ff_create_execution(
+  p_eid text, p_partition int, p_namespace text, p_lane text, p_kind text, p_payload bytea,
+  p_payload_encoding text, p_priority int, p_creator text, p_idem text, p_tags jsonb, p_policy jsonb,
+  p_caps text[], p_delay_until bigint, p_deadline bigint, p_attempt_timeout_ms bigint,
+  p_max_reclaim int, p_max_replay int, p_dedup_ttl_ms bigint, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (SELECT ffi_create_execution(p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
+    p_priority, p_creator, p_idem, p_tags, p_policy, p_caps, p_delay_until, p_deadline, p_attempt_timeout_ms,
+    p_max_reclaim, p_max_replay, p_dedup_ttl_ms, coalesce(p_now, ffi_now())));
+END $$;
+
+-- ff_create_executions: createExecutions — the items in order, each as ffi_create_execution
+-- would; a batch without idempotency keys, delays or deadlines (the common bulk submit) is
+-- inserted set-based, one statement per table.
+--   args:   p_items (a JSON array of createItem objects, payloads in base64), p_now
+--   reply:  {"ok": [Model.CreateExecutionResult]}, in the order of the items
+--   errors: -
+CREATE FUNCTION ff_create_executions(p_items jsonb, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  x jsonb;
+  r jsonb;
+  v_out jsonb := '[]'::jsonb;
+BEGIN
+  -- A batch without idempotency keys, delays or deadlines (the common bulk submit) is created
+  -- set-based: the same rows, results and claim order as one ffi_create_execution per item.
+  IF NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_items) AS t(item)
+                 WHERE coalesce(item->>'idempotencyKey', '') <> '' OR item->>'delayUntil' IS NOT NULL
+                    OR item->>'executionDeadlineAt' IS NOT NULL) THEN
+    WITH items AS MATERIALIZED (
+      SELECT t.ord, t.item->>'executionId' AS eid, (t.item->>'partition')::int AS part, t.item->>'namespace' AS ns,
+        t.item->>'laneId' AS lane, t.item->>'executionKind' AS kind, decode(t.item->>'payload', 'base64') AS payload,
+        t.item->>'payloadEncoding' AS enc, (t.item->>'priority')::int AS prio, t.item->>'creatorIdentity' AS creator,
+        t.item->'tags' AS tags, t.item->'policy' AS policy,
+        ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')) AS caps,
+        (t.item->>'attemptTimeoutMs')::bigint AS ato, (t.item->>'maxReclaimCount')::int AS mrc,
+        (t.item->>'maxReplayCount')::int AS mrp
+      FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(item, ord)
+    ), ins AS (
+      INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
+        lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
+        attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
+        execution_deadline_at, created_at, last_transition_at, last_mutation_at)
+      SELECT eid, part, lane, ns, kind, prio, caps, 'runnable', 'unowned', 'eligible_now', 'waiting_for_worker', '',
+        'none', 'pending_first_attempt', 'waiting', mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now
+      FROM items ORDER BY ord
+      ON CONFLICT (execution_id) DO NOTHING
+      RETURNING execution_id
+    ), created AS (
+      -- the first item of each id this statement inserted (a repeated id is a Duplicate)
+      SELECT DISTINCT ON (i.eid) i.* FROM items i JOIN ins ON ins.execution_id = i.eid ORDER BY i.eid, i.ord
+    ), data AS (
+      INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key)
+      SELECT eid, payload, enc, policy, tags, creator, NULL FROM created
+    ), queued AS (
+      INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
+      SELECT eid, lane, prio, v_now, caps FROM created ORDER BY ord
+    ), lanes AS (
+      INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
+      ON CONFLICT (lane_id) DO NOTHING
+    )
+    SELECT coalesce(jsonb_agg(CASE WHEN c.ord IS NOT NULL
+        THEN jsonb_build_object('_tag', 'Created', 'executionId', i.eid, 'publicState', 'waiting')
+        ELSE jsonb_build_object('_tag', 'Duplicate', 'executionId', i.eid) END ORDER BY i.ord), '[]'::jsonb)
+    INTO v_out
+    FROM items i LEFT JOIN created c ON c.ord = i.ord;
+    RETURN ffi_ok(v_out);
+  END IF;
+  FOR x IN SELECT value FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(value, ord) ORDER BY ord LOOP
+    r := ffi_create_execution(x->>'executionId', (x->>'partition')::int, x->>'namespace', x->>'laneId',
+      x->>'executionKind', decode(x->>'payload', 'base64'), x->>'payloadEncoding', (x->>'priority')::int,
+      x->>'creatorIdentity', x->>'idempotencyKey', x->'tags', x->'policy',
+      ARRAY(SELECT jsonb_array_elements_text(x->'requiredCapabilities')), (x->>'delayUntil')::bigint,
+      (x->>'executionDeadlineAt')::bigint, (x->>'attemptTimeoutMs')::bigint, (x->>'maxReclaimCount')::int,
+      (x->>'maxReplayCount')::int, (x->>'dedupTtlMs')::bigint, v_now);
+    v_out := v_out || jsonb_build_array(r->'ok');
+  END LOOP;
+  RETURN ffi_ok(v_out);
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- renew, progress
+-- ---------------------------------------------------------------------------
+
+-- ff_renew: extends the lease by p_ttl from now and moves its timer.
+--   args:   the handle, p_ttl (ms), p_now
+--   reply:  {"ok": Model.LeaseRenewal}
+--   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
+CREATE FUNCTION ff_renew(
+  p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_ttl bigint, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb; v_exp bigint;
+BEGIN
+  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
+  v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, true);
+  IF v_err IS NOT NULL THEN RETURN v_err; END IF;
+  v_exp := v_now + p_ttl;
+  UPDATE exec_core SET lease_expires_at = v_exp, lease_last_renewed_at = v_now, last_mutation_at = v_now
+  WHERE execution_id = p_eid;
+  PERFORM ffi_timer_set('lease', p_eid, v_exp);
+  RETURN ffi_ok(jsonb_build_object('expiresAtMs', v_exp, 'leaseEpoch', e.lease_epoch));
+END $$;
+
+-- ff_progress: records the attempt's progress (a NULL keeps the stored value).
+--   args:   the handle, p_pct, p_msg, p_now
+--   reply:  {"ok": null}
+--   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
+CREATE FUNCTION ff_progress(
+  p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_pct int, p_msg text, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb;
+BEGIN
+  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
+  v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, false, false, false);
+  IF v_err IS NOT NULL THEN RETURN v_err; END IF;
+  UPDATE exec_core SET progress_pct = coalesce(p_pct, progress_pct), progress_message = coalesce(p_msg, progress_message),
+    progress_updated_at = v_now, last_mutation_at = v_now
+  WHERE execution_id = p_eid;
+  RETURN ffi_ok();
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- complete
+-- ---------------------------------------------------------------------------
+
+-- ff_complete: ends the attempt with success and the execution as completed, storing the
+-- result. The common case (an owned lease of an execution without grant or suspension) runs
+-- inline — one lock, one statement per table, and for a flow member only the steps a success
+-- needs — instead of through ffi_terminate; every other case takes ffi_terminate.
+--   args:   the handle, p_payload (the result, NULL or empty for none), p_now
+--   reply:  {"ok": null}
+--   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
+CREATE FUNCTION ff_complete(
+  p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_payload bytea, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  e exec_core;
+  v_err jsonb;
+  v_flow_state text;
+  v_nodes int;
+  v_live int;
+  v_failed int;
+BEGIN
+  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
+  -- the handle owns the lease: the whole ladder of ffi_lease_check passes
+  IF NOT (e.lifecycle_phase = 'active' AND e.ownership_state <> 'lease_revoked'
+          AND (e.lease_expires_at IS NULL OR e.lease_expires_at > v_now)
+          AND e.lease_id = p_lease AND e.lease_epoch = p_epoch AND e.current_attempt_id = p_att) THEN
+    v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
+    IF v_err IS NOT NULL THEN RETURN v_err; END IF;
+  END IF;
+  IF p_payload IS NOT NULL AND length(p_payload) > 0 THEN
+    UPDATE exec_data SET result = p_payload WHERE execution_id = p_eid;
+  END IF;
+  IF e.has_grant OR e.current_suspension_id IS NOT NULL
+     OR e.current_attempt_index IS NULL OR e.lifecycle_phase <> 'active' THEN
+    PERFORM ffi_terminate(p_eid, 'success', 'ended_success', NULL, NULL, NULL, NULL,
+                          'attempt_success', 'completed', v_now, true);
+    RETURN ffi_ok();
+  END IF;
+  -- ffi_terminate + ffi_after_terminal for this case
+  UPDATE attempt SET attempt_state = 'ended_success', ended_at = v_now
+  WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index
+    AND attempt_state IN ('created', 'started', 'suspended');
+  UPDATE stream_meta SET closed_at = v_now, closed_reason = 'attempt_success'
+  WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index AND closed_at IS NULL;
+  UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
+    eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
+    terminal_outcome = 'success',
+    attempt_state = CASE WHEN total_attempt_count > 0 THEN 'attempt_terminal' ELSE attempt_state END,
+    public_state = 'completed',
+    completed_at = v_now, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,
+    lease_expires_at = NULL, lease_last_renewed_at = NULL, lease_acquired_at = NULL,
+    current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
+    has_grant = false, last_transition_at = v_now, last_mutation_at = v_now
+  WHERE execution_id = p_eid;
+  -- the retention timer (ffi_retention_set, inline)
+  IF e.flow_id IS NULL AND v_now IS NOT NULL AND e.completed_at IS DISTINCT FROM v_now THEN
+    INSERT INTO timer (kind, ref, due_at)
+    SELECT 'retention', p_eid, v_now + ffi_retention_ms(d.policy) FROM exec_data d WHERE d.execution_id = p_eid
+    ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
+  END IF;
+  DELETE FROM ready WHERE execution_id = p_eid;
+  DELETE FROM timer WHERE ref = p_eid AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
+  IF e.flow_id IS NOT NULL THEN
+    -- the flow steps of ffi_after_terminal for a success
+    PERFORM ffi_resolve_from(p_eid, 'success', v_now);
+    UPDATE flow_core SET live_members = greatest(live_members - 1, 0)
+    WHERE flow_id = e.flow_id
+    RETURNING public_flow_state, node_count, live_members, failed_members
+    INTO v_flow_state, v_nodes, v_live, v_failed;
+    IF NOT FOUND OR v_flow_state = 'cancelling' THEN
+      DELETE FROM cancel_owed WHERE flow_id = e.flow_id AND execution_id = p_eid;
+      PERFORM ffi_flow_settle(e.flow_id, v_now);
+    ELSIF v_flow_state = 'open' AND v_nodes > 0 AND v_live = 0 THEN
+      -- ffi_flow_settle of an open flow whose last member ended (the row is locked by the update)
+      UPDATE flow_core SET public_flow_state = CASE WHEN v_failed > 0 THEN 'failed' ELSE 'completed' END,
+        last_mutation_at = v_now
+      WHERE flow_id = e.flow_id;
+    END IF;
+  END IF;
+  RETURN ffi_ok();
+END $$;
+
+-- ff_complete_set: completeMany — ff_complete for each row of the arrays, in one statement:
+-- the rows of the common case outside flows are locked (in id order) and completed set-based,
+-- every other row (and any that no longer qualifies once locked) goes through ff_complete.
+--   args:   p_eid, p_idx, p_att, p_lease, p_epoch, p_payload (one element per row), p_now
+--   reply:  one ff_complete reply per row, in order
+--   errors: per row, those of ff_complete
+CREATE FUNCTION ff_complete_set(
+  p_eid text[], p_idx int[], p_att uuid[], p_lease uuid[], p_epoch bigint[], p_payload bytea[], p_now bigint
+) RETURNS SETOF jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
+  SET enable_bitmapscan = off SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  f_ids text[];
+  f_cai int[];
+  f_arm text[];
+  v_i int;
+BEGIN
+  -- the common case, locked (rows that do not qualify once locked are left to ff_complete)
+  SELECT coalesce(array_agg(c.execution_id), '{}'), coalesce(array_agg(c.current_attempt_index), '{}'),
+         coalesce(array_agg(c.execution_id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}')
+  INTO f_ids, f_cai, f_arm
+  FROM (
+    SELECT c.execution_id, c.current_attempt_index, c.completed_at
+    FROM unnest(p_eid, p_att, p_lease, p_epoch) AS t(id, att, lease, epoch)
+    JOIN exec_core c ON c.execution_id = t.id
+    WHERE c.lifecycle_phase = 'active' AND c.ownership_state <> 'lease_revoked'
+      AND (c.lease_expires_at IS NULL OR c.lease_expires_at > v_now)
+      AND c.lease_id = t.lease AND c.lease_epoch = t.epoch AND c.current_attempt_id = t.att
+      AND c.flow_id IS NULL AND NOT c.has_grant AND c.current_suspension_id IS NULL
+      AND c.current_attempt_index IS NOT NULL
+      AND (SELECT count(*) FROM unnest(p_eid) AS d(id) WHERE d.id = t.id) = 1
+    ORDER BY c.execution_id
+    FOR UPDATE OF c
+  ) c;
+  IF cardinality(f_ids) > 0 THEN
+    UPDATE exec_data d SET result = t.payload
+    FROM unnest(p_eid, p_payload) AS t(id, payload)
+    WHERE t.id = ANY (f_ids) AND d.execution_id = t.id AND t.payload IS NOT NULL AND length(t.payload) > 0;
+    UPDATE attempt a SET attempt_state = 'ended_success', ended_at = v_now
+    FROM unnest(f_ids, f_cai) AS f(id, cai)
+    WHERE a.execution_id = f.id AND a.attempt_index = f.cai AND a.attempt_state IN ('created', 'started', 'suspended');
+    UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
+    FROM unnest(f_ids, f_cai) AS f(id, cai)
+    WHERE s.execution_id = f.id AND s.attempt_index = f.cai AND s.closed_at IS NULL;
+    UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
+      eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
+      terminal_outcome = 'success',
+      attempt_state = CASE WHEN total_attempt_count > 0 THEN 'attempt_terminal' ELSE attempt_state END,
+      public_state = 'completed',
+      completed_at = v_now, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,
+      lease_expires_at = NULL, lease_last_renewed_at = NULL, lease_acquired_at = NULL,
+      current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
+      has_grant = false, last_transition_at = v_now, last_mutation_at = v_now
+    WHERE execution_id = ANY (f_ids);
+    IF cardinality(f_arm) > 0 THEN
+      INSERT INTO timer (kind, ref, due_at)
+      SELECT 'retention', d.execution_id, v_now + ffi_retention_ms(d.policy)
+      FROM exec_data d WHERE d.execution_id = ANY (f_arm)
+      ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
+    END IF;
+    DELETE FROM ready WHERE execution_id = ANY (f_ids);
+    DELETE FROM timer WHERE ref = ANY (f_ids) AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
+  END IF;
+  FOR v_i IN 1 .. coalesce(cardinality(p_eid), 0) LOOP
+    IF p_eid[v_i] = ANY (f_ids) THEN
+      RETURN NEXT ffi_ok();
+    ELSE
+      RETURN NEXT ff_complete(p_eid[v_i], p_idx[v_i], p_att[v_i], p_lease[v_i], p_epoch[v_i], p_payload[v_i], p_now);
+    END IF;
+  END LOOP;
+  RETURN;
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- fail
+-- ---------------------------------------------------------------------------
+
+-- ffi_backoff_ms: the delay before retry number p_n: the policy's fixed or exponential backoff
+-- (with its cap), or 1 s doubling up to 60 s without one.
+--   args:   p_backoff (retry_policy.backoff of the execution's policy), p_n (retries so far)
+--   reply:  bigint (ms)
+--   errors: -
+CREATE FUNCTION ffi_backoff_ms(p_backoff jsonb, p_n int) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE
+    WHEN p_backoff IS NULL OR jsonb_typeof(p_backoff) <> 'object' THEN least(1000 * power(2::float8, p_n), 60000)::bigint
+    WHEN p_backoff->>'type' = 'fixed' THEN coalesce((p_backoff->>'delay_ms')::bigint, 1000)
+    WHEN p_backoff->>'type' = 'exponential' THEN least(
+      floor(coalesce((p_backoff->>'initial_delay_ms')::float8, 1000)
+            * power(coalesce((p_backoff->>'multiplier')::float8, 2), p_n))::bigint,
+      coalesce((p_backoff->>'max_delay_ms')::bigint, 60000))
+    ELSE 1000 END $$;
+
+-- ff_fail: ends the attempt with a failure, then either schedules a retry (the retry policy
+-- allows another for this category and the class is neither Permanent nor Cancelled: runnable
+-- after the backoff) or ends the execution as failed.
+--   args:   the handle, p_reason (the message), p_category, p_class (Model.FailureClass), p_now
+--   reply:  {"ok": Model.FailOutcome}
+--   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
+CREATE FUNCTION ff_fail(
+  p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint,
+  p_reason text, p_category text, p_class text, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  e exec_core;
+  v_err jsonb;
+  v_rp jsonb;
+  v_max int;
+  v_cats jsonb;
+  v_retry boolean := false;
+  v_until bigint;
+BEGIN
+  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
+  v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
+  IF v_err IS NOT NULL THEN RETURN v_err; END IF;
+  SELECT policy->'retry_policy' INTO v_rp FROM exec_data WHERE execution_id = p_eid;
+  IF v_rp IS NOT NULL AND jsonb_typeof(v_rp) = 'object' AND p_class NOT IN ('Permanent', 'Cancelled') THEN
+    v_max := coalesce((v_rp->>'max_retries')::int, 3);
+    v_cats := v_rp->'retryable_categories';
+    v_retry := e.retry_count < v_max AND (
+      v_cats IS NULL OR jsonb_typeof(v_cats) <> 'array' OR jsonb_array_length(v_cats) = 0
+      OR v_cats ? p_category);
+  END IF;
+  UPDATE attempt SET attempt_state = 'ended_failure', ended_at = v_now, failure_reason = p_reason,
+    failure_category = p_category
+  WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index;
+  IF NOT v_retry THEN
+    PERFORM ffi_terminate(p_eid, 'failed', 'ended_failure', p_reason, p_reason, NULL, NULL,
+                          'attempt_failure', 'failed', v_now, true);
+    RETURN ffi_ok(jsonb_build_object('_tag', 'TerminalFailed'));
+  END IF;
+  v_until := v_now + ffi_backoff_ms(v_rp->'backoff', e.retry_count);
+  PERFORM ffi_stream_close(p_eid, e.current_attempt_index, 'attempt_failure', v_now);
+  UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
+    eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_retry_backoff',
+    blocking_detail = 'retry backoff until ' || v_until || ' (attempt ' || e.current_attempt_index || ' failed: ' || p_reason || ')',
+    terminal_outcome = 'none', attempt_state = 'pending_retry_attempt', public_state = 'delayed',
+    pending_retry_reason = p_reason, pending_previous_attempt_index = e.current_attempt_index,
+    retry_count = retry_count + 1, current_attempt_id = NULL,
+    lease_id = NULL, worker_id = NULL, worker_instance_id = NULL, lease_expires_at = NULL,
+    lease_last_renewed_at = NULL, lease_acquired_at = NULL, attempt_timeout_at = NULL,
+    delay_until = v_until, failure_reason = p_reason, last_transition_at = v_now, last_mutation_at = v_now
+  WHERE execution_id = p_eid;
+  DELETE FROM timer WHERE ref = p_eid AND kind IN ('lease', 'attempt_timeout');
+  PERFORM ffi_timer_set('delay', p_eid, v_until);
+  RETURN ffi_ok(jsonb_build_object('_tag', 'RetryScheduled', 'delayUntil', v_until));
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- cancel
+-- ---------------------------------------------------------------------------
+
+-- ff_cancel: the worker cancels its execution. A lease that expired still allows it, a revoked
+-- or stale lease does not.
+--   args:   the handle, p_reason, p_now
+--   reply:  {"ok": null}
+--   errors: execution_not_found, execution_not_active, lease_revoked, stale_lease
+CREATE FUNCTION ff_cancel(
+  p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_reason text, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core;
+BEGIN
+  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
+  IF e.lifecycle_phase = 'terminal' THEN RETURN ffi_not_active(e); END IF;
+  IF e.lifecycle_phase = 'active' THEN
+    IF e.ownership_state = 'lease_revoked' THEN RETURN ffi_err('lease_revoked'); END IF;
+    IF e.lease_id IS DISTINCT FROM p_lease OR e.lease_epoch <> p_epoch THEN RETURN ffi_err('stale_lease'); END IF;
+  END IF;
+  PERFORM ffi_cancel_exec(p_eid, p_reason, 'worker', v_now);
+  RETURN ffi_ok();
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- delay, wait_children
+-- ---------------------------------------------------------------------------
+
+-- ffi_interrupt: releases the lease of active execution e into an interrupted runnable state
+-- (its attempt suspended, to be resumed by the next claim); the lease and attempt timers go.
+--   args:   e (the locked exec_core row), p_elig / p_blocking / p_detail (the new eligibility,
+--           blocking reason and detail), p_delay_until, p_marker (the attempt's suspension
+--           marker: worker_delay, waiting_children), p_now
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_interrupt(
+  e exec_core, p_elig text, p_blocking text, p_detail text, p_delay_until bigint, p_marker text, p_now bigint
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE attempt SET attempt_state = 'suspended', suspended_at = p_now, suspension_id = p_marker
+  WHERE execution_id = e.execution_id AND attempt_index = e.current_attempt_index;
+  UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned', eligibility_state = p_elig,
+    blocking_reason = p_blocking, blocking_detail = p_detail, terminal_outcome = 'none',
+    attempt_state = 'attempt_interrupted', public_state = ffi_public_state('runnable', p_elig, 'none'),
+    delay_until = p_delay_until, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,
+    lease_expires_at = NULL, lease_last_renewed_at = NULL, lease_acquired_at = NULL, attempt_timeout_at = NULL,
+    last_transition_at = p_now, last_mutation_at = p_now
+  WHERE execution_id = e.execution_id;
+  DELETE FROM timer WHERE ref = e.execution_id AND kind IN ('lease', 'attempt_timeout');
+END $$;
+
+-- ff_delay: the worker releases its execution until p_until (same attempt, resumed later).
+--   args:   the handle, p_until (ms), p_now
+--   reply:  {"ok": null}
+--   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
+CREATE FUNCTION ff_delay(
+  p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_until bigint, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb;
+BEGIN
+  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
+  v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
+  IF v_err IS NOT NULL THEN RETURN v_err; END IF;
+  PERFORM ffi_interrupt(e, 'not_eligible_until_time', 'waiting_for_delay', 'delayed until ' || p_until,
+                        p_until, 'worker_delay', v_now);
+  PERFORM ffi_timer_set('delay', p_eid, p_until);
+  RETURN ffi_ok();
+END $$;
+
+-- ff_wait_children: the worker releases its execution until its dependencies are satisfied;
+-- when nothing is left to wait for it is claimable again at once.
+--   args:   the handle, p_now
+--   reply:  {"ok": null}
+--   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
+CREATE FUNCTION ff_wait_children(
+  p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb; v_satisfied boolean;
+BEGIN
+  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
+  v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
+  IF v_err IS NOT NULL THEN RETURN v_err; END IF;
+  -- nothing to wait for (no dependencies, or all already satisfied): eligible at once
+  v_satisfied := NOT EXISTS (SELECT 1 FROM edge_group WHERE downstream_id = p_eid AND group_state <> 'satisfied')
+    OR NOT EXISTS (SELECT 1 FROM dep WHERE downstream_id = p_eid AND state <> 'satisfied');
+  IF v_satisfied THEN
+    PERFORM ffi_interrupt(e, 'eligible_now', 'waiting_for_worker', '', NULL, 'waiting_children', v_now);
+    PERFORM ffi_ready_add(p_eid);
+  ELSE
+    PERFORM ffi_interrupt(e, 'blocked_by_dependencies', 'waiting_for_children',
+                          'waiting for child executions to complete', NULL, 'waiting_children', v_now);
+  END IF;
+  RETURN ffi_ok();
+END $$;

@@ -1,0 +1,401 @@
+-- ===========================================================================
+-- maintenance.sql: the maintenance passes (Maintenance in src/Maintenance.ts).
+-- Each takes at most p_batch items, skips rows other transactions hold, and
+-- answers {"ok": {"processed": n, "more": bool}} (Model: PassResult); "more"
+-- says another call would find work now. A timer is a hint: the owning row
+-- decides, and a timer that fires early is moved to the row's due time.
+-- ===========================================================================
+
+-- ---------------------------------------------------------------------------
+-- timers
+-- ---------------------------------------------------------------------------
+
+-- ffi_expire: ends execution p_eid as expired (its deadline passed). The caller holds the
+-- exec_core row lock.
+--   args:   p_eid, p_reason (e.g. execution_deadline), p_now
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_expire(p_eid text, p_reason text, p_now bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM ffi_terminate(p_eid, 'expired', 'ended_failure', p_reason, p_reason, NULL, NULL, 'expired',
+                        'expired:' || p_reason, p_now, true);
+END $$;
+
+-- ff_pass_timers: the due timers of kind p_kind, the earliest first: delay (promote to
+-- claimable), lease (mark the lease expired and the execution reclaimable), attempt_timeout and
+-- deadline (expire the execution), suspension (the timeout behaviour: resume, escalate to an
+-- operator, or end the execution as failed, cancelled or expired), waitpoint (a pending
+-- waitpoint expires), budget_reset (reset the budget).
+--   args:   p_kind, p_batch, p_now
+--   reply:  {"ok": {"processed", "more"}}
+--   errors: -
+CREATE FUNCTION ff_pass_timers(p_kind text, p_batch int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  t record;
+  e exec_core;
+  s suspension;
+  w waitpoint;
+  v_seen int := 0;
+  v_done int := 0;
+  v_more boolean := false;
+  v_behavior text;
+  v_reason text;
+  v_outcome text;
+BEGIN
+  FOR t IN
+    SELECT ref, due_at FROM timer WHERE kind = p_kind AND due_at <= v_now
+    ORDER BY due_at LIMIT p_batch + 1 FOR UPDATE SKIP LOCKED
+  LOOP
+    v_seen := v_seen + 1;
+    IF v_seen > p_batch THEN v_more := true; EXIT; END IF;
+
+    IF p_kind = 'waitpoint' THEN
+      SELECT * INTO w FROM waitpoint WHERE waitpoint_id = t.ref::uuid FOR UPDATE SKIP LOCKED;
+      IF NOT FOUND THEN
+        IF NOT EXISTS (SELECT 1 FROM waitpoint WHERE waitpoint_id = t.ref::uuid) THEN
+          PERFORM ffi_timer_del(p_kind, t.ref);
+        END IF;
+        CONTINUE;
+      END IF;
+      IF w.state = 'pending' AND w.expires_at IS NOT NULL AND w.expires_at <= v_now THEN
+        UPDATE waitpoint SET state = 'expired', closed_at = v_now, close_reason = 'expired'
+        WHERE waitpoint_id = w.waitpoint_id;
+        v_done := v_done + 1;
+      END IF;
+      PERFORM ffi_timer_del(p_kind, t.ref);
+      CONTINUE;
+    END IF;
+
+    IF p_kind = 'budget_reset' THEN
+      PERFORM 1 FROM budget WHERE budget_id = t.ref::uuid AND next_reset_at <= v_now FOR UPDATE SKIP LOCKED;
+      IF FOUND THEN
+        PERFORM ffi_reset_budget(t.ref::uuid, v_now);
+        v_done := v_done + 1;
+      ELSIF NOT EXISTS (SELECT 1 FROM budget WHERE budget_id = t.ref::uuid AND next_reset_at IS NOT NULL) THEN
+        PERFORM ffi_timer_del(p_kind, t.ref);
+      END IF;
+      CONTINUE;
+    END IF;
+
+    SELECT * INTO e FROM exec_core WHERE execution_id = t.ref FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+      IF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = t.ref) THEN PERFORM ffi_timer_del(p_kind, t.ref); END IF;
+      CONTINUE;
+    END IF;
+    CASE p_kind
+      WHEN 'delay' THEN
+        IF e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'not_eligible_until_time' THEN
+          IF coalesce(e.delay_until, 0) > v_now THEN
+            PERFORM ffi_timer_set(p_kind, t.ref, e.delay_until);
+            CONTINUE;
+          END IF;
+          UPDATE exec_core SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+            blocking_detail = '', public_state = 'waiting', delay_until = NULL,
+            last_transition_at = v_now, last_mutation_at = v_now
+          WHERE execution_id = t.ref;
+          PERFORM ffi_ready_add(t.ref);
+          v_done := v_done + 1;
+        END IF;
+      WHEN 'lease' THEN
+        IF e.lifecycle_phase = 'active' AND e.ownership_state = 'leased' THEN
+          IF coalesce(e.lease_expires_at, 0) > v_now THEN
+            PERFORM ffi_timer_set(p_kind, t.ref, e.lease_expires_at);
+            CONTINUE;
+          END IF;
+          PERFORM ffi_mark_expired(t.ref, v_now);
+          v_done := v_done + 1;
+        END IF;
+      WHEN 'attempt_timeout' THEN
+        IF e.lifecycle_phase = 'active' AND e.attempt_timeout_at IS NOT NULL THEN
+          IF e.attempt_timeout_at > v_now THEN
+            PERFORM ffi_timer_set(p_kind, t.ref, e.attempt_timeout_at);
+            CONTINUE;
+          END IF;
+          PERFORM ffi_terminate(t.ref, 'expired', 'ended_failure', 'attempt_timeout', 'attempt_timeout', NULL, NULL,
+                                'expired', 'expired', v_now, true);
+          v_done := v_done + 1;
+        END IF;
+      WHEN 'deadline' THEN
+        IF e.lifecycle_phase <> 'terminal' AND e.execution_deadline_at IS NOT NULL THEN
+          IF e.execution_deadline_at > v_now THEN
+            PERFORM ffi_timer_set(p_kind, t.ref, e.execution_deadline_at);
+            CONTINUE;
+          END IF;
+          PERFORM ffi_expire(t.ref, 'execution_deadline', v_now);
+          v_done := v_done + 1;
+        END IF;
+      WHEN 'suspension' THEN
+        SELECT * INTO s FROM suspension WHERE execution_id = t.ref AND closed_at IS NULL FOR UPDATE;
+        IF FOUND AND e.lifecycle_phase = 'suspended' AND s.timeout_at IS NOT NULL THEN
+          IF s.timeout_at > v_now THEN
+            PERFORM ffi_timer_set(p_kind, t.ref, s.timeout_at);
+            CONTINUE;
+          END IF;
+          v_behavior := coalesce(nullif(s.timeout_behavior, ''), 'fail');
+          v_reason := 'timed_out_' || CASE WHEN v_behavior = 'auto_resume' THEN 'auto_resume_with_timeout_signal'
+                                           ELSE v_behavior END;
+          IF v_behavior IN ('auto_resume', 'auto_resume_with_timeout_signal') THEN
+            PERFORM ffi_resume(t.ref, 0, '', v_reason, v_now);
+          ELSIF v_behavior = 'escalate' THEN
+            UPDATE suspension SET reason_code = 'waiting_for_operator_review', timeout_at = NULL
+            WHERE execution_id = t.ref;
+            UPDATE exec_core SET blocking_reason = 'paused_by_operator',
+              blocking_detail = 'suspension escalated: timeout at ' || s.timeout_at,
+              last_transition_at = v_now, last_mutation_at = v_now
+            WHERE execution_id = t.ref;
+          ELSE
+            v_outcome := CASE v_behavior WHEN 'cancel' THEN 'cancelled' WHEN 'expire' THEN 'expired' ELSE 'failed' END;
+            PERFORM ffi_terminate(t.ref, v_outcome,
+              CASE WHEN v_behavior = 'cancel' THEN 'ended_cancelled' ELSE 'ended_failure' END,
+              'suspension_timeout:' || v_behavior, 'suspension_timeout:' || v_behavior,
+              CASE WHEN v_behavior = 'cancel' THEN 'suspension_timeout' END,
+              CASE WHEN v_behavior = 'cancel' THEN 'system_timeout_policy' END,
+              'suspension_timeout', v_reason, v_now, true);
+          END IF;
+          v_done := v_done + 1;
+        END IF;
+      ELSE
+        NULL;
+    END CASE;
+    PERFORM ffi_timer_del(p_kind, t.ref);
+  END LOOP;
+  RETURN ffi_ok(jsonb_build_object('processed', v_done, 'more', v_more));
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- dependencies, flow cancellation
+-- ---------------------------------------------------------------------------
+
+-- ff_pass_dependencies: reconcileDependencies — first the upstreams a bounded cascade left in
+-- dep_pending, then (when the batch allows) the unresolved edges of blocked flow members whose
+-- upstream is already terminal, resolved as its terminal transition would have.
+--   args:   p_batch, p_now
+--   reply:  {"ok": {"processed", "more"}}
+--   errors: -
+CREATE FUNCTION ff_pass_dependencies(p_batch int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  q record;
+  ch record;
+  d record;
+  v_done int := 0;
+  v_more boolean := false;
+  v_res text;
+BEGIN
+  FOR q IN SELECT execution_id, outcome FROM dep_pending ORDER BY enqueued_at LIMIT p_batch + 1 FOR UPDATE SKIP LOCKED LOOP
+    IF v_done >= p_batch THEN v_more := true; EXIT; END IF;
+    DELETE FROM dep_pending WHERE execution_id = q.execution_id;
+    v_done := v_done + greatest(ffi_resolve_from(q.execution_id, q.outcome, v_now), 1);
+  END LOOP;
+  IF v_more THEN RETURN ffi_ok(jsonb_build_object('processed', v_done, 'more', true)); END IF;
+  <<children>>
+  FOR ch IN
+    SELECT DISTINCT dp.downstream_id FROM dep dp
+    JOIN exec_core u ON u.execution_id = dp.upstream_id
+    JOIN exec_core c ON c.execution_id = dp.downstream_id
+    WHERE dp.state = 'unsatisfied' AND u.lifecycle_phase = 'terminal' AND u.terminal_outcome <> 'none'
+      AND c.flow_id IS NOT NULL AND c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'blocked_by_dependencies'
+    ORDER BY dp.downstream_id
+  LOOP
+    -- still blocked (an earlier cascade of this pass may have moved it)
+    PERFORM 1 FROM exec_core
+    WHERE execution_id = ch.downstream_id AND lifecycle_phase = 'runnable' AND eligibility_state = 'blocked_by_dependencies';
+    IF NOT FOUND THEN CONTINUE; END IF;
+    FOR d IN
+      SELECT dp.edge_id, dp.upstream_id, u.terminal_outcome FROM dep dp
+      JOIN exec_core u ON u.execution_id = dp.upstream_id
+      WHERE dp.downstream_id = ch.downstream_id AND dp.state = 'unsatisfied'
+        AND u.lifecycle_phase = 'terminal' AND u.terminal_outcome <> 'none'
+      ORDER BY dp.edge_id
+    LOOP
+      IF v_done >= p_batch THEN v_more := true; EXIT children; END IF;
+      v_res := ffi_resolve_edge(ch.downstream_id, d.edge_id, d.upstream_id, d.terminal_outcome, v_now);
+      IF v_res NOT IN ('already_resolved', 'missing') THEN v_done := v_done + 1; END IF;
+      IF v_res = 'child_skipped' THEN PERFORM ffi_resolve_from(ch.downstream_id, 'skipped', v_now); END IF;
+    END LOOP;
+  END LOOP;
+  RETURN ffi_ok(jsonb_build_object('processed', v_done, 'more', v_more));
+END $$;
+
+-- ff_pass_cancel_backlog: drainCancelBacklog — cancels the members flow cancellations still owe
+-- once their grace is over (a flow is settled when none is left), then the siblings any_of /
+-- quorum groups still owe. Lock order: a downstream's exec_core row, then its group, as
+-- resolution does.
+--   args:   p_batch, p_now
+--   reply:  {"ok": {"processed", "more"}}
+--   errors: -
+CREATE FUNCTION ff_pass_cancel_backlog(p_batch int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  b record;
+  o record;
+  g record;
+  v_id text;
+  v_sib text;
+  v_left text[];
+  v_done int := 0;
+  v_more boolean := false;
+BEGIN
+  FOR b IN SELECT * FROM cancel_backlog WHERE grace_until <= v_now ORDER BY grace_until LIMIT p_batch
+           FOR UPDATE SKIP LOCKED LOOP
+    IF NOT EXISTS (SELECT 1 FROM flow_core WHERE flow_id = b.flow_id) THEN
+      DELETE FROM cancel_owed WHERE flow_id = b.flow_id;
+      DELETE FROM cancel_backlog WHERE flow_id = b.flow_id;
+      CONTINUE;
+    END IF;
+    FOR o IN SELECT execution_id FROM cancel_owed WHERE flow_id = b.flow_id ORDER BY execution_id LIMIT p_batch LOOP
+      IF v_done >= p_batch THEN v_more := true; EXIT; END IF;
+      PERFORM 1 FROM exec_core WHERE execution_id = o.execution_id FOR UPDATE SKIP LOCKED;
+      IF FOUND THEN
+        PERFORM ffi_cancel_exec(o.execution_id, b.reason, 'flow_cascade', v_now);
+        DELETE FROM cancel_owed WHERE flow_id = b.flow_id AND execution_id = o.execution_id;
+        v_done := v_done + 1;
+      ELSIF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = o.execution_id) THEN
+        DELETE FROM cancel_owed WHERE flow_id = b.flow_id AND execution_id = o.execution_id;
+      ELSE
+        v_more := true;
+      END IF;
+    END LOOP;
+    PERFORM ffi_flow_settle(b.flow_id, v_now, true);
+    IF NOT EXISTS (SELECT 1 FROM cancel_owed WHERE flow_id = b.flow_id) THEN
+      DELETE FROM cancel_backlog WHERE flow_id = b.flow_id;
+    END IF;
+    EXIT WHEN v_done >= p_batch;
+  END LOOP;
+  -- lock order: the downstream's exec row, then its group (as resolution does)
+  FOR v_id IN SELECT downstream_id FROM edge_group WHERE cancel_siblings_pending ORDER BY downstream_id LIMIT p_batch LOOP
+    PERFORM 1 FROM exec_core WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND AND EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_id) THEN
+      v_more := true;
+      CONTINUE;
+    END IF;
+    SELECT downstream_id, cancel_siblings_reason, cancel_siblings_members INTO g FROM edge_group
+    WHERE downstream_id = v_id AND cancel_siblings_pending FOR UPDATE;
+    CONTINUE WHEN NOT FOUND;
+    v_left := '{}';
+    FOREACH v_sib IN ARRAY g.cancel_siblings_members LOOP
+      PERFORM 1 FROM exec_core WHERE execution_id = v_sib AND lifecycle_phase <> 'terminal' FOR UPDATE SKIP LOCKED;
+      IF FOUND THEN
+        PERFORM ffi_cancel_exec(v_sib, coalesce(g.cancel_siblings_reason, 'sibling_quorum_satisfied'),
+                                'engine', v_now);
+        v_done := v_done + 1;
+      ELSIF EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_sib AND lifecycle_phase <> 'terminal') THEN
+        v_left := v_left || v_sib;
+      END IF;
+    END LOOP;
+    UPDATE edge_group SET cancel_siblings_pending = cardinality(v_left) > 0, cancel_siblings_members = v_left
+    WHERE downstream_id = v_id;
+    IF cardinality(v_left) > 0 THEN v_more := true; END IF;
+  END LOOP;
+  RETURN ffi_ok(jsonb_build_object('processed', v_done, 'more', v_more));
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- retention
+-- ---------------------------------------------------------------------------
+
+-- ffi_delete_execution: deletes execution p_eid and every row it owns (attempts, streams,
+-- summaries, grant, suspension, waitpoints and their timers, signals, timers, data, core).
+-- The caller holds its exec_core row lock.
+--   args:   p_eid
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_delete_execution(p_eid text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM timer WHERE kind = 'waitpoint'
+    AND ref IN (SELECT waitpoint_id::text FROM waitpoint WHERE execution_id = p_eid);
+  DELETE FROM signal WHERE execution_id = p_eid;
+  DELETE FROM waitpoint WHERE execution_id = p_eid;
+  DELETE FROM suspension WHERE execution_id = p_eid;
+  DELETE FROM stream_frame WHERE execution_id = p_eid;
+  DELETE FROM stream_meta WHERE execution_id = p_eid;
+  DELETE FROM stream_summary WHERE execution_id = p_eid;
+  DELETE FROM attempt WHERE execution_id = p_eid;
+  DELETE FROM claim_grant WHERE execution_id = p_eid;
+  DELETE FROM ready WHERE execution_id = p_eid;
+  DELETE FROM timer WHERE ref = p_eid;
+  DELETE FROM exec_data WHERE execution_id = p_eid;
+  DELETE FROM exec_core WHERE execution_id = p_eid;
+END $$;
+
+-- ffi_pass_retention_executions: the executions part of trimRetention — deletes the terminal
+-- executions outside flows whose retention timer is due (the retention is recomputed from the
+-- policy; an execution that is no longer terminal, or has joined a flow, loses its timer).
+--   args:   p_batch, p_now
+--   reply:  {"ok": {"processed", "more"}}
+--   errors: -
+CREATE FUNCTION ffi_pass_retention_executions(p_batch int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  t record;
+  e exec_core;
+  v_due bigint;
+  v_seen int := 0;
+  v_done int := 0;
+  v_more boolean := false;
+BEGIN
+  FOR t IN
+    SELECT ref, due_at FROM timer WHERE kind = 'retention' AND due_at <= v_now
+    ORDER BY due_at, ref LIMIT p_batch + 1 FOR UPDATE SKIP LOCKED
+  LOOP
+    v_seen := v_seen + 1;
+    IF v_seen > p_batch THEN v_more := true; EXIT; END IF;
+    SELECT * INTO e FROM exec_core WHERE execution_id = t.ref FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+      IF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = t.ref) THEN
+        PERFORM ffi_timer_del('retention', t.ref);
+      END IF;
+      CONTINUE;
+    END IF;
+    IF e.lifecycle_phase <> 'terminal' OR e.flow_id IS NOT NULL OR e.completed_at IS NULL THEN
+      PERFORM ffi_timer_del('retention', t.ref);
+      CONTINUE;
+    END IF;
+    SELECT e.completed_at + ffi_retention_ms(d.policy) INTO v_due FROM exec_data d WHERE d.execution_id = t.ref;
+    v_due := coalesce(v_due, e.completed_at + 86400000);
+    IF v_due > v_now THEN
+      PERFORM ffi_timer_set('retention', t.ref, v_due);
+      CONTINUE;
+    END IF;
+    PERFORM ffi_delete_execution(t.ref);
+    v_done := v_done + 1;
+  END LOOP;
+  RETURN ffi_ok(jsonb_build_object('processed', v_done, 'more', v_more));
+END $$;
+
+-- ffi_dedup_expire: deletes up to p_limit expired rows of each dedup table (create idempotency
+-- keys, signal dedup, suspend dedup, budget usage dedup), the oldest first.
+--   args:   p_now, p_limit
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_dedup_expire(p_now bigint, p_limit int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM exec_idempotency WHERE ctid IN (
+    SELECT ctid FROM exec_idempotency WHERE expires_at <= p_now ORDER BY expires_at LIMIT p_limit);
+  DELETE FROM signal_dedup WHERE ctid IN (
+    SELECT ctid FROM signal_dedup WHERE expires_at <= p_now ORDER BY expires_at LIMIT p_limit);
+  DELETE FROM suspend_dedup WHERE ctid IN (
+    SELECT ctid FROM suspend_dedup WHERE expires_at <= p_now ORDER BY expires_at LIMIT p_limit);
+  DELETE FROM budget_dedup WHERE ctid IN (
+    SELECT ctid FROM budget_dedup WHERE expires_at <= p_now ORDER BY expires_at LIMIT p_limit);
+END $$;
+
+-- ff_pass_retention: trimRetention — the due executions, then up to max(1 000, 10 × batch)
+-- expired dedup rows per table. What it reports is about executions only, as on the other
+-- backends.
+--   args:   p_batch, p_now
+--   reply:  {"ok": {"processed", "more"}}
+--   errors: -
+CREATE FUNCTION ff_pass_retention(p_batch int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_result jsonb := ffi_pass_retention_executions(p_batch, p_now);
+BEGIN
+  PERFORM ffi_dedup_expire(coalesce(p_now, ffi_now()), greatest(1000, 10 * p_batch));
+  RETURN v_result;
+END $$;

@@ -1,0 +1,280 @@
+-- ===========================================================================
+-- reads.sql: descriptions and listings of executions, waitpoints and flows
+-- (the reads of a stream and of a budget are in streams.sql and budgets.sql).
+-- Every read is one STABLE statement; a missing row answers {"ok": null}
+-- (the layer's Option.none) unless said otherwise.
+-- ===========================================================================
+
+-- ---------------------------------------------------------------------------
+-- executions
+-- ---------------------------------------------------------------------------
+
+-- ff_describe_execution: describeExecution (a stored blocking reason "none" is reported too:
+-- only empty strings read as absent).
+--   args:   p_eid, p_now
+--   reply:  {"ok": Model.ExecutionSnapshot or null}
+--   errors: -
+CREATE FUNCTION ff_describe_execution(p_eid text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (SELECT ffi_ok((
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+      'executionId', e.execution_id, 'flowId', e.flow_id, 'laneId', e.lane_id, 'namespace', e.namespace,
+      'publicState', e.public_state, 'blockingReason', e.blocking_reason,
+      'blockingDetail', nullif(e.blocking_detail, ''),
+      'currentAttempt', CASE WHEN e.current_attempt_id IS NOT NULL THEN
+        jsonb_build_object('attemptId', e.current_attempt_id, 'attemptIndex', e.current_attempt_index) END,
+      'currentLease', CASE WHEN e.worker_instance_id IS NOT NULL AND e.lease_expires_at IS NOT NULL THEN
+        jsonb_strip_nulls(jsonb_build_object('leaseEpoch', e.lease_epoch, 'workerInstanceId', e.worker_instance_id,
+          'expiresAt', e.lease_expires_at, 'leaseId', e.lease_id, 'attemptIndex', e.current_attempt_index,
+          'lastHeartbeatAt', e.lease_last_renewed_at)) END,
+      'currentWaitpoint', e.current_waitpoint_id, 'createdAt', e.created_at, 'lastMutationAt', e.last_mutation_at,
+      'totalAttemptCount', e.total_attempt_count)) || jsonb_build_object('tags', coalesce(d.tags, '{}'::jsonb))
+    FROM exec_core e LEFT JOIN exec_data d ON d.execution_id = e.execution_id
+    WHERE e.execution_id = p_eid)));
+END $$;
+
+-- ff_read_execution_info: readExecutionInfo — the state vector and the execution's fields.
+--   args:   p_eid, p_now
+--   reply:  {"ok": Model.ExecutionInfo or null}
+--   errors: -
+CREATE FUNCTION ff_read_execution_info(p_eid text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (SELECT ffi_ok((
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+      'executionId', e.execution_id, 'namespace', e.namespace, 'laneId', e.lane_id, 'priority', e.priority,
+      'executionKind', e.execution_kind,
+      'stateVector', jsonb_build_object('lifecyclePhase', e.lifecycle_phase, 'ownershipState', e.ownership_state,
+        'eligibilityState', e.eligibility_state, 'blockingReason', e.blocking_reason,
+        'terminalOutcome', e.terminal_outcome, 'attemptState', e.attempt_state, 'publicState', e.public_state),
+      'publicState', e.public_state, 'createdAt', e.created_at::text, 'startedAt', e.started_at::text,
+      'completedAt', e.completed_at::text, 'currentAttemptIndex', coalesce(e.current_attempt_index, 0),
+      'flowId', e.flow_id::text)) || jsonb_build_object('blockingDetail', e.blocking_detail)
+    FROM exec_core e WHERE e.execution_id = p_eid)));
+END $$;
+
+-- ff_read_execution_state: readExecutionState — the public state.
+--   args:   p_eid, p_now
+--   reply:  {"ok": Model.PublicState or null}
+--   errors: -
+CREATE FUNCTION ff_read_execution_state(p_eid text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (SELECT ffi_ok((SELECT to_jsonb(public_state) FROM exec_core WHERE execution_id = p_eid)));
+END $$;
+
+-- ff_get_execution_result: getExecutionResult — the result of a completed execution (none when
+-- it stored no result).
+--   args:   p_eid, p_now
+--   reply:  {"ok": the result in base64, or null}
+--   errors: -
+CREATE FUNCTION ff_get_execution_result(p_eid text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (SELECT ffi_ok((SELECT to_jsonb(encode(d.result, 'base64')) FROM exec_core e JOIN exec_data d USING (execution_id)
+                 WHERE e.execution_id = p_eid AND e.terminal_outcome = 'success' AND length(d.result) > 0)));
+END $$;
+
+-- ff_get_execution_input: getExecutionInput (and, once per id, getExecutionInputs).
+--   args:   p_eid, p_now
+--   reply:  {"ok": Model.ExecutionInput with the payload in base64, or null}
+--   errors: -
+CREATE FUNCTION ff_get_execution_input(p_eid text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (SELECT ffi_ok((SELECT jsonb_strip_nulls(jsonb_build_object('executionId', e.execution_id,
+                   'executionKind', e.execution_kind, 'laneId', e.lane_id, 'namespace', e.namespace,
+                   'payload', encode(d.payload, 'base64'), 'payloadEncoding', d.payload_encoding))
+                 FROM exec_core e JOIN exec_data d USING (execution_id) WHERE e.execution_id = p_eid)));
+END $$;
+
+-- ff_resolve_execution_flow_id: resolveExecutionFlowId.
+--   args:   p_eid, p_now
+--   reply:  {"ok": the flow id or null}
+--   errors: -
+CREATE FUNCTION ff_resolve_execution_flow_id(p_eid text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (SELECT ffi_ok((SELECT to_jsonb(flow_id) FROM exec_core WHERE execution_id = p_eid)));
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- listings (pages in key order; nextCursor is the last key of a full page with more after it)
+-- ---------------------------------------------------------------------------
+
+-- ff_list_executions: listExecutions — the executions of a partition, by id.
+--   args:   p_partition, p_cursor (the last id of the previous page, or NULL), p_limit, p_now
+--   reply:  {"ok": Model.ListExecutionsPage}
+--   errors: -
+CREATE FUNCTION ff_list_executions(p_partition int, p_cursor text, p_limit int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (WITH page AS (
+    SELECT execution_id FROM exec_core
+    WHERE partition_key = p_partition AND (p_cursor IS NULL OR execution_id > p_cursor)
+    ORDER BY execution_id LIMIT p_limit + 1
+  ), numbered AS (SELECT execution_id, row_number() OVER (ORDER BY execution_id) AS rn FROM page)
+  SELECT ffi_ok(jsonb_strip_nulls(jsonb_build_object(
+    'executions', coalesce((SELECT jsonb_agg(execution_id ORDER BY execution_id) FROM numbered WHERE rn <= p_limit),
+                           '[]'::jsonb),
+    'nextCursor', (SELECT execution_id FROM numbered WHERE rn = p_limit AND (SELECT count(*) FROM page) > p_limit)))));
+END $$;
+
+-- ff_list_lanes: listLanes — the lanes ever used, by id.
+--   args:   p_cursor, p_limit, p_now
+--   reply:  {"ok": Model.ListLanesPage}
+--   errors: -
+CREATE FUNCTION ff_list_lanes(p_cursor text, p_limit int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (WITH page AS (
+    SELECT lane_id FROM lane_registry WHERE p_cursor IS NULL OR lane_id > p_cursor ORDER BY lane_id LIMIT p_limit + 1
+  ), numbered AS (SELECT lane_id, row_number() OVER (ORDER BY lane_id) AS rn FROM page)
+  SELECT ffi_ok(jsonb_strip_nulls(jsonb_build_object(
+    'lanes', coalesce((SELECT jsonb_agg(lane_id ORDER BY lane_id) FROM numbered WHERE rn <= p_limit), '[]'::jsonb),
+    'nextCursor', (SELECT lane_id FROM numbered WHERE rn = p_limit AND (SELECT count(*) FROM page) > p_limit)))));
+END $$;
+
+-- ff_list_suspended: listSuspended — the open suspensions of a partition by timeout (none last),
+-- then id. A cursor whose entry has left resumes at the first entry with a greater id.
+--   args:   p_partition, p_cursor (an execution id, or NULL), p_limit, p_now
+--   reply:  {"ok": Model.ListSuspendedPage}
+--   errors: -
+CREATE FUNCTION ff_list_suspended(p_partition int, p_cursor text, p_limit int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE v_score bigint; v_id text; v_inclusive boolean := false; v_rows jsonb; v_count int;
+BEGIN
+  IF p_cursor IS NOT NULL THEN
+    -- just after the cursor's entry; if it left, from the first entry (in order) whose id is greater
+    SELECT coalesce(timeout_at, 9999999999999), execution_id INTO v_score, v_id FROM suspension
+    WHERE execution_id = p_cursor AND closed_at IS NULL AND partition_key = p_partition;
+    IF v_id IS NULL THEN
+      SELECT coalesce(timeout_at, 9999999999999), execution_id INTO v_score, v_id FROM suspension
+      WHERE partition_key = p_partition AND closed_at IS NULL AND execution_id > p_cursor
+      ORDER BY coalesce(timeout_at, 9999999999999), execution_id LIMIT 1;
+      IF v_id IS NULL THEN RETURN ffi_ok(jsonb_build_object('entries', '[]'::jsonb)); END IF;
+      v_inclusive := true;
+    END IF;
+  END IF;
+  WITH page AS (
+    SELECT execution_id, coalesce(timeout_at, 9999999999999) AS score, reason_code FROM suspension
+    WHERE partition_key = p_partition AND closed_at IS NULL
+      AND (p_cursor IS NULL
+           OR (coalesce(timeout_at, 9999999999999), execution_id) > (v_score, v_id)
+           OR (v_inclusive AND execution_id = v_id))
+    ORDER BY coalesce(timeout_at, 9999999999999), execution_id LIMIT p_limit + 1
+  )
+  SELECT coalesce(jsonb_agg(jsonb_build_object('executionId', execution_id, 'suspendedAtMs', score,
+           'reason', reason_code) ORDER BY score, execution_id), '[]'::jsonb), count(*)
+  INTO v_rows, v_count FROM page;
+  IF v_count > p_limit THEN
+    v_rows := v_rows - p_limit;
+    RETURN ffi_ok(jsonb_build_object('entries', v_rows, 'nextCursor', v_rows->(p_limit - 1)->>'executionId'));
+  END IF;
+  RETURN ffi_ok(jsonb_build_object('entries', v_rows));
+END $$;
+
+-- ff_list_pending_waitpoints: listPendingWaitpoints — the pending or active token-bound
+-- waitpoints of an execution, by id, with the token's kid and a fingerprint (never the token).
+--   args:   p_eid, p_after (the last waitpoint id of the previous page, or NULL), p_limit, p_now
+--   reply:  {"ok": Model.ListPendingWaitpointsResult}
+--   errors: execution_not_found
+CREATE FUNCTION ff_list_pending_waitpoints(p_eid text, p_after uuid, p_limit int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE v_page uuid[]; v_more boolean;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = p_eid) THEN RETURN ffi_err('execution_not_found'); END IF;
+  SELECT array_agg(waitpoint_id ORDER BY waitpoint_id::text) INTO v_page FROM (
+    SELECT waitpoint_id FROM waitpoint WHERE execution_id = p_eid
+      AND (p_after IS NULL OR waitpoint_id::text > p_after::text)
+    ORDER BY waitpoint_id::text LIMIT p_limit + 1) q;
+  v_more := coalesce(cardinality(v_page), 0) > p_limit;
+  IF v_more THEN v_page := v_page[1:p_limit]; END IF;
+  RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object(
+    'entries', coalesce((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object('waitpointId', w.waitpoint_id,
+        'waitpointKey', w.waitpoint_key, 'state', w.state, 'requiredSignalNames', to_jsonb(w.required_signal_names),
+        'createdAt', w.created_at, 'activatedAt', w.activated_at, 'expiresAt', w.expires_at,
+        'executionId', w.execution_id, 'tokenKid', w.token_kid,
+        'tokenFingerprint', left(substr(w.token, position(':' IN w.token) + 1), 16)))
+        ORDER BY w.waitpoint_id::text)
+      FROM waitpoint w WHERE w.waitpoint_id = ANY (v_page) AND w.state IN ('pending', 'active')
+        AND w.token IS NOT NULL), '[]'::jsonb),
+    'nextCursor', CASE WHEN v_more THEN v_page[p_limit] END)));
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- flows
+-- ---------------------------------------------------------------------------
+
+-- ff_describe_flow: describeFlow — the flow and its join groups with their counts.
+--   args:   p_flow, p_now
+--   reply:  {"ok": Model.FlowSnapshot or null}
+--   errors: -
+CREATE FUNCTION ff_describe_flow(p_flow uuid, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE f flow_core; v_groups jsonb;
+BEGIN
+  SELECT * INTO f FROM flow_core WHERE flow_id = p_flow;
+  IF NOT FOUND THEN RETURN ffi_ok(); END IF;
+  SELECT coalesce(jsonb_agg(jsonb_build_object(
+      'downstreamExecutionId', g.downstream_id,
+      'policy', CASE g.policy_variant
+        WHEN 'all_of' THEN jsonb_build_object('_tag', 'all_of')
+        WHEN 'any_of' THEN jsonb_build_object('_tag', 'any_of', 'onSatisfied', coalesce(g.on_satisfied, 'cancel_remaining'))
+        ELSE jsonb_build_object('_tag', 'quorum', 'k', g.k, 'onSatisfied', coalesce(g.on_satisfied, 'cancel_remaining')) END,
+      'totalDeps', g.n, 'satisfiedCount', g.succeeded, 'failedCount', g.failed, 'skippedCount', g.skipped,
+      'runningCount', greatest(g.n - g.succeeded - g.failed - g.skipped, 0), 'groupState', g.group_state)
+    ORDER BY g.downstream_id), '[]'::jsonb)
+  INTO v_groups
+  FROM edge_group g JOIN exec_core e ON e.execution_id = g.downstream_id AND e.flow_id = p_flow
+  WHERE g.n > 0;
+  RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object(
+    'flowId', f.flow_id, 'flowKind', f.flow_kind, 'namespace', f.namespace,
+    'publicFlowState', f.public_flow_state, 'graphRevision', f.graph_revision,
+    'nodeCount', f.node_count, 'edgeCount', f.edge_count, 'createdAt', f.created_at,
+    'lastMutationAt', f.last_mutation_at, 'cancelledAt', f.cancelled_at,
+    'cancelReason', nullif(f.cancel_reason, ''), 'cancellationPolicy', f.cancellation_policy)) ||
+    jsonb_build_object('tags', f.tags, 'edgeGroups', v_groups));
+END $$;
+
+-- ff_list_edges: listEdges — the outgoing or incoming edges of a node, by edge id.
+--   args:   p_flow, p_node, p_outgoing, p_now
+--   reply:  {"ok": [Model.EdgeSnapshot]}
+--   errors: -
+CREATE FUNCTION ff_list_edges(p_flow uuid, p_node text, p_outgoing boolean, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (SELECT ffi_ok(coalesce(jsonb_agg(ffi_edge_json(x) ORDER BY x.edge_id), '[]'::jsonb))
+  FROM flow_edge x
+  WHERE x.flow_id = p_flow AND CASE WHEN p_outgoing THEN x.upstream_id = p_node ELSE x.downstream_id = p_node END);
+END $$;
+
+-- ff_describe_edge: describeEdge.
+--   args:   p_flow, p_edge, p_now
+--   reply:  {"ok": Model.EdgeSnapshot or null}
+--   errors: -
+CREATE FUNCTION ff_describe_edge(p_flow uuid, p_edge uuid, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (SELECT ffi_ok((SELECT ffi_edge_json(x) FROM flow_edge x WHERE x.flow_id = p_flow AND x.edge_id = p_edge)));
+END $$;
+
+-- ff_list_flows: listFlows — the flows of a partition, by id.
+--   args:   p_partition, p_cursor, p_limit, p_now
+--   reply:  {"ok": {"flows": [{"flowId", "createdAt", "state"}], "nextCursor"}}
+--   errors: -
+CREATE FUNCTION ff_list_flows(p_partition int, p_cursor uuid, p_limit int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (WITH page AS (
+    SELECT flow_id, created_at, public_flow_state FROM flow_core
+    WHERE partition_key = p_partition AND (p_cursor IS NULL OR flow_id > p_cursor)
+    ORDER BY flow_id LIMIT p_limit + 1
+  ), numbered AS (SELECT *, row_number() OVER (ORDER BY flow_id) AS rn FROM page)
+  SELECT ffi_ok(jsonb_strip_nulls(jsonb_build_object(
+    'flows', coalesce((SELECT jsonb_agg(jsonb_build_object('flowId', flow_id, 'createdAt', created_at,
+                          'state', public_flow_state) ORDER BY flow_id) FROM numbered WHERE rn <= p_limit), '[]'::jsonb),
+    'nextCursor', CASE WHEN (SELECT count(*) FROM page) > p_limit
+                       THEN (SELECT flow_id FROM numbered WHERE rn = p_limit) END))));
+END $$;

@@ -1,0 +1,223 @@
+// The Postgres schema layout: DDL-only migrations plus the function library of src/postgres/sql/,
+// installed by version. A schema built through the first layout's migrations 0001–0020 and then
+// started with this layer equals a fresh one (pg_dump --schema-only); the library is installed
+// once per version, also when layers start at once, and `migrate: false` refuses a schema whose
+// library is not this one.
+import { describe, expect, it } from "@effect/vitest"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { execFile } from "node:child_process"
+import { readFileSync } from "node:fs"
+import * as path from "node:path"
+import { promisify } from "node:util"
+import { Effect, Either, Layer, Redacted } from "effect"
+import { inject } from "vitest"
+import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
+import {
+  assemble,
+  LIBRARY_TABLE,
+  loadLibrary,
+  readLibraryFiles,
+  SQL_FILES
+} from "../src/postgres/internal/library.js"
+import { appliedVersion, LATEST_MIGRATION, migrate, migrations } from "../src/postgres/migrations/index.js"
+import { migrateChain } from "./fixtures/postgres-chain-0020/index.js"
+import { pgBinDir } from "./support/servers.js"
+
+/** The migrations after the baseline, as `[id, name]`. */
+const laterMigrations: ReadonlyArray<readonly [number, string]> = Object.keys(migrations)
+  .map((k) => [Number(k.slice(0, 4)), k.slice(5)] as const)
+  .filter(([id]) => id > 20)
+  .sort(([a], [b]) => a - b)
+
+const url = inject("pgUrl")
+const tag = `${process.pid}_${Date.now().toString(36)}`
+const chainSchema = `ff_lib_chain_${tag}`
+const freshSchema = `ff_lib_fresh_${tag}`
+const raceSchema = `ff_lib_race_${tag}`
+const oldSchema = `ff_lib_old_${tag}`
+
+const clientDropping = (...schemas: ReadonlyArray<string>) =>
+  Layer.scopedDiscard(
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      Effect.addFinalizer(() =>
+        Effect.ignore(Effect.forEach(schemas, (s) => sql.unsafe(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)))
+      ))
+  ).pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(url), maxConnections: 8 })))
+
+/** Runs `effect` over a pool of its own, as another process would. */
+const inOwnPool = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) =>
+  Effect.scoped(Effect.flatMap(
+    Layer.build(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 })),
+    (ctx) => Effect.provide(effect, ctx)
+  ))
+
+const run = promisify(execFile)
+
+/**
+ * `pg_dump --schema-only` of one schema, normalised only where two schemas must differ: the
+ * schema's name becomes `<schema>`, and the `\restrict` / `\unrestrict` lines (a random key per
+ * dump, printed by newer pg_dump releases) are dropped.
+ */
+const dump = (schema: string) =>
+  Effect.promise(async () => {
+    const { stdout } = await run(
+      path.join(pgBinDir(), "pg_dump"),
+      ["--schema-only", `--schema=${schema}`, `--dbname=${url}`],
+      { maxBuffer: 64 * 1024 * 1024 }
+    )
+    return stdout
+      .split("\n")
+      .filter((line) => !/^\\(un)?restrict /.test(line))
+      .join("\n")
+      .replace(new RegExp(`\\b${schema}\\b`, "g"), "<schema>")
+  })
+
+/** Every function of `schema` with its oid, by signature. */
+const functions = (schema: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe<{ readonly sig: string; readonly oid: string }>(
+      "SELECT p.oid::regprocedure::text AS sig, p.oid::text AS oid FROM pg_proc p " +
+        "WHERE p.pronamespace = $1::regnamespace ORDER BY 1",
+      [schema]
+    ))
+
+const storedVersion = (schema: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql.unsafe<{ readonly version: string }>(`SELECT version FROM "${schema}".${LIBRARY_TABLE}`),
+      (rows) => rows[0]?.version
+    ))
+
+describe("postgres function library", () => {
+  it.layer(clientDropping(chainSchema, freshSchema, raceSchema, oldSchema), { timeout: 120_000 })((it) => {
+    it.effect("a schema migrated through 0001–0020 and then started equals a fresh one (pg_dump --schema-only)", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const library = yield* loadLibrary
+        yield* migrateChain(chainSchema)
+        expect(yield* appliedVersion(chainSchema)).toBe(20)
+        // the first layout leaves a function the library no longer has
+        const before = (yield* functions(chainSchema)).map((f) => f.sig)
+        expect(before).toContain(`${chainSchema}.ffi_retention_arm()`)
+
+        yield* PostgresBackend.make({ schema: chainSchema })
+        yield* PostgresBackend.make({ schema: freshSchema })
+
+        // the chain's schema skipped the baseline; the fresh one applied only the baseline
+        const ledger = (schema: string) =>
+          sql.unsafe<{ readonly id: number; readonly name: string }>(
+            `SELECT migration_id AS id, name FROM "${schema}".ff_migrations ORDER BY 1`
+          )
+        expect((yield* ledger(chainSchema)).map((r) => r.id)).toEqual([
+          ...Array.from({ length: 20 }, (_, i) => i + 1),
+          ...laterMigrations.map(([id]) => id)
+        ])
+        expect((yield* ledger(freshSchema)).map((r) => [r.id, r.name])).toEqual([[20, "baseline"], ...laterMigrations])
+        expect(yield* storedVersion(chainSchema)).toBe(library.version)
+        expect(yield* storedVersion(freshSchema)).toBe(library.version)
+
+        const a = yield* dump(chainSchema)
+        const b = yield* dump(freshSchema)
+        expect(a.match(/^CREATE TABLE /gm)?.length).toBeGreaterThan(25)
+        expect(a.match(/^CREATE FUNCTION /gm)?.length).toBeGreaterThan(100)
+        expect(a).not.toContain("ffi_retention_arm")
+        expect(a).toBe(b)
+      }))
+
+    it.effect("a second start with the same library installs nothing; another version replaces every function", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const library = yield* loadLibrary
+        yield* PostgresBackend.make({ schema: freshSchema })
+        const first = yield* functions(freshSchema)
+        yield* PostgresBackend.make({ schema: freshSchema })
+        expect(yield* functions(freshSchema)).toEqual(first)
+        expect((yield* migrate(freshSchema, library)).libraryInstalled).toBe(false)
+
+        // another recorded version: the next start installs the library again
+        yield* sql.unsafe(`UPDATE "${freshSchema}".${LIBRARY_TABLE} SET version = 'another'`)
+        yield* PostgresBackend.make({ schema: freshSchema })
+        expect(yield* storedVersion(freshSchema)).toBe(library.version)
+        const reinstalled = yield* functions(freshSchema)
+        expect(reinstalled.map((f) => f.sig)).toEqual(first.map((f) => f.sig))
+        // every library function is new; the exec_core CHECK function belongs to the migrations
+        const kept = reinstalled.filter((f) => first.some((g) => g.oid === f.oid)).map((f) => f.sig)
+        expect(kept).toEqual([`${freshSchema}.ffi_exec_core_row_ok(text,text,text,text,text,integer)`])
+
+        // a library whose function changed its signature: no stale overload is left behind
+        const files = readLibraryFiles().map((text, i) =>
+          SQL_FILES[i] === "admin.sql" ?
+            text.replace("CREATE FUNCTION ff_ping(p_now bigint)", "CREATE FUNCTION ff_ping(p_extra int, p_now bigint)") :
+            text
+        )
+        const changed = assemble(files)
+        expect(changed.version).not.toBe(library.version)
+        expect((yield* migrate(freshSchema, changed)).libraryInstalled).toBe(true)
+        const pings = (yield* functions(freshSchema)).filter((f) => f.sig.includes(".ff_ping("))
+        expect(pings.map((f) => f.sig)).toEqual([`${freshSchema}.ff_ping(integer,bigint)`])
+        expect((yield* migrate(freshSchema, library)).libraryInstalled).toBe(true)
+        expect((yield* functions(freshSchema)).map((f) => f.sig)).toEqual(first.map((f) => f.sig))
+      }))
+
+    it.effect("layers starting at once install the library once", () =>
+      Effect.gen(function*() {
+        const library = yield* loadLibrary
+        const results = yield* Effect.all(
+          [1, 2, 3, 4].map(() => inOwnPool(migrate(raceSchema, library))),
+          { concurrency: "unbounded" }
+        )
+        expect(results.filter((r) => r.libraryInstalled)).toHaveLength(1)
+        expect(results.flatMap((r) => r.migrations)).toEqual([[20, "baseline"], ...laterMigrations])
+        // and whole layers starting at once all come up on the installed library
+        yield* Effect.all([1, 2].map(() => inOwnPool(PostgresBackend.make({ schema: raceSchema }))), {
+          concurrency: "unbounded"
+        })
+        expect(yield* storedVersion(raceSchema)).toBe(library.version)
+      }))
+
+    it.effect("migrate: false refuses a schema whose function library is missing or another version", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        // a schema of the first layout at migration 20: no library (and the later migrations pending)
+        yield* migrateChain(oldSchema)
+        const behind = yield* Effect.either(PostgresBackend.make({ schema: oldSchema, migrate: false }))
+        expect(Either.isLeft(behind) && behind.left).toMatchObject({ _tag: "Unavailable" })
+        expect(Either.isLeft(behind) && behind.left.message).toContain(
+          laterMigrations.length > 0 ? `this code needs ${LATEST_MIGRATION}` : "no function library"
+        )
+
+        yield* PostgresBackend.make({ schema: oldSchema })
+        yield* PostgresBackend.make({ schema: oldSchema, migrate: false })
+
+        yield* sql.unsafe(`DELETE FROM "${oldSchema}".${LIBRARY_TABLE}`)
+        const missing = yield* Effect.either(PostgresBackend.make({ schema: oldSchema, migrate: false }))
+        expect(Either.isLeft(missing) && missing.left).toMatchObject({ _tag: "Unavailable" })
+        expect(Either.isLeft(missing) && missing.left.message).toContain("no function library")
+        yield* PostgresBackend.make({ schema: oldSchema })
+
+        yield* sql.unsafe(`UPDATE "${oldSchema}".${LIBRARY_TABLE} SET version = 'another'`)
+        const other = yield* Effect.either(PostgresBackend.make({ schema: oldSchema, migrate: false }))
+        expect(Either.isLeft(other) && other.left).toMatchObject({ _tag: "Unavailable" })
+        expect(Either.isLeft(other) && other.left.message).toContain("function library another")
+      }))
+  })
+
+  it("each library function is defined once, under a header giving its arguments, reply and errors", () => {
+    const names: Array<string> = []
+    for (const file of SQL_FILES) {
+      const text = readFileSync(new URL(`../src/postgres/sql/${file}`, import.meta.url), "utf8")
+      for (const m of text.matchAll(/((?:^--.*\n)*)^CREATE (OR REPLACE )?FUNCTION (\w+)\(/gm)) {
+        const [, header = "", orReplace, name = ""] = m
+        names.push(name)
+        expect(orReplace, `${file}: ${name} is created with plain CREATE FUNCTION`).toBeUndefined()
+        expect(header, `${file}: ${name} has a header`).toMatch(new RegExp(`^-- ${name}: `, "m"))
+        for (const field of ["args", "reply", "errors"]) {
+          expect(header, `${file}: ${name} header names its ${field}`).toMatch(new RegExp(`^-- {3}${field}: `, "m"))
+        }
+      }
+    }
+    expect(names.length).toBeGreaterThan(100)
+    expect(names.filter((n, i) => names.indexOf(n) !== i)).toEqual([])
+  })
+})
