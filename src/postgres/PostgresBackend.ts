@@ -7,9 +7,7 @@
  *
  * @since 0.1.0
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import { Context, Effect, Layer } from "effect"
 import { EngineBackend } from "../EngineBackend.js"
 import { type EngineError, invalidInput, TransportError, Unavailable } from "../EngineError.js"
@@ -19,6 +17,7 @@ import type * as M from "../Model.js"
 import { makeEngineBackend } from "../internal/boundary.js"
 import { type ClockMode, makeCaller, quoteIdent } from "./internal/client.js"
 import { makeCore, makeMaintenance } from "./internal/core.js"
+import { PgClient, SqlClient } from "./internal/driver.js"
 import { BACKEND, fromSqlError } from "./internal/errors.js"
 import { appliedVersion, LATEST_MIGRATION, migrate } from "./migrations/index.js"
 

@@ -3,10 +3,9 @@
  * transaction that holds an advisory lock per schema, so several processes
  * starting at once apply them exactly once.
  */
-import * as Migrator from "@effect/sql/Migrator"
-import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
+import { Migrator, SqlClient } from "../internal/driver.js"
 import * as m0001 from "./0001_tables.js"
 import * as m0002 from "./0002_lifecycle.js"
 import * as m0003 from "./0003_flows.js"
