@@ -5,12 +5,13 @@ import { inject } from "vitest"
 import * as Ids from "../src/Ids.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { suite } from "./conformance/index.js"
+import { testHmacSecret } from "./support/hmac.js"
 
 const url = inject("valkeyUrl")
 
 suite(
   "valkey (fresh keyspace per test)",
   Layer.unwrapEffect(
-    Effect.map(Ids.randomUuid, (u) => ValkeyBackend.layer({ url, clock: "effect", keyPrefix: `cf-${u.slice(0, 13)}` }))
+    Effect.map(Ids.randomUuid, (u) => ValkeyBackend.layer({ hmacSecret: testHmacSecret, url, clock: "effect", keyPrefix: `cf-${u.slice(0, 13)}` }))
   )
 )

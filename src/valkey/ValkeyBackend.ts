@@ -8,7 +8,7 @@
  * ```ts
  * import { ValkeyBackend } from "flowfabric-effect/valkey"
  *
- * const live = ValkeyBackend.layer({ url: "redis://127.0.0.1:6379", hmacSecret: { kid: "k1", secretHex } })
+ * const live = ValkeyBackend.layer({ url: "redis://127.0.0.1:6379", hmacSecret: { kid: "k1", secretHex: Redacted.make(hex) } })
  * const cluster = ValkeyBackend.layer({ nodes: [{ host: "10.0.0.1", port: 7000 }] })
  * ```
  *
@@ -37,10 +37,11 @@
  */
 import type { ClusterOptions, RedisOptions } from "iovalkey"
 import { Config, type ConfigError, Context, Effect, Layer, type Scope } from "effect"
-import { EngineBackend } from "../EngineBackend.js"
-import { type EngineError, invalidInput, type ValidationError } from "../EngineError.js"
+import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
+import { type EngineError, invalidInput } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
 import { makeEngineBackend } from "../internal/boundary.js"
+import { missingSecret, seedAtStart } from "../internal/hmacSecret.js"
 import { Maintenance } from "../Maintenance.js"
 import { connect, type LibraryPolicy } from "./internal/client.js"
 import { makeCore, makeStreamOps } from "./internal/core.js"
@@ -61,8 +62,12 @@ export interface ValkeyBackendOptions {
   readonly keyPrefix?: string | undefined
   /** Partition counts of the deployment; fixed once stored (default 256 / 32 / 32). */
   readonly partitions?: Partial<PartitionConfig> | undefined
-  /** Seeds the waitpoint HMAC keystore at start (a keystore that already has a kid is left alone). */
-  readonly hmacSecret?: { readonly kid: string; readonly secretHex: string } | undefined
+  /**
+   * The waitpoint HMAC secret, seeded at start on every partition; a keystore that already has a
+   * current kid keeps it. Needed at the first start of a deployment (its key prefix): a layer that
+   * finds no secret stored and is given none fails (docs/guide.md "Signals and the HMAC secret").
+   */
+  readonly hmacSecret?: HmacSecret | undefined
   /**
    * When to load the function library at start: `"replace-if-different"`
    * (default: when a primary has another version or none), `"always"`, or
@@ -120,7 +125,9 @@ const parseNode = (n: string | { readonly host: string; readonly port: number })
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: ValkeyBackendOptions = {}): Effect.Effect<ValkeyBackend, EngineError, Scope.Scope> =>
+export const make = (
+  options: ValkeyBackendOptions = {}
+): Effect.Effect<ValkeyBackend, EngineError | ConfigError.ConfigError, Scope.Scope> =>
   Effect.gen(function*() {
     const prefix = options.keyPrefix ?? "ff"
     if (prefix === "" || /[{}]/.test(prefix)) {
@@ -180,13 +187,22 @@ export const make = (options: ValkeyBackendOptions = {}): Effect.Effect<ValkeyBa
     const backend = makeEngineBackend(core)
 
     if (options.hmacSecret !== undefined) {
-      // boot seeding keeps a keystore that already has a kid (rotate to change it)
-      yield* backend.seedWaitpointHmacSecret(options.hmacSecret).pipe(
-        Effect.catchIf(
-          (e): e is ValidationError => e._tag === "Validation" && e.kind === "InvalidInput" && e.detail.includes("rotate"),
-          (e) => Effect.logWarning(`flowfabric valkey: HMAC keystore left as it is: ${e.detail}`)
-        )
+      yield* seedAtStart(backend, options.hmacSecret)
+    } else {
+      const kids = yield* Effect.forEach(
+        Array.from({ length: partitions.numFlowPartitions }, (_, p) => `${plumbing.keys.flow(p)}:hmac`),
+        (key) => client.run("HGET hmac current_kid", (c) => c.hget(key, "current_kid")),
+        { concurrency: settings.fanOut }
       )
+      const missing = kids.filter((kid) => kid === null || kid === "").length
+      if (missing > 0) {
+        return yield* Effect.fail(missingSecret(
+          "valkey",
+          missing === kids.length ?
+            `the keystore of key prefix "${prefix}"` :
+            `${missing} of the ${kids.length} partitions of key prefix "${prefix}" (seed the stored kid again to repair them)`
+        ))
+      }
     }
     for (const lane of options.lanes ?? []) yield* plumbing.registerLane(lane)
 
@@ -199,7 +215,9 @@ export const make = (options: ValkeyBackendOptions = {}): Effect.Effect<ValkeyBa
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: ValkeyBackendOptions = {}): Layer.Layer<EngineBackend | Maintenance, EngineError> =>
+export const layer = (
+  options: ValkeyBackendOptions = {}
+): Layer.Layer<EngineBackend | Maintenance, EngineError | ConfigError.ConfigError> =>
   Layer.scopedContext(
     Effect.map(make(options), ({ backend, maintenance }) =>
       Context.add(Context.make(EngineBackend, backend), Maintenance, maintenance))
@@ -215,7 +233,7 @@ export interface ValkeyBackendConfig {
   readonly url?: string | undefined
   readonly nodes?: ReadonlyArray<string> | undefined
   readonly keyPrefix?: string | undefined
-  readonly hmacSecret?: { readonly kid: string; readonly secretHex: string } | undefined
+  readonly hmacSecret?: HmacSecret | undefined
   readonly library?: LibraryPolicy | undefined
   readonly clock?: "store" | "effect" | undefined
   readonly lanes?: ReadonlyArray<string> | undefined
