@@ -8,7 +8,7 @@
  */
 import type { Duration } from "effect"
 import { randomUUID } from "node:crypto"
-import { Clock, Context, Deferred, Effect, Either, Layer, Redacted } from "effect"
+import { Clock, Config, type ConfigError, Context, Deferred, Effect, Either, Layer, Redacted } from "effect"
 import { EngineBackend, type HmacSecret } from "./EngineBackend.js"
 import type { EngineError } from "./EngineError.js"
 import * as Ids from "./Ids.js"
@@ -196,3 +196,24 @@ export const layer = (options: MemoryBackendOptions = {}): Layer.Layer<EngineBac
       Context.make(EngineBackend, backend).pipe(Context.add(Maintenance, maintenance)))
   )
 
+/**
+ * The options `layerConfig` reads: the secret the keystore starts with (default: a random one).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryBackendConfig {
+  readonly hmacSecret?: HmacSecret | undefined
+}
+
+/**
+ * `layer` with its options read from `Config`, as the server layers' `layerConfig`:
+ * `MemoryBackend.layerConfig({ hmacSecret: { kid: Config.string("HMAC_KID"), secretHex: Config.redacted("HMAC_SECRET") } })`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<MemoryBackendConfig>
+): Layer.Layer<EngineBackend | Maintenance, EngineError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), (options) => layer(options)))

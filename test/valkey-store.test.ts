@@ -190,7 +190,7 @@ describe("layerConfig", () => {
   it.scopedLive("reads its options from Config and seeds the HMAC keystore at start", () =>
     Effect.gen(function*() {
       const config = ValkeyBackend.layerConfig({
-        url: Config.string("VALKEY_URL"),
+        url: Config.redacted("VALKEY_URL"),
         keyPrefix: Config.string("VALKEY_PREFIX"),
         hmacSecret: { kid: Config.string("HMAC_KID"), secretHex: Config.redacted("HMAC_SECRET") }
       }).pipe(

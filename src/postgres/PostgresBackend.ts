@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql/SqlError"
-import { type ConfigError, Context, Effect, Layer } from "effect"
+import { Config, type ConfigError, Context, Effect, Layer } from "effect"
 import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
 import { type EngineError, invalidInput, TransportError, Unavailable } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
@@ -239,3 +239,22 @@ export const layerPg = (
   )
 }
 
+/**
+ * `layerPg` with its options read from `Config` (a `Config` per option, or one for them all), in the
+ * style of `PgClient.layerConfig`; secrets as `Redacted`:
+ *
+ * ```ts
+ * PostgresBackend.layerConfig({
+ *   url: Config.redacted("DATABASE_URL"),
+ *   schema: Config.string("FLOWFABRIC_SCHEMA").pipe(Config.withDefault("flowfabric")),
+ *   hmacSecret: { kid: Config.string("FLOWFABRIC_HMAC_KID"), secretHex: Config.redacted("FLOWFABRIC_HMAC_SECRET") }
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<PostgresPgConfig>
+): Layer.Layer<EngineBackend | Maintenance, EngineError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), (options) => layerPg(options)))

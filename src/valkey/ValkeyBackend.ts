@@ -36,7 +36,7 @@
  * @since 0.1.0
  */
 import type { ClusterOptions, RedisOptions } from "iovalkey"
-import { Config, type ConfigError, Context, Effect, Layer, type Scope } from "effect"
+import { Config, type ConfigError, Context, Effect, Layer, Redacted, type Scope } from "effect"
 import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
 import { type EngineError, invalidInput } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
@@ -54,8 +54,11 @@ import { layerError, makePlumbing, type Settings } from "./internal/plumbing.js"
  * @category models
  */
 export interface ValkeyBackendOptions {
-  /** `redis://[user:pass@]host:port[/db]` of a standalone server (default `redis://127.0.0.1:6379`). */
-  readonly url?: string | undefined
+  /**
+   * `redis://[user:pass@]host:port[/db]` of a standalone server (default `redis://127.0.0.1:6379`);
+   * `Redacted` when it holds a password.
+   */
+  readonly url?: string | Redacted.Redacted<string> | undefined
   /** Startup nodes of a Valkey Cluster; when given, `url` is ignored. */
   readonly nodes?: ReadonlyArray<string | { readonly host: string; readonly port: number }> | undefined
   /** Prefix of every key (default `"ff"`); no braces. Keeps deployments, and test runs, apart. */
@@ -139,7 +142,7 @@ export const make = (
     }
     const library = yield* loadLibrary
     const client = yield* connect({
-      url: options.url,
+      url: Redacted.isRedacted(options.url) ? Redacted.value(options.url) : options.url,
       nodes: options.nodes?.map(parseNode),
       redisOptions: options.redisOptions,
       clusterOptions: options.clusterOptions,
@@ -224,25 +227,27 @@ export const layer = (
   )
 
 /**
- * The plain-data options `layerConfig` reads (cluster nodes as `host:port` strings).
+ * The options `layerConfig` reads: those of `layer` but the iovalkey ones, cluster nodes as
+ * `host:port` strings.
  *
  * @since 0.1.0
  * @category models
  */
-export interface ValkeyBackendConfig {
-  readonly url?: string | undefined
+export interface ValkeyBackendConfig extends Omit<ValkeyBackendOptions, "nodes" | "redisOptions" | "clusterOptions"> {
   readonly nodes?: ReadonlyArray<string> | undefined
-  readonly keyPrefix?: string | undefined
-  readonly hmacSecret?: HmacSecret | undefined
-  readonly library?: LibraryPolicy | undefined
-  readonly clock?: "store" | "effect" | undefined
-  readonly lanes?: ReadonlyArray<string> | undefined
-  readonly commandTimeoutMs?: number | undefined
 }
 
 /**
- * `layer` with options read from `Config`, e.g.
- * `ValkeyBackend.layerConfig({ url: Config.string("VALKEY_URL"), keyPrefix: Config.succeed("app") })`.
+ * `layer` with its options read from `Config` (a `Config` per option, or one for them all), in the
+ * style of `PgClient.layerConfig`; secrets as `Redacted`:
+ *
+ * ```ts
+ * ValkeyBackend.layerConfig({
+ *   url: Config.redacted("VALKEY_URL"),
+ *   keyPrefix: Config.string("FLOWFABRIC_KEY_PREFIX").pipe(Config.withDefault("ff")),
+ *   hmacSecret: { kid: Config.string("FLOWFABRIC_HMAC_KID"), secretHex: Config.redacted("FLOWFABRIC_HMAC_SECRET") }
+ * })
+ * ```
  *
  * @since 0.1.0
  * @category layers
