@@ -107,9 +107,9 @@ const SERVER_STACKS = [
   "msgpackr"
 ]
 
-/** An execution from create to complete on the memory engine, and a waitpoint signalled out of the box. */
+/** An execution from create to complete on the memory engine, with a waitpoint (signed out of the box). */
 const memoryProgram = `
-import { Effect, Option } from "effect"
+import { Duration, Effect, Option } from "effect"
 import { EngineBackend, Ids, MemoryBackend } from "flowfabric-effect"
 
 const program = Effect.gen(function*() {
@@ -133,7 +133,9 @@ const program = Effect.gen(function*() {
     }
   })
   const handle = Option.getOrThrow(claimed)
-  yield* engine.complete(handle, new TextEncoder().encode("done"))
+  const waitpoint = yield* engine.createWaitpoint(handle, { waitpointKey: "approval", expiresIn: Duration.minutes(1) })
+  if (!/^[^:]+:[0-9a-f]+$/.test(waitpoint.hmacToken)) throw new Error("no token")
+  yield* engine.complete(handle, { payload: new TextEncoder().encode("done") })
   const info = yield* engine.readExecutionInfo(executionId)
   return Option.getOrThrow(info).publicState
 })
@@ -235,9 +237,11 @@ describe("the npm package", () => {
     const r = await node(
       dir,
       `
-import { Effect } from "effect"
+import { Effect, Redacted } from "effect"
 import { EngineBackend } from "flowfabric-effect"
 import { ValkeyBackend } from "flowfabric-effect/valkey"
+
+const hmacSecret = { kid: "pkg", secretHex: Redacted.make("ab".repeat(32)) }
 
 const program = Effect.gen(function*() {
   const engine = yield* EngineBackend.EngineBackend
@@ -245,7 +249,12 @@ const program = Effect.gen(function*() {
   return (yield* engine.listLanes({ limit: 10 })).lanes
 })
 const lanes = await program.pipe(
-  Effect.provide(ValkeyBackend.layer({ url: ${JSON.stringify(inject("valkeyUrl"))}, keyPrefix: "${keyPrefix}", lanes: ["pkg"] })),
+  Effect.provide(ValkeyBackend.layer({
+    url: ${JSON.stringify(inject("valkeyUrl"))},
+    keyPrefix: "${keyPrefix}",
+    lanes: ["pkg"],
+    hmacSecret
+  })),
   Effect.runPromise
 )
 console.log(JSON.stringify({ lanes }))
@@ -267,13 +276,14 @@ import { EngineBackend } from "flowfabric-effect"
 import { PostgresBackend } from "flowfabric-effect/postgres"
 
 const url = Redacted.make(${JSON.stringify(inject("pgUrl"))})
+const hmacSecret = { kid: "pkg", secretHex: Redacted.make("ab".repeat(32)) }
 const program = Effect.gen(function*() {
   const engine = yield* EngineBackend.EngineBackend
   yield* engine.ping()
   return (yield* engine.listLanes({ limit: 10 })).lanes
 })
 const lanes = await program.pipe(
-  Effect.provide(PostgresBackend.layerPg({ url, schema: "${schema}" })),
+  Effect.provide(PostgresBackend.layerPg({ url, schema: "${schema}", hmacSecret })),
   Effect.runPromise
 )
 const drop = Effect.gen(function*() {
