@@ -459,26 +459,27 @@ const runDemo = (options: DemoOptions) =>
 
     // --- workers, approver, display -----------------------------------------
     const common = { leaseTtl: "1500 millis", gracePeriod: "2 seconds", onEvent, idle: fastIdle } as const
+    // Worker.start checks each worker's settings before it forks it in this scope
     const workers = yield* Effect.forEach(
       Array.from({ length: Math.max(1, options.workers) }, (_, i) => i + 1),
       (i) =>
-        Effect.forkScoped(Worker.run({
+        Worker.start({
           ...common,
           lanes: [reportsLane],
           handlers: handlers.report,
           concurrency: 2,
           workerId: `worker-${i}`,
           workerInstanceId: `worker-${i}-${run}`
-        }))
+        })
     )
-    const batchWorker = yield* Effect.forkScoped(Worker.run({
+    const batchWorker = yield* Worker.start({
       ...common,
       lanes: [batchLane],
       handlers: handlers.batch,
       concurrency: 2,
       workerId: "batch",
       workerInstanceId: `batch-${run}`
-    }))
+    })
 
     const approver = yield* Effect.forkScoped(Effect.gen(function*() {
       const request = yield* Queue.take(approvals)
