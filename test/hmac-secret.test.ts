@@ -87,7 +87,7 @@ describe("memory: signals out of the box", () => {
  */
 const serverCases = (
   backend: string,
-  start: (name: string, hmacSecret: HmacSecret | undefined) => Effect.Effect<string, unknown, Scope.Scope>,
+  start: (name: string, hmacSecret: HmacSecret | "none" | undefined) => Effect.Effect<string, unknown, Scope.Scope>,
   drop: (name: string) => Effect.Effect<void>
 ) =>
   describe(`${backend}: the HMAC secret at layer start`, () => {
@@ -115,6 +115,13 @@ const serverCases = (
         // another kid given later: the stored keystore is kept (a rotation changes it)
         expect(kidOf(yield* Effect.scoped(start(name, secret("second", "ef"))))).toBe("first")
       }).pipe(Effect.ensuring(drop(`seeded-${tag}`))), 60_000)
+
+    it.scopedLive("hmacSecret: \"none\" starts on an empty keystore, chosen explicitly; waitpoints then fail", () =>
+      Effect.gen(function*() {
+        const name = `opt-out-${tag}`
+        const r = yield* Effect.either(Effect.scoped(start(name, "none"))).pipe(Effect.ensuring(drop(name)))
+        expect(Either.isLeft(r) && (r.left as { readonly _tag?: unknown })._tag).toBe("Transport")
+      }), 60_000)
   })
 
 serverCases(

@@ -39,9 +39,11 @@ export interface PostgresBackendOptions {
   /**
    * The waitpoint HMAC secret, seeded at start; a keystore that already has a current kid keeps it.
    * Needed at the first start of a deployment (its schema): a layer that finds no secret stored and
-   * is given none fails (docs/guide.md "Signals and the HMAC secret").
+   * is given none fails (docs/guide.md "Signals and the HMAC secret"). `"none"` starts without one
+   * and without that check: creating a waitpoint then fails until the keystore is seeded
+   * (`seedWaitpointHmacSecret`).
    */
-  readonly hmacSecret?: HmacSecret | undefined
+  readonly hmacSecret?: HmacSecret | "none" | undefined
   /**
    * Whose clock decides leases, delays and timeouts: `"store"` (the default,
    * production: the database's `clock_timestamp()`) or `"effect"` (Effect's
@@ -170,9 +172,9 @@ export const make = (
       tailPollMs: options.tailPollMs ?? 50
     })
     const backend = makeEngineBackend(core)
-    if (options.hmacSecret !== undefined) {
+    if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {
       yield* seedAtStart(backend, options.hmacSecret)
-    } else {
+    } else if (options.hmacSecret === undefined) {
       const sql = yield* SqlClient.SqlClient
       const stored = yield* sql.unsafe<{ readonly n: number }>(
         `SELECT count(*)::int AS n FROM ${quoteIdent(schema)}.hmac_kid WHERE is_current`
@@ -240,6 +242,16 @@ export const layerPg = (
 }
 
 /**
+ * The options `layerConfig` reads: those of `layerPg`, the HMAC secret as `{ kid, secretHex }`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PostgresBackendConfig extends Omit<PostgresPgConfig, "hmacSecret"> {
+  readonly hmacSecret?: HmacSecret | undefined
+}
+
+/**
  * `layerPg` with its options read from `Config` (a `Config` per option, or one for them all), in the
  * style of `PgClient.layerConfig`; secrets as `Redacted`:
  *
@@ -255,6 +267,6 @@ export const layerPg = (
  * @category layers
  */
 export const layerConfig = (
-  config: Config.Config.Wrap<PostgresPgConfig>
+  config: Config.Config.Wrap<PostgresBackendConfig>
 ): Layer.Layer<EngineBackend | Maintenance, EngineError | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(Config.unwrap(config), (options) => layerPg(options)))

@@ -69,8 +69,10 @@ export interface ValkeyBackendOptions {
    * The waitpoint HMAC secret, seeded at start on every partition; a keystore that already has a
    * current kid keeps it. Needed at the first start of a deployment (its key prefix): a layer that
    * finds no secret stored and is given none fails (docs/guide.md "Signals and the HMAC secret").
+   * `"none"` starts without one and without that check: creating a waitpoint then fails until
+   * the keystore is seeded (`seedWaitpointHmacSecret`).
    */
-  readonly hmacSecret?: HmacSecret | undefined
+  readonly hmacSecret?: HmacSecret | "none" | undefined
   /**
    * When to load the function library at start: `"replace-if-different"`
    * (default: when a primary has another version or none), `"always"`, or
@@ -189,9 +191,9 @@ export const make = (
     const core = makeCore(plumbing, streamOps, library)
     const backend = makeEngineBackend(core)
 
-    if (options.hmacSecret !== undefined) {
+    if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {
       yield* seedAtStart(backend, options.hmacSecret)
-    } else {
+    } else if (options.hmacSecret === undefined) {
       const kids = yield* Effect.forEach(
         Array.from({ length: partitions.numFlowPartitions }, (_, p) => `${plumbing.keys.flow(p)}:hmac`),
         (key) => client.run("HGET hmac current_kid", (c) => c.hget(key, "current_kid")),
@@ -233,8 +235,11 @@ export const layer = (
  * @since 0.1.0
  * @category models
  */
-export interface ValkeyBackendConfig extends Omit<ValkeyBackendOptions, "nodes" | "redisOptions" | "clusterOptions"> {
+export interface ValkeyBackendConfig
+  extends Omit<ValkeyBackendOptions, "nodes" | "redisOptions" | "clusterOptions" | "hmacSecret">
+{
   readonly nodes?: ReadonlyArray<string> | undefined
+  readonly hmacSecret?: HmacSecret | undefined
 }
 
 /**
