@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import type { Duration, Effect, Either, Option } from "effect"
+import type { Duration, Effect, Either, Option, Redacted } from "effect"
 import { Context } from "effect"
 import type { EngineError } from "./EngineError.js"
 import type { BudgetId, ExecutionId, FlowId } from "./Ids.js"
@@ -183,6 +183,19 @@ export declare namespace EngineBackend {
       readonly result: Either.Either<M.RotateOutcome, EngineError>
     }>
   }
+}
+
+/**
+ * The waitpoint HMAC secret a backend layer seeds its keystore with (`hmacSecret` of the layers):
+ * a key id and at least 32 random bytes as hex, e.g. from `openssl rand -hex 32`. A server
+ * keystore keeps the first secret stored; change it with `rotateWaitpointHmacSecretAll`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HmacSecret {
+  readonly kid: string
+  readonly secretHex: Redacted.Redacted<string>
 }
 
 /**

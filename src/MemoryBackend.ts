@@ -8,13 +8,14 @@
  */
 import type { Duration } from "effect"
 import { randomUUID } from "node:crypto"
-import { Clock, Context, Deferred, Effect, Either, Layer } from "effect"
-import { EngineBackend } from "./EngineBackend.js"
+import { Clock, Config, type ConfigError, Context, Deferred, Effect, Either, Layer, Redacted } from "effect"
+import { EngineBackend, type HmacSecret } from "./EngineBackend.js"
 import type { EngineError } from "./EngineError.js"
 import * as Ids from "./Ids.js"
 import { DEFAULT_BATCH_SIZE, Maintenance, type PassName, type PassOptions, type PassResult } from "./Maintenance.js"
 import type * as M from "./Model.js"
 import { type BackendCore, makeEngineBackend } from "./internal/boundary.js"
+import { randomHmacSecret } from "./internal/hmacSecret.js"
 import { storeAttemptId, storeLeaseId } from "./internal/storeIds.js"
 import { MemoryEngine, type PassCount } from "./internal/memory/engine.js"
 
@@ -22,8 +23,13 @@ import { MemoryEngine, type PassCount } from "./internal/memory/engine.js"
  * @since 0.1.0
  */
 export interface MemoryBackendOptions {
-  /** Seeds the waitpoint HMAC keystore at start (`seedWaitpointHmacSecret`). */
-  readonly hmacSecret?: { readonly kid: string; readonly secretHex: string } | undefined
+  /**
+   * The secret the waitpoint HMAC keystore starts with. Default `"random"`: 32 random bytes under a
+   * random kid, so signals work at once (the tokens are good for this engine only, which lives and
+   * dies with the process). `"none"` starts with an empty keystore, to be seeded with
+   * `seedWaitpointHmacSecret`; until then creating a waitpoint fails.
+   */
+  readonly hmacSecret?: HmacSecret | "random" | "none" | undefined
 }
 
 /**
@@ -169,7 +175,12 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       trimRetention: pass("trimRetention", (now, n) => engine.trimRetention(now, n))
     }
 
-    if (options.hmacSecret !== undefined) yield* backend.seedWaitpointHmacSecret(options.hmacSecret)
+    const secret = options.hmacSecret === undefined || options.hmacSecret === "random" ?
+      randomHmacSecret() :
+      options.hmacSecret
+    if (secret !== "none") {
+      yield* backend.seedWaitpointHmacSecret({ kid: secret.kid, secretHex: Redacted.value(secret.secretHex) })
+    }
     return { backend, maintenance }
   })
 
@@ -184,3 +195,25 @@ export const layer = (options: MemoryBackendOptions = {}): Layer.Layer<EngineBac
     Effect.map(make(options), ({ backend, maintenance }) =>
       Context.make(EngineBackend, backend).pipe(Context.add(Maintenance, maintenance)))
   )
+
+/**
+ * The options `layerConfig` reads: the secret the keystore starts with (default: a random one).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryBackendConfig {
+  readonly hmacSecret?: HmacSecret | undefined
+}
+
+/**
+ * `layer` with its options read from `Config`, as the server layers' `layerConfig`:
+ * `MemoryBackend.layerConfig({ hmacSecret: { kid: Config.string("HMAC_KID"), secretHex: Config.redacted("HMAC_SECRET") } })`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<MemoryBackendConfig>
+): Layer.Layer<EngineBackend | Maintenance, EngineError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), (options) => layer(options)))

@@ -13,7 +13,7 @@
  * @since 0.1.0
  */
 import type { Scope } from "effect"
-import { Cause, Clock, Duration, Effect, Layer, Metric, MetricBoundaries, Schedule } from "effect"
+import { Cause, Clock, Duration, Effect, Layer, Metric, MetricBoundaries, Schedule, Schema } from "effect"
 import { type EngineError, isRetryable } from "./EngineError.js"
 import { Maintenance, type PassName, passNames, type PassResult } from "./Maintenance.js"
 
@@ -70,6 +70,49 @@ export interface ReconcilerOptions {
   /** Retries of a run that failed with a retryable error (default `defaultRetrySchedule`). */
   readonly retrySchedule?: Schedule.Schedule<unknown, EngineError> | undefined
 }
+
+/**
+ * A reconciler that cannot start: an unknown pass, an interval that is not
+ * a positive duration, a batch size or run limit below 1.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ReconcilerError extends Schema.TaggedError<ReconcilerError>()("ReconcilerError", {
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `reconciler: ${this.detail}`
+  }
+}
+
+const positiveInteger = (n: number | undefined) => n === undefined || (Number.isSafeInteger(n) && n >= 1)
+
+/** The options' problems, before anything runs. */
+const checkOptions = (options: ReconcilerOptions | undefined): Effect.Effect<void, ReconcilerError> =>
+  Effect.suspend(() => {
+    const fail = (detail: string) => Effect.fail(new ReconcilerError({ detail }))
+    const known = new Set<string>(passNames)
+    for (const name of [
+      ...(options?.passes ?? []),
+      ...Object.keys(options?.intervals ?? {}),
+      ...Object.keys(options?.schedules ?? {})
+    ]) {
+      if (!known.has(name)) return fail(`unknown pass "${name}" (passes: ${passNames.join(", ")})`)
+    }
+    for (const [name, interval] of Object.entries(options?.intervals ?? {})) {
+      if (interval === undefined) continue
+      const decoded = Duration.decodeUnknown(interval)
+      if (decoded._tag === "None" || !Duration.greaterThan(decoded.value, Duration.zero)) {
+        return fail(`the interval of ${name} must be a positive duration, got ${JSON.stringify(interval)}`)
+      }
+    }
+    if (!positiveInteger(options?.batchSize)) return fail(`batchSize must be an integer >= 1, got ${options?.batchSize}`)
+    if (!positiveInteger(options?.maxConsecutiveRuns)) {
+      return fail(`maxConsecutiveRuns must be an integer >= 1, got ${options?.maxConsecutiveRuns}`)
+    }
+    return Effect.void
+  })
 
 // ---------------------------------------------------------------------------
 // Metrics
@@ -189,14 +232,17 @@ const drainPass = (
 }
 
 /**
- * Forks one fiber per pass in the current scope; each fiber runs its pass at
- * once and then on its schedule until the scope closes.
+ * Checks the options, then forks one fiber per pass in the current scope;
+ * each fiber runs its pass at once and then on its schedule until the scope
+ * closes. Bad options fail `start` with a `ReconcilerError`; once started,
+ * a pass's failures are logged and counted, never fatal.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const start = (options?: ReconcilerOptions): Effect.Effect<void, never, Maintenance | Scope.Scope> =>
+export const start = (options?: ReconcilerOptions): Effect.Effect<void, ReconcilerError, Maintenance | Scope.Scope> =>
   Effect.gen(function*() {
+    yield* checkOptions(options)
     const maintenance = yield* Maintenance
     const passes = options?.passes ?? passNames
     for (const name of passes) {
@@ -211,12 +257,13 @@ export const start = (options?: ReconcilerOptions): Effect.Effect<void, never, M
 
 /**
  * The reconciler as a layer: requires `Maintenance`, provides nothing, runs
- * while the layer's scope is open.
+ * while the layer's scope is open. Bad options fail the layer's build (the
+ * application's start) with a `ReconcilerError`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options?: ReconcilerOptions): Layer.Layer<never, never, Maintenance> =>
+export const layer = (options?: ReconcilerOptions): Layer.Layer<never, ReconcilerError, Maintenance> =>
   Layer.scopedDiscard(start(options))
 
 /**
@@ -230,8 +277,9 @@ export const layer = (options?: ReconcilerOptions): Layer.Layer<never, never, Ma
  */
 export const runOnce = (
   options?: Omit<ReconcilerOptions, "intervals" | "schedules">
-): Effect.Effect<ReadonlyArray<PassResult>, EngineError, Maintenance> =>
+): Effect.Effect<ReadonlyArray<PassResult>, EngineError | ReconcilerError, Maintenance> =>
   Effect.gen(function*() {
+    yield* checkOptions(options)
     const maintenance = yield* Maintenance
     const max = Math.max(1, options?.maxConsecutiveRuns ?? 100)
     const results: Array<PassResult> = []

@@ -23,7 +23,7 @@
  *
  * @since 0.1.0
  */
-import type { ConfigError, Scope } from "effect"
+import type { ConfigError, Fiber, Scope } from "effect"
 import {
   Cause,
   Clock,
@@ -34,6 +34,7 @@ import {
   Exit,
   FiberSet,
   HashSet,
+  Layer,
   Metric,
   MetricBoundaries,
   MetricLabel,
@@ -986,11 +987,25 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
     }
   }).pipe(Effect.annotateLogs({ worker: settings.workerInstanceId }))
 
+/** The worker on checked settings, its failure logged at error level (an interruption is not one). */
+const runWith = (settings: Settings): Effect.Effect<never, EngineError, EngineBackend> =>
+  Effect.scoped(workerLoop(settings)).pipe(
+    Effect.tapErrorCause((cause) =>
+      Cause.isInterruptedOnly(cause) ?
+        Effect.void :
+        Effect.logError("worker failed", cause).pipe(Effect.annotateLogs({ worker: settings.workerInstanceId }))
+    )
+  )
+
 /**
  * Runs a worker until interrupted. On interruption it stops claiming, lets
  * the running attempts finish within the grace period, then stops the rest
  * and hands their executions back (see `releaseOnShutdown`). Fails only on
- * a configuration problem or a claim that fails with `Validation`.
+ * a bad setting (`WorkerError`, or the `ConfigError` of a `WorkerConfig`
+ * variable) or a claim that fails with `Validation`; every failure is also
+ * logged at error level, so a `run` forked by hand does not fail unseen.
+ * In an application prefer `layer` (or `start`), which check the settings
+ * before anything runs.
  *
  * @since 0.1.0
  * @category running
@@ -998,11 +1013,60 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
 export const run = <H extends Handler<unknown>>(
   options: WorkerOptions<H>
 ): Effect.Effect<never, WorkerError | EngineError | ConfigError.ConfigError, EngineBackend | Handler.Context<H>> =>
-  Effect.flatMap(resolveSettings(options), (settings) => Effect.scoped(workerLoop(settings))) as Effect.Effect<
+  resolveSettings(options).pipe(
+    Effect.tapError((e) => Effect.logError("worker failed to start", e)),
+    Effect.flatMap(runWith)
+  ) as Effect.Effect<
     never,
     WorkerError | EngineError | ConfigError.ConfigError,
     EngineBackend | Handler.Context<H>
   >
+
+/**
+ * Checks the settings — the options, then `WorkerConfig` (the environment)
+ * for what they leave out — and starts the worker in a fiber of the current
+ * scope, which stops it (draining as `run` does) when it closes. A bad
+ * setting fails `start` itself with its `WorkerError` or `ConfigError`;
+ * the returned fiber fails only if the worker does (a claim that fails
+ * with `Validation`), and that failure is logged at error level.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const start = <H extends Handler<unknown>>(
+  options: WorkerOptions<H>
+): Effect.Effect<
+  Fiber.RuntimeFiber<never, EngineError>,
+  WorkerError | ConfigError.ConfigError,
+  EngineBackend | Handler.Context<H> | Scope.Scope
+> =>
+  Effect.flatMap(resolveSettings(options), (settings) => Effect.forkScoped(runWith(settings))) as Effect.Effect<
+    Fiber.RuntimeFiber<never, EngineError>,
+    WorkerError | ConfigError.ConfigError,
+    EngineBackend | Handler.Context<H> | Scope.Scope
+  >
+
+/**
+ * The worker as a layer: `start` when the layer is built, stopped (drained)
+ * when it is released. A bad setting — an option, or a `WorkerConfig`
+ * variable such as `FLOWFABRIC_LEASE_TTL` — fails the layer, so the
+ * application does not start. Provides nothing; requires the backend and
+ * what the handlers require.
+ *
+ * ```ts
+ * const AppLive = Layer.mergeAll(
+ *   Worker.layer({ lanes: ["images"], handlers: [resize] }),
+ *   Reconciler.layer()
+ * ).pipe(Layer.provideMerge(MemoryBackend.layer()))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <H extends Handler<unknown>>(
+  options: WorkerOptions<H>
+): Layer.Layer<never, WorkerError | ConfigError.ConfigError, EngineBackend | Handler.Context<H>> =>
+  Layer.scopedDiscard(start(options))
 
 export {
   /**

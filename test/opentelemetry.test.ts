@@ -8,7 +8,7 @@ import {
   PeriodicExportingMetricReader
 } from "@opentelemetry/sdk-metrics"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { Effect, Fiber, Layer, Schedule, Schema } from "effect"
+import { Effect, Layer, Schedule, Schema } from "effect"
 import * as MemoryBackend from "../src/MemoryBackend.js"
 import * as Producer from "../src/Producer.js"
 import * as Reconciler from "../src/Reconciler.js"
@@ -33,17 +33,18 @@ describe("OpenTelemetry export", () => {
         spanProcessor: new SimpleSpanProcessor(spans),
         metricReader: reader
       }))
-      const EngineLive = Reconciler.layer().pipe(Layer.provideMerge(MemoryBackend.layer()))
-
-      yield* Effect.gen(function*() {
-        const worker = yield* Effect.fork(Worker.run({
+      const AppLive = Layer.mergeAll(
+        Worker.layer({
           lanes: ["images"],
           handlers: [Worker.handler({ ...Resize, run: (input) => Effect.succeed({ url: `${input.url}?w=${input.width}` }) })],
           idle: Schedule.spaced("10 millis")
-        }))
+        }),
+        Reconciler.layer()
+      ).pipe(Layer.provideMerge(MemoryBackend.layer()))
+
+      yield* Effect.gen(function*() {
         const id = yield* Producer.submit(Resize, { url: "https://example.com/cat.png", width: 640 }, { lane: "images" })
         expect(yield* Producer.awaitResult(Resize, id)).toEqual({ url: "https://example.com/cat.png?w=640" })
-        yield* Fiber.interrupt(worker)
 
         const names = spans.getFinishedSpans().map((s) => s.name)
         expect(names).toContain("Producer.submit")
@@ -57,6 +58,6 @@ describe("OpenTelemetry export", () => {
         const metricNames = collected.resourceMetrics.scopeMetrics.flatMap((s) => s.metrics.map((m) => m.descriptor.name))
         expect(metricNames).toContain("flowfabric_engine_operations_total")
         expect(metricNames).toContain("flowfabric_engine_operation_duration_ms")
-      }).pipe(Effect.provide(EngineLive), Effect.provide(TelemetryLive))
+      }).pipe(Effect.provide(AppLive), Effect.provide(TelemetryLive))
     }), 30_000)
 })

@@ -8,6 +8,7 @@ import { inject } from "vitest"
 import { EngineBackend } from "../src/EngineBackend.js"
 import * as Ids from "../src/Ids.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
+import { testHmacSecret } from "./support/hmac.js"
 
 const schema = `ff_concurrency_${process.pid}_${Date.now().toString(36)}`
 const EXECUTIONS = 5_000
@@ -18,7 +19,7 @@ const client = Layer.scopedDiscard(
     Effect.addFinalizer(() => Effect.ignore(sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`))))
 ).pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(inject("pgUrl")), maxConnections: CLAIMERS + 2 })))
 
-const live = PostgresBackend.layer({ schema }).pipe(Layer.provideMerge(client))
+const live = PostgresBackend.layer({ hmacSecret: testHmacSecret, schema }).pipe(Layer.provideMerge(client))
 
 const decodeExecutionId = (opaque: Uint8Array): string => {
   const bytes = Buffer.from(opaque)

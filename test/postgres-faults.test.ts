@@ -13,6 +13,7 @@ import { Maintenance } from "../src/Maintenance.js"
 import type * as M from "../src/Model.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
 import { type PostgresServer, startPostgres } from "./support/servers.js"
+import { testHmacSecret } from "./support/hmac.js"
 
 const APP = "ff-faults"
 const SCHEMA = "ff_faults"
@@ -37,7 +38,7 @@ afterAll(async () => {
 /** The backend over its own pool (applicationName lets the test find the pool's backends). */
 const makeRuntime = () =>
   ManagedRuntime.make(
-    PostgresBackend.layer({ schema: SCHEMA, maxConnections: 4 }).pipe(
+    PostgresBackend.layer({ hmacSecret: testHmacSecret, schema: SCHEMA, maxConnections: 4 }).pipe(
       Layer.provide(PgClient.layer({
         url: Redacted.make(server.url),
         maxConnections: 4,

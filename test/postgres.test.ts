@@ -17,6 +17,7 @@ import { appliedVersion, LATEST_MIGRATION, migrations } from "../src/postgres/mi
 import { advance } from "./conformance/helpers.js"
 import { suite } from "./conformance/index.js"
 import { richCompleted } from "./conformance/retention.js"
+import { testHmacSecret } from "./support/hmac.js"
 
 const url = inject("pgUrl")
 const tag = `${process.pid}_${Date.now().toString(36)}`
@@ -37,7 +38,7 @@ const clientDropping = (...schemas: ReadonlyArray<string>) =>
 const conformanceSchema = `ff_conformance_${tag}`
 suite(
   "postgres",
-  PostgresBackend.layer({ schema: conformanceSchema, clock: "effect" }).pipe(
+  PostgresBackend.layer({ hmacSecret: testHmacSecret, schema: conformanceSchema, clock: "effect" }).pipe(
     Layer.provide(clientDropping(conformanceSchema))
   ),
   { fresh: false, rotateEntries: "single" }
@@ -57,7 +58,7 @@ const lane = (name: string) => Ids.unsafe.laneId(`${name}-${tag}`)
 const sleep = (ms: number) => Effect.sleep(Duration.millis(ms))
 
 const storeSchema = `ff_store_${tag}`
-const storeLayer = PostgresBackend.layer({ schema: storeSchema }).pipe(Layer.provideMerge(clientDropping(storeSchema)))
+const storeLayer = PostgresBackend.layer({ hmacSecret: testHmacSecret, schema: storeSchema }).pipe(Layer.provideMerge(clientDropping(storeSchema)))
 
 describe("postgres, store clock (real time)", () => {
   layer(storeLayer, { timeout: 30_000, excludeTestServices: true })((it) => {
@@ -155,7 +156,7 @@ describe("postgres migrations", () => {
         // separate pools, as separate processes would have
         const start = Effect.scoped(Effect.flatMap(
           Layer.build(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 })),
-          (ctx) => Effect.provide(PostgresBackend.make({ schema }), ctx)
+          (ctx) => Effect.provide(PostgresBackend.make({ hmacSecret: testHmacSecret, schema }), ctx)
         ))
         yield* Effect.all([start, start, start, start], { concurrency: "unbounded" })
         const sql = yield* SqlClient.SqlClient
@@ -168,14 +169,14 @@ describe("postgres migrations", () => {
 
     it.effect("migrate: false refuses to start on a schema that is not migrated", () =>
       Effect.gen(function*() {
-        const r = yield* Effect.either(PostgresBackend.make({ schema: `ff_absent_${tag}`, migrate: false }))
+        const r = yield* Effect.either(PostgresBackend.make({ hmacSecret: testHmacSecret, schema: `ff_absent_${tag}`, migrate: false }))
         expect(Either.isLeft(r) && r.left._tag).toBe("Unavailable")
       }))
 
     it.effect("the partition counts of a deployment are fixed once stored", () =>
       Effect.gen(function*() {
-        yield* PostgresBackend.make({ schema })
-        const r = yield* Effect.either(PostgresBackend.make({ schema, partitions: { numFlowPartitions: 16 } }))
+        yield* PostgresBackend.make({ hmacSecret: testHmacSecret, schema })
+        const r = yield* Effect.either(PostgresBackend.make({ hmacSecret: testHmacSecret, schema, partitions: { numFlowPartitions: 16 } }))
         expect(Either.isLeft(r) && r.left._tag).toBe("Unavailable")
       }))
 
@@ -185,20 +186,20 @@ describe("postgres migrations", () => {
         const broken = `ff_broken_${tag}`
         yield* sql.unsafe(`CREATE SCHEMA "${broken}"`)
         yield* sql.unsafe(`CREATE TABLE "${broken}".exec_core (x int)`)
-        const r = yield* Effect.either(PostgresBackend.make({ schema: broken }))
+        const r = yield* Effect.either(PostgresBackend.make({ hmacSecret: testHmacSecret, schema: broken }))
         expect(Either.isLeft(r) && r.left).toMatchObject({ _tag: "Transport", backend: "postgres", retryable: false })
         expect(yield* appliedVersion(broken)).toBe(0)
       }))
 
     it.effect("an invalid schema name is rejected before any I/O", () =>
       Effect.gen(function*() {
-        const r = yield* Effect.either(PostgresBackend.make({ schema: "no; drop" }))
+        const r = yield* Effect.either(PostgresBackend.make({ hmacSecret: testHmacSecret, schema: "no; drop" }))
         expect(Either.isLeft(r) && r.left._tag).toBe("Validation")
       }))
 
     it.effect("the SQL HMAC-SHA256 equals node:crypto's, for short and long keys", () =>
       Effect.gen(function*() {
-        yield* PostgresBackend.make({ schema })
+        yield* PostgresBackend.make({ hmacSecret: testHmacSecret, schema })
         const sql = yield* SqlClient.SqlClient
         for (const keyHex of ["00", "ab".repeat(32), "cd".repeat(64), "0f".repeat(65)]) {
           const message = "a4c1e5d2-0000-4000-8000-000000000000|wpk:x|1700000000000"
@@ -264,7 +265,7 @@ describe("postgres error mapping", () => {
 describe("postgres retention", () => {
   const schema = `ff_retention_${tag}`
   layer(
-    PostgresBackend.layer({ schema, clock: "effect" }).pipe(Layer.provideMerge(clientDropping(schema))),
+    PostgresBackend.layer({ hmacSecret: testHmacSecret, schema, clock: "effect" }).pipe(Layer.provideMerge(clientDropping(schema))),
     { timeout: 30_000 }
   )((it) => {
     it.effect("trimRetention: no row of any table references the execution, its waitpoints or signals", () =>

@@ -8,12 +8,13 @@ import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
 import { producerSuite } from "./producer/suite.js"
 import { reconcilerSuite } from "./reconciler/suite.js"
 import { workerSuite } from "./worker/suite.js"
+import { testHmacSecret } from "./support/hmac.js"
 
 const schema = `ff_runtime_${process.pid}_${Date.now().toString(36)}`
 
 const client = PgClient.layer({ url: Redacted.make(inject("pgUrl")), maxConnections: 8 })
 
-const layer = PostgresBackend.layer({ schema, clock: "effect" }).pipe(Layer.provide(client))
+const layer = PostgresBackend.layer({ hmacSecret: testHmacSecret, schema, clock: "effect" }).pipe(Layer.provide(client))
 
 afterAll(() =>
   Effect.runPromise(

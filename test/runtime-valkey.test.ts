@@ -5,8 +5,10 @@ import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { producerSuite } from "./producer/suite.js"
 import { reconcilerSuite } from "./reconciler/suite.js"
 import { workerSuite } from "./worker/suite.js"
+import { testHmacSecret } from "./support/hmac.js"
 
 const layer = ValkeyBackend.layer({
+  hmacSecret: testHmacSecret,
   url: inject("valkeyUrl"),
   clock: "effect",
   keyPrefix: `rt-${process.pid}-${Date.now().toString(36)}`

@@ -210,7 +210,7 @@ describe("valkey: errors of calls refused at maxmemory", () => {
       const otel = telemetry()
       yield* Effect.gen(function*() {
         const seeded = newSecret()
-        const { backend: b } = yield* ValkeyBackend.make({ url: server.url, keyPrefix: "sec", hmacSecret: { kid: "k1", secretHex: seeded } })
+        const { backend: b } = yield* ValkeyBackend.make({ url: server.url, keyPrefix: "sec", hmacSecret: { kid: "k1", secretHex: Redacted.make(seeded) } })
         const s = yield* suspended(b)
 
         // fill the server until it refuses writes
@@ -271,7 +271,7 @@ describe("postgres: errors whose detail dumps a row", () => {
       const otel = telemetry()
       yield* Effect.gen(function*() {
         const seeded = newSecret()
-        const { backend: b } = yield* PostgresBackend.make({ schema, hmacSecret: { kid: "k1", secretHex: seeded } })
+        const { backend: b } = yield* PostgresBackend.make({ schema, hmacSecret: { kid: "k1", secretHex: Redacted.make(seeded) } })
         const sql = yield* SqlClient.SqlClient
         const s = yield* suspended(b)
         // writes of keys and waitpoints are refused with the row in the detail and the hint

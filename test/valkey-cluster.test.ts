@@ -4,11 +4,12 @@ import { inject } from "vitest"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { suite } from "./conformance/index.js"
 import { parseClusterUrl } from "./support/servers.js"
+import { testHmacSecret } from "./support/hmac.js"
 
 const keyPrefix = `cc-${process.pid}-${Date.now().toString(36)}`
 
 suite(
   "valkey cluster",
-  ValkeyBackend.layer({ nodes: parseClusterUrl(inject("valkeyClusterUrl")), clock: "effect", keyPrefix }),
+  ValkeyBackend.layer({ hmacSecret: testHmacSecret, nodes: parseClusterUrl(inject("valkeyClusterUrl")), clock: "effect", keyPrefix }),
   { fresh: false }
 )

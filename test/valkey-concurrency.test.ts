@@ -7,13 +7,14 @@ import * as Ids from "../src/Ids.js"
 import { decodeHandle } from "../src/internal/handleCodec.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { parseClusterUrl } from "./support/servers.js"
+import { testHmacSecret } from "./support/hmac.js"
 
 const TOTAL = 5_000
 const CLAIMERS = 8
 
 const race = (options: ValkeyBackend.ValkeyBackendOptions) =>
   Effect.gen(function*() {
-    const { backend: b } = yield* ValkeyBackend.make(options)
+    const { backend: b } = yield* ValkeyBackend.make({ hmacSecret: testHmacSecret, ...options })
     const laneId = Ids.unsafe.laneId(`race-${(yield* Ids.randomUuid).slice(0, 8)}`)
     const ids = yield* Effect.forEach(Array.from({ length: TOTAL }, (_, i) => i), (i) =>
       Effect.map(Ids.randomUuid, (u) => `{fp:${i % 256}}:${u}` as Ids.ExecutionId))

@@ -10,6 +10,7 @@ import type { EngineError } from "../src/EngineError.js"
 import * as Ids from "../src/Ids.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { startValkey, type ValkeyServer } from "./support/servers.js"
+import { testHmacSecret } from "./support/hmac.js"
 
 let server: ValkeyServer
 
@@ -50,7 +51,7 @@ const state = (b: EngineBackend.Service, id: Ids.ExecutionId) =>
 describe("valkey faults", () => {
   it.scopedLive("a restart with AOF keeps every committed transition; the layer reconnects", () =>
     Effect.gen(function*() {
-      const { backend: b } = yield* ValkeyBackend.make({ url: server.url, keyPrefix: "restart" })
+      const { backend: b } = yield* ValkeyBackend.make({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "restart" })
       const l = yield* lane
       const ids = yield* createMany(b, l, 20)
       const done: Array<Ids.ExecutionId> = []
@@ -84,7 +85,7 @@ describe("valkey faults", () => {
 
   it.scopedLive("FUNCTION FLUSH mid-run: the next call reloads the library and succeeds", () =>
     Effect.gen(function*() {
-      const { backend: b, maintenance: m } = yield* ValkeyBackend.make({ url: server.url, keyPrefix: "flush" })
+      const { backend: b, maintenance: m } = yield* ValkeyBackend.make({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "flush" })
       const l = yield* lane
       const [first, second] = yield* createMany(b, l, 2)
       const h = Option.getOrThrow(yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: policy() }))
@@ -107,7 +108,7 @@ describe("valkey faults", () => {
 
   it.scopedLive("a restart without the library (a cold node): the first call reloads it", () =>
     Effect.gen(function*() {
-      const { backend: b } = yield* ValkeyBackend.make({ url: server.url, keyPrefix: "cold" })
+      const { backend: b } = yield* ValkeyBackend.make({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "cold" })
       const l = yield* lane
       const [id] = yield* createMany(b, l, 1)
       yield* Effect.promise(() => server.cli("FUNCTION", "FLUSH"))
@@ -122,18 +123,18 @@ describe("valkey faults", () => {
   it.scopedLive("the library policy \"never\" refuses a server without the library", () =>
     Effect.gen(function*() {
       yield* Effect.promise(() => server.cli("FUNCTION", "FLUSH"))
-      const r = yield* Effect.either(ValkeyBackend.make({ url: server.url, keyPrefix: "never", library: "never" }))
+      const r = yield* Effect.either(ValkeyBackend.make({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "never", library: "never" }))
       expect(Either.isLeft(r) && r.left._tag === "Transport" && r.left.kind).toBe("script_not_loaded")
       // "always" loads it again
-      yield* ValkeyBackend.make({ url: server.url, keyPrefix: "never", library: "always" })
+      yield* ValkeyBackend.make({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "never", library: "always" })
       expect(yield* Effect.promise(() => server.cli("FUNCTION", "LIST"))).toContain("flowfabric")
     }), 60_000)
 
   it.scopedLive("partition counts are fixed per deployment: a different count refuses to start", () =>
     Effect.gen(function*() {
-      yield* ValkeyBackend.make({ url: server.url, keyPrefix: "parts" })
+      yield* ValkeyBackend.make({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "parts" })
       const r = yield* Effect.either(
-        ValkeyBackend.make({ url: server.url, keyPrefix: "parts", partitions: { numFlowPartitions: 16 } })
+        ValkeyBackend.make({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "parts", partitions: { numFlowPartitions: 16 } })
       )
       expect(Either.isLeft(r) && r.left._tag === "Transport" && r.left.message).toContain("partition_mismatch")
     }), 60_000)
@@ -142,6 +143,7 @@ describe("valkey faults", () => {
     Effect.gen(function*() {
       const r = yield* Effect.either(
         ValkeyBackend.make({
+          hmacSecret: testHmacSecret,
           url: "redis://127.0.0.1:1",
           keyPrefix: "nowhere",
           redisOptions: { retryStrategy: () => null }
@@ -150,7 +152,7 @@ describe("valkey faults", () => {
       expect(Either.isLeft(r)).toBe(true)
       if (Either.isLeft(r)) {
         expect(r.left._tag).toBe("Transport")
-        expect(isRetryable(r.left)).toBe(true)
+        expect(r.left._tag === "Transport" && isRetryable(r.left)).toBe(true)
       }
     }), 60_000)
 })

@@ -8,9 +8,10 @@ import { decodeHandle } from "../src/internal/handleCodec.js"
 import { Maintenance } from "../src/Maintenance.js"
 import type * as M from "../src/Model.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
+import { testHmacSecret } from "./support/hmac.js"
 
 const keyPrefix = `st-${process.pid}-${Date.now().toString(36)}`
-const live = ValkeyBackend.layer({ url: inject("valkeyUrl"), keyPrefix })
+const live = ValkeyBackend.layer({ hmacSecret: testHmacSecret, url: inject("valkeyUrl"), keyPrefix })
 
 const payload = (h: M.Handle) => {
   const d = decodeHandle("valkey", h)
@@ -189,9 +190,9 @@ describe("layerConfig", () => {
   it.scopedLive("reads its options from Config and seeds the HMAC keystore at start", () =>
     Effect.gen(function*() {
       const config = ValkeyBackend.layerConfig({
-        url: Config.string("VALKEY_URL"),
+        url: Config.redacted("VALKEY_URL"),
         keyPrefix: Config.string("VALKEY_PREFIX"),
-        hmacSecret: { kid: Config.string("HMAC_KID"), secretHex: Config.string("HMAC_SECRET") }
+        hmacSecret: { kid: Config.string("HMAC_KID"), secretHex: Config.redacted("HMAC_SECRET") }
       }).pipe(
         Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(
           new Map([

@@ -9,10 +9,11 @@ import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { advance } from "./conformance/helpers.js"
 import { suite } from "./conformance/index.js"
 import { richCompleted } from "./conformance/retention.js"
+import { testHmacSecret } from "./support/hmac.js"
 
 const keyPrefix = `ct-${process.pid}-${Date.now().toString(36)}`
 
-suite("valkey", ValkeyBackend.layer({ url: inject("valkeyUrl"), clock: "effect", keyPrefix }), { fresh: false })
+suite("valkey", ValkeyBackend.layer({ hmacSecret: testHmacSecret, url: inject("valkeyUrl"), clock: "effect", keyPrefix }), { fresh: false })
 
 // ---------------------------------------------------------------------------
 // trimRetention leaves nothing of a deleted execution behind (its own key prefix)
@@ -21,7 +22,7 @@ suite("valkey", ValkeyBackend.layer({ url: inject("valkeyUrl"), clock: "effect",
 const retentionPrefix = `ret-${process.pid}-${Date.now().toString(36)}`
 
 describe("valkey retention", () => {
-  layer(ValkeyBackend.layer({ url: inject("valkeyUrl"), clock: "effect", keyPrefix: retentionPrefix }), {
+  layer(ValkeyBackend.layer({ hmacSecret: testHmacSecret, url: inject("valkeyUrl"), clock: "effect", keyPrefix: retentionPrefix }), {
     timeout: 30_000
   })((it) => {
     it.scoped("trimRetention: no key names the execution, its waitpoints or signals, no set or sorted set holds them", () =>

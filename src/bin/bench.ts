@@ -6,7 +6,7 @@
 import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, type Layer, Option, Redacted } from "effect"
-import { EngineBackend } from "../EngineBackend.js"
+import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
 import type { EngineError } from "../EngineError.js"
 import type { Maintenance } from "../Maintenance.js"
 import * as MemoryBackend from "../MemoryBackend.js"
@@ -48,7 +48,7 @@ const jsonOption = Options.boolean("json").pipe(Options.withDefault(false))
 
 type BackendLayer = Layer.Layer<EngineBackend | Maintenance, EngineError | unknown>
 
-const benchSecret = { kid: "bench", secretHex: "5ec2e7a1b0c4d9f3".repeat(4) }
+const benchSecret: HmacSecret = { kid: "bench", secretHex: Redacted.make("ab".repeat(32)) }
 
 /** A fresh engine for each round (its own key prefix / schema), and the removal of what it left. */
 interface RoundBackend {

@@ -12,6 +12,7 @@
  */
 import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { randomBytes } from "node:crypto"
 import {
   Clock,
   Console,
@@ -26,13 +27,12 @@ import {
   MetricState,
   Option,
   Queue,
-  Random,
   Redacted,
   Ref,
   Schedule,
   Schema
 } from "effect"
-import { EngineBackend } from "../EngineBackend.js"
+import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
 import type { EngineError } from "../EngineError.js"
 import type { ExecutionId, FlowId, WaitpointId } from "../Ids.js"
 import * as Ids from "../Ids.js"
@@ -354,10 +354,6 @@ interface DemoOptions {
   readonly verbose: boolean
 }
 
-const hexSecret = Effect.map(
-  Effect.all(Array.from({ length: 32 }, () => Random.nextIntBetween(0, 256))),
-  (bytes) => bytes.map((b) => b.toString(16).padStart(2, "0")).join("")
-)
 
 /** Runs in its own scope, inside the backend's: workers are stopped before the backend closes, even on failure. */
 const runDemo = (options: DemoOptions) =>
@@ -369,13 +365,6 @@ const runDemo = (options: DemoOptions) =>
     const batchLane = `batch-${run}`
 
     yield* Console.log(`flowfabric demo: backend ${backend.backendLabel}, run ${run}, ${options.workers} workers\n`)
-
-    // Waitpoint tokens are HMACs: the keystore needs a secret first.
-    const seeded = yield* backend.seedWaitpointHmacSecret({ kid: `demo-${run}`, secretHex: yield* hexSecret }).pipe(
-      Effect.map((o) => o._tag),
-      Effect.catchTag("Validation", () => Effect.succeed("already seeded by an earlier run"))
-    )
-    yield* Effect.logDebug(`waitpoint keystore: ${seeded}`)
 
     const notes = yield* Ref.make<ReadonlyMap<string, Note>>(new Map())
     const approvals = yield* Queue.unbounded<ApprovalRequest>()
@@ -470,26 +459,27 @@ const runDemo = (options: DemoOptions) =>
 
     // --- workers, approver, display -----------------------------------------
     const common = { leaseTtl: "1500 millis", gracePeriod: "2 seconds", onEvent, idle: fastIdle } as const
+    // Worker.start checks each worker's settings before it forks it in this scope
     const workers = yield* Effect.forEach(
       Array.from({ length: Math.max(1, options.workers) }, (_, i) => i + 1),
       (i) =>
-        Effect.forkScoped(Worker.run({
+        Worker.start({
           ...common,
           lanes: [reportsLane],
           handlers: handlers.report,
           concurrency: 2,
           workerId: `worker-${i}`,
           workerInstanceId: `worker-${i}-${run}`
-        }))
+        })
     )
-    const batchWorker = yield* Effect.forkScoped(Worker.run({
+    const batchWorker = yield* Worker.start({
       ...common,
       lanes: [batchLane],
       handlers: handlers.batch,
       concurrency: 2,
       workerId: "batch",
       workerInstanceId: `batch-${run}`
-    }))
+    })
 
     const approver = yield* Effect.forkScoped(Effect.gen(function*() {
       const request = yield* Queue.take(approvals)
@@ -625,6 +615,12 @@ const unavailable = (backend: string, cause: unknown) =>
     }); run the demo with --backend memory`
   })
 
+/**
+ * Waitpoint tokens are HMACs: a server keystore needs a secret at its first start (the memory engine
+ * makes its own). The first run on a server stores this one; later runs keep the stored one.
+ */
+const serverHmacSecret = (): HmacSecret => ({ kid: "demo", secretHex: Redacted.make(randomBytes(32).toString("hex")) })
+
 const backendLayer = (options: DemoOptions): Effect.Effect<BackendLayer, DemoError> => {
   switch (options.backend) {
     case "memory":
@@ -635,7 +631,10 @@ const backendLayer = (options: DemoOptions): Effect.Effect<BackendLayer, DemoErr
         catch: (e) => unavailable("valkey", e)
       }).pipe(
         Effect.map((m): BackendLayer =>
-          m.ValkeyBackend.layer({ ...(Option.isSome(options.url) ? { url: options.url.value } : {}) })
+          m.ValkeyBackend.layer({
+            ...(Option.isSome(options.url) ? { url: options.url.value } : {}),
+            hmacSecret: serverHmacSecret()
+          })
         )
       )
     case "postgres": {
@@ -646,7 +645,7 @@ const backendLayer = (options: DemoOptions): Effect.Effect<BackendLayer, DemoErr
       return Effect.tryPromise({
         try: () => import("../postgres/index.js"),
         catch: (e) => unavailable("postgres", e)
-      }).pipe(Effect.map((m): BackendLayer => m.PostgresBackend.layerPg({ url })))
+      }).pipe(Effect.map((m): BackendLayer => m.PostgresBackend.layerPg({ url, hmacSecret: serverHmacSecret() })))
     }
   }
 }

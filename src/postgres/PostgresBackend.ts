@@ -7,18 +7,18 @@
  *
  * @since 0.1.0
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import * as PgClient from "@effect/sql-pg/PgClient"
-import { Context, Effect, Layer } from "effect"
-import { EngineBackend } from "../EngineBackend.js"
+import { Config, type ConfigError, Context, Effect, Layer } from "effect"
+import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
 import { type EngineError, invalidInput, TransportError, Unavailable } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
 import { Maintenance } from "../Maintenance.js"
 import type * as M from "../Model.js"
 import { makeEngineBackend } from "../internal/boundary.js"
+import { missingSecret, seedAtStart } from "../internal/hmacSecret.js"
 import { type ClockMode, makeCaller, quoteIdent } from "./internal/client.js"
 import { makeCore, makeMaintenance } from "./internal/core.js"
+import { PgClient, SqlClient } from "./internal/driver.js"
 import { BACKEND, fromSqlError } from "./internal/errors.js"
 import { installedVersion, loadLibrary } from "./internal/library.js"
 import { appliedVersion, LATEST_MIGRATION, migrate } from "./migrations/index.js"
@@ -41,8 +41,14 @@ export interface PostgresBackendOptions {
   readonly migrate?: boolean | undefined
   /** Partition counts of the deployment; fixed once stored. */
   readonly partitions?: Partial<PartitionConfig> | undefined
-  /** Seeds the waitpoint HMAC keystore at start (`seedWaitpointHmacSecret`, idempotent). */
-  readonly hmacSecret?: { readonly kid: string; readonly secretHex: string } | undefined
+  /**
+   * The waitpoint HMAC secret, seeded at start; a keystore that already has a current kid keeps it.
+   * Needed at the first start of a deployment (its schema): a layer that finds no secret stored and
+   * is given none fails (docs/guide.md "Signals and the HMAC secret"). `"none"` starts without one
+   * and without that check: creating a waitpoint then fails until the keystore is seeded
+   * (`seedWaitpointHmacSecret`).
+   */
+  readonly hmacSecret?: HmacSecret | "none" | undefined
   /**
    * Whose clock decides leases, delays and timeouts: `"store"` (the default,
    * production: the database's `clock_timestamp()`) or `"effect"` (Effect's
@@ -134,7 +140,7 @@ const checkPartitions = (schema: string, partitions: PartitionConfig) =>
  */
 export const make = (
   options: PostgresBackendOptions = {}
-): Effect.Effect<PostgresBackend, EngineError, SqlClient.SqlClient> =>
+): Effect.Effect<PostgresBackend, EngineError | ConfigError.ConfigError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const schema = options.schema ?? "flowfabric"
     if (!SCHEMA_NAME.test(schema)) {
@@ -181,7 +187,15 @@ export const make = (
       tailPollMs: options.tailPollMs ?? 50
     })
     const backend = makeEngineBackend(core)
-    if (options.hmacSecret !== undefined) yield* backend.seedWaitpointHmacSecret(options.hmacSecret)
+    if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {
+      yield* seedAtStart(backend, options.hmacSecret)
+    } else if (options.hmacSecret === undefined) {
+      const sql = yield* SqlClient.SqlClient
+      const stored = yield* sql.unsafe<{ readonly n: number }>(
+        `SELECT count(*)::int AS n FROM ${quoteIdent(schema)}.hmac_kid WHERE is_current`
+      ).pipe(Effect.mapError(startupError("hmac_kid")))
+      if ((stored[0]?.n ?? 0) === 0) return yield* Effect.fail(missingSecret("postgres", `schema "${schema}"`))
+    }
     return { backend, maintenance: makeMaintenance(caller), claimMany: core.claimMany }
   })
 
@@ -194,7 +208,7 @@ export const make = (
  */
 export const layer = (
   options: PostgresBackendOptions = {}
-): Layer.Layer<EngineBackend | Maintenance, EngineError, SqlClient.SqlClient> =>
+): Layer.Layer<EngineBackend | Maintenance, EngineError | ConfigError.ConfigError, SqlClient.SqlClient> =>
   Layer.effectContext(
     Effect.map(make(options), ({ backend, maintenance }) =>
       Context.make(EngineBackend, backend).pipe(Context.add(Maintenance, maintenance)))
@@ -214,7 +228,7 @@ export interface PostgresPgConfig extends PgClient.PgClientConfig, PostgresBacke
  */
 export const layerPg = (
   config: PostgresPgConfig
-): Layer.Layer<EngineBackend | Maintenance, EngineError> => {
+): Layer.Layer<EngineBackend | Maintenance, EngineError | ConfigError.ConfigError> => {
   const {
     cancelFlowInlineLimit,
     clock,
@@ -241,3 +255,33 @@ export const layerPg = (
     Layer.provide(Layer.mapError(PgClient.layer(pg), startupError("connect")))
   )
 }
+
+/**
+ * The options `layerConfig` reads: those of `layerPg`, the HMAC secret as `{ kid, secretHex }`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PostgresBackendConfig extends Omit<PostgresPgConfig, "hmacSecret"> {
+  readonly hmacSecret?: HmacSecret | undefined
+}
+
+/**
+ * `layerPg` with its options read from `Config` (a `Config` per option, or one for them all), in the
+ * style of `PgClient.layerConfig`; secrets as `Redacted`:
+ *
+ * ```ts
+ * PostgresBackend.layerConfig({
+ *   url: Config.redacted("DATABASE_URL"),
+ *   schema: Config.string("FLOWFABRIC_SCHEMA").pipe(Config.withDefault("flowfabric")),
+ *   hmacSecret: { kid: Config.string("FLOWFABRIC_HMAC_KID"), secretHex: Config.redacted("FLOWFABRIC_HMAC_SECRET") }
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<PostgresBackendConfig>
+): Layer.Layer<EngineBackend | Maintenance, EngineError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), (options) => layerPg(options)))

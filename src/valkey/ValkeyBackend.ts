@@ -8,7 +8,7 @@
  * ```ts
  * import { ValkeyBackend } from "flowfabric-effect/valkey"
  *
- * const live = ValkeyBackend.layer({ url: "redis://127.0.0.1:6379", hmacSecret: { kid: "k1", secretHex } })
+ * const live = ValkeyBackend.layer({ url: "redis://127.0.0.1:6379", hmacSecret: { kid: "k1", secretHex: Redacted.make(hex) } })
  * const cluster = ValkeyBackend.layer({ nodes: [{ host: "10.0.0.1", port: 7000 }] })
  * ```
  *
@@ -36,11 +36,12 @@
  * @since 0.1.0
  */
 import type { ClusterOptions, RedisOptions } from "iovalkey"
-import { Config, type ConfigError, Context, Effect, Layer, type Scope } from "effect"
-import { EngineBackend } from "../EngineBackend.js"
-import { type EngineError, invalidInput, type ValidationError } from "../EngineError.js"
+import { Config, type ConfigError, Context, Effect, Layer, Redacted, type Scope } from "effect"
+import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
+import { type EngineError, invalidInput } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
 import { makeEngineBackend } from "../internal/boundary.js"
+import { missingSecret, seedAtStart } from "../internal/hmacSecret.js"
 import { Maintenance } from "../Maintenance.js"
 import { connect, type EvictionCheck, type LibraryPolicy } from "./internal/client.js"
 import { makeCore, makeStreamOps } from "./internal/core.js"
@@ -53,16 +54,25 @@ import { layerError, makePlumbing, type Settings } from "./internal/plumbing.js"
  * @category models
  */
 export interface ValkeyBackendOptions {
-  /** `redis://[user:pass@]host:port[/db]` of a standalone server (default `redis://127.0.0.1:6379`). */
-  readonly url?: string | undefined
+  /**
+   * `redis://[user:pass@]host:port[/db]` of a standalone server (default `redis://127.0.0.1:6379`);
+   * `Redacted` when it holds a password.
+   */
+  readonly url?: string | Redacted.Redacted<string> | undefined
   /** Startup nodes of a Valkey Cluster; when given, `url` is ignored. */
   readonly nodes?: ReadonlyArray<string | { readonly host: string; readonly port: number }> | undefined
   /** Prefix of every key (default `"ff"`); no braces. Keeps deployments, and test runs, apart. */
   readonly keyPrefix?: string | undefined
   /** Partition counts of the deployment; fixed once stored (default 256 / 32 / 32). */
   readonly partitions?: Partial<PartitionConfig> | undefined
-  /** Seeds the waitpoint HMAC keystore at start (a keystore that already has a kid is left alone). */
-  readonly hmacSecret?: { readonly kid: string; readonly secretHex: string } | undefined
+  /**
+   * The waitpoint HMAC secret, seeded at start on every partition; a keystore that already has a
+   * current kid keeps it. Needed at the first start of a deployment (its key prefix): a layer that
+   * finds no secret stored and is given none fails (docs/guide.md "Signals and the HMAC secret").
+   * `"none"` starts without one and without that check: creating a waitpoint then fails until
+   * the keystore is seeded (`seedWaitpointHmacSecret`).
+   */
+  readonly hmacSecret?: HmacSecret | "none" | undefined
   /**
    * When to load the function library at start: `"replace-if-different"`
    * (default: when a primary has another version or none), `"always"`, or
@@ -127,7 +137,9 @@ const parseNode = (n: string | { readonly host: string; readonly port: number })
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: ValkeyBackendOptions = {}): Effect.Effect<ValkeyBackend, EngineError, Scope.Scope> =>
+export const make = (
+  options: ValkeyBackendOptions = {}
+): Effect.Effect<ValkeyBackend, EngineError | ConfigError.ConfigError, Scope.Scope> =>
   Effect.gen(function*() {
     const prefix = options.keyPrefix ?? "ff"
     if (prefix === "" || /[{}]/.test(prefix)) {
@@ -139,7 +151,7 @@ export const make = (options: ValkeyBackendOptions = {}): Effect.Effect<ValkeyBa
     }
     const library = yield* loadLibrary
     const client = yield* connect({
-      url: options.url,
+      url: Redacted.isRedacted(options.url) ? Redacted.value(options.url) : options.url,
       nodes: options.nodes?.map(parseNode),
       redisOptions: options.redisOptions,
       clusterOptions: options.clusterOptions,
@@ -187,14 +199,23 @@ export const make = (options: ValkeyBackendOptions = {}): Effect.Effect<ValkeyBa
     const core = makeCore(plumbing, streamOps, library)
     const backend = makeEngineBackend(core)
 
-    if (options.hmacSecret !== undefined) {
-      // boot seeding keeps a keystore that already has a kid (rotate to change it)
-      yield* backend.seedWaitpointHmacSecret(options.hmacSecret).pipe(
-        Effect.catchIf(
-          (e): e is ValidationError => e._tag === "Validation" && e.kind === "InvalidInput" && e.detail.includes("rotate"),
-          (e) => Effect.logWarning(`flowfabric valkey: HMAC keystore left as it is: ${e.detail}`)
-        )
+    if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {
+      yield* seedAtStart(backend, options.hmacSecret)
+    } else if (options.hmacSecret === undefined) {
+      const kids = yield* Effect.forEach(
+        Array.from({ length: partitions.numFlowPartitions }, (_, p) => `${plumbing.keys.flow(p)}:hmac`),
+        (key) => client.run("HGET hmac current_kid", (c) => c.hget(key, "current_kid")),
+        { concurrency: settings.fanOut }
       )
+      const missing = kids.filter((kid) => kid === null || kid === "").length
+      if (missing > 0) {
+        return yield* Effect.fail(missingSecret(
+          "valkey",
+          missing === kids.length ?
+            `the keystore of key prefix "${prefix}"` :
+            `${missing} of the ${kids.length} partitions of key prefix "${prefix}" (seed the stored kid again to repair them)`
+        ))
+      }
     }
     for (const lane of options.lanes ?? []) yield* plumbing.registerLane(lane)
 
@@ -207,32 +228,39 @@ export const make = (options: ValkeyBackendOptions = {}): Effect.Effect<ValkeyBa
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: ValkeyBackendOptions = {}): Layer.Layer<EngineBackend | Maintenance, EngineError> =>
+export const layer = (
+  options: ValkeyBackendOptions = {}
+): Layer.Layer<EngineBackend | Maintenance, EngineError | ConfigError.ConfigError> =>
   Layer.scopedContext(
     Effect.map(make(options), ({ backend, maintenance }) =>
       Context.add(Context.make(EngineBackend, backend), Maintenance, maintenance))
   )
 
 /**
- * The plain-data options `layerConfig` reads (cluster nodes as `host:port` strings).
+ * The options `layerConfig` reads: those of `layer` but the iovalkey ones, cluster nodes as
+ * `host:port` strings.
  *
  * @since 0.1.0
  * @category models
  */
-export interface ValkeyBackendConfig {
-  readonly url?: string | undefined
+export interface ValkeyBackendConfig
+  extends Omit<ValkeyBackendOptions, "nodes" | "redisOptions" | "clusterOptions" | "hmacSecret">
+{
   readonly nodes?: ReadonlyArray<string> | undefined
-  readonly keyPrefix?: string | undefined
-  readonly hmacSecret?: { readonly kid: string; readonly secretHex: string } | undefined
-  readonly library?: LibraryPolicy | undefined
-  readonly clock?: "store" | "effect" | undefined
-  readonly lanes?: ReadonlyArray<string> | undefined
-  readonly commandTimeoutMs?: number | undefined
+  readonly hmacSecret?: HmacSecret | undefined
 }
 
 /**
- * `layer` with options read from `Config`, e.g.
- * `ValkeyBackend.layerConfig({ url: Config.string("VALKEY_URL"), keyPrefix: Config.succeed("app") })`.
+ * `layer` with its options read from `Config` (a `Config` per option, or one for them all), in the
+ * style of `PgClient.layerConfig`; secrets as `Redacted`:
+ *
+ * ```ts
+ * ValkeyBackend.layerConfig({
+ *   url: Config.redacted("VALKEY_URL"),
+ *   keyPrefix: Config.string("FLOWFABRIC_KEY_PREFIX").pipe(Config.withDefault("ff")),
+ *   hmacSecret: { kid: Config.string("FLOWFABRIC_HMAC_KID"), secretHex: Config.redacted("FLOWFABRIC_HMAC_SECRET") }
+ * })
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -47,12 +47,13 @@ import {
   Exit,
   FastCheck as fc,
   Option,
+  Redacted,
   type Scope,
   TestClock,
   TestContext,
   TestServices
 } from "effect"
-import type { EngineBackend } from "../../src/EngineBackend.js"
+import type { EngineBackend, HmacSecret } from "../../src/EngineBackend.js"
 import type { EngineError } from "../../src/EngineError.js"
 import * as Ids from "../../src/Ids.js"
 import type { BudgetId, EdgeId, ExecutionId, FlowId, LaneId, SignalId, SuspensionId, WaitpointId } from "../../src/Ids.js"
@@ -69,7 +70,7 @@ import type * as M from "../../src/Model.js"
 export const BASE_TIME = 1_760_000_000_000
 
 /** The HMAC keystore every engine is seeded with. */
-export const HMAC = { kid: "diff-k1", secretHex: "5eed".repeat(16) } as const
+export const HMAC: HmacSecret = { kid: "diff-k1", secretHex: Redacted.make("5eed".repeat(16)) }
 
 export const LANES: ReadonlyArray<LaneId> = [Ids.unsafe.laneId("diff-a"), Ids.unsafe.laneId("diff-b")]
 export const CAPABILITIES = ["gpu", "ssd"] as const

@@ -3,13 +3,13 @@
  * argument, the bounded retry on serialization failures and deadlocks, the
  * `{ok}` / `{err}` envelope and the decoding of results.
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Either, ParseResult, Predicate, Schema } from "effect"
 import type { ParseOptions } from "effect/SchemaAST"
 import { ConflictError, corruption, type EngineError, fromScriptCode } from "../../EngineError.js"
 import { redactText } from "../../internal/redact.js"
 import { EdgeSnapshot } from "../../Model.js"
+import { SqlClient } from "./driver.js"
 import { BACKEND, fromSqlError, isRetryableConflict } from "./errors.js"
 
 /** What did not decode; a reply may hold a token, so long hex runs are masked. */

@@ -11,13 +11,13 @@
  * installed. The functions the tables depend on (a CHECK constraint's function) belong to the
  * migrations and are left alone.
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { Effect } from "effect"
 import { TransportError } from "../../EngineError.js"
 import { quoteIdent } from "./client.js"
+import { SqlClient } from "./driver.js"
 
 /** Load order: the header, the helpers every area uses, then the areas. */
 export const SQL_FILES = [

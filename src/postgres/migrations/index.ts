@@ -7,10 +7,9 @@
  * migration 0021 onwards. The functions are not migrations: they are the library of
  * `src/postgres/sql/` (see `../internal/library.ts`).
  */
-import * as Migrator from "@effect/sql/Migrator"
-import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
+import { Migrator, SqlClient } from "../internal/driver.js"
 import { quoteIdent } from "../internal/client.js"
 import { ensureLibraryTable, installLibrary, type Library } from "../internal/library.js"
 import * as m0020 from "./0020_baseline.js"

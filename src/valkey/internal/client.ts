@@ -3,7 +3,7 @@
  * version gate, library loading on every primary, and FCALLs that reload the
  * library and retry once when the server lost it.
  */
-import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "iovalkey"
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "./driver.js"
 import { Duration, Effect, Option, Pool, type Scope } from "effect"
 import { corruption, type EngineError, TransportError } from "../../EngineError.js"
 import { fromValkeyError, isMissingFunction, safeValkeyCause } from "./errors.js"

@@ -1,0 +1,30 @@
+/**
+ * @effect/sql and @effect/sql-pg, optional peer dependencies, loaded when
+ * `flowfabric-effect/postgres` is imported (see src/internal/driver.ts). Each export is the module
+ * and, as a namespace, the types of it this backend uses.
+ */
+import type * as MigratorModule from "@effect/sql/Migrator"
+import type * as SqlClientModule from "@effect/sql/SqlClient"
+import type * as PgClientModule from "@effect/sql-pg/PgClient"
+import { importDriver } from "../../internal/driver.js"
+
+const [sqlClient, migrator, pgClient] = await importDriver(
+  "flowfabric-effect/postgres",
+  [["@effect/sql-pg", "^0.53.0"], ["@effect/sql", "^0.52.1"]],
+  () => Promise.all([import("@effect/sql/SqlClient"), import("@effect/sql/Migrator"), import("@effect/sql-pg/PgClient")])
+)
+
+export const SqlClient: typeof SqlClientModule = sqlClient
+export declare namespace SqlClient {
+  export type SqlClient = SqlClientModule.SqlClient
+}
+
+export const Migrator: typeof MigratorModule = migrator
+export declare namespace Migrator {
+  export type MigrationError = MigratorModule.MigrationError
+}
+
+export const PgClient: typeof PgClientModule = pgClient
+export declare namespace PgClient {
+  export type PgClientConfig = PgClientModule.PgClientConfig
+}
