@@ -4,7 +4,7 @@
  * library and retry once when the server lost it.
  */
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "./driver.js"
-import { Duration, Effect, Option, Pool, type Scope } from "effect"
+import { Clock, Duration, Effect, Option, Pool, type Scope } from "effect"
 import { corruption, type EngineError, TransportError } from "../../EngineError.js"
 import { fromValkeyError, isMissingFunction, safeValkeyCause } from "./errors.js"
 import { type Library, LIBRARY_NAME } from "./library.js"
@@ -325,13 +325,16 @@ export const connect = (
         )
       )
 
-    // blocking reads (tailStream) never stall the shared connection: they borrow one of these
+    // blocking reads (tailStream) never stall the shared connection: they borrow one of these.
+    // An idle one is closed after a minute of real time: the pool's timer runs on the live clock
+    // even when the layer reads its time from a TestClock (a day of TestClock would otherwise
+    // replay 1 440 idle checks).
     const pool = yield* Pool.makeWithTTL({
       acquire: open(o),
       min: 0,
       max: o.dedicatedMax ?? 16,
       timeToLive: Duration.minutes(1)
-    })
+    }).pipe(Effect.withClock(Clock.make()))
     const dedicated: Effect.Effect<Connection, TransportError, Scope.Scope> = pool.get
     const discard = (c: Connection): Effect.Effect<void> => pool.invalidate(c)
 
