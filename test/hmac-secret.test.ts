@@ -15,7 +15,7 @@ import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { createAndClaim, kidOf } from "./conformance/helpers.js"
 
 const tag = `${process.pid}-${Date.now().toString(36)}`
-const secret = (kid: string, byte: string): HmacSecret => ({ kid, secretHex: Redacted.make(byte.repeat(32)) })
+const secret = (kid: string, byte: string): HmacSecret => ({ kid, secretHex: Redacted.make(`${byte}0f1e2d3c4b5a6978`.repeat(4)) })
 
 /** Mints a waitpoint token on the backend in context and returns it. */
 const mintToken = Effect.gen(function*() {

@@ -15,7 +15,7 @@ import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { createAndClaim, kidOf } from "./conformance/helpers.js"
 
 const tag = `${process.pid}_${Date.now().toString(36)}`
-const SECRET = "5a".repeat(32)
+const SECRET = "5a17c0de93b24f68".repeat(4)
 
 const hmacSecret = { kid: Config.string("HMAC_KID"), secretHex: Config.redacted("HMAC_SECRET") }
 

@@ -244,7 +244,7 @@ import { Effect, Redacted } from "effect"
 import { EngineBackend } from "flowfabric-effect"
 import { ValkeyBackend } from "flowfabric-effect/valkey"
 
-const hmacSecret = { kid: "pkg", secretHex: Redacted.make("ab".repeat(32)) }
+const hmacSecret = { kid: "pkg", secretHex: Redacted.make("7f3a9c1e5b2d4f60".repeat(4)) }
 
 const program = Effect.gen(function*() {
   const engine = yield* EngineBackend.EngineBackend
@@ -279,7 +279,7 @@ import { EngineBackend } from "flowfabric-effect"
 import { PostgresBackend } from "flowfabric-effect/postgres"
 
 const url = Redacted.make(${JSON.stringify(inject("pgUrl"))})
-const hmacSecret = { kid: "pkg", secretHex: Redacted.make("ab".repeat(32)) }
+const hmacSecret = { kid: "pkg", secretHex: Redacted.make("7f3a9c1e5b2d4f60".repeat(4)) }
 const program = Effect.gen(function*() {
   const engine = yield* EngineBackend.EngineBackend
   yield* engine.ping()

@@ -101,8 +101,8 @@ describe("postgres function library", () => {
         const before = (yield* functions(chainSchema)).map((f) => f.sig)
         expect(before).toContain(`${chainSchema}.ffi_retention_arm()`)
 
-        yield* PostgresBackend.make({ schema: chainSchema })
-        yield* PostgresBackend.make({ schema: freshSchema })
+        yield* PostgresBackend.make({ hmacSecret: "none", schema: chainSchema })
+        yield* PostgresBackend.make({ hmacSecret: "none", schema: freshSchema })
 
         // the chain's schema skipped the baseline; the fresh one applied only the baseline
         const ledger = (schema: string) =>
@@ -129,15 +129,15 @@ describe("postgres function library", () => {
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const library = yield* loadLibrary
-        yield* PostgresBackend.make({ schema: freshSchema })
+        yield* PostgresBackend.make({ hmacSecret: "none", schema: freshSchema })
         const first = yield* functions(freshSchema)
-        yield* PostgresBackend.make({ schema: freshSchema })
+        yield* PostgresBackend.make({ hmacSecret: "none", schema: freshSchema })
         expect(yield* functions(freshSchema)).toEqual(first)
         expect((yield* migrate(freshSchema, library)).libraryInstalled).toBe(false)
 
         // another recorded version: the next start installs the library again
         yield* sql.unsafe(`UPDATE "${freshSchema}".${LIBRARY_TABLE} SET version = 'another'`)
-        yield* PostgresBackend.make({ schema: freshSchema })
+        yield* PostgresBackend.make({ hmacSecret: "none", schema: freshSchema })
         expect(yield* storedVersion(freshSchema)).toBe(library.version)
         const reinstalled = yield* functions(freshSchema)
         expect(reinstalled.map((f) => f.sig)).toEqual(first.map((f) => f.sig))
@@ -170,7 +170,7 @@ describe("postgres function library", () => {
         expect(results.filter((r) => r.libraryInstalled)).toHaveLength(1)
         expect(results.flatMap((r) => r.migrations)).toEqual([[20, "baseline"], ...laterMigrations])
         // and whole layers starting at once all come up on the installed library
-        yield* Effect.all([1, 2].map(() => inOwnPool(PostgresBackend.make({ schema: raceSchema }))), {
+        yield* Effect.all([1, 2].map(() => inOwnPool(PostgresBackend.make({ hmacSecret: "none", schema: raceSchema }))), {
           concurrency: "unbounded"
         })
         expect(yield* storedVersion(raceSchema)).toBe(library.version)
@@ -181,23 +181,23 @@ describe("postgres function library", () => {
         const sql = yield* SqlClient.SqlClient
         // a schema of the first layout at migration 20: no library (and the later migrations pending)
         yield* migrateChain(oldSchema)
-        const behind = yield* Effect.either(PostgresBackend.make({ schema: oldSchema, migrate: false }))
+        const behind = yield* Effect.either(PostgresBackend.make({ hmacSecret: "none", schema: oldSchema, migrate: false }))
         expect(Either.isLeft(behind) && behind.left).toMatchObject({ _tag: "Unavailable" })
         expect(Either.isLeft(behind) && behind.left.message).toContain(
           laterMigrations.length > 0 ? `this code needs ${LATEST_MIGRATION}` : "no function library"
         )
 
-        yield* PostgresBackend.make({ schema: oldSchema })
-        yield* PostgresBackend.make({ schema: oldSchema, migrate: false })
+        yield* PostgresBackend.make({ hmacSecret: "none", schema: oldSchema })
+        yield* PostgresBackend.make({ hmacSecret: "none", schema: oldSchema, migrate: false })
 
         yield* sql.unsafe(`DELETE FROM "${oldSchema}".${LIBRARY_TABLE}`)
-        const missing = yield* Effect.either(PostgresBackend.make({ schema: oldSchema, migrate: false }))
+        const missing = yield* Effect.either(PostgresBackend.make({ hmacSecret: "none", schema: oldSchema, migrate: false }))
         expect(Either.isLeft(missing) && missing.left).toMatchObject({ _tag: "Unavailable" })
         expect(Either.isLeft(missing) && missing.left.message).toContain("no function library")
-        yield* PostgresBackend.make({ schema: oldSchema })
+        yield* PostgresBackend.make({ hmacSecret: "none", schema: oldSchema })
 
         yield* sql.unsafe(`UPDATE "${oldSchema}".${LIBRARY_TABLE} SET version = 'another'`)
-        const other = yield* Effect.either(PostgresBackend.make({ schema: oldSchema, migrate: false }))
+        const other = yield* Effect.either(PostgresBackend.make({ hmacSecret: "none", schema: oldSchema, migrate: false }))
         expect(Either.isLeft(other) && other.left).toMatchObject({ _tag: "Unavailable" })
         expect(Either.isLeft(other) && other.left.message).toContain("function library another")
       }))

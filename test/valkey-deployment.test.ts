@@ -47,7 +47,7 @@ describe("valkey deployment: maxmemory-policy (standalone)", () => {
     Effect.gen(function*() {
       for (const evicting of ["allkeys-lru", "volatile-lru", "volatile-ttl"]) {
         yield* Effect.promise(() => server.cli("CONFIG", "SET", "maxmemory-policy", evicting))
-        const r = yield* Effect.either(ValkeyBackend.make({ url: server.url, keyPrefix: "policy" }))
+        const r = yield* Effect.either(ValkeyBackend.make({ hmacSecret: "none", url: server.url, keyPrefix: "policy" }))
         expect(Either.isLeft(r) && r.left).toMatchObject({
           _tag: "Transport",
           backend: "valkey",
@@ -62,13 +62,13 @@ describe("valkey deployment: maxmemory-policy (standalone)", () => {
   it.scopedLive("evictionCheck: \"warn\" starts and logs a warning; noeviction starts without one", () =>
     Effect.gen(function*() {
       yield* Effect.promise(() => server.cli("CONFIG", "SET", "maxmemory-policy", "allkeys-lru"))
-      const warned = yield* withLogs(ValkeyBackend.make({ url: server.url, keyPrefix: "policy", evictionCheck: "warn" }))
+      const warned = yield* withLogs(ValkeyBackend.make({ hmacSecret: "none", url: server.url, keyPrefix: "policy", evictionCheck: "warn" }))
       expect(Either.isRight(warned.result)).toBe(true)
       expect(warned.lines.filter((l) => l.includes("maxmemory-policy is allkeys-lru"))).toHaveLength(1)
       expect(warned.lines.find((l) => l.includes("maxmemory-policy"))).toContain("level=WARN")
       if (Either.isRight(warned.result)) yield* warned.result.right.backend.ping()
       yield* Effect.promise(() => server.cli("CONFIG", "SET", "maxmemory-policy", "noeviction"))
-      const quiet = yield* withLogs(ValkeyBackend.make({ url: server.url, keyPrefix: "policy" }))
+      const quiet = yield* withLogs(ValkeyBackend.make({ hmacSecret: "none", url: server.url, keyPrefix: "policy" }))
       expect(Either.isRight(quiet.result)).toBe(true)
       expect(quiet.lines.filter((l) => l.includes("maxmemory-policy"))).toEqual([])
     }), 60_000)
@@ -101,17 +101,17 @@ describe("valkey deployment: a cluster of its own", () => {
       const port = cluster.ports[2]!
       yield* Effect.promise(() => cluster.cli(port, "CONFIG", "SET", "maxmemory-policy", "volatile-lfu"))
       yield* Effect.addFinalizer(() => Effect.promise(() => cluster.cli(port, "CONFIG", "SET", "maxmemory-policy", "noeviction")))
-      const refused = yield* Effect.either(ValkeyBackend.make({ nodes: cluster.nodes, keyPrefix: "policy" }))
+      const refused = yield* Effect.either(ValkeyBackend.make({ hmacSecret: "none", nodes: cluster.nodes, keyPrefix: "policy" }))
       expect(Either.isLeft(refused) && refused.left).toMatchObject({ _tag: "Transport", nativeCode: "eviction_policy" })
       expect(Either.isLeft(refused) && refused.left.message).toContain(`maxmemory-policy is volatile-lfu on 127.0.0.1:${port}`)
-      const warned = yield* withLogs(ValkeyBackend.make({ nodes: cluster.nodes, keyPrefix: "policy", evictionCheck: "warn" }))
+      const warned = yield* withLogs(ValkeyBackend.make({ hmacSecret: "none", nodes: cluster.nodes, keyPrefix: "policy", evictionCheck: "warn" }))
       expect(Either.isRight(warned.result)).toBe(true)
       expect(warned.lines.filter((l) => l.includes("maxmemory-policy is volatile-lfu"))).toHaveLength(1)
     }), 60_000)
 
   it.scopedLive("the primary owning a lane's partition is killed: every error is retryable, the work completes after", () =>
     Effect.gen(function*() {
-      const { backend: b } = yield* ValkeyBackend.make({ nodes: cluster.nodes, keyPrefix: "outage" })
+      const { backend: b } = yield* ValkeyBackend.make({ hmacSecret: "none", nodes: cluster.nodes, keyPrefix: "outage" })
       const admin = new Redis(cluster.ports[0]!, "127.0.0.1")
       yield* Effect.addFinalizer(() => Effect.promise(() => admin.quit().catch(() => undefined)))
       const slots = (yield* Effect.promise(() => admin.cluster("SLOTS"))) as unknown as Array<[number, number, [string, number]]>

@@ -48,7 +48,7 @@ const jsonOption = Options.boolean("json").pipe(Options.withDefault(false))
 
 type BackendLayer = Layer.Layer<EngineBackend | Maintenance, EngineError | unknown>
 
-const benchSecret: HmacSecret = { kid: "bench", secretHex: Redacted.make("ab".repeat(32)) }
+const benchSecret: HmacSecret = { kid: "bench", secretHex: Redacted.make("5ec2e7a1b0c4d9f3".repeat(4)) }
 
 /** A fresh engine for each round (its own key prefix / schema), and the removal of what it left. */
 interface RoundBackend {
