@@ -136,7 +136,7 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
     C("HSET", K.core(B, e), "flow_id", fid, "last_mutation_at", ts)
     ids[#ids + 1] = e
   end
-  C("SADD", K.fx(B, fid, "members"), unpack(ids))
+  FF.chunked("SADD", K.fx(B, fid, "members"), ids)
   C("HINCRBY", fk, "open_members", #ids)
   C("HINCRBY", fk, "node_count", #ids)
   C("HINCRBY", fk, "graph_revision", #ids)
@@ -437,12 +437,7 @@ FF.fn.cancel_flow = function(B, a, now)
     end
     C("HSET", fk, "public_flow_state", "cancelled")
   else
-    local ok = K.fx(B, fid, "owed")
-    for i = 1, #owed, 1000 do
-      local chunk = {}
-      for j = i, math.min(i + 999, #owed) do chunk[#chunk + 1] = owed[j] end
-      C("SADD", ok, unpack(chunk))
-    end
+    FF.chunked("SADD", K.fx(B, fid, "owed"), owed)
     C("HSET", fk, "public_flow_state", "cancelling")
     C("ZADD", K.idx(B, "cancel_backlog"), FF.s(now + FF.num(a.grace_ms, 0)), fid)
   end

@@ -143,9 +143,20 @@ function FF.core(B, e)
   return setmetatable(c, CORE_DEFAULTS)
 end
 
-function FF.hset(key, t)
-  if #t > 0 then C("HSET", key, unpack(t)) end
+-- A command over a long list of arguments is sent in chunks: `unpack` of more values than Lua's
+-- C stack holds (about 8,000) fails, and a library call must never fail after its first write.
+FF.CHUNK = 1000 -- arguments per command (even, so field/value pairs stay together)
+
+-- `cmd key t[i..j]` for consecutive chunks of the first n entries of t (default #t).
+function FF.chunked(cmd, key, t, n)
+  n = n or #t
+  for i = 1, n, FF.CHUNK do
+    C(cmd, key, unpack(t, i, math.min(i + FF.CHUNK - 1, n)))
+  end
 end
+
+-- HSET of the field/value pairs of t (nothing when t is empty).
+function FF.hset(key, t) FF.chunked("HSET", key, t) end
 
 function FF.decode(s)
   if s == nil or s == false or s == "" then return nil end
