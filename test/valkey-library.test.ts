@@ -3,9 +3,10 @@
 // the boundary refuses are sent here on purpose: no helper of the library may fail on a size after
 // it has written.
 import { describe, expect, inject, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Clock, Duration, Effect } from "effect"
 import { Redis } from "iovalkey"
 import { EngineBackend } from "../src/EngineBackend.js"
+import { Maintenance } from "../src/Maintenance.js"
 import * as Ids from "../src/Ids.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 
@@ -14,14 +15,19 @@ const prefix = `lib-${process.pid}-${Date.now().toString(36)}`
 const base = (p: number) => `${prefix}:{fp:${p}}`
 const budgetBase = (m: number) => `${prefix}:{b:${m}}`
 
-/** A raw FCALL of the library: its reply, or the error message it failed with. */
+/** A raw FCALL of the library at the layer's time (Effect's Clock): its reply, or the error it failed with. */
 const fcall = (admin: Redis, fn: string, key: string, args: object, blobs: ReadonlyArray<string> = []) =>
-  Effect.promise(() =>
-    (admin.call("FCALL", fn, "1", key, "", JSON.stringify(args), ...blobs) as Promise<Array<unknown>>).then(
-      (r) => ({ ok: true as const, reply: r }),
-      (e: unknown) => ({ ok: false as const, error: String(e) })
-    )
-  )
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.promise(() =>
+      (admin.call("FCALL", fn, "1", key, String(now), JSON.stringify(args), ...blobs) as Promise<Array<unknown>>).then(
+        (r) => ({ ok: true as const, reply: r }),
+        (e: unknown) => ({ ok: false as const, error: String(e) })
+      )
+    ))
+
+/** The code of a refusal reply ({0, code, detail}), or undefined. */
+const refused = (out: { ok: boolean; reply?: Array<unknown> }) =>
+  out.ok && out.reply?.[0] === 0 ? out.reply[1] : undefined
 
 const tagsOf = (n: number) => {
   const tags: Record<string, string> = {}
@@ -46,7 +52,7 @@ const createArgs = (executionId: Ids.ExecutionId, laneId: Ids.LaneId, tags: Reco
 
 describe("valkey function library", () => {
   // the layer loads the library; the tests then call it directly
-  layer(ValkeyBackend.layer({ url, keyPrefix: prefix, clock: "effect" }), { timeout: 60_000 })((it) => {
+  layer(ValkeyBackend.layer({ url, keyPrefix: prefix, clock: "effect", hmacSecret: { kid: "k1", secretHex: "ab".repeat(32) } }), { timeout: 60_000 })((it) => {
     const admin = () =>
       Effect.acquireRelease(
         Effect.sync(() => new Redis(url, { maxRetriesPerRequest: 1 })),
@@ -140,6 +146,198 @@ describe("valkey function library", () => {
           const status = yield* b.getBudgetStatus(budgetId)
           expect(Object.keys(status.hardLimits)).toHaveLength(2100)
           expect(status.hardLimits["d2099"]).toBe(10)
+        }))
+    })
+
+    describe("every check before the first write", () => {
+      const claimPolicy = { workerId: Ids.unsafe.workerId("w"), workerInstanceId: Ids.unsafe.workerInstanceId("w-i"), leaseTtlMs: 30_000 }
+
+      it.scoped("ff_create_many with a malformed second item creates nothing", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const l = yield* lane
+          const flowId = yield* Ids.newFlowId
+          const ids = [yield* Ids.executionIdForFlow(flowId), yield* Ids.executionIdForFlow(flowId)]
+          const p = Ids.executionPartition(ids[0]!)
+          const items = [createArgs(ids[0]!, l, {}), { ...createArgs(ids[1]!, l, {}), lane_id: null }]
+          const out = yield* fcall(r, "ff_create_many", base(p), { items }, ["", "", "", ""])
+          expect(refused(out)).toBe("invalid_input")
+          for (const id of ids) expect(yield* Effect.promise(() => r.exists(`${base(p)}:e:${id}`))).toBe(0)
+        }))
+
+      it.scoped("ff_create_flow_graph with an edge to a non-member writes nothing", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const flowId = yield* Ids.newFlowId
+          const ids = [yield* Ids.executionIdForFlow(flowId), yield* Ids.executionIdForFlow(flowId)]
+          const stranger = yield* Ids.executionIdForFlow(flowId)
+          const p = Ids.executionPartition(ids[0]!)
+          const out = yield* fcall(r, "ff_create_flow_graph", base(p), {
+            flow: { flow_id: flowId, flow_kind: "dag", namespace: "lib" },
+            members: ids.map((id) => createArgs(id, l, {})),
+            joins: [{ downstream: ids[1], variant: "any_of", on_satisfied: "let_run" }],
+            edges: [{ edge_id: yield* Ids.newEdgeId, upstream: ids[0], downstream: stranger }]
+          }, ["", "", "", ""])
+          expect(refused(out)).toBe("invalid_input")
+          expect((yield* b.describeFlow(flowId))._tag).toBe("None")
+          for (const id of ids) expect(yield* Effect.promise(() => r.exists(`${base(p)}:e:${id}`))).toBe(0)
+        }))
+
+      it.scoped("ff_report_usage with a delta past 2^53 changes no dimension", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const budgetId = yield* Ids.newBudgetId
+          yield* b.createBudget({
+            budgetId,
+            scopeType: "tenant",
+            scopeId: "t",
+            dimensions: ["a", "b"],
+            hardLimits: [0, 0],
+            softLimits: [0, 0]
+          })
+          const out = yield* fcall(r, "ff_report_usage", budgetBase(Ids.budgetPartition(budgetId)), {
+            budget_id: budgetId,
+            dimensions: ["a", "b"],
+            deltas: [5, 1e300]
+          })
+          expect(refused(out)).toBe("invalid_input")
+          expect((yield* b.getBudgetStatus(budgetId)).usage).toEqual({})
+        }))
+
+      it.scoped("ff_claim without a lease TTL refuses before it writes", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          const out = yield* fcall(r, "ff_claim", base(Ids.executionPartition(id)), {
+            lane: l,
+            worker_id: "w",
+            worker_instance_id: "w-i",
+            caps: [],
+            lease_id: yield* Ids.newLeaseId,
+            attempt_id: yield* Ids.newAttemptId
+          })
+          expect(refused(out)).toBe("invalid_input")
+          expect((yield* b.describeExecution(id)).pipe((o) => o._tag === "Some" && o.value.publicState)).toBe("waiting")
+          expect(yield* Effect.promise(() => r.exists(`${base(Ids.executionPartition(id))}:e:${id}:a:0`))).toBe(0)
+        }))
+
+      it.scoped("ff_complete_many with a malformed second item completes nothing", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          expect(h._tag).toBe("Some")
+          const s = yield* b.describeExecution(id)
+          const lease = s._tag === "Some" ? s.value.currentLease : undefined
+          const attempt = s._tag === "Some" ? s.value.currentAttempt : undefined
+          const out = yield* fcall(r, "ff_complete_many", `${prefix}:lanes`, {
+            prefix,
+            partitions: 256,
+            items: [
+              {
+                partition: Ids.executionPartition(id),
+                execution_id: id,
+                attempt_index: attempt?.attemptIndex,
+                attempt_id: attempt?.attemptId,
+                lease_id: lease?.leaseId,
+                lease_epoch: lease?.leaseEpoch
+              },
+              { partition: Ids.executionPartition(id) }
+            ]
+          })
+          expect(refused(out)).toBe("invalid_input")
+          expect((yield* b.describeExecution(id)).pipe((o) => o._tag === "Some" && o.value.publicState)).toBe("active")
+        }))
+
+      it.scoped("numbers no command takes (a 1e300 TTL, retention or signal cap) are clamped, not failed on", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const p = Ids.executionPartition(id)
+          const created = yield* fcall(r, "ff_create", base(p), {
+            ...createArgs(id, l, {}),
+            idempotency_key: `k-${id}`,
+            dedup_ttl_ms: 1e300
+          }, ["", ""])
+          expect(created.ok && created.reply[1]).toBe("OK")
+          const again = yield* fcall(r, "ff_create", base(p), {
+            ...createArgs(yield* Ids.executionIdSolo(l), l, {}),
+            idempotency_key: `k-${id}`
+          }, ["", ""])
+          expect(again.ok && again.reply.slice(1, 2)).toEqual(["DUPLICATE"])
+          yield* Effect.promise(() => r.zadd(`${prefix}:hint:${l}`, "0", String(p)))
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag === "None") return expect.fail("nothing claimed")
+          const s = yield* b.describeExecution(id)
+          if (s._tag === "None" || s.value.currentLease === undefined) return expect.fail("no lease")
+          const fence = {
+            execution_id: id,
+            attempt_index: s.value.currentLease.attemptIndex,
+            lease_id: s.value.currentLease.leaseId,
+            lease_epoch: s.value.currentLease.leaseEpoch
+          }
+          const durable = yield* fcall(r, "ff_append_frame", base(p), {
+            ...fence,
+            frame_type: "stdout",
+            mode: "durable",
+            retention_maxlen: 1e300
+          }, ["x"])
+          expect(durable.ok && durable.reply[1]).toBe("OK")
+          const live = yield* fcall(r, "ff_append_frame", base(p), {
+            ...fence,
+            frame_type: "event",
+            mode: "best_effort",
+            ttl_ms: 1e300,
+            maxlen_ceiling: 1e300
+          }, ["y"])
+          expect(live.ok && live.reply[1]).toBe("OK")
+          const wp = yield* b.createWaitpoint(h.value, { waitpointKey: "k", expiresIn: Duration.hours(1) })
+          const signalled = yield* fcall(r, "ff_deliver_signal", base(p), {
+            execution_id: id,
+            waitpoint_id: wp.waitpointId,
+            signal_id: yield* Ids.newSignalId,
+            signal_name: "go",
+            token: wp.hmacToken,
+            signal_maxlen: 1e300
+          })
+          expect(signalled.ok && signalled.reply.slice(1, 2)).toEqual(["OK"])
+        }))
+
+      it.scoped("a backoff with no initial delay and a huge multiplier schedules its retries (no nan delay)", () =>
+        Effect.gen(function*() {
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          yield* b.createExecution({
+            executionId: id,
+            laneId: l,
+            namespace: Ids.unsafe.namespace("lib"),
+            executionKind: "k",
+            policy: {
+              retryPolicy: {
+                maxRetries: 5,
+                backoff: { type: "exponential", initialDelayMs: 0, maxDelayMs: 1000, multiplier: 1e308 }
+              }
+            }
+          })
+          for (let i = 0; i < 4; i++) {
+            yield* (yield* Maintenance).promoteDelayed()
+            const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+            if (h._tag === "None") return expect.fail(`attempt ${i} not claimable`)
+            const out = yield* b.fail(h.value, { reason: { message: "boom" }, classification: "Transient" })
+            expect(out).toMatchObject({ _tag: "RetryScheduled" })
+          }
         }))
     })
   })

@@ -213,6 +213,7 @@ export const backoffDelayMs = (policy: Policy | undefined, retryCount: number): 
   const backoff = policy?.retryPolicy?.backoff
   if (backoff === undefined) return Math.min(1000 * Math.pow(2, retryCount), 60_000)
   if (backoff.type === "fixed") return backoff.delayMs
+  if (backoff.initialDelayMs === 0) return 0
   return Math.min(Math.floor(backoff.initialDelayMs * Math.pow(backoff.multiplier, retryCount)), backoff.maxDelayMs)
 }
 

@@ -10,7 +10,11 @@ local CREATE_OPTIONAL = {
   "max_signals", "stream_maxlen", "retention_ms"
 }
 
--- One execution: returns status ("OK" / "DUPLICATE") and the reply fields.
+-- The fields every create item needs (checked for every item of a batch before its first write).
+FF.CREATE_ARGS = { "execution_id", "s", "lane_id", "s" }
+
+-- One execution (its arguments checked with FF.CREATE_ARGS): returns status ("OK" /
+-- "DUPLICATE") and the reply fields.
 function FF.create_one(B, a, now, payload, policy_json)
   local e = a.execution_id
   local ns = FF.str(a.namespace)
@@ -102,6 +106,8 @@ function FF.create_one(B, a, now, payload, policy_json)
 end
 
 FF.fn.create = function(B, a, now, payload, policy_json)
+  local bad = FF.need("create", a, FF.CREATE_ARGS)
+  if bad then return bad end
   return FF.ok(FF.create_one(B, a, now, payload, policy_json))
 end
 
@@ -111,7 +117,8 @@ end
 -- Reply: {1, "OK", wake, status_1, field_1, field2_1, status_2, ...} (three strings per item).
 FF.fn.create_many = function(B, a, now, _, _, argv)
   local items = a.items
-  if type(items) ~= "table" then return FF.err("invalid_input", "create_many: items") end
+  local bad = FF.need_each("create_many", items, FF.CREATE_ARGS)
+  if bad then return bad end
   local r = { 1, "OK", "" }
   FF.lanes_seen = {}
   for i = 1, #items do
@@ -130,8 +137,9 @@ end
 -- and lane), as ff_complete_many does. Reply as ff_create_many's (wake "").
 FF.fn.create_across = function(_, a, now, _, _, argv)
   local items, prefix = a.items, a.prefix
-  if type(items) ~= "table" then return FF.err("invalid_input", "create_across: items") end
-  local bad = FF.bad_partition(items, FF.num(a.partitions))
+  local bad = FF.need("create_across", a, { "prefix", "s" }) or FF.need_each("create_across", items, FF.CREATE_ARGS)
+  if bad then return bad end
+  bad = FF.bad_partition(items, FF.num(a.partitions))
   if bad then return FF.err("invalid_input", "create_across: partition of item " .. FF.s(bad)) end
   local r = { 1, "OK", "" }
   -- per partition: its wakes (FF.add_wake keeps the best score per lane)
@@ -404,7 +412,13 @@ end
 -- Replies: OK + the claim's 7 fields + the lane's next head ("" when none);
 -- EMPTY: nothing claimable on the lane here; NOMATCH + lane head: work exists but none for this
 -- worker; LATER + the score of the best candidate for this worker + lane head.
+-- the arguments of a claim (a batch of claims sets lease_id / attempt_id per claim)
+local CLAIM_ARGS = { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "lease_ttl_ms", "n" }
+local CLAIM_IDS = { "lease_id", "s", "attempt_id", "s" }
+
 FF.fn.claim = function(B, a, now)
+  local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, CLAIM_IDS)
+  if bad then return bad end
   local lane = a.lane
   -- (a batch of claims shares its arguments: the capability set is built once)
   local caps = a.caps_set
@@ -625,6 +639,13 @@ FF.fn.claim_lane = function(H, a, now)
       #lease_ids ~= #attempt_ids then
     return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
   end
+  local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, { "prefix", "s" })
+  if bad then return bad end
+  for i = 1, #lease_ids do
+    if type(lease_ids[i]) ~= "string" or type(attempt_ids[i]) ~= "string" then
+      return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
+    end
+  end
   local w = walk_new(H, FF.num(a.partitions), a.prefix)
   a.no_reclaim = {}
   local reply, n, last, wake = { 1, "OK", "", "OK" }, 0, "OK", ""
@@ -660,6 +681,9 @@ end
 -- best candidate of the whole lane. Replies: OK + execution id, grant key, expiry, lane head;
 -- EMPTY; NOMATCH + lane head; LATER + the candidate's score + lane head.
 FF.fn.issue_grant = function(B, a, now)
+  local bad = FF.need("issue_grant", a,
+    { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "grant_ttl_ms", "n" })
+  if bad then return bad end
   local lane = a.lane
   local caps = FF.caps_set(a.caps)
   local bound = tonumber(a.bound or "")
@@ -682,7 +706,7 @@ FF.fn.issue_grant = function(B, a, now)
           C("HSET", gk, "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id, "lane_id", lane,
             "created_at", FF.s(now), "grant_expires_at", FF.s(exp))
           -- the key outlives the grant by a minute of real time; expiry is judged on grant_expires_at
-          C("PEXPIRE", gk, FF.num(a.grant_ttl_ms) + 60000)
+          C("PEXPIRE", gk, FF.int_arg(a.grant_ttl_ms + 60000, 60000))
           -- claims look for a grant only when the core says one may exist (the next lease clears it)
           C("HSET", K.core(B, e), "grant_pending", "1")
           return FF.ok("OK", e, gk, FF.s(exp), FF.lane_head(B, lane))
@@ -697,6 +721,9 @@ end
 
 -- claim_resumed_execution (operations.md §5.5) and claim_from_reclaim (§4.8).
 FF.fn.claim_resumed = function(B, a, now)
+  local bad = FF.need("claim_resumed", a,
+    { "execution_id", "s", "worker_id", "s", "worker_instance_id", "s", "lease_id", "s", "lease_ttl_ms", "n" })
+  if bad then return bad end
   local e = a.execution_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
@@ -718,10 +745,12 @@ end
 
 -- --- renew / progress ----------------------------------------------------------------------
 FF.fn.renew = function(B, a, now)
+  local bad = FF.need("renew", a, { "execution_id", "s", "lease_ttl_ms", "n" })
+  if bad then return bad end
   local e = a.execution_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true, index = true, revoked_at = true })
+  bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true, index = true, revoked_at = true })
   if bad then return bad end
   local exp = now + FF.num(a.lease_ttl_ms)
   C("HSET", K.core(B, e), "lease_expires_at", FF.s(exp), "lease_last_renewed_at", FF.s(now),
@@ -764,7 +793,10 @@ end
 FF.fn.complete_many = function(_, a, now, _, _, argv)
   local items = a.items
   if type(items) ~= "table" or #items == 0 then return FF.err("invalid_input", "complete_many: items") end
-  local bad = FF.bad_partition(items, FF.num(a.partitions))
+  local bad = FF.need("complete_many", a, { "prefix", "s" }) or
+    FF.need_each("complete_many", items, { "execution_id", "s" })
+  if bad then return bad end
+  bad = FF.bad_partition(items, FF.num(a.partitions))
   if bad then return FF.err("invalid_input", "complete_many: partition of item " .. FF.s(bad)) end
   local out = { 1, "OK", "" }
   local bases = FF.partition_bases(a.prefix)
@@ -790,6 +822,8 @@ function FF.retry_delay(rp, retry_count)
     local initial = FF.num(b.initial_delay_ms, 1000)
     local mult = FF.num(b.multiplier, 2)
     local max = FF.num(b.max_delay_ms, 60000)
+    -- (no initial delay stays none, whatever the multiplier: 0 * inf would be nan)
+    if initial == 0 then return 0 end
     return math.min(math.floor(initial * math.pow(mult, retry_count)), max)
   end
   return 1000

@@ -114,17 +114,43 @@ end
 -- ARGV[3 + 2(i-1)] / ARGV[4 + 2(i-1)]; a.joins / a.edges = the arguments of those functions.
 -- Reply {1, "OK", wake, graph_revision} or {1, "ALREADY", ""} when the flow exists.
 FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
+  local bad = FF.need("create_flow_graph", a, { "flow", "t", "members", "t", "joins", "t", "edges", "t" }) or
+    FF.need("create_flow_graph", a.flow, { "flow_id", "s" })
+  if bad then return bad end
   local fid = a.flow.flow_id
   local fk = K.flow(B, fid)
   if C("EXISTS", fk) == 1 then return FF.ok("ALREADY") end
   local members, joins, edges = a.members, a.joins, a.edges
-  if type(members) ~= "table" or type(joins) ~= "table" or type(edges) ~= "table" then
-    return FF.err("invalid_input", "create_flow_graph: members, joins, edges")
-  end
+  bad = FF.need_each("create_flow_graph", members, FF.CREATE_ARGS) or
+    FF.need_each("create_flow_graph", joins, { "downstream", "s", "variant", "s" }) or
+    FF.need_each("create_flow_graph", edges, { "edge_id", "s", "upstream", "s", "downstream", "s" })
+  if bad then return bad end
+  -- the layer checked the graph; these are the checks without which a write below would fail
+  -- or leave a half-made record (a member created twice, an edge to a non-member)
+  local is_member, edge_ids, joined = {}, {}, {}
   for i = 1, #members do
-    if C("EXISTS", K.core(B, members[i].execution_id)) == 1 then
-      return FF.err("invalid_input", "create_flow_graph: member " .. members[i].execution_id .. " already exists")
+    local m = members[i]
+    if is_member[m.execution_id] or FF.str(m.idempotency_key) ~= "" then
+      return FF.err("invalid_input", "create_flow_graph: member " .. m.execution_id .. " listed twice or with an idempotency key")
     end
+    if C("EXISTS", K.core(B, m.execution_id)) == 1 then
+      return FF.err("invalid_input", "create_flow_graph: member " .. m.execution_id .. " already exists")
+    end
+    is_member[m.execution_id] = true
+  end
+  for i = 1, #edges do
+    local x = edges[i]
+    if not is_member[x.upstream] or not is_member[x.downstream] or x.upstream == x.downstream or edge_ids[x.edge_id] then
+      return FF.err("invalid_input", "create_flow_graph: edge " .. x.edge_id)
+    end
+    edge_ids[x.edge_id] = true
+  end
+  for i = 1, #joins do
+    local j = joins[i]
+    if not is_member[j.downstream] or joined[j.downstream] then
+      return FF.err("invalid_input", "create_flow_graph: join of " .. j.downstream)
+    end
+    joined[j.downstream] = true
   end
   local ts = FF.s(now)
   FF.fn.create_flow(B, a.flow, now)
@@ -140,10 +166,12 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
   C("HINCRBY", fk, "open_members", #ids)
   C("HINCRBY", fk, "node_count", #ids)
   C("HINCRBY", fk, "graph_revision", #ids)
+  -- the joins (set_edge_group_policy on a new flow: no group exists yet)
   for i = 1, #joins do
-    joins[i].flow_id = fid
-    local r = FF.fn.set_edge_group_policy(B, joins[i], now)
-    if r[1] ~= 1 then error("create_flow_graph: a join refused after the checks: " .. FF.str(r[2])) end
+    local j = joins[i]
+    C("HSET", K.fx(B, fid, "grp:" .. j.downstream), "policy_variant", j.variant, "on_satisfied", FF.str(j.on_satisfied),
+      "k", FF.str(j.k), "n", "0", "succeeded", "0", "failed", "0", "skipped", "0", "group_state", "pending",
+      "created_at", ts)
   end
   -- the edges, staged and applied (stage_edge + apply_dependency for each); a child ends as its
   -- last apply leaves it: blocked, its detail naming its dependency count and its last edge

@@ -178,7 +178,52 @@ function FF.ttl_get(key, now)
 end
 
 function FF.ttl_set(key, value, ttl, now)
-  C("SET", key, FF.s(now + ttl) .. "\t" .. value, "PX", math.max(1, math.floor(ttl)) + 60000)
+  C("SET", key, FF.s(now + ttl) .. "\t" .. value, "PX", FF.int_arg(ttl + 60000, 60000))
+end
+
+-- --- arguments ------------------------------------------------------------------------------
+-- A function checks its arguments before its first write (nothing is rolled back): FF.bad_arg
+-- names the first field of `a` listed in `spec` (field, kind, field, kind, ...) whose value is
+-- not of its kind: "s" a string, "n" a finite number, "t" a table (a JSON object or array).
+local function is_kind(v, kind)
+  if kind == "s" then return type(v) == "string" end
+  if kind == "n" then return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
+  return type(v) == "table"
+end
+function FF.bad_arg(a, spec)
+  if type(a) ~= "table" then return "arguments" end
+  for i = 1, #spec, 2 do
+    if not is_kind(a[spec[i]], spec[i + 1]) then return spec[i] end
+  end
+  return nil
+end
+
+-- The invalid_input reply for the first bad field of `a` (see FF.bad_arg), or nil.
+function FF.need(name, a, spec)
+  local bad = FF.bad_arg(a, spec)
+  if bad ~= nil then return FF.err("invalid_input", name .. ": " .. bad) end
+  return nil
+end
+
+-- The first item of `items` (a list) with a bad field, as an invalid_input reply, or nil.
+function FF.need_each(name, items, spec)
+  if type(items) ~= "table" then return FF.err("invalid_input", name .. ": items") end
+  for i = 1, #items do
+    local bad = FF.bad_arg(items[i], spec)
+    if bad ~= nil then return FF.err("invalid_input", name .. ": item " .. FF.s(i) .. ": " .. bad) end
+  end
+  return nil
+end
+
+-- The argument of a command that takes a positive integer (PX, PEXPIRE, MAXLEN): `n` as a whole
+-- number in 1..FF.INT_MAX (`default` when it is not a number), so no value makes the command fail.
+FF.INT_MAX = 1e15
+function FF.int_arg(n, default)
+  n = tonumber(n)
+  if n == nil or n ~= n then n = default end
+  n = math.floor(n)
+  if n < 1 then n = 1 elseif n > FF.INT_MAX then n = FF.INT_MAX end
+  return FF.s(n)
 end
 
 function FF.args(s)
