@@ -34,7 +34,8 @@ export const ValidationKind = Schema.Literal(
   "InvalidTagKey",
   "InvalidFrameType",
   "Corruption",
-  "HandleFromOtherBackend"
+  "HandleFromOtherBackend",
+  "LimitExceeded"
 )
 /** @since 0.1.0 */
 export type ValidationKind = typeof ValidationKind.Type
@@ -520,6 +521,7 @@ const SCRIPT_CODES: Record<string, (details: ReadonlyArray<string>) => EngineErr
   stream_closed: () => state("StreamClosed"),
   stale_owner_cannot_append: () => state("StaleOwnerCannotAppend"),
   retention_limit_exceeded: () => validation("RetentionLimitExceeded"),
+  limit_exceeded: (d) => validation("LimitExceeded", d[0] ?? ""),
   execution_not_eligible: () => contention("ExecutionNotEligible"),
   execution_not_in_eligible_set: () => contention("ExecutionNotInEligibleSet"),
   grant_already_exists: () => state("GrantAlreadyExists"),
