@@ -415,4 +415,99 @@ export const limits = (t: Tester) =>
           yield* isAbsent(few[0]!.executionId)
         }))
     })
+
+    describe("reads and documents", () => {
+      const frameOf = (size: number, fill: number) => new Uint8Array(size).fill(fill)
+      const readAll = (executionId: ExecutionId, countLimit: number) =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const pages: Array<M.StreamFrames> = []
+          let from: M.StreamCursor = { _tag: "Start" }
+          for (let i = 0; i < 20; i++) {
+            const page: M.StreamFrames = yield* b.readStream({
+              executionId,
+              attemptIndex: 0 as Ids.AttemptIndex,
+              from,
+              to: { _tag: "End" },
+              countLimit
+            })
+            pages.push(page)
+            if (page.nextFrom === undefined) break
+            from = { _tag: "At", id: page.nextFrom }
+          }
+          return pages
+        })
+
+      t.test("readStream: a page stops at readPageBytes and nextFrom reads on; every frame comes back once, in order", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* createAndClaim()
+          const ids: Array<string> = []
+          for (let i = 0; i < 40; i++) {
+            ids.push((yield* b.appendFrame(c.handle, { bytes: frameOf(Limits.frameBytes, 97 + (i % 26)), kind: "stdout" })).streamId)
+          }
+          const pages = yield* readAll(c.executionId, 100)
+          const perPage = Limits.readPageBytes / Limits.frameBytes
+          expect(pages.map((p) => p.frames.length)).toEqual([perPage, perPage, 40 - 2 * perPage])
+          expect(pages[0]!.nextFrom).toBe(ids[perPage])
+          expect(pages.flatMap((p) => p.frames.map((f) => f.id))).toEqual(ids)
+          // the tail's page has the same budget
+          const tail = yield* b.tailStream({
+            executionId: c.executionId,
+            attemptIndex: 0 as Ids.AttemptIndex,
+            after: { _tag: "At", id: "0-0" },
+            blockMs: 0,
+            countLimit: 100
+          })
+          expect(tail.frames.map((f) => f.id)).toEqual(ids.slice(0, perPage))
+          // a countLimit within the budget is served as asked, and says nothing more
+          const two = yield* readAll(c.executionId, 2)
+          expect(two.map((p) => [p.frames.length, p.nextFrom])).toEqual([[2, undefined]])
+        }))
+
+      t.test("readStream: a page holds at most readPageFrames frames", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* createAndClaim()
+          const n = Limits.readPageFrames + 1
+          const ids: Array<string> = []
+          for (let i = 0; i < n; i++) ids.push((yield* b.appendFrame(c.handle, { bytes: bytes(`f${i}`), kind: "stdout" })).streamId)
+          const pages = yield* readAll(c.executionId, Limits.streamCountLimit)
+          expect(pages.map((p) => p.frames.length)).toEqual([Limits.readPageFrames, 1])
+          expect(pages[0]!.nextFrom).toBe(ids[Limits.readPageFrames])
+          expect(pages.flatMap((p) => p.frames.map((f) => f.id))).toEqual(ids)
+          // asked for exactly a page: a full page and no nextFrom (the caller reads on from the last id)
+          const exact = yield* readAll(c.executionId, Limits.readPageFrames)
+          expect(exact.map((p) => [p.frames.length, p.nextFrom])).toEqual([[Limits.readPageFrames, undefined]])
+        }))
+
+      t.test("a summary patch past summaryDocumentBytes is refused and writes nothing; a patch that fits still applies", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* createAndClaim()
+          const patch = (doc: Record<string, unknown>) =>
+            b.appendFrame(c.handle, {
+              bytes: bytes(JSON.stringify(doc)),
+              kind: "event",
+              mode: { _tag: "DurableSummary", patchKind: "json-merge-patch" }
+            })
+          const chunk = "s".repeat(60_000)
+          for (let i = 0; i < 4; i++) yield* patch({ [`k${i}`]: chunk })
+          const before = Option.getOrThrow(yield* b.readSummary({ executionId: c.executionId, attemptIndex: 0 as Ids.AttemptIndex }))
+          expect(before.version).toBe(4)
+          yield* limitFails(patch({ k4: "t".repeat(30_000) }), "summaryDocumentBytes")
+          const after = Option.getOrThrow(yield* b.readSummary({ executionId: c.executionId, attemptIndex: 0 as Ids.AttemptIndex }))
+          expect(after.version).toBe(4)
+          expect(after.documentJson).toEqual(before.documentJson)
+          const frames = yield* b.readStream({
+            executionId: c.executionId,
+            attemptIndex: 0 as Ids.AttemptIndex,
+            from: { _tag: "Start" },
+            to: { _tag: "End" },
+            countLimit: 100
+          })
+          expect(frames.frames).toHaveLength(4)
+          expect((yield* patch({ k0: null, k4: "t".repeat(30_000) })).summaryVersion).toBe(5)
+        }))
+    })
   })

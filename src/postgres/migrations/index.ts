@@ -27,6 +27,7 @@ import * as m0017 from "./0017_hot_path_retention.js"
 import * as m0018 from "./0018_complete_set.js"
 import * as m0019 from "./0019_claim_set_lock.js"
 import * as m0020 from "./0020_dedup_expiry.js"
+import * as m0022 from "./0022_stream_budgets.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -55,7 +56,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0017_hot_path_retention": run(m0017.sql),
   "0018_complete_set": run(m0018.sql),
   "0019_claim_set_lock": run(m0019.sql),
-  "0020_dedup_expiry": run(m0020.sql)
+  "0020_dedup_expiry": run(m0020.sql),
+  "0022_stream_budgets": run(m0022.sql)
 }
 
 /** The id of the newest migration this code needs. */

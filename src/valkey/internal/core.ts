@@ -22,6 +22,7 @@ import * as Ids from "../../Ids.js"
 import type { BackendCore, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
 import { makeHandle } from "../../internal/handleCodec.js"
 import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import * as D from "./decode.js"
 import { parseError } from "./errors.js"
@@ -134,7 +135,8 @@ const BudgetJson = Schema.Struct({ def: Str, usage: Str, limits: Str })
 
 const MemberIds = LuaArray(Ids.ExecutionId)
 const EdgeRows = LuaArray(Str)
-const Frames = Schema.Tuple(Schema.parseJson(LuaArray(FrameJson)), S, S)
+/** ff_read_stream: the frames, closed_at, closed_reason, the first frame the page budget left out. */
+const Frames = Schema.Tuple(Schema.parseJson(LuaArray(FrameJson)), S, S, S)
 const T_Int = Schema.Tuple(IntStr)
 /** ff_issue_grant: the execution, the grant key, its expiry, the partition's lane head after it. */
 const T_Grant = Schema.Tuple(Ids.ExecutionId, S, IntStr, S)
@@ -697,7 +699,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         frame_type: frame.frameType === "" ? frame.kind : frame.frameType,
         ...(frame.correlationId === undefined ? {} : { correlation_id: frame.correlationId }),
         mode: mode._tag === "Durable" ? "durable" : mode._tag === "DurableSummary" ? "summary" : "best_effort",
-        ...(mode._tag === "DurableSummary" ? { patch_kind: mode.patchKind } : {}),
+        ...(mode._tag === "DurableSummary" ? { patch_kind: mode.patchKind, summary_max: Limits.summaryDocumentBytes } : {}),
         ...(mode._tag === "BestEffortLive" ?
           {
             ttl_ms: mode.config.ttlMs,
@@ -1545,13 +1547,21 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     )
 
   // --- streams ---------------------------------------------------------------------------------------
+  const READ_PAGE = { page_frames: Limits.readPageFrames, page_bytes: Limits.readPageBytes }
   const cursorArg = (c: M.StreamCursor) => (c._tag === "Start" ? "-" : c._tag === "End" ? "+" : c.id)
 
-  const framesFrom = (fn: string, fields: ReadonlyArray<string>, id: Ids.ExecutionId, visibility: M.TailVisibility) =>
-    Effect.map(decodeFields(fn, Frames, fields, id), ([frames, closedAt, closedReason]): M.StreamFrames => ({
+  const framesFrom = (
+    fn: string,
+    fields: ReadonlyArray<string>,
+    id: Ids.ExecutionId,
+    visibility: M.TailVisibility,
+    tail: boolean
+  ) =>
+    Effect.map(decodeFields(fn, Frames, fields, id), ([frames, closedAt, closedReason, next]): M.StreamFrames => ({
       frames: visibility === "exclude_best_effort" ? frames.filter((f) => f.fields["mode"] !== "best_effort") : frames,
       ...(/^\d+$/.test(closedAt) ? { closedAt: Number(closedAt) } : {}),
-      ...(closedReason === "" ? {} : { closedReason })
+      ...(closedReason === "" ? {} : { closedReason }),
+      ...(next === "" || tail ? {} : { nextFrom: next })
     }))
 
   const readStream: BackendCore["readStream"] = (a) =>
@@ -1562,9 +1572,10 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         attempt_index: a.attemptIndex,
         from: cursorArg(a.from),
         to: cursorArg(a.to),
-        count: a.countLimit
+        count: a.countLimit,
+        ...READ_PAGE
       }, [], true)
-      return yield* framesFrom("ff_read_stream", env.fields, a.executionId, "all")
+      return yield* framesFrom("ff_read_stream", env.fields, a.executionId, "all", false)
     }))
 
   const tailStream: BackendCore["tailStream"] = (a) =>
@@ -1574,10 +1585,11 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       if (a.blockMs > 0) {
         const partition = Ids.executionPartition(a.executionId)
         const stream = keys.stream(partition, a.executionId, a.attemptIndex)
-        // a blocking read gets its own connection so it never stalls the shared one
+        // a blocking read gets its own connection so it never stalls the shared one; it only waits
+        // for a frame (one entry), the page is read below
         yield* Effect.scoped(Effect.flatMap(client.dedicated, (c) =>
           Effect.tryPromise({
-            try: () => c.xread("COUNT", a.countLimit, "BLOCK", a.blockMs, "STREAMS", stream, after),
+            try: () => c.xread("COUNT", 1, "BLOCK", a.blockMs, "STREAMS", stream, after),
             catch: (e) => e
           }).pipe(Effect.ignore, Effect.onInterrupt(() => client.discard(c)))))
       }
@@ -1585,9 +1597,10 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         execution_id: a.executionId,
         attempt_index: a.attemptIndex,
         after,
-        count: a.countLimit
+        count: a.countLimit,
+        ...READ_PAGE
       }, [], true)
-      return yield* framesFrom("ff_read_stream", env.fields, a.executionId, a.visibility)
+      return yield* framesFrom("ff_read_stream", env.fields, a.executionId, a.visibility, true)
     }))
 
   const readSummary: BackendCore["readSummary"] = (a) =>

@@ -33,6 +33,11 @@ FF.fn.append_frame = function(B, a, now, payload)
       if doc == nil then return FF.err("corruption", "summary document of " .. e .. " attempt " .. idx .. " is not JSON") end
     end
     doc_text = FF.J.encode(FF.J.unsentinel(FF.J.merge(doc, patch)))
+    local max = FF.num(a.summary_max, 262144)
+    if #doc_text > max then
+      return FF.err("limit_exceeded",
+        "append_frame: summary document: more than " .. FF.s(max) .. " bytes (Limits.summaryDocumentBytes)")
+    end
   end
   -- the stream's trim and expiry, settled before the first write (FF.int_arg: a MAXLEN or a
   -- PEXPIRE that is not a positive integer would fail, after the stream's first writes)

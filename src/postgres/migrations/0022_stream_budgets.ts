@@ -1,0 +1,193 @@
+/**
+ * Migration 0022: the budgets of stream calls (docs/limits.md).
+ * - A summary document is at most p_summary_max bytes (Limits.summaryDocumentBytes) after a patch,
+ *   measured as its compact JSON (ffi_json_size); a patch past it is refused and nothing is written.
+ * - A read page (read_stream, tail_stream) holds at most p_page_frames frames and stops before the
+ *   frame that would take its payload bytes past p_page_bytes (never empty); read_stream reports the
+ *   first frame the budget left out as nextFrom. Frames keep their payload size (payload_bytes), so a
+ *   page is cut without reading the frames it does not return.
+ */
+export const sql = String.raw`
+ALTER TABLE stream_frame ADD COLUMN payload_bytes int;
+
+DROP FUNCTION ff_append_frame(text, int, uuid, uuid, bigint, text, text, int, text, text, jsonb, text, bigint, int,
+  int, float8, int, bigint);
+DROP FUNCTION ff_read_stream(text, int, bigint, bigint, boolean, bigint, bigint, boolean, int, bigint);
+DROP FUNCTION ff_tail_stream(text, int, bigint, bigint, boolean, int, bigint);
+DROP FUNCTION ffi_stream_frames(text, int, bigint, bigint, boolean, bigint, bigint, boolean, boolean, boolean, int,
+  bigint);
+
+-- The bytes of a document's compact JSON text (jsonb's own text puts a space after ':' and ',').
+CREATE OR REPLACE FUNCTION ffi_json_size(p jsonb) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE jsonb_typeof(p)
+    WHEN 'object' THEN 2 + coalesce((SELECT sum(octet_length(to_jsonb(key)::text) + 1 + ffi_json_size(value)) + count(*) - 1
+                                     FROM jsonb_each(p)), 0)
+    WHEN 'array' THEN 2 + coalesce((SELECT sum(ffi_json_size(value)) + count(*) - 1 FROM jsonb_array_elements(p)), 0)
+    ELSE octet_length(p::text)
+  END
+$$;
+
+CREATE OR REPLACE FUNCTION ff_append_frame(
+  p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint,
+  p_frame_type text, p_payload text, p_bytes int, p_mode text, p_correlation text,
+  p_patch jsonb, p_patch_error text, p_ttl_ms bigint, p_floor int, p_ceiling int, p_alpha float8,
+  p_retention int, p_summary_max int, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  e exec_core;
+  m stream_meta;
+  v_ts bigint;
+  v_seq int;
+  v_fields jsonb;
+  v_version int;
+  v_doc jsonb;
+  v_keep int;
+  v_ema float8;
+  v_dt bigint;
+BEGIN
+  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid;
+  IF NOT FOUND OR e.lifecycle_phase <> 'active' THEN RETURN ffi_err('stream_closed'); END IF;
+  IF e.ownership_state <> 'leased' OR coalesce(e.lease_expires_at, 0) <= v_now
+     OR e.current_attempt_index IS DISTINCT FROM p_idx OR e.lease_id IS DISTINCT FROM p_lease
+     OR e.lease_epoch <> p_epoch THEN
+    RETURN ffi_err('stale_owner_cannot_append');
+  END IF;
+  INSERT INTO stream_meta (execution_id, attempt_index, attempt_id, created_at)
+  VALUES (p_eid, p_idx, p_att, v_now) ON CONFLICT (execution_id, attempt_index) DO NOTHING;
+  SELECT * INTO m FROM stream_meta WHERE execution_id = p_eid AND attempt_index = p_idx FOR UPDATE;
+  IF m.be_expires_at IS NOT NULL AND m.be_expires_at <= v_now THEN
+    -- a best-effort stream past its TTL is gone: start a new one
+    DELETE FROM stream_frame WHERE execution_id = p_eid AND attempt_index = p_idx;
+    DELETE FROM stream_summary WHERE execution_id = p_eid AND attempt_index = p_idx;
+    UPDATE stream_meta SET attempt_id = p_att, created_at = v_now, closed_at = NULL, closed_reason = NULL,
+      frame_count = 0, retained = 0, total_bytes = 0, last_ts = 0, last_seq = 0, last_frame_at = NULL,
+      has_durable_frame = false, ema_rate_hz = NULL, last_append_ts = 0, maxlen_applied = 0, be_expires_at = NULL
+    WHERE execution_id = p_eid AND attempt_index = p_idx
+    RETURNING * INTO m;
+  END IF;
+  IF m.closed_at IS NOT NULL THEN RETURN ffi_err('stream_closed'); END IF;
+  IF p_mode = 'summary' THEN
+    IF p_patch_error IS NOT NULL THEN PERFORM ffi_raise('invalid_input', p_patch_error); END IF;
+    SELECT document, version INTO v_doc, v_version FROM stream_summary
+    WHERE execution_id = p_eid AND attempt_index = p_idx FOR UPDATE;
+    v_doc := ffi_rewrite_null(ffi_merge_patch(coalesce(v_doc, '{}'::jsonb), p_patch));
+    IF ffi_json_size(v_doc) > p_summary_max THEN
+      PERFORM ffi_raise('limit_exceeded',
+        'append_frame: summary document: more than ' || p_summary_max || ' bytes (Limits.summaryDocumentBytes)');
+    END IF;
+    v_version := coalesce(v_version, 0) + 1;
+    INSERT INTO stream_summary (execution_id, attempt_index, document, version, patch_kind, first_applied, last_updated)
+    VALUES (p_eid, p_idx, v_doc, v_version, 'json-merge-patch', v_now, v_now)
+    ON CONFLICT (execution_id, attempt_index) DO UPDATE
+      SET document = EXCLUDED.document, version = EXCLUDED.version, last_updated = EXCLUDED.last_updated;
+  END IF;
+  v_ts := greatest(v_now, m.last_ts);
+  -- ids are strictly increasing and never "0-0" (the from-the-beginning cursor)
+  v_seq := CASE WHEN v_ts = m.last_ts THEN m.last_seq + 1 ELSE 0 END;
+  v_fields := jsonb_strip_nulls(jsonb_build_object('frame_type', p_frame_type, 'ts', v_now::text,
+    'payload', p_payload, 'encoding', 'utf8', 'source', 'worker', 'mode', p_mode,
+    'correlation_id', p_correlation,
+    'summary_version', CASE WHEN p_mode = 'summary' THEN v_version::text END,
+    'ttl_ms', CASE WHEN p_mode = 'best_effort' THEN p_ttl_ms::text END));
+  INSERT INTO stream_frame (execution_id, attempt_index, ts, seq, mode, fields, payload_bytes)
+  VALUES (p_eid, p_idx, v_ts, v_seq, p_mode, v_fields, p_bytes);
+  IF p_mode = 'best_effort' THEN
+    IF m.ema_rate_hz IS NULL OR m.last_frame_at IS NULL THEN
+      v_ema := (p_floor::float8 / 2) / greatest(p_ttl_ms::float8 / 1000, 1e-9);
+    ELSE
+      v_dt := greatest(v_now - m.last_frame_at, 1);
+      v_ema := p_alpha * (1000.0 / v_dt) + (1 - p_alpha) * m.ema_rate_hz;
+    END IF;
+    v_keep := least(greatest(ceil(v_ema * p_ttl_ms / 1000.0 * 2)::int, p_floor), p_ceiling);
+  ELSIF p_mode = 'summary' THEN
+    v_keep := 64;
+  ELSE
+    v_keep := p_retention;
+  END IF;
+  IF m.retained + 1 > v_keep THEN
+    DELETE FROM stream_frame WHERE ctid IN (
+      SELECT ctid FROM stream_frame WHERE execution_id = p_eid AND attempt_index = p_idx
+      ORDER BY ts, seq LIMIT (m.retained + 1 - v_keep));
+  END IF;
+  UPDATE stream_meta SET frame_count = frame_count + 1, retained = least(retained + 1, v_keep),
+    total_bytes = total_bytes + p_bytes, last_ts = v_ts, last_seq = v_seq, last_frame_at = v_now,
+    has_durable_frame = has_durable_frame OR p_mode <> 'best_effort',
+    ema_rate_hz = CASE WHEN p_mode = 'best_effort' THEN v_ema ELSE ema_rate_hz END,
+    last_append_ts = CASE WHEN p_mode = 'best_effort' THEN v_now ELSE last_append_ts END,
+    maxlen_applied = CASE WHEN p_mode = 'best_effort' THEN v_keep ELSE maxlen_applied END,
+    be_expires_at = CASE WHEN has_durable_frame OR p_mode <> 'best_effort' THEN NULL ELSE v_now + 2 * p_ttl_ms END
+  WHERE execution_id = p_eid AND attempt_index = p_idx
+  RETURNING * INTO m;
+  RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object('streamId', v_ts || '-' || v_seq, 'frameCount', m.frame_count,
+    'summaryVersion', CASE WHEN p_mode = 'summary' THEN v_version END)));
+END $$;
+
+-- Frames of a stream between two bounds (as 0005), one read page of them: at most
+-- least(p_limit, p_page_frames) frames, stopping before the frame that would take the payload bytes
+-- past p_page_bytes (never empty); 'nextFrom' (reads only) is the first frame the budget left out.
+CREATE OR REPLACE FUNCTION ffi_stream_frames(
+  p_eid text, p_idx int, p_from_ts bigint, p_from_seq bigint, p_from_last boolean,
+  p_to_ts bigint, p_to_seq bigint, p_to_first boolean,
+  p_exclusive boolean, p_exclude_be boolean, p_limit int, p_page_frames int, p_page_bytes bigint, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE m stream_meta; v_frames jsonb; v_from_ts bigint := p_from_ts; v_from_seq bigint := p_from_seq;
+  v_to_ts bigint := p_to_ts; v_to_seq bigint := p_to_seq; v_page int := least(p_limit, p_page_frames);
+  v_next text; v_count int;
+BEGIN
+  SELECT * INTO m FROM stream_meta WHERE execution_id = p_eid AND attempt_index = p_idx;
+  IF NOT FOUND OR (m.be_expires_at IS NOT NULL AND m.be_expires_at <= p_now) THEN
+    RETURN jsonb_build_object('frames', '[]'::jsonb);
+  END IF;
+  IF p_from_last THEN
+    SELECT ts, seq INTO v_from_ts, v_from_seq FROM stream_frame WHERE execution_id = p_eid AND attempt_index = p_idx
+    ORDER BY ts DESC, seq DESC LIMIT 1;
+  END IF;
+  IF p_to_first THEN
+    SELECT ts, seq INTO v_to_ts, v_to_seq FROM stream_frame WHERE execution_id = p_eid AND attempt_index = p_idx
+    ORDER BY ts, seq LIMIT 1;
+  END IF;
+  WITH c AS (
+    SELECT ts, seq, row_number() OVER w AS n, sum(bytes) OVER w AS run FROM (
+      SELECT ts, seq, coalesce(payload_bytes, octet_length(fields->>'payload'), 0) AS bytes FROM stream_frame
+      WHERE execution_id = p_eid AND attempt_index = p_idx
+        AND (v_from_ts IS NULL OR (CASE WHEN p_exclusive THEN (ts, seq::bigint) > (v_from_ts, v_from_seq)
+                                        ELSE (ts, seq::bigint) >= (v_from_ts, v_from_seq) END))
+        AND (v_to_ts IS NULL OR (ts, seq::bigint) <= (v_to_ts, v_to_seq))
+        AND (NOT p_exclude_be OR mode <> 'best_effort')
+      ORDER BY ts, seq LIMIT v_page + 1) x
+    WINDOW w AS (ORDER BY ts, seq ROWS UNBOUNDED PRECEDING)
+  ), k AS (
+    SELECT ts, seq, n <= v_page AND (n = 1 OR run <= p_page_bytes) AS keep FROM c
+  )
+  SELECT
+    (SELECT coalesce(jsonb_agg(jsonb_build_object('id', f.ts || '-' || f.seq, 'fields', f.fields) ORDER BY f.ts, f.seq),
+                     '[]'::jsonb)
+     FROM k JOIN stream_frame f ON f.execution_id = p_eid AND f.attempt_index = p_idx AND f.ts = k.ts AND f.seq = k.seq
+     WHERE k.keep),
+    (SELECT k.ts || '-' || k.seq FROM k WHERE NOT k.keep ORDER BY k.ts, k.seq LIMIT 1),
+    (SELECT count(*) FROM k WHERE k.keep)
+  INTO v_frames, v_next, v_count;
+  IF v_count >= p_limit OR p_exclusive THEN v_next := NULL; END IF;
+  RETURN jsonb_strip_nulls(jsonb_build_object('frames', v_frames, 'closedAt', m.closed_at,
+                                              'closedReason', m.closed_reason, 'nextFrom', v_next));
+END $$;
+
+CREATE OR REPLACE FUNCTION ff_read_stream(
+  p_eid text, p_idx int, p_from_ts bigint, p_from_seq bigint, p_from_last boolean,
+  p_to_ts bigint, p_to_seq bigint, p_to_first boolean, p_limit int, p_page_frames int, p_page_bytes bigint, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (SELECT ffi_ok(ffi_stream_frames(p_eid, p_idx, p_from_ts, p_from_seq, p_from_last, p_to_ts, p_to_seq, p_to_first,
+                                  false, false, p_limit, p_page_frames, p_page_bytes, coalesce(p_now, ffi_now()))));
+END $$;
+
+CREATE OR REPLACE FUNCTION ff_tail_stream(
+  p_eid text, p_idx int, p_after_ts bigint, p_after_seq bigint, p_exclude_be boolean, p_limit int, p_page_frames int,
+  p_page_bytes bigint, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN (SELECT ffi_ok(ffi_stream_frames(p_eid, p_idx, p_after_ts, p_after_seq, false, NULL, NULL, false, true, p_exclude_be,
+                                  p_limit, p_page_frames, p_page_bytes, coalesce(p_now, ffi_now()))));
+END $$;
+`
