@@ -8,6 +8,7 @@ import { Redis } from "iovalkey"
 import { EngineBackend } from "../src/EngineBackend.js"
 import { Maintenance } from "../src/Maintenance.js"
 import * as Ids from "../src/Ids.js"
+import type * as M from "../src/Model.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 
 const url = inject("valkeyUrl")
@@ -338,6 +339,37 @@ describe("valkey function library", () => {
             const out = yield* b.fail(h.value, { reason: { message: "boom" }, classification: "Transient" })
             expect(out).toMatchObject({ _tag: "RetryScheduled" })
           }
+        }))
+    })
+
+    describe("listSuspended", () => {
+      it.scoped("a cursor that left the index resumes at the first greater id, found by bounded scans", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const p = 7
+          const key = `${base(p)}:i:suspended`
+          // 25,000 entries in score order whose ids all sort before the cursor, then one after it
+          const id = (n: number) => `{fp:${p}}:00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`
+          for (let i = 0; i < 25_000; i += 5_000) {
+            const args: Array<string> = []
+            for (let n = i; n < i + 5_000; n++) args.push(String(1_000_000 + n), id(n))
+            yield* Effect.promise(() => r.zadd(key, ...args))
+          }
+          const later = `{fp:${p}}:ffffffff-0000-4000-8000-000000000000`
+          yield* Effect.promise(() => r.zadd(key, "2000000", later))
+          const gone = `{fp:${p}}:f0000000-0000-4000-8000-000000000000` as Ids.ExecutionId
+          const page = yield* b.listSuspended({ partition: `{fp:${p}}` as M.ListSuspendedArgs["partition"], cursor: gone, limit: 5 })
+          expect(page.entries.map((e) => e.executionId)).toEqual([later])
+          expect(page.nextCursor).toBeUndefined()
+          // a cursor still in the index: the page after it, by rank
+          const next = yield* b.listSuspended({
+            partition: `{fp:${p}}` as M.ListSuspendedArgs["partition"],
+            cursor: id(24_997) as Ids.ExecutionId,
+            limit: 2
+          })
+          expect(next.entries.map((e) => [e.executionId, e.suspendedAtMs])).toEqual([[id(24_998), 1_024_998], [id(24_999), 1_024_999]])
+          expect(next.nextCursor).toBe(id(24_999))
         }))
     })
   })

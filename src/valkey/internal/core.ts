@@ -1073,10 +1073,16 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
   const listSuspended: BackendCore["listSuspended"] = (partition, cursor, limit) =>
     Effect.gen(function*() {
       if (partition >= N) return { entries: [] }
-      const env = yield* call("list_suspended", p.flowTarget(partition), {
-        ...(cursor === undefined ? {} : { cursor }),
-        limit
-      }, [], true)
+      // a cursor that left the index is looked for a bounded stretch per call (status SCAN)
+      let scanFrom = "0"
+      let env: Envelope
+      do {
+        env = yield* call("list_suspended", p.flowTarget(partition), {
+          ...(cursor === undefined ? {} : { cursor, scan_from: Number(scanFrom) }),
+          limit
+        }, [], true)
+        scanFrom = env.fields[0] ?? "0"
+      } while (env.status === "SCAN")
       const rows = yield* decodeJson("ff_list_suspended", SuspendedRows, env.fields[0])
       const entries: Array<M.SuspendedExecutionEntry> = []
       for (const [id, score, reason] of rows.slice(0, limit)) {

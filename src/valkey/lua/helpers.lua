@@ -330,17 +330,18 @@ end
 -- Removes the execution from every scheduling and timer index of its lane and partition.
 -- (Only the indexes the state vector implies: an entry anywhere else is stale, and every
 -- reader of an index re-validates and drops stale entries.) Leases are indexed by the
--- partition's lease_expiry alone and terminal executions by its retention index: upstream's
--- lane `active` and `terminal` sets had no reader here, so they are not kept.
+-- partition's lease_expiry alone, suspensions by its `suspended` index (listSuspended reads a
+-- partition in one order) and terminal executions by its retention index: upstream's lane
+-- `active` and `terminal` sets had no reader here, so they are not kept.
 local PHASE_INDEXES = {
   active = { "reclaim" },
   runnable = { "eligible", "delayed", "blocked" },
-  suspended = { "suspended" }
+  suspended = {}
 }
 local NO_INDEXES = {} -- a held lease is never a reclaim candidate
 function FF.unindex(B, e, c)
   local lane = c.lane_id
-  local kinds = PHASE_INDEXES[c.lifecycle_phase] or { "eligible", "reclaim", "delayed", "suspended", "blocked" }
+  local kinds = PHASE_INDEXES[c.lifecycle_phase] or { "eligible", "reclaim", "delayed", "blocked" }
   if c.lifecycle_phase == "active" and c.ownership_state == "leased" then kinds = NO_INDEXES end
   for _, kind in ipairs(kinds) do
     C("ZREM", K.lane(B, lane, kind), e)
@@ -350,6 +351,7 @@ function FF.unindex(B, e, c)
     C("ZREM", K.idx(B, "attempt_timeout"), e)
   end
   if c.lifecycle_phase ~= "active" then C("ZREM", K.idx(B, "susp_timeout"), e) end
+  if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "suspended"), e) end
 end
 
 function FF.make_eligible(B, e, c)

@@ -63,36 +63,49 @@ FF.fn.list_flows = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
+-- The partition's suspended executions in (score, id) order: the `suspended` index is one sorted
+-- set scored by the suspension's timeout (NO_TIMEOUT without one), whose ties sort by id, so a page
+-- costs its limit, not the size of the index. The page starts after the cursor's entry; a cursor
+-- that left the index resumes at the first entry (in order) whose id is greater, found by a scan of
+-- at most SCAN_BUDGET entries per call: past that the reply is SCAN with the position reached
+-- (a.scan_from of the next call). Reply: OK + up to limit + 1 rows {id, score, reason}.
+local SCAN_CHUNK, SCAN_BUDGET = 1000, 10000
 FF.fn.list_suspended = function(B, a, now)
-  local rows = {}
-  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
-    local r = C("ZRANGE", K.lane(B, lane, "suspended"), 0, -1, "WITHSCORES")
-    for i = 1, #r, 2 do rows[#rows + 1] = { r[i], tonumber(r[i + 1]) } end
-  end
-  table.sort(rows, function(x, y)
-    if x[2] == y[2] then return x[1] < y[1] end
-    return x[2] < y[2]
-  end)
+  local key = K.idx(B, "suspended")
+  local limit = math.max(1, math.floor(FF.num(a.limit, 100)))
   local cursor = FF.str(a.cursor)
-  local start = 1
+  local start = 0
   if cursor ~= "" then
-    local found = nil
-    for i, row in ipairs(rows) do if row[1] == cursor then found = i end end
-    if found ~= nil then
-      start = found + 1
+    local rank = C("ZRANK", key, cursor)
+    if rank ~= false then
+      start = rank + 1
     else
-      start = #rows + 1
-      for i, row in ipairs(rows) do
-        if row[1] > cursor then start = i; break end
+      local pos = math.max(0, math.floor(FF.num(a.scan_from, 0)))
+      local scanned = 0
+      start = nil
+      while start == nil do
+        local ids = C("ZRANGE", key, pos, pos + SCAN_CHUNK - 1)
+        for i = 1, #ids do
+          if ids[i] > cursor then
+            start = pos + i - 1
+            break
+          end
+        end
+        if start == nil then
+          if #ids < SCAN_CHUNK then return FF.ok("OK", "[]") end
+          pos = pos + SCAN_CHUNK
+          scanned = scanned + SCAN_CHUNK
+          if scanned >= SCAN_BUDGET then return FF.ok("SCAN", FF.s(pos)) end
+        end
       end
     end
   end
-  local limit = FF.num(a.limit)
+  local r = C("ZRANGE", key, start, start + limit, "WITHSCORES")
   local out = {}
-  for i = start, math.min(#rows, start + limit) do
-    local e = rows[i][1]
+  for i = 1, #r, 2 do
+    local e = r[i]
     local reason = C("HGET", K.ex(B, e, "susp"), "reason_code")
-    out[#out + 1] = { e, FF.s(rows[i][2]), reason or "" }
+    out[#out + 1] = { e, FF.s(tonumber(r[i + 1])), reason or "" }
   end
   return FF.ok("OK", FF.jarr(out))
 end

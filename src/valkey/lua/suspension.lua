@@ -332,7 +332,7 @@ FF.fn.suspend = function(B, a, now)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", FF.blocking_for(FF.str(a.reason_code)),
       "suspended: waitpoint " .. wp_id .. " awaiting " .. FF.str(a.reason_code), "none", "attempt_interrupted", now,
       FF.with(FF.LEASE_CLEAR, { "current_suspension_id", sid, "current_waitpoint_id", wp_id }))
-    C("ZADD", K.lane(B, c.lane_id, "suspended"), FF.s(timeout_at or FF.NO_TIMEOUT), e)
+    C("ZADD", K.idx(B, "suspended"), FF.s(timeout_at or FF.NO_TIMEOUT), e)
     if timeout_at then C("ZADD", K.idx(B, "susp_timeout"), FF.s(timeout_at), e) end
   end
   if dedup ~= nil then
@@ -487,7 +487,7 @@ function FF.expire_suspension(B, e, now)
     C("HSET", sk, "reason_code", "waiting_for_operator_review", "timeout_at", "", "timeout_behavior", "")
     C("ZREM", K.idx(B, "susp_timeout"), e)
     -- the timeout is gone, so the suspended score is the no-timeout score (operations.md §7.4)
-    C("ZADD", K.lane(B, c.lane_id, "suspended"), "XX", FF.s(FF.NO_TIMEOUT), e)
+    C("ZADD", K.idx(B, "suspended"), "XX", FF.s(FF.NO_TIMEOUT), e)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", "paused_by_operator",
       "suspension escalated: timeout at " .. FF.s(at), "none", c.attempt_state, now)
   else
