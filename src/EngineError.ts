@@ -600,6 +600,15 @@ export const fromScriptCode = (backend: string, code: string, details: ReadonlyA
       scriptCode: code
     })
   }
+  if (code === "staged_blob_missing") {
+    return new TransportError({
+      backend,
+      kind: "other",
+      retryable: true,
+      message: "a staged payload was gone before the call took it (evicted, or the server restarted): nothing was written",
+      scriptCode: code
+    })
+  }
   if (code === "invalid_keys_missing_hmac") {
     return new TransportError({ backend, kind: "protocol", retryable: false, message: code, scriptCode: code })
   }

@@ -36,6 +36,8 @@ const tagsOf = (n: number) => {
   return tags
 }
 
+const claimPolicy = { workerId: Ids.unsafe.workerId("w"), workerInstanceId: Ids.unsafe.workerInstanceId("w-i"), leaseTtlMs: 30_000 }
+
 const lane = Effect.map(Ids.randomUuid, (u) => Ids.unsafe.laneId(`lib-${u.slice(0, 8)}`))
 
 /** The arguments of ff_create (and of one item of ff_create_many / a member of ff_create_flow_graph). */
@@ -151,7 +153,6 @@ describe("valkey function library", () => {
     })
 
     describe("every check before the first write", () => {
-      const claimPolicy = { workerId: Ids.unsafe.workerId("w"), workerInstanceId: Ids.unsafe.workerInstanceId("w-i"), leaseTtlMs: 30_000 }
 
       it.scoped("ff_create_many with a malformed second item creates nothing", () =>
         Effect.gen(function*() {
@@ -370,6 +371,30 @@ describe("valkey function library", () => {
           })
           expect(next.entries.map((e) => [e.executionId, e.suspendedAtMs])).toEqual([[id(24_998), 1_024_998], [id(24_999), 1_024_999]])
           expect(next.nextCursor).toBe(id(24_999))
+        }))
+    })
+
+    describe("staged blobs", () => {
+      it.scoped("a large payload and result are staged and renamed into place; nothing staged is left behind", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const big = new Uint8Array(1024 * 1024).map((_, i) => i % 251)
+          const args = { executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k", inputPayload: big }
+          expect((yield* b.createExecution(args))._tag).toBe("Created")
+          expect((yield* b.createExecution(args))._tag).toBe("Duplicate")
+          const input = yield* b.getExecutionInput(id)
+          expect(input._tag === "Some" && Buffer.compare(Buffer.from(input.value.payload), Buffer.from(big))).toBe(0)
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag === "None") return expect.fail("nothing claimed")
+          yield* b.complete(h.value, { payload: big.slice().reverse() })
+          const result = yield* b.getExecutionResult(id)
+          expect(result._tag === "Some" && result.value.length).toBe(big.length)
+          expect(result._tag === "Some" && result.value[0]).toBe(big[big.length - 1])
+          const staged = yield* Effect.promise(() => r.keys(`${prefix}:*:stage:*`))
+          expect(staged).toEqual([])
         }))
     })
   })

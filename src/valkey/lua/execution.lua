@@ -75,7 +75,7 @@ function FF.create_one(B, a, now, payload, policy_json)
   else
     FF.make_eligible(B, e, c)
   end
-  if payload ~= nil and payload ~= "" then C("SET", K.ex(B, e, "payload"), payload) end
+  if payload ~= nil and payload ~= "" then FF.put_blob(K.ex(B, e, "payload"), payload) end
   if policy_json ~= nil and policy_json ~= "" then C("SET", K.ex(B, e, "policy"), policy_json) end
   if type(a.tags) == "table" then
     local tt = {}
@@ -164,7 +164,7 @@ FF.fn.create_across = function(_, a, now, _, _, argv)
   for p, best in pairs(wakes) do
     for lane, score in pairs(best) do
       if not registered[lane] then
-        C("SADD", prefix .. ":lanes", lane)
+        C("ZADD", prefix .. ":lane-index", 0, lane)
         registered[lane] = true
       end
       C("ZADD", prefix .. ":hint:" .. lane, "LT", FF.s(score), FF.s(p))
@@ -468,7 +468,7 @@ end
 function FF.apply_wakes_here(prefix, p)
   if not FF.woke then return end
   for lane, score in pairs(FF.wake) do
-    C("SADD", prefix .. ":lanes", lane)
+    C("ZADD", prefix .. ":lane-index", 0, lane)
     C("ZADD", prefix .. ":hint:" .. lane, "LT", FF.s(score), FF.s(p))
   end
 end
@@ -780,7 +780,7 @@ FF.fn.complete = function(B, a, now, result)
   local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
   if bad then return bad end
   FF.end_attempt(B, e, c, "ended_success", nil, nil, "attempt_success", now)
-  if result ~= nil and result ~= "" then C("SET", K.ex(B, e, "result"), result) end
+  if result ~= nil and result ~= "" then FF.put_blob(K.ex(B, e, "result"), result) end
   FF.to_terminal(B, e, c, "success", now)
   FF.drain(B, now)
   return FF.ok("OK")

@@ -158,6 +158,34 @@ end
 -- HSET of the field/value pairs of t (nothing when t is empty).
 function FF.hset(key, t) FF.chunked("HSET", key, t) end
 
+-- --- staged blobs -----------------------------------------------------------------------------
+-- A large payload or result comes staged (plumbing.ts STAGE_BYTES): the layer SETs it in a key of
+-- its own beside KEYS[1], a.staged maps its ARGV position to that key, and the argument stands in
+-- as {staged = key}. FF.put_blob RENAMEs it into place (its bytes never pass through Lua); the
+-- callback deletes what the function did not take.
+function FF.take_staged(B, argv, staged)
+  if type(staged) ~= "table" then return FF.err("invalid_input", "staged") end
+  local own = B .. ":stage:"
+  for i, key in pairs(staged) do
+    local n = tonumber(i)
+    if n == nil or n < 3 or type(key) ~= "string" or string.sub(key, 1, #own) ~= own then
+      return FF.err("invalid_input", "staged")
+    end
+    if C("EXISTS", key) == 0 then return FF.err("staged_blob_missing") end
+    argv[n] = { staged = key }
+  end
+  return nil
+end
+
+function FF.drop_staged(staged)
+  for _, key in pairs(staged) do C("DEL", key) end
+end
+
+-- Writes blob `v` (an argument: a string, or a staged blob) at `dest`.
+function FF.put_blob(dest, v)
+  if type(v) == "table" then C("RENAME", v.staged, dest) else C("SET", dest, v) end
+end
+
 function FF.decode(s)
   if s == nil or s == false or s == "" then return nil end
   local ok, v = pcall(cjson.decode, s)

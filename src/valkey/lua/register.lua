@@ -27,7 +27,13 @@ local function callback_of(name)
     FF.begin()
     local now = FF.now(args[1])
     local a = FF.args(args[2])
-    return FF.fn[name](keys[1], a, now, args[3], args[4], args)
+    local staged = a.staged
+    if staged == nil then return FF.fn[name](keys[1], a, now, args[3], args[4], args) end
+    local bad = FF.take_staged(keys[1], args, staged)
+    if bad then return bad end
+    local r = FF.fn[name](keys[1], a, now, args[3], args[4], args)
+    FF.drop_staged(staged)
+    return r
   end
 end
 
