@@ -397,5 +397,29 @@ describe("valkey function library", () => {
           expect(staged).toEqual([])
         }))
     })
+
+    describe("summary patches", () => {
+      it.scoped("a patch rewrites only what it names: order, nesting, escapes and brackets inside strings are kept", () =>
+        Effect.gen(function*() {
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag === "None") return expect.fail("nothing claimed")
+          const patch = (text: string) =>
+            b.appendFrame(h.value, {
+              bytes: new TextEncoder().encode(text),
+              kind: "event",
+              mode: { _tag: "DurableSummary", patchKind: "json-merge-patch" }
+            })
+          yield* patch('{"a":"x}\\"{","b":[{"c":1},"]"],"n":{"m":{"o":1}},"z":true,"k":{"l":[1,{"x":"}"}]}}')
+          yield* patch('{"n":{"m":{"p":2}},"a":null,"q":{"r":1},"b":7,"gone":null,"k":{"l":null,"w":"__ff_null__"}}')
+          const doc = yield* b.readSummary({ executionId: id, attemptIndex: 0 as Ids.AttemptIndex })
+          expect(doc._tag === "Some" && new TextDecoder().decode(doc.value.documentJson)).toBe(
+            '{"b":7,"n":{"m":{"o":1,"p":2}},"z":true,"k":{"w":null},"q":{"r":1}}'
+          )
+        }))
+    })
   })
 })

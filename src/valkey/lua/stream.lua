@@ -26,14 +26,13 @@ FF.fn.append_frame = function(B, a, now, payload)
     if patch == nil then return FF.err("invalid_input", "patch payload is not valid JSON") end
     if patch.t ~= "o" then return FF.err("invalid_input", "patch must be a JSON object") end
     if FF.J.max_depth(patch) > 16 then return FF.err("invalid_input", "patch_depth_exceeded") end
+    -- the patch costs what it touches, not a parse of the whole stored document (json.lua)
     local stored = C("HGET", sk, "document")
-    local doc = nil
-    if stored ~= false and stored ~= "" then
-      doc = FF.J.parse(stored)
-      if doc == nil then return FF.err("corruption", "summary document of " .. e .. " attempt " .. idx .. " is not JSON") end
-    end
-    doc_text = FF.J.encode(FF.J.unsentinel(FF.J.merge(doc, patch)))
-    local max = FF.num(a.summary_max, 262144)
+    if stored == false or stored == "" then stored = nil end
+    local ok, text = pcall(FF.J.patch_text, stored, patch)
+    if not ok then return FF.err("corruption", "summary document of " .. e .. " attempt " .. idx .. " is not JSON") end
+    doc_text = text
+    local max = FF.num(a.summary_max, 131072)
     if #doc_text > max then
       return FF.err("limit_exceeded",
         "append_frame: summary document: more than " .. FF.s(max) .. " bytes (Limits.summaryDocumentBytes)")
