@@ -26,7 +26,7 @@ export const Limits = {
   /** A signal payload. */
   signalPayloadBytes: 65_536,
   /** A `DurableSummary` document as stored after a patch (its compact JSON). */
-  summaryDocumentBytes: 256 * 1024,
+  summaryDocumentBytes: 128 * 1024,
   /** `countLimit` of `readStream` / `tailStream`. */
   streamCountLimit: 10_000,
   /** Frames one `readStream` / `tailStream` page returns at most. */
@@ -64,9 +64,11 @@ export const Limits = {
   /** Nesting of a composite resume condition. */
   conditionDepth: 4,
   /** Members of one `createFlowGraph`. */
-  flowGraphMembers: 500,
+  flowGraphMembers: 200,
   /** Edges of one `createFlowGraph`. */
-  flowGraphEdges: 1000,
+  flowGraphEdges: 400,
+  /** Tags of all the members of one `createFlowGraph` together. */
+  flowGraphTags: 2000,
   /** Dimensions of a budget, of one usage report. */
   budgetDimensions: 64
 } as const

@@ -661,11 +661,14 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         const members: Array<CreateExecutionCore> = []
         const memberIds = new Set<string>()
         let bytes = 0
+        let tags = 0
         for (let i = 0; i < list.length; i++) {
           const p = prepareCreate(list[i]!)
           if (Either.isLeft(p)) return yield* validation(p.left.kind, `${op}: members[${i}] ${p.left.detail}`)
           bytes += createBytes(p.right)
           if (bytes > Limits.batchBytes) return yield* V.overLimit(op, "members' payloads, policies and tags", "batchBytes", "bytes")
+          tags += Object.keys(p.right.tags).length
+          if (tags > Limits.flowGraphTags) return yield* V.overLimit(op, "members' tags", "flowGraphTags", "tags")
           const id = p.right.executionId
           if (executionPartition(id) !== fp) {
             return yield* invalidInput(

@@ -392,7 +392,7 @@ export const limits = (t: Tester) =>
           expect(done.map((x) => x._tag)).toEqual(["Right", "Right", "Right"])
         }))
 
-      t.test("createFlowGraph: more than flowGraphMembers members or flowGraphEdges edges writes nothing", () =>
+      t.test("createFlowGraph: more than flowGraphMembers members, flowGraphEdges edges or flowGraphTags tags writes nothing", () =>
         Effect.gen(function*() {
           const b = yield* backend
           const lane = yield* newLane()
@@ -411,6 +411,9 @@ export const limits = (t: Tester) =>
             })
           }
           yield* limitFails(b.createFlowGraph({ flow: { flowId, namespace: NS }, members: few, edges }), "flowGraphEdges")
+          const tagged = members.slice(0, Math.ceil(Limits.flowGraphTags / Limits.tagsPerExecution) + 1)
+            .map((m) => ({ ...m, tags: tags(Limits.tagsPerExecution) }))
+          yield* limitFails(b.createFlowGraph({ flow: { flowId, namespace: NS }, members: tagged }), "flowGraphTags")
           expect(Option.isNone(yield* b.describeFlow(flowId))).toBe(true)
           yield* isAbsent(few[0]!.executionId)
         }))
@@ -492,12 +495,13 @@ export const limits = (t: Tester) =>
               mode: { _tag: "DurableSummary", patchKind: "json-merge-patch" }
             })
           const chunk = "s".repeat(60_000)
-          for (let i = 0; i < 4; i++) yield* patch({ [`k${i}`]: chunk })
+          const fits = Math.floor(Limits.summaryDocumentBytes / 60_020)
+          for (let i = 0; i < fits; i++) yield* patch({ [`k${i}`]: chunk })
           const before = Option.getOrThrow(yield* b.readSummary({ executionId: c.executionId, attemptIndex: 0 as Ids.AttemptIndex }))
-          expect(before.version).toBe(4)
-          yield* limitFails(patch({ k4: "t".repeat(30_000) }), "summaryDocumentBytes")
+          expect(before.version).toBe(fits)
+          yield* limitFails(patch({ k9: "t".repeat(Limits.summaryDocumentBytes - fits * 60_000) }), "summaryDocumentBytes")
           const after = Option.getOrThrow(yield* b.readSummary({ executionId: c.executionId, attemptIndex: 0 as Ids.AttemptIndex }))
-          expect(after.version).toBe(4)
+          expect(after.version).toBe(fits)
           expect(after.documentJson).toEqual(before.documentJson)
           const frames = yield* b.readStream({
             executionId: c.executionId,
@@ -506,8 +510,8 @@ export const limits = (t: Tester) =>
             to: { _tag: "End" },
             countLimit: 100
           })
-          expect(frames.frames).toHaveLength(4)
-          expect((yield* patch({ k0: null, k4: "t".repeat(30_000) })).summaryVersion).toBe(5)
+          expect(frames.frames).toHaveLength(fits)
+          expect((yield* patch({ k0: null, k9: "t".repeat(30_000) })).summaryVersion).toBe(fits + 1)
         }))
     })
   })

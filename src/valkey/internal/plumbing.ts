@@ -192,12 +192,14 @@ export interface Plumbing {
 }
 
 /**
- * Blobs of this size or more (payloads, results) reach a write function staged: SET in a key of
- * their own beside the call's partition (same slot), which the function RENAMEs into place, so the
- * blob's bytes never pass through Lua (a string argument costs the function a copy and its garbage
- * collector about 4 ms per MiB: an 8 MiB payload held the server for tens of milliseconds).
+ * Payloads and results of this size or more reach the functions that store them staged: SET in a
+ * key of their own beside the call's partition (same slot), which the function RENAMEs into place,
+ * so the blob's bytes never pass through Lua (a string argument costs the function a copy and its
+ * garbage collector about 4 ms per MiB: an 8 MiB payload held the server for tens of milliseconds).
  */
-export const STAGE_BYTES = 256 * 1024
+export const STAGE_BYTES = 8 * 1024
+/** The functions whose blobs are payloads or results they store (FF.put_blob). */
+const STAGING = new Set(["create", "create_many", "create_across", "create_flow_graph", "complete", "complete_many"])
 /** How long a staged blob outlives a call that never took it (a lost connection, a crash). */
 const STAGE_TTL_MS = 600_000
 
@@ -274,7 +276,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       let staged: Record<string, string> | undefined
       const stages: Array<readonly [string, Buffer]> = []
       for (const b of blobs) {
-        if (!readOnly && typeof b !== "string" && b.length >= STAGE_BYTES) {
+        if (STAGING.has(fn) && typeof b !== "string" && b.length >= STAGE_BYTES) {
           const key = `${target.base}:stage:${randomUUID()}`
           stages.push([key, toArg(b) as Buffer])
           ;(staged ??= {})[String(argv.length + 1)] = key

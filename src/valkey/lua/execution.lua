@@ -14,8 +14,9 @@ local CREATE_OPTIONAL = {
 FF.CREATE_ARGS = { "execution_id", "s", "lane_id", "s" }
 
 -- One execution (its arguments checked with FF.CREATE_ARGS): returns status ("OK" /
--- "DUPLICATE") and the reply fields.
-function FF.create_one(B, a, now, payload, policy_json)
+-- "DUPLICATE") and the reply fields. `flow` (createFlowGraph's members): { id = the flow, blocked =
+-- nil or the detail of a member created blocked by its dependencies }.
+function FF.create_one(B, a, now, payload, policy_json, flow)
   local e = a.execution_id
   local ns = FF.str(a.namespace)
   local idem = FF.str(a.idempotency_key)
@@ -40,6 +41,10 @@ function FF.create_one(B, a, now, payload, policy_json)
     sdelay = FF.s(delay_until)
     elig, reason, detail, pub = "not_eligible_until_time", "waiting_for_delay", "delayed until " .. sdelay, "delayed"
   end
+  local blocked = flow ~= nil and flow.blocked or nil
+  if blocked ~= nil then
+    elig, reason, detail, pub = "blocked_by_dependencies", "waiting_for_children", blocked, "waiting_children"
+  end
   c.lifecycle_phase, c.ownership_state, c.eligibility_state, c.attempt_state = "runnable", "unowned", elig,
     "pending_first_attempt"
   c.public_state = pub
@@ -61,7 +66,12 @@ function FF.create_one(B, a, now, payload, policy_json)
   end
   if delayed then
     t[#t + 1] = "delay_until"; t[#t + 1] = sdelay
+  end
+  if detail ~= "" then
     t[#t + 1] = "blocking_detail"; t[#t + 1] = detail
+  end
+  if flow ~= nil then
+    t[#t + 1] = "flow_id"; t[#t + 1] = flow.id
   end
   local deadline = tonumber(a.deadline_at or "")
   if deadline == nil and tonumber(a.deadline_ms or "") ~= nil then deadline = now + tonumber(a.deadline_ms) end
@@ -70,7 +80,9 @@ function FF.create_one(B, a, now, payload, policy_json)
     t[#t + 1] = FF.s(deadline)
   end
   C("HSET", ck, unpack(t))
-  if delayed then
+  if blocked ~= nil then
+    C("ZADD", K.lane(B, lane, "blocked"), ts, e)
+  elseif delayed then
     C("ZADD", K.lane(B, lane, "delayed"), sdelay, e)
   else
     FF.make_eligible(B, e, c)

@@ -153,13 +153,28 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
     joined[j.downstream] = true
   end
   local ts = FF.s(now)
+  -- each child's dependency count and last edge: a child is created blocked, its detail as its last
+  -- apply_dependency would leave it
+  local children, order = {}, {}
+  for i = 1, #edges do
+    local down = edges[i].downstream
+    local ch = children[down]
+    if ch == nil then
+      ch = { n = 0 }
+      children[down] = ch
+      order[#order + 1] = down
+    end
+    ch.n = ch.n + 1
+    ch.last = edges[i].edge_id
+  end
   FF.fn.create_flow(B, a.flow, now)
   -- the members, in the flow (add_to_flow for each: all new, none terminal)
   local ids = {}
   for i = 1, #members do
     local e = members[i].execution_id
-    FF.create_one(B, members[i], now, argv[1 + 2 * i], argv[2 + 2 * i])
-    C("HSET", K.core(B, e), "flow_id", fid, "last_mutation_at", ts)
+    local ch = children[e]
+    FF.create_one(B, members[i], now, argv[1 + 2 * i], argv[2 + 2 * i],
+      { id = fid, blocked = ch and (FF.s(ch.n) .. " dep(s) unresolved incl " .. ch.last) })
     ids[#ids + 1] = e
   end
   FF.chunked("SADD", K.fx(B, fid, "members"), ids)
@@ -173,9 +188,9 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
       "k", FF.str(j.k), "n", "0", "succeeded", "0", "failed", "0", "skipped", "0", "group_state", "pending",
       "created_at", ts)
   end
-  -- the edges, staged and applied (stage_edge + apply_dependency for each); a child ends as its
-  -- last apply leaves it: blocked, its detail naming its dependency count and its last edge
-  local children, order = {}, {}
+  -- the edges, staged and applied (stage_edge + apply_dependency for each), their sets written
+  -- once per node
+  local outs, ins, ups = {}, {}, {}
   for i = 1, #edges do
     local x = edges[i]
     local edge, up, down = x.edge_id, x.upstream, x.downstream
@@ -183,35 +198,33 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
       "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind),
       "satisfaction_condition", "all_required", "data_passing_ref", FF.str(x.data_passing_ref),
       "edge_state", "pending", "created_at", ts, "created_by", "engine")
-    C("SADD", K.fx(B, fid, "out:" .. up), edge)
-    C("SADD", K.fx(B, fid, "in:" .. down), edge)
     C("HSET", K.ex(B, down, "dep:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
       "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind), "state", "unsatisfied",
       "data_passing_ref", FF.str(x.data_passing_ref), "last_resolved_at", "")
-    C("SADD", K.ex(B, down, "unres"), edge)
-    if children[down] == nil then
-      children[down] = { n = 0 }
-      order[#order + 1] = down
+    local out = outs[up]
+    if out == nil then
+      out = {}
+      outs[up] = out
+      ups[#ups + 1] = up
     end
-    children[down].n = children[down].n + 1
-    children[down].last = edge
+    out[#out + 1] = edge
+    local into = ins[down]
+    if into == nil then
+      into = {}
+      ins[down] = into
+    end
+    into[#into + 1] = edge
   end
+  for _, up in ipairs(ups) do FF.chunked("SADD", K.fx(B, fid, "out:" .. up), outs[up]) end
   for _, down in ipairs(order) do
-    local ch = children[down]
+    FF.chunked("SADD", K.fx(B, fid, "in:" .. down), ins[down])
+    FF.chunked("SADD", K.ex(B, down, "unres"), ins[down])
     local gk = K.fx(B, fid, "grp:" .. down)
-    if C("EXISTS", gk) == 1 then
-      C("HINCRBY", gk, "n", ch.n)
+    if joined[down] then
+      C("HINCRBY", gk, "n", children[down].n)
     else
-      C("HSET", gk, "policy_variant", "all_of", "on_satisfied", "", "k", "", "n", FF.s(ch.n), "succeeded", "0",
+      C("HSET", gk, "policy_variant", "all_of", "on_satisfied", "", "k", "", "n", FF.s(children[down].n), "succeeded", "0",
         "failed", "0", "skipped", "0", "group_state", "pending", "created_at", ts)
-    end
-    local c = FF.core(B, down)
-    if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" then
-      C("ZREM", K.lane(B, c.lane_id, "eligible"), down)
-      C("ZREM", K.lane(B, c.lane_id, "delayed"), down)
-      FF.state(B, down, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
-        FF.s(ch.n) .. " dep(s) unresolved incl " .. ch.last, "none", c.attempt_state, now)
-      C("ZADD", K.lane(B, c.lane_id, "blocked"), c.created_at, down)
     end
   end
   local rev = C("HINCRBY", fk, "graph_revision", #edges)
