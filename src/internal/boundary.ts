@@ -182,7 +182,7 @@ const fpPartition = (op: string, key: string): Fx<number> => {
 const checkCounts = (op: string, countLimit: number, prefix: string): Fx<void> =>
   !Number.isInteger(countLimit) || countLimit < 1 ?
     Effect.fail(invalidInput(`${prefix}count_limit must be >= 1`)) :
-    countLimit > M.STREAM_READ_HARD_CAP ?
+    countLimit > Limits.streamCountLimit ?
     Effect.fail(invalidInput(
       prefix === "" ? "count_limit_exceeds_hard_cap" : `${prefix}count_limit exceeds STREAM_READ_HARD_CAP (10000)`
     )) :
