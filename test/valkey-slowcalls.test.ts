@@ -16,6 +16,7 @@ import { Redis } from "iovalkey"
 import { EngineBackend } from "../src/EngineBackend.js"
 import * as Ids from "../src/Ids.js"
 import { Limits } from "../src/Limits.js"
+import { DEFAULT_BATCH_SIZE, Maintenance } from "../src/Maintenance.js"
 import type * as M from "../src/Model.js"
 import { STAGE_BYTES } from "../src/valkey/internal/plumbing.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
@@ -306,5 +307,22 @@ describe("valkey: the longest single call under the limits", () => {
           expect(handles).toHaveLength(Limits.batchItems)
           yield* b.completeMany(handles.map((handle) => ({ handle })))
         })
+    ).pipe(Effect.provide(layer)), 180_000)
+
+  it.live("a maintenance pass over a full batch due on one partition", () =>
+    worstCase(
+      "expireLeases (DEFAULT_BATCH_SIZE leases due on one partition)",
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const l = yield* lane
+        const flowId = yield* Ids.newFlowId
+        const items = []
+        for (let i = 0; i < DEFAULT_BATCH_SIZE; i++) items.push(item(l, yield* Ids.executionIdForFlow(flowId)))
+        yield* b.createExecutions(items)
+        const handles = yield* b.claimMany({ lane: l, capabilities: { tokens: [] }, policy: { ...policy, leaseTtlMs: 1 } }, DEFAULT_BATCH_SIZE)
+        expect(handles).toHaveLength(DEFAULT_BATCH_SIZE)
+        yield* Effect.sleep("20 millis")
+      }),
+      () => Effect.flatMap(Maintenance, (m) => m.expireLeases())
     ).pipe(Effect.provide(layer)), 180_000)
 })
