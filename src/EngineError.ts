@@ -34,7 +34,8 @@ export const ValidationKind = Schema.Literal(
   "InvalidTagKey",
   "InvalidFrameType",
   "Corruption",
-  "HandleFromOtherBackend"
+  "HandleFromOtherBackend",
+  "LimitExceeded"
 )
 /** @since 0.1.0 */
 export type ValidationKind = typeof ValidationKind.Type
@@ -520,6 +521,7 @@ const SCRIPT_CODES: Record<string, (details: ReadonlyArray<string>) => EngineErr
   stream_closed: () => state("StreamClosed"),
   stale_owner_cannot_append: () => state("StaleOwnerCannotAppend"),
   retention_limit_exceeded: () => validation("RetentionLimitExceeded"),
+  limit_exceeded: (d) => validation("LimitExceeded", d[0] ?? ""),
   execution_not_eligible: () => contention("ExecutionNotEligible"),
   execution_not_in_eligible_set: () => contention("ExecutionNotInEligibleSet"),
   grant_already_exists: () => state("GrantAlreadyExists"),
@@ -595,6 +597,15 @@ export const fromScriptCode = (backend: string, code: string, details: ReadonlyA
       kind: "other",
       retryable: false,
       message: "waitpoint HMAC keystore is empty: seed it with seedWaitpointHmacSecret",
+      scriptCode: code
+    })
+  }
+  if (code === "staged_blob_missing") {
+    return new TransportError({
+      backend,
+      kind: "other",
+      retryable: true,
+      message: "a staged payload was gone before the call took it (evicted, or the server restarted): nothing was written",
       scriptCode: code
     })
   }

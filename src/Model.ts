@@ -528,7 +528,13 @@ export type StreamFrame = typeof StreamFrame.Type
 export const StreamFrames = Schema.Struct({
   frames: Schema.Array(StreamFrame),
   closedAt: Schema.optional(TimestampMs),
-  closedReason: Schema.optional(Schema.String)
+  closedReason: Schema.optional(Schema.String),
+  /**
+   * Set by `readStream` when the page stopped at the read budget (`Limits.readPageFrames`,
+   * `Limits.readPageBytes`) before `countLimit` and before the end of the range: the id of the
+   * next frame, to pass as `from: { _tag: "At", id: nextFrom }` to read on.
+   */
+  nextFrom: Schema.optional(Schema.String)
 })
 /** @since 0.1.0 */
 export type StreamFrames = typeof StreamFrames.Type

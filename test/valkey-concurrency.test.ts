@@ -5,6 +5,7 @@ import { describe, expect, inject, it } from "@effect/vitest"
 import { Effect, Option, Ref } from "effect"
 import * as Ids from "../src/Ids.js"
 import { decodeHandle } from "../src/internal/handleCodec.js"
+import { Limits } from "../src/Limits.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { parseClusterUrl } from "./support/servers.js"
 import { testHmacSecret } from "./support/hmac.js"
@@ -18,13 +19,16 @@ const race = (options: ValkeyBackend.ValkeyBackendOptions) =>
     const laneId = Ids.unsafe.laneId(`race-${(yield* Ids.randomUuid).slice(0, 8)}`)
     const ids = yield* Effect.forEach(Array.from({ length: TOTAL }, (_, i) => i), (i) =>
       Effect.map(Ids.randomUuid, (u) => `{fp:${i % 256}}:${u}` as Ids.ExecutionId))
-    const created = yield* b.createExecutions(ids.map((executionId) => ({
-      executionId,
-      laneId,
-      namespace: Ids.unsafe.namespace("race"),
-      executionKind: "race"
-    })))
-    expect(created.every((r) => r._tag === "Created")).toBe(true)
+    // in batches of Limits.batchItems
+    for (let i = 0; i < TOTAL; i += Limits.batchItems) {
+      const created = yield* b.createExecutions(ids.slice(i, i + Limits.batchItems).map((executionId) => ({
+        executionId,
+        laneId,
+        namespace: Ids.unsafe.namespace("race"),
+        executionKind: "race"
+      })))
+      expect(created.every((r) => r._tag === "Created")).toBe(true)
+    }
 
     const completions = yield* Ref.make(new Map<string, number>())
     const claimer = (n: number) =>

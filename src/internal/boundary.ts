@@ -33,6 +33,7 @@ import {
   type PartitionConfig,
   partitionKeyErrorMessage
 } from "../Ids.js"
+import { Limits } from "../Limits.js"
 import * as M from "../Model.js"
 import { topologicalOrder } from "./graph.js"
 import { decodeHandle } from "./handleCodec.js"
@@ -181,7 +182,7 @@ const fpPartition = (op: string, key: string): Fx<number> => {
 const checkCounts = (op: string, countLimit: number, prefix: string): Fx<void> =>
   !Number.isInteger(countLimit) || countLimit < 1 ?
     Effect.fail(invalidInput(`${prefix}count_limit must be >= 1`)) :
-    countLimit > M.STREAM_READ_HARD_CAP ?
+    countLimit > Limits.streamCountLimit ?
     Effect.fail(invalidInput(
       prefix === "" ? "count_limit_exceeds_hard_cap" : `${prefix}count_limit exceeds STREAM_READ_HARD_CAP (10000)`
     )) :
@@ -189,9 +190,21 @@ const checkCounts = (op: string, countLimit: number, prefix: string): Fx<void> =
 
 const checkCursor = (c: M.StreamCursor): Fx<void> => (c._tag === "At" ? failWith(V.checkStreamId(c.id)) : Effect.void)
 
+const CREATE = "create_execution"
+
+/** The limits of `createExecution`'s strings, tags and policy text (the payload apart). */
+const createLimits = (a: M.CreateExecutionArgs): ValidationError | undefined =>
+  V.checkTags(CREATE, a.tags) ??
+    V.checkBytes(CREATE, "namespace", a.namespace, "nameBytes") ??
+    V.checkBytes(CREATE, "executionKind", a.executionKind, "nameBytes") ??
+    V.checkBytes(CREATE, "payloadEncoding", a.payloadEncoding, "nameBytes") ??
+    V.checkBytes(CREATE, "creatorIdentity", a.creatorIdentity, "nameBytes") ??
+    V.checkBytes(CREATE, "idempotencyKey", a.idempotencyKey, "nameBytes") ??
+    V.checkBytes(CREATE, "policy", a.policy, "policyBytes")
+
 /** Validates `createExecution` input and parses its policy. */
 const prepareCreate = (args: M.CreateExecutionArgsInput): Either.Either<CreateExecutionCore, ValidationError> => {
-  const constructed = V.construct("create_execution", M.CreateExecutionArgs, args)
+  const constructed = V.construct(CREATE, M.CreateExecutionArgs, args)
   if (Either.isLeft(constructed)) return Either.left(constructed.left)
   const a = constructed.right
   if (a.inputPayload.length > V.MAX_PAYLOAD_BYTES) {
@@ -199,31 +212,68 @@ const prepareCreate = (args: M.CreateExecutionArgsInput): Either.Either<CreateEx
       validation("PayloadTooLarge", `input payload of ${a.inputPayload.length} bytes > ${V.MAX_PAYLOAD_BYTES}`)
     )
   }
-  const badTag = V.checkTags(a.tags)
-  if (badTag !== undefined) return Either.left(badTag)
-  return Either.map(V.parsePolicy(a.policy), (parsed) => ({
+  const bad = createLimits(a)
+  if (bad !== undefined) return Either.left(bad)
+  const parsed = V.parsePolicy(a.policy)
+  if (Either.isLeft(parsed)) return Either.left(parsed.left)
+  const policy = parsed.right.policy
+  // the policy is measured as it is stored: its JSON
+  const policyJson = policy === undefined ? "" : JSON.stringify(encodePolicy(policy))
+  if (V.bytesOver(policyJson, Limits.policyBytes)) return Either.left(V.overLimit(CREATE, "policy", "policyBytes", "bytes"))
+  return Either.right({
     executionId: a.executionId,
     namespace: a.namespace,
     laneId: a.laneId,
     executionKind: a.executionKind,
     inputPayload: a.inputPayload,
     payloadEncoding: a.payloadEncoding,
-    priority: V.clampPriority(a.priority !== 0 ? a.priority : parsed.policy?.priority ?? 0),
+    priority: V.clampPriority(a.priority !== 0 ? a.priority : policy?.priority ?? 0),
     creatorIdentity: a.creatorIdentity,
     idempotencyKey: a.idempotencyKey,
     tags: a.tags,
-    policy: parsed.policy,
-    policyJson: parsed.policy === undefined ? "" : JSON.stringify(encodePolicy(parsed.policy)),
-    requiredCapabilities: parsed.requiredCapabilities,
-    delayUntil: a.delayUntil ?? parsed.policy?.delayUntil,
+    policy,
+    policyJson,
+    requiredCapabilities: parsed.right.requiredCapabilities,
+    delayUntil: a.delayUntil ?? policy?.delayUntil,
     executionDeadlineAt: a.executionDeadlineAt
-  }))
+  })
 }
+
+/** What a prepared create weighs against `Limits.batchBytes`: payload, policy and tag bytes. */
+const createBytes = (c: CreateExecutionCore): number =>
+  c.inputPayload.length + Buffer.byteLength(c.policyJson, "utf8") + V.tagBytes(c.tags)
+
+/** The limits of a worker's identity. */
+const workerLimits = (
+  op: string,
+  w: { readonly workerId: string; readonly workerInstanceId: string }
+): ValidationError | undefined =>
+  V.checkBytes(op, "workerId", w.workerId, "nameBytes") ??
+    V.checkBytes(op, "workerInstanceId", w.workerInstanceId, "nameBytes")
+
+/** The limits of an HMAC kid and secret (their sizes; their form is checked apart). */
+const secretLimits = (op: string, kid: string, secretHex: string): ValidationError | undefined =>
+  V.checkBytes(op, "kid", kid, "nameBytes") ??
+    (secretHex.length > Limits.secretHexChars ? V.overLimit(op, "secret", "secretHexChars", "characters") : undefined)
+
+/** The limits of a flow's strings. */
+const flowLimits = (op: string, f: M.CreateFlowArgs): ValidationError | undefined =>
+  V.checkBytes(op, "flowKind", f.flowKind, "nameBytes") ?? V.checkBytes(op, "namespace", f.namespace, "nameBytes")
+
+/** The limits of an edge's strings. */
+const edgeLimits = (
+  op: string,
+  e: { readonly dependencyKind: string; readonly dataPassingRef?: string | undefined }
+): ValidationError | undefined =>
+  V.checkBytes(op, "dependencyKind", e.dependencyKind, "nameBytes") ??
+    V.checkBytes(op, "dataPassingRef", e.dataPassingRef, "textBytes")
 
 /** Validates claim arguments; capabilities come back sorted and de-duplicated. */
 const claimArgs = (op: string, args: M.ClaimArgs): Either.Either<M.ClaimArgs, ValidationError> => {
   const a = V.construct(op, M.ClaimArgs, args)
   if (Either.isLeft(a)) return a
+  const bad = workerLimits(op, a.right.policy)
+  if (bad !== undefined) return Either.left(bad)
   const tokens = V.checkCapabilities("worker", a.right.capabilities.tokens)
   if (Either.isLeft(tokens)) return Either.left(tokens.left)
   return Either.right({ lane: a.right.lane, capabilities: { tokens: tokens.right }, policy: a.right.policy })
@@ -236,11 +286,13 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
   const label = core.label
   const flowPartitionOf = (flowId: FlowId): number => flowPartition(flowId, core.partitions ?? defaultPartitionConfig)
 
-  /** A batch argument holds 1..MAX_CLAIM_BATCH items. */
+  /** A batch argument holds 1..Limits.batchItems items. */
   const batchSized = (list: unknown): list is ReadonlyArray<unknown> =>
-    Array.isArray(list) && list.length >= 1 && list.length <= V.MAX_CLAIM_BATCH
-  const batchSizeError = (op: string, what: string) =>
-    invalidInput(`${op}: between 1 and ${V.MAX_CLAIM_BATCH} ${what}`)
+    Array.isArray(list) && list.length >= 1 && list.length <= Limits.batchItems
+  const batchSizeError = (op: string, what: string, list: unknown) =>
+    Array.isArray(list) && list.length > Limits.batchItems ?
+      V.overLimit(op, what, "batchItems", "entries") :
+      invalidInput(`${op}: between 1 and ${Limits.batchItems} ${what}`)
 
   const intake = (handle: M.Handle): Either.Either<HandleRef, ValidationError> => {
     if (typeof handle !== "object" || handle === null || !(handle.opaque instanceof Uint8Array)) {
@@ -313,8 +365,11 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
     claimMany: (args, max) =>
       Effect.suspend(() => {
-        if (!Number.isInteger(max) || max < 1 || max > V.MAX_CLAIM_BATCH) {
-          return Effect.fail(invalidInput(`claim_many: max must be an integer in 1..${V.MAX_CLAIM_BATCH}`))
+        if (Number.isInteger(max) && max > Limits.batchItems) {
+          return Effect.fail(V.overLimit("claim_many", "max", "batchItems", "claims"))
+        }
+        if (!Number.isInteger(max) || max < 1) {
+          return Effect.fail(invalidInput(`claim_many: max must be an integer in 1..${Limits.batchItems}`))
         }
         const a = claimArgs("claim_many", args)
         if (Either.isLeft(a)) return Effect.fail(a.left)
@@ -329,6 +384,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         if (args.percent !== undefined && (!Number.isInteger(args.percent) || args.percent < 0 || args.percent > 100)) {
           return yield* invalidInput("progress: percent must be an integer in 0..100")
         }
+        yield* failWith(V.checkBytes("progress", "message", args.message, "textBytes"))
         return yield* core.progress(h, args.percent, args.message)
       }),
 
@@ -340,6 +396,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         }
         const f = yield* make("append_frame", M.Frame, frame)
         yield* failWith(V.checkFrameType(f.frameType))
+        yield* failWith(V.checkBytes("append_frame", "correlationId", f.correlationId, "nameBytes"))
         return yield* core.appendFrame(h, f)
       }),
 
@@ -351,13 +408,16 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
     completeMany: (items) =>
       Effect.suspend(() => {
-        if (!batchSized(items)) return Effect.fail(batchSizeError("complete_many", "items"))
+        if (!batchSized(items)) return Effect.fail(batchSizeError("complete_many", "items", items))
         const refs: Array<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }> = []
+        let bytes = 0
         for (const item of items) {
           const h = intake(item?.handle)
           if (Either.isLeft(h)) return Effect.fail(h.left)
           const payload = completePayload("complete_many", item.payload)
           if (Either.isLeft(payload)) return Effect.fail(payload.left)
+          bytes += payload.right?.length ?? 0
+          if (bytes > Limits.batchBytes) return Effect.fail(V.overLimit("complete_many", "payloads", "batchBytes", "bytes"))
           refs.push({ h: h.right, payload: payload.right })
         }
         return core.completeMany(refs)
@@ -367,6 +427,12 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.gen(function*() {
         const h = yield* intake(handle)
         const reason = yield* fromEither(V.check("fail: reason", M.FailureReason, args.reason))
+        yield* failWith(
+          V.checkBytes("fail", "reason.message", reason.message, "textBytes") ??
+            (reason.detail !== undefined && reason.detail.length > Limits.nameBytes ?
+              V.overLimit("fail", "reason.detail", "nameBytes", "bytes") :
+              undefined)
+        )
         const cls = yield* fromEither(V.check("fail: classification", M.FailureClass, args.classification))
         return yield* core.fail(h, reason, cls)
       }),
@@ -375,6 +441,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.gen(function*() {
         const h = yield* intake(handle)
         if (typeof args.reason !== "string") return yield* invalidInput("cancel: reason must be a string")
+        yield* failWith(V.checkBytes("cancel", "reason", args.reason, "textBytes"))
         return yield* core.cancel(h, args.reason)
       }),
 
@@ -382,6 +449,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.gen(function*() {
         if (handle?.kind === "suspended") return yield* state("AlreadySuspended")
         const args = yield* make("suspend", M.SuspendArgs, input)
+        yield* failWith(V.suspendLimits(args))
         const now = args.now ?? (yield* Clock.currentTimeMillis)
         yield* failWith(V.checkSuspendArgs(args, now))
         const h = yield* intake(handle)
@@ -400,7 +468,14 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
     observeSignals: (handle) => withHandle(handle, core.observeSignals),
 
-    claimFromReclaim: (token) => Effect.flatMap(make("claim_from_reclaim", M.ReclaimToken, token), core.claimFromReclaim),
+    claimFromReclaim: (token) =>
+      Effect.gen(function*() {
+        const t = yield* make("claim_from_reclaim", M.ReclaimToken, token)
+        yield* failWith(
+          workerLimits("claim_from_reclaim", t) ?? V.checkBytes("claim_from_reclaim", "grant.grantKey", t.grant.grantKey, "textBytes")
+        )
+        return yield* core.claimFromReclaim(t)
+      }),
 
     delay: (handle, args) =>
       Effect.gen(function*() {
@@ -414,6 +489,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     claimForWorker: (args) =>
       Effect.gen(function*() {
         const a = yield* make("claim_for_worker", M.ClaimForWorkerArgs, args)
+        yield* failWith(workerLimits("claim_for_worker", a))
         const workerCapabilities = yield* fromEither(V.checkCapabilities("worker", a.workerCapabilities))
         return yield* core.claimForWorker({ ...a, workerCapabilities })
       }),
@@ -427,7 +503,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     getExecutionInput: byExecutionId("get_execution_input", core.getExecutionInput),
     getExecutionInputs: (ids) =>
       Effect.suspend(() => {
-        if (!batchSized(ids)) return Effect.fail(batchSizeError("get_execution_inputs", "ids"))
+        if (!batchSized(ids)) return Effect.fail(batchSizeError("get_execution_inputs", "ids", ids))
         return Effect.flatMap(
           Effect.forEach(ids, (id) => validId("get_execution_inputs", "executionId", ExecutionIdSchema, id)),
           core.getExecutionInputs
@@ -436,7 +512,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     listPendingWaitpoints: (args) =>
       Effect.gen(function*() {
         const a = yield* make("list_pending_waitpoints", M.ListPendingWaitpointsArgs, args)
-        const limit = Math.min(1000, Math.max(1, a.limit ?? 100))
+        const limit = Math.min(Limits.listPageItems, Math.max(1, a.limit ?? 100))
         return yield* core.listPendingWaitpoints({ ...a, limit })
       }),
     readExecutionInfo: byExecutionId("read_execution_info", core.readExecutionInfo),
@@ -446,24 +522,28 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.gen(function*() {
         const a = yield* make("list_flows", M.ListFlowsArgs, args)
         const p = yield* fpPartition("list_flows", a.partition)
-        return a.limit === 0 ? { flows: [] } : yield* core.listFlows(p, a.cursor, a.limit)
+        return a.limit === 0 ? { flows: [] } : yield* core.listFlows(p, a.cursor, Math.min(a.limit, Limits.listPageItems))
       }),
     listLanes: (args) =>
       Effect.gen(function*() {
         const a = yield* make("list_lanes", M.ListLanesArgs, args)
-        return a.limit === 0 ? { lanes: [] } : yield* core.listLanes(a.cursor, a.limit)
+        return a.limit === 0 ? { lanes: [] } : yield* core.listLanes(a.cursor, Math.min(a.limit, Limits.listPageItems))
       }),
     listSuspended: (args) =>
       Effect.gen(function*() {
         const a = yield* make("list_suspended", M.ListSuspendedArgs, args)
         const p = yield* fpPartition("list_suspended", a.partition)
-        return a.limit === 0 ? { entries: [] } : yield* core.listSuspended(p, a.cursor, a.limit)
+        return a.limit === 0 ?
+          { entries: [] } :
+          yield* core.listSuspended(p, a.cursor, Math.min(a.limit, Limits.listPageItems))
       }),
     listExecutions: (args) =>
       Effect.gen(function*() {
         const a = yield* make("list_executions", M.ListExecutionsArgs, args)
         const p = yield* fpPartition("list_executions", a.partition)
-        return a.limit === 0 ? { executions: [] } : yield* core.listExecutions(p, a.cursor, Math.min(a.limit, 1000))
+        return a.limit === 0 ?
+          { executions: [] } :
+          yield* core.listExecutions(p, a.cursor, Math.min(a.limit, Limits.listPageItems))
       }),
 
     deliverSignal: (args) =>
@@ -473,11 +553,16 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
           return yield* validation("PayloadTooLarge", `signal payload of ${payload.length} bytes > 65536`)
         }
         const a = yield* make("deliver_signal", M.DeliverSignalArgs, args)
+        yield* failWith(V.signalLimits(a))
         return yield* core.deliverSignal(a)
       }),
 
     claimResumedExecution: (args) =>
-      Effect.flatMap(make("claim_resumed_execution", M.ClaimResumedExecutionArgs, args), core.claimResumedExecution),
+      Effect.gen(function*() {
+        const a = yield* make("claim_resumed_execution", M.ClaimResumedExecutionArgs, args)
+        yield* failWith(workerLimits("claim_resumed_execution", a))
+        return yield* core.claimResumedExecution(a)
+      }),
 
     createExecution: (args) =>
       Effect.suspend(() => {
@@ -487,17 +572,30 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
     createExecutions: (list) =>
       Effect.suspend(() => {
+        if (Array.isArray(list) && list.length > Limits.batchItems) {
+          return Effect.fail(V.overLimit("create_executions", "items", "batchItems", "entries"))
+        }
         const prepared: Array<CreateExecutionCore> = []
+        let bytes = 0
         for (let i = 0; i < list.length; i++) {
           const p = prepareCreate(list[i]!)
           if (Either.isLeft(p)) return Effect.fail(validation(p.left.kind, `[${i}] ${p.left.detail}`))
+          bytes += createBytes(p.right)
+          if (bytes > Limits.batchBytes) {
+            return Effect.fail(V.overLimit("create_executions", "payloads, policies and tags", "batchBytes", "bytes"))
+          }
           prepared.push(p.right)
         }
         if (prepared.length === 0) return Effect.succeed([])
         return core.createExecutions(prepared)
       }),
 
-    createFlow: (args) => Effect.flatMap(make("create_flow", M.CreateFlowArgs, args), core.createFlow),
+    createFlow: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("create_flow", M.CreateFlowArgs, args)
+        yield* failWith(flowLimits("create_flow", a))
+        return yield* core.createFlow(a)
+      }),
 
     addExecutionToFlow: (args) =>
       Effect.gen(function*() {
@@ -516,6 +614,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     stageDependencyEdge: (args) =>
       Effect.gen(function*() {
         const a = yield* make("stage_dependency_edge", M.StageDependencyEdgeArgs, args)
+        yield* failWith(edgeLimits("stage_dependency_edge", a))
         if (a.upstreamExecutionId === a.downstreamExecutionId) return yield* conflict("SelfReferencingEdge")
         return yield* core.stageDependencyEdge(a)
       }),
@@ -523,6 +622,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     applyDependencyToChild: (args) =>
       Effect.gen(function*() {
         const a = yield* make("apply_dependency_to_child", M.ApplyDependencyToChildArgs, args)
+        yield* failWith(edgeLimits("apply_dependency_to_child", a))
         // slot locality (valkey.md §12.3): flow members live on the flow's partition, so an edge
         // whose endpoints do not is bad input on every backend, rejected before anything is read
         const fp = flowPartitionOf(a.flowId)
@@ -551,16 +651,24 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.gen(function*() {
         const op = "create_flow_graph"
         const flow = yield* make(op, M.CreateFlowArgs, args?.flow)
+        yield* failWith(flowLimits(op, flow))
         const fp = flowPartitionOf(flow.flowId)
         const list = args?.members
-        if (!batchSized(list)) {
-          return yield* batchSizeError(op, "members")
+        if (Array.isArray(list) && list.length > Limits.flowGraphMembers) {
+          return yield* V.overLimit(op, "members", "flowGraphMembers", "entries")
         }
+        if (!batchSized(list)) return yield* batchSizeError(op, "members", list)
         const members: Array<CreateExecutionCore> = []
         const memberIds = new Set<string>()
+        let bytes = 0
+        let tags = 0
         for (let i = 0; i < list.length; i++) {
           const p = prepareCreate(list[i]!)
           if (Either.isLeft(p)) return yield* validation(p.left.kind, `${op}: members[${i}] ${p.left.detail}`)
+          bytes += createBytes(p.right)
+          if (bytes > Limits.batchBytes) return yield* V.overLimit(op, "members' payloads, policies and tags", "batchBytes", "bytes")
+          tags += Object.keys(p.right.tags).length
+          if (tags > Limits.flowGraphTags) return yield* V.overLimit(op, "members' tags", "flowGraphTags", "tags")
           const id = p.right.executionId
           if (executionPartition(id) !== fp) {
             return yield* invalidInput(
@@ -578,10 +686,12 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         const edgeList: unknown = args.edges ?? []
         const joinList: unknown = args.joins ?? []
         if (!Array.isArray(edgeList) || !Array.isArray(joinList)) return yield* invalidInput(`${op}: edges and joins are lists`)
+        yield* failWith(V.checkCount(op, "edges", edgeList.length, "flowGraphEdges"))
         const edges: Array<M.FlowGraphEdge> = []
         const edgeIds = new Set<string>()
         for (let i = 0; i < edgeList.length; i++) {
           const e = yield* make(op, M.FlowGraphEdge, edgeList[i])
+          yield* failWith(edgeLimits(op, e))
           if (!memberIds.has(e.upstreamExecutionId) || !memberIds.has(e.downstreamExecutionId)) {
             return yield* invalidInput(`${op}: edges[${i}] joins an execution that is not a member`)
           }
@@ -606,20 +716,42 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         return yield* core.createFlowGraph({ flow, members, edges, joins })
       }),
 
-    cancelExecution: (args) => Effect.flatMap(make("cancel_execution", M.CancelExecutionArgs, args), core.cancelExecution),
+    cancelExecution: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("cancel_execution", M.CancelExecutionArgs, args)
+        yield* failWith(
+          V.checkBytes("cancel_execution", "reason", a.reason, "textBytes") ??
+            V.checkBytes("cancel_execution", "source", a.source, "nameBytes")
+        )
+        return yield* core.cancelExecution(a)
+      }),
     changePriority: (args) => Effect.flatMap(make("change_priority", M.ChangePriorityArgs, args), core.changePriority),
     replayExecution: byExecutionId("replay_execution", core.replayExecution),
-    revokeLease: (args) => Effect.flatMap(make("revoke_lease", M.RevokeLeaseArgs, args), core.revokeLease),
+    revokeLease: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("revoke_lease", M.RevokeLeaseArgs, args)
+        yield* failWith(
+          V.checkBytes("revoke_lease", "reason", a.reason, "textBytes") ??
+            V.checkBytes("revoke_lease", "workerInstanceId", a.workerInstanceId, "nameBytes")
+        )
+        return yield* core.revokeLease(a)
+      }),
 
     cancelFlow: (args) =>
       Effect.gen(function*() {
         const a = yield* make("cancel_flow", M.CancelFlowArgs, args)
+        yield* failWith(V.checkBytes("cancel_flow", "reason", a.reason, "textBytes"))
         const result = yield* core.cancelFlow({ flowId: a.flowId, policy: a.policy, reason: a.reason })
         const deadline = cancelFlowWaitDeadline(a.wait)
         if (Option.isSome(deadline)) yield* waitForFlowCancellationWith(service, a.flowId, deadline.value)
         return result
       }),
-    cancelFlowHeader: (args) => Effect.flatMap(make("cancel_flow_header", M.CancelFlowHeaderArgs, args), core.cancelFlowHeader),
+    cancelFlowHeader: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("cancel_flow_header", M.CancelFlowHeaderArgs, args)
+        yield* failWith(V.checkBytes("cancel_flow_header", "reason", a.reason, "textBytes"))
+        return yield* core.cancelFlowHeader(a)
+      }),
     ackCancelMember: (args) => Effect.flatMap(make("ack_cancel_member", M.AckCancelMemberArgs, args), core.ackCancelMember),
 
     reportUsage: (handle, args) =>
@@ -627,6 +759,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         const h = yield* intake(handle)
         const budgetId = yield* validId("report_usage", "budgetId", BudgetIdSchema, args.budgetId)
         const dimensions = yield* make("report_usage", M.UsageDimensions, args.dimensions)
+        yield* failWith(V.usageLimits("report_usage", Object.keys(dimensions.custom), dimensions.dedupKey))
         return yield* core.reportUsage(h, budgetId, dimensions)
       }),
     reportUsageAdmin: (args) =>
@@ -635,6 +768,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         if (a.dimensions.length !== a.deltas.length) {
           return yield* invalidInput("report_usage_admin: dimensions and deltas differ in length")
         }
+        yield* failWith(V.usageLimits("report_usage_admin", a.dimensions, a.dedupKey))
         return yield* core.reportUsageAdmin(a)
       }),
     createBudget: (args) =>
@@ -644,6 +778,14 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
           return yield* invalidInput("create_budget: dimensions, hard_limits and soft_limits differ in length")
         }
         if (a.dimensions.some((d) => d.length === 0)) return yield* invalidInput("create_budget: empty dimension name")
+        yield* failWith(
+          V.usageLimits("create_budget", a.dimensions, undefined) ??
+            V.checkBytes("create_budget", "scopeType", a.scopeType, "nameBytes") ??
+            V.checkBytes("create_budget", "scopeId", a.scopeId, "nameBytes") ??
+            V.checkBytes("create_budget", "enforcementMode", a.enforcementMode, "nameBytes") ??
+            V.checkBytes("create_budget", "onHardLimit", a.onHardLimit, "nameBytes") ??
+            V.checkBytes("create_budget", "onSoftLimit", a.onSoftLimit, "nameBytes")
+        )
         return yield* core.createBudget(a)
       }),
     resetBudget: (id) => Effect.flatMap(validId("reset_budget", "budgetId", BudgetIdSchema, id), core.resetBudget),
@@ -672,6 +814,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     rotateWaitpointHmacSecretAll: (args) =>
       Effect.gen(function*() {
         const a = yield* make("rotate_waitpoint_hmac_secret_all", M.RotateWaitpointHmacSecretAllArgs, args)
+        yield* failWith(secretLimits("rotate_waitpoint_hmac_secret_all", a.newKid, a.newSecretHex))
         yield* failWith(V.checkKid(a.newKid))
         yield* failWith(V.checkSecretHex(a.newSecretHex))
         yield* failWith(V.checkGraceMs(a.graceMs))
@@ -680,6 +823,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     seedWaitpointHmacSecret: (args) =>
       Effect.gen(function*() {
         const a = yield* make("seed_waitpoint_hmac_secret", M.SeedWaitpointHmacSecretArgs, args)
+        yield* failWith(secretLimits("seed_waitpoint_hmac_secret", a.kid, a.secretHex))
         const weak = V.hmacSecretProblem(a.secretHex)
         if (weak !== undefined) return yield* invalidInput(weak)
         if (a.kid.length === 0) return yield* invalidInput("kid must be non-empty")

@@ -4,28 +4,49 @@
  */
 import { Either, ParseResult, Schema } from "effect"
 import { invalidInput, validation, type ValidationError, type ValidationKind } from "../EngineError.js"
+import { type LimitName, Limits } from "../Limits.js"
 import { ExecutionPolicy } from "../Model.js"
 import { compile } from "./fastValidate.js"
-import type { CompositeBody, ResumeCondition, SuspendArgs } from "../Model.js"
+import type { CompositeBody, DeliverSignalArgs, ResumeCondition, SuspendArgs } from "../Model.js"
 
 type Policy = typeof ExecutionPolicy.Type
 
 /** Largest execution input or completion result, in bytes. */
-export const MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+export const MAX_PAYLOAD_BYTES = Limits.payloadBytes
 /** Largest stream frame and signal payload, in bytes. */
-export const MAX_FRAME_BYTES = 65_536
-export const MAX_SIGNAL_PAYLOAD_BYTES = 65_536
-export const MAX_CAPABILITY_TOKENS = 256
-/** Largest `max` of one `claimMany`. */
-export const MAX_CLAIM_BATCH = 1000
-export const MAX_CAPABILITY_CSV_BYTES = 4096
-export const MAX_WAITPOINT_KEY_BYTES = 256
-export const MAX_COMPOSITE_DEPTH = 4
+export const MAX_FRAME_BYTES = Limits.frameBytes
+export const MAX_SIGNAL_PAYLOAD_BYTES = Limits.signalPayloadBytes
+export const MAX_CAPABILITY_TOKENS = Limits.capabilityTokens
+/** Largest `max` of one `claimMany`, and of every batch. */
+export const MAX_CLAIM_BATCH = Limits.batchItems
+export const MAX_CAPABILITY_CSV_BYTES = Limits.capabilityBytes
+export const MAX_WAITPOINT_KEY_BYTES = Limits.waitpointKeyBytes
+export const MAX_COMPOSITE_DEPTH = Limits.conditionDepth
 export const TIMEOUT_SKEW_TOLERANCE_MS = 600_000
 export const PRIORITY_MIN = 0
 export const PRIORITY_MAX = 9000
 
 export const clampPriority = (p: number): number => Math.min(PRIORITY_MAX, Math.max(PRIORITY_MIN, Math.trunc(p)))
+
+// ---------------------------------------------------------------------------
+// Limits (src/Limits.ts, docs/limits.md): the detail names the limit, never the value
+// ---------------------------------------------------------------------------
+
+/** `LimitExceeded` for `what` of `op` past `limit`. */
+export const overLimit = (op: string, what: string, limit: LimitName, unit: string): ValidationError =>
+  validation("LimitExceeded", `${op}: ${what}: more than ${Limits[limit]} ${unit} (Limits.${limit})`)
+
+/** Whether `s` takes more than `cap` UTF-8 bytes (a UTF-16 unit takes one to three). */
+export const bytesOver = (s: string, cap: number): boolean =>
+  s.length > cap ? true : s.length * 3 <= cap ? false : Buffer.byteLength(s, "utf8") > cap
+
+/** A string field (anything else is left to the shape checks) at most `Limits[limit]` UTF-8 bytes long. */
+export const checkBytes = (op: string, what: string, value: unknown, limit: LimitName): ValidationError | undefined =>
+  typeof value === "string" && bytesOver(value, Limits[limit]) ? overLimit(op, what, limit, "bytes") : undefined
+
+/** A count at most `Limits[limit]`. */
+export const checkCount = (op: string, what: string, n: number, limit: LimitName): ValidationError | undefined =>
+  n > Limits[limit] ? overLimit(op, what, limit, "entries") : undefined
 
 const formatIssue = (error: ParseResult.ParseError): string =>
   ParseResult.ArrayFormatter.formatErrorSync(error)
@@ -213,6 +234,7 @@ export const backoffDelayMs = (policy: Policy | undefined, retryCount: number): 
   const backoff = policy?.retryPolicy?.backoff
   if (backoff === undefined) return Math.min(1000 * Math.pow(2, retryCount), 60_000)
   if (backoff.type === "fixed") return backoff.delayMs
+  if (backoff.initialDelayMs === 0) return 0
   return Math.min(Math.floor(backoff.initialDelayMs * Math.pow(backoff.multiplier, retryCount)), backoff.maxDelayMs)
 }
 
@@ -222,11 +244,23 @@ export const backoffDelayMs = (policy: Policy | undefined, retryCount: number): 
 
 const TAG_KEY = /^[a-z][a-z0-9_]*\.[^.]/
 
-export const checkTags = (tags: Readonly<Record<string, string>>): ValidationError | undefined => {
-  for (const key of Object.keys(tags)) {
+export const checkTags = (op: string, tags: Readonly<Record<string, string>>): ValidationError | undefined => {
+  const keys = Object.keys(tags)
+  const many = checkCount(op, "tags", keys.length, "tagsPerExecution")
+  if (many !== undefined) return many
+  for (const key of keys) {
+    const bad = checkBytes(op, "a tag key", key, "tagKeyBytes") ?? checkBytes(op, "a tag value", tags[key], "tagValueBytes")
+    if (bad !== undefined) return bad
     if (!TAG_KEY.test(key)) return validation("InvalidTagKey", key)
   }
   return undefined
+}
+
+/** UTF-8 bytes of the keys and values of `tags` (checked with `checkTags` first). */
+export const tagBytes = (tags: Readonly<Record<string, string>>): number => {
+  let n = 0
+  for (const key of Object.keys(tags)) n += Buffer.byteLength(key, "utf8") + Buffer.byteLength(tags[key]!, "utf8")
+  return n
 }
 
 const FRAME_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/
@@ -234,11 +268,12 @@ const FRAME_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/
 export const checkFrameType = (frameType: string): ValidationError | undefined =>
   frameType === "" || FRAME_TYPE.test(frameType) ? undefined : validation("InvalidFrameType", frameType)
 
+const waitpointKeyTooLong = () =>
+  validation("InvalidWaitpointKey", `waitpoint key longer than ${MAX_WAITPOINT_KEY_BYTES} bytes (Limits.waitpointKeyBytes)`)
+
 export const checkWaitpointKey = (key: string, allowEmpty: boolean): ValidationError | undefined => {
   if (key.length === 0) return allowEmpty ? undefined : validation("InvalidWaitpointKey", "empty waitpoint key")
-  if (Buffer.byteLength(key, "utf8") > MAX_WAITPOINT_KEY_BYTES) {
-    return validation("InvalidWaitpointKey", `waitpoint key longer than ${MAX_WAITPOINT_KEY_BYTES} bytes`)
-  }
+  if (bytesOver(key, MAX_WAITPOINT_KEY_BYTES)) return waitpointKeyTooLong()
   for (let i = 0; i < key.length; i++) {
     const c = key.charCodeAt(i)
     if (c < 0x20 || c === 0x7f) return validation("InvalidWaitpointKey", "control character in waitpoint key")
@@ -339,6 +374,67 @@ export const checkSuspendArgs = (args: SuspendArgs, now: number): ValidationErro
     }
   }
   return undefined
+}
+
+/** The limits of `suspend`: bindings, the condition's size and names, the free strings. */
+export const suspendLimits = (args: SuspendArgs): ValidationError | undefined => {
+  const op = "suspend"
+  const bad = checkCount(op, "waitpoints", args.waitpoints.length, "waitpointsPerSuspend") ??
+    checkBytes(op, "reasonCode", args.reasonCode, "nameBytes") ??
+    checkBytes(op, "continuationMetadataPointer", args.continuationMetadataPointer, "textBytes") ??
+    checkBytes(op, "idempotencyKey", args.idempotencyKey, "nameBytes")
+  if (bad !== undefined) return bad
+  // the condition, walked without recursion and no further than its node budget
+  const stack: Array<ResumeCondition> = [args.resumeCondition]
+  let nodes = 0
+  while (stack.length > 0) {
+    const c = stack.pop()!
+    if (++nodes > Limits.conditionNodes) return overLimit(op, "resumeCondition", "conditionNodes", "nodes")
+    const matcher = c._tag === "Single" ? c.matcher : c._tag === "Composite" && c.body._tag === "Count" ? c.body.matcher : undefined
+    const name = matcher?._tag === "ByName" ? checkBytes(op, "a signal name", matcher.name, "nameBytes") : undefined
+    if (name !== undefined) return name
+    if (c._tag === "Single") {
+      if (bytesOver(c.waitpointKey, MAX_WAITPOINT_KEY_BYTES)) return waitpointKeyTooLong()
+    } else if (c._tag === "Composite") {
+      if (c.body._tag === "AllOf") {
+        for (const m of c.body.members) stack.push(m)
+      } else {
+        const keys = checkCount(op, "a count's waitpoints", c.body.waitpoints.length, "waitpointsPerSuspend")
+        if (keys !== undefined) return keys
+        for (const k of c.body.waitpoints) if (bytesOver(k, MAX_WAITPOINT_KEY_BYTES)) return waitpointKeyTooLong()
+      }
+    }
+  }
+  return undefined
+}
+
+/** The limits of `deliverSignal`'s strings (its payload is checked first, on its own). */
+export const signalLimits = (a: DeliverSignalArgs): ValidationError | undefined => {
+  const op = "deliver_signal"
+  return checkBytes(op, "signalName", a.signalName, "nameBytes") ??
+    checkBytes(op, "signalCategory", a.signalCategory, "nameBytes") ??
+    checkBytes(op, "sourceType", a.sourceType, "nameBytes") ??
+    checkBytes(op, "sourceIdentity", a.sourceIdentity, "nameBytes") ??
+    checkBytes(op, "payloadEncoding", a.payloadEncoding, "nameBytes") ??
+    checkBytes(op, "correlationId", a.correlationId, "nameBytes") ??
+    checkBytes(op, "idempotencyKey", a.idempotencyKey, "nameBytes") ??
+    checkBytes(op, "targetScope", a.targetScope, "nameBytes") ??
+    checkBytes(op, "waitpointToken", a.waitpointToken, "tokenBytes")
+}
+
+/** The dimensions (count, names) and dedup key of a budget or a usage report. */
+export const usageLimits = (
+  op: string,
+  dimensions: ReadonlyArray<string>,
+  dedupKey: string | undefined
+): ValidationError | undefined => {
+  const many = checkCount(op, "dimensions", dimensions.length, "budgetDimensions")
+  if (many !== undefined) return many
+  for (const d of dimensions) {
+    const long = checkBytes(op, "a dimension name", d, "nameBytes")
+    if (long !== undefined) return long
+  }
+  return checkBytes(op, "dedupKey", dedupKey, "nameBytes")
 }
 
 // ---------------------------------------------------------------------------

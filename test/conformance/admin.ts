@@ -229,7 +229,7 @@ export const admin = (t: Tester) =>
           const b = yield* backend
           const c = yield* create()
           yield* failsWith(b.getExecutionInputs([]), "Validation", "InvalidInput")
-          yield* failsWith(b.getExecutionInputs(Array.from({ length: 1001 }, () => c.executionId)), "Validation", "InvalidInput")
+          yield* failsWith(b.getExecutionInputs(Array.from({ length: 1001 }, () => c.executionId)), "Validation", "LimitExceeded")
           yield* failsWith(b.getExecutionInputs([c.executionId, "not-an-id" as Ids.ExecutionId]), "Validation", "InvalidInput")
         }))
 

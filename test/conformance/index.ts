@@ -19,6 +19,7 @@ import { cancelFlows } from "./cancelFlow.js"
 import { flows } from "./flows.js"
 import { type Body, resolveOptions, type SuiteOptions, type Tester } from "./helpers.js"
 import { leases } from "./leases.js"
+import { limits } from "./limits.js"
 import { lifecycle } from "./lifecycle.js"
 import { listings } from "./listings.js"
 import { retentionArea } from "./retention.js"
@@ -41,6 +42,7 @@ export const areas: ReadonlyArray<(t: Tester) => void> = [
   budgets,
   listings,
   validation,
+  limits,
   admin,
   retentionArea
 ]

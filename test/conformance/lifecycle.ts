@@ -120,7 +120,7 @@ export const lifecycle = (t: Tester) =>
           for (const h of [...first, ...rest]) yield* b.complete(h)
           expect(yield* publicState(high.executionId)).toBe("completed")
           yield* validationFails(b.claimMany(claimArgs(lane), 0), "InvalidInput")
-          yield* validationFails(b.claimMany(claimArgs(lane), 1001), "InvalidInput")
+          yield* validationFails(b.claimMany(claimArgs(lane), 1001), "LimitExceeded", "Limits.batchItems")
         }))
 
       t.test("claimMany walks every partition of the lane in claim order and passes over unmatched work", () =>
@@ -392,7 +392,8 @@ export const lifecycle = (t: Tester) =>
           yield* validationFails(b.completeMany([]), "InvalidInput")
           yield* validationFails(
             b.completeMany(Array.from({ length: 1001 }, () => ({ handle: c.handle }))),
-            "InvalidInput"
+            "LimitExceeded",
+            "Limits.batchItems"
           )
           const otherBackend: M.Handle = { ...c.handle, backend: c.handle.backend === "memory" ? "valkey" : "memory" }
           yield* validationFails(b.completeMany([{ handle: c.handle }, { handle: otherBackend }]), "HandleFromOtherBackend")

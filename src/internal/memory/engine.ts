@@ -22,12 +22,21 @@ import {
 import type * as Ids from "../../Ids.js"
 import { DEFAULT_RETENTION_MS } from "../../Maintenance.js"
 import { executionPartition, flowPartition, partitionKey } from "../../Ids.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import type { CreateExecutionCore, HandleRef } from "../boundary.js"
 import { makeHandle } from "../handleCodec.js"
 import { type KeyLookup, mintToken, sameSecret, verifyToken } from "../hmac.js"
 import { applyPatch, parsePatch } from "../mergePatch.js"
-import { backoffDelayMs, clampPriority, conditionKeys, missingCapabilities, parseStreamId } from "../validation.js"
+import {
+  backoffDelayMs,
+  bytesOver,
+  clampPriority,
+  conditionKeys,
+  missingCapabilities,
+  overLimit,
+  parseStreamId
+} from "../validation.js"
 import { type HeapEntry, MinHeap } from "./heap.js"
 import type {
   Attempt,
@@ -66,6 +75,27 @@ const DEFAULT_MAX_SIGNALS = 10_000
 const SUSPEND_DEDUP_MAX_MS = 604_800_000
 
 const TERMINAL_FLOW_STATES = new Set(["cancelled", "completed", "failed", "cancelling"])
+
+/**
+ * A read page of `entries` (in stream order): at most `countLimit` frames and `Limits.readPageFrames`,
+ * and it stops before the frame that would take its payload bytes past `Limits.readPageBytes` (never
+ * empty). `next` is the first frame the budget left out (not one `countLimit` left out).
+ */
+const readPage = (entries: Iterable<StreamEntry>, countLimit: number) => {
+  const frames: Array<StreamEntry> = []
+  let bytes = 0
+  let next: string | undefined
+  for (const x of entries) {
+    if (frames.length >= countLimit) break
+    if (frames.length >= Limits.readPageFrames || (frames.length > 0 && bytes + x.size > Limits.readPageBytes)) {
+      next = x.id
+      break
+    }
+    frames.push(x)
+    bytes += x.size
+  }
+  return { frames, next }
+}
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -1016,9 +1046,14 @@ export class MemoryEngine {
     if (live?.closedAt !== undefined) return err(stateError("StreamClosed"))
     const text = decoder.decode(frame.bytes)
     let patch: ReturnType<typeof parsePatch> | undefined
+    let document: Record<string, unknown> | undefined
     if (frame.mode._tag === "DurableSummary") {
       patch = parsePatch(text)
       if (typeof patch === "string") return err(invalidInput(patch))
+      document = applyPatch(live?.summary?.document ?? {}, patch)
+      if (bytesOver(JSON.stringify(document), Limits.summaryDocumentBytes)) {
+        return err(overLimit("append_frame", "summary document", "summaryDocumentBytes", "bytes"))
+      }
     }
     const s: Stream = live ?? {
       executionId: e.id,
@@ -1053,10 +1088,10 @@ export class MemoryEngine {
     }
     if (frame.correlationId !== undefined) fields["correlation_id"] = frame.correlationId
     let summaryVersion: number | undefined
-    if (frame.mode._tag === "DurableSummary" && patch !== undefined && typeof patch !== "string") {
+    if (document !== undefined) {
       const prev = s.summary
       s.summary = {
-        document: applyPatch(prev?.document ?? {}, patch),
+        document,
         version: (prev?.version ?? 0) + 1,
         firstAppliedMs: prev?.firstAppliedMs ?? now,
         lastUpdatedMs: now
@@ -1065,7 +1100,7 @@ export class MemoryEngine {
       fields["summary_version"] = String(summaryVersion)
     }
     if (frame.mode._tag === "BestEffortLive") fields["ttl_ms"] = String(frame.mode.config.ttlMs)
-    s.entries.push({ id, ms, seq, fields })
+    s.entries.push({ id, ms, seq, fields, size: frame.bytes.length })
     s.lastMs = ms
     s.lastSeq = seq
     s.frameCount += 1
@@ -1125,30 +1160,31 @@ export class MemoryEngine {
       const [ms, seq] = parseStreamId(id)
       return x.ms !== ms ? x.ms - ms : x.seq - seq
     }
-    const out: Array<StreamEntry> = []
-    for (const x of s.entries) {
-      if (args.from._tag === "At" && cmp(x, args.from.id) < 0) continue
-      if (args.from._tag === "End" && x !== s.entries[s.entries.length - 1]) continue
-      if (args.to._tag === "At" && cmp(x, args.to.id) > 0) break
-      if (args.to._tag === "Start" && x !== s.entries[0]) break
-      out.push(x)
-      if (out.length >= args.countLimit) break
+    const inRange = function*(): Generator<StreamEntry> {
+      for (const x of s.entries) {
+        if (args.from._tag === "At" && cmp(x, args.from.id) < 0) continue
+        if (args.from._tag === "End" && x !== s.entries[s.entries.length - 1]) continue
+        if (args.to._tag === "At" && cmp(x, args.to.id) > 0) break
+        if (args.to._tag === "Start" && x !== s.entries[0]) break
+        yield x
+      }
     }
-    return ok(this.framesOf(s, out))
+    const page = readPage(inRange(), args.countLimit)
+    return ok({ ...this.framesOf(s, page.frames), ...(page.next === undefined ? {} : { nextFrom: page.next }) })
   }
 
   tailOnce(now: number, args: M.TailStreamArgs): M.StreamFrames {
     const s = this.liveStream(now, args.executionId, args.attemptIndex)
     if (s === undefined) return { frames: [] }
     const after = args.after._tag === "At" ? parseStreamId(args.after.id) : [0, -1] as const
-    const out: Array<StreamEntry> = []
-    for (const x of s.entries) {
-      if (x.ms < after[0] || (x.ms === after[0] && x.seq <= after[1])) continue
-      if (args.visibility === "exclude_best_effort" && x.fields["mode"] === "best_effort") continue
-      out.push(x)
-      if (out.length >= args.countLimit) break
+    const visible = function*(): Generator<StreamEntry> {
+      for (const x of s.entries) {
+        if (x.ms < after[0] || (x.ms === after[0] && x.seq <= after[1])) continue
+        if (args.visibility === "exclude_best_effort" && x.fields["mode"] === "best_effort") continue
+        yield x
+      }
     }
-    return this.framesOf(s, out)
+    return this.framesOf(s, readPage(visible(), args.countLimit).frames)
   }
 
   readSummary(now: number, args: M.StreamRef): R<Option.Option<M.SummaryDocument>> {

@@ -211,6 +211,8 @@ export interface StreamEntry {
   readonly ms: number
   readonly seq: number
   readonly fields: Record<string, string>
+  /** The frame's payload bytes as appended (for the read page budget). */
+  readonly size: number
 }
 
 export interface Stream {

@@ -16,6 +16,7 @@ import {
 } from "../../Ids.js"
 import type { Maintenance, PassName, PassOptions, PassResult } from "../../Maintenance.js"
 import { DEFAULT_BATCH_SIZE } from "../../Maintenance.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import { type BackendCore, type CreateExecutionCore, encodePolicy, type HandleRef } from "../../internal/boundary.js"
 import { makeHandle } from "../../internal/handleCodec.js"
@@ -357,6 +358,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
       return Effect.fail(e)
     })
 
+  const readPage = [int(Limits.readPageFrames), bigint(Limits.readPageBytes)] as const
   const tailOnce = (a: M.TailStreamArgs) => {
     const [ts, seq] = bound(a.after, "End")
     return callDecode("tail_stream", "tail_stream", [
@@ -365,7 +367,8 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
       bigint(ts),
       bigint(seq ?? 0),
       bool(a.visibility === "exclude_best_effort"),
-      int(a.countLimit)
+      int(a.countLimit),
+      ...readPage
     ], M.StreamFrames)
   }
 
@@ -400,7 +403,8 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
         int(cfgBe?.maxlenFloor ?? 64),
         int(cfgBe?.maxlenCeiling ?? 16_384),
         ["float8", alpha],
-        int(10_000)
+        int(10_000),
+        int(Limits.summaryDocumentBytes)
       ], M.AppendFrameOutcome).pipe(Effect.tap(() => wake(h)))
     },
 
@@ -830,7 +834,8 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
         bigint(toTs),
         bigint(toSeq),
         bool(toFirst),
-        int(a.countLimit)
+        int(a.countLimit),
+        ...readPage
       ], M.StreamFrames)
     },
 

@@ -63,15 +63,15 @@ END $$;
 --           p_bytes (payload size), p_mode (durable, best_effort, summary), p_correlation,
 --           p_patch (summary: the parsed patch), p_patch_error (summary: why the patch does not
 --           parse), p_ttl_ms, p_floor, p_ceiling, p_alpha (best-effort window), p_retention,
---           p_now
+--           p_summary_max (the summary document's byte budget, Limits.summaryDocumentBytes), p_now
 --   reply:  {"ok": Model.AppendFrameOutcome}
 --   errors: stream_closed, stale_owner_cannot_append, invalid_input (a summary patch that does
---           not parse: raised)
+--           not parse: raised), limit_exceeded (the patched summary is past p_summary_max: raised)
 CREATE FUNCTION ff_append_frame(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint,
   p_frame_type text, p_payload text, p_bytes int, p_mode text, p_correlation text,
   p_patch jsonb, p_patch_error text, p_ttl_ms bigint, p_floor int, p_ceiling int, p_alpha float8,
-  p_retention int, p_now bigint
+  p_retention int, p_summary_max int, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
@@ -112,6 +112,10 @@ BEGIN
     SELECT document, version INTO v_doc, v_version FROM stream_summary
     WHERE execution_id = p_eid AND attempt_index = p_idx FOR UPDATE;
     v_doc := ffi_rewrite_null(ffi_merge_patch(coalesce(v_doc, '{}'::jsonb), p_patch));
+    IF ffi_json_size(v_doc) > p_summary_max THEN
+      PERFORM ffi_raise('limit_exceeded',
+        'append_frame: summary document: more than ' || p_summary_max || ' bytes (Limits.summaryDocumentBytes)');
+    END IF;
     v_version := coalesce(v_version, 0) + 1;
     INSERT INTO stream_summary (execution_id, attempt_index, document, version, patch_kind, first_applied, last_updated)
     VALUES (p_eid, p_idx, v_doc, v_version, 'json-merge-patch', v_now, v_now)
@@ -126,8 +130,8 @@ BEGIN
     'correlation_id', p_correlation,
     'summary_version', CASE WHEN p_mode = 'summary' THEN v_version::text END,
     'ttl_ms', CASE WHEN p_mode = 'best_effort' THEN p_ttl_ms::text END));
-  INSERT INTO stream_frame (execution_id, attempt_index, ts, seq, mode, fields)
-  VALUES (p_eid, p_idx, v_ts, v_seq, p_mode, v_fields);
+  INSERT INTO stream_frame (execution_id, attempt_index, ts, seq, mode, fields, payload_bytes)
+  VALUES (p_eid, p_idx, v_ts, v_seq, p_mode, v_fields, p_bytes);
   IF p_mode = 'best_effort' THEN
     IF m.ema_rate_hz IS NULL OR m.last_frame_at IS NULL THEN
       v_ema := (p_floor::float8 / 2) / greatest(p_ttl_ms::float8 / 1000, 1e-9);
@@ -168,16 +172,19 @@ END $$;
 -- a lower bound, Start as an upper bound). An expired best-effort stream reads as empty.
 --   args:   p_eid, p_idx, p_from_ts, p_from_seq, p_from_last, p_to_ts, p_to_seq, p_to_first,
 --           p_exclusive (exclude the lower bound), p_exclude_be (skip best-effort frames),
---           p_limit, p_now
---   reply:  Model.StreamFrames JSON ({"frames", "closedAt", "closedReason"})
+--           p_limit, p_page_frames, p_page_bytes (a page's frame and payload-byte budget: it stops
+--           before the frame that would pass either, never empty), p_now
+--   reply:  Model.StreamFrames JSON ({"frames", "closedAt", "closedReason", "nextFrom" when the
+--           budget left frames out})
 --   errors: -
 CREATE FUNCTION ffi_stream_frames(
   p_eid text, p_idx int, p_from_ts bigint, p_from_seq bigint, p_from_last boolean,
   p_to_ts bigint, p_to_seq bigint, p_to_first boolean,
-  p_exclusive boolean, p_exclude_be boolean, p_limit int, p_now bigint
+  p_exclusive boolean, p_exclude_be boolean, p_limit int, p_page_frames int, p_page_bytes bigint, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE m stream_meta; v_frames jsonb; v_from_ts bigint := p_from_ts; v_from_seq bigint := p_from_seq;
-  v_to_ts bigint := p_to_ts; v_to_seq bigint := p_to_seq;
+  v_to_ts bigint := p_to_ts; v_to_seq bigint := p_to_seq; v_page int := least(p_limit, p_page_frames);
+  v_next text; v_count int;
 BEGIN
   SELECT * INTO m FROM stream_meta WHERE execution_id = p_eid AND attempt_index = p_idx;
   IF NOT FOUND OR (m.be_expires_at IS NOT NULL AND m.be_expires_at <= p_now) THEN
@@ -191,44 +198,59 @@ BEGIN
     SELECT ts, seq INTO v_to_ts, v_to_seq FROM stream_frame WHERE execution_id = p_eid AND attempt_index = p_idx
     ORDER BY ts, seq LIMIT 1;
   END IF;
-  SELECT coalesce(jsonb_agg(jsonb_build_object('id', ts || '-' || seq, 'fields', fields) ORDER BY ts, seq), '[]'::jsonb)
-  INTO v_frames FROM (
-    SELECT ts, seq, fields FROM stream_frame
-    WHERE execution_id = p_eid AND attempt_index = p_idx
-      AND (v_from_ts IS NULL OR (CASE WHEN p_exclusive THEN (ts, seq::bigint) > (v_from_ts, v_from_seq)
-                                      ELSE (ts, seq::bigint) >= (v_from_ts, v_from_seq) END))
-      AND (v_to_ts IS NULL OR (ts, seq::bigint) <= (v_to_ts, v_to_seq))
-      AND (NOT p_exclude_be OR mode <> 'best_effort')
-    ORDER BY ts, seq LIMIT p_limit) f;
+  WITH c AS (
+    SELECT ts, seq, row_number() OVER w AS n, sum(bytes) OVER w AS run FROM (
+      SELECT ts, seq, coalesce(payload_bytes, octet_length(fields->>'payload'), 0) AS bytes FROM stream_frame
+      WHERE execution_id = p_eid AND attempt_index = p_idx
+        AND (v_from_ts IS NULL OR (CASE WHEN p_exclusive THEN (ts, seq::bigint) > (v_from_ts, v_from_seq)
+                                        ELSE (ts, seq::bigint) >= (v_from_ts, v_from_seq) END))
+        AND (v_to_ts IS NULL OR (ts, seq::bigint) <= (v_to_ts, v_to_seq))
+        AND (NOT p_exclude_be OR mode <> 'best_effort')
+      ORDER BY ts, seq LIMIT v_page + 1) x
+    WINDOW w AS (ORDER BY ts, seq ROWS UNBOUNDED PRECEDING)
+  ), k AS (
+    SELECT ts, seq, n <= v_page AND (n = 1 OR run <= p_page_bytes) AS keep FROM c
+  )
+  SELECT
+    (SELECT coalesce(jsonb_agg(jsonb_build_object('id', f.ts || '-' || f.seq, 'fields', f.fields) ORDER BY f.ts, f.seq),
+                     '[]'::jsonb)
+     FROM k JOIN stream_frame f ON f.execution_id = p_eid AND f.attempt_index = p_idx AND f.ts = k.ts AND f.seq = k.seq
+     WHERE k.keep),
+    (SELECT k.ts || '-' || k.seq FROM k WHERE NOT k.keep ORDER BY k.ts, k.seq LIMIT 1),
+    (SELECT count(*) FROM k WHERE k.keep)
+  INTO v_frames, v_next, v_count;
+  IF v_count >= p_limit OR p_exclusive THEN v_next := NULL; END IF;
   RETURN jsonb_strip_nulls(jsonb_build_object('frames', v_frames, 'closedAt', m.closed_at,
-                                              'closedReason', m.closed_reason));
+                                              'closedReason', m.closed_reason, 'nextFrom', v_next));
 END $$;
 
 -- ff_read_stream: readStream — the frames between two bounds, inclusive.
 --   args:   p_eid, p_idx, p_from_ts, p_from_seq, p_from_last, p_to_ts, p_to_seq, p_to_first,
---           p_limit, p_now
+--           p_limit, p_page_frames, p_page_bytes, p_now
 --   reply:  {"ok": Model.StreamFrames}
 --   errors: -
 CREATE FUNCTION ff_read_stream(
   p_eid text, p_idx int, p_from_ts bigint, p_from_seq bigint, p_from_last boolean,
-  p_to_ts bigint, p_to_seq bigint, p_to_first boolean, p_limit int, p_now bigint
+  p_to_ts bigint, p_to_seq bigint, p_to_first boolean, p_limit int, p_page_frames int, p_page_bytes bigint, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
   RETURN (SELECT ffi_ok(ffi_stream_frames(p_eid, p_idx, p_from_ts, p_from_seq, p_from_last, p_to_ts, p_to_seq, p_to_first,
-                                  false, false, p_limit, coalesce(p_now, ffi_now()))));
+                                  false, false, p_limit, p_page_frames, p_page_bytes, coalesce(p_now, ffi_now()))));
 END $$;
 
 -- ff_tail_stream: one poll of tailStream — the frames after a position (the layer repeats it
 -- while blocking).
---   args:   p_eid, p_idx, p_after_ts, p_after_seq, p_exclude_be, p_limit, p_now
+--   args:   p_eid, p_idx, p_after_ts, p_after_seq, p_exclude_be, p_limit, p_page_frames,
+--           p_page_bytes, p_now
 --   reply:  {"ok": Model.StreamFrames}
 --   errors: -
 CREATE FUNCTION ff_tail_stream(
-  p_eid text, p_idx int, p_after_ts bigint, p_after_seq bigint, p_exclude_be boolean, p_limit int, p_now bigint
+  p_eid text, p_idx int, p_after_ts bigint, p_after_seq bigint, p_exclude_be boolean, p_limit int, p_page_frames int,
+  p_page_bytes bigint, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
   RETURN (SELECT ffi_ok(ffi_stream_frames(p_eid, p_idx, p_after_ts, p_after_seq, false, NULL, NULL, false, true, p_exclude_be,
-                                  p_limit, coalesce(p_now, ffi_now()))));
+                                  p_limit, p_page_frames, p_page_bytes, coalesce(p_now, ffi_now()))));
 END $$;
 
 -- ff_read_summary: readSummary — the summary document of a stream, or null.
@@ -245,3 +267,17 @@ BEGIN
   WHERE s.execution_id = p_eid AND s.attempt_index = p_idx AND s.version > 0
     AND (m.be_expires_at IS NULL OR m.be_expires_at > coalesce(p_now, ffi_now())))));
 END $$;
+
+-- ffi_json_size: the bytes of a document's compact JSON text (jsonb's own text puts a space after
+-- ':' and ','), the measure of the summary document's budget.
+--   args:   p (a document)
+--   reply:  bigint
+--   errors: -
+CREATE FUNCTION ffi_json_size(p jsonb) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE jsonb_typeof(p)
+    WHEN 'object' THEN 2 + coalesce((SELECT sum(octet_length(to_jsonb(key)::text) + 1 + ffi_json_size(value)) + count(*) - 1
+                                     FROM jsonb_each(p)), 0)
+    WHEN 'array' THEN 2 + coalesce((SELECT sum(ffi_json_size(value)) + count(*) - 1 FROM jsonb_array_elements(p)), 0)
+    ELSE octet_length(p::text)
+  END
+$$;

@@ -22,10 +22,12 @@ import * as Ids from "../../Ids.js"
 import type { BackendCore, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
 import { makeHandle } from "../../internal/handleCodec.js"
 import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
+import { tagBytes } from "../../internal/validation.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import * as D from "./decode.js"
 import { parseError } from "./errors.js"
-import { decodeFields, decodeJson, type Envelope, IntStr, LuaArray, type Plumbing } from "./plumbing.js"
+import { decodeFields, decodeJson, type Envelope, IntStr, LuaArray, type Plumbing, STAGE_BYTES } from "./plumbing.js"
 
 const S = Schema.String
 const Str = Schema.Record({ key: Schema.String, value: Schema.String })
@@ -134,7 +136,8 @@ const BudgetJson = Schema.Struct({ def: Str, usage: Str, limits: Str })
 
 const MemberIds = LuaArray(Ids.ExecutionId)
 const EdgeRows = LuaArray(Str)
-const Frames = Schema.Tuple(Schema.parseJson(LuaArray(FrameJson)), S, S)
+/** ff_read_stream: the frames, closed_at, closed_reason, the first frame the page budget left out. */
+const Frames = Schema.Tuple(Schema.parseJson(LuaArray(FrameJson)), S, S, S)
 const T_Int = Schema.Tuple(IntStr)
 /** ff_issue_grant: the execution, the grant key, its expiry, the partition's lane head after it. */
 const T_Grant = Schema.Tuple(Ids.ExecutionId, S, IntStr, S)
@@ -151,7 +154,16 @@ const CLAIM_FIELDS = 8
 /** Partitions one ff_claim_lane call visits before it leaves the rest of the walk to the layer. */
 const CLAIM_LANE_VISITS = 8
 /** Items per ff_create_many call (one call blocks the server for about 60 µs per item). */
+/**
+ * The most one FCALL of a batch takes (each runs alone on the server, so a batch is cut to keep every
+ * call short, docs/limits.md): claims of ff_claim_lane, completes of ff_complete_many, and the items,
+ * tags and inline bytes of a ff_create_many / ff_create_across chunk.
+ */
+const CLAIM_CHUNK = 200
+const COMPLETE_CHUNK = 200
 const CREATE_CHUNK = 100
+const CREATE_CHUNK_TAGS = 1_000
+const CREATE_CHUNK_BYTES = 2 * 1024 * 1024
 const T_Added = Schema.Tuple(Ids.ExecutionId, IntStr)
 const T_Staged = Schema.Tuple(Ids.EdgeId, IntStr)
 const T_State = Schema.Tuple(M.PublicState)
@@ -484,19 +496,25 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
   const claimManyStandalone = (args: M.ClaimArgs, max: number): Fx<ReadonlyArray<M.Handle>> =>
     Effect.gen(function*() {
       const { lane, policy } = args
-      const env = yield* call("claim_lane", { base: keys.hint(lane) }, {
-        ...claimArgsOf(args),
-        prefix: settings.prefix,
-        partitions: N,
-        max_visits: CLAIM_LANE_VISITS,
-        lease_ids: Array.from({ length: max }, storeLeaseId),
-        attempt_ids: Array.from({ length: max }, storeAttemptId)
-      })
-      const [last = "", ...rest] = env.fields
       const handles: Array<M.Handle> = []
-      for (let at = 0; at + CLAIM_FIELDS <= rest.length; at += CLAIM_FIELDS) {
-        const fields = rest.slice(at, at + CLAIM_FIELDS)
-        handles.push((yield* handleOf("ff_claim_lane", fields, lane, policy.workerInstanceId, policy.leaseTtlMs)).handle)
+      let last = "OK"
+      // CLAIM_CHUNK claims per FCALL; the next chunk only when this one was served whole
+      while (last === "OK" && handles.length < max) {
+        const n = Math.min(CLAIM_CHUNK, max - handles.length)
+        const env = yield* call("claim_lane", { base: keys.hint(lane) }, {
+          ...claimArgsOf(args),
+          prefix: settings.prefix,
+          partitions: N,
+          max_visits: CLAIM_LANE_VISITS,
+          lease_ids: Array.from({ length: n }, storeLeaseId),
+          attempt_ids: Array.from({ length: n }, storeAttemptId)
+        })
+        const [status = "", ...rest] = env.fields
+        last = status
+        for (let at = 0; at + CLAIM_FIELDS <= rest.length; at += CLAIM_FIELDS) {
+          const fields = rest.slice(at, at + CLAIM_FIELDS)
+          handles.push((yield* handleOf("ff_claim_lane", fields, lane, policy.workerInstanceId, policy.leaseTtlMs)).handle)
+        }
       }
       return last === "MORE" ? yield* claimOneByOne(args, max, handles) : handles
     })
@@ -623,36 +641,51 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
   const ItemError = Schema.parseJson(Schema.Tuple([Schema.Literal(0), Schema.String], Schema.String))
   const decodeItemError = Schema.decodeUnknownEither(ItemError)
 
-  /** On a standalone server one FCALL completes the whole batch (ff_complete_many); a cluster sends them side by side. */
+  /**
+   * On a standalone server one FCALL completes COMPLETE_CHUNK items (ff_complete_many); a cluster
+   * sends them side by side.
+   */
   const completeMany: BackendCore["completeMany"] = (items) =>
     client.isCluster ?
       Effect.forEach(items, ({ h, payload }) => Effect.either(complete(h, payload)), { concurrency: "unbounded" }) :
-      Effect.gen(function*() {
-        for (const { h } of items) yield* inRange(h.payload.executionId)
-        const blobs: Array<Uint8Array> = []
-        const env = yield* call("complete_many", { base: keys.lanes }, {
-          prefix: settings.prefix,
-          partitions: N,
-          items: items.map(({ h, payload }) => ({
-            ...fence(h),
-            partition: Ids.executionPartition(h.payload.executionId),
-            ...(payload === undefined ? {} : { blob: blobs.push(payload) })
-          }))
-        }, blobs)
-        if (env.fields.length !== items.length) {
-          return yield* parseError("ff_complete_many", `${env.fields.length} replies for ${items.length} items`)
+      Effect.map(
+        Effect.forEach(
+          Array.from({ length: Math.ceil(items.length / COMPLETE_CHUNK) }, (_, i) =>
+            items.slice(i * COMPLETE_CHUNK, (i + 1) * COMPLETE_CHUNK)),
+          completeChunk,
+          { concurrency: "unbounded" }
+        ),
+        (chunks) => chunks.flat()
+      )
+
+  /** One ff_complete_many: its items' outcomes in order. */
+  const completeChunk = (items: Parameters<BackendCore["completeMany"]>[0]) =>
+    Effect.gen(function*() {
+      for (const { h } of items) yield* inRange(h.payload.executionId)
+      const blobs: Array<Uint8Array> = []
+      const env = yield* call("complete_many", { base: keys.lanes }, {
+        prefix: settings.prefix,
+        partitions: N,
+        items: items.map(({ h, payload }) => ({
+          ...fence(h),
+          partition: Ids.executionPartition(h.payload.executionId),
+          ...(payload === undefined ? {} : { blob: blobs.push(payload) })
+        }))
+      }, blobs)
+      if (env.fields.length !== items.length) {
+        return yield* parseError("ff_complete_many", `${env.fields.length} replies for ${items.length} items`)
+      }
+      return yield* Effect.forEach(env.fields, (field, i): Fx<Either.Either<void, EngineError>> => {
+        if (field === "") return Effect.succeed(Either.void)
+        const h = items[i]!.h
+        const reply = decodeItemError(field)
+        if (Either.isLeft(reply)) {
+          return Effect.fail(parseError("ff_complete_many", ParseResult.TreeFormatter.formatErrorSync(reply.left)))
         }
-        return yield* Effect.forEach(env.fields, (field, i): Fx<Either.Either<void, EngineError>> => {
-          if (field === "") return Effect.succeed(Either.void)
-          const h = items[i]!.h
-          const reply = decodeItemError(field)
-          if (Either.isLeft(reply)) {
-            return Effect.fail(parseError("ff_complete_many", ParseResult.TreeFormatter.formatErrorSync(reply.left)))
-          }
-          const [, code, ...details] = reply.right
-          return Effect.either(completedAgain(h)(fromScriptCode("valkey", code, details)))
-        })
+        const [, code, ...details] = reply.right
+        return Effect.either(completedAgain(h)(fromScriptCode("valkey", code, details)))
       })
+    })
 
   const fail: BackendCore["fail"] = (h, reason, cls) =>
     Effect.gen(function*() {
@@ -697,7 +730,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         frame_type: frame.frameType === "" ? frame.kind : frame.frameType,
         ...(frame.correlationId === undefined ? {} : { correlation_id: frame.correlationId }),
         mode: mode._tag === "Durable" ? "durable" : mode._tag === "DurableSummary" ? "summary" : "best_effort",
-        ...(mode._tag === "DurableSummary" ? { patch_kind: mode.patchKind } : {}),
+        ...(mode._tag === "DurableSummary" ? { patch_kind: mode.patchKind, summary_max: Limits.summaryDocumentBytes } : {}),
         ...(mode._tag === "BestEffortLive" ?
           {
             ttl_ms: mode.config.ttlMs,
@@ -1055,26 +1088,32 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       return { flows, ...(rows.length > limit && last !== undefined ? { nextCursor: last.flowId } : {}) }
     })
 
+  /** A page of the lane registry (a sorted set read by name, so a page costs its limit). */
   const listLanes: BackendCore["listLanes"] = (cursor, limit) =>
     Effect.gen(function*() {
-      const all = yield* client.run("SMEMBERS lanes", (c) => c.smembers(keys.lanes))
-      const lanes = yield* Effect.forEach(
-        [...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
+      const names = yield* client.run("ZRANGEBYLEX lane-index", (c) =>
+        c.zrangebylex(keys.laneIndex, cursor === undefined ? "-" : `(${cursor}`, "+", "LIMIT", 0, limit + 1))
+      const page = yield* Effect.forEach(
+        names.slice(0, limit),
         (l) => D.strict("list_lanes: registry", { lane: l }, (r) => r.decode("lane", Ids.LaneId, l))
       )
-      const after = cursor === undefined ? lanes : lanes.filter((l) => l > cursor)
-      const page = after.slice(0, limit)
       const last = page[page.length - 1]
-      return { lanes: page, ...(after.length > limit && last !== undefined ? { nextCursor: last } : {}) }
+      return { lanes: page, ...(names.length > limit && last !== undefined ? { nextCursor: last } : {}) }
     })
 
   const listSuspended: BackendCore["listSuspended"] = (partition, cursor, limit) =>
     Effect.gen(function*() {
       if (partition >= N) return { entries: [] }
-      const env = yield* call("list_suspended", p.flowTarget(partition), {
-        ...(cursor === undefined ? {} : { cursor }),
-        limit
-      }, [], true)
+      // a cursor that left the index is looked for a bounded stretch per call (status SCAN)
+      let scanFrom = "0"
+      let env: Envelope
+      do {
+        env = yield* call("list_suspended", p.flowTarget(partition), {
+          ...(cursor === undefined ? {} : { cursor, scan_from: Number(scanFrom) }),
+          limit
+        }, [], true)
+        scanFrom = env.fields[0] ?? "0"
+      } while (env.status === "SCAN")
       const rows = yield* decodeJson("ff_list_suspended", SuspendedRows, env.fields[0])
       const entries: Array<M.SuspendedExecutionEntry> = []
       for (const [id, score, reason] of rows.slice(0, limit)) {
@@ -1182,17 +1221,41 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
   }
 
   /**
-   * A batch goes in chunks of CREATE_CHUNK, each item created exactly as ff_create does (one after
-   * the other, each atomically), all chunks at once: on a standalone server a chunk is a run of
-   * the list over any partitions (ff_create_across); on a cluster, a run of one partition's items
+   * The items of `order` (indexes into `list`) cut into runs of at most CREATE_CHUNK items,
+   * CREATE_CHUNK_TAGS tags and CREATE_CHUNK_BYTES of inline blobs and tags (a run holds one item at least).
+   */
+  const weighed = (list: ReadonlyArray<CreateExecutionCore>, order: ReadonlyArray<number>): Array<Array<number>> => {
+    const chunks: Array<Array<number>> = []
+    let chunk: Array<number> = []
+    let tags = 0
+    let bytes = 0
+    for (const i of order) {
+      const a = list[i]!
+      const t = Object.keys(a.tags).length
+      const b = (a.inputPayload.length < STAGE_BYTES ? a.inputPayload.length : 0) + a.policyJson.length + tagBytes(a.tags)
+      if (chunk.length > 0 && (chunk.length >= CREATE_CHUNK || tags + t > CREATE_CHUNK_TAGS || bytes + b > CREATE_CHUNK_BYTES)) {
+        chunks.push(chunk)
+        chunk = []
+        tags = 0
+        bytes = 0
+      }
+      chunk.push(i)
+      tags += t
+      bytes += b
+    }
+    if (chunk.length > 0) chunks.push(chunk)
+    return chunks
+  }
+
+  /**
+   * A batch goes in chunks (`weighed`), each item created exactly as ff_create does (one after the
+   * other, each atomically), all chunks at once: on a standalone server a chunk is a run of the
+   * list over any partitions (ff_create_across); on a cluster, a run of one partition's items
    * (ff_create_many). Ids are range-checked before anything is sent.
    */
   const createChunks = (list: ReadonlyArray<CreateExecutionCore>, results: Array<M.CreateExecutionResult>): Fx<void> => {
     if (!client.isCluster) {
-      const chunks: Array<ReadonlyArray<number>> = []
-      for (let i = 0; i < list.length; i += CREATE_CHUNK) {
-        chunks.push(Array.from({ length: Math.min(CREATE_CHUNK, list.length - i) }, (_, k) => i + k))
-      }
+      const chunks = weighed(list, Array.from({ length: list.length }, (_, i) => i))
       return Effect.forEach(chunks, (items) =>
         Effect.flatMap(
           call("create_across", { base: keys.lanes }, {
@@ -1212,9 +1275,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     }
     const chunks: Array<{ readonly partition: number; readonly items: ReadonlyArray<number> }> = []
     for (const [partition, items] of byPartition) {
-      for (let i = 0; i < items.length; i += CREATE_CHUNK) {
-        chunks.push({ partition, items: items.slice(i, i + CREATE_CHUNK) })
-      }
+      for (const chunk of weighed(list, items)) chunks.push({ partition, items: chunk })
     }
     return Effect.forEach(chunks, ({ items, partition }) =>
       Effect.flatMap(
@@ -1545,13 +1606,21 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     )
 
   // --- streams ---------------------------------------------------------------------------------------
+  const READ_PAGE = { page_frames: Limits.readPageFrames, page_bytes: Limits.readPageBytes }
   const cursorArg = (c: M.StreamCursor) => (c._tag === "Start" ? "-" : c._tag === "End" ? "+" : c.id)
 
-  const framesFrom = (fn: string, fields: ReadonlyArray<string>, id: Ids.ExecutionId, visibility: M.TailVisibility) =>
-    Effect.map(decodeFields(fn, Frames, fields, id), ([frames, closedAt, closedReason]): M.StreamFrames => ({
+  const framesFrom = (
+    fn: string,
+    fields: ReadonlyArray<string>,
+    id: Ids.ExecutionId,
+    visibility: M.TailVisibility,
+    tail: boolean
+  ) =>
+    Effect.map(decodeFields(fn, Frames, fields, id), ([frames, closedAt, closedReason, next]): M.StreamFrames => ({
       frames: visibility === "exclude_best_effort" ? frames.filter((f) => f.fields["mode"] !== "best_effort") : frames,
       ...(/^\d+$/.test(closedAt) ? { closedAt: Number(closedAt) } : {}),
-      ...(closedReason === "" ? {} : { closedReason })
+      ...(closedReason === "" ? {} : { closedReason }),
+      ...(next === "" || tail ? {} : { nextFrom: next })
     }))
 
   const readStream: BackendCore["readStream"] = (a) =>
@@ -1562,9 +1631,10 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         attempt_index: a.attemptIndex,
         from: cursorArg(a.from),
         to: cursorArg(a.to),
-        count: a.countLimit
+        count: a.countLimit,
+        ...READ_PAGE
       }, [], true)
-      return yield* framesFrom("ff_read_stream", env.fields, a.executionId, "all")
+      return yield* framesFrom("ff_read_stream", env.fields, a.executionId, "all", false)
     }))
 
   const tailStream: BackendCore["tailStream"] = (a) =>
@@ -1574,10 +1644,11 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       if (a.blockMs > 0) {
         const partition = Ids.executionPartition(a.executionId)
         const stream = keys.stream(partition, a.executionId, a.attemptIndex)
-        // a blocking read gets its own connection so it never stalls the shared one
+        // a blocking read gets its own connection so it never stalls the shared one; it only waits
+        // for a frame (one entry), the page is read below
         yield* Effect.scoped(Effect.flatMap(client.dedicated, (c) =>
           Effect.tryPromise({
-            try: () => c.xread("COUNT", a.countLimit, "BLOCK", a.blockMs, "STREAMS", stream, after),
+            try: () => c.xread("COUNT", 1, "BLOCK", a.blockMs, "STREAMS", stream, after),
             catch: (e) => e
           }).pipe(Effect.ignore, Effect.onInterrupt(() => client.discard(c)))))
       }
@@ -1585,9 +1656,10 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         execution_id: a.executionId,
         attempt_index: a.attemptIndex,
         after,
-        count: a.countLimit
+        count: a.countLimit,
+        ...READ_PAGE
       }, [], true)
-      return yield* framesFrom("ff_read_stream", env.fields, a.executionId, a.visibility)
+      return yield* framesFrom("ff_read_stream", env.fields, a.executionId, a.visibility, true)
     }))
 
   const readSummary: BackendCore["readSummary"] = (a) =>

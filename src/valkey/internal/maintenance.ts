@@ -3,7 +3,9 @@
  * read-only FCALL each, in parallel) how much of its work is due, then hands
  * out the batch budget in partition order and runs the write FCALL only on the
  * partitions that got a share. So `batchSize` bounds the items of one run
- * across all partitions, and `more` tells whether due work was left.
+ * across all partitions, and `more` tells whether due work was left. A
+ * partition's share goes in FCALLs of at most PASS_CHUNK items, one after the
+ * other, so no call of a pass holds the server long (docs/limits.md).
  */
 import { Effect, Schema } from "effect"
 import type { EngineError } from "../../EngineError.js"
@@ -22,6 +24,10 @@ const LUA_PASS: Record<PassName, string> = {
   resetBudgets: "reset_budgets",
   trimRetention: "trim_retention"
 }
+
+/** Items one pass FCALL handles at most; how far one probe counts. */
+const PASS_CHUNK = 200
+const PROBE_CAP = 1000
 
 const Due = Schema.Tuple(IntStr)
 const Done = Schema.Tuple(IntStr, Schema.Literal("0", "1"))
@@ -50,7 +56,7 @@ export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
         targets,
         (target) =>
           Effect.flatMap(
-            p.call("pass_due", target, { pass, cap: batch + 1, repair }, [], true),
+            p.call("pass_due", target, { pass, cap: Math.min(batch, PROBE_CAP) + 1, repair }, [], true),
             (env) => decodeFields("ff_pass_due", Due, env.fields)
           ),
         { concurrency: settings.fanOut }
@@ -70,13 +76,25 @@ export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
         remaining -= share
         jobs.push([targets[i]!, share])
       }
+      // a partition's share in chunks, one after the other: the last chunk says whether more is due
       const results = yield* Effect.forEach(
         jobs,
         ([target, share]) =>
-          Effect.flatMap(
-            p.call(`pass_${pass}`, target, { batch: share }),
-            (env) => decodeFields(`ff_pass_${pass}`, Done, env.fields)
-          ),
+          Effect.gen(function*() {
+            let done = 0
+            let left = share
+            let last: "0" | "1" = "0"
+            while (left > 0) {
+              const chunk = Math.min(left, PASS_CHUNK)
+              const env = yield* p.call(`pass_${pass}`, target, { batch: chunk })
+              const [n, m] = yield* decodeFields(`ff_pass_${pass}`, Done, env.fields)
+              done += n
+              left -= chunk
+              last = m
+              if (m === "0") break
+            }
+            return [done, last] as const
+          }),
         { concurrency: settings.fanOut }
       )
       let processed = 0

@@ -18,6 +18,7 @@
  * (a client crashing between the two) is repaired by the `promoteDelayed` pass,
  * which reports every lane with claimable work.
  */
+import { randomUUID } from "node:crypto"
 import { Clock, Effect, Either, ParseResult, Schema } from "effect"
 import { type EngineError, fromScriptCode, TransportError } from "../../EngineError.js"
 import type { PartitionConfig } from "../../Ids.js"
@@ -50,7 +51,10 @@ export const makeKeys = (prefix: string) => {
     all: (p: number) => `${flow(p)}:i:all`,
     hint: (lane: string) => `${prefix}:hint:${lane}`,
     waitpointLocator: (waitpointId: string) => `${prefix}:wploc:${waitpointId}`,
+    /** The slot anchor of the standalone calls that reach several partitions (nothing is stored there). */
     lanes: `${prefix}:lanes`,
+    /** The lane registry (listLanes): a sorted set of lane ids, all scored 0, read by name. */
+    laneIndex: `${prefix}:lane-index`,
     config: `${prefix}:config`
   }
 }
@@ -188,6 +192,18 @@ export interface Plumbing {
   readonly dropHint: (lane: string, partition: number) => Effect.Effect<void, EngineError>
 }
 
+/**
+ * Payloads and results of this size or more reach the functions that store them staged: SET in a
+ * key of their own beside the call's partition (same slot), which the function RENAMEs into place,
+ * so the blob's bytes never pass through Lua (a string argument costs the function a copy and its
+ * garbage collector about 4 ms per MiB: an 8 MiB payload held the server for tens of milliseconds).
+ */
+export const STAGE_BYTES = 8 * 1024
+/** The functions whose blobs are payloads or results they store (FF.put_blob). */
+const STAGING = new Set(["create", "create_many", "create_across", "create_flow_graph", "complete", "complete_many"])
+/** How long a staged blob outlives a call that never took it (a lost connection, a crash). */
+const STAGE_TTL_MS = 600_000
+
 const toArg = (b: Uint8Array | string): string | Buffer =>
   typeof b === "string" ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 
@@ -202,7 +218,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
   const registerLane = (lane: string): Effect.Effect<void> =>
     knownLanes.has(lane) ?
       Effect.void :
-      client.run("SADD lanes", (c) => c.sadd(keys.lanes, lane)).pipe(
+      client.run("ZADD lane-index", (c) => c.zadd(keys.laneIndex, 0, lane)).pipe(
         Effect.tap(() => Effect.sync(() => knownLanes.add(lane))),
         Effect.asVoid,
         Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot register lane ${lane}`, e))
@@ -260,14 +276,31 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
     Effect.flatMap(nowArg, (now) => {
       const name = `ff_${fn}`
       const inCall = hintsInCall && !readOnly && target.partition !== undefined
-      const argv: Array<string | Buffer> = [
-        now,
-        JSON.stringify(inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args)
-      ]
-      for (const b of blobs) argv.push(toArg(b))
-      return Effect.flatMap(
+      const argv: Array<string | Buffer> = [now, ""]
+      // argument position (ARGV index, 1-based) -> staging key
+      let staged: Record<string, string> | undefined
+      const stages: Array<readonly [string, Buffer]> = []
+      for (const b of blobs) {
+        if (STAGING.has(fn) && typeof b !== "string" && b.length >= STAGE_BYTES) {
+          const key = `${target.base}:stage:${randomUUID()}`
+          stages.push([key, toArg(b) as Buffer])
+          ;(staged ??= {})[String(argv.length + 1)] = key
+          argv.push("")
+        } else {
+          argv.push(toArg(b))
+        }
+      }
+      const sent = inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args
+      argv[1] = JSON.stringify(staged === undefined ? sent : { ...sent, staged })
+      const invoke = Effect.flatMap(
         client.fcall(name, target.base, argv, readOnly),
         (raw) => onReply(name, inCall ? undefined : target.partition, args, raw)
+      )
+      return stages.length === 0 ? invoke : Effect.zipRight(
+        Effect.forEach(stages, ([key, blob]) => client.run("SET stage", (c) => c.set(key, blob, "PX", STAGE_TTL_MS)), {
+          discard: true
+        }),
+        invoke
       )
     })
 

@@ -2,7 +2,31 @@
 -- budget.lua: budgets ({b:M}) and quota policies ({q:K})
 -- ===========================================================================
 
+-- every dimension a string, every limit / delta a whole number (checked before the first write)
+local function bad_dimensions(name, dims, values)
+  if dims == nil then return nil end
+  if type(dims) ~= "table" then return FF.err("invalid_input", name .. ": dimensions") end
+  for i = 1, #dims do
+    if type(dims[i]) ~= "string" then return FF.err("invalid_input", name .. ": dimensions") end
+  end
+  for _, list in ipairs(values) do
+    if list ~= nil then
+      if type(list) ~= "table" then return FF.err("invalid_input", name .. ": limits") end
+      for i = 1, #list do
+        local v = list[i]
+        if type(v) ~= "number" or v ~= math.floor(v) or v < 0 or v > 9007199254740991 then
+          return FF.err("invalid_input", name .. ": a limit or delta is not a whole number in 0..2^53-1")
+        end
+      end
+    end
+  end
+  return nil
+end
+
 FF.fn.create_budget = function(B, a, now)
+  local bad = FF.need("create_budget", a, { "budget_id", "s" }) or
+    bad_dimensions("create_budget", a.dimensions, { a.hard, a.soft })
+  if bad then return bad end
   local id = a.budget_id
   local dk = B .. ":bud:" .. id
   C("SADD", B .. ":i:budgets", id)
@@ -41,18 +65,27 @@ FF.fn.report_usage = function(B, a, now)
     if FF.ttl_get(dedup, now) ~= nil then return FF.ok("ALREADY_APPLIED") end
   end
   local dims, deltas = a.dimensions or {}, a.deltas or {}
+  local bad = bad_dimensions("report_usage", dims, { deltas })
+  if bad then return bad end
+  -- a usage past 2^53 - 1 would lose precision (and HINCRBY fails past 2^63 - 1): refused whole
+  local after = {}
   for i, d in ipairs(dims) do
     local cur = FF.num(C("HGET", uk, d))
     local hard = FF.num(C("HGET", lk, "hard:" .. d))
-    if hard > 0 and cur + FF.num(deltas[i]) > hard then
+    local delta = FF.num(deltas[i])
+    if hard > 0 and cur + delta > hard then
       C("HINCRBY", dk, "breach_count", 1)
       C("HSET", dk, "last_breach_at", FF.s(now), "last_breach_dim", d, "last_updated_at", FF.s(now))
       return FF.ok("HARD_BREACH", d, FF.s(cur), FF.s(hard))
     end
+    after[d] = (after[d] or cur) + delta
+    if after[d] > 9007199254740991 then
+      return FF.err("invalid_input", "report_usage: the usage of a dimension would pass 2^53 - 1")
+    end
   end
   local soft_dim, soft_cur, soft_lim = nil, nil, nil
   for i, d in ipairs(dims) do
-    local nv = C("HINCRBY", uk, d, FF.num(deltas[i]))
+    local nv = C("HINCRBY", uk, d, FF.s(FF.num(deltas[i])))
     local soft = FF.num(C("HGET", lk, "soft:" .. d))
     if soft_dim == nil and soft > 0 and nv > soft then
       soft_dim, soft_cur, soft_lim = d, nv, soft

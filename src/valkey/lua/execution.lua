@@ -10,8 +10,13 @@ local CREATE_OPTIONAL = {
   "max_signals", "stream_maxlen", "retention_ms"
 }
 
--- One execution: returns status ("OK" / "DUPLICATE") and the reply fields.
-function FF.create_one(B, a, now, payload, policy_json)
+-- The fields every create item needs (checked for every item of a batch before its first write).
+FF.CREATE_ARGS = { "execution_id", "s", "lane_id", "s" }
+
+-- One execution (its arguments checked with FF.CREATE_ARGS): returns status ("OK" /
+-- "DUPLICATE") and the reply fields. `flow` (createFlowGraph's members): { id = the flow, blocked =
+-- nil or the detail of a member created blocked by its dependencies }.
+function FF.create_one(B, a, now, payload, policy_json, flow)
   local e = a.execution_id
   local ns = FF.str(a.namespace)
   local idem = FF.str(a.idempotency_key)
@@ -36,6 +41,10 @@ function FF.create_one(B, a, now, payload, policy_json)
     sdelay = FF.s(delay_until)
     elig, reason, detail, pub = "not_eligible_until_time", "waiting_for_delay", "delayed until " .. sdelay, "delayed"
   end
+  local blocked = flow ~= nil and flow.blocked or nil
+  if blocked ~= nil then
+    elig, reason, detail, pub = "blocked_by_dependencies", "waiting_for_children", blocked, "waiting_children"
+  end
   c.lifecycle_phase, c.ownership_state, c.eligibility_state, c.attempt_state = "runnable", "unowned", elig,
     "pending_first_attempt"
   c.public_state = pub
@@ -57,7 +66,12 @@ function FF.create_one(B, a, now, payload, policy_json)
   end
   if delayed then
     t[#t + 1] = "delay_until"; t[#t + 1] = sdelay
+  end
+  if detail ~= "" then
     t[#t + 1] = "blocking_detail"; t[#t + 1] = detail
+  end
+  if flow ~= nil then
+    t[#t + 1] = "flow_id"; t[#t + 1] = flow.id
   end
   local deadline = tonumber(a.deadline_at or "")
   if deadline == nil and tonumber(a.deadline_ms or "") ~= nil then deadline = now + tonumber(a.deadline_ms) end
@@ -66,12 +80,14 @@ function FF.create_one(B, a, now, payload, policy_json)
     t[#t + 1] = FF.s(deadline)
   end
   C("HSET", ck, unpack(t))
-  if delayed then
+  if blocked ~= nil then
+    C("ZADD", K.lane(B, lane, "blocked"), ts, e)
+  elseif delayed then
     C("ZADD", K.lane(B, lane, "delayed"), sdelay, e)
   else
     FF.make_eligible(B, e, c)
   end
-  if payload ~= nil and payload ~= "" then C("SET", K.ex(B, e, "payload"), payload) end
+  if payload ~= nil and payload ~= "" then FF.put_blob(K.ex(B, e, "payload"), payload) end
   if policy_json ~= nil and policy_json ~= "" then C("SET", K.ex(B, e, "policy"), policy_json) end
   if type(a.tags) == "table" then
     local tt = {}
@@ -102,6 +118,8 @@ function FF.create_one(B, a, now, payload, policy_json)
 end
 
 FF.fn.create = function(B, a, now, payload, policy_json)
+  local bad = FF.need("create", a, FF.CREATE_ARGS)
+  if bad then return bad end
   return FF.ok(FF.create_one(B, a, now, payload, policy_json))
 end
 
@@ -111,7 +129,8 @@ end
 -- Reply: {1, "OK", wake, status_1, field_1, field2_1, status_2, ...} (three strings per item).
 FF.fn.create_many = function(B, a, now, _, _, argv)
   local items = a.items
-  if type(items) ~= "table" then return FF.err("invalid_input", "create_many: items") end
+  local bad = FF.need_each("create_many", items, FF.CREATE_ARGS)
+  if bad then return bad end
   local r = { 1, "OK", "" }
   FF.lanes_seen = {}
   for i = 1, #items do
@@ -130,8 +149,9 @@ end
 -- and lane), as ff_complete_many does. Reply as ff_create_many's (wake "").
 FF.fn.create_across = function(_, a, now, _, _, argv)
   local items, prefix = a.items, a.prefix
-  if type(items) ~= "table" then return FF.err("invalid_input", "create_across: items") end
-  local bad = FF.bad_partition(items, FF.num(a.partitions))
+  local bad = FF.need("create_across", a, { "prefix", "s" }) or FF.need_each("create_across", items, FF.CREATE_ARGS)
+  if bad then return bad end
+  bad = FF.bad_partition(items, FF.num(a.partitions))
   if bad then return FF.err("invalid_input", "create_across: partition of item " .. FF.s(bad)) end
   local r = { 1, "OK", "" }
   -- per partition: its wakes (FF.add_wake keeps the best score per lane)
@@ -156,7 +176,7 @@ FF.fn.create_across = function(_, a, now, _, _, argv)
   for p, best in pairs(wakes) do
     for lane, score in pairs(best) do
       if not registered[lane] then
-        C("SADD", prefix .. ":lanes", lane)
+        C("ZADD", prefix .. ":lane-index", 0, lane)
         registered[lane] = true
       end
       C("ZADD", prefix .. ":hint:" .. lane, "LT", FF.s(score), FF.s(p))
@@ -404,7 +424,13 @@ end
 -- Replies: OK + the claim's 7 fields + the lane's next head ("" when none);
 -- EMPTY: nothing claimable on the lane here; NOMATCH + lane head: work exists but none for this
 -- worker; LATER + the score of the best candidate for this worker + lane head.
+-- the arguments of a claim (a batch of claims sets lease_id / attempt_id per claim)
+local CLAIM_ARGS = { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "lease_ttl_ms", "n" }
+local CLAIM_IDS = { "lease_id", "s", "attempt_id", "s" }
+
 FF.fn.claim = function(B, a, now)
+  local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, CLAIM_IDS)
+  if bad then return bad end
   local lane = a.lane
   -- (a batch of claims shares its arguments: the capability set is built once)
   local caps = a.caps_set
@@ -454,7 +480,7 @@ end
 function FF.apply_wakes_here(prefix, p)
   if not FF.woke then return end
   for lane, score in pairs(FF.wake) do
-    C("SADD", prefix .. ":lanes", lane)
+    C("ZADD", prefix .. ":lane-index", 0, lane)
     C("ZADD", prefix .. ":hint:" .. lane, "LT", FF.s(score), FF.s(p))
   end
 end
@@ -625,6 +651,13 @@ FF.fn.claim_lane = function(H, a, now)
       #lease_ids ~= #attempt_ids then
     return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
   end
+  local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, { "prefix", "s" })
+  if bad then return bad end
+  for i = 1, #lease_ids do
+    if type(lease_ids[i]) ~= "string" or type(attempt_ids[i]) ~= "string" then
+      return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
+    end
+  end
   local w = walk_new(H, FF.num(a.partitions), a.prefix)
   a.no_reclaim = {}
   local reply, n, last, wake = { 1, "OK", "", "OK" }, 0, "OK", ""
@@ -660,6 +693,9 @@ end
 -- best candidate of the whole lane. Replies: OK + execution id, grant key, expiry, lane head;
 -- EMPTY; NOMATCH + lane head; LATER + the candidate's score + lane head.
 FF.fn.issue_grant = function(B, a, now)
+  local bad = FF.need("issue_grant", a,
+    { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "grant_ttl_ms", "n" })
+  if bad then return bad end
   local lane = a.lane
   local caps = FF.caps_set(a.caps)
   local bound = tonumber(a.bound or "")
@@ -682,7 +718,7 @@ FF.fn.issue_grant = function(B, a, now)
           C("HSET", gk, "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id, "lane_id", lane,
             "created_at", FF.s(now), "grant_expires_at", FF.s(exp))
           -- the key outlives the grant by a minute of real time; expiry is judged on grant_expires_at
-          C("PEXPIRE", gk, FF.num(a.grant_ttl_ms) + 60000)
+          C("PEXPIRE", gk, FF.int_arg(a.grant_ttl_ms + 60000, 60000))
           -- claims look for a grant only when the core says one may exist (the next lease clears it)
           C("HSET", K.core(B, e), "grant_pending", "1")
           return FF.ok("OK", e, gk, FF.s(exp), FF.lane_head(B, lane))
@@ -697,6 +733,9 @@ end
 
 -- claim_resumed_execution (operations.md §5.5) and claim_from_reclaim (§4.8).
 FF.fn.claim_resumed = function(B, a, now)
+  local bad = FF.need("claim_resumed", a,
+    { "execution_id", "s", "worker_id", "s", "worker_instance_id", "s", "lease_id", "s", "lease_ttl_ms", "n" })
+  if bad then return bad end
   local e = a.execution_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
@@ -718,10 +757,12 @@ end
 
 -- --- renew / progress ----------------------------------------------------------------------
 FF.fn.renew = function(B, a, now)
+  local bad = FF.need("renew", a, { "execution_id", "s", "lease_ttl_ms", "n" })
+  if bad then return bad end
   local e = a.execution_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true, index = true, revoked_at = true })
+  bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true, index = true, revoked_at = true })
   if bad then return bad end
   local exp = now + FF.num(a.lease_ttl_ms)
   C("HSET", K.core(B, e), "lease_expires_at", FF.s(exp), "lease_last_renewed_at", FF.s(now),
@@ -751,7 +792,7 @@ FF.fn.complete = function(B, a, now, result)
   local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
   if bad then return bad end
   FF.end_attempt(B, e, c, "ended_success", nil, nil, "attempt_success", now)
-  if result ~= nil and result ~= "" then C("SET", K.ex(B, e, "result"), result) end
+  if result ~= nil and result ~= "" then FF.put_blob(K.ex(B, e, "result"), result) end
   FF.to_terminal(B, e, c, "success", now)
   FF.drain(B, now)
   return FF.ok("OK")
@@ -764,7 +805,10 @@ end
 FF.fn.complete_many = function(_, a, now, _, _, argv)
   local items = a.items
   if type(items) ~= "table" or #items == 0 then return FF.err("invalid_input", "complete_many: items") end
-  local bad = FF.bad_partition(items, FF.num(a.partitions))
+  local bad = FF.need("complete_many", a, { "prefix", "s" }) or
+    FF.need_each("complete_many", items, { "execution_id", "s" })
+  if bad then return bad end
+  bad = FF.bad_partition(items, FF.num(a.partitions))
   if bad then return FF.err("invalid_input", "complete_many: partition of item " .. FF.s(bad)) end
   local out = { 1, "OK", "" }
   local bases = FF.partition_bases(a.prefix)
@@ -790,6 +834,8 @@ function FF.retry_delay(rp, retry_count)
     local initial = FF.num(b.initial_delay_ms, 1000)
     local mult = FF.num(b.multiplier, 2)
     local max = FF.num(b.max_delay_ms, 60000)
+    -- (no initial delay stays none, whatever the multiplier: 0 * inf would be nan)
+    if initial == 0 then return 0 end
     return math.min(math.floor(initial * math.pow(mult, retry_count)), max)
   end
   return 1000

@@ -114,40 +114,83 @@ end
 -- ARGV[3 + 2(i-1)] / ARGV[4 + 2(i-1)]; a.joins / a.edges = the arguments of those functions.
 -- Reply {1, "OK", wake, graph_revision} or {1, "ALREADY", ""} when the flow exists.
 FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
+  local bad = FF.need("create_flow_graph", a, { "flow", "t", "members", "t", "joins", "t", "edges", "t" }) or
+    FF.need("create_flow_graph", a.flow, { "flow_id", "s" })
+  if bad then return bad end
   local fid = a.flow.flow_id
   local fk = K.flow(B, fid)
   if C("EXISTS", fk) == 1 then return FF.ok("ALREADY") end
   local members, joins, edges = a.members, a.joins, a.edges
-  if type(members) ~= "table" or type(joins) ~= "table" or type(edges) ~= "table" then
-    return FF.err("invalid_input", "create_flow_graph: members, joins, edges")
-  end
+  bad = FF.need_each("create_flow_graph", members, FF.CREATE_ARGS) or
+    FF.need_each("create_flow_graph", joins, { "downstream", "s", "variant", "s" }) or
+    FF.need_each("create_flow_graph", edges, { "edge_id", "s", "upstream", "s", "downstream", "s" })
+  if bad then return bad end
+  -- the layer checked the graph; these are the checks without which a write below would fail
+  -- or leave a half-made record (a member created twice, an edge to a non-member)
+  local is_member, edge_ids, joined = {}, {}, {}
   for i = 1, #members do
-    if C("EXISTS", K.core(B, members[i].execution_id)) == 1 then
-      return FF.err("invalid_input", "create_flow_graph: member " .. members[i].execution_id .. " already exists")
+    local m = members[i]
+    if is_member[m.execution_id] or FF.str(m.idempotency_key) ~= "" then
+      return FF.err("invalid_input", "create_flow_graph: member " .. m.execution_id .. " listed twice or with an idempotency key")
     end
+    if C("EXISTS", K.core(B, m.execution_id)) == 1 then
+      return FF.err("invalid_input", "create_flow_graph: member " .. m.execution_id .. " already exists")
+    end
+    is_member[m.execution_id] = true
+  end
+  for i = 1, #edges do
+    local x = edges[i]
+    if not is_member[x.upstream] or not is_member[x.downstream] or x.upstream == x.downstream or edge_ids[x.edge_id] then
+      return FF.err("invalid_input", "create_flow_graph: edge " .. x.edge_id)
+    end
+    edge_ids[x.edge_id] = true
+  end
+  for i = 1, #joins do
+    local j = joins[i]
+    if not is_member[j.downstream] or joined[j.downstream] then
+      return FF.err("invalid_input", "create_flow_graph: join of " .. j.downstream)
+    end
+    joined[j.downstream] = true
   end
   local ts = FF.s(now)
+  -- each child's dependency count and last edge: a child is created blocked, its detail as its last
+  -- apply_dependency would leave it
+  local children, order = {}, {}
+  for i = 1, #edges do
+    local down = edges[i].downstream
+    local ch = children[down]
+    if ch == nil then
+      ch = { n = 0 }
+      children[down] = ch
+      order[#order + 1] = down
+    end
+    ch.n = ch.n + 1
+    ch.last = edges[i].edge_id
+  end
   FF.fn.create_flow(B, a.flow, now)
   -- the members, in the flow (add_to_flow for each: all new, none terminal)
   local ids = {}
   for i = 1, #members do
     local e = members[i].execution_id
-    FF.create_one(B, members[i], now, argv[1 + 2 * i], argv[2 + 2 * i])
-    C("HSET", K.core(B, e), "flow_id", fid, "last_mutation_at", ts)
+    local ch = children[e]
+    FF.create_one(B, members[i], now, argv[1 + 2 * i], argv[2 + 2 * i],
+      { id = fid, blocked = ch and (FF.s(ch.n) .. " dep(s) unresolved incl " .. ch.last) })
     ids[#ids + 1] = e
   end
-  C("SADD", K.fx(B, fid, "members"), unpack(ids))
+  FF.chunked("SADD", K.fx(B, fid, "members"), ids)
   C("HINCRBY", fk, "open_members", #ids)
   C("HINCRBY", fk, "node_count", #ids)
   C("HINCRBY", fk, "graph_revision", #ids)
+  -- the joins (set_edge_group_policy on a new flow: no group exists yet)
   for i = 1, #joins do
-    joins[i].flow_id = fid
-    local r = FF.fn.set_edge_group_policy(B, joins[i], now)
-    if r[1] ~= 1 then error("create_flow_graph: a join refused after the checks: " .. FF.str(r[2])) end
+    local j = joins[i]
+    C("HSET", K.fx(B, fid, "grp:" .. j.downstream), "policy_variant", j.variant, "on_satisfied", FF.str(j.on_satisfied),
+      "k", FF.str(j.k), "n", "0", "succeeded", "0", "failed", "0", "skipped", "0", "group_state", "pending",
+      "created_at", ts)
   end
-  -- the edges, staged and applied (stage_edge + apply_dependency for each); a child ends as its
-  -- last apply leaves it: blocked, its detail naming its dependency count and its last edge
-  local children, order = {}, {}
+  -- the edges, staged and applied (stage_edge + apply_dependency for each), their sets written
+  -- once per node
+  local outs, ins, ups = {}, {}, {}
   for i = 1, #edges do
     local x = edges[i]
     local edge, up, down = x.edge_id, x.upstream, x.downstream
@@ -155,35 +198,33 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
       "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind),
       "satisfaction_condition", "all_required", "data_passing_ref", FF.str(x.data_passing_ref),
       "edge_state", "pending", "created_at", ts, "created_by", "engine")
-    C("SADD", K.fx(B, fid, "out:" .. up), edge)
-    C("SADD", K.fx(B, fid, "in:" .. down), edge)
     C("HSET", K.ex(B, down, "dep:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
       "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind), "state", "unsatisfied",
       "data_passing_ref", FF.str(x.data_passing_ref), "last_resolved_at", "")
-    C("SADD", K.ex(B, down, "unres"), edge)
-    if children[down] == nil then
-      children[down] = { n = 0 }
-      order[#order + 1] = down
+    local out = outs[up]
+    if out == nil then
+      out = {}
+      outs[up] = out
+      ups[#ups + 1] = up
     end
-    children[down].n = children[down].n + 1
-    children[down].last = edge
+    out[#out + 1] = edge
+    local into = ins[down]
+    if into == nil then
+      into = {}
+      ins[down] = into
+    end
+    into[#into + 1] = edge
   end
+  for _, up in ipairs(ups) do FF.chunked("SADD", K.fx(B, fid, "out:" .. up), outs[up]) end
   for _, down in ipairs(order) do
-    local ch = children[down]
+    FF.chunked("SADD", K.fx(B, fid, "in:" .. down), ins[down])
+    FF.chunked("SADD", K.ex(B, down, "unres"), ins[down])
     local gk = K.fx(B, fid, "grp:" .. down)
-    if C("EXISTS", gk) == 1 then
-      C("HINCRBY", gk, "n", ch.n)
+    if joined[down] then
+      C("HINCRBY", gk, "n", children[down].n)
     else
-      C("HSET", gk, "policy_variant", "all_of", "on_satisfied", "", "k", "", "n", FF.s(ch.n), "succeeded", "0",
+      C("HSET", gk, "policy_variant", "all_of", "on_satisfied", "", "k", "", "n", FF.s(children[down].n), "succeeded", "0",
         "failed", "0", "skipped", "0", "group_state", "pending", "created_at", ts)
-    end
-    local c = FF.core(B, down)
-    if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" then
-      C("ZREM", K.lane(B, c.lane_id, "eligible"), down)
-      C("ZREM", K.lane(B, c.lane_id, "delayed"), down)
-      FF.state(B, down, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
-        FF.s(ch.n) .. " dep(s) unresolved incl " .. ch.last, "none", c.attempt_state, now)
-      C("ZADD", K.lane(B, c.lane_id, "blocked"), c.created_at, down)
     end
   end
   local rev = C("HINCRBY", fk, "graph_revision", #edges)
@@ -437,12 +478,7 @@ FF.fn.cancel_flow = function(B, a, now)
     end
     C("HSET", fk, "public_flow_state", "cancelled")
   else
-    local ok = K.fx(B, fid, "owed")
-    for i = 1, #owed, 1000 do
-      local chunk = {}
-      for j = i, math.min(i + 999, #owed) do chunk[#chunk + 1] = owed[j] end
-      C("SADD", ok, unpack(chunk))
-    end
+    FF.chunked("SADD", K.fx(B, fid, "owed"), owed)
     C("HSET", fk, "public_flow_state", "cancelling")
     C("ZADD", K.idx(B, "cancel_backlog"), FF.s(now + FF.num(a.grace_ms, 0)), fid)
   end

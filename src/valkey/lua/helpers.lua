@@ -102,7 +102,7 @@ end
 -- Writes this call's wakes to the claim hints of partition `p` (standalone servers only).
 function FF.apply_wakes(prefix, p)
   for lane, score in pairs(FF.wake) do
-    C("SADD", prefix .. ":lanes", lane)
+    C("ZADD", prefix .. ":lane-index", 0, lane)
     C("ZADD", prefix .. ":hint:" .. lane, "LT", FF.s(score), FF.s(p))
   end
 end
@@ -151,8 +151,47 @@ function FF.core(B, e)
   return setmetatable(c, CORE_DEFAULTS)
 end
 
-function FF.hset(key, t)
-  if #t > 0 then C("HSET", key, unpack(t)) end
+-- A command over a long list of arguments is sent in chunks: `unpack` of more values than Lua's
+-- C stack holds (about 8,000) fails, and a library call must never fail after its first write.
+FF.CHUNK = 1000 -- arguments per command (even, so field/value pairs stay together)
+
+-- `cmd key t[i..j]` for consecutive chunks of the first n entries of t (default #t).
+function FF.chunked(cmd, key, t, n)
+  n = n or #t
+  for i = 1, n, FF.CHUNK do
+    C(cmd, key, unpack(t, i, math.min(i + FF.CHUNK - 1, n)))
+  end
+end
+
+-- HSET of the field/value pairs of t (nothing when t is empty).
+function FF.hset(key, t) FF.chunked("HSET", key, t) end
+
+-- --- staged blobs -----------------------------------------------------------------------------
+-- A large payload or result comes staged (plumbing.ts STAGE_BYTES): the layer SETs it in a key of
+-- its own beside KEYS[1], a.staged maps its ARGV position to that key, and the argument stands in
+-- as {staged = key}. FF.put_blob RENAMEs it into place (its bytes never pass through Lua); the
+-- callback deletes what the function did not take.
+function FF.take_staged(B, argv, staged)
+  if type(staged) ~= "table" then return FF.err("invalid_input", "staged") end
+  local own = B .. ":stage:"
+  for i, key in pairs(staged) do
+    local n = tonumber(i)
+    if n == nil or n < 3 or type(key) ~= "string" or string.sub(key, 1, #own) ~= own then
+      return FF.err("invalid_input", "staged")
+    end
+    if C("EXISTS", key) == 0 then return FF.err("staged_blob_missing") end
+    argv[n] = { staged = key }
+  end
+  return nil
+end
+
+function FF.drop_staged(staged)
+  for _, key in pairs(staged) do C("DEL", key) end
+end
+
+-- Writes blob `v` (an argument: a string, or a staged blob) at `dest`.
+function FF.put_blob(dest, v)
+  if type(v) == "table" then C("RENAME", v.staged, dest) else C("SET", dest, v) end
 end
 
 function FF.decode(s)
@@ -175,7 +214,52 @@ function FF.ttl_get(key, now)
 end
 
 function FF.ttl_set(key, value, ttl, now)
-  C("SET", key, FF.s(now + ttl) .. "\t" .. value, "PX", math.max(1, math.floor(ttl)) + 60000)
+  C("SET", key, FF.s(now + ttl) .. "\t" .. value, "PX", FF.int_arg(ttl + 60000, 60000))
+end
+
+-- --- arguments ------------------------------------------------------------------------------
+-- A function checks its arguments before its first write (nothing is rolled back): FF.bad_arg
+-- names the first field of `a` listed in `spec` (field, kind, field, kind, ...) whose value is
+-- not of its kind: "s" a string, "n" a finite number, "t" a table (a JSON object or array).
+local function is_kind(v, kind)
+  if kind == "s" then return type(v) == "string" end
+  if kind == "n" then return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
+  return type(v) == "table"
+end
+function FF.bad_arg(a, spec)
+  if type(a) ~= "table" then return "arguments" end
+  for i = 1, #spec, 2 do
+    if not is_kind(a[spec[i]], spec[i + 1]) then return spec[i] end
+  end
+  return nil
+end
+
+-- The invalid_input reply for the first bad field of `a` (see FF.bad_arg), or nil.
+function FF.need(name, a, spec)
+  local bad = FF.bad_arg(a, spec)
+  if bad ~= nil then return FF.err("invalid_input", name .. ": " .. bad) end
+  return nil
+end
+
+-- The first item of `items` (a list) with a bad field, as an invalid_input reply, or nil.
+function FF.need_each(name, items, spec)
+  if type(items) ~= "table" then return FF.err("invalid_input", name .. ": items") end
+  for i = 1, #items do
+    local bad = FF.bad_arg(items[i], spec)
+    if bad ~= nil then return FF.err("invalid_input", name .. ": item " .. FF.s(i) .. ": " .. bad) end
+  end
+  return nil
+end
+
+-- The argument of a command that takes a positive integer (PX, PEXPIRE, MAXLEN): `n` as a whole
+-- number in 1..FF.INT_MAX (`default` when it is not a number), so no value makes the command fail.
+FF.INT_MAX = 1e15
+function FF.int_arg(n, default)
+  n = tonumber(n)
+  if n == nil or n ~= n then n = default end
+  n = math.floor(n)
+  if n < 1 then n = 1 elseif n > FF.INT_MAX then n = FF.INT_MAX end
+  return FF.s(n)
 end
 
 function FF.args(s)
@@ -282,17 +366,18 @@ end
 -- Removes the execution from every scheduling and timer index of its lane and partition.
 -- (Only the indexes the state vector implies: an entry anywhere else is stale, and every
 -- reader of an index re-validates and drops stale entries.) Leases are indexed by the
--- partition's lease_expiry alone and terminal executions by its retention index: upstream's
--- lane `active` and `terminal` sets had no reader here, so they are not kept.
+-- partition's lease_expiry alone, suspensions by its `suspended` index (listSuspended reads a
+-- partition in one order) and terminal executions by its retention index: upstream's lane
+-- `active` and `terminal` sets had no reader here, so they are not kept.
 local PHASE_INDEXES = {
   active = { "reclaim" },
   runnable = { "eligible", "delayed", "blocked" },
-  suspended = { "suspended" }
+  suspended = {}
 }
 local NO_INDEXES = {} -- a held lease is never a reclaim candidate
 function FF.unindex(B, e, c)
   local lane = c.lane_id
-  local kinds = PHASE_INDEXES[c.lifecycle_phase] or { "eligible", "reclaim", "delayed", "suspended", "blocked" }
+  local kinds = PHASE_INDEXES[c.lifecycle_phase] or { "eligible", "reclaim", "delayed", "blocked" }
   if c.lifecycle_phase == "active" and c.ownership_state == "leased" then kinds = NO_INDEXES end
   for _, kind in ipairs(kinds) do
     C("ZREM", K.lane(B, lane, kind), e)
@@ -302,6 +387,7 @@ function FF.unindex(B, e, c)
     C("ZREM", K.idx(B, "attempt_timeout"), e)
   end
   if c.lifecycle_phase ~= "active" then C("ZREM", K.idx(B, "susp_timeout"), e) end
+  if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "suspended"), e) end
 end
 
 function FF.make_eligible(B, e, c)

@@ -144,27 +144,6 @@ function J.encode(node) return table.concat(J.write(node, {})) end
 
 local function is_null(node) return node.t == "v" and node.raw == "null" end
 
--- RFC 7396 JSON Merge Patch.
-function J.merge(target, patch)
-  if patch.t ~= "o" then return patch end
-  if target == nil or target.t ~= "o" then target = { t = "o", keys = {}, vals = {} } end
-  for _, k in ipairs(patch.keys) do
-    local pv = patch.vals[k]
-    if is_null(pv) then
-      if target.vals[k] ~= nil then
-        target.vals[k] = nil
-        local keys = {}
-        for _, tk in ipairs(target.keys) do if tk ~= k then keys[#keys + 1] = tk end end
-        target.keys = keys
-      end
-    else
-      if target.vals[k] == nil then target.keys[#target.keys + 1] = k end
-      target.vals[k] = J.merge(target.vals[k], pv)
-    end
-  end
-  return target
-end
-
 -- The sentinel string "__ff_null__" as a leaf means a stored JSON null.
 function J.unsentinel(node)
   if node.t == "v" then
@@ -175,4 +154,113 @@ function J.unsentinel(node)
     for _, k in ipairs(node.keys) do J.unsentinel(node.vals[k]) end
   end
   return node
+end
+
+-- --- patching a stored document ------------------------------------------------------------
+-- A patch costs what it touches: the stored document (our own compact output, well-formed) is
+-- split into its members as raw text, skipping over their values with string.find, and only a
+-- member the patch merges an object into is split further. The other values are copied as they
+-- are; the patch's values are written with their sentinels rewritten (the stored ones already were).
+
+local function skip(s, i)
+  local b = string.byte(s, i)
+  if b == 32 or b == 9 or b == 10 or b == 13 then return skip_ws(s, i) end
+  return i
+end
+
+-- The index of the closing quote of the string that opens at i.
+local function string_end(s, i)
+  local j = i + 1
+  while true do
+    local q = string.find(s, '["\\]', j)
+    if q == nil then error("unterminated string") end
+    if string.byte(s, q) == 92 then j = q + 2 else return q end
+  end
+end
+
+-- The index of the last character of the value that starts at i.
+local function value_end(s, i)
+  local b = string.byte(s, i)
+  if b == 34 then return string_end(s, i) end
+  if b ~= 123 and b ~= 91 then
+    local _, e = string.find(s, "^[^,}%]%s]+", i)
+    if e == nil then error("expected a value") end
+    return e
+  end
+  local depth, j = 0, i
+  while true do
+    local p = string.find(s, '[%[%]{}"]', j)
+    if p == nil then error("unterminated value") end
+    local c = string.byte(s, p)
+    if c == 34 then
+      j = string_end(s, p) + 1
+    elseif c == 123 or c == 91 then
+      depth = depth + 1
+      j = p + 1
+    else
+      depth = depth - 1
+      if depth == 0 then return p end
+      j = p + 1
+    end
+  end
+end
+
+-- RFC 7396: the text of the object text `s` (nil or not an object: {}) merged with the parsed
+-- object `patch`. One pass over `s` finds the members the patch names (a key is compared only when
+-- its length is one of theirs); the runs of members between them are copied as they stand, a
+-- named member takes its new value in place (a merged object is patched the same way) or is
+-- dropped, and new members come last, in the patch's order.
+function J.patch_text(s, patch)
+  local want, lens = {}, {}
+  for _, k in ipairs(patch.keys) do
+    want[k] = true
+    lens[#k] = true
+  end
+  local pieces, seen = {}, {}
+  local function named(key, vs, ve)
+    seen[key] = true
+    local pv = patch.vals[key]
+    if is_null(pv) then return end
+    if pv.t == "o" then
+      pieces[#pieces + 1] = key .. ":" .. J.patch_text(vs and string.sub(s, vs, ve), pv)
+    else
+      pieces[#pieces + 1] = key .. ":" .. J.encode(J.unsentinel(pv))
+    end
+  end
+  local i = s ~= nil and skip(s, 1) or nil
+  if i ~= nil and string.byte(s, i) == 123 then
+    i = skip(s, i + 1)
+    if string.byte(s, i) ~= 125 then
+      local run = nil -- where the current run of copied members starts
+      local last = nil -- where the last member ended
+      while true do
+        i = skip(s, i)
+        if string.byte(s, i) ~= 34 then error("expected key") end
+        local ks, ke = i, string_end(s, i)
+        i = skip(s, ke + 1)
+        if string.byte(s, i) ~= 58 then error("expected :") end
+        local vs = skip(s, i + 1)
+        local ve = value_end(s, vs)
+        local key = lens[ke - ks + 1] and string.sub(s, ks, ke) or nil
+        if key ~= nil and want[key] and not seen[key] then
+          if run ~= nil then pieces[#pieces + 1] = string.sub(s, run, last) end
+          run = nil
+          named(key, vs, ve)
+        elseif run == nil then
+          run = ks
+        end
+        last = ve
+        i = skip(s, ve + 1)
+        local d = string.byte(s, i)
+        if d == 125 then break end
+        if d ~= 44 then error("expected , or }") end
+        i = i + 1
+      end
+      if run ~= nil then pieces[#pieces + 1] = string.sub(s, run, last) end
+    end
+  end
+  for _, k in ipairs(patch.keys) do
+    if not seen[k] then named(k, nil, nil) end
+  end
+  return "{" .. table.concat(pieces, ",") .. "}"
 end

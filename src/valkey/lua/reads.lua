@@ -63,36 +63,49 @@ FF.fn.list_flows = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
+-- The partition's suspended executions in (score, id) order: the `suspended` index is one sorted
+-- set scored by the suspension's timeout (NO_TIMEOUT without one), whose ties sort by id, so a page
+-- costs its limit, not the size of the index. The page starts after the cursor's entry; a cursor
+-- that left the index resumes at the first entry (in order) whose id is greater, found by a scan of
+-- at most SCAN_BUDGET entries per call: past that the reply is SCAN with the position reached
+-- (a.scan_from of the next call). Reply: OK + up to limit + 1 rows {id, score, reason}.
+local SCAN_CHUNK, SCAN_BUDGET = 1000, 10000
 FF.fn.list_suspended = function(B, a, now)
-  local rows = {}
-  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
-    local r = C("ZRANGE", K.lane(B, lane, "suspended"), 0, -1, "WITHSCORES")
-    for i = 1, #r, 2 do rows[#rows + 1] = { r[i], tonumber(r[i + 1]) } end
-  end
-  table.sort(rows, function(x, y)
-    if x[2] == y[2] then return x[1] < y[1] end
-    return x[2] < y[2]
-  end)
+  local key = K.idx(B, "suspended")
+  local limit = math.max(1, math.floor(FF.num(a.limit, 100)))
   local cursor = FF.str(a.cursor)
-  local start = 1
+  local start = 0
   if cursor ~= "" then
-    local found = nil
-    for i, row in ipairs(rows) do if row[1] == cursor then found = i end end
-    if found ~= nil then
-      start = found + 1
+    local rank = C("ZRANK", key, cursor)
+    if rank ~= false then
+      start = rank + 1
     else
-      start = #rows + 1
-      for i, row in ipairs(rows) do
-        if row[1] > cursor then start = i; break end
+      local pos = math.max(0, math.floor(FF.num(a.scan_from, 0)))
+      local scanned = 0
+      start = nil
+      while start == nil do
+        local ids = C("ZRANGE", key, pos, pos + SCAN_CHUNK - 1)
+        for i = 1, #ids do
+          if ids[i] > cursor then
+            start = pos + i - 1
+            break
+          end
+        end
+        if start == nil then
+          if #ids < SCAN_CHUNK then return FF.ok("OK", "[]") end
+          pos = pos + SCAN_CHUNK
+          scanned = scanned + SCAN_CHUNK
+          if scanned >= SCAN_BUDGET then return FF.ok("SCAN", FF.s(pos)) end
+        end
       end
     end
   end
-  local limit = FF.num(a.limit)
+  local r = C("ZRANGE", key, start, start + limit, "WITHSCORES")
   local out = {}
-  for i = start, math.min(#rows, start + limit) do
-    local e = rows[i][1]
+  for i = 1, #r, 2 do
+    local e = r[i]
     local reason = C("HGET", K.ex(B, e, "susp"), "reason_code")
-    out[#out + 1] = { e, FF.s(rows[i][2]), reason or "" }
+    out[#out + 1] = { e, FF.s(tonumber(r[i + 1])), reason or "" }
   end
   return FF.ok("OK", FF.jarr(out))
 end
@@ -166,27 +179,57 @@ FF.fn.observe_signals = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
+-- A read page (a.page_frames, a.page_bytes: Limits.readPageFrames / readPageBytes): at most a.count
+-- frames and page_frames, stopping before the frame that would take the payload bytes past
+-- page_bytes (never empty). The stream is read in chunks of READ_CHUNK entries, so a page reads at
+-- most one chunk past its budget. a.after (exclusive, tail) or a.from / a.to (inclusive, "-" / "+"
+-- for the ends). The reply's fourth field is the id of the first frame the budget left out ("" when none).
+local READ_CHUNK = 32
 FF.fn.read_stream = function(B, a, now)
   local e, idx = a.execution_id, a.attempt_index
+  local page_frames, page_bytes = FF.num(a.page_frames, 1000), FF.num(a.page_bytes, 1048576)
   local stream = K.stream(B, e, idx)
-  local entries
-  if a.after ~= nil then
-    local args = { "COUNT", FF.num(a.count), "STREAMS", stream, a.after }
-    local r = C("XREAD", unpack(args))
-    entries = {}
-    if r and r[1] then entries = r[1][2] end
-  else
-    entries = C("XRANGE", stream, a.from, a.to, "COUNT", FF.num(a.count))
+  local count = math.max(1, math.floor(FF.num(a.count, 1)))
+  local start, stop = a.from, a.to
+  if a.after ~= nil then start, stop = "(" .. FF.str(a.after), "+" end
+  -- End as the lower bound is the last entry, Start as the upper bound the first (XRANGE reads
+  -- "+" as a start and "-" as an end as an empty range)
+  if start == "+" then
+    local last = C("XREVRANGE", stream, "+", "-", "COUNT", 1)
+    start = (last[1] and last[1][1]) or "+"
+  end
+  if stop == "-" then
+    local first = C("XRANGE", stream, "-", "+", "COUNT", 1)
+    stop = (first[1] and first[1][1]) or "-"
+  end
+  local frames, bytes, next_id = {}, 0, ""
+  local done = false
+  while not done do
+    local entries = C("XRANGE", stream, start, stop, "COUNT", READ_CHUNK)
+    for _, entry in ipairs(entries) do
+      if #frames >= count then
+        done = true
+        break
+      end
+      local f = entry[2]
+      local fields, size = {}, 0
+      for i = 1, #f, 2 do
+        fields[f[i]] = f[i + 1]
+        if f[i] == "payload" then size = #f[i + 1] end
+      end
+      if #frames >= page_frames or (#frames > 0 and bytes + size > page_bytes) then
+        next_id = entry[1]
+        done = true
+        break
+      end
+      frames[#frames + 1] = { id = entry[1], fields = fields }
+      bytes = bytes + size
+    end
+    if #entries < READ_CHUNK then done = true end
+    if not done then start = "(" .. entries[#entries][1] end
   end
   local meta = C("HMGET", K.smeta(B, e, idx), "closed_at", "closed_reason")
-  local frames = {}
-  for _, entry in ipairs(entries) do
-    local fields = {}
-    local f = entry[2]
-    for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
-    frames[#frames + 1] = { id = entry[1], fields = fields }
-  end
-  return FF.ok("OK", FF.jarr(frames), meta[1] or "", meta[2] or "")
+  return FF.ok("OK", FF.jarr(frames), meta[1] or "", meta[2] or "", next_id)
 end
 
 FF.fn.read_summary = function(B, a, now)

@@ -30,7 +30,13 @@ local function callback_of(name)
     FF.begin()
     local now = FF.now(args[1])
     local a = FF.args(args[2])
+    local staged = a.staged
+    if staged ~= nil then
+      local bad = FF.take_staged(keys[1], args, staged)
+      if bad then return bad end
+    end
     local r = FF.fn[name](keys[1], a, now, args[3], args[4], args)
+    if staged ~= nil then FF.drop_staged(staged) end
     if FF.woke and a._hint ~= nil then FF.apply_wakes(a._hint[1], a._hint[2]) end
     return r
   end

@@ -26,13 +26,44 @@ FF.fn.append_frame = function(B, a, now, payload)
     if patch == nil then return FF.err("invalid_input", "patch payload is not valid JSON") end
     if patch.t ~= "o" then return FF.err("invalid_input", "patch must be a JSON object") end
     if FF.J.max_depth(patch) > 16 then return FF.err("invalid_input", "patch_depth_exceeded") end
+    -- the patch costs what it touches, not a parse of the whole stored document (json.lua)
     local stored = C("HGET", sk, "document")
-    local doc = nil
-    if stored ~= false and stored ~= "" then
-      doc = FF.J.parse(stored)
-      if doc == nil then return FF.err("corruption", "summary document of " .. e .. " attempt " .. idx .. " is not JSON") end
+    if stored == false or stored == "" then stored = nil end
+    local ok, text = pcall(FF.J.patch_text, stored, patch)
+    if not ok then return FF.err("corruption", "summary document of " .. e .. " attempt " .. idx .. " is not JSON") end
+    doc_text = text
+    local max = FF.num(a.summary_max, 131072)
+    if #doc_text > max then
+      return FF.err("limit_exceeded",
+        "append_frame: summary document: more than " .. FF.s(max) .. " bytes (Limits.summaryDocumentBytes)")
     end
-    doc_text = FF.J.encode(FF.J.unsentinel(FF.J.merge(doc, patch)))
+  end
+  -- the stream's trim and expiry, settled before the first write (FF.int_arg: a MAXLEN or a
+  -- PEXPIRE that is not a positive integer would fail, after the stream's first writes)
+  local trim, rate, ttl
+  if mode == "best_effort" then
+    ttl = math.max(1, FF.num(a.ttl_ms, 5000))
+    local floor = math.max(1, FF.num(a.maxlen_floor, 64))
+    local ceiling = math.max(floor, FF.num(a.maxlen_ceiling, 16384))
+    local alpha = FF.num(a.ema_alpha, 0.2)
+    if alpha <= 0 or alpha > 1 then alpha = 0.2 end
+    local ttl_s = ttl / 1000
+    local prev_rate = tonumber((meta or {}).ema_rate_hz or "")
+    local last = tonumber((meta or {}).last_append_ts_ms or "")
+    if prev_rate == nil or last == nil then
+      rate = floor / (ttl_s * 2)
+    else
+      local dt = math.max(1, now - last)
+      rate = alpha * (1000 / dt) + (1 - alpha) * prev_rate
+    end
+    trim = FF.int_arg(math.min(ceiling, math.max(floor, math.ceil(rate * ttl_s * 2))), floor)
+  end
+  local maxlen, approx = "64", true
+  if mode == "best_effort" then
+    maxlen = trim
+  elseif mode ~= "summary" then
+    local n = tonumber(a.retention_maxlen or "") or tonumber(c.stream_maxlen or "") or 10000
+    if n > 0 then maxlen, approx = FF.int_arg(n, 10000), false else maxlen = "10000" end
   end
   -- writes
   if meta == nil then
@@ -55,42 +86,18 @@ FF.fn.append_frame = function(B, a, now, payload)
     "encoding", FF.str(a.encoding ~= nil and a.encoding or "utf8"), "source", "worker", "mode", mode }
   if FF.str(a.correlation_id) ~= "" then fields[#fields + 1] = "correlation_id"; fields[#fields + 1] = a.correlation_id end
   if version ~= nil then fields[#fields + 1] = "summary_version"; fields[#fields + 1] = FF.s(version) end
-  local trim
   if mode == "best_effort" then
-    local ttl = math.max(1, FF.num(a.ttl_ms, 5000))
-    local floor = math.max(1, FF.num(a.maxlen_floor, 64))
-    local ceiling = math.max(floor, FF.num(a.maxlen_ceiling, 16384))
-    local alpha = FF.num(a.ema_alpha, 0.2)
-    if alpha <= 0 or alpha > 1 then alpha = 0.2 end
-    local ttl_s = ttl / 1000
-    local prev_rate = tonumber(meta.ema_rate_hz or "")
-    local last = tonumber(meta.last_append_ts_ms or "")
-    local rate
-    if prev_rate == nil or last == nil then
-      rate = floor / (ttl_s * 2)
-    else
-      local dt = math.max(1, now - last)
-      rate = alpha * (1000 / dt) + (1 - alpha) * prev_rate
-    end
-    trim = math.min(ceiling, math.max(floor, math.ceil(rate * ttl_s * 2)))
     fields[#fields + 1] = "ttl_ms"; fields[#fields + 1] = FF.s(ttl)
-    C("HSET", mk, "ema_rate_hz", tostring(rate), "last_append_ts_ms", FF.s(now), "maxlen_applied_last", FF.s(trim))
+    C("HSET", mk, "ema_rate_hz", tostring(rate), "last_append_ts_ms", FF.s(now), "maxlen_applied_last", trim)
   end
   local id
-  if mode == "summary" then
-    id = C("XADD", stream, "MAXLEN", "~", 64, "*", unpack(fields))
-  elseif mode == "best_effort" then
-    id = C("XADD", stream, "MAXLEN", "~", trim, "*", unpack(fields))
+  if approx then
+    id = C("XADD", stream, "MAXLEN", "~", maxlen, "*", unpack(fields))
   else
-    local maxlen = tonumber(a.retention_maxlen or "") or tonumber(c.stream_maxlen or "") or 10000
-    if maxlen > 0 then
-      id = C("XADD", stream, "MAXLEN", maxlen, "*", unpack(fields))
-    else
-      id = C("XADD", stream, "MAXLEN", "~", 10000, "*", unpack(fields))
-    end
+    id = C("XADD", stream, "MAXLEN", maxlen, "*", unpack(fields))
   end
   if mode == "best_effort" then
-    if meta.has_durable_frame ~= "1" then C("PEXPIRE", stream, 2 * math.max(1, FF.num(a.ttl_ms, 5000))) end
+    if meta.has_durable_frame ~= "1" then C("PEXPIRE", stream, FF.int_arg(2 * ttl, 10000)) end
   elseif meta.has_durable_frame ~= "1" then
     C("HSET", mk, "has_durable_frame", "1")
     C("PERSIST", stream)

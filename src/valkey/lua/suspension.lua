@@ -149,6 +149,8 @@ end
 
 -- --- create_waitpoint (operations.md §5.2) ----------------------------------------------------------
 FF.fn.create_waitpoint = function(B, a, now)
+  local bad = FF.need("create_waitpoint", a, { "execution_id", "s", "waitpoint_id", "s", "waitpoint_key", "s" })
+  if bad then return bad end
   local e = a.execution_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
@@ -178,6 +180,13 @@ end
 
 -- --- suspend (operations.md §5.1) -------------------------------------------------------------------
 FF.fn.suspend = function(B, a, now)
+  local bad = FF.need("suspend", a, { "execution_id", "s", "suspension_id", "s", "cond", "t", "primary", "t" }) or
+    FF.need("suspend", a.primary, { "waitpoint_id", "s" })
+  if bad then return bad end
+  if a.extras ~= nil then
+    bad = FF.need_each("suspend", a.extras, { "waitpoint_id", "s", "waitpoint_key", "s" })
+    if bad then return bad end
+  end
   local e = a.execution_id
   local dedup = nil
   if FF.str(a.idempotency_key) ~= "" then
@@ -190,7 +199,7 @@ FF.fn.suspend = function(B, a, now)
   end
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
   if bad then return bad end
   if FF.str(a.attempt_index) ~= c.current_attempt_index then return FF.err("invalid_lease_for_suspend") end
   local sk = K.ex(B, e, "susp")
@@ -227,18 +236,38 @@ FF.fn.suspend = function(B, a, now)
     end
   end
   local timeout_at = tonumber(a.timeout_at or "")
+  -- the tokens and the JSON this call writes, made before the first write (minting reads the
+  -- keystore and can refuse)
+  local sid = a.suspension_id
+  local wp_id, wp_key, token
+  local details_extra = {}
+  if pw ~= nil then
+    wp_id, wp_key, token = primary.waitpoint_id, pw.waitpoint_key, pw.waitpoint_token
+  else
+    wp_id, wp_key = primary.waitpoint_id, primary.waitpoint_key
+    local t, code = FF.H.mint(B, wp_id, wp_key, FF.s(now))
+    if t == nil then return FF.err(code) end
+    token = t
+    for _, x in ipairs(extras) do
+      local xt, xcode = FF.H.mint(B, x.waitpoint_id, x.waitpoint_key, FF.s(now))
+      if xt == nil then return FF.err(xcode) end
+      details_extra[#details_extra + 1] = { waitpoint_id = x.waitpoint_id, waitpoint_key = x.waitpoint_key, waitpoint_token = xt }
+    end
+  end
+  local details = cjson.encode({
+    suspension_id = sid, waitpoint_id = wp_id, waitpoint_key = wp_key, waitpoint_token = token,
+    additional = details_extra
+  })
+  local cond_json = cjson.encode(cond)
+  local extras_json = FF.jarr(details_extra)
   -- writes
   if prev ~= nil then
     if (prev.waitpoint_id or "") ~= "" then C("SADD", K.ex(B, e, "wps"), prev.waitpoint_id) end
     C("DEL", sk)
   end
   C("DEL", K.ex(B, e, "susp:sat"), K.ex(B, e, "susp:satsig"), K.ex(B, e, "susp:cnt"))
-  local sid = a.suspension_id
-  local wp_id, wp_key, token
-  local details_extra = {}
   local satisfied = false
   if pw ~= nil then
-    wp_id, wp_key, token = primary.waitpoint_id, pw.waitpoint_key, pw.waitpoint_token
     C("HSET", K.wp(B, wp_id), "suspension_id", sid, "state", "active", "activated_at", FF.s(now),
       "expires_at", timeout_at and FF.s(timeout_at) or "")
     C("ZREM", K.idx(B, "pending_wp"), wp_id)
@@ -260,10 +289,6 @@ FF.fn.suspend = function(B, a, now)
       end
     end
   else
-    wp_id, wp_key = primary.waitpoint_id, primary.waitpoint_key
-    local t, code = FF.H.mint(B, wp_id, wp_key, FF.s(now))
-    if t == nil then return FF.err(code) end
-    token = t
     C("DEL", K.wpx(B, wp_id, "signals"))
     C("HSET", K.wp(B, wp_id), "waitpoint_id", wp_id, "execution_id", e, "attempt_index", c.current_attempt_index,
       "suspension_id", sid, "waitpoint_key", wp_key, "waitpoint_token", token, "state", "active",
@@ -271,9 +296,8 @@ FF.fn.suspend = function(B, a, now)
       "expires_at", timeout_at and FF.s(timeout_at) or "", "close_reason", "", "signal_count", "0",
       "matched_signal_count", "0", "last_signal_at", "")
     if composite then FF.init_composite_condition(B, wp_id, now) else FF.init_single_condition(B, wp_id, cond, now) end
-    for _, x in ipairs(extras) do
-      local xt, xcode = FF.H.mint(B, x.waitpoint_id, x.waitpoint_key, FF.s(now))
-      if xt == nil then return FF.err(xcode) end
+    for i, x in ipairs(extras) do
+      local xt = details_extra[i].waitpoint_token
       C("DEL", K.wpx(B, x.waitpoint_id, "signals"))
       C("HSET", K.wp(B, x.waitpoint_id), "waitpoint_id", x.waitpoint_id, "execution_id", e,
         "attempt_index", c.current_attempt_index, "suspension_id", sid, "waitpoint_key", x.waitpoint_key,
@@ -282,14 +306,9 @@ FF.fn.suspend = function(B, a, now)
         "signal_count", "0", "matched_signal_count", "0", "last_signal_at", "")
       FF.init_composite_condition(B, x.waitpoint_id, now)
       C("SADD", K.ex(B, e, "wps"), x.waitpoint_id)
-      details_extra[#details_extra + 1] = { waitpoint_id = x.waitpoint_id, waitpoint_key = x.waitpoint_key, waitpoint_token = xt }
     end
   end
   C("SADD", K.ex(B, e, "wps"), wp_id)
-  local details = cjson.encode({
-    suspension_id = sid, waitpoint_id = wp_id, waitpoint_key = wp_key, waitpoint_token = token,
-    additional = details_extra
-  })
   local status = "SUSPENDED"
   if satisfied then
     -- T9': the buffered signals already satisfy the condition; the worker keeps its lease
@@ -301,10 +320,10 @@ FF.fn.suspend = function(B, a, now)
     local tb = FF.str(a.timeout_behavior)
     if tb == "" then tb = "fail" end
     C("HSET", sk, "suspension_id", sid, "execution_id", e, "attempt_index", c.current_attempt_index,
-      "waitpoint_id", wp_id, "waitpoint_key", wp_key, "additional_waitpoints_json", FF.jarr(details_extra),
+      "waitpoint_id", wp_id, "waitpoint_key", wp_key, "additional_waitpoints_json", extras_json,
       "reason_code", FF.str(a.reason_code), "requested_by", FF.str(a.requested_by), "created_at", FF.s(now),
       "timeout_at", timeout_at and FF.s(timeout_at) or "", "timeout_behavior", tb,
-      "resume_condition_json", cjson.encode(cond), "resume_policy_json", FF.str(a.resume_policy_json),
+      "resume_condition_json", cond_json, "resume_policy_json", FF.str(a.resume_policy_json),
       "continuation_metadata_pointer", FF.str(a.continuation), "last_signal_at", "", "satisfied_at", "",
       "closed_at", "", "close_reason", "", "composite", composite and "1" or "0")
     FF.suspend_attempt(B, e, c, sid, now)
@@ -312,7 +331,7 @@ FF.fn.suspend = function(B, a, now)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", FF.blocking_for(FF.str(a.reason_code)),
       "suspended: waitpoint " .. wp_id .. " awaiting " .. FF.str(a.reason_code), "none", "attempt_interrupted", now,
       FF.with(FF.LEASE_CLEAR, { "current_suspension_id", sid, "current_waitpoint_id", wp_id }))
-    C("ZADD", K.lane(B, c.lane_id, "suspended"), FF.s(timeout_at or FF.NO_TIMEOUT), e)
+    C("ZADD", K.idx(B, "suspended"), FF.s(timeout_at or FF.NO_TIMEOUT), e)
     if timeout_at then C("ZADD", K.idx(B, "susp_timeout"), FF.s(timeout_at), e) end
   end
   if dedup ~= nil then
@@ -338,7 +357,7 @@ local function record_signal(B, e, w, a, now, effect, payload)
   if payload ~= nil and payload ~= "" then C("SET", K.sig(B, sig) .. ":payload", payload) end
   local maxlen = FF.num(a.signal_maxlen, 1000)
   if maxlen <= 0 then maxlen = 1000 end
-  C("XADD", K.wpx(B, w, "signals"), "MAXLEN", "~", maxlen, "*", "signal_id", sig,
+  C("XADD", K.wpx(B, w, "signals"), "MAXLEN", "~", FF.int_arg(maxlen, 1000), "*", "signal_id", sig,
     "signal_name", FF.str(a.signal_name), "accepted_at", FF.s(now))
   C("ZADD", K.ex(B, e, "sigs"), FF.s(now), sig)
   return { signal_id = sig, signal_name = FF.str(a.signal_name), source_type = FF.str(a.source_type),
@@ -367,6 +386,8 @@ local function admit_signal(B, e, c, w, a, now)
 end
 
 FF.fn.deliver_signal = function(B, a, now, payload)
+  local bad = FF.need("deliver_signal", a, { "execution_id", "s", "waitpoint_id", "s", "signal_id", "s" })
+  if bad then return bad end
   local e, w = a.execution_id, a.waitpoint_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
@@ -469,7 +490,7 @@ function FF.expire_suspension(B, e, now)
     C("HSET", sk, "reason_code", "waiting_for_operator_review", "timeout_at", "", "timeout_behavior", "")
     C("ZREM", K.idx(B, "susp_timeout"), e)
     -- the timeout is gone, so the suspended score is the no-timeout score (operations.md §7.4)
-    C("ZADD", K.lane(B, c.lane_id, "suspended"), "XX", FF.s(FF.NO_TIMEOUT), e)
+    C("ZADD", K.idx(B, "suspended"), "XX", FF.s(FF.NO_TIMEOUT), e)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", "paused_by_operator",
       "suspension escalated: timeout at " .. FF.s(at), "none", c.attempt_state, now)
   else

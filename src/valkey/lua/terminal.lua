@@ -8,7 +8,7 @@ function FF.close_suspension(B, e, c, close_reason, wp_reason, now)
   local sk = K.ex(B, e, "susp")
   local s = FF.hmap(sk)
   C("ZREM", K.idx(B, "susp_timeout"), e)
-  C("ZREM", K.lane(B, c.lane_id, "suspended"), e)
+  C("ZREM", K.idx(B, "suspended"), e)
   if s == nil then return end
   if (s.closed_at or "") == "" then
     C("HSET", sk, "closed_at", FF.s(now), "close_reason", close_reason)

@@ -1,0 +1,426 @@
+// The Lua function library called directly, below the service boundary: a function either does all
+// of its work or fails before its first write (a Valkey function is not rolled back on error). Sizes
+// the boundary refuses are sent here on purpose: no helper of the library may fail on a size after
+// it has written.
+import { describe, expect, inject, layer } from "@effect/vitest"
+import { Clock, Duration, Effect } from "effect"
+import { Redis } from "iovalkey"
+import { EngineBackend } from "../src/EngineBackend.js"
+import { Maintenance } from "../src/Maintenance.js"
+import * as Ids from "../src/Ids.js"
+import type * as M from "../src/Model.js"
+import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
+import { testHmacSecret } from "./support/hmac.js"
+
+const url = inject("valkeyUrl")
+const prefix = `lib-${process.pid}-${Date.now().toString(36)}`
+const base = (p: number) => `${prefix}:{fp:${p}}`
+const budgetBase = (m: number) => `${prefix}:{b:${m}}`
+
+/** A raw FCALL of the library at the layer's time (Effect's Clock): its reply, or the error it failed with. */
+const fcall = (admin: Redis, fn: string, key: string, args: object, blobs: ReadonlyArray<string> = []) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.promise(() =>
+      (admin.call("FCALL", fn, "1", key, String(now), JSON.stringify(args), ...blobs) as Promise<Array<unknown>>).then(
+        (r) => ({ ok: true as const, reply: r }),
+        (e: unknown) => ({ ok: false as const, error: String(e) })
+      )
+    ))
+
+/** The code of a refusal reply ({0, code, detail}), or undefined. */
+const refused = (out: { ok: boolean; reply?: Array<unknown> }) =>
+  out.ok && out.reply?.[0] === 0 ? out.reply[1] : undefined
+
+const tagsOf = (n: number) => {
+  const tags: Record<string, string> = {}
+  for (let i = 0; i < n; i++) tags[`lib.tag${i}`] = `value-${i}`
+  return tags
+}
+
+const claimPolicy = { workerId: Ids.unsafe.workerId("w"), workerInstanceId: Ids.unsafe.workerInstanceId("w-i"), leaseTtlMs: 30_000 }
+
+const lane = Effect.map(Ids.randomUuid, (u) => Ids.unsafe.laneId(`lib-${u.slice(0, 8)}`))
+
+/** The arguments of ff_create (and of one item of ff_create_many / a member of ff_create_flow_graph). */
+const createArgs = (executionId: Ids.ExecutionId, laneId: Ids.LaneId, tags: Record<string, string>) => ({
+  execution_id: executionId,
+  namespace: "lib",
+  lane_id: laneId,
+  execution_kind: "k",
+  priority: 0,
+  creator_identity: "",
+  payload_encoding: "",
+  tags,
+  required_capabilities: ""
+})
+
+describe("valkey function library", () => {
+  // the layer loads the library; the tests then call it directly
+  layer(ValkeyBackend.layer({ url, keyPrefix: prefix, clock: "effect", hmacSecret: testHmacSecret }), { timeout: 60_000 })((it) => {
+    const admin = () =>
+      Effect.acquireRelease(
+        Effect.sync(() => new Redis(url, { maxRetriesPerRequest: 1 })),
+        (c) => Effect.promise(() => c.quit())
+      )
+
+    describe("a helper never fails on a size after a write", () => {
+      it.scoped("ff_create with 4,000 tags stores them all and the execution is claimable", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const p = Ids.executionPartition(id)
+          const out = yield* fcall(r, "ff_create", base(p), createArgs(id, l, tagsOf(4000)), ["", ""])
+          expect(out).toMatchObject({ ok: true, reply: [1, "OK", expect.anything(), id, "waiting"] })
+          expect(yield* Effect.promise(() => r.hlen(`${base(p)}:e:${id}:tags`))).toBe(4000)
+          // the lane is registered by the layer after a create; here the test does it
+          yield* Effect.promise(() => r.zadd(`${prefix}:hint:${l}`, "0", String(p)))
+          const h = yield* b.claim({
+            lane: l,
+            capabilities: { tokens: [] },
+            policy: { workerId: Ids.unsafe.workerId("w"), workerInstanceId: Ids.unsafe.workerInstanceId("w-i"), leaseTtlMs: 30_000 }
+          })
+          expect(h._tag).toBe("Some")
+        }))
+
+      it.scoped("ff_create_many with [ok, 4,000 tags, ok] creates all three", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const l = yield* lane
+          const flowId = yield* Ids.newFlowId
+          const ids = [
+            yield* Ids.executionIdForFlow(flowId),
+            yield* Ids.executionIdForFlow(flowId),
+            yield* Ids.executionIdForFlow(flowId)
+          ]
+          const p = Ids.executionPartition(ids[0]!)
+          const items = ids.map((id, i) => createArgs(id, l, i === 1 ? tagsOf(4000) : {}))
+          const out = yield* fcall(r, "ff_create_many", base(p), { items }, ["", "", "", "", "", ""])
+          expect(out.ok).toBe(true)
+          for (const id of ids) expect(yield* Effect.promise(() => r.exists(`${base(p)}:e:${id}`))).toBe(1)
+          expect(yield* Effect.promise(() => r.hlen(`${base(p)}:e:${ids[1]}:tags`))).toBe(4000)
+        }))
+
+      it.scoped("ff_create_flow_graph whose third member has 4,000 tags creates the whole flow", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const flowId = yield* Ids.newFlowId
+          const ids = [
+            yield* Ids.executionIdForFlow(flowId),
+            yield* Ids.executionIdForFlow(flowId),
+            yield* Ids.executionIdForFlow(flowId)
+          ]
+          const p = Ids.executionPartition(ids[0]!)
+          const out = yield* fcall(r, "ff_create_flow_graph", base(p), {
+            flow: { flow_id: flowId, flow_kind: "dag", namespace: "lib" },
+            members: ids.map((id, i) => createArgs(id, l, i === 2 ? tagsOf(4000) : {})),
+            joins: [],
+            edges: [{ edge_id: yield* Ids.newEdgeId, upstream: ids[0], downstream: ids[2], dependency_kind: "success_only" }]
+          }, ["", "", "", "", "", ""])
+          expect(out.ok).toBe(true)
+          const flow = yield* b.describeFlow(flowId)
+          expect(flow._tag === "Some" && flow.value.nodeCount).toBe(3)
+          expect(flow._tag === "Some" && flow.value.edgeCount).toBe(1)
+          expect(yield* Effect.promise(() => r.hlen(`${base(p)}:e:${ids[2]}:tags`))).toBe(4000)
+        }))
+
+      it.scoped("ff_create_budget with 2,100 dimensions stores every limit", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const budgetId = yield* Ids.newBudgetId
+          const m = Ids.budgetPartition(budgetId)
+          const dims = Array.from({ length: 2100 }, (_, i) => `d${i}`)
+          const out = yield* fcall(r, "ff_create_budget", budgetBase(m), {
+            budget_id: budgetId,
+            scope_type: "tenant",
+            scope_id: "t",
+            enforcement_mode: "strict",
+            on_hard_limit: "fail",
+            on_soft_limit: "warn",
+            reset_interval_ms: 0,
+            dimensions: dims,
+            hard: dims.map(() => 10),
+            soft: dims.map(() => 5)
+          })
+          expect(out).toMatchObject({ ok: true, reply: [1, "OK", "", budgetId] })
+          const status = yield* b.getBudgetStatus(budgetId)
+          expect(Object.keys(status.hardLimits)).toHaveLength(2100)
+          expect(status.hardLimits["d2099"]).toBe(10)
+        }))
+    })
+
+    describe("every check before the first write", () => {
+
+      it.scoped("ff_create_many with a malformed second item creates nothing", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const l = yield* lane
+          const flowId = yield* Ids.newFlowId
+          const ids = [yield* Ids.executionIdForFlow(flowId), yield* Ids.executionIdForFlow(flowId)]
+          const p = Ids.executionPartition(ids[0]!)
+          const items = [createArgs(ids[0]!, l, {}), { ...createArgs(ids[1]!, l, {}), lane_id: null }]
+          const out = yield* fcall(r, "ff_create_many", base(p), { items }, ["", "", "", ""])
+          expect(refused(out)).toBe("invalid_input")
+          for (const id of ids) expect(yield* Effect.promise(() => r.exists(`${base(p)}:e:${id}`))).toBe(0)
+        }))
+
+      it.scoped("ff_create_flow_graph with an edge to a non-member writes nothing", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const flowId = yield* Ids.newFlowId
+          const ids = [yield* Ids.executionIdForFlow(flowId), yield* Ids.executionIdForFlow(flowId)]
+          const stranger = yield* Ids.executionIdForFlow(flowId)
+          const p = Ids.executionPartition(ids[0]!)
+          const out = yield* fcall(r, "ff_create_flow_graph", base(p), {
+            flow: { flow_id: flowId, flow_kind: "dag", namespace: "lib" },
+            members: ids.map((id) => createArgs(id, l, {})),
+            joins: [{ downstream: ids[1], variant: "any_of", on_satisfied: "let_run" }],
+            edges: [{ edge_id: yield* Ids.newEdgeId, upstream: ids[0], downstream: stranger }]
+          }, ["", "", "", ""])
+          expect(refused(out)).toBe("invalid_input")
+          expect((yield* b.describeFlow(flowId))._tag).toBe("None")
+          for (const id of ids) expect(yield* Effect.promise(() => r.exists(`${base(p)}:e:${id}`))).toBe(0)
+        }))
+
+      it.scoped("ff_report_usage with a delta past 2^53 changes no dimension", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const budgetId = yield* Ids.newBudgetId
+          yield* b.createBudget({
+            budgetId,
+            scopeType: "tenant",
+            scopeId: "t",
+            dimensions: ["a", "b"],
+            hardLimits: [0, 0],
+            softLimits: [0, 0]
+          })
+          const out = yield* fcall(r, "ff_report_usage", budgetBase(Ids.budgetPartition(budgetId)), {
+            budget_id: budgetId,
+            dimensions: ["a", "b"],
+            deltas: [5, 1e300]
+          })
+          expect(refused(out)).toBe("invalid_input")
+          expect((yield* b.getBudgetStatus(budgetId)).usage).toEqual({})
+        }))
+
+      it.scoped("ff_claim without a lease TTL refuses before it writes", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          const out = yield* fcall(r, "ff_claim", base(Ids.executionPartition(id)), {
+            lane: l,
+            worker_id: "w",
+            worker_instance_id: "w-i",
+            caps: [],
+            lease_id: yield* Ids.newLeaseId,
+            attempt_id: yield* Ids.newAttemptId
+          })
+          expect(refused(out)).toBe("invalid_input")
+          expect((yield* b.describeExecution(id)).pipe((o) => o._tag === "Some" && o.value.publicState)).toBe("waiting")
+          expect(yield* Effect.promise(() => r.exists(`${base(Ids.executionPartition(id))}:e:${id}:a:0`))).toBe(0)
+        }))
+
+      it.scoped("ff_complete_many with a malformed second item completes nothing", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          expect(h._tag).toBe("Some")
+          const s = yield* b.describeExecution(id)
+          const lease = s._tag === "Some" ? s.value.currentLease : undefined
+          const attempt = s._tag === "Some" ? s.value.currentAttempt : undefined
+          const out = yield* fcall(r, "ff_complete_many", `${prefix}:lanes`, {
+            prefix,
+            partitions: 256,
+            items: [
+              {
+                partition: Ids.executionPartition(id),
+                execution_id: id,
+                attempt_index: attempt?.attemptIndex,
+                attempt_id: attempt?.attemptId,
+                lease_id: lease?.leaseId,
+                lease_epoch: lease?.leaseEpoch
+              },
+              { partition: Ids.executionPartition(id) }
+            ]
+          })
+          expect(refused(out)).toBe("invalid_input")
+          expect((yield* b.describeExecution(id)).pipe((o) => o._tag === "Some" && o.value.publicState)).toBe("active")
+        }))
+
+      it.scoped("numbers no command takes (a 1e300 TTL, retention or signal cap) are clamped, not failed on", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const p = Ids.executionPartition(id)
+          const created = yield* fcall(r, "ff_create", base(p), {
+            ...createArgs(id, l, {}),
+            idempotency_key: `k-${id}`,
+            dedup_ttl_ms: 1e300
+          }, ["", ""])
+          expect(created.ok && created.reply[1]).toBe("OK")
+          const again = yield* fcall(r, "ff_create", base(p), {
+            ...createArgs(yield* Ids.executionIdSolo(l), l, {}),
+            idempotency_key: `k-${id}`
+          }, ["", ""])
+          expect(again.ok && again.reply.slice(1, 2)).toEqual(["DUPLICATE"])
+          yield* Effect.promise(() => r.zadd(`${prefix}:hint:${l}`, "0", String(p)))
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag === "None") return expect.fail("nothing claimed")
+          const s = yield* b.describeExecution(id)
+          if (s._tag === "None" || s.value.currentLease === undefined) return expect.fail("no lease")
+          const fence = {
+            execution_id: id,
+            attempt_index: s.value.currentLease.attemptIndex,
+            lease_id: s.value.currentLease.leaseId,
+            lease_epoch: s.value.currentLease.leaseEpoch
+          }
+          const durable = yield* fcall(r, "ff_append_frame", base(p), {
+            ...fence,
+            frame_type: "stdout",
+            mode: "durable",
+            retention_maxlen: 1e300
+          }, ["x"])
+          expect(durable.ok && durable.reply[1]).toBe("OK")
+          const live = yield* fcall(r, "ff_append_frame", base(p), {
+            ...fence,
+            frame_type: "event",
+            mode: "best_effort",
+            ttl_ms: 1e300,
+            maxlen_ceiling: 1e300
+          }, ["y"])
+          expect(live.ok && live.reply[1]).toBe("OK")
+          const wp = yield* b.createWaitpoint(h.value, { waitpointKey: "k", expiresIn: Duration.hours(1) })
+          const signalled = yield* fcall(r, "ff_deliver_signal", base(p), {
+            execution_id: id,
+            waitpoint_id: wp.waitpointId,
+            signal_id: yield* Ids.newSignalId,
+            signal_name: "go",
+            token: wp.hmacToken,
+            signal_maxlen: 1e300
+          })
+          expect(signalled.ok && signalled.reply.slice(1, 2)).toEqual(["OK"])
+        }))
+
+      it.scoped("a backoff with no initial delay and a huge multiplier schedules its retries (no nan delay)", () =>
+        Effect.gen(function*() {
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          yield* b.createExecution({
+            executionId: id,
+            laneId: l,
+            namespace: Ids.unsafe.namespace("lib"),
+            executionKind: "k",
+            policy: {
+              retryPolicy: {
+                maxRetries: 5,
+                backoff: { type: "exponential", initialDelayMs: 0, maxDelayMs: 1000, multiplier: 1e308 }
+              }
+            }
+          })
+          for (let i = 0; i < 4; i++) {
+            yield* (yield* Maintenance).promoteDelayed()
+            const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+            if (h._tag === "None") return expect.fail(`attempt ${i} not claimable`)
+            const out = yield* b.fail(h.value, { reason: { message: "boom" }, classification: "Transient" })
+            expect(out).toMatchObject({ _tag: "RetryScheduled" })
+          }
+        }))
+    })
+
+    describe("listSuspended", () => {
+      it.scoped("a cursor that left the index resumes at the first greater id, found by bounded scans", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const p = 7
+          const key = `${base(p)}:i:suspended`
+          // 25,000 entries in score order whose ids all sort before the cursor, then one after it
+          const id = (n: number) => `{fp:${p}}:00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`
+          for (let i = 0; i < 25_000; i += 5_000) {
+            const args: Array<string> = []
+            for (let n = i; n < i + 5_000; n++) args.push(String(1_000_000 + n), id(n))
+            yield* Effect.promise(() => r.zadd(key, ...args))
+          }
+          const later = `{fp:${p}}:ffffffff-0000-4000-8000-000000000000`
+          yield* Effect.promise(() => r.zadd(key, "2000000", later))
+          const gone = `{fp:${p}}:f0000000-0000-4000-8000-000000000000` as Ids.ExecutionId
+          const page = yield* b.listSuspended({ partition: `{fp:${p}}` as M.ListSuspendedArgs["partition"], cursor: gone, limit: 5 })
+          expect(page.entries.map((e) => e.executionId)).toEqual([later])
+          expect(page.nextCursor).toBeUndefined()
+          // a cursor still in the index: the page after it, by rank
+          const next = yield* b.listSuspended({
+            partition: `{fp:${p}}` as M.ListSuspendedArgs["partition"],
+            cursor: id(24_997) as Ids.ExecutionId,
+            limit: 2
+          })
+          expect(next.entries.map((e) => [e.executionId, e.suspendedAtMs])).toEqual([[id(24_998), 1_024_998], [id(24_999), 1_024_999]])
+          expect(next.nextCursor).toBe(id(24_999))
+        }))
+    })
+
+    describe("staged blobs", () => {
+      it.scoped("a large payload and result are staged and renamed into place; nothing staged is left behind", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const big = new Uint8Array(1024 * 1024).map((_, i) => i % 251)
+          const args = { executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k", inputPayload: big }
+          expect((yield* b.createExecution(args))._tag).toBe("Created")
+          expect((yield* b.createExecution(args))._tag).toBe("Duplicate")
+          const input = yield* b.getExecutionInput(id)
+          expect(input._tag === "Some" && Buffer.compare(Buffer.from(input.value.payload), Buffer.from(big))).toBe(0)
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag === "None") return expect.fail("nothing claimed")
+          yield* b.complete(h.value, { payload: big.slice().reverse() })
+          const result = yield* b.getExecutionResult(id)
+          expect(result._tag === "Some" && result.value.length).toBe(big.length)
+          expect(result._tag === "Some" && result.value[0]).toBe(big[big.length - 1])
+          const staged = yield* Effect.promise(() => r.keys(`${prefix}:*:stage:*`))
+          expect(staged).toEqual([])
+        }))
+    })
+
+    describe("summary patches", () => {
+      it.scoped("a patch rewrites only what it names: order, nesting, escapes and brackets inside strings are kept", () =>
+        Effect.gen(function*() {
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag === "None") return expect.fail("nothing claimed")
+          const patch = (text: string) =>
+            b.appendFrame(h.value, {
+              bytes: new TextEncoder().encode(text),
+              kind: "event",
+              mode: { _tag: "DurableSummary", patchKind: "json-merge-patch" }
+            })
+          yield* patch('{"a":"x}\\"{","b":[{"c":1},"]"],"n":{"m":{"o":1}},"z":true,"k":{"l":[1,{"x":"}"}]}}')
+          yield* patch('{"n":{"m":{"p":2}},"a":null,"q":{"r":1},"b":7,"gone":null,"k":{"l":null,"w":"__ff_null__"}}')
+          const doc = yield* b.readSummary({ executionId: id, attemptIndex: 0 as Ids.AttemptIndex })
+          expect(doc._tag === "Some" && new TextDecoder().decode(doc.value.documentJson)).toBe(
+            '{"b":7,"n":{"m":{"o":1,"p":2}},"z":true,"k":{"w":null},"q":{"r":1}}'
+          )
+        }))
+    })
+  })
+})
