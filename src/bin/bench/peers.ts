@@ -1,10 +1,12 @@
 /**
  * The queues people use today, measured in the same run on the same server:
  * BullMQ on Valkey, pg-boss and graphile-worker on PostgreSQL. Each one runs
- * N no-op jobs end to end (add → process → complete).
+ * N no-op jobs end to end (add → process → complete); the latency scenarios'
+ * peers are in `peerLatency.ts`.
  */
 import { Effect, Option } from "effect"
 import { dropSchema } from "./cleanup.js"
+import { latencyPeers } from "./peerLatency.js"
 import type { BenchResult } from "./scenarios.js"
 
 export interface PeerOptions {
@@ -147,8 +149,8 @@ const graphileWorker: Peer = {
     })
 }
 
-/** The peers of a scenario on a backend: their worker runtimes over a bulk submit. */
+/** The peers of a scenario on a backend: their worker runtimes over a bulk submit, or a latency scenario's. */
 export const peers = (backend: string, scenario: string): ReadonlyArray<Peer> =>
   scenario === "submit-claim-complete" || scenario === "worker-runtime" ?
     (backend === "valkey" ? [bullmq] : backend === "postgres" ? [pgBoss, graphileWorker] : []) :
-    []
+    latencyPeers(backend, scenario)
