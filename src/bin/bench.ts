@@ -268,7 +268,10 @@ const command = Command.make(
           []
         if (isLatency(name)) {
           const total = opts.scenario === "all" ? DEFAULT_SAMPLES : Option.getOrElse(opts.tasks, () => DEFAULT_SAMPLES)
-          const perRound = Math.max(1, Math.ceil(total / Math.max(1, opts.rounds)))
+          const roundsHere = Math.max(1, opts.rounds)
+          // the samples shared out so that the rounds add up to `total`
+          const perRound = (i: number) =>
+            Math.max(1, Math.floor((total * (i + 1)) / roundsHere) - Math.floor((total * i) / roundsHere))
           if (opts.warmup > 0) {
             const warm = Math.min(opts.warmup, LATENCY_WARMUP)
             yield* round(warm, roundSeed(opts.seed, -1))
@@ -276,8 +279,8 @@ const command = Command.make(
           }
           results.push(...(yield* latencyRounds(
             opts.rounds,
-            (i) => round(perRound, roundSeed(opts.seed, i)),
-            runs.map((run) => (i: number) => run(perRound, roundSeed(opts.seed, i)))
+            (i) => round(perRound(i), roundSeed(opts.seed, i)),
+            runs.map((run) => (i: number) => run(perRound(i), roundSeed(opts.seed, i)))
           )))
           continue
         }
