@@ -1,18 +1,29 @@
 /**
  * `npm run bench -- --backend memory|valkey|postgres --scenario …`: throughput
- * and latency of the engine, with the peers (BullMQ, pg-boss,
- * graphile-worker) measured in the same run on the same servers.
+ * and latency of the engine and of its worker runtime, with the peers (BullMQ,
+ * pg-boss, graphile-worker) measured in the same run on the same servers.
  */
 import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, type Layer, Option, Redacted } from "effect"
+import { loadavg } from "node:os"
 import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
 import type { EngineError } from "../EngineError.js"
 import type { Maintenance } from "../Maintenance.js"
 import * as MemoryBackend from "../MemoryBackend.js"
 import { dropKeys, dropSchema } from "./bench/cleanup.js"
-import { type BenchResult, scenarios } from "./bench/scenarios.js"
 import { peers } from "./bench/peers.js"
+import { roundSeed } from "./bench/random.js"
+import { type BenchResult, latencies, type Scenario, scenarios as engineScenarios } from "./bench/scenarios.js"
+import { latencyScenarios } from "./bench/workerLatency.js"
+
+const scenarios: Record<string, Scenario> = { ...engineScenarios, ...latencyScenarios }
+/** Scenarios that report latency percentiles of samples taken one at a time (their `--tasks` is a sample count). */
+const isLatency = (name: string) => name in latencyScenarios
+const DEFAULT_TASKS = 20_000
+const DEFAULT_SAMPLES = 100
+/** Samples of a latency scenario's untimed warm-up round (`--warmup` 0 skips it). */
+const LATENCY_WARMUP = 5
 
 const backendOption = Options.choice("backend", ["memory", "valkey", "postgres"]).pipe(Options.withDefault("memory"))
 const scenarioOption = Options.choice("scenario", [
@@ -23,9 +34,22 @@ const scenarioOption = Options.choice("scenario", [
   "capability-routed",
   "flow-cancel",
   "worker-runtime",
+  "idle-pickup",
+  "cancel-latency",
+  "retry-latency",
   "all"
 ]).pipe(Options.withDefault("submit-claim-complete"))
-const tasksOption = Options.integer("tasks").pipe(Options.withDefault(20_000))
+const tasksOption = Options.integer("tasks").pipe(
+  Options.withDescription(
+    `tasks per round (default ${DEFAULT_TASKS}); for idle-pickup, cancel-latency and retry-latency the samples ` +
+      `of the whole run, split over the rounds (default ${DEFAULT_SAMPLES}); with --scenario all it sets only the former`
+  ),
+  Options.optional
+)
+const seedOption = Options.integer("seed").pipe(
+  Options.withDescription("seed of the latency scenarios' pseudo-random pauses (the same for every system of a run)"),
+  Options.withDefault(15)
+)
 const workersOption = Options.integer("workers").pipe(Options.withDefault(8))
 const batchOption = Options.integer("batch").pipe(
   Options.withDescription("claims per claimMany of a bench worker, completed with one completeMany"),
@@ -136,6 +160,57 @@ const interleavedRounds = <E, R>(
     return rows
   })
 
+/**
+ * A latency scenario's rounds, ours and each peer's in turn as in `interleavedRounds`; each system's
+ * samples are pooled over its rounds for the percentiles, and each peer's row gives, round by
+ * round, our p50 over its p50 (below 1: ours is quicker).
+ */
+const latencyRounds = <E, R>(
+  rounds: number,
+  ours: (round: number) => Effect.Effect<ReadonlyArray<BenchResult>, E, R>,
+  theirs: ReadonlyArray<(round: number) => Effect.Effect<BenchResult, unknown>>
+) =>
+  Effect.gen(function*() {
+    const our: Array<BenchResult> = []
+    const peer: Array<Array<BenchResult>> = theirs.map(() => [])
+    for (let i = 0; i < Math.max(1, rounds); i++) {
+      our.push(...(yield* ours(i)).slice(0, 1))
+      for (const [j, run] of theirs.entries()) peer[j]!.push(yield* run(i))
+    }
+    const mine = pooled(our)
+    const rows = [mine]
+    for (const runs of peer) {
+      const theirsPooled = pooled(runs)
+      const ratios = runs.map((r, i) => (our[i]!.p50Ms ?? 0) / (r.p50Ms ?? 0))
+      const sorted = [...ratios].sort((a, b) => a - b)
+      const median = sorted[Math.floor((sorted.length - 1) / 2)]!
+      const all = (mine.p50Ms ?? 0) / (theirsPooled.p50Ms ?? 0)
+      const p99 = (mine.p99Ms ?? 0) / (theirsPooled.p99Ms ?? 0)
+      rows.push({
+        ...theirsPooled,
+        note: `${theirsPooled.note}; flowfabric p50 ÷ this p50, round by round: ${
+          ratios.map((x) => x.toFixed(2)).join(" / ")
+        } (median ${median.toFixed(2)}); pooled p50 ${all.toFixed(2)}, p99 ${p99.toFixed(2)} (below 1: flowfabric quicker)`
+      })
+    }
+    return rows
+  })
+
+/** One system's latency rounds as one row: the samples pooled, each round's p50 in the note. */
+const pooled = (runs: ReadonlyArray<BenchResult>): BenchResult => {
+  const samples = runs.flatMap((r) => r.samplesMs ?? [])
+  return {
+    ...runs[0]!,
+    count: samples.length,
+    seconds: runs.reduce((a, r) => a + r.seconds, 0),
+    ...latencies(samples),
+    samplesMs: samples,
+    note: `${runs[0]!.note ?? ""}; ${runs.length} round${runs.length === 1 ? "" : "s"}, p50 by round: ${
+      runs.map((r) => (r.p50Ms ?? 0).toFixed(2)).join(" / ")
+    } ms`
+  }
+}
+
 const formatRow = (r: BenchResult): string =>
   [
     r.system.padEnd(26),
@@ -143,6 +218,7 @@ const formatRow = (r: BenchResult): string =>
     String(r.count).padStart(7),
     r.perSecond === undefined ? "".padStart(10) : r.perSecond.toFixed(0).padStart(10),
     r.p50Ms === undefined ? "".padStart(8) : r.p50Ms.toFixed(2).padStart(8),
+    r.p90Ms === undefined ? "".padStart(8) : r.p90Ms.toFixed(2).padStart(8),
     r.p95Ms === undefined ? "".padStart(8) : r.p95Ms.toFixed(2).padStart(8),
     r.p99Ms === undefined ? "".padStart(8) : r.p99Ms.toFixed(2).padStart(8),
     r.scenario.startsWith(" ") ? "" : `  ${r.note ?? ""}`
@@ -160,6 +236,7 @@ const command = Command.make(
     rounds: roundsOption,
     url: urlOption,
     noPeers: noPeersOption,
+    seed: seedOption,
     json: jsonOption
   },
   (opts) =>
@@ -170,42 +247,73 @@ const command = Command.make(
       const results: Array<BenchResult> = []
       for (const name of selected) {
         // Each round gets a fresh engine (a fresh key prefix / schema on servers), removed after it.
-        const round = (tasks: number) =>
+        const round = (tasks: number, seed = opts.seed) =>
           Effect.suspend(() => {
             const backend = backendFor(rounds++)
-            return scenarios[name]!({ tasks, workers: opts.workers, batch: opts.batch, system: `flowfabric-${opts.backend}` })
-              .pipe(Effect.provide(backend.layer), Effect.scoped, Effect.ensuring(backend.cleanup))
+            return scenarios[name]!({
+              tasks,
+              workers: opts.workers,
+              batch: opts.batch,
+              system: `flowfabric-${opts.backend}`,
+              seed
+            }).pipe(Effect.provide(backend.layer), Effect.scoped, Effect.ensuring(backend.cleanup))
           })
-        // the peers' runs are worker runtimes over a bulk submit: beside either scenario, once per run
-        const peersHere = name === "submit-claim-complete" ||
+        // the throughput peers' runs are worker runtimes over a bulk submit: beside either scenario, once per run
+        const peersHere = isLatency(name) || name === "submit-claim-complete" ||
           (name === "worker-runtime" && !selected.includes("submit-claim-complete"))
         const runs = !opts.noPeers && peersHere ?
-          peers(opts.backend).map((peer) => (tasks: number) =>
-            peer.run({ tasks, workers: opts.workers, url: opts.url })
+          peers(opts.backend, name).map((peer) => (tasks: number, seed = opts.seed) =>
+            peer.run({ tasks, workers: opts.workers, url: opts.url, scenario: name, seed })
           ) :
           []
+        if (isLatency(name)) {
+          const total = opts.scenario === "all" ? DEFAULT_SAMPLES : Option.getOrElse(opts.tasks, () => DEFAULT_SAMPLES)
+          const roundsHere = Math.max(1, opts.rounds)
+          // the samples shared out so that the rounds add up to `total`
+          const perRound = (i: number) =>
+            Math.max(1, Math.floor((total * (i + 1)) / roundsHere) - Math.floor((total * i) / roundsHere))
+          if (opts.warmup > 0) {
+            const warm = Math.min(opts.warmup, LATENCY_WARMUP)
+            yield* round(warm, roundSeed(opts.seed, -1))
+            for (const run of runs) yield* run(warm, roundSeed(opts.seed, -1))
+          }
+          results.push(...(yield* latencyRounds(
+            opts.rounds,
+            (i) => round(perRound(i), roundSeed(opts.seed, i)),
+            runs.map((run) => (i: number) => run(perRound(i), roundSeed(opts.seed, i)))
+          )))
+          continue
+        }
+        const tasks = Option.getOrElse(opts.tasks, () => DEFAULT_TASKS)
         if (opts.warmup > 0) {
           yield* round(opts.warmup)
           for (const run of runs) yield* run(opts.warmup)
         }
         results.push(...(yield* runs.length === 0 ?
-          medianRound(opts.rounds, () => round(opts.tasks)) :
-          interleavedRounds(opts.rounds, round(opts.tasks), runs.map((run) => run(opts.tasks)))))
+          medianRound(opts.rounds, () => round(tasks)) :
+          interleavedRounds(opts.rounds, round(tasks), runs.map((run) => run(tasks)))))
       }
+      // the raw samples stay out of the printed results
+      const printed = results.map(({ samplesMs: _, ...r }) => r)
       if (opts.json) {
-        yield* Console.log(JSON.stringify({ machine: machineInfo(), results }, null, 2))
+        yield* Console.log(JSON.stringify({ machine: machineInfo(), results: printed }, null, 2))
       } else {
-        yield* Console.log(["system".padEnd(26), "scenario".padEnd(24), "count".padStart(7), "per sec".padStart(10), "p50 ms".padStart(8), "p95 ms".padStart(8), "p99 ms".padStart(8)].join(" "))
+        yield* Console.log(["system".padEnd(26), "scenario".padEnd(24), "count".padStart(7), "per sec".padStart(10), "p50 ms".padStart(8), "p90 ms".padStart(8), "p95 ms".padStart(8), "p99 ms".padStart(8)].join(" "))
         for (const r of results) yield* Console.log(formatRow(r))
-        yield* Console.log(JSON.stringify({ machine: machineInfo(), results }))
+        yield* Console.log(JSON.stringify({ machine: machineInfo(), results: printed }))
       }
     })
 )
 
+/** The 1/5/15-minute load averages when the run started: other work on the machine shifts absolute figures. */
+const loadAtStart = loadavg()
+
 const machineInfo = () => ({
   node: process.version,
   platform: `${process.platform}-${process.arch}`,
-  cpus: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency
+  cpus: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency,
+  loadavgAtStart: loadAtStart.map((x) => Number(x.toFixed(2))),
+  loadavgAtEnd: loadavg().map((x) => Number(x.toFixed(2)))
 })
 
 const cli = Command.run(command, { name: "flowfabric-bench", version: "0.1.0" })

@@ -1,16 +1,22 @@
 /**
  * The queues people use today, measured in the same run on the same server:
  * BullMQ on Valkey, pg-boss and graphile-worker on PostgreSQL. Each one runs
- * N no-op jobs end to end (add → process → complete).
+ * N no-op jobs end to end (add → process → complete); the latency scenarios'
+ * peers are in `peerLatency.ts`.
  */
 import { Effect, Option } from "effect"
 import { dropSchema } from "./cleanup.js"
+import { latencyPeers } from "./peerLatency.js"
 import type { BenchResult } from "./scenarios.js"
 
 export interface PeerOptions {
   readonly tasks: number
   readonly workers: number
   readonly url: Option.Option<string>
+  /** The scenario the row is reported under. */
+  readonly scenario: string
+  /** Seed of the round's pseudo-random pauses (latency scenarios). */
+  readonly seed: number
 }
 
 export interface Peer {
@@ -18,12 +24,12 @@ export interface Peer {
   readonly run: (o: PeerOptions) => Effect.Effect<BenchResult, Error>
 }
 
-const result = (system: string, count: number, ms: number, note: string): BenchResult => ({
+const result = (o: PeerOptions, system: string, ms: number, note: string): BenchResult => ({
   system,
-  scenario: "submit-claim-complete",
-  count,
+  scenario: o.scenario,
+  count: o.tasks,
   seconds: ms / 1000,
-  perSecond: count / (ms / 1000),
+  perSecond: o.tasks / (ms / 1000),
   note
 })
 
@@ -55,7 +61,7 @@ const bullmq: Peer = {
         await worker.close()
         await queue.obliterate({ force: true })
         await queue.close()
-        return result("bullmq 6.7", o.tasks, ms, "addBulk ×1000, one Worker concurrency 50, default job options")
+        return result(o, "bullmq 6.7", ms, "addBulk ×1000, one Worker concurrency 50, default job options")
       },
       catch: (e) => new Error(`bullmq: ${String(e)}`)
     })
@@ -95,7 +101,7 @@ const pgBoss: Peer = {
         const ms = performance.now() - t0
         await boss.stop({ graceful: false, wait: true })
         await Effect.runPromise(dropSchema(pgUrl(o), schema))
-        return result("pg-boss 10.4", o.tasks, ms, `insert ×1000, ${o.workers} workers, batchSize 250, poll 0.5 s`)
+        return result(o, "pg-boss 10.4", ms, `insert ×1000, ${o.workers} workers, batchSize 250, poll 0.5 s`)
       },
       catch: (e) => new Error(`pg-boss: ${String(e)}`)
     })
@@ -137,11 +143,14 @@ const graphileWorker: Peer = {
         await runner.stop()
         await utils.release()
         await Effect.runPromise(dropSchema(pgUrl(o), schema))
-        return result("graphile-worker 0.17", o.tasks, ms, "addJobs ×1000, run concurrency 10, poll 1 s")
+        return result(o, "graphile-worker 0.17", ms, "addJobs ×1000, run concurrency 10, poll 1 s")
       },
       catch: (e) => new Error(`graphile-worker: ${String(e)}`)
     })
 }
 
-export const peers = (backend: string): ReadonlyArray<Peer> =>
-  backend === "valkey" ? [bullmq] : backend === "postgres" ? [pgBoss, graphileWorker] : []
+/** The peers of a scenario on a backend: their worker runtimes over a bulk submit, or a latency scenario's. */
+export const peers = (backend: string, scenario: string): ReadonlyArray<Peer> =>
+  scenario === "submit-claim-complete" || scenario === "worker-runtime" ?
+    (backend === "valkey" ? [bullmq] : backend === "postgres" ? [pgBoss, graphileWorker] : []) :
+    latencyPeers(backend, scenario)

@@ -15,9 +15,12 @@ export interface BenchResult {
   readonly seconds: number
   readonly perSecond?: number
   readonly p50Ms?: number
+  readonly p90Ms?: number
   readonly p95Ms?: number
   readonly p99Ms?: number
   readonly note?: string
+  /** The raw latencies of a latency scenario's round, pooled over its rounds (not printed). */
+  readonly samplesMs?: ReadonlyArray<number>
 }
 
 export interface ScenarioOptions {
@@ -26,9 +29,11 @@ export interface ScenarioOptions {
   /** Claims per `claimMany` call of a bench worker (its free slots). */
   readonly batch: number
   readonly system: string
+  /** Seed of the round's pseudo-random pauses (latency scenarios). */
+  readonly seed: number
 }
 
-type Scenario = (
+export type Scenario = (
   o: ScenarioOptions
 ) => Effect.Effect<ReadonlyArray<BenchResult>, EngineError, EngineBackend | Maintenance>
 
@@ -38,9 +43,9 @@ const nowMs = Effect.sync(() => performance.now())
 export const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 
-const latencies = (samples: Array<number>) => {
-  const s = samples.sort((a, b) => a - b)
-  return { p50Ms: percentile(s, 50), p95Ms: percentile(s, 95), p99Ms: percentile(s, 99) }
+export const latencies = (samples: ReadonlyArray<number>) => {
+  const s = [...samples].sort((a, b) => a - b)
+  return { p50Ms: percentile(s, 50), p90Ms: percentile(s, 90), p95Ms: percentile(s, 95), p99Ms: percentile(s, 99) }
 }
 
 /** A throughput row: `count` items in the `ms` milliseconds of a scenario or of one of its phases. */
