@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import { Effect, Either, ParseResult, Schema } from "effect"
+import { quote } from "./internal/quote.js"
 
 // ---------------------------------------------------------------------------
 // UUIDs
@@ -62,7 +63,7 @@ export const Uuid = Schema.transformOrFail(
     decode: (s, _, ast) => {
       const n = normalizeUuid(s)
       return n === undefined ?
-        Effect.fail(new ParseResult.Type(ast, s, `not a UUID: ${JSON.stringify(s)}`)) :
+        Effect.fail(new ParseResult.Type(ast, s, `not a UUID: ${quote(s)}`)) :
         Effect.succeed(n)
     },
     encode: Effect.succeed
@@ -352,8 +353,8 @@ export const parsePartitionKey = (key: string): Either.Either<Partition, Partiti
 export const partitionKeyErrorMessage = (e: PartitionKeyError): string =>
   e._tag === "MissingBraces" ? "missing braces" :
   e._tag === "MalformedBody" ? "malformed body" :
-  e._tag === "UnknownFamilyPrefix" ? `unknown family prefix '${e.prefix}'` :
-  `invalid index '${e.text}'`
+  e._tag === "UnknownFamilyPrefix" ? `unknown family prefix ${quote(e.prefix)}` :
+  `invalid index ${quote(e.text)}`
 
 /** @since 0.1.0 */
 export const PartitionKey = Schema.String.pipe(

@@ -6,6 +6,7 @@ import { Either, ParseResult, Schema } from "effect"
 import { invalidInput, validation, type ValidationError, type ValidationKind } from "../EngineError.js"
 import { ExecutionPolicy } from "../Model.js"
 import { compile } from "./fastValidate.js"
+import { quote } from "./quote.js"
 import type { CompositeBody, ResumeCondition, SuspendArgs } from "../Model.js"
 
 type Policy = typeof ExecutionPolicy.Type
@@ -27,9 +28,51 @@ export const PRIORITY_MAX = 9000
 
 export const clampPriority = (p: number): number => Math.min(PRIORITY_MAX, Math.max(PRIORITY_MIN, Math.trunc(p)))
 
+/** A value that formats as a short quotation of the caller's value (see `quote`). */
+class Quoted {
+  constructor(readonly text: string) {}
+  toString(): string {
+    return this.text
+  }
+}
+
+/**
+ * The same issue tree with every caller value replaced by its short quotation,
+ * so that formatting costs nothing however big, deep or cyclic the value is.
+ */
+const quoteActuals = (issue: ParseResult.ParseIssue): ParseResult.ParseIssue => {
+  switch (issue._tag) {
+    case "Type":
+      return new ParseResult.Type(issue.ast, new Quoted(quote(issue.actual)), issue.message)
+    case "Forbidden":
+      return new ParseResult.Forbidden(issue.ast, new Quoted(quote(issue.actual)), issue.message)
+    case "Unexpected":
+      return new ParseResult.Unexpected(new Quoted(quote(issue.actual)), issue.message)
+    case "Missing":
+      return issue
+    case "Pointer":
+      return new ParseResult.Pointer(issue.path, undefined, quoteActuals(issue.issue))
+    case "Refinement":
+      return new ParseResult.Refinement(issue.ast, new Quoted(quote(issue.actual)), issue.kind, quoteActuals(issue.issue))
+    case "Transformation":
+      return new ParseResult.Transformation(issue.ast, new Quoted(quote(issue.actual)), issue.kind, quoteActuals(issue.issue))
+    case "Composite":
+      return new ParseResult.Composite(
+        issue.ast,
+        new Quoted(quote(issue.actual)),
+        Array.isArray(issue.issues) ?
+          (issue.issues.map(quoteActuals) as unknown as readonly [ParseResult.ParseIssue, ...Array<ParseResult.ParseIssue>]) :
+          quoteActuals(issue.issues as ParseResult.ParseIssue)
+      )
+  }
+}
+
+/** A caller's string as an error detail: itself when short, else its quotation. */
+const echo = (s: string): string => (s.length <= 64 ? s : quote(s))
+
 const formatIssue = (error: ParseResult.ParseError): string =>
-  ParseResult.ArrayFormatter.formatErrorSync(error)
-    .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
+  ParseResult.ArrayFormatter.formatIssueSync(quoteActuals(error.issue))
+    .map((i) => (i.path.length > 0 ? `${i.path.map(String).join(".")}: ${i.message}` : i.message))
     .join("; ")
 
 const validators = new WeakMap<object, (u: unknown) => Either.Either<unknown, ParseResult.ParseError>>()
@@ -224,7 +267,7 @@ const TAG_KEY = /^[a-z][a-z0-9_]*\.[^.]/
 
 export const checkTags = (tags: Readonly<Record<string, string>>): ValidationError | undefined => {
   for (const key of Object.keys(tags)) {
-    if (!TAG_KEY.test(key)) return validation("InvalidTagKey", key)
+    if (!TAG_KEY.test(key)) return validation("InvalidTagKey", echo(key))
   }
   return undefined
 }
@@ -232,7 +275,7 @@ export const checkTags = (tags: Readonly<Record<string, string>>): ValidationErr
 const FRAME_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/
 
 export const checkFrameType = (frameType: string): ValidationError | undefined =>
-  frameType === "" || FRAME_TYPE.test(frameType) ? undefined : validation("InvalidFrameType", frameType)
+  frameType === "" || FRAME_TYPE.test(frameType) ? undefined : validation("InvalidFrameType", echo(frameType))
 
 export const checkWaitpointKey = (key: string, allowEmpty: boolean): ValidationError | undefined => {
   if (key.length === 0) return allowEmpty ? undefined : validation("InvalidWaitpointKey", "empty waitpoint key")
@@ -341,7 +384,7 @@ export const checkSuspendArgs = (args: SuspendArgs, now: number): ValidationErro
 // ---------------------------------------------------------------------------
 
 export const checkKid = (kid: string): ValidationError | undefined =>
-  kid.length === 0 || kid.includes(":") ? validation("InvalidKid", kid) : undefined
+  kid.length === 0 || kid.includes(":") ? validation("InvalidKid", echo(kid)) : undefined
 
 export const checkSecretHex = (hex: string): ValidationError | undefined =>
   hex.length === 0 || hex.length % 2 !== 0 || !/^[0-9a-fA-F]+$/.test(hex) ? validation("InvalidSecretHex") : undefined
@@ -358,7 +401,7 @@ const STREAM_ID = /^[0-9]+(-[0-9]+)?$/
 export const checkStreamId = (id: string): ValidationError | undefined => {
   if (id.length === 0) return invalidInput("stream cursor: empty")
   if (id === "-" || id === "+") return invalidInput("stream cursor: bare marker rejected")
-  return STREAM_ID.test(id) ? undefined : invalidInput(`stream cursor: malformed '${id}'`)
+  return STREAM_ID.test(id) ? undefined : invalidInput(`stream cursor: malformed ${quote(id)}`)
 }
 
 /** `"<ms>"` or `"<ms>-<seq>"` as a comparable pair. */
