@@ -26,6 +26,7 @@ import * as M from "../../Model.js"
 import type { CreateExecutionCore, HandleRef } from "../boundary.js"
 import { makeHandle } from "../handleCodec.js"
 import { type KeyLookup, mintToken, verifyToken } from "../hmac.js"
+import { recordOf } from "../records.js"
 import { applyPatch, parsePatch } from "../mergePatch.js"
 import { backoffDelayMs, clampPriority, conditionKeys, missingCapabilities, parseStreamId } from "../validation.js"
 import { type HeapEntry, MinHeap } from "./heap.js"
@@ -2418,7 +2419,7 @@ export class MemoryEngine {
   getBudgetStatus(_now: number, id: Ids.BudgetId): R<M.BudgetStatus> {
     const b = this.budgets.get(id)
     if (b === undefined) return err(notFound("budget"))
-    const obj = (m: Map<string, number>) => Object.fromEntries([...m].sort((a, c) => (a[0] < c[0] ? -1 : 1)))
+    const obj = (m: Map<string, number>) => recordOf([...m].sort((a, c) => (a[0] < c[0] ? -1 : 1)))
     return ok({
       budgetId: b.id,
       scopeType: b.scopeType,
