@@ -6,6 +6,7 @@ import { Either, ParseResult, Schema } from "effect"
 import { invalidInput, validation, type ValidationError, type ValidationKind } from "../EngineError.js"
 import { ExecutionPolicy } from "../Model.js"
 import { compile } from "./fastValidate.js"
+import { inputProblem, type RuleContext } from "./inputRules.js"
 import { quote } from "./quote.js"
 import type { CompositeBody, ResumeCondition, SuspendArgs } from "../Model.js"
 
@@ -137,13 +138,19 @@ export const construct = <F extends Schema.Struct.Fields>(
   op: string,
   schema: Schema.Struct<F>,
   input: unknown,
-  kind: ValidationKind = "InvalidInput"
+  kind: ValidationKind = "InvalidInput",
+  rules?: RuleContext
 ): Either.Either<Schema.Struct.Type<F>, ValidationError> => {
-  if (typeof input !== "object" || input === null) return Either.left(validation(kind, `${op}: expected an object`))
-  return Either.mapLeft(
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    return Either.left(validation(kind, `${op}: expected an object`))
+  }
+  const validated = Either.mapLeft(
     validatorOf(schema as unknown as Schema.Schema<Schema.Struct.Type<F>>)(withDefaults(schema.fields, input)),
     (e) => validation(kind, `${op}: ${formatIssue(e)}`)
   ) as Either.Either<Schema.Struct.Type<F>, ValidationError>
+  return rules === undefined ?
+    validated :
+    Either.flatMap(validated, (a) => obeysRules(op, schema as unknown as Schema.Schema<unknown>, a, kind, rules)) as typeof validated
 }
 
 /** Validates a value already in its typed form. */
@@ -151,9 +158,24 @@ export const check = <A, I>(
   op: string,
   schema: Schema.Schema<A, I>,
   input: unknown,
-  kind: ValidationKind = "InvalidInput"
-): Either.Either<A, ValidationError> =>
-  Either.mapLeft(validatorOf(schema)(input), (e) => validation(kind, `${op}: ${formatIssue(e)}`))
+  kind: ValidationKind = "InvalidInput",
+  rules?: RuleContext
+): Either.Either<A, ValidationError> => {
+  const validated = Either.mapLeft(validatorOf(schema)(input), (e) => validation(kind, `${op}: ${formatIssue(e)}`))
+  return rules === undefined ? validated : Either.flatMap(validated, (a) => obeysRules(op, schema, a, kind, rules))
+}
+
+/** `value` (validated by `schema`) if it obeys the rules of every caller value (inputRules.ts). */
+export const obeysRules = <A, I, R>(
+  op: string,
+  schema: Schema.Schema<A, I, R>,
+  value: A,
+  kind: ValidationKind,
+  rules: RuleContext
+): Either.Either<A, ValidationError> => {
+  const problem = inputProblem(schema, value, rules)
+  return problem === undefined ? Either.right(value) : Either.left(validation(kind, `${op}: ${problem}`))
+}
 
 // ---------------------------------------------------------------------------
 // Capabilities (model.md §8.2)

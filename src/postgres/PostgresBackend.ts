@@ -16,7 +16,8 @@ import { type EngineError, invalidInput, TransportError, Unavailable } from "../
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
 import { Maintenance } from "../Maintenance.js"
 import type * as M from "../Model.js"
-import { makeEngineBackend } from "../internal/boundary.js"
+import { makeEngineBackend, makeMaintenanceService } from "../internal/boundary.js"
+import { quote } from "../internal/quote.js"
 import { type ClockMode, makeCaller, quoteIdent } from "./internal/client.js"
 import { makeCore, makeMaintenance } from "./internal/core.js"
 import { BACKEND, fromSqlError } from "./internal/errors.js"
@@ -167,7 +168,7 @@ export const make = (
     })
     const backend = makeEngineBackend(core)
     if (options.hmacSecret !== undefined) yield* backend.seedWaitpointHmacSecret(options.hmacSecret)
-    return { backend, maintenance: makeMaintenance(caller), claimMany: core.claimMany }
+    return { backend, maintenance: makeMaintenanceService(makeMaintenance(caller)), claimMany: core.claimMany }
   })
 
 /**

@@ -40,7 +40,7 @@ import { Config, type ConfigError, Context, Effect, Layer, type Scope } from "ef
 import { EngineBackend } from "../EngineBackend.js"
 import { type EngineError, invalidInput, type ValidationError } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
-import { makeEngineBackend } from "../internal/boundary.js"
+import { makeEngineBackend, makeMaintenanceService } from "../internal/boundary.js"
 import { Maintenance } from "../Maintenance.js"
 import { connect, type LibraryPolicy } from "./internal/client.js"
 import { makeCore, makeStreamOps } from "./internal/core.js"
@@ -190,7 +190,7 @@ export const make = (options: ValkeyBackendOptions = {}): Effect.Effect<ValkeyBa
     }
     for (const lane of options.lanes ?? []) yield* plumbing.registerLane(lane)
 
-    return { backend, maintenance: makeMaintenance(plumbing) }
+    return { backend, maintenance: makeMaintenanceService(makeMaintenance(plumbing)) }
   })
 
 /**
