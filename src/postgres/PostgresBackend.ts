@@ -29,7 +29,9 @@ import { appliedVersion, LATEST_MIGRATION, migrate } from "./migrations/index.js
  */
 export interface PostgresBackendOptions {
   /**
-   * The schema every table and function lives in (default `"flowfabric"`).
+   * The schema every table and function lives in (default `"flowfabric"`):
+   * 1 to 63 lower-case letters, digits or underscores, not starting with a
+   * digit (anything else fails the layer with `Validation` before it connects).
    * Keeps deployments, and parallel test runs, apart.
    */
   readonly schema?: string | undefined
@@ -68,7 +70,17 @@ export interface PostgresBackend {
   readonly claimMany: (args: M.ClaimArgs, count: number) => Effect.Effect<ReadonlyArray<M.Handle>, EngineError>
 }
 
-const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
+/** Lower case only: an upper-case letter would name another schema wherever the name is not quoted. */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
+
+/** Why `schema` cannot be the deployment's schema, or `undefined`. */
+const schemaNameError = (schema: unknown): EngineError | undefined =>
+  typeof schema === "string" && SCHEMA_NAME.test(schema) ?
+    undefined :
+    invalidInput(
+      `postgres: schema name ${quote(schema)} must be 1 to 63 lower-case letters, digits or underscores, ` +
+        "not starting with a digit"
+    )
 
 const messageOf = (u: unknown): string => {
   if (typeof u === "object" && u !== null && "message" in u && typeof u.message === "string") return u.message
@@ -132,9 +144,8 @@ export const make = (
 ): Effect.Effect<PostgresBackend, EngineError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const schema = options.schema ?? "flowfabric"
-    if (!SCHEMA_NAME.test(schema)) {
-      return yield* invalidInput(`postgres: schema name '${schema}' must match ${SCHEMA_NAME.source}`)
-    }
+    const badSchema = schemaNameError(schema)
+    if (badSchema !== undefined) return yield* badSchema
     const partitions: PartitionConfig = { ...defaultPartitionConfig, ...options.partitions }
     if (options.migrate ?? true) {
       // the migrator dies on a failing migration: report it as a startup error
@@ -212,6 +223,9 @@ export const layerPg = (
     tailPollMs,
     ...pg
   } = config
+  // a bad schema name fails the layer before it connects
+  const badSchema = schemaNameError(schema ?? "flowfabric")
+  if (badSchema !== undefined) return Layer.fail(badSchema)
   const backendOptions: PostgresBackendOptions = {
     cancelFlowInlineLimit,
     clock,
