@@ -37,7 +37,7 @@ import {
 import * as M from "../Model.js"
 import { topologicalOrder } from "./graph.js"
 import { decodeHandle } from "./handleCodec.js"
-import { inputProblem, nestedDeeperThan, MAX_NESTING, type RuleContext, textProblem } from "./inputRules.js"
+import { inputProblem, type RuleContext, textProblem } from "./inputRules.js"
 import { summaryPatchProblem } from "./mergePatch.js"
 import { instrument } from "./observability.js"
 import { quote } from "./quote.js"
@@ -428,8 +428,6 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     suspend: (handle, input) =>
       Effect.gen(function*() {
         if (handle?.kind === "suspended") return yield* state("AlreadySuspended")
-        // the resume condition is recursive: bound its depth before the schema walks it
-        if (nestedDeeperThan(input)) return yield* invalidInput(`suspend: arguments nested deeper than ${MAX_NESTING} levels`)
         const args = yield* make("suspend", M.SuspendArgs, input)
         const now = args.now ?? (yield* Clock.currentTimeMillis)
         yield* failWith(V.checkSuspendArgs(args, now))

@@ -6,7 +6,7 @@ import { Either, ParseResult, Schema } from "effect"
 import { invalidInput, validation, type ValidationError, type ValidationKind } from "../EngineError.js"
 import { ExecutionPolicy } from "../Model.js"
 import { compile } from "./fastValidate.js"
-import { inputProblem, type RuleContext } from "./inputRules.js"
+import { inputProblem, MAX_NESTING, nestedDeeperThan, type RuleContext } from "./inputRules.js"
 import { quote } from "./quote.js"
 import type { CompositeBody, ResumeCondition, SuspendArgs } from "../Model.js"
 
@@ -81,7 +81,14 @@ const validators = new WeakMap<object, (u: unknown) => Either.Either<unknown, Pa
 const validatorOf = <A, I>(schema: Schema.Schema<A, I>) => {
   let v = validators.get(schema)
   if (v === undefined) {
-    const slow = Schema.validateEither(schema as Schema.Schema<unknown, unknown>)
+    const schemaValidate = Schema.validateEither(schema as Schema.Schema<unknown, unknown>)
+    const ast = schema.ast
+    // Schema recurses into what it validates (and turns a discriminator into a property key): a
+    // value nested deeper than MAX_NESTING, or cyclic, is refused before it reaches it
+    const slow = (u: unknown) =>
+      nestedDeeperThan(u) ?
+        Either.left(new ParseResult.ParseError({ issue: new ParseResult.Type(ast, u, `nested deeper than ${MAX_NESTING} levels`) })) :
+        schemaValidate(u)
     const fast = compile(schema as Schema.Schema<unknown, unknown>)
     v = fast === undefined ? slow : (u) => {
       const valid = fast(u)

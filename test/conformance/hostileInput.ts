@@ -190,6 +190,28 @@ export const hostileInput = (t: Tester) =>
           yield* isAbsent(executionId)
         }))
 
+      t.test("a deep or cyclic value where a union's tag belongs is Validation, not a stack overflow", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* createAndClaim()
+          const ref = { executionId: c.executionId, attemptIndex: 0 }
+          for (const tag of [deepArray(20_000), [cyclic()], deepArray(65)]) {
+            yield* refused(untyped(b.readStream)({ ...ref, from: { _tag: tag }, to: { _tag: "End" }, countLimit: 10 }), "InvalidInput")
+            yield* refused(untyped(b.tailStream)({ ...ref, after: { _tag: tag }, blockMs: 0, countLimit: 10 }), "InvalidInput")
+            yield* refused(untyped(b.listEdges)({ flowId: yield* Ids.newFlowId, direction: { _tag: tag } }), "InvalidInput")
+            yield* refused(
+              untyped(b.createExecution)({
+                executionId: yield* Ids.executionIdSolo(c.lane),
+                namespace: NS,
+                laneId: c.lane,
+                executionKind: "k",
+                policy: { retryPolicy: { backoff: { type: tag } } }
+              })
+            )
+          }
+          expect(yield* publicState(c.executionId)).toBe("active")
+        }))
+
       t.test("a progress message must be text: cyclic objects, bigints, bytes are Validation", () =>
         Effect.gen(function*() {
           const b = yield* backend
