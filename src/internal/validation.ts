@@ -83,12 +83,19 @@ const validatorOf = <A, I>(schema: Schema.Schema<A, I>) => {
   if (v === undefined) {
     const schemaValidate = Schema.validateEither(schema as Schema.Schema<unknown, unknown>)
     const ast = schema.ast
-    // Schema recurses into what it validates (and turns a discriminator into a property key): a
-    // value nested deeper than MAX_NESTING, or cyclic, is refused before it reaches it
-    const slow = (u: unknown) =>
-      nestedDeeperThan(u) ?
-        Either.left(new ParseResult.ParseError({ issue: new ParseResult.Type(ast, u, `nested deeper than ${MAX_NESTING} levels`) })) :
-        schemaValidate(u)
+    const refuse = (u: unknown, message: string) =>
+      Either.left(new ParseResult.ParseError({ issue: new ParseResult.Type(ast, u, message) }))
+    // Schema recurses into what it validates: a value nested deeper than MAX_NESTING, or cyclic, is
+    // refused before it reaches it; and a value Schema cannot even inspect (it turns a union's tag
+    // into a property key, which throws for an object without a prototype) is bad input too
+    const slow = (u: unknown) => {
+      if (nestedDeeperThan(u)) return refuse(u, `nested deeper than ${MAX_NESTING} levels`)
+      try {
+        return schemaValidate(u)
+      } catch {
+        return refuse(u, "a value that cannot be inspected (an object without a prototype, or one that throws)")
+      }
+    }
     const fast = compile(schema as Schema.Schema<unknown, unknown>)
     v = fast === undefined ? slow : (u) => {
       const valid = fast(u)

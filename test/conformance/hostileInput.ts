@@ -190,12 +190,13 @@ export const hostileInput = (t: Tester) =>
           yield* isAbsent(executionId)
         }))
 
-      t.test("a deep or cyclic value where a union's tag belongs is Validation, not a stack overflow", () =>
+      t.test("a deep, cyclic or uninspectable value where a union's tag belongs is Validation, not a defect", () =>
         Effect.gen(function*() {
           const b = yield* backend
           const c = yield* createAndClaim()
           const ref = { executionId: c.executionId, attemptIndex: 0 }
-          for (const tag of [deepArray(20_000), [cyclic()], deepArray(65)]) {
+          const throwing = { toString: () => { throw new Error("no") } }
+          for (const tag of [deepArray(20_000), [cyclic()], deepArray(65), Object.create(null), throwing]) {
             yield* refused(untyped(b.readStream)({ ...ref, from: { _tag: tag }, to: { _tag: "End" }, countLimit: 10 }), "InvalidInput")
             yield* refused(untyped(b.tailStream)({ ...ref, after: { _tag: tag }, blockMs: 0, countLimit: 10 }), "InvalidInput")
             yield* refused(untyped(b.listEdges)({ flowId: yield* Ids.newFlowId, direction: { _tag: tag } }), "InvalidInput")
