@@ -451,12 +451,29 @@ export const withBackendContext = (e: EngineError, context: string): EngineError
 
 /** @since 0.1.0 */
 export const notFound = (entity: string) => new NotFound({ entity })
+/**
+ * The longest `detail` of a `Validation` error, in characters: a longer one is
+ * cut (ending in `…`), so that a huge bad value never makes a huge error.
+ *
+ * @since 0.1.0
+ */
+export const MAX_VALIDATION_DETAIL = 500
+
+const capDetail = (detail: string): string => {
+  if (detail.length <= MAX_VALIDATION_DETAIL) return detail
+  let end = MAX_VALIDATION_DETAIL - 1
+  // never end on the first half of a surrogate pair
+  const last = detail.charCodeAt(end - 1)
+  if (last >= 0xd800 && last <= 0xdbff) end--
+  return `${detail.slice(0, end)}…`
+}
+
 /** @since 0.1.0 */
-export const validation = (kind: ValidationKind, detail = "") => new ValidationError({ kind, detail })
+export const validation = (kind: ValidationKind, detail = "") => new ValidationError({ kind, detail: capDetail(detail) })
 /** @since 0.1.0 */
-export const invalidInput = (detail: string) => new ValidationError({ kind: "InvalidInput", detail })
+export const invalidInput = (detail: string) => validation("InvalidInput", detail)
 /** @since 0.1.0 */
-export const corruption = (detail: string) => new ValidationError({ kind: "Corruption", detail })
+export const corruption = (detail: string) => validation("Corruption", detail)
 /** @since 0.1.0 */
 export const contention = (kind: ContentionKind) => new ContentionError({ kind })
 /** @since 0.1.0 */

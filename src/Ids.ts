@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import { Effect, Either, ParseResult, Schema } from "effect"
+import { quote } from "./internal/quote.js"
 
 // ---------------------------------------------------------------------------
 // UUIDs
@@ -62,7 +63,7 @@ export const Uuid = Schema.transformOrFail(
     decode: (s, _, ast) => {
       const n = normalizeUuid(s)
       return n === undefined ?
-        Effect.fail(new ParseResult.Type(ast, s, `not a UUID: ${JSON.stringify(s)}`)) :
+        Effect.fail(new ParseResult.Type(ast, s, `not a UUID: ${quote(s)}`)) :
         Effect.succeed(n)
     },
     encode: Effect.succeed
@@ -352,8 +353,8 @@ export const parsePartitionKey = (key: string): Either.Either<Partition, Partiti
 export const partitionKeyErrorMessage = (e: PartitionKeyError): string =>
   e._tag === "MissingBraces" ? "missing braces" :
   e._tag === "MalformedBody" ? "malformed body" :
-  e._tag === "UnknownFamilyPrefix" ? `unknown family prefix '${e.prefix}'` :
-  `invalid index '${e.text}'`
+  e._tag === "UnknownFamilyPrefix" ? `unknown family prefix ${quote(e.prefix)}` :
+  `invalid index ${quote(e.text)}`
 
 /** @since 0.1.0 */
 export const PartitionKey = Schema.String.pipe(
@@ -377,22 +378,28 @@ export type ExecutionIdError =
   | { readonly _tag: "InvalidPartitionIndex"; readonly text: string }
   | { readonly _tag: "InvalidUuid"; readonly text: string }
 
-/** @since 0.1.0 */
+/**
+ * An execution id is accepted in its one canonical spelling only: `{fp:N}:<uuid>`
+ * with `N` in decimal without leading zeros and the UUID in lower-case hyphenated
+ * form (`normalizeUuid` converts other spellings of a UUID).
+ *
+ * @since 0.1.0
+ */
 export const checkExecutionId = (s: string): ExecutionIdError | undefined => {
   if (!s.startsWith("{fp:")) return { _tag: "MissingTag" }
   const close = s.indexOf("}:", 4)
   if (close < 0) return { _tag: "MissingTag" }
   const text = s.slice(4, close)
-  if (!/^[0-9]{1,5}$/.test(text) || Number(text) > 0xffff) return { _tag: "InvalidPartitionIndex", text }
+  if (!/^(0|[1-9][0-9]{0,4})$/.test(text) || Number(text) > 0xffff) return { _tag: "InvalidPartitionIndex", text }
   const uuid = s.slice(close + 2)
-  if (normalizeUuid(uuid) === undefined) return { _tag: "InvalidUuid", text: uuid }
+  if (!isCanonicalUuid(uuid)) return { _tag: "InvalidUuid", text: uuid }
   return undefined
 }
 
 const executionIdMessage = (e: ExecutionIdError): string =>
   e._tag === "MissingTag" ? "execution id must look like {fp:N}:<uuid>" :
-  e._tag === "InvalidPartitionIndex" ? `invalid partition index '${e.text}'` :
-  `invalid uuid '${e.text}'`
+  e._tag === "InvalidPartitionIndex" ? `invalid partition index ${quote(e.text)}` :
+  `not a canonical (lower-case, hyphenated) uuid: ${quote(e.text)}`
 
 /** @since 0.1.0 */
 export const ExecutionId = Schema.String.pipe(

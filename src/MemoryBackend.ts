@@ -14,7 +14,7 @@ import type { EngineError } from "./EngineError.js"
 import * as Ids from "./Ids.js"
 import { DEFAULT_BATCH_SIZE, Maintenance, type PassName, type PassOptions, type PassResult } from "./Maintenance.js"
 import type * as M from "./Model.js"
-import { type BackendCore, makeEngineBackend } from "./internal/boundary.js"
+import { type BackendCore, makeEngineBackend, makeMaintenanceService } from "./internal/boundary.js"
 import { randomHmacSecret } from "./internal/hmacSecret.js"
 import { storeAttemptId, storeLeaseId } from "./internal/storeIds.js"
 import { MemoryEngine, type PassCount } from "./internal/memory/engine.js"
@@ -162,7 +162,7 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
         (r) => ({ pass: name, processed: r.processed, more: r.more })
       )
 
-    const maintenance: Maintenance.Service = {
+    const maintenance: Maintenance.Service = makeMaintenanceService({
       expireLeases: pass("expireLeases", (now, n) => engine.expireLeases(now, n)),
       promoteDelayed: pass("promoteDelayed", (now, n) => engine.promoteDelayed(now, n)),
       expireAttempts: pass("expireAttempts", (now, n) => engine.expireAttempts(now, n)),
@@ -173,7 +173,7 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       drainCancelBacklog: pass("drainCancelBacklog", (now, n) => engine.drainCancelBacklog(now, n)),
       resetBudgets: pass("resetBudgets", (now, n) => engine.resetBudgets(now, n)),
       trimRetention: pass("trimRetention", (now, n) => engine.trimRetention(now, n))
-    }
+    })
 
     const secret = options.hmacSecret === undefined || options.hmacSecret === "random" ?
       randomHmacSecret() :

@@ -197,6 +197,23 @@ describe("postgres migrations", () => {
         expect(Either.isLeft(r) && r.left._tag).toBe("Validation")
       }))
 
+    it.effect("a schema name with an upper-case letter is Validation from make and from layerPg, which does not connect", () =>
+      Effect.gen(function*() {
+        for (const name of [`Ff_Mixed_${tag}`, "FLOWFABRIC", "1abc", "", "x".repeat(64), "caf\u00e9"]) {
+          const made = yield* Effect.either(PostgresBackend.make({ schema: name }))
+          expect(Either.isLeft(made) && made.left).toMatchObject({ _tag: "Validation", kind: "InvalidInput" })
+          // nothing listens on port 1: a layer that tried to connect would fail with Transport
+          const built = yield* Effect.either(Effect.scoped(Layer.build(
+            PostgresBackend.layerPg({ url: Redacted.make("postgres://nobody@127.0.0.1:1/none"), schema: name })
+          )))
+          expect(Either.isLeft(built) && built.left).toMatchObject({ _tag: "Validation", kind: "InvalidInput" })
+          if (Either.isLeft(built) && built.left._tag === "Validation") expect(built.left.detail).toContain("lower-case")
+        }
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ readonly n: string }>`SELECT count(*)::text AS n FROM pg_namespace WHERE nspname ILIKE ${`ff_mixed_${tag}`}`
+        expect(rows[0]!.n).toBe("0")
+      }))
+
     it.effect("the SQL HMAC-SHA256 equals node:crypto's, for short and long keys", () =>
       Effect.gen(function*() {
         yield* PostgresBackend.make({ hmacSecret: testHmacSecret, schema })

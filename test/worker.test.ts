@@ -86,6 +86,15 @@ describe("observability", () => {
       expect(spans.map((s) => s.name)).toEqual(operationNames.map((op) => `EngineBackend.${op}`))
     }))
 
+  it.effect("with a tracer, a malformed handle is still a Validation error (its span attributes never throw)", () =>
+    Effect.gen(function*() {
+      const { tracer } = yield* recordingTracer
+      const backend = yield* EngineBackend
+      const handle = { backend: "memory", kind: Object.create(null), opaque: new Uint8Array([2, 1, 3]) }
+      const e = yield* Effect.flip(backend.renew(handle as never).pipe(Effect.withTracer(tracer)))
+      expect(e).toMatchObject({ _tag: "Validation", kind: "Corruption" })
+    }).pipe(Effect.provide(MemoryBackend.layer())))
+
   it.effect("operations feed counters by op and backend, errors by tag, with or without a tracer", () =>
     Effect.gen(function*() {
       const callsBefore = yield* counter("flowfabric_engine_operations_total", { op: "describeExecution", backend: "memory" })

@@ -8,6 +8,7 @@
 import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
 import { cancelFlowWaitDeadline, waitForFlowCancellationWith } from "../CancelFlow.js"
 import type { EngineBackend } from "../EngineBackend.js"
+import { type Maintenance, type PassName, passNames } from "../Maintenance.js"
 import {
   conflict,
   corruption,
@@ -37,7 +38,10 @@ import { Limits } from "../Limits.js"
 import * as M from "../Model.js"
 import { topologicalOrder } from "./graph.js"
 import { decodeHandle } from "./handleCodec.js"
+import { inputProblem, type RuleContext, textProblem } from "./inputRules.js"
+import { summaryPatchProblem } from "./mergePatch.js"
 import { instrument } from "./observability.js"
+import { quote } from "./quote.js"
 import * as V from "./validation.js"
 
 /** A handle after intake: the caller's value and its decoded payload. */
@@ -162,13 +166,28 @@ export interface BackendCore {
   readonly shutdownPrepare: (grace: Duration.Duration) => Fx<void>
 }
 
+const HANDLE_KINDS: ReadonlySet<unknown> = new Set<M.HandleKind>(["fresh", "resumed", "suspended"])
+
 const fromEither = <A>(e: Either.Either<A, ValidationError>): Fx<A> =>
   Either.isRight(e) ? Effect.succeed(e.right) : Effect.fail(e.left)
 
 const failWith = (e: ValidationError | undefined): Fx<void> => (e === undefined ? Effect.void : Effect.fail(e))
 
-const validId = <A, I>(op: string, field: string, schema: Schema.Schema<A, I>, value: unknown): Fx<A> =>
-  fromEither(V.check(`${op}: ${field}`, schema, value))
+const validId = <A, I>(op: string, field: string, schema: Schema.Schema<A, I>, value: unknown, rules: RuleContext): Fx<A> =>
+  fromEither(V.check(`${op}: ${field}`, schema, value, "InvalidInput", rules))
+
+/** The argument object of an operation: a missing or non-object argument is bad input, not a crash. */
+const argObject = (op: string, args: unknown): Fx<Record<string, unknown>> =>
+  typeof args === "object" && args !== null && !Array.isArray(args) ?
+    Effect.succeed(args as Record<string, unknown>) :
+    Effect.fail(invalidInput(`${op}: expected an argument object, got ${quote(args)}`))
+
+/** A free-text argument: a string of storable text. */
+const textArg = (op: string, field: string, value: unknown): Fx<string> => {
+  if (typeof value !== "string") return Effect.fail(invalidInput(`${op}: ${field} must be a string, got ${quote(value)}`))
+  const problem = textProblem(value)
+  return problem === undefined ? Effect.succeed(value) : Effect.fail(invalidInput(`${op}: ${field} ${problem}`))
+}
 
 const fpPartition = (op: string, key: string): Fx<number> => {
   const parsed = parsePartitionKey(key)
@@ -203,8 +222,11 @@ const createLimits = (a: M.CreateExecutionArgs): ValidationError | undefined =>
     V.checkBytes(CREATE, "policy", a.policy, "policyBytes")
 
 /** Validates `createExecution` input and parses its policy. */
-const prepareCreate = (args: M.CreateExecutionArgsInput): Either.Either<CreateExecutionCore, ValidationError> => {
-  const constructed = V.construct(CREATE, M.CreateExecutionArgs, args)
+const prepareCreate = (
+  args: M.CreateExecutionArgsInput,
+  rules: RuleContext
+): Either.Either<CreateExecutionCore, ValidationError> => {
+  const constructed = V.construct(CREATE, M.CreateExecutionArgs, args, "InvalidInput", rules)
   if (Either.isLeft(constructed)) return Either.left(constructed.left)
   const a = constructed.right
   if (a.inputPayload.length > V.MAX_PAYLOAD_BYTES) {
@@ -217,6 +239,10 @@ const prepareCreate = (args: M.CreateExecutionArgsInput): Either.Either<CreateEx
   const parsed = V.parsePolicy(a.policy)
   if (Either.isLeft(parsed)) return Either.left(parsed.left)
   const policy = parsed.right.policy
+  if (policy !== undefined) {
+    const problem = inputProblem(M.ExecutionPolicy, policy, rules)
+    if (problem !== undefined) return Either.left(validation("InvalidPolicyJson", problem))
+  }
   // the policy is measured as it is stored: its JSON
   const policyJson = policy === undefined ? "" : JSON.stringify(encodePolicy(policy))
   if (V.bytesOver(policyJson, Limits.policyBytes)) return Either.left(V.overLimit(CREATE, "policy", "policyBytes", "bytes"))
@@ -269,8 +295,8 @@ const edgeLimits = (
     V.checkBytes(op, "dataPassingRef", e.dataPassingRef, "textBytes")
 
 /** Validates claim arguments; capabilities come back sorted and de-duplicated. */
-const claimArgs = (op: string, args: M.ClaimArgs): Either.Either<M.ClaimArgs, ValidationError> => {
-  const a = V.construct(op, M.ClaimArgs, args)
+const claimArgs = (op: string, args: M.ClaimArgs, rules: RuleContext): Either.Either<M.ClaimArgs, ValidationError> => {
+  const a = V.construct(op, M.ClaimArgs, args, "InvalidInput", rules)
   if (Either.isLeft(a)) return a
   const bad = workerLimits(op, a.right.policy)
   if (bad !== undefined) return Either.left(bad)
@@ -284,7 +310,9 @@ const claimArgs = (op: string, args: M.ClaimArgs): Either.Either<M.ClaimArgs, Va
  */
 export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
   const label = core.label
-  const flowPartitionOf = (flowId: FlowId): number => flowPartition(flowId, core.partitions ?? defaultPartitionConfig)
+  const partitions = core.partitions ?? defaultPartitionConfig
+  const rules: RuleContext = { partitions }
+  const flowPartitionOf = (flowId: FlowId): number => flowPartition(flowId, partitions)
 
   /** A batch argument holds 1..Limits.batchItems items. */
   const batchSized = (list: unknown): list is ReadonlyArray<unknown> =>
@@ -295,20 +323,26 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       invalidInput(`${op}: between 1 and ${Limits.batchItems} ${what}`)
 
   const intake = (handle: M.Handle): Either.Either<HandleRef, ValidationError> => {
-    if (typeof handle !== "object" || handle === null || !(handle.opaque instanceof Uint8Array)) {
+    if (
+      typeof handle !== "object" || handle === null || typeof handle.backend !== "string" ||
+      !HANDLE_KINDS.has(handle.kind) || !(handle.opaque instanceof Uint8Array)
+    ) {
       return Either.left(corruption("handle_codec: not a handle"))
     }
     const decoded = decodeHandle(label, handle)
-    if (Either.isRight(decoded)) return Either.right({ handle, payload: decoded.right })
-    const err = decoded.left
-    return Either.left(
-      err._tag === "OtherBackend" ?
-        validation(
-          "HandleFromOtherBackend",
-          `expected=${label} actual=${err.actual}${err.embedded ? " (embedded tag)" : ""}`
-        ) :
-        corruption(`handle_codec: ${err.detail}`)
-    )
+    if (Either.isLeft(decoded)) {
+      const err = decoded.left
+      if (err._tag === "Corrupt") return Either.left(corruption(`handle_codec: ${err.detail}`))
+      const actual = /^[a-z]{1,16}$/.test(err.actual) ? err.actual : quote(err.actual)
+      return Either.left(
+        validation("HandleFromOtherBackend", `expected=${label} actual=${actual}${err.embedded ? " (embedded tag)" : ""}`)
+      )
+    }
+    const p = executionPartition(decoded.right.executionId)
+    if (p >= partitions.numFlowPartitions) {
+      return Either.left(corruption(`handle_codec: partition ${p} is not one of this deployment's flow partitions`))
+    }
+    return Either.right({ handle, payload: decoded.right })
   }
 
   const completePayload = (op: string, payload: unknown): Either.Either<Uint8Array | undefined, ValidationError> => {
@@ -330,11 +364,11 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     op: string,
     schema: Schema.Struct<F>,
     input: unknown,
-    kind?: ValidationKind
-  ) => fromEither(V.construct(op, schema, input, kind))
+    kind: ValidationKind = "InvalidInput"
+  ) => fromEither(V.construct(op, schema, input, kind, rules))
 
   const byExecutionId = <A>(op: string, f: (id: ExecutionId) => Fx<A>) => (id: ExecutionId) =>
-    Effect.flatMap(validId(op, "executionId", ExecutionIdSchema, id), f)
+    Effect.flatMap(validId(op, "executionId", ExecutionIdSchema, id, rules), f)
 
   const checkJoinPolicy = (policy: unknown): Fx<void> =>
     Effect.suspend(() => {
@@ -359,7 +393,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
     claim: (args) =>
       Effect.suspend(() => {
-        const a = claimArgs("claim", args)
+        const a = claimArgs("claim", args, rules)
         return Either.isLeft(a) ? Effect.fail(a.left) : core.claim(a.right)
       }),
 
@@ -371,21 +405,24 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         if (!Number.isInteger(max) || max < 1) {
           return Effect.fail(invalidInput(`claim_many: max must be an integer in 1..${Limits.batchItems}`))
         }
-        const a = claimArgs("claim_many", args)
+        const a = claimArgs("claim_many", args, rules)
         if (Either.isLeft(a)) return Effect.fail(a.left)
         return core.claimMany(a.right, max)
       }),
 
     renew: (handle) => withHandle(handle, core.renew),
 
-    progress: (handle, args) =>
+    progress: (handle, input) =>
       Effect.gen(function*() {
         const h = yield* intake(handle)
-        if (args.percent !== undefined && (!Number.isInteger(args.percent) || args.percent < 0 || args.percent > 100)) {
+        const args = yield* argObject("progress", input)
+        const percent = args["percent"]
+        if (percent !== undefined && (!Number.isInteger(percent) || (percent as number) < 0 || (percent as number) > 100)) {
           return yield* invalidInput("progress: percent must be an integer in 0..100")
         }
-        yield* failWith(V.checkBytes("progress", "message", args.message, "textBytes"))
-        return yield* core.progress(h, args.percent, args.message)
+        const message = args["message"] === undefined ? undefined : yield* textArg("progress", "message", args["message"])
+        yield* failWith(V.checkBytes("progress", "message", message, "textBytes"))
+        return yield* core.progress(h, percent as number | undefined, message)
       }),
 
     appendFrame: (handle, frame) =>
@@ -397,11 +434,18 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         const f = yield* make("append_frame", M.Frame, frame)
         yield* failWith(V.checkFrameType(f.frameType))
         yield* failWith(V.checkBytes("append_frame", "correlationId", f.correlationId, "nameBytes"))
+        if (f.mode._tag === "DurableSummary") {
+          const problem = summaryPatchProblem(f.bytes)
+          if (problem !== undefined) return yield* invalidInput(problem)
+        }
         return yield* core.appendFrame(h, f)
       }),
 
     complete: (handle, args) =>
       withHandle(handle, (h) => {
+        if (args !== undefined && (typeof args !== "object" || args === null || Array.isArray(args))) {
+          return Effect.fail(invalidInput(`complete: expected an argument object or nothing, got ${quote(args)}`))
+        }
         const payload = completePayload("complete", args?.payload)
         return Either.isLeft(payload) ? Effect.fail(payload.left) : core.complete(h, payload.right)
       }),
@@ -412,7 +456,8 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         const refs: Array<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }> = []
         let bytes = 0
         for (const item of items) {
-          const h = intake(item?.handle)
+          if (typeof item !== "object" || item === null) return Effect.fail(invalidInput("complete_many: an item is not an object"))
+          const h = intake(item.handle)
           if (Either.isLeft(h)) return Effect.fail(h.left)
           const payload = completePayload("complete_many", item.payload)
           if (Either.isLeft(payload)) return Effect.fail(payload.left)
@@ -423,26 +468,28 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         return core.completeMany(refs)
       }),
 
-    fail: (handle, args) =>
+    fail: (handle, input) =>
       Effect.gen(function*() {
         const h = yield* intake(handle)
-        const reason = yield* fromEither(V.check("fail: reason", M.FailureReason, args.reason))
+        const args = yield* argObject("fail", input)
+        const reason = yield* fromEither(V.check("fail: reason", M.FailureReason, args["reason"], "InvalidInput", rules))
         yield* failWith(
           V.checkBytes("fail", "reason.message", reason.message, "textBytes") ??
             (reason.detail !== undefined && reason.detail.length > Limits.nameBytes ?
               V.overLimit("fail", "reason.detail", "nameBytes", "bytes") :
               undefined)
         )
-        const cls = yield* fromEither(V.check("fail: classification", M.FailureClass, args.classification))
+        const cls = yield* fromEither(V.check("fail: classification", M.FailureClass, args["classification"]))
         return yield* core.fail(h, reason, cls)
       }),
 
-    cancel: (handle, args) =>
+    cancel: (handle, input) =>
       Effect.gen(function*() {
         const h = yield* intake(handle)
-        if (typeof args.reason !== "string") return yield* invalidInput("cancel: reason must be a string")
-        yield* failWith(V.checkBytes("cancel", "reason", args.reason, "textBytes"))
-        return yield* core.cancel(h, args.reason)
+        const args = yield* argObject("cancel", input)
+        const reason = yield* textArg("cancel", "reason", args["reason"])
+        yield* failWith(V.checkBytes("cancel", "reason", reason, "textBytes"))
+        return yield* core.cancel(h, reason)
       }),
 
     suspend: (handle, input) =>
@@ -477,11 +524,13 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         return yield* core.claimFromReclaim(t)
       }),
 
-    delay: (handle, args) =>
+    delay: (handle, input) =>
       Effect.gen(function*() {
         const h = yield* intake(handle)
-        if (!Number.isSafeInteger(args.delayUntil)) return yield* invalidInput("delay: delayUntil must be an integer")
-        return yield* core.delay(h, args.delayUntil)
+        const args = yield* argObject("delay", input)
+        const delayUntil = args["delayUntil"]
+        if (!Number.isSafeInteger(delayUntil)) return yield* invalidInput("delay: delayUntil must be an integer")
+        return yield* core.delay(h, delayUntil as number)
       }),
 
     waitChildren: (handle) => withHandle(handle, core.waitChildren),
@@ -495,7 +544,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       }),
 
     describeExecution: byExecutionId("describe_execution", core.describeExecution),
-    describeFlow: (id) => Effect.flatMap(validId("describe_flow", "flowId", FlowIdSchema, id), core.describeFlow),
+    describeFlow: (id) => Effect.flatMap(validId("describe_flow", "flowId", FlowIdSchema, id, rules), core.describeFlow),
     listEdges: (args) => Effect.flatMap(make("list_edges", M.ListEdgesArgs, args), core.listEdges),
     describeEdge: (args) => Effect.flatMap(make("describe_edge", M.DescribeEdgeArgs, args), core.describeEdge),
     resolveExecutionFlowId: byExecutionId("resolve_execution_flow_id", core.resolveExecutionFlowId),
@@ -505,7 +554,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.suspend(() => {
         if (!batchSized(ids)) return Effect.fail(batchSizeError("get_execution_inputs", "ids", ids))
         return Effect.flatMap(
-          Effect.forEach(ids, (id) => validId("get_execution_inputs", "executionId", ExecutionIdSchema, id)),
+          Effect.forEach(ids, (id) => validId("get_execution_inputs", "executionId", ExecutionIdSchema, id, rules)),
           core.getExecutionInputs
         )
       }),
@@ -566,19 +615,20 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
     createExecution: (args) =>
       Effect.suspend(() => {
-        const prepared = prepareCreate(args)
+        const prepared = prepareCreate(args, rules)
         return Either.isLeft(prepared) ? Effect.fail(prepared.left) : core.createExecution(prepared.right)
       }),
 
     createExecutions: (list) =>
       Effect.suspend(() => {
-        if (Array.isArray(list) && list.length > Limits.batchItems) {
+        if (!Array.isArray(list)) return Effect.fail(invalidInput(`create_executions: expected a list, got ${quote(list)}`))
+        if (list.length > Limits.batchItems) {
           return Effect.fail(V.overLimit("create_executions", "items", "batchItems", "entries"))
         }
         const prepared: Array<CreateExecutionCore> = []
         let bytes = 0
         for (let i = 0; i < list.length; i++) {
-          const p = prepareCreate(list[i]!)
+          const p = prepareCreate(list[i]!, rules)
           if (Either.isLeft(p)) return Effect.fail(validation(p.left.kind, `[${i}] ${p.left.detail}`))
           bytes += createBytes(p.right)
           if (bytes > Limits.batchBytes) {
@@ -647,10 +697,11 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         return yield* core.setEdgeGroupPolicy(a)
       }),
 
-    createFlowGraph: (args) =>
+    createFlowGraph: (input) =>
       Effect.gen(function*() {
         const op = "create_flow_graph"
-        const flow = yield* make(op, M.CreateFlowArgs, args?.flow)
+        const args = (yield* argObject(op, input)) as Parameters<EngineBackend.Service["createFlowGraph"]>[0]
+        const flow = yield* make(op, M.CreateFlowArgs, args.flow)
         yield* failWith(flowLimits(op, flow))
         const fp = flowPartitionOf(flow.flowId)
         const list = args?.members
@@ -663,7 +714,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         let bytes = 0
         let tags = 0
         for (let i = 0; i < list.length; i++) {
-          const p = prepareCreate(list[i]!)
+          const p = prepareCreate(list[i]!, rules)
           if (Either.isLeft(p)) return yield* validation(p.left.kind, `${op}: members[${i}] ${p.left.detail}`)
           bytes += createBytes(p.right)
           if (bytes > Limits.batchBytes) return yield* V.overLimit(op, "members' payloads, policies and tags", "batchBytes", "bytes")
@@ -754,11 +805,12 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       }),
     ackCancelMember: (args) => Effect.flatMap(make("ack_cancel_member", M.AckCancelMemberArgs, args), core.ackCancelMember),
 
-    reportUsage: (handle, args) =>
+    reportUsage: (handle, input) =>
       Effect.gen(function*() {
         const h = yield* intake(handle)
-        const budgetId = yield* validId("report_usage", "budgetId", BudgetIdSchema, args.budgetId)
-        const dimensions = yield* make("report_usage", M.UsageDimensions, args.dimensions)
+        const args = yield* argObject("report_usage", input)
+        const budgetId = yield* validId("report_usage", "budgetId", BudgetIdSchema, args["budgetId"], rules)
+        const dimensions = yield* make("report_usage", M.UsageDimensions, args["dimensions"])
         yield* failWith(V.usageLimits("report_usage", Object.keys(dimensions.custom), dimensions.dedupKey))
         return yield* core.reportUsage(h, budgetId, dimensions)
       }),
@@ -788,8 +840,9 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         )
         return yield* core.createBudget(a)
       }),
-    resetBudget: (id) => Effect.flatMap(validId("reset_budget", "budgetId", BudgetIdSchema, id), core.resetBudget),
-    getBudgetStatus: (id) => Effect.flatMap(validId("get_budget_status", "budgetId", BudgetIdSchema, id), core.getBudgetStatus),
+    resetBudget: (id) => Effect.flatMap(validId("reset_budget", "budgetId", BudgetIdSchema, id, rules), core.resetBudget),
+    getBudgetStatus: (id) =>
+      Effect.flatMap(validId("get_budget_status", "budgetId", BudgetIdSchema, id, rules), core.getBudgetStatus),
     createQuotaPolicy: (args) =>
       Effect.flatMap(make("create_quota_policy", M.CreateQuotaPolicyArgs, args, "InvalidQuotaSpec"), core.createQuotaPolicy),
 
@@ -833,9 +886,35 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
 
     ping: () => core.ping(),
     prepare: () => core.prepare(),
-    shutdownPrepare: (grace) => core.shutdownPrepare(Duration.decode(grace))
+    shutdownPrepare: (grace) =>
+      Duration.isDuration(grace) ?
+        core.shutdownPrepare(grace) :
+        Effect.fail(invalidInput(`shutdown_prepare: grace must be a Duration, got ${quote(grace)}`))
   }
   return instrument(service)
+}
+
+/**
+ * Wraps a backend's maintenance passes: their options are checked as every
+ * other caller value (an object or nothing; `batchSize` a positive integer).
+ */
+export const makeMaintenanceService = (passes: Maintenance.Service): Maintenance.Service => {
+  const checked = (name: PassName): Maintenance.Pass => (options) =>
+    Effect.suspend(() => {
+      if (options === undefined) return passes[name]()
+      if (typeof options !== "object" || options === null || Array.isArray(options)) {
+        return Effect.fail(invalidInput(`${name}: expected an options object or nothing, got ${quote(options)}`))
+      }
+      const batchSize: unknown = options.batchSize
+      if (batchSize === undefined) return passes[name]()
+      if (typeof batchSize !== "number" || !Number.isSafeInteger(batchSize) || batchSize < 1) {
+        return Effect.fail(invalidInput(`${name}: batchSize must be a positive integer, got ${quote(batchSize)}`))
+      }
+      return passes[name]({ batchSize })
+    })
+  const out: Partial<Record<PassName, Maintenance.Pass>> = {}
+  for (const name of passNames) out[name] = checked(name)
+  return out as Maintenance.Service
 }
 
 const encodePolicyEither = Schema.encodeEither(M.ExecutionPolicy)

@@ -93,7 +93,8 @@ const compileTypeLiteral = (ast: AST.TypeLiteral): Check | undefined => {
     return (u) => {
       if (typeof u !== "object" || u === null || Array.isArray(u)) return FAIL
       if (Object.getOwnPropertySymbols(u).length > 0) return FAIL
-      const out: Record<string, unknown> = {}
+      // keys are the caller's: no prototype, so that "__proto__" is a key like any other
+      const out: Record<string, unknown> = Object.create(null)
       for (const key of Object.keys(u)) {
         const v = value((u as Record<string, unknown>)[key])
         if (v === FAIL) return FAIL

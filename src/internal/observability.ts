@@ -84,7 +84,7 @@ export const attributesOf = (op: string, backend: string, args: ReadonlyArray<un
         attributes["attempt_index"] = decoded.right.attemptIndex
       }
     }
-    attributes["handle_kind"] = String(first.kind)
+    attributes["handle_kind"] = typeof first.kind === "string" ? first.kind : "invalid"
     return attributes
   }
   const executionId = stringField(first, "executionId") ?? stringField(first, "downstreamExecutionId")

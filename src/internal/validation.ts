@@ -7,6 +7,8 @@ import { invalidInput, validation, type ValidationError, type ValidationKind } f
 import { type LimitName, Limits } from "../Limits.js"
 import { ExecutionPolicy } from "../Model.js"
 import { compile } from "./fastValidate.js"
+import { inputProblem, MAX_NESTING, nestedDeeperThan, type RuleContext } from "./inputRules.js"
+import { quote } from "./quote.js"
 import type { CompositeBody, DeliverSignalArgs, ResumeCondition, SuspendArgs } from "../Model.js"
 
 type Policy = typeof ExecutionPolicy.Type
@@ -48,9 +50,51 @@ export const checkBytes = (op: string, what: string, value: unknown, limit: Limi
 export const checkCount = (op: string, what: string, n: number, limit: LimitName): ValidationError | undefined =>
   n > Limits[limit] ? overLimit(op, what, limit, "entries") : undefined
 
+/** A value that formats as a short quotation of the caller's value (see `quote`). */
+class Quoted {
+  constructor(readonly text: string) {}
+  toString(): string {
+    return this.text
+  }
+}
+
+/**
+ * The same issue tree with every caller value replaced by its short quotation,
+ * so that formatting costs nothing however big, deep or cyclic the value is.
+ */
+const quoteActuals = (issue: ParseResult.ParseIssue): ParseResult.ParseIssue => {
+  switch (issue._tag) {
+    case "Type":
+      return new ParseResult.Type(issue.ast, new Quoted(quote(issue.actual)), issue.message)
+    case "Forbidden":
+      return new ParseResult.Forbidden(issue.ast, new Quoted(quote(issue.actual)), issue.message)
+    case "Unexpected":
+      return new ParseResult.Unexpected(new Quoted(quote(issue.actual)), issue.message)
+    case "Missing":
+      return issue
+    case "Pointer":
+      return new ParseResult.Pointer(issue.path, undefined, quoteActuals(issue.issue))
+    case "Refinement":
+      return new ParseResult.Refinement(issue.ast, new Quoted(quote(issue.actual)), issue.kind, quoteActuals(issue.issue))
+    case "Transformation":
+      return new ParseResult.Transformation(issue.ast, new Quoted(quote(issue.actual)), issue.kind, quoteActuals(issue.issue))
+    case "Composite":
+      return new ParseResult.Composite(
+        issue.ast,
+        new Quoted(quote(issue.actual)),
+        Array.isArray(issue.issues) ?
+          (issue.issues.map(quoteActuals) as unknown as readonly [ParseResult.ParseIssue, ...Array<ParseResult.ParseIssue>]) :
+          quoteActuals(issue.issues as ParseResult.ParseIssue)
+      )
+  }
+}
+
+/** A caller's string as an error detail: itself when short, else its quotation. */
+const echo = (s: string): string => (s.length <= 64 ? s : quote(s))
+
 const formatIssue = (error: ParseResult.ParseError): string =>
-  ParseResult.ArrayFormatter.formatErrorSync(error)
-    .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
+  ParseResult.ArrayFormatter.formatIssueSync(quoteActuals(error.issue))
+    .map((i) => (i.path.length > 0 ? `${i.path.map(String).join(".")}: ${i.message}` : i.message))
     .join("; ")
 
 const validators = new WeakMap<object, (u: unknown) => Either.Either<unknown, ParseResult.ParseError>>()
@@ -58,7 +102,21 @@ const validators = new WeakMap<object, (u: unknown) => Either.Either<unknown, Pa
 const validatorOf = <A, I>(schema: Schema.Schema<A, I>) => {
   let v = validators.get(schema)
   if (v === undefined) {
-    const slow = Schema.validateEither(schema as Schema.Schema<unknown, unknown>)
+    const schemaValidate = Schema.validateEither(schema as Schema.Schema<unknown, unknown>)
+    const ast = schema.ast
+    const refuse = (u: unknown, message: string) =>
+      Either.left(new ParseResult.ParseError({ issue: new ParseResult.Type(ast, u, message) }))
+    // Schema recurses into what it validates: a value nested deeper than MAX_NESTING, or cyclic, is
+    // refused before it reaches it; and a value Schema cannot even inspect (it turns a union's tag
+    // into a property key, which throws for an object without a prototype) is bad input too
+    const slow = (u: unknown) => {
+      if (nestedDeeperThan(u)) return refuse(u, `nested deeper than ${MAX_NESTING} levels`)
+      try {
+        return schemaValidate(u)
+      } catch {
+        return refuse(u, "a value that cannot be inspected (an object without a prototype, or one that throws)")
+      }
+    }
     const fast = compile(schema as Schema.Schema<unknown, unknown>)
     v = fast === undefined ? slow : (u) => {
       const valid = fast(u)
@@ -115,13 +173,19 @@ export const construct = <F extends Schema.Struct.Fields>(
   op: string,
   schema: Schema.Struct<F>,
   input: unknown,
-  kind: ValidationKind = "InvalidInput"
+  kind: ValidationKind = "InvalidInput",
+  rules?: RuleContext
 ): Either.Either<Schema.Struct.Type<F>, ValidationError> => {
-  if (typeof input !== "object" || input === null) return Either.left(validation(kind, `${op}: expected an object`))
-  return Either.mapLeft(
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    return Either.left(validation(kind, `${op}: expected an object`))
+  }
+  const validated = Either.mapLeft(
     validatorOf(schema as unknown as Schema.Schema<Schema.Struct.Type<F>>)(withDefaults(schema.fields, input)),
     (e) => validation(kind, `${op}: ${formatIssue(e)}`)
   ) as Either.Either<Schema.Struct.Type<F>, ValidationError>
+  return rules === undefined ?
+    validated :
+    Either.flatMap(validated, (a) => obeysRules(op, schema as unknown as Schema.Schema<unknown>, a, kind, rules)) as typeof validated
 }
 
 /** Validates a value already in its typed form. */
@@ -129,9 +193,24 @@ export const check = <A, I>(
   op: string,
   schema: Schema.Schema<A, I>,
   input: unknown,
-  kind: ValidationKind = "InvalidInput"
-): Either.Either<A, ValidationError> =>
-  Either.mapLeft(validatorOf(schema)(input), (e) => validation(kind, `${op}: ${formatIssue(e)}`))
+  kind: ValidationKind = "InvalidInput",
+  rules?: RuleContext
+): Either.Either<A, ValidationError> => {
+  const validated = Either.mapLeft(validatorOf(schema)(input), (e) => validation(kind, `${op}: ${formatIssue(e)}`))
+  return rules === undefined ? validated : Either.flatMap(validated, (a) => obeysRules(op, schema, a, kind, rules))
+}
+
+/** `value` (validated by `schema`) if it obeys the rules of every caller value (inputRules.ts). */
+export const obeysRules = <A, I, R>(
+  op: string,
+  schema: Schema.Schema<A, I, R>,
+  value: A,
+  kind: ValidationKind,
+  rules: RuleContext
+): Either.Either<A, ValidationError> => {
+  const problem = inputProblem(schema, value, rules)
+  return problem === undefined ? Either.right(value) : Either.left(validation(kind, `${op}: ${problem}`))
+}
 
 // ---------------------------------------------------------------------------
 // Capabilities (model.md §8.2)
@@ -251,7 +330,7 @@ export const checkTags = (op: string, tags: Readonly<Record<string, string>>): V
   for (const key of keys) {
     const bad = checkBytes(op, "a tag key", key, "tagKeyBytes") ?? checkBytes(op, "a tag value", tags[key], "tagValueBytes")
     if (bad !== undefined) return bad
-    if (!TAG_KEY.test(key)) return validation("InvalidTagKey", key)
+    if (!TAG_KEY.test(key)) return validation("InvalidTagKey", echo(key))
   }
   return undefined
 }
@@ -266,7 +345,7 @@ export const tagBytes = (tags: Readonly<Record<string, string>>): number => {
 const FRAME_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/
 
 export const checkFrameType = (frameType: string): ValidationError | undefined =>
-  frameType === "" || FRAME_TYPE.test(frameType) ? undefined : validation("InvalidFrameType", frameType)
+  frameType === "" || FRAME_TYPE.test(frameType) ? undefined : validation("InvalidFrameType", echo(frameType))
 
 const waitpointKeyTooLong = () =>
   validation("InvalidWaitpointKey", `waitpoint key longer than ${MAX_WAITPOINT_KEY_BYTES} bytes (Limits.waitpointKeyBytes)`)
@@ -442,7 +521,7 @@ export const usageLimits = (
 // ---------------------------------------------------------------------------
 
 export const checkKid = (kid: string): ValidationError | undefined =>
-  kid.length === 0 || kid.includes(":") ? validation("InvalidKid", kid) : undefined
+  kid.length === 0 || kid.includes(":") ? validation("InvalidKid", echo(kid)) : undefined
 
 /** The fewest bytes a waitpoint HMAC secret may have (docs/guide.md, "Waitpoint tokens and signals"). */
 export const MIN_HMAC_SECRET_BYTES = 32
@@ -482,7 +561,7 @@ const STREAM_ID = /^[0-9]+(-[0-9]+)?$/
 export const checkStreamId = (id: string): ValidationError | undefined => {
   if (id.length === 0) return invalidInput("stream cursor: empty")
   if (id === "-" || id === "+") return invalidInput("stream cursor: bare marker rejected")
-  return STREAM_ID.test(id) ? undefined : invalidInput(`stream cursor: malformed '${id}'`)
+  return STREAM_ID.test(id) ? undefined : invalidInput(`stream cursor: malformed ${quote(id)}`)
 }
 
 /** `"<ms>"` or `"<ms>-<seq>"` as a comparable pair. */

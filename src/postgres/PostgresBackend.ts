@@ -14,8 +14,9 @@ import { type EngineError, invalidInput, TransportError, Unavailable } from "../
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
 import { Maintenance } from "../Maintenance.js"
 import type * as M from "../Model.js"
-import { makeEngineBackend } from "../internal/boundary.js"
+import { makeEngineBackend, makeMaintenanceService } from "../internal/boundary.js"
 import { missingSecret, seedAtStart } from "../internal/hmacSecret.js"
+import { quote } from "../internal/quote.js"
 import { type ClockMode, makeCaller, quoteIdent } from "./internal/client.js"
 import { makeCore, makeMaintenance } from "./internal/core.js"
 import { PgClient, SqlClient } from "./internal/driver.js"
@@ -29,7 +30,9 @@ import { appliedVersion, LATEST_MIGRATION, migrate } from "./migrations/index.js
  */
 export interface PostgresBackendOptions {
   /**
-   * The schema every table and function lives in (default `"flowfabric"`).
+   * The schema every table and function lives in (default `"flowfabric"`):
+   * 1 to 63 lower-case letters, digits or underscores, not starting with a
+   * digit (anything else fails the layer with `Validation` before it connects).
    * Keeps deployments, and parallel test runs, apart.
    */
   readonly schema?: string | undefined
@@ -78,7 +81,17 @@ export interface PostgresBackend {
   readonly claimMany: (args: M.ClaimArgs, count: number) => Effect.Effect<ReadonlyArray<M.Handle>, EngineError>
 }
 
-const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
+/** Lower case only: an upper-case letter would name another schema wherever the name is not quoted. */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
+
+/** Why `schema` cannot be the deployment's schema, or `undefined`. */
+const schemaNameError = (schema: unknown): EngineError | undefined =>
+  typeof schema === "string" && SCHEMA_NAME.test(schema) ?
+    undefined :
+    invalidInput(
+      `postgres: schema name ${quote(schema)} must be 1 to 63 lower-case letters, digits or underscores, ` +
+        "not starting with a digit"
+    )
 
 const messageOf = (u: unknown): string => {
   if (typeof u === "object" && u !== null && "message" in u && typeof u.message === "string") return u.message
@@ -143,9 +156,8 @@ export const make = (
 ): Effect.Effect<PostgresBackend, EngineError | ConfigError.ConfigError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const schema = options.schema ?? "flowfabric"
-    if (!SCHEMA_NAME.test(schema)) {
-      return yield* invalidInput(`postgres: schema name '${schema}' must match ${SCHEMA_NAME.source}`)
-    }
+    const badSchema = schemaNameError(schema)
+    if (badSchema !== undefined) return yield* badSchema
     const partitions: PartitionConfig = { ...defaultPartitionConfig, ...options.partitions }
     const library = yield* loadLibrary
     if (options.migrate ?? true) {
@@ -196,7 +208,7 @@ export const make = (
       ).pipe(Effect.mapError(startupError("hmac_kid")))
       if ((stored[0]?.n ?? 0) === 0) return yield* Effect.fail(missingSecret("postgres", `schema "${schema}"`))
     }
-    return { backend, maintenance: makeMaintenance(caller), claimMany: core.claimMany }
+    return { backend, maintenance: makeMaintenanceService(makeMaintenance(caller)), claimMany: core.claimMany }
   })
 
 /**
@@ -240,6 +252,9 @@ export const layerPg = (
     tailPollMs,
     ...pg
   } = config
+  // a bad schema name fails the layer before it connects
+  const badSchema = schemaNameError(schema ?? "flowfabric")
+  if (badSchema !== undefined) return Layer.fail(badSchema)
   const backendOptions: PostgresBackendOptions = {
     cancelFlowInlineLimit,
     clock,

@@ -40,7 +40,7 @@ import { Config, type ConfigError, Context, Effect, Layer, Redacted, type Scope 
 import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
 import { type EngineError, invalidInput } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
-import { makeEngineBackend } from "../internal/boundary.js"
+import { makeEngineBackend, makeMaintenanceService } from "../internal/boundary.js"
 import { missingSecret, seedAtStart } from "../internal/hmacSecret.js"
 import { Maintenance } from "../Maintenance.js"
 import { connect, type EvictionCheck, type LibraryPolicy } from "./internal/client.js"
@@ -219,7 +219,7 @@ export const make = (
     }
     for (const lane of options.lanes ?? []) yield* plumbing.registerLane(lane)
 
-    return { backend, maintenance: makeMaintenance(plumbing) }
+    return { backend, maintenance: makeMaintenanceService(makeMaintenance(plumbing)) }
   })
 
 /**

@@ -17,6 +17,7 @@ import { admin } from "./admin.js"
 import { budgets } from "./budgets.js"
 import { cancelFlows } from "./cancelFlow.js"
 import { flows } from "./flows.js"
+import { hostileInput } from "./hostileInput.js"
 import { type Body, resolveOptions, type SuiteOptions, type Tester } from "./helpers.js"
 import { leases } from "./leases.js"
 import { limits } from "./limits.js"
@@ -43,6 +44,7 @@ export const areas: ReadonlyArray<(t: Tester) => void> = [
   listings,
   validation,
   limits,
+  hostileInput,
   admin,
   retentionArea
 ]

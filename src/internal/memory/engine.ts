@@ -27,6 +27,7 @@ import * as M from "../../Model.js"
 import type { CreateExecutionCore, HandleRef } from "../boundary.js"
 import { makeHandle } from "../handleCodec.js"
 import { type KeyLookup, mintToken, sameSecret, verifyToken } from "../hmac.js"
+import { recordOf } from "../records.js"
 import { applyPatch, parsePatch } from "../mergePatch.js"
 import {
   backoffDelayMs,
@@ -2460,7 +2461,7 @@ export class MemoryEngine {
   getBudgetStatus(_now: number, id: Ids.BudgetId): R<M.BudgetStatus> {
     const b = this.budgets.get(id)
     if (b === undefined) return err(notFound("budget"))
-    const obj = (m: Map<string, number>) => Object.fromEntries([...m].sort((a, c) => (a[0] < c[0] ? -1 : 1)))
+    const obj = (m: Map<string, number>) => recordOf([...m].sort((a, c) => (a[0] < c[0] ? -1 : 1)))
     return ok({
       budgetId: b.id,
       scopeType: b.scopeType,

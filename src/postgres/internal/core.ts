@@ -5,7 +5,7 @@
  */
 import { Deferred, Duration, Effect, Either, Option, Ref, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
-import { type EngineError, invalidInput, rootCause } from "../../EngineError.js"
+import { corruption, type EngineError, invalidInput, rootCause } from "../../EngineError.js"
 import {
   budgetPartition,
   executionPartition,
@@ -20,6 +20,7 @@ import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import { type BackendCore, type CreateExecutionCore, encodePolicy, type HandleRef } from "../../internal/boundary.js"
 import { makeHandle } from "../../internal/handleCodec.js"
+import { ownEntries, recordOf } from "../../internal/records.js"
 import { storeLeaseId } from "../../internal/storeIds.js"
 import { clampPriority, parseStreamId } from "../../internal/validation.js"
 import {
@@ -809,7 +810,19 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
 
     resetBudget: (id) => callDecode("reset_budget", "reset_budget", [uuid(id)], M.ResetBudgetResult),
 
-    getBudgetStatus: (id) => callDecode("get_budget_status", "get_budget_status", [uuid(id)], M.BudgetStatus),
+    getBudgetStatus: (id) =>
+      Effect.flatMap(call("get_budget_status", "get_budget_status", [uuid(id)]), (raw) =>
+        Effect.flatMap(decode("get_budget_status", M.BudgetStatus)(raw), (status) => {
+          // dimensions are the caller's names: records without a prototype keep every one (records.ts)
+          const isNumber = (v: unknown): v is number => typeof v === "number"
+          const own = (k: "usage" | "hardLimits" | "softLimits") => ownEntries((raw as Record<string, unknown>)[k], isNumber)
+          const usage = own("usage")
+          const hardLimits = own("hardLimits")
+          const softLimits = own("softLimits")
+          return usage === undefined || hardLimits === undefined || softLimits === undefined ?
+            Effect.fail(corruption("get_budget_status: a usage or limit is not a number")) :
+            Effect.succeed({ ...status, usage: recordOf(usage), hardLimits: recordOf(hardLimits), softLimits: recordOf(softLimits) })
+        })),
 
     createQuotaPolicy: (a) =>
       callDecode("create_quota_policy", "create_quota_policy", [

@@ -21,6 +21,7 @@ import {
 import * as Ids from "../../Ids.js"
 import type { BackendCore, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
 import { makeHandle } from "../../internal/handleCodec.js"
+import { ownEntries, recordOf } from "../../internal/records.js"
 import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
 import { tagBytes } from "../../internal/validation.js"
 import { Limits } from "../../Limits.js"
@@ -132,7 +133,28 @@ const PendingJson = Schema.Struct({
   names: S
 })
 
-const BudgetJson = Schema.Struct({ def: Str, usage: Str, limits: Str })
+type StrRecord = Readonly<Record<string, string>>
+
+/** ff_budget_status: `{def, usage, limits}`, hashes of strings whose keys are the caller's (kept as they are). */
+const decodeBudget = (text: string | undefined): Effect.Effect<{ readonly def: StrRecord; readonly usage: StrRecord; readonly limits: StrRecord }, EngineError> => {
+  let raw: unknown
+  try {
+    raw = JSON.parse(text ?? "")
+  } catch {
+    raw = undefined
+  }
+  const isString = (v: unknown): v is string => typeof v === "string"
+  const part = (k: string) => {
+    const entries = ownEntries((raw as Record<string, unknown> | undefined)?.[k], isString)
+    return entries === undefined ? undefined : recordOf(entries)
+  }
+  const def = part("def")
+  const usage = part("usage")
+  const limits = part("limits")
+  return def === undefined || usage === undefined || limits === undefined ?
+    Effect.fail(parseError("ff_budget_status", "not a budget {def, usage, limits}")) :
+    Effect.succeed({ def, usage, limits })
+}
 
 const MemberIds = LuaArray(Ids.ExecutionId)
 const EdgeRows = LuaArray(Str)
@@ -1559,15 +1581,16 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
   const getBudgetStatus: BackendCore["getBudgetStatus"] = (id) =>
     Effect.gen(function*() {
       const env = yield* call("budget_status", budgetOf(id), { budget_id: id }, [], true)
-      const b = yield* decodeJson("ff_budget_status", BudgetJson, env.fields[0])
+      const b = yield* decodeBudget(env.fields[0])
       const num = (s: string | undefined) => (s !== undefined && /^\d+$/.test(s) ? Number(s) : 0)
-      const hardLimits: Record<string, number> = {}
-      const softLimits: Record<string, number> = {}
+      // dimensions are the caller's names: records without a prototype keep every one (records.ts)
+      const hardLimits: Record<string, number> = recordOf([])
+      const softLimits: Record<string, number> = recordOf([])
       for (const [k, v] of Object.entries(b.limits)) {
         if (k.startsWith("hard:")) hardLimits[k.slice(5)] = num(v)
         else if (k.startsWith("soft:")) softLimits[k.slice(5)] = num(v)
       }
-      const usage: Record<string, number> = {}
+      const usage: Record<string, number> = recordOf([])
       for (const [k, v] of Object.entries(b.usage)) if (k !== "_init" && k !== "breached_at") usage[k] = num(v)
       const opt = (k: string) => (b.def[k] === undefined || b.def[k] === "" ? undefined : b.def[k])
       const lastBreachAt = opt("last_breach_at")
