@@ -477,7 +477,9 @@ export class MemoryEngine {
       child.unsatisfiedCount--
       group.succeeded++
       // the reference given when the dependency was applied (the staged edge's when none was given)
-      const dataPassingRef = dep.dataPassingRef ?? edge?.dataPassingRef
+      const dataPassingRef = dep.dataPassingRef !== undefined && dep.dataPassingRef !== "" ?
+        dep.dataPassingRef :
+        edge?.dataPassingRef
       if (dataPassingRef !== undefined && dataPassingRef !== "" && child.phase !== "terminal" && up.result !== undefined) {
         child.payload = up.result
       }

@@ -730,8 +730,9 @@ BEGIN
   WHERE downstream_id = p_child AND edge_id = p_edge AND state = 'unsatisfied'
   RETURNING dep.flow_id,
     CASE WHEN v_success AND c.lifecycle_phase <> 'terminal' THEN
-      (SELECT coalesce(nullif(x.data_passing_ref, ''), nullif(dep.data_passing_ref, ''))
-       FROM flow_edge x WHERE x.flow_id = dep.flow_id AND x.edge_id = p_edge) END
+      -- the reference given when the dependency was applied (the staged edge's when none was given)
+      coalesce(nullif(dep.data_passing_ref, ''),
+        (SELECT nullif(x.data_passing_ref, '') FROM flow_edge x WHERE x.flow_id = dep.flow_id AND x.edge_id = p_edge)) END
   INTO v_flow, v_ref;
   IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
   IF v_ref IS NOT NULL THEN

@@ -645,6 +645,9 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   local variant = g.policy_variant
   if variant == nil or variant == "" then variant = "all_of" end
   local success = outcome == "success"
+  -- the reference given when the dependency was applied (the staged edge's when none was given)
+  local ref = FF.str(dep.data_passing_ref)
+  if success and ref == "" then ref = FF.str(C("HGET", K.fx(B, fid, "edge:" .. edge), "data_passing_ref")) end
   local bucket = "failed"
   if success then bucket = "succeeded" elseif outcome == "skipped" and variant ~= "all_of" then bucket = "skipped" end
   C("HSET", dk, "state", success and "satisfied" or "impossible", "last_resolved_at", FF.s(now), "bucket", bucket,
@@ -656,7 +659,7 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   if cc ~= nil then C("HSET", K.core(B, child), "last_mutation_at", FF.s(now)) end
   if variant == "all_of" then
     if success then
-      if dep.data_passing_ref ~= nil and dep.data_passing_ref ~= "" then FF.copy_result(B, up, child, cc) end
+      if ref ~= "" then FF.copy_result(B, up, child, cc) end
       if C("SCARD", K.ex(B, child, "unres")) == 0 and FF.num(C("HGET", gk, "failed")) == 0 and
           C("HGET", gk, "group_state") == "pending" then
         C("HSET", gk, "group_state", "satisfied", "satisfied_at", FF.s(now))
@@ -668,7 +671,8 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
     end
     return
   end
-  -- any_of / quorum: four counters, fires once
+  -- any_of / quorum: four counters, fires once; every satisfied edge passes its data
+  if success and ref ~= "" then FF.copy_result(B, up, child, cc) end
   if C("HGET", gk, "group_state") ~= "pending" then return end
   local k = 1
   if variant == "quorum" then k = math.max(1, FF.num(g.k, 1)) end
@@ -678,7 +682,6 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   local cancel_remaining = g.on_satisfied == "cancel_remaining"
   if succeeded >= k then
     C("HSET", gk, "group_state", "satisfied", "satisfied_at", FF.s(now))
-    if success and dep.data_passing_ref ~= nil and dep.data_passing_ref ~= "" then FF.copy_result(B, up, child, cc) end
     if cc ~= nil then FF.maybe_unblock(B, child, cc, now) end
     if cancel_remaining then FF.cancel_siblings(B, fid, child, up, "sibling_quorum_satisfied", now) end
   elseif lost > n - k then
