@@ -152,11 +152,13 @@ layer(live, { excludeTestServices: true, timeout: 30_000 })("valkey, store clock
         const l = yield* lane
         const id = yield* createOn(l)
         const h = Option.getOrThrow(yield* claim(l, 5_000))
-        yield* b.delay(h, { delayUntil: Date.now() + 300 })
+        // Two seconds of margin: the early checks must not see the delay expire on a loaded machine.
+        const delayUntil = Date.now() + 2_000
+        yield* b.delay(h, { delayUntil })
         yield* m.promoteDelayed()
         expect(Option.getOrThrow(yield* b.readExecutionState(id))).toBe("delayed")
         expect(Option.isNone(yield* claim(l, 5_000))).toBe(true)
-        yield* sleep(400)
+        yield* sleep(Math.max(0, delayUntil - Date.now()) + 100)
         yield* m.promoteDelayed()
         const resumed = Option.getOrThrow(yield* claim(l, 5_000))
         expect(resumed.kind).toBe("resumed")
