@@ -148,7 +148,7 @@ export const connect = (
     const connection = yield* open(o)
     const isCluster = connection instanceof Cluster
 
-    // Plain commands are reads and idempotent index writes (hints, lanes, locators): repeating one
+    // Plain commands are reads and idempotent index writes (hints, lanes, freed registry entries): repeating one
     // is always safe, so a lost connection leaves them retryable even after the send.
     const run = <A>(op: string, f: (c: Connection) => Promise<A>): Effect.Effect<A, TransportError> =>
       Effect.tryPromise({ try: () => f(connection), catch: (e) => fromValkeyError(op, e, false) })
