@@ -19,6 +19,7 @@ import * as Ids from "./Ids.js"
 import type { ExecutionId, FlowId, LaneId, WaitpointId } from "./Ids.js"
 import { topologicalOrder } from "./internal/graph.js"
 import { decodeJson, encodeJson, JSON_ENCODING, PayloadError } from "./internal/worker/codec.js"
+import { FailureClass } from "./Model.js"
 import type * as M from "./Model.js"
 
 export {
@@ -56,17 +57,25 @@ export const task = <I, IE, O, OE>(spec: TaskSpec<I, IE, O, OE>): TaskSpec<I, IE
 
 /**
  * An execution ended without a result: `failed`, `cancelled`, `expired` or
- * `skipped`.
+ * `skipped`. `reason` says why when the engine knows: the last failure's
+ * message for `failed` and `expired` (with its `classification` and
+ * `category`), the cancellation's reason for `cancelled`. The attempts that
+ * led there are in `describeExecution(executionId).attemptHistory`.
  *
  * @since 0.1.0
  * @category errors
  */
 export class ExecutionNotCompleted extends Schema.TaggedError<ExecutionNotCompleted>()("ExecutionNotCompleted", {
   executionId: Schema.String,
-  publicState: Schema.String
+  publicState: Schema.String,
+  reason: Schema.optional(Schema.String),
+  classification: Schema.optional(FailureClass),
+  category: Schema.optional(Schema.String)
 }) {
   override get message(): string {
-    return `execution ${this.executionId} ended ${this.publicState}`
+    const cls = this.classification === undefined ? "" : ` (${this.classification})`
+    const why = this.reason === undefined ? "" : `: ${this.reason}`
+    return `execution ${this.executionId} ended ${this.publicState}${cls}${why}`
   }
 }
 
@@ -541,9 +550,28 @@ export const awaitTerminal = (
     }
   })
 
+/** The `ExecutionNotCompleted` of an execution that ended `state`, with why, read from its snapshot. */
+const notCompleted = (executionId: ExecutionId, state: M.PublicState) =>
+  Effect.gen(function*() {
+    const backend = yield* EngineBackend
+    const snapshot = Option.getOrUndefined(yield* backend.describeExecution(executionId))
+    const failure = state === "failed" || state === "expired" ? snapshot?.lastFailure : undefined
+    const cancelled = state === "cancelled" ? snapshot?.cancellationReason : undefined
+    return yield* new ExecutionNotCompleted({
+      executionId,
+      publicState: state,
+      ...(failure === undefined ?
+        {} :
+        { reason: failure.reason, classification: failure.classification, category: failure.category }),
+      ...(cancelled === undefined ? {} : { reason: cancelled })
+    })
+  })
+
 /**
  * Waits for the execution to finish and returns its decoded result; an
- * execution that ends otherwise fails with `ExecutionNotCompleted`.
+ * execution that ends otherwise fails with `ExecutionNotCompleted`, which
+ * carries why (the last failure's reason and class, or the cancellation's
+ * reason).
  *
  * @since 0.1.0
  * @category results
@@ -555,7 +583,7 @@ export const awaitResult = <I, IE, O, OE>(
 ): Effect.Effect<O, EngineError | PayloadError | ExecutionNotCompleted, EngineBackend> =>
   Effect.gen(function*() {
     const state = yield* awaitTerminal(executionId, options)
-    if (state !== "completed") return yield* new ExecutionNotCompleted({ executionId, publicState: state })
+    if (state !== "completed") return yield* notCompleted(executionId, state)
     const value = yield* result(spec, executionId)
     if (Option.isSome(value)) return value.value
     // completed without a payload: decode JSON null (an output of Schema.Void / Schema.Null / optional)
