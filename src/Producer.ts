@@ -18,6 +18,7 @@ import { type EngineError, invalidInput, rootCause, TimeoutError } from "./Engin
 import * as Ids from "./Ids.js"
 import type { ExecutionId, FlowId, LaneId, WaitpointId } from "./Ids.js"
 import { topologicalOrder } from "./internal/graph.js"
+import { currentTraceParent } from "./internal/traceContext.js"
 import { decodeJson, encodeJson, JSON_ENCODING, PayloadError } from "./internal/worker/codec.js"
 import { FailureClass } from "./Model.js"
 import type * as M from "./Model.js"
@@ -147,6 +148,9 @@ const timeArgs = (options: ExecutionOptions, now: number) => ({
     { executionDeadlineAt: now + Duration.toMillis(Duration.decode(options.deadline)) })
 })
 
+/** The current span's context, stored with the execution so that its attempts join this trace. */
+const traceArgs = Effect.map(currentTraceParent, (traceParent) => (traceParent === undefined ? {} : { traceParent }))
+
 const commonArgs = (options: ExecutionOptions) => ({
   namespace: options.namespace === undefined ? DEFAULT_NAMESPACE : Ids.unsafe.namespace(options.namespace),
   ...(options.priority === undefined ? {} : { priority: options.priority }),
@@ -182,7 +186,8 @@ export const submit = <I, IE, O, OE>(
       inputPayload: payload,
       payloadEncoding: JSON_ENCODING,
       ...commonArgs(options),
-      ...timeArgs(options, now)
+      ...timeArgs(options, now),
+      ...(yield* traceArgs)
     })
     return created.executionId
   }).pipe(Effect.withSpan("Producer.submit", { attributes: { kind: spec.kind, lane: options.lane } }))
@@ -331,6 +336,7 @@ export const createFlow = <N extends string>(
     const flowId = spec.flowId ?? (yield* Ids.newFlowId)
     const namespace = spec.namespace === undefined ? DEFAULT_NAMESPACE : Ids.unsafe.namespace(spec.namespace)
     const now = yield* Clock.currentTimeMillis
+    const trace = yield* traceArgs
     const executions: Partial<Record<N, ExecutionId>> = {}
     const members: Array<M.CreateExecutionArgsInput> = []
     for (const name of order) {
@@ -344,7 +350,8 @@ export const createFlow = <N extends string>(
         inputPayload: yield* n.payload,
         payloadEncoding: JSON_ENCODING,
         ...commonArgs({ ...n.options, namespace: n.options.namespace ?? spec.namespace }),
-        ...timeArgs(n.options, now)
+        ...timeArgs(n.options, now),
+        ...trace
       })
     }
     const idOf = (name: N): ExecutionId => executions[name]!
