@@ -6,7 +6,7 @@ import { Duration, Either, ParseResult, Predicate, Schema } from "effect"
 import {
   type BackendErrorKind,
   conflict,
-  ConflictError,
+  Conflict,
   corruption,
   contention,
   type EngineError,
@@ -14,8 +14,8 @@ import {
   invalidInput,
   ResourceExhausted,
   state,
-  TimeoutError,
-  TransportError,
+  Timeout,
+  Transport,
   Unavailable
 } from "../../EngineError.js"
 import { redactText, safeCause } from "../../internal/redact.js"
@@ -67,7 +67,7 @@ const decodeEdge = Schema.decodeUnknownEither(Schema.parseJson(EdgeSnapshot))
 export const dependencyExists = (op: string, detail: string | undefined): EngineError =>
   Either.match(decodeEdge(detail ?? ""), {
     onLeft: (e) => corruption(`${op}: existing edge: ${ParseResult.TreeFormatter.formatErrorSync(e).split("\n")[0]}`),
-    onRight: (existing) => new ConflictError({ kind: "DependencyAlreadyExists", existing })
+    onRight: (existing) => new Conflict({ kind: "DependencyAlreadyExists", existing })
   })
 
 /** Our own `RAISE … USING ERRCODE = 'FF001'`: a domain error that rolled the operation back. */
@@ -79,8 +79,8 @@ const transport = (
   retryable: boolean,
   message: string,
   nativeCode?: string
-): TransportError =>
-  new TransportError({
+): Transport =>
+  new Transport({
     backend: BACKEND,
     kind,
     retryable,
@@ -150,7 +150,7 @@ export const fromSqlError = (e: SqlError, options: MapOptions): EngineError => {
   if (code === "53300") return new ResourceExhausted({ pool: "postgres_connections", max: options.maxConnections })
   if (code === "57014") {
     const elapsed = options.startedAt === undefined ? Duration.zero : Duration.millis(Date.now() - options.startedAt)
-    return new TimeoutError({ op: options.op, elapsed })
+    return new Timeout({ op: options.op, elapsed })
   }
   if (BAD_VALUE.has(code)) {
     const where = [n?.constraint, n?.column].filter((x): x is string => typeof x === "string").join(" ")
