@@ -228,7 +228,7 @@ export interface HmacSecret {
 export class EngineBackend extends Context.Tag("flowfabric/EngineBackend")<EngineBackend, EngineBackend.Service>() {}
 
 /**
- * The names of the effectful operations: the 56 of operations.md plus the batch calls,
+ * The names of the effectful operations: those of the specification plus the batch calls,
  * `getExecutionInput`, `extendFlow` and `sealFlow` (`backendLabel` is a value).
  *
  * @since 0.1.0

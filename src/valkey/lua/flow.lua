@@ -277,7 +277,7 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
   return FF.ok("OK", rev)
 end
 
--- T21, the child's side of edge x = {edge_id, upstream, downstream, dependency_kind,
+-- The child's side of edge x = {edge_id, upstream, downstream, dependency_kind,
 -- data_passing_ref}: its dependency record and join group. A new dependency makes a satisfied
 -- all_of group pending again unless the child is terminal; a runnable child is blocked while its
 -- group is pending (an any_of / quorum group already satisfied stays so). The caller has checked
