@@ -74,6 +74,7 @@ const pgBoss = async (url: string, n: number, workers: number, input: object): P
   const system = "pg-boss 10.4"
   const boss = new PgBoss({ connectionString: url, schema, max: Math.max(10, workers + 2) })
   boss.on("error", () => {})
+  let stopped = false
   try {
     await boss.start()
     const queue = "jobs"
@@ -94,6 +95,7 @@ const pgBoss = async (url: string, n: number, workers: number, input: object): P
     }
     await waitFor(() => done >= n, "pg-boss")
     await boss.stop({ graceful: true, wait: true })
+    stopped = true
     const w3 = await probe.walLsn()
     const completed = await pgFootprint(probe, schema, base, system, "completed", n, { live: true })
     return {
@@ -104,7 +106,7 @@ const pgBoss = async (url: string, n: number, workers: number, input: object): P
       ]
     }
   } finally {
-    await boss.stop({ graceful: false, wait: true }).catch(() => undefined)
+    if (!stopped) await boss.stop({ graceful: false, wait: true }).catch(() => undefined)
     await probe.dropSchema(schema)
     await probe.close()
   }

@@ -194,7 +194,7 @@ export interface PgProbe {
   readonly relations: (schema: string) => Promise<ReadonlyArray<Relation>>
   /** The average width of each column of a table's rows (`pg_column_size`), and of the whole row. */
   readonly columns: (schema: string, table: string) => Promise<ReadonlyArray<readonly [string, number]>>
-  /** The current WAL position, in bytes from 0/0. */
+  /** The current WAL insert position, in bytes from 0/0 (the write position lags behind it). */
   readonly walLsn: () => Promise<bigint>
   readonly vacuumFull: (schema: string) => Promise<void>
   readonly dropSchema: (schema: string) => Promise<void>
@@ -254,7 +254,7 @@ export const pgProbe = async (url: string): Promise<PgProbe> => {
       return Object.entries(row).map(([k, v]) => [k, Number(v)] as const)
     },
     walLsn: async () => {
-      const r = await client.query<{ b: string }>(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS b`)
+      const r = await client.query<{ b: string }>(`SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::text AS b`)
       return BigInt(r.rows[0]!.b.split(".")[0]!)
     },
     vacuumFull: async (schema) => {
