@@ -288,7 +288,7 @@ const engineRun = (store: Store, n: number, workers: number, ending: Ending, sta
         const a = yield* run
         const to = yield* mark()
         if (from !== undefined && to !== undefined) {
-          wal.push({ system: store.system, phase, count: n, bytes: Number(to - from) })
+          wal.push({ system: store.system, phase, count: n, bytes: Number(to - from), task: ending === "complete" })
         }
         return a
       })
@@ -359,12 +359,27 @@ export const formatFootprint = (r: FootprintReport): string => {
       `  ${f.measure}`
     ].join(" "))
   }
+  const ours = r.footprints.filter((f) => f.system.startsWith("flowfabric"))
+  for (const peer of r.footprints.filter((f) => !f.system.startsWith("flowfabric"))) {
+    const mine = ours.find((f) => f.state === peer.state)
+    if (mine === undefined) continue
+    lines.push(`${mine.system} ${mine.state} ÷ ${peer.system} ${peer.state}: ${
+      ((mine.bytes / mine.count) / (peer.bytes / peer.count)).toFixed(2)
+    }×${
+      mine.liveBytes !== undefined && peer.liveBytes !== undefined && peer.liveBytes > 0 ?
+        ` (live: ${((mine.liveBytes / mine.count) / (peer.liveBytes / peer.count)).toFixed(2)}×)` :
+        ""
+    }`)
+  }
   if (r.wal.length > 0) {
     lines.push(`\nWAL per item, by step (the server's WAL position: anything else running on it adds to these)`)
     const systems = [...new Set(r.wal.map((w) => w.system))]
     for (const s of systems) {
       const rows = r.wal.filter((w) => w.system === s)
-      lines.push(`${s.padEnd(24)} ${rows.map((w) => `${w.phase} ${num(w.bytes / w.count)} B`).join(", ")}`)
+      const task = rows.filter((w) => w.task).reduce((a, w) => a + w.bytes / w.count, 0)
+      lines.push(`${s.padEnd(24)} ${num(task).padStart(6)} B per submit → claim → complete task; by step: ${
+        rows.map((w) => `${w.phase} ${num(w.bytes / w.count)} B`).join(", ")
+      }`)
     }
   }
   for (const f of r.footprints) {

@@ -101,8 +101,8 @@ const pgBoss = async (url: string, n: number, workers: number, input: object): P
     return {
       footprints: [waiting, completed],
       wal: [
-        { system, phase: "insert", count: n, bytes: Number(w1 - w0) },
-        { system, phase: "fetch + complete", count: n, bytes: Number(w3 - w2) }
+        { system, phase: "insert", count: n, bytes: Number(w1 - w0), task: true },
+        { system, phase: "fetch + complete", count: n, bytes: Number(w3 - w2), task: true }
       ]
     }
   } finally {
@@ -150,8 +150,8 @@ const graphileWorker = async (url: string, n: number, input: unknown): Promise<P
     return {
       footprints: [waiting, completed],
       wal: [
-        { system, phase: "addJobs", count: n, bytes: Number(w1 - w0) },
-        { system, phase: "run (jobs deleted)", count: n, bytes: Number(w3 - w2) }
+        { system, phase: "addJobs", count: n, bytes: Number(w1 - w0), task: true },
+        { system, phase: "run (jobs deleted)", count: n, bytes: Number(w3 - w2), task: true }
       ]
     }
   } finally {

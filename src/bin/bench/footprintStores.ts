@@ -311,6 +311,8 @@ export interface WalFigure {
   readonly phase: string
   readonly count: number
   readonly bytes: number
+  /** A step of the submit → claim → complete path (summed into the WAL per task). */
+  readonly task: boolean
 }
 
 export interface ValkeyBaseline {
