@@ -166,12 +166,19 @@ export const ExecutionNotActiveDetail = Schema.Struct({
 /** @since 0.1.0 */
 export type ExecutionNotActiveDetail = typeof ExecutionNotActiveDetail.Type
 
-/** @since 0.1.0 */
+/**
+ * What a call looked for and did not find: `entity` names its kind
+ * (`execution`, `flow`, `budget`, `stream`, `attempt`, …) and `id` the id the
+ * caller passed, when the call carried one.
+ *
+ * @since 0.1.0
+ */
 export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {
-  entity: Schema.String
+  entity: Schema.String,
+  id: Schema.optional(Schema.String)
 }) {
   override get message(): string {
-    return `not found: ${this.entity}`
+    return this.id === undefined ? `not found: ${this.entity}` : `not found: ${this.entity} ${this.id}`
   }
 }
 
@@ -450,7 +457,7 @@ export const withBackendContext = (e: EngineError, context: string): EngineError
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
-export const notFound = (entity: string) => new NotFound({ entity })
+export const notFound = (entity: string, id?: string) => new NotFound(id === undefined ? { entity } : { entity, id })
 /**
  * The longest `detail` of a `Validation` error, in characters: a longer one is
  * cut (ending in `…`), so that a huge bad value never makes a huge error.

@@ -14,7 +14,7 @@
  */
 import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
 import { EngineBackend } from "./EngineBackend.js"
-import { type EngineError, invalidInput, rootCause, TimeoutError } from "./EngineError.js"
+import { type EngineError, invalidInput, notFound, rootCause, TimeoutError } from "./EngineError.js"
 import * as Ids from "./Ids.js"
 import type { ExecutionId, FlowId, LaneId, WaitpointId } from "./Ids.js"
 import { topologicalOrder } from "./internal/graph.js"
@@ -516,7 +516,7 @@ export interface AwaitOptions {
 
 /**
  * Polls `readExecutionState` until the execution is terminal and returns
- * that state.
+ * that state; fails `NotFound` when no execution has this id.
  *
  * @since 0.1.0
  * @category results
@@ -532,7 +532,7 @@ export const awaitTerminal = (
     const interval = options.pollInterval ?? Duration.millis(100)
     for (;;) {
       const state = yield* backend.readExecutionState(executionId)
-      if (Option.isNone(state)) return yield* invalidInput(`execution ${executionId} does not exist`)
+      if (Option.isNone(state)) return yield* notFound("execution", executionId)
       if (isTerminal(state.value)) return state.value
       if (limit !== undefined && (yield* Clock.currentTimeMillis) - start >= Duration.toMillis(limit)) {
         return yield* new TimeoutError({ op: "await_execution", elapsed: limit })

@@ -1,5 +1,5 @@
 /**
- * Every TypeScript block of README.md and docs/*.md, compiled against the built package under strict
+ * Every TypeScript block of README.md and every .md under docs/, compiled against the built package under strict
  * settings (`strict`, `exactOptionalPropertyTypes`, `noUncheckedIndexedAccess`, NodeNext) with the
  * imports a reader would write (`flowfabric-effect`, `flowfabric-effect/valkey`,
  * `flowfabric-effect/postgres`), and the runnable ones run under Node.
@@ -42,7 +42,9 @@ const TS_LANGS = new Set(["ts", "typescript"])
 
 const docFiles = async (): Promise<ReadonlyArray<string>> => [
   "README.md",
-  ...(await readdir(path.join(root, "docs"))).filter((f) => f.endsWith(".md")).sort().map((f) => `docs/${f}`)
+  ...(await readdir(path.join(root, "docs"), { recursive: true })).filter((f) => f.endsWith(".md")).sort().map((f) =>
+    `docs/${f}`
+  )
 ]
 
 /** Every fenced block of `file`, with the HTML comment right before it. */

@@ -54,10 +54,3 @@ export const sameSecret = (aHex: string, bHex: string): boolean => {
   const b = Buffer.from(bHex, "hex")
   return a.length === b.length && timingSafeEqual(a, b)
 }
-
-/** `<kid>:<REDACTED:len=N>` for logs (model.md §1.5). */
-export const redactToken = (token: string): string => {
-  const colon = token.indexOf(":")
-  if (colon <= 0 || colon === token.length - 1) return "<REDACTED:malformed>"
-  return `${token.slice(0, colon)}:<REDACTED:len=${token.length - colon - 1}>`
-}

@@ -9,7 +9,7 @@
 import type { Tracer } from "effect"
 import { Cause, Clock, Context, Effect, Either, Metric, MetricBoundaries, MetricLabel, Predicate } from "effect"
 import { type EngineBackend, operationNames } from "../EngineBackend.js"
-import { type EngineError, isEngineError, rootCause } from "../EngineError.js"
+import { type EngineError, isEngineError, notFound, rootCause } from "../EngineError.js"
 import type * as M from "../Model.js"
 import { decodeHandle } from "./handleCodec.js"
 
@@ -103,6 +103,40 @@ export const attributesOf = (op: string, backend: string, args: ReadonlyArray<un
 }
 
 // ---------------------------------------------------------------------------
+// What a NotFound looked for
+// ---------------------------------------------------------------------------
+
+/** The argument field that holds the id of each kind of `NotFound`. */
+const ID_FIELDS: Readonly<Record<string, { readonly attribute: string; readonly field: RegExp }>> = {
+  execution: { attribute: "execution_id", field: /^(?:e|.+E)xecutionId$/ },
+  stream: { attribute: "execution_id", field: /^executionId$/ },
+  attempt: { attribute: "execution_id", field: /^executionId$/ },
+  flow: { attribute: "flow_id", field: /^flowId$/ },
+  budget: { attribute: "budget_id", field: /^budgetId$/ },
+  quota_policy: { attribute: "quota_policy_id", field: /^quotaPolicyId$/ }
+}
+
+/**
+ * A backend reports `NotFound` with the kind of thing it missed; the id comes
+ * from the caller's argument, when exactly one argument field can hold it
+ * (an edge names two executions: which one is missing is not guessed).
+ */
+const namingWhatWasNotFound = (op: string, backend: string, args: ReadonlyArray<unknown>) =>
+(e: EngineError): EngineError => {
+  if (e._tag !== "NotFound" || e.id !== undefined) return e
+  const where = ID_FIELDS[e.entity]
+  const first = args[0]
+  if (where === undefined || first === undefined || first === null) return e
+  if (typeof first === "string" || isHandle(first)) {
+    const id = attributesOf(op, backend, args)[where.attribute]
+    return typeof id === "string" ? notFound(e.entity, id) : e
+  }
+  if (typeof first !== "object") return e
+  const ids = Object.entries(first).filter(([k, v]) => typeof v === "string" && where.field.test(k))
+  return ids.length === 1 ? notFound(e.entity, ids[0]![1] as string) : e
+}
+
+// ---------------------------------------------------------------------------
 // instrument
 // ---------------------------------------------------------------------------
 
@@ -169,7 +203,7 @@ const wrap = (op: string, backend: string, fn: AnyOperation): AnyOperation => {
             const { kind, tag } = errorTags(cause)
             operationErrorsTotal.unsafeUpdate(1, errorLabels(tag, kind))
           }
-          return Effect.failCause(cause)
+          return Effect.failCause(Cause.map(cause, namingWhatWasNotFound(op, backend, args)))
         },
         onSuccess: (value) => {
           record()
@@ -187,7 +221,8 @@ const wrap = (op: string, backend: string, fn: AnyOperation): AnyOperation => {
  * other function the record carries) runs in a span `EngineBackend.<op>`
  * with `backend`, `lane`, `execution_id`, `flow_id` attributes when known,
  * and feeds `operationsTotal`, `operationErrorsTotal` and
- * `operationDurationMs`. Values are copied as they are.
+ * `operationDurationMs`. A `NotFound` gets the id the caller passed (see
+ * `namingWhatWasNotFound`); values are otherwise copied as they are.
  */
 export const instrument = (service: EngineBackend.Service): EngineBackend.Service => {
   const backend = service.backendLabel

@@ -375,11 +375,10 @@ export const admin = (t: Tester) =>
       t.test("a missing execution is NotFound(execution)", () =>
         Effect.gen(function*() {
           const b = yield* backend
-          const e = yield* failsWith(
-            b.cancelExecution({ executionId: yield* Ids.executionIdSolo(yield* newLane()), reason: "x" }),
-            "NotFound"
-          )
+          const executionId = yield* Ids.executionIdSolo(yield* newLane())
+          const e = yield* failsWith(b.cancelExecution({ executionId, reason: "x" }), "NotFound")
           expect(e.entity).toBe("execution")
+          expect(e.id).toBe(executionId)
         }))
     })
 

@@ -172,6 +172,8 @@ export const budgets = (t: Tester) =>
         expect(yield* usage(id, { tokens: 1_000_000 })).toEqual({ _tag: "Ok" })
         const e = yield* failsWith(b.getBudgetStatus(id), "NotFound")
         expect(e.entity).toBe("budget")
+        expect(e.id).toBe(id)
+        expect(e.message).toBe(`not found: budget ${id}`)
       }))
 
     t.test("reportUsage (worker): only custom dimensions count, and the lease is not checked (D-18, D-19)", () =>

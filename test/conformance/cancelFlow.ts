@@ -124,8 +124,10 @@ export const cancelFlows = (t: Tester) =>
         Effect.gen(function*() {
           const b = yield* backend
           for (const policy of ["FlowOnly", "CancelAll", "CancelPending"] as const) {
-            const e = yield* failsWith(b.cancelFlow({ flowId: yield* Ids.newFlowId, policy }), "NotFound")
+            const flowId = yield* Ids.newFlowId
+            const e = yield* failsWith(b.cancelFlow({ flowId, policy }), "NotFound")
             expect(e.entity).toBe("flow")
+            expect(e.id).toBe(flowId)
           }
         }))
 

@@ -252,6 +252,7 @@ export const leases = (t: Tester) =>
           "NotFound"
         )
         expect(e.entity).toBe("execution")
+        expect(e.id).toBe(id)
       }))
 
     t.test("after suspend the pre-suspend and the suspended handle are fenced; after resume both are stale", () =>

@@ -163,7 +163,8 @@ export const lifecycle = (t: Tester) =>
           const b = yield* backend
           yield* ensureHmac
           const c = yield* createAndClaim()
-          const ghost = yield* ghostHandle(c.handle)
+          const ghostId = yield* Ids.executionIdSolo(Ids.unsafe.laneId("ghost"))
+          const ghost = forgeHandle(c.handle, { executionId: ghostId })
           const notFound: ReadonlyArray<Effect.Effect<unknown, EngineError>> = [
             b.renew(ghost),
             b.progress(ghost, { percent: 1 }),
@@ -177,6 +178,7 @@ export const lifecycle = (t: Tester) =>
           for (const op of notFound) {
             const e = yield* failsWith(op, "NotFound")
             expect(e.entity).toBe("execution")
+            expect(e.id).toBe(ghostId)
           }
           // append_frame collapses a missing execution into StreamClosed (operations.md §4.4 step 2)
           yield* failsWith(b.appendFrame(ghost, { bytes: bytes("x"), kind: "stdout" }), "State", "StreamClosed")

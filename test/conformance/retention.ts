@@ -24,6 +24,7 @@ import {
   type CreateOptions,
   createFlow,
   ensureHmac,
+  executionIdOnPartition,
   failsWith,
   flowSnapshot,
   isAbsent,
@@ -158,6 +159,48 @@ export const retentionArea = (t: Tester) =>
         yield* expectGone(r.executionId)
         // like an id never created
         yield* failsWith(b.listPendingWaitpoints({ executionId: r.executionId }), "NotFound")
+      }))
+
+    t.test("the signal and waitpoint ids of a deleted execution are free again, on any partition", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const r = yield* richCompleted(1_000)
+        const other = yield* createAndClaim({
+          executionId: yield* executionIdOnPartition((Ids.executionPartition(r.executionId) + 1) % t.options.numFlowPartitions)
+        })
+        const never = { _tag: "ByName", name: "never" } as const
+        const reuse = Effect.flatMap(Ids.newSuspensionId, (suspensionId) =>
+          b.suspend(other.handle, {
+            suspensionId,
+            waitpoints: r.waitpointIds.map((waitpointId, i) => ({ _tag: "Fresh", waitpointId, waitpointKey: `k${i}` })),
+            resumeCondition: {
+              _tag: "Composite",
+              body: {
+                _tag: "AllOf",
+                members: r.waitpointIds.map((_, i) => ({ _tag: "Single", waitpointKey: `k${i}`, matcher: never }))
+              }
+            }
+          }))
+        yield* failsWith(reuse, "Conflict", "WaitpointAlreadyExists")
+        yield* advance(1_000)
+        yield* passUntilDone("trimRetention")
+        yield* expectGone(r.executionId)
+        const s = yield* reuse
+        expect(s._tag).toBe("Suspended")
+        for (const signalId of r.signalIds) {
+          expect(
+            yield* b.deliverSignal({
+              executionId: other.executionId,
+              waitpointId: s.details.waitpointId,
+              signalId,
+              signalName: "again",
+              signalCategory: "test",
+              sourceType: "test",
+              sourceIdentity: "suite",
+              waitpointToken: s.details.waitpointToken
+            })
+          ).toMatchObject({ _tag: "Accepted", signalId })
+        }
       }))
 
     t.test("failed and cancelled executions are deleted too", () =>

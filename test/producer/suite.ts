@@ -111,6 +111,15 @@ export const producerSuite = (
           const second = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane, idempotencyKey: key })
           expect(second).toBe(first)
         }))
+
+      test("awaitTerminal and awaitResult on an id no execution has: NotFound naming it", () =>
+        Effect.gen(function*() {
+          const id = yield* Ids.executionIdSolo(yield* newLane())
+          const e = yield* Effect.flip(Producer.awaitTerminal(id))
+          expect(e).toMatchObject({ _tag: "NotFound", entity: "execution", id })
+          const r = yield* Effect.flip(Producer.awaitResult(Add, id))
+          expect(r).toMatchObject({ _tag: "NotFound", entity: "execution", id })
+        }))
     })
 
     describe("flows", () => {

@@ -34,12 +34,16 @@ export interface Client {
   readonly isCluster: boolean
   /** A plain command (or a few) on the shared connection. */
   readonly run: <A>(op: string, f: (c: Connection) => Promise<A>) => Effect.Effect<A, TransportError>
-  /** `FCALL` / `FCALL_RO` with one key; reloads the library and retries once if the function is missing. */
+  /**
+   * `FCALL` / `FCALL_RO` with `key` (and `more` keys after it, in its slot or on a standalone server);
+   * reloads the library and retries once if the function is missing.
+   */
   readonly fcall: (
     fn: string,
     key: string,
     args: ReadonlyArray<string | Buffer>,
-    readOnly: boolean
+    readOnly: boolean,
+    more?: ReadonlyArray<string> | undefined
   ) => Effect.Effect<unknown, TransportError>
   /** Every primary (the client itself when standalone). */
   readonly primaries: Effect.Effect<ReadonlyArray<Redis>, TransportError>
@@ -144,7 +148,7 @@ export const connect = (
     const connection = yield* open(o)
     const isCluster = connection instanceof Cluster
 
-    // Plain commands are reads and idempotent index writes (hints, lanes, locators): repeating one
+    // Plain commands are reads and idempotent index writes (hints, lanes, freed registry entries): repeating one
     // is always safe, so a lost connection leaves them retryable even after the send.
     const run = <A>(op: string, f: (c: Connection) => Promise<A>): Effect.Effect<A, TransportError> =>
       Effect.tryPromise({ try: () => f(connection), catch: (e) => fromValkeyError(op, e, false) })
@@ -292,21 +296,35 @@ export const connect = (
       return node?.status === "ready"
     }
 
-    const fcallOnce = (fn: string, key: string, args: ReadonlyArray<string | Buffer>, readOnly: boolean) =>
+    const fcallOnce = (
+      fn: string,
+      key: string,
+      args: ReadonlyArray<string | Buffer>,
+      readOnly: boolean,
+      more: ReadonlyArray<string>
+    ) =>
       Effect.suspend(() => {
         const sent = writable(key)
+        const n = 1 + more.length
         return Effect.tryPromise({
-          try: () => (readOnly ? connection.fcall_ro(fn, 1, key, ...args) : connection.fcall(fn, 1, key, ...args)),
+          try: () =>
+            readOnly ? connection.fcall_ro(fn, n, key, ...more, ...args) : connection.fcall(fn, n, key, ...more, ...args),
           catch: (e) => ({ error: e, sent })
         })
       })
 
-    const fcall = (fn: string, key: string, args: ReadonlyArray<string | Buffer>, readOnly: boolean) =>
-      fcallOnce(fn, key, args, readOnly).pipe(
+    const fcall = (
+      fn: string,
+      key: string,
+      args: ReadonlyArray<string | Buffer>,
+      readOnly: boolean,
+      more: ReadonlyArray<string> = []
+    ) =>
+      fcallOnce(fn, key, args, readOnly, more).pipe(
         Effect.catchAll(({ error, sent }) =>
           isMissingFunction(error) ?
             reload.pipe(
-              Effect.zipRight(fcallOnce(fn, key, args, readOnly)),
+              Effect.zipRight(fcallOnce(fn, key, args, readOnly, more)),
               Effect.mapError((e) => {
                 if (e instanceof TransportError) return e
                 if (!isMissingFunction(e.error)) return fromValkeyError(`FCALL ${fn}`, e.error, e.sent && !readOnly)

@@ -29,6 +29,7 @@ import * as M from "../../Model.js"
 import * as D from "./decode.js"
 import { parseError } from "./errors.js"
 import { decodeFields, decodeJson, type Envelope, IntStr, LuaArray, type Plumbing, STAGE_BYTES } from "./plumbing.js"
+import { type IdClaims, makeRegistry } from "./registry.js"
 
 const S = Schema.String
 const Str = Schema.Record({ key: Schema.String, value: Schema.String })
@@ -274,6 +275,7 @@ export interface StreamOps {
 
 export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly version: string }): BackendCore => {
   const { call, client, keys, settings } = p
+  const registry = makeRegistry(p)
   const N = settings.partitions.numFlowPartitions
   const ex = (id: Ids.ExecutionId) => p.flowTarget(Ids.executionPartition(id))
   const flowOf = (id: Ids.FlowId) => p.flowTarget(Ids.flowPartition(id, settings.partitions))
@@ -784,42 +786,58 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       const dedupTtl = args.timeoutAt === undefined ?
         604_800_000 :
         Math.max(1, Math.min(args.timeoutAt - now + 60_000, 604_800_000))
-      const env = yield* call("suspend", ex(h.payload.executionId), {
-        ...fence(h),
-        suspension_id: args.suspensionId,
-        cond: condToLua(args.resumeCondition),
-        resume_policy_json: JSON.stringify(args.resumePolicy),
-        reason_code: args.reasonCode,
-        requested_by: args.requestedBy,
-        ...(args.timeoutAt === undefined ? {} : { timeout_at: args.timeoutAt }),
-        timeout_behavior: args.timeoutBehavior,
-        ...(args.continuationMetadataPointer === undefined ? {} : { continuation: args.continuationMetadataPointer }),
-        ...(args.idempotencyKey === undefined || args.idempotencyKey === "" ?
-          {} :
-          { idempotency_key: args.idempotencyKey, dedup_ttl_ms: dedupTtl }),
-        use_pending: primary._tag === "UsePending",
-        primary: primary._tag === "Fresh" ?
-          { waitpoint_id: primary.waitpointId, waitpoint_key: primary.waitpointKey } :
-          { waitpoint_id: primary.waitpointId },
-        extras: extras.map((x) =>
-          x._tag === "Fresh" ? { waitpoint_id: x.waitpointId, waitpoint_key: x.waitpointKey } : { waitpoint_id: x.waitpointId }
+      const fresh = args.waitpoints.flatMap((x) => (x._tag === "Fresh" ? [x.waitpointId] : []))
+      const suspendCall = (claims: IdClaims) =>
+        Effect.flatMap(
+          call("suspend", { ...ex(h.payload.executionId), keys: claims.keys }, {
+            ...fence(h),
+            suspension_id: args.suspensionId,
+            cond: condToLua(args.resumeCondition),
+            resume_policy_json: JSON.stringify(args.resumePolicy),
+            reason_code: args.reasonCode,
+            requested_by: args.requestedBy,
+            ...(args.timeoutAt === undefined ? {} : { timeout_at: args.timeoutAt }),
+            timeout_behavior: args.timeoutBehavior,
+            ...(args.continuationMetadataPointer === undefined ? {} : { continuation: args.continuationMetadataPointer }),
+            ...(args.idempotencyKey === undefined || args.idempotencyKey === "" ?
+              {} :
+              { idempotency_key: args.idempotencyKey, dedup_ttl_ms: dedupTtl }),
+            use_pending: primary._tag === "UsePending",
+            primary: primary._tag === "Fresh" ?
+              { waitpoint_id: primary.waitpointId, waitpoint_key: primary.waitpointKey } :
+              { waitpoint_id: primary.waitpointId },
+            extras: extras.map((x) =>
+              x._tag === "Fresh" ? { waitpoint_id: x.waitpointId, waitpoint_key: x.waitpointKey } : { waitpoint_id: x.waitpointId }
+            ),
+            ...(claims.taken === undefined ? {} : { taken: claims.taken })
+          }),
+          (env) =>
+            Effect.map(
+              decodeJson("ff_suspend", SuspendDetailsJson, env.fields[0], h.payload.executionId),
+              (d) => ({ status: env.status, d })
+            )
         )
-      }).pipe(
+      // a keyed retry answered with its first outcome may name other waitpoints than this call's
+      const { d, status } = yield* registry.withIds(
+        h.payload.executionId,
+        fresh.map((w) => keys.waitpointOwner(w)),
+        suspendCall,
+        ({ d }, i) => d.waitpoint_id === fresh[i] || d.additional.some((x) => x.waitpoint_id === fresh[i])
+      ).pipe(
         Effect.catchIf(
           (e): e is EngineError => primary._tag === "UsePending" && e._tag === "Contention" && e.kind === "WaitpointNotFound",
           (e) =>
             Effect.flatMap(
-              client.run("GET waitpoint locator", (c) => c.get(keys.waitpointLocator(primary.waitpointId))),
-              (at) =>
+              client.run("GET waitpoint owner", (c) => c.get(keys.waitpointOwner(primary.waitpointId))),
+              (owner) =>
                 Effect.fail(
-                  at !== null && at !== String(Ids.executionPartition(h.payload.executionId)) ?
+                  owner !== null && owner.split("|")[0] !== h.payload.executionId ?
                     validation("InvalidWaitpointForExecution", `waitpoint ${primary.waitpointId} belongs to another execution`) :
                     e
                 )
             )
         )
       )
-      const d = yield* decodeJson("ff_suspend", SuspendDetailsJson, env.fields[0], h.payload.executionId)
       const details: M.SuspendOutcomeDetails = {
         suspensionId: d.suspension_id,
         waitpointId: d.waitpoint_id,
@@ -831,7 +849,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
           waitpointToken: x.waitpoint_token
         }))
       }
-      if (env.status === "SATISFIED") return { _tag: "AlreadySatisfied", details } satisfies M.SuspendOutcome
+      if (status === "SATISFIED") return { _tag: "AlreadySatisfied", details } satisfies M.SuspendOutcome
       return {
         _tag: "Suspended",
         details,
@@ -841,22 +859,23 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
 
   const createWaitpoint: BackendCore["createWaitpoint"] = (h, waitpointKey, expiresInMs) =>
     Effect.gen(function*() {
-      const env = yield* call("create_waitpoint", ex(h.payload.executionId), {
-        ...fence(h),
-        waitpoint_id: yield* Ids.newWaitpointId,
-        waitpoint_key: waitpointKey,
-        expires_in_ms: expiresInMs
-      })
-      const [waitpointId, hmacToken] = yield* decodeFields(
-        "ff_create_waitpoint",
-        T_Waitpoint,
-        env.fields
+      const id = yield* Ids.newWaitpointId
+      const [waitpointId, hmacToken] = yield* registry.withIds(
+        h.payload.executionId,
+        [keys.waitpointOwner(id)],
+        (claims) =>
+          Effect.flatMap(
+            call("create_waitpoint", { ...ex(h.payload.executionId), keys: claims.keys }, {
+              ...fence(h),
+              waitpoint_id: id,
+              waitpoint_key: waitpointKey,
+              expires_in_ms: expiresInMs,
+              ...(claims.taken === undefined ? {} : { taken: claims.taken })
+            }),
+            (env) => decodeFields("ff_create_waitpoint", T_Waitpoint, env.fields)
+          ),
+        () => true
       )
-      // where a pending waitpoint lives, so that UsePending of another partition's waitpoint is
-      // answered InvalidWaitpointForExecution rather than WaitpointNotFound (best effort)
-      yield* client.run("SET waitpoint locator", (c) =>
-        c.set(keys.waitpointLocator(waitpointId), String(Ids.executionPartition(h.payload.executionId)), "PX", expiresInMs + 86_400_000)
-      ).pipe(Effect.ignore)
       return { waitpointId, hmacToken }
     })
 
@@ -888,35 +907,46 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
   const deliverSignal: BackendCore["deliverSignal"] = (a) =>
     Effect.gen(function*() {
       yield* inRange(a.executionId)
-      const env = yield* call("deliver_signal", ex(a.executionId), {
-        execution_id: a.executionId,
-        waitpoint_id: a.waitpointId,
-        signal_id: a.signalId,
-        signal_name: a.signalName,
-        signal_category: a.signalCategory,
-        source_type: a.sourceType,
-        source_identity: a.sourceIdentity,
-        payload_encoding: a.payloadEncoding ?? "json",
-        ...(a.correlationId === undefined ? {} : { correlation_id: a.correlationId }),
-        ...(a.idempotencyKey === undefined ? {} : { idempotency_key: a.idempotencyKey }),
-        target_scope: a.targetScope,
-        ...(a.createdAt === undefined ? {} : { created_at: a.createdAt }),
-        ...(a.dedupTtlMs === undefined ? {} : { dedup_ttl_ms: a.dedupTtlMs }),
-        ...(a.resumeDelayMs === undefined ? {} : { resume_delay_ms: a.resumeDelayMs }),
-        ...(a.maxSignalsPerExecution === undefined ? {} : { max_signals: a.maxSignalsPerExecution }),
-        ...(a.signalMaxlen === undefined ? {} : { signal_maxlen: a.signalMaxlen }),
-        token: a.waitpointToken
-      }, a.payload === undefined ? [] : [a.payload])
-      if (env.status === "DUPLICATE") {
-        const [existingSignalId] = yield* decodeFields("ff_deliver_signal", T_Signal, env.fields)
-        return { _tag: "Duplicate", existingSignalId } satisfies M.DeliverSignalResult
-      }
-      const [signalId, effect] = yield* decodeFields(
-        "ff_deliver_signal",
-        T_Accepted,
-        env.fields
+      const deliver = (claims: IdClaims): Fx<M.DeliverSignalResult> =>
+        Effect.gen(function*() {
+          const env = yield* call("deliver_signal", { ...ex(a.executionId), keys: claims.keys }, {
+            execution_id: a.executionId,
+            waitpoint_id: a.waitpointId,
+            signal_id: a.signalId,
+            signal_name: a.signalName,
+            signal_category: a.signalCategory,
+            source_type: a.sourceType,
+            source_identity: a.sourceIdentity,
+            payload_encoding: a.payloadEncoding ?? "json",
+            ...(a.correlationId === undefined ? {} : { correlation_id: a.correlationId }),
+            ...(a.idempotencyKey === undefined ? {} : { idempotency_key: a.idempotencyKey }),
+            target_scope: a.targetScope,
+            ...(a.createdAt === undefined ? {} : { created_at: a.createdAt }),
+            ...(a.dedupTtlMs === undefined ? {} : { dedup_ttl_ms: a.dedupTtlMs }),
+            ...(a.resumeDelayMs === undefined ? {} : { resume_delay_ms: a.resumeDelayMs }),
+            ...(a.maxSignalsPerExecution === undefined ? {} : { max_signals: a.maxSignalsPerExecution }),
+            ...(a.signalMaxlen === undefined ? {} : { signal_maxlen: a.signalMaxlen }),
+            ...(claims.taken === undefined ? {} : { taken: claims.taken }),
+            token: a.waitpointToken
+          }, a.payload === undefined ? [] : [a.payload])
+          if (env.status === "DUPLICATE") {
+            const [existingSignalId] = yield* decodeFields("ff_deliver_signal", T_Signal, env.fields)
+            return { _tag: "Duplicate", existingSignalId } satisfies M.DeliverSignalResult
+          }
+          const [signalId, effect] = yield* decodeFields(
+            "ff_deliver_signal",
+            T_Accepted,
+            env.fields
+          )
+          return { _tag: "Accepted", signalId, effect } satisfies M.DeliverSignalResult
+        })
+      // a keyed repeat answered Duplicate names the first signal's id, not necessarily this one's
+      return yield* registry.withIds(
+        a.executionId,
+        [keys.signalOwner(a.signalId)],
+        deliver,
+        (r) => r._tag === "Accepted" || r.existingSignalId === a.signalId
       )
-      return { _tag: "Accepted", signalId, effect } satisfies M.DeliverSignalResult
     })
 
   // --- reads --------------------------------------------------------------------------------------

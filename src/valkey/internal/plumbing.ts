@@ -50,7 +50,11 @@ export const makeKeys = (prefix: string) => {
     sigPayload: (p: number, sid: string) => `${flow(p)}:s:${sid}:payload`,
     all: (p: number) => `${flow(p)}:i:all`,
     hint: (lane: string) => `${prefix}:hint:${lane}`,
-    waitpointLocator: (waitpointId: string) => `${prefix}:wploc:${waitpointId}`,
+    /** The id registry: the execution that owns a signal id / a waitpoint id (helpers.lua, "the id registry"). */
+    signalOwner: (signalId: string) => `${prefix}:sigid:${signalId}`,
+    waitpointOwner: (waitpointId: string) => `${prefix}:wpid:${waitpointId}`,
+    /** The registry entries retention released for partition `p` that wait to be deleted (`<kind>:<id> <owner>`). */
+    idsToFree: (p: number) => `${flow(p)}:i:idfree`,
     /** The slot anchor of the standalone calls that reach several partitions (nothing is stored there). */
     lanes: `${prefix}:lanes`,
     /** The lane registry (listLanes): a sorted set of lane ids, all scored 0, read by name. */
@@ -169,6 +173,8 @@ export interface Target {
   readonly base: string
   /** The flow partition, for claim hints (absent for budget and quota partitions). */
   readonly partition?: number | undefined
+  /** KEYS[2..]: keys outside the partition a standalone call reads and writes (never on a cluster). */
+  readonly keys?: ReadonlyArray<string> | undefined
 }
 
 export interface Plumbing {
@@ -293,7 +299,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       const sent = inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args
       argv[1] = JSON.stringify(staged === undefined ? sent : { ...sent, staged })
       const invoke = Effect.flatMap(
-        client.fcall(name, target.base, argv, readOnly),
+        client.fcall(name, target.base, argv, readOnly, target.keys),
         (raw) => onReply(name, inCall ? undefined : target.partition, args, raw)
       )
       return stages.length === 0 ? invoke : Effect.zipRight(
