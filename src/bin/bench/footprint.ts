@@ -296,15 +296,18 @@ const engineRun = (store: Store, n: number, workers: number, ending: Ending, sta
       Effect.promise(() => store.measure(s, n, { final, held })).pipe(Effect.tap((f) => footprints.push(f)))
     yield* step("createExecutions", createAll(b, n))
     if (withEarlier) yield* measure("waiting", false)
-    let handles: Array<M.Handle> | undefined = yield* step("claimMany", claimAll(b, n, workers))
+    const handles = yield* step("claimMany", claimAll(b, n, workers))
     if (withEarlier) yield* measure("active", false, store.system === "flowfabric-memory" ? heldBy(handles) : 0)
-    const held = handles
-    handles = undefined
     yield* step(
       ending === "complete" ? "completeMany" : ending,
-      ending === "complete" ? completeAll(b, held) : ending === "suspend" ? suspendAll(b, held) : failAll(b, held)
+      ending === "complete" ?
+        completeAll(b, handles) :
+        ending === "suspend" ?
+        suspendAll(b, handles) :
+        failAll(b, handles)
     )
-    held.length = 0
+    // the memory engine's terminal and suspended states are read without the bench's handles
+    handles.length = 0
     yield* measure(state, true)
     return { footprints, wal }
   }).pipe(Effect.provide(store.layer), Effect.scoped, Effect.ensuring(Effect.promise(() => store.cleanup())))
