@@ -1,6 +1,7 @@
 /**
- * Waiting for a flow cancellation to finish (operations.md §9.4): a
- * `Schedule`-driven poll of `describeFlow` bounded by a deadline.
+ * Waiting for a flow cancellation to finish: a `Schedule`-driven poll of
+ * `describeFlow` bounded by a deadline (see
+ * docs/design/flows.md#waiting-for-the-cancellation).
  *
  * @since 0.1.0
  */

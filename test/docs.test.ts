@@ -13,7 +13,7 @@
  *   before the block, `<!-- wrapper … -->`, holds the TypeScript that declares what the fragment uses;
  *   a line `/* block *\/` in it marks where the fragment goes (default: at the end). Never run.
  *
- * Also checked: every `npm install name@spec` in a shell block names the spec package.json gives that
+ * Also checked: every `npm install name@range` in a shell block names the range package.json gives that
  * package (the peer range, or the dev dependency the tests run on).
  */
 import { execFile } from "node:child_process"

@@ -73,7 +73,7 @@ describe("Reconciler (any Maintenance)", () => {
       expect(yield* fake.calls).toEqual(expected)
       expect(expected["expireLeases"]).toBe(11)
       expect(expected["promoteDelayed"]).toBe(21)
-      // the retention trimmer every 60 s (model.md §16): once at start within 15 s
+      // the retention trimmer every 60 s: once at start within 15 s
       expect(expected["trimRetention"]).toBe(1)
       // Stopped: time passes, nothing runs.
       yield* step(5_000, 250)

@@ -9,6 +9,7 @@ import { producerSuite } from "./producer/suite.js"
 import { reconcilerSuite } from "./reconciler/suite.js"
 import { workerSuite } from "./worker/suite.js"
 import { testHmacSecret } from "./support/hmac.js"
+import { traceSuite } from "./support/trace.js"
 
 const schema = `ff_runtime_${process.pid}_${Date.now().toString(36)}`
 
@@ -28,3 +29,4 @@ const options = { settleMs: 5, timeout: 60_000 }
 workerSuite("postgres", layer, options)
 reconcilerSuite("postgres", layer, options)
 producerSuite("postgres", layer, options)
+traceSuite("postgres", layer)

@@ -6,6 +6,7 @@ import { producerSuite } from "./producer/suite.js"
 import { reconcilerSuite } from "./reconciler/suite.js"
 import { workerSuite } from "./worker/suite.js"
 import { testHmacSecret } from "./support/hmac.js"
+import { traceSuite } from "./support/trace.js"
 
 const layer = ValkeyBackend.layer({
   hmacSecret: testHmacSecret,
@@ -18,3 +19,4 @@ const options = { settleMs: 2, timeout: 60_000 }
 workerSuite("valkey", layer, options)
 reconcilerSuite("valkey", layer, options)
 producerSuite("valkey", layer, options)
+traceSuite("valkey", layer)

@@ -42,6 +42,7 @@ import { inputProblem, type RuleContext, textProblem } from "./inputRules.js"
 import { summaryPatchProblem } from "./mergePatch.js"
 import { instrument } from "./observability.js"
 import { quote } from "./quote.js"
+import { compactTraceParent } from "./traceContext.js"
 import * as V from "./validation.js"
 
 /** A handle after intake: the caller's value and its decoded payload. */
@@ -70,6 +71,8 @@ export interface CreateExecutionCore {
   /** The policy as stored: its snake_case JSON text, `""` when absent. */
   readonly policyJson: string
   readonly requiredCapabilities: ReadonlyArray<string>
+  /** The creator's span context in its stored form (`compactTraceParent`), when given. */
+  readonly traceContext: string | undefined
 }
 
 /**
@@ -261,7 +264,8 @@ const prepareCreate = (
     policyJson,
     requiredCapabilities: parsed.right.requiredCapabilities,
     delayUntil: a.delayUntil ?? policy?.delayUntil,
-    executionDeadlineAt: a.executionDeadlineAt
+    executionDeadlineAt: a.executionDeadlineAt,
+    traceContext: a.traceParent === undefined ? undefined : compactTraceParent(a.traceParent)
   })
 }
 

@@ -1,6 +1,6 @@
 /**
  * Waitpoint tokens: `<kid>:<hex HMAC-SHA1(secret, "<waitpointId>|<waitpointKey>|<createdAtMs>")>`
- * (model.md §11.2, the canonical binding).
+ * (the canonical binding, docs/design/signals.md#tokens).
  */
 import { createHmac, timingSafeEqual } from "node:crypto"
 

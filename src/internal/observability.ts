@@ -12,6 +12,7 @@ import { type EngineBackend, operationNames } from "../EngineBackend.js"
 import { type EngineError, isEngineError, notFound, rootCause } from "../EngineError.js"
 import type * as M from "../Model.js"
 import { decodeHandle } from "./handleCodec.js"
+import { builtInTracer } from "./traceContext.js"
 
 // ---------------------------------------------------------------------------
 // Metrics
@@ -155,23 +156,30 @@ const errorTags = (cause: Cause.Cause<EngineError>): { readonly tag: string; rea
   return { tag: "Defect", kind: "" }
 }
 
-/**
- * Effect's built-in tracer: it keeps spans in memory and exports nothing.
- * While it is the current tracer, operations skip their span (a span costs
- * several microseconds, as much as a whole in-memory operation) and only feed
- * the metrics; install any other tracer (`@effect/opentelemetry`, a test
- * tracer) and every operation gets its span.
- */
-const builtInTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
+// Effect's built-in tracer (`builtInTracer`) keeps spans in memory and exports nothing. While it
+// is the current tracer, operations skip their span (a span costs several microseconds, as much
+// as a whole in-memory operation) and only feed the metrics; install any other tracer
+// (`@effect/opentelemetry`, a test tracer) and every operation gets its span.
 
-/** `Effect.withSpan`, skipped while the built-in tracer is the current one (see above). */
-export const withSpanWhenTraced = (name: string, attributes: () => Attributes) =>
+/**
+ * `Effect.withSpan`, skipped while the built-in tracer is the current one (see above). `parent`,
+ * when it gives a span, is the span's parent instead of the current span.
+ */
+export const withSpanWhenTraced = (
+  name: string,
+  attributes: () => Attributes,
+  parent?: () => Tracer.AnySpan | undefined
+) =>
 <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.withFiberRuntime((fiber) =>
-    fiber.currentTracer === builtInTracer ?
-      self :
-      Effect.withSpan(self, name, { attributes: attributes(), captureStackTrace: false })
-  )
+  Effect.withFiberRuntime((fiber) => {
+    if (fiber.currentTracer === builtInTracer) return self
+    const p = parent?.()
+    return Effect.withSpan(self, name, {
+      attributes: attributes(),
+      captureStackTrace: false,
+      ...(p === undefined ? {} : { parent: p })
+    })
+  })
 
 const wrap = (op: string, backend: string, fn: AnyOperation): AnyOperation => {
   const tags: ReadonlyArray<MetricLabel.MetricLabel> = [MetricLabel.make("op", op), MetricLabel.make("backend", backend)]

@@ -213,7 +213,7 @@ export const obeysRules = <A, I, R>(
 }
 
 // ---------------------------------------------------------------------------
-// Capabilities (model.md §8.2)
+// Capabilities (docs/design/executions.md#capabilities)
 // ---------------------------------------------------------------------------
 
 /** Sorted, de-duplicated tokens, or the bound they break. */
@@ -249,7 +249,7 @@ export const missingCapabilities = (
 }
 
 // ---------------------------------------------------------------------------
-// Execution policy (model.md §14)
+// Execution policy (docs/design/executions.md#execution-policy)
 // ---------------------------------------------------------------------------
 
 export interface ParsedPolicy {
@@ -308,7 +308,7 @@ export const parsePolicy = (input: Policy | string | undefined): Either.Either<P
   return Either.map(checkCapabilities("required", caps), (requiredCapabilities) => ({ policy, requiredCapabilities }))
 }
 
-/** Backoff delay for the retry numbered `retryCount` (model.md §14). */
+/** Backoff delay for the retry numbered `retryCount` (docs/design/executions.md#backoff). */
 export const backoffDelayMs = (policy: Policy | undefined, retryCount: number): number => {
   const backoff = policy?.retryPolicy?.backoff
   if (backoff === undefined) return Math.min(1000 * Math.pow(2, retryCount), 60_000)
@@ -361,7 +361,7 @@ export const checkWaitpointKey = (key: string, allowEmpty: boolean): ValidationE
 }
 
 // ---------------------------------------------------------------------------
-// Suspend arguments (operations.md §5.1 step 2, model.md §11.4)
+// Suspend arguments (docs/design/signals.md#suspending, #resume-conditions)
 // ---------------------------------------------------------------------------
 
 /** Every waitpoint key a condition refers to. */
@@ -517,7 +517,7 @@ export const usageLimits = (
 }
 
 // ---------------------------------------------------------------------------
-// HMAC keystore administration (operations.md §12.1–§12.2)
+// HMAC keystore administration (docs/design/signals.md#the-keystore)
 // ---------------------------------------------------------------------------
 
 export const checkKid = (kid: string): ValidationError | undefined =>
@@ -553,7 +553,7 @@ export const checkGraceMs = (grace: number): ValidationError | undefined =>
   Number.isInteger(grace) && grace >= 0 && grace <= Number.MAX_SAFE_INTEGER ? undefined : validation("InvalidGraceMs")
 
 // ---------------------------------------------------------------------------
-// Stream cursors (model.md §12.4)
+// Stream cursors (docs/design/streams-and-budgets.md#reading-streams)
 // ---------------------------------------------------------------------------
 
 const STREAM_ID = /^[0-9]+(-[0-9]+)?$/

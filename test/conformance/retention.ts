@@ -56,19 +56,26 @@ const completed = (options: CreateOptions = {}) =>
   })
 
 /**
- * An execution that owns one of every record: payload, tags, policy, a second attempt's worth of
- * state (a resumed attempt), a stream frame, a pending waitpoint with a buffered signal, a
- * suspension whose waitpoint got a signal with a payload, and a result. Returns every id it minted.
+ * An execution that owns one of every record: payload, tags, policy, a retried failure (the last
+ * failure, an attempt history), a second attempt's worth of state (a resumed attempt), a stream
+ * frame, a pending waitpoint with a buffered signal, a suspension whose waitpoint got a signal
+ * with a payload, and a result. Returns every id it minted.
  */
 export const richCompleted = (retentionMs: number) =>
   Effect.gen(function*() {
     const b = yield* backend
     yield* ensureHmac
-    const c = yield* createAndClaim({
+    const first = yield* createAndClaim({
       inputPayload: bytes("input"),
       tags: { "app.owner": "retention" },
-      policy: { streamPolicy: { retentionTtlMs: retentionMs } }
+      policy: {
+        streamPolicy: { retentionTtlMs: retentionMs },
+        retryPolicy: { maxRetries: 1, backoff: { type: "fixed", delayMs: 0 } }
+      }
     })
+    yield* b.fail(first.handle, { reason: { message: "once" }, classification: "Transient" })
+    yield* passUntilDone("promoteDelayed")
+    const c = { ...first, handle: yield* claimSome(first.lane) }
     yield* b.appendFrame(c.handle, { bytes: bytes("frame"), kind: "stdout" })
     const pending = yield* b.createWaitpoint(c.handle, { waitpointKey: "approval", expiresIn: Duration.minutes(1) })
     const buffered = yield* signal({

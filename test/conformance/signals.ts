@@ -1,7 +1,6 @@
 /**
- * Suspension, waitpoints and signals (model.md §11, operations.md §5,
- * §12.1–§12.2): suspend → signal → resume, tokens (good, forged, expired,
- * rotated), composite conditions, pending waitpoints that buffer signals,
+ * Suspension, waitpoints and signals (docs/design/signals.md): suspend →
+ * signal → resume, tokens (good, forged, expired, rotated), composite conditions, pending waitpoints that buffer signals,
  * suspension timeouts of every behaviour, and the HMAC keystore admin.
  */
 import { describe, expect } from "@effect/vitest"
@@ -113,7 +112,7 @@ export const signals = (t: Tester) =>
           yield* claimNone(s.lane)
         }))
 
-      t.test("the reason code decides the blocking reason (model.md §11.6)", () =>
+      t.test("the reason code decides the blocking reason", () =>
         Effect.gen(function*() {
           const table: ReadonlyArray<readonly [string, string]> = [
             ["waiting_for_approval", "waiting_for_approval"],
@@ -186,7 +185,7 @@ export const signals = (t: Tester) =>
           expect(again._tag).toBe("Suspended")
           if (again._tag !== "Suspended" || s.outcome._tag !== "Suspended") return
           expect(again.details).toEqual(s.outcome.details)
-          // operations.md §5.1 Output: the handle is the caller's, as a suspended one
+          // the handle is the caller's, as a suspended one (docs/design/signals.md#suspend-idempotency)
           expect(again.handle).toEqual({ ...resumed, kind: "suspended" })
           expect(yield* publicState(s.executionId)).toBe("active")
         }))
@@ -1094,7 +1093,7 @@ export const signals = (t: Tester) =>
           expect((yield* b.listPendingWaitpoints({ executionId: live.executionId })).entries).toEqual([])
         }))
 
-      t.test("createWaitpoint runs the stricter ladder (§5.2): an expired lease is LeaseExpired, not marked, nothing created", () =>
+      t.test("createWaitpoint runs the stricter ladder: an expired lease is LeaseExpired, not marked, nothing created", () =>
         Effect.gen(function*() {
           const b = yield* backend
           yield* ensureHmac
@@ -1189,7 +1188,8 @@ export const signals = (t: Tester) =>
           expect((yield* snapshot(s.executionId)).blockingDetail).toBe(`suspension escalated: timeout at ${timedAt}`)
           const entry = yield* suspendedEntry(s.executionId)
           expect(Option.map(entry, (e) => e.reason)).toEqual(Option.some("waiting_for_operator_review"))
-          // the timeout is gone, so the listing shows the no-timeout score (operations.md §7.4)
+          // the timeout is gone, so the listing shows the no-timeout score
+          // (docs/design/reads.md#the-suspended-listing)
           expect(Option.map(entry, (e) => e.suspendedAtMs)).toEqual(Option.some(9_999_999_999_999))
           yield* advance(60_000)
           yield* pass("expireSuspensions")

@@ -178,7 +178,8 @@ const createItem = (a: CreateExecutionCore) => {
     attemptTimeoutMs: p?.timeoutPolicy?.attemptTimeoutMs ?? null,
     maxReclaimCount: p?.maxReclaimCount ?? p?.timeoutPolicy?.maxReclaimCount ?? 100,
     maxReplayCount: p?.maxReplayCount ?? 10,
-    dedupTtlMs: p?.dedupWindowMs ?? 86_400_000
+    dedupTtlMs: p?.dedupWindowMs ?? 86_400_000,
+    traceContext: a.traceContext ?? null
   }
 }
 
@@ -656,7 +657,8 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
         bigint(x.attemptTimeoutMs),
         int(x.maxReclaimCount),
         int(x.maxReplayCount),
-        bigint(x.dedupTtlMs)
+        bigint(x.dedupTtlMs),
+        text(x.traceContext)
       ], M.CreateExecutionResult)
     },
 

@@ -175,7 +175,7 @@ export const connect = (
         return Effect.tryPromise({ try: () => f(node), catch: (e) => fromValkeyError(op, e, sent) })
       })
 
-    // --- version gate (valkey.md §1.1): the minimum over every primary ---
+    // --- version gate: the minimum over every primary (docs/design/valkey.md#the-function-library) ---
     const nodes = yield* primaries
     for (const node of nodes) {
       const info = yield* onNode(node, "INFO server", (r) => r.info("server"))
@@ -210,7 +210,7 @@ export const connect = (
       yield* Effect.logWarning(`flowfabric valkey: ${message}`)
     }
 
-    // --- library loading (valkey.md §5.1) ---
+    // --- library loading (docs/design/valkey.md#the-function-library) ---
     const versionOn = (node: Redis): Effect.Effect<Option.Option<string>, TransportError> =>
       Effect.tryPromise({
         try: () => node.fcall("ff_version", 0),
@@ -338,7 +338,8 @@ export const connect = (
                 })
               })
             ) :
-            // only a write sent before the connection dropped is ambiguous (errors.md §7.1)
+            // only a write sent before the connection dropped is ambiguous
+            // (docs/design/errors.md#valkey-failures)
             Effect.fail(fromValkeyError(`FCALL ${fn}`, error, sent && !readOnly))
         )
       )

@@ -26,6 +26,7 @@ import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
 import { tagBytes } from "../../internal/validation.js"
 import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
+import { traceParentField } from "../../internal/traceContext.js"
 import * as D from "./decode.js"
 import { parseError } from "./errors.js"
 import { decodeFields, decodeJson, type Envelope, IntStr, LuaArray, type Plumbing, STAGE_BYTES } from "./plumbing.js"
@@ -106,7 +107,13 @@ const SuspendDetailsJson = Schema.Struct({
   additional: LuaArray(WaitpointDetailsJson)
 })
 
-const ReadExecution = Schema.Struct({ core: Str, tags: Schema.optional(Str) })
+const ReadExecution = Schema.Struct({
+  core: Str,
+  tags: Schema.optional(Str),
+  runs: Schema.optional(S),
+  running: Schema.optional(S),
+  fail: Schema.optional(S)
+})
 
 const GroupJson = Schema.extend(Str, Schema.Struct({ downstream: S }))
 
@@ -953,7 +960,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
   const readCore = (id: Ids.ExecutionId, withTags: boolean) =>
     Effect.gen(function*() {
       if (Ids.executionPartition(id) >= N) return Option.none()
-      const env = yield* call("read_execution", ex(id), { execution_id: id, tags: withTags }, [], true)
+      const env = yield* call("read_execution", ex(id), { execution_id: id, tags: withTags, history: withTags }, [], true)
       if (env.status === "NONE") return Option.none()
       return Option.some(yield* decodeJson("ff_read_execution", ReadExecution, env.fields[0], id))
     })
@@ -962,7 +969,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     Effect.flatMap(readCore(id, true), (r) =>
       Option.match(r, {
         onNone: () => Effect.succeed(Option.none()),
-        onSome: (x) => Effect.map(D.executionSnapshot(id, x.core, x.tags ?? {}), Option.some)
+        onSome: (x) => Effect.map(D.executionSnapshot(id, x.core, x.tags ?? {}, x), Option.some)
       }))
 
   const readExecutionInfo: BackendCore["readExecutionInfo"] = (id) =>
@@ -1008,7 +1015,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
   const inputOf = (id: Ids.ExecutionId, reply: InputReply): Fx<Option.Option<M.ExecutionInput>> =>
     Effect.gen(function*() {
       if (reply === undefined) return Option.none()
-      const [[kind, lane, namespace, encoding], payload] = reply
+      const [[kind, lane, namespace, encoding, trace], payload] = reply
       if (lane === null || lane === undefined) return Option.none()
       return Option.some({
         executionId: id,
@@ -1016,7 +1023,8 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         laneId: yield* D.strict("get_execution_input: exec_core", { lane_id: lane }, (r) => r.decode("lane_id", Ids.LaneId, lane)),
         namespace: (namespace ?? "") as Ids.Namespace,
         payload: payload === null ? new Uint8Array(0) : new Uint8Array(payload),
-        ...(encoding === null || encoding === undefined || encoding === "" ? {} : { payloadEncoding: encoding })
+        ...(encoding === null || encoding === undefined || encoding === "" ? {} : { payloadEncoding: encoding }),
+        ...traceParentField(trace)
       } satisfies M.ExecutionInput)
     })
 
@@ -1029,7 +1037,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
           return partition >= N ?
             Promise.resolve(undefined) :
             Promise.all([
-              c.hmget(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding"),
+              c.hmget(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding", "trace"),
               c.getBuffer(keys.ex(partition, id, "payload"))
             ])
         })))
@@ -1218,7 +1226,8 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
         {} :
         { idempotency_key: a.idempotencyKey, dedup_ttl_ms: policy?.dedupWindowMs ?? 86_400_000 }),
       tags: a.tags,
-      required_capabilities: a.requiredCapabilities.join(",")
+      required_capabilities: a.requiredCapabilities.join(","),
+      ...(a.traceContext === undefined ? {} : { trace: a.traceContext })
     }
   }
 

@@ -6,6 +6,7 @@
 import { Either, Schema } from "effect"
 import { corruption, invalidInput, type ValidationError } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 
 export type Hash = Readonly<Record<string, string>>
@@ -70,10 +71,74 @@ export const strict = <A>(
 
 const TAG_KEY = /^[a-z][a-z0-9_]*\./
 
+/** What `ff_read_execution` answers with `history`: see history.lua. */
+export interface StoredHistory {
+  /** The JSON array of the stored runs, each a JSON array. */
+  readonly runs?: string | undefined
+  /** The kind of the run holding the lease. */
+  readonly running?: string | undefined
+  /** The last failure, a JSON array. */
+  readonly fail?: string | undefined
+}
+
+const StoredRun = Schema.parseJson(Schema.Array(Schema.parseJson(Schema.Array(Schema.String))))
+const StoredFailure = Schema.parseJson(Schema.Tuple(Schema.String, Schema.String, Schema.String, Schema.String))
+const INT = /^-?\d+$/
+
+const historyOf = (r: Reader, core: Hash, h: StoredHistory): {
+  readonly attemptHistory: ReadonlyArray<M.AttemptRun>
+  readonly lastFailure?: M.LastFailure
+} => {
+  const num = (field: string, v: string | undefined): number => {
+    if (v !== undefined && INT.test(v)) return Number(v)
+    r.bad(field, `not an integer: ${JSON.stringify(v)}`)
+    return 0
+  }
+  const runs: Array<M.AttemptRun> = []
+  const stored = Schema.decodeUnknownEither(StoredRun)(h.runs ?? "[]")
+  if (Either.isLeft(stored)) r.bad("hist", "not a list of runs")
+  for (const x of Either.getOrElse(stored, () => [])) {
+    runs.push(r.decode("hist", M.AttemptRun, {
+      attemptIndex: num("hist", x[0]),
+      kind: x[1],
+      workerId: x[2],
+      workerInstanceId: x[3],
+      startedAt: num("hist", x[4]),
+      endedAt: num("hist", x[5]),
+      outcome: x[6],
+      ...(x[7] === undefined ? {} : { reason: x[7] })
+    }))
+  }
+  if (h.running !== undefined) {
+    runs.push(r.decode("current_attempt_index", M.AttemptRun, {
+      attemptIndex: num("current_attempt_index", core["current_attempt_index"]),
+      kind: h.running,
+      workerId: core["current_worker_id"],
+      workerInstanceId: core["current_worker_instance_id"],
+      startedAt: num("lease_acquired_at", core["lease_acquired_at"]),
+      outcome: "running"
+    }))
+  }
+  let lastFailure: M.LastFailure | undefined
+  if (h.fail !== undefined) {
+    const f = Schema.decodeUnknownEither(StoredFailure)(h.fail)
+    if (Either.isLeft(f)) r.bad("fail", "not a failure record")
+    else {
+      const [at, classification, category, reason] = f.right
+      lastFailure = r.decode("fail", M.LastFailure, { reason, classification, category, at: num("fail", at) })
+    }
+  }
+  return {
+    attemptHistory: runs.slice(-Limits.historyRuns),
+    ...(lastFailure === undefined ? {} : { lastFailure })
+  }
+}
+
 export const executionSnapshot = (
   id: Ids.ExecutionId,
   core: Hash,
-  tags: Hash
+  tags: Hash,
+  history: StoredHistory = {}
 ): Either.Either<M.ExecutionSnapshot, ValidationError> =>
   strict("describe_execution: exec_core", core, (r) => {
     const attemptId = r.opt("current_attempt_id")
@@ -96,6 +161,12 @@ export const executionSnapshot = (
     const waitpoint = r.opt("current_waitpoint_id")
     const blockingReason = r.opt("blocking_reason")
     const blockingDetail = r.opt("blocking_detail")
+    const startedAt = r.optInt("started_at")
+    const completedAt = r.optInt("completed_at")
+    const progressAt = r.optInt("progress_updated_at")
+    const percent = r.optInt("progress_pct")
+    const message = r.opt("progress_message")
+    const cancellationReason = r.opt("terminal_outcome") === "cancelled" ? r.opt("cancellation_reason") : undefined
     return {
       executionId: id,
       ...(flowId === undefined ? {} : { flowId: r.decode("flow_id", Ids.FlowId, flowId) }),
@@ -108,9 +179,20 @@ export const executionSnapshot = (
       ...(currentLease === undefined ? {} : { currentLease }),
       ...(waitpoint === undefined ? {} : { currentWaitpoint: r.decode("current_waitpoint_id", Ids.WaitpointId, waitpoint) }),
       createdAt: r.int("created_at"),
+      ...(startedAt === undefined ? {} : { startedAt }),
+      ...(completedAt === undefined ? {} : { completedAt }),
       lastMutationAt: r.int("last_mutation_at"),
       totalAttemptCount: r.optInt("total_attempt_count") ?? 0,
-      tags: { ...tags }
+      tags: { ...tags },
+      ...(progressAt === undefined ? {} : {
+        progress: {
+          ...(percent === undefined ? {} : { percent }),
+          ...(message === undefined ? {} : { message }),
+          updatedAt: progressAt
+        }
+      }),
+      ...(cancellationReason === undefined ? {} : { cancellationReason }),
+      ...historyOf(r, core, history)
     }
   })
 

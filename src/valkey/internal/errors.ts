@@ -1,5 +1,6 @@
 /**
- * Native Valkey / iovalkey failures as `TransportError`s (errors.md §7.1).
+ * Native Valkey / iovalkey failures as `TransportError`s
+ * (docs/design/errors.md#valkey-failures).
  */
 import { type BackendErrorKind, TransportError } from "../../EngineError.js"
 import { redactText, safeCause } from "../../internal/redact.js"

@@ -12,6 +12,7 @@ import { TransportError } from "../../EngineError.js"
 export const LUA_FILES = [
   "flowfabric.lua",
   "helpers.lua",
+  "history.lua",
   "json.lua",
   "hmac.lua",
   "terminal.lua",

@@ -519,6 +519,7 @@ end
 -- T12: the lease elapsed. The execution stays active and becomes a reclaim candidate.
 function FF.mark_expired(B, e, c, now)
   if c.ownership_state ~= "leased" then return end
+  FF.run_end(B, e, c, "lease_expired", nil, now)
   FF.state(B, e, c, "active", "lease_expired_reclaimable", "not_applicable", "waiting_for_worker",
     "lease expired, awaiting reclaim", "none", "attempt_interrupted", now, { "lease_expired_at", FF.s(now) })
   FF.close_stream(B, e, c.current_attempt_index, "lease_expired", now)

@@ -108,7 +108,7 @@ end
 local function delete_execution(B, e, c)
   local keys = { K.core(B, e) }
   for _, s in ipairs({ "payload", "policy", "result", "tags", "grant", "susp", "susp:cnt", "susp:sat",
-    "susp:satsig", "sigs", "wps", "unres" }) do
+    "susp:satsig", "sigs", "wps", "unres", "hist", "fail" }) do
     keys[#keys + 1] = K.ex(B, e, s)
   end
   local n = FF.num(c.total_attempt_count)

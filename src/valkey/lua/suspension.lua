@@ -356,6 +356,7 @@ FF.fn.suspend = function(B, a, now)
       "resume_condition_json", cond_json, "resume_policy_json", FF.str(a.resume_policy_json),
       "continuation_metadata_pointer", FF.str(a.continuation), "last_signal_at", "", "satisfied_at", "",
       "closed_at", "", "close_reason", "", "composite", composite and "1" or "0")
+    FF.run_end(B, e, c, "suspended", FF.str(a.reason_code), now)
     FF.suspend_attempt(B, e, c, sid, now)
     FF.drop_lease(B, e, c)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", FF.blocking_for(FF.str(a.reason_code)),
@@ -583,6 +584,7 @@ function FF.expire_suspension(B, e, now)
     if b == "cancel" then outcome = "cancelled"; astate = "ended_cancelled"
     elseif b == "expire" then outcome = "expired" end
     if b ~= "cancel" and b ~= "expire" then b = "fail" end
+    if b ~= "cancel" then FF.record_failure(B, e, "suspension_timeout:" .. b, "Timeout", "timeout", now) end
     FF.end_attempt(B, e, c, astate, "suspension_timeout:" .. b, nil, "suspension_timeout", now)
     FF.close_suspension(B, e, c, "timed_out_" .. b, "timed_out_" .. b, now)
     local extra = { "failure_reason", "suspension_timeout:" .. b }

@@ -93,6 +93,7 @@ end
 -- Cancels `e` (T8) from any non-terminal phase. The caller has checked the lease.
 function FF.cancel_exec(B, e, c, reason, source, cancelled_by, now, opts)
   local phase = c.lifecycle_phase
+  FF.run_end(B, e, c, "cancelled", reason, now)
   if phase == "active" then
     FF.end_attempt(B, e, c, "ended_cancelled", "cancelled: " .. reason, nil, "attempt_cancelled", now)
   elseif phase == "suspended" then
@@ -107,6 +108,8 @@ end
 -- T15: attempt timeout or execution deadline.
 function FF.expire_exec(B, e, c, reason, now)
   local phase = c.lifecycle_phase
+  FF.run_end(B, e, c, "expired", reason, now)
+  FF.record_failure(B, e, reason, "Timeout", "timeout", now)
   if phase == "active" or c.attempt_state == "attempt_interrupted" then
     FF.end_attempt(B, e, c, "ended_failure", reason, nil, "expired", now)
   end
@@ -121,6 +124,7 @@ end
 function FF.skip_exec(B, e, c, now)
   if c.lifecycle_phase == "terminal" then return end
   local phase = c.lifecycle_phase
+  FF.run_end(B, e, c, "skipped", "dependency_impossible", now)
   if phase == "active" or phase == "suspended" or c.attempt_state == "attempt_interrupted" then
     FF.end_attempt(B, e, c, "ended_cancelled", "dependency_impossible", nil, "dependency_impossible", now)
   end
