@@ -14,7 +14,7 @@
  */
 import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
 import { EngineBackend } from "./EngineBackend.js"
-import { type EngineError, invalidInput, notFound, rootCause, TimeoutError } from "./EngineError.js"
+import { type EngineError, invalidInput, notFound, rootCause, Timeout } from "./EngineError.js"
 import * as Ids from "./Ids.js"
 import type { ExecutionId, FlowId, LaneId, WaitpointId } from "./Ids.js"
 import { topologicalOrder } from "./internal/graph.js"
@@ -551,7 +551,7 @@ export const awaitTerminal = (
       if (Option.isNone(state)) return yield* notFound("execution", executionId)
       if (isTerminal(state.value)) return state.value
       if (limit !== undefined && (yield* Clock.currentTimeMillis) - start >= Duration.toMillis(limit)) {
-        return yield* new TimeoutError({ op: "await_execution", elapsed: limit })
+        return yield* new Timeout({ op: "await_execution", elapsed: limit })
       }
       yield* Effect.sleep(interval)
     }

@@ -68,10 +68,11 @@ describe("postgres, store clock (real time)", () => {
         const l = lane("lease")
         const executionId = yield* Ids.executionIdSolo(l)
         yield* b.createExecution({ executionId, namespace: NS, laneId: l, executionKind: "k" })
-        const first = Option.getOrThrow(yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: policy(300) }))
+        // the renewal must land inside the lease on a loaded machine too: 1.5 s of margin
+        const first = Option.getOrThrow(yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: policy(1_500) }))
         const renewal = yield* b.renew(first)
         expect(renewal.leaseEpoch).toBe(1)
-        yield* sleep(450)
+        yield* sleep(1_700)
         const late = yield* Effect.either(b.complete(first))
         expect(Either.isLeft(late) && late.left._tag === "State" && late.left.kind).toBe("LeaseExpired")
         const second = Option.getOrThrow(yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: policy(5_000) }))
@@ -112,12 +113,13 @@ describe("postgres, store clock (real time)", () => {
           namespace: NS,
           laneId: l,
           executionKind: "k",
-          delayUntil: dbNow + 250
+          // two seconds of margin: the early checks must not see the delay expire on a loaded machine
+          delayUntil: dbNow + 2_000
         })
         expect(created).toMatchObject({ _tag: "Created", publicState: "delayed" })
         yield* m.promoteDelayed()
         expect(yield* b.readExecutionState(executionId)).toEqual(Option.some("delayed"))
-        yield* sleep(350)
+        yield* sleep(2_100)
         yield* m.promoteDelayed()
         expect(yield* b.readExecutionState(executionId)).toEqual(Option.some("waiting"))
       }))

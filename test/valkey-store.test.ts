@@ -94,13 +94,14 @@ layer(live, { excludeTestServices: true, timeout: 30_000 })("valkey, store clock
         const b = yield* EngineBackend
         const l = yield* lane
         yield* createOn(l)
-        const h = Option.getOrThrow(yield* claim(l, 400))
+        // each renewal lands 600 ms into a 2 s lease: a loaded machine cannot make one late
+        const h = Option.getOrThrow(yield* claim(l, 2_000))
         for (let i = 0; i < 4; i++) {
-          yield* sleep(150)
+          yield* sleep(600)
           const r = yield* b.renew(h)
           expect(r.leaseEpoch).toBe(1)
         }
-        // 600 ms after the claim, well past the original 400 ms
+        // 2.4 s after the claim, well past the original 2 s
         yield* b.complete(h)
       }))
 

@@ -9,14 +9,14 @@ import { Either, Option } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import {
   conflict,
-  ConflictError,
+  Conflict,
   contention,
   type EngineError,
   executionNotActive,
   invalidInput,
   notFound,
   state as stateError,
-  TransportError,
+  Transport,
   validation
 } from "../../EngineError.js"
 import type * as Ids from "../../Ids.js"
@@ -346,7 +346,7 @@ export class MemoryEngine {
   }
 
   private hmacNotInitialized(): EngineError {
-    return new TransportError({
+    return new Transport({
       backend: this.label,
       kind: "other",
       retryable: false,
@@ -2186,7 +2186,7 @@ export class MemoryEngine {
       }
     }
     const existing = f.edges.get(args.edgeId)
-    if (existing !== undefined) return err(new ConflictError({ kind: "DependencyAlreadyExists", existing }))
+    if (existing !== undefined) return err(new Conflict({ kind: "DependencyAlreadyExists", existing }))
     const edge: M.EdgeSnapshot = {
       edgeId: args.edgeId,
       flowId: f.id,
@@ -2582,7 +2582,7 @@ export class MemoryEngine {
       }
       return sameSecret(current.secretHex, args.newSecretHex) ?
         entry(Either.right({ _tag: "Noop", kid: args.newKid })) :
-        entry(Either.left(new ConflictError({ kind: "RotationConflict", kid: args.newKid })))
+        entry(Either.left(new Conflict({ kind: "RotationConflict", kid: args.newKid })))
     }
     let gcCount = 0
     for (const [kid, s] of ks.secrets) {

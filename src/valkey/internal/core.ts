@@ -6,7 +6,7 @@
 import { Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import {
-  ConflictError,
+  Conflict,
   corruption,
   type EngineError,
   type ExecutionNotActiveDetail,
@@ -14,8 +14,8 @@ import {
   invalidInput,
   validation,
   ResourceExhausted,
-  TimeoutError,
-  type TransportError,
+  Timeout,
+  type Transport,
   Unavailable
 } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
@@ -80,7 +80,7 @@ const isLeaseEpoch = Schema.is(Ids.LeaseEpoch)
 const DIGITS = /^-?\d+$/
 
 /** `Claimed` on the hot path: the same checks without the Schema machinery; a miss asks the Schema (and its message). */
-const claimedFields = (fn: string, f: ReadonlyArray<string>): Effect.Effect<ClaimedTuple, TransportError> => {
+const claimedFields = (fn: string, f: ReadonlyArray<string>): Effect.Effect<ClaimedTuple, Transport> => {
   if (f.length === 8 && DIGITS.test(f[1]!) && DIGITS.test(f[4]!) && DIGITS.test(f[5]!)) {
     const idx = Number(f[1])
     const epoch = Number(f[4])
@@ -1418,7 +1418,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
           Effect.flatMap(describeEdgeBy(a.flowId, a.edgeId), (existing) =>
             Effect.fail(
               Option.isSome(existing) ?
-                new ConflictError({ kind: "DependencyAlreadyExists", existing: existing.value }) :
+                new Conflict({ kind: "DependencyAlreadyExists", existing: existing.value }) :
                 e
             ))
       )
@@ -1919,7 +1919,7 @@ export const makeStreamOps = (max: number): Effect.Effect<StreamOps> =>
         while (inUse > 0) {
           const elapsed = (yield* Effect.clockWith((c) => c.currentTimeMillis)) - start
           if (elapsed >= Duration.toMillis(grace)) {
-            return yield* new TimeoutError({ op: "shutdown_prepare", elapsed: Duration.millis(elapsed) })
+            return yield* new Timeout({ op: "shutdown_prepare", elapsed: Duration.millis(elapsed) })
           }
           yield* Effect.sleep(Duration.millis(25))
         }

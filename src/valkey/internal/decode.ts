@@ -4,7 +4,7 @@
  * with the detail `<context>: <field>: <message>` (operations.md §6).
  */
 import { Either, Schema } from "effect"
-import { corruption, invalidInput, type ValidationError } from "../../EngineError.js"
+import { corruption, invalidInput, type Validation } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
 import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
@@ -20,11 +20,11 @@ export interface Reader {
   readonly decode: <A, I>(field: string, schema: Schema.Schema<A, I>, value: unknown) => A
   /** Records a corruption of `field` (the first one wins). */
   readonly bad: (field: string, message: string) => void
-  readonly error: () => ValidationError | undefined
+  readonly error: () => Validation | undefined
 }
 
 export const reader = (context: string, h: Hash): Reader => {
-  let first: ValidationError | undefined
+  let first: Validation | undefined
   const bad = (field: string, message: string): void => {
     if (first === undefined) first = corruption(`${context}: ${field}: ${message}`)
   }
@@ -62,7 +62,7 @@ export const strict = <A>(
   context: string,
   h: Hash,
   f: (r: Reader) => A
-): Either.Either<A, ValidationError> => {
+): Either.Either<A, Validation> => {
   const r = reader(context, h)
   const value = f(r)
   const error = r.error()
@@ -139,7 +139,7 @@ export const executionSnapshot = (
   core: Hash,
   tags: Hash,
   history: StoredHistory = {}
-): Either.Either<M.ExecutionSnapshot, ValidationError> =>
+): Either.Either<M.ExecutionSnapshot, Validation> =>
   strict("describe_execution: exec_core", core, (r) => {
     const attemptId = r.opt("current_attempt_id")
     const currentAttempt = attemptId === undefined ? undefined : {
@@ -200,7 +200,7 @@ const stateField = <A extends string>(
   core: Hash,
   field: string,
   schema: Schema.Schema<A, A>
-): Either.Either<A, ValidationError> => {
+): Either.Either<A, Validation> => {
   const v = core[field] ?? ""
   return Either.mapLeft(
     Schema.decodeUnknownEither(schema)(v),
@@ -208,7 +208,7 @@ const stateField = <A extends string>(
   )
 }
 
-export const executionInfo = (id: Ids.ExecutionId, core: Hash): Either.Either<M.ExecutionInfo, ValidationError> =>
+export const executionInfo = (id: Ids.ExecutionId, core: Hash): Either.Either<M.ExecutionInfo, Validation> =>
   Either.gen(function*() {
     const stateVector: M.StateVector = {
       lifecyclePhase: yield* stateField(core, "lifecycle_phase", M.LifecyclePhase),
@@ -268,7 +268,7 @@ export const flowSnapshot = (
   core: Hash,
   storedTags: Hash,
   groups: ReadonlyArray<GroupHash>
-): Either.Either<M.FlowSnapshot, ValidationError> =>
+): Either.Either<M.FlowSnapshot, Validation> =>
   strict("describe_flow: flow_core", core, (r) => {
     if (r.str("flow_id") !== id) r.bad("flow_id", `stored ${core["flow_id"]} for flow ${id}`)
     const tags: Record<string, string> = { ...storedTags }
@@ -348,7 +348,7 @@ export const edgeSnapshot = (
   context: string,
   h: Hash,
   expected: { readonly flowId: Ids.FlowId; readonly edgeId?: string | undefined }
-): Either.Either<M.EdgeSnapshot, ValidationError> =>
+): Either.Either<M.EdgeSnapshot, Validation> =>
   strict(context, h, (r) => {
     for (const k of Object.keys(h)) if (!EDGE_FIELDS.has(k)) r.bad(k, "unknown field")
     const edgeId = r.decode("edge_id", Ids.EdgeId, r.str("edge_id"))

@@ -20,7 +20,7 @@
  */
 import { randomUUID } from "node:crypto"
 import { Clock, Effect, Either, ParseResult, Schema } from "effect"
-import { type EngineError, fromScriptCode, TransportError } from "../../EngineError.js"
+import { type EngineError, fromScriptCode, Transport } from "../../EngineError.js"
 import type { PartitionConfig } from "../../Ids.js"
 import type { Client } from "./client.js"
 import { parseError } from "./errors.js"
@@ -84,7 +84,7 @@ export const decodeFields = <A, I>(
   schema: Schema.Schema<A, I>,
   fields: unknown,
   executionId?: string
-): Effect.Effect<A, TransportError> =>
+): Effect.Effect<A, Transport> =>
   Either.match(Schema.decodeUnknownEither(schema)(fields), {
     onLeft: (e) => Effect.fail(parseError(fn, formatParse(e), executionId)),
     onRight: Effect.succeed
@@ -106,7 +106,7 @@ export const decodeJson = <A, I>(
   schema: Schema.Schema<A, I>,
   text: string | undefined,
   executionId?: string
-): Effect.Effect<A, TransportError> => decodeFields(fn, jsonOf(schema), text, executionId)
+): Effect.Effect<A, Transport> => decodeFields(fn, jsonOf(schema), text, executionId)
 
 /** Decimal integer strings. */
 export const IntStr = Schema.transformOrFail(Schema.String, Schema.Int, {
@@ -327,5 +327,5 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
 }
 
 /** An infrastructure error raised by the layer itself. */
-export const layerError = (message: string): TransportError =>
-  new TransportError({ backend: "valkey", kind: "other", retryable: false, message })
+export const layerError = (message: string): Transport =>
+  new Transport({ backend: "valkey", kind: "other", retryable: false, message })

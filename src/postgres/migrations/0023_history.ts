@@ -1,5 +1,5 @@
 /**
- * Migration 0025: what a snapshot tells about an execution's past, kept out of `exec_core`
+ * Migration 0023: what a snapshot tells about an execution's past, kept out of `exec_core`
  * (docs/design/executions.md, "Attempt history"):
  * - `exec_history`: the runs of its attempts that ended (one per lease), the last 20
  *   (`Limits.historyRuns`) by `seq`, the run's number within the execution;
