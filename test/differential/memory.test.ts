@@ -40,6 +40,8 @@ describe("differential: memory vs memory", () => {
       candidate: H.memoryFactory("memory-2"),
       numRuns: 50,
       maxCommands: 40,
+      // on a loaded machine the run stops early rather than overrun the test timeout
+      timeLimitMs: 60_000,
       profile: "flows"
     })
     expect(result.numRuns).toBeGreaterThan(0)
