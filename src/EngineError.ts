@@ -154,7 +154,7 @@ export type ErrorClass = typeof ErrorClass.Type
 
 /**
  * The stored values an `ExecutionNotActive` carries so that a replayed
- * terminal write can be reconciled (model.md §6.5).
+ * terminal write can be reconciled (docs/design/executions.md#replaying-a-terminal-write).
  *
  * @since 0.1.0
  */
@@ -364,7 +364,7 @@ export const isEngineError = (u: unknown): u is EngineError =>
   Predicate.hasProperty(u, "_tag") && typeof u._tag === "string" && TAGS.has(u._tag) && u instanceof Error
 
 // ---------------------------------------------------------------------------
-// Classification (errors.md §4)
+// Classification (docs/design/errors.md#classes)
 // ---------------------------------------------------------------------------
 
 const INFORMATIONAL_STATE: ReadonlySet<StateKind> = new Set<StateKind>([
@@ -430,7 +430,7 @@ export const isRetryable = (e: EngineError): boolean => errorClass(e) === "retry
 
 /**
  * `true` iff the handle no longer owns its execution: the worker must stop
- * the attempt (errors.md §4.2).
+ * the attempt (docs/design/errors.md#lease-lost).
  *
  * @since 0.1.0
  */
@@ -443,7 +443,7 @@ export const isLeaseLost = (e: EngineError): boolean => {
 
 /**
  * Labels an infrastructure error with a call site; typed families are
- * returned unchanged (errors.md §4.1).
+ * returned unchanged (docs/design/errors.md#context-labels).
  *
  * @since 0.1.0
  */
@@ -496,7 +496,7 @@ export const bug = (kind: BugKind, detail?: string) =>
   new Bug(detail === undefined ? { kind } : { kind, detail })
 
 // ---------------------------------------------------------------------------
-// Server-script codes (errors.md §6)
+// Server-script codes (docs/design/errors.md#error-codes-of-the-server-libraries)
 // ---------------------------------------------------------------------------
 
 const SCRIPT_CODES: Record<string, (details: ReadonlyArray<string>) => EngineError> = {
@@ -608,7 +608,7 @@ const SCRIPT_CODES: Record<string, (details: ReadonlyArray<string>) => EngineErr
 
 /**
  * Maps a server-script failure `[code, ...details]` to its typed error
- * (errors.md §6.2–§6.3). Codes with no typed kind become a non-retryable
+ * (docs/design/errors.md#error-codes-of-the-server-libraries). Codes with no typed kind become a non-retryable
  * `Transport` naming the code.
  *
  * @since 0.1.0

@@ -1,6 +1,6 @@
 /**
- * Schemas of every record, argument and outcome of the engine (model.md,
- * operations.md). Field names are camelCase; stored wire strings (states,
+ * Schemas of every record, argument and outcome of the engine (described in
+ * docs/design/). Field names are camelCase; stored wire strings (states,
  * reasons, policies) keep their snake_case values.
  *
  * @since 0.1.0
@@ -41,7 +41,7 @@ const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative())
 const EMPTY_BYTES = new Uint8Array(0)
 
 // ---------------------------------------------------------------------------
-// State vector (model.md §3)
+// State vector (docs/design/executions.md#states)
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
@@ -142,7 +142,7 @@ export const StateVector = Schema.Struct({
 export type StateVector = typeof StateVector.Type
 
 /**
- * The authoritative derivation of `public_state` (model.md §3.7).
+ * The authoritative derivation of `public_state` (docs/design/executions.md#public-state).
  *
  * @since 0.1.0
  */
@@ -176,7 +176,7 @@ export const derivePublicState = (
 }
 
 // ---------------------------------------------------------------------------
-// Execution policy (model.md §14) — snake_case on the wire, camelCase in TS
+// Execution policy (docs/design/executions.md#execution-policy) — snake_case on the wire, camelCase in TS
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
@@ -280,7 +280,7 @@ export type ExecutionPolicy = typeof ExecutionPolicy.Type
 export type ExecutionPolicyJson = typeof ExecutionPolicy.Encoded
 
 // ---------------------------------------------------------------------------
-// Handles, claims, leases (model.md §6–§8)
+// Handles, claims, leases (docs/design/executions.md#leases-and-fencing)
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
@@ -423,7 +423,7 @@ export const ClaimResumedExecutionResult = Schema.TaggedStruct("Claimed", {
 export type ClaimResumedExecutionResult = typeof ClaimResumedExecutionResult.Type
 
 // ---------------------------------------------------------------------------
-// Lifecycle arguments and outcomes (operations.md §4)
+// Lifecycle arguments and outcomes (docs/design/executions.md#lifecycle-operations)
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
@@ -448,7 +448,7 @@ export const FailOutcome = Schema.Union(
 export type FailOutcome = typeof FailOutcome.Type
 
 // ---------------------------------------------------------------------------
-// Streams (model.md §12)
+// Streams (docs/design/streams-and-budgets.md#streams)
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
@@ -585,7 +585,7 @@ export const StreamRef = Schema.Struct({ executionId: ExecutionId, attemptIndex:
 export type StreamRef = typeof StreamRef.Type
 
 // ---------------------------------------------------------------------------
-// Suspension, waitpoints, signals (model.md §11)
+// Suspension, waitpoints, signals (docs/design/signals.md)
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
@@ -826,7 +826,7 @@ export const ListPendingWaitpointsResult = Schema.Struct({
 export type ListPendingWaitpointsResult = typeof ListPendingWaitpointsResult.Type
 
 // ---------------------------------------------------------------------------
-// Reads (operations.md §6)
+// Reads (docs/design/reads.md#reads)
 // ---------------------------------------------------------------------------
 
 /**
@@ -999,7 +999,7 @@ export const ExecutionInfo = Schema.Struct({
 export type ExecutionInfo = typeof ExecutionInfo.Type
 
 // ---------------------------------------------------------------------------
-// Flows, edges, edge groups (model.md §9–§10)
+// Flows, edges, edge groups (docs/design/flows.md)
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
@@ -1120,7 +1120,7 @@ export const flowStatusOf = (publicFlowState: string): FlowStatus => {
 }
 
 // ---------------------------------------------------------------------------
-// Listings (operations.md §7)
+// Listings (docs/design/reads.md#listings)
 // ---------------------------------------------------------------------------
 
 const Limit = Schema.Int.pipe(Schema.nonNegative())
@@ -1191,7 +1191,7 @@ export type ListExecutionsPage = typeof ListExecutionsPage.Type
 export const NO_TIMEOUT_SCORE = 9_999_999_999_999
 
 // ---------------------------------------------------------------------------
-// Producer and operator control (operations.md §8)
+// Producer and operator control (docs/design/executions.md#lifecycle-operations, docs/design/flows.md)
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
@@ -1426,7 +1426,7 @@ export const RevokeLeaseResult = Schema.Union(
 export type RevokeLeaseResult = typeof RevokeLeaseResult.Type
 
 // ---------------------------------------------------------------------------
-// Flow cancellation (operations.md §9)
+// Flow cancellation (docs/design/flows.md#cancelling-a-flow)
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
@@ -1438,7 +1438,7 @@ export type CancelFlowPolicy = typeof CancelFlowPolicy.Type
 export const cancelFlowPolicyWire = (policy: CancelFlowPolicy): string =>
   policy === "FlowOnly" ? "flow_only" : policy === "CancelAll" ? "cancel_all" : "cancel_pending"
 
-/** Reads a stored policy string (D-11 accepts `cancel_flow_only`). @since 0.1.0 */
+/** Reads a stored policy string (`cancel_flow_only` is accepted too: docs/design/decisions.md#flow-only-policy-spelling). @since 0.1.0 */
 export const cancelFlowPolicyFromWire = (wire: string): CancelFlowPolicy | undefined =>
   wire === "flow_only" || wire === "cancel_flow_only" ? "FlowOnly" :
   wire === "cancel_all" ? "CancelAll" :
@@ -1514,7 +1514,7 @@ export const AckCancelMemberArgs = Schema.Struct({ flowId: FlowId, executionId: 
 export type AckCancelMemberArgs = typeof AckCancelMemberArgs.Type
 
 // ---------------------------------------------------------------------------
-// Budgets and quotas (model.md §13, operations.md §10)
+// Budgets and quotas (docs/design/streams-and-budgets.md#budgets)
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
@@ -1620,7 +1620,7 @@ export const BudgetStatus = Schema.Struct({
 export type BudgetStatus = typeof BudgetStatus.Type
 
 // ---------------------------------------------------------------------------
-// HMAC keystore administration (operations.md §12)
+// HMAC keystore administration (docs/design/signals.md#the-keystore)
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */

@@ -233,7 +233,7 @@ describe("postgres migrations", () => {
 })
 
 // ---------------------------------------------------------------------------
-// SQLSTATE mapping (errors.md §7.3)
+// SQLSTATE mapping (docs/design/errors.md#postgres-failures)
 // ---------------------------------------------------------------------------
 
 describe("postgres error mapping", () => {

@@ -1,6 +1,5 @@
 /**
- * Spans and metrics around every `EngineBackend` operation (architecture.md
- * §6, "Observability"). `instrument` builds a new service record whose
+ * Spans and metrics around every `EngineBackend` operation (docs/observability.md). `instrument` builds a new service record whose
  * operations run in a span `EngineBackend.<op>` and feed three `Metric`s:
  * calls by operation and backend, errors by `_tag`, and a latency histogram.
  * Exporting them is the application's choice (`@effect/opentelemetry`, see

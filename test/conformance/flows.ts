@@ -1,6 +1,5 @@
 /**
- * Flows, edges and join policies (model.md §9–§10, operations.md §8.2–§8.6,
- * README P4): membership, staging and applying edges with their errors,
+ * Flows, edges and join policies (docs/design/flows.md): membership, staging and applying edges with their errors,
  * all-of / any-of / quorum joins with cancel_remaining and let_run, skip
  * propagation inside the upstream's terminal operation, replay of skipped
  * members and the dependency-reconciliation safety net.
@@ -656,7 +655,7 @@ export const flows = (t: Tester) =>
           const elsewhere = (yield* create({ executionId: yield* executionIdOnPartition((fp + 1) % t.options.numFlowPartitions) }))
             .executionId
           const before = yield* flowSnapshot(flowId)
-          // slot locality (valkey.md §12.3): checked first, before NotFound / ExecutionAlreadyInFlow
+          // slot locality (docs/design/ids.md#co-location): checked first, before NotFound / ExecutionAlreadyInFlow
           for (const [up, down] of [[ids[0]!, elsewhere], [elsewhere, ids[1]!]] as const) {
             yield* validationFails(
               b.applyDependencyToChild({ flowId, edgeId: yield* Ids.newEdgeId, upstreamExecutionId: up, downstreamExecutionId: down }),
@@ -710,7 +709,7 @@ export const flows = (t: Tester) =>
           // applied: listed with its policy and n = 1
           yield* b.applyDependencyToChild({ flowId, edgeId: staged, upstreamExecutionId: ids[0]!, downstreamExecutionId: ids[1]! })
           expect(yield* edgeGroup(flowId, ids[1]!)).toMatchObject({ policy, totalDeps: 1, runningCount: 1, groupState: "pending" })
-          // a dependency applied for an edge that was never staged (§8.5 does not verify it) counts too
+          // a dependency applied for an edge that was never staged (applying does not verify it: docs/design/flows.md#applying-an-edge) counts too
           yield* b.applyDependencyToChild({
             flowId,
             edgeId: yield* Ids.newEdgeId,
@@ -776,7 +775,7 @@ export const flows = (t: Tester) =>
         }))
     })
 
-    describe("joins and skip propagation (P4: no maintenance pass)", () => {
+    describe("joins and skip propagation (inline, no maintenance pass)", () => {
       t.test("all_of: the child becomes eligible inside the last upstream's complete", () =>
         Effect.gen(function*() {
           const { flowId, members, ids } = yield* buildFlow(3, [[0, 2], [1, 2]])
@@ -1002,7 +1001,7 @@ export const flows = (t: Tester) =>
           // `active` runs and `done` is cancelled before their dependencies are applied
           const activeHandle = yield* claimSome(active.lane)
           yield* b.cancelExecution({ executionId: done.executionId, reason: "x" })
-          // never staged: operations.md §8.5 does not verify the edge
+          // never staged: applying does not verify the edge (docs/design/flows.md#applying-an-edge)
           const applyUnstaged = (down: ExecutionId) =>
             Effect.gen(function*() {
               const edgeId = yield* Ids.newEdgeId
@@ -1010,7 +1009,7 @@ export const flows = (t: Tester) =>
             })
           for (const c of [blocked, active, done]) yield* applyUnstaged(c.executionId)
           expect(yield* publicState(blocked.executionId)).toBe("waiting_children")
-          // inline resolution (P4) follows the upstream's staged edges only
+          // inline resolution (docs/design/flows.md#resolution) follows the upstream's staged edges only
           yield* failMember(up)
           expect(yield* publicState(blocked.executionId)).toBe("waiting_children")
           for (const c of [blocked, active, done]) {

@@ -1,5 +1,5 @@
 /**
- * The backend-agnostic conformance suite (architecture.md §7, README P2).
+ * The backend-agnostic conformance suite (docs/design/testing.md#conformance-suite).
  *
  * ```ts
  * suite("memory", MemoryBackend.layer())                                   // a fresh engine per test

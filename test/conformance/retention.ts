@@ -1,5 +1,5 @@
 /**
- * The retention pass (`trimRetention`, valkey.md §9 retention_trimmer; see `Maintenance`):
+ * The retention pass (`trimRetention`, docs/design/maintenance.md#trim-retention; see `Maintenance`):
  * terminal executions outside flows are deleted once `completedAt + retention <= now`, where the
  * retention is `policy.streamPolicy.retentionTtlMs` (default 24 h). Flow members and executions
  * that are not terminal are never deleted.

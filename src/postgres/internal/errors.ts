@@ -1,5 +1,5 @@
 /**
- * SQLSTATE and connection failures → `EngineError` (errors.md §7.3).
+ * SQLSTATE and connection failures → `EngineError` (docs/design/errors.md#postgres-failures).
  */
 import type { SqlError } from "@effect/sql/SqlError"
 import { Duration, Either, ParseResult, Predicate, Schema } from "effect"

@@ -1,7 +1,7 @@
 /**
  * Strict decoding of stored records (exec core, flow core, edges) into the
  * read models. A stored value that does not decode is `Validation(Corruption)`
- * with the detail `<context>: <field>: <message>` (operations.md §6).
+ * with the detail `<context>: <field>: <message>` (docs/design/reads.md#stored-data-that-does-not-decode).
  */
 import { Either, Schema } from "effect"
 import { corruption, invalidInput, type Validation } from "../../EngineError.js"

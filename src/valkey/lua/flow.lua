@@ -1,6 +1,6 @@
 -- ===========================================================================
--- flow.lua: flows, edges, edge groups, dependency resolution (P4) and flow
--- cancellation with its cascade (P5). A flow and its members share {fp:N}.
+-- flow.lua: flows, edges, edge groups, dependency resolution and flow
+-- cancellation with its cascade (docs/design/flows.md). A flow and its members share {fp:N}.
 -- ===========================================================================
 
 -- The flow record stores public_flow_state open, cancelling or cancelled (a record written by an
@@ -604,7 +604,7 @@ function FF.maybe_unblock(B, e, c, now)
   if not ready then return false end
   local astate = c.attempt_state
   if astate == "none" or astate == "" or astate == nil then astate = "pending_first_attempt" end
-  -- resolution overrides a creation delay (operations.md §8.5, valkey.md resolve_dependency)
+  -- resolution overrides a creation delay (docs/design/flows.md#resolution)
   C("ZREM", K.lane(B, c.lane_id, "blocked"), e)
   C("ZREM", K.lane(B, c.lane_id, "delayed"), e)
   FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none", astate, now)
@@ -752,7 +752,7 @@ function FF.flow_cancel_done(B, fid, now)
   end
 end
 
--- --- cancel_flow (operations.md §9, P5) ----------------------------------------------------------
+-- --- cancel_flow (docs/design/flows.md#cancelling-a-flow) ------------------------------------------
 -- a.mode "trait": cascade inline when at most a.inline_limit members are owed, else via the backlog;
 -- a.mode "header": the idempotent header only (owed members go to the backlog after a.grace_ms).
 FF.fn.cancel_flow = function(B, a, now)

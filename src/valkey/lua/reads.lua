@@ -30,8 +30,8 @@ FF.fn.describe_flow = function(B, a, now)
   local groups = {}
   local members = C("SMEMBERS", K.fx(B, fid, "members"))
   table.sort(members)
-  -- one group per member with inbound (applied) dependencies, n > 0 (operations.md §6.2, model.md
-  -- §10.4: n counts the inbound edges applied); a policy set before any edge is applied is not listed
+  -- one group per member with inbound (applied) dependencies, n > 0 (n counts the inbound edges applied;
+  -- docs/design/flows.md#join-policies); a policy set before any edge is applied is not listed
   for _, m in ipairs(members) do
     local g = FF.hmap(K.fx(B, fid, "grp:" .. m))
     if g ~= nil and FF.num(g.n) > 0 then
