@@ -8,7 +8,7 @@
  */
 import type { Duration } from "effect"
 import { randomUUID } from "node:crypto"
-import { Clock, Config, type ConfigError, Context, Deferred, Effect, Either, Layer, Redacted } from "effect"
+import { Clock, Config, type ConfigError, Context, Deferred, Effect, Either, Layer, Option, Redacted } from "effect"
 import { EngineBackend, type HmacSecret } from "./EngineBackend.js"
 import type { EngineError } from "./EngineError.js"
 import * as Ids from "./Ids.js"
@@ -18,6 +18,7 @@ import { type BackendCore, makeEngineBackend, makeMaintenanceService } from "./i
 import { randomHmacSecret } from "./internal/hmacSecret.js"
 import { storeAttemptId, storeLeaseId } from "./internal/storeIds.js"
 import { MemoryEngine, type PassCount } from "./internal/memory/engine.js"
+import { makeHub } from "./internal/wakeups.js"
 
 /**
  * @since 0.1.0
@@ -62,6 +63,10 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
         Deferred.unsafeDone(d, Effect.void)
       }
     }
+    // wake-ups are delivered in the engine step that makes work claimable
+    const hub = makeHub({ listen: () => Effect.void, unlisten: () => Effect.void })
+    engine.onLaneWake = hub.wake
+    engine.onLeaseEnded = hub.revoke
     const nextAppend = (key: string) =>
       Effect.map(Effect.fiberId, (fiberId) => {
         let d = waiters.get(key)
@@ -96,6 +101,12 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       delay: (h, delayUntil) => step((now) => engine.delay(now, h, delayUntil)),
       waitChildren: (h) => step((now) => engine.waitChildren(now, h)),
       claimForWorker: (args) => step((now) => engine.claimForWorker(now, args, randomUUID())),
+      subscribeWork: (args) =>
+        hub.subscribe(args, {
+          arm: Effect.sync(() => ({ dueAt: Option.fromNullable(engine.nextDue(args.lanes)), claimAgain: false })),
+          disarm: Effect.void,
+          promoteDue: step((now) => engine.promoteDue(now, args.lanes, DEFAULT_BATCH_SIZE))
+        }),
       describeExecution: (id) => step((now) => engine.describeExecution(now, id)),
       describeFlow: (id) => step((now) => engine.describeFlow(now, id)),
       listEdges: (args) => step((now) => engine.listEdges(now, args)),

@@ -377,6 +377,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
     label: "postgres",
     partitions: cfg,
     claimMany,
+    subscribeWork: () => Effect.die("TODO wake-ups"),
 
     claim: (args) => Effect.map(claimMany(args, 1), (handles) => Option.fromNullable(handles[0])),
 

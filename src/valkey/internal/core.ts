@@ -1775,6 +1775,7 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     label: "valkey",
     partitions: settings.partitions,
     claim,
+    subscribeWork: () => Effect.die("TODO wake-ups"),
     claimMany,
     completeMany,
     renew,
