@@ -17,6 +17,7 @@
 --   errors: -
 CREATE FUNCTION ffi_expire(p_eid text, p_reason text, p_now bigint) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+  PERFORM ffi_revoked(p_eid);
   PERFORM ffi_terminate(p_eid, 'expired', 'ended_failure', p_reason, p_reason, NULL, NULL, 'expired',
                         'expired:' || p_reason, p_now, true);
 END $$;
@@ -91,11 +92,7 @@ BEGIN
             PERFORM ffi_timer_set(p_kind, t.ref, e.delay_until);
             CONTINUE;
           END IF;
-          UPDATE exec_core SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
-            blocking_detail = '', public_state = 'waiting', delay_until = NULL,
-            last_transition_at = v_now, last_mutation_at = v_now
-          WHERE execution_id = t.ref;
-          PERFORM ffi_ready_add(t.ref);
+          PERFORM ffi_promote(t.ref, v_now);
           v_done := v_done + 1;
         END IF;
       WHEN 'lease' THEN
@@ -113,6 +110,7 @@ BEGIN
             PERFORM ffi_timer_set(p_kind, t.ref, e.attempt_timeout_at);
             CONTINUE;
           END IF;
+          PERFORM ffi_revoked(t.ref);
           PERFORM ffi_terminate(t.ref, 'expired', 'ended_failure', 'attempt_timeout', 'attempt_timeout', NULL, NULL,
                                 'expired', 'expired', v_now, true);
           v_done := v_done + 1;
