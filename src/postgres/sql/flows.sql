@@ -156,6 +156,7 @@ BEGIN
     edge_count = edge_count + v_edges, last_mutation_at = v_now
   WHERE flow_id = p_flow
   RETURNING graph_revision INTO v_rev;
+  PERFORM ffi_wake_ready(v_ids);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'flowId', p_flow, 'graphRevision', v_rev));
 END $$;
 
@@ -232,7 +233,6 @@ BEGIN
     WHERE flow_id = p_flow;
   END IF;
   SELECT graph_revision INTO v_rev FROM flow_core WHERE flow_id = p_flow;
-  PERFORM ffi_wake_ready(v_ids);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'flowId', p_flow, 'graphRevision', v_rev));
 END $$;
 

@@ -107,15 +107,22 @@ BEGIN
   RETURN true;
 END $$;
 
--- ffi_timer_set: arms (or moves) the timer of kind p_kind for p_ref at p_due.
+-- ffi_timer_set: arms (or moves) the timer of kind p_kind for p_ref at p_due; a delay wakes the
+-- waiting workers of its lane, which arm their timers for it (wakeups.sql).
 --   args:   p_kind (delay, lease, attempt_timeout, deadline, suspension, waitpoint, budget_reset,
 --           retention), p_ref (the execution id, waitpoint id or budget id), p_due (ms)
 --   reply:  void
 --   errors: -
 CREATE FUNCTION ffi_timer_set(p_kind text, p_ref text, p_due bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE v_lane text;
 BEGIN
   INSERT INTO timer (kind, ref, due_at) VALUES (p_kind, p_ref, p_due)
   ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
+  -- the lane's waiting workers arm their timers for the new due time
+  IF p_kind = 'delay' THEN
+    SELECT lane_id INTO v_lane FROM exec_core WHERE execution_id = p_ref;
+    IF v_lane IS NOT NULL THEN PERFORM ffi_wake(v_lane); END IF;
+  END IF;
 END $$;
 
 -- ffi_timer_del: disarms the timer of kind p_kind for p_ref.
