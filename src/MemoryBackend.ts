@@ -46,6 +46,16 @@ type Step<A> = (now: number) => Either.Either<A, EngineError>
 const step = <A>(f: Step<A>): Effect.Effect<A, EngineError> =>
   Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
 
+/** The passes whose runs report their next timer (`PassResult.nextDueAt`). */
+const TIMER_PASSES: ReadonlySet<PassName> = new Set([
+  "expireLeases",
+  "promoteDelayed",
+  "expireAttempts",
+  "expireExecutions",
+  "expireSuspensions",
+  "expirePendingWaitpoints"
+])
+
 /**
  * Builds an engine and returns its service values without providing tags
  * (several engines can live in one program).
@@ -170,7 +180,12 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
     (options?: PassOptions): Effect.Effect<PassResult, EngineError> =>
       Effect.map(
         step((now) => run(now, options?.batchSize ?? DEFAULT_BATCH_SIZE)),
-        (r) => ({ pass: name, processed: r.processed, more: r.more })
+        (r) => ({
+          pass: name,
+          processed: r.processed,
+          more: r.more,
+          ...(r.nextDueAt !== undefined && TIMER_PASSES.has(name) ? { nextDueAt: r.nextDueAt } : {})
+        })
       )
 
     const maintenance: Maintenance.Service = makeMaintenanceService({

@@ -2574,11 +2574,12 @@ export class MemoryEngine {
     now: number,
     batch: number,
     apply: (key: string, score: number) => boolean
-  ): { processed: number; more: boolean } {
+  ): PassCount {
     let processed = 0
     for (;;) {
       const top = heap.peek()
-      if (top === undefined || top.score > now) return { processed, more: false }
+      if (top === undefined) return { processed, more: false }
+      if (top.score > now) return { processed, more: false, nextDueAt: top.score }
       if (processed >= batch) return { processed, more: true }
       heap.pop()
       if (apply(top.key, top.score)) processed++
@@ -2843,5 +2844,7 @@ export class MemoryEngine {
 export interface PassCount {
   readonly processed: number
   readonly more: boolean
+  /** When the pass's next timer is due (it may find that timer stale then). */
+  readonly nextDueAt?: number | undefined
 }
 

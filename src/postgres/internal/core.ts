@@ -73,7 +73,11 @@ const SummaryRow = Schema.Struct({
 })
 const FlowRow = Schema.Struct({ flowId: FlowId, createdAt: Schema.Int, state: Schema.String })
 const FlowPageRow = Schema.Struct({ flows: Schema.Array(FlowRow), nextCursor: Schema.optional(FlowId) })
-const PassRow = Schema.Struct({ processed: Schema.Int.pipe(Schema.nonNegative()), more: Schema.Boolean })
+const PassRow = Schema.Struct({
+  processed: Schema.Int.pipe(Schema.nonNegative()),
+  more: Schema.Boolean,
+  nextDueAt: Schema.optional(Schema.Number)
+})
 const SuspendRow = Schema.Union(
   Schema.TaggedStruct("Suspended", { details: M.SuspendOutcomeDetails }),
   Schema.TaggedStruct("AlreadySatisfied", { details: M.SuspendOutcomeDetails })

@@ -28,7 +28,8 @@ END $$;
 -- operator, or end the execution as failed, cancelled or expired), waitpoint (a pending
 -- waitpoint expires), budget_reset (reset the budget).
 --   args:   p_kind, p_batch, p_now
---   reply:  {"ok": {"processed", "more"}}
+--   reply:  {"ok": {"processed", "more", "nextDueAt" (the earliest timer of the kind left, absent
+--           when none)}}
 --   errors: -
 CREATE FUNCTION ff_pass_timers(p_kind text, p_batch int, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -159,7 +160,8 @@ BEGIN
     END CASE;
     PERFORM ffi_timer_del(p_kind, t.ref);
   END LOOP;
-  RETURN ffi_ok(jsonb_build_object('processed', v_done, 'more', v_more));
+  RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object('processed', v_done, 'more', v_more,
+    'nextDueAt', (SELECT min(due_at) FROM timer WHERE kind = p_kind))));
 END $$;
 
 -- ---------------------------------------------------------------------------
