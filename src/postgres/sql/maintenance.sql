@@ -29,7 +29,7 @@ END $$;
 -- waitpoint expires), budget_reset (reset the budget).
 --   args:   p_kind, p_batch, p_now
 --   reply:  {"ok": {"processed", "more", "nextDueAt" (the earliest timer of the kind left, absent
---           when none)}}
+--           when none or when more is due now)}}
 --   errors: -
 CREATE FUNCTION ff_pass_timers(p_kind text, p_batch int, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -161,7 +161,7 @@ BEGIN
     PERFORM ffi_timer_del(p_kind, t.ref);
   END LOOP;
   RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object('processed', v_done, 'more', v_more,
-    'nextDueAt', (SELECT min(due_at) FROM timer WHERE kind = p_kind))));
+    'nextDueAt', CASE WHEN NOT v_more THEN (SELECT min(due_at) FROM timer WHERE kind = p_kind) END)));
 END $$;
 
 -- ---------------------------------------------------------------------------
