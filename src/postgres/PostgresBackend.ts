@@ -3,7 +3,8 @@
  * call — one statement, one READ COMMITTED transaction — per operation, a
  * narrow ready table claimed with `FOR UPDATE SKIP LOCKED`, one timer table
  * for every time-driven transition, dependency resolution inside the
- * upstream's terminal transaction and no `NOTIFY` on hot paths.
+ * upstream's terminal transaction, and a `NOTIFY` only while a worker waits
+ * for work (the wake-ups, on a `LISTEN` connection of its own).
  *
  * @since 0.1.0
  */
