@@ -1,12 +1,13 @@
 /**
- * Waiting for a flow cancellation to finish (operations.md §9.4): a
- * `Schedule`-driven poll of `describeFlow` bounded by a deadline.
+ * Waiting for a flow cancellation to finish: a `Schedule`-driven poll of
+ * `describeFlow` bounded by a deadline (see
+ * docs/design/flows.md#waiting-for-the-cancellation).
  *
  * @since 0.1.0
  */
 import { Clock, Duration, Effect, Option, Schedule } from "effect"
 import { EngineBackend } from "./EngineBackend.js"
-import { type EngineError, TimeoutError } from "./EngineError.js"
+import { type EngineError, Timeout } from "./EngineError.js"
 import type { FlowId } from "./Ids.js"
 import type { CancelFlowWait } from "./Model.js"
 
@@ -56,7 +57,7 @@ export const waitForFlowCancellationWith = (
       if (Option.isNone(snapshot) || snapshot.value.publicFlowState === "cancelled") return true
       const elapsed = (yield* Clock.currentTimeMillis) - start
       if (elapsed >= Duration.toMillis(limit)) {
-        return yield* new TimeoutError({ op: "cancel_flow", elapsed: limit })
+        return yield* new Timeout({ op: "cancel_flow", elapsed: limit })
       }
       return false
     })

@@ -166,17 +166,24 @@ export const ExecutionNotActiveDetail = Schema.Struct({
 /** @since 0.1.0 */
 export type ExecutionNotActiveDetail = typeof ExecutionNotActiveDetail.Type
 
-/** @since 0.1.0 */
+/**
+ * What a call looked for and did not find: `entity` names its kind
+ * (`execution`, `flow`, `budget`, `stream`, `attempt`, …) and `id` the id the
+ * caller passed, when the call carried one.
+ *
+ * @since 0.1.0
+ */
 export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {
-  entity: Schema.String
+  entity: Schema.String,
+  id: Schema.optional(Schema.String)
 }) {
   override get message(): string {
-    return `not found: ${this.entity}`
+    return this.id === undefined ? `not found: ${this.entity}` : `not found: ${this.entity} ${this.id}`
   }
 }
 
 /** @since 0.1.0 */
-export class ValidationError extends Schema.TaggedError<ValidationError>()("Validation", {
+export class Validation extends Schema.TaggedError<Validation>()("Validation", {
   kind: ValidationKind,
   detail: Schema.String
 }) {
@@ -186,7 +193,7 @@ export class ValidationError extends Schema.TaggedError<ValidationError>()("Vali
 }
 
 /** @since 0.1.0 */
-export class ContentionError extends Schema.TaggedError<ContentionError>()("Contention", {
+export class Contention extends Schema.TaggedError<Contention>()("Contention", {
   kind: ContentionKind,
   notActive: Schema.optional(ExecutionNotActiveDetail)
 }) {
@@ -199,7 +206,7 @@ export class ContentionError extends Schema.TaggedError<ContentionError>()("Cont
 }
 
 /** @since 0.1.0 */
-export class ConflictError extends Schema.TaggedError<ConflictError>()("Conflict", {
+export class Conflict extends Schema.TaggedError<Conflict>()("Conflict", {
   kind: ConflictKind,
   existing: Schema.optional(EdgeSnapshot),
   kid: Schema.optional(Schema.String)
@@ -210,7 +217,7 @@ export class ConflictError extends Schema.TaggedError<ConflictError>()("Conflict
 }
 
 /** @since 0.1.0 */
-export class StateError extends Schema.TaggedError<StateError>()("State", {
+export class State extends Schema.TaggedError<State>()("State", {
   kind: StateKind
 }) {
   override get message(): string {
@@ -219,7 +226,7 @@ export class StateError extends Schema.TaggedError<StateError>()("State", {
 }
 
 /** @since 0.1.0 */
-export class BugError extends Schema.TaggedError<BugError>()("Bug", {
+export class Bug extends Schema.TaggedError<Bug>()("Bug", {
   kind: BugKind,
   detail: Schema.optional(Schema.String)
 }) {
@@ -229,7 +236,7 @@ export class BugError extends Schema.TaggedError<BugError>()("Bug", {
 }
 
 /** @since 0.1.0 */
-export class TransportError extends Schema.TaggedError<TransportError>()("Transport", {
+export class Transport extends Schema.TaggedError<Transport>()("Transport", {
   backend: Schema.String,
   kind: BackendErrorKind,
   retryable: Schema.Boolean,
@@ -269,7 +276,7 @@ export class ResourceExhausted extends Schema.TaggedError<ResourceExhausted>()("
 }
 
 /** @since 0.1.0 */
-export class TimeoutError extends Schema.TaggedError<TimeoutError>()("Timeout", {
+export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", {
   op: Schema.String,
   elapsed: Schema.DurationFromSelf
 }) {
@@ -291,15 +298,15 @@ export class Contextual extends Schema.TaggedError<Contextual>()("Contextual", {
 /** @since 0.1.0 */
 export type EngineError =
   | NotFound
-  | ValidationError
-  | ContentionError
-  | ConflictError
-  | StateError
-  | BugError
-  | TransportError
+  | Validation
+  | Contention
+  | Conflict
+  | State
+  | Bug
+  | Transport
   | Unavailable
   | ResourceExhausted
-  | TimeoutError
+  | Timeout
   | Contextual
 
 interface ContextualEncoded {
@@ -311,29 +318,29 @@ interface ContextualEncoded {
 /** The serialisable form of an `EngineError`. @since 0.1.0 */
 export type EngineErrorEncoded =
   | typeof NotFound.Encoded
-  | typeof ValidationError.Encoded
-  | typeof ContentionError.Encoded
-  | typeof ConflictError.Encoded
-  | typeof StateError.Encoded
-  | typeof BugError.Encoded
-  | typeof TransportError.Encoded
+  | typeof Validation.Encoded
+  | typeof Contention.Encoded
+  | typeof Conflict.Encoded
+  | typeof State.Encoded
+  | typeof Bug.Encoded
+  | typeof Transport.Encoded
   | typeof Unavailable.Encoded
   | typeof ResourceExhausted.Encoded
-  | typeof TimeoutError.Encoded
+  | typeof Timeout.Encoded
   | ContextualEncoded
 
 /** @since 0.1.0 */
 export const EngineError: Schema.Schema<EngineError, EngineErrorEncoded> = Schema.Union(
   NotFound,
-  ValidationError,
-  ContentionError,
-  ConflictError,
-  StateError,
-  BugError,
-  TransportError,
+  Validation,
+  Contention,
+  Conflict,
+  State,
+  Bug,
+  Transport,
   Unavailable,
   ResourceExhausted,
-  TimeoutError,
+  Timeout,
   Contextual
 )
 
@@ -450,7 +457,7 @@ export const withBackendContext = (e: EngineError, context: string): EngineError
 // ---------------------------------------------------------------------------
 
 /** @since 0.1.0 */
-export const notFound = (entity: string) => new NotFound({ entity })
+export const notFound = (entity: string, id?: string) => new NotFound(id === undefined ? { entity } : { entity, id })
 /**
  * The longest `detail` of a `Validation` error, in characters: a longer one is
  * cut (ending in `…`), so that a huge bad value never makes a huge error.
@@ -469,23 +476,23 @@ const capDetail = (detail: string): string => {
 }
 
 /** @since 0.1.0 */
-export const validation = (kind: ValidationKind, detail = "") => new ValidationError({ kind, detail: capDetail(detail) })
+export const validation = (kind: ValidationKind, detail = "") => new Validation({ kind, detail: capDetail(detail) })
 /** @since 0.1.0 */
 export const invalidInput = (detail: string) => validation("InvalidInput", detail)
 /** @since 0.1.0 */
 export const corruption = (detail: string) => validation("Corruption", detail)
 /** @since 0.1.0 */
-export const contention = (kind: ContentionKind) => new ContentionError({ kind })
+export const contention = (kind: ContentionKind) => new Contention({ kind })
 /** @since 0.1.0 */
 export const executionNotActive = (detail: ExecutionNotActiveDetail) =>
-  new ContentionError({ kind: "ExecutionNotActive", notActive: detail })
+  new Contention({ kind: "ExecutionNotActive", notActive: detail })
 /** @since 0.1.0 */
-export const conflict = (kind: ConflictKind) => new ConflictError({ kind })
+export const conflict = (kind: ConflictKind) => new Conflict({ kind })
 /** @since 0.1.0 */
-export const state = (kind: StateKind) => new StateError({ kind })
+export const state = (kind: StateKind) => new State({ kind })
 /** @since 0.1.0 */
 export const bug = (kind: BugKind, detail?: string) =>
-  new BugError(detail === undefined ? { kind } : { kind, detail })
+  new Bug(detail === undefined ? { kind } : { kind, detail })
 
 // ---------------------------------------------------------------------------
 // Server-script codes (errors.md §6)
@@ -587,7 +594,7 @@ const SCRIPT_CODES: Record<string, (details: ReadonlyArray<string>) => EngineErr
   invalid_kid: () => validation("InvalidKid"),
   invalid_secret_hex: () => validation("InvalidSecretHex"),
   invalid_grace_ms: () => validation("InvalidGraceMs"),
-  rotation_conflict: (d) => new ConflictError({ kind: "RotationConflict", kid: d[0] ?? "" }),
+  rotation_conflict: (d) => new Conflict({ kind: "RotationConflict", kid: d[0] ?? "" }),
   invalid_tag_key: (d) => validation("InvalidTagKey", d[0] ?? ""),
   invalid_secret: () => corruption("invalid_secret"),
   corruption: (d) => corruption(d[0] ?? ""),
@@ -609,7 +616,7 @@ export const fromScriptCode = (backend: string, code: string, details: ReadonlyA
   if (known !== undefined) return known(details)
   if (code.startsWith("already_member_of_different_flow")) return conflict("ExecutionAlreadyInFlow")
   if (code === "hmac_secret_not_initialized") {
-    return new TransportError({
+    return new Transport({
       backend,
       kind: "other",
       retryable: false,
@@ -618,7 +625,7 @@ export const fromScriptCode = (backend: string, code: string, details: ReadonlyA
     })
   }
   if (code === "staged_blob_missing") {
-    return new TransportError({
+    return new Transport({
       backend,
       kind: "other",
       retryable: true,
@@ -627,9 +634,9 @@ export const fromScriptCode = (backend: string, code: string, details: ReadonlyA
     })
   }
   if (code === "invalid_keys_missing_hmac") {
-    return new TransportError({ backend, kind: "protocol", retryable: false, message: code, scriptCode: code })
+    return new Transport({ backend, kind: "protocol", retryable: false, message: code, scriptCode: code })
   }
-  return new TransportError({
+  return new Transport({
     backend,
     kind: "protocol",
     retryable: false,

@@ -1,6 +1,6 @@
 /**
- * Identifiers of the engine (model.md §1) and the partition math that places
- * them (§1.6).
+ * Identifiers of the engine and the partition math that places them (see
+ * docs/design/ids.md).
  *
  * @since 0.1.0
  */
@@ -207,7 +207,7 @@ export const IdempotencyKey = Schema.String
 export const LeaseEpoch = Schema.Int.pipe(Schema.nonNegative(), Schema.brand("LeaseEpoch"))
 /** @since 0.1.0 */
 export type LeaseEpoch = typeof LeaseEpoch.Type
-/** Zero-based (D-16). @since 0.1.0 */
+/** Zero-based: the first attempt is 0 (see docs/design/ids.md#attempt-index). @since 0.1.0 */
 export const AttemptIndex = Schema.Int.pipe(Schema.between(0, 0xffffffff), Schema.brand("AttemptIndex"))
 /** @since 0.1.0 */
 export type AttemptIndex = typeof AttemptIndex.Type

@@ -70,7 +70,11 @@ export const Limits = {
   /** Tags of all the members of one `createFlowGraph` together. */
   flowGraphTags: 2000,
   /** Dimensions of a budget, of one usage report. */
-  budgetDimensions: 64
+  budgetDimensions: 64,
+  /** Runs of an execution's attempt history kept (the newest; older ones are dropped). */
+  historyRuns: 20,
+  /** The reason of a run in the attempt history, cut at a character boundary (UTF-8 bytes). */
+  historyReasonBytes: 256
 } as const
 
 /** @since 0.1.0 */

@@ -1,7 +1,8 @@
 /**
- * The maintenance passes every backend implements (architecture.md §6): the
- * work upstream runs as background scanners. Each pass is bounded by a batch
- * size and reports what it did; `Reconciler` runs them on `Schedule`s.
+ * The maintenance passes every backend implements: the work that falls due at
+ * a time rather than being caused by a call. Each pass is bounded by a batch
+ * size and reports what it did; `Reconciler` runs them on `Schedule`s (see
+ * docs/design/maintenance.md#passes).
  *
  * @since 0.1.0
  */
@@ -56,7 +57,8 @@ export const DEFAULT_BATCH_SIZE = 1000
 
 /**
  * How long a terminal execution is kept when its policy does not say
- * (`streamPolicy.retentionTtlMs`): 24 hours (model.md §16, valkey.md §9).
+ * (`streamPolicy.retentionTtlMs`): 24 hours (see
+ * docs/design/maintenance.md#trim-retention).
  *
  * @since 0.1.0
  */
@@ -74,19 +76,21 @@ export declare namespace Maintenance {
 }
 
 /**
- * - `expireLeases`: leases past their expiry become reclaimable (T12).
- * - `promoteDelayed`: delayed and backoff executions whose time came become eligible (T20).
- * - `expireAttempts`: attempts past their attempt timeout end the execution `expired` (T15).
- * - `expireExecutions`: executions past their deadline end `expired` (T15).
- * - `expireSuspensions`: suspensions past `timeoutAt` apply their timeout behaviour (T16/T18/T19).
+ * - `expireLeases`: leases past their expiry become reclaimable.
+ * - `promoteDelayed`: delayed and backoff executions whose time came become eligible.
+ * - `expireAttempts`: attempts past their attempt timeout end the execution `expired`.
+ * - `expireExecutions`: executions past their deadline end `expired`.
+ * - `expireSuspensions`: suspensions past `timeoutAt` apply their timeout behaviour.
  * - `expirePendingWaitpoints`: pending waitpoints past their expiry are closed.
- * - `reconcileDependencies`: the safety net for flow dependency resolution (P4).
- * - `drainCancelBacklog`: cancels members a flow cancellation still owes (P5).
+ * - `reconcileDependencies`: the safety net for flow dependency resolution,
+ *   which normally happens in the terminal step of the execution depended on.
+ * - `drainCancelBacklog`: cancels members a flow cancellation still owes.
  * - `resetBudgets`: budgets whose reset interval elapsed are zeroed.
  * - `trimRetention`: terminal executions whose retention elapsed are deleted
- *   (valkey.md §9 retention_trimmer). The retention of an execution is its
- *   policy's `streamPolicy.retentionTtlMs` (default `DEFAULT_RETENTION_MS`,
- *   24 h), counted from its terminal transition (`completedAt`); it is due when
+ *   (see docs/design/maintenance.md#trim-retention). The retention of an
+ *   execution is its policy's `streamPolicy.retentionTtlMs` (default
+ *   `DEFAULT_RETENTION_MS`, 24 h), counted from its terminal transition
+ *   (`completedAt`); it is due when
  *   `completedAt + retention <= now`. A due execution is deleted whole: core,
  *   payload, result, policy, tags, attempts, streams and summaries, claim
  *   grant, suspension and suspend dedup records, its waitpoints (with their

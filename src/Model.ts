@@ -26,6 +26,7 @@ import {
   WorkerId,
   WorkerInstanceId
 } from "./Ids.js"
+import { isTraceParent } from "./internal/traceContext.js"
 
 /**
  * The argument type of an operation whose schema has constructor defaults:
@@ -828,6 +829,97 @@ export type ListPendingWaitpointsResult = typeof ListPendingWaitpointsResult.Typ
 // Reads (operations.md §6)
 // ---------------------------------------------------------------------------
 
+/**
+ * A W3C `traceparent` of version 00 whose trace and span ids are not all zeros.
+ *
+ * @since 0.1.0
+ */
+export const TraceParent = Schema.String.pipe(
+  Schema.filter((s) => isTraceParent(s) || "a W3C traceparent: 00-<32 hex>-<16 hex>-<2 hex>, ids not all zeros")
+)
+
+/**
+ * How a run of an attempt began: a new attempt (`initial`, `retry`, `replay`, `reclaim` — the
+ * last after another worker's lease was lost), or the interrupted attempt taken up again
+ * (`resumed`, after a suspension, a delay or a wait for children).
+ *
+ * @since 0.1.0
+ */
+export const AttemptRunKind = Schema.Literal("initial", "retry", "replay", "reclaim", "resumed")
+/** @since 0.1.0 */
+export type AttemptRunKind = typeof AttemptRunKind.Type
+
+/**
+ * How a run of an attempt ended (`running` while its lease is held).
+ *
+ * @since 0.1.0
+ */
+export const AttemptRunOutcome = Schema.Literal(
+  "running",
+  "completed",
+  "failed",
+  "retry_scheduled",
+  "cancelled",
+  "expired",
+  "skipped",
+  "lease_expired",
+  "lease_revoked",
+  "suspended",
+  "delayed",
+  "waiting_children"
+)
+/** @since 0.1.0 */
+export type AttemptRunOutcome = typeof AttemptRunOutcome.Type
+
+/**
+ * One run of an attempt under one lease: from a claim to the transition that
+ * let go of the lease. An attempt that is suspended and resumed has one run
+ * per lease. `reason` is cut to `Limits.historyReasonBytes` (see
+ * docs/design/executions.md, "Attempt history").
+ *
+ * @since 0.1.0
+ */
+export const AttemptRun = Schema.Struct({
+  attemptIndex: AttemptIndex,
+  kind: AttemptRunKind,
+  workerId: WorkerId,
+  workerInstanceId: WorkerInstanceId,
+  startedAt: TimestampMs,
+  endedAt: Schema.optional(TimestampMs),
+  outcome: AttemptRunOutcome,
+  reason: Schema.optional(Schema.String)
+})
+/** @since 0.1.0 */
+export type AttemptRun = typeof AttemptRun.Type
+
+/**
+ * The last failure of an execution: a `fail` (retried or not), an expiry, or
+ * the reclaim cap. `category` is the one the retry policy matched.
+ *
+ * @since 0.1.0
+ */
+export const LastFailure = Schema.Struct({
+  reason: Schema.String,
+  classification: FailureClass,
+  category: Schema.String,
+  at: TimestampMs
+})
+/** @since 0.1.0 */
+export type LastFailure = typeof LastFailure.Type
+
+/**
+ * What the worker last reported with `progress` (`ctx.progress`).
+ *
+ * @since 0.1.0
+ */
+export const ProgressReport = Schema.Struct({
+  percent: Schema.optional(Schema.Int),
+  message: Schema.optional(Schema.String),
+  updatedAt: TimestampMs
+})
+/** @since 0.1.0 */
+export type ProgressReport = typeof ProgressReport.Type
+
 /** @since 0.1.0 */
 export const ExecutionSnapshot = Schema.Struct({
   executionId: ExecutionId,
@@ -848,9 +940,19 @@ export const ExecutionSnapshot = Schema.Struct({
   })),
   currentWaitpoint: Schema.optional(WaitpointId),
   createdAt: TimestampMs,
+  /** The first claim. */
+  startedAt: Schema.optional(TimestampMs),
+  /** The terminal transition (cleared by a replay). */
+  completedAt: Schema.optional(TimestampMs),
   lastMutationAt: TimestampMs,
   totalAttemptCount: NonNegativeInt,
-  tags: Tags
+  tags: Tags,
+  progress: Schema.optional(ProgressReport),
+  lastFailure: Schema.optional(LastFailure),
+  /** Why it was cancelled, when it was. */
+  cancellationReason: Schema.optional(Schema.String),
+  /** The last `Limits.historyRuns` runs, oldest first (`[]` before the first claim). */
+  attemptHistory: Schema.Array(AttemptRun)
 })
 /** @since 0.1.0 */
 export type ExecutionSnapshot = typeof ExecutionSnapshot.Type
@@ -866,7 +968,9 @@ export const ExecutionInput = Schema.Struct({
   laneId: LaneId,
   namespace: Namespace,
   payload: Schema.Uint8ArrayFromSelf,
-  payloadEncoding: Schema.optional(Schema.String)
+  payloadEncoding: Schema.optional(Schema.String),
+  /** The creator's span context, when it gave one (`CreateExecutionArgs.traceParent`). */
+  traceParent: Schema.optional(Schema.String)
 })
 /** @since 0.1.0 */
 export type ExecutionInput = typeof ExecutionInput.Type
@@ -1094,7 +1198,12 @@ export const CreateExecutionArgs = Schema.Struct({
   /** A typed policy, or its snake_case JSON text (as received from a wire). */
   policy: Schema.optional(Schema.Union(ExecutionPolicy, Schema.String)),
   delayUntil: Schema.optional(TimestampMs),
-  executionDeadlineAt: Schema.optional(TimestampMs)
+  executionDeadlineAt: Schema.optional(TimestampMs),
+  /**
+   * The creator's span context, a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`): the
+   * worker's attempt span joins that trace. `Producer` fills it from the current span.
+   */
+  traceParent: Schema.optional(TraceParent)
 })
 /** @since 0.1.0 */
 export type CreateExecutionArgs = typeof CreateExecutionArgs.Type

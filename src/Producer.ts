@@ -14,11 +14,13 @@
  */
 import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
 import { EngineBackend } from "./EngineBackend.js"
-import { type EngineError, invalidInput, rootCause, TimeoutError } from "./EngineError.js"
+import { type EngineError, invalidInput, notFound, rootCause, Timeout } from "./EngineError.js"
 import * as Ids from "./Ids.js"
 import type { ExecutionId, FlowId, LaneId, WaitpointId } from "./Ids.js"
 import { topologicalOrder } from "./internal/graph.js"
+import { currentTraceParent } from "./internal/traceContext.js"
 import { decodeJson, encodeJson, JSON_ENCODING, PayloadError } from "./internal/worker/codec.js"
+import { FailureClass } from "./Model.js"
 import type * as M from "./Model.js"
 
 export {
@@ -56,17 +58,25 @@ export const task = <I, IE, O, OE>(spec: TaskSpec<I, IE, O, OE>): TaskSpec<I, IE
 
 /**
  * An execution ended without a result: `failed`, `cancelled`, `expired` or
- * `skipped`.
+ * `skipped`. `reason` says why when the engine knows: the last failure's
+ * message for `failed` and `expired` (with its `classification` and
+ * `category`), the cancellation's reason for `cancelled`. The attempts that
+ * led there are in `describeExecution(executionId).attemptHistory`.
  *
  * @since 0.1.0
  * @category errors
  */
 export class ExecutionNotCompleted extends Schema.TaggedError<ExecutionNotCompleted>()("ExecutionNotCompleted", {
   executionId: Schema.String,
-  publicState: Schema.String
+  publicState: Schema.String,
+  reason: Schema.optional(Schema.String),
+  classification: Schema.optional(FailureClass),
+  category: Schema.optional(Schema.String)
 }) {
   override get message(): string {
-    return `execution ${this.executionId} ended ${this.publicState}`
+    const cls = this.classification === undefined ? "" : ` (${this.classification})`
+    const why = this.reason === undefined ? "" : `: ${this.reason}`
+    return `execution ${this.executionId} ended ${this.publicState}${cls}${why}`
   }
 }
 
@@ -138,6 +148,9 @@ const timeArgs = (options: ExecutionOptions, now: number) => ({
     { executionDeadlineAt: now + Duration.toMillis(Duration.decode(options.deadline)) })
 })
 
+/** The current span's context, stored with the execution so that its attempts join this trace. */
+const traceArgs = Effect.map(currentTraceParent, (traceParent) => (traceParent === undefined ? {} : { traceParent }))
+
 const commonArgs = (options: ExecutionOptions) => ({
   namespace: options.namespace === undefined ? DEFAULT_NAMESPACE : Ids.unsafe.namespace(options.namespace),
   ...(options.priority === undefined ? {} : { priority: options.priority }),
@@ -173,7 +186,8 @@ export const submit = <I, IE, O, OE>(
       inputPayload: payload,
       payloadEncoding: JSON_ENCODING,
       ...commonArgs(options),
-      ...timeArgs(options, now)
+      ...timeArgs(options, now),
+      ...(yield* traceArgs)
     })
     return created.executionId
   }).pipe(Effect.withSpan("Producer.submit", { attributes: { kind: spec.kind, lane: options.lane } }))
@@ -322,6 +336,7 @@ export const createFlow = <N extends string>(
     const flowId = spec.flowId ?? (yield* Ids.newFlowId)
     const namespace = spec.namespace === undefined ? DEFAULT_NAMESPACE : Ids.unsafe.namespace(spec.namespace)
     const now = yield* Clock.currentTimeMillis
+    const trace = yield* traceArgs
     const executions: Partial<Record<N, ExecutionId>> = {}
     const members: Array<M.CreateExecutionArgsInput> = []
     for (const name of order) {
@@ -335,7 +350,8 @@ export const createFlow = <N extends string>(
         inputPayload: yield* n.payload,
         payloadEncoding: JSON_ENCODING,
         ...commonArgs({ ...n.options, namespace: n.options.namespace ?? spec.namespace }),
-        ...timeArgs(n.options, now)
+        ...timeArgs(n.options, now),
+        ...trace
       })
     }
     const idOf = (name: N): ExecutionId => executions[name]!
@@ -516,7 +532,7 @@ export interface AwaitOptions {
 
 /**
  * Polls `readExecutionState` until the execution is terminal and returns
- * that state.
+ * that state; fails `NotFound` when no execution has this id.
  *
  * @since 0.1.0
  * @category results
@@ -532,18 +548,37 @@ export const awaitTerminal = (
     const interval = options.pollInterval ?? Duration.millis(100)
     for (;;) {
       const state = yield* backend.readExecutionState(executionId)
-      if (Option.isNone(state)) return yield* invalidInput(`execution ${executionId} does not exist`)
+      if (Option.isNone(state)) return yield* notFound("execution", executionId)
       if (isTerminal(state.value)) return state.value
       if (limit !== undefined && (yield* Clock.currentTimeMillis) - start >= Duration.toMillis(limit)) {
-        return yield* new TimeoutError({ op: "await_execution", elapsed: limit })
+        return yield* new Timeout({ op: "await_execution", elapsed: limit })
       }
       yield* Effect.sleep(interval)
     }
   })
 
+/** The `ExecutionNotCompleted` of an execution that ended `state`, with why, read from its snapshot. */
+const notCompleted = (executionId: ExecutionId, state: M.PublicState) =>
+  Effect.gen(function*() {
+    const backend = yield* EngineBackend
+    const snapshot = Option.getOrUndefined(yield* backend.describeExecution(executionId))
+    const failure = state === "failed" || state === "expired" ? snapshot?.lastFailure : undefined
+    const cancelled = state === "cancelled" ? snapshot?.cancellationReason : undefined
+    return yield* new ExecutionNotCompleted({
+      executionId,
+      publicState: state,
+      ...(failure === undefined ?
+        {} :
+        { reason: failure.reason, classification: failure.classification, category: failure.category }),
+      ...(cancelled === undefined ? {} : { reason: cancelled })
+    })
+  })
+
 /**
  * Waits for the execution to finish and returns its decoded result; an
- * execution that ends otherwise fails with `ExecutionNotCompleted`.
+ * execution that ends otherwise fails with `ExecutionNotCompleted`, which
+ * carries why (the last failure's reason and class, or the cancellation's
+ * reason).
  *
  * @since 0.1.0
  * @category results
@@ -555,7 +590,7 @@ export const awaitResult = <I, IE, O, OE>(
 ): Effect.Effect<O, EngineError | PayloadError | ExecutionNotCompleted, EngineBackend> =>
   Effect.gen(function*() {
     const state = yield* awaitTerminal(executionId, options)
-    if (state !== "completed") return yield* new ExecutionNotCompleted({ executionId, publicState: state })
+    if (state !== "completed") return yield* notCompleted(executionId, state)
     const value = yield* result(spec, executionId)
     if (Option.isSome(value)) return value.value
     // completed without a payload: decode JSON null (an output of Schema.Void / Schema.Null / optional)

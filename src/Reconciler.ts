@@ -1,5 +1,5 @@
 /**
- * Runs the maintenance passes of a backend (architecture.md §6): one scoped
+ * Runs the maintenance passes of a backend (docs/design/maintenance.md): one scoped
  * fiber per pass, each on its own `Schedule`, with bounded batches, a retry
  * schedule for transient errors, logs, spans and `Metric`s of what each pass
  * did. It stops with its scope.
@@ -18,8 +18,8 @@ import { type EngineError, isRetryable } from "./EngineError.js"
 import { Maintenance, type PassName, passNames, type PassResult } from "./Maintenance.js"
 
 /**
- * The default interval of each pass, close to upstream's scanners
- * (model.md §16).
+ * The default interval of each pass (see
+ * docs/design/maintenance.md#the-reconciler).
  *
  * @since 0.1.0
  * @category defaults

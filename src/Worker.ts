@@ -51,6 +51,7 @@ import * as Ids from "./Ids.js"
 import type { BudgetId, ExecutionId, LaneId, WaitpointId, WorkerId, WorkerInstanceId } from "./Ids.js"
 import { decodeHandle } from "./internal/handleCodec.js"
 import { withSpanWhenTraced } from "./internal/observability.js"
+import { parentSpanOf } from "./internal/traceContext.js"
 import { MAX_CLAIM_BATCH } from "./internal/validation.js"
 import { decodeJson, encodeJson, PayloadError } from "./internal/worker/codec.js"
 import * as Completions from "./internal/worker/completions.js"
@@ -576,15 +577,38 @@ const runAttempt = (
   }
   const p = decoded.right
   const attempt = p.attemptIndex + 1
-  // Uninterruptible but for the reads before the handler and the handler itself: once the handler
-  // has stopped, the write that ends the attempt is not cut short.
-  return Effect.uninterruptibleMask((restore) => Effect.gen(function*() {
-    const input: Either.Either<Option.Option<M.ExecutionInput>, EngineError> = Option.isSome(prefetched) ?
-      Either.right(prefetched.value) :
-      yield* restore(backend.getExecutionInput(p.executionId)).pipe(
+  // The input is read before the attempt's span starts: the span joins the trace of the span
+  // that created the execution (its traceparent comes with the input).
+  const readInput: Effect.Effect<Either.Either<Option.Option<M.ExecutionInput>, EngineError>> =
+    Option.isSome(prefetched) ?
+      Effect.succeed(Either.right(prefetched.value)) :
+      backend.getExecutionInput(p.executionId).pipe(
         Effect.retry({ schedule: settings.writeRetry, while: isRetryable }),
         Effect.either
       )
+  return Effect.flatMap(readInput, (input) => runWithInput(rt, handle, p, claimedAt, input)).pipe(
+    Effect.annotateLogs({
+      executionId: p.executionId,
+      attempt,
+      lane: p.laneId,
+      workerInstanceId: settings.workerInstanceId
+    })
+  )
+}
+
+/** One attempt whose input was read (`runAttempt`). */
+const runWithInput = (
+  rt: Runtime,
+  handle: M.Handle,
+  p: M.HandlePayload,
+  claimedAt: number,
+  input: Either.Either<Option.Option<M.ExecutionInput>, EngineError>
+): Effect.Effect<void> => {
+  const { backend, settings } = rt
+  const attempt = p.attemptIndex + 1
+  // Uninterruptible but for the handler: once the handler has stopped, the write that ends the
+  // attempt is not cut short.
+  return Effect.uninterruptibleMask((restore) => Effect.gen(function*() {
     const kind = Either.isRight(input) && Option.isSome(input.right) ? input.right.value.executionKind : "?"
     const base: EventBase = {
       executionId: p.executionId,
@@ -832,19 +856,13 @@ const runAttempt = (
       }
     }
   })).pipe(
-    Effect.annotateLogs({
-      executionId: p.executionId,
-      attempt,
-      lane: p.laneId,
-      workerInstanceId: settings.workerInstanceId
-    }),
     withSpanWhenTraced("Worker.attempt", () => ({
       execution_id: p.executionId,
       attempt_index: p.attemptIndex,
       lane: p.laneId,
       handle_kind: handle.kind,
       worker_instance_id: settings.workerInstanceId
-    }))
+    }), () => parentSpanOf(Either.isRight(input) ? Option.getOrUndefined(input.right)?.traceParent : undefined))
   )
 }
 

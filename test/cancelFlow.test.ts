@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber, Option, Ref, TestClock } from "effect"
 import * as CancelFlow from "../src/CancelFlow.js"
 import { EngineBackend } from "../src/EngineBackend.js"
-import { NotFound, TimeoutError } from "../src/EngineError.js"
+import { NotFound, Timeout } from "../src/EngineError.js"
 import * as Ids from "../src/Ids.js"
 import type { FlowSnapshot } from "../src/Model.js"
 
@@ -91,7 +91,7 @@ describe("waitForFlowCancellation", () => {
       )
       yield* TestClock.adjust("2 seconds")
       const error = yield* Fiber.join(fiber)
-      expect(error).toBeInstanceOf(TimeoutError)
+      expect(error).toBeInstanceOf(Timeout)
       expect(error._tag).toBe("Timeout")
       if (error._tag !== "Timeout") return
       expect(error.op).toBe("cancel_flow")

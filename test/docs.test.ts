@@ -1,5 +1,5 @@
 /**
- * Every TypeScript block of README.md and docs/*.md, compiled against the built package under strict
+ * Every TypeScript block of README.md and every .md under docs/, compiled against the built package under strict
  * settings (`strict`, `exactOptionalPropertyTypes`, `noUncheckedIndexedAccess`, NodeNext) with the
  * imports a reader would write (`flowfabric-effect`, `flowfabric-effect/valkey`,
  * `flowfabric-effect/postgres`), and the runnable ones run under Node.
@@ -13,7 +13,7 @@
  *   before the block, `<!-- wrapper … -->`, holds the TypeScript that declares what the fragment uses;
  *   a line `/* block *\/` in it marks where the fragment goes (default: at the end). Never run.
  *
- * Also checked: every `npm install name@spec` in a shell block names the spec package.json gives that
+ * Also checked: every `npm install name@range` in a shell block names the range package.json gives that
  * package (the peer range, or the dev dependency the tests run on).
  */
 import { execFile } from "node:child_process"
@@ -42,7 +42,9 @@ const TS_LANGS = new Set(["ts", "typescript"])
 
 const docFiles = async (): Promise<ReadonlyArray<string>> => [
   "README.md",
-  ...(await readdir(path.join(root, "docs"))).filter((f) => f.endsWith(".md")).sort().map((f) => `docs/${f}`)
+  ...(await readdir(path.join(root, "docs"), { recursive: true })).filter((f) => f.endsWith(".md")).sort().map((f) =>
+    `docs/${f}`
+  )
 ]
 
 /** Every fenced block of `file`, with the HTML comment right before it. */

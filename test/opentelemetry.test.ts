@@ -13,6 +13,7 @@ import * as MemoryBackend from "../src/MemoryBackend.js"
 import * as Producer from "../src/Producer.js"
 import * as Reconciler from "../src/Reconciler.js"
 import * as Worker from "../src/Worker.js"
+import { traceSuite } from "./support/trace.js"
 
 const Resize = Producer.task({
   kind: "resize",
@@ -61,3 +62,5 @@ describe("OpenTelemetry export", () => {
       }).pipe(Effect.provide(AppLive), Effect.provide(TelemetryLive))
     }), 30_000)
 })
+
+traceSuite("memory", MemoryBackend.layer())

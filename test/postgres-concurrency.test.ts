@@ -82,6 +82,6 @@ describe("postgres concurrency", () => {
           [lane]
         )
         expect(ready[0]!.n).toBe("0")
-      }))
+      }), 300_000) // 10–20 s on this machine; a loaded one (two suites side by side) took over 60 s
   })
 })

@@ -68,10 +68,11 @@ describe("postgres, store clock (real time)", () => {
         const l = lane("lease")
         const executionId = yield* Ids.executionIdSolo(l)
         yield* b.createExecution({ executionId, namespace: NS, laneId: l, executionKind: "k" })
-        const first = Option.getOrThrow(yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: policy(300) }))
+        // the renewal must land inside the lease on a loaded machine too: 1.5 s of margin
+        const first = Option.getOrThrow(yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: policy(1_500) }))
         const renewal = yield* b.renew(first)
         expect(renewal.leaseEpoch).toBe(1)
-        yield* sleep(450)
+        yield* sleep(1_700)
         const late = yield* Effect.either(b.complete(first))
         expect(Either.isLeft(late) && late.left._tag === "State" && late.left.kind).toBe("LeaseExpired")
         const second = Option.getOrThrow(yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: policy(5_000) }))
@@ -112,12 +113,13 @@ describe("postgres, store clock (real time)", () => {
           namespace: NS,
           laneId: l,
           executionKind: "k",
-          delayUntil: dbNow + 250
+          // two seconds of margin: the early checks must not see the delay expire on a loaded machine
+          delayUntil: dbNow + 2_000
         })
         expect(created).toMatchObject({ _tag: "Created", publicState: "delayed" })
         yield* m.promoteDelayed()
         expect(yield* b.readExecutionState(executionId)).toEqual(Option.some("delayed"))
-        yield* sleep(350)
+        yield* sleep(2_100)
         yield* m.promoteDelayed()
         expect(yield* b.readExecutionState(executionId)).toEqual(Option.some("waiting"))
       }))
@@ -299,6 +301,8 @@ describe("postgres retention", () => {
               exec_data: ["execution_id = $1", [e]],
               exec_idempotency: ["execution_id = $1", [e]],
               attempt: ["execution_id = $1", [e]],
+              exec_history: ["execution_id = $1", [e]],
+              exec_failure: ["execution_id = $1", [e]],
               ready: ["execution_id = $1", [e]],
               timer: ["ref = $1 OR ref = ANY($2::text[])", [e, wps]],
               claim_grant: ["execution_id = $1", [e]],
@@ -330,7 +334,7 @@ describe("postgres retention", () => {
         const r = yield* richCompleted(1_000)
         const before = yield* rows(r)
         expect(Object.keys(before)).toEqual(
-          expect.arrayContaining(["exec_core", "exec_data", "attempt", "timer", "suspension", "waitpoint", "signal", "stream_meta", "stream_frame"])
+          expect.arrayContaining(["exec_core", "exec_data", "attempt", "exec_history", "exec_failure", "timer", "suspension", "waitpoint", "signal", "stream_meta", "stream_frame"])
         )
         yield* advance(1_000)
         const m = yield* Maintenance

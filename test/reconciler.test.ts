@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Layer, Ref, Schedule, TestClock } from "effect"
-import { ContentionError, NotFound } from "../src/EngineError.js"
+import { Contention, NotFound } from "../src/EngineError.js"
 import { Maintenance, type PassName, passNames } from "../src/Maintenance.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
 import * as Reconciler from "../src/Reconciler.js"
@@ -9,7 +9,7 @@ import { reconcilerSuite } from "./reconciler/suite.js"
 reconcilerSuite("memory", MemoryBackend.layer())
 
 /** A `Maintenance` whose passes count their calls and behave as `behave` says. */
-const fakeMaintenance = (behave: (pass: PassName, call: number) => Effect.Effect<number, ContentionError | NotFound>) =>
+const fakeMaintenance = (behave: (pass: PassName, call: number) => Effect.Effect<number, Contention | NotFound>) =>
   Effect.gen(function*() {
     const calls = yield* Ref.make<Record<string, number>>({})
     const service = Object.fromEntries(passNames.map((pass) => [
@@ -36,7 +36,7 @@ describe("Reconciler (any Maintenance)", () => {
   it.effect("retries a pass that failed with a retryable error", () =>
     Effect.gen(function*() {
       const fake = yield* fakeMaintenance((_, call) =>
-        call <= 2 ? Effect.fail(new ContentionError({ kind: "RetryExhausted" })) : Effect.succeed(4)
+        call <= 2 ? Effect.fail(new Contention({ kind: "RetryExhausted" })) : Effect.succeed(4)
       )
       const run = yield* Effect.fork(Reconciler.runOnce({ passes: ["expireLeases"] }).pipe(Effect.provide(fake.layer)))
       yield* step(500)
@@ -73,7 +73,7 @@ describe("Reconciler (any Maintenance)", () => {
       expect(yield* fake.calls).toEqual(expected)
       expect(expected["expireLeases"]).toBe(11)
       expect(expected["promoteDelayed"]).toBe(21)
-      // the retention trimmer every 60 s (model.md §16): once at start within 15 s
+      // the retention trimmer every 60 s: once at start within 15 s
       expect(expected["trimRetention"]).toBe(1)
       // Stopped: time passes, nothing runs.
       yield* step(5_000, 250)

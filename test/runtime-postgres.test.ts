@@ -11,6 +11,7 @@ import { reconcilerSuite } from "./reconciler/suite.js"
 import { workerSuite } from "./worker/suite.js"
 import { wakeupSuite } from "./worker/wakeups.js"
 import { testHmacSecret } from "./support/hmac.js"
+import { traceSuite } from "./support/trace.js"
 
 const schema = `ff_runtime_${process.pid}_${Date.now().toString(36)}`
 
@@ -36,3 +37,4 @@ workerSuite("postgres", layer, options)
 wakeupSuite("postgres", layer, { ...options, dropWakeups })
 reconcilerSuite("postgres", layer, options)
 producerSuite("postgres", layer, options)
+traceSuite("postgres", layer)

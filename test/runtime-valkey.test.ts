@@ -9,6 +9,7 @@ import { reconcilerSuite } from "./reconciler/suite.js"
 import { workerSuite } from "./worker/suite.js"
 import { wakeupSuite } from "./worker/wakeups.js"
 import { testHmacSecret } from "./support/hmac.js"
+import { traceSuite } from "./support/trace.js"
 
 const layer = ValkeyBackend.layer({
   hmacSecret: testHmacSecret,
@@ -29,3 +30,4 @@ workerSuite("valkey", layer, options)
 wakeupSuite("valkey", layer, { ...options, dropWakeups })
 reconcilerSuite("valkey", layer, options)
 producerSuite("valkey", layer, options)
+traceSuite("valkey", layer)

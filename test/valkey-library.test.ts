@@ -27,6 +27,20 @@ const fcall = (admin: Redis, fn: string, key: string, args: object, blobs: Reado
       )
     ))
 
+/** A raw FCALL with more keys than the partition base (KEYS[2..]). */
+const fcallKeys = (admin: Redis, fn: string, keys: ReadonlyArray<string>, args: object, blobs: ReadonlyArray<string> = []) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.promise(() =>
+      (admin.call("FCALL", fn, String(keys.length), ...keys, String(now), JSON.stringify(args), ...blobs) as Promise<Array<unknown>>)
+        .then(
+          (r) => ({ ok: true as const, reply: r }),
+          (e: unknown) => ({ ok: false as const, error: String(e) })
+        )
+    ))
+
+/** The reply of a call that did not throw (undefined otherwise). */
+const replyOf = (out: { ok: true; reply: Array<unknown> } | { ok: false; error: string }) => (out.ok ? out.reply : undefined)
+
 /** The code of a refusal reply ({0, code, detail}), or undefined. */
 const refused = (out: { ok: boolean; reply?: Array<unknown> }) =>
   out.ok && out.reply?.[0] === 0 ? out.reply[1] : undefined
@@ -396,6 +410,68 @@ describe("valkey function library", () => {
           expect(result._tag === "Some" && result.value[0]).toBe(big[big.length - 1])
           const staged = yield* Effect.promise(() => r.keys(`${prefix}:*:stage:*`))
           expect(staged).toEqual([])
+        }))
+    })
+
+    describe("the id registry", () => {
+      it.scoped("ff_reserve_id takes a free id, keeps it for its owner, refuses another; ff_release_id gives back only what it names", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const key = `${prefix}:sigid:${yield* Ids.newSignalId}`
+          const reserve = (owner: string, nonce: string) => Effect.map(fcall(r, "ff_reserve_id", key, { owner, nonce }), (o) => replyOf(o)?.[1])
+          const release = (args: object) => Effect.map(fcall(r, "ff_release_id", key, args), (o) => replyOf(o)?.[3])
+          const value = Effect.promise(() => r.get(key))
+          expect(yield* reserve("{fp:1}:a", "n1")).toBe("CREATED")
+          expect(yield* value).toBe("{fp:1}:a|n1")
+          expect(yield* reserve("{fp:2}:b", "n2")).toBe("TAKEN")
+          expect(yield* value).toBe("{fp:1}:a|n1")
+          // the owner again (a retry): kept, under its new nonce, so the first call no longer releases it
+          expect(yield* reserve("{fp:1}:a", "n3")).toBe("OWNED")
+          expect(yield* release({ owner: "{fp:1}:a", nonce: "n1" })).toBe("0")
+          expect(yield* release({ owner: "{fp:2}:b" })).toBe("0")
+          expect(yield* value).toBe("{fp:1}:a|n3")
+          expect(yield* release({ owner: "{fp:1}:a", nonce: "n3" })).toBe("1")
+          expect(yield* value).toBeNull()
+          // retention's release names the owner only
+          yield* Effect.promise(() => r.set(key, "{fp:1}:a"))
+          expect(yield* release({ owner: "{fp:1}:a" })).toBe("1")
+          expect(refused(yield* fcall(r, "ff_reserve_id", key, { owner: "{fp:1}:a" }))).toBe("invalid_input")
+        }))
+
+      it.scoped("ff_deliver_signal whose registry key names another execution refuses before it writes; a free one is taken", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const p = Ids.executionPartition(id)
+          yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag === "None") return expect.fail("nothing claimed")
+          const binding = yield* Ids.freshWaitpointBinding
+          const s = yield* b.suspend(h.value, {
+            suspensionId: yield* Ids.newSuspensionId,
+            waitpoints: [{ _tag: "Fresh", ...binding }],
+            resumeCondition: { _tag: "Single", waitpointKey: binding.waitpointKey, matcher: { _tag: "ByName", name: "never" } }
+          })
+          expect(yield* Effect.promise(() => r.get(`${prefix}:wpid:${binding.waitpointId}`))).toBe(id)
+          const sid = yield* Ids.newSignalId
+          const registryKey = `${prefix}:sigid:${sid}`
+          yield* Effect.promise(() => r.set(registryKey, "{fp:0}:someone-else"))
+          const deliver = fcallKeys(r, "ff_deliver_signal", [base(p), registryKey], {
+            execution_id: id,
+            waitpoint_id: binding.waitpointId,
+            signal_id: sid,
+            signal_name: "x",
+            token: s.details.waitpointToken
+          })
+          expect(refused(yield* deliver)).toBe("duplicate_signal")
+          expect(yield* Effect.promise(() => r.exists(`${base(p)}:s:${sid}`))).toBe(0)
+          expect(yield* Effect.promise(() => r.zcard(`${base(p)}:e:${id}:sigs`))).toBe(0)
+          expect(yield* Effect.promise(() => r.get(registryKey))).toBe("{fp:0}:someone-else")
+          yield* Effect.promise(() => r.del(registryKey))
+          expect(replyOf(yield* deliver)?.[1]).toBe("OK")
+          expect(yield* Effect.promise(() => r.get(registryKey))).toBe(id)
         }))
     })
 

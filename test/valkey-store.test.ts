@@ -94,13 +94,14 @@ layer(live, { excludeTestServices: true, timeout: 30_000 })("valkey, store clock
         const b = yield* EngineBackend
         const l = yield* lane
         yield* createOn(l)
-        const h = Option.getOrThrow(yield* claim(l, 400))
+        // each renewal lands 600 ms into a 2 s lease: a loaded machine cannot make one late
+        const h = Option.getOrThrow(yield* claim(l, 2_000))
         for (let i = 0; i < 4; i++) {
-          yield* sleep(150)
+          yield* sleep(600)
           const r = yield* b.renew(h)
           expect(r.leaseEpoch).toBe(1)
         }
-        // 600 ms after the claim, well past the original 400 ms
+        // 2.4 s after the claim, well past the original 2 s
         yield* b.complete(h)
       }))
 
@@ -152,11 +153,13 @@ layer(live, { excludeTestServices: true, timeout: 30_000 })("valkey, store clock
         const l = yield* lane
         const id = yield* createOn(l)
         const h = Option.getOrThrow(yield* claim(l, 5_000))
-        yield* b.delay(h, { delayUntil: Date.now() + 300 })
+        // Two seconds of margin: the early checks must not see the delay expire on a loaded machine.
+        const delayUntil = Date.now() + 2_000
+        yield* b.delay(h, { delayUntil })
         yield* m.promoteDelayed()
         expect(Option.getOrThrow(yield* b.readExecutionState(id))).toBe("delayed")
         expect(Option.isNone(yield* claim(l, 5_000))).toBe(true)
-        yield* sleep(400)
+        yield* sleep(Math.max(0, delayUntil - Date.now()) + 100)
         yield* m.promoteDelayed()
         const resumed = Option.getOrThrow(yield* claim(l, 5_000))
         expect(resumed.kind).toBe("resumed")

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Layer, Metric, MetricState, Option, Ref, Schedule, TestClock, Tracer } from "effect"
 import { EngineBackend, operationNames } from "../src/EngineBackend.js"
-import { TransportError } from "../src/EngineError.js"
+import { Transport } from "../src/EngineError.js"
 import * as Ids from "../src/Ids.js"
 import { instrument } from "../src/internal/observability.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
@@ -152,7 +152,7 @@ const memoryWith = (overrides: (backend: EngineBackend.Service) => Partial<Engin
 
 /** The error a wrapped operation fails with when a test injects a fault. */
 const injected = (retryable: boolean) =>
-  Effect.fail(new TransportError({ backend: "memory", kind: "transport", retryable, message: "injected" }))
+  Effect.fail(new Transport({ backend: "memory", kind: "transport", retryable, message: "injected" }))
 
 describe("lease keeper (memory)", () => {
   /** The memory engine, with `renew` failing (a retryable transport error, or a defect) while `failing` says so. */

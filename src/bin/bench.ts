@@ -12,6 +12,7 @@ import type { EngineError } from "../EngineError.js"
 import type { Maintenance } from "../Maintenance.js"
 import * as MemoryBackend from "../MemoryBackend.js"
 import { dropKeys, dropSchema } from "./bench/cleanup.js"
+import { footprint, formatFootprint } from "./bench/footprint.js"
 import { peers } from "./bench/peers.js"
 import { roundSeed } from "./bench/random.js"
 import { type BenchResult, latencies, type Scenario, scenarios as engineScenarios } from "./bench/scenarios.js"
@@ -22,6 +23,8 @@ const scenarios: Record<string, Scenario> = { ...engineScenarios, ...latencyScen
 const isLatency = (name: string) => name in latencyScenarios
 const DEFAULT_TASKS = 20_000
 const DEFAULT_SAMPLES = 100
+/** Executions (and peer jobs) of the footprint scenario. */
+const DEFAULT_FOOTPRINT = 100_000
 /** Samples of a latency scenario's untimed warm-up round (`--warmup` 0 skips it). */
 const LATENCY_WARMUP = 5
 
@@ -37,12 +40,14 @@ const scenarioOption = Options.choice("scenario", [
   "idle-pickup",
   "cancel-latency",
   "retry-latency",
+  "footprint",
   "all"
 ]).pipe(Options.withDefault("submit-claim-complete"))
 const tasksOption = Options.integer("tasks").pipe(
   Options.withDescription(
     `tasks per round (default ${DEFAULT_TASKS}); for idle-pickup, cancel-latency and retry-latency the samples ` +
-      `of the whole run, split over the rounds (default ${DEFAULT_SAMPLES}); with --scenario all it sets only the former`
+      `of the whole run, split over the rounds (default ${DEFAULT_SAMPLES}); for footprint the executions and peer ` +
+      `jobs of each state (default ${DEFAULT_FOOTPRINT}); with --scenario all it sets only the former`
   ),
   Options.optional
 )
@@ -241,6 +246,19 @@ const command = Command.make(
   },
   (opts) =>
     Effect.gen(function*() {
+      if (opts.scenario === "footprint") {
+        const report = yield* footprint({
+          backend: opts.backend,
+          url: opts.url,
+          tasks: Option.getOrElse(opts.tasks, () => DEFAULT_FOOTPRINT),
+          workers: opts.workers,
+          peers: !opts.noPeers,
+          hmacSecret: benchSecret
+        })
+        if (!opts.json) yield* Console.log(formatFootprint(report))
+        yield* Console.log(JSON.stringify({ machine: machineInfo(), footprint: report }, null, opts.json ? 2 : undefined))
+        return
+      }
       const backendFor = yield* roundBackend(opts.backend, opts.url)
       let rounds = 0
       const selected = opts.scenario === "all" ? Object.keys(scenarios) : [opts.scenario]

@@ -17,7 +17,7 @@ import {
   notFound,
   state,
   validation,
-  type ValidationError,
+  type Validation,
   type ValidationKind
 } from "../EngineError.js"
 import {
@@ -44,6 +44,7 @@ import { inputProblem, type RuleContext, textProblem } from "./inputRules.js"
 import { summaryPatchProblem } from "./mergePatch.js"
 import { instrument } from "./observability.js"
 import { quote } from "./quote.js"
+import { compactTraceParent } from "./traceContext.js"
 import * as V from "./validation.js"
 
 /** A handle after intake: the caller's value and its decoded payload. */
@@ -72,6 +73,8 @@ export interface CreateExecutionCore {
   /** The policy as stored: its snake_case JSON text, `""` when absent. */
   readonly policyJson: string
   readonly requiredCapabilities: ReadonlyArray<string>
+  /** The creator's span context in its stored form (`compactTraceParent`), when given. */
+  readonly traceContext: string | undefined
 }
 
 /**
@@ -174,10 +177,10 @@ export interface BackendCore {
 
 const HANDLE_KINDS: ReadonlySet<unknown> = new Set<M.HandleKind>(["fresh", "resumed", "suspended"])
 
-const fromEither = <A>(e: Either.Either<A, ValidationError>): Fx<A> =>
+const fromEither = <A>(e: Either.Either<A, Validation>): Fx<A> =>
   Either.isRight(e) ? Effect.succeed(e.right) : Effect.fail(e.left)
 
-const failWith = (e: ValidationError | undefined): Fx<void> => (e === undefined ? Effect.void : Effect.fail(e))
+const failWith = (e: Validation | undefined): Fx<void> => (e === undefined ? Effect.void : Effect.fail(e))
 
 const validId = <A, I>(op: string, field: string, schema: Schema.Schema<A, I>, value: unknown, rules: RuleContext): Fx<A> =>
   fromEither(V.check(`${op}: ${field}`, schema, value, "InvalidInput", rules))
@@ -218,7 +221,7 @@ const checkCursor = (c: M.StreamCursor): Fx<void> => (c._tag === "At" ? failWith
 const CREATE = "create_execution"
 
 /** The limits of `createExecution`'s strings, tags and policy text (the payload apart). */
-const createLimits = (a: M.CreateExecutionArgs): ValidationError | undefined =>
+const createLimits = (a: M.CreateExecutionArgs): Validation | undefined =>
   V.checkTags(CREATE, a.tags) ??
     V.checkBytes(CREATE, "namespace", a.namespace, "nameBytes") ??
     V.checkBytes(CREATE, "executionKind", a.executionKind, "nameBytes") ??
@@ -231,7 +234,7 @@ const createLimits = (a: M.CreateExecutionArgs): ValidationError | undefined =>
 const prepareCreate = (
   args: M.CreateExecutionArgsInput,
   rules: RuleContext
-): Either.Either<CreateExecutionCore, ValidationError> => {
+): Either.Either<CreateExecutionCore, Validation> => {
   const constructed = V.construct(CREATE, M.CreateExecutionArgs, args, "InvalidInput", rules)
   if (Either.isLeft(constructed)) return Either.left(constructed.left)
   const a = constructed.right
@@ -267,7 +270,8 @@ const prepareCreate = (
     policyJson,
     requiredCapabilities: parsed.right.requiredCapabilities,
     delayUntil: a.delayUntil ?? policy?.delayUntil,
-    executionDeadlineAt: a.executionDeadlineAt
+    executionDeadlineAt: a.executionDeadlineAt,
+    traceContext: a.traceParent === undefined ? undefined : compactTraceParent(a.traceParent)
   })
 }
 
@@ -279,29 +283,29 @@ const createBytes = (c: CreateExecutionCore): number =>
 const workerLimits = (
   op: string,
   w: { readonly workerId: string; readonly workerInstanceId: string }
-): ValidationError | undefined =>
+): Validation | undefined =>
   V.checkBytes(op, "workerId", w.workerId, "nameBytes") ??
     V.checkBytes(op, "workerInstanceId", w.workerInstanceId, "nameBytes")
 
 /** The limits of an HMAC kid and secret (their sizes; their form is checked apart). */
-const secretLimits = (op: string, kid: string, secretHex: string): ValidationError | undefined =>
+const secretLimits = (op: string, kid: string, secretHex: string): Validation | undefined =>
   V.checkBytes(op, "kid", kid, "nameBytes") ??
     (secretHex.length > Limits.secretHexChars ? V.overLimit(op, "secret", "secretHexChars", "characters") : undefined)
 
 /** The limits of a flow's strings. */
-const flowLimits = (op: string, f: M.CreateFlowArgs): ValidationError | undefined =>
+const flowLimits = (op: string, f: M.CreateFlowArgs): Validation | undefined =>
   V.checkBytes(op, "flowKind", f.flowKind, "nameBytes") ?? V.checkBytes(op, "namespace", f.namespace, "nameBytes")
 
 /** The limits of an edge's strings. */
 const edgeLimits = (
   op: string,
   e: { readonly dependencyKind: string; readonly dataPassingRef?: string | undefined }
-): ValidationError | undefined =>
+): Validation | undefined =>
   V.checkBytes(op, "dependencyKind", e.dependencyKind, "nameBytes") ??
     V.checkBytes(op, "dataPassingRef", e.dataPassingRef, "textBytes")
 
 /** Validates claim arguments; capabilities come back sorted and de-duplicated. */
-const claimArgs = (op: string, args: M.ClaimArgs, rules: RuleContext): Either.Either<M.ClaimArgs, ValidationError> => {
+const claimArgs = (op: string, args: M.ClaimArgs, rules: RuleContext): Either.Either<M.ClaimArgs, Validation> => {
   const a = V.construct(op, M.ClaimArgs, args, "InvalidInput", rules)
   if (Either.isLeft(a)) return a
   const bad = workerLimits(op, a.right.policy)
@@ -328,7 +332,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       V.overLimit(op, what, "batchItems", "entries") :
       invalidInput(`${op}: between 1 and ${Limits.batchItems} ${what}`)
 
-  const intake = (handle: M.Handle): Either.Either<HandleRef, ValidationError> => {
+  const intake = (handle: M.Handle): Either.Either<HandleRef, Validation> => {
     if (
       typeof handle !== "object" || handle === null || typeof handle.backend !== "string" ||
       !HANDLE_KINDS.has(handle.kind) || !(handle.opaque instanceof Uint8Array)
@@ -351,7 +355,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     return Either.right({ handle, payload: decoded.right })
   }
 
-  const completePayload = (op: string, payload: unknown): Either.Either<Uint8Array | undefined, ValidationError> => {
+  const completePayload = (op: string, payload: unknown): Either.Either<Uint8Array | undefined, Validation> => {
     if (payload === undefined) return Either.right(undefined)
     if (!(payload instanceof Uint8Array)) return Either.left(invalidInput(`${op}: payload must be bytes`))
     if (payload.length > V.MAX_PAYLOAD_BYTES) {

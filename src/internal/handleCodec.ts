@@ -1,7 +1,7 @@
 /**
- * The opaque handle bytes (model.md §7, v2 layout): magic 0x02, wire version
- * 0x01, a backend tag byte, then little-endian integers and u32-length UTF-8
- * strings. No trailing bytes.
+ * The opaque handle bytes (v2 layout, docs/design/executions.md#handles):
+ * magic 0x02, wire version 0x01, a backend tag byte, then little-endian
+ * integers and u32-length UTF-8 strings. No trailing bytes.
  */
 import { Either } from "effect"
 import { checkExecutionId, isCanonicalUuid } from "../Ids.js"

@@ -1,6 +1,6 @@
 /**
  * Waitpoint tokens: `<kid>:<hex HMAC-SHA1(secret, "<waitpointId>|<waitpointKey>|<createdAtMs>")>`
- * (model.md §11.2, the canonical binding).
+ * (the canonical binding, docs/design/signals.md#tokens).
  */
 import { createHmac, timingSafeEqual } from "node:crypto"
 
@@ -53,11 +53,4 @@ export const sameSecret = (aHex: string, bHex: string): boolean => {
   const a = Buffer.from(aHex, "hex")
   const b = Buffer.from(bHex, "hex")
   return a.length === b.length && timingSafeEqual(a, b)
-}
-
-/** `<kid>:<REDACTED:len=N>` for logs (model.md §1.5). */
-export const redactToken = (token: string): string => {
-  const colon = token.indexOf(":")
-  if (colon <= 0 || colon === token.length - 1) return "<REDACTED:malformed>"
-  return `${token.slice(0, colon)}:<REDACTED:len=${token.length - colon - 1}>`
 }

@@ -1,7 +1,8 @@
 /**
- * JSON Merge Patch (RFC 7396) for stream summaries (model.md §12.2): object
- * root, depth ≤ 16, `null` deletes, the sentinel `"__ff_null__"` stores a
- * literal `null`. Objects are built without a prototype, so that any key
+ * JSON Merge Patch (RFC 7396) for stream summaries
+ * (docs/design/streams-and-budgets.md#summaries): object root, depth ≤ 16,
+ * `null` deletes, the sentinel `"__ff_null__"` stores a literal `null`.
+ * Objects are built without a prototype, so that any key
  * (`__proto__` too) is stored as it is.
  */
 import { textProblem } from "./inputRules.js"

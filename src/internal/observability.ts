@@ -9,9 +9,10 @@
 import type { Tracer } from "effect"
 import { Cause, Clock, Context, Effect, Either, Metric, MetricBoundaries, MetricLabel, Predicate } from "effect"
 import { type EngineBackend, operationNames } from "../EngineBackend.js"
-import { type EngineError, isEngineError, rootCause } from "../EngineError.js"
+import { type EngineError, isEngineError, notFound, rootCause } from "../EngineError.js"
 import type * as M from "../Model.js"
 import { decodeHandle } from "./handleCodec.js"
+import { builtInTracer } from "./traceContext.js"
 
 // ---------------------------------------------------------------------------
 // Metrics
@@ -103,6 +104,40 @@ export const attributesOf = (op: string, backend: string, args: ReadonlyArray<un
 }
 
 // ---------------------------------------------------------------------------
+// What a NotFound looked for
+// ---------------------------------------------------------------------------
+
+/** The argument field that holds the id of each kind of `NotFound`. */
+const ID_FIELDS: Readonly<Record<string, { readonly attribute: string; readonly field: RegExp }>> = {
+  execution: { attribute: "execution_id", field: /^(?:e|.+E)xecutionId$/ },
+  stream: { attribute: "execution_id", field: /^executionId$/ },
+  attempt: { attribute: "execution_id", field: /^executionId$/ },
+  flow: { attribute: "flow_id", field: /^flowId$/ },
+  budget: { attribute: "budget_id", field: /^budgetId$/ },
+  quota_policy: { attribute: "quota_policy_id", field: /^quotaPolicyId$/ }
+}
+
+/**
+ * A backend reports `NotFound` with the kind of thing it missed; the id comes
+ * from the caller's argument, when exactly one argument field can hold it
+ * (an edge names two executions: which one is missing is not guessed).
+ */
+const namingWhatWasNotFound = (op: string, backend: string, args: ReadonlyArray<unknown>) =>
+(e: EngineError): EngineError => {
+  if (e._tag !== "NotFound" || e.id !== undefined) return e
+  const where = ID_FIELDS[e.entity]
+  const first = args[0]
+  if (where === undefined || first === undefined || first === null) return e
+  if (typeof first === "string" || isHandle(first)) {
+    const id = attributesOf(op, backend, args)[where.attribute]
+    return typeof id === "string" ? notFound(e.entity, id) : e
+  }
+  if (typeof first !== "object") return e
+  const ids = Object.entries(first).filter(([k, v]) => typeof v === "string" && where.field.test(k))
+  return ids.length === 1 ? notFound(e.entity, ids[0]![1] as string) : e
+}
+
+// ---------------------------------------------------------------------------
 // instrument
 // ---------------------------------------------------------------------------
 
@@ -121,23 +156,30 @@ const errorTags = (cause: Cause.Cause<EngineError>): { readonly tag: string; rea
   return { tag: "Defect", kind: "" }
 }
 
-/**
- * Effect's built-in tracer: it keeps spans in memory and exports nothing.
- * While it is the current tracer, operations skip their span (a span costs
- * several microseconds, as much as a whole in-memory operation) and only feed
- * the metrics; install any other tracer (`@effect/opentelemetry`, a test
- * tracer) and every operation gets its span.
- */
-const builtInTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
+// Effect's built-in tracer (`builtInTracer`) keeps spans in memory and exports nothing. While it
+// is the current tracer, operations skip their span (a span costs several microseconds, as much
+// as a whole in-memory operation) and only feed the metrics; install any other tracer
+// (`@effect/opentelemetry`, a test tracer) and every operation gets its span.
 
-/** `Effect.withSpan`, skipped while the built-in tracer is the current one (see above). */
-export const withSpanWhenTraced = (name: string, attributes: () => Attributes) =>
+/**
+ * `Effect.withSpan`, skipped while the built-in tracer is the current one (see above). `parent`,
+ * when it gives a span, is the span's parent instead of the current span.
+ */
+export const withSpanWhenTraced = (
+  name: string,
+  attributes: () => Attributes,
+  parent?: () => Tracer.AnySpan | undefined
+) =>
 <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.withFiberRuntime((fiber) =>
-    fiber.currentTracer === builtInTracer ?
-      self :
-      Effect.withSpan(self, name, { attributes: attributes(), captureStackTrace: false })
-  )
+  Effect.withFiberRuntime((fiber) => {
+    if (fiber.currentTracer === builtInTracer) return self
+    const p = parent?.()
+    return Effect.withSpan(self, name, {
+      attributes: attributes(),
+      captureStackTrace: false,
+      ...(p === undefined ? {} : { parent: p })
+    })
+  })
 
 const wrap = (op: string, backend: string, fn: AnyOperation): AnyOperation => {
   const tags: ReadonlyArray<MetricLabel.MetricLabel> = [MetricLabel.make("op", op), MetricLabel.make("backend", backend)]
@@ -169,7 +211,7 @@ const wrap = (op: string, backend: string, fn: AnyOperation): AnyOperation => {
             const { kind, tag } = errorTags(cause)
             operationErrorsTotal.unsafeUpdate(1, errorLabels(tag, kind))
           }
-          return Effect.failCause(cause)
+          return Effect.failCause(Cause.map(cause, namingWhatWasNotFound(op, backend, args)))
         },
         onSuccess: (value) => {
           record()
@@ -187,7 +229,8 @@ const wrap = (op: string, backend: string, fn: AnyOperation): AnyOperation => {
  * other function the record carries) runs in a span `EngineBackend.<op>`
  * with `backend`, `lane`, `execution_id`, `flow_id` attributes when known,
  * and feeds `operationsTotal`, `operationErrorsTotal` and
- * `operationDurationMs`. Values are copied as they are.
+ * `operationDurationMs`. A `NotFound` gets the id the caller passed (see
+ * `namingWhatWasNotFound`); values are otherwise copied as they are.
  */
 export const instrument = (service: EngineBackend.Service): EngineBackend.Service => {
   const backend = service.backendLabel

@@ -3,7 +3,7 @@
  * the same `Validation` error everywhere and nothing is written.
  */
 import { Either, ParseResult, Schema } from "effect"
-import { invalidInput, validation, type ValidationError, type ValidationKind } from "../EngineError.js"
+import { invalidInput, validation, type Validation, type ValidationKind } from "../EngineError.js"
 import { type LimitName, Limits } from "../Limits.js"
 import { ExecutionPolicy } from "../Model.js"
 import { compile } from "./fastValidate.js"
@@ -35,7 +35,7 @@ export const clampPriority = (p: number): number => Math.min(PRIORITY_MAX, Math.
 // ---------------------------------------------------------------------------
 
 /** `LimitExceeded` for `what` of `op` past `limit`. */
-export const overLimit = (op: string, what: string, limit: LimitName, unit: string): ValidationError =>
+export const overLimit = (op: string, what: string, limit: LimitName, unit: string): Validation =>
   validation("LimitExceeded", `${op}: ${what}: more than ${Limits[limit]} ${unit} (Limits.${limit})`)
 
 /** Whether `s` takes more than `cap` UTF-8 bytes (a UTF-16 unit takes one to three). */
@@ -43,11 +43,11 @@ export const bytesOver = (s: string, cap: number): boolean =>
   s.length > cap ? true : s.length * 3 <= cap ? false : Buffer.byteLength(s, "utf8") > cap
 
 /** A string field (anything else is left to the shape checks) at most `Limits[limit]` UTF-8 bytes long. */
-export const checkBytes = (op: string, what: string, value: unknown, limit: LimitName): ValidationError | undefined =>
+export const checkBytes = (op: string, what: string, value: unknown, limit: LimitName): Validation | undefined =>
   typeof value === "string" && bytesOver(value, Limits[limit]) ? overLimit(op, what, limit, "bytes") : undefined
 
 /** A count at most `Limits[limit]`. */
-export const checkCount = (op: string, what: string, n: number, limit: LimitName): ValidationError | undefined =>
+export const checkCount = (op: string, what: string, n: number, limit: LimitName): Validation | undefined =>
   n > Limits[limit] ? overLimit(op, what, limit, "entries") : undefined
 
 /** A value that formats as a short quotation of the caller's value (see `quote`). */
@@ -175,14 +175,14 @@ export const construct = <F extends Schema.Struct.Fields>(
   input: unknown,
   kind: ValidationKind = "InvalidInput",
   rules?: RuleContext
-): Either.Either<Schema.Struct.Type<F>, ValidationError> => {
+): Either.Either<Schema.Struct.Type<F>, Validation> => {
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
     return Either.left(validation(kind, `${op}: expected an object`))
   }
   const validated = Either.mapLeft(
     validatorOf(schema as unknown as Schema.Schema<Schema.Struct.Type<F>>)(withDefaults(schema.fields, input)),
     (e) => validation(kind, `${op}: ${formatIssue(e)}`)
-  ) as Either.Either<Schema.Struct.Type<F>, ValidationError>
+  ) as Either.Either<Schema.Struct.Type<F>, Validation>
   return rules === undefined ?
     validated :
     Either.flatMap(validated, (a) => obeysRules(op, schema as unknown as Schema.Schema<unknown>, a, kind, rules)) as typeof validated
@@ -195,7 +195,7 @@ export const check = <A, I>(
   input: unknown,
   kind: ValidationKind = "InvalidInput",
   rules?: RuleContext
-): Either.Either<A, ValidationError> => {
+): Either.Either<A, Validation> => {
   const validated = Either.mapLeft(validatorOf(schema)(input), (e) => validation(kind, `${op}: ${formatIssue(e)}`))
   return rules === undefined ? validated : Either.flatMap(validated, (a) => obeysRules(op, schema, a, kind, rules))
 }
@@ -207,20 +207,20 @@ export const obeysRules = <A, I, R>(
   value: A,
   kind: ValidationKind,
   rules: RuleContext
-): Either.Either<A, ValidationError> => {
+): Either.Either<A, Validation> => {
   const problem = inputProblem(schema, value, rules)
   return problem === undefined ? Either.right(value) : Either.left(validation(kind, `${op}: ${problem}`))
 }
 
 // ---------------------------------------------------------------------------
-// Capabilities (model.md §8.2)
+// Capabilities (docs/design/executions.md#capabilities)
 // ---------------------------------------------------------------------------
 
 /** Sorted, de-duplicated tokens, or the bound they break. */
 export const checkCapabilities = (
   side: "worker" | "required",
   tokens: unknown
-): Either.Either<ReadonlyArray<string>, ValidationError> => {
+): Either.Either<ReadonlyArray<string>, Validation> => {
   const fail = (reason: string) => Either.left(validation("InvalidCapabilities", `${side}:${reason}`))
   if (!Array.isArray(tokens)) return fail("not_array")
   if (tokens.length > MAX_CAPABILITY_TOKENS) return fail("too_many_tokens")
@@ -249,7 +249,7 @@ export const missingCapabilities = (
 }
 
 // ---------------------------------------------------------------------------
-// Execution policy (model.md §14)
+// Execution policy (docs/design/executions.md#execution-policy)
 // ---------------------------------------------------------------------------
 
 export interface ParsedPolicy {
@@ -260,7 +260,7 @@ export interface ParsedPolicy {
 const decodePolicyJson = Schema.decodeUnknownEither(ExecutionPolicy)
 const validatePolicy = Schema.validateEither(ExecutionPolicy)
 
-export const parsePolicy = (input: Policy | string | undefined): Either.Either<ParsedPolicy, ValidationError> => {
+export const parsePolicy = (input: Policy | string | undefined): Either.Either<ParsedPolicy, Validation> => {
   let policy: Policy | undefined
   if (input === undefined) {
     policy = undefined
@@ -308,7 +308,7 @@ export const parsePolicy = (input: Policy | string | undefined): Either.Either<P
   return Either.map(checkCapabilities("required", caps), (requiredCapabilities) => ({ policy, requiredCapabilities }))
 }
 
-/** Backoff delay for the retry numbered `retryCount` (model.md §14). */
+/** Backoff delay for the retry numbered `retryCount` (docs/design/executions.md#backoff). */
 export const backoffDelayMs = (policy: Policy | undefined, retryCount: number): number => {
   const backoff = policy?.retryPolicy?.backoff
   if (backoff === undefined) return Math.min(1000 * Math.pow(2, retryCount), 60_000)
@@ -323,7 +323,7 @@ export const backoffDelayMs = (policy: Policy | undefined, retryCount: number): 
 
 const TAG_KEY = /^[a-z][a-z0-9_]*\.[^.]/
 
-export const checkTags = (op: string, tags: Readonly<Record<string, string>>): ValidationError | undefined => {
+export const checkTags = (op: string, tags: Readonly<Record<string, string>>): Validation | undefined => {
   const keys = Object.keys(tags)
   const many = checkCount(op, "tags", keys.length, "tagsPerExecution")
   if (many !== undefined) return many
@@ -344,13 +344,13 @@ export const tagBytes = (tags: Readonly<Record<string, string>>): number => {
 
 const FRAME_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/
 
-export const checkFrameType = (frameType: string): ValidationError | undefined =>
+export const checkFrameType = (frameType: string): Validation | undefined =>
   frameType === "" || FRAME_TYPE.test(frameType) ? undefined : validation("InvalidFrameType", echo(frameType))
 
 const waitpointKeyTooLong = () =>
   validation("InvalidWaitpointKey", `waitpoint key longer than ${MAX_WAITPOINT_KEY_BYTES} bytes (Limits.waitpointKeyBytes)`)
 
-export const checkWaitpointKey = (key: string, allowEmpty: boolean): ValidationError | undefined => {
+export const checkWaitpointKey = (key: string, allowEmpty: boolean): Validation | undefined => {
   if (key.length === 0) return allowEmpty ? undefined : validation("InvalidWaitpointKey", "empty waitpoint key")
   if (bytesOver(key, MAX_WAITPOINT_KEY_BYTES)) return waitpointKeyTooLong()
   for (let i = 0; i < key.length; i++) {
@@ -361,7 +361,7 @@ export const checkWaitpointKey = (key: string, allowEmpty: boolean): ValidationE
 }
 
 // ---------------------------------------------------------------------------
-// Suspend arguments (operations.md §5.1 step 2, model.md §11.4)
+// Suspend arguments (docs/design/signals.md#suspending, #resume-conditions)
 // ---------------------------------------------------------------------------
 
 /** Every waitpoint key a condition refers to. */
@@ -413,7 +413,7 @@ const checkComposite = (body: CompositeBody, path: string, depth: number): strin
   return undefined
 }
 
-export const checkSuspendArgs = (args: SuspendArgs, now: number): ValidationError | undefined => {
+export const checkSuspendArgs = (args: SuspendArgs, now: number): Validation | undefined => {
   const [primary, ...extras] = args.waitpoints
   if (primary === undefined) return invalidInput("waitpoints_empty")
   const cond = args.resumeCondition
@@ -456,7 +456,7 @@ export const checkSuspendArgs = (args: SuspendArgs, now: number): ValidationErro
 }
 
 /** The limits of `suspend`: bindings, the condition's size and names, the free strings. */
-export const suspendLimits = (args: SuspendArgs): ValidationError | undefined => {
+export const suspendLimits = (args: SuspendArgs): Validation | undefined => {
   const op = "suspend"
   const bad = checkCount(op, "waitpoints", args.waitpoints.length, "waitpointsPerSuspend") ??
     checkBytes(op, "reasonCode", args.reasonCode, "nameBytes") ??
@@ -488,7 +488,7 @@ export const suspendLimits = (args: SuspendArgs): ValidationError | undefined =>
 }
 
 /** The limits of `deliverSignal`'s strings (its payload is checked first, on its own). */
-export const signalLimits = (a: DeliverSignalArgs): ValidationError | undefined => {
+export const signalLimits = (a: DeliverSignalArgs): Validation | undefined => {
   const op = "deliver_signal"
   return checkBytes(op, "signalName", a.signalName, "nameBytes") ??
     checkBytes(op, "signalCategory", a.signalCategory, "nameBytes") ??
@@ -506,7 +506,7 @@ export const usageLimits = (
   op: string,
   dimensions: ReadonlyArray<string>,
   dedupKey: string | undefined
-): ValidationError | undefined => {
+): Validation | undefined => {
   const many = checkCount(op, "dimensions", dimensions.length, "budgetDimensions")
   if (many !== undefined) return many
   for (const d of dimensions) {
@@ -517,10 +517,10 @@ export const usageLimits = (
 }
 
 // ---------------------------------------------------------------------------
-// HMAC keystore administration (operations.md §12.1–§12.2)
+// HMAC keystore administration (docs/design/signals.md#the-keystore)
 // ---------------------------------------------------------------------------
 
-export const checkKid = (kid: string): ValidationError | undefined =>
+export const checkKid = (kid: string): Validation | undefined =>
   kid.length === 0 || kid.includes(":") ? validation("InvalidKid", echo(kid)) : undefined
 
 /** The fewest bytes a waitpoint HMAC secret may have (docs/guide.md, "Waitpoint tokens and signals"). */
@@ -544,21 +544,21 @@ export const hmacSecretProblem = (hex: string): string | undefined => {
   return undefined
 }
 
-export const checkSecretHex = (hex: string): ValidationError | undefined => {
+export const checkSecretHex = (hex: string): Validation | undefined => {
   const problem = hmacSecretProblem(hex)
   return problem === undefined ? undefined : validation("InvalidSecretHex", problem)
 }
 
-export const checkGraceMs = (grace: number): ValidationError | undefined =>
+export const checkGraceMs = (grace: number): Validation | undefined =>
   Number.isInteger(grace) && grace >= 0 && grace <= Number.MAX_SAFE_INTEGER ? undefined : validation("InvalidGraceMs")
 
 // ---------------------------------------------------------------------------
-// Stream cursors (model.md §12.4)
+// Stream cursors (docs/design/streams-and-budgets.md#reading-streams)
 // ---------------------------------------------------------------------------
 
 const STREAM_ID = /^[0-9]+(-[0-9]+)?$/
 
-export const checkStreamId = (id: string): ValidationError | undefined => {
+export const checkStreamId = (id: string): Validation | undefined => {
   if (id.length === 0) return invalidInput("stream cursor: empty")
   if (id === "-" || id === "+") return invalidInput("stream cursor: bare marker rejected")
   return STREAM_ID.test(id) ? undefined : invalidInput(`stream cursor: malformed ${quote(id)}`)

@@ -50,7 +50,7 @@ export interface StoreSide {
   readonly promoteDue: Effect.Effect<number, EngineError>
 }
 
-export interface Transport {
+export interface WakeTransport {
   readonly listen: (lanes: ReadonlyArray<string>, workers: ReadonlyArray<string>) => Effect.Effect<void, EngineError>
   readonly unlisten: (lanes: ReadonlyArray<string>, workers: ReadonlyArray<string>) => Effect.Effect<void>
 }
@@ -81,7 +81,7 @@ const bump = (s: Subscriber): void => {
   }
 }
 
-export const makeHub = (transport: Transport): Hub => {
+export const makeHub = (transport: WakeTransport): Hub => {
   const byLane = new Map<string, Set<Subscriber>>()
   const byWorker = new Map<string, Set<Subscriber>>()
   // listen / unlisten one at a time, so a lane's SUBSCRIBE and UNSUBSCRIBE never cross

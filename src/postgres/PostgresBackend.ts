@@ -11,7 +11,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { Config, type ConfigError, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
-import { type EngineError, invalidInput, TransportError, Unavailable } from "../EngineError.js"
+import { type EngineError, invalidInput, Transport, Unavailable } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
 import { Maintenance } from "../Maintenance.js"
 import type * as M from "../Model.js"
@@ -116,7 +116,7 @@ const startupError = (op: string) => (e: unknown): EngineError => {
     if (e._tag === "MigrationError") {
       const cause = "cause" in e ? e.cause : undefined
       const detail = cause === undefined ? "" : `: ${messageOf(cause)} ${messageOf((cause as { cause?: unknown }).cause ?? "")}`
-      return new TransportError({
+      return new Transport({
         backend: BACKEND,
         kind: "other",
         retryable: false,
@@ -125,7 +125,7 @@ const startupError = (op: string) => (e: unknown): EngineError => {
       })
     }
   }
-  return new TransportError({ backend: BACKEND, kind: "other", retryable: false, message: `${op}: ${messageOf(e)}` })
+  return new Transport({ backend: BACKEND, kind: "other", retryable: false, message: `${op}: ${messageOf(e)}` })
 }
 
 const checkPartitions = (schema: string, partitions: PartitionConfig) =>

@@ -1,8 +1,8 @@
 /**
- * Producer and operator control, reads and admin (operations.md §6, §8.1,
- * §8.7, §8.9, §12): create_execution replay and dedup, the read models,
- * cancel_execution from every phase, replay_execution, the maintenance
- * passes on an idle engine, ping / prepare / shutdown_prepare.
+ * Producer and operator control, reads and admin: create_execution replay
+ * and dedup, the read models, cancel_execution from every phase,
+ * replay_execution, the maintenance passes on an idle engine, ping / prepare /
+ * shutdown_prepare.
  */
 import { describe, expect } from "@effect/vitest"
 import { Duration, Effect, Option } from "effect"
@@ -279,7 +279,7 @@ export const admin = (t: Tester) =>
             ownershipState: "unowned",
             eligibilityState: "not_applicable",
             terminalOutcome: "cancelled",
-            // no attempt ever existed: the attempt state is left as it was (valkey.md ff_cancel_execution)
+            // no attempt ever existed: the attempt state is left as it was (docs/design/executions.md#cancel)
             attemptState: "pending_first_attempt",
             publicState: "cancelled"
           })
@@ -375,11 +375,10 @@ export const admin = (t: Tester) =>
       t.test("a missing execution is NotFound(execution)", () =>
         Effect.gen(function*() {
           const b = yield* backend
-          const e = yield* failsWith(
-            b.cancelExecution({ executionId: yield* Ids.executionIdSolo(yield* newLane()), reason: "x" }),
-            "NotFound"
-          )
+          const executionId = yield* Ids.executionIdSolo(yield* newLane())
+          const e = yield* failsWith(b.cancelExecution({ executionId, reason: "x" }), "NotFound")
           expect(e.entity).toBe("execution")
+          expect(e.id).toBe(executionId)
         }))
     })
 

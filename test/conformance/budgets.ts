@@ -1,5 +1,5 @@
 /**
- * Budgets and quotas (model.md §13, operations.md §10): hard and soft
+ * Budgets and quotas (docs/design/streams-and-budgets.md#budgets): hard and soft
  * limits with check-before-increment, dedup keys, resets (explicit and by
  * the resetBudgets pass), the worker-side report, and quota policies.
  */
@@ -38,7 +38,7 @@ export const budgets = (t: Tester) =>
           softBreachCount: 0
         })
         expect(s.hardLimits).toMatchObject({ tokens: 100, calls: 10 })
-        // a 0 limit (unlimited) is still a stored limit (operations.md §10.2, §10.5)
+        // a 0 limit (unlimited) is still a stored limit
         expect(s.softLimits).toEqual({ calls: 0, tokens: 50 })
         expect(s.usage["tokens"] ?? 0).toBe(0)
         expect(s.lastBreachAt).toBeUndefined()
@@ -172,9 +172,11 @@ export const budgets = (t: Tester) =>
         expect(yield* usage(id, { tokens: 1_000_000 })).toEqual({ _tag: "Ok" })
         const e = yield* failsWith(b.getBudgetStatus(id), "NotFound")
         expect(e.entity).toBe("budget")
+        expect(e.id).toBe(id)
+        expect(e.message).toBe(`not found: budget ${id}`)
       }))
 
-    t.test("reportUsage (worker): only custom dimensions count, and the lease is not checked (D-18, D-19)", () =>
+    t.test("reportUsage (worker): only custom dimensions count, and the lease is not checked", () =>
       Effect.gen(function*() {
         const b = yield* backend
         const id = yield* createBudget([["tokens", 100, 0]])

@@ -1,5 +1,5 @@
 /**
- * Flow cancellation (operations.md §9, README P5): every policy (FlowOnly,
+ * Flow cancellation (docs/design/flows.md#cancelling-a-flow): every policy (FlowOnly,
  * CancelAll, CancelPending) with every wait mode (NoWait, WaitTimeout,
  * WaitIndefinite); the flow reads `cancelling` while owed members are not
  * terminal and `cancelled` after; the header/ack entry points; the wait
@@ -76,7 +76,7 @@ const finishCascade = (flowId: FlowId) =>
     expect((yield* flowSnapshot(flowId)).publicFlowState).toBe("cancelled")
   })
 
-/** P5: a flow that reads `cancelled` owes nothing; one that reads `cancelling` still owes something. */
+/** A flow that reads `cancelled` owes nothing; one that reads `cancelling` still owes something. */
 const checkCascadeInvariant = (flowId: FlowId, owed: ReadonlyArray<ExecutionId>) =>
   Effect.gen(function*() {
     const state = (yield* flowSnapshot(flowId)).publicFlowState
@@ -124,8 +124,10 @@ export const cancelFlows = (t: Tester) =>
         Effect.gen(function*() {
           const b = yield* backend
           for (const policy of ["FlowOnly", "CancelAll", "CancelPending"] as const) {
-            const e = yield* failsWith(b.cancelFlow({ flowId: yield* Ids.newFlowId, policy }), "NotFound")
+            const flowId = yield* Ids.newFlowId
+            const e = yield* failsWith(b.cancelFlow({ flowId, policy }), "NotFound")
             expect(e.entity).toBe("flow")
+            expect(e.id).toBe(flowId)
           }
         }))
 
@@ -210,7 +212,7 @@ export const cancelFlows = (t: Tester) =>
       })
 
       describe(`CancelPending × ${waitName}`, () => {
-        t.test("cancels runnable members only; active and suspended members drain (D-13)", () =>
+        t.test("cancels runnable members only; active and suspended members drain", () =>
           Effect.gen(function*() {
             const b = yield* backend
             const f = yield* mixedFlow

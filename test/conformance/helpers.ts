@@ -20,8 +20,8 @@ import type * as M from "../../src/Model.js"
 // ---------------------------------------------------------------------------
 
 /**
- * What a backend may declare about itself. Every knob is a place where the
- * spec itself allows two shapes; everything else is one behaviour.
+ * What a backend may declare about itself. Every knob is a place where two
+ * shapes are allowed; everything else is one behaviour.
  */
 export interface SuiteOptions {
   /**
@@ -33,10 +33,10 @@ export interface SuiteOptions {
    */
   readonly fresh?: boolean
   /**
-   * Shape of `rotateWaitpointHmacSecretAll` (operations.md §12.1): one entry
-   * per flow partition in index order (canonical Valkey keystore replicated on
-   * every partition), or a single entry with `partition = 0` (one global
-   * keystore: memory, Postgres). Every entry carries the same outcome; in both
+   * Shape of `rotateWaitpointHmacSecretAll`: one entry per flow partition in
+   * index order (canonical Valkey keystore replicated on every partition), or
+   * a single entry with `partition = 0` (one global keystore: memory,
+   * Postgres). Every entry carries the same outcome; in both
    * shapes `gcCount` counts the kids the rotation collected. Default
    * `"perPartition"`.
    */

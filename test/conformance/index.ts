@@ -19,6 +19,7 @@ import { cancelFlows } from "./cancelFlow.js"
 import { flows } from "./flows.js"
 import { hostileInput } from "./hostileInput.js"
 import { type Body, resolveOptions, type SuiteOptions, type Tester } from "./helpers.js"
+import { history } from "./history.js"
 import { leases } from "./leases.js"
 import { limits } from "./limits.js"
 import { lifecycle } from "./lifecycle.js"
@@ -46,7 +47,8 @@ export const areas: ReadonlyArray<(t: Tester) => void> = [
   limits,
   hostileInput,
   admin,
-  retentionArea
+  retentionArea,
+  history
 ]
 
 export const suite = (

@@ -1,7 +1,7 @@
 /**
- * Leases and fencing (model.md §6, README P3): expiry marking, reclaim as a
- * new attempt with a higher epoch, revocation, and stale handles after
- * reclaim, revoke and suspend.
+ * Leases and fencing (docs/design/executions.md#leases-and-fencing): expiry
+ * marking, reclaim as a new attempt with a higher epoch, revocation, and stale
+ * handles after reclaim, revoke and suspend.
  */
 import { describe, expect } from "@effect/vitest"
 import { Effect, Either, Option } from "effect"
@@ -67,7 +67,7 @@ export const leases = (t: Tester) =>
         yield* failsWith(b.renew(otherIndex), "State", "StaleLease")
         yield* failsWith(b.appendFrame(otherIndex, { bytes: bytes("x"), kind: "stdout" }), "State", "StaleOwnerCannotAppend")
         expect(yield* vector(c.executionId)).toMatchObject({ ownershipState: "leased", publicState: "active" })
-        // progress does not compare the attempt id (operations.md §4.3)
+        // progress does not compare the attempt id
         yield* b.progress(otherAttempt, { percent: 10 })
         yield* b.complete(c.handle)
       }))
@@ -99,7 +99,7 @@ export const leases = (t: Tester) =>
         yield* failsWith(b.renew(c.handle), "State", "LeaseExpired")
       }))
 
-    t.test("claim re-leases a reclaimable execution as a new attempt with epoch + 1 (P3)", () =>
+    t.test("claim re-leases a reclaimable execution as a new attempt with epoch + 1", () =>
       Effect.gen(function*() {
         const b = yield* backend
         const c = yield* expiredAndMarked()
@@ -193,7 +193,7 @@ export const leases = (t: Tester) =>
         expect(payloadOf(h)).toMatchObject({ attemptIndex: 1, leaseEpoch: 2 })
         yield* b.renew(h)
         yield* failsWith(b.complete(c.handle), "State", "StaleLease")
-        // revoke → reclaim → complete → replay → claim: the fresh lease must still renew (operations.md §4.1)
+        // revoke → reclaim → complete → replay → claim: the fresh lease must still renew
         yield* b.complete(h)
         yield* b.replayExecution(c.executionId)
         const h3 = yield* claimSome(c.lane)
@@ -252,6 +252,7 @@ export const leases = (t: Tester) =>
           "NotFound"
         )
         expect(e.entity).toBe("execution")
+        expect(e.id).toBe(id)
       }))
 
     t.test("after suspend the pre-suspend and the suspended handle are fenced; after resume both are stale", () =>

@@ -1,5 +1,5 @@
 /**
- * Listings with cursors (operations.md §7, §6.7): list_flows, list_lanes,
+ * Listings with cursors (docs/design/reads.md#listings): list_flows, list_lanes,
  * list_suspended, list_executions and list_pending_waitpoints over several
  * pages. On a shared engine other tests' items may share a partition, so the
  * checks are about our items (order, no repeats, nothing missing) plus the
@@ -166,7 +166,7 @@ export const listings = (t: Tester) =>
           expect(rest.nextCursor).toBeUndefined()
         }))
 
-      t.test("partition keys must be {fp:N} (D-15)", () =>
+      t.test("partition keys must be {fp:N}", () =>
         Effect.gen(function*() {
           const b = yield* backend
           for (const partition of ["{b:1}", "{q:0}", "fp:1", "{fp:x}", "{fp:70000}", "{zz:1}", ""]) {

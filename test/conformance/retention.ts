@@ -24,6 +24,7 @@ import {
   type CreateOptions,
   createFlow,
   ensureHmac,
+  executionIdOnPartition,
   failsWith,
   flowSnapshot,
   isAbsent,
@@ -55,19 +56,26 @@ const completed = (options: CreateOptions = {}) =>
   })
 
 /**
- * An execution that owns one of every record: payload, tags, policy, a second attempt's worth of
- * state (a resumed attempt), a stream frame, a pending waitpoint with a buffered signal, a
- * suspension whose waitpoint got a signal with a payload, and a result. Returns every id it minted.
+ * An execution that owns one of every record: payload, tags, policy, a retried failure (the last
+ * failure, an attempt history), a second attempt's worth of state (a resumed attempt), a stream
+ * frame, a pending waitpoint with a buffered signal, a suspension whose waitpoint got a signal
+ * with a payload, and a result. Returns every id it minted.
  */
 export const richCompleted = (retentionMs: number) =>
   Effect.gen(function*() {
     const b = yield* backend
     yield* ensureHmac
-    const c = yield* createAndClaim({
+    const first = yield* createAndClaim({
       inputPayload: bytes("input"),
       tags: { "app.owner": "retention" },
-      policy: { streamPolicy: { retentionTtlMs: retentionMs } }
+      policy: {
+        streamPolicy: { retentionTtlMs: retentionMs },
+        retryPolicy: { maxRetries: 1, backoff: { type: "fixed", delayMs: 0 } }
+      }
     })
+    yield* b.fail(first.handle, { reason: { message: "once" }, classification: "Transient" })
+    yield* passUntilDone("promoteDelayed")
+    const c = { ...first, handle: yield* claimSome(first.lane) }
     yield* b.appendFrame(c.handle, { bytes: bytes("frame"), kind: "stdout" })
     const pending = yield* b.createWaitpoint(c.handle, { waitpointKey: "approval", expiresIn: Duration.minutes(1) })
     const buffered = yield* signal({
@@ -158,6 +166,48 @@ export const retentionArea = (t: Tester) =>
         yield* expectGone(r.executionId)
         // like an id never created
         yield* failsWith(b.listPendingWaitpoints({ executionId: r.executionId }), "NotFound")
+      }))
+
+    t.test("the signal and waitpoint ids of a deleted execution are free again, on any partition", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const r = yield* richCompleted(1_000)
+        const other = yield* createAndClaim({
+          executionId: yield* executionIdOnPartition((Ids.executionPartition(r.executionId) + 1) % t.options.numFlowPartitions)
+        })
+        const never = { _tag: "ByName", name: "never" } as const
+        const reuse = Effect.flatMap(Ids.newSuspensionId, (suspensionId) =>
+          b.suspend(other.handle, {
+            suspensionId,
+            waitpoints: r.waitpointIds.map((waitpointId, i) => ({ _tag: "Fresh", waitpointId, waitpointKey: `k${i}` })),
+            resumeCondition: {
+              _tag: "Composite",
+              body: {
+                _tag: "AllOf",
+                members: r.waitpointIds.map((_, i) => ({ _tag: "Single", waitpointKey: `k${i}`, matcher: never }))
+              }
+            }
+          }))
+        yield* failsWith(reuse, "Conflict", "WaitpointAlreadyExists")
+        yield* advance(1_000)
+        yield* passUntilDone("trimRetention")
+        yield* expectGone(r.executionId)
+        const s = yield* reuse
+        expect(s._tag).toBe("Suspended")
+        for (const signalId of r.signalIds) {
+          expect(
+            yield* b.deliverSignal({
+              executionId: other.executionId,
+              waitpointId: s.details.waitpointId,
+              signalId,
+              signalName: "again",
+              signalCategory: "test",
+              sourceType: "test",
+              sourceIdentity: "suite",
+              waitpointToken: s.details.waitpointToken
+            })
+          ).toMatchObject({ _tag: "Accepted", signalId })
+        }
       }))
 
     t.test("failed and cancelled executions are deleted too", () =>

@@ -1,7 +1,7 @@
 /**
- * Scheduling (model.md §8, §14; operations.md §4.1, §8.1, §8.8): priority and
- * FIFO order, capability routing, delayed creation, retries with backoff and
- * their exhaustion, execution deadlines and attempt timeouts.
+ * Scheduling (docs/design/executions.md#claiming): priority and FIFO order,
+ * capability routing, delayed creation, retries with backoff and their
+ * exhaustion, execution deadlines and attempt timeouts.
  */
 import { describe, expect } from "@effect/vitest"
 import { Effect } from "effect"
@@ -212,7 +212,7 @@ export const scheduling = (t: Tester) =>
           expect(payloadOf(g).executionId).toBe(gpu.executionId)
         }))
 
-      t.test("the best capable candidate wins across the eligible and reclaim indexes (model.md §8.3)", () =>
+      t.test("the best capable candidate wins across the eligible and reclaim indexes", () =>
         Effect.gen(function*() {
           const lane = yield* newLane()
           // a (needs gpu) and b run and their leases run out; c waits; the order is a, b, c
@@ -233,7 +233,7 @@ export const scheduling = (t: Tester) =>
           expect(payloadOf(yield* claimSome(lane, { tokens: ["gpu"] }))).toMatchObject({ executionId: a.executionId, attemptIndex: 1 })
         }))
 
-      t.test("the best capable candidate wins across partitions, whatever their heads need (model.md §8.3)", () =>
+      t.test("the best capable candidate wins across partitions, whatever their heads need", () =>
         Effect.gen(function*() {
           const b = yield* backend
           const lane = yield* newLane()
@@ -259,7 +259,7 @@ export const scheduling = (t: Tester) =>
           expect(batch.map((h) => payloadOf(h).executionId)).toEqual([a.executionId, c.executionId])
         }))
 
-      t.test("a partition deferred for a better candidate is not replaced by a worse one found later (model.md §8.3)", () =>
+      t.test("a partition deferred for a better candidate is not replaced by a worse one found later", () =>
         Effect.gen(function*() {
           const lane = yield* newLane()
           const n = t.options.numFlowPartitions
@@ -280,7 +280,7 @@ export const scheduling = (t: Tester) =>
           yield* claimNone(lane)
         }))
 
-      t.test("the best capable candidate is found behind the better heads of many partitions (model.md §8.3)", () =>
+      t.test("the best capable candidate is found behind the better heads of many partitions", () =>
         Effect.gen(function*() {
           const lane = yield* newLane()
           const parts = Math.min(40, t.options.numFlowPartitions)
@@ -301,7 +301,7 @@ export const scheduling = (t: Tester) =>
           expect(payloadOf(yield* claimSome(lane, { tokens: ["gpu"] })).executionId).toBe(heads[0])
         }))
 
-      t.test("a partition whose best candidate was blocked does not jump the claim order (model.md §8.3)", () =>
+      t.test("a partition whose best candidate was blocked does not jump the claim order", () =>
         Effect.gen(function*() {
           const lane = yield* newLane()
           const n = t.options.numFlowPartitions
@@ -465,7 +465,7 @@ export const scheduling = (t: Tester) =>
           expect((yield* snapshot(c.executionId)).totalAttemptCount).toBe(4)
         }))
 
-      t.test("Permanent and Cancelled failures never retry (D-3)", () =>
+      t.test("Permanent and Cancelled failures never retry", () =>
         Effect.gen(function*() {
           const b = yield* backend
           for (const cls of ["Permanent", "Cancelled"] as const) {
@@ -475,7 +475,7 @@ export const scheduling = (t: Tester) =>
           }
         }))
 
-      t.test("non-empty retryable_categories: only listed categories retry (D-3)", () =>
+      t.test("non-empty retryable_categories: only listed categories retry", () =>
         Effect.gen(function*() {
           const b = yield* backend
           const policy = { retryPolicy: { maxRetries: 3, retryableCategories: ["rate_limit"] } }
@@ -555,7 +555,7 @@ export const scheduling = (t: Tester) =>
           yield* claimSome(c.lane)
         }))
 
-      t.test("the attempt timeout of the policy is armed at claim (D-12) and expireAttempts ends it", () =>
+      t.test("the attempt timeout of the policy is armed at claim and expireAttempts ends it", () =>
         Effect.gen(function*() {
           const b = yield* backend
           const c = yield* createAndClaim({ policy: { timeoutPolicy: { attemptTimeoutMs: 2_000 } } }, { ttl: 60_000 })

@@ -1,7 +1,6 @@
 /**
- * Suspension, waitpoints and signals (model.md §11, operations.md §5,
- * §12.1–§12.2): suspend → signal → resume, tokens (good, forged, expired,
- * rotated), composite conditions, pending waitpoints that buffer signals,
+ * Suspension, waitpoints and signals (docs/design/signals.md): suspend →
+ * signal → resume, tokens (good, forged, expired, rotated), composite conditions, pending waitpoints that buffer signals,
  * suspension timeouts of every behaviour, and the HMAC keystore admin.
  */
 import { describe, expect } from "@effect/vitest"
@@ -18,6 +17,7 @@ import {
   claimSome,
   createAndClaim,
   ensureHmac,
+  executionIdOnPartition,
   failsWith,
   forgeHandle,
   kidOf,
@@ -112,7 +112,7 @@ export const signals = (t: Tester) =>
           yield* claimNone(s.lane)
         }))
 
-      t.test("the reason code decides the blocking reason (model.md §11.6)", () =>
+      t.test("the reason code decides the blocking reason", () =>
         Effect.gen(function*() {
           const table: ReadonlyArray<readonly [string, string]> = [
             ["waiting_for_approval", "waiting_for_approval"],
@@ -185,7 +185,7 @@ export const signals = (t: Tester) =>
           expect(again._tag).toBe("Suspended")
           if (again._tag !== "Suspended" || s.outcome._tag !== "Suspended") return
           expect(again.details).toEqual(s.outcome.details)
-          // operations.md §5.1 Output: the handle is the caller's, as a suspended one
+          // the handle is the caller's, as a suspended one (docs/design/signals.md#suspend-idempotency)
           expect(again.handle).toEqual({ ...resumed, kind: "suspended" })
           expect(yield* publicState(s.executionId)).toBe("active")
         }))
@@ -547,6 +547,30 @@ export const signals = (t: Tester) =>
           return { ...c, ...s }
         })
 
+      /** Where a second execution is placed beside a first one: its partition, or the next one. */
+      const PLACEMENTS = ["one partition", "two partitions"] as const
+      type Placement = (typeof PLACEMENTS)[number]
+
+      /** A claimed execution on `of`'s lane, on `of`'s partition or on the next one. */
+      const claimedBeside = (of: { readonly executionId: ExecutionId; readonly lane: LaneId }, placement: Placement) =>
+        Effect.gen(function*() {
+          const p = Ids.executionPartition(of.executionId)
+          const executionId = placement === "one partition" ?
+            yield* executionIdOnPartition(p) :
+            yield* executionIdOnPartition((p + 1) % t.options.numFlowPartitions)
+          const c = yield* createAndClaim({ laneId: of.lane, executionId })
+          expect(Ids.executionPartition(c.executionId) === p).toBe(placement === "one partition")
+          return c
+        })
+
+      /** A suspended execution waiting for `approve`, placed beside `of`. */
+      const suspendedBeside = (of: { readonly executionId: ExecutionId; readonly lane: LaneId }, placement: Placement) =>
+        Effect.gen(function*() {
+          const c = yield* claimedBeside(of, placement)
+          const s = yield* suspendSingle(c.handle, { signalName: "approve" })
+          return { ...c, ...s }
+        })
+
       /** Claims the resumed execution of `lane` and returns what observeSignals reports, as [id, payload]. */
       const observed = (lane: LaneId) =>
         Effect.gen(function*() {
@@ -662,63 +686,152 @@ export const signals = (t: Tester) =>
           expect(yield* publicState(other.executionId)).toBe("active")
         }))
 
-      t.test("two executions racing to use one signal id: exactly one wins, the other's signals are untouched", () =>
-        Effect.gen(function*() {
-          const b = yield* backend
-          for (let round = 0; round < 3; round++) {
-            const x = yield* suspendedOn()
-            const y = yield* suspendedOn(x.lane)
-            const signalId = yield* Ids.newSignalId
-            const deliver = (s: typeof x, payload: string) =>
-              Effect.flatMap(
-                signalArgs({ executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" }),
-                (args) => Effect.either(b.deliverSignal({ ...args, signalId, payload: bytes(payload) }))
-              )
-            const [rx, ry] = yield* Effect.all([deliver(x, "x"), deliver(y, "y")], { concurrency: "unbounded" })
-            const wins = [rx, ry].filter(Either.isRight)
-            expect(wins.map((r) => r.right)).toEqual([{ _tag: "Accepted", signalId, effect: "resume_condition_satisfied" }])
-            const [winner, loser, lost] = Either.isRight(rx) ? [x, y, ry] : [y, x, rx]
-            expect(Either.isLeft(lost) && lost.left).toMatchObject({ _tag: "State", kind: "DuplicateSignal" })
-            expect(yield* publicState(loser.executionId)).toBe("suspended")
-            expect(yield* observed(winner.lane)).toEqual([[signalId, winner === x ? "x" : "y"]])
-            // the loser's own signal resumes it, and it observes that one only
+      for (const placement of PLACEMENTS) {
+        t.test(`a signal id of an execution on ${placement}: State(DuplicateSignal), nothing written; a refused id stays free; the owner's keyed retry answers Duplicate`, () =>
+          Effect.gen(function*() {
+            const b = yield* backend
+            const victim = yield* suspendedOn()
+            const attacker = yield* suspendedBeside(victim, placement)
+            const toVictim = { executionId: victim.executionId, waitpointId: victim.waitpointId, token: victim.token }
+            const asAttacker = { executionId: attacker.executionId, waitpointId: attacker.waitpointId, waitpointToken: attacker.token }
+            const keyed = { ...(yield* signalArgs({ ...toVictim, name: "reject", payload: bytes("kept") })), idempotencyKey: "k" }
+            expect(yield* b.deliverSignal(keyed)).toMatchObject({ _tag: "Accepted", effect: "no_op" })
+            // a delivery refused for its token does not keep the id it named
+            const free = yield* signalArgs({ ...toVictim, name: "reject" })
+            yield* validationFails(b.deliverSignal({ ...free, ...asAttacker, waitpointToken: tamper(attacker.token) }), "InvalidToken")
+            expect(yield* b.deliverSignal(free)).toMatchObject({ _tag: "Accepted", signalId: free.signalId, effect: "no_op" })
+            const before = yield* snapshot(attacker.executionId)
+            yield* failsWith(b.deliverSignal({ ...keyed, ...asAttacker, payload: bytes("attacker") }), "State", "DuplicateSignal")
+            yield* failsWith(b.deliverSignal({ ...free, ...asAttacker }), "State", "DuplicateSignal")
+            expect(yield* b.deliverSignal(keyed)).toEqual({ _tag: "Duplicate", existingSignalId: keyed.signalId })
+            const sent = yield* signalArgs({ ...toVictim, name: "approve", payload: bytes("victim") })
+            expect(yield* b.deliverSignal(sent)).toMatchObject({ _tag: "Accepted", effect: "resume_condition_satisfied" })
+            yield* failsWith(b.deliverSignal({ ...sent, ...asAttacker, payload: bytes("attacker") }), "State", "DuplicateSignal")
+            expect(yield* snapshot(attacker.executionId)).toEqual(before)
+            expect(yield* observed(victim.lane)).toEqual([[sent.signalId, "victim"]])
             const own = yield* signalAccepted(
-              { executionId: loser.executionId, waitpointId: loser.waitpointId, token: loser.token, name: "approve", payload: bytes("own") },
+              { executionId: attacker.executionId, waitpointId: attacker.waitpointId, token: attacker.token, name: "approve", payload: bytes("own") },
               "resume_condition_satisfied"
             )
-            expect(yield* observed(loser.lane)).toEqual([[own.signalId, "own"]])
-          }
-        }))
+            expect(yield* observed(victim.lane)).toEqual([[own.signalId, "own"]])
+          }))
 
-      t.test("two executions racing to suspend on one waitpoint id: exactly one wins, the other keeps its lease", () =>
-        Effect.gen(function*() {
-          const b = yield* backend
-          yield* ensureHmac
-          for (let round = 0; round < 3; round++) {
-            const x = yield* createAndClaim()
-            const y = yield* createAndClaim({ laneId: x.lane })
-            const waitpointId = yield* Ids.newWaitpointId
-            const attempt = (c: typeof x) =>
-              Effect.flatMap(freshSuspend(waitpointId), (args) => Effect.either(b.suspend(c.handle, args)))
-            const [rx, ry] = yield* Effect.all([attempt(x), attempt(y)], { concurrency: "unbounded" })
-            expect([rx, ry].filter(Either.isRight).map((r) => r.right._tag)).toEqual(["Suspended"])
-            const [winner, loser, won, lost] = Either.isRight(rx) ? [x, y, rx, ry] : [y, x, ry, rx]
-            expect(Either.isLeft(lost) && lost.left).toMatchObject({ _tag: "Conflict", kind: "WaitpointAlreadyExists" })
-            expect(yield* publicState(loser.executionId)).toBe("active")
-            yield* b.renew(loser.handle)
-            const token = Either.isRight(won) ? won.right.details.waitpointToken : ""
-            yield* failsWith(
-              signal({ executionId: loser.executionId, waitpointId, token, name: "approve" }),
-              "Validation",
-              "InvalidToken"
+        t.test(`a waitpoint id of an execution on ${placement}, open, closed or pending: Conflict(WaitpointAlreadyExists), nothing written; the owner's keyed retry is idempotent`, () =>
+          Effect.gen(function*() {
+            const b = yield* backend
+            const a = yield* suspendedOn()
+            const other = yield* claimedBeside(a, placement)
+            const pending = yield* claimedBeside(a, "one partition")
+            const wp = yield* b.createWaitpoint(pending.handle, { waitpointKey: "k", expiresIn: Duration.minutes(1) })
+            const before = yield* snapshot(other.executionId)
+            // open
+            yield* failsWith(b.suspend(other.handle, yield* freshSuspend(a.waitpointId)), "Conflict", "WaitpointAlreadyExists")
+            // pending: neither taken as Fresh nor used as another execution's pending waitpoint
+            yield* failsWith(b.suspend(other.handle, yield* freshSuspend(wp.waitpointId)), "Conflict", "WaitpointAlreadyExists")
+            yield* validationFails(
+              b.suspend(other.handle, {
+                suspensionId: yield* Ids.newSuspensionId,
+                waitpoints: [{ _tag: "UsePending", waitpointId: wp.waitpointId }],
+                resumeCondition: { _tag: "Single", waitpointKey: "k", matcher: { _tag: "Wildcard" } }
+              }),
+              "InvalidWaitpointForExecution"
             )
-            yield* signalAccepted(
-              { executionId: winner.executionId, waitpointId, token, name: "approve" },
-              "resume_condition_satisfied"
-            )
-            yield* b.complete(loser.handle)
-          }
-        }))
+            // a refused suspend does not keep the ids it named
+            const spare = yield* Ids.freshWaitpointBinding
+            const both = (first: { readonly waitpointId: WaitpointId; readonly waitpointKey: string }, second: WaitpointId) =>
+              Effect.map(Ids.newSuspensionId, (suspensionId): M.SuspendArgsInput => ({
+                suspensionId,
+                waitpoints: [{ _tag: "Fresh", ...first }, { _tag: "Fresh", waitpointId: second, waitpointKey: "k2" }],
+                resumeCondition: {
+                  _tag: "Composite",
+                  body: {
+                    _tag: "AllOf",
+                    members: [
+                      { _tag: "Single", waitpointKey: first.waitpointKey, matcher: { _tag: "Wildcard" } },
+                      { _tag: "Single", waitpointKey: "k2", matcher: { _tag: "Wildcard" } }
+                    ]
+                  }
+                }
+              }))
+            yield* failsWith(b.suspend(other.handle, yield* both(spare, a.waitpointId)), "Conflict", "WaitpointAlreadyExists")
+            yield* signalAccepted({ executionId: a.executionId, waitpointId: a.waitpointId, token: a.token, name: "approve" }, "resume_condition_satisfied")
+            // closed
+            yield* failsWith(b.suspend(other.handle, yield* freshSuspend(a.waitpointId)), "Conflict", "WaitpointAlreadyExists")
+            expect(yield* snapshot(other.executionId)).toEqual(before)
+            const resumed = yield* claimSome(a.lane)
+            expect(payloadOf(resumed).executionId).toBe(a.executionId)
+            expect((yield* b.observeSignals(resumed)).length).toBe(1)
+            yield* b.renew(other.handle)
+            // the spare id is free; the owner's retry of its keyed suspend answers the first outcome
+            const keyed = { ...(yield* both(spare, (yield* Ids.newWaitpointId))), idempotencyKey: "s" }
+            const first = yield* b.suspend(other.handle, keyed)
+            expect(first._tag).toBe("Suspended")
+            expect(first.details.waitpointId).toBe(spare.waitpointId)
+            const again = yield* b.suspend(other.handle, keyed)
+            expect(again._tag).toBe("Suspended")
+            expect(again.details).toEqual(first.details)
+            yield* failsWith(b.suspend(pending.handle, yield* freshSuspend(spare.waitpointId)), "Conflict", "WaitpointAlreadyExists")
+            yield* b.complete(pending.handle)
+          }))
+
+        t.test(`two executions racing to use one signal id, on ${placement}: exactly one wins, the other's signals are untouched`, () =>
+          Effect.gen(function*() {
+            const b = yield* backend
+            for (let round = 0; round < 3; round++) {
+              const x = yield* suspendedOn()
+              const y = yield* suspendedBeside(x, placement)
+              const signalId = yield* Ids.newSignalId
+              const deliver = (s: typeof x, payload: string) =>
+                Effect.flatMap(
+                  signalArgs({ executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" }),
+                  (args) => Effect.either(b.deliverSignal({ ...args, signalId, payload: bytes(payload) }))
+                )
+              const [rx, ry] = yield* Effect.all([deliver(x, "x"), deliver(y, "y")], { concurrency: "unbounded" })
+              const wins = [rx, ry].filter(Either.isRight)
+              expect(wins.map((r) => r.right)).toEqual([{ _tag: "Accepted", signalId, effect: "resume_condition_satisfied" }])
+              const [winner, loser, lost] = Either.isRight(rx) ? [x, y, ry] : [y, x, rx]
+              expect(Either.isLeft(lost) && lost.left).toMatchObject({ _tag: "State", kind: "DuplicateSignal" })
+              expect(yield* publicState(loser.executionId)).toBe("suspended")
+              expect(yield* observed(winner.lane)).toEqual([[signalId, winner === x ? "x" : "y"]])
+              // the loser's own signal resumes it, and it observes that one only
+              const own = yield* signalAccepted(
+                { executionId: loser.executionId, waitpointId: loser.waitpointId, token: loser.token, name: "approve", payload: bytes("own") },
+                "resume_condition_satisfied"
+              )
+              expect(yield* observed(loser.lane)).toEqual([[own.signalId, "own"]])
+            }
+          }))
+
+        t.test(`two executions racing to suspend on one waitpoint id, on ${placement}: exactly one wins, the other keeps its lease`, () =>
+          Effect.gen(function*() {
+            const b = yield* backend
+            yield* ensureHmac
+            for (let round = 0; round < 3; round++) {
+              const x = yield* createAndClaim()
+              const y = yield* claimedBeside(x, placement)
+              const waitpointId = yield* Ids.newWaitpointId
+              const attempt = (c: typeof x) =>
+                Effect.flatMap(freshSuspend(waitpointId), (args) => Effect.either(b.suspend(c.handle, args)))
+              const [rx, ry] = yield* Effect.all([attempt(x), attempt(y)], { concurrency: "unbounded" })
+              expect([rx, ry].filter(Either.isRight).map((r) => r.right._tag)).toEqual(["Suspended"])
+              const [winner, loser, won, lost] = Either.isRight(rx) ? [x, y, rx, ry] : [y, x, ry, rx]
+              expect(Either.isLeft(lost) && lost.left).toMatchObject({ _tag: "Conflict", kind: "WaitpointAlreadyExists" })
+              expect(yield* publicState(loser.executionId)).toBe("active")
+              yield* b.renew(loser.handle)
+              const token = Either.isRight(won) ? won.right.details.waitpointToken : ""
+              yield* failsWith(
+                signal({ executionId: loser.executionId, waitpointId, token, name: "approve" }),
+                "Validation",
+                "InvalidToken"
+              )
+              yield* signalAccepted(
+                { executionId: winner.executionId, waitpointId, token, name: "approve" },
+                "resume_condition_satisfied"
+              )
+              yield* b.complete(loser.handle)
+            }
+          }))
+      }
     })
 
     describe("composite conditions", () => {
@@ -980,7 +1093,7 @@ export const signals = (t: Tester) =>
           expect((yield* b.listPendingWaitpoints({ executionId: live.executionId })).entries).toEqual([])
         }))
 
-      t.test("createWaitpoint runs the stricter ladder (§5.2): an expired lease is LeaseExpired, not marked, nothing created", () =>
+      t.test("createWaitpoint runs the stricter ladder: an expired lease is LeaseExpired, not marked, nothing created", () =>
         Effect.gen(function*() {
           const b = yield* backend
           yield* ensureHmac
@@ -1075,7 +1188,8 @@ export const signals = (t: Tester) =>
           expect((yield* snapshot(s.executionId)).blockingDetail).toBe(`suspension escalated: timeout at ${timedAt}`)
           const entry = yield* suspendedEntry(s.executionId)
           expect(Option.map(entry, (e) => e.reason)).toEqual(Option.some("waiting_for_operator_review"))
-          // the timeout is gone, so the listing shows the no-timeout score (operations.md §7.4)
+          // the timeout is gone, so the listing shows the no-timeout score
+          // (docs/design/reads.md#the-suspended-listing)
           expect(Option.map(entry, (e) => e.suspendedAtMs)).toEqual(Option.some(9_999_999_999_999))
           yield* advance(60_000)
           yield* pass("expireSuspensions")

@@ -1,5 +1,5 @@
 /**
- * Attempt streams (model.md §12, operations.md §4.4, §11): the three append
+ * Attempt streams (docs/design/streams-and-budgets.md#streams): the three append
  * modes, reads and tails with their cursors and bounds, summaries, limits,
  * closing on every attempt end, and fencing of appends.
  */
@@ -134,7 +134,7 @@ export const streams = (t: Tester) =>
           yield* append(c.handle, "a0")
           yield* append(c.handle, "a1")
           expect((yield* append(c.handle, "a2")).frameCount).toBe(3)
-          // appends touch the stream's metadata only (operations.md §4.4)
+          // appends touch the stream's metadata only
           expect((yield* snapshot(c.executionId)).lastMutationAt).toBe(mutatedAt)
           yield* b.fail(c.handle, { reason: { message: "x" }, classification: "Transient" })
           yield* pass("promoteDelayed")

@@ -1,5 +1,5 @@
 /**
- * Bad input of every boundary kind (architecture.md §3, src/internal/
+ * Bad input of every boundary kind (docs/guide.md#bad-input, src/internal/
  * boundary.ts + validation.ts): ids, lanes, capability tokens and their
  * bounds, policy JSON, payload sizes, tag keys, frame types (streams.ts),
  * waitpoint keys, tokens (signals.ts), handles, suspend arguments, join

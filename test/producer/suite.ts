@@ -103,6 +103,31 @@ export const producerSuite = (
           expect(e).toMatchObject({ _tag: "ExecutionNotCompleted", executionId: id, publicState: "failed" })
         }))
 
+      test("ExecutionNotCompleted says why: the failure's reason, class and category, or the cancellation's reason", () =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const failed = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+          yield* backend.fail(yield* claimOne(lane), {
+            reason: { message: "card declined", detail: new TextEncoder().encode("payment") },
+            classification: "Permanent"
+          })
+          const e = yield* Effect.flip(Producer.awaitResult(Add, failed))
+          expect(e).toMatchObject({
+            _tag: "ExecutionNotCompleted",
+            publicState: "failed",
+            reason: "card declined",
+            classification: "Permanent",
+            category: "payment"
+          })
+          expect(e.message).toBe(`execution ${failed} ended failed (Permanent): card declined`)
+          const cancelled = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+          yield* backend.cancelExecution({ executionId: cancelled, reason: "order withdrawn" })
+          const c = yield* Effect.flip(Producer.awaitResult(Add, cancelled))
+          expect(c).toMatchObject({ _tag: "ExecutionNotCompleted", publicState: "cancelled", reason: "order withdrawn" })
+          expect(c).not.toHaveProperty("classification")
+        }))
+
       test("an idempotency key makes a second submit return the first execution", () =>
         Effect.gen(function*() {
           const lane = yield* newLane()
@@ -110,6 +135,15 @@ export const producerSuite = (
           const first = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane, idempotencyKey: key })
           const second = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane, idempotencyKey: key })
           expect(second).toBe(first)
+        }))
+
+      test("awaitTerminal and awaitResult on an id no execution has: NotFound naming it", () =>
+        Effect.gen(function*() {
+          const id = yield* Ids.executionIdSolo(yield* newLane())
+          const e = yield* Effect.flip(Producer.awaitTerminal(id))
+          expect(e).toMatchObject({ _tag: "NotFound", entity: "execution", id })
+          const r = yield* Effect.flip(Producer.awaitResult(Add, id))
+          expect(r).toMatchObject({ _tag: "NotFound", entity: "execution", id })
         }))
     })
 

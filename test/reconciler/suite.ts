@@ -1,7 +1,8 @@
 /**
  * The reconciler over any backend layer: each maintenance pass, run on its
- * schedule, moves the engine as the spec says. `TestClock` drives time (the
- * layer must read Effect's `Clock`); every test uses its own lanes.
+ * schedule, moves the engine as docs/design/maintenance.md#passes says.
+ * `TestClock` drives time (the layer must read Effect's `Clock`); every test
+ * uses its own lanes.
  */
 import { describe, expect } from "@effect/vitest"
 import { Duration, Effect, type Layer, Metric, MetricState, Option, Schedule, TestClock } from "effect"

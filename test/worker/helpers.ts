@@ -74,8 +74,8 @@ export interface Harness {
   ) => Effect.Effect<void, E | unknown, R | Env>
   /** Moves the clock by `ms` in steps, letting fibers run at each step. */
   readonly advance: (ms: number, stepMs?: number) => Effect.Effect<void>
-  /** Waits (real time, clock untouched) until `condition` holds; dies after `attempts` settles. */
-  readonly eventually: <E, R>(condition: Effect.Effect<boolean, E, R>, attempts?: number) => Effect.Effect<void, E, R>
+  /** Waits (real time, clock untouched) until `condition` holds; dies after `withinMs` of real time. */
+  readonly eventually: <E, R>(condition: Effect.Effect<boolean, E, R>, withinMs?: number) => Effect.Effect<void, E, R>
 }
 
 const harness = (options: SuiteOptions | undefined): Harness => {
@@ -100,14 +100,18 @@ const harness = (options: SuiteOptions | undefined): Harness => {
         if (yield* condition) return
         return yield* Effect.dieMessage(`condition ${o?.label ?? ""} not met after ${max} steps of ${step} ms`)
       }),
-    eventually: (condition, attempts = 200) =>
+    // The condition waits on server I/O, whose speed depends on the machine's load: the bound is
+    // live time, generous, not a number of polls.
+    eventually: (condition, withinMs = 30_000) =>
       Effect.gen(function*() {
-        for (let i = 0; i < attempts; i++) {
+        const liveNow = TestServices.provideLive(Clock.currentTimeMillis)
+        const deadline = (yield* liveNow) + withinMs
+        for (;;) {
           yield* settle
           if (yield* condition) return
+          if ((yield* liveNow) > deadline) return yield* Effect.dieMessage(`condition not met within ${withinMs} ms`)
           yield* TestServices.provideLive(Effect.sleep(Duration.millis(Math.max(1, settleMs))))
         }
-        return yield* Effect.dieMessage(`condition not met after ${attempts} settles`)
       }),
     advance: (ms, stepMs = 50) =>
       Effect.gen(function*() {

@@ -252,8 +252,8 @@ const linearFlow: Scenario = (o) =>
     const remaining = yield* Ref.make(flows * nodes)
     const t0 = yield* nowMs
     // Every flow is built before the workers start, as submit-claim-complete submits first: a member
-    // finished while its flow is still being built would settle the flow (model.md §9.1) or meet
-    // edges that only the reconcileDependencies pass resolves.
+    // finished while its flow is still being built would settle the flow
+    // (docs/design/flows.md#flow-states) or meet edges that only the reconcileDependencies pass resolves.
     yield* Effect.forEach(Array.from({ length: flows }, (_, i) => i), () => build, { concurrency: 16, discard: true })
     const t1 = yield* nowMs
     yield* drain(b, lane, o, remaining, [], (h) =>

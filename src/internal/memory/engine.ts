@@ -9,14 +9,14 @@ import { Either, Option } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import {
   conflict,
-  ConflictError,
+  Conflict,
   contention,
   type EngineError,
   executionNotActive,
   invalidInput,
   notFound,
   state as stateError,
-  TransportError,
+  Transport,
   validation
 } from "../../EngineError.js"
 import type * as Ids from "../../Ids.js"
@@ -29,6 +29,7 @@ import { makeHandle } from "../handleCodec.js"
 import { type KeyLookup, mintToken, sameSecret, verifyToken } from "../hmac.js"
 import { recordOf } from "../records.js"
 import { applyPatch, parsePatch } from "../mergePatch.js"
+import { traceParentField } from "../traceContext.js"
 import {
   backoffDelayMs,
   bytesOver,
@@ -122,6 +123,25 @@ const failureCategoryOf = (reason: M.FailureReason, cls: M.FailureClass): string
     }
   }
   return cls === "InfraCrash" ? "infra_crash" : cls.toLowerCase()
+}
+
+/** The outcome of the run a terminal transition ends. */
+const RUN_OUTCOME: Record<Exclude<M.TerminalOutcome, "none">, M.AttemptRunOutcome> = {
+  success: "completed",
+  failed: "failed",
+  cancelled: "cancelled",
+  expired: "expired",
+  skipped: "skipped"
+}
+
+/** `reason` cut to `Limits.historyReasonBytes` of UTF-8 at a character boundary. */
+export const cutHistoryReason = (reason: string): string => {
+  if (reason.length * 3 <= Limits.historyReasonBytes) return reason
+  const bytes = encoder.encode(reason)
+  if (bytes.length <= Limits.historyReasonBytes) return reason
+  let n = Limits.historyReasonBytes
+  while (n > 0 && (bytes[n]! & 0xc0) === 0x80) n--
+  return decoder.decode(bytes.subarray(0, n))
 }
 
 const blockingReasonFor = (reasonCode: string): M.BlockingReason => {
@@ -227,6 +247,34 @@ export class MemoryEngine {
     e.attemptDeadlineAt = undefined
   }
 
+  /** A claim leased `e`: its attempt history gains a run. */
+  private startRun(e: Exec, kind: M.AttemptRunKind, now: number): void {
+    const history = e.history ??= []
+    history.push({
+      attemptIndex: e.currentAttemptIndex as Ids.AttemptIndex,
+      kind,
+      workerId: e.workerId!,
+      workerInstanceId: e.workerInstanceId!,
+      startedAt: now,
+      outcome: "running"
+    })
+    if (history.length > Limits.historyRuns) history.shift()
+  }
+
+  /** Ends the running run of `e`, when it holds a lease: called before the transition that lets go of it. */
+  private endRun(e: Exec, outcome: M.AttemptRunOutcome, now: number, reason?: string): void {
+    if (e.phase !== "active" || e.ownership !== "leased") return
+    const run = e.history?.[e.history.length - 1]
+    if (run === undefined || run.outcome !== "running") return
+    run.endedAt = now
+    run.outcome = outcome
+    if (reason !== undefined && reason !== "") run.reason = cutHistoryReason(reason)
+  }
+
+  private recordFailure(e: Exec, reason: string, classification: M.FailureClass, category: string, now: number): void {
+    e.lastFailure = { reason, classification, category, at: now }
+  }
+
   private isClaimable(e: Exec): boolean {
     if (e.phase === "runnable") {
       return e.eligibility === "eligible_now" &&
@@ -292,6 +340,7 @@ export class MemoryEngine {
   }
 
   private markExpired(e: Exec, now: number): void {
+    this.endRun(e, "lease_expired", now)
     e.leaseExpiredAt = now
     const attempt = this.currentAttempt(e)
     this.transition(e, {
@@ -313,7 +362,7 @@ export class MemoryEngine {
   }
 
   private hmacNotInitialized(): EngineError {
-    return new TransportError({
+    return new Transport({
       backend: this.label,
       kind: "other",
       retryable: false,
@@ -372,9 +421,12 @@ export class MemoryEngine {
       readonly failureReason?: string
       readonly failureCategory?: string
       readonly suspensionReason?: string
+      /** The reason of the run it ends (default `failureReason`). */
+      readonly runReason?: string
       readonly publish: boolean
     }
   ): void {
+    this.endRun(e, RUN_OUTCOME[outcome], now, opts.runReason ?? opts.failureReason)
     const attempt = this.currentAttempt(e)
     this.endAttempt(e, opts.attempt, now, opts.failureReason, opts.failureCategory)
     if (attempt !== undefined) this.closeStream(e, attempt.index, opts.streamReason, now)
@@ -548,6 +600,7 @@ export class MemoryEngine {
       streamReason: "attempt_cancelled",
       failureReason: `cancelled: ${reason}`,
       suspensionReason: "cancelled",
+      runReason: reason,
       publish
     })
   }
@@ -641,6 +694,7 @@ export class MemoryEngine {
     const { workerId, workerInstanceId, leaseTtlMs } = args.policy
     if (e.phase === "active") {
       if (e.leaseReclaimCount >= this.maxReclaims(e)) {
+        this.recordFailure(e, "max_reclaims_exceeded", "InfraCrash", "infra_crash", now)
         this.finish(e, "failed", now, {
           attempt: "ended_failure",
           streamReason: "reclaimed",
@@ -658,6 +712,7 @@ export class MemoryEngine {
       e.leaseReclaimCount += 1
       this.newAttempt(e, now, "reclaim", ids.attemptId)
       this.leaseFor(e, now, workerId, workerInstanceId, leaseTtlMs, ids.leaseId)
+      this.startRun(e, "reclaim", now)
       this.armAttemptTimeout(e, now)
       return this.handleFor(e, "fresh", args.lane, leaseTtlMs)
     }
@@ -665,6 +720,7 @@ export class MemoryEngine {
       const a = this.currentAttempt(e)
       if (a !== undefined) a.state = "started"
       this.leaseFor(e, now, workerId, workerInstanceId, leaseTtlMs, ids.leaseId)
+      this.startRun(e, "resumed", now)
       this.armAttemptTimeout(e, now)
       return this.handleFor(e, "resumed", args.lane, leaseTtlMs)
     }
@@ -675,6 +731,7 @@ export class MemoryEngine {
       "initial"
     this.newAttempt(e, now, type, ids.attemptId)
     this.leaseFor(e, now, workerId, workerInstanceId, leaseTtlMs, ids.leaseId)
+    this.startRun(e, type, now)
     this.armAttemptTimeout(e, now)
     return this.handleFor(e, "fresh", args.lane, leaseTtlMs)
   }
@@ -802,6 +859,7 @@ export class MemoryEngine {
     const a = this.currentAttempt(e)
     if (a !== undefined) a.state = "started"
     this.leaseFor(e, now, workerId, workerInstanceId, ttl, leaseId)
+    this.startRun(e, "resumed", now)
     if (remainingAttemptTimeoutMs !== undefined && remainingAttemptTimeoutMs > 0) {
       this.armAttemptTimeout(e, now, remainingAttemptTimeoutMs)
     }
@@ -940,6 +998,7 @@ export class MemoryEngine {
     }
     const x = e!
     const category = failureCategoryOf(reason, cls)
+    this.recordFailure(x, reason.message, cls, category, now)
     const retry = x.policy?.retryPolicy
     const categories = retry?.retryableCategories ?? []
     const retries = retry !== undefined && x.retryCount < (retry.maxRetries ?? 3) && cls !== "Permanent" &&
@@ -955,6 +1014,7 @@ export class MemoryEngine {
       return ok({ _tag: "TerminalFailed" })
     }
     const attempt = this.currentAttempt(x)!
+    this.endRun(x, "retry_scheduled", now, reason.message)
     this.endAttempt(x, "ended_failure", now, reason.message, category)
     this.closeStream(x, attempt.index, "attempt_failure", now)
     const delayUntil = now + backoffDelayMs(x.policy, x.retryCount)
@@ -1016,6 +1076,7 @@ export class MemoryEngine {
     const failure = this.ladder(e, p, now, true)
     if (failure !== undefined) return err(failure)
     const x = e!
+    this.endRun(x, "delayed", now)
     const a = this.currentAttempt(x)
     if (a !== undefined) a.state = "suspended"
     this.clearLease(x)
@@ -1033,6 +1094,7 @@ export class MemoryEngine {
     const failure = this.ladder(e, p, now, true)
     if (failure !== undefined) return err(failure)
     const x = e!
+    this.endRun(x, "waiting_children", now)
     const a = this.currentAttempt(x)
     if (a !== undefined) a.state = "suspended"
     this.clearLease(x)
@@ -1411,6 +1473,7 @@ export class MemoryEngine {
         return ok(remember({ _tag: "AlreadySatisfied", details }))
       }
     }
+    this.endRun(x, "suspended", now, args.reasonCode)
     x.suspension = suspension
     x.currentWaitpointId = primaryWp.id
     const a = this.currentAttempt(x)
@@ -1733,9 +1796,23 @@ export class MemoryEngine {
       }),
       ...(e.currentWaitpointId === undefined ? {} : { currentWaitpoint: e.currentWaitpointId }),
       createdAt: e.createdAt,
+      ...(e.startedAt === undefined ? {} : { startedAt: e.startedAt }),
+      ...(e.completedAt === undefined ? {} : { completedAt: e.completedAt }),
       lastMutationAt: e.lastMutationAt,
       totalAttemptCount: e.totalAttemptCount,
-      tags: { ...e.tags }
+      tags: { ...e.tags },
+      ...(e.progressUpdatedAt === undefined ? {} : {
+        progress: {
+          ...(e.progressPct === undefined ? {} : { percent: e.progressPct }),
+          ...(e.progressMessage === undefined || e.progressMessage === "" ? {} : { message: e.progressMessage }),
+          updatedAt: e.progressUpdatedAt
+        }
+      }),
+      ...(e.lastFailure === undefined ? {} : { lastFailure: { ...e.lastFailure } }),
+      ...(e.outcome === "cancelled" && e.cancellationReason !== undefined && e.cancellationReason !== "" ?
+        { cancellationReason: e.cancellationReason } :
+        {}),
+      attemptHistory: (e.history ?? []).map((r) => ({ ...r }))
     }))
   }
 
@@ -1790,7 +1867,8 @@ export class MemoryEngine {
       laneId: e.laneId,
       namespace: e.namespace,
       payload: e.payload,
-      ...(e.payloadEncoding === undefined ? {} : { payloadEncoding: e.payloadEncoding })
+      ...(e.payloadEncoding === undefined ? {} : { payloadEncoding: e.payloadEncoding }),
+      ...traceParentField(e.traceContext)
     }))
   }
 
@@ -1978,6 +2056,7 @@ export class MemoryEngine {
       progressMessage: undefined,
       progressUpdatedAt: undefined,
       failureReason: undefined,
+      lastFailure: undefined,
       cancellationReason: undefined,
       cancelledBy: undefined,
       createdAt: now,
@@ -1993,6 +2072,8 @@ export class MemoryEngine {
       result: undefined,
       tags: { ...args.tags },
       attempts: [],
+      history: undefined,
+      traceContext: args.traceContext,
       executionDeadlineAt: args.executionDeadlineAt,
       attemptDeadlineAt: undefined,
       deps: undefined,
@@ -2127,7 +2208,7 @@ export class MemoryEngine {
       }
     }
     const existing = f.edges.get(args.edgeId)
-    if (existing !== undefined) return err(new ConflictError({ kind: "DependencyAlreadyExists", existing }))
+    if (existing !== undefined) return err(new Conflict({ kind: "DependencyAlreadyExists", existing }))
     const edge: M.EdgeSnapshot = {
       edgeId: args.edgeId,
       flowId: f.id,
@@ -2282,6 +2363,7 @@ export class MemoryEngine {
     if (args.expectedLeaseId !== undefined && args.expectedLeaseId !== e.leaseId) return err(stateError("StaleLease"))
     const leaseId = e.leaseId!
     this.leaseEndsElsewhere(e)
+    this.endRun(e, "lease_revoked", now, args.reason)
     e.leaseRevokedAt = now
     e.leaseRevokeReason = args.reason
     this.transition(e, {
@@ -2523,7 +2605,7 @@ export class MemoryEngine {
       }
       return sameSecret(current.secretHex, args.newSecretHex) ?
         entry(Either.right({ _tag: "Noop", kid: args.newKid })) :
-        entry(Either.left(new ConflictError({ kind: "RotationConflict", kid: args.newKid })))
+        entry(Either.left(new Conflict({ kind: "RotationConflict", kid: args.newKid })))
     }
     let gcCount = 0
     for (const [kid, s] of ks.secrets) {
@@ -2647,6 +2729,7 @@ export class MemoryEngine {
       const e = this.executions.get(key as Ids.ExecutionId)
       if (e === undefined || e.phase !== "active" || e.attemptDeadlineAt !== at) return false
       this.leaseEndsElsewhere(e)
+      this.recordFailure(e, "attempt_timeout", "Timeout", "timeout", now)
       this.finish(e, "expired", now, {
         attempt: "ended_failure",
         streamReason: "expired",
@@ -2662,6 +2745,7 @@ export class MemoryEngine {
       const e = this.executions.get(key as Ids.ExecutionId)
       if (e === undefined || e.phase === "terminal" || e.executionDeadlineAt !== at) return false
       this.leaseEndsElsewhere(e)
+      this.recordFailure(e, "execution_deadline", "Timeout", "timeout", now)
       this.finish(e, "expired", now, {
         attempt: "ended_failure",
         streamReason: "expired",
@@ -2690,6 +2774,8 @@ export class MemoryEngine {
           if (outcome === "cancelled") {
             e.cancellationReason = "suspension_timeout"
             e.cancelledBy = "system_timeout_policy"
+          } else {
+            this.recordFailure(e, `suspension_timeout:${behavior}`, "Timeout", "timeout", now)
           }
           this.finish(e, outcome, now, {
             attempt: behavior === "cancel" ? "ended_cancelled" : "ended_failure",

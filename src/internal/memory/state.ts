@@ -22,6 +22,18 @@ export interface Attempt {
   failureCategory?: string
 }
 
+/** A run of the attempt history (`M.AttemptRun`), completed when the run ends. */
+export interface Run {
+  readonly attemptIndex: Ids.AttemptIndex
+  readonly kind: M.AttemptRunKind
+  readonly workerId: Ids.WorkerId
+  readonly workerInstanceId: Ids.WorkerInstanceId
+  readonly startedAt: number
+  endedAt?: number
+  outcome: M.AttemptRunOutcome
+  reason?: string
+}
+
 export interface Dependency {
   readonly edgeId: Ids.EdgeId
   readonly upstream: Ids.ExecutionId
@@ -94,6 +106,8 @@ export interface Exec {
   progressUpdatedAt: number | undefined
 
   failureReason: string | undefined
+  /** Absent until the first failure. */
+  lastFailure: M.LastFailure | undefined
   cancellationReason: string | undefined
   cancelledBy: string | undefined
 
@@ -111,6 +125,10 @@ export interface Exec {
   result: Uint8Array | undefined
   readonly tags: Record<string, string>
   readonly attempts: Array<Attempt>
+  /** The last `Limits.historyRuns` runs; absent until the first claim. */
+  history: Array<Run> | undefined
+  /** The creator's span context, compact (see `src/internal/traceContext.ts`). */
+  readonly traceContext: string | undefined
   /** Cleared by the first terminal transition: a replayed execution runs without it. */
   executionDeadlineAt: number | undefined
   attemptDeadlineAt: number | undefined

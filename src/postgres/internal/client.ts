@@ -6,7 +6,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Either, ParseResult, Predicate, Schema } from "effect"
 import type { ParseOptions } from "effect/SchemaAST"
-import { ConflictError, corruption, type EngineError, fromScriptCode } from "../../EngineError.js"
+import { Conflict, corruption, type EngineError, fromScriptCode } from "../../EngineError.js"
 import { redactText } from "../../internal/redact.js"
 import { EdgeSnapshot } from "../../Model.js"
 import { SqlClient } from "./driver.js"
@@ -92,7 +92,7 @@ const decodeEdge = Schema.decodeUnknownEither(Schema.parseJson(EdgeSnapshot))
 const dependencyExists = (op: string, detail: string | undefined): EngineError =>
   Either.match(decodeEdge(detail ?? ""), {
     onLeft: (e) => corruption(`${op}: existing edge: ${formatIssue(e)}`),
-    onRight: (existing) => new ConflictError({ kind: "DependencyAlreadyExists", existing })
+    onRight: (existing) => new Conflict({ kind: "DependencyAlreadyExists", existing })
   })
 
 interface Envelope {

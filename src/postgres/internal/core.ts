@@ -5,7 +5,7 @@
  */
 import { Deferred, Duration, Effect, Either, Option, Ref, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
-import { corruption, type EngineError, invalidInput, rootCause, TransportError } from "../../EngineError.js"
+import { corruption, type EngineError, invalidInput, rootCause, Transport } from "../../EngineError.js"
 import {
   budgetPartition,
   executionPartition,
@@ -189,7 +189,8 @@ const createItem = (a: CreateExecutionCore) => {
     attemptTimeoutMs: p?.timeoutPolicy?.attemptTimeoutMs ?? null,
     maxReclaimCount: p?.maxReclaimCount ?? p?.timeoutPolicy?.maxReclaimCount ?? 100,
     maxReplayCount: p?.maxReplayCount ?? 10,
-    dedupTtlMs: p?.dedupWindowMs ?? 86_400_000
+    dedupTtlMs: p?.dedupWindowMs ?? 86_400_000,
+    traceContext: a.traceContext ?? null
   }
 }
 
@@ -391,7 +392,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
     subscribeWork: ({ lanes, workerInstanceId }) => {
       const hub = options.hub
       if (hub === undefined) {
-        return Effect.fail(new TransportError({
+        return Effect.fail(new Transport({
           backend: "postgres",
           kind: "other",
           retryable: false,
@@ -695,7 +696,8 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
         bigint(x.attemptTimeoutMs),
         int(x.maxReclaimCount),
         int(x.maxReplayCount),
-        bigint(x.dedupTtlMs)
+        bigint(x.dedupTtlMs),
+        text(x.traceContext)
       ], M.CreateExecutionResult)
     },
 

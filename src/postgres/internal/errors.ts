@@ -12,8 +12,8 @@ import {
   invalidInput,
   ResourceExhausted,
   state,
-  TimeoutError,
-  TransportError,
+  Timeout,
+  Transport,
   Unavailable
 } from "../../EngineError.js"
 import { redactText, safeCause } from "../../internal/redact.js"
@@ -67,8 +67,8 @@ const transport = (
   retryable: boolean,
   message: string,
   nativeCode?: string
-): TransportError =>
-  new TransportError({
+): Transport =>
+  new Transport({
     backend: BACKEND,
     kind,
     retryable,
@@ -134,7 +134,7 @@ export const fromSqlError = (e: SqlError, options: MapOptions): EngineError => {
   if (code === "53300") return new ResourceExhausted({ pool: "postgres_connections", max: options.maxConnections })
   if (code === "57014") {
     const elapsed = options.startedAt === undefined ? Duration.zero : Duration.millis(Date.now() - options.startedAt)
-    return new TimeoutError({ op: options.op, elapsed })
+    return new Timeout({ op: options.op, elapsed })
   }
   if (BAD_VALUE.has(code)) {
     const where = [n?.constraint, n?.column].filter((x): x is string => typeof x === "string").join(" ")

@@ -15,7 +15,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { Effect } from "effect"
-import { TransportError } from "../../EngineError.js"
+import { Transport } from "../../EngineError.js"
 import { quoteIdent } from "./client.js"
 import { SqlClient } from "./driver.js"
 
@@ -24,6 +24,7 @@ export const SQL_FILES = [
   "flowfabric.sql",
   "internal.sql",
   "wakeups.sql",
+  "history.sql",
   "terminal.sql",
   "lifecycle.sql",
   "claim.sql",
@@ -58,10 +59,10 @@ export const readLibraryFiles = (): ReadonlyArray<string> =>
   SQL_FILES.map((file) => readFileSync(new URL(`../sql/${file}`, import.meta.url), "utf8"))
 
 /** Reads the `.sql` files shipped with the package. */
-export const loadLibrary: Effect.Effect<Library, TransportError> = Effect.try({
+export const loadLibrary: Effect.Effect<Library, Transport> = Effect.try({
   try: () => assemble(readLibraryFiles()),
   catch: (cause) =>
-    new TransportError({
+    new Transport({
       backend: "postgres",
       kind: "other",
       retryable: false,

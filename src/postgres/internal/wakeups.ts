@@ -8,8 +8,8 @@
  */
 import { createHash } from "node:crypto"
 import { Clock, Deferred, Duration, Effect, Exit, Fiber } from "effect"
-import { type EngineError, TransportError } from "../../EngineError.js"
-import type { Hub, Transport } from "../../internal/wakeups.js"
+import { type EngineError, Transport } from "../../EngineError.js"
+import type { Hub, WakeTransport } from "../../internal/wakeups.js"
 import { quoteIdent } from "./client.js"
 import { Pg } from "./driver.js"
 import { BACKEND } from "./errors.js"
@@ -22,14 +22,14 @@ export const LISTEN_APPLICATION_NAME = "flowfabric-wakeups"
 /** The NOTIFY channel of a schema (as `ffi_channel()`). */
 export const channelOf = (schema: string): string => `ff_${createHash("md5").update(schema).digest("hex")}`
 
-const failure = (message: string, cause?: unknown): TransportError =>
-  new TransportError({ backend: BACKEND, kind: "transport", retryable: true, message, cause })
+const failure = (message: string, cause?: unknown): Transport =>
+  new Transport({ backend: BACKEND, kind: "transport", retryable: true, message, cause })
 
 /**
  * The transport of `hub` (made with it: `hubOf` returns it). `config` opens the connection; the
  * reconnect loop runs on the live clock.
  */
-export const makeListener = (config: Pg.ClientConfig, schema: string, hubOf: () => Hub): Transport => {
+export const makeListener = (config: Pg.ClientConfig, schema: string, hubOf: () => Hub): WakeTransport => {
   const channel = channelOf(schema)
   let loop: Fiber.RuntimeFiber<never> | undefined
 

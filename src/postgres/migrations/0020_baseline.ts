@@ -39,7 +39,7 @@ BEGIN
     AND p_att IN ('none','pending_first_attempt','running_attempt','attempt_interrupted','pending_retry_attempt',
                   'pending_replay_attempt','attempt_terminal')
     AND p_priority BETWEEN 0 AND 9000
-    -- model.md §3.8: combinations that must never be persisted
+    -- combinations that must never be persisted (docs/design/executions.md#forbidden-combinations)
     AND (p_own <> 'leased' OR p_phase = 'active')
     AND ((p_outcome = 'none') = (p_phase <> 'terminal'))
     AND (p_phase <> 'active' OR p_own <> 'unowned');

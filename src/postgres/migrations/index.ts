@@ -15,6 +15,7 @@ import { ensureLibraryTable, installLibrary, type Library } from "../internal/li
 import * as m0020 from "./0020_baseline.js"
 import * as m0021 from "./0021_signal_id_unique.js"
 import * as m0022 from "./0022_stream_budgets.js"
+import * as m0023 from "./0023_history.js"
 import * as m0024 from "./0024_wakeups.js"
 
 /** The migration ledger table, inside the deployment's schema. */
@@ -28,6 +29,7 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0020_baseline": run(m0020.sql),
   "0021_signal_id_unique": run(m0021.sql),
   "0022_stream_budgets": run(m0022.sql),
+  "0023_history": run(m0023.sql),
   "0024_wakeups": run(m0024.sql)
 }
 

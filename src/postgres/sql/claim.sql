@@ -42,6 +42,7 @@ BEGIN
     v_prev := e.pending_previous_attempt_index;
   ELSIF e.lifecycle_phase = 'active' AND e.ownership_state IN ('lease_expired_reclaimable', 'lease_revoked') THEN
     IF e.lease_reclaim_count >= e.max_reclaim_count THEN
+      PERFORM ffi_record_failure(e.execution_id, 'max_reclaims_exceeded', 'InfraCrash', 'infra_crash', p_now);
       PERFORM ffi_terminate(e.execution_id, 'failed', 'ended_failure', 'max_reclaims_exceeded', 'max_reclaims_exceeded',
                             NULL, NULL, 'reclaimed', 'reclaimed', p_now, true);
       RETURN NULL;

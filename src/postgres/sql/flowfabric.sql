@@ -13,7 +13,7 @@
 -- the exec_core CHECK function are the migrations' (src/postgres/migrations/).
 --
 -- Files: internal (envelope, clock, state, index helpers, the lease ladder),
--- terminal (ending an execution), lifecycle (create and the worker's calls on
+-- history (the attempt history and the last failure), terminal (ending an execution), lifecycle (create and the worker's calls on
 -- a lease), claim, signals (suspension, waitpoints, signals, HMAC keystore),
 -- flows (flows, edges, dependency resolution, flow cancellation), streams,
 -- budgets (and quotas), admin (operator controls), maintenance (the passes),

@@ -88,7 +88,7 @@ BEGIN
       t.item->'tags' AS tags, t.item->'policy' AS policy,
       ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')) AS caps,
       (t.item->>'attemptTimeoutMs')::bigint AS ato, (t.item->>'maxReclaimCount')::int AS mrc,
-      (t.item->>'maxReplayCount')::int AS mrp
+      (t.item->>'maxReplayCount')::int AS mrp, t.item->>'traceContext' AS trace
     FROM jsonb_array_elements(p_members) WITH ORDINALITY AS t(item, ord)
   ), children AS MATERIALIZED (
     SELECT t.x->>'downstream' AS down, count(*) AS n,
@@ -115,8 +115,9 @@ BEGIN
     SELECT DISTINCT ON (i.eid) i.*, ins.eligibility_state AS elig FROM items i JOIN ins ON ins.execution_id = i.eid
     ORDER BY i.eid, i.ord
   ), data AS (
-    INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key)
-    SELECT eid, payload, enc, policy, tags, creator, NULL FROM created
+    INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
+      trace_context)
+    SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
   ), queued AS (
     INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
     SELECT eid, lane, prio, v_now, caps FROM created WHERE elig = 'eligible_now' ORDER BY ord

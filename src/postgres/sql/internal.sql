@@ -150,14 +150,15 @@ END $$;
 -- ---------------------------------------------------------------------------
 
 -- ffi_mark_expired: a lease past its expiry becomes reclaimable (a claim takes it as a new
--- attempt): the attempt is interrupted, its stream closed, the lease timer disarmed and the
--- execution made claimable.
+-- attempt): its run ends, the attempt is interrupted, its stream closed, the lease timer
+-- disarmed and the execution made claimable.
 --   args:   p_eid, p_now
 --   reply:  whether the row was leased (and is now marked)
 --   errors: -
 CREATE FUNCTION ffi_mark_expired(p_eid text, p_now bigint) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_idx int;
 BEGIN
+  PERFORM ffi_run_end(p_eid, 'lease_expired', NULL, p_now);
   UPDATE exec_core SET ownership_state = 'lease_expired_reclaimable', blocking_reason = 'waiting_for_worker',
     blocking_detail = 'lease expired, awaiting reclaim', attempt_state = 'attempt_interrupted',
     public_state = 'active', lease_expired_at = p_now, last_mutation_at = p_now

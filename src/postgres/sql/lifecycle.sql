@@ -19,14 +19,15 @@
 --   args:   p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
 --           p_priority, p_creator, p_idem (idempotency key or NULL / ''), p_tags, p_policy,
 --           p_caps (required capabilities), p_delay_until, p_deadline, p_attempt_timeout_ms,
---           p_max_reclaim, p_max_replay, p_dedup_ttl_ms (the idempotency window), v_now
+--           p_max_reclaim, p_max_replay, p_dedup_ttl_ms (the idempotency window), v_now, p_trace (the
+--           creator's span context, compact, or NULL)
 --   reply:  {"ok": Model.CreateExecutionResult}
 --   errors: -
 CREATE FUNCTION ffi_create_execution(
   p_eid text, p_partition int, p_namespace text, p_lane text, p_kind text, p_payload bytea,
   p_payload_encoding text, p_priority int, p_creator text, p_idem text, p_tags jsonb, p_policy jsonb,
   p_caps text[], p_delay_until bigint, p_deadline bigint, p_attempt_timeout_ms bigint,
-  p_max_reclaim int, p_max_replay int, p_dedup_ttl_ms bigint, v_now bigint
+  p_max_reclaim int, p_max_replay int, p_dedup_ttl_ms bigint, v_now bigint, p_trace text
 ) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
   v_delayed boolean := p_delay_until IS NOT NULL AND p_delay_until > v_now;
@@ -71,8 +72,9 @@ BEGIN
       RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', v_existing));
     END IF;
   END IF;
-  INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key)
-  VALUES (p_eid, p_payload, p_payload_encoding, p_policy, p_tags, p_creator, p_idem);
+  INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
+    trace_context)
+  VALUES (p_eid, p_payload, p_payload_encoding, p_policy, p_tags, p_creator, p_idem, p_trace);
   INSERT INTO lane_registry (lane_id, registered_at) VALUES (p_lane, v_now) ON CONFLICT (lane_id) DO NOTHING;
   IF v_delayed THEN
     PERFORM ffi_timer_set('delay', p_eid, p_delay_until);
@@ -87,19 +89,19 @@ BEGIN
 END $$;
 
 -- ff_create_execution: createExecution.
---   args:   those of ffi_create_execution, with p_now last
+--   args:   those of ffi_create_execution, p_trace before p_now, p_now last
 --   reply:  {"ok": Model.CreateExecutionResult}
 --   errors: -
 CREATE FUNCTION ff_create_execution(
   p_eid text, p_partition int, p_namespace text, p_lane text, p_kind text, p_payload bytea,
   p_payload_encoding text, p_priority int, p_creator text, p_idem text, p_tags jsonb, p_policy jsonb,
   p_caps text[], p_delay_until bigint, p_deadline bigint, p_attempt_timeout_ms bigint,
-  p_max_reclaim int, p_max_replay int, p_dedup_ttl_ms bigint, p_now bigint
+  p_max_reclaim int, p_max_replay int, p_dedup_ttl_ms bigint, p_trace text, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
   RETURN (SELECT ffi_create_execution(p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
     p_priority, p_creator, p_idem, p_tags, p_policy, p_caps, p_delay_until, p_deadline, p_attempt_timeout_ms,
-    p_max_reclaim, p_max_replay, p_dedup_ttl_ms, coalesce(p_now, ffi_now())));
+    p_max_reclaim, p_max_replay, p_dedup_ttl_ms, coalesce(p_now, ffi_now()), p_trace));
 END $$;
 
 -- ff_create_executions: createExecutions — the items in order, each as ffi_create_execution
@@ -128,7 +130,7 @@ BEGIN
         t.item->'tags' AS tags, t.item->'policy' AS policy,
         ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')) AS caps,
         (t.item->>'attemptTimeoutMs')::bigint AS ato, (t.item->>'maxReclaimCount')::int AS mrc,
-        (t.item->>'maxReplayCount')::int AS mrp
+        (t.item->>'maxReplayCount')::int AS mrp, t.item->>'traceContext' AS trace
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(item, ord)
     ), ins AS (
       INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
@@ -144,8 +146,9 @@ BEGIN
       -- the first item of each id this statement inserted (a repeated id is a Duplicate)
       SELECT DISTINCT ON (i.eid) i.* FROM items i JOIN ins ON ins.execution_id = i.eid ORDER BY i.eid, i.ord
     ), data AS (
-      INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key)
-      SELECT eid, payload, enc, policy, tags, creator, NULL FROM created
+      INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
+        trace_context)
+      SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
     ), queued AS (
       INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
       SELECT eid, lane, prio, v_now, caps FROM created ORDER BY ord
@@ -168,7 +171,7 @@ BEGIN
       x->>'creatorIdentity', x->>'idempotencyKey', x->'tags', x->'policy',
       ARRAY(SELECT jsonb_array_elements_text(x->'requiredCapabilities')), (x->>'delayUntil')::bigint,
       (x->>'executionDeadlineAt')::bigint, (x->>'attemptTimeoutMs')::bigint, (x->>'maxReclaimCount')::int,
-      (x->>'maxReplayCount')::int, (x->>'dedupTtlMs')::bigint, v_now);
+      (x->>'maxReplayCount')::int, (x->>'dedupTtlMs')::bigint, v_now, x->>'traceContext');
     v_out := v_out || jsonb_build_array(r->'ok');
   END LOOP;
   RETURN ffi_ok(v_out);
@@ -259,6 +262,7 @@ BEGIN
     RETURN ffi_ok();
   END IF;
   -- ffi_terminate + ffi_after_terminal for this case
+  PERFORM ffi_run_end(p_eid, 'completed', NULL, v_now);
   UPDATE attempt SET attempt_state = 'ended_success', ended_at = v_now
   WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index
     AND attempt_state IN ('created', 'started', 'suspended');
@@ -340,6 +344,7 @@ BEGIN
     UPDATE exec_data d SET result = t.payload
     FROM unnest(p_eid, p_payload) AS t(id, payload)
     WHERE t.id = ANY (f_ids) AND d.execution_id = t.id AND t.payload IS NOT NULL AND length(t.payload) > 0;
+    PERFORM ffi_runs_end(f_ids, 'completed', NULL, v_now);
     UPDATE attempt a SET attempt_state = 'ended_success', ended_at = v_now
     FROM unnest(f_ids, f_cai) AS f(id, cai)
     WHERE a.execution_id = f.id AND a.attempt_index = f.cai AND a.attempt_state IN ('created', 'started', 'suspended');
@@ -394,7 +399,8 @@ CREATE FUNCTION ffi_backoff_ms(p_backoff jsonb, p_n int) RETURNS bigint LANGUAGE
       coalesce((p_backoff->>'max_delay_ms')::bigint, 60000))
     ELSE 1000 END $$;
 
--- ff_fail: ends the attempt with a failure, then either schedules a retry (the retry policy
+-- ff_fail: records the failure (exec_failure), ends the run and the attempt with it, then
+-- either schedules a retry (the retry policy
 -- allows another for this category and the class is neither Permanent nor Cancelled: runnable
 -- after the backoff) or ends the execution as failed.
 --   args:   the handle, p_reason (the message), p_category, p_class (Model.FailureClass), p_now
@@ -418,6 +424,7 @@ BEGIN
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
+  PERFORM ffi_record_failure(p_eid, p_reason, p_class, p_category, v_now);
   SELECT policy->'retry_policy' INTO v_rp FROM exec_data WHERE execution_id = p_eid;
   IF v_rp IS NOT NULL AND jsonb_typeof(v_rp) = 'object' AND p_class NOT IN ('Permanent', 'Cancelled') THEN
     v_max := coalesce((v_rp->>'max_retries')::int, 3);
@@ -435,6 +442,7 @@ BEGIN
     RETURN ffi_ok(jsonb_build_object('_tag', 'TerminalFailed'));
   END IF;
   v_until := v_now + ffi_backoff_ms(v_rp->'backoff', e.retry_count);
+  PERFORM ffi_run_end(p_eid, 'retry_scheduled', p_reason, v_now);
   PERFORM ffi_stream_close(p_eid, e.current_attempt_index, 'attempt_failure', v_now);
   UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
     eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_retry_backoff',
@@ -516,6 +524,7 @@ BEGIN
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
+  PERFORM ffi_run_end(p_eid, 'delayed', NULL, v_now);
   PERFORM ffi_interrupt(e, 'not_eligible_until_time', 'waiting_for_delay', 'delayed until ' || p_until,
                         p_until, 'worker_delay', v_now);
   PERFORM ffi_timer_set('delay', p_eid, p_until);
@@ -536,6 +545,7 @@ BEGIN
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
+  PERFORM ffi_run_end(p_eid, 'waiting_children', NULL, v_now);
   -- nothing to wait for (no dependencies, or all already satisfied): eligible at once
   v_satisfied := NOT EXISTS (SELECT 1 FROM edge_group WHERE downstream_id = p_eid AND group_state <> 'satisfied')
     OR NOT EXISTS (SELECT 1 FROM dep WHERE downstream_id = p_eid AND state <> 'satisfied');

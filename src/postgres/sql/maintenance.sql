@@ -10,14 +10,15 @@
 -- timers
 -- ---------------------------------------------------------------------------
 
--- ffi_expire: ends execution p_eid as expired (its deadline passed). The caller holds the
--- exec_core row lock.
+-- ffi_expire: ends execution p_eid as expired (its deadline passed), the last failure of class
+-- Timeout. The caller holds the exec_core row lock.
 --   args:   p_eid, p_reason (e.g. execution_deadline), p_now
 --   reply:  void
 --   errors: -
 CREATE FUNCTION ffi_expire(p_eid text, p_reason text, p_now bigint) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM ffi_revoked(p_eid);
+  PERFORM ffi_record_failure(p_eid, p_reason, 'Timeout', 'timeout', p_now);
   PERFORM ffi_terminate(p_eid, 'expired', 'ended_failure', p_reason, p_reason, NULL, NULL, 'expired',
                         'expired:' || p_reason, p_now, true);
 END $$;
@@ -112,6 +113,7 @@ BEGIN
             CONTINUE;
           END IF;
           PERFORM ffi_revoked(t.ref);
+          PERFORM ffi_record_failure(t.ref, 'attempt_timeout', 'Timeout', 'timeout', v_now);
           PERFORM ffi_terminate(t.ref, 'expired', 'ended_failure', 'attempt_timeout', 'attempt_timeout', NULL, NULL,
                                 'expired', 'expired', v_now, true);
           v_done := v_done + 1;
@@ -146,6 +148,9 @@ BEGIN
             WHERE execution_id = t.ref;
           ELSE
             v_outcome := CASE v_behavior WHEN 'cancel' THEN 'cancelled' WHEN 'expire' THEN 'expired' ELSE 'failed' END;
+            IF v_behavior <> 'cancel' THEN
+              PERFORM ffi_record_failure(t.ref, 'suspension_timeout:' || v_behavior, 'Timeout', 'timeout', v_now);
+            END IF;
             PERFORM ffi_terminate(t.ref, v_outcome,
               CASE WHEN v_behavior = 'cancel' THEN 'ended_cancelled' ELSE 'ended_failure' END,
               'suspension_timeout:' || v_behavior, 'suspension_timeout:' || v_behavior,
@@ -298,7 +303,7 @@ END $$;
 -- retention
 -- ---------------------------------------------------------------------------
 
--- ffi_delete_execution: deletes execution p_eid and every row it owns (attempts, streams,
+-- ffi_delete_execution: deletes execution p_eid and every row it owns (attempts, history, streams,
 -- summaries, grant, suspension, waitpoints and their timers, signals, timers, data, core).
 -- The caller holds its exec_core row lock.
 --   args:   p_eid
@@ -315,6 +320,8 @@ BEGIN
   DELETE FROM stream_meta WHERE execution_id = p_eid;
   DELETE FROM stream_summary WHERE execution_id = p_eid;
   DELETE FROM attempt WHERE execution_id = p_eid;
+  DELETE FROM exec_history WHERE execution_id = p_eid;
+  DELETE FROM exec_failure WHERE execution_id = p_eid;
   DELETE FROM claim_grant WHERE execution_id = p_eid;
   DELETE FROM ready WHERE execution_id = p_eid;
   DELETE FROM timer WHERE ref = p_eid;

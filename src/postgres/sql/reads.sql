@@ -10,7 +10,7 @@
 -- ---------------------------------------------------------------------------
 
 -- ff_describe_execution: describeExecution (a stored blocking reason "none" is reported too:
--- only empty strings read as absent).
+-- only empty strings read as absent), with the history of ffi_history_json.
 --   args:   p_eid, p_now
 --   reply:  {"ok": Model.ExecutionSnapshot or null}
 --   errors: -
@@ -29,7 +29,11 @@ BEGIN
           'expiresAt', e.lease_expires_at, 'leaseId', e.lease_id, 'attemptIndex', e.current_attempt_index,
           'lastHeartbeatAt', e.lease_last_renewed_at)) END,
       'currentWaitpoint', e.current_waitpoint_id, 'createdAt', e.created_at, 'lastMutationAt', e.last_mutation_at,
-      'totalAttemptCount', e.total_attempt_count)) || jsonb_build_object('tags', coalesce(d.tags, '{}'::jsonb))
+      'totalAttemptCount', e.total_attempt_count, 'startedAt', e.started_at, 'completedAt', e.completed_at,
+      'progress', CASE WHEN e.progress_updated_at IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
+        'percent', e.progress_pct, 'message', nullif(e.progress_message, ''), 'updatedAt', e.progress_updated_at)) END,
+      'cancellationReason', CASE WHEN e.terminal_outcome = 'cancelled' THEN nullif(e.cancellation_reason, '') END))
+      || jsonb_build_object('tags', coalesce(d.tags, '{}'::jsonb)) || ffi_history_json(e)
     FROM exec_core e LEFT JOIN exec_data d ON d.execution_id = e.execution_id
     WHERE e.execution_id = p_eid)));
 END $$;
@@ -76,7 +80,8 @@ BEGIN
                  WHERE e.execution_id = p_eid AND e.terminal_outcome = 'success' AND length(d.result) > 0)));
 END $$;
 
--- ff_get_execution_input: getExecutionInput (and, once per id, getExecutionInputs).
+-- ff_get_execution_input: getExecutionInput (and, once per id, getExecutionInputs), with the
+-- creator's traceparent when one was stored.
 --   args:   p_eid, p_now
 --   reply:  {"ok": Model.ExecutionInput with the payload in base64, or null}
 --   errors: -
@@ -85,7 +90,9 @@ RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
   RETURN (SELECT ffi_ok((SELECT jsonb_strip_nulls(jsonb_build_object('executionId', e.execution_id,
                    'executionKind', e.execution_kind, 'laneId', e.lane_id, 'namespace', e.namespace,
-                   'payload', encode(d.payload, 'base64'), 'payloadEncoding', d.payload_encoding))
+                   'payload', encode(d.payload, 'base64'), 'payloadEncoding', d.payload_encoding,
+                   'traceParent', '00-' || substr(d.trace_context, 1, 32) || '-' || substr(d.trace_context, 33, 16)
+                                  || '-' || substr(d.trace_context, 49, 2)))
                  FROM exec_core e JOIN exec_data d USING (execution_id) WHERE e.execution_id = p_eid)));
 END $$;
 

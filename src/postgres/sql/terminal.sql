@@ -70,7 +70,8 @@ BEGIN
 END $$;
 
 -- ffi_terminate: ends execution p_eid (any non-terminal phase) with outcome p_outcome: ends its
--- current attempt and stream, closes its suspension, writes the terminal state vector, arms the
+-- run (when it holds a lease: the reason is p_cancel_reason for a cancellation, else
+-- p_attempt_reason), its current attempt and stream, closes its suspension, writes the terminal state vector, arms the
 -- retention timer (outside flows) and runs ffi_after_terminal. A terminal execution is left as
 -- it is. The caller holds the exec_core row lock.
 --   args:   p_eid, p_outcome, p_attempt_end (the attempt's end state), p_attempt_reason,
@@ -88,6 +89,10 @@ DECLARE e exec_core;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE execution_id = p_eid;
   IF NOT FOUND OR e.lifecycle_phase = 'terminal' THEN RETURN; END IF;
+  IF e.lifecycle_phase = 'active' AND e.ownership_state = 'leased' THEN
+    PERFORM ffi_run_end(p_eid, CASE p_outcome WHEN 'success' THEN 'completed' ELSE p_outcome END,
+                        CASE WHEN p_outcome = 'cancelled' THEN p_cancel_reason ELSE p_attempt_reason END, p_now);
+  END IF;
   IF e.current_attempt_index IS NOT NULL THEN
     UPDATE attempt SET attempt_state = p_attempt_end, ended_at = p_now,
       failure_reason = coalesce(p_attempt_reason, failure_reason)

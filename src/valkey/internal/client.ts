@@ -5,7 +5,7 @@
  */
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "./driver.js"
 import { Clock, Duration, Effect, Option, Pool, type Scope } from "effect"
-import { corruption, type EngineError, TransportError } from "../../EngineError.js"
+import { corruption, type EngineError, Transport } from "../../EngineError.js"
 import { fromValkeyError, isMissingFunction, safeValkeyCause } from "./errors.js"
 import { type Library, LIBRARY_NAME } from "./library.js"
 
@@ -33,20 +33,24 @@ export interface Client {
   readonly connection: Connection
   readonly isCluster: boolean
   /** A plain command (or a few) on the shared connection. */
-  readonly run: <A>(op: string, f: (c: Connection) => Promise<A>) => Effect.Effect<A, TransportError>
-  /** `FCALL` / `FCALL_RO` with one key; reloads the library and retries once if the function is missing. */
+  readonly run: <A>(op: string, f: (c: Connection) => Promise<A>) => Effect.Effect<A, Transport>
+  /**
+   * `FCALL` / `FCALL_RO` with `key` (and `more` keys after it, in its slot or on a standalone server);
+   * reloads the library and retries once if the function is missing.
+   */
   readonly fcall: (
     fn: string,
     key: string,
     args: ReadonlyArray<string | Buffer>,
-    readOnly: boolean
-  ) => Effect.Effect<unknown, TransportError>
+    readOnly: boolean,
+    more?: ReadonlyArray<string> | undefined
+  ) => Effect.Effect<unknown, Transport>
   /** Every primary (the client itself when standalone). */
-  readonly primaries: Effect.Effect<ReadonlyArray<Redis>, TransportError>
+  readonly primaries: Effect.Effect<ReadonlyArray<Redis>, Transport>
   /** Loads the library on every primary per the policy; `true` when something was loaded. */
   readonly ensureLibrary: (policy: LibraryPolicy) => Effect.Effect<boolean, EngineError>
   /** A dedicated connection for a blocking read (pooled; back to the pool when the scope closes). */
-  readonly dedicated: Effect.Effect<Connection, TransportError, Scope.Scope>
+  readonly dedicated: Effect.Effect<Connection, Transport, Scope.Scope>
   /** Drops a dedicated connection that may still be blocked (an interrupted read). */
   readonly discard: (c: Connection) => Effect.Effect<void>
 }
@@ -78,7 +82,7 @@ const quietly = (c: Connection): Effect.Effect<void> =>
     )
   )
 
-const open = (o: ConnectOptions): Effect.Effect<Connection, TransportError, Scope.Scope> =>
+const open = (o: ConnectOptions): Effect.Effect<Connection, Transport, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.suspend(() => {
       const connection: Connection = o.nodes !== undefined && o.nodes.length > 0 ?
@@ -144,18 +148,18 @@ export const connect = (
     const connection = yield* open(o)
     const isCluster = connection instanceof Cluster
 
-    // Plain commands are reads and idempotent index writes (hints, lanes, locators): repeating one
+    // Plain commands are reads and idempotent index writes (hints, lanes, freed registry entries): repeating one
     // is always safe, so a lost connection leaves them retryable even after the send.
-    const run = <A>(op: string, f: (c: Connection) => Promise<A>): Effect.Effect<A, TransportError> =>
+    const run = <A>(op: string, f: (c: Connection) => Promise<A>): Effect.Effect<A, Transport> =>
       Effect.tryPromise({ try: () => f(connection), catch: (e) => fromValkeyError(op, e, false) })
 
-    const primaries: Effect.Effect<ReadonlyArray<Redis>, TransportError> = Effect.suspend(() => {
+    const primaries: Effect.Effect<ReadonlyArray<Redis>, Transport> = Effect.suspend(() => {
       if (!(connection instanceof Cluster)) return Effect.succeed([connection])
       const nodes = connection.nodes("master")
       return nodes.length > 0 ?
         Effect.succeed(nodes) :
         Effect.fail(
-          new TransportError({
+          new Transport({
             backend: "valkey",
             kind: "cluster",
             retryable: true,
@@ -165,19 +169,19 @@ export const connect = (
         )
     })
 
-    const onNode = <A>(node: Redis, op: string, f: (r: Redis) => Promise<A>): Effect.Effect<A, TransportError> =>
+    const onNode = <A>(node: Redis, op: string, f: (r: Redis) => Promise<A>): Effect.Effect<A, Transport> =>
       Effect.suspend(() => {
         const sent = node.status === "ready"
         return Effect.tryPromise({ try: () => f(node), catch: (e) => fromValkeyError(op, e, sent) })
       })
 
-    // --- version gate (valkey.md §1.1): the minimum over every primary ---
+    // --- version gate: the minimum over every primary (docs/design/valkey.md#the-function-library) ---
     const nodes = yield* primaries
     for (const node of nodes) {
       const info = yield* onNode(node, "INFO server", (r) => r.info("server"))
       const version = serverVersion(info)
       if (version === undefined || !atLeast(version, 7, 2)) {
-        return yield* new TransportError({
+        return yield* new Transport({
           backend: "valkey",
           kind: "other",
           retryable: false,
@@ -195,7 +199,7 @@ export const connect = (
         "Valkey may evict the engine's keys (executions, leases, idempotency keys) and lose them without an error; " +
         "set maxmemory-policy noeviction (docs/backends.md)"
       if ((o.evictionCheck ?? "refuse") === "refuse") {
-        return yield* new TransportError({
+        return yield* new Transport({
           backend: "valkey",
           kind: "other",
           retryable: false,
@@ -206,8 +210,8 @@ export const connect = (
       yield* Effect.logWarning(`flowfabric valkey: ${message}`)
     }
 
-    // --- library loading (valkey.md §5.1) ---
-    const versionOn = (node: Redis): Effect.Effect<Option.Option<string>, TransportError> =>
+    // --- library loading (docs/design/valkey.md#the-function-library) ---
+    const versionOn = (node: Redis): Effect.Effect<Option.Option<string>, Transport> =>
       Effect.tryPromise({
         try: () => node.fcall("ff_version", 0),
         catch: (e) => e
@@ -218,7 +222,7 @@ export const connect = (
         )
       )
 
-    const loadOn = (node: Redis): Effect.Effect<void, TransportError> =>
+    const loadOn = (node: Redis): Effect.Effect<void, Transport> =>
       onNode(node, "FUNCTION LOAD", (r) => r.call("FUNCTION", "LOAD", "REPLACE", library.source)).pipe(Effect.asVoid)
 
     const lock = yield* Effect.makeSemaphore(1)
@@ -237,7 +241,7 @@ export const connect = (
             const current = yield* versionOn(node)
             if (Option.isSome(current) && current.value === library.version) continue
             if (policy === "never") {
-              return yield* new TransportError({
+              return yield* new Transport({
                 backend: "valkey",
                 kind: "script_not_loaded",
                 retryable: false,
@@ -262,13 +266,13 @@ export const connect = (
         })
       )
 
-    const reload: Effect.Effect<void, TransportError> = ensureLibrary("replace-if-different").pipe(
+    const reload: Effect.Effect<void, Transport> = ensureLibrary("replace-if-different").pipe(
       Effect.asVoid,
       Effect.catchAll((e) =>
         e._tag === "Transport" ?
           Effect.fail(e) :
           Effect.fail(
-            new TransportError({
+            new Transport({
               backend: "valkey",
               kind: "script_not_loaded",
               retryable: false,
@@ -292,25 +296,39 @@ export const connect = (
       return node?.status === "ready"
     }
 
-    const fcallOnce = (fn: string, key: string, args: ReadonlyArray<string | Buffer>, readOnly: boolean) =>
+    const fcallOnce = (
+      fn: string,
+      key: string,
+      args: ReadonlyArray<string | Buffer>,
+      readOnly: boolean,
+      more: ReadonlyArray<string>
+    ) =>
       Effect.suspend(() => {
         const sent = writable(key)
+        const n = 1 + more.length
         return Effect.tryPromise({
-          try: () => (readOnly ? connection.fcall_ro(fn, 1, key, ...args) : connection.fcall(fn, 1, key, ...args)),
+          try: () =>
+            readOnly ? connection.fcall_ro(fn, n, key, ...more, ...args) : connection.fcall(fn, n, key, ...more, ...args),
           catch: (e) => ({ error: e, sent })
         })
       })
 
-    const fcall = (fn: string, key: string, args: ReadonlyArray<string | Buffer>, readOnly: boolean) =>
-      fcallOnce(fn, key, args, readOnly).pipe(
+    const fcall = (
+      fn: string,
+      key: string,
+      args: ReadonlyArray<string | Buffer>,
+      readOnly: boolean,
+      more: ReadonlyArray<string> = []
+    ) =>
+      fcallOnce(fn, key, args, readOnly, more).pipe(
         Effect.catchAll(({ error, sent }) =>
           isMissingFunction(error) ?
             reload.pipe(
-              Effect.zipRight(fcallOnce(fn, key, args, readOnly)),
+              Effect.zipRight(fcallOnce(fn, key, args, readOnly, more)),
               Effect.mapError((e) => {
-                if (e instanceof TransportError) return e
+                if (e instanceof Transport) return e
                 if (!isMissingFunction(e.error)) return fromValkeyError(`FCALL ${fn}`, e.error, e.sent && !readOnly)
-                return new TransportError({
+                return new Transport({
                   backend: "valkey",
                   kind: "script_not_loaded",
                   retryable: false,
@@ -320,7 +338,8 @@ export const connect = (
                 })
               })
             ) :
-            // only a write sent before the connection dropped is ambiguous (errors.md §7.1)
+            // only a write sent before the connection dropped is ambiguous
+            // (docs/design/errors.md#valkey-failures)
             Effect.fail(fromValkeyError(`FCALL ${fn}`, error, sent && !readOnly))
         )
       )
@@ -335,7 +354,7 @@ export const connect = (
       max: o.dedicatedMax ?? 16,
       timeToLive: Duration.minutes(1)
     }).pipe(Effect.withClock(Clock.make()))
-    const dedicated: Effect.Effect<Connection, TransportError, Scope.Scope> = pool.get
+    const dedicated: Effect.Effect<Connection, Transport, Scope.Scope> = pool.get
     const discard = (c: Connection): Effect.Effect<void> => pool.invalidate(c)
 
     return { connection, isCluster, run, fcall, primaries, ensureLibrary, dedicated, discard } satisfies Client

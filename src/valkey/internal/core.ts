@@ -6,7 +6,7 @@
 import { Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import {
-  ConflictError,
+  Conflict,
   corruption,
   type EngineError,
   type ExecutionNotActiveDetail,
@@ -14,8 +14,8 @@ import {
   invalidInput,
   validation,
   ResourceExhausted,
-  TimeoutError,
-  type TransportError,
+  Timeout,
+  type Transport,
   Unavailable
 } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
@@ -27,9 +27,11 @@ import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
 import { tagBytes } from "../../internal/validation.js"
 import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
+import { traceParentField } from "../../internal/traceContext.js"
 import * as D from "./decode.js"
 import { parseError } from "./errors.js"
 import { decodeFields, decodeJson, type Envelope, IntStr, LuaArray, type Plumbing, STAGE_BYTES } from "./plumbing.js"
+import { type IdClaims, makeRegistry } from "./registry.js"
 
 const S = Schema.String
 const Str = Schema.Record({ key: Schema.String, value: Schema.String })
@@ -79,7 +81,7 @@ const isLeaseEpoch = Schema.is(Ids.LeaseEpoch)
 const DIGITS = /^-?\d+$/
 
 /** `Claimed` on the hot path: the same checks without the Schema machinery; a miss asks the Schema (and its message). */
-const claimedFields = (fn: string, f: ReadonlyArray<string>): Effect.Effect<ClaimedTuple, TransportError> => {
+const claimedFields = (fn: string, f: ReadonlyArray<string>): Effect.Effect<ClaimedTuple, Transport> => {
   if (f.length === 8 && DIGITS.test(f[1]!) && DIGITS.test(f[4]!) && DIGITS.test(f[5]!)) {
     const idx = Number(f[1])
     const epoch = Number(f[4])
@@ -106,7 +108,13 @@ const SuspendDetailsJson = Schema.Struct({
   additional: LuaArray(WaitpointDetailsJson)
 })
 
-const ReadExecution = Schema.Struct({ core: Str, tags: Schema.optional(Str) })
+const ReadExecution = Schema.Struct({
+  core: Str,
+  tags: Schema.optional(Str),
+  runs: Schema.optional(S),
+  running: Schema.optional(S),
+  fail: Schema.optional(S)
+})
 
 const GroupJson = Schema.extend(Str, Schema.Struct({ downstream: S }))
 
@@ -280,6 +288,7 @@ export const makeCore = (
   hub: Hub
 ): BackendCore => {
   const { call, client, keys, settings } = p
+  const registry = makeRegistry(p)
   const N = settings.partitions.numFlowPartitions
   const ex = (id: Ids.ExecutionId) => p.flowTarget(Ids.executionPartition(id))
   const flowOf = (id: Ids.FlowId) => p.flowTarget(Ids.flowPartition(id, settings.partitions))
@@ -861,42 +870,58 @@ export const makeCore = (
       const dedupTtl = args.timeoutAt === undefined ?
         604_800_000 :
         Math.max(1, Math.min(args.timeoutAt - now + 60_000, 604_800_000))
-      const env = yield* call("suspend", ex(h.payload.executionId), {
-        ...fence(h),
-        suspension_id: args.suspensionId,
-        cond: condToLua(args.resumeCondition),
-        resume_policy_json: JSON.stringify(args.resumePolicy),
-        reason_code: args.reasonCode,
-        requested_by: args.requestedBy,
-        ...(args.timeoutAt === undefined ? {} : { timeout_at: args.timeoutAt }),
-        timeout_behavior: args.timeoutBehavior,
-        ...(args.continuationMetadataPointer === undefined ? {} : { continuation: args.continuationMetadataPointer }),
-        ...(args.idempotencyKey === undefined || args.idempotencyKey === "" ?
-          {} :
-          { idempotency_key: args.idempotencyKey, dedup_ttl_ms: dedupTtl }),
-        use_pending: primary._tag === "UsePending",
-        primary: primary._tag === "Fresh" ?
-          { waitpoint_id: primary.waitpointId, waitpoint_key: primary.waitpointKey } :
-          { waitpoint_id: primary.waitpointId },
-        extras: extras.map((x) =>
-          x._tag === "Fresh" ? { waitpoint_id: x.waitpointId, waitpoint_key: x.waitpointKey } : { waitpoint_id: x.waitpointId }
+      const fresh = args.waitpoints.flatMap((x) => (x._tag === "Fresh" ? [x.waitpointId] : []))
+      const suspendCall = (claims: IdClaims) =>
+        Effect.flatMap(
+          call("suspend", { ...ex(h.payload.executionId), keys: claims.keys }, {
+            ...fence(h),
+            suspension_id: args.suspensionId,
+            cond: condToLua(args.resumeCondition),
+            resume_policy_json: JSON.stringify(args.resumePolicy),
+            reason_code: args.reasonCode,
+            requested_by: args.requestedBy,
+            ...(args.timeoutAt === undefined ? {} : { timeout_at: args.timeoutAt }),
+            timeout_behavior: args.timeoutBehavior,
+            ...(args.continuationMetadataPointer === undefined ? {} : { continuation: args.continuationMetadataPointer }),
+            ...(args.idempotencyKey === undefined || args.idempotencyKey === "" ?
+              {} :
+              { idempotency_key: args.idempotencyKey, dedup_ttl_ms: dedupTtl }),
+            use_pending: primary._tag === "UsePending",
+            primary: primary._tag === "Fresh" ?
+              { waitpoint_id: primary.waitpointId, waitpoint_key: primary.waitpointKey } :
+              { waitpoint_id: primary.waitpointId },
+            extras: extras.map((x) =>
+              x._tag === "Fresh" ? { waitpoint_id: x.waitpointId, waitpoint_key: x.waitpointKey } : { waitpoint_id: x.waitpointId }
+            ),
+            ...(claims.taken === undefined ? {} : { taken: claims.taken })
+          }),
+          (env) =>
+            Effect.map(
+              decodeJson("ff_suspend", SuspendDetailsJson, env.fields[0], h.payload.executionId),
+              (d) => ({ status: env.status, d })
+            )
         )
-      }).pipe(
+      // a keyed retry answered with its first outcome may name other waitpoints than this call's
+      const { d, status } = yield* registry.withIds(
+        h.payload.executionId,
+        fresh.map((w) => keys.waitpointOwner(w)),
+        suspendCall,
+        ({ d }, i) => d.waitpoint_id === fresh[i] || d.additional.some((x) => x.waitpoint_id === fresh[i])
+      ).pipe(
         Effect.catchIf(
           (e): e is EngineError => primary._tag === "UsePending" && e._tag === "Contention" && e.kind === "WaitpointNotFound",
           (e) =>
             Effect.flatMap(
-              client.run("GET waitpoint locator", (c) => c.get(keys.waitpointLocator(primary.waitpointId))),
-              (at) =>
+              client.run("GET waitpoint owner", (c) => c.get(keys.waitpointOwner(primary.waitpointId))),
+              (owner) =>
                 Effect.fail(
-                  at !== null && at !== String(Ids.executionPartition(h.payload.executionId)) ?
+                  owner !== null && owner.split("|")[0] !== h.payload.executionId ?
                     validation("InvalidWaitpointForExecution", `waitpoint ${primary.waitpointId} belongs to another execution`) :
                     e
                 )
             )
         )
       )
-      const d = yield* decodeJson("ff_suspend", SuspendDetailsJson, env.fields[0], h.payload.executionId)
       const details: M.SuspendOutcomeDetails = {
         suspensionId: d.suspension_id,
         waitpointId: d.waitpoint_id,
@@ -908,7 +933,7 @@ export const makeCore = (
           waitpointToken: x.waitpoint_token
         }))
       }
-      if (env.status === "SATISFIED") return { _tag: "AlreadySatisfied", details } satisfies M.SuspendOutcome
+      if (status === "SATISFIED") return { _tag: "AlreadySatisfied", details } satisfies M.SuspendOutcome
       return {
         _tag: "Suspended",
         details,
@@ -918,22 +943,23 @@ export const makeCore = (
 
   const createWaitpoint: BackendCore["createWaitpoint"] = (h, waitpointKey, expiresInMs) =>
     Effect.gen(function*() {
-      const env = yield* call("create_waitpoint", ex(h.payload.executionId), {
-        ...fence(h),
-        waitpoint_id: yield* Ids.newWaitpointId,
-        waitpoint_key: waitpointKey,
-        expires_in_ms: expiresInMs
-      })
-      const [waitpointId, hmacToken] = yield* decodeFields(
-        "ff_create_waitpoint",
-        T_Waitpoint,
-        env.fields
+      const id = yield* Ids.newWaitpointId
+      const [waitpointId, hmacToken] = yield* registry.withIds(
+        h.payload.executionId,
+        [keys.waitpointOwner(id)],
+        (claims) =>
+          Effect.flatMap(
+            call("create_waitpoint", { ...ex(h.payload.executionId), keys: claims.keys }, {
+              ...fence(h),
+              waitpoint_id: id,
+              waitpoint_key: waitpointKey,
+              expires_in_ms: expiresInMs,
+              ...(claims.taken === undefined ? {} : { taken: claims.taken })
+            }),
+            (env) => decodeFields("ff_create_waitpoint", T_Waitpoint, env.fields)
+          ),
+        () => true
       )
-      // where a pending waitpoint lives, so that UsePending of another partition's waitpoint is
-      // answered InvalidWaitpointForExecution rather than WaitpointNotFound (best effort)
-      yield* client.run("SET waitpoint locator", (c) =>
-        c.set(keys.waitpointLocator(waitpointId), String(Ids.executionPartition(h.payload.executionId)), "PX", expiresInMs + 86_400_000)
-      ).pipe(Effect.ignore)
       return { waitpointId, hmacToken }
     })
 
@@ -965,42 +991,53 @@ export const makeCore = (
   const deliverSignal: BackendCore["deliverSignal"] = (a) =>
     Effect.gen(function*() {
       yield* inRange(a.executionId)
-      const env = yield* call("deliver_signal", ex(a.executionId), {
-        execution_id: a.executionId,
-        waitpoint_id: a.waitpointId,
-        signal_id: a.signalId,
-        signal_name: a.signalName,
-        signal_category: a.signalCategory,
-        source_type: a.sourceType,
-        source_identity: a.sourceIdentity,
-        payload_encoding: a.payloadEncoding ?? "json",
-        ...(a.correlationId === undefined ? {} : { correlation_id: a.correlationId }),
-        ...(a.idempotencyKey === undefined ? {} : { idempotency_key: a.idempotencyKey }),
-        target_scope: a.targetScope,
-        ...(a.createdAt === undefined ? {} : { created_at: a.createdAt }),
-        ...(a.dedupTtlMs === undefined ? {} : { dedup_ttl_ms: a.dedupTtlMs }),
-        ...(a.resumeDelayMs === undefined ? {} : { resume_delay_ms: a.resumeDelayMs }),
-        ...(a.maxSignalsPerExecution === undefined ? {} : { max_signals: a.maxSignalsPerExecution }),
-        ...(a.signalMaxlen === undefined ? {} : { signal_maxlen: a.signalMaxlen }),
-        token: a.waitpointToken
-      }, a.payload === undefined ? [] : [a.payload])
-      if (env.status === "DUPLICATE") {
-        const [existingSignalId] = yield* decodeFields("ff_deliver_signal", T_Signal, env.fields)
-        return { _tag: "Duplicate", existingSignalId } satisfies M.DeliverSignalResult
-      }
-      const [signalId, effect] = yield* decodeFields(
-        "ff_deliver_signal",
-        T_Accepted,
-        env.fields
+      const deliver = (claims: IdClaims): Fx<M.DeliverSignalResult> =>
+        Effect.gen(function*() {
+          const env = yield* call("deliver_signal", { ...ex(a.executionId), keys: claims.keys }, {
+            execution_id: a.executionId,
+            waitpoint_id: a.waitpointId,
+            signal_id: a.signalId,
+            signal_name: a.signalName,
+            signal_category: a.signalCategory,
+            source_type: a.sourceType,
+            source_identity: a.sourceIdentity,
+            payload_encoding: a.payloadEncoding ?? "json",
+            ...(a.correlationId === undefined ? {} : { correlation_id: a.correlationId }),
+            ...(a.idempotencyKey === undefined ? {} : { idempotency_key: a.idempotencyKey }),
+            target_scope: a.targetScope,
+            ...(a.createdAt === undefined ? {} : { created_at: a.createdAt }),
+            ...(a.dedupTtlMs === undefined ? {} : { dedup_ttl_ms: a.dedupTtlMs }),
+            ...(a.resumeDelayMs === undefined ? {} : { resume_delay_ms: a.resumeDelayMs }),
+            ...(a.maxSignalsPerExecution === undefined ? {} : { max_signals: a.maxSignalsPerExecution }),
+            ...(a.signalMaxlen === undefined ? {} : { signal_maxlen: a.signalMaxlen }),
+            ...(claims.taken === undefined ? {} : { taken: claims.taken }),
+            token: a.waitpointToken
+          }, a.payload === undefined ? [] : [a.payload])
+          if (env.status === "DUPLICATE") {
+            const [existingSignalId] = yield* decodeFields("ff_deliver_signal", T_Signal, env.fields)
+            return { _tag: "Duplicate", existingSignalId } satisfies M.DeliverSignalResult
+          }
+          const [signalId, effect] = yield* decodeFields(
+            "ff_deliver_signal",
+            T_Accepted,
+            env.fields
+          )
+          return { _tag: "Accepted", signalId, effect } satisfies M.DeliverSignalResult
+        })
+      // a keyed repeat answered Duplicate names the first signal's id, not necessarily this one's
+      return yield* registry.withIds(
+        a.executionId,
+        [keys.signalOwner(a.signalId)],
+        deliver,
+        (r) => r._tag === "Accepted" || r.existingSignalId === a.signalId
       )
-      return { _tag: "Accepted", signalId, effect } satisfies M.DeliverSignalResult
     })
 
   // --- reads --------------------------------------------------------------------------------------
   const readCore = (id: Ids.ExecutionId, withTags: boolean) =>
     Effect.gen(function*() {
       if (Ids.executionPartition(id) >= N) return Option.none()
-      const env = yield* call("read_execution", ex(id), { execution_id: id, tags: withTags }, [], true)
+      const env = yield* call("read_execution", ex(id), { execution_id: id, tags: withTags, history: withTags }, [], true)
       if (env.status === "NONE") return Option.none()
       return Option.some(yield* decodeJson("ff_read_execution", ReadExecution, env.fields[0], id))
     })
@@ -1009,7 +1046,7 @@ export const makeCore = (
     Effect.flatMap(readCore(id, true), (r) =>
       Option.match(r, {
         onNone: () => Effect.succeed(Option.none()),
-        onSome: (x) => Effect.map(D.executionSnapshot(id, x.core, x.tags ?? {}), Option.some)
+        onSome: (x) => Effect.map(D.executionSnapshot(id, x.core, x.tags ?? {}, x), Option.some)
       }))
 
   const readExecutionInfo: BackendCore["readExecutionInfo"] = (id) =>
@@ -1055,7 +1092,7 @@ export const makeCore = (
   const inputOf = (id: Ids.ExecutionId, reply: InputReply): Fx<Option.Option<M.ExecutionInput>> =>
     Effect.gen(function*() {
       if (reply === undefined) return Option.none()
-      const [[kind, lane, namespace, encoding], payload] = reply
+      const [[kind, lane, namespace, encoding, trace], payload] = reply
       if (lane === null || lane === undefined) return Option.none()
       return Option.some({
         executionId: id,
@@ -1063,7 +1100,8 @@ export const makeCore = (
         laneId: yield* D.strict("get_execution_input: exec_core", { lane_id: lane }, (r) => r.decode("lane_id", Ids.LaneId, lane)),
         namespace: (namespace ?? "") as Ids.Namespace,
         payload: payload === null ? new Uint8Array(0) : new Uint8Array(payload),
-        ...(encoding === null || encoding === undefined || encoding === "" ? {} : { payloadEncoding: encoding })
+        ...(encoding === null || encoding === undefined || encoding === "" ? {} : { payloadEncoding: encoding }),
+        ...traceParentField(trace)
       } satisfies M.ExecutionInput)
     })
 
@@ -1076,7 +1114,7 @@ export const makeCore = (
           return partition >= N ?
             Promise.resolve(undefined) :
             Promise.all([
-              c.hmget(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding"),
+              c.hmget(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding", "trace"),
               c.getBuffer(keys.ex(partition, id, "payload"))
             ])
         })))
@@ -1265,7 +1303,8 @@ export const makeCore = (
         {} :
         { idempotency_key: a.idempotencyKey, dedup_ttl_ms: policy?.dedupWindowMs ?? 86_400_000 }),
       tags: a.tags,
-      required_capabilities: a.requiredCapabilities.join(",")
+      required_capabilities: a.requiredCapabilities.join(","),
+      ...(a.traceContext === undefined ? {} : { trace: a.traceContext })
     }
   }
 
@@ -1456,7 +1495,7 @@ export const makeCore = (
           Effect.flatMap(describeEdgeBy(a.flowId, a.edgeId), (existing) =>
             Effect.fail(
               Option.isSome(existing) ?
-                new ConflictError({ kind: "DependencyAlreadyExists", existing: existing.value }) :
+                new Conflict({ kind: "DependencyAlreadyExists", existing: existing.value }) :
                 e
             ))
       )
@@ -1963,7 +2002,7 @@ export const makeStreamOps = (max: number): Effect.Effect<StreamOps> =>
         while (inUse > 0) {
           const elapsed = (yield* Effect.clockWith((c) => c.currentTimeMillis)) - start
           if (elapsed >= Duration.toMillis(grace)) {
-            return yield* new TimeoutError({ op: "shutdown_prepare", elapsed: Duration.millis(elapsed) })
+            return yield* new Timeout({ op: "shutdown_prepare", elapsed: Duration.millis(elapsed) })
           }
           yield* Effect.sleep(Duration.millis(25))
         }

@@ -4,8 +4,9 @@
  * with the detail `<context>: <field>: <message>` (operations.md §6).
  */
 import { Either, Schema } from "effect"
-import { corruption, invalidInput, type ValidationError } from "../../EngineError.js"
+import { corruption, invalidInput, type Validation } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 
 export type Hash = Readonly<Record<string, string>>
@@ -19,11 +20,11 @@ export interface Reader {
   readonly decode: <A, I>(field: string, schema: Schema.Schema<A, I>, value: unknown) => A
   /** Records a corruption of `field` (the first one wins). */
   readonly bad: (field: string, message: string) => void
-  readonly error: () => ValidationError | undefined
+  readonly error: () => Validation | undefined
 }
 
 export const reader = (context: string, h: Hash): Reader => {
-  let first: ValidationError | undefined
+  let first: Validation | undefined
   const bad = (field: string, message: string): void => {
     if (first === undefined) first = corruption(`${context}: ${field}: ${message}`)
   }
@@ -61,7 +62,7 @@ export const strict = <A>(
   context: string,
   h: Hash,
   f: (r: Reader) => A
-): Either.Either<A, ValidationError> => {
+): Either.Either<A, Validation> => {
   const r = reader(context, h)
   const value = f(r)
   const error = r.error()
@@ -70,11 +71,75 @@ export const strict = <A>(
 
 const TAG_KEY = /^[a-z][a-z0-9_]*\./
 
+/** What `ff_read_execution` answers with `history`: see history.lua. */
+export interface StoredHistory {
+  /** The JSON array of the stored runs, each a JSON array. */
+  readonly runs?: string | undefined
+  /** The kind of the run holding the lease. */
+  readonly running?: string | undefined
+  /** The last failure, a JSON array. */
+  readonly fail?: string | undefined
+}
+
+const StoredRun = Schema.parseJson(Schema.Array(Schema.parseJson(Schema.Array(Schema.String))))
+const StoredFailure = Schema.parseJson(Schema.Tuple(Schema.String, Schema.String, Schema.String, Schema.String))
+const INT = /^-?\d+$/
+
+const historyOf = (r: Reader, core: Hash, h: StoredHistory): {
+  readonly attemptHistory: ReadonlyArray<M.AttemptRun>
+  readonly lastFailure?: M.LastFailure
+} => {
+  const num = (field: string, v: string | undefined): number => {
+    if (v !== undefined && INT.test(v)) return Number(v)
+    r.bad(field, `not an integer: ${JSON.stringify(v)}`)
+    return 0
+  }
+  const runs: Array<M.AttemptRun> = []
+  const stored = Schema.decodeUnknownEither(StoredRun)(h.runs ?? "[]")
+  if (Either.isLeft(stored)) r.bad("hist", "not a list of runs")
+  for (const x of Either.getOrElse(stored, () => [])) {
+    runs.push(r.decode("hist", M.AttemptRun, {
+      attemptIndex: num("hist", x[0]),
+      kind: x[1],
+      workerId: x[2],
+      workerInstanceId: x[3],
+      startedAt: num("hist", x[4]),
+      endedAt: num("hist", x[5]),
+      outcome: x[6],
+      ...(x[7] === undefined ? {} : { reason: x[7] })
+    }))
+  }
+  if (h.running !== undefined) {
+    runs.push(r.decode("current_attempt_index", M.AttemptRun, {
+      attemptIndex: num("current_attempt_index", core["current_attempt_index"]),
+      kind: h.running,
+      workerId: core["current_worker_id"],
+      workerInstanceId: core["current_worker_instance_id"],
+      startedAt: num("lease_acquired_at", core["lease_acquired_at"]),
+      outcome: "running"
+    }))
+  }
+  let lastFailure: M.LastFailure | undefined
+  if (h.fail !== undefined) {
+    const f = Schema.decodeUnknownEither(StoredFailure)(h.fail)
+    if (Either.isLeft(f)) r.bad("fail", "not a failure record")
+    else {
+      const [at, classification, category, reason] = f.right
+      lastFailure = r.decode("fail", M.LastFailure, { reason, classification, category, at: num("fail", at) })
+    }
+  }
+  return {
+    attemptHistory: runs.slice(-Limits.historyRuns),
+    ...(lastFailure === undefined ? {} : { lastFailure })
+  }
+}
+
 export const executionSnapshot = (
   id: Ids.ExecutionId,
   core: Hash,
-  tags: Hash
-): Either.Either<M.ExecutionSnapshot, ValidationError> =>
+  tags: Hash,
+  history: StoredHistory = {}
+): Either.Either<M.ExecutionSnapshot, Validation> =>
   strict("describe_execution: exec_core", core, (r) => {
     const attemptId = r.opt("current_attempt_id")
     const currentAttempt = attemptId === undefined ? undefined : {
@@ -96,6 +161,12 @@ export const executionSnapshot = (
     const waitpoint = r.opt("current_waitpoint_id")
     const blockingReason = r.opt("blocking_reason")
     const blockingDetail = r.opt("blocking_detail")
+    const startedAt = r.optInt("started_at")
+    const completedAt = r.optInt("completed_at")
+    const progressAt = r.optInt("progress_updated_at")
+    const percent = r.optInt("progress_pct")
+    const message = r.opt("progress_message")
+    const cancellationReason = r.opt("terminal_outcome") === "cancelled" ? r.opt("cancellation_reason") : undefined
     return {
       executionId: id,
       ...(flowId === undefined ? {} : { flowId: r.decode("flow_id", Ids.FlowId, flowId) }),
@@ -108,9 +179,20 @@ export const executionSnapshot = (
       ...(currentLease === undefined ? {} : { currentLease }),
       ...(waitpoint === undefined ? {} : { currentWaitpoint: r.decode("current_waitpoint_id", Ids.WaitpointId, waitpoint) }),
       createdAt: r.int("created_at"),
+      ...(startedAt === undefined ? {} : { startedAt }),
+      ...(completedAt === undefined ? {} : { completedAt }),
       lastMutationAt: r.int("last_mutation_at"),
       totalAttemptCount: r.optInt("total_attempt_count") ?? 0,
-      tags: { ...tags }
+      tags: { ...tags },
+      ...(progressAt === undefined ? {} : {
+        progress: {
+          ...(percent === undefined ? {} : { percent }),
+          ...(message === undefined ? {} : { message }),
+          updatedAt: progressAt
+        }
+      }),
+      ...(cancellationReason === undefined ? {} : { cancellationReason }),
+      ...historyOf(r, core, history)
     }
   })
 
@@ -118,7 +200,7 @@ const stateField = <A extends string>(
   core: Hash,
   field: string,
   schema: Schema.Schema<A, A>
-): Either.Either<A, ValidationError> => {
+): Either.Either<A, Validation> => {
   const v = core[field] ?? ""
   return Either.mapLeft(
     Schema.decodeUnknownEither(schema)(v),
@@ -126,7 +208,7 @@ const stateField = <A extends string>(
   )
 }
 
-export const executionInfo = (id: Ids.ExecutionId, core: Hash): Either.Either<M.ExecutionInfo, ValidationError> =>
+export const executionInfo = (id: Ids.ExecutionId, core: Hash): Either.Either<M.ExecutionInfo, Validation> =>
   Either.gen(function*() {
     const stateVector: M.StateVector = {
       lifecyclePhase: yield* stateField(core, "lifecycle_phase", M.LifecyclePhase),
@@ -186,7 +268,7 @@ export const flowSnapshot = (
   core: Hash,
   storedTags: Hash,
   groups: ReadonlyArray<GroupHash>
-): Either.Either<M.FlowSnapshot, ValidationError> =>
+): Either.Either<M.FlowSnapshot, Validation> =>
   strict("describe_flow: flow_core", core, (r) => {
     if (r.str("flow_id") !== id) r.bad("flow_id", `stored ${core["flow_id"]} for flow ${id}`)
     const tags: Record<string, string> = { ...storedTags }
@@ -266,7 +348,7 @@ export const edgeSnapshot = (
   context: string,
   h: Hash,
   expected: { readonly flowId: Ids.FlowId; readonly edgeId?: string | undefined }
-): Either.Either<M.EdgeSnapshot, ValidationError> =>
+): Either.Either<M.EdgeSnapshot, Validation> =>
   strict(context, h, (r) => {
     for (const k of Object.keys(h)) if (!EDGE_FIELDS.has(k)) r.bad(k, "unknown field")
     const edgeId = r.decode("edge_id", Ids.EdgeId, r.str("edge_id"))

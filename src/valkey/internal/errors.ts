@@ -1,7 +1,8 @@
 /**
- * Native Valkey / iovalkey failures as `TransportError`s (errors.md §7.1).
+ * Native Valkey / iovalkey failures as `Transport`s
+ * (docs/design/errors.md#valkey-failures).
  */
-import { type BackendErrorKind, TransportError } from "../../EngineError.js"
+import { type BackendErrorKind, Transport } from "../../EngineError.js"
 import { redactText, safeCause } from "../../internal/redact.js"
 
 const messageOf = (error: unknown): string =>
@@ -110,10 +111,10 @@ export const classify = (error: unknown, sent: boolean): Classified => {
   return { kind: "other", nativeCode: "unknown", retryable: false }
 }
 
-/** A native failure of `op` as a `TransportError`. */
-export const fromValkeyError = (op: string, error: unknown, sent: boolean): TransportError => {
+/** A native failure of `op` as a `Transport`. */
+export const fromValkeyError = (op: string, error: unknown, sent: boolean): Transport => {
   const c = classify(error, sent)
-  return new TransportError({
+  return new Transport({
     backend: "valkey",
     kind: c.kind,
     retryable: c.retryable,
@@ -124,8 +125,8 @@ export const fromValkeyError = (op: string, error: unknown, sent: boolean): Tran
 }
 
 /** A reply that does not have the shape the function promises. */
-export const parseError = (fcall: string, message: string, executionId?: string): TransportError =>
-  new TransportError({
+export const parseError = (fcall: string, message: string, executionId?: string): Transport =>
+  new Transport({
     backend: "valkey",
     kind: "protocol",
     retryable: false,

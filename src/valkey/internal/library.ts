@@ -6,12 +6,13 @@
 import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { Effect } from "effect"
-import { TransportError } from "../../EngineError.js"
+import { Transport } from "../../EngineError.js"
 
 /** Load order: helpers first, registration last. */
 export const LUA_FILES = [
   "flowfabric.lua",
   "helpers.lua",
+  "history.lua",
   "json.lua",
   "hmac.lua",
   "terminal.lua",
@@ -44,11 +45,11 @@ export const assemble = (files: ReadonlyArray<string>): Library => {
 }
 
 /** Reads the `.lua` files shipped next to this module. */
-export const loadLibrary: Effect.Effect<Library, TransportError> = Effect.try({
+export const loadLibrary: Effect.Effect<Library, Transport> = Effect.try({
   try: () =>
     assemble(LUA_FILES.map((file) => readFileSync(new URL(`../lua/${file}`, import.meta.url), "utf8"))),
   catch: (cause) =>
-    new TransportError({
+    new Transport({
       backend: "valkey",
       kind: "other",
       retryable: false,

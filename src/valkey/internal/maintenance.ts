@@ -11,6 +11,7 @@ import { Effect, Schema } from "effect"
 import type { EngineError } from "../../EngineError.js"
 import { DEFAULT_BATCH_SIZE, type Maintenance, type PassName, type PassResult } from "../../Maintenance.js"
 import { decodeFields, IntStr, type Plumbing, type Target } from "./plumbing.js"
+import { makeRegistry } from "./registry.js"
 
 const LUA_PASS: Record<PassName, string> = {
   expireLeases: "expire_leases",
@@ -34,6 +35,7 @@ const Done = Schema.Tuple(IntStr, Schema.Literal("0", "1"))
 
 export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
   const { settings, keys } = p
+  const registry = makeRegistry(p)
   const flowTargets: ReadonlyArray<Target> = Array.from(
     { length: settings.partitions.numFlowPartitions },
     (_, i) => p.flowTarget(i)
@@ -93,6 +95,8 @@ export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
               last = m
               if (m === "0") break
             }
+            // the registry keys of the ids the deleted executions owned (other slots than the partition's)
+            if (name === "trimRetention" && target.partition !== undefined) yield* registry.free(target.partition)
             return [done, last] as const
           }),
         { concurrency: settings.fanOut }

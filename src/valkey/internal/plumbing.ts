@@ -20,7 +20,7 @@
  */
 import { randomUUID } from "node:crypto"
 import { Clock, Effect, Either, ParseResult, Schema } from "effect"
-import { type EngineError, fromScriptCode, TransportError } from "../../EngineError.js"
+import { type EngineError, fromScriptCode, Transport } from "../../EngineError.js"
 import type { PartitionConfig } from "../../Ids.js"
 import type { Client } from "./client.js"
 import { parseError } from "./errors.js"
@@ -55,7 +55,11 @@ export const makeKeys = (prefix: string) => {
     /** The channels of wake-ups (a lane's idle workers) and revocations (a worker instance's leases). */
     wakeChannel: (lane: string) => `${prefix}:wake:${lane}`,
     revokeChannel: (workerInstanceId: string) => `${prefix}:revoke:${workerInstanceId}`,
-    waitpointLocator: (waitpointId: string) => `${prefix}:wploc:${waitpointId}`,
+    /** The id registry: the execution that owns a signal id / a waitpoint id (helpers.lua, "the id registry"). */
+    signalOwner: (signalId: string) => `${prefix}:sigid:${signalId}`,
+    waitpointOwner: (waitpointId: string) => `${prefix}:wpid:${waitpointId}`,
+    /** The registry entries retention released for partition `p` that wait to be deleted (`<kind>:<id> <owner>`). */
+    idsToFree: (p: number) => `${flow(p)}:i:idfree`,
     /** The slot anchor of the standalone calls that reach several partitions (nothing is stored there). */
     lanes: `${prefix}:lanes`,
     /** The lane registry (listLanes): a sorted set of lane ids, all scored 0, read by name. */
@@ -85,7 +89,7 @@ export const decodeFields = <A, I>(
   schema: Schema.Schema<A, I>,
   fields: unknown,
   executionId?: string
-): Effect.Effect<A, TransportError> =>
+): Effect.Effect<A, Transport> =>
   Either.match(Schema.decodeUnknownEither(schema)(fields), {
     onLeft: (e) => Effect.fail(parseError(fn, formatParse(e), executionId)),
     onRight: Effect.succeed
@@ -107,7 +111,7 @@ export const decodeJson = <A, I>(
   schema: Schema.Schema<A, I>,
   text: string | undefined,
   executionId?: string
-): Effect.Effect<A, TransportError> => decodeFields(fn, jsonOf(schema), text, executionId)
+): Effect.Effect<A, Transport> => decodeFields(fn, jsonOf(schema), text, executionId)
 
 /** Decimal integer strings. */
 export const IntStr = Schema.transformOrFail(Schema.String, Schema.Int, {
@@ -176,6 +180,8 @@ export interface Target {
   readonly base: string
   /** The flow partition, for claim hints (absent for budget and quota partitions). */
   readonly partition?: number | undefined
+  /** KEYS[2..]: keys outside the partition a standalone call reads and writes (never on a cluster). */
+  readonly keys?: ReadonlyArray<string> | undefined
 }
 
 export interface Plumbing {
@@ -312,7 +318,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       const sent = inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args
       argv[1] = JSON.stringify(staged === undefined ? sent : { ...sent, staged })
       const invoke = Effect.flatMap(
-        client.fcall(name, target.base, argv, readOnly),
+        client.fcall(name, target.base, argv, readOnly, target.keys),
         (raw) => onReply(name, inCall ? undefined : target.partition, args, raw)
       )
       return stages.length === 0 ? invoke : Effect.zipRight(
@@ -340,5 +346,5 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
 }
 
 /** An infrastructure error raised by the layer itself. */
-export const layerError = (message: string): TransportError =>
-  new TransportError({ backend: "valkey", kind: "other", retryable: false, message })
+export const layerError = (message: string): Transport =>
+  new Transport({ backend: "valkey", kind: "other", retryable: false, message })

@@ -8,8 +8,8 @@
  * is claimed.
  */
 import { Clock, Deferred, Duration, Effect, Exit, Fiber, type Scope } from "effect"
-import { type EngineError, TransportError } from "../../EngineError.js"
-import type { Hub, Transport } from "../../internal/wakeups.js"
+import { type EngineError, Transport } from "../../EngineError.js"
+import type { Hub, WakeTransport } from "../../internal/wakeups.js"
 import type { Client } from "./client.js"
 import type { Redis } from "./driver.js"
 import { fromValkeyError } from "./errors.js"
@@ -18,7 +18,7 @@ import type { Keys } from "./plumbing.js"
 const RECONNECT_MIN_MS = 50
 const RECONNECT_MAX_MS = 2_000
 
-export interface Subscriber extends Transport {
+export interface Subscriber extends WakeTransport {
   /** The subscriber connection now (for tests that drop it). */
   readonly current: () => Redis | undefined
 }
@@ -102,7 +102,7 @@ export const makeSubscriber = (
           const exit = yield* Effect.exit(session(first))
           if (Exit.isFailure(exit)) {
             yield* Effect.logDebug("flowfabric valkey: the wake-up connection failed; reconnecting", exit.cause)
-            yield* Deferred.fail(first, new TransportError({
+            yield* Deferred.fail(first, new Transport({
               backend: "valkey",
               kind: "other",
               retryable: true,

@@ -7,7 +7,7 @@
 -- create arguments stored under their own name, when given
 local CREATE_OPTIONAL = {
   "execution_kind", "creator_identity", "payload_encoding", "required_capabilities", "attempt_timeout_ms",
-  "max_signals", "stream_maxlen", "retention_ms"
+  "max_signals", "stream_maxlen", "retention_ms", "trace"
 }
 
 -- The fields every create item needs (checked for every item of a batch before its first write).
@@ -275,6 +275,7 @@ function FF.claim_reclaim(B, e, c, now, a)
   if cap == nil and type(p.timeout_policy) == "table" then cap = tonumber(p.timeout_policy.max_reclaim_count or "") end
   if cap == nil then cap = 100 end
   if FF.num(c.lease_reclaim_count) >= cap then
+    FF.record_failure(B, e, "max_reclaims_exceeded", "InfraCrash", "infra_crash", now)
     FF.end_attempt(B, e, c, "ended_failure", "max_reclaims_exceeded", nil, "reclaimed", now)
     FF.fail_terminal(B, e, c, "max_reclaims_exceeded", now)
     return nil
@@ -786,12 +787,20 @@ FF.fn.progress = function(B, a, now)
 end
 
 -- --- complete (T5) --------------------------------------------------------------------------------
+-- ff_complete: ends the run and the attempt with success, stores the result, makes the execution
+-- terminal and resolves a flow member's dependents.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, attempt_id, lease_id, lease_epoch}, [3] the result (or staged)
+--   reply:  {1, "OK", wake}
+--   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired ("marked" when this call
+--           marked the lease expired), stale_lease
 FF.fn.complete = function(B, a, now, result)
   local e = a.execution_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
   if bad then return bad end
+  FF.run_end(B, e, c, "completed", nil, now)
   FF.end_attempt(B, e, c, "ended_success", nil, nil, "attempt_success", now)
   if result ~= nil and result ~= "" then FF.put_blob(K.ex(B, e, "result"), result) end
   FF.to_terminal(B, e, c, "success", now)
@@ -842,6 +851,13 @@ function FF.retry_delay(rp, retry_count)
   return 1000
 end
 
+-- ff_fail: records the failure, ends the run and the attempt, then schedules a retry or makes the
+-- execution terminal (failed).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, attempt_id, lease_id, lease_epoch, reason, category, classification}
+--   reply:  {1, "RETRY", wake, delay until} | {1, "TERMINAL", wake}
+--   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired ("marked" when this call
+--           marked the lease expired), stale_lease
 FF.fn.fail = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
@@ -850,6 +866,7 @@ FF.fn.fail = function(B, a, now)
   if bad then return bad end
   local reason = FF.str(a.reason)
   local category = FF.str(a.category)
+  FF.record_failure(B, e, reason, FF.str(a.classification), category, now)
   FF.end_attempt(B, e, c, "ended_failure", reason, category, "attempt_failure", now)
   local p = FF.policy(B, e)
   local rp = p.retry_policy
@@ -867,6 +884,7 @@ FF.fn.fail = function(B, a, now)
     end
   end
   if retry then
+    FF.run_end(B, e, c, "retry_scheduled", reason, now)
     local delay_until = now + FF.retry_delay(rp, rc)
     FF.drop_lease(B, e, c)
     local idx = FF.str(c.current_attempt_index)
@@ -881,6 +899,7 @@ FF.fn.fail = function(B, a, now)
     FF.add_due(B, c.lane_id, delay_until)
     return FF.ok("RETRY", FF.s(delay_until))
   end
+  FF.run_end(B, e, c, "failed", reason, now)
   FF.fail_terminal(B, e, c, reason, now)
   FF.drain(B, now)
   return FF.ok("TERMINAL")
@@ -911,6 +930,12 @@ FF.fn.cancel = function(B, a, now)
 end
 
 -- --- delay (T10) / wait_children (T11) ------------------------------------------------------------------
+-- ff_delay: ends the run, parks the attempt and releases the lease until a.delay_until.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, attempt_id, lease_id, lease_epoch, delay_until}
+--   reply:  {1, "OK", wake}
+--   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired ("marked" when this call
+--           marked the lease expired), stale_lease
 FF.fn.delay = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
@@ -918,6 +943,7 @@ FF.fn.delay = function(B, a, now)
   local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
   if bad then return bad end
   local until_ms = FF.num(a.delay_until)
+  FF.run_end(B, e, c, "delayed", nil, now)
   FF.suspend_attempt(B, e, c, "worker_delay", now)
   FF.drop_lease(B, e, c)
   FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_delay",
@@ -928,12 +954,20 @@ FF.fn.delay = function(B, a, now)
   return FF.ok("OK")
 end
 
+-- ff_wait_children: ends the run, parks the attempt and releases the lease until the execution's
+-- dependencies resolve (eligible at once when nothing blocks it).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, attempt_id, lease_id, lease_epoch}
+--   reply:  {1, "OK", wake}
+--   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired ("marked" when this call
+--           marked the lease expired), stale_lease
 FF.fn.wait_children = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
   if bad then return bad end
+  FF.run_end(B, e, c, "waiting_children", nil, now)
   FF.suspend_attempt(B, e, c, "waiting_children", now)
   FF.drop_lease(B, e, c)
   FF.state(B, e, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
@@ -945,6 +979,13 @@ FF.fn.wait_children = function(B, a, now)
 end
 
 -- --- revoke_lease (T13) -----------------------------------------------------------------------------------
+-- ff_revoke: takes the lease away from its worker (the run ends lease_revoked); the execution
+-- becomes a reclaim candidate.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, expected_lease_id?, reason}
+--   reply:  {1, "OK", wake, lease id, lease epoch} | {1, "ALREADY", wake, no_active_lease |
+--           already_revoked | already_expired}
+--   errors: execution_not_found, execution_not_active, no_active_lease, stale_lease
 FF.fn.revoke = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
@@ -959,6 +1000,7 @@ FF.fn.revoke = function(B, a, now)
   local reason = FF.str(a.reason)
   local lid, epoch = c.current_lease_id, c.current_lease_epoch
   FF.revoked(e, c)
+  FF.run_end(B, e, c, "lease_revoked", reason, now)
   FF.state(B, e, c, "active", "lease_revoked", "not_applicable", "waiting_for_worker", "lease revoked: " .. reason,
     "none", "attempt_interrupted", now, { "lease_revoked_at", FF.s(now), "lease_revoke_reason", reason })
   C("ZREM", K.idx(B, "lease_expiry"), e)

@@ -14,7 +14,8 @@
   Replies:
     success  {1, status, wake, ...}  where wake is "" or a JSON object lane -> best priority made
                                      claimable on this partition (the TS side keeps claim hints)
-    failure  {0, code, detail...}    codes of errors.md §6 (mapped by EngineError.fromScriptCode)
+    failure  {0, code, detail...}    codes mapped by EngineError.fromScriptCode
+                                     (docs/design/errors.md#error-codes-of-the-server-libraries)
 ]]
 local FF = {}
 FF.VERSION = "1"

@@ -81,6 +81,41 @@ function FF.bad_partition(items, n)
   return nil
 end
 
+-- --- the id registry ------------------------------------------------------------
+-- A signal id or waitpoint id names one signal or waitpoint of one execution, whichever partition
+-- asks: `<prefix>:sigid:<id>` / `<prefix>:wpid:<id>` hold the owning execution id (a cluster
+-- reservation appends "|<nonce>", see reserve_id). Those keys live outside the partitions' slots.
+-- On a standalone server the layer declares the registry keys of a call's ids as KEYS[2..], in the
+-- order of the call's ids, and the function reads them with its checks and sets them with its
+-- writes. On a cluster the layer reserves the ids first (reserve_id, in each key's own slot) and
+-- passes a.taken, one boolean per id: true when another execution owns it.
+
+-- The execution a registry value names.
+function FF.id_owner(v)
+  local bar = string.find(v, "|", 1, true)
+  if bar == nil then return v end
+  return string.sub(v, 1, bar - 1)
+end
+
+-- Whether the call's i-th id belongs to an execution other than `e` (a read).
+function FF.id_taken(a, i, e)
+  if type(a.taken) == "table" then return a.taken[i] == true end
+  local k = FF.KEYS and FF.KEYS[i + 1]
+  if k == nil then return false end
+  local v = C("GET", k)
+  return v ~= false and FF.id_owner(v) ~= e
+end
+
+-- Records `e` as the owner of the call's first n ids (standalone; on a cluster the reservation
+-- already does). A write: call it after the checks.
+function FF.own_ids(a, e, n)
+  if type(a.taken) == "table" or FF.KEYS == nil then return end
+  for i = 1, n do
+    local k = FF.KEYS[i + 1]
+    if k ~= nil then C("SET", k, e) end
+  end
+end
+
 -- --- per call state ----------------------------------------------------------
 -- What a whole library call (FF.call_begin .. FF.call_end) tells the idle workers and the lease
 -- holders: the lanes to wake (work became claimable there, or delayed work was scheduled), the due
@@ -552,6 +587,7 @@ end
 -- T12: the lease elapsed. The execution stays active and becomes a reclaim candidate.
 function FF.mark_expired(B, e, c, now)
   if c.ownership_state ~= "leased" then return end
+  FF.run_end(B, e, c, "lease_expired", nil, now)
   FF.state(B, e, c, "active", "lease_expired_reclaimable", "not_applicable", "waiting_for_worker",
     "lease expired, awaiting reclaim", "none", "attempt_interrupted", now, { "lease_expired_at", FF.s(now) })
   FF.close_stream(B, e, c.current_attempt_index, "lease_expired", now)

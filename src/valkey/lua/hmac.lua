@@ -102,7 +102,7 @@ FF.fn.hmac_seed = function(B, a, now)
   return FF.ok("mismatch")
 end
 
--- Rotates one partition (operations.md §12.1).
+-- Rotates one partition (docs/design/signals.md#the-keystore).
 FF.fn.hmac_rotate = function(B, a, now)
   local key = K.hmac(B)
   local kid, secret, grace = a.kid, a.secret, tonumber(a.grace_ms)

@@ -135,10 +135,13 @@ end
 -- Deletes a terminal execution outside flows and everything it owns: the core and its records,
 -- attempts, streams, suspension, waitpoints (conditions, buffered signals) and signals, and its
 -- index entries. Dedup records (create idempotency, suspend and signal dedup) keep their TTLs.
+-- Its signal and waitpoint ids go to the partition's `idfree` set as "sigid:<id> <e>" /
+-- "wpid:<id> <e>": their registry keys live in other slots, and the layer deletes them
+-- (registry.ts `free`).
 local function delete_execution(B, e, c)
   local keys = { K.core(B, e) }
   for _, s in ipairs({ "payload", "policy", "result", "tags", "grant", "susp", "susp:cnt", "susp:sat",
-    "susp:satsig", "sigs", "wps", "unres" }) do
+    "susp:satsig", "sigs", "wps", "unres", "hist", "fail" }) do
     keys[#keys + 1] = K.ex(B, e, s)
   end
   local n = FF.num(c.total_attempt_count)
@@ -150,23 +153,31 @@ local function delete_execution(B, e, c)
     keys[#keys + 1] = K.smeta(B, e, i)
     keys[#keys + 1] = K.ssum(B, e, i)
   end
+  local ids = {}
   for _, sid in ipairs(C("ZRANGE", K.ex(B, e, "sigs"), 0, -1)) do
     keys[#keys + 1] = K.sig(B, sid)
     keys[#keys + 1] = K.sig(B, sid) .. ":payload"
+    ids[#ids + 1] = "sigid:" .. sid .. " " .. e
   end
   for _, w in ipairs(C("SMEMBERS", K.ex(B, e, "wps"))) do
     keys[#keys + 1] = K.wp(B, w)
     keys[#keys + 1] = K.wpx(B, w, "cond")
     keys[#keys + 1] = K.wpx(B, w, "signals")
     C("ZREM", K.idx(B, "pending_wp"), w)
+    ids[#ids + 1] = "wpid:" .. w .. " " .. e
   end
   del_chunked(keys)
+  FF.chunked("SADD", K.idx(B, "idfree"), ids)
   C("ZREM", K.idx(B, "all"), e)
   C("ZREM", K.idx(B, "retention"), e)
 end
 
--- Terminal executions outside flows whose retention ended (the `retention` index holds
--- completed_at + retention); one per execution deleted.
+-- pass_trim_retention: deletes the terminal executions outside flows whose retention ended (the
+-- `retention` index holds completed_at + retention), and lists their ids for the registry.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {batch}
+--   reply:  {1, "OK", "", executions deleted, "1" more are due | "0"}
+--   errors: -
 FF.fn.pass_trim_retention = function(B, a, now)
   local batch = batch_of(a)
   local items = due(B, "retention", now, batch)
@@ -275,8 +286,13 @@ FF.fn.pass_drain_cancel_backlog = function(B, a, now)
   return FF.ok("OK", n, more and "1" or "0")
 end
 
--- Read-only: how many items of `a.pass` are due on this partition (capped at a.cap).
--- The promote_delayed probe also reports every lane with claimable work (hint repair).
+-- pass_due (read-only): how many items of `a.pass` are due on this partition (capped at a.cap).
+-- The promote_delayed probe also reports every lane with claimable work (hint repair); a
+-- partition with registry entries left to free counts one for trim_retention.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {pass, cap, repair}
+--   reply:  {1, "OK", wake, due}
+--   errors: -
 FF.fn.pass_due = function(B, a, now)
   local cap = math.max(1, FF.num(a.cap, 1000))
   local pass = a.pass
@@ -304,6 +320,8 @@ FF.fn.pass_due = function(B, a, now)
     n = zdue("pending_wp")
   elseif pass == "trim_retention" then
     n = zdue("retention")
+    -- registry entries an interrupted run left behind make the partition due
+    if n == 0 and C("EXISTS", K.idx(B, "idfree")) == 1 then n = 1 end
   elseif pass == "reset_budgets" then
     n = C("ZCOUNT", B .. ":i:budget_resets", "-inf", FF.s(now))
   elseif pass == "drain_cancel_backlog" then

@@ -2,11 +2,20 @@
 -- reads.lua: read-only functions (FCALL_RO): one consistent snapshot per call.
 -- ===========================================================================
 
+-- ff_read_execution: an execution's core, with its tags and its history (history.lua) when asked.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, tags?, history?}
+--   reply:  {1, "NONE", ""} | {1, "OK", "", JSON {core, tags?, runs?, running?, fail?}}
+--   errors: -
 FF.fn.read_execution = function(B, a, now)
   local c = FF.hmap(K.core(B, a.execution_id))
   if c == nil then return FF.ok("NONE") end
   local out = { core = c }
   if a.tags then out.tags = FF.hmap(K.ex(B, a.execution_id, "tags")) or {} end
+  if a.history then
+    local h = FF.history_of(B, a.execution_id, c)
+    out.runs, out.running, out.fail = FF.jarr(h.runs), h.running, h.fail
+  end
   return FF.ok("OK", cjson.encode(out))
 end
 

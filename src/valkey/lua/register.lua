@@ -10,7 +10,7 @@ local WRITES = {
   "create_flow", "create_flow_graph", "add_to_flow", "set_edge_group_policy", "stage_edge", "apply_dependency",
   "cancel_flow", "ack_cancel_member",
   "create_budget", "report_usage", "reset_budget", "create_quota",
-  "hmac_seed", "hmac_rotate",
+  "hmac_seed", "hmac_rotate", "reserve_id", "release_id",
   "pass_expire_leases", "pass_promote_delayed", "pass_expire_attempts", "pass_expire_executions",
   "pass_expire_suspensions", "pass_expire_pending_waitpoints", "pass_reconcile_dependencies",
   "pass_drain_cancel_backlog", "pass_reset_budgets", "pass_trim_retention", "promote_lane"
@@ -32,6 +32,7 @@ local function callback_of(name)
   return function(keys, args)
     FF.call_begin()
     FF.begin()
+    FF.KEYS = keys
     local now = FF.now(args[1])
     local a = FF.args(args[2])
     local staged = a.staged

@@ -148,7 +148,16 @@ function FF.resume_exec(B, e, c, now, delay_ms, detail, close_reason, closer)
   end
 end
 
--- --- create_waitpoint (operations.md §5.2) ----------------------------------------------------------
+-- --- create_waitpoint ----------------------------------------------------------------------------
+-- create_waitpoint: a pending waitpoint of the leased execution (it buffers signals until a suspend
+-- binds it with UsePending).
+--   KEYS:   [1] the partition base; [2] (standalone) the registry key `<prefix>:wpid:<id>` of the id
+--   ARGV:   [1] now, [2] {execution_id, attempt_index, lease_id, lease_epoch, waitpoint_id,
+--           waitpoint_key, expires_in_ms, taken? (cluster: {bool}, see "the id registry")}
+--   reply:  {1, "OK", wake, waitpoint id, token}
+--   errors: invalid_input, execution_not_found, execution_not_active, no_active_lease, stale_lease,
+--           lease_expired, waitpoint_already_exists (the id is taken, by any execution),
+--           hmac_secret_not_initialized
 FF.fn.create_waitpoint = function(B, a, now)
   local bad = FF.need("create_waitpoint", a, { "execution_id", "s", "waitpoint_id", "s", "waitpoint_key", "s" })
   if bad then return bad end
@@ -165,7 +174,7 @@ FF.fn.create_waitpoint = function(B, a, now)
   -- (not marked here: the lease-expiry pass marks it)
   if c.lease_expires_at ~= "" and FF.num(c.lease_expires_at) <= now then return FF.err("lease_expired") end
   local w = a.waitpoint_id
-  if C("EXISTS", K.wp(B, w)) == 1 then return FF.err("waitpoint_already_exists") end
+  if C("EXISTS", K.wp(B, w)) == 1 or FF.id_taken(a, 1, e) then return FF.err("waitpoint_already_exists") end
   local token, code = FF.H.mint(B, w, a.waitpoint_key, FF.s(now))
   if token == nil then return FF.err(code) end
   local expires = now + FF.num(a.expires_in_ms)
@@ -176,10 +185,28 @@ FF.fn.create_waitpoint = function(B, a, now)
     "close_reason", "", "signal_count", "0", "matched_signal_count", "0", "last_signal_at", "")
   C("ZADD", K.idx(B, "pending_wp"), FF.s(expires), w)
   C("SADD", K.ex(B, e, "wps"), w)
+  FF.own_ids(a, e, 1)
   return FF.ok("OK", w, token)
 end
 
--- --- suspend (operations.md §5.1) -------------------------------------------------------------------
+-- --- suspend ---------------------------------------------------------------------------------------
+-- suspend: the leased execution suspends on a pending waitpoint (use_pending) or on Fresh
+-- waitpoints (primary, then extras), under a resume condition; a keyed call replays its first
+-- outcome. Buffered signals of a pending waitpoint may satisfy it at once (SATISFIED: the lease is
+-- kept).
+--   KEYS:   [1] the partition base; [2..] (standalone, Fresh bindings) the registry keys
+--           `<prefix>:wpid:<id>` of the primary's and the extras' ids, in that order
+--   ARGV:   [1] now, [2] {execution_id, lease fence, suspension_id, cond, primary, extras,
+--           use_pending, resume_policy_json, reason_code, requested_by, timeout_at,
+--           timeout_behavior, continuation, idempotency_key, dedup_ttl_ms, taken? (cluster: one
+--           bool per Fresh binding, see "the id registry")}
+--   reply:  {1, "SUSPENDED" | "SATISFIED", wake, details JSON}
+--   errors: invalid_input, the lease ladder's (execution_not_found, stale_lease, lease_expired, ...),
+--           invalid_lease_for_suspend, already_suspended, use_pending_with_extras_unsupported,
+--           waitpoint_not_found, waitpoint_not_pending, invalid_waitpoint_for_execution,
+--           pending_waitpoint_expired, waitpoint_not_token_bound, hmac_secret_not_initialized,
+--           additional_waitpoint_binding_malformed, waitpoint_already_exists (a Fresh id taken,
+--           open or closed, by any execution)
 FF.fn.suspend = function(B, a, now)
   local bad = FF.need("suspend", a, { "execution_id", "s", "suspension_id", "s", "cond", "t", "primary", "t" }) or
     FF.need("suspend", a.primary, { "waitpoint_id", "s" })
@@ -228,12 +255,14 @@ FF.fn.suspend = function(B, a, now)
     if not FF.H.ready(B) then return FF.err("hmac_secret_not_initialized") end
     local all = { primary }
     for _, x in ipairs(extras) do all[#all + 1] = x end
-    for _, x in ipairs(all) do
+    for i, x in ipairs(all) do
       if (x.waitpoint_id or "") == "" or (x.waitpoint_key or "") == "" then
         if x ~= primary then return FF.err("additional_waitpoint_binding_malformed") end
       end
       -- a waitpoint id names one waitpoint of one execution, open or closed
-      if C("EXISTS", K.wp(B, x.waitpoint_id)) == 1 then return FF.err("waitpoint_already_exists") end
+      if C("EXISTS", K.wp(B, x.waitpoint_id)) == 1 or FF.id_taken(a, i, e) then
+        return FF.err("waitpoint_already_exists")
+      end
     end
   end
   local timeout_at = tonumber(a.timeout_at or "")
@@ -308,6 +337,7 @@ FF.fn.suspend = function(B, a, now)
       FF.init_composite_condition(B, x.waitpoint_id, now)
       C("SADD", K.ex(B, e, "wps"), x.waitpoint_id)
     end
+    FF.own_ids(a, e, 1 + #extras)
   end
   C("SADD", K.ex(B, e, "wps"), wp_id)
   local status = "SUSPENDED"
@@ -327,6 +357,7 @@ FF.fn.suspend = function(B, a, now)
       "resume_condition_json", cond_json, "resume_policy_json", FF.str(a.resume_policy_json),
       "continuation_metadata_pointer", FF.str(a.continuation), "last_signal_at", "", "satisfied_at", "",
       "closed_at", "", "close_reason", "", "composite", composite and "1" or "0")
+    FF.run_end(B, e, c, "suspended", FF.str(a.reason_code), now)
     FF.suspend_attempt(B, e, c, sid, now)
     FF.drop_lease(B, e, c)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", FF.blocking_for(FF.str(a.reason_code)),
@@ -361,6 +392,7 @@ local function record_signal(B, e, w, a, now, effect, payload)
   C("XADD", K.wpx(B, w, "signals"), "MAXLEN", "~", FF.int_arg(maxlen, 1000), "*", "signal_id", sig,
     "signal_name", FF.str(a.signal_name), "accepted_at", FF.s(now))
   C("ZADD", K.ex(B, e, "sigs"), FF.s(now), sig)
+  FF.own_ids(a, e, 1)
   return { signal_id = sig, signal_name = FF.str(a.signal_name), source_type = FF.str(a.source_type),
     source_identity = FF.str(a.source_identity) }
 end
@@ -381,11 +413,24 @@ local function admit_signal(B, e, c, w, a, now)
     if first ~= nil then return FF.ok("DUPLICATE", first) end
   end
   -- a signal id names one signal of one execution: reusing it, whoever used it, is refused
-  if C("EXISTS", K.sig(B, a.signal_id)) == 1 then return FF.err("duplicate_signal") end
+  if C("EXISTS", K.sig(B, a.signal_id)) == 1 or FF.id_taken(a, 1, e) then return FF.err("duplicate_signal") end
   if dk ~= nil then FF.ttl_set(dk, a.signal_id, ttl, now) end
   return nil
 end
 
+-- deliver_signal: a signal to one waitpoint of an execution, checked against the waitpoint's
+-- token: buffered on a pending waitpoint, otherwise evaluated against the suspension's condition,
+-- which may resume the execution. A failed token check stamps last_hmac_validation_failed_at.
+--   KEYS:   [1] the partition base; [2] (standalone) the registry key `<prefix>:sigid:<id>`
+--   ARGV:   [1] now, [2] {execution_id, waitpoint_id, signal_id, signal_name, signal_category,
+--           source_type, source_identity, payload_encoding, correlation_id, idempotency_key,
+--           target_scope, created_at, dedup_ttl_ms, resume_delay_ms, max_signals, signal_maxlen,
+--           token, taken? (cluster: {bool}, see "the id registry")}, [3] the payload (optional)
+--   reply:  {1, "OK", wake, signal id, effect} | {1, "DUPLICATE", wake, the first signal id}
+--   errors: invalid_input, execution_not_found, invalid_token, missing_token, token_expired,
+--           hmac_secret_not_initialized, target_not_signalable, waitpoint_not_found,
+--           waitpoint_closed, signal_limit_exceeded, duplicate_signal (the signal id is taken, by
+--           any execution)
 FF.fn.deliver_signal = function(B, a, now, payload)
   local bad = FF.need("deliver_signal", a, { "execution_id", "s", "waitpoint_id", "s", "signal_id", "s" })
   if bad then return bad end
@@ -462,6 +507,47 @@ FF.fn.deliver_signal = function(B, a, now, payload)
   return FF.ok("OK", a.signal_id, effect)
 end
 
+-- --- the id registry on a cluster ---------------------------------------------------------------
+-- reserve_id: takes a signal or waitpoint id for an execution before the call that uses it (on a
+-- cluster the registry key lives in a slot of its own). The owner taking it again (a retry) keeps
+-- it, under the new nonce. A reservation whose call never ran (a crash in between) stays its
+-- owner's: a retry by that execution goes through, any other execution is refused.
+--   KEYS:   [1] the registry key `<prefix>:sigid:<id>` or `<prefix>:wpid:<id>`
+--   ARGV:   [1] now (unused), [2] {owner: execution id, nonce}
+--   reply:  {1, "CREATED" | "OWNED" | "TAKEN", ""} (TAKEN: another execution owns the id; nothing
+--           is written)
+--   errors: invalid_input
+FF.fn.reserve_id = function(R, a)
+  local bad = FF.need("reserve_id", a, { "owner", "s", "nonce", "s" })
+  if bad then return bad end
+  local v = C("GET", R)
+  if v ~= false and FF.id_owner(v) ~= a.owner then return FF.ok("TAKEN") end
+  C("SET", R, a.owner .. "|" .. a.nonce)
+  return FF.ok(v == false and "CREATED" or "OWNED")
+end
+
+-- release_id: gives an id back. With a nonce (a reservation whose call was refused) only while the
+-- key still holds that very reservation (a concurrent call of the same owner that took it again
+-- keeps it); without one (retention deleted the owner) whenever the owner holds it.
+--   KEYS:   [1] the registry key
+--   ARGV:   [1] now (unused), [2] {owner: execution id, nonce?}
+--   reply:  {1, "OK", "", "1" deleted | "0" kept}
+--   errors: invalid_input
+FF.fn.release_id = function(R, a)
+  local bad = FF.need("release_id", a, { "owner", "s" })
+  if bad then return bad end
+  local v = C("GET", R)
+  local mine
+  if type(a.nonce) == "string" then
+    mine = v == a.owner .. "|" .. a.nonce
+  else
+    mine = v ~= false and FF.id_owner(v) == a.owner
+  end
+  if not mine then return FF.ok("OK", "0") end
+  C("DEL", R)
+  return FF.ok("OK", "1")
+end
+
 -- --- suspension timeouts (T16 / T18 / T19) ---------------------------------------------------------
 function FF.expire_suspension(B, e, now)
   local c = FF.core(B, e)
@@ -499,6 +585,7 @@ function FF.expire_suspension(B, e, now)
     if b == "cancel" then outcome = "cancelled"; astate = "ended_cancelled"
     elseif b == "expire" then outcome = "expired" end
     if b ~= "cancel" and b ~= "expire" then b = "fail" end
+    if b ~= "cancel" then FF.record_failure(B, e, "suspension_timeout:" .. b, "Timeout", "timeout", now) end
     FF.end_attempt(B, e, c, astate, "suspension_timeout:" .. b, nil, "suspension_timeout", now)
     FF.close_suspension(B, e, c, "timed_out_" .. b, "timed_out_" .. b, now)
     local extra = { "failure_reason", "suspension_timeout:" .. b }

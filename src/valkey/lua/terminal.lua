@@ -94,6 +94,7 @@ end
 function FF.cancel_exec(B, e, c, reason, source, cancelled_by, now, opts)
   if cancelled_by ~= "worker" then FF.revoked(e, c) end
   local phase = c.lifecycle_phase
+  FF.run_end(B, e, c, "cancelled", reason, now)
   if phase == "active" then
     FF.end_attempt(B, e, c, "ended_cancelled", "cancelled: " .. reason, nil, "attempt_cancelled", now)
   elseif phase == "suspended" then
@@ -109,6 +110,8 @@ end
 function FF.expire_exec(B, e, c, reason, now)
   FF.revoked(e, c)
   local phase = c.lifecycle_phase
+  FF.run_end(B, e, c, "expired", reason, now)
+  FF.record_failure(B, e, reason, "Timeout", "timeout", now)
   if phase == "active" or c.attempt_state == "attempt_interrupted" then
     FF.end_attempt(B, e, c, "ended_failure", reason, nil, "expired", now)
   end
@@ -124,6 +127,7 @@ function FF.skip_exec(B, e, c, now)
   if c.lifecycle_phase == "terminal" then return end
   FF.revoked(e, c)
   local phase = c.lifecycle_phase
+  FF.run_end(B, e, c, "skipped", "dependency_impossible", now)
   if phase == "active" or phase == "suspended" or c.attempt_state == "attempt_interrupted" then
     FF.end_attempt(B, e, c, "ended_cancelled", "dependency_impossible", nil, "dependency_impossible", now)
   end

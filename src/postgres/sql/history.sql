@@ -1,0 +1,105 @@
+-- ===========================================================================
+-- history.sql: what a snapshot tells about an execution's past, kept out of
+-- exec_core (docs/design/executions.md, "Attempt history"): the runs of its
+-- attempts (exec_history, one row per lease that ended, the last 20 =
+-- Limits.historyRuns) and its last failure (exec_failure), written by the
+-- transition they record, in its transaction.
+-- ===========================================================================
+
+-- ffi_cut_reason: p cut to 256 bytes of UTF-8 (Limits.historyReasonBytes) at a character
+-- boundary; NULL for NULL or ''.
+--   args:   p
+--   reply:  text
+--   errors: -
+CREATE FUNCTION ffi_cut_reason(p text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE b bytea; n int := 256;
+BEGIN
+  IF p IS NULL OR p = '' THEN RETURN NULL; END IF;
+  IF octet_length(p) <= n THEN RETURN p; END IF;
+  b := convert_to(p, 'UTF8');
+  -- get_byte counts from 0: byte n is the first one cut off
+  WHILE n > 0 AND (get_byte(b, n) & 192) = 128 LOOP n := n - 1; END LOOP;
+  RETURN convert_from(substring(b FROM 1 FOR n), 'UTF8');
+END $$;
+
+-- ffi_runs_end: ends the run of each execution of p_eids that holds a lease (phase active,
+-- ownership leased): the run joins its history, which keeps the last 20. Called before the
+-- transition's exec_core update, with the rows locked. The run's kind is "resumed" when its lease
+-- took up the interrupted attempt (the attempt was resumed when the lease was acquired), else
+-- the attempt's type.
+--   args:   p_eids, p_outcome (Model.AttemptRunOutcome), p_reason (NULL for none), p_now
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_runs_end(p_eids text[], p_outcome text, p_reason text, p_now bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  WITH ended AS (
+    INSERT INTO exec_history (execution_id, seq, attempt_index, kind, worker_id, worker_instance_id, started_at,
+      ended_at, outcome, reason)
+    SELECT c.execution_id,
+      coalesce((SELECT h.seq + 1 FROM exec_history h WHERE h.execution_id = c.execution_id
+                ORDER BY h.seq DESC LIMIT 1), 0),
+      c.current_attempt_index,
+      CASE WHEN a.resumed_at IS NOT NULL AND a.resumed_at = c.lease_acquired_at THEN 'resumed'
+           ELSE coalesce(a.attempt_type, 'initial') END,
+      c.worker_id, c.worker_instance_id, c.lease_acquired_at, p_now, p_outcome, ffi_cut_reason(p_reason)
+    FROM exec_core c
+    LEFT JOIN attempt a ON a.execution_id = c.execution_id AND a.attempt_index = c.current_attempt_index
+    WHERE c.execution_id = ANY (p_eids) AND c.lifecycle_phase = 'active' AND c.ownership_state = 'leased'
+    RETURNING execution_id, seq
+  )
+  DELETE FROM exec_history h USING ended WHERE h.execution_id = ended.execution_id AND h.seq <= ended.seq - 20;
+END $$;
+
+-- ffi_run_end: ffi_runs_end for one execution.
+--   args:   p_eid, p_outcome, p_reason, p_now
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_run_end(p_eid text, p_outcome text, p_reason text, p_now bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM ffi_runs_end(ARRAY[p_eid], p_outcome, p_reason, p_now);
+END $$;
+
+-- ffi_record_failure: records the last failure of execution p_eid.
+--   args:   p_eid, p_reason, p_class (Model.FailureClass), p_category, p_now
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_record_failure(p_eid text, p_reason text, p_class text, p_category text, p_now bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO exec_failure (execution_id, failed_at, classification, category, reason)
+  VALUES (p_eid, p_now, p_class, p_category, p_reason)
+  ON CONFLICT (execution_id) DO UPDATE SET failed_at = EXCLUDED.failed_at,
+    classification = EXCLUDED.classification, category = EXCLUDED.category, reason = EXCLUDED.reason;
+END $$;
+
+-- ffi_history_json: the history fields of execution e's snapshot: attemptHistory (the stored
+-- runs and the run holding the lease, the last 20, oldest first) and lastFailure when there is
+-- one.
+--   args:   e (its exec_core row)
+--   reply:  jsonb {"attemptHistory": [Model.AttemptRun], "lastFailure"?: Model.LastFailure}
+--   errors: -
+CREATE FUNCTION ffi_history_json(e exec_core) RETURNS jsonb LANGUAGE sql STABLE AS $$
+  SELECT jsonb_build_object('attemptHistory', coalesce((
+    SELECT jsonb_agg(r.run ORDER BY r.seq) FROM (
+      SELECT x.seq, x.run FROM (
+        SELECT h.seq, jsonb_strip_nulls(jsonb_build_object('attemptIndex', h.attempt_index, 'kind', h.kind,
+          'workerId', h.worker_id, 'workerInstanceId', h.worker_instance_id, 'startedAt', h.started_at,
+          'endedAt', h.ended_at, 'outcome', h.outcome, 'reason', h.reason)) AS run
+        FROM exec_history h WHERE h.execution_id = e.execution_id
+        UNION ALL
+        SELECT 2147483647, jsonb_build_object('attemptIndex', e.current_attempt_index,
+          'kind', CASE WHEN a.resumed_at IS NOT NULL AND a.resumed_at = e.lease_acquired_at THEN 'resumed'
+                       ELSE coalesce(a.attempt_type, 'initial') END,
+          'workerId', e.worker_id, 'workerInstanceId', e.worker_instance_id, 'startedAt', e.lease_acquired_at,
+          'outcome', 'running')
+        FROM (SELECT 1) AS one
+        LEFT JOIN attempt a ON a.execution_id = e.execution_id AND a.attempt_index = e.current_attempt_index
+        WHERE e.lifecycle_phase = 'active' AND e.ownership_state = 'leased'
+      ) x ORDER BY x.seq DESC LIMIT 20
+    ) r), '[]'::jsonb))
+  || coalesce((SELECT jsonb_build_object('lastFailure', jsonb_build_object('reason', f.reason,
+        'classification', f.classification, 'category', f.category, 'at', f.failed_at))
+      FROM exec_failure f WHERE f.execution_id = e.execution_id), '{}'::jsonb)
+$$;
