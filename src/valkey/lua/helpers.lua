@@ -120,11 +120,12 @@ end
 -- What a whole library call (FF.call_begin .. FF.call_end) tells the idle workers and the lease
 -- holders: the lanes to wake (work became claimable there, or delayed work was scheduled), the due
 -- times of delayed work per partition and lane (the due hints), the leases ended by another hand.
+-- (tables left empty by the previous call are kept: most calls add nothing to them)
 function FF.call_begin()
-  FF.pubs = {}
-  FF.due = {}
+  if FF.pubs == nil or next(FF.pubs) ~= nil then FF.pubs = {} end
+  if FF.due == nil or FF.dued then FF.due = {} end
   FF.dued = false
-  FF.revokes = {}
+  if FF.revokes == nil or #FF.revokes > 0 then FF.revokes = {} end
 end
 
 function FF.begin()
