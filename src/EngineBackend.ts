@@ -135,6 +135,27 @@ export declare namespace EngineBackend {
       readonly edges?: ReadonlyArray<M.Input<typeof M.FlowGraphEdge.fields>> | undefined
       readonly joins?: ReadonlyArray<M.FlowGraphJoin> | undefined
     }) => Effect.Effect<M.CreateFlowGraphResult, EngineError>
+    /**
+     * Grows an existing flow in one atomic step: each new member created (as `createExecutions`)
+     * and added, each join set (new members only), then each edge staged and applied, an edge whose
+     * upstream has already ended resolving at once. Edges may join new and existing members, without
+     * cycles. A call whose members and edges are all in the flow already is `AlreadySatisfied` and
+     * writes nothing; anything that would fail part-way fails the whole call, which writes nothing.
+     * A sealed flow refuses it with `State(FlowSealed)`, a cancelled one with
+     * `State(FlowAlreadyTerminal)`.
+     */
+    readonly extendFlow: (args: {
+      readonly flowId: FlowId
+      readonly members?: ReadonlyArray<M.CreateExecutionArgsInput> | undefined
+      readonly edges?: ReadonlyArray<M.Input<typeof M.FlowGraphEdge.fields>> | undefined
+      readonly joins?: ReadonlyArray<M.FlowGraphJoin> | undefined
+    }) => Effect.Effect<M.ExtendFlowResult, EngineError>
+    /**
+     * Closes a flow to new members and edges; its state then ends with its members. Sealing a
+     * sealed flow is `AlreadySealed`; a cancelled (or cancelling) flow is
+     * `State(FlowAlreadyTerminal)`.
+     */
+    readonly sealFlow: (args: M.SealFlowArgs) => Effect.Effect<M.SealFlowResult, EngineError>
     readonly addExecutionToFlow: (
       args: M.AddExecutionToFlowArgs
     ) => Effect.Effect<M.AddExecutionToFlowResult, EngineError>
@@ -279,8 +300,8 @@ export interface HmacSecret {
 export class EngineBackend extends Context.Tag("flowfabric/EngineBackend")<EngineBackend, EngineBackend.Service>() {}
 
 /**
- * The names of the effectful operations: the 56 of operations.md plus the batch calls and
- * `getExecutionInput` (`backendLabel` is a value).
+ * The names of the effectful operations: those of the specification plus the batch calls,
+ * `getExecutionInput`, `extendFlow` and `sealFlow` (`backendLabel` is a value).
  *
  * @since 0.1.0
  */
@@ -323,6 +344,8 @@ export const operationNames = [
   "createExecutions",
   "createFlow",
   "createFlowGraph",
+  "extendFlow",
+  "sealFlow",
   "addExecutionToFlow",
   "stageDependencyEdge",
   "applyDependencyToChild",

@@ -19,7 +19,7 @@ export const Limits = {
   payloadBytes: 8 * 1024 * 1024,
   /** Items of one batch call: `createExecutions`, `claimMany`, `completeMany`, `getExecutionInputs`. */
   batchItems: 1000,
-  /** Payloads, tags and policies of one batch call together (`createExecutions`, `completeMany`, `createFlowGraph`). */
+  /** Payloads, tags and policies of one batch call together (`createExecutions`, `completeMany`, `createFlowGraph`, `extendFlow`). */
   batchBytes: 16 * 1024 * 1024,
   /** A stream frame. */
   frameBytes: 65_536,
@@ -69,6 +69,12 @@ export const Limits = {
   flowGraphEdges: 400,
   /** Tags of all the members of one `createFlowGraph` together. */
   flowGraphTags: 2000,
+  /** New members of one `extendFlow`. */
+  flowExtendMembers: 100,
+  /** Edges of one `extendFlow`. */
+  flowExtendEdges: 200,
+  /** Tags of all the new members of one `extendFlow` together. */
+  flowExtendTags: 1000,
   /** Dimensions of a budget, of one usage report. */
   budgetDimensions: 64,
   /** Runs of an execution's attempt history kept (the newest; older ones are dropped). */

@@ -139,6 +139,8 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
         step((now) => Either.all(list.map((args) => engine.createExecution(now, args)))),
       createFlow: (args) => step((now) => engine.createFlow(now, args)),
     createFlowGraph: (args) => step((now) => engine.createFlowGraph(now, args)),
+      extendFlow: (args) => step((now) => engine.extendFlow(now, args)),
+      sealFlow: (args) => step((now) => engine.sealFlow(now, args)),
       addExecutionToFlow: (args) => step((now) => engine.addExecutionToFlow(now, args)),
       stageDependencyEdge: (args) => step((now) => engine.stageDependencyEdge(now, args)),
       applyDependencyToChild: (args) => step((now) => engine.applyDependencyToChild(now, args)),

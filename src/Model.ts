@@ -989,7 +989,11 @@ export const ExecutionInfo = Schema.Struct({
   completedAt: Schema.optional(Schema.String),
   currentAttemptIndex: NonNegativeInt,
   flowId: Schema.optional(Schema.String),
-  blockingDetail: Schema.String
+  blockingDetail: Schema.String,
+  /** Why a cancelled execution was cancelled (its `cancel` / `cancelExecution` reason, or the engine's). */
+  cancellationReason: Schema.optional(Schema.String),
+  /** Who cancelled it: `worker`, the `cancelExecution` source, `flow_cascade`, `operator_override` (a join's siblings). */
+  cancelledBy: Schema.optional(Schema.String)
 })
 /** @since 0.1.0 */
 export type ExecutionInfo = typeof ExecutionInfo.Type
@@ -1036,7 +1040,14 @@ export const FlowSnapshot = Schema.Struct({
   flowId: FlowId,
   flowKind: Schema.String,
   namespace: Namespace,
+  /**
+   * Derived from the members (docs/guide.md, "Flows that grow while they run"): `open` (no member
+   * yet), `running` (a member is not terminal), `completed` / `failed` (every member terminal),
+   * `cancelling`, `cancelled`.
+   */
   publicFlowState: Schema.String,
+  /** A sealed flow takes no new member and no new edge. */
+  sealed: Schema.Boolean,
   graphRevision: NonNegativeInt,
   nodeCount: NonNegativeInt,
   edgeCount: NonNegativeInt,
@@ -1222,7 +1233,9 @@ export type CreateExecutionResult = typeof CreateExecutionResult.Type
 export const CreateFlowArgs = Schema.Struct({
   flowId: FlowId,
   flowKind: Schema.optionalWith(Schema.String, { default: () => "dag" }),
-  namespace: Namespace
+  namespace: Namespace,
+  /** Created sealed: it takes no member and no edge after this call (see `sealFlow`). */
+  sealed: Schema.optionalWith(Schema.Boolean, { default: () => false })
 })
 /** @since 0.1.0 */
 export type CreateFlowArgs = typeof CreateFlowArgs.Type
@@ -1324,6 +1337,28 @@ export const CreateFlowGraphResult = Schema.Union(
 )
 /** @since 0.1.0 */
 export type CreateFlowGraphResult = typeof CreateFlowGraphResult.Type
+
+/** @since 0.1.0 */
+export const ExtendFlowResult = Schema.Union(
+  Schema.TaggedStruct("Extended", { flowId: FlowId, graphRevision: NonNegativeInt, nodeCount: NonNegativeInt }),
+  /** Every member and edge of the call was already in the flow (a replay): nothing was written. */
+  Schema.TaggedStruct("AlreadySatisfied", { flowId: FlowId })
+)
+/** @since 0.1.0 */
+export type ExtendFlowResult = typeof ExtendFlowResult.Type
+
+/** @since 0.1.0 */
+export const SealFlowArgs = Schema.Struct({ flowId: FlowId })
+/** @since 0.1.0 */
+export type SealFlowArgs = typeof SealFlowArgs.Type
+
+/** @since 0.1.0 */
+export const SealFlowResult = Schema.Union(
+  Schema.TaggedStruct("Sealed", { flowId: FlowId, publicFlowState: Schema.String }),
+  Schema.TaggedStruct("AlreadySealed", { flowId: FlowId, publicFlowState: Schema.String })
+)
+/** @since 0.1.0 */
+export type SealFlowResult = typeof SealFlowResult.Type
 
 /** @since 0.1.0 */
 export const SetEdgeGroupPolicyResult = Schema.Union(

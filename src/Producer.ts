@@ -13,6 +13,7 @@
  * @since 0.1.0
  */
 import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
+import { createHash } from "node:crypto"
 import { EngineBackend } from "./EngineBackend.js"
 import { type EngineError, invalidInput, notFound, rootCause, Timeout } from "./EngineError.js"
 import * as Ids from "./Ids.js"
@@ -267,6 +268,11 @@ export interface FlowSpec<N extends string> {
   readonly edges?: ReadonlyArray<FlowEdge<N>> | undefined
   /** Join policy per downstream node (default `all_of`). */
   readonly joins?: { readonly [K in N]?: M.EdgeDependencyPolicy } | undefined
+  /**
+   * Create the flow sealed: it takes no member or edge after this call. Default `false`: the
+   * flow stays open, so `extendFlow` (or a handler's `ctx.flow.add`) can grow it while it runs.
+   */
+  readonly sealed?: boolean | undefined
 }
 
 /**
@@ -358,7 +364,12 @@ export const createFlow = <N extends string>(
     const edges: Array<{ readonly from: N; readonly to: N; readonly edgeId: Ids.EdgeId }> = []
     for (const e of spec.edges ?? []) edges.push({ from: e.from, to: e.to, edgeId: yield* Ids.newEdgeId })
     const result = yield* backend.createFlowGraph({
-      flow: { flowId, namespace, ...(spec.flowKind === undefined ? {} : { flowKind: spec.flowKind }) },
+      flow: {
+        flowId,
+        namespace,
+        ...(spec.flowKind === undefined ? {} : { flowKind: spec.flowKind }),
+        ...(spec.sealed === true ? { sealed: true } : {})
+      },
       members,
       edges: (spec.edges ?? []).map((e, i) => ({
         edgeId: edges[i]!.edgeId,
@@ -376,6 +387,183 @@ export const createFlow = <N extends string>(
     }
     return { flowId, executions: executions as { readonly [K in N]: ExecutionId }, edges }
   }).pipe(Effect.withSpan("Producer.createFlow", { attributes: { nodes: Object.keys(spec.nodes).length } }))
+
+/**
+ * An edge of `extendFlow`: each end is the name of one of the extension's nodes, or the id of an
+ * execution already in the flow.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FlowExtensionEdge<N extends string> {
+  readonly from: N | ExecutionId
+  readonly to: N | ExecutionId
+  /** Default `success_only`. */
+  readonly dependencyKind?: string | undefined
+  /** Copy the upstream's result into the downstream's input when the edge is satisfied. */
+  readonly passOutput?: boolean | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface FlowExtension<N extends string> {
+  /** The lane of every node that does not name its own. */
+  readonly lane: string
+  readonly namespace?: string | undefined
+  /** The new members (may be empty: edges between members already in the flow). */
+  readonly nodes: { readonly [K in N]: FlowNode }
+  readonly edges?: ReadonlyArray<FlowExtensionEdge<N>> | undefined
+  /** Join policy per new node (default `all_of`). */
+  readonly joins?: { readonly [K in N]?: M.EdgeDependencyPolicy } | undefined
+  /**
+   * Derive the ids of the new members and edges from this key and the node names, so a retry with
+   * the same key and names adds nothing twice (the engine answers `AlreadySatisfied` and the same
+   * ids come back). Default: fresh ids.
+   */
+  readonly key?: string | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExtendedFlow<N extends string> {
+  readonly flowId: FlowId
+  readonly executions: { readonly [K in N]: ExecutionId }
+  readonly edges: ReadonlyArray<{
+    readonly from: N | ExecutionId
+    readonly to: N | ExecutionId
+    readonly edgeId: Ids.EdgeId
+  }>
+  /** `false` when the flow held every member and edge already (a retry with the same `key`). */
+  readonly added: boolean
+}
+
+const checkExtension = <N extends string>(spec: FlowExtension<N>): Either.Either<ReadonlyArray<N>, FlowSpecError> => {
+  const names = Object.keys(spec.nodes) as Array<N>
+  const known = new Set<string>(names)
+  const fail = (detail: string) => Either.left(new FlowSpecError({ detail }))
+  const edges = spec.edges ?? []
+  if (names.length === 0 && edges.length === 0) return fail("an extension needs at least one node or one edge")
+  for (const name of names) {
+    if (spec.nodes[name].options.idempotencyKey !== undefined) {
+      return fail(`node "${name}": flow members take no idempotency key (use the extension's key)`)
+    }
+  }
+  const inbound = new Map<string, number>()
+  const seen = new Set<string>()
+  for (const e of edges) {
+    if (e.from === e.to) return fail(`edge from "${e.from}" to itself`)
+    const key = `${e.from}\u0000${e.to}`
+    if (seen.has(key)) return fail(`duplicate edge "${e.from}" -> "${e.to}"`)
+    seen.add(key)
+    inbound.set(e.to, (inbound.get(e.to) ?? 0) + 1)
+  }
+  for (const [name, policy] of Object.entries<M.EdgeDependencyPolicy | undefined>(spec.joins ?? {})) {
+    if (policy === undefined) continue
+    if (!known.has(name)) return fail(`join on "${name}", which is not a node of the extension`)
+    const n = inbound.get(name) ?? 0
+    if (n === 0) return fail(`join on "${name}", which has no inbound edges`)
+    if (policy._tag === "quorum" && (policy.k < 1 || policy.k > n)) {
+      return fail(`quorum k=${policy.k} on "${name}" must be within 1..${n} (its inbound edges)`)
+    }
+  }
+  const order = topologicalOrder(
+    names,
+    edges.filter((e) => known.has(e.from) && known.has(e.to)).map((e) => [e.from as N, e.to as N] as const)
+  )
+  if (order === undefined) return fail("the edges between the new nodes form a cycle")
+  return Either.right(order)
+}
+
+/** A UUID derived from `parts` (the same parts, the same UUID). */
+const derivedUuid = (parts: ReadonlyArray<string>): string => {
+  const h = createHash("sha256").update(parts.join("\u0000")).digest("hex")
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${"89ab"[parseInt(h[16]!, 16) & 3]}${h.slice(17, 20)}-${
+    h.slice(20, 32)
+  }`
+}
+
+/**
+ * Grows a running flow in one atomic `extendFlow` call: one execution per node (ids from
+ * `Ids.executionIdForFlow`, or derived from `key`), the joins, and each edge staged and applied.
+ * Edges may join new nodes and members already in the flow (`ExecutionId`s); an edge whose
+ * upstream already ended resolves at once. A flow whose members all finished runs again; a
+ * sealed flow refuses with `State(FlowSealed)`, a cancelled one with `State(FlowAlreadyTerminal)`.
+ * See docs/guide.md, "Flows that grow while they run".
+ *
+ * @since 0.1.0
+ * @category flows
+ */
+export const extendFlow = <N extends string>(
+  flowId: FlowId,
+  spec: FlowExtension<N>
+): Effect.Effect<ExtendedFlow<N>, EngineError | PayloadError | FlowSpecError, EngineBackend> =>
+  Effect.gen(function*() {
+    const backend = yield* EngineBackend
+    const order = yield* checkExtension(spec)
+    const now = yield* Clock.currentTimeMillis
+    const executions: Partial<Record<N, ExecutionId>> = {}
+    const members: Array<M.CreateExecutionArgsInput> = []
+    for (const name of order) {
+      const n: FlowNode = spec.nodes[name]
+      const executionId = spec.key === undefined ?
+        yield* Ids.executionIdForFlow(flowId) :
+        Ids.deterministicExecutionIdForFlow(flowId, derivedUuid([flowId, spec.key, "node", name]))
+      executions[name] = executionId
+      members.push({
+        executionId,
+        laneId: yield* laneOf(n.options.lane ?? spec.lane),
+        executionKind: n.kind,
+        inputPayload: yield* n.payload,
+        payloadEncoding: JSON_ENCODING,
+        ...commonArgs({ ...n.options, namespace: n.options.namespace ?? spec.namespace }),
+        ...timeArgs(n.options, now)
+      })
+    }
+    const idOf = (end: N | ExecutionId): ExecutionId =>
+      Object.prototype.hasOwnProperty.call(executions, end) ? executions[end as N]! : end as ExecutionId
+    const edges: Array<{ readonly from: N | ExecutionId; readonly to: N | ExecutionId; readonly edgeId: Ids.EdgeId }> = []
+    for (const e of spec.edges ?? []) {
+      const edgeId = spec.key === undefined ?
+        yield* Ids.newEdgeId :
+        derivedUuid([flowId, spec.key, "edge", idOf(e.from), idOf(e.to)]) as Ids.EdgeId
+      edges.push({ from: e.from, to: e.to, edgeId })
+    }
+    const result = yield* backend.extendFlow({
+      flowId,
+      members,
+      edges: (spec.edges ?? []).map((e, i) => ({
+        edgeId: edges[i]!.edgeId,
+        upstreamExecutionId: idOf(e.from),
+        downstreamExecutionId: idOf(e.to),
+        ...(e.dependencyKind === undefined ? {} : { dependencyKind: e.dependencyKind }),
+        ...(e.passOutput === true ? { dataPassingRef: String(e.from) } : {})
+      })),
+      joins: Object.entries<M.EdgeDependencyPolicy | undefined>(spec.joins ?? {}).flatMap(([name, policy]) =>
+        policy === undefined ? [] : [{ downstreamExecutionId: idOf(name as N), policy }]
+      )
+    })
+    return {
+      flowId,
+      executions: executions as { readonly [K in N]: ExecutionId },
+      edges,
+      added: result._tag === "Extended"
+    }
+  }).pipe(Effect.withSpan("Producer.extendFlow", { attributes: { flow_id: flowId, nodes: Object.keys(spec.nodes).length } }))
+
+/**
+ * Seals a flow: it takes no new member or edge, and its state ends with its members.
+ *
+ * @since 0.1.0
+ * @category flows
+ */
+export const sealFlow = (flowId: FlowId): Effect.Effect<M.SealFlowResult, EngineError, EngineBackend> =>
+  Effect.flatMap(EngineBackend, (backend) => backend.sealFlow({ flowId })).pipe(
+    Effect.withSpan("Producer.sealFlow", { attributes: { flow_id: flowId } })
+  )
 
 // ---------------------------------------------------------------------------
 // Signals and cancellation

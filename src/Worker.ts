@@ -48,7 +48,7 @@ import { hostname } from "node:os"
 import { EngineBackend } from "./EngineBackend.js"
 import { type EngineError, isEngineError, isLeaseLost, isRetryable, rootCause } from "./EngineError.js"
 import * as Ids from "./Ids.js"
-import type { BudgetId, ExecutionId, LaneId, WaitpointId, WorkerId, WorkerInstanceId } from "./Ids.js"
+import type { BudgetId, ExecutionId, FlowId, LaneId, WaitpointId, WorkerId, WorkerInstanceId } from "./Ids.js"
 import { decodeHandle } from "./internal/handleCodec.js"
 import { withSpanWhenTraced } from "./internal/observability.js"
 import { parentSpanOf } from "./internal/traceContext.js"
@@ -57,6 +57,7 @@ import { decodeJson, encodeJson, PayloadError } from "./internal/worker/codec.js
 import * as Completions from "./internal/worker/completions.js"
 import * as LeaseKeeper from "./internal/worker/leaseKeeper.js"
 import type * as M from "./Model.js"
+import * as Producer from "./Producer.js"
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -169,6 +170,37 @@ export interface TaskContext<I> {
     budgetId: BudgetId,
     dimensions: M.Input<typeof M.UsageDimensions.fields>
   ) => Effect.Effect<M.ReportUsageResult, EngineError>
+  /** The execution's flow, which a handler can grow while it runs (see `FlowContext`). */
+  readonly flow: FlowContext
+}
+
+/**
+ * A handler's view of the flow its execution belongs to (docs/guide.md, "Flows that grow while
+ * they run"). These calls are not bound to the lease: a flow is grown by whoever holds it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FlowContext {
+  /** The flow this execution is a member of, `None` when it is in none. */
+  readonly id: Effect.Effect<Option.Option<FlowId>, EngineError>
+  /** The members this execution depends on (its inbound edges), by id; empty outside a flow. */
+  readonly upstreams: Effect.Effect<ReadonlyArray<ExecutionId>, EngineError>
+  /** The members that depend on this execution (its outbound edges), by id; empty outside a flow. */
+  readonly downstreams: Effect.Effect<ReadonlyArray<ExecutionId>, EngineError>
+  /**
+   * Adds nodes and edges to this execution's flow in one atomic step (`Producer.extendFlow`);
+   * nodes default to this execution's lane, and edges may name members already in the flow (this
+   * execution's id among them). The new members' ids derive from this execution and the node
+   * names, so an attempt that runs again and adds the same names adds nothing twice and gets the
+   * same ids; give every node of one execution a name of its own. An execution in no flow fails
+   * with `FlowSpecError`.
+   */
+  readonly add: <N extends string>(
+    extension: Omit<Producer.FlowExtension<N>, "lane" | "key"> & { readonly lane?: string | undefined }
+  ) => Effect.Effect<Producer.ExtendedFlow<N>, EngineError | PayloadError | Producer.FlowSpecError>
+  /** Seals this execution's flow (`Producer.sealFlow`). */
+  readonly seal: Effect.Effect<M.SealFlowResult, EngineError | Producer.FlowSpecError>
 }
 
 // ---------------------------------------------------------------------------
@@ -698,6 +730,34 @@ const runWithInput = (
         Effect.interrupt
       )
 
+    const flowId = yield* Effect.cached(backend.resolveExecutionFlowId(p.executionId))
+    const ownFlow = Effect.flatMap(flowId, (id) =>
+      Option.isSome(id) ?
+        Effect.succeed(id.value) :
+        Effect.fail(new Producer.FlowSpecError({ detail: `execution ${p.executionId} is not a member of a flow` })))
+    const neighbours = (outgoing: boolean) =>
+      Effect.flatMap(flowId, (id) =>
+        Option.isNone(id) ?
+          Effect.succeed<ReadonlyArray<ExecutionId>>([]) :
+          Effect.map(
+            backend.listEdges({
+              flowId: id.value,
+              direction: outgoing ? { _tag: "Outgoing", fromNode: p.executionId } : { _tag: "Incoming", toNode: p.executionId }
+            }),
+            (edges) => [...new Set(edges.map((e) => (outgoing ? e.downstreamExecutionId : e.upstreamExecutionId)))].sort()
+          ))
+    const flowContext: FlowContext = {
+      id: flowId,
+      upstreams: neighbours(false),
+      downstreams: neighbours(true),
+      add: (extension) =>
+        Effect.flatMap(ownFlow, (id) =>
+          Producer.extendFlow(id, { ...extension, lane: extension.lane ?? p.laneId, key: `ctx:${p.executionId}` }).pipe(
+            Effect.provideService(EngineBackend, backend)
+          )),
+      seal: Effect.flatMap(ownFlow, (id) => Producer.sealFlow(id).pipe(Effect.provideService(EngineBackend, backend)))
+    }
+
     const makeContext = <I>(decodedInput: I): TaskContext<I> => ({
       executionId: p.executionId,
       kind,
@@ -782,7 +842,8 @@ const runWithInput = (
           return { _tag: "Delayed", until } as const
         })),
       waitChildren: endAttempt(Effect.as(backend.waitChildren(handle), { _tag: "WaitingChildren" } as const)),
-      reportUsage: (budgetId, dimensions) => backend.reportUsage(handle, { budgetId, dimensions })
+      reportUsage: (budgetId, dimensions) => backend.reportUsage(handle, { budgetId, dimensions }),
+      flow: flowContext
     })
 
     // The keeper renews the lease while the handler runs, and interrupts the handler when the lease is

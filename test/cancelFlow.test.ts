@@ -13,6 +13,7 @@ const snapshot = (publicFlowState: string): FlowSnapshot => ({
   flowKind: "dag",
   namespace: Ids.unsafe.namespace("ns"),
   publicFlowState,
+  sealed: false,
   graphRevision: 0,
   nodeCount: 0,
   edgeCount: 0,

@@ -204,6 +204,60 @@ describe("valkey: the longest single call under the limits", () => {
         Effect.flatMap(EngineBackend, (b) => b.createFlowGraph({ flow: { flowId, namespace: ns }, members, edges }))
     ).pipe(Effect.provide(layer)), 180_000)
 
+  it.live("extendFlow: the most members and edges, its cycle check over the most members it may reach", () =>
+    worstCase(
+      "extendFlow (flowExtendMembers, flowExtendEdges, 1 000 members reachable)",
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const l = yield* lane
+        const flowId = yield* Ids.newFlowId
+        // the flow: a chain of 900 members (a graph and seven extensions), which the new edges lead
+        // into: with the 100 new members, the cycle check reaches 1 000 members, its most
+        const chain: Array<M.CreateExecutionArgsInput> = []
+        const link = (i: number) =>
+          Effect.map(Ids.newEdgeId, (edgeId): M.FlowGraphEdge => ({
+            edgeId,
+            upstreamExecutionId: chain[i]!.executionId,
+            downstreamExecutionId: chain[i + 1]!.executionId,
+            dependencyKind: "success_only"
+          }))
+        for (let i = 0; i < 900; i++) chain.push(item(l, yield* Ids.executionIdForFlow(flowId)))
+        const first: Array<M.FlowGraphEdge> = []
+        for (let i = 0; i < 199; i++) first.push(yield* link(i))
+        yield* b.createFlowGraph({ flow: { flowId, namespace: ns }, members: chain.slice(0, 200), edges: first })
+        for (let from = 200; from < 900; from += 100) {
+          const edges: Array<M.FlowGraphEdge> = []
+          for (let i = from - 1; i < from + 99; i++) edges.push(yield* link(i))
+          yield* b.extendFlow({ flowId, members: chain.slice(from, from + 100), edges })
+        }
+        const perMember = Math.floor(Limits.flowExtendTags / Limits.flowExtendMembers)
+        const memberTags: Record<string, string> = {}
+        for (let t = 0; t < perMember; t++) memberTags[`slow.t${t}`] = "v".repeat(64)
+        const inline = new Uint8Array(STAGE_BYTES - 1)
+        const members: Array<M.CreateExecutionArgsInput> = []
+        for (let i = 0; i < Limits.flowExtendMembers; i++) {
+          members.push(item(l, yield* Ids.executionIdForFlow(flowId), { tags: memberTags, inputPayload: inline }))
+        }
+        // each new member feeds the chain's head and the next new member
+        const edges: Array<M.FlowGraphEdge> = []
+        for (let i = 0; i < Limits.flowExtendEdges; i++) {
+          const m = Math.floor(i / 2)
+          edges.push({
+            edgeId: yield* Ids.newEdgeId,
+            upstreamExecutionId: members[m]!.executionId,
+            downstreamExecutionId: i % 2 === 0 || m + 1 === members.length ?
+              chain[0]!.executionId :
+              members[m + 1]!.executionId,
+            dependencyKind: "success_only"
+          })
+        }
+        return { flowId, members, edges }
+      }),
+      ({ edges, flowId, members }) =>
+        Effect.flatMap(EngineBackend, (b) =>
+          Effect.map(b.extendFlow({ flowId, members, edges }), (r) => expect(r._tag).toBe("Extended")))
+    ).pipe(Effect.provide(layer)), 300_000)
+
   it.live("a patch to the largest summary document", () =>
     worstCase(
       "appendFrame (summary at summaryDocumentBytes + a small patch)",

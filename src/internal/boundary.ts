@@ -146,6 +146,17 @@ export interface BackendCore {
     readonly edges: ReadonlyArray<M.FlowGraphEdge>
     readonly joins: ReadonlyArray<M.FlowGraphJoin>
   }) => Fx<M.CreateFlowGraphResult>
+  /**
+   * Validated: members new-looking and on the flow's partition, edges on the flow's partition,
+   * joins on new members. Membership, cycles and existing ids are the core's to check.
+   */
+  readonly extendFlow: (args: {
+    readonly flowId: FlowId
+    readonly members: ReadonlyArray<CreateExecutionCore>
+    readonly edges: ReadonlyArray<M.FlowGraphEdge>
+    readonly joins: ReadonlyArray<M.FlowGraphJoin>
+  }) => Fx<M.ExtendFlowResult>
+  readonly sealFlow: (args: M.SealFlowArgs) => Fx<M.SealFlowResult>
   readonly addExecutionToFlow: (args: M.AddExecutionToFlowArgs) => Fx<M.AddExecutionToFlowResult>
   readonly stageDependencyEdge: (args: M.StageDependencyEdgeArgs) => Fx<M.StageDependencyEdgeResult>
   readonly applyDependencyToChild: (args: M.ApplyDependencyToChildArgs) => Fx<M.ApplyDependencyToChildResult>
@@ -396,6 +407,88 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         return Effect.fail(invalidInput("on_satisfied required for any_of/quorum: cancel_remaining | let_run"))
       }
       return Effect.void
+    })
+
+  /** The members of a flow graph (createFlowGraph, extendFlow): new-looking, on the flow's partition. */
+  const graphMembers = (
+    op: string,
+    list: ReadonlyArray<unknown>,
+    fp: number,
+    tagLimit: "flowGraphTags" | "flowExtendTags"
+  ): Fx<Array<CreateExecutionCore>> =>
+    Effect.gen(function*() {
+      const members: Array<CreateExecutionCore> = []
+      const memberIds = new Set<string>()
+      let bytes = 0
+      let tags = 0
+      for (let i = 0; i < list.length; i++) {
+        const p = prepareCreate(list[i] as M.CreateExecutionArgsInput, rules)
+        if (Either.isLeft(p)) return yield* validation(p.left.kind, `${op}: members[${i}] ${p.left.detail}`)
+        bytes += createBytes(p.right)
+        if (bytes > Limits.batchBytes) return yield* V.overLimit(op, "members' payloads, policies and tags", "batchBytes", "bytes")
+        tags += Object.keys(p.right.tags).length
+        if (tags > Limits[tagLimit]) return yield* V.overLimit(op, "members' tags", tagLimit, "tags")
+        const id = p.right.executionId
+        if (executionPartition(id) !== fp) {
+          return yield* invalidInput(
+            `${op}: members[${i}]: partition ${executionPartition(id)} != the flow's partition ${fp}. ` +
+              "Mint member ids with Ids.executionIdForFlow(flowId)."
+          )
+        }
+        if (memberIds.has(id)) return yield* invalidInput(`${op}: members[${i}]: ${id} is listed twice`)
+        if (p.right.idempotencyKey !== undefined && p.right.idempotencyKey !== "") {
+          return yield* invalidInput(`${op}: members[${i}]: members take no idempotency key (the flow id dedups the call)`)
+        }
+        memberIds.add(id)
+        members.push(p.right)
+      }
+      return members
+    })
+
+  /**
+   * The edges and joins of a flow graph: each edge's endpoints pass `endpoint` (members of the
+   * graph, or executions on the flow's partition), no edge id twice; joins on `joinable` members,
+   * each once.
+   */
+  const graphEdges = (
+    op: string,
+    edgeList: unknown,
+    joinList: unknown,
+    endpoint: (id: ExecutionId) => boolean,
+    notEndpoint: string,
+    joinable: ReadonlySet<string>,
+    edgeLimit: "flowGraphEdges" | "flowExtendEdges"
+  ): Fx<{ readonly edges: Array<M.FlowGraphEdge>; readonly joins: Array<M.FlowGraphJoin> }> =>
+    Effect.gen(function*() {
+      const edgesIn: unknown = edgeList ?? []
+      const joinsIn: unknown = joinList ?? []
+      if (!Array.isArray(edgesIn) || !Array.isArray(joinsIn)) return yield* invalidInput(`${op}: edges and joins are lists`)
+      yield* failWith(V.checkCount(op, "edges", edgesIn.length, edgeLimit))
+      const edges: Array<M.FlowGraphEdge> = []
+      const edgeIds = new Set<string>()
+      for (let i = 0; i < edgesIn.length; i++) {
+        const e = yield* make(op, M.FlowGraphEdge, edgesIn[i])
+        yield* failWith(edgeLimits(op, e))
+        if (!endpoint(e.upstreamExecutionId) || !endpoint(e.downstreamExecutionId)) {
+          return yield* invalidInput(`${op}: edges[${i}] joins an execution that ${notEndpoint}`)
+        }
+        if (e.upstreamExecutionId === e.downstreamExecutionId) return yield* conflict("SelfReferencingEdge")
+        if (edgeIds.has(e.edgeId)) return yield* invalidInput(`${op}: edges[${i}]: edge id ${e.edgeId} is listed twice`)
+        edgeIds.add(e.edgeId)
+        edges.push(e)
+      }
+      const joins: Array<M.FlowGraphJoin> = []
+      const joined = new Set<string>()
+      for (let i = 0; i < joinsIn.length; i++) {
+        yield* checkJoinPolicy((joinsIn[i] as { policy?: unknown } | undefined)?.policy)
+        const j = yield* make(op, M.FlowGraphJoin, joinsIn[i])
+        if (!joinable.has(j.downstreamExecutionId) || joined.has(j.downstreamExecutionId)) {
+          return yield* invalidInput(`${op}: joins[${i}]: not a new member, or a member joined twice`)
+        }
+        joined.add(j.downstreamExecutionId)
+        joins.push(j)
+      }
+      return { edges, joins }
     })
 
   const service: EngineBackend.Service = {
@@ -719,63 +812,51 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
           return yield* V.overLimit(op, "members", "flowGraphMembers", "entries")
         }
         if (!batchSized(list)) return yield* batchSizeError(op, "members", list)
-        const members: Array<CreateExecutionCore> = []
-        const memberIds = new Set<string>()
-        let bytes = 0
-        let tags = 0
-        for (let i = 0; i < list.length; i++) {
-          const p = prepareCreate(list[i]!, rules)
-          if (Either.isLeft(p)) return yield* validation(p.left.kind, `${op}: members[${i}] ${p.left.detail}`)
-          bytes += createBytes(p.right)
-          if (bytes > Limits.batchBytes) return yield* V.overLimit(op, "members' payloads, policies and tags", "batchBytes", "bytes")
-          tags += Object.keys(p.right.tags).length
-          if (tags > Limits.flowGraphTags) return yield* V.overLimit(op, "members' tags", "flowGraphTags", "tags")
-          const id = p.right.executionId
-          if (executionPartition(id) !== fp) {
-            return yield* invalidInput(
-              `${op}: members[${i}]: partition ${executionPartition(id)} != the flow's partition ${fp}. ` +
-                "Mint member ids with Ids.executionIdForFlow(flowId)."
-            )
-          }
-          if (memberIds.has(id)) return yield* invalidInput(`${op}: members[${i}]: ${id} is listed twice`)
-          if (p.right.idempotencyKey !== undefined && p.right.idempotencyKey !== "") {
-            return yield* invalidInput(`${op}: members[${i}]: members take no idempotency key (the flow id dedups the call)`)
-          }
-          memberIds.add(id)
-          members.push(p.right)
-        }
-        const edgeList: unknown = args.edges ?? []
-        const joinList: unknown = args.joins ?? []
-        if (!Array.isArray(edgeList) || !Array.isArray(joinList)) return yield* invalidInput(`${op}: edges and joins are lists`)
-        yield* failWith(V.checkCount(op, "edges", edgeList.length, "flowGraphEdges"))
-        const edges: Array<M.FlowGraphEdge> = []
-        const edgeIds = new Set<string>()
-        for (let i = 0; i < edgeList.length; i++) {
-          const e = yield* make(op, M.FlowGraphEdge, edgeList[i])
-          yield* failWith(edgeLimits(op, e))
-          if (!memberIds.has(e.upstreamExecutionId) || !memberIds.has(e.downstreamExecutionId)) {
-            return yield* invalidInput(`${op}: edges[${i}] joins an execution that is not a member`)
-          }
-          if (e.upstreamExecutionId === e.downstreamExecutionId) return yield* conflict("SelfReferencingEdge")
-          if (edgeIds.has(e.edgeId)) return yield* invalidInput(`${op}: edges[${i}]: edge id ${e.edgeId} is listed twice`)
-          edgeIds.add(e.edgeId)
-          edges.push(e)
-        }
+        const members = yield* graphMembers(op, list, fp, "flowGraphTags")
+        const memberIds = new Set<string>(members.map((m) => m.executionId))
+        const { edges, joins } = yield* graphEdges(
+          op,
+          args.edges,
+          args.joins,
+          (id) => memberIds.has(id),
+          "is not a member",
+          memberIds,
+          "flowGraphEdges"
+        )
         const links = edges.map((e) => [e.upstreamExecutionId, e.downstreamExecutionId] as const)
         if (topologicalOrder([...memberIds], links) === undefined) return yield* conflict("CycleDetected")
-        const joins: Array<M.FlowGraphJoin> = []
-        const joined = new Set<string>()
-        for (let i = 0; i < joinList.length; i++) {
-          yield* checkJoinPolicy((joinList[i] as { policy?: unknown } | undefined)?.policy)
-          const j = yield* make(op, M.FlowGraphJoin, joinList[i])
-          if (!memberIds.has(j.downstreamExecutionId) || joined.has(j.downstreamExecutionId)) {
-            return yield* invalidInput(`${op}: joins[${i}]: not a member, or a member joined twice`)
-          }
-          joined.add(j.downstreamExecutionId)
-          joins.push(j)
-        }
         return yield* core.createFlowGraph({ flow, members, edges, joins })
       }),
+
+    extendFlow: (input) =>
+      Effect.gen(function*() {
+        const op = "extend_flow"
+        const args = (yield* argObject(op, input)) as Parameters<EngineBackend.Service["extendFlow"]>[0]
+        const flowId = yield* validId(op, "flowId", FlowIdSchema, args.flowId, rules)
+        const fp = flowPartitionOf(flowId)
+        const list: unknown = args.members ?? []
+        if (!Array.isArray(list)) return yield* invalidInput(`${op}: members is a list`)
+        if (list.length > Limits.flowExtendMembers) return yield* V.overLimit(op, "members", "flowExtendMembers", "entries")
+        const members = yield* graphMembers(op, list, fp, "flowExtendTags")
+        const memberIds = new Set<string>(members.map((m) => m.executionId))
+        // an edge may join existing members: the core checks they are members of the flow
+        const onPartition = (id: ExecutionId) => executionPartition(id) === fp
+        const { edges, joins } = yield* graphEdges(
+          op,
+          args.edges,
+          args.joins,
+          onPartition,
+          `does not live on the flow's partition ${fp}`,
+          memberIds,
+          "flowExtendEdges"
+        )
+        if (members.length === 0 && edges.length === 0) {
+          return yield* invalidInput(`${op}: nothing to add: give at least one member or one edge`)
+        }
+        return yield* core.extendFlow({ flowId, members, edges, joins })
+      }),
+
+    sealFlow: (args) => Effect.flatMap(make("seal_flow", M.SealFlowArgs, args), core.sealFlow),
 
     cancelExecution: (args) =>
       Effect.gen(function*() {

@@ -417,6 +417,36 @@ export const limits = (t: Tester) =>
           expect(Option.isNone(yield* b.describeFlow(flowId))).toBe(true)
           yield* isAbsent(few[0]!.executionId)
         }))
+
+      t.test("extendFlow: more than flowExtendMembers members, flowExtendEdges edges, flowExtendTags tags or batchBytes writes nothing", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const flowId = yield* Ids.newFlowId
+          yield* b.createFlow({ flowId, namespace: NS })
+          const before = Option.getOrThrow(yield* b.describeFlow(flowId))
+          const members: Array<M.CreateExecutionArgsInput> = []
+          for (let i = 0; i <= Limits.flowExtendMembers; i++) members.push(yield* member(flowId, lane))
+          yield* limitFails(b.extendFlow({ flowId, members }), "flowExtendMembers")
+          const few = members.slice(0, 3)
+          const edges: Array<M.FlowGraphEdge> = []
+          for (let i = 0; i <= Limits.flowExtendEdges; i++) {
+            edges.push({
+              edgeId: yield* Ids.newEdgeId,
+              upstreamExecutionId: few[0]!.executionId,
+              downstreamExecutionId: few[1 + (i % 2)]!.executionId,
+              dependencyKind: "success_only"
+            })
+          }
+          yield* limitFails(b.extendFlow({ flowId, members: few, edges }), "flowExtendEdges")
+          const tagged = members.slice(0, Math.ceil(Limits.flowExtendTags / Limits.tagsPerExecution) + 1)
+            .map((m) => ({ ...m, tags: tags(Limits.tagsPerExecution) }))
+          yield* limitFails(b.extendFlow({ flowId, members: tagged }), "flowExtendTags")
+          const big = new Uint8Array(6 * 1024 * 1024)
+          yield* limitFails(b.extendFlow({ flowId, members: few.map((m) => ({ ...m, inputPayload: big })) }), "batchBytes")
+          expect(Option.getOrThrow(yield* b.describeFlow(flowId))).toEqual(before)
+          yield* isAbsent(few[0]!.executionId)
+        }))
     })
 
     describe("reads and documents", () => {

@@ -177,7 +177,22 @@ export type Command =
   | { readonly _tag: "CancelExecution"; readonly execution: Ref }
   | { readonly _tag: "ChangePriority"; readonly execution: Ref; readonly priority: number }
   | { readonly _tag: "ReplayExecution"; readonly execution: Ref }
-  | { readonly _tag: "CreateFlow"; readonly existing?: Ref | undefined }
+  | { readonly _tag: "CreateFlow"; readonly existing?: Ref | undefined; readonly sealed?: boolean | undefined }
+  | { readonly _tag: "SealFlow"; readonly flow: Ref }
+  | Scenario
+  /**
+   * `extendFlow`: with `member`, one new member (on the first lane); each edge joins two members
+   * (`NEW`: the new one; else a ref into the flow's members) — late edges, edges into finished
+   * or running members, into satisfied joins; `join`: the new member's join policy.
+   */
+  | {
+    readonly _tag: "ExtendFlow"
+    readonly flow: Ref
+    readonly member: boolean
+    readonly edges: ReadonlyArray<readonly [EndRef, EndRef]>
+    readonly join?: M.EdgeDependencyPolicy | undefined
+    readonly dataPassing: boolean
+  }
   | { readonly _tag: "AddToFlow"; readonly flow: Ref; readonly execution: Ref }
   | {
     readonly _tag: "SetEdgeGroupPolicy"
@@ -227,6 +242,42 @@ export type Command =
   | { readonly _tag: "Pass"; readonly pass: PassName }
   /** Advances the clock, then runs every maintenance pass once in `passNames` order (a reconciler cycle). */
   | { readonly _tag: "Settle"; readonly ms: number }
+
+/** How a scenario step leaves an upstream: claimed and completed or failed, cancelled, left waiting. */
+export type Drive = "complete" | "fail" | "cancel" | "none"
+
+/**
+ * Scenario commands build one shape with several calls (each recorded), on lanes of their own so
+ * that their claims take exactly the member meant:
+ * - `LateEdge`: in the flow, a child `c` with join `policy` and an edge from `u1`; `u1` is driven
+ *   (`early`), the child claimed or finished (`child`), `u2` driven (`late`; `skipped`: through
+ *   an upstream of its own that fails), then the edge `u2 -> c` staged and applied (or added with
+ *   `extendFlow`), then `u2` driven again (`after`).
+ * - `FinishedFlow`: a new flow (sealed or not) whose one member finishes (`how`), then `then`: a
+ *   member added, the flow extended, an edge from the finished member to a new one, the flow
+ *   sealed, or cancelled.
+ */
+export type Scenario =
+  | {
+    readonly _tag: "LateEdge"
+    readonly flow: Ref
+    readonly policy: M.EdgeDependencyPolicy
+    readonly early: Drive
+    readonly child: "waiting" | "active" | "completed"
+    readonly late: Drive | "skipped"
+    readonly after: Drive
+    readonly via: "apply" | "extend"
+  }
+  | {
+    readonly _tag: "FinishedFlow"
+    readonly sealed: boolean
+    readonly how: Drive
+    readonly then: "add" | "extend" | "edge" | "seal" | "cancel"
+  }
+
+/** An end of an `ExtendFlow` edge: `NEW` (the call's new member) or a ref into the flow's members. */
+export type EndRef = number
+export const NEW: EndRef = -1
 
 export type CommandTag = Command["_tag"]
 
@@ -332,7 +383,55 @@ const claimArb: fc.Arbitrary<Command> = fc.record({
 
 const createFlowArb: fc.Arbitrary<Command> = fc.record({
   _tag: fc.constant("CreateFlow" as const),
-  existing: opt(ref, 1, 8)
+  existing: opt(ref, 1, 8),
+  sealed: opt(fc.constant(true), 1, 8)
+})
+
+const endRef: fc.Arbitrary<EndRef> = fc.oneof(w(2, fc.constant(NEW)), w(3, ref))
+
+const extendFlowArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("ExtendFlow" as const),
+  flow: ref,
+  member: fc.oneof(w(3, fc.constant(true)), w(1, fc.constant(false))),
+  edges: fc.array(fc.tuple(endRef, endRef), { minLength: 0, maxLength: 3 }),
+  join: opt(edgePolicy, 1, 2),
+  dataPassing: fc.boolean()
+})
+
+const driveArb: fc.Arbitrary<Drive> = fc.constantFrom<Drive>("complete", "complete", "fail", "cancel", "none")
+
+const lateEdgeArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("LateEdge" as const),
+  flow: fc.oneof(w(3, fc.constant(0)), w(1, ref)),
+  policy: edgePolicy,
+  early: driveArb,
+  child: fc.constantFrom<"waiting" | "active" | "completed">("waiting", "waiting", "active", "completed"),
+  late: fc.oneof(w(4, driveArb), w(1, fc.constant("skipped" as const))),
+  after: driveArb,
+  via: fc.constantFrom<"apply" | "extend">("apply", "extend")
+})
+
+const finishedFlowArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("FinishedFlow" as const),
+  sealed: fc.oneof(w(3, fc.constant(false)), w(1, fc.constant(true))),
+  how: fc.constantFrom<Drive>("complete", "fail", "cancel"),
+  then: fc.constantFrom<"add" | "extend" | "edge" | "seal" | "cancel">("add", "extend", "edge", "seal", "cancel")
+})
+
+const stageEdgeArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("StageEdge" as const),
+  flow: ref,
+  upstream: ref,
+  downstream: ref,
+  revision: fc.oneof(w(6, fc.constant("current" as const)), w(1, fc.constant("stale" as const))),
+  apply: fc.oneof(w(3, fc.constant(true)), w(1, fc.constant(false))),
+  dataPassing: fc.oneof(w(1, fc.constant(true)), w(2, fc.constant(false)))
+})
+
+const cancelFlowArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("CancelFlow" as const),
+  flow: ref,
+  policy: fc.constantFrom<M.CancelFlowPolicy>("FlowOnly", "CancelAll", "CancelPending")
 })
 
 export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
@@ -420,27 +519,13 @@ export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
     2,
     fc.record({ _tag: fc.constant("SetEdgeGroupPolicy" as const), flow: ref, downstream: ref, policy: edgePolicy })
   ),
-  w(
-    5,
-    fc.record({
-      _tag: fc.constant("StageEdge" as const),
-      flow: ref,
-      upstream: ref,
-      downstream: ref,
-      revision: fc.oneof(w(6, fc.constant("current" as const)), w(1, fc.constant("stale" as const))),
-      apply: fc.oneof(w(3, fc.constant(true)), w(1, fc.constant(false))),
-      dataPassing: fc.oneof(w(1, fc.constant(true)), w(2, fc.constant(false)))
-    })
-  ),
+  w(5, stageEdgeArb),
   w(1, fc.record({ _tag: fc.constant("ApplyEdge" as const), edge: ref })),
-  w(
-    2,
-    fc.record({
-      _tag: fc.constant("CancelFlow" as const),
-      flow: ref,
-      policy: fc.constantFrom<M.CancelFlowPolicy>("FlowOnly", "CancelAll", "CancelPending")
-    })
-  ),
+  w(2, cancelFlowArb),
+  w(2, extendFlowArb),
+  w(1, fc.record({ _tag: fc.constant("SealFlow" as const), flow: ref })),
+  w(1, lateEdgeArb),
+  w(1, finishedFlowArb),
   w(
     1,
     fc.record({
@@ -501,8 +586,75 @@ export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   )
 )
 
+/**
+ * The `flows` profile: flows that grow while they run. Members are created into the flow, claimed
+ * and finished, and edges keep coming: applied after their upstream finished (or was skipped or
+ * cancelled), into running and finished members, into any_of / quorum joins already satisfied;
+ * members added and flows extended in every state (running, finished, sealed, cancelled);
+ * sealing; cancelling finished flows.
+ */
+const flowMemberArb: fc.Arbitrary<Command> = createArb.map((c) =>
+  c._tag === "CreateExecution" ?
+    {
+      ...c,
+      flow: c.flow ?? 0,
+      join: true,
+      lane: 0,
+      delayMs: undefined,
+      deadlineMs: undefined,
+      idempotencyKey: undefined,
+      duplicateOf: undefined,
+      caps: []
+    } :
+    c
+)
+
+export const flowCommandArbitrary: fc.Arbitrary<Command> = fc.oneof(
+  w(8, flowMemberArb),
+  w(12, claimArb.map((c) => (c._tag === "Claim" ? { ...c, lane: 0, caps: CAPABILITIES } : c))),
+  w(8, fc.record({ _tag: fc.constant("Complete" as const), handle: handleRef, payload: opt(fc.constantFrom("out", ""), 3, 1) })),
+  w(
+    4,
+    fc.record({
+      _tag: fc.constant("Fail" as const),
+      handle: handleRef,
+      classification: fc.constantFrom<M.FailureClass>("Permanent", "Transient"),
+      category: opt(fc.constantFrom("boom"), 1, 3)
+    })
+  ),
+  w(1, fc.record({ _tag: fc.constant("Cancel" as const), handle: handleRef })),
+  w(2, fc.record({ _tag: fc.constant("CancelExecution" as const), execution: ref })),
+  w(2, fc.record({ _tag: fc.constant("ReplayExecution" as const), execution: ref })),
+  w(10, stageEdgeArb.map((c) => (c._tag === "StageEdge" ? { ...c, revision: "current" as const, apply: true } : c))),
+  w(1, fc.record({ _tag: fc.constant("ApplyEdge" as const), edge: ref })),
+  w(
+    4,
+    fc.record({ _tag: fc.constant("SetEdgeGroupPolicy" as const), flow: ref, downstream: ref, policy: edgePolicy })
+  ),
+  w(8, extendFlowArb),
+  w(10, lateEdgeArb),
+  w(4, finishedFlowArb),
+  w(3, fc.record({ _tag: fc.constant("AddToFlow" as const), flow: ref, execution: ref })),
+  w(2, fc.record({ _tag: fc.constant("SealFlow" as const), flow: ref })),
+  w(2, cancelFlowArb),
+  w(2, createFlowArb),
+  w(2, fc.record({ _tag: fc.constant("Advance" as const), ms: fc.constantFrom(10, 1000, 30_000) })),
+  w(2, fc.record({ _tag: fc.constant("Settle" as const), ms: fc.constantFrom(0, 1000, 30_000) }))
+)
+
+/** A flow with members, some claimed, so the body starts on a running flow. */
+const flowPreludeArb: fc.Arbitrary<ReadonlyArray<Command>> = fc.tuple(
+  fc.constant<Command>({ _tag: "CreateFlow" }),
+  fc.array(flowMemberArb, { minLength: 2, maxLength: 4, size: "max" }),
+  fc.array(claimArb.map((c) => (c._tag === "Claim" ? { ...c, lane: 0, caps: CAPABILITIES } : c)), { maxLength: 2, size: "max" })
+).map(([flow, members, claims]) => [flow, ...members, ...claims])
+
+export type Profile = "general" | "flows"
+
 export interface GenerationOptions {
   readonly maxCommands?: number | undefined
+  /** `general` (default): every operation; `flows`: flows that grow while they run. */
+  readonly profile?: Profile | undefined
 }
 
 /**
@@ -517,10 +669,15 @@ const preludeArb: fc.Arbitrary<ReadonlyArray<Command>> = fc.tuple(
 
 export const sampleArbitrary = (options: GenerationOptions = {}): fc.Arbitrary<Sample> => {
   const max = options.maxCommands ?? 40
+  const flows = options.profile === "flows"
   return fc.record({
     salt: fc.nat({ max: 0x7fffffff }),
-    prelude: preludeArb,
-    body: fc.array(commandArbitrary, { minLength: 1, maxLength: Math.max(1, max - 6), size: "max" })
+    prelude: flows ? flowPreludeArb : preludeArb,
+    body: fc.array(flows ? flowCommandArbitrary : commandArbitrary, {
+      minLength: 1,
+      maxLength: Math.max(1, max - 6),
+      size: "max"
+    })
   }).map(({ body, prelude, salt }): Sample => ({ salt, commands: [...prelude, ...body] }))
 }
 
@@ -1200,7 +1357,7 @@ const interpret = (run: Run, cmd: Command, i: number): Effect.Effect<Stepped> =>
       case "CreateFlow": {
         const existing = cmd.existing === undefined ? undefined : pickRecent(run.flows, cmd.existing)
         const flowId = existing ?? (run.mint("flow", i) as FlowId)
-        const r = yield* attempt(run, b.createFlow({ flowId, namespace: NS }))
+        const r = yield* attempt(run, b.createFlow({ flowId, namespace: NS, ...(cmd.sealed === true ? { sealed: true } : {}) }))
         if (existing === undefined) {
           run.flows.push(flowId)
           run.members.set(flowId, [])
@@ -1281,6 +1438,72 @@ const interpret = (run: Run, cmd: Command, i: number): Effect.Effect<Stepped> =>
         touched.executions.push(edge.upstream, edge.downstream)
         return out(rec(run, yield* attempt(run, applyEdge(b, edge))))
       }
+
+      case "SealFlow": {
+        const flowId = pickRecent(run.flows, cmd.flow)
+        if (flowId === undefined) return out(skip("no flow"))
+        touched.flows.push(flowId)
+        return out(rec(run, yield* attempt(run, b.sealFlow({ flowId }))))
+      }
+
+      case "ExtendFlow": {
+        const flowId = pickRecent(run.flows, cmd.flow)
+        if (flowId === undefined) return out(skip("no flow"))
+        const members = run.members.get(flowId) ?? []
+        const fresh = cmd.member ? Ids.deterministicExecutionIdForFlow(flowId, run.mint("execution", i)) : undefined
+        const end = (e: EndRef): ExecutionId | undefined => (e === NEW ? fresh : pickRecent(members, e))
+        const edges: Array<StagedEdge> = []
+        for (const [k, [from, to]] of cmd.edges.entries()) {
+          const up = end(from)
+          const down = end(to)
+          if (up === undefined || down === undefined || up === down) continue
+          edges.push({
+            flowId,
+            edgeId: run.mint("edge", i, k) as EdgeId,
+            upstream: up,
+            downstream: down,
+            dataPassingRef: cmd.dataPassing ? "result" : undefined
+          })
+        }
+        if (fresh === undefined && edges.length === 0) return out(skip("nothing to add"))
+        touched.flows.push(flowId)
+        touched.executions.push(...edges.flatMap((e) => [e.upstream, e.downstream]))
+        const r = yield* attempt(
+          run,
+          b.extendFlow({
+            flowId,
+            members: fresh === undefined ? [] : [{
+              executionId: fresh,
+              namespace: NS,
+              laneId: LANES[0]!,
+              executionKind: "diff",
+              inputPayload: bytes(`input-${i}`)
+            }],
+            edges: edges.map((e) => ({
+              edgeId: e.edgeId,
+              upstreamExecutionId: e.upstream,
+              downstreamExecutionId: e.downstream,
+              ...(e.dataPassingRef === undefined ? {} : { dataPassingRef: e.dataPassingRef })
+            })),
+            joins: fresh === undefined || cmd.join === undefined ? [] : [{ downstreamExecutionId: fresh, policy: cmd.join }]
+          })
+        )
+        if (Either.isRight(r) && r.right._tag === "Extended") {
+          if (fresh !== undefined) {
+            run.executions.push(fresh)
+            members.push(fresh)
+            touched.executions.push(fresh)
+          }
+          run.edges.push(...edges)
+        }
+        // a new member's creation time is distinct from the next one's (see the module comment)
+        yield* TestClock.adjust(Duration.millis(1))
+        return out(rec(run, r))
+      }
+
+      case "LateEdge":
+      case "FinishedFlow":
+        return out(yield* scenario(run, b, cmd, i, touched))
 
       case "CancelFlow": {
         const flowId = pickRecent(run.flows, cmd.flow)
@@ -1414,6 +1637,144 @@ const interpret = (run: Run, cmd: Command, i: number): Effect.Effect<Stepped> =>
         return out(results)
       }
     }
+  })
+
+/** Runs a scenario command (see `Scenario`): every call's outcome, by step name. */
+const scenario = (run: Run, b: EngineBackend.Service, cmd: Scenario, i: number, touched: Touched) =>
+  Effect.gen(function*() {
+    const steps: Record<string, Json> = {}
+    let n = 0
+    const step = <A>(name: string, effect: Effect.Effect<A, EngineError>, f: (a: A) => unknown = (a) => a) =>
+      Effect.map(attempt(run, effect), (r) => {
+        steps[`${String(n++).padStart(2, "0")} ${name}`] = rec(run, r, f)
+        return r
+      })
+    /** A member of `flowId` on a lane of its own (named `name`), created and added. */
+    const member = (flowId: FlowId, name: string) =>
+      Effect.gen(function*() {
+        const lane = Ids.unsafe.laneId(`diff-${name}-${i}`)
+        const executionId = Ids.deterministicExecutionIdForFlow(flowId, run.mint("execution", i, name))
+        yield* step(`create ${name}`, b.createExecution({ executionId, namespace: NS, laneId: lane, executionKind: "diff", inputPayload: bytes(`input-${i}-${name}`) }))
+        yield* TestClock.adjust(Duration.millis(1))
+        const added = yield* step(`add ${name}`, b.addExecutionToFlow({ flowId, executionId }))
+        if (Either.isRight(added) && added.right._tag === "Added") run.members.get(flowId)?.push(executionId)
+        run.executions.push(executionId)
+        touched.executions.push(executionId)
+        return { executionId, lane }
+      })
+    const claim = (m: { readonly lane: LaneId }, name: string) =>
+      Effect.map(
+        step(`claim ${name}`, b.claim({ lane: m.lane, capabilities: { tokens: [] }, policy: { ...WORKERS[0], leaseTtlMs: 30_000 } })),
+        (r) => (Either.isRight(r) ? Option.getOrUndefined(r.right) : undefined)
+      )
+    const drive = (m: { readonly executionId: ExecutionId; readonly lane: LaneId }, how: Drive, name: string) =>
+      Effect.gen(function*() {
+        if (how === "none") return
+        if (how === "cancel") {
+          yield* step(`cancel ${name}`, b.cancelExecution({ executionId: m.executionId, reason: `scenario ${i}` }))
+          return
+        }
+        const h = yield* claim(m, name)
+        if (h === undefined) return
+        if (how === "complete") yield* step(`complete ${name}`, b.complete(h, { payload: bytes(`out-${name}`) }))
+        else yield* step(`fail ${name}`, b.fail(h, { reason: { message: "boom" }, classification: "Permanent" }))
+      })
+    const edge = (flowId: FlowId, up: ExecutionId, down: ExecutionId, name: string, via: "apply" | "extend") =>
+      Effect.gen(function*() {
+        const edgeId = run.mint("edge", i, name) as EdgeId
+        const e: StagedEdge = { flowId, edgeId, upstream: up, downstream: down, dataPassingRef: "result" }
+        if (via === "extend") {
+          const r = yield* step(`extend ${name}`, b.extendFlow({
+            flowId,
+            edges: [{ edgeId, upstreamExecutionId: up, downstreamExecutionId: down, dataPassingRef: "result" }]
+          }))
+          if (Either.isRight(r)) run.edges.push(e)
+          return
+        }
+        const snapshot = yield* attempt(run, b.describeFlow(flowId))
+        const revision = Either.isRight(snapshot) && Option.isSome(snapshot.right) ? snapshot.right.value.graphRevision : 0
+        const staged = yield* step(`stage ${name}`, b.stageDependencyEdge({
+          flowId,
+          edgeId,
+          upstreamExecutionId: up,
+          downstreamExecutionId: down,
+          expectedGraphRevision: revision,
+          dataPassingRef: "result"
+        }))
+        run.edges.push(e)
+        if (Either.isRight(staged)) yield* step(`apply ${name}`, applyEdge(b, e))
+      })
+
+    if (cmd._tag === "LateEdge") {
+      const flowId = pickRecent(run.flows, cmd.flow)
+      if (flowId === undefined) return skip("no flow")
+      touched.flows.push(flowId)
+      const u1 = yield* member(flowId, "u1")
+      const u2 = yield* member(flowId, "u2")
+      const c = yield* member(flowId, "c")
+      yield* step("join c", b.setEdgeGroupPolicy({ flowId, downstreamExecutionId: c.executionId, policy: cmd.policy }))
+      yield* edge(flowId, u1.executionId, c.executionId, "u1-c", "apply")
+      yield* drive(u1, cmd.early, "u1")
+      if (cmd.child !== "waiting") {
+        const h = yield* claim(c, "c")
+        if (h !== undefined) {
+          if (cmd.child === "completed") yield* step("complete c", b.complete(h))
+          else run.handles.push(h)
+        }
+      }
+      if (cmd.late === "skipped") {
+        const x = yield* member(flowId, "x")
+        yield* edge(flowId, x.executionId, u2.executionId, "x-u2", "apply")
+        yield* drive(x, "fail", "x")
+      } else {
+        yield* drive(u2, cmd.late, "u2")
+      }
+      yield* edge(flowId, u2.executionId, c.executionId, "u2-c", cmd.via)
+      if (cmd.late === "none") yield* drive(u2, cmd.after, "u2 after")
+      return steps as Json
+    }
+
+    const flowId = run.mint("flow", i) as FlowId
+    run.flows.push(flowId)
+    run.members.set(flowId, [])
+    touched.flows.push(flowId)
+    yield* step("create flow", b.createFlow({ flowId, namespace: NS }))
+    const a = yield* member(flowId, "a")
+    if (cmd.sealed) yield* step("seal", b.sealFlow({ flowId }))
+    yield* drive(a, cmd.how, "a")
+    yield* step("finished", b.describeFlow(flowId), (f) => Option.map(f, (x) => x.publicFlowState))
+    switch (cmd.then) {
+      case "add": {
+        yield* member(flowId, "b")
+        break
+      }
+      case "extend": {
+        const executionId = Ids.deterministicExecutionIdForFlow(flowId, run.mint("execution", i, "e"))
+        const r = yield* step("extend", b.extendFlow({
+          flowId,
+          members: [{ executionId, namespace: NS, laneId: Ids.unsafe.laneId(`diff-e-${i}`), executionKind: "diff", inputPayload: bytes("e") }],
+          edges: [{ edgeId: run.mint("edge", i, "a-e") as EdgeId, upstreamExecutionId: a.executionId, downstreamExecutionId: executionId, dataPassingRef: "result" }]
+        }))
+        if (Either.isRight(r) && r.right._tag === "Extended") {
+          run.executions.push(executionId)
+          run.members.get(flowId)?.push(executionId)
+          touched.executions.push(executionId)
+        }
+        break
+      }
+      case "edge": {
+        const d = yield* member(flowId, "d")
+        yield* edge(flowId, a.executionId, d.executionId, "a-d", "apply")
+        break
+      }
+      case "seal":
+        yield* step("seal", b.sealFlow({ flowId }))
+        break
+      case "cancel":
+        yield* step("cancel flow", b.cancelFlow({ flowId, policy: "CancelAll", reason: `finished ${i}` }), sortCancelFlow)
+        break
+    }
+    return steps as Json
   })
 
 const applyEdge = (b: EngineBackend.Service, edge: StagedEdge) =>
@@ -1794,6 +2155,8 @@ export interface CheckOptions {
    * strict run shows every divergence, the waived ones included.
    */
   readonly waivers?: ReadonlyArray<Waiver> | undefined
+  /** The sequences generated (default `general`, see `sampleArbitrary`). */
+  readonly profile?: Profile | undefined
 }
 
 export interface CheckResult {
@@ -1894,7 +2257,7 @@ export const checkDifferential = async (o: CheckOptions): Promise<CheckResult> =
   const errors: Record<string, number> = {}
   const timings = { runs: 0, reference: 0, make: 0, steps: 0, sweep: 0, cut: 0, commands: 0, compared: 0 }
 
-  const property = fc.asyncProperty(sampleArbitrary({ maxCommands: o.maxCommands }), async (sample) => {
+  const property = fc.asyncProperty(sampleArbitrary({ maxCommands: o.maxCommands, profile: o.profile }), async (sample) => {
     const a = await runSample(o.reference, sample)
     const b = await runSample(o.candidate, sample, { reference: a, waivers })
     tally(coverage, errors, sample, a)

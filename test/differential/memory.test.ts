@@ -34,6 +34,23 @@ describe("differential: memory vs memory", () => {
     expect(result.numRuns).toBeGreaterThan(0)
   }, 60_000)
 
+  it("two memory engines agree on flows that grow while they run", async () => {
+    const result = await H.checkDifferential({
+      reference: H.memoryFactory("memory"),
+      candidate: H.memoryFactory("memory-2"),
+      numRuns: 50,
+      maxCommands: 40,
+      // on a loaded machine the run stops early rather than overrun the test timeout
+      timeLimitMs: 60_000,
+      profile: "flows"
+    })
+    expect(result.numRuns).toBeGreaterThan(0)
+    // the shapes of the profile come up
+    for (const tag of ["LateEdge", "FinishedFlow", "ExtendFlow", "SealFlow", "StageEdge", "CancelFlow"] as const) {
+      expect(result.coverage[tag]?.ok ?? 0, tag).toBeGreaterThan(0)
+    }
+  }, 120_000)
+
   it("finds, shrinks and reports a planted divergence", async () => {
     const lines: Array<string> = []
     const error = await H.checkDifferential({

@@ -23,6 +23,19 @@ describe("differential: memory vs postgres", () => {
     expect(result.numRuns).toBeGreaterThan(0)
   }, 180_000)
 
+  it("the Postgres layer agrees with the memory layer on flows that grow while they run", async () => {
+    const result = await H.checkDifferential({
+      reference: H.memoryFactory(),
+      candidate: postgres,
+      numRuns: 25,
+      maxCommands: 40,
+      timeLimitMs: 120_000,
+      waivers: postgresWaivers,
+      profile: "flows"
+    })
+    expect(result.numRuns).toBeGreaterThan(0)
+  }, 150_000)
+
   // FLOWFABRIC_DIFF_WAIVERS=1: every waiver's minimal repro must still diverge (else delete the waiver)
   it.runIf(process.env["FLOWFABRIC_DIFF_WAIVERS"] === "1")("every waiver still matches a real divergence", async () => {
     const checks = await H.checkWaiverRepros(H.memoryFactory(), postgres, postgresWaivers)

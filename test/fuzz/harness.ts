@@ -168,7 +168,7 @@ const makeFixture = (b: Service, lane: LaneId, numFlowPartitions: number) => {
       if (flow !== undefined) {
         const f = Option.getOrUndefined(yield* b.describeFlow(flow.flowId))
         const states = yield* Effect.forEach(flow.members, state)
-        if (f?.publicFlowState === "open" && states.every((s) => s?.publicState === "waiting_children" || s?.publicState === "waiting")) {
+        if (f?.publicFlowState === "running" && !f.sealed && states.every((s) => s?.publicState === "waiting_children" || s?.publicState === "waiting")) {
           return flow
         }
       }
@@ -495,6 +495,27 @@ const build = (op: Op, fx: Fixture, choice: number): Effect.Effect<Call, EngineE
           }],
           touched: touch({ flows: [flowId], executions: [m0, m1] })
         }
+      }
+      case "extendFlow": {
+        const f = yield* fx.flow
+        const m = yield* Ids.executionIdForFlow(f.flowId, fx.partitions)
+        const member = { ...newExecutionArgs(fx, m, choice), idempotencyKey: undefined }
+        return {
+          args: [{
+            flowId: f.flowId,
+            members: [member],
+            edges: [
+              { edgeId: yield* Ids.newEdgeId, upstreamExecutionId: f.members[0], downstreamExecutionId: m, dataPassingRef: "out" },
+              { edgeId: yield* Ids.newEdgeId, upstreamExecutionId: m, downstreamExecutionId: f.members[2] }
+            ],
+            joins: [{ downstreamExecutionId: m, policy: { _tag: "any_of", onSatisfied: "let_run" } }]
+          }],
+          touched: touch({ flows: [f.flowId], executions: [...f.members, m] })
+        }
+      }
+      case "sealFlow": {
+        const f = yield* fx.flow
+        return { args: [{ flowId: f.flowId }], touched: touch({ flows: [f.flowId], executions: f.members }) }
       }
       case "addExecutionToFlow": {
         const f = yield* fx.flow

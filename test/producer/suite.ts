@@ -314,6 +314,66 @@ export const producerSuite = (
         }))
     })
 
+    describe("flows that grow while they run", () => {
+      test("extendFlow adds nodes joined to members already in the flow; a key makes a retry add nothing twice", () =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const flow = yield* Producer.createFlow({
+            lane,
+            nodes: { first: Producer.node(Add, { a: 1, b: 1 }), last: Producer.node(Add, { a: 0, b: 0 }) },
+            edges: [{ from: "first", to: "last" }]
+          })
+          yield* completeNext(lane, 2)
+          // first completed: an edge from it resolves at once, one into `last` blocks it again
+          const ext = {
+            lane,
+            key: "step-1",
+            nodes: { more: Producer.node(Add, { a: 2, b: 3 }) },
+            edges: [{ from: flow.executions.first, to: "more" as const, passOutput: true }, { from: "more" as const, to: flow.executions.last }]
+          }
+          const grown = yield* Producer.extendFlow(flow.flowId, ext)
+          expect(grown.added).toBe(true)
+          expect(yield* state(grown.executions.more)).toBe("waiting")
+          expect(yield* state(flow.executions.last)).toBe("waiting_children")
+          const input = Option.getOrThrow(yield* backend.getExecutionInput(grown.executions.more))
+          expect(JSON.parse(decoder.decode(input.payload))).toBe(2)
+          const again = yield* Producer.extendFlow(flow.flowId, ext)
+          expect(again).toEqual({ ...grown, added: false })
+          expect(Option.getOrThrow(yield* backend.describeFlow(flow.flowId)).nodeCount).toBe(3)
+          yield* completeNext(lane, 5)
+          expect(yield* state(flow.executions.last)).toBe("waiting")
+        }))
+
+      test("extendFlow refuses an extension it cannot build before writing anything", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const flow = yield* Producer.createFlow({ lane, nodes: { a: Producer.node(Add, { a: 1, b: 1 }) } })
+          const refused = (ext: Producer.FlowExtension<string>) => Effect.flip(Producer.extendFlow(flow.flowId, ext))
+          expect(yield* refused({ lane, nodes: {} })).toMatchObject({ _tag: "FlowSpecError" })
+          expect(yield* refused({
+            lane,
+            nodes: { x: Producer.node(Add, { a: 1, b: 1 }), y: Producer.node(Add, { a: 1, b: 1 }) },
+            edges: [{ from: "x", to: "y" }, { from: "y", to: "x" }]
+          })).toMatchObject({ _tag: "FlowSpecError", detail: "the edges between the new nodes form a cycle" })
+          expect(yield* refused({ lane, nodes: { x: Producer.node(Add, { a: 1, b: 1 }) }, joins: { x: { _tag: "all_of" } } }))
+            .toMatchObject({ _tag: "FlowSpecError" })
+        }))
+
+      test("a flow created sealed, and sealFlow: no new member or edge", () =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const sealed = yield* Producer.createFlow({ lane, sealed: true, nodes: { a: Producer.node(Add, { a: 1, b: 1 }) } })
+          const add = { lane, nodes: { b: Producer.node(Add, { a: 1, b: 1 }) } }
+          expect(yield* Effect.flip(Producer.extendFlow(sealed.flowId, add))).toMatchObject({ _tag: "State", kind: "FlowSealed" })
+          const open = yield* Producer.createFlow({ lane, nodes: { a: Producer.node(Add, { a: 1, b: 1 }) } })
+          expect(yield* Producer.sealFlow(open.flowId)).toEqual({ _tag: "Sealed", flowId: open.flowId, publicFlowState: "running" })
+          expect(yield* Effect.flip(Producer.extendFlow(open.flowId, add))).toMatchObject({ _tag: "State", kind: "FlowSealed" })
+          expect(Option.getOrThrow(yield* backend.describeFlow(open.flowId)).sealed).toBe(true)
+        }))
+    })
+
     describe("signals", () => {
       test("signal delivers a typed payload with the waitpoint's token; a wrong token is refused", () =>
         Effect.gen(function*() {

@@ -599,6 +599,82 @@ export const workerSuite = (
           expect((yield* log.of(id)).map((e) => e._tag)).toEqual(["Claimed", "WaitingChildren", "Claimed", "Completed"])
         }))
 
+      test("ctx.flow.add grows the handler's own flow: a fan-out joined by the step already waiting on it", ({ until }) =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const Discover = Producer.task({ kind: "discover", input: Schema.Struct({ n: Schema.Number }), output: Schema.Number })
+          const Sum = Producer.task({ kind: "sum", input: Schema.Struct({}), output: Schema.Number })
+          const discover = Worker.handler({
+            ...Discover,
+            run: (input, ctx) =>
+              Effect.gen(function*() {
+                const [join] = yield* ctx.flow.downstreams
+                const names = Array.from({ length: input.n }, (_, i) => `part-${i}`)
+                const added = yield* ctx.flow.add({
+                  nodes: Object.fromEntries(names.map((name, i) => [name, Producer.node(Add, { a: i, b: 1 })])),
+                  edges: names.map((name) => ({ from: name, to: join! }))
+                })
+                // the first attempt fails after adding: the retry adds the same names, nothing twice
+                if (ctx.attempt === 1) return yield* new Rejected({ why: "once more" })
+                expect(added.added).toBe(false)
+                return Object.keys(added.executions).length
+              })
+          })
+          const sum = Worker.handler({
+            ...Sum,
+            run: (_, ctx) =>
+              Effect.gen(function*() {
+                const ups = yield* ctx.flow.upstreams
+                const results = yield* Effect.forEach(ups, (id) => Producer.result(Add, id))
+                return results.reduce((total, r) => total + Option.getOrElse(r, () => 0), 0)
+              })
+          })
+          const add = Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a + i.b) })
+          yield* start({ lanes: [lane], handlers: [discover, sum, add], concurrency: 2 })
+          const flow = yield* Producer.createFlow({
+            lane,
+            nodes: {
+              discover: Producer.node(Discover, { n: 3 }, { policy: { retryPolicy: { maxRetries: 1 } } }),
+              join: Producer.node(Sum, {})
+            },
+            edges: [{ from: "discover", to: "join" }]
+          })
+          yield* until(isState(flow.executions.join, "completed"), { stepMs: 200, tick: passes })
+          // 1 + 2 + 3 from the parts, 3 from discover
+          expect(yield* Producer.result(Sum, flow.executions.join)).toEqual(Option.some(9))
+          const f = Option.getOrThrow(yield* backend.describeFlow(flow.flowId))
+          expect(f).toMatchObject({ nodeCount: 5, edgeCount: 4, publicFlowState: "completed" })
+          expect((yield* snapshot(flow.executions.discover)).totalAttemptCount).toBe(2)
+        }))
+
+      test("ctx.flow.seal seals the flow; ctx.flow outside a flow: no id, no neighbours, add fails", ({ until }) =>
+        Effect.gen(function*() {
+          const backend = yield* EngineBackend
+          const lane = yield* newLane()
+          const seen = yield* Ref.make<ReadonlyArray<unknown>>([])
+          const echo = echoHandler((i, ctx) =>
+            Effect.gen(function*() {
+              if (i.text === "seal") {
+                const sealed = yield* ctx.flow.seal
+                return sealed._tag
+              }
+              const id = yield* ctx.flow.id
+              const ups = yield* ctx.flow.upstreams
+              const failure = yield* Effect.flip(ctx.flow.add({ nodes: { x: Producer.node(Add, { a: 1, b: 1 }) } }))
+              yield* Ref.set(seen, [Option.isNone(id), ups.length, failure._tag])
+              return "alone"
+            })
+          )
+          yield* start({ lanes: [lane], handlers: [echo] })
+          const flow = yield* Producer.createFlow({ lane, nodes: { s: Producer.node(Echo, { text: "seal" }) } })
+          const alone = yield* submitEcho(lane, "alone")
+          yield* until(Effect.map(Effect.all([isState(flow.executions.s, "completed"), isState(alone, "completed")]), (xs) => xs.every(Boolean)))
+          expect(Option.map(yield* Producer.result(Echo, flow.executions.s), (r) => r.text)).toEqual(Option.some("Sealed"))
+          expect(Option.getOrThrow(yield* backend.describeFlow(flow.flowId))).toMatchObject({ sealed: true, publicFlowState: "completed" })
+          expect(yield* Ref.get(seen)).toEqual([true, 0, "FlowSpecError"])
+        }))
+
       test("progress, frames and usage go to the engine under the attempt's lease", ({ until }) =>
         Effect.gen(function*() {
           const lane = yield* newLane()

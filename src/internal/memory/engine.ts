@@ -76,7 +76,7 @@ const DEFAULT_MAX_REPLAYS = 10
 const DEFAULT_MAX_SIGNALS = 10_000
 const SUSPEND_DEDUP_MAX_MS = 604_800_000
 
-const TERMINAL_FLOW_STATES = new Set(["cancelled", "completed", "failed", "cancelling"])
+const BAD_OUTCOMES: ReadonlySet<M.TerminalOutcome> = new Set(["failed", "cancelled", "expired"])
 
 /**
  * A read page of `entries` (in stream order): at most `countLimit` frames and `Limits.readPageFrames`,
@@ -462,29 +462,52 @@ export class MemoryEngine {
     this.settleFlow(flow, now)
   }
 
-  /** Flow state after members changed: `cancelling` → `cancelled`, `open` → `completed`/`failed`. */
+  /** Flow state after members changed: `cancelling` → `cancelled` once no owed member is left. */
   private settleFlow(flow: Flow, now: number): void {
-    if (flow.state === "cancelling") {
-      for (const id of flow.owed) {
-        if (this.executions.get(id)?.phase === "terminal") flow.owed.delete(id)
-      }
-      if (flow.owed.size === 0) {
-        flow.state = "cancelled"
-        flow.lastMutationAt = now
-        flow.backlogDueAt = undefined
-        this.cancelBacklog.delete(flow.id)
-      }
-      return
+    if (flow.state !== "cancelling") return
+    for (const id of flow.owed) {
+      if (this.executions.get(id)?.phase === "terminal") flow.owed.delete(id)
     }
-    if (flow.state !== "open" || flow.members.size === 0) return
+    if (flow.owed.size === 0) {
+      flow.state = "cancelled"
+      flow.lastMutationAt = now
+      flow.backlogDueAt = undefined
+      this.cancelBacklog.delete(flow.id)
+    }
+  }
+
+  /**
+   * The public state of a flow (docs/guide.md, "Flows that grow while they run"): `cancelling` /
+   * `cancelled` once cancelled; else `running` while a member is not terminal, `completed` /
+   * `failed` once every member is (failed when one failed, was cancelled or expired), `open` while
+   * it has no member (`completed` if it is sealed: nothing can ever run in it).
+   */
+  private flowState(f: Flow): string {
+    if (f.state !== "open") return f.state
     let failed = false
-    for (const id of flow.members) {
+    for (const id of f.members) {
       const m = this.executions.get(id)
-      if (m === undefined || m.phase !== "terminal") return
-      if (m.outcome === "failed" || m.outcome === "cancelled" || m.outcome === "expired") failed = true
+      if (m === undefined) continue
+      if (m.phase !== "terminal") return "running"
+      if (BAD_OUTCOMES.has(m.outcome)) failed = true
     }
-    flow.state = failed ? "failed" : "completed"
-    flow.lastMutationAt = now
+    if (f.members.size === 0) return f.sealed ? "completed" : "open"
+    return failed ? "failed" : "completed"
+  }
+
+  /** Cancelled, cancelling, or sealed with every member terminal: nothing about it can change. */
+  private flowFinal(f: Flow): boolean {
+    if (f.state !== "open") return true
+    if (!f.sealed) return false
+    const s = this.flowState(f)
+    return s === "completed" || s === "failed"
+  }
+
+  /** Why the flow refuses a new member or edge, if it does. */
+  private flowClosed(f: Flow): EngineError | undefined {
+    if (f.state !== "open") return stateError("FlowAlreadyTerminal")
+    if (f.sealed) return stateError("FlowSealed")
+    return undefined
   }
 
   /** Resolves the outgoing edges of `upstream` and cascades (model.md §10.3–§10.4). */
@@ -522,13 +545,16 @@ export class MemoryEngine {
       child.unsatisfiedCount--
       group.succeeded++
       // the reference given when the dependency was applied (the staged edge's when none was given)
-      const dataPassingRef = dep.dataPassingRef ?? edge?.dataPassingRef
+      const dataPassingRef = dep.dataPassingRef !== undefined && dep.dataPassingRef !== "" ?
+        dep.dataPassingRef :
+        edge?.dataPassingRef
       if (dataPassingRef !== undefined && dataPassingRef !== "" && child.phase !== "terminal" && up.result !== undefined) {
         child.payload = up.result
       }
     } else {
       dep.state = "impossible"
-      if (outcome === "skipped") group.skipped++
+      // an all_of join counts a skipped upstream as failed
+      if (outcome === "skipped" && group.policy._tag !== "all_of") group.skipped++
       else group.failed++
     }
     if (group.state !== "pending") return
@@ -547,7 +573,7 @@ export class MemoryEngine {
           attemptState: child.attemptState === "none" ? "pending_first_attempt" : child.attemptState
         }, now)
       }
-      this.cancelSiblings(child, group, now, queue)
+      this.cancelSiblings(child, group, "sibling_quorum_satisfied", now, queue)
     } else if (lost > n - k) {
       group.state = "impossible"
       if (child.phase !== "terminal") {
@@ -558,7 +584,7 @@ export class MemoryEngine {
           publish: true
         }, queue)
       }
-      this.cancelSiblings(child, group, now, queue)
+      this.cancelSiblings(child, group, "sibling_quorum_impossible", now, queue)
     }
   }
 
@@ -574,9 +600,14 @@ export class MemoryEngine {
     if (opts.publish) queue.push([e, outcome])
   }
 
+  /**
+   * `cancel_remaining`: the upstreams of `child` still running when its join fired are cancelled
+   * by the engine, `cancelled_by` `operator_override` (docs/guide.md, "Joins").
+   */
   private cancelSiblings(
     child: Exec,
     group: EdgeGroup,
+    reason: "sibling_quorum_satisfied" | "sibling_quorum_impossible",
     now: number,
     queue: Array<[Exec, M.TerminalOutcome]>
   ): void {
@@ -585,7 +616,7 @@ export class MemoryEngine {
       if (dep.state !== "unsatisfied") continue
       const sibling = this.executions.get(dep.upstream)
       if (sibling === undefined || sibling.phase === "terminal") continue
-      this.cancelCore(sibling, "sibling_quorum_satisfied", "engine", now, false)
+      this.cancelCore(sibling, reason, "operator_override", now, false)
       queue.push([sibling, "cancelled"])
     }
   }
@@ -1840,7 +1871,10 @@ export class MemoryEngine {
       ...(e.completedAt === undefined ? {} : { completedAt: String(e.completedAt) }),
       currentAttemptIndex: e.currentAttemptIndex,
       ...(e.flowId === undefined ? {} : { flowId: e.flowId }),
-      blockingDetail: e.blockingDetail
+      blockingDetail: e.blockingDetail,
+      ...(e.outcome === "cancelled" ?
+        { cancellationReason: e.cancellationReason ?? "", cancelledBy: e.cancelledBy ?? "" } :
+        {})
     }))
   }
 
@@ -1911,7 +1945,8 @@ export class MemoryEngine {
       flowId: f.id,
       flowKind: f.kind,
       namespace: f.namespace,
-      publicFlowState: f.state,
+      publicFlowState: this.flowState(f),
+      sealed: f.sealed,
       graphRevision: f.graphRevision,
       nodeCount: f.nodeCount,
       edgeCount: f.edgeCount,
@@ -1953,7 +1988,7 @@ export class MemoryEngine {
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     const { items, next } = this.page(all, limit, (f) => f.id)
     return ok({
-      flows: items.map((f) => ({ flowId: f.id, createdAt: f.createdAt, status: M.flowStatusOf(f.state) })),
+      flows: items.map((f) => ({ flowId: f.id, createdAt: f.createdAt, status: M.flowStatusOf(this.flowState(f)) })),
       ...(next === undefined ? {} : { nextCursor: next })
     })
   }
@@ -2109,6 +2144,7 @@ export class MemoryEngine {
       namespace: args.namespace,
       partition: flowPartition(args.flowId),
       state: "open",
+      sealed: args.sealed,
       graphRevision: 0,
       nodeCount: 0,
       edgeCount: 0,
@@ -2146,7 +2182,8 @@ export class MemoryEngine {
       return err(invalidInput(`create_flow_graph: member ${existing.executionId} already exists`))
     }
     return Either.gen(this, function*() {
-      yield* this.createFlow(now, g.flow)
+      // sealed last: the graph's own members and edges go in first
+      yield* this.createFlow(now, { ...g.flow, sealed: false })
       for (const m of g.members) {
         yield* this.createExecution(now, m)
         yield* this.addExecutionToFlow(now, { flowId, executionId: m.executionId })
@@ -2157,14 +2194,17 @@ export class MemoryEngine {
         yield* this.stageDependencyEdge(now, { flowId, ...e, expectedGraphRevision })
         yield* this.applyDependencyToChild(now, { flowId, ...e })
       }
-      return { _tag: "Created", flowId, graphRevision: this.flows.get(flowId)!.graphRevision } as const
+      const f = this.flows.get(flowId)!
+      f.sealed = g.flow.sealed
+      return { _tag: "Created", flowId, graphRevision: f.graphRevision } as const
     })
   }
 
   addExecutionToFlow(now: number, args: M.AddExecutionToFlowArgs): R<M.AddExecutionToFlowResult> {
     const f = this.flows.get(args.flowId)
     if (f === undefined) return err(notFound("flow"))
-    if (TERMINAL_FLOW_STATES.has(f.state)) return err(stateError("FlowAlreadyTerminal"))
+    const closed = this.flowClosed(f)
+    if (closed !== undefined) return err(closed)
     const e = this.executions.get(args.executionId)
     if (e === undefined) return err(notFound("execution"))
     if (f.members.has(e.id)) {
@@ -2187,7 +2227,8 @@ export class MemoryEngine {
   stageDependencyEdge(now: number, args: M.StageDependencyEdgeArgs): R<M.StageDependencyEdgeResult> {
     const f = this.flows.get(args.flowId)
     if (f === undefined) return err(notFound("flow"))
-    if (TERMINAL_FLOW_STATES.has(f.state)) return err(stateError("FlowAlreadyTerminal"))
+    const closed = this.flowClosed(f)
+    if (closed !== undefined) return err(closed)
     if (f.graphRevision !== args.expectedGraphRevision) return err(contention("StaleGraphRevision"))
     if (!f.members.has(args.upstreamExecutionId) || !f.members.has(args.downstreamExecutionId)) {
       return err(stateError("ExecutionNotInFlow"))
@@ -2236,10 +2277,26 @@ export class MemoryEngine {
   }
 
   applyDependencyToChild(now: number, args: M.ApplyDependencyToChildArgs): R<M.ApplyDependencyToChildResult> {
+    return Either.map(this.applyDependency(now, args), (dep) => {
+      if (dep === undefined) return { _tag: "AlreadyApplied" } as const
+      this.resolveLate(now, args.flowId, dep.child, dep.dep)
+      return { _tag: "Applied", unsatisfiedCount: dep.child.unsatisfiedCount } as const
+    })
+  }
+
+  /**
+   * The child's side of an edge: its dependency record and join group. A new dependency makes a
+   * satisfied all_of group pending again unless the child is terminal; a child that has not
+   * started is blocked while its group is pending. `undefined` when the dependency exists already.
+   */
+  private applyDependency(
+    now: number,
+    args: M.ApplyDependencyToChildArgs
+  ): R<{ readonly child: Exec; readonly dep: Dependency } | undefined> {
     const child = this.executions.get(args.downstreamExecutionId)
     if (child === undefined) return err(notFound("execution"))
     if (child.flowId !== undefined && child.flowId !== args.flowId) return err(conflict("ExecutionAlreadyInFlow"))
-    if (child.deps?.has(args.edgeId) === true) return ok({ _tag: "AlreadyApplied" })
+    if (child.deps?.has(args.edgeId) === true) return ok(undefined)
     const f = this.flows.get(args.flowId)
     const dep: Dependency = {
       edgeId: args.edgeId,
@@ -2254,8 +2311,12 @@ export class MemoryEngine {
       child.group = f?.groups.get(child.id) ??
         { policy: { _tag: "all_of" }, n: 0, succeeded: 0, failed: 0, skipped: 0, state: "pending", createdAt: now }
     }
-    child.group.n += 1
-    if (child.phase === "runnable" && child.group.state === "pending") {
+    const group = child.group
+    group.n += 1
+    if (group.policy._tag === "all_of" && group.state === "satisfied" && child.phase !== "terminal") {
+      group.state = "pending"
+    }
+    if (child.phase === "runnable" && group.state === "pending") {
       this.transition(child, {
         phase: "runnable",
         ownership: "unowned",
@@ -2265,7 +2326,124 @@ export class MemoryEngine {
         attemptState: child.attemptState
       }, now)
     }
-    return ok({ _tag: "Applied", unsatisfiedCount: child.unsatisfiedCount })
+    return ok({ child, dep })
+  }
+
+  /** A dependency whose upstream has already ended resolves now, with the upstream's outcome. */
+  private resolveLate(now: number, flowId: Ids.FlowId, child: Exec, dep: Dependency): void {
+    const f = this.flows.get(flowId)
+    const up = this.executions.get(dep.upstream)
+    if (f === undefined || up === undefined || up.phase !== "terminal" || up.outcome === "none") return
+    if (dep.state !== "unsatisfied") return
+    const queue: Array<[Exec, M.TerminalOutcome]> = []
+    this.resolveEdge(f, child, dep, f.edges.get(dep.edgeId), up, up.outcome, now, queue)
+    for (const [x, o] of queue) this.resolveFrom(f, x, o, now)
+    this.settleFlow(f, now)
+  }
+
+  sealFlow(now: number, args: M.SealFlowArgs): R<M.SealFlowResult> {
+    const f = this.flows.get(args.flowId)
+    if (f === undefined) return err(notFound("flow"))
+    if (f.state !== "open") return err(stateError("FlowAlreadyTerminal"))
+    if (f.sealed) return ok({ _tag: "AlreadySealed", flowId: f.id, publicFlowState: this.flowState(f) })
+    f.sealed = true
+    f.lastMutationAt = now
+    return ok({ _tag: "Sealed", flowId: f.id, publicFlowState: this.flowState(f) })
+  }
+
+  /**
+   * Whether `edges` would close a cycle with the flow's edges: the members reachable from the
+   * edges' downstream ends (along both) hold a cycle, or there are more than `CYCLE_WALK_LIMIT` of
+   * them (refused conservatively). A cycle through a new edge lies among those members.
+   */
+  private closesCycle(f: Flow, edges: ReadonlyArray<M.FlowGraphEdge>): boolean {
+    const added = new Map<Ids.ExecutionId, Array<Ids.ExecutionId>>()
+    for (const e of edges) {
+      const out = added.get(e.upstreamExecutionId)
+      if (out === undefined) added.set(e.upstreamExecutionId, [e.downstreamExecutionId])
+      else out.push(e.downstreamExecutionId)
+    }
+    const next = (node: Ids.ExecutionId): Array<Ids.ExecutionId> => [
+      ...[...(f.outgoing.get(node) ?? [])].map((edgeId) => f.edges.get(edgeId)!.downstreamExecutionId),
+      ...(added.get(node) ?? [])
+    ]
+    const reach = new Set<Ids.ExecutionId>()
+    const queue: Array<Ids.ExecutionId> = []
+    for (const e of edges) {
+      if (!reach.has(e.downstreamExecutionId)) {
+        reach.add(e.downstreamExecutionId)
+        queue.push(e.downstreamExecutionId)
+      }
+    }
+    for (let i = 0; i < queue.length; i++) {
+      for (const n of next(queue[i]!)) {
+        if (reach.has(n)) continue
+        reach.add(n)
+        if (reach.size > CYCLE_WALK_LIMIT) return true
+        queue.push(n)
+      }
+    }
+    // Kahn's algorithm over the reached members: a cycle leaves some never freed
+    const indegree = new Map<Ids.ExecutionId, number>()
+    for (const node of reach) for (const n of next(node)) indegree.set(n, (indegree.get(n) ?? 0) + 1)
+    const free = [...reach].filter((node) => (indegree.get(node) ?? 0) === 0)
+    let freed = 0
+    while (free.length > 0) {
+      const node = free.pop()!
+      freed++
+      for (const n of next(node)) {
+        const d = indegree.get(n)! - 1
+        indegree.set(n, d)
+        if (d === 0) free.push(n)
+      }
+    }
+    return freed < reach.size
+  }
+
+  /** The whole extension in this one step; the boundary validated its shape, so only the store can refuse it. */
+  extendFlow(
+    now: number,
+    g: {
+      readonly flowId: Ids.FlowId
+      readonly members: ReadonlyArray<CreateExecutionCore>
+      readonly edges: ReadonlyArray<M.FlowGraphEdge>
+      readonly joins: ReadonlyArray<M.FlowGraphJoin>
+    }
+  ): R<M.ExtendFlowResult> {
+    const flowId = g.flowId
+    const f = this.flows.get(flowId)
+    if (f === undefined) return err(notFound("flow"))
+    const closed = this.flowClosed(f)
+    if (closed !== undefined) return err(closed)
+    if (g.members.every((m) => f.members.has(m.executionId)) && g.edges.every((e) => f.edges.has(e.edgeId))) {
+      return ok({ _tag: "AlreadySatisfied", flowId })
+    }
+    const existing = g.members.find((m) => this.executions.has(m.executionId))
+    if (existing !== undefined) return err(invalidInput(`extend_flow: member ${existing.executionId} already exists`))
+    const isNew = new Set<string>(g.members.map((m) => m.executionId))
+    const member = (id: Ids.ExecutionId) => f.members.has(id) || isNew.has(id)
+    for (const e of g.edges) {
+      if (!member(e.upstreamExecutionId) || !member(e.downstreamExecutionId)) return err(stateError("ExecutionNotInFlow"))
+      const stored = f.edges.get(e.edgeId)
+      if (stored !== undefined) return err(new Conflict({ kind: "DependencyAlreadyExists", existing: stored }))
+    }
+    if (this.closesCycle(f, g.edges)) return err(conflict("CycleDetected"))
+    return Either.gen(this, function*() {
+      for (const m of g.members) {
+        yield* this.createExecution(now, m)
+        yield* this.addExecutionToFlow(now, { flowId, executionId: m.executionId })
+      }
+      for (const j of g.joins) yield* this.setEdgeGroupPolicy(now, { flowId, ...j })
+      // every edge is applied before any resolves, so a join counts all its new edges
+      const applied: Array<{ readonly child: Exec; readonly dep: Dependency }> = []
+      for (const e of g.edges) {
+        yield* this.stageDependencyEdge(now, { flowId, ...e, expectedGraphRevision: f.graphRevision })
+        const dep = yield* this.applyDependency(now, { flowId, ...e })
+        if (dep !== undefined) applied.push(dep)
+      }
+      for (const { child, dep } of applied) this.resolveLate(now, flowId, child, dep)
+      return { _tag: "Extended", flowId, graphRevision: f.graphRevision, nodeCount: f.nodeCount } as const
+    })
   }
 
   setEdgeGroupPolicy(now: number, args: M.SetEdgeGroupPolicyArgs): R<M.SetEdgeGroupPolicyResult> {
@@ -2293,7 +2471,8 @@ export class MemoryEngine {
         return err(stateError("StaleLease"))
       }
     }
-    this.cancelCore(e, args.reason, args.source, now, args.source !== "flow_cascade")
+    // cancelled_by is the source, or the execution's own id when the source is empty
+    this.cancelCore(e, args.reason, args.source === "" ? e.id : args.source, now, args.source !== "flow_cascade")
     return ok({ _tag: "Cancelled", executionId: e.id, publicState: "cancelled" })
   }
 
@@ -2346,8 +2525,6 @@ export class MemoryEngine {
       blockingDetail: "",
       attemptState: "pending_replay_attempt"
     }, now)
-    const f = e.flowId === undefined ? undefined : this.flows.get(e.flowId)
-    if (f !== undefined && (f.state === "completed" || f.state === "failed")) f.state = "open"
     return ok({ _tag: "Replayed", publicState: "waiting" })
   }
 
@@ -2412,8 +2589,7 @@ export class MemoryEngine {
       if (done >= max) break
       const e = this.executions.get(id)
       if (e !== undefined && e.phase !== "terminal") {
-        e.cancellationReason = f.cancelReason ?? ""
-        this.cancelCore(e, f.cancelReason ?? "", "flow_cascade", now, false)
+        this.cancelCore(e, f.cancelReason === undefined || f.cancelReason === "" ? "flow_cancelled" : f.cancelReason, "flow_cascade", now, false)
         done++
       }
       f.owed.delete(id)
@@ -2425,7 +2601,7 @@ export class MemoryEngine {
   cancelFlow(now: number, args: { flowId: Ids.FlowId; policy: M.CancelFlowPolicy; reason: string }): R<M.CancelFlowResult> {
     const f = this.flows.get(args.flowId)
     if (f === undefined) return err(notFound("flow"))
-    if (TERMINAL_FLOW_STATES.has(f.state)) return err(stateError("FlowAlreadyTerminal"))
+    if (this.flowFinal(f)) return err(stateError("FlowAlreadyTerminal"))
     const members = [...f.members].sort()
     this.flipFlow(f, args.policy, args.reason, now, 0)
     if (f.state === "cancelling") this.drainFlow(f, now, INLINE_CANCEL_LIMIT)
@@ -2436,7 +2612,7 @@ export class MemoryEngine {
     const f = this.flows.get(args.flowId)
     if (f === undefined) return err(notFound("flow"))
     const members = [...f.members].sort()
-    if (TERMINAL_FLOW_STATES.has(f.state)) {
+    if (this.flowFinal(f)) {
       return ok({
         _tag: "AlreadyTerminal",
         ...(f.cancellationPolicy === undefined ? {} : { storedCancellationPolicy: f.cancellationPolicy }),

@@ -203,7 +203,10 @@ export interface Flow {
   readonly kind: string
   readonly namespace: Ids.Namespace
   readonly partition: number
-  state: string
+  /** `open`, `cancelling` or `cancelled`: the public state of an open flow is derived from its members. */
+  state: "open" | "cancelling" | "cancelled"
+  /** Takes no new member and no new edge. */
+  sealed: boolean
   graphRevision: number
   nodeCount: number
   edgeCount: number

@@ -6,11 +6,10 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Either, ParseResult, Predicate, Schema } from "effect"
 import type { ParseOptions } from "effect/SchemaAST"
-import { Conflict, corruption, type EngineError, fromScriptCode } from "../../EngineError.js"
+import { corruption, type EngineError, fromScriptCode } from "../../EngineError.js"
 import { redactText } from "../../internal/redact.js"
-import { EdgeSnapshot } from "../../Model.js"
 import { SqlClient } from "./driver.js"
-import { BACKEND, fromSqlError, isRetryableConflict } from "./errors.js"
+import { BACKEND, dependencyExists, fromSqlError, isRetryableConflict } from "./errors.js"
 
 /** What did not decode; a reply may hold a token, so long hex runs are masked. */
 const formatIssue = (error: ParseResult.ParseError): string =>
@@ -86,14 +85,6 @@ export const realSleep = (ms: number): Effect.Effect<void> =>
 
 export const quoteIdent = (name: string): string => `"${name.replace(/"/g, "\"\"")}"`
 
-const decodeEdge = Schema.decodeUnknownEither(Schema.parseJson(EdgeSnapshot))
-
-/** `Conflict(DependencyAlreadyExists)` carrying the stored edge (errors.md §7.3). */
-const dependencyExists = (op: string, detail: string | undefined): EngineError =>
-  Either.match(decodeEdge(detail ?? ""), {
-    onLeft: (e) => corruption(`${op}: existing edge: ${formatIssue(e)}`),
-    onRight: (existing) => new Conflict({ kind: "DependencyAlreadyExists", existing })
-  })
 
 interface Envelope {
   readonly ok?: unknown

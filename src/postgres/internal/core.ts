@@ -169,6 +169,15 @@ const joinColumns = (policy: M.EdgeDependencyPolicy) => ({
   k: policy._tag === "quorum" ? policy.k : policy._tag === "any_of" ? 1 : 0
 })
 
+/** An edge as `ff_create_flow_graph` / `ff_extend_flow` take it. */
+const graphEdge = (e: M.FlowGraphEdge) => ({
+  edgeId: e.edgeId,
+  upstream: e.upstreamExecutionId,
+  downstream: e.downstreamExecutionId,
+  kind: e.dependencyKind,
+  dataRef: e.dataPassingRef ?? ""
+})
+
 const createItem = (a: CreateExecutionCore) => {
   const p = a.policy
   return {
@@ -714,7 +723,8 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
         uuid(a.flowId),
         int(flowPartition(a.flowId, cfg)),
         text(a.flowKind),
-        text(a.namespace)
+        text(a.namespace),
+        bool(a.sealed)
       ], M.CreateFlowResult),
 
     createFlowGraph: (g) =>
@@ -724,18 +734,26 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
         text(g.flow.flowKind),
         text(g.flow.namespace),
         jsonb(g.members.map((a) => ({ ...createItem(a), payload: Buffer.from(a.inputPayload).toString("base64") }))),
-        jsonb(g.edges.map((e) => ({
-          edgeId: e.edgeId,
-          upstream: e.upstreamExecutionId,
-          downstream: e.downstreamExecutionId,
-          kind: e.dependencyKind,
-          dataRef: e.dataPassingRef ?? ""
+        jsonb(g.edges.map(graphEdge)),
+        jsonb(g.joins.map(({ downstreamExecutionId, policy }) => ({
+          downstream: downstreamExecutionId,
+          ...joinColumns(policy)
         }))),
+        bool(g.flow.sealed)
+      ], M.CreateFlowGraphResult),
+
+    extendFlow: (g) =>
+      callDecode("extend_flow", "extend_flow", [
+        uuid(g.flowId),
+        jsonb(g.members.map((a) => ({ ...createItem(a), payload: Buffer.from(a.inputPayload).toString("base64") }))),
+        jsonb(g.edges.map(graphEdge)),
         jsonb(g.joins.map(({ downstreamExecutionId, policy }) => ({
           downstream: downstreamExecutionId,
           ...joinColumns(policy)
         })))
-      ], M.CreateFlowGraphResult),
+      ], M.ExtendFlowResult),
+
+    sealFlow: (a) => callDecode("seal_flow", "seal_flow", [uuid(a.flowId)], M.SealFlowResult),
 
     addExecutionToFlow: (a) =>
       callDecode("add_execution_to_flow", "add_execution_to_flow", [uuid(a.flowId), text(a.executionId)], M.AddExecutionToFlowResult),

@@ -2,10 +2,12 @@
  * SQLSTATE and connection failures → `EngineError` (errors.md §7.3).
  */
 import type { SqlError } from "@effect/sql/SqlError"
-import { Duration, Predicate } from "effect"
+import { Duration, Either, ParseResult, Predicate, Schema } from "effect"
 import {
   type BackendErrorKind,
   conflict,
+  Conflict,
+  corruption,
   contention,
   type EngineError,
   fromScriptCode,
@@ -17,6 +19,7 @@ import {
   Unavailable
 } from "../../EngineError.js"
 import { redactText, safeCause } from "../../internal/redact.js"
+import { EdgeSnapshot } from "../../Model.js"
 
 export const BACKEND = "postgres"
 
@@ -57,6 +60,15 @@ export const isRetryableConflict = (e: SqlError): boolean => {
   const code = sqlState(e)
   return code === "40001" || code === "40P01" || code === "55P03"
 }
+
+const decodeEdge = Schema.decodeUnknownEither(Schema.parseJson(EdgeSnapshot))
+
+/** `Conflict(DependencyAlreadyExists)` carrying the stored edge. */
+export const dependencyExists = (op: string, detail: string | undefined): EngineError =>
+  Either.match(decodeEdge(detail ?? ""), {
+    onLeft: (e) => corruption(`${op}: existing edge: ${ParseResult.TreeFormatter.formatErrorSync(e).split("\n")[0]}`),
+    onRight: (existing) => new Conflict({ kind: "DependencyAlreadyExists", existing })
+  })
 
 /** Our own `RAISE … USING ERRCODE = 'FF001'`: a domain error that rolled the operation back. */
 const DOMAIN_STATE = "FF001"
@@ -115,7 +127,11 @@ export const fromSqlError = (e: SqlError, options: MapOptions): EngineError => {
   const code = sqlState(e)
   const message = nativeMessage(e)
   const n = native(e)
-  if (code === DOMAIN_STATE) return fromScriptCode(BACKEND, message, parseDetails(n?.detail))
+  if (code === DOMAIN_STATE) {
+    const details = parseDetails(n?.detail)
+    if (message === "dependency_already_exists") return dependencyExists(options.op, details[0])
+    return fromScriptCode(BACKEND, message, details)
+  }
   if (code === undefined) {
     // Not a server error: the pool or the socket failed.
     if (/timeout exceeded when trying to connect/i.test(message)) {

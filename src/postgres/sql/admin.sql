@@ -136,10 +136,6 @@ BEGIN
     last_transition_at = v_now, last_mutation_at = v_now
   WHERE execution_id = p_eid;
   PERFORM ffi_ready_add(p_eid);
-  IF e.flow_id IS NOT NULL THEN
-    UPDATE flow_core SET public_flow_state = 'open'
-    WHERE flow_id = e.flow_id AND public_flow_state IN ('completed', 'failed');
-  END IF;
   RETURN ffi_ok(jsonb_build_object('_tag', 'Replayed', 'publicState', 'waiting'));
 END $$;
 

@@ -8,16 +8,52 @@
 -- create_flow, create_flow_graph, add_execution_to_flow, set_edge_group_policy
 -- ---------------------------------------------------------------------------
 
--- ff_create_flow: createFlow — an open flow; an existing id answers AlreadySatisfied.
---   args:   p_flow, p_partition, p_kind, p_namespace, p_now
+-- ffi_flow_state: the public state of a flow (docs/guide.md, "Flows that grow while they run"):
+-- cancelling / cancelled as stored; else open without members (completed when sealed), running
+-- while a member is not terminal, then failed when a member failed, was cancelled or expired,
+-- else completed. (A record stored completed / failed by an older library reads as open.)
+--   args:   f (a flow_core row)
+--   reply:  text
+--   errors: -
+CREATE FUNCTION ffi_flow_state(f flow_core) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE
+    WHEN f.public_flow_state IN ('cancelling', 'cancelled') THEN f.public_flow_state
+    WHEN f.node_count = 0 THEN CASE WHEN f.sealed THEN 'completed' ELSE 'open' END
+    WHEN f.live_members > 0 THEN 'running'
+    WHEN f.failed_members > 0 THEN 'failed'
+    ELSE 'completed' END $$;
+
+-- ffi_flow_refusal: why a flow takes no new member or edge: flow_already_terminal (cancelling or
+-- cancelled), flow_sealed, or NULL.
+--   args:   f (a flow_core row)
+--   reply:  text (an error code) or NULL
+--   errors: -
+CREATE FUNCTION ffi_flow_refusal(f flow_core) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE
+    WHEN f.public_flow_state IN ('cancelling', 'cancelled') THEN 'flow_already_terminal'
+    WHEN f.sealed THEN 'flow_sealed' END $$;
+
+-- ffi_flow_final: cancelled, cancelling, or sealed with every member terminal: nothing about the
+-- flow can change (cancelFlow refuses it).
+--   args:   f (a flow_core row)
+--   reply:  boolean
+--   errors: -
+CREATE FUNCTION ffi_flow_final(f flow_core) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+  SELECT f.public_flow_state IN ('cancelling', 'cancelled')
+    OR (f.sealed AND ffi_flow_state(f) IN ('completed', 'failed')) $$;
+
+-- ff_create_flow: createFlow — an open flow (sealed when asked); an existing id answers
+-- AlreadySatisfied.
+--   args:   p_flow, p_partition, p_kind, p_namespace, p_sealed, p_now
 --   reply:  {"ok": Model.CreateFlowResult}
 --   errors: -
-CREATE FUNCTION ff_create_flow(p_flow uuid, p_partition int, p_kind text, p_namespace text, p_now bigint)
+CREATE FUNCTION ff_create_flow(p_flow uuid, p_partition int, p_kind text, p_namespace text, p_sealed boolean, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now());
 BEGIN
-  INSERT INTO flow_core (flow_id, partition_key, flow_kind, namespace, public_flow_state, created_at, last_mutation_at)
-  VALUES (p_flow, p_partition, p_kind, p_namespace, 'open', v_now, v_now)
+  INSERT INTO flow_core (flow_id, partition_key, flow_kind, namespace, public_flow_state, sealed, created_at,
+    last_mutation_at)
+  VALUES (p_flow, p_partition, p_kind, p_namespace, 'open', coalesce(p_sealed, false), v_now, v_now)
   ON CONFLICT (flow_id) DO NOTHING;
   IF FOUND THEN RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'flowId', p_flow)); END IF;
   RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'flowId', p_flow));
@@ -46,13 +82,14 @@ END $$;
 -- other graphs take ffi_create_flow_graph_general.
 --   args:   p_flow, p_part, p_kind, p_ns, p_members (createItem objects, payloads in base64),
 --           p_edges ([{edgeId, upstream, downstream, kind, dataRef}]), p_joins ([{downstream,
---           variant, onSatisfied, k}]), p_now
+--           variant, onSatisfied, k}]), p_sealed, p_now
 --   reply:  {"ok": Model.CreateFlowGraphResult} (Created with graphRevision, or AlreadySatisfied
 --           when the flow exists)
 --   errors: invalid_input (a member exists already, or was created concurrently: raised), and
 --           those of ff_set_edge_group_policy, raised
 CREATE FUNCTION ff_create_flow_graph(
-  p_flow uuid, p_part int, p_kind text, p_ns text, p_members jsonb, p_edges jsonb, p_joins jsonb, p_now bigint
+  p_flow uuid, p_part int, p_kind text, p_ns text, p_members jsonb, p_edges jsonb, p_joins jsonb, p_sealed boolean,
+  p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql
 SET search_path FROM CURRENT SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
@@ -67,7 +104,7 @@ BEGIN
   IF EXISTS (SELECT 1 FROM jsonb_array_elements(p_members) AS t(item)
              WHERE coalesce(item->>'idempotencyKey', '') <> '' OR item->>'delayUntil' IS NOT NULL
                 OR item->>'executionDeadlineAt' IS NOT NULL) THEN
-    RETURN ffi_create_flow_graph_general(p_flow, p_part, p_kind, p_ns, p_members, p_edges, p_joins, v_now);
+    RETURN ffi_create_flow_graph_general(p_flow, p_part, p_kind, p_ns, p_members, p_edges, p_joins, p_sealed, v_now);
   END IF;
   IF EXISTS (SELECT 1 FROM flow_core WHERE flow_id = p_flow) THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'flowId', p_flow));
@@ -78,7 +115,7 @@ BEGIN
     RETURN ffi_err('invalid_input', 'create_flow_graph: member ' || v_id || ' already exists');
   END IF;
   v_edges := jsonb_array_length(p_edges);
-  PERFORM ffi_graph_step(ff_create_flow(p_flow, p_part, p_kind, p_ns, v_now));
+  PERFORM ffi_graph_step(ff_create_flow(p_flow, p_part, p_kind, p_ns, p_sealed, v_now));
   -- ff_create_executions (set-based) + ff_add_execution_to_flow for every member + the blocking of
   -- ff_apply_dependency_to_child for every child (its detail naming its dependency count and last edge)
   WITH items AS MATERIALIZED (
@@ -168,7 +205,8 @@ END $$;
 --   reply:  as ff_create_flow_graph
 --   errors: as ff_create_flow_graph
 CREATE FUNCTION ffi_create_flow_graph_general(
-  p_flow uuid, p_part int, p_kind text, p_ns text, p_members jsonb, p_edges jsonb, p_joins jsonb, p_now bigint
+  p_flow uuid, p_part int, p_kind text, p_ns text, p_members jsonb, p_edges jsonb, p_joins jsonb, p_sealed boolean,
+  p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
@@ -186,7 +224,7 @@ BEGIN
   IF v_id IS NOT NULL THEN
     RETURN ffi_err('invalid_input', 'create_flow_graph: member ' || v_id || ' already exists');
   END IF;
-  PERFORM ffi_graph_step(ff_create_flow(p_flow, p_part, p_kind, p_ns, v_now));
+  PERFORM ffi_graph_step(ff_create_flow(p_flow, p_part, p_kind, p_ns, p_sealed, v_now));
   v_ok := ffi_graph_step(ff_create_executions(p_members, v_now));
   IF EXISTS (SELECT 1 FROM jsonb_array_elements(v_ok) AS t(r) WHERE r->>'_tag' <> 'Created') THEN
     PERFORM ffi_raise('invalid_input', 'create_flow_graph: a member was created concurrently');
@@ -241,7 +279,7 @@ END $$;
 -- counts as settled), once.
 --   args:   p_flow, p_eid, p_now
 --   reply:  {"ok": Model.AddExecutionToFlowResult} (Added, or AlreadyMember)
---   errors: flow_not_found, flow_already_terminal, execution_not_found,
+--   errors: flow_not_found, flow_already_terminal, flow_sealed, execution_not_found,
 --           execution_already_in_flow (detail: the other flow)
 CREATE FUNCTION ff_add_execution_to_flow(p_flow uuid, p_eid text, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -250,9 +288,7 @@ BEGIN
   SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
   IF f.flow_id IS NULL THEN RETURN ffi_err('flow_not_found'); END IF;
-  IF f.public_flow_state IN ('cancelled', 'cancelling', 'completed', 'failed') THEN
-    RETURN ffi_err('flow_already_terminal');
-  END IF;
+  IF ffi_flow_refusal(f) IS NOT NULL THEN RETURN ffi_err(ffi_flow_refusal(f)); END IF;
   IF e.execution_id IS NULL THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.flow_id IS NOT NULL AND e.flow_id <> p_flow THEN
     RETURN ffi_err('execution_already_in_flow', e.flow_id::text);
@@ -320,8 +356,9 @@ CREATE FUNCTION ffi_edge_json(x flow_edge) RETURNS jsonb LANGUAGE sql IMMUTABLE 
 --   args:   p_flow, p_edge, p_up, p_down, p_kind, p_data_ref, p_expected (graph revision),
 --           p_created_at (the caller's clock, or NULL), p_now
 --   reply:  {"ok": Model.StageDependencyEdgeResult}
---   errors: flow_not_found, flow_already_terminal, stale_graph_revision, execution_not_in_flow,
---           cycle_detected, dependency_already_exists (detail: the stored edge as JSON)
+--   errors: flow_not_found, flow_already_terminal, flow_sealed, stale_graph_revision,
+--           execution_not_in_flow, cycle_detected, dependency_already_exists (detail: the stored
+--           edge as JSON)
 CREATE FUNCTION ff_stage_dependency_edge(
   p_flow uuid, p_edge uuid, p_up text, p_down text, p_kind text, p_data_ref text, p_expected bigint,
   p_created_at bigint, p_now bigint
@@ -334,9 +371,7 @@ DECLARE
 BEGIN
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
-  IF f.public_flow_state IN ('cancelled', 'cancelling', 'completed', 'failed') THEN
-    RETURN ffi_err('flow_already_terminal');
-  END IF;
+  IF ffi_flow_refusal(f) IS NOT NULL THEN RETURN ffi_err(ffi_flow_refusal(f)); END IF;
   IF f.graph_revision <> p_expected THEN RETURN ffi_err('stale_graph_revision'); END IF;
   IF (SELECT count(*) FROM exec_core WHERE execution_id IN (p_up, p_down) AND flow_id = p_flow) < 2 THEN
     RETURN ffi_err('execution_not_in_flow');
@@ -364,12 +399,59 @@ BEGIN
   RETURN ffi_ok(jsonb_build_object('_tag', 'Staged', 'edgeId', p_edge, 'newGraphRevision', f.graph_revision));
 END $$;
 
--- ff_apply_dependency_to_child: applyDependencyToChild — the child's side of an edge: its dep
--- row and join group; a runnable child whose group is pending becomes blocked by dependencies.
--- A child it does not block keeps its last_mutation_at.
+-- ffi_apply_dep: the child's side of an edge: its dep row and join group. A new dependency makes
+-- a satisfied all_of group pending again unless the child is terminal; a runnable child is
+-- blocked while its group is pending (an any_of / quorum group already satisfied stays so). A
+-- child it does not block keeps its last_mutation_at. The caller holds the child's row lock and
+-- has checked that the dependency is new.
+--   args:   c (the child's exec_core row), p_flow, p_edge, p_up, p_kind, p_data_ref, p_now
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_apply_dep(
+  c exec_core, p_flow uuid, p_edge uuid, p_up text, p_kind text, p_data_ref text, p_now bigint
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  g edge_group;
+  v_n int;
+BEGIN
+  INSERT INTO dep (downstream_id, edge_id, flow_id, upstream_id, dependency_kind, data_passing_ref, state, created_at)
+  VALUES (c.execution_id, p_edge, p_flow, p_up, p_kind, p_data_ref, 'unsatisfied', p_now);
+  INSERT INTO edge_group (downstream_id, flow_id, policy_variant, n, created_at)
+  VALUES (c.execution_id, p_flow, 'all_of', 1, p_now)
+  ON CONFLICT (downstream_id) DO UPDATE SET n = edge_group.n + 1,
+    group_state = CASE WHEN edge_group.policy_variant = 'all_of' AND edge_group.group_state = 'satisfied'
+                            AND c.lifecycle_phase <> 'terminal' THEN 'pending' ELSE edge_group.group_state END
+  RETURNING * INTO g;
+  IF c.lifecycle_phase = 'runnable' AND g.group_state = 'pending' THEN
+    v_n := g.n - g.succeeded;
+    UPDATE exec_core SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
+      blocking_detail = v_n || ' dep(s) unresolved incl ' || p_edge, public_state = 'waiting_children',
+      last_transition_at = p_now, last_mutation_at = p_now
+    WHERE execution_id = c.execution_id;
+    DELETE FROM ready WHERE execution_id = c.execution_id;
+  END IF;
+END $$;
+
+-- ffi_resolve_late: an applied dependency whose upstream has already ended resolves now, with the
+-- upstream's outcome (a child it skips cascades, as after a terminal operation).
+--   args:   p_child, p_edge, p_up, p_now
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_resolve_late(p_child text, p_edge uuid, p_up text, p_now bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE v_phase text; v_outcome text;
+BEGIN
+  SELECT lifecycle_phase, terminal_outcome INTO v_phase, v_outcome FROM exec_core WHERE execution_id = p_up;
+  IF NOT FOUND OR v_phase <> 'terminal' OR v_outcome = 'none' THEN RETURN; END IF;
+  IF ffi_resolve_edge(p_child, p_edge, p_up, v_outcome, p_now) = 'child_skipped' THEN
+    PERFORM ffi_resolve_from(p_child, 'skipped', p_now);
+  END IF;
+END $$;
+
+-- ff_apply_dependency_to_child: applyDependencyToChild — ffi_apply_dep, then ffi_resolve_late.
 --   args:   p_flow, p_edge, p_child, p_up, p_kind, p_data_ref, p_now
---   reply:  {"ok": Model.ApplyDependencyToChildResult} (Applied with unsatisfiedCount, or
---           AlreadyApplied)
+--   reply:  {"ok": Model.ApplyDependencyToChildResult} (Applied with the child's dependencies not
+--           satisfied after the call, or AlreadyApplied)
 --   errors: execution_not_found, execution_already_in_flow
 CREATE FUNCTION ff_apply_dependency_to_child(
   p_flow uuid, p_edge uuid, p_child text, p_up text, p_kind text, p_data_ref text, p_now bigint
@@ -377,7 +459,6 @@ CREATE FUNCTION ff_apply_dependency_to_child(
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   c exec_core;
-  g edge_group;
   v_n int;
 BEGIN
   SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
@@ -386,21 +467,200 @@ BEGIN
   IF EXISTS (SELECT 1 FROM dep WHERE downstream_id = p_child AND edge_id = p_edge) THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadyApplied'));
   END IF;
-  INSERT INTO dep (downstream_id, edge_id, flow_id, upstream_id, dependency_kind, data_passing_ref, state, created_at)
-  VALUES (p_child, p_edge, p_flow, p_up, p_kind, p_data_ref, 'unsatisfied', v_now);
-  INSERT INTO edge_group (downstream_id, flow_id, policy_variant, n, created_at)
-  VALUES (p_child, p_flow, 'all_of', 1, v_now)
-  ON CONFLICT (downstream_id) DO UPDATE SET n = edge_group.n + 1
-  RETURNING * INTO g;
+  PERFORM ffi_apply_dep(c, p_flow, p_edge, p_up, p_kind, p_data_ref, v_now);
+  PERFORM ffi_resolve_late(p_child, p_edge, p_up, v_now);
   SELECT count(*) INTO v_n FROM dep WHERE downstream_id = p_child AND state <> 'satisfied';
-  IF c.lifecycle_phase = 'runnable' AND g.group_state = 'pending' THEN
-    UPDATE exec_core SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
-      blocking_detail = v_n || ' dep(s) unresolved incl ' || p_edge, public_state = 'waiting_children',
-      last_transition_at = v_now, last_mutation_at = v_now
-    WHERE execution_id = p_child;
-    DELETE FROM ready WHERE execution_id = p_child;
-  END IF;
   RETURN ffi_ok(jsonb_build_object('_tag', 'Applied', 'unsatisfiedCount', v_n));
+END $$;
+
+-- ffi_closes_cycle: whether edges p_edges would close a cycle with the flow's edges: the members
+-- reachable from the edges' downstream ends (along both) hold a cycle (Kahn's algorithm leaves
+-- some never freed), or there are more than 1 000 of them (refused conservatively). A cycle
+-- through a new edge lies among those members.
+--   args:   p_flow, p_edges ([{upstream, downstream}])
+--   reply:  boolean
+--   errors: -
+CREATE FUNCTION ffi_closes_cycle(p_flow uuid, p_edges jsonb) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+  v_nodes text[];
+  v_src int[];
+  v_dst int[];
+  v_start int[];
+  v_indegree int[];
+  v_free int[];
+  v_n int;
+  v_m int;
+  v_top int := 0;
+  v_freed int := 0;
+  v_node int;
+  v_j int;
+BEGIN
+  WITH RECURSIVE added AS MATERIALIZED (
+    SELECT x->>'upstream' COLLATE "C" AS up, x->>'downstream' COLLATE "C" AS down FROM jsonb_array_elements(p_edges) AS t(x)
+  ), walk(node) AS (
+    SELECT down FROM added
+    UNION
+    SELECT nx.down FROM walk w CROSS JOIN LATERAL (
+      SELECT e.downstream_id AS down FROM flow_edge e WHERE e.flow_id = p_flow AND e.upstream_id = w.node
+      UNION ALL
+      SELECT a.down FROM added a WHERE a.up = w.node
+    ) nx
+  )
+  SELECT array_agg(node ORDER BY node) INTO v_nodes FROM (SELECT node FROM walk LIMIT 1001) s;
+  v_n := coalesce(cardinality(v_nodes), 0);
+  IF v_n > 1000 THEN RETURN true; END IF;
+  IF v_n = 0 THEN RETURN false; END IF;
+  -- the edges among them, by their upstream's index
+  WITH idx AS (SELECT node, i FROM unnest(v_nodes) WITH ORDINALITY AS t(node, i)),
+  edges AS (
+    SELECT e.upstream_id AS up, e.downstream_id AS down FROM flow_edge e
+    WHERE e.flow_id = p_flow AND e.upstream_id = ANY (v_nodes)
+    UNION ALL
+    SELECT x->>'upstream', x->>'downstream' FROM jsonb_array_elements(p_edges) AS t(x) WHERE x->>'upstream' = ANY (v_nodes)
+  )
+  SELECT array_agg(u.i::int ORDER BY u.i, d.i), array_agg(d.i::int ORDER BY u.i, d.i) INTO v_src, v_dst
+  FROM edges x JOIN idx u ON u.node = x.up JOIN idx d ON d.node = x.down;
+  v_m := coalesce(cardinality(v_src), 0);
+  v_indegree := array_fill(0, ARRAY[v_n]);
+  v_start := array_fill(v_m + 1, ARRAY[v_n + 1]);
+  FOR v_j IN REVERSE v_m..1 LOOP
+    v_start[v_src[v_j]] := v_j;
+    v_indegree[v_dst[v_j]] := v_indegree[v_dst[v_j]] + 1;
+  END LOOP;
+  FOR v_node IN REVERSE v_n..1 LOOP
+    IF v_start[v_node] > v_start[v_node + 1] THEN v_start[v_node] := v_start[v_node + 1]; END IF;
+  END LOOP;
+  v_free := array_fill(0, ARRAY[v_n]);
+  FOR v_node IN 1..v_n LOOP
+    IF v_indegree[v_node] = 0 THEN v_top := v_top + 1; v_free[v_top] := v_node; END IF;
+  END LOOP;
+  WHILE v_top > 0 LOOP
+    v_node := v_free[v_top];
+    v_top := v_top - 1;
+    v_freed := v_freed + 1;
+    FOR v_j IN v_start[v_node]..v_start[v_node + 1] - 1 LOOP
+      v_indegree[v_dst[v_j]] := v_indegree[v_dst[v_j]] - 1;
+      IF v_indegree[v_dst[v_j]] = 0 THEN v_top := v_top + 1; v_free[v_top] := v_dst[v_j]; END IF;
+    END LOOP;
+  END LOOP;
+  RETURN v_freed < v_n;
+END $$;
+
+-- ff_extend_flow: extendFlow — new members, their joins and edges added to an open flow in one
+-- transaction, as createExecutions, addExecutionToFlow, setEdgeGroupPolicy,
+-- stageDependencyEdge and ffi_apply_dep would leave them; every edge is applied before any
+-- resolves, then each edge whose upstream has ended resolves, in order. Every refusal is checked
+-- before the first write (a step that still fails raises, and the call rolls back).
+--   args:   p_flow, p_members (createItem objects, payloads in base64), p_edges ([{edgeId,
+--           upstream, downstream, kind, dataRef}]), p_joins ([{downstream, variant, onSatisfied,
+--           k}]), p_now
+--   reply:  {"ok": Model.ExtendFlowResult} (Extended, or AlreadySatisfied when every member and
+--           edge is in the flow already)
+--   errors: flow_not_found, flow_already_terminal, flow_sealed, invalid_input (a member exists
+--           already), execution_not_in_flow, dependency_already_exists (detail: the stored edge as
+--           JSON), cycle_detected
+CREATE FUNCTION ff_extend_flow(p_flow uuid, p_members jsonb, p_edges jsonb, p_joins jsonb, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  v_ids text[] := ARRAY(SELECT m->>'executionId' FROM jsonb_array_elements(p_members) AS t(m));
+  v_edges int := jsonb_array_length(p_edges);
+  f flow_core;
+  c exec_core;
+  v_id text;
+  v_code text;
+  v_edge uuid;
+  v_ok jsonb;
+  x jsonb;
+BEGIN
+  SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
+  IF ffi_flow_refusal(f) IS NOT NULL THEN RETURN ffi_err(ffi_flow_refusal(f)); END IF;
+  IF NOT EXISTS (SELECT 1 FROM unnest(v_ids) AS m(id)
+                 WHERE NOT EXISTS (SELECT 1 FROM exec_core e WHERE e.execution_id = m.id AND e.flow_id = p_flow))
+     AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_edges) AS t(x)
+                     WHERE NOT EXISTS (SELECT 1 FROM flow_edge y
+                                       WHERE y.flow_id = p_flow AND y.edge_id = (t.x->>'edgeId')::uuid)) THEN
+    RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'flowId', p_flow));
+  END IF;
+  SELECT execution_id INTO v_id FROM exec_core WHERE execution_id = ANY (v_ids)
+  ORDER BY array_position(v_ids, execution_id::text) LIMIT 1;
+  IF v_id IS NOT NULL THEN
+    RETURN ffi_err('invalid_input', 'extend_flow: member ' || v_id || ' already exists');
+  END IF;
+  -- the edges, in order: both ends members, a new id
+  SELECT b.code, b.edge_id INTO v_code, v_edge FROM (
+    SELECT t.ord, (t.x->>'edgeId')::uuid AS edge_id,
+      CASE
+        WHEN NOT ((t.x->>'upstream') = ANY (v_ids) OR EXISTS (SELECT 1 FROM exec_core e
+                    WHERE e.execution_id = t.x->>'upstream' AND e.flow_id = p_flow))
+          OR NOT ((t.x->>'downstream') = ANY (v_ids) OR EXISTS (SELECT 1 FROM exec_core e
+                    WHERE e.execution_id = t.x->>'downstream' AND e.flow_id = p_flow))
+          THEN 'execution_not_in_flow'
+        WHEN EXISTS (SELECT 1 FROM flow_edge y WHERE y.flow_id = p_flow AND y.edge_id = (t.x->>'edgeId')::uuid)
+          THEN 'dependency_already_exists'
+      END AS code
+    FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord)
+  ) b WHERE b.code IS NOT NULL ORDER BY b.ord LIMIT 1;
+  IF v_code = 'dependency_already_exists' THEN
+    RETURN ffi_err(v_code, (SELECT ffi_edge_json(y)::text FROM flow_edge y WHERE y.flow_id = p_flow AND y.edge_id = v_edge));
+  ELSIF v_code IS NOT NULL THEN
+    RETURN ffi_err(v_code);
+  END IF;
+  IF v_edges > 0 AND ffi_closes_cycle(p_flow, p_edges) THEN RETURN ffi_err('cycle_detected'); END IF;
+  IF cardinality(v_ids) > 0 THEN
+    v_ok := ffi_graph_step(ff_create_executions(p_members, v_now));
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(v_ok) AS t(r) WHERE r->>'_tag' <> 'Created') THEN
+      PERFORM ffi_raise('invalid_input', 'extend_flow: a member was created concurrently');
+    END IF;
+    -- ff_add_execution_to_flow for every member, at once (all new, none terminal)
+    UPDATE exec_core SET flow_id = p_flow, last_mutation_at = v_now WHERE execution_id = ANY (v_ids);
+    UPDATE flow_core SET node_count = node_count + cardinality(v_ids), graph_revision = graph_revision + cardinality(v_ids),
+      live_members = live_members + cardinality(v_ids), last_mutation_at = v_now
+    WHERE flow_id = p_flow;
+  END IF;
+  FOR x IN SELECT value FROM jsonb_array_elements(p_joins) WITH ORDINALITY AS t(value, ord) ORDER BY ord LOOP
+    PERFORM ffi_graph_step(ff_set_edge_group_policy(p_flow, x->>'downstream', x->>'variant', x->>'onSatisfied',
+                                                    (x->>'k')::int, v_now));
+  END LOOP;
+  IF v_edges > 0 THEN
+    INSERT INTO flow_edge (flow_id, edge_id, upstream_id, downstream_id, dependency_kind, satisfaction_condition,
+      data_passing_ref, edge_state, created_at, created_by)
+    SELECT p_flow, (t.x->>'edgeId')::uuid, t.x->>'upstream', t.x->>'downstream', t.x->>'kind', 'all_required',
+      t.x->>'dataRef', 'pending', v_now, 'engine'
+    FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord) ORDER BY t.ord;
+    FOR x IN SELECT value FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(value, ord) ORDER BY ord LOOP
+      SELECT * INTO c FROM exec_core WHERE execution_id = x->>'downstream' FOR UPDATE;
+      PERFORM ffi_apply_dep(c, p_flow, (x->>'edgeId')::uuid, x->>'upstream', x->>'kind', x->>'dataRef', v_now);
+    END LOOP;
+    UPDATE flow_core SET graph_revision = graph_revision + v_edges, edge_count = edge_count + v_edges,
+      last_mutation_at = v_now
+    WHERE flow_id = p_flow;
+    FOR x IN SELECT value FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(value, ord) ORDER BY ord LOOP
+      PERFORM ffi_resolve_late(x->>'downstream', (x->>'edgeId')::uuid, x->>'upstream', v_now);
+    END LOOP;
+  END IF;
+  SELECT * INTO f FROM flow_core WHERE flow_id = p_flow;
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Extended', 'flowId', p_flow, 'graphRevision', f.graph_revision,
+                                   'nodeCount', f.node_count));
+END $$;
+
+-- ff_seal_flow: sealFlow — the flow takes no new member or edge from now on.
+--   args:   p_flow, p_now
+--   reply:  {"ok": Model.SealFlowResult} (Sealed, or AlreadySealed)
+--   errors: flow_not_found, flow_already_terminal (cancelling or cancelled)
+CREATE FUNCTION ff_seal_flow(p_flow uuid, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); f flow_core;
+BEGIN
+  SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
+  IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
+  IF f.public_flow_state IN ('cancelling', 'cancelled') THEN RETURN ffi_err('flow_already_terminal'); END IF;
+  IF f.sealed THEN
+    RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySealed', 'flowId', p_flow, 'publicFlowState', ffi_flow_state(f)));
+  END IF;
+  UPDATE flow_core SET sealed = true, last_mutation_at = v_now WHERE flow_id = p_flow RETURNING * INTO f;
+  RETURN ffi_ok(jsonb_build_object('_tag', 'Sealed', 'flowId', p_flow, 'publicFlowState', ffi_flow_state(f)));
 END $$;
 
 -- ---------------------------------------------------------------------------
@@ -408,12 +668,13 @@ END $$;
 -- ---------------------------------------------------------------------------
 
 -- ffi_cancel_siblings: cancels the still-running upstream siblings of a group that fired with
--- on_satisfied = cancel_remaining. Siblings locked by someone else are left on the group for
--- the cancel-backlog pass.
---   args:   p_child (the group's downstream), p_now
+-- on_satisfied = cancel_remaining (the reason sibling_quorum_satisfied or _impossible,
+-- cancelled_by operator_override). Siblings locked by someone else are left on the group for the
+-- cancel-backlog pass.
+--   args:   p_child (the group's downstream), p_reason, p_now
 --   reply:  void
 --   errors: -
-CREATE FUNCTION ffi_cancel_siblings(p_child text, p_now bigint) RETURNS void
+CREATE FUNCTION ffi_cancel_siblings(p_child text, p_reason text, p_now bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
   v_id text;
@@ -426,13 +687,13 @@ BEGIN
   LOOP
     PERFORM 1 FROM exec_core WHERE execution_id = v_id AND lifecycle_phase <> 'terminal' FOR UPDATE SKIP LOCKED;
     IF FOUND THEN
-      PERFORM ffi_cancel_exec(v_id, 'sibling_quorum_satisfied', 'engine', p_now);
+      PERFORM ffi_cancel_exec(v_id, p_reason, 'operator_override', p_now);
     ELSIF EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_id AND lifecycle_phase <> 'terminal') THEN
       v_left := v_left || v_id;
     END IF;
   END LOOP;
   UPDATE edge_group SET cancel_siblings_pending = cardinality(v_left) > 0,
-    cancel_siblings_reason = 'sibling_quorum_satisfied', cancel_siblings_members = v_left
+    cancel_siblings_reason = p_reason, cancel_siblings_members = v_left
   WHERE downstream_id = p_child;
 END $$;
 
@@ -471,15 +732,19 @@ BEGIN
   WHERE downstream_id = p_child AND edge_id = p_edge AND state = 'unsatisfied'
   RETURNING dep.flow_id,
     CASE WHEN v_success AND c.lifecycle_phase <> 'terminal' THEN
-      (SELECT coalesce(nullif(x.data_passing_ref, ''), nullif(dep.data_passing_ref, ''))
-       FROM flow_edge x WHERE x.flow_id = dep.flow_id AND x.edge_id = p_edge) END
+      -- the reference given when the dependency was applied (the staged edge's when none was given)
+      coalesce(nullif(dep.data_passing_ref, ''),
+        (SELECT nullif(x.data_passing_ref, '') FROM flow_edge x WHERE x.flow_id = dep.flow_id AND x.edge_id = p_edge)) END
   INTO v_flow, v_ref;
   IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
   IF v_ref IS NOT NULL THEN
     UPDATE exec_data cd SET payload = u.result FROM exec_data u
     WHERE cd.execution_id = p_child AND u.execution_id = p_upstream AND u.result IS NOT NULL;
   END IF;
-  UPDATE edge_group SET succeeded = succeeded + v_succeeded, skipped = skipped + v_skipped, failed = failed + v_failed
+  -- an all_of join counts a skipped upstream as failed
+  UPDATE edge_group SET succeeded = succeeded + v_succeeded,
+    skipped = skipped + CASE WHEN policy_variant = 'all_of' THEN 0 ELSE v_skipped END,
+    failed = failed + v_failed + CASE WHEN policy_variant = 'all_of' THEN v_skipped ELSE 0 END
   WHERE downstream_id = p_child
   RETURNING policy_variant, on_satisfied, k, n, succeeded, failed, skipped, group_state,
     CASE WHEN group_state = 'pending' AND policy_variant = 'all_of' THEN
@@ -488,7 +753,7 @@ BEGIN
   IF NOT FOUND THEN
     INSERT INTO edge_group (downstream_id, flow_id, policy_variant, n, created_at, succeeded, skipped, failed)
     VALUES (p_child, v_flow, 'all_of', (SELECT count(*) FROM dep WHERE downstream_id = p_child), p_now,
-            v_succeeded, v_skipped, v_failed)
+            v_succeeded, 0, v_failed + v_skipped)
     RETURNING policy_variant, on_satisfied, k, n, succeeded, failed, skipped, group_state,
       (SELECT count(*) FROM dep WHERE downstream_id = p_child AND state <> 'satisfied')
     INTO v_variant, v_on, v_gk, v_n, v_sc, v_fc, v_kc, v_state, v_open;
@@ -513,7 +778,7 @@ BEGIN
       UPDATE exec_core SET last_mutation_at = p_now WHERE execution_id = p_child;
     END IF;
     IF v_variant <> 'all_of' AND v_on = 'cancel_remaining' THEN
-      PERFORM ffi_cancel_siblings(p_child, p_now);
+      PERFORM ffi_cancel_siblings(p_child, 'sibling_quorum_satisfied', p_now);
     END IF;
     RETURN 'satisfied';
   END IF;
@@ -526,7 +791,7 @@ BEGIN
                             NULL, NULL, 'dependency_impossible', 'dependency_impossible', p_now, false);
     END IF;
     IF v_variant <> 'all_of' AND v_on = 'cancel_remaining' THEN
-      PERFORM ffi_cancel_siblings(p_child, p_now);
+      PERFORM ffi_cancel_siblings(p_child, 'sibling_quorum_impossible', p_now);
     END IF;
     RETURN CASE WHEN c.lifecycle_phase <> 'terminal' THEN 'child_skipped' ELSE 'impossible' END;
   END IF;
@@ -585,9 +850,8 @@ BEGIN
 END $$;
 
 -- ffi_flow_settle: a flow after its members changed: cancelling becomes cancelled once no owed
--- member is left; an open flow whose members are all terminal becomes completed (or failed when
--- one failed, was cancelled or expired). Takes the flow row lock (after the caller's member
--- lock).
+-- member is left (an open flow's state is derived, ffi_flow_state). Takes the flow row lock (after
+-- the caller's member lock).
 --   args:   p_flow, p_now, p_purge (also drop the owed entries of members already terminal: only
 --           repairs need it, a member's own terminal step drops its entry)
 --   reply:  void
@@ -607,10 +871,6 @@ BEGIN
       UPDATE flow_core SET public_flow_state = 'cancelled', last_mutation_at = p_now WHERE flow_id = p_flow;
       DELETE FROM cancel_backlog WHERE flow_id = p_flow;
     END IF;
-  ELSIF f.public_flow_state = 'open' AND f.node_count > 0 AND f.live_members = 0 THEN
-    UPDATE flow_core SET public_flow_state = CASE WHEN f.failed_members > 0 THEN 'failed' ELSE 'completed' END,
-      last_mutation_at = p_now
-    WHERE flow_id = p_flow;
   END IF;
 END $$;
 
@@ -654,7 +914,7 @@ BEGIN
   FOREACH v_id IN ARRAY v_owed[1:greatest(p_inline_limit, 0)] LOOP
     PERFORM 1 FROM exec_core WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
     IF FOUND THEN
-      PERFORM ffi_cancel_exec(v_id, p_reason, 'flow_cascade', p_now);
+      PERFORM ffi_cancel_exec(v_id, coalesce(nullif(p_reason, ''), 'flow_cancelled'), 'flow_cascade', p_now);
       DELETE FROM cancel_owed WHERE flow_id = f.flow_id AND execution_id = v_id;
     END IF;
   END LOOP;
@@ -676,9 +936,7 @@ DECLARE v_now bigint := coalesce(p_now, ffi_now()); f flow_core; v_members jsonb
 BEGIN
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
-  IF f.public_flow_state IN ('cancelled', 'cancelling', 'completed', 'failed') THEN
-    RETURN ffi_err('flow_already_terminal');
-  END IF;
+  IF ffi_flow_final(f) THEN RETURN ffi_err('flow_already_terminal'); END IF;
   v_members := ffi_cancel_flow(f, p_policy, p_reason, 0, p_inline_limit, v_now);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Cancelled', 'cancellationPolicy', p_policy,
                                    'memberExecutionIds', v_members));
@@ -696,7 +954,7 @@ DECLARE v_now bigint := coalesce(p_now, ffi_now()); f flow_core; v_members jsonb
 BEGIN
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
-  IF f.public_flow_state IN ('cancelled', 'cancelling', 'completed', 'failed') THEN
+  IF ffi_flow_final(f) THEN
     SELECT coalesce(jsonb_agg(execution_id ORDER BY execution_id), '[]'::jsonb) INTO v_members
     FROM exec_core WHERE flow_id = p_flow;
     RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object('_tag', 'AlreadyTerminal',

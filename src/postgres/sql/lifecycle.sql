@@ -239,9 +239,6 @@ DECLARE
   e exec_core;
   v_err jsonb;
   v_flow_state text;
-  v_nodes int;
-  v_live int;
-  v_failed int;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
@@ -291,16 +288,10 @@ BEGIN
     PERFORM ffi_resolve_from(p_eid, 'success', v_now);
     UPDATE flow_core SET live_members = greatest(live_members - 1, 0)
     WHERE flow_id = e.flow_id
-    RETURNING public_flow_state, node_count, live_members, failed_members
-    INTO v_flow_state, v_nodes, v_live, v_failed;
+    RETURNING public_flow_state INTO v_flow_state;
     IF NOT FOUND OR v_flow_state = 'cancelling' THEN
       DELETE FROM cancel_owed WHERE flow_id = e.flow_id AND execution_id = p_eid;
       PERFORM ffi_flow_settle(e.flow_id, v_now);
-    ELSIF v_flow_state = 'open' AND v_nodes > 0 AND v_live = 0 THEN
-      -- ffi_flow_settle of an open flow whose last member ended (the row is locked by the update)
-      UPDATE flow_core SET public_flow_state = CASE WHEN v_failed > 0 THEN 'failed' ELSE 'completed' END,
-        last_mutation_at = v_now
-      WHERE flow_id = e.flow_id;
     END IF;
   END IF;
   RETURN ffi_ok();

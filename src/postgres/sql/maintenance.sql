@@ -256,7 +256,7 @@ BEGIN
       IF v_done >= p_batch THEN v_more := true; EXIT; END IF;
       PERFORM 1 FROM exec_core WHERE execution_id = o.execution_id FOR UPDATE SKIP LOCKED;
       IF FOUND THEN
-        PERFORM ffi_cancel_exec(o.execution_id, b.reason, 'flow_cascade', v_now);
+        PERFORM ffi_cancel_exec(o.execution_id, coalesce(nullif(b.reason, ''), 'flow_cancelled'), 'flow_cascade', v_now);
         DELETE FROM cancel_owed WHERE flow_id = b.flow_id AND execution_id = o.execution_id;
         v_done := v_done + 1;
       ELSIF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = o.execution_id) THEN
@@ -286,7 +286,7 @@ BEGIN
       PERFORM 1 FROM exec_core WHERE execution_id = v_sib AND lifecycle_phase <> 'terminal' FOR UPDATE SKIP LOCKED;
       IF FOUND THEN
         PERFORM ffi_cancel_exec(v_sib, coalesce(g.cancel_siblings_reason, 'sibling_quorum_satisfied'),
-                                'engine', v_now);
+                                'operator_override', v_now);
         v_done := v_done + 1;
       ELSIF EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_sib AND lifecycle_phase <> 'terminal') THEN
         v_left := v_left || v_sib;

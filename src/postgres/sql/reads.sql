@@ -54,7 +54,10 @@ BEGIN
         'terminalOutcome', e.terminal_outcome, 'attemptState', e.attempt_state, 'publicState', e.public_state),
       'publicState', e.public_state, 'createdAt', e.created_at::text, 'startedAt', e.started_at::text,
       'completedAt', e.completed_at::text, 'currentAttemptIndex', coalesce(e.current_attempt_index, 0),
-      'flowId', e.flow_id::text)) || jsonb_build_object('blockingDetail', e.blocking_detail)
+      'flowId', e.flow_id::text)) || jsonb_build_object('blockingDetail', e.blocking_detail) ||
+      CASE WHEN e.terminal_outcome = 'cancelled' THEN
+        jsonb_build_object('cancellationReason', coalesce(e.cancellation_reason, ''),
+                           'cancelledBy', coalesce(e.cancelled_by, '')) ELSE '{}'::jsonb END
     FROM exec_core e WHERE e.execution_id = p_eid)));
 END $$;
 
@@ -238,7 +241,7 @@ BEGIN
   WHERE g.n > 0;
   RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object(
     'flowId', f.flow_id, 'flowKind', f.flow_kind, 'namespace', f.namespace,
-    'publicFlowState', f.public_flow_state, 'graphRevision', f.graph_revision,
+    'publicFlowState', ffi_flow_state(f), 'sealed', f.sealed, 'graphRevision', f.graph_revision,
     'nodeCount', f.node_count, 'edgeCount', f.edge_count, 'createdAt', f.created_at,
     'lastMutationAt', f.last_mutation_at, 'cancelledAt', f.cancelled_at,
     'cancelReason', nullif(f.cancel_reason, ''), 'cancellationPolicy', f.cancellation_policy)) ||
@@ -275,7 +278,7 @@ CREATE FUNCTION ff_list_flows(p_partition int, p_cursor uuid, p_limit int, p_now
 RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
   RETURN (WITH page AS (
-    SELECT flow_id, created_at, public_flow_state FROM flow_core
+    SELECT flow_id, created_at, ffi_flow_state(f) AS public_flow_state FROM flow_core f
     WHERE partition_key = p_partition AND (p_cursor IS NULL OR flow_id > p_cursor)
     ORDER BY flow_id LIMIT p_limit + 1
   ), numbered AS (SELECT *, row_number() OVER (ORDER BY flow_id) AS rn FROM page)

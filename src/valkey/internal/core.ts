@@ -170,6 +170,7 @@ const EdgeRows = LuaArray(Str)
 /** ff_read_stream: the frames, closed_at, closed_reason, the first frame the page budget left out. */
 const Frames = Schema.Tuple(Schema.parseJson(LuaArray(FrameJson)), S, S, S)
 const T_Int = Schema.Tuple(IntStr)
+const T_Int2 = Schema.Tuple(IntStr, IntStr)
 /** ff_issue_grant: the execution, the grant key, its expiry, the partition's lane head after it. */
 const T_Grant = Schema.Tuple(Ids.ExecutionId, S, IntStr, S)
 const T_Append = Schema.Tuple(S, IntStr, S)
@@ -1436,7 +1437,12 @@ export const makeCore = (
 
   const createFlow: BackendCore["createFlow"] = (a) =>
     Effect.map(
-      call("create_flow", flowOf(a.flowId), { flow_id: a.flowId, flow_kind: a.flowKind, namespace: a.namespace }),
+      call("create_flow", flowOf(a.flowId), {
+        flow_id: a.flowId,
+        flow_kind: a.flowKind,
+        namespace: a.namespace,
+        sealed: a.sealed
+      }),
       (env): M.CreateFlowResult =>
         env.status === "ALREADY" ? { _tag: "AlreadySatisfied", flowId: a.flowId } : { _tag: "Created", flowId: a.flowId }
     )
@@ -1447,7 +1453,7 @@ export const makeCore = (
       const blobs: Array<Uint8Array | string> = []
       for (const m of g.members) blobs.push(m.inputPayload, m.policyJson)
       const env = yield* call("create_flow_graph", flowOf(flowId), {
-        flow: { flow_id: flowId, flow_kind: g.flow.flowKind, namespace: g.flow.namespace },
+        flow: { flow_id: flowId, flow_kind: g.flow.flowKind, namespace: g.flow.namespace, sealed: g.flow.sealed },
         members: g.members.map(createArgs),
         joins: g.joins.map(({ downstreamExecutionId, policy }) => ({
           downstream: downstreamExecutionId,
@@ -1459,6 +1465,53 @@ export const makeCore = (
       for (const lane of new Set(g.members.map((m) => m.laneId))) yield* p.registerLane(lane)
       const [graphRevision] = yield* decodeFields("ff_create_flow_graph", T_Int, env.fields)
       return { _tag: "Created", flowId, graphRevision } satisfies M.CreateFlowGraphResult
+    })
+
+  const extendFlow: BackendCore["extendFlow"] = (g) =>
+    Effect.gen(function*() {
+      const blobs: Array<Uint8Array | string> = []
+      for (const m of g.members) blobs.push(m.inputPayload, m.policyJson)
+      const env = yield* call("extend_flow", flowOf(g.flowId), {
+        flow_id: g.flowId,
+        members: g.members.map(createArgs),
+        joins: g.joins.map(({ downstreamExecutionId, policy }) => ({
+          downstream: downstreamExecutionId,
+          ...joinArgs(policy)
+        })),
+        edges: g.edges.map(edgeArgs)
+      }, blobs)
+      if (env.status === "ALREADY") return { _tag: "AlreadySatisfied", flowId: g.flowId } satisfies M.ExtendFlowResult
+      for (const lane of new Set(g.members.map((m) => m.laneId))) yield* p.registerLane(lane)
+      const [graphRevision, nodeCount] = yield* decodeFields("ff_extend_flow", T_Int2, env.fields)
+      return { _tag: "Extended", flowId: g.flowId, graphRevision, nodeCount } satisfies M.ExtendFlowResult
+    }).pipe(
+      // the typed conflict carries the existing edge, read right after
+      Effect.catchIf(
+        (e): e is EngineError =>
+          (e._tag === "Conflict" && e.kind === "DependencyAlreadyExists" && e.existing === undefined) ||
+          (e._tag === "Transport" && e.scriptCode === "dependency_already_exists"),
+        (e) =>
+          Effect.gen(function*() {
+            for (const x of g.edges) {
+              const existing = yield* describeEdgeBy(g.flowId, x.edgeId)
+              if (Option.isSome(existing)) {
+                return yield* Effect.fail(new Conflict({ kind: "DependencyAlreadyExists", existing: existing.value }))
+              }
+            }
+            return yield* Effect.fail(e)
+          })
+      )
+    )
+
+  const sealFlow: BackendCore["sealFlow"] = (a) =>
+    Effect.gen(function*() {
+      const env = yield* call("seal_flow", flowOf(a.flowId), { flow_id: a.flowId })
+      const [publicFlowState] = yield* decodeFields("ff_seal_flow", T_Str, env.fields)
+      return {
+        _tag: env.status === "ALREADY" ? "AlreadySealed" : "Sealed",
+        flowId: a.flowId,
+        publicFlowState
+      } satisfies M.SealFlowResult
     })
 
   const addExecutionToFlow: BackendCore["addExecutionToFlow"] = (a) =>
@@ -1933,6 +1986,8 @@ export const makeCore = (
     createExecutions,
     createFlow,
     createFlowGraph,
+    extendFlow,
+    sealFlow,
     addExecutionToFlow,
     stageDependencyEdge,
     applyDependencyToChild,

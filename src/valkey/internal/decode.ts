@@ -236,7 +236,10 @@ export const executionInfo = (id: Ids.ExecutionId, core: Hash): Either.Either<M.
         ...(completedAt === undefined ? {} : { completedAt }),
         currentAttemptIndex: r.optInt("current_attempt_index") ?? 0,
         ...(flowId === undefined ? {} : { flowId }),
-        blockingDetail: r.opt("blocking_detail") ?? ""
+        blockingDetail: r.opt("blocking_detail") ?? "",
+        ...(stateVector.terminalOutcome === "cancelled" ?
+          { cancellationReason: r.opt("cancellation_reason") ?? "", cancelledBy: r.opt("cancelled_by") ?? "" } :
+          {})
       }
     })
   })
@@ -254,7 +257,8 @@ const FLOW_FIELDS = new Set([
   "cancelled_at",
   "cancel_reason",
   "cancellation_policy",
-  // member counters that settle the flow (flow.lua); not part of the snapshot
+  "sealed",
+  // member counters the public state is derived from (flow.lua); not part of the snapshot
   "open_members",
   "bad_members"
 ])
@@ -285,6 +289,7 @@ export const flowSnapshot = (
       flowKind: r.str("flow_kind"),
       namespace: r.str("namespace") as Ids.Namespace,
       publicFlowState: r.str("public_flow_state"),
+      sealed: r.opt("sealed") === "1",
       graphRevision: r.int("graph_revision"),
       nodeCount: r.int("node_count"),
       edgeCount: r.int("edge_count"),

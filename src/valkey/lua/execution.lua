@@ -1048,7 +1048,7 @@ FF.fn.replay = function(B, a, now)
     local n = FF.reset_impossible_deps(B, fid, e, now)
     if n > 0 then
       FF.state(B, e, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
-        n .. " dep(s) unsatisfied after replay", "none", "pending_replay_attempt", now, common)
+        n .. " dep(s) unresolved", "none", "pending_replay_attempt", now, common)
       C("ZADD", K.lane(B, lane, "blocked"), c.created_at, e)
       return FF.ok("OK", c.public_state)
     end

@@ -3,8 +3,36 @@
 -- cancellation with its cascade (P5). A flow and its members share {fp:N}.
 -- ===========================================================================
 
-function FF.flow_closed(state)
-  return state == "cancelled" or state == "cancelling" or state == "completed" or state == "failed"
+-- The flow record stores public_flow_state open, cancelling or cancelled (a record written by an
+-- older library may say completed / failed: that reads as open). The public state of an open flow
+-- is derived from its member counters (docs/guide.md, "Flows that grow while they run"): open
+-- without members (completed when sealed), running while a member is not terminal, then failed
+-- when a member failed, was cancelled or expired, else completed.
+function FF.flow_state(f)
+  local st = f.public_flow_state
+  if st == "cancelling" or st == "cancelled" then return st end
+  if FF.num(f.node_count) == 0 then
+    if f.sealed == "1" then return "completed" end
+    return "open"
+  end
+  if FF.num(f.open_members) > 0 then return "running" end
+  if FF.num(f.bad_members) > 0 then return "failed" end
+  return "completed"
+end
+
+-- The error code of a flow that takes no new member or edge, or nil.
+function FF.flow_refusal(f)
+  local st = f.public_flow_state
+  if st == "cancelling" or st == "cancelled" then return "flow_already_terminal" end
+  if f.sealed == "1" then return "flow_sealed" end
+  return nil
+end
+
+-- Cancelled, cancelling, or sealed with every member terminal: nothing about the flow can change.
+function FF.flow_final(f)
+  local st = FF.flow_state(f)
+  if st == "cancelling" or st == "cancelled" then return true end
+  return f.sealed == "1" and (st == "completed" or st == "failed")
 end
 
 FF.fn.create_flow = function(B, a, now)
@@ -14,8 +42,22 @@ FF.fn.create_flow = function(B, a, now)
   C("HSET", fk, "flow_id", fid, "flow_kind", FF.str(a.flow_kind), "namespace", FF.str(a.namespace),
     "graph_revision", "0", "node_count", "0", "edge_count", "0", "public_flow_state", "open",
     "created_at", FF.s(now), "last_mutation_at", FF.s(now))
+  if a.sealed == true then C("HSET", fk, "sealed", "1") end
   C("ZADD", K.idx(B, "flows"), 0, fid)
   return FF.ok("OK", fid)
+end
+
+-- sealFlow: the flow takes no new member or edge. Reply {1, "OK"|"ALREADY", wake, public state}.
+FF.fn.seal_flow = function(B, a, now)
+  local fk = K.flow(B, a.flow_id)
+  local f = FF.hmap(fk)
+  if f == nil then return FF.err("flow_not_found") end
+  local st = f.public_flow_state
+  if st == "cancelling" or st == "cancelled" then return FF.err("flow_already_terminal") end
+  if f.sealed == "1" then return FF.ok("ALREADY", FF.flow_state(f)) end
+  C("HSET", fk, "sealed", "1", "last_mutation_at", FF.s(now))
+  f.sealed = "1"
+  return FF.ok("OK", FF.flow_state(f))
 end
 
 FF.fn.add_to_flow = function(B, a, now)
@@ -23,7 +65,8 @@ FF.fn.add_to_flow = function(B, a, now)
   local fk = K.flow(B, fid)
   local f = FF.hmap(fk)
   if f == nil then return FF.err("flow_not_found") end
-  if FF.flow_closed(f.public_flow_state) then return FF.err("flow_already_terminal") end
+  local refused = FF.flow_refusal(f)
+  if refused then return FF.err(refused) end
   local c = FF.core(B, e)
   if c == nil then return FF.err("execution_not_found") end
   local mk = K.fx(B, fid, "members")
@@ -85,7 +128,8 @@ FF.fn.stage_edge = function(B, a, now)
   local fk = K.flow(B, fid)
   local f = FF.hmap(fk)
   if f == nil then return FF.err("flow_not_found") end
-  if FF.flow_closed(f.public_flow_state) then return FF.err("flow_already_terminal") end
+  local refused = FF.flow_refusal(f)
+  if refused then return FF.err(refused) end
   if f.graph_revision ~= FF.str(a.expected_graph_revision) then return FF.err("stale_graph_revision") end
   local mk = K.fx(B, fid, "members")
   if C("SISMEMBER", mk, up) == 0 or C("SISMEMBER", mk, down) == 0 then return FF.err("execution_not_in_flow") end
@@ -233,40 +277,310 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
   return FF.ok("OK", rev)
 end
 
--- T21: a dependency record for the child; blocks it while it is runnable.
-FF.fn.apply_dependency = function(B, a, now)
-  local fid, edge, child, up = a.flow_id, a.edge_id, a.downstream, a.upstream
-  local c = FF.core(B, child)
-  if c == nil then return FF.err("execution_not_found") end
-  if (c.flow_id or "") ~= "" and c.flow_id ~= fid then return FF.err("execution_already_in_flow") end
-  local dk = K.ex(B, child, "dep:" .. edge)
-  if C("EXISTS", dk) == 1 then return FF.ok("ALREADY") end
-  C("HSET", dk, "edge_id", edge, "flow_id", fid, "upstream_execution_id", up, "downstream_execution_id", child,
-    "dependency_kind", FF.str(a.dependency_kind), "state", "unsatisfied",
-    "data_passing_ref", FF.str(a.data_passing_ref), "last_resolved_at", "")
-  local uk = K.ex(B, child, "unres")
-  C("SADD", uk, edge)
+-- The child's side of edge x = {edge_id, upstream, downstream, dependency_kind,
+-- data_passing_ref}: its dependency record and join group. A new dependency makes a satisfied
+-- all_of group pending again unless the child is terminal; a runnable child is blocked while its
+-- group is pending (an any_of / quorum group already satisfied stays so). The caller has checked
+-- that the child exists and the dependency does not.
+function FF.apply_dep(B, fid, x, c, now)
+  local edge, child = x.edge_id, x.downstream
+  C("HSET", K.ex(B, child, "dep:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", x.upstream,
+    "downstream_execution_id", child, "dependency_kind", FF.str(x.dependency_kind), "state", "unsatisfied",
+    "data_passing_ref", FF.str(x.data_passing_ref), "last_resolved_at", "")
+  C("SADD", K.ex(B, child, "unres"), edge)
   local gk = K.fx(B, fid, "grp:" .. child)
+  local state, n, succeeded = "pending", 1, 0
   if C("EXISTS", gk) == 0 then
     C("HSET", gk, "policy_variant", "all_of", "on_satisfied", "", "k", "", "n", "1", "succeeded", "0",
       "failed", "0", "skipped", "0", "group_state", "pending", "created_at", FF.s(now))
   else
-    C("HINCRBY", gk, "n", 1)
-    if C("HGET", gk, "policy_variant") == "all_of" and C("HGET", gk, "group_state") == "satisfied" then
+    n = C("HINCRBY", gk, "n", 1)
+    local g = C("HMGET", gk, "policy_variant", "group_state", "succeeded")
+    state, succeeded = g[2] or "pending", FF.num(g[3])
+    if (g[1] == "all_of" or g[1] == false or g[1] == "") and state == "satisfied" and c.lifecycle_phase ~= "terminal" then
       C("HSET", gk, "group_state", "pending")
+      state = "pending"
     end
   end
-  local unresolved = C("SCARD", uk)
-  if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" then
+  if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" and state == "pending" then
     local lane = c.lane_id
     C("ZREM", K.lane(B, lane, "eligible"), child)
     C("ZREM", K.lane(B, lane, "delayed"), child)
     FF.state(B, child, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
-      unresolved .. " dep(s) unresolved incl " .. edge, "none", c.attempt_state, now)
+      FF.s(n - succeeded) .. " dep(s) unresolved incl " .. edge, "none", c.attempt_state, now)
     C("ZADD", K.lane(B, lane, "blocked"), c.created_at, child)
   end
-  -- an upstream that is already terminal is resolved by the reconcileDependencies pass
-  return FF.ok("OK", unresolved)
+end
+
+-- An applied edge whose upstream has already ended resolves now, with the upstream's outcome.
+function FF.resolve_late(B, fid, x, now)
+  local u = C("HMGET", K.core(B, x.upstream), "lifecycle_phase", "terminal_outcome")
+  if u[1] == "terminal" and u[2] and u[2] ~= "none" and u[2] ~= "" then
+    FF.resolve_edge(B, fid, x.edge_id, x.downstream, x.upstream, u[2], now)
+  end
+end
+
+-- The child's dependencies not satisfied: n - succeeded of its group.
+function FF.unsatisfied(B, fid, child)
+  local g = C("HMGET", K.fx(B, fid, "grp:" .. child), "n", "succeeded")
+  return FF.num(g[1]) - FF.num(g[2])
+end
+
+-- Reply {1, "OK", wake, the child's dependencies not satisfied after this call} or {1, "ALREADY"}.
+FF.fn.apply_dependency = function(B, a, now)
+  local fid, child = a.flow_id, a.downstream
+  local c = FF.core(B, child)
+  if c == nil then return FF.err("execution_not_found") end
+  if (c.flow_id or "") ~= "" and c.flow_id ~= fid then return FF.err("execution_already_in_flow") end
+  if C("EXISTS", K.ex(B, child, "dep:" .. a.edge_id)) == 1 then return FF.ok("ALREADY") end
+  FF.apply_dep(B, fid, a, c, now)
+  FF.resolve_late(B, fid, a, now)
+  FF.drain(B, now)
+  return FF.ok("OK", FF.unsatisfied(B, fid, child))
+end
+
+-- Whether `edges` would close a cycle with the flow's edges: the members reachable from the
+-- edges' downstream ends (along both) hold a cycle, or there are more than 1000 of them (refused
+-- conservatively). A cycle through a new edge lies among those members. `is_new`: the members
+-- this call creates (no stored edge leaves them).
+function FF.closes_cycle(B, fid, edges, is_new)
+  local outs = {}
+  local function next_of(node)
+    local d = outs[node]
+    if d == nil then
+      d = {}
+      if not is_new[node] then
+        for _, edge in ipairs(C("SMEMBERS", K.fx(B, fid, "out:" .. node))) do
+          local down = C("HGET", K.fx(B, fid, "edge:" .. edge), "downstream_execution_id")
+          if down then d[#d + 1] = down end
+        end
+      end
+      outs[node] = d
+    end
+    return d
+  end
+  for i = 1, #edges do
+    local d = next_of(edges[i].upstream)
+    d[#d + 1] = edges[i].downstream
+  end
+  local reach, queue = {}, {}
+  for i = 1, #edges do
+    local down = edges[i].downstream
+    if not reach[down] then
+      reach[down] = true
+      queue[#queue + 1] = down
+    end
+  end
+  local i = 1
+  while i <= #queue do
+    for _, n in ipairs(next_of(queue[i])) do
+      if not reach[n] then
+        reach[n] = true
+        queue[#queue + 1] = n
+        if #queue > 1000 then return true end
+      end
+    end
+    i = i + 1
+  end
+  -- Kahn's algorithm over the reached members: a cycle leaves some never freed
+  local indegree = {}
+  for _, node in ipairs(queue) do
+    for _, n in ipairs(next_of(node)) do indegree[n] = (indegree[n] or 0) + 1 end
+  end
+  local free = {}
+  for _, node in ipairs(queue) do
+    if (indegree[node] or 0) == 0 then free[#free + 1] = node end
+  end
+  local freed = 0
+  while #free > 0 do
+    local node = free[#free]
+    free[#free] = nil
+    freed = freed + 1
+    for _, n in ipairs(next_of(node)) do
+      indegree[n] = indegree[n] - 1
+      if indegree[n] == 0 then free[#free + 1] = n end
+    end
+  end
+  return freed < #queue
+end
+
+-- extendFlow: new members (create_one), their joins, then the edges staged and applied, with the
+-- keys and fields add_to_flow, set_edge_group_policy, stage_edge and FF.apply_dep leave; every
+-- edge is applied before any resolves, then each edge whose upstream has ended resolves, in
+-- order. Every refusal is checked before the first write, so the call writes all or nothing.
+-- a.flow_id; a.members[i] = create's arguments, its payload and policy in ARGV[3 + 2(i-1)] /
+-- ARGV[4 + 2(i-1)]; a.joins / a.edges = the arguments of set_edge_group_policy / apply_dependency.
+-- Reply {1, "OK", wake, graph_revision, node_count} or {1, "ALREADY", wake} (a replay: every
+-- member and edge is in the flow already).
+FF.fn.extend_flow = function(B, a, now, _, _, argv)
+  local bad = FF.need("extend_flow", a, { "flow_id", "s", "members", "t", "joins", "t", "edges", "t" })
+  if bad then return bad end
+  local members, joins, edges = a.members, a.joins, a.edges
+  bad = FF.need_each("extend_flow", members, FF.CREATE_ARGS) or
+    FF.need_each("extend_flow", joins, { "downstream", "s", "variant", "s" }) or
+    FF.need_each("extend_flow", edges, { "edge_id", "s", "upstream", "s", "downstream", "s" })
+  if bad then return bad end
+  local fid = a.flow_id
+  local fk = K.flow(B, fid)
+  local f = FF.hmap(fk)
+  if f == nil then return FF.err("flow_not_found") end
+  local refused = FF.flow_refusal(f)
+  if refused then return FF.err(refused) end
+  local mk = K.fx(B, fid, "members")
+  local replay = true
+  for i = 1, #members do
+    if C("SISMEMBER", mk, members[i].execution_id) == 0 then
+      replay = false
+      break
+    end
+  end
+  if replay then
+    for i = 1, #edges do
+      if C("EXISTS", K.fx(B, fid, "edge:" .. edges[i].edge_id)) == 0 then
+        replay = false
+        break
+      end
+    end
+  end
+  if replay then return FF.ok("ALREADY") end
+  local is_new = {}
+  for i = 1, #members do
+    local e = members[i].execution_id
+    if is_new[e] or FF.str(members[i].idempotency_key) ~= "" then
+      return FF.err("invalid_input", "extend_flow: member " .. e .. " listed twice or with an idempotency key")
+    end
+    if C("EXISTS", K.core(B, e)) == 1 then return FF.err("invalid_input", "extend_flow: member " .. e .. " already exists") end
+    is_new[e] = true
+  end
+  -- the edges: both ends members, new ids, and no cycle with the flow's edges
+  local member_cache = {}
+  local function is_member(e)
+    if is_new[e] then return true end
+    local m = member_cache[e]
+    if m == nil then
+      m = C("SISMEMBER", mk, e) == 1
+      member_cache[e] = m
+    end
+    return m
+  end
+  for i = 1, #edges do
+    local x = edges[i]
+    if not is_member(x.upstream) or not is_member(x.downstream) then return FF.err("execution_not_in_flow") end
+    if x.upstream == x.downstream then return FF.err("self_referencing_edge") end
+    if C("EXISTS", K.fx(B, fid, "edge:" .. x.edge_id)) == 1 then return FF.err("dependency_already_exists") end
+  end
+  if FF.closes_cycle(B, fid, edges, is_new) then return FF.err("cycle_detected") end
+  local joined = {}
+  for i = 1, #joins do
+    local j = joins[i]
+    if not is_new[j.downstream] or joined[j.downstream] then
+      return FF.err("invalid_input", "extend_flow: join of " .. j.downstream)
+    end
+    joined[j.downstream] = true
+  end
+  -- each child's new edges, in order: a child is blocked (or not) as its last FF.apply_dep would
+  -- leave it, so the groups and the blocking are written once per child
+  local children, order = {}, {}
+  for i = 1, #edges do
+    local down = edges[i].downstream
+    local ch = children[down]
+    if ch == nil then
+      ch = {}
+      children[down] = ch
+      order[#order + 1] = down
+    end
+    ch[#ch + 1] = edges[i].edge_id
+  end
+  -- the members, in the flow (a new member with edges coming in is created blocked)
+  local ts = FF.s(now)
+  local ids = {}
+  for i = 1, #members do
+    local e = members[i].execution_id
+    local ch = children[e]
+    FF.create_one(B, members[i], now, argv[1 + 2 * i], argv[2 + 2 * i],
+      { id = fid, blocked = ch and (FF.s(#ch) .. " dep(s) unresolved incl " .. ch[#ch]) })
+    ids[#ids + 1] = e
+  end
+  if #ids > 0 then
+    FF.chunked("SADD", mk, ids)
+    C("HINCRBY", fk, "open_members", #ids)
+    C("HINCRBY", fk, "node_count", #ids)
+    C("HINCRBY", fk, "graph_revision", #ids)
+  end
+  for i = 1, #joins do
+    local j = joins[i]
+    C("HSET", K.fx(B, fid, "grp:" .. j.downstream), "policy_variant", j.variant, "on_satisfied", FF.str(j.on_satisfied),
+      "k", FF.str(j.k), "n", "0", "succeeded", "0", "failed", "0", "skipped", "0", "group_state", "pending",
+      "created_at", ts)
+  end
+  -- the edges and the children's dependency records (stage_edge + the records of FF.apply_dep)
+  local outs_new, ups = {}, {}
+  for i = 1, #edges do
+    local x = edges[i]
+    local edge, up, down = x.edge_id, x.upstream, x.downstream
+    C("HSET", K.fx(B, fid, "edge:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
+      "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind),
+      "satisfaction_condition", "all_required", "data_passing_ref", FF.str(x.data_passing_ref),
+      "edge_state", "pending", "created_at", ts, "created_by", "engine")
+    C("HSET", K.ex(B, down, "dep:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
+      "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind), "state", "unsatisfied",
+      "data_passing_ref", FF.str(x.data_passing_ref), "last_resolved_at", "")
+    local out = outs_new[up]
+    if out == nil then
+      out = {}
+      outs_new[up] = out
+      ups[#ups + 1] = up
+    end
+    out[#out + 1] = edge
+  end
+  for _, up in ipairs(ups) do FF.chunked("SADD", K.fx(B, fid, "out:" .. up), outs_new[up]) end
+  -- the groups (FF.apply_dep once per child, with all of its new edges)
+  for _, down in ipairs(order) do
+    local ch = children[down]
+    FF.chunked("SADD", K.fx(B, fid, "in:" .. down), ch)
+    FF.chunked("SADD", K.ex(B, down, "unres"), ch)
+    local gk = K.fx(B, fid, "grp:" .. down)
+    if is_new[down] then
+      if joined[down] then
+        C("HINCRBY", gk, "n", #ch)
+      else
+        C("HSET", gk, "policy_variant", "all_of", "on_satisfied", "", "k", "", "n", FF.s(#ch), "succeeded", "0",
+          "failed", "0", "skipped", "0", "group_state", "pending", "created_at", ts)
+      end
+    else
+      local c = FF.core(B, down)
+      local state, n, succeeded = "pending", #ch, 0
+      if C("EXISTS", gk) == 0 then
+        C("HSET", gk, "policy_variant", "all_of", "on_satisfied", "", "k", "", "n", FF.s(#ch), "succeeded", "0",
+          "failed", "0", "skipped", "0", "group_state", "pending", "created_at", ts)
+      else
+        n = C("HINCRBY", gk, "n", #ch)
+        local g = C("HMGET", gk, "policy_variant", "group_state", "succeeded")
+        state, succeeded = g[2] or "pending", FF.num(g[3])
+        if (g[1] == "all_of" or g[1] == false or g[1] == "") and state == "satisfied" and c.lifecycle_phase ~= "terminal" then
+          C("HSET", gk, "group_state", "pending")
+          state = "pending"
+        end
+      end
+      if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" and state == "pending" then
+        local lane = c.lane_id
+        C("ZREM", K.lane(B, lane, "eligible"), down)
+        C("ZREM", K.lane(B, lane, "delayed"), down)
+        FF.state(B, down, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
+          FF.s(n - succeeded) .. " dep(s) unresolved incl " .. ch[#ch], "none", c.attempt_state, now)
+        C("ZADD", K.lane(B, lane, "blocked"), c.created_at, down)
+      end
+    end
+  end
+  C("HINCRBY", fk, "edge_count", #edges)
+  local rev = C("HINCRBY", fk, "graph_revision", #edges)
+  C("HSET", fk, "last_mutation_at", ts)
+  -- then each edge whose upstream has ended resolves, its cascade with it
+  for i = 1, #edges do
+    FF.resolve_late(B, fid, edges[i], now)
+    FF.drain(B, now)
+  end
+  return FF.ok("OK", rev, C("HGET", fk, "node_count"))
 end
 
 -- --- resolution ----------------------------------------------------------------------------
@@ -304,10 +618,14 @@ function FF.copy_result(B, up, child, cc)
   if C("EXISTS", src) == 1 then C("COPY", src, K.ex(B, child, "payload"), "REPLACE") end
 end
 
--- Cancels the still-running upstreams of `child` other than `up` (cancel_remaining).
+-- cancel_remaining: the upstreams of `child` whose dependency is unresolved and that have not
+-- ended are cancelled by the engine (reason sibling_quorum_satisfied / _impossible, cancelled_by
+-- operator_override), in edge id order.
 function FF.cancel_siblings(B, fid, child, up, reason, now)
-  for _, edge in ipairs(C("SMEMBERS", K.fx(B, fid, "in:" .. child))) do
-    local sib = C("HGET", K.fx(B, fid, "edge:" .. edge), "upstream_execution_id")
+  local edges = C("SMEMBERS", K.ex(B, child, "unres"))
+  table.sort(edges)
+  for _, edge in ipairs(edges) do
+    local sib = C("HGET", K.ex(B, child, "dep:" .. edge), "upstream_execution_id")
     if sib and sib ~= up then
       local sc = FF.core(B, sib)
       if sc ~= nil and sc.lifecycle_phase ~= "terminal" then
@@ -327,6 +645,9 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   local variant = g.policy_variant
   if variant == nil or variant == "" then variant = "all_of" end
   local success = outcome == "success"
+  -- the reference given when the dependency was applied (the staged edge's when none was given)
+  local ref = FF.str(dep.data_passing_ref)
+  if success and ref == "" then ref = FF.str(C("HGET", K.fx(B, fid, "edge:" .. edge), "data_passing_ref")) end
   local bucket = "failed"
   if success then bucket = "succeeded" elseif outcome == "skipped" and variant ~= "all_of" then bucket = "skipped" end
   C("HSET", dk, "state", success and "satisfied" or "impossible", "last_resolved_at", FF.s(now), "bucket", bucket,
@@ -338,7 +659,7 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   if cc ~= nil then C("HSET", K.core(B, child), "last_mutation_at", FF.s(now)) end
   if variant == "all_of" then
     if success then
-      if dep.data_passing_ref ~= nil and dep.data_passing_ref ~= "" then FF.copy_result(B, up, child, cc) end
+      if ref ~= "" then FF.copy_result(B, up, child, cc) end
       if C("SCARD", K.ex(B, child, "unres")) == 0 and FF.num(C("HGET", gk, "failed")) == 0 and
           C("HGET", gk, "group_state") == "pending" then
         C("HSET", gk, "group_state", "satisfied", "satisfied_at", FF.s(now))
@@ -350,7 +671,8 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
     end
     return
   end
-  -- any_of / quorum: four counters, fires once
+  -- any_of / quorum: four counters, fires once; every satisfied edge passes its data
+  if success and ref ~= "" then FF.copy_result(B, up, child, cc) end
   if C("HGET", gk, "group_state") ~= "pending" then return end
   local k = 1
   if variant == "quorum" then k = math.max(1, FF.num(g.k, 1)) end
@@ -360,7 +682,6 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   local cancel_remaining = g.on_satisfied == "cancel_remaining"
   if succeeded >= k then
     C("HSET", gk, "group_state", "satisfied", "satisfied_at", FF.s(now))
-    if success and dep.data_passing_ref ~= nil and dep.data_passing_ref ~= "" then FF.copy_result(B, up, child, cc) end
     if cc ~= nil then FF.maybe_unblock(B, child, cc, now) end
     if cancel_remaining then FF.cancel_siblings(B, fid, child, up, "sibling_quorum_satisfied", now) end
   elseif lost > n - k then
@@ -391,8 +712,8 @@ end
 
 -- --- member bookkeeping ------------------------------------------------------------------------
 -- The flow hash counts its non-terminal members (open_members) and its members that ended
--- failed, cancelled or expired (bad_members), so a member's terminal transition can settle an
--- open flow to completed / failed without reading the other members (model.md §9.1).
+-- failed, cancelled or expired (bad_members): the flow's public state is read from them
+-- (FF.flow_state) without reading the members.
 function FF.bad_outcome(outcome)
   return outcome == "failed" or outcome == "cancelled" or outcome == "expired"
 end
@@ -413,19 +734,14 @@ function FF.flow_member_terminal(B, fid, e, outcome, now)
   end
   local fk = K.flow(B, fid)
   if FF.bad_outcome(outcome) then C("HINCRBY", fk, "bad_members", 1) end
-  if C("HINCRBY", fk, "open_members", -1) <= 0 and C("HGET", fk, "public_flow_state") == "open" then
-    local settled = FF.num(C("HGET", fk, "bad_members")) > 0 and "failed" or "completed"
-    C("HSET", fk, "public_flow_state", settled, "last_mutation_at", FF.s(now))
-  end
+  C("HINCRBY", fk, "open_members", -1)
 end
 
--- A replayed member reopens a flow that had settled (completed / failed), as the memory engine does.
+-- A replayed member counts as not terminal again (its flow reads running).
 function FF.flow_member_replayed(B, fid, e, outcome, now)
   local fk = K.flow(B, fid)
   C("HINCRBY", fk, "open_members", 1)
   if FF.bad_outcome(outcome) then C("HINCRBY", fk, "bad_members", -1) end
-  local state = C("HGET", fk, "public_flow_state")
-  if state == "completed" or state == "failed" then C("HSET", fk, "public_flow_state", "open") end
 end
 
 function FF.flow_cancel_done(B, fid, now)
@@ -446,7 +762,7 @@ FF.fn.cancel_flow = function(B, a, now)
   if f == nil then return FF.err("flow_not_found") end
   local members = C("SMEMBERS", K.fx(B, fid, "members"))
   table.sort(members)
-  if FF.flow_closed(f.public_flow_state) then
+  if FF.flow_final(f) then
     if a.mode == "header" then
       return FF.ok("ALREADY", f.cancellation_policy or "", f.cancel_reason or "", FF.jarr(members))
     end

@@ -39,6 +39,7 @@ FF.fn.describe_flow = function(B, a, now)
       groups[#groups + 1] = g
     end
   end
+  f.public_flow_state = FF.flow_state(f)
   return FF.ok("OK", cjson.encode({ flow = f, tags = FF.hmap(K.fx(B, fid, "tags")) or {} }), FF.jarr(groups))
 end
 
@@ -66,8 +67,11 @@ FF.fn.list_flows = function(B, a, now)
   local ids = C("ZRANGEBYLEX", K.idx(B, "flows"), start, "+", "LIMIT", 0, FF.num(a.limit) + 1)
   local out = {}
   for i = 1, #ids do
-    local h = C("HMGET", K.flow(B, ids[i]), "created_at", "public_flow_state")
-    out[#out + 1] = { ids[i], h[1] or "", h[2] or "", h[1] == false and "0" or "1" }
+    local h = C("HMGET", K.flow(B, ids[i]), "created_at", "public_flow_state", "node_count", "open_members",
+      "bad_members", "sealed")
+    local state = FF.flow_state({ public_flow_state = h[2] or "", node_count = h[3], open_members = h[4],
+      bad_members = h[5], sealed = h[6] })
+    out[#out + 1] = { ids[i], h[1] or "", state, h[1] == false and "0" or "1" }
   end
   return FF.ok("OK", FF.jarr(out))
 end

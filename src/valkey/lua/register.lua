@@ -7,7 +7,7 @@ local WRITES = {
   "create", "create_many", "claim", "issue_grant", "claim_resumed", "renew", "progress", "complete", "fail", "cancel",
   "delay", "wait_children", "revoke", "change_priority", "replay",
   "create_waitpoint", "suspend", "deliver_signal", "append_frame",
-  "create_flow", "create_flow_graph", "add_to_flow", "set_edge_group_policy", "stage_edge", "apply_dependency",
+  "create_flow", "create_flow_graph", "extend_flow", "seal_flow", "add_to_flow", "set_edge_group_policy", "stage_edge", "apply_dependency",
   "cancel_flow", "ack_cancel_member",
   "create_budget", "report_usage", "reset_budget", "create_quota",
   "hmac_seed", "hmac_rotate", "reserve_id", "release_id",

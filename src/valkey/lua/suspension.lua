@@ -591,7 +591,7 @@ function FF.expire_suspension(B, e, now)
     local extra = { "failure_reason", "suspension_timeout:" .. b }
     if outcome == "cancelled" then
       extra[#extra + 1] = "cancellation_reason"; extra[#extra + 1] = "suspension_timeout"
-      extra[#extra + 1] = "cancelled_by"; extra[#extra + 1] = "system_timeout"
+      extra[#extra + 1] = "cancelled_by"; extra[#extra + 1] = "system_timeout_policy"
     end
     FF.to_terminal(B, e, c, outcome, now, extra)
   end

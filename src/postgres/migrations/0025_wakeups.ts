@@ -1,5 +1,5 @@
 /**
- * Migration 0024: wake-ups of idle workers (docs/worker.md, "Wake-ups, timers and cancellation").
+ * Migration 0025: wake-ups of idle workers (docs/worker.md, "Wake-ups, timers and cancellation").
  *
  * - `lane_waiter`: a row per lane and worker instance while that worker waits for work there.
  *   What makes work claimable on a lane sends a NOTIFY only when the lane has a row, so a busy
