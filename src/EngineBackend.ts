@@ -4,10 +4,10 @@
  *
  * @since 0.1.0
  */
-import type { Duration, Effect, Either, Option, Redacted } from "effect"
+import type { Duration, Effect, Either, Option, Redacted, Scope } from "effect"
 import { Context } from "effect"
 import type { EngineError } from "./EngineError.js"
-import type { BudgetId, ExecutionId, FlowId } from "./Ids.js"
+import type { BudgetId, ExecutionId, FlowId, LaneId, WorkerInstanceId } from "./Ids.js"
 import type * as M from "./Model.js"
 
 /**
@@ -64,6 +64,18 @@ export declare namespace EngineBackend {
     readonly delay: (handle: M.Handle, args: { readonly delayUntil: number }) => Effect.Effect<void, EngineError>
     readonly waitChildren: (handle: M.Handle) => Effect.Effect<void, EngineError>
     readonly claimForWorker: (args: M.ClaimForWorkerArgs) => Effect.Effect<M.ClaimForWorkerOutcome, EngineError>
+
+    // --- wake-ups (the worker runtime) ----------------------------------------
+    /**
+     * Subscribes the current scope to the wake-ups of `lanes` and to the lease revocations of the
+     * executions `workerInstanceId` holds (see docs/worker.md, "Wake-ups, timers and
+     * cancellation"). Returns once the subscription is live: a wake-up sent after it returns is
+     * not missed, though one lost with a dropped connection may be (the subscription then counts a
+     * wake-up of its own once it is live again).
+     */
+    readonly subscribeWork: (
+      args: EngineBackend.SubscribeWorkArgs
+    ) => Effect.Effect<EngineBackend.WorkSubscription, EngineError, Scope.Scope>
 
     // --- reads ---------------------------------------------------------------
     readonly describeExecution: (id: ExecutionId) => Effect.Effect<Option.Option<M.ExecutionSnapshot>, EngineError>
@@ -190,6 +202,66 @@ export declare namespace EngineBackend {
     readonly ping: () => Effect.Effect<void, EngineError>
     readonly prepare: () => Effect.Effect<M.PrepareOutcome, EngineError>
     readonly shutdownPrepare: (grace: Duration.Duration) => Effect.Effect<void, EngineError>
+  }
+
+  /**
+   * @since 0.1.0
+   */
+  export interface SubscribeWorkArgs {
+    /** 1..1000 lanes. */
+    readonly lanes: ReadonlyArray<LaneId>
+    readonly workerInstanceId: WorkerInstanceId
+  }
+
+  /**
+   * What `subscribeWork` returns. A worker whose claim found nothing waits with it:
+   *
+   * 1. `arm` once (the store now knows the worker may be waiting), then claim again;
+   * 2. before each claim, read `wakeups`; after a claim that found nothing, `await` with that
+   *    count: it returns at once when a wake-up arrived since, so none between the claim and
+   *    the wait is lost;
+   * 3. at the due time `arm` returned, `promoteDue`, then claim; `disarm` once busy again.
+   *
+   * @since 0.1.0
+   */
+  export interface WorkSubscription {
+    /** The wake-ups received so far (a reconnect of the backend's connection counts as one). */
+    readonly wakeups: Effect.Effect<number>
+    /**
+     * Marks the worker as waiting for work on its lanes (where the store needs to know: Postgres
+     * sends its notifications only to waiting workers) and tells when the lanes' earliest delayed
+     * or backed-off work is due.
+     */
+    readonly arm: Effect.Effect<Armed, EngineError>
+    /** The worker is busy again: the store may stop waking it. */
+    readonly disarm: Effect.Effect<void, EngineError>
+    /**
+     * Waits until the count of wake-ups exceeds `since` or `maxWait` passed (Effect's `Clock`);
+     * true when woken.
+     */
+    readonly await: (since: number, maxWait: Duration.Duration) => Effect.Effect<boolean>
+    /** Makes the lanes' delayed and backed-off work that is due claimable now; how many executions. */
+    readonly promoteDue: Effect.Effect<number, EngineError>
+    /**
+     * The next execution held by `workerInstanceId` whose lease someone else ended (cancelled,
+     * revoked, expired by a timeout): the worker checks that lease at once.
+     */
+    readonly revoked: Effect.Effect<ExecutionId>
+  }
+
+  /**
+   * What `arm` reports.
+   *
+   * @since 0.1.0
+   */
+  export interface Armed {
+    /** When the lanes' earliest delayed or backed-off work is due (ms, the store's clock), if any. */
+    readonly dueAt: Option.Option<number>
+    /**
+     * The store did not know the worker as waiting until now: work that became claimable before
+     * `arm` may have sent no wake-up, so claim once more before waiting.
+     */
+    readonly claimAgain: boolean
   }
 
   /**

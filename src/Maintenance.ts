@@ -31,14 +31,17 @@ export const passNames: ReadonlyArray<PassName> = PassName.literals
 
 /**
  * What one run of a pass did: how many items it changed and whether more
- * were due than the batch allowed (run it again soon).
+ * were due than the batch allowed (run it again soon). A pass over timers may
+ * also tell when its next item is due (`nextDueAt`, ms, the store's clock), so
+ * that the `Reconciler` runs it then rather than at its next interval.
  *
  * @since 0.1.0
  */
 export const PassResult = Schema.Struct({
   pass: PassName,
   processed: Schema.Int.pipe(Schema.nonNegative()),
-  more: Schema.Boolean
+  more: Schema.Boolean,
+  nextDueAt: Schema.optional(Schema.Number)
 })
 /** @since 0.1.0 */
 export type PassResult = typeof PassResult.Type

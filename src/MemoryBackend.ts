@@ -8,7 +8,7 @@
  */
 import type { Duration } from "effect"
 import { randomUUID } from "node:crypto"
-import { Clock, Config, type ConfigError, Context, Deferred, Effect, Either, Layer, Redacted } from "effect"
+import { Clock, Config, type ConfigError, Context, Deferred, Effect, Either, Layer, Option, Redacted } from "effect"
 import { EngineBackend, type HmacSecret } from "./EngineBackend.js"
 import type { EngineError } from "./EngineError.js"
 import * as Ids from "./Ids.js"
@@ -18,6 +18,7 @@ import { type BackendCore, makeEngineBackend, makeMaintenanceService } from "./i
 import { randomHmacSecret } from "./internal/hmacSecret.js"
 import { storeAttemptId, storeLeaseId } from "./internal/storeIds.js"
 import { MemoryEngine, type PassCount } from "./internal/memory/engine.js"
+import { makeHub } from "./internal/wakeups.js"
 
 /**
  * @since 0.1.0
@@ -45,6 +46,16 @@ type Step<A> = (now: number) => Either.Either<A, EngineError>
 const step = <A>(f: Step<A>): Effect.Effect<A, EngineError> =>
   Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
 
+/** The passes whose runs report their next timer (`PassResult.nextDueAt`). */
+const TIMER_PASSES: ReadonlySet<PassName> = new Set([
+  "expireLeases",
+  "promoteDelayed",
+  "expireAttempts",
+  "expireExecutions",
+  "expireSuspensions",
+  "expirePendingWaitpoints"
+])
+
 /**
  * Builds an engine and returns its service values without providing tags
  * (several engines can live in one program).
@@ -62,6 +73,10 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
         Deferred.unsafeDone(d, Effect.void)
       }
     }
+    // wake-ups are delivered in the engine step that makes work claimable
+    const hub = makeHub({ listen: () => Effect.void, unlisten: () => Effect.void })
+    engine.onLaneWake = hub.wake
+    engine.onLeaseEnded = hub.revoke
     const nextAppend = (key: string) =>
       Effect.map(Effect.fiberId, (fiberId) => {
         let d = waiters.get(key)
@@ -96,6 +111,12 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       delay: (h, delayUntil) => step((now) => engine.delay(now, h, delayUntil)),
       waitChildren: (h) => step((now) => engine.waitChildren(now, h)),
       claimForWorker: (args) => step((now) => engine.claimForWorker(now, args, randomUUID())),
+      subscribeWork: (args) =>
+        hub.subscribe(args, {
+          arm: Effect.sync(() => ({ dueAt: Option.fromNullable(engine.nextDue(args.lanes)), claimAgain: false })),
+          disarm: Effect.void,
+          promoteDue: step((now) => engine.promoteDue(now, args.lanes, DEFAULT_BATCH_SIZE))
+        }),
       describeExecution: (id) => step((now) => engine.describeExecution(now, id)),
       describeFlow: (id) => step((now) => engine.describeFlow(now, id)),
       listEdges: (args) => step((now) => engine.listEdges(now, args)),
@@ -161,7 +182,12 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
     (options?: PassOptions): Effect.Effect<PassResult, EngineError> =>
       Effect.map(
         step((now) => run(now, options?.batchSize ?? DEFAULT_BATCH_SIZE)),
-        (r) => ({ pass: name, processed: r.processed, more: r.more })
+        (r) => ({
+          pass: name,
+          processed: r.processed,
+          more: r.more,
+          ...(r.nextDueAt !== undefined && TIMER_PASSES.has(name) ? { nextDueAt: r.nextDueAt } : {})
+        })
       )
 
     const maintenance: Maintenance.Service = makeMaintenanceService({

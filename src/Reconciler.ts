@@ -167,9 +167,6 @@ export const passDurationMs = Metric.histogram(
 // Running passes
 // ---------------------------------------------------------------------------
 
-const scheduleOf = (name: PassName, options: ReconcilerOptions | undefined): Schedule.Schedule<unknown> =>
-  options?.schedules?.[name] ?? Schedule.spaced(options?.intervals?.[name] ?? defaultIntervals[name])
-
 /**
  * One run of one pass: retried on retryable errors, measured, logged at
  * debug level and counted.
@@ -218,17 +215,54 @@ const drainPass = (
   maintenance: Maintenance.Service,
   name: PassName,
   options: ReconcilerOptions | undefined
-): Effect.Effect<void> => {
+): Effect.Effect<PassResult | undefined> => {
   const max = Math.max(1, options?.maxConsecutiveRuns ?? 100)
-  const loop = (n: number): Effect.Effect<void, EngineError> =>
-    Effect.flatMap(runPass(maintenance, name, options), (r) => (r.more && n + 1 < max ? loop(n + 1) : Effect.void))
+  const loop = (n: number): Effect.Effect<PassResult, EngineError> =>
+    Effect.flatMap(runPass(maintenance, name, options), (r) => (r.more && n + 1 < max ? loop(n + 1) : Effect.succeed(r)))
   return loop(0).pipe(
     // the failure was logged and counted by `runPass`; the next tick tries again
-    Effect.catchAll(() => Effect.void),
+    Effect.catchAll(() => Effect.succeed(undefined)),
     Effect.catchAllDefect((defect) =>
-      Effect.logError(`${name} crashed`, Cause.die(defect)).pipe(Effect.annotateLogs({ pass: name }))
+      Effect.as(Effect.logError(`${name} crashed`, Cause.die(defect)).pipe(Effect.annotateLogs({ pass: name })), undefined)
     )
   )
+}
+
+/** The shortest wait before a pass runs again for a timer its last run reported past (a clock skew). */
+const STALE_DUE_RETRY_MS = 5
+
+/**
+ * A pass on its interval, run earlier when its last run reported a timer due before the next
+ * interval (`PassResult.nextDueAt`): the timer's transition happens at its due time.
+ */
+const timedPass = (
+  maintenance: Maintenance.Service,
+  name: PassName,
+  options: ReconcilerOptions | undefined
+): Effect.Effect<never> => {
+  const interval = Duration.toMillis(Duration.decode(options?.intervals?.[name] ?? defaultIntervals[name]))
+  return Effect.gen(function*() {
+    // runs in a row that found nothing although a timer was reported due (the store's clock lags ours)
+    let stale = 0
+    for (;;) {
+      const r = yield* drainPass(maintenance, name, options)
+      const now = yield* Clock.currentTimeMillis
+      let wait = interval
+      const due = r?.nextDueAt
+      if (due !== undefined) {
+        if (due > now) {
+          stale = 0
+          wait = Math.min(interval, due - now)
+        } else if (r!.processed > 0) {
+          stale = 0
+          wait = 1
+        } else {
+          wait = Math.min(interval, STALE_DUE_RETRY_MS * 2 ** stale++)
+        }
+      }
+      yield* Effect.sleep(Duration.millis(wait))
+    }
+  })
 }
 
 /**
@@ -246,11 +280,11 @@ export const start = (options?: ReconcilerOptions): Effect.Effect<void, Reconcil
     const maintenance = yield* Maintenance
     const passes = options?.passes ?? passNames
     for (const name of passes) {
-      yield* drainPass(maintenance, name, options).pipe(
-        Effect.repeat(scheduleOf(name, options)),
-        Effect.annotateLogs({ reconciler: name }),
-        Effect.forkScoped
-      )
+      const schedule = options?.schedules?.[name]
+      const run = schedule === undefined ?
+        timedPass(maintenance, name, options) :
+        drainPass(maintenance, name, options).pipe(Effect.repeat(schedule))
+      yield* run.pipe(Effect.annotateLogs({ reconciler: name }), Effect.forkScoped)
     }
     yield* Effect.logDebug(`reconciler started: ${passes.join(", ")}`)
   })

@@ -420,7 +420,12 @@ export interface WorkerOptions<H> {
   readonly leaseTtl?: Duration.DurationInput | undefined
   /** Renewal interval (default `FLOWFABRIC_LEASE_RENEW_EVERY` or a third of the TTL). */
   readonly renewEvery?: Duration.DurationInput | undefined
-  /** Back-off while no lane has work; reset when a claim succeeds (default 50 ms doubling up to 1 s). */
+  /**
+   * The safety net of wake-ups: how long an idle worker waits for a wake-up before it claims
+   * anyway; reset when a claim succeeds (default: every `FLOWFABRIC_WORKER_POLL_INTERVAL`, 5 s).
+   * An idle worker is woken as soon as work becomes claimable on its lanes, and claims delayed
+   * work when it is due (docs/worker.md, "Wake-ups, timers and cancellation").
+   */
   readonly idle?: Schedule.Schedule<unknown> | undefined
   /** On interruption, how long running attempts may still finish (default `FLOWFABRIC_WORKER_GRACE_PERIOD` or 10 s). */
   readonly gracePeriod?: Duration.DurationInput | undefined
@@ -448,6 +453,8 @@ export interface WorkerOptions<H> {
   readonly onEvent?: ((event: WorkerEvent) => Effect.Effect<void>) | undefined
 }
 
+const DEFAULT_POLL_INTERVAL = Duration.seconds(5)
+
 /**
  * The settings `run` reads from `Config` for what its options leave out.
  *
@@ -460,11 +467,15 @@ export const WorkerConfig = Config.all({
   concurrency: Config.integer("FLOWFABRIC_WORKER_CONCURRENCY").pipe(Config.withDefault(4)),
   leaseTtl: Config.duration("FLOWFABRIC_LEASE_TTL").pipe(Config.withDefault(Duration.seconds(30))),
   renewEvery: Config.option(Config.duration("FLOWFABRIC_LEASE_RENEW_EVERY")),
-  gracePeriod: Config.duration("FLOWFABRIC_WORKER_GRACE_PERIOD").pipe(Config.withDefault(Duration.seconds(10)))
+  gracePeriod: Config.duration("FLOWFABRIC_WORKER_GRACE_PERIOD").pipe(Config.withDefault(Duration.seconds(10))),
+  pollInterval: Config.duration("FLOWFABRIC_WORKER_POLL_INTERVAL").pipe(Config.withDefault(DEFAULT_POLL_INTERVAL))
 })
 
-/** The default idle back-off: 50 ms doubling, capped at 1 s. @since 0.1.0 @category defaults */
-export const defaultIdleSchedule: Schedule.Schedule<unknown> = Schedule.exponential("50 millis", 2).pipe(
+/** The default safety-net poll of an idle worker: every 5 s. @since 0.1.0 @category defaults */
+export const defaultIdleSchedule: Schedule.Schedule<unknown> = Schedule.spaced(DEFAULT_POLL_INTERVAL)
+
+/** The back-off after a failed claim: 50 ms doubling, capped at 1 s. */
+const claimErrorBackoff: Schedule.Schedule<unknown> = Schedule.exponential("50 millis", 2).pipe(
   Schedule.union(Schedule.spaced("1 second"))
 )
 
@@ -535,7 +546,7 @@ const resolveSettings = <H extends Handler<unknown>>(
       concurrency,
       leaseTtlMs,
       renewEvery,
-      idle: options.idle ?? defaultIdleSchedule,
+      idle: options.idle ?? Schedule.spaced(config.pollInterval),
       grace: options.gracePeriod === undefined ? config.gracePeriod : Duration.decode(options.gracePeriod),
       releaseOnShutdown: options.releaseOnShutdown ?? true,
       workerId: Ids.unsafe.workerId(workerId),
@@ -838,6 +849,7 @@ const runWithInput = (
     // The keeper renews the lease while the handler runs, and interrupts the handler when the lease is
     // lost or the worker's drain ends.
     const lease: LeaseKeeper.Lease = {
+      executionId: p.executionId,
       handle,
       lock: leaseLock,
       ended: Effect.map(Ref.get(ended), Option.isSome),
@@ -930,6 +942,30 @@ const awaitIdle = (tasks: FiberSet.FiberSet<void, never>, limit: Duration.Durati
     }
   })
 
+/** Promotions in a row that found nothing at the reported due time before the worker waits for a wake-up instead. */
+const MAX_DUE_MISSES = 10
+
+/** A subscription that never wakes: the worker claims on its idle schedule alone. */
+const pollingOnly: EngineBackend.WorkSubscription = {
+  wakeups: Effect.succeed(0),
+  arm: Effect.succeed({ dueAt: Option.none(), claimAgain: false }),
+  disarm: Effect.void,
+  await: (_since, maxWait) => Effect.as(Effect.sleep(maxWait), false),
+  promoteDue: Effect.succeed(0),
+  revoked: Effect.never
+}
+
+/** The worker's wake-ups; a backend that cannot give them leaves the worker to its idle poll. */
+const subscribe = (
+  backend: EngineBackend.Service,
+  settings: Settings
+): Effect.Effect<EngineBackend.WorkSubscription, never, Scope.Scope> =>
+  backend.subscribeWork({ lanes: settings.lanes, workerInstanceId: settings.workerInstanceId }).pipe(
+    Effect.catchAll((error) =>
+      Effect.as(Effect.logWarning("wake-ups unavailable; the worker claims on its idle schedule", error), pollingOnly)
+    )
+  )
+
 const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, EngineBackend | Scope.Scope> =>
   Effect.gen(function*() {
     const backend = yield* EngineBackend
@@ -998,8 +1034,22 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
     // attempts forked and not yet finished; every one holds a slot
     let running = 0
 
+    const background = yield* FiberSet.make<void, never>()
+    const sub = yield* subscribe(backend, settings)
+    // a lease someone else ended (cancel, revoke, timeout) is checked at once, not at its renewal
+    yield* FiberSet.run(
+      background,
+      Effect.forever(Effect.flatMap(sub.revoked, (id) => FiberSet.run(background, keeper.recheck(id))))
+    )
     const idle = yield* Schedule.driver(settings.idle)
-    const backOff = Effect.catchAll(idle.next(undefined), () => Effect.zipRight(idle.reset, Effect.sleep("1 second")))
+    const poll = Effect.catchAll(idle.next(undefined), () => Effect.zipRight(idle.reset, Effect.sleep("1 second")))
+    const errors = yield* Schedule.driver(claimErrorBackoff)
+    const backOff = Effect.catchAll(errors.next(undefined), () => Effect.zipRight(errors.reset, Effect.sleep("1 second")))
+    /** Since the last wait: `undefined` not armed, else the due time `arm` reported. */
+    let armed: Option.Option<number> | undefined
+    /** Promotions in a row that found nothing due at the reported due time (the store's clock lags ours). */
+    let misses = 0
+    yield* Effect.addFinalizer(() => (armed === undefined ? Effect.void : Effect.ignore(sub.disarm)))
 
     yield* Effect.logInfo(
       `worker ${settings.workerInstanceId} started: lanes ${settings.lanes.join(", ")}; kinds ${
@@ -1008,6 +1058,8 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
     )
     for (;;) {
       yield* slots.take(1)
+      // every wake-up from here on ends the wait that may follow this claim
+      const mark = yield* sub.wakeups
       // The free slots are filled in one claimMany. A claim and the fork of its
       // attempts are one step: an interruption in between would strand leases
       // until they expired.
@@ -1058,10 +1110,43 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
         if (root._tag === "Validation") return yield* Effect.fail(error)
         yield* Effect.logWarning("claim failed; backing off", error)
         yield* backOff
-      } else if (Option.isNone(claimed.right)) {
-        yield* backOff
-      } else {
+        continue
+      }
+      yield* errors.reset
+      if (Option.isSome(claimed.right)) {
         yield* idle.reset
+        if (armed !== undefined) {
+          armed = undefined
+          yield* FiberSet.run(background, Effect.ignoreLogged(sub.disarm))
+        }
+        continue
+      }
+      if (armed === undefined) {
+        const arm = yield* Effect.either(sub.arm)
+        if (Either.isLeft(arm)) yield* Effect.logWarning("cannot arm the wake-ups; polling", arm.left)
+        armed = Either.isRight(arm) ? arm.right.dueAt : Option.none()
+        if (Either.isRight(arm) && arm.right.claimAgain) continue
+      }
+      // Nothing claimable: wait for a wake-up, the lanes' next due time, or the safety poll.
+      const now = yield* Clock.currentTimeMillis
+      const dueIn = Option.flatMap(armed, (due) =>
+        misses >= MAX_DUE_MISSES ?
+          Option.none() :
+          Option.some(Math.max(due - now, misses === 0 ? 0 : Math.min(1000, 2 ** misses))))
+      armed = undefined
+      const woken = Option.isSome(dueIn) && dueIn.value === 0 ? "due" : yield* Effect.raceFirst(
+        Effect.as(poll, "poll" as const),
+        Effect.map(
+          sub.await(mark, Option.match(dueIn, { onNone: () => Duration.infinity, onSome: Duration.millis })),
+          (w) => (w ? "wake" as const : "due" as const)
+        )
+      )
+      if (woken === "due") {
+        const promoted = yield* Effect.either(sub.promoteDue)
+        if (Either.isLeft(promoted)) yield* Effect.logWarning("cannot promote due work", promoted.left)
+        misses = Either.isRight(promoted) && promoted.right > 0 ? 0 : misses + 1
+      } else {
+        misses = 0
       }
     }
   }).pipe(Effect.annotateLogs({ worker: settings.workerInstanceId }))

@@ -9,8 +9,10 @@ import * as Producer from "../src/Producer.js"
 import * as Worker from "../src/Worker.js"
 import { Add, claimOne, isState, newLane } from "./worker/helpers.js"
 import { workerSuite } from "./worker/suite.js"
+import { wakeupSuite } from "./worker/wakeups.js"
 
 workerSuite("memory", MemoryBackend.layer())
+wakeupSuite("memory", MemoryBackend.layer())
 
 /** A tracer that keeps every span it makes. */
 const recordingTracer = Effect.map(Effect.tracer, (builtIn) => {

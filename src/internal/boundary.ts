@@ -5,7 +5,7 @@
  * input fails with `Validation` before the core runs, so nothing is written),
  * and runs the cancellation wait of `cancelFlow`.
  */
-import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
+import { Clock, Duration, Effect, Either, Option, Schema, type Scope } from "effect"
 import { cancelFlowWaitDeadline, waitForFlowCancellationWith } from "../CancelFlow.js"
 import type { EngineBackend } from "../EngineBackend.js"
 import { type Maintenance, type PassName, passNames } from "../Maintenance.js"
@@ -29,8 +29,10 @@ import {
   executionPartition,
   type FlowId,
   FlowId as FlowIdSchema,
+  LaneId as LaneIdSchema,
   flowPartition,
   parsePartitionKey,
+  type WorkerInstanceId,
   type PartitionConfig,
   partitionKeyErrorMessage
 } from "../Ids.js"
@@ -103,6 +105,10 @@ export interface BackendCore {
   readonly delay: (h: HandleRef, delayUntil: number) => Fx<void>
   readonly waitChildren: (h: HandleRef) => Fx<void>
   readonly claimForWorker: (args: M.ClaimForWorkerArgs) => Fx<M.ClaimForWorkerOutcome>
+  /** Lanes checked (1..batchItems lane ids, without duplicates), the worker instance id measured. */
+  readonly subscribeWork: (
+    args: EngineBackend.SubscribeWorkArgs
+  ) => Effect.Effect<EngineBackend.WorkSubscription, EngineError, Scope.Scope>
   readonly describeExecution: (id: ExecutionId) => Fx<Option.Option<M.ExecutionSnapshot>>
   readonly describeFlow: (id: FlowId) => Fx<Option.Option<M.FlowSnapshot>>
   readonly listEdges: (args: M.ListEdgesArgs) => Fx<ReadonlyArray<M.EdgeSnapshot>>
@@ -967,6 +973,22 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
         if (a.kid.length === 0) return yield* invalidInput("kid must be non-empty")
         yield* failWith(V.checkKid(a.kid))
         return yield* core.seedWaitpointHmacSecret({ ...a, secretHex: a.secretHex.toLowerCase() })
+      }),
+
+    subscribeWork: (args) =>
+      Effect.gen(function*() {
+        const op = "subscribe_work"
+        const a = yield* argObject(op, args)
+        const lanes = a["lanes"]
+        if (!batchSized(lanes)) return yield* batchSizeError(op, "lanes", lanes)
+        const checked: Array<M.ClaimArgs["lane"]> = []
+        for (const lane of lanes) {
+          const id = yield* validId(op, "lanes", LaneIdSchema, lane, rules)
+          if (!checked.includes(id)) checked.push(id)
+        }
+        const worker = yield* textArg(op, "workerInstanceId", a["workerInstanceId"])
+        yield* failWith(V.checkBytes(op, "workerInstanceId", worker, "nameBytes"))
+        return yield* core.subscribeWork({ lanes: checked, workerInstanceId: worker as WorkerInstanceId })
       }),
 
     ping: () => core.ping(),

@@ -3,12 +3,13 @@
  * call — one statement, one READ COMMITTED transaction — per operation, a
  * narrow ready table claimed with `FOR UPDATE SKIP LOCKED`, one timer table
  * for every time-driven transition, dependency resolution inside the
- * upstream's terminal transaction and no `NOTIFY` on hot paths.
+ * upstream's terminal transaction, and a `NOTIFY` only while a worker waits
+ * for work (the wake-ups, on a `LISTEN` connection of its own).
  *
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql/SqlError"
-import { Config, type ConfigError, Context, Effect, Layer } from "effect"
+import { Config, type ConfigError, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
 import { type EngineError, invalidInput, Transport, Unavailable } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
@@ -19,7 +20,9 @@ import { missingSecret, seedAtStart } from "../internal/hmacSecret.js"
 import { quote } from "../internal/quote.js"
 import { type ClockMode, makeCaller, quoteIdent } from "./internal/client.js"
 import { makeCore, makeMaintenance } from "./internal/core.js"
-import { PgClient, SqlClient } from "./internal/driver.js"
+import { Pg, PgClient, SqlClient } from "./internal/driver.js"
+import { makeListener } from "./internal/wakeups.js"
+import { type Hub, makeHub } from "../internal/wakeups.js"
 import { BACKEND, fromSqlError } from "./internal/errors.js"
 import { installedVersion, loadLibrary } from "./internal/library.js"
 import { appliedVersion, LATEST_MIGRATION, migrate } from "./migrations/index.js"
@@ -66,6 +69,14 @@ export interface PostgresBackendOptions {
   readonly conflictAttempts?: number | undefined
   /** Real-time interval between polls of a blocking `tailStream` (default 50 ms). */
   readonly tailPollMs?: number | undefined
+  /**
+   * The connection the wake-ups of idle workers LISTEN on: a session of its own, so a direct
+   * connection to the server (or a session-mode pooler), never a transaction-mode pooler such as
+   * PgBouncer's, which does not deliver notifications. Default: the settings of the `PgClient` in
+   * context (the pool `layerPg` makes). `false`: no wake-ups; workers claim on their idle poll.
+   * See docs/backends.md.
+   */
+  readonly listenUrl?: Redacted.Redacted | string | false | undefined
 }
 
 /**
@@ -142,6 +153,30 @@ const checkPartitions = (schema: string, partitions: PartitionConfig) =>
     }
   })
 
+/** The LISTEN connection's settings: `listenUrl`, else those of the `PgClient` in context. */
+const listenConfigOf = (listenUrl: PostgresBackendOptions["listenUrl"]) =>
+  Effect.gen(function*() {
+    if (listenUrl === false) return undefined
+    if (listenUrl !== undefined) {
+      return { connectionString: Redacted.isRedacted(listenUrl) ? Redacted.value(listenUrl) : listenUrl } as Pg.ClientConfig
+    }
+    const pg = yield* Effect.serviceOption(PgClient.PgClient)
+    if (Option.isNone(pg)) return undefined
+    const c = pg.value.config
+    const config: Pg.ClientConfig = {
+      ...(c.url === undefined ? {} : { connectionString: Redacted.value(c.url) }),
+      ...(c.host === undefined ? {} : { host: c.host }),
+      ...(c.port === undefined ? {} : { port: c.port }),
+      ...(c.database === undefined ? {} : { database: c.database }),
+      ...(c.username === undefined ? {} : { user: c.username }),
+      ...(c.password === undefined ? {} : { password: Redacted.value(c.password) }),
+      ...(c.ssl === undefined ? {} : { ssl: c.ssl }),
+      ...(c.stream === undefined ? {} : { stream: c.stream }),
+      ...(c.connectTimeout === undefined ? {} : { connectionTimeoutMillis: Duration.toMillis(c.connectTimeout) })
+    }
+    return config
+  })
+
 /**
  * Builds the backend over the `SqlClient` in context: applies the
  * migrations and installs the function library (unless `migrate: false`,
@@ -193,10 +228,15 @@ export const make = (
       maxConnections: options.maxConnections ?? 10,
       conflictAttempts: options.conflictAttempts ?? 5
     })
+    const listenConfig = yield* listenConfigOf(options.listenUrl)
+    const hub: Hub | undefined = listenConfig === undefined ?
+      undefined :
+      makeHub(makeListener(listenConfig, schema, () => hub!))
     const core = makeCore(caller, {
       partitions,
       cancelFlowInlineLimit: options.cancelFlowInlineLimit ?? 1000,
-      tailPollMs: options.tailPollMs ?? 50
+      tailPollMs: options.tailPollMs ?? 50,
+      hub
     })
     const backend = makeEngineBackend(core)
     if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {
@@ -246,6 +286,7 @@ export const layerPg = (
     clock,
     conflictAttempts,
     hmacSecret,
+    listenUrl,
     migrate: runMigrations,
     partitions,
     schema,
@@ -260,6 +301,7 @@ export const layerPg = (
     clock,
     conflictAttempts,
     hmacSecret,
+    listenUrl,
     migrate: runMigrations,
     partitions,
     schema,

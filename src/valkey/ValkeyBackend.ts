@@ -42,11 +42,13 @@ import { type EngineError, invalidInput } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
 import { makeEngineBackend, makeMaintenanceService } from "../internal/boundary.js"
 import { missingSecret, seedAtStart } from "../internal/hmacSecret.js"
+import { type Hub, makeHub } from "../internal/wakeups.js"
 import { Maintenance } from "../Maintenance.js"
 import { connect, type EvictionCheck, type LibraryPolicy } from "./internal/client.js"
 import { makeCore, makeStreamOps } from "./internal/core.js"
 import { loadLibrary } from "./internal/library.js"
 import { makeMaintenance } from "./internal/maintenance.js"
+import { makeSubscriber } from "./internal/wakeups.js"
 import { layerError, makePlumbing, type Settings } from "./internal/plumbing.js"
 
 /**
@@ -196,7 +198,10 @@ export const make = (
     }
     const plumbing = makePlumbing(client, settings)
     const streamOps = yield* makeStreamOps(options.streamOpsMax ?? 64)
-    const core = makeCore(plumbing, streamOps, library)
+    const scope = yield* Effect.scope
+    const subscriber = makeSubscriber(client, plumbing.keys, () => hub, scope)
+    const hub: Hub = makeHub(subscriber)
+    const core = makeCore(plumbing, streamOps, library, hub)
     const backend = makeEngineBackend(core)
 
     if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {

@@ -29,6 +29,7 @@ import { scheduling } from "./scheduling.js"
 import { signals } from "./signals.js"
 import { streams } from "./streams.js"
 import { validation } from "./validation.js"
+import { wakeups } from "./wakeups.js"
 
 export type { SuiteOptions } from "./helpers.js"
 
@@ -48,7 +49,8 @@ export const areas: ReadonlyArray<(t: Tester) => void> = [
   hostileInput,
   admin,
   retentionArea,
-  history
+  history,
+  wakeups
 ]
 
 export const suite = (

@@ -58,7 +58,7 @@ import type { EngineError } from "../../src/EngineError.js"
 import * as Ids from "../../src/Ids.js"
 import type { BudgetId, EdgeId, ExecutionId, FlowId, LaneId, SignalId, SuspensionId, WaitpointId } from "../../src/Ids.js"
 import { decodeHandle } from "../../src/internal/handleCodec.js"
-import { type Maintenance, type PassName, passNames } from "../../src/Maintenance.js"
+import { type Maintenance, type PassName, passNames, type PassResult } from "../../src/Maintenance.js"
 import * as MemoryBackend from "../../src/MemoryBackend.js"
 import type * as M from "../../src/Model.js"
 
@@ -992,6 +992,9 @@ const rec = <A>(run: Run, o: Outcome<A>, f: (a: A) => unknown = (a) => a): Json 
 
 const skip = (why: string): Json => ({ skip: why })
 
+/** A pass result without its next due time: a hint each backend gives from its own indexes (or not at all). */
+const withoutDue = ({ nextDueAt: _, ...rest }: PassResult): Omit<PassResult, "nextDueAt"> => rest
+
 const sortedIds = <A extends string>(ids: ReadonlyArray<A>): Array<A> => [...ids].sort()
 
 const sortFlow = (s: M.FlowSnapshot): M.FlowSnapshot => ({
@@ -1621,13 +1624,15 @@ const interpret = (run: Run, cmd: Command, i: number): Effect.Effect<Stepped> =>
       case "Pass": {
         const r = yield* attempt(run, run.engine.maintenance[cmd.pass]())
         touched.all = true
-        return out(rec(run, r))
+        return out(rec(run, r, withoutDue))
       }
 
       case "Settle": {
         yield* TestClock.adjust(Duration.millis(cmd.ms))
         const results: Record<string, Json> = {}
-        for (const name of passNames) results[name] = rec(run, yield* attempt(run, run.engine.maintenance[name]()))
+        for (const name of passNames) {
+          results[name] = rec(run, yield* attempt(run, run.engine.maintenance[name]()), withoutDue)
+        }
         touched.all = true
         return out(results)
       }

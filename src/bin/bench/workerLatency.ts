@@ -20,7 +20,7 @@ const Flaky = Producer.task({ kind: "flaky", input: Payload, output: Payload })
 
 /** The backoff of retry-latency's executions (a fixed delay, one retry). */
 export const RETRY_BACKOFF_MS = 100
-/** Executions cancel-latency keeps running at once (today a cancel is noticed at a lease renewal, ~10 s). */
+/** Executions cancel-latency keeps running at once (a worker without pushed cancellations noticed one at its next lease renewal, ~10 s). */
 export const CANCEL_IN_FLIGHT = 10
 const SAMPLE_TIMEOUT = Duration.seconds(60)
 

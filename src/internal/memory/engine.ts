@@ -188,6 +188,8 @@ export class MemoryEngine {
   /** lane → required-capabilities key → claimable candidates by score. */
   private readonly claimable = new Map<Ids.LaneId, Map<string, { caps: ReadonlyArray<string>; heap: MinHeap }>>()
   private readonly delayed = new MinHeap()
+  /** The `delayed` entries again, per lane (the wake-up timers of the lanes' idle workers). */
+  private readonly laneDelays = new Map<Ids.LaneId, MinHeap>()
   private readonly leaseExpiries = new MinHeap()
   private readonly attemptTimeouts = new MinHeap()
   private readonly deadlines = new MinHeap()
@@ -199,6 +201,10 @@ export class MemoryEngine {
 
   /** Called with the stream key whenever a frame is appended. */
   onAppend: (streamKey: string) => void = () => {}
+  /** Called with a lane whenever an execution becomes claimable there or delayed work is scheduled there. */
+  onLaneWake: (lane: Ids.LaneId) => void = () => {}
+  /** Called when someone else than its holder ends the lease of an execution (cancel, revoke, timeout). */
+  onLeaseEnded: (workerInstanceId: Ids.WorkerInstanceId, executionId: Ids.ExecutionId) => void = () => {}
 
   constructor(readonly label: M.BackendTag = "memory") {}
 
@@ -217,7 +223,17 @@ export class MemoryEngine {
     e.publicState = M.derivePublicState(e.phase, e.eligibility, e.outcome)
     e.lastTransitionAt = now
     e.lastMutationAt = now
-    if (this.isClaimable(e)) this.pushClaimable(e)
+    if (this.isClaimable(e)) {
+      this.pushClaimable(e)
+      this.onLaneWake(e.laneId)
+    }
+  }
+
+  /** Tells the holder of `e`'s lease, if any, that its lease is ending by another hand. */
+  private leaseEndsElsewhere(e: Exec): void {
+    if (e.phase === "active" && e.ownership === "leased" && e.workerInstanceId !== undefined) {
+      this.onLeaseEnded(e.workerInstanceId, e.id)
+    }
   }
 
   private clearLease(e: Exec): void {
@@ -607,6 +623,7 @@ export class MemoryEngine {
 
   /** Cancels from any non-terminal phase (T8). */
   private cancelCore(e: Exec, reason: string, source: string, now: number, publish: boolean): void {
+    if (source !== "worker") this.leaseEndsElsewhere(e)
     e.cancellationReason = reason
     e.cancelledBy = source
     this.finish(e, "cancelled", now, {
@@ -1060,6 +1077,10 @@ export class MemoryEngine {
       ...c
     }, now)
     this.delayed.push(delayUntil, e.id)
+    let lane = this.laneDelays.get(e.laneId)
+    if (lane === undefined) this.laneDelays.set(e.laneId, lane = new MinHeap())
+    lane.push(delayUntil, e.id)
+    this.onLaneWake(e.laneId)
   }
 
   cancel(now: number, h: HandleRef, reason: string): R<void> {
@@ -2106,6 +2127,7 @@ export class MemoryEngine {
       })
     } else {
       this.pushClaimable(e)
+      this.onLaneWake(e.laneId)
     }
     if (e.executionDeadlineAt !== undefined) this.deadlines.push(e.executionDeadlineAt, e.id)
     if (idemKey !== undefined) {
@@ -2517,6 +2539,7 @@ export class MemoryEngine {
     if (e.ownership !== "leased") return err(contention("NoActiveLease"))
     if (args.expectedLeaseId !== undefined && args.expectedLeaseId !== e.leaseId) return err(stateError("StaleLease"))
     const leaseId = e.leaseId!
+    this.leaseEndsElsewhere(e)
     this.endRun(e, "lease_revoked", now, args.reason)
     e.leaseRevokedAt = now
     e.leaseRevokeReason = args.reason
@@ -2809,11 +2832,12 @@ export class MemoryEngine {
     now: number,
     batch: number,
     apply: (key: string, score: number) => boolean
-  ): { processed: number; more: boolean } {
+  ): PassCount {
     let processed = 0
     for (;;) {
       const top = heap.peek()
-      if (top === undefined || top.score > now) return { processed, more: false }
+      if (top === undefined) return { processed, more: false }
+      if (top.score > now) return { processed, more: false, nextDueAt: top.score }
       if (processed >= batch) return { processed, more: true }
       heap.pop()
       if (apply(top.key, top.score)) processed++
@@ -2829,29 +2853,58 @@ export class MemoryEngine {
     }))
   }
 
+  /** Whether `key` is still delayed until `at`. */
+  private isDelayedAt(key: string, at: number): boolean {
+    const e = this.executions.get(key as Ids.ExecutionId)
+    return e !== undefined && e.phase === "runnable" && e.eligibility === "not_eligible_until_time" && e.delayUntil === at
+  }
+
+  /** Makes delayed `key` eligible if it is still delayed until `at` (T20). */
+  private promote(key: string, at: number, now: number): boolean {
+    if (!this.isDelayedAt(key, at)) return false
+    const e = this.executions.get(key as Ids.ExecutionId)!
+    e.delayUntil = undefined
+    this.transition(e, {
+      phase: "runnable",
+      ownership: "unowned",
+      eligibility: "eligible_now",
+      blockingReason: "waiting_for_worker",
+      blockingDetail: "",
+      attemptState: e.attemptState
+    }, now)
+    return true
+  }
+
   promoteDelayed(now: number, batch: number): R<PassCount> {
-    return ok(this.drainHeap(this.delayed, now, batch, (key, at) => {
-      const e = this.executions.get(key as Ids.ExecutionId)
-      if (e === undefined || e.phase !== "runnable" || e.eligibility !== "not_eligible_until_time" || e.delayUntil !== at) {
-        return false
-      }
-      e.delayUntil = undefined
-      this.transition(e, {
-        phase: "runnable",
-        ownership: "unowned",
-        eligibility: "eligible_now",
-        blockingReason: "waiting_for_worker",
-        blockingDetail: "",
-        attemptState: e.attemptState
-      }, now)
-      return true
-    }))
+    return ok(this.drainHeap(this.delayed, now, batch, (key, at) => this.promote(key, at, now)))
+  }
+
+  /** When the earliest delayed work of `lanes` is due, if any. */
+  nextDue(lanes: ReadonlyArray<Ids.LaneId>): number | undefined {
+    let due: number | undefined
+    for (const lane of lanes) {
+      const top = this.laneDelays.get(lane)?.peekValid((entry) => this.isDelayedAt(entry.key, entry.score))
+      if (top !== undefined && (due === undefined || top.score < due)) due = top.score
+    }
+    return due
+  }
+
+  /** `promoteDelayed` for the delayed work of `lanes` alone. */
+  promoteDue(now: number, lanes: ReadonlyArray<Ids.LaneId>, batch: number): R<number> {
+    let processed = 0
+    for (const lane of lanes) {
+      const heap = this.laneDelays.get(lane)
+      if (heap === undefined) continue
+      processed += this.drainHeap(heap, now, batch - processed, (key, at) => this.promote(key, at, now)).processed
+    }
+    return ok(processed)
   }
 
   expireAttempts(now: number, batch: number): R<PassCount> {
     return ok(this.drainHeap(this.attemptTimeouts, now, batch, (key, at) => {
       const e = this.executions.get(key as Ids.ExecutionId)
       if (e === undefined || e.phase !== "active" || e.attemptDeadlineAt !== at) return false
+      this.leaseEndsElsewhere(e)
       this.recordFailure(e, "attempt_timeout", "Timeout", "timeout", now)
       this.finish(e, "expired", now, {
         attempt: "ended_failure",
@@ -2867,6 +2920,7 @@ export class MemoryEngine {
     return ok(this.drainHeap(this.deadlines, now, batch, (key, at) => {
       const e = this.executions.get(key as Ids.ExecutionId)
       if (e === undefined || e.phase === "terminal" || e.executionDeadlineAt !== at) return false
+      this.leaseEndsElsewhere(e)
       this.recordFailure(e, "execution_deadline", "Timeout", "timeout", now)
       this.finish(e, "expired", now, {
         attempt: "ended_failure",
@@ -3052,5 +3106,7 @@ export class MemoryEngine {
 export interface PassCount {
   readonly processed: number
   readonly more: boolean
+  /** When the pass's next timer is due (it may find that timer stale then). */
+  readonly nextDueAt?: number | undefined
 }
 

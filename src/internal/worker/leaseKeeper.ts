@@ -2,7 +2,9 @@
  * The leases of a worker's running attempts, renewed from one fiber: every attempt's lease is
  * renewed `renewEvery` after its claim or last renewal, and an attempt whose lease is lost (or that
  * the worker stops at shutdown) has its handler interrupted. One loop for all attempts instead of a
- * fiber and a timer per attempt.
+ * fiber and a timer per attempt. A lease the backend reports revoked (a push: the execution was
+ * cancelled, its lease revoked) is renewed at once, so a lost lease stops its handler without
+ * waiting for the renewal.
  */
 import type { Scope } from "effect"
 import { Cause, Clock, Duration, Effect, Exit, Fiber, FiberId, Option, Schedule } from "effect"
@@ -20,6 +22,7 @@ export type RenewalResult = "ok" | "retry" | "lost"
 
 /** A running attempt, from the start of its handler to the end of the handler. */
 export interface Lease {
+  readonly executionId: string
   readonly handle: M.Handle
   /** Held by a renewal, and by the writes that end the attempt, so the two never race. */
   readonly lock: Effect.Semaphore
@@ -49,6 +52,11 @@ export interface LeaseKeeper {
   ) => Effect.Effect<Exit.Exit<A, E>>
   /** Stops every running handler with `Shutdown`, and every handler that starts from now on. */
   readonly shutdown: Effect.Effect<void>
+  /**
+   * Renews the lease of `executionId` now (the backend said someone else ended it): a lost lease
+   * stops its handler. An attempt not yet registered is checked when it registers.
+   */
+  readonly recheck: (executionId: string) => Effect.Effect<void>
 }
 
 export interface KeeperOptions {
@@ -61,6 +69,8 @@ export interface KeeperOptions {
 
 /** Leases renewed at once by one pass of the keeper. */
 const RENEWAL_CONCURRENCY = 16
+/** Revocations kept for attempts that register after them (claimed, not yet running). */
+const EARLY_REVOCATIONS = 256
 
 /** Starts the keeper's loop in the current scope. */
 export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, Scope.Scope> =>
@@ -70,6 +80,9 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
     // how often due leases are looked for, and how soon a failed renewal is tried again
     const tickMs = Math.max(5, Math.min(250, Math.floor(renewEveryMs / 4)))
     const entries = new Set<Entry>()
+    const byExecution = new Map<string, Entry>()
+    // revocations that came before their attempt registered (oldest first)
+    const early = new Set<string>()
     let shuttingDown = false
 
     const stop = (entry: Entry, why: Stop) =>
@@ -131,7 +144,25 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
           return Effect.exit(Effect.interrupt)
         }
         entries.add(entry)
-        return Effect.ensuring(Effect.exit(handler), Effect.sync(() => entries.delete(entry)))
+        byExecution.set(lease.executionId, entry)
+        const run = Effect.ensuring(
+          Effect.exit(handler),
+          Effect.sync(() => {
+            entries.delete(entry)
+            if (byExecution.get(lease.executionId) === entry) byExecution.delete(lease.executionId)
+          })
+        )
+        if (!early.delete(lease.executionId)) return run
+        return Effect.zipRight(Effect.forkDaemon(renew(entry)), run)
+      })
+
+    const recheck = (executionId: string) =>
+      Effect.suspend(() => {
+        const entry = byExecution.get(executionId)
+        if (entry !== undefined) return renew(entry)
+        early.add(executionId)
+        if (early.size > EARLY_REVOCATIONS) early.delete(early.values().next().value!)
+        return Effect.void
       })
 
     const shutdown = Effect.suspend(() => {
@@ -139,5 +170,5 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       return Effect.forEach([...entries], (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
     })
 
-    return { guard, shutdown }
+    return { guard, shutdown, recheck }
   })

@@ -5,7 +5,7 @@
  */
 import { Deferred, Duration, Effect, Either, Option, Ref, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
-import { corruption, type EngineError, invalidInput, rootCause } from "../../EngineError.js"
+import { corruption, type EngineError, invalidInput, rootCause, Transport } from "../../EngineError.js"
 import {
   budgetPartition,
   executionPartition,
@@ -19,6 +19,7 @@ import { DEFAULT_BATCH_SIZE } from "../../Maintenance.js"
 import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import { type BackendCore, type CreateExecutionCore, encodePolicy, type HandleRef } from "../../internal/boundary.js"
+import type { Hub } from "../../internal/wakeups.js"
 import { makeHandle } from "../../internal/handleCodec.js"
 import { ownEntries, recordOf } from "../../internal/records.js"
 import { storeLeaseId } from "../../internal/storeIds.js"
@@ -46,7 +47,13 @@ export interface CoreOptions {
   readonly cancelFlowInlineLimit: number
   /** Real-time interval between polls of a blocking `tailStream`. */
   readonly tailPollMs: number
+  /** The wake-ups of this process's workers; none without a LISTEN connection (workers poll). */
+  readonly hub: Hub | undefined
 }
+
+/** How long a waiting worker's registration lasts without being renewed (its idle polls renew it). */
+const WAITER_TTL_MS = 120_000
+const LaneWait = Schema.Struct({ dueAt: Schema.NullOr(Schema.Number), fresh: Schema.Boolean })
 
 // ---------------------------------------------------------------------------
 // reply schemas
@@ -66,7 +73,11 @@ const SummaryRow = Schema.Struct({
 })
 const FlowRow = Schema.Struct({ flowId: FlowId, createdAt: Schema.Int, state: Schema.String })
 const FlowPageRow = Schema.Struct({ flows: Schema.Array(FlowRow), nextCursor: Schema.optional(FlowId) })
-const PassRow = Schema.Struct({ processed: Schema.Int.pipe(Schema.nonNegative()), more: Schema.Boolean })
+const PassRow = Schema.Struct({
+  processed: Schema.Int.pipe(Schema.nonNegative()),
+  more: Schema.Boolean,
+  nextDueAt: Schema.optional(Schema.Number)
+})
 const SuspendRow = Schema.Union(
   Schema.TaggedStruct("Suspended", { details: M.SuspendOutcomeDetails }),
   Schema.TaggedStruct("AlreadySatisfied", { details: M.SuspendOutcomeDetails })
@@ -387,6 +398,34 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
     label: "postgres",
     partitions: cfg,
     claimMany,
+    subscribeWork: ({ lanes, workerInstanceId }) => {
+      const hub = options.hub
+      if (hub === undefined) {
+        return Effect.fail(new Transport({
+          backend: "postgres",
+          kind: "other",
+          retryable: false,
+          message: "wake-ups need a LISTEN connection of their own (listenUrl, or a PgClient in context)"
+        }))
+      }
+      const arm = Effect.map(
+        Effect.forEach(
+          lanes,
+          (lane) => callDecode("lane_wait", "lane_wait", [text(lane), text(workerInstanceId), bigint(WAITER_TTL_MS)], LaneWait),
+          { concurrency: "unbounded" }
+        ),
+        (waits): EngineBackend.Armed => {
+          let due: number | undefined
+          for (const w of waits) if (w.dueAt !== null && (due === undefined || w.dueAt < due)) due = w.dueAt
+          return { dueAt: Option.fromNullable(due), claimAgain: waits.some((w) => w.fresh) }
+        }
+      )
+      return hub.subscribe({ lanes, workerInstanceId }, {
+        arm,
+        disarm: callVoid("lane_unwait", "lane_unwait", [textArray(lanes), text(workerInstanceId)]),
+        promoteDue: callDecode("promote_due", "promote_due", [textArray(lanes), int(DEFAULT_BATCH_SIZE)], Schema.Int)
+      })
+    },
 
     claim: (args) => Effect.map(claimMany(args, 1), (handles) => Option.fromNullable(handles[0])),
 

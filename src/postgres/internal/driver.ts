@@ -6,12 +6,27 @@
 import type * as MigratorModule from "@effect/sql/Migrator"
 import type * as SqlClientModule from "@effect/sql/SqlClient"
 import type * as PgClientModule from "@effect/sql-pg/PgClient"
+import { createRequire } from "node:module"
+import type * as PgModule from "pg"
 import { importDriver } from "../../internal/driver.js"
 
-const [sqlClient, migrator, pgClient] = await importDriver(
+/** `pg`, which @effect/sql-pg brings: imported directly, else from beside @effect/sql-pg (a strict layout). */
+const importPg = (): Promise<typeof PgModule> =>
+  import("pg").then(
+    (m) => (m as unknown as { default?: typeof PgModule }).default ?? m,
+    () => createRequire(import.meta.resolve("@effect/sql-pg/PgClient"))("pg") as typeof PgModule
+  )
+
+const [sqlClient, migrator, pgClient, pg] = await importDriver(
   "flowfabric-effect/postgres",
   [["@effect/sql-pg", "^0.53.0"], ["@effect/sql", "^0.52.1"]],
-  () => Promise.all([import("@effect/sql/SqlClient"), import("@effect/sql/Migrator"), import("@effect/sql-pg/PgClient")])
+  () =>
+    Promise.all([
+      import("@effect/sql/SqlClient"),
+      import("@effect/sql/Migrator"),
+      import("@effect/sql-pg/PgClient"),
+      importPg()
+    ])
 )
 
 export const SqlClient: typeof SqlClientModule = sqlClient
@@ -25,6 +40,14 @@ export declare namespace Migrator {
 }
 
 export const PgClient: typeof PgClientModule = pgClient
+
+/** The `pg` driver (the wake-ups' LISTEN connection). */
+export const Pg: typeof PgModule = pg
+export declare namespace Pg {
+  export type Client = PgModule.Client
+  export type ClientConfig = PgModule.ClientConfig
+  export type Notification = PgModule.Notification
+}
 export declare namespace PgClient {
   export type PgClientConfig = PgClientModule.PgClientConfig
 }

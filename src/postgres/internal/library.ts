@@ -23,6 +23,7 @@ import { SqlClient } from "./driver.js"
 export const SQL_FILES = [
   "flowfabric.sql",
   "internal.sql",
+  "wakeups.sql",
   "history.sql",
   "terminal.sql",
   "lifecycle.sql",

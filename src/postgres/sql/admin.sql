@@ -75,6 +75,7 @@ BEGIN
   IF p_expected_lease IS NOT NULL AND e.lease_id IS DISTINCT FROM p_expected_lease THEN
     RETURN ffi_err('stale_lease');
   END IF;
+  PERFORM ffi_revoked(p_eid);
   PERFORM ffi_run_end(p_eid, 'lease_revoked', p_reason, v_now);
   UPDATE exec_core SET ownership_state = 'lease_revoked', eligibility_state = 'not_applicable',
     blocking_reason = 'waiting_for_worker', blocking_detail = 'lease revoked: ' || p_reason,

@@ -194,6 +194,7 @@ BEGIN
     edge_count = edge_count + v_edges, last_mutation_at = v_now
   WHERE flow_id = p_flow
   RETURNING graph_revision INTO v_rev;
+  PERFORM ffi_wake_ready(v_ids);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'flowId', p_flow, 'graphRevision', v_rev));
 END $$;
 
@@ -772,6 +773,7 @@ BEGIN
       INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
       SELECT execution_id, lane_id, priority, created_at, required_caps FROM u
       ON CONFLICT (execution_id) DO NOTHING;
+      PERFORM ffi_wake(c.lane_id);
     ELSE
       UPDATE exec_core SET last_mutation_at = p_now WHERE execution_id = p_child;
     END IF;

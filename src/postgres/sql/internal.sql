@@ -74,26 +74,55 @@ CREATE FUNCTION ffi_not_active(e exec_core) RETURNS jsonb LANGUAGE sql STABLE AS
 -- index rows (the DML helpers are PL/pgSQL, not SQL, functions: their plans are cached per session)
 -- ---------------------------------------------------------------------------
 
--- ffi_ready_add: makes execution p_eid claimable (its row in ready, in claim order), once.
+-- ffi_ready_add: makes execution p_eid claimable (its row in ready, in claim order), once, and
+-- wakes its lane's waiting workers (wakeups.sql).
 --   args:   p_eid
 --   reply:  void
 --   errors: -
 CREATE FUNCTION ffi_ready_add(p_eid text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE v_lane text;
 BEGIN
   INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
   SELECT execution_id, lane_id, priority, created_at, required_caps FROM exec_core WHERE execution_id = p_eid
-  ON CONFLICT (execution_id) DO NOTHING;
+  ON CONFLICT (execution_id) DO NOTHING
+  RETURNING lane_id INTO v_lane;
+  IF v_lane IS NOT NULL THEN PERFORM ffi_wake(v_lane); END IF;
 END $$;
 
--- ffi_timer_set: arms (or moves) the timer of kind p_kind for p_ref at p_due.
+-- ffi_promote: delayed execution p_eid (its row locked) becomes claimable when its time came by
+-- p_now; its delay timer goes.
+--   args:   p_eid, p_now
+--   reply:  whether it was promoted
+--   errors: -
+CREATE FUNCTION ffi_promote(p_eid text, p_now bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE exec_core SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+    blocking_detail = '', public_state = 'waiting', delay_until = NULL,
+    last_transition_at = p_now, last_mutation_at = p_now
+  WHERE execution_id = p_eid AND lifecycle_phase = 'runnable' AND eligibility_state = 'not_eligible_until_time'
+    AND coalesce(delay_until, 0) <= p_now;
+  IF NOT FOUND THEN RETURN false; END IF;
+  PERFORM ffi_ready_add(p_eid);
+  PERFORM ffi_timer_del('delay', p_eid);
+  RETURN true;
+END $$;
+
+-- ffi_timer_set: arms (or moves) the timer of kind p_kind for p_ref at p_due; a delay wakes the
+-- waiting workers of its lane, which arm their timers for it (wakeups.sql).
 --   args:   p_kind (delay, lease, attempt_timeout, deadline, suspension, waitpoint, budget_reset,
 --           retention), p_ref (the execution id, waitpoint id or budget id), p_due (ms)
 --   reply:  void
 --   errors: -
 CREATE FUNCTION ffi_timer_set(p_kind text, p_ref text, p_due bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE v_lane text;
 BEGIN
   INSERT INTO timer (kind, ref, due_at) VALUES (p_kind, p_ref, p_due)
   ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
+  -- the lane's waiting workers arm their timers for the new due time
+  IF p_kind = 'delay' THEN
+    SELECT lane_id INTO v_lane FROM exec_core WHERE execution_id = p_ref;
+    IF v_lane IS NOT NULL THEN PERFORM ffi_wake(v_lane); END IF;
+  END IF;
 END $$;
 
 -- ffi_timer_del: disarms the timer of kind p_kind for p_ref.

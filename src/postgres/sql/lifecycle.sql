@@ -81,6 +81,7 @@ BEGIN
   ELSE
     INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
     VALUES (p_eid, p_lane, p_priority, v_now, p_caps);
+    PERFORM ffi_wake(p_lane);
   END IF;
   IF p_deadline IS NOT NULL THEN PERFORM ffi_timer_set('deadline', p_eid, p_deadline); END IF;
   RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'executionId', p_eid,
@@ -160,6 +161,8 @@ BEGIN
         ELSE jsonb_build_object('_tag', 'Duplicate', 'executionId', i.eid) END ORDER BY i.ord), '[]'::jsonb)
     INTO v_out
     FROM items i LEFT JOIN created c ON c.ord = i.ord;
+    PERFORM ffi_wake(s.lane) FROM (SELECT DISTINCT t.item->>'laneId' AS lane
+                                   FROM jsonb_array_elements(p_items) AS t(item) ORDER BY 1) s;
     RETURN ffi_ok(v_out);
   END IF;
   FOR x IN SELECT value FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(value, ord) ORDER BY ord LOOP

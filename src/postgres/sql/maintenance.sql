@@ -17,6 +17,7 @@
 --   errors: -
 CREATE FUNCTION ffi_expire(p_eid text, p_reason text, p_now bigint) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+  PERFORM ffi_revoked(p_eid);
   PERFORM ffi_record_failure(p_eid, p_reason, 'Timeout', 'timeout', p_now);
   PERFORM ffi_terminate(p_eid, 'expired', 'ended_failure', p_reason, p_reason, NULL, NULL, 'expired',
                         'expired:' || p_reason, p_now, true);
@@ -28,7 +29,8 @@ END $$;
 -- operator, or end the execution as failed, cancelled or expired), waitpoint (a pending
 -- waitpoint expires), budget_reset (reset the budget).
 --   args:   p_kind, p_batch, p_now
---   reply:  {"ok": {"processed", "more"}}
+--   reply:  {"ok": {"processed", "more", "nextDueAt" (the earliest timer of the kind left, absent
+--           when none or when more is due now)}}
 --   errors: -
 CREATE FUNCTION ff_pass_timers(p_kind text, p_batch int, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -92,11 +94,7 @@ BEGIN
             PERFORM ffi_timer_set(p_kind, t.ref, e.delay_until);
             CONTINUE;
           END IF;
-          UPDATE exec_core SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
-            blocking_detail = '', public_state = 'waiting', delay_until = NULL,
-            last_transition_at = v_now, last_mutation_at = v_now
-          WHERE execution_id = t.ref;
-          PERFORM ffi_ready_add(t.ref);
+          PERFORM ffi_promote(t.ref, v_now);
           v_done := v_done + 1;
         END IF;
       WHEN 'lease' THEN
@@ -114,6 +112,7 @@ BEGIN
             PERFORM ffi_timer_set(p_kind, t.ref, e.attempt_timeout_at);
             CONTINUE;
           END IF;
+          PERFORM ffi_revoked(t.ref);
           PERFORM ffi_record_failure(t.ref, 'attempt_timeout', 'Timeout', 'timeout', v_now);
           PERFORM ffi_terminate(t.ref, 'expired', 'ended_failure', 'attempt_timeout', 'attempt_timeout', NULL, NULL,
                                 'expired', 'expired', v_now, true);
@@ -166,7 +165,8 @@ BEGIN
     END CASE;
     PERFORM ffi_timer_del(p_kind, t.ref);
   END LOOP;
-  RETURN ffi_ok(jsonb_build_object('processed', v_done, 'more', v_more));
+  RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object('processed', v_done, 'more', v_more,
+    'nextDueAt', CASE WHEN NOT v_more THEN (SELECT min(due_at) FROM timer WHERE kind = p_kind) END)));
 END $$;
 
 -- ---------------------------------------------------------------------------

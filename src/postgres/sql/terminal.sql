@@ -132,6 +132,7 @@ END $$;
 CREATE FUNCTION ffi_cancel_exec(p_eid text, p_reason text, p_source text, p_now bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+  IF p_source <> 'worker' THEN PERFORM ffi_revoked(p_eid); END IF;
   PERFORM ffi_terminate(p_eid, 'cancelled', 'ended_cancelled', 'cancelled: ' || p_reason, NULL, p_reason,
                         CASE WHEN p_source = '' THEN p_eid ELSE p_source END,
                         'attempt_cancelled', 'cancelled', p_now, p_source <> 'flow_cascade');

@@ -20,6 +20,7 @@ import {
 } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
 import type { BackendCore, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
+import type { Hub } from "../../internal/wakeups.js"
 import { makeHandle } from "../../internal/handleCodec.js"
 import { ownEntries, recordOf } from "../../internal/records.js"
 import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
@@ -281,7 +282,12 @@ export interface StreamOps {
   readonly shutdown: (grace: Duration.Duration) => Fx<void>
 }
 
-export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly version: string }): BackendCore => {
+export const makeCore = (
+  p: Plumbing,
+  streamOps: StreamOps,
+  library: { readonly version: string },
+  hub: Hub
+): BackendCore => {
   const { call, client, keys, settings } = p
   const registry = makeRegistry(p)
   const N = settings.partitions.numFlowPartitions
@@ -332,6 +338,77 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
       claimed: { executionId: eid, leaseId: lid, leaseEpoch: epoch, attemptIndex: idx, attemptId: aid, leaseExpiresAt: exp },
       next
     }))
+
+  // --- due timers of idle workers ------------------------------------------------------------------
+  /** The earliest due time of the lanes' due hints (a lower bound of their delayed work's). */
+  const nextDue = (lanes: ReadonlyArray<Ids.LaneId>): Fx<Option.Option<number>> =>
+    Effect.map(
+      Effect.forEach(
+        lanes,
+        (lane) => client.run("ZRANGE due", (c) => c.zrange(keys.due(lane), 0, 0, "WITHSCORES")),
+        { concurrency: "unbounded" }
+      ),
+      (heads) => {
+        let due: number | undefined
+        for (const head of heads) {
+          const at = head[1] === undefined ? NaN : Number(head[1])
+          if (Number.isFinite(at) && (due === undefined || at < due)) due = at
+        }
+        return Option.fromNullable(due)
+      }
+    )
+
+  /** Partitions one promoteDue visits at most per lane. */
+  const DUE_VISITS = 16
+  const PromoteLane = Schema.Tuple(IntStr, Schema.Literal("0", "1"), Schema.String)
+
+  /**
+   * Promotes the due delayed work of `lanes`: each partition whose due hint has come (the store's
+   * clock decides) gets one ff_promote_lane, which also sets the hint to the partition's next due
+   * time (on a cluster this layer does, then checks again, as `dropHint` does).
+   */
+  const promoteDue = (lanes: ReadonlyArray<Ids.LaneId>): Fx<number> =>
+    Effect.gen(function*() {
+      const now = settings.clock === "effect" ? Number(yield* p.nowArg) : Date.now()
+      let promoted = 0
+      for (const lane of lanes) {
+        const due = yield* client.run(
+          "ZRANGEBYSCORE due",
+          (c) => c.zrangebyscore(keys.due(lane), "-inf", String(now), "LIMIT", 0, DUE_VISITS)
+        )
+        for (const member of due) {
+          const partition = Number(member)
+          if (!Number.isInteger(partition) || partition < 0 || partition >= N) {
+            yield* client.run("ZREM due", (c) => c.zrem(keys.due(lane), member))
+            continue
+          }
+          const env = yield* call("promote_lane", p.flowTarget(partition), { lane, batch: Limits.batchItems })
+          const [n, , next] = yield* decodeFields("ff_promote_lane", PromoteLane, env.fields)
+          promoted += n
+          if (client.isCluster) yield* fixDue(lane, partition, next)
+        }
+      }
+      return promoted
+    })
+
+  /** A cluster's due hint after a promotion: the partition's next due time, or none. */
+  const fixDue = (lane: Ids.LaneId, partition: number, next: string): Fx<void> =>
+    Effect.gen(function*() {
+      if (next !== "") {
+        yield* client.run("ZADD due", (c) => c.zadd(keys.due(lane), next, String(partition)))
+        return
+      }
+      yield* client.run("ZREM due", (c) => c.zrem(keys.due(lane), String(partition)))
+      // delayed work scheduled meanwhile has written its hint before or after the removal
+      const head = yield* client.run(
+        "ZRANGE delayed",
+        (c) => c.zrange(`${keys.flow(partition)}:l:${lane}:delayed`, 0, 0, "WITHSCORES")
+      )
+      const again = head[1]
+      if (again !== undefined) {
+        yield* client.run("ZADD due", (c) => c.call("ZADD", keys.due(lane), "LT", again, String(partition)))
+      }
+    })
 
   // --- claims --------------------------------------------------------------------------------
   /**
@@ -1867,6 +1944,12 @@ export const makeCore = (p: Plumbing, streamOps: StreamOps, library: { readonly 
     label: "valkey",
     partitions: settings.partitions,
     claim,
+    subscribeWork: (args) =>
+      hub.subscribe(args, {
+        arm: Effect.map(nextDue(args.lanes), (dueAt) => ({ dueAt, claimAgain: false })),
+        disarm: Effect.void,
+        promoteDue: promoteDue(args.lanes)
+      }),
     claimMany,
     completeMany,
     renew,

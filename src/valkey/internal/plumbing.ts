@@ -50,6 +50,11 @@ export const makeKeys = (prefix: string) => {
     sigPayload: (p: number, sid: string) => `${flow(p)}:s:${sid}:payload`,
     all: (p: number) => `${flow(p)}:i:all`,
     hint: (lane: string) => `${prefix}:hint:${lane}`,
+    /** A lane's due hint: partitions with delayed work of the lane, scored by a lower bound of its due time. */
+    due: (lane: string) => `${prefix}:due:${lane}`,
+    /** The channels of wake-ups (a lane's idle workers) and revocations (a worker instance's leases). */
+    wakeChannel: (lane: string) => `${prefix}:wake:${lane}`,
+    revokeChannel: (workerInstanceId: string) => `${prefix}:revoke:${workerInstanceId}`,
     /** The id registry: the execution that owns a signal id / a waitpoint id (helpers.lua, "the id registry"). */
     signalOwner: (signalId: string) => `${prefix}:sigid:${signalId}`,
     waitpointOwner: (waitpointId: string) => `${prefix}:wpid:${waitpointId}`,
@@ -167,6 +172,8 @@ const fastWake = (wake: string): Either.Either<Record<string, number>, never> | 
   return Either.right(out)
 }
 const LaneHead = Schema.Tuple(Schema.String)
+/** The key prefix of a due hint in a reply's wakes (see FF.wake_json). */
+const DUE_KEY = "\u0001"
 
 export interface Target {
   /** KEYS[1]: the partition base `<prefix>:{fp:N}` (or `{b:M}`, `{q:K}`). */
@@ -230,16 +237,28 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
         Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot register lane ${lane}`, e))
       )
 
+  // (a cluster's call reports its wakes: the claim hints and due hints are written here, then the
+  // lanes' idle workers are woken, so a woken worker finds the hints it claims by)
   const applyWake = (partition: number, wake: string): Effect.Effect<void> =>
     wake === "" ? Effect.void : Effect.gen(function*() {
       const decoded = fastWake(wake) ?? decodeWake(wake)
       if (Either.isLeft(decoded)) {
         return yield* Effect.logWarning(`flowfabric valkey: undecodable wake ${wake}`)
       }
-      for (const [lane, score] of Object.entries(decoded.right)) {
-        yield* registerLane(lane)
-        yield* client.run("ZADD hint", (c) => c.call("ZADD", keys.hint(lane), "LT", String(score), String(partition))).pipe(
-          Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot update the claim hint of ${lane}`, e))
+      const woken = new Set<string>()
+      for (const [key, score] of Object.entries(decoded.right)) {
+        const due = key.startsWith(DUE_KEY)
+        const lane = due ? key.slice(DUE_KEY.length) : key
+        woken.add(lane)
+        if (!due) yield* registerLane(lane)
+        const hint = due ? keys.due(lane) : keys.hint(lane)
+        yield* client.run("ZADD hint", (c) => c.call("ZADD", hint, "LT", String(score), String(partition))).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot update the hints of ${lane}`, e))
+        )
+      }
+      for (const lane of woken) {
+        yield* client.run("PUBLISH wake", (c) => c.publish(keys.wakeChannel(lane), "1")).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot wake the workers of ${lane}`, e))
         )
       }
     })

@@ -84,6 +84,7 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
     C("ZADD", K.lane(B, lane, "blocked"), ts, e)
   elseif delayed then
     C("ZADD", K.lane(B, lane, "delayed"), sdelay, e)
+    FF.add_due(B, lane, sdelay)
   else
     FF.make_eligible(B, e, c)
   end
@@ -895,6 +896,7 @@ FF.fn.fail = function(B, a, now)
         "failure_reason", reason
       }))
     C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(delay_until), e)
+    FF.add_due(B, c.lane_id, delay_until)
     return FF.ok("RETRY", FF.s(delay_until))
   end
   FF.run_end(B, e, c, "failed", reason, now)
@@ -948,6 +950,7 @@ FF.fn.delay = function(B, a, now)
     "delayed until " .. FF.s(until_ms), "none", "attempt_interrupted", now,
     FF.with(FF.LEASE_CLEAR, { "delay_until", FF.s(until_ms) }))
   C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(until_ms), e)
+  FF.add_due(B, c.lane_id, until_ms)
   return FF.ok("OK")
 end
 
@@ -996,6 +999,7 @@ FF.fn.revoke = function(B, a, now)
   if expected ~= "" and expected ~= c.current_lease_id then return FF.err("stale_lease") end
   local reason = FF.str(a.reason)
   local lid, epoch = c.current_lease_id, c.current_lease_epoch
+  FF.revoked(e, c)
   FF.run_end(B, e, c, "lease_revoked", reason, now)
   FF.state(B, e, c, "active", "lease_revoked", "not_applicable", "waiting_for_worker", "lease revoked: " .. reason,
     "none", "attempt_interrupted", now, { "lease_revoked_at", FF.s(now), "lease_revoke_reason", reason })

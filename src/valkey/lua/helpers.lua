@@ -117,6 +117,17 @@ function FF.own_ids(a, e, n)
 end
 
 -- --- per call state ----------------------------------------------------------
+-- What a whole library call (FF.call_begin .. FF.call_end) tells the idle workers and the lease
+-- holders: the lanes to wake (work became claimable there, or delayed work was scheduled), the due
+-- times of delayed work per partition and lane (the due hints), the leases ended by another hand.
+-- (tables left empty by the previous call are kept: most calls add nothing to them)
+function FF.call_begin()
+  if FF.pubs == nil or next(FF.pubs) ~= nil then FF.pubs = {} end
+  if FF.due == nil or FF.dued then FF.due = {} end
+  FF.dued = false
+  if FF.revokes == nil or #FF.revokes > 0 then FF.revokes = {} end
+end
+
 function FF.begin()
   -- (tables left empty by the previous call are kept)
   if FF.woke or FF.wake == nil or next(FF.wake) ~= nil then FF.wake = {} end
@@ -132,6 +143,54 @@ function FF.add_wake(lane, score)
   local cur = FF.wake[lane]
   if cur == nil or score < cur then FF.wake[lane] = score end
   FF.woke = true
+  FF.pubs[lane] = true
+end
+
+-- Delayed work of `lane` on partition base `B` becomes due at `at` (the lane's due hint).
+function FF.add_due(B, lane, at)
+  at = FF.num(at)
+  local d = FF.due[B]
+  if d == nil then
+    d = {}
+    FF.due[B] = d
+  end
+  local cur = d[lane]
+  if cur == nil or at < cur then d[lane] = at end
+  FF.dued = true
+  FF.pubs[lane] = true
+end
+
+-- The holder of `c`'s lease, if any, learns that its lease ends by another hand (the call publishes it).
+function FF.revoked(e, c)
+  if c.lifecycle_phase == "active" and c.ownership_state == "leased" and (c.current_worker_instance_id or "") ~= "" then
+    FF.revokes[#FF.revokes + 1] = { c.current_worker_instance_id, e }
+  end
+end
+
+-- The end of a library call: the leases ended by another hand are published on
+-- `<prefix>:revoke:<worker instance>` (message: the execution id), from here on any server (a
+-- cluster forwards a PUBLISH to every node). On a standalone server (`prefix` given) the call also
+-- writes the due hints (`<prefix>:due:<lane>`, partitions scored by their earliest due time) and
+-- wakes the lanes' idle workers on `<prefix>:wake:<lane>`; on a cluster those keys live in other
+-- slots, and the layer does both after the call, once the claim hints are written.
+local function prefix_of(B) return string.match(B, "^(.*):{[^}]*}$") end
+function FF.call_end(B, prefix)
+  if #FF.revokes > 0 then
+    local rp = prefix or prefix_of(B)
+    if rp ~= nil then
+      for _, r in ipairs(FF.revokes) do C("PUBLISH", rp .. ":revoke:" .. r[1], r[2]) end
+    end
+  end
+  if prefix == nil then return end
+  if FF.dued then
+    for base, lanes in pairs(FF.due) do
+      local p = string.match(base, "{fp:(%d+)}$")
+      if p ~= nil then
+        for lane, at in pairs(lanes) do C("ZADD", prefix .. ":due:" .. lane, "LT", FF.s(at), p) end
+      end
+    end
+  end
+  for lane in pairs(FF.pubs) do C("PUBLISH", prefix .. ":wake:" .. lane, "1") end
 end
 
 -- Writes this call's wakes to the claim hints of partition `p` (standalone servers only).
@@ -142,10 +201,20 @@ function FF.apply_wakes(prefix, p)
   end
 end
 
+-- The reply's wakes, for the layer to apply on a cluster: {lane: claim score}, and for due
+-- hints {"\1" .. lane: due time} (a lane id is printable, so the keys never meet).
 function FF.wake_json()
-  if not FF.woke then return "" end
+  if not FF.woke and not FF.dued then return "" end
   local t = {}
   for lane, score in pairs(FF.wake) do t[lane] = FF.s(score) end
+  if FF.dued then
+    for _, lanes in pairs(FF.due) do
+      for lane, at in pairs(lanes) do
+        local k = "\1" .. lane
+        if t[k] == nil or at < tonumber(t[k]) then t[k] = FF.s(at) end
+      end
+    end
+  end
   return cjson.encode(t)
 end
 

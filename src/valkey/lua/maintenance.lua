@@ -15,32 +15,65 @@ FF.fn.pass_expire_leases = function(B, a, now)
   return FF.ok("OK", n, more and "1" or "0")
 end
 
+-- Makes up to `limit` delayed executions of `lane` on this partition eligible whose time came
+-- (T20). Returns how many, and whether more were due.
+local function promote_lane(B, lane, now, limit)
+  local n, more = 0, false
+  local dk = K.lane(B, lane, "delayed")
+  local items = C("ZRANGEBYSCORE", dk, "-inf", FF.s(now), "LIMIT", 0, limit + 1)
+  for i = 1, #items do
+    if n >= limit then more = true; break end
+    local e = items[i]
+    local c = FF.core(B, e)
+    if c == nil or c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "not_eligible_until_time" then
+      C("ZREM", dk, e)
+    elseif FF.num(c.delay_until) > now then
+      C("ZADD", dk, c.delay_until, e)
+    else
+      C("ZREM", dk, e)
+      FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none", c.attempt_state, now,
+        { "delay_until", "" })
+      FF.make_eligible(B, e, c)
+      n = n + 1
+    end
+  end
+  return n, more
+end
+
 -- Delayed / backoff / resume-delay work whose time came (T20). Also reports every lane
 -- that has claimable work, which repairs claim hints lost by a crashed client.
 FF.fn.pass_promote_delayed = function(B, a, now)
   local batch = batch_of(a)
   local n, more = 0, false
   for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
-    local dk = K.lane(B, lane, "delayed")
-    local items = C("ZRANGEBYSCORE", dk, "-inf", FF.s(now), "LIMIT", 0, batch - n + 1)
-    for i = 1, #items do
-      if n >= batch then more = true; break end
-      local e = items[i]
-      local c = FF.core(B, e)
-      if c == nil or c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "not_eligible_until_time" then
-        C("ZREM", dk, e)
-      elseif FF.num(c.delay_until) > now then
-        C("ZADD", dk, c.delay_until, e)
-      else
-        C("ZREM", dk, e)
-        FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none", c.attempt_state, now,
-          { "delay_until", "" })
-        FF.make_eligible(B, e, c)
-        n = n + 1
-      end
-    end
+    local done, left = promote_lane(B, lane, now, batch - n)
+    n = n + done
+    if left then more = true end
+    if n >= batch then break end
   end
   return FF.ok("OK", n, more and "1" or "0")
+end
+
+-- ff_promote_lane: the due delayed work of one lane on this partition, promoted at its due time
+-- by an idle worker of the lane (docs/worker.md, "Wake-ups, timers and cancellation").
+--   KEYS: [1] the partition base
+--   ARGV: now, {lane, batch, _hint?}
+--   reply: {1, "OK", wake, promoted, more ("0"/"1"), the lane's next due time on this partition or ""}
+--   errors: invalid_input (lane)
+-- On a standalone server (`_hint`) the call sets the partition's due hint of the lane to that
+-- next due time (or removes it); on a cluster the layer does.
+FF.fn.promote_lane = function(B, a, now)
+  local bad = FF.need("promote_lane", a, { "lane", "s" })
+  if bad then return bad end
+  local lane = a.lane
+  local n, more = promote_lane(B, lane, now, batch_of(a))
+  local head = C("ZRANGE", K.lane(B, lane, "delayed"), 0, 0, "WITHSCORES")
+  local next_due = head[2] or ""
+  if a._hint ~= nil then
+    local key = a._hint[1] .. ":due:" .. lane
+    if next_due ~= "" then C("ZADD", key, next_due, FF.s(a._hint[2])) else C("ZREM", key, FF.s(a._hint[2])) end
+  end
+  return FF.ok("OK", n, more and "1" or "0", next_due)
 end
 
 local function expire_pass(B, a, now, index, reason)
@@ -273,6 +306,8 @@ FF.fn.pass_due = function(B, a, now)
       if a.repair then
         local head = FF.lane_head(B, lane)
         if head ~= "" then FF.add_wake(lane, head) end
+        local first = C("ZRANGE", K.lane(B, lane, "delayed"), 0, 0, "WITHSCORES")
+        if first[2] ~= nil then FF.add_due(B, lane, first[2]) end
       end
     end
   elseif pass == "expire_attempts" then

@@ -13,7 +13,7 @@ local WRITES = {
   "hmac_seed", "hmac_rotate", "reserve_id", "release_id",
   "pass_expire_leases", "pass_promote_delayed", "pass_expire_attempts", "pass_expire_executions",
   "pass_expire_suspensions", "pass_expire_pending_waitpoints", "pass_reconcile_dependencies",
-  "pass_drain_cancel_backlog", "pass_reset_budgets", "pass_trim_retention"
+  "pass_drain_cancel_backlog", "pass_reset_budgets", "pass_trim_retention", "promote_lane"
 }
 
 local READS = {
@@ -24,9 +24,13 @@ local READS = {
 
 -- On a standalone server the layer passes `_hint = {prefix, partition}`: the work a call made
 -- claimable goes to the lanes' claim hints inside the call, so no claim can see the new state
--- before its hint (on a cluster the hint keys live in other slots and the layer writes them).
+-- before its hint, and the lanes' idle workers are woken in the same call (on a cluster the hint
+-- keys live in other slots and the layer writes them, then wakes the workers). See FF.call_end.
+local NO_CLUSTER = { claim_lane = true, complete_many = true, create_across = true }
+
 local function callback_of(name)
   return function(keys, args)
+    FF.call_begin()
     FF.begin()
     FF.KEYS = keys
     local now = FF.now(args[1])
@@ -39,6 +43,8 @@ local function callback_of(name)
     local r = FF.fn[name](keys[1], a, now, args[3], args[4], args)
     if staged ~= nil then FF.drop_staged(staged) end
     if FF.woke and a._hint ~= nil then FF.apply_wakes(a._hint[1], a._hint[2]) end
+    -- standalone calls: a single-partition write gets `_hint`, the calls over several partitions `prefix`
+    FF.call_end(keys[1], (a._hint ~= nil and a._hint[1]) or NO_CLUSTER[name] and a.prefix or nil)
     return r
   end
 end

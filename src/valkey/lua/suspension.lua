@@ -140,6 +140,7 @@ function FF.resume_exec(B, e, c, now, delay_ms, detail, close_reason, closer)
     FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_resume_delay", detail,
       "none", "attempt_interrupted", now, extra)
     C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(due), e)
+    FF.add_due(B, c.lane_id, due)
   else
     FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none",
       "attempt_interrupted", now, extra)

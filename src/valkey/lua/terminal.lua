@@ -92,6 +92,7 @@ end
 
 -- Cancels `e` (T8) from any non-terminal phase. The caller has checked the lease.
 function FF.cancel_exec(B, e, c, reason, source, cancelled_by, now, opts)
+  if cancelled_by ~= "worker" then FF.revoked(e, c) end
   local phase = c.lifecycle_phase
   FF.run_end(B, e, c, "cancelled", reason, now)
   if phase == "active" then
@@ -107,6 +108,7 @@ end
 
 -- T15: attempt timeout or execution deadline.
 function FF.expire_exec(B, e, c, reason, now)
+  FF.revoked(e, c)
   local phase = c.lifecycle_phase
   FF.run_end(B, e, c, "expired", reason, now)
   FF.record_failure(B, e, reason, "Timeout", "timeout", now)
@@ -123,6 +125,7 @@ end
 -- T23: a required dependency can never be satisfied.
 function FF.skip_exec(B, e, c, now)
   if c.lifecycle_phase == "terminal" then return end
+  FF.revoked(e, c)
   local phase = c.lifecycle_phase
   FF.run_end(B, e, c, "skipped", "dependency_impossible", now)
   if phase == "active" or phase == "suspended" or c.attempt_state == "attempt_interrupted" then

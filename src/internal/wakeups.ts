@@ -1,0 +1,157 @@
+/**
+ * The in-process side of wake-ups, the same on every backend: the subscriptions of this process's
+ * workers, fed by the backend's transport (the memory engine itself, a Valkey subscriber
+ * connection, a Postgres LISTEN connection). A wake-up of a lane counts once for each subscription
+ * of the lane and completes its pending `await`; a revocation goes to the subscriptions of the
+ * worker instance that holds the lease. See docs/worker.md, "Wake-ups, timers and cancellation".
+ */
+import { Deferred, Duration, Effect, Exit, FiberId, Option, Queue, type Scope } from "effect"
+import type { EngineBackend } from "../EngineBackend.js"
+import type { EngineError } from "../EngineError.js"
+import type { ExecutionId } from "../Ids.js"
+
+interface Subscriber {
+  readonly lanes: ReadonlyArray<string>
+  readonly workerInstanceId: string
+  count: number
+  waiter: Deferred.Deferred<void> | undefined
+  readonly revoked: Queue.Queue<ExecutionId>
+}
+
+/** What the transport sees of the subscriptions. */
+export interface Hub {
+  /** Counts a wake-up for every subscription of `lane`. */
+  readonly wake: (lane: string) => void
+  /** Counts a wake-up for every subscription (a reconnect: wake-ups may have been lost). */
+  readonly wakeAll: () => void
+  /** Hands `executionId` to the subscriptions of `workerInstanceId`. */
+  readonly revoke: (workerInstanceId: string, executionId: string) => void
+  /** Whether some subscription of this process listens to `lane` / to `workerInstanceId`. */
+  readonly hasLane: (lane: string) => boolean
+  readonly hasWorker: (workerInstanceId: string) => boolean
+  /** The lanes and worker instances subscribed now. */
+  readonly lanes: () => ReadonlyArray<string>
+  readonly workers: () => ReadonlyArray<string>
+  /**
+   * A subscription of the current scope. `listen` runs first with the lanes and worker instance
+   * that had no subscription before (the transport subscribes to them, and returns once it is
+   * live); `unlisten` runs when the scope closes with those that have none left.
+   */
+  readonly subscribe: (
+    args: EngineBackend.SubscribeWorkArgs,
+    store: StoreSide
+  ) => Effect.Effect<EngineBackend.WorkSubscription, EngineError, Scope.Scope>
+}
+
+/** What the store does for a subscription (the backend's part). */
+export interface StoreSide {
+  readonly arm: Effect.Effect<EngineBackend.Armed, EngineError>
+  readonly disarm: Effect.Effect<void, EngineError>
+  readonly promoteDue: Effect.Effect<number, EngineError>
+}
+
+export interface WakeTransport {
+  readonly listen: (lanes: ReadonlyArray<string>, workers: ReadonlyArray<string>) => Effect.Effect<void, EngineError>
+  readonly unlisten: (lanes: ReadonlyArray<string>, workers: ReadonlyArray<string>) => Effect.Effect<void>
+}
+
+const addTo = <K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean => {
+  let set = map.get(key)
+  const fresh = set === undefined
+  if (set === undefined) map.set(key, set = new Set())
+  set.add(value)
+  return fresh
+}
+
+const removeFrom = <K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean => {
+  const set = map.get(key)
+  if (set === undefined) return false
+  set.delete(value)
+  if (set.size > 0) return false
+  map.delete(key)
+  return true
+}
+
+const bump = (s: Subscriber): void => {
+  s.count++
+  const waiter = s.waiter
+  if (waiter !== undefined) {
+    s.waiter = undefined
+    Deferred.unsafeDone(waiter, Exit.void)
+  }
+}
+
+export const makeHub = (transport: WakeTransport): Hub => {
+  const byLane = new Map<string, Set<Subscriber>>()
+  const byWorker = new Map<string, Set<Subscriber>>()
+  // listen / unlisten one at a time, so a lane's SUBSCRIBE and UNSUBSCRIBE never cross
+  const lock = Effect.unsafeMakeSemaphore(1)
+
+  const subscribe: Hub["subscribe"] = (args, store) =>
+    Effect.gen(function*() {
+      const lanes = [...new Set<string>(args.lanes)]
+      const sub: Subscriber = {
+        lanes,
+        workerInstanceId: args.workerInstanceId,
+        count: 0,
+        waiter: undefined,
+        revoked: yield* Queue.unbounded<ExecutionId>()
+      }
+      yield* Effect.acquireRelease(
+        lock.withPermits(1)(Effect.suspend(() => {
+          const newLanes = lanes.filter((lane) => addTo(byLane, lane, sub))
+          const newWorkers = addTo(byWorker, sub.workerInstanceId, sub) ? [sub.workerInstanceId] : []
+          return transport.listen(newLanes, newWorkers).pipe(
+            Effect.tapError(() => Effect.sync(() => drop(sub)))
+          )
+        })),
+        () =>
+          lock.withPermits(1)(Effect.suspend(() => {
+            const { lanes: goneLanes, workers: goneWorkers } = drop(sub)
+            return goneLanes.length === 0 && goneWorkers.length === 0 ?
+              Effect.void :
+              transport.unlisten(goneLanes, goneWorkers)
+          }))
+      )
+      const subscription: EngineBackend.WorkSubscription = {
+        wakeups: Effect.sync(() => sub.count),
+        arm: store.arm,
+        disarm: store.disarm,
+        promoteDue: store.promoteDue,
+        await: (since, maxWait) =>
+          Effect.suspend(() => {
+            if (sub.count > since) return Effect.succeed(true)
+            if (Duration.toMillis(maxWait) <= 0) return Effect.succeed(false)
+            const waiter = sub.waiter ?? (sub.waiter = Deferred.unsafeMake<void>(FiberId.none))
+            return Effect.map(Effect.timeoutOption(Deferred.await(waiter), maxWait), Option.isSome)
+          }),
+        revoked: Queue.take(sub.revoked)
+      }
+      return subscription
+    })
+
+  const drop = (sub: Subscriber) => {
+    const lanes = sub.lanes.filter((lane) => removeFrom(byLane, lane, sub))
+    const workers = removeFrom(byWorker, sub.workerInstanceId, sub) ? [sub.workerInstanceId] : []
+    return { lanes, workers }
+  }
+
+  return {
+    wake: (lane) => {
+      const subs = byLane.get(lane)
+      if (subs !== undefined) for (const s of subs) bump(s)
+    },
+    wakeAll: () => {
+      for (const subs of byWorker.values()) for (const s of subs) bump(s)
+    },
+    revoke: (workerInstanceId, executionId) => {
+      const subs = byWorker.get(workerInstanceId)
+      if (subs !== undefined) for (const s of subs) s.revoked.unsafeOffer(executionId as ExecutionId)
+    },
+    hasLane: (lane) => byLane.has(lane),
+    hasWorker: (workerInstanceId) => byWorker.has(workerInstanceId),
+    lanes: () => [...byLane.keys()],
+    workers: () => [...byWorker.keys()],
+    subscribe
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Wake-ups over LISTEN/NOTIFY: one connection per layer, of its own (never a pooled one: a LISTEN
+ * belongs to its session), opened at the first subscription and listening on the schema's channel
+ * (`ffi_channel()` in wakeups.sql). A notification is `w` TAB lane (work became claimable there) or
+ * `r` TAB worker instance TAB execution id (a lease ended by another hand). A dropped connection
+ * is opened again, LISTENs again and then counts as a wake-up of every subscription, so work
+ * announced while it was down is claimed. The connection closes with the last subscription.
+ */
+import { createHash } from "node:crypto"
+import { Clock, Deferred, Duration, Effect, Exit, Fiber } from "effect"
+import { type EngineError, Transport } from "../../EngineError.js"
+import type { Hub, WakeTransport } from "../../internal/wakeups.js"
+import { quoteIdent } from "./client.js"
+import { Pg } from "./driver.js"
+import { BACKEND } from "./errors.js"
+
+const RECONNECT_MIN_MS = 50
+const RECONNECT_MAX_MS = 2_000
+/** The `application_name` of the LISTEN connection (for operators, and tests that drop it). */
+export const LISTEN_APPLICATION_NAME = "flowfabric-wakeups"
+
+/** The NOTIFY channel of a schema (as `ffi_channel()`). */
+export const channelOf = (schema: string): string => `ff_${createHash("md5").update(schema).digest("hex")}`
+
+const failure = (message: string, cause?: unknown): Transport =>
+  new Transport({ backend: BACKEND, kind: "transport", retryable: true, message, cause })
+
+/**
+ * The transport of `hub` (made with it: `hubOf` returns it). `config` opens the connection; the
+ * reconnect loop runs on the live clock.
+ */
+export const makeListener = (config: Pg.ClientConfig, schema: string, hubOf: () => Hub): WakeTransport => {
+  const channel = channelOf(schema)
+  let loop: Fiber.RuntimeFiber<never> | undefined
+
+  const onNotification = (msg: Pg.Notification) => {
+    if (msg.channel !== channel || msg.payload === undefined) return
+    const parts = msg.payload.split("\t")
+    const hub = hubOf()
+    if (parts[0] === "w" && parts.length === 2) hub.wake(parts[1]!)
+    else if (parts[0] === "r" && parts.length === 3) hub.revoke(parts[1]!, parts[2]!)
+  }
+
+  /** One connection's life; `first` completes once the first one listens, later ones wake everyone. */
+  const session = (first: Deferred.Deferred<void, EngineError>) =>
+    Effect.gen(function*() {
+      const client = new Pg.Client({ ...config, application_name: LISTEN_APPLICATION_NAME })
+      const ended = yield* Deferred.make<void>()
+      client.on("error", () => Deferred.unsafeDone(ended, Exit.void))
+      client.on("end", () => Deferred.unsafeDone(ended, Exit.void))
+      client.on("notification", onNotification)
+      yield* Effect.addFinalizer(() => Effect.promise(() => client.end().catch(() => undefined)))
+      yield* Effect.tryPromise({ try: () => client.connect(), catch: (e) => failure("wake-ups: cannot connect", e) })
+      yield* Effect.tryPromise({
+        try: () => client.query(`LISTEN ${quoteIdent(channel)}`),
+        catch: (e) => failure("wake-ups: LISTEN failed", e)
+      })
+      if (!(yield* Deferred.succeed(first, undefined))) hubOf().wakeAll()
+      yield* Deferred.await(ended)
+    }).pipe(Effect.scoped)
+
+  const start = Effect.suspend(() => {
+    if (loop !== undefined) return Effect.void
+    return Effect.gen(function*() {
+      const first = yield* Deferred.make<void, EngineError>()
+      const run = Effect.gen(function*() {
+        let wait = RECONNECT_MIN_MS
+        for (;;) {
+          const exit = yield* Effect.exit(session(first))
+          if (Exit.isFailure(exit)) {
+            yield* Effect.logDebug("flowfabric postgres: the wake-up connection failed; reconnecting", exit.cause)
+            yield* Deferred.fail(first, failure("wake-ups: cannot open the LISTEN connection"))
+            yield* Effect.sleep(Duration.millis(wait))
+            wait = Math.min(RECONNECT_MAX_MS, wait * 2)
+          } else {
+            wait = RECONNECT_MIN_MS
+            yield* Effect.sleep(Duration.millis(wait))
+          }
+        }
+      }).pipe(Effect.withClock(Clock.make()))
+      // (subscriptions start inside an acquire, which is uninterruptible: the loop is not)
+      loop = yield* Effect.forkDaemon(Effect.interruptible(run))
+      // a first connection that fails leaves the loop trying, and the workers polling meanwhile
+      yield* Effect.ignore(Deferred.await(first))
+    })
+  })
+
+  return {
+    // one channel for every lane and worker: the hub picks what concerns this process
+    listen: () => start,
+    unlisten: () =>
+      Effect.suspend(() => {
+        const running = loop
+        if (running === undefined || hubOf().workers().length > 0) return Effect.void
+        loop = undefined
+        return Fiber.interrupt(running)
+      })
+  }
+}
