@@ -1,5 +1,5 @@
 /**
- * The engine's write and read surface as one Effect service (operations.md).
+ * The engine's write and read surface as one Effect service (docs/design/).
  * Every backend layer (memory, Valkey, Postgres) provides it.
  *
  * @since 0.1.0

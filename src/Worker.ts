@@ -1,5 +1,5 @@
 /**
- * The worker runtime (architecture.md §6): claims executions round-robin over
+ * The worker runtime (docs/worker.md): claims executions round-robin over
  * its lanes while it has free slots, renews the leases of its running attempts
  * (one loop, each lease at a third of its TTL), runs the handler registered for
  * the execution's kind with a task context, maps the handler's success to

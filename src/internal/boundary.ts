@@ -169,7 +169,7 @@ export interface BackendCore {
   readonly cancelFlow: (args: { readonly flowId: FlowId; readonly policy: M.CancelFlowPolicy; readonly reason: string }) => Fx<M.CancelFlowResult>
   readonly cancelFlowHeader: (args: M.CancelFlowHeaderArgs) => Fx<M.CancelFlowHeader>
   readonly ackCancelMember: (args: M.AckCancelMemberArgs) => Fx<void>
-  /** `h` is decoded but, as upstream, the lease is not validated (D-19). */
+  /** `h` is decoded but, the lease is not validated (docs/design/decisions.md#usage-reports-trust-the-handle). */
   readonly reportUsage: (h: HandleRef, budgetId: BudgetId, dimensions: M.UsageDimensions) => Fx<M.ReportUsageResult>
   readonly reportUsageAdmin: (args: M.ReportUsageAdminArgs) => Fx<M.ReportUsageResult>
   readonly createBudget: (args: M.CreateBudgetArgs) => Fx<M.CreateBudgetResult>
@@ -776,7 +776,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.gen(function*() {
         const a = yield* make("apply_dependency_to_child", M.ApplyDependencyToChildArgs, args)
         yield* failWith(edgeLimits("apply_dependency_to_child", a))
-        // slot locality (valkey.md §12.3): flow members live on the flow's partition, so an edge
+        // slot locality (docs/design/ids.md#co-location): flow members live on the flow's partition, so an edge
         // whose endpoints do not is bad input on every backend, rejected before anything is read
         const fp = flowPartitionOf(a.flowId)
         if (executionPartition(a.downstreamExecutionId) !== fp || executionPartition(a.upstreamExecutionId) !== fp) {
@@ -791,8 +791,8 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
       Effect.gen(function*() {
         yield* checkJoinPolicy((args as { policy?: unknown } | undefined)?.policy)
         const a = yield* make("set_edge_group_policy", M.SetEdgeGroupPolicyArgs, args)
-        // slot locality (valkey.md §12.3): a downstream off the flow's partition cannot be a member;
-        // NotFound(flow) still comes first (operations.md §8.6), read only on this bad path
+        // slot locality (docs/design/ids.md#co-location): a downstream off the flow's partition cannot be a member;
+        // NotFound(flow) still comes first, read only on this bad path
         if (executionPartition(a.downstreamExecutionId) !== flowPartitionOf(a.flowId)) {
           if (Option.isNone(yield* core.describeFlow(a.flowId))) return yield* notFound("flow")
           return yield* invalidInput("set_edge_group_policy: the downstream execution must live on the flow's partition")

@@ -162,7 +162,7 @@ export const make = (
       evictionCheck: options.evictionCheck
     }, library)
 
-    // partition counts are fixed per deployment (valkey.md §2.2)
+    // partition counts are fixed per deployment (docs/design/valkey.md#partitions-and-slots)
     const configKey = `${prefix}:config`
     const stored = yield* client.run("partition config", async (c) => {
       await c.hsetnx(configKey, "num_flow_partitions", String(partitions.numFlowPartitions))

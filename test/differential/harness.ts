@@ -1,5 +1,5 @@
 /**
- * Randomized differential testing (README P2, architecture.md §7): the same random operation
+ * Randomized differential testing (docs/design/testing.md#differential-tests): the same random operation
  * sequence runs against a reference engine (the memory layer) and a candidate engine (another
  * memory instance, Valkey or Postgres), and every outcome is compared.
  *
@@ -31,7 +31,7 @@
  *
  * Conventions that keep the comparison about semantics and not about unspecified choices:
  * - `createExecution` is followed by a 1 ms clock tick, so creation times are distinct and the
- *   claim order (priority, then FIFO by `created_at`, model.md §8.3) is fully specified; ties at
+ *   claim order (priority, then FIFO by `created_at`, docs/design/executions.md#claim-order) is fully specified; ties at
  *   the same millisecond are unspecified and would be reported as false divergences.
  * - Unordered results (cancel-flow member lists, edge groups, `listEdges`) are sorted.
  * - Errors compare by `_tag`, `kind`, `entity` (NotFound) and the structured payloads
@@ -96,7 +96,7 @@ export type Backoff = "none" | "fixed100" | "fixed1000" | "exponential"
 export interface RetrySpec {
   readonly maxRetries: number
   readonly backoff: Backoff
-  /** `retryableCategories: ["transient"]` (D-3). */
+  /** `retryableCategories: ["transient"]` (docs/design/decisions.md#retry-decision). */
   readonly onlyTransient: boolean
 }
 
@@ -143,7 +143,7 @@ export type Command =
     readonly _tag: "Fail"
     readonly handle: Ref
     readonly classification: M.FailureClass
-    /** `reason.detail`, the failure category (model.md §14, D-3). */
+    /** `reason.detail`, the failure category (docs/design/decisions.md#retry-decision). */
     readonly category?: string | undefined
   }
   | { readonly _tag: "Cancel"; readonly handle: Ref }
@@ -210,7 +210,7 @@ export type Command =
     readonly apply: boolean
     readonly dataPassing: boolean
   }
-  /** Applies an earlier edge to its child, whether or not its staging succeeded (§8.5 does not check). */
+  /** Applies an earlier edge to its child, whether or not its staging succeeded (applying does not check it). */
   | { readonly _tag: "ApplyEdge"; readonly edge: Ref }
   | { readonly _tag: "CancelFlow"; readonly flow: Ref; readonly policy: M.CancelFlowPolicy }
   | {
@@ -222,7 +222,7 @@ export type Command =
   }
   | {
     readonly _tag: "ReportUsage"
-    /** An index into the budgets; an unknown budget (no budget yet) is unlimited (D-19). */
+    /** An index into the budgets; an unknown budget (no budget yet) is unlimited (docs/design/decisions.md#usage-reports-trust-the-handle). */
     readonly budget: Ref
     readonly amounts: ReadonlyArray<readonly [string, number]>
     readonly dedupKey?: string | undefined
@@ -1813,7 +1813,7 @@ const readTouched = (run: Run, touched: Touched): Effect.Effect<Json> =>
   Effect.gen(function*() {
     const b = run.engine.backend
     const executions = touched.all ? run.executions : unique(touched.executions)
-    // a member's flow too: its terminal operations may change the flow (model.md §9.1)
+    // a member's flow too: its terminal operations may change the flow (docs/design/flows.md#flow-states)
     const flowsOfMembers = run.flows.filter((f) => (run.members.get(f) ?? []).some((m) => executions.includes(m)))
     const flows = touched.all ? run.flows : unique([...touched.flows, ...flowsOfMembers])
     const budgets = touched.all ? run.budgets : unique(touched.budgets)

@@ -1,9 +1,9 @@
 /**
- * The in-memory engine: the reference semantics of operations.md. Every
+ * The in-memory engine: the reference semantics (docs/design/). Every
  * operation is one synchronous step over the state (so it is atomic in a
  * single-threaded runtime); checks run before writes, so a failed operation
- * writes nothing (the lease ladder's expiry marking excepted, as the spec
- * says). Time and fresh ids are passed in by the caller.
+ * writes nothing (the lease ladder's expiry marking excepted: see
+ * docs/design/executions.md#the-lease-ladder). Time and fresh ids are passed in by the caller.
  */
 import { Either, Option } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
@@ -324,7 +324,7 @@ export class MemoryEngine {
     }
   }
 
-  /** The full lease ladder (model.md §6.3). */
+  /** The full lease ladder (docs/design/executions.md#the-lease-ladder). */
   private ladder(e: Exec | undefined, p: M.HandlePayload, now: number, mark: boolean): EngineError | undefined {
     if (e === undefined) return notFound("execution")
     if (e.phase !== "active") return this.notActiveDetail(e)
@@ -409,7 +409,7 @@ export class MemoryEngine {
 
   /**
    * Makes `e` terminal. Flow members resolve their outgoing edges in the same
-   * step (P4) unless `publish` is false (flow-cascade cancels).
+   * step (docs/design/decisions.md#dependencies-resolve-in-the-terminal-step) unless `publish` is false (flow-cascade cancels).
    */
   private finish(
     e: Exec,
@@ -510,7 +510,7 @@ export class MemoryEngine {
     return undefined
   }
 
-  /** Resolves the outgoing edges of `upstream` and cascades (model.md §10.3–§10.4). */
+  /** Resolves the outgoing edges of `upstream` and cascades (docs/design/flows.md#resolution). */
   private resolveFrom(flow: Flow, upstream: Exec, outcome: M.TerminalOutcome, now: number): void {
     const queue: Array<[Exec, M.TerminalOutcome]> = [[upstream, outcome]]
     let steps = 0
@@ -621,7 +621,7 @@ export class MemoryEngine {
     }
   }
 
-  /** Cancels from any non-terminal phase (T8). */
+  /** Cancels from any non-terminal phase. */
   private cancelCore(e: Exec, reason: string, source: string, now: number, publish: boolean): void {
     if (source !== "worker") this.leaseEndsElsewhere(e)
     e.cancellationReason = reason
@@ -1382,7 +1382,7 @@ export class MemoryEngine {
     const p = h.payload
     if (args.idempotencyKey !== undefined && args.idempotencyKey !== "") {
       const hit = this.suspendDedup.get(this.suspendDedupKey(p.executionId, args.idempotencyKey))
-      // the first outcome verbatim, with the caller's handle (operations.md §5.1 Output)
+      // the first outcome verbatim, with the caller's handle (docs/design/signals.md#suspend-idempotency)
       if (hit !== undefined && hit.expiresAt > now) {
         return ok(hit.outcome._tag === "Suspended" ? { ...hit.outcome, handle: { ...h.handle, kind: "suspended" } } : hit.outcome)
       }
@@ -2859,7 +2859,7 @@ export class MemoryEngine {
     return e !== undefined && e.phase === "runnable" && e.eligibility === "not_eligible_until_time" && e.delayUntil === at
   }
 
-  /** Makes delayed `key` eligible if it is still delayed until `at` (T20). */
+  /** Makes delayed `key` eligible if it is still delayed until `at`. */
   private promote(key: string, at: number, now: number): boolean {
     if (!this.isDelayedAt(key, at)) return false
     const e = this.executions.get(key as Ids.ExecutionId)!
@@ -3001,9 +3001,9 @@ export class MemoryEngine {
     }))
   }
 
-  /** Resolves dependencies whose upstream is terminal but still unresolved (the P4 safety net). */
+  /** Resolves dependencies whose upstream is terminal but still unresolved (the safety net, docs/design/flows.md#the-reconcile-pass). */
   /**
-   * The safety net of P4 (valkey.md dependency_reconciler): every member blocked by dependencies
+   * The safety net of inline resolution: every member blocked by dependencies
    * has each unresolved dependency whose upstream is terminal resolved, by its dependency record
    * (staged edge or not). Members that are not blocked are left alone. One per dependency resolved.
    */

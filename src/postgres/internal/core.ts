@@ -43,7 +43,7 @@ type Fx<A> = Effect.Effect<A, EngineError>
 
 export interface CoreOptions {
   readonly partitions: PartitionConfig
-  /** Largest owed member set `cancelFlow` cancels in its own transaction (P5). */
+  /** Largest owed member set `cancelFlow` cancels in its own transaction (docs/design/flows.md#the-cascade). */
   readonly cancelFlowInlineLimit: number
   /** Real-time interval between polls of a blocking `tailStream`. */
   readonly tailPollMs: number
@@ -140,7 +140,7 @@ const failureCategory = (reason: M.FailureReason, cls: M.FailureClass): string =
   }
 }
 
-/** blocking_reason of a suspension reason code (model.md §11.6). */
+/** blocking_reason of a suspension reason code (docs/design/signals.md#reason-codes). */
 const blockingReasonOf = (reasonCode: string): M.BlockingReason => {
   switch (reasonCode) {
     case "waiting_for_approval":
@@ -362,14 +362,14 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
       (rows) => rows.map(({ kind, ...payload }) => makeHandle("postgres", kind, payload))
     )
 
-  /** `complete` / `cancel` replayed after a lost reply: the first call ended the attempt (model.md §6.5). */
+  /** `complete` / `cancel` replayed after a lost reply: the first call ended the attempt (docs/design/executions.md#replaying-a-terminal-write). */
   const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boolean => {
     const d = isNotActive(e)
     return d !== undefined && d.leaseEpoch === String(h.payload.leaseEpoch) && d.terminalOutcome === outcome &&
       d.attemptId === h.payload.attemptId
   }
 
-  /** A terminal write replayed after a lost reply (model.md §6.5). */
+  /** A terminal write replayed after a lost reply (docs/design/executions.md#replaying-a-terminal-write). */
   const reconcile = <A>(h: HandleRef, effect: Fx<A>, ok: (d: NonNullable<ReturnType<typeof isNotActive>>) => A | undefined) =>
     Effect.catchAll(effect, (e): Fx<A> => {
       const d = isNotActive(e)
@@ -965,7 +965,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
   return core
 }
 
-/** The maintenance passes (architecture.md §6) over the same caller. */
+/** The maintenance passes (docs/design/maintenance.md) over the same caller. */
 export const makeMaintenance = (caller: Caller): Maintenance.Service => {
   const run = (name: PassName, fn: string, extra: ReadonlyArray<Arg>) => (passOptions?: PassOptions): Fx<PassResult> => {
     const batch = Math.max(1, Math.floor(passOptions?.batchSize ?? DEFAULT_BATCH_SIZE))

@@ -509,8 +509,8 @@ export const makeCore = (
    * lives in another slot) and of every claimForWorker (ff_issue_grant), the same walk as
    * ff_claim_lane's on a standalone server (execution.lua `FF.claim_lane_one`, which explains it):
    * hint entries best first, each visit bounded by the next entry's hint and the deferred
-   * candidate, so that the call serves the globally best candidate for this worker (model.md
-   * §8.3); a partition whose best candidate for the worker is worse than the bound answers LATER
+   * candidate, so that the call serves the globally best candidate for this worker
+   * (docs/design/executions.md#claim-order); a partition whose best candidate for the worker is worse than the bound answers LATER
    * and is visited again once nothing better can be elsewhere. Each visit sets the partition's
    * hint to its real head (a stale hint costs one visit once).
    */
@@ -726,7 +726,7 @@ export const makeCore = (
       ...(message === undefined ? {} : { message })
     }))
 
-  /** model.md §6.5: a retried terminal write that finds its own outcome succeeds. */
+  /** (docs/design/executions.md#replaying-a-terminal-write) A retried terminal write that finds its own outcome succeeds. */
   const reconciled = <A>(h: HandleRef, matches: (d: ExecutionNotActiveDetail) => Option.Option<A>) =>
   (e: EngineError): Fx<A> => {
     if (e._tag === "Contention" && e.kind === "ExecutionNotActive" && e.notActive !== undefined &&
@@ -1313,7 +1313,7 @@ export const makeCore = (
     Effect.gen(function*() {
       yield* inRange(a.executionId)
       const env = yield* call("create", ex(a.executionId), createArgs(a), [a.inputPayload, a.policyJson])
-      // a Duplicate writes nothing (operations.md §8.1), the lane registry included
+      // a Duplicate writes nothing, the lane registry included
       if (env.status === "DUPLICATE") {
         const [executionId] = yield* decodeFields("ff_create", T_Exec, env.fields)
         return { _tag: "Duplicate", executionId } satisfies M.CreateExecutionResult
@@ -1428,7 +1428,7 @@ export const makeCore = (
       for (const a of list) yield* inRange(a.executionId)
       const results = new Array<M.CreateExecutionResult>(list.length)
       yield* createChunks(list, results)
-      // only the lanes of created executions: a Duplicate writes nothing (operations.md §8.1)
+      // only the lanes of created executions: a Duplicate writes nothing
       const created = new Set<string>()
       for (let i = 0; i < list.length; i++) if (results[i]!._tag === "Created") created.add(list[i]!.laneId)
       for (const lane of created) yield* p.registerLane(lane)
@@ -1539,7 +1539,7 @@ export const makeCore = (
       )
       return { _tag: "Staged", edgeId, newGraphRevision } satisfies M.StageDependencyEdgeResult
     }).pipe(
-      // errors.md §6.2: the typed conflict carries the existing edge, read right after
+      // the typed conflict carries the existing edge, read right after
       Effect.catchIf(
         (e): e is EngineError =>
           (e._tag === "Conflict" && e.kind === "DependencyAlreadyExists") ||
@@ -2016,7 +2016,7 @@ export const makeCore = (
   }
 }
 
-/** The `stream_ops` permit pool of read_stream / tail_stream (operations.md §11). */
+/** The `stream_ops` permit pool of read_stream / tail_stream (docs/design/streams-and-budgets.md#the-stream-read-pool). */
 export const makeStreamOps = (max: number): Effect.Effect<StreamOps> =>
   Effect.gen(function*() {
     const semaphore = yield* Effect.makeSemaphore(max)

@@ -29,7 +29,7 @@ export interface Settings {
   readonly prefix: string
   readonly partitions: PartitionConfig
   readonly clock: "store" | "effect"
-  /** Flows with at most this many owed members are cancelled inside the cancel_flow call (P5). */
+  /** Flows with at most this many owed members are cancelled inside the cancel_flow call (docs/design/flows.md#the-cascade). */
   readonly cancelInlineLimit: number
   /** Claim candidates examined per partition and call (capability filtering). */
   readonly claimScan: number

@@ -3,7 +3,7 @@
 -- progress, complete, fail, cancel, delay, wait_children, revoke, priority, replay
 -- ===========================================================================
 
--- --- create (T1 / T2) ---------------------------------------------------------------
+-- --- create ------------------------------------------------------------------------
 -- create arguments stored under their own name, when given
 local CREATE_OPTIONAL = {
   "execution_kind", "creator_identity", "payload_encoding", "required_capabilities", "attempt_timeout_ms",
@@ -35,7 +35,7 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
   local ts = FF.s(now)
   local sprio = FF.s(priority)
   local c = { execution_id = e, namespace = ns, lane_id = lane, priority = sprio, created_at = ts }
-  -- the state vector (valkey.md §4) of a new execution
+  -- the state vector (docs/design/valkey.md#key-layout) of a new execution
   local elig, reason, detail, pub, sdelay = "eligible_now", "waiting_for_worker", "", "waiting", ""
   if delayed then
     sdelay = FF.s(delay_until)
@@ -228,7 +228,7 @@ function FF.arm_attempt_timeout(B, e, c, now, override)
   if ms > 0 then C("ZADD", K.idx(B, "attempt_timeout"), FF.s(now + ms), e) end
 end
 
--- T3: a new attempt (initial / retry / replay).
+-- A new attempt (initial / retry / replay).
 function FF.claim_fresh(B, e, c, now, a)
   local idx = FF.num(c.total_attempt_count)
   local epoch = FF.num(c.current_lease_epoch) + 1
@@ -255,7 +255,7 @@ function FF.claim_fresh(B, e, c, now, a)
   return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
 end
 
--- T4: the interrupted attempt is leased again (same index, same attempt id).
+-- The interrupted attempt is leased again (same index, same attempt id).
 function FF.claim_resume(B, e, c, now, lease_id, wid, wiid, ttl, remaining)
   local idx = c.current_attempt_index
   local aid = c.current_attempt_id
@@ -267,7 +267,7 @@ function FF.claim_resume(B, e, c, now, lease_id, wid, wiid, ttl, remaining)
   return { e, FF.str(idx), aid, lease_id, FF.s(epoch), FF.s(exp), "resumed" }
 end
 
--- T14: an expired or revoked lease is taken over by a new attempt of type reclaim.
+-- An expired or revoked lease is taken over by a new attempt of type reclaim.
 -- Returns nil when the reclaim cap turned the execution terminal instead.
 function FF.claim_reclaim(B, e, c, now, a)
   local p = FF.policy(B, e)
@@ -419,7 +419,7 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
   return nil
 end
 
--- claim (operations.md §4.1, D-4, P3) on one partition: the heads first, then up to a.scan
+-- claim (docs/design/executions.md#claiming) on one partition: the heads first, then up to a.scan
 -- candidates (capability filtering, grants held by others, stale index entries).
 -- a.bound (optional, a claim score): the best score another partition may still hold for this
 -- lane (its hint); a candidate worse than it is not taken (status LATER, see FF.claim_from).
@@ -444,7 +444,7 @@ FF.fn.claim = function(B, a, now)
   local heads = FF.candidates(B, lane, 2, a.no_reclaim)
   if #heads == 0 then return FF.ok("EMPTY") end
   -- only the best head: when it is not for this worker, the other index's head is not the next
-  -- best (the merged scan below is), so the order stays priority then FIFO (model.md §8.3).
+  -- best (the merged scan below is), so the order stays priority then FIFO (docs/design/executions.md#claim-order).
   -- With two entries of each index read, the one after it is the next head.
   local next_head = ""
   if #heads > 1 then next_head = FF.s(heads[2][2]) end
@@ -466,8 +466,8 @@ end
 -- round trip instead of three. KEYS[1] is the hint key `<prefix>:hint:<lane>`; a.prefix and
 -- a.partitions give the partition bases. The wakes a partition reports go to the hints at once.
 --
--- The claim takes the globally best candidate for this worker (priority then FIFO, model.md
--- §8.3), as memory does. A hint score is a lower bound of its partition's best claim score (every
+-- The claim takes the globally best candidate for this worker (priority then FIFO,
+-- docs/design/executions.md#claim-order), as memory does. A hint score is a lower bound of its partition's best claim score (every
 -- path that indexes a candidate lowers the hint to its score; a hint is raised only to its
 -- partition's real head), but the head may need a capability the worker lacks, or be gone (a
 -- "stale" hint: e.g. applyDependencyToChild blocked it). So the walk visits the hint entries best
@@ -688,7 +688,7 @@ FF.fn.claim_lane = function(H, a, now)
   return reply
 end
 
--- claim_for_worker (operations.md §4.11): a grant on the best eligible candidate of the lane for
+-- claim_for_worker (docs/design/executions.md#grants): a grant on the best eligible candidate of the lane for
 -- this worker on this partition (capabilities; a live grant of another worker reserves its
 -- execution, the worker's own grant is renewed). a.bound as in FF.fn.claim: a candidate worse
 -- than it is not granted (LATER, nothing written), so the layer's walk over the hints grants the
@@ -733,7 +733,7 @@ FF.fn.issue_grant = function(B, a, now)
   return FF.ok("NOMATCH", head)
 end
 
--- claim_resumed_execution (operations.md §5.5) and claim_from_reclaim (§4.8).
+-- claim_resumed_execution and claim_from_reclaim (docs/design/executions.md#grants).
 FF.fn.claim_resumed = function(B, a, now)
   local bad = FF.need("claim_resumed", a,
     { "execution_id", "s", "worker_id", "s", "worker_instance_id", "s", "lease_id", "s", "lease_ttl_ms", "n" })
@@ -786,7 +786,7 @@ FF.fn.progress = function(B, a, now)
   return FF.ok("OK")
 end
 
--- --- complete (T5) --------------------------------------------------------------------------------
+-- --- complete ---------------------------------------------------------------------------------
 -- ff_complete: ends the run and the attempt with success, stores the result, makes the execution
 -- terminal and resolves a flow member's dependents.
 --   KEYS:   [1] the partition base
@@ -835,7 +835,7 @@ FF.fn.complete_many = function(_, a, now, _, _, argv)
   return out
 end
 
--- --- fail (T6 / T7) ----------------------------------------------------------------------------------
+-- --- fail ----------------------------------------------------------------------------------------
 function FF.retry_delay(rp, retry_count)
   local b = rp.backoff
   if type(b) ~= "table" then return math.min(1000 * math.pow(2, retry_count), 60000) end
@@ -905,7 +905,7 @@ FF.fn.fail = function(B, a, now)
   return FF.ok("TERMINAL")
 end
 
--- --- cancel (worker: T8 with the lease checks of §4.7; operator: §8.7) ----------------------------------
+-- --- cancel (worker, with the lease checks; operator: docs/design/executions.md#cancel) ------------------------------
 FF.fn.cancel = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
@@ -929,7 +929,7 @@ FF.fn.cancel = function(B, a, now)
   return FF.ok("OK")
 end
 
--- --- delay (T10) / wait_children (T11) ------------------------------------------------------------------
+-- --- delay / wait_children ---------------------------------------------------------------------------
 -- ff_delay: ends the run, parks the attempt and releases the lease until a.delay_until.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {execution_id, attempt_id, lease_id, lease_epoch, delay_until}
@@ -978,7 +978,7 @@ FF.fn.wait_children = function(B, a, now)
   return FF.ok("OK")
 end
 
--- --- revoke_lease (T13) -----------------------------------------------------------------------------------
+-- --- revoke_lease -----------------------------------------------------------------------------------------
 -- ff_revoke: takes the lease away from its worker (the run ends lease_revoked); the execution
 -- becomes a reclaim candidate.
 --   KEYS:   [1] the partition base
@@ -1010,7 +1010,7 @@ FF.fn.revoke = function(B, a, now)
   return FF.ok("OK", lid, epoch)
 end
 
--- --- change_priority (§8.8) -----------------------------------------------------------------------------------
+-- --- change_priority --------------------------------------------------------------------------------------
 FF.fn.change_priority = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
@@ -1025,7 +1025,7 @@ FF.fn.change_priority = function(B, a, now)
   return FF.ok("OK")
 end
 
--- --- replay (T24 / T25) ------------------------------------------------------------------------------------------
+-- --- replay ---------------------------------------------------------------------------------------------------
 FF.fn.replay = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)

@@ -560,7 +560,7 @@ function FF.drop_lease(B, e, c)
   C("ZREM", K.idx(B, "attempt_timeout"), e)
 end
 
--- --- the lease ladder (model.md §6.3) ---------------------------------------------------------
+-- --- the lease ladder (docs/design/executions.md#the-lease-ladder) -----------------------------------------------------
 FF.LADDER_WRITE = { mark = true, attempt = true } -- the checks of a write that ends or parks the attempt
 -- opts.mark: mark an expired lease (write) ; opts.attempt: compare the attempt id ;
 -- opts.index: compare the attempt index ; opts.revoked_at: a set lease_revoked_at counts as revoked
@@ -585,7 +585,7 @@ function FF.ladder(B, e, c, now, f, opts)
   return nil
 end
 
--- T12: the lease elapsed. The execution stays active and becomes a reclaim candidate.
+-- The lease elapsed. The execution stays active and becomes a reclaim candidate.
 function FF.mark_expired(B, e, c, now)
   if c.ownership_state ~= "leased" then return end
   FF.run_end(B, e, c, "lease_expired", nil, now)

@@ -16,7 +16,7 @@ FF.fn.pass_expire_leases = function(B, a, now)
 end
 
 -- Makes up to `limit` delayed executions of `lane` on this partition eligible whose time came
--- (T20). Returns how many, and whether more were due.
+-- Returns how many, and whether more were due.
 local function promote_lane(B, lane, now, limit)
   local n, more = 0, false
   local dk = K.lane(B, lane, "delayed")
@@ -40,7 +40,7 @@ local function promote_lane(B, lane, now, limit)
   return n, more
 end
 
--- Delayed / backoff / resume-delay work whose time came (T20). Also reports every lane
+-- Delayed / backoff / resume-delay work whose time came. Also reports every lane
 -- that has claimable work, which repairs claim hints lost by a crashed client.
 FF.fn.pass_promote_delayed = function(B, a, now)
   local batch = batch_of(a)
@@ -124,7 +124,7 @@ FF.fn.pass_expire_pending_waitpoints = function(B, a, now)
   return FF.ok("OK", n, #items > batch and "1" or "0")
 end
 
--- --- retention (valkey.md §9 retention_trimmer) ---------------------------------------------------
+-- --- retention (docs/design/maintenance.md#trim-retention) -----------------------------------------------
 
 local function del_chunked(keys)
   for i = 1, #keys, 500 do
@@ -200,7 +200,7 @@ FF.fn.pass_trim_retention = function(B, a, now)
   return FF.ok("OK", n, #items > batch and "1" or "0")
 end
 
--- Safety net of P4: deferred cascades, and blocked children whose upstreams are terminal.
+-- Safety net of inline resolution (docs/design/flows.md#the-reconcile-pass): deferred cascades, and blocked children whose upstreams are terminal.
 FF.fn.pass_reconcile_dependencies = function(B, a, now)
   local batch = batch_of(a)
   local n = 0
@@ -248,7 +248,7 @@ FF.fn.pass_reconcile_dependencies = function(B, a, now)
   return FF.ok("OK", n, more and "1" or "0")
 end
 
--- P5: members a flow cancellation still owes.
+-- Members a flow cancellation still owes.
 FF.fn.pass_drain_cancel_backlog = function(B, a, now)
   local batch = batch_of(a)
   local flows = due(B, "cancel_backlog", now, batch)

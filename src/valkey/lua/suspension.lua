@@ -121,7 +121,7 @@ function FF.eval_composite(B, e, tree, wkey, w, sig)
   return "appended_to_waitpoint", false, true
 end
 
--- --- resume (T16 / T17) --------------------------------------------------------------------------
+-- --- resume -----------------------------------------------------------------------------------
 function FF.resume_exec(B, e, c, now, delay_ms, detail, close_reason, closer)
   local sk = K.ex(B, e, "susp")
   local t = { "satisfied_at", FF.s(now) }
@@ -170,7 +170,7 @@ FF.fn.create_waitpoint = function(B, a, now)
   if a.lease_id ~= c.current_lease_id or FF.str(a.lease_epoch) ~= c.current_lease_epoch then
     return FF.err("stale_lease")
   end
-  -- the stricter ladder §5.2 allows (as memory and Postgres): a lease that ran out is LeaseExpired
+  -- the stricter lease ladder (docs/design/executions.md#the-lease-ladder) (as memory and Postgres): a lease that ran out is LeaseExpired
   -- (not marked here: the lease-expiry pass marks it)
   if c.lease_expires_at ~= "" and FF.num(c.lease_expires_at) <= now then return FF.err("lease_expired") end
   local w = a.waitpoint_id
@@ -342,7 +342,7 @@ FF.fn.suspend = function(B, a, now)
   C("SADD", K.ex(B, e, "wps"), wp_id)
   local status = "SUSPENDED"
   if satisfied then
-    -- T9': the buffered signals already satisfy the condition; the worker keeps its lease
+    -- the buffered signals already satisfy the condition; the worker keeps its lease
     status = "SATISFIED"
     C("HSET", K.wp(B, wp_id), "satisfied_at", FF.s(now))
     FF.close_waitpoint(B, wp_id, "resumed", now)
@@ -372,7 +372,7 @@ FF.fn.suspend = function(B, a, now)
   return FF.ok(status, details)
 end
 
--- --- deliver_signal (operations.md §5.4, D-6) ----------------------------------------------------
+-- --- deliver_signal (docs/design/signals.md#delivering-a-signal) ------------------------------------------------
 local function stamp_hmac_failure(B, e, now)
   C("HSET", K.core(B, e), "last_hmac_validation_failed_at", FF.s(now))
 end
@@ -451,7 +451,7 @@ FF.fn.deliver_signal = function(B, a, now, payload)
   local never_bound = (wp.suspension_id or "") == ""
   if c.lifecycle_phase ~= "suspended" or wp.state == "pending" then
     if wp.state == "pending" or (wp.state == "closed" and never_bound) then
-      -- D-6: buffered until suspend activates the waitpoint; a pending waitpoint closed or past
+      -- buffered (docs/design/signals.md#buffering) until suspend activates the waitpoint; a pending waitpoint closed or past
       -- its expiry takes nothing more
       if wp.state == "closed" or (FF.num(wp.expires_at) > 0 and FF.num(wp.expires_at) <= now) then
         return FF.err("waitpoint_closed")
@@ -548,7 +548,7 @@ FF.fn.release_id = function(R, a)
   return FF.ok("OK", "1")
 end
 
--- --- suspension timeouts (T16 / T18 / T19) ---------------------------------------------------------
+-- --- suspension timeouts ---------------------------------------------------------------------------
 function FF.expire_suspension(B, e, now)
   local c = FF.core(B, e)
   if c == nil or c.lifecycle_phase ~= "suspended" then
@@ -576,7 +576,7 @@ function FF.expire_suspension(B, e, now)
   elseif b == "escalate" then
     C("HSET", sk, "reason_code", "waiting_for_operator_review", "timeout_at", "", "timeout_behavior", "")
     C("ZREM", K.idx(B, "susp_timeout"), e)
-    -- the timeout is gone, so the suspended score is the no-timeout score (operations.md §7.4)
+    -- the timeout is gone, so the suspended score is the no-timeout score (docs/design/reads.md#the-suspended-listing)
     C("ZADD", K.idx(B, "suspended"), "XX", FF.s(FF.NO_TIMEOUT), e)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", "paused_by_operator",
       "suspension escalated: timeout at " .. FF.s(at), "none", c.attempt_state, now)

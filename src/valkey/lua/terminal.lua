@@ -1,6 +1,6 @@
 -- ===========================================================================
 -- terminal.lua: terminal transitions, suspension closing, and the hook that
--- resolves a flow member's dependents inside the same call (README P4).
+-- resolves a flow member's dependents inside the same call (docs/design/decisions.md#dependencies-resolve-in-the-terminal-step).
 -- ===========================================================================
 
 -- Closes the open suspension of `e` (and its waitpoints and conditions).
@@ -90,7 +90,7 @@ function FF.drain(B, now)
   end
 end
 
--- Cancels `e` (T8) from any non-terminal phase. The caller has checked the lease.
+-- Cancels `e` from any non-terminal phase. The caller has checked the lease.
 function FF.cancel_exec(B, e, c, reason, source, cancelled_by, now, opts)
   if cancelled_by ~= "worker" then FF.revoked(e, c) end
   local phase = c.lifecycle_phase
@@ -106,7 +106,7 @@ function FF.cancel_exec(B, e, c, reason, source, cancelled_by, now, opts)
   FF.to_terminal(B, e, c, "cancelled", now, { "cancellation_reason", reason, "cancelled_by", cancelled_by }, opts)
 end
 
--- T15: attempt timeout or execution deadline.
+-- Attempt timeout or execution deadline.
 function FF.expire_exec(B, e, c, reason, now)
   FF.revoked(e, c)
   local phase = c.lifecycle_phase
@@ -122,7 +122,7 @@ function FF.expire_exec(B, e, c, reason, now)
   FF.to_terminal(B, e, c, "expired", now, { "failure_reason", reason })
 end
 
--- T23: a required dependency can never be satisfied.
+-- A required dependency can never be satisfied.
 function FF.skip_exec(B, e, c, now)
   if c.lifecycle_phase == "terminal" then return end
   FF.revoked(e, c)
