@@ -412,7 +412,8 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
         Effect.forEach(
           lanes,
           (lane) => callDecode("lane_wait", "lane_wait", [text(lane), text(workerInstanceId), bigint(WAITER_TTL_MS)], LaneWait),
-          { concurrency: "unbounded" }
+          // one transaction per lane (each holds that lane's lock alone), a few at a time
+          { concurrency: 4 }
         ),
         (waits): EngineBackend.Armed => {
           let due: number | undefined
