@@ -149,6 +149,26 @@ FF.fn.stage_edge = function(B, a, now)
   return FF.ok("OK", edge, rev)
 end
 
+-- A join's group record before any edge is applied, as set_edge_group_policy writes it.
+local function write_new_group(B, fid, j, ts)
+  C("HSET", K.fx(B, fid, "grp:" .. j.downstream), "policy_variant", j.variant, "on_satisfied", FF.str(j.on_satisfied),
+    "k", FF.str(j.k), "n", "0", "succeeded", "0", "failed", "0", "skipped", "0", "group_state", "pending",
+    "created_at", ts)
+end
+
+-- A staged edge (x.edge_id from x.upstream to x.downstream) and the child's unsatisfied
+-- dependency record, as stage_edge and FF.apply_dep write them.
+local function write_new_edge(B, fid, x, ts)
+  local edge, up, down = x.edge_id, x.upstream, x.downstream
+  C("HSET", K.fx(B, fid, "edge:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
+    "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind),
+    "satisfaction_condition", "all_required", "data_passing_ref", FF.str(x.data_passing_ref),
+    "edge_state", "pending", "created_at", ts, "created_by", "engine")
+  C("HSET", K.ex(B, down, "dep:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
+    "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind), "state", "unsatisfied",
+    "data_passing_ref", FF.str(x.data_passing_ref), "last_resolved_at", "")
+end
+
 -- createFlowGraph: the flow and its members (create_flow, create_one), the joins
 -- (set_edge_group_policy), then membership and edges written together, with the same keys and
 -- fields the single-step add_to_flow / stage_edge / apply_dependency leave: the layer validated the
@@ -228,9 +248,7 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
   -- the joins (set_edge_group_policy on a new flow: no group exists yet)
   for i = 1, #joins do
     local j = joins[i]
-    C("HSET", K.fx(B, fid, "grp:" .. j.downstream), "policy_variant", j.variant, "on_satisfied", FF.str(j.on_satisfied),
-      "k", FF.str(j.k), "n", "0", "succeeded", "0", "failed", "0", "skipped", "0", "group_state", "pending",
-      "created_at", ts)
+    write_new_group(B, fid, j, ts)
   end
   -- the edges, staged and applied (stage_edge + apply_dependency for each), their sets written
   -- once per node
@@ -238,13 +256,7 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
   for i = 1, #edges do
     local x = edges[i]
     local edge, up, down = x.edge_id, x.upstream, x.downstream
-    C("HSET", K.fx(B, fid, "edge:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
-      "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind),
-      "satisfaction_condition", "all_required", "data_passing_ref", FF.str(x.data_passing_ref),
-      "edge_state", "pending", "created_at", ts, "created_by", "engine")
-    C("HSET", K.ex(B, down, "dep:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
-      "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind), "state", "unsatisfied",
-      "data_passing_ref", FF.str(x.data_passing_ref), "last_resolved_at", "")
+    write_new_edge(B, fid, x, ts)
     local out = outs[up]
     if out == nil then
       out = {}
@@ -509,22 +521,14 @@ FF.fn.extend_flow = function(B, a, now, _, _, argv)
   end
   for i = 1, #joins do
     local j = joins[i]
-    C("HSET", K.fx(B, fid, "grp:" .. j.downstream), "policy_variant", j.variant, "on_satisfied", FF.str(j.on_satisfied),
-      "k", FF.str(j.k), "n", "0", "succeeded", "0", "failed", "0", "skipped", "0", "group_state", "pending",
-      "created_at", ts)
+    write_new_group(B, fid, j, ts)
   end
   -- the edges and the children's dependency records (stage_edge + the records of FF.apply_dep)
   local outs_new, ups = {}, {}
   for i = 1, #edges do
     local x = edges[i]
     local edge, up, down = x.edge_id, x.upstream, x.downstream
-    C("HSET", K.fx(B, fid, "edge:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
-      "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind),
-      "satisfaction_condition", "all_required", "data_passing_ref", FF.str(x.data_passing_ref),
-      "edge_state", "pending", "created_at", ts, "created_by", "engine")
-    C("HSET", K.ex(B, down, "dep:" .. edge), "edge_id", edge, "flow_id", fid, "upstream_execution_id", up,
-      "downstream_execution_id", down, "dependency_kind", FF.str(x.dependency_kind), "state", "unsatisfied",
-      "data_passing_ref", FF.str(x.data_passing_ref), "last_resolved_at", "")
+    write_new_edge(B, fid, x, ts)
     local out = outs_new[up]
     if out == nil then
       out = {}
