@@ -233,8 +233,12 @@ export declare namespace EngineBackend {
      * or backed-off work is due.
      */
     readonly arm: Effect.Effect<Armed, EngineError>
-    /** The worker is busy again: the store may stop waking it. */
-    readonly disarm: Effect.Effect<void, EngineError>
+    /**
+     * The worker is busy again: the store may stop waking it. Returns at once (the store is told
+     * in the background, before the next `arm`); a failure is logged, as it costs only wake-ups
+     * the worker does not need.
+     */
+    readonly disarm: Effect.Effect<void>
     /**
      * Waits until the count of wake-ups exceeds `since` or `maxWait` passed (Effect's `Clock`);
      * true when woken.

@@ -1049,7 +1049,6 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
     let armed: Option.Option<number> | undefined
     /** Promotions in a row that found nothing due at the reported due time (the store's clock lags ours). */
     let misses = 0
-    yield* Effect.addFinalizer(() => (armed === undefined ? Effect.void : Effect.ignore(sub.disarm)))
 
     yield* Effect.logInfo(
       `worker ${settings.workerInstanceId} started: lanes ${settings.lanes.join(", ")}; kinds ${
@@ -1117,7 +1116,7 @@ const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, Engin
         yield* idle.reset
         if (armed !== undefined) {
           armed = undefined
-          yield* FiberSet.run(background, Effect.ignoreLogged(sub.disarm))
+          yield* sub.disarm
         }
         continue
       }

@@ -1,9 +1,10 @@
 // Eight concurrent claimers drain 5 000 executions: every execution is claimed by exactly one of
-// them and completed exactly once (FOR UPDATE SKIP LOCKED on the ready table, fenced completes).
+// them and completed exactly once (FOR UPDATE SKIP LOCKED on the ready table, fenced completes); and a
+// claim whose candidate another transaction holds.
 import { describe, expect, layer } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Deferred, Effect, Fiber, Layer, Option, Redacted } from "effect"
 import { inject } from "vitest"
 import { EngineBackend } from "../src/EngineBackend.js"
 import * as Ids from "../src/Ids.js"
@@ -83,5 +84,37 @@ describe("postgres concurrency", () => {
         )
         expect(ready[0]!.n).toBe("0")
       }), 300_000) // 10–20 s on this machine; a loaded one (two suites side by side) took over 60 s
+
+    // Another transaction holding an execution (the old holder's renewal of a revoked lease, a
+    // cancellation) makes a claim skip it; no wake-up follows when that transaction ends, so the
+    // claim itself tries again for a moment instead of answering "nothing" to an idle worker.
+    it.effect("a claim whose only candidate another transaction holds takes it once that transaction ends", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const sql = yield* SqlClient.SqlClient
+        const lane = Ids.unsafe.laneId(`busy-${process.pid}`)
+        const executionId = yield* Ids.executionIdSolo(lane)
+        yield* b.createExecution({ executionId, namespace: Ids.unsafe.namespace("busy"), laneId: lane, executionKind: "k" })
+        const locked = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const holder = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+          yield* sql.unsafe(`SELECT 1 FROM "${schema}".exec_core WHERE execution_id = $1 FOR UPDATE`, [executionId])
+          yield* Deferred.succeed(locked, undefined)
+          yield* Deferred.await(release)
+        })))
+        yield* Deferred.await(locked)
+        const [reply] = yield* sql.unsafe<{ readonly r: { readonly ok: { readonly handles: ReadonlyArray<unknown>; readonly busy: number } } }>(
+          `SELECT "${schema}".ff_claim($1, '{}', 'w', 'w-i', 60000, 1, NULL) AS r`,
+          [lane]
+        )
+        expect(reply!.r.ok).toEqual({ handles: [], busy: 1 })
+        const policy = { workerId: Ids.unsafe.workerId("w"), workerInstanceId: Ids.unsafe.workerInstanceId("w-i"), leaseTtlMs: 60_000 }
+        const claim = yield* Effect.fork(b.claim({ lane, capabilities: { tokens: [] }, policy }))
+        // (the claim's first try most likely finds the candidate held; a later one may not, and passes)
+        yield* Effect.sleep("20 millis")
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(holder)
+        expect(decodeExecutionId(Option.getOrThrow(yield* Fiber.join(claim)).opaque)).toBe(executionId)
+      }))
   })
 })

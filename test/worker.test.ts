@@ -1,9 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Layer, Metric, MetricState, Option, Ref, Schedule, TestClock, Tracer } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer, Metric, MetricState, Option, Ref, Schedule, TestClock, Tracer } from "effect"
 import { EngineBackend, operationNames } from "../src/EngineBackend.js"
 import { Transport } from "../src/EngineError.js"
 import * as Ids from "../src/Ids.js"
 import { instrument } from "../src/internal/observability.js"
+import * as LeaseKeeper from "../src/internal/worker/leaseKeeper.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
 import * as Producer from "../src/Producer.js"
 import * as Worker from "../src/Worker.js"
@@ -267,6 +268,43 @@ describe("lease keeper (memory)", () => {
         // each attempt outlived its TTL three times over, so each lease was renewed several times
         expect(yield* Ref.get(renewals)).toBeGreaterThanOrEqual(20 * 5)
       })), 20_000)
+})
+
+describe("lease keeper and revocations (memory)", () => {
+  // A revoked attempt's execution can be claimed again, by the same worker, before the revocation
+  // reaches the keeper: the keeper then holds two attempts of one execution and must stop the old one.
+  it.effect("a revocation stops the revoked attempt even when the next attempt of its execution registered first", () =>
+    Effect.gen(function*() {
+      const backend = yield* EngineBackend
+      const lane = yield* newLane()
+      const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+      const first = yield* claimOne(lane)
+      yield* backend.revokeLease({ executionId: id, reason: "operator" })
+      const second = yield* claimOne(lane)
+      const keeper = yield* LeaseKeeper.make({
+        backend,
+        leaseTtlMs: 3_600_000,
+        renewEvery: Duration.minutes(20),
+        onRenewal: () => Effect.void,
+        describeLoss: (e) => e.message
+      })
+      const lease = (handle: typeof first): LeaseKeeper.Lease => ({
+        executionId: id,
+        handle,
+        lock: Effect.unsafeMakeSemaphore(1),
+        ended: Effect.succeed(false),
+        stop: undefined
+      })
+      const [old, next] = [lease(first), lease(second)]
+      const oldRun = yield* Effect.fork(keeper.guard(old, 0, Effect.never))
+      const nextRun = yield* Effect.fork(keeper.guard(next, 0, Effect.never))
+      yield* Effect.yieldNow()
+      yield* keeper.recheck(id)
+      expect(old.stop?._tag).toBe("LeaseLost")
+      expect(Exit.isInterrupted(yield* Fiber.await(oldRun))).toBe(true)
+      expect(next.stop).toBeUndefined()
+      expect(nextRun.unsafePoll()).toBeNull()
+    }).pipe(Effect.scoped, Effect.provide(MemoryBackend.layer())))
 })
 
 describe("input reads (memory)", () => {

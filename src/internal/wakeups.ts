@@ -5,7 +5,7 @@
  * of the lane and completes its pending `await`; a revocation goes to the subscriptions of the
  * worker instance that holds the lease. See docs/worker.md, "Wake-ups, timers and cancellation".
  */
-import { Deferred, Duration, Effect, Exit, FiberId, Option, Queue, type Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, FiberId, Option, Queue, type Scope } from "effect"
 import type { EngineBackend } from "../EngineBackend.js"
 import type { EngineError } from "../EngineError.js"
 import type { ExecutionId } from "../Ids.js"
@@ -113,10 +113,32 @@ export const makeHub = (transport: WakeTransport): Hub => {
               transport.unlisten(goneLanes, goneWorkers)
           }))
       )
+      // The store's registration follows the order of the calls: a disarm runs in the background,
+      // and the arm after it waits for it (else it could land last and leave the worker unregistered,
+      // its wake-ups never sent). The last registration is undone when the subscription ends.
+      let registered = false
+      let disarming: Fiber.RuntimeFiber<void> | undefined
+      const settled = Effect.suspend(() => (disarming === undefined ? Effect.void : Fiber.await(disarming)))
+      yield* Effect.addFinalizer(() =>
+        Effect.zipRight(settled, Effect.suspend(() => (registered ? Effect.ignore(store.disarm) : Effect.void)))
+      )
       const subscription: EngineBackend.WorkSubscription = {
         wakeups: Effect.sync(() => sub.count),
-        arm: store.arm,
-        disarm: store.disarm,
+        arm: Effect.zipRight(
+          settled,
+          Effect.suspend(() => {
+            registered = true
+            return store.arm
+          })
+        ),
+        disarm: Effect.suspend(() => {
+          if (!registered) return Effect.void
+          registered = false
+          return Effect.map(
+            Effect.forkDaemon(Effect.ignoreLogged(store.disarm)),
+            (fiber) => void (disarming = fiber)
+          )
+        }),
         promoteDue: store.promoteDue,
         await: (since, maxWait) =>
           Effect.suspend(() => {

@@ -126,9 +126,12 @@ const makeTempDir = async (prefix: string): Promise<string> => {
   return dir;
 };
 
+/** The last lines of a server log; for a crash, the start of its report (the stack trace) instead. */
 const tail = async (file: string, lines = 20): Promise<string> => {
   try {
-    return (await fs.readFile(file, "utf8")).split("\n").slice(-lines).join("\n");
+    const all = (await fs.readFile(file, "utf8")).split("\n");
+    const crash = all.findIndex((line) => line.includes("BUG REPORT START"));
+    return (crash >= 0 ? all.slice(Math.max(0, crash - lines), crash + 60) : all.slice(-lines)).join("\n");
   } catch {
     return "(no log)";
   }

@@ -78,6 +78,13 @@ export interface Harness {
   readonly eventually: <E, R>(condition: Effect.Effect<boolean, E, R>, withinMs?: number) => Effect.Effect<void, E, R>
 }
 
+/** " (at file:line)" of the first frame of `stack` outside this file: the test that waited. */
+const callerOf = (stack: string | undefined): string => {
+  const frame = stack?.split("\n").slice(1).find((line) => !line.includes("helpers.ts") && line.includes("/test/"))
+  const where = frame?.match(/\/(test\/[^:)]+:\d+)/)?.[1]
+  return where === undefined ? "" : ` (at ${where})`
+}
+
 const harness = (options: SuiteOptions | undefined): Harness => {
   const settleMs = options?.settleMs ?? 0
   const settle = Effect.zipRight(
@@ -102,17 +109,19 @@ const harness = (options: SuiteOptions | undefined): Harness => {
       }),
     // The condition waits on server I/O, whose speed depends on the machine's load: the bound is
     // live time, generous, not a number of polls.
-    eventually: (condition, withinMs = 30_000) =>
-      Effect.gen(function*() {
+    eventually: (condition, withinMs = 30_000) => {
+      const at = callerOf(new Error().stack)
+      return Effect.gen(function*() {
         const liveNow = TestServices.provideLive(Clock.currentTimeMillis)
         const deadline = (yield* liveNow) + withinMs
         for (;;) {
           yield* settle
           if (yield* condition) return
-          if ((yield* liveNow) > deadline) return yield* Effect.dieMessage(`condition not met within ${withinMs} ms`)
+          if ((yield* liveNow) > deadline) return yield* Effect.dieMessage(`condition not met within ${withinMs} ms${at}`)
           yield* TestServices.provideLive(Effect.sleep(Duration.millis(Math.max(1, settleMs))))
         }
-      }),
+      })
+    },
     advance: (ms, stepMs = 50) =>
       Effect.gen(function*() {
         let left = ms

@@ -53,8 +53,8 @@ export interface LeaseKeeper {
   /** Stops every running handler with `Shutdown`, and every handler that starts from now on. */
   readonly shutdown: Effect.Effect<void>
   /**
-   * Renews the lease of `executionId` now (the backend said someone else ended it): a lost lease
-   * stops its handler. An attempt not yet registered is checked when it registers.
+   * Renews the leases of `executionId`'s attempts now (the backend said someone else ended one): a
+   * lost lease stops its handler. An attempt not yet registered is checked when it registers.
    */
   readonly recheck: (executionId: string) => Effect.Effect<void>
 }
@@ -80,7 +80,9 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
     // how often due leases are looked for, and how soon a failed renewal is tried again
     const tickMs = Math.max(5, Math.min(250, Math.floor(renewEveryMs / 4)))
     const entries = new Set<Entry>()
-    const byExecution = new Map<string, Entry>()
+    // an execution may have two entries for a moment: an attempt whose lease was revoked, and the
+    // next attempt, claimed again before the first one stopped
+    const byExecution = new Map<string, Set<Entry>>()
     // revocations that came before their attempt registered (oldest first)
     const early = new Set<string>()
     let shuttingDown = false
@@ -144,12 +146,14 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
           return Effect.exit(Effect.interrupt)
         }
         entries.add(entry)
-        byExecution.set(lease.executionId, entry)
+        const same = byExecution.get(lease.executionId) ?? new Set<Entry>()
+        byExecution.set(lease.executionId, same.add(entry))
         const run = Effect.ensuring(
           Effect.exit(handler),
           Effect.sync(() => {
             entries.delete(entry)
-            if (byExecution.get(lease.executionId) === entry) byExecution.delete(lease.executionId)
+            same.delete(entry)
+            if (same.size === 0 && byExecution.get(lease.executionId) === same) byExecution.delete(lease.executionId)
           })
         )
         if (!early.delete(lease.executionId)) return run
@@ -158,8 +162,9 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
 
     const recheck = (executionId: string) =>
       Effect.suspend(() => {
-        const entry = byExecution.get(executionId)
-        if (entry !== undefined) return renew(entry)
+        const same = byExecution.get(executionId)
+        // every attempt of the execution is checked: the revoked one may not be the newest
+        if (same !== undefined) return Effect.forEach([...same], renew, { concurrency: "unbounded", discard: true })
         early.add(executionId)
         if (early.size > EARLY_REVOCATIONS) early.delete(early.values().next().value!)
         return Effect.void

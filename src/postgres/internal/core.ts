@@ -3,7 +3,7 @@
  * function (`ff_<op>`, in the function library of `src/postgres/sql/`); this
  * module builds the arguments and decodes the replies with Schema.
  */
-import { Deferred, Duration, Effect, Either, Option, Ref, Schema } from "effect"
+import { Clock, Deferred, Duration, Effect, Either, Option, Ref, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { corruption, type EngineError, invalidInput, rootCause, Transport } from "../../EngineError.js"
 import {
@@ -97,7 +97,11 @@ const nullable = <A, I>(schema: Schema.Schema<A, I>): Schema.Schema<A | null, I 
   }
   return s as Schema.Schema<A | null, I | null>
 }
-const ClaimedList = Schema.Array(Claimed)
+/** The last wait of a claim that found only busy candidates (1, 2, 4 … ms: about a quarter of a second in all). */
+const BUSY_RETRY_MAX_MS = 128
+const liveClock = Clock.make()
+
+const ClaimReply = Schema.Struct({ handles: Schema.Array(Claimed), busy: Schema.Int })
 const ResumeSignalRows = Schema.Array(ResumeSignalRow)
 const EdgeSnapshots = Schema.Array(M.EdgeSnapshot)
 const CreateExecutionResults = Schema.Array(M.CreateExecutionResult)
@@ -349,18 +353,29 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
   const callVoid = (op: string, fn: string, args: ReadonlyArray<Arg>): Fx<void> =>
     Effect.asVoid(callDecode(op, fn, args, OkOnly))
 
-  const claimMany = (args: M.ClaimArgs, count: number): Fx<ReadonlyArray<M.Handle>> =>
-    Effect.map(
-      callDecode("claim", "claim", [
-        text(args.lane),
-        textArray(args.capabilities.tokens),
-        text(args.policy.workerId),
-        text(args.policy.workerInstanceId),
-        bigint(args.policy.leaseTtlMs),
-        int(Math.max(1, Math.floor(count)))
-      ], ClaimedList),
-      (rows) => rows.map(({ kind, ...payload }) => makeHandle("postgres", kind, payload))
-    )
+  /**
+   * A claim that found nothing while another transaction held some of its candidates (see
+   * ff_claim) tries again a few times, on the live clock: those candidates may be claimable once
+   * that transaction ends, and nothing would wake an idle worker for them.
+   */
+  const claimMany = (args: M.ClaimArgs, count: number): Fx<ReadonlyArray<M.Handle>> => {
+    const once = callDecode("claim", "claim", [
+      text(args.lane),
+      textArray(args.capabilities.tokens),
+      text(args.policy.workerId),
+      text(args.policy.workerInstanceId),
+      bigint(args.policy.leaseTtlMs),
+      int(Math.max(1, Math.floor(count)))
+    ], ClaimReply)
+    return Effect.gen(function*() {
+      let reply = yield* once
+      for (let wait = 1; reply.handles.length === 0 && reply.busy > 0 && wait <= BUSY_RETRY_MAX_MS; wait *= 2) {
+        yield* Effect.sleep(Duration.millis(wait)).pipe(Effect.withClock(liveClock))
+        reply = yield* once
+      }
+      return reply.handles.map(({ kind, ...payload }) => makeHandle("postgres", kind, payload))
+    })
+  }
 
   /** `complete` / `cancel` replayed after a lost reply: the first call ended the attempt (docs/design/executions.md#replaying-a-terminal-write). */
   const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boolean => {

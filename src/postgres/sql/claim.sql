@@ -102,7 +102,10 @@ BEGIN
 END $$;
 
 -- ff_claim: claim / claimMany — claims up to p_limit ready executions of lane p_lane whose
--- required capabilities p_caps cover, in claim order, skipping rows other claimers hold. Per
+-- required capabilities p_caps cover, in claim order, skipping rows other claimers hold. A
+-- candidate whose execution another transaction holds (a renewal, a cancellation) is skipped too,
+-- and counted as busy: it may be claimable once that transaction ends, and no wake-up will say so,
+-- so the caller claims again shortly (docs/worker.md, "Wake-ups, timers and cancellation"). Per
 -- round it locks only as many ready rows as are still wanted; the common case (a fresh attempt
 -- without grant or attempt timeout) is leased set-based, every other candidate through
 -- ffi_claim_one, and a candidate reserved by another worker's live grant is skipped. At most 8
@@ -110,7 +113,8 @@ END $$;
 -- statements are planned once per session.
 --   args:   p_lane, p_caps (the worker's capabilities), p_worker, p_wiid, p_ttl (lease ms),
 --           p_limit, p_now
---   reply:  {"ok": [claimed handle payload]} in claim order (kind fresh | resumed), maybe empty
+--   reply:  {"ok": {"handles": [claimed handle payload] in claim order (kind fresh | resumed), maybe
+--           empty, "busy": the candidates skipped because another transaction held them}}
 --   errors: -
 CREATE FUNCTION ff_claim(
   p_lane text, p_caps text[], p_worker text, p_wiid text, p_ttl bigint, p_limit int, p_now bigint
@@ -122,6 +126,7 @@ DECLARE
   v_out jsonb := '[]'::jsonb;
   v_round_out jsonb;
   v_count int := 0;
+  v_busy int := 0;
   v_skip text[] := '{}';
   v_round int := 0;
   v_ids text[];
@@ -180,6 +185,8 @@ BEGIN
       IF NOT FOUND THEN
         IF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_ids[v_pos]) THEN
           DELETE FROM ready WHERE execution_id = v_ids[v_pos];
+        ELSE
+          v_busy := v_busy + 1;
         END IF;
         v_skip := v_skip || v_ids[v_pos];
         CONTINUE;
@@ -254,7 +261,7 @@ BEGIN
     v_count := v_count + jsonb_array_length(v_round_out);
     EXIT WHEN v_count >= p_limit OR v_round >= 8;
   END LOOP;
-  RETURN ffi_ok(v_out);
+  RETURN ffi_ok(jsonb_build_object('handles', v_out, 'busy', v_busy));
 END $$;
 
 -- ff_claim_for_worker: claimForWorker — reserves the first claimable execution of the lane
