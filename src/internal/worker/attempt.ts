@@ -40,7 +40,7 @@ type Ended =
 interface Running {
   /** Set by the write that ended the attempt (`Ended`). */
   readonly ended: Ref.Ref<Option.Option<Ended>>
-  /** The lease the keeper guards; its lock serialises renewals with the writes that end the attempt. */
+  /** The lease the keeper guards; its lock serialises renewals with the writes that end the attempt (never racing). */
   readonly lease: LeaseKeeper.Lease
 }
 
