@@ -36,6 +36,12 @@ FF.fn.revoke = function(B, a, now)
 end
 
 -- --- change_priority --------------------------------------------------------------------------------------
+-- ff_change_priority: an eligible execution takes a new priority (the layer clamps it to 0..9000)
+-- and its place in the lane's eligible index.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, priority}
+--   reply:  {1, "OK", wake}
+--   errors: execution_not_found, execution_not_eligible (not runnable and eligible now)
 FF.fn.change_priority = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
@@ -51,6 +57,15 @@ FF.fn.change_priority = function(B, a, now)
 end
 
 -- --- replay ---------------------------------------------------------------------------------------------------
+-- ff_replay (docs/design/executions.md): a terminal execution becomes runnable again, its next
+-- attempt of type replay; the stored result is dropped. A flow member counts as open again; a
+-- skipped member's impossible dependencies become unsatisfied again, and it waits for them
+-- (blocked) while any is unresolved.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id}
+--   reply:  {1, "OK", wake, the public state after the replay}
+--   errors: execution_not_found, execution_not_terminal, max_replays_exhausted (policy
+--           max_replay_count, default 10)
 FF.fn.replay = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)

@@ -6,7 +6,9 @@
 
 -- --- leasing -------------------------------------------------------------------------
 -- Writes the lease of a claim into the core and the indexes (the core holds the whole lease: no
--- separate lease record). The fields go through a reused table (FF.state takes their count).
+-- separate lease record): the execution becomes active and leased, leaves its lane's eligible (or
+-- reclaim) index and enters the lease_expiry index. `extra`: more core field pairs. Returns the
+-- lease expiry. The fields go through a reused table (FF.state takes their count).
 local lease_args = {}
 function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, ttl, extra)
   local was = c.lifecycle_phase
@@ -41,12 +43,16 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
   return exp
 end
 
+-- Indexes the attempt's timeout (attempt_timeout_ms of the core, or `override`), when it has one.
 function FF.arm_attempt_timeout(B, e, c, now, override)
   local ms = tonumber(override or "") or FF.num(c.attempt_timeout_ms)
   if ms > 0 then C("ZADD", K.idx(B, "attempt_timeout"), FF.s(now + ms), e) end
 end
 
--- A new attempt (initial / retry / replay).
+-- A new attempt of the eligible `e` (initial / retry / replay, from the core's attempt_state),
+-- leased to the claim `a` (worker_id, worker_instance_id, lease_ttl_ms, lease_id, attempt_id).
+-- Returns the claim's 7 reply fields: execution id, attempt index, attempt id, lease id, lease
+-- epoch, lease expiry, "fresh".
 function FF.claim_fresh(B, e, c, now, a)
   local idx = FF.num(c.total_attempt_count)
   local epoch = FF.num(c.current_lease_epoch) + 1
@@ -73,7 +79,8 @@ function FF.claim_fresh(B, e, c, now, a)
   return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
 end
 
--- The interrupted attempt is leased again (same index, same attempt id).
+-- The interrupted attempt of `e` is leased again (same index, same attempt id); `remaining`:
+-- the attempt timeout left, when the caller knows it. Returns the 7 reply fields (kind "resumed").
 function FF.claim_resume(B, e, c, now, lease_id, wid, wiid, ttl, remaining)
   local idx = c.current_attempt_index
   local aid = c.current_attempt_id
@@ -85,8 +92,10 @@ function FF.claim_resume(B, e, c, now, lease_id, wid, wiid, ttl, remaining)
   return { e, FF.str(idx), aid, lease_id, FF.s(epoch), FF.s(exp), "resumed" }
 end
 
--- An expired or revoked lease is taken over by a new attempt of type reclaim.
--- Returns nil when the reclaim cap turned the execution terminal instead.
+-- An expired or revoked lease is taken over by a new attempt of type reclaim (the old attempt
+-- ends interrupted_reclaimed, its stream closes). Returns the 7 reply fields (kind "fresh"), or
+-- nil when the reclaim cap (policy max_reclaim_count, default 100) turned the execution terminal
+-- (failed: max_reclaims_exceeded) instead.
 function FF.claim_reclaim(B, e, c, now, a)
   local p = FF.policy(B, e)
   local cap = tonumber(p.max_reclaim_count or "")
@@ -119,7 +128,8 @@ function FF.claim_reclaim(B, e, c, now, a)
   return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
 end
 
--- A grant held by another worker (and not expired) reserves the execution.
+-- Whether a grant of another worker, not expired, reserves `e` (an expired grant is deleted).
+-- Sets FF.grant_seen when a grant key exists.
 function FF.grant_blocks(B, e, worker_id, now)
   local gk = K.ex(B, e, "grant")
   if C("EXISTS", gk) == 0 then return false end
@@ -133,7 +143,8 @@ function FF.grant_blocks(B, e, worker_id, now)
   return g.worker_id ~= worker_id
 end
 
--- The best claim score still claimable on `lane` ("" when nothing is): the TS side's hint score.
+-- The partition's head on `lane`: the best claim score of its eligible and reclaim indexes, ""
+-- when both are empty. The score a visited partition's claim hint is set to.
 function FF.lane_head(B, lane)
   local best = nil
   for _, kind in ipairs({ "eligible", "reclaim" }) do
@@ -169,7 +180,8 @@ function FF.candidates(B, lane, scan, no_reclaim)
   return out
 end
 
--- Checks that an indexed candidate really is claimable; cleans stale index entries.
+-- The core of candidate `e` of index `kind` ("eligible" / "reclaim") when it really is claimable
+-- there, else nil (its stale entry is removed from the index).
 function FF.candidate_core(B, e, kind, lane)
   local c = FF.core(B, e)
   if c == nil then
@@ -237,13 +249,19 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
   return nil
 end
 
--- claim (docs/design/executions.md#claiming) on one partition: the heads first, then up to a.scan
--- candidates (capability filtering, grants held by others, stale index entries).
--- a.bound (optional, a claim score): the best score another partition may still hold for this
--- lane (its hint); a candidate worse than it is not taken (status LATER, see FF.claim_from).
--- Replies: OK + the claim's 7 fields + the lane's next head ("" when none);
--- EMPTY: nothing claimable on the lane here; NOMATCH + lane head: work exists but none for this
--- worker; LATER + the score of the best candidate for this worker + lane head.
+-- ff_claim (docs/design/executions.md#claiming): the best candidate of the lane on this partition
+-- for this worker is leased: the heads first, then up to a.scan candidates (capability filtering,
+-- grants held by others, stale index entries). One visit of the claim-hint walk (below).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, lease_ttl_ms, scan, lease_id,
+--           attempt_id, bound?}; bound: a claim score, the best another partition may still hold
+--           for this lane: a candidate worse than it is not taken (LATER, see FF.claim_from)
+--   reply:  {1, "OK", wake, execution id, attempt index, attempt id, lease id, lease epoch, lease
+--           expiry, "fresh" | "resumed", the lane's next head ("" when none)}
+--           | {1, "EMPTY", wake} nothing claimable on the lane here
+--           | {1, "NOMATCH", wake, lane head} work exists, none of it for this worker
+--           | {1, "LATER", wake, the score of the best candidate for this worker, lane head}
+--   errors: invalid_input
 -- the arguments of a claim (a batch of claims sets lease_id / attempt_id per claim)
 local CLAIM_ARGS = { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "lease_ttl_ms", "n" }
 local CLAIM_IDS = { "lease_id", "s", "attempt_id", "s" }
@@ -278,32 +296,32 @@ FF.fn.claim = function(B, a, now)
   return FF.ok("NOMATCH", head)
 end
 
--- claim on a standalone server (no cluster, so one call may reach every partition and the
--- lane's claim hint): the claim-hint walk of the TS layer (core.ts `claimCluster`, `refreshHint`,
--- plumbing.ts `applyWake` / `dropHint`) and the claim itself in one call, so a claim is one
--- round trip instead of three. KEYS[1] is the hint key `<prefix>:hint:<lane>`; a.prefix and
--- a.partitions give the partition bases. The wakes a partition reports go to the hints at once.
---
--- The claim takes the globally best candidate for this worker (priority then FIFO,
--- docs/design/executions.md#claim-order), as memory does. A hint score is a lower bound of its partition's best claim score (every
--- path that indexes a candidate lowers the hint to its score; a hint is raised only to its
--- partition's real head), but the head may need a capability the worker lacks, or be gone (a
--- "stale" hint: e.g. applyDependencyToChild blocked it). So the walk visits the hint entries best
--- first (ties from a random start) and gives each visit a bound, the smaller of the next entry's
--- hint and the best candidate deferred so far: a partition only leases a candidate that scores
--- <= bound; else it reports its best candidate for this worker (LATER) and the walk goes on. Once
--- the deferred candidate is no worse than the next hint (or the hints run out), the walk comes
--- back to its partition. Each visited partition's hint is set to its real head at the end of the
--- call (removed when it has nothing claimable), so a stale hint costs one visit once. Visits are
--- bounded by a.max_visits (a revisit of the deferred partition apart); past that (status MORE)
--- the layer continues the same walk, one FCALL per partition, as on a cluster.
-function FF.apply_wakes_here(prefix, p)
-  if not FF.woke then return end
-  for lane, score in pairs(FF.wake) do
-    C("ZADD", prefix .. ":lane-index", 0, lane)
-    C("ZADD", prefix .. ":hint:" .. lane, "LT", FF.s(score), FF.s(p))
-  end
-end
+-- --- the claim hints and the claim-hint walk ----------------------------------------------
+-- A claim takes the globally best candidate of a lane for this worker (priority then FIFO,
+-- docs/design/executions.md#claim-order), as memory does, without visiting every partition.
+-- Each lane has a claim hint, `<prefix>:hint:<lane>`: a sorted set of the partitions that may
+-- have claimable work on the lane, each scored by a lower bound of its best claim score. Every
+-- path that makes a candidate claimable lowers its partition's hint to the candidate's score
+-- (the call's wake, ZADD LT: inside the call on a standalone server, FF.apply_wakes; on a
+-- cluster, where the hint lives in another slot, by the layer right after the call); a hint is
+-- raised only to its partition's real head (FF.lane_head), by a claim that visited it.
+-- The head may still need a capability the worker lacks, or be gone (a "stale" hint: e.g.
+-- applyDependencyToChild blocked it). So the walk visits the hint entries best first (ties from a
+-- random start, so that concurrent claimers spread over them) and gives each visit a bound, the
+-- smaller of the next entry's hint and the best candidate deferred so far: a partition only
+-- leases a candidate that scores <= bound; else it reports its best candidate for this worker
+-- (LATER, nothing written) and the walk goes on. Once the deferred candidate is no worse than the
+-- next hint (or the hints run out), the walk comes back to its partition. Each visited
+-- partition's hint is set to its real head (removed when it has nothing claimable), so a stale
+-- hint costs one visit once. A hint update lost with a client that died between a call and its
+-- hint write (a cluster) is repaired by the promoteDelayed pass, which reports every lane with
+-- claimable work (ff_pass_due).
+-- Where the walk runs: on a standalone server one call may reach every key, so ff_claim_lane runs
+-- it here, with the claims and the hint updates, in one FCALL (one round trip instead of three);
+-- it visits at most a.max_visits partitions (a revisit of the deferred one apart), and past that
+-- (status MORE) the layer continues the same walk. On a cluster, and for every claimForWorker
+-- (ff_issue_grant), the layer runs the same walk, one FCALL per partition (valkey/internal/claim.ts
+-- `boundedWalk`).
 
 -- The walk over a lane's hint entries {partition, score, member, stored score}, kept in score
 -- order (ties in a random order) across all the claims of one call. Entries are loaded from the
@@ -319,6 +337,7 @@ local function walk_new(H, n, prefix)
   }
 end
 
+-- Inserts `ent` after the entries of no greater score (binary search).
 local function walk_insert(w, ent)
   local es = w.entries
   local lo, hi = 1, #es + 1
@@ -329,6 +348,8 @@ local function walk_insert(w, ent)
   table.insert(es, lo, ent)
 end
 
+-- Loads the next page of the hint key (partitions out of range are dropped at the end), each
+-- group of equal scores in a random rotation.
 local function walk_load(w)
   local page = C("ZRANGE", w.key, w.offset, w.offset + w.page - 1, "WITHSCORES")
   w.offset = w.offset + w.page
@@ -403,6 +424,10 @@ local function walk_visited(w, r)
   return r
 end
 
+-- One claim of ff_claim_lane: the walk above, from its start, over `w` (the hint entries loaded
+-- so far, shared by the claims of one call). Returns ff_claim's OK reply (its wakes applied, its
+-- wake field ""), {1, "EMPTY", ""} (no hint left), {1, "MORE", ""} (a.max_visits visits, default
+-- 8, served nothing), or ff_claim's refusal.
 function FF.claim_lane_one(w, a, now)
   local prefix = w.prefix
   local budget = FF.num(a.max_visits, 8)
@@ -435,7 +460,7 @@ function FF.claim_lane_one(w, a, now)
     FF.begin()
     a.bound = bound
     local r = FF.fn.claim(w.bases[p], a, now)
-    FF.apply_wakes_here(prefix, p)
+    FF.apply_wakes(prefix, p)
     if r[1] ~= 1 then return walk_visited(w, r) end
     local st = r[2]
     local head = ""
@@ -459,12 +484,18 @@ function FF.claim_lane_one(w, a, now)
   end
 end
 
--- ff_claim_lane: up to #a.lease_ids claims in one call, each exactly as a single claim (its ids from
--- a.lease_ids[i] / a.attempt_ids[i]); the batch ends at the first claim that is not OK. The claims
--- share one walk of the hints.
--- Reply {1, status, wake, last_status, 8 fields per claim...}: status is OK when anything was
--- claimed; last_status is why the batch ended (OK: full). An error after the first claim ends the
--- batch with what was claimed (each claim is complete on its own).
+-- ff_claim_lane (standalone servers only): up to #a.lease_ids claims in one call, each exactly as
+-- a single claim (its ids a.lease_ids[i] / a.attempt_ids[i]), sharing one walk of the hints; the
+-- batch ends at the first claim that is not OK. An error after the first claim ends the batch
+-- with what was claimed (each claim is complete on its own).
+--   KEYS:   [1] the lane's claim hint `<prefix>:hint:<lane>`
+--   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, lease_ttl_ms, scan, prefix,
+--           partitions, max_visits, lease_ids, attempt_ids}
+--   reply:  {1, status, "", last_status, 8 fields per claim (ff_claim's OK fields)...}: status is
+--           OK when anything was claimed, else last_status; last_status is why the batch ended:
+--           OK (served whole), EMPTY (no hint left), MORE (max_visits reached: the layer walks on),
+--           ERROR (a claim after the first failed)
+--   errors: invalid_input (lease_ids / attempt_ids, the claim's arguments)
 FF.fn.claim_lane = function(H, a, now)
   local lease_ids, attempt_ids = a.lease_ids, a.attempt_ids
   if type(lease_ids) ~= "table" or type(attempt_ids) ~= "table" or #lease_ids == 0 or
@@ -506,12 +537,17 @@ FF.fn.claim_lane = function(H, a, now)
   return reply
 end
 
--- claim_for_worker (docs/design/executions.md#grants): a grant on the best eligible candidate of the lane for
--- this worker on this partition (capabilities; a live grant of another worker reserves its
--- execution, the worker's own grant is renewed). a.bound as in FF.fn.claim: a candidate worse
--- than it is not granted (LATER, nothing written), so the layer's walk over the hints grants the
--- best candidate of the whole lane. Replies: OK + execution id, grant key, expiry, lane head;
--- EMPTY; NOMATCH + lane head; LATER + the candidate's score + lane head.
+-- ff_issue_grant (claimForWorker, docs/design/executions.md#grants): a grant on the best eligible
+-- candidate of the lane for this worker on this partition (capabilities; a live grant of another
+-- worker reserves its execution, the worker's own grant is renewed). One visit of the claim-hint
+-- walk (above), which the layer runs, so the grant goes to the best candidate of the whole lane.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, grant_ttl_ms, scan, bound?}
+--           (bound as ff_claim's: a candidate worse than it is not granted)
+--   reply:  {1, "OK", wake, execution id, grant key, grant expiry, lane head}
+--           | {1, "EMPTY", wake} | {1, "NOMATCH", wake, lane head}
+--           | {1, "LATER", wake, the candidate's score, lane head} (nothing written)
+--   errors: invalid_input
 FF.fn.issue_grant = function(B, a, now)
   local bad = FF.need("issue_grant", a,
     { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "grant_ttl_ms", "n" })
@@ -551,7 +587,16 @@ FF.fn.issue_grant = function(B, a, now)
   return FF.ok("NOMATCH", head)
 end
 
--- claim_resumed_execution and claim_from_reclaim (docs/design/executions.md#grants).
+-- ff_claim_resumed (claimResumedExecution and claimFromReclaim, docs/design/executions.md#grants):
+-- the worker holding a grant on an interrupted execution leases its attempt again (the grant is
+-- used up).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, worker_id, worker_instance_id, lease_id, lease_ttl_ms,
+--           remaining_timeout_ms?}
+--   reply:  {1, "OK", wake, ff_claim's 7 claim fields (kind "resumed"), the lane id}
+--   errors: invalid_input, execution_not_found, execution_not_leaseable (not runnable),
+--           not_a_resumed_execution, invalid_claim_grant (none, or another worker's),
+--           claim_grant_expired (the expired grant is deleted)
 FF.fn.claim_resumed = function(B, a, now)
   local bad = FF.need("claim_resumed", a,
     { "execution_id", "s", "worker_id", "s", "worker_instance_id", "s", "lease_id", "s", "lease_ttl_ms", "n" })

@@ -14,9 +14,12 @@ local CREATE_OPTIONAL = {
 -- The fields every create item needs (checked for every item of a batch before its first write).
 FF.CREATE_ARGS = { "execution_id", "s", "lane_id", "s" }
 
--- One execution (its arguments checked with FF.CREATE_ARGS): returns status ("OK" /
--- "DUPLICATE") and the reply fields. `flow` (createFlowGraph's members): { id = the flow, blocked =
--- nil or the detail of a member created blocked by its dependencies }.
+-- Creates one execution (its arguments checked with FF.CREATE_ARGS): its core, its lane index
+-- (eligible, delayed or blocked), payload, policy, tags, deadline and the partition's indexes. A
+-- repeat of a live idempotency key, or an existing id, writes nothing. Returns the status and
+-- reply fields: "OK", id, public state | "DUPLICATE", the existing id. `flow` (the members of
+-- createFlowGraph / extendFlow): { id = the flow, blocked = nil or the detail of a member created
+-- blocked by its dependencies }.
 function FF.create_one(B, a, now, payload, policy_json, flow)
   local e = a.execution_id
   local ns = FF.str(a.namespace)
@@ -119,16 +122,28 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
   return "OK", e, c.public_state
 end
 
+-- ff_create (createExecution): one execution (FF.create_one).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, namespace, lane_id, execution_kind, priority,
+--           creator_identity, payload_encoding, delay_until?, deadline_at?, deadline_ms?,
+--           attempt_timeout_ms?, max_signals?, stream_maxlen?, retention_ms?, idempotency_key?,
+--           dedup_ttl_ms?, tags, required_capabilities, trace?}, [3] the payload (or staged),
+--           [4] the policy JSON
+--   reply:  {1, "OK", wake, execution id, public state} | {1, "DUPLICATE", wake, the existing id}
+--   errors: invalid_input
 FF.fn.create = function(B, a, now, payload, policy_json)
   local bad = FF.need("create", a, FF.CREATE_ARGS)
   if bad then return bad end
   return FF.ok(FF.create_one(B, a, now, payload, policy_json))
 end
 
--- createExecutions: a batch of executions of this partition, each created exactly as
--- `create` does (each one atomically, in order, as if by consecutive calls), in one call.
--- a.items = the argument objects; ARGV[3 + 2(i-1)] / ARGV[4 + 2(i-1)] = payload / policy of item i.
--- Reply: {1, "OK", wake, status_1, field_1, field2_1, status_2, ...} (three strings per item).
+-- ff_create_many (createExecutions on a cluster): a batch of executions of this partition, each
+-- created exactly as ff_create does (each one atomically, in order, as if by consecutive calls).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {items: ff_create's arguments each}, [3 + 2(i-1)] / [4 + 2(i-1)] the
+--           payload (or staged) / policy of item i
+--   reply:  {1, "OK", wake, then per item: status, id, public state ("" for a DUPLICATE)}
+--   errors: invalid_input (any item, before the first write)
 FF.fn.create_many = function(B, a, now, _, _, argv)
   local items = a.items
   local bad = FF.need_each("create_many", items, FF.CREATE_ARGS)
@@ -145,10 +160,15 @@ FF.fn.create_many = function(B, a, now, _, _, argv)
   return r
 end
 
--- createExecutions on a standalone server: a batch over any partitions in one call, each item
--- created exactly as ff_create on its partition (a.prefix .. ":{fp:" .. item.partition .. "}"),
--- in order. The wakes go to the claim hints at the end of the call (the best score per partition
--- and lane), as ff_complete_many does. Reply as ff_create_many's (wake "").
+-- ff_create_across (createExecutions on a standalone server): a batch over any partitions in one
+-- call, each item created exactly as ff_create on its partition (a.prefix .. ":{fp:" ..
+-- item.partition .. "}"), in order. The wakes go to the claim hints at the end of the call (the
+-- best score per partition and lane), and the lanes to the lane registry.
+--   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
+--   ARGV:   [1] now, [2] {prefix, partitions, items: ff_create's arguments + partition each},
+--           [3 + 2(i-1)] / [4 + 2(i-1)] the payload (or staged) / policy of item i
+--   reply:  as ff_create_many's, wake ""
+--   errors: invalid_input (any item or its partition, before the first write)
 FF.fn.create_across = function(_, a, now, _, _, argv)
   local items, prefix = a.items, a.prefix
   local bad = FF.need("create_across", a, { "prefix", "s" }) or FF.need_each("create_across", items, FF.CREATE_ARGS)
@@ -188,6 +208,12 @@ FF.fn.create_across = function(_, a, now, _, _, argv)
 end
 
 -- --- renew / progress ----------------------------------------------------------------------
+-- ff_renew: the lease holder extends its lease to now + lease_ttl_ms.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {the lease fence, lease_ttl_ms}
+--   reply:  {1, "OK", wake, the new lease expiry}
+--   errors: invalid_input, execution_not_found, the ladder's (an expired lease is marked; a set
+--           lease_revoked_at counts as revoked; the attempt index is compared)
 FF.fn.renew = function(B, a, now)
   local bad = FF.need("renew", a, { "execution_id", "s", "lease_ttl_ms", "n" })
   if bad then return bad end
@@ -203,6 +229,11 @@ FF.fn.renew = function(B, a, now)
   return FF.ok("OK", FF.s(exp))
 end
 
+-- ff_progress: the lease holder reports its progress on the core.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {the lease fence, percent?, message?}
+--   reply:  {1, "OK", wake}
+--   errors: execution_not_found, the ladder's (an expired lease is refused, not marked)
 FF.fn.progress = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
@@ -220,10 +251,9 @@ end
 -- ff_complete: ends the run and the attempt with success, stores the result, makes the execution
 -- terminal and resolves a flow member's dependents.
 --   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {execution_id, attempt_id, lease_id, lease_epoch}, [3] the result (or staged)
+--   ARGV:   [1] now, [2] the lease fence, [3] the result (or staged; optional)
 --   reply:  {1, "OK", wake}
---   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired ("marked" when this call
---           marked the lease expired), stale_lease
+--   errors: execution_not_found, the ladder's
 FF.fn.complete = function(B, a, now, result)
   local e = a.execution_id
   local c = FF.core(B, e)
@@ -238,10 +268,14 @@ FF.fn.complete = function(B, a, now, result)
   return FF.ok("OK")
 end
 
--- completeMany on a standalone server: each item exactly as ff_complete on its partition
--- (a.prefix .. ":{fp:" .. item.partition .. "}"; its result is blob item.blob, ARGV[2 + blob]),
--- the wakes of each applied to the claim hints at once, as ff_claim_lane does.
--- Reply {1, "OK", "", one field per item: "" when it completed, else its error reply as JSON}.
+-- ff_complete_many (completeMany on a standalone server): each item exactly as ff_complete on its
+-- partition (a.prefix .. ":{fp:" .. item.partition .. "}"), the wakes of each applied to the
+-- claim hints at once, as ff_claim_lane does. A refused item does not stop the others.
+--   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
+--   ARGV:   [1] now, [2] {prefix, partitions, items: the lease fence + partition + blob? each},
+--           [2 + blob] the result of an item that has one (or staged)
+--   reply:  {1, "OK", "", one field per item: "" when it completed, else its refusal as JSON}
+--   errors: invalid_input (items, prefix, an item's partition; before the first write)
 FF.fn.complete_many = function(_, a, now, _, _, argv)
   local items = a.items
   if type(items) ~= "table" or #items == 0 then return FF.err("invalid_input", "complete_many: items") end
@@ -259,13 +293,15 @@ FF.fn.complete_many = function(_, a, now, _, _, argv)
     if it.blob ~= nil and it.blob ~= cjson.null then result = argv[2 + FF.num(it.blob)] end
     FF.begin()
     local r = FF.fn.complete(bases[p], it, now, result)
-    FF.apply_wakes_here(a.prefix, p)
+    FF.apply_wakes(a.prefix, p)
     if r[1] == 1 then out[#out + 1] = "" else out[#out + 1] = cjson.encode(r) end
   end
   return out
 end
 
 -- --- fail ----------------------------------------------------------------------------------------
+-- The backoff (ms) before retry number retry_count + 1 under the retry policy `rp`: its fixed or
+-- exponential (capped) backoff; without one, 1 s doubling up to 60 s.
 function FF.retry_delay(rp, retry_count)
   local b = rp.backoff
   if type(b) ~= "table" then return math.min(1000 * math.pow(2, retry_count), 60000) end
@@ -284,10 +320,9 @@ end
 -- ff_fail: records the failure, ends the run and the attempt, then schedules a retry or makes the
 -- execution terminal (failed).
 --   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {execution_id, attempt_id, lease_id, lease_epoch, reason, category, classification}
+--   ARGV:   [1] now, [2] {the lease fence, reason, category, classification}
 --   reply:  {1, "RETRY", wake, delay until} | {1, "TERMINAL", wake}
---   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired ("marked" when this call
---           marked the lease expired), stale_lease
+--   errors: execution_not_found, the ladder's
 FF.fn.fail = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
@@ -335,7 +370,18 @@ FF.fn.fail = function(B, a, now)
   return FF.ok("TERMINAL")
 end
 
--- --- cancel (worker, with the lease checks; operator: docs/design/executions.md#cancel) ------------------------------
+-- --- cancel ----------------------------------------------------------------------------------------
+-- ff_cancel (docs/design/executions.md#cancel): a non-terminal execution becomes cancelled; its
+-- lease holder is told. On an active execution the worker's call (mode "worker") must hold the
+-- lease; an operator's checks the lease only when it names one, never with source
+-- "operator_override". A flow
+-- cascade (source "flow_cascade") does not resolve the member's dependents.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, reason, source, mode: "worker" | "operator",
+--           lease_id?, lease_epoch? (the worker's fence)}
+--   reply:  {1, "OK", wake}
+--   errors: execution_not_found, execution_not_active (terminal, FF.not_active), lease_revoked,
+--           stale_lease
 FF.fn.cancel = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
@@ -362,10 +408,9 @@ end
 -- --- delay / wait_children ---------------------------------------------------------------------------
 -- ff_delay: ends the run, parks the attempt and releases the lease until a.delay_until.
 --   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {execution_id, attempt_id, lease_id, lease_epoch, delay_until}
+--   ARGV:   [1] now, [2] {the lease fence, delay_until}
 --   reply:  {1, "OK", wake}
---   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired ("marked" when this call
---           marked the lease expired), stale_lease
+--   errors: execution_not_found, the ladder's
 FF.fn.delay = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
@@ -387,10 +432,9 @@ end
 -- ff_wait_children: ends the run, parks the attempt and releases the lease until the execution's
 -- dependencies resolve (eligible at once when nothing blocks it).
 --   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {execution_id, attempt_id, lease_id, lease_epoch}
+--   ARGV:   [1] now, [2] the lease fence
 --   reply:  {1, "OK", wake}
---   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired ("marked" when this call
---           marked the lease expired), stale_lease
+--   errors: execution_not_found, the ladder's
 FF.fn.wait_children = function(B, a, now)
   local e = a.execution_id
   local c = FF.core(B, e)
