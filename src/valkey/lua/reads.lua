@@ -104,12 +104,12 @@ FF.fn.list_flows = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
--- The partition's suspended executions in (score, id) order: the `suspended` index is one sorted
--- set scored by the suspension's timeout (NO_TIMEOUT without one), whose ties sort by id, so a page
--- costs its limit, not the size of the index. The page starts after the cursor's entry; a cursor
--- that left the index resumes at the first entry (in order) whose id is greater, found by a scan of
--- at most SCAN_BUDGET entries per call: past that the reply is SCAN with the position reached
--- (a.scan_from of the next call).
+-- ff_list_suspended: a page of the partition's suspended executions in (score, id) order: the
+-- `suspended` index is one sorted set scored by the suspension's timeout (NO_TIMEOUT without one),
+-- whose ties sort by id, so a page costs its limit, not the size of the index. The page starts
+-- after the cursor's entry; a cursor that left the index resumes at the first entry (in order)
+-- whose id is greater, found by a scan of at most SCAN_BUDGET entries per call: past that the
+-- reply is SCAN with the position reached (a.scan_from of the next call).
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {cursor?, scan_from?, limit}
 --   reply:  {1, "OK", "", JSON [[execution id, score, reason code], ...]} (up to limit + 1 rows)
@@ -238,11 +238,11 @@ FF.fn.observe_signals = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
--- A read page (a.page_frames, a.page_bytes: Limits.readPageFrames / readPageBytes): at most a.count
--- frames and page_frames, stopping before the frame that would take the payload bytes past
--- page_bytes (never empty). The stream is read in chunks of READ_CHUNK entries, so a page reads at
--- most one chunk past its budget. a.after (exclusive, tail) or a.from / a.to (inclusive, "-" / "+"
--- for the ends).
+-- ff_read_stream (readStream, tailStream): a page of an attempt's stream (a.page_frames,
+-- a.page_bytes: Limits.readPageFrames / readPageBytes): at most a.count frames and page_frames,
+-- stopping before the frame that would take the payload bytes past page_bytes (never empty). The
+-- stream is read in chunks of READ_CHUNK entries, so a page reads at most one chunk past its
+-- budget. a.after (exclusive, tail) or a.from / a.to (inclusive, "-" / "+" for the ends).
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {execution_id, attempt_index, count, page_frames, page_bytes, after? |
 --           from + to}
