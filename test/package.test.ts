@@ -7,6 +7,7 @@
  * Every scenario is one `npm install` from the npm registry into its own temporary app.
  */
 import { execFile } from "node:child_process"
+import { existsSync } from "node:fs"
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import path from "node:path"
@@ -157,6 +158,14 @@ try {
 describe("the npm package", () => {
   beforeAll(async () => {
     work = await mkdtemp(path.join(tmpdir(), "flowfabric-package-"))
+    // Node resolves a bare import in every parent directory too: a node_modules above the apps
+    // would lend them packages they did not install
+    for (let dir = path.dirname(work); ; dir = path.dirname(dir)) {
+      if (existsSync(path.join(dir, "node_modules"))) {
+        throw new Error(`${path.join(dir, "node_modules")} would be seen by the test apps: remove it, or set TMPDIR elsewhere`)
+      }
+      if (dir === path.dirname(dir)) break
+    }
     await run("npm", ["run", "build", "--silent"], root)
     const { stdout } = await run("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", work], root)
     const [packed] = JSON.parse(stdout) as ReadonlyArray<{ filename: string; files: ReadonlyArray<{ path: string }> }>
