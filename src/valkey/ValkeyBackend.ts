@@ -15,16 +15,9 @@
  * Choices of this backend (documented deviations and decisions):
  * - Keys: `<keyPrefix>:{fp:N}:e:<executionId>` and friends; every FCALL takes
  *   the partition base as its one key and builds the others from it.
- * - Claims read a per-lane hint (`<keyPrefix>:hint:<lane>`: partitions with
- *   claimable work, scored by a lower bound of their best candidate's claim
- *   score) and FCALL only those partitions, best first, each visit bounded by
- *   the next hint so that a worse candidate (one a worker's capabilities leave
- *   after a better head, or behind a stale hint) waits for the walk to come
- *   back; they never scan all partitions, and the order is the global
- *   priority-then-FIFO order of the memory engine (docs/backends.md "Claims").
- *   On a standalone server the hint walk and the claim run in one FCALL
- *   (`ff_claim_lane`, one round trip); on a cluster the hint lives in another
- *   slot, so the walk runs in the layer, one `ff_claim` per partition.
+ * - Claims walk a per-lane claim hint instead of scanning all partitions, in
+ *   the memory engine's global order (the walk: lua/claim.lua, "the claim hints
+ *   and the claim-hint walk").
  * - `createExecutions` sends each partition's items to `ff_create_many` in
  *   chunks (each item created exactly as `ff_create` does, in order), all
  *   chunks at once.
@@ -45,9 +38,10 @@ import { missingSecret, seedAtStart } from "../internal/hmacSecret.js"
 import { type Hub, makeHub } from "../internal/wakeups.js"
 import { Maintenance } from "../Maintenance.js"
 import { connect, type EvictionCheck, type LibraryPolicy } from "./internal/client.js"
-import { makeCore, makeStreamOps } from "./internal/core.js"
+import { makeCore } from "./internal/core.js"
 import { loadLibrary } from "./internal/library.js"
 import { makeMaintenance } from "./internal/maintenance.js"
+import { makeStreamOps } from "./internal/streams.js"
 import { makeSubscriber } from "./internal/wakeups.js"
 import { layerError, makePlumbing, type Settings } from "./internal/plumbing.js"
 

@@ -170,25 +170,9 @@ BEGIN
     PERFORM ffi_graph_step(ff_set_edge_group_policy(p_flow, x->>'downstream', x->>'variant', x->>'onSatisfied',
                                                     (x->>'k')::int, v_now));
   END LOOP;
-  -- ff_stage_dependency_edge + ff_apply_dependency_to_child for every edge, at once (as in
-  -- ffi_create_flow_graph_general)
-  IF v_edges > 0 THEN
-    WITH e AS (
-      SELECT (t.x->>'edgeId')::uuid AS edge_id, t.x->>'upstream' AS up, t.x->>'downstream' AS down,
-        t.x->>'kind' AS kind, t.x->>'dataRef' AS ref, t.ord
-      FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord)
-    ), edges AS (
-      INSERT INTO flow_edge (flow_id, edge_id, upstream_id, downstream_id, dependency_kind, satisfaction_condition,
-        data_passing_ref, edge_state, created_at, created_by)
-      SELECT p_flow, edge_id, up, down, kind, 'all_required', ref, 'pending', v_now, 'engine' FROM e
-    ), deps AS (
-      INSERT INTO dep (downstream_id, edge_id, flow_id, upstream_id, dependency_kind, data_passing_ref, state, created_at)
-      SELECT down, edge_id, p_flow, up, kind, ref, 'unsatisfied', v_now FROM e
-    )
-    INSERT INTO edge_group (downstream_id, flow_id, policy_variant, n, created_at)
-    SELECT down, p_flow, 'all_of', count(*), v_now FROM e GROUP BY down
-    ON CONFLICT (downstream_id) DO UPDATE SET n = edge_group.n + EXCLUDED.n;
-  END IF;
+  -- ff_stage_dependency_edge + ff_apply_dependency_to_child for every edge, at once (the children
+  -- were created blocked above)
+  IF v_edges > 0 THEN PERFORM ffi_add_new_edges(p_flow, p_edges, v_now); END IF;
   UPDATE flow_core SET node_count = node_count + cardinality(v_ids),
     graph_revision = graph_revision + cardinality(v_ids) + v_edges, live_members = live_members + cardinality(v_ids),
     edge_count = edge_count + v_edges, last_mutation_at = v_now
@@ -196,6 +180,62 @@ BEGIN
   RETURNING graph_revision INTO v_rev;
   PERFORM ffi_wake_ready(v_ids);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'flowId', p_flow, 'graphRevision', v_rev));
+END $$;
+
+-- ffi_add_new_edges: edges p_edges of a new graph (acyclic, between members, new ids: the layer
+-- checked) recorded at once, as ff_stage_dependency_edge and the dependency side of
+-- ff_apply_dependency_to_child would leave them: the edge, the child's dep row, the child's join
+-- group counting it (all_of unless a policy was set). The children's blocking is the caller's.
+--   args:   p_flow, p_edges ([{edgeId, upstream, downstream, kind, dataRef}]), p_now
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_add_new_edges(p_flow uuid, p_edges jsonb, p_now bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  WITH e AS (
+    SELECT (t.x->>'edgeId')::uuid AS edge_id, t.x->>'upstream' AS up, t.x->>'downstream' AS down,
+      t.x->>'kind' AS kind, t.x->>'dataRef' AS ref
+    FROM jsonb_array_elements(p_edges) AS t(x)
+  ), edges AS (
+    INSERT INTO flow_edge (flow_id, edge_id, upstream_id, downstream_id, dependency_kind, satisfaction_condition,
+      data_passing_ref, edge_state, created_at, created_by)
+    SELECT p_flow, edge_id, up, down, kind, 'all_required', ref, 'pending', p_now, 'engine' FROM e
+  ), deps AS (
+    INSERT INTO dep (downstream_id, edge_id, flow_id, upstream_id, dependency_kind, data_passing_ref, state, created_at)
+    SELECT down, edge_id, p_flow, up, kind, ref, 'unsatisfied', p_now FROM e
+  )
+  INSERT INTO edge_group (downstream_id, flow_id, policy_variant, n, created_at)
+  SELECT down, p_flow, 'all_of', count(*), p_now FROM e GROUP BY down
+  ON CONFLICT (downstream_id) DO UPDATE SET n = edge_group.n + EXCLUDED.n;
+END $$;
+
+-- ffi_add_new_members: members p_members, none of which exists yet (the caller checked), created
+-- and made members of flow p_flow at once — as ff_create_executions, then ff_add_execution_to_flow
+-- for each (all new, none terminal) — then the join policies p_joins set in order.
+--   args:   p_flow, p_members (createItem objects), p_joins ([{downstream, variant, onSatisfied, k}]),
+--           p_op (the calling operation, for the error), p_now
+--   reply:  void
+--   errors: raises invalid_input when a member was created concurrently, and what
+--           ff_set_edge_group_policy refuses
+CREATE FUNCTION ffi_add_new_members(p_flow uuid, p_members jsonb, p_joins jsonb, p_op text, p_now bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  v_ids text[] := ARRAY(SELECT m->>'executionId' FROM jsonb_array_elements(p_members) AS t(m));
+  x jsonb;
+BEGIN
+  IF cardinality(v_ids) > 0 THEN
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(ffi_graph_step(ff_create_executions(p_members, p_now))) AS t(r)
+               WHERE r->>'_tag' <> 'Created') THEN
+      PERFORM ffi_raise('invalid_input', p_op || ': a member was created concurrently');
+    END IF;
+    UPDATE exec_core SET flow_id = p_flow, last_mutation_at = p_now WHERE execution_id = ANY (v_ids);
+    UPDATE flow_core SET node_count = node_count + cardinality(v_ids), graph_revision = graph_revision + cardinality(v_ids),
+      live_members = live_members + cardinality(v_ids), last_mutation_at = p_now
+    WHERE flow_id = p_flow;
+  END IF;
+  FOR x IN SELECT value FROM jsonb_array_elements(p_joins) WITH ORDINALITY AS t(value, ord) ORDER BY ord LOOP
+    PERFORM ffi_graph_step(ff_set_edge_group_policy(p_flow, x->>'downstream', x->>'variant', x->>'onSatisfied',
+                                                    (x->>'k')::int, p_now));
+  END LOOP;
 END $$;
 
 -- ffi_create_flow_graph_general: ff_create_flow_graph for the graphs the set-based path does
@@ -213,9 +253,7 @@ DECLARE
   v_ids text[] := ARRAY(SELECT m->>'executionId' FROM jsonb_array_elements(p_members) AS t(m));
   v_edges int := jsonb_array_length(p_edges);
   v_id text;
-  v_ok jsonb;
   v_rev bigint;
-  x jsonb;
 BEGIN
   IF EXISTS (SELECT 1 FROM flow_core WHERE flow_id = p_flow) THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'flowId', p_flow));
@@ -225,40 +263,15 @@ BEGIN
     RETURN ffi_err('invalid_input', 'create_flow_graph: member ' || v_id || ' already exists');
   END IF;
   PERFORM ffi_graph_step(ff_create_flow(p_flow, p_part, p_kind, p_ns, p_sealed, v_now));
-  v_ok := ffi_graph_step(ff_create_executions(p_members, v_now));
-  IF EXISTS (SELECT 1 FROM jsonb_array_elements(v_ok) AS t(r) WHERE r->>'_tag' <> 'Created') THEN
-    PERFORM ffi_raise('invalid_input', 'create_flow_graph: a member was created concurrently');
-  END IF;
-  -- ff_add_execution_to_flow for every member, at once (all new, none terminal)
-  UPDATE exec_core SET flow_id = p_flow, last_mutation_at = v_now WHERE execution_id = ANY (v_ids);
-  UPDATE flow_core SET node_count = node_count + cardinality(v_ids), graph_revision = graph_revision + cardinality(v_ids),
-    live_members = live_members + cardinality(v_ids), last_mutation_at = v_now
-  WHERE flow_id = p_flow;
-  FOR x IN SELECT value FROM jsonb_array_elements(p_joins) WITH ORDINALITY AS t(value, ord) ORDER BY ord LOOP
-    PERFORM ffi_graph_step(ff_set_edge_group_policy(p_flow, x->>'downstream', x->>'variant', x->>'onSatisfied',
-                                                    (x->>'k')::int, v_now));
-  END LOOP;
+  PERFORM ffi_add_new_members(p_flow, p_members, p_joins, 'create_flow_graph', v_now);
   -- ff_stage_dependency_edge + ff_apply_dependency_to_child for every edge, at once: the graph is new,
   -- acyclic and between members (checked by the layer), so no staging check can refuse; each child
   -- ends as the last apply leaves it (blocked, its detail naming its dependency count and last edge)
   IF v_edges > 0 THEN
-    WITH e AS (
-      SELECT (t.x->>'edgeId')::uuid AS edge_id, t.x->>'upstream' AS up, t.x->>'downstream' AS down,
-        t.x->>'kind' AS kind, t.x->>'dataRef' AS ref, t.ord
-      FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord)
-    ), edges AS (
-      INSERT INTO flow_edge (flow_id, edge_id, upstream_id, downstream_id, dependency_kind, satisfaction_condition,
-        data_passing_ref, edge_state, created_at, created_by)
-      SELECT p_flow, edge_id, up, down, kind, 'all_required', ref, 'pending', v_now, 'engine' FROM e
-    ), deps AS (
-      INSERT INTO dep (downstream_id, edge_id, flow_id, upstream_id, dependency_kind, data_passing_ref, state, created_at)
-      SELECT down, edge_id, p_flow, up, kind, ref, 'unsatisfied', v_now FROM e
-    ), children AS (
-      SELECT down, count(*) AS n, (array_agg(edge_id ORDER BY ord DESC))[1] AS last_edge FROM e GROUP BY down
-    ), groups AS (
-      INSERT INTO edge_group (downstream_id, flow_id, policy_variant, n, created_at)
-      SELECT down, p_flow, 'all_of', n, v_now FROM children
-      ON CONFLICT (downstream_id) DO UPDATE SET n = edge_group.n + EXCLUDED.n
+    PERFORM ffi_add_new_edges(p_flow, p_edges, v_now);
+    WITH children AS (
+      SELECT t.x->>'downstream' AS down, count(*) AS n, (array_agg((t.x->>'edgeId')::uuid ORDER BY t.ord DESC))[1] AS last_edge
+      FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord) GROUP BY 1
     ), blocked AS (
       UPDATE exec_core c SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
         blocking_detail = ch.n || ' dep(s) unresolved incl ' || ch.last_edge, public_state = 'waiting_children',
@@ -570,7 +583,6 @@ DECLARE
   v_id text;
   v_code text;
   v_edge uuid;
-  v_ok jsonb;
   x jsonb;
 BEGIN
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
@@ -608,21 +620,7 @@ BEGIN
     RETURN ffi_err(v_code);
   END IF;
   IF v_edges > 0 AND ffi_closes_cycle(p_flow, p_edges) THEN RETURN ffi_err('cycle_detected'); END IF;
-  IF cardinality(v_ids) > 0 THEN
-    v_ok := ffi_graph_step(ff_create_executions(p_members, v_now));
-    IF EXISTS (SELECT 1 FROM jsonb_array_elements(v_ok) AS t(r) WHERE r->>'_tag' <> 'Created') THEN
-      PERFORM ffi_raise('invalid_input', 'extend_flow: a member was created concurrently');
-    END IF;
-    -- ff_add_execution_to_flow for every member, at once (all new, none terminal)
-    UPDATE exec_core SET flow_id = p_flow, last_mutation_at = v_now WHERE execution_id = ANY (v_ids);
-    UPDATE flow_core SET node_count = node_count + cardinality(v_ids), graph_revision = graph_revision + cardinality(v_ids),
-      live_members = live_members + cardinality(v_ids), last_mutation_at = v_now
-    WHERE flow_id = p_flow;
-  END IF;
-  FOR x IN SELECT value FROM jsonb_array_elements(p_joins) WITH ORDINALITY AS t(value, ord) ORDER BY ord LOOP
-    PERFORM ffi_graph_step(ff_set_edge_group_policy(p_flow, x->>'downstream', x->>'variant', x->>'onSatisfied',
-                                                    (x->>'k')::int, v_now));
-  END LOOP;
+  PERFORM ffi_add_new_members(p_flow, p_members, p_joins, 'extend_flow', v_now);
   IF v_edges > 0 THEN
     INSERT INTO flow_edge (flow_id, edge_id, upstream_id, downstream_id, dependency_kind, satisfaction_condition,
       data_passing_ref, edge_state, created_at, created_by)

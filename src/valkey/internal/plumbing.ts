@@ -2,21 +2,11 @@
  * What every Valkey operation shares: key names, the FCALL envelope and its
  * Schema decoding, the clock argument, and the claim hints.
  *
- * Claim hints: one global sorted set per lane, `<prefix>:hint:<lane>`, whose
- * members are flow partitions with claimable work on that lane, scored by a
- * lower bound of the claim score of their best candidate (`-(priority × 10^12) +
- * created_at`): a wake only lowers a hint (ZADD LT), a claim raises it only to
- * the partition's real head. The Lua functions report what they made
- * claimable ("wake"). On a standalone server the FCALL writes the hints itself,
- * so nobody sees claimable work before its hint; on a cluster the hint is
- * updated right after the FCALL returns (a global key lives in another slot, so
- * it cannot be written inside the FCALL). A claim reads the hint and FCALLs only those partitions, with the bounded
- * walk that keeps the global priority-then-FIFO order of the memory engine (core.ts
- * `claimCluster`; on a standalone server, where no slot separates them, ff_claim_lane
- * does the walk, the claims and the hint updates in one FCALL, see execution.lua
- * `FF.claim_lane_one`). A lost hint
- * (a client crashing between the two) is repaired by the `promoteDelayed` pass,
- * which reports every lane with claimable work.
+ * Claim hints (explained in lua/claim.lua, "the claim hints and the claim-hint
+ * walk"): on a cluster this layer writes a call's wakes to them right after the
+ * call (`applyWake`, then the wake-ups), and `dropHint` removes a partition left
+ * with nothing claimable; on a standalone server the function writes them itself
+ * (`_hint`, register.lua).
  */
 import { randomUUID } from "node:crypto"
 import { Clock, Effect, Either, ParseResult, Schema } from "effect"

@@ -6,14 +6,20 @@
  * connection is opened again (on a cluster, to any node the client knows), subscribed to every
  * channel, and then counts as a wake-up of every subscription, so work announced while it was down
  * is claimed.
+ *
+ * And the due timers of idle workers (`makeDueTimers`): when the lanes' delayed work comes due
+ * (their due hints, `<prefix>:due:<lane>`), and its promotion by an idle worker at that time.
  */
-import { Clock, Deferred, Duration, Effect, Exit, Fiber, type Scope } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Schema, type Scope } from "effect"
 import { type EngineError, Transport } from "../../EngineError.js"
+import type * as Ids from "../../Ids.js"
 import type { Hub, WakeTransport } from "../../internal/wakeups.js"
+import { Limits } from "../../Limits.js"
 import type { Client } from "./client.js"
+import type { CoreContext, Fx } from "./context.js"
 import type { Redis } from "./driver.js"
 import { fromValkeyError } from "./errors.js"
-import type { Keys } from "./plumbing.js"
+import { decodeFields, IntStr, type Keys } from "./plumbing.js"
 
 const RECONNECT_MIN_MS = 50
 const RECONNECT_MAX_MS = 2_000
@@ -141,4 +147,81 @@ export const makeSubscriber = (
         return Effect.ignore(Effect.tryPromise(() => r.unsubscribe(...channels)))
       })
   }
+}
+
+/** The due timers of a lane's idle workers (the hub's `arm` and `promoteDue`). */
+export const makeDueTimers = (ctx: CoreContext) => {
+  const { call, client, keys, N, settings } = ctx
+
+  /** The earliest due time of the lanes' due hints (a lower bound of their delayed work's). */
+  const nextDue = (lanes: ReadonlyArray<Ids.LaneId>): Fx<Option.Option<number>> =>
+    Effect.map(
+      Effect.forEach(
+        lanes,
+        (lane) => client.run("ZRANGE due", (c) => c.zrange(keys.due(lane), 0, 0, "WITHSCORES")),
+        { concurrency: "unbounded" }
+      ),
+      (heads) => {
+        let due: number | undefined
+        for (const head of heads) {
+          const at = head[1] === undefined ? NaN : Number(head[1])
+          if (Number.isFinite(at) && (due === undefined || at < due)) due = at
+        }
+        return Option.fromNullable(due)
+      }
+    )
+
+  /** Partitions one promoteDue visits at most per lane. */
+  const DUE_VISITS = 16
+  const PromoteLane = Schema.Tuple(IntStr, Schema.Literal("0", "1"), Schema.String)
+
+  /**
+   * Promotes the due delayed work of `lanes`: each partition whose due hint has come (the store's
+   * clock decides) gets one ff_promote_lane, which also sets the hint to the partition's next due
+   * time (on a cluster this layer does, then checks again, as `dropHint` does).
+   */
+  const promoteDue = (lanes: ReadonlyArray<Ids.LaneId>): Fx<number> =>
+    Effect.gen(function*() {
+      const now = settings.clock === "effect" ? Number(yield* ctx.nowArg) : Date.now()
+      let promoted = 0
+      for (const lane of lanes) {
+        const due = yield* client.run(
+          "ZRANGEBYSCORE due",
+          (c) => c.zrangebyscore(keys.due(lane), "-inf", String(now), "LIMIT", 0, DUE_VISITS)
+        )
+        for (const member of due) {
+          const partition = Number(member)
+          if (!Number.isInteger(partition) || partition < 0 || partition >= N) {
+            yield* client.run("ZREM due", (c) => c.zrem(keys.due(lane), member))
+            continue
+          }
+          const env = yield* call("promote_lane", ctx.flowTarget(partition), { lane, batch: Limits.batchItems })
+          const [n, , next] = yield* decodeFields("ff_promote_lane", PromoteLane, env.fields)
+          promoted += n
+          if (client.isCluster) yield* fixDue(lane, partition, next)
+        }
+      }
+      return promoted
+    })
+
+  /** A cluster's due hint after a promotion: the partition's next due time, or none. */
+  const fixDue = (lane: Ids.LaneId, partition: number, next: string): Fx<void> =>
+    Effect.gen(function*() {
+      if (next !== "") {
+        yield* client.run("ZADD due", (c) => c.zadd(keys.due(lane), next, String(partition)))
+        return
+      }
+      yield* client.run("ZREM due", (c) => c.zrem(keys.due(lane), String(partition)))
+      // delayed work scheduled meanwhile has written its hint before or after the removal
+      const head = yield* client.run(
+        "ZRANGE delayed",
+        (c) => c.zrange(`${keys.flow(partition)}:l:${lane}:delayed`, 0, 0, "WITHSCORES")
+      )
+      const again = head[1]
+      if (again !== undefined) {
+        yield* client.run("ZADD due", (c) => c.call("ZADD", keys.due(lane), "LT", again, String(partition)))
+      }
+    })
+
+  return { nextDue, promoteDue }
 }

@@ -23,6 +23,12 @@ local function bad_dimensions(name, dims, values)
   return nil
 end
 
+-- ff_create_budget: a budget with its limits per dimension (0: none) and its reset schedule.
+--   KEYS:   [1] the budget partition base `<prefix>:{b:M}`
+--   ARGV:   [1] now, [2] {budget_id, scope_type, scope_id, enforcement_mode, on_hard_limit,
+--           on_soft_limit, reset_interval_ms, dimensions, hard, soft}
+--   reply:  {1, "OK" | "ALREADY", wake, budget id}
+--   errors: invalid_input (a dimension that is not a string, a limit that is not a whole number)
 FF.fn.create_budget = function(B, a, now)
   local bad = FF.need("create_budget", a, { "budget_id", "s" }) or
     bad_dimensions("create_budget", a.dimensions, { a.hard, a.soft })
@@ -53,7 +59,15 @@ FF.fn.create_budget = function(B, a, now)
   return FF.ok("OK", id)
 end
 
--- Check every hard limit before incrementing any dimension (zero overshoot).
+-- ff_report_usage (reportUsage, reportUsageAdmin): adds the deltas to the budget's usage. Every
+-- hard limit is checked before any dimension is incremented (zero overshoot): a breach adds
+-- nothing and counts the breach. A repeated dedup key within a day adds nothing.
+--   KEYS:   [1] the budget partition base
+--   ARGV:   [1] now, [2] {budget_id, dimensions, deltas, dedup_key?}
+--   reply:  {1, "OK" | "ALREADY_APPLIED", wake}
+--           | {1, "SOFT_BREACH", wake, dimension, usage, soft limit} (added; the first dimension
+--           past its soft limit) | {1, "HARD_BREACH", wake, dimension, usage, hard limit}
+--   errors: invalid_input (a dimension, a delta, a usage past 2^53 - 1)
 FF.fn.report_usage = function(B, a, now)
   local id = a.budget_id
   local dk = B .. ":bud:" .. id
@@ -100,6 +114,9 @@ FF.fn.report_usage = function(B, a, now)
   return FF.ok("OK")
 end
 
+-- Resets the usage of budget `id` to zero and schedules its next reset (when it has an interval).
+-- Returns the next reset time (0: none), or nil when the budget does not exist (its schedule entry
+-- is dropped).
 function FF.reset_budget(B, id, now)
   local dk = B .. ":bud:" .. id
   local def = FF.hmap(dk)
@@ -126,12 +143,22 @@ function FF.reset_budget(B, id, now)
   return 0
 end
 
+-- ff_reset_budget (resetBudget): FF.reset_budget now.
+--   KEYS:   [1] the budget partition base
+--   ARGV:   [1] now, [2] {budget_id}
+--   reply:  {1, "OK", wake, next reset time ("0": none)}
+--   errors: budget_not_found
 FF.fn.reset_budget = function(B, a, now)
   local next_at = FF.reset_budget(B, a.budget_id, now)
   if next_at == nil then return FF.err("budget_not_found") end
   return FF.ok("OK", FF.s(next_at))
 end
 
+-- ff_pass_reset_budgets (the resetBudgets pass): resets up to a.batch budgets whose reset is due.
+--   KEYS:   [1] the budget partition base
+--   ARGV:   [1] now, [2] {batch}
+--   reply:  {1, "OK", wake, budgets reset, "1" more are due | "0"}
+--   errors: -
 FF.fn.pass_reset_budgets = function(B, a, now)
   local batch = math.max(1, FF.num(a.batch, 1000))
   local due = C("ZRANGEBYSCORE", B .. ":i:budget_resets", "-inf", FF.s(now), "LIMIT", 0, batch + 1)
@@ -142,6 +169,11 @@ FF.fn.pass_reset_budgets = function(B, a, now)
   return FF.ok("OK", n, #due > batch and "1" or "0")
 end
 
+-- ff_create_quota (createQuotaPolicy): a quota policy with its concurrency counter at 0.
+--   KEYS:   [1] the quota partition base `<prefix>:{q:K}`
+--   ARGV:   [1] now, [2] {quota_policy_id, window_seconds, max_requests_per_window, max_concurrent}
+--   reply:  {1, "OK" | "ALREADY", wake, quota policy id}
+--   errors: -
 FF.fn.create_quota = function(B, a, now)
   local id = a.quota_policy_id
   local qk = B .. ":quota:" .. id
@@ -154,7 +186,12 @@ FF.fn.create_quota = function(B, a, now)
   return FF.ok("OK", id)
 end
 
--- read-only
+-- ff_budget_status (getBudgetStatus, read-only): the budget's definition, usage and limits.
+--   KEYS:   [1] the budget partition base
+--   ARGV:   [1] now, [2] {budget_id}
+--   reply:  {1, "OK", "", JSON {def, usage, limits}} (hashes of strings; limits "hard:<dim>",
+--           "soft:<dim>")
+--   errors: budget_not_found
 FF.fn.budget_status = function(B, a, now)
   local dk = B .. ":bud:" .. a.budget_id
   local def = FF.hmap(dk)

@@ -35,6 +35,11 @@ function FF.flow_final(f)
   return f.sealed == "1" and (st == "completed" or st == "failed")
 end
 
+-- ff_create_flow: a new flow, open (or sealed at once), without members.
+--   KEYS:   [1] the partition base (the flow's)
+--   ARGV:   [1] now, [2] {flow_id, flow_kind, namespace, sealed?}
+--   reply:  {1, "OK" | "ALREADY", wake, flow id}
+--   errors: -
 FF.fn.create_flow = function(B, a, now)
   local fid = a.flow_id
   local fk = K.flow(B, fid)
@@ -47,7 +52,11 @@ FF.fn.create_flow = function(B, a, now)
   return FF.ok("OK", fid)
 end
 
--- sealFlow: the flow takes no new member or edge. Reply {1, "OK"|"ALREADY", wake, public state}.
+-- ff_seal_flow: the flow takes no new member or edge.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id}
+--   reply:  {1, "OK" | "ALREADY", wake, the flow's public state}
+--   errors: flow_not_found, flow_already_terminal (cancelling or cancelled)
 FF.fn.seal_flow = function(B, a, now)
   local fk = K.flow(B, a.flow_id)
   local f = FF.hmap(fk)
@@ -60,6 +69,12 @@ FF.fn.seal_flow = function(B, a, now)
   return FF.ok("OK", FF.flow_state(f))
 end
 
+-- ff_add_to_flow (addExecutionToFlow): an execution of this partition joins the flow.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id, execution_id}
+--   reply:  {1, "OK", wake, execution id, node count} | {1, "ALREADY", wake, execution id, node count}
+--   errors: flow_not_found, flow_already_terminal, flow_sealed, execution_not_found,
+--           execution_already_in_flow (another flow's member)
 FF.fn.add_to_flow = function(B, a, now)
   local fid, e = a.flow_id, a.execution_id
   local fk = K.flow(B, fid)
@@ -86,6 +101,12 @@ FF.fn.add_to_flow = function(B, a, now)
   return FF.ok("OK", e, nodes)
 end
 
+-- ff_set_edge_group_policy: the join policy of a child's dependencies (all_of, any_of, quorum k),
+-- set before any of them is applied.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id, downstream, variant, on_satisfied?, k?}
+--   reply:  {1, "OK" | "ALREADY", wake}
+--   errors: flow_not_found, invalid_input (edge_group_policy_already_fixed: dependencies applied)
 FF.fn.set_edge_group_policy = function(B, a, now)
   local fid, child = a.flow_id, a.downstream
   if C("EXISTS", K.flow(B, fid)) == 0 then return FF.err("flow_not_found") end
@@ -122,6 +143,14 @@ function FF.reaches(B, fid, from, target)
   return false
 end
 
+-- ff_stage_edge (stageDependencyEdge): a new edge between two members, checked against the
+-- expected graph revision and for cycles; the child's side is written by ff_apply_dependency.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id, edge_id, upstream, downstream, dependency_kind,
+--           data_passing_ref?, expected_graph_revision, created_at?}
+--   reply:  {1, "OK", wake, edge id, the new graph revision}
+--   errors: self_referencing_edge, flow_not_found, flow_already_terminal, flow_sealed,
+--           stale_graph_revision, execution_not_in_flow, cycle_detected, dependency_already_exists
 FF.fn.stage_edge = function(B, a, now)
   local fid, edge, up, down = a.flow_id, a.edge_id, a.upstream, a.downstream
   if up == down then return FF.err("self_referencing_edge") end
@@ -169,14 +198,18 @@ local function write_new_edge(B, fid, x, ts)
     "data_passing_ref", FF.str(x.data_passing_ref), "last_resolved_at", "")
 end
 
--- createFlowGraph: the flow and its members (create_flow, create_one), the joins
--- (set_edge_group_policy), then membership and edges written together, with the same keys and
--- fields the single-step add_to_flow / stage_edge / apply_dependency leave: the layer validated the
--- graph (members on this partition, edges between members, no cycle) and every refusal is checked
--- here before the first write, so the call writes all or nothing.
--- a.flow = create_flow's arguments; a.members[i] = create's arguments, its payload and policy in
--- ARGV[3 + 2(i-1)] / ARGV[4 + 2(i-1)]; a.joins / a.edges = the arguments of those functions.
--- Reply {1, "OK", wake, graph_revision} or {1, "ALREADY", ""} when the flow exists.
+-- ff_create_flow_graph (createFlowGraph): the flow and its members (create_flow, create_one), the
+-- joins (set_edge_group_policy), then membership and edges written together, with the same keys
+-- and fields the single-step add_to_flow / stage_edge / apply_dependency leave: the layer
+-- validated the graph (members on this partition, edges between members, no cycle) and every
+-- refusal is checked here before the first write, so the call writes all or nothing.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow: ff_create_flow's arguments, members: ff_create's arguments each
+--           (no idempotency key), joins: ff_set_edge_group_policy's, edges: ff_apply_dependency's},
+--           [3 + 2(i-1)] / [4 + 2(i-1)] the payload (or staged) / policy of member i
+--   reply:  {1, "OK", wake, graph revision} | {1, "ALREADY", ""} (the flow exists)
+--   errors: invalid_input (a member listed twice, keyed or existing; an edge or a join that does not
+--           fit the members)
 FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
   local bad = FF.need("create_flow_graph", a, { "flow", "t", "members", "t", "joins", "t", "edges", "t" }) or
     FF.need("create_flow_graph", a.flow, { "flow_id", "s" })
@@ -338,7 +371,13 @@ function FF.unsatisfied(B, fid, child)
   return FF.num(g[1]) - FF.num(g[2])
 end
 
--- Reply {1, "OK", wake, the child's dependencies not satisfied after this call} or {1, "ALREADY"}.
+-- ff_apply_dependency (applyDependencyToChild): the child's side of a staged edge (FF.apply_dep),
+-- resolved at once when the upstream has already ended.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id, edge_id, upstream, downstream, dependency_kind, data_passing_ref?}
+--   reply:  {1, "OK", wake, the child's dependencies not satisfied after this call}
+--           | {1, "ALREADY", wake}
+--   errors: execution_not_found (the child), execution_already_in_flow (another flow's member)
 FF.fn.apply_dependency = function(B, a, now)
   local fid, child = a.flow_id, a.downstream
   local c = FF.core(B, child)
@@ -416,14 +455,20 @@ function FF.closes_cycle(B, fid, edges, is_new)
   return freed < #queue
 end
 
--- extendFlow: new members (create_one), their joins, then the edges staged and applied, with the
--- keys and fields add_to_flow, set_edge_group_policy, stage_edge and FF.apply_dep leave; every
--- edge is applied before any resolves, then each edge whose upstream has ended resolves, in
--- order. Every refusal is checked before the first write, so the call writes all or nothing.
--- a.flow_id; a.members[i] = create's arguments, its payload and policy in ARGV[3 + 2(i-1)] /
--- ARGV[4 + 2(i-1)]; a.joins / a.edges = the arguments of set_edge_group_policy / apply_dependency.
--- Reply {1, "OK", wake, graph_revision, node_count} or {1, "ALREADY", wake} (a replay: every
--- member and edge is in the flow already).
+-- ff_extend_flow (extendFlow): new members (create_one), their joins, then the edges staged and
+-- applied, with the keys and fields add_to_flow, set_edge_group_policy, stage_edge and
+-- FF.apply_dep leave; every edge is applied before any resolves, then each edge whose upstream has
+-- ended resolves, in order. Every refusal is checked before the first write, so the call writes
+-- all or nothing.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id, members: ff_create's arguments each (no idempotency key), joins:
+--           ff_set_edge_group_policy's (new members only), edges: ff_apply_dependency's},
+--           [3 + 2(i-1)] / [4 + 2(i-1)] the payload (or staged) / policy of member i
+--   reply:  {1, "OK", wake, graph revision, node count} | {1, "ALREADY", wake} (a replay: every
+--           member and edge is in the flow already)
+--   errors: invalid_input (a member listed twice, keyed or existing; a join), flow_not_found,
+--           flow_already_terminal, flow_sealed, execution_not_in_flow, self_referencing_edge,
+--           dependency_already_exists, cycle_detected
 FF.fn.extend_flow = function(B, a, now, _, _, argv)
   local bad = FF.need("extend_flow", a, { "flow_id", "s", "members", "t", "joins", "t", "edges", "t" })
   if bad then return bad end
@@ -588,6 +633,7 @@ FF.fn.extend_flow = function(B, a, now, _, _, argv)
 end
 
 -- --- resolution ----------------------------------------------------------------------------
+-- Resolves every outgoing edge of the finished member `up` with its outcome (FF.resolve_edge).
 function FF.resolve_outgoing(B, fid, up, outcome, now)
   for _, edge in ipairs(C("SMEMBERS", K.fx(B, fid, "out:" .. up))) do
     local down = C("HGET", K.fx(B, fid, "edge:" .. edge), "downstream_execution_id")
@@ -616,6 +662,8 @@ function FF.maybe_unblock(B, e, c, now)
   return true
 end
 
+-- Passes the upstream's result to the child as its payload (a data-passing edge), unless the
+-- child is missing or terminal.
 function FF.copy_result(B, up, child, cc)
   if cc == nil or cc.lifecycle_phase == "terminal" then return end
   local src = K.ex(B, up, "result")
@@ -639,6 +687,12 @@ function FF.cancel_siblings(B, fid, child, up, reason, now)
   end
 end
 
+-- Resolves the dependency of `child` on `up` through `edge` with the upstream's `outcome`
+-- (docs/design/flows.md#resolution): the dependency becomes satisfied or impossible, the child's
+-- join group counts it, and by the group's policy the child is unblocked (with the upstream's
+-- result when data passes), skipped, or its other upstreams are cancelled (cancel_remaining).
+-- Counts one unit of the call's resolution work (FF.work, see FF.drain). An edge resolved
+-- already is left as it is.
 function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   FF.work = FF.work + 1
   local dk = K.ex(B, child, "dep:" .. edge)
@@ -722,6 +776,7 @@ function FF.bad_outcome(outcome)
   return outcome == "failed" or outcome == "cancelled" or outcome == "expired"
 end
 
+-- A new member `c` counts as open, or as bad when it joins terminal with a bad outcome.
 function FF.flow_member_added(B, fid, c)
   local fk = K.flow(B, fid)
   if c.lifecycle_phase ~= "terminal" then
@@ -731,6 +786,8 @@ function FF.flow_member_added(B, fid, c)
   end
 end
 
+-- Member `e` ended with `outcome`: it no longer counts as open (and counts as bad after a
+-- failure); the last member a flow cancellation owed completes the cancellation.
 function FF.flow_member_terminal(B, fid, e, outcome, now)
   local owed = K.fx(B, fid, "owed")
   if C("SREM", owed, e) == 1 and C("SCARD", owed) == 0 then
@@ -748,6 +805,7 @@ function FF.flow_member_replayed(B, fid, e, outcome, now)
   if FF.bad_outcome(outcome) then C("HINCRBY", fk, "bad_members", -1) end
 end
 
+-- A flow cancellation owes no member any more: the flow leaves the backlog and is cancelled.
 function FF.flow_cancel_done(B, fid, now)
   C("ZREM", K.idx(B, "cancel_backlog"), fid)
   local fk = K.flow(B, fid)
@@ -757,8 +815,16 @@ function FF.flow_cancel_done(B, fid, now)
 end
 
 -- --- cancel_flow (docs/design/flows.md#cancelling-a-flow) ------------------------------------------
+-- ff_cancel_flow (cancelFlow, cancelFlowHeader): cancels the flow and owes its members a cancel by
+-- the policy (cancel_all: every member not terminal, cancel_pending: the runnable ones, else none).
 -- a.mode "trait": cascade inline when at most a.inline_limit members are owed, else via the backlog;
 -- a.mode "header": the idempotent header only (owed members go to the backlog after a.grace_ms).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id, policy, reason, mode, inline_limit?, grace_ms}
+--   reply:  {1, "OK", wake, policy, the members (JSON array)}
+--           | {1, "ALREADY", wake, stored policy, stored reason, the members} (header mode, on a
+--           flow that cannot change any more: FF.flow_final)
+--   errors: flow_not_found, flow_already_terminal (trait mode, on such a flow)
 FF.fn.cancel_flow = function(B, a, now)
   local fid = a.flow_id
   local fk = K.flow(B, fid)
@@ -806,6 +872,12 @@ FF.fn.cancel_flow = function(B, a, now)
   return FF.ok("OK", policy, FF.jarr(members))
 end
 
+-- ff_ack_cancel_member: a member the flow's cancellation owed is acknowledged as cancelled (the
+-- set of owed members loses it); the last one completes the cancellation.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id, execution_id}
+--   reply:  {1, "OK", wake}
+--   errors: -
 FF.fn.ack_cancel_member = function(B, a, now)
   local owed = K.fx(B, a.flow_id, "owed")
   C("SREM", owed, a.execution_id)

@@ -6,16 +6,31 @@
   src/valkey/internal/library.ts, with this file first, and replaces __FF_SOURCE_HASH__ with
   the SHA-1 of the whole source, so `ff_version` changes whenever any byte of the library does.
 
-  Calling convention (every function):
+  Calling convention (every function; each one's header gives its own KEYS, ARGV, reply, errors):
     KEYS[1] = the partition base "<prefix>:{fp:N}" (or "{b:M}" / "{q:K}"): every key a call
-              touches is built from it, so one FCALL never leaves one cluster slot.
+              touches is built from it, so one FCALL never leaves one cluster slot. The
+              standalone-only functions (flag no-cluster) and the id registry's take another key.
     ARGV[1] = "now" in ms, or "" to read the store clock (TIME).
     ARGV[2] = the arguments as a JSON object; ARGV[3..] = binary blobs (payloads).
+              The lease fence, which every write of the lease holder carries:
+                {execution_id, attempt_index, attempt_id, lease_id, lease_epoch}
+              Set by the layer, not by the operation (register.lua):
+                _hint  = {prefix, partition}: a standalone write writes its wakes to the claim
+                         hints and wakes the lanes' workers itself
+                staged = {ARGV position: staging key}: a large blob staged beside KEYS[1]
+                         (helpers.lua, "staged blobs")
   Replies:
-    success  {1, status, wake, ...}  where wake is "" or a JSON object lane -> best priority made
-                                     claimable on this partition (the TS side keeps claim hints)
+    success  {1, status, wake, ...}  where wake is "" or a JSON object lane -> best claim score
+                                     made claimable on this partition (and "\1"..lane -> due
+                                     time of delayed work, FF.wake_json): the claim hints and
+                                     due hints the layer writes on a cluster
     failure  {0, code, detail...}    codes mapped by EngineError.fromScriptCode
                                      (docs/design/errors.md#error-codes-of-the-server-libraries)
+  Errors every function may answer besides its own: invalid_input (a malformed argument, before
+  any write; "staged" for a bad staging map), staged_blob_missing (a staged blob expired).
+  "The ladder's errors" (FF.ladder, helpers.lua): execution_not_active (+ outcome, epoch, phase,
+  attempt id), lease_revoked, lease_expired (+ "marked" and the wake when this call marked it),
+  stale_lease.
 ]]
 local FF = {}
 FF.VERSION = "1"

@@ -1,5 +1,7 @@
 -- ===========================================================================
--- helpers.lua: keys, numbers, hashes, the state vector, replies
+-- helpers.lua: what every function shares: numbers and strings, keys, the id registry, the
+-- per-call state (wakes, due times, revocations) and its publication, replies, hashes, staged
+-- blobs, argument checks, the state vector, indexes, attempts, and the lease ladder
 -- ===========================================================================
 local function C(...) return redis.call(...) end
 
@@ -26,16 +28,19 @@ function FF.s(n)
   last_n, last_s = n, s
   return s
 end
+-- `v` as a number; `d` (default 0) when it is not one.
 function FF.num(v, d)
   local n = tonumber(v)
   if n == nil then return d or 0 end
   return n
 end
+-- `v` as a string: "" for nil and JSON null, a number as FF.s writes it.
 function FF.str(v)
   if v == nil or v == cjson.null then return "" end
   if type(v) == "number" then return FF.s(v) end
   return tostring(v)
 end
+-- The call's time in ms: ARGV[1] when given (the layer's clock), else the server's TIME.
 function FF.now(arg)
   if arg ~= nil and arg ~= "" then return tonumber(arg) end
   local t = C("TIME")
@@ -43,6 +48,10 @@ function FF.now(arg)
 end
 
 -- --- keys ------------------------------------------------------------------
+-- The keys of a partition (docs/design/valkey.md#key-layout), from its base B: an execution's
+-- core and its records (e: execution id, i: attempt index, s: suffix), a lane's indexes (l: lane,
+-- kind: eligible / reclaim / delayed / blocked), the partition's indexes, a flow's records (f),
+-- a waitpoint's (w), a signal's, and the HMAC keystore.
 local K = {}
 FF.K = K
 function K.core(B, e) return B .. ":e:" .. e end
@@ -128,6 +137,9 @@ function FF.call_begin()
   if FF.revokes == nil or #FF.revokes > 0 then FF.revokes = {} end
 end
 
+-- The start of one operation's work (a batch begins each of its items anew): its wakes, its
+-- queue of finished flow members whose dependents FF.drain resolves, its count of resolution
+-- work, and the lanes a batch registered.
 function FF.begin()
   -- (tables left empty by the previous call are kept)
   if FF.woke or FF.wake == nil or next(FF.wake) ~= nil then FF.wake = {} end
@@ -193,8 +205,10 @@ function FF.call_end(B, prefix)
   for lane in pairs(FF.pubs) do C("PUBLISH", prefix .. ":wake:" .. lane, "1") end
 end
 
--- Writes this call's wakes to the claim hints of partition `p` (standalone servers only).
+-- Writes the wakes of this operation (since FF.begin) to the claim hints of partition `p`, and
+-- registers their lanes (standalone servers only: the keys live in other slots).
 function FF.apply_wakes(prefix, p)
+  if not FF.woke then return end
   for lane, score in pairs(FF.wake) do
     C("ZADD", prefix .. ":lane-index", 0, lane)
     C("ZADD", prefix .. ":hint:" .. lane, "LT", FF.s(score), FF.s(p))
@@ -218,6 +232,7 @@ function FF.wake_json()
   return cjson.encode(t)
 end
 
+-- The success reply {1, status, wake, fields...} (the fields as strings).
 function FF.ok(status, ...)
   local r = { 1, status, FF.wake_json(), ... }
   for i = 4, select("#", ...) + 3 do
@@ -226,6 +241,7 @@ function FF.ok(status, ...)
   return r
 end
 
+-- The refusal reply {0, code, details...} (the details as strings).
 function FF.err(code, ...)
   local r = { 0, code }
   local extra = { ... }
@@ -233,11 +249,12 @@ function FF.err(code, ...)
   return r
 end
 
+-- Whether `r` is a refusal reply.
 function FF.is_err(r) return type(r) == "table" and r[1] == 0 end
 
 -- --- hashes --------------------------------------------------------------------
--- (read as a RESP3 map, which the server hands over as a Lua table: a third cheaper than
--- building it from the flat RESP2 reply)
+-- The hash at `key` as a table, or nil when it is missing or empty. (Read as a RESP3 map, which
+-- the server hands over as a Lua table: a third cheaper than building it from the flat RESP2 reply.)
 function FF.hmap(key)
   redis.setresp(3)
   local m = C("HGETALL", key).map
@@ -275,6 +292,8 @@ function FF.hset(key, t) FF.chunked("HSET", key, t) end
 -- its own beside KEYS[1], a.staged maps its ARGV position to that key, and the argument stands in
 -- as {staged = key}. FF.put_blob RENAMEs it into place (its bytes never pass through Lua); the
 -- callback deletes what the function did not take.
+-- FF.take_staged puts the staged arguments in place in `argv`; nil, or the refusal:
+-- invalid_input "staged" (a position below 3, a key not beside B), staged_blob_missing.
 function FF.take_staged(B, argv, staged)
   if type(staged) ~= "table" then return FF.err("invalid_input", "staged") end
   local own = B .. ":stage:"
@@ -289,6 +308,7 @@ function FF.take_staged(B, argv, staged)
   return nil
 end
 
+-- Deletes the staged blobs the function did not take (FF.put_blob renamed the others away).
 function FF.drop_staged(staged)
   for _, key in pairs(staged) do C("DEL", key) end
 end
@@ -298,6 +318,7 @@ function FF.put_blob(dest, v)
   if type(v) == "table" then C("RENAME", v.staged, dest) else C("SET", dest, v) end
 end
 
+-- The JSON object or array text `s` decoded, or nil (empty, not JSON, a scalar).
 function FF.decode(s)
   if s == nil or s == false or s == "" then return nil end
   local ok, v = pcall(cjson.decode, s)
@@ -306,7 +327,8 @@ function FF.decode(s)
 end
 
 -- Keys whose lifetime follows the engine clock ("now"), so that an Effect TestClock drives
--- them like the store clock does; the real PX (ttl + 1 min) only collects garbage.
+-- them like the store clock does; the real PX (ttl + 1 min) only collects garbage. The value is
+-- stored as "<expiry>\t<value>". FF.ttl_get: the value, or nil when missing or expired at `now`.
 function FF.ttl_get(key, now)
   local v = C("GET", key)
   if v == false then return nil end
@@ -317,6 +339,7 @@ function FF.ttl_get(key, now)
   return string.sub(v, sep + 1)
 end
 
+-- Stores `value` at `key` until now + ttl (engine clock).
 function FF.ttl_set(key, value, ttl, now)
   C("SET", key, FF.s(now + ttl) .. "\t" .. value, "PX", FF.int_arg(ttl + 60000, 60000))
 end
@@ -366,6 +389,7 @@ function FF.int_arg(n, default)
   return FF.s(n)
 end
 
+-- ARGV[2] decoded ({} when it is not a JSON object or array).
 function FF.args(s)
   local a = FF.decode(s)
   if a == nil then return {} end
@@ -378,6 +402,7 @@ function FF.jarr(t)
   return cjson.encode(t)
 end
 
+-- The tokens of a comma-separated list (none for nil or "").
 function FF.split(csv)
   local out = {}
   if csv == nil or csv == "" then return out end
@@ -386,17 +411,21 @@ function FF.split(csv)
 end
 
 -- --- policies ----------------------------------------------------------------------
+-- The stored policy of `e` (retry, timeouts, reclaim and replay caps) decoded, {} when none.
 function FF.policy(B, e)
   local p = FF.decode(C("GET", K.ex(B, e, "policy")))
   if p == nil then return {} end
   return p
 end
 
+-- The claim score of a candidate, lower claimed first: priority, then creation time
+-- (docs/design/executions.md#claim-order). The score of the lane indexes and of the claim hints.
 function FF.pscore(priority, created_at)
   return -(FF.num(priority) * 1000000000000) + FF.num(created_at)
 end
 
 -- --- the state vector ------------------------------------------------------------------
+-- The public state a state vector shows (its lifecycle phase, eligibility and terminal outcome).
 function FF.public(phase, elig, outcome)
   if phase == "terminal" then
     if outcome == "success" then return "completed" end
@@ -447,11 +476,13 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
   C("HSET", K.core(B, e), unpack(t, 1, n))
 end
 
+-- The core fields of a lease, cleared: FF.state's `extra` of a transition that ends the lease.
 FF.LEASE_CLEAR = {
   "current_lease_id", "", "current_worker_id", "", "current_worker_instance_id", "",
   "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", ""
 }
 
+-- A new list: the entries of `base`, then those of `more` (optional).
 function FF.with(base, more)
   local t = {}
   for i = 1, #base do t[#t + 1] = base[i] end
@@ -459,6 +490,9 @@ function FF.with(base, more)
   return t
 end
 
+-- The execution_not_active refusal, with the terminal outcome, lease epoch ("0" when none),
+-- lifecycle phase and attempt id of `c`: the layer reconciles a retried terminal write with them
+-- (docs/design/executions.md#replaying-a-terminal-write).
 function FF.not_active(c)
   local epoch = c.current_lease_epoch or ""
   if epoch == "" then epoch = "0" end
@@ -494,12 +528,15 @@ function FF.unindex(B, e, c)
   if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "suspended"), e) end
 end
 
+-- Indexes `e` as eligible on its lane at its claim score, and reports the wake.
 function FF.make_eligible(B, e, c)
   local score = FF.pscore(c.priority, c.created_at)
   C("ZADD", K.lane(B, c.lane_id, "eligible"), FF.s(score), e)
   FF.add_wake(c.lane_id, score)
 end
 
+-- Whether the worker's capability set `worker` (FF.caps_set) holds every capability of
+-- `required_csv`; and the missing ones, sorted, comma-separated.
 function FF.caps_ok(required_csv, worker)
   if required_csv == nil or required_csv == "" then return true, "" end
   local missing = {}
@@ -511,6 +548,7 @@ function FF.caps_ok(required_csv, worker)
   return false, table.concat(missing, ",")
 end
 
+-- A worker's capability list as a set.
 function FF.caps_set(list)
   local set = {}
   if type(list) == "table" then
@@ -520,6 +558,7 @@ function FF.caps_set(list)
 end
 
 -- --- attempts and streams ------------------------------------------------------------------
+-- Closes the stream of attempt `idx` with `reason`, when it has one and it is still open.
 function FF.close_stream(B, e, idx, reason, now)
   if idx == nil or idx == "" then return end
   local mk = K.smeta(B, e, idx)
@@ -547,6 +586,8 @@ function FF.end_attempt(B, e, c, astate, failure_reason, category, close_reason,
   FF.close_stream(B, e, idx, close_reason, now)
 end
 
+-- Marks the current attempt suspended: by a suspension (its id), a delay ("worker_delay") or a
+-- wait for children ("waiting_children").
 function FF.suspend_attempt(B, e, c, suspension_id, now)
   local idx = c.current_attempt_index
   if idx == nil or idx == "" then return end
@@ -562,6 +603,11 @@ end
 
 -- --- the lease ladder (docs/design/executions.md#the-lease-ladder) -----------------------------------------------------
 FF.LADDER_WRITE = { mark = true, attempt = true } -- the checks of a write that ends or parks the attempt
+-- The checks of a write by the lease holder `f` (the lease fence) on `e`, in order: the execution
+-- is active, the lease not revoked, not expired, and the fence matches. Returns nil when the lease
+-- holds, else the refusal: execution_not_active (FF.not_active), lease_revoked, lease_expired
+-- (with opts.mark an expired lease is marked now, FF.mark_expired, and the refusal carries
+-- "marked" and the wake: the only write a refused write makes), stale_lease.
 -- opts.mark: mark an expired lease (write) ; opts.attempt: compare the attempt id ;
 -- opts.index: compare the attempt index ; opts.revoked_at: a set lease_revoked_at counts as revoked
 function FF.ladder(B, e, c, now, f, opts)

@@ -6,6 +6,7 @@
 local H = {}
 FF.H = H
 
+-- The bytes of hex text, or nil when it is not an even run of hex digits.
 local function hex_to_bin(hex)
   if hex == nil or #hex == 0 or #hex % 2 ~= 0 or string.find(hex, "[^0-9a-fA-F]") then return nil end
   return (string.gsub(hex, "..", function(cc) return string.char(tonumber(cc, 16)) end))
@@ -20,6 +21,7 @@ local function const_eq(a, b)
   return diff == 0
 end
 
+-- `key` padded to the 64-byte SHA-1 block, each byte xor `byte` (HMAC's ipad / opad).
 local function xor_pad(key, byte)
   local out = {}
   for i = 1, 64 do
@@ -29,6 +31,7 @@ local function xor_pad(key, byte)
   return table.concat(out)
 end
 
+-- HMAC-SHA1 of `message` under the hex secret, as lower-case hex (nil: the secret is not hex).
 function H.hmac_sha1_hex(secret_hex, message)
   local key = hex_to_bin(secret_hex)
   if key == nil then return nil end
@@ -37,6 +40,7 @@ function H.hmac_sha1_hex(secret_hex, message)
   return redis.sha1hex(xor_pad(key, 0x5c) .. inner)
 end
 
+-- The message a waitpoint token signs.
 function H.binding(wpid, key, created_at) return wpid .. "|" .. key .. "|" .. created_at end
 
 -- Mints a token with the current kid. Returns token or nil, error code.
@@ -51,6 +55,7 @@ function H.mint(B, wpid, key, created_at)
   return kid .. ":" .. digest
 end
 
+-- Whether the partition's keystore has a current kid with a secret (tokens can be minted).
 function H.ready(B)
   local kid = C("HGET", K.hmac(B), "current_kid")
   if kid == false or kid == "" then return false end
@@ -59,7 +64,9 @@ function H.ready(B)
 end
 
 
--- Returns nil when valid, else an error code.
+-- Checks `token` for the waitpoint: a current kid's, or a demoted kid's within its grace. Returns
+-- nil when valid, else the error code: missing_token, invalid_token, token_expired,
+-- hmac_secret_not_initialized, invalid_secret.
 function H.validate(B, token, wpid, key, created_at, now)
   if token == nil or token == "" then return "missing_token" end
   local colon = string.find(token, ":", 1, true)
@@ -84,7 +91,13 @@ function H.validate(B, token, wpid, key, created_at, now)
   return nil
 end
 
--- Seeds one partition. status: installed | match | mismatch | repaired | other_kid
+-- ff_hmac_seed (seedWaitpointHmacSecret, one partition): installs the kid and secret when the
+-- keystore has no current kid, repairs a current kid without its secret, else compares.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {kid, secret (hex)}
+--   reply:  {1, "installed" | "repaired" | "match" | "mismatch", wake}
+--           | {1, "other_kid", wake, the stored current kid} (nothing written)
+--   errors: -
 FF.fn.hmac_seed = function(B, a, now)
   local key = K.hmac(B)
   local cur = C("HGET", key, "current_kid")
@@ -102,7 +115,15 @@ FF.fn.hmac_seed = function(B, a, now)
   return FF.ok("mismatch")
 end
 
--- Rotates one partition (docs/design/signals.md#the-keystore).
+-- ff_hmac_rotate (rotateWaitpointHmacSecretAll, one partition; docs/design/signals.md#the-keystore):
+-- the new kid becomes current, the old one stays valid for grace_ms, and demoted kids whose grace
+-- ended are collected. Rotating again to the current kid with its secret is a no-op.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {kid, secret (hex), grace_ms}
+--   reply:  {1, "rotated", wake, previous kid ("" when none), new kid, kids collected}
+--           | {1, "noop", wake, kid}
+--   errors: invalid_kid (empty, or with ":"), invalid_secret_hex, invalid_grace_ms,
+--           rotation_conflict (+ kid: the current kid with another secret)
 FF.fn.hmac_rotate = function(B, a, now)
   local key = K.hmac(B)
   local kid, secret, grace = a.kid, a.secret, tonumber(a.grace_ms)

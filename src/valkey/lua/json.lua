@@ -7,11 +7,13 @@
 local J = {}
 FF.J = J
 
+-- The index of the first character at or after i that is not white space.
 local function skip_ws(s, i)
   local _, e = string.find(s, "^[ \t\r\n]*", i)
   return e + 1
 end
 
+-- The string lexeme that opens at i (quotes and escapes kept), and the index after it.
 local function read_string(s, i)
   -- s:sub(i,i) == '"'
   local j = i + 1
@@ -31,6 +33,7 @@ local function read_string(s, i)
   error("unterminated string")
 end
 
+-- The node of the value at i (at most 64 levels deep), and the index after it; errors on bad JSON.
 local function read_value(s, i, depth)
   if depth > 64 then error("too deep") end
   i = skip_ws(s, i)
@@ -105,6 +108,7 @@ function J.parse(s)
   return node
 end
 
+-- How deep `node` nests (a scalar is 0).
 function J.max_depth(node)
   if node.t == "v" then return 0 end
   local m = 0
@@ -117,6 +121,7 @@ function J.max_depth(node)
   return m + 1
 end
 
+-- Appends the compact text of `node` to the list `out` (lexemes as they were read).
 function J.write(node, out)
   if node.t == "v" then
     out[#out + 1] = node.raw
@@ -140,8 +145,10 @@ function J.write(node, out)
   return out
 end
 
+-- The compact text of `node`.
 function J.encode(node) return table.concat(J.write(node, {})) end
 
+-- Whether `node` is JSON null.
 local function is_null(node) return node.t == "v" and node.raw == "null" end
 
 -- The sentinel string "__ff_null__" as a leaf means a stored JSON null.
@@ -162,6 +169,7 @@ end
 -- member the patch merges an object into is split further. The other values are copied as they
 -- are; the patch's values are written with their sentinels rewritten (the stored ones already were).
 
+-- skip_ws, cheaper when i is not white space (the common case in our own output).
 local function skip(s, i)
   local b = string.byte(s, i)
   if b == 32 or b == 9 or b == 10 or b == 13 then return skip_ws(s, i) end

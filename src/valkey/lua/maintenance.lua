@@ -1,15 +1,21 @@
 -- ===========================================================================
--- maintenance.lua: one function per maintenance pass, run per partition.
--- Every pass re-validates what its index says (indexes are hints) and is
--- bounded by a.batch; replies {1, "OK", wake, processed, more}.
+-- maintenance.lua: one function per maintenance pass (docs/design/maintenance.md), run per
+-- partition, and the probe that counts a pass's due work. Every pass re-validates what its index
+-- says (indexes are hints) and is bounded by a.batch (default 1000): its reply counts the items
+-- it processed and says whether more are due.
 -- ===========================================================================
 
+-- The first batch + 1 entries of the partition index `index` due at `now`.
 local function due(B, index, now, batch)
   return C("ZRANGEBYSCORE", K.idx(B, index), "-inf", FF.s(now), "LIMIT", 0, batch + 1)
 end
 
+-- A pass's batch size (default 1000).
 local function batch_of(a) return math.max(1, FF.num(a.batch, 1000)) end
 
+-- ff_pass_expire_leases (expireLeases): marks the leases whose expiry came (FF.mark_expired).
+--   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
+--   reply: {1, "OK", wake, leases marked, "1" more are due | "0"}    errors: -
 FF.fn.pass_expire_leases = function(B, a, now)
   local n, more = FF.expire_due_leases(B, now, batch_of(a))
   return FF.ok("OK", n, more and "1" or "0")
@@ -40,8 +46,11 @@ local function promote_lane(B, lane, now, limit)
   return n, more
 end
 
--- Delayed / backoff / resume-delay work whose time came. Also reports every lane
--- that has claimable work, which repairs claim hints lost by a crashed client.
+-- ff_pass_promote_delayed (promoteDelayed): delayed, backoff and resume-delay work whose time came
+-- becomes eligible, lane by lane. (Its probe, ff_pass_due, also re-reports the lanes' claimable
+-- work, which repairs claim hints lost by a crashed client.)
+--   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
+--   reply: {1, "OK", wake, executions promoted, "1" more are due | "0"}    errors: -
 FF.fn.pass_promote_delayed = function(B, a, now)
   local batch = batch_of(a)
   local n, more = 0, false
@@ -76,6 +85,8 @@ FF.fn.promote_lane = function(B, a, now)
   return FF.ok("OK", n, more and "1" or "0", next_due)
 end
 
+-- The expiry passes of a timer index: each due, non-terminal execution expires with `reason`
+-- (FF.expire_exec).
 local function expire_pass(B, a, now, index, reason)
   local batch = batch_of(a)
   local items = due(B, index, now, batch)
@@ -94,9 +105,17 @@ local function expire_pass(B, a, now, index, reason)
   return FF.ok("OK", n, #items > batch and "1" or "0")
 end
 
+-- ff_pass_expire_attempts (expireAttempts) / ff_pass_expire_executions (expireExecutions): the
+-- executions whose attempt timeout / execution deadline came expire.
+--   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
+--   reply: {1, "OK", wake, executions expired, "1" more are due | "0"}    errors: -
 FF.fn.pass_expire_attempts = function(B, a, now) return expire_pass(B, a, now, "attempt_timeout", "attempt_timeout") end
 FF.fn.pass_expire_executions = function(B, a, now) return expire_pass(B, a, now, "deadline", "execution_deadline") end
 
+-- ff_pass_expire_suspensions (expireSuspensions): suspensions whose timeout came act by their
+-- timeout behavior (FF.expire_suspension).
+--   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
+--   reply: {1, "OK", wake, suspensions timed out, "1" more are due | "0"}    errors: -
 FF.fn.pass_expire_suspensions = function(B, a, now)
   local batch = batch_of(a)
   local items = due(B, "susp_timeout", now, batch)
@@ -108,6 +127,10 @@ FF.fn.pass_expire_suspensions = function(B, a, now)
   return FF.ok("OK", n, #items > batch and "1" or "0")
 end
 
+-- ff_pass_expire_pending_waitpoints (expirePendingWaitpoints): pending waitpoints past their
+-- expiry close (never_committed).
+--   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
+--   reply: {1, "OK", wake, waitpoints closed, "1" more are due | "0"}    errors: -
 FF.fn.pass_expire_pending_waitpoints = function(B, a, now)
   local batch = batch_of(a)
   local items = due(B, "pending_wp", now, batch)
@@ -126,6 +149,7 @@ end
 
 -- --- retention (docs/design/maintenance.md#trim-retention) -----------------------------------------------
 
+-- DEL of `keys`, 500 at a time.
 local function del_chunked(keys)
   for i = 1, #keys, 500 do
     C("DEL", unpack(keys, i, math.min(i + 499, #keys)))
@@ -172,8 +196,9 @@ local function delete_execution(B, e, c)
   C("ZREM", K.idx(B, "retention"), e)
 end
 
--- pass_trim_retention: deletes the terminal executions outside flows whose retention ended (the
--- `retention` index holds completed_at + retention), and lists their ids for the registry.
+-- ff_pass_trim_retention (trimRetention): deletes the terminal executions outside flows whose
+-- retention ended (the `retention` index holds completed_at + retention), and lists their ids for
+-- the registry.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {batch}
 --   reply:  {1, "OK", "", executions deleted, "1" more are due | "0"}
@@ -200,7 +225,12 @@ FF.fn.pass_trim_retention = function(B, a, now)
   return FF.ok("OK", n, #items > batch and "1" or "0")
 end
 
--- Safety net of inline resolution (docs/design/flows.md#the-reconcile-pass): deferred cascades, and blocked children whose upstreams are terminal.
+-- ff_pass_reconcile_dependencies (reconcileDependencies), the safety net of inline resolution
+-- (docs/design/flows.md#the-reconcile-pass): deferred cascades (dep_pending), and blocked
+-- children whose upstreams are terminal or whose join is satisfied.
+--   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
+--   reply: {1, "OK", wake, dependencies resolved (or children unblocked), "1" more | "0"}
+--   errors: -
 FF.fn.pass_reconcile_dependencies = function(B, a, now)
   local batch = batch_of(a)
   local n = 0
@@ -248,7 +278,10 @@ FF.fn.pass_reconcile_dependencies = function(B, a, now)
   return FF.ok("OK", n, more and "1" or "0")
 end
 
--- Members a flow cancellation still owes.
+-- ff_pass_drain_cancel_backlog (drainCancelBacklog): the members flow cancellations still owe,
+-- once their grace ended, are cancelled; a flow owing nothing more is cancelled.
+--   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
+--   reply: {1, "OK", wake, members cancelled, "1" more are due | "0"}    errors: -
 FF.fn.pass_drain_cancel_backlog = function(B, a, now)
   local batch = batch_of(a)
   local flows = due(B, "cancel_backlog", now, batch)
@@ -286,11 +319,12 @@ FF.fn.pass_drain_cancel_backlog = function(B, a, now)
   return FF.ok("OK", n, more and "1" or "0")
 end
 
--- pass_due (read-only): how many items of `a.pass` are due on this partition (capped at a.cap).
--- The promote_delayed probe also reports every lane with claimable work (hint repair); a
--- partition with registry entries left to free counts one for trim_retention.
---   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {pass, cap, repair}
+-- ff_pass_due (read-only): how many items of `a.pass` are due on this partition (capped at a.cap).
+-- With a.repair, the promote_delayed probe also reports every lane's claimable work and due
+-- delayed work as wakes (claim hint and due hint repair); a partition with registry entries left
+-- to free counts one for trim_retention.
+--   KEYS:   [1] the partition base (the budget partition's for reset_budgets)
+--   ARGV:   [1] now, [2] {pass: a pass name without "pass_", cap, repair?}
 --   reply:  {1, "OK", wake, due}
 --   errors: -
 FF.fn.pass_due = function(B, a, now)

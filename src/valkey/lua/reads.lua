@@ -1,5 +1,6 @@
 -- ===========================================================================
--- reads.lua: read-only functions (FCALL_RO): one consistent snapshot per call.
+-- reads.lua: read-only functions (FCALL_RO, flag no-writes): one consistent snapshot per call
+-- (docs/design/reads.md). Each reads one partition; the wake of a reply is always "".
 -- ===========================================================================
 
 -- ff_read_execution: an execution's core, with its tags and its history (history.lua) when asked.
@@ -19,10 +20,21 @@ FF.fn.read_execution = function(B, a, now)
   return FF.ok("OK", cjson.encode(out))
 end
 
+-- ff_lane_head: the partition's head on a lane (FF.lane_head), for a claim hint.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {lane}
+--   reply:  {1, "OK", "", the best claim score claimable on the lane ("" when none)}
+--   errors: -
 FF.fn.lane_head = function(B, a, now)
   return FF.ok("OK", FF.lane_head(B, a.lane))
 end
 
+-- ff_describe_flow: a flow's record (its public state derived, FF.flow_state), its tags and the
+-- join groups of its members.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id}
+--   reply:  {1, "NONE", ""} | {1, "OK", "", JSON {flow, tags}, JSON [group hash + downstream, ...]}
+--   errors: -
 FF.fn.describe_flow = function(B, a, now)
   local fid = a.flow_id
   local f = FF.hmap(K.flow(B, fid))
@@ -43,6 +55,11 @@ FF.fn.describe_flow = function(B, a, now)
   return FF.ok("OK", cjson.encode({ flow = f, tags = FF.hmap(K.fx(B, fid, "tags")) or {} }), FF.jarr(groups))
 end
 
+-- ff_list_edges: the edges out of or into a node of the flow.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id, direction: "out" | "in", node}
+--   reply:  {1, "OK", "", JSON [edge hash, or {missing: edge id} when its record is gone, ...]}
+--   errors: -
 FF.fn.list_edges = function(B, a, now)
   local set
   if a.direction == "out" then set = K.fx(B, a.flow_id, "out:" .. a.node) else set = K.fx(B, a.flow_id, "in:" .. a.node) end
@@ -55,12 +72,23 @@ FF.fn.list_edges = function(B, a, now)
   return FF.ok("OK", FF.jarr(edges))
 end
 
+-- ff_describe_edge: one edge's record.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id, edge_id}
+--   reply:  {1, "NONE", ""} | {1, "OK", "", JSON edge hash}
+--   errors: -
 FF.fn.describe_edge = function(B, a, now)
   local h = FF.hmap(K.fx(B, a.flow_id, "edge:" .. a.edge_id))
   if h == nil then return FF.ok("NONE") end
   return FF.ok("OK", cjson.encode(h))
 end
 
+-- ff_list_flows: a page of the partition's flows by id, after the cursor.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {cursor?, limit}
+--   reply:  {1, "OK", "", JSON [[flow id, created_at, public state, "1" | "0" when its record is
+--           gone], ...]} (up to limit + 1 rows: one more tells the layer a next page exists)
+--   errors: -
 FF.fn.list_flows = function(B, a, now)
   local start = "-"
   if FF.str(a.cursor) ~= "" then start = "(" .. a.cursor end
@@ -76,12 +104,17 @@ FF.fn.list_flows = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
--- The partition's suspended executions in (score, id) order: the `suspended` index is one sorted
--- set scored by the suspension's timeout (NO_TIMEOUT without one), whose ties sort by id, so a page
--- costs its limit, not the size of the index. The page starts after the cursor's entry; a cursor
--- that left the index resumes at the first entry (in order) whose id is greater, found by a scan of
--- at most SCAN_BUDGET entries per call: past that the reply is SCAN with the position reached
--- (a.scan_from of the next call). Reply: OK + up to limit + 1 rows {id, score, reason}.
+-- ff_list_suspended: a page of the partition's suspended executions in (score, id) order: the
+-- `suspended` index is one sorted set scored by the suspension's timeout (NO_TIMEOUT without one),
+-- whose ties sort by id, so a page costs its limit, not the size of the index. The page starts
+-- after the cursor's entry; a cursor that left the index resumes at the first entry (in order)
+-- whose id is greater, found by a scan of at most SCAN_BUDGET entries per call: past that the
+-- reply is SCAN with the position reached (a.scan_from of the next call).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {cursor?, scan_from?, limit}
+--   reply:  {1, "OK", "", JSON [[execution id, score, reason code], ...]} (up to limit + 1 rows)
+--           | {1, "SCAN", "", the position reached}
+--   errors: -
 local SCAN_CHUNK, SCAN_BUDGET = 1000, 10000
 FF.fn.list_suspended = function(B, a, now)
   local key = K.idx(B, "suspended")
@@ -123,6 +156,13 @@ FF.fn.list_suspended = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
+-- ff_list_pending_waitpoints: a page of an execution's open (pending or active) token-bound
+-- waitpoints by id, after the cursor, with the signal names their condition waits for.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, after?, limit}
+--   reply:  {1, "OK", "", JSON [{waitpoint_id, waitpoint_key, state, created_at, activated_at,
+--           expires_at, token, names (JSON)}, ...], the next cursor ("" when none)}
+--   errors: execution_not_found
 FF.fn.list_pending_waitpoints = function(B, a, now)
   local e = a.execution_id
   if C("EXISTS", K.core(B, e)) == 0 then return FF.err("execution_not_found") end
@@ -162,6 +202,12 @@ FF.fn.list_pending_waitpoints = function(B, a, now)
   return FF.ok("OK", FF.jarr(out), next_cursor)
 end
 
+-- ff_observe_signals: the signals that satisfied the suspension this attempt resumed from (its
+-- last suspension, closed "resumed"), none otherwise.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, attempt_index}
+--   reply:  {1, "OK", "", JSON [signal hash + has_payload "1" | "0", ...]}
+--   errors: -
 FF.fn.observe_signals = function(B, a, now)
   local e = a.execution_id
   local s = FF.hmap(K.ex(B, e, "susp"))
@@ -192,11 +238,17 @@ FF.fn.observe_signals = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
--- A read page (a.page_frames, a.page_bytes: Limits.readPageFrames / readPageBytes): at most a.count
--- frames and page_frames, stopping before the frame that would take the payload bytes past
--- page_bytes (never empty). The stream is read in chunks of READ_CHUNK entries, so a page reads at
--- most one chunk past its budget. a.after (exclusive, tail) or a.from / a.to (inclusive, "-" / "+"
--- for the ends). The reply's fourth field is the id of the first frame the budget left out ("" when none).
+-- ff_read_stream (readStream, tailStream): a page of an attempt's stream (a.page_frames,
+-- a.page_bytes: Limits.readPageFrames / readPageBytes): at most a.count frames and page_frames,
+-- stopping before the frame that would take the payload bytes past page_bytes (never empty). The
+-- stream is read in chunks of READ_CHUNK entries, so a page reads at most one chunk past its
+-- budget. a.after (exclusive, tail) or a.from / a.to (inclusive, "-" / "+" for the ends).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, attempt_index, count, page_frames, page_bytes, after? |
+--           from + to}
+--   reply:  {1, "OK", "", JSON [{id, fields}, ...], closed_at, closed_reason, the id of the first
+--           frame the page budget left out ("" when none)}
+--   errors: -
 local READ_CHUNK = 32
 FF.fn.read_stream = function(B, a, now)
   local e, idx = a.execution_id, a.attempt_index
@@ -245,6 +297,12 @@ FF.fn.read_stream = function(B, a, now)
   return FF.ok("OK", FF.jarr(frames), meta[1] or "", meta[2] or "", next_id)
 end
 
+-- ff_read_summary: an attempt's summary document.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, attempt_index}
+--   reply:  {1, "NONE", ""} | {1, "OK", "", document, version, patch kind, last updated ms,
+--           first applied ms}
+--   errors: -
 FF.fn.read_summary = function(B, a, now)
   local h = FF.hmap(K.ssum(B, a.execution_id, a.attempt_index))
   if h == nil or FF.num(h.version) == 0 then return FF.ok("NONE") end

@@ -28,6 +28,10 @@ local READS = {
 -- keys live in other slots and the layer writes them, then wakes the workers). See FF.call_end.
 local NO_CLUSTER = { claim_lane = true, complete_many = true, create_across = true }
 
+-- The callback of operation `name` (the calling convention of flowfabric.lua): the per-call
+-- state begins, ARGV[2] is decoded and staged blobs are put in place, FF.fn[name] runs on KEYS[1],
+-- the staged blobs it did not take are deleted, a standalone write's wakes go to the claim hints,
+-- and the call's revocations, due hints and wake-ups are published (FF.call_end).
 local function callback_of(name)
   return function(keys, args)
     FF.call_begin()
@@ -42,7 +46,7 @@ local function callback_of(name)
     end
     local r = FF.fn[name](keys[1], a, now, args[3], args[4], args)
     if staged ~= nil then FF.drop_staged(staged) end
-    if FF.woke and a._hint ~= nil then FF.apply_wakes(a._hint[1], a._hint[2]) end
+    if a._hint ~= nil then FF.apply_wakes(a._hint[1], a._hint[2]) end
     -- standalone calls: a single-partition write gets `_hint`, the calls over several partitions `prefix`
     FF.call_end(keys[1], (a._hint ~= nil and a._hint[1]) or NO_CLUSTER[name] and a.prefix or nil)
     return r
@@ -61,6 +65,8 @@ redis.register_function { function_name = "ff_claim_lane", callback = callback_o
 redis.register_function { function_name = "ff_complete_many", callback = callback_of("complete_many"), flags = { "no-cluster" } }
 redis.register_function { function_name = "ff_create_across", callback = callback_of("create_across"), flags = { "no-cluster" } }
 
+-- ff_version: the loaded library's version, FF.VERSION .. "+" .. the SHA-1 of its source.
+--   KEYS: none    ARGV: none    reply: the version string (not an envelope)    errors: -
 redis.register_function {
   function_name = "ff_version",
   callback = function() return FF.VERSION .. "+" .. FF.SOURCE_HASH end,

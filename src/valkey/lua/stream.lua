@@ -2,6 +2,22 @@
 -- stream.lua: append_frame (durable, summary merge patch, best-effort live)
 -- ===========================================================================
 
+-- ff_append_frame (appendFrame, docs/design/streams-and-budgets.md): the lease holder appends a
+-- frame to its attempt's stream: durable (trimmed at the retention maxlen, exact), a summary
+-- frame (a JSON merge patch applied to the attempt's summary document, json.lua), or best-effort
+-- live (approximately trimmed to an adaptive length from the append rate, expiring while the
+-- stream holds no durable frame). The trim and expiry are settled before the first write.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {the lease fence, frame_type, correlation_id?, mode: "durable" |
+--           "summary" | "best_effort", encoding, patch_kind + summary_max (summary), ttl_ms +
+--           maxlen_floor + maxlen_ceiling + ema_alpha (best_effort), retention_maxlen?},
+--           [3] the frame's payload
+--   reply:  {1, "OK", wake, stream entry id, frame count, summary version ("" unless summary)}
+--   errors: retention_limit_exceeded (a payload over 64 KiB), stream_closed (the execution is not
+--           active, or the stream was closed), stale_owner_cannot_append (the fence does not hold),
+--           invalid_input (summary: a patch kind other than json-merge-patch, a patch that is not a
+--           JSON object, patch_depth_exceeded), corruption (the stored summary is not JSON),
+--           limit_exceeded (the summary document would pass summary_max)
 FF.fn.append_frame = function(B, a, now, payload)
   payload = payload or ""
   if #payload > 65536 then return FF.err("retention_limit_exceeded") end

@@ -3,6 +3,7 @@
 -- resume-condition evaluation (single matchers and the composite token algebra)
 -- ===========================================================================
 
+-- The blocking reason of a suspension, by its reason code (waiting_for_signal by default).
 local BLOCKING = {
   waiting_for_signal = "waiting_for_signal", waiting_for_approval = "waiting_for_approval",
   waiting_for_callback = "waiting_for_callback", waiting_for_tool_result = "waiting_for_tool_result",
@@ -12,7 +13,8 @@ local BLOCKING = {
 function FF.blocking_for(reason_code) return BLOCKING[reason_code] or "waiting_for_signal" end
 
 -- --- conditions ----------------------------------------------------------------------------
--- Legacy condition hash of one waitpoint: one matcher (a name, "" = any signal).
+-- Writes the condition hash of waitpoint `w` for a single, operator-only or timeout-only
+-- condition `cond`: one matcher (a name, "" = any signal; the last two never match a signal).
 function FF.init_single_condition(B, w, cond, now)
   local ck = K.wpx(B, w, "cond")
   C("DEL", ck)
@@ -25,6 +27,8 @@ function FF.init_single_condition(B, w, cond, now)
     "matcher:0:name", name, "matcher:0:satisfied", "0", "matcher:0:signal_id", "")
 end
 
+-- Writes the condition hash of waitpoint `w` under a composite condition (the tree itself is in
+-- the suspension record, FF.eval_composite reads it there).
 function FF.init_composite_condition(B, w, now)
   local ck = K.wpx(B, w, "cond")
   C("DEL", ck)
@@ -32,7 +36,9 @@ function FF.init_composite_condition(B, w, now)
     "total_matchers", "0", "satisfied_count", "0", "closed", "0", "updated_at", FF.s(now))
 end
 
--- returns effect, satisfied, matched
+-- Evaluates signal `sig` against waitpoint `w`'s single condition: the first unsatisfied matcher
+-- it matches is satisfied. Returns the effect, whether the condition is satisfied now, whether
+-- the signal matched.
 function FF.eval_single(B, w, sig, now)
   local ck = K.wpx(B, w, "cond")
   local cond = FF.hmap(ck)
@@ -58,11 +64,13 @@ function FF.eval_single(B, w, sig, now)
   return "appended_to_waitpoint", false, true
 end
 
+-- Whether a composite node's matcher (a name, or wild) accepts `sig`.
 local function matcher_ok(node, sig)
   if node.wild then return true end
   return node.name == sig.signal_name
 end
 
+-- The nodes of the tree under `node` that wait on the waitpoint of key `wkey`, into `out`.
 local function collect(node, wkey, out)
   if node.k == "single" then
     if node.key == wkey then out[#out + 1] = node end
@@ -75,6 +83,8 @@ local function collect(node, wkey, out)
   end
 end
 
+-- Whether `node` of the composite condition of `e` holds: a leaf satisfied, a count reached, all
+-- members of an allof holding.
 function FF.holds(B, e, node)
   if node.k == "single" then
     return C("SISMEMBER", K.ex(B, e, "susp:sat"), "leaf:" .. node.path) == 1
@@ -89,7 +99,10 @@ function FF.holds(B, e, node)
   return false
 end
 
--- returns effect, satisfied, matched
+-- Evaluates signal `sig` arriving on waitpoint `w` (key `wkey`) against the composite `tree`: each
+-- node that waits on that waitpoint and accepts the signal records a token (its leaf, or a
+-- distinct waitpoint / signal / source by the node's count kind). Returns the effect, whether the
+-- condition is satisfied now, whether the signal matched.
 function FF.eval_composite(B, e, tree, wkey, w, sig)
   local cands = {}
   collect(tree, wkey, cands)
@@ -122,6 +135,9 @@ function FF.eval_composite(B, e, tree, wkey, w, sig)
 end
 
 -- --- resume -----------------------------------------------------------------------------------
+-- Resumes the suspended `e`: its suspension closes with `close_reason` (`closer`: the signal that
+-- satisfied it, recorded with every satisfier), and the execution becomes runnable on its
+-- interrupted attempt, eligible at once or after `delay_ms` (`detail` names the delay).
 function FF.resume_exec(B, e, c, now, delay_ms, detail, close_reason, closer)
   local sk = K.ex(B, e, "susp")
   local t = { "satisfied_at", FF.s(now) }
@@ -149,7 +165,7 @@ function FF.resume_exec(B, e, c, now, delay_ms, detail, close_reason, closer)
 end
 
 -- --- create_waitpoint ----------------------------------------------------------------------------
--- create_waitpoint: a pending waitpoint of the leased execution (it buffers signals until a suspend
+-- ff_create_waitpoint: a pending waitpoint of the leased execution (it buffers signals until a suspend
 -- binds it with UsePending).
 --   KEYS:   [1] the partition base; [2] (standalone) the registry key `<prefix>:wpid:<id>` of the id
 --   ARGV:   [1] now, [2] {execution_id, attempt_index, lease_id, lease_epoch, waitpoint_id,
@@ -157,7 +173,7 @@ end
 --   reply:  {1, "OK", wake, waitpoint id, token}
 --   errors: invalid_input, execution_not_found, execution_not_active, no_active_lease, stale_lease,
 --           lease_expired, waitpoint_already_exists (the id is taken, by any execution),
---           hmac_secret_not_initialized
+--           hmac_secret_not_initialized, invalid_secret (the stored secret is not hex)
 FF.fn.create_waitpoint = function(B, a, now)
   local bad = FF.need("create_waitpoint", a, { "execution_id", "s", "waitpoint_id", "s", "waitpoint_key", "s" })
   if bad then return bad end
@@ -190,13 +206,13 @@ FF.fn.create_waitpoint = function(B, a, now)
 end
 
 -- --- suspend ---------------------------------------------------------------------------------------
--- suspend: the leased execution suspends on a pending waitpoint (use_pending) or on Fresh
+-- ff_suspend: the leased execution suspends on a pending waitpoint (use_pending) or on Fresh
 -- waitpoints (primary, then extras), under a resume condition; a keyed call replays its first
 -- outcome. Buffered signals of a pending waitpoint may satisfy it at once (SATISFIED: the lease is
 -- kept).
 --   KEYS:   [1] the partition base; [2..] (standalone, Fresh bindings) the registry keys
 --           `<prefix>:wpid:<id>` of the primary's and the extras' ids, in that order
---   ARGV:   [1] now, [2] {execution_id, lease fence, suspension_id, cond, primary, extras,
+--   ARGV:   [1] now, [2] {the lease fence, suspension_id, cond, primary, extras,
 --           use_pending, resume_policy_json, reason_code, requested_by, timeout_at,
 --           timeout_behavior, continuation, idempotency_key, dedup_ttl_ms, taken? (cluster: one
 --           bool per Fresh binding, see "the id registry")}
@@ -205,8 +221,8 @@ end
 --           invalid_lease_for_suspend, already_suspended, use_pending_with_extras_unsupported,
 --           waitpoint_not_found, waitpoint_not_pending, invalid_waitpoint_for_execution,
 --           pending_waitpoint_expired, waitpoint_not_token_bound, hmac_secret_not_initialized,
---           additional_waitpoint_binding_malformed, waitpoint_already_exists (a Fresh id taken,
---           open or closed, by any execution)
+--           invalid_secret, additional_waitpoint_binding_malformed, waitpoint_already_exists (a
+--           Fresh id taken, open or closed, by any execution)
 FF.fn.suspend = function(B, a, now)
   local bad = FF.need("suspend", a, { "execution_id", "s", "suspension_id", "s", "cond", "t", "primary", "t" }) or
     FF.need("suspend", a.primary, { "waitpoint_id", "s" })
@@ -373,10 +389,14 @@ FF.fn.suspend = function(B, a, now)
 end
 
 -- --- deliver_signal (docs/design/signals.md#delivering-a-signal) ------------------------------------------------
+-- A token check failed on `e` (describeExecution shows when).
 local function stamp_hmac_failure(B, e, now)
   C("HSET", K.core(B, e), "last_hmac_validation_failed_at", FF.s(now))
 end
 
+-- Stores the accepted signal `a` for waitpoint `w` of `e` (its record, payload, the waitpoint's
+-- signal stream, the execution's signal index, its registry entry). Returns what the condition
+-- evaluation reads of it.
 local function record_signal(B, e, w, a, now, effect, payload)
   local sig = a.signal_id
   local created = tonumber(a.created_at or "") or now
@@ -418,7 +438,7 @@ local function admit_signal(B, e, c, w, a, now)
   return nil
 end
 
--- deliver_signal: a signal to one waitpoint of an execution, checked against the waitpoint's
+-- ff_deliver_signal: a signal to one waitpoint of an execution, checked against the waitpoint's
 -- token: buffered on a pending waitpoint, otherwise evaluated against the suspension's condition,
 -- which may resume the execution. A failed token check stamps last_hmac_validation_failed_at.
 --   KEYS:   [1] the partition base; [2] (standalone) the registry key `<prefix>:sigid:<id>`
@@ -428,7 +448,7 @@ end
 --           token, taken? (cluster: {bool}, see "the id registry")}, [3] the payload (optional)
 --   reply:  {1, "OK", wake, signal id, effect} | {1, "DUPLICATE", wake, the first signal id}
 --   errors: invalid_input, execution_not_found, invalid_token, missing_token, token_expired,
---           hmac_secret_not_initialized, target_not_signalable, waitpoint_not_found,
+--           hmac_secret_not_initialized, invalid_secret, target_not_signalable, waitpoint_not_found,
 --           waitpoint_closed, signal_limit_exceeded, duplicate_signal (the signal id is taken, by
 --           any execution)
 FF.fn.deliver_signal = function(B, a, now, payload)
@@ -508,7 +528,7 @@ FF.fn.deliver_signal = function(B, a, now, payload)
 end
 
 -- --- the id registry on a cluster ---------------------------------------------------------------
--- reserve_id: takes a signal or waitpoint id for an execution before the call that uses it (on a
+-- ff_reserve_id: takes a signal or waitpoint id for an execution before the call that uses it (on a
 -- cluster the registry key lives in a slot of its own). The owner taking it again (a retry) keeps
 -- it, under the new nonce. A reservation whose call never ran (a crash in between) stays its
 -- owner's: a retry by that execution goes through, any other execution is refused.
@@ -526,7 +546,7 @@ FF.fn.reserve_id = function(R, a)
   return FF.ok(v == false and "CREATED" or "OWNED")
 end
 
--- release_id: gives an id back. With a nonce (a reservation whose call was refused) only while the
+-- ff_release_id: gives an id back. With a nonce (a reservation whose call was refused) only while the
 -- key still holds that very reservation (a concurrent call of the same owner that took it again
 -- keeps it); without one (retention deleted the owner) whenever the owner holds it.
 --   KEYS:   [1] the registry key
@@ -549,6 +569,9 @@ FF.fn.release_id = function(R, a)
 end
 
 -- --- suspension timeouts ---------------------------------------------------------------------------
+-- The timeout of the suspension of `e`, when due, by its timeout_behavior: auto-resume, escalate
+-- (paused for operator review, no timeout left), or end terminal: fail (default), cancel, expire.
+-- Returns whether it acted; a stale or not yet due index entry is removed or moved instead.
 function FF.expire_suspension(B, e, now)
   local c = FF.core(B, e)
   if c == nil or c.lifecycle_phase ~= "suspended" then

@@ -24,6 +24,7 @@ function FF.close_suspension(B, e, c, close_reason, wp_reason, now)
   C("DEL", K.ex(B, e, "susp:sat"), K.ex(B, e, "susp:satsig"), K.ex(B, e, "susp:cnt"))
 end
 
+-- Closes waitpoint `w` with `reason` (and its condition), when it is not closed already.
 function FF.close_waitpoint(B, w, reason, now)
   local wk = K.wp(B, w)
   local st = C("HGET", wk, "state")
@@ -37,8 +38,10 @@ function FF.close_waitpoint(B, w, reason, now)
   end
 end
 
--- Moves `e` to terminal `outcome`. `opts.astate` overrides the attempt state;
--- `opts.no_resolve` skips dependency resolution (flow cascade cancels).
+-- Moves `e` to terminal `outcome`: out of every index (FF.unindex), its lease cleared, its deadline
+-- dropped, into the retention index when it is not a flow member, then FF.on_terminal. `extra`:
+-- more core field pairs. `opts.astate` overrides the attempt state; `opts.no_resolve` skips
+-- dependency resolution (flow cascade cancels).
 local NO_OPTS = {}
 local terminal_args = {} -- reused: FF.state takes the count
 function FF.to_terminal(B, e, c, outcome, now, extra, opts)
@@ -68,6 +71,8 @@ function FF.to_terminal(B, e, c, outcome, now, extra, opts)
   FF.on_terminal(B, e, c, outcome, now, opts)
 end
 
+-- After a terminal transition of a flow member: its flow's counters move, and its dependents are
+-- queued for FF.drain (unless opts.no_resolve).
 function FF.on_terminal(B, e, c, outcome, now, opts)
   local fid = c.flow_id or ""
   if fid == "" then return end

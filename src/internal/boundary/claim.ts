@@ -1,0 +1,96 @@
+/** The boundary of claims: claim, claimMany, reclaim, grants, resumed claims, work subscriptions. */
+import { Effect, Either } from "effect"
+import { invalidInput, type Validation } from "../../EngineError.js"
+import { LaneId as LaneIdSchema, type WorkerInstanceId } from "../../Ids.js"
+import { Limits } from "../../Limits.js"
+import * as M from "../../Model.js"
+import type { RuleContext } from "../inputRules.js"
+import * as V from "../validation.js"
+import { argObject, type Boundary, failWith, fromEither, type Operations, textArg, validId } from "./context.js"
+
+/** The limits of a worker's identity. */
+const workerLimits = (
+  op: string,
+  w: { readonly workerId: string; readonly workerInstanceId: string }
+): Validation | undefined =>
+  V.checkBytes(op, "workerId", w.workerId, "nameBytes") ??
+    V.checkBytes(op, "workerInstanceId", w.workerInstanceId, "nameBytes")
+
+/** Validates claim arguments; capabilities come back sorted and de-duplicated. */
+const claimArgs = (op: string, args: M.ClaimArgs, rules: RuleContext): Either.Either<M.ClaimArgs, Validation> => {
+  const a = V.construct(op, M.ClaimArgs, args, "InvalidInput", rules)
+  if (Either.isLeft(a)) return a
+  const bad = workerLimits(op, a.right.policy)
+  if (bad !== undefined) return Either.left(bad)
+  const tokens = V.checkCapabilities("worker", a.right.capabilities.tokens)
+  if (Either.isLeft(tokens)) return Either.left(tokens.left)
+  return Either.right({ lane: a.right.lane, capabilities: { tokens: tokens.right }, policy: a.right.policy })
+}
+
+/** The claim operations. */
+export const claimOperations = (b: Boundary): Operations<
+  "claim" | "claimMany" | "claimFromReclaim" | "claimForWorker" | "claimResumedExecution" | "subscribeWork"
+> => {
+  const { core, rules, batchSized, batchSizeError, make } = b
+
+  return {
+    claim: (args) =>
+      Effect.suspend(() => {
+        const a = claimArgs("claim", args, rules)
+        return Either.isLeft(a) ? Effect.fail(a.left) : core.claim(a.right)
+      }),
+
+    claimMany: (args, max) =>
+      Effect.suspend(() => {
+        if (Number.isInteger(max) && max > Limits.batchItems) {
+          return Effect.fail(V.overLimit("claim_many", "max", "batchItems", "claims"))
+        }
+        if (!Number.isInteger(max) || max < 1) {
+          return Effect.fail(invalidInput(`claim_many: max must be an integer in 1..${Limits.batchItems}`))
+        }
+        const a = claimArgs("claim_many", args, rules)
+        if (Either.isLeft(a)) return Effect.fail(a.left)
+        return core.claimMany(a.right, max)
+      }),
+
+    claimFromReclaim: (token) =>
+      Effect.gen(function*() {
+        const t = yield* make("claim_from_reclaim", M.ReclaimToken, token)
+        yield* failWith(
+          workerLimits("claim_from_reclaim", t) ?? V.checkBytes("claim_from_reclaim", "grant.grantKey", t.grant.grantKey, "textBytes")
+        )
+        return yield* core.claimFromReclaim(t)
+      }),
+
+    claimForWorker: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("claim_for_worker", M.ClaimForWorkerArgs, args)
+        yield* failWith(workerLimits("claim_for_worker", a))
+        const workerCapabilities = yield* fromEither(V.checkCapabilities("worker", a.workerCapabilities))
+        return yield* core.claimForWorker({ ...a, workerCapabilities })
+      }),
+
+    claimResumedExecution: (args) =>
+      Effect.gen(function*() {
+        const a = yield* make("claim_resumed_execution", M.ClaimResumedExecutionArgs, args)
+        yield* failWith(workerLimits("claim_resumed_execution", a))
+        return yield* core.claimResumedExecution(a)
+      }),
+
+    subscribeWork: (args) =>
+      Effect.gen(function*() {
+        const op = "subscribe_work"
+        const a = yield* argObject(op, args)
+        const lanes = a["lanes"]
+        if (!batchSized(lanes)) return yield* batchSizeError(op, "lanes", lanes)
+        const checked: Array<M.ClaimArgs["lane"]> = []
+        for (const lane of lanes) {
+          const id = yield* validId(op, "lanes", LaneIdSchema, lane, rules)
+          if (!checked.includes(id)) checked.push(id)
+        }
+        const worker = yield* textArg(op, "workerInstanceId", a["workerInstanceId"])
+        yield* failWith(V.checkBytes(op, "workerInstanceId", worker, "nameBytes"))
+        return yield* core.subscribeWork({ lanes: checked, workerInstanceId: worker as WorkerInstanceId })
+      })
+  }
+}

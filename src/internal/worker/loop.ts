@@ -1,0 +1,282 @@
+/**
+ * A worker's claim loop (docs/worker.md): it claims into its free slots round-robin over its
+ * lanes, runs each claimed attempt in a fiber of its own, waits for a wake-up when nothing is
+ * claimable, and drains when its scope closes.
+ */
+import type { Scope } from "effect"
+import { Clock, Duration, Effect, Either, FiberSet, Option, Schedule } from "effect"
+import { EngineBackend } from "../../EngineBackend.js"
+import { type EngineError, rootCause } from "../../EngineError.js"
+import type * as M from "../../Model.js"
+import { decodeHandle } from "../handleCodec.js"
+import { MAX_CLAIM_BATCH } from "../validation.js"
+import { runAttempt } from "./attempt.js"
+import * as Completions from "./completions.js"
+import * as LeaseKeeper from "./leaseKeeper.js"
+import { activeTasks, claimsTotal, labelSets, renewalsTotal } from "./metrics.js"
+import { leaseLostReason, type Runtime, type Settings } from "./runtime.js"
+
+/** The back-off after a failed claim: 50 ms doubling, capped at 1 s. */
+const claimErrorBackoff: Schedule.Schedule<unknown> = Schedule.exponential("50 millis", 2).pipe(
+  Schedule.union(Schedule.spaced("1 second"))
+)
+
+/** How long released attempts may take to write their release after the grace period. */
+const RELEASE_TIMEOUT = Duration.seconds(5)
+const SHUTDOWN_POLL = Duration.millis(20)
+
+const awaitIdle = (tasks: FiberSet.FiberSet<void, never>, limit: Duration.Duration) =>
+  Effect.gen(function*() {
+    const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(limit)
+    for (;;) {
+      const size = yield* FiberSet.size(tasks)
+      const now = yield* Clock.currentTimeMillis
+      if (size === 0 || now >= deadline) return size
+      yield* Effect.sleep(Duration.min(SHUTDOWN_POLL, Duration.millis(deadline - now)))
+    }
+  })
+
+/**
+ * The worker's stop: the running attempts may finish within the grace period, then the keeper stops
+ * the rest, which hand their executions back (unless `releaseOnShutdown` is off: then they are
+ * dropped as in a crash).
+ */
+const drain = (
+  settings: Settings,
+  tasks: FiberSet.FiberSet<void, never>,
+  keeper: LeaseKeeper.LeaseKeeper
+): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const running = yield* FiberSet.size(tasks)
+    if (running === 0) return yield* Effect.logDebug("worker stopped")
+    if (!settings.releaseOnShutdown) {
+      return yield* Effect.logWarning(`worker stopped; ${running} attempt(s) dropped, their leases will expire`)
+    }
+    yield* Effect.logInfo(`worker stopping; ${running} attempt(s) running, grace ${Duration.format(settings.grace)}`)
+    const left = yield* awaitIdle(tasks, settings.grace)
+    if (left > 0) {
+      yield* Effect.logInfo(`grace period over; releasing ${left} attempt(s)`)
+      yield* keeper.shutdown
+      yield* awaitIdle(tasks, RELEASE_TIMEOUT)
+    }
+    yield* Effect.logInfo("worker stopped")
+  })
+
+/** Promotions in a row that found nothing at the reported due time before the worker waits for a wake-up instead. */
+const MAX_DUE_MISSES = 10
+
+/** A subscription that never wakes: the worker claims on its idle schedule alone. */
+const pollingOnly: EngineBackend.WorkSubscription = {
+  wakeups: Effect.succeed(0),
+  arm: Effect.succeed({ dueAt: Option.none(), claimAgain: false }),
+  disarm: Effect.void,
+  await: (_since, maxWait) => Effect.as(Effect.sleep(maxWait), false),
+  promoteDue: Effect.succeed(0),
+  revoked: Effect.never
+}
+
+/** The worker's wake-ups; a backend that cannot give them leaves the worker to its idle poll. */
+const subscribe = (
+  backend: EngineBackend.Service,
+  settings: Settings
+): Effect.Effect<EngineBackend.WorkSubscription, never, Scope.Scope> =>
+  backend.subscribeWork({ lanes: settings.lanes, workerInstanceId: settings.workerInstanceId }).pipe(
+    Effect.catchAll((error) =>
+      Effect.as(Effect.logWarning("wake-ups unavailable; the worker claims on its idle schedule", error), pollingOnly)
+    )
+  )
+
+/** Runs the worker on `settings` until interrupted (`Worker.run`); fails only on a claim that fails with `Validation`. */
+export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError, EngineBackend | Scope.Scope> =>
+  Effect.gen(function*() {
+    const backend = yield* EngineBackend
+    const labels = labelSets()
+    // Made before the attempts' set, so that its loop renews leases until the last attempt is gone.
+    const keeper = yield* LeaseKeeper.make({
+      backend,
+      leaseTtlMs: settings.leaseTtlMs,
+      renewEvery: settings.renewEvery,
+      onRenewal: (result, cause) =>
+        Effect.zipRight(
+          Effect.sync(() => renewalsTotal.unsafeUpdate(1, labels("result", result))),
+          result === "retry" && cause !== undefined ? Effect.logWarning("lease renewal failed; retrying", cause) : Effect.void
+        ),
+      describeLoss: leaseLostReason
+    })
+    const complete = (settings.batchCompletions ?? backend.backendLabel === "postgres") ?
+      (yield* Completions.make(backend, Math.min(settings.concurrency, MAX_CLAIM_BATCH))).complete :
+      (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload })
+    const rt: Runtime = { backend, settings, keeper, complete, labels }
+    const tasks = yield* FiberSet.make<void, never>()
+    const slots = yield* Effect.makeSemaphore(settings.concurrency)
+    const active = labels("worker_instance", settings.workerInstanceId)
+
+    // Registered after the FiberSet, so it runs before the set interrupts what is left.
+    yield* Effect.addFinalizer(() => drain(settings, tasks, keeper))
+
+    const policy: M.ClaimPolicy = {
+      workerId: settings.workerId,
+      workerInstanceId: settings.workerInstanceId,
+      leaseTtlMs: settings.leaseTtlMs
+    }
+    const capabilities: M.CapabilitySet = { tokens: settings.capabilities }
+    let next = 0
+    /** Up to `max` claims from the first lane, in turn, that has work, starting after the lane that gave work last. */
+    const claimRound = (max: number) =>
+      Effect.gen(function*() {
+        const n = settings.lanes.length
+        for (let i = 0; i < n; i++) {
+          const index = (next + i) % n
+          const lane = settings.lanes[index]!
+          const handles = yield* backend.claimMany({ lane, capabilities, policy }, max)
+          if (handles.length > 0) {
+            next = (index + 1) % n
+            return Option.some({ lane, handles })
+          }
+        }
+        return Option.none()
+      })
+    // attempts forked and not yet finished; every one holds a slot
+    let running = 0
+
+    const background = yield* FiberSet.make<void, never>()
+    const sub = yield* subscribe(backend, settings)
+    // a lease someone else ended (cancel, revoke, timeout) is checked at once, not at its renewal
+    yield* FiberSet.run(
+      background,
+      Effect.forever(Effect.flatMap(sub.revoked, (id) => FiberSet.run(background, keeper.recheck(id))))
+    )
+    const idle = yield* Schedule.driver(settings.idle)
+    const poll = Effect.catchAll(idle.next(undefined), () => Effect.zipRight(idle.reset, Effect.sleep("1 second")))
+    const errors = yield* Schedule.driver(claimErrorBackoff)
+    const backOff = Effect.catchAll(errors.next(undefined), () => Effect.zipRight(errors.reset, Effect.sleep("1 second")))
+    /** Since the last wait: `undefined` not armed, else the due time `arm` reported. */
+    let armed: Option.Option<number> | undefined
+    /**
+ * The worker's stop: the running attempts may finish within the grace period, then the keeper stops
+ * the rest, which hand their executions back (unless `releaseOnShutdown` is off: then they are
+ * dropped as in a crash).
+ */
+const drain = (
+  settings: Settings,
+  tasks: FiberSet.FiberSet<void, never>,
+  keeper: LeaseKeeper.LeaseKeeper
+): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const running = yield* FiberSet.size(tasks)
+    if (running === 0) return yield* Effect.logDebug("worker stopped")
+    if (!settings.releaseOnShutdown) {
+      return yield* Effect.logWarning(`worker stopped; ${running} attempt(s) dropped, their leases will expire`)
+    }
+    yield* Effect.logInfo(`worker stopping; ${running} attempt(s) running, grace ${Duration.format(settings.grace)}`)
+    const left = yield* awaitIdle(tasks, settings.grace)
+    if (left > 0) {
+      yield* Effect.logInfo(`grace period over; releasing ${left} attempt(s)`)
+      yield* keeper.shutdown
+      yield* awaitIdle(tasks, RELEASE_TIMEOUT)
+    }
+    yield* Effect.logInfo("worker stopped")
+  })
+
+/** Promotions in a row that found nothing due at the reported due time (the store's clock lags ours). */
+    let misses = 0
+
+    yield* Effect.logInfo(
+      `worker ${settings.workerInstanceId} started: lanes ${settings.lanes.join(", ")}; kinds ${
+        [...settings.handlers.keys()].join(", ")
+      }; concurrency ${settings.concurrency}; lease ${settings.leaseTtlMs} ms`
+    )
+    for (;;) {
+      yield* slots.take(1)
+      // every wake-up from here on ends the wait that may follow this claim
+      const mark = yield* sub.wakeups
+      // The free slots are filled in one claimMany. A claim and the fork of its
+      // attempts are one step: an interruption in between would strand leases
+      // until they expired.
+      const claimed = yield* Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const free = Math.min(MAX_CLAIM_BATCH, Math.max(1, settings.concurrency - running))
+          if (free > 1) yield* slots.take(free - 1)
+          const r = yield* Effect.either(claimRound(free))
+          const got = Either.isRight(r) ? Option.getOrUndefined(r.right) : undefined
+          const handles = got?.handles ?? []
+          if (handles.length < free) yield* slots.release(free - handles.length)
+          if (got === undefined) return r
+          const { lane } = got
+          const claimedAt = yield* Clock.currentTimeMillis
+          // the inputs of the whole batch in one read; when it fails, each attempt reads its own
+          const ids = handles.flatMap((h) => Either.match(decodeHandle(h.backend, h), {
+            onLeft: () => [],
+            onRight: (p) => [p.executionId]
+          }))
+          const inputs = ids.length === handles.length ?
+            Either.getRight(yield* Effect.either(backend.getExecutionInputs(ids))) :
+            Option.none()
+          for (const [i, handle] of handles.entries()) {
+            claimsTotal.unsafeUpdate(1, labels("lane", lane, "handle_kind", handle.kind))
+            activeTasks.unsafeModify(1, active)
+            running++
+            yield* FiberSet.run(
+              tasks,
+              restore(runAttempt(rt, handle, claimedAt, Option.map(inputs, (all) => all[i]!))).pipe(
+                Effect.ensuring(
+                  Effect.zipRight(
+                    slots.release(1),
+                    Effect.sync(() => {
+                      activeTasks.unsafeModify(-1, active)
+                      running--
+                    })
+                  )
+                )
+              )
+            )
+          }
+          return r
+        })
+      )
+      if (Either.isLeft(claimed)) {
+        const error = claimed.left
+        const root = rootCause(error)
+        if (root._tag === "Validation") return yield* Effect.fail(error)
+        yield* Effect.logWarning("claim failed; backing off", error)
+        yield* backOff
+        continue
+      }
+      yield* errors.reset
+      if (Option.isSome(claimed.right)) {
+        yield* idle.reset
+        if (armed !== undefined) {
+          armed = undefined
+          yield* sub.disarm
+        }
+        continue
+      }
+      if (armed === undefined) {
+        const arm = yield* Effect.either(sub.arm)
+        if (Either.isLeft(arm)) yield* Effect.logWarning("cannot arm the wake-ups; polling", arm.left)
+        armed = Either.isRight(arm) ? arm.right.dueAt : Option.none()
+        if (Either.isRight(arm) && arm.right.claimAgain) continue
+      }
+      // Nothing claimable: wait for a wake-up, the lanes' next due time, or the safety poll.
+      const now = yield* Clock.currentTimeMillis
+      const dueIn = Option.flatMap(armed, (due) =>
+        misses >= MAX_DUE_MISSES ?
+          Option.none() :
+          Option.some(Math.max(due - now, misses === 0 ? 0 : Math.min(1000, 2 ** misses))))
+      armed = undefined
+      const woken = Option.isSome(dueIn) && dueIn.value === 0 ? "due" : yield* Effect.raceFirst(
+        Effect.as(poll, "poll" as const),
+        Effect.map(
+          sub.await(mark, Option.match(dueIn, { onNone: () => Duration.infinity, onSome: Duration.millis })),
+          (w) => (w ? "wake" as const : "due" as const)
+        )
+      )
+      if (woken === "due") {
+        const promoted = yield* Effect.either(sub.promoteDue)
+        if (Either.isLeft(promoted)) yield* Effect.logWarning("cannot promote due work", promoted.left)
+        misses = Either.isRight(promoted) && promoted.right > 0 ? 0 : misses + 1
+      } else {
+        misses = 0
+      }
+    }
+  }).pipe(Effect.annotateLogs({ worker: settings.workerInstanceId }))

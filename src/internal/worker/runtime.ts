@@ -1,0 +1,67 @@
+/**
+ * What a worker's claim loop and its attempts share: the checked settings, the worker's runtime
+ * (backend, lease keeper, completions, metric labels), and how a failure or a lost lease reads.
+ */
+import { Predicate, type Duration, type Effect, type Schedule } from "effect"
+import type { EngineBackend } from "../../EngineBackend.js"
+import { type EngineError, rootCause } from "../../EngineError.js"
+import type { LaneId, WorkerId, WorkerInstanceId } from "../../Ids.js"
+import type * as M from "../../Model.js"
+import type { Handler, WorkerEvent } from "../../Worker.js"
+import type * as LeaseKeeper from "./leaseKeeper.js"
+import type { LabelSets } from "./metrics.js"
+
+/** A worker's options, checked and completed from `WorkerConfig`. */
+export interface Settings {
+  readonly lanes: ReadonlyArray<LaneId>
+  readonly handlers: ReadonlyMap<string, Handler<unknown>>
+  readonly capabilities: ReadonlyArray<string>
+  readonly concurrency: number
+  readonly leaseTtlMs: number
+  readonly renewEvery: Duration.Duration
+  readonly idle: Schedule.Schedule<unknown>
+  readonly grace: Duration.Duration
+  readonly releaseOnShutdown: boolean
+  readonly workerId: WorkerId
+  readonly workerInstanceId: WorkerInstanceId
+  readonly writeRetry: Schedule.Schedule<unknown, EngineError>
+  readonly batchCompletions: boolean | undefined
+  readonly onEvent: (event: WorkerEvent) => Effect.Effect<void>
+}
+
+/** A running worker, as its attempts see it. */
+export interface Runtime {
+  readonly backend: EngineBackend.Service
+  readonly settings: Settings
+  /** Renews the running attempts' leases; stops them when a lease is lost or the drain ends. */
+  readonly keeper: LeaseKeeper.LeaseKeeper
+  /** Writes the attempts' completions (see `batchCompletions`). */
+  readonly complete: (handle: M.Handle, payload: Uint8Array) => Effect.Effect<void, EngineError>
+  /** The metric labels of this worker (see `labelSets`). */
+  readonly labels: LabelSets
+}
+
+export const leaseLostReason = (e: EngineError): string => {
+  const root = rootCause(e)
+  return root._tag === "Contention" && root.kind === "ExecutionNotActive" && root.notActive !== undefined ?
+    `execution is ${root.notActive.terminalOutcome !== "none" ? root.notActive.terminalOutcome : root.notActive.lifecyclePhase}` :
+    root.message
+}
+
+const truncate = (s: string, max = 2000): string => (s.length > max ? `${s.slice(0, max - 1)}…` : s)
+
+/** A readable one-line reason for any failure value. */
+export const describeFailure = (error: unknown): string => {
+  if (error instanceof Error) {
+    const tag = Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? error._tag : error.name
+    return truncate(error.message === "" ? tag : `${tag}: ${error.message}`)
+  }
+  if (typeof error === "object" && error !== null) {
+    try {
+      return truncate(JSON.stringify(error))
+    } catch {
+      return truncate(String(error))
+    }
+  }
+  return truncate(String(error))
+}

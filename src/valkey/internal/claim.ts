@@ -1,0 +1,408 @@
+/**
+ * Claims over Valkey: the claim of a lane (one partition at a time on a cluster, one ff_claim_lane
+ * on a standalone server), a batch of claims, claimForWorker's grants, and the claims of a resumed
+ * execution. The claim-hint walk is explained once, beside its Lua code (claim.lua, "the claim
+ * hints and the claim-hint walk"); `boundedWalk` below is the same walk run from the layer.
+ */
+import { Effect, Option, Schema } from "effect"
+import type { EngineError, Transport } from "../../EngineError.js"
+import * as Ids from "../../Ids.js"
+import type { BackendCore } from "../../internal/boundary.js"
+import { makeHandle } from "../../internal/handleCodec.js"
+import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
+import type * as M from "../../Model.js"
+import { type CoreContext, type Fx, S } from "./context.js"
+import { decodeFields, type Envelope, IntStr } from "./plumbing.js"
+
+/** The reply of every claim-like function: the lease it granted. */
+const Claimed = Schema.Tuple(
+  Ids.ExecutionId,
+  Schema.compose(IntStr, Ids.AttemptIndex),
+  Ids.AttemptId,
+  Ids.LeaseId,
+  Schema.compose(IntStr, Ids.LeaseEpoch),
+  IntStr,
+  Schema.Literal("fresh", "resumed"),
+  S
+)
+
+type ClaimedTuple = typeof Claimed.Type
+const isExecutionId = Schema.is(Ids.ExecutionId)
+const isAttemptId = Schema.is(Ids.AttemptId)
+const isLeaseId = Schema.is(Ids.LeaseId)
+const isAttemptIndex = Schema.is(Ids.AttemptIndex)
+const isLeaseEpoch = Schema.is(Ids.LeaseEpoch)
+const DIGITS = /^-?\d+$/
+
+/** `Claimed` on the hot path: the same checks without the Schema machinery; a miss asks the Schema (and its message). */
+const claimedFields = (fn: string, f: ReadonlyArray<string>): Effect.Effect<ClaimedTuple, Transport> => {
+  if (f.length === 8 && DIGITS.test(f[1]!) && DIGITS.test(f[4]!) && DIGITS.test(f[5]!)) {
+    const idx = Number(f[1])
+    const epoch = Number(f[4])
+    const exp = Number(f[5])
+    const kind = f[6]
+    if (
+      isExecutionId(f[0]) && isAttemptIndex(idx) && isAttemptId(f[2]) && isLeaseId(f[3]) && isLeaseEpoch(epoch) &&
+      Number.isInteger(exp) && (kind === "fresh" || kind === "resumed")
+    ) {
+      return Effect.succeed([f[0], idx, f[2], f[3], epoch, exp, kind, f[7]!] as unknown as ClaimedTuple)
+    }
+  }
+  return decodeFields(fn, Claimed, f)
+}
+
+/** ff_issue_grant: the execution, the grant key, its expiry, the partition's lane head after it. */
+const T_Grant = Schema.Tuple(Ids.ExecutionId, S, IntStr, S)
+/** Fields of one claim in a claim reply: the handle's, the lease expiry, the kind, the partition's next head. */
+const CLAIM_FIELDS = 8
+/** Partitions one ff_claim_lane call visits before it leaves the rest of the walk to the layer. */
+const CLAIM_LANE_VISITS = 8
+/**
+ * Claims one ff_claim_lane call takes at most (each FCALL runs alone on the server, so a batch is
+ * cut to keep every call short, docs/limits.md).
+ */
+const CLAIM_CHUNK = 200
+/** ff_claim's LATER: the score of the partition's best candidate for the worker, its lane head. */
+const T_Later = Schema.Tuple(IntStr, S)
+
+/** What one partition's visit of a claim-hint walk answered (head: its lane head afterwards). */
+type Visit<A> =
+  | { readonly _tag: "Served"; readonly value: A; readonly head: string }
+  | { readonly _tag: "Later"; readonly score: number; readonly head: string }
+  | { readonly _tag: "NoMatch"; readonly head: string }
+  | { readonly _tag: "Empty" }
+type Unserved = Exclude<Visit<never>, { readonly _tag: "Served" }>
+
+export const makeClaims = (
+  ctx: CoreContext
+): Pick<
+  BackendCore,
+  "claim" | "claimMany" | "claimForWorker" | "claimResumedExecution" | "claimFromReclaim"
+> => {
+  const { call, client, ex, inRange, keys, N, settings } = ctx
+
+  const handleFrom = (
+    fn: string,
+    env: Envelope,
+    lane: Ids.LaneId,
+    workerInstanceId: Ids.WorkerInstanceId,
+    ttl: number
+  ) => handleOf(fn, env.fields.slice(0, CLAIM_FIELDS), lane, workerInstanceId, ttl)
+
+  const handleOf = (
+    fn: string,
+    fields: ReadonlyArray<string>,
+    lane: Ids.LaneId,
+    workerInstanceId: Ids.WorkerInstanceId,
+    ttl: number
+  ) =>
+    Effect.map(claimedFields(fn, fields), ([eid, idx, aid, lid, epoch, exp, kind, next]) => ({
+      handle: makeHandle("valkey", kind, {
+        executionId: eid,
+        attemptIndex: idx,
+        attemptId: aid,
+        leaseId: lid,
+        leaseEpoch: epoch,
+        leaseTtlMs: ttl,
+        laneId: lane,
+        workerInstanceId
+      }),
+      claimed: { executionId: eid, leaseId: lid, leaseEpoch: epoch, attemptIndex: idx, attemptId: aid, leaseExpiresAt: exp },
+      next
+    }))
+
+  /**
+   * After a claim the partition's head moved on: keep its hint score (and so the global order)
+   * exact. The update is sent without waiting for its reply: it leaves on the shared connection
+   * ahead of this client's next command (auto-pipelining puts it in the same write), so every
+   * later claim of this client sees it, and the claim does not pay one more round trip for it. A
+   * failure only leaves the hint stale, which claims tolerate (a claim on a partition whose head
+   * moved reports its real head) and the promoteDelayed pass repairs.
+   */
+  const refreshHint = (lane: Ids.LaneId, partition: number, score: number, next: string): Fx<void> =>
+    next === "" ?
+      ctx.dropHint(lane, partition) :
+      Number(next) === score ?
+      Effect.void :
+      Effect.sync(() => {
+        client.connection.call("ZADD", keys.hint(lane), "XX", next, String(partition)).catch(() => undefined)
+      })
+
+  /** The arguments every claim FCALL takes (ids apart). */
+  const claimArgsOf = ({ capabilities, lane, policy }: M.ClaimArgs) => ({
+    lane,
+    worker_id: policy.workerId,
+    worker_instance_id: policy.workerInstanceId,
+    caps: capabilities.tokens,
+    lease_ttl_ms: policy.leaseTtlMs,
+    scan: settings.claimScan
+  })
+
+  const claim: BackendCore["claim"] = (args) =>
+    client.isCluster ?
+      claimCluster(args) :
+      Effect.map(claimManyStandalone(args, 1), (handles) => Option.fromNullable(handles[0]))
+
+  interface HintEntry {
+    readonly partition: number
+    readonly score: number
+  }
+
+  /**
+   * The hint entries of `lane` best claim score first (ties from a random start, so that
+   * concurrent claimers spread over them instead of racing for one), a page at a
+   * time. Pages follow scores (a page ends after a whole group of ties, the next one starts past
+   * its score), so hints a walk re-scores or removes meanwhile do not shift it; a partition
+   * comes at most once.
+   */
+  const hintCursor = (lane: Ids.LaneId) => {
+    const key = keys.hint(lane)
+    const entries: Array<HintEntry> = []
+    const seen = new Set<number>()
+    let min = "-inf"
+    let done = false
+    const load = Effect.gen(function*() {
+      let page = yield* client.run("ZRANGE hint", (c) => c.zrangebyscore(key, min, "+inf", "WITHSCORES", "LIMIT", 0, 32))
+      if (page.length < 64) {
+        done = true
+      } else {
+        // the last score's ties in full
+        const last = page[page.length - 1]!
+        const ties = yield* client.run("ZRANGE hint", (c) => c.zrangebyscore(key, last, last, "WITHSCORES"))
+        let keep = page.length
+        while (keep >= 2 && page[keep - 1] === last) keep -= 2
+        page = [...page.slice(0, keep), ...ties]
+        min = `(${last}`
+      }
+      const rows: Array<HintEntry> = []
+      for (let i = 0; i + 1 < page.length; i += 2) {
+        const partition = Number(page[i])
+        if (!Number.isInteger(partition) || partition < 0 || partition >= N) {
+          yield* client.run("ZREM hint", (c) => c.zrem(key, page[i]!))
+          continue
+        }
+        if (seen.has(partition)) continue
+        seen.add(partition)
+        rows.push({ partition, score: Number(page[i + 1]) })
+      }
+      let start = 0
+      while (start < rows.length) {
+        let end = start + 1
+        while (end < rows.length && rows[end]!.score === rows[start]!.score) end++
+        const size = end - start
+        const shift = size > 1 ? yield* Effect.randomWith((r) => r.nextIntBetween(0, size)) : 0
+        for (let j = 0; j < size; j++) entries.push(rows[start + ((j + shift) % size)]!)
+        start = end
+      }
+    })
+    /** The entry at position `i` of the walk, or undefined past the end. */
+    const at = (i: number): Fx<HintEntry | undefined> =>
+      Effect.gen(function*() {
+        while (entries.length <= i && !done) yield* load
+        return entries[i]
+      })
+    return { at }
+  }
+
+  /**
+   * The claim-hint walk (explained once, in claim.lua beside `FF.claim_lane_one`) run from the
+   * layer, one FCALL per partition: a claim on a cluster (ff_claim) and every claimForWorker
+   * (ff_issue_grant).
+   */
+  const boundedWalk = <A>(
+    lane: Ids.LaneId,
+    visit: (partition: number, bound: number | undefined) => Fx<Visit<A>>
+  ): Fx<Option.Option<A>> =>
+    Effect.gen(function*() {
+      const hints = hintCursor(lane)
+      let i = 0
+      let deferred: { readonly partition: number; readonly score: number; readonly hint: number } | undefined
+      for (;;) {
+        const entry = yield* hints.at(i)
+        let partition: number
+        let hint: number
+        let bound: number | undefined
+        if (deferred !== undefined && (entry === undefined || deferred.score <= entry.score)) {
+          partition = deferred.partition
+          hint = deferred.hint
+          bound = entry?.score
+          deferred = undefined
+        } else if (entry === undefined) {
+          return Option.none()
+        } else {
+          partition = entry.partition
+          hint = entry.score
+          i++
+          bound = (yield* hints.at(i))?.score
+          if (deferred !== undefined && (bound === undefined || deferred.score < bound)) bound = deferred.score
+        }
+        const v = yield* visit(partition, bound)
+        switch (v._tag) {
+          case "Served":
+            yield* refreshHint(lane, partition, hint, v.head)
+            return Option.some(v.value)
+          case "Later":
+            // (visited with the deferred candidate as its bound, a partition answers a worse one)
+            if (deferred === undefined || v.score < deferred.score) {
+              deferred = { partition, score: v.score, hint: Number(v.head) }
+            }
+            yield* refreshHint(lane, partition, hint, v.head)
+            break
+          case "NoMatch":
+            yield* refreshHint(lane, partition, hint, v.head)
+            break
+          case "Empty":
+            yield* ctx.dropHint(lane, partition)
+        }
+      }
+    })
+
+  /** A visit's answer from a LATER / NOMATCH / EMPTY envelope (`null`: a status of the caller's). */
+  const visitOf = (fn: string, env: Envelope): Fx<Unserved | null> =>
+    Effect.gen(function*() {
+      switch (env.status) {
+        case "LATER": {
+          const [score, head] = yield* decodeFields(fn, T_Later, env.fields)
+          return { _tag: "Later", score, head } as const
+        }
+        case "NOMATCH":
+          return { _tag: "NoMatch", head: env.fields[0] ?? "" } as const
+        case "EMPTY":
+          return { _tag: "Empty" } as const
+        default:
+          return null
+      }
+    })
+
+  const claimCluster: BackendCore["claim"] = (args) =>
+    boundedWalk<M.Handle>(args.lane, (partition, bound) =>
+      Effect.gen(function*() {
+        const env = yield* call("claim", ctx.flowTarget(partition), {
+          ...claimArgsOf(args),
+          lease_id: storeLeaseId(),
+          attempt_id: storeAttemptId(),
+          ...(bound === undefined ? {} : { bound: String(bound) })
+        })
+        const other = yield* visitOf("ff_claim", env)
+        if (other !== null) return other
+        const r = yield* handleFrom("ff_claim", env, args.lane, args.policy.workerInstanceId, args.policy.leaseTtlMs)
+        return { _tag: "Served", value: r.handle, head: r.next } satisfies Visit<M.Handle>
+      }))
+
+  /**
+   * On a standalone server the walk runs inside the server (ff_claim_lane) and one FCALL takes up
+   * to CLAIM_CHUNK claims. One claim visits at most CLAIM_LANE_VISITS partitions (it blocks the
+   * server meanwhile); past that (MORE: work exists, none of it for this worker so far) the walk
+   * goes on here, one FCALL per partition.
+   */
+  const claimManyStandalone = (args: M.ClaimArgs, max: number): Fx<ReadonlyArray<M.Handle>> =>
+    Effect.gen(function*() {
+      const { lane, policy } = args
+      const handles: Array<M.Handle> = []
+      let last = "OK"
+      // CLAIM_CHUNK claims per FCALL; the next chunk only when this one was served whole
+      while (last === "OK" && handles.length < max) {
+        const n = Math.min(CLAIM_CHUNK, max - handles.length)
+        const env = yield* call("claim_lane", { base: keys.hint(lane) }, {
+          ...claimArgsOf(args),
+          prefix: settings.prefix,
+          partitions: N,
+          max_visits: CLAIM_LANE_VISITS,
+          lease_ids: Array.from({ length: n }, storeLeaseId),
+          attempt_ids: Array.from({ length: n }, storeAttemptId)
+        })
+        const [status = "", ...rest] = env.fields
+        last = status
+        for (let at = 0; at + CLAIM_FIELDS <= rest.length; at += CLAIM_FIELDS) {
+          const fields = rest.slice(at, at + CLAIM_FIELDS)
+          handles.push((yield* handleOf("ff_claim_lane", fields, lane, policy.workerInstanceId, policy.leaseTtlMs)).handle)
+        }
+      }
+      return last === "MORE" ? yield* claimOneByOne(args, max, handles) : handles
+    })
+
+  /** Single claims until `max` or none is left (`start` is what a batch already took). */
+  const claimOneByOne = (args: M.ClaimArgs, max: number, start: Array<M.Handle> = []): Fx<ReadonlyArray<M.Handle>> =>
+    Effect.gen(function*() {
+      const handles = start
+      while (handles.length < max) {
+        const next = yield* claimCluster(args)
+        if (Option.isNone(next)) break
+        handles.push(next.value)
+      }
+      return handles
+    })
+
+  /**
+   * On a standalone server one FCALL claims the whole batch, each claim walking the hints from the
+   * best partition as a single claim does. A cluster claims one at a time: a batch on one partition
+   * would take its worse work before a better head elsewhere.
+   */
+  const claimMany: BackendCore["claimMany"] = (args, max) =>
+    client.isCluster ? claimOneByOne(args, max) : claimManyStandalone(args, max)
+
+  const claimForWorker: BackendCore["claimForWorker"] = (args) =>
+    Effect.map(
+      boundedWalk<M.ClaimForWorkerOutcome>(args.laneId, (partition, bound) =>
+        Effect.gen(function*() {
+          const env = yield* call("issue_grant", ctx.flowTarget(partition), {
+            lane: args.laneId,
+            worker_id: args.workerId,
+            worker_instance_id: args.workerInstanceId,
+            caps: args.workerCapabilities,
+            grant_ttl_ms: args.grantTtlMs,
+            scan: settings.claimScan,
+            ...(bound === undefined ? {} : { bound: String(bound) })
+          })
+          const other = yield* visitOf("ff_issue_grant", env)
+          if (other !== null) return other
+          const [executionId, grantKey, expiresAtMs, head] = yield* decodeFields("ff_issue_grant", T_Grant, env.fields)
+          const granted: M.ClaimForWorkerOutcome = {
+            _tag: "Granted",
+            grant: { executionId, partitionKey: Ids.partitionKey("Flow", partition), grantKey, expiresAtMs }
+          }
+          return { _tag: "Served", value: granted, head } satisfies Visit<M.ClaimForWorkerOutcome>
+        })),
+      Option.getOrElse((): M.ClaimForWorkerOutcome => ({ _tag: "NoWork" }))
+    )
+
+  const claimResumedExecution: BackendCore["claimResumedExecution"] = (args) =>
+    Effect.gen(function*() {
+      yield* inRange(args.executionId)
+      const env = yield* call("claim_resumed", ex(args.executionId), {
+        execution_id: args.executionId,
+        worker_id: args.workerId,
+        worker_instance_id: args.workerInstanceId,
+        lease_id: args.leaseId,
+        lease_ttl_ms: args.leaseTtlMs,
+        ...(args.remainingAttemptTimeoutMs === undefined ? {} : { remaining_timeout_ms: args.remainingAttemptTimeoutMs })
+      })
+      const r = yield* handleFrom("ff_claim_resumed", env, args.laneId, args.workerInstanceId, args.leaseTtlMs)
+      return { _tag: "Claimed" as const, claimed: r.claimed, handle: r.handle }
+    })
+
+  const claimFromReclaim: BackendCore["claimFromReclaim"] = (token) =>
+    Effect.gen(function*() {
+      const id = token.grant.executionId
+      yield* inRange(id)
+      const env = yield* call("claim_resumed", ex(id), {
+        execution_id: id,
+        worker_id: token.workerId,
+        worker_instance_id: token.workerInstanceId,
+        lease_id: storeLeaseId(),
+        lease_ttl_ms: token.leaseTtlMs
+      })
+      const r = yield* handleFrom("ff_claim_resumed", env, token.grant.laneId, token.workerInstanceId, token.leaseTtlMs)
+      return Option.some(r.handle)
+    }).pipe(
+      Effect.catchIf(
+        (e): e is EngineError =>
+          e._tag === "Contention" &&
+          (e.kind === "NotAResumedExecution" || e.kind === "ExecutionNotLeaseable" || e.kind === "InvalidClaimGrant" ||
+            e.kind === "ClaimGrantExpired"),
+        () => Effect.succeed(Option.none<M.Handle>())
+      )
+    )
+
+  return { claim, claimMany, claimForWorker, claimResumedExecution, claimFromReclaim }
+}

@@ -1,0 +1,365 @@
+/**
+ * An execution's life outside claims, over Valkey: create (one, a batch in chunks), and the lease
+ * holder's writes: renew, progress, complete (one, a batch), fail, cancel, delay, waitChildren. A
+ * retried terminal write that finds its own outcome succeeds (`reconciled`).
+ */
+import { Effect, Either, Option, ParseResult, Schema } from "effect"
+import { type EngineError, type ExecutionNotActiveDetail, fromScriptCode } from "../../EngineError.js"
+import * as Ids from "../../Ids.js"
+import type { BackendCore, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
+import { tagBytes } from "../../internal/validation.js"
+import * as M from "../../Model.js"
+import { type CoreContext, fence, type Fx, T_Int } from "./context.js"
+import { parseError } from "./errors.js"
+import { decodeFields, type Envelope, STAGE_BYTES } from "./plumbing.js"
+
+const CLASS_CATEGORY: Record<M.FailureClass, string> = {
+  Transient: "transient",
+  Permanent: "permanent",
+  InfraCrash: "infra_crash",
+  Timeout: "timeout",
+  Cancelled: "cancelled"
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+const failureCategory = (reason: M.FailureReason, cls: M.FailureClass): string => {
+  const detail = reason.detail
+  if (detail !== undefined && detail.length > 0) {
+    try {
+      return utf8.decode(detail)
+    } catch {
+      return CLASS_CATEGORY[cls]
+    }
+  }
+  return CLASS_CATEGORY[cls]
+}
+
+const T_Exec = Schema.Tuple(Ids.ExecutionId)
+const T_Created = Schema.Tuple(Ids.ExecutionId, M.PublicState)
+const decodeExec = Schema.decodeUnknownEither(T_Exec)
+const decodeCreated = Schema.decodeUnknownEither(T_Created)
+/**
+ * The most one FCALL of a batch takes (each runs alone on the server, so a batch is cut to keep
+ * every call short, docs/limits.md): completes of ff_complete_many, and the items, tags and inline
+ * bytes of a ff_create_many / ff_create_across chunk (one item holds the server about 60 µs).
+ */
+const COMPLETE_CHUNK = 200
+const CREATE_CHUNK = 100
+const CREATE_CHUNK_TAGS = 1_000
+const CREATE_CHUNK_BYTES = 2 * 1024 * 1024
+
+/**
+ * The JSON arguments of one create: ff_create, an item of ff_create_many / ff_create_across, a
+ * member of ff_create_flow_graph / ff_extend_flow.
+ */
+export const createArgs = (a: CreateExecutionCore) => {
+  const policy = a.policy
+  return {
+    execution_id: a.executionId,
+    namespace: a.namespace,
+    lane_id: a.laneId,
+    execution_kind: a.executionKind,
+    priority: a.priority,
+    creator_identity: a.creatorIdentity,
+    payload_encoding: a.payloadEncoding ?? "",
+    ...(a.delayUntil === undefined ? {} : { delay_until: a.delayUntil }),
+    ...(a.executionDeadlineAt === undefined ? {} : { deadline_at: a.executionDeadlineAt }),
+    ...(policy?.timeoutPolicy?.executionDeadlineMs === undefined ?
+      {} :
+      { deadline_ms: policy.timeoutPolicy.executionDeadlineMs }),
+    ...(policy?.timeoutPolicy?.attemptTimeoutMs === undefined ?
+      {} :
+      { attempt_timeout_ms: policy.timeoutPolicy.attemptTimeoutMs }),
+    ...(policy?.maxSignalsPerExecution === undefined ? {} : { max_signals: policy.maxSignalsPerExecution }),
+    ...(policy?.streamPolicy?.retentionMaxlen === undefined ?
+      {} :
+      { stream_maxlen: policy.streamPolicy.retentionMaxlen }),
+    ...(policy?.streamPolicy?.retentionTtlMs === undefined ?
+      {} :
+      { retention_ms: policy.streamPolicy.retentionTtlMs }),
+    ...(a.idempotencyKey === undefined || a.idempotencyKey === "" ?
+      {} :
+      { idempotency_key: a.idempotencyKey, dedup_ttl_ms: policy?.dedupWindowMs ?? 86_400_000 }),
+    tags: a.tags,
+    required_capabilities: a.requiredCapabilities.join(","),
+    ...(a.traceContext === undefined ? {} : { trace: a.traceContext })
+  }
+}
+
+export const makeLifecycle = (
+  ctx: CoreContext
+): Pick<
+  BackendCore,
+  | "createExecution"
+  | "createExecutions"
+  | "renew"
+  | "progress"
+  | "complete"
+  | "completeMany"
+  | "fail"
+  | "cancel"
+  | "delay"
+  | "waitChildren"
+> => {
+  const { call, client, ex, inRange, keys, N, settings } = ctx
+
+  const createExecution: BackendCore["createExecution"] = (a: CreateExecutionCore) =>
+    Effect.gen(function*() {
+      yield* inRange(a.executionId)
+      const env = yield* call("create", ex(a.executionId), createArgs(a), [a.inputPayload, a.policyJson])
+      // a Duplicate writes nothing, the lane registry included
+      if (env.status === "DUPLICATE") {
+        const [executionId] = yield* decodeFields("ff_create", T_Exec, env.fields)
+        return { _tag: "Duplicate", executionId } satisfies M.CreateExecutionResult
+      }
+      const [executionId, publicState] = yield* decodeFields(
+        "ff_create",
+        T_Created,
+        env.fields
+      )
+      yield* ctx.registerLane(a.laneId)
+      return { _tag: "Created", executionId, publicState } satisfies M.CreateExecutionResult
+    })
+
+  /** The results of one create_many / create_across reply, at the items' places in `results`. */
+  const createdFrom = (
+    name: string,
+    env: Envelope,
+    items: ReadonlyArray<number>,
+    results: Array<M.CreateExecutionResult>
+  ): Fx<void> =>
+    Effect.gen(function*() {
+      if (env.fields.length !== 3 * items.length) {
+        return yield* parseError(name, `${env.fields.length} reply fields for ${items.length} items`)
+      }
+      for (let k = 0; k < items.length; k++) {
+        const status = env.fields[3 * k]!
+        const decoded: Either.Either<M.CreateExecutionResult, ParseResult.ParseError> = status === "DUPLICATE" ?
+          Either.map(decodeExec([env.fields[3 * k + 1]]), ([executionId]) => ({ _tag: "Duplicate" as const, executionId })) :
+          Either.map(
+            decodeCreated([env.fields[3 * k + 1], env.fields[3 * k + 2]]),
+            ([executionId, publicState]) => ({ _tag: "Created" as const, executionId, publicState })
+          )
+        if (Either.isLeft(decoded)) {
+          return yield* parseError(name, ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+        }
+        results[items[k]!] = decoded.right
+      }
+    })
+
+  const blobsOf = (list: ReadonlyArray<CreateExecutionCore>, items: ReadonlyArray<number>) => {
+    const blobs: Array<Uint8Array | string> = []
+    for (const i of items) blobs.push(list[i]!.inputPayload, list[i]!.policyJson)
+    return blobs
+  }
+
+  /**
+   * The items of `order` (indexes into `list`) cut into runs of at most CREATE_CHUNK items,
+   * CREATE_CHUNK_TAGS tags and CREATE_CHUNK_BYTES of inline blobs and tags (a run holds one item at least).
+   */
+  const weighed = (list: ReadonlyArray<CreateExecutionCore>, order: ReadonlyArray<number>): Array<Array<number>> => {
+    const chunks: Array<Array<number>> = []
+    let chunk: Array<number> = []
+    let tags = 0
+    let bytes = 0
+    for (const i of order) {
+      const a = list[i]!
+      const t = Object.keys(a.tags).length
+      const b = (a.inputPayload.length < STAGE_BYTES ? a.inputPayload.length : 0) + a.policyJson.length + tagBytes(a.tags)
+      if (chunk.length > 0 && (chunk.length >= CREATE_CHUNK || tags + t > CREATE_CHUNK_TAGS || bytes + b > CREATE_CHUNK_BYTES)) {
+        chunks.push(chunk)
+        chunk = []
+        tags = 0
+        bytes = 0
+      }
+      chunk.push(i)
+      tags += t
+      bytes += b
+    }
+    if (chunk.length > 0) chunks.push(chunk)
+    return chunks
+  }
+
+  /**
+   * A batch goes in chunks (`weighed`), each item created exactly as ff_create does (one after the
+   * other, each atomically), all chunks at once: on a standalone server a chunk is a run of the
+   * list over any partitions (ff_create_across); on a cluster, a run of one partition's items
+   * (ff_create_many). Ids are range-checked before anything is sent.
+   */
+  const createChunks = (list: ReadonlyArray<CreateExecutionCore>, results: Array<M.CreateExecutionResult>): Fx<void> => {
+    if (!client.isCluster) {
+      const chunks = weighed(list, Array.from({ length: list.length }, (_, i) => i))
+      return Effect.forEach(chunks, (items) =>
+        Effect.flatMap(
+          call("create_across", { base: keys.lanes }, {
+            prefix: settings.prefix,
+            partitions: N,
+            items: items.map((i) => ({ ...createArgs(list[i]!), partition: Ids.executionPartition(list[i]!.executionId) }))
+          }, blobsOf(list, items)),
+          (env) => createdFrom("ff_create_across", env, items, results)
+        ), { concurrency: "unbounded", discard: true })
+    }
+    const byPartition = new Map<number, Array<number>>()
+    for (let i = 0; i < list.length; i++) {
+      const partition = Ids.executionPartition(list[i]!.executionId)
+      const group = byPartition.get(partition)
+      if (group === undefined) byPartition.set(partition, [i])
+      else group.push(i)
+    }
+    const chunks: Array<{ readonly partition: number; readonly items: ReadonlyArray<number> }> = []
+    for (const [partition, items] of byPartition) {
+      for (const chunk of weighed(list, items)) chunks.push({ partition, items: chunk })
+    }
+    return Effect.forEach(chunks, ({ items, partition }) =>
+      Effect.flatMap(
+        call("create_many", ctx.flowTarget(partition), { items: items.map((i) => createArgs(list[i]!)) }, blobsOf(list, items)),
+        (env) => createdFrom("ff_create_many", env, items, results)
+      ), { concurrency: "unbounded", discard: true })
+  }
+
+  const createExecutions: BackendCore["createExecutions"] = (list) =>
+    Effect.gen(function*() {
+      for (const a of list) yield* inRange(a.executionId)
+      const results = new Array<M.CreateExecutionResult>(list.length)
+      yield* createChunks(list, results)
+      // only the lanes of created executions: a Duplicate writes nothing
+      const created = new Set<string>()
+      for (let i = 0; i < list.length; i++) if (results[i]!._tag === "Created") created.add(list[i]!.laneId)
+      for (const lane of created) yield* ctx.registerLane(lane)
+      return results
+    })
+
+  // --- the worker's lease-bound writes ------------------------------------------------------------
+  const renew: BackendCore["renew"] = (h) =>
+    Effect.gen(function*() {
+      const env = yield* call("renew", ex(h.payload.executionId), { ...fence(h), lease_ttl_ms: h.payload.leaseTtlMs })
+      const [expiresAtMs] = yield* decodeFields("ff_renew", T_Int, env.fields)
+      return { expiresAtMs, leaseEpoch: h.payload.leaseEpoch }
+    })
+
+  const progress: BackendCore["progress"] = (h, percent, message) =>
+    Effect.asVoid(call("progress", ex(h.payload.executionId), {
+      ...fence(h),
+      ...(percent === undefined ? {} : { percent }),
+      ...(message === undefined ? {} : { message })
+    }))
+
+  /** (docs/design/executions.md#replaying-a-terminal-write) A retried terminal write that finds its own outcome succeeds. */
+  const reconciled = <A>(h: HandleRef, matches: (d: ExecutionNotActiveDetail) => Option.Option<A>) =>
+  (e: EngineError): Fx<A> => {
+    if (e._tag === "Contention" && e.kind === "ExecutionNotActive" && e.notActive !== undefined &&
+      e.notActive.leaseEpoch === String(h.payload.leaseEpoch)) {
+      const r = matches(e.notActive)
+      if (Option.isSome(r)) return Effect.succeed(r.value)
+    }
+    return Effect.fail(e)
+  }
+
+  const completedAgain = (h: HandleRef) =>
+    reconciled(h, (d) =>
+      d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId ? Option.some(undefined) : Option.none())
+
+  const complete: BackendCore["complete"] = (h, payload) =>
+    call("complete", ex(h.payload.executionId), fence(h), payload === undefined ? [] : [payload]).pipe(
+      Effect.asVoid,
+      Effect.catchAll(completedAgain(h))
+    )
+
+  const ItemError = Schema.parseJson(Schema.Tuple([Schema.Literal(0), Schema.String], Schema.String))
+  const decodeItemError = Schema.decodeUnknownEither(ItemError)
+
+  /**
+   * On a standalone server one FCALL completes COMPLETE_CHUNK items (ff_complete_many); a cluster
+   * sends them side by side.
+   */
+  const completeMany: BackendCore["completeMany"] = (items) =>
+    client.isCluster ?
+      Effect.forEach(items, ({ h, payload }) => Effect.either(complete(h, payload)), { concurrency: "unbounded" }) :
+      Effect.map(
+        Effect.forEach(
+          Array.from({ length: Math.ceil(items.length / COMPLETE_CHUNK) }, (_, i) =>
+            items.slice(i * COMPLETE_CHUNK, (i + 1) * COMPLETE_CHUNK)),
+          completeChunk,
+          { concurrency: "unbounded" }
+        ),
+        (chunks) => chunks.flat()
+      )
+
+  /** One ff_complete_many: its items' outcomes in order. */
+  const completeChunk = (items: Parameters<BackendCore["completeMany"]>[0]) =>
+    Effect.gen(function*() {
+      for (const { h } of items) yield* inRange(h.payload.executionId)
+      const blobs: Array<Uint8Array> = []
+      const env = yield* call("complete_many", { base: keys.lanes }, {
+        prefix: settings.prefix,
+        partitions: N,
+        items: items.map(({ h, payload }) => ({
+          ...fence(h),
+          partition: Ids.executionPartition(h.payload.executionId),
+          ...(payload === undefined ? {} : { blob: blobs.push(payload) })
+        }))
+      }, blobs)
+      if (env.fields.length !== items.length) {
+        return yield* parseError("ff_complete_many", `${env.fields.length} replies for ${items.length} items`)
+      }
+      return yield* Effect.forEach(env.fields, (field, i): Fx<Either.Either<void, EngineError>> => {
+        if (field === "") return Effect.succeed(Either.void)
+        const h = items[i]!.h
+        const reply = decodeItemError(field)
+        if (Either.isLeft(reply)) {
+          return Effect.fail(parseError("ff_complete_many", ParseResult.TreeFormatter.formatErrorSync(reply.left)))
+        }
+        const [, code, ...details] = reply.right
+        return Effect.either(completedAgain(h)(fromScriptCode("valkey", code, details)))
+      })
+    })
+
+  const fail: BackendCore["fail"] = (h, reason, cls) =>
+    Effect.gen(function*() {
+      const env = yield* call("fail", ex(h.payload.executionId), {
+        ...fence(h),
+        reason: reason.message,
+        category: failureCategory(reason, cls),
+        classification: cls
+      })
+      if (env.status === "RETRY") {
+        const [delayUntil] = yield* decodeFields("ff_fail", T_Int, env.fields)
+        return { _tag: "RetryScheduled", delayUntil } satisfies M.FailOutcome
+      }
+      return { _tag: "TerminalFailed" } satisfies M.FailOutcome
+    }).pipe(
+      Effect.catchAll(reconciled(h, (d): Option.Option<M.FailOutcome> =>
+        d.lifecyclePhase === "terminal" && d.terminalOutcome === "failed" && d.attemptId === h.payload.attemptId ?
+          Option.some({ _tag: "TerminalFailed" }) :
+          d.lifecyclePhase === "runnable" ?
+          Option.some({ _tag: "RetryScheduled", delayUntil: 0 }) :
+          Option.none()))
+    )
+
+  const cancel: BackendCore["cancel"] = (h, reason) =>
+    call("cancel", ex(h.payload.executionId), { ...fence(h), reason, mode: "worker", source: "lease_holder" }).pipe(
+      Effect.asVoid,
+      Effect.catchAll(reconciled(h, (d) =>
+        d.terminalOutcome === "cancelled" && d.attemptId === h.payload.attemptId ? Option.some(undefined) : Option.none()))
+    )
+
+  const delay: BackendCore["delay"] = (h, delayUntil) =>
+    Effect.asVoid(call("delay", ex(h.payload.executionId), { ...fence(h), delay_until: delayUntil }))
+
+  const waitChildren: BackendCore["waitChildren"] = (h) =>
+    Effect.asVoid(call("wait_children", ex(h.payload.executionId), fence(h)))
+
+  return {
+    createExecution,
+    createExecutions,
+    renew,
+    progress,
+    complete,
+    completeMany,
+    fail,
+    cancel,
+    delay,
+    waitChildren
+  }
+}

@@ -1,0 +1,621 @@
+-- ===========================================================================
+-- claim.lua: leasing (fresh, resumed, reclaimed attempts), the claim of one partition, the
+-- claim-hint walk of a standalone server (ff_claim_lane), grants and the claim of a resumed
+-- execution (docs/design/executions.md#claiming)
+-- ===========================================================================
+
+-- --- leasing -------------------------------------------------------------------------
+-- Writes the lease of a claim into the core and the indexes (the core holds the whole lease: no
+-- separate lease record): the execution becomes active and leased, leaves its lane's eligible (or
+-- reclaim) index and enters the lease_expiry index. `extra`: more core field pairs. Returns the
+-- lease expiry. The fields go through a reused table (FF.state takes their count).
+local lease_args = {}
+function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, ttl, extra)
+  local was = c.lifecycle_phase
+  local exp = now + ttl
+  local snow = FF.s(now)
+  local t = lease_args
+  t[1], t[2], t[3], t[4] = "current_attempt_index", FF.str(idx), "current_attempt_id", attempt_id
+  t[5], t[6], t[7], t[8] = "current_lease_id", lease_id, "current_lease_epoch", FF.s(epoch)
+  t[9], t[10], t[11], t[12] = "current_worker_id", wid, "current_worker_instance_id", wiid
+  t[13], t[14], t[15], t[16] = "lease_acquired_at", snow, "lease_expires_at", FF.s(exp)
+  t[17], t[18], t[19], t[20] = "lease_last_renewed_at", "", "lease_expired_at", ""
+  t[21], t[22], t[23], t[24] = "lease_revoked_at", "", "lease_revoke_reason", ""
+  t[25], t[26], t[27], t[28] = "delay_until", "", "current_suspension_id", ""
+  t[29], t[30], t[31], t[32] = "current_waitpoint_id", "", "grant_pending", ""
+  local n = 32
+  if (c.started_at or "") == "" then
+    t[33], t[34] = "started_at", snow
+    n = 34
+  end
+  if extra then
+    for i = 1, #extra do t[n + i] = extra[i] end
+    n = n + #extra
+  end
+  FF.state(B, e, c, "active", "leased", "not_applicable", "none", "", "none", "running_attempt", now, t, n)
+  local lane = c.lane_id
+  if was == "active" then
+    C("ZREM", K.lane(B, lane, "reclaim"), e)
+  else
+    C("ZREM", K.lane(B, lane, "eligible"), e)
+  end
+  C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
+  return exp
+end
+
+-- Indexes the attempt's timeout (attempt_timeout_ms of the core, or `override`), when it has one.
+function FF.arm_attempt_timeout(B, e, c, now, override)
+  local ms = tonumber(override or "") or FF.num(c.attempt_timeout_ms)
+  if ms > 0 then C("ZADD", K.idx(B, "attempt_timeout"), FF.s(now + ms), e) end
+end
+
+-- A new attempt of the eligible `e` (initial / retry / replay, from the core's attempt_state),
+-- leased to the claim `a` (worker_id, worker_instance_id, lease_ttl_ms, lease_id, attempt_id).
+-- Returns the claim's 7 reply fields: execution id, attempt index, attempt id, lease id, lease
+-- epoch, lease expiry, "fresh".
+function FF.claim_fresh(B, e, c, now, a)
+  local idx = FF.num(c.total_attempt_count)
+  local epoch = FF.num(c.current_lease_epoch) + 1
+  local sidx, snow = FF.s(idx), FF.s(now)
+  local ak = K.att(B, e, sidx)
+  local atype = "initial"
+  if c.attempt_state == "pending_retry_attempt" then
+    atype = "retry"
+    C("HSET", ak, "retry_reason", c.pending_retry_reason, "previous_attempt_index", c.pending_previous_attempt_index)
+  elseif c.attempt_state == "pending_replay_attempt" then
+    atype = "replay"
+    C("HSET", ak, "replay_reason", c.pending_replay_reason,
+      "replayed_from_attempt_index", c.pending_previous_attempt_index)
+  end
+  C("HSET", ak, "attempt_id", a.attempt_id, "attempt_state", "started", "started_at", snow,
+    "lease_id", a.lease_id, "lease_epoch", FF.s(epoch),
+    "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id, "attempt_type", atype)
+  local exp = FF.lease_on(B, e, c, now, idx, a.attempt_id, a.lease_id, epoch, a.worker_id, a.worker_instance_id,
+    a.lease_ttl_ms, {
+      "total_attempt_count", FF.s(idx + 1), "pending_retry_reason", "", "pending_replay_reason", "",
+      "pending_previous_attempt_index", ""
+    })
+  FF.arm_attempt_timeout(B, e, c, now)
+  return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
+end
+
+-- The interrupted attempt of `e` is leased again (same index, same attempt id); `remaining`:
+-- the attempt timeout left, when the caller knows it. Returns the 7 reply fields (kind "resumed").
+function FF.claim_resume(B, e, c, now, lease_id, wid, wiid, ttl, remaining)
+  local idx = c.current_attempt_index
+  local aid = c.current_attempt_id
+  local epoch = FF.num(c.current_lease_epoch) + 1
+  C("HSET", K.att(B, e, idx), "attempt_state", "started", "resumed_at", FF.s(now), "lease_id", lease_id,
+    "lease_epoch", FF.s(epoch), "worker_id", wid, "worker_instance_id", wiid, "suspended_at", "", "suspension_id", "")
+  local exp = FF.lease_on(B, e, c, now, idx, aid, lease_id, epoch, wid, wiid, ttl)
+  FF.arm_attempt_timeout(B, e, c, now, remaining)
+  return { e, FF.str(idx), aid, lease_id, FF.s(epoch), FF.s(exp), "resumed" }
+end
+
+-- An expired or revoked lease is taken over by a new attempt of type reclaim (the old attempt
+-- ends interrupted_reclaimed, its stream closes). Returns the 7 reply fields (kind "fresh"), or
+-- nil when the reclaim cap (policy max_reclaim_count, default 100) turned the execution terminal
+-- (failed: max_reclaims_exceeded) instead.
+function FF.claim_reclaim(B, e, c, now, a)
+  local p = FF.policy(B, e)
+  local cap = tonumber(p.max_reclaim_count or "")
+  if cap == nil and type(p.timeout_policy) == "table" then cap = tonumber(p.timeout_policy.max_reclaim_count or "") end
+  if cap == nil then cap = 100 end
+  if FF.num(c.lease_reclaim_count) >= cap then
+    FF.record_failure(B, e, "max_reclaims_exceeded", "InfraCrash", "infra_crash", now)
+    FF.end_attempt(B, e, c, "ended_failure", "max_reclaims_exceeded", nil, "reclaimed", now)
+    FF.fail_terminal(B, e, c, "max_reclaims_exceeded", now)
+    return nil
+  end
+  local old = c.current_attempt_index
+  if old ~= nil and old ~= "" then
+    C("HSET", K.att(B, e, old), "attempt_state", "interrupted_reclaimed", "ended_at", FF.s(now),
+      "failure_reason", "lease_" .. c.ownership_state)
+    FF.close_stream(B, e, old, "reclaimed", now)
+  end
+  local idx = FF.num(c.total_attempt_count)
+  local epoch = FF.num(c.current_lease_epoch) + 1
+  C("HSET", K.att(B, e, idx), "attempt_id", a.attempt_id,
+    "attempt_type", "reclaim", "attempt_state", "started", "started_at", FF.s(now),
+    "lease_id", a.lease_id, "lease_epoch", FF.s(epoch), "worker_id", a.worker_id,
+    "worker_instance_id", a.worker_instance_id, "reclaim_reason", "lease_" .. c.ownership_state,
+    "previous_attempt_index", FF.str(old))
+  local exp = FF.lease_on(B, e, c, now, idx, a.attempt_id, a.lease_id, epoch, a.worker_id, a.worker_instance_id,
+    a.lease_ttl_ms, {
+      "total_attempt_count", FF.s(idx + 1), "lease_reclaim_count", FF.s(FF.num(c.lease_reclaim_count) + 1)
+    })
+  FF.arm_attempt_timeout(B, e, c, now)
+  return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
+end
+
+-- Whether a grant of another worker, not expired, reserves `e` (an expired grant is deleted).
+-- Sets FF.grant_seen when a grant key exists.
+function FF.grant_blocks(B, e, worker_id, now)
+  local gk = K.ex(B, e, "grant")
+  if C("EXISTS", gk) == 0 then return false end
+  FF.grant_seen = true
+  local g = FF.hmap(gk)
+  if g == nil then return false end
+  if FF.num(g.grant_expires_at) <= now then
+    C("DEL", K.ex(B, e, "grant"))
+    return false
+  end
+  return g.worker_id ~= worker_id
+end
+
+-- The partition's head on `lane`: the best claim score of its eligible and reclaim indexes, ""
+-- when both are empty. The score a visited partition's claim hint is set to.
+function FF.lane_head(B, lane)
+  local best = nil
+  for _, kind in ipairs({ "eligible", "reclaim" }) do
+    local head = C("ZRANGE", K.lane(B, lane, kind), 0, 0, "WITHSCORES")
+    if #head > 0 then
+      local score = tonumber(head[2])
+      if best == nil or score < best then best = score end
+    end
+  end
+  if best == nil then return "" end
+  return FF.s(best)
+end
+
+-- Candidates of `lane` in claim order: lowest score first over eligible and reclaim (each index
+-- comes in that order already: score, then member).
+local function claim_order(x, y)
+  if x[2] == y[2] then return x[1] < y[1] end
+  return x[2] < y[2]
+end
+-- `no_reclaim` (optional, partition base -> true): partitions whose reclaim index this call found
+-- empty (a claim never adds to it, so a batch of claims reads it once per partition).
+function FF.candidates(B, lane, scan, no_reclaim)
+  local out = {}
+  local r = C("ZRANGE", K.lane(B, lane, "eligible"), 0, scan - 1, "WITHSCORES")
+  for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "eligible" } end
+  if no_reclaim ~= nil and no_reclaim[B] then return out end
+  r = C("ZRANGE", K.lane(B, lane, "reclaim"), 0, scan - 1, "WITHSCORES")
+  if #r == 0 and no_reclaim ~= nil then no_reclaim[B] = true end
+  if #r > 0 then
+    for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "reclaim" } end
+    table.sort(out, claim_order)
+  end
+  return out
+end
+
+-- The core of candidate `e` of index `kind` ("eligible" / "reclaim") when it really is claimable
+-- there, else nil (its stale entry is removed from the index).
+function FF.candidate_core(B, e, kind, lane)
+  local c = FF.core(B, e)
+  if c == nil then
+    C("ZREM", K.lane(B, lane, kind), e)
+    return nil
+  end
+  if kind == "eligible" then
+    if c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "eligible_now" or c.lane_id ~= lane then
+      C("ZREM", K.lane(B, lane, kind), e)
+      return nil
+    end
+  else
+    if c.lifecycle_phase ~= "active" or
+        (c.ownership_state ~= "lease_expired_reclaimable" and c.ownership_state ~= "lease_revoked") then
+      C("ZREM", K.lane(B, lane, kind), e)
+      return nil
+    end
+  end
+  return c
+end
+
+-- Tries the first `limit` candidates of `cands` in order (skipping those in `tried`, when given,
+-- and adding them to it); returns the claim reply, or nil when none could be served. With a
+-- `bound` (a claim score), the first candidate this worker may take is taken only when its score
+-- is <= bound; otherwise the reply is LATER with its score and the lane head (the caller knows a
+-- partition that may hold a better one). Nothing is written for a LATER candidate.
+-- `next_head`, when given, is the lane head once the first candidate is claimed (known from the
+-- candidates read), unless the claim made other work claimable.
+function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_head)
+  for i = 1, math.min(limit, #cands) do
+    local cand = cands[i]
+    local e, kind = cand[1], cand[3]
+    if tried == nil or not tried[e] then
+      if tried ~= nil then tried[e] = true end
+      FF.grant_seen = false
+      local c = FF.candidate_core(B, e, kind, lane)
+      if c ~= nil then
+        local ok, _ = FF.caps_ok(c.required_capabilities, caps)
+        if not ok then
+          C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
+        elseif c.grant_pending == "" or not FF.grant_blocks(B, e, a.worker_id, now) then
+          if bound ~= nil and cand[2] > bound then
+            FF.drain(B, now)
+            return FF.ok("LATER", FF.s(cand[2]), FF.lane_head(B, lane))
+          end
+          if FF.grant_seen then C("DEL", K.ex(B, e, "grant")) end
+          local info
+          if kind == "reclaim" then
+            info = FF.claim_reclaim(B, e, c, now, a)
+          elseif c.attempt_state == "attempt_interrupted" then
+            info = FF.claim_resume(B, e, c, now, a.lease_id, a.worker_id, a.worker_instance_id, a.lease_ttl_ms)
+          else
+            info = FF.claim_fresh(B, e, c, now, a)
+          end
+          if info ~= nil then
+            FF.drain(B, now)
+            if next_head == nil or FF.woke then next_head = FF.lane_head(B, lane) end
+            info[#info + 1] = next_head
+            return FF.ok("OK", unpack(info))
+          end
+        end
+      end
+    end
+  end
+  return nil
+end
+
+-- ff_claim (docs/design/executions.md#claiming): the best candidate of the lane on this partition
+-- for this worker is leased: the heads first, then up to a.scan candidates (capability filtering,
+-- grants held by others, stale index entries). One visit of the claim-hint walk (below).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, lease_ttl_ms, scan, lease_id,
+--           attempt_id, bound?}; bound: a claim score, the best another partition may still hold
+--           for this lane: a candidate worse than it is not taken (LATER, see FF.claim_from)
+--   reply:  {1, "OK", wake, execution id, attempt index, attempt id, lease id, lease epoch, lease
+--           expiry, "fresh" | "resumed", the lane's next head ("" when none)}
+--           | {1, "EMPTY", wake} nothing claimable on the lane here
+--           | {1, "NOMATCH", wake, lane head} work exists, none of it for this worker
+--           | {1, "LATER", wake, the score of the best candidate for this worker, lane head}
+--   errors: invalid_input
+-- the arguments of a claim (a batch of claims sets lease_id / attempt_id per claim)
+local CLAIM_ARGS = { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "lease_ttl_ms", "n" }
+local CLAIM_IDS = { "lease_id", "s", "attempt_id", "s" }
+
+FF.fn.claim = function(B, a, now)
+  local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, CLAIM_IDS)
+  if bad then return bad end
+  local lane = a.lane
+  -- (a batch of claims shares its arguments: the capability set is built once)
+  local caps = a.caps_set
+  if caps == nil then
+    caps = FF.caps_set(a.caps)
+    a.caps_set = caps
+  end
+  local bound = tonumber(a.bound or "")
+  local heads = FF.candidates(B, lane, 2, a.no_reclaim)
+  if #heads == 0 then return FF.ok("EMPTY") end
+  -- only the best head: when it is not for this worker, the other index's head is not the next
+  -- best (the merged scan below is), so the order stays priority then FIFO (docs/design/executions.md#claim-order).
+  -- With two entries of each index read, the one after it is the next head.
+  local next_head = ""
+  if #heads > 1 then next_head = FF.s(heads[2][2]) end
+  local r = FF.claim_from(B, a, now, lane, caps, heads, 1, nil, bound, next_head)
+  if r ~= nil then return r end
+  local scan = math.max(1, FF.num(a.scan, 32))
+  local cands = FF.candidates(B, lane, scan)
+  r = FF.claim_from(B, a, now, lane, caps, cands, #cands, { [heads[1][1]] = true }, bound)
+  if r ~= nil then return r end
+  FF.drain(B, now)
+  local head = FF.lane_head(B, lane)
+  if head == "" then return FF.ok("EMPTY") end
+  return FF.ok("NOMATCH", head)
+end
+
+-- --- the claim hints and the claim-hint walk ----------------------------------------------
+-- A claim takes the globally best candidate of a lane for this worker (priority then FIFO,
+-- docs/design/executions.md#claim-order), as memory does, without visiting every partition.
+-- Each lane has a claim hint, `<prefix>:hint:<lane>`: a sorted set of the partitions that may
+-- have claimable work on the lane, each scored by a lower bound of its best claim score. Every
+-- path that makes a candidate claimable lowers its partition's hint to the candidate's score
+-- (the call's wake, ZADD LT: inside the call on a standalone server, FF.apply_wakes; on a
+-- cluster, where the hint lives in another slot, by the layer right after the call); a hint is
+-- raised only to its partition's real head (FF.lane_head), by a claim that visited it.
+-- The head may still need a capability the worker lacks, or be gone (a "stale" hint: e.g.
+-- applyDependencyToChild blocked it). So the walk visits the hint entries best first (ties from a
+-- random start, so that concurrent claimers spread over them) and gives each visit a bound, the
+-- smaller of the next entry's hint and the best candidate deferred so far: a partition only
+-- leases a candidate that scores <= bound; else it reports its best candidate for this worker
+-- (LATER, nothing written) and the walk goes on. Once the deferred candidate is no worse than the
+-- next hint (or the hints run out), the walk comes back to its partition. Each visited
+-- partition's hint is set to its real head (removed when it has nothing claimable), so a stale
+-- hint costs one visit once. A hint update lost with a client that died between a call and its
+-- hint write (a cluster) is repaired by the promoteDelayed pass, which reports every lane with
+-- claimable work (ff_pass_due).
+-- Where the walk runs: on a standalone server one call may reach every key, so ff_claim_lane runs
+-- it here, with the claims and the hint updates, in one FCALL (one round trip instead of three);
+-- it visits at most a.max_visits partitions (a revisit of the deferred one apart), and past that
+-- (status MORE) the layer continues the same walk. On a cluster, and for every claimForWorker
+-- (ff_issue_grant), the layer runs the same walk, one FCALL per partition (valkey/internal/claim.ts
+-- `boundedWalk`).
+
+-- The walk over a lane's hint entries {partition, score, member, stored score}, kept in score
+-- order (ties in a random order) across all the claims of one call. Entries are loaded from the
+-- hint key in pages that grow (a single claim needs the first two); an entry is in order only up
+-- to `frontier`, the last loaded score, so a visited partition whose head moved past it waits for
+-- the next page. Hint writes wait for the end of the call (walk_end), so the positions of the
+-- entries not loaded yet stay valid (a wake only moves a visited, hence loaded, partition ahead).
+local function walk_new(H, n, prefix)
+  return {
+    key = H, n = n, prefix = prefix, bases = FF.partition_bases(prefix), entries = {}, offset = 0, page = 2,
+    done = false, frontier = nil,
+    fix = {}, moved = {}, nmoved = 0
+  }
+end
+
+-- Inserts `ent` after the entries of no greater score (binary search).
+local function walk_insert(w, ent)
+  local es = w.entries
+  local lo, hi = 1, #es + 1
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if es[mid][2] <= ent[2] then lo = mid + 1 else hi = mid end
+  end
+  table.insert(es, lo, ent)
+end
+
+-- Loads the next page of the hint key (partitions out of range are dropped at the end), each
+-- group of equal scores in a random rotation.
+local function walk_load(w)
+  local page = C("ZRANGE", w.key, w.offset, w.offset + w.page - 1, "WITHSCORES")
+  w.offset = w.offset + w.page
+  if #page < 2 * w.page then w.done = true end
+  w.page = math.min(w.page * 4, 64)
+  if #page > 0 then w.frontier = tonumber(page[#page]) end
+  local got = {}
+  for j = 1, #page, 2 do
+    local p = tonumber(page[j])
+    if p == nil or p ~= math.floor(p) or p < 0 or p >= w.n then
+      w.fix[page[j]] = ""
+    else
+      local score = tonumber(page[j + 1])
+      got[#got + 1] = { p, score, page[j], score }
+    end
+  end
+  local s = 1
+  while s <= #got do
+    local last = s
+    while last < #got and got[last + 1][2] == got[s][2] do last = last + 1 end
+    local size = last - s + 1
+    local shift = 0
+    if size > 1 then shift = math.random(0, size - 1) end
+    for j = 0, size - 1 do walk_insert(w, got[s + ((j + shift) % size)]) end
+    s = last + 1
+  end
+end
+
+-- The entry at position i of the walk in score order (nil past the end).
+local function walk_at(w, i)
+  while true do
+    local ent = w.entries[i]
+    if w.done or (ent ~= nil and ent[2] <= w.frontier) then return ent end
+    walk_load(w)
+  end
+end
+
+-- A visited partition's head is now `head` ("": nothing claimable; `gone`: nothing for this
+-- worker, which stays so for the rest of the call): its entry moves (or leaves the walk), and its
+-- hint is set at the end.
+local function walk_moved(w, ent, head, gone)
+  local es = w.entries
+  for j = 1, #es do
+    if es[j] == ent then
+      table.remove(es, j)
+      break
+    end
+  end
+  if head ~= "" and not gone then
+    ent[2] = tonumber(head)
+    walk_insert(w, ent)
+  end
+  if head == "" or tonumber(head) ~= ent[4] then w.fix[ent[3]] = head end
+end
+
+-- Applies the hint updates of the walk.
+local function walk_end(w)
+  for member, head in pairs(w.fix) do
+    if head == "" then
+      C("ZREM", w.key, member)
+    else
+      C("ZADD", w.key, "XX", head, member)
+    end
+  end
+end
+
+-- Applies the heads the visits of one claim reported (w.moved) to the walk, and returns `r`.
+local function walk_visited(w, r)
+  local moved = w.moved
+  for j = 1, w.nmoved, 3 do walk_moved(w, moved[j], moved[j + 1], moved[j + 2]) end
+  w.nmoved = 0
+  return r
+end
+
+-- One claim of ff_claim_lane: the walk above, from its start, over `w` (the hint entries loaded
+-- so far, shared by the claims of one call). Returns ff_claim's OK reply (its wakes applied, its
+-- wake field ""), {1, "EMPTY", ""} (no hint left), {1, "MORE", ""} (a.max_visits visits, default
+-- 8, served nothing), or ff_claim's refusal.
+function FF.claim_lane_one(w, a, now)
+  local prefix = w.prefix
+  local budget = FF.num(a.max_visits, 8)
+  local i = 1
+  -- the deferred candidate: its score and hint entry
+  local best, bestent = nil, nil
+  while true do
+    local ent = walk_at(w, i)
+    local visit, bound
+    if best ~= nil and (ent == nil or best <= ent[2]) then
+      visit = bestent
+      if ent ~= nil then bound = ent[2] end
+      best = nil
+    elseif ent == nil then
+      FF.begin()
+      return walk_visited(w, FF.ok("EMPTY"))
+    else
+      if budget <= 0 then
+        FF.begin()
+        return walk_visited(w, FF.ok("MORE"))
+      end
+      budget = budget - 1
+      visit = ent
+      i = i + 1
+      local nxt = walk_at(w, i)
+      if nxt ~= nil then bound = nxt[2] end
+      if best ~= nil and (bound == nil or best < bound) then bound = best end
+    end
+    local p = visit[1]
+    FF.begin()
+    a.bound = bound
+    local r = FF.fn.claim(w.bases[p], a, now)
+    FF.apply_wakes(prefix, p)
+    if r[1] ~= 1 then return walk_visited(w, r) end
+    local st = r[2]
+    local head = ""
+    if st == "OK" then
+      head = r[#r]
+    elseif st == "LATER" then
+      -- (visited with the deferred candidate as its bound, a partition answers a worse one)
+      local score = tonumber(r[4])
+      if best == nil or score < best then best, bestent = score, visit end
+      head = r[5]
+    elseif st == "NOMATCH" then
+      head = r[4]
+    end
+    local m = w.nmoved
+    w.moved[m + 1], w.moved[m + 2], w.moved[m + 3] = visit, head, st == "NOMATCH"
+    w.nmoved = m + 3
+    if st == "OK" then
+      r[3] = ""
+      return walk_visited(w, r)
+    end
+  end
+end
+
+-- ff_claim_lane (standalone servers only): up to #a.lease_ids claims in one call, each exactly as
+-- a single claim (its ids a.lease_ids[i] / a.attempt_ids[i]), sharing one walk of the hints; the
+-- batch ends at the first claim that is not OK. An error after the first claim ends the batch
+-- with what was claimed (each claim is complete on its own).
+--   KEYS:   [1] the lane's claim hint `<prefix>:hint:<lane>`
+--   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, lease_ttl_ms, scan, prefix,
+--           partitions, max_visits, lease_ids, attempt_ids}
+--   reply:  {1, status, "", last_status, 8 fields per claim (ff_claim's OK fields)...}: status is
+--           OK when anything was claimed, else last_status; last_status is why the batch ended:
+--           OK (served whole), EMPTY (no hint left), MORE (max_visits reached: the layer walks on),
+--           ERROR (a claim after the first failed)
+--   errors: invalid_input (lease_ids / attempt_ids, the claim's arguments)
+FF.fn.claim_lane = function(H, a, now)
+  local lease_ids, attempt_ids = a.lease_ids, a.attempt_ids
+  if type(lease_ids) ~= "table" or type(attempt_ids) ~= "table" or #lease_ids == 0 or
+      #lease_ids ~= #attempt_ids then
+    return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
+  end
+  local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, { "prefix", "s" })
+  if bad then return bad end
+  for i = 1, #lease_ids do
+    if type(lease_ids[i]) ~= "string" or type(attempt_ids[i]) ~= "string" then
+      return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
+    end
+  end
+  local w = walk_new(H, FF.num(a.partitions), a.prefix)
+  a.no_reclaim = {}
+  local reply, n, last, wake = { 1, "OK", "", "OK" }, 0, "OK", ""
+  for i = 1, #lease_ids do
+    a.lease_id = lease_ids[i]
+    a.attempt_id = attempt_ids[i]
+    local r = FF.claim_lane_one(w, a, now)
+    if r[1] ~= 1 then
+      if n == 0 then
+        walk_end(w)
+        return r
+      end
+      last = "ERROR"
+      break
+    end
+    wake = r[3]
+    if r[2] ~= "OK" then
+      last = r[2]
+      break
+    end
+    n = n + 1
+    for j = 4, 11 do reply[#reply + 1] = r[j] end
+  end
+  walk_end(w)
+  reply[2], reply[3], reply[4] = n > 0 and "OK" or last, wake, last
+  return reply
+end
+
+-- ff_issue_grant (claimForWorker, docs/design/executions.md#grants): a grant on the best eligible
+-- candidate of the lane for this worker on this partition (capabilities; a live grant of another
+-- worker reserves its execution, the worker's own grant is renewed). One visit of the claim-hint
+-- walk (above), which the layer runs, so the grant goes to the best candidate of the whole lane.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, grant_ttl_ms, scan, bound?}
+--           (bound as ff_claim's: a candidate worse than it is not granted)
+--   reply:  {1, "OK", wake, execution id, grant key, grant expiry, lane head}
+--           | {1, "EMPTY", wake} | {1, "NOMATCH", wake, lane head}
+--           | {1, "LATER", wake, the candidate's score, lane head} (nothing written)
+--   errors: invalid_input
+FF.fn.issue_grant = function(B, a, now)
+  local bad = FF.need("issue_grant", a,
+    { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "grant_ttl_ms", "n" })
+  if bad then return bad end
+  local lane = a.lane
+  local caps = FF.caps_set(a.caps)
+  local bound = tonumber(a.bound or "")
+  local cands = FF.candidates(B, lane, math.max(1, FF.num(a.scan, 32)))
+  if #cands == 0 then return FF.ok("EMPTY") end
+  for _, cand in ipairs(cands) do
+    local e, kind = cand[1], cand[3]
+    if kind == "eligible" then
+      local c = FF.candidate_core(B, e, kind, lane)
+      if c ~= nil then
+        local ok, _ = FF.caps_ok(c.required_capabilities, caps)
+        if not ok then
+          C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
+        elseif c.grant_pending == "" or not FF.grant_blocks(B, e, a.worker_id, now) then
+          if bound ~= nil and cand[2] > bound then
+            return FF.ok("LATER", FF.s(cand[2]), FF.lane_head(B, lane))
+          end
+          local exp = now + FF.num(a.grant_ttl_ms)
+          local gk = K.ex(B, e, "grant")
+          C("HSET", gk, "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id, "lane_id", lane,
+            "created_at", FF.s(now), "grant_expires_at", FF.s(exp))
+          -- the key outlives the grant by a minute of real time; expiry is judged on grant_expires_at
+          C("PEXPIRE", gk, FF.int_arg(a.grant_ttl_ms + 60000, 60000))
+          -- claims look for a grant only when the core says one may exist (the next lease clears it)
+          C("HSET", K.core(B, e), "grant_pending", "1")
+          return FF.ok("OK", e, gk, FF.s(exp), FF.lane_head(B, lane))
+        end
+      end
+    end
+  end
+  local head = FF.lane_head(B, lane)
+  if head == "" then return FF.ok("EMPTY") end
+  return FF.ok("NOMATCH", head)
+end
+
+-- ff_claim_resumed (claimResumedExecution and claimFromReclaim, docs/design/executions.md#grants):
+-- the worker holding a grant on an interrupted execution leases its attempt again (the grant is
+-- used up).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, worker_id, worker_instance_id, lease_id, lease_ttl_ms,
+--           remaining_timeout_ms?}
+--   reply:  {1, "OK", wake, ff_claim's 7 claim fields (kind "resumed"), the lane id}
+--   errors: invalid_input, execution_not_found, execution_not_leaseable (not runnable),
+--           not_a_resumed_execution, invalid_claim_grant (none, or another worker's),
+--           claim_grant_expired (the expired grant is deleted)
+FF.fn.claim_resumed = function(B, a, now)
+  local bad = FF.need("claim_resumed", a,
+    { "execution_id", "s", "worker_id", "s", "worker_instance_id", "s", "lease_id", "s", "lease_ttl_ms", "n" })
+  if bad then return bad end
+  local e = a.execution_id
+  local c = FF.core(B, e)
+  if c == nil then return FF.err("execution_not_found") end
+  if c.lifecycle_phase ~= "runnable" then return FF.err("execution_not_leaseable") end
+  if c.attempt_state ~= "attempt_interrupted" then return FF.err("not_a_resumed_execution") end
+  local gk = K.ex(B, e, "grant")
+  local g = FF.hmap(gk)
+  if g == nil or g.worker_id ~= a.worker_id then return FF.err("invalid_claim_grant") end
+  if FF.num(g.grant_expires_at) <= now then
+    C("DEL", gk)
+    return FF.err("claim_grant_expired")
+  end
+  C("DEL", gk)
+  local info = FF.claim_resume(B, e, c, now, a.lease_id, a.worker_id, a.worker_instance_id, a.lease_ttl_ms,
+    a.remaining_timeout_ms)
+  info[#info + 1] = c.lane_id
+  return FF.ok("OK", unpack(info))
+end

@@ -1,0 +1,453 @@
+-- ===========================================================================
+-- lifecycle.lua: an execution's life outside claims: create (one, a partition's batch, a
+-- standalone batch over partitions), and the lease holder's writes: renew, progress, complete
+-- (one, a standalone batch), fail, cancel, delay, wait_children (docs/design/executions.md)
+-- ===========================================================================
+
+-- --- create ------------------------------------------------------------------------
+-- create arguments stored under their own name, when given
+local CREATE_OPTIONAL = {
+  "execution_kind", "creator_identity", "payload_encoding", "required_capabilities", "attempt_timeout_ms",
+  "max_signals", "stream_maxlen", "retention_ms", "trace"
+}
+
+-- The fields every create item needs (checked for every item of a batch before its first write).
+FF.CREATE_ARGS = { "execution_id", "s", "lane_id", "s" }
+
+-- Creates one execution (its arguments checked with FF.CREATE_ARGS): its core, its lane index
+-- (eligible, delayed or blocked), payload, policy, tags, deadline and the partition's indexes. A
+-- repeat of a live idempotency key, or an existing id, writes nothing. Returns the status and
+-- reply fields: "OK", id, public state | "DUPLICATE", the existing id. `flow` (the members of
+-- createFlowGraph / extendFlow): { id = the flow, blocked = nil or the detail of a member created
+-- blocked by its dependencies }.
+function FF.create_one(B, a, now, payload, policy_json, flow)
+  local e = a.execution_id
+  local ns = FF.str(a.namespace)
+  local idem = FF.str(a.idempotency_key)
+  local idem_key = nil
+  if idem ~= "" then
+    idem_key = K.idx(B, "idem:" .. #ns .. ":" .. ns .. ":" .. idem)
+    local prior = FF.ttl_get(idem_key, now)
+    if prior ~= nil then return "DUPLICATE", prior end
+  end
+  local ck = K.core(B, e)
+  if C("EXISTS", ck) == 1 then return "DUPLICATE", e end
+  local lane = a.lane_id
+  local priority = FF.num(a.priority)
+  local delay_until = tonumber(a.delay_until or "")
+  local delayed = delay_until ~= nil and delay_until > now
+  local ts = FF.s(now)
+  local sprio = FF.s(priority)
+  local c = { execution_id = e, namespace = ns, lane_id = lane, priority = sprio, created_at = ts }
+  -- the state vector (docs/design/valkey.md#key-layout) of a new execution
+  local elig, reason, detail, pub, sdelay = "eligible_now", "waiting_for_worker", "", "waiting", ""
+  if delayed then
+    sdelay = FF.s(delay_until)
+    elig, reason, detail, pub = "not_eligible_until_time", "waiting_for_delay", "delayed until " .. sdelay, "delayed"
+  end
+  local blocked = flow ~= nil and flow.blocked or nil
+  if blocked ~= nil then
+    elig, reason, detail, pub = "blocked_by_dependencies", "waiting_for_children", blocked, "waiting_children"
+  end
+  c.lifecycle_phase, c.ownership_state, c.eligibility_state, c.attempt_state = "runnable", "unowned", elig,
+    "pending_first_attempt"
+  c.public_state = pub
+  -- the whole record in one HSET, the state vector included. What a record can do without is
+  -- not stored: an empty field (FF.core reads it as ""), a counter at zero (read as 0) and what
+  -- the key says (the execution id, its partition, `current_lane` = `lane_id`).
+  local t = {
+    "namespace", ns, "lane_id", lane, "priority", sprio, "created_at", ts,
+    "lifecycle_phase", "runnable", "ownership_state", "unowned", "eligibility_state", elig,
+    "blocking_reason", reason, "terminal_outcome", "none", "attempt_state", "pending_first_attempt",
+    "public_state", pub, "last_transition_at", ts, "last_mutation_at", ts
+  }
+  for _, f in ipairs(CREATE_OPTIONAL) do
+    local v = FF.str(a[f])
+    if v ~= "" then
+      t[#t + 1] = f
+      t[#t + 1] = v
+    end
+  end
+  if delayed then
+    t[#t + 1] = "delay_until"; t[#t + 1] = sdelay
+  end
+  if detail ~= "" then
+    t[#t + 1] = "blocking_detail"; t[#t + 1] = detail
+  end
+  if flow ~= nil then
+    t[#t + 1] = "flow_id"; t[#t + 1] = flow.id
+  end
+  local deadline = tonumber(a.deadline_at or "")
+  if deadline == nil and tonumber(a.deadline_ms or "") ~= nil then deadline = now + tonumber(a.deadline_ms) end
+  if deadline ~= nil then
+    t[#t + 1] = "execution_deadline_at"
+    t[#t + 1] = FF.s(deadline)
+  end
+  C("HSET", ck, unpack(t))
+  if blocked ~= nil then
+    C("ZADD", K.lane(B, lane, "blocked"), ts, e)
+  elseif delayed then
+    C("ZADD", K.lane(B, lane, "delayed"), sdelay, e)
+    FF.add_due(B, lane, sdelay)
+  else
+    FF.make_eligible(B, e, c)
+  end
+  if payload ~= nil and payload ~= "" then FF.put_blob(K.ex(B, e, "payload"), payload) end
+  if policy_json ~= nil and policy_json ~= "" then C("SET", K.ex(B, e, "policy"), policy_json) end
+  if type(a.tags) == "table" then
+    local tt = {}
+    for k, v in pairs(a.tags) do tt[#tt + 1] = k; tt[#tt + 1] = FF.str(v) end
+    FF.hset(K.ex(B, e, "tags"), tt)
+  end
+  if deadline ~= nil then
+    C("ZADD", K.idx(B, "deadline"), FF.s(deadline), e)
+  end
+  C("ZADD", K.idx(B, "all"), 0, e)
+  -- FF.lanes_seen (partition base -> lane -> true): lanes a batch call has registered already
+  local seen = FF.lanes_seen
+  local here = seen and seen[B]
+  if here == nil or not here[lane] then
+    C("SADD", K.idx(B, "lanes"), lane)
+    if seen ~= nil then
+      if here == nil then
+        here = {}
+        seen[B] = here
+      end
+      here[lane] = true
+    end
+  end
+  if idem_key ~= nil then
+    FF.ttl_set(idem_key, e, math.max(1, FF.num(a.dedup_ttl_ms, 86400000)), now)
+  end
+  return "OK", e, c.public_state
+end
+
+-- ff_create (createExecution): one execution (FF.create_one).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, namespace, lane_id, execution_kind, priority,
+--           creator_identity, payload_encoding, delay_until?, deadline_at?, deadline_ms?,
+--           attempt_timeout_ms?, max_signals?, stream_maxlen?, retention_ms?, idempotency_key?,
+--           dedup_ttl_ms?, tags, required_capabilities, trace?}, [3] the payload (or staged),
+--           [4] the policy JSON
+--   reply:  {1, "OK", wake, execution id, public state} | {1, "DUPLICATE", wake, the existing id}
+--   errors: invalid_input
+FF.fn.create = function(B, a, now, payload, policy_json)
+  local bad = FF.need("create", a, FF.CREATE_ARGS)
+  if bad then return bad end
+  return FF.ok(FF.create_one(B, a, now, payload, policy_json))
+end
+
+-- ff_create_many (createExecutions on a cluster): a batch of executions of this partition, each
+-- created exactly as ff_create does (each one atomically, in order, as if by consecutive calls).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {items: ff_create's arguments each}, [3 + 2(i-1)] / [4 + 2(i-1)] the
+--           payload (or staged) / policy of item i
+--   reply:  {1, "OK", wake, then per item: status, id, public state ("" for a DUPLICATE)}
+--   errors: invalid_input (any item, before the first write)
+FF.fn.create_many = function(B, a, now, _, _, argv)
+  local items = a.items
+  local bad = FF.need_each("create_many", items, FF.CREATE_ARGS)
+  if bad then return bad end
+  local r = { 1, "OK", "" }
+  FF.lanes_seen = {}
+  for i = 1, #items do
+    local st, f1, f2 = FF.create_one(B, items[i], now, argv[1 + 2 * i], argv[2 + 2 * i])
+    r[#r + 1] = st
+    r[#r + 1] = f1
+    r[#r + 1] = f2 or ""
+  end
+  r[3] = FF.wake_json()
+  return r
+end
+
+-- ff_create_across (createExecutions on a standalone server): a batch over any partitions in one
+-- call, each item created exactly as ff_create on its partition (a.prefix .. ":{fp:" ..
+-- item.partition .. "}"), in order. The wakes go to the claim hints at the end of the call (the
+-- best score per partition and lane), and the lanes to the lane registry.
+--   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
+--   ARGV:   [1] now, [2] {prefix, partitions, items: ff_create's arguments + partition each},
+--           [3 + 2(i-1)] / [4 + 2(i-1)] the payload (or staged) / policy of item i
+--   reply:  as ff_create_many's, wake ""
+--   errors: invalid_input (any item or its partition, before the first write)
+FF.fn.create_across = function(_, a, now, _, _, argv)
+  local items, prefix = a.items, a.prefix
+  local bad = FF.need("create_across", a, { "prefix", "s" }) or FF.need_each("create_across", items, FF.CREATE_ARGS)
+  if bad then return bad end
+  bad = FF.bad_partition(items, FF.num(a.partitions))
+  if bad then return FF.err("invalid_input", "create_across: partition of item " .. FF.s(bad)) end
+  local r = { 1, "OK", "" }
+  -- per partition: its wakes (FF.add_wake keeps the best score per lane)
+  local bases, wakes = FF.partition_bases(prefix), {}
+  FF.lanes_seen = {}
+  for i = 1, #items do
+    local it = items[i]
+    local p = it.partition
+    local w = wakes[p]
+    if w == nil then
+      w = {}
+      wakes[p] = w
+    end
+    FF.wake = w
+    local st, f1, f2 = FF.create_one(bases[p], it, now, argv[1 + 2 * i], argv[2 + 2 * i])
+    r[#r + 1] = st
+    r[#r + 1] = f1
+    r[#r + 1] = f2 or ""
+  end
+  FF.begin()
+  local registered = {}
+  for p, best in pairs(wakes) do
+    for lane, score in pairs(best) do
+      if not registered[lane] then
+        C("ZADD", prefix .. ":lane-index", 0, lane)
+        registered[lane] = true
+      end
+      C("ZADD", prefix .. ":hint:" .. lane, "LT", FF.s(score), FF.s(p))
+    end
+  end
+  return r
+end
+
+-- --- renew / progress ----------------------------------------------------------------------
+-- ff_renew: the lease holder extends its lease to now + lease_ttl_ms.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {the lease fence, lease_ttl_ms}
+--   reply:  {1, "OK", wake, the new lease expiry}
+--   errors: invalid_input, execution_not_found, the ladder's (an expired lease is marked; a set
+--           lease_revoked_at counts as revoked; the attempt index is compared)
+FF.fn.renew = function(B, a, now)
+  local bad = FF.need("renew", a, { "execution_id", "s", "lease_ttl_ms", "n" })
+  if bad then return bad end
+  local e = a.execution_id
+  local c = FF.core(B, e)
+  if c == nil then return FF.err("execution_not_found") end
+  bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true, index = true, revoked_at = true })
+  if bad then return bad end
+  local exp = now + FF.num(a.lease_ttl_ms)
+  C("HSET", K.core(B, e), "lease_expires_at", FF.s(exp), "lease_last_renewed_at", FF.s(now),
+    "last_mutation_at", FF.s(now))
+  C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
+  return FF.ok("OK", FF.s(exp))
+end
+
+-- ff_progress: the lease holder reports its progress on the core.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {the lease fence, percent?, message?}
+--   reply:  {1, "OK", wake}
+--   errors: execution_not_found, the ladder's (an expired lease is refused, not marked)
+FF.fn.progress = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.core(B, e)
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, {})
+  if bad then return bad end
+  local t = { "progress_updated_at", FF.s(now), "last_mutation_at", FF.s(now) }
+  if a.percent ~= nil and a.percent ~= cjson.null then t[#t + 1] = "progress_pct"; t[#t + 1] = FF.str(a.percent) end
+  if a.message ~= nil and a.message ~= cjson.null then t[#t + 1] = "progress_message"; t[#t + 1] = FF.str(a.message) end
+  C("HSET", K.core(B, e), unpack(t))
+  return FF.ok("OK")
+end
+
+-- --- complete ---------------------------------------------------------------------------------
+-- ff_complete: ends the run and the attempt with success, stores the result, makes the execution
+-- terminal and resolves a flow member's dependents.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] the lease fence, [3] the result (or staged; optional)
+--   reply:  {1, "OK", wake}
+--   errors: execution_not_found, the ladder's
+FF.fn.complete = function(B, a, now, result)
+  local e = a.execution_id
+  local c = FF.core(B, e)
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  if bad then return bad end
+  FF.run_end(B, e, c, "completed", nil, now)
+  FF.end_attempt(B, e, c, "ended_success", nil, nil, "attempt_success", now)
+  if result ~= nil and result ~= "" then FF.put_blob(K.ex(B, e, "result"), result) end
+  FF.to_terminal(B, e, c, "success", now)
+  FF.drain(B, now)
+  return FF.ok("OK")
+end
+
+-- ff_complete_many (completeMany on a standalone server): each item exactly as ff_complete on its
+-- partition (a.prefix .. ":{fp:" .. item.partition .. "}"), the wakes of each applied to the
+-- claim hints at once, as ff_claim_lane does. A refused item does not stop the others.
+--   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
+--   ARGV:   [1] now, [2] {prefix, partitions, items: the lease fence + partition + blob? each},
+--           [2 + blob] the result of an item that has one (or staged)
+--   reply:  {1, "OK", "", one field per item: "" when it completed, else its refusal as JSON}
+--   errors: invalid_input (items, prefix, an item's partition; before the first write)
+FF.fn.complete_many = function(_, a, now, _, _, argv)
+  local items = a.items
+  if type(items) ~= "table" or #items == 0 then return FF.err("invalid_input", "complete_many: items") end
+  local bad = FF.need("complete_many", a, { "prefix", "s" }) or
+    FF.need_each("complete_many", items, { "execution_id", "s" })
+  if bad then return bad end
+  bad = FF.bad_partition(items, FF.num(a.partitions))
+  if bad then return FF.err("invalid_input", "complete_many: partition of item " .. FF.s(bad)) end
+  local out = { 1, "OK", "" }
+  local bases = FF.partition_bases(a.prefix)
+  for i = 1, #items do
+    local it = items[i]
+    local p = tonumber(it.partition)
+    local result = nil
+    if it.blob ~= nil and it.blob ~= cjson.null then result = argv[2 + FF.num(it.blob)] end
+    FF.begin()
+    local r = FF.fn.complete(bases[p], it, now, result)
+    FF.apply_wakes(a.prefix, p)
+    if r[1] == 1 then out[#out + 1] = "" else out[#out + 1] = cjson.encode(r) end
+  end
+  return out
+end
+
+-- --- fail ----------------------------------------------------------------------------------------
+-- The backoff (ms) before retry number retry_count + 1 under the retry policy `rp`: its fixed or
+-- exponential (capped) backoff; without one, 1 s doubling up to 60 s.
+function FF.retry_delay(rp, retry_count)
+  local b = rp.backoff
+  if type(b) ~= "table" then return math.min(1000 * math.pow(2, retry_count), 60000) end
+  if b.type == "fixed" then return FF.num(b.delay_ms, 1000) end
+  if b.type == "exponential" then
+    local initial = FF.num(b.initial_delay_ms, 1000)
+    local mult = FF.num(b.multiplier, 2)
+    local max = FF.num(b.max_delay_ms, 60000)
+    -- (no initial delay stays none, whatever the multiplier: 0 * inf would be nan)
+    if initial == 0 then return 0 end
+    return math.min(math.floor(initial * math.pow(mult, retry_count)), max)
+  end
+  return 1000
+end
+
+-- ff_fail: records the failure, ends the run and the attempt, then schedules a retry or makes the
+-- execution terminal (failed).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {the lease fence, reason, category, classification}
+--   reply:  {1, "RETRY", wake, delay until} | {1, "TERMINAL", wake}
+--   errors: execution_not_found, the ladder's
+FF.fn.fail = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.core(B, e)
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  if bad then return bad end
+  local reason = FF.str(a.reason)
+  local category = FF.str(a.category)
+  FF.record_failure(B, e, reason, FF.str(a.classification), category, now)
+  FF.end_attempt(B, e, c, "ended_failure", reason, category, "attempt_failure", now)
+  local p = FF.policy(B, e)
+  local rp = p.retry_policy
+  local retry = false
+  local rc = FF.num(c.retry_count)
+  if type(rp) == "table" then
+    local max = FF.num(rp.max_retries, 3)
+    retry = rc < max
+    if a.classification == "Permanent" or a.classification == "Cancelled" then retry = false end
+    local cats = rp.retryable_categories
+    if retry and type(cats) == "table" and #cats > 0 then
+      local listed = false
+      for _, cat in ipairs(cats) do if cat == category then listed = true end end
+      retry = listed
+    end
+  end
+  if retry then
+    FF.run_end(B, e, c, "retry_scheduled", reason, now)
+    local delay_until = now + FF.retry_delay(rp, rc)
+    FF.drop_lease(B, e, c)
+    local idx = FF.str(c.current_attempt_index)
+    FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_retry_backoff",
+      "retry backoff until " .. FF.s(delay_until) .. " (attempt " .. idx .. " failed: " .. reason .. ")",
+      "none", "pending_retry_attempt", now, FF.with(FF.LEASE_CLEAR, {
+        "pending_retry_reason", reason, "pending_previous_attempt_index", idx,
+        "retry_count", FF.s(rc + 1), "current_attempt_id", "", "delay_until", FF.s(delay_until),
+        "failure_reason", reason
+      }))
+    C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(delay_until), e)
+    FF.add_due(B, c.lane_id, delay_until)
+    return FF.ok("RETRY", FF.s(delay_until))
+  end
+  FF.run_end(B, e, c, "failed", reason, now)
+  FF.fail_terminal(B, e, c, reason, now)
+  FF.drain(B, now)
+  return FF.ok("TERMINAL")
+end
+
+-- --- cancel ----------------------------------------------------------------------------------------
+-- ff_cancel (docs/design/executions.md#cancel): a non-terminal execution becomes cancelled; its
+-- lease holder is told. On an active execution the worker's call (mode "worker") must hold the
+-- lease; an operator's checks the lease only when it names one, never with source
+-- "operator_override". A flow
+-- cascade (source "flow_cascade") does not resolve the member's dependents.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {execution_id, reason, source, mode: "worker" | "operator",
+--           lease_id?, lease_epoch? (the worker's fence)}
+--   reply:  {1, "OK", wake}
+--   errors: execution_not_found, execution_not_active (terminal, FF.not_active), lease_revoked,
+--           stale_lease
+FF.fn.cancel = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.core(B, e)
+  if c == nil then return FF.err("execution_not_found") end
+  if c.lifecycle_phase == "terminal" then return FF.not_active(c) end
+  local source = FF.str(a.source)
+  local worker = a.mode == "worker"
+  if c.lifecycle_phase == "active" and (worker or source ~= "operator_override") then
+    if c.ownership_state == "lease_revoked" then return FF.err("lease_revoked") end
+    local lid = FF.str(a.lease_id)
+    if worker or lid ~= "" then
+      if lid ~= c.current_lease_id or FF.str(a.lease_epoch) ~= c.current_lease_epoch then
+        return FF.err("stale_lease")
+      end
+    end
+  end
+  local by = source
+  if worker then by = "worker" elseif by == "" then by = e end
+  FF.cancel_exec(B, e, c, FF.str(a.reason), source, by, now, { no_resolve = source == "flow_cascade" })
+  FF.drain(B, now)
+  return FF.ok("OK")
+end
+
+-- --- delay / wait_children ---------------------------------------------------------------------------
+-- ff_delay: ends the run, parks the attempt and releases the lease until a.delay_until.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {the lease fence, delay_until}
+--   reply:  {1, "OK", wake}
+--   errors: execution_not_found, the ladder's
+FF.fn.delay = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.core(B, e)
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  if bad then return bad end
+  local until_ms = FF.num(a.delay_until)
+  FF.run_end(B, e, c, "delayed", nil, now)
+  FF.suspend_attempt(B, e, c, "worker_delay", now)
+  FF.drop_lease(B, e, c)
+  FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_delay",
+    "delayed until " .. FF.s(until_ms), "none", "attempt_interrupted", now,
+    FF.with(FF.LEASE_CLEAR, { "delay_until", FF.s(until_ms) }))
+  C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(until_ms), e)
+  FF.add_due(B, c.lane_id, until_ms)
+  return FF.ok("OK")
+end
+
+-- ff_wait_children: ends the run, parks the attempt and releases the lease until the execution's
+-- dependencies resolve (eligible at once when nothing blocks it).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] the lease fence
+--   reply:  {1, "OK", wake}
+--   errors: execution_not_found, the ladder's
+FF.fn.wait_children = function(B, a, now)
+  local e = a.execution_id
+  local c = FF.core(B, e)
+  if c == nil then return FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  if bad then return bad end
+  FF.run_end(B, e, c, "waiting_children", nil, now)
+  FF.suspend_attempt(B, e, c, "waiting_children", now)
+  FF.drop_lease(B, e, c)
+  FF.state(B, e, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
+    "waiting for child executions to complete", "none", "attempt_interrupted", now, FF.LEASE_CLEAR)
+  C("ZADD", K.lane(B, c.lane_id, "blocked"), c.created_at, e)
+  -- nothing left to wait for: eligible again at once (resumed on the same attempt)
+  FF.maybe_unblock(B, e, c, now)
+  return FF.ok("OK")
+end
