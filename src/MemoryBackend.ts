@@ -27,6 +27,7 @@ import * as Reads from "./internal/memory/reads.js"
 import * as Signals from "./internal/memory/signals.js"
 import { Store, streamKey } from "./internal/memory/store.js"
 import * as Streams from "./internal/memory/streams.js"
+import * as Wakeups from "./internal/memory/wakeups.js"
 import { makeHub } from "./internal/wakeups.js"
 
 /**
@@ -122,9 +123,9 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       claimForWorker: (args) => step((now) => Claim.claimForWorker(store, now, args, randomUUID())),
       subscribeWork: (args) =>
         hub.subscribe(args, {
-          arm: Effect.sync(() => ({ dueAt: Option.fromNullable(Passes.nextDue(store, args.lanes)), claimAgain: false })),
+          arm: Effect.sync(() => ({ dueAt: Option.fromNullable(Wakeups.nextDue(store, args.lanes)), claimAgain: false })),
           disarm: Effect.void,
-          promoteDue: step((now) => Passes.promoteDue(store, now, args.lanes, DEFAULT_BATCH_SIZE))
+          promoteDue: step((now) => Wakeups.promoteDue(store, now, args.lanes, DEFAULT_BATCH_SIZE))
         }),
       describeExecution: (id) => step((now) => Reads.describeExecution(store, now, id)),
       describeFlow: (id) => step((now) => Reads.describeFlow(store, now, id)),

@@ -20,7 +20,7 @@ export interface PassCount {
   readonly nextDueAt?: number | undefined
 }
 
-const drainHeap = (
+export const drainHeap = (
   heap: MinHeap,
   now: number,
   batch: number,
@@ -47,13 +47,13 @@ export const expireLeases = (store: Store, now: number, batch: number): R<PassCo
 }
 
 /** Whether `key` is still delayed until `at`. */
-const isDelayedAt = (store: Store, key: string, at: number): boolean => {
+export const isDelayedAt = (store: Store, key: string, at: number): boolean => {
   const e = store.executions.get(key as Ids.ExecutionId)
   return e !== undefined && e.phase === "runnable" && e.eligibility === "not_eligible_until_time" && e.delayUntil === at
 }
 
 /** Makes delayed `key` eligible if it is still delayed until `at`. */
-const promote = (store: Store, key: string, at: number, now: number): boolean => {
+export const promote = (store: Store, key: string, at: number, now: number): boolean => {
   if (!isDelayedAt(store, key, at)) return false
   const e = store.executions.get(key as Ids.ExecutionId)!
   e.delayUntil = undefined
@@ -70,27 +70,6 @@ const promote = (store: Store, key: string, at: number, now: number): boolean =>
 
 export const promoteDelayed = (store: Store, now: number, batch: number): R<PassCount> => {
   return ok(drainHeap(store.delayed, now, batch, (key, at) => promote(store, key, at, now)))
-}
-
-/** When the earliest delayed work of `lanes` is due, if any. */
-export const nextDue = (store: Store, lanes: ReadonlyArray<Ids.LaneId>): number | undefined => {
-  let due: number | undefined
-  for (const lane of lanes) {
-    const top = store.laneDelays.get(lane)?.peekValid((entry) => isDelayedAt(store, entry.key, entry.score))
-    if (top !== undefined && (due === undefined || top.score < due)) due = top.score
-  }
-  return due
-}
-
-/** `promoteDelayed` for the delayed work of `lanes` alone. */
-export const promoteDue = (store: Store, now: number, lanes: ReadonlyArray<Ids.LaneId>, batch: number): R<number> => {
-  let processed = 0
-  for (const lane of lanes) {
-    const heap = store.laneDelays.get(lane)
-    if (heap === undefined) continue
-    processed += drainHeap(heap, now, batch - processed, (key, at) => promote(store, key, at, now)).processed
-  }
-  return ok(processed)
 }
 
 export const expireAttempts = (store: Store, now: number, batch: number): R<PassCount> => {
