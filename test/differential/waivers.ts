@@ -6,7 +6,7 @@
  *
  * None is open. The last one, `claim-order-with-capabilities` (the Valkey claim took the first
  * capable candidate of the best hinted partition, not the globally best one, and trusted stale
- * hints), is fixed by the bounded hint walk (execution.lua `FF.claim_lane_one`, core.ts
+ * hints), is fixed by the bounded hint walk (claim.lua `FF.claim_lane_one`, src/valkey/internal/claim.ts
  * `claimCluster`) and pinned by the conformance tests "the best capable candidate wins across
  * partitions…" and "a partition whose best candidate was blocked…" (scheduling.ts).
  */

@@ -1,0 +1,186 @@
+/**
+ * The interpreter, lifecycle: creating executions (and joining a flow in the same command),
+ * claiming them, and what a lease holder does with its handle (renew, progress, complete, fail,
+ * cancel, delay, wait for children).
+ */
+import { Duration, Effect, Either, Option, TestClock } from "effect"
+import * as Ids from "../../src/Ids.js"
+import type * as M from "../../src/Model.js"
+import { type Command, LANES, NS, type RetrySpec, WORKERS } from "./commands.js"
+import type { Json } from "./normalize.js"
+import { attempt, bytes, now, pickRecent, rec, settle, type Step, type Stepped } from "./run.js"
+
+type LifecycleCommand = Extract<
+  Command,
+  {
+    readonly _tag:
+      | "CreateExecution"
+      | "Claim"
+      | "Renew"
+      | "Progress"
+      | "Complete"
+      | "Fail"
+      | "Cancel"
+      | "Delay"
+      | "WaitChildren"
+  }
+>
+
+const retryPolicy = (r: RetrySpec): M.RetryPolicy => {
+  const backoff: M.BackoffStrategy | undefined = r.backoff === "fixed100" ?
+    { type: "fixed", delayMs: 100 } :
+    r.backoff === "fixed1000" ?
+    { type: "fixed", delayMs: 1000 } :
+    r.backoff === "exponential" ?
+    { type: "exponential", initialDelayMs: 100, maxDelayMs: 1000, multiplier: 2 } :
+    undefined
+  return {
+    maxRetries: r.maxRetries,
+    ...(backoff === undefined ? {} : { backoff }),
+    ...(r.onlyTransient ? { retryableCategories: ["transient"] } : {})
+  }
+}
+
+export const lifecycle = (s: Step, cmd: LifecycleCommand): Effect.Effect<Stepped> =>
+  Effect.gen(function*() {
+    const { b, i, out, run, touchHandle, touched, withHandle } = s
+    switch (cmd._tag) {
+      case "CreateExecution": {
+        const t = yield* now
+        const lane = LANES[cmd.lane % LANES.length]!
+        const flow = cmd.flow === undefined ? undefined : pickRecent(run.flows, cmd.flow)
+        const duplicate = cmd.duplicateOf === undefined ? undefined : pickRecent(run.executions, cmd.duplicateOf)
+        const uuid = run.mint("execution", i)
+        const executionId = duplicate ??
+          (flow === undefined ?
+            Ids.deterministicExecutionIdSolo(lane, uuid) :
+            Ids.deterministicExecutionIdForFlow(flow, uuid))
+        const policy: M.ExecutionPolicy = {
+          ...(cmd.retry === undefined ? {} : { retryPolicy: retryPolicy(cmd.retry) }),
+          ...(cmd.caps.length === 0 ? {} : { routingRequirements: { requiredCapabilities: [...cmd.caps] } }),
+          ...(cmd.attemptTimeoutMs === undefined ? {} : { timeoutPolicy: { attemptTimeoutMs: cmd.attemptTimeoutMs } }),
+          ...(cmd.maxReplayCount === undefined ? {} : { maxReplayCount: cmd.maxReplayCount }),
+          ...(cmd.maxReclaimCount === undefined ? {} : { maxReclaimCount: cmd.maxReclaimCount }),
+          ...(cmd.retentionMs === undefined ? {} : { streamPolicy: { retentionTtlMs: cmd.retentionMs } })
+        }
+        const args: M.CreateExecutionArgsInput = {
+          executionId,
+          namespace: NS,
+          laneId: lane,
+          executionKind: "diff",
+          inputPayload: bytes(`input-${i}`),
+          priority: cmd.priority,
+          ...(Object.keys(policy).length === 0 ? {} : { policy }),
+          ...(cmd.delayMs === undefined ? {} : { delayUntil: t + cmd.delayMs }),
+          ...(cmd.deadlineMs === undefined ? {} : { executionDeadlineAt: t + cmd.deadlineMs }),
+          ...(cmd.idempotencyKey === undefined ? {} : { idempotencyKey: cmd.idempotencyKey })
+        }
+        const r = yield* attempt(run, b.createExecution(args))
+        if (duplicate === undefined) run.executions.push(executionId)
+        touched.executions.push(executionId)
+        if (Either.isRight(r) && r.right.executionId !== executionId) touched.executions.push(r.right.executionId)
+        let joined: Json | undefined
+        if (flow !== undefined && cmd.join) {
+          touched.flows.push(flow)
+          const added = yield* attempt(run, b.addExecutionToFlow({ flowId: flow, executionId }))
+          if (Either.isRight(added) && added.right._tag === "Added") run.members.get(flow)?.push(executionId)
+          joined = rec(run, added)
+        }
+        // distinct creation times keep the claim order specified (see harness.ts)
+        yield* TestClock.adjust(Duration.millis(1))
+        return out(joined === undefined ? rec(run, r) : { create: rec(run, r), join: joined })
+      }
+
+      case "Claim": {
+        const lane = LANES[cmd.lane % LANES.length]!
+        const worker = WORKERS[cmd.worker % WORKERS.length]!
+        const r = yield* attempt(
+          run,
+          b.claim({
+            lane,
+            capabilities: { tokens: [...cmd.caps] },
+            policy: { ...worker, leaseTtlMs: cmd.ttlMs }
+          })
+        )
+        if (Either.isRight(r) && Option.isSome(r.right)) {
+          run.handles.push(r.right.value)
+          touchHandle(r.right.value)
+        }
+        return out(rec(run, r))
+      }
+
+      case "Renew":
+        return yield* withHandle(cmd.handle, (h) =>
+          Effect.map(attempt(run, b.renew(h)), (r) => {
+            settle(run, h, r, false)
+            return rec(run, r)
+          }))
+
+      case "Progress":
+        return yield* withHandle(cmd.handle, (h) =>
+          Effect.map(
+            attempt(
+              run,
+              b.progress(h, {
+                ...(cmd.percent === undefined ? {} : { percent: cmd.percent }),
+                ...(cmd.message === undefined ? {} : { message: cmd.message })
+              })
+            ),
+            (r) => rec(run, r)
+          ))
+
+      case "Complete":
+        return yield* withHandle(cmd.handle, (h) =>
+          Effect.map(
+            attempt(run, b.complete(h, cmd.payload === undefined ? undefined : { payload: bytes(cmd.payload) })),
+            (r) => {
+              settle(run, h, r, true)
+              return rec(run, r)
+            }
+          ))
+
+      case "Fail":
+        return yield* withHandle(cmd.handle, (h) =>
+          Effect.map(
+            attempt(
+              run,
+              b.fail(h, {
+                reason: {
+                  message: `failed at ${i}`,
+                  ...(cmd.category === undefined ? {} : { detail: bytes(cmd.category) })
+                },
+                classification: cmd.classification
+              })
+            ),
+            (r) => {
+              settle(run, h, r, true)
+              return rec(run, r)
+            }
+          ))
+
+      case "Cancel":
+        return yield* withHandle(
+          cmd.handle,
+          (h) =>
+            Effect.map(attempt(run, b.cancel(h, { reason: `cancel at ${i}` })), (r) => {
+              settle(run, h, r, true)
+              return rec(run, r)
+            })
+        )
+
+      case "Delay":
+        return yield* withHandle(cmd.handle, (h) =>
+          Effect.flatMap(now, (t) =>
+            Effect.map(attempt(run, b.delay(h, { delayUntil: t + cmd.delayMs })), (r) => {
+              settle(run, h, r, true)
+              return rec(run, r)
+            })))
+
+      case "WaitChildren":
+        return yield* withHandle(cmd.handle, (h) =>
+          Effect.map(attempt(run, b.waitChildren(h)), (r) => {
+            settle(run, h, r, true)
+            return rec(run, r)
+          }))
+    }
+  })
