@@ -17,7 +17,17 @@ import type * as M from "./Model.js"
 import { type BackendCore, makeEngineBackend, makeMaintenanceService } from "./internal/boundary.js"
 import { randomHmacSecret } from "./internal/hmacSecret.js"
 import { storeAttemptId, storeLeaseId } from "./internal/storeIds.js"
-import { MemoryEngine, type PassCount } from "./internal/memory/engine.js"
+import * as Admin from "./internal/memory/admin.js"
+import * as Budgets from "./internal/memory/budgets.js"
+import * as Claim from "./internal/memory/claim.js"
+import * as Flows from "./internal/memory/flows.js"
+import * as Lifecycle from "./internal/memory/lifecycle.js"
+import * as Passes from "./internal/memory/maintenance.js"
+import * as Reads from "./internal/memory/reads.js"
+import * as Signals from "./internal/memory/signals.js"
+import { Store, streamKey } from "./internal/memory/store.js"
+import * as Streams from "./internal/memory/streams.js"
+import * as Wakeups from "./internal/memory/wakeups.js"
 import { makeHub } from "./internal/wakeups.js"
 
 /**
@@ -64,9 +74,9 @@ const TIMER_PASSES: ReadonlySet<PassName> = new Set([
  */
 export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBackend, EngineError> =>
   Effect.gen(function*() {
-    const engine = new MemoryEngine("memory")
+    const store = new Store("memory")
     const waiters = new Map<string, Deferred.Deferred<void>>()
-    engine.onAppend = (key) => {
+    store.onAppend = (key) => {
       const d = waiters.get(key)
       if (d !== undefined) {
         waiters.delete(key)
@@ -75,8 +85,8 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
     }
     // wake-ups are delivered in the engine step that makes work claimable
     const hub = makeHub({ listen: () => Effect.void, unlisten: () => Effect.void })
-    engine.onLaneWake = hub.wake
-    engine.onLeaseEnded = hub.revoke
+    store.onLaneWake = hub.wake
+    store.onLeaseEnded = hub.revoke
     const nextAppend = (key: string) =>
       Effect.map(Effect.fiberId, (fiberId) => {
         let d = waiters.get(key)
@@ -92,85 +102,85 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
 
     const core: BackendCore = {
       label: "memory",
-      claim: (args) => withLease((ids) => (now) => engine.claim(now, args, ids)),
+      claim: (args) => withLease((ids) => (now) => Claim.claim(store, now, args, ids)),
       claimMany: (args, max) =>
-        step((now) => engine.claimMany(now, args, max, () => ({ leaseId: storeLeaseId(), attemptId: storeAttemptId() }))),
-      renew: (h) => step((now) => engine.renew(now, h)),
-      progress: (h, percent, message) => step((now) => engine.progress(now, h, percent, message)),
-      appendFrame: (h, frame) => step((now) => engine.appendFrame(now, h, frame)),
-      complete: (h, payload) => step((now) => engine.complete(now, h, payload)),
+        step((now) => Claim.claimMany(store, now, args, max, () => ({ leaseId: storeLeaseId(), attemptId: storeAttemptId() }))),
+      renew: (h) => step((now) => Lifecycle.renew(store, now, h)),
+      progress: (h, percent, message) => step((now) => Lifecycle.progress(store, now, h, percent, message)),
+      appendFrame: (h, frame) => step((now) => Streams.appendFrame(store, now, h, frame)),
+      complete: (h, payload) => step((now) => Lifecycle.complete(store, now, h, payload)),
       completeMany: (items) =>
-        step((now) => Either.right(items.map(({ h, payload }) => engine.complete(now, h, payload)))),
-      fail: (h, reason, cls) => step((now) => engine.fail(now, h, reason, cls)),
-      cancel: (h, reason) => step((now) => engine.cancel(now, h, reason)),
-      suspend: (h, args) => step((now) => engine.suspend(now, h, args)),
+        step((now) => Either.right(items.map(({ h, payload }) => Lifecycle.complete(store, now, h, payload)))),
+      fail: (h, reason, cls) => step((now) => Lifecycle.fail(store, now, h, reason, cls)),
+      cancel: (h, reason) => step((now) => Lifecycle.cancel(store, now, h, reason)),
+      suspend: (h, args) => step((now) => Signals.suspend(store, now, h, args)),
       createWaitpoint: (h, key, expiresInMs) =>
-        step((now) => engine.createWaitpoint(now, h, key, expiresInMs, randomUUID() as Ids.WaitpointId)),
-      observeSignals: (h) => step((now) => engine.observeSignals(now, h)),
-      claimFromReclaim: (token) => step((now) => engine.claimFromReclaim(now, token, storeLeaseId())),
-      delay: (h, delayUntil) => step((now) => engine.delay(now, h, delayUntil)),
-      waitChildren: (h) => step((now) => engine.waitChildren(now, h)),
-      claimForWorker: (args) => step((now) => engine.claimForWorker(now, args, randomUUID())),
+        step((now) => Signals.createWaitpoint(store, now, h, key, expiresInMs, randomUUID() as Ids.WaitpointId)),
+      observeSignals: (h) => step((now) => Signals.observeSignals(store, now, h)),
+      claimFromReclaim: (token) => step((now) => Claim.claimFromReclaim(store, now, token, storeLeaseId())),
+      delay: (h, delayUntil) => step((now) => Lifecycle.delay(store, now, h, delayUntil)),
+      waitChildren: (h) => step((now) => Lifecycle.waitChildren(store, now, h)),
+      claimForWorker: (args) => step((now) => Claim.claimForWorker(store, now, args, randomUUID())),
       subscribeWork: (args) =>
         hub.subscribe(args, {
-          arm: Effect.sync(() => ({ dueAt: Option.fromNullable(engine.nextDue(args.lanes)), claimAgain: false })),
+          arm: Effect.sync(() => ({ dueAt: Option.fromNullable(Wakeups.nextDue(store, args.lanes)), claimAgain: false })),
           disarm: Effect.void,
-          promoteDue: step((now) => engine.promoteDue(now, args.lanes, DEFAULT_BATCH_SIZE))
+          promoteDue: step((now) => Wakeups.promoteDue(store, now, args.lanes, DEFAULT_BATCH_SIZE))
         }),
-      describeExecution: (id) => step((now) => engine.describeExecution(now, id)),
-      describeFlow: (id) => step((now) => engine.describeFlow(now, id)),
-      listEdges: (args) => step((now) => engine.listEdges(now, args)),
-      describeEdge: (args) => step((now) => engine.describeEdge(now, args)),
-      resolveExecutionFlowId: (id) => step((now) => engine.resolveExecutionFlowId(now, id)),
-      getExecutionResult: (id) => step((now) => engine.getExecutionResult(now, id)),
-      getExecutionInput: (id) => step((now) => engine.getExecutionInput(now, id)),
-      getExecutionInputs: (ids) => step((now) => engine.getExecutionInputs(now, ids)),
-      listPendingWaitpoints: (args) => step((now) => engine.listPendingWaitpoints(now, args)),
-      readExecutionInfo: (id) => step((now) => engine.readExecutionInfo(now, id)),
-      readExecutionState: (id) => step((now) => engine.readExecutionState(now, id)),
-      listFlows: (p, cursor, limit) => step((now) => engine.listFlows(now, p, cursor, limit)),
-      listLanes: (cursor, limit) => step((now) => engine.listLanes(now, cursor, limit)),
-      listSuspended: (p, cursor, limit) => step((now) => engine.listSuspended(now, p, cursor, limit)),
-      listExecutions: (p, cursor, limit) => step((now) => engine.listExecutions(now, p, cursor, limit)),
-      deliverSignal: (args) => step((now) => engine.deliverSignal(now, args)),
-      claimResumedExecution: (args) => step((now) => engine.claimResumedExecution(now, args)),
-      createExecution: (args) => step((now) => engine.createExecution(now, args)),
+      describeExecution: (id) => step((now) => Reads.describeExecution(store, now, id)),
+      describeFlow: (id) => step((now) => Reads.describeFlow(store, now, id)),
+      listEdges: (args) => step((now) => Reads.listEdges(store, now, args)),
+      describeEdge: (args) => step((now) => Reads.describeEdge(store, now, args)),
+      resolveExecutionFlowId: (id) => step((now) => Reads.resolveExecutionFlowId(store, now, id)),
+      getExecutionResult: (id) => step((now) => Reads.getExecutionResult(store, now, id)),
+      getExecutionInput: (id) => step((now) => Reads.getExecutionInput(store, now, id)),
+      getExecutionInputs: (ids) => step((now) => Reads.getExecutionInputs(store, now, ids)),
+      listPendingWaitpoints: (args) => step((now) => Reads.listPendingWaitpoints(store, now, args)),
+      readExecutionInfo: (id) => step((now) => Reads.readExecutionInfo(store, now, id)),
+      readExecutionState: (id) => step((now) => Reads.readExecutionState(store, now, id)),
+      listFlows: (p, cursor, limit) => step((now) => Reads.listFlows(store, now, p, cursor, limit)),
+      listLanes: (cursor, limit) => step((now) => Reads.listLanes(store, now, cursor, limit)),
+      listSuspended: (p, cursor, limit) => step((now) => Reads.listSuspended(store, now, p, cursor, limit)),
+      listExecutions: (p, cursor, limit) => step((now) => Reads.listExecutions(store, now, p, cursor, limit)),
+      deliverSignal: (args) => step((now) => Signals.deliverSignal(store, now, args)),
+      claimResumedExecution: (args) => step((now) => Claim.claimResumedExecution(store, now, args)),
+      createExecution: (args) => step((now) => Lifecycle.createExecution(store, now, args)),
       createExecutions: (list) =>
-        step((now) => Either.all(list.map((args) => engine.createExecution(now, args)))),
-      createFlow: (args) => step((now) => engine.createFlow(now, args)),
-    createFlowGraph: (args) => step((now) => engine.createFlowGraph(now, args)),
-      extendFlow: (args) => step((now) => engine.extendFlow(now, args)),
-      sealFlow: (args) => step((now) => engine.sealFlow(now, args)),
-      addExecutionToFlow: (args) => step((now) => engine.addExecutionToFlow(now, args)),
-      stageDependencyEdge: (args) => step((now) => engine.stageDependencyEdge(now, args)),
-      applyDependencyToChild: (args) => step((now) => engine.applyDependencyToChild(now, args)),
-      setEdgeGroupPolicy: (args) => step((now) => engine.setEdgeGroupPolicy(now, args)),
-      cancelExecution: (args) => step((now) => engine.cancelExecution(now, args)),
-      changePriority: (args) => step((now) => engine.changePriority(now, args)),
-      replayExecution: (id) => step((now) => engine.replayExecution(now, id)),
-      revokeLease: (args) => step((now) => engine.revokeLease(now, args)),
-      cancelFlow: (args) => step((now) => engine.cancelFlow(now, args)),
-      cancelFlowHeader: (args) => step((now) => engine.cancelFlowHeader(now, args)),
-      ackCancelMember: (args) => step((now) => engine.ackCancelMember(now, args)),
-      reportUsage: (_h, budgetId, dims) => step((now) => engine.reportUsage(now, budgetId, dims)),
-      reportUsageAdmin: (args) => step((now) => engine.reportUsageAdmin(now, args)),
-      createBudget: (args) => step((now) => engine.createBudget(now, args)),
-      resetBudget: (id) => step((now) => engine.resetBudget(now, id)),
-      getBudgetStatus: (id) => step((now) => engine.getBudgetStatus(now, id)),
-      createQuotaPolicy: (args) => step((now) => engine.createQuotaPolicy(now, args)),
-      readStream: (args) => step((now) => engine.readStream(now, args)),
+        step((now) => Either.all(list.map((args) => Lifecycle.createExecution(store, now, args)))),
+      createFlow: (args) => step((now) => Flows.createFlow(store, now, args)),
+      createFlowGraph: (args) => step((now) => Flows.createFlowGraph(store, now, args)),
+      extendFlow: (args) => step((now) => Flows.extendFlow(store, now, args)),
+      sealFlow: (args) => step((now) => Flows.sealFlow(store, now, args)),
+      addExecutionToFlow: (args) => step((now) => Flows.addExecutionToFlow(store, now, args)),
+      stageDependencyEdge: (args) => step((now) => Flows.stageDependencyEdge(store, now, args)),
+      applyDependencyToChild: (args) => step((now) => Flows.applyDependencyToChild(store, now, args)),
+      setEdgeGroupPolicy: (args) => step((now) => Flows.setEdgeGroupPolicy(store, now, args)),
+      cancelExecution: (args) => step((now) => Admin.cancelExecution(store, now, args)),
+      changePriority: (args) => step((now) => Admin.changePriority(store, now, args)),
+      replayExecution: (id) => step((now) => Admin.replayExecution(store, now, id)),
+      revokeLease: (args) => step((now) => Admin.revokeLease(store, now, args)),
+      cancelFlow: (args) => step((now) => Flows.cancelFlow(store, now, args)),
+      cancelFlowHeader: (args) => step((now) => Flows.cancelFlowHeader(store, now, args)),
+      ackCancelMember: (args) => step((now) => Flows.ackCancelMember(store, now, args)),
+      reportUsage: (_h, budgetId, dims) => step((now) => Budgets.reportUsage(store, now, budgetId, dims)),
+      reportUsageAdmin: (args) => step((now) => Budgets.reportUsageAdmin(store, now, args)),
+      createBudget: (args) => step((now) => Budgets.createBudget(store, now, args)),
+      resetBudget: (id) => step((now) => Budgets.resetBudget(store, now, id)),
+      getBudgetStatus: (id) => step((now) => Budgets.getBudgetStatus(store, now, id)),
+      createQuotaPolicy: (args) => step((now) => Budgets.createQuotaPolicy(store, now, args)),
+      readStream: (args) => step((now) => Streams.readStream(store, now, args)),
       tailStream: (args) =>
         Effect.gen(function*() {
-          const key = engine.streamKeyOf(args.executionId, args.attemptIndex)
-          const first = engine.tailOnce(yield* Clock.currentTimeMillis, args)
+          const key = streamKey(args.executionId, args.attemptIndex)
+          const first = Streams.tailOnce(store, yield* Clock.currentTimeMillis, args)
           if (first.frames.length > 0 || args.blockMs === 0 || first.closedAt !== undefined) return first
           const appended = yield* nextAppend(key)
           yield* Deferred.await(appended).pipe(Effect.timeoutOption(args.blockMs))
-          return engine.tailOnce(yield* Clock.currentTimeMillis, args)
+          return Streams.tailOnce(store, yield* Clock.currentTimeMillis, args)
         }),
-      readSummary: (args) => step((now) => engine.readSummary(now, args)),
-      rotateWaitpointHmacSecretAll: (args) => step((now) => engine.rotate(now, args)),
-      seedWaitpointHmacSecret: (args) => step((now) => engine.seed(now, args)),
+      readSummary: (args) => step((now) => Streams.readSummary(store, now, args)),
+      rotateWaitpointHmacSecretAll: (args) => step((now) => Signals.rotateWaitpointHmacSecretAll(store, now, args)),
+      seedWaitpointHmacSecret: (args) => step((now) => Signals.seedWaitpointHmacSecret(store, now, args)),
       ping: () => Effect.void,
       prepare: () => Effect.succeed<M.PrepareOutcome>({ _tag: "NoOp" }),
       shutdownPrepare: (_grace: Duration.Duration) => Effect.void
@@ -178,7 +188,7 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
 
     const backend = makeEngineBackend(core)
 
-    const pass = (name: PassName, run: (now: number, batch: number) => Either.Either<PassCount, EngineError>) =>
+    const pass = (name: PassName, run: (now: number, batch: number) => Either.Either<Passes.PassCount, EngineError>) =>
     (options?: PassOptions): Effect.Effect<PassResult, EngineError> =>
       Effect.map(
         step((now) => run(now, options?.batchSize ?? DEFAULT_BATCH_SIZE)),
@@ -191,16 +201,16 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       )
 
     const maintenance: Maintenance.Service = makeMaintenanceService({
-      expireLeases: pass("expireLeases", (now, n) => engine.expireLeases(now, n)),
-      promoteDelayed: pass("promoteDelayed", (now, n) => engine.promoteDelayed(now, n)),
-      expireAttempts: pass("expireAttempts", (now, n) => engine.expireAttempts(now, n)),
-      expireExecutions: pass("expireExecutions", (now, n) => engine.expireExecutions(now, n)),
-      expireSuspensions: pass("expireSuspensions", (now, n) => engine.expireSuspensions(now, n)),
-      expirePendingWaitpoints: pass("expirePendingWaitpoints", (now, n) => engine.expirePendingWaitpoints(now, n)),
-      reconcileDependencies: pass("reconcileDependencies", (now, n) => engine.reconcileDependencies(now, n)),
-      drainCancelBacklog: pass("drainCancelBacklog", (now, n) => engine.drainCancelBacklog(now, n)),
-      resetBudgets: pass("resetBudgets", (now, n) => engine.resetBudgets(now, n)),
-      trimRetention: pass("trimRetention", (now, n) => engine.trimRetention(now, n))
+      expireLeases: pass("expireLeases", (now, n) => Passes.expireLeases(store, now, n)),
+      promoteDelayed: pass("promoteDelayed", (now, n) => Passes.promoteDelayed(store, now, n)),
+      expireAttempts: pass("expireAttempts", (now, n) => Passes.expireAttempts(store, now, n)),
+      expireExecutions: pass("expireExecutions", (now, n) => Passes.expireExecutions(store, now, n)),
+      expireSuspensions: pass("expireSuspensions", (now, n) => Passes.expireSuspensions(store, now, n)),
+      expirePendingWaitpoints: pass("expirePendingWaitpoints", (now, n) => Passes.expirePendingWaitpoints(store, now, n)),
+      reconcileDependencies: pass("reconcileDependencies", (now, n) => Passes.reconcileDependencies(store, now, n)),
+      drainCancelBacklog: pass("drainCancelBacklog", (now, n) => Passes.drainCancelBacklog(store, now, n)),
+      resetBudgets: pass("resetBudgets", (now, n) => Passes.resetBudgets(store, now, n)),
+      trimRetention: pass("trimRetention", (now, n) => Passes.trimRetention(store, now, n))
     })
 
     const secret = options.hmacSecret === undefined || options.hmacSecret === "random" ?

@@ -1,0 +1,368 @@
+/**
+ * Claims: a worker takes the best claimable execution of a lane under a new lease (a fresh attempt,
+ * a resumed one, or a reclaim after an expired or revoked lease), directly or through a grant.
+ */
+import { Either, Option } from "effect"
+import { contention, notFound } from "../../EngineError.js"
+import { partitionKey } from "../../Ids.js"
+import type * as Ids from "../../Ids.js"
+import type * as M from "../../Model.js"
+import { makeHandle } from "../handleCodec.js"
+import { missingCapabilities } from "../validation.js"
+import type { HeapEntry, MinHeap } from "./heap.js"
+import {
+  closeStream,
+  currentAttempt,
+  err,
+  isClaimable,
+  ok,
+  pushClaimable,
+  type R,
+  score,
+  transition
+} from "./helpers.js"
+import { recordFailure, startRun } from "./history.js"
+import type { Attempt, AttemptType, Exec, Grant } from "./state.js"
+import type { Store } from "./store.js"
+import { finish } from "./terminal.js"
+
+const DEFAULT_MAX_RECLAIMS = 100
+
+const leaseFor = (
+  store: Store,
+  e: Exec,
+  now: number,
+  workerId: Ids.WorkerId,
+  workerInstanceId: Ids.WorkerInstanceId,
+  ttl: number,
+  leaseId: Ids.LeaseId
+): void => {
+  e.leaseId = leaseId
+  e.leaseEpoch += 1
+  e.workerId = workerId
+  e.workerInstanceId = workerInstanceId
+  e.leaseTtlMs = ttl
+  e.leaseAcquiredAt = now
+  e.leaseExpiresAt = now + ttl
+  e.leaseLastRenewedAt = undefined
+  e.leaseRenewalDeadline = now + Math.floor((2 * ttl) / 3)
+  e.leaseExpiredAt = undefined
+  e.leaseRevokedAt = undefined
+  e.leaseRevokeReason = undefined
+  e.delayUntil = undefined
+  store.grants.delete(e.id)
+  transition(store, e, {
+    phase: "active",
+    ownership: "leased",
+    eligibility: "not_applicable",
+    blockingReason: "none",
+    blockingDetail: "",
+    attemptState: "running_attempt"
+  }, now)
+  store.leaseExpiries.push(e.leaseExpiresAt, e.id)
+}
+
+const armAttemptTimeout = (store: Store, e: Exec, now: number, remaining?: number): void => {
+  const ms = remaining ?? e.policy?.timeoutPolicy?.attemptTimeoutMs
+  if (ms !== undefined && ms > 0) {
+    e.attemptDeadlineAt = now + ms
+    store.attemptTimeouts.push(e.attemptDeadlineAt, e.id)
+  }
+}
+
+const newAttempt = (e: Exec, now: number, type: AttemptType, attemptId: Ids.AttemptId): Attempt => {
+  const attempt: Attempt = { index: e.totalAttemptCount, id: attemptId, type, state: "started", startedAt: now }
+  e.attempts.push(attempt)
+  e.currentAttemptIndex = attempt.index
+  e.currentAttemptId = attemptId
+  e.totalAttemptCount += 1
+  if (e.startedAt === undefined) e.startedAt = now
+  e.pendingRetryReason = undefined
+  e.pendingReplayReason = undefined
+  e.pendingPreviousAttemptIndex = undefined
+  return attempt
+}
+
+const handleFor = (store: Store, e: Exec, kind: M.HandleKind, lane: Ids.LaneId, ttl: number): M.Handle => {
+  return makeHandle(store.label, kind, {
+    executionId: e.id,
+    attemptIndex: e.currentAttemptIndex as Ids.AttemptIndex,
+    attemptId: e.currentAttemptId!,
+    leaseId: e.leaseId!,
+    leaseEpoch: e.leaseEpoch as Ids.LeaseEpoch,
+    leaseTtlMs: ttl,
+    laneId: lane,
+    workerInstanceId: e.workerInstanceId!
+  })
+}
+
+const maxReclaims = (e: Exec): number => {
+  return e.policy?.maxReclaimCount ?? e.policy?.timeoutPolicy?.maxReclaimCount ?? DEFAULT_MAX_RECLAIMS
+}
+
+/**
+ * Takes `e` under a new lease: a fresh attempt, the interrupted attempt
+ * again (resumed), or a new attempt after an expired or revoked lease
+ * (reclaim). Returns `undefined` when the reclaim limit turned it terminal.
+ */
+const takeCandidate = (
+  store: Store,
+  e: Exec,
+  now: number,
+  args: M.ClaimArgs,
+  ids: { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
+): M.Handle | undefined => {
+  const { workerId, workerInstanceId, leaseTtlMs } = args.policy
+  if (e.phase === "active") {
+    if (e.leaseReclaimCount >= maxReclaims(e)) {
+      recordFailure(e, "max_reclaims_exceeded", "InfraCrash", "infra_crash", now)
+      finish(store, e, "failed", now, {
+        attempt: "ended_failure",
+        streamReason: "reclaimed",
+        failureReason: "max_reclaims_exceeded",
+        publish: true
+      })
+      return undefined
+    }
+    const old = currentAttempt(e)
+    if (old !== undefined && old.state === "started") {
+      old.state = "interrupted_reclaimed"
+      old.endedAt = now
+    }
+    if (old !== undefined) closeStream(store, e, old.index, "reclaimed", now)
+    e.leaseReclaimCount += 1
+    newAttempt(e, now, "reclaim", ids.attemptId)
+    leaseFor(store, e, now, workerId, workerInstanceId, leaseTtlMs, ids.leaseId)
+    startRun(e, "reclaim", now)
+    armAttemptTimeout(store, e, now)
+    return handleFor(store, e, "fresh", args.lane, leaseTtlMs)
+  }
+  if (e.attemptState === "attempt_interrupted") {
+    const a = currentAttempt(e)
+    if (a !== undefined) a.state = "started"
+    leaseFor(store, e, now, workerId, workerInstanceId, leaseTtlMs, ids.leaseId)
+    startRun(e, "resumed", now)
+    armAttemptTimeout(store, e, now)
+    return handleFor(store, e, "resumed", args.lane, leaseTtlMs)
+  }
+  const type: AttemptType = e.attemptState === "pending_retry_attempt" ?
+    "retry" :
+    e.attemptState === "pending_replay_attempt" ?
+    "replay" :
+    "initial"
+  newAttempt(e, now, type, ids.attemptId)
+  leaseFor(store, e, now, workerId, workerInstanceId, leaseTtlMs, ids.leaseId)
+  startRun(e, type, now)
+  armAttemptTimeout(store, e, now)
+  return handleFor(store, e, "fresh", args.lane, leaseTtlMs)
+}
+
+const liveGrant = (store: Store, id: Ids.ExecutionId, now: number): Grant | undefined => {
+  const g = store.grants.get(id)
+  if (g === undefined) return undefined
+  if (g.expiresAt <= now) {
+    store.grants.delete(id)
+    return undefined
+  }
+  return g
+}
+
+/** The best claimable candidate of `lane` the worker may take, removed from its heap. */
+const nextCandidate = (
+  store: Store,
+  lane: Ids.LaneId,
+  tokens: ReadonlyArray<string>,
+  now: number,
+  workerId?: Ids.WorkerId
+): Exec | undefined => {
+  const groups = store.claimable.get(lane)
+  if (groups === undefined) return undefined
+  const isCurrent = (entry: HeapEntry): boolean => {
+    const e = store.executions.get(entry.key as Ids.ExecutionId)
+    return e !== undefined && e.laneId === lane && isClaimable(e) && score(e) === entry.score
+  }
+  let skipped: Array<{ heap: MinHeap; score: number; key: string }> | undefined
+  let best: { heap: MinHeap; exec: Exec; score: number } | undefined
+  for (const group of groups.values()) {
+    if (missingCapabilities(group.caps, tokens).length > 0) continue
+    for (;;) {
+      const top = group.heap.peekValid(isCurrent)
+      if (top === undefined) break
+      const g = store.grants.size === 0 ? undefined : liveGrant(store, top.key as Ids.ExecutionId, now)
+      if (g !== undefined && g.workerId !== workerId) {
+        group.heap.pop()
+        ;(skipped ??= []).push({ heap: group.heap, score: top.score, key: top.key })
+        continue
+      }
+      if (best === undefined || top.score < best.score) {
+        best = { heap: group.heap, exec: store.executions.get(top.key as Ids.ExecutionId)!, score: top.score }
+      }
+      break
+    }
+  }
+  if (best !== undefined) best.heap.pop()
+  if (skipped !== undefined) for (const s of skipped) s.heap.push(s.score, s.key)
+  return best?.exec
+}
+
+/** Claims until `max` handles or the lane runs out; an error after the first claim ends the batch. */
+export const claimMany = (
+  store: Store,
+  now: number,
+  args: M.ClaimArgs,
+  max: number,
+  ids: () => { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
+): R<ReadonlyArray<M.Handle>> => {
+  const claimed: Array<M.Handle> = []
+  while (claimed.length < max) {
+    const r = claim(store, now, args, ids())
+    if (Either.isLeft(r)) return claimed.length === 0 ? Either.left(r.left) : ok(claimed)
+    if (Option.isNone(r.right)) break
+    claimed.push(r.right.value)
+  }
+  return ok(claimed)
+}
+
+export const claim = (
+  store: Store,
+  now: number,
+  args: M.ClaimArgs,
+  ids: { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
+): R<Option.Option<M.Handle>> => {
+  for (;;) {
+    const e = nextCandidate(store, args.lane, args.capabilities.tokens, now, args.policy.workerId)
+    if (e === undefined) return ok(Option.none())
+    const handle = takeCandidate(store, e, now, args, ids)
+    if (handle !== undefined) return ok(Option.some(handle))
+  }
+}
+
+export const claimForWorker = (
+  store: Store,
+  now: number,
+  args: M.ClaimForWorkerArgs,
+  grantKey: string
+): R<M.ClaimForWorkerOutcome> => {
+  const skipped: Array<Exec> = []
+  let found: Exec | undefined
+  for (;;) {
+    const e = nextCandidate(store, args.laneId, args.workerCapabilities, now, args.workerId)
+    if (e === undefined) break
+    if (budgetBlocked(store, e)) {
+      skipped.push(e)
+      continue
+    }
+    found = e
+    break
+  }
+  for (const e of skipped) pushClaimable(store, e)
+  if (found === undefined) return ok({ _tag: "NoWork" })
+  pushClaimable(store, found)
+  const grant: Grant = { executionId: found.id, workerId: args.workerId, grantKey, expiresAt: now + args.grantTtlMs }
+  store.grants.set(found.id, grant)
+  return ok({
+    _tag: "Granted",
+    grant: {
+      executionId: found.id,
+      partitionKey: partitionKey("Flow", found.partition),
+      grantKey,
+      expiresAtMs: grant.expiresAt
+    }
+  })
+}
+
+const budgetBlocked = (store: Store, e: Exec): boolean => {
+  for (const id of e.policy?.budgetIds ?? []) {
+    const b = store.budgets.get(id)
+    if (b === undefined) continue
+    for (const [dim, hard] of b.hard) if (hard > 0 && (b.usage.get(dim) ?? 0) >= hard) return true
+  }
+  return false
+}
+
+const resumedClaim = (
+  store: Store,
+  e: Exec,
+  now: number,
+  lane: Ids.LaneId,
+  workerId: Ids.WorkerId,
+  workerInstanceId: Ids.WorkerInstanceId,
+  ttl: number,
+  leaseId: Ids.LeaseId,
+  remainingAttemptTimeoutMs: number | undefined
+): M.Handle => {
+  const a = currentAttempt(e)
+  if (a !== undefined) a.state = "started"
+  leaseFor(store, e, now, workerId, workerInstanceId, ttl, leaseId)
+  startRun(e, "resumed", now)
+  if (remainingAttemptTimeoutMs !== undefined && remainingAttemptTimeoutMs > 0) {
+    armAttemptTimeout(store, e, now, remainingAttemptTimeoutMs)
+  }
+  return handleFor(store, e, "resumed", lane, ttl)
+}
+
+export const claimResumedExecution = (
+  store: Store,
+  now: number,
+  args: M.ClaimResumedExecutionArgs
+): R<M.ClaimResumedExecutionResult> => {
+  const e = store.executions.get(args.executionId)
+  if (e === undefined) return err(notFound("execution"))
+  if (e.phase !== "runnable") return err(contention("ExecutionNotLeaseable"))
+  if (e.attemptState !== "attempt_interrupted") return err(contention("NotAResumedExecution"))
+  const g = store.grants.get(e.id)
+  if (g === undefined || g.workerId !== args.workerId) return err(contention("InvalidClaimGrant"))
+  if (g.expiresAt <= now) {
+    store.grants.delete(e.id)
+    return err(contention("ClaimGrantExpired"))
+  }
+  const handle = resumedClaim(store, 
+    e,
+    now,
+    args.laneId,
+    args.workerId,
+    args.workerInstanceId,
+    args.leaseTtlMs,
+    args.leaseId,
+    args.remainingAttemptTimeoutMs
+  )
+  return ok({
+    _tag: "Claimed",
+    claimed: {
+      executionId: e.id,
+      leaseId: args.leaseId,
+      leaseEpoch: e.leaseEpoch as Ids.LeaseEpoch,
+      attemptIndex: e.currentAttemptIndex as Ids.AttemptIndex,
+      attemptId: e.currentAttemptId!,
+      leaseExpiresAt: e.leaseExpiresAt!
+    },
+    handle
+  })
+}
+
+export const claimFromReclaim = (
+  store: Store,
+  now: number,
+  token: M.ReclaimToken,
+  leaseId: Ids.LeaseId
+): R<Option.Option<M.Handle>> => {
+  const e = store.executions.get(token.grant.executionId)
+  if (e === undefined) return err(notFound("execution"))
+  if (e.phase !== "runnable" || e.attemptState !== "attempt_interrupted") return ok(Option.none())
+  const g = store.grants.get(e.id)
+  if (g === undefined || g.workerId !== token.workerId || g.grantKey !== token.grant.grantKey) return ok(Option.none())
+  if (g.expiresAt <= now) {
+    store.grants.delete(e.id)
+    return ok(Option.none())
+  }
+  return ok(Option.some(resumedClaim(store, 
+    e,
+    now,
+    token.grant.laneId,
+    token.workerId,
+    token.workerInstanceId,
+    token.leaseTtlMs,
+    leaseId,
+    undefined
+  )))
+}

@@ -1,0 +1,318 @@
+/**
+ * The lifecycle of an execution: its creation, then what the holder of its lease does with it
+ * (renew, progress, complete, fail, cancel, delay, wait for its children).
+ */
+import { notFound, state as stateError } from "../../EngineError.js"
+import { executionPartition } from "../../Ids.js"
+import type * as M from "../../Model.js"
+import type { CreateExecutionCore, HandleRef } from "../boundary.js"
+import { backoffDelayMs } from "../validation.js"
+import {
+  clearLease,
+  closeStream,
+  currentAttempt,
+  DAY_MS,
+  delayTo,
+  err,
+  ladder,
+  markExpired,
+  notActiveDetail,
+  ok,
+  pushClaimable,
+  type R,
+  transition
+} from "./helpers.js"
+import { endRun, recordFailure } from "./history.js"
+import type { Exec } from "./state.js"
+import type { Store } from "./store.js"
+import { cancelCore, endAttempt, finish } from "./terminal.js"
+
+const failureCategoryOf = (reason: M.FailureReason, cls: M.FailureClass): string => {
+  if (reason.detail !== undefined && reason.detail.length > 0) {
+    try {
+      return new TextDecoder("utf-8", { fatal: true }).decode(reason.detail)
+    } catch {
+      // not UTF-8: fall back to the class
+    }
+  }
+  return cls === "InfraCrash" ? "infra_crash" : cls.toLowerCase()
+}
+
+export const createExecution = (store: Store, now: number, args: CreateExecutionCore): R<M.CreateExecutionResult> => {
+  const partition = executionPartition(args.executionId)
+  const idemKey = args.idempotencyKey !== undefined && args.idempotencyKey !== "" ?
+    `${partition}|${args.namespace}|${args.idempotencyKey}` :
+    undefined
+  if (idemKey !== undefined) {
+    const hit = store.idempotency.get(idemKey)
+    if (hit !== undefined && hit.expiresAt > now) return ok({ _tag: "Duplicate", executionId: hit.executionId })
+  }
+  if (store.executions.has(args.executionId)) return ok({ _tag: "Duplicate", executionId: args.executionId })
+  const delayed = args.delayUntil !== undefined && args.delayUntil > now
+  const caps = args.requiredCapabilities
+  const e: Exec = {
+    id: args.executionId,
+    namespace: args.namespace,
+    laneId: args.laneId,
+    kind: args.executionKind,
+    partition,
+    creatorIdentity: args.creatorIdentity,
+    flowId: undefined,
+    priority: args.priority,
+    requiredCaps: caps,
+    capsKey: caps.join(","),
+    delayUntil: delayed ? args.delayUntil : undefined,
+    phase: "runnable",
+    ownership: "unowned",
+    eligibility: "eligible_now",
+    blockingReason: "waiting_for_worker",
+    blockingDetail: "",
+    outcome: "none",
+    attemptState: "pending_first_attempt",
+    publicState: "waiting",
+    totalAttemptCount: 0,
+    currentAttemptIndex: 0,
+    currentAttemptId: undefined,
+    retryCount: 0,
+    replayCount: 0,
+    leaseReclaimCount: 0,
+    leaseId: undefined,
+    leaseEpoch: 0,
+    workerId: undefined,
+    workerInstanceId: undefined,
+    leaseTtlMs: 0,
+    leaseAcquiredAt: undefined,
+    leaseExpiresAt: undefined,
+    leaseLastRenewedAt: undefined,
+    leaseRenewalDeadline: undefined,
+    leaseExpiredAt: undefined,
+    leaseRevokedAt: undefined,
+    leaseRevokeReason: undefined,
+    suspension: undefined,
+    currentWaitpointId: undefined,
+    pendingRetryReason: undefined,
+    pendingReplayReason: undefined,
+    pendingPreviousAttemptIndex: undefined,
+    progressPct: undefined,
+    progressMessage: undefined,
+    progressUpdatedAt: undefined,
+    failureReason: undefined,
+    lastFailure: undefined,
+    cancellationReason: undefined,
+    cancelledBy: undefined,
+    createdAt: now,
+    startedAt: undefined,
+    completedAt: undefined,
+    lastTransitionAt: now,
+    lastMutationAt: now,
+    lastCapabilityMismatchAt: undefined,
+    lastHmacValidationFailedAt: undefined,
+    payload: args.inputPayload,
+    payloadEncoding: args.payloadEncoding,
+    policy: args.policy,
+    result: undefined,
+    tags: { ...args.tags },
+    attempts: [],
+    history: undefined,
+    traceContext: args.traceContext,
+    executionDeadlineAt: args.executionDeadlineAt,
+    attemptDeadlineAt: undefined,
+    deps: undefined,
+    unsatisfiedCount: 0,
+    group: undefined,
+    signalCount: 0,
+    waitpointIds: []
+  }
+  store.executions.set(e.id, e)
+  store.lanes.add(e.laneId)
+  if (delayed) {
+    delayTo(store, e, args.delayUntil!, now, {
+      blockingReason: "waiting_for_delay",
+      blockingDetail: `delayed until ${args.delayUntil}`,
+      attemptState: "pending_first_attempt"
+    })
+  } else {
+    pushClaimable(store, e)
+    store.onLaneWake(e.laneId)
+  }
+  if (e.executionDeadlineAt !== undefined) store.deadlines.push(e.executionDeadlineAt, e.id)
+  if (idemKey !== undefined) {
+    store.idempotency.set(idemKey, { executionId: e.id, expiresAt: now + (args.policy?.dedupWindowMs ?? DAY_MS) })
+  }
+  return ok({ _tag: "Created", executionId: e.id, publicState: e.publicState })
+}
+
+export const renew = (store: Store, now: number, h: HandleRef): R<M.LeaseRenewal> => {
+  const p = h.payload
+  const e = store.executions.get(p.executionId)
+  if (e === undefined) return err(notFound("execution"))
+  if (e.phase !== "active") return err(notActiveDetail(e))
+  if (e.ownership === "lease_revoked" || e.leaseRevokedAt !== undefined) return err(stateError("LeaseRevoked"))
+  if (e.leaseExpiresAt !== undefined && e.leaseExpiresAt <= now) {
+    if (e.ownership === "leased") markExpired(store, e, now)
+    return err(stateError("LeaseExpired"))
+  }
+  if (
+    e.currentAttemptIndex !== p.attemptIndex || e.currentAttemptId !== p.attemptId || e.leaseId !== p.leaseId ||
+    e.leaseEpoch !== p.leaseEpoch
+  ) return err(stateError("StaleLease"))
+  e.leaseExpiresAt = now + p.leaseTtlMs
+  e.leaseRenewalDeadline = now + Math.floor((2 * p.leaseTtlMs) / 3)
+  e.leaseLastRenewedAt = now
+  e.lastMutationAt = now
+  store.leaseExpiries.push(e.leaseExpiresAt, e.id)
+  return ok({ expiresAtMs: e.leaseExpiresAt, leaseEpoch: p.leaseEpoch })
+}
+
+export const progress = (
+  store: Store,
+  now: number,
+  h: HandleRef,
+  percent: number | undefined,
+  message: string | undefined
+): R<void> => {
+  const p = h.payload
+  const e = store.executions.get(p.executionId)
+  if (e === undefined) return err(notFound("execution"))
+  if (e.phase !== "active") return err(notActiveDetail(e))
+  if (e.ownership === "lease_revoked") return err(stateError("LeaseRevoked"))
+  if (e.leaseExpiresAt !== undefined && e.leaseExpiresAt <= now) return err(stateError("LeaseExpired"))
+  if (e.leaseId !== p.leaseId || e.leaseEpoch !== p.leaseEpoch) return err(stateError("StaleLease"))
+  e.progressUpdatedAt = now
+  e.lastMutationAt = now
+  if (percent !== undefined) e.progressPct = percent
+  if (message !== undefined) e.progressMessage = message
+  return ok(undefined)
+}
+
+export const complete = (store: Store, now: number, h: HandleRef, payload: Uint8Array | undefined): R<void> => {
+  const p = h.payload
+  const e = store.executions.get(p.executionId)
+  const failure = ladder(store, e, p, now, true)
+  if (failure !== undefined) {
+    const d = failure._tag === "Contention" ? failure.notActive : undefined
+    if (
+      d !== undefined && d.terminalOutcome === "success" && d.leaseEpoch === String(p.leaseEpoch) &&
+      d.attemptId === p.attemptId
+    ) return ok(undefined)
+    return err(failure)
+  }
+  const x = e!
+  if (payload !== undefined && payload.length > 0) x.result = payload
+  finish(store, x, "success", now, { attempt: "ended_success", streamReason: "attempt_success", publish: true })
+  return ok(undefined)
+}
+
+export const fail = (
+  store: Store,
+  now: number,
+  h: HandleRef,
+  reason: M.FailureReason,
+  cls: M.FailureClass
+): R<M.FailOutcome> => {
+  const p = h.payload
+  const e = store.executions.get(p.executionId)
+  const failure = ladder(store, e, p, now, true)
+  if (failure !== undefined) {
+    const d = failure._tag === "Contention" ? failure.notActive : undefined
+    if (d !== undefined && d.leaseEpoch === String(p.leaseEpoch)) {
+      if (d.lifecyclePhase === "terminal" && d.terminalOutcome === "failed" && d.attemptId === p.attemptId) {
+        return ok({ _tag: "TerminalFailed" })
+      }
+      if (d.lifecyclePhase === "runnable") return ok({ _tag: "RetryScheduled", delayUntil: 0 })
+    }
+    return err(failure)
+  }
+  const x = e!
+  const category = failureCategoryOf(reason, cls)
+  recordFailure(x, reason.message, cls, category, now)
+  const retry = x.policy?.retryPolicy
+  const categories = retry?.retryableCategories ?? []
+  const retries = retry !== undefined && x.retryCount < (retry.maxRetries ?? 3) && cls !== "Permanent" &&
+    cls !== "Cancelled" && (categories.length === 0 || categories.includes(category))
+  if (!retries) {
+    finish(store, x, "failed", now, {
+      attempt: "ended_failure",
+      streamReason: "attempt_failure",
+      failureReason: reason.message,
+      failureCategory: category,
+      publish: true
+    })
+    return ok({ _tag: "TerminalFailed" })
+  }
+  const attempt = currentAttempt(x)!
+  endRun(x, "retry_scheduled", now, reason.message)
+  endAttempt(x, "ended_failure", now, reason.message, category)
+  closeStream(store, x, attempt.index, "attempt_failure", now)
+  const delayUntil = now + backoffDelayMs(x.policy, x.retryCount)
+  x.retryCount += 1
+  x.pendingRetryReason = reason.message
+  x.pendingPreviousAttemptIndex = attempt.index
+  x.failureReason = reason.message
+  x.currentAttemptId = undefined
+  clearLease(x)
+  delayTo(store, x, delayUntil, now, {
+    blockingReason: "waiting_for_retry_backoff",
+    blockingDetail: `retry backoff until ${delayUntil} (attempt ${attempt.index} failed: ${reason.message})`,
+    attemptState: "pending_retry_attempt"
+  })
+  return ok({ _tag: "RetryScheduled", delayUntil })
+}
+
+export const cancel = (store: Store, now: number, h: HandleRef, reason: string): R<void> => {
+  const p = h.payload
+  const e = store.executions.get(p.executionId)
+  if (e === undefined) return err(notFound("execution"))
+  if (e.phase === "terminal") {
+    if (e.outcome === "cancelled" && String(e.leaseEpoch) === String(p.leaseEpoch) && e.currentAttemptId === p.attemptId) {
+      return ok(undefined)
+    }
+    return err(notActiveDetail(e))
+  }
+  if (e.phase === "active") {
+    if (e.ownership === "lease_revoked") return err(stateError("LeaseRevoked"))
+    if (e.leaseId !== p.leaseId || e.leaseEpoch !== p.leaseEpoch) return err(stateError("StaleLease"))
+  }
+  cancelCore(store, e, reason, "worker", now, true)
+  return ok(undefined)
+}
+
+export const delay = (store: Store, now: number, h: HandleRef, delayUntil: number): R<void> => {
+  const p = h.payload
+  const e = store.executions.get(p.executionId)
+  const failure = ladder(store, e, p, now, true)
+  if (failure !== undefined) return err(failure)
+  const x = e!
+  endRun(x, "delayed", now)
+  const a = currentAttempt(x)
+  if (a !== undefined) a.state = "suspended"
+  clearLease(x)
+  delayTo(store, x, delayUntil, now, {
+    blockingReason: "waiting_for_delay",
+    blockingDetail: `delayed until ${delayUntil}`,
+    attemptState: "attempt_interrupted"
+  })
+  return ok(undefined)
+}
+
+export const waitChildren = (store: Store, now: number, h: HandleRef): R<void> => {
+  const p = h.payload
+  const e = store.executions.get(p.executionId)
+  const failure = ladder(store, e, p, now, true)
+  if (failure !== undefined) return err(failure)
+  const x = e!
+  endRun(x, "waiting_children", now)
+  const a = currentAttempt(x)
+  if (a !== undefined) a.state = "suspended"
+  clearLease(x)
+  const satisfied = x.group === undefined || x.group.state === "satisfied" || x.unsatisfiedCount === 0
+  transition(store, x, {
+    phase: "runnable",
+    ownership: "unowned",
+    eligibility: satisfied ? "eligible_now" : "blocked_by_dependencies",
+    blockingReason: satisfied ? "waiting_for_worker" : "waiting_for_children",
+    blockingDetail: satisfied ? "" : "waiting for child executions to complete",
+    attemptState: "attempt_interrupted"
+  }, now)
+  return ok(undefined)
+}
