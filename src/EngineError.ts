@@ -1,5 +1,5 @@
 /**
- * The `EngineError` taxonomy (errors.md): eleven tagged errors, their kinds,
+ * The `EngineError` taxonomy (docs/design/errors.md): eleven tagged errors, their kinds,
  * classes and the helpers retry policies are composed from.
  *
  * @since 0.1.0

@@ -1,5 +1,5 @@
 /**
- * The Valkey engine backend (valkey.md): hash-tagged partitions `{fp:N}` /
+ * The Valkey engine backend (docs/design/valkey.md): hash-tagged partitions `{fp:N}` /
  * `{b:M}` / `{q:K}`, one Lua function per operation in one function library
  * (`#!lua name=flowfabric`, loaded on every primary), so that every state
  * transition is exactly one FCALL on one cluster slot. The same layer runs on

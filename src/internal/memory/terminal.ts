@@ -75,8 +75,8 @@ export const finish = (
   clearLease(e)
   e.completedAt = now
   e.delayUntil = undefined
-  // the deadline index lets go of a terminal execution, and a replay does not re-arm it (as the
-  // Valkey and Postgres terminal paths, valkey.md ff_complete / ff_replay_execution)
+  // the deadline index lets go of a terminal execution, and a replay does not re-arm it (as
+  // ff_complete and ff_replay_execution do on Valkey and Postgres)
   e.executionDeadlineAt = undefined
   if (opts.failureReason !== undefined) e.failureReason = opts.failureReason
   store.grants.delete(e.id)
@@ -88,7 +88,7 @@ export const finish = (
     blockingDetail: "",
     outcome,
     // attempt_terminal once an attempt exists; else a skip reads none, every other end leaves it
-    // unchanged (valkey.md ff_cancel_execution, ff_resolve_dependency)
+    // unchanged (as ff_cancel_execution and ff_resolve_dependency on Valkey)
     attemptState: e.totalAttemptCount > 0 ? "attempt_terminal" : outcome === "skipped" ? "none" : e.attemptState
   }, now)
   if (e.flowId === undefined) store.retentionDue.push(now + retentionOf(e), e.id)
