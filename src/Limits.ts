@@ -57,6 +57,8 @@ export const Limits = {
   capabilityTokens: 256,
   /** The joined (comma-separated) capability tokens. */
   capabilityBytes: 4096,
+  /** Execution kinds one claim names (`ClaimArgs.kinds`, `ClaimForWorkerArgs.kinds`; a worker: its handlers). */
+  claimKinds: 256,
   /** Waitpoints one `suspend` binds. */
   waitpointsPerSuspend: 16,
   /** Nodes of a composite resume condition (every member and count, leaves included). */

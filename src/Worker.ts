@@ -30,6 +30,8 @@ import type { EngineBackend } from "./EngineBackend.js"
 import { type EngineError, isEngineError, isLeaseLost } from "./EngineError.js"
 import * as Ids from "./Ids.js"
 import type { BudgetId, ExecutionId, FlowId, LaneId, WaitpointId, WorkerId, WorkerInstanceId } from "./Ids.js"
+import { bytesOver } from "./internal/validation.js"
+import { Limits } from "./Limits.js"
 import { decodeJson, encodeJson, type PayloadError } from "./internal/worker/codec.js"
 import { workerLoop } from "./internal/worker/loop.js"
 import * as Metrics from "./internal/worker/metrics.js"
@@ -426,8 +428,11 @@ const resolveSettings = <H extends Handler<unknown>>(
     const handlers = new Map<string, Handler<unknown>>()
     for (const h of options.handlers) {
       if (handlers.has(h.kind)) return yield* fail(`two handlers for kind "${h.kind}"`)
+      if (bytesOver(h.kind, Limits.nameBytes)) return yield* fail("a handler kind longer than Limits.nameBytes")
       handlers.set(h.kind, h)
     }
+    // the worker claims only the kinds it has handlers for (docs/worker.md#claiming-and-concurrency)
+    if (handlers.size > Limits.claimKinds) return yield* fail("more handlers than Limits.claimKinds")
     const concurrency = options.concurrency ?? config.concurrency
     if (!Number.isInteger(concurrency) || concurrency < 1) return yield* fail(`concurrency ${concurrency} < 1`)
     const leaseTtl = options.leaseTtl === undefined ? config.leaseTtl : Duration.decode(options.leaseTtl)
@@ -444,6 +449,7 @@ const resolveSettings = <H extends Handler<unknown>>(
     return {
       lanes,
       handlers,
+      kinds: [...handlers.keys()].sort(),
       capabilities: [...new Set(options.capabilities ?? [])].sort(),
       concurrency,
       leaseTtlMs,

@@ -16,7 +16,8 @@ const policy = { workerId: "w-1", workerInstanceId: "w-1-a", leaseTtlMs: 30_000 
 const valid: Record<string, ReadonlyArray<unknown>> = {
   ClaimArgs: [
     { lane: "default", capabilities: { tokens: [] }, policy },
-    { lane: "gpu-lane", capabilities: { tokens: ["gpu", "ssd"] }, policy: { ...policy, leaseTtlMs: 1 } }
+    { lane: "gpu-lane", capabilities: { tokens: ["gpu", "ssd"] }, policy: { ...policy, leaseTtlMs: 1 } },
+    { lane: "default", capabilities: { tokens: [] }, policy, kinds: ["resize", "thumbnail"] }
   ],
   CreateExecutionArgs: [
     {

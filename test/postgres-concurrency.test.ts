@@ -104,7 +104,7 @@ describe("postgres concurrency", () => {
         })))
         yield* Deferred.await(locked)
         const [reply] = yield* sql.unsafe<{ readonly r: { readonly ok: { readonly handles: ReadonlyArray<unknown>; readonly busy: number } } }>(
-          `SELECT "${schema}".ff_claim($1, '{}', 'w', 'w-i', 60000, 1, NULL) AS r`,
+          `SELECT "${schema}".ff_claim($1, '{}', NULL, 'w', 'w-i', 60000, 1, NULL) AS r`,
           [lane]
         )
         expect(reply!.r.ok).toEqual({ handles: [], busy: 1 })

@@ -249,6 +249,8 @@ export const gpuHeadsAcrossPartitions = (lane: LaneId, numFlowPartitions: number
 
 export interface ClaimOptions {
   readonly tokens?: ReadonlyArray<string>
+  /** `ClaimArgs.kinds` (absent: any kind). */
+  readonly kinds?: ReadonlyArray<string>
   readonly ttl?: number
   readonly worker?: string
   readonly instance?: string
@@ -261,7 +263,8 @@ export const claimArgs = (lane: LaneId, o: ClaimOptions = {}): M.ClaimArgs => ({
     workerId: o.worker === undefined ? WORKER : Ids.unsafe.workerId(o.worker),
     workerInstanceId: o.instance === undefined ? INSTANCE : Ids.unsafe.workerInstanceId(o.instance),
     leaseTtlMs: o.ttl ?? 30_000
-  }
+  },
+  ...(o.kinds === undefined ? {} : { kinds: o.kinds })
 })
 
 /** `claim` on `lane`: `Option<Handle>`. */

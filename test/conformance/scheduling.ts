@@ -1,11 +1,12 @@
 /**
  * Scheduling (docs/design/executions.md#claiming): priority and FIFO order,
- * capability routing, delayed creation, retries with backoff and their
+ * capability and kind routing, delayed creation, retries with backoff and their
  * exhaustion, execution deadlines and attempt timeouts.
  */
 import { describe, expect } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Ids from "../../src/Ids.js"
+import { Limits } from "../../src/Limits.js"
 import type { ExecutionId, LaneId } from "../../src/Ids.js"
 import type * as M from "../../src/Model.js"
 import {
@@ -19,6 +20,7 @@ import {
   claimSome,
   create,
   createAndClaim,
+  INSTANCE,
   createFlow,
   executionIdOnPartition,
   failsWith,
@@ -33,7 +35,9 @@ import {
   publicState,
   snapshot,
   type Tester,
-  vector
+  validationFails,
+  vector,
+  WORKER
 } from "./helpers.js"
 
 const failWith = (classification: M.FailureClass, detail?: string) => ({
@@ -325,6 +329,145 @@ export const scheduling = (t: Tester) =>
           const c = yield* create({ policy: "{\"routing_requirements\":{\"required_capabilities\":[\"b\",\"a\"]}}" })
           yield* claimNone(c.lane, { tokens: ["a"] })
           yield* claimSome(c.lane, { tokens: ["a", "b"] })
+        }))
+    })
+
+    describe("kind routing", () => {
+      /**
+       * Partition 0 holds `n0` (kind new, priority 2) then `y`; partition 1 holds `n1` (kind new,
+       * priority 1) then `z`; partition 2 holds `x`: created n0, n1, z, x, y a millisecond apart;
+       * z, x and y are of kind old. The claim order is n0, n1, z, x, y.
+       */
+      const newHeadsAcrossPartitions = (lane: LaneId) =>
+        Effect.gen(function*() {
+          const on = (p: number) => executionIdOnPartition(p % t.options.numFlowPartitions)
+          const next = (o: Parameters<typeof create>[0]) => Effect.zipLeft(create({ laneId: lane, executionKind: "old", ...o }), advance(1))
+          const n0 = yield* next({ executionId: yield* on(0), priority: 2, executionKind: "new" })
+          const n1 = yield* next({ executionId: yield* on(1), priority: 1, executionKind: "new" })
+          const z = yield* next({ executionId: yield* on(1) })
+          const x = yield* next({ executionId: yield* on(2) })
+          const y = yield* next({ executionId: yield* on(0) })
+          return { n0, n1, z, x, y }
+        })
+
+      t.test("a claim with kinds passes over other kinds and takes the best candidate of its kinds across partitions", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const { n0, n1, x, y, z } = yield* newHeadsAcrossPartitions(lane)
+          const old = { kinds: ["old"] }
+          yield* claimNone(lane, { kinds: ["other"] })
+          expect(payloadOf(yield* claimSome(lane, old)).executionId).toBe(z.executionId)
+          // passed over, not consumed: still waiting, never attempted
+          for (const c of [n0, n1]) {
+            expect(yield* publicState(c.executionId)).toBe("waiting")
+            expect((yield* snapshot(c.executionId)).totalAttemptCount).toBe(0)
+          }
+          expect(payloadOf(yield* claimSome(lane, old)).executionId).toBe(x.executionId)
+          expect(payloadOf(yield* claimSome(lane, old)).executionId).toBe(y.executionId)
+          // only other kinds wait: nothing for this claimer
+          yield* claimNone(lane, old)
+          yield* claimNone(lane, { kinds: ["other", "old"] })
+          expect(payloadOf(yield* claimSome(lane, { kinds: ["old", "new"] })).executionId).toBe(n0.executionId)
+          expect(payloadOf(yield* claimSome(lane)).executionId).toBe(n1.executionId)
+          yield* claimNone(lane)
+          // the same order in one claimMany
+          const lane2 = yield* newLane()
+          const two = yield* newHeadsAcrossPartitions(lane2)
+          const batch = yield* b.claimMany(claimArgs(lane2, old), 10)
+          expect(batch.map((h) => payloadOf(h).executionId)).toEqual([two.z, two.x, two.y].map((c) => c.executionId))
+          const rest = yield* b.claimMany(claimArgs(lane2, { kinds: ["new", "other"] }), 10)
+          expect(rest.map((h) => payloadOf(h).executionId)).toEqual([two.n0, two.n1].map((c) => c.executionId))
+        }))
+
+      t.test("a claim with kinds finds its kind behind the better heads of other kinds on many partitions", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const parts = Math.min(40, t.options.numFlowPartitions)
+          // every partition's head is of kind new; the old ones come in the reverse order of
+          // their partitions' heads (the oldest one on the last partition)
+          const heads: Array<ExecutionId> = []
+          for (let p = 0; p < parts; p++) {
+            const c = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p), priority: 1, executionKind: "new" })
+            heads.push(c.executionId)
+            yield* advance(1)
+          }
+          const old: Array<ExecutionId> = []
+          for (let p = parts - 1; p >= 0; p--) {
+            old.push((yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p), executionKind: "old" })).executionId)
+            yield* advance(1)
+          }
+          for (let i = 0; i < 3; i++) expect(payloadOf(yield* claimSome(lane, { kinds: ["old"] })).executionId).toBe(old[i])
+          expect(payloadOf(yield* claimSome(lane, { kinds: ["new"] })).executionId).toBe(heads[0])
+        }))
+
+      t.test("a reclaimable execution of another kind is passed over; one of the claimer's kinds is reclaimed", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const a = yield* create({ laneId: lane, executionKind: "old" })
+          expect(payloadOf(yield* claimSome(lane, { ttl: 1_000 })).executionId).toBe(a.executionId)
+          yield* advance(1_000)
+          yield* pass("expireLeases")
+          const c = yield* create({ laneId: lane, executionKind: "new" })
+          expect(payloadOf(yield* claimSome(lane, { kinds: ["new"] })).executionId).toBe(c.executionId)
+          yield* claimNone(lane, { kinds: ["new"] })
+          expect(payloadOf(yield* claimSome(lane, { kinds: ["old"] }))).toMatchObject({ executionId: a.executionId, attemptIndex: 1 })
+        }))
+
+      t.test("the empty kind is a kind like another", () =>
+        Effect.gen(function*() {
+          const c = yield* create({ executionKind: "" })
+          yield* claimNone(c.lane, { kinds: ["x"] })
+          expect(payloadOf(yield* claimSome(c.lane, { kinds: ["", "x"] })).executionId).toBe(c.executionId)
+        }))
+
+      t.test("claimForWorker with kinds grants only an execution of those kinds", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const { n0, z } = yield* newHeadsAcrossPartitions(lane)
+          const grant = (kinds: ReadonlyArray<string>, worker: string) =>
+            Effect.map(
+              b.claimForWorker({
+                laneId: lane,
+                workerId: Ids.unsafe.workerId(worker),
+                workerInstanceId: INSTANCE,
+                workerCapabilities: [],
+                grantTtlMs: 5_000,
+                kinds
+              }),
+              (g) => (g._tag === "Granted" ? g.grant.executionId : "none")
+            )
+          expect(yield* grant(["other"], "w-0")).toBe("none")
+          expect(yield* grant(["old"], "w-1")).toBe(z.executionId)
+          expect(yield* grant(["new"], "w-2")).toBe(n0.executionId)
+        }))
+
+      t.test("bad kinds are refused before anything is written", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* create({ executionKind: "k" })
+          yield* validationFails(b.claim(claimArgs(c.lane, { kinds: [] })), "InvalidInput", "kinds")
+          const many = Array.from({ length: Limits.claimKinds + 1 }, (_, i) => `k${i}`)
+          yield* validationFails(b.claimMany(claimArgs(c.lane, { kinds: many }), 5), "LimitExceeded", "Limits.claimKinds")
+          const long = "k".repeat(Limits.nameBytes + 1)
+          const e = yield* validationFails(b.claim(claimArgs(c.lane, { kinds: ["k", long] })), "LimitExceeded", "Limits.nameBytes")
+          expect(e.detail).not.toContain(long)
+          yield* validationFails(
+            b.claimForWorker({
+              laneId: c.lane,
+              workerId: WORKER,
+              workerInstanceId: INSTANCE,
+              workerCapabilities: [],
+              grantTtlMs: 5_000,
+              kinds: []
+            }),
+            "InvalidInput",
+            "kinds"
+          )
+          expect(yield* publicState(c.executionId)).toBe("waiting")
+          const at = Array.from({ length: Limits.claimKinds }, (_, i) => (i === 0 ? "k" : `k${i}`))
+          expect(payloadOf(yield* claimSome(c.lane, { kinds: at })).executionId).toBe(c.executionId)
         }))
     })
 

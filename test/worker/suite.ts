@@ -158,17 +158,71 @@ export const workerSuite = (
           expect((yield* snapshot(later)).totalAttemptCount).toBe(2)
         }))
 
-      test("an execution of a kind without a handler fails Permanent, naming the kind", ({ until }) =>
+      test("two workers with different handlers on one lane: each runs only its kinds, none fails", ({ advance, until }) =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const adds = yield* eventLog
+          const echoes = yield* eventLog
+          const add = Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a + i.b) })
+          const echo = echoHandler((i) => Effect.succeed(i.text))
+          const ids: { add: Array<Ids.ExecutionId>; echo: Array<Ids.ExecutionId> } = { add: [], echo: [] }
+          // the kinds interleaved in claim order, an echo first
+          for (let i = 0; i < 4; i++) {
+            ids.echo.push(yield* submitEcho(lane, `e${i}`))
+            ids.add.push(yield* Producer.submit(Add, { a: i, b: 1 }, { lane, namespace: "worker-suite" }))
+          }
+          // a rolling deploy: the worker of "add" alone first; the echoes wait for theirs, unclaimed
+          const wa = yield* start({ lanes: [lane], handlers: [add], concurrency: 2, workerId: "adder", onEvent: adds.onEvent })
+          yield* until(Effect.map(Effect.all(ids.add.map((id) => isState(id, "completed"))), (xs) => xs.every(Boolean)))
+          yield* advance(500)
+          for (const id of ids.echo) expect(yield* state(id)).toBe("waiting")
+          const we = yield* start({ lanes: [lane], handlers: [echo], concurrency: 2, workerId: "echoer", onEvent: echoes.onEvent })
+          // and more of both kinds while both run
+          for (let i = 4; i < 8; i++) {
+            ids.add.push(yield* Producer.submit(Add, { a: i, b: 1 }, { lane, namespace: "worker-suite" }))
+            ids.echo.push(yield* submitEcho(lane, `e${i}`))
+          }
+          const all = [...ids.add, ...ids.echo]
+          yield* until(Effect.map(Effect.all(all.map((id) => isState(id, "completed"))), (xs) => xs.every(Boolean)))
+          yield* until(Effect.map(Effect.all([adds.settled, echoes.settled]), (xs) => xs.every(Boolean)))
+          const tags = (events: ReadonlyArray<Worker.WorkerEvent>) => [...new Set(events.map((e) => e._tag))].sort()
+          const kinds = (events: ReadonlyArray<Worker.WorkerEvent>) => [...new Set(events.map((e) => e.kind))]
+          const ofAdds = yield* adds.all
+          const ofEchoes = yield* echoes.all
+          expect(tags(ofAdds)).toEqual(["Claimed", "Completed"])
+          expect(tags(ofEchoes)).toEqual(["Claimed", "Completed"])
+          expect(kinds(ofAdds)).toEqual(["add"])
+          expect(kinds(ofEchoes)).toEqual(["echo"])
+          expect(ofAdds.filter((e) => e._tag === "Claimed").map((e) => e.executionId).sort()).toEqual([...ids.add].sort())
+          expect(ofEchoes.filter((e) => e._tag === "Claimed").map((e) => e.executionId).sort()).toEqual([...ids.echo].sort())
+          for (const id of all) expect((yield* snapshot(id)).totalAttemptCount).toBe(1)
+          yield* Fiber.interrupt(wa)
+          yield* Fiber.interrupt(we)
+        }))
+
+      test("a claim that returns a kind without a handler anyway hands it back, for a worker that has one", ({ until }) =>
         Effect.gen(function*() {
           const lane = yield* newLane()
           const log = yield* eventLog
-          yield* start({ lanes: [lane], handlers: [Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a) })], onEvent: log.onEvent })
-          const id = yield* createRaw(lane, "transcode", utf8("{}"))
-          yield* until(isState(id, "failed"))
-          yield* until(Effect.map(log.of(id), (events) => events.length >= 2))
-          const [, failed] = yield* log.of(id)
-          expect(failed).toMatchObject({ _tag: "Failed", classification: "Permanent", kind: "transcode" })
-          expect(failed?._tag === "Failed" ? failed.reason : "").toContain(`no handler for kind "transcode"`)
+          // a backend that ignores the worker's kinds: the worker's safety net hands the execution back
+          const anyKind = Effect.updateService(EngineBackend, (b) => ({
+            ...b,
+            claimMany: ({ kinds: _, ...args }: M.ClaimArgs, max: number) => b.claimMany(args, max)
+          }))
+          const add = Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a) })
+          const id = yield* submitEcho(lane, "hi", { policy: { retryPolicy: { maxRetries: 0 } } })
+          const wa = yield* anyKind(start({ lanes: [lane], handlers: [add], workerId: "adder", onEvent: log.onEvent }))
+          yield* until(log.has(id, "Released"))
+          yield* Fiber.interrupt(wa)
+          const [claimed, released] = yield* log.of(id)
+          expect(claimed).toMatchObject({ _tag: "Claimed", kind: "echo" })
+          expect(released).toMatchObject({ _tag: "Released", kind: "echo" })
+          expect(released?._tag === "Released" ? released.reason : "").toContain(`no handler for kind "echo"`)
+          expect(yield* state(id)).not.toBe("failed")
+          yield* start({ lanes: [lane], handlers: [echoHandler((i) => Effect.succeed(i.text))], onEvent: log.onEvent })
+          yield* until(isState(id, "completed"), { tick: passes })
+          // the same attempt, resumed: handing back spent no retry
+          expect(yield* Producer.result(Echo, id)).toEqual(Option.some({ text: "hi", attempt: 1, resumed: true }))
         }))
 
       test("a worker with no handlers, two handlers for a kind, or a bad lane does not start", () =>

@@ -16,7 +16,22 @@ const workerLimits = (
   V.checkBytes(op, "workerId", w.workerId, "nameBytes") ??
     V.checkBytes(op, "workerInstanceId", w.workerInstanceId, "nameBytes")
 
-/** Validates claim arguments; capabilities come back sorted and de-duplicated. */
+/**
+ * The execution kinds a claim is limited to (absent: any kind), sorted and de-duplicated: at most
+ * `Limits.claimKinds`, each at most `Limits.nameBytes` (as a kind at create), never none.
+ */
+const claimKinds = (
+  op: string,
+  kinds: ReadonlyArray<string> | undefined
+): Either.Either<ReadonlyArray<string> | undefined, Validation> => {
+  if (kinds === undefined) return Either.right(undefined)
+  if (kinds.length === 0) return Either.left(invalidInput(`${op}: kinds: empty (leave it out to claim any kind)`))
+  const bad = V.checkCount(op, "kinds", kinds.length, "claimKinds") ??
+    kinds.reduce<Validation | undefined>((found, k) => found ?? V.checkBytes(op, "kinds", k, "nameBytes"), undefined)
+  return bad !== undefined ? Either.left(bad) : Either.right([...new Set(kinds)].sort())
+}
+
+/** Validates claim arguments; capabilities and kinds come back sorted and de-duplicated. */
 const claimArgs = (op: string, args: M.ClaimArgs, rules: RuleContext): Either.Either<M.ClaimArgs, Validation> => {
   const a = V.construct(op, M.ClaimArgs, args, "InvalidInput", rules)
   if (Either.isLeft(a)) return a
@@ -24,7 +39,14 @@ const claimArgs = (op: string, args: M.ClaimArgs, rules: RuleContext): Either.Ei
   if (bad !== undefined) return Either.left(bad)
   const tokens = V.checkCapabilities("worker", a.right.capabilities.tokens)
   if (Either.isLeft(tokens)) return Either.left(tokens.left)
-  return Either.right({ lane: a.right.lane, capabilities: { tokens: tokens.right }, policy: a.right.policy })
+  const kinds = claimKinds(op, a.right.kinds)
+  if (Either.isLeft(kinds)) return Either.left(kinds.left)
+  return Either.right({
+    lane: a.right.lane,
+    capabilities: { tokens: tokens.right },
+    policy: a.right.policy,
+    ...(kinds.right === undefined ? {} : { kinds: kinds.right })
+  })
 }
 
 /** The claim operations. */
@@ -67,7 +89,9 @@ export const claimOperations = (b: Boundary): Operations<
         const a = yield* make("claim_for_worker", M.ClaimForWorkerArgs, args)
         yield* failWith(workerLimits("claim_for_worker", a))
         const workerCapabilities = yield* fromEither(V.checkCapabilities("worker", a.workerCapabilities))
-        return yield* core.claimForWorker({ ...a, workerCapabilities })
+        const { kinds: given, ...rest } = a
+        const kinds = yield* fromEither(claimKinds("claim_for_worker", given))
+        return yield* core.claimForWorker({ ...rest, workerCapabilities, ...(kinds === undefined ? {} : { kinds }) })
       }),
 
     claimResumedExecution: (args) =>

@@ -167,11 +167,15 @@ const liveGrant = (store: Store, id: Ids.ExecutionId, now: number): Grant | unde
   return g
 }
 
-/** The best claimable candidate of `lane` the worker may take, removed from its heap. */
+/**
+ * The best claimable candidate of `lane` the worker may take (its capabilities cover the
+ * candidate's; its kind is one of `kinds`, when given), removed from its heap.
+ */
 const nextCandidate = (
   store: Store,
   lane: Ids.LaneId,
   tokens: ReadonlyArray<string>,
+  kinds: ReadonlyArray<string> | undefined,
   now: number,
   workerId?: Ids.WorkerId
 ): Exec | undefined => {
@@ -184,6 +188,7 @@ const nextCandidate = (
   let skipped: Array<{ heap: MinHeap; score: number; key: string }> | undefined
   let best: { heap: MinHeap; exec: Exec; score: number } | undefined
   for (const group of groups.values()) {
+    if (kinds !== undefined && !kinds.includes(group.kind)) continue
     if (missingCapabilities(group.caps, tokens).length > 0) continue
     for (;;) {
       const top = group.heap.peekValid(isCurrent)
@@ -230,7 +235,7 @@ export const claim = (
   ids: { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
 ): R<Option.Option<M.Handle>> => {
   for (;;) {
-    const e = nextCandidate(store, args.lane, args.capabilities.tokens, now, args.policy.workerId)
+    const e = nextCandidate(store, args.lane, args.capabilities.tokens, args.kinds, now, args.policy.workerId)
     if (e === undefined) return ok(Option.none())
     const handle = takeCandidate(store, e, now, args, ids)
     if (handle !== undefined) return ok(Option.some(handle))
@@ -246,7 +251,7 @@ export const claimForWorker = (
   const skipped: Array<Exec> = []
   let found: Exec | undefined
   for (;;) {
-    const e = nextCandidate(store, args.laneId, args.workerCapabilities, now, args.workerId)
+    const e = nextCandidate(store, args.laneId, args.workerCapabilities, args.kinds, now, args.workerId)
     if (e === undefined) break
     if (budgetBlocked(store, e)) {
       skipped.push(e)

@@ -79,10 +79,10 @@ export const pushClaimable = (store: Store, e: Exec): void => {
     groups = new Map()
     store.claimable.set(e.laneId, groups)
   }
-  let group = groups.get(e.capsKey)
+  let group = groups.get(e.claimGroup)
   if (group === undefined) {
-    group = { caps: e.requiredCaps, heap: new MinHeap() }
-    groups.set(e.capsKey, group)
+    group = { kind: e.kind, caps: e.requiredCaps, heap: new MinHeap() }
+    groups.set(e.claimGroup, group)
   }
   group.heap.push(score(e), e.id)
 }

@@ -60,7 +60,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
     flowId: undefined,
     priority: args.priority,
     requiredCaps: caps,
-    capsKey: caps.join(","),
+    claimGroup: `${args.executionKind}\n${caps.join(",")}`,
     delayUntil: delayed ? args.delayUntil : undefined,
     phase: "runnable",
     ownership: "unowned",

@@ -62,7 +62,8 @@ export interface Exec {
   flowId: Ids.FlowId | undefined
   priority: number
   readonly requiredCaps: ReadonlyArray<string>
-  readonly capsKey: string
+  /** Its group in the claimable index: its kind and required capabilities (capabilities hold no newline). */
+  readonly claimGroup: string
   delayUntil: number | undefined
 
   phase: M.LifecyclePhase

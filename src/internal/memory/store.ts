@@ -28,8 +28,14 @@ export class Store {
   readonly signalDedup = new Map<string, { readonly signalId: Ids.SignalId; readonly expiresAt: number }>()
   readonly cancelBacklog = new Set<Ids.FlowId>()
 
-  /** lane → required-capabilities key → claimable candidates by score. */
-  readonly claimable = new Map<Ids.LaneId, Map<string, { caps: ReadonlyArray<string>; heap: MinHeap }>>()
+  /**
+   * lane → group (kind and required capabilities, `Exec.claimGroup`) → claimable candidates by
+   * score: a claim passes over the groups it may not take at once.
+   */
+  readonly claimable = new Map<
+    Ids.LaneId,
+    Map<string, { readonly kind: string; readonly caps: ReadonlyArray<string>; readonly heap: MinHeap }>
+  >()
   readonly delayed = new MinHeap()
   /** The `delayed` entries again, per lane (the wake-up timers of the lanes' idle workers). */
   readonly laneDelays = new Map<Ids.LaneId, MinHeap>()

@@ -37,8 +37,18 @@ export const ClaimPolicy = Schema.Struct({
 /** @since 0.1.0 */
 export type ClaimPolicy = typeof ClaimPolicy.Type
 
-/** @since 0.1.0 */
-export const ClaimArgs = Schema.Struct({ lane: LaneId, capabilities: CapabilitySet, policy: ClaimPolicy })
+/**
+ * `kinds`: the execution kinds the claimer runs (absent: any kind); a candidate of another kind is
+ * passed over and left for other claimers (docs/design/executions.md#kinds).
+ *
+ * @since 0.1.0
+ */
+export const ClaimArgs = Schema.Struct({
+  lane: LaneId,
+  capabilities: CapabilitySet,
+  policy: ClaimPolicy,
+  kinds: Schema.optional(Schema.Array(Schema.String))
+})
 /** @since 0.1.0 */
 export type ClaimArgs = typeof ClaimArgs.Type
 
@@ -73,7 +83,9 @@ export const ClaimForWorkerArgs = Schema.Struct({
   workerId: WorkerId,
   workerInstanceId: WorkerInstanceId,
   workerCapabilities: Schema.Array(Schema.String),
-  grantTtlMs: Schema.Int.pipe(Schema.between(1, 0xffffffff))
+  grantTtlMs: Schema.Int.pipe(Schema.between(1, 0xffffffff)),
+  /** As `ClaimArgs.kinds`: only an execution of one of these kinds is granted (absent: any kind). */
+  kinds: Schema.optional(Schema.Array(Schema.String))
 })
 /** @since 0.1.0 */
 export type ClaimForWorkerArgs = typeof ClaimForWorkerArgs.Type

@@ -149,9 +149,16 @@ const readInput = (
     )
 
 /**
+ * How long an execution of a kind without a handler is held back once handed back: the claim that
+ * returned it did not honour the worker's kinds, and would hand it to this worker again at once.
+ */
+const UNHANDLED_KIND_DELAY_MS = 1_000
+
+/**
  * The handler to run and its payload; `None` when the attempt ends here: an input that cannot be
- * read fails it (`Transient`), an execution without an input record is left alone, a kind without
- * a handler fails it (`Permanent`).
+ * read fails it (`Transient`), an execution without an input record is left alone, and one of a
+ * kind without a handler is handed back, for a worker that has one. That is a safety net only: the
+ * worker claims its handlers' kinds alone (docs/worker.md#claiming-and-concurrency).
  */
 const handlerFor = (
   a: Attempt,
@@ -169,13 +176,10 @@ const handlerFor = (
     }
     const handler = settings.handlers.get(a.base.kind)
     if (handler === undefined) {
-      yield* failWith(
-        a,
-        "Permanent",
-        `no handler for kind "${a.base.kind}" on worker ${settings.workerId} (handles: ${
-          [...settings.handlers.keys()].join(", ")
-        })`
-      )
+      const reason = `no handler for kind "${a.base.kind}" on worker ${settings.workerId} (handles: ${
+        settings.kinds.join(", ")
+      })`
+      yield* handBack(a, reason, UNHANDLED_KIND_DELAY_MS, Effect.logWarning(`handed back: ${reason}`))
       return Option.none()
     }
     return Option.some({ handler, payload: input.right.value.payload })
@@ -434,16 +438,23 @@ const reportEnded = (a: Attempt, e: Ended): Effect.Effect<void> =>
     )
   )
 
-/** Stopped at shutdown: the execution is handed back (`delay` to now), to be resumed elsewhere. */
-const release = (a: Attempt): Effect.Effect<void> =>
+/**
+ * The execution is handed back (`delay` to now + `afterMs`: the same attempt resumes, no retry is
+ * spent), to be resumed elsewhere; reported as `Released` with `reason` once written.
+ */
+const handBack = (a: Attempt, reason: string, afterMs: number, log: Effect.Effect<void>): Effect.Effect<void> =>
   Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const released = yield* write(a, "release", a.rt.backend.delay(a.handle, { delayUntil: now }))
+    const released = yield* write(a, "release", a.rt.backend.delay(a.handle, { delayUntil: now + afterMs }))
     if (Option.isSome(released)) {
-      yield* Effect.logInfo("released at shutdown")
-      yield* emit(a, { ...a.base, _tag: "Released", reason: "worker shutdown" })
+      yield* log
+      yield* emit(a, { ...a.base, _tag: "Released", reason })
     }
   })
+
+/** Stopped at shutdown: handed back. */
+const release = (a: Attempt): Effect.Effect<void> =>
+  handBack(a, "worker shutdown", 0, Effect.logInfo("released at shutdown"))
 
 /** The handler returned: its output completes the execution, its failure fails it. */
 const settleExit = (a: Attempt, exit: Exit.Exit<Uint8Array, HandlerFailure>): Effect.Effect<void> =>

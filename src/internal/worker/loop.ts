@@ -128,7 +128,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         for (let i = 0; i < n; i++) {
           const index = (next + i) % n
           const lane = settings.lanes[index]!
-          const handles = yield* backend.claimMany({ lane, capabilities, policy }, max)
+          const handles = yield* backend.claimMany({ lane, capabilities, policy, kinds: settings.kinds }, max)
           if (handles.length > 0) {
             next = (index + 1) % n
             return Option.some({ lane, handles })

@@ -15,6 +15,8 @@ import type { LabelSets } from "./metrics.js"
 export interface Settings {
   readonly lanes: ReadonlyArray<LaneId>
   readonly handlers: ReadonlyMap<string, Handler<unknown>>
+  /** The kinds of `handlers`, sorted: the only kinds the worker claims. */
+  readonly kinds: ReadonlyArray<string>
   readonly capabilities: ReadonlyArray<string>
   readonly concurrency: number
   readonly leaseTtlMs: number

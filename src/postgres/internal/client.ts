@@ -27,7 +27,7 @@ export const int = (v: number | null | undefined): Arg => ["int", v ?? null]
 export const bigint = (v: number | null | undefined): Arg => ["bigint", v ?? null]
 export const uuid = (v: string | null | undefined): Arg => ["uuid", v ?? null]
 export const bool = (v: boolean | null | undefined): Arg => ["boolean", v ?? null]
-export const textArray = (v: ReadonlyArray<string>): Arg => ["text[]", v]
+export const textArray = (v: ReadonlyArray<string> | null | undefined): Arg => ["text[]", v ?? null]
 export const jsonb = (v: unknown): Arg => ["jsonb", v === undefined ? null : JSON.stringify(v)]
 export const bytea = (v: Uint8Array | null | undefined): Arg => [
   "bytea",

@@ -362,6 +362,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
     const once = callDecode("claim", "claim", [
       text(args.lane),
       textArray(args.capabilities.tokens),
+      textArray(args.kinds),
       text(args.policy.workerId),
       text(args.policy.workerInstanceId),
       bigint(args.policy.leaseTtlMs),
@@ -587,6 +588,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
         text(args.workerId),
         text(args.workerInstanceId),
         textArray(args.workerCapabilities),
+        textArray(args.kinds),
         bigint(args.grantTtlMs)
       ], M.ClaimForWorkerOutcome),
 

@@ -102,7 +102,9 @@ BEGIN
 END $$;
 
 -- ff_claim: claim / claimMany — claims up to p_limit ready executions of lane p_lane whose
--- required capabilities p_caps cover, in claim order, skipping rows other claimers hold. A
+-- required capabilities p_caps cover and whose kind is in p_kinds (when given), in claim order,
+-- skipping rows other claimers hold. A candidate of another kind is passed over, untouched (its
+-- kind is read from exec_core, by primary key, only for a claim that names kinds). A
 -- candidate whose execution another transaction holds (a renewal, a cancellation) is skipped too,
 -- and counted as busy: it may be claimable once that transaction ends, and no wake-up will say so,
 -- so the caller claims again shortly (docs/worker.md, "Wake-ups, timers and cancellation"). Per
@@ -111,13 +113,13 @@ END $$;
 -- ffi_claim_one, and a candidate reserved by another worker's live grant is skipped. At most 8
 -- rounds. The plan is generic and index-only (sort, bitmap and sequential scans off): the
 -- statements are planned once per session.
---   args:   p_lane, p_caps (the worker's capabilities), p_worker, p_wiid, p_ttl (lease ms),
---           p_limit, p_now
+--   args:   p_lane, p_caps (the worker's capabilities), p_kinds (the execution kinds the worker runs,
+--           NULL: any), p_worker, p_wiid, p_ttl (lease ms), p_limit, p_now
 --   reply:  {"ok": {"handles": [claimed handle payload] in claim order (kind fresh | resumed), maybe
 --           empty, "busy": the candidates skipped because another transaction held them}}
 --   errors: -
 CREATE FUNCTION ff_claim(
-  p_lane text, p_caps text[], p_worker text, p_wiid text, p_ttl bigint, p_limit int, p_now bigint
+  p_lane text, p_caps text[], p_kinds text[], p_worker text, p_wiid text, p_ttl bigint, p_limit int, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
   SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off
   SET plan_cache_mode = force_generic_plan AS $$
@@ -153,6 +155,8 @@ BEGIN
     v_ids := ARRAY(
       SELECT r.execution_id FROM ready r
       WHERE r.lane_id = p_lane AND r.required_caps <@ p_caps AND r.execution_id <> ALL (v_skip)
+        AND (p_kinds IS NULL OR EXISTS (SELECT 1 FROM exec_core k
+                                        WHERE k.execution_id = r.execution_id AND k.execution_kind = ANY (p_kinds)))
       ORDER BY r.priority DESC, r.created_at, r.seq
       LIMIT p_limit - v_count
       FOR UPDATE SKIP LOCKED);
@@ -265,13 +269,14 @@ BEGIN
 END $$;
 
 -- ff_claim_for_worker: claimForWorker — reserves the first claimable execution of the lane
--- (among 64 candidates in claim order) for worker p_worker with a grant valid p_ttl: not one
--- another worker's live grant reserves, nor one an attached budget at its hard limit blocks.
---   args:   p_lane, p_worker, p_wiid, p_caps, p_ttl (grant ms), p_now
+-- (among 64 candidates in claim order, of the kinds p_kinds when given) for worker p_worker with
+-- a grant valid p_ttl: not one another worker's live grant reserves, nor one an attached budget
+-- at its hard limit blocks.
+--   args:   p_lane, p_worker, p_wiid, p_caps, p_kinds (NULL: any kind), p_ttl (grant ms), p_now
 --   reply:  {"ok": Model.ClaimForWorkerOutcome} (Granted with the grant, or NoWork)
 --   errors: -
 CREATE FUNCTION ff_claim_for_worker(
-  p_lane text, p_worker text, p_wiid text, p_caps text[], p_ttl bigint, p_now bigint
+  p_lane text, p_worker text, p_wiid text, p_caps text[], p_kinds text[], p_ttl bigint, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
   SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off AS $$
 DECLARE
@@ -283,6 +288,8 @@ BEGIN
   FOR v_id IN
     SELECT r.execution_id FROM ready r
     WHERE r.lane_id = p_lane AND r.required_caps <@ p_caps
+      AND (p_kinds IS NULL OR EXISTS (SELECT 1 FROM exec_core k
+                                      WHERE k.execution_id = r.execution_id AND k.execution_kind = ANY (p_kinds)))
     ORDER BY r.priority DESC, r.created_at, r.seq
     LIMIT 64
     FOR UPDATE SKIP LOCKED

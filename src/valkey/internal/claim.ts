@@ -129,11 +129,12 @@ export const makeClaims = (
       })
 
   /** The arguments every claim FCALL takes (ids apart). */
-  const claimArgsOf = ({ capabilities, lane, policy }: M.ClaimArgs) => ({
+  const claimArgsOf = ({ capabilities, kinds, lane, policy }: M.ClaimArgs) => ({
     lane,
     worker_id: policy.workerId,
     worker_instance_id: policy.workerInstanceId,
     caps: capabilities.tokens,
+    ...(kinds === undefined ? {} : { kinds }),
     lease_ttl_ms: policy.leaseTtlMs,
     scan: settings.claimScan
   })
@@ -350,6 +351,7 @@ export const makeClaims = (
             worker_id: args.workerId,
             worker_instance_id: args.workerInstanceId,
             caps: args.workerCapabilities,
+            ...(args.kinds === undefined ? {} : { kinds: args.kinds }),
             grant_ttl_ms: args.grantTtlMs,
             scan: settings.claimScan,
             ...(bound === undefined ? {} : { bound: String(bound) })

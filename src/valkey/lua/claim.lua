@@ -204,7 +204,8 @@ function FF.candidate_core(B, e, kind, lane)
 end
 
 -- Tries the first `limit` candidates of `cands` in order (skipping those in `tried`, when given,
--- and adding them to it); returns the claim reply, or nil when none could be served. With a
+-- and adding them to it; passing over those of a kind not in a.kinds_set, see FF.kinds_of);
+-- returns the claim reply, or nil when none could be served. With a
 -- `bound` (a claim score), the first candidate this worker may take is taken only when its score
 -- is <= bound; otherwise the reply is LATER with its score and the lane head (the caller knows a
 -- partition that may hold a better one). Nothing is written for a LATER candidate.
@@ -218,7 +219,7 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
       if tried ~= nil then tried[e] = true end
       FF.grant_seen = false
       local c = FF.candidate_core(B, e, kind, lane)
-      if c ~= nil then
+      if c ~= nil and FF.kind_ok(c, a.kinds_set) then
         local ok, _ = FF.caps_ok(c.required_capabilities, caps)
         if not ok then
           C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
@@ -250,11 +251,12 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
 end
 
 -- ff_claim (docs/design/executions.md#claiming): the best candidate of the lane on this partition
--- for this worker is leased: the heads first, then up to a.scan candidates (capability filtering,
--- grants held by others, stale index entries). One visit of the claim-hint walk (below).
+-- for this worker is leased: the heads first, then up to a.scan candidates (kind and capability
+-- filtering, grants held by others, stale index entries). One visit of the claim-hint walk (below).
 --   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, lease_ttl_ms, scan, lease_id,
---           attempt_id, bound?}; bound: a claim score, the best another partition may still hold
+--   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, kinds?, lease_ttl_ms, scan,
+--           lease_id, attempt_id, bound?}; kinds: the execution kinds the worker runs (absent: any);
+--           bound: a claim score, the best another partition may still hold
 --           for this lane: a candidate worse than it is not taken (LATER, see FF.claim_from)
 --   reply:  {1, "OK", wake, execution id, attempt index, attempt id, lease id, lease epoch, lease
 --           expiry, "fresh" | "resumed", the lane's next head ("" when none)}
@@ -269,6 +271,8 @@ local CLAIM_IDS = { "lease_id", "s", "attempt_id", "s" }
 FF.fn.claim = function(B, a, now)
   local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, CLAIM_IDS)
   if bad then return bad end
+  local _, bad_kinds = FF.kinds_of("claim", a)
+  if bad_kinds then return bad_kinds end
   local lane = a.lane
   -- (a batch of claims shares its arguments: the capability set is built once)
   local caps = a.caps_set
@@ -489,8 +493,8 @@ end
 -- batch ends at the first claim that is not OK. An error after the first claim ends the batch
 -- with what was claimed (each claim is complete on its own).
 --   KEYS:   [1] the lane's claim hint `<prefix>:hint:<lane>`
---   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, lease_ttl_ms, scan, prefix,
---           partitions, max_visits, lease_ids, attempt_ids}
+--   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, kinds?, lease_ttl_ms, scan,
+--           prefix, partitions, max_visits, lease_ids, attempt_ids}
 --   reply:  {1, status, "", last_status, 8 fields per claim (ff_claim's OK fields)...}: status is
 --           OK when anything was claimed, else last_status; last_status is why the batch ended:
 --           OK (served whole), EMPTY (no hint left), MORE (max_visits reached: the layer walks on),
@@ -504,6 +508,8 @@ FF.fn.claim_lane = function(H, a, now)
   end
   local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, { "prefix", "s" })
   if bad then return bad end
+  local _, bad_kinds = FF.kinds_of("claim", a)
+  if bad_kinds then return bad_kinds end
   for i = 1, #lease_ids do
     if type(lease_ids[i]) ~= "string" or type(attempt_ids[i]) ~= "string" then
       return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
@@ -538,11 +544,13 @@ FF.fn.claim_lane = function(H, a, now)
 end
 
 -- ff_issue_grant (claimForWorker, docs/design/executions.md#grants): a grant on the best eligible
--- candidate of the lane for this worker on this partition (capabilities; a live grant of another
--- worker reserves its execution, the worker's own grant is renewed). One visit of the claim-hint
--- walk (above), which the layer runs, so the grant goes to the best candidate of the whole lane.
+-- candidate of the lane for this worker on this partition (kinds, capabilities; a live grant of
+-- another worker reserves its execution, the worker's own grant is renewed). One visit of the
+-- claim-hint walk (above), which the layer runs, so the grant goes to the best candidate of the
+-- whole lane.
 --   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, grant_ttl_ms, scan, bound?}
+--   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, kinds?, grant_ttl_ms, scan,
+--           bound?} (kinds as ff_claim's)
 --           (bound as ff_claim's: a candidate worse than it is not granted)
 --   reply:  {1, "OK", wake, execution id, grant key, grant expiry, lane head}
 --           | {1, "EMPTY", wake} | {1, "NOMATCH", wake, lane head}
@@ -552,6 +560,8 @@ FF.fn.issue_grant = function(B, a, now)
   local bad = FF.need("issue_grant", a,
     { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "grant_ttl_ms", "n" })
   if bad then return bad end
+  local kinds, bad_kinds = FF.kinds_of("issue_grant", a)
+  if bad_kinds then return bad_kinds end
   local lane = a.lane
   local caps = FF.caps_set(a.caps)
   local bound = tonumber(a.bound or "")
@@ -561,7 +571,7 @@ FF.fn.issue_grant = function(B, a, now)
     local e, kind = cand[1], cand[3]
     if kind == "eligible" then
       local c = FF.candidate_core(B, e, kind, lane)
-      if c ~= nil then
+      if c ~= nil and FF.kind_ok(c, kinds) then
         local ok, _ = FF.caps_ok(c.required_capabilities, caps)
         if not ok then
           C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))

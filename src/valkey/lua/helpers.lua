@@ -557,6 +557,32 @@ function FF.caps_set(list)
   return set
 end
 
+-- The execution kinds a claim is limited to (`a.kinds`, a list of strings) as a set, cached in
+-- a.kinds_set: false when the claim takes any kind; nil and the refusal when the list is bad.
+-- A candidate of another kind is passed over (FF.kind_ok), nothing written.
+function FF.kinds_of(name, a)
+  if a.kinds_set ~= nil then return a.kinds_set end
+  local list = a.kinds
+  if list == nil then
+    a.kinds_set = false
+    return false
+  end
+  if type(list) ~= "table" then return nil, FF.err("invalid_input", name .. ": kinds") end
+  local set = {}
+  for i = 1, #list do
+    if type(list[i]) ~= "string" then return nil, FF.err("invalid_input", name .. ": kinds") end
+    set[list[i]] = true
+  end
+  a.kinds_set = set
+  return set
+end
+
+-- Whether core `c` is of a kind in `kinds` (FF.kinds_of; false: any kind). A kind is stored only
+-- when not empty, so a missing field reads as "", the empty kind.
+function FF.kind_ok(c, kinds)
+  return kinds == false or kinds[c.execution_kind] == true
+end
+
 -- --- attempts and streams ------------------------------------------------------------------
 -- Closes the stream of attempt `idx` with `reason`, when it has one and it is still open.
 function FF.close_stream(B, e, idx, reason, now)
