@@ -1,5 +1,5 @@
 /**
- * The worker runtime (docs/worker.md): claims executions round-robin over
+ * The worker runtime (docs/worker.md): claims executions of its handlers' kinds round-robin over
  * its lanes while it has free slots, renews the leases of its running attempts
  * (one loop, each lease at a third of its TTL), runs the handler registered for
  * the execution's kind with a task context, maps the handler's success to
@@ -44,8 +44,9 @@ import type * as Producer from "./Producer.js"
 // ---------------------------------------------------------------------------
 
 /**
- * A worker that cannot start: no handlers, two handlers for one kind, a bad
- * lane id, a concurrency below 1.
+ * A worker that cannot start: no handlers, two handlers for one kind, more
+ * handlers than `Limits.claimKinds` or a kind longer than `Limits.nameBytes`
+ * (its claims name its kinds), a bad lane id, a concurrency below 1.
  *
  * @since 0.1.0
  * @category errors

@@ -14,6 +14,7 @@ import { Data, Deferred, Duration, Effect, Either, Fiber, type Layer, Option, Re
 import { EngineBackend } from "../../src/EngineBackend.js"
 import { isLeaseLost } from "../../src/EngineError.js"
 import * as Ids from "../../src/Ids.js"
+import { Limits } from "../../src/Limits.js"
 import type { LaneId } from "../../src/Ids.js"
 import type { Maintenance } from "../../src/Maintenance.js"
 import type * as M from "../../src/Model.js"
@@ -220,12 +221,13 @@ export const workerSuite = (
           expect(released?._tag === "Released" ? released.reason : "").toContain(`no handler for kind "echo"`)
           expect(yield* state(id)).not.toBe("failed")
           yield* start({ lanes: [lane], handlers: [echoHandler((i) => Effect.succeed(i.text))], onEvent: log.onEvent })
-          yield* until(isState(id, "completed"), { tick: passes })
+          // (its delay is due in a second: the worker's timer promotes it)
+          yield* until(isState(id, "completed"), { stepMs: 100 })
           // the same attempt, resumed: handing back spent no retry
           expect(yield* Producer.result(Echo, id)).toEqual(Option.some({ text: "hi", attempt: 1, resumed: true }))
         }))
 
-      test("a worker with no handlers, two handlers for a kind, or a bad lane does not start", () =>
+      test("a worker with no handlers, two handlers for a kind, too many or too long kinds, or a bad lane does not start", () =>
         Effect.gen(function*() {
           const add = Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a) })
           const errorOf = (o: Worker.WorkerOptions<Worker.Handler<never>>) =>
@@ -234,6 +236,11 @@ export const workerSuite = (
           expect(yield* errorOf({ lanes: ["a"], handlers: [add, add] })).toContain(`two handlers for kind "add"`)
           expect(yield* errorOf({ lanes: [""], handlers: [add] })).toContain("lane")
           expect(yield* errorOf({ lanes: ["a"], handlers: [add], concurrency: 0 })).toContain("concurrency")
+          // the worker claims its handlers' kinds: as many as one claim may name, none longer than a kind
+          const kinds = (n: number, suffix = "") =>
+            Array.from({ length: n }, (_, i) => Worker.handler({ ...Add, kind: `k${i}${suffix}`, run: (x) => Effect.succeed(x.a) }))
+          expect(yield* errorOf({ lanes: ["a"], handlers: kinds(Limits.claimKinds + 1) })).toContain("Limits.claimKinds")
+          expect(yield* errorOf({ lanes: ["a"], handlers: kinds(1, "x".repeat(Limits.nameBytes)) })).toContain("Limits.nameBytes")
         }))
     })
 
