@@ -152,38 +152,12 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     const backOff = Effect.catchAll(errors.next(undefined), () => Effect.zipRight(errors.reset, Effect.sleep("1 second")))
     /** Since the last wait: `undefined` not armed, else the due time `arm` reported. */
     let armed: Option.Option<number> | undefined
-    /**
- * The worker's stop: the running attempts may finish within the grace period, then the keeper stops
- * the rest, which hand their executions back (unless `releaseOnShutdown` is off: then they are
- * dropped as in a crash).
- */
-const drain = (
-  settings: Settings,
-  tasks: FiberSet.FiberSet<void, never>,
-  keeper: LeaseKeeper.LeaseKeeper
-): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    const running = yield* FiberSet.size(tasks)
-    if (running === 0) return yield* Effect.logDebug("worker stopped")
-    if (!settings.releaseOnShutdown) {
-      return yield* Effect.logWarning(`worker stopped; ${running} attempt(s) dropped, their leases will expire`)
-    }
-    yield* Effect.logInfo(`worker stopping; ${running} attempt(s) running, grace ${Duration.format(settings.grace)}`)
-    const left = yield* awaitIdle(tasks, settings.grace)
-    if (left > 0) {
-      yield* Effect.logInfo(`grace period over; releasing ${left} attempt(s)`)
-      yield* keeper.shutdown
-      yield* awaitIdle(tasks, RELEASE_TIMEOUT)
-    }
-    yield* Effect.logInfo("worker stopped")
-  })
-
-/** Promotions in a row that found nothing due at the reported due time (the store's clock lags ours). */
+    /** Promotions in a row that found nothing due at the reported due time (the store's clock lags ours). */
     let misses = 0
 
     yield* Effect.logInfo(
       `worker ${settings.workerInstanceId} started: lanes ${settings.lanes.join(", ")}; kinds ${
-        [...settings.handlers.keys()].join(", ")
+        settings.kinds.join(", ")
       }; concurrency ${settings.concurrency}; lease ${settings.leaseTtlMs} ms`
     )
     for (;;) {
