@@ -108,7 +108,6 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload })
     const rt: Runtime = { backend, settings, keeper, complete, labels }
     const tasks = yield* FiberSet.make<void, never>()
-    const slots = yield* Effect.makeSemaphore(settings.concurrency)
     const active = labels("worker_instance", settings.workerInstanceId)
 
     // Registered after the FiberSet, so it runs before the set interrupts what is left.
@@ -136,8 +135,16 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         }
         return Option.none()
       })
-    // attempts forked and not yet finished; every one holds a slot
+    // attempts forked and not yet finished; every one holds one of the `concurrency` slots
     let running = 0
+    // open while a slot is free: the loop waits on it when every slot is taken
+    const slotFree = Effect.unsafeMakeLatch(true)
+    // observes each attempt's fiber: its end frees its slot
+    const finished = () => {
+      running--
+      activeTasks.unsafeModify(-1, active)
+      slotFree.unsafeOpen()
+    }
 
     const background = yield* FiberSet.make<void, never>()
     const sub = yield* subscribe(backend, settings)
@@ -152,33 +159,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     const backOff = Effect.catchAll(errors.next(undefined), () => Effect.zipRight(errors.reset, Effect.sleep("1 second")))
     /** Since the last wait: `undefined` not armed, else the due time `arm` reported. */
     let armed: Option.Option<number> | undefined
-    /**
- * The worker's stop: the running attempts may finish within the grace period, then the keeper stops
- * the rest, which hand their executions back (unless `releaseOnShutdown` is off: then they are
- * dropped as in a crash).
- */
-const drain = (
-  settings: Settings,
-  tasks: FiberSet.FiberSet<void, never>,
-  keeper: LeaseKeeper.LeaseKeeper
-): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    const running = yield* FiberSet.size(tasks)
-    if (running === 0) return yield* Effect.logDebug("worker stopped")
-    if (!settings.releaseOnShutdown) {
-      return yield* Effect.logWarning(`worker stopped; ${running} attempt(s) dropped, their leases will expire`)
-    }
-    yield* Effect.logInfo(`worker stopping; ${running} attempt(s) running, grace ${Duration.format(settings.grace)}`)
-    const left = yield* awaitIdle(tasks, settings.grace)
-    if (left > 0) {
-      yield* Effect.logInfo(`grace period over; releasing ${left} attempt(s)`)
-      yield* keeper.shutdown
-      yield* awaitIdle(tasks, RELEASE_TIMEOUT)
-    }
-    yield* Effect.logInfo("worker stopped")
-  })
-
-/** Promotions in a row that found nothing due at the reported due time (the store's clock lags ours). */
+    /** Promotions in a row that found nothing due at the reported due time (the store's clock lags ours). */
     let misses = 0
 
     yield* Effect.logInfo(
@@ -187,7 +168,11 @@ const drain = (
       }; concurrency ${settings.concurrency}; lease ${settings.leaseTtlMs} ms`
     )
     for (;;) {
-      yield* slots.take(1)
+      if (running >= settings.concurrency) {
+        slotFree.unsafeClose()
+        yield* slotFree.await
+        continue
+      }
       // every wake-up from here on ends the wait that may follow this claim
       const mark = yield* sub.wakeups
       // The free slots are filled in one claimMany. A claim and the fork of its
@@ -195,41 +180,33 @@ const drain = (
       // until they expired.
       const claimed = yield* Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
-          const free = Math.min(MAX_CLAIM_BATCH, Math.max(1, settings.concurrency - running))
-          if (free > 1) yield* slots.take(free - 1)
+          const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running)
           const r = yield* Effect.either(claimRound(free))
           const got = Either.isRight(r) ? Option.getOrUndefined(r.right) : undefined
-          const handles = got?.handles ?? []
-          if (handles.length < free) yield* slots.release(free - handles.length)
           if (got === undefined) return r
-          const { lane } = got
+          const { handles, lane } = got
           const claimedAt = yield* Clock.currentTimeMillis
-          // the inputs of the whole batch in one read; when it fails, each attempt reads its own
-          const ids = handles.flatMap((h) => Either.match(decodeHandle(h.backend, h), {
-            onLeft: () => [],
-            onRight: (p) => [p.executionId]
-          }))
-          const inputs = ids.length === handles.length ?
-            Either.getRight(yield* Effect.either(backend.getExecutionInputs(ids))) :
-            Option.none()
-          for (const [i, handle] of handles.entries()) {
+          const attempts: Array<{ readonly handle: M.Handle; readonly p: M.HandlePayload }> = []
+          for (const handle of handles) {
             claimsTotal.unsafeUpdate(1, labels("lane", lane, "handle_kind", handle.kind))
+            const p = decodeHandle(handle.backend, handle)
+            if (Either.isRight(p)) attempts.push({ handle, p: p.right })
+            else yield* Effect.logError(`claimed handle does not decode: ${JSON.stringify(p.left)}`)
+          }
+          // the inputs of the whole batch in one read; when it fails, each attempt reads its own
+          const inputs = attempts.length === 0 ?
+            Option.none() :
+            Either.getRight(yield* Effect.either(backend.getExecutionInputs(attempts.map((x) => x.p.executionId))))
+          for (let i = 0; i < attempts.length; i++) {
+            const { handle, p } = attempts[i]!
             activeTasks.unsafeModify(1, active)
             running++
-            yield* FiberSet.run(
+            // forked uninterruptible: the attempt makes its input read and handler interruptible
+            const fiber = yield* FiberSet.run(
               tasks,
-              restore(runAttempt(rt, handle, claimedAt, Option.map(inputs, (all) => all[i]!))).pipe(
-                Effect.ensuring(
-                  Effect.zipRight(
-                    slots.release(1),
-                    Effect.sync(() => {
-                      activeTasks.unsafeModify(-1, active)
-                      running--
-                    })
-                  )
-                )
-              )
+              runAttempt(rt, handle, p, claimedAt, Option.map(inputs, (all) => all[i]!), restore)
             )
+            fiber.addObserver(finished)
           }
           return r
         })
