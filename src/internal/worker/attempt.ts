@@ -212,6 +212,7 @@ const taskContext = <I>(
 ): TaskContext<I> => {
   const { backend, settings } = a.rt
   const { handle, p } = a
+  let flow: FlowContext | undefined
   return {
     executionId: p.executionId,
     kind: a.base.kind,
@@ -255,9 +256,14 @@ const taskContext = <I>(
           return { _tag: "Delayed", until } as const
         })
       ),
-    waitChildren: endAttempt(running, Effect.as(backend.waitChildren(handle), { _tag: "WaitingChildren" } as const)),
+    waitChildren: Effect.suspend(() =>
+      endAttempt(running, Effect.as(backend.waitChildren(handle), { _tag: "WaitingChildren" } as const))
+    ),
     reportUsage: (budgetId, dimensions) => backend.reportUsage(handle, { budgetId, dimensions }),
-    flow: flowContext(a)
+    // made when first read: most handlers never do
+    get flow() {
+      return flow ??= flowContext(a)
+    }
   }
 }
 
@@ -315,7 +321,7 @@ const suspend = (
 const flowContext = (a: Attempt): FlowContext => {
   const { backend } = a.rt
   const { p } = a
-  // the cache itself is made on first use: most handlers never ask
+  // the cache itself is made on first use
   let cached: Effect.Effect<Option.Option<FlowId>, EngineError> | undefined
   const flowId = Effect.suspend(() =>
     cached ?? Effect.flatMap(Effect.cached(backend.resolveExecutionFlowId(p.executionId)), (made) => (cached ??= made))
