@@ -1,4 +1,4 @@
-// Wake-ups, due timers and prompt cancellation of the worker runtime on a 3-master Valkey Cluster,
+// Wake-ups, due timers and prompt cancellation of the worker runtime, and the reconciler, on a 3-master Valkey Cluster,
 // time from Effect's Clock: the wake-ups follow the claim hints a cluster's layer writes after each
 // call, and revocations are published inside the call.
 import { Effect } from "effect"
@@ -7,6 +7,7 @@ import { inject } from "vitest"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { parseClusterUrl } from "./support/servers.js"
 import { testHmacSecret } from "./support/hmac.js"
+import { reconcilerSuite } from "./reconciler/suite.js"
 import { wakeupSuite } from "./worker/wakeups.js"
 
 const nodes = parseClusterUrl(inject("valkeyClusterUrl"))
@@ -29,3 +30,4 @@ const dropWakeups = Effect.acquireUseRelease(
 )
 
 wakeupSuite("valkey cluster", layer, { settleMs: 2, timeout: 60_000, dropWakeups })
+reconcilerSuite("valkey cluster", layer, { settleMs: 2, timeout: 60_000 })

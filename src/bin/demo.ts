@@ -7,8 +7,12 @@
  * (2 of 3) aggregates them, an approval step suspends until the demo's
  * approver signals it with the waitpoint's HMAC token, two publishers race
  * and an any-of join lets the first win and cancels the other mid-flight.
- * Meanwhile a re-index sub-flow is cancelled with a bounded wait. Progress
- * is shown live; a summary table closes the run.
+ * Meanwhile a re-index sub-flow is cancelled with a bounded wait.
+ *
+ * A live board (or a timeline) and a closing summary show what the engine
+ * says of each step — state, attempts, attempt history, the progress the
+ * handlers report, the last failure, why it was cancelled — read with
+ * `describeExecution` (./demo/views.ts), not from the demo's own process.
  */
 import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
@@ -33,8 +37,7 @@ import {
   Schema
 } from "effect"
 import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
-import type { EngineError } from "../EngineError.js"
-import type { ExecutionId, FlowId, WaitpointId } from "../Ids.js"
+import type { ExecutionId, WaitpointId } from "../Ids.js"
 import * as Ids from "../Ids.js"
 import type { Maintenance } from "../Maintenance.js"
 import * as MemoryBackend from "../MemoryBackend.js"
@@ -42,6 +45,9 @@ import type * as M from "../Model.js"
 import * as Producer from "../Producer.js"
 import * as Reconciler from "../Reconciler.js"
 import * as Worker from "../Worker.js"
+import { makeDisplay } from "./demo/display.js"
+import { printSummary } from "./demo/summary.js"
+import { readViews, type Step } from "./demo/views.js"
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -99,44 +105,6 @@ const Reindex = Producer.task({
 const ApprovalSignal = Schema.Struct({ approver: Schema.String })
 
 // ---------------------------------------------------------------------------
-// What the board shows
-// ---------------------------------------------------------------------------
-
-interface Step {
-  readonly name: string
-  readonly flow: "report" | "reindex"
-  readonly kind: string
-  readonly id: ExecutionId
-}
-
-interface Note {
-  readonly percent: number
-  readonly message: string
-  readonly worker: string
-  readonly workers: ReadonlyArray<string>
-}
-
-interface Board {
-  readonly steps: ReadonlyArray<Step>
-  readonly notes: Ref.Ref<ReadonlyMap<string, Note>>
-  readonly started: number
-}
-
-const emptyNote: Note = { percent: 0, message: "", worker: "", workers: [] }
-
-const updateNote = (board: Ref.Ref<ReadonlyMap<string, Note>>, id: string, f: (n: Note) => Note) =>
-  Ref.update(board, (m) => new Map(m).set(id, f(m.get(id) ?? emptyNote)))
-
-/** Heartbeat in the engine (`progress`) and on the board. */
-const report = <I>(notes: Ref.Ref<ReadonlyMap<string, Note>>, ctx: Worker.TaskContext<I>, percent: number, message: string) =>
-  Effect.zipRight(
-    ctx.progress(percent, message),
-    updateNote(notes, ctx.executionId, (n) => ({ ...n, percent, message }))
-  )
-
-const shortWorker = (instance: string) => instance.replace(/-[0-9a-f]{8}$/, "")
-
-// ---------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------
 
@@ -147,11 +115,16 @@ interface ApprovalRequest {
   readonly title: string
 }
 
-const makeHandlers = (notes: Ref.Ref<ReadonlyMap<string, Note>>, approvals: Queue.Queue<ApprovalRequest>) => {
+const makeHandlers = (approvals: Queue.Queue<ApprovalRequest>) => {
+  /** `steps` slices of work, each followed by a progress report to the engine (the board reads it back). */
   const work = <I>(ctx: Worker.TaskContext<I>, ms: number, label: string, steps = 4) =>
     Effect.forEach(
-      Array.from({ length: steps }, (_, i) => i + 1),
-      (i) => Effect.zipRight(Effect.sleep(Duration.millis(ms / steps)), report(notes, ctx, (100 * i) / steps, `${label} ${i}/${steps}`)),
+      Array.from({ length: steps + 1 }, (_, i) => i),
+      (i) =>
+        Effect.zipRight(
+          i === 0 ? Effect.void : Effect.sleep(Duration.millis(ms / steps)),
+          ctx.progress((100 * i) / steps, `${label} ${i}/${steps}`)
+        ),
       { discard: true }
     )
 
@@ -159,7 +132,7 @@ const makeHandlers = (notes: Ref.Ref<ReadonlyMap<string, Note>>, approvals: Queu
     ...Fetch,
     run: (input, ctx) =>
       Effect.gen(function*() {
-        yield* report(notes, ctx, 0, `GET /${input.region}/orders (attempt ${ctx.attempt})`)
+        yield* ctx.progress(0, `GET /${input.region}/orders (attempt ${ctx.attempt})`)
         if (ctx.attempt <= input.failFirst) {
           yield* Effect.sleep(Duration.millis(80))
           return yield* new UpstreamUnavailable({ region: input.region })
@@ -176,7 +149,7 @@ const makeHandlers = (notes: Ref.Ref<ReadonlyMap<string, Note>>, approvals: Queu
     run: (input, ctx) =>
       Effect.gen(function*() {
         const backend = yield* EngineBackend
-        yield* report(notes, ctx, 10, `collecting ${input.report} inputs`)
+        yield* ctx.progress(10, `collecting ${input.report} inputs`)
         const flowId = yield* backend.resolveExecutionFlowId(ctx.executionId)
         const edges = Option.isSome(flowId) ?
           yield* backend.listEdges({ flowId: flowId.value, direction: { _tag: "Incoming", toNode: ctx.executionId } }) :
@@ -195,12 +168,12 @@ const makeHandlers = (notes: Ref.Ref<ReadonlyMap<string, Note>>, approvals: Queu
         if (ctx.resumeSignals.length > 0) {
           const signal = ctx.resumeSignals[0]!
           const payload = yield* Producer.signalPayload(ApprovalSignal, signal)
-          yield* report(notes, ctx, 100, `approved by ${payload.approver}`)
+          yield* ctx.progress(100, `approved by ${payload.approver}`)
           return { approvedBy: payload.approver }
         }
         // A pending waitpoint: its token goes to the approver before the attempt suspends.
         const waitpoint = yield* ctx.createWaitpoint({ key: "approval", expiresIn: "1 minute" })
-        yield* report(notes, ctx, 50, "waiting for approval")
+        yield* ctx.progress(50, "waiting for approval")
         yield* Queue.offer(approvals, {
           executionId: ctx.executionId,
           waitpointId: waitpoint.waitpointId,
@@ -224,8 +197,8 @@ const makeHandlers = (notes: Ref.Ref<ReadonlyMap<string, Note>>, approvals: Queu
     ...Publish,
     run: (input, ctx) =>
       Effect.gen(function*() {
-        yield* work(ctx, input.ms, `uploading to ${input.target}`, 10)
-        return { url: `https://${input.target}.example.com/reports/nightly.pdf` }
+        yield* work(ctx, input.ms, "uploading", 10)
+        return { url: `https://${input.target}.example.com/nightly.pdf` }
       })
   })
 
@@ -233,7 +206,7 @@ const makeHandlers = (notes: Ref.Ref<ReadonlyMap<string, Note>>, approvals: Queu
     ...Notify,
     run: (input, ctx) =>
       Effect.gen(function*() {
-        yield* report(notes, ctx, 100, `posted to ${input.channel}`)
+        yield* ctx.progress(100, `posted to ${input.channel}`)
         return { sent: true }
       })
   })
@@ -251,85 +224,8 @@ const makeHandlers = (notes: Ref.Ref<ReadonlyMap<string, Note>>, approvals: Queu
 }
 
 // ---------------------------------------------------------------------------
-// Rendering
+// Metrics
 // ---------------------------------------------------------------------------
-
-const STATE_WIDTH = 10
-
-const bar = (percent: number) => {
-  const filled = Math.round(Math.min(100, Math.max(0, percent)) / 10)
-  return `${"█".repeat(filled)}${"░".repeat(10 - filled)}`
-}
-
-const readStates = (backend: EngineBackend.Service, steps: ReadonlyArray<Step>) =>
-  Effect.forEach(steps, (s) =>
-    Effect.map(backend.describeExecution(s.id), (snap) => ({
-      step: s,
-      state: Option.match(snap, { onNone: () => "gone", onSome: (x) => x.publicState }),
-      attempts: Option.match(snap, { onNone: () => 0, onSome: (x) => x.totalAttemptCount })
-    })))
-
-const renderBoard = (
-  board: Board,
-  rows: ReadonlyArray<{ readonly step: Step; readonly state: string; readonly attempts: number }>,
-  notes: ReadonlyMap<string, Note>,
-  elapsedMs: number
-) => {
-  const lines = [`  ${(elapsedMs / 1000).toFixed(1)}s`]
-  for (const r of rows) {
-    const n = notes.get(r.step.id) ?? emptyNote
-    const percent = r.state === "completed" ? 100 : n.percent
-    lines.push(
-      `  ${r.step.name.padEnd(14)} ${bar(percent)} ${r.state.padEnd(STATE_WIDTH)} ${shortWorker(n.worker).padEnd(9)} ${
-        n.message.slice(0, 44)
-      }`
-    )
-  }
-  return lines
-}
-
-/** Redraws the board in place (a TTY) until interrupted. */
-const liveBoard = (backend: EngineBackend.Service, board: Board) =>
-  Effect.gen(function*() {
-    let drawn = 0
-    for (;;) {
-      const rows = yield* readStates(backend, board.steps)
-      const notes = yield* Ref.get(board.notes)
-      const now = yield* Clock.currentTimeMillis
-      const lines = renderBoard(board, rows, notes, now - board.started)
-      const up = drawn > 0 ? `\x1b[${drawn}A\x1b[J` : ""
-      yield* Effect.sync(() => process.stdout.write(`${up}${lines.join("\n")}\n`))
-      drawn = lines.length
-      yield* Effect.sleep("100 millis")
-    }
-  })
-
-/** Prints a line when a step changes state (not a TTY, or `--plain`), until interrupted. */
-const timeline = (backend: EngineBackend.Service, board: Board) =>
-  Effect.gen(function*() {
-    const last = new Map<string, string>()
-    for (;;) {
-      const rows = yield* readStates(backend, board.steps)
-      const notes = yield* Ref.get(board.notes)
-      const now = yield* Clock.currentTimeMillis
-      for (const r of rows) {
-        const n = notes.get(r.step.id) ?? emptyNote
-        const who = r.state === "active" && n.worker !== "" ? ` on ${shortWorker(n.worker)}` : ""
-        const key = `${r.state}|${r.attempts}|${who}`
-        if (last.get(r.step.id) !== key) {
-          last.set(r.step.id, key)
-          const attempt = r.attempts > 1 ? ` (attempt ${r.attempts})` : ""
-          const why = ["delayed", "suspended", "cancelled", "failed"].includes(r.state) && n.message !== "" ?
-            ` - ${n.message}` :
-            ""
-          yield* Console.log(
-            `  [${((now - board.started) / 1000).toFixed(2).padStart(5)}s] ${r.step.name.padEnd(14)} ${r.state}${attempt}${who}${why}`
-          )
-        }
-      }
-      yield* Effect.sleep("50 millis")
-    }
-  })
 
 const counterTotal = (name: string, filter: (tags: ReadonlyArray<{ key: string; value: string }>) => boolean) =>
   Effect.map(Metric.snapshot, (pairs) => {
@@ -366,36 +262,13 @@ const runDemo = (options: DemoOptions) =>
 
     yield* Console.log(`flowfabric demo: backend ${backend.backendLabel}, run ${run}, ${options.workers} workers\n`)
 
-    const notes = yield* Ref.make<ReadonlyMap<string, Note>>(new Map())
-    const approvals = yield* Queue.unbounded<ApprovalRequest>()
-    const handlers = makeHandlers(notes, approvals)
+    // What only this process knows, kept apart from the engine's reads: the approver's notes, and the
+    // workers' own events (the board does not read them; the end of the run waits on them).
+    const localNotes = yield* Ref.make<ReadonlyMap<ExecutionId, string>>(new Map())
     const workerEvents = yield* Ref.make<ReadonlyArray<Worker.WorkerEvent>>([])
-    const onEvent = (e: Worker.WorkerEvent) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        yield* Ref.update(workerEvents, (all) => [...all, e])
-        yield* updateNote(notes, e.executionId, (n) => {
-          const worker = e.workerInstanceId
-          const workers = n.workers.includes(worker) ? n.workers : [...n.workers, worker]
-          switch (e._tag) {
-            case "Claimed":
-              return { ...n, worker, workers }
-            case "Failed":
-              return {
-                ...n,
-                message: e.outcome._tag === "RetryScheduled" ?
-                  `${e.reason}; retry in ${Math.max(0, e.outcome.delayUntil - now)} ms` :
-                  e.reason
-              }
-            case "LeaseLost":
-              return { ...n, message: `stopped on ${shortWorker(worker)}: ${e.reason}` }
-            case "Suspended":
-              return { ...n, message: "suspended until the approval signal" }
-            default:
-              return n
-          }
-        })
-      })
+    const onEvent = (e: Worker.WorkerEvent) => Ref.update(workerEvents, (all) => [...all, e])
+    const approvals = yield* Queue.unbounded<ApprovalRequest>()
+    const handlers = makeHandlers(approvals)
 
     // --- the flows -----------------------------------------------------------
     const retry: M.ExecutionPolicy = {
@@ -441,21 +314,10 @@ const runDemo = (options: DemoOptions) =>
         "reindex-4": Producer.node(Reindex, { shard: 4 })
       }
     })
-    const steps: Array<Step> = [
-      ...Object.entries<ExecutionId>(report.executions).map(([name, id]) => ({
-        name,
-        flow: "report" as const,
-        kind: name.replace(/-.*/, ""),
-        id
-      })),
-      ...Object.entries<ExecutionId>(reindex.executions).map(([name, id]) => ({
-        name,
-        flow: "reindex" as const,
-        kind: "reindex",
-        id
-      }))
+    const steps: ReadonlyArray<Step> = [
+      ...Object.entries<ExecutionId>(report.executions).map(([name, id]) => ({ name, flow: "report" as const, id })),
+      ...Object.entries<ExecutionId>(reindex.executions).map(([name, id]) => ({ name, flow: "reindex" as const, id }))
     ]
-    const board: Board = { steps, notes, started }
 
     // --- workers, approver, display -----------------------------------------
     // a lease long enough that a machine under load never lets one lapse (cancellations reach the
@@ -485,7 +347,7 @@ const runDemo = (options: DemoOptions) =>
 
     const approver = yield* Effect.forkScoped(Effect.gen(function*() {
       const request = yield* Queue.take(approvals)
-      yield* updateNote(notes, request.executionId, (n) => ({ ...n, message: "token sent to alice; she approves in 0.5 s" }))
+      yield* Ref.update(localNotes, (m) => new Map(m).set(request.executionId, "token sent to alice; she approves in 0.5 s"))
       yield* Effect.sleep("500 millis")
       yield* Producer.signal({
         executionId: request.executionId,
@@ -495,10 +357,17 @@ const runDemo = (options: DemoOptions) =>
         payload: { schema: ApprovalSignal, value: { approver: "alice" } },
         source: { type: "user", identity: "alice" }
       })
+      yield* Ref.update(localNotes, (m) => {
+        const next = new Map(m)
+        next.delete(request.executionId)
+        return next
+      })
     }))
 
-    const display = yield* Effect.forkScoped(
-      options.plain || process.stdout.isTTY !== true ? timeline(backend, board) : liveBoard(backend, board)
+    const live = !options.plain && process.stdout.isTTY === true
+    const display = yield* makeDisplay(backend, { steps, localNotes, started }, live)
+    const displayFiber = yield* Effect.forkScoped(
+      Effect.forever(Effect.zipRight(display.tick, Effect.sleep(live ? "100 millis" : "50 millis")))
     )
 
     // --- wait for the report, cancel the re-index once approved --------------
@@ -522,64 +391,33 @@ const runDemo = (options: DemoOptions) =>
         )),
       Duration.seconds(3)
     )
-    yield* Fiber.interrupt(display)
-    if (!(options.plain || process.stdout.isTTY !== true)) {
-      const rows = yield* readStates(backend, steps)
-      const now = yield* Clock.currentTimeMillis
-      yield* Console.log(renderBoard(board, rows, yield* Ref.get(notes), now - started).join("\n"))
-    }
+    yield* Fiber.interrupt(displayFiber)
+    yield* display.tick // the last changes
     yield* Fiber.interrupt(approver)
     yield* Effect.forEach([...workers, batchWorker], Fiber.interrupt, { concurrency: "unbounded", discard: true })
 
-    // --- summary ----------------------------------------------------------------
-    const rows = yield* readStates(backend, steps)
-    const noteMap = yield* Ref.get(notes)
-    const events = yield* Ref.get(workerEvents)
-    const resultOf = (step: Step): Effect.Effect<string, EngineError | Producer.PayloadError> =>
-      Effect.map(backend.getExecutionResult(step.id), (bytes) =>
-        Option.match(bytes, { onNone: () => "", onSome: (b) => new TextDecoder().decode(b) }))
-    const table: Array<ReadonlyArray<string>> = [["step", "flow", "state", "attempts", "workers", "result / note"]]
-    for (const r of rows) {
-      const n = noteMap.get(r.step.id) ?? emptyNote
-      const result = yield* resultOf(r.step)
-      const note = r.state === "completed" ?
-        result :
-        r.state === "cancelled" ?
-        (n.message.startsWith("stopped") ? n.message : r.step.flow === "reindex" ? "cancelled with its flow" : n.message) :
-        n.message
-      table.push([
-        r.step.name,
-        r.step.flow,
-        r.state,
-        String(r.attempts),
-        n.workers.map(shortWorker).join(","),
-        note.length > 64 ? `${note.slice(0, 63)}…` : note
-      ])
-    }
-    const widths = table[0]!.map((_, c) => Math.max(...table.map((row) => row[c]!.length)))
-    const line = (row: ReadonlyArray<string>) => row.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd()
-    const ops = yield* counterTotal("flowfabric_engine_operations_total", () => true)
-    const opErrors = yield* counterTotal("flowfabric_engine_operation_errors_total", () => true)
-    const count = (tag: Worker.WorkerEvent["_tag"]) => events.filter((e) => e._tag === tag).length
+    // --- summary: every step read afresh from the engine --------------------------
+    const views = yield* readViews(backend, steps)
     const elapsed = ((yield* Clock.currentTimeMillis) - started) / 1000
-
     yield* Console.log(`\nSummary (${elapsed.toFixed(1)} s)\n`)
-    yield* Console.log(line(table[0]!))
-    yield* Console.log(widths.map((w) => "-".repeat(w)).join("  "))
-    for (const row of table.slice(1)) yield* Console.log(line(row))
-    yield* Console.log(
-      `\n  claims ${count("Claimed")}, completed ${count("Completed")}, failed attempts ${count("Failed")}, ` +
-        `suspended ${count("Suspended")}, stopped on lost lease ${count("LeaseLost")}, released ${count("Released")}`
-    )
+    yield* printSummary(backend, views)
     yield* Console.log(
       `  re-index sub-flow: ${cancelled.memberExecutionIds.length} members cancelled (CancelAll, WaitTimeout 3 s) in ${cancelMs} ms`
     )
+    const ops = yield* counterTotal("flowfabric_engine_operations_total", () => true)
+    const opErrors = yield* counterTotal("flowfabric_engine_operation_errors_total", () => true)
     yield* Console.log(
       `  engine operations: ${ops}, ${opErrors} answered with an error (e.g. a renewal that found its execution cancelled)`
     )
+    const events = yield* Ref.get(workerEvents)
+    const count = (tag: Worker.WorkerEvent["_tag"]) => events.filter((e) => e._tag === tag).length
+    yield* Console.log(
+      `  the workers' own events (this process): claimed ${count("Claimed")}, completed ${count("Completed")}, ` +
+        `failed ${count("Failed")}, suspended ${count("Suspended")}, stopped on a lost lease ${count("LeaseLost")}`
+    )
 
     // The demo checks its own story, so a broken engine does not pass silently.
-    const stateOf = (id: ExecutionId) => rows.find((r) => r.step.id === id)?.state
+    const stateOf = (id: ExecutionId) => views.find((v) => v.step.id === id)?.state
     const expectations: ReadonlyArray<readonly [string, boolean]> = [
       ["notify completed", stateOf(ids.notify) === "completed"],
       ["publish-us cancelled by the any-of join", stateOf(ids["publish-us"]) === "cancelled"],

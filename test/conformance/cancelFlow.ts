@@ -10,6 +10,7 @@ import { Duration, Effect, Exit } from "effect"
 import { waitForFlowCancellation } from "../../src/CancelFlow.js"
 import * as Ids from "../../src/Ids.js"
 import type { ExecutionId, FlowId } from "../../src/Ids.js"
+import { Limits } from "../../src/Limits.js"
 import type * as M from "../../src/Model.js"
 import {
   addMember,
@@ -21,7 +22,9 @@ import {
   ensureHmac,
   failsWith,
   flowSnapshot,
+  newLane,
   now,
+  NS,
   pass,
   passUntilDone,
   publicState,
@@ -266,16 +269,30 @@ export const cancelFlows = (t: Tester) =>
     describe("large flows (bounded atomic work, durable backlog)", () => {
       // above the memory engine's inline bound (1 000), so the backlog path is exercised there too
       const SIZE = 1_050
+      // thousands of calls each: a loaded machine takes well over the suite's usual 30 s
+      const LARGE_TIMEOUT = 180_000
 
+      // the members come in extendFlow batches: one at a time, a loaded machine took longer than a
+      // test may to build the flow on the server backends
       const bigFlow = Effect.gen(function*() {
+        const b = yield* backend
         const flowId = yield* createFlow()
-        // members are added side by side: one at a time, the server backends spent most of these
-        // tests' time on round trips
-        const ids = yield* Effect.forEach(
-          Array.from({ length: SIZE }),
-          () => Effect.map(addMember(flowId), (m) => m.executionId),
-          { concurrency: 16 }
-        )
+        const laneId = yield* newLane("big")
+        const ids: Array<ExecutionId> = []
+        for (let i = 0; i < SIZE; i += Limits.flowExtendMembers) {
+          const members = yield* Effect.forEach(
+            Array.from({ length: Math.min(Limits.flowExtendMembers, SIZE - i) }),
+            () =>
+              Effect.map(Ids.executionIdForFlow(flowId), (executionId) => ({
+                executionId,
+                namespace: NS,
+                laneId,
+                executionKind: "conformance"
+              }))
+          )
+          expect((yield* b.extendFlow({ flowId, members }))._tag).toBe("Extended")
+          ids.push(...members.map((m) => m.executionId))
+        }
         return { flowId, ids }
       })
 
@@ -288,7 +305,7 @@ export const cancelFlows = (t: Tester) =>
           yield* checkCascadeInvariant(flowId, ids)
           yield* finishCascade(flowId)
           expect(new Set(yield* Effect.forEach(ids, publicState, { concurrency: 16 }))).toEqual(new Set(["cancelled"]))
-        }))
+        }), LARGE_TIMEOUT)
 
       t.test("CancelAll × WaitIndefinite waits for the whole cascade", () =>
         Effect.gen(function*() {
@@ -297,7 +314,7 @@ export const cancelFlows = (t: Tester) =>
           expect(Exit.isSuccess(exit)).toBe(true)
           expect((yield* flowSnapshot(flowId)).publicFlowState).toBe("cancelled")
           expect(new Set(yield* Effect.forEach(ids, publicState, { concurrency: 16 }))).toEqual(new Set(["cancelled"]))
-        }))
+        }), LARGE_TIMEOUT)
 
       t.test("CancelAll × WaitTimeout: a cascade still owed at the deadline is Timeout{cancel_flow}", () =>
         Effect.gen(function*() {
@@ -318,7 +335,7 @@ export const cancelFlows = (t: Tester) =>
             expect(Duration.toMillis(e.elapsed)).toBe(500)
           }
           yield* finishCascade(flowId)
-        }))
+        }), LARGE_TIMEOUT)
     })
 
     describe("cancel_flow_header and ack_cancel_member", () => {

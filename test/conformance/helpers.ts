@@ -67,8 +67,11 @@ export type Body = Effect.Effect<void, unknown, Env>
 
 export interface Tester {
   readonly options: ResolvedOptions
-  /** A test that works on a fresh and on a shared engine. */
-  readonly test: (name: string, body: () => Body) => void
+  /**
+   * A test that works on a fresh and on a shared engine; `timeoutMs` overrides the suite's timeout
+   * for a test that makes thousands of calls (a loaded machine needs the room).
+   */
+  readonly test: (name: string, body: () => Body, timeoutMs?: number) => void
   /** A test that needs an engine no other test touched; not registered when the layer is shared. */
   readonly freshOnly: (name: string, body: () => Body) => void
 }

@@ -61,8 +61,8 @@ export const suite = (
   describe(name, () => {
     const resolved = resolveOptions(options)
     if (resolved.fresh) {
-      const test = (title: string, body: () => Body) =>
-        it.effect(title, () => Effect.provide(Effect.suspend(body), layer), resolved.timeout)
+      const test = (title: string, body: () => Body, timeoutMs?: number) =>
+        it.effect(title, () => Effect.provide(Effect.suspend(body), layer), timeoutMs ?? resolved.timeout)
       const t: Tester = {
         options: resolved,
         test,
@@ -73,7 +73,7 @@ export const suite = (
       sharedLayer(layer, { timeout: resolved.timeout })((shared) => {
         const t: Tester = {
           options: resolved,
-          test: (title, body) => shared.effect(title, () => Effect.suspend(body), resolved.timeout),
+          test: (title, body, timeoutMs) => shared.effect(title, () => Effect.suspend(body), timeoutMs ?? resolved.timeout),
           // Needs an untouched engine: it runs in the fresh-engine suites only.
           freshOnly: () => undefined
         }

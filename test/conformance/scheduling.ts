@@ -375,6 +375,26 @@ export const scheduling = (t: Tester) =>
           expect(c.result).toMatchObject({ publicState: "delayed" })
         }))
 
+      t.test("promoteDelayed reports when the next delayed execution is due (nextDueAt)", () =>
+        Effect.gen(function*() {
+          const t0 = yield* now
+          const c = yield* create({ delayUntil: t0 + 300 })
+          let r = yield* pass("promoteDelayed")
+          for (let i = 0; r.more && i < 50; i++) r = yield* pass("promoteDelayed")
+          expect(r.more).toBe(false)
+          // a shared engine may hold other tests' delayed work, due earlier
+          if (t.options.fresh) expect(r.nextDueAt).toBe(t0 + 300)
+          else {
+            expect(r.nextDueAt).toBeGreaterThan(t0)
+            expect(r.nextDueAt).toBeLessThanOrEqual(t0 + 300)
+          }
+          yield* advance(300)
+          const due = yield* pass("promoteDelayed")
+          expect(due.processed).toBeGreaterThanOrEqual(1)
+          expect(yield* publicState(c.executionId)).toBe("waiting")
+          if (t.options.fresh) expect(due).toEqual({ pass: "promoteDelayed", processed: 1, more: false })
+        }))
+
       t.test("promoteDelayed is bounded by batchSize and reports more", () =>
         Effect.gen(function*() {
           const lane = yield* newLane()

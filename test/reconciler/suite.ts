@@ -134,9 +134,6 @@ export const reconcilerSuite = (
 
     test("runs a timer pass at the due time its last run reported, not at its next interval", ({ eventually, settle }) =>
       Effect.scoped(Effect.gen(function*() {
-        const backend = yield* EngineBackend
-        // (the Valkey layer's passes report no next due time: they run on their intervals)
-        if (backend.backendLabel === "valkey") return
         const lane = yield* newLane()
         const id = yield* submit(lane, { policy: { timeoutPolicy: { attemptTimeoutMs: 1_500 } } })
         yield* claimOne(lane, { ...policyOf("slow"), leaseTtlMs: 60_000 })
@@ -148,6 +145,20 @@ export const reconcilerSuite = (
         expect(yield* state(id)).toBe("active")
         yield* TestClock.adjust("1 millis")
         yield* eventually(isState(id, "expired"))
+      })))
+
+    test("promotes a delayed execution at its due time, not at the pass's next interval", ({ eventually, settle }) =>
+      Effect.scoped(Effect.gen(function*() {
+        const lane = yield* newLane()
+        const id = yield* submit(lane, { delay: "300 millis" })
+        const before = yield* runsOf("promoteDelayed")
+        yield* Reconciler.start(everySecond({ intervals: { promoteDelayed: "1 hour" } }))
+        yield* eventually(Effect.map(runsOf("promoteDelayed"), (n) => n > before))
+        yield* TestClock.adjust("299 millis")
+        yield* settle
+        expect(yield* state(id)).toBe("delayed")
+        yield* TestClock.adjust("1 millis")
+        yield* eventually(isState(id, "waiting"))
       })))
 
     test("expires executions past their deadline, claimed or not", ({ until }) =>

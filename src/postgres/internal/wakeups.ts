@@ -5,12 +5,21 @@
  * `r` TAB worker instance TAB execution id (a lease ended by another hand). A dropped connection
  * is opened again, LISTENs again and then counts as a wake-up of every subscription, so work
  * announced while it was down is claimed. The connection closes with the last subscription.
+ *
+ * A subscription (`subscribeWork`, below) registers the idle worker on each of its lanes
+ * (ff_lane_wait: work made claimable there is then notified, and the reply gives the lane's
+ * earliest due time), withdraws it when busy (ff_lane_unwait), and promotes its lanes' due work
+ * (ff_promote_due) when that time comes.
  */
 import { createHash } from "node:crypto"
-import { Clock, Deferred, Duration, Effect, Exit, Fiber } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Schema } from "effect"
+import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, Transport } from "../../EngineError.js"
+import type { BackendCore } from "../../internal/boundary.js"
 import type { Hub, WakeTransport } from "../../internal/wakeups.js"
-import { quoteIdent } from "./client.js"
+import { DEFAULT_BATCH_SIZE } from "../../Maintenance.js"
+import { bigint, int, quoteIdent, text, textArray } from "./client.js"
+import type { CoreContext } from "./context.js"
 import { Pg } from "./driver.js"
 import { BACKEND } from "./errors.js"
 
@@ -96,4 +105,42 @@ export const makeListener = (config: Pg.ClientConfig, schema: string, hubOf: () 
         return Fiber.interrupt(running)
       })
   }
+}
+
+/** How long a waiting worker's registration lasts without being renewed (its idle polls renew it). */
+const WAITER_TTL_MS = 120_000
+const LaneWait = Schema.Struct({ dueAt: Schema.NullOr(Schema.Number), fresh: Schema.Boolean })
+
+export const makeWakeups = (ctx: CoreContext): Pick<BackendCore, "subscribeWork"> => {
+  const { callDecode, callVoid, options } = ctx
+  const subscribeWork: BackendCore["subscribeWork"] = ({ lanes, workerInstanceId }) => {
+    const hub = options.hub
+    if (hub === undefined) {
+      return Effect.fail(new Transport({
+        backend: "postgres",
+        kind: "other",
+        retryable: false,
+        message: "wake-ups need a LISTEN connection of their own (listenUrl, or a PgClient in context)"
+      }))
+    }
+    const arm = Effect.map(
+      Effect.forEach(
+        lanes,
+        (lane) => callDecode("lane_wait", "lane_wait", [text(lane), text(workerInstanceId), bigint(WAITER_TTL_MS)], LaneWait),
+        // one transaction per lane (each holds that lane's lock alone), a few at a time
+        { concurrency: 4 }
+      ),
+      (waits): EngineBackend.Armed => {
+        let due: number | undefined
+        for (const w of waits) if (w.dueAt !== null && (due === undefined || w.dueAt < due)) due = w.dueAt
+        return { dueAt: Option.fromNullable(due), claimAgain: waits.some((w) => w.fresh) }
+      }
+    )
+    return hub.subscribe({ lanes, workerInstanceId }, {
+      arm,
+      disarm: callVoid("lane_unwait", "lane_unwait", [textArray(lanes), text(workerInstanceId)]),
+      promoteDue: callDecode("promote_due", "promote_due", [textArray(lanes), int(DEFAULT_BATCH_SIZE)], Schema.Int)
+    })
+  }
+  return { subscribeWork }
 }

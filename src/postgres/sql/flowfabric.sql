@@ -26,7 +26,8 @@
 --   SET search_path FROM CURRENT (the schema they were installed in);
 -- - an entry point returns {"ok": value} or {"err": code, "d": [details]}: the
 --   error codes are those EngineError.fromScriptCode maps (src/EngineError.ts),
---   and the reply values are decoded by src/postgres/internal/core.ts;
+--   and the reply values are decoded in src/postgres/internal/, by the module
+--   of the same area (claim.ts for claim.sql, and so on);
 -- - an error that must roll the whole operation back is raised instead, with
 --   SQLSTATE FF001, the code as MESSAGE and the details as DETAIL (a JSON
 --   array): src/postgres/internal/errors.ts maps it like an {"err"} reply;

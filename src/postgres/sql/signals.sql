@@ -5,7 +5,7 @@
 -- observe_signals.
 --
 -- A resume condition arrives flattened by the TypeScript side
--- (flattenCondition in src/postgres/internal/core.ts):
+-- (flattenCondition in src/postgres/internal/signals.ts):
 --   {"legacy": bool, "nodes": [{"kind": "single" | "allof" | "count" | "never",
 --     "key", "name" (null = any name), "children": [node index], "n",
 --     "countKind", "waitpoints": [key]}]}

@@ -6,6 +6,11 @@
  * across all partitions, and `more` tells whether due work was left. A
  * partition's share goes in FCALLs of at most PASS_CHUNK items, one after the
  * other, so no call of a pass holds the server long (docs/limits.md).
+ *
+ * A timer pass that leaves no due work also reports its next due time: the
+ * earliest score left in the indexes it walked, the minimum over the
+ * partitions (a partition with nothing due gives its probe's earliest score, a
+ * partition worked gives its last call's, read after its writes).
  */
 import { Effect, Schema } from "effect"
 import type { EngineError } from "../../EngineError.js"
@@ -26,12 +31,28 @@ const LUA_PASS: Record<PassName, string> = {
   trimRetention: "trim_retention"
 }
 
+/** The passes over timer indexes, which report `PassResult.nextDueAt`. */
+const TIMER_PASSES: ReadonlySet<PassName> = new Set([
+  "expireLeases",
+  "promoteDelayed",
+  "expireAttempts",
+  "expireExecutions",
+  "expireSuspensions",
+  "expirePendingWaitpoints",
+  "resetBudgets"
+])
+
 /** Items one pass FCALL handles at most; how far one probe counts. */
 const PASS_CHUNK = 200
 const PROBE_CAP = 1000
 
-const Due = Schema.Tuple(IntStr)
-const Done = Schema.Tuple(IntStr, Schema.Literal("0", "1"))
+/** An earliest score, or "" for none. */
+const DueAt = Schema.Union(Schema.Literal(""), Schema.NumberFromString)
+const Due = Schema.Tuple(IntStr, DueAt)
+const Done = Schema.Tuple(IntStr, Schema.Literal("0", "1"), Schema.optionalElement(DueAt))
+
+const earlier = (a: number | undefined, b: number | "" | undefined): number | undefined =>
+  b === undefined || b === "" || (a !== undefined && a <= b) ? a : b
 
 export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
   const { settings, keys } = p
@@ -65,10 +86,14 @@ export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
       )
       let remaining = batch
       let more = false
+      let nextDueAt: number | undefined
       const jobs: Array<readonly [Target, number]> = []
       for (let i = 0; i < targets.length; i++) {
-        const due = dues[i]![0]
-        if (due === 0) continue
+        const [due, first] = dues[i]!
+        if (due === 0) {
+          nextDueAt = earlier(nextDueAt, first)
+          continue
+        }
         if (remaining === 0) {
           more = true
           break
@@ -86,27 +111,32 @@ export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
             let done = 0
             let left = share
             let last: "0" | "1" = "0"
+            let next: number | "" | undefined
             while (left > 0) {
               const chunk = Math.min(left, PASS_CHUNK)
               const env = yield* p.call(`pass_${pass}`, target, { batch: chunk })
-              const [n, m] = yield* decodeFields(`ff_pass_${pass}`, Done, env.fields)
+              const [n, m, at] = yield* decodeFields(`ff_pass_${pass}`, Done, env.fields)
               done += n
               left -= chunk
               last = m
+              next = at
               if (m === "0") break
             }
             // the registry keys of the ids the deleted executions owned (other slots than the partition's)
             if (name === "trimRetention" && target.partition !== undefined) yield* registry.free(target.partition)
-            return [done, last] as const
+            return [done, last, next] as const
           }),
         { concurrency: settings.fanOut }
       )
       let processed = 0
-      for (const [n, m] of results) {
+      for (const [n, m, next] of results) {
         processed += n
         if (m === "1") more = true
+        nextDueAt = earlier(nextDueAt, next)
       }
-      return { pass: name, processed, more }
+      return more || nextDueAt === undefined || !TIMER_PASSES.has(name) ?
+        { pass: name, processed, more } :
+        { pass: name, processed, more, nextDueAt }
     })
 
   const pass = (name: PassName): Maintenance.Pass => (options) =>

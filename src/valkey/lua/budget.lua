@@ -157,16 +157,19 @@ end
 -- ff_pass_reset_budgets (the resetBudgets pass): resets up to a.batch budgets whose reset is due.
 --   KEYS:   [1] the budget partition base
 --   ARGV:   [1] now, [2] {batch}
---   reply:  {1, "OK", wake, budgets reset, "1" more are due | "0"}
+--   reply:  {1, "OK", wake, budgets reset, "1" more are due | "0", next due (the earliest reset
+--           left; "" when more or none)}
 --   errors: -
 FF.fn.pass_reset_budgets = function(B, a, now)
   local batch = math.max(1, FF.num(a.batch, 1000))
-  local due = C("ZRANGEBYSCORE", B .. ":i:budget_resets", "-inf", FF.s(now), "LIMIT", 0, batch + 1)
+  local index = B .. ":i:budget_resets"
+  local due = C("ZRANGEBYSCORE", index, "-inf", FF.s(now), "LIMIT", 0, batch + 1)
   local n = 0
   for i = 1, math.min(#due, batch) do
     if FF.reset_budget(B, due[i], now) ~= nil then n = n + 1 end
   end
-  return FF.ok("OK", n, #due > batch and "1" or "0")
+  if #due > batch then return FF.ok("OK", n, "1", "") end
+  return FF.ok("OK", n, "0", C("ZRANGE", index, 0, 0, "WITHSCORES")[2] or "")
 end
 
 -- ff_create_quota (createQuotaPolicy): a quota policy with its concurrency counter at 0.

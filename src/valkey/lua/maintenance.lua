@@ -2,7 +2,8 @@
 -- maintenance.lua: one function per maintenance pass (docs/design/maintenance.md), run per
 -- partition, and the probe that counts a pass's due work. Every pass re-validates what its index
 -- says (indexes are hints) and is bounded by a.batch (default 1000): its reply counts the items
--- it processed and says whether more are due.
+-- it processed and says whether more are due. A pass over timer indexes also replies, when no
+-- more are due, the earliest score left in the indexes it walked (the PassResult's nextDueAt).
 -- ===========================================================================
 
 -- The first batch + 1 entries of the partition index `index` due at `now`.
@@ -13,16 +14,35 @@ end
 -- A pass's batch size (default 1000).
 local function batch_of(a) return math.max(1, FF.num(a.batch, 1000)) end
 
--- ff_pass_expire_leases (expireLeases): marks the leases whose expiry came (FF.mark_expired).
---   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
---   reply: {1, "OK", wake, leases marked, "1" more are due | "0"}    errors: -
-FF.fn.pass_expire_leases = function(B, a, now)
-  local n, more = FF.expire_due_leases(B, now, batch_of(a))
-  return FF.ok("OK", n, more and "1" or "0")
+-- The lowest score of sorted set `key` (a number), or nil when it is empty.
+local function first_score(key)
+  return tonumber(C("ZRANGE", key, 0, 0, "WITHSCORES")[2])
 end
 
--- Makes up to `limit` delayed executions of `lane` on this partition eligible whose time came
--- Returns how many, and whether more were due.
+-- The earlier of two due times, either of them nil.
+local function earlier(a, b)
+  if a == nil or (b ~= nil and b < a) then return b end
+  return a
+end
+
+-- The reply of a timer pass: the count, "1"/"0" for more, and (when none more) the earliest
+-- score left in its index `index` or "".
+local function timer_reply(n, more, index)
+  if more then return FF.ok("OK", n, "1", "") end
+  return FF.ok("OK", n, "0", first_score(index) or "")
+end
+
+-- ff_pass_expire_leases (expireLeases): marks the leases whose expiry came (FF.mark_expired).
+--   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
+--   reply: {1, "OK", wake, leases marked, "1" more are due | "0", next due ("" when more or none)}
+--   errors: -
+FF.fn.pass_expire_leases = function(B, a, now)
+  local n, more = FF.expire_due_leases(B, now, batch_of(a))
+  return timer_reply(n, more, K.idx(B, "lease_expiry"))
+end
+
+-- Makes up to `limit` delayed executions of `lane` on this partition eligible whose time came.
+-- Returns how many, and whether more were due (with a limit of 0: whether any is due).
 local function promote_lane(B, lane, now, limit)
   local n, more = 0, false
   local dk = K.lane(B, lane, "delayed")
@@ -48,19 +68,23 @@ end
 
 -- ff_pass_promote_delayed (promoteDelayed): delayed, backoff and resume-delay work whose time came
 -- becomes eligible, lane by lane. (Its probe, ff_pass_due, also re-reports the lanes' claimable
--- work, which repairs claim hints lost by a crashed client.)
+-- work, which repairs claim hints lost by a crashed client.) Every lane is visited: once the batch
+-- is spent, only to learn whether it has due work left.
 --   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
---   reply: {1, "OK", wake, executions promoted, "1" more are due | "0"}    errors: -
+--   reply: {1, "OK", wake, executions promoted, "1" more are due | "0", next due ("" when more or
+--          none: the earliest delayed time left on the partition's lanes)}
+--   errors: -
 FF.fn.pass_promote_delayed = function(B, a, now)
   local batch = batch_of(a)
   local n, more = 0, false
+  local next_due
   for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
     local done, left = promote_lane(B, lane, now, batch - n)
     n = n + done
     if left then more = true end
-    if n >= batch then break end
+    if not more then next_due = earlier(next_due, first_score(K.lane(B, lane, "delayed"))) end
   end
-  return FF.ok("OK", n, more and "1" or "0")
+  return FF.ok("OK", n, more and "1" or "0", (not more and next_due) or "")
 end
 
 -- ff_promote_lane: the due delayed work of one lane on this partition, promoted at its due time
@@ -102,20 +126,24 @@ local function expire_pass(B, a, now, index, reason)
     end
   end
   FF.drain(B, now)
-  return FF.ok("OK", n, #items > batch and "1" or "0")
+  return timer_reply(n, #items > batch, K.idx(B, index))
 end
 
 -- ff_pass_expire_attempts (expireAttempts) / ff_pass_expire_executions (expireExecutions): the
 -- executions whose attempt timeout / execution deadline came expire.
 --   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
---   reply: {1, "OK", wake, executions expired, "1" more are due | "0"}    errors: -
+--   reply: {1, "OK", wake, executions expired, "1" more are due | "0", next due ("" when more or
+--          none)}
+--   errors: -
 FF.fn.pass_expire_attempts = function(B, a, now) return expire_pass(B, a, now, "attempt_timeout", "attempt_timeout") end
 FF.fn.pass_expire_executions = function(B, a, now) return expire_pass(B, a, now, "deadline", "execution_deadline") end
 
 -- ff_pass_expire_suspensions (expireSuspensions): suspensions whose timeout came act by their
 -- timeout behavior (FF.expire_suspension).
 --   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
---   reply: {1, "OK", wake, suspensions timed out, "1" more are due | "0"}    errors: -
+--   reply: {1, "OK", wake, suspensions timed out, "1" more are due | "0", next due ("" when more
+--          or none)}
+--   errors: -
 FF.fn.pass_expire_suspensions = function(B, a, now)
   local batch = batch_of(a)
   local items = due(B, "susp_timeout", now, batch)
@@ -124,13 +152,15 @@ FF.fn.pass_expire_suspensions = function(B, a, now)
     if FF.expire_suspension(B, items[i], now) then n = n + 1 end
   end
   FF.drain(B, now)
-  return FF.ok("OK", n, #items > batch and "1" or "0")
+  return timer_reply(n, #items > batch, K.idx(B, "susp_timeout"))
 end
 
 -- ff_pass_expire_pending_waitpoints (expirePendingWaitpoints): pending waitpoints past their
 -- expiry close (never_committed).
 --   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
---   reply: {1, "OK", wake, waitpoints closed, "1" more are due | "0"}    errors: -
+--   reply: {1, "OK", wake, waitpoints closed, "1" more are due | "0", next due ("" when more or
+--          none)}
+--   errors: -
 FF.fn.pass_expire_pending_waitpoints = function(B, a, now)
   local batch = batch_of(a)
   local items = due(B, "pending_wp", now, batch)
@@ -144,7 +174,7 @@ FF.fn.pass_expire_pending_waitpoints = function(B, a, now)
     end
     C("ZREM", K.idx(B, "pending_wp"), w)
   end
-  return FF.ok("OK", n, #items > batch and "1" or "0")
+  return timer_reply(n, #items > batch, K.idx(B, "pending_wp"))
 end
 
 -- --- retention (docs/design/maintenance.md#trim-retention) -----------------------------------------------
@@ -319,45 +349,51 @@ FF.fn.pass_drain_cancel_backlog = function(B, a, now)
   return FF.ok("OK", n, more and "1" or "0")
 end
 
--- ff_pass_due (read-only): how many items of `a.pass` are due on this partition (capped at a.cap).
+-- The timer index each timer pass walks, by pass (promote_delayed walks the lanes' delayed sets).
+local TIMER_INDEX = {
+  expire_leases = "lease_expiry", expire_attempts = "attempt_timeout", expire_executions = "deadline",
+  expire_suspensions = "susp_timeout", expire_pending_waitpoints = "pending_wp"
+}
+
+-- ff_pass_due (read-only): how many items of `a.pass` are due on this partition (capped at a.cap),
+-- and for a timer pass the earliest score of the indexes it walks (due or not).
 -- With a.repair, the promote_delayed probe also reports every lane's claimable work and due
 -- delayed work as wakes (claim hint and due hint repair); a partition with registry entries left
 -- to free counts one for trim_retention.
 --   KEYS:   [1] the partition base (the budget partition's for reset_budgets)
 --   ARGV:   [1] now, [2] {pass: a pass name without "pass_", cap, repair?}
---   reply:  {1, "OK", wake, due}
+--   reply:  {1, "OK", wake, due, earliest timer ("" for none, or not a timer pass)}
 --   errors: -
 FF.fn.pass_due = function(B, a, now)
   local cap = math.max(1, FF.num(a.cap, 1000))
   local pass = a.pass
   local n = 0
-  local function zdue(index) return C("ZCOUNT", K.idx(B, index), "-inf", FF.s(now)) end
-  if pass == "expire_leases" then
-    n = zdue("lease_expiry")
+  local first
+  local function zdue(key)
+    first = first_score(key)
+    if first == nil or first > now then return 0 end
+    return C("ZCOUNT", key, "-inf", FF.s(now))
+  end
+  if TIMER_INDEX[pass] ~= nil then
+    n = zdue(K.idx(B, TIMER_INDEX[pass]))
   elseif pass == "promote_delayed" then
+    local earliest
     for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
-      n = n + C("ZCOUNT", K.lane(B, lane, "delayed"), "-inf", FF.s(now))
+      n = n + zdue(K.lane(B, lane, "delayed"))
+      earliest = earlier(earliest, first)
       if a.repair then
         local head = FF.lane_head(B, lane)
         if head ~= "" then FF.add_wake(lane, head) end
-        local first = C("ZRANGE", K.lane(B, lane, "delayed"), 0, 0, "WITHSCORES")
-        if first[2] ~= nil then FF.add_due(B, lane, first[2]) end
+        if first ~= nil then FF.add_due(B, lane, first) end
       end
     end
-  elseif pass == "expire_attempts" then
-    n = zdue("attempt_timeout")
-  elseif pass == "expire_executions" then
-    n = zdue("deadline")
-  elseif pass == "expire_suspensions" then
-    n = zdue("susp_timeout")
-  elseif pass == "expire_pending_waitpoints" then
-    n = zdue("pending_wp")
+    first = earliest
   elseif pass == "trim_retention" then
-    n = zdue("retention")
+    n = C("ZCOUNT", K.idx(B, "retention"), "-inf", FF.s(now))
     -- registry entries an interrupted run left behind make the partition due
     if n == 0 and C("EXISTS", K.idx(B, "idfree")) == 1 then n = 1 end
   elseif pass == "reset_budgets" then
-    n = C("ZCOUNT", B .. ":i:budget_resets", "-inf", FF.s(now))
+    n = zdue(B .. ":i:budget_resets")
   elseif pass == "drain_cancel_backlog" then
     for _, fid in ipairs(C("ZRANGEBYSCORE", K.idx(B, "cancel_backlog"), "-inf", FF.s(now), "LIMIT", 0, cap)) do
       n = n + math.max(1, C("SCARD", K.fx(B, fid, "owed")))
@@ -388,5 +424,5 @@ FF.fn.pass_due = function(B, a, now)
       end
     end
   end
-  return FF.ok("OK", math.min(n, cap))
+  return FF.ok("OK", math.min(n, cap), first or "")
 end

@@ -1,0 +1,162 @@
+/**
+ * An execution's life on Postgres: its creation (one or a batch), and the lease holder's writes:
+ * renew, progress, complete (one or a batch), fail, cancel, delay, wait for children. A terminal
+ * write replayed after a lost reply is recognised and answered as the first call was.
+ */
+import { Effect, Either, Schema } from "effect"
+import { type EngineError, rootCause } from "../../EngineError.js"
+import type { BackendCore, HandleRef } from "../../internal/boundary.js"
+import * as M from "../../Model.js"
+import { bigint, bytea, int, jsonb, text, textArray } from "./client.js"
+import { type CoreContext, createItem, type Fx, handleArgs, utf8Fatal } from "./context.js"
+
+const CreateExecutionResults = Schema.Array(M.CreateExecutionResult)
+
+const failureCategory = (reason: M.FailureReason, cls: M.FailureClass): string => {
+  if (reason.detail !== undefined && reason.detail.length > 0) {
+    try {
+      return utf8Fatal.decode(reason.detail)
+    } catch {
+      // not UTF-8: fall back to the class
+    }
+  }
+  switch (cls) {
+    case "Transient":
+      return "transient"
+    case "Permanent":
+      return "permanent"
+    case "InfraCrash":
+      return "infra_crash"
+    case "Timeout":
+      return "timeout"
+    case "Cancelled":
+      return "cancelled"
+  }
+}
+
+const isNotActive = (e: EngineError) => {
+  const root = rootCause(e)
+  return root._tag === "Contention" && root.kind === "ExecutionNotActive" ? root.notActive : undefined
+}
+
+export const makeLifecycle = (
+  ctx: CoreContext
+): Pick<
+  BackendCore,
+  | "createExecution"
+  | "createExecutions"
+  | "renew"
+  | "progress"
+  | "complete"
+  | "completeMany"
+  | "fail"
+  | "cancel"
+  | "delay"
+  | "waitChildren"
+> => {
+  const { caller, callDecode, callVoid, wake } = ctx
+
+  /** `complete` / `cancel` replayed after a lost reply: the first call ended the attempt (docs/design/executions.md#replaying-a-terminal-write). */
+  const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boolean => {
+    const d = isNotActive(e)
+    return d !== undefined && d.leaseEpoch === String(h.payload.leaseEpoch) && d.terminalOutcome === outcome &&
+      d.attemptId === h.payload.attemptId
+  }
+
+  /** A terminal write replayed after a lost reply (docs/design/executions.md#replaying-a-terminal-write). */
+  const reconcile = <A>(h: HandleRef, effect: Fx<A>, ok: (d: NonNullable<ReturnType<typeof isNotActive>>) => A | undefined) =>
+    Effect.catchAll(effect, (e): Fx<A> => {
+      const d = isNotActive(e)
+      if (d !== undefined && d.leaseEpoch === String(h.payload.leaseEpoch)) {
+        const value = ok(d)
+        if (value !== undefined) return Effect.succeed(value)
+      }
+      return Effect.fail(e)
+    })
+
+  return {
+    createExecution: (a) => {
+      const x = createItem(a)
+      return callDecode("create_execution", "create_execution", [
+        text(x.executionId),
+        int(x.partition),
+        text(x.namespace),
+        text(x.laneId),
+        text(x.executionKind),
+        bytea(a.inputPayload),
+        text(x.payloadEncoding),
+        int(x.priority),
+        text(x.creatorIdentity),
+        text(x.idempotencyKey),
+        jsonb(x.tags),
+        jsonb(x.policy),
+        textArray(x.requiredCapabilities),
+        bigint(x.delayUntil),
+        bigint(x.executionDeadlineAt),
+        bigint(x.attemptTimeoutMs),
+        int(x.maxReclaimCount),
+        int(x.maxReplayCount),
+        bigint(x.dedupTtlMs),
+        text(x.traceContext)
+      ], M.CreateExecutionResult)
+    },
+
+    createExecutions: (list) =>
+      callDecode(
+        "create_executions",
+        "create_executions",
+        [jsonb(list.map((a) => ({ ...createItem(a), payload: Buffer.from(a.inputPayload).toString("base64") })))],
+        CreateExecutionResults
+      ),
+
+    renew: (h) =>
+      callDecode("renew", "renew", [...handleArgs(h), bigint(h.payload.leaseTtlMs)], M.LeaseRenewal),
+
+    progress: (h, percent, message) =>
+      callVoid("progress", "progress", [...handleArgs(h), int(percent), text(message)]),
+
+    complete: (h, payload) =>
+      Effect.catchAll(
+        callVoid("complete", "complete", [...handleArgs(h), bytea(payload)]),
+        (e) => (replayedAs(e, h, "success") ? Effect.void : Effect.fail(e))
+      ).pipe(Effect.tap(() => wake(h))),
+
+    completeMany: (items) =>
+      Effect.flatMap(
+        caller.callSet("complete_many", "complete_set", items.map(({ h, payload }) => [...handleArgs(h), bytea(payload)])),
+        (replies) =>
+          Effect.forEach(replies, (reply, i): Effect.Effect<Either.Either<void, EngineError>> => {
+            const h = items[i]!.h
+            return Either.isRight(reply) || replayedAs(reply.left, h, "success") ?
+              Effect.as(wake(h), Either.void) :
+              Effect.succeed(Either.left(reply.left))
+          })
+      ),
+
+    fail: (h, reason, classification) =>
+      reconcile(
+        h,
+        callDecode("fail", "fail", [
+          ...handleArgs(h),
+          text(reason.message),
+          text(failureCategory(reason, classification)),
+          text(classification)
+        ], M.FailOutcome),
+        (d): M.FailOutcome | undefined =>
+          d.lifecyclePhase === "terminal" && d.terminalOutcome === "failed" && d.attemptId === h.payload.attemptId ?
+            { _tag: "TerminalFailed" } :
+            d.lifecyclePhase === "runnable" ?
+            { _tag: "RetryScheduled", delayUntil: 0 } :
+            undefined
+      ).pipe(Effect.tap(() => wake(h))),
+
+    cancel: (h, reason) =>
+      Effect.catchAll(
+        callVoid("cancel", "cancel", [...handleArgs(h), text(reason)]),
+        (e) => (replayedAs(e, h, "cancelled") ? Effect.void : Effect.fail(e))
+      ).pipe(Effect.tap(() => wake(h))),
+
+    delay: (h, delayUntil) => callVoid("delay", "delay", [...handleArgs(h), bigint(delayUntil)]),
+    waitChildren: (h) => callVoid("wait_children", "wait_children", handleArgs(h))
+  }
+}
