@@ -32,7 +32,7 @@ import * as Ids from "./Ids.js"
 import type { BudgetId, ExecutionId, FlowId, LaneId, WaitpointId, WorkerId, WorkerInstanceId } from "./Ids.js"
 import { bytesOver } from "./internal/validation.js"
 import { Limits } from "./Limits.js"
-import { decodeJson, encodeJson, type PayloadError } from "./internal/worker/codec.js"
+import { jsonDecoder, jsonEncoder, type PayloadError } from "./internal/worker/codec.js"
 import { workerLoop } from "./internal/worker/loop.js"
 import * as Metrics from "./internal/worker/metrics.js"
 import * as Runtime from "./internal/worker/runtime.js"
@@ -264,19 +264,17 @@ export const handler = <I, IE, O, OE, E, R>(spec: HandlerSpec<I, IE, O, OE, E, R
     if (isEngineError(e) && isLeaseLost(e)) return { _tag: "LeaseLost", error: e }
     return classified(spec.classify?.(e) ?? "Transient", spec.describe?.(e) ?? describeFailure(e))
   }
+  const permanent = (e: PayloadError): HandlerFailure => classified("Permanent", e.message)
+  const decodeInput = jsonDecoder(spec.input, `input of "${spec.kind}"`, permanent)
+  const encodeOutput = jsonEncoder(spec.output, `output of "${spec.kind}"`, permanent)
   return {
     [HandlerTypeId]: { _R: (_: never) => _ },
     kind: spec.kind,
     execute: (payload, makeContext) =>
-      Effect.gen(function*() {
-        const input = yield* decodeJson(spec.input, payload, `input of "${spec.kind}"`).pipe(
-          Effect.mapError((e) => classified("Permanent", e.message))
-        )
-        const output = yield* spec.run(input, makeContext(input)).pipe(Effect.mapError(ofUserError))
-        return yield* encodeJson(spec.output, output, `output of "${spec.kind}"`).pipe(
-          Effect.mapError((e) => classified("Permanent", e.message))
-        )
-      })
+      Effect.flatMap(
+        Effect.suspend(() => decodeInput(payload)),
+        (input) => Effect.flatMap(Effect.mapError(spec.run(input, makeContext(input)), ofUserError), encodeOutput)
+      )
   }
 }
 

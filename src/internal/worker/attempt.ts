@@ -3,23 +3,25 @@
  * task context, run the handler under the lease keeper, settle the outcome (complete, fail, or
  * report how the attempt stopped: suspended, delayed, lease lost, released at shutdown).
  */
-import { Cause, Clock, Duration, Effect, Either, Exit, HashSet, Option, Ref } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Exit, FiberRef, HashMap, HashSet, Option } from "effect"
 import { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, isLeaseLost, isRetryable } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
-import type { ExecutionId, WaitpointId } from "../../Ids.js"
+import type { ExecutionId, FlowId, WaitpointId } from "../../Ids.js"
 import type * as M from "../../Model.js"
 import * as Producer from "../../Producer.js"
 import type { FlowContext, Handler, HandlerFailure, SuspendOptions, TaskContext, WorkerEvent } from "../../Worker.js"
-import { decodeHandle } from "../handleCodec.js"
 import { withSpanWhenTraced } from "../observability.js"
 import { parentSpanOf } from "../traceContext.js"
-import type * as LeaseKeeper from "./leaseKeeper.js"
+import * as LeaseKeeper from "./leaseKeeper.js"
 import { taskDurationMs, tasksTotal } from "./metrics.js"
 import { describeFailure, leaseLostReason, type Runtime } from "./runtime.js"
 
 /** What every event of an attempt says. */
 type EventBase = Pick<WorkerEvent, "executionId" | "kind" | "lane" | "attempt" | "workerInstanceId">
+
+/** Makes an effect as interruptible as the worker's loop was (the `restore` of its claim step). */
+export type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 
 /** What the steps of one attempt share. */
 interface Attempt {
@@ -27,6 +29,8 @@ interface Attempt {
   readonly handle: M.Handle
   readonly p: M.HandlePayload
   readonly claimedAt: number
+  /** The attempt fiber's clock, read in place where a step needs the time. */
+  readonly clock: Clock.Clock
   readonly base: EventBase
 }
 
@@ -38,8 +42,8 @@ type Ended =
 
 /** The attempt while its handler runs: what its task context, the lease keeper and the settlement share. */
 interface Running {
-  /** Set by the write that ended the attempt (`Ended`). */
-  readonly ended: Ref.Ref<Option.Option<Ended>>
+  /** Set by the write that ended the attempt (`Ended`), under the lease's lock. */
+  ended: Ended | undefined
   /** The lease the keeper guards; its lock serialises renewals with the writes that end the attempt (never racing). */
   readonly lease: LeaseKeeper.Lease
 }
@@ -56,31 +60,39 @@ type Stop =
   | { readonly _tag: "Interrupted" }
 
 const utf8 = new TextEncoder()
+const noSignals: ReadonlyArray<M.ResumeSignal> = []
 
 /**
- * One attempt, from its claim to the write that ends it. `prefetched` is its input when the worker
- * read the inputs of the claimed batch at once (`Some(None)`: the execution is gone); `None`: read it here.
+ * One attempt, from its claim to the write that ends it, for the handle `handle` (decoded:
+ * `p`). It runs in a fiber of its own, forked uninterruptible by the claim step, whose `restore`
+ * makes the input read and the handler interruptible: once the handler has stopped, the write
+ * that ends the attempt is not cut short. `prefetched` is its input when the worker read the
+ * inputs of the claimed batch at once (`Some(None)`: the execution is gone); `None`: read it here.
  */
 export const runAttempt = (
   rt: Runtime,
   handle: M.Handle,
+  p: M.HandlePayload,
   claimedAt: number,
-  prefetched: Option.Option<Option.Option<M.ExecutionInput>>
-): Effect.Effect<void> => {
-  const decoded = decodeHandle(handle.backend, handle)
-  if (Either.isLeft(decoded)) {
-    return Effect.logError(`claimed handle does not decode: ${JSON.stringify(decoded.left)}`)
-  }
-  const p = decoded.right
-  return Effect.flatMap(readInput(rt, p, prefetched), (input) => runWithInput(rt, handle, p, claimedAt, input)).pipe(
-    Effect.annotateLogs({
-      executionId: p.executionId,
-      attempt: p.attemptIndex + 1,
-      lane: p.laneId,
-      workerInstanceId: rt.settings.workerInstanceId
-    })
+  prefetched: Option.Option<Option.Option<M.ExecutionInput>>,
+  restore: Restore
+): Effect.Effect<void> =>
+  // the fiber is the attempt's own: its log annotations are set for good
+  Effect.zipRight(
+    FiberRef.update(FiberRef.currentLogAnnotations, (annotations) =>
+      HashMap.set(
+        HashMap.set(
+          HashMap.set(HashMap.set(annotations, "executionId", p.executionId), "attempt", p.attemptIndex + 1),
+          "lane",
+          p.laneId
+        ),
+        "workerInstanceId",
+        rt.settings.workerInstanceId
+      )),
+    Option.isSome(prefetched) ?
+      runWithInput(rt, handle, p, claimedAt, Either.right(prefetched.value), restore) :
+      Effect.flatMap(restore(readInput(rt, p)), (input) => runWithInput(rt, handle, p, claimedAt, input, restore))
   )
-}
 
 /** The attempt once its input was read: steps 2 to 4, in the span `Worker.attempt`. */
 const runWithInput = (
@@ -88,36 +100,30 @@ const runWithInput = (
   handle: M.Handle,
   p: M.HandlePayload,
   claimedAt: number,
-  input: Either.Either<Option.Option<M.ExecutionInput>, EngineError>
+  input: Either.Either<Option.Option<M.ExecutionInput>, EngineError>,
+  restore: Restore
 ): Effect.Effect<void> =>
-  // Uninterruptible but for the handler: once the handler has stopped, the write that ends the
-  // attempt is not cut short.
-  Effect.uninterruptibleMask((restore) =>
-    Effect.gen(function*() {
-      const a: Attempt = {
-        rt,
-        handle,
-        p,
-        claimedAt,
-        base: {
-          executionId: p.executionId,
-          kind: Either.isRight(input) && Option.isSome(input.right) ? input.right.value.executionKind : "?",
-          lane: p.laneId,
-          attempt: p.attemptIndex + 1,
-          workerInstanceId: rt.settings.workerInstanceId
-        }
+  Effect.withFiberRuntime<void>((fiber) => {
+    const a: Attempt = {
+      rt,
+      handle,
+      p,
+      claimedAt,
+      clock: Context.get(fiber.currentDefaultServices, Clock.Clock),
+      base: {
+        executionId: p.executionId,
+        kind: Either.isRight(input) && Option.isSome(input.right) ? input.right.value.executionKind : "?",
+        lane: p.laneId,
+        attempt: p.attemptIndex + 1,
+        workerInstanceId: rt.settings.workerInstanceId
       }
-      yield* emit(a, { ...a.base, _tag: "Claimed", handleKind: handle.kind })
-      const start = yield* handlerFor(a, input)
-      if (Option.isNone(start)) return
-      const { handler, payload } = start.value
-      const { makeContext, running } = yield* buildContext(a, restore)
-      // The handler's requirements are those `run` was typed with: they are in this fiber's context.
-      const execute = handler.execute(payload, makeContext) as Effect.Effect<Uint8Array, HandlerFailure>
-      const stop = yield* runHandler(a, running, restore(execute))
-      return yield* settle(a, stop)
-    })
-  ).pipe(
+    }
+    const start = handlerFor(a, input)
+    return Effect.zipRight(
+      rt.settings.onEvent({ ...a.base, _tag: "Claimed", handleKind: handle.kind }),
+      start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore)
+    )
+  }).pipe(
     withSpanWhenTraced("Worker.attempt", () => ({
       execution_id: p.executionId,
       attempt_index: p.attemptIndex,
@@ -138,15 +144,17 @@ const runWithInput = (
  */
 const readInput = (
   rt: Runtime,
-  p: M.HandlePayload,
-  prefetched: Option.Option<Option.Option<M.ExecutionInput>>
+  p: M.HandlePayload
 ): Effect.Effect<Either.Either<Option.Option<M.ExecutionInput>, EngineError>> =>
-  Option.isSome(prefetched) ?
-    Effect.succeed(Either.right(prefetched.value)) :
-    rt.backend.getExecutionInput(p.executionId).pipe(
-      Effect.retry({ schedule: rt.settings.writeRetry, while: isRetryable }),
-      Effect.either
-    )
+  rt.backend.getExecutionInput(p.executionId).pipe(
+    Effect.retry({ schedule: rt.settings.writeRetry, while: isRetryable }),
+    Effect.either
+  )
+
+/** The handler to run on its payload, or what the attempt does instead (then it ends there). */
+type Start =
+  | { readonly _tag: "Run"; readonly handler: Handler<unknown>; readonly payload: Uint8Array }
+  | { readonly _tag: "Skip"; readonly effect: Effect.Effect<void> }
 
 /**
  * How long an execution of a kind without a handler is held back once handed back: the claim that
@@ -155,64 +163,35 @@ const readInput = (
 const UNHANDLED_KIND_DELAY_MS = 1_000
 
 /**
- * The handler to run and its payload; `None` when the attempt ends here: an input that cannot be
- * read fails it (`Transient`), an execution without an input record is left alone, and one of a
- * kind without a handler is handed back, for a worker that has one. That is a safety net only: the
+ * The handler to run and its payload, unless the attempt ends here: an input that cannot be read
+ * fails it (`Transient`), an execution without an input record is left alone, and one of a kind
+ * without a handler is handed back, for a worker that has one. That is a safety net only: the
  * worker claims its handlers' kinds alone (docs/worker.md#claiming-and-concurrency).
  */
-const handlerFor = (
-  a: Attempt,
-  input: Either.Either<Option.Option<M.ExecutionInput>, EngineError>
-): Effect.Effect<Option.Option<{ readonly handler: Handler<unknown>; readonly payload: Uint8Array }>> =>
-  Effect.gen(function*() {
-    const { settings } = a.rt
-    if (Either.isLeft(input)) {
-      yield* failWith(a, "Transient", `cannot read the execution's input: ${input.left.message}`)
-      return Option.none()
+const handlerFor = (a: Attempt, input: Either.Either<Option.Option<M.ExecutionInput>, EngineError>): Start => {
+  const { settings } = a.rt
+  if (Either.isLeft(input)) {
+    return { _tag: "Skip", effect: failWith(a, "Transient", `cannot read the execution's input: ${input.left.message}`) }
+  }
+  if (Option.isNone(input.right)) {
+    return { _tag: "Skip", effect: Effect.logWarning("claimed execution has no input record (deleted?); nothing to run") }
+  }
+  const handler = settings.handlers.get(a.base.kind)
+  if (handler === undefined) {
+    const reason = `no handler for kind "${a.base.kind}" on worker ${settings.workerId} (handles: ${
+      settings.kinds.join(", ")
+    })`
+    return {
+      _tag: "Skip",
+      effect: handBack(a, reason, UNHANDLED_KIND_DELAY_MS, Effect.logWarning(`handed back: ${reason}`))
     }
-    if (Option.isNone(input.right)) {
-      yield* Effect.logWarning("claimed execution has no input record (deleted?); nothing to run")
-      return Option.none()
-    }
-    const handler = settings.handlers.get(a.base.kind)
-    if (handler === undefined) {
-      const reason = `no handler for kind "${a.base.kind}" on worker ${settings.workerId} (handles: ${
-        settings.kinds.join(", ")
-      })`
-      yield* handBack(a, reason, UNHANDLED_KIND_DELAY_MS, Effect.logWarning(`handed back: ${reason}`))
-      return Option.none()
-    }
-    return Option.some({ handler, payload: input.right.value.payload })
-  })
+  }
+  return { _tag: "Run", handler, payload: input.right.value.payload }
+}
 
 // ---------------------------------------------------------------------------
 // Step 2: the task context
 // ---------------------------------------------------------------------------
-
-/**
- * Step 2: the attempt's lease and its task context (`makeContext` gets the handler's decoded
- * input). `restore` lets the read of the resume signals be interrupted.
- */
-const buildContext = (
-  a: Attempt,
-  restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-): Effect.Effect<{ readonly makeContext: <I>(input: I) => TaskContext<I>; readonly running: Running }> =>
-  Effect.gen(function*() {
-    const resumeSignals = a.handle.kind === "resumed" ? yield* restore(observeResumeSignals(a)) : []
-    const ended = yield* Ref.make<Option.Option<Ended>>(Option.none())
-    const running: Running = {
-      ended,
-      lease: {
-        executionId: a.p.executionId,
-        handle: a.handle,
-        lock: yield* Effect.makeSemaphore(1),
-        ended: Effect.map(Ref.get(ended), Option.isSome),
-        stop: undefined
-      }
-    }
-    const flow = yield* flowContext(a)
-    return { makeContext: (input) => taskContext(a, running, resumeSignals, flow, input), running }
-  })
 
 /** The signals that resumed the attempt; none when they cannot be read. */
 const observeResumeSignals = (a: Attempt): Effect.Effect<ReadonlyArray<M.ResumeSignal>> =>
@@ -224,7 +203,7 @@ const observeResumeSignals = (a: Attempt): Effect.Effect<ReadonlyArray<M.ResumeS
 /** Runs `op`, a write that ends the attempt, under the lease lock, then stops the handler. */
 const endAttempt = (running: Running, op: Effect.Effect<Ended, EngineError>): Effect.Effect<never, EngineError> =>
   Effect.zipRight(
-    running.lease.lock.withPermits(1)(Effect.flatMap(op, (e) => Ref.set(running.ended, Option.some(e)))),
+    LeaseKeeper.withLock(running.lease, Effect.map(op, (e) => void (running.ended = e))),
     Effect.interrupt
   )
 
@@ -233,11 +212,11 @@ const taskContext = <I>(
   a: Attempt,
   running: Running,
   resumeSignals: ReadonlyArray<M.ResumeSignal>,
-  flow: FlowContext,
   input: I
 ): TaskContext<I> => {
   const { backend, settings } = a.rt
   const { handle, p } = a
+  let flow: FlowContext | undefined
   return {
     executionId: p.executionId,
     kind: a.base.kind,
@@ -281,9 +260,14 @@ const taskContext = <I>(
           return { _tag: "Delayed", until } as const
         })
       ),
-    waitChildren: endAttempt(running, Effect.as(backend.waitChildren(handle), { _tag: "WaitingChildren" } as const)),
+    waitChildren: Effect.suspend(() =>
+      endAttempt(running, Effect.as(backend.waitChildren(handle), { _tag: "WaitingChildren" } as const))
+    ),
     reportUsage: (budgetId, dimensions) => backend.reportUsage(handle, { budgetId, dimensions }),
-    flow
+    // made when first read: most handlers never do
+    get flow() {
+      return flow ??= flowContext(a)
+    }
   }
 }
 
@@ -307,7 +291,8 @@ const suspend = (
       key = options.waitpointKey ?? `wpk:${waitpointId}`
       binding = { _tag: "Fresh", waitpointId, waitpointKey: key }
     }
-    const outcome = yield* running.lease.lock.withPermits(1)(
+    const outcome = yield* LeaseKeeper.withLock(
+      running.lease,
       Effect.gen(function*() {
         const o = yield* backend.suspend(a.handle, {
           suspensionId,
@@ -327,9 +312,7 @@ const suspend = (
           ...(options.timeoutBehavior === undefined ? {} : { timeoutBehavior: options.timeoutBehavior }),
           ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey })
         })
-        if (o._tag === "Suspended") {
-          yield* Ref.set(running.ended, Option.some({ _tag: "Suspended", waitpointId: o.details.waitpointId }))
-        }
+        if (o._tag === "Suspended") running.ended = { _tag: "Suspended", waitpointId: o.details.waitpointId }
         return o
       })
     )
@@ -339,9 +322,15 @@ const suspend = (
   })
 
 /** `ctx.flow`: the execution's flow, resolved once when first asked for. */
-const flowContext = (a: Attempt): Effect.Effect<FlowContext> =>
-  Effect.map(Effect.cached(a.rt.backend.resolveExecutionFlowId(a.p.executionId)), (flowId) => {
-    const { backend } = a.rt
+const flowContext = (a: Attempt): FlowContext => {
+  const { backend } = a.rt
+  const { p } = a
+  // the cache itself is made on first use
+  let cached: Effect.Effect<Option.Option<FlowId>, EngineError> | undefined
+  const flowId = Effect.suspend(() =>
+    cached ?? Effect.flatMap(Effect.cached(backend.resolveExecutionFlowId(p.executionId)), (made) => (cached ??= made))
+  )
+  {
     const { p } = a
     const ownFlow = Effect.flatMap(flowId, (id) =>
       Option.isSome(id) ?
@@ -371,34 +360,51 @@ const flowContext = (a: Attempt): Effect.Effect<FlowContext> =>
           )),
       seal: Effect.flatMap(ownFlow, (id) => Producer.sealFlow(id).pipe(Effect.provideService(EngineBackend, backend)))
     }
-  })
+  }
+}
 
 // ---------------------------------------------------------------------------
 // Step 3: the handler, under the lease keeper
 // ---------------------------------------------------------------------------
 
 /**
- * Runs the handler (made interruptible by the caller) while the keeper renews the lease; the keeper
- * interrupts the handler when the lease is lost or the worker's drain ends. Returns how the attempt
- * stopped.
+ * Steps 2 to 4: builds the task context, runs the handler (made interruptible by `restore`)
+ * while the keeper renews the lease, and settles how it stopped. The keeper interrupts the handler
+ * when the lease is lost or the worker's drain ends.
  */
 const runHandler = (
   a: Attempt,
-  running: Running,
-  execute: Effect.Effect<Uint8Array, HandlerFailure>
-): Effect.Effect<Stop> =>
-  Effect.gen(function*() {
-    const { lease } = running
-    const exit = yield* a.rt.keeper.guard(lease, a.claimedAt, execute)
-    const interrupted = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
-    const stop: Stop = interrupted && lease.stop !== undefined ? lease.stop : { _tag: "Handler", exit }
-    const endedBy = yield* Ref.get(running.ended)
-    if (Option.isSome(endedBy)) return { _tag: "Ended", ended: endedBy.value }
-    if (interrupted && lease.stop === undefined && !HashSet.has(Cause.interruptors(exit.cause), yield* Effect.fiberId)) {
-      return { _tag: "Interrupted" }
+  handler: Handler<unknown>,
+  payload: Uint8Array,
+  restore: Restore
+): Effect.Effect<void> => {
+  const running: Running = {
+    ended: undefined,
+    lease: {
+      executionId: a.p.executionId,
+      handle: a.handle,
+      lock: undefined,
+      ended: Effect.sync(() => running.ended !== undefined),
+      stop: undefined
     }
-    return stop
-  })
+  }
+  const run = (resumeSignals: ReadonlyArray<M.ResumeSignal>) => {
+    // The handler's requirements are those `run` was typed with: they are in this fiber's context.
+    const execute = handler.execute(payload, (input) => taskContext(a, running, resumeSignals, input)) as Effect.Effect<
+      Uint8Array,
+      HandlerFailure
+    >
+    return Effect.flatMap(a.rt.keeper.guard(running.lease, a.claimedAt, restore(execute)), (exit) => {
+      const { lease } = running
+      if (running.ended !== undefined) return settle(a, { _tag: "Ended", ended: running.ended })
+      if (Exit.isSuccess(exit) || !Cause.isInterruptedOnly(exit.cause)) return settle(a, { _tag: "Handler", exit })
+      if (lease.stop !== undefined) return settle(a, lease.stop)
+      return Effect.flatMap(Effect.fiberId, (self) =>
+        settle(a, HashSet.has(Cause.interruptors(exit.cause), self) ? { _tag: "Handler", exit } : { _tag: "Interrupted" }))
+    })
+  }
+  return a.handle.kind === "resumed" ? Effect.flatMap(restore(observeResumeSignals(a)), run) : run(noSignals)
+}
 
 // ---------------------------------------------------------------------------
 // Step 4: settle the outcome
@@ -458,13 +464,17 @@ const release = (a: Attempt): Effect.Effect<void> =>
 
 /** The handler returned: its output completes the execution, its failure fails it. */
 const settleExit = (a: Attempt, exit: Exit.Exit<Uint8Array, HandlerFailure>): Effect.Effect<void> =>
+  Exit.isSuccess(exit) ?
+    Effect.flatMap(
+      write(a, "complete", a.rt.complete(a.handle, exit.value)),
+      (done) => Option.isSome(done) ? emitNow(a, { ...a.base, _tag: "Completed", durationMs: elapsedMs(a) }) : Effect.void
+    ) :
+    settleFailure(a, exit.cause)
+
+/** The handler failed: its typed failure or defect fails the execution, unless its lease was lost. */
+const settleFailure = (a: Attempt, cause: Cause.Cause<HandlerFailure>): Effect.Effect<void> =>
   Effect.gen(function*() {
-    if (Exit.isSuccess(exit)) {
-      const done = yield* write(a, "complete", a.rt.complete(a.handle, exit.value))
-      if (Option.isSome(done)) yield* emit(a, { ...a.base, _tag: "Completed", durationMs: yield* elapsed(a) })
-      return
-    }
-    const failure = Cause.failureOption(exit.cause)
+    const failure = Cause.failureOption(cause)
     if (Option.isSome(failure)) {
       const f = failure.value
       if (f._tag === "LeaseLost") {
@@ -474,9 +484,9 @@ const settleExit = (a: Attempt, exit: Exit.Exit<Uint8Array, HandlerFailure>): Ef
       }
       return yield* failWith(a, f.classification, f.message)
     }
-    const defect = Cause.dieOption(exit.cause)
+    const defect = Cause.dieOption(cause)
     if (Option.isSome(defect)) {
-      yield* Effect.logError("handler died", exit.cause)
+      yield* Effect.logError("handler died", cause)
       return yield* failWith(a, "InfraCrash", `handler defect: ${describeFailure(defect.value)}`)
     }
     return yield* failWith(a, "Transient", "the handler was interrupted")
@@ -494,45 +504,58 @@ const failWith = (a: Attempt, classification: M.FailureClass, message: string): 
         classification,
         reason: message,
         outcome: outcome.value,
-        durationMs: yield* elapsed(a)
+        durationMs: elapsedMs(a)
       })
     }
   })
 
 /**
  * A write under the lease: retried on retryable errors (`ExecutionNotActive` is a retryable
- * contention, but a lost lease is final); a lost lease is reported, never fatal.
+ * contention, but a lost lease is final); a lost lease is reported, never fatal. The retry
+ * schedule is only started once the first try failed.
  */
 const write = <A>(
   a: Attempt,
   operation: string,
   effect: Effect.Effect<A, EngineError>
-): Effect.Effect<Option.Option<A>> =>
-  effect.pipe(
-    Effect.retry({ schedule: a.rt.settings.writeRetry, while: (e) => isRetryable(e) && !isLeaseLost(e) }),
-    Effect.map(Option.some),
-    Effect.catchAll((error) =>
-      Effect.as(
-        isLeaseLost(error) ?
-          emit(a, { ...a.base, _tag: "LeaseLost", reason: `${operation} fenced: ${leaseLostReason(error)}` }) :
-          Effect.zipRight(
-            Effect.logError(`${operation} failed`, error),
-            emit(a, { ...a.base, _tag: "WriteFailed", operation, error })
-          ),
-        Option.none<A>()
-      )
+): Effect.Effect<Option.Option<A>> => {
+  const report = (error: EngineError) =>
+    Effect.as(
+      isLeaseLost(error) ?
+        emit(a, { ...a.base, _tag: "LeaseLost", reason: `${operation} fenced: ${leaseLostReason(error)}` }) :
+        Effect.zipRight(
+          Effect.logError(`${operation} failed`, error),
+          emit(a, { ...a.base, _tag: "WriteFailed", operation, error })
+        ),
+      Option.none<A>()
     )
-  )
+  const retryable = (e: EngineError) => isRetryable(e) && !isLeaseLost(e)
+  return Effect.matchEffect(effect, {
+    onSuccess: (value) => Effect.succeed(Option.some(value)),
+    onFailure: (first) => {
+      if (!retryable(first)) return report(first)
+      // the schedule sees the first failure as it would have seen it under Effect.retry
+      let tried = false
+      const again = Effect.suspend(() => (tried ? effect : ((tried = true), Effect.fail(first))))
+      return Effect.matchEffect(Effect.retry(again, { schedule: a.rt.settings.writeRetry, while: retryable }), {
+        onSuccess: (value) => Effect.succeed(Option.some(value)),
+        onFailure: report
+      })
+    }
+  })
+}
 
-const elapsed = (a: Attempt): Effect.Effect<number> => Effect.map(Clock.currentTimeMillis, (now) => now - a.claimedAt)
+const elapsedMs = (a: Attempt): number => a.clock.unsafeCurrentTimeMillis() - a.claimedAt
 
 /** Reports `event` to `onEvent`; every event but `Claimed` ends the attempt and is counted and timed. */
-const emit = (a: Attempt, event: WorkerEvent): Effect.Effect<void> =>
-  event._tag === "Claimed" ?
-    a.rt.settings.onEvent(event) :
-    Effect.flatMap(elapsed(a), (ms) => {
-      const labels = a.rt.labels("kind", a.base.kind, "outcome", event._tag)
-      tasksTotal.unsafeUpdate(1, labels)
-      taskDurationMs.unsafeUpdate(ms, labels)
-      return a.rt.settings.onEvent(event)
-    })
+const emit = (a: Attempt, event: WorkerEvent): Effect.Effect<void> => Effect.suspend(() => emitNow(a, event))
+
+/** `emit`, its metrics updated now. */
+const emitNow = (a: Attempt, event: WorkerEvent): Effect.Effect<void> => {
+  if (event._tag !== "Claimed") {
+    const labels = a.rt.labels("kind", a.base.kind, "outcome", event._tag)
+    tasksTotal.unsafeUpdate(1, labels)
+    taskDurationMs.unsafeUpdate(elapsedMs(a), labels)
+  }
+  return a.rt.settings.onEvent(event)
+}

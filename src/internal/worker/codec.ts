@@ -2,7 +2,7 @@
  * Typed payloads: a Schema-encoded value as UTF-8 JSON bytes, and back.
  * Shared by the producer helpers and the worker runtime.
  */
-import { Effect, ParseResult, Schema } from "effect"
+import { Effect, Either, ParseResult, Schema } from "effect"
 
 /** The encoding label stored next to payloads written by these helpers. */
 export const JSON_ENCODING = "json"
@@ -28,44 +28,88 @@ export class PayloadError extends Schema.TaggedError<PayloadError>()("PayloadErr
 const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
+const schemaError = (direction: "encode" | "decode", subject: string) => (e: ParseResult.ParseError) =>
+  new PayloadError({ direction, subject, detail: ParseResult.TreeFormatter.formatErrorSync(e) })
+
+const asIs = <E>(e: E) => e
+
+// A schema whose transformations are synchronous decodes and encodes to an `Either`, itself an
+// effect of one step; the codecs keep it so (as `ParseResult.mapError` does), which saves the
+// worker several steps per task.
+
+/** `effect` itself when it is an `Either`. */
+const asEither = <A, E>(effect: Effect.Effect<A, E>): Either.Either<A, E> | undefined =>
+  Either.isEither(effect) ? (effect as unknown as Either.Either<A, E>) : undefined
+
+/**
+ * `schema`'s encoding of a value to JSON bytes, made once for many values; its `PayloadError`
+ * goes through `onError`.
+ */
+export const jsonEncoder = <A, I, E = PayloadError>(
+  schema: Schema.Schema<A, I>,
+  subject: string,
+  onError: (e: PayloadError) => E = asIs as (e: PayloadError) => E
+): (value: A) => Effect.Effect<Uint8Array, E> => {
+  const encode = Schema.encode(schema)
+  const schemaFailed = schemaError("encode", subject)
+  const failed = (e: ParseResult.ParseError) => onError(schemaFailed(e))
+  const toBytes = (encoded: I): Either.Either<Uint8Array, E> => {
+    try {
+      return Either.right(encoder.encode(JSON.stringify(encoded) ?? "null"))
+    } catch (e) {
+      return Either.left(onError(new PayloadError({ direction: "encode", subject, detail: `not JSON: ${String(e)}` })))
+    }
+  }
+  return (value) => {
+    const encoded = encode(value)
+    const now = asEither(encoded)
+    return now !== undefined ?
+      Either.flatMap(Either.mapLeft(now, failed), toBytes) :
+      Effect.flatMap(Effect.mapError(encoded, failed), toBytes)
+  }
+}
+
+/**
+ * `schema`'s decoding of JSON bytes (empty bytes read as JSON `null`), made once for many
+ * payloads; its `PayloadError` goes through `onError`.
+ */
+export const jsonDecoder = <A, I, E = PayloadError>(
+  schema: Schema.Schema<A, I>,
+  subject: string,
+  onError: (e: PayloadError) => E = asIs as (e: PayloadError) => E
+): (bytes: Uint8Array) => Effect.Effect<A, E> => {
+  const decode = Schema.decodeUnknown(schema)
+  const schemaFailed = schemaError("decode", subject)
+  const failed = (e: ParseResult.ParseError) => onError(schemaFailed(e))
+  return (bytes) => {
+    let json: unknown
+    try {
+      json = bytes.length === 0 ? null : JSON.parse(decoder.decode(bytes))
+    } catch (e) {
+      return Either.left(onError(
+        new PayloadError({
+          direction: "decode",
+          subject,
+          detail: `payload is not UTF-8 JSON (${bytes.length} bytes): ${e instanceof Error ? e.message : String(e)}`
+        })
+      ))
+    }
+    const decoded = decode(json)
+    const now = asEither(decoded)
+    return now !== undefined ? Either.mapLeft(now, failed) : Effect.mapError(decoded, failed)
+  }
+}
+
 /** Encodes `value` with `schema`, then to JSON bytes. */
 export const encodeJson = <A, I>(
   schema: Schema.Schema<A, I>,
   value: A,
   subject: string
-): Effect.Effect<Uint8Array, PayloadError> =>
-  Schema.encode(schema)(value).pipe(
-    Effect.mapError((e) =>
-      new PayloadError({ direction: "encode", subject, detail: ParseResult.TreeFormatter.formatErrorSync(e) })
-    ),
-    Effect.flatMap((encoded) =>
-      Effect.try({
-        try: () => encoder.encode(JSON.stringify(encoded) ?? "null"),
-        catch: (e) => new PayloadError({ direction: "encode", subject, detail: `not JSON: ${String(e)}` })
-      })
-    )
-  )
+): Effect.Effect<Uint8Array, PayloadError> => Effect.suspend(() => jsonEncoder(schema, subject)(value))
 
 /** Parses JSON bytes and decodes them with `schema`; empty bytes read as JSON `null`. */
 export const decodeJson = <A, I>(
   schema: Schema.Schema<A, I>,
   bytes: Uint8Array,
   subject: string
-): Effect.Effect<A, PayloadError> =>
-  Effect.try({
-    try: (): unknown => (bytes.length === 0 ? null : JSON.parse(decoder.decode(bytes))),
-    catch: (e) =>
-      new PayloadError({
-        direction: "decode",
-        subject,
-        detail: `payload is not UTF-8 JSON (${bytes.length} bytes): ${e instanceof Error ? e.message : String(e)}`
-      })
-  }).pipe(
-    Effect.flatMap((json) =>
-      Schema.decodeUnknown(schema)(json).pipe(
-        Effect.mapError((e) =>
-          new PayloadError({ direction: "decode", subject, detail: ParseResult.TreeFormatter.formatErrorSync(e) })
-        )
-      )
-    )
-  )
+): Effect.Effect<A, PayloadError> => Effect.suspend(() => jsonDecoder(schema, subject)(bytes))

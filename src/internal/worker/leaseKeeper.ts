@@ -24,8 +24,11 @@ export type RenewalResult = "ok" | "retry" | "lost"
 export interface Lease {
   readonly executionId: string
   readonly handle: M.Handle
-  /** Held by a renewal, and by the writes that end the attempt, so the two never race. */
-  readonly lock: Effect.Semaphore
+  /**
+   * Held by a renewal, and by the writes that end the attempt, so the two never race (see
+   * `withLock`); made when first needed, as most attempts end before their first renewal.
+   */
+  lock: Effect.Semaphore | undefined
   /** True once the attempt ended itself (suspend, delay, waitChildren): no more renewals. */
   readonly ended: Effect.Effect<boolean>
   /** Set when the keeper stopped the handler; read after the handler's exit. */
@@ -67,6 +70,10 @@ export interface KeeperOptions {
   readonly describeLoss: (error: EngineError) => string
 }
 
+/** Runs `effect` holding `lease`'s lock. */
+export const withLock = <A, E, R>(lease: Lease, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => (lease.lock ??= Effect.unsafeMakeSemaphore(1)).withPermits(1)(effect))
+
 /** Leases renewed at once by one pass of the keeper. */
 const RENEWAL_CONCURRENCY = 16
 /** Revocations kept for attempts that register after them (claimed, not yet running). */
@@ -95,7 +102,7 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       })
 
     const renew = (entry: Entry) =>
-      entry.lease.lock.withPermits(1)(Effect.gen(function*() {
+      withLock(entry.lease, Effect.gen(function*() {
         if (!entries.has(entry) || (yield* entry.lease.ended)) return
         const started = yield* Clock.currentTimeMillis
         const result = yield* Effect.exit(backend.renew(entry.lease.handle))
@@ -148,14 +155,13 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
         entries.add(entry)
         const same = byExecution.get(lease.executionId) ?? new Set<Entry>()
         byExecution.set(lease.executionId, same.add(entry))
-        const run = Effect.ensuring(
-          Effect.exit(handler),
-          Effect.sync(() => {
-            entries.delete(entry)
-            same.delete(entry)
-            if (same.size === 0 && byExecution.get(lease.executionId) === same) byExecution.delete(lease.executionId)
-          })
-        )
+        // the caller's region is uninterruptible: once the handler's exit is in, the entry goes
+        const run = Effect.map(Effect.exit(handler), (exit) => {
+          entries.delete(entry)
+          same.delete(entry)
+          if (same.size === 0 && byExecution.get(lease.executionId) === same) byExecution.delete(lease.executionId)
+          return exit
+        })
         if (!early.delete(lease.executionId)) return run
         return Effect.zipRight(Effect.forkDaemon(renew(entry)), run)
       })

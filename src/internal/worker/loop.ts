@@ -108,7 +108,6 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload })
     const rt: Runtime = { backend, settings, keeper, complete, labels }
     const tasks = yield* FiberSet.make<void, never>()
-    const slots = yield* Effect.makeSemaphore(settings.concurrency)
     const active = labels("worker_instance", settings.workerInstanceId)
 
     // Registered after the FiberSet, so it runs before the set interrupts what is left.
@@ -136,8 +135,16 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         }
         return Option.none()
       })
-    // attempts forked and not yet finished; every one holds a slot
+    // attempts forked and not yet finished; every one holds one of the `concurrency` slots
     let running = 0
+    // open while a slot is free: the loop waits on it when every slot is taken
+    const slotFree = Effect.unsafeMakeLatch(true)
+    // observes each attempt's fiber: its end frees its slot
+    const finished = () => {
+      running--
+      activeTasks.unsafeModify(-1, active)
+      slotFree.unsafeOpen()
+    }
 
     const background = yield* FiberSet.make<void, never>()
     const sub = yield* subscribe(backend, settings)
@@ -161,7 +168,11 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       }; concurrency ${settings.concurrency}; lease ${settings.leaseTtlMs} ms`
     )
     for (;;) {
-      yield* slots.take(1)
+      if (running >= settings.concurrency) {
+        slotFree.unsafeClose()
+        yield* slotFree.await
+        continue
+      }
       // every wake-up from here on ends the wait that may follow this claim
       const mark = yield* sub.wakeups
       // The free slots are filled in one claimMany. A claim and the fork of its
@@ -169,41 +180,33 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       // until they expired.
       const claimed = yield* Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
-          const free = Math.min(MAX_CLAIM_BATCH, Math.max(1, settings.concurrency - running))
-          if (free > 1) yield* slots.take(free - 1)
+          const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running)
           const r = yield* Effect.either(claimRound(free))
           const got = Either.isRight(r) ? Option.getOrUndefined(r.right) : undefined
-          const handles = got?.handles ?? []
-          if (handles.length < free) yield* slots.release(free - handles.length)
           if (got === undefined) return r
-          const { lane } = got
+          const { handles, lane } = got
           const claimedAt = yield* Clock.currentTimeMillis
-          // the inputs of the whole batch in one read; when it fails, each attempt reads its own
-          const ids = handles.flatMap((h) => Either.match(decodeHandle(h.backend, h), {
-            onLeft: () => [],
-            onRight: (p) => [p.executionId]
-          }))
-          const inputs = ids.length === handles.length ?
-            Either.getRight(yield* Effect.either(backend.getExecutionInputs(ids))) :
-            Option.none()
-          for (const [i, handle] of handles.entries()) {
+          const attempts: Array<{ readonly handle: M.Handle; readonly p: M.HandlePayload }> = []
+          for (const handle of handles) {
             claimsTotal.unsafeUpdate(1, labels("lane", lane, "handle_kind", handle.kind))
+            const p = decodeHandle(handle.backend, handle)
+            if (Either.isRight(p)) attempts.push({ handle, p: p.right })
+            else yield* Effect.logError(`claimed handle does not decode: ${JSON.stringify(p.left)}`)
+          }
+          // the inputs of the whole batch in one read; when it fails, each attempt reads its own
+          const inputs = attempts.length === 0 ?
+            Option.none() :
+            Either.getRight(yield* Effect.either(backend.getExecutionInputs(attempts.map((x) => x.p.executionId))))
+          for (let i = 0; i < attempts.length; i++) {
+            const { handle, p } = attempts[i]!
             activeTasks.unsafeModify(1, active)
             running++
-            yield* FiberSet.run(
+            // forked uninterruptible: the attempt makes its input read and handler interruptible
+            const fiber = yield* FiberSet.run(
               tasks,
-              restore(runAttempt(rt, handle, claimedAt, Option.map(inputs, (all) => all[i]!))).pipe(
-                Effect.ensuring(
-                  Effect.zipRight(
-                    slots.release(1),
-                    Effect.sync(() => {
-                      activeTasks.unsafeModify(-1, active)
-                      running--
-                    })
-                  )
-                )
-              )
+              runAttempt(rt, handle, p, claimedAt, Option.map(inputs, (all) => all[i]!), restore)
             )
+            fiber.addObserver(finished)
           }
           return r
         })
