@@ -147,3 +147,75 @@ export interface BackendCore {
   readonly prepare: () => Fx<M.PrepareOutcome>
   readonly shutdownPrepare: (grace: Duration.Duration) => Fx<void>
 }
+
+/**
+ * The operations of each area, as every backend core splits them into files of the same name
+ * (docs/architecture.md, "Where each operation lives").
+ */
+export interface CoreAreas {
+  readonly claim: "claim" | "claimForWorker" | "claimFromReclaim" | "claimMany" | "claimResumedExecution"
+  readonly lifecycle:
+    | "cancel"
+    | "complete"
+    | "completeMany"
+    | "createExecution"
+    | "createExecutions"
+    | "delay"
+    | "fail"
+    | "progress"
+    | "renew"
+    | "waitChildren"
+  readonly flows:
+    | "ackCancelMember"
+    | "addExecutionToFlow"
+    | "applyDependencyToChild"
+    | "cancelFlow"
+    | "cancelFlowHeader"
+    | "createFlow"
+    | "createFlowGraph"
+    | "extendFlow"
+    | "sealFlow"
+    | "setEdgeGroupPolicy"
+    | "stageDependencyEdge"
+  readonly signals:
+    | "createWaitpoint"
+    | "deliverSignal"
+    | "observeSignals"
+    | "rotateWaitpointHmacSecretAll"
+    | "seedWaitpointHmacSecret"
+    | "suspend"
+  readonly streams: "appendFrame" | "readStream" | "readSummary" | "tailStream"
+  readonly budgets:
+    | "createBudget"
+    | "createQuotaPolicy"
+    | "getBudgetStatus"
+    | "reportUsage"
+    | "reportUsageAdmin"
+    | "resetBudget"
+  readonly admin:
+    | "cancelExecution"
+    | "changePriority"
+    | "ping"
+    | "prepare"
+    | "replayExecution"
+    | "revokeLease"
+  readonly reads:
+    | "describeEdge"
+    | "describeExecution"
+    | "describeFlow"
+    | "getExecutionInput"
+    | "getExecutionInputs"
+    | "getExecutionResult"
+    | "listEdges"
+    | "listExecutions"
+    | "listFlows"
+    | "listLanes"
+    | "listPendingWaitpoints"
+    | "listSuspended"
+    | "readExecutionInfo"
+    | "readExecutionState"
+    | "resolveExecutionFlowId"
+}
+
+/** The part of `BackendCore` that the area `A` of a backend provides. */
+export type CoreArea<A extends keyof CoreAreas> = Pick<BackendCore, CoreAreas[A]>

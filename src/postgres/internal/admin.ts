@@ -3,7 +3,7 @@
  * lease; and the layer's own: ping, prepare (nothing to do: the library is installed at start).
  */
 import { Effect } from "effect"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { CoreArea } from "../../internal/boundary.js"
 import { clampPriority } from "../../internal/validation.js"
 import * as M from "../../Model.js"
 import { bigint, int, text, uuid } from "./client.js"
@@ -11,10 +11,7 @@ import type { CoreContext } from "./context.js"
 
 export const makeAdmin = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  "cancelExecution" | "changePriority" | "replayExecution" | "revokeLease" | "ping" | "prepare"
-> => {
+): CoreArea<"admin"> => {
   const { call, callDecode } = ctx
   return {
     cancelExecution: (a) =>

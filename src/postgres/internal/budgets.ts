@@ -5,7 +5,7 @@
 import { Effect } from "effect"
 import { corruption } from "../../EngineError.js"
 import { budgetPartition, quotaPartition } from "../../Ids.js"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { CoreArea } from "../../internal/boundary.js"
 import { ownEntries, recordOf } from "../../internal/records.js"
 import * as M from "../../Model.js"
 import { bigint, decode, int, text, textArray, uuid } from "./client.js"
@@ -13,10 +13,7 @@ import type { CoreContext } from "./context.js"
 
 export const makeBudgets = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  "reportUsage" | "reportUsageAdmin" | "createBudget" | "resetBudget" | "getBudgetStatus" | "createQuotaPolicy"
-> => {
+): CoreArea<"budgets"> => {
   const { call, callDecode, cfg } = ctx
   return {
     reportUsage: (_h, budgetId, dimensions) => {

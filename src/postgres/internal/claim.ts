@@ -5,7 +5,7 @@
  */
 import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
 import { rootCause } from "../../EngineError.js"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { CoreArea } from "../../internal/boundary.js"
 import { makeHandle } from "../../internal/handleCodec.js"
 import { storeLeaseId } from "../../internal/storeIds.js"
 import * as M from "../../Model.js"
@@ -24,7 +24,7 @@ const NOT_RESUMABLE = new Set(["NotAResumedExecution", "ExecutionNotLeaseable", 
 
 export const makeClaims = (
   ctx: CoreContext
-): Pick<BackendCore, "claim" | "claimMany" | "claimForWorker" | "claimResumedExecution" | "claimFromReclaim"> => {
+): CoreArea<"claim"> => {
   const { callDecode } = ctx
 
   /**

@@ -3,7 +3,7 @@
  * join policies, and the flow's cancellation (inline up to a bound, the rest owed to the cancel
  * backlog: docs/design/flows.md#the-cascade).
  */
-import type { BackendCore } from "../../internal/boundary.js"
+import type { CoreArea } from "../../internal/boundary.js"
 import { flowPartition } from "../../Ids.js"
 import * as M from "../../Model.js"
 import { bigint, bool, int, jsonb, text, uuid } from "./client.js"
@@ -27,20 +27,7 @@ const graphEdge = (e: M.FlowGraphEdge) => ({
 
 export const makeFlows = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  | "createFlow"
-  | "createFlowGraph"
-  | "extendFlow"
-  | "sealFlow"
-  | "addExecutionToFlow"
-  | "stageDependencyEdge"
-  | "applyDependencyToChild"
-  | "setEdgeGroupPolicy"
-  | "cancelFlow"
-  | "cancelFlowHeader"
-  | "ackCancelMember"
-> => {
+): CoreArea<"flows"> => {
   const { callDecode, callVoid, cfg, options } = ctx
   return {
     createFlow: (a) =>

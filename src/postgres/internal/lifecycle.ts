@@ -5,7 +5,7 @@
  */
 import { Effect, Either, Schema } from "effect"
 import { type EngineError, rootCause } from "../../EngineError.js"
-import type { BackendCore, HandleRef } from "../../internal/boundary.js"
+import type { CoreArea, HandleRef } from "../../internal/boundary.js"
 import * as M from "../../Model.js"
 import { bigint, bytea, int, jsonb, text, textArray } from "./client.js"
 import { type CoreContext, createItem, type Fx, handleArgs, utf8Fatal } from "./context.js"
@@ -41,19 +41,7 @@ const isNotActive = (e: EngineError) => {
 
 export const makeLifecycle = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  | "createExecution"
-  | "createExecutions"
-  | "renew"
-  | "progress"
-  | "complete"
-  | "completeMany"
-  | "fail"
-  | "cancel"
-  | "delay"
-  | "waitChildren"
-> => {
+): CoreArea<"lifecycle"> => {
   const { caller, callDecode, callVoid, wake } = ctx
 
   /** `complete` / `cancel` replayed after a lost reply: the first call ended the attempt (docs/design/executions.md#replaying-a-terminal-write). */

@@ -6,7 +6,7 @@
 import { Effect, Either, Option, Schema } from "effect"
 import { invalidInput } from "../../EngineError.js"
 import { FlowId } from "../../Ids.js"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { CoreArea } from "../../internal/boundary.js"
 import * as M from "../../Model.js"
 import { bool, decode, int, text, uuid } from "./client.js"
 import { Base64, type CoreContext, nullable } from "./context.js"
@@ -18,24 +18,7 @@ const EdgeSnapshots = Schema.Array(M.EdgeSnapshot)
 
 export const makeReads = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  | "describeExecution"
-  | "readExecutionInfo"
-  | "readExecutionState"
-  | "resolveExecutionFlowId"
-  | "getExecutionResult"
-  | "getExecutionInput"
-  | "getExecutionInputs"
-  | "describeFlow"
-  | "listEdges"
-  | "describeEdge"
-  | "listPendingWaitpoints"
-  | "listFlows"
-  | "listLanes"
-  | "listSuspended"
-  | "listExecutions"
-> => {
+): CoreArea<"reads"> => {
   const { call, caller, callDecode, callOption } = ctx
   return {
     describeExecution: (id) => callOption("describe_execution", "describe_execution", [text(id)], M.ExecutionSnapshot),

@@ -6,7 +6,7 @@
 import { Effect, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { invalidInput } from "../../EngineError.js"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { CoreArea } from "../../internal/boundary.js"
 import * as M from "../../Model.js"
 import { bigint, bool, bytea, int, jsonb, text, uuid } from "./client.js"
 import { Base64, type CoreContext, handleArgs } from "./context.js"
@@ -103,15 +103,7 @@ export const flattenCondition = (cond: M.ResumeCondition) => {
 
 export const makeSignals = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  | "suspend"
-  | "createWaitpoint"
-  | "observeSignals"
-  | "deliverSignal"
-  | "rotateWaitpointHmacSecretAll"
-  | "seedWaitpointHmacSecret"
-> => {
+): CoreArea<"signals"> => {
   const { callDecode } = ctx
   return {
     suspend: (h, args) => {

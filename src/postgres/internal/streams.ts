@@ -4,7 +4,7 @@
  * summary document.
  */
 import { Deferred, Duration, Effect, Option, Ref, Schema } from "effect"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { CoreArea } from "../../internal/boundary.js"
 import { parseStreamId } from "../../internal/validation.js"
 import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
@@ -58,7 +58,7 @@ const bound = (c: M.StreamCursor, pinned: M.StreamCursor["_tag"]): readonly [num
   return [null, null, c._tag === pinned]
 }
 
-export const makeStreams = (ctx: CoreContext): Pick<BackendCore, "appendFrame" | "readStream" | "tailStream" | "readSummary"> => {
+export const makeStreams = (ctx: CoreContext): CoreArea<"streams"> => {
   const { callDecode, callOption, options, streamKey, wake, nextWrite } = ctx
 
   const readPage = [int(Limits.readPageFrames), bigint(Limits.readPageBytes)] as const

@@ -3,7 +3,7 @@
  * lease; and the layer's own: ping, prepare (the function library loaded where it differs).
  */
 import { Effect, Schema } from "effect"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { BackendCore, CoreArea } from "../../internal/boundary.js"
 import * as M from "../../Model.js"
 import { type CoreContext, S, T_Str } from "./context.js"
 import { decodeFields } from "./plumbing.js"
@@ -14,10 +14,7 @@ const T_Str2 = Schema.Tuple(S, S)
 export const makeAdmin = (
   ctx: CoreContext,
   library: { readonly version: string }
-): Pick<
-  BackendCore,
-  "cancelExecution" | "changePriority" | "replayExecution" | "revokeLease" | "ping" | "prepare"
-> => {
+): CoreArea<"admin"> => {
   const { call, client, ex, inRange } = ctx
 
   const cancelExecution: BackendCore["cancelExecution"] = (a) =>

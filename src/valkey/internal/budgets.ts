@@ -6,7 +6,7 @@
 import { Effect, Schema } from "effect"
 import type { EngineError } from "../../EngineError.js"
 import type * as Ids from "../../Ids.js"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { BackendCore, CoreArea } from "../../internal/boundary.js"
 import { ownEntries, recordOf } from "../../internal/records.js"
 import type * as M from "../../Model.js"
 import { type CoreContext, type Fx, S, T_Int } from "./context.js"
@@ -42,10 +42,7 @@ const sortedByKey = (r: Readonly<Record<string, number>>) => Object.keys(r).sort
 
 export const makeBudgets = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  "reportUsage" | "reportUsageAdmin" | "createBudget" | "resetBudget" | "getBudgetStatus" | "createQuotaPolicy"
-> => {
+): CoreArea<"budgets"> => {
   const { budgetOf, call, quotaOf } = ctx
 
   const usageResult = (env: Envelope): Fx<M.ReportUsageResult> =>

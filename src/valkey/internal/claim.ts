@@ -7,7 +7,7 @@
 import { Effect, Option, Schema } from "effect"
 import type { EngineError, Transport } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { BackendCore, CoreArea } from "../../internal/boundary.js"
 import { makeHandle } from "../../internal/handleCodec.js"
 import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
 import type * as M from "../../Model.js"
@@ -75,10 +75,7 @@ type Unserved = Exclude<Visit<never>, { readonly _tag: "Served" }>
 
 export const makeClaims = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  "claim" | "claimMany" | "claimForWorker" | "claimResumedExecution" | "claimFromReclaim"
-> => {
+): CoreArea<"claim"> => {
   const { call, client, ex, inRange, keys, N, settings } = ctx
 
   const handleFrom = (

@@ -6,7 +6,7 @@
 import { Effect, Option, Schema } from "effect"
 import { Conflict, type EngineError } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { BackendCore, CoreArea } from "../../internal/boundary.js"
 import * as M from "../../Model.js"
 import { type CoreContext, S, T_Int, T_Str } from "./context.js"
 import { createArgs } from "./lifecycle.js"
@@ -38,20 +38,7 @@ const joinArgs = (policy: M.EdgeDependencyPolicy) => ({
 
 export const makeFlows = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  | "createFlow"
-  | "createFlowGraph"
-  | "extendFlow"
-  | "sealFlow"
-  | "addExecutionToFlow"
-  | "stageDependencyEdge"
-  | "applyDependencyToChild"
-  | "setEdgeGroupPolicy"
-  | "cancelFlow"
-  | "cancelFlowHeader"
-  | "ackCancelMember"
-> => {
+): CoreArea<"flows"> => {
   const { call, flowOf, inRange, settings } = ctx
 
   const createFlow: BackendCore["createFlow"] = (a) =>

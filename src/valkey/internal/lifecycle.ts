@@ -6,7 +6,7 @@
 import { Effect, Either, Option, ParseResult, Schema } from "effect"
 import { type EngineError, type ExecutionNotActiveDetail, fromScriptCode } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
-import type { BackendCore, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
+import type { BackendCore, CoreArea, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
 import { tagBytes } from "../../internal/validation.js"
 import * as M from "../../Model.js"
 import { type CoreContext, fence, type Fx, T_Int } from "./context.js"
@@ -89,19 +89,7 @@ export const createArgs = (a: CreateExecutionCore) => {
 
 export const makeLifecycle = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  | "createExecution"
-  | "createExecutions"
-  | "renew"
-  | "progress"
-  | "complete"
-  | "completeMany"
-  | "fail"
-  | "cancel"
-  | "delay"
-  | "waitChildren"
-> => {
+): CoreArea<"lifecycle"> => {
   const { call, client, ex, inRange, keys, N, settings } = ctx
 
   const createExecution: BackendCore["createExecution"] = (a: CreateExecutionCore) =>

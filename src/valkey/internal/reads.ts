@@ -6,7 +6,7 @@
 import { Effect, Either, Option, Schema } from "effect"
 import { corruption, invalidInput } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { BackendCore, CoreArea } from "../../internal/boundary.js"
 import { traceParentField } from "../../internal/traceContext.js"
 import * as M from "../../Model.js"
 import { type CoreContext, type Fx, S, Str } from "./context.js"
@@ -54,24 +54,7 @@ export const describeEdgeBy = (ctx: CoreContext, flowId: Ids.FlowId, edgeId: Ids
 
 export const makeReads = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  | "describeExecution"
-  | "readExecutionInfo"
-  | "readExecutionState"
-  | "resolveExecutionFlowId"
-  | "getExecutionResult"
-  | "getExecutionInput"
-  | "getExecutionInputs"
-  | "describeFlow"
-  | "listEdges"
-  | "describeEdge"
-  | "listPendingWaitpoints"
-  | "listFlows"
-  | "listLanes"
-  | "listSuspended"
-  | "listExecutions"
-> => {
+): CoreArea<"reads"> => {
   const { call, client, ex, flowOf, inRange, keys, N, settings } = ctx
 
   const readCore = (id: Ids.ExecutionId, withTags: boolean) =>

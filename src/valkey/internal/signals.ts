@@ -7,7 +7,7 @@ import { Effect, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, invalidInput, validation } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { BackendCore, CoreArea } from "../../internal/boundary.js"
 import { makeHandle } from "../../internal/handleCodec.js"
 import * as M from "../../Model.js"
 import { type CoreContext, fence, type Fx, S } from "./context.js"
@@ -77,15 +77,7 @@ const memberToLua = (m: M.ResumeCondition, path: string): unknown => {
 
 export const makeSignals = (
   ctx: CoreContext
-): Pick<
-  BackendCore,
-  | "suspend"
-  | "createWaitpoint"
-  | "observeSignals"
-  | "deliverSignal"
-  | "rotateWaitpointHmacSecretAll"
-  | "seedWaitpointHmacSecret"
-> => {
+): CoreArea<"signals"> => {
   const { call, client, ex, inRange, keys, N, registry, settings } = ctx
 
   const suspend: BackendCore["suspend"] = (h, args) =>

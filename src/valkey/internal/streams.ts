@@ -5,7 +5,7 @@
 import { Duration, Effect, Option, Schema } from "effect"
 import { ResourceExhausted, Timeout, Unavailable } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
-import type { BackendCore } from "../../internal/boundary.js"
+import type { BackendCore, CoreArea } from "../../internal/boundary.js"
 import { Limits } from "../../Limits.js"
 import type * as M from "../../Model.js"
 import { type CoreContext, fence, type Fx, S, Str } from "./context.js"
@@ -26,7 +26,7 @@ export interface StreamOps {
 export const makeStreams = (
   ctx: CoreContext,
   streamOps: StreamOps
-): Pick<BackendCore, "appendFrame" | "readStream" | "tailStream" | "readSummary"> => {
+): CoreArea<"streams"> => {
   const { call, client, ex, inRange, keys } = ctx
 
   const appendFrame: BackendCore["appendFrame"] = (h, frame) =>
