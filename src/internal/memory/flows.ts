@@ -61,10 +61,13 @@ const flowFinal = (store: Store, f: Flow): boolean => {
 }
 
 /** Why the flow refuses a new member or edge, if it does. */
-const flowClosed = (f: Flow): EngineError | undefined => {
-  if (f.state !== "open") return stateError("FlowAlreadyTerminal")
-  if (f.sealed) return stateError("FlowSealed")
-  return undefined
+/** Flow `flowId` when it takes new members and edges; else why not (missing, finished, sealed). */
+const openFlow = (store: Store, flowId: Ids.FlowId): R<Flow> => {
+  const f = store.flows.get(flowId)
+  if (f === undefined) return err(notFound("flow"))
+  if (f.state !== "open") return err(stateError("FlowAlreadyTerminal"))
+  if (f.sealed) return err(stateError("FlowSealed"))
+  return ok(f)
 }
 
 // -------------------------------------------------------------------------
@@ -279,10 +282,9 @@ export const addExecutionToFlow = (
   now: number,
   args: M.AddExecutionToFlowArgs
 ): R<M.AddExecutionToFlowResult> => {
-  const f = store.flows.get(args.flowId)
-  if (f === undefined) return err(notFound("flow"))
-  const closed = flowClosed(f)
-  if (closed !== undefined) return err(closed)
+  const opened = openFlow(store, args.flowId)
+  if (Either.isLeft(opened)) return err(opened.left)
+  const f = opened.right
   const e = store.executions.get(args.executionId)
   if (e === undefined) return err(notFound("execution"))
   if (f.members.has(e.id)) {
@@ -307,10 +309,9 @@ export const stageDependencyEdge = (
   now: number,
   args: M.StageDependencyEdgeArgs
 ): R<M.StageDependencyEdgeResult> => {
-  const f = store.flows.get(args.flowId)
-  if (f === undefined) return err(notFound("flow"))
-  const closed = flowClosed(f)
-  if (closed !== undefined) return err(closed)
+  const opened = openFlow(store, args.flowId)
+  if (Either.isLeft(opened)) return err(opened.left)
+  const f = opened.right
   if (f.graphRevision !== args.expectedGraphRevision) return err(contention("StaleGraphRevision"))
   if (!f.members.has(args.upstreamExecutionId) || !f.members.has(args.downstreamExecutionId)) {
     return err(stateError("ExecutionNotInFlow"))
@@ -499,10 +500,9 @@ export const extendFlow = (
   }
 ): R<M.ExtendFlowResult> => {
   const flowId = g.flowId
-  const f = store.flows.get(flowId)
-  if (f === undefined) return err(notFound("flow"))
-  const closed = flowClosed(f)
-  if (closed !== undefined) return err(closed)
+  const opened = openFlow(store, flowId)
+  if (Either.isLeft(opened)) return err(opened.left)
+  const f = opened.right
   if (g.members.every((m) => f.members.has(m.executionId)) && g.edges.every((e) => f.edges.has(e.edgeId))) {
     return ok({ _tag: "AlreadySatisfied", flowId })
   }
