@@ -7,6 +7,7 @@ import { type EngineError, executionNotActive, notFound, state as stateError } f
 import * as M from "../../Model.js"
 import { MinHeap } from "./heap.js"
 import { endRun } from "./history.js"
+import { laneMoved } from "./lanes.js"
 import type { Attempt, Exec } from "./state.js"
 import { type Store, streamKey } from "./store.js"
 
@@ -37,7 +38,9 @@ export const transition = (store: Store, e: Exec, c: StateChange, now: number): 
   e.blockingDetail = c.blockingDetail
   e.outcome = c.outcome ?? "none"
   e.attemptState = c.attemptState
+  const from = e.publicState
   e.publicState = M.derivePublicState(e.phase, e.eligibility, e.outcome)
+  laneMoved(store, e, from)
   e.lastTransitionAt = now
   e.lastMutationAt = now
   if (isClaimable(e)) {

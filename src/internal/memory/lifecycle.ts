@@ -23,6 +23,7 @@ import {
   transition
 } from "./helpers.js"
 import { endRun, recordFailure } from "./history.js"
+import { laneAdd } from "./lanes.js"
 import type { Exec } from "./state.js"
 import type { Store } from "./store.js"
 import { cancelCore, endAttempt, finish } from "./terminal.js"
@@ -125,6 +126,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
   }
   store.executions.set(e.id, e)
   store.lanes.add(e.laneId)
+  laneAdd(store, e)
   if (delayed) {
     delayTo(store, e, args.delayUntil!, now, {
       blockingReason: "waiting_for_delay",

@@ -61,6 +61,8 @@ function K.stream(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) end
 function K.smeta(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":meta" end
 function K.ssum(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":sum" end
 function K.lane(B, l, kind) return B .. ":l:" .. l .. ":" .. kind end
+-- the lane's executions in public state `s` (FF.lane_member)
+function K.lstate(B, l, s) return B .. ":l:" .. l .. ":s:" .. s end
 function K.idx(B, name) return B .. ":i:" .. name end
 function K.flow(B, f) return B .. ":f:" .. f end
 function K.fx(B, f, s) return B .. ":f:" .. f .. ":" .. s end
@@ -442,6 +444,23 @@ function FF.public(phase, elig, outcome)
   return "waiting"
 end
 
+-- --- the lane state index (docs/design/reads.md#lane-queries) -------------------------------
+-- Each lane of a partition has one sorted set per public state (K.lstate), holding its executions
+-- in that state as "<created_at, 13 digits>:<execution id>", all scored 0: read by name, a set is
+-- in creation order, ties by id, and a page starts exactly after any position. The entry moves
+-- when FF.state changes the public state, is added by create and removed by deletion.
+function FF.lane_member(created_at, e)
+  local at = FF.str(created_at)
+  return string.rep("0", 13 - #at) .. at .. ":" .. e
+end
+
+-- Moves `e` (core `c`, before the change) from its lane's set of public state `from` to `to`'s.
+function FF.lane_move(B, e, c, from, to)
+  local m = FF.lane_member(c.created_at, e)
+  if from ~= "" then C("ZREM", K.lstate(B, c.lane_id, from), m) end
+  if to ~= "" then C("ZADD", K.lstate(B, c.lane_id, to), 0, m) end
+end
+
 -- Writes the seven dimensions, public_state and the two transition timestamps (plus the field
 -- pairs of `extra`, its first `extra_n` entries when given) in one HSET. `c` is the core as read
 -- at the start of the call (and kept current by every FF.state): a field whose value is already
@@ -469,7 +488,9 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
   put("blocking_detail", detail)
   put("terminal_outcome", outcome)
   put("attempt_state", astate)
-  put("public_state", FF.public(phase, elig, outcome))
+  local pub = FF.public(phase, elig, outcome)
+  if c.public_state ~= pub then FF.lane_move(B, e, c, c.public_state, pub) end
+  put("public_state", pub)
   if extra then
     for i = 1, extra_n or #extra, 2 do put(extra[i], extra[i + 1]) end
   end

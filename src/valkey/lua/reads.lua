@@ -156,6 +156,71 @@ FF.fn.list_suspended = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
+-- ff_lane_page (listLaneExecutions, one partition's share): the lane's executions of this
+-- partition in the states asked, after `after` in the query's order (by name; `rev`: newest
+-- first), read from the lane state index (FF.lane_member). The first `scan` entries of the
+-- states' sets together are examined in order (each set's first `scan` entries hold them);
+-- with `kind`, an entry of another kind is passed over. The walk stops at `want` matches. The
+-- layer merges the partitions' shares (src/valkey/internal/lanes.ts).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {lane, states: [public state, ...], kind?, rev, after ("" for the start),
+--           want, scan}
+--   reply:  {1, "OK", "", JSON [[member, public state, kind], ...], the last member examined
+--           ("" when none), "1" when the partition has nothing after it | "0"}
+--   errors: -
+FF.fn.lane_page = function(B, a, now)
+  local want = math.max(1, math.floor(FF.num(a.want, 1)))
+  local scan = math.max(want, math.floor(FF.num(a.scan, want)))
+  local kind = a.kind
+  if type(kind) ~= "string" then kind = nil end
+  local after = FF.str(a.after)
+  local lo, hi, dir = "-", "+", nil
+  if a.rev == true then
+    lo, hi, dir = "+", "-", "REV"
+    if after ~= "" then lo = "(" .. after end
+  elseif after ~= "" then
+    lo = "(" .. after
+  end
+  local cands, state_of = {}, {}
+  for _, s in ipairs(a.states or {}) do
+    local r
+    if dir then
+      r = C("ZRANGE", K.lstate(B, a.lane, s), lo, hi, "BYLEX", "REV", "LIMIT", 0, scan)
+    else
+      r = C("ZRANGE", K.lstate(B, a.lane, s), lo, hi, "BYLEX", "LIMIT", 0, scan)
+    end
+    for i = 1, #r do
+      cands[#cands + 1] = r[i]
+      state_of[r[i]] = s
+    end
+  end
+  if dir then table.sort(cands, function(x, y) return x > y end) else table.sort(cands) end
+  local n = math.min(#cands, scan)
+  local out, last = {}, ""
+  for i = 1, n do
+    local m = cands[i]
+    last = m
+    local k = C("HGET", K.core(B, string.sub(m, 15)), "execution_kind") or ""
+    if kind == nil or k == kind then
+      out[#out + 1] = { m, state_of[m], k }
+      if #out == want then return FF.ok("OK", FF.jarr(out), last, (i == #cands and #cands < scan) and "1" or "0") end
+    end
+  end
+  return FF.ok("OK", FF.jarr(out), last, #cands < scan and "1" or "0")
+end
+
+-- ff_lane_counts (countLaneExecutions, one partition's share): the size of the lane's set of each
+-- public state asked.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {lane, states: [public state, ...]}
+--   reply:  {1, "OK", "", JSON [count, ...] (in the order of `states`)}
+--   errors: -
+FF.fn.lane_counts = function(B, a, now)
+  local out = {}
+  for i, s in ipairs(a.states or {}) do out[i] = C("ZCARD", K.lstate(B, a.lane, s)) end
+  return FF.ok("OK", FF.jarr(out))
+end
+
 -- ff_list_pending_waitpoints: a page of an execution's open (pending or active) token-bound
 -- waitpoints by id, after the cursor, with the signal names their condition waits for.
 --   KEYS:   [1] the partition base

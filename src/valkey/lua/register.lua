@@ -19,7 +19,7 @@ local WRITES = {
 local READS = {
   "read_execution", "lane_head", "describe_flow", "list_edges", "describe_edge", "list_flows",
   "list_suspended", "list_pending_waitpoints", "observe_signals", "read_stream", "read_summary",
-  "budget_status", "pass_due"
+  "budget_status", "pass_due", "lane_page", "lane_counts"
 }
 
 -- On a standalone server the layer passes `_hint = {prefix, partition}`: the work a call made
