@@ -1,8 +1,8 @@
 /**
  * Lane queries over Valkey (docs/design/reads.md#lane-queries): a lane's executions live in the
  * lane state index of each partition (helpers.lua, FF.lane_member), so a page is a merge of the
- * partitions' shares. The first round asks every partition for a few entries (one read-only
- * FCALL each, all in flight at once); an entry is safe to answer when every partition not yet
+ * partitions' shares. The first round asks every partition for a few entries (on a standalone server
+ * one read-only FCALL for all of them, on a cluster one per partition, all in flight at once); an entry is safe to answer when every partition not yet
  * exhausted has been read past it; the following rounds ask only the partitions whose reading
  * stopped before the page could be filled. A page costs O(partitions × a few entries) plus the
  * entries of the page, and never more than `Limits.laneScanItems` index entries examined.
@@ -18,6 +18,7 @@ import { S } from "./context.js"
 import { decodeJson, LuaArray } from "./plumbing.js"
 
 const Rows = LuaArray(Schema.Tuple(S, S, S))
+const Shares = LuaArray(Schema.Tuple(S, S, S))
 const Counts = LuaArray(Schema.Int)
 const decodeState = Schema.decodeUnknownEither(M.PublicState)
 
@@ -41,7 +42,31 @@ interface Share {
 }
 
 export const makeLanes = (ctx: CoreContext): Pick<BackendCore, "listLaneExecutions" | "countLaneExecutions"> => {
-  const { call, N } = ctx
+  const { call, client, keys, N, settings } = ctx
+
+  /** One round: the share (rows, last member read, exhausted) of each partition asked. */
+  const readShares = (
+    ask: ReadonlyArray<number>,
+    after: (p: number) => string,
+    args: Record<string, unknown>
+  ) =>
+    client.isCluster ?
+      Effect.forEach(ask, (p) =>
+        Effect.gen(function*() {
+          const env = yield* call("lane_page", ctx.flowTarget(p), { ...args, after: after(p) }, [], true)
+          const rows = yield* decodeJson("ff_lane_page", Rows, env.fields[0])
+          return { rows, last: env.fields[1] ?? "", done: env.fields[2] === "1" }
+        }), { concurrency: "unbounded" }) :
+      Effect.gen(function*() {
+        const env = yield* call("lane_page_across", { base: keys.lanes }, {
+          ...args,
+          prefix: settings.prefix,
+          parts: ask.map((p) => [p, after(p)])
+        }, [], true)
+        const shares = yield* decodeJson("ff_lane_page_across", Shares, env.fields[0])
+        return yield* Effect.forEach(shares, ([rows, last, done]) =>
+          Effect.map(decodeJson("ff_lane_page_across", Rows, rows), (r) => ({ rows: r, last, done: done === "1" })))
+      })
 
   const entryOf = (r: Row) =>
     Effect.gen(function*() {
@@ -79,23 +104,20 @@ export const makeLanes = (ctx: CoreContext): Pick<BackendCore, "listLaneExecutio
         if (round === 1) scan = Math.max(scan, 1) // every partition is read once
         if (scan >= 1) {
           budget -= scan * ask.length
-          const replies = yield* Effect.forEach(ask, (p) =>
-            call("lane_page", ctx.flowTarget(p), {
-              lane: q.laneId,
-              states,
-              ...(q.kind === undefined ? {} : { kind: q.kind }),
-              rev,
-              after: shares[p]!.frontier,
-              want: Math.min(amount, scan),
-              scan
-            }, [], true), { concurrency: "unbounded" })
+          const replies = yield* readShares(ask, (p) => shares[p]!.frontier, {
+            lane: q.laneId,
+            states,
+            ...(q.kind === undefined ? {} : { kind: q.kind }),
+            rev,
+            want: Math.min(amount, scan),
+            scan
+          })
           for (let i = 0; i < ask.length; i++) {
-            const env = replies[i]!
+            const reply = replies[i]!
             const share = shares[ask[i]!]!
-            const got = yield* decodeJson("ff_lane_page", Rows, env.fields[0])
-            for (const [member, state, kind] of got) rows.push({ member, state, kind })
-            if ((env.fields[1] ?? "") !== "") share.frontier = env.fields[1]!
-            share.done = env.fields[2] === "1"
+            for (const [member, state, kind] of reply.rows) rows.push({ member, state, kind })
+            if (reply.last !== "") share.frontier = reply.last
+            share.done = reply.done
           }
         }
         // every entry up to the earliest frontier of a partition with more to read is known
@@ -128,11 +150,13 @@ export const makeLanes = (ctx: CoreContext): Pick<BackendCore, "listLaneExecutio
   const countLaneExecutions: BackendCore["countLaneExecutions"] = (lane) =>
     Effect.gen(function*() {
       const states = M.PublicState.literals
-      const replies = yield* Effect.forEach(
-        Array.from({ length: N }, (_, p) => p),
-        (p) => call("lane_counts", ctx.flowTarget(p), { lane, states }, [], true),
-        { concurrency: "unbounded" }
-      )
+      const replies = client.isCluster ?
+        yield* Effect.forEach(
+          Array.from({ length: N }, (_, p) => p),
+          (p) => call("lane_counts", ctx.flowTarget(p), { lane, states }, [], true),
+          { concurrency: "unbounded" }
+        ) :
+        [yield* call("lane_counts_across", { base: keys.lanes }, { prefix: settings.prefix, partitions: N, lane, states }, [], true)]
       const out = {} as Record<M.PublicState, number>
       for (const s of states) out[s] = 0
       for (const env of replies) {
