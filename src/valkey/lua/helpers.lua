@@ -61,8 +61,9 @@ function K.stream(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) end
 function K.smeta(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":meta" end
 function K.ssum(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":sum" end
 function K.lane(B, l, kind) return B .. ":l:" .. l .. ":" .. kind end
--- the lane's executions in public state `s` (FF.lane_member)
+-- the lane's executions in public state `s` (FF.lane_member), and their count per state (a hash)
 function K.lstate(B, l, s) return B .. ":l:" .. l .. ":s:" .. s end
+function K.lcount(B, l) return B .. ":l:" .. l .. ":n" end
 function K.idx(B, name) return B .. ":i:" .. name end
 function K.flow(B, f) return B .. ":f:" .. f end
 function K.fx(B, f, s) return B .. ":f:" .. f .. ":" .. s end
@@ -448,7 +449,9 @@ end
 -- Each lane of a partition has one sorted set per public state (K.lstate), holding its executions
 -- in that state as "<created_at, 13 digits>:<execution id>", all scored 0: read by name, a set is
 -- in creation order, ties by id, and a page starts exactly after any position. The entry moves
--- when FF.state changes the public state, is added by create and removed by deletion.
+-- when FF.state changes the public state, is added by create and removed by deletion; the lane's
+-- hash K.lcount counts the entries of each set, so that a read skips the empty sets and a count
+-- reads one hash per partition.
 function FF.lane_member(created_at, e)
   local at = FF.str(created_at)
   return string.rep("0", 13 - #at) .. at .. ":" .. e
@@ -457,8 +460,12 @@ end
 -- Moves `e` (core `c`, before the change) from its lane's set of public state `from` to `to`'s.
 function FF.lane_move(B, e, c, from, to)
   local m = FF.lane_member(c.created_at, e)
-  if from ~= "" then C("ZREM", K.lstate(B, c.lane_id, from), m) end
-  if to ~= "" then C("ZADD", K.lstate(B, c.lane_id, to), 0, m) end
+  if from ~= "" and C("ZREM", K.lstate(B, c.lane_id, from), m) == 1 then
+    C("HINCRBY", K.lcount(B, c.lane_id), from, -1)
+  end
+  if to ~= "" and C("ZADD", K.lstate(B, c.lane_id, to), 0, m) == 1 then
+    C("HINCRBY", K.lcount(B, c.lane_id), to, 1)
+  end
 end
 
 -- Writes the seven dimensions, public_state and the two transition timestamps (plus the field

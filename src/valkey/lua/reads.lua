@@ -167,16 +167,20 @@ local function lane_share(B, a, after)
   if rev then lo, hi = "+", "-" end
   if after ~= "" then lo = "(" .. after end
   local cands, state_of = {}, {}
-  for _, s in ipairs(a.states or {}) do
-    local r
-    if rev then
-      r = C("ZRANGE", K.lstate(B, a.lane, s), lo, hi, "BYLEX", "REV", "LIMIT", 0, scan)
-    else
-      r = C("ZRANGE", K.lstate(B, a.lane, s), lo, hi, "BYLEX", "LIMIT", 0, scan)
+  local states = a.states or {}
+  local sizes = #states > 0 and C("HMGET", K.lcount(B, a.lane), unpack(states)) or {}
+  for i, s in ipairs(states) do
+    local r = {}
+    if FF.num(sizes[i]) > 0 then -- (an empty set is not read)
+      if rev then
+        r = C("ZRANGE", K.lstate(B, a.lane, s), lo, hi, "BYLEX", "REV", "LIMIT", 0, scan)
+      else
+        r = C("ZRANGE", K.lstate(B, a.lane, s), lo, hi, "BYLEX", "LIMIT", 0, scan)
+      end
     end
-    for i = 1, #r do
-      cands[#cands + 1] = r[i]
-      state_of[r[i]] = s
+    for j = 1, #r do
+      cands[#cands + 1] = r[j]
+      state_of[r[j]] = s
     end
   end
   if rev then table.sort(cands, function(x, y) return x > y end) else table.sort(cands) end
@@ -228,14 +232,17 @@ FF.fn.lane_page_across = function(_, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
--- The lane's count of each state asked on partition base B.
+-- The lane's count of each state asked on partition base B (its K.lcount hash), added to `out`.
 local function lane_counts(B, a, out)
-  for i, s in ipairs(a.states or {}) do out[i] = (out[i] or 0) + C("ZCARD", K.lstate(B, a.lane, s)) end
+  local states = a.states or {}
+  if #states == 0 then return out end
+  local n = C("HMGET", K.lcount(B, a.lane), unpack(states))
+  for i = 1, #states do out[i] = (out[i] or 0) + FF.num(n[i]) end
   return out
 end
 
 -- ff_lane_counts (countLaneExecutions, one partition's share): the size of the lane's set of each
--- public state asked.
+-- public state asked (the lane's count hash, FF.lane_move).
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {lane, states: [public state, ...]}
 --   reply:  {1, "OK", "", JSON [count, ...] (in the order of `states`)}
