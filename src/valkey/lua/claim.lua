@@ -43,10 +43,21 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
   return exp
 end
 
--- Indexes the attempt's timeout (attempt_timeout_ms of the core, or `override`), when it has one.
+-- Arms the attempt's timeout (attempt_timeout_ms of the core, or `override`), when it has one: its
+-- due time goes to the core's attempt_timeout_at (what expireAttempts checks an index entry
+-- against) and to the attempt_timeout index; an attempt without one clears a due time left.
 function FF.arm_attempt_timeout(B, e, c, now, override)
   local ms = tonumber(override or "") or FF.num(c.attempt_timeout_ms)
-  if ms > 0 then C("ZADD", K.idx(B, "attempt_timeout"), FF.s(now + ms), e) end
+  if ms > 0 then
+    local due = FF.s(now + ms)
+    C("HSET", K.core(B, e), "attempt_timeout_at", due)
+    c.attempt_timeout_at = due
+    C("ZADD", K.idx(B, "attempt_timeout"), due, e)
+  elseif (c.attempt_timeout_at or "") ~= "" then
+    C("HSET", K.core(B, e), "attempt_timeout_at", "")
+    c.attempt_timeout_at = ""
+    C("ZREM", K.idx(B, "attempt_timeout"), e)
+  end
 end
 
 -- A new attempt of the eligible `e` (initial / retry / replay, from the core's attempt_state),

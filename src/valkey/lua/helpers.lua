@@ -479,7 +479,7 @@ end
 -- The core fields of a lease, cleared: FF.state's `extra` of a transition that ends the lease.
 FF.LEASE_CLEAR = {
   "current_lease_id", "", "current_worker_id", "", "current_worker_instance_id", "",
-  "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", ""
+  "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", "", "attempt_timeout_at", ""
 }
 
 -- A new list: the entries of `base`, then those of `more` (optional).
@@ -520,10 +520,8 @@ function FF.unindex(B, e, c)
   for _, kind in ipairs(kinds) do
     C("ZREM", K.lane(B, lane, kind), e)
   end
-  if c.lifecycle_phase ~= "runnable" then
-    C("ZREM", K.idx(B, "lease_expiry"), e)
-    C("ZREM", K.idx(B, "attempt_timeout"), e)
-  end
+  if c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "lease_expiry"), e) end
+  C("ZREM", K.idx(B, "attempt_timeout"), e)
   if c.lifecycle_phase ~= "active" then C("ZREM", K.idx(B, "susp_timeout"), e) end
   if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "suspended"), e) end
 end
