@@ -352,6 +352,36 @@ export const scheduling = (t: Tester) =>
           return { n0, n1, z, x, y }
         })
 
+      t.test("a claim with kinds finds its work behind many executions of other kinds on the same partition", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const p = 3 % t.options.numFlowPartitions
+          const ids = yield* Effect.forEach(Array.from({ length: 100 }), () => executionIdOnPartition(p))
+          const others = yield* b.createExecutions(ids.map((executionId) => ({
+            executionId,
+            laneId: lane,
+            namespace: Ids.unsafe.namespace("conformance"),
+            executionKind: "a"
+          })))
+          expect(others.filter((r) => r._tag === "Created")).toHaveLength(100)
+          yield* advance(1)
+          const wanted = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p), executionKind: "b" })
+          expect(payloadOf(yield* claimSome(lane, { kinds: ["b"] })).executionId).toBe(wanted.executionId)
+          yield* claimNone(lane, { kinds: ["b"] })
+          yield* advance(1)
+          const late = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p), executionKind: "c" })
+          const g = yield* b.claimForWorker({
+            laneId: lane,
+            workerId: WORKER,
+            workerInstanceId: INSTANCE,
+            workerCapabilities: [],
+            kinds: ["c"],
+            grantTtlMs: 5_000
+          })
+          expect(g._tag === "Granted" && g.grant.executionId).toBe(late.executionId)
+        }))
+
       t.test("a claim with kinds passes over other kinds and takes the best candidate of its kinds across partitions", () =>
         Effect.gen(function*() {
           const b = yield* backend

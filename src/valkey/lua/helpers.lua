@@ -61,6 +61,9 @@ function K.stream(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) end
 function K.smeta(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":meta" end
 function K.ssum(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":sum" end
 function K.lane(B, l, kind) return B .. ":l:" .. l .. ":" .. kind end
+-- The eligible index of lane l and execution kind k (FF.kind_candidates); the kind's length ends
+-- the key, so no lane and kind give another's key.
+function K.lane_kind(B, l, k) return B .. ":l:" .. l .. ":kind:" .. k .. ":" .. #k end
 function K.idx(B, name) return B .. ":i:" .. name end
 function K.flow(B, f) return B .. ":f:" .. f end
 function K.fx(B, f, s) return B .. ":f:" .. f .. ":" .. s end
@@ -520,16 +523,22 @@ function FF.unindex(B, e, c)
   for _, kind in ipairs(kinds) do
     C("ZREM", K.lane(B, lane, kind), e)
   end
+  if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "suspended" then
+    C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
+  end
   if c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "lease_expiry"), e) end
   C("ZREM", K.idx(B, "attempt_timeout"), e)
   if c.lifecycle_phase ~= "active" then C("ZREM", K.idx(B, "susp_timeout"), e) end
   if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "suspended"), e) end
 end
 
--- Indexes `e` as eligible on its lane at its claim score, and reports the wake.
+-- Indexes `e` as eligible on its lane (and its lane and kind) at its claim score, and reports the
+-- wake.
 function FF.make_eligible(B, e, c)
   local score = FF.pscore(c.priority, c.created_at)
-  C("ZADD", K.lane(B, c.lane_id, "eligible"), FF.s(score), e)
+  local ss = FF.s(score)
+  C("ZADD", K.lane(B, c.lane_id, "eligible"), ss, e)
+  C("ZADD", K.lane_kind(B, c.lane_id, c.execution_kind or ""), ss, e)
   FF.add_wake(c.lane_id, score)
 end
 

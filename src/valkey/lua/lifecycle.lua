@@ -38,7 +38,8 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
   local delayed = delay_until ~= nil and delay_until > now
   local ts = FF.s(now)
   local sprio = FF.s(priority)
-  local c = { execution_id = e, namespace = ns, lane_id = lane, priority = sprio, created_at = ts }
+  local c = { execution_id = e, namespace = ns, lane_id = lane, priority = sprio, created_at = ts,
+    execution_kind = FF.str(a.execution_kind) }
   -- the state vector (docs/design/valkey.md#key-layout) of a new execution
   local elig, reason, detail, pub, sdelay = "eligible_now", "waiting_for_worker", "", "waiting", ""
   if delayed then
