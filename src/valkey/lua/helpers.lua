@@ -634,6 +634,19 @@ function FF.drop_lease(B, e, c)
   C("ZREM", K.idx(B, "attempt_timeout"), e)
 end
 
+-- The lease holder gives `e` back until `until_ms` (its run ended by the caller): the lease is
+-- dropped and cleared, and the execution is runnable, delayed until then (blocking `reason`,
+-- `detail`, attempt state `astate`, more core fields `extra`), in its lane's delayed index.
+function FF.release_until(B, e, c, until_ms, reason, detail, astate, extra, now)
+  FF.drop_lease(B, e, c)
+  local fields = FF.with(FF.LEASE_CLEAR, extra)
+  fields[#fields + 1] = "delay_until"
+  fields[#fields + 1] = FF.s(until_ms)
+  FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", reason, detail, "none", astate, now, fields)
+  C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(until_ms), e)
+  FF.add_due(B, c.lane_id, until_ms)
+end
+
 -- --- the lease ladder (docs/design/executions.md#the-lease-ladder) -----------------------------------------------------
 FF.LADDER_WRITE = { mark = true, attempt = true } -- the checks of a write that ends or parks the attempt
 -- The checks of a write by the lease holder `f` (the lease fence) on `e`, in order: the execution
@@ -662,6 +675,18 @@ function FF.ladder(B, e, c, now, f, opts)
   end
   if opts.attempt and f.attempt_id ~= c.current_attempt_id then return FF.err("stale_lease") end
   return nil
+end
+
+-- The execution of a write by its lease holder: a.execution_id and its core when the lease ladder
+-- (FF.LADDER_WRITE) lets the write through; else nil, nil and the refusal (execution_not_found,
+-- the ladder's).
+function FF.held(B, a, now)
+  local e = a.execution_id
+  local c = FF.core(B, e)
+  if c == nil then return nil, nil, FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  if bad then return nil, nil, bad end
+  return e, c
 end
 
 -- The lease elapsed. The execution stays active and becomes a reclaim candidate.
