@@ -108,12 +108,14 @@ END $$;
 -- exec_core, in a window of its own). So a claim's cost never grows with the rows of other kinds
 -- ahead of its work; a row whose capabilities the worker lacks still counts in the window
 -- (docs/limits.md, "What one claim reads"). Nothing is locked. (The kind leads the ORDER BY of a
--- kind's window, a no-op there, so that the plan reads ready_claim_by_kind, never the lane's rows.)
+-- kind's window, a no-op there, so that the plan reads ready_claim_by_kind, never the lane's rows.
+-- The merge of the kinds' windows is a sort, which the callers' enable_sort = off prices so high
+-- that JIT compilation would start, at about a second a call: jit is off here.)
 --   args:   p_lane, p_caps, p_kinds, p_skip, p_want
 --   reply:  the execution ids, in claim order
 --   errors: -
 CREATE FUNCTION ffi_claim_window(p_lane text, p_caps text[], p_kinds text[], p_skip text[], p_want int)
-RETURNS text[] LANGUAGE plpgsql STABLE AS $$
+RETURNS text[] LANGUAGE plpgsql STABLE SET jit = off AS $$
 BEGIN
   IF p_kinds IS NULL THEN
     RETURN ARRAY(
