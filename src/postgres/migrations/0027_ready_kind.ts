@@ -1,5 +1,5 @@
 /**
- * Migration 0026: the kind of each claimable execution in `ready`, and an index by lane and kind
+ * Migration 0027: the kind of each claimable execution in `ready`, and an index by lane and kind
  * in claim order, so that a claim limited to kinds reads only rows of its kinds (docs/limits.md,
  * "What one claim reads"). Rows queued before this migration have no kind (NULL): a claim with
  * kinds reads their kind from `exec_core`, within its window, until they are claimed.
