@@ -393,7 +393,7 @@ BEGIN
 END $$;
 
 -- ffi_lane_count_fold: moves up to p_limit lane_count rows of server processes that have ended
--- (a shard that is no live backend's pid) into shard 0 (migration 0027), so that a lane keeps
+-- (a shard that is no live backend's pid) into shard 0 (migration 0028), so that a lane keeps
 -- about one row per state and live process. Rows a transaction holds are passed over; one fold
 -- runs at a time per schema (a transaction advisory lock; the pass skips the fold when it is taken).
 --   args:   p_limit

@@ -184,7 +184,7 @@ BEGIN
 END $$;
 
 -- ff_count_lane_executions: countLaneExecutions — a lane's count per public state, the sum of its
--- lane_count rows (migration 0027); a state without executions is left out.
+-- lane_count rows (migration 0028); a state without executions is left out.
 --   args:   p_lane, p_now
 --   reply:  {"ok": {public state: count, ...}}
 --   errors: -

@@ -1,5 +1,5 @@
 /**
- * Migration 0027: lane queries (docs/design/reads.md#lane-queries).
+ * Migration 0028: lane queries (docs/design/reads.md#lane-queries).
  *
  * - `exec_core_by_lane`: each lane's executions by creation time, then id, for
  *   `listLaneExecutions`. Its columns never change after the insert, so a transition stays a HOT
