@@ -189,7 +189,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           launch(r.args.lane, claimed, Effect.interruptible)
         )
     }
-    const complete = (settings.batchCompletions ?? true) ?
+    const complete = (settings.batchCompletions ?? backend.backendLabel !== "memory") ?
       (yield* Completions.make(backend, Math.min(settings.concurrency, MAX_CLAIM_BATCH), refill)).complete :
       (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload })
     rt = { backend, settings, keeper, complete, labels }
