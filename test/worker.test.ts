@@ -138,9 +138,9 @@ describe("observability", () => {
         yield* Fiber.interrupt(worker)
         const attempt = spans.find((s) => s.name === "Worker.attempt")
         expect(attempt?.attributes.get("execution_id")).toBe(id)
-        // the completion is written in the attempt's span (with the claim of the next work)
+        // the completion is written in the attempt's span
         const complete = spans.find((s) =>
-          s.name === "EngineBackend.completeAndClaim" && Option.isSome(s.parent) && s.parent.value.spanId === attempt!.spanId
+          s.name === "EngineBackend.complete" && Option.isSome(s.parent) && s.parent.value.spanId === attempt!.spanId
         )
         expect(complete).toBeDefined()
         expect((yield* counter("flowfabric_worker_tasks_total", { kind: "add", outcome: "Completed" })) - before).toBe(1)
@@ -426,6 +426,50 @@ describe("batched completions (memory)", () => {
       // the first completion is written alone; the ones that finished meanwhile follow together
       expect(singles + batches.reduce((a, n) => a + n, 0)).toBe(20)
       expect(Math.max(0, ...batches)).toBeGreaterThan(1)
+    }), 20_000)
+
+  it.live("a batch of completions claims the next executions into the slots it frees, kinds honoured", () =>
+    Effect.gen(function*() {
+      // claims made with completions: [completions, claim max, claimed]
+      const refills = yield* Ref.make<ReadonlyArray<readonly [number, number, number]>>([])
+      const kinds = yield* Ref.make<ReadonlyArray<ReadonlyArray<string> | undefined>>([])
+      const layer = memoryWith((backend) => ({
+        completeAndClaim: (items, claim) =>
+          Effect.tap(backend.completeAndClaim(items, claim), (r) =>
+            items.length === 0 ? Effect.void : Effect.zipRight(
+              Ref.update(refills, (all) => [...all, [items.length, claim.max, r.claimed.length] as const]),
+              Ref.update(kinds, (all) => [...all, claim.args.kinds])
+            ))
+      }))
+      yield* Effect.gen(function*() {
+        const lane = yield* newLane()
+        const ids = yield* Effect.forEach(Array.from({ length: 12 }, (_, i) => i), (a) =>
+          Producer.submit(Add, { a, b: 1 }, { lane }))
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          handlers: [Worker.handler({ ...Add, run: (i) => Effect.as(Effect.sleep("5 millis"), i.a + i.b) })],
+          concurrency: 3,
+          batchCompletions: true,
+          idle: Schedule.spaced("1 second")
+        }))
+        for (let i = 0; i < 300; i++) {
+          if ((yield* Effect.forEach(ids, (id) => isState(id, "completed"))).every(Boolean)) break
+          yield* Effect.sleep("10 millis")
+        }
+        yield* Fiber.interrupt(worker)
+        expect(yield* Effect.forEach(ids, (id) => Producer.result(Add, id))).toEqual(
+          Array.from({ length: 12 }, (_, a) => Option.some(a + 1))
+        )
+      }).pipe(Effect.provide(layer))
+      const made = yield* Ref.get(refills)
+      // the completions claimed most of the work; never more than the slots they freed plus the free ones
+      expect(made.reduce((n, [, , got]) => n + got, 0)).toBeGreaterThanOrEqual(6)
+      for (const [completions, max, got] of made) {
+        expect(max).toBeLessThanOrEqual(3)
+        expect(max).toBeGreaterThanOrEqual(completions)
+        expect(got).toBeLessThanOrEqual(max)
+      }
+      for (const k of yield* Ref.get(kinds)) expect(k).toEqual(["add"])
     }), 20_000)
 
   it.live("a batch refused as a whole is written again completion by completion", () =>

@@ -152,7 +152,14 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
      * of its attempts are one step, an interruption in between would strand leases until they
      * expired). `restore` makes each attempt's input read and handler interruptible.
      */
-    const launch = (lane: M.ClaimArgs["lane"], claimed: ReadonlyArray<EngineBackend.ClaimedWork>, restore: Restore) =>
+    // Attempts a batch of completions claimed start from the loop's own context (its log
+    // annotations, no span), not from the attempt whose fiber wrote the batch.
+    const runFromLoop = yield* FiberSet.runtime(tasks)<never>()
+    const launch = (
+      lane: M.ClaimArgs["lane"],
+      claimed: ReadonlyArray<EngineBackend.ClaimedWork>,
+      restore: Restore | "from loop"
+    ) =>
       Effect.gen(function*() {
         if (claimed.length === 0) return
         const claimedAt = yield* Clock.currentTimeMillis
@@ -167,7 +174,9 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           running++
           // an input left out of the claim's reply (past its byte budget) is read by the attempt
           const prefetched = Option.isSome(input) ? Option.some(input) : Option.none()
-          const fiber = yield* FiberSet.run(tasks, runAttempt(rt!, handle, p.right, claimedAt, prefetched, restore))
+          const fiber = restore === "from loop" ?
+            runFromLoop(Effect.uninterruptibleMask((r) => runAttempt(rt!, handle, p.right, claimedAt, prefetched, r))) :
+            yield* FiberSet.run(tasks, runAttempt(rt!, handle, p.right, claimedAt, prefetched, restore))
           fiber.addObserver(finished)
         }
       })
@@ -186,7 +195,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
             reserved -= r.max
             slotFree.unsafeOpen()
           }),
-          launch(r.args.lane, claimed, Effect.interruptible)
+          launch(r.args.lane, claimed, "from loop")
         )
     }
     const complete = (settings.batchCompletions ?? backend.backendLabel !== "memory") ?
