@@ -147,14 +147,14 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       slotFree.unsafeOpen()
     }
     let rt: Runtime | undefined
+    // Attempts a batch of completions claimed start from the loop's own context (its log
+    // annotations, no span), not from the attempt whose fiber wrote the batch.
+    const runFromLoop = yield* FiberSet.runtime(tasks)<never>()
     /**
      * Forks an attempt per claimed execution (the caller is uninterruptible: a claim and the fork
      * of its attempts are one step, an interruption in between would strand leases until they
      * expired). `restore` makes each attempt's input read and handler interruptible.
      */
-    // Attempts a batch of completions claimed start from the loop's own context (its log
-    // annotations, no span), not from the attempt whose fiber wrote the batch.
-    const runFromLoop = yield* FiberSet.runtime(tasks)<never>()
     const launch = (
       lane: M.ClaimArgs["lane"],
       claimed: ReadonlyArray<EngineBackend.ClaimedWork>,
@@ -189,13 +189,14 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         next = (next + 1) % claimArgs.length
         return { args, max }
       },
+      // the reservation is given back once the claimed attempts hold their slots
       launch: (r, claimed) =>
         Effect.zipRight(
+          launch(r.args.lane, claimed, "from loop"),
           Effect.sync(() => {
             reserved -= r.max
             slotFree.unsafeOpen()
-          }),
-          launch(r.args.lane, claimed, "from loop")
+          })
         )
     }
     const complete = (settings.batchCompletions ?? backend.backendLabel !== "memory") ?
@@ -240,9 +241,9 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
           reserved += free
           const r = yield* Effect.either(claimRound(free))
-          reserved -= free
           const got = Either.isRight(r) ? Option.getOrUndefined(r.right) : undefined
           if (got !== undefined) yield* launch(got.lane, got.claimed, restore)
+          reserved -= free
           return r
         })
       )
