@@ -37,30 +37,39 @@ export const makeClaims = (
 ): CoreArea<"claim"> => {
   const { callDecode } = ctx
 
+  /** The claimer's parameters of ff_claim and ff_complete_claim, in their order. */
+  const claimerParams = (args: M.ClaimArgs) => [
+    text(args.lane),
+    textArray(args.capabilities.tokens),
+    textArray(args.kinds),
+    text(args.policy.workerId),
+    text(args.policy.workerInstanceId),
+    bigint(args.policy.leaseTtlMs)
+  ]
+
   /**
    * A claim that found nothing while another transaction held some of its candidates (see
    * ff_claim) tries again a few times, on the live clock: those candidates may be claimable once
-   * that transaction ends, and nothing would wake an idle worker for them.
+   * that transaction ends, and nothing would wake an idle worker for them. `retry` false: once.
    */
-  const claimMany = (args: M.ClaimArgs, count: number): Fx<ReadonlyArray<M.Handle>> => {
-    const once = callDecode("claim", "claim", [
-      text(args.lane),
-      textArray(args.capabilities.tokens),
-      textArray(args.kinds),
-      text(args.policy.workerId),
-      text(args.policy.workerInstanceId),
-      bigint(args.policy.leaseTtlMs),
-      int(Math.max(1, Math.floor(count)))
-    ], ClaimReply)
-    return Effect.gen(function*() {
+  const untilNotBusy = <A extends { readonly handles: ReadonlyArray<unknown>; readonly busy: number }>(
+    once: Fx<A>,
+    retry: boolean
+  ): Fx<A> =>
+    Effect.gen(function*() {
       let reply = yield* once
-      for (let wait = 1; reply.handles.length === 0 && reply.busy > 0 && wait <= BUSY_RETRY_MAX_MS; wait *= 2) {
+      for (let wait = 1; retry && reply.handles.length === 0 && reply.busy > 0 && wait <= BUSY_RETRY_MAX_MS; wait *= 2) {
         yield* Effect.sleep(Duration.millis(wait)).pipe(Effect.withClock(liveClock))
         reply = yield* once
       }
-      return reply.handles.map(({ kind, ...payload }) => makeHandle("postgres", kind, payload))
+      return reply
     })
-  }
+
+  const claimMany = (args: M.ClaimArgs, count: number): Fx<ReadonlyArray<M.Handle>> =>
+    Effect.map(
+      untilNotBusy(callDecode("claim", "claim", [...claimerParams(args), int(Math.max(1, Math.floor(count)))], ClaimReply), true),
+      (reply) => reply.handles.map(({ kind, ...payload }) => makeHandle("postgres", kind, payload))
+    )
 
   /**
    * completeAndClaim: one ff_complete_claim. A claim alone that found only busy candidates tries
@@ -75,25 +84,12 @@ export const makeClaims = (
       ["uuid[]", col(({ h }) => h.payload.leaseId)],
       ["bigint[]", col(({ h }) => h.payload.leaseEpoch)],
       ["bytea[]", col(({ payload }) => bytea(payload)[1])],
-      text(args.lane),
-      textArray(args.capabilities.tokens),
-      textArray(args.kinds),
-      text(args.policy.workerId),
-      text(args.policy.workerInstanceId),
-      bigint(args.policy.leaseTtlMs),
+      ...claimerParams(args),
       int(max),
       bigint(Limits.batchBytes)
     ], CompleteClaimReply)
     return Effect.gen(function*() {
-      let reply = yield* once
-      for (
-        let wait = 1;
-        items.length === 0 && max > 0 && reply.handles.length === 0 && reply.busy > 0 && wait <= BUSY_RETRY_MAX_MS;
-        wait *= 2
-      ) {
-        yield* Effect.sleep(Duration.millis(wait)).pipe(Effect.withClock(liveClock))
-        reply = yield* once
-      }
+      const reply = yield* untilNotBusy(once, items.length === 0 && max > 0)
       const completed: Array<Either.Either<void, EngineError>> = []
       for (let i = 0; i < items.length; i++) {
         const h = items[i]!.h
