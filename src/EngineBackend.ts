@@ -77,6 +77,26 @@ export declare namespace EngineBackend {
       args: EngineBackend.SubscribeWorkArgs
     ) => Effect.Effect<EngineBackend.WorkSubscription, EngineError, Scope.Scope>
 
+    // --- events (docs/design/events.md) ---------------------------------------
+    /**
+     * A page of the events `args.filter` sees, oldest first, after `args.after` (default
+     * `"earliest"`: from the oldest retained event; `"latest"`: none, only the offset of the end):
+     * at most `args.limit` (1..`Limits.eventPageItems`, default 100). Only events of committed
+     * transitions are read, in the order of each execution's transitions. An offset whose
+     * successors were trimmed fails `State(EventOffsetExpired)`; a malformed one
+     * `Validation(InvalidOffset)`.
+     */
+    readonly readEvents: (args: M.ReadEventsArgs) => Effect.Effect<M.EventPage, EngineError>
+    /**
+     * Subscribes the current scope to the wake-ups of `filter`: a count that grows after an event
+     * it sees may have been written. A hint only (it may count without a new event, and a wake-up
+     * lost with a dropped connection counts once the connection is back): read with `readEvents`
+     * after it, and read again after a bounded wait anyway.
+     */
+    readonly subscribeEvents: (
+      filter: M.EventFilter
+    ) => Effect.Effect<EngineBackend.EventSubscription, EngineError, Scope.Scope>
+
     // --- reads ---------------------------------------------------------------
     readonly describeExecution: (id: ExecutionId) => Effect.Effect<Option.Option<M.ExecutionSnapshot>, EngineError>
     readonly describeFlow: (id: FlowId) => Effect.Effect<Option.Option<M.FlowSnapshot>, EngineError>
@@ -254,6 +274,18 @@ export declare namespace EngineBackend {
   }
 
   /**
+   * What `subscribeEvents` returns: read `wakeups` before a read that found nothing new, then
+   * `await` with that count (it returns at once when a wake-up arrived since).
+   *
+   * @since 0.1.0
+   */
+  export interface EventSubscription {
+    readonly wakeups: Effect.Effect<number>
+    /** Waits until the count of wake-ups exceeds `since` or `maxWait` passed (Effect's `Clock`); true when woken. */
+    readonly await: (since: number, maxWait: Duration.Duration) => Effect.Effect<boolean>
+  }
+
+  /**
    * What `arm` reports.
    *
    * @since 0.1.0
@@ -373,5 +405,7 @@ export const operationNames = [
   "cancelFlowHeader",
   "ackCancelMember",
   "readExecutionInfo",
-  "readExecutionState"
+  "readExecutionState",
+  "readEvents",
+  "subscribeEvents"
 ] as const satisfies ReadonlyArray<Exclude<keyof EngineBackend.Service, "backendLabel">>

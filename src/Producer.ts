@@ -712,15 +712,21 @@ export const result = <I, IE, O, OE>(
  * @category models
  */
 export interface AwaitOptions {
-  /** Default 100 ms. */
+  /**
+   * The longest wait without news before the state is read again: 1 s by default while the
+   * execution's events wake the wait, 100 ms when the backend offers no event wake-ups (a
+   * Postgres layer without a LISTEN connection).
+   */
   readonly pollInterval?: Duration.DurationInput | undefined
   /** Fails with `Timeout{op:"await_execution"}` after this long (default: wait forever). */
   readonly timeout?: Duration.DurationInput | undefined
 }
 
 /**
- * Polls `readExecutionState` until the execution is terminal and returns
- * that state; fails `NotFound` when no execution has this id.
+ * Waits until the execution is terminal and returns that state; fails `NotFound` when no
+ * execution has this id. Subscribes to the execution's events and reads its state once at the
+ * start and again at each wake-up (an event of it was written), or after `pollInterval` without
+ * one, so that a lost wake-up delays the answer but cannot hang it.
  *
  * @since 0.1.0
  * @category results
@@ -729,21 +735,27 @@ export const awaitTerminal = (
   executionId: ExecutionId,
   options: AwaitOptions = {}
 ): Effect.Effect<M.PublicState, EngineError, EngineBackend> =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const backend = yield* EngineBackend
     const start = yield* Clock.currentTimeMillis
-    const limit = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
-    const interval = options.pollInterval ?? Duration.millis(100)
+    const limit = options.timeout === undefined ? undefined : Duration.toMillis(Duration.decode(options.timeout))
+    const subscribed = yield* Effect.either(backend.subscribeEvents({ _tag: "Execution", executionId }))
+    const subscription = Either.getOrUndefined(subscribed)
+    const interval = Duration.toMillis(
+      Duration.decode(options.pollInterval ?? (subscription === undefined ? Duration.millis(100) : Duration.seconds(1)))
+    )
     for (;;) {
+      const seen = subscription === undefined ? 0 : yield* subscription.wakeups
       const state = yield* backend.readExecutionState(executionId)
       if (Option.isNone(state)) return yield* notFound("execution", executionId)
       if (isTerminal(state.value)) return state.value
-      if (limit !== undefined && (yield* Clock.currentTimeMillis) - start >= Duration.toMillis(limit)) {
-        return yield* new Timeout({ op: "await_execution", elapsed: limit })
-      }
-      yield* Effect.sleep(interval)
+      const left = limit === undefined ? interval : limit - ((yield* Clock.currentTimeMillis) - start)
+      if (left <= 0) return yield* new Timeout({ op: "await_execution", elapsed: Duration.millis(limit!) })
+      const wait = Duration.millis(Math.min(interval, left))
+      if (subscription === undefined) yield* Effect.sleep(wait)
+      else yield* subscription.await(seen, wait)
     }
-  })
+  }))
 
 /** The `ExecutionNotCompleted` of an execution that ended `state`, with why, read from its snapshot. */
 const notCompleted = (executionId: ExecutionId, state: M.PublicState) =>

@@ -17,6 +17,7 @@ import type * as Ids from "../../Ids.js"
 import * as M from "../../Model.js"
 import type { CreateExecutionCore } from "../boundary.js"
 import { err, ok, type R, transition } from "./helpers.js"
+import { createdEvent, emit } from "./events.js"
 import { createExecution } from "./lifecycle.js"
 import type { Dependency, EdgeGroup, Exec, Flow } from "./state.js"
 import type { Store } from "./store.js"
@@ -195,7 +196,20 @@ const cancelSiblings = (
 }
 
 /** Flow state after members changed: `cancelling` → `cancelled` once no owed member is left. */
+/** Writes a `FlowStateChanged` event when the public state of `f` is not the one last reported. */
+export const noteFlowState = (store: Store, f: Flow, now: number): void => {
+  const s = flowState(store, f)
+  if (s === f.eventState) return
+  f.eventState = s
+  emit(store, { _tag: "FlowStateChanged", at: now, flowId: f.id, publicFlowState: s })
+}
+
 export const settleFlow = (store: Store, flow: Flow, now: number): void => {
+  settleCancel(store, flow, now)
+  noteFlowState(store, flow, now)
+}
+
+const settleCancel = (store: Store, flow: Flow, now: number): void => {
   if (flow.state !== "cancelling") return
   for (const id of flow.owed) {
     if (store.executions.get(id)?.phase === "terminal") flow.owed.delete(id)
@@ -236,7 +250,8 @@ export const createFlow = (store: Store, now: number, args: M.CreateFlowArgs): R
     groups: new Map(),
     owed: new Set(),
     backlogDueAt: undefined,
-    tags: {}
+    tags: {},
+    eventState: args.sealed ? "completed" : "open"
   })
   return ok({ _tag: "Created", flowId: args.flowId })
 }
@@ -262,8 +277,9 @@ export const createFlowGraph = (
     // sealed last: the graph's own members and edges go in first
     yield* createFlow(store, now, { ...g.flow, sealed: false })
     for (const m of g.members) {
-      yield* createExecution(store, now, m)
+      yield* createExecution(store, now, m, false)
       yield* addExecutionToFlow(store, now, { flowId, executionId: m.executionId })
+      emit(store, createdEvent(store.executions.get(m.executionId)!, now))
     }
     for (const j of g.joins) yield* setEdgeGroupPolicy(store, now, { flowId, ...j })
     for (const e of g.edges) {
@@ -301,6 +317,7 @@ export const addExecutionToFlow = (
   f.lastMutationAt = now
   const pending = f.groups.get(e.id)
   if (pending !== undefined && e.group === undefined) e.group = pending
+  noteFlowState(store, f, now)
   return ok({ _tag: "Added", executionId: e.id, newNodeCount: f.nodeCount })
 }
 
@@ -436,6 +453,7 @@ export const sealFlow = (store: Store, now: number, args: M.SealFlowArgs): R<M.S
   if (f.sealed) return ok({ _tag: "AlreadySealed", flowId: f.id, publicFlowState: flowState(store, f) })
   f.sealed = true
   f.lastMutationAt = now
+  noteFlowState(store, f, now)
   return ok({ _tag: "Sealed", flowId: f.id, publicFlowState: flowState(store, f) })
 }
 
@@ -518,8 +536,9 @@ export const extendFlow = (
   if (closesCycle(f, g.edges)) return err(conflict("CycleDetected"))
   return Either.gen(function*() {
     for (const m of g.members) {
-      yield* createExecution(store, now, m)
+      yield* createExecution(store, now, m, false)
       yield* addExecutionToFlow(store, now, { flowId, executionId: m.executionId })
+      emit(store, createdEvent(store.executions.get(m.executionId)!, now))
     }
     for (const j of g.joins) yield* setEdgeGroupPolicy(store, now, { flowId, ...j })
     // every edge is applied before any resolves, so a join counts all its new edges
@@ -586,6 +605,7 @@ const flipFlow = (
     f.backlogDueAt = now + graceMs
     store.cancelBacklog.add(f.id)
   }
+  noteFlowState(store, f, now)
 }
 
 /** Cancels up to `max` owed members of `f`; returns how many it cancelled. */

@@ -22,6 +22,7 @@ import {
   type R,
   transition
 } from "./helpers.js"
+import { createdEvent, emit, progressEvent } from "./events.js"
 import { endRun, recordFailure } from "./history.js"
 import type { Exec } from "./state.js"
 import type { Store } from "./store.js"
@@ -38,7 +39,16 @@ const failureCategoryOf = (reason: M.FailureReason, cls: M.FailureClass): string
   return cls === "InfraCrash" ? "infra_crash" : cls.toLowerCase()
 }
 
-export const createExecution = (store: Store, now: number, args: CreateExecutionCore): R<M.CreateExecutionResult> => {
+/**
+ * Creates an execution. Its `ExecutionCreated` event is written here unless `announce` is false
+ * (a flow's new member: the flow writes it once the member is in, so that it carries the flow).
+ */
+export const createExecution = (
+  store: Store,
+  now: number,
+  args: CreateExecutionCore,
+  announce = true
+): R<M.CreateExecutionResult> => {
   const partition = executionPartition(args.executionId)
   const idemKey = args.idempotencyKey !== undefined && args.idempotencyKey !== "" ?
     `${partition}|${args.namespace}|${args.idempotencyKey}` :
@@ -69,7 +79,8 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
     blockingDetail: "",
     outcome: "none",
     attemptState: "pending_first_attempt",
-    publicState: "waiting",
+    // delayTo below moves it there: the creation reports it, not a change
+    publicState: delayed ? "delayed" : "waiting",
     totalAttemptCount: 0,
     currentAttemptIndex: 0,
     currentAttemptId: undefined,
@@ -136,6 +147,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
     store.onLaneWake(e.laneId)
   }
   if (e.executionDeadlineAt !== undefined) store.deadlines.push(e.executionDeadlineAt, e.id)
+  if (announce) emit(store, createdEvent(e, now))
   if (idemKey !== undefined) {
     store.idempotency.set(idemKey, { executionId: e.id, expiresAt: now + (args.policy?.dedupWindowMs ?? DAY_MS) })
   }
@@ -182,6 +194,7 @@ export const progress = (
   e.lastMutationAt = now
   if (percent !== undefined) e.progressPct = percent
   if (message !== undefined) e.progressMessage = message
+  emit(store, progressEvent(e, now, percent, message))
   return ok(undefined)
 }
 

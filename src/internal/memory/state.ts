@@ -208,6 +208,8 @@ export interface Flow {
   state: "open" | "cancelling" | "cancelled"
   /** Takes no new member and no new edge. */
   sealed: boolean
+  /** The public state its last `FlowStateChanged` event reported (at creation: its state then). */
+  eventState: string
   graphRevision: number
   nodeCount: number
   edgeCount: number
