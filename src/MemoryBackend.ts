@@ -54,9 +54,6 @@ export interface MemoryBackend {
 
 type Step<A> = (now: number) => Either.Either<A, EngineError>
 
-const step = <A>(f: Step<A>): Effect.Effect<A, EngineError> =>
-  Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
-
 /** The passes whose runs report their next timer (`PassResult.nextDueAt`). */
 const TIMER_PASSES: ReadonlySet<PassName> = new Set([
   "expireLeases",
@@ -76,6 +73,12 @@ const TIMER_PASSES: ReadonlySet<PassName> = new Set([
 export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBackend, EngineError> =>
   Effect.gen(function*() {
     const store = new Store("memory")
+    // one engine step: one call (its events fold what the call did to an execution it created)
+    const step = <A>(f: Step<A>): Effect.Effect<A, EngineError> =>
+      Effect.clockWith((clock) => {
+        store.stepNo++
+        return f(clock.unsafeCurrentTimeMillis())
+      })
     const waiters = new Map<string, Deferred.Deferred<void>>()
     store.onAppend = (key) => {
       const d = waiters.get(key)

@@ -15,11 +15,15 @@ import { err, ok, type R } from "./helpers.js"
 import type { Exec } from "./state.js"
 import type { Store } from "./store.js"
 
-/** One stored event: its sequence number, the scopes it is indexed under, its body. */
+/**
+ * One stored event: its sequence number, the scopes it is indexed under, its body, and the step
+ * that wrote it (an `ExecutionCreated` takes in what the rest of that step does to the execution).
+ */
 export interface StoredEvent {
   readonly seq: number
-  readonly scopes: ReadonlyArray<string>
-  readonly body: M.EngineEventBody
+  readonly scopes: Array<string>
+  body: M.EngineEventBody
+  readonly step: number
 }
 
 /** An append-only list whose oldest entries can be dropped in O(1). */
@@ -37,6 +41,12 @@ class Deque<A> {
   }
   push(a: A): void {
     this.items.push(a)
+  }
+  /** Inserts `a` before the entries after it by `after` (entries are kept in order). */
+  insertBy(a: A, after: (x: A) => boolean): void {
+    let i = this.items.length
+    while (i > this.head && after(this.items[i - 1]!)) i--
+    this.items.splice(i, 0, a)
   }
   shift(): void {
     this.head++
@@ -67,9 +77,9 @@ const scopesOf = (body: M.EngineEventBody): Array<string> => {
 }
 
 /** Appends `body` to the log and wakes the subscriptions of its scopes. */
-export const emit = (store: Store, body: M.EngineEventBody): void => {
+export const emit = (store: Store, body: M.EngineEventBody): StoredEvent => {
   const log = store.events
-  const event: StoredEvent = { seq: ++log.seq, scopes: scopesOf(body), body }
+  const event: StoredEvent = { seq: ++log.seq, scopes: scopesOf(body), body, step: store.stepNo }
   log.all.push(event)
   for (const scope of event.scopes) {
     let list = log.byScope.get(scope)
@@ -78,6 +88,42 @@ export const emit = (store: Store, body: M.EngineEventBody): void => {
   }
   if (log.all.size > Limits.eventsRetained) dropOldest(log)
   store.onEvent(event.scopes)
+  return event
+}
+
+/** The `ExecutionCreated` of `e` when the current step created it (and its later changes fold into it). */
+const createdNow = (store: Store, e: Exec): StoredEvent | undefined =>
+  e.created !== undefined && e.created.step === store.stepNo && e.created.body._tag === "ExecutionCreated" ?
+    e.created :
+    undefined
+
+/**
+ * `e` joined a flow. Created in this step (a flow's new member): its `ExecutionCreated` carries the
+ * flow and is in the flow's read; else only its later events are.
+ */
+export const joinedFlow = (store: Store, e: Exec): void => {
+  const created = createdNow(store, e)
+  if (created === undefined || e.flowId === undefined) return
+  created.body = { ...created.body, flowId: e.flowId }
+  const scope = eventScope({ _tag: "Flow", flowId: e.flowId })
+  created.scopes.push(scope)
+  let list = store.events.byScope.get(scope)
+  if (list === undefined) store.events.byScope.set(scope, list = new Deque())
+  list.insertBy(created, (x) => x.seq > created.seq)
+}
+
+/**
+ * Writes the event of a transition of `e` (`transitionEvent`), or, when this step created `e`,
+ * folds its new public state into its `ExecutionCreated`.
+ */
+export const noteTransition = (store: Store, e: Exec, before: Before, now: number): void => {
+  const created = createdNow(store, e)
+  if (created !== undefined) {
+    if (created.body._tag === "ExecutionCreated") created.body = { ...created.body, publicState: e.publicState }
+    return
+  }
+  const event = transitionEvent(e, before, now)
+  if (event !== undefined) emit(store, event)
 }
 
 const dropOldest = (log: EventLog): void => {
@@ -237,15 +283,11 @@ export const createdEvent = (e: Exec, now: number): M.EngineEventBody => ({
   publicState: e.publicState
 })
 
-export const progressEvent = (
-  e: Exec,
-  now: number,
-  percent: number | undefined,
-  message: string | undefined
-): M.EngineEventBody => ({
+/** The progress `e` holds now (a call that left out the percent or the message keeps the stored one). */
+export const progressEvent = (e: Exec, now: number): M.EngineEventBody => ({
   _tag: "Progress",
   ...common(e, now),
   attemptIndex: attemptOf(e),
-  ...(percent === undefined ? {} : { percent }),
-  ...(message === undefined || message === "" ? {} : { message: cutHistoryReason(message) })
+  ...(e.progressPct === undefined ? {} : { percent: e.progressPct }),
+  ...(e.progressMessage === undefined || e.progressMessage === "" ? {} : { message: cutHistoryReason(e.progressMessage) })
 })

@@ -17,7 +17,7 @@ import type * as Ids from "../../Ids.js"
 import * as M from "../../Model.js"
 import type { CreateExecutionCore } from "../boundary.js"
 import { err, ok, type R, transition } from "./helpers.js"
-import { createdEvent, emit } from "./events.js"
+import { emit, joinedFlow } from "./events.js"
 import { createExecution } from "./lifecycle.js"
 import type { Dependency, EdgeGroup, Exec, Flow } from "./state.js"
 import type { Store } from "./store.js"
@@ -277,9 +277,8 @@ export const createFlowGraph = (
     // sealed last: the graph's own members and edges go in first
     yield* createFlow(store, now, { ...g.flow, sealed: false })
     for (const m of g.members) {
-      yield* createExecution(store, now, m, false)
+      yield* createExecution(store, now, m)
       yield* addExecutionToFlow(store, now, { flowId, executionId: m.executionId })
-      emit(store, createdEvent(store.executions.get(m.executionId)!, now))
     }
     for (const j of g.joins) yield* setEdgeGroupPolicy(store, now, { flowId, ...j })
     for (const e of g.edges) {
@@ -311,6 +310,7 @@ export const addExecutionToFlow = (
   if (e.flowId !== undefined) return err(conflict("ExecutionAlreadyInFlow"))
   f.members.add(e.id)
   e.flowId = f.id
+  joinedFlow(store, e)
   e.lastMutationAt = now
   f.nodeCount += 1
   f.graphRevision += 1
@@ -536,9 +536,8 @@ export const extendFlow = (
   if (closesCycle(f, g.edges)) return err(conflict("CycleDetected"))
   return Either.gen(function*() {
     for (const m of g.members) {
-      yield* createExecution(store, now, m, false)
+      yield* createExecution(store, now, m)
       yield* addExecutionToFlow(store, now, { flowId, executionId: m.executionId })
-      emit(store, createdEvent(store.executions.get(m.executionId)!, now))
     }
     for (const j of g.joins) yield* setEdgeGroupPolicy(store, now, { flowId, ...j })
     // every edge is applied before any resolves, so a join counts all its new edges

@@ -6,7 +6,7 @@ import { Either } from "effect"
 import { type EngineError, executionNotActive, notFound, state as stateError } from "../../EngineError.js"
 import * as M from "../../Model.js"
 import { MinHeap } from "./heap.js"
-import { emit, transitionEvent } from "./events.js"
+import { noteTransition } from "./events.js"
 import { endRun } from "./history.js"
 import type { Attempt, Exec } from "./state.js"
 import { type Store, streamKey } from "./store.js"
@@ -42,8 +42,7 @@ export const transition = (store: Store, e: Exec, c: StateChange, now: number): 
   e.publicState = M.derivePublicState(e.phase, e.eligibility, e.outcome)
   e.lastTransitionAt = now
   e.lastMutationAt = now
-  const event = transitionEvent(e, before, now)
-  if (event !== undefined) emit(store, event)
+  noteTransition(store, e, before, now)
   if (isClaimable(e)) {
     pushClaimable(store, e)
     store.onLaneWake(e.laneId)

@@ -39,16 +39,7 @@ const failureCategoryOf = (reason: M.FailureReason, cls: M.FailureClass): string
   return cls === "InfraCrash" ? "infra_crash" : cls.toLowerCase()
 }
 
-/**
- * Creates an execution. Its `ExecutionCreated` event is written here unless `announce` is false
- * (a flow's new member: the flow writes it once the member is in, so that it carries the flow).
- */
-export const createExecution = (
-  store: Store,
-  now: number,
-  args: CreateExecutionCore,
-  announce = true
-): R<M.CreateExecutionResult> => {
+export const createExecution = (store: Store, now: number, args: CreateExecutionCore): R<M.CreateExecutionResult> => {
   const partition = executionPartition(args.executionId)
   const idemKey = args.idempotencyKey !== undefined && args.idempotencyKey !== "" ?
     `${partition}|${args.namespace}|${args.idempotencyKey}` :
@@ -79,8 +70,7 @@ export const createExecution = (
     blockingDetail: "",
     outcome: "none",
     attemptState: "pending_first_attempt",
-    // delayTo below moves it there: the creation reports it, not a change
-    publicState: delayed ? "delayed" : "waiting",
+    publicState: "waiting",
     totalAttemptCount: 0,
     currentAttemptIndex: 0,
     currentAttemptId: undefined,
@@ -136,6 +126,7 @@ export const createExecution = (
   }
   store.executions.set(e.id, e)
   store.lanes.add(e.laneId)
+  e.created = emit(store, createdEvent(e, now))
   if (delayed) {
     delayTo(store, e, args.delayUntil!, now, {
       blockingReason: "waiting_for_delay",
@@ -147,7 +138,6 @@ export const createExecution = (
     store.onLaneWake(e.laneId)
   }
   if (e.executionDeadlineAt !== undefined) store.deadlines.push(e.executionDeadlineAt, e.id)
-  if (announce) emit(store, createdEvent(e, now))
   if (idemKey !== undefined) {
     store.idempotency.set(idemKey, { executionId: e.id, expiresAt: now + (args.policy?.dedupWindowMs ?? DAY_MS) })
   }
@@ -194,7 +184,7 @@ export const progress = (
   e.lastMutationAt = now
   if (percent !== undefined) e.progressPct = percent
   if (message !== undefined) e.progressMessage = message
-  emit(store, progressEvent(e, now, percent, message))
+  emit(store, progressEvent(e, now))
   return ok(undefined)
 }
 
