@@ -124,6 +124,17 @@ export declare namespace EngineBackend {
     readonly listLanes: (args: M.ListLanesArgs) => Effect.Effect<M.ListLanesPage, EngineError>
     readonly listSuspended: (args: M.ListSuspendedArgs) => Effect.Effect<M.ListSuspendedPage, EngineError>
     readonly listExecutions: (args: M.ListExecutionsArgs) => Effect.Effect<M.ListExecutionsPage, EngineError>
+    /**
+     * A page of a lane's executions over every partition, newest (default) or oldest first by
+     * creation time (ties by id), optionally only some public states and one execution kind.
+     * Each page examines at most `Limits.laneScanItems` index entries: a filter that matches
+     * rarely may answer a short page with a `nextCursor` (docs/design/reads.md#lane-queries).
+     */
+    readonly listLaneExecutions: (
+      args: M.ListLaneExecutionsArgs
+    ) => Effect.Effect<M.ListLaneExecutionsPage, EngineError>
+    /** How many executions of a lane are in each public state, over every partition. */
+    readonly countLaneExecutions: (laneId: LaneId) => Effect.Effect<M.LaneExecutionCounts, EngineError>
 
     // --- signals -----------------------------------------------------------------
     readonly deliverSignal: (args: M.DeliverSignalArgsInput) => Effect.Effect<M.DeliverSignalResult, EngineError>
@@ -367,6 +378,8 @@ export const operationNames = [
   "listLanes",
   "listSuspended",
   "listExecutions",
+  "listLaneExecutions",
+  "countLaneExecutions",
   "deliverSignal",
   "claimResumedExecution",
   "cancelFlow",

@@ -35,6 +35,8 @@ export const Limits = {
   readPageBytes: 1024 * 1024,
   /** Entries of one listing page (`listFlows`, `listLanes`, `listSuspended`, `listExecutions`, `listPendingWaitpoints`). */
   listPageItems: 1000,
+  /** Index entries one `listLaneExecutions` page examines at most, over every partition (docs/design/reads.md#lane-queries). */
+  laneScanItems: 2_000,
   /** Tags of one execution. */
   tagsPerExecution: 64,
   /** A tag key. */

@@ -153,6 +153,8 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       listLanes: (cursor, limit) => step((now) => Reads.listLanes(store, now, cursor, limit)),
       listSuspended: (p, cursor, limit) => step((now) => Reads.listSuspended(store, now, p, cursor, limit)),
       listExecutions: (p, cursor, limit) => step((now) => Reads.listExecutions(store, now, p, cursor, limit)),
+      listLaneExecutions: (q) => step((now) => Reads.listLaneExecutions(store, now, q)),
+      countLaneExecutions: (lane) => step((now) => Reads.countLaneExecutions(store, now, lane)),
       deliverSignal: (args) => step((now) => Signals.deliverSignal(store, now, args)),
       claimResumedExecution: (args) => step((now) => Claim.claimResumedExecution(store, now, args)),
       createExecution: (args) => step((now) => Lifecycle.createExecution(store, now, args)),

@@ -12,6 +12,9 @@ import * as path from "node:path"
 import { promisify } from "node:util"
 import { Effect, Either, Layer, Redacted } from "effect"
 import { inject } from "vitest"
+import { EngineBackend } from "../src/EngineBackend.js"
+import * as Ids from "../src/Ids.js"
+import { Maintenance } from "../src/Maintenance.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
 import {
   assemble,
@@ -141,9 +144,13 @@ describe("postgres function library", () => {
         expect(yield* storedVersion(freshSchema)).toBe(library.version)
         const reinstalled = yield* functions(freshSchema)
         expect(reinstalled.map((f) => f.sig)).toEqual(first.map((f) => f.sig))
-        // every library function is new; the exec_core CHECK function belongs to the migrations
+        // every library function is new; the exec_core CHECK and trigger functions belong to the migrations
         const kept = reinstalled.filter((f) => first.some((g) => g.oid === f.oid)).map((f) => f.sig)
-        expect(kept).toEqual([`${freshSchema}.ffi_exec_core_row_ok(text,text,text,text,text,integer)`])
+        expect(kept).toEqual([
+          `${freshSchema}.ffi_exec_core_row_ok(text,text,text,text,text,integer)`,
+          `${freshSchema}.ffi_lane_count_move()`,
+          `${freshSchema}.ffi_lane_count_rows()`
+        ])
 
         // a library whose function changed its signature: no stale overload is left behind
         const files = readLibraryFiles().map((text, i) =>
@@ -202,6 +209,60 @@ describe("postgres function library", () => {
         expect(Either.isLeft(other) && other.left.message).toContain("function library another")
       }))
   })
+
+  it.live("lane counts: the retention pass folds the count rows of ended processes into shard 0, the counts unchanged", () =>
+    Effect.gen(function*() {
+      const schema = `ff_lane_fold_${tag}`
+      const layer = PostgresBackend.layerPg({ url: Redacted.make(url), schema, hmacSecret: "none", maxConnections: 2 })
+      const lane = Ids.unsafe.laneId("fold")
+      const counts = Effect.flatMap(EngineBackend, (b) => b.countLaneExecutions(lane))
+      // a pool of its own creates executions, then closes: its server processes end
+      yield* Effect.scoped(Effect.flatMap(Layer.build(layer), (ctx) =>
+        Effect.provide(
+          Effect.gen(function*() {
+            const b = yield* EngineBackend
+            for (let i = 0; i < 3; i++) {
+              yield* b.createExecution({
+                executionId: yield* Ids.executionIdSolo(lane),
+                namespace: Ids.unsafe.namespace("fold"),
+                laneId: lane,
+                executionKind: "k",
+                ...(i === 0 ? { delayUntil: Date.now() + 3_600_000 } : {})
+              })
+            }
+          }),
+          ctx
+        )))
+      const rows = (sql: SqlClient.SqlClient) =>
+        sql.unsafe<{ readonly shard: number; readonly public_state: string; readonly n: string }>(
+          `SELECT shard, public_state, n::text AS n FROM "${schema}".lane_count WHERE lane_id = 'fold' ORDER BY 1, 2`
+        )
+      const sql = yield* SqlClient.SqlClient
+      // until the ended processes left pg_stat_activity
+      for (let i = 0; i < 100; i++) {
+        const live = yield* sql.unsafe<{ readonly n: string }>(
+          `SELECT count(*)::text AS n FROM pg_stat_activity WHERE pid IN (SELECT shard FROM "${schema}".lane_count)`
+        )
+        if (live[0]?.n === "0") break
+        yield* Effect.sleep("50 millis")
+      }
+      expect((yield* rows(sql)).every((r) => r.shard !== 0)).toBe(true)
+      yield* Effect.scoped(Effect.flatMap(Layer.build(layer), (ctx) =>
+        Effect.provide(
+          Effect.gen(function*() {
+            const before = yield* counts
+            expect(before.byState).toMatchObject({ waiting: 2, delayed: 1 })
+            yield* Effect.flatMap(Maintenance, (m) => m.trimRetention())
+            expect(yield* counts).toEqual(before)
+          }),
+          ctx
+        )))
+      expect(yield* rows(sql)).toEqual([
+        { shard: 0, public_state: "delayed", n: "1" },
+        { shard: 0, public_state: "waiting", n: "2" }
+      ])
+      yield* sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 }))), 60_000)
 
   it("each library function is defined once, under a header giving its arguments, reply and errors", () => {
     const names: Array<string> = []

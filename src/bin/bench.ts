@@ -9,10 +9,12 @@ import { Console, Effect, type Layer, Option, Redacted } from "effect"
 import { loadavg } from "node:os"
 import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
 import type { EngineError } from "../EngineError.js"
+import * as Ids from "../Ids.js"
 import type { Maintenance } from "../Maintenance.js"
 import * as MemoryBackend from "../MemoryBackend.js"
 import { dropKeys, dropSchema } from "./bench/cleanup.js"
 import { footprint, formatFootprint } from "./bench/footprint.js"
+import { laneQuery } from "./bench/laneQuery.js"
 import { peers } from "./bench/peers.js"
 import { roundSeed } from "./bench/random.js"
 import { type BenchResult, latencies, type Scenario, scenarios as engineScenarios } from "./bench/scenarios.js"
@@ -25,6 +27,9 @@ const DEFAULT_TASKS = 20_000
 const DEFAULT_SAMPLES = 100
 /** Executions (and peer jobs) of the footprint scenario. */
 const DEFAULT_FOOTPRINT = 100_000
+/** Executions of the lane-query scenario's lane, and the calls timed per case. */
+const DEFAULT_LANE_QUERY = 1_000_000
+const LANE_QUERY_SAMPLES = 200
 /** Samples of a latency scenario's untimed warm-up round (`--warmup` 0 skips it). */
 const LATENCY_WARMUP = 5
 
@@ -42,6 +47,7 @@ const scenarioOption = Options.choice("scenario", [
   "retry-latency",
   "await-result",
   "footprint",
+  "lane-query",
   "all"
 ]).pipe(Options.withDefault("submit-claim-complete"))
 const tasksOption = Options.integer("tasks").pipe(
@@ -276,6 +282,18 @@ const command = Command.make(
         return
       }
       const backendFor = yield* roundBackend(opts.backend, opts.url)
+      if (opts.scenario === "lane-query") {
+        const backend = backendFor(0)
+        const rows = yield* laneQuery({
+          tasks: Option.getOrElse(opts.tasks, () => DEFAULT_LANE_QUERY),
+          samples: LANE_QUERY_SAMPLES,
+          system: `flowfabric-${opts.backend}`,
+          partitions: Ids.defaultPartitionConfig.numFlowPartitions
+        }).pipe(Effect.provide(backend.layer), Effect.scoped, Effect.ensuring(backend.cleanup))
+        if (!opts.json) for (const r of rows) yield* Console.log(formatRow(r))
+        yield* Console.log(JSON.stringify({ machine: machineInfo(), results: rows }, null, opts.json ? 2 : undefined))
+        return
+      }
       let rounds = 0
       const selected = opts.scenario === "all" ? Object.keys(scenarios) : [opts.scenario]
       const results: Array<BenchResult> = []

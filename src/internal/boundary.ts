@@ -23,7 +23,15 @@ import { signalOperations } from "./boundary/signals.js"
 import { streamOperations } from "./boundary/streams.js"
 import { instrument } from "./observability.js"
 
-export type { BackendCore, CoreArea, CreateExecutionCore, HandleRef } from "./boundary/core.js"
+export type {
+  BackendCore,
+  CoreArea,
+  CreateExecutionCore,
+  HandleRef,
+  LanePage,
+  LanePosition,
+  LaneQuery
+} from "./boundary/core.js"
 export { encodePolicy } from "./boundary/lifecycle.js"
 export { makeMaintenanceService } from "./boundary/maintenance.js"
 

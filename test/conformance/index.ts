@@ -24,6 +24,7 @@ import { history } from "./history.js"
 import { leases } from "./leases.js"
 import { limits } from "./limits.js"
 import { lifecycle } from "./lifecycle.js"
+import { lanes } from "./lanes.js"
 import { listings } from "./listings.js"
 import { retentionArea } from "./retention.js"
 import { scheduling } from "./scheduling.js"
@@ -45,6 +46,7 @@ export const areas: ReadonlyArray<(t: Tester) => void> = [
   streams,
   budgets,
   listings,
+  lanes,
   validation,
   limits,
   hostileInput,

@@ -184,6 +184,15 @@ export type Command =
     readonly mode: "durable" | "summary" | "bestEffort"
   }
   | { readonly _tag: "ReadStream"; readonly execution: Ref; readonly attemptIndex: number; readonly countLimit: number }
+  | {
+    /** `listLaneExecutions` walked to its end (the entries of every page together) and `countLaneExecutions`. */
+    readonly _tag: "ListLane"
+    readonly lane: number
+    readonly states?: ReadonlyArray<M.PublicState> | undefined
+    readonly kind?: string | undefined
+    readonly order: M.LaneOrder
+    readonly limit: number
+  }
   | { readonly _tag: "Advance"; readonly ms: number }
   | { readonly _tag: "Pass"; readonly pass: PassName }
   /** Advances the clock, then runs every maintenance pass once in `passNames` order (a reconciler cycle). */

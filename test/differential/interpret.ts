@@ -6,6 +6,7 @@ import type { Command } from "./commands.js"
 import { flows } from "./flows.js"
 import { lifecycle } from "./lifecycle.js"
 import { maintenance } from "./maintenance.js"
+import { laneReads } from "./reads.js"
 import { makeStep, type Run, type Stepped } from "./run.js"
 import { scenario } from "./scenarios.js"
 import { signals } from "./signals.js"
@@ -54,6 +55,8 @@ export const interpret = (run: Run, cmd: Command, i: number): Effect.Effect<Step
       case "AppendFrame":
       case "ReadStream":
         return streams(s, cmd)
+      case "ListLane":
+        return Effect.map(laneReads(run, cmd), s.out)
       case "Advance":
       case "Pass":
       case "Settle":

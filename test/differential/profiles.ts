@@ -25,7 +25,7 @@ import {
   timeoutBehavior,
   w
 } from "./arbitraries.js"
-import { CAPABILITIES, type Command, type Sample } from "./commands.js"
+import { CAPABILITIES, type Command, LANES, type Sample } from "./commands.js"
 
 /** The `general` profile: every operation, by area (lifecycle, signals, admin, flows, budgets, streams, time). */
 export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
@@ -155,6 +155,24 @@ export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
         w(3, fc.constant("summary" as const)),
         w(1, fc.constant("bestEffort" as const))
       )
+    })
+  ),
+  w(
+    2,
+    fc.record({
+      _tag: fc.constant("ListLane" as const),
+      lane: fc.integer({ min: 0, max: LANES.length - 1 }),
+      states: opt(
+        fc.uniqueArray(
+          fc.constantFrom<M.PublicState>("waiting", "delayed", "active", "suspended", "completed", "failed", "cancelled"),
+          { minLength: 1, maxLength: 3 }
+        ),
+        1,
+        1
+      ),
+      kind: opt(fc.constantFrom("diff", "other"), 1, 3),
+      order: fc.constantFrom<M.LaneOrder>("newest", "oldest"),
+      limit: fc.constantFrom(1, 2, 5, 100)
     })
   ),
   w(

@@ -6,6 +6,8 @@ import { Effect, Either, Option } from "effect"
 import type { EngineError } from "../../src/EngineError.js"
 import * as Ids from "../../src/Ids.js"
 import type { ExecutionId, FlowId } from "../../src/Ids.js"
+import type * as M from "../../src/Model.js"
+import { LANES } from "./commands.js"
 import type { Json } from "./normalize.js"
 import { attempt, rec, type Run, sortFlow, type Touched, unique } from "./run.js"
 
@@ -64,6 +66,41 @@ const pages = <C, P extends { readonly nextCursor?: C | undefined }>(
       cursor = r.right.nextCursor
     }
     return out
+  })
+
+/** A lane listing walked to its end (every page's entries in order) and the lane's counts. */
+export const laneReads = (
+  run: Run,
+  cmd: { readonly lane: number; readonly states?: ReadonlyArray<M.PublicState> | undefined; readonly kind?: string | undefined; readonly order: M.LaneOrder; readonly limit: number }
+): Effect.Effect<Json> =>
+  Effect.gen(function*() {
+    const b = run.engine.backend
+    const laneId = LANES[cmd.lane]!
+    const entries: Array<M.LaneExecutionEntry> = []
+    let cursor: string | undefined
+    let failure: Json | undefined
+    for (let n = 0; n < 200; n++) {
+      const r = yield* attempt(run, b.listLaneExecutions({
+        laneId,
+        limit: cmd.limit,
+        order: cmd.order,
+        ...(cmd.states === undefined ? {} : { states: cmd.states }),
+        ...(cmd.kind === undefined ? {} : { executionKind: cmd.kind }),
+        ...(cursor === undefined ? {} : { cursor })
+      }))
+      if (Either.isLeft(r)) {
+        failure = rec(run, r)
+        break
+      }
+      entries.push(...r.right.executions)
+      if (r.right.nextCursor === undefined) break
+      cursor = r.right.nextCursor
+    }
+    return {
+      entries: rec(run, Either.right(entries)),
+      ...(failure === undefined ? {} : { failure }),
+      counts: rec(run, yield* attempt(run, b.countLaneExecutions(laneId)))
+    }
   })
 
 /** Reads the whole engine after the last command. */
@@ -128,5 +165,9 @@ export const finalSweep = (run: Run): Effect.Effect<Json> =>
       )
     }
     out["listLanes"] = rec(run, yield* attempt(run, b.listLanes({ limit: 100 })))
+    for (let lane = 0; lane < LANES.length; lane++) {
+      out[`lane ${lane} newest`] = yield* laneReads(run, { lane, order: "newest", limit: 2 })
+      out[`lane ${lane} oldest active`] = yield* laneReads(run, { lane, order: "oldest", limit: 1, states: ["active"] })
+    }
     return out
   })

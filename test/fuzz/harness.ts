@@ -428,6 +428,22 @@ const build = (op: Op, fx: Fixture, choice: number): Effect.Effect<Call, EngineE
       }
       case "listLanes":
         return { args: [{ limit: 10, ...(choice % 2 === 0 ? { cursor: fx.lane } : {}) }], touched: touch({}) }
+      case "listLaneExecutions": {
+        const first = yield* b.listLaneExecutions({ laneId: fx.lane, limit: 1 })
+        return {
+          args: [{
+            laneId: fx.lane,
+            limit: 10,
+            states: choice % 3 === 0 ? ["waiting", "active"] : ["completed"],
+            order: choice % 2 === 0 ? "newest" : "oldest",
+            ...(choice % 4 === 0 ? { executionKind: "fuzz" } : {}),
+            ...(first.nextCursor === undefined ? {} : { cursor: first.nextCursor })
+          }],
+          touched: touch({})
+        }
+      }
+      case "countLaneExecutions":
+        return { args: [fx.lane], touched: touch({}) }
       case "listPendingWaitpoints": {
         const a = yield* fx.active
         return { args: [{ executionId: a.executionId, limit: 10 }], touched: touch({ executions: [a.executionId] }) }
@@ -728,6 +744,8 @@ const snapshot = (b: Service, fx: Fixture, t: Touched): Effect.Effect<string> =>
       read("suspended", b.listSuspended({ partition, limit: 1000 }))
     }
     read("lanes", b.listLanes({ limit: 1000 }))
+    read("lane executions", b.listLaneExecutions({ laneId: fx.lane, limit: 1000 }))
+    read("lane counts", b.countLaneExecutions(fx.lane))
     return JSON.stringify(yield* Effect.all(reads, { concurrency: 8 }))
   })
 
@@ -752,6 +770,8 @@ const READS: ReadonlySet<string> = new Set<Op>([
   "listLanes",
   "listSuspended",
   "listExecutions",
+  "listLaneExecutions",
+  "countLaneExecutions",
   "getBudgetStatus",
   "readStream",
   "tailStream",

@@ -5,13 +5,40 @@
 import type { Duration, Effect, Either, Option, Scope } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import type { EngineError } from "../../EngineError.js"
-import type { BudgetId, ExecutionId, FlowId, PartitionConfig } from "../../Ids.js"
+import type { BudgetId, ExecutionId, FlowId, LaneId, PartitionConfig } from "../../Ids.js"
 import type * as M from "../../Model.js"
 
 /** A handle after intake: the caller's value and its decoded payload. */
 export interface HandleRef {
   readonly handle: M.Handle
   readonly payload: M.HandlePayload
+}
+
+/** A place in a lane's order (creation time, then execution id): what a lane cursor holds. */
+export interface LanePosition {
+  readonly at: number
+  readonly id: ExecutionId
+}
+
+/**
+ * `listLaneExecutions` after validation: `states` sorted without repeats (undefined: every
+ * state), `limit` 1..listPageItems, `after` the decoded cursor (exclusive). The core answers the
+ * page and, when the listing may go on, the position to continue after
+ * (docs/design/reads.md#lane-queries).
+ */
+export interface LaneQuery {
+  readonly laneId: LaneId
+  readonly states: ReadonlyArray<M.PublicState> | undefined
+  readonly kind: string | undefined
+  readonly newestFirst: boolean
+  readonly after: LanePosition | undefined
+  readonly limit: number
+}
+
+/** A core's answer to a `LaneQuery`. */
+export interface LanePage {
+  readonly entries: ReadonlyArray<M.LaneExecutionEntry>
+  readonly next: LanePosition | undefined
 }
 
 /** An operation of a core: fails with an engine error. */
@@ -104,6 +131,9 @@ export interface BackendCore {
     cursor: ExecutionId | undefined,
     limit: number
   ) => Fx<M.ListExecutionsPage>
+  readonly listLaneExecutions: (query: LaneQuery) => Fx<LanePage>
+  /** Every public state's count (0 included). */
+  readonly countLaneExecutions: (laneId: LaneId) => Fx<Record<M.PublicState, number>>
   readonly deliverSignal: (args: M.DeliverSignalArgs) => Fx<M.DeliverSignalResult>
   readonly claimResumedExecution: (args: M.ClaimResumedExecutionArgs) => Fx<M.ClaimResumedExecutionResult>
   readonly createExecution: (args: CreateExecutionCore) => Fx<M.CreateExecutionResult>
@@ -219,6 +249,8 @@ export interface CoreAreas {
     | "listEdges"
     | "listExecutions"
     | "listFlows"
+    | "listLaneExecutions"
+    | "countLaneExecutions"
     | "listLanes"
     | "listPendingWaitpoints"
     | "listSuspended"

@@ -8,6 +8,7 @@ import * as M from "../../Model.js"
 import { MinHeap } from "./heap.js"
 import { noteTransition } from "./events.js"
 import { endRun } from "./history.js"
+import { laneMoved } from "./lanes.js"
 import type { Attempt, Exec } from "./state.js"
 import { type Store, streamKey } from "./store.js"
 
@@ -39,7 +40,9 @@ export const transition = (store: Store, e: Exec, c: StateChange, now: number): 
   e.blockingDetail = c.blockingDetail
   e.outcome = c.outcome ?? "none"
   e.attemptState = c.attemptState
+  const from = e.publicState
   e.publicState = M.derivePublicState(e.phase, e.eligibility, e.outcome)
+  laneMoved(store, e, from)
   e.lastTransitionAt = now
   e.lastMutationAt = now
   noteTransition(store, e, before, now)

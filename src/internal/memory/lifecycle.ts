@@ -24,6 +24,7 @@ import {
 } from "./helpers.js"
 import { createdEvent, emit, progressEvent } from "./events.js"
 import { endRun, recordFailure } from "./history.js"
+import { laneAdd } from "./lanes.js"
 import type { Exec } from "./state.js"
 import type { Store } from "./store.js"
 import { cancelCore, endAttempt, finish } from "./terminal.js"
@@ -126,6 +127,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
   }
   store.executions.set(e.id, e)
   store.lanes.add(e.laneId)
+  laneAdd(store, e)
   e.created = emit(store, createdEvent(e, now))
   if (delayed) {
     delayTo(store, e, args.delayUntil!, now, {

@@ -10,6 +10,7 @@ import type { MinHeap } from "./heap.js"
 import { trimEvents } from "./events.js"
 import { leaseEndsElsewhere, markExpired, ok, type R, transition } from "./helpers.js"
 import { recordFailure } from "./history.js"
+import { laneRemove } from "./lanes.js"
 import type { Exec } from "./state.js"
 import { type Store, streamKey } from "./store.js"
 import { closeSuspension, finish, retentionOf } from "./terminal.js"
@@ -258,6 +259,7 @@ const deleteExecution = (store: Store, e: Exec): void => {
   for (const a of e.attempts) store.streams.delete(streamKey(e.id, a.index))
   store.grants.delete(e.id)
   store.executions.delete(e.id)
+  laneRemove(store, e)
 }
 
 export const resetBudgets = (store: Store, now: number, batch: number): R<PassCount> => {

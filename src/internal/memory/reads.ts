@@ -318,6 +318,8 @@ export const listSuspended = (
   return ok({ entries: items, ...(next === undefined ? {} : { nextCursor: next }) })
 }
 
+export { countLaneExecutions, listLaneExecutions } from "./lanes.js"
+
 export const listExecutions = (
   store: Store,
   _now: number,

@@ -10,6 +10,7 @@ import type * as Ids from "../../Ids.js"
 import type * as M from "../../Model.js"
 import { EventLog } from "./events.js"
 import { MinHeap } from "./heap.js"
+import type { LaneEntries } from "./lanes.js"
 import type { Budget, Exec, Flow, Grant, Keystore, SignalRecord, Stream, Waitpoint } from "./state.js"
 
 export class Store {
@@ -23,6 +24,8 @@ export class Store {
   readonly quotas = new Map<Ids.QuotaPolicyId, M.CreateQuotaPolicyArgs & { readonly createdAt: number }>()
   readonly grants = new Map<Ids.ExecutionId, Grant>()
   readonly lanes = new Set<Ids.LaneId>()
+  /** Each lane's executions by creation time and its counts per public state (lanes.ts). */
+  readonly laneEntries = new Map<Ids.LaneId, LaneEntries>()
   readonly keystore: Keystore = { currentKid: undefined, secrets: new Map() }
   readonly idempotency = new Map<string, { readonly executionId: Ids.ExecutionId; readonly expiresAt: number }>()
   readonly suspendDedup = new Map<string, { readonly outcome: M.SuspendOutcome; readonly expiresAt: number }>()

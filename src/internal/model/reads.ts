@@ -364,3 +364,58 @@ export type ListExecutionsPage = typeof ListExecutionsPage.Type
 
 /** "no timeout" score of the suspended index. @since 0.1.0 */
 export const NO_TIMEOUT_SCORE = 9_999_999_999_999
+
+// ---------------------------------------------------------------------------
+// Lane queries (docs/design/reads.md#lane-queries)
+// ---------------------------------------------------------------------------
+
+/** The order of a lane listing: by creation time, ties by execution id. @since 0.1.0 */
+export const LaneOrder = Schema.Literal("newest", "oldest")
+/** @since 0.1.0 */
+export type LaneOrder = typeof LaneOrder.Type
+
+/**
+ * A page of a lane's executions, across every partition. `states` (one or several public
+ * states) and `executionKind` filter; `order` defaults to `newest`; `cursor` is the opaque
+ * `nextCursor` of the previous page. A page examines a bounded number of index entries
+ * (`Limits.laneScanItems`): a filter that matches rarely may answer a short (even empty) page
+ * with a `nextCursor` to continue from.
+ *
+ * @since 0.1.0
+ */
+export const ListLaneExecutionsArgs = Schema.Struct({
+  laneId: LaneId,
+  states: Schema.optional(Schema.Array(PublicState)),
+  executionKind: Schema.optional(Schema.String),
+  order: Schema.optional(LaneOrder),
+  cursor: Schema.optional(Schema.String),
+  limit: Limit
+})
+/** @since 0.1.0 */
+export type ListLaneExecutionsArgs = typeof ListLaneExecutionsArgs.Type
+/** @since 0.1.0 */
+export const LaneExecutionEntry = Schema.Struct({
+  executionId: ExecutionId,
+  publicState: PublicState,
+  executionKind: Schema.String,
+  createdAt: TimestampMs
+})
+/** @since 0.1.0 */
+export type LaneExecutionEntry = typeof LaneExecutionEntry.Type
+/** @since 0.1.0 */
+export const ListLaneExecutionsPage = Schema.Struct({
+  executions: Schema.Array(LaneExecutionEntry),
+  /** Set when the listing may go on: pass it unchanged as the next call's `cursor`. */
+  nextCursor: Schema.optional(Schema.String)
+})
+/** @since 0.1.0 */
+export type ListLaneExecutionsPage = typeof ListLaneExecutionsPage.Type
+
+/** How many executions of a lane are in each public state (every state listed, 0 when none). @since 0.1.0 */
+export const LaneExecutionCounts = Schema.Struct({
+  laneId: LaneId,
+  total: NonNegativeInt,
+  byState: Schema.Record({ key: PublicState, value: NonNegativeInt })
+})
+/** @since 0.1.0 */
+export type LaneExecutionCounts = typeof LaneExecutionCounts.Type

@@ -5,16 +5,25 @@
  */
 import { Effect, Either, Option, Schema } from "effect"
 import { invalidInput } from "../../EngineError.js"
-import { FlowId } from "../../Ids.js"
-import type { CoreArea } from "../../internal/boundary.js"
+import { ExecutionId, FlowId } from "../../Ids.js"
+import type { CoreArea, LanePosition } from "../../internal/boundary.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
-import { bool, decode, int, text, uuid } from "./client.js"
+import { bigint, bool, decode, int, text, textArray, uuid } from "./client.js"
 import { Base64, type CoreContext, nullable } from "./context.js"
 
 const FlowRow = Schema.Struct({ flowId: FlowId, createdAt: Schema.Int, state: Schema.String })
 const FlowPageRow = Schema.Struct({ flows: Schema.Array(FlowRow), nextCursor: Schema.optional(FlowId) })
 const ExecutionInputRow = Schema.Struct({ ...M.ExecutionInput.fields, payload: Base64 })
 const EdgeSnapshots = Schema.Array(M.EdgeSnapshot)
+const LaneRows = Schema.Struct({
+  rows: Schema.Array(Schema.Tuple(ExecutionId, M.PublicState, Schema.String, Schema.Int)),
+  stop: Schema.NullOr(Schema.Tuple(Schema.Int, ExecutionId))
+})
+const LaneCounts = Schema.Record({ key: M.PublicState, value: Schema.Int })
+/** Positions before and after every entry: the start of a walk without a cursor. */
+const LAST: LanePosition = { at: Number.MAX_SAFE_INTEGER, id: "" as ExecutionId }
+const FIRST: LanePosition = { at: -1, id: "" as ExecutionId }
 
 export const makeReads = (
   ctx: CoreContext
@@ -86,6 +95,43 @@ export const makeReads = (
       callDecode("list_suspended", "list_suspended", [int(partition), text(cursor), int(limit)], M.ListSuspendedPage),
 
     listExecutions: (partition, cursor, limit) =>
-      callDecode("list_executions", "list_executions", [int(partition), text(cursor), int(limit)], M.ListExecutionsPage)
+      callDecode("list_executions", "list_executions", [int(partition), text(cursor), int(limit)], M.ListExecutionsPage),
+
+    /** A walk of the lane's index (ff_list_lane_executions); a filter widens it to the scan budget. */
+    listLaneExecutions: (q) =>
+      Effect.map(
+        callDecode("list_lane_executions", "list_lane_executions", [
+          text(q.laneId),
+          textArray(q.states),
+          text(q.kind),
+          bool(q.newestFirst),
+          bigint((q.after ?? (q.newestFirst ? LAST : FIRST)).at),
+          text((q.after ?? (q.newestFirst ? LAST : FIRST)).id),
+          int(q.limit),
+          int(q.states === undefined && q.kind === undefined ? q.limit + 1 : Limits.laneScanItems)
+        ], LaneRows),
+        ({ rows, stop }) => {
+          const entries = rows.slice(0, q.limit).map(([executionId, publicState, executionKind, createdAt]) => ({
+            executionId,
+            publicState,
+            executionKind,
+            createdAt: createdAt as M.LaneExecutionEntry["createdAt"]
+          }))
+          const tail = entries[entries.length - 1]
+          const next: LanePosition | undefined = rows.length > q.limit ?
+            { at: tail!.createdAt, id: tail!.executionId } :
+            stop === null ?
+            undefined :
+            { at: stop[0], id: stop[1] }
+          return { entries, next }
+        }
+      ),
+
+    countLaneExecutions: (lane) =>
+      Effect.map(callDecode("count_lane_executions", "count_lane_executions", [text(lane)], Schema.partial(LaneCounts)), (c) => {
+        const out = {} as Record<M.PublicState, number>
+        for (const s of M.PublicState.literals) out[s] = c[s] ?? 0
+        return out
+      })
   }
 }

@@ -392,9 +392,32 @@ BEGIN
     SELECT ctid FROM budget_dedup WHERE expires_at <= p_now ORDER BY expires_at LIMIT p_limit);
 END $$;
 
+-- ffi_lane_count_fold: moves up to p_limit lane_count rows of server processes that have ended
+-- (a shard that is no live backend's pid) into shard 0 (migration 0029), so that a lane keeps
+-- about one row per state and live process. Rows a transaction holds are passed over; one fold
+-- runs at a time per schema (a transaction advisory lock; the pass skips the fold when it is taken).
+--   args:   p_limit
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_lane_count_fold(p_limit int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT pg_try_advisory_xact_lock(hashtext('flowfabric:lane_count_fold:' || current_schema())) THEN
+    RETURN;
+  END IF;
+  WITH gone AS (
+    DELETE FROM lane_count WHERE ctid IN (
+      SELECT l.ctid FROM lane_count l
+      WHERE l.shard <> 0 AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.shard)
+      LIMIT p_limit FOR UPDATE SKIP LOCKED)
+    RETURNING lane_id, public_state, n)
+  INSERT INTO lane_count (lane_id, public_state, shard, n)
+  SELECT lane_id, public_state, 0, sum(n) FROM gone GROUP BY 1, 2 ORDER BY 1, 2
+  ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + EXCLUDED.n;
+END $$;
+
 -- ff_pass_retention: trimRetention — the due executions, then up to max(1 000, 10 × batch)
--- expired dedup rows per table. What it reports is about executions only, as on the other
--- backends.
+-- expired dedup rows per table and lane count rows of ended processes (ffi_lane_count_fold).
+-- What it reports is about executions only, as on the other backends.
 --   args:   p_batch, p_now
 --   reply:  {"ok": {"processed", "more"}}
 --   errors: -
@@ -406,5 +429,6 @@ BEGIN
   PERFORM ffi_dedup_expire(coalesce(p_now, ffi_now()), greatest(1000, 10 * p_batch));
   -- events past Limits.eventRetentionMs (1 h) or beyond Limits.eventsRetained (1 000 000)
   PERFORM ffi_events_trim(coalesce(p_now, ffi_now()), greatest(1000, 10 * p_batch), 3600000, 1000000);
+  PERFORM ffi_lane_count_fold(greatest(1000, 10 * p_batch));
   RETURN v_result;
 END $$;

@@ -131,6 +131,71 @@ BEGIN
     'nextCursor', (SELECT execution_id FROM numbered WHERE rn = p_limit AND (SELECT count(*) FROM page) > p_limit)))));
 END $$;
 
+-- ff_list_lane_executions: listLaneExecutions — a page of a lane's executions by creation time,
+-- then id (p_newest: the newest first), after the position (p_at, p_id) (exclusive; the layer
+-- passes a position before or after every entry for the start). It walks the index
+-- exec_core_by_lane from the position, at most p_budget entries, and keeps the rows in one of
+-- p_states (NULL: any) and of kind p_kind (NULL: any), up to p_limit + 1 of them.
+--   args:   p_lane, p_states, p_kind, p_newest, p_at, p_id, p_limit, p_budget, p_now
+--   reply:  {"ok": {"rows": [[execution id, public state, kind, created at], ...] (at most
+--           p_limit + 1), "stop": [created at, execution id] of the p_budget-th entry walked when
+--           fewer than p_limit + 1 rows were kept and the walk reached its budget, else null}}
+--   errors: -
+CREATE FUNCTION ff_list_lane_executions(p_lane text, p_states text[], p_kind text, p_newest boolean, p_at bigint,
+  p_id text, p_limit int, p_budget int, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+  v_rows jsonb;
+  v_n int;
+  v_stop jsonb;
+BEGIN
+  IF p_newest THEN
+    SELECT coalesce(jsonb_agg(jsonb_build_array(h.execution_id, h.public_state, h.execution_kind, h.created_at)
+                              ORDER BY h.created_at DESC, h.execution_id DESC), '[]'::jsonb), count(*)
+    INTO v_rows, v_n
+    FROM (SELECT s.* FROM (
+            SELECT e.execution_id, e.public_state, e.execution_kind, e.created_at FROM exec_core e
+            WHERE e.lane_id = p_lane AND (e.created_at, e.execution_id) < (p_at, p_id)
+            ORDER BY e.created_at DESC, e.execution_id DESC LIMIT p_budget) s
+          WHERE (p_states IS NULL OR s.public_state = ANY (p_states)) AND (p_kind IS NULL OR s.execution_kind = p_kind)
+          LIMIT p_limit + 1) h;
+    IF v_n <= p_limit THEN
+      SELECT jsonb_build_array(e.created_at, e.execution_id) INTO v_stop FROM exec_core e
+      WHERE e.lane_id = p_lane AND (e.created_at, e.execution_id) < (p_at, p_id)
+      ORDER BY e.created_at DESC, e.execution_id DESC OFFSET p_budget - 1 LIMIT 1;
+    END IF;
+  ELSE
+    SELECT coalesce(jsonb_agg(jsonb_build_array(h.execution_id, h.public_state, h.execution_kind, h.created_at)
+                              ORDER BY h.created_at, h.execution_id), '[]'::jsonb), count(*)
+    INTO v_rows, v_n
+    FROM (SELECT s.* FROM (
+            SELECT e.execution_id, e.public_state, e.execution_kind, e.created_at FROM exec_core e
+            WHERE e.lane_id = p_lane AND (e.created_at, e.execution_id) > (p_at, p_id)
+            ORDER BY e.created_at, e.execution_id LIMIT p_budget) s
+          WHERE (p_states IS NULL OR s.public_state = ANY (p_states)) AND (p_kind IS NULL OR s.execution_kind = p_kind)
+          LIMIT p_limit + 1) h;
+    IF v_n <= p_limit THEN
+      SELECT jsonb_build_array(e.created_at, e.execution_id) INTO v_stop FROM exec_core e
+      WHERE e.lane_id = p_lane AND (e.created_at, e.execution_id) > (p_at, p_id)
+      ORDER BY e.created_at, e.execution_id OFFSET p_budget - 1 LIMIT 1;
+    END IF;
+  END IF;
+  RETURN ffi_ok(jsonb_build_object('rows', v_rows, 'stop', v_stop));
+END $$;
+
+-- ff_count_lane_executions: countLaneExecutions — a lane's count per public state, the sum of its
+-- lane_count rows (migration 0029); a state without executions is left out.
+--   args:   p_lane, p_now
+--   reply:  {"ok": {public state: count, ...}}
+--   errors: -
+CREATE FUNCTION ff_count_lane_executions(p_lane text, p_now bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+  RETURN ffi_ok(coalesce((SELECT jsonb_object_agg(c.public_state, c.n) FROM (
+    SELECT public_state, sum(n) AS n FROM lane_count WHERE lane_id = p_lane GROUP BY public_state HAVING sum(n) <> 0
+  ) c), '{}'::jsonb));
+END $$;
+
 -- ff_list_lanes: listLanes — the lanes ever used, by id.
 --   args:   p_cursor, p_limit, p_now
 --   reply:  {"ok": Model.ListLanesPage}

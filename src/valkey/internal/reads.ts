@@ -12,6 +12,7 @@ import * as M from "../../Model.js"
 import { type CoreContext, type Fx, S, Str } from "./context.js"
 import * as D from "./decode.js"
 import { parseError } from "./errors.js"
+import { makeLanes } from "./lanes.js"
 import { decodeFields, decodeJson, type Envelope, LuaArray } from "./plumbing.js"
 
 const ReadExecution = Schema.Struct({
@@ -302,6 +303,7 @@ export const makeReads = (
     listFlows,
     listLanes,
     listSuspended,
-    listExecutions
+    listExecutions,
+    ...makeLanes(ctx)
   }
 }

@@ -61,6 +61,9 @@ function K.stream(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) end
 function K.smeta(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":meta" end
 function K.ssum(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":sum" end
 function K.lane(B, l, kind) return B .. ":l:" .. l .. ":" .. kind end
+-- the lane's executions in public state `s` (FF.lane_member), and their count per state (a hash)
+function K.lstate(B, l, s) return B .. ":l:" .. l .. ":s:" .. s end
+function K.lcount(B, l) return B .. ":l:" .. l .. ":n" end
 -- The eligible index of lane l and execution kind k (FF.kind_candidates); the kind's length ends
 -- the key, so no lane and kind give another's key.
 function K.lane_kind(B, l, k) return B .. ":l:" .. l .. ":kind:" .. k .. ":" .. #k end
@@ -445,6 +448,29 @@ function FF.public(phase, elig, outcome)
   return "waiting"
 end
 
+-- --- the lane state index (docs/design/reads.md#lane-queries) -------------------------------
+-- Each lane of a partition has one sorted set per public state (K.lstate), holding its executions
+-- in that state as "<created_at, 13 digits>:<execution id>", all scored 0: read by name, a set is
+-- in creation order, ties by id, and a page starts exactly after any position. The entry moves
+-- when FF.state changes the public state, is added by create and removed by deletion; the lane's
+-- hash K.lcount counts the entries of each set, so that a read skips the empty sets and a count
+-- reads one hash per partition.
+function FF.lane_member(created_at, e)
+  local at = FF.str(created_at)
+  return string.rep("0", 13 - #at) .. at .. ":" .. e
+end
+
+-- Moves `e` (core `c`, before the change) from its lane's set of public state `from` to `to`'s.
+function FF.lane_move(B, e, c, from, to)
+  local m = FF.lane_member(c.created_at, e)
+  if from ~= "" and C("ZREM", K.lstate(B, c.lane_id, from), m) == 1 then
+    C("HINCRBY", K.lcount(B, c.lane_id), from, -1)
+  end
+  if to ~= "" and C("ZADD", K.lstate(B, c.lane_id, to), 0, m) == 1 then
+    C("HINCRBY", K.lcount(B, c.lane_id), to, 1)
+  end
+end
+
 -- Writes the seven dimensions, public_state and the two transition timestamps (plus the field
 -- pairs of `extra`, its first `extra_n` entries when given) in one HSET. `c` is the core as read
 -- at the start of the call (and kept current by every FF.state): a field whose value is already
@@ -472,7 +498,9 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
   put("blocking_detail", detail)
   put("terminal_outcome", outcome)
   put("attempt_state", astate)
-  put("public_state", FF.public(phase, elig, outcome))
+  local pub = FF.public(phase, elig, outcome)
+  if c.public_state ~= pub then FF.lane_move(B, e, c, c.public_state, pub) end
+  put("public_state", pub)
   if extra then
     for i = 1, extra_n or #extra, 2 do put(extra[i], extra[i + 1]) end
   end

@@ -245,6 +245,7 @@ local function delete_execution(B, e, c)
   FF.chunked("SADD", K.idx(B, "idfree"), ids)
   C("ZREM", K.idx(B, "all"), e)
   C("ZREM", K.idx(B, "retention"), e)
+  FF.lane_move(B, e, c, c.public_state, "")
 end
 
 -- ff_pass_trim_retention (trimRetention): deletes the terminal executions outside flows whose

@@ -156,6 +156,113 @@ FF.fn.list_suspended = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
+-- One partition's share of a lane page (ff_lane_page): the rows, the last member examined ("" when
+-- none), and "1" when nothing follows it | "0".
+local function lane_share(B, a, after)
+  local want = math.max(1, math.floor(FF.num(a.want, 1)))
+  local scan = math.max(want, math.floor(FF.num(a.scan, want)))
+  local kind = a.kind
+  if type(kind) ~= "string" then kind = nil end
+  local lo, hi, rev = "-", "+", a.rev == true
+  if rev then lo, hi = "+", "-" end
+  if after ~= "" then lo = "(" .. after end
+  local cands, state_of = {}, {}
+  local states = a.states or {}
+  local sizes = #states > 0 and C("HMGET", K.lcount(B, a.lane), unpack(states)) or {}
+  for i, s in ipairs(states) do
+    local r = {}
+    if FF.num(sizes[i]) > 0 then -- (an empty set is not read)
+      if rev then
+        r = C("ZRANGE", K.lstate(B, a.lane, s), lo, hi, "BYLEX", "REV", "LIMIT", 0, scan)
+      else
+        r = C("ZRANGE", K.lstate(B, a.lane, s), lo, hi, "BYLEX", "LIMIT", 0, scan)
+      end
+    end
+    for j = 1, #r do
+      cands[#cands + 1] = r[j]
+      state_of[r[j]] = s
+    end
+  end
+  if rev then table.sort(cands, function(x, y) return x > y end) else table.sort(cands) end
+  local n = math.min(#cands, scan)
+  local out, last = {}, ""
+  for i = 1, n do
+    local m = cands[i]
+    last = m
+    local k = C("HGET", K.core(B, string.sub(m, 15)), "execution_kind") or ""
+    if kind == nil or k == kind then
+      out[#out + 1] = { m, state_of[m], k }
+      if #out == want then return out, last, (i == #cands and #cands < scan) and "1" or "0" end
+    end
+  end
+  return out, last, #cands < scan and "1" or "0"
+end
+
+-- ff_lane_page (listLaneExecutions, one partition's share): the lane's executions of this
+-- partition in the states asked, after `after` in the query's order (by name; `rev`: newest
+-- first), read from the lane state index (FF.lane_member). The first `scan` entries of the
+-- states' sets together are examined in order (each set's first `scan` entries hold them);
+-- with `kind`, an entry of another kind is passed over. The walk stops at `want` matches. The
+-- layer merges the partitions' shares (src/valkey/internal/lanes.ts).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {lane, states: [public state, ...], kind?, rev, after ("" for the start),
+--           want, scan}
+--   reply:  {1, "OK", "", JSON [[member, public state, kind], ...], the last member examined
+--           ("" when none), "1" when the partition has nothing after it | "0"}
+--   errors: -
+FF.fn.lane_page = function(B, a, now)
+  local rows, last, done = lane_share(B, a, FF.str(a.after))
+  return FF.ok("OK", FF.jarr(rows), last, done)
+end
+
+-- ff_lane_page_across (listLaneExecutions on a standalone server): the shares of several
+-- partitions in one call, each read as ff_lane_page reads it on its partition
+-- (a.prefix .. ":{fp:" .. p .. "}").
+--   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
+--   ARGV:   [1] now, [2] {prefix, parts: [[partition, after], ...], lane, states, kind?, rev, want,
+--           scan}
+--   reply:  {1, "OK", "", JSON [[JSON rows, last member, "1" | "0"], ...] in the order of parts}
+--   errors: -
+FF.fn.lane_page_across = function(_, a, now)
+  local bases, out = FF.partition_bases(FF.str(a.prefix)), {}
+  for i, part in ipairs(a.parts or {}) do
+    local rows, last, done = lane_share(bases[FF.num(part[1])], a, FF.str(part[2]))
+    out[i] = { FF.jarr(rows), last, done }
+  end
+  return FF.ok("OK", FF.jarr(out))
+end
+
+-- The lane's count of each state asked on partition base B (its K.lcount hash), added to `out`.
+local function lane_counts(B, a, out)
+  local states = a.states or {}
+  if #states == 0 then return out end
+  local n = C("HMGET", K.lcount(B, a.lane), unpack(states))
+  for i = 1, #states do out[i] = (out[i] or 0) + FF.num(n[i]) end
+  return out
+end
+
+-- ff_lane_counts (countLaneExecutions, one partition's share): the size of the lane's set of each
+-- public state asked (the lane's count hash, FF.lane_move).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {lane, states: [public state, ...]}
+--   reply:  {1, "OK", "", JSON [count, ...] (in the order of `states`)}
+--   errors: -
+FF.fn.lane_counts = function(B, a, now)
+  return FF.ok("OK", FF.jarr(lane_counts(B, a, {})))
+end
+
+-- ff_lane_counts_across (countLaneExecutions on a standalone server): ff_lane_counts summed over
+-- the partitions 0 .. a.partitions - 1.
+--   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
+--   ARGV:   [1] now, [2] {prefix, partitions, lane, states}
+--   reply:  {1, "OK", "", JSON [count, ...] (in the order of `states`)}
+--   errors: -
+FF.fn.lane_counts_across = function(_, a, now)
+  local bases, out = FF.partition_bases(FF.str(a.prefix)), {}
+  for p = 0, FF.num(a.partitions) - 1 do lane_counts(bases[p], a, out) end
+  return FF.ok("OK", FF.jarr(out))
+end
+
 -- ff_list_pending_waitpoints: a page of an execution's open (pending or active) token-bound
 -- waitpoints by id, after the cursor, with the signal names their condition waits for.
 --   KEYS:   [1] the partition base

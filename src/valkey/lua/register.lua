@@ -19,7 +19,7 @@ local WRITES = {
 local READS = {
   "read_execution", "lane_head", "describe_flow", "list_edges", "describe_edge", "list_flows",
   "list_suspended", "list_pending_waitpoints", "observe_signals", "read_stream", "read_summary",
-  "budget_status", "pass_due"
+  "budget_status", "pass_due", "lane_page", "lane_counts"
 }
 
 -- On a standalone server the layer passes `_hint = {prefix, partition}`: the work a call made
@@ -64,6 +64,13 @@ end
 redis.register_function { function_name = "ff_claim_lane", callback = callback_of("claim_lane"), flags = { "no-cluster" } }
 redis.register_function { function_name = "ff_complete_many", callback = callback_of("complete_many"), flags = { "no-cluster" } }
 redis.register_function { function_name = "ff_create_across", callback = callback_of("create_across"), flags = { "no-cluster" } }
+redis.register_function {
+  function_name = "ff_lane_page_across", callback = callback_of("lane_page_across"), flags = { "no-cluster", "no-writes" }
+}
+redis.register_function {
+  function_name = "ff_lane_counts_across", callback = callback_of("lane_counts_across"),
+  flags = { "no-cluster", "no-writes" }
+}
 
 -- ff_version: the loaded library's version, FF.VERSION .. "+" .. the SHA-1 of its source.
 --   KEYS: none    ARGV: none    reply: the version string (not an envelope)    errors: -
