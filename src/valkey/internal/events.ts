@@ -7,10 +7,9 @@
  *   from the offset (a stream id) in bounded steps, and this layer calls again until the page is
  *   full or the stream's end is reached.
  * - A lane's events are on every partition: each partition keeps the lane's own stream (ids of
- *   its events), read by `ff_read_lane_events`. A lane offset holds one position per partition
- *   (`encodeLane`); a read fetches a few events from each partition and merges them by (time,
- *   partition, sequence), fetching again from a partition whose fetched events ran out while it
- *   has more, so a page is full unless every partition is at its end.
+ *   its events), read by `ff_read_lane_events`. A read fetches a few events from each partition
+ *   and merges them by position (`Position`), fetching again from a partition whose fetched
+ *   events ran out while it has more, so a page is full unless every partition is at its end.
  */
 import { Clock, Duration, Effect, Schedule, type Scope } from "effect"
 import type { EngineError } from "../../EngineError.js"
@@ -24,7 +23,7 @@ import type { CoreContext, Fx } from "./context.js"
 import type { Target } from "./plumbing.js"
 
 // ---------------------------------------------------------------------------
-// Stream ids and lane offsets
+// Positions
 // ---------------------------------------------------------------------------
 
 interface Id {
@@ -37,53 +36,34 @@ const parseId = (s: string): Id | undefined => {
   const m = ID.exec(s)
   return m === null ? undefined : { ms: Number(m[1]), seq: Number(m[2]) }
 }
-const cmpId = (a: Id, b: Id): number => a.ms - b.ms || a.seq - b.seq
 const ZERO = "0-0"
+/** The largest sequence of a stream id: `<ms>-MAX_SEQ` is after every id of that ms. */
+const MAX_SEQ = "18446744073709551615"
 
 /**
- * A lane offset: `L<base>.<p0>,<p1>,...` (base 36): per partition in order its position, the
- * stream id `ms-seq` written as `(ms - base)` and `-seq` when seq is not 0, empty for `0-0`
- * (nothing read); trailing empty positions are left out. 256 partitions fit in about 2 KB.
+ * A position in the order of every event of the engine: (ms, partition, sequence), ms and
+ * sequence those of the event's id in its partition's stream. An event's offset is its position,
+ * written `<partition>:<ms>-<seq>`; the same in every filter's read. The end of a lane read is
+ * the position after every event before a time: partition N (one past the last).
  */
-export const encodeLane = (positions: ReadonlyArray<string>): M.EventOffset => {
-  const ids = positions.map((p) => parseId(p) ?? { ms: 0, seq: 0 })
-  let base = Infinity
-  for (const id of ids) if (id.ms !== 0 || id.seq !== 0) base = Math.min(base, id.ms)
-  if (base === Infinity) base = 0
-  const parts = ids.map((id) =>
-    id.ms === 0 && id.seq === 0 ? "" : (id.ms - base).toString(36) + (id.seq === 0 ? "" : `-${id.seq.toString(36)}`)
-  )
-  let n = parts.length
-  while (n > 0 && parts[n - 1] === "") n--
-  return `L${base.toString(36)}.${parts.slice(0, n).join(",")}` as M.EventOffset
+interface Position {
+  readonly p: number
+  readonly ms: number
+  readonly seq: number
 }
 
-const LANE = /^L([0-9a-z]{1,11})\.((?:[0-9a-z]{0,11}(?:-[0-9a-z]{1,11})?)(?:,[0-9a-z]{0,11}(?:-[0-9a-z]{1,11})?)*)$/
-const PART = /^([0-9a-z]{1,11})(?:-([0-9a-z]{1,11}))?$/
-
-/** The positions of a lane offset (one per partition), or undefined when it is not one. */
-export const decodeLane = (offset: string, n: number): Array<string> | undefined => {
-  const m = LANE.exec(offset)
+const POSITION = /^(\d{1,5}):(\d{1,16})-(\d{1,16})$/
+const parsePosition = (s: string, n: number): Position | undefined => {
+  const m = POSITION.exec(s)
   if (m === null) return undefined
-  const base = parseInt(m[1]!, 36)
-  const parts = m[2]!.split(",")
-  if (parts.length > n) return undefined
-  const out: Array<string> = []
-  for (let p = 0; p < n; p++) {
-    const part = parts[p] ?? ""
-    if (part === "") {
-      out.push(ZERO)
-      continue
-    }
-    const pm = PART.exec(part)
-    if (pm === null) return undefined
-    const ms = base + parseInt(pm[1]!, 36)
-    const seq = pm[2] === undefined ? 0 : parseInt(pm[2], 36)
-    if (!Number.isSafeInteger(ms) || !Number.isSafeInteger(seq)) return undefined
-    out.push(`${ms}-${seq}`)
-  }
-  return out
+  const pos = { p: Number(m[1]), ms: Number(m[2]), seq: Number(m[3]) }
+  return pos.p <= n && Number.isSafeInteger(pos.ms) && Number.isSafeInteger(pos.seq) ? pos : undefined
 }
+const offsetOf = (p: number, id: string) => `${p}:${id}` as M.EventOffset
+
+/** The id of partition `p`'s stream after which the events come that are after `pos` (exclusive). */
+const afterIn = (pos: Position, p: number): string =>
+  p === pos.p ? `${pos.ms}-${pos.seq}` : p < pos.p ? `${pos.ms}-${MAX_SEQ}` : pos.ms === 0 ? "0-0" : `${pos.ms - 1}-${MAX_SEQ}`
 
 const invalidOffset = (offset: string) =>
   validation("InvalidOffset", `read_events: after: not an offset of this engine (${offset.length} chars)`)
@@ -115,7 +95,7 @@ const decodeEvent = (r: Raw, offset: string): M.EngineEvent | undefined => {
   if (id === undefined) return undefined
   const parts = r.d.split("|")
   const code = parts[0]
-  const at = id.ms - (parts[1] === "" || parts[1] === undefined ? 0 : Number(parts[1]))
+  const at = parts[1] === "" || parts[1] === undefined ? id.ms : Number(parts[1])
   const x = parts.slice(2)
   /** Field i, the last one taking the rest of the text (free text may hold "|"). */
   const rest = (i: number) => x.slice(i).join("|")
@@ -200,19 +180,20 @@ const LANE_FETCH_FIRST = 16
 const LANE_FETCH_MORE = 128
 
 interface Share {
-  /** The position of the events consumed (the lane offset's part). */
-  pos: string
-  /** Where the next fetch starts ("earliest" before the first). */
+  /** Where the next fetch starts (exclusive; "earliest" / "latest" before the first). */
   from: string
   buf: Array<{ readonly raw: Raw; readonly id: Id }>
   more: boolean
-  end: string
+  /** The partition's server clock (ms) at its first fetch. */
+  clock: number
 }
 
 export const makeEvents = (ctx: CoreContext, hub: EventHub): CoreArea<"events"> => {
   const { call, ex, flowOf, flowTarget, N } = ctx
 
+  /** An execution's or a flow's events: partition `p`'s stream, scanned in bounded calls. */
   const readOne = (
+    p: number,
     target: Target,
     who: { readonly execution_id: string } | { readonly flow_id: string },
     after: M.EventStart,
@@ -221,91 +202,113 @@ export const makeEvents = (ctx: CoreContext, hub: EventHub): CoreArea<"events"> 
     Effect.gen(function*() {
       const events: Array<M.EngineEvent> = []
       let from: string = after
-      if (after !== "earliest" && after !== "latest" && parseId(after) === undefined) return yield* Effect.fail(invalidOffset(after))
+      let exact = false
+      if (after !== "earliest" && after !== "latest") {
+        const pos = parsePosition(after, N)
+        if (pos === undefined) return yield* Effect.fail(invalidOffset(after))
+        from = afterIn(pos, p)
+        exact = pos.p === p
+      }
       for (let round = 0; round < 10_000; round++) {
-        const env = yield* call("read_events", target, { ...who, after: from, limit: limit - events.length }, [], true)
+        const env = yield* call("read_events", target, { ...who, after: from, exact, limit: limit - events.length }, [], true)
         const [next = ZERO, more = "0"] = env.fields
         for (const raw of rawsOf(env.fields, 2)) {
-          const ev = decodeEvent(raw, raw.id)
+          const ev = decodeEvent(raw, offsetOf(p, raw.id))
           if (ev !== undefined) events.push(ev)
         }
         if (events.length >= limit) return { events, next: events[events.length - 1]!.offset }
-        if (more !== "1") return { events, next: next as M.EventOffset }
+        if (more !== "1") return { events, next: offsetOf(p, next) }
         from = next
+        exact = true
       }
       return yield* invalidInput("read_events: the stream did not end")
     })
 
+  /** One partition's share of a lane read: fetches the lane's events after `s.from`. */
   const fetchShare = (lane: Ids.LaneId, p: number, s: Share, count: number): Fx<void> =>
     Effect.map(
       call("read_lane_events", flowTarget(p), { lane_id: lane, after: s.from, limit: count }, [], true),
       (env) => {
-        const [end = ZERO, last = "", more = "0", start = ""] = env.fields
-        if (s.from === "earliest" || s.from === "latest") s.pos = start === "" ? end : start
-        s.end = end
+        const [end = ZERO, last = "", more = "0", start = "", clock = "0"] = env.fields
+        if (s.from === "earliest" || s.from === "latest") s.from = start === "" ? end : start
+        s.clock = Number(clock)
         s.more = more === "1"
         if (last !== "") s.from = last
-        else if (s.from === "earliest") s.from = s.pos
-        for (const raw of rawsOf(env.fields, 4)) {
+        for (const raw of rawsOf(env.fields, 5)) {
           const id = parseId(raw.id)
           if (id !== undefined) s.buf.push({ raw, id })
         }
       }
     )
 
+  /** Reads of a lane wait this long for the events of the current millisecond, at most. */
+  const HOLD_ROUNDS = 20
+
+  /**
+   * A lane's events, merged over the partitions by position. Only events before the horizon (the
+   * lowest server clock the partitions answered) are taken: every event written later has a
+   * later position, so a reader that goes on from the last position skips nothing. A page cut
+   * short by the horizon is read again a millisecond later.
+   */
   const readLane = (lane: Ids.LaneId, after: M.EventStart, limit: number): Fx<M.EventPage> =>
     Effect.gen(function*() {
-      let starts: Array<string>
-      if (after === "earliest" || after === "latest") {
-        starts = Array.from({ length: N }, () => after)
-      } else {
-        const decoded = decodeLane(after, N)
-        if (decoded === undefined) return yield* Effect.fail(invalidOffset(after))
-        starts = decoded
+      let pos: Position | undefined
+      if (after !== "earliest" && after !== "latest") {
+        pos = parsePosition(after, N)
+        if (pos === undefined) return yield* Effect.fail(invalidOffset(after))
       }
-      const shares: Array<Share> = starts.map((from) => ({ pos: from, from, buf: [], more: true, end: ZERO }))
-      const first = after === "latest" ? 1 : Math.min(limit, LANE_FETCH_FIRST)
-      yield* Effect.forEach(shares, (s, p) => fetchShare(lane, p, s, first), { concurrency: "unbounded", discard: true })
-      if (after === "latest") return { events: [], next: encodeLane(shares.map((s) => s.end)) }
-      const events: Array<M.EngineEvent> = []
-      while (events.length < limit) {
-        const needy: Array<number> = []
-        shares.forEach((s, p) => {
-          if (s.buf.length === 0 && s.more) needy.push(p)
-        })
-        if (needy.length > 0) {
-          const count = Math.min(limit - events.length, LANE_FETCH_MORE)
-          yield* Effect.forEach(needy, (p) => fetchShare(lane, p, shares[p]!, count), {
-            concurrency: "unbounded",
-            discard: true
+      for (let round = 0;; round++) {
+        const shares: Array<Share> = Array.from({ length: N }, (_, p) => ({
+          from: pos === undefined ? after : afterIn(pos, p),
+          buf: [],
+          more: true,
+          clock: 0
+        }))
+        const first = after === "latest" ? 1 : Math.min(limit, LANE_FETCH_FIRST)
+        yield* Effect.forEach(shares, (s, p) => fetchShare(lane, p, s, first), { concurrency: "unbounded", discard: true })
+        let horizon = Infinity
+        for (const s of shares) horizon = Math.min(horizon, s.clock)
+        const end = offsetOf(N, `${Math.max(0, horizon - 1)}-0`)
+        if (after === "latest") return { events: [], next: end }
+        const events: Array<M.EngineEvent> = []
+        let held = false
+        while (events.length < limit) {
+          const needy: Array<number> = []
+          shares.forEach((s, p) => {
+            if (s.buf.length === 0 && s.more) needy.push(p)
           })
-          continue
-        }
-        // the next event: the oldest head by (time, partition, sequence)
-        let best = -1
-        let bestMs = 0
-        for (let p = 0; p < N; p++) {
-          const head = shares[p]!.buf[0]
-          if (head !== undefined && (best < 0 || head.id.ms < bestMs)) {
-            best = p
-            bestMs = head.id.ms
+          if (needy.length > 0) {
+            const count = Math.min(limit - events.length, LANE_FETCH_MORE)
+            yield* Effect.forEach(needy, (p) => fetchShare(lane, p, shares[p]!, count), {
+              concurrency: "unbounded",
+              discard: true
+            })
+            continue
           }
+          // the next event: the first head by (ms, partition, sequence)
+          let best = -1
+          let bestMs = 0
+          for (let p = 0; p < N; p++) {
+            const head = shares[p]!.buf[0]
+            if (head !== undefined && (best < 0 || head.id.ms < bestMs)) {
+              best = p
+              bestMs = head.id.ms
+            }
+          }
+          if (best < 0) break
+          if (bestMs >= horizon) {
+            held = true
+            break
+          }
+          const { raw } = shares[best]!.buf.shift()!
+          const ev = decodeEvent(raw, offsetOf(best, raw.id))
+          if (ev !== undefined) events.push(ev)
         }
-        if (best < 0) break
-        const s = shares[best]!
-        const { raw } = s.buf.shift()!
-        s.pos = raw.id
-        const ev = decodeEvent(raw, encodeLane(shares.map((x) => x.pos)))
-        if (ev !== undefined) events.push(ev)
+        if (events.length >= limit) return { events, next: events[events.length - 1]!.offset }
+        // (every event before the horizon was taken: the end is after the last one)
+        if (!held || round >= HOLD_ROUNDS) return { events, next: end }
+        yield* Effect.sleep(Duration.millis(1)).pipe(Effect.withClock(Clock.make()))
       }
-      if (events.length >= limit) return { events, next: events[events.length - 1]!.offset }
-      // every partition is at its end: the offset of the end
-      for (const s of shares) {
-        const pos = parseId(s.pos)
-        const end = parseId(s.end)
-        if (end !== undefined && (pos === undefined || cmpId(end, pos) > 0)) s.pos = s.end
-      }
-      return { events, next: encodeLane(shares.map((s) => s.pos)) }
     })
 
   const readEvents: CoreArea<"events">["readEvents"] = ({ after, filter, limit }) => {
@@ -314,13 +317,21 @@ export const makeEvents = (ctx: CoreContext, hub: EventHub): CoreArea<"events"> 
         return readLane(filter.laneId, after, limit)
       case "Execution":
         if (IdsM.executionPartition(filter.executionId) >= N) {
-          return after === "earliest" || after === "latest" || after === ZERO ?
-            Effect.succeed({ events: [], next: ZERO as M.EventOffset }) :
+          return after === "earliest" || after === "latest" || parsePosition(after, N) !== undefined ?
+            Effect.succeed({ events: [], next: offsetOf(0, ZERO) }) :
             Effect.fail(invalidOffset(after))
         }
-        return readOne(ex(filter.executionId), { execution_id: filter.executionId }, after, limit)
-      case "Flow":
-        return readOne(flowOf(filter.flowId), { flow_id: filter.flowId }, after, limit)
+        return readOne(
+          IdsM.executionPartition(filter.executionId),
+          ex(filter.executionId),
+          { execution_id: filter.executionId },
+          after,
+          limit
+        )
+      case "Flow": {
+        const target = flowOf(filter.flowId)
+        return readOne(target.partition ?? 0, target, { flow_id: filter.flowId }, after, limit)
+      }
     }
   }
 
@@ -380,10 +391,13 @@ export const makeEventTransport = (
         yield* mark(s, Date.now() + MARK_MS)
         if (!refresher) {
           refresher = true
+          // (listen runs inside an acquire, which is uninterruptible: the refresher is not)
           yield* Effect.forkIn(
-            Effect.repeat(refresh, Schedule.spaced(Duration.millis(MARK_MS / 3))).pipe(
-              Effect.delay(Duration.millis(MARK_MS / 3)),
-              Effect.withClock(Clock.make())
+            Effect.interruptible(
+              Effect.repeat(refresh, Schedule.spaced(Duration.millis(MARK_MS / 3))).pipe(
+                Effect.delay(Duration.millis(MARK_MS / 3)),
+                Effect.withClock(Clock.make())
+              )
             ),
             scope
           )

@@ -3,15 +3,16 @@
 -- and every change of a flow's public state is queued during the call and written at its end
 -- (FF.ev_flush, from register.lua), in the same atomic step, after every check of the call:
 --   B:ev              the partition's events, a stream. An entry's id is `<ms>-<seq>` where ms is
---                     the event's time (the call's now) raised to the stream's last ms when the
---                     clock went back, so ids follow the order of writing and age both. Fields,
---                     the same four in every entry (a stream stores repeated names once):
+--                     the server's clock (TIME) raised to the stream's last ms when it went back:
+--                     any event written after a read of the server's TIME gets an id of that
+--                     time or later, which the lane reads rely on (events.ts). Fields, the same
+--                     four in every entry (a stream stores repeated names once):
 --                       e  the execution id ("" for a flow's event)
 --                       l  the lane ("" for a flow's event)
 --                       f  the flow id ("" when none)
---                       d  code|at delta|fields...: the type, the time as ms before the id's ms
---                          (empty: equal), then the type's fields (FF.ev_fields), a free text
---                          field always last (it may hold "|")
+--                       d  code|at|fields...: the type, the event's time (the call's now; empty
+--                          when it is the id's ms), then the type's fields (FF.ev_transition), a
+--                          free text field always last (it may hold "|")
 --   B:l:<lane>:ev     the lane's events on this partition: one entry per event of B:ev, under the
 --                     same id, holding nothing else (r = "")
 --   B:evt             hash: "" -> the id of the newest B:ev entry trimmed; <lane> -> the newest
@@ -20,7 +21,8 @@
 --                     a process listens to it: an event of a listened scope is published on
 --                     `<prefix>:ev:<scope>`; without listeners nothing is published
 -- Trimming: at write, a B:ev longer than FF.EV_CAP + FF.EV_SLACK loses its oldest entries down to
--- the cap; trimRetention drops what is older than the retention (FF.ev_trim_age).
+-- the cap; trimRetention drops the oldest while their time is older than the retention
+-- (FF.ev_trim_age).
 -- ===========================================================================
 
 FF.EV_SLACK = 64
@@ -147,6 +149,12 @@ function FF.ev_flow_note(B, fid, now, st)
   ev_push(B, "", "", fid, now, { "F", st })
 end
 
+-- The id right after `id` (XTRIM MINID keeps that id and what follows).
+local function next_id(id)
+  local ms, seq = string.match(id, "^(%d+)-(%d+)$")
+  return ms .. "-" .. FF.s(tonumber(seq) + 1)
+end
+
 -- The last id of stream `k` as {ms, seq}, or of what was trimmed of it (`trimmed`), or {0, 0}.
 local function last_id(k, evt, field)
   local r = C("XREVRANGE", k, "+", "-", "COUNT", 1)
@@ -164,7 +172,7 @@ local function trim_to(k, evt, field, cap)
   if n <= cap + FF.EV_SLACK then return end
   local drop = C("XRANGE", k, "-", "+", "COUNT", n - cap)
   local newest = drop[#drop][1]
-  C("XTRIM", k, "MINID", "(" .. newest)
+  C("XTRIM", k, "MINID", next_id(newest))
   C("HSET", evt, field, newest)
 end
 
@@ -185,6 +193,8 @@ function FF.ev_flush(now)
   for _, t in ipairs(FF.evf) do FF.ev_flow_note(t[1], t[2], now) end
   local q = FF.evq
   if #q == 0 then return end
+  local t = C("TIME")
+  local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local last, bases = {}, {}
   local heard = nil -- base -> scope -> true (the listened scopes), fetched once per base
   local pubs = nil
@@ -197,10 +207,9 @@ function FF.ev_flush(now)
       ms = last_id(k, B .. ":evt", "")
       bases[#bases + 1] = B
     end
-    if rec.at > ms then ms = rec.at end
+    if clock > ms then ms = clock end
     local d = rec.d
-    local delta = ms - rec.at
-    local text = d[1] .. "|" .. (delta == 0 and "" or FF.s(delta))
+    local text = d[1] .. "|" .. (rec.at == ms and "" or FF.s(rec.at))
     for j = 2, #d do text = text .. "|" .. FF.str(d[j]) end
     local id = C("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text)
     last[B] = ms
@@ -213,8 +222,6 @@ function FF.ev_flush(now)
       if C("EXISTS", B .. ":evw") == 1 then
         local w = FF.hmap(B .. ":evw")
         if w ~= nil then
-          local t = C("TIME")
-          local clock = tonumber(t[1]) * 1000
           h = {}
           for scope, untl in pairs(w) do
             if FF.num(untl) > clock then h[scope] = true end
@@ -238,49 +245,68 @@ function FF.ev_flush(now)
   end
 end
 
--- Drops the events of partition B older than the retention (time at or before now - retention),
--- and from each lane's stream the entries of dropped events. Returns how many events went.
+-- The time of entry `entry` ({id, {e, v, l, v, f, v, d, v}}): its d's second field, or its id's ms.
+local function entry_at(entry)
+  local at = string.match(entry[2][8] or "", "^[^|]*|(%d*)")
+  if at ~= nil and at ~= "" then return tonumber(at) end
+  return tonumber(string.match(entry[1], "^(%d+)-"))
+end
+
+FF.EV_TRIM_SCAN = 5000 -- entries one pass looks at per partition, at most
+
+-- Drops the oldest events of partition B while their time is at or before now - retention (as
+-- far as the first younger one), and from each lane's stream the entries of the dropped events.
 function FF.ev_trim_age(B, now)
   local k = B .. ":ev"
   local cutoff = now - FF.EV_RETENTION_MS
-  if cutoff < 0 then return 0 end
-  local newest = C("XREVRANGE", k, FF.s(cutoff) .. "-18446744073709551615", "-", "COUNT", 1)
-  if newest[1] == nil then return 0 end
-  local id = newest[1][1]
-  local before = C("XLEN", k)
-  C("XTRIM", k, "MINID", "(" .. id)
-  C("HSET", B .. ":evt", "", id)
+  local newest, from, seen = nil, "-", 0
+  while seen < FF.EV_TRIM_SCAN do
+    local chunk = C("XRANGE", k, from, "+", "COUNT", 200)
+    local young = false
+    for _, entry in ipairs(chunk) do
+      if entry_at(entry) > cutoff then
+        young = true
+        break
+      end
+      newest = entry[1]
+    end
+    seen = seen + #chunk
+    if young or #chunk < 200 then break end
+    from = "(" .. newest
+  end
+  if newest == nil then return end
+  C("XTRIM", k, "MINID", next_id(newest))
+  C("HSET", B .. ":evt", "", newest)
   for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
     local lk = K.lane(B, lane, "ev")
-    local r = C("XREVRANGE", lk, id, "-", "COUNT", 1)
+    local r = C("XREVRANGE", lk, newest, "-", "COUNT", 1)
     if r[1] ~= nil then
-      C("XTRIM", lk, "MINID", "(" .. r[1][1])
+      C("XTRIM", lk, "MINID", next_id(r[1][1]))
       C("HSET", B .. ":evt", lane, r[1][1])
     end
   end
-  return before - C("XLEN", k)
 end
 
--- Whether partition B holds events older than the retention (a read).
+-- Whether partition B's oldest event is older than the retention (a read).
 function FF.ev_old(B, now)
   local r = C("XRANGE", B .. ":ev", "-", "+", "COUNT", 1)
-  if r[1] == nil then return false end
-  local ms = tonumber(string.match(r[1][1], "^(%d+)-"))
-  return ms ~= nil and ms <= now - FF.EV_RETENTION_MS
+  return r[1] ~= nil and entry_at(r[1]) <= now - FF.EV_RETENTION_MS
 end
 
 -- --- reads ---------------------------------------------------------------------------------------
 -- `id` ("<ms>-<seq>") compared with `other`: -1, 0, 1 (nil for a malformed id).
+-- (a sequence is compared as a decimal string: it may be 2^64 - 1, past a double's precision)
 local function parse_id(id)
   if type(id) ~= "string" then return nil end
   local ms, seq = string.match(id, "^(%d+)-(%d+)$")
-  if ms == nil or #ms > 16 or #seq > 16 then return nil end
-  return tonumber(ms), tonumber(seq)
+  if ms == nil or #ms > 16 or #seq > 20 then return nil end
+  return tonumber(ms), seq
 end
 local function id_lt(a, b)
   local am, as = parse_id(a)
   local bm, bs = parse_id(b)
   if am ~= bm then return am < bm end
+  if #as ~= #bs then return #as < #bs end
   return as < bs
 end
 
@@ -297,7 +323,8 @@ FF.EV_SCAN = 2000 -- entries of B:ev one read call looks at, at most
 -- ff_read_events (readEvents of an execution or a flow): the events of partition B whose
 -- execution (a.execution_id) or flow (a.flow_id) is the one asked, after a.after.
 --   KEYS:   [1] the partition base
---   ARGV:   [1] now (unused), [2] {execution_id | flow_id, after: "earliest" | "latest" | id, limit}
+--   ARGV:   [1] now (unused), [2] {execution_id | flow_id, after: "earliest" | "latest" | id
+--           (exclusive), exact (after is an id of this stream: past its end is invalid), limit}
 --   reply:  {1, "OK", "", next, more ("1": not at the end yet), then per event: id, e, l, f, d}
 --           next: the last id looked at (the end of the stream when more is "0")
 --   errors: invalid_offset (malformed, or after the stream's end), event_offset_expired
@@ -309,7 +336,7 @@ FF.fn.read_events = function(B, a)
   if after == "latest" then return FF.ok("OK", stop, "0") end
   local from = "-"
   if after ~= "earliest" then
-    if parse_id(after) == nil or id_lt(stop, after) then return FF.err("invalid_offset") end
+    if parse_id(after) == nil or (a.exact and id_lt(stop, after)) then return FF.err("invalid_offset") end
     if trimmed ~= "" and id_lt(after, trimmed) then return FF.err("event_offset_expired") end
     from = "(" .. after
   end
@@ -354,11 +381,12 @@ end
 -- ff_read_lane_events (readEvents of a lane, one partition's share): the lane's events of this
 -- partition after a.after (the partition's part of the lane offset), at most a.limit.
 --   KEYS:   [1] the partition base
---   ARGV:   [1] now (unused), [2] {lane_id, after: "earliest" | "latest" | id, limit}
---   reply:  {1, "OK", "", end, last, more, start, then per event: id, e, l, f, d}
+--   ARGV:   [1] now (unused), [2] {lane_id, after: "earliest" | "latest" | id (exclusive), limit}
+--   reply:  {1, "OK", "", end, last, more, start, clock, then per event: id, e, l, f, d}
 --           end: the last id of the lane's stream here (or "0-0"); reading from it sees only newer
 --           last: the last entry looked at ("" none); more: "1" when a.limit entries were looked at;
---           start: the position read from (for "earliest": the oldest retained, exclusive)
+--           start: the position read from (for "earliest": the oldest retained, exclusive);
+--           clock: the server's TIME in ms (every event written later has an id of it or later)
 --   errors: invalid_offset (malformed, or after the stream's end), event_offset_expired (events
 --           after a.after were trimmed)
 FF.fn.read_lane_events = function(B, a)
@@ -368,10 +396,12 @@ FF.fn.read_lane_events = function(B, a)
   local lane_trimmed, trimmed = evt[1] or "", evt[2] or ""
   local stop = end_of(lk, lane_trimmed)
   local after = a.after
-  if after == "latest" then return FF.ok("OK", stop, "", "0", stop) end
+  local t = C("TIME")
+  local clock = FF.s(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  if after == "latest" then return FF.ok("OK", stop, "", "0", stop, clock) end
   local start, strict = after, after ~= "earliest"
   if strict then
-    if parse_id(after) == nil or id_lt(stop, after) then return FF.err("invalid_offset") end
+    if parse_id(after) == nil then return FF.err("invalid_offset") end
     if lane_trimmed ~= "" and id_lt(after, lane_trimmed) then return FF.err("event_offset_expired") end
   else
     -- the oldest retained: past what this stream and B:ev lost (never past the stream's end)
@@ -381,7 +411,7 @@ FF.fn.read_lane_events = function(B, a)
   end
   local limit = FF.num(a.limit, 100)
   local refs = C("XRANGE", lk, "(" .. start, "+", "COUNT", limit)
-  local r = { 1, "OK", "", stop, refs[#refs] and refs[#refs][1] or "", #refs >= limit and "1" or "0", start }
+  local r = { 1, "OK", "", stop, refs[#refs] and refs[#refs][1] or "", #refs >= limit and "1" or "0", start, clock }
   local k = B .. ":ev"
   for _, ref in ipairs(refs) do
     local id = ref[1]
