@@ -811,7 +811,6 @@ function FF.flow_member_replayed(B, fid, e, outcome, now)
   local fk = K.flow(B, fid)
   C("HINCRBY", fk, "open_members", 1)
   if FF.bad_outcome(outcome) then C("HINCRBY", fk, "bad_members", -1) end
-  FF.ev_flow_touch(B, fid)
 end
 
 -- A flow cancellation owes no member any more: the flow leaves the backlog and is cancelled.
@@ -866,6 +865,8 @@ FF.fn.cancel_flow = function(B, a, now)
   if #owed == 0 then
     C("HSET", fk, "public_flow_state", "cancelled")
   elseif a.mode ~= "header" and #owed <= FF.num(a.inline_limit, 0) then
+    -- cancelling while the cascade runs (reported before the members' events), then cancelled
+    FF.ev_flow_note(B, fid, now, "cancelling")
     for _, m in ipairs(owed) do
       local c = FF.core(B, m)
       if c ~= nil and c.lifecycle_phase ~= "terminal" then
