@@ -212,16 +212,26 @@ function FF.ev_flush(now)
     if not rec.dropped then
       local B = rec.B
       local k = B .. ":ev"
+      -- the id's ms: the clock, or the stream's last ms when the clock is behind it (an XADD of
+      -- an id below the stream's last is refused, and then written with the last ms)
       local ms = last[B]
       if ms == nil then
-        ms = last_id(k, B .. ":evt", "")
         bases[#bases + 1] = B
+        ms = clock
+      elseif clock > ms then
+        ms = clock
       end
-      if clock > ms then ms = clock end
       local d = rec.d
-      local text = d[1] .. "|" .. (rec.at == ms and "" or FF.s(rec.at))
-      for j = 2, #d do text = text .. "|" .. FF.str(d[j]) end
-      local id = C("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text)
+      local function text_at(at_ms)
+        local x = d[1] .. "|" .. (rec.at == at_ms and "" or FF.s(rec.at))
+        for j = 2, #d do x = x .. "|" .. FF.str(d[j]) end
+        return x
+      end
+      local id = redis.pcall("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text_at(ms))
+      if type(id) ~= "string" then
+        ms = math.max(ms, last_id(k, B .. ":evt", ""))
+        id = C("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text_at(ms))
+      end
       last[B] = ms
       if rec.l ~= "" then C("XADD", K.lane(B, rec.l, "ev"), id, "r", "") end
       -- wake-ups: only scopes some process listens to (B:evw), read once per base and call
