@@ -337,7 +337,8 @@ export class EngineBackend extends Context.Tag("flowfabric/EngineBackend")<Engin
 
 /**
  * The names of the effectful operations: those of the specification plus the batch calls,
- * `getExecutionInput`, `extendFlow` and `sealFlow` (`backendLabel` is a value).
+ * `getExecutionInput`, `extendFlow`, `sealFlow` and `readEvents` (`backendLabel` is a value; the
+ * scoped subscriptions `subscribeWork` and `subscribeEvents` are not listed).
  *
  * @since 0.1.0
  */
@@ -406,6 +407,5 @@ export const operationNames = [
   "ackCancelMember",
   "readExecutionInfo",
   "readExecutionState",
-  "readEvents",
-  "subscribeEvents"
+  "readEvents"
 ] as const satisfies ReadonlyArray<Exclude<keyof EngineBackend.Service, "backendLabel">>

@@ -12,7 +12,7 @@
  *
  * @since 0.1.0
  */
-import { Chunk, Duration, Effect, Stream } from "effect"
+import { Chunk, Duration, Effect, Either, Stream } from "effect"
 import { EngineBackend } from "./EngineBackend.js"
 import type { EngineError } from "./EngineError.js"
 import type { ExecutionId, FlowId, LaneId } from "./Ids.js"
@@ -68,7 +68,7 @@ const RETRY_FIRST_MS = 2
 /**
  * The events `filter` sees, oldest first, then each new one as it is written: pages of
  * `readEvents`, and, once caught up, a wait for a wake-up of `subscribeEvents` (or
- * `pollInterval`). Never ends by itself; fails with the first error of a read, e.g.
+ * `pollInterval`; every `pollInterval` when the backend offers no wake-ups). Never ends by itself; fails with the first error of a read, e.g.
  * `State(EventOffsetExpired)` when `from` is older than the retained window.
  *
  * @since 0.1.0
@@ -80,7 +80,8 @@ export const stream = (
 ): Stream.Stream<M.EngineEvent, EngineError, EngineBackend> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const backend = yield* EngineBackend
-    const subscription = yield* backend.subscribeEvents(filter)
+    // without wake-ups (a Postgres layer without a LISTEN connection) it reads every pollInterval
+    const subscription = Either.getOrUndefined(yield* Effect.either(backend.subscribeEvents(filter)))
     const limit = options.pageSize ?? 100
     const poll = Duration.toMillis(Duration.decode(options.pollInterval ?? Duration.seconds(1)))
     let after: M.EventStart = options.from ?? "earliest"
@@ -89,7 +90,7 @@ export const stream = (
     let retryMs = 0
     const pull = Effect.gen(function*() {
       for (;;) {
-        const seen = yield* subscription.wakeups
+        const seen = subscription === undefined ? 0 : yield* subscription.wakeups
         const page = yield* backend.readEvents({ filter, after, limit })
         after = page.next
         if (page.events.length > 0) {
@@ -97,7 +98,9 @@ export const stream = (
           return Chunk.unsafeFromArray(page.events)
         }
         const wait = retryMs > 0 ? Math.min(retryMs, poll) : poll
-        const woken = yield* subscription.await(seen, Duration.millis(wait))
+        const woken = subscription === undefined ?
+          yield* Effect.as(Effect.sleep(Duration.millis(wait)), false) :
+          yield* subscription.await(seen, Duration.millis(wait))
         retryMs = woken ? RETRY_FIRST_MS : retryMs > 0 && retryMs < poll ? retryMs * 2 : 0
       }
     })

@@ -3,7 +3,7 @@
 // the boundary refuses are sent here on purpose: no helper of the library may fail on a size after
 // it has written.
 import { describe, expect, inject, layer } from "@effect/vitest"
-import { Clock, Duration, Effect } from "effect"
+import { Clock, Duration, Effect, Option } from "effect"
 import { Redis } from "iovalkey"
 import { EngineBackend } from "../src/EngineBackend.js"
 import { Maintenance } from "../src/Maintenance.js"
@@ -355,6 +355,48 @@ describe("valkey function library", () => {
             const out = yield* b.fail(h.value, { reason: { message: "boom" }, classification: "Transient" })
             expect(out).toMatchObject({ _tag: "RetryScheduled" })
           }
+        }))
+    })
+
+    describe("expireAttempts", () => {
+      it.scoped("an attempt_timeout entry that is not the current attempt's due time expires nothing", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const m = yield* Maintenance
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const key = `${base(Ids.executionPartition(id))}:i:attempt_timeout`
+          yield* b.createExecution({
+            executionId: id,
+            laneId: l,
+            namespace: Ids.unsafe.namespace("lib"),
+            executionKind: "k",
+            policy: {
+              timeoutPolicy: { attemptTimeoutMs: 60_000 },
+              retryPolicy: { maxRetries: 3, backoff: { type: "fixed", delayMs: 0 } }
+            }
+          })
+          const h1 = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h1._tag === "None") return expect.fail("nothing claimed")
+          expect(yield* b.fail(h1.value, { reason: { message: "x" }, classification: "Transient" }))
+            .toMatchObject({ _tag: "RetryScheduled" })
+          // an entry left for the runnable execution (by an earlier attempt) is stale: removed
+          yield* Effect.promise(() => r.zadd(key, "0", id))
+          expect(yield* m.expireAttempts()).toMatchObject({ processed: 0 })
+          expect(Option.getOrUndefined(yield* b.readExecutionState(id))).toBe("delayed")
+          expect(yield* Effect.promise(() => r.zscore(key, id))).toBeNull()
+          // an entry earlier than the current attempt's timeout is moved to that timeout
+          yield* m.promoteDelayed()
+          const h2 = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h2._tag === "None") return expect.fail("the retry not claimed")
+          const due = yield* Effect.promise(() => r.zscore(key, id))
+          expect(Number(due)).toBe((yield* Clock.currentTimeMillis) + 60_000)
+          yield* Effect.promise(() => r.zadd(key, "0", id))
+          expect(yield* m.expireAttempts()).toMatchObject({ processed: 0 })
+          expect(Option.getOrUndefined(yield* b.readExecutionState(id))).toBe("active")
+          expect(yield* Effect.promise(() => r.zscore(key, id))).toBe(due)
+          yield* b.renew(h2.value)
         }))
     })
 

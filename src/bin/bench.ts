@@ -28,7 +28,7 @@ const DEFAULT_FOOTPRINT = 100_000
 /** Samples of a latency scenario's untimed warm-up round (`--warmup` 0 skips it). */
 const LATENCY_WARMUP = 5
 
-const backendOption = Options.choice("backend", ["memory", "valkey", "postgres"]).pipe(Options.withDefault("memory"))
+const backendOption = Options.choice("backend", ["memory", "valkey", "valkey-cluster", "postgres"]).pipe(Options.withDefault("memory"))
 const scenarioOption = Options.choice("scenario", [
   "submit-claim-complete",
   "suspend-signal-resume",
@@ -40,12 +40,13 @@ const scenarioOption = Options.choice("scenario", [
   "idle-pickup",
   "cancel-latency",
   "retry-latency",
+  "await-result",
   "footprint",
   "all"
 ]).pipe(Options.withDefault("submit-claim-complete"))
 const tasksOption = Options.integer("tasks").pipe(
   Options.withDescription(
-    `tasks per round (default ${DEFAULT_TASKS}); for idle-pickup, cancel-latency and retry-latency the samples ` +
+    `tasks per round (default ${DEFAULT_TASKS}); for idle-pickup, cancel-latency, retry-latency and await-result the samples ` +
       `of the whole run, split over the rounds (default ${DEFAULT_SAMPLES}); for footprint the executions and peer ` +
       `jobs of each state (default ${DEFAULT_FOOTPRINT}); with --scenario all it sets only the former`
   ),
@@ -98,6 +99,17 @@ const roundBackend = (
         return {
           layer: ValkeyBackend.layer({ url: server, keyPrefix, hmacSecret: benchSecret }) as BackendLayer,
           cleanup: dropKeys(server, keyPrefix)
+        }
+      }))
+    }
+    case "valkey-cluster": {
+      // `--url` lists the cluster's startup nodes: host:port,host:port,…
+      const nodes = Option.getOrElse(url, () => "127.0.0.1:7000").split(",")
+      return Effect.promise(() => import("../valkey/index.js")).pipe(Effect.map(({ ValkeyBackend }) => (round) => {
+        const keyPrefix = `bench-${run}-${round}`
+        return {
+          layer: ValkeyBackend.layer({ nodes, keyPrefix, hmacSecret: benchSecret }) as BackendLayer,
+          cleanup: Effect.forEach(nodes, (node) => dropKeys(`redis://${node}`, keyPrefix), { discard: true })
         }
       }))
     }
@@ -247,8 +259,12 @@ const command = Command.make(
   (opts) =>
     Effect.gen(function*() {
       if (opts.scenario === "footprint") {
+        const backend = opts.backend
+        if (backend === "valkey-cluster") {
+          return yield* Effect.fail(new Error("footprint: use --backend valkey (the bytes do not depend on the slots)"))
+        }
         const report = yield* footprint({
-          backend: opts.backend,
+          backend,
           url: opts.url,
           tasks: Option.getOrElse(opts.tasks, () => DEFAULT_FOOTPRINT),
           workers: opts.workers,

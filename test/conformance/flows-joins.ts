@@ -7,6 +7,7 @@ import { describe, expect } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import * as Ids from "../../src/Ids.js"
 import type { ExecutionId } from "../../src/Ids.js"
+import type * as M from "../../src/Model.js"
 import { completeMember, failMember } from "./flows-helpers.js"
 import {
   addEdge,
@@ -33,6 +34,9 @@ import {
   text,
   vector
 } from "./helpers.js"
+
+/** A flow of three upstreams (members 0 to 2) joined into member 3 under `policy`. */
+const joinOfThree = (policy: M.EdgeDependencyPolicy) => buildFlow(4, [[0, 3], [1, 3], [2, 3]], { 3: policy })
 
 export const flowsJoins = (t: Tester): void => {
   describe("joins and skip propagation (inline, no maintenance pass)", () => {
@@ -162,9 +166,7 @@ export const flowsJoins = (t: Tester): void => {
     t.test("any_of + cancel_remaining: the first success releases the child and cancels the other upstreams", () =>
       Effect.gen(function*() {
         const b = yield* backend
-        const { flowId, members, ids } = yield* buildFlow(4, [[0, 3], [1, 3], [2, 3]], {
-          3: { _tag: "any_of", onSatisfied: "cancel_remaining" }
-        })
+        const { flowId, members, ids } = yield* joinOfThree({ _tag: "any_of", onSatisfied: "cancel_remaining" })
         const runningSibling = yield* claimSome(members[1]!.lane)
         yield* completeMember(members[0]!)
         expect(yield* publicState(ids[3]!)).toBe("waiting")
@@ -178,9 +180,7 @@ export const flowsJoins = (t: Tester): void => {
 
     t.test("any_of + let_run: siblings keep running and later outcomes do not re-fire the group", () =>
       Effect.gen(function*() {
-        const { flowId, members, ids } = yield* buildFlow(4, [[0, 3], [1, 3], [2, 3]], {
-          3: { _tag: "any_of", onSatisfied: "let_run" }
-        })
+        const { flowId, members, ids } = yield* joinOfThree({ _tag: "any_of", onSatisfied: "let_run" })
         yield* completeMember(members[0]!)
         expect(yield* publicState(ids[3]!)).toBe("waiting")
         yield* settleFlows
@@ -211,9 +211,7 @@ export const flowsJoins = (t: Tester): void => {
 
     t.test("quorum(2 of 3) + cancel_remaining: satisfied at the second success, the third is cancelled", () =>
       Effect.gen(function*() {
-        const { flowId, members, ids } = yield* buildFlow(4, [[0, 3], [1, 3], [2, 3]], {
-          3: { _tag: "quorum", k: 2, onSatisfied: "cancel_remaining" }
-        })
+        const { flowId, members, ids } = yield* joinOfThree({ _tag: "quorum", k: 2, onSatisfied: "cancel_remaining" })
         yield* completeMember(members[0]!)
         expect(yield* publicState(ids[3]!)).toBe("waiting_children")
         yield* completeMember(members[1]!)
@@ -225,9 +223,7 @@ export const flowsJoins = (t: Tester): void => {
 
     t.test("quorum(2 of 3) + let_run: impossible once two failed; the child is skipped, the third runs on", () =>
       Effect.gen(function*() {
-        const { flowId, members, ids } = yield* buildFlow(4, [[0, 3], [1, 3], [2, 3]], {
-          3: { _tag: "quorum", k: 2, onSatisfied: "let_run" }
-        })
+        const { flowId, members, ids } = yield* joinOfThree({ _tag: "quorum", k: 2, onSatisfied: "let_run" })
         yield* failMember(members[0]!)
         expect(yield* publicState(ids[3]!)).toBe("waiting_children")
         yield* failMember(members[1]!)
@@ -240,9 +236,7 @@ export const flowsJoins = (t: Tester): void => {
 
     t.test("quorum(2 of 3) + cancel_remaining: impossible also cancels the remaining upstream", () =>
       Effect.gen(function*() {
-        const { members, ids } = yield* buildFlow(4, [[0, 3], [1, 3], [2, 3]], {
-          3: { _tag: "quorum", k: 2, onSatisfied: "cancel_remaining" }
-        })
+        const { members, ids } = yield* joinOfThree({ _tag: "quorum", k: 2, onSatisfied: "cancel_remaining" })
         yield* failMember(members[0]!)
         yield* failMember(members[1]!)
         expect(yield* publicState(ids[3]!)).toBe("skipped")
@@ -482,9 +476,7 @@ export const flowsJoins = (t: Tester): void => {
 
     t.test("an impossible cancel_remaining group cancels its running siblings with sibling_quorum_impossible", () =>
       Effect.gen(function*() {
-        const { members, ids } = yield* buildFlow(4, [[0, 3], [1, 3], [2, 3]], {
-          3: { _tag: "quorum", k: 2, onSatisfied: "cancel_remaining" }
-        })
+        const { members, ids } = yield* joinOfThree({ _tag: "quorum", k: 2, onSatisfied: "cancel_remaining" })
         yield* failMember(members[0]!)
         yield* failMember(members[1]!)
         expect(yield* publicState(ids[3]!)).toBe("skipped")

@@ -17,8 +17,10 @@ import {
   bytes,
   claimArgs,
   claimNone,
+  type Claimed,
   claimSome,
   create,
+  type Env,
   createAndClaim,
   INSTANCE,
   createFlow,
@@ -349,6 +351,36 @@ export const scheduling = (t: Tester) =>
           const y = yield* next({ executionId: yield* on(0) })
           return { n0, n1, z, x, y }
         })
+
+      t.test("a claim with kinds finds its work behind many executions of other kinds on the same partition", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const p = 3 % t.options.numFlowPartitions
+          const ids = yield* Effect.forEach(Array.from({ length: 100 }), () => executionIdOnPartition(p))
+          const others = yield* b.createExecutions(ids.map((executionId) => ({
+            executionId,
+            laneId: lane,
+            namespace: Ids.unsafe.namespace("conformance"),
+            executionKind: "a"
+          })))
+          expect(others.filter((r) => r._tag === "Created")).toHaveLength(100)
+          yield* advance(1)
+          const wanted = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p), executionKind: "b" })
+          expect(payloadOf(yield* claimSome(lane, { kinds: ["b"] })).executionId).toBe(wanted.executionId)
+          yield* claimNone(lane, { kinds: ["b"] })
+          yield* advance(1)
+          const late = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p), executionKind: "c" })
+          const g = yield* b.claimForWorker({
+            laneId: lane,
+            workerId: WORKER,
+            workerInstanceId: INSTANCE,
+            workerCapabilities: [],
+            kinds: ["c"],
+            grantTtlMs: 5_000
+          })
+          expect(g._tag === "Granted" && g.grant.executionId).toBe(late.executionId)
+        }))
 
       t.test("a claim with kinds passes over other kinds and takes the best candidate of its kinds across partitions", () =>
         Effect.gen(function*() {
@@ -729,6 +761,63 @@ export const scheduling = (t: Tester) =>
           yield* pass("expireAttempts")
           expect(yield* publicState(c.executionId)).toBe("expired")
           yield* failsWith(b.renew(c.handle), "Contention", "ExecutionNotActive")
+        }))
+
+      // Each later attempt runs on its own timeout: what the earlier attempt armed never ends it.
+      const laterAttempt = (name: string, interrupt: (c: Claimed) => Effect.Effect<M.Handle, unknown, Env>) =>
+        t.test(`the attempt timeout of an earlier attempt does not end the attempt after ${name}`, () =>
+          Effect.gen(function*() {
+            const b = yield* backend
+            const c = yield* createAndClaim({
+              policy: {
+                timeoutPolicy: { attemptTimeoutMs: 2_000 },
+                retryPolicy: { maxRetries: 3, backoff: { type: "fixed", delayMs: 500 } }
+              }
+            }, { ttl: 500 })
+            yield* advance(400)
+            // the next attempt is leased at 1 500, its timeout due at 3 500
+            const h = yield* interrupt(c)
+            expect(payloadOf(h).executionId).toBe(c.executionId)
+            yield* advance(500)
+            yield* pass("expireAttempts")
+            expect(yield* publicState(c.executionId)).toBe("active")
+            yield* b.renew(h)
+            yield* advance(1_499)
+            yield* pass("expireAttempts")
+            expect(yield* publicState(c.executionId)).toBe("active")
+            yield* advance(1)
+            yield* pass("expireAttempts")
+            expect(yield* publicState(c.executionId)).toBe("expired")
+          }))
+      laterAttempt("a retry", (c) =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          yield* b.fail(c.handle, { reason: { message: "x" }, classification: "Transient" })
+          yield* advance(1_100)
+          yield* pass("promoteDelayed")
+          return yield* claimSome(c.lane, { ttl: 60_000 })
+        }))
+      laterAttempt("a reclaim", (c) =>
+        Effect.gen(function*() {
+          yield* advance(100)
+          yield* pass("expireLeases")
+          yield* advance(1_000)
+          return yield* claimSome(c.lane, { ttl: 60_000 })
+        }))
+      laterAttempt("a revoked lease", (c) =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          yield* b.revokeLease({ executionId: c.executionId, reason: "x" })
+          yield* advance(1_100)
+          return yield* claimSome(c.lane, { ttl: 60_000 })
+        }))
+      laterAttempt("a delay", (c) =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          yield* b.delay(c.handle, { delayUntil: (yield* now) + 1_000 })
+          yield* advance(1_100)
+          yield* pass("promoteDelayed")
+          return yield* claimSome(c.lane, { ttl: 60_000 })
         }))
     })
   })

@@ -30,7 +30,7 @@ import {
   validationFails,
   vector
 } from "./helpers.js"
-import { suspendedEntry, suspendedExecution, tamper, TOKEN_SHAPE } from "./signals-helpers.js"
+import { signalTo, suspendedEntry, suspendedExecution, suspendedOnFresh, tamper, TOKEN_SHAPE } from "./signals-helpers.js"
 
 export const signalsDelivery = (t: Tester): void => {
   describe("suspend", () => {
@@ -120,20 +120,14 @@ export const signalsDelivery = (t: Tester): void => {
         expect(again).toEqual(s.outcome)
         expect(yield* publicState(s.executionId)).toBe("suspended")
         // the token of the first outcome is the live one
-        yield* signalAccepted(
-          { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" },
-          "resume_condition_satisfied"
-        )
+        yield* signalAccepted({ ...signalTo(s), name: "approve" }, "resume_condition_satisfied")
       }))
 
     t.test("a keyed retry from the attempt's next lease gets the first outcome with the caller's handle", () =>
       Effect.gen(function*() {
         const b = yield* backend
         const s = yield* suspendedExecution({ signalName: "approve", idempotencyKey: "suspend-1" })
-        yield* signalAccepted(
-          { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" },
-          "resume_condition_satisfied"
-        )
+        yield* signalAccepted({ ...signalTo(s), name: "approve" }, "resume_condition_satisfied")
         const resumed = yield* claimSome(s.lane)
         expect(resumed.kind).toBe("resumed")
         const again = yield* b.suspend(resumed, s.args)
@@ -193,9 +187,7 @@ export const signalsDelivery = (t: Tester): void => {
         const s = yield* suspendedExecution()
         const r = yield* signalAccepted(
           {
-            executionId: s.executionId,
-            waitpointId: s.waitpointId,
-            token: s.token,
+            ...signalTo(s),
             name: "approve",
             payload: bytes("{\"ok\":true}"),
             sourceType: "human",
@@ -237,20 +229,14 @@ export const signalsDelivery = (t: Tester): void => {
     t.test("a signal of another name is a no_op and the execution stays suspended", () =>
       Effect.gen(function*() {
         const s = yield* suspendedExecution()
-        yield* signalAccepted(
-          { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "reject" },
-          "no_op"
-        )
+        yield* signalAccepted({ ...signalTo(s), name: "reject" }, "no_op")
         expect(yield* publicState(s.executionId)).toBe("suspended")
       }))
 
     t.test("a wildcard matcher takes any signal", () =>
       Effect.gen(function*() {
         const s = yield* suspendedExecution({})
-        yield* signalAccepted(
-          { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "whatever" },
-          "resume_condition_satisfied"
-        )
+        yield* signalAccepted({ ...signalTo(s), name: "whatever" }, "resume_condition_satisfied")
         expect(yield* publicState(s.executionId)).toBe("waiting")
       }))
 
@@ -259,9 +245,7 @@ export const signalsDelivery = (t: Tester): void => {
         const s = yield* suspendedExecution()
         yield* signalAccepted(
           {
-            executionId: s.executionId,
-            waitpointId: s.waitpointId,
-            token: s.token,
+            ...signalTo(s),
             name: "approve",
             resumeDelayMs: 2_000
           },
@@ -337,10 +321,7 @@ export const signalsDelivery = (t: Tester): void => {
         expect(yield* publicState(s.executionId)).toBe("suspended")
         expect(yield* publicState(other.executionId)).toBe("suspended")
         // the real token still works
-        yield* signalAccepted(
-          { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" },
-          "resume_condition_satisfied"
-        )
+        yield* signalAccepted({ ...signalTo(s), name: "approve" }, "resume_condition_satisfied")
       }))
 
     t.test("a missing execution is NotFound(execution)", () =>
@@ -356,7 +337,7 @@ export const signalsDelivery = (t: Tester): void => {
     t.test("an idempotency key dedups: Duplicate{existingSignalId}", () =>
       Effect.gen(function*() {
         const s = yield* suspendedExecution()
-        const base = { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, idempotencyKey: "sig-1" }
+        const base = { ...signalTo(s), idempotencyKey: "sig-1" }
         const first = yield* signalAccepted({ ...base, name: "reject" }, "no_op")
         expect(yield* signal({ ...base, name: "reject" })).toEqual({
           _tag: "Duplicate",
@@ -374,9 +355,7 @@ export const signalsDelivery = (t: Tester): void => {
       Effect.gen(function*() {
         const s = yield* suspendedExecution()
         const base = {
-          executionId: s.executionId,
-          waitpointId: s.waitpointId,
-          token: s.token,
+          ...signalTo(s),
           name: "reject",
           idempotencyKey: "short"
         }
@@ -395,9 +374,7 @@ export const signalsDelivery = (t: Tester): void => {
       Effect.gen(function*() {
         const s = yield* suspendedExecution()
         const base = {
-          executionId: s.executionId,
-          waitpointId: s.waitpointId,
-          token: s.token,
+          ...signalTo(s),
           name: "reject",
           maxSignalsPerExecution: 2
         }
@@ -430,9 +407,7 @@ export const signalsDelivery = (t: Tester): void => {
       Effect.gen(function*() {
         const s = yield* suspendedExecution()
         const base = {
-          executionId: s.executionId,
-          waitpointId: s.waitpointId,
-          token: s.token,
+          ...signalTo(s),
           name: "approve",
           maxSignalsPerExecution: 1
         }
@@ -446,7 +421,7 @@ export const signalsDelivery = (t: Tester): void => {
       Effect.gen(function*() {
         const b = yield* backend
         const s = yield* suspendedExecution()
-        const base = { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" }
+        const base = { ...signalTo(s), name: "approve" }
         yield* signalAccepted({ ...base, idempotencyKey: "k" }, "resume_condition_satisfied")
         yield* failsWith(signal(base), "State", "TargetNotSignalable")
         // a duplicate after the close is not answered as Duplicate (dedup comes after the state checks)
@@ -462,20 +437,11 @@ export const signalsDelivery = (t: Tester): void => {
 
     t.test("OperatorOnly is never satisfied by a signal", () =>
       Effect.gen(function*() {
-        const b = yield* backend
-        yield* ensureHmac
-        const c = yield* createAndClaim()
-        const wp = yield* Ids.freshWaitpointBinding
-        const out = yield* b.suspend(c.handle, {
-          suspensionId: yield* Ids.newSuspensionId,
-          waitpoints: [{ _tag: "Fresh", ...wp }],
-          resumeCondition: { _tag: "OperatorOnly" }
-        })
-        const token = out.details.waitpointToken
+        const s = yield* suspendedOnFresh(() => ({ _tag: "OperatorOnly" }))
         for (const name of ["approve", "__operator_only__", "operator"]) {
-          yield* signalAccepted({ executionId: c.executionId, waitpointId: wp.waitpointId, token, name }, "no_op")
+          yield* signalAccepted({ ...s.to, name }, "no_op")
         }
-        expect(yield* publicState(c.executionId)).toBe("suspended")
+        expect(yield* publicState(s.executionId)).toBe("suspended")
       }))
 
     t.test("observeSignals is empty for a never-suspended attempt and before the resume", () =>
@@ -484,10 +450,7 @@ export const signalsDelivery = (t: Tester): void => {
         const fresh = yield* createAndClaim()
         expect(yield* b.observeSignals(fresh.handle)).toEqual([])
         const s = yield* suspendedExecution()
-        yield* signalAccepted(
-          { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "reject" },
-          "no_op"
-        )
+        yield* signalAccepted({ ...signalTo(s), name: "reject" }, "no_op")
         expect(yield* b.observeSignals(s.suspendedHandle)).toEqual([])
       }))
   })

@@ -22,7 +22,7 @@ import {
   type Tester,
   validationFails
 } from "./helpers.js"
-import { suspendedExecution } from "./signals-helpers.js"
+import { signalTo, suspendedExecution } from "./signals-helpers.js"
 
 export const signalsKeystore = (t: Tester): void => {
   describe("HMAC keystore", () => {
@@ -143,7 +143,7 @@ export const signalsKeystore = (t: Tester): void => {
         yield* ensureHmac
         const s = yield* suspendedExecution()
         yield* rotate(yield* newKid("z"), yield* randomSecret, 0)
-        const base = { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token }
+        const base = signalTo(s)
         yield* signalAccepted({ ...base, name: "reject" }, "no_op")
         yield* advance(1)
         yield* validationFails(signal({ ...base, name: "approve" }), "InvalidToken", "token_expired")
@@ -211,10 +211,7 @@ export const signalsKeystore = (t: Tester): void => {
         })
         const s = yield* suspendedExecution()
         expect(kidOf(s.token)).toBe(kid)
-        yield* signalAccepted(
-          { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" },
-          "resume_condition_satisfied"
-        )
+        yield* signalAccepted({ ...signalTo(s), name: "approve" }, "resume_condition_satisfied")
       }))
 
     t.test("rotation input is validated before anything: InvalidKid, InvalidSecretHex, InvalidGraceMs", () =>

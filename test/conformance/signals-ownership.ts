@@ -25,7 +25,7 @@ import {
   text,
   validationFails
 } from "./helpers.js"
-import { tamper } from "./signals-helpers.js"
+import { signalTo, tamper } from "./signals-helpers.js"
 
 export const signalsOwnership = (t: Tester): void => {
   describe("signal and waitpoint ids belong to their execution", () => {
@@ -274,7 +274,7 @@ export const signalsOwnership = (t: Tester): void => {
             const signalId = yield* Ids.newSignalId
             const deliver = (s: typeof x, payload: string) =>
               Effect.flatMap(
-                signalArgs({ executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" }),
+                signalArgs({ ...signalTo(s), name: "approve" }),
                 (args) => Effect.either(b.deliverSignal({ ...args, signalId, payload: bytes(payload) }))
               )
             const [rx, ry] = yield* Effect.all([deliver(x, "x"), deliver(y, "y")], { concurrency: "unbounded" })

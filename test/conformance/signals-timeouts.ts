@@ -25,7 +25,7 @@ import {
   validationFails,
   vector
 } from "./helpers.js"
-import { suspendedEntry, suspendedExecution } from "./signals-helpers.js"
+import { signalTo, suspendedEntry, suspendedExecution, suspendedOnFresh } from "./signals-helpers.js"
 
 export const signalsTimeouts = (t: Tester): void => {
   describe("suspension timeouts (expireSuspensions)", () => {
@@ -55,7 +55,7 @@ export const signalsTimeouts = (t: Tester): void => {
             publicState: outcome
           })
           yield* failsWith(
-            signal({ executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" }),
+            signal({ ...signalTo(s), name: "approve" }),
             "State",
             "TargetNotSignalable"
           )
@@ -99,10 +99,7 @@ export const signalsTimeouts = (t: Tester): void => {
         yield* pass("expireSuspensions")
         expect(yield* publicState(s.executionId)).toBe("suspended")
         // a signal still resumes it
-        yield* signalAccepted(
-          { executionId: s.executionId, waitpointId: s.waitpointId, token: s.token, name: "approve" },
-          "resume_condition_satisfied"
-        )
+        yield* signalAccepted({ ...signalTo(s), name: "approve" }, "resume_condition_satisfied")
       }))
 
     t.test("the default behaviour is fail", () =>
@@ -116,21 +113,11 @@ export const signalsTimeouts = (t: Tester): void => {
 
     t.test("TimeoutOnly ignores signals and resolves at its deadline", () =>
       Effect.gen(function*() {
-        const b = yield* backend
-        yield* ensureHmac
-        const c = yield* createAndClaim()
-        const wp = yield* Ids.freshWaitpointBinding
-        const out = yield* b.suspend(c.handle, {
-          suspensionId: yield* Ids.newSuspensionId,
-          waitpoints: [{ _tag: "Fresh", ...wp }],
-          resumeCondition: { _tag: "TimeoutOnly" },
+        const c = yield* suspendedOnFresh(() => ({ _tag: "TimeoutOnly" }), {
           timeoutAt: (yield* now) + 500,
           timeoutBehavior: "auto_resume"
         })
-        yield* signalAccepted(
-          { executionId: c.executionId, waitpointId: wp.waitpointId, token: out.details.waitpointToken, name: "x" },
-          "no_op"
-        )
+        yield* signalAccepted({ ...c.to, name: "x" }, "no_op")
         expect(yield* publicState(c.executionId)).toBe("suspended")
         yield* advance(500)
         yield* pass("expireSuspensions")

@@ -23,7 +23,7 @@ import {
   validationFails,
   vector
 } from "./helpers.js"
-import { TOKEN_SHAPE } from "./signals-helpers.js"
+import { suspendedOnFresh, TOKEN_SHAPE } from "./signals-helpers.js"
 
 export const signalsWaitpoints = (t: Tester): void => {
   describe("composite conditions", () => {
@@ -70,19 +70,11 @@ export const signalsWaitpoints = (t: Tester): void => {
 
     t.test("Count(DistinctSources, 2): a second source is needed", () =>
       Effect.gen(function*() {
-        const b = yield* backend
-        yield* ensureHmac
-        const c = yield* createAndClaim()
-        const wp = yield* Ids.freshWaitpointBinding
-        const out = yield* b.suspend(c.handle, {
-          suspensionId: yield* Ids.newSuspensionId,
-          waitpoints: [{ _tag: "Fresh", ...wp }],
-          resumeCondition: {
-            _tag: "Composite",
-            body: { _tag: "Count", n: 2, countKind: "DistinctSources", waitpoints: [wp.waitpointKey] }
-          }
-        })
-        const base = { executionId: c.executionId, waitpointId: wp.waitpointId, token: out.details.waitpointToken }
+        const c = yield* suspendedOnFresh((key) => ({
+          _tag: "Composite",
+          body: { _tag: "Count", n: 2, countKind: "DistinctSources", waitpoints: [key] }
+        }))
+        const base = c.to
         yield* signalAccepted({ ...base, sourceType: "human", sourceIdentity: "alice" }, "appended_to_waitpoint")
         yield* signalAccepted(
           { ...base, sourceType: "human", sourceIdentity: "alice" },
@@ -95,25 +87,11 @@ export const signalsWaitpoints = (t: Tester): void => {
 
     t.test("Count(DistinctSignals, 2) with a matcher: only matching signals count", () =>
       Effect.gen(function*() {
-        const b = yield* backend
-        yield* ensureHmac
-        const c = yield* createAndClaim()
-        const wp = yield* Ids.freshWaitpointBinding
-        const out = yield* b.suspend(c.handle, {
-          suspensionId: yield* Ids.newSuspensionId,
-          waitpoints: [{ _tag: "Fresh", ...wp }],
-          resumeCondition: {
-            _tag: "Composite",
-            body: {
-              _tag: "Count",
-              n: 2,
-              countKind: "DistinctSignals",
-              matcher: { _tag: "ByName", name: "vote" },
-              waitpoints: [wp.waitpointKey]
-            }
-          }
-        })
-        const base = { executionId: c.executionId, waitpointId: wp.waitpointId, token: out.details.waitpointToken }
+        const c = yield* suspendedOnFresh((key) => ({
+          _tag: "Composite",
+          body: { _tag: "Count", n: 2, countKind: "DistinctSignals", matcher: { _tag: "ByName", name: "vote" }, waitpoints: [key] }
+        }))
+        const base = c.to
         yield* signalAccepted({ ...base, name: "chatter" }, "signal_ignored_matcher_failed")
         yield* signalAccepted({ ...base, name: "vote" }, "appended_to_waitpoint")
         expect(yield* publicState(c.executionId)).toBe("suspended")

@@ -14,7 +14,7 @@ export const dropSchema = (url: string, schema: string): Effect.Effect<void> =>
     }
   }).pipe(Effect.catchAll((e) => Effect.logWarning(`bench cleanup: cannot drop schema ${schema}`, e)))
 
-/** Deletes every Valkey key under `prefix`. */
+/** Deletes every Valkey key under `prefix` on one server (a standalone one, or one cluster node). */
 export const dropKeys = (url: string, prefix: string): Effect.Effect<void> =>
   Effect.tryPromise(async () => {
     const { Redis } = await import("iovalkey")
@@ -23,7 +23,8 @@ export const dropKeys = (url: string, prefix: string): Effect.Effect<void> =>
       let cursor = "0"
       do {
         const [next, keys] = await client.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000)
-        if (keys.length > 0) await client.unlink(...keys)
+        // one key per command: on a cluster node the keys of one batch span several slots
+        if (keys.length > 0) await keys.reduce((p, key) => p.unlink(key), client.pipeline()).exec()
         cursor = next
       } while (cursor !== "0")
     } finally {

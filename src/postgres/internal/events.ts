@@ -154,6 +154,8 @@ export const makeEvents = (ctx: CoreContext): CoreArea<"events"> => {
 /** How long a followed scope stays registered without renewal (ms), and how often it is renewed. */
 const WATCH_TTL_MS = 180_000
 const RENEW_EVERY = Duration.seconds(60)
+/** How long the LISTEN connection stays open after the last followed scope. */
+const LINGER = Duration.seconds(10)
 
 /**
  * The transport of the event hub: the LISTEN connection of `listener` (opened with the first
@@ -172,9 +174,26 @@ export const makeEventTransport = (caller: Caller, listener: WakeTransport, hubO
     Effect.forever,
     Effect.withClock(Clock.make())
   )
+  // the connection stays open a while after the last scope (a producer awaiting one result after
+  // another would otherwise open it again for each)
+  let closing: Fiber.RuntimeFiber<unknown> | undefined
+  const cancelClose = Effect.suspend(() => {
+    const fiber = closing
+    closing = undefined
+    return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
+  })
+  const closeLater = Effect.gen(function*() {
+    yield* Effect.sleep(LINGER)
+    if (hubOf().scopes().length > 0) return
+    const fiber = renewing
+    renewing = undefined
+    if (fiber !== undefined) yield* Fiber.interrupt(fiber)
+    yield* listener.unlisten([], [])
+  }).pipe(Effect.withClock(Clock.make()))
   return {
     listen: (scope) =>
       Effect.gen(function*() {
+        yield* cancelClose
         yield* listener.listen([], [])
         yield* watch([scope])
         if (renewing === undefined) renewing = yield* Effect.forkDaemon(Effect.interruptible(renew))
@@ -182,12 +201,12 @@ export const makeEventTransport = (caller: Caller, listener: WakeTransport, hubO
     unlisten: (scope) =>
       Effect.gen(function*() {
         yield* Effect.ignoreLogged(caller.call("subscribe_events", "event_unwatch", [textArray([scope]), uuid(id)]))
-        const fiber = renewing
-        if (fiber !== undefined && hubOf().scopes().length === 0) {
-          renewing = undefined
-          yield* Fiber.interrupt(fiber)
+        if (hubOf().scopes().length === 0 && closing === undefined) {
+          closing = yield* Effect.forkDaemon(Effect.interruptible(Effect.ensuring(
+            closeLater,
+            Effect.sync(() => void (closing = undefined))
+          )))
         }
-        yield* listener.unlisten([], [])
       })
   }
 }

@@ -18,7 +18,9 @@ import * as m0022 from "./0022_stream_budgets.js"
 import * as m0023 from "./0023_history.js"
 import * as m0024 from "./0024_flow_sealed.js"
 import * as m0025 from "./0025_wakeups.js"
-import * as m0026 from "./0026_events.js"
+import * as m0026 from "./0026_timer_key.js"
+import * as m0027 from "./0027_ready_kind.js"
+import * as m0028 from "./0028_events.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -34,7 +36,9 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0023_history": run(m0023.sql),
   "0024_flow_sealed": run(m0024.sql),
   "0025_wakeups": run(m0025.sql),
-  "0026_events": run(m0026.sql)
+  "0026_timer_key": run(m0026.sql),
+  "0027_ready_kind": run(m0027.sql),
+  "0028_events": run(m0028.sql)
 }
 
 /** The id of the newest migration this code needs. */

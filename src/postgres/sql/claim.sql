@@ -101,11 +101,55 @@ BEGIN
     'workerInstanceId', p_wiid, 'kind', v_kind);
 END $$;
 
+-- ffi_claim_window: the ready rows of lane p_lane (those in p_skip apart) a claim for a worker with
+-- capabilities p_caps and kinds p_kinds (NULL: any) may take, among a bounded window in claim
+-- order: the first p_want + 256 rows of the lane, or with kinds the first p_want + 256 of each
+-- kind (index ready_claim_by_kind; a row queued before ready had kinds is read with its kind from
+-- exec_core, in a window of its own). So a claim's cost never grows with the rows of other kinds
+-- ahead of its work; a row whose capabilities the worker lacks still counts in the window
+-- (docs/limits.md, "What one claim reads"). Nothing is locked. (The kind leads the ORDER BY of a
+-- kind's window, a no-op there, so that the plan reads ready_claim_by_kind, never the lane's rows.
+-- The merge of the kinds' windows is a sort, which the callers' enable_sort = off prices so high
+-- that JIT compilation would start, at about a second a call: jit is off here.)
+--   args:   p_lane, p_caps, p_kinds, p_skip, p_want
+--   reply:  the execution ids, in claim order
+--   errors: -
+CREATE FUNCTION ffi_claim_window(p_lane text, p_caps text[], p_kinds text[], p_skip text[], p_want int)
+RETURNS text[] LANGUAGE plpgsql STABLE SET jit = off AS $$
+BEGIN
+  IF p_kinds IS NULL THEN
+    RETURN ARRAY(
+      SELECT w.execution_id FROM (
+        SELECT r.execution_id, r.required_caps, r.priority, r.created_at, r.seq FROM ready r
+        WHERE r.lane_id = p_lane AND r.execution_id <> ALL (p_skip)
+        ORDER BY r.priority DESC, r.created_at, r.seq LIMIT p_want + 256
+      ) w
+      WHERE w.required_caps <@ p_caps
+      ORDER BY w.priority DESC, w.created_at, w.seq);
+  END IF;
+  RETURN ARRAY(
+    SELECT w.execution_id FROM (
+      SELECT x.* FROM unnest(p_kinds) AS k(kind) CROSS JOIN LATERAL (
+        SELECT r.execution_id, r.required_caps, r.priority, r.created_at, r.seq FROM ready r
+        WHERE r.lane_id = p_lane AND r.execution_kind = k.kind AND r.execution_id <> ALL (p_skip)
+        ORDER BY r.execution_kind, r.priority DESC, r.created_at, r.seq LIMIT p_want + 256
+      ) x
+      UNION ALL
+      SELECT o.* FROM (
+        SELECT r.execution_id, r.required_caps, r.priority, r.created_at, r.seq FROM ready r
+        WHERE r.lane_id = p_lane AND r.execution_kind IS NULL AND r.execution_id <> ALL (p_skip)
+        ORDER BY r.execution_kind, r.priority DESC, r.created_at, r.seq LIMIT p_want + 256
+      ) o
+      WHERE EXISTS (SELECT 1 FROM exec_core c WHERE c.execution_id = o.execution_id AND c.execution_kind = ANY (p_kinds))
+    ) w
+    WHERE w.required_caps <@ p_caps
+    ORDER BY w.priority DESC, w.created_at, w.seq);
+END $$;
+
 -- ff_claim: claim / claimMany — claims up to p_limit ready executions of lane p_lane whose
--- required capabilities p_caps cover and whose kind is in p_kinds (when given), in claim order,
--- skipping rows other claimers hold. A candidate of another kind is passed over, untouched (its
--- kind is read from exec_core, by primary key, only for a claim that names kinds). A
--- candidate whose execution another transaction holds (a renewal, a cancellation) is skipped too,
+-- required capabilities p_caps cover and whose kind is in p_kinds (when given), in claim order
+-- within the window of ffi_claim_window, skipping rows other claimers hold. A candidate of another
+-- kind is passed over, untouched. A candidate whose execution another transaction holds (a renewal, a cancellation) is skipped too,
 -- and counted as busy: it may be claimable once that transaction ends, and no wake-up will say so,
 -- so the caller claims again shortly (docs/worker.md, "Wake-ups, timers and cancellation"). Per
 -- round it locks only as many ready rows as are still wanted; the common case (a fresh attempt
@@ -132,6 +176,7 @@ DECLARE
   v_skip text[] := '{}';
   v_round int := 0;
   v_ids text[];
+  v_id text;
   v_pos int;
   v_h jsonb;
   e exec_core;
@@ -152,14 +197,13 @@ BEGIN
     v_round := v_round + 1;
     -- Lock only as many ready rows as are still wanted; candidates that cannot be
     -- taken (reserved by another worker's grant, stale) are skipped in the next round.
-    v_ids := ARRAY(
-      SELECT r.execution_id FROM ready r
-      WHERE r.lane_id = p_lane AND r.required_caps <@ p_caps AND r.execution_id <> ALL (v_skip)
-        AND (p_kinds IS NULL OR EXISTS (SELECT 1 FROM exec_core k
-                                        WHERE k.execution_id = r.execution_id AND k.execution_kind = ANY (p_kinds)))
-      ORDER BY r.priority DESC, r.created_at, r.seq
-      LIMIT p_limit - v_count
-      FOR UPDATE SKIP LOCKED);
+    v_ids := '{}';
+    FOREACH v_id IN ARRAY ffi_claim_window(p_lane, p_caps, p_kinds, v_skip, p_limit - v_count) LOOP
+      PERFORM 1 FROM ready WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
+      CONTINUE WHEN NOT FOUND;
+      v_ids := v_ids || v_id;
+      EXIT WHEN cardinality(v_ids) >= p_limit - v_count;
+    END LOOP;
     EXIT WHEN cardinality(v_ids) = 0;
     s_pos := '{}'; s_h := '{}';
     -- the common case, locked in one statement (rows that do not qualify once locked are left to the loop)
@@ -269,7 +313,7 @@ BEGIN
 END $$;
 
 -- ff_claim_for_worker: claimForWorker — reserves the first claimable execution of the lane
--- (among 64 candidates in claim order, of the kinds p_kinds when given) for worker p_worker with
+-- (among the window of ffi_claim_window for 64 candidates, of the kinds p_kinds when given) for worker p_worker with
 -- a grant valid p_ttl: not one another worker's live grant reserves, nor one an attached budget
 -- at its hard limit blocks.
 --   args:   p_lane, p_worker, p_wiid, p_caps, p_kinds (NULL: any kind), p_ttl (grant ms), p_now
@@ -285,15 +329,9 @@ DECLARE
   e exec_core;
   v_key text;
 BEGIN
-  FOR v_id IN
-    SELECT r.execution_id FROM ready r
-    WHERE r.lane_id = p_lane AND r.required_caps <@ p_caps
-      AND (p_kinds IS NULL OR EXISTS (SELECT 1 FROM exec_core k
-                                      WHERE k.execution_id = r.execution_id AND k.execution_kind = ANY (p_kinds)))
-    ORDER BY r.priority DESC, r.created_at, r.seq
-    LIMIT 64
-    FOR UPDATE SKIP LOCKED
-  LOOP
+  FOREACH v_id IN ARRAY ffi_claim_window(p_lane, p_caps, p_kinds, '{}', 64) LOOP
+    PERFORM 1 FROM ready WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
+    CONTINUE WHEN NOT FOUND;
     SELECT * INTO e FROM exec_core WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
     CONTINUE WHEN NOT FOUND;
     CONTINUE WHEN NOT ((e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'eligible_now')

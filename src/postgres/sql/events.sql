@@ -1,6 +1,6 @@
 -- ===========================================================================
 -- events.sql: the event log (docs/design/events.md). The triggers of
--- migration 0026 hand every change of an exec_core or flow_core row that an
+-- migration 0028 hand every change of an exec_core or flow_core row that an
 -- event reports to ffi_exec_event / ffi_flow_event, which write the event in
 -- the transaction of the change: a rolled-back change leaves no event.
 --

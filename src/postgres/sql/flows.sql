@@ -156,8 +156,8 @@ BEGIN
       trace_context)
     SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
   ), queued AS (
-    INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
-    SELECT eid, lane, prio, v_now, caps FROM created WHERE elig = 'eligible_now' ORDER BY ord
+    INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
+    SELECT eid, lane, prio, v_now, caps, kind FROM created WHERE elig = 'eligible_now' ORDER BY ord
   ), lanes AS (
     INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
     ON CONFLICT (lane_id) DO NOTHING
@@ -766,10 +766,10 @@ BEGIN
           attempt_state = CASE WHEN attempt_state = 'none' THEN 'pending_first_attempt' ELSE attempt_state END,
           last_transition_at = p_now, last_mutation_at = p_now
         WHERE execution_id = p_child
-        RETURNING execution_id, lane_id, priority, created_at, required_caps
+        RETURNING execution_id, lane_id, priority, created_at, required_caps, execution_kind
       )
-      INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
-      SELECT execution_id, lane_id, priority, created_at, required_caps FROM u
+      INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
+      SELECT execution_id, lane_id, priority, created_at, required_caps, execution_kind FROM u
       ON CONFLICT (execution_id) DO NOTHING;
       PERFORM ffi_wake(c.lane_id);
     ELSE

@@ -82,8 +82,9 @@ CREATE FUNCTION ffi_not_active(e exec_core) RETURNS jsonb LANGUAGE sql STABLE AS
 CREATE FUNCTION ffi_ready_add(p_eid text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_lane text;
 BEGIN
-  INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
-  SELECT execution_id, lane_id, priority, created_at, required_caps FROM exec_core WHERE execution_id = p_eid
+  INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
+  SELECT execution_id, lane_id, priority, created_at, required_caps, execution_kind FROM exec_core
+  WHERE execution_id = p_eid
   ON CONFLICT (execution_id) DO NOTHING
   RETURNING lane_id INTO v_lane;
   IF v_lane IS NOT NULL THEN PERFORM ffi_wake(v_lane); END IF;

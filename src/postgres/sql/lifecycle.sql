@@ -79,8 +79,8 @@ BEGIN
   IF v_delayed THEN
     PERFORM ffi_timer_set('delay', p_eid, p_delay_until);
   ELSE
-    INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
-    VALUES (p_eid, p_lane, p_priority, v_now, p_caps);
+    INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
+    VALUES (p_eid, p_lane, p_priority, v_now, p_caps, p_kind);
     PERFORM ffi_wake(p_lane);
   END IF;
   IF p_deadline IS NOT NULL THEN PERFORM ffi_timer_set('deadline', p_eid, p_deadline); END IF;
@@ -150,8 +150,8 @@ BEGIN
         trace_context)
       SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
     ), queued AS (
-      INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps)
-      SELECT eid, lane, prio, v_now, caps FROM created ORDER BY ord
+      INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
+      SELECT eid, lane, prio, v_now, caps, kind FROM created ORDER BY ord
     ), lanes AS (
       INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
       ON CONFLICT (lane_id) DO NOTHING

@@ -118,12 +118,23 @@ export const makeClaims = (
    */
   const refreshHint = (lane: Ids.LaneId, partition: number, score: number, next: string): Fx<void> =>
     next === "" ?
-      ctx.dropHint(lane, partition) :
+      dropHintLater(lane, partition) :
       Number(next) === score ?
       Effect.void :
       Effect.sync(() => {
-        client.connection.call("ZADD", keys.hint(lane), "XX", next, String(partition)).catch(() => undefined)
+        client.connection.zadd(keys.hint(lane), "XX", next, String(partition)).catch(() => undefined)
       })
+
+  /**
+   * A partition found empty leaves the lane's hint in the background (`dropHint`: a removal, then
+   * a check of the partition that puts the hint back if work arrived meanwhile), so that the claim
+   * that emptied it answers without two more round trips. Until it is done, a claim of this lane
+   * may visit the partition once more and find it empty: it only costs that visit.
+   */
+  const dropHintLater = (lane: Ids.LaneId, partition: number): Fx<void> =>
+    Effect.asVoid(Effect.forkDaemon(ctx.dropHint(lane, partition).pipe(
+      Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot drop the hint of ${lane} on ${partition}`, e))
+    )))
 
   /** The arguments every claim FCALL takes (ids apart). */
   const claimArgsOf = ({ capabilities, kinds, lane, policy }: M.ClaimArgs) => ({
@@ -250,7 +261,7 @@ export const makeClaims = (
             yield* refreshHint(lane, partition, hint, v.head)
             break
           case "Empty":
-            yield* ctx.dropHint(lane, partition)
+            yield* dropHintLater(lane, partition)
         }
       }
     })

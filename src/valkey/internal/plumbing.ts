@@ -212,6 +212,11 @@ const STAGE_TTL_MS = 600_000
 const toArg = (b: Uint8Array | string): string | Buffer =>
   typeof b === "string" ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 
+/** A pipeline's first failed command, thrown (a pipeline resolves with each command's error). */
+const pipelineErrors = (results: Array<[Error | null, unknown]> | null): void => {
+  for (const [error] of results ?? []) if (error !== null) throw error
+}
+
 export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
   const keys = makeKeys(settings.prefix)
   const knownLanes = new Set<string>()
@@ -230,30 +235,43 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       )
 
   // (a cluster's call reports its wakes: the claim hints and due hints are written here, then the
-  // lanes' idle workers are woken, so a woken worker finds the hints it claims by)
+  // lanes' idle workers are woken, so a woken worker finds the hints it claims by. A lane's claim
+  // hint and its wake-up go in one pipeline to the hint's node, which runs them in that order: one
+  // round trip, not two.)
   const applyWake = (partition: number, wake: string): Effect.Effect<void> =>
     wake === "" ? Effect.void : Effect.gen(function*() {
       const decoded = fastWake(wake) ?? decodeWake(wake)
       if (Either.isLeft(decoded)) {
         return yield* Effect.logWarning(`flowfabric valkey: undecodable wake ${wake}`)
       }
-      const woken = new Set<string>()
+      const claimable = new Map<string, number>()
+      const due = new Map<string, number>()
       for (const [key, score] of Object.entries(decoded.right)) {
-        const due = key.startsWith(DUE_KEY)
-        const lane = due ? key.slice(DUE_KEY.length) : key
-        woken.add(lane)
-        if (!due) yield* registerLane(lane)
-        const hint = due ? keys.due(lane) : keys.hint(lane)
-        yield* client.run("ZADD hint", (c) => c.call("ZADD", hint, "LT", String(score), String(partition))).pipe(
-          Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot update the hints of ${lane}`, e))
-        )
+        if (key.startsWith(DUE_KEY)) due.set(key.slice(DUE_KEY.length), score)
+        else claimable.set(key, score)
       }
-      for (const lane of woken) {
-        yield* client.run("PUBLISH wake", (c) => c.publish(keys.wakeChannel(lane), "1")).pipe(
-          Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot wake the workers of ${lane}`, e))
+      const member = String(partition)
+      for (const [lane, score] of due) {
+        yield* client.run("ZADD due", (c) => c.zadd(keys.due(lane), "LT", String(score), member)).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot update the due hints of ${lane}`, e))
         )
+        if (!claimable.has(lane)) yield* publishWake(lane)
+      }
+      for (const [lane, score] of claimable) {
+        yield* registerLane(lane)
+        yield* client.run("ZADD hint + PUBLISH wake", (c) =>
+          c.pipeline().zadd(keys.hint(lane), "LT", String(score), member).publish(keys.wakeChannel(lane), "1")
+            .exec().then(pipelineErrors)).pipe(
+            Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot update the hints of ${lane}`, e))
+          )
       }
     })
+
+  const publishWake = (lane: string): Effect.Effect<void> =>
+    client.run("PUBLISH wake", (c) => c.publish(keys.wakeChannel(lane), "1")).pipe(
+      Effect.asVoid,
+      Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot wake the workers of ${lane}`, e))
+    )
 
   /** `partition`: where the reply's wakes go (undefined when the call wrote its hints itself). */
   const onReply = (
@@ -330,7 +348,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       const env = yield* call("lane_head", flowTarget(partition), { lane }, [], true)
       const [head] = yield* decodeFields("ff_lane_head", LaneHead, env.fields)
       if (head !== "") {
-        yield* client.run("ZADD hint", (c) => c.call("ZADD", keys.hint(lane), "LT", head, String(partition)))
+        yield* client.run("ZADD hint", (c) => c.zadd(keys.hint(lane), "LT", head, String(partition)))
       }
     })
 

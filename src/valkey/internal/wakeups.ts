@@ -245,7 +245,7 @@ export const makeDueTimers = (ctx: CoreContext) => {
       )
       const again = head[1]
       if (again !== undefined) {
-        yield* client.run("ZADD due", (c) => c.call("ZADD", keys.due(lane), "LT", again, String(partition)))
+        yield* client.run("ZADD due", (c) => c.zadd(keys.due(lane), "LT", again, String(partition)))
       }
     })
 

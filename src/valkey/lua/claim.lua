@@ -38,15 +38,27 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
     C("ZREM", K.lane(B, lane, "reclaim"), e)
   else
     C("ZREM", K.lane(B, lane, "eligible"), e)
+    C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
   end
   C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
   return exp
 end
 
--- Indexes the attempt's timeout (attempt_timeout_ms of the core, or `override`), when it has one.
+-- Arms the attempt's timeout (attempt_timeout_ms of the core, or `override`), when it has one: its
+-- due time goes to the core's attempt_timeout_at (what expireAttempts checks an index entry
+-- against) and to the attempt_timeout index; an attempt without one clears a due time left.
 function FF.arm_attempt_timeout(B, e, c, now, override)
   local ms = tonumber(override or "") or FF.num(c.attempt_timeout_ms)
-  if ms > 0 then C("ZADD", K.idx(B, "attempt_timeout"), FF.s(now + ms), e) end
+  if ms > 0 then
+    local due = FF.s(now + ms)
+    C("HSET", K.core(B, e), "attempt_timeout_at", due)
+    c.attempt_timeout_at = due
+    C("ZADD", K.idx(B, "attempt_timeout"), due, e)
+  elseif (c.attempt_timeout_at or "") ~= "" then
+    C("HSET", K.core(B, e), "attempt_timeout_at", "")
+    c.attempt_timeout_at = ""
+    C("ZREM", K.idx(B, "attempt_timeout"), e)
+  end
 end
 
 -- A new attempt of the eligible `e` (initial / retry / replay, from the core's attempt_state),
@@ -180,6 +192,42 @@ function FF.candidates(B, lane, scan, no_reclaim)
   return out
 end
 
+-- The claim of a worker limited to kinds looks at the first a.scan candidates of the lane's indexes
+-- on a partition, as every claim does; when none is for it and the eligible index holds more, it
+-- reads the heads of the lane's kind indexes (K.lane_kind) of its kinds instead, so that its work
+-- is found behind any number of executions of other kinds. An eligible execution is in the index
+-- of its lane and kind from FF.make_eligible until its lease (FF.lease_on) or its terminal
+-- transition (FF.unindex); an entry left otherwise (a flow blocked the execution again) is dropped
+-- when read here. Up to `per` live entries of each kind are returned (a capability or a grant may
+-- still rule them out), reading at most `budget` entries in all, as candidates in claim order.
+function FF.kind_candidates(B, lane, kinds, per, budget)
+  local out = {}
+  for _, kind in ipairs(kinds) do
+    if budget <= 0 then break end
+    local key = K.lane_kind(B, lane, kind)
+    local r = C("ZRANGE", key, 0, math.min(per, budget) - 1, "WITHSCORES")
+    local live = 0
+    while #r > 0 and live < per and budget > 0 do
+      for i = 1, #r, 2 do
+        if live >= per or budget <= 0 then break end
+        budget = budget - 1
+        local e = r[i]
+        local st = C("HMGET", K.core(B, e), "lifecycle_phase", "eligibility_state", "lane_id", "execution_kind")
+        if st[1] == "runnable" and st[2] == "eligible_now" and st[3] == lane and (st[4] or "") == kind then
+          live = live + 1
+          out[#out + 1] = { e, tonumber(r[i + 1]), "eligible" }
+        else
+          C("ZREM", key, e)
+        end
+      end
+      if live >= per or budget <= 0 then break end
+      r = C("ZRANGE", key, live, live + math.min(per, budget) - 1, "WITHSCORES")
+    end
+  end
+  table.sort(out, claim_order)
+  return out
+end
+
 -- The core of candidate `e` of index `kind` ("eligible" / "reclaim") when it really is claimable
 -- there, else nil (its stale entry is removed from the index).
 function FF.candidate_core(B, e, kind, lane)
@@ -292,8 +340,14 @@ FF.fn.claim = function(B, a, now)
   if r ~= nil then return r end
   local scan = math.max(1, FF.num(a.scan, 32))
   local cands = FF.candidates(B, lane, scan)
-  r = FF.claim_from(B, a, now, lane, caps, cands, #cands, { [heads[1][1]] = true }, bound)
+  local tried = { [heads[1][1]] = true }
+  r = FF.claim_from(B, a, now, lane, caps, cands, #cands, tried, bound)
   if r ~= nil then return r end
+  if a.kinds_set and C("ZCARD", K.lane(B, lane, "eligible")) > scan then
+    cands = FF.kind_candidates(B, lane, a.kinds, 4, 4 * scan)
+    r = FF.claim_from(B, a, now, lane, caps, cands, #cands, tried, bound)
+    if r ~= nil then return r end
+  end
   FF.drain(B, now)
   local head = FF.lane_head(B, lane)
   if head == "" then return FF.ok("EMPTY") end
@@ -543,6 +597,37 @@ FF.fn.claim_lane = function(H, a, now)
   return reply
 end
 
+-- The grant of ff_issue_grant on the first of the eligible candidates `cands` (those in `seen`
+-- apart) the worker may take; its reply, or nil when none.
+local function grant_first(B, a, now, lane, caps, kinds, bound, cands, seen)
+  for _, cand in ipairs(cands) do
+    local e, kind = cand[1], cand[3]
+    if kind == "eligible" and (seen == nil or not seen[e]) then
+      local c = FF.candidate_core(B, e, kind, lane)
+      if c ~= nil and FF.kind_ok(c, kinds) then
+        local ok, _ = FF.caps_ok(c.required_capabilities, caps)
+        if not ok then
+          C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
+        elseif c.grant_pending == "" or not FF.grant_blocks(B, e, a.worker_id, now) then
+          if bound ~= nil and cand[2] > bound then
+            return FF.ok("LATER", FF.s(cand[2]), FF.lane_head(B, lane))
+          end
+          local exp = now + FF.num(a.grant_ttl_ms)
+          local gk = K.ex(B, e, "grant")
+          C("HSET", gk, "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id, "lane_id", lane,
+            "created_at", FF.s(now), "grant_expires_at", FF.s(exp))
+          -- the key outlives the grant by a minute of real time; expiry is judged on grant_expires_at
+          C("PEXPIRE", gk, FF.int_arg(a.grant_ttl_ms + 60000, 60000))
+          -- claims look for a grant only when the core says one may exist (the next lease clears it)
+          C("HSET", K.core(B, e), "grant_pending", "1")
+          return FF.ok("OK", e, gk, FF.s(exp), FF.lane_head(B, lane))
+        end
+      end
+    end
+  end
+  return nil
+end
+
 -- ff_issue_grant (claimForWorker, docs/design/executions.md#grants): a grant on the best eligible
 -- candidate of the lane for this worker on this partition (kinds, capabilities; a live grant of
 -- another worker reserves its execution, the worker's own grant is renewed). One visit of the
@@ -565,32 +650,16 @@ FF.fn.issue_grant = function(B, a, now)
   local lane = a.lane
   local caps = FF.caps_set(a.caps)
   local bound = tonumber(a.bound or "")
-  local cands = FF.candidates(B, lane, math.max(1, FF.num(a.scan, 32)))
+  local scan = math.max(1, FF.num(a.scan, 32))
+  local cands = FF.candidates(B, lane, scan)
   if #cands == 0 then return FF.ok("EMPTY") end
-  for _, cand in ipairs(cands) do
-    local e, kind = cand[1], cand[3]
-    if kind == "eligible" then
-      local c = FF.candidate_core(B, e, kind, lane)
-      if c ~= nil and FF.kind_ok(c, kinds) then
-        local ok, _ = FF.caps_ok(c.required_capabilities, caps)
-        if not ok then
-          C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
-        elseif c.grant_pending == "" or not FF.grant_blocks(B, e, a.worker_id, now) then
-          if bound ~= nil and cand[2] > bound then
-            return FF.ok("LATER", FF.s(cand[2]), FF.lane_head(B, lane))
-          end
-          local exp = now + FF.num(a.grant_ttl_ms)
-          local gk = K.ex(B, e, "grant")
-          C("HSET", gk, "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id, "lane_id", lane,
-            "created_at", FF.s(now), "grant_expires_at", FF.s(exp))
-          -- the key outlives the grant by a minute of real time; expiry is judged on grant_expires_at
-          C("PEXPIRE", gk, FF.int_arg(a.grant_ttl_ms + 60000, 60000))
-          -- claims look for a grant only when the core says one may exist (the next lease clears it)
-          C("HSET", K.core(B, e), "grant_pending", "1")
-          return FF.ok("OK", e, gk, FF.s(exp), FF.lane_head(B, lane))
-        end
-      end
-    end
+  local r = grant_first(B, a, now, lane, caps, kinds, bound, cands, nil)
+  if r ~= nil then return r end
+  if kinds and C("ZCARD", K.lane(B, lane, "eligible")) > scan then
+    local seen = {}
+    for _, cand in ipairs(cands) do seen[cand[1]] = true end
+    r = grant_first(B, a, now, lane, caps, kinds, bound, FF.kind_candidates(B, lane, a.kinds, 4, 4 * scan), seen)
+    if r ~= nil then return r end
   end
   local head = FF.lane_head(B, lane)
   if head == "" then return FF.ok("EMPTY") end

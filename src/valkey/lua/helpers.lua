@@ -61,6 +61,9 @@ function K.stream(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) end
 function K.smeta(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":meta" end
 function K.ssum(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":sum" end
 function K.lane(B, l, kind) return B .. ":l:" .. l .. ":" .. kind end
+-- The eligible index of lane l and execution kind k (FF.kind_candidates); the kind's length ends
+-- the key, so no lane and kind give another's key.
+function K.lane_kind(B, l, k) return B .. ":l:" .. l .. ":kind:" .. k .. ":" .. #k end
 function K.idx(B, name) return B .. ":i:" .. name end
 function K.flow(B, f) return B .. ":f:" .. f end
 function K.fx(B, f, s) return B .. ":f:" .. f .. ":" .. s end
@@ -483,7 +486,7 @@ end
 -- The core fields of a lease, cleared: FF.state's `extra` of a transition that ends the lease.
 FF.LEASE_CLEAR = {
   "current_lease_id", "", "current_worker_id", "", "current_worker_instance_id", "",
-  "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", ""
+  "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", "", "attempt_timeout_at", ""
 }
 
 -- A new list: the entries of `base`, then those of `more` (optional).
@@ -524,18 +527,22 @@ function FF.unindex(B, e, c)
   for _, kind in ipairs(kinds) do
     C("ZREM", K.lane(B, lane, kind), e)
   end
-  if c.lifecycle_phase ~= "runnable" then
-    C("ZREM", K.idx(B, "lease_expiry"), e)
-    C("ZREM", K.idx(B, "attempt_timeout"), e)
+  if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "suspended" then
+    C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
   end
+  if c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "lease_expiry"), e) end
+  C("ZREM", K.idx(B, "attempt_timeout"), e)
   if c.lifecycle_phase ~= "active" then C("ZREM", K.idx(B, "susp_timeout"), e) end
   if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "suspended"), e) end
 end
 
--- Indexes `e` as eligible on its lane at its claim score, and reports the wake.
+-- Indexes `e` as eligible on its lane (and its lane and kind) at its claim score, and reports the
+-- wake.
 function FF.make_eligible(B, e, c)
   local score = FF.pscore(c.priority, c.created_at)
-  C("ZADD", K.lane(B, c.lane_id, "eligible"), FF.s(score), e)
+  local ss = FF.s(score)
+  C("ZADD", K.lane(B, c.lane_id, "eligible"), ss, e)
+  C("ZADD", K.lane_kind(B, c.lane_id, c.execution_kind or ""), ss, e)
   FF.add_wake(c.lane_id, score)
 end
 
@@ -631,6 +638,19 @@ function FF.drop_lease(B, e, c)
   C("ZREM", K.idx(B, "attempt_timeout"), e)
 end
 
+-- The lease holder gives `e` back until `until_ms` (its run ended by the caller): the lease is
+-- dropped and cleared, and the execution is runnable, delayed until then (blocking `reason`,
+-- `detail`, attempt state `astate`, more core fields `extra`), in its lane's delayed index.
+function FF.release_until(B, e, c, until_ms, reason, detail, astate, extra, now)
+  FF.drop_lease(B, e, c)
+  local fields = FF.with(FF.LEASE_CLEAR, extra)
+  fields[#fields + 1] = "delay_until"
+  fields[#fields + 1] = FF.s(until_ms)
+  FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", reason, detail, "none", astate, now, fields)
+  C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(until_ms), e)
+  FF.add_due(B, c.lane_id, until_ms)
+end
+
 -- --- the lease ladder (docs/design/executions.md#the-lease-ladder) -----------------------------------------------------
 FF.LADDER_WRITE = { mark = true, attempt = true } -- the checks of a write that ends or parks the attempt
 -- The checks of a write by the lease holder `f` (the lease fence) on `e`, in order: the execution
@@ -659,6 +679,18 @@ function FF.ladder(B, e, c, now, f, opts)
   end
   if opts.attempt and f.attempt_id ~= c.current_attempt_id then return FF.err("stale_lease") end
   return nil
+end
+
+-- The execution of a write by its lease holder: a.execution_id and its core when the lease ladder
+-- (FF.LADDER_WRITE) lets the write through; else nil, nil and the refusal (execution_not_found,
+-- the ladder's).
+function FF.held(B, a, now)
+  local e = a.execution_id
+  local c = FF.core(B, e)
+  if c == nil then return nil, nil, FF.err("execution_not_found") end
+  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  if bad then return nil, nil, bad end
+  return e, c
 end
 
 -- The lease elapsed. The execution stays active and becomes a reclaim candidate.

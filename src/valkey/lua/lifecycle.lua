@@ -38,7 +38,8 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
   local delayed = delay_until ~= nil and delay_until > now
   local ts = FF.s(now)
   local sprio = FF.s(priority)
-  local c = { execution_id = e, namespace = ns, lane_id = lane, priority = sprio, created_at = ts }
+  local c = { execution_id = e, namespace = ns, lane_id = lane, priority = sprio, created_at = ts,
+    execution_kind = FF.str(a.execution_kind) }
   -- the state vector (docs/design/valkey.md#key-layout) of a new execution
   local elig, reason, detail, pub, sdelay = "eligible_now", "waiting_for_worker", "", "waiting", ""
   if delayed then
@@ -263,10 +264,7 @@ end
 --   reply:  {1, "OK", wake}
 --   errors: execution_not_found, the ladder's
 FF.fn.complete = function(B, a, now, result)
-  local e = a.execution_id
-  local c = FF.core(B, e)
-  if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  local e, c, bad = FF.held(B, a, now)
   if bad then return bad end
   FF.run_end(B, e, c, "completed", nil, now)
   FF.end_attempt(B, e, c, "ended_success", nil, nil, "attempt_success", now)
@@ -332,10 +330,7 @@ end
 --   reply:  {1, "RETRY", wake, delay until} | {1, "TERMINAL", wake}
 --   errors: execution_not_found, the ladder's
 FF.fn.fail = function(B, a, now)
-  local e = a.execution_id
-  local c = FF.core(B, e)
-  if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  local e, c, bad = FF.held(B, a, now)
   if bad then return bad end
   local reason = FF.str(a.reason)
   local category = FF.str(a.category)
@@ -359,17 +354,13 @@ FF.fn.fail = function(B, a, now)
   if retry then
     FF.run_end(B, e, c, "retry_scheduled", reason, now)
     local delay_until = now + FF.retry_delay(rp, rc)
-    FF.drop_lease(B, e, c)
     local idx = FF.str(c.current_attempt_index)
-    FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_retry_backoff",
+    FF.release_until(B, e, c, delay_until, "waiting_for_retry_backoff",
       "retry backoff until " .. FF.s(delay_until) .. " (attempt " .. idx .. " failed: " .. reason .. ")",
-      "none", "pending_retry_attempt", now, FF.with(FF.LEASE_CLEAR, {
+      "pending_retry_attempt", {
         "pending_retry_reason", reason, "pending_previous_attempt_index", idx,
-        "retry_count", FF.s(rc + 1), "current_attempt_id", "", "delay_until", FF.s(delay_until),
-        "failure_reason", reason
-      }))
-    C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(delay_until), e)
-    FF.add_due(B, c.lane_id, delay_until)
+        "retry_count", FF.s(rc + 1), "current_attempt_id", "", "failure_reason", reason
+      }, now)
     return FF.ok("RETRY", FF.s(delay_until))
   end
   FF.run_end(B, e, c, "failed", reason, now)
@@ -420,20 +411,13 @@ end
 --   reply:  {1, "OK", wake}
 --   errors: execution_not_found, the ladder's
 FF.fn.delay = function(B, a, now)
-  local e = a.execution_id
-  local c = FF.core(B, e)
-  if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  local e, c, bad = FF.held(B, a, now)
   if bad then return bad end
   local until_ms = FF.num(a.delay_until)
   FF.run_end(B, e, c, "delayed", nil, now)
   FF.suspend_attempt(B, e, c, "worker_delay", now)
-  FF.drop_lease(B, e, c)
-  FF.state(B, e, c, "runnable", "unowned", "not_eligible_until_time", "waiting_for_delay",
-    "delayed until " .. FF.s(until_ms), "none", "attempt_interrupted", now,
-    FF.with(FF.LEASE_CLEAR, { "delay_until", FF.s(until_ms) }))
-  C("ZADD", K.lane(B, c.lane_id, "delayed"), FF.s(until_ms), e)
-  FF.add_due(B, c.lane_id, until_ms)
+  FF.release_until(B, e, c, until_ms, "waiting_for_delay", "delayed until " .. FF.s(until_ms), "attempt_interrupted",
+    nil, now)
   return FF.ok("OK")
 end
 
@@ -444,10 +428,7 @@ end
 --   reply:  {1, "OK", wake}
 --   errors: execution_not_found, the ladder's
 FF.fn.wait_children = function(B, a, now)
-  local e = a.execution_id
-  local c = FF.core(B, e)
-  if c == nil then return FF.err("execution_not_found") end
-  local bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  local e, c, bad = FF.held(B, a, now)
   if bad then return bad end
   FF.run_end(B, e, c, "waiting_children", nil, now)
   FF.suspend_attempt(B, e, c, "waiting_children", now)

@@ -109,24 +109,45 @@ FF.fn.promote_lane = function(B, a, now)
   return FF.ok("OK", n, more and "1" or "0", next_due)
 end
 
--- The expiry passes of a timer index: each due, non-terminal execution expires with `reason`
--- (FF.expire_exec).
-local function expire_pass(B, a, now, index, reason)
+-- The due time an entry of the attempt_timeout index stands for, from core `c`: the current
+-- attempt's attempt_timeout_at while the execution is active (nil: none, the entry is stale). A
+-- core without the field (its attempt armed by an earlier library) keeps the entry's `score`.
+local function attempt_due(c, score)
+  if c.lifecycle_phase ~= "active" then return nil end
+  if c.attempt_timeout_at == nil then return score end
+  return tonumber(c.attempt_timeout_at)
+end
+
+-- The due time an entry of the deadline index stands for: any non-terminal execution's.
+local function deadline_due(c, score)
+  if c.lifecycle_phase == "terminal" then return nil end
+  return score
+end
+
+-- The expiry passes of a timer index: each due execution expires with `reason`
+-- (FF.expire_exec) once `due_of(core, entry score)` says its time came; an entry it finds stale
+-- (nil) is removed, one not yet due (a later attempt's) is moved to its due time.
+local function expire_pass(B, a, now, index, reason, due_of)
   local batch = batch_of(a)
-  local items = due(B, index, now, batch)
+  local key = K.idx(B, index)
+  local items = C("ZRANGEBYSCORE", key, "-inf", FF.s(now), "WITHSCORES", "LIMIT", 0, batch + 1)
+  local seen = #items / 2
   local n = 0
-  for i = 1, math.min(#items, batch) do
-    local e = items[i]
+  for i = 1, math.min(seen, batch) do
+    local e = items[2 * i - 1]
     local c = FF.core(B, e)
-    if c == nil or c.lifecycle_phase == "terminal" then
-      C("ZREM", K.idx(B, index), e)
+    local at = c and due_of(c, tonumber(items[2 * i]))
+    if at == nil then
+      C("ZREM", key, e)
+    elseif at > now then
+      C("ZADD", key, FF.s(at), e)
     else
       FF.expire_exec(B, e, c, reason, now)
       n = n + 1
     end
   end
   FF.drain(B, now)
-  return timer_reply(n, #items > batch, K.idx(B, index))
+  return timer_reply(n, seen > batch, key)
 end
 
 -- ff_pass_expire_attempts (expireAttempts) / ff_pass_expire_executions (expireExecutions): the
@@ -135,8 +156,8 @@ end
 --   reply: {1, "OK", wake, executions expired, "1" more are due | "0", next due ("" when more or
 --          none)}
 --   errors: -
-FF.fn.pass_expire_attempts = function(B, a, now) return expire_pass(B, a, now, "attempt_timeout", "attempt_timeout") end
-FF.fn.pass_expire_executions = function(B, a, now) return expire_pass(B, a, now, "deadline", "execution_deadline") end
+FF.fn.pass_expire_attempts = function(B, a, now) return expire_pass(B, a, now, "attempt_timeout", "attempt_timeout", attempt_due) end
+FF.fn.pass_expire_executions = function(B, a, now) return expire_pass(B, a, now, "deadline", "execution_deadline", deadline_due) end
 
 -- ff_pass_expire_suspensions (expireSuspensions): suspensions whose timeout came act by their
 -- timeout behavior (FF.expire_suspension).

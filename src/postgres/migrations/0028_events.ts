@@ -1,5 +1,5 @@
 /**
- * Migration 0026: the event log (docs/design/events.md).
+ * Migration 0028: the event log (docs/design/events.md).
  *
  * - `event`: one narrow row per event. `k` orders it (with `id`): the writing transaction's id, or
  *   the execution's (or flow's) previous `k` when that is larger, so that an execution's events

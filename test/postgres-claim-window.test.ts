@@ -1,0 +1,109 @@
+// What one claim reads on Postgres (docs/limits.md, "What one claim reads"): a claim limited to kinds
+// reads no row of other kinds, one whose capabilities the waiting work lacks reads a bounded window,
+// and work of a kind behind 10 000 rows of another is still claimed. The rows a statement read are
+// the transaction's own statistics (pg_stat_xact_user_tables), so the figures do not depend on load.
+import { describe, expect, layer } from "@effect/vitest"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Effect, Layer, Option, Redacted } from "effect"
+import { inject } from "vitest"
+import { EngineBackend } from "../src/EngineBackend.js"
+import * as Ids from "../src/Ids.js"
+import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
+import { testHmacSecret } from "./support/hmac.js"
+
+const schema = `ff_claim_window_${process.pid}_${Date.now().toString(36)}`
+const QUEUED = 10_000
+
+const client = Layer.scopedDiscard(
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.addFinalizer(() => Effect.ignore(sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`))))
+).pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(inject("pgUrl")), maxConnections: 2 })))
+
+const live = PostgresBackend.layer({ hmacSecret: testHmacSecret, schema }).pipe(Layer.provideMerge(client))
+
+const ns = Ids.unsafe.namespace("window")
+const policy = { workerId: Ids.unsafe.workerId("w"), workerInstanceId: Ids.unsafe.workerInstanceId("w-i"), leaseTtlMs: 30_000 }
+
+/** Queues `n` executions of `kind` on `lane`, each needing `caps`. */
+const queue = (lane: Ids.LaneId, n: number, kind: string, caps: ReadonlyArray<string> = []) =>
+  Effect.gen(function*() {
+    const b = yield* EngineBackend
+    for (let i = 0; i < n; i += 1_000) {
+      const items = []
+      for (let j = i; j < Math.min(n, i + 1_000); j++) {
+        items.push({
+          executionId: yield* Ids.executionIdSolo(lane),
+          namespace: ns,
+          laneId: lane,
+          executionKind: kind,
+          ...(caps.length === 0 ? {} : { policy: { routingRequirements: { requiredCapabilities: caps } } })
+        })
+      }
+      const created = yield* b.createExecutions(items)
+      expect(created.every((c) => c._tag === "Created")).toBe(true)
+    }
+  })
+
+/** The rows of `ready` and `exec_core` read so far (heap fetches and sequential reads), as the session's statistics say. */
+const reads = (sql: SqlClient.SqlClient) =>
+  Effect.map(
+    sql.unsafe<{ readonly relname: string; readonly n: string }>(
+      `SELECT relname, (coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0))::text AS n
+         FROM pg_stat_xact_user_tables WHERE schemaname = $1 AND relname IN ('ready', 'exec_core')`,
+      [schema]
+    ),
+    (stats) => {
+      const read = (t: string) => Number(stats.find((s) => s.relname === t)?.n ?? "0")
+      return { ready: read("ready"), core: read("exec_core") }
+    }
+  )
+
+/** The rows of `ready` and `exec_core` one ff_claim call read (heap fetches and sequential reads), and its claims. */
+const claimReads = (lane: Ids.LaneId, kinds: ReadonlyArray<string> | null) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.withTransaction(Effect.gen(function*() {
+      const before = yield* reads(sql)
+      const [r] = yield* sql.unsafe<{ readonly out: { readonly ok: { readonly handles: ReadonlyArray<unknown> } } }>(
+        `SELECT "${schema}".ff_claim($1, '{}'::text[], $2::text[], 'w', 'w-i', 30000, 1, NULL) AS out`,
+        [lane, kinds === null ? null : `{${kinds.join(",")}}`]
+      )
+      const after = yield* reads(sql)
+      return {
+        claimed: r!.out.ok.handles.length,
+        ready: after.ready - before.ready,
+        core: after.core - before.core
+      }
+    })))
+
+describe("postgres claim window", () => {
+  layer(live, { timeout: 300_000, excludeTestServices: true })((it) => {
+    it.effect(`a claim reads a bounded window, whatever waits ahead of its work (${QUEUED} rows)`, () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const lane = Ids.unsafe.laneId(`window-kinds-${process.pid}`)
+        yield* queue(lane, QUEUED, "a")
+        yield* queue(lane, 1, "b")
+        // no row of kind zz: nothing claimed, no row of kind a read
+        const none = yield* claimReads(lane, ["zz"])
+        expect(none.claimed).toBe(0)
+        expect(none.ready + none.core).toBeLessThan(100)
+        // the execution of kind b behind 10 000 of kind a is claimed, reading about one row
+        const one = yield* claimReads(lane, ["b"])
+        expect(one.claimed).toBe(1)
+        expect(one.ready + one.core).toBeLessThan(100)
+        // without kinds, the head is claimed
+        expect(Option.isSome(yield* b.claim({ lane, capabilities: { tokens: [] }, policy }))).toBe(true)
+
+        // 10 000 rows needing a capability this worker lacks: a window of them is read, not all
+        const gpu = Ids.unsafe.laneId(`window-caps-${process.pid}`)
+        yield* queue(gpu, QUEUED, "a", ["gpu"])
+        const caps = yield* claimReads(gpu, null)
+        expect(caps.claimed).toBe(0)
+        expect(caps.ready).toBeLessThan(400)
+        const capsKinds = yield* claimReads(gpu, ["a"])
+        expect(capsKinds.claimed).toBe(0)
+        expect(capsKinds.ready).toBeLessThan(400)
+      }))
+  })
+})
