@@ -4,17 +4,17 @@
  * plain commands on keys of one slot. The operations live in one module per
  * area, each over the shared context (context.ts), named as the Lua files and
  * the Postgres SQL files of the same operations: claim, lifecycle, flows,
- * signals, streams, budgets, admin, reads; the due timers of idle workers in
+ * signals, streams, budgets, admin, reads, events; the due timers of idle workers in
  * wakeups.ts, the maintenance passes in maintenance.ts.
  */
 import { Effect } from "effect"
-import { Transport } from "../../EngineError.js"
 import type { BackendCore } from "../../internal/boundary.js"
-import type { Hub } from "../../internal/wakeups.js"
+import type { EventHub, Hub } from "../../internal/wakeups.js"
 import { makeAdmin } from "./admin.js"
 import { makeBudgets } from "./budgets.js"
 import { makeClaims } from "./claim.js"
 import { makeCoreContext } from "./context.js"
+import { makeEvents } from "./events.js"
 import { makeFlows } from "./flows.js"
 import { makeLifecycle } from "./lifecycle.js"
 import type { Plumbing } from "./plumbing.js"
@@ -23,13 +23,12 @@ import { makeSignals } from "./signals.js"
 import { makeStreams, type StreamOps } from "./streams.js"
 import { makeDueTimers } from "./wakeups.js"
 
-const notYet = new Transport({ backend: "valkey", kind: "other", retryable: false, message: "events are not implemented on Valkey yet" })
-
 export const makeCore = (
   p: Plumbing,
   streamOps: StreamOps,
   library: { readonly version: string },
-  hub: Hub
+  hub: Hub,
+  eventHub: EventHub
 ): BackendCore => {
   const ctx = makeCoreContext(p)
   const { nextDue, promoteDue } = makeDueTimers(ctx)
@@ -50,9 +49,7 @@ export const makeCore = (
     ...makeFlows(ctx),
     ...makeAdmin(ctx, library),
     ...makeBudgets(ctx),
-    // events: not yet on Valkey (the conformance cases of test/conformance/events.ts fail here)
-    readEvents: () => Effect.fail(notYet),
-    subscribeEvents: () => Effect.fail(notYet),
+    ...makeEvents(ctx, eventHub),
     shutdownPrepare: streamOps.shutdown
   }
 }

@@ -85,6 +85,7 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
     t[#t + 1] = FF.s(deadline)
   end
   C("HSET", ck, unpack(t))
+  FF.ev_created(B, e, c, flow and flow.id, now)
   if blocked ~= nil then
     C("ZADD", K.lane(B, lane, "blocked"), ts, e)
   elseif delayed then
@@ -231,7 +232,7 @@ FF.fn.renew = function(B, a, now)
   return FF.ok("OK", FF.s(exp))
 end
 
--- ff_progress: the lease holder reports its progress on the core.
+-- ff_progress: the lease holder reports its progress on the core (and its Progress event).
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {the lease fence, percent?, message?}
 --   reply:  {1, "OK", wake}
@@ -243,9 +244,16 @@ FF.fn.progress = function(B, a, now)
   local bad = FF.ladder(B, e, c, now, a, {})
   if bad then return bad end
   local t = { "progress_updated_at", FF.s(now), "last_mutation_at", FF.s(now) }
-  if a.percent ~= nil and a.percent ~= cjson.null then t[#t + 1] = "progress_pct"; t[#t + 1] = FF.str(a.percent) end
-  if a.message ~= nil and a.message ~= cjson.null then t[#t + 1] = "progress_message"; t[#t + 1] = FF.str(a.message) end
+  if a.percent ~= nil and a.percent ~= cjson.null then
+    c.progress_pct = FF.str(a.percent)
+    t[#t + 1] = "progress_pct"; t[#t + 1] = c.progress_pct
+  end
+  if a.message ~= nil and a.message ~= cjson.null then
+    c.progress_message = FF.str(a.message)
+    t[#t + 1] = "progress_message"; t[#t + 1] = c.progress_message
+  end
   C("HSET", K.core(B, e), unpack(t))
+  FF.ev_progress(B, e, c, now)
   return FF.ok("OK")
 end
 
