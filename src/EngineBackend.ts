@@ -49,6 +49,21 @@ export declare namespace EngineBackend {
     readonly completeMany: (
       items: ReadonlyArray<{ readonly handle: M.Handle; readonly payload?: Uint8Array | undefined }>
     ) => Effect.Effect<ReadonlyArray<Either.Either<void, EngineError>>, EngineError>
+    /**
+     * Completes a batch and claims the next work in one call where the store allows (the worker's
+     * completion batcher: docs/worker.md, "Claims and completions in one call"). `items` as
+     * `completeMany` (0..1000; each fenced on its own, its outcome at its index), then up to
+     * `claim.max` claims (0..1000) as `claimMany(claim.args, claim.max)`, which see what the
+     * completions made claimable (a flow child whose dependency a completion resolved). Each claimed
+     * execution comes with its input, read in the same step, while the inputs of the call total at
+     * most `Limits.batchBytes`; the input of a claim past that is `None` (read it with
+     * `getExecutionInput`). With no items it is a claim that returns the inputs. Bad input (an
+     * item, the claim's arguments, `max`) fails the call as a whole and writes nothing.
+     */
+    readonly completeAndClaim: (
+      items: ReadonlyArray<{ readonly handle: M.Handle; readonly payload?: Uint8Array | undefined }>,
+      claim: { readonly args: M.ClaimArgs; readonly max: number }
+    ) => Effect.Effect<EngineBackend.CompleteAndClaimResult, EngineError>
     readonly fail: (
       handle: M.Handle,
       args: { readonly reason: M.FailureReason; readonly classification: M.FailureClass }
@@ -297,6 +312,27 @@ export declare namespace EngineBackend {
   }
 
   /**
+   * What `completeAndClaim` returns: each item's outcome at its index (as `completeMany`), and the
+   * claims in claim order, each with its input (`None`: past the call's input budget, or gone).
+   *
+   * @since 0.1.0
+   */
+  export interface CompleteAndClaimResult {
+    readonly completed: ReadonlyArray<Either.Either<void, EngineError>>
+    readonly claimed: ReadonlyArray<ClaimedWork>
+  }
+
+  /**
+   * A claimed execution and its input, as one claim of `completeAndClaim` returns it.
+   *
+   * @since 0.1.0
+   */
+  export interface ClaimedWork {
+    readonly handle: M.Handle
+    readonly input: Option.Option<M.ExecutionInput>
+  }
+
+  /**
    * What `arm` reports.
    *
    * @since 0.1.0
@@ -361,6 +397,7 @@ export const operationNames = [
   "appendFrame",
   "complete",
   "completeMany",
+  "completeAndClaim",
   "fail",
   "cancel",
   "suspend",

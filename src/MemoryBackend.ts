@@ -120,6 +120,12 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       complete: (h, payload) => step((now) => Lifecycle.complete(store, now, h, payload)),
       completeMany: (items) =>
         step((now) => Either.right(items.map(({ h, payload }) => Lifecycle.complete(store, now, h, payload)))),
+      completeAndClaim: (items, args, max) =>
+        step((now) => {
+          const completed = items.map(({ h, payload }) => Lifecycle.complete(store, now, h, payload))
+          const claimed = Claim.claimWithInputs(store, now, args, max, () => ({ leaseId: storeLeaseId(), attemptId: storeAttemptId() }))
+          return Either.map(claimed, (claimed) => ({ completed, claimed }))
+        }),
       fail: (h, reason, cls) => step((now) => Lifecycle.fail(store, now, h, reason, cls)),
       cancel: (h, reason) => step((now) => Lifecycle.cancel(store, now, h, reason)),
       suspend: (h, args) => step((now) => Signals.suspend(store, now, h, args)),

@@ -373,9 +373,10 @@ export interface WorkerOptions<H> {
   readonly writeRetry?: Schedule.Schedule<unknown, EngineError> | undefined
   /**
    * Write completions in batches (group commit): a completion waits only while the previous batch
-   * is in flight, and what queued meanwhile goes in one `completeMany`. Default: on for Postgres
-   * (a statement per completion costs more than the batching: about twice the tasks per second),
-   * off for memory and Valkey (measured, it does not pay there).
+   * is in flight, and what queued meanwhile goes in one `completeAndClaim`, which also claims the
+   * next executions into the slots the batch frees (docs/worker.md, "Claims and completions in one
+   * call"). Default: on for Valkey and Postgres (a round trip per completion costs more than the
+   * batching), off for memory.
    */
   readonly batchCompletions?: boolean | undefined
   /** Called with every event of every attempt (in the attempt's fiber). */

@@ -410,6 +410,121 @@ export const lifecycle = (t: Tester) =>
         }))
     })
 
+    describe("completeAndClaim", () => {
+      /** What a claim of completeAndClaim returns, as ids and inputs. */
+      const inputsOf = (claimed: ReadonlyArray<{ readonly handle: M.Handle; readonly input: Option.Option<M.ExecutionInput> }>) =>
+        claimed.map(({ handle, input }) => ({
+          id: payloadOf(handle).executionId,
+          input: Option.map(input, (i) => ({ id: i.executionId, kind: i.executionKind, payload: text(i.payload) }))
+        }))
+
+      t.test("completes each item as completeMany and claims as claimMany, each claim with its input", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const cancelled = yield* createAndClaim()
+          yield* b.cancelExecution({ executionId: cancelled.executionId, reason: "operator" })
+          const x = yield* createAndClaim()
+          const y = yield* createAndClaim()
+          const lane = yield* newLane()
+          const low = yield* create({ laneId: lane, priority: 1, inputPayload: bytes("low") })
+          yield* advance(1)
+          const high = yield* create({ laneId: lane, priority: 5, inputPayload: bytes("high"), executionKind: "k2" })
+          yield* advance(1)
+          const low2 = yield* create({ laneId: lane, priority: 1, inputPayload: bytes("") })
+          const r = yield* b.completeAndClaim(
+            [{ handle: x.handle, payload: bytes("x") }, { handle: cancelled.handle }, { handle: y.handle }],
+            { args: claimArgs(lane), max: 2 }
+          )
+          expect(r.completed.map((o) => o._tag)).toEqual(["Right", "Left", "Right"])
+          const refused = r.completed[1]!
+          expect(Either.isLeft(refused) && refused.left._tag === "Contention" ? refused.left.kind : undefined)
+            .toBe("ExecutionNotActive")
+          expect(yield* publicState(x.executionId)).toBe("completed")
+          expect(yield* publicState(y.executionId)).toBe("completed")
+          expect(Option.map(yield* b.getExecutionResult(x.executionId), text)).toEqual(Option.some("x"))
+          expect(inputsOf(r.claimed)).toEqual([
+            { id: high.executionId, input: Option.some({ id: high.executionId, kind: "k2", payload: "high" }) },
+            { id: low.executionId, input: Option.some({ id: low.executionId, kind: "conformance", payload: "low" }) }
+          ])
+          expect(r.claimed.map(({ handle }) => handle.kind)).toEqual(["fresh", "fresh"])
+          // a claimed handle is a lease like any other: the replay of its completion succeeds too
+          const again = yield* b.completeAndClaim(
+            [{ handle: x.handle, payload: bytes("x") }, { handle: r.claimed[0]!.handle }],
+            { args: claimArgs(lane), max: 5 }
+          )
+          expect(again.completed).toEqual([Either.void, Either.void])
+          expect(yield* publicState(high.executionId)).toBe("completed")
+          expect(inputsOf(again.claimed)).toEqual([
+            { id: low2.executionId, input: Option.some({ id: low2.executionId, kind: "conformance", payload: "" }) }
+          ])
+          expect(yield* b.completeAndClaim([], { args: claimArgs(lane), max: 5 })).toEqual({ completed: [], claimed: [] })
+          expect(yield* publicState(low.executionId)).toBe("active")
+        }))
+
+      t.test("claims what its completions made claimable: a flow child whose dependency resolved", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const flow = yield* buildFlow(2, [[0, 1]])
+          const [up, down] = flow.members
+          const h = yield* claimSome(up!.lane)
+          expect(yield* publicState(down!.executionId)).toBe("waiting_children")
+          const r = yield* b.completeAndClaim([{ handle: h }], { args: claimArgs(down!.lane), max: 4 })
+          expect(r.completed).toEqual([Either.void])
+          expect(r.claimed.map(({ handle }) => payloadOf(handle).executionId)).toEqual([down!.executionId])
+          expect(Option.map(r.claimed[0]!.input, (i) => i.executionId)).toEqual(Option.some(down!.executionId))
+          expect(yield* publicState(down!.executionId)).toBe("active")
+        }))
+
+      t.test("no items: a claim with inputs; max 0: completions only; the claim honours kinds", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const other = yield* create({ laneId: lane, executionKind: "other" })
+          const mine = yield* create({ laneId: lane, executionKind: "mine", inputPayload: bytes("in") })
+          const r = yield* b.completeAndClaim([], { args: claimArgs(lane, { kinds: ["mine"] }), max: 3 })
+          expect(inputsOf(r.claimed)).toEqual([
+            { id: mine.executionId, input: Option.some({ id: mine.executionId, kind: "mine", payload: "in" }) }
+          ])
+          const done = yield* b.completeAndClaim([{ handle: r.claimed[0]!.handle }], { args: claimArgs(lane), max: 0 })
+          expect(done).toEqual({ completed: [Either.void], claimed: [] })
+          expect(yield* publicState(mine.executionId)).toBe("completed")
+          expect(yield* publicState(other.executionId)).toBe("waiting")
+        }))
+
+      t.test("bad input fails as a whole: nothing completed, nothing claimed", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const c = yield* createAndClaim()
+          const lane = yield* newLane()
+          const waiting = yield* create({ laneId: lane })
+          const claim = { args: claimArgs(lane), max: 1 }
+          yield* validationFails(
+            b.completeAndClaim(Array.from({ length: 1001 }, () => ({ handle: c.handle })), claim),
+            "LimitExceeded",
+            "Limits.batchItems"
+          )
+          const otherBackend: M.Handle = { ...c.handle, backend: c.handle.backend === "memory" ? "valkey" : "memory" }
+          yield* validationFails(b.completeAndClaim([{ handle: c.handle }, { handle: otherBackend }], claim), "HandleFromOtherBackend")
+          yield* validationFails(
+            b.completeAndClaim([{ handle: c.handle, payload: "text" as unknown as Uint8Array }], claim),
+            "InvalidInput"
+          )
+          yield* validationFails(b.completeAndClaim([{ handle: c.handle }], { ...claim, max: -1 }), "InvalidInput")
+          yield* validationFails(b.completeAndClaim([{ handle: c.handle }], { ...claim, max: 1.5 }), "InvalidInput")
+          yield* validationFails(
+            b.completeAndClaim([{ handle: c.handle }], { ...claim, max: 1001 }),
+            "LimitExceeded",
+            "Limits.batchItems"
+          )
+          yield* validationFails(
+            b.completeAndClaim([{ handle: c.handle }], { args: claimArgs(lane, { kinds: [] }), max: 1 }),
+            "InvalidInput"
+          )
+          expect(yield* publicState(c.executionId)).toBe("active")
+          expect(yield* publicState(waiting.executionId)).toBe("waiting")
+        }))
+    })
+
     describe("fail", () => {
       t.test("without a retry policy ends the execution failed", () =>
         Effect.gen(function*() {

@@ -14,6 +14,7 @@ import type * as M from "../../src/Model.js"
 import {
   backend,
   bytes,
+  claimArgs,
   claimSome,
   create,
   createAndClaim,
@@ -23,6 +24,7 @@ import {
   isAbsent,
   newLane,
   NS,
+  payloadOf,
   publicState,
   SEED_KID,
   signalArgs,
@@ -390,6 +392,26 @@ export const limits = (t: Tester) =>
           yield* limitFails(b.completeMany(handles.map((handle) => ({ handle, payload: big }))), "batchBytes")
           const done = yield* b.completeMany(handles.map((handle) => ({ handle })))
           expect(done.map((x) => x._tag)).toEqual(["Right", "Right", "Right"])
+        }))
+
+      t.test("completeAndClaim: the claims' inputs total at most batchBytes; a claim past it comes without", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const big = new Uint8Array(7 * 1024 * 1024).fill(7)
+          const ids: Array<ExecutionId> = []
+          for (let i = 0; i < 3; i++) ids.push((yield* create({ laneId: lane, inputPayload: big })).executionId)
+          const r = yield* b.completeAndClaim([], { args: claimArgs(lane), max: 3 })
+          expect(r.claimed.length).toBe(3)
+          const claimedIds = r.claimed.map(({ handle }) => payloadOf(handle).executionId)
+          expect([...claimedIds].sort()).toEqual([...ids].sort())
+          expect(r.claimed.map(({ input }) => Option.map(input, (i) => [i.executionId, i.payload.length]))).toEqual([
+            Option.some([claimedIds[0], big.length]),
+            Option.some([claimedIds[1], big.length]),
+            Option.none()
+          ])
+          expect(Option.map(yield* b.getExecutionInput(claimedIds[2]!), (i) => i.payload.length))
+            .toEqual(Option.some(big.length))
         }))
 
       t.test("createFlowGraph: more than flowGraphMembers members, flowGraphEdges edges or flowGraphTags tags writes nothing", () =>

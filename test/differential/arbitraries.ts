@@ -109,6 +109,17 @@ export const claimArb: fc.Arbitrary<Command> = fc.record({
   worker: fc.integer({ min: 0, max: WORKERS.length - 1 })
 })
 
+export const completeAndClaimArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("CompleteAndClaim" as const),
+  handle: handleRef,
+  none: fc.boolean(),
+  payload: opt(fc.constantFrom("out", ""), 3, 1),
+  lane: laneArb,
+  caps: fc.constantFrom<ReadonlyArray<Capability>>(CAPABILITIES, []),
+  worker: fc.integer({ min: 0, max: WORKERS.length - 1 }),
+  max: fc.integer({ min: 0, max: 3 })
+})
+
 export const createFlowArb: fc.Arbitrary<Command> = fc.record({
   _tag: fc.constant("CreateFlow" as const),
   existing: opt(ref, 1, 8),

@@ -86,6 +86,17 @@ export type Command =
   }
   | { readonly _tag: "Complete"; readonly handle: Ref; readonly payload?: string | undefined }
   | {
+    /** `completeAndClaim`: the handle completed (unless `none`), then up to `max` claims on the lane. */
+    readonly _tag: "CompleteAndClaim"
+    readonly handle: Ref
+    readonly none: boolean
+    readonly payload?: string | undefined
+    readonly lane: number
+    readonly caps: ReadonlyArray<Capability>
+    readonly worker: number
+    readonly max: number
+  }
+  | {
     readonly _tag: "Fail"
     readonly handle: Ref
     readonly classification: M.FailureClass

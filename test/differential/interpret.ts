@@ -21,6 +21,7 @@ export const interpret = (run: Run, cmd: Command, i: number): Effect.Effect<Step
       case "Renew":
       case "Progress":
       case "Complete":
+      case "CompleteAndClaim":
       case "Fail":
       case "Cancel":
       case "Delay":

@@ -19,6 +19,7 @@ type LifecycleCommand = Extract<
       | "Renew"
       | "Progress"
       | "Complete"
+      | "CompleteAndClaim"
       | "Fail"
       | "Cancel"
       | "Delay"
@@ -138,6 +139,40 @@ export const lifecycle = (s: Step, cmd: LifecycleCommand): Effect.Effect<Stepped
               return rec(run, r)
             }
           ))
+
+      case "CompleteAndClaim": {
+        const lane = LANES[cmd.lane % LANES.length]!
+        const worker = WORKERS[cmd.worker % WORKERS.length]!
+        const claim = { args: { lane, capabilities: { tokens: [...cmd.caps] }, policy: { ...worker, leaseTtlMs: 30_000 } }, max: cmd.max }
+        const record = (h: M.Handle | undefined) =>
+          Effect.map(
+            attempt(
+              run,
+              b.completeAndClaim(
+                h === undefined ? [] : [{ handle: h, ...(cmd.payload === undefined ? {} : { payload: bytes(cmd.payload) }) }],
+                claim
+              )
+            ),
+            (r) => {
+              if (Either.isRight(r)) {
+                if (h !== undefined) settle(run, h, Either.map(r, (x) => x.completed[0]!), true)
+                for (const { handle } of r.right.claimed) {
+                  run.handles.push(handle)
+                  touchHandle(handle)
+                }
+              }
+              return rec(
+                run,
+                Either.map(r, ({ claimed, completed }) => ({
+                  completed: completed.map((o) => Either.isRight(o) ? "ok" : o.left._tag),
+                  claimed: claimed.map(({ handle, input }) => ({ handle, input }))
+                }))
+              )
+            }
+          )
+        if (cmd.none) return out(yield* record(undefined))
+        return yield* withHandle(cmd.handle, record)
+      }
 
       case "Fail":
         return yield* withHandle(cmd.handle, (h) =>

@@ -10,6 +10,7 @@ import type * as M from "../../src/Model.js"
 import {
   cancelFlowArb,
   claimArb,
+  completeAndClaimArb,
   createArb,
   createFlowArb,
   edgePolicy,
@@ -42,6 +43,7 @@ export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
     })
   ),
   w(7, fc.record({ _tag: fc.constant("Complete" as const), handle: handleRef, payload: opt(fc.constantFrom("out", ""), 3, 1) })),
+  w(3, completeAndClaimArb),
   w(
     6,
     fc.record({
@@ -225,6 +227,7 @@ export const flowCommandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   w(8, flowMemberArb),
   w(12, claimArb.map((c) => (c._tag === "Claim" ? { ...c, lane: 0, caps: CAPABILITIES } : c))),
   w(8, fc.record({ _tag: fc.constant("Complete" as const), handle: handleRef, payload: opt(fc.constantFrom("out", ""), 3, 1) })),
+  w(3, completeAndClaimArb.map((c) => (c._tag === "CompleteAndClaim" ? { ...c, lane: 0, caps: CAPABILITIES } : c))),
   w(
     4,
     fc.record({

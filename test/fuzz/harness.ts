@@ -312,6 +312,14 @@ const build = (op: Op, fx: Fixture, choice: number): Effect.Effect<Call, EngineE
         const a = yield* fx.active
         return { args: [[{ handle: a.handle, payload: enc.encode("r") }]], touched: touch({ executions: [a.executionId] }) }
       }
+      case "completeAndClaim": {
+        const a = yield* fx.active
+        const w = yield* fx.waiting
+        return {
+          args: [[{ handle: a.handle, payload: enc.encode("r") }], { args: fx.claimArgs(fx.lane), max: 2 }],
+          touched: touch({ executions: [a.executionId, w] })
+        }
+      }
       case "fail": {
         const a = yield* fx.active
         return {

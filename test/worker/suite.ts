@@ -208,7 +208,7 @@ export const workerSuite = (
           // a backend that ignores the worker's kinds: the worker's safety net hands the execution back
           const anyKind = Effect.updateService(EngineBackend, (b) => ({
             ...b,
-            claimMany: ({ kinds: _, ...args }: M.ClaimArgs, max: number) => b.claimMany(args, max)
+            completeAndClaim: (items, { args: { kinds: _, ...args }, max }) => b.completeAndClaim(items, { args, max })
           }))
           const add = Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a) })
           const id = yield* submitEcho(lane, "hi", { policy: { retryPolicy: { maxRetries: 0 } } })
@@ -275,7 +275,7 @@ export const workerSuite = (
           expect(yield* Ref.get(peak)).toBe(2)
         }))
 
-      test("fills its free slots with one claimMany", ({ until }) =>
+      test("fills its free slots with one claim", ({ until }) =>
         Effect.gen(function*() {
           const lane = yield* newLane()
           const gate = yield* Deferred.make<void>()
@@ -283,8 +283,11 @@ export const workerSuite = (
           const backend = yield* EngineBackend
           const recording: EngineBackend.Service = {
             ...backend,
-            claimMany: (args, max) =>
-              Effect.tap(backend.claimMany(args, max), (hs) => Ref.update(calls, (xs) => [...xs, [max, hs.length] as const]))
+            completeAndClaim: (items, claim) =>
+              Effect.tap(
+                backend.completeAndClaim(items, claim),
+                (r) => Ref.update(calls, (xs) => [...xs, [claim.max, r.claimed.length] as const])
+              )
           }
           const ids = yield* Effect.forEach([1, 2, 3, 4, 5], (i) => submitEcho(lane, `t${i}`))
           yield* Effect.fork(Worker.run({
@@ -329,7 +332,7 @@ export const workerSuite = (
           const backend = yield* EngineBackend
           const counting: EngineBackend.Service = {
             ...backend,
-            claimMany: (args, max) => timed("claim", backend.claimMany(args, max)),
+            completeAndClaim: (items, claim) => timed("claim", backend.completeAndClaim(items, claim)),
             subscribeWork: (args) => Effect.map(backend.subscribeWork(args), (sub) => ({ ...sub, arm: timed("arm", sub.arm) }))
           }
           yield* Effect.fork(Worker.run({

@@ -113,10 +113,10 @@ export const wakeupSuite = (
         // returns, so its wake-up (if any) comes before the worker waits
         const racing: EngineBackend.Service = {
           ...backend,
-          claimMany: (args, max) =>
-            Effect.tap(backend.claimMany(args, max), (handles) =>
+          completeAndClaim: (items, claim) =>
+            Effect.tap(backend.completeAndClaim(items, claim), ({ claimed }) =>
               Effect.gen(function*() {
-                if (handles.length > 0 || Option.isSome(yield* Ref.get(injected))) return
+                if (claimed.length > 0 || Option.isSome(yield* Ref.get(injected))) return
                 const executionId = yield* Ids.executionIdSolo(lane)
                 yield* Ref.set(injected, Option.some(executionId))
                 yield* backend.createExecution({

@@ -7,6 +7,7 @@ import * as M from "../../Model.js"
 import type { RuleContext } from "../inputRules.js"
 import * as V from "../validation.js"
 import { argObject, type Boundary, failWith, fromEither, type Operations, textArg, validId } from "./context.js"
+import { completionItems } from "./lifecycle.js"
 
 /** The limits of a worker's identity. */
 const workerLimits = (
@@ -51,9 +52,15 @@ const claimArgs = (op: string, args: M.ClaimArgs, rules: RuleContext): Either.Ei
 
 /** The claim operations. */
 export const claimOperations = (b: Boundary): Operations<
-  "claim" | "claimMany" | "claimFromReclaim" | "claimForWorker" | "claimResumedExecution" | "subscribeWork"
+  | "claim"
+  | "claimMany"
+  | "claimFromReclaim"
+  | "claimForWorker"
+  | "claimResumedExecution"
+  | "subscribeWork"
+  | "completeAndClaim"
 > => {
-  const { core, rules, batchSized, batchSizeError, make } = b
+  const { core, rules, batchSized, batchSizeError, intake, make } = b
 
   return {
     claim: (args) =>
@@ -73,6 +80,27 @@ export const claimOperations = (b: Boundary): Operations<
         const a = claimArgs("claim_many", args, rules)
         if (Either.isLeft(a)) return Effect.fail(a.left)
         return core.claimMany(a.right, max)
+      }),
+
+    completeAndClaim: (items, claim) =>
+      Effect.suspend(() => {
+        const op = "complete_and_claim"
+        if (!Array.isArray(items)) return Effect.fail(invalidInput(`${op}: items must be a list`))
+        if (items.length > 0 && !batchSized(items)) return Effect.fail(batchSizeError(op, "items", items))
+        const refs = completionItems(op, items, intake)
+        if (Either.isLeft(refs)) return Effect.fail(refs.left)
+        if (typeof claim !== "object" || claim === null) return Effect.fail(invalidInput(`${op}: claim must be an object`))
+        const { max } = claim
+        if (Number.isInteger(max) && max > Limits.batchItems) {
+          return Effect.fail(V.overLimit(op, "claim.max", "batchItems", "claims"))
+        }
+        if (!Number.isInteger(max) || max < 0) {
+          return Effect.fail(invalidInput(`${op}: claim.max must be an integer in 0..${Limits.batchItems}`))
+        }
+        const a = claimArgs(op, claim.args, rules)
+        if (Either.isLeft(a)) return Effect.fail(a.left)
+        if (refs.right.length === 0 && max === 0) return Effect.succeed({ completed: [], claimed: [] })
+        return core.completeAndClaim(refs.right, a.right, max)
       }),
 
     claimFromReclaim: (token) =>

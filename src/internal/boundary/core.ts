@@ -85,6 +85,15 @@ export interface BackendCore {
   readonly completeMany: (
     items: ReadonlyArray<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }>
   ) => Fx<ReadonlyArray<Either.Either<void, EngineError>>>
+  /**
+   * `completeMany` then `claimMany` with the claimed executions' inputs (at most
+   * `Limits.batchBytes` of them in all, the rest `None`), in one call where the store can.
+   */
+  readonly completeAndClaim: (
+    items: ReadonlyArray<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }>,
+    args: M.ClaimArgs,
+    max: number
+  ) => Fx<EngineBackend.CompleteAndClaimResult>
   readonly fail: (h: HandleRef, reason: M.FailureReason, classification: M.FailureClass) => Fx<M.FailOutcome>
   readonly cancel: (h: HandleRef, reason: string) => Fx<void>
   readonly suspend: (h: HandleRef, args: M.SuspendArgs) => Fx<M.SuspendOutcome>
@@ -192,7 +201,13 @@ export interface BackendCore {
  * (docs/architecture.md, "Where each operation lives").
  */
 export interface CoreAreas {
-  readonly claim: "claim" | "claimForWorker" | "claimFromReclaim" | "claimMany" | "claimResumedExecution"
+  readonly claim:
+    | "claim"
+    | "claimForWorker"
+    | "claimFromReclaim"
+    | "claimMany"
+    | "claimResumedExecution"
+    | "completeAndClaim"
   readonly lifecycle:
     | "cancel"
     | "complete"

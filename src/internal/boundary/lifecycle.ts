@@ -81,20 +81,41 @@ export const encodePolicy = (policy: M.ExecutionPolicy): M.ExecutionPolicyJson =
   Either.getOrThrow(encodePolicyEither(policy))
 
 /** The lifecycle operations. */
+const completePayload = (op: string, payload: unknown): Either.Either<Uint8Array | undefined, Validation> => {
+  if (payload === undefined) return Either.right(undefined)
+  if (!(payload instanceof Uint8Array)) return Either.left(invalidInput(`${op}: payload must be bytes`))
+  if (payload.length > V.MAX_PAYLOAD_BYTES) {
+    return Either.left(validation("PayloadTooLarge", `${op}: ${payload.length} bytes > ${V.MAX_PAYLOAD_BYTES}`))
+  }
+  return Either.right(payload)
+}
+
+/** The items of a batch of completions (`completeMany`, `completeAndClaim`), its length checked by the caller. */
+export const completionItems = (
+  op: string,
+  items: ReadonlyArray<{ readonly handle: M.Handle; readonly payload?: Uint8Array | undefined }>,
+  intake: (handle: M.Handle) => Either.Either<HandleRef, Validation>
+): Either.Either<Array<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }>, Validation> => {
+  const refs: Array<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }> = []
+  let bytes = 0
+  for (const item of items) {
+    if (typeof item !== "object" || item === null) return Either.left(invalidInput(`${op}: an item is not an object`))
+    const h = intake(item.handle)
+    if (Either.isLeft(h)) return Either.left(h.left)
+    const payload = completePayload(op, item.payload)
+    if (Either.isLeft(payload)) return Either.left(payload.left)
+    bytes += payload.right?.length ?? 0
+    if (bytes > Limits.batchBytes) return Either.left(V.overLimit(op, "payloads", "batchBytes", "bytes"))
+    refs.push({ h: h.right, payload: payload.right })
+  }
+  return Either.right(refs)
+}
+
 export const lifecycleOperations = (b: Boundary): Operations<
   "createExecution" | "createExecutions" | "renew" | "progress" | "complete" | "completeMany" | "fail" | "cancel" |
   "delay" | "waitChildren"
 > => {
   const { core, rules, batchSized, batchSizeError, intake, withHandle } = b
-
-  const completePayload = (op: string, payload: unknown): Either.Either<Uint8Array | undefined, Validation> => {
-    if (payload === undefined) return Either.right(undefined)
-    if (!(payload instanceof Uint8Array)) return Either.left(invalidInput(`${op}: payload must be bytes`))
-    if (payload.length > V.MAX_PAYLOAD_BYTES) {
-      return Either.left(validation("PayloadTooLarge", `${op}: ${payload.length} bytes > ${V.MAX_PAYLOAD_BYTES}`))
-    }
-    return Either.right(payload)
-  }
 
   return {
     createExecution: (args) =>
@@ -151,19 +172,8 @@ export const lifecycleOperations = (b: Boundary): Operations<
     completeMany: (items) =>
       Effect.suspend(() => {
         if (!batchSized(items)) return Effect.fail(batchSizeError("complete_many", "items", items))
-        const refs: Array<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }> = []
-        let bytes = 0
-        for (const item of items) {
-          if (typeof item !== "object" || item === null) return Effect.fail(invalidInput("complete_many: an item is not an object"))
-          const h = intake(item.handle)
-          if (Either.isLeft(h)) return Effect.fail(h.left)
-          const payload = completePayload("complete_many", item.payload)
-          if (Either.isLeft(payload)) return Effect.fail(payload.left)
-          bytes += payload.right?.length ?? 0
-          if (bytes > Limits.batchBytes) return Effect.fail(V.overLimit("complete_many", "payloads", "batchBytes", "bytes"))
-          refs.push({ h: h.right, payload: payload.right })
-        }
-        return core.completeMany(refs)
+        const refs = completionItems("complete_many", items, intake)
+        return Either.isLeft(refs) ? Effect.fail(refs.left) : core.completeMany(refs.right)
       }),
 
     fail: (handle, input) =>

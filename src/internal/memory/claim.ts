@@ -4,7 +4,9 @@
  */
 import { Either, Option } from "effect"
 import { contention, notFound } from "../../EngineError.js"
+import type { EngineBackend } from "../../EngineBackend.js"
 import { partitionKey } from "../../Ids.js"
+import { Limits } from "../../Limits.js"
 import type * as Ids from "../../Ids.js"
 import type * as M from "../../Model.js"
 import { makeHandle } from "../handleCodec.js"
@@ -22,6 +24,7 @@ import {
   transition
 } from "./helpers.js"
 import { recordFailure, startRun } from "./history.js"
+import { inputOf } from "./reads.js"
 import type { Attempt, AttemptType, Exec, Grant } from "./state.js"
 import type { Store } from "./store.js"
 import { finish } from "./terminal.js"
@@ -224,6 +227,32 @@ export const claimMany = (
     if (Either.isLeft(r)) return claimed.length === 0 ? Either.left(r.left) : ok(claimed)
     if (Option.isNone(r.right)) break
     claimed.push(r.right.value)
+  }
+  return ok(claimed)
+}
+
+/**
+ * `claimMany` with each claimed execution's input: the inputs total at most `Limits.batchBytes`,
+ * a claim past that comes without (completeAndClaim).
+ */
+export const claimWithInputs = (
+  store: Store,
+  now: number,
+  args: M.ClaimArgs,
+  max: number,
+  ids: () => { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
+): R<ReadonlyArray<EngineBackend.ClaimedWork>> => {
+  const claimed: Array<EngineBackend.ClaimedWork> = []
+  let bytes = 0
+  let full = false
+  while (claimed.length < max) {
+    const e = nextCandidate(store, args.lane, args.capabilities.tokens, args.kinds, now, args.policy.workerId)
+    if (e === undefined) break
+    const handle = takeCandidate(store, e, now, args, ids())
+    if (handle === undefined) continue
+    bytes += e.payload.length
+    full ||= bytes > Limits.batchBytes
+    claimed.push({ handle, input: full ? Option.none() : Option.some(inputOf(e)) })
   }
   return ok(claimed)
 }

@@ -119,17 +119,19 @@ export const getExecutionInput = (
   id: Ids.ExecutionId
 ): R<Option.Option<M.ExecutionInput>> => {
   const e = store.executions.get(id)
-  if (e === undefined) return ok(Option.none())
-  return ok(Option.some({
-    executionId: e.id,
-    executionKind: e.kind,
-    laneId: e.laneId,
-    namespace: e.namespace,
-    payload: e.payload,
-    ...(e.payloadEncoding === undefined ? {} : { payloadEncoding: e.payloadEncoding }),
-    ...traceParentField(e.traceContext)
-  }))
+  return ok(e === undefined ? Option.none() : Option.some(inputOf(e)))
 }
+
+/** An execution's input, as `getExecutionInput` reads it. */
+export const inputOf = (e: Exec): M.ExecutionInput => ({
+  executionId: e.id,
+  executionKind: e.kind,
+  laneId: e.laneId,
+  namespace: e.namespace,
+  payload: e.payload,
+  ...(e.payloadEncoding === undefined ? {} : { payloadEncoding: e.payloadEncoding }),
+  ...traceParentField(e.traceContext)
+})
 
 export const getExecutionInputs = (
   store: Store,

@@ -1,8 +1,11 @@
 /**
  * A worker's completions, written in batches (group commit): a completion waits only while the
- * previous batch is in flight, and everything that queued meanwhile goes in one `completeMany`.
- * Each caller gets the outcome its own `complete` would have had: a batch refused as a whole (one
- * item that does not validate, a transport failure) is written again item by item.
+ * previous batch is in flight, and everything that queued meanwhile goes in one call. With a
+ * `Refill`, that call is a `completeAndClaim`: the slots the batch frees are filled with the next
+ * executions of a lane in the same round trip (docs/worker.md, "Claims and completions in one
+ * call"); without, a `completeMany`. Each caller gets the outcome its own `complete` would have
+ * had: a batch refused as a whole (one item that does not validate, a transport failure) is
+ * written again item by item, and claims nothing.
  */
 import { Deferred, Effect, Either, Exit } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
@@ -11,6 +14,20 @@ import type * as M from "../../Model.js"
 
 export interface Completions {
   readonly complete: (handle: M.Handle, payload: Uint8Array) => Effect.Effect<void, EngineError>
+}
+
+/** How a batch of completions also claims: the worker's claim loop lends it its free slots. */
+export interface Refill {
+  /**
+   * Reserves the slots a batch of `completing` completions may fill (they free theirs once
+   * written): the claim to make, or `undefined` for none (no free slot, the worker stopping).
+   */
+  readonly reserve: (completing: number) => { readonly args: M.ClaimArgs; readonly max: number } | undefined
+  /** Runs what the reserved claim took (maybe nothing) and gives the rest of the reservation back. */
+  readonly launch: (
+    reserved: { readonly args: M.ClaimArgs; readonly max: number },
+    claimed: ReadonlyArray<EngineBackend.ClaimedWork>
+  ) => Effect.Effect<void>
 }
 
 interface Pending {
@@ -22,28 +39,45 @@ interface Pending {
 /** `maxBatch` completions at most per call. */
 export const make = (
   backend: EngineBackend.Service,
-  maxBatch: number
+  maxBatch: number,
+  refill?: Refill
 ): Effect.Effect<Completions> =>
-  Effect.gen(function*() {
+  Effect.sync(() => {
     let queued: Array<Pending> = []
     let writing = false
 
     const one = (p: Pending) =>
       Effect.flatMap(Effect.exit(backend.complete(p.handle, { payload: p.payload })), (exit) => Deferred.done(p.done, exit))
 
-    const write = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
-      batch.length === 1 ? one(batch[0]!) : Effect.gen(function*() {
-        const outcomes = yield* Effect.either(
-          backend.completeMany(batch.map((p) => ({ handle: p.handle, payload: p.payload })))
+    const settle = (batch: ReadonlyArray<Pending>, outcomes: ReadonlyArray<Either.Either<void, EngineError>>) =>
+      Effect.forEach(batch, (p, i) => {
+        const outcome = outcomes[i]!
+        return Deferred.done(p.done, Either.isRight(outcome) ? Exit.void : Exit.fail(outcome.left))
+      }, { discard: true })
+
+    const write = (batch: ReadonlyArray<Pending>): Effect.Effect<void> => {
+      const reserved = refill?.reserve(batch.length)
+      if (reserved === undefined || refill === undefined) {
+        if (batch.length === 1) return one(batch[0]!)
+        return Effect.flatMap(
+          Effect.either(backend.completeMany(batch.map((p) => ({ handle: p.handle, payload: p.payload })))),
+          (outcomes) =>
+            Either.isLeft(outcomes) ?
+              Effect.forEach(batch, one, { concurrency: "unbounded", discard: true }) :
+              settle(batch, outcomes.right)
         )
-        if (Either.isLeft(outcomes)) {
-          return yield* Effect.forEach(batch, one, { concurrency: "unbounded", discard: true })
-        }
-        for (const [i, p] of batch.entries()) {
-          const outcome = outcomes.right[i]!
-          yield* Deferred.done(p.done, Either.isRight(outcome) ? Exit.void : Exit.fail(outcome.left))
-        }
-      })
+      }
+      return Effect.flatMap(
+        Effect.either(backend.completeAndClaim(batch.map((p) => ({ handle: p.handle, payload: p.payload })), reserved)),
+        (r) =>
+          Either.isLeft(r) ?
+            Effect.zipRight(
+              refill.launch(reserved, []),
+              Effect.forEach(batch, one, { concurrency: "unbounded", discard: true })
+            ) :
+            Effect.zipRight(refill.launch(reserved, r.right.claimed), settle(batch, r.right.completed))
+      )
+    }
 
     // The writer runs in the fiber of the completion that found it idle, and drains what queues
     // meanwhile; the others only wait for their outcome.
@@ -52,8 +86,8 @@ export const make = (
         writing = false
         return Effect.void
       }
-      const batch = queued.slice(0, maxBatch)
-      queued = queued.slice(batch.length)
+      const batch = queued.length <= maxBatch ? queued : queued.slice(0, maxBatch)
+      queued = queued.length <= maxBatch ? [] : queued.slice(batch.length)
       return Effect.zipRight(write(batch), drain)
     })
 

@@ -10,7 +10,7 @@ import { type EngineError, rootCause } from "../../EngineError.js"
 import type * as M from "../../Model.js"
 import { decodeHandle } from "../handleCodec.js"
 import { MAX_CLAIM_BATCH } from "../validation.js"
-import { runAttempt } from "./attempt.js"
+import { type Restore, runAttempt } from "./attempt.js"
 import * as Completions from "./completions.js"
 import * as LeaseKeeper from "./leaseKeeper.js"
 import { activeTasks, claimsTotal, labelSets, renewalsTotal } from "./metrics.js"
@@ -103,15 +103,13 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         ),
       describeLoss: leaseLostReason
     })
-    const complete = (settings.batchCompletions ?? backend.backendLabel === "postgres") ?
-      (yield* Completions.make(backend, Math.min(settings.concurrency, MAX_CLAIM_BATCH))).complete :
-      (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload })
-    const rt: Runtime = { backend, settings, keeper, complete, labels }
     const tasks = yield* FiberSet.make<void, never>()
     const active = labels("worker_instance", settings.workerInstanceId)
+    /** Set when the drain starts: completions claim nothing more. */
+    let stopping = false
 
     // Registered after the FiberSet, so it runs before the set interrupts what is left.
-    yield* Effect.addFinalizer(() => drain(settings, tasks, keeper))
+    yield* Effect.addFinalizer(() => Effect.zipRight(Effect.sync(() => void (stopping = true)), drain(settings, tasks, keeper)))
 
     const policy: M.ClaimPolicy = {
       workerId: settings.workerId,
@@ -119,6 +117,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       leaseTtlMs: settings.leaseTtlMs
     }
     const capabilities: M.CapabilitySet = { tokens: settings.capabilities }
+    const claimArgs = settings.lanes.map((lane): M.ClaimArgs => ({ lane, capabilities, policy, kinds: settings.kinds }))
     let next = 0
     /** Up to `max` claims from the first lane, in turn, that has work, starting after the lane that gave work last. */
     const claimRound = (max: number) =>
@@ -126,17 +125,19 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         const n = settings.lanes.length
         for (let i = 0; i < n; i++) {
           const index = (next + i) % n
-          const lane = settings.lanes[index]!
-          const handles = yield* backend.claimMany({ lane, capabilities, policy, kinds: settings.kinds }, max)
-          if (handles.length > 0) {
+          const args = claimArgs[index]!
+          const { claimed } = yield* backend.completeAndClaim([], { args, max })
+          if (claimed.length > 0) {
             next = (index + 1) % n
-            return Option.some({ lane, handles })
+            return Option.some({ lane: args.lane, claimed })
           }
         }
         return Option.none()
       })
     // attempts forked and not yet finished; every one holds one of the `concurrency` slots
     let running = 0
+    // slots a batch of completions has reserved for the claim it makes with them
+    let reserved = 0
     // open while a slot is free: the loop waits on it when every slot is taken
     const slotFree = Effect.unsafeMakeLatch(true)
     // observes each attempt's fiber: its end frees its slot
@@ -145,6 +146,63 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       activeTasks.unsafeModify(-1, active)
       slotFree.unsafeOpen()
     }
+    let rt: Runtime | undefined
+    // Attempts a batch of completions claimed start from the loop's own context (its log
+    // annotations, no span), not from the attempt whose fiber wrote the batch.
+    const runFromLoop = yield* FiberSet.runtime(tasks)<never>()
+    /**
+     * Forks an attempt per claimed execution (the caller is uninterruptible: a claim and the fork
+     * of its attempts are one step, an interruption in between would strand leases until they
+     * expired). `restore` makes each attempt's input read and handler interruptible.
+     */
+    const launch = (
+      lane: M.ClaimArgs["lane"],
+      claimed: ReadonlyArray<EngineBackend.ClaimedWork>,
+      restore: Restore | "from loop"
+    ) =>
+      Effect.gen(function*() {
+        if (claimed.length === 0) return
+        const claimedAt = yield* Clock.currentTimeMillis
+        for (const { handle, input } of claimed) {
+          claimsTotal.unsafeUpdate(1, labels("lane", lane, "handle_kind", handle.kind))
+          const p = decodeHandle(handle.backend, handle)
+          if (Either.isLeft(p)) {
+            yield* Effect.logError(`claimed handle does not decode: ${JSON.stringify(p.left)}`)
+            continue
+          }
+          activeTasks.unsafeModify(1, active)
+          running++
+          // an input left out of the claim's reply (past its byte budget) is read by the attempt
+          const prefetched = Option.isSome(input) ? Option.some(input) : Option.none()
+          const fiber = restore === "from loop" ?
+            runFromLoop(Effect.uninterruptibleMask((r) => runAttempt(rt!, handle, p.right, claimedAt, prefetched, r))) :
+            yield* FiberSet.run(tasks, runAttempt(rt!, handle, p.right, claimedAt, prefetched, restore))
+          fiber.addObserver(finished)
+        }
+      })
+    const refill: Completions.Refill = {
+      reserve: (completing) => {
+        const max = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved + completing)
+        if (stopping || max <= 0) return undefined
+        reserved += max
+        const args = claimArgs[next]!
+        next = (next + 1) % claimArgs.length
+        return { args, max }
+      },
+      // the reservation is given back once the claimed attempts hold their slots
+      launch: (r, claimed) =>
+        Effect.zipRight(
+          launch(r.args.lane, claimed, "from loop"),
+          Effect.sync(() => {
+            reserved -= r.max
+            slotFree.unsafeOpen()
+          })
+        )
+    }
+    const complete = (settings.batchCompletions ?? backend.backendLabel !== "memory") ?
+      (yield* Completions.make(backend, Math.min(settings.concurrency, MAX_CLAIM_BATCH), refill)).complete :
+      (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload })
+    rt = { backend, settings, keeper, complete, labels }
 
     const background = yield* FiberSet.make<void, never>()
     const sub = yield* subscribe(backend, settings)
@@ -168,46 +226,24 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       }; concurrency ${settings.concurrency}; lease ${settings.leaseTtlMs} ms`
     )
     for (;;) {
-      if (running >= settings.concurrency) {
+      if (running + reserved >= settings.concurrency) {
         slotFree.unsafeClose()
         yield* slotFree.await
         continue
       }
       // every wake-up from here on ends the wait that may follow this claim
       const mark = yield* sub.wakeups
-      // The free slots are filled in one claimMany. A claim and the fork of its
-      // attempts are one step: an interruption in between would strand leases
-      // until they expired.
+      // The free slots are filled in one claim (a completeAndClaim without completions: the
+      // claimed executions come with their inputs), reserved meanwhile, so that a batch of
+      // completions claiming at the same time leaves them alone.
       const claimed = yield* Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
-          const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running)
+          const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
+          reserved += free
           const r = yield* Effect.either(claimRound(free))
           const got = Either.isRight(r) ? Option.getOrUndefined(r.right) : undefined
-          if (got === undefined) return r
-          const { handles, lane } = got
-          const claimedAt = yield* Clock.currentTimeMillis
-          const attempts: Array<{ readonly handle: M.Handle; readonly p: M.HandlePayload }> = []
-          for (const handle of handles) {
-            claimsTotal.unsafeUpdate(1, labels("lane", lane, "handle_kind", handle.kind))
-            const p = decodeHandle(handle.backend, handle)
-            if (Either.isRight(p)) attempts.push({ handle, p: p.right })
-            else yield* Effect.logError(`claimed handle does not decode: ${JSON.stringify(p.left)}`)
-          }
-          // the inputs of the whole batch in one read; when it fails, each attempt reads its own
-          const inputs = attempts.length === 0 ?
-            Option.none() :
-            Either.getRight(yield* Effect.either(backend.getExecutionInputs(attempts.map((x) => x.p.executionId))))
-          for (let i = 0; i < attempts.length; i++) {
-            const { handle, p } = attempts[i]!
-            activeTasks.unsafeModify(1, active)
-            running++
-            // forked uninterruptible: the attempt makes its input read and handler interruptible
-            const fiber = yield* FiberSet.run(
-              tasks,
-              runAttempt(rt, handle, p, claimedAt, Option.map(inputs, (all) => all[i]!), restore)
-            )
-            fiber.addObserver(finished)
-          }
+          if (got !== undefined) yield* launch(got.lane, got.claimed, restore)
+          reserved -= free
           return r
         })
       )

@@ -4,13 +4,16 @@
  * (ff_claim_resumed, with a grant or without).
  */
 import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
-import { rootCause } from "../../EngineError.js"
+import type { EngineBackend } from "../../EngineBackend.js"
+import { type EngineError, rootCause } from "../../EngineError.js"
 import type { CoreArea } from "../../internal/boundary.js"
 import { makeHandle } from "../../internal/handleCodec.js"
 import { storeLeaseId } from "../../internal/storeIds.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
-import { bigint, int, text, textArray, uuid } from "./client.js"
-import type { CoreContext, Fx } from "./context.js"
+import { bigint, bytea, int, text, textArray, unwrap, uuid } from "./client.js"
+import { Base64, type CoreContext, type Fx, handleArgs } from "./context.js"
+import { replayedAs } from "./lifecycle.js"
 
 const Claimed = Schema.Struct({ ...M.HandlePayload.fields, kind: Schema.Literal("fresh", "resumed") })
 const ClaimedResumed = Schema.Struct({ ...M.HandlePayload.fields, leaseExpiresAt: Schema.Int })
@@ -19,6 +22,13 @@ const BUSY_RETRY_MAX_MS = 128
 const liveClock = Clock.make()
 
 const ClaimReply = Schema.Struct({ handles: Schema.Array(Claimed), busy: Schema.Int })
+const InputRow = Schema.NullOr(Schema.Struct({ ...M.ExecutionInput.fields, payload: Base64 }))
+const CompleteClaimReply = Schema.Struct({
+  completed: Schema.Array(Schema.Unknown),
+  handles: Schema.Array(Claimed),
+  busy: Schema.Int,
+  inputs: Schema.Array(InputRow)
+})
 
 const NOT_RESUMABLE = new Set(["NotAResumedExecution", "ExecutionNotLeaseable", "InvalidClaimGrant", "ClaimGrantExpired"])
 
@@ -52,7 +62,59 @@ export const makeClaims = (
     })
   }
 
+  /**
+   * completeAndClaim: one ff_complete_claim. A claim alone that found only busy candidates tries
+   * again as claimMany does; with completions it does not (the worker's loop claims again).
+   */
+  const completeAndClaim: CoreArea<"claim">["completeAndClaim"] = (items, args, max) => {
+    const col = <T>(f: (item: (typeof items)[number]) => T) => items.map(f)
+    const once = callDecode("complete_and_claim", "complete_claim", [
+      ["text[]", col(({ h }) => h.payload.executionId)],
+      ["int[]", col(({ h }) => h.payload.attemptIndex)],
+      ["uuid[]", col(({ h }) => h.payload.attemptId)],
+      ["uuid[]", col(({ h }) => h.payload.leaseId)],
+      ["bigint[]", col(({ h }) => h.payload.leaseEpoch)],
+      ["bytea[]", col(({ payload }) => bytea(payload)[1])],
+      text(args.lane),
+      textArray(args.capabilities.tokens),
+      textArray(args.kinds),
+      text(args.policy.workerId),
+      text(args.policy.workerInstanceId),
+      bigint(args.policy.leaseTtlMs),
+      int(max),
+      bigint(Limits.batchBytes)
+    ], CompleteClaimReply)
+    return Effect.gen(function*() {
+      let reply = yield* once
+      for (
+        let wait = 1;
+        items.length === 0 && max > 0 && reply.handles.length === 0 && reply.busy > 0 && wait <= BUSY_RETRY_MAX_MS;
+        wait *= 2
+      ) {
+        yield* Effect.sleep(Duration.millis(wait)).pipe(Effect.withClock(liveClock))
+        reply = yield* once
+      }
+      const completed: Array<Either.Either<void, EngineError>> = []
+      for (let i = 0; i < items.length; i++) {
+        const h = items[i]!.h
+        const r = unwrap("complete_and_claim", reply.completed[i])
+        if (Either.isRight(r) || replayedAs(r.left, h, "success")) {
+          yield* ctx.wake(h)
+          completed.push(Either.void)
+        } else {
+          completed.push(Either.left(r.left))
+        }
+      }
+      const claimed = reply.handles.map(({ kind, ...payload }, i): EngineBackend.ClaimedWork => ({
+        handle: makeHandle("postgres", kind, payload),
+        input: Option.fromNullable(reply.inputs[i])
+      }))
+      return { completed, claimed }
+    })
+  }
+
   return {
+    completeAndClaim,
     claimMany,
     claim: (args) => Effect.map(claimMany(args, 1), (handles) => Option.fromNullable(handles[0])),
 

@@ -92,7 +92,8 @@ interface Envelope {
   readonly d?: unknown
 }
 
-const unwrap = (op: string, value: unknown): Either.Either<unknown, EngineError> => {
+/** A function's reply envelope: its `ok` value, or the error its `err` names. */
+export const unwrap = (op: string, value: unknown): Either.Either<unknown, EngineError> => {
   if (!Predicate.isObject(value)) return Either.left(corruption(`${op}: reply is not an object`))
   const env = value as Envelope
   if (typeof env.err === "string") {

@@ -39,17 +39,17 @@ const isNotActive = (e: EngineError) => {
   return root._tag === "Contention" && root.kind === "ExecutionNotActive" ? root.notActive : undefined
 }
 
+/** `complete` / `cancel` replayed after a lost reply: the first call ended the attempt (docs/design/executions.md#replaying-a-terminal-write). */
+export const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boolean => {
+  const d = isNotActive(e)
+  return d !== undefined && d.leaseEpoch === String(h.payload.leaseEpoch) && d.terminalOutcome === outcome &&
+    d.attemptId === h.payload.attemptId
+}
+
 export const makeLifecycle = (
   ctx: CoreContext
 ): CoreArea<"lifecycle"> => {
   const { caller, callDecode, callVoid, wake } = ctx
-
-  /** `complete` / `cancel` replayed after a lost reply: the first call ended the attempt (docs/design/executions.md#replaying-a-terminal-write). */
-  const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boolean => {
-    const d = isNotActive(e)
-    return d !== undefined && d.leaseEpoch === String(h.payload.leaseEpoch) && d.terminalOutcome === outcome &&
-      d.attemptId === h.payload.attemptId
-  }
 
   /** A terminal write replayed after a lost reply (docs/design/executions.md#replaying-a-terminal-write). */
   const reconcile = <A>(h: HandleRef, effect: Fx<A>, ok: (d: NonNullable<ReturnType<typeof isNotActive>>) => A | undefined) =>

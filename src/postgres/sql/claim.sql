@@ -312,6 +312,54 @@ BEGIN
   RETURN ffi_ok(jsonb_build_object('handles', v_out, 'busy', v_busy));
 END $$;
 
+-- ff_complete_claim: completeAndClaim — in one transaction, ff_complete_set on the rows of the
+-- arrays (none: a claim alone), then ff_claim on the lane (p_limit 0: none), which sees what the
+-- completions made claimable, and the claimed executions' inputs in claim order while their
+-- payloads total at most p_budget bytes (past it, null: the caller reads that input itself).
+--   args:   p_eid, p_idx, p_att, p_lease, p_epoch, p_payload (one element per completion, as
+--           ff_complete_set), p_lane, p_caps, p_kinds, p_worker, p_wiid, p_ttl, p_limit (as
+--           ff_claim), p_budget (bytes), p_now
+--   reply:  {"ok": {"completed": [one ff_complete reply per row, in order], "handles": as ff_claim,
+--           "busy": as ff_claim, "inputs": [Model.ExecutionInput with the payload in base64, or
+--           null, per handle]}}
+--   errors: - (each completion's refusal is its own reply)
+CREATE FUNCTION ff_complete_claim(
+  p_eid text[], p_idx int[], p_att uuid[], p_lease uuid[], p_epoch bigint[], p_payload bytea[],
+  p_lane text, p_caps text[], p_kinds text[], p_worker text, p_wiid text, p_ttl bigint, p_limit int,
+  p_budget bigint, p_now bigint
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_now bigint := coalesce(p_now, ffi_now());
+  v_done jsonb := '[]'::jsonb;
+  v_claim jsonb := '{"handles": [], "busy": 0}'::jsonb;
+  v_inputs jsonb := '[]'::jsonb;
+BEGIN
+  IF coalesce(cardinality(p_eid), 0) > 0 THEN
+    SELECT coalesce(jsonb_agg(t.r ORDER BY t.n), '[]'::jsonb) INTO v_done
+    FROM ff_complete_set(p_eid, p_idx, p_att, p_lease, p_epoch, p_payload, v_now) WITH ORDINALITY AS t(r, n);
+  END IF;
+  IF p_limit > 0 THEN
+    v_claim := ff_claim(p_lane, p_caps, p_kinds, p_worker, p_wiid, p_ttl, p_limit, v_now) -> 'ok';
+    SELECT coalesce(jsonb_agg(CASE WHEN x.used <= p_budget AND x.kind IS NOT NULL THEN
+             jsonb_strip_nulls(jsonb_build_object('executionId', x.id, 'executionKind', x.kind,
+               'laneId', x.lane_id, 'namespace', x.namespace, 'payload', encode(x.payload, 'base64'),
+               'payloadEncoding', x.payload_encoding,
+               'traceParent', '00-' || substr(x.trace_context, 1, 32) || '-' || substr(x.trace_context, 33, 16)
+                              || '-' || substr(x.trace_context, 49, 2)))
+           END ORDER BY x.n), '[]'::jsonb) INTO v_inputs
+    FROM (
+      SELECT h.n, h.v ->> 'executionId' AS id, e.execution_kind AS kind, e.lane_id, e.namespace, d.payload,
+             d.payload_encoding, d.trace_context,
+             sum(coalesce(length(d.payload), 0)) OVER (ORDER BY h.n) AS used
+      FROM jsonb_array_elements(v_claim -> 'handles') WITH ORDINALITY AS h(v, n)
+      LEFT JOIN exec_core e ON e.execution_id = h.v ->> 'executionId'
+      LEFT JOIN exec_data d ON d.execution_id = h.v ->> 'executionId'
+    ) x;
+  END IF;
+  RETURN ffi_ok(jsonb_build_object('completed', v_done, 'handles', v_claim -> 'handles',
+                                   'busy', v_claim -> 'busy', 'inputs', v_inputs));
+END $$;
+
 -- ff_claim_for_worker: claimForWorker — reserves the first claimable execution of the lane
 -- (among the window of ffi_claim_window for 64 candidates, of the kinds p_kinds when given) for worker p_worker with
 -- a grant valid p_ttl: not one another worker's live grant reserves, nor one an attached budget

@@ -4,14 +4,19 @@
  * execution. The claim-hint walk is explained once, beside its Lua code (claim.lua, "the claim
  * hints and the claim-hint walk"); `boundedWalk` below is the same walk run from the layer.
  */
-import { Effect, Option, Schema } from "effect"
+import { Effect, Either, Option, Schema } from "effect"
+import type { EngineBackend } from "../../EngineBackend.js"
 import type { EngineError, Transport } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
-import type { BackendCore, CoreArea } from "../../internal/boundary.js"
-import { makeHandle } from "../../internal/handleCodec.js"
+import type { BackendCore, CoreArea, HandleRef } from "../../internal/boundary.js"
+import { decodeHandle, makeHandle } from "../../internal/handleCodec.js"
 import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
+import { traceParentField } from "../../internal/traceContext.js"
+import { Limits } from "../../Limits.js"
 import type * as M from "../../Model.js"
-import { type CoreContext, type Fx, S } from "./context.js"
+import { type CoreContext, fence, type Fx, S } from "./context.js"
+import { parseError } from "./errors.js"
+import { completionOutcome } from "./lifecycle.js"
 import { decodeFields, type Envelope, IntStr } from "./plumbing.js"
 
 /** The reply of every claim-like function: the lease it granted. */
@@ -73,8 +78,13 @@ type Visit<A> =
   | { readonly _tag: "Empty" }
 type Unserved = Exclude<Visit<never>, { readonly _tag: "Served" }>
 
+/** Completions of one ff_complete_claim at most (as ff_complete_many's chunks). */
+const COMPLETE_CLAIM_ITEMS = 200
+
 export const makeClaims = (
-  ctx: CoreContext
+  ctx: CoreContext,
+  /** The other areas' operations a cluster's completeAndClaim is made of. */
+  others: Pick<BackendCore, "completeMany" | "getExecutionInputs">
 ): CoreArea<"claim"> => {
   const { call, client, ex, inRange, keys, N, settings } = ctx
 
@@ -350,6 +360,124 @@ export const makeClaims = (
   const claimMany: BackendCore["claimMany"] = (args, max) =>
     client.isCluster ? claimOneByOne(args, max) : claimManyStandalone(args, max)
 
+  type Items = ReadonlyArray<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }>
+
+  /**
+   * completeAndClaim. A standalone server runs it as one ff_complete_claim (more than
+   * COMPLETE_CLAIM_ITEMS completions: the first ones go ahead in completeMany; more than
+   * CLAIM_CHUNK claims: the rest in further calls). A cluster completes the items side by side
+   * (completeMany), then claims one at a time (claimMany) and reads the inputs of what it claimed
+   * in one pipeline (getExecutionInputs): the completions, the claims and the inputs live on
+   * different nodes.
+   */
+  const completeAndClaim: BackendCore["completeAndClaim"] = (items, args, max) =>
+    client.isCluster ?
+      Effect.gen(function*() {
+        const completed = items.length === 0 ? [] : yield* others.completeMany(items)
+        const handles = max === 0 ? [] : yield* claimOneByOne(args, max)
+        return { completed, claimed: yield* withInputs(handles) }
+      }) :
+      Effect.gen(function*() {
+        const ahead = items.length - COMPLETE_CLAIM_ITEMS
+        const early = ahead > 0 ? yield* others.completeMany(items.slice(0, ahead)) : []
+        const first = yield* completeClaimCall(ahead > 0 ? items.slice(ahead) : items, args, max, Limits.batchBytes)
+        const claimed = [...first.claimed]
+        let { budget, last } = first
+        while (last === "OK" && claimed.length < max) {
+          const next = yield* completeClaimCall([], args, max - claimed.length, budget)
+          claimed.push(...next.claimed)
+          ;({ budget, last } = next)
+        }
+        if (last === "MORE") claimed.push(...(yield* withInputs(yield* claimOneByOne(args, max - claimed.length))))
+        return { completed: [...early, ...first.completed], claimed }
+      })
+
+  /** The inputs of `handles`, read in one pipeline while they total at most Limits.batchBytes. */
+  const withInputs = (handles: ReadonlyArray<M.Handle>): Fx<ReadonlyArray<EngineBackend.ClaimedWork>> =>
+    handles.length === 0 ? Effect.succeed([]) : Effect.map(
+      Effect.flatMap(
+        Effect.forEach(handles, (h) =>
+          Either.match(decodeHandle("valkey", h), {
+            onLeft: (e) => Effect.fail(parseError("complete_and_claim", `claimed handle: ${JSON.stringify(e)}`)),
+            onRight: (p) => Effect.succeed(p.executionId)
+          })),
+        others.getExecutionInputs
+      ),
+      (inputs) => {
+        let used = 0
+        return handles.map((handle, i) => {
+          const input = inputs[i]!
+          used += Option.isSome(input) ? input.value.payload.length : 0
+          return { handle, input: used <= Limits.batchBytes ? input : Option.none() }
+        })
+      }
+    )
+
+  /** One ff_complete_claim: the items' outcomes, up to CLAIM_CHUNK claims, what is left of `budget`. */
+  const completeClaimCall = (items: Items, args: M.ClaimArgs, max: number, budget: number) =>
+    Effect.gen(function*() {
+      for (const { h } of items) yield* inRange(h.payload.executionId)
+      const n = Math.min(CLAIM_CHUNK, max)
+      const blobs: Array<Uint8Array> = []
+      const raw = yield* ctx.callBinary("complete_claim", { base: keys.hint(args.lane) }, {
+        ...claimArgsOf(args),
+        prefix: settings.prefix,
+        partitions: N,
+        max_visits: CLAIM_LANE_VISITS,
+        lease_ids: Array.from({ length: n }, storeLeaseId),
+        attempt_ids: Array.from({ length: n }, storeAttemptId),
+        budget,
+        items: items.map(({ h, payload }) => ({
+          ...fence(h),
+          partition: Ids.executionPartition(h.payload.executionId),
+          ...(payload === undefined ? {} : { blob: blobs.push(payload) })
+        }))
+      }, blobs)
+      const text = (i: number): string => {
+        const x = raw[i]
+        return Buffer.isBuffer(x) ? x.toString("utf8") : String(x)
+      }
+      const fn = "ff_complete_claim"
+      const nItems = Number(text(3))
+      if (nItems !== items.length) return yield* parseError(fn, `${nItems} replies for ${items.length} items`)
+      const completed: Array<Either.Either<void, EngineError>> = []
+      for (let i = 0; i < nItems; i++) completed.push(yield* completionOutcome(fn, text(4 + i), items[i]!.h))
+      let at = 4 + nItems
+      const last = text(at + 1)
+      const count = Number(text(at + 2))
+      at += 3
+      if (!Number.isInteger(count) || raw.length !== at + count * (CLAIM_FIELDS + 6)) {
+        return yield* parseError(fn, `${raw.length} fields for ${count} claims`)
+      }
+      const meta = at + count * CLAIM_FIELDS
+      const blobsAt = meta + count * 5
+      const claimed: Array<EngineBackend.ClaimedWork> = []
+      for (let i = 0; i < count; i++) {
+        const fields = Array.from({ length: CLAIM_FIELDS }, (_, j) => text(at + i * CLAIM_FIELDS + j))
+        const { handle } = yield* handleOf(fn, fields, args.lane, args.policy.workerInstanceId, args.policy.leaseTtlMs)
+        const m = meta + i * 5
+        const payload = raw[blobsAt + i]
+        const has = text(m) === "1" && Buffer.isBuffer(payload)
+        if (has) budget -= payload.length
+        const encoding = text(m + 3)
+        claimed.push({
+          handle,
+          input: has ?
+            Option.some({
+              executionId: fields[0] as Ids.ExecutionId,
+              executionKind: text(m + 1),
+              laneId: args.lane,
+              namespace: text(m + 2) as Ids.Namespace,
+              payload: new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength),
+              ...(encoding === "" ? {} : { payloadEncoding: encoding }),
+              ...traceParentField(text(m + 4) === "" ? undefined : text(m + 4))
+            } satisfies M.ExecutionInput) :
+            Option.none()
+        })
+      }
+      return { completed, claimed, budget, last }
+    })
+
   const claimForWorker: BackendCore["claimForWorker"] = (args) =>
     Effect.map(
       boundedWalk<M.ClaimForWorkerOutcome>(args.laneId, (partition, bound) =>
@@ -414,5 +542,5 @@ export const makeClaims = (
       )
     )
 
-  return { claim, claimMany, claimForWorker, claimResumedExecution, claimFromReclaim }
+  return { claim, claimMany, claimForWorker, claimResumedExecution, claimFromReclaim, completeAndClaim }
 }

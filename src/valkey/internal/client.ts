@@ -43,7 +43,9 @@ export interface Client {
     key: string,
     args: ReadonlyArray<string | Buffer>,
     readOnly: boolean,
-    more?: ReadonlyArray<string> | undefined
+    more?: ReadonlyArray<string> | undefined,
+    /** Bulk replies as Buffers, not strings (a reply that carries bytes). */
+    binary?: boolean | undefined
   ) => Effect.Effect<unknown, Transport>
   /** Every primary (the client itself when standalone). */
   readonly primaries: Effect.Effect<ReadonlyArray<Redis>, Transport>
@@ -301,14 +303,20 @@ export const connect = (
       key: string,
       args: ReadonlyArray<string | Buffer>,
       readOnly: boolean,
-      more: ReadonlyArray<string>
+      more: ReadonlyArray<string>,
+      binary: boolean
     ) =>
       Effect.suspend(() => {
         const sent = writable(key)
         const n = 1 + more.length
         return Effect.tryPromise({
           try: () =>
-            readOnly ? connection.fcall_ro(fn, n, key, ...more, ...args) : connection.fcall(fn, n, key, ...more, ...args),
+            binary ?
+              // lower case: the name auto-pipelining ignores (see baseRedisOptions)
+              connection.callBuffer(readOnly ? "fcall_ro" : "fcall", fn, n, key, ...more, ...args) :
+              readOnly ?
+              connection.fcall_ro(fn, n, key, ...more, ...args) :
+              connection.fcall(fn, n, key, ...more, ...args),
           catch: (e) => ({ error: e, sent })
         })
       })
@@ -318,13 +326,14 @@ export const connect = (
       key: string,
       args: ReadonlyArray<string | Buffer>,
       readOnly: boolean,
-      more: ReadonlyArray<string> = []
+      more: ReadonlyArray<string> = [],
+      binary = false
     ) =>
-      fcallOnce(fn, key, args, readOnly, more).pipe(
+      fcallOnce(fn, key, args, readOnly, more, binary).pipe(
         Effect.catchAll(({ error, sent }) =>
           isMissingFunction(error) ?
             reload.pipe(
-              Effect.zipRight(fcallOnce(fn, key, args, readOnly, more)),
+              Effect.zipRight(fcallOnce(fn, key, args, readOnly, more, binary)),
               Effect.mapError((e) => {
                 if (e instanceof Transport) return e
                 if (!isMissingFunction(e.error)) return fromValkeyError(`FCALL ${fn}`, e.error, e.sent && !readOnly)

@@ -32,6 +32,8 @@ export const makeCore = (
 ): BackendCore => {
   const ctx = makeCoreContext(p)
   const { nextDue, promoteDue } = makeDueTimers(ctx)
+  const lifecycle = makeLifecycle(ctx)
+  const reads = makeReads(ctx)
   return {
     label: "valkey",
     partitions: p.settings.partitions,
@@ -41,11 +43,11 @@ export const makeCore = (
         disarm: Effect.void,
         promoteDue: promoteDue(args.lanes)
       }),
-    ...makeClaims(ctx),
-    ...makeLifecycle(ctx),
+    ...makeClaims(ctx, { completeMany: lifecycle.completeMany, getExecutionInputs: reads.getExecutionInputs }),
+    ...lifecycle,
     ...makeSignals(ctx),
     ...makeStreams(ctx, streamOps),
-    ...makeReads(ctx),
+    ...reads,
     ...makeFlows(ctx),
     ...makeAdmin(ctx, library),
     ...makeBudgets(ctx),

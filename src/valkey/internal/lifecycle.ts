@@ -87,6 +87,38 @@ export const createArgs = (a: CreateExecutionCore) => {
   }
 }
 
+/** (docs/design/executions.md#replaying-a-terminal-write) A retried terminal write that finds its own outcome succeeds. */
+const reconciled = <A>(h: HandleRef, matches: (d: ExecutionNotActiveDetail) => Option.Option<A>) =>
+(e: EngineError): Fx<A> => {
+  if (e._tag === "Contention" && e.kind === "ExecutionNotActive" && e.notActive !== undefined &&
+    e.notActive.leaseEpoch === String(h.payload.leaseEpoch)) {
+    const r = matches(e.notActive)
+    if (Option.isSome(r)) return Effect.succeed(r.value)
+  }
+  return Effect.fail(e)
+}
+
+const completedAgain = (h: HandleRef) =>
+  reconciled(h, (d) =>
+    d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId ? Option.some(undefined) : Option.none())
+
+const ItemError = Schema.parseJson(Schema.Tuple([Schema.Literal(0), Schema.String], Schema.String))
+const decodeItemError = Schema.decodeUnknownEither(ItemError)
+
+/**
+ * One item's field of ff_complete_many / ff_complete_claim: "" completed, else its refusal (a
+ * replay that finds its own success succeeds).
+ */
+export const completionOutcome = (fn: string, field: string, h: HandleRef): Fx<Either.Either<void, EngineError>> => {
+  if (field === "") return Effect.succeed(Either.void)
+  const reply = decodeItemError(field)
+  if (Either.isLeft(reply)) {
+    return Effect.fail(parseError(fn, ParseResult.TreeFormatter.formatErrorSync(reply.left)))
+  }
+  const [, code, ...details] = reply.right
+  return Effect.either(completedAgain(h)(fromScriptCode("valkey", code, details)))
+}
+
 export const makeLifecycle = (
   ctx: CoreContext
 ): CoreArea<"lifecycle"> => {
@@ -233,29 +265,11 @@ export const makeLifecycle = (
       ...(message === undefined ? {} : { message })
     }))
 
-  /** (docs/design/executions.md#replaying-a-terminal-write) A retried terminal write that finds its own outcome succeeds. */
-  const reconciled = <A>(h: HandleRef, matches: (d: ExecutionNotActiveDetail) => Option.Option<A>) =>
-  (e: EngineError): Fx<A> => {
-    if (e._tag === "Contention" && e.kind === "ExecutionNotActive" && e.notActive !== undefined &&
-      e.notActive.leaseEpoch === String(h.payload.leaseEpoch)) {
-      const r = matches(e.notActive)
-      if (Option.isSome(r)) return Effect.succeed(r.value)
-    }
-    return Effect.fail(e)
-  }
-
-  const completedAgain = (h: HandleRef) =>
-    reconciled(h, (d) =>
-      d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId ? Option.some(undefined) : Option.none())
-
   const complete: BackendCore["complete"] = (h, payload) =>
     call("complete", ex(h.payload.executionId), fence(h), payload === undefined ? [] : [payload]).pipe(
       Effect.asVoid,
       Effect.catchAll(completedAgain(h))
     )
-
-  const ItemError = Schema.parseJson(Schema.Tuple([Schema.Literal(0), Schema.String], Schema.String))
-  const decodeItemError = Schema.decodeUnknownEither(ItemError)
 
   /**
    * On a standalone server one FCALL completes COMPLETE_CHUNK items (ff_complete_many); a cluster
@@ -292,14 +306,7 @@ export const makeLifecycle = (
         return yield* parseError("ff_complete_many", `${env.fields.length} replies for ${items.length} items`)
       }
       return yield* Effect.forEach(env.fields, (field, i): Fx<Either.Either<void, EngineError>> => {
-        if (field === "") return Effect.succeed(Either.void)
-        const h = items[i]!.h
-        const reply = decodeItemError(field)
-        if (Either.isLeft(reply)) {
-          return Effect.fail(parseError("ff_complete_many", ParseResult.TreeFormatter.formatErrorSync(reply.left)))
-        }
-        const [, code, ...details] = reply.right
-        return Effect.either(completedAgain(h)(fromScriptCode("valkey", code, details)))
+        return completionOutcome("ff_complete_many", field, items[i]!.h)
       })
     })
 

@@ -191,6 +191,16 @@ export interface Plumbing {
     blobs?: ReadonlyArray<Uint8Array | string>,
     readOnly?: boolean
   ) => Effect.Effect<Envelope, EngineError>
+  /**
+   * As `call` for a standalone function whose reply carries bytes: the raw `{1, ...}` reply, its
+   * bulk strings as Buffers (an error reply fails as `call`'s would).
+   */
+  readonly callBinary: (
+    fn: string,
+    target: Target,
+    args: Readonly<Record<string, unknown>>,
+    blobs?: ReadonlyArray<Uint8Array | string>
+  ) => Effect.Effect<ReadonlyArray<Buffer | number>, EngineError>
   readonly registerLane: (lane: string) => Effect.Effect<void>
   readonly applyWake: (partition: number, wake: string) => Effect.Effect<void>
   /** Removes a partition from a lane's hint unless it still has claimable work. */
@@ -205,7 +215,15 @@ export interface Plumbing {
  */
 export const STAGE_BYTES = 8 * 1024
 /** The functions whose blobs are payloads or results they store (FF.put_blob). */
-const STAGING = new Set(["create", "create_many", "create_across", "create_flow_graph", "complete", "complete_many"])
+const STAGING = new Set([
+  "create",
+  "create_many",
+  "create_across",
+  "create_flow_graph",
+  "complete",
+  "complete_many",
+  "complete_claim"
+])
 /** How long a staged blob outlives a call that never took it (a lost connection, a crash). */
 const STAGE_TTL_MS = 600_000
 
@@ -308,6 +326,30 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
   // on a standalone server a write FCALL updates the claim hints itself (register.lua)
   const hintsInCall = !client.isCluster
   const call: Plumbing["call"] = (fn, target, args, blobs = [], readOnly = false) =>
+    send(fn, target, args, blobs, readOnly, false, (name, inCall, raw) =>
+      onReply(name, inCall ? undefined : target.partition, args, raw))
+
+  const callBinary: Plumbing["callBinary"] = (fn, target, args, blobs = []) =>
+    send(fn, target, args, blobs, false, true, (name, _, raw) => {
+      if (Array.isArray(raw) && raw[0] === 1) return Effect.succeed(raw as ReadonlyArray<Buffer | number>)
+      const texts = Array.isArray(raw) ?
+        raw.map((x: unknown) => (Buffer.isBuffer(x) ? x.toString("utf8") : x)) :
+        raw
+      return onReply(name, undefined, args, texts).pipe(
+        Effect.zipRight(Effect.fail(parseError(name, "not a reply")))
+      )
+    })
+
+  /** One FCALL of `ff_<fn>` (blobs staged or in ARGV), its raw reply handed to `reply`. */
+  const send = <A>(
+    fn: string,
+    target: Target,
+    args: Readonly<Record<string, unknown>>,
+    blobs: ReadonlyArray<Uint8Array | string>,
+    readOnly: boolean,
+    binary: boolean,
+    reply: (name: string, inCall: boolean, raw: unknown) => Effect.Effect<A, EngineError>
+  ): Effect.Effect<A, EngineError> =>
     Effect.flatMap(nowArg, (now) => {
       const name = `ff_${fn}`
       const inCall = hintsInCall && !readOnly && target.partition !== undefined
@@ -328,8 +370,8 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       const sent = inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args
       argv[1] = JSON.stringify(staged === undefined ? sent : { ...sent, staged })
       const invoke = Effect.flatMap(
-        client.fcall(name, target.base, argv, readOnly, target.keys),
-        (raw) => onReply(name, inCall ? undefined : target.partition, args, raw)
+        client.fcall(name, target.base, argv, readOnly, target.keys, binary),
+        (raw) => reply(name, inCall, raw)
       )
       return stages.length === 0 ? invoke : Effect.zipRight(
         Effect.forEach(stages, ([key, blob]) => client.run("SET stage", (c) => c.set(key, blob, "PX", STAGE_TTL_MS)), {
@@ -352,7 +394,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       }
     })
 
-  return { settings, keys, client, flowTarget, nowArg, call, registerLane, applyWake, dropHint }
+  return { settings, keys, client, flowTarget, nowArg, call, callBinary, registerLane, applyWake, dropHint }
 }
 
 /** An infrastructure error raised by the layer itself. */

@@ -555,6 +555,13 @@ end
 --           ERROR (a claim after the first failed)
 --   errors: invalid_input (lease_ids / attempt_ids, the claim's arguments)
 FF.fn.claim_lane = function(H, a, now)
+  local bad = FF.claim_lane_check(a)
+  if bad then return bad end
+  return FF.claim_lane_run(H, a, now)
+end
+
+-- The checks of ff_claim_lane's arguments (nil: they pass), made before its first write.
+function FF.claim_lane_check(a)
   local lease_ids, attempt_ids = a.lease_ids, a.attempt_ids
   if type(lease_ids) ~= "table" or type(attempt_ids) ~= "table" or #lease_ids == 0 or
       #lease_ids ~= #attempt_ids then
@@ -569,6 +576,12 @@ FF.fn.claim_lane = function(H, a, now)
       return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
     end
   end
+  return nil
+end
+
+-- ff_claim_lane once its arguments passed FF.claim_lane_check: its reply.
+function FF.claim_lane_run(H, a, now)
+  local lease_ids, attempt_ids = a.lease_ids, a.attempt_ids
   local w = walk_new(H, FF.num(a.partitions), a.prefix)
   a.no_reclaim = {}
   local reply, n, last, wake = { 1, "OK", "", "OK" }, 0, "OK", ""
@@ -595,6 +608,69 @@ FF.fn.claim_lane = function(H, a, now)
   walk_end(w)
   reply[2], reply[3], reply[4] = n > 0 and "OK" or last, wake, last
   return reply
+end
+
+-- ff_complete_claim (completeAndClaim on a standalone server): ff_complete_many's completions
+-- (none: a claim alone), then ff_claim_lane's claims (none when lease_ids is empty), which see
+-- what the completions made claimable, and each claimed execution's input, read in the same call
+-- while the payloads total at most a.budget bytes (past it: the caller reads that input).
+--   KEYS:   [1] the lane's claim hint `<prefix>:hint:<lane>`
+--   ARGV:   [1] now, [2] ff_claim_lane's arguments + {items (as ff_complete_many's, maybe empty),
+--           budget}, [2 + blob] the result of an item that has one (or staged)
+--   reply:  {1, "OK", "", #items, one field per item as ff_complete_many's, status, last_status
+--           (ff_claim_lane's; "OK", "EMPTY" without claims), n (claims), 8 fields per claim
+--           (ff_claim's OK fields), then per claim 5 fields: "1" with its input / "0" without,
+--           the kind, namespace, payload encoding, trace; then per claim its payload}
+--   errors: invalid_input (items, prefix, an item's partition, the claim's arguments, budget),
+--           before the first write; an error of the first claim ends the call with it
+FF.fn.complete_claim = function(H, a, now, _, _, argv)
+  local items = a.items
+  if type(items) ~= "table" then return FF.err("invalid_input", "complete_claim: items") end
+  local bad = FF.need("complete_claim", a, { "prefix", "s", "budget", "n" }) or
+    FF.need_each("complete_claim", items, { "execution_id", "s" })
+  if bad then return bad end
+  local claims = type(a.lease_ids) == "table" and #a.lease_ids > 0
+  if claims then
+    bad = FF.claim_lane_check(a)
+    if bad then return bad end
+  end
+  bad = FF.bad_partition(items, FF.num(a.partitions))
+  if bad then return FF.err("invalid_input", "complete_claim: partition of item " .. FF.s(bad)) end
+  local out = { 1, "OK", "", FF.s(#items) }
+  local done = FF.complete_items(items, a.prefix, now, argv)
+  for i = 1, #done do out[#out + 1] = done[i] end
+  local m = #out
+  if not claims then
+    out[m + 1], out[m + 2], out[m + 3] = "EMPTY", "EMPTY", "0"
+    return out
+  end
+  local r = FF.claim_lane_run(H, a, now)
+  if r[1] ~= 1 then
+    out[m + 1], out[m + 2], out[m + 3] = "ERROR", "ERROR", "0"
+    return out
+  end
+  local n = (#r - 4) / 8
+  out[m + 1], out[m + 2], out[m + 3] = r[2], r[4], FF.s(n)
+  for j = 5, #r do out[#out + 1] = r[j] end
+  local budget = FF.num(a.budget)
+  local used, payloads = 0, {}
+  for i = 1, n do
+    local e = r[4 + (i - 1) * 8 + 1]
+    local B = a.prefix .. ":" .. string.match(e, "^({fp:%d+})")
+    local pk = K.ex(B, e, "payload")
+    used = used + C("STRLEN", pk)
+    local f = C("HMGET", K.core(B, e), "execution_kind", "namespace", "payload_encoding", "trace")
+    if used <= budget and f[1] then
+      out[#out + 1] = "1"
+      payloads[i] = C("GET", pk) or ""
+    else
+      out[#out + 1] = "0"
+      payloads[i] = ""
+    end
+    for j = 1, 4 do out[#out + 1] = f[j] or "" end
+  end
+  for i = 1, n do out[#out + 1] = payloads[i] end
+  return out
 end
 
 -- The grant of ff_issue_grant on the first of the eligible candidates `cands` (those in `seen`

@@ -292,7 +292,16 @@ FF.fn.complete_many = function(_, a, now, _, _, argv)
   bad = FF.bad_partition(items, FF.num(a.partitions))
   if bad then return FF.err("invalid_input", "complete_many: partition of item " .. FF.s(bad)) end
   local out = { 1, "OK", "" }
-  local bases = FF.partition_bases(a.prefix)
+  local done = FF.complete_items(items, a.prefix, now, argv)
+  for i = 1, #done do out[#out + 1] = done[i] end
+  return out
+end
+
+-- The completions of ff_complete_many and ff_complete_claim (their items checked): one field per
+-- item, "" when it completed, else its refusal as JSON.
+function FF.complete_items(items, prefix, now, argv)
+  local out = {}
+  local bases = FF.partition_bases(prefix)
   for i = 1, #items do
     local it = items[i]
     local p = tonumber(it.partition)
@@ -300,7 +309,7 @@ FF.fn.complete_many = function(_, a, now, _, _, argv)
     if it.blob ~= nil and it.blob ~= cjson.null then result = argv[2 + FF.num(it.blob)] end
     FF.begin()
     local r = FF.fn.complete(bases[p], it, now, result)
-    FF.apply_wakes(a.prefix, p)
+    FF.apply_wakes(prefix, p)
     if r[1] == 1 then out[#out + 1] = "" else out[#out + 1] = cjson.encode(r) end
   end
   return out

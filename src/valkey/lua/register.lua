@@ -26,7 +26,7 @@ local READS = {
 -- claimable goes to the lanes' claim hints inside the call, so no claim can see the new state
 -- before its hint, and the lanes' idle workers are woken in the same call (on a cluster the hint
 -- keys live in other slots and the layer writes them, then wakes the workers). See FF.call_end.
-local NO_CLUSTER = { claim_lane = true, complete_many = true, create_across = true }
+local NO_CLUSTER = { claim_lane = true, complete_many = true, complete_claim = true, create_across = true }
 
 -- The callback of operation `name` (the calling convention of flowfabric.lua): the per-call
 -- state begins, ARGV[2] is decoded and staged blobs are put in place, FF.fn[name] runs on KEYS[1],
@@ -65,6 +65,7 @@ end
 -- standalone servers only (they reach several partitions)
 redis.register_function { function_name = "ff_claim_lane", callback = callback_of("claim_lane"), flags = { "no-cluster" } }
 redis.register_function { function_name = "ff_complete_many", callback = callback_of("complete_many"), flags = { "no-cluster" } }
+redis.register_function { function_name = "ff_complete_claim", callback = callback_of("complete_claim"), flags = { "no-cluster" } }
 redis.register_function { function_name = "ff_create_across", callback = callback_of("create_across"), flags = { "no-cluster" } }
 redis.register_function {
   function_name = "ff_lane_page_across", callback = callback_of("lane_page_across"), flags = { "no-cluster", "no-writes" }
