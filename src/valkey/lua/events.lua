@@ -30,13 +30,12 @@ FF.EV_CAP = 3907 -- per partition: ceil(Limits.eventsRetained / 256)
 FF.EV_RETENTION_MS = 3600000 -- Limits.eventRetentionMs
 
 -- the per call queue: records {B, e, l, f, at, d (array of fields, code first)}, the pending
--- ExecutionCreated of executions created in this call (the fold), the last record of each
--- execution in this call, the flows whose state may have changed
+-- ExecutionCreated of executions created in this call (the fold), the flows whose state may
+-- have changed
 function FF.ev_begin()
   if FF.evq == nil or #FF.evq > 0 then FF.evq = {} end
   if FF.evc == nil or next(FF.evc) ~= nil then FF.evc = {} end
   if FF.evf == nil or #FF.evf > 0 then FF.evf = {} end
-  if FF.evl == nil or next(FF.evl) ~= nil then FF.evl = {} end
 end
 
 local function ev_push(B, e, l, f, at, d)
@@ -116,17 +115,9 @@ function FF.ev_transition(B, e, c, bp, bo, bpub, now)
   elseif pub == "delayed" and bp == "active" and (c.delay_until or "") ~= "" then
     d = { "Y", c.delay_until }
   else
-    -- two plain changes in one call are one step (wait_children with nothing to wait for goes
-    -- through waiting_children): one StateChanged from the first state to the last, or none
-    local prev = FF.evl[e]
-    if prev ~= nil and prev.d[1] == "T" and prev.d[3] == bpub then
-      prev.d[3] = pub
-      if prev.d[2] == pub then prev.dropped = true end
-      return
-    end
     d = { "T", bpub, pub }
   end
-  FF.evl[e] = ev_push(B, e, c.lane_id, c.flow_id or "", now, d)
+  ev_push(B, e, c.lane_id, c.flow_id or "", now, d)
 end
 
 -- The lease holder reported progress: the event carries the progress `c` holds now.
@@ -134,7 +125,7 @@ function FF.ev_progress(B, e, c, now)
   local d = { "P", attempt_of(c), c.progress_pct or "" }
   local msg = c.progress_message or ""
   if msg ~= "" then d[4] = FF.cut_reason(msg) end
-  FF.evl[e] = ev_push(B, e, c.lane_id, c.flow_id or "", now, d)
+  ev_push(B, e, c.lane_id, c.flow_id or "", now, d)
 end
 
 -- Flow `fid`'s public state may have changed: it is compared at the end of the call (FF.ev_flush).
@@ -209,53 +200,51 @@ function FF.ev_flush(now)
   local pubs = nil
   for i = 1, #q do
     local rec = q[i]
-    if not rec.dropped then
-      local B = rec.B
-      local k = B .. ":ev"
-      -- the id's ms: the clock, or the stream's last ms when the clock is behind it (an XADD of
-      -- an id below the stream's last is refused, and then written with the last ms)
-      local ms = last[B]
-      if ms == nil then
-        bases[#bases + 1] = B
-        ms = clock
-      elseif clock > ms then
-        ms = clock
-      end
-      local d = rec.d
-      local function text_at(at_ms)
-        local x = d[1] .. "|" .. (rec.at == at_ms and "" or FF.s(rec.at))
-        for j = 2, #d do x = x .. "|" .. FF.str(d[j]) end
-        return x
-      end
-      local id = redis.pcall("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text_at(ms))
-      if type(id) ~= "string" then
-        ms = math.max(ms, last_id(k, B .. ":evt", ""))
-        id = C("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text_at(ms))
-      end
-      last[B] = ms
-      if rec.l ~= "" then C("XADD", K.lane(B, rec.l, "ev"), id, "r", "") end
-      -- wake-ups: only scopes some process listens to (B:evw), read once per base and call
-      heard = heard or {}
-      local h = heard[B]
-      if h == nil then
-        h = false
-        if C("EXISTS", B .. ":evw") == 1 then
-          local w = FF.hmap(B .. ":evw")
-          if w ~= nil then
-            h = {}
-            for scope, untl in pairs(w) do
-              if FF.num(untl) > clock then h[scope] = true end
-            end
+    local B = rec.B
+    local k = B .. ":ev"
+    -- the id's ms: the clock, or the stream's last ms when the clock is behind it (an XADD of
+    -- an id below the stream's last is refused, and then written with the last ms)
+    local ms = last[B]
+    if ms == nil then
+      bases[#bases + 1] = B
+      ms = clock
+    elseif clock > ms then
+      ms = clock
+    end
+    local d = rec.d
+    local function text_at(at_ms)
+      local x = d[1] .. "|" .. (rec.at == at_ms and "" or FF.s(rec.at))
+      for j = 2, #d do x = x .. "|" .. FF.str(d[j]) end
+      return x
+    end
+    local id = redis.pcall("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text_at(ms))
+    if type(id) ~= "string" then
+      ms = math.max(ms, last_id(k, B .. ":evt", ""))
+      id = C("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text_at(ms))
+    end
+    last[B] = ms
+    if rec.l ~= "" then C("XADD", K.lane(B, rec.l, "ev"), id, "r", "") end
+    -- wake-ups: only scopes some process listens to (B:evw), read once per base and call
+    heard = heard or {}
+    local h = heard[B]
+    if h == nil then
+      h = false
+      if C("EXISTS", B .. ":evw") == 1 then
+        local w = FF.hmap(B .. ":evw")
+        if w ~= nil then
+          h = {}
+          for scope, untl in pairs(w) do
+            if FF.num(untl) > clock then h[scope] = true end
           end
         end
-        heard[B] = h
       end
-      if h then
-        for _, scope in ipairs(scopes_of(rec)) do
-          if h[scope] then
-            pubs = pubs or {}
-            pubs[prefix_of(B) .. ":ev:" .. scope] = true
-          end
+      heard[B] = h
+    end
+    if h then
+      for _, scope in ipairs(scopes_of(rec)) do
+        if h[scope] then
+          pubs = pubs or {}
+          pubs[prefix_of(B) .. ":ev:" .. scope] = true
         end
       end
     end

@@ -648,17 +648,20 @@ function FF.resolve_outgoing(B, fid, up, outcome, now)
   end
 end
 
--- Eligible again when nothing blocks it: no unresolved edge, or a join policy already satisfied.
+-- Whether nothing blocks `e` on its dependencies: no unresolved edge, or a join policy already
+-- satisfied.
+function FF.deps_ready(B, e, c)
+  if C("SCARD", K.ex(B, e, "unres")) == 0 then return true end
+  return (c.flow_id or "") ~= "" and C("HGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state") == "satisfied"
+end
+
+-- Eligible again when nothing blocks it (FF.deps_ready).
 function FF.maybe_unblock(B, e, c, now)
   if c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "blocked_by_dependencies" or
       c.terminal_outcome ~= "none" or c.ownership_state ~= "unowned" then
     return false
   end
-  local ready = C("SCARD", K.ex(B, e, "unres")) == 0
-  if not ready and (c.flow_id or "") ~= "" then
-    ready = C("HGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state") == "satisfied"
-  end
-  if not ready then return false end
+  if not FF.deps_ready(B, e, c) then return false end
   local astate = c.attempt_state
   if astate == "none" or astate == "" or astate == nil then astate = "pending_first_attempt" end
   -- resolution overrides a creation delay (docs/design/flows.md#resolution)

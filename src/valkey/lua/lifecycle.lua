@@ -443,10 +443,15 @@ FF.fn.wait_children = function(B, a, now)
   FF.run_end(B, e, c, "waiting_children", nil, now)
   FF.suspend_attempt(B, e, c, "waiting_children", now)
   FF.drop_lease(B, e, c)
-  FF.state(B, e, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
-    "waiting for child executions to complete", "none", "attempt_interrupted", now, FF.LEASE_CLEAR)
-  C("ZADD", K.lane(B, c.lane_id, "blocked"), c.created_at, e)
-  -- nothing left to wait for: eligible again at once (resumed on the same attempt)
-  FF.maybe_unblock(B, e, c, now)
+  if FF.deps_ready(B, e, c) then
+    -- nothing left to wait for: eligible again at once (resumed on the same attempt), one change
+    FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none", "attempt_interrupted",
+      now, FF.LEASE_CLEAR)
+    FF.make_eligible(B, e, c)
+  else
+    FF.state(B, e, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
+      "waiting for child executions to complete", "none", "attempt_interrupted", now, FF.LEASE_CLEAR)
+    C("ZADD", K.lane(B, c.lane_id, "blocked"), c.created_at, e)
+  end
   return FF.ok("OK")
 end
