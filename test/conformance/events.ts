@@ -4,7 +4,7 @@
  * the wake-ups of a subscription.
  */
 import { describe, expect } from "@effect/vitest"
-import { Chunk, Duration, Effect, Fiber, Stream, TestServices } from "effect"
+import { Chunk, Duration, Effect, Fiber, Option, Stream, TestServices } from "effect"
 import * as Events from "../../src/Events.js"
 import * as Ids from "../../src/Ids.js"
 import type { ExecutionId, FlowId } from "../../src/Ids.js"
@@ -228,6 +228,75 @@ export const events = (t: Tester) =>
         // the flow completed with its last member's completion: after it, in the flow's order
         const last = flowEvents.indexOf(states[1]!)
         expect(last).toBeGreaterThan(flowEvents.indexOf(ofMember(c)[3]!))
+      }))
+
+    t.test("an edge applied late writes one event per change: blocked, then released by an ended upstream", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const flowId = yield* Ids.newFlowId
+        yield* b.createFlow({ flowId, flowKind: "events", namespace: NS })
+        /** A member on a lane of its own (so that a claim takes exactly it). */
+        const member = Effect.gen(function*() {
+          const m = yield* create({ flowId })
+          yield* b.addExecutionToFlow({ flowId, executionId: m.executionId })
+          return m
+        })
+        const edge = (up: ExecutionId, down: ExecutionId) =>
+          Effect.gen(function*() {
+            const flow = Option.getOrThrow(yield* b.describeFlow(flowId))
+            const edgeId = yield* Ids.newEdgeId
+            yield* b.stageDependencyEdge({
+              flowId,
+              edgeId,
+              upstreamExecutionId: up,
+              downstreamExecutionId: down,
+              expectedGraphRevision: flow.graphRevision
+            })
+            return yield* b.applyDependencyToChild({ flowId, edgeId, upstreamExecutionId: up, downstreamExecutionId: down })
+          })
+        const finish = (m: { readonly lane: Ids.LaneId }) =>
+          Effect.gen(function*() {
+            yield* b.complete(yield* claimSome(m.lane), {})
+          })
+        const [u1, u2, u3, c, d] = [yield* member, yield* member, yield* member, yield* member, yield* member]
+        // c joins when one of its upstreams succeeds and cancels the others
+        yield* b.setEdgeGroupPolicy({
+          flowId,
+          downstreamExecutionId: c.executionId,
+          policy: { _tag: "quorum", k: 1, onSatisfied: "cancel_remaining" }
+        })
+        yield* advance(1)
+        yield* edge(u1.executionId, c.executionId)
+        yield* edge(u3.executionId, c.executionId)
+        yield* advance(1)
+        yield* finish(u1)
+        yield* finish(u2)
+        const t0 = yield* now
+        // an edge from an ended upstream: the call blocks d, then the upstream's outcome frees it
+        expect(yield* edge(u1.executionId, d.executionId)).toMatchObject({ _tag: "Applied", unsatisfiedCount: 0 })
+        // a late edge into c, whose quorum is already satisfied: c is not blocked again
+        yield* edge(u2.executionId, c.executionId)
+        const ofC = (yield* readAll(ofExecution(c.executionId))).events
+        expect(ofC.map((e) => e._tag === "StateChanged" ? `${e.from}>${e.to}` : e._tag)).toEqual([
+          "ExecutionCreated",
+          "waiting>waiting_children",
+          "waiting_children>waiting"
+        ])
+        const ofD = (yield* readAll(ofExecution(d.executionId))).events
+        expect(tags(ofD)).toEqual(["ExecutionCreated", "StateChanged", "StateChanged"])
+        expect(ofD[1]).toMatchObject({ flowId, at: t0, from: "waiting", to: "waiting_children" })
+        expect(ofD[2]).toMatchObject({ flowId, at: t0, from: "waiting_children", to: "waiting" })
+        distinctOffsets(ofD)
+        // the remaining upstream was cancelled by the join
+        const ofU3 = (yield* readAll(ofExecution(u3.executionId))).events
+        expect(tags(ofU3)).toEqual(["ExecutionCreated", "Cancelled"])
+        expect(ofU3[1]).toMatchObject({ flowId, reason: "sibling_quorum_satisfied" })
+        // the flow's read has them in the same order
+        const inFlow = (yield* readAll(Events.flow(flowId))).events
+        distinctOffsets(inFlow)
+        const flowOf = (id: ExecutionId) => inFlow.filter((e) => "executionId" in e && e.executionId === id)
+        expect(flowOf(d.executionId)).toEqual(ofD.slice(1))
+        expect(flowOf(c.executionId)).toEqual(ofC.slice(1))
       }))
 
     t.test("a reader that resumes from its last offset misses nothing and sees nothing twice", () =>
