@@ -299,6 +299,22 @@ export const events = (t: Tester) =>
         expect(flowOf(c.executionId)).toEqual(ofC.slice(1))
       }))
 
+    t.test("a flow cancelled with no member owed a cancel reports cancelled once", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const flowId = yield* Ids.newFlowId
+        yield* b.createFlow({ flowId, flowKind: "events", namespace: NS })
+        const m = yield* create({ flowId })
+        yield* b.addExecutionToFlow({ flowId, executionId: m.executionId })
+        yield* advance(1)
+        const t0 = yield* now
+        yield* b.cancelFlow({ flowId, policy: "FlowOnly", reason: "done" })
+        const states = (yield* readAll(Events.flow(flowId))).events.filter((e) => e._tag === "FlowStateChanged")
+        expect(states.map((e) => e.publicFlowState)).toEqual(["running", "cancelled"])
+        expect(states[1]).toMatchObject({ at: t0 })
+        expect(tags((yield* readAll(ofExecution(m.executionId))).events)).toEqual(["ExecutionCreated"])
+      }))
+
     t.test("a reader that resumes from its last offset misses nothing and sees nothing twice", () =>
       Effect.gen(function*() {
         const b = yield* backend
