@@ -299,6 +299,17 @@ export const events = (t: Tester) =>
         expect(flowOf(c.executionId)).toEqual(ofC.slice(1))
       }))
 
+    t.test("waitChildren with nothing to wait for is one change: active to waiting", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const c = yield* createAndClaim()
+        yield* advance(1)
+        yield* b.waitChildren(c.handle)
+        const { events } = yield* readAll(ofExecution(c.executionId))
+        expect(tags(events)).toEqual(["ExecutionCreated", "Claimed", "StateChanged"])
+        expect(events[2]).toMatchObject({ from: "active", to: "waiting" })
+      }))
+
     t.test("a flow cancelled with no member owed a cancel reports cancelled once", () =>
       Effect.gen(function*() {
         const b = yield* backend
