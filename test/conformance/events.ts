@@ -161,6 +161,22 @@ export const events = (t: Tester) =>
         expect((yield* readAll(ofExecution(c.executionId), 100, after[0]!.offset)).events).toEqual([])
       }))
 
+    t.test("a create of an id that exists writes no event", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const c = yield* create()
+        yield* advance(1)
+        const again = yield* b.createExecution({
+          executionId: c.executionId,
+          namespace: NS,
+          laneId: c.lane,
+          executionKind: "conformance"
+        })
+        expect(again).toMatchObject({ _tag: "Duplicate", executionId: c.executionId })
+        expect(tags((yield* readAll(ofExecution(c.executionId))).events)).toEqual(["ExecutionCreated"])
+        expect(tags((yield* readAll(Events.lane(c.lane))).events)).toEqual(["ExecutionCreated"])
+      }))
+
     t.test("a lane's read holds the events of its executions only, ordered per execution", () =>
       Effect.gen(function*() {
         const b = yield* backend
