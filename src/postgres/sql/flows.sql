@@ -900,9 +900,14 @@ BEGIN
   WHERE flow_id = f.flow_id AND (
     (p_policy = 'cancel_all' AND lifecycle_phase <> 'terminal')
     OR (p_policy = 'cancel_pending' AND lifecycle_phase IN ('submitted', 'runnable')));
-  UPDATE flow_core SET public_flow_state = 'cancelling', cancelled_at = p_now, cancel_reason = p_reason,
-    cancellation_policy = p_policy, last_mutation_at = p_now
+  -- nothing owed: cancelled in one change (one FlowStateChanged, as on the other backends)
+  UPDATE flow_core SET public_flow_state = CASE WHEN cardinality(v_owed) = 0 THEN 'cancelled' ELSE 'cancelling' END,
+    cancelled_at = p_now, cancel_reason = p_reason, cancellation_policy = p_policy, last_mutation_at = p_now
   WHERE flow_id = f.flow_id;
+  IF cardinality(v_owed) = 0 THEN
+    DELETE FROM cancel_backlog WHERE flow_id = f.flow_id;
+    RETURN v_members;
+  END IF;
   INSERT INTO cancel_owed (flow_id, execution_id) SELECT f.flow_id, unnest(v_owed) ON CONFLICT DO NOTHING;
   INSERT INTO cancel_backlog (flow_id, requested_at, grace_until, reason, cancellation_policy)
   VALUES (f.flow_id, p_now, p_now + p_grace_ms, p_reason, p_policy)

@@ -56,6 +56,10 @@ BEGIN
     CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now, v_now, v_now)
   ON CONFLICT (execution_id) DO NOTHING;
   IF NOT FOUND THEN
+    -- a concurrent create of the id committed first (the trigger did not see it): the event our
+    -- insert's trigger wrote goes (not that of a row this transaction created)
+    DELETE FROM event WHERE execution_id = p_eid AND k = ffi_xid() AND kind = 'ExecutionCreated'
+      AND NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = p_eid AND event_k = ffi_xid());
     RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', p_eid));
   END IF;
   IF v_has_idem THEN
@@ -67,6 +71,7 @@ BEGIN
     IF NOT FOUND THEN
       -- a concurrent create committed this key first: this one is its duplicate
       DELETE FROM exec_core WHERE execution_id = p_eid;
+      DELETE FROM event WHERE execution_id = p_eid AND k = ffi_xid() AND kind = 'ExecutionCreated';
       SELECT execution_id INTO v_existing FROM exec_idempotency
       WHERE partition_key = p_partition AND namespace = p_namespace AND idempotency_key = p_idem;
       RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', v_existing));
