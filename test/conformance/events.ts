@@ -161,6 +161,31 @@ export const events = (t: Tester) =>
         expect((yield* readAll(ofExecution(c.executionId), 100, after[0]!.offset)).events).toEqual([])
       }))
 
+    t.test("a Duplicate create writes no event", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const c = yield* create({ idempotencyKey: "events-once" })
+        const twice = yield* Ids.executionIdSolo(c.lane)
+        const dup = { namespace: NS, laneId: c.lane, executionKind: "conformance" }
+        expect(yield* b.createExecution({ ...dup, executionId: c.executionId }))
+          .toEqual({ _tag: "Duplicate", executionId: c.executionId })
+        expect(yield* b.createExecution({ ...dup, executionId: c.executionId, idempotencyKey: "events-once" }))
+          .toEqual({ _tag: "Duplicate", executionId: c.executionId })
+        // the set-based batch (no keys, no delays) and the item-by-item one
+        expect(yield* b.createExecutions([{ ...dup, executionId: c.executionId }, { ...dup, executionId: twice },
+          { ...dup, executionId: twice }])).toEqual([
+            { _tag: "Duplicate", executionId: c.executionId },
+            { _tag: "Created", executionId: twice, publicState: "waiting" },
+            { _tag: "Duplicate", executionId: twice }
+          ])
+        expect(yield* b.createExecutions([{ ...dup, executionId: twice, idempotencyKey: "events-twice" }]))
+          .toEqual([{ _tag: "Duplicate", executionId: twice }])
+        for (const id of [c.executionId, twice]) {
+          expect(tags((yield* readAll(ofExecution(id))).events)).toEqual(["ExecutionCreated"])
+        }
+        expect(tags((yield* readAll(Events.lane(c.lane))).events)).toEqual(["ExecutionCreated", "ExecutionCreated"])
+      }))
+
     t.test("a lane's read holds the events of its executions only, ordered per execution", () =>
       Effect.gen(function*() {
         const b = yield* backend
