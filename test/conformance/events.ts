@@ -255,6 +255,30 @@ export const events = (t: Tester) =>
         expect(last).toBeGreaterThan(flowEvents.indexOf(ofMember(c)[3]!))
       }))
 
+    t.test("a cancellation that ends the flow in the same call reports only its end state", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const flowStates = (flowId: FlowId) =>
+          Effect.map(readAll(Events.flow(flowId)), ({ events }) =>
+            events.flatMap((e) => e._tag === "FlowStateChanged" ? [e.publicFlowState] : []))
+        const flowId = yield* Ids.newFlowId
+        yield* b.createFlow({ flowId, flowKind: "events", namespace: NS })
+        const m = yield* create({ flowId })
+        yield* b.addExecutionToFlow({ flowId, executionId: m.executionId })
+        yield* b.cancelFlow({ flowId, policy: "FlowOnly" })
+        expect((yield* flowStates(flowId))).toEqual(["running", "cancelled"])
+        expect(tags((yield* readAll(ofExecution(m.executionId))).events)).toEqual(["ExecutionCreated"])
+        // a cascade reports cancelling before its members' events, then cancelled
+        const g = yield* Ids.newFlowId
+        yield* b.createFlow({ flowId: g, flowKind: "events", namespace: NS })
+        const n = yield* create({ flowId: g })
+        yield* b.addExecutionToFlow({ flowId: g, executionId: n.executionId })
+        yield* b.cancelFlow({ flowId: g, policy: "CancelAll" })
+        expect((yield* flowStates(g))).toEqual(["running", "cancelling", "cancelled"])
+        const inFlow = tags((yield* readAll(Events.flow(g))).events)
+        expect(inFlow.slice(-3)).toEqual(["FlowStateChanged", "Cancelled", "FlowStateChanged"])
+      }))
+
     t.test("a reader that resumes from its last offset misses nothing and sees nothing twice", () =>
       Effect.gen(function*() {
         const b = yield* backend
