@@ -279,6 +279,23 @@ export const events = (t: Tester) =>
         expect(inFlow.slice(-3)).toEqual(["FlowStateChanged", "Cancelled", "FlowStateChanged"])
       }))
 
+    t.test("a replayed member makes its ended flow running again, reported after the member's event", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const flowId = yield* Ids.newFlowId
+        yield* b.createFlow({ flowId, flowKind: "events", namespace: NS })
+        const m = yield* create({ flowId })
+        yield* b.addExecutionToFlow({ flowId, executionId: m.executionId })
+        yield* b.cancelExecution({ executionId: m.executionId, reason: "r" })
+        yield* advance(1)
+        const t1 = yield* now
+        yield* b.replayExecution(m.executionId)
+        const inFlow = (yield* readAll(Events.flow(flowId))).events
+        expect(inFlow.map((e) => e._tag === "FlowStateChanged" ? e.publicFlowState : e._tag))
+          .toEqual(["running", "Cancelled", "failed", "StateChanged", "running"])
+        expect(inFlow[4]).toMatchObject({ at: t1 })
+      }))
+
     t.test("a reader that resumes from its last offset misses nothing and sees nothing twice", () =>
       Effect.gen(function*() {
         const b = yield* backend
