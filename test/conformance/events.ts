@@ -161,20 +161,29 @@ export const events = (t: Tester) =>
         expect((yield* readAll(ofExecution(c.executionId), 100, after[0]!.offset)).events).toEqual([])
       }))
 
-    t.test("a create of an id that exists writes no event", () =>
+    t.test("a Duplicate create writes no event", () =>
       Effect.gen(function*() {
         const b = yield* backend
-        const c = yield* create()
-        yield* advance(1)
-        const again = yield* b.createExecution({
-          executionId: c.executionId,
-          namespace: NS,
-          laneId: c.lane,
-          executionKind: "conformance"
-        })
-        expect(again).toMatchObject({ _tag: "Duplicate", executionId: c.executionId })
-        expect(tags((yield* readAll(ofExecution(c.executionId))).events)).toEqual(["ExecutionCreated"])
-        expect(tags((yield* readAll(Events.lane(c.lane))).events)).toEqual(["ExecutionCreated"])
+        const c = yield* create({ idempotencyKey: "events-once" })
+        const twice = yield* Ids.executionIdSolo(c.lane)
+        const dup = { namespace: NS, laneId: c.lane, executionKind: "conformance" }
+        expect(yield* b.createExecution({ ...dup, executionId: c.executionId }))
+          .toEqual({ _tag: "Duplicate", executionId: c.executionId })
+        expect(yield* b.createExecution({ ...dup, executionId: c.executionId, idempotencyKey: "events-once" }))
+          .toEqual({ _tag: "Duplicate", executionId: c.executionId })
+        // the set-based batch (no keys, no delays) and the item-by-item one
+        expect(yield* b.createExecutions([{ ...dup, executionId: c.executionId }, { ...dup, executionId: twice },
+          { ...dup, executionId: twice }])).toEqual([
+            { _tag: "Duplicate", executionId: c.executionId },
+            { _tag: "Created", executionId: twice, publicState: "waiting" },
+            { _tag: "Duplicate", executionId: twice }
+          ])
+        expect(yield* b.createExecutions([{ ...dup, executionId: twice, idempotencyKey: "events-twice" }]))
+          .toEqual([{ _tag: "Duplicate", executionId: twice }])
+        for (const id of [c.executionId, twice]) {
+          expect(tags((yield* readAll(ofExecution(id))).events)).toEqual(["ExecutionCreated"])
+        }
+        expect(tags((yield* readAll(Events.lane(c.lane))).events)).toEqual(["ExecutionCreated", "ExecutionCreated"])
       }))
 
     t.test("a lane's read holds the events of its executions only, ordered per execution", () =>
@@ -326,20 +335,45 @@ export const events = (t: Tester) =>
         expect(events[2]).toMatchObject({ from: "active", to: "waiting" })
       }))
 
-    t.test("a flow cancelled with no member owed a cancel reports cancelled once", () =>
+    t.test("a cancellation that ends the flow in the same call reports only its end state", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const flowStates = (flowId: FlowId) =>
+          Effect.map(readAll(Events.flow(flowId)), ({ events }) =>
+            events.flatMap((e) => e._tag === "FlowStateChanged" ? [e.publicFlowState] : []))
+        const flowId = yield* Ids.newFlowId
+        yield* b.createFlow({ flowId, flowKind: "events", namespace: NS })
+        const m = yield* create({ flowId })
+        yield* b.addExecutionToFlow({ flowId, executionId: m.executionId })
+        yield* b.cancelFlow({ flowId, policy: "FlowOnly" })
+        expect((yield* flowStates(flowId))).toEqual(["running", "cancelled"])
+        expect(tags((yield* readAll(ofExecution(m.executionId))).events)).toEqual(["ExecutionCreated"])
+        // a cascade reports cancelling before its members' events, then cancelled
+        const g = yield* Ids.newFlowId
+        yield* b.createFlow({ flowId: g, flowKind: "events", namespace: NS })
+        const n = yield* create({ flowId: g })
+        yield* b.addExecutionToFlow({ flowId: g, executionId: n.executionId })
+        yield* b.cancelFlow({ flowId: g, policy: "CancelAll" })
+        expect((yield* flowStates(g))).toEqual(["running", "cancelling", "cancelled"])
+        const inFlow = tags((yield* readAll(Events.flow(g))).events)
+        expect(inFlow.slice(-3)).toEqual(["FlowStateChanged", "Cancelled", "FlowStateChanged"])
+      }))
+
+    t.test("a replayed member makes its ended flow running again, reported after the member's event", () =>
       Effect.gen(function*() {
         const b = yield* backend
         const flowId = yield* Ids.newFlowId
         yield* b.createFlow({ flowId, flowKind: "events", namespace: NS })
         const m = yield* create({ flowId })
         yield* b.addExecutionToFlow({ flowId, executionId: m.executionId })
+        yield* b.cancelExecution({ executionId: m.executionId, reason: "r" })
         yield* advance(1)
-        const t0 = yield* now
-        yield* b.cancelFlow({ flowId, policy: "FlowOnly", reason: "done" })
-        const states = (yield* readAll(Events.flow(flowId))).events.filter((e) => e._tag === "FlowStateChanged")
-        expect(states.map((e) => e.publicFlowState)).toEqual(["running", "cancelled"])
-        expect(states[1]).toMatchObject({ at: t0 })
-        expect(tags((yield* readAll(ofExecution(m.executionId))).events)).toEqual(["ExecutionCreated"])
+        const t1 = yield* now
+        yield* b.replayExecution(m.executionId)
+        const inFlow = (yield* readAll(Events.flow(flowId))).events
+        expect(inFlow.map((e) => e._tag === "FlowStateChanged" ? e.publicFlowState : e._tag))
+          .toEqual(["running", "Cancelled", "failed", "StateChanged", "running"])
+        expect(inFlow[4]).toMatchObject({ at: t1 })
       }))
 
     t.test("a reader that resumes from its last offset misses nothing and sees nothing twice", () =>

@@ -11,7 +11,9 @@
  * - `event_trim`: the newest position trimmed (an offset before it has expired).
  * - `event_waiter`: the scopes some process follows (unlogged): an event notifies only those.
  * - the triggers that write the events of `exec_core` and `flow_core` in the transaction of the
- *   change. Their functions only hand the rows to the library (`ffi_exec_event`, `ffi_flow_event`),
+ *   change. `ExecutionCreated` comes from an `AFTER INSERT` trigger, which runs only for the rows
+ *   inserted: a `BEFORE INSERT` one would also run for a row that `ON CONFLICT DO NOTHING` then
+ *   skips (a duplicate create). The new row's `event_k` is its transaction's id (the default). Their functions only hand the rows to the library (`ffi_exec_event`, `ffi_flow_event`),
  *   so the library can be replaced without them.
  */
 export const sql = String.raw`
@@ -45,17 +47,24 @@ CREATE UNLOGGED TABLE event_waiter (
   PRIMARY KEY (scope, listener)
 );
 
-ALTER TABLE exec_core ADD COLUMN event_k bigint;
+ALTER TABLE exec_core ADD COLUMN event_k bigint DEFAULT pg_current_xact_id()::text::bigint;
 ALTER TABLE flow_core ADD COLUMN event_k bigint;
+
+CREATE FUNCTION ff_trg_exec_created() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM ffi_exec_event(true, NULL, NEW);
+  RETURN NULL;
+END $$;
+
+CREATE TRIGGER exec_core_event_created AFTER INSERT ON exec_core
+  FOR EACH ROW EXECUTE FUNCTION ff_trg_exec_created();
 
 CREATE FUNCTION ff_trg_exec_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  NEW.event_k := ffi_exec_event(TG_OP = 'INSERT', OLD, NEW);
+  NEW.event_k := ffi_exec_event(false, OLD, NEW);
   RETURN NEW;
 END $$;
 
-CREATE TRIGGER exec_core_event_insert BEFORE INSERT ON exec_core
-  FOR EACH ROW EXECUTE FUNCTION ff_trg_exec_event();
 CREATE TRIGGER exec_core_event_update BEFORE UPDATE ON exec_core
   FOR EACH ROW WHEN (OLD.public_state IS DISTINCT FROM NEW.public_state
     OR OLD.ownership_state IS DISTINCT FROM NEW.ownership_state

@@ -38,9 +38,8 @@ END $$;
 
 -- ffi_exec_event: the event of a change of exec_core row o into n (p_insert: n is new), written
 -- now; returns n's event_k. At most one event per change, the first that applies:
---   insert: ExecutionCreated (s1 = public state), none when the id exists (the insert will
---     conflict); a later change made by the transaction that created the row is folded into that
---     event (its public state, its flow) instead;
+--   insert: ExecutionCreated (s1 = public state); a later change made by the transaction that
+--     created the row is folded into that event (its public state, its flow) instead;
 --   Claimed (attempt, s1 = worker instance): a lease starts;
 --   AttemptInterrupted (attempt, s1 = lease_expired / lease_revoked): the lease is lost;
 --   RetryScheduled (attempt, num = when, s1 = the failure's reason): an attempt failed, another
@@ -67,9 +66,6 @@ DECLARE
   f exec_failure;
 BEGIN
   IF p_insert THEN
-    -- an INSERT .. ON CONFLICT DO NOTHING fires this trigger for a row that will not be inserted:
-    -- no event for an id that exists (a row inserted earlier in this statement is seen too)
-    IF EXISTS (SELECT 1 FROM exec_core WHERE execution_id = n.execution_id) THEN RETURN v_xid; END IF;
     INSERT INTO event (k, at, execution_id, lane_id, flow_id, kind, s1)
     VALUES (v_xid, n.created_at, n.execution_id, n.lane_id, n.flow_id, 'ExecutionCreated', n.public_state);
     PERFORM ffi_event_wake(n.execution_id, n.lane_id, n.flow_id);

@@ -876,10 +876,10 @@ END $$;
 -- cancel_flow, cancel_flow_header, ack_cancel_member
 -- ---------------------------------------------------------------------------
 
--- ffi_cancel_flow: the atomic header of a flow cancellation: the flow becomes cancelling, the
--- members the policy covers are owed a cancel (with a backlog entry after p_grace_ms), up to
--- p_inline_limit of them are cancelled in this transaction (the backlog pass does the rest),
--- and the flow is cancelled when none is left.
+-- ffi_cancel_flow: the atomic header of a flow cancellation: the flow becomes cancelled when the
+-- policy covers no open member; else cancelling, the members the policy covers are owed a cancel
+-- (with a backlog entry after p_grace_ms), up to p_inline_limit of them are cancelled in this
+-- transaction (the backlog pass does the rest), and the flow is cancelled when none is left.
 --   args:   f (the locked flow row), p_policy (cancel_all, cancel_pending, ...), p_reason,
 --           p_grace_ms, p_inline_limit, p_now
 --   reply:  the member ids (a JSON array)

@@ -56,10 +56,6 @@ BEGIN
     CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now, v_now, v_now)
   ON CONFLICT (execution_id) DO NOTHING;
   IF NOT FOUND THEN
-    -- a concurrent create of the id committed first (the trigger did not see it): the event our
-    -- insert's trigger wrote goes (not that of a row this transaction created)
-    DELETE FROM event WHERE execution_id = p_eid AND k = ffi_xid() AND kind = 'ExecutionCreated'
-      AND NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = p_eid AND event_k = ffi_xid());
     RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', p_eid));
   END IF;
   IF v_has_idem THEN

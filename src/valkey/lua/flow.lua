@@ -814,6 +814,7 @@ function FF.flow_member_replayed(B, fid, e, outcome, now)
   local fk = K.flow(B, fid)
   C("HINCRBY", fk, "open_members", 1)
   if FF.bad_outcome(outcome) then C("HINCRBY", fk, "bad_members", -1) end
+  FF.ev_flow_touch(B, fid)
 end
 
 -- A flow cancellation owes no member any more: the flow leaves the backlog and is cancelled.
