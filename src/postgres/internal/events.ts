@@ -30,7 +30,21 @@ const Row = Schema.Struct({
   s2: Schema.optional(Schema.String)
 })
 type Row = typeof Row.Type
-const Page = Schema.Struct({ events: Schema.Array(Row), end: Schema.Number })
+const Page = Schema.Struct({
+  events: Schema.Array(Row),
+  end: Schema.Number,
+  endId: Schema.optional(Schema.Number),
+  upto: Schema.optional(Schema.Number)
+})
+type Page = typeof Page.Type
+
+/** The offset of a page's end: after every event of position `end`, or after the event (`end`, `endId`). */
+const endOffset = (page: Page): M.EventOffset =>
+  (page.endId === undefined || page.endId < 0 ? String(page.end) : `${page.end}.${page.endId}`) as M.EventOffset
+
+/** Whether position (k, id) (id null: after every event of k) is after the page's end. */
+const pastEnd = (k: number, id: number | null, page: Page): boolean =>
+  k > page.end || (k === page.end && page.endId !== undefined && page.endId >= 0 && (id === null || id > page.endId))
 
 /** The event a row stores (the columns of each kind: `ffi_exec_event`). */
 const toEvent = (r: Row): unknown => {
@@ -96,16 +110,40 @@ const scopeArgs = (filter: M.EventFilter) => {
   }
 }
 
+const liveClock = Clock.make()
+/** How long a lane or flow read waits, at most, for the transactions running when it started. */
+const SETTLE_MAX_MS = 512
+
+/**
+ * A lane or flow read returns only the events below the oldest running transaction. A read whose
+ * page is short while transactions that were running at its start may still commit is made again
+ * (1, 2, 4 … 512 ms apart, about a second in all, on the live clock) until they have ended: so a
+ * read returns every event committed before it began unless a transaction has been running longer
+ * than that (its events come in a later read, at or after the returned offset).
+ */
+const settled = (read: Effect.Effect<Page, EngineError>, limit: number): Effect.Effect<Page, EngineError> =>
+  Effect.gen(function*() {
+    let page = yield* read
+    const target = page.upto
+    if (target === undefined) return page
+    for (let wait = 1; page.events.length < Math.max(limit, 1) && page.end < target && wait <= SETTLE_MAX_MS; wait *= 2) {
+      yield* Effect.sleep(Duration.millis(wait)).pipe(Effect.withClock(liveClock))
+      page = yield* read
+    }
+    return page
+  })
+
 export const makeEvents = (ctx: CoreContext): CoreArea<"events"> => {
   const { callDecode, options } = ctx
+  const read = (filter: M.EventFilter, k: number | null, id: number | null, limit: number) =>
+    settled(callDecode("read_events", "read_events", [...scopeArgs(filter), bigint(k), bigint(id), int(limit)], Page), limit)
   return {
     readEvents: ({ filter, after, limit }) =>
       Effect.gen(function*() {
         let k: number | null = null
         let id: number | null = null
         if (after === "latest") {
-          const page = yield* callDecode("read_events", "read_events", [...scopeArgs(filter), bigint(null), bigint(null), int(0)], Page)
-          return { events: [], next: String(page.end) as M.EventOffset }
+          return { events: [], next: endOffset(yield* read(filter, null, null, 0)) }
         }
         if (after !== "earliest") {
           const m = OFFSET.exec(after)
@@ -115,12 +153,7 @@ export const makeEvents = (ctx: CoreContext): CoreArea<"events"> => {
           k = Number(m[1])
           id = m[2] === undefined ? null : Number(m[2])
         }
-        const page = yield* callDecode(
-          "read_events",
-          "read_events",
-          [...scopeArgs(filter), bigint(k), bigint(id), int(limit)],
-          Page
-        )
+        const page = yield* read(filter, k, id, limit)
         const events: Array<M.EngineEvent> = []
         for (const r of page.events) {
           events.push(
@@ -128,12 +161,12 @@ export const makeEvents = (ctx: CoreContext): CoreArea<"events"> => {
               new Transport({ backend: "postgres", kind: "protocol", retryable: false, message: `read_events: ${e.message}` }))
           )
         }
-        // a short page read all the scope holds below the end (and never ends before `after`)
+        // a short page read all the scope holds up to its end (and never ends before `after`)
         const next = events.length === limit ?
           events[events.length - 1]!.offset :
-          k !== null && k > page.end ?
+          k !== null && pastEnd(k, id, page) ?
           after as M.EventOffset :
-          String(page.end) as M.EventOffset
+          endOffset(page)
         return { events, next }
       }),
     subscribeEvents: (filter) => {

@@ -160,11 +160,16 @@ $$;
 
 -- ff_read_events: readEvents — the events of one scope after position (p_after_k, p_after_id)
 -- (p_after_k NULL: from the oldest retained; p_after_id NULL: after every event of p_after_k),
--- oldest first, at most p_limit, among those no running transaction can still write before
--- (k < xmin, see the header).
+-- oldest first, at most p_limit. A lane or flow read returns only the events no running
+-- transaction can still write before (k < xmin, see the header). An execution's read needs no
+-- such bound: every transaction that writes an event of an execution holds its exec_core row
+-- (the trigger's row), so a later one writes at a position after every committed one (k at
+-- least the row's event_k, a larger id): its end is its last event.
 --   args:   p_scope ('e', 'l' or 'f'), p_key (the execution id, lane id or flow id), p_after_k,
 --           p_after_id, p_limit, p_now
---   reply:  {"ok": {"events": [event JSON], "end": k below which every event is final}}
+--   reply:  {"ok": {"events": [event JSON], "end": k below which every event is final,
+--           "endId": with "end", the position of an execution's last event (scope 'e'),
+--           "upto": the end once the transactions running now have ended (scopes 'l', 'f')}}
 --   errors: event_offset_expired (events after the position were trimmed)
 CREATE FUNCTION ff_read_events(p_scope text, p_key text, p_after_k bigint, p_after_id bigint, p_limit int,
   p_now bigint)
@@ -174,14 +179,20 @@ DECLARE
   v_ak bigint := coalesce(p_after_k, -1);
   v_ai bigint := CASE WHEN p_after_k IS NULL THEN -1 ELSE coalesce(p_after_id, 9223372036854775807) END;
   v_events jsonb;
+  v_end_k bigint;
+  v_end_id bigint;
 BEGIN
   IF p_after_k IS NOT NULL AND EXISTS (SELECT 1 FROM event_trim t WHERE (v_ak, v_ai) < (t.k, t.id)) THEN
     RETURN ffi_err('event_offset_expired');
   END IF;
   IF p_scope = 'e' THEN
     SELECT jsonb_agg(ffi_event_json(x) ORDER BY x.k, x.id) INTO v_events FROM (
-      SELECT * FROM event r WHERE r.execution_id = p_key AND (r.k, r.id) > (v_ak, v_ai) AND r.k < v_xmin
+      SELECT * FROM event r WHERE r.execution_id = p_key AND (r.k, r.id) > (v_ak, v_ai)
       ORDER BY r.k, r.id LIMIT p_limit) x;
+    SELECT r.k, r.id INTO v_end_k, v_end_id FROM event r WHERE r.execution_id = p_key
+    ORDER BY r.k DESC, r.id DESC LIMIT 1;
+    RETURN ffi_ok(jsonb_build_object('events', coalesce(v_events, '[]'::jsonb), 'end', coalesce(v_end_k, 0),
+      'endId', coalesce(v_end_id, -1)));
   ELSIF p_scope = 'l' THEN
     SELECT jsonb_agg(ffi_event_json(x) ORDER BY x.k, x.id) INTO v_events FROM (
       SELECT * FROM event r WHERE r.lane_id = p_key AND (r.k, r.id) > (v_ak, v_ai) AND r.k < v_xmin
@@ -191,7 +202,8 @@ BEGIN
       SELECT * FROM event r WHERE r.flow_id = p_key::uuid AND (r.k, r.id) > (v_ak, v_ai) AND r.k < v_xmin
       ORDER BY r.k, r.id LIMIT p_limit) x;
   END IF;
-  RETURN ffi_ok(jsonb_build_object('events', coalesce(v_events, '[]'::jsonb), 'end', v_xmin - 1));
+  RETURN ffi_ok(jsonb_build_object('events', coalesce(v_events, '[]'::jsonb), 'end', v_xmin - 1,
+    'upto', pg_snapshot_xmax(pg_current_snapshot())::text::bigint - 1));
 END $$;
 
 -- ff_event_watch: listener p_listener follows scopes p_scopes until p_now + p_ttl: events of
