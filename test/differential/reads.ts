@@ -122,6 +122,22 @@ const eventsOf = (run: Run, filter: M.EventFilter): Effect.Effect<Json> =>
     return out
   })
 
+/**
+ * A flow's events as the contract orders them: the flow's own events in order, and each member's
+ * in order; how two members' events interleave is not promised (docs/design/events.md).
+ */
+const byExecution = (events: Json): Json => {
+  if (!Array.isArray(events)) return events
+  const flow: Array<Json> = []
+  const members: Record<string, Array<Json>> = {}
+  for (const e of events) {
+    const id = (e as { readonly executionId?: string }).executionId
+    if (id === undefined) flow.push(e)
+    else (members[id] ??= []).push(e)
+  }
+  return { flow, members: Object.fromEntries(Object.entries(members).sort(([x], [y]) => x.localeCompare(y))) }
+}
+
 /** Reads the whole engine after the last command. */
 export const finalSweep = (run: Run): Effect.Effect<Json> =>
   Effect.gen(function*() {
@@ -154,7 +170,7 @@ export const finalSweep = (run: Run): Effect.Effect<Json> =>
       out[`flow ${id}`] = {
         describe: yield* readFlow(run, id),
         incoming,
-        events: yield* eventsOf(run, { _tag: "Flow", flowId: id })
+        events: byExecution(yield* eventsOf(run, { _tag: "Flow", flowId: id }))
       }
     }
     for (const e of run.edges) {
