@@ -177,6 +177,17 @@ local function trim_to(k, evt, field, cap)
   return newest
 end
 
+-- Drops from lane `lane`'s stream on partition B the entries of the events up to `newest` (the
+-- newest entry trimmed of B:ev), noting the last one dropped under the lane in B:evt.
+local function trim_lane(B, lane, newest)
+  local lk = K.lane(B, lane, "ev")
+  local r = C("XREVRANGE", lk, newest, "-", "COUNT", 1)
+  if r[1] ~= nil then
+    C("XTRIM", lk, "MINID", next_id(r[1][1]))
+    C("HSET", B .. ":evt", lane, r[1][1])
+  end
+end
+
 -- The scopes an event reaches (the subscriptions' scopes, wakeups.ts eventScope).
 local function scopes_of(rec)
   if rec.e == "" then return { "f:" .. rec.f } end
@@ -243,14 +254,7 @@ function FF.ev_flush(now)
   for _, B in ipairs(bases) do
     local newest = trim_to(B .. ":ev", B .. ":evt", "", FF.EV_CAP)
     if newest ~= nil then
-      for lane in pairs(lanes[B]) do
-        local lk = K.lane(B, lane, "ev")
-        local r = C("XREVRANGE", lk, newest, "-", "COUNT", 1)
-        if r[1] ~= nil then
-          C("XTRIM", lk, "MINID", next_id(r[1][1]))
-          C("HSET", B .. ":evt", lane, r[1][1])
-        end
-      end
+      for lane in pairs(lanes[B]) do trim_lane(B, lane, newest) end
     end
     -- wake-ups: only the scopes some process listens to until after now
     local list = scopes[B].list
@@ -305,14 +309,7 @@ function FF.ev_trim_age(B, now)
   if newest == nil then return end
   C("XTRIM", k, "MINID", next_id(newest))
   C("HSET", B .. ":evt", "", newest)
-  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
-    local lk = K.lane(B, lane, "ev")
-    local r = C("XREVRANGE", lk, newest, "-", "COUNT", 1)
-    if r[1] ~= nil then
-      C("XTRIM", lk, "MINID", next_id(r[1][1]))
-      C("HSET", B .. ":evt", lane, r[1][1])
-    end
-  end
+  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do trim_lane(B, lane, newest) end
 end
 
 -- Whether partition B's oldest event is older than the retention (a read).
