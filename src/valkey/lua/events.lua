@@ -456,3 +456,21 @@ FF.fn.read_lane_events = function(B, a)
   end
   return r
 end
+
+-- ff_read_lane_events_across (readEvents of a lane on a standalone server): ff_read_lane_events of
+-- several partitions in one call (a lane read otherwise makes one call per partition).
+--   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
+--   ARGV:   [1] now (unused), [2] {prefix, lane_id, parts: [[partition, after, limit], ...]}
+--   reply:  {1, "OK", "", then for each part: n, then the n fields ff_read_lane_events answers
+--           after its own {1, "OK", ""}}
+--   errors: those of ff_read_lane_events (of the first part that fails)
+FF.fn.read_lane_events_across = function(_, a)
+  local bases, out = FF.partition_bases(FF.str(a.prefix)), { 1, "OK", "" }
+  for _, part in ipairs(a.parts or {}) do
+    local r = FF.fn.read_lane_events(bases[FF.num(part[1])], { lane_id = a.lane_id, after = part[2], limit = part[3] })
+    if r[1] ~= 1 then return r end
+    out[#out + 1] = FF.s(#r - 3)
+    for i = 4, #r do out[#out + 1] = r[i] end
+  end
+  return out
+end
