@@ -785,7 +785,7 @@ BEGIN
   IF v_fc + v_kc > v_n - v_k THEN
     UPDATE edge_group SET group_state = 'impossible', satisfied_at = p_now WHERE downstream_id = p_child;
     IF c.lifecycle_phase <> 'terminal' THEN
-      PERFORM ffi_terminate(p_child, 'skipped', 'ended_cancelled', 'dependency_impossible', 'dependency_impossible',
+      PERFORM ffi_terminate(p_child, 'skipped', 'dependency_impossible', 'dependency_impossible',
                             NULL, NULL, 'dependency_impossible', 'dependency_impossible', p_now, false);
     END IF;
     IF v_variant <> 'all_of' AND v_on = 'cancel_remaining' THEN
