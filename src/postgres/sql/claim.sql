@@ -108,7 +108,7 @@ BEGIN
         WHERE r.lane_id = p_lane AND r.execution_id <> ALL (p_skip)
         ORDER BY r.priority DESC, r.created_at, r.seq LIMIT p_want + 256
       ) w
-      WHERE w.required_caps <@ p_caps
+      WHERE w.required_caps IS NULL OR w.required_caps <@ p_caps
       ORDER BY w.priority DESC, w.created_at, w.seq);
   END IF;
   RETURN ARRAY(
@@ -126,7 +126,7 @@ BEGIN
       ) o
       WHERE EXISTS (SELECT 1 FROM exec_core c WHERE c.execution_id = o.execution_id AND c.execution_kind = ANY (p_kinds))
     ) w
-    WHERE w.required_caps <@ p_caps
+    WHERE w.required_caps IS NULL OR w.required_caps <@ p_caps
     ORDER BY w.priority DESC, w.created_at, w.seq);
 END $$;
 

@@ -45,7 +45,7 @@ BEGIN
     lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
     attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
     execution_deadline_at, created_at, last_transition_at, last_mutation_at)
-  VALUES (p_eid, p_partition, p_lane, p_namespace, p_kind, p_priority, p_caps,
+  VALUES (p_eid, p_partition, p_lane, p_namespace, p_kind, p_priority, nullif(p_caps, '{}'),
     'runnable', 'unowned',
     CASE WHEN v_delayed THEN 'not_eligible_until_time' ELSE 'eligible_now' END,
     CASE WHEN v_delayed THEN 'waiting_for_delay' ELSE 'waiting_for_worker' END,
@@ -80,7 +80,7 @@ BEGIN
     PERFORM ffi_timer_set('delay', p_eid, p_delay_until);
   ELSE
     INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
-    VALUES (p_eid, p_lane, p_priority, v_now, p_caps, p_kind);
+    VALUES (p_eid, p_lane, p_priority, v_now, nullif(p_caps, '{}'), p_kind);
     PERFORM ffi_wake(p_lane);
   END IF;
   IF p_deadline IS NOT NULL THEN PERFORM ffi_timer_set('deadline', p_eid, p_deadline); END IF;
@@ -128,7 +128,7 @@ BEGIN
         t.item->>'laneId' AS lane, t.item->>'executionKind' AS kind, decode(t.item->>'payload', 'base64') AS payload,
         t.item->>'payloadEncoding' AS enc, (t.item->>'priority')::int AS prio, t.item->>'creatorIdentity' AS creator,
         t.item->'tags' AS tags, t.item->'policy' AS policy,
-        ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')) AS caps,
+        nullif(ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')), '{}') AS caps,
         (t.item->>'attemptTimeoutMs')::bigint AS ato, (t.item->>'maxReclaimCount')::int AS mrc,
         (t.item->>'maxReplayCount')::int AS mrp, t.item->>'traceContext' AS trace
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(item, ord)
