@@ -25,6 +25,7 @@ import * as m0030 from "./0030_no_partition_index.js"
 import * as m0031 from "./0031_run_kind.js"
 import * as m0032 from "./0032_lane_count_per_statement.js"
 import * as m0033 from "./0033_caps_null.js"
+import * as m0034 from "./0034_queue_fillfactor.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -46,7 +47,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0030_no_partition_index": run(m0030.sql),
   "0031_run_kind": run(m0031.sql),
   "0032_lane_count_per_statement": run(m0032.sql),
-  "0033_caps_null": run(m0033.sql)
+  "0033_caps_null": run(m0033.sql),
+  "0034_queue_fillfactor": run(m0034.sql)
 }
 
 /** The id of the newest migration this code needs. */
