@@ -21,6 +21,7 @@ import * as m0025 from "./0025_wakeups.js"
 import * as m0026 from "./0026_timer_key.js"
 import * as m0027 from "./0027_ready_kind.js"
 import * as m0028 from "./0028_lane_queries.js"
+import * as m0029 from "./0029_events.js"
 import * as m0030 from "./0030_no_partition_index.js"
 import * as m0031 from "./0031_run_kind.js"
 import * as m0032 from "./0032_lane_count_per_statement.js"
@@ -44,6 +45,7 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0026_timer_key": run(m0026.sql),
   "0027_ready_kind": run(m0027.sql),
   "0028_lane_queries": run(m0028.sql),
+  "0029_events": run(m0029.sql),
   "0030_no_partition_index": run(m0030.sql),
   "0031_run_kind": run(m0031.sql),
   "0032_lane_count_per_statement": run(m0032.sql),
