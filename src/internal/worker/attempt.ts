@@ -40,11 +40,19 @@ type Ended =
   | { readonly _tag: "WaitingChildren" }
 
 /** The attempt while its handler runs: what its task context, the lease keeper and the settlement share. */
-interface Running {
+class Running implements LeaseKeeper.Lease {
   /** Set by the write that ended the attempt (`Ended`), under the lease's lock. */
-  ended: Ended | undefined
+  endedBy: Ended | undefined = undefined
+  lock: Effect.Semaphore | undefined = undefined
+  stop: LeaseKeeper.Stop | undefined = undefined
+  constructor(readonly executionId: string, readonly handle: M.Handle) {}
+  ended(): boolean {
+    return this.endedBy !== undefined
+  }
   /** The lease the keeper guards; its lock serialises renewals with the writes that end the attempt (never racing). */
-  readonly lease: LeaseKeeper.Lease
+  get lease(): LeaseKeeper.Lease {
+    return this
+  }
 }
 
 /** How the attempt stopped, to settle. */
@@ -206,7 +214,7 @@ const observeResumeSignals = (a: Attempt): Effect.Effect<ReadonlyArray<M.ResumeS
 /** Runs `op`, a write that ends the attempt, under the lease lock, then stops the handler. */
 const endAttempt = (running: Running, op: Effect.Effect<Ended, EngineError>): Effect.Effect<never, EngineError> =>
   Effect.zipRight(
-    LeaseKeeper.withLock(running.lease, Effect.map(op, (e) => void (running.ended = e))),
+    LeaseKeeper.withLock(running.lease, Effect.map(op, (e) => void (running.endedBy = e))),
     Effect.interrupt
   )
 
@@ -388,7 +396,7 @@ const suspend = (
           ...(options.timeoutBehavior === undefined ? {} : { timeoutBehavior: options.timeoutBehavior }),
           ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey })
         })
-        if (o._tag === "Suspended") running.ended = { _tag: "Suspended", waitpointId: o.details.waitpointId }
+        if (o._tag === "Suspended") running.endedBy = { _tag: "Suspended", waitpointId: o.details.waitpointId }
         return o
       })
     )
@@ -454,16 +462,7 @@ const runHandler = (
   payload: Uint8Array,
   restore: Restore
 ): Effect.Effect<void> => {
-  const running: Running = {
-    ended: undefined,
-    lease: {
-      executionId: a.p.executionId,
-      handle: a.handle,
-      lock: undefined,
-      ended: () => running.ended !== undefined,
-      stop: undefined
-    }
-  }
+  const running = new Running(a.p.executionId, a.handle)
   const run = (resumeSignals: ReadonlyArray<M.ResumeSignal>) => {
     // The handler's requirements are those `run` was typed with: they are in this fiber's context.
     const execute = handler.execute(payload, (input) => taskContext(a, running, resumeSignals, input)) as Effect.Effect<
@@ -472,7 +471,7 @@ const runHandler = (
     >
     return a.rt.keeper.guardThen(running.lease, a.claimedAt, restore(execute), (exit) => {
       const { lease } = running
-      if (running.ended !== undefined) return settle(a, { _tag: "Ended", ended: running.ended })
+      if (running.endedBy !== undefined) return settle(a, { _tag: "Ended", ended: running.endedBy })
       if (Exit.isSuccess(exit) || !Cause.isInterruptedOnly(exit.cause)) return settle(a, { _tag: "Handler", exit })
       if (lease.stop !== undefined) return settle(a, lease.stop)
       return Effect.flatMap(Effect.fiberId, (self) =>
@@ -620,6 +619,17 @@ const writeThen = <A, B>(
   effect: Effect.Effect<A, EngineError>,
   then: (value: A) => Effect.Effect<B>,
   lost: B
+): Effect.Effect<B> =>
+  Effect.matchEffect(effect, { onSuccess: then, onFailure: (first) => writeFailed(a, operation, effect, then, lost, first) })
+
+/** `writeThen` once the first try failed: retried while retryable, else reported. */
+const writeFailed = <A, B>(
+  a: Attempt,
+  operation: string,
+  effect: Effect.Effect<A, EngineError>,
+  then: (value: A) => Effect.Effect<B>,
+  lost: B,
+  first: EngineError
 ): Effect.Effect<B> => {
   const report = (error: EngineError) =>
     Effect.as(
@@ -632,18 +642,13 @@ const writeThen = <A, B>(
       lost
     )
   const retryable = (e: EngineError) => isRetryable(e) && !isLeaseLost(e)
-  return Effect.matchEffect(effect, {
+  if (!retryable(first)) return report(first)
+  // the schedule sees the first failure as it would have seen it under Effect.retry
+  let tried = false
+  const again = Effect.suspend(() => (tried ? effect : ((tried = true), Effect.fail(first))))
+  return Effect.matchEffect(Effect.retry(again, { schedule: a.rt.settings.writeRetry, while: retryable }), {
     onSuccess: then,
-    onFailure: (first) => {
-      if (!retryable(first)) return report(first)
-      // the schedule sees the first failure as it would have seen it under Effect.retry
-      let tried = false
-      const again = Effect.suspend(() => (tried ? effect : ((tried = true), Effect.fail(first))))
-      return Effect.matchEffect(Effect.retry(again, { schedule: a.rt.settings.writeRetry, while: retryable }), {
-        onSuccess: then,
-        onFailure: report
-      })
-    }
+    onFailure: report
   })
 }
 
