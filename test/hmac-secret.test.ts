@@ -7,6 +7,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Cause, ConfigError, Duration, Effect, Either, Exit, Layer, Queue, Redacted, Schema, type Scope } from "effect"
 import { inject } from "vitest"
 import { EngineBackend, type HmacSecret } from "../src/EngineBackend.js"
+import type * as M from "../src/Model.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
 import * as Producer from "../src/Producer.js"
 import * as Worker from "../src/Worker.js"
@@ -41,13 +42,15 @@ describe("memory: signals out of the box", () => {
         ...Approve,
         run: (_input, ctx) =>
           Effect.gen(function*() {
+            const approved = (signal: M.ResumeSignal) =>
+              Effect.map(Producer.signalPayload(Approval, signal), (a) => ({ approvedBy: a.approver }))
             const signal = ctx.resumeSignals[0]
-            if (signal !== undefined) {
-              return { approvedBy: (yield* Producer.signalPayload(Approval, signal)).approver }
-            }
+            if (signal !== undefined) return yield* approved(signal)
             const waitpoint = yield* ctx.createWaitpoint({ key: "approval" })
             yield* Queue.offer(tokens, { waitpointId: waitpoint.waitpointId, token: waitpoint.token })
-            yield* ctx.suspend({ waitpoint, signalName: "approved" })
+            // the signal may come before the suspension (it is then buffered): suspend returns it
+            const buffered = yield* ctx.suspend({ waitpoint, signalName: "approved" })
+            if (buffered[0] !== undefined) return yield* approved(buffered[0])
             return yield* Effect.dieMessage("resumed without a signal")
           })
       })
