@@ -73,7 +73,7 @@ BEGIN
   END IF;
   IF o.event_k = v_xid THEN
     UPDATE event SET s1 = n.public_state, flow_id = n.flow_id
-    WHERE execution_id = n.execution_id AND k = v_xid AND kind = 'ExecutionCreated';
+    WHERE hashtextextended(execution_id, 0) = hashtextextended(n.execution_id, 0) AND execution_id = n.execution_id AND k = v_xid AND kind = 'ExecutionCreated';
     IF FOUND THEN RETURN v_xid; END IF;
   END IF;
   IF n.lifecycle_phase = 'active' AND n.ownership_state = 'leased' THEN
@@ -187,9 +187,12 @@ BEGIN
   END IF;
   IF p_scope = 'e' THEN
     SELECT jsonb_agg(ffi_event_json(x) ORDER BY x.k, x.id) INTO v_events FROM (
-      SELECT * FROM event r WHERE r.execution_id = p_key AND (r.k, r.id) > (v_ak, v_ai)
+      SELECT * FROM event r
+      WHERE hashtextextended(r.execution_id, 0) = hashtextextended(p_key, 0) AND r.execution_id = p_key
+        AND (r.k, r.id) > (v_ak, v_ai)
       ORDER BY r.k, r.id LIMIT p_limit) x;
-    SELECT r.k, r.id INTO v_end_k, v_end_id FROM event r WHERE r.execution_id = p_key
+    SELECT r.k, r.id INTO v_end_k, v_end_id FROM event r
+    WHERE hashtextextended(r.execution_id, 0) = hashtextextended(p_key, 0) AND r.execution_id = p_key
     ORDER BY r.k DESC, r.id DESC LIMIT 1;
     RETURN ffi_ok(jsonb_build_object('events', coalesce(v_events, '[]'::jsonb), 'end', coalesce(v_end_k, 0),
       'endId', coalesce(v_end_id, -1)));
