@@ -158,7 +158,8 @@ end
 
 -- --- lane pages (docs/design/reads.md#lane-queries) ------------------------------------------
 -- A lane page merges the lane's state sets (FF.lane_member) of several partitions: one stream
--- per partition and non-empty set asked, each read a few entries at a time from the position
+-- per partition and set asked (of three sets or more, those its count hash says are not empty:
+-- one HMGET instead of a read per set), each read a few entries at a time from the position
 -- after `after`, and a heap of the streams by their next entry. Entries come out in the query's
 -- order, each examined once (its kind read from its core), until `want` match or `scan` were
 -- examined. Every entry up to the last one examined has been examined, so that entry is where the
@@ -188,9 +189,11 @@ local function lane_merge(parts, a, after)
   local skey, sstate, sbase = {}, {}, {}
   for _, p in ipairs(parts) do
     local B = bases[FF.num(p)]
-    if #states == 1 then -- (one set: read it, an absent set reads empty)
-      skey[#skey + 1], sstate[#skey + 1], sbase[#skey + 1] = K.lstate(B, lane, states[1]), states[1], B
-    elseif #states > 1 then
+    if #states <= 2 then -- (read them: an absent set reads empty, at the cost of its count)
+      for _, st in ipairs(states) do
+        skey[#skey + 1], sstate[#skey + 1], sbase[#skey + 1] = K.lstate(B, lane, st), st, B
+      end
+    else
       local sizes = C("HMGET", K.lcount(B, lane), unpack(states))
       for i, st in ipairs(states) do
         if FF.num(sizes[i]) > 0 then -- (an empty set is not read)
@@ -200,7 +203,8 @@ local function lane_merge(parts, a, after)
     end
   end
   local n = #skey
-  local first = math.max(1, math.ceil(scan / math.max(n, 1)))
+  -- (two entries at first: a stream that gives one entry to the page rarely needs a second read)
+  local first = math.min(scan, math.max(2, math.ceil(scan / math.max(n, 1))))
   local buf, pos, more, chunk = {}, {}, {}, {}
   local heap, size = {}, 0
   local function before(i, j) -- stream i's next entry comes before stream j's
