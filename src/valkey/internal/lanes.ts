@@ -19,6 +19,7 @@ import * as M from "../../Model.js"
 import { keySlot } from "./client.js"
 import type { CoreContext } from "./context.js"
 import type { Cluster } from "./driver.js"
+import { parseError } from "./errors.js"
 import type { Envelope } from "./plumbing.js"
 import { decodeJson, LuaArray } from "./plumbing.js"
 
@@ -81,14 +82,19 @@ export const makeLanes = (ctx: CoreContext): Pick<BackendCore, "listLaneExecutio
     args: Record<string, unknown>,
     decode: (env: Envelope) => Effect.Effect<A, EngineError>
   ): Effect.Effect<ReadonlyArray<{ readonly parts: ReadonlyArray<number>; readonly reply: A }>, EngineError> => {
-    const one = (ps: ReadonlyArray<number>) =>
-      Effect.flatMap(call(fn, ctx.flowTarget(ps[0]!), { ...args, prefix: settings.prefix, parts: ps }, [], true), decode)
-    const alone = Effect.forEach(parts, (p) => Effect.map(one([p]), (reply) => ({ parts: [p], reply })), {
+    const one = (ps: ReadonlyArray<number>, a: Record<string, unknown>) =>
+      Effect.flatMap(call(fn, ctx.flowTarget(ps[0]!), { ...a, prefix: settings.prefix, parts: ps }, [], true), decode)
+    // (a kind filter's scan budget is the group's: its partitions share it)
+    const scan = typeof args["scan"] === "number" && args["kind"] !== undefined ?
+      Math.max(1, Math.floor(args["scan"] / parts.length)) :
+      undefined
+    const each = scan === undefined ? args : { ...args, scan, want: Math.min(Number(args["want"]), scan) }
+    const alone = Effect.forEach(parts, (p) => Effect.map(one([p], each), (reply) => ({ parts: [p], reply })), {
       concurrency: "unbounded"
     })
     return parts.length === 1 ?
       alone :
-      one(parts).pipe(
+      one(parts, args).pipe(
         Effect.map((reply) => [{ parts, reply }]),
         Effect.catchAll(() => alone)
       )
@@ -97,7 +103,7 @@ export const makeLanes = (ctx: CoreContext): Pick<BackendCore, "listLaneExecutio
   const decodePage = (env: Envelope): Effect.Effect<Reply, EngineError> => {
     const f = env.fields
     if (f.length < 2 || (f.length - 2) % 3 !== 0) {
-      return Effect.fail(corruption(`list_lane_executions: ff_lane_page: a reply of ${f.length} fields`))
+      return Effect.fail(parseError("ff_lane_page", `a reply of ${f.length} fields`))
     }
     const rows: Array<Row> = []
     for (let i = 2; i < f.length; i += 3) rows.push({ member: f[i]!, state: f[i + 1]!, kind: f[i + 2]! })

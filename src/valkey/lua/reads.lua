@@ -203,8 +203,9 @@ local function lane_merge(parts, a, after)
     end
   end
   local n = #skey
-  -- (two entries at first: a stream that gives one entry to the page rarely needs a second read)
-  local first = math.min(scan, math.max(2, math.ceil(scan / math.max(n, 1))))
+  -- (at first twice a stream's even share of the scan, and at least two entries: a stream that
+  -- gives the page one entry, or its share, rarely needs a second read)
+  local first = math.min(scan, math.max(2, math.ceil(2 * scan / math.max(n, 1))))
   local buf, pos, more, chunk = {}, {}, {}, {}
   local heap, size = {}, 0
   local function before(i, j) -- stream i's next entry comes before stream j's
