@@ -92,6 +92,26 @@ export declare namespace EngineBackend {
       args: EngineBackend.SubscribeWorkArgs
     ) => Effect.Effect<EngineBackend.WorkSubscription, EngineError, Scope.Scope>
 
+    // --- events (docs/design/events.md) ---------------------------------------
+    /**
+     * A page of the events `args.filter` sees, oldest first, after `args.after` (default
+     * `"earliest"`: from the oldest retained event; `"latest"`: none, only the offset of the end):
+     * at most `args.limit` (1..`Limits.eventPageItems`, default 100). Only events of committed
+     * transitions are read, in the order of each execution's transitions. An offset whose
+     * successors were trimmed fails `State(EventOffsetExpired)`; a malformed one
+     * `Validation(InvalidOffset)`.
+     */
+    readonly readEvents: (args: M.ReadEventsArgs) => Effect.Effect<M.EventPage, EngineError>
+    /**
+     * Subscribes the current scope to the wake-ups of `filter`: a count that grows after an event
+     * it sees may have been written. A hint only (it may count without a new event, and a wake-up
+     * lost with a dropped connection counts once the connection is back): read with `readEvents`
+     * after it, and read again after a bounded wait anyway.
+     */
+    readonly subscribeEvents: (
+      filter: M.EventFilter
+    ) => Effect.Effect<EngineBackend.EventSubscription, EngineError, Scope.Scope>
+
     // --- reads ---------------------------------------------------------------
     readonly describeExecution: (id: ExecutionId) => Effect.Effect<Option.Option<M.ExecutionSnapshot>, EngineError>
     readonly describeFlow: (id: FlowId) => Effect.Effect<Option.Option<M.FlowSnapshot>, EngineError>
@@ -280,6 +300,18 @@ export declare namespace EngineBackend {
   }
 
   /**
+   * What `subscribeEvents` returns: read `wakeups` before a read that found nothing new, then
+   * `await` with that count (it returns at once when a wake-up arrived since).
+   *
+   * @since 0.1.0
+   */
+  export interface EventSubscription {
+    readonly wakeups: Effect.Effect<number>
+    /** Waits until the count of wake-ups exceeds `since` or `maxWait` passed (Effect's `Clock`); true when woken. */
+    readonly await: (since: number, maxWait: Duration.Duration) => Effect.Effect<boolean>
+  }
+
+  /**
    * What `completeAndClaim` returns: each item's outcome at its index (as `completeMany`), and the
    * claims in claim order, each with its input (`None`: past the call's input budget, or gone).
    *
@@ -352,7 +384,8 @@ export class EngineBackend extends Context.Tag("flowfabric/EngineBackend")<Engin
 
 /**
  * The names of the effectful operations: those of the specification plus the batch calls,
- * `getExecutionInput`, `extendFlow` and `sealFlow` (`backendLabel` is a value).
+ * `getExecutionInput`, `extendFlow`, `sealFlow` and `readEvents` (`backendLabel` is a value; the
+ * scoped subscriptions `subscribeWork` and `subscribeEvents` are not listed).
  *
  * @since 0.1.0
  */
@@ -423,5 +456,6 @@ export const operationNames = [
   "cancelFlowHeader",
   "ackCancelMember",
   "readExecutionInfo",
-  "readExecutionState"
+  "readExecutionState",
+  "readEvents"
 ] as const satisfies ReadonlyArray<Exclude<keyof EngineBackend.Service, "backendLabel">>

@@ -114,7 +114,8 @@ export const StateKind = Schema.Literal(
   "ReplayNotAllowed",
   "MaxRetriesExhausted",
   "StreamAlreadyClosed",
-  "AlreadySatisfied"
+  "AlreadySatisfied",
+  "EventOffsetExpired"
 )
 /** @since 0.1.0 */
 export type StateKind = typeof StateKind.Type
@@ -557,6 +558,7 @@ const SCRIPT_CODES: Record<string, (details: ReadonlyArray<string>) => EngineErr
   cycle_detected: () => conflict("CycleDetected"),
   flow_not_found: () => notFound("flow"),
   execution_not_in_flow: () => state("ExecutionNotInFlow"),
+  event_offset_expired: () => state("EventOffsetExpired"),
   self_referencing_edge: () => conflict("SelfReferencingEdge"),
   flow_already_terminal: () => state("FlowAlreadyTerminal"),
   flow_sealed: () => state("FlowSealed"),

@@ -84,7 +84,15 @@ export const Limits = {
   /** Runs of an execution's attempt history kept (the newest; older ones are dropped). */
   historyRuns: 20,
   /** The reason of a run in the attempt history, cut at a character boundary (UTF-8 bytes). */
-  historyReasonBytes: 256
+  historyReasonBytes: 256,
+  /** Events one `readEvents` page returns at most. */
+  eventPageItems: 1000,
+  /** How long events are kept (ms): older ones are trimmed by `trimRetention`. */
+  eventRetentionMs: 3_600_000,
+  /** Events a store keeps at most (the oldest beyond it are trimmed first). */
+  eventsRetained: 1_000_000,
+  /** An event offset, as passed back to `readEvents` (its text). */
+  eventOffsetBytes: 4096
 } as const
 
 /** @since 0.1.0 */

@@ -28,7 +28,8 @@ import * as Signals from "./internal/memory/signals.js"
 import { Store, streamKey } from "./internal/memory/store.js"
 import * as Streams from "./internal/memory/streams.js"
 import * as Wakeups from "./internal/memory/wakeups.js"
-import { makeHub } from "./internal/wakeups.js"
+import * as Events from "./internal/memory/events.js"
+import { makeEventHub, makeHub } from "./internal/wakeups.js"
 
 /**
  * @since 0.1.0
@@ -53,9 +54,6 @@ export interface MemoryBackend {
 
 type Step<A> = (now: number) => Either.Either<A, EngineError>
 
-const step = <A>(f: Step<A>): Effect.Effect<A, EngineError> =>
-  Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
-
 /** The passes whose runs report their next timer (`PassResult.nextDueAt`). */
 const TIMER_PASSES: ReadonlySet<PassName> = new Set([
   "expireLeases",
@@ -75,6 +73,12 @@ const TIMER_PASSES: ReadonlySet<PassName> = new Set([
 export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBackend, EngineError> =>
   Effect.gen(function*() {
     const store = new Store("memory")
+    // one engine step: one call (its events fold what the call did to an execution it created)
+    const step = <A>(f: Step<A>): Effect.Effect<A, EngineError> =>
+      Effect.clockWith((clock) => {
+        store.stepNo++
+        return f(clock.unsafeCurrentTimeMillis())
+      })
     const waiters = new Map<string, Deferred.Deferred<void>>()
     store.onAppend = (key) => {
       const d = waiters.get(key)
@@ -87,6 +91,11 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
     const hub = makeHub({ listen: () => Effect.void, unlisten: () => Effect.void })
     store.onLaneWake = hub.wake
     store.onLeaseEnded = hub.revoke
+    // events wake their subscriptions in the engine step that writes them
+    const events = makeEventHub({ listen: () => Effect.void, unlisten: () => Effect.void })
+    store.onEvent = (scopes) => {
+      for (const scope of scopes) events.wake(scope)
+    }
     const nextAppend = (key: string) =>
       Effect.map(Effect.fiberId, (fiberId) => {
         let d = waiters.get(key)
@@ -133,6 +142,8 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
           disarm: Effect.void,
           promoteDue: step((now) => Wakeups.promoteDue(store, now, args.lanes, DEFAULT_BATCH_SIZE))
         }),
+      readEvents: (args) => Effect.sync(() => Events.readEvents(store, args)).pipe(Effect.flatten),
+      subscribeEvents: events.subscribe,
       describeExecution: (id) => step((now) => Reads.describeExecution(store, now, id)),
       describeFlow: (id) => step((now) => Reads.describeFlow(store, now, id)),
       listEdges: (args) => step((now) => Reads.listEdges(store, now, args)),

@@ -712,15 +712,21 @@ export const result = <I, IE, O, OE>(
  * @category models
  */
 export interface AwaitOptions {
-  /** Default 100 ms. */
+  /**
+   * The longest wait without news before the state is read again: 1 s by default while the
+   * execution's events wake the wait, 100 ms when the backend offers no event wake-ups (a
+   * Postgres layer without a LISTEN connection).
+   */
   readonly pollInterval?: Duration.DurationInput | undefined
   /** Fails with `Timeout{op:"await_execution"}` after this long (default: wait forever). */
   readonly timeout?: Duration.DurationInput | undefined
 }
 
 /**
- * Polls `readExecutionState` until the execution is terminal and returns
- * that state; fails `NotFound` when no execution has this id.
+ * Waits until the execution is terminal and returns that state; fails `NotFound` when no
+ * execution has this id. Subscribes to the execution's events and reads its state once at the
+ * start and again at each wake-up (an event of it was written), or after `pollInterval` without
+ * one, so that a lost wake-up delays the answer but cannot hang it.
  *
  * @since 0.1.0
  * @category results
@@ -729,21 +735,43 @@ export const awaitTerminal = (
   executionId: ExecutionId,
   options: AwaitOptions = {}
 ): Effect.Effect<M.PublicState, EngineError, EngineBackend> =>
-  Effect.gen(function*() {
+  Effect.flatMap(EngineBackend, (backend) =>
+    waitFor(executionId, options, Effect.map(backend.readExecutionState(executionId), (state) =>
+      Option.isNone(state) ?
+        Option.some(Either.left(notFound("execution", executionId))) :
+        isTerminal(state.value) ?
+        Option.some(Either.right(state.value)) :
+        Option.none())))
+
+/**
+ * Runs `probe` at the start, at each wake-up of the execution's events and after `pollInterval`
+ * without one, until it answers (a failure ends the wait too).
+ */
+const waitFor = <A, E>(
+  executionId: ExecutionId,
+  options: AwaitOptions,
+  probe: Effect.Effect<Option.Option<Either.Either<A, E>>, EngineError>
+): Effect.Effect<A, E | EngineError, EngineBackend> =>
+  Effect.scoped(Effect.gen(function*() {
     const backend = yield* EngineBackend
     const start = yield* Clock.currentTimeMillis
-    const limit = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
-    const interval = options.pollInterval ?? Duration.millis(100)
+    const limit = options.timeout === undefined ? undefined : Duration.toMillis(Duration.decode(options.timeout))
+    const subscribed = yield* Effect.either(backend.subscribeEvents({ _tag: "Execution", executionId }))
+    const subscription = Either.getOrUndefined(subscribed)
+    const interval = Duration.toMillis(
+      Duration.decode(options.pollInterval ?? (subscription === undefined ? Duration.millis(100) : Duration.seconds(1)))
+    )
     for (;;) {
-      const state = yield* backend.readExecutionState(executionId)
-      if (Option.isNone(state)) return yield* notFound("execution", executionId)
-      if (isTerminal(state.value)) return state.value
-      if (limit !== undefined && (yield* Clock.currentTimeMillis) - start >= Duration.toMillis(limit)) {
-        return yield* new Timeout({ op: "await_execution", elapsed: limit })
-      }
-      yield* Effect.sleep(interval)
+      const seen = subscription === undefined ? 0 : yield* subscription.wakeups
+      const answer = yield* probe
+      if (Option.isSome(answer)) return yield* answer.value
+      const left = limit === undefined ? interval : limit - ((yield* Clock.currentTimeMillis) - start)
+      if (left <= 0) return yield* new Timeout({ op: "await_execution", elapsed: Duration.millis(limit!) })
+      const wait = Duration.millis(Math.min(interval, left))
+      if (subscription === undefined) yield* Effect.sleep(wait)
+      else yield* subscription.await(seen, wait)
     }
-  })
+  }))
 
 /** The `ExecutionNotCompleted` of an execution that ended `state`, with why, read from its snapshot. */
 const notCompleted = (executionId: ExecutionId, state: M.PublicState) =>
@@ -766,7 +794,8 @@ const notCompleted = (executionId: ExecutionId, state: M.PublicState) =>
  * Waits for the execution to finish and returns its decoded result; an
  * execution that ends otherwise fails with `ExecutionNotCompleted`, which
  * carries why (the last failure's reason and class, or the cancellation's
- * reason).
+ * reason). Woken by the execution's events like `awaitTerminal`; each check
+ * reads the result first, so a completion with a payload answers in one read.
  *
  * @since 0.1.0
  * @category results
@@ -777,8 +806,23 @@ export const awaitResult = <I, IE, O, OE>(
   options: AwaitOptions = {}
 ): Effect.Effect<O, EngineError | PayloadError | ExecutionNotCompleted, EngineBackend> =>
   Effect.gen(function*() {
-    const state = yield* awaitTerminal(executionId, options)
-    if (state !== "completed") return yield* notCompleted(executionId, state)
+    const backend = yield* EngineBackend
+    // a completion with a payload answers in one read; else the state tells whether it ended
+    const ended = yield* waitFor(
+      executionId,
+      options,
+      Effect.flatMap(backend.getExecutionResult(executionId), (bytes) =>
+        Option.isSome(bytes) ?
+          Effect.succeed(Option.some(Either.right<Uint8Array | M.PublicState>(bytes.value))) :
+          Effect.map(backend.readExecutionState(executionId), (state) =>
+            Option.isNone(state) ?
+              Option.some(Either.left(notFound("execution", executionId))) :
+              isTerminal(state.value) ?
+              Option.some(Either.right<Uint8Array | M.PublicState>(state.value)) :
+              Option.none()))
+    )
+    if (ended instanceof Uint8Array) return yield* decodeJson(spec.output, ended, `result of ${executionId}`)
+    if (ended !== "completed") return yield* notCompleted(executionId, ended)
     const value = yield* result(spec, executionId)
     if (Option.isSome(value)) return value.value
     // completed without a payload: decode JSON null (an output of Schema.Void / Schema.Null / optional)

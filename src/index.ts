@@ -6,6 +6,7 @@
 export * as CancelFlow from "./CancelFlow.js"
 export * as EngineBackend from "./EngineBackend.js"
 export * as EngineError from "./EngineError.js"
+export * as Events from "./Events.js"
 export * as Ids from "./Ids.js"
 export { type LimitName, Limits } from "./Limits.js"
 export * as Maintenance from "./Maintenance.js"

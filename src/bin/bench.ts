@@ -45,13 +45,14 @@ const scenarioOption = Options.choice("scenario", [
   "idle-pickup",
   "cancel-latency",
   "retry-latency",
+  "await-result",
   "footprint",
   "lane-query",
   "all"
 ]).pipe(Options.withDefault("submit-claim-complete"))
 const tasksOption = Options.integer("tasks").pipe(
   Options.withDescription(
-    `tasks per round (default ${DEFAULT_TASKS}); for idle-pickup, cancel-latency and retry-latency the samples ` +
+    `tasks per round (default ${DEFAULT_TASKS}); for idle-pickup, cancel-latency, retry-latency and await-result the samples ` +
       `of the whole run, split over the rounds (default ${DEFAULT_SAMPLES}); for footprint the executions and peer ` +
       `jobs of each state (default ${DEFAULT_FOOTPRINT}); with --scenario all it sets only the former`
   ),

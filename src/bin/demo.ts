@@ -12,7 +12,8 @@
  * A live board (or a timeline) and a closing summary show what the engine
  * says of each step — state, attempts, attempt history, the progress the
  * handlers report, the last failure, why it was cancelled — read with
- * `describeExecution` (./demo/views.ts), not from the demo's own process.
+ * `describeExecution` (./demo/views.ts) when the engine's event log reports a change on the
+ * demo's lanes, not from the demo's own process.
  */
 import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
@@ -34,9 +35,11 @@ import {
   Redacted,
   Ref,
   Schedule,
-  Schema
+  Schema,
+  Stream
 } from "effect"
 import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
+import * as Events from "../Events.js"
 import type { ExecutionId, WaitpointId } from "../Ids.js"
 import * as Ids from "../Ids.js"
 import type { Maintenance } from "../Maintenance.js"
@@ -366,8 +369,15 @@ const runDemo = (options: DemoOptions) =>
 
     const live = !options.plain && process.stdout.isTTY === true
     const display = yield* makeDisplay(backend, { steps, localNotes, started }, live)
+    // redrawn when the engine reports something on the demo's lanes (the event log), and on a slow
+    // clock for the live board's elapsed time
+    const changes = Stream.merge(
+      Events.stream(Events.lane(Ids.unsafe.laneId(reportsLane)), { pollInterval: "250 millis" }),
+      Events.stream(Events.lane(Ids.unsafe.laneId(batchLane)), { pollInterval: "250 millis" })
+    )
+    const redraws = live ? Stream.merge(changes, Stream.tick("250 millis")) : changes
     const displayFiber = yield* Effect.forkScoped(
-      Effect.forever(Effect.zipRight(display.tick, Effect.sleep(live ? "100 millis" : "50 millis")))
+      redraws.pipe(Stream.groupedWithin(64, "20 millis"), Stream.runForEach(() => display.tick))
     )
 
     // --- wait for the report, cancel the re-index once approved --------------

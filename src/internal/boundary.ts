@@ -14,6 +14,7 @@ import { adminOperations } from "./boundary/admin.js"
 import { budgetOperations } from "./boundary/budgets.js"
 import { claimOperations } from "./boundary/claim.js"
 import { makeBoundary } from "./boundary/context.js"
+import { eventOperations } from "./boundary/events.js"
 import type { BackendCore } from "./boundary/core.js"
 import { flowOperations } from "./boundary/flows.js"
 import { lifecycleOperations } from "./boundary/lifecycle.js"
@@ -48,7 +49,8 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     ...streamOperations(b),
     ...budgetOperations(b),
     ...adminOperations(b),
-    ...readOperations(b)
+    ...readOperations(b),
+    ...eventOperations(b)
   }
   return instrument(service)
 }

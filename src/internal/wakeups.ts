@@ -9,6 +9,7 @@ import { Deferred, Duration, Effect, Exit, Fiber, FiberId, Option, Queue, type S
 import type { EngineBackend } from "../EngineBackend.js"
 import type { EngineError } from "../EngineError.js"
 import type { ExecutionId } from "../Ids.js"
+import type * as M from "../Model.js"
 
 interface Subscriber {
   readonly lanes: ReadonlyArray<string>
@@ -175,5 +176,97 @@ export const makeHub = (transport: WakeTransport): Hub => {
     lanes: () => [...byLane.keys()],
     workers: () => [...byWorker.keys()],
     subscribe
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Event wake-ups (subscribeEvents)
+// ---------------------------------------------------------------------------
+
+/** The key of an event filter in the hub and on the wire: `l:` lane, `e:` execution, `f:` flow. */
+export const eventScope = (filter: M.EventFilter): string => {
+  switch (filter._tag) {
+    case "Lane":
+      return `l:${filter.laneId}`
+    case "Execution":
+      return `e:${filter.executionId}`
+    case "Flow":
+      return `f:${filter.flowId}`
+  }
+}
+
+/** The event subscriptions of this process, fed by the backend's transport (as `Hub` for work). */
+export interface EventHub {
+  /** Counts a wake-up for every subscription of `scope` (an `eventScope`). */
+  readonly wake: (scope: string) => void
+  /** Counts a wake-up for every subscription (a reconnect: wake-ups may have been lost). */
+  readonly wakeAll: () => void
+  /** The scopes subscribed now. */
+  readonly scopes: () => ReadonlyArray<string>
+  /**
+   * A subscription of the current scope; `listen` runs first when `scope` had none (and returns
+   * once the transport delivers its wake-ups), `unlisten` when the last one of `scope` ends.
+   */
+  readonly subscribe: (filter: M.EventFilter) => Effect.Effect<EngineBackend.EventSubscription, EngineError, Scope.Scope>
+}
+
+export interface EventTransport {
+  readonly listen: (scope: string) => Effect.Effect<void, EngineError>
+  readonly unlisten: (scope: string) => Effect.Effect<void>
+}
+
+interface EventSubscriber {
+  count: number
+  waiter: Deferred.Deferred<void> | undefined
+}
+
+const bumpEvent = (s: EventSubscriber): void => {
+  s.count++
+  const waiter = s.waiter
+  if (waiter !== undefined) {
+    s.waiter = undefined
+    Deferred.unsafeDone(waiter, Exit.void)
+  }
+}
+
+export const makeEventHub = (transport: EventTransport): EventHub => {
+  const byScope = new Map<string, Set<EventSubscriber>>()
+  const lock = Effect.unsafeMakeSemaphore(1)
+  return {
+    wake: (scope) => {
+      const subs = byScope.get(scope)
+      if (subs !== undefined) for (const s of subs) bumpEvent(s)
+    },
+    wakeAll: () => {
+      for (const subs of byScope.values()) for (const s of subs) bumpEvent(s)
+    },
+    scopes: () => [...byScope.keys()],
+    subscribe: (filter) =>
+      Effect.gen(function*() {
+        const scope = eventScope(filter)
+        const sub: EventSubscriber = { count: 0, waiter: undefined }
+        yield* Effect.acquireRelease(
+          lock.withPermits(1)(Effect.suspend(() =>
+            addTo(byScope, scope, sub) ?
+              Effect.tapError(transport.listen(scope), () => Effect.sync(() => removeFrom(byScope, scope, sub))) :
+              Effect.void
+          )),
+          () =>
+            lock.withPermits(1)(Effect.suspend(() =>
+              removeFrom(byScope, scope, sub) ? transport.unlisten(scope) : Effect.void
+            ))
+        )
+        const subscription: EngineBackend.EventSubscription = {
+          wakeups: Effect.sync(() => sub.count),
+          await: (since, maxWait) =>
+            Effect.suspend(() => {
+              if (sub.count > since) return Effect.succeed(true)
+              if (Duration.toMillis(maxWait) <= 0) return Effect.succeed(false)
+              const waiter = sub.waiter ?? (sub.waiter = Deferred.unsafeMake<void>(FiberId.none))
+              return Effect.map(Effect.timeoutOption(Deferred.await(waiter), maxWait), Option.isSome)
+            })
+        }
+        return subscription
+      })
   }
 }

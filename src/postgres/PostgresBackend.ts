@@ -23,7 +23,8 @@ import { makeCore } from "./internal/core.js"
 import { Pg, PgClient, SqlClient } from "./internal/driver.js"
 import { makeMaintenance } from "./internal/maintenance.js"
 import { makeListener } from "./internal/wakeups.js"
-import { type Hub, makeHub } from "../internal/wakeups.js"
+import { type EventHub, type Hub, makeEventHub, makeHub } from "../internal/wakeups.js"
+import { makeEventTransport } from "./internal/events.js"
 import { BACKEND, fromSqlError } from "./internal/errors.js"
 import { installedVersion, loadLibrary } from "./internal/library.js"
 import { appliedVersion, LATEST_MIGRATION, migrate } from "./migrations/index.js"
@@ -230,14 +231,18 @@ export const make = (
       conflictAttempts: options.conflictAttempts ?? 5
     })
     const listenConfig = yield* listenConfigOf(options.listenUrl)
-    const hub: Hub | undefined = listenConfig === undefined ?
+    let events: EventHub | undefined
+    const listener = listenConfig === undefined ?
       undefined :
-      makeHub(makeListener(listenConfig, schema, () => hub!))
+      makeListener(listenConfig, schema, () => hub!, () => events)
+    const hub: Hub | undefined = listener === undefined ? undefined : makeHub(listener)
+    if (listener !== undefined) events = makeEventHub(makeEventTransport(caller, listener, () => events!))
     const core = makeCore(caller, {
       partitions,
       cancelFlowInlineLimit: options.cancelFlowInlineLimit ?? 1000,
       tailPollMs: options.tailPollMs ?? 50,
-      hub
+      hub,
+      events
     })
     const backend = makeEngineBackend(core)
     if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {

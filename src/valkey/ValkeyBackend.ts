@@ -35,10 +35,12 @@ import { type EngineError, invalidInput } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
 import { makeEngineBackend, makeMaintenanceService } from "../internal/boundary.js"
 import { missingSecret, seedAtStart } from "../internal/hmacSecret.js"
-import { type Hub, makeHub } from "../internal/wakeups.js"
+import { type EventHub, type Hub, makeEventHub, makeHub } from "../internal/wakeups.js"
 import { Maintenance } from "../Maintenance.js"
 import { connect, type EvictionCheck, type LibraryPolicy } from "./internal/client.js"
+import { makeCoreContext } from "./internal/context.js"
 import { makeCore } from "./internal/core.js"
+import { makeEventTransport } from "./internal/events.js"
 import { loadLibrary } from "./internal/library.js"
 import { makeMaintenance } from "./internal/maintenance.js"
 import { makeStreamOps } from "./internal/streams.js"
@@ -193,9 +195,15 @@ export const make = (
     const plumbing = makePlumbing(client, settings)
     const streamOps = yield* makeStreamOps(options.streamOpsMax ?? 64)
     const scope = yield* Effect.scope
-    const subscriber = makeSubscriber(client, plumbing.keys, () => hub, scope)
+    const subscriber = makeSubscriber(client, plumbing.keys, () => hub, scope, () => eventHub)
     const hub: Hub = makeHub(subscriber)
-    const core = makeCore(plumbing, streamOps, library, hub)
+    const eventHub: EventHub = makeEventHub(
+      makeEventTransport(makeCoreContext(plumbing), {
+        listen: subscriber.listenChannel,
+        unlisten: subscriber.unlistenChannel
+      }, scope, () => eventHub.scopes())
+    )
+    const core = makeCore(plumbing, streamOps, library, hub, eventHub)
     const backend = makeEngineBackend(core)
 
     if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {

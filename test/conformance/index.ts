@@ -16,6 +16,7 @@ import type { Maintenance } from "../../src/Maintenance.js"
 import { admin } from "./admin.js"
 import { budgets } from "./budgets.js"
 import { cancelFlows } from "./cancelFlow.js"
+import { events } from "./events.js"
 import { flows } from "./flows.js"
 import { hostileInput } from "./hostileInput.js"
 import { type Body, resolveOptions, type SuiteOptions, type Tester } from "./helpers.js"
@@ -52,7 +53,8 @@ export const areas: ReadonlyArray<(t: Tester) => void> = [
   admin,
   retentionArea,
   history,
-  wakeups
+  wakeups,
+  events
 ]
 
 export const suite = (

@@ -199,7 +199,7 @@ export const lanes = (t: Tester) =>
         const b = yield* backend
         const base = yield* newLane()
         // ids that spell another lane's keys on a key layout of `<lane>:<suffix>` (one partition for all)
-        const lanes = [base, `${base}:s`, `${base}:s:delayed`, `${base}:n`, `${base}:kind:x:1`, `{${base}}`, `${base}}{`, `${base}:delayed`]
+        const lanes = [base, `${base}:s`, `${base}:s:delayed`, `${base}:n`, `${base}:ev`, `${base}:kind:x:1`, `{${base}}`, `${base}}{`, `${base}:delayed`]
           .map((l) => l as LaneId)
         const later = (yield* now) + 3_600_000
         const made = new Map<LaneId, { readonly delayed: ExecutionId; readonly waiting: ExecutionId }>()

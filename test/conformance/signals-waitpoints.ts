@@ -162,8 +162,13 @@ export const signalsWaitpoints = (t: Tester): void => {
         )
         expect(buffered.effect).toBe("buffered_for_pending_waitpoint")
         expect(yield* publicState(p.executionId)).toBe("active")
+        yield* advance(1)
+        const t1 = yield* now
         const out = yield* usePending(p.handle, p.wp.waitpointId, p.key)
         expect(out._tag).toBe("AlreadySatisfied")
+        // the execution changed (its waitpoint was satisfied and closed): its last mutation is now
+        const described = yield* b.describeExecution(p.executionId)
+        expect(described).toMatchObject({ _tag: "Some", value: { lastMutationAt: t1 } })
         expect(out.details).toMatchObject({
           waitpointId: p.wp.waitpointId,
           waitpointKey: p.key,

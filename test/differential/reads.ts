@@ -9,7 +9,7 @@ import type { ExecutionId, FlowId } from "../../src/Ids.js"
 import type * as M from "../../src/Model.js"
 import { LANES } from "./commands.js"
 import type { Json } from "./normalize.js"
-import { attempt, rec, type Run, sortFlow, type Touched, unique } from "./run.js"
+import { attempt, type Outcome, rec, type Run, sortFlow, type Touched, unique } from "./run.js"
 
 const readExecution = (run: Run, id: ExecutionId) =>
   Effect.gen(function*() {
@@ -103,6 +103,41 @@ export const laneReads = (
     }
   })
 
+/**
+ * Every event `filter` holds, oldest first, without offsets (each engine numbers its own): what
+ * happened, in the order it happened (docs/design/events.md).
+ */
+const eventsOf = (run: Run, filter: M.EventFilter): Effect.Effect<Json> =>
+  Effect.gen(function*() {
+    const out: Array<Json> = []
+    let after: M.EventStart = "earliest"
+    for (let n = 0; n < 50; n++) {
+      const page: Outcome<M.EventPage> = yield* attempt(run, run.engine.backend.readEvents({ filter, after, limit: 50 }))
+      if (Either.isLeft(page)) return rec(run, page)
+      const { events, next }: M.EventPage = page.right
+      for (const { offset: _, ...event } of events) out.push(event as Json)
+      if (events.length < 50) break
+      after = next
+    }
+    return out
+  })
+
+/**
+ * A flow's events as the contract orders them: the flow's own events in order, and each member's
+ * in order; how two members' events interleave is not promised (docs/design/events.md).
+ */
+const byExecution = (events: Json): Json => {
+  if (!Array.isArray(events)) return events
+  const flow: Array<Json> = []
+  const members: Record<string, Array<Json>> = {}
+  for (const e of events) {
+    const id = (e as { readonly executionId?: string }).executionId
+    if (id === undefined) flow.push(e)
+    else (members[id] ??= []).push(e)
+  }
+  return { flow, members: Object.fromEntries(Object.entries(members).sort(([x], [y]) => x.localeCompare(y))) }
+}
+
 /** Reads the whole engine after the last command. */
 export const finalSweep = (run: Run): Effect.Effect<Json> =>
   Effect.gen(function*() {
@@ -114,6 +149,7 @@ export const finalSweep = (run: Run): Effect.Effect<Json> =>
         result: rec(run, yield* attempt(run, b.getExecutionResult(id))),
         input: rec(run, yield* attempt(run, b.getExecutionInput(id))),
         flowId: rec(run, yield* attempt(run, b.resolveExecutionFlowId(id))),
+        events: yield* eventsOf(run, { _tag: "Execution", executionId: id }),
         // ordered by waitpoint id, and pending waitpoint ids are minted by the backend: sort by the key
         pendingWaitpoints: rec(
           run,
@@ -131,7 +167,11 @@ export const finalSweep = (run: Run): Effect.Effect<Json> =>
           (edges) => [...edges].sort((x, y) => x.edgeId.localeCompare(y.edgeId))
         )
       }
-      out[`flow ${id}`] = { describe: yield* readFlow(run, id), incoming }
+      out[`flow ${id}`] = {
+        describe: yield* readFlow(run, id),
+        incoming,
+        events: byExecution(yield* eventsOf(run, { _tag: "Flow", flowId: id }))
+      }
     }
     for (const e of run.edges) {
       out[`edge ${e.edgeId}`] = {

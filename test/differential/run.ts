@@ -57,7 +57,7 @@ interface Failure {
   readonly defect?: string | undefined
 }
 
-type Outcome<A> = Either.Either<A, Failure>
+export type Outcome<A> = Either.Either<A, Failure>
 
 interface Pending {
   readonly executionId: ExecutionId

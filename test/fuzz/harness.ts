@@ -681,6 +681,15 @@ const build = (op: Op, fx: Fixture, choice: number): Effect.Effect<Call, EngineE
       case "ping":
       case "prepare":
         return { args: [], touched: touch({}) }
+      case "readEvents": {
+        const f = yield* fx.flow
+        const filter = choice % 3 === 0 ?
+          { _tag: "Lane", laneId: fx.lane } :
+          choice % 3 === 1 ?
+          { _tag: "Execution", executionId: f.members[0] } :
+          { _tag: "Flow", flowId: f.flowId }
+        return { args: [{ filter, after: choice % 2 === 0 ? "earliest" : "latest", limit: 10 }], touched: touch({}) }
+      }
       case "shutdownPrepare":
         // a valid grace would stop the stream operations of the shared backend: only bad ones run
         return { args: [Duration.seconds(1)], touched: touch({}), unsafe: (a) => Duration.isDuration(a[0]) }
@@ -775,6 +784,7 @@ const READS: ReadonlySet<string> = new Set<Op>([
   "readStream",
   "tailStream",
   "readSummary",
+  "readEvents",
   "ping"
 ])
 

@@ -4,7 +4,7 @@
  * with HMAC tokens, flow cancellation with a wait mode.
  */
 import { describe, expect } from "@effect/vitest"
-import { Duration, Effect, type Layer, Option, Ref, Schema } from "effect"
+import { Duration, Effect, Fiber, type Layer, Option, Ref, Schema, TestServices } from "effect"
 import { EngineBackend } from "../../src/EngineBackend.js"
 import * as Ids from "../../src/Ids.js"
 import type { LaneId } from "../../src/Ids.js"
@@ -135,6 +135,18 @@ export const producerSuite = (
           const first = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane, idempotencyKey: key })
           const second = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane, idempotencyKey: key })
           expect(second).toBe(first)
+        }))
+
+      test("awaitResult returns on the completion's event, not at its next read of the state", () =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+          // without the event's wake-up it would read the state again in an hour (of any clock)
+          const waiter = yield* Effect.fork(Producer.awaitResult(Add, id, { pollInterval: Duration.hours(1) }))
+          yield* TestServices.provideLive(Effect.sleep(Duration.millis(100)))
+          yield* completeNext(lane, 3)
+          const r = yield* Fiber.join(waiter).pipe(Effect.timeout(Duration.seconds(20)), TestServices.provideLive)
+          expect(r).toBe(3)
         }))
 
       test("awaitTerminal and awaitResult on an id no execution has: NotFound naming it", () =>

@@ -237,7 +237,42 @@ const retryLatency: Scenario = (o) =>
     }))
   })
 
+/**
+ * await-result: a producer waits with `Producer.awaitResult` (on the execution's events) while a
+ * plain claimer claims the task and completes it, one task at a time after a seeded 20–60 ms pause;
+ * latency = the `complete` call returned (the completion committed) → `awaitResult` returned.
+ */
+const awaitResult: Scenario = (o) =>
+  Effect.gen(function*() {
+    const b = yield* EngineBackend
+    const lane = Ids.unsafe.laneId(`await-${Date.now()}`)
+    const policy = {
+      workerId: Ids.unsafe.workerId("bench-await"),
+      workerInstanceId: Ids.unsafe.workerInstanceId("bench-await"),
+      leaseTtlMs: 30_000
+    }
+    const samples: Array<number> = []
+    const t0 = yield* nowMs
+    // a short pause: the waiter has subscribed and is waiting (no worker needs to go idle here)
+    for (const [i, gap] of uniformMs(o.seed, o.tasks, 20, 60).entries()) {
+      const id = yield* submit(Noop, { n: i }, { lane })
+      const handle = yield* b.claim({ lane, capabilities: { tokens: [] }, policy })
+      if (handle._tag === "None") return yield* Effect.dieMessage("await-result: nothing to claim")
+      const waiter = yield* Effect.fork(Effect.zipRight(
+        Producer.awaitResult(Noop, id).pipe(Effect.orDie, Effect.timeout(SAMPLE_TIMEOUT), Effect.orDie),
+        nowMs
+      ))
+      // the waiter subscribes and reads the state first; the completion comes after the pause
+      yield* Effect.sleep(Duration.millis(gap))
+      yield* b.complete(handle.value, { payload: new TextEncoder().encode(JSON.stringify({ n: i })) })
+      const committed = yield* nowMs
+      samples.push(Math.max(0, (yield* Fiber.join(waiter)) - committed))
+    }
+    return [latencyRow(o, "await-result", samples, (yield* nowMs) - t0, "complete returned → awaitResult returned")]
+  }).pipe(Effect.orDie)
+
 export const latencyScenarios: Record<string, Scenario> = {
+  "await-result": awaitResult,
   "idle-pickup": idlePickup,
   "cancel-latency": cancelLatency,
   "retry-latency": retryLatency

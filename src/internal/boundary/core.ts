@@ -107,6 +107,15 @@ export interface BackendCore {
   readonly subscribeWork: (
     args: EngineBackend.SubscribeWorkArgs
   ) => Effect.Effect<EngineBackend.WorkSubscription, EngineError, Scope.Scope>
+  /** `after` defaults filled, `limit` clamped to 1..Limits.eventPageItems, the offset's length checked. */
+  readonly readEvents: (args: {
+    readonly filter: M.EventFilter
+    readonly after: M.EventStart
+    readonly limit: number
+  }) => Fx<M.EventPage>
+  readonly subscribeEvents: (
+    filter: M.EventFilter
+  ) => Effect.Effect<EngineBackend.EventSubscription, EngineError, Scope.Scope>
   readonly describeExecution: (id: ExecutionId) => Fx<Option.Option<M.ExecutionSnapshot>>
   readonly describeFlow: (id: FlowId) => Fx<Option.Option<M.FlowSnapshot>>
   readonly listEdges: (args: M.ListEdgesArgs) => Fx<ReadonlyArray<M.EdgeSnapshot>>
@@ -244,6 +253,7 @@ export interface CoreAreas {
     | "prepare"
     | "replayExecution"
     | "revokeLease"
+  readonly events: "readEvents" | "subscribeEvents"
   readonly reads:
     | "describeEdge"
     | "describeExecution"

@@ -4,6 +4,7 @@ import type * as Ids from "../../Ids.js"
 import type * as M from "../../Model.js"
 import { clampPriority } from "../validation.js"
 import { err, leaseEndsElsewhere, notActiveDetail, ok, pushClaimable, type R, transition } from "./helpers.js"
+import { noteFlowState } from "./flows.js"
 import { endRun } from "./history.js"
 import type { Store } from "./store.js"
 import { cancelCore } from "./terminal.js"
@@ -35,6 +36,12 @@ export const changePriority = (store: Store, now: number, args: M.ChangePriority
   return ok({ _tag: "Changed", executionId: e.id })
 }
 
+/** A replayed member is live again: its flow, if it had ended, reads (and reports) running. */
+const replayedInFlow = (store: Store, flowId: Ids.FlowId | undefined, now: number): void => {
+  const f = flowId === undefined ? undefined : store.flows.get(flowId)
+  if (f !== undefined) noteFlowState(store, f, now)
+}
+
 export const replayExecution = (store: Store, now: number, id: Ids.ExecutionId): R<M.ReplayExecutionResult> => {
   const e = store.executions.get(id)
   if (e === undefined) return err(notFound("execution"))
@@ -64,6 +71,7 @@ export const replayExecution = (store: Store, now: number, id: Ids.ExecutionId):
       blockingDetail: `${e.unsatisfiedCount} dep(s) unresolved`,
       attemptState: "pending_replay_attempt"
     }, now)
+    replayedInFlow(store, e.flowId, now)
     return ok({ _tag: "Replayed", publicState: "waiting_children" })
   }
   transition(store, e, {
@@ -74,6 +82,7 @@ export const replayExecution = (store: Store, now: number, id: Ids.ExecutionId):
     blockingDetail: "",
     attemptState: "pending_replay_attempt"
   }, now)
+  replayedInFlow(store, e.flowId, now)
   return ok({ _tag: "Replayed", publicState: "waiting" })
 }
 

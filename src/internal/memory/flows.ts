@@ -17,6 +17,7 @@ import type * as Ids from "../../Ids.js"
 import * as M from "../../Model.js"
 import type { CreateExecutionCore } from "../boundary.js"
 import { err, ok, type R, transition } from "./helpers.js"
+import { emit, joinedFlow } from "./events.js"
 import { createExecution } from "./lifecycle.js"
 import type { Dependency, EdgeGroup, Exec, Flow } from "./state.js"
 import type { Store } from "./store.js"
@@ -195,7 +196,20 @@ const cancelSiblings = (
 }
 
 /** Flow state after members changed: `cancelling` → `cancelled` once no owed member is left. */
+/** Writes a `FlowStateChanged` event when the public state of `f` is not the one last reported. */
+export const noteFlowState = (store: Store, f: Flow, now: number): void => {
+  const s = flowState(store, f)
+  if (s === f.eventState) return
+  f.eventState = s
+  emit(store, { _tag: "FlowStateChanged", at: now, flowId: f.id, publicFlowState: s })
+}
+
 export const settleFlow = (store: Store, flow: Flow, now: number): void => {
+  settleCancel(store, flow, now)
+  noteFlowState(store, flow, now)
+}
+
+const settleCancel = (store: Store, flow: Flow, now: number): void => {
   if (flow.state !== "cancelling") return
   for (const id of flow.owed) {
     if (store.executions.get(id)?.phase === "terminal") flow.owed.delete(id)
@@ -236,7 +250,8 @@ export const createFlow = (store: Store, now: number, args: M.CreateFlowArgs): R
     groups: new Map(),
     owed: new Set(),
     backlogDueAt: undefined,
-    tags: {}
+    tags: {},
+    eventState: args.sealed ? "completed" : "open"
   })
   return ok({ _tag: "Created", flowId: args.flowId })
 }
@@ -295,12 +310,14 @@ export const addExecutionToFlow = (
   if (e.flowId !== undefined) return err(conflict("ExecutionAlreadyInFlow"))
   f.members.add(e.id)
   e.flowId = f.id
+  joinedFlow(store, e)
   e.lastMutationAt = now
   f.nodeCount += 1
   f.graphRevision += 1
   f.lastMutationAt = now
   const pending = f.groups.get(e.id)
   if (pending !== undefined && e.group === undefined) e.group = pending
+  noteFlowState(store, f, now)
   return ok({ _tag: "Added", executionId: e.id, newNodeCount: f.nodeCount })
 }
 
@@ -436,6 +453,7 @@ export const sealFlow = (store: Store, now: number, args: M.SealFlowArgs): R<M.S
   if (f.sealed) return ok({ _tag: "AlreadySealed", flowId: f.id, publicFlowState: flowState(store, f) })
   f.sealed = true
   f.lastMutationAt = now
+  noteFlowState(store, f, now)
   return ok({ _tag: "Sealed", flowId: f.id, publicFlowState: flowState(store, f) })
 }
 
@@ -586,6 +604,7 @@ const flipFlow = (
     f.backlogDueAt = now + graceMs
     store.cancelBacklog.add(f.id)
   }
+  noteFlowState(store, f, now)
 }
 
 /** Cancels up to `max` owed members of `f`; returns how many it cancelled. */

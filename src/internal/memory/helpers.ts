@@ -6,6 +6,7 @@ import { Either } from "effect"
 import { type EngineError, executionNotActive, notFound, state as stateError } from "../../EngineError.js"
 import * as M from "../../Model.js"
 import { MinHeap } from "./heap.js"
+import { noteTransition } from "./events.js"
 import { endRun } from "./history.js"
 import { laneMoved } from "./lanes.js"
 import type { Attempt, Exec } from "./state.js"
@@ -31,6 +32,7 @@ interface StateChange {
 }
 
 export const transition = (store: Store, e: Exec, c: StateChange, now: number): void => {
+  const before = { phase: e.phase, ownership: e.ownership, publicState: e.publicState }
   e.phase = c.phase
   e.ownership = c.ownership
   e.eligibility = c.eligibility
@@ -43,6 +45,7 @@ export const transition = (store: Store, e: Exec, c: StateChange, now: number): 
   laneMoved(store, e, from)
   e.lastTransitionAt = now
   e.lastMutationAt = now
+  noteTransition(store, e, before, now)
   if (isClaimable(e)) {
     pushClaimable(store, e)
     store.onLaneWake(e.laneId)

@@ -8,7 +8,7 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
 /** `reason` cut to `Limits.historyReasonBytes` of UTF-8 at a character boundary. */
-const cutHistoryReason = (reason: string): string => {
+export const cutHistoryReason = (reason: string): string => {
   if (reason.length * 3 <= Limits.historyReasonBytes) return reason
   const bytes = encoder.encode(reason)
   if (bytes.length <= Limits.historyReasonBytes) return reason

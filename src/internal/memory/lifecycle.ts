@@ -22,6 +22,7 @@ import {
   type R,
   transition
 } from "./helpers.js"
+import { createdEvent, emit, progressEvent } from "./events.js"
 import { endRun, recordFailure } from "./history.js"
 import { laneAdd } from "./lanes.js"
 import type { Exec } from "./state.js"
@@ -127,6 +128,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
   store.executions.set(e.id, e)
   store.lanes.add(e.laneId)
   laneAdd(store, e)
+  e.created = emit(store, createdEvent(e, now))
   if (delayed) {
     delayTo(store, e, args.delayUntil!, now, {
       blockingReason: "waiting_for_delay",
@@ -184,6 +186,7 @@ export const progress = (
   e.lastMutationAt = now
   if (percent !== undefined) e.progressPct = percent
   if (message !== undefined) e.progressMessage = message
+  emit(store, progressEvent(e, now))
   return ok(undefined)
 }
 

@@ -7,6 +7,7 @@ import type * as Ids from "../../Ids.js"
 import { resetBudgetCore } from "./budgets.js"
 import { drainFlow, resolveLate } from "./flows.js"
 import type { MinHeap } from "./heap.js"
+import { trimEvents } from "./events.js"
 import { leaseEndsElsewhere, markExpired, ok, type R, transition } from "./helpers.js"
 import { recordFailure } from "./history.js"
 import { laneRemove } from "./lanes.js"
@@ -217,10 +218,13 @@ export const drainCancelBacklog = (store: Store, now: number, batch: number): R<
 /**
  * Deletes terminal executions outside flows whose retention ended (see `Maintenance`): the
  * execution and everything it owns. Dedup records past their window (create idempotency,
- * suspend, signal and usage dedup) go too; they are not counted.
+ * suspend, signal and usage dedup) and events older than `Limits.eventRetentionMs` go too; they
+ * are not counted.
  */
 export const trimRetention = (store: Store, now: number, batch: number): R<PassCount> => {
   dropExpiredDedup(store, now)
+  // events past their retention, not counted either (up to max(1 000, 10 × batch) a pass)
+  trimEvents(store, now, Math.max(1000, 10 * batch))
   return ok(drainHeap(store.retentionDue, now, batch, (key) => {
     const e = store.executions.get(key as Ids.ExecutionId)
     if (e === undefined || e.phase !== "terminal" || e.flowId !== undefined || e.completedAt === undefined) {

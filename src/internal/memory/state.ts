@@ -1,4 +1,5 @@
 /** The records of the in-memory engine. */
+import type { StoredEvent } from "./events.js"
 import type * as Ids from "../../Ids.js"
 import type * as M from "../../Model.js"
 
@@ -53,6 +54,8 @@ export interface EdgeGroup {
 }
 
 export interface Exec {
+  /** Its `ExecutionCreated` event: what the creating step does to it later is folded into it. */
+  created?: StoredEvent | undefined
   readonly id: Ids.ExecutionId
   readonly namespace: Ids.Namespace
   readonly laneId: Ids.LaneId
@@ -208,6 +211,8 @@ export interface Flow {
   state: "open" | "cancelling" | "cancelled"
   /** Takes no new member and no new edge. */
   sealed: boolean
+  /** The public state its last `FlowStateChanged` event reported (at creation: its state then). */
+  eventState: string
   graphRevision: number
   nodeCount: number
   edgeCount: number

@@ -8,6 +8,7 @@
  */
 import type * as Ids from "../../Ids.js"
 import type * as M from "../../Model.js"
+import { EventLog } from "./events.js"
 import { MinHeap } from "./heap.js"
 import type { LaneEntries } from "./lanes.js"
 import type { Budget, Exec, Flow, Grant, Keystore, SignalRecord, Stream, Waitpoint } from "./state.js"
@@ -51,12 +52,19 @@ export class Store {
   /** Terminal executions outside flows, by the time their retention ends (`trimRetention`). */
   readonly retentionDue = new MinHeap()
 
+  /** The event log (events.ts). */
+  readonly events = new EventLog()
+  /** The number of the current engine step (one per call). */
+  stepNo = 0
+
   /** Called with the stream key whenever a frame is appended. */
   onAppend: (streamKey: string) => void = () => {}
   /** Called with a lane whenever an execution becomes claimable there or delayed work is scheduled there. */
   onLaneWake: (lane: Ids.LaneId) => void = () => {}
   /** Called when someone else than its holder ends the lease of an execution (cancel, revoke, timeout). */
   onLeaseEnded: (workerInstanceId: Ids.WorkerInstanceId, executionId: Ids.ExecutionId) => void = () => {}
+  /** Called with the scopes (`eventScope`) of every event appended. */
+  onEvent: (scopes: ReadonlyArray<string>) => void = () => {}
 
   constructor(readonly label: M.BackendTag = "memory") {}
 }

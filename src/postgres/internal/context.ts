@@ -9,7 +9,7 @@ import { Deferred, Effect, Option, Schema } from "effect"
 import type { EngineError } from "../../EngineError.js"
 import { executionPartition, type PartitionConfig } from "../../Ids.js"
 import { type CreateExecutionCore, encodePolicy, type HandleRef } from "../../internal/boundary.js"
-import type { Hub } from "../../internal/wakeups.js"
+import type { EventHub, Hub } from "../../internal/wakeups.js"
 import { type Arg, bigint, type Caller, decode, int, text, uuid } from "./client.js"
 
 export type Fx<A> = Effect.Effect<A, EngineError>
@@ -22,6 +22,8 @@ export interface CoreOptions {
   readonly tailPollMs: number
   /** The wake-ups of this process's workers; none without a LISTEN connection (workers poll). */
   readonly hub: Hub | undefined
+  /** The event wake-ups of this process's followers; none without a LISTEN connection. */
+  readonly events?: EventHub | undefined
 }
 
 const OkOnly = Schema.Null

@@ -19,6 +19,7 @@ import { makeLifecycle } from "./lifecycle.js"
 import { makeReads } from "./reads.js"
 import { makeSignals } from "./signals.js"
 import { makeStreams } from "./streams.js"
+import { makeEvents } from "./events.js"
 import { makeWakeups } from "./wakeups.js"
 
 export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
@@ -27,6 +28,7 @@ export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
     label: "postgres",
     partitions: ctx.cfg,
     ...makeWakeups(ctx),
+    ...makeEvents(ctx),
     ...makeClaims(ctx),
     ...makeLifecycle(ctx),
     ...makeSignals(ctx),

@@ -24,6 +24,7 @@ export const SQL_FILES = [
   "flowfabric.sql",
   "internal.sql",
   "wakeups.sql",
+  "events.sql",
   "history.sql",
   "terminal.sql",
   "lifecycle.sql",

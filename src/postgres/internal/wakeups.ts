@@ -1,7 +1,8 @@
 /**
  * Wake-ups over LISTEN/NOTIFY: one connection per layer, of its own (never a pooled one: a LISTEN
  * belongs to its session), opened at the first subscription and listening on the schema's channel
- * (`ffi_channel()` in wakeups.sql). A notification is `w` TAB lane (work became claimable there) or
+ * (`ffi_channel()` in wakeups.sql). A notification is `e` TAB scope (an event of a followed scope:
+ * events.ts), `w` TAB lane (work became claimable there) or
  * `r` TAB worker instance TAB execution id (a lease ended by another hand). A dropped connection
  * is opened again, LISTENs again and then counts as a wake-up of every subscription, so work
  * announced while it was down is claimed. The connection closes with the last subscription.
@@ -16,7 +17,7 @@ import { Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Schema } from "
 import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, Transport } from "../../EngineError.js"
 import type { BackendCore } from "../../internal/boundary.js"
-import type { Hub, WakeTransport } from "../../internal/wakeups.js"
+import type { EventHub, Hub, WakeTransport } from "../../internal/wakeups.js"
 import { DEFAULT_BATCH_SIZE } from "../../Maintenance.js"
 import { bigint, int, quoteIdent, text, textArray } from "./client.js"
 import type { CoreContext } from "./context.js"
@@ -38,7 +39,12 @@ const failure = (message: string, cause?: unknown): Transport =>
  * The transport of `hub` (made with it: `hubOf` returns it). `config` opens the connection; the
  * reconnect loop runs on the live clock.
  */
-export const makeListener = (config: Pg.ClientConfig, schema: string, hubOf: () => Hub): WakeTransport => {
+export const makeListener = (
+  config: Pg.ClientConfig,
+  schema: string,
+  hubOf: () => Hub,
+  eventsOf: () => EventHub | undefined = () => undefined
+): WakeTransport => {
   const channel = channelOf(schema)
   let loop: Fiber.RuntimeFiber<never> | undefined
 
@@ -48,6 +54,7 @@ export const makeListener = (config: Pg.ClientConfig, schema: string, hubOf: () 
     const hub = hubOf()
     if (parts[0] === "w" && parts.length === 2) hub.wake(parts[1]!)
     else if (parts[0] === "r" && parts.length === 3) hub.revoke(parts[1]!, parts[2]!)
+    else if (parts[0] === "e" && parts.length === 2) eventsOf()?.wake(parts[1]!)
   }
 
   /** One connection's life; `first` completes once the first one listens, later ones wake everyone. */
@@ -64,7 +71,10 @@ export const makeListener = (config: Pg.ClientConfig, schema: string, hubOf: () 
         try: () => client.query(`LISTEN ${quoteIdent(channel)}`),
         catch: (e) => failure("wake-ups: LISTEN failed", e)
       })
-      if (!(yield* Deferred.succeed(first, undefined))) hubOf().wakeAll()
+      if (!(yield* Deferred.succeed(first, undefined))) {
+        hubOf().wakeAll()
+        eventsOf()?.wakeAll()
+      }
       yield* Deferred.await(ended)
     }).pipe(Effect.scoped)
 
@@ -100,7 +110,9 @@ export const makeListener = (config: Pg.ClientConfig, schema: string, hubOf: () 
     unlisten: () =>
       Effect.suspend(() => {
         const running = loop
-        if (running === undefined || hubOf().workers().length > 0) return Effect.void
+        if (running === undefined || hubOf().workers().length > 0 || (eventsOf()?.scopes().length ?? 0) > 0) {
+          return Effect.void
+        }
         loop = undefined
         return Fiber.interrupt(running)
       })

@@ -21,6 +21,7 @@ import * as m0025 from "./0025_wakeups.js"
 import * as m0026 from "./0026_timer_key.js"
 import * as m0027 from "./0027_ready_kind.js"
 import * as m0028 from "./0028_lane_queries.js"
+import * as m0029 from "./0029_events.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -38,7 +39,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0025_wakeups": run(m0025.sql),
   "0026_timer_key": run(m0026.sql),
   "0027_ready_kind": run(m0027.sql),
-  "0028_lane_queries": run(m0028.sql)
+  "0028_lane_queries": run(m0028.sql),
+  "0029_events": run(m0029.sql)
 }
 
 /** The id of the newest migration this code needs. */

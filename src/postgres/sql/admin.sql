@@ -88,6 +88,21 @@ BEGIN
                                    'leaseEpoch', e.lease_epoch::text));
 END $$;
 
+-- ffi_replayed_in_flow: replayed execution e (its row before the replay) is live again in its
+-- flow, if any. Called after e's own change, so that the flow's FlowStateChanged (an ended flow
+-- reads running again) follows the member's event.
+--   args:   e
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_replayed_in_flow(e exec_core) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF e.flow_id IS NULL THEN RETURN; END IF;
+  UPDATE flow_core SET live_members = live_members + 1,
+    failed_members = greatest(failed_members - CASE WHEN e.terminal_outcome IN ('failed', 'cancelled', 'expired')
+                                                    THEN 1 ELSE 0 END, 0)
+  WHERE flow_id = e.flow_id;
+END $$;
+
 -- ff_replay_execution: replayExecution — a terminal execution runs again as a replay attempt,
 -- its result cleared; a skipped flow member gets its impossible dependencies back and waits
 -- for them. Its flow counts it as live again (and reopens if it had ended).
@@ -106,13 +121,6 @@ BEGIN
   IF e.lifecycle_phase <> 'terminal' THEN RETURN ffi_err('execution_not_terminal'); END IF;
   IF e.replay_count >= e.max_replay_count THEN RETURN ffi_err('max_replays_exhausted'); END IF;
   UPDATE exec_data SET result = NULL WHERE execution_id = p_eid;
-  IF e.flow_id IS NOT NULL THEN
-    -- the flow counts the member as live again
-    UPDATE flow_core SET live_members = live_members + 1,
-      failed_members = greatest(failed_members - CASE WHEN e.terminal_outcome IN ('failed', 'cancelled', 'expired')
-                                                      THEN 1 ELSE 0 END, 0)
-    WHERE flow_id = e.flow_id;
-  END IF;
   IF e.terminal_outcome = 'skipped' AND e.flow_id IS NOT NULL THEN
     UPDATE dep SET state = 'unsatisfied', last_resolved_at = NULL WHERE downstream_id = p_eid AND state = 'impossible';
     UPDATE edge_group SET failed = 0, skipped = 0, group_state = 'pending', satisfied_at = NULL
@@ -126,6 +134,7 @@ BEGIN
       pending_previous_attempt_index = CASE WHEN current_attempt_id IS NULL THEN NULL ELSE current_attempt_index END,
       last_transition_at = v_now, last_mutation_at = v_now
     WHERE execution_id = p_eid;
+    PERFORM ffi_replayed_in_flow(e);
     RETURN ffi_ok(jsonb_build_object('_tag', 'Replayed', 'publicState', 'waiting_children'));
   END IF;
   UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned', eligibility_state = 'eligible_now',
@@ -136,6 +145,7 @@ BEGIN
     last_transition_at = v_now, last_mutation_at = v_now
   WHERE execution_id = p_eid;
   PERFORM ffi_ready_add(p_eid);
+  PERFORM ffi_replayed_in_flow(e);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Replayed', 'publicState', 'waiting'));
 END $$;
 

@@ -876,10 +876,10 @@ END $$;
 -- cancel_flow, cancel_flow_header, ack_cancel_member
 -- ---------------------------------------------------------------------------
 
--- ffi_cancel_flow: the atomic header of a flow cancellation: the flow becomes cancelling, the
--- members the policy covers are owed a cancel (with a backlog entry after p_grace_ms), up to
--- p_inline_limit of them are cancelled in this transaction (the backlog pass does the rest),
--- and the flow is cancelled when none is left.
+-- ffi_cancel_flow: the atomic header of a flow cancellation: the flow becomes cancelled when the
+-- policy covers no open member; else cancelling, the members the policy covers are owed a cancel
+-- (with a backlog entry after p_grace_ms), up to p_inline_limit of them are cancelled in this
+-- transaction (the backlog pass does the rest), and the flow is cancelled when none is left.
 --   args:   f (the locked flow row), p_policy (cancel_all, cancel_pending, ...), p_reason,
 --           p_grace_ms, p_inline_limit, p_now
 --   reply:  the member ids (a JSON array)
@@ -900,9 +900,14 @@ BEGIN
   WHERE flow_id = f.flow_id AND (
     (p_policy = 'cancel_all' AND lifecycle_phase <> 'terminal')
     OR (p_policy = 'cancel_pending' AND lifecycle_phase IN ('submitted', 'runnable')));
-  UPDATE flow_core SET public_flow_state = 'cancelling', cancelled_at = p_now, cancel_reason = p_reason,
-    cancellation_policy = p_policy, last_mutation_at = p_now
+  -- nothing owed: cancelled in one change (one FlowStateChanged, as on the other backends)
+  UPDATE flow_core SET public_flow_state = CASE WHEN cardinality(v_owed) = 0 THEN 'cancelled' ELSE 'cancelling' END,
+    cancelled_at = p_now, cancel_reason = p_reason, cancellation_policy = p_policy, last_mutation_at = p_now
   WHERE flow_id = f.flow_id;
+  IF cardinality(v_owed) = 0 THEN
+    DELETE FROM cancel_backlog WHERE flow_id = f.flow_id;
+    RETURN v_members;
+  END IF;
   INSERT INTO cancel_owed (flow_id, execution_id) SELECT f.flow_id, unnest(v_owed) ON CONFLICT DO NOTHING;
   INSERT INTO cancel_backlog (flow_id, requested_at, grace_until, reason, cancellation_policy)
   VALUES (f.flow_id, p_now, p_now + p_grace_ms, p_reason, p_policy)

@@ -67,6 +67,7 @@ BEGIN
     IF NOT FOUND THEN
       -- a concurrent create committed this key first: this one is its duplicate
       DELETE FROM exec_core WHERE execution_id = p_eid;
+      DELETE FROM event WHERE execution_id = p_eid AND k = ffi_xid() AND kind = 'ExecutionCreated';
       SELECT execution_id INTO v_existing FROM exec_idempotency
       WHERE partition_key = p_partition AND namespace = p_namespace AND idempotency_key = p_idem;
       RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', v_existing));

@@ -427,6 +427,8 @@ DECLARE
   v_result jsonb := ffi_pass_retention_executions(p_batch, p_now);
 BEGIN
   PERFORM ffi_dedup_expire(coalesce(p_now, ffi_now()), greatest(1000, 10 * p_batch));
+  -- events past Limits.eventRetentionMs (1 h) or beyond Limits.eventsRetained (1 000 000)
+  PERFORM ffi_events_trim(coalesce(p_now, ffi_now()), greatest(1000, 10 * p_batch), 3600000, 1000000);
   PERFORM ffi_lane_count_fold(greatest(1000, 10 * p_batch));
   RETURN v_result;
 END $$;

@@ -4,16 +4,17 @@
  * plain commands on keys of one slot. The operations live in one module per
  * area, each over the shared context (context.ts), named as the Lua files and
  * the Postgres SQL files of the same operations: claim, lifecycle, flows,
- * signals, streams, budgets, admin, reads; the due timers of idle workers in
+ * signals, streams, budgets, admin, reads, events; the due timers of idle workers in
  * wakeups.ts, the maintenance passes in maintenance.ts.
  */
 import { Effect } from "effect"
 import type { BackendCore } from "../../internal/boundary.js"
-import type { Hub } from "../../internal/wakeups.js"
+import type { EventHub, Hub } from "../../internal/wakeups.js"
 import { makeAdmin } from "./admin.js"
 import { makeBudgets } from "./budgets.js"
 import { makeClaims } from "./claim.js"
 import { makeCoreContext } from "./context.js"
+import { makeEvents } from "./events.js"
 import { makeFlows } from "./flows.js"
 import { makeLifecycle } from "./lifecycle.js"
 import type { Plumbing } from "./plumbing.js"
@@ -26,7 +27,8 @@ export const makeCore = (
   p: Plumbing,
   streamOps: StreamOps,
   library: { readonly version: string },
-  hub: Hub
+  hub: Hub,
+  eventHub: EventHub
 ): BackendCore => {
   const ctx = makeCoreContext(p)
   const { nextDue, promoteDue } = makeDueTimers(ctx)
@@ -49,6 +51,7 @@ export const makeCore = (
     ...makeFlows(ctx),
     ...makeAdmin(ctx, library),
     ...makeBudgets(ctx),
+    ...makeEvents(ctx, eventHub),
     shutdownPrepare: streamOps.shutdown
   }
 }

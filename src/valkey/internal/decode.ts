@@ -260,7 +260,9 @@ const FLOW_FIELDS = new Set([
   "sealed",
   // member counters the public state is derived from (flow.lua); not part of the snapshot
   "open_members",
-  "bad_members"
+  "bad_members",
+  // the public state its events last reported (events.lua); not part of the snapshot
+  "es"
 ])
 
 export interface GroupHash extends Hash {

@@ -13,6 +13,7 @@ export const LUA_FILES = [
   "flowfabric.lua",
   "helpers.lua",
   "history.lua",
+  "events.lua",
   "json.lua",
   "hmac.lua",
   "terminal.lua",

@@ -45,6 +45,8 @@ export const makeKeys = (prefix: string) => {
     /** The channels of wake-ups (a lane's idle workers) and revocations (a worker instance's leases). */
     wakeChannel: (lane: string) => `${prefix}:wake:${lane}`,
     revokeChannel: (workerInstanceId: string) => `${prefix}:revoke:${workerInstanceId}`,
+    /** The channel of an event scope (`eventScope`: l:<lane>, e:<execution>, f:<flow>), published only while marked listened. */
+    eventChannel: (scope: string) => `${prefix}:ev:${scope}`,
     /** The id registry: the execution that owns a signal id / a waitpoint id (helpers.lua, "the id registry"). */
     signalOwner: (signalId: string) => `${prefix}:sigid:${signalId}`,
     waitpointOwner: (waitpointId: string) => `${prefix}:wpid:${waitpointId}`,

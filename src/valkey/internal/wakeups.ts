@@ -1,7 +1,8 @@
 /**
  * Wake-ups over Valkey pub/sub: one subscriber connection per layer, opened at the first
  * subscription, subscribed to `<prefix>:wake:<lane>` for the lanes of this process's workers and to
- * `<prefix>:revoke:<worker instance>` for their leases (see FF.call_end in helpers.lua). On a
+ * `<prefix>:revoke:<worker instance>` for their leases (see FF.call_end in helpers.lua), and to
+ * `<prefix>:ev:<scope>` for the event scopes subscribed here (events.ts). On a
  * cluster it connects to any node: a PUBLISH reaches every node's subscribers. A dropped
  * connection is opened again (on a cluster, to any node the client knows), subscribed to every
  * channel, and then counts as a wake-up of every subscription, so work announced while it was down
@@ -13,7 +14,7 @@
 import { Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Schema, type Scope } from "effect"
 import { type EngineError, Transport } from "../../EngineError.js"
 import type * as Ids from "../../Ids.js"
-import type { Hub, WakeTransport } from "../../internal/wakeups.js"
+import type { EventHub, Hub, WakeTransport } from "../../internal/wakeups.js"
 import { Limits } from "../../Limits.js"
 import type { Client } from "./client.js"
 import type { CoreContext, Fx } from "./context.js"
@@ -27,6 +28,9 @@ const RECONNECT_MAX_MS = 2_000
 export interface Subscriber extends WakeTransport {
   /** The subscriber connection now (for tests that drop it). */
   readonly current: () => Redis | undefined
+  /** Subscribes to an event channel (`keys.eventChannel`); returns once it is live (or will be on the next connection). */
+  readonly listenChannel: (channel: string) => Effect.Effect<void, EngineError>
+  readonly unlistenChannel: (channel: string) => Effect.Effect<void>
 }
 
 /**
@@ -38,10 +42,12 @@ export const makeSubscriber = (
   client: Client,
   keys: Keys,
   hubOf: () => Hub,
-  scope: Scope.Scope
+  scope: Scope.Scope,
+  eventHubOf: () => EventHub
 ): Subscriber => {
   const wakePrefix = keys.wakeChannel("")
   const revokePrefix = keys.revokeChannel("")
+  const eventPrefix = keys.eventChannel("")
   let live: Redis | undefined
   let loop: Fiber.RuntimeFiber<void> | undefined
 
@@ -54,6 +60,7 @@ export const makeSubscriber = (
     const hub = hubOf()
     if (channel.startsWith(wakePrefix)) hub.wake(channel.slice(wakePrefix.length))
     else if (channel.startsWith(revokePrefix)) hub.revoke(channel.slice(revokePrefix.length), message)
+    else if (channel.startsWith(eventPrefix)) eventHubOf().wake(channel.slice(eventPrefix.length))
   }
 
   /** A new connection: on a cluster to a node picked at random, else like the client's. */
@@ -87,9 +94,13 @@ export const makeSubscriber = (
       yield* Effect.addFinalizer(() => Effect.sync(() => r.disconnect()))
       yield* Effect.tryPromise({ try: () => r.connect(), catch: (e) => fromValkeyError("connect subscriber", e, false) })
       const hub = hubOf()
-      yield* subscribeAll(r, channelsOf(hub.lanes(), hub.workers()))
+      const events = eventHubOf()
+      yield* subscribeAll(r, [...channelsOf(hub.lanes(), hub.workers()), ...events.scopes().map(keys.eventChannel)])
       live = r
-      if (!(yield* Deferred.succeed(first, undefined))) hub.wakeAll()
+      if (!(yield* Deferred.succeed(first, undefined))) {
+        hub.wakeAll()
+        events.wakeAll()
+      }
       yield* Deferred.await(ended)
     }).pipe(
       Effect.scoped,
@@ -129,8 +140,23 @@ export const makeSubscriber = (
     })
   })
 
+  const listenChannel = (channel: string) =>
+    Effect.gen(function*() {
+      yield* start
+      const r = live
+      if (r === undefined) return
+      yield* subscribeAll(r, [channel]).pipe(Effect.catchAll(() => Effect.void))
+    })
+
   return {
     current: () => live,
+    listenChannel,
+    unlistenChannel: (channel) =>
+      Effect.suspend(() => {
+        const r = live
+        if (r === undefined) return Effect.void
+        return Effect.ignore(Effect.tryPromise(() => r.unsubscribe(channel)))
+      }),
     listen: (lanes, workers) =>
       Effect.gen(function*() {
         yield* start

@@ -47,7 +47,8 @@ FF.fn.create_flow = function(B, a, now)
   C("HSET", fk, "flow_id", fid, "flow_kind", FF.str(a.flow_kind), "namespace", FF.str(a.namespace),
     "graph_revision", "0", "node_count", "0", "edge_count", "0", "public_flow_state", "open",
     "created_at", FF.s(now), "last_mutation_at", FF.s(now))
-  if a.sealed == true then C("HSET", fk, "sealed", "1") end
+  -- es: the public state its events last reported (FF.ev_flow_note); none yet: its state now
+  if a.sealed == true then C("HSET", fk, "sealed", "1", "es", "completed") else C("HSET", fk, "es", "open") end
   C("ZADD", K.idx(B, "flows"), 0, fid)
   return FF.ok("OK", fid)
 end
@@ -66,6 +67,7 @@ FF.fn.seal_flow = function(B, a, now)
   if f.sealed == "1" then return FF.ok("ALREADY", FF.flow_state(f)) end
   C("HSET", fk, "sealed", "1", "last_mutation_at", FF.s(now))
   f.sealed = "1"
+  FF.ev_flow_note(B, a.flow_id, now)
   return FF.ok("OK", FF.flow_state(f))
 end
 
@@ -98,6 +100,7 @@ FF.fn.add_to_flow = function(B, a, now)
   local nodes = C("HINCRBY", fk, "node_count", 1)
   C("HINCRBY", fk, "graph_revision", 1)
   C("HSET", fk, "last_mutation_at", FF.s(now))
+  FF.ev_flow_note(B, fid, now)
   return FF.ok("OK", e, nodes)
 end
 
@@ -273,6 +276,8 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
     FF.create_one(B, members[i], now, argv[1 + 2 * i], argv[2 + 2 * i],
       { id = fid, blocked = ch and (FF.s(ch.n) .. " dep(s) unresolved incl " .. ch.last) })
     ids[#ids + 1] = e
+    -- the flow runs from its first member on (as a member's add_to_flow would report it)
+    if i == 1 then FF.ev_flow_note(B, fid, now, "running") end
   end
   FF.chunked("SADD", K.fx(B, fid, "members"), ids)
   C("HINCRBY", fk, "open_members", #ids)
@@ -557,6 +562,8 @@ FF.fn.extend_flow = function(B, a, now, _, _, argv)
     FF.create_one(B, members[i], now, argv[1 + 2 * i], argv[2 + 2 * i],
       { id = fid, blocked = ch and (FF.s(#ch) .. " dep(s) unresolved incl " .. ch[#ch]) })
     ids[#ids + 1] = e
+    -- the flow runs from its first new member on (as a member's add_to_flow would report it)
+    if i == 1 then FF.ev_flow_note(B, fid, now, "running") end
   end
   if #ids > 0 then
     FF.chunked("SADD", mk, ids)
@@ -641,17 +648,20 @@ function FF.resolve_outgoing(B, fid, up, outcome, now)
   end
 end
 
--- Eligible again when nothing blocks it: no unresolved edge, or a join policy already satisfied.
+-- Whether nothing blocks `e` on its dependencies: no unresolved edge, or a join policy already
+-- satisfied.
+function FF.deps_ready(B, e, c)
+  if C("SCARD", K.ex(B, e, "unres")) == 0 then return true end
+  return (c.flow_id or "") ~= "" and C("HGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state") == "satisfied"
+end
+
+-- Eligible again when nothing blocks it (FF.deps_ready).
 function FF.maybe_unblock(B, e, c, now)
   if c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "blocked_by_dependencies" or
       c.terminal_outcome ~= "none" or c.ownership_state ~= "unowned" then
     return false
   end
-  local ready = C("SCARD", K.ex(B, e, "unres")) == 0
-  if not ready and (c.flow_id or "") ~= "" then
-    ready = C("HGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state") == "satisfied"
-  end
-  if not ready then return false end
+  if not FF.deps_ready(B, e, c) then return false end
   local astate = c.attempt_state
   if astate == "none" or astate == "" or astate == nil then astate = "pending_first_attempt" end
   -- resolution overrides a creation delay (docs/design/flows.md#resolution)
@@ -796,6 +806,7 @@ function FF.flow_member_terminal(B, fid, e, outcome, now)
   local fk = K.flow(B, fid)
   if FF.bad_outcome(outcome) then C("HINCRBY", fk, "bad_members", 1) end
   C("HINCRBY", fk, "open_members", -1)
+  FF.ev_flow_touch(B, fid)
 end
 
 -- A replayed member counts as not terminal again (its flow reads running).
@@ -803,6 +814,7 @@ function FF.flow_member_replayed(B, fid, e, outcome, now)
   local fk = K.flow(B, fid)
   C("HINCRBY", fk, "open_members", 1)
   if FF.bad_outcome(outcome) then C("HINCRBY", fk, "bad_members", -1) end
+  FF.ev_flow_touch(B, fid)
 end
 
 -- A flow cancellation owes no member any more: the flow leaves the backlog and is cancelled.
@@ -811,6 +823,7 @@ function FF.flow_cancel_done(B, fid, now)
   local fk = K.flow(B, fid)
   if C("HGET", fk, "public_flow_state") == "cancelling" then
     C("HSET", fk, "public_flow_state", "cancelled", "last_mutation_at", FF.s(now))
+    FF.ev_flow_touch(B, fid)
   end
 end
 
@@ -856,6 +869,8 @@ FF.fn.cancel_flow = function(B, a, now)
   if #owed == 0 then
     C("HSET", fk, "public_flow_state", "cancelled")
   elseif a.mode ~= "header" and #owed <= FF.num(a.inline_limit, 0) then
+    -- cancelling while the cascade runs (reported before the members' events), then cancelled
+    FF.ev_flow_note(B, fid, now, "cancelling")
     for _, m in ipairs(owed) do
       local c = FF.core(B, m)
       if c ~= nil and c.lifecycle_phase ~= "terminal" then
@@ -868,6 +883,7 @@ FF.fn.cancel_flow = function(B, a, now)
     C("HSET", fk, "public_flow_state", "cancelling")
     C("ZADD", K.idx(B, "cancel_backlog"), FF.s(now + FF.num(a.grace_ms, 0)), fid)
   end
+  FF.ev_flow_touch(B, fid)
   FF.drain(B, now)
   return FF.ok("OK", policy, FF.jarr(members))
 end

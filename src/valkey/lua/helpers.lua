@@ -61,8 +61,8 @@ function K.stream(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) end
 function K.smeta(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":meta" end
 function K.ssum(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":sum" end
 -- A lane id may hold ':' (any printable byte): the last segment of a lane's key names its record
--- (one of the words of K.lane, `s=<state>`, `n`, or the length of a kind), so that no lane's key
--- spells another lane's whatever its id.
+-- (one of the words of K.lane, `s=<state>`, `n`, `ev` (events.lua), or the length of a kind), so
+-- that no lane's key spells another lane's whatever its id.
 function K.lane(B, l, kind) return B .. ":l:" .. l .. ":" .. kind end
 -- the lane's executions in public state `s` (FF.lane_member), and their count per state (a hash)
 function K.lstate(B, l, s) return B .. ":l:" .. l .. ":s=" .. s end
@@ -144,6 +144,7 @@ function FF.call_begin()
   if FF.due == nil or FF.dued then FF.due = {} end
   FF.dued = false
   if FF.revokes == nil or #FF.revokes > 0 then FF.revokes = {} end
+  FF.ev_begin()
 end
 
 -- The start of one operation's work (a batch begins each of its items anew): its wakes, its
@@ -475,13 +476,15 @@ function FF.lane_move(B, e, c, from, to)
 end
 
 -- Writes the seven dimensions, public_state and the two transition timestamps (plus the field
--- pairs of `extra`, its first `extra_n` entries when given) in one HSET. `c` is the core as read
+-- pairs of `extra`, its first `extra_n` entries when given) in one HSET, and queues the event of
+-- the transition (FF.ev_transition). `c` is the core as read
 -- at the start of the call (and kept current by every FF.state): a field whose value is already
 -- stored is left out of the write (an HSET of an equal value changes nothing, and the core is a
 -- listpack where every written field costs). The HSET arguments are gathered in one reused
 -- table (unpack stops at n, whatever follows).
 local state_args = {}
 function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n)
+  local bp, bo, bpub = c.lifecycle_phase, c.ownership_state, c.public_state
   local ts = FF.s(now)
   local t = state_args
   t[1], t[2], t[3], t[4] = "last_transition_at", ts, "last_mutation_at", ts
@@ -508,6 +511,7 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
     for i = 1, extra_n or #extra, 2 do put(extra[i], extra[i + 1]) end
   end
   C("HSET", K.core(B, e), unpack(t, 1, n))
+  FF.ev_transition(B, e, c, bp, bo, bpub, now)
 end
 
 -- The core fields of a lease, cleared: FF.state's `extra` of a transition that ends the lease.

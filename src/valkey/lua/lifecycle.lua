@@ -85,6 +85,7 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
     t[#t + 1] = FF.s(deadline)
   end
   C("HSET", ck, unpack(t))
+  FF.ev_created(B, e, c, flow and flow.id, now)
   if blocked ~= nil then
     C("ZADD", K.lane(B, lane, "blocked"), ts, e)
   elseif delayed then
@@ -231,7 +232,7 @@ FF.fn.renew = function(B, a, now)
   return FF.ok("OK", FF.s(exp))
 end
 
--- ff_progress: the lease holder reports its progress on the core.
+-- ff_progress: the lease holder reports its progress on the core (and its Progress event).
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {the lease fence, percent?, message?}
 --   reply:  {1, "OK", wake}
@@ -243,9 +244,16 @@ FF.fn.progress = function(B, a, now)
   local bad = FF.ladder(B, e, c, now, a, {})
   if bad then return bad end
   local t = { "progress_updated_at", FF.s(now), "last_mutation_at", FF.s(now) }
-  if a.percent ~= nil and a.percent ~= cjson.null then t[#t + 1] = "progress_pct"; t[#t + 1] = FF.str(a.percent) end
-  if a.message ~= nil and a.message ~= cjson.null then t[#t + 1] = "progress_message"; t[#t + 1] = FF.str(a.message) end
+  if a.percent ~= nil and a.percent ~= cjson.null then
+    c.progress_pct = FF.str(a.percent)
+    t[#t + 1] = "progress_pct"; t[#t + 1] = c.progress_pct
+  end
+  if a.message ~= nil and a.message ~= cjson.null then
+    c.progress_message = FF.str(a.message)
+    t[#t + 1] = "progress_message"; t[#t + 1] = c.progress_message
+  end
   C("HSET", K.core(B, e), unpack(t))
+  FF.ev_progress(B, e, c, now)
   return FF.ok("OK")
 end
 
@@ -435,10 +443,15 @@ FF.fn.wait_children = function(B, a, now)
   FF.run_end(B, e, c, "waiting_children", nil, now)
   FF.suspend_attempt(B, e, c, "waiting_children", now)
   FF.drop_lease(B, e, c)
-  FF.state(B, e, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
-    "waiting for child executions to complete", "none", "attempt_interrupted", now, FF.LEASE_CLEAR)
-  C("ZADD", K.lane(B, c.lane_id, "blocked"), c.created_at, e)
-  -- nothing left to wait for: eligible again at once (resumed on the same attempt)
-  FF.maybe_unblock(B, e, c, now)
+  if FF.deps_ready(B, e, c) then
+    -- nothing left to wait for: eligible again at once (resumed on the same attempt), one change
+    FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none", "attempt_interrupted",
+      now, FF.LEASE_CLEAR)
+    FF.make_eligible(B, e, c)
+  else
+    FF.state(B, e, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
+      "waiting for child executions to complete", "none", "attempt_interrupted", now, FF.LEASE_CLEAR)
+    C("ZADD", K.lane(B, c.lane_id, "blocked"), c.created_at, e)
+  end
   return FF.ok("OK")
 end

@@ -250,7 +250,8 @@ end
 
 -- ff_pass_trim_retention (trimRetention): deletes the terminal executions outside flows whose
 -- retention ended (the `retention` index holds completed_at + retention), and lists their ids for
--- the registry.
+-- the registry; and drops the partition's events older than their retention (FF.ev_trim_age, not
+-- counted).
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {batch}
 --   reply:  {1, "OK", "", executions deleted, "1" more are due | "0"}
@@ -274,6 +275,7 @@ FF.fn.pass_trim_retention = function(B, a, now)
       end
     end
   end
+  FF.ev_trim_age(B, now)
   return FF.ok("OK", n, #items > batch and "1" or "0")
 end
 
@@ -381,7 +383,7 @@ local TIMER_INDEX = {
 -- and for a timer pass the earliest score of the indexes it walks (due or not).
 -- With a.repair, the promote_delayed probe also reports every lane's claimable work and due
 -- delayed work as wakes (claim hint and due hint repair); a partition with registry entries left
--- to free counts one for trim_retention.
+-- to free, or with events older than their retention, counts one for trim_retention.
 --   KEYS:   [1] the partition base (the budget partition's for reset_budgets)
 --   ARGV:   [1] now, [2] {pass: a pass name without "pass_", cap, repair?}
 --   reply:  {1, "OK", wake, due, earliest timer ("" for none, or not a timer pass)}
@@ -414,6 +416,8 @@ FF.fn.pass_due = function(B, a, now)
     n = C("ZCOUNT", K.idx(B, "retention"), "-inf", FF.s(now))
     -- registry entries an interrupted run left behind make the partition due
     if n == 0 and C("EXISTS", K.idx(B, "idfree")) == 1 then n = 1 end
+    -- and so do events older than their retention
+    if n == 0 and FF.ev_old(B, now) then n = 1 end
   elseif pass == "reset_budgets" then
     n = zdue(B .. ":i:budget_resets")
   elseif pass == "drain_cancel_backlog" then

@@ -19,7 +19,7 @@ local WRITES = {
 local READS = {
   "read_execution", "lane_head", "describe_flow", "list_edges", "describe_edge", "list_flows",
   "list_suspended", "list_pending_waitpoints", "observe_signals", "read_stream", "read_summary",
-  "budget_status", "pass_due"
+  "budget_status", "pass_due", "read_events", "read_lane_events"
 }
 
 -- On a standalone server the layer passes `_hint = {prefix, partition}`: the work a call made
@@ -31,7 +31,8 @@ local NO_CLUSTER = { claim_lane = true, complete_many = true, complete_claim = t
 -- The callback of operation `name` (the calling convention of flowfabric.lua): the per-call
 -- state begins, ARGV[2] is decoded and staged blobs are put in place, FF.fn[name] runs on KEYS[1],
 -- the staged blobs it did not take are deleted, a standalone write's wakes go to the claim hints,
--- and the call's revocations, due hints and wake-ups are published (FF.call_end).
+-- the call's events are written (FF.ev_flush), and the call's revocations, due hints and wake-ups
+-- are published (FF.call_end).
 local function callback_of(name)
   return function(keys, args)
     FF.call_begin()
@@ -47,6 +48,7 @@ local function callback_of(name)
     local r = FF.fn[name](keys[1], a, now, args[3], args[4], args)
     if staged ~= nil then FF.drop_staged(staged) end
     if a._hint ~= nil then FF.apply_wakes(a._hint[1], a._hint[2]) end
+    FF.ev_flush(now)
     -- standalone calls: a single-partition write gets `_hint`, the calls over several partitions `prefix`
     FF.call_end(keys[1], (a._hint ~= nil and a._hint[1]) or NO_CLUSTER[name] and a.prefix or nil)
     return r

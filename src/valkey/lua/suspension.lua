@@ -363,6 +363,7 @@ FF.fn.suspend = function(B, a, now)
     C("HSET", K.wp(B, wp_id), "satisfied_at", FF.s(now))
     FF.close_waitpoint(B, wp_id, "resumed", now)
     C("DEL", K.ex(B, e, "susp:sat"), K.ex(B, e, "susp:cnt"))
+    C("HSET", K.core(B, e), "last_mutation_at", FF.s(now))
   else
     local tb = FF.str(a.timeout_behavior)
     if tb == "" then tb = "fail" end

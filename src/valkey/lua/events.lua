@@ -1,0 +1,443 @@
+-- ===========================================================================
+-- events.lua: the event log (docs/design/events.md, "Valkey"). Every transition of an execution
+-- and every change of a flow's public state is queued during the call and written at its end
+-- (FF.ev_flush, from register.lua), in the same atomic step, after every check of the call:
+--   B:ev              the partition's events, a stream. An entry's id is `<ms>-<seq>` where ms is
+--                     the server's clock (TIME) raised to the stream's last ms when it went back:
+--                     any event written after a read of the server's TIME gets an id of that
+--                     time or later, which the lane reads rely on (events.ts). Fields, the same
+--                     four in every entry (a stream stores repeated names once):
+--                       e  the execution id ("" for a flow's event)
+--                       l  the lane ("" for a flow's event)
+--                       f  the flow id ("" when none)
+--                       d  code|at|fields...: the type, the event's time (the call's now; empty
+--                          when it is the id's ms), then the type's fields (FF.ev_transition), a
+--                          free text field always last (it may hold "|")
+--   B:l:<lane>:ev     the lane's events on this partition: one entry per event of B:ev, under the
+--                     same id, holding nothing else (r = "")
+--   B:evt             hash: "" -> the id of the newest B:ev entry trimmed; <lane> -> the newest
+--                     entry trimmed of that lane's stream (an offset before it has lost events)
+--   B:evw             hash: scope (l:<lane>, e:<execution>, f:<flow>) -> until when (server ms)
+--                     a process listens to it: an event of a listened scope is published on
+--                     `<prefix>:ev:<scope>`; without listeners nothing is published
+-- Trimming: at write, a B:ev longer than FF.EV_CAP + FF.EV_SLACK loses its oldest entries down to
+-- the cap; trimRetention drops the oldest while their time is older than the retention
+-- (FF.ev_trim_age).
+-- ===========================================================================
+
+FF.EV_SLACK = 64
+FF.EV_CAP = 3907 -- per partition: ceil(Limits.eventsRetained / 256)
+FF.EV_RETENTION_MS = 3600000 -- Limits.eventRetentionMs
+
+-- the per call queue: records {B, e, l, f, at, d (array of fields, code first)}, the pending
+-- ExecutionCreated of executions created in this call (the fold), the flows whose state may
+-- have changed
+function FF.ev_begin()
+  if FF.evq == nil or #FF.evq > 0 then FF.evq = {} end
+  if FF.evc == nil or next(FF.evc) ~= nil then FF.evc = {} end
+  if FF.evf == nil or #FF.evf > 0 then FF.evf = {} end
+end
+
+local function ev_push(B, e, l, f, at, d)
+  local rec = { B = B, e = e, l = l, f = f, at = at, d = d }
+  FF.evq[#FF.evq + 1] = rec
+  return rec
+end
+
+-- Execution `e` (core `c`, lane and flow given) was created by this call. Its public state is
+-- the one it has at the end of the call: later transitions of the call fold into this event.
+function FF.ev_created(B, e, c, flow_id, now)
+  local rec = ev_push(B, e, c.lane_id, flow_id or "", now, { "C", c.public_state })
+  FF.evc[e] = rec
+end
+
+local function attempt_of(c)
+  local i = c.current_attempt_index
+  if i == nil or i == "" then return "0" end
+  return i
+end
+
+-- The failure recorded for `e` at `now` by this call, if any: {at, classification, category, reason}.
+local function fresh_failure(B, e, now)
+  local f = FF.decode(C("GET", K.ex(B, e, "fail")))
+  if type(f) ~= "table" or FF.str(f[1]) ~= FF.s(now) then return nil end
+  return f
+end
+
+-- The event of a transition of `e` (FF.state calls it with the state before: phase, ownership,
+-- public state; `c` is the core after), by the rule order of the memory engine's transitionEvent:
+-- a lease started (Claimed), a lease lost (AttemptInterrupted), a retry scheduled, then a change
+-- of public state: the terminal types, Suspended, Resumed, Delayed, else StateChanged.
+function FF.ev_transition(B, e, c, bp, bo, bpub, now)
+  local cr = FF.evc[e]
+  if cr ~= nil then
+    cr.d[2] = c.public_state
+    return
+  end
+  local phase, own, pub = c.lifecycle_phase, c.ownership_state, c.public_state
+  local d
+  if phase == "active" and own == "leased" then
+    if bp == "active" and bo == "leased" then return end
+    d = { "K", attempt_of(c), c.current_worker_instance_id or "" }
+  elseif phase == "active" and bp == "active" and bo == "leased" then
+    local cause = "lease_expired"
+    if own == "lease_revoked" then cause = "lease_revoked" end
+    d = { "I", attempt_of(c), cause }
+  elseif c.attempt_state == "pending_retry_attempt" and bp == "active" then
+    local at = FF.s(now)
+    if pub == "delayed" and (c.delay_until or "") ~= "" then at = c.delay_until end
+    local f = fresh_failure(B, e, now)
+    d = { "R", attempt_of(c), at }
+    if f ~= nil then d[4] = FF.cut_reason(FF.str(f[4])) end
+  elseif pub == bpub then
+    return
+  elseif pub == "completed" then
+    d = { "D" }
+    if (c.current_attempt_id or "") ~= "" then d[2] = attempt_of(c) end
+  elseif pub == "failed" then
+    local f = fresh_failure(B, e, now)
+    local reason = c.failure_reason or ""
+    local class = ""
+    if f ~= nil then reason, class = FF.str(f[4]), FF.str(f[2]) end
+    d = { "X", "", class, FF.cut_reason(reason) }
+    if (c.current_attempt_id or "") ~= "" then d[2] = attempt_of(c) end
+  elseif pub == "cancelled" then
+    d = { "N", FF.cut_reason(c.cancellation_reason or "") }
+  elseif pub == "expired" then
+    d = { "E" }
+  elseif pub == "skipped" then
+    d = { "Z" }
+  elseif pub == "suspended" then
+    d = { "S" }
+    if (c.current_attempt_id or "") ~= "" then d[2] = attempt_of(c) end
+  elseif bp == "suspended" then
+    d = { "U", pub }
+  elseif pub == "delayed" and bp == "active" and (c.delay_until or "") ~= "" then
+    d = { "Y", c.delay_until }
+  else
+    d = { "T", bpub, pub }
+  end
+  ev_push(B, e, c.lane_id, c.flow_id or "", now, d)
+end
+
+-- The lease holder reported progress: the event carries the progress `c` holds now.
+function FF.ev_progress(B, e, c, now)
+  local d = { "P", attempt_of(c), c.progress_pct or "" }
+  local msg = c.progress_message or ""
+  if msg ~= "" then d[4] = FF.cut_reason(msg) end
+  ev_push(B, e, c.lane_id, c.flow_id or "", now, d)
+end
+
+-- Flow `fid`'s public state may have changed: it is compared at the end of the call (FF.ev_flush).
+function FF.ev_flow_touch(B, fid)
+  local t = FF.evf
+  for i = 1, #t do
+    if t[i][2] == fid and t[i][1] == B then return end
+  end
+  t[#t + 1] = { B, fid }
+end
+
+-- Writes a FlowStateChanged when the public state of flow `fid` (`st`, or read from its record)
+-- is not the one last reported (the flow's `es`).
+function FF.ev_flow_note(B, fid, now, st)
+  local fk = K.flow(B, fid)
+  local f = FF.hmap(fk)
+  if f == nil then return end
+  if st == nil then st = FF.flow_state(f) end
+  if f.es == st then return end
+  C("HSET", fk, "es", st)
+  ev_push(B, "", "", fid, now, { "F", st })
+end
+
+-- The id right after `id` (XTRIM MINID keeps that id and what follows).
+local function next_id(id)
+  local ms, seq = string.match(id, "^(%d+)-(%d+)$")
+  return ms .. "-" .. FF.s(tonumber(seq) + 1)
+end
+
+-- The last id of stream `k` as {ms, seq}, or of what was trimmed of it (`trimmed`), or {0, 0}.
+local function last_id(k, evt, field)
+  local r = C("XREVRANGE", k, "+", "-", "COUNT", 1)
+  local id = r[1] and r[1][1]
+  if id == nil then id = C("HGET", evt, field) end
+  if not id or id == "" then return 0 end
+  local ms = tonumber(string.match(id, "^(%d+)-"))
+  return ms or 0
+end
+
+-- Keeps stream `k` at most `cap` entries long (trimmed in steps of FF.EV_SLACK), noting the newest
+-- entry it drops under `field` of B:evt.
+local function trim_to(k, evt, field, cap)
+  local n = C("XLEN", k)
+  if n <= cap + FF.EV_SLACK then return end
+  local drop = C("XRANGE", k, "-", "+", "COUNT", n - cap)
+  local newest = drop[#drop][1]
+  C("XTRIM", k, "MINID", next_id(newest))
+  C("HSET", evt, field, newest)
+end
+
+-- The scopes an event reaches (the subscriptions' scopes, wakeups.ts eventScope).
+local function scopes_of(rec)
+  if rec.e == "" then return { "f:" .. rec.f } end
+  local s = { "e:" .. rec.e, "l:" .. rec.l }
+  if rec.f ~= "" then s[3] = "f:" .. rec.f end
+  return s
+end
+
+-- The prefix of partition base B.
+local function prefix_of(B) return string.match(B, "^(.*):{[^}]*}$") end
+
+-- Writes the call's queued events (after noting its touched flows), trims, and publishes the
+-- events of listened scopes.
+function FF.ev_flush(now)
+  for _, t in ipairs(FF.evf) do FF.ev_flow_note(t[1], t[2], now) end
+  local q = FF.evq
+  if #q == 0 then return end
+  local t = C("TIME")
+  local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local last, bases = {}, {}
+  local heard = nil -- base -> scope -> true (the listened scopes), fetched once per base
+  local pubs = nil
+  for i = 1, #q do
+    local rec = q[i]
+    local B = rec.B
+    local k = B .. ":ev"
+    -- the id's ms: the clock, or the stream's last ms when the clock is behind it (an XADD of
+    -- an id below the stream's last is refused, and then written with the last ms)
+    local ms = last[B]
+    if ms == nil then
+      bases[#bases + 1] = B
+      ms = clock
+    elseif clock > ms then
+      ms = clock
+    end
+    local d = rec.d
+    local function text_at(at_ms)
+      local x = d[1] .. "|" .. (rec.at == at_ms and "" or FF.s(rec.at))
+      for j = 2, #d do x = x .. "|" .. FF.str(d[j]) end
+      return x
+    end
+    local id = redis.pcall("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text_at(ms))
+    if type(id) ~= "string" then
+      ms = math.max(ms, last_id(k, B .. ":evt", ""))
+      id = C("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text_at(ms))
+    end
+    last[B] = ms
+    if rec.l ~= "" then C("XADD", K.lane(B, rec.l, "ev"), id, "r", "") end
+    -- wake-ups: only scopes some process listens to (B:evw), read once per base and call
+    heard = heard or {}
+    local h = heard[B]
+    if h == nil then
+      h = false
+      if C("EXISTS", B .. ":evw") == 1 then
+        local w = FF.hmap(B .. ":evw")
+        if w ~= nil then
+          h = {}
+          for scope, untl in pairs(w) do
+            if FF.num(untl) > clock then h[scope] = true end
+          end
+        end
+      end
+      heard[B] = h
+    end
+    if h then
+      for _, scope in ipairs(scopes_of(rec)) do
+        if h[scope] then
+          pubs = pubs or {}
+          pubs[prefix_of(B) .. ":ev:" .. scope] = true
+        end
+      end
+    end
+  end
+  for _, B in ipairs(bases) do trim_to(B .. ":ev", B .. ":evt", "", FF.EV_CAP) end
+  if pubs ~= nil then
+    for ch in pairs(pubs) do C("PUBLISH", ch, "1") end
+  end
+end
+
+-- The time of entry `entry` ({id, {e, v, l, v, f, v, d, v}}): its d's second field, or its id's ms.
+local function entry_at(entry)
+  local at = string.match(entry[2][8] or "", "^[^|]*|(%d*)")
+  if at ~= nil and at ~= "" then return tonumber(at) end
+  return tonumber(string.match(entry[1], "^(%d+)-"))
+end
+
+FF.EV_TRIM_SCAN = 5000 -- entries one pass looks at per partition, at most
+
+-- Drops the oldest events of partition B while their time is at or before now - retention (as
+-- far as the first younger one), and from each lane's stream the entries of the dropped events.
+function FF.ev_trim_age(B, now)
+  local k = B .. ":ev"
+  local cutoff = now - FF.EV_RETENTION_MS
+  local newest, from, seen = nil, "-", 0
+  while seen < FF.EV_TRIM_SCAN do
+    local chunk = C("XRANGE", k, from, "+", "COUNT", 200)
+    local young = false
+    for _, entry in ipairs(chunk) do
+      if entry_at(entry) > cutoff then
+        young = true
+        break
+      end
+      newest = entry[1]
+    end
+    seen = seen + #chunk
+    if young or #chunk < 200 then break end
+    from = "(" .. newest
+  end
+  if newest == nil then return end
+  C("XTRIM", k, "MINID", next_id(newest))
+  C("HSET", B .. ":evt", "", newest)
+  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
+    local lk = K.lane(B, lane, "ev")
+    local r = C("XREVRANGE", lk, newest, "-", "COUNT", 1)
+    if r[1] ~= nil then
+      C("XTRIM", lk, "MINID", next_id(r[1][1]))
+      C("HSET", B .. ":evt", lane, r[1][1])
+    end
+  end
+end
+
+-- Whether partition B's oldest event is older than the retention (a read).
+function FF.ev_old(B, now)
+  local r = C("XRANGE", B .. ":ev", "-", "+", "COUNT", 1)
+  return r[1] ~= nil and entry_at(r[1]) <= now - FF.EV_RETENTION_MS
+end
+
+-- --- reads ---------------------------------------------------------------------------------------
+-- `id` ("<ms>-<seq>") compared with `other`: -1, 0, 1 (nil for a malformed id).
+-- (a sequence is compared as a decimal string: it may be 2^64 - 1, past a double's precision)
+local function parse_id(id)
+  if type(id) ~= "string" then return nil end
+  local ms, seq = string.match(id, "^(%d+)-(%d+)$")
+  if ms == nil or #ms > 16 or #seq > 20 then return nil end
+  return tonumber(ms), seq
+end
+local function id_lt(a, b)
+  local am, as = parse_id(a)
+  local bm, bs = parse_id(b)
+  if am ~= bm then return am < bm end
+  if #as ~= #bs then return #as < #bs end
+  return as < bs
+end
+
+-- The last id stream `k` has given, "0-0" when none: its last entry, else the newest trimmed.
+local function end_of(k, trimmed)
+  local r = C("XREVRANGE", k, "+", "-", "COUNT", 1)
+  if r[1] ~= nil then return r[1][1] end
+  if trimmed and trimmed ~= "" then return trimmed end
+  return "0-0"
+end
+
+FF.EV_SCAN = 2000 -- entries of B:ev one read call looks at, at most
+
+-- ff_read_events (readEvents of an execution or a flow): the events of partition B whose
+-- execution (a.execution_id) or flow (a.flow_id) is the one asked, after a.after.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now (unused), [2] {execution_id | flow_id, after: "earliest" | "latest" | id
+--           (exclusive), exact (after is an id of this stream: past its end is invalid), limit}
+--   reply:  {1, "OK", "", next, more ("1": not at the end yet), then per event: id, e, l, f, d}
+--           next: the last id looked at (the end of the stream when more is "0")
+--   errors: invalid_offset (malformed, or after the stream's end), event_offset_expired
+FF.fn.read_events = function(B, a)
+  local k = B .. ":ev"
+  local trimmed = C("HGET", B .. ":evt", "") or ""
+  local stop = end_of(k, trimmed)
+  local after = a.after
+  if after == "latest" then return FF.ok("OK", stop, "0") end
+  local from = "-"
+  if after ~= "earliest" then
+    if parse_id(after) == nil or (a.exact and id_lt(stop, after)) then return FF.err("invalid_offset") end
+    if trimmed ~= "" and id_lt(after, trimmed) then return FF.err("event_offset_expired") end
+    from = "(" .. after
+  end
+  local want_e, want_f = FF.str(a.execution_id), FF.str(a.flow_id)
+  local limit = FF.num(a.limit, 100)
+  local r = { 1, "OK", "", "", "0" }
+  local found, scanned, pos = 0, 0, after
+  while found < limit do
+    local chunk = C("XRANGE", k, from, "+", "COUNT", 200)
+    for _, entry in ipairs(chunk) do
+      local v = entry[2]
+      scanned = scanned + 1
+      pos = entry[1]
+      -- fields in their written order: e, l, f, d
+      if (want_e ~= "" and v[2] == want_e) or (want_f ~= "" and v[6] == want_f) then
+        r[#r + 1] = entry[1]
+        r[#r + 1] = v[2]
+        r[#r + 1] = v[4]
+        r[#r + 1] = v[6]
+        r[#r + 1] = v[8]
+        found = found + 1
+        if found >= limit then break end
+      end
+    end
+    if found >= limit or #chunk < 200 then break end
+    if scanned >= FF.EV_SCAN then
+      r[5] = "1"
+      break
+    end
+    from = "(" .. pos
+  end
+  if found >= limit then
+    r[5] = "1"
+  elseif r[5] == "0" then
+    pos = stop
+  end
+  if pos == "earliest" then pos = stop end
+  r[4] = pos
+  return r
+end
+
+-- ff_read_lane_events (readEvents of a lane, one partition's share): the lane's events of this
+-- partition after a.after (the partition's part of the lane offset), at most a.limit.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now (unused), [2] {lane_id, after: "earliest" | "latest" | id (exclusive), limit}
+--   reply:  {1, "OK", "", end, last, more, start, clock, then per event: id, e, l, f, d}
+--           end: the last id of the lane's stream here (or "0-0"); reading from it sees only newer
+--           last: the last entry looked at ("" none); more: "1" when a.limit entries were looked at;
+--           start: the position read from (for "earliest": the oldest retained, exclusive);
+--           clock: the server's TIME in ms (every event written later has an id of it or later)
+--   errors: invalid_offset (malformed, or after the stream's end), event_offset_expired (events
+--           after a.after were trimmed)
+FF.fn.read_lane_events = function(B, a)
+  local lane = FF.str(a.lane_id)
+  local lk = K.lane(B, lane, "ev")
+  local evt = C("HMGET", B .. ":evt", lane, "")
+  local lane_trimmed, trimmed = evt[1] or "", evt[2] or ""
+  local stop = end_of(lk, lane_trimmed)
+  local after = a.after
+  local t = C("TIME")
+  local clock = FF.s(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  if after == "latest" then return FF.ok("OK", stop, "", "0", stop, clock) end
+  local start, strict = after, after ~= "earliest"
+  if strict then
+    if parse_id(after) == nil then return FF.err("invalid_offset") end
+    if lane_trimmed ~= "" and id_lt(after, lane_trimmed) then return FF.err("event_offset_expired") end
+  else
+    -- the oldest retained: past what this stream and B:ev lost (never past the stream's end)
+    start = lane_trimmed ~= "" and lane_trimmed or "0-0"
+    if trimmed ~= "" and id_lt(start, trimmed) then start = trimmed end
+    if id_lt(stop, start) then start = stop end
+  end
+  local limit = FF.num(a.limit, 100)
+  local refs = C("XRANGE", lk, "(" .. start, "+", "COUNT", limit)
+  local r = { 1, "OK", "", stop, refs[#refs] and refs[#refs][1] or "", #refs >= limit and "1" or "0", start, clock }
+  local k = B .. ":ev"
+  for _, ref in ipairs(refs) do
+    local id = ref[1]
+    local got = C("XRANGE", k, id, id)
+    local entry = got[1]
+    if entry == nil then
+      -- its event was trimmed from B:ev
+      if strict then return FF.err("event_offset_expired") end
+    else
+      local v = entry[2]
+      r[#r + 1] = id
+      r[#r + 1] = v[2]
+      r[#r + 1] = v[4]
+      r[#r + 1] = v[6]
+      r[#r + 1] = v[8]
+    end
+  end
+  return r
+end

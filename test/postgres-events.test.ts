@@ -1,0 +1,129 @@
+// The event log on Postgres (docs/design/events.md): an event is written by the transaction of
+// its change, so a rolled-back change leaves none and an uncommitted one is not read; a reader
+// never passes an event that a running transaction may still commit before it; and an
+// execution's events keep the order of its changes even when a transaction with an older id
+// changes it after a younger one did.
+import { describe, expect, layer } from "@effect/vitest"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
+import pg from "pg"
+import { EngineBackend } from "../src/EngineBackend.js"
+import * as Events from "../src/Events.js"
+import * as Ids from "../src/Ids.js"
+import type * as M from "../src/Model.js"
+import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
+import { testHmacSecret } from "./support/hmac.js"
+import { startPostgres } from "./support/servers.js"
+
+const schema = `ff_events_${process.pid}_${Date.now().toString(36)}`
+
+/**
+ * A server of this file's own: its tests hold transactions open, and a transaction held open
+ * holds back every lane and flow read of the whole server (docs/design/events.md), so sharing
+ * the run's server would stall the other files' event reads.
+ */
+class Server extends Context.Tag("test/PostgresEventsServer")<Server, { readonly url: string }>() {}
+const server = Layer.scoped(
+  Server,
+  Effect.acquireRelease(Effect.promise(() => startPostgres()), (s) => Effect.promise(() => s.stop()))
+)
+
+const client = Layer.unwrapEffect(
+  Effect.map(Server, ({ url }) => PgClient.layer({ url: Redacted.make(url), maxConnections: 4 }))
+).pipe(Layer.provideMerge(server))
+
+const live = PostgresBackend.layer({ hmacSecret: testHmacSecret, schema }).pipe(Layer.provideMerge(client))
+
+/** A connection of its own, for a transaction the test holds open. */
+const session = Effect.acquireRelease(
+  Effect.flatMap(Server, ({ url }) =>
+    Effect.promise(async () => {
+      const c = new pg.Client({ connectionString: url })
+      await c.connect()
+      await c.query(`SET search_path TO "${schema}"`)
+      return c
+    })),
+  (c) => Effect.promise(() => c.end())
+)
+const query = (c: pg.Client, text: string, values: Array<unknown> = []) => Effect.promise(() => c.query(text, values))
+
+const ns = Ids.unsafe.namespace("events")
+const policy = {
+  workerId: Ids.unsafe.workerId("w"),
+  workerInstanceId: Ids.unsafe.workerInstanceId("w-i"),
+  leaseTtlMs: 60_000
+}
+
+const tagsOf = (id: Ids.ExecutionId) =>
+  Effect.flatMap(EngineBackend, (b) =>
+    Effect.map(b.readEvents({ filter: Events.execution(id) }), (p) => p.events.map((e: M.EngineEvent) => e._tag)))
+
+describe("postgres events", () => {
+  layer(live, { timeout: 60_000, excludeTestServices: true })((it) => {
+    it.scoped("a change rolled back leaves no event; an uncommitted one is not read, a committed one is", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const lane = Ids.unsafe.laneId(`ev-rollback-${process.pid}`)
+        const id = yield* Ids.executionIdSolo(lane)
+        yield* b.createExecution({ executionId: id, namespace: ns, laneId: lane, executionKind: "k" })
+        const c = yield* session
+        yield* query(c, "BEGIN")
+        yield* query(
+          c,
+          `UPDATE exec_core SET lifecycle_phase = 'terminal', terminal_outcome = 'cancelled', public_state = 'cancelled',
+             cancellation_reason = 'test' WHERE execution_id = $1`,
+          [id]
+        )
+        const inside = yield* query(c, "SELECT kind FROM event WHERE execution_id = $1 ORDER BY id", [id])
+        expect(inside.rows.map((r) => r.kind)).toEqual(["ExecutionCreated", "Cancelled"])
+        expect(yield* tagsOf(id)).toEqual(["ExecutionCreated"])
+        yield* query(c, "ROLLBACK")
+        expect(yield* tagsOf(id)).toEqual(["ExecutionCreated"])
+        const rows = yield* query(c, "SELECT count(*)::int AS n FROM event WHERE execution_id = $1", [id])
+        expect(rows.rows[0].n).toBe(1)
+
+        yield* query(c, "BEGIN")
+        yield* query(c, "UPDATE exec_core SET public_state = 'cancelled' WHERE execution_id = $1", [id])
+        expect(yield* tagsOf(id)).toEqual(["ExecutionCreated"])
+        yield* query(c, "COMMIT")
+        expect(yield* tagsOf(id)).toEqual(["ExecutionCreated", "Cancelled"])
+      }))
+
+    it.scoped("an older transaction that changes an execution after a younger one: read after it, in order", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const lane = Ids.unsafe.laneId(`ev-order-${process.pid}`)
+        const id = yield* Ids.executionIdSolo(lane)
+        yield* b.createExecution({ executionId: id, namespace: ns, laneId: lane, executionKind: "k" })
+        const { next: start } = yield* b.readEvents({ filter: Events.lane(lane), after: "latest" })
+        // the older transaction takes its id first, and holds it open
+        const c = yield* session
+        yield* query(c, "BEGIN")
+        const xid = yield* query(c, "SELECT pg_current_xact_id()::text AS x")
+        // a younger one claims the execution and commits
+        const h = yield* b.claim({ lane, capabilities: { tokens: [] }, policy })
+        expect(Option.isSome(h)).toBe(true)
+        // not readable on the lane while the older transaction may still commit an event before it
+        expect((yield* b.readEvents({ filter: Events.lane(lane), after: start })).events).toEqual([])
+        // the execution's own read has it at once: every writer of its events holds its row, so
+        // the older transaction's change, if any, comes after the end this read gives
+        const own = yield* b.readEvents({ filter: Events.execution(id) })
+        expect(own.events.map((e) => e._tag)).toEqual(["ExecutionCreated", "Claimed"])
+        // the older transaction changes the same execution, then commits
+        yield* query(
+          c,
+          `UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned', terminal_outcome = 'cancelled',
+             public_state = 'cancelled', cancellation_reason = 'late' WHERE execution_id = $1`,
+          [id]
+        )
+        const written = yield* query(c, "SELECT k::text FROM event WHERE execution_id = $1 AND kind = 'Cancelled'", [id])
+        expect(BigInt(written.rows[0].k)).toBeGreaterThan(BigInt(xid.rows[0].x))
+        yield* query(c, "COMMIT")
+        expect(yield* tagsOf(id)).toEqual(["ExecutionCreated", "Claimed", "Cancelled"])
+        const after = yield* b.readEvents({ filter: Events.execution(id), after: own.next })
+        expect(after.events.map((e) => e._tag)).toEqual(["Cancelled"])
+        const resumed = yield* b.readEvents({ filter: Events.lane(lane), after: start })
+        expect(resumed.events.map((e) => e._tag)).toEqual(["Claimed", "Cancelled"])
+      }))
+  })
+})
