@@ -207,34 +207,50 @@ local function lane_merge(parts, a, after)
   -- gives the page one entry, or its share, rarely needs a second read)
   local first = math.min(scan, math.max(2, math.ceil(2 * scan / math.max(n, 1))))
   local buf, pos, more, chunk = {}, {}, {}, {}
-  local heap, size = {}, 0
-  local function before(i, j) -- stream i's next entry comes before stream j's
-    local x, y = buf[i][pos[i]], buf[j][pos[j]]
-    if rev then return x > y end
-    return x < y
-  end
+  -- a binary heap of the streams by their next entry (head), the first in the walk's order on top
+  local head, heap, size = {}, {}, 0
   local function up(k)
+    local i = heap[k]
+    local h = head[i]
     while k > 1 do
       local parent = math.floor(k / 2)
-      if not before(heap[k], heap[parent]) then return end
-      heap[k], heap[parent] = heap[parent], heap[k]
+      local hp = head[heap[parent]]
+      if rev then
+        if not (h > hp) then break end
+      elseif not (h < hp) then
+        break
+      end
+      heap[k] = heap[parent]
       k = parent
     end
+    heap[k] = i
   end
   local function down(k)
+    local i = heap[k]
+    local h = head[i]
     while true do
-      local l, best = 2 * k, k
-      if l <= size and before(heap[l], heap[best]) then best = l end
-      if l + 1 <= size and before(heap[l + 1], heap[best]) then best = l + 1 end
-      if best == k then return end
-      heap[k], heap[best] = heap[best], heap[k]
-      k = best
+      local c = 2 * k
+      if c > size then break end
+      local hc = head[heap[c]]
+      if c < size then
+        local h2 = head[heap[c + 1]]
+        if (rev and h2 > hc) or (not rev and h2 < hc) then c, hc = c + 1, h2 end
+      end
+      if rev then
+        if not (hc > h) then break end
+      elseif not (hc < h) then
+        break
+      end
+      heap[k] = heap[c]
+      k = c
     end
+    heap[k] = i
   end
   for i = 1, n do
     local r = lane_read(skey[i], from, first, rev)
     buf[i], pos[i], more[i], chunk[i] = r, 1, #r == first, first
     if #r > 0 then
+      head[i] = r[1]
       size = size + 1
       heap[size] = i
       up(size)
@@ -243,7 +259,7 @@ local function lane_merge(parts, a, after)
   local out, last, examined = {}, "", 0
   while size > 0 and examined < scan do
     local i = heap[1]
-    local m = buf[i][pos[i]]
+    local m = head[i]
     pos[i] = pos[i] + 1
     if pos[i] > #buf[i] then -- the buffer is spent: read on, or the stream leaves the heap
       local r = {}
@@ -260,6 +276,7 @@ local function lane_merge(parts, a, after)
         size = size - 1
       end
     end
+    if pos[i] <= #buf[i] then head[i] = buf[i][pos[i]] end
     if size > 0 then down(1) end
     examined = examined + 1
     last = m
