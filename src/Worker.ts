@@ -270,11 +270,16 @@ export const handler = <I, IE, O, OE, E, R>(spec: HandlerSpec<I, IE, O, OE, E, R
   return {
     [HandlerTypeId]: { _R: (_: never) => _ },
     kind: spec.kind,
-    execute: (payload, makeContext) =>
-      Effect.flatMap(
-        Effect.suspend(() => decodeInput(payload)),
-        (input) => Effect.flatMap(Effect.mapError(spec.run(input, makeContext(input)), ofUserError), encodeOutput)
-      )
+    execute: (payload, makeContext) => {
+      const runOn = (input: I) => Effect.flatMap(Effect.mapError(spec.run(input, makeContext(input)), ofUserError), encodeOutput)
+      return Effect.suspend(() => {
+        // a schema without asynchronous steps decodes to an `Either`: one step less
+        const decoded = decodeInput(payload)
+        if (!Either.isEither(decoded)) return Effect.flatMap(decoded, runOn)
+        const now = decoded as Either.Either<I, HandlerFailure>
+        return Either.isLeft(now) ? Either.left(now.left) : runOn(now.right)
+      })
+    }
   }
 }
 
@@ -461,7 +466,7 @@ const resolveSettings = <H extends Handler<unknown>>(
       workerInstanceId: Ids.unsafe.workerInstanceId(workerInstanceId),
       writeRetry: options.writeRetry ?? defaultWriteRetry,
       batchCompletions: options.batchCompletions,
-      onEvent: options.onEvent ?? (() => Effect.void)
+      onEvent: options.onEvent
     }
   })
 

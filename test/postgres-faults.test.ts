@@ -165,12 +165,12 @@ const decodeExecutionId = (h: M.Handle): string => {
   return bytes.subarray(7, 7 + len).toString("utf8")
 }
 
-/** No execution of the lane was completed by two attempts. */
+/** No execution of the lane was completed by two runs (its history holds every run that ended). */
 const completedTwice = async (lane: string): Promise<number> => {
   const r = await adminQuery(
-    `SELECT count(*)::int AS n FROM (SELECT a.execution_id FROM ${SCHEMA}.attempt a
+    `SELECT count(*)::int AS n FROM (SELECT h.execution_id FROM ${SCHEMA}.exec_history h
        JOIN ${SCHEMA}.exec_core e USING (execution_id)
-      WHERE e.lane_id = $1 AND a.attempt_state = 'ended_success' GROUP BY 1 HAVING count(*) > 1) x`,
+      WHERE e.lane_id = $1 AND h.outcome = 'completed' GROUP BY 1 HAVING count(*) > 1) x`,
     [lane]
   )
   return (r.rows[0] as { n: number }).n

@@ -151,8 +151,8 @@ describe("postgres function library", () => {
           `${freshSchema}.ff_trg_exec_event()`,
           `${freshSchema}.ff_trg_flow_event()`,
           `${freshSchema}.ffi_exec_core_row_ok(text,text,text,text,text,integer)`,
-          `${freshSchema}.ffi_lane_count_move()`,
-          `${freshSchema}.ffi_lane_count_rows()`
+          `${freshSchema}.ffi_lane_count_rows()`,
+          `${freshSchema}.ffi_lane_count_update()`
         ])
 
         // a library whose function changed its signature: no stale overload is left behind
@@ -264,6 +264,56 @@ describe("postgres function library", () => {
         { shard: 0, public_state: "delayed", n: "1" },
         { shard: 0, public_state: "waiting", n: "2" }
       ])
+      yield* sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 }))), 60_000)
+
+  it.live("lane counts: batch claims and completions (one UPDATE of many rows each) keep every count equal to the rows", () =>
+    Effect.gen(function*() {
+      const schema = `ff_lane_batch_${tag}`
+      const lane = Ids.unsafe.laneId("batch")
+      const policy = {
+        workerId: Ids.unsafe.workerId("w"),
+        workerInstanceId: Ids.unsafe.workerInstanceId("w-1"),
+        leaseTtlMs: 60_000
+      }
+      const sql = yield* SqlClient.SqlClient
+      const stored = sql.unsafe<{ readonly public_state: string; readonly n: string }>(
+        `SELECT public_state, count(*)::text AS n FROM "${schema}".exec_core WHERE lane_id = 'batch' GROUP BY 1`
+      )
+      yield* Effect.scoped(Effect.flatMap(
+        Layer.build(PostgresBackend.layerPg({ url: Redacted.make(url), schema, hmacSecret: "none", maxConnections: 2 })),
+        (ctx) =>
+          Effect.provide(
+            Effect.gen(function*() {
+              const b = yield* EngineBackend
+              const same = Effect.gen(function*() {
+                const counts = yield* b.countLaneExecutions(lane)
+                const rows = Object.fromEntries((yield* stored).map((r) => [r.public_state, Number(r.n)]))
+                expect(Object.fromEntries(Object.entries(counts.byState).filter(([, n]) => n !== 0))).toEqual(rows)
+                return counts
+              })
+              yield* b.createExecutions(Array.from({ length: 40 }, () => ({
+                executionId: Ids.deterministicExecutionIdSolo(lane, crypto.randomUUID()),
+                namespace: Ids.unsafe.namespace("batch"),
+                laneId: lane,
+                executionKind: "k"
+              })))
+              const claimed = yield* b.claimMany({ lane, capabilities: { tokens: [] }, policy }, 30)
+              expect(claimed.length).toBe(30)
+              expect((yield* same).byState).toMatchObject({ waiting: 10, active: 30 })
+              yield* b.completeMany(claimed.slice(0, 20).map((handle) => ({ handle })))
+              yield* b.renew(claimed[25]!)
+              expect((yield* same).byState).toMatchObject({ waiting: 10, active: 10, completed: 20 })
+              const outcome = yield* b.completeAndClaim(claimed.slice(20).map((handle) => ({ handle })), {
+                args: { lane, capabilities: { tokens: [] }, policy },
+                max: 4
+              })
+              expect(outcome.claimed.length).toBe(4)
+              expect((yield* same).byState).toMatchObject({ waiting: 6, active: 4, completed: 30 })
+            }),
+            ctx
+          )
+      ))
       yield* sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
     }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 }))), 60_000)
 

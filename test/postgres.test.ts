@@ -300,7 +300,6 @@ describe("postgres retention", () => {
               exec_core: ["execution_id = $1", [e]],
               exec_data: ["execution_id = $1", [e]],
               exec_idempotency: ["execution_id = $1", [e]],
-              attempt: ["execution_id = $1", [e]],
               exec_history: ["execution_id = $1", [e]],
               exec_failure: ["execution_id = $1", [e]],
               ready: ["execution_id = $1", [e]],
@@ -334,7 +333,7 @@ describe("postgres retention", () => {
         const r = yield* richCompleted(1_000)
         const before = yield* rows(r)
         expect(Object.keys(before)).toEqual(
-          expect.arrayContaining(["exec_core", "exec_data", "attempt", "exec_history", "exec_failure", "timer", "suspension", "waitpoint", "signal", "stream_meta", "stream_frame"])
+          expect.arrayContaining(["exec_core", "exec_data", "exec_history", "exec_failure", "timer", "suspension", "waitpoint", "signal", "stream_meta", "stream_frame"])
         )
         yield* advance(1_000)
         const m = yield* Maintenance

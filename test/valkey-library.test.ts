@@ -540,5 +540,36 @@ describe("valkey function library", () => {
           )
         }))
     })
+
+    describe("the event streams", () => {
+      it.scoped("a lane's stream is trimmed with its partition's: both stay within the cap", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const cap = 3907 + 64 // FF.EV_CAP + FF.EV_SLACK
+          const ids: Array<Ids.ExecutionId> = []
+          for (let i = 0; i < 4200; i++) ids.push(yield* Ids.executionIdSolo(l))
+          const p = Ids.executionPartition(ids[0]!)
+          for (let i = 0; i < ids.length; i += 1000) {
+            yield* b.createExecutions(ids.slice(i, i + 1000).map((executionId) => ({
+              executionId,
+              laneId: l,
+              namespace: Ids.unsafe.namespace("lib"),
+              executionKind: "k"
+            })))
+          }
+          const stream = yield* Effect.promise(() => r.xlen(`${base(p)}:ev`))
+          const laneStream = yield* Effect.promise(() => r.xlen(`${base(p)}:l:${l}:ev`))
+          expect(stream).toBeLessThanOrEqual(cap)
+          expect(laneStream).toBeLessThanOrEqual(cap)
+          expect(laneStream).toBeGreaterThan(3000)
+          // the lane's read starts at its oldest retained event and ends with the newest create
+          const page = yield* b.readEvents({ filter: { _tag: "Lane", laneId: l }, limit: 10 })
+          expect(page.events.map((e) => e._tag)).toEqual(Array(10).fill("ExecutionCreated"))
+          const oldest = ids.findIndex((id) => page.events[0]!._tag !== "FlowStateChanged" && id === page.events[0]!.executionId)
+          expect(oldest).toBe(ids.length - laneStream)
+        }))
+    })
   })
 })

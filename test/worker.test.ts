@@ -295,7 +295,7 @@ describe("lease keeper and revocations (memory)", () => {
         executionId: id,
         handle,
         lock: Effect.unsafeMakeSemaphore(1),
-        ended: Effect.succeed(false),
+        ended: () => false,
         stop: undefined
       })
       const [old, next] = [lease(first), lease(second)]

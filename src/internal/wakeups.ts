@@ -11,11 +11,15 @@ import type { EngineError } from "../EngineError.js"
 import type { ExecutionId } from "../Ids.js"
 import type * as M from "../Model.js"
 
-interface Subscriber {
-  readonly lanes: ReadonlyArray<string>
-  readonly workerInstanceId: string
+/** A waiter's wake-up count, and the wait it ends (a worker's lanes, an event follower's scope). */
+interface Woken {
   count: number
   waiter: Deferred.Deferred<void> | undefined
+}
+
+interface Subscriber extends Woken {
+  readonly lanes: ReadonlyArray<string>
+  readonly workerInstanceId: string
   readonly revoked: Queue.Queue<ExecutionId>
 }
 
@@ -73,7 +77,7 @@ const removeFrom = <K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean => {
   return true
 }
 
-const bump = (s: Subscriber): void => {
+const bump = (s: Woken): void => {
   s.count++
   const waiter = s.waiter
   if (waiter !== undefined) {
@@ -215,36 +219,22 @@ export interface EventTransport {
   readonly unlisten: (scope: string) => Effect.Effect<void>
 }
 
-interface EventSubscriber {
-  count: number
-  waiter: Deferred.Deferred<void> | undefined
-}
-
-const bumpEvent = (s: EventSubscriber): void => {
-  s.count++
-  const waiter = s.waiter
-  if (waiter !== undefined) {
-    s.waiter = undefined
-    Deferred.unsafeDone(waiter, Exit.void)
-  }
-}
-
 export const makeEventHub = (transport: EventTransport): EventHub => {
-  const byScope = new Map<string, Set<EventSubscriber>>()
+  const byScope = new Map<string, Set<Woken>>()
   const lock = Effect.unsafeMakeSemaphore(1)
   return {
     wake: (scope) => {
       const subs = byScope.get(scope)
-      if (subs !== undefined) for (const s of subs) bumpEvent(s)
+      if (subs !== undefined) for (const s of subs) bump(s)
     },
     wakeAll: () => {
-      for (const subs of byScope.values()) for (const s of subs) bumpEvent(s)
+      for (const subs of byScope.values()) for (const s of subs) bump(s)
     },
     scopes: () => [...byScope.keys()],
     subscribe: (filter) =>
       Effect.gen(function*() {
         const scope = eventScope(filter)
-        const sub: EventSubscriber = { count: 0, waiter: undefined }
+        const sub: Woken = { count: 0, waiter: undefined }
         yield* Effect.acquireRelease(
           lock.withPermits(1)(Effect.suspend(() =>
             addTo(byScope, scope, sub) ?

@@ -3,7 +3,7 @@
  * task context, run the handler under the lease keeper, settle the outcome (complete, fail, or
  * report how the attempt stopped: suspended, delayed, lease lost, released at shutdown).
  */
-import { Cause, Clock, Context, Duration, Effect, Either, Exit, FiberRef, HashMap, HashSet, Option } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Exit, HashSet, Option } from "effect"
 import { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, isLeaseLost, isRetryable } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
@@ -11,8 +11,7 @@ import type { ExecutionId, FlowId, WaitpointId } from "../../Ids.js"
 import type * as M from "../../Model.js"
 import * as Producer from "../../Producer.js"
 import type { FlowContext, Handler, HandlerFailure, SuspendOptions, TaskContext, WorkerEvent } from "../../Worker.js"
-import { withSpanWhenTraced } from "../observability.js"
-import { parentSpanOf } from "../traceContext.js"
+import { builtInTracer, parentSpanOf } from "../traceContext.js"
 import * as LeaseKeeper from "./leaseKeeper.js"
 import { taskDurationMs, tasksTotal } from "./metrics.js"
 import { describeFailure, leaseLostReason, type Runtime } from "./runtime.js"
@@ -41,11 +40,19 @@ type Ended =
   | { readonly _tag: "WaitingChildren" }
 
 /** The attempt while its handler runs: what its task context, the lease keeper and the settlement share. */
-interface Running {
+class Running implements LeaseKeeper.Lease {
   /** Set by the write that ended the attempt (`Ended`), under the lease's lock. */
-  ended: Ended | undefined
+  endedBy: Ended | undefined = undefined
+  lock: Effect.Semaphore | undefined = undefined
+  stop: LeaseKeeper.Stop | undefined = undefined
+  constructor(readonly executionId: string, readonly handle: M.Handle) {}
+  ended(): boolean {
+    return this.endedBy !== undefined
+  }
   /** The lease the keeper guards; its lock serialises renewals with the writes that end the attempt (never racing). */
-  readonly lease: LeaseKeeper.Lease
+  get lease(): LeaseKeeper.Lease {
+    return this
+  }
 }
 
 /** How the attempt stopped, to settle. */
@@ -77,24 +84,12 @@ export const runAttempt = (
   prefetched: Option.Option<Option.Option<M.ExecutionInput>>,
   restore: Restore
 ): Effect.Effect<void> =>
-  // the fiber is the attempt's own: its log annotations are set for good
-  Effect.zipRight(
-    FiberRef.update(FiberRef.currentLogAnnotations, (annotations) =>
-      HashMap.set(
-        HashMap.set(
-          HashMap.set(HashMap.set(annotations, "executionId", p.executionId), "attempt", p.attemptIndex + 1),
-          "lane",
-          p.laneId
-        ),
-        "workerInstanceId",
-        rt.settings.workerInstanceId
-      )),
-    Option.isSome(prefetched) ?
-      runWithInput(rt, handle, p, claimedAt, Either.right(prefetched.value), restore) :
-      Effect.flatMap(restore(readInput(rt, p)), (input) => runWithInput(rt, handle, p, claimedAt, input, restore))
-  )
+  // the fiber's log annotations were set when it was forked (see the claim loop's `launch`)
+  Option.isSome(prefetched) ?
+    runWithInput(rt, handle, p, claimedAt, Either.right(prefetched.value), restore) :
+    Effect.flatMap(restore(readInput(rt, p)), (input) => runWithInput(rt, handle, p, claimedAt, input, restore))
 
-/** The attempt once its input was read: steps 2 to 4, in the span `Worker.attempt`. */
+/** The attempt once its input was read: steps 2 to 4, in the span `Worker.attempt` (when traced). */
 const runWithInput = (
   rt: Runtime,
   handle: M.Handle,
@@ -119,19 +114,35 @@ const runWithInput = (
       }
     }
     const start = handlerFor(a, input)
-    return Effect.zipRight(
-      rt.settings.onEvent({ ...a.base, _tag: "Claimed", handleKind: handle.kind }),
-      start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore)
+    const rest = start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore)
+    const { onEvent } = rt.settings
+    const body = onEvent === undefined ? rest : Effect.zipRight(
+      onEvent({
+        _tag: "Claimed",
+        executionId: a.base.executionId,
+        kind: a.base.kind,
+        lane: a.base.lane,
+        attempt: a.base.attempt,
+        workerInstanceId: a.base.workerInstanceId,
+        handleKind: handle.kind
+      }),
+      rest
     )
-  }).pipe(
-    withSpanWhenTraced("Worker.attempt", () => ({
-      execution_id: p.executionId,
-      attempt_index: p.attemptIndex,
-      lane: p.laneId,
-      handle_kind: handle.kind,
-      worker_instance_id: rt.settings.workerInstanceId
-    }), () => parentSpanOf(Either.isRight(input) ? Option.getOrUndefined(input.right)?.traceParent : undefined))
-  )
+    // Effect's built-in tracer exports nothing: while it is the current one, the attempt has no span
+    if (fiber.currentTracer === builtInTracer) return body
+    const parent = parentSpanOf(Either.isRight(input) ? Option.getOrUndefined(input.right)?.traceParent : undefined)
+    return Effect.withSpan(body, "Worker.attempt", {
+      attributes: {
+        execution_id: p.executionId,
+        attempt_index: p.attemptIndex,
+        lane: p.laneId,
+        handle_kind: handle.kind,
+        worker_instance_id: rt.settings.workerInstanceId
+      },
+      captureStackTrace: false,
+      ...(parent === undefined ? {} : { parent })
+    })
+  })
 
 // ---------------------------------------------------------------------------
 // Step 1: the input, and the handler for its kind
@@ -203,43 +214,89 @@ const observeResumeSignals = (a: Attempt): Effect.Effect<ReadonlyArray<M.ResumeS
 /** Runs `op`, a write that ends the attempt, under the lease lock, then stops the handler. */
 const endAttempt = (running: Running, op: Effect.Effect<Ended, EngineError>): Effect.Effect<never, EngineError> =>
   Effect.zipRight(
-    LeaseKeeper.withLock(running.lease, Effect.map(op, (e) => void (running.ended = e))),
+    LeaseKeeper.withLock(running.lease, Effect.map(op, (e) => void (running.endedBy = e))),
     Effect.interrupt
   )
 
-/** The `TaskContext` of the attempt for the handler's decoded `input`. */
-const taskContext = <I>(
-  a: Attempt,
-  running: Running,
-  resumeSignals: ReadonlyArray<M.ResumeSignal>,
-  input: I
-): TaskContext<I> => {
-  const { backend, settings } = a.rt
-  const { handle, p } = a
-  let flow: FlowContext | undefined
-  return {
-    executionId: p.executionId,
-    kind: a.base.kind,
-    lane: p.laneId,
-    input,
-    attempt: a.base.attempt,
-    attemptIndex: p.attemptIndex,
-    handleKind: handle.kind,
-    resumed: handle.kind === "resumed",
-    resumeSignals,
-    workerId: settings.workerId,
-    workerInstanceId: settings.workerInstanceId,
-    handle,
-    progress: (percent, message) =>
+/**
+ * The `TaskContext` of an attempt for the handler's decoded `input`. Its operations are made when
+ * first read (most handlers use none of them), each once, bound to the attempt: a handler may
+ * take them out of the context (`({ progress }) => …`).
+ */
+class Context_<I> implements TaskContext<I> {
+  readonly executionId: ExecutionId
+  readonly kind: string
+  readonly lane: M.HandlePayload["laneId"]
+  readonly attempt: number
+  readonly attemptIndex: number
+  readonly handleKind: M.HandleKind
+  readonly resumed: boolean
+  readonly workerId: TaskContext<I>["workerId"]
+  readonly workerInstanceId: TaskContext<I>["workerInstanceId"]
+  readonly handle: M.Handle
+  #progress: TaskContext<I>["progress"] | undefined
+  #appendFrame: TaskContext<I>["appendFrame"] | undefined
+  #log: TaskContext<I>["log"] | undefined
+  #event: TaskContext<I>["event"] | undefined
+  #createWaitpoint: TaskContext<I>["createWaitpoint"] | undefined
+  #suspend: TaskContext<I>["suspend"] | undefined
+  #delay: TaskContext<I>["delay"] | undefined
+  #waitChildren: TaskContext<I>["waitChildren"] | undefined
+  #reportUsage: TaskContext<I>["reportUsage"] | undefined
+  #flow: FlowContext | undefined
+
+  readonly #a: Attempt
+  readonly #running: Running
+
+  constructor(a: Attempt, running: Running, readonly resumeSignals: ReadonlyArray<M.ResumeSignal>, readonly input: I) {
+    const { handle, p } = a
+    this.#a = a
+    this.#running = running
+    this.executionId = p.executionId
+    this.kind = a.base.kind
+    this.lane = p.laneId
+    this.attempt = a.base.attempt
+    this.attemptIndex = p.attemptIndex
+    this.handleKind = handle.kind
+    this.resumed = handle.kind === "resumed"
+    this.workerId = a.rt.settings.workerId
+    this.workerInstanceId = a.rt.settings.workerInstanceId
+    this.handle = handle
+  }
+
+  get progress(): TaskContext<I>["progress"] {
+    const { backend } = this.#a.rt
+    const { handle } = this
+    return this.#progress ??= (percent, message) =>
       backend.progress(handle, {
         ...(percent === undefined ? {} : { percent: Math.min(100, Math.max(0, Math.round(percent))) }),
         ...(message === undefined ? {} : { message })
-      }),
-    appendFrame: (frame) => backend.appendFrame(handle, frame),
-    log: (message) => backend.appendFrame(handle, { bytes: utf8.encode(message), kind: "stdout" }),
-    event: (frameType, data) =>
-      backend.appendFrame(handle, { bytes: utf8.encode(JSON.stringify(data) ?? "null"), kind: "event", frameType }),
-    createWaitpoint: (options) =>
+      })
+  }
+
+  get appendFrame(): TaskContext<I>["appendFrame"] {
+    const { backend } = this.#a.rt
+    const { handle } = this
+    return this.#appendFrame ??= (frame) => backend.appendFrame(handle, frame)
+  }
+
+  get log(): TaskContext<I>["log"] {
+    const { backend } = this.#a.rt
+    const { handle } = this
+    return this.#log ??= (message) => backend.appendFrame(handle, { bytes: utf8.encode(message), kind: "stdout" })
+  }
+
+  get event(): TaskContext<I>["event"] {
+    const { backend } = this.#a.rt
+    const { handle } = this
+    return this.#event ??= (frameType, data) =>
+      backend.appendFrame(handle, { bytes: utf8.encode(JSON.stringify(data) ?? "null"), kind: "event", frameType })
+  }
+
+  get createWaitpoint(): TaskContext<I>["createWaitpoint"] {
+    const { backend } = this.#a.rt
+    const { handle } = this
+    return this.#createWaitpoint ??= (options) =>
       Effect.gen(function*() {
         const key = options?.key ?? `wpk:${yield* Ids.randomUuid}`
         const created = yield* backend.createWaitpoint(handle, {
@@ -247,9 +304,18 @@ const taskContext = <I>(
           expiresIn: Duration.decode(options?.expiresIn ?? Duration.hours(1))
         })
         return { waitpointId: created.waitpointId, waitpointKey: key, token: created.hmacToken }
-      }),
-    suspend: (options = {}) => suspend(a, running, options),
-    delay: (duration) =>
+      })
+  }
+
+  get suspend(): TaskContext<I>["suspend"] {
+    const a = this.#a, running = this.#running
+    return this.#suspend ??= (options = {}) => suspend(a, running, options)
+  }
+
+  get delay(): TaskContext<I>["delay"] {
+    const { backend } = this.#a.rt
+    const { handle } = this, running = this.#running
+    return this.#delay ??= (duration) =>
       endAttempt(
         running,
         Effect.gen(function*() {
@@ -259,17 +325,35 @@ const taskContext = <I>(
           yield* backend.delay(handle, { delayUntil: Math.floor(until) })
           return { _tag: "Delayed", until } as const
         })
-      ),
-    waitChildren: Effect.suspend(() =>
+      )
+  }
+
+  get waitChildren(): TaskContext<I>["waitChildren"] {
+    const { backend } = this.#a.rt
+    const { handle } = this, running = this.#running
+    return this.#waitChildren ??= Effect.suspend(() =>
       endAttempt(running, Effect.as(backend.waitChildren(handle), { _tag: "WaitingChildren" } as const))
-    ),
-    reportUsage: (budgetId, dimensions) => backend.reportUsage(handle, { budgetId, dimensions }),
-    // made when first read: most handlers never do
-    get flow() {
-      return flow ??= flowContext(a)
-    }
+    )
+  }
+
+  get reportUsage(): TaskContext<I>["reportUsage"] {
+    const { backend } = this.#a.rt
+    const { handle } = this
+    return this.#reportUsage ??= (budgetId, dimensions) => backend.reportUsage(handle, { budgetId, dimensions })
+  }
+
+  get flow(): FlowContext {
+    return this.#flow ??= flowContext(this.#a)
   }
 }
+
+/** The `TaskContext` of the attempt for the handler's decoded `input`. */
+const taskContext = <I>(
+  a: Attempt,
+  running: Running,
+  resumeSignals: ReadonlyArray<M.ResumeSignal>,
+  input: I
+): TaskContext<I> => new Context_(a, running, resumeSignals, input)
 
 /** `ctx.suspend`: ends the attempt, unless the waitpoint's buffered signals already satisfy it. */
 const suspend = (
@@ -312,7 +396,7 @@ const suspend = (
           ...(options.timeoutBehavior === undefined ? {} : { timeoutBehavior: options.timeoutBehavior }),
           ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey })
         })
-        if (o._tag === "Suspended") running.ended = { _tag: "Suspended", waitpointId: o.details.waitpointId }
+        if (o._tag === "Suspended") running.endedBy = { _tag: "Suspended", waitpointId: o.details.waitpointId }
         return o
       })
     )
@@ -378,25 +462,16 @@ const runHandler = (
   payload: Uint8Array,
   restore: Restore
 ): Effect.Effect<void> => {
-  const running: Running = {
-    ended: undefined,
-    lease: {
-      executionId: a.p.executionId,
-      handle: a.handle,
-      lock: undefined,
-      ended: Effect.sync(() => running.ended !== undefined),
-      stop: undefined
-    }
-  }
+  const running = new Running(a.p.executionId, a.handle)
   const run = (resumeSignals: ReadonlyArray<M.ResumeSignal>) => {
     // The handler's requirements are those `run` was typed with: they are in this fiber's context.
     const execute = handler.execute(payload, (input) => taskContext(a, running, resumeSignals, input)) as Effect.Effect<
       Uint8Array,
       HandlerFailure
     >
-    return Effect.flatMap(a.rt.keeper.guard(running.lease, a.claimedAt, restore(execute)), (exit) => {
+    return a.rt.keeper.guardThen(running.lease, a.claimedAt, restore(execute), (exit) => {
       const { lease } = running
-      if (running.ended !== undefined) return settle(a, { _tag: "Ended", ended: running.ended })
+      if (running.endedBy !== undefined) return settle(a, { _tag: "Ended", ended: running.endedBy })
       if (Exit.isSuccess(exit) || !Cause.isInterruptedOnly(exit.cause)) return settle(a, { _tag: "Handler", exit })
       if (lease.stop !== undefined) return settle(a, lease.stop)
       return Effect.flatMap(Effect.fiberId, (self) =>
@@ -465,11 +540,28 @@ const release = (a: Attempt): Effect.Effect<void> =>
 /** The handler returned: its output completes the execution, its failure fails it. */
 const settleExit = (a: Attempt, exit: Exit.Exit<Uint8Array, HandlerFailure>): Effect.Effect<void> =>
   Exit.isSuccess(exit) ?
-    Effect.flatMap(
-      write(a, "complete", a.rt.complete(a.handle, exit.value)),
-      (done) => Option.isSome(done) ? emitNow(a, { ...a.base, _tag: "Completed", durationMs: elapsedMs(a) }) : Effect.void
-    ) :
+    writeThen(a, "complete", a.rt.complete(a.handle, exit.value), () => completed(a), undefined) :
     settleFailure(a, exit.cause)
+
+/** The completion was written: counted, timed and reported. */
+const completed = (a: Attempt): Effect.Effect<void> => {
+  const durationMs = elapsedMs(a)
+  const labels = a.rt.outcomeLabels(a.base.kind, "Completed")
+  tasksTotal.unsafeUpdate(1, labels)
+  taskDurationMs.unsafeUpdate(durationMs, labels)
+  const { onEvent } = a.rt.settings
+  if (onEvent === undefined) return Effect.void
+  const { base } = a
+  return onEvent({
+    _tag: "Completed",
+    executionId: base.executionId,
+    kind: base.kind,
+    lane: base.lane,
+    attempt: base.attempt,
+    workerInstanceId: base.workerInstanceId,
+    durationMs
+  })
+}
 
 /** The handler failed: its typed failure or defect fails the execution, unless its lease was lost. */
 const settleFailure = (a: Attempt, cause: Cause.Cause<HandlerFailure>): Effect.Effect<void> =>
@@ -518,7 +610,27 @@ const write = <A>(
   a: Attempt,
   operation: string,
   effect: Effect.Effect<A, EngineError>
-): Effect.Effect<Option.Option<A>> => {
+): Effect.Effect<Option.Option<A>> => writeThen(a, operation, effect, (value) => Effect.succeed(Option.some(value)), Option.none())
+
+/** `write`, then `then` with what it wrote, or `lost` when it wrote nothing. */
+const writeThen = <A, B>(
+  a: Attempt,
+  operation: string,
+  effect: Effect.Effect<A, EngineError>,
+  then: (value: A) => Effect.Effect<B>,
+  lost: B
+): Effect.Effect<B> =>
+  Effect.matchEffect(effect, { onSuccess: then, onFailure: (first) => writeFailed(a, operation, effect, then, lost, first) })
+
+/** `writeThen` once the first try failed: retried while retryable, else reported. */
+const writeFailed = <A, B>(
+  a: Attempt,
+  operation: string,
+  effect: Effect.Effect<A, EngineError>,
+  then: (value: A) => Effect.Effect<B>,
+  lost: B,
+  first: EngineError
+): Effect.Effect<B> => {
   const report = (error: EngineError) =>
     Effect.as(
       isLeaseLost(error) ?
@@ -527,21 +639,16 @@ const write = <A>(
           Effect.logError(`${operation} failed`, error),
           emit(a, { ...a.base, _tag: "WriteFailed", operation, error })
         ),
-      Option.none<A>()
+      lost
     )
   const retryable = (e: EngineError) => isRetryable(e) && !isLeaseLost(e)
-  return Effect.matchEffect(effect, {
-    onSuccess: (value) => Effect.succeed(Option.some(value)),
-    onFailure: (first) => {
-      if (!retryable(first)) return report(first)
-      // the schedule sees the first failure as it would have seen it under Effect.retry
-      let tried = false
-      const again = Effect.suspend(() => (tried ? effect : ((tried = true), Effect.fail(first))))
-      return Effect.matchEffect(Effect.retry(again, { schedule: a.rt.settings.writeRetry, while: retryable }), {
-        onSuccess: (value) => Effect.succeed(Option.some(value)),
-        onFailure: report
-      })
-    }
+  if (!retryable(first)) return report(first)
+  // the schedule sees the first failure as it would have seen it under Effect.retry
+  let tried = false
+  const again = Effect.suspend(() => (tried ? effect : ((tried = true), Effect.fail(first))))
+  return Effect.matchEffect(Effect.retry(again, { schedule: a.rt.settings.writeRetry, while: retryable }), {
+    onSuccess: then,
+    onFailure: report
   })
 }
 
@@ -553,9 +660,10 @@ const emit = (a: Attempt, event: WorkerEvent): Effect.Effect<void> => Effect.sus
 /** `emit`, its metrics updated now. */
 const emitNow = (a: Attempt, event: WorkerEvent): Effect.Effect<void> => {
   if (event._tag !== "Claimed") {
-    const labels = a.rt.labels("kind", a.base.kind, "outcome", event._tag)
+    const labels = a.rt.outcomeLabels(a.base.kind, event._tag)
     tasksTotal.unsafeUpdate(1, labels)
     taskDurationMs.unsafeUpdate(elapsedMs(a), labels)
   }
-  return a.rt.settings.onEvent(event)
+  const { onEvent } = a.rt.settings
+  return onEvent === undefined ? Effect.void : onEvent(event)
 }

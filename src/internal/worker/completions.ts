@@ -50,10 +50,12 @@ export const make = (
       Effect.flatMap(Effect.exit(backend.complete(p.handle, { payload: p.payload })), (exit) => Deferred.done(p.done, exit))
 
     const settle = (batch: ReadonlyArray<Pending>, outcomes: ReadonlyArray<Either.Either<void, EngineError>>) =>
-      Effect.forEach(batch, (p, i) => {
-        const outcome = outcomes[i]!
-        return Deferred.done(p.done, Either.isRight(outcome) ? Exit.void : Exit.fail(outcome.left))
-      }, { discard: true })
+      Effect.sync(() => {
+        for (let i = 0; i < batch.length; i++) {
+          const outcome = outcomes[i]!
+          Deferred.unsafeDone(batch[i]!.done, Either.isRight(outcome) ? Exit.void : Exit.fail(outcome.left))
+        }
+      })
 
     const write = (batch: ReadonlyArray<Pending>): Effect.Effect<void> => {
       const reserved = refill?.reserve(batch.length)
@@ -93,12 +95,12 @@ export const make = (
 
     return {
       complete: (handle, payload) =>
-        Effect.flatMap(Deferred.make<void, EngineError>(), (done) =>
-          Effect.suspend(() => {
-            queued.push({ handle, payload, done })
-            if (writing) return Deferred.await(done)
-            writing = true
-            return Effect.zipRight(Effect.uninterruptible(drain), Deferred.await(done))
-          }))
+        Effect.withFiberRuntime((fiber) => {
+          const done = Deferred.unsafeMake<void, EngineError>(fiber.id())
+          queued.push({ handle, payload, done })
+          if (writing) return Deferred.await(done)
+          writing = true
+          return Effect.zipRight(Effect.uninterruptible(drain), Deferred.await(done))
+        })
     }
   })

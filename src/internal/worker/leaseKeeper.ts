@@ -30,7 +30,7 @@ export interface Lease {
    */
   lock: Effect.Semaphore | undefined
   /** True once the attempt ended itself (suspend, delay, waitChildren): no more renewals. */
-  readonly ended: Effect.Effect<boolean>
+  readonly ended: () => boolean
   /** Set when the keeper stopped the handler; read after the handler's exit. */
   stop: Stop | undefined
 }
@@ -53,6 +53,13 @@ export interface LeaseKeeper {
     claimedAt: number,
     handler: Effect.Effect<A, E>
   ) => Effect.Effect<Exit.Exit<A, E>>
+  /** `guard`, then `then` with the handler's exit. */
+  readonly guardThen: <A, E, B>(
+    lease: Lease,
+    claimedAt: number,
+    handler: Effect.Effect<A, E>,
+    then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
+  ) => Effect.Effect<B>
   /** Stops every running handler with `Shutdown`, and every handler that starts from now on. */
   readonly shutdown: Effect.Effect<void>
   /**
@@ -89,7 +96,7 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
     const entries = new Set<Entry>()
     // an execution may have two entries for a moment: an attempt whose lease was revoked, and the
     // next attempt, claimed again before the first one stopped
-    const byExecution = new Map<string, Set<Entry>>()
+    const byExecution = new Map<string, Entry | Set<Entry>>()
     // revocations that came before their attempt registered (oldest first)
     const early = new Set<string>()
     let shuttingDown = false
@@ -103,7 +110,7 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
 
     const renew = (entry: Entry) =>
       withLock(entry.lease, Effect.gen(function*() {
-        if (!entries.has(entry) || (yield* entry.lease.ended)) return
+        if (!entries.has(entry) || entry.lease.ended()) return
         const started = yield* Clock.currentTimeMillis
         const result = yield* Effect.exit(backend.renew(entry.lease.handle))
         if (Exit.isSuccess(result)) {
@@ -140,37 +147,67 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       Schedule.spaced(Duration.millis(tickMs))
     ))
 
-    const guard: LeaseKeeper["guard"] = (lease, claimedAt, handler) =>
-      Effect.withFiberRuntime((fiber) => {
+    const register = (entry: Entry) => {
+      entries.add(entry)
+      const id = entry.lease.executionId
+      const same = byExecution.get(id)
+      if (same === undefined) byExecution.set(id, entry)
+      else if (same instanceof Set) same.add(entry)
+      else byExecution.set(id, new Set([same, entry]))
+    }
+    const unregister = (entry: Entry) => {
+      entries.delete(entry)
+      const id = entry.lease.executionId
+      const same = byExecution.get(id)
+      if (same === entry) byExecution.delete(id)
+      else if (same instanceof Set) {
+        same.delete(entry)
+        if (same.size === 0) byExecution.delete(id)
+      }
+    }
+
+    const guardThen: LeaseKeeper["guardThen"] = <A, E, B>(
+      lease: Lease,
+      claimedAt: number,
+      handler: Effect.Effect<A, E>,
+      then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
+    ) =>
+      Effect.withFiberRuntime<B>((fiber) => {
+        if (shuttingDown) {
+          lease.stop = { _tag: "Shutdown" }
+          return then(Exit.interrupt(FiberId.none))
+        }
         const entry: Entry = {
           lease,
           fiber,
           expiresAt: claimedAt + leaseTtlMs,
           renewAt: claimedAt + renewEveryMs
         }
-        if (shuttingDown) {
-          lease.stop = { _tag: "Shutdown" }
-          return Effect.exit(Effect.interrupt)
-        }
-        entries.add(entry)
-        const same = byExecution.get(lease.executionId) ?? new Set<Entry>()
-        byExecution.set(lease.executionId, same.add(entry))
+        register(entry)
         // the caller's region is uninterruptible: once the handler's exit is in, the entry goes
-        const run = Effect.map(Effect.exit(handler), (exit) => {
-          entries.delete(entry)
-          same.delete(entry)
-          if (same.size === 0 && byExecution.get(lease.executionId) === same) byExecution.delete(lease.executionId)
-          return exit
+        const run = Effect.matchCauseEffect(handler, {
+          onFailure: (cause) => {
+            unregister(entry)
+            return then(Exit.failCause(cause))
+          },
+          onSuccess: (value) => {
+            unregister(entry)
+            return then(Exit.succeed(value))
+          }
         })
         if (!early.delete(lease.executionId)) return run
         return Effect.zipRight(Effect.forkDaemon(renew(entry)), run)
       })
 
+    const guard: LeaseKeeper["guard"] = (lease, claimedAt, handler) =>
+      guardThen(lease, claimedAt, handler, Effect.succeed)
+
     const recheck = (executionId: string) =>
       Effect.suspend(() => {
         const same = byExecution.get(executionId)
         // every attempt of the execution is checked: the revoked one may not be the newest
-        if (same !== undefined) return Effect.forEach([...same], renew, { concurrency: "unbounded", discard: true })
+        if (same instanceof Set) return Effect.forEach([...same], renew, { concurrency: "unbounded", discard: true })
+        if (same !== undefined) return renew(same)
         early.add(executionId)
         if (early.size > EARLY_REVOCATIONS) early.delete(early.values().next().value!)
         return Effect.void
@@ -181,5 +218,5 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       return Effect.forEach([...entries], (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
     })
 
-    return { guard, shutdown, recheck }
+    return { guard, guardThen, shutdown, recheck }
   })

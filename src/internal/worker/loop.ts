@@ -4,17 +4,17 @@
  * claimable, and drains when its scope closes.
  */
 import type { Scope } from "effect"
-import { Clock, Duration, Effect, Either, FiberSet, Option, Schedule } from "effect"
+import { Clock, Duration, Effect, Either, FiberRef, FiberRefs, FiberSet, HashMap, Option, Runtime, Schedule } from "effect"
 import { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, rootCause } from "../../EngineError.js"
 import type * as M from "../../Model.js"
 import { decodeHandle } from "../handleCodec.js"
 import { MAX_CLAIM_BATCH } from "../validation.js"
-import { type Restore, runAttempt } from "./attempt.js"
+import { runAttempt } from "./attempt.js"
 import * as Completions from "./completions.js"
 import * as LeaseKeeper from "./leaseKeeper.js"
-import { activeTasks, claimsTotal, labelSets, renewalsTotal } from "./metrics.js"
-import { leaseLostReason, type Runtime, type Settings } from "./runtime.js"
+import { activeTasks, claimsTotal, type Labels, labelSets, renewalsTotal } from "./metrics.js"
+import { leaseLostReason, type Runtime as WorkerRuntime, type Settings } from "./runtime.js"
 
 /** The back-off after a failed claim: 50 ms doubling, capped at 1 s. */
 const claimErrorBackoff: Schedule.Schedule<unknown> = Schedule.exponential("50 millis", 2).pipe(
@@ -146,39 +146,70 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       activeTasks.unsafeModify(-1, active)
       slotFree.unsafeOpen()
     }
-    let rt: Runtime | undefined
-    // Attempts a batch of completions claimed start from the loop's own context (its log
-    // annotations, no span), not from the attempt whose fiber wrote the batch.
-    const runFromLoop = yield* FiberSet.runtime(tasks)<never>()
+    let rt: WorkerRuntime | undefined
+    // Attempts start from the loop's own context (its log annotations, no span), whichever fiber
+    // claimed them (the loop, or an attempt writing a batch of completions that claimed).
+    const loopRuntime = yield* Effect.runtime<never>()
+    const forkAttempt = Runtime.runFork(loopRuntime)
+    const loopAnnotations = FiberRefs.getOrDefault(loopRuntime.fiberRefs, FiberRef.currentLogAnnotations)
+    /** Per lane: the loop's log annotations and the lane's, and the label set of its claims by handle kind. */
+    const lanes = new Map<M.ClaimArgs["lane"], {
+      readonly annotations: HashMap.HashMap<string, unknown>
+      readonly claimLabels: { fresh: Labels | undefined; resumed: Labels | undefined }
+    }>()
+    const laneOf = (lane: M.ClaimArgs["lane"]) => {
+      let l = lanes.get(lane)
+      if (l === undefined) {
+        l = {
+          annotations: HashMap.set(HashMap.set(loopAnnotations, "lane", lane), "workerInstanceId", settings.workerInstanceId),
+          claimLabels: { fresh: undefined, resumed: undefined }
+        }
+        lanes.set(lane, l)
+      }
+      return l
+    }
     /**
      * Forks an attempt per claimed execution (the caller is uninterruptible: a claim and the fork
      * of its attempts are one step, an interruption in between would strand leases until they
-     * expired). `restore` makes each attempt's input read and handler interruptible.
+     * expired). Each attempt's fiber is its own: its log annotations are set as it is forked, and it
+     * starts at once, on the caller's stack (an attempt whose handler does not wait runs to its end
+     * before the next one starts, without a turn of the scheduler).
      */
-    const launch = (
-      lane: M.ClaimArgs["lane"],
-      claimed: ReadonlyArray<EngineBackend.ClaimedWork>,
-      restore: Restore | "from loop"
-    ) =>
-      Effect.gen(function*() {
-        if (claimed.length === 0) return
-        const claimedAt = yield* Clock.currentTimeMillis
+    const launch = (lane: M.ClaimArgs["lane"], claimed: ReadonlyArray<EngineBackend.ClaimedWork>) =>
+      Effect.clockWith((clock) => {
+        if (claimed.length === 0) return Effect.void
+        const claimedAt = clock.unsafeCurrentTimeMillis()
+        const l = laneOf(lane)
+        let errors: Array<unknown> | undefined
         for (const { handle, input } of claimed) {
-          claimsTotal.unsafeUpdate(1, labels("lane", lane, "handle_kind", handle.kind))
+          const kind = handle.kind === "resumed" ? "resumed" : "fresh"
+          claimsTotal.unsafeUpdate(1, l.claimLabels[kind] ??= labels("lane", lane, "handle_kind", handle.kind))
           const p = decodeHandle(handle.backend, handle)
           if (Either.isLeft(p)) {
-            yield* Effect.logError(`claimed handle does not decode: ${JSON.stringify(p.left)}`)
+            ;(errors ??= []).push(p.left)
             continue
           }
           activeTasks.unsafeModify(1, active)
           running++
           // an input left out of the claim's reply (past its byte budget) is read by the attempt
           const prefetched = Option.isSome(input) ? Option.some(input) : Option.none()
-          const fiber = restore === "from loop" ?
-            runFromLoop(Effect.uninterruptibleMask((r) => runAttempt(rt!, handle, p.right, claimedAt, prefetched, r))) :
-            yield* FiberSet.run(tasks, runAttempt(rt!, handle, p.right, claimedAt, prefetched, restore))
+          const payload = p.right
+          const annotations = HashMap.set(HashMap.set(l.annotations, "executionId", payload.executionId), "attempt", payload.attemptIndex + 1)
+          const fiber = forkAttempt(
+            Effect.uninterruptibleMask((restore) => runAttempt(rt!, handle, payload, claimedAt, prefetched, restore)),
+            {
+              updateRefs: (refs, fiberId) =>
+                FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentLogAnnotations, value: annotations })
+            }
+          )
+          FiberSet.unsafeAdd(tasks, fiber)
           fiber.addObserver(finished)
         }
+        return errors === undefined ? Effect.void : Effect.forEach(
+          errors,
+          (e) => Effect.logError(`claimed handle does not decode: ${JSON.stringify(e)}`),
+          { discard: true }
+        )
       })
     const refill: Completions.Refill = {
       reserve: (completing) => {
@@ -192,7 +223,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       // the reservation is given back once the claimed attempts hold their slots
       launch: (r, claimed) =>
         Effect.zipRight(
-          launch(r.args.lane, claimed, "from loop"),
+          launch(r.args.lane, claimed),
           Effect.sync(() => {
             reserved -= r.max
             slotFree.unsafeOpen()
@@ -202,7 +233,15 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     const complete = (settings.batchCompletions ?? backend.backendLabel !== "memory") ?
       (yield* Completions.make(backend, Math.min(settings.concurrency, MAX_CLAIM_BATCH), refill)).complete :
       (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload })
-    rt = { backend, settings, keeper, complete, labels }
+    const byKind = new Map<string, Map<string, Labels>>()
+    const outcomeLabels = (kind: string, outcome: string): Labels => {
+      let byOutcome = byKind.get(kind)
+      if (byOutcome === undefined) byKind.set(kind, byOutcome = new Map())
+      let set = byOutcome.get(outcome)
+      if (set === undefined) byOutcome.set(outcome, set = labels("kind", kind, "outcome", outcome))
+      return set
+    }
+    rt = { backend, settings, keeper, complete, labels, outcomeLabels }
 
     const background = yield* FiberSet.make<void, never>()
     const sub = yield* subscribe(backend, settings)
@@ -236,13 +275,13 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       // The free slots are filled in one claim (a completeAndClaim without completions: the
       // claimed executions come with their inputs), reserved meanwhile, so that a batch of
       // completions claiming at the same time leaves them alone.
-      const claimed = yield* Effect.uninterruptibleMask((restore) =>
+      const claimed = yield* Effect.uninterruptible(
         Effect.gen(function*() {
           const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
           reserved += free
           const r = yield* Effect.either(claimRound(free))
           const got = Either.isRight(r) ? Option.getOrUndefined(r.right) : undefined
-          if (got !== undefined) yield* launch(got.lane, got.claimed, restore)
+          if (got !== undefined) yield* launch(got.lane, got.claimed)
           reserved -= free
           return r
         })

@@ -29,8 +29,11 @@ export const renewalsTotal = Metric.counter("flowfabric_worker_lease_renewals_to
   incremental: true
 })
 
+/** One set of metric labels. */
+export type Labels = ReadonlyArray<MetricLabel.MetricLabel>
+
 /** A worker's metric labels: the label set of `key1, value1, key2, value2, …`. */
-export type LabelSets = (...pairs: ReadonlyArray<string>) => ReadonlyArray<MetricLabel.MetricLabel>
+export type LabelSets = (...pairs: ReadonlyArray<string>) => Labels
 
 /**
  * Label sets by their values, made once: a metric caches its registry entry per label array, so

@@ -9,7 +9,7 @@ import type { LaneId, WorkerId, WorkerInstanceId } from "../../Ids.js"
 import type * as M from "../../Model.js"
 import type { Handler, WorkerEvent } from "../../Worker.js"
 import type * as LeaseKeeper from "./leaseKeeper.js"
-import type { LabelSets } from "./metrics.js"
+import type { Labels, LabelSets } from "./metrics.js"
 
 /** A worker's options, checked and completed from `WorkerConfig`. */
 export interface Settings {
@@ -28,7 +28,8 @@ export interface Settings {
   readonly workerInstanceId: WorkerInstanceId
   readonly writeRetry: Schedule.Schedule<unknown, EngineError>
   readonly batchCompletions: boolean | undefined
-  readonly onEvent: (event: WorkerEvent) => Effect.Effect<void>
+  /** `undefined` when the worker was given none: no event is made. */
+  readonly onEvent: ((event: WorkerEvent) => Effect.Effect<void>) | undefined
 }
 
 /** A running worker, as its attempts see it. */
@@ -41,6 +42,8 @@ export interface Runtime {
   readonly complete: (handle: M.Handle, payload: Uint8Array) => Effect.Effect<void, EngineError>
   /** The metric labels of this worker (see `labelSets`). */
   readonly labels: LabelSets
+  /** The labels of a finished attempt of `kind` (`kind`, `outcome`: the event's tag). */
+  readonly outcomeLabels: (kind: string, outcome: WorkerEvent["_tag"]) => Labels
 }
 
 export const leaseLostReason = (e: EngineError): string => {

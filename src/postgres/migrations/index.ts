@@ -22,6 +22,11 @@ import * as m0026 from "./0026_timer_key.js"
 import * as m0027 from "./0027_ready_kind.js"
 import * as m0028 from "./0028_lane_queries.js"
 import * as m0029 from "./0029_events.js"
+import * as m0030 from "./0030_no_partition_index.js"
+import * as m0031 from "./0031_run_kind.js"
+import * as m0032 from "./0032_lane_count_per_statement.js"
+import * as m0033 from "./0033_caps_null.js"
+import * as m0034 from "./0034_queue_fillfactor.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -40,7 +45,12 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0026_timer_key": run(m0026.sql),
   "0027_ready_kind": run(m0027.sql),
   "0028_lane_queries": run(m0028.sql),
-  "0029_events": run(m0029.sql)
+  "0029_events": run(m0029.sql),
+  "0030_no_partition_index": run(m0030.sql),
+  "0031_run_kind": run(m0031.sql),
+  "0032_lane_count_per_statement": run(m0032.sql),
+  "0033_caps_null": run(m0033.sql),
+  "0034_queue_fillfactor": run(m0034.sql)
 }
 
 /** The id of the newest migration this code needs. */

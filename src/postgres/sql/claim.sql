@@ -30,9 +30,6 @@ BEGIN
     v_idx := e.current_attempt_index;
     v_att := e.current_attempt_id;
     v_kind := 'resumed';
-    UPDATE attempt SET attempt_state = 'started', resumed_at = p_now, suspended_at = NULL, suspension_id = NULL,
-      lease_id = v_lease, lease_epoch = v_epoch, worker_id = p_worker, worker_instance_id = p_wiid
-    WHERE execution_id = e.execution_id AND attempt_index = v_idx;
   ELSIF e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'eligible_now' AND e.terminal_outcome = 'none'
         AND e.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none') THEN
     v_idx := e.total_attempt_count;
@@ -43,15 +40,12 @@ BEGIN
   ELSIF e.lifecycle_phase = 'active' AND e.ownership_state IN ('lease_expired_reclaimable', 'lease_revoked') THEN
     IF e.lease_reclaim_count >= e.max_reclaim_count THEN
       PERFORM ffi_record_failure(e.execution_id, 'max_reclaims_exceeded', 'InfraCrash', 'infra_crash', p_now);
-      PERFORM ffi_terminate(e.execution_id, 'failed', 'ended_failure', 'max_reclaims_exceeded', 'max_reclaims_exceeded',
+      PERFORM ffi_terminate(e.execution_id, 'failed', 'max_reclaims_exceeded', 'max_reclaims_exceeded',
                             NULL, NULL, 'reclaimed', 'reclaimed', p_now, true);
       RETURN NULL;
     END IF;
     v_prev := e.current_attempt_index;
     IF v_prev IS NOT NULL THEN
-        UPDATE attempt SET attempt_state = 'interrupted_reclaimed', ended_at = p_now,
-        failure_reason = 'lease_' || e.ownership_state
-      WHERE execution_id = e.execution_id AND attempt_index = v_prev AND attempt_state = 'started';
       PERFORM ffi_stream_close(e.execution_id, v_prev, 'reclaimed', p_now);
     END IF;
     v_idx := e.total_attempt_count;
@@ -61,22 +55,12 @@ BEGIN
     DELETE FROM ready WHERE execution_id = e.execution_id;
     RETURN NULL;
   END IF;
-  IF v_kind = 'fresh' THEN
-    INSERT INTO attempt (execution_id, attempt_index, attempt_id, attempt_type, attempt_state, created_at,
-      started_at, lease_id, lease_epoch, worker_id, worker_instance_id, previous_attempt_index)
-    VALUES (e.execution_id, v_idx, v_att, v_type, 'started', p_now, p_now, v_lease, v_epoch, p_worker, p_wiid, v_prev)
-    ON CONFLICT (execution_id, attempt_index) DO UPDATE SET attempt_id = EXCLUDED.attempt_id,
-      attempt_type = EXCLUDED.attempt_type, attempt_state = 'started', created_at = EXCLUDED.created_at,
-      started_at = EXCLUDED.started_at, resumed_at = NULL, suspended_at = NULL, ended_at = NULL,
-      lease_id = EXCLUDED.lease_id, lease_epoch = EXCLUDED.lease_epoch, worker_id = EXCLUDED.worker_id,
-      worker_instance_id = EXCLUDED.worker_instance_id, suspension_id = NULL, failure_reason = NULL,
-      failure_category = NULL, previous_attempt_index = EXCLUDED.previous_attempt_index;
-  END IF;
   UPDATE exec_core SET lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
     blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none', attempt_state = 'running_attempt',
     public_state = 'active',
     current_attempt_index = v_idx, current_attempt_id = v_att,
     total_attempt_count = CASE WHEN v_kind = 'fresh' THEN v_idx + 1 ELSE total_attempt_count END,
+    run_kind = CASE WHEN v_kind = 'resumed' THEN 'resumed' ELSE nullif(v_type, 'initial') END,
     lease_reclaim_count = lease_reclaim_count + CASE WHEN v_type = 'reclaim' THEN 1 ELSE 0 END,
     lease_epoch = v_epoch, lease_id = v_lease, worker_id = p_worker, worker_instance_id = p_wiid, has_grant = false,
     lease_ttl_ms = p_ttl, lease_acquired_at = p_now, lease_expires_at = v_exp, lease_last_renewed_at = NULL,
@@ -124,7 +108,7 @@ BEGIN
         WHERE r.lane_id = p_lane AND r.execution_id <> ALL (p_skip)
         ORDER BY r.priority DESC, r.created_at, r.seq LIMIT p_want + 256
       ) w
-      WHERE w.required_caps <@ p_caps
+      WHERE w.required_caps IS NULL OR w.required_caps <@ p_caps
       ORDER BY w.priority DESC, w.created_at, w.seq);
   END IF;
   RETURN ARRAY(
@@ -142,7 +126,7 @@ BEGIN
       ) o
       WHERE EXISTS (SELECT 1 FROM exec_core c WHERE c.execution_id = o.execution_id AND c.execution_kind = ANY (p_kinds))
     ) w
-    WHERE w.required_caps <@ p_caps
+    WHERE w.required_caps IS NULL OR w.required_caps <@ p_caps
     ORDER BY w.priority DESC, w.created_at, w.seq);
 END $$;
 
@@ -269,21 +253,12 @@ BEGIN
       SELECT t.id, t.idx, t.epoch, t.typ, t.prev, t.lane, t.pos,
         gen_random_uuid() AS att, gen_random_uuid() AS lease
       FROM unnest(f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos) AS t(id, idx, epoch, typ, prev, lane, pos)
-    ), attempts AS (
-      INSERT INTO attempt (execution_id, attempt_index, attempt_id, attempt_type, attempt_state, created_at,
-        started_at, lease_id, lease_epoch, worker_id, worker_instance_id, previous_attempt_index)
-      SELECT id, idx, att, typ, 'started', v_now, v_now, lease, epoch, p_worker, p_wiid, prev FROM u
-      ON CONFLICT (execution_id, attempt_index) DO UPDATE SET attempt_id = EXCLUDED.attempt_id,
-        attempt_type = EXCLUDED.attempt_type, attempt_state = 'started', created_at = EXCLUDED.created_at,
-        started_at = EXCLUDED.started_at, resumed_at = NULL, suspended_at = NULL, ended_at = NULL,
-        lease_id = EXCLUDED.lease_id, lease_epoch = EXCLUDED.lease_epoch, worker_id = EXCLUDED.worker_id,
-        worker_instance_id = EXCLUDED.worker_instance_id, suspension_id = NULL, failure_reason = NULL,
-        failure_category = NULL, previous_attempt_index = EXCLUDED.previous_attempt_index
     ), cores AS (
       UPDATE exec_core c SET lifecycle_phase = 'active', ownership_state = 'leased',
         eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none',
         attempt_state = 'running_attempt', public_state = 'active',
         current_attempt_index = u.idx, current_attempt_id = u.att, total_attempt_count = u.idx + 1,
+        run_kind = nullif(u.typ, 'initial'),
         lease_epoch = u.epoch, lease_id = u.lease, worker_id = p_worker, worker_instance_id = p_wiid, has_grant = false,
         lease_ttl_ms = p_ttl, lease_acquired_at = v_now, lease_expires_at = v_now + p_ttl,
         lease_last_renewed_at = NULL, lease_expired_at = NULL, lease_revoked_at = NULL, lease_revoke_reason = NULL,
@@ -441,12 +416,9 @@ BEGIN
   IF g.expires_at <= v_now THEN RETURN ffi_err('claim_grant_expired'); END IF;
   v_epoch := e.lease_epoch + 1;
   v_exp := v_now + p_ttl;
-  UPDATE attempt SET attempt_state = 'started', resumed_at = v_now, suspended_at = NULL, suspension_id = NULL,
-    lease_id = p_lease, lease_epoch = v_epoch, worker_id = p_worker, worker_instance_id = p_wiid
-  WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index;
   UPDATE exec_core SET lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
     blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none', attempt_state = 'running_attempt',
-    public_state = 'active', lease_epoch = v_epoch, lease_id = p_lease, worker_id = p_worker,
+    public_state = 'active', run_kind = 'resumed', lease_epoch = v_epoch, lease_id = p_lease, worker_id = p_worker,
     worker_instance_id = p_wiid, lease_ttl_ms = p_ttl, lease_acquired_at = v_now, lease_expires_at = v_exp,
     lease_last_renewed_at = NULL, lease_expired_at = NULL, lease_revoked_at = NULL, lease_revoke_reason = NULL,
     delay_until = NULL,

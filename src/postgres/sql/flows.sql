@@ -123,7 +123,7 @@ BEGIN
       t.item->>'laneId' AS lane, t.item->>'executionKind' AS kind, decode(t.item->>'payload', 'base64') AS payload,
       t.item->>'payloadEncoding' AS enc, (t.item->>'priority')::int AS prio, t.item->>'creatorIdentity' AS creator,
       t.item->'tags' AS tags, t.item->'policy' AS policy,
-      ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')) AS caps,
+      nullif(ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')), '{}') AS caps,
       (t.item->>'attemptTimeoutMs')::bigint AS ato, (t.item->>'maxReclaimCount')::int AS mrc,
       (t.item->>'maxReplayCount')::int AS mrp, t.item->>'traceContext' AS trace
     FROM jsonb_array_elements(p_members) WITH ORDINALITY AS t(item, ord)
@@ -785,7 +785,7 @@ BEGIN
   IF v_fc + v_kc > v_n - v_k THEN
     UPDATE edge_group SET group_state = 'impossible', satisfied_at = p_now WHERE downstream_id = p_child;
     IF c.lifecycle_phase <> 'terminal' THEN
-      PERFORM ffi_terminate(p_child, 'skipped', 'ended_cancelled', 'dependency_impossible', 'dependency_impossible',
+      PERFORM ffi_terminate(p_child, 'skipped', 'dependency_impossible', 'dependency_impossible',
                             NULL, NULL, 'dependency_impossible', 'dependency_impossible', p_now, false);
     END IF;
     IF v_variant <> 'all_of' AND v_on = 'cancel_remaining' THEN

@@ -40,11 +40,9 @@ BEGIN
       coalesce((SELECT h.seq + 1 FROM exec_history h WHERE h.execution_id = c.execution_id
                 ORDER BY h.seq DESC LIMIT 1), 0),
       c.current_attempt_index,
-      CASE WHEN a.resumed_at IS NOT NULL AND a.resumed_at = c.lease_acquired_at THEN 'resumed'
-           ELSE coalesce(a.attempt_type, 'initial') END,
+      coalesce(c.run_kind, 'initial'),
       c.worker_id, c.worker_instance_id, c.lease_acquired_at, p_now, p_outcome, ffi_cut_reason(p_reason)
     FROM exec_core c
-    LEFT JOIN attempt a ON a.execution_id = c.execution_id AND a.attempt_index = c.current_attempt_index
     WHERE c.execution_id = ANY (p_eids) AND c.lifecycle_phase = 'active' AND c.ownership_state = 'leased'
     RETURNING execution_id, seq
   )
@@ -90,12 +88,9 @@ CREATE FUNCTION ffi_history_json(e exec_core) RETURNS jsonb LANGUAGE sql STABLE 
         FROM exec_history h WHERE h.execution_id = e.execution_id
         UNION ALL
         SELECT 2147483647, jsonb_build_object('attemptIndex', e.current_attempt_index,
-          'kind', CASE WHEN a.resumed_at IS NOT NULL AND a.resumed_at = e.lease_acquired_at THEN 'resumed'
-                       ELSE coalesce(a.attempt_type, 'initial') END,
+          'kind', coalesce(e.run_kind, 'initial'),
           'workerId', e.worker_id, 'workerInstanceId', e.worker_instance_id, 'startedAt', e.lease_acquired_at,
           'outcome', 'running')
-        FROM (SELECT 1) AS one
-        LEFT JOIN attempt a ON a.execution_id = e.execution_id AND a.attempt_index = e.current_attempt_index
         WHERE e.lifecycle_phase = 'active' AND e.ownership_state = 'leased'
       ) x ORDER BY x.seq DESC LIMIT 20
     ) r), '[]'::jsonb))

@@ -45,7 +45,7 @@ BEGIN
     lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
     attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
     execution_deadline_at, created_at, last_transition_at, last_mutation_at)
-  VALUES (p_eid, p_partition, p_lane, p_namespace, p_kind, p_priority, p_caps,
+  VALUES (p_eid, p_partition, p_lane, p_namespace, p_kind, p_priority, nullif(p_caps, '{}'),
     'runnable', 'unowned',
     CASE WHEN v_delayed THEN 'not_eligible_until_time' ELSE 'eligible_now' END,
     CASE WHEN v_delayed THEN 'waiting_for_delay' ELSE 'waiting_for_worker' END,
@@ -81,7 +81,7 @@ BEGIN
     PERFORM ffi_timer_set('delay', p_eid, p_delay_until);
   ELSE
     INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
-    VALUES (p_eid, p_lane, p_priority, v_now, p_caps, p_kind);
+    VALUES (p_eid, p_lane, p_priority, v_now, nullif(p_caps, '{}'), p_kind);
     PERFORM ffi_wake(p_lane);
   END IF;
   IF p_deadline IS NOT NULL THEN PERFORM ffi_timer_set('deadline', p_eid, p_deadline); END IF;
@@ -129,7 +129,7 @@ BEGIN
         t.item->>'laneId' AS lane, t.item->>'executionKind' AS kind, decode(t.item->>'payload', 'base64') AS payload,
         t.item->>'payloadEncoding' AS enc, (t.item->>'priority')::int AS prio, t.item->>'creatorIdentity' AS creator,
         t.item->'tags' AS tags, t.item->'policy' AS policy,
-        ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')) AS caps,
+        nullif(ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')), '{}') AS caps,
         (t.item->>'attemptTimeoutMs')::bigint AS ato, (t.item->>'maxReclaimCount')::int AS mrc,
         (t.item->>'maxReplayCount')::int AS mrp, t.item->>'traceContext' AS trace
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(item, ord)
@@ -255,15 +255,12 @@ BEGIN
   END IF;
   IF e.has_grant OR e.current_suspension_id IS NOT NULL
      OR e.current_attempt_index IS NULL OR e.lifecycle_phase <> 'active' THEN
-    PERFORM ffi_terminate(p_eid, 'success', 'ended_success', NULL, NULL, NULL, NULL,
+    PERFORM ffi_terminate(p_eid, 'success', NULL, NULL, NULL, NULL,
                           'attempt_success', 'completed', v_now, true);
     RETURN ffi_ok();
   END IF;
   -- ffi_terminate + ffi_after_terminal for this case
   PERFORM ffi_run_end(p_eid, 'completed', NULL, v_now);
-  UPDATE attempt SET attempt_state = 'ended_success', ended_at = v_now
-  WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index
-    AND attempt_state IN ('created', 'started', 'suspended');
   UPDATE stream_meta SET closed_at = v_now, closed_reason = 'attempt_success'
   WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index AND closed_at IS NULL;
   UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
@@ -337,9 +334,6 @@ BEGIN
     FROM unnest(p_eid, p_payload) AS t(id, payload)
     WHERE t.id = ANY (f_ids) AND d.execution_id = t.id AND t.payload IS NOT NULL AND length(t.payload) > 0;
     PERFORM ffi_runs_end(f_ids, 'completed', NULL, v_now);
-    UPDATE attempt a SET attempt_state = 'ended_success', ended_at = v_now
-    FROM unnest(f_ids, f_cai) AS f(id, cai)
-    WHERE a.execution_id = f.id AND a.attempt_index = f.cai AND a.attempt_state IN ('created', 'started', 'suspended');
     UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
     FROM unnest(f_ids, f_cai) AS f(id, cai)
     WHERE s.execution_id = f.id AND s.attempt_index = f.cai AND s.closed_at IS NULL;
@@ -425,11 +419,8 @@ BEGIN
       v_cats IS NULL OR jsonb_typeof(v_cats) <> 'array' OR jsonb_array_length(v_cats) = 0
       OR v_cats ? p_category);
   END IF;
-  UPDATE attempt SET attempt_state = 'ended_failure', ended_at = v_now, failure_reason = p_reason,
-    failure_category = p_category
-  WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index;
   IF NOT v_retry THEN
-    PERFORM ffi_terminate(p_eid, 'failed', 'ended_failure', p_reason, p_reason, NULL, NULL,
+    PERFORM ffi_terminate(p_eid, 'failed', p_reason, p_reason, NULL, NULL,
                           'attempt_failure', 'failed', v_now, true);
     RETURN ffi_ok(jsonb_build_object('_tag', 'TerminalFailed'));
   END IF;
@@ -481,18 +472,15 @@ END $$;
 -- ---------------------------------------------------------------------------
 
 -- ffi_interrupt: releases the lease of active execution e into an interrupted runnable state
--- (its attempt suspended, to be resumed by the next claim); the lease and attempt timers go.
+-- (its attempt interrupted, to be resumed by the next claim); the lease and attempt timers go.
 --   args:   e (the locked exec_core row), p_elig / p_blocking / p_detail (the new eligibility,
---           blocking reason and detail), p_delay_until, p_marker (the attempt's suspension
---           marker: worker_delay, waiting_children), p_now
+--           blocking reason and detail), p_delay_until, p_now
 --   reply:  void
 --   errors: -
 CREATE FUNCTION ffi_interrupt(
-  e exec_core, p_elig text, p_blocking text, p_detail text, p_delay_until bigint, p_marker text, p_now bigint
+  e exec_core, p_elig text, p_blocking text, p_detail text, p_delay_until bigint, p_now bigint
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  UPDATE attempt SET attempt_state = 'suspended', suspended_at = p_now, suspension_id = p_marker
-  WHERE execution_id = e.execution_id AND attempt_index = e.current_attempt_index;
   UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned', eligibility_state = p_elig,
     blocking_reason = p_blocking, blocking_detail = p_detail, terminal_outcome = 'none',
     attempt_state = 'attempt_interrupted', public_state = ffi_public_state('runnable', p_elig, 'none'),
@@ -518,7 +506,7 @@ BEGIN
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   PERFORM ffi_run_end(p_eid, 'delayed', NULL, v_now);
   PERFORM ffi_interrupt(e, 'not_eligible_until_time', 'waiting_for_delay', 'delayed until ' || p_until,
-                        p_until, 'worker_delay', v_now);
+                        p_until, v_now);
   PERFORM ffi_timer_set('delay', p_eid, p_until);
   RETURN ffi_ok();
 END $$;
@@ -542,11 +530,11 @@ BEGIN
   v_satisfied := NOT EXISTS (SELECT 1 FROM edge_group WHERE downstream_id = p_eid AND group_state <> 'satisfied')
     OR NOT EXISTS (SELECT 1 FROM dep WHERE downstream_id = p_eid AND state <> 'satisfied');
   IF v_satisfied THEN
-    PERFORM ffi_interrupt(e, 'eligible_now', 'waiting_for_worker', '', NULL, 'waiting_children', v_now);
+    PERFORM ffi_interrupt(e, 'eligible_now', 'waiting_for_worker', '', NULL, v_now);
     PERFORM ffi_ready_add(p_eid);
   ELSE
     PERFORM ffi_interrupt(e, 'blocked_by_dependencies', 'waiting_for_children',
-                          'waiting for child executions to complete', NULL, 'waiting_children', v_now);
+                          'waiting for child executions to complete', NULL, v_now);
   END IF;
   RETURN ffi_ok();
 END $$;

@@ -19,7 +19,7 @@ CREATE FUNCTION ffi_expire(p_eid text, p_reason text, p_now bigint) RETURNS void
 BEGIN
   PERFORM ffi_revoked(p_eid);
   PERFORM ffi_record_failure(p_eid, p_reason, 'Timeout', 'timeout', p_now);
-  PERFORM ffi_terminate(p_eid, 'expired', 'ended_failure', p_reason, p_reason, NULL, NULL, 'expired',
+  PERFORM ffi_terminate(p_eid, 'expired', p_reason, p_reason, NULL, NULL, 'expired',
                         'expired:' || p_reason, p_now, true);
 END $$;
 
@@ -114,7 +114,7 @@ BEGIN
           END IF;
           PERFORM ffi_revoked(t.ref);
           PERFORM ffi_record_failure(t.ref, 'attempt_timeout', 'Timeout', 'timeout', v_now);
-          PERFORM ffi_terminate(t.ref, 'expired', 'ended_failure', 'attempt_timeout', 'attempt_timeout', NULL, NULL,
+          PERFORM ffi_terminate(t.ref, 'expired', 'attempt_timeout', 'attempt_timeout', NULL, NULL,
                                 'expired', 'expired', v_now, true);
           v_done := v_done + 1;
         END IF;
@@ -152,7 +152,6 @@ BEGIN
               PERFORM ffi_record_failure(t.ref, 'suspension_timeout:' || v_behavior, 'Timeout', 'timeout', v_now);
             END IF;
             PERFORM ffi_terminate(t.ref, v_outcome,
-              CASE WHEN v_behavior = 'cancel' THEN 'ended_cancelled' ELSE 'ended_failure' END,
               'suspension_timeout:' || v_behavior, 'suspension_timeout:' || v_behavior,
               CASE WHEN v_behavior = 'cancel' THEN 'suspension_timeout' END,
               CASE WHEN v_behavior = 'cancel' THEN 'system_timeout_policy' END,
@@ -319,7 +318,6 @@ BEGIN
   DELETE FROM stream_frame WHERE execution_id = p_eid;
   DELETE FROM stream_meta WHERE execution_id = p_eid;
   DELETE FROM stream_summary WHERE execution_id = p_eid;
-  DELETE FROM attempt WHERE execution_id = p_eid;
   DELETE FROM exec_history WHERE execution_id = p_eid;
   DELETE FROM exec_failure WHERE execution_id = p_eid;
   DELETE FROM claim_grant WHERE execution_id = p_eid;

@@ -113,16 +113,22 @@ END $$;
 -- listings (pages in key order; nextCursor is the last key of a full page with more after it)
 -- ---------------------------------------------------------------------------
 
--- ff_list_executions: listExecutions — the executions of a partition, by id.
+-- ff_list_executions: listExecutions — the executions of a partition, by id: the range of
+-- exec_core_pkey between the partition's tag '{fp:N}:' and '{fp:N};' (every id of partition N
+-- begins with its tag; ids compare byte by byte, COLLATE "C"; ';' follows ':').
 --   args:   p_partition, p_cursor (the last id of the previous page, or NULL), p_limit, p_now
 --   reply:  {"ok": Model.ListExecutionsPage}
 --   errors: -
 CREATE FUNCTION ff_list_executions(p_partition int, p_cursor text, p_limit int, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+  v_from text := '{fp:' || p_partition || '}:';
+  v_to text := '{fp:' || p_partition || '};';
 BEGIN
+  IF p_cursor IS NOT NULL AND p_cursor > v_from COLLATE "C" THEN v_from := p_cursor; END IF;
   RETURN (WITH page AS (
     SELECT execution_id FROM exec_core
-    WHERE partition_key = p_partition AND (p_cursor IS NULL OR execution_id > p_cursor)
+    WHERE execution_id > v_from AND execution_id < v_to
     ORDER BY execution_id LIMIT p_limit + 1
   ), numbered AS (SELECT execution_id, row_number() OVER (ORDER BY execution_id) AS rn FROM page)
   SELECT ffi_ok(jsonb_strip_nulls(jsonb_build_object(

@@ -444,8 +444,6 @@ BEGIN
 
   IF v_outcome IS NULL THEN
     PERFORM ffi_run_end(p_eid, 'suspended', p_reason_code, v_now);
-    UPDATE attempt SET attempt_state = 'suspended', suspended_at = v_now, suspension_id = p_susp::text
-    WHERE execution_id = p_eid AND attempt_index = p_idx;
     UPDATE exec_core SET lifecycle_phase = 'suspended', ownership_state = 'unowned', eligibility_state = 'not_applicable',
       blocking_reason = p_blocking,
       blocking_detail = 'suspended: waitpoint ' || p_primary_id || ' awaiting ' || p_reason_code,

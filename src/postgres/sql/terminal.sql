@@ -74,14 +74,14 @@ END $$;
 -- p_attempt_reason), its current attempt and stream, closes its suspension, writes the terminal state vector, arms the
 -- retention timer (outside flows) and runs ffi_after_terminal. A terminal execution is left as
 -- it is. The caller holds the exec_core row lock.
---   args:   p_eid, p_outcome, p_attempt_end (the attempt's end state), p_attempt_reason,
+--   args:   p_eid, p_outcome, p_attempt_reason,
 --           p_failure_reason, p_cancel_reason, p_cancelled_by (NULL keeps the stored value),
 --           p_stream_reason (the stream's close reason), p_close_reason (the suspension's),
 --           p_now, p_resolve (resolve the outgoing edges now)
 --   reply:  void
 --   errors: -
 CREATE FUNCTION ffi_terminate(
-  p_eid text, p_outcome text, p_attempt_end text, p_attempt_reason text, p_failure_reason text,
+  p_eid text, p_outcome text, p_attempt_reason text, p_failure_reason text,
   p_cancel_reason text, p_cancelled_by text, p_stream_reason text, p_close_reason text,
   p_now bigint, p_resolve boolean
 ) RETURNS void LANGUAGE plpgsql AS $$
@@ -94,10 +94,6 @@ BEGIN
                         CASE WHEN p_outcome = 'cancelled' THEN p_cancel_reason ELSE p_attempt_reason END, p_now);
   END IF;
   IF e.current_attempt_index IS NOT NULL THEN
-    UPDATE attempt SET attempt_state = p_attempt_end, ended_at = p_now,
-      failure_reason = coalesce(p_attempt_reason, failure_reason)
-    WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index
-      AND attempt_state IN ('created', 'started', 'suspended');
     PERFORM ffi_stream_close(p_eid, e.current_attempt_index, p_stream_reason, p_now);
   END IF;
   IF e.lifecycle_phase = 'suspended' OR e.current_suspension_id IS NOT NULL THEN
@@ -133,7 +129,7 @@ CREATE FUNCTION ffi_cancel_exec(p_eid text, p_reason text, p_source text, p_now 
 LANGUAGE plpgsql AS $$
 BEGIN
   IF p_source <> 'worker' THEN PERFORM ffi_revoked(p_eid); END IF;
-  PERFORM ffi_terminate(p_eid, 'cancelled', 'ended_cancelled', 'cancelled: ' || p_reason, NULL, p_reason,
+  PERFORM ffi_terminate(p_eid, 'cancelled', 'cancelled: ' || p_reason, NULL, p_reason,
                         CASE WHEN p_source = '' THEN p_eid ELSE p_source END,
                         'attempt_cancelled', 'cancelled', p_now, p_source <> 'flow_cascade');
 END $$;

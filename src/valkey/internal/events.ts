@@ -7,9 +7,11 @@
  *   from the offset (a stream id) in bounded steps, and this layer calls again until the page is
  *   full or the stream's end is reached.
  * - A lane's events are on every partition: each partition keeps the lane's own stream (ids of
- *   its events), read by `ff_read_lane_events`. A read fetches a few events from each partition
- *   and merges them by position (`Position`), fetching again from a partition whose fetched
- *   events ran out while it has more, so a page is full unless every partition is at its end.
+ *   its events), read by `ff_read_lane_events` (one call per partition on a cluster;
+ *   `ff_read_lane_events_across`, one call for all, on a standalone server). A read fetches a few
+ *   events from each partition and merges them by position (`Position`), fetching again from a
+ *   partition whose fetched events ran out while it has more, so a page is full unless every
+ *   partition is at its end.
  */
 import { Clock, Duration, Effect, Schedule, type Scope } from "effect"
 import type { EngineError } from "../../EngineError.js"
@@ -189,7 +191,7 @@ interface Share {
 }
 
 export const makeEvents = (ctx: CoreContext, hub: EventHub): CoreArea<"events"> => {
-  const { call, ex, flowOf, flowTarget, N } = ctx
+  const { call, client, ex, flowOf, flowTarget, keys, N, settings } = ctx
 
   /** An execution's or a flow's events: partition `p`'s stream, scanned in bounded calls. */
   const readOne = (
@@ -224,22 +226,45 @@ export const makeEvents = (ctx: CoreContext, hub: EventHub): CoreArea<"events"> 
       return yield* invalidInput("read_events: the stream did not end")
     })
 
-  /** One partition's share of a lane read: fetches the lane's events after `s.from`. */
-  const fetchShare = (lane: Ids.LaneId, p: number, s: Share, count: number): Fx<void> =>
-    Effect.map(
-      call("read_lane_events", flowTarget(p), { lane_id: lane, after: s.from, limit: count }, [], true),
-      (env) => {
-        const [end = ZERO, last = "", more = "0", start = "", clock = "0"] = env.fields
-        if (s.from === "earliest" || s.from === "latest") s.from = start === "" ? end : start
-        s.clock = Number(clock)
-        s.more = more === "1"
-        if (last !== "") s.from = last
-        for (const raw of rawsOf(env.fields, 5)) {
-          const id = parseId(raw.id)
-          if (id !== undefined) s.buf.push({ raw, id })
+  /** Takes one partition's answer to a lane read (the fields after its `{1, "OK", ""}`) into `s`. */
+  const takeShare = (s: Share, fields: ReadonlyArray<string>): void => {
+    const [end = ZERO, last = "", more = "0", start = "", clock = "0"] = fields
+    if (s.from === "earliest" || s.from === "latest") s.from = start === "" ? end : start
+    s.clock = Number(clock)
+    s.more = more === "1"
+    if (last !== "") s.from = last
+    for (const raw of rawsOf(fields, 5)) {
+      const id = parseId(raw.id)
+      if (id !== undefined) s.buf.push({ raw, id })
+    }
+  }
+
+  /**
+   * Fetches the lane's events after `shares[p].from` on each partition `p` of `ask`, `count` at
+   * most from each: one call per partition on a cluster, one call for all on a standalone server.
+   */
+  const fetchShares = (lane: Ids.LaneId, shares: ReadonlyArray<Share>, ask: ReadonlyArray<number>, count: number) =>
+    client.isCluster ?
+      Effect.forEach(ask, (p) =>
+        Effect.map(
+          call("read_lane_events", flowTarget(p), { lane_id: lane, after: shares[p]!.from, limit: count }, [], true),
+          (env) => takeShare(shares[p]!, env.fields)
+        ), { concurrency: "unbounded", discard: true }) :
+      Effect.map(
+        call("read_lane_events_across", { base: keys.lanes }, {
+          prefix: settings.prefix,
+          lane_id: lane,
+          parts: ask.map((p) => [p, shares[p]!.from, count])
+        }, [], true),
+        (env) => {
+          let at = 0
+          for (const p of ask) {
+            const n = Number(env.fields[at])
+            takeShare(shares[p]!, env.fields.slice(at + 1, at + 1 + n))
+            at += 1 + n
+          }
         }
-      }
-    )
+      )
 
   /** Reads of a lane wait this long for the events of the current millisecond, at most. */
   const HOLD_ROUNDS = 20
@@ -265,7 +290,7 @@ export const makeEvents = (ctx: CoreContext, hub: EventHub): CoreArea<"events"> 
           clock: 0
         }))
         const first = after === "latest" ? 1 : Math.min(limit, LANE_FETCH_FIRST)
-        yield* Effect.forEach(shares, (s, p) => fetchShare(lane, p, s, first), { concurrency: "unbounded", discard: true })
+        yield* fetchShares(lane, shares, shares.map((_, p) => p), first)
         let horizon = Infinity
         for (const s of shares) horizon = Math.min(horizon, s.clock)
         const end = offsetOf(N, `${Math.max(0, horizon - 1)}-0`)
@@ -279,10 +304,7 @@ export const makeEvents = (ctx: CoreContext, hub: EventHub): CoreArea<"events"> 
           })
           if (needy.length > 0) {
             const count = Math.min(limit - events.length, LANE_FETCH_MORE)
-            yield* Effect.forEach(needy, (p) => fetchShare(lane, p, shares[p]!, count), {
-              concurrency: "unbounded",
-              discard: true
-            })
+            yield* fetchShares(lane, shares, needy, count)
             continue
           }
           // the next event: the first head by (ms, partition, sequence)

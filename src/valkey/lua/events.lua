@@ -166,14 +166,26 @@ local function last_id(k, evt, field)
 end
 
 -- Keeps stream `k` at most `cap` entries long (trimmed in steps of FF.EV_SLACK), noting the newest
--- entry it drops under `field` of B:evt.
+-- entry it drops under `field` of B:evt; returns that entry's id (nil when nothing was dropped).
 local function trim_to(k, evt, field, cap)
   local n = C("XLEN", k)
-  if n <= cap + FF.EV_SLACK then return end
+  if n <= cap + FF.EV_SLACK then return nil end
   local drop = C("XRANGE", k, "-", "+", "COUNT", n - cap)
   local newest = drop[#drop][1]
   C("XTRIM", k, "MINID", next_id(newest))
   C("HSET", evt, field, newest)
+  return newest
+end
+
+-- Drops from lane `lane`'s stream on partition B the entries of the events up to `newest` (the
+-- newest entry trimmed of B:ev), noting the last one dropped under the lane in B:evt.
+local function trim_lane(B, lane, newest)
+  local lk = K.lane(B, lane, "ev")
+  local r = C("XREVRANGE", lk, newest, "-", "COUNT", 1)
+  if r[1] ~= nil then
+    C("XTRIM", lk, "MINID", next_id(r[1][1]))
+    C("HSET", B .. ":evt", lane, r[1][1])
+  end
 end
 
 -- The scopes an event reaches (the subscriptions' scopes, wakeups.ts eventScope).
@@ -187,8 +199,11 @@ end
 -- The prefix of partition base B.
 local function prefix_of(B) return string.match(B, "^(.*):{[^}]*}$") end
 
--- Writes the call's queued events (after noting its touched flows), trims, and publishes the
--- events of listened scopes.
+-- Writes the call's queued events (after noting its touched flows), trims each partition's
+-- stream and, with it, the lane streams this call wrote (a lane stream holds only ids of its
+-- partition's stream: so it stays as bounded as that stream), and publishes the events of the
+-- scopes some process listens to (B:evw: one HMGET per partition of the scopes of its events,
+-- never the whole hash).
 function FF.ev_flush(now)
   for _, t in ipairs(FF.evf) do FF.ev_flow_note(t[1], t[2], now) end
   local q = FF.evq
@@ -196,8 +211,7 @@ function FF.ev_flush(now)
   local t = C("TIME")
   local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local last, bases = {}, {}
-  local heard = nil -- base -> scope -> true (the listened scopes), fetched once per base
-  local pubs = nil
+  local lanes, scopes = {}, {} -- base -> lane -> true; base -> {scope list}, scope -> true
   for i = 1, #q do
     local rec = q[i]
     local B = rec.B
@@ -207,6 +221,7 @@ function FF.ev_flush(now)
     local ms = last[B]
     if ms == nil then
       bases[#bases + 1] = B
+      lanes[B], scopes[B] = {}, { list = {}, seen = {} }
       ms = clock
     elseif clock > ms then
       ms = clock
@@ -223,33 +238,40 @@ function FF.ev_flush(now)
       id = C("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text_at(ms))
     end
     last[B] = ms
-    if rec.l ~= "" then C("XADD", K.lane(B, rec.l, "ev"), id, "r", "") end
-    -- wake-ups: only scopes some process listens to (B:evw), read once per base and call
-    heard = heard or {}
-    local h = heard[B]
-    if h == nil then
-      h = false
-      if C("EXISTS", B .. ":evw") == 1 then
-        local w = FF.hmap(B .. ":evw")
-        if w ~= nil then
-          h = {}
-          for scope, untl in pairs(w) do
-            if FF.num(untl) > clock then h[scope] = true end
-          end
-        end
-      end
-      heard[B] = h
+    if rec.l ~= "" then
+      C("XADD", K.lane(B, rec.l, "ev"), id, "r", "")
+      lanes[B][rec.l] = true
     end
-    if h then
-      for _, scope in ipairs(scopes_of(rec)) do
-        if h[scope] then
-          pubs = pubs or {}
-          pubs[prefix_of(B) .. ":ev:" .. scope] = true
+    local sc = scopes[B]
+    for _, scope in ipairs(scopes_of(rec)) do
+      if not sc.seen[scope] then
+        sc.seen[scope] = true
+        sc.list[#sc.list + 1] = scope
+      end
+    end
+  end
+  local pubs = nil
+  for _, B in ipairs(bases) do
+    local newest = trim_to(B .. ":ev", B .. ":evt", "", FF.EV_CAP)
+    if newest ~= nil then
+      for lane in pairs(lanes[B]) do trim_lane(B, lane, newest) end
+    end
+    -- wake-ups: only the scopes some process listens to until after now
+    local list = scopes[B].list
+    if C("EXISTS", B .. ":evw") == 1 then
+      for from = 1, #list, 1000 do
+        local upto = math.min(#list, from + 999)
+        local until_ = C("HMGET", B .. ":evw", unpack(list, from, upto))
+        for j = from, upto do
+          local u = until_[j - from + 1]
+          if u and FF.num(u) > clock then
+            pubs = pubs or {}
+            pubs[prefix_of(B) .. ":ev:" .. list[j]] = true
+          end
         end
       end
     end
   end
-  for _, B in ipairs(bases) do trim_to(B .. ":ev", B .. ":evt", "", FF.EV_CAP) end
   if pubs ~= nil then
     for ch in pairs(pubs) do C("PUBLISH", ch, "1") end
   end
@@ -287,14 +309,7 @@ function FF.ev_trim_age(B, now)
   if newest == nil then return end
   C("XTRIM", k, "MINID", next_id(newest))
   C("HSET", B .. ":evt", "", newest)
-  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do
-    local lk = K.lane(B, lane, "ev")
-    local r = C("XREVRANGE", lk, newest, "-", "COUNT", 1)
-    if r[1] ~= nil then
-      C("XTRIM", lk, "MINID", next_id(r[1][1]))
-      C("HSET", B .. ":evt", lane, r[1][1])
-    end
-  end
+  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do trim_lane(B, lane, newest) end
 end
 
 -- Whether partition B's oldest event is older than the retention (a read).
@@ -440,4 +455,22 @@ FF.fn.read_lane_events = function(B, a)
     end
   end
   return r
+end
+
+-- ff_read_lane_events_across (readEvents of a lane on a standalone server): ff_read_lane_events of
+-- several partitions in one call (a lane read otherwise makes one call per partition).
+--   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
+--   ARGV:   [1] now (unused), [2] {prefix, lane_id, parts: [[partition, after, limit], ...]}
+--   reply:  {1, "OK", "", then for each part: n, then the n fields ff_read_lane_events answers
+--           after its own {1, "OK", ""}}
+--   errors: those of ff_read_lane_events (of the first part that fails)
+FF.fn.read_lane_events_across = function(_, a)
+  local bases, out = FF.partition_bases(FF.str(a.prefix)), { 1, "OK", "" }
+  for _, part in ipairs(a.parts or {}) do
+    local r = FF.fn.read_lane_events(bases[FF.num(part[1])], { lane_id = a.lane_id, after = part[2], limit = part[3] })
+    if r[1] ~= 1 then return r end
+    out[#out + 1] = FF.s(#r - 3)
+    for i = 4, #r do out[#out + 1] = r[i] end
+  end
+  return out
 end

@@ -76,6 +76,10 @@ redis.register_function {
 redis.register_function {
   function_name = "ff_lane_counts", callback = callback_of("lane_counts"), flags = { "no-writes", "allow-cross-slot-keys" }
 }
+redis.register_function {
+  function_name = "ff_read_lane_events_across", callback = callback_of("read_lane_events_across"),
+  flags = { "no-cluster", "no-writes" }
+}
 
 -- ff_version: the loaded library's version, FF.VERSION .. "+" .. the SHA-1 of its source.
 --   KEYS: none    ARGV: none    reply: the version string (not an envelope)    errors: -
