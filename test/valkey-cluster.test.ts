@@ -8,7 +8,23 @@ import { EngineBackend } from "../src/EngineBackend.js"
 import * as Ids from "../src/Ids.js"
 import type { ExecutionId } from "../src/Ids.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
-import { createAndClaim, ensureHmac, executionIdOnPartition, failsWith, signalArgs, suspendSingle } from "./conformance/helpers.js"
+import type { LanePosition } from "../src/internal/boundary.js"
+import type * as M from "../src/Model.js"
+import { connect, keySlot } from "../src/valkey/internal/client.js"
+import { makeCoreContext } from "../src/valkey/internal/context.js"
+import { makeLanes } from "../src/valkey/internal/lanes.js"
+import { loadLibrary } from "../src/valkey/internal/library.js"
+import { makeKeys, makePlumbing } from "../src/valkey/internal/plumbing.js"
+import {
+  create as createExecution,
+  createAndClaim,
+  ensureHmac,
+  executionIdOnPartition,
+  failsWith,
+  newLane,
+  signalArgs,
+  suspendSingle
+} from "./conformance/helpers.js"
 import { suite } from "./conformance/index.js"
 import { parseClusterUrl } from "./support/servers.js"
 import { testHmacSecret } from "./support/hmac.js"
@@ -62,6 +78,85 @@ describe("valkey cluster id registry", () => {
         expect(yield* b.deliverSignal(yield* to(x))).toEqual({ _tag: "Accepted", signalId, effect: "resume_condition_satisfied" })
         expect((yield* Effect.promise(() => admin.get(key)))?.startsWith(`${x.executionId}|`)).toBe(true)
         yield* failsWith(b.deliverSignal(yield* to(y)), "State", "DuplicateSignal")
+      }))
+  })
+})
+
+// ---------------------------------------------------------------------------
+// Lane pages read the partitions of one node in one call; when the client's slot map is stale (a
+// slot moved), such a call fails and each partition is asked alone: the pages stay the same
+// ---------------------------------------------------------------------------
+
+const lanesPrefix = `cl-${process.pid}-${Date.now().toString(36)}`
+
+describe("valkey cluster lane pages", () => {
+  layer(
+    ValkeyBackend.layer({ hmacSecret: testHmacSecret, nodes: parseClusterUrl(inject("valkeyClusterUrl")), keyPrefix: lanesPrefix }),
+    { timeout: 60_000 }
+  )((it) => {
+    it.scoped("a stale slot map: the node's call fails, each partition is asked alone, the pages and counts are the same", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const lane = yield* newLane()
+        const later = Date.now() + 3_600_000
+        for (let i = 0; i < 40; i++) {
+          yield* createExecution({
+            laneId: lane,
+            executionId: yield* executionIdOnPartition((i * 37) % 256),
+            executionKind: i % 3 === 0 ? "x" : "y",
+            ...(i % 4 === 0 ? { delayUntil: later } : {})
+          })
+        }
+        // a second reader of the same keys, whose slot map sends a third of the partitions to the wrong node
+        const client = yield* connect({ nodes: parseClusterUrl(inject("valkeyClusterUrl")) }, yield* loadLibrary)
+        const settings = { prefix: lanesPrefix, partitions: Ids.defaultPartitionConfig, clock: "store", cancelInlineLimit: 100, claimScan: 32, fanOut: 32 } as const
+        const keys = makeKeys(lanesPrefix)
+        const lanes = makeLanes(makeCoreContext(makePlumbing(client, settings)))
+        const map = (client.connection as Cluster).slots
+        const stale = Effect.sync(() => {
+          const owners = [...new Set(map.map((s) => s?.[0]).filter((n) => n !== undefined))]
+          expect(owners.length).toBe(3)
+          for (let p = 0; p < 256; p += 3) {
+            const slot = keySlot(keys.flow(p))
+            map[slot] = [owners[(owners.indexOf(map[slot]![0]!) + 1) % owners.length]!]
+          }
+        })
+        const cases: ReadonlyArray<Omit<M.ListLaneExecutionsArgs, "laneId" | "limit">> = [
+          {},
+          { order: "oldest" },
+          { states: ["waiting", "delayed"] },
+          { executionKind: "x", order: "oldest" }
+        ]
+        for (const args of cases) {
+          const expected: Array<M.LaneExecutionEntry> = []
+          let cursor: string | undefined
+          do {
+            const page: M.ListLaneExecutionsPage = yield* b.listLaneExecutions({ laneId: lane, limit: 7, ...args, ...(cursor === undefined ? {} : { cursor }) })
+            expected.push(...page.executions)
+            cursor = page.nextCursor
+          } while (cursor !== undefined)
+          const got: Array<M.LaneExecutionEntry> = []
+          let after: LanePosition | undefined
+          do {
+            yield* stale
+            const page = yield* lanes.listLaneExecutions({
+              laneId: lane,
+              states: args.states,
+              kind: args.executionKind,
+              newestFirst: args.order !== "oldest",
+              after,
+              limit: 7
+            })
+            got.push(...page.entries)
+            after = page.next
+          } while (after !== undefined)
+          expect(got).toEqual(expected)
+          expect(got.length).toBe(args.executionKind === "x" ? 14 : 40)
+        }
+        yield* stale
+        const counts = yield* lanes.countLaneExecutions(lane)
+        expect(counts).toEqual((yield* b.countLaneExecutions(lane)).byState)
+        expect(counts.delayed).toBe(10)
       }))
   })
 })

@@ -81,6 +81,19 @@ const noPeersOption = Options.boolean("no-peers").pipe(
   Options.withDescription("skip the peer queues (BullMQ, pg-boss, graphile-worker)")
 )
 const jsonOption = Options.boolean("json").pipe(Options.withDefault(false))
+const laneOption = Options.text("lane").pipe(
+  Options.withDescription(
+    "lane-query: time the pages of this lane, loaded by an earlier run with --keep (needs --key-prefix), instead of loading one"
+  ),
+  Options.optional
+)
+const keyPrefixOption = Options.text("key-prefix").pipe(
+  Options.withDescription("lane-query: the engine's key prefix (Valkey) or schema (Postgres) instead of a fresh one"),
+  Options.optional
+)
+const keepOption = Options.boolean("keep").pipe(
+  Options.withDescription("lane-query: leave the engine's keys / schema in place (to time them again with --lane)")
+)
 
 type BackendLayer = Layer.Layer<EngineBackend | Maintenance, EngineError | unknown>
 
@@ -94,9 +107,10 @@ interface RoundBackend {
 
 const roundBackend = (
   backend: string,
-  url: Option.Option<string>
+  url: Option.Option<string>,
+  name?: string
 ): Effect.Effect<(round: number) => RoundBackend> => {
-  const run = Date.now()
+  const run = name ?? Date.now()
   switch (backend) {
     case "valkey": {
       const server = Option.getOrElse(url, () => "redis://127.0.0.1:6379")
@@ -260,7 +274,10 @@ const command = Command.make(
     url: urlOption,
     noPeers: noPeersOption,
     seed: seedOption,
-    json: jsonOption
+    json: jsonOption,
+    lane: laneOption,
+    keyPrefix: keyPrefixOption,
+    keep: keepOption
   },
   (opts) =>
     Effect.gen(function*() {
@@ -281,19 +298,24 @@ const command = Command.make(
         yield* Console.log(JSON.stringify({ machine: machineInfo(), footprint: report }, null, opts.json ? 2 : undefined))
         return
       }
-      const backendFor = yield* roundBackend(opts.backend, opts.url)
       if (opts.scenario === "lane-query") {
-        const backend = backendFor(0)
+        const prefix = Option.getOrUndefined(opts.keyPrefix)
+        const backend = (yield* roundBackend(opts.backend, opts.url, prefix))(0)
+        const lane = Option.getOrUndefined(opts.lane)
+        if (lane !== undefined && prefix === undefined) return yield* Effect.fail(new Error("--lane needs --key-prefix"))
+        yield* Console.log(`key prefix / schema: bench-${prefix ?? "…"}-0 (bench_… on Postgres)`)
         const rows = yield* laneQuery({
           tasks: Option.getOrElse(opts.tasks, () => DEFAULT_LANE_QUERY),
           samples: LANE_QUERY_SAMPLES,
           system: `flowfabric-${opts.backend}`,
-          partitions: Ids.defaultPartitionConfig.numFlowPartitions
-        }).pipe(Effect.provide(backend.layer), Effect.scoped, Effect.ensuring(backend.cleanup))
+          partitions: Ids.defaultPartitionConfig.numFlowPartitions,
+          ...(lane === undefined ? {} : { lane })
+        }).pipe(Effect.provide(backend.layer), Effect.scoped, Effect.ensuring(opts.keep ? Effect.void : backend.cleanup))
         if (!opts.json) for (const r of rows) yield* Console.log(formatRow(r))
         yield* Console.log(JSON.stringify({ machine: machineInfo(), results: rows }, null, opts.json ? 2 : undefined))
         return
       }
+      const backendFor = yield* roundBackend(opts.backend, opts.url)
       let rounds = 0
       const selected = opts.scenario === "all" ? Object.keys(scenarios) : [opts.scenario]
       const results: Array<BenchResult> = []

@@ -14,12 +14,14 @@ import {
   advance,
   backend,
   bytes,
+  claimNone,
   claimSome,
   create,
   executionIdOnPartition,
   newLane,
   now,
   passUntilDone,
+  payloadOf,
   type Tester,
   validationFails
 } from "./helpers.js"
@@ -190,6 +192,41 @@ export const lanes = (t: Tester) =>
         const counts = yield* b.countLaneExecutions(lane)
         expect(counts.total).toBe(1)
         expect(counts.byState).toMatchObject({ completed: 0, waiting: 1 })
+      }))
+
+    t.test("lane ids holding ':', '{' or '}' keep their own executions, listings, counts and claims", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const base = yield* newLane()
+        // ids that spell another lane's keys on a key layout of `<lane>:<suffix>` (one partition for all)
+        const lanes = [base, `${base}:s`, `${base}:s:delayed`, `${base}:n`, `${base}:ev`, `${base}:kind:x:1`, `{${base}}`, `${base}}{`, `${base}:delayed`]
+          .map((l) => l as LaneId)
+        const later = (yield* now) + 3_600_000
+        const made = new Map<LaneId, { readonly delayed: ExecutionId; readonly waiting: ExecutionId }>()
+        for (const lane of lanes) {
+          const delayed = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(0), executionKind: "x", delayUntil: later })
+          const waiting = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(0), executionKind: "x" })
+          made.set(lane, { delayed: delayed.executionId, waiting: waiting.executionId })
+        }
+        const sorted = (xs: ReadonlyArray<ExecutionId>) => [...xs].sort()
+        for (const lane of lanes) {
+          const own = made.get(lane)!
+          expect(sorted((yield* walk(lane, 10)).ids)).toEqual(sorted([own.delayed, own.waiting]))
+          expect((yield* walk(lane, 10, { states: ["delayed"] })).ids).toEqual([own.delayed])
+          expect((yield* b.countLaneExecutions(lane)).byState).toMatchObject({ delayed: 1, waiting: 1, active: 0 })
+        }
+        // the delayed work comes due: each lane's promotion, claims and listings stay its own
+        yield* advance(3_600_001)
+        yield* passUntilDone("promoteDelayed")
+        for (const lane of lanes) {
+          const own = made.get(lane)!
+          const claimed = [payloadOf(yield* claimSome(lane)).executionId, payloadOf(yield* claimSome(lane)).executionId]
+          expect(sorted(claimed)).toEqual(sorted([own.delayed, own.waiting]))
+          yield* claimNone(lane)
+          expect(sorted((yield* walk(lane, 1, { states: ["active"] })).ids)).toEqual(sorted(claimed))
+          expect((yield* b.countLaneExecutions(lane)).total).toBe(2)
+          expect((yield* b.countLaneExecutions(lane)).byState.active).toBe(2)
+        }
       }))
 
     t.test("bad input is a Validation error", () =>

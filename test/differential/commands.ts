@@ -20,7 +20,9 @@ export const BASE_TIME = 1_760_000_000_000
 /** The HMAC keystore every engine is seeded with. */
 export const HMAC: HmacSecret = { kid: "diff-k1", secretHex: Redacted.make("5eed".repeat(16)) }
 
-export const LANES: ReadonlyArray<LaneId> = [Ids.unsafe.laneId("diff-a"), Ids.unsafe.laneId("diff-b")]
+// The second lane's id is the first's plus ":s" and both land on flow partition 71 (of 256): on Valkey
+// a lane's keys (`B:l:<lane>:…`) must never spell another lane's.
+export const LANES: ReadonlyArray<LaneId> = [Ids.unsafe.laneId("diff-3d"), Ids.unsafe.laneId("diff-3d:s")]
 export const CAPABILITIES = ["gpu", "ssd"] as const
 export type Capability = (typeof CAPABILITIES)[number]
 export const NS = Ids.unsafe.namespace("diff")

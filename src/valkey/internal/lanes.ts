@@ -1,24 +1,28 @@
 /**
  * Lane queries over Valkey (docs/design/reads.md#lane-queries): a lane's executions live in the
  * lane state index of each partition (helpers.lua, FF.lane_member), so a page is a merge of the
- * partitions' shares. The first round asks every partition for a few entries (on a standalone server
- * one read-only FCALL for all of them, on a cluster one per partition, all in flight at once); an entry is safe to answer when every partition not yet
- * exhausted has been read past it; the following rounds ask only the partitions whose reading
- * stopped before the page could be filled. A page costs O(partitions × a few entries) plus the
- * entries of the page, and never more than `Limits.laneScanItems` index entries examined.
+ * partitions' shares. `ff_lane_page` merges the shares of a group of partitions inside one call: on
+ * a standalone server one group holds every partition, on a cluster one group per node holds the
+ * partitions whose slots the node serves (as the client's slot map tells; a group whose call fails,
+ * a slot having moved, is asked again one partition per call). Each group answers its first
+ * entries in the query's order and the last entry it examined; an entry is safe to answer when
+ * every group not yet exhausted has been read past it. Without a kind filter one round fills the
+ * page; with one, a group stops at its share of `Limits.laneScanItems` and the following rounds
+ * ask only the groups whose reading stopped before the page could be filled.
  */
 import { Effect, Schema } from "effect"
-import { corruption } from "../../EngineError.js"
+import { corruption, type EngineError } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
 import type { BackendCore, LanePosition } from "../../internal/boundary.js"
 import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
+import { keySlot } from "./client.js"
 import type { CoreContext } from "./context.js"
-import { S } from "./context.js"
+import type { Cluster } from "./driver.js"
+import { parseError } from "./errors.js"
+import type { Envelope } from "./plumbing.js"
 import { decodeJson, LuaArray } from "./plumbing.js"
 
-const Rows = LuaArray(Schema.Tuple(S, S, S))
-const Shares = LuaArray(Schema.Tuple(S, S, S))
 const Counts = LuaArray(Schema.Int)
 const decodeState = Schema.decodeUnknownEither(M.PublicState)
 
@@ -35,38 +39,76 @@ interface Row {
 }
 
 interface Share {
+  /** The partitions read together (one call). */
+  readonly parts: ReadonlyArray<number>
   /** The last member read (the start of the next read), "" before any. */
   frontier: string
   /** Nothing follows the frontier. */
   done: boolean
 }
 
+interface Reply {
+  readonly rows: ReadonlyArray<Row>
+  readonly last: string
+  readonly done: boolean
+}
+
 export const makeLanes = (ctx: CoreContext): Pick<BackendCore, "listLaneExecutions" | "countLaneExecutions"> => {
   const { call, client, keys, N, settings } = ctx
+  const all = Array.from({ length: N }, (_, p) => p)
+  const slots = all.map((p) => keySlot(keys.flow(p)))
 
-  /** One round: the share (rows, last member read, exhausted) of each partition asked. */
-  const readShares = (
-    ask: ReadonlyArray<number>,
-    after: (p: number) => string,
-    args: Record<string, unknown>
-  ) =>
-    client.isCluster ?
-      Effect.forEach(ask, (p) =>
-        Effect.gen(function*() {
-          const env = yield* call("lane_page", ctx.flowTarget(p), { ...args, after: after(p) }, [], true)
-          const rows = yield* decodeJson("ff_lane_page", Rows, env.fields[0])
-          return { rows, last: env.fields[1] ?? "", done: env.fields[2] === "1" }
-        }), { concurrency: "unbounded" }) :
-      Effect.gen(function*() {
-        const env = yield* call("lane_page_across", { base: keys.lanes }, {
-          ...args,
-          prefix: settings.prefix,
-          parts: ask.map((p) => [p, after(p)])
-        }, [], true)
-        const shares = yield* decodeJson("ff_lane_page_across", Shares, env.fields[0])
-        return yield* Effect.forEach(shares, ([rows, last, done]) =>
-          Effect.map(decodeJson("ff_lane_page_across", Rows, rows), (r) => ({ rows: r, last, done: done === "1" })))
-      })
+  /** The partitions of each call: every one on a standalone server, one group per node on a cluster. */
+  const groups = (): ReadonlyArray<ReadonlyArray<number>> => {
+    if (!client.isCluster) return [all]
+    const map = (client.connection as Cluster).slots
+    const byNode = new Map<string, Array<number>>()
+    for (const p of all) {
+      const node = map[slots[p]!]?.[0] ?? `?${p}`
+      const group = byNode.get(node)
+      if (group === undefined) byNode.set(node, [p])
+      else group.push(p)
+    }
+    return [...byNode.values()]
+  }
+
+  /**
+   * One call over `parts` (its first partition names the node); when a call over several fails, each
+   * partition alone, every one from the same place (a group's reading is one frontier for all).
+   */
+  const readGroup = <A>(
+    fn: string,
+    parts: ReadonlyArray<number>,
+    args: Record<string, unknown>,
+    decode: (env: Envelope) => Effect.Effect<A, EngineError>
+  ): Effect.Effect<ReadonlyArray<{ readonly parts: ReadonlyArray<number>; readonly reply: A }>, EngineError> => {
+    const one = (ps: ReadonlyArray<number>, a: Record<string, unknown>) =>
+      Effect.flatMap(call(fn, ctx.flowTarget(ps[0]!), { ...a, prefix: settings.prefix, parts: ps }, [], true), decode)
+    // (a kind filter's scan budget is the group's: its partitions share it)
+    const scan = typeof args["scan"] === "number" && args["kind"] !== undefined ?
+      Math.max(1, Math.floor(args["scan"] / parts.length)) :
+      undefined
+    const each = scan === undefined ? args : { ...args, scan, want: Math.min(Number(args["want"]), scan) }
+    const alone = Effect.forEach(parts, (p) => Effect.map(one([p], each), (reply) => ({ parts: [p], reply })), {
+      concurrency: "unbounded"
+    })
+    return parts.length === 1 ?
+      alone :
+      one(parts, args).pipe(
+        Effect.map((reply) => [{ parts, reply }]),
+        Effect.catchAll(() => alone)
+      )
+  }
+
+  const decodePage = (env: Envelope): Effect.Effect<Reply, EngineError> => {
+    const f = env.fields
+    if (f.length < 2 || (f.length - 2) % 3 !== 0) {
+      return Effect.fail(parseError("ff_lane_page", `a reply of ${f.length} fields`))
+    }
+    const rows: Array<Row> = []
+    for (let i = 2; i < f.length; i += 3) rows.push({ member: f[i]!, state: f[i + 1]!, kind: f[i + 2]! })
+    return Effect.succeed({ rows, last: f[0]!, done: f[1] === "1" })
+  }
 
   const entryOf = (r: Row) =>
     Effect.gen(function*() {
@@ -92,35 +134,42 @@ export const makeLanes = (ctx: CoreContext): Pick<BackendCore, "listLaneExecutio
       // in the query's order: negative when x comes first
       const cmp = (x: string, y: string) => (x === y ? 0 : (x < y) !== rev ? -1 : 1)
       const start = q.after === undefined ? "" : memberOf(q.after)
-      const shares: Array<Share> = Array.from({ length: N }, () => ({ frontier: start, done: false }))
+      let shares: Array<Share> = groups().map((parts) => ({ parts, frontier: start, done: false }))
       const rows: Array<Row> = []
-      let ask = Array.from({ length: N }, (_, p) => p)
-      let amount = Math.min(want, Math.max(2, Math.ceil((2 * want) / N)))
+      let ask = shares
+      let amount = want
       let budget = Limits.laneScanItems
       for (let round = 1;; round++) {
-        // a kind filter passes entries over: examine more than the matches asked for
-        let scan = q.kind === undefined ? amount : Math.max(amount, Math.min(4 * amount, Math.floor(budget / ask.length)))
-        scan = Math.min(scan, Math.floor(budget / ask.length))
-        if (round === 1) scan = Math.max(scan, 1) // every partition is read once
+        // every entry examined matches unless a kind filter passes entries over: then the groups
+        // share the scan budget
+        let scan = q.kind === undefined ? amount : Math.floor(budget / ask.length)
+        if (round === 1) scan = Math.max(scan, 1) // every group is read once
         if (scan >= 1) {
           budget -= scan * ask.length
-          const replies = yield* readShares(ask, (p) => shares[p]!.frontier, {
+          const args = {
             lane: q.laneId,
             states,
             ...(q.kind === undefined ? {} : { kind: q.kind }),
             rev,
             want: Math.min(amount, scan),
             scan
-          })
-          for (let i = 0; i < ask.length; i++) {
-            const reply = replies[i]!
-            const share = shares[ask[i]!]!
-            for (const [member, state, kind] of reply.rows) rows.push({ member, state, kind })
-            if (reply.last !== "") share.frontier = reply.last
-            share.done = reply.done
           }
+          const replies = yield* Effect.forEach(
+            ask,
+            (share) => readGroup("lane_page", share.parts, { ...args, after: share.frontier }, decodePage),
+            { concurrency: "unbounded" }
+          )
+          const next = shares.filter((share) => !ask.includes(share))
+          replies.forEach((replied, i) => {
+            // (a group asked one partition at a time becomes one share per partition)
+            for (const { parts, reply } of replied) {
+              rows.push(...reply.rows)
+              next.push({ parts, frontier: reply.last === "" ? ask[i]!.frontier : reply.last, done: reply.done })
+            }
+          })
+          shares = next
         }
-        // every entry up to the earliest frontier of a partition with more to read is known
+        // every entry up to the earliest frontier of a group with more to read is known
         let bound: string | undefined
         for (const s of shares) if (!s.done && (bound === undefined || cmp(s.frontier, bound) < 0)) bound = s.frontier
         rows.sort((x, y) => cmp(x.member, y.member))
@@ -137,12 +186,9 @@ export const makeLanes = (ctx: CoreContext): Pick<BackendCore, "listLaneExecutio
             { at: Number(bound.slice(0, 13)), id: bound.slice(14) as Ids.ExecutionId }
           return { entries, next }
         }
-        // the partitions that may still hold an entry of the page
+        // the groups that may still hold an entry of the page
         const threshold = rows.length >= want ? rows[want - 1]!.member : undefined
-        ask = []
-        shares.forEach((s, p) => {
-          if (!s.done && (threshold === undefined || cmp(s.frontier, threshold) < 0)) ask.push(p)
-        })
+        ask = shares.filter((s) => !s.done && (threshold === undefined || cmp(s.frontier, threshold) < 0))
         amount = want - safe.length
       }
     })
@@ -150,20 +196,20 @@ export const makeLanes = (ctx: CoreContext): Pick<BackendCore, "listLaneExecutio
   const countLaneExecutions: BackendCore["countLaneExecutions"] = (lane) =>
     Effect.gen(function*() {
       const states = M.PublicState.literals
-      const replies = client.isCluster ?
-        yield* Effect.forEach(
-          Array.from({ length: N }, (_, p) => p),
-          (p) => call("lane_counts", ctx.flowTarget(p), { lane, states }, [], true),
-          { concurrency: "unbounded" }
-        ) :
-        [yield* call("lane_counts_across", { base: keys.lanes }, { prefix: settings.prefix, partitions: N, lane, states }, [], true)]
+      const replies = yield* Effect.forEach(
+        groups(),
+        (parts) =>
+          readGroup("lane_counts", parts, { lane, states }, (env) => decodeJson("ff_lane_counts", Counts, env.fields[0])),
+        { concurrency: "unbounded" }
+      )
       const out = {} as Record<M.PublicState, number>
       for (const s of states) out[s] = 0
-      for (const env of replies) {
-        const counts = yield* decodeJson("ff_lane_counts", Counts, env.fields[0])
-        states.forEach((s, i) => {
-          out[s] += counts[i] ?? 0
-        })
+      for (const replied of replies) {
+        for (const { reply } of replied) {
+          states.forEach((s, i) => {
+            out[s] += reply[i] ?? 0
+          })
+        }
       }
       return out
     })

@@ -60,9 +60,12 @@ function K.att(B, e, i) return B .. ":e:" .. e .. ":a:" .. FF.str(i) end
 function K.stream(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) end
 function K.smeta(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":meta" end
 function K.ssum(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":sum" end
+-- A lane id may hold ':' (any printable byte): the last segment of a lane's key names its record
+-- (one of the words of K.lane, `s=<state>`, `n`, `ev` (events.lua), or the length of a kind), so
+-- that no lane's key spells another lane's whatever its id.
 function K.lane(B, l, kind) return B .. ":l:" .. l .. ":" .. kind end
 -- the lane's executions in public state `s` (FF.lane_member), and their count per state (a hash)
-function K.lstate(B, l, s) return B .. ":l:" .. l .. ":s:" .. s end
+function K.lstate(B, l, s) return B .. ":l:" .. l .. ":s=" .. s end
 function K.lcount(B, l) return B .. ":l:" .. l .. ":n" end
 -- The eligible index of lane l and execution kind k (FF.kind_candidates); the kind's length ends
 -- the key, so no lane and kind give another's key.

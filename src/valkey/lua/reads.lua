@@ -156,110 +156,177 @@ FF.fn.list_suspended = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
--- One partition's share of a lane page (ff_lane_page): the rows, the last member examined ("" when
--- none), and "1" when nothing follows it | "0".
-local function lane_share(B, a, after)
+-- --- lane pages (docs/design/reads.md#lane-queries) ------------------------------------------
+-- A lane page merges the lane's state sets (FF.lane_member) of several partitions: one stream
+-- per partition and set asked (of three sets or more, those its count hash says are not empty:
+-- one HMGET instead of a read per set), each read a few entries at a time from the position
+-- after `after`, and a heap of the streams by their next entry. Entries come out in the query's
+-- order, each examined once (its kind read from its core), until `want` match or `scan` were
+-- examined. Every entry up to the last one examined has been examined, so that entry is where the
+-- next read of the same partitions starts. Reads are bounded: a first read of each stream (the
+-- streams are at most partitions x states), then one per stream whose buffer the merge emptied.
+
+-- The next `n` members of the state set `key` after `from` ("(" .. member, or "-" / "+").
+local function lane_read(key, from, n, rev)
+  if rev then return C("ZRANGE", key, from, "-", "BYLEX", "REV", "LIMIT", 0, n) end
+  return C("ZRANGE", key, from, "+", "BYLEX", "LIMIT", 0, n)
+end
+
+-- The merge of the lane's sets of `a.states` over the partitions `parts` (their bases from
+-- a.prefix), after `after` ("" for the start): the rows {member, public state, kind, ...} (3
+-- strings per row, flat), the last member examined ("" when none), and whether nothing follows it.
+local function lane_merge(parts, a, after)
   local want = math.max(1, math.floor(FF.num(a.want, 1)))
   local scan = math.max(want, math.floor(FF.num(a.scan, want)))
   local kind = a.kind
   if type(kind) ~= "string" then kind = nil end
-  local lo, hi, rev = "-", "+", a.rev == true
-  if rev then lo, hi = "+", "-" end
-  if after ~= "" then lo = "(" .. after end
-  local cands, state_of = {}, {}
+  local rev = a.rev == true
+  local lane = FF.str(a.lane)
   local states = a.states or {}
-  local sizes = #states > 0 and C("HMGET", K.lcount(B, a.lane), unpack(states)) or {}
-  for i, s in ipairs(states) do
-    local r = {}
-    if FF.num(sizes[i]) > 0 then -- (an empty set is not read)
-      if rev then
-        r = C("ZRANGE", K.lstate(B, a.lane, s), lo, hi, "BYLEX", "REV", "LIMIT", 0, scan)
-      else
-        r = C("ZRANGE", K.lstate(B, a.lane, s), lo, hi, "BYLEX", "LIMIT", 0, scan)
+  local bases = FF.partition_bases(FF.str(a.prefix))
+  local from = (after ~= "" and ("(" .. after)) or (rev and "+" or "-")
+  -- the streams: their key, state, buffer, position in it, whether the set may hold more
+  local skey, sstate, sbase = {}, {}, {}
+  for _, p in ipairs(parts) do
+    local B = bases[FF.num(p)]
+    if #states <= 2 then -- (read them: an absent set reads empty, at the cost of its count)
+      for _, st in ipairs(states) do
+        skey[#skey + 1], sstate[#skey + 1], sbase[#skey + 1] = K.lstate(B, lane, st), st, B
+      end
+    else
+      local sizes = C("HMGET", K.lcount(B, lane), unpack(states))
+      for i, st in ipairs(states) do
+        if FF.num(sizes[i]) > 0 then -- (an empty set is not read)
+          skey[#skey + 1], sstate[#skey + 1], sbase[#skey + 1] = K.lstate(B, lane, st), st, B
+        end
       end
     end
-    for j = 1, #r do
-      cands[#cands + 1] = r[j]
-      state_of[r[j]] = s
-    end
   end
-  if rev then table.sort(cands, function(x, y) return x > y end) else table.sort(cands) end
-  local n = math.min(#cands, scan)
-  local out, last = {}, ""
+  local n = #skey
+  -- (at first twice a stream's even share of the scan, and at least two entries: a stream that
+  -- gives the page one entry, or its share, rarely needs a second read)
+  local first = math.min(scan, math.max(2, math.ceil(2 * scan / math.max(n, 1))))
+  local buf, pos, more, chunk = {}, {}, {}, {}
+  -- a binary heap of the streams by their next entry (head), the first in the walk's order on top
+  local head, heap, size = {}, {}, 0
+  local function up(k)
+    local i = heap[k]
+    local h = head[i]
+    while k > 1 do
+      local parent = math.floor(k / 2)
+      local hp = head[heap[parent]]
+      if rev then
+        if not (h > hp) then break end
+      elseif not (h < hp) then
+        break
+      end
+      heap[k] = heap[parent]
+      k = parent
+    end
+    heap[k] = i
+  end
+  local function down(k)
+    local i = heap[k]
+    local h = head[i]
+    while true do
+      local c = 2 * k
+      if c > size then break end
+      local hc = head[heap[c]]
+      if c < size then
+        local h2 = head[heap[c + 1]]
+        if (rev and h2 > hc) or (not rev and h2 < hc) then c, hc = c + 1, h2 end
+      end
+      if rev then
+        if not (hc > h) then break end
+      elseif not (hc < h) then
+        break
+      end
+      heap[k] = heap[c]
+      k = c
+    end
+    heap[k] = i
+  end
   for i = 1, n do
-    local m = cands[i]
-    last = m
-    local k = C("HGET", K.core(B, string.sub(m, 15)), "execution_kind") or ""
-    if kind == nil or k == kind then
-      out[#out + 1] = { m, state_of[m], k }
-      if #out == want then return out, last, (i == #cands and #cands < scan) and "1" or "0" end
+    local r = lane_read(skey[i], from, first, rev)
+    buf[i], pos[i], more[i], chunk[i] = r, 1, #r == first, first
+    if #r > 0 then
+      head[i] = r[1]
+      size = size + 1
+      heap[size] = i
+      up(size)
     end
   end
-  return out, last, #cands < scan and "1" or "0"
-end
-
--- ff_lane_page (listLaneExecutions, one partition's share): the lane's executions of this
--- partition in the states asked, after `after` in the query's order (by name; `rev`: newest
--- first), read from the lane state index (FF.lane_member). The first `scan` entries of the
--- states' sets together are examined in order (each set's first `scan` entries hold them);
--- with `kind`, an entry of another kind is passed over. The walk stops at `want` matches. The
--- layer merges the partitions' shares (src/valkey/internal/lanes.ts).
---   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {lane, states: [public state, ...], kind?, rev, after ("" for the start),
---           want, scan}
---   reply:  {1, "OK", "", JSON [[member, public state, kind], ...], the last member examined
---           ("" when none), "1" when the partition has nothing after it | "0"}
---   errors: -
-FF.fn.lane_page = function(B, a, now)
-  local rows, last, done = lane_share(B, a, FF.str(a.after))
-  return FF.ok("OK", FF.jarr(rows), last, done)
-end
-
--- ff_lane_page_across (listLaneExecutions on a standalone server): the shares of several
--- partitions in one call, each read as ff_lane_page reads it on its partition
--- (a.prefix .. ":{fp:" .. p .. "}").
---   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
---   ARGV:   [1] now, [2] {prefix, parts: [[partition, after], ...], lane, states, kind?, rev, want,
---           scan}
---   reply:  {1, "OK", "", JSON [[JSON rows, last member, "1" | "0"], ...] in the order of parts}
---   errors: -
-FF.fn.lane_page_across = function(_, a, now)
-  local bases, out = FF.partition_bases(FF.str(a.prefix)), {}
-  for i, part in ipairs(a.parts or {}) do
-    local rows, last, done = lane_share(bases[FF.num(part[1])], a, FF.str(part[2]))
-    out[i] = { FF.jarr(rows), last, done }
+  local out, last, examined = {}, "", 0
+  while size > 0 and examined < scan do
+    local i = heap[1]
+    local m = head[i]
+    pos[i] = pos[i] + 1
+    if pos[i] > #buf[i] then -- the buffer is spent: read on, or the stream leaves the heap
+      local r = {}
+      if more[i] then
+        chunk[i] = math.min(2 * chunk[i], scan)
+        r = lane_read(skey[i], "(" .. m, chunk[i], rev)
+        more[i] = #r == chunk[i]
+      end
+      if #r > 0 then
+        buf[i], pos[i] = r, 1
+      else
+        heap[1] = heap[size]
+        heap[size] = nil
+        size = size - 1
+      end
+    end
+    if pos[i] <= #buf[i] then head[i] = buf[i][pos[i]] end
+    if size > 0 then down(1) end
+    examined = examined + 1
+    last = m
+    local k = C("HGET", K.core(sbase[i], string.sub(m, 15)), "execution_kind") or ""
+    if kind == nil or k == kind then
+      out[#out + 1] = m
+      out[#out + 1] = sstate[i]
+      out[#out + 1] = k
+      if #out == 3 * want then break end
+    end
   end
-  return FF.ok("OK", FF.jarr(out))
+  return out, last, size == 0
 end
 
--- The lane's count of each state asked on partition base B (its K.lcount hash), added to `out`.
-local function lane_counts(B, a, out)
-  local states = a.states or {}
-  if #states == 0 then return out end
-  local n = C("HMGET", K.lcount(B, a.lane), unpack(states))
-  for i = 1, #states do out[i] = (out[i] or 0) + FF.num(n[i]) end
-  return out
+-- ff_lane_page (listLaneExecutions): the lane's executions on the partitions `parts`, in the
+-- states asked, after `after` in the query's order (by name; `rev`: newest first), merged over
+-- their state sets (above): the first `scan` entries are examined in order; with `kind`, an entry
+-- of another kind is passed over; the walk stops at `want` matches. On a cluster the partitions of
+-- one call are those whose slots the node of KEYS[1] serves (the layer groups them by the slot map
+-- it knows; a key of a slot served elsewhere fails the call, and the layer asks each partition
+-- alone). The layer merges the calls' rows (src/valkey/internal/lanes.ts).
+--   KEYS:   [1] the base of parts[1] (the call's node; its other keys are named by parts)
+--   ARGV:   [1] now, [2] {prefix, parts: [partition, ...], lane, states: [public state, ...],
+--           kind?, rev, after ("" for the start), want, scan}
+--   reply:  {1, "OK", "", the last member examined ("" when none), "1" when nothing follows it
+--           | "0", then 3 fields per row: member, public state, kind}
+--   errors: -
+FF.fn.lane_page = function(_, a, now)
+  local rows, last, done = lane_merge(a.parts or {}, a, FF.str(a.after))
+  local r = FF.ok("OK", last, done and "1" or "0")
+  for i = 1, #rows do r[#r + 1] = rows[i] end
+  return r
 end
 
--- ff_lane_counts (countLaneExecutions, one partition's share): the size of the lane's set of each
--- public state asked (the lane's count hash, FF.lane_move).
---   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {lane, states: [public state, ...]}
+-- ff_lane_counts (countLaneExecutions): the size of the lane's set of each public state asked
+-- (its count hash, FF.lane_move), summed over the partitions `parts` (grouped as ff_lane_page's).
+--   KEYS:   [1] the base of parts[1]
+--   ARGV:   [1] now, [2] {prefix, parts: [partition, ...], lane, states: [public state, ...]}
 --   reply:  {1, "OK", "", JSON [count, ...] (in the order of `states`)}
 --   errors: -
-FF.fn.lane_counts = function(B, a, now)
-  return FF.ok("OK", FF.jarr(lane_counts(B, a, {})))
-end
-
--- ff_lane_counts_across (countLaneExecutions on a standalone server): ff_lane_counts summed over
--- the partitions 0 .. a.partitions - 1.
---   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
---   ARGV:   [1] now, [2] {prefix, partitions, lane, states}
---   reply:  {1, "OK", "", JSON [count, ...] (in the order of `states`)}
---   errors: -
-FF.fn.lane_counts_across = function(_, a, now)
+FF.fn.lane_counts = function(_, a, now)
   local bases, out = FF.partition_bases(FF.str(a.prefix)), {}
-  for p = 0, FF.num(a.partitions) - 1 do lane_counts(bases[p], a, out) end
+  local states = a.states or {}
+  for i = 1, #states do out[i] = 0 end
+  if #states > 0 then
+    for _, p in ipairs(a.parts or {}) do
+      local n = C("HMGET", K.lcount(bases[FF.num(p)], FF.str(a.lane)), unpack(states))
+      for i = 1, #states do out[i] = out[i] + FF.num(n[i]) end
+    end
+  end
   return FF.ok("OK", FF.jarr(out))
 end
 

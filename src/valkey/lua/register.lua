@@ -19,7 +19,7 @@ local WRITES = {
 local READS = {
   "read_execution", "lane_head", "describe_flow", "list_edges", "describe_edge", "list_flows",
   "list_suspended", "list_pending_waitpoints", "observe_signals", "read_stream", "read_summary",
-  "budget_status", "pass_due", "lane_page", "lane_counts", "read_events", "read_lane_events"
+  "budget_status", "pass_due", "read_events", "read_lane_events"
 }
 
 -- On a standalone server the layer passes `_hint = {prefix, partition}`: the work a call made
@@ -67,12 +67,14 @@ redis.register_function { function_name = "ff_claim_lane", callback = callback_o
 redis.register_function { function_name = "ff_complete_many", callback = callback_of("complete_many"), flags = { "no-cluster" } }
 redis.register_function { function_name = "ff_complete_claim", callback = callback_of("complete_claim"), flags = { "no-cluster" } }
 redis.register_function { function_name = "ff_create_across", callback = callback_of("create_across"), flags = { "no-cluster" } }
+
+-- reads of several partitions: on a standalone server every partition, on a cluster the partitions
+-- whose slots one node serves (a key of a slot served elsewhere fails the call)
 redis.register_function {
-  function_name = "ff_lane_page_across", callback = callback_of("lane_page_across"), flags = { "no-cluster", "no-writes" }
+  function_name = "ff_lane_page", callback = callback_of("lane_page"), flags = { "no-writes", "allow-cross-slot-keys" }
 }
 redis.register_function {
-  function_name = "ff_lane_counts_across", callback = callback_of("lane_counts_across"),
-  flags = { "no-cluster", "no-writes" }
+  function_name = "ff_lane_counts", callback = callback_of("lane_counts"), flags = { "no-writes", "allow-cross-slot-keys" }
 }
 redis.register_function {
   function_name = "ff_read_lane_events_across", callback = callback_of("read_lane_events_across"),
