@@ -9,9 +9,11 @@ import * as Ids from "../src/Ids.js"
 import type { ExecutionId } from "../src/Ids.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import type { LanePosition } from "../src/internal/boundary.js"
+import { makeEventHub } from "../src/internal/wakeups.js"
 import type * as M from "../src/Model.js"
 import { connect, keySlot } from "../src/valkey/internal/client.js"
 import { makeCoreContext } from "../src/valkey/internal/context.js"
+import { makeEvents } from "../src/valkey/internal/events.js"
 import { makeLanes } from "../src/valkey/internal/lanes.js"
 import { loadLibrary } from "../src/valkey/internal/library.js"
 import { makeKeys, makePlumbing } from "../src/valkey/internal/plumbing.js"
@@ -157,6 +159,20 @@ describe("valkey cluster lane pages", () => {
         const counts = yield* lanes.countLaneExecutions(lane)
         expect(counts).toEqual((yield* b.countLaneExecutions(lane)).byState)
         expect(counts.delayed).toBe(10)
+        // the lane's events, read the same way (a group per node): the same events in the same order
+        const quiet = { listen: () => Effect.void, unlisten: () => Effect.void }
+        const events = makeEvents(makeCoreContext(makePlumbing(client, settings)), makeEventHub(quiet))
+        const expected = yield* b.readEvents({ filter: { _tag: "Lane", laneId: lane }, limit: 100 })
+        expect(expected.events.map((e) => e._tag)).toEqual(Array(40).fill("ExecutionCreated"))
+        const got: Array<M.EngineEvent> = []
+        let from: M.EventStart = "earliest"
+        for (let n = 0; n < 20 && got.length < 40; n++) {
+          yield* stale
+          const page: M.EventPage = yield* events.readEvents({ filter: { _tag: "Lane", laneId: lane }, after: from, limit: 7 })
+          got.push(...page.events)
+          from = page.next
+        }
+        expect(got).toEqual(expected.events)
       }))
   })
 })

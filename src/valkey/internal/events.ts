@@ -7,8 +7,8 @@
  *   from the offset (a stream id) in bounded steps, and this layer calls again until the page is
  *   full or the stream's end is reached.
  * - A lane's events are on every partition: each partition keeps the lane's own stream (ids of
- *   its events), read by `ff_read_lane_events` (one call per partition on a cluster;
- *   `ff_read_lane_events_across`, one call for all, on a standalone server). A read fetches a few
+ *   its events), read by `ff_read_lane_events_across` for a group of partitions (groups.ts:
+ *   one call on a standalone server, one per node on a cluster). A read fetches a few
  *   events from each partition and merges them by position (`Position`), fetching again from a
  *   partition whose fetched events ran out while it has more, so a page is full unless every
  *   partition is at its end.
@@ -22,6 +22,7 @@ import type { CoreArea } from "../../internal/boundary.js"
 import { eventScope, type EventHub, type EventTransport } from "../../internal/wakeups.js"
 import type * as M from "../../Model.js"
 import type { CoreContext, Fx } from "./context.js"
+import { makePartitionGroups } from "./groups.js"
 import type { Target } from "./plumbing.js"
 
 // ---------------------------------------------------------------------------
@@ -191,7 +192,8 @@ interface Share {
 }
 
 export const makeEvents = (ctx: CoreContext, hub: EventHub): CoreArea<"events"> => {
-  const { call, client, ex, flowOf, flowTarget, keys, N, settings } = ctx
+  const { call, ex, flowOf, flowTarget, N, settings } = ctx
+  const groups = makePartitionGroups(ctx)
 
   /** An execution's or a flow's events: partition `p`'s stream, scanned in bounded calls. */
   const readOne = (
@@ -241,30 +243,40 @@ export const makeEvents = (ctx: CoreContext, hub: EventHub): CoreArea<"events"> 
 
   /**
    * Fetches the lane's events after `shares[p].from` on each partition `p` of `ask`, `count` at
-   * most from each: one call per partition on a cluster, one call for all on a standalone server.
+   * most from each: one call per group of partitions (groups.ts: every partition on a standalone
+   * server, one group per node on a cluster); a group whose call fails (a stale slot map) is
+   * asked one partition per call.
    */
-  const fetchShares = (lane: Ids.LaneId, shares: ReadonlyArray<Share>, ask: ReadonlyArray<number>, count: number) =>
-    client.isCluster ?
-      Effect.forEach(ask, (p) =>
-        Effect.map(
-          call("read_lane_events", flowTarget(p), { lane_id: lane, after: shares[p]!.from, limit: count }, [], true),
-          (env) => takeShare(shares[p]!, env.fields)
-        ), { concurrency: "unbounded", discard: true }) :
+  const fetchShares = (lane: Ids.LaneId, shares: ReadonlyArray<Share>, ask: ReadonlyArray<number>, count: number) => {
+    const one = (p: number) =>
       Effect.map(
-        call("read_lane_events_across", { base: keys.lanes }, {
+        call("read_lane_events", flowTarget(p), { lane_id: lane, after: shares[p]!.from, limit: count }, [], true),
+        (env) => takeShare(shares[p]!, env.fields)
+      )
+    const group = (parts: ReadonlyArray<number>) =>
+      Effect.map(
+        call("read_lane_events_across", flowTarget(parts[0]!), {
           prefix: settings.prefix,
           lane_id: lane,
-          parts: ask.map((p) => [p, shares[p]!.from, count])
+          parts: parts.map((p) => [p, shares[p]!.from, count])
         }, [], true),
         (env) => {
           let at = 0
-          for (const p of ask) {
+          for (const p of parts) {
             const n = Number(env.fields[at])
             takeShare(shares[p]!, env.fields.slice(at + 1, at + 1 + n))
             at += 1 + n
           }
         }
       )
+    const alone = (parts: ReadonlyArray<number>) =>
+      Effect.forEach(parts, one, { concurrency: "unbounded", discard: true })
+    return Effect.forEach(
+      groups(ask),
+      (parts) => parts.length === 1 ? alone(parts) : Effect.catchAll(group(parts), () => alone(parts)),
+      { concurrency: "unbounded", discard: true }
+    )
+  }
 
   /** Reads of a lane wait this long for the events of the current millisecond, at most. */
   const HOLD_ROUNDS = 20

@@ -16,9 +16,8 @@ import * as Ids from "../../Ids.js"
 import type { BackendCore, LanePosition } from "../../internal/boundary.js"
 import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
-import { keySlot } from "./client.js"
 import type { CoreContext } from "./context.js"
-import type { Cluster } from "./driver.js"
+import { makePartitionGroups } from "./groups.js"
 import { parseError } from "./errors.js"
 import type { Envelope } from "./plumbing.js"
 import { decodeJson, LuaArray } from "./plumbing.js"
@@ -54,23 +53,8 @@ interface Reply {
 }
 
 export const makeLanes = (ctx: CoreContext): Pick<BackendCore, "listLaneExecutions" | "countLaneExecutions"> => {
-  const { call, client, keys, N, settings } = ctx
-  const all = Array.from({ length: N }, (_, p) => p)
-  const slots = all.map((p) => keySlot(keys.flow(p)))
-
-  /** The partitions of each call: every one on a standalone server, one group per node on a cluster. */
-  const groups = (): ReadonlyArray<ReadonlyArray<number>> => {
-    if (!client.isCluster) return [all]
-    const map = (client.connection as Cluster).slots
-    const byNode = new Map<string, Array<number>>()
-    for (const p of all) {
-      const node = map[slots[p]!]?.[0] ?? `?${p}`
-      const group = byNode.get(node)
-      if (group === undefined) byNode.set(node, [p])
-      else group.push(p)
-    }
-    return [...byNode.values()]
-  }
+  const { call, settings } = ctx
+  const groups = makePartitionGroups(ctx)
 
   /**
    * One call over `parts` (its first partition names the node); when a call over several fails, each

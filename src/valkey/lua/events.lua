@@ -457,9 +457,11 @@ FF.fn.read_lane_events = function(B, a)
   return r
 end
 
--- ff_read_lane_events_across (readEvents of a lane on a standalone server): ff_read_lane_events of
--- several partitions in one call (a lane read otherwise makes one call per partition).
---   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
+-- ff_read_lane_events_across (readEvents of a lane): ff_read_lane_events of several partitions in
+-- one call: every partition on a standalone server; on a cluster the partitions whose slots the
+-- node of KEYS[1] serves (the layer groups them by its slot map; a key of a slot served elsewhere
+-- fails the call, and the layer asks each partition alone: src/valkey/internal/groups.ts).
+--   KEYS:   [1] the base of the first part (the call's node; its other keys are named by parts)
 --   ARGV:   [1] now (unused), [2] {prefix, lane_id, parts: [[partition, after, limit], ...]}
 --   reply:  {1, "OK", "", then for each part: n, then the n fields ff_read_lane_events answers
 --           after its own {1, "OK", ""}}

@@ -78,7 +78,7 @@ redis.register_function {
 }
 redis.register_function {
   function_name = "ff_read_lane_events_across", callback = callback_of("read_lane_events_across"),
-  flags = { "no-cluster", "no-writes" }
+  flags = { "no-writes", "allow-cross-slot-keys" }
 }
 
 -- ff_version: the loaded library's version, FF.VERSION .. "+" .. the SHA-1 of its source.
