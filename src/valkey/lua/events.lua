@@ -204,12 +204,13 @@ local function prefix_of(B) return string.match(B, "^(.*):{[^}]*}$") end
 -- partition's stream: so it stays as bounded as that stream), and publishes the events of the
 -- scopes some process listens to (B:evw: one HMGET per partition of the scopes of its events,
 -- never the whole hash).
-function FF.ev_flush(now)
+function FF.ev_flush(now, now_is_server)
   for _, t in ipairs(FF.evf) do FF.ev_flow_note(t[1], t[2], now) end
   local q = FF.evq
   if #q == 0 then return end
-  local t = C("TIME")
-  local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  -- (the call's TIME when it read one: calls do not interleave, so a reader's TIME after this
+  -- call is at least that; see the lane reads' horizon)
+  local clock = now_is_server and now or FF.now()
   local last, bases = {}, {}
   local lanes, scopes = {}, {} -- base -> lane -> true; base -> {scope list}, scope -> true
   for i = 1, #q do

@@ -48,7 +48,8 @@ local function callback_of(name)
     local r = FF.fn[name](keys[1], a, now, args[3], args[4], args)
     if staged ~= nil then FF.drop_staged(staged) end
     if a._hint ~= nil then FF.apply_wakes(a._hint[1], a._hint[2]) end
-    FF.ev_flush(now)
+    -- the events' ids: the server's clock, read again only when `now` is the layer's
+    FF.ev_flush(now, args[1] == nil or args[1] == "")
     -- standalone calls: a single-partition write gets `_hint`, the calls over several partitions `prefix`
     FF.call_end(keys[1], (a._hint ~= nil and a._hint[1]) or NO_CLUSTER[name] and a.prefix or nil)
     return r
