@@ -2,7 +2,7 @@
  * Claims: a worker takes the best claimable execution of a lane under a new lease (a fresh attempt,
  * a resumed one, or a reclaim after an expired or revoked lease), directly or through a grant.
  */
-import { Either, Option } from "effect"
+import { Option } from "effect"
 import { contention, notFound } from "../../EngineError.js"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { partitionKey } from "../../Ids.js"
@@ -213,23 +213,41 @@ const nextCandidate = (
   return best?.exec
 }
 
-/** Claims until `max` handles or the lane runs out; an error after the first claim ends the batch. */
+/**
+ * Claims until `max` executions or the lane runs out, one `ids()` per claim: each claimed
+ * execution with its handle (claimMany, claimWithInputs).
+ */
+const claimUpTo = (
+  store: Store,
+  now: number,
+  args: M.ClaimArgs,
+  max: number,
+  ids: () => { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
+): Array<{ readonly handle: M.Handle; readonly e: Exec }> => {
+  const claimed: Array<{ readonly handle: M.Handle; readonly e: Exec }> = []
+  while (claimed.length < max) {
+    const next = ids()
+    for (;;) {
+      const e = nextCandidate(store, args.lane, args.capabilities.tokens, args.kinds, now, args.policy.workerId)
+      if (e === undefined) return claimed
+      const handle = takeCandidate(store, e, now, args, next)
+      if (handle !== undefined) {
+        claimed.push({ handle, e })
+        break
+      }
+    }
+  }
+  return claimed
+}
+
+/** Claims until `max` handles or the lane runs out. */
 export const claimMany = (
   store: Store,
   now: number,
   args: M.ClaimArgs,
   max: number,
   ids: () => { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
-): R<ReadonlyArray<M.Handle>> => {
-  const claimed: Array<M.Handle> = []
-  while (claimed.length < max) {
-    const r = claim(store, now, args, ids())
-    if (Either.isLeft(r)) return claimed.length === 0 ? Either.left(r.left) : ok(claimed)
-    if (Option.isNone(r.right)) break
-    claimed.push(r.right.value)
-  }
-  return ok(claimed)
-}
+): R<ReadonlyArray<M.Handle>> => ok(claimUpTo(store, now, args, max, ids).map((c) => c.handle))
 
 /**
  * `claimMany` with each claimed execution's input: the inputs total at most `Limits.batchBytes`,
@@ -242,19 +260,11 @@ export const claimWithInputs = (
   max: number,
   ids: () => { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
 ): R<ReadonlyArray<EngineBackend.ClaimedWork>> => {
-  const claimed: Array<EngineBackend.ClaimedWork> = []
   let bytes = 0
-  let full = false
-  while (claimed.length < max) {
-    const e = nextCandidate(store, args.lane, args.capabilities.tokens, args.kinds, now, args.policy.workerId)
-    if (e === undefined) break
-    const handle = takeCandidate(store, e, now, args, ids())
-    if (handle === undefined) continue
+  return ok(claimUpTo(store, now, args, max, ids).map(({ e, handle }) => {
     bytes += e.payload.length
-    full ||= bytes > Limits.batchBytes
-    claimed.push({ handle, input: full ? Option.none() : Option.some(inputOf(e)) })
-  }
-  return ok(claimed)
+    return { handle, input: bytes > Limits.batchBytes ? Option.none() : Option.some(inputOf(e)) }
+  }))
 }
 
 export const claim = (
