@@ -209,17 +209,17 @@ local function lane_merge(parts, a, after)
   local buf, pos, more, chunk = {}, {}, {}, {}
   -- a binary heap of the streams by their next entry (head), the first in the walk's order on top
   local head, heap, size = {}, {}, 0
+  -- whether member a comes before member b in the walk's order
+  local function before(a, b)
+    if rev then return a > b end
+    return a < b
+  end
   local function up(k)
     local i = heap[k]
     local h = head[i]
     while k > 1 do
       local parent = math.floor(k / 2)
-      local hp = head[heap[parent]]
-      if rev then
-        if not (h > hp) then break end
-      elseif not (h < hp) then
-        break
-      end
+      if not before(h, head[heap[parent]]) then break end
       heap[k] = heap[parent]
       k = parent
     end
@@ -234,13 +234,9 @@ local function lane_merge(parts, a, after)
       local hc = head[heap[c]]
       if c < size then
         local h2 = head[heap[c + 1]]
-        if (rev and h2 > hc) or (not rev and h2 < hc) then c, hc = c + 1, h2 end
+        if before(h2, hc) then c, hc = c + 1, h2 end
       end
-      if rev then
-        if not (hc > h) then break end
-      elseif not (hc < h) then
-        break
-      end
+      if not before(hc, h) then break end
       heap[k] = heap[c]
       k = c
     end
