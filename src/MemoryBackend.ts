@@ -91,11 +91,18 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
     const hub = makeHub({ listen: () => Effect.void, unlisten: () => Effect.void })
     store.onLaneWake = hub.wake
     store.onLeaseEnded = hub.revoke
-    // events wake their subscriptions in the engine step that writes them
+    // events wake their subscriptions in the engine step that writes them; while there are none,
+    // an event costs no wake-up at all
     const events = makeEventHub({ listen: () => Effect.void, unlisten: () => Effect.void })
-    store.onEvent = (scopes) => {
-      for (const scope of scopes) events.wake(scope)
+    let eventSubscriptions = 0
+    store.onEvent = (body) => {
+      if (eventSubscriptions === 0) return
+      for (const scope of Events.scopesOf(body)) events.wake(scope)
     }
+    const counted = Effect.acquireRelease(
+      Effect.sync(() => void eventSubscriptions++),
+      () => Effect.sync(() => void eventSubscriptions--)
+    )
     const nextAppend = (key: string) =>
       Effect.map(Effect.fiberId, (fiberId) => {
         let d = waiters.get(key)
@@ -143,7 +150,7 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
           promoteDue: step((now) => Wakeups.promoteDue(store, now, args.lanes, DEFAULT_BATCH_SIZE))
         }),
       readEvents: (args) => Effect.sync(() => Events.readEvents(store, args)).pipe(Effect.flatten),
-      subscribeEvents: events.subscribe,
+      subscribeEvents: (filter) => Effect.zipRight(counted, events.subscribe(filter)),
       describeExecution: (id) => step((now) => Reads.describeExecution(store, now, id)),
       describeFlow: (id) => step((now) => Reads.describeFlow(store, now, id)),
       listEdges: (args) => step((now) => Reads.listEdges(store, now, args)),

@@ -11,7 +11,7 @@ import type * as Ids from "../../Ids.js"
 import type * as M from "../../Model.js"
 import { makeHandle } from "../handleCodec.js"
 import { missingCapabilities } from "../validation.js"
-import type { HeapEntry, MinHeap } from "./heap.js"
+import type { MinHeap } from "./heap.js"
 import {
   closeStream,
   currentAttempt,
@@ -170,47 +170,74 @@ const liveGrant = (store: Store, id: Ids.ExecutionId, now: number): Grant | unde
   return g
 }
 
+/** One group of a lane's claimable index (`Store.claimable`). */
+type Group = { readonly kind: string; readonly caps: ReadonlyArray<string>; readonly heap: MinHeap }
+
 /**
- * The best claimable candidate of `lane` the worker may take (its capabilities cover the
- * candidate's; its kind is one of `kinds`, when given), removed from its heap.
+ * The claimable candidates of `lane` a worker may take (its capabilities cover the candidate's;
+ * its kind is one of `kinds`, when given), best first: each `next()` takes the best one off its
+ * heap. The groups the worker may take are picked once, and again when the lane gains a group.
  */
-const nextCandidate = (
-  store: Store,
-  lane: Ids.LaneId,
-  tokens: ReadonlyArray<string>,
-  kinds: ReadonlyArray<string> | undefined,
-  now: number,
-  workerId?: Ids.WorkerId
-): Exec | undefined => {
-  const groups = store.claimable.get(lane)
-  if (groups === undefined) return undefined
-  const isCurrent = (entry: HeapEntry): boolean => {
-    const e = store.executions.get(entry.key as Ids.ExecutionId)
-    return e !== undefined && e.laneId === lane && isClaimable(e) && score(e) === entry.score
-  }
-  let skipped: Array<{ heap: MinHeap; score: number; key: string }> | undefined
-  let best: { heap: MinHeap; exec: Exec; score: number } | undefined
-  for (const group of groups.values()) {
-    if (kinds !== undefined && !kinds.includes(group.kind)) continue
-    if (missingCapabilities(group.caps, tokens).length > 0) continue
-    for (;;) {
-      const top = group.heap.peekValid(isCurrent)
-      if (top === undefined) break
-      const g = store.grants.size === 0 ? undefined : liveGrant(store, top.key as Ids.ExecutionId, now)
-      if (g !== undefined && g.workerId !== workerId) {
-        group.heap.pop()
-        ;(skipped ??= []).push({ heap: group.heap, score: top.score, key: top.key })
-        continue
+class Candidates {
+  private eligible: Array<Group> = []
+  /** The number of the lane's groups when `eligible` was picked (groups are never removed). */
+  private seen = -1
+
+  constructor(
+    readonly store: Store,
+    readonly lane: Ids.LaneId,
+    readonly tokens: ReadonlyArray<string>,
+    readonly kinds: ReadonlyArray<string> | undefined,
+    readonly now: number,
+    readonly workerId?: Ids.WorkerId
+  ) {}
+
+  next(): Exec | undefined {
+    const { store, lane } = this
+    const groups = store.claimable.get(lane)
+    if (groups === undefined) return undefined
+    if (groups.size !== this.seen) {
+      this.seen = groups.size
+      this.eligible = []
+      for (const group of groups.values()) {
+        if (this.kinds !== undefined && !this.kinds.includes(group.kind)) continue
+        if (missingCapabilities(group.caps, this.tokens).length > 0) continue
+        this.eligible.push(group)
       }
-      if (best === undefined || top.score < best.score) {
-        best = { heap: group.heap, exec: store.executions.get(top.key as Ids.ExecutionId)!, score: top.score }
-      }
-      break
     }
+    let skipped: Array<{ heap: MinHeap; score: number; key: string }> | undefined
+    let bestHeap: MinHeap | undefined
+    let best: Exec | undefined
+    let bestScore = 0
+    for (const group of this.eligible) {
+      const heap = group.heap
+      for (;;) {
+        const top = heap.peek()
+        if (top === undefined) break
+        const e = store.executions.get(top.key as Ids.ExecutionId)
+        // a stale entry (lazy deletion): the execution moved on since it was pushed
+        if (e === undefined || e.laneId !== lane || !isClaimable(e) || score(e) !== top.score) {
+          heap.pop()
+          continue
+        }
+        const g = store.grants.size === 0 ? undefined : liveGrant(store, e.id, this.now)
+        if (g !== undefined && g.workerId !== this.workerId) {
+          heap.pop()
+          ;(skipped ??= []).push({ heap, score: top.score, key: top.key })
+          continue
+        }
+        if (best === undefined || top.score < bestScore) {
+          bestHeap = heap
+          best = e
+          bestScore = top.score
+        }
+        break
+      }
+    }
+    if (bestHeap !== undefined) bestHeap.pop()
+    if (skipped !== undefined) for (const s of skipped) s.heap.push(s.score, s.key)
+    return best
   }
-  if (best !== undefined) best.heap.pop()
-  if (skipped !== undefined) for (const s of skipped) s.heap.push(s.score, s.key)
-  return best?.exec
 }
 
 /**
@@ -225,10 +252,11 @@ const claimUpTo = (
   ids: () => { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
 ): Array<{ readonly handle: M.Handle; readonly e: Exec }> => {
   const claimed: Array<{ readonly handle: M.Handle; readonly e: Exec }> = []
+  const candidates = new Candidates(store, args.lane, args.capabilities.tokens, args.kinds, now, args.policy.workerId)
   while (claimed.length < max) {
     const next = ids()
     for (;;) {
-      const e = nextCandidate(store, args.lane, args.capabilities.tokens, args.kinds, now, args.policy.workerId)
+      const e = candidates.next()
       if (e === undefined) return claimed
       const handle = takeCandidate(store, e, now, args, next)
       if (handle !== undefined) {
@@ -273,8 +301,9 @@ export const claim = (
   args: M.ClaimArgs,
   ids: { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
 ): R<Option.Option<M.Handle>> => {
+  const candidates = new Candidates(store, args.lane, args.capabilities.tokens, args.kinds, now, args.policy.workerId)
   for (;;) {
-    const e = nextCandidate(store, args.lane, args.capabilities.tokens, args.kinds, now, args.policy.workerId)
+    const e = candidates.next()
     if (e === undefined) return ok(Option.none())
     const handle = takeCandidate(store, e, now, args, ids)
     if (handle !== undefined) return ok(Option.some(handle))
@@ -289,8 +318,9 @@ export const claimForWorker = (
 ): R<M.ClaimForWorkerOutcome> => {
   const skipped: Array<Exec> = []
   let found: Exec | undefined
+  const candidates = new Candidates(store, args.laneId, args.workerCapabilities, args.kinds, now, args.workerId)
   for (;;) {
-    const e = nextCandidate(store, args.laneId, args.workerCapabilities, args.kinds, now, args.workerId)
+    const e = candidates.next()
     if (e === undefined) break
     if (budgetBlocked(store, e)) {
       skipped.push(e)

@@ -16,20 +16,24 @@ import type { Exec } from "./state.js"
 import type { Store } from "./store.js"
 
 /**
- * One stored event: its sequence number, the scopes it is indexed under, its body, and the step
- * that wrote it (an `ExecutionCreated` takes in what the rest of that step does to the execution).
+ * One stored event: its sequence number, its body, and the step that wrote it (an
+ * `ExecutionCreated` takes in what the rest of that step does to the execution). The lists it is
+ * in follow from its body: its execution's, its lane's and its flow's (a `FlowStateChanged`: its
+ * flow's alone).
  */
 export interface StoredEvent {
   readonly seq: number
-  readonly scopes: Array<string>
   body: M.EngineEventBody
   readonly step: number
 }
 
 /** An append-only list whose oldest entries can be dropped in O(1). */
 class Deque<A> {
-  private items: Array<A> = []
+  private items: Array<A>
   private head = 0
+  constructor(first?: A) {
+    this.items = first === undefined ? [] : [first]
+  }
   get size(): number {
     return this.items.length - this.head
   }
@@ -57,16 +61,48 @@ class Deque<A> {
   }
 }
 
+/** The events of one key (an execution, a lane, a flow), oldest first. */
+type Index = Map<string, Deque<StoredEvent>>
+
 export class EventLog {
   /** The last sequence number given (0: none yet). */
   seq = 0
   /** The sequence number of the newest event trimmed (0: none). */
   trimmedThrough = 0
+  /** Every event, oldest first. */
   readonly all = new Deque<StoredEvent>()
-  readonly byScope = new Map<string, Deque<StoredEvent>>()
+  readonly byExecution: Index = new Map()
+  readonly byLane: Index = new Map()
+  readonly byFlow: Index = new Map()
 }
 
-const scopesOf = (body: M.EngineEventBody): Array<string> => {
+const append = (index: Index, key: string, event: StoredEvent): void => {
+  const list = index.get(key)
+  if (list === undefined) index.set(key, new Deque(event))
+  else list.push(event)
+}
+
+const dropFirst = (index: Index, key: string): void => {
+  const list = index.get(key)
+  if (list === undefined) return
+  list.shift()
+  if (list.size === 0) index.delete(key)
+}
+
+/** The list of the events `filter` reads, if it has any. */
+const listOf = (log: EventLog, filter: M.EventFilter): Deque<StoredEvent> | undefined => {
+  switch (filter._tag) {
+    case "Execution":
+      return log.byExecution.get(filter.executionId)
+    case "Lane":
+      return log.byLane.get(filter.laneId)
+    case "Flow":
+      return log.byFlow.get(filter.flowId)
+  }
+}
+
+/** The scopes (`eventScope`) whose subscriptions an event wakes. */
+export const scopesOf = (body: M.EngineEventBody): Array<string> => {
   if (body._tag === "FlowStateChanged") return [eventScope({ _tag: "Flow", flowId: body.flowId })]
   const scopes = [
     eventScope({ _tag: "Execution", executionId: body.executionId }),
@@ -79,15 +115,16 @@ const scopesOf = (body: M.EngineEventBody): Array<string> => {
 /** Appends `body` to the log and wakes the subscriptions of its scopes. */
 export const emit = (store: Store, body: M.EngineEventBody): StoredEvent => {
   const log = store.events
-  const event: StoredEvent = { seq: ++log.seq, scopes: scopesOf(body), body, step: store.stepNo }
+  const event: StoredEvent = { seq: ++log.seq, body, step: store.stepNo }
   log.all.push(event)
-  for (const scope of event.scopes) {
-    let list = log.byScope.get(scope)
-    if (list === undefined) log.byScope.set(scope, list = new Deque())
-    list.push(event)
+  if (body._tag === "FlowStateChanged") append(log.byFlow, body.flowId, event)
+  else {
+    append(log.byExecution, body.executionId, event)
+    append(log.byLane, body.laneId, event)
+    if (body.flowId !== undefined) append(log.byFlow, body.flowId, event)
   }
   if (log.all.size > Limits.eventsRetained) dropOldest(log)
-  store.onEvent(event.scopes)
+  store.onEvent(body)
   return event
 }
 
@@ -105,11 +142,10 @@ export const joinedFlow = (store: Store, e: Exec): void => {
   const created = createdNow(store, e)
   if (created === undefined || e.flowId === undefined) return
   created.body = { ...created.body, flowId: e.flowId }
-  const scope = eventScope({ _tag: "Flow", flowId: e.flowId })
-  created.scopes.push(scope)
-  let list = store.events.byScope.get(scope)
-  if (list === undefined) store.events.byScope.set(scope, list = new Deque())
-  list.insertBy(created, (x) => x.seq > created.seq)
+  const index = store.events.byFlow
+  const list = index.get(e.flowId)
+  if (list === undefined) index.set(e.flowId, new Deque(created))
+  else list.insertBy(created, (x) => x.seq > created.seq)
 }
 
 /**
@@ -131,12 +167,11 @@ const dropOldest = (log: EventLog): void => {
   if (event === undefined) return
   log.all.shift()
   log.trimmedThrough = event.seq
-  for (const scope of event.scopes) {
-    const list = log.byScope.get(scope)
-    if (list === undefined) continue
-    list.shift()
-    if (list.size === 0) log.byScope.delete(scope)
-  }
+  const body = event.body
+  if (body._tag === "FlowStateChanged") return dropFirst(log.byFlow, body.flowId)
+  dropFirst(log.byExecution, body.executionId)
+  dropFirst(log.byLane, body.laneId)
+  if (body.flowId !== undefined) dropFirst(log.byFlow, body.flowId)
 }
 
 /** Drops up to `batch` events older than the retention (`trimRetention`); how many went. */
@@ -169,9 +204,9 @@ export const readEvents = (
     if (parsed < log.trimmedThrough) return err(state("EventOffsetExpired"))
     after = parsed
   }
-  const list = log.byScope.get(eventScope(args.filter))
+  const list = listOf(log, args.filter)
   if (list === undefined) return ok({ events: [], next: head })
-  // the first event after `after`: a binary search over the scope's events, oldest first
+  // the first event after `after`: a binary search over the filter's events, oldest first
   let lo = 0
   let hi = list.size
   while (lo < hi) {
@@ -218,11 +253,15 @@ const freshFailure = (e: Exec, now: number) => (e.lastFailure !== undefined && e
  * a lease started (`Claimed`), lost (`AttemptInterrupted`), or a change of public state.
  */
 export const transitionEvent = (e: Exec, before: Before, now: number): M.EngineEventBody | undefined => {
-  const c = common(e, now)
   if (e.phase === "active" && e.ownership === "leased") {
     if (before.phase === "active" && before.ownership === "leased") return undefined
-    return { _tag: "Claimed", ...c, attemptIndex: attemptOf(e), workerInstanceId: e.workerInstanceId! }
+    return claimedEvent(e, now)
   }
+  // (a completed execution is terminal: neither of the two cases below applies to it)
+  if (e.publicState === "completed" && e.phase === "terminal" && before.publicState !== "completed") {
+    return completedEvent(e, now)
+  }
+  const c = common(e, now)
   if (e.phase === "active" && before.phase === "active" && before.ownership === "leased") {
     return {
       _tag: "AttemptInterrupted",
@@ -243,8 +282,6 @@ export const transitionEvent = (e: Exec, before: Before, now: number): M.EngineE
   }
   if (e.publicState === before.publicState) return undefined
   switch (e.publicState) {
-    case "completed":
-      return { _tag: "Completed", ...c, ...(e.currentAttemptId === undefined ? {} : { attemptIndex: attemptOf(e) }) }
     case "failed": {
       const f = freshFailure(e, now)
       const reason = f?.reason ?? e.failureReason
@@ -277,11 +314,32 @@ export const transitionEvent = (e: Exec, before: Before, now: number): M.EngineE
   }
 }
 
-export const createdEvent = (e: Exec, now: number): M.EngineEventBody => ({
-  _tag: "ExecutionCreated",
-  ...common(e, now),
-  publicState: e.publicState
-})
+// The events every task writes (created, claimed, completed) are built without spreads.
+
+export const createdEvent = (e: Exec, now: number): M.EngineEventBody =>
+  e.flowId === undefined ?
+    { _tag: "ExecutionCreated", at: now, executionId: e.id, laneId: e.laneId, publicState: e.publicState } :
+    { _tag: "ExecutionCreated", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId, publicState: e.publicState }
+
+const claimedEvent = (e: Exec, now: number): M.EngineEventBody => {
+  const attemptIndex = attemptOf(e)
+  const workerInstanceId = e.workerInstanceId!
+  return e.flowId === undefined ?
+    { _tag: "Claimed", at: now, executionId: e.id, laneId: e.laneId, attemptIndex, workerInstanceId } :
+    { _tag: "Claimed", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId, attemptIndex, workerInstanceId }
+}
+
+const completedEvent = (e: Exec, now: number): M.EngineEventBody => {
+  if (e.currentAttemptId === undefined) {
+    return e.flowId === undefined ?
+      { _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId } :
+      { _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId }
+  }
+  const attemptIndex = attemptOf(e)
+  return e.flowId === undefined ?
+    { _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId, attemptIndex } :
+    { _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId, attemptIndex }
+}
 
 /** The progress `e` holds now (a call that left out the percent or the message keeps the stored one). */
 export const progressEvent = (e: Exec, now: number): M.EngineEventBody => ({

@@ -107,6 +107,7 @@ export const currentAttempt = (e: Exec): Attempt | undefined => {
 }
 
 export const closeStream = (store: Store, e: Exec, attemptIndex: number, reason: string, now: number): void => {
+  if (store.streams.size === 0) return
   const s = store.streams.get(streamKey(e.id, attemptIndex))
   if (s !== undefined && s.closedAt === undefined) {
     s.closedAt = now

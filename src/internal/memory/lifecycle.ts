@@ -40,6 +40,16 @@ const failureCategoryOf = (reason: M.FailureReason, cls: M.FailureClass): string
   return cls === "InfraCrash" ? "infra_crash" : cls.toLowerCase()
 }
 
+/** The claim group of `kind` without required capabilities (`Exec.claimGroup`), one string per kind. */
+const kindGroup = (store: Store, kind: string): string => {
+  let group = store.kindGroups.get(kind)
+  if (group === undefined) {
+    group = `${kind}\n`
+    if (store.kindGroups.size < 10_000) store.kindGroups.set(kind, group)
+  }
+  return group
+}
+
 export const createExecution = (store: Store, now: number, args: CreateExecutionCore): R<M.CreateExecutionResult> => {
   const partition = executionPartition(args.executionId)
   const idemKey = args.idempotencyKey !== undefined && args.idempotencyKey !== "" ?
@@ -53,6 +63,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
   const delayed = args.delayUntil !== undefined && args.delayUntil > now
   const caps = args.requiredCapabilities
   const e: Exec = {
+    created: undefined,
     id: args.executionId,
     namespace: args.namespace,
     laneId: args.laneId,
@@ -62,7 +73,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
     flowId: undefined,
     priority: args.priority,
     requiredCaps: caps,
-    claimGroup: `${args.executionKind}\n${caps.join(",")}`,
+    claimGroup: caps.length === 0 ? kindGroup(store, args.executionKind) : `${args.executionKind}\n${caps.join(",")}`,
     delayUntil: delayed ? args.delayUntil : undefined,
     phase: "runnable",
     ownership: "unowned",

@@ -40,6 +40,8 @@ export class Store {
     Ids.LaneId,
     Map<string, { readonly kind: string; readonly caps: ReadonlyArray<string>; readonly heap: MinHeap }>
   >()
+  /** `Exec.claimGroup` of each kind without required capabilities (one string, hashed once). */
+  readonly kindGroups = new Map<string, string>()
   readonly delayed = new MinHeap()
   /** The `delayed` entries again, per lane (the wake-up timers of the lanes' idle workers). */
   readonly laneDelays = new Map<Ids.LaneId, MinHeap>()
@@ -63,8 +65,8 @@ export class Store {
   onLaneWake: (lane: Ids.LaneId) => void = () => {}
   /** Called when someone else than its holder ends the lease of an execution (cancel, revoke, timeout). */
   onLeaseEnded: (workerInstanceId: Ids.WorkerInstanceId, executionId: Ids.ExecutionId) => void = () => {}
-  /** Called with the scopes (`eventScope`) of every event appended. */
-  onEvent: (scopes: ReadonlyArray<string>) => void = () => {}
+  /** Called with every event appended (its scopes: `scopesOf`). */
+  onEvent: (body: M.EngineEventBody) => void = () => {}
 
   constructor(readonly label: M.BackendTag = "memory") {}
 }
