@@ -13,7 +13,8 @@ const BYTE_TAG: Record<number, BackendTag> = { 0x01: "valkey", 0x02: "postgres",
 
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
-export const encodePayload = (backend: BackendTag, p: HandlePayload): Uint8Array => {
+/** The bytes of `p`, in a fresh buffer of `Bytes` (the caller keeps its payload with it). */
+const encodeInto = (backend: BackendTag, p: HandlePayload): Bytes => {
   const strings = [p.executionId, p.attemptId, p.leaseId, p.laneId, p.workerInstanceId]
   let size = 3 + 4 + 8 + 8
   for (const s of strings) size += 4 + Buffer.byteLength(s, "utf8")
@@ -41,30 +42,39 @@ export const encodePayload = (backend: BackendTag, p: HandlePayload): Uint8Array
   u64(p.leaseTtlMs)
   str(p.laneId)
   str(p.workerInstanceId)
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
+  return new Bytes(out.buffer, out.byteOffset, out.byteLength)
 }
 
-/**
- * The payload of handle bytes this process issued or already decoded, kept on
- * the bytes themselves (a hidden property: a WeakMap entry per claim costs
- * several times more, most of it in the garbage collector). Bytes changed in
- * place after that still decode as they were issued; every backend fences a
- * handle against its store, so the most such a change can do is present a
- * handle the engine itself issued. Copies of the bytes are decoded afresh.
- */
+export const encodePayload = (backend: BackendTag, p: HandlePayload): Uint8Array => encodeInto(backend, p)
+
+/** The payload of plain bytes decoded here (a copy of issued bytes, bytes from elsewhere), hidden on them. */
 const knownPayload = Symbol("flowfabric-effect/handlePayload")
 
-const remember = (bytes: Uint8Array, payload: HandlePayload): void => {
-  if (Object.isExtensible(bytes)) Object.defineProperty(bytes, knownPayload, { value: payload })
+/**
+ * Handle bytes this process issued keep their payload in a private field (a property defined on
+ * plain bytes costs several times more per claim, a WeakMap entry more still); plain bytes decoded
+ * here keep it in a hidden property.
+ * Bytes changed in place after that still decode as they were issued; every backend fences a
+ * handle against its store, so the most such a change can do is present a handle the engine
+ * itself issued. Copies of the bytes are decoded afresh.
+ */
+class Bytes extends Uint8Array {
+  #payload: HandlePayload | undefined = undefined
+  static remember(bytes: Uint8Array, payload: HandlePayload): void {
+    if (#payload in bytes) (bytes as Bytes).#payload = payload
+    else if (Object.isExtensible(bytes)) Object.defineProperty(bytes, knownPayload, { value: payload })
+  }
+  static payloadOf(bytes: Uint8Array): HandlePayload | undefined {
+    return #payload in bytes ?
+      (bytes as Bytes).#payload :
+      (bytes as { readonly [knownPayload]?: HandlePayload })[knownPayload]
+  }
 }
-
-const rememberedPayload = (bytes: Uint8Array): HandlePayload | undefined =>
-  (bytes as { readonly [knownPayload]?: HandlePayload })[knownPayload]
 
 /** `payload` is kept as the decoded form of the new bytes: callers hand in a fresh object. */
 export const makeHandle = (backend: BackendTag, kind: HandleKind, payload: HandlePayload): Handle => {
-  const opaque = encodePayload(backend, payload)
-  remember(opaque, payload)
+  const opaque = encodeInto(backend, payload)
+  Bytes.remember(opaque, payload)
   return { backend, kind, opaque }
 }
 
@@ -114,7 +124,7 @@ export const decodeHandle = (expected: BackendTag, handle: Handle): Either.Eithe
   const embedded = BYTE_TAG[bytes[2]!]
   if (embedded === undefined) return Either.left({ _tag: "Corrupt", detail: `bad backend tag ${bytes[2]}` })
   if (embedded !== expected) return Either.left({ _tag: "OtherBackend", actual: embedded, embedded: true })
-  const known = rememberedPayload(bytes)
+  const known = Bytes.payloadOf(bytes)
   if (known !== undefined) return Either.right(known)
   try {
     const r = new Reader(bytes)
@@ -143,7 +153,7 @@ export const decodeHandle = (expected: BackendTag, handle: Handle): Either.Eithe
       laneId: laneId as LaneId,
       workerInstanceId: workerInstanceId as WorkerInstanceId
     }
-    remember(bytes, payload)
+    Bytes.remember(bytes, payload)
     return Either.right(payload)
   } catch (e) {
     return Either.left({ _tag: "Corrupt", detail: e instanceof Error ? e.message : String(e) })
