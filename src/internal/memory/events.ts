@@ -15,6 +15,10 @@ import { err, ok, type R } from "./helpers.js"
 import type { Exec } from "./state.js"
 import type { Store } from "./store.js"
 
+/** The body of an execution's event / of a flow's. */
+type ExecutionEventBody = Exclude<M.EngineEventBody, { readonly _tag: "FlowStateChanged" }>
+type FlowEventBody = Extract<M.EngineEventBody, { readonly _tag: "FlowStateChanged" }>
+
 /**
  * One stored event: its sequence number, its body, and the step that wrote it (an
  * `ExecutionCreated` takes in what the rest of that step does to the execution). The lists it is
@@ -28,7 +32,7 @@ export interface StoredEvent {
 }
 
 /** An append-only list whose oldest entries can be dropped in O(1). */
-class Deque<A> {
+export class Deque<A> {
   private items: Array<A>
   private head = 0
   constructor(first?: A) {
@@ -71,6 +75,10 @@ export class EventLog {
   trimmedThrough = 0
   /** Every event, oldest first. */
   readonly all = new Deque<StoredEvent>()
+  /**
+   * The events of executions no longer stored (a live execution holds its own: `Exec.events`);
+   * an execution created again under the same id takes its list back.
+   */
   readonly byExecution: Index = new Map()
   readonly byLane: Index = new Map()
   readonly byFlow: Index = new Map()
@@ -90,10 +98,11 @@ const dropFirst = (index: Index, key: string): void => {
 }
 
 /** The list of the events `filter` reads, if it has any. */
-const listOf = (log: EventLog, filter: M.EventFilter): Deque<StoredEvent> | undefined => {
+const listOf = (store: Store, filter: M.EventFilter): Deque<StoredEvent> | undefined => {
+  const log = store.events
   switch (filter._tag) {
     case "Execution":
-      return log.byExecution.get(filter.executionId)
+      return store.executions.get(filter.executionId)?.events ?? log.byExecution.get(filter.executionId)
     case "Lane":
       return log.byLane.get(filter.laneId)
     case "Flow":
@@ -112,20 +121,43 @@ export const scopesOf = (body: M.EngineEventBody): Array<string> => {
   return scopes
 }
 
-/** Appends `body` to the log and wakes the subscriptions of its scopes. */
-export const emit = (store: Store, body: M.EngineEventBody): StoredEvent => {
+/** Appends `body`, an event of the execution `e`, to the log and wakes the subscriptions of its scopes. */
+export const emit = (store: Store, e: Exec, body: ExecutionEventBody): StoredEvent => {
   const log = store.events
   const event: StoredEvent = { seq: ++log.seq, body, step: store.stepNo }
   log.all.push(event)
-  if (body._tag === "FlowStateChanged") append(log.byFlow, body.flowId, event)
-  else {
-    append(log.byExecution, body.executionId, event)
-    append(log.byLane, body.laneId, event)
-    if (body.flowId !== undefined) append(log.byFlow, body.flowId, event)
-  }
-  if (log.all.size > Limits.eventsRetained) dropOldest(log)
+  if (e.events === undefined) e.events = new Deque(event)
+  else e.events.push(event)
+  append(log.byLane, body.laneId, event)
+  if (body.flowId !== undefined) append(log.byFlow, body.flowId, event)
+  if (log.all.size > Limits.eventsRetained) dropOldest(store)
   store.onEvent(body)
   return event
+}
+
+/** Appends `body`, an event of a flow, to the log and wakes the subscriptions of its flow. */
+export const emitFlow = (store: Store, body: FlowEventBody): void => {
+  const log = store.events
+  const event: StoredEvent = { seq: ++log.seq, body, step: store.stepNo }
+  log.all.push(event)
+  append(log.byFlow, body.flowId, event)
+  if (log.all.size > Limits.eventsRetained) dropOldest(store)
+  store.onEvent(body)
+}
+
+/** The events of `e`, deleted, stay readable by its id. */
+export const keepEvents = (store: Store, e: Exec): void => {
+  if (e.events !== undefined && e.events.size > 0) store.events.byExecution.set(e.id, e.events)
+  e.events = undefined
+}
+
+/** The events an execution created under `id` takes over (of a deleted one under that id). */
+export const eventsOf = (store: Store, id: Ids.ExecutionId): Deque<StoredEvent> | undefined => {
+  const byExecution = store.events.byExecution
+  if (byExecution.size === 0) return undefined
+  const list = byExecution.get(id)
+  if (list !== undefined) byExecution.delete(id)
+  return list
 }
 
 /** The `ExecutionCreated` of `e` when the current step created it (and its later changes fold into it). */
@@ -159,17 +191,20 @@ export const noteTransition = (store: Store, e: Exec, before: Before, now: numbe
     return
   }
   const event = transitionEvent(e, before, now)
-  if (event !== undefined) emit(store, event)
+  if (event !== undefined) emit(store, e, event)
 }
 
-const dropOldest = (log: EventLog): void => {
+const dropOldest = (store: Store): void => {
+  const log = store.events
   const event = log.all.first()
   if (event === undefined) return
   log.all.shift()
   log.trimmedThrough = event.seq
   const body = event.body
   if (body._tag === "FlowStateChanged") return dropFirst(log.byFlow, body.flowId)
-  dropFirst(log.byExecution, body.executionId)
+  const own = store.executions.get(body.executionId)?.events
+  if (own !== undefined) own.shift()
+  else dropFirst(log.byExecution, body.executionId)
   dropFirst(log.byLane, body.laneId)
   if (body.flowId !== undefined) dropFirst(log.byFlow, body.flowId)
 }
@@ -181,7 +216,7 @@ export const trimEvents = (store: Store, now: number, batch: number): number => 
   while (n < batch) {
     const event = log.all.first()
     if (event === undefined || event.body.at > now - Limits.eventRetentionMs) break
-    dropOldest(log)
+    dropOldest(store)
     n++
   }
   return n
@@ -204,7 +239,7 @@ export const readEvents = (
     if (parsed < log.trimmedThrough) return err(state("EventOffsetExpired"))
     after = parsed
   }
-  const list = listOf(log, args.filter)
+  const list = listOf(store, args.filter)
   if (list === undefined) return ok({ events: [], next: head })
   // the first event after `after`: a binary search over the filter's events, oldest first
   let lo = 0
@@ -252,7 +287,7 @@ const freshFailure = (e: Exec, now: number) => (e.lastFailure !== undefined && e
  * The event of the transition of `e` from `before` to its present state, if it reports one:
  * a lease started (`Claimed`), lost (`AttemptInterrupted`), or a change of public state.
  */
-export const transitionEvent = (e: Exec, before: Before, now: number): M.EngineEventBody | undefined => {
+export const transitionEvent = (e: Exec, before: Before, now: number): ExecutionEventBody | undefined => {
   if (e.phase === "active" && e.ownership === "leased") {
     if (before.phase === "active" && before.ownership === "leased") return undefined
     return claimedEvent(e, now)
@@ -316,12 +351,12 @@ export const transitionEvent = (e: Exec, before: Before, now: number): M.EngineE
 
 // The events every task writes (created, claimed, completed) are built without spreads.
 
-export const createdEvent = (e: Exec, now: number): M.EngineEventBody =>
+export const createdEvent = (e: Exec, now: number): ExecutionEventBody =>
   e.flowId === undefined ?
     { _tag: "ExecutionCreated", at: now, executionId: e.id, laneId: e.laneId, publicState: e.publicState } :
     { _tag: "ExecutionCreated", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId, publicState: e.publicState }
 
-const claimedEvent = (e: Exec, now: number): M.EngineEventBody => {
+const claimedEvent = (e: Exec, now: number): ExecutionEventBody => {
   const attemptIndex = attemptOf(e)
   const workerInstanceId = e.workerInstanceId!
   return e.flowId === undefined ?
@@ -329,7 +364,7 @@ const claimedEvent = (e: Exec, now: number): M.EngineEventBody => {
     { _tag: "Claimed", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId, attemptIndex, workerInstanceId }
 }
 
-const completedEvent = (e: Exec, now: number): M.EngineEventBody => {
+const completedEvent = (e: Exec, now: number): ExecutionEventBody => {
   if (e.currentAttemptId === undefined) {
     return e.flowId === undefined ?
       { _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId } :
@@ -342,7 +377,7 @@ const completedEvent = (e: Exec, now: number): M.EngineEventBody => {
 }
 
 /** The progress `e` holds now (a call that left out the percent or the message keeps the stored one). */
-export const progressEvent = (e: Exec, now: number): M.EngineEventBody => ({
+export const progressEvent = (e: Exec, now: number): ExecutionEventBody => ({
   _tag: "Progress",
   ...common(e, now),
   attemptIndex: attemptOf(e),

@@ -17,7 +17,7 @@ import type * as Ids from "../../Ids.js"
 import * as M from "../../Model.js"
 import type { CreateExecutionCore } from "../boundary.js"
 import { err, ok, type R, transition } from "./helpers.js"
-import { emit, joinedFlow } from "./events.js"
+import { emitFlow, joinedFlow } from "./events.js"
 import { createExecution } from "./lifecycle.js"
 import type { Dependency, EdgeGroup, Exec, Flow } from "./state.js"
 import type { Store } from "./store.js"
@@ -201,7 +201,7 @@ export const noteFlowState = (store: Store, f: Flow, now: number): void => {
   const s = flowState(store, f)
   if (s === f.eventState) return
   f.eventState = s
-  emit(store, { _tag: "FlowStateChanged", at: now, flowId: f.id, publicFlowState: s })
+  emitFlow(store, { _tag: "FlowStateChanged", at: now, flowId: f.id, publicFlowState: s })
 }
 
 export const settleFlow = (store: Store, flow: Flow, now: number): void => {

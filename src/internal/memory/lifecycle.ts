@@ -22,7 +22,7 @@ import {
   type R,
   transition
 } from "./helpers.js"
-import { createdEvent, emit, progressEvent } from "./events.js"
+import { createdEvent, emit, eventsOf, progressEvent } from "./events.js"
 import { endRun, recordFailure } from "./history.js"
 import { laneAdd } from "./lanes.js"
 import type { Exec } from "./state.js"
@@ -64,6 +64,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
   const caps = args.requiredCapabilities
   const e: Exec = {
     created: undefined,
+    events: eventsOf(store, args.executionId),
     id: args.executionId,
     namespace: args.namespace,
     laneId: args.laneId,
@@ -139,7 +140,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
   store.executions.set(e.id, e)
   store.lanes.add(e.laneId)
   laneAdd(store, e)
-  e.created = emit(store, createdEvent(e, now))
+  e.created = emit(store, e, createdEvent(e, now))
   if (delayed) {
     delayTo(store, e, args.delayUntil!, now, {
       blockingReason: "waiting_for_delay",
@@ -197,7 +198,7 @@ export const progress = (
   e.lastMutationAt = now
   if (percent !== undefined) e.progressPct = percent
   if (message !== undefined) e.progressMessage = message
-  emit(store, progressEvent(e, now))
+  emit(store, e, progressEvent(e, now))
   return ok(undefined)
 }
 

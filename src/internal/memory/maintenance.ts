@@ -7,7 +7,7 @@ import type * as Ids from "../../Ids.js"
 import { resetBudgetCore } from "./budgets.js"
 import { drainFlow, resolveLate } from "./flows.js"
 import type { MinHeap } from "./heap.js"
-import { trimEvents } from "./events.js"
+import { keepEvents, trimEvents } from "./events.js"
 import { leaseEndsElsewhere, markExpired, ok, type R, transition } from "./helpers.js"
 import { recordFailure } from "./history.js"
 import { laneRemove } from "./lanes.js"
@@ -258,6 +258,7 @@ const deleteExecution = (store: Store, e: Exec): void => {
   }
   for (const a of e.attempts) store.streams.delete(streamKey(e.id, a.index))
   store.grants.delete(e.id)
+  keepEvents(store, e)
   store.executions.delete(e.id)
   laneRemove(store, e)
 }

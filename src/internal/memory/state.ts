@@ -1,5 +1,5 @@
 /** The records of the in-memory engine. */
-import type { StoredEvent } from "./events.js"
+import type { Deque, StoredEvent } from "./events.js"
 import type * as Ids from "../../Ids.js"
 import type * as M from "../../Model.js"
 
@@ -56,6 +56,8 @@ export interface EdgeGroup {
 export interface Exec {
   /** Its `ExecutionCreated` event: what the creating step does to it later is folded into it. */
   created?: StoredEvent | undefined
+  /** Its events, oldest first (none yet: `undefined`); kept by id once it is deleted (events.ts). */
+  events: Deque<StoredEvent> | undefined
   readonly id: Ids.ExecutionId
   readonly namespace: Ids.Namespace
   readonly laneId: Ids.LaneId

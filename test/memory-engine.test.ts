@@ -1,0 +1,74 @@
+// What the memory engine keeps for speed and must not change what callers see: the events of an
+// execution live with it (and stay readable by its id once it is deleted), an event wakes its
+// subscriptions only while there are some, and issued handle bytes carry their decoded payload.
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Either, Layer, Option, TestServices } from "effect"
+import { EngineBackend } from "../src/EngineBackend.js"
+import type * as M from "../src/Model.js"
+import * as MemoryBackend from "../src/MemoryBackend.js"
+import { decodeHandle } from "../src/internal/handleCodec.js"
+import { advance, createAndClaim, create, pass, payloadOf } from "./conformance/helpers.js"
+
+const engine = Layer.fresh(MemoryBackend.layer({ hmacSecret: "none" }))
+
+const ofExecution = (executionId: M.ExecutionInput["executionId"]): M.EventFilter => ({ _tag: "Execution", executionId })
+
+const tagsOf = (filter: M.EventFilter) =>
+  Effect.flatMap(EngineBackend, (b) =>
+    Effect.map(b.readEvents({ filter, limit: 100 }), (page) => page.events.map((e) => e._tag)))
+
+describe("memory engine", () => {
+  it.effect("a deleted execution's events stay readable by its id; one created again under it goes on from them", () =>
+    Effect.gen(function*() {
+      const b = yield* EngineBackend
+      const retention = { policy: { streamPolicy: { retentionTtlMs: 1_000 } } }
+      const c = yield* createAndClaim(retention)
+      yield* b.complete(c.handle)
+      yield* advance(2_000)
+      yield* pass("trimRetention")
+      expect(Option.isNone(yield* b.readExecutionState(c.executionId))).toBe(true)
+      expect(yield* tagsOf(ofExecution(c.executionId))).toEqual(["ExecutionCreated", "Claimed", "Completed"])
+      expect(yield* tagsOf({ _tag: "Lane", laneId: c.lane })).toEqual(["ExecutionCreated", "Claimed", "Completed"])
+      yield* create({ executionId: c.executionId, laneId: c.lane })
+      expect(yield* tagsOf(ofExecution(c.executionId))).toEqual([
+        "ExecutionCreated",
+        "Claimed",
+        "Completed",
+        "ExecutionCreated"
+      ])
+    }).pipe(Effect.provide(engine)))
+
+  it.effect("events written while nobody subscribes wake no one; a subscription taken then, or again, is woken", () =>
+    Effect.gen(function*() {
+      const b = yield* EngineBackend
+      const c = yield* createAndClaim()
+      yield* b.progress(c.handle, { percent: 1 })
+      for (let round = 0; round < 2; round++) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const sub = yield* b.subscribeEvents(ofExecution(c.executionId))
+          const lane = yield* b.subscribeEvents({ _tag: "Lane", laneId: c.lane })
+          expect(yield* sub.wakeups).toBe(0)
+          yield* b.progress(c.handle, { percent: 10 + round })
+          expect(yield* TestServices.provideLive(sub.await(0, Duration.seconds(5)))).toBe(true)
+          expect(yield* lane.wakeups).toBe(1)
+        }))
+      }
+    }).pipe(Effect.provide(engine)))
+
+  it.effect("issued handle bytes decode to the payload they were issued with; a copy decodes afresh to the same", () =>
+    Effect.gen(function*() {
+      const c = yield* createAndClaim()
+      const issued = payloadOf(c.handle)
+      expect(payloadOf(c.handle)).toBe(issued)
+      for (const copy of [c.handle.opaque.slice(), new Uint8Array(c.handle.opaque), Buffer.from(c.handle.opaque)]) {
+        const decoded = Either.getOrThrow(decodeHandle("memory", { ...c.handle, opaque: copy }))
+        expect(decoded).not.toBe(issued)
+        expect(decoded).toEqual(issued)
+        // decoded once, a copy keeps its payload too
+        expect(Either.getOrThrow(decodeHandle("memory", { ...c.handle, opaque: copy }))).toBe(decoded)
+      }
+      // the handle completes, fenced as ever
+      const b = yield* EngineBackend
+      yield* b.complete({ ...c.handle, opaque: c.handle.opaque.slice() })
+    }).pipe(Effect.provide(engine)))
+})
