@@ -7,6 +7,7 @@ import { EngineBackend } from "../src/EngineBackend.js"
 import type * as M from "../src/Model.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
 import { decodeHandle } from "../src/internal/handleCodec.js"
+import { storeAttemptId, storeLeaseId } from "../src/internal/storeIds.js"
 import { advance, createAndClaim, create, pass, payloadOf } from "./conformance/helpers.js"
 
 const engine = Layer.fresh(MemoryBackend.layer({ hmacSecret: "none" }))
@@ -71,4 +72,15 @@ describe("memory engine", () => {
       const b = yield* EngineBackend
       yield* b.complete({ ...c.handle, opaque: c.handle.opaque.slice() })
     }).pipe(Effect.provide(engine)))
+
+  it("the store's lease and attempt ids are random version 4 UUIDs, canonical and distinct across its pool", () => {
+    const ids = new Set<string>()
+    for (let i = 0; i < 1_000; i++) {
+      for (const id of [storeLeaseId(), storeAttemptId()]) {
+        expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+        ids.add(id)
+      }
+    }
+    expect(ids.size).toBe(2_000)
+  })
 })

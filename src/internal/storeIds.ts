@@ -2,10 +2,47 @@
  * Ids the engine mints for itself (lease and attempt ids) come from the
  * store's generator, node:crypto, on every backend; ids a caller mints
  * (`Ids.new…`) come from Effect's `Random`, so seeded tests repeat them.
+ *
+ * They are random (version 4) UUIDs made from a pool of random bytes, each a
+ * flat string cut from a pool of their text at once: `randomUUID`'s strings are
+ * concatenations, which every later hash, comparison or write into handle
+ * bytes first flattens (a copy per id and use).
  */
-import { randomUUID } from "node:crypto"
+import { randomFillSync } from "node:crypto"
 import type { AttemptId, LeaseId } from "../Ids.js"
 
-export const storeLeaseId = (): LeaseId => randomUUID() as LeaseId
+const POOL = 256
+const HEX = Buffer.from("0123456789abcdef", "latin1")
+const random = Buffer.alloc(16 * POOL)
+const text = Buffer.alloc(36 * POOL)
+let next = POOL
 
-export const storeAttemptId = (): AttemptId => randomUUID() as AttemptId
+const refill = (): void => {
+  randomFillSync(random)
+  for (let k = 0; k < POOL; k++) {
+    const r = k * 16
+    random[r + 6] = (random[r + 6]! & 0x0f) | 0x40
+    random[r + 8] = (random[r + 8]! & 0x3f) | 0x80
+    let at = k * 36
+    for (let i = 0; i < 16; i++) {
+      if (i === 4 || i === 6 || i === 8 || i === 10) text[at++] = 0x2d
+      const b = random[r + i]!
+      text[at++] = HEX[b >> 4]!
+      text[at++] = HEX[b & 0x0f]!
+    }
+  }
+  // the random bytes are not kept once written out as text
+  random.fill(0)
+  next = 0
+}
+
+/** A random (version 4) UUID, canonical: lower-case, hyphenated. */
+const uuid = (): string => {
+  if (next === POOL) refill()
+  const at = next++ * 36
+  return text.toString("latin1", at, at + 36)
+}
+
+export const storeLeaseId = (): LeaseId => uuid() as LeaseId
+
+export const storeAttemptId = (): AttemptId => uuid() as AttemptId
