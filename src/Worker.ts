@@ -271,7 +271,15 @@ export const handler = <I, IE, O, OE, E, R>(spec: HandlerSpec<I, IE, O, OE, E, R
     [HandlerTypeId]: { _R: (_: never) => _ },
     kind: spec.kind,
     execute: (payload, makeContext) => {
-      const runOn = (input: I) => Effect.flatMap(Effect.mapError(spec.run(input, makeContext(input)), ofUserError), encodeOutput)
+      // `mapError` and the output's encoding in one step
+      const runOn = (input: I) =>
+        Effect.matchCauseEffect(spec.run(input, makeContext(input)), {
+          onFailure: (cause) => {
+            const failure = Cause.failureOrCause(cause)
+            return Either.isLeft(failure) ? Effect.fail(ofUserError(failure.left)) : Effect.failCause(failure.right)
+          },
+          onSuccess: encodeOutput
+        })
       return Effect.suspend(() => {
         // a schema without asynchronous steps decodes to an `Either`: one step less
         const decoded = decodeInput(payload)

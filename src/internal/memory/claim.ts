@@ -171,7 +171,7 @@ const liveGrant = (store: Store, id: Ids.ExecutionId, now: number): Grant | unde
 }
 
 /** One group of a lane's claimable index (`Store.claimable`). */
-type Group = { readonly kind: string; readonly caps: ReadonlyArray<string>; readonly heap: MinHeap }
+type Group = { readonly kind: string; readonly caps: ReadonlyArray<string>; readonly heap: MinHeap<Exec> }
 
 /**
  * The claimable candidates of `lane` a worker may take (its capabilities cover the candidate's;
@@ -205,8 +205,8 @@ class Candidates {
         this.eligible.push(group)
       }
     }
-    let skipped: Array<{ heap: MinHeap; score: number; key: string }> | undefined
-    let bestHeap: MinHeap | undefined
+    let skipped: Array<{ heap: MinHeap<Exec>; score: number; key: string; e: Exec }> | undefined
+    let bestHeap: MinHeap<Exec> | undefined
     let best: Exec | undefined
     let bestScore = 0
     for (const group of this.eligible) {
@@ -214,16 +214,17 @@ class Candidates {
       for (;;) {
         const top = heap.peek()
         if (top === undefined) break
-        const e = store.executions.get(top.key as Ids.ExecutionId)
-        // a stale entry (lazy deletion): the execution moved on since it was pushed
-        if (e === undefined || e.laneId !== lane || !isClaimable(e) || score(e) !== top.score) {
+        // a stale entry (lazy deletion): the execution moved on since it was pushed (a deleted
+        // execution is terminal; one created again under its id has entries of its own)
+        const e = top.value
+        if (e.laneId !== lane || !isClaimable(e) || score(e) !== top.score) {
           heap.pop()
           continue
         }
         const g = store.grants.size === 0 ? undefined : liveGrant(store, e.id, this.now)
         if (g !== undefined && g.workerId !== this.workerId) {
           heap.pop()
-          ;(skipped ??= []).push({ heap, score: top.score, key: top.key })
+          ;(skipped ??= []).push({ heap, score: top.score, key: top.key, e })
           continue
         }
         if (best === undefined || top.score < bestScore) {
@@ -235,7 +236,7 @@ class Candidates {
       }
     }
     if (bestHeap !== undefined) bestHeap.pop()
-    if (skipped !== undefined) for (const s of skipped) s.heap.push(s.score, s.key)
+    if (skipped !== undefined) for (const s of skipped) s.heap.push(s.score, s.key, s.e)
     return best
   }
 }

@@ -1,27 +1,29 @@
 /**
- * A binary min-heap of `(score, seq, key)` entries. Entries are never removed
- * in place: readers validate an entry against the current state when they
- * reach it and drop it when it is stale (lazy deletion).
+ * A binary min-heap of `(score, seq, key)` entries, each with a value of the caller's (the
+ * claimable index keeps the execution itself: no lookup by key). Entries are never removed
+ * in place: readers validate an entry against the current state when they reach it and drop it
+ * when it is stale (lazy deletion).
  */
-export interface HeapEntry {
+export interface HeapEntry<V = undefined> {
   readonly score: number
   readonly seq: number
   readonly key: string
+  readonly value: V
 }
 
-const less = (a: HeapEntry, b: HeapEntry): boolean => a.score < b.score || (a.score === b.score && a.seq < b.seq)
+const less = <V>(a: HeapEntry<V>, b: HeapEntry<V>): boolean => a.score < b.score || (a.score === b.score && a.seq < b.seq)
 
-export class MinHeap {
-  private readonly items: Array<HeapEntry> = []
+export class MinHeap<V = undefined> {
+  private readonly items: Array<HeapEntry<V>> = []
   private nextSeq = 0
 
   get size(): number {
     return this.items.length
   }
 
-  push(score: number, key: string): void {
+  push(score: number, key: string, value?: V): void {
     const items = this.items
-    items.push({ score, seq: this.nextSeq++, key })
+    items.push({ score, seq: this.nextSeq++, key, value: value as V })
     let i = items.length - 1
     while (i > 0) {
       const parent = (i - 1) >> 1
@@ -31,11 +33,11 @@ export class MinHeap {
     }
   }
 
-  peek(): HeapEntry | undefined {
+  peek(): HeapEntry<V> | undefined {
     return this.items[0]
   }
 
-  pop(): HeapEntry | undefined {
+  pop(): HeapEntry<V> | undefined {
     const items = this.items
     const top = items[0]
     if (top === undefined) return undefined
@@ -58,7 +60,7 @@ export class MinHeap {
   }
 
   /** Drops stale entries from the top; returns the first valid one. */
-  peekValid(isValid: (e: HeapEntry) => boolean): HeapEntry | undefined {
+  peekValid(isValid: (e: HeapEntry<V>) => boolean): HeapEntry<V> | undefined {
     for (;;) {
       const top = this.peek()
       if (top === undefined || isValid(top)) return top

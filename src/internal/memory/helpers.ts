@@ -87,10 +87,10 @@ export const pushClaimable = (store: Store, e: Exec): void => {
   }
   let group = groups.get(e.claimGroup)
   if (group === undefined) {
-    group = { kind: e.kind, caps: e.requiredCaps, heap: new MinHeap() }
+    group = { kind: e.kind, caps: e.requiredCaps, heap: new MinHeap<Exec>() }
     groups.set(e.claimGroup, group)
   }
-  group.heap.push(score(e), e.id)
+  group.heap.push(score(e), e.id, e)
 }
 
 export const notActiveDetail = (e: Exec) => {

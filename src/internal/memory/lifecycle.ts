@@ -40,6 +40,14 @@ const failureCategoryOf = (reason: M.FailureReason, cls: M.FailureClass): string
   return cls === "InfraCrash" ? "infra_crash" : cls.toLowerCase()
 }
 
+/** The tags of every execution created without any (read-only: reads copy them). */
+const NO_TAGS: Record<string, string> = Object.freeze({})
+
+const hasKeys = (record: Record<string, string>): boolean => {
+  for (const _ in record) return true
+  return false
+}
+
 /** The claim group of `kind` without required capabilities (`Exec.claimGroup`), one string per kind. */
 const kindGroup = (store: Store, kind: string): string => {
   let group = store.kindGroups.get(kind)
@@ -125,7 +133,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
     payloadEncoding: args.payloadEncoding,
     policy: args.policy,
     result: undefined,
-    tags: { ...args.tags },
+    tags: hasKeys(args.tags) ? { ...args.tags } : NO_TAGS,
     attempts: [],
     history: undefined,
     traceContext: args.traceContext,

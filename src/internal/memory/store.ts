@@ -38,7 +38,7 @@ export class Store {
    */
   readonly claimable = new Map<
     Ids.LaneId,
-    Map<string, { readonly kind: string; readonly caps: ReadonlyArray<string>; readonly heap: MinHeap }>
+    Map<string, { readonly kind: string; readonly caps: ReadonlyArray<string>; readonly heap: MinHeap<Exec> }>
   >()
   /** `Exec.claimGroup` of each kind without required capabilities (one string, hashed once). */
   readonly kindGroups = new Map<string, string>()

@@ -71,9 +71,9 @@ const noSignals: ReadonlyArray<M.ResumeSignal> = []
 
 /**
  * One attempt, from its claim to the write that ends it, for the handle `handle` (decoded:
- * `p`). It runs in a fiber of its own, forked uninterruptible by the claim step, whose `restore`
- * makes the input read and the handler interruptible: once the handler has stopped, the write
- * that ends the attempt is not cut short. `prefetched` is its input when the worker read the
+ * `p`). It runs in a fiber of its own, forked uninterruptible by the claim step; `restore` makes
+ * the input read and the handler as interruptible as the worker's loop: once the handler has
+ * stopped, the write that ends the attempt is not cut short. `prefetched` is its input when the worker read the
  * inputs of the claimed batch at once (`Some(None)`: the execution is gone); `None`: read it here.
  */
 export const runAttempt = (

@@ -4,13 +4,27 @@
  * claimable, and drains when its scope closes.
  */
 import type { Scope } from "effect"
-import { Clock, Duration, Effect, Either, FiberRef, FiberRefs, FiberSet, HashMap, Option, Runtime, Schedule } from "effect"
+import {
+  Clock,
+  Duration,
+  Effect,
+  Either,
+  FiberRef,
+  FiberRefs,
+  FiberSet,
+  HashMap,
+  identity,
+  Option,
+  Runtime,
+  RuntimeFlags,
+  Schedule
+} from "effect"
 import { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, rootCause } from "../../EngineError.js"
 import type * as M from "../../Model.js"
 import { decodeHandle } from "../handleCodec.js"
 import { MAX_CLAIM_BATCH } from "../validation.js"
-import { runAttempt } from "./attempt.js"
+import { type Restore, runAttempt } from "./attempt.js"
 import * as Completions from "./completions.js"
 import * as LeaseKeeper from "./leaseKeeper.js"
 import { activeTasks, claimsTotal, type Labels, labelSets, renewalsTotal } from "./metrics.js"
@@ -150,7 +164,14 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     // Attempts start from the loop's own context (its log annotations, no span), whichever fiber
     // claimed them (the loop, or an attempt writing a batch of completions that claimed).
     const loopRuntime = yield* Effect.runtime<never>()
-    const forkAttempt = Runtime.runFork(loopRuntime)
+    // An attempt's fiber starts uninterruptible (its claim and its fork are one step, see `launch`);
+    // `restore` makes an effect as interruptible as the loop is.
+    const forkAttempt = Runtime.runFork(Runtime.make({
+      context: loopRuntime.context,
+      fiberRefs: loopRuntime.fiberRefs,
+      runtimeFlags: RuntimeFlags.disable(loopRuntime.runtimeFlags, RuntimeFlags.Interruption)
+    }))
+    const restore: Restore = RuntimeFlags.interruption(loopRuntime.runtimeFlags) ? Effect.interruptible : identity
     const loopAnnotations = FiberRefs.getOrDefault(loopRuntime.fiberRefs, FiberRef.currentLogAnnotations)
     /** Per lane: the loop's log annotations and the lane's, and the label set of its claims by handle kind. */
     const lanes = new Map<M.ClaimArgs["lane"], {
@@ -181,9 +202,15 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         const claimedAt = clock.unsafeCurrentTimeMillis()
         const l = laneOf(lane)
         let errors: Array<unknown> | undefined
+        let resumed = 0
+        for (const { handle } of claimed) if (handle.kind === "resumed") resumed++
+        if (resumed < claimed.length) {
+          claimsTotal.unsafeUpdate(claimed.length - resumed, l.claimLabels.fresh ??= labels("lane", lane, "handle_kind", "fresh"))
+        }
+        if (resumed > 0) {
+          claimsTotal.unsafeUpdate(resumed, l.claimLabels.resumed ??= labels("lane", lane, "handle_kind", "resumed"))
+        }
         for (const { handle, input } of claimed) {
-          const kind = handle.kind === "resumed" ? "resumed" : "fresh"
-          claimsTotal.unsafeUpdate(1, l.claimLabels[kind] ??= labels("lane", lane, "handle_kind", handle.kind))
           const p = decodeHandle(handle.backend, handle)
           if (Either.isLeft(p)) {
             ;(errors ??= []).push(p.left)
@@ -196,7 +223,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           const payload = p.right
           const annotations = HashMap.set(HashMap.set(l.annotations, "executionId", payload.executionId), "attempt", payload.attemptIndex + 1)
           const fiber = forkAttempt(
-            Effect.uninterruptibleMask((restore) => runAttempt(rt!, handle, payload, claimedAt, prefetched, restore)),
+            runAttempt(rt!, handle, payload, claimedAt, prefetched, restore),
             {
               updateRefs: (refs, fiberId) =>
                 FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentLogAnnotations, value: annotations })
