@@ -7,6 +7,7 @@ import { EngineBackend } from "../src/EngineBackend.js"
 import type * as M from "../src/Model.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
 import { decodeHandle } from "../src/internal/handleCodec.js"
+import { MinHeap } from "../src/internal/memory/heap.js"
 import { storeAttemptId, storeLeaseId } from "../src/internal/storeIds.js"
 import { advance, createAndClaim, create, pass, payloadOf } from "./conformance/helpers.js"
 
@@ -83,4 +84,54 @@ describe("memory engine", () => {
     }
     expect(ids.size).toBe(2_000)
   })
+
+  it("the memory heap pops by (score, push order), whether entries come in order or not", () => {
+    let seed = 15
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648
+    for (let round = 0; round < 50; round++) {
+      const heap = new MinHeap()
+      const model: Array<{ score: number; seq: number; key: string }> = []
+      let seq = 0
+      let score = 0
+      for (let step = 0; step < 400; step++) {
+        const r = random()
+        if (r < 0.6) {
+          // mostly in order (as creations and lease expiries come), now and then earlier, ties often
+          score = random() < 0.8 ? score + Math.floor(random() * 3) : Math.floor(random() * score)
+          const key = `k${seq}`
+          heap.push(score, key)
+          model.push({ score, seq: seq++, key })
+        } else {
+          model.sort((a, b) => a.score - b.score || a.seq - b.seq)
+          expect(heap.peek()?.key).toBe(model[0]?.key)
+          expect(heap.pop()?.key).toBe(model.shift()?.key)
+        }
+        expect(heap.size).toBe(model.length)
+      }
+      model.sort((a, b) => a.score - b.score || a.seq - b.seq)
+      for (const m of model) expect(heap.pop()?.key).toBe(m.key)
+      expect(heap.pop()).toBeUndefined()
+    }
+  })
+
+  it.effect("a lane read between creates in one millisecond lists them by id, oldest or newest first", () =>
+    Effect.gen(function*() {
+      const b = yield* EngineBackend
+      const first = yield* create()
+      const ids = [first.executionId]
+      const read = (newestFirst: boolean) =>
+        Effect.map(
+          b.listLaneExecutions({ laneId: first.lane, limit: 1_000, order: newestFirst ? "newest" : "oldest" }),
+          (page) => page.executions.map((e) => e.executionId)
+        )
+      for (let i = 0; i < 30; i++) {
+        ids.push((yield* create({ laneId: first.lane })).executionId)
+        if (i % 7 === 0) {
+          const sorted = [...ids].sort()
+          expect(yield* read(false)).toEqual(sorted)
+          expect(yield* read(true)).toEqual([...sorted].reverse())
+        }
+      }
+      expect(yield* read(false)).toEqual([...ids].sort())
+    }).pipe(Effect.provide(engine)))
 })

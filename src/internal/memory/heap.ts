@@ -14,16 +14,31 @@ export interface HeapEntry<V = undefined> {
 const less = <V>(a: HeapEntry<V>, b: HeapEntry<V>): boolean => a.score < b.score || (a.score === b.score && a.seq < b.seq)
 
 export class MinHeap<V = undefined> {
+  /** The binary heap: the entries pushed out of order. */
   private readonly items: Array<HeapEntry<V>> = []
+  /**
+   * The entries pushed in order (each scored no lower than the one before it), oldest first from
+   * `runHead`: most indexes are fed in time order (claims in creation order, lease expiries,
+   * retention), and those entries go in and out in O(1) instead of through the heap.
+   */
+  private run: Array<HeapEntry<V>> = []
+  private runHead = 0
   private nextSeq = 0
 
   get size(): number {
-    return this.items.length
+    return this.items.length + this.run.length - this.runHead
   }
 
   push(score: number, key: string, value?: V): void {
+    const entry: HeapEntry<V> = { score, seq: this.nextSeq++, key, value: value as V }
+    const run = this.run
+    // (the seq grows with every push: an entry appended to the run is after every entry in it)
+    if (run.length === this.runHead || run[run.length - 1]!.score <= score) {
+      run.push(entry)
+      return
+    }
     const items = this.items
-    items.push({ score, seq: this.nextSeq++, key, value: value as V })
+    items.push(entry)
     let i = items.length - 1
     while (i > 0) {
       const parent = (i - 1) >> 1
@@ -34,13 +49,29 @@ export class MinHeap<V = undefined> {
   }
 
   peek(): HeapEntry<V> | undefined {
-    return this.items[0]
+    const first = this.run[this.runHead]
+    const top = this.items[0]
+    if (first === undefined) return top
+    if (top === undefined) return first
+    return less(top, first) ? top : first
   }
 
   pop(): HeapEntry<V> | undefined {
-    const items = this.items
-    const top = items[0]
+    const first = this.run[this.runHead]
+    const top = this.items[0]
+    if (first !== undefined && (top === undefined || !less(top, first))) {
+      this.runHead++
+      if (this.runHead === this.run.length) {
+        this.run = []
+        this.runHead = 0
+      } else if (this.runHead > 1024 && this.runHead * 2 > this.run.length) {
+        this.run = this.run.slice(this.runHead)
+        this.runHead = 0
+      }
+      return first
+    }
     if (top === undefined) return undefined
+    const items = this.items
     const last = items.pop()!
     if (items.length > 0) {
       items[0] = last
