@@ -21,7 +21,7 @@ export class MinHeap<V = undefined> {
    * `runHead`: most indexes are fed in time order (claims in creation order, lease expiries,
    * retention), and those entries go in and out in O(1) instead of through the heap.
    */
-  private run: Array<HeapEntry<V>> = []
+  private run: Array<HeapEntry<V> | undefined> = []
   private runHead = 0
   private nextSeq = 0
 
@@ -60,7 +60,8 @@ export class MinHeap<V = undefined> {
     const first = this.run[this.runHead]
     const top = this.items[0]
     if (first !== undefined && (top === undefined || !less(top, first))) {
-      this.runHead++
+      // the slot lets go of its entry at once (the array is cut down only now and then)
+      this.run[this.runHead++] = undefined
       if (this.runHead === this.run.length) {
         this.run = []
         this.runHead = 0
