@@ -3,7 +3,7 @@
  * task context, run the handler under the lease keeper, settle the outcome (complete, fail, or
  * report how the attempt stopped: suspended, delayed, lease lost, released at shutdown).
  */
-import { Cause, Clock, Context, Duration, Effect, Either, Exit, type Fiber, HashSet, Option } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Exit, HashSet, Option } from "effect"
 import { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, isLeaseLost, isRetryable } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
@@ -30,8 +30,6 @@ interface Attempt {
   readonly claimedAt: number
   /** The attempt fiber's clock, read in place where a step needs the time. */
   readonly clock: Clock.Clock
-  /** The attempt's fiber. */
-  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
   readonly base: EventBase
 }
 
@@ -107,7 +105,6 @@ const runWithInput = (
       p,
       claimedAt,
       clock: Context.get(fiber.currentDefaultServices, Clock.Clock),
-      fiber,
       base: {
         executionId: p.executionId,
         kind: Either.isRight(input) && Option.isSome(input.right) ? input.right.value.executionKind : "?",
@@ -117,11 +114,9 @@ const runWithInput = (
       }
     }
     const start = handlerFor(a, input)
-    // made where it starts to run: making the handler's run registers its lease with the keeper
-    const rest = () => (start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore))
+    const rest = start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore)
     const { onEvent } = rt.settings
-    const traced = fiber.currentTracer !== builtInTracer
-    const body = onEvent === undefined ? (traced ? Effect.suspend(rest) : rest()) : Effect.flatMap(
+    const body = onEvent === undefined ? rest : Effect.zipRight(
       onEvent({
         _tag: "Claimed",
         executionId: a.base.executionId,
@@ -134,7 +129,7 @@ const runWithInput = (
       rest
     )
     // Effect's built-in tracer exports nothing: while it is the current one, the attempt has no span
-    if (!traced) return body
+    if (fiber.currentTracer === builtInTracer) return body
     const parent = parentSpanOf(Either.isRight(input) ? Option.getOrUndefined(input.right)?.traceParent : undefined)
     return Effect.withSpan(body, "Worker.attempt", {
       attributes: {
@@ -474,7 +469,7 @@ const runHandler = (
       Uint8Array,
       HandlerFailure
     >
-    return a.rt.keeper.guardThenOn(a.fiber, running.lease, a.claimedAt, restore(execute), (exit) => {
+    return a.rt.keeper.guardThen(running.lease, a.claimedAt, restore(execute), (exit) => {
       const { lease } = running
       if (running.endedBy !== undefined) return settle(a, { _tag: "Ended", ended: running.endedBy })
       if (Exit.isSuccess(exit) || !Cause.isInterruptedOnly(exit.cause)) return settle(a, { _tag: "Handler", exit })

@@ -53,14 +53,6 @@ export interface LeaseKeeper {
     claimedAt: number,
     handler: Effect.Effect<A, E>
   ) => Effect.Effect<Exit.Exit<A, E>>
-  /** `guardThen` for `fiber`, the current fiber (its caller has it at hand: one step less). */
-  readonly guardThenOn: <A, E, B>(
-    fiber: Fiber.RuntimeFiber<unknown, unknown>,
-    lease: Lease,
-    claimedAt: number,
-    handler: Effect.Effect<A, E>,
-    then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
-  ) => Effect.Effect<B>
   /** `guard`, then `then` with the handler's exit. */
   readonly guardThen: <A, E, B>(
     lease: Lease,
@@ -101,10 +93,10 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
     const renewEveryMs = Duration.toMillis(options.renewEvery)
     // how often due leases are looked for, and how soon a failed renewal is tried again
     const tickMs = Math.max(5, Math.min(250, Math.floor(renewEveryMs / 4)))
-    // an execution may have two entries for a moment: an attempt whose lease was revoked, and the
-    // next attempt, claimed again before the first one stopped (a recheck looks for them all: it
-    // is rare, the registrations are not)
     const entries = new Set<Entry>()
+    // an execution may have two entries for a moment: an attempt whose lease was revoked, and the
+    // next attempt, claimed again before the first one stopped
+    const byExecution = new Map<string, Entry | Set<Entry>>()
     // revocations that came before their attempt registered (oldest first)
     const early = new Set<string>()
     let shuttingDown = false
@@ -155,14 +147,32 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       Schedule.spaced(Duration.millis(tickMs))
     ))
 
+    const register = (entry: Entry) => {
+      entries.add(entry)
+      const id = entry.lease.executionId
+      const same = byExecution.get(id)
+      if (same === undefined) byExecution.set(id, entry)
+      else if (same instanceof Set) same.add(entry)
+      else byExecution.set(id, new Set([same, entry]))
+    }
+    const unregister = (entry: Entry) => {
+      entries.delete(entry)
+      const id = entry.lease.executionId
+      const same = byExecution.get(id)
+      if (same === entry) byExecution.delete(id)
+      else if (same instanceof Set) {
+        same.delete(entry)
+        if (same.size === 0) byExecution.delete(id)
+      }
+    }
 
-    const guardThenOn: LeaseKeeper["guardThenOn"] = <A, E, B>(
-      fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    const guardThen: LeaseKeeper["guardThen"] = <A, E, B>(
       lease: Lease,
       claimedAt: number,
       handler: Effect.Effect<A, E>,
       then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
-    ): Effect.Effect<B> => {
+    ) =>
+      Effect.withFiberRuntime<B>((fiber) => {
         if (shuttingDown) {
           lease.stop = { _tag: "Shutdown" }
           return then(Exit.interrupt(FiberId.none))
@@ -173,35 +183,31 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
           expiresAt: claimedAt + leaseTtlMs,
           renewAt: claimedAt + renewEveryMs
         }
-        entries.add(entry)
+        register(entry)
         // the caller's region is uninterruptible: once the handler's exit is in, the entry goes
         const run = Effect.matchCauseEffect(handler, {
           onFailure: (cause) => {
-            entries.delete(entry)
+            unregister(entry)
             return then(Exit.failCause(cause))
           },
           onSuccess: (value) => {
-            entries.delete(entry)
+            unregister(entry)
             return then(Exit.succeed(value))
           }
         })
         if (!early.delete(lease.executionId)) return run
         return Effect.zipRight(Effect.forkDaemon(renew(entry)), run)
-      }
-
-    const guardThen: LeaseKeeper["guardThen"] = (lease, claimedAt, handler, then) =>
-      Effect.withFiberRuntime((fiber) => guardThenOn(fiber, lease, claimedAt, handler, then))
+      })
 
     const guard: LeaseKeeper["guard"] = (lease, claimedAt, handler) =>
       guardThen(lease, claimedAt, handler, Effect.succeed)
 
     const recheck = (executionId: string) =>
       Effect.suspend(() => {
-        const same: Array<Entry> = []
-        for (const entry of entries) if (entry.lease.executionId === executionId) same.push(entry)
+        const same = byExecution.get(executionId)
         // every attempt of the execution is checked: the revoked one may not be the newest
-        if (same.length > 1) return Effect.forEach(same, renew, { concurrency: "unbounded", discard: true })
-        if (same.length === 1) return renew(same[0]!)
+        if (same instanceof Set) return Effect.forEach([...same], renew, { concurrency: "unbounded", discard: true })
+        if (same !== undefined) return renew(same)
         early.add(executionId)
         if (early.size > EARLY_REVOCATIONS) early.delete(early.values().next().value!)
         return Effect.void
@@ -212,5 +218,5 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       return Effect.forEach([...entries], (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
     })
 
-    return { guard, guardThen, guardThenOn, shutdown, recheck }
+    return { guard, guardThen, shutdown, recheck }
   })
