@@ -12,9 +12,14 @@ import { randomFillSync } from "node:crypto"
 import type { AttemptId, LeaseId } from "../Ids.js"
 
 const POOL = 256
-const HEX = Buffer.from("0123456789abcdef", "latin1")
-const random = Buffer.alloc(16 * POOL)
-const text = Buffer.alloc(36 * POOL)
+const DIGITS = "0123456789abcdef"
+/** The two hex digits of each byte value. */
+const HIGH = Uint8Array.from({ length: 256 }, (_, b) => DIGITS.charCodeAt(b >> 4))
+const LOW = Uint8Array.from({ length: 256 }, (_, b) => DIGITS.charCodeAt(b & 0x0f))
+/** Where each of the 16 bytes goes in the text (after the hyphens before it). */
+const AT = Uint8Array.from({ length: 16 }, (_, i) => 2 * i + (i >= 4 ? 1 : 0) + (i >= 6 ? 1 : 0) + (i >= 8 ? 1 : 0) + (i >= 10 ? 1 : 0))
+const random = new Uint8Array(16 * POOL)
+const text = Buffer.alloc(36 * POOL, 0x2d)
 let next = POOL
 
 const refill = (): void => {
@@ -23,12 +28,12 @@ const refill = (): void => {
     const r = k * 16
     random[r + 6] = (random[r + 6]! & 0x0f) | 0x40
     random[r + 8] = (random[r + 8]! & 0x3f) | 0x80
-    let at = k * 36
+    const t = k * 36
     for (let i = 0; i < 16; i++) {
-      if (i === 4 || i === 6 || i === 8 || i === 10) text[at++] = 0x2d
       const b = random[r + i]!
-      text[at++] = HEX[b >> 4]!
-      text[at++] = HEX[b & 0x0f]!
+      const at = t + AT[i]!
+      text[at] = HIGH[b]!
+      text[at + 1] = LOW[b]!
     }
   }
   // the random bytes are not kept once written out as text
