@@ -111,13 +111,17 @@ export const makeReads = (
       return result === null || result.length === 0 ? Option.none() : Option.some(new Uint8Array(result))
     })
 
-  type InputReply = readonly [ReadonlyArray<string | null>, Buffer | null] | undefined
+  type InputReply = readonly [ReadonlyArray<Buffer | null>, Buffer | null] | undefined
 
   const inputOf = (id: Ids.ExecutionId, reply: InputReply): Fx<Option.Option<M.ExecutionInput>> =>
     Effect.gen(function*() {
       if (reply === undefined) return Option.none()
-      const [[kind, lane, namespace, encoding, trace], payload] = reply
-      if (lane === null || lane === undefined) return Option.none()
+      const [[kindB, laneB, namespaceB, encodingB, traceB, inline], stored] = reply
+      const text = (b: Buffer | null | undefined) => (b === null || b === undefined ? null : b.toString("utf8"))
+      const [kind, lane, namespace, encoding, trace] = [text(kindB), text(laneB), text(namespaceB), text(encodingB), text(traceB)]
+      if (lane === null) return Option.none()
+      // a small input is a field of the core, a larger one its own key (never both)
+      const payload = inline ?? stored
       return Option.some({
         executionId: id,
         executionKind: kind ?? "",
@@ -138,7 +142,7 @@ export const makeReads = (
           return partition >= N ?
             Promise.resolve(undefined) :
             Promise.all([
-              c.hmget(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding", "trace"),
+              c.hmgetBuffer(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding", "trace", "p"),
               c.getBuffer(keys.ex(partition, id, "payload"))
             ])
         })))
@@ -280,10 +284,13 @@ export const makeReads = (
   const listExecutions: BackendCore["listExecutions"] = (partition, cursor, limit) =>
     Effect.gen(function*() {
       if (partition >= N) return { executions: [] }
-      const ids = yield* client.run("ZRANGEBYLEX all", (c) =>
-        c.zrangebylex(keys.all(partition), cursor === undefined ? "-" : `(${cursor}`, "+", "LIMIT", 0, limit + 1))
+      const env = yield* call("list_executions", ctx.flowTarget(partition), {
+        ...(cursor === undefined ? {} : { cursor }),
+        limit
+      }, [], true)
+      const ids = yield* decodeJson("ff_list_executions", StrArray, env.fields[0])
       const executions = yield* Effect.forEach(ids.slice(0, limit), (id) =>
-        D.strict("list_executions: all_executions", { id }, (r) => r.decode("id", Ids.ExecutionId, id)))
+        D.strict("list_executions: lane state sets", { id }, (r) => r.decode("id", Ids.ExecutionId, id)))
       const last = executions[executions.length - 1]
       return { executions, ...(ids.length > limit && last !== undefined ? { nextCursor: last } : {}) }
     })

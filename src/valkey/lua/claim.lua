@@ -657,12 +657,18 @@ FF.fn.complete_claim = function(H, a, now, _, _, argv)
   for i = 1, n do
     local e = r[4 + (i - 1) * 8 + 1]
     local B = a.prefix .. ":" .. string.match(e, "^({fp:%d+})")
-    local pk = K.ex(B, e, "payload")
-    used = used + C("STRLEN", pk)
-    local f = C("HMGET", K.core(B, e), "execution_kind", "namespace", "payload_encoding", "trace")
+    local f = C("HMGET", K.core(B, e), "execution_kind", "namespace", "payload_encoding", "trace", FF.PAYLOAD_FIELD)
+    -- an input in the core (FF.INLINE_PAYLOAD) is read with it, a larger one from its key
+    local inline, pk = f[5], nil
+    if inline then
+      used = used + #inline
+    else
+      pk = K.ex(B, e, "payload")
+      used = used + C("STRLEN", pk)
+    end
     if used <= budget and f[1] then
       out[#out + 1] = "1"
-      payloads[i] = C("GET", pk) or ""
+      payloads[i] = inline or C("GET", pk) or ""
     else
       out[#out + 1] = "0"
       payloads[i] = ""

@@ -677,7 +677,10 @@ end
 function FF.copy_result(B, up, child, cc)
   if cc == nil or cc.lifecycle_phase == "terminal" then return end
   local src = K.ex(B, up, "result")
-  if C("EXISTS", src) == 1 then C("COPY", src, K.ex(B, child, "payload"), "REPLACE") end
+  if C("EXISTS", src) == 1 then
+    C("COPY", src, K.ex(B, child, "payload"), "REPLACE")
+    C("HDEL", K.core(B, child), FF.PAYLOAD_FIELD)
+  end
 end
 
 -- cancel_remaining: the upstreams of `child` whose dependency is unresolved and that have not

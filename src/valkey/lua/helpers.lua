@@ -282,6 +282,14 @@ function FF.core(B, e)
   return setmetatable(c, CORE_DEFAULTS)
 end
 
+-- An execution's input of at most INLINE_PAYLOAD bytes is stored in its core, field
+-- PAYLOAD_FIELD, rather than in a key of its own (`:payload`): the core stays a listpack (whose
+-- values may reach hash-max-listpack-value, 64 bytes by default) and the input costs no key. An
+-- input is in one of the two places, never both (a data-passing edge that replaces an input
+-- writes the key and drops the field, FF.copy_result).
+FF.INLINE_PAYLOAD = 48
+FF.PAYLOAD_FIELD = "p"
+
 -- A command over a long list of arguments is sent in chunks: `unpack` of more values than Lua's
 -- C stack holds (about 8,000) fails, and a library call must never fail after its first write.
 FF.CHUNK = 1000 -- arguments per command (even, so field/value pairs stay together)

@@ -84,6 +84,11 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
     t[#t + 1] = "execution_deadline_at"
     t[#t + 1] = FF.s(deadline)
   end
+  -- a small input is a field of the core (FF.INLINE_PAYLOAD), a larger one a key of its own
+  local inline = type(payload) == "string" and payload ~= "" and #payload <= FF.INLINE_PAYLOAD
+  if inline then
+    t[#t + 1] = FF.PAYLOAD_FIELD; t[#t + 1] = payload
+  end
   C("HSET", ck, unpack(t))
   FF.ev_created(B, e, c, flow and flow.id, now)
   if blocked ~= nil then
@@ -94,7 +99,7 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
   else
     FF.make_eligible(B, e, c)
   end
-  if payload ~= nil and payload ~= "" then FF.put_blob(K.ex(B, e, "payload"), payload) end
+  if not inline and payload ~= nil and payload ~= "" then FF.put_blob(K.ex(B, e, "payload"), payload) end
   if policy_json ~= nil and policy_json ~= "" then C("SET", K.ex(B, e, "policy"), policy_json) end
   if type(a.tags) == "table" then
     local tt = {}
@@ -104,7 +109,6 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
   if deadline ~= nil then
     C("ZADD", K.idx(B, "deadline"), FF.s(deadline), e)
   end
-  C("ZADD", K.idx(B, "all"), 0, e)
   FF.lane_move(B, e, c, "", pub)
   -- FF.lanes_seen (partition base -> lane -> true): lanes a batch call has registered already
   local seen = FF.lanes_seen
