@@ -441,7 +441,7 @@ FF.fn.pass_due = function(B, a, now)
             for _, edge in ipairs(unres) do
               if due then break end
               local up = C("HGET", K.ex(B, e, "dep:" .. edge), "upstream_execution_id")
-              if up and C("HGET", K.core(B, up), "lifecycle_phase") == "terminal" then due = true end
+              if up and FF.sv_decode(C("HGET", K.core(B, up), "sv"))[1] == "terminal" then due = true end
             end
           end
           if due then n = n + 1 end

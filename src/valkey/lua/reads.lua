@@ -9,8 +9,9 @@
 --   reply:  {1, "NONE", ""} | {1, "OK", "", JSON {core, tags?, runs?, running?, fail?}}
 --   errors: -
 FF.fn.read_execution = function(B, a, now)
-  local c = FF.hmap(K.core(B, a.execution_id))
-  if c == nil then return FF.ok("NONE") end
+  local m = FF.hmap(K.core(B, a.execution_id))
+  if m == nil then return FF.ok("NONE") end
+  local c = FF.core_expand(m)
   c[FF.PAYLOAD_FIELD] = nil -- (the input, bytes, is read by getExecutionInput)
   local out = { core = c }
   if a.tags then out.tags = FF.hmap(K.ex(B, a.execution_id, "tags")) or {} end
@@ -324,7 +325,7 @@ local function lane_merge(parts, a, after)
     if size > 0 then down(1) end
     examined = examined + 1
     last = m
-    local k = C("HGET", K.core(sbase[i], string.sub(m, 15)), "execution_kind") or ""
+    local k = C("HGET", K.core(sbase[i], string.sub(m, 15)), FF.CF.execution_kind) or ""
     if kind == nil or k == kind then
       out[#out + 1] = m
       out[#out + 1] = sstate[i]

@@ -363,7 +363,7 @@ FF.fn.suspend = function(B, a, now)
     C("HSET", K.wp(B, wp_id), "satisfied_at", FF.s(now))
     FF.close_waitpoint(B, wp_id, "resumed", now)
     C("DEL", K.ex(B, e, "susp:sat"), K.ex(B, e, "susp:cnt"))
-    C("HSET", K.core(B, e), "last_mutation_at", FF.s(now))
+    FF.cset(B, e, c, { "last_mutation_at", FF.s(now) })
   else
     local tb = FF.str(a.timeout_behavior)
     if tb == "" then tb = "fail" end
@@ -392,7 +392,7 @@ end
 -- --- deliver_signal (docs/design/signals.md#delivering-a-signal) ------------------------------------------------
 -- A token check failed on `e` (describeExecution shows when).
 local function stamp_hmac_failure(B, e, now)
-  C("HSET", K.core(B, e), "last_hmac_validation_failed_at", FF.s(now))
+  FF.cset(B, e, nil, { "last_hmac_validation_failed_at", FF.s(now) })
 end
 
 -- Stores the accepted signal `a` for waitpoint `w` of `e` (its record, payload, the waitpoint's
