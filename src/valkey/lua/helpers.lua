@@ -145,6 +145,8 @@ function FF.call_begin()
   FF.dued = false
   if FF.revokes == nil or #FF.revokes > 0 then FF.revokes = {} end
   if FF.kmodes == nil or next(FF.kmodes) ~= nil then FF.kmodes = {} end
+  if FF.ldelta == nil or FF.ldirty then FF.ldelta = {} end
+  FF.ldirty = false
   FF.ev_begin()
 end
 
@@ -638,15 +640,37 @@ function FF.lane_member(created_at, e)
   return string.rep("0", 13 - #at) .. at .. ":" .. e
 end
 
+-- The count changes of a call are summed per lane and state (FF.ldelta) and written once, at the
+-- end of the call (FF.lane_counts_flush, register.lua): a batch of claims moving 64 executions
+-- from waiting to active writes two counts, not 128.
+local function count(B, lane, state, d)
+  local k = K.lcount(B, lane)
+  local t = FF.ldelta[k]
+  if t == nil then
+    t = {}
+    FF.ldelta[k] = t
+    FF.ldirty = true
+  end
+  t[state] = (t[state] or 0) + d
+end
+
+-- Writes the count changes of the call (above).
+function FF.lane_counts_flush()
+  if not FF.ldirty then return end
+  for k, t in pairs(FF.ldelta) do
+    for state, d in pairs(t) do
+      if d ~= 0 then C("HINCRBY", k, state, d) end
+    end
+  end
+  FF.ldelta = {}
+  FF.ldirty = false
+end
+
 -- Moves `e` (core `c`, before the change) from its lane's set of public state `from` to `to`'s.
 function FF.lane_move(B, e, c, from, to)
   local m = FF.lane_member(c.created_at, e)
-  if from ~= "" and C("ZREM", K.lstate(B, c.lane_id, from), m) == 1 then
-    C("HINCRBY", K.lcount(B, c.lane_id), from, -1)
-  end
-  if to ~= "" and C("ZADD", K.lstate(B, c.lane_id, to), 0, m) == 1 then
-    C("HINCRBY", K.lcount(B, c.lane_id), to, 1)
-  end
+  if from ~= "" and C("ZREM", K.lstate(B, c.lane_id, from), m) == 1 then count(B, c.lane_id, from, -1) end
+  if to ~= "" and C("ZADD", K.lstate(B, c.lane_id, to), 0, m) == 1 then count(B, c.lane_id, to, 1) end
 end
 
 -- Writes the state vector (`sv`, CF), blocking_detail and the two transition timestamps (plus the
@@ -744,7 +768,9 @@ function FF.unindex(B, e, c)
     C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
   end
   if c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "lease_expiry"), e) end
-  C("ZREM", K.idx(B, "attempt_timeout"), e)
+  -- (an entry of the attempt_timeout index comes with the core's attempt_timeout_at; one left
+  -- stale is dropped by the pass that reads it)
+  if (c.attempt_timeout_at or "") ~= "" then C("ZREM", K.idx(B, "attempt_timeout"), e) end
   if c.lifecycle_phase ~= "active" then C("ZREM", K.idx(B, "susp_timeout"), e) end
   if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "suspended"), e) end
 end
@@ -881,10 +907,11 @@ function FF.suspend_attempt(B, e, c, suspension_id, now)
 end
 
 -- Removes the lease from its indexes (the core fields are cleared by the caller's state write).
+-- (A held lease is never a reclaim candidate: a stale entry is dropped by the claim that reads it.)
 function FF.drop_lease(B, e, c)
   C("ZREM", K.idx(B, "lease_expiry"), e)
-  C("ZREM", K.lane(B, c.lane_id, "reclaim"), e)
-  C("ZREM", K.idx(B, "attempt_timeout"), e)
+  if c.ownership_state ~= "leased" then C("ZREM", K.lane(B, c.lane_id, "reclaim"), e) end
+  if (c.attempt_timeout_at or "") ~= "" then C("ZREM", K.idx(B, "attempt_timeout"), e) end
 end
 
 -- The lease holder gives `e` back until `until_ms` (its run ended by the caller): the lease is
