@@ -336,18 +336,13 @@ local function sv_decode_tables()
 end
 
 -- The state vector's stored form.
+local function sv_code(i, v)
+  if v == nil or v == "" then return "-" end
+  return SV_CODES[i][v] or ("(" .. v .. ")")
+end
 function FF.sv_encode(phase, own, elig, reason, outcome, astate)
-  local vals = { phase, own, elig, reason, outcome, astate }
-  local out = {}
-  for i = 1, 6 do
-    local v = vals[i] or ""
-    if v == "" then
-      out[i] = "-"
-    else
-      out[i] = SV_CODES[i][v] or ("(" .. v .. ")")
-    end
-  end
-  return table.concat(out)
+  return sv_code(1, phase) .. sv_code(2, own) .. sv_code(3, elig) .. sv_code(4, reason) .. sv_code(5, outcome) ..
+    sv_code(6, astate)
 end
 
 -- The six dimensions of a stored vector (all "" for a missing or malformed one).
