@@ -662,10 +662,23 @@ function FF.lane_counts_flush()
 end
 
 -- Moves `e` (core `c`, before the change) from its lane's set of public state `from` to `to`'s.
+-- A waiting execution has no entry there: it is in the lane's eligible index (every waiting
+-- execution is, from the FF.make_eligible that follows each transition to waiting), which the
+-- lane reads take for the waiting set (reads.lua, "the waiting executions"); only its count moves.
 function FF.lane_move(B, e, c, from, to)
-  local m = FF.lane_member(c.created_at, e)
-  if from ~= "" and C("ZREM", K.lstate(B, c.lane_id, from), m) == 1 then count(B, c.lane_id, from, -1) end
-  if to ~= "" and C("ZADD", K.lstate(B, c.lane_id, to), 0, m) == 1 then count(B, c.lane_id, to, 1) end
+  local m = nil
+  if from == "waiting" then
+    count(B, c.lane_id, from, -1)
+  elseif from ~= "" then
+    m = FF.lane_member(c.created_at, e)
+    if C("ZREM", K.lstate(B, c.lane_id, from), m) == 1 then count(B, c.lane_id, from, -1) end
+  end
+  if to == "waiting" then
+    count(B, c.lane_id, to, 1)
+  elseif to ~= "" then
+    m = m or FF.lane_member(c.created_at, e)
+    if C("ZADD", K.lstate(B, c.lane_id, to), 0, m) == 1 then count(B, c.lane_id, to, 1) end
+  end
 end
 
 -- Writes the state vector (`sv`, CF), blocking_detail and the two transition timestamps (plus the
