@@ -695,7 +695,18 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
   local t, d = state_args, state_dels
   local n, nd = 0, 0
   local function put(f, v)
-    if c[f] ~= v then
+    -- (the value as read: set in this call, or stored; a field neither set nor stored that is
+    -- cleared is skipped without the metatable's default)
+    local cur = rawget(c, f)
+    if cur == nil then
+      local s = CF[f]
+      if s ~= nil then cur = rawget(c, s) end
+      if cur == nil then
+        if v == "" then return end
+        cur = c[f]
+      end
+    end
+    if cur ~= v then
       c[f] = v
       if v == "" then
         nd = nd + 1
