@@ -366,6 +366,15 @@ function FF.sv_decode(sv)
   return out
 end
 
+-- A suspension's blocking detail, "suspended: waitpoint <current_waitpoint_id> awaiting <reason
+-- code>", is stored as "\1<reason code>" (the waitpoint id alone is 36 bytes: the whole text would
+-- turn the core into a hash table), and read back whole.
+FF.SUSPENDED_DETAIL = "\1"
+local function detail_of(t, v)
+  if string.byte(v, 1) ~= 1 then return v end
+  return "suspended: waitpoint " .. t.current_waitpoint_id .. " awaiting " .. string.sub(v, 2)
+end
+
 -- Reads of a core table by long name: the stored short field, the state vector's dimensions and
 -- the public state (decoded at the first read of one of them), the transition times' default;
 -- each is kept in the table once read (FF.state and FF.cset keep it current).
@@ -379,6 +388,8 @@ local CORE_MT = {
       v = rawget(t, s)
       if v == nil then
         if k == "last_transition_at" or k == "last_mutation_at" then v = t.created_at else v = "" end
+      elseif k == "blocking_detail" then
+        v = detail_of(t, v)
       end
     elseif SV_INDEX[k] ~= nil then
       local dims = FF.sv_decode(rawget(t, "sv"))
@@ -417,6 +428,7 @@ function FF.core_expand(m)
   for i = 1, 6 do c[SV[i]] = dims[i] end
   c.public_state = FF.public(dims[1], dims[3], dims[5])
   if c.priority == "" then c.priority = "0" end
+  if c.blocking_detail ~= "" then c.blocking_detail = detail_of(c, c.blocking_detail) end
   c.namespace = c.namespace -- (stored only when not empty)
   if c.last_transition_at == "" then c.last_transition_at = c.created_at end
   if c.last_mutation_at == "" then c.last_mutation_at = c.created_at end

@@ -378,7 +378,7 @@ FF.fn.suspend = function(B, a, now)
     FF.suspend_attempt(B, e, c, sid, now)
     FF.drop_lease(B, e, c)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", FF.blocking_for(FF.str(a.reason_code)),
-      "suspended: waitpoint " .. wp_id .. " awaiting " .. FF.str(a.reason_code), "none", "attempt_interrupted", now,
+      FF.SUSPENDED_DETAIL .. FF.str(a.reason_code), "none", "attempt_interrupted", now,
       FF.with(FF.LEASE_CLEAR, { "current_suspension_id", sid, "current_waitpoint_id", wp_id }))
     C("ZADD", K.idx(B, "suspended"), FF.s(timeout_at or FF.NO_TIMEOUT), e)
     if timeout_at then C("ZADD", K.idx(B, "susp_timeout"), FF.s(timeout_at), e) end
