@@ -215,7 +215,7 @@ end
 -- (registry.ts `free`).
 local function delete_execution(B, e, c)
   local keys = { K.core(B, e) }
-  for _, s in ipairs({ "payload", "policy", "result", "tags", "grant", "susp", "susp:cnt", "susp:sat",
+  for _, s in ipairs({ "payload", "policy", "result", "tags", "grant", "susp", "susp:policy", "susp:cnt", "susp:sat",
     "susp:satsig", "sigs", "wps", "unres", "hist", "fail" }) do
     keys[#keys + 1] = K.ex(B, e, s)
   end

@@ -367,13 +367,18 @@ FF.fn.suspend = function(B, a, now)
   else
     local tb = FF.str(a.timeout_behavior)
     if tb == "" then tb = "fail" end
+    -- (the condition is kept here only when composite: a single-signal condition is the waitpoint's
+    -- `cond`; the resume policy, a JSON text over 64 bytes, in a key of its own: the hash stays a
+    -- listpack)
     C("HSET", sk, "suspension_id", sid, "execution_id", e, "attempt_index", c.current_attempt_index,
       "waitpoint_id", wp_id, "waitpoint_key", wp_key, "additional_waitpoints_json", extras_json,
       "reason_code", FF.str(a.reason_code), "requested_by", FF.str(a.requested_by), "created_at", FF.s(now),
       "timeout_at", timeout_at and FF.s(timeout_at) or "", "timeout_behavior", tb,
-      "resume_condition_json", cond_json, "resume_policy_json", FF.str(a.resume_policy_json),
       "continuation_metadata_pointer", FF.str(a.continuation), "last_signal_at", "", "satisfied_at", "",
       "closed_at", "", "close_reason", "", "composite", composite and "1" or "0")
+    if composite then C("HSET", sk, "resume_condition_json", cond_json) end
+    local rp = FF.str(a.resume_policy_json)
+    if rp ~= "" then C("SET", K.ex(B, e, "susp:policy"), rp) else C("DEL", K.ex(B, e, "susp:policy")) end
     FF.run_end(B, e, c, "suspended", FF.str(a.reason_code), now)
     FF.suspend_attempt(B, e, c, sid, now)
     FF.drop_lease(B, e, c)
