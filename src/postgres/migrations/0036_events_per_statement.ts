@@ -8,7 +8,9 @@
  *
  * - `exec_core_event_k` (before each update of a column an event reports) only moves the row's
  *   `event_k` to the larger of its transaction's id and its previous value: the `k` of the event
- *   of this change, which orders the execution's events;
+ *   of this change, which orders the execution's events. A statement that sets `event_k` itself
+ *   to that value (the claim's and the completion's, `greatest(ffi_xid(), event_k)`) skips it;
+ *   when the value is unchanged the trigger runs and changes nothing;
  * - `exec_core_events_created` (after an `INSERT` statement) writes the `ExecutionCreated` event
  *   of every row the statement inserted (an `INSERT` whose `ON CONFLICT DO NOTHING` skipped a row
  *   has no such row in its transition table), and `exec_core_events_updated` (after an `UPDATE`
@@ -35,12 +37,13 @@ BEGIN
 END $$;
 
 CREATE TRIGGER exec_core_event_k BEFORE UPDATE ON exec_core
-  FOR EACH ROW WHEN (OLD.public_state IS DISTINCT FROM NEW.public_state
+  FOR EACH ROW WHEN ((OLD.public_state IS DISTINCT FROM NEW.public_state
     OR OLD.ownership_state IS DISTINCT FROM NEW.ownership_state
     OR OLD.lease_epoch IS DISTINCT FROM NEW.lease_epoch
     OR OLD.attempt_state IS DISTINCT FROM NEW.attempt_state
     OR OLD.progress_updated_at IS DISTINCT FROM NEW.progress_updated_at
     OR OLD.flow_id IS DISTINCT FROM NEW.flow_id)
+    AND OLD.event_k IS NOT DISTINCT FROM NEW.event_k)
   EXECUTE FUNCTION ffi_trg_event_k();
 
 -- ExecutionCreated (s1 = public state) for each inserted row; k is the transaction's id (the

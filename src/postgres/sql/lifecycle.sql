@@ -347,7 +347,8 @@ BEGIN
       completed_at = v_now, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,
       lease_expires_at = NULL, lease_last_renewed_at = NULL, lease_acquired_at = NULL,
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
-      has_grant = false, last_transition_at = v_now, last_mutation_at = v_now
+      has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
+      event_k = greatest(ffi_xid(), event_k)
     WHERE execution_id = ANY (f_ids);
     IF cardinality(f_arm) > 0 THEN
       INSERT INTO timer (kind, ref, due_at)
