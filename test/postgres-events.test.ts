@@ -165,5 +165,28 @@ describe("postgres events", () => {
         expect(ofN.map((e) => e._tag)).toEqual(["ExecutionCreated"])
         expect(ofN[0]).toMatchObject({ _tag: "ExecutionCreated", publicState: "cancelled" })
       }))
+
+    it.scoped("two progress reports within the same millisecond write two Progress events", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const lane = Ids.unsafe.laneId(`ev-progress-${process.pid}`)
+        const id = yield* Ids.executionIdSolo(lane)
+        yield* b.createExecution({ executionId: id, namespace: ns, laneId: lane, executionKind: "k" })
+        expect(Option.isSome(yield* b.claim({ lane, capabilities: { tokens: [] }, policy }))).toBe(true)
+        const c = yield* session
+        const report = (pct: number, msg: string) =>
+          query(
+            c,
+            `SELECT ff_progress(e.execution_id, e.current_attempt_index, e.current_attempt_id, e.lease_id, e.lease_epoch,
+               $2, $3, e.lease_acquired_at + 1) AS r FROM exec_core e WHERE e.execution_id = $1`,
+            [id, pct, msg]
+          )
+        expect((yield* report(10, "a")).rows[0].r).toEqual({ ok: null })
+        expect((yield* report(20, "b")).rows[0].r).toEqual({ ok: null })
+        const events = (yield* b.readEvents({ filter: Events.execution(id) })).events as ReadonlyArray<M.EngineEvent>
+        expect(events.map((e) => e._tag)).toEqual(["ExecutionCreated", "Claimed", "Progress", "Progress"])
+        expect(events.slice(2)).toMatchObject([{ percent: 10, message: "a" }, { percent: 20, message: "b" }])
+        expect(events[2]!.at).toBe(events[3]!.at)
+      }))
   })
 })
