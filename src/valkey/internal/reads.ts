@@ -294,13 +294,10 @@ export const makeReads = (
   const listExecutions: BackendCore["listExecutions"] = (partition, cursor, limit) =>
     Effect.gen(function*() {
       if (partition >= N) return { executions: [] }
-      const env = yield* call("list_executions", ctx.flowTarget(partition), {
-        ...(cursor === undefined ? {} : { cursor }),
-        limit
-      }, [], true)
-      const ids = yield* decodeJson("ff_list_executions", StrArray, env.fields[0])
+      const ids = yield* client.run("ZRANGEBYLEX all", (c) =>
+        c.zrangebylex(keys.all(partition), cursor === undefined ? "-" : `(${cursor}`, "+", "LIMIT", 0, limit + 1))
       const executions = yield* Effect.forEach(ids.slice(0, limit), (id) =>
-        D.strict("list_executions: lane state sets", { id }, (r) => r.decode("id", Ids.ExecutionId, id)))
+        D.strict("list_executions: all_executions", { id }, (r) => r.decode("id", Ids.ExecutionId, id)))
       const last = executions[executions.length - 1]
       return { executions, ...(ids.length > limit && last !== undefined ? { nextCursor: last } : {}) }
     })
