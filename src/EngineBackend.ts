@@ -290,6 +290,13 @@ export declare namespace EngineBackend {
      * true when woken.
      */
     readonly await: (since: number, maxWait: Duration.Duration) => Effect.Effect<boolean>
+    /**
+     * While set, `f` runs at each wake-up as soon as the backend's connection delivered it (in a
+     * microtask of that turn, before the fibers it resumes run): an idle worker sends its claim from
+     * there, without waiting for its `await` to return. `undefined` clears it. It does not run for a
+     * wake-up counted before it was set (`await` returns at once for that one).
+     */
+    readonly onWake: (f: (() => void) | undefined) => void
     /** Makes the lanes' delayed and backed-off work that is due claimable now; how many executions. */
     readonly promoteDue: Effect.Effect<number, EngineError>
     /**
