@@ -89,6 +89,30 @@ describe("observability", () => {
       expect(spans.map((s) => s.name)).toEqual(operationNames.map((op) => `EngineBackend.${op}`))
     }))
 
+  it.effect("without a tracer, Producer.submit makes no span (Effect's built-in tracer exports nothing)", () =>
+    Effect.gen(function*() {
+      const backend = yield* EngineBackend
+      const seen: Array<Option.Option<string>> = []
+      const watching: EngineBackend.Service = {
+        ...backend,
+        createExecution: (args) =>
+          Effect.zipRight(
+            Effect.map(Effect.option(Effect.currentSpan), (span) => seen.push(Option.map(span, (s) => s.name))),
+            backend.createExecution(args)
+          )
+      }
+      const lane = yield* newLane()
+      yield* Producer.submit(Add, { a: 1, b: 2 }, { lane }).pipe(Effect.provideService(EngineBackend, watching))
+      expect(seen).toEqual([Option.none()])
+      // with a tracer, it does
+      const { tracer } = yield* recordingTracer
+      yield* Producer.submit(Add, { a: 1, b: 2 }, { lane }).pipe(
+        Effect.provideService(EngineBackend, watching),
+        Effect.withTracer(tracer)
+      )
+      expect(seen[1]).toEqual(Option.some("Producer.submit"))
+    }).pipe(Effect.provide(MemoryBackend.layer())))
+
   it.effect("with a tracer, a malformed handle is still a Validation error (its span attributes never throw)", () =>
     Effect.gen(function*() {
       const { tracer } = yield* recordingTracer
