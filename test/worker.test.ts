@@ -4,6 +4,7 @@ import { EngineBackend, operationNames } from "../src/EngineBackend.js"
 import { type EngineError, Transport } from "../src/EngineError.js"
 import * as Ids from "../src/Ids.js"
 import { instrument } from "../src/internal/observability.js"
+import { makeHub } from "../src/internal/wakeups.js"
 import * as LeaseKeeper from "../src/internal/worker/leaseKeeper.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
 import * as Producer from "../src/Producer.js"
@@ -181,6 +182,41 @@ const memoryWith = (overrides: (backend: EngineBackend.Service) => Partial<Engin
 /** The error a wrapped operation fails with when a test injects a fault. */
 const injected = (retryable: boolean) =>
   Effect.fail(new Transport({ backend: "memory", kind: "transport", retryable, message: "injected" }))
+
+describe("wake-up hub", () => {
+  const quiet = { listen: () => Effect.void, unlisten: () => Effect.void }
+  const store = {
+    arm: Effect.succeed({ dueAt: Option.none(), claimAgain: false }),
+    disarm: Effect.void,
+    promoteDue: Effect.succeed(0)
+  }
+
+  it.live("a wake-up runs the onWake hook at once; the wait it ends returns when the hook calls done", () =>
+    Effect.gen(function*() {
+      const hub = makeHub(quiet)
+      const sub = yield* hub.subscribe({ lanes: [Ids.unsafe.laneId("a")], workerInstanceId: Ids.unsafe.workerInstanceId("w") }, store)
+      const calls: Array<() => void> = []
+      sub.onWake((done) => void calls.push(done))
+      const mark = yield* sub.wakeups
+      const waiting = yield* Effect.fork(sub.await(mark, Duration.seconds(30)))
+      yield* Effect.sleep("5 millis")
+      hub.wake("b")
+      hub.wake("a")
+      yield* Effect.sleep("5 millis")
+      expect(calls.length).toBe(1)
+      // the hook has not said done: the wait goes on
+      expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+      calls[0]!()
+      expect(yield* Fiber.join(waiting)).toBe(true)
+      // cleared: a wake-up ends the next wait at once
+      sub.onWake(undefined)
+      const again = yield* Effect.fork(sub.await(yield* sub.wakeups, Duration.seconds(30)))
+      yield* Effect.sleep("5 millis")
+      hub.wake("a")
+      expect(yield* Fiber.join(again)).toBe(true)
+      expect(calls.length).toBe(1)
+    }).pipe(Effect.scoped))
+})
 
 describe("lease keeper (memory)", () => {
   /** The memory engine, with `renew` failing (a retryable transport error, or a defect) while `failing` says so. */

@@ -22,7 +22,7 @@ interface Subscriber extends Woken {
   readonly workerInstanceId: string
   readonly revoked: Queue.Queue<ExecutionId>
   /** Run at each wake-up while set (`onWake`), in a microtask of the transport's turn. */
-  hook: (() => void) | undefined
+  hook: ((done: () => void) => void) | undefined
 }
 
 /** What the transport sees of the subscriptions. */
@@ -81,14 +81,29 @@ const removeFrom = <K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean => {
 
 const bump = (s: Woken): void => {
   s.count++
-  // A microtask, not this stack: the memory engine wakes inside its step, which must end first.
-  const hook = (s as Partial<Subscriber>).hook
-  if (hook !== undefined) queueMicrotask(hook)
   const waiter = s.waiter
-  if (waiter !== undefined) {
-    s.waiter = undefined
-    Deferred.unsafeDone(waiter, Exit.void)
+  s.waiter = undefined
+  const hook = (s as Partial<Subscriber>).hook
+  if (hook === undefined) {
+    if (waiter !== undefined) Deferred.unsafeDone(waiter, Exit.void)
+    return
   }
+  // A microtask, not this stack: the memory engine wakes inside its step, which must end first.
+  // The wait this wake-up ends returns once the hook says so (the worker: once its claim is made).
+  queueMicrotask(() => {
+    let ended = false
+    const done = () => {
+      if (ended) return
+      ended = true
+      if (waiter !== undefined) Deferred.unsafeDone(waiter, Exit.void)
+    }
+    try {
+      hook(done)
+    } catch (e) {
+      done()
+      throw e
+    }
+  })
 }
 
 export const makeHub = (transport: WakeTransport): Hub => {

@@ -255,16 +255,16 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
      * of after the loop's wait has returned. Its failure is logged; the loop's next claim, which
      * follows the same wake-up, reports it as it does its own.
      */
-    const claimOnWake = () => {
+    const claimOnWake = (done: () => void) => {
       const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
-      if (stopping || free <= 0) return
+      if (stopping || free <= 0) return done()
       const fiber = forkAttempt(
         Effect.flatMap(claimAndLaunch(free), (r) => {
           slotFree.unsafeOpen()
           if (Either.isLeft(r)) return Effect.logWarning("claim at a wake-up failed", r.left)
           if (Option.isSome(r.right)) claimedOnWake = true
           return Effect.void
-        })
+        }).pipe(Effect.ensuring(Effect.sync(done)))
       )
       FiberSet.unsafeAdd(tasks, fiber)
     }
