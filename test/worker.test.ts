@@ -1,5 +1,19 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Layer, Metric, MetricState, Option, Ref, Schedule, TestClock, Tracer } from "effect"
+import {
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Metric,
+  MetricState,
+  Option,
+  Random,
+  Ref,
+  Schedule,
+  TestClock,
+  Tracer
+} from "effect"
 import { EngineBackend, operationNames } from "../src/EngineBackend.js"
 import { type EngineError, Transport } from "../src/EngineError.js"
 import * as Ids from "../src/Ids.js"
@@ -182,6 +196,19 @@ const memoryWith = (overrides: (backend: EngineBackend.Service) => Partial<Engin
 /** The error a wrapped operation fails with when a test injects a fault. */
 const injected = (retryable: boolean) =>
   Effect.fail(new Transport({ backend: "memory", kind: "transport", retryable, message: "injected" }))
+
+describe("execution ids on the submit path", () => {
+  const V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+
+  it("under the default Random, ids are fresh v4 UUIDs; a seeded Random repeats its ids", () => {
+    const live = Array.from({ length: 200 }, () => Effect.runSync(Ids.randomUuid))
+    expect(live.every((u) => V4.test(u))).toBe(true)
+    expect(new Set(live).size).toBe(200)
+    const seeded = () => Effect.runSync(Effect.withRandom(Ids.randomUuid, Random.make(15)))
+    expect(seeded()).toBe(seeded())
+    expect(V4.test(seeded())).toBe(true)
+  })
+})
 
 describe("wake-up hub", () => {
   const quiet = { listen: () => Effect.void, unlisten: () => Effect.void }
