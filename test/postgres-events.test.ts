@@ -125,5 +125,68 @@ describe("postgres events", () => {
         const resumed = yield* b.readEvents({ filter: Events.lane(lane), after: start })
         expect(resumed.events.map((e) => e._tag)).toEqual(["Claimed", "Cancelled"])
       }))
+
+    it.scoped("one statement changing several executions: an event for each changed one, a change by the creating transaction folded", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const lane = Ids.unsafe.laneId(`ev-statement-${process.pid}`)
+        const a = yield* Ids.executionIdSolo(lane)
+        const u = yield* Ids.executionIdSolo(lane)
+        const n = yield* Ids.executionIdSolo(lane)
+        yield* b.createExecution({ executionId: a, namespace: ns, laneId: lane, executionKind: "k" })
+        yield* b.createExecution({ executionId: u, namespace: ns, laneId: lane, executionKind: "k" })
+        const c = yield* session
+        yield* query(c, "BEGIN")
+        // a third execution created by this transaction (a copy of the first row under another id)
+        yield* query(
+          c,
+          `INSERT INTO exec_core SELECT (jsonb_populate_record(e, jsonb_build_object('execution_id', $2::text,
+             'event_k', pg_current_xact_id()::text::bigint))).* FROM exec_core e WHERE execution_id = $1`,
+          [a, n]
+        )
+        // one statement: the first and the new one cancelled, the second only touched
+        yield* query(
+          c,
+          `UPDATE exec_core SET lifecycle_phase = CASE WHEN execution_id = $2 THEN lifecycle_phase ELSE 'terminal' END,
+             terminal_outcome = CASE WHEN execution_id = $2 THEN terminal_outcome ELSE 'cancelled' END,
+             public_state = CASE WHEN execution_id = $2 THEN public_state ELSE 'cancelled' END,
+             cancellation_reason = 'batch', last_mutation_at = last_mutation_at + 1
+           WHERE execution_id = ANY ($1::text[])`,
+          [[a, u, n], u]
+        )
+        yield* query(c, "COMMIT")
+        const page = (id: Ids.ExecutionId) =>
+          Effect.map(b.readEvents({ filter: Events.execution(id) }), (p) => p.events as ReadonlyArray<M.EngineEvent>)
+        const ofA = yield* page(a)
+        expect(ofA.map((e) => e._tag)).toEqual(["ExecutionCreated", "Cancelled"])
+        expect(ofA[1]).toMatchObject({ _tag: "Cancelled", reason: "batch" })
+        expect(yield* tagsOf(u)).toEqual(["ExecutionCreated"])
+        const ofN = yield* page(n)
+        expect(ofN.map((e) => e._tag)).toEqual(["ExecutionCreated"])
+        expect(ofN[0]).toMatchObject({ _tag: "ExecutionCreated", publicState: "cancelled" })
+      }))
+
+    it.scoped("two progress reports within the same millisecond write two Progress events", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const lane = Ids.unsafe.laneId(`ev-progress-${process.pid}`)
+        const id = yield* Ids.executionIdSolo(lane)
+        yield* b.createExecution({ executionId: id, namespace: ns, laneId: lane, executionKind: "k" })
+        expect(Option.isSome(yield* b.claim({ lane, capabilities: { tokens: [] }, policy }))).toBe(true)
+        const c = yield* session
+        const report = (pct: number, msg: string) =>
+          query(
+            c,
+            `SELECT ff_progress(e.execution_id, e.current_attempt_index, e.current_attempt_id, e.lease_id, e.lease_epoch,
+               $2, $3, e.lease_acquired_at + 1) AS r FROM exec_core e WHERE e.execution_id = $1`,
+            [id, pct, msg]
+          )
+        expect((yield* report(10, "a")).rows[0].r).toEqual({ ok: null })
+        expect((yield* report(20, "b")).rows[0].r).toEqual({ ok: null })
+        const events = (yield* b.readEvents({ filter: Events.execution(id) })).events as ReadonlyArray<M.EngineEvent>
+        expect(events.map((e) => e._tag)).toEqual(["ExecutionCreated", "Claimed", "Progress", "Progress"])
+        expect(events.slice(2)).toMatchObject([{ percent: 10, message: "a" }, { percent: 20, message: "b" }])
+        expect(events[2]!.at).toBe(events[3]!.at)
+      }))
   })
 })

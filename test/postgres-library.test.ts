@@ -147,12 +147,13 @@ describe("postgres function library", () => {
         // every library function is new; the exec_core CHECK and trigger functions belong to the migrations
         const kept = reinstalled.filter((f) => first.some((g) => g.oid === f.oid)).map((f) => f.sig)
         expect(kept).toEqual([
-          `${freshSchema}.ff_trg_exec_created()`,
-          `${freshSchema}.ff_trg_exec_event()`,
           `${freshSchema}.ff_trg_flow_event()`,
           `${freshSchema}.ffi_exec_core_row_ok(text,text,text,text,text,integer)`,
           `${freshSchema}.ffi_lane_count_rows()`,
-          `${freshSchema}.ffi_lane_count_update()`
+          `${freshSchema}.ffi_lane_count_update()`,
+          `${freshSchema}.ffi_trg_event_k()`,
+          `${freshSchema}.ffi_trg_events_created()`,
+          `${freshSchema}.ffi_trg_events_updated()`
         ])
 
         // a library whose function changed its signature: no stale overload is left behind

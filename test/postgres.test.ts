@@ -343,6 +343,40 @@ describe("postgres retention", () => {
         expect(yield* rows(keep)).toEqual(before)
       }))
 
+    it.effect("completeMany turns the lease timer into the retention timer (or moves one already there); the pass then removes both", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const b = yield* EngineBackend
+        const l = Ids.unsafe.laneId(`retention-move-${tag}`)
+        const ids = [yield* Ids.executionIdSolo(l), yield* Ids.executionIdSolo(l)]
+        for (const executionId of ids) {
+          yield* b.createExecution({
+            executionId, namespace: NS, laneId: l, executionKind: "k", policy: { streamPolicy: { retentionTtlMs: 1_000 } }
+          })
+        }
+        const handles = yield* b.claimMany({ lane: l, capabilities: { tokens: [] }, policy: policy(60_000) }, 2)
+        expect(handles.length).toBe(2)
+        const timers = () =>
+          sql.unsafe<{ readonly ref: string; readonly kind: string; readonly due: string }>(
+            `SELECT t.ref, t.kind, (t.due_at - c.completed_at)::text AS due FROM "${schema}".timer t
+             LEFT JOIN "${schema}".exec_core c ON c.execution_id = t.ref WHERE t.ref = ANY ($1::text[]) ORDER BY t.ref, t.kind`,
+            [ids]
+          )
+        expect((yield* timers()).map((t) => t.kind)).toEqual(["lease", "lease"])
+        // a retention timer already there for the second one (left by an earlier end of it)
+        yield* sql.unsafe(`INSERT INTO "${schema}".timer (kind, ref, due_at) VALUES ('retention', $1, 1)`, [ids[1]!])
+        const outcomes = yield* b.completeMany(handles.map((handle) => ({ handle })))
+        expect(outcomes.map((o) => o._tag)).toEqual(["Right", "Right"])
+        const after = yield* timers()
+        expect(after.map((t) => [t.ref, t.kind, t.due])).toEqual(
+          [...ids].sort().map((id) => [id, "retention", "1000"])
+        )
+        yield* advance(1_000)
+        const m = yield* Maintenance
+        expect(yield* m.trimRetention()).toEqual({ pass: "trimRetention", processed: 2, more: false })
+        expect(yield* timers()).toEqual([])
+      }))
+
     it.effect("trimRetention deletes dedup rows past their window, the oldest first, and keeps the others", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

@@ -46,7 +46,7 @@ const endOffset = (page: Page): M.EventOffset =>
 const pastEnd = (k: number, id: number | null, page: Page): boolean =>
   k > page.end || (k === page.end && page.endId !== undefined && page.endId >= 0 && (id === null || id > page.endId))
 
-/** The event a row stores (the columns of each kind: `ffi_exec_event`). */
+/** The event a row stores (the columns of each kind: the triggers of migration 0036). */
 const toEvent = (r: Row): unknown => {
   const base = {
     _tag: r.kind,

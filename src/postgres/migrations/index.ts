@@ -28,6 +28,8 @@ import * as m0032 from "./0032_lane_count_per_statement.js"
 import * as m0033 from "./0033_caps_null.js"
 import * as m0034 from "./0034_queue_fillfactor.js"
 import * as m0035 from "./0035_event_by_execution_hash.js"
+import * as m0036 from "./0036_events_per_statement.js"
+import * as m0037 from "./0037_event_kind_code.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -52,7 +54,9 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0032_lane_count_per_statement": run(m0032.sql),
   "0033_caps_null": run(m0033.sql),
   "0034_queue_fillfactor": run(m0034.sql),
-  "0035_event_by_execution_hash": run(m0035.sql)
+  "0035_event_by_execution_hash": run(m0035.sql),
+  "0036_events_per_statement": run(m0036.sql),
+  "0037_event_kind_code": run(m0037.sql)
 }
 
 /** The id of the newest migration this code needs. */

@@ -265,7 +265,8 @@ BEGIN
         started_at = coalesce(c.started_at, v_now),
         pending_retry_reason = NULL, pending_previous_attempt_index = NULL,
         pending_replay_reason = NULL, pending_replay_requested_by = NULL, delay_until = NULL,
-        attempt_timeout_at = NULL, last_transition_at = v_now, last_mutation_at = v_now
+        attempt_timeout_at = NULL, last_transition_at = v_now, last_mutation_at = v_now,
+        event_k = greatest(ffi_xid(), c.event_k)
       FROM u WHERE c.execution_id = u.id
     ), unready AS (
       DELETE FROM ready WHERE execution_id = ANY (f_ids)

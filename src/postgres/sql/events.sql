@@ -1,7 +1,7 @@
 -- ===========================================================================
 -- events.sql: the event log (docs/design/events.md). The triggers of
 -- migration 0029 hand every change of an exec_core or flow_core row that an
--- event reports to ffi_exec_event / ffi_flow_event, which write the event in
+-- event reports to ffi_exec_events / ffi_flow_event, which write the event in
 -- the transaction of the change: a rolled-back change leaves no event.
 --
 -- Order and visibility: an event's position is (k, id). k is the writing
@@ -21,108 +21,18 @@
 CREATE FUNCTION ffi_xid() RETURNS bigint LANGUAGE sql VOLATILE
 AS $$ SELECT pg_current_xact_id()::text::bigint $$;
 
--- ffi_event_wake: an event of execution p_eid (lane p_lane, flow p_flow; either may be NULL) or
--- of flow p_flow was written: the processes following one of its scopes are notified when the
--- transaction commits ('e' TAB scope; scopes 'e:<execution>', 'l:<lane>', 'f:<flow>').
---   args:   p_eid, p_lane, p_flow
+-- ffi_events_wake: events of the scopes p_scopes ('e:<execution>', 'l:<lane>', 'f:<flow>'; NULLs
+-- and repeats allowed) were written: the processes following one of them are notified when the
+-- transaction commits ('e' TAB scope). One look-up for all of them; nothing when nobody follows.
+--   args:   p_scopes
 --   reply:  void
 --   errors: -
-CREATE FUNCTION ffi_event_wake(p_eid text, p_lane text, p_flow uuid) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION ffi_events_wake(p_scopes text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_scope text;
 BEGIN
-  FOR v_scope IN SELECT DISTINCT w.scope FROM event_waiter w
-                 WHERE w.scope IN ('e:' || p_eid, 'l:' || p_lane, 'f:' || p_flow::text) LOOP
+  FOR v_scope IN SELECT DISTINCT w.scope FROM event_waiter w WHERE w.scope = ANY (p_scopes) LOOP
     PERFORM pg_notify(ffi_channel(), 'e' || chr(9) || v_scope);
   END LOOP;
-END $$;
-
--- ffi_exec_event: the event of a change of exec_core row o into n (p_insert: n is new), written
--- now; returns n's event_k. At most one event per change, the first that applies:
---   insert: ExecutionCreated (s1 = public state); a later change made by the transaction that
---     created the row is folded into that event (its public state, its flow) instead;
---   Claimed (attempt, s1 = worker instance): a lease starts;
---   AttemptInterrupted (attempt, s1 = lease_expired / lease_revoked): the lease is lost;
---   RetryScheduled (attempt, num = when, s1 = the failure's reason): an attempt failed, another
---     is due;
---   Progress (attempt, num = percent, s1 = message): progress reported, no change of state;
---   on a change of public state: Completed / Failed (s1 = reason, s2 = class) / Cancelled
---     (s1 = reason) / Expired / Skipped; Suspended; Resumed (s1 = state); Delayed (num = until);
---     else StateChanged (s2 = from, s1 = to).
--- Reasons and messages are cut like a history reason. Time: the row's last_mutation_at.
---   args:   p_insert, o (NULL on insert), n
---   reply:  bigint (n's event_k)
---   errors: -
-CREATE FUNCTION ffi_exec_event(p_insert boolean, o exec_core, n exec_core) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-  v_xid bigint := ffi_xid();
-  v_k bigint;
-  v_at bigint := n.last_mutation_at;
-  v_kind text;
-  v_attempt int;
-  v_num bigint;
-  v_s1 text;
-  v_s2 text;
-  f exec_failure;
-BEGIN
-  IF p_insert THEN
-    INSERT INTO event (k, at, execution_id, lane_id, flow_id, kind, s1)
-    VALUES (v_xid, n.created_at, n.execution_id, n.lane_id, n.flow_id, 'ExecutionCreated', n.public_state);
-    PERFORM ffi_event_wake(n.execution_id, n.lane_id, n.flow_id);
-    RETURN v_xid;
-  END IF;
-  IF o.event_k = v_xid THEN
-    UPDATE event SET s1 = n.public_state, flow_id = n.flow_id
-    WHERE hashtextextended(execution_id, 0) = hashtextextended(n.execution_id, 0) AND execution_id = n.execution_id AND k = v_xid AND kind = 'ExecutionCreated';
-    IF FOUND THEN RETURN v_xid; END IF;
-  END IF;
-  IF n.lifecycle_phase = 'active' AND n.ownership_state = 'leased' THEN
-    IF o.lifecycle_phase = 'active' AND o.ownership_state = 'leased' THEN
-      IF o.progress_updated_at IS DISTINCT FROM n.progress_updated_at THEN
-        v_kind := 'Progress'; v_attempt := n.current_attempt_index; v_num := n.progress_pct;
-        v_s1 := ffi_cut_reason(n.progress_message); v_at := n.progress_updated_at;
-      END IF;
-    ELSE
-      v_kind := 'Claimed'; v_attempt := n.current_attempt_index; v_s1 := n.worker_instance_id;
-    END IF;
-  ELSIF n.lifecycle_phase = 'active' AND o.lifecycle_phase = 'active' AND o.ownership_state = 'leased' THEN
-    v_kind := 'AttemptInterrupted'; v_attempt := n.current_attempt_index;
-    v_s1 := CASE WHEN n.ownership_state = 'lease_revoked' THEN 'lease_revoked' ELSE 'lease_expired' END;
-  ELSIF n.attempt_state = 'pending_retry_attempt' AND o.lifecycle_phase = 'active' THEN
-    SELECT * INTO f FROM exec_failure WHERE execution_id = n.execution_id AND failed_at = v_at;
-    v_kind := 'RetryScheduled'; v_attempt := n.current_attempt_index;
-    v_num := CASE WHEN n.public_state = 'delayed' AND n.delay_until IS NOT NULL THEN n.delay_until ELSE v_at END;
-    v_s1 := ffi_cut_reason(f.reason);
-  ELSIF o.public_state IS DISTINCT FROM n.public_state THEN
-    CASE n.public_state
-      WHEN 'completed' THEN
-        v_kind := 'Completed'; v_attempt := CASE WHEN n.current_attempt_id IS NOT NULL THEN n.current_attempt_index END;
-      WHEN 'failed' THEN
-        SELECT * INTO f FROM exec_failure WHERE execution_id = n.execution_id AND failed_at = v_at;
-        v_kind := 'Failed'; v_attempt := CASE WHEN n.current_attempt_id IS NOT NULL THEN n.current_attempt_index END;
-        v_s1 := ffi_cut_reason(coalesce(f.reason, n.failure_reason)); v_s2 := f.classification;
-      WHEN 'cancelled' THEN v_kind := 'Cancelled'; v_s1 := ffi_cut_reason(n.cancellation_reason);
-      WHEN 'expired' THEN v_kind := 'Expired';
-      WHEN 'skipped' THEN v_kind := 'Skipped';
-      WHEN 'suspended' THEN
-        v_kind := 'Suspended'; v_attempt := CASE WHEN n.current_attempt_id IS NOT NULL THEN n.current_attempt_index END;
-      ELSE
-        IF o.lifecycle_phase = 'suspended' THEN
-          v_kind := 'Resumed'; v_s1 := n.public_state;
-        ELSIF n.public_state = 'delayed' AND o.lifecycle_phase = 'active' AND n.delay_until IS NOT NULL THEN
-          v_kind := 'Delayed'; v_num := n.delay_until;
-        ELSE
-          v_kind := 'StateChanged'; v_s2 := o.public_state; v_s1 := n.public_state;
-        END IF;
-    END CASE;
-  END IF;
-  IF v_kind IS NULL THEN RETURN o.event_k; END IF;
-  v_k := greatest(v_xid, o.event_k);
-  INSERT INTO event (k, at, execution_id, lane_id, flow_id, kind, attempt, num, s1, s2)
-  VALUES (v_k, v_at, n.execution_id, n.lane_id, n.flow_id, v_kind, v_attempt, v_num, v_s1, v_s2);
-  PERFORM set_config('flowfabric.event_at', v_at::text, true);
-  PERFORM ffi_event_wake(n.execution_id, n.lane_id, n.flow_id);
-  RETURN v_k;
 END $$;
 
 -- ffi_flow_event: a FlowStateChanged event (s1 = the public state) when the change of flow_core
@@ -144,7 +54,7 @@ BEGIN
   END IF;
   v_k := greatest(ffi_xid(), o.event_k);
   INSERT INTO event (k, at, flow_id, kind, s1) VALUES (v_k, v_at, n.flow_id, 'FlowStateChanged', v_state);
-  PERFORM ffi_event_wake(NULL, NULL, n.flow_id);
+  PERFORM ffi_events_wake(ARRAY['f:' || n.flow_id::text]);
   RETURN v_k;
 END $$;
 
@@ -210,7 +120,7 @@ BEGIN
 END $$;
 
 -- ff_event_watch: listener p_listener follows scopes p_scopes until p_now + p_ttl: events of
--- those scopes are notified from the commit on (ffi_event_wake). Renewing moves the expiry.
+-- those scopes are notified from the commit on (ffi_events_wake). Renewing moves the expiry.
 --   args:   p_scopes, p_listener, p_ttl (ms), p_now
 --   reply:  {"ok": null}
 --   errors: -

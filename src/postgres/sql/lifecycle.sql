@@ -204,7 +204,8 @@ BEGIN
   RETURN ffi_ok(jsonb_build_object('expiresAtMs', v_exp, 'leaseEpoch', e.lease_epoch));
 END $$;
 
--- ff_progress: records the attempt's progress (a NULL keeps the stored value).
+-- ff_progress: records the attempt's progress (a NULL keeps the stored value); every report
+-- writes a Progress event, one in the same millisecond as the last one too.
 --   args:   the handle, p_pct, p_msg, p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
@@ -217,9 +218,24 @@ BEGIN
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, false, false, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
+  IF e.progress_updated_at IS DISTINCT FROM v_now THEN
+    -- the event triggers see the report by its new time (Progress)
+    UPDATE exec_core SET progress_pct = coalesce(p_pct, progress_pct), progress_message = coalesce(p_msg, progress_message),
+      progress_updated_at = v_now, last_mutation_at = v_now
+    WHERE execution_id = p_eid;
+    RETURN ffi_ok();
+  END IF;
+  -- a second report within the same millisecond leaves the time as it was, so the triggers see no
+  -- report: its Progress event (the shape of the update trigger's) is written here
   UPDATE exec_core SET progress_pct = coalesce(p_pct, progress_pct), progress_message = coalesce(p_msg, progress_message),
-    progress_updated_at = v_now, last_mutation_at = v_now
-  WHERE execution_id = p_eid;
+    last_mutation_at = v_now, event_k = greatest(ffi_xid(), event_k)
+  WHERE execution_id = p_eid
+  RETURNING * INTO e;
+  INSERT INTO event (k, at, execution_id, lane_id, flow_id, kind, attempt, num, s1)
+  VALUES (e.event_k, v_now, e.execution_id, e.lane_id, e.flow_id, 'Progress', e.current_attempt_index, e.progress_pct,
+    ffi_cut_reason(e.progress_message));
+  PERFORM set_config('flowfabric.event_at', v_now::text, true);
+  PERFORM ffi_events_wake(ARRAY['e:' || e.execution_id, 'l:' || e.lane_id, 'f:' || e.flow_id::text]);
   RETURN ffi_ok();
 END $$;
 
@@ -312,6 +328,7 @@ DECLARE
   f_ids text[];
   f_cai int[];
   f_arm text[];
+  f_moved text[];
   v_i int;
 BEGIN
   -- the common case, locked (rows that do not qualify once locked are left to ff_complete)
@@ -347,13 +364,27 @@ BEGIN
       completed_at = v_now, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,
       lease_expires_at = NULL, lease_last_renewed_at = NULL, lease_acquired_at = NULL,
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
-      has_grant = false, last_transition_at = v_now, last_mutation_at = v_now
+      has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
+      event_k = greatest(ffi_xid(), event_k)
     WHERE execution_id = ANY (f_ids);
     IF cardinality(f_arm) > 0 THEN
-      INSERT INTO timer (kind, ref, due_at)
-      SELECT 'retention', d.execution_id, v_now + ffi_retention_ms(d.policy)
-      FROM exec_data d WHERE d.execution_id = ANY (f_arm)
-      ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
+      -- the lease timer becomes the retention timer: one row version instead of a delete and an
+      -- insert (with its ON CONFLICT confirmation); where a retention timer already exists, or
+      -- no lease timer does, the retention timer is set as in ffi_retention_set
+      WITH moved AS (
+        UPDATE timer t SET kind = 'retention', due_at = v_now + ffi_retention_ms(d.policy)
+        FROM exec_data d
+        WHERE t.ref = ANY (f_arm) AND t.kind = 'lease' AND d.execution_id = t.ref
+          AND NOT EXISTS (SELECT 1 FROM timer x WHERE x.ref = t.ref AND x.kind = 'retention')
+        RETURNING t.ref
+      )
+      SELECT coalesce(array_agg(ref), '{}') INTO f_moved FROM moved;
+      IF cardinality(f_moved) < cardinality(f_arm) THEN
+        INSERT INTO timer (kind, ref, due_at)
+        SELECT 'retention', d.execution_id, v_now + ffi_retention_ms(d.policy)
+        FROM exec_data d WHERE d.execution_id = ANY (f_arm) AND d.execution_id <> ALL (f_moved)
+        ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
+      END IF;
     END IF;
     DELETE FROM ready WHERE execution_id = ANY (f_ids);
     DELETE FROM timer WHERE ref = ANY (f_ids) AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
