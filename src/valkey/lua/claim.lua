@@ -38,7 +38,7 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
     C("ZREM", K.lane(B, lane, "reclaim"), e)
   else
     C("ZREM", K.lane(B, lane, "eligible"), e)
-    if FF.kind_indexed(B, lane) then C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e) end
+    C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
   end
   C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
   return exp
@@ -200,19 +200,10 @@ end
 -- still rule them out), reading at most `budget` entries in all, as candidates in claim order.
 function FF.kind_candidates(B, lane, kinds, per, budget)
   local out = {}
-  local mode = FF.kind_mode(B, lane)
   for _, kind in ipairs(kinds) do
     if budget <= 0 then break end
-    -- (a lane of one kind so far keeps no kind index: its eligible index is that kind's, and it
-    -- has nothing of any other kind; FF.make_eligible)
-    local key = nil
-    if mode == "*" then
-      key = K.lane_kind(B, lane, kind)
-    elseif mode == "=" .. kind then
-      key = K.lane(B, lane, "eligible")
-    end
-    local r = {}
-    if key ~= nil then r = C("ZRANGE", key, 0, math.min(per, budget) - 1, "WITHSCORES") end
+    local key = K.lane_kind(B, lane, kind)
+    local r = C("ZRANGE", key, 0, math.min(per, budget) - 1, "WITHSCORES")
     local live = 0
     while #r > 0 and live < per and budget > 0 do
       for i = 1, #r, 2 do

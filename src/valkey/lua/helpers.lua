@@ -144,7 +144,6 @@ function FF.call_begin()
   if FF.due == nil or FF.dued then FF.due = {} end
   FF.dued = false
   if FF.revokes == nil or #FF.revokes > 0 then FF.revokes = {} end
-  if FF.kmodes == nil or next(FF.kmodes) ~= nil then FF.kmodes = {} end
   if FF.ldelta == nil or FF.ldirty then FF.ldelta = {} end
   FF.ldirty = false
   FF.ev_begin()
@@ -795,7 +794,7 @@ function FF.unindex(B, e, c)
   for _, kind in ipairs(kinds) do
     C("ZREM", K.lane(B, lane, kind), e)
   end
-  if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "suspended" and FF.kind_indexed(B, lane) then
+  if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "suspended" then
     C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
   end
   if c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "lease_expiry"), e) end
@@ -806,50 +805,14 @@ function FF.unindex(B, e, c)
   if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "suspended"), e) end
 end
 
--- The kind indexes (K.lane_kind) of a lane on a partition are kept only once two kinds met there:
--- its record `B:l:<lane>:kinds` is "=<kind>" while every execution made eligible there was of
--- that one kind (the eligible index is then its kind index: FF.kind_candidates reads it), and "*"
--- from the first execution of another kind made eligible while the eligible index is not empty:
--- the eligible index is then copied as the first kind's index (COPY, once per lane and partition)
--- and from then on every eligible execution also enters the index of its kind. While the eligible
--- index is empty a new kind just takes the record over. The mode is read once per call (FF.kmodes).
-local function kind_mode(B, lane)
-  local ck = B .. "\0" .. lane
-  local m = FF.kmodes[ck]
-  if m == nil then
-    m = C("GET", K.lane(B, lane, "kinds")) or ""
-    FF.kmodes[ck] = m
-  end
-  return m, ck
-end
-FF.kind_mode = kind_mode
-
--- Whether the lane keeps kind indexes on partition B (above).
-function FF.kind_indexed(B, lane) return kind_mode(B, lane) == "*" end
-
--- Indexes `e` as eligible on its lane (and in its kind index when the lane keeps them, above) at
--- its claim score, and reports the wake.
+-- Indexes `e` as eligible on its lane (and its lane and kind) at its claim score, and reports the
+-- wake.
 function FF.make_eligible(B, e, c)
   local score = FF.pscore(c.priority, c.created_at)
   local ss = FF.s(score)
-  local lane, kind = c.lane_id, c.execution_kind or ""
-  local mode, ck = kind_mode(B, lane)
-  if mode == "*" then
-    C("ZADD", K.lane_kind(B, lane, kind), ss, e)
-  elseif mode ~= "=" .. kind then
-    local ek = K.lane(B, lane, "eligible")
-    if mode == "" or C("ZCARD", ek) == 0 then
-      mode = "=" .. kind
-    else -- (the eligible index holds executions of the one kind so far only)
-      C("COPY", ek, K.lane_kind(B, lane, string.sub(mode, 2)), "REPLACE")
-      C("ZADD", K.lane_kind(B, lane, kind), ss, e)
-      mode = "*"
-    end
-    C("SET", K.lane(B, lane, "kinds"), mode)
-    FF.kmodes[ck] = mode
-  end
-  C("ZADD", K.lane(B, lane, "eligible"), ss, e)
-  FF.add_wake(lane, score)
+  C("ZADD", K.lane(B, c.lane_id, "eligible"), ss, e)
+  C("ZADD", K.lane_kind(B, c.lane_id, c.execution_kind or ""), ss, e)
+  FF.add_wake(c.lane_id, score)
 end
 
 -- Whether the worker's capability set `worker` (FF.caps_set) holds every capability of
