@@ -394,12 +394,28 @@ const clusterStateOk = async (port: number): Promise<boolean> => {
   }
 };
 
-/** Starts a Valkey Cluster of `masters` masters (default 3), no replicas, and waits for `cluster_state:ok`. */
+/**
+ * Starts a Valkey Cluster of `masters` masters (default 3), no replicas, and waits for `cluster_state:ok`.
+ * A free port can be taken by another process between its choice and the node's bind (suites run side
+ * by side), so a failed start is tried again on fresh ports, as `startValkey` does, up to three times.
+ */
 export const startValkeyCluster = async (
   options: ValkeyOptions & { readonly masters?: number } = {}
 ): Promise<ValkeyClusterServer> => {
   valkeyServerBin();
   valkeyCliBin();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startValkeyClusterOnce(options);
+    } catch (error) {
+      if (attempt >= 3) throw error;
+    }
+  }
+};
+
+const startValkeyClusterOnce = async (
+  options: ValkeyOptions & { readonly masters?: number }
+): Promise<ValkeyClusterServer> => {
   const ports = await freeClusterPorts(options.masters ?? 3);
   const root = await makeTempDir("valkey-cluster");
   const unregisterExit = onProcessExit(() => rmSync(root, { recursive: true, force: true }));
