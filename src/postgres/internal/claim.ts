@@ -186,14 +186,13 @@ export const makeClaims = (
       int(max),
       bigint(Limits.batchBytes)
     ], completeClaimReply, CompleteClaimReply)
-    return Effect.gen(function*() {
-      const reply = yield* untilNotBusy(once, items.length === 0 && max > 0)
+    return Effect.map(untilNotBusy(once, items.length === 0 && max > 0), (reply) => {
       const completed: Array<Either.Either<void, EngineError>> = []
       for (let i = 0; i < items.length; i++) {
         const h = items[i]!.h
         const r = unwrap("complete_and_claim", reply.completed[i])
         if (Either.isRight(r) || replayedAs(r.left, h, "success")) {
-          yield* ctx.wake(h)
+          ctx.unsafeWake(h)
           completed.push(Either.void)
         } else {
           completed.push(Either.left(r.left))
