@@ -290,6 +290,15 @@ export declare namespace EngineBackend {
      * true when woken.
      */
     readonly await: (since: number, maxWait: Duration.Duration) => Effect.Effect<boolean>
+    /**
+     * While set, `f` runs at each wake-up as soon as the backend's connection delivered it (in a
+     * microtask of that turn): an idle worker makes its claim from there, without waiting for its
+     * `await` to return. The `await` that the wake-up ends returns once `f` calls `done` (the
+     * worker: once its claim is made and its attempts started, so that the loop's own wake-up does
+     * not compete with the claim for the process). `undefined` clears it. It does not run for a
+     * wake-up counted before it was set (`await` returns at once for that one).
+     */
+    readonly onWake: (f: ((done: () => void) => void) | undefined) => void
     /** Makes the lanes' delayed and backed-off work that is due claimable now; how many executions. */
     readonly promoteDue: Effect.Effect<number, EngineError>
     /**

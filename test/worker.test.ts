@@ -1,9 +1,24 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Layer, Metric, MetricState, Option, Ref, Schedule, TestClock, Tracer } from "effect"
+import {
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Metric,
+  MetricState,
+  Option,
+  Random,
+  Ref,
+  Schedule,
+  TestClock,
+  Tracer
+} from "effect"
 import { EngineBackend, operationNames } from "../src/EngineBackend.js"
 import { type EngineError, Transport } from "../src/EngineError.js"
 import * as Ids from "../src/Ids.js"
 import { instrument } from "../src/internal/observability.js"
+import { makeHub } from "../src/internal/wakeups.js"
 import * as LeaseKeeper from "../src/internal/worker/leaseKeeper.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
 import * as Producer from "../src/Producer.js"
@@ -89,6 +104,30 @@ describe("observability", () => {
       expect(spans.map((s) => s.name)).toEqual(operationNames.map((op) => `EngineBackend.${op}`))
     }))
 
+  it.effect("without a tracer, Producer.submit makes no span (Effect's built-in tracer exports nothing)", () =>
+    Effect.gen(function*() {
+      const backend = yield* EngineBackend
+      const seen: Array<Option.Option<string>> = []
+      const watching: EngineBackend.Service = {
+        ...backend,
+        createExecution: (args) =>
+          Effect.zipRight(
+            Effect.map(Effect.option(Effect.currentSpan), (span) => seen.push(Option.map(span, (s) => s.name))),
+            backend.createExecution(args)
+          )
+      }
+      const lane = yield* newLane()
+      yield* Producer.submit(Add, { a: 1, b: 2 }, { lane }).pipe(Effect.provideService(EngineBackend, watching))
+      expect(seen).toEqual([Option.none()])
+      // with a tracer, it does
+      const { tracer } = yield* recordingTracer
+      yield* Producer.submit(Add, { a: 1, b: 2 }, { lane }).pipe(
+        Effect.provideService(EngineBackend, watching),
+        Effect.withTracer(tracer)
+      )
+      expect(seen[1]).toEqual(Option.some("Producer.submit"))
+    }).pipe(Effect.provide(MemoryBackend.layer())))
+
   it.effect("with a tracer, a malformed handle is still a Validation error (its span attributes never throw)", () =>
     Effect.gen(function*() {
       const { tracer } = yield* recordingTracer
@@ -157,6 +196,54 @@ const memoryWith = (overrides: (backend: EngineBackend.Service) => Partial<Engin
 /** The error a wrapped operation fails with when a test injects a fault. */
 const injected = (retryable: boolean) =>
   Effect.fail(new Transport({ backend: "memory", kind: "transport", retryable, message: "injected" }))
+
+describe("execution ids on the submit path", () => {
+  const V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+
+  it("under the default Random, ids are fresh v4 UUIDs; a seeded Random repeats its ids", () => {
+    const live = Array.from({ length: 200 }, () => Effect.runSync(Ids.randomUuid))
+    expect(live.every((u) => V4.test(u))).toBe(true)
+    expect(new Set(live).size).toBe(200)
+    const seeded = () => Effect.runSync(Effect.withRandom(Ids.randomUuid, Random.make(15)))
+    expect(seeded()).toBe(seeded())
+    expect(V4.test(seeded())).toBe(true)
+  })
+})
+
+describe("wake-up hub", () => {
+  const quiet = { listen: () => Effect.void, unlisten: () => Effect.void }
+  const store = {
+    arm: Effect.succeed({ dueAt: Option.none(), claimAgain: false }),
+    disarm: Effect.void,
+    promoteDue: Effect.succeed(0)
+  }
+
+  it.live("a wake-up runs the onWake hook at once; the wait it ends returns when the hook calls done", () =>
+    Effect.gen(function*() {
+      const hub = makeHub(quiet)
+      const sub = yield* hub.subscribe({ lanes: [Ids.unsafe.laneId("a")], workerInstanceId: Ids.unsafe.workerInstanceId("w") }, store)
+      const calls: Array<() => void> = []
+      sub.onWake((done) => void calls.push(done))
+      const mark = yield* sub.wakeups
+      const waiting = yield* Effect.fork(sub.await(mark, Duration.seconds(30)))
+      yield* Effect.sleep("5 millis")
+      hub.wake("b")
+      hub.wake("a")
+      yield* Effect.sleep("5 millis")
+      expect(calls.length).toBe(1)
+      // the hook has not said done: the wait goes on
+      expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+      calls[0]!()
+      expect(yield* Fiber.join(waiting)).toBe(true)
+      // cleared: a wake-up ends the next wait at once
+      sub.onWake(undefined)
+      const again = yield* Effect.fork(sub.await(yield* sub.wakeups, Duration.seconds(30)))
+      yield* Effect.sleep("5 millis")
+      hub.wake("a")
+      expect(yield* Fiber.join(again)).toBe(true)
+      expect(calls.length).toBe(1)
+    }).pipe(Effect.scoped))
+})
 
 describe("lease keeper (memory)", () => {
   /** The memory engine, with `renew` failing (a retryable transport error, or a defect) while `failing` says so. */

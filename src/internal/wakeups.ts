@@ -21,6 +21,8 @@ interface Subscriber extends Woken {
   readonly lanes: ReadonlyArray<string>
   readonly workerInstanceId: string
   readonly revoked: Queue.Queue<ExecutionId>
+  /** Run at each wake-up while set (`onWake`), in a microtask of the transport's turn. */
+  hook: ((done: () => void) => void) | undefined
 }
 
 /** What the transport sees of the subscriptions. */
@@ -80,10 +82,28 @@ const removeFrom = <K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean => {
 const bump = (s: Woken): void => {
   s.count++
   const waiter = s.waiter
-  if (waiter !== undefined) {
-    s.waiter = undefined
-    Deferred.unsafeDone(waiter, Exit.void)
+  s.waiter = undefined
+  const hook = (s as Partial<Subscriber>).hook
+  if (hook === undefined) {
+    if (waiter !== undefined) Deferred.unsafeDone(waiter, Exit.void)
+    return
   }
+  // A microtask, not this stack: the memory engine wakes inside its step, which must end first.
+  // The wait this wake-up ends returns once the hook says so (the worker: once its claim is made).
+  queueMicrotask(() => {
+    let ended = false
+    const done = () => {
+      if (ended) return
+      ended = true
+      if (waiter !== undefined) Deferred.unsafeDone(waiter, Exit.void)
+    }
+    try {
+      hook(done)
+    } catch (e) {
+      done()
+      throw e
+    }
+  })
 }
 
 export const makeHub = (transport: WakeTransport): Hub => {
@@ -100,7 +120,8 @@ export const makeHub = (transport: WakeTransport): Hub => {
         workerInstanceId: args.workerInstanceId,
         count: 0,
         waiter: undefined,
-        revoked: yield* Queue.unbounded<ExecutionId>()
+        revoked: yield* Queue.unbounded<ExecutionId>(),
+        hook: undefined
       }
       yield* Effect.acquireRelease(
         lock.withPermits(1)(Effect.suspend(() => {
@@ -152,7 +173,10 @@ export const makeHub = (transport: WakeTransport): Hub => {
             const waiter = sub.waiter ?? (sub.waiter = Deferred.unsafeMake<void>(FiberId.none))
             return Effect.map(Effect.timeoutOption(Deferred.await(waiter), maxWait), Option.isSome)
           }),
-        revoked: Queue.take(sub.revoked)
+        revoked: Queue.take(sub.revoked),
+        onWake: (f) => {
+          sub.hook = f
+        }
       }
       return subscription
     })

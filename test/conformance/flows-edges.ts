@@ -248,6 +248,21 @@ export const flowsEdges = (t: Tester): void => {
           attemptState: "pending_first_attempt",
           publicState: "waiting_children"
         })
+        // blocked again after it was waiting: listed once, in its new state, by the lane and partition listings
+        const laneId = (yield* snapshot(ids[2]!)).laneId
+        const listed = (yield* b.listLaneExecutions({ laneId, limit: 100 })).executions.filter((x) => x.executionId === ids[2])
+        expect(listed.map((x) => x.publicState)).toEqual(["waiting_children"])
+        expect((yield* b.listLaneExecutions({ laneId, limit: 100, states: ["waiting"] })).executions.map((x) => x.executionId))
+          .not.toContain(ids[2])
+        const partition = Ids.partitionKey("Flow", Ids.executionPartition(ids[2]!))
+        const inPartition: Array<ExecutionId> = []
+        let cursor: ExecutionId | undefined
+        do {
+          const page = yield* b.listExecutions({ partition, limit: 1_000, ...(cursor ? { cursor } : {}) })
+          inPartition.push(...page.executions)
+          cursor = page.nextCursor
+        } while (cursor !== undefined)
+        expect(inPartition.filter((x) => x === ids[2])).toHaveLength(1)
         expect(yield* apply(e1, ids[0]!)).toEqual({ _tag: "AlreadyApplied" })
         expect(yield* apply(e2, ids[1]!)).toEqual({ _tag: "Applied", unsatisfiedCount: 2 })
         expect(yield* edgeGroup(flowId, ids[2]!)).toEqual({

@@ -99,6 +99,37 @@ export const lanes = (t: Tester) =>
         expect(yield* b.listLaneExecutions({ laneId: yield* newLane(), limit: 5 })).toEqual({ executions: [] })
       }))
 
+    t.test("waiting executions of several priorities are listed by creation time, whatever their priority", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const lane = yield* newLane()
+        const made: Array<M.LaneExecutionEntry> = []
+        const priorities = [0, 5, 3, 5, 0, 9000, 1, 3, 0, 7, 5, 2]
+        for (let i = 0; i < priorities.length; i++) {
+          if (i % 2 === 0) yield* advance(1)
+          // (two partitions only: several priorities share one partition's index)
+          const p = i % Math.min(2, t.options.numFlowPartitions)
+          const at = yield* now
+          const c = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p), priority: priorities[i]! })
+          made.push({ executionId: c.executionId, publicState: "waiting", executionKind: "conformance", createdAt: at as M.LaneExecutionEntry["createdAt"] })
+        }
+        yield* advance(1)
+        // one of them is claimed (the best priority): it leaves the waiting ones
+        const claimed = payloadOf(yield* claimSome(lane)).executionId
+        expect(claimed).toBe(made[5]!.executionId)
+        const waiting = made.filter((e) => e.executionId !== claimed)
+        for (const newest of [true, false]) {
+          for (const limit of [1, 2, 5, 100]) {
+            const order = newest ? {} : { order: "oldest" as const }
+            expect((yield* walk(lane, limit, { ...order, states: ["waiting"] })).entries).toEqual([...waiting].sort(byAge(newest)))
+            const all = (yield* walk(lane, limit, order)).entries
+            expect(all.map((e) => e.executionId)).toEqual([...made].sort(byAge(newest)).map((e) => e.executionId))
+            expect(all.find((e) => e.executionId === claimed)?.publicState).toBe("active")
+          }
+        }
+        expect((yield* b.countLaneExecutions(lane)).byState).toMatchObject({ waiting: 11, active: 1 })
+      }))
+
     t.test("filters by one or several public states and by kind; counts per state", () =>
       Effect.gen(function*() {
         const b = yield* backend

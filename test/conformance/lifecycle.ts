@@ -428,7 +428,9 @@ export const lifecycle = (t: Tester) =>
           const lane = yield* newLane()
           const low = yield* create({ laneId: lane, priority: 1, inputPayload: bytes("low") })
           yield* advance(1)
-          const high = yield* create({ laneId: lane, priority: 5, inputPayload: bytes("high"), executionKind: "k2" })
+          // (inputs of both sizes: a short one, and one over 48 bytes, which Valkey keeps in a key of its own)
+          const long = `high ${"x".repeat(60)}`
+          const high = yield* create({ laneId: lane, priority: 5, inputPayload: bytes(long), executionKind: "k2" })
           yield* advance(1)
           const low2 = yield* create({ laneId: lane, priority: 1, inputPayload: bytes("") })
           const r = yield* b.completeAndClaim(
@@ -443,10 +445,12 @@ export const lifecycle = (t: Tester) =>
           expect(yield* publicState(y.executionId)).toBe("completed")
           expect(Option.map(yield* b.getExecutionResult(x.executionId), text)).toEqual(Option.some("x"))
           expect(inputsOf(r.claimed)).toEqual([
-            { id: high.executionId, input: Option.some({ id: high.executionId, kind: "k2", payload: "high" }) },
+            { id: high.executionId, input: Option.some({ id: high.executionId, kind: "k2", payload: long }) },
             { id: low.executionId, input: Option.some({ id: low.executionId, kind: "conformance", payload: "low" }) }
           ])
           expect(r.claimed.map(({ handle }) => handle.kind)).toEqual(["fresh", "fresh"])
+          expect((yield* b.getExecutionInputs([high.executionId, low.executionId])).map((i) => Option.map(i, (x) => text(x.payload))))
+            .toEqual([Option.some(long), Option.some("low")])
           // a claimed handle is a lease like any other: the replay of its completion succeeds too
           const again = yield* b.completeAndClaim(
             [{ handle: x.handle, payload: bytes("x") }, { handle: r.claimed[0]!.handle }],

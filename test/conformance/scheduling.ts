@@ -382,6 +382,33 @@ export const scheduling = (t: Tester) =>
           expect(g._tag === "Granted" && g.grant.executionId).toBe(late.executionId)
         }))
 
+      t.test("a claim with kinds finds the lane's first kind behind many better executions of a later kind", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const p = 5 % t.options.numFlowPartitions
+          const first = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p), executionKind: "a" })
+          yield* advance(1)
+          const second = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p), executionKind: "a" })
+          yield* advance(1)
+          const ids = yield* Effect.forEach(Array.from({ length: 100 }), () => executionIdOnPartition(p))
+          const later = yield* b.createExecutions(ids.map((executionId) => ({
+            executionId,
+            laneId: lane,
+            namespace: Ids.unsafe.namespace("conformance"),
+            executionKind: "b",
+            priority: 5
+          })))
+          expect(later.filter((r) => r._tag === "Created")).toHaveLength(100)
+          yield* advance(1)
+          expect(payloadOf(yield* claimSome(lane, { kinds: ["a"] })).executionId).toBe(first.executionId)
+          const third = yield* create({ laneId: lane, executionId: yield* executionIdOnPartition(p), executionKind: "a" })
+          expect(payloadOf(yield* claimSome(lane, { kinds: ["a"] })).executionId).toBe(second.executionId)
+          expect(payloadOf(yield* claimSome(lane, { kinds: ["a"] })).executionId).toBe(third.executionId)
+          yield* claimNone(lane, { kinds: ["a"] })
+          expect(ids).toContain(payloadOf(yield* claimSome(lane, { kinds: ["b"] })).executionId)
+        }))
+
       t.test("a claim with kinds passes over other kinds and takes the best candidate of its kinds across partitions", () =>
         Effect.gen(function*() {
           const b = yield* backend

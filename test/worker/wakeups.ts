@@ -104,6 +104,37 @@ export const wakeupSuite = (
         expect(yield* Producer.result(Echo, id)).toEqual(Option.some({ text: "hello", attempt: 1, resumed: false }))
       }))
 
+    test("a wake-up starts the claim at once, before the worker's wait returns", ({ eventually }) =>
+      Effect.gen(function*() {
+        const lane = yield* newLane()
+        const { arms, service } = yield* watched
+        // the worker's wait never ends for a wake-up: only a claim started by the wake-up itself
+        // (`onWake`) picks the work up
+        const deaf: EngineBackend.Service = {
+          ...service,
+          subscribeWork: (args) =>
+            Effect.map(service.subscribeWork(args), (sub) => ({
+              ...sub,
+              await: () => Effect.never
+            }))
+        }
+        yield* Effect.fork(
+          Worker.run({
+            lanes: [lane],
+            handlers: [echo((t) => Effect.succeed(t))],
+            idle: Schedule.spaced("1 hour"),
+            concurrency: 2,
+            workerId: "wakeup-suite"
+          }).pipe(Effect.provideService(EngineBackend, deaf))
+        )
+        yield* eventually(Effect.map(arms, (n) => n >= 1))
+        const first = yield* submit(lane, "one")
+        yield* eventually(isState(first, "completed"))
+        const second = yield* submit(lane, "two")
+        yield* eventually(isState(second, "completed"))
+        expect(yield* Producer.result(Echo, second)).toEqual(Option.some({ text: "two", attempt: 1, resumed: false }))
+      }))
+
     test("work that arrives between the empty claim and the wait is not lost", ({ eventually }) =>
       Effect.gen(function*() {
         const lane = yield* newLane()

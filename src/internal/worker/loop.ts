@@ -72,7 +72,8 @@ const pollingOnly: EngineBackend.WorkSubscription = {
   disarm: Effect.void,
   await: (_since, maxWait) => Effect.as(Effect.sleep(maxWait), false),
   promoteDue: Effect.succeed(0),
-  revoked: Effect.never
+  revoked: Effect.never,
+  onWake: () => undefined
 }
 
 /** The worker's wake-ups; a backend that cannot give them leaves the worker to its idle poll. */
@@ -230,6 +231,43 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           })
         )
     }
+    /**
+     * Claims into `free` slots (reserved meanwhile, so that a batch of completions claiming at the
+     * same time leaves them alone) and forks the claimed attempts: one uninterruptible step (an
+     * interruption in between would strand leases until they expired).
+     */
+    const claimAndLaunch = (free: number) =>
+      Effect.uninterruptible(
+        Effect.gen(function*() {
+          reserved += free
+          const r = yield* Effect.either(claimRound(free))
+          const got = Either.isRight(r) ? Option.getOrUndefined(r.right) : undefined
+          if (got !== undefined) yield* launch(got.lane, got.claimed)
+          reserved -= free
+          return r
+        })
+      )
+    /** Set by a claim made at a wake-up that found work (the loop then resets its idle schedule). */
+    let claimedOnWake = false
+    /**
+     * A wake-up while the loop waits: the claim starts at once, from the turn that delivered the
+     * wake-up, in a fiber of its own (held in the attempts' set, so a drain waits for it), instead
+     * of after the loop's wait has returned. Its failure is logged; the loop's next claim, which
+     * follows the same wake-up, reports it as it does its own.
+     */
+    const claimOnWake = (done: () => void) => {
+      const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
+      if (stopping || free <= 0) return done()
+      const fiber = forkAttempt(
+        Effect.flatMap(claimAndLaunch(free), (r) => {
+          slotFree.unsafeOpen()
+          if (Either.isLeft(r)) return Effect.logWarning("claim at a wake-up failed", r.left)
+          if (Option.isSome(r.right)) claimedOnWake = true
+          return Effect.void
+        }).pipe(Effect.ensuring(Effect.sync(done)))
+      )
+      FiberSet.unsafeAdd(tasks, fiber)
+    }
     const complete = (settings.batchCompletions ?? backend.backendLabel !== "memory") ?
       (yield* Completions.make(backend, Math.min(settings.concurrency, MAX_CLAIM_BATCH), refill)).complete :
       (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload })
@@ -273,19 +311,8 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       // every wake-up from here on ends the wait that may follow this claim
       const mark = yield* sub.wakeups
       // The free slots are filled in one claim (a completeAndClaim without completions: the
-      // claimed executions come with their inputs), reserved meanwhile, so that a batch of
-      // completions claiming at the same time leaves them alone.
-      const claimed = yield* Effect.uninterruptible(
-        Effect.gen(function*() {
-          const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
-          reserved += free
-          const r = yield* Effect.either(claimRound(free))
-          const got = Either.isRight(r) ? Option.getOrUndefined(r.right) : undefined
-          if (got !== undefined) yield* launch(got.lane, got.claimed)
-          reserved -= free
-          return r
-        })
-      )
+      // claimed executions come with their inputs).
+      const claimed = yield* claimAndLaunch(Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved))
       if (Either.isLeft(claimed)) {
         const error = claimed.left
         const root = rootCause(error)
@@ -295,6 +322,10 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         continue
       }
       yield* errors.reset
+      if (claimedOnWake) {
+        claimedOnWake = false
+        yield* idle.reset
+      }
       if (Option.isSome(claimed.right)) {
         yield* idle.reset
         if (armed !== undefined) {
@@ -316,12 +347,16 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           Option.none() :
           Option.some(Math.max(due - now, misses === 0 ? 0 : Math.min(1000, 2 ** misses))))
       armed = undefined
+      // (a wake-up meanwhile claims at once: claimOnWake)
       const woken = Option.isSome(dueIn) && dueIn.value === 0 ? "due" : yield* Effect.raceFirst(
         Effect.as(poll, "poll" as const),
         Effect.map(
           sub.await(mark, Option.match(dueIn, { onNone: () => Duration.infinity, onSome: Duration.millis })),
           (w) => (w ? "wake" as const : "due" as const)
         )
+      ).pipe(
+        Effect.onExit(() => Effect.sync(() => sub.onWake(undefined))),
+        (wait) => Effect.zipRight(Effect.sync(() => sub.onWake(claimOnWake)), wait)
       )
       if (woken === "due") {
         const promoted = yield* Effect.either(sub.promoteDue)

@@ -12,6 +12,7 @@ import * as M from "../../Model.js"
 import { type CoreContext, type Fx, S, Str } from "./context.js"
 import * as D from "./decode.js"
 import { parseError } from "./errors.js"
+import { CoreField, publicStateOfVector } from "./coreRecord.js"
 import { makeLanes } from "./lanes.js"
 import { decodeFields, decodeJson, type Envelope, LuaArray } from "./plumbing.js"
 
@@ -83,8 +84,9 @@ export const makeReads = (
   const readExecutionState: BackendCore["readExecutionState"] = (id) =>
     Effect.gen(function*() {
       if (Ids.executionPartition(id) >= N) return Option.none()
-      const v = yield* client.run("HGET public_state", (c) => c.hget(keys.core(Ids.executionPartition(id), id), "public_state"))
-      if (v === null) return Option.none()
+      const sv = yield* client.run("HGET sv", (c) => c.hget(keys.core(Ids.executionPartition(id), id), CoreField.stateVector))
+      if (sv === null) return Option.none()
+      const v = publicStateOfVector(sv) ?? sv
       const decoded = Schema.decodeUnknownEither(M.PublicState)(v)
       return Either.isRight(decoded) ?
         Option.some(decoded.right) :
@@ -94,7 +96,7 @@ export const makeReads = (
   const resolveExecutionFlowId: BackendCore["resolveExecutionFlowId"] = (id) =>
     Effect.gen(function*() {
       if (Ids.executionPartition(id) >= N) return Option.none()
-      const v = yield* client.run("HGET flow_id", (c) => c.hget(keys.core(Ids.executionPartition(id), id), "flow_id"))
+      const v = yield* client.run("HGET flow_id", (c) => c.hget(keys.core(Ids.executionPartition(id), id), CoreField.flowId))
       if (v === null || v === "") return Option.none()
       return Option.some(
         yield* D.strict("resolve_execution_flow_id: exec_core", { flow_id: v }, (r) => r.decode("flow_id", Ids.FlowId, v))
@@ -105,19 +107,23 @@ export const makeReads = (
     Effect.gen(function*() {
       const partition = Ids.executionPartition(id)
       if (partition >= N) return Option.none()
-      const state = yield* client.run("HGET public_state", (c) => c.hget(keys.core(partition, id), "public_state"))
-      if (state !== "completed") return Option.none()
+      const sv = yield* client.run("HGET sv", (c) => c.hget(keys.core(partition, id), CoreField.stateVector))
+      if (sv === null || publicStateOfVector(sv) !== "completed") return Option.none()
       const result = yield* client.run("GET result", (c) => c.getBuffer(keys.ex(partition, id, "result")))
       return result === null || result.length === 0 ? Option.none() : Option.some(new Uint8Array(result))
     })
 
-  type InputReply = readonly [ReadonlyArray<string | null>, Buffer | null] | undefined
+  type InputReply = readonly [ReadonlyArray<Buffer | null>, Buffer | null] | undefined
 
   const inputOf = (id: Ids.ExecutionId, reply: InputReply): Fx<Option.Option<M.ExecutionInput>> =>
     Effect.gen(function*() {
       if (reply === undefined) return Option.none()
-      const [[kind, lane, namespace, encoding, trace], payload] = reply
-      if (lane === null || lane === undefined) return Option.none()
+      const [[kindB, laneB, namespaceB, encodingB, traceB, inline], stored] = reply
+      const text = (b: Buffer | null | undefined) => (b === null || b === undefined ? null : b.toString("utf8"))
+      const [kind, lane, namespace, encoding, trace] = [text(kindB), text(laneB), text(namespaceB), text(encodingB), text(traceB)]
+      if (lane === null) return Option.none()
+      // a small input is a field of the core, a larger one its own key (never both)
+      const payload = inline ?? stored
       return Option.some({
         executionId: id,
         executionKind: kind ?? "",
@@ -138,7 +144,15 @@ export const makeReads = (
           return partition >= N ?
             Promise.resolve(undefined) :
             Promise.all([
-              c.hmget(keys.core(partition, id), "execution_kind", "lane_id", "namespace", "payload_encoding", "trace"),
+              c.hmgetBuffer(
+                keys.core(partition, id),
+                CoreField.executionKind,
+                CoreField.laneId,
+                CoreField.namespace,
+                CoreField.payloadEncoding,
+                CoreField.trace,
+                CoreField.payload
+              ),
               c.getBuffer(keys.ex(partition, id, "payload"))
             ])
         })))

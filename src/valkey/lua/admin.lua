@@ -50,8 +50,7 @@ FF.fn.change_priority = function(B, a, now)
     return FF.err("execution_not_eligible")
   end
   local p = FF.num(a.priority)
-  C("HSET", K.core(B, e), "priority", FF.s(p), "last_mutation_at", FF.s(now))
-  c.priority = FF.s(p)
+  FF.cset(B, e, c, { "priority", FF.s(p), "last_mutation_at", FF.s(now) })
   FF.make_eligible(B, e, c)
   return FF.ok("OK")
 end

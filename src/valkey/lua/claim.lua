@@ -51,12 +51,10 @@ function FF.arm_attempt_timeout(B, e, c, now, override)
   local ms = tonumber(override or "") or FF.num(c.attempt_timeout_ms)
   if ms > 0 then
     local due = FF.s(now + ms)
-    C("HSET", K.core(B, e), "attempt_timeout_at", due)
-    c.attempt_timeout_at = due
+    FF.cset(B, e, c, { "attempt_timeout_at", due })
     C("ZADD", K.idx(B, "attempt_timeout"), due, e)
   elseif (c.attempt_timeout_at or "") ~= "" then
-    C("HSET", K.core(B, e), "attempt_timeout_at", "")
-    c.attempt_timeout_at = ""
+    FF.cset(B, e, c, { "attempt_timeout_at", "" })
     C("ZREM", K.idx(B, "attempt_timeout"), e)
   end
 end
@@ -212,8 +210,9 @@ function FF.kind_candidates(B, lane, kinds, per, budget)
         if live >= per or budget <= 0 then break end
         budget = budget - 1
         local e = r[i]
-        local st = C("HMGET", K.core(B, e), "lifecycle_phase", "eligibility_state", "lane_id", "execution_kind")
-        if st[1] == "runnable" and st[2] == "eligible_now" and st[3] == lane and (st[4] or "") == kind then
+        local st = C("HMGET", K.core(B, e), "sv", FF.CF.lane_id, FF.CF.execution_kind)
+        local sv = FF.sv_decode(st[1])
+        if sv[1] == "runnable" and sv[3] == "eligible_now" and st[2] == lane and (st[3] or "") == kind then
           live = live + 1
           out[#out + 1] = { e, tonumber(r[i + 1]), "eligible" }
         else
@@ -270,7 +269,7 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
       if c ~= nil and FF.kind_ok(c, a.kinds_set) then
         local ok, _ = FF.caps_ok(c.required_capabilities, caps)
         if not ok then
-          C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
+          FF.cset(B, e, c, { "last_capability_mismatch_at", FF.s(now) })
         elseif c.grant_pending == "" or not FF.grant_blocks(B, e, a.worker_id, now) then
           if bound ~= nil and cand[2] > bound then
             FF.drain(B, now)
@@ -657,12 +656,19 @@ FF.fn.complete_claim = function(H, a, now, _, _, argv)
   for i = 1, n do
     local e = r[4 + (i - 1) * 8 + 1]
     local B = a.prefix .. ":" .. string.match(e, "^({fp:%d+})")
-    local pk = K.ex(B, e, "payload")
-    used = used + C("STRLEN", pk)
-    local f = C("HMGET", K.core(B, e), "execution_kind", "namespace", "payload_encoding", "trace")
+    local CF = FF.CF
+    local f = C("HMGET", K.core(B, e), CF.execution_kind, CF.namespace, CF.payload_encoding, CF.trace, FF.PAYLOAD_FIELD)
+    -- an input in the core (FF.INLINE_PAYLOAD) is read with it, a larger one from its key
+    local inline, pk = f[5], nil
+    if inline then
+      used = used + #inline
+    else
+      pk = K.ex(B, e, "payload")
+      used = used + C("STRLEN", pk)
+    end
     if used <= budget and f[1] then
       out[#out + 1] = "1"
-      payloads[i] = C("GET", pk) or ""
+      payloads[i] = inline or C("GET", pk) or ""
     else
       out[#out + 1] = "0"
       payloads[i] = ""
@@ -683,7 +689,7 @@ local function grant_first(B, a, now, lane, caps, kinds, bound, cands, seen)
       if c ~= nil and FF.kind_ok(c, kinds) then
         local ok, _ = FF.caps_ok(c.required_capabilities, caps)
         if not ok then
-          C("HSET", K.core(B, e), "last_capability_mismatch_at", FF.s(now))
+          FF.cset(B, e, c, { "last_capability_mismatch_at", FF.s(now) })
         elseif c.grant_pending == "" or not FF.grant_blocks(B, e, a.worker_id, now) then
           if bound ~= nil and cand[2] > bound then
             return FF.ok("LATER", FF.s(cand[2]), FF.lane_head(B, lane))
@@ -695,7 +701,7 @@ local function grant_first(B, a, now, lane, caps, kinds, bound, cands, seen)
           -- the key outlives the grant by a minute of real time; expiry is judged on grant_expires_at
           C("PEXPIRE", gk, FF.int_arg(a.grant_ttl_ms + 60000, 60000))
           -- claims look for a grant only when the core says one may exist (the next lease clears it)
-          C("HSET", K.core(B, e), "grant_pending", "1")
+          FF.cset(B, e, c, { "grant_pending", "1" })
           return FF.ok("OK", e, gk, FF.s(exp), FF.lane_head(B, lane))
         end
       end

@@ -199,6 +199,15 @@ end
 -- The prefix of partition base B.
 local function prefix_of(B) return string.match(B, "^(.*):{[^}]*}$") end
 
+-- The `d` field of event `rec` written with an id of `at_ms`: code|at|fields (at empty when it is
+-- the id's ms).
+local function ev_text(rec, at_ms)
+  local d = rec.d
+  local x = d[1] .. "|" .. (rec.at == at_ms and "" or FF.s(rec.at))
+  for j = 2, #d do x = x .. "|" .. FF.str(d[j]) end
+  return x
+end
+
 -- Writes the call's queued events (after noting its touched flows), trims each partition's
 -- stream and, with it, the lane streams this call wrote (a lane stream holds only ids of its
 -- partition's stream: so it stays as bounded as that stream), and publishes the events of the
@@ -222,21 +231,17 @@ function FF.ev_flush(now, now_is_server)
     local ms = last[B]
     if ms == nil then
       bases[#bases + 1] = B
-      lanes[B], scopes[B] = {}, { list = {}, seen = {} }
+      -- (the scopes of the events are gathered only when some process listens on the partition)
+      lanes[B] = {}
+      scopes[B] = C("EXISTS", B .. ":evw") == 1 and { list = {}, seen = {} } or false
       ms = clock
     elseif clock > ms then
       ms = clock
     end
-    local d = rec.d
-    local function text_at(at_ms)
-      local x = d[1] .. "|" .. (rec.at == at_ms and "" or FF.s(rec.at))
-      for j = 2, #d do x = x .. "|" .. FF.str(d[j]) end
-      return x
-    end
-    local id = redis.pcall("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text_at(ms))
+    local id = redis.pcall("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", ev_text(rec, ms))
     if type(id) ~= "string" then
       ms = math.max(ms, last_id(k, B .. ":evt", ""))
-      id = C("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", text_at(ms))
+      id = C("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", ev_text(rec, ms))
     end
     last[B] = ms
     if rec.l ~= "" then
@@ -244,10 +249,12 @@ function FF.ev_flush(now, now_is_server)
       lanes[B][rec.l] = true
     end
     local sc = scopes[B]
-    for _, scope in ipairs(scopes_of(rec)) do
-      if not sc.seen[scope] then
-        sc.seen[scope] = true
-        sc.list[#sc.list + 1] = scope
+    if sc then
+      for _, scope in ipairs(scopes_of(rec)) do
+        if not sc.seen[scope] then
+          sc.seen[scope] = true
+          sc.list[#sc.list + 1] = scope
+        end
       end
     end
   end
@@ -258,8 +265,8 @@ function FF.ev_flush(now, now_is_server)
       for lane in pairs(lanes[B]) do trim_lane(B, lane, newest) end
     end
     -- wake-ups: only the scopes some process listens to until after now
-    local list = scopes[B].list
-    if C("EXISTS", B .. ":evw") == 1 then
+    if scopes[B] then
+      local list = scopes[B].list
       for from = 1, #list, 1000 do
         local upto = math.min(#list, from + 999)
         local until_ = C("HMGET", B .. ":evw", unpack(list, from, upto))

@@ -90,13 +90,13 @@ FF.fn.add_to_flow = function(B, a, now)
   local bound = c.flow_id or ""
   if C("SISMEMBER", mk, e) == 1 then
     if bound ~= "" and bound ~= fid then return FF.err("execution_already_in_flow") end
-    C("HSET", K.core(B, e), "flow_id", fid)
+    FF.cset(B, e, c, { "flow_id", fid })
     return FF.ok("ALREADY", e, f.node_count)
   end
   if bound ~= "" and bound ~= fid then return FF.err("execution_already_in_flow") end
   C("SADD", mk, e)
   FF.flow_member_added(B, fid, c)
-  C("HSET", K.core(B, e), "flow_id", fid, "last_mutation_at", FF.s(now))
+  FF.cset(B, e, c, { "flow_id", fid, "last_mutation_at", FF.s(now) })
   local nodes = C("HINCRBY", fk, "node_count", 1)
   C("HINCRBY", fk, "graph_revision", 1)
   C("HSET", fk, "last_mutation_at", FF.s(now))
@@ -364,9 +364,9 @@ end
 
 -- An applied edge whose upstream has already ended resolves now, with the upstream's outcome.
 function FF.resolve_late(B, fid, x, now)
-  local u = C("HMGET", K.core(B, x.upstream), "lifecycle_phase", "terminal_outcome")
-  if u[1] == "terminal" and u[2] and u[2] ~= "none" and u[2] ~= "" then
-    FF.resolve_edge(B, fid, x.edge_id, x.downstream, x.upstream, u[2], now)
+  local u = FF.sv_decode(C("HGET", K.core(B, x.upstream), "sv"))
+  if u[1] == "terminal" and u[5] ~= "none" and u[5] ~= "" then
+    FF.resolve_edge(B, fid, x.edge_id, x.downstream, x.upstream, u[5], now)
   end
 end
 
@@ -677,7 +677,10 @@ end
 function FF.copy_result(B, up, child, cc)
   if cc == nil or cc.lifecycle_phase == "terminal" then return end
   local src = K.ex(B, up, "result")
-  if C("EXISTS", src) == 1 then C("COPY", src, K.ex(B, child, "payload"), "REPLACE") end
+  if C("EXISTS", src) == 1 then
+    C("COPY", src, K.ex(B, child, "payload"), "REPLACE")
+    C("HDEL", K.core(B, child), FF.PAYLOAD_FIELD)
+  end
 end
 
 -- cancel_remaining: the upstreams of `child` whose dependency is unresolved and that have not
@@ -724,7 +727,7 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   C("HINCRBY", gk, bucket, 1)
   local cc = FF.core(B, child)
   -- the child's dependency changed: stamp it, whether or not its state moves (as memory and Postgres)
-  if cc ~= nil then C("HSET", K.core(B, child), "last_mutation_at", FF.s(now)) end
+  if cc ~= nil then FF.cset(B, child, cc, { "last_mutation_at", FF.s(now) }) end
   if variant == "all_of" then
     if success then
       if ref ~= "" then FF.copy_result(B, up, child, cc) end
@@ -856,7 +859,8 @@ FF.fn.cancel_flow = function(B, a, now)
   local owed = {}
   if policy == "cancel_all" or policy == "cancel_pending" then
     for _, m in ipairs(members) do
-      local phase = C("HGET", K.core(B, m), "lifecycle_phase")
+      local sv = C("HGET", K.core(B, m), "sv")
+      local phase = sv and FF.sv_decode(sv)[1]
       if phase and phase ~= "terminal" and (policy == "cancel_all" or phase == "runnable") then
         owed[#owed + 1] = m
       end

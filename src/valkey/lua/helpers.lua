@@ -144,6 +144,8 @@ function FF.call_begin()
   if FF.due == nil or FF.dued then FF.due = {} end
   FF.dued = false
   if FF.revokes == nil or #FF.revokes > 0 then FF.revokes = {} end
+  if FF.ldelta == nil or FF.ldirty then FF.ldelta = {} end
+  FF.ldirty = false
   FF.ev_begin()
 end
 
@@ -273,14 +275,194 @@ function FF.hmap(key)
   return m
 end
 
--- The core of `e`, or nil. A core stores a field only once it has a value (an empty field is
--- left out), so a field that is not stored reads as "".
-local CORE_DEFAULTS = { __index = function() return "" end }
+-- --- the core record (docs/design/valkey.md#the-core-record) ---------------------------------
+-- The code names the core's fields by their long names (those of docs/design/executions.md and of
+-- the layer's decode); the store keeps the frequent ones under the short names of CF (a name not
+-- in CF is stored as it is), and the six enumerated dimensions of the state vector as one field,
+-- `sv`, of one character each (SV_CODES; a value without a code is written "(value)"). The public
+-- state is not stored: it follows from the vector (FF.public). A field is stored only once it has
+-- a value: a missing one reads as "" (a counter as 0), and `last_transition_at` /
+-- `last_mutation_at` read as `created_at` until a first change. Every write of the core goes
+-- through FF.state (transitions) or FF.cset (other fields), which translate the names and HDEL a
+-- field set to "".
+local CF = {
+  namespace = "ns", lane_id = "l", priority = "pr", created_at = "c", last_transition_at = "tt",
+  last_mutation_at = "tm", execution_kind = "k", blocking_detail = "bd", creator_identity = "ci",
+  payload_encoding = "pe", required_capabilities = "rc", attempt_timeout_ms = "atm", max_signals = "mxs",
+  stream_maxlen = "sml", retention_ms = "rm", trace = "tr", delay_until = "du", flow_id = "f",
+  execution_deadline_at = "dl", current_attempt_index = "ai", current_attempt_id = "aid",
+  current_lease_id = "li", current_lease_epoch = "le", current_worker_id = "w",
+  current_worker_instance_id = "wi", lease_acquired_at = "la", lease_expires_at = "lx",
+  lease_last_renewed_at = "lr", lease_expired_at = "lxa", lease_revoked_at = "lva",
+  lease_revoke_reason = "lvr", attempt_timeout_at = "ato", started_at = "sa", completed_at = "ca",
+  total_attempt_count = "n", lease_reclaim_count = "rcn", failure_reason = "fr",
+  current_waitpoint_id = "cw", current_suspension_id = "cs", cancellation_reason = "cr",
+  grant_pending = "gp", pending_retry_reason = "prr", pending_replay_reason = "ppr",
+  pending_previous_attempt_index = "ppi", progress_updated_at = "pga", progress_pct = "pgp",
+  progress_message = "pgm", last_capability_mismatch_at = "lcm"
+}
+FF.CF = CF
+-- The stored name of core field `f`.
+function FF.cf(f) return CF[f] or f end
+
+-- The six dimensions in `sv`, in order, and the code of each value ("" is "-").
+local SV = { "lifecycle_phase", "ownership_state", "eligibility_state", "blocking_reason", "terminal_outcome",
+  "attempt_state" }
+local SV_CODES = {
+  { submitted = "s", runnable = "r", active = "a", suspended = "u", terminal = "t" },
+  { unowned = "u", leased = "l", lease_expired_reclaimable = "x", lease_revoked = "r" },
+  { eligible_now = "e", not_eligible_until_time = "t", blocked_by_dependencies = "d", blocked_by_budget = "b",
+    blocked_by_quota = "q", blocked_by_route = "r", blocked_by_lane_state = "l", blocked_by_operator = "o",
+    not_applicable = "n" },
+  { none = "n", waiting_for_worker = "w", waiting_for_retry_backoff = "b", waiting_for_resume_delay = "r",
+    waiting_for_delay = "d", waiting_for_signal = "s", waiting_for_approval = "a", waiting_for_callback = "c",
+    waiting_for_tool_result = "t", waiting_for_children = "h", waiting_for_budget = "g", waiting_for_quota = "q",
+    waiting_for_capable_worker = "p", waiting_for_locality_match = "m", paused_by_operator = "o",
+    paused_by_policy = "y", paused_by_flow_cancel = "f" },
+  { none = "n", success = "s", failed = "f", cancelled = "c", expired = "e", skipped = "k" },
+  { none = "n", pending_first_attempt = "p", running_attempt = "r", attempt_interrupted = "i",
+    pending_retry_attempt = "t", pending_replay_attempt = "y", attempt_terminal = "x" }
+}
+local SV_DECODE = nil -- (built at the first call: no pairs while the library loads)
+local function sv_decode_tables()
+  SV_DECODE = {}
+  for i, codes in ipairs(SV_CODES) do
+    local d = { ["-"] = "" }
+    for v, code in pairs(codes) do d[code] = v end
+    SV_DECODE[i] = d
+  end
+  return SV_DECODE
+end
+
+-- The state vector's stored form.
+local function sv_code(i, v)
+  if v == nil or v == "" then return "-" end
+  return SV_CODES[i][v] or ("(" .. v .. ")")
+end
+function FF.sv_encode(phase, own, elig, reason, outcome, astate)
+  return sv_code(1, phase) .. sv_code(2, own) .. sv_code(3, elig) .. sv_code(4, reason) .. sv_code(5, outcome) ..
+    sv_code(6, astate)
+end
+
+-- The six dimensions of a stored vector (all "" for a missing or malformed one).
+function FF.sv_decode(sv)
+  local d = SV_DECODE or sv_decode_tables()
+  local out = { "", "", "", "", "", "" }
+  if type(sv) ~= "string" then return out end
+  local pos = 1
+  for i = 1, 6 do
+    local ch = string.sub(sv, pos, pos)
+    if ch == "(" then
+      local close = string.find(sv, ")", pos, true)
+      if close == nil then return out end
+      out[i] = string.sub(sv, pos + 1, close - 1)
+      pos = close + 1
+    else
+      out[i] = d[i][ch] or ""
+      pos = pos + 1
+    end
+  end
+  return out
+end
+
+-- A suspension's blocking detail, "suspended: waitpoint <current_waitpoint_id> awaiting <reason
+-- code>", is stored as "\1<reason code>" (the waitpoint id alone is 36 bytes: the whole text would
+-- turn the core into a hash table), and read back whole.
+FF.SUSPENDED_DETAIL = "\1"
+local function detail_of(t, v)
+  if string.byte(v, 1) ~= 1 then return v end
+  return "suspended: waitpoint " .. t.current_waitpoint_id .. " awaiting " .. string.sub(v, 2)
+end
+
+-- Reads of a core table by long name: the stored short field, the state vector's dimensions and
+-- the public state (decoded at the first read of one of them), the transition times' default;
+-- each is kept in the table once read (FF.state and FF.cset keep it current).
+local SV_INDEX = { lifecycle_phase = 1, ownership_state = 2, eligibility_state = 3, blocking_reason = 4,
+  terminal_outcome = 5, attempt_state = 6, public_state = 0 }
+local CORE_MT = {
+  __index = function(t, k)
+    local s = CF[k]
+    local v
+    if s ~= nil then
+      v = rawget(t, s)
+      if v == nil then
+        if k == "last_transition_at" or k == "last_mutation_at" then v = t.created_at else v = "" end
+      elseif k == "blocking_detail" then
+        v = detail_of(t, v)
+      end
+    elseif SV_INDEX[k] ~= nil then
+      local dims = FF.sv_decode(rawget(t, "sv"))
+      for i = 1, 6 do rawset(t, SV[i], dims[i]) end
+      rawset(t, "public_state", FF.public(dims[1], dims[3], dims[5]))
+      return rawget(t, k)
+    else
+      v = ""
+    end
+    rawset(t, k, v)
+    return v
+  end
+}
+
+-- The core of `e`, or nil (read by long names, CORE_MT).
 function FF.core(B, e)
   local c = FF.hmap(K.core(B, e))
   if c == nil then return nil end
-  return setmetatable(c, CORE_DEFAULTS)
+  return setmetatable(c, CORE_MT)
 end
+
+-- The core hash `m` as HGETALL reads it, with every field under its long name, the state vector's
+-- dimensions and the public state (for replies that hand the whole core to the layer).
+function FF.core_expand(m)
+  local c = setmetatable({}, CORE_MT)
+  local long = FF.CF_LONG
+  if long == nil then
+    long = {}
+    for l, s in pairs(CF) do long[s] = l end
+    FF.CF_LONG = long
+  end
+  for k, v in pairs(m) do
+    if k ~= "sv" then c[long[k] or k] = v end
+  end
+  local dims = FF.sv_decode(m.sv)
+  for i = 1, 6 do c[SV[i]] = dims[i] end
+  c.public_state = FF.public(dims[1], dims[3], dims[5])
+  if c.priority == "" then c.priority = "0" end
+  if c.blocking_detail ~= "" then c.blocking_detail = detail_of(c, c.blocking_detail) end
+  c.namespace = c.namespace -- (stored only when not empty)
+  if c.last_transition_at == "" then c.last_transition_at = c.created_at end
+  if c.last_mutation_at == "" then c.last_mutation_at = c.created_at end
+  return setmetatable(c, nil)
+end
+
+-- Writes the long-named field/value pairs of `t` (its first n entries) to the core of `e` (a field
+-- set to "" is deleted), and into the core table `c` when given.
+local cset_args, cdel_args = {}, {}
+function FF.cset(B, e, c, t, n)
+  n = n or #t
+  local w, d, nw, nd = cset_args, cdel_args, 0, 0
+  for i = 1, n, 2 do
+    local f, v = t[i], t[i + 1]
+    if c ~= nil then c[f] = v end
+    if v == "" then
+      nd = nd + 1
+      d[nd] = CF[f] or f
+    else
+      w[nw + 1], w[nw + 2] = CF[f] or f, v
+      nw = nw + 2
+    end
+  end
+  local k = K.core(B, e)
+  if nw > 0 then C("HSET", k, unpack(w, 1, nw)) end
+  if nd > 0 then C("HDEL", k, unpack(d, 1, nd)) end
+end
+
+-- An execution's input of at most INLINE_PAYLOAD bytes is stored in its core, field
+-- PAYLOAD_FIELD, rather than in a key of its own (`:payload`): the core stays a listpack (whose
+-- values may reach hash-max-listpack-value, 64 bytes by default) and the input costs no key. An
+-- input is in one of the two places, never both (a data-passing edge that replaces an input
+-- writes the key and drops the field, FF.copy_result).
+FF.INLINE_PAYLOAD = 48
+FF.PAYLOAD_FIELD = "p"
 
 -- A command over a long list of arguments is sent in chunks: `unpack` of more values than Lua's
 -- C stack holds (about 8,000) fails, and a library call must never fail after its first write.
@@ -464,53 +646,107 @@ function FF.lane_member(created_at, e)
   return string.rep("0", 13 - #at) .. at .. ":" .. e
 end
 
--- Moves `e` (core `c`, before the change) from its lane's set of public state `from` to `to`'s.
-function FF.lane_move(B, e, c, from, to)
-  local m = FF.lane_member(c.created_at, e)
-  if from ~= "" and C("ZREM", K.lstate(B, c.lane_id, from), m) == 1 then
-    C("HINCRBY", K.lcount(B, c.lane_id), from, -1)
+-- The count changes of a call are summed per lane and state (FF.ldelta) and written once, at the
+-- end of the call (FF.lane_counts_flush, register.lua): a batch of claims moving 64 executions
+-- from waiting to active writes two counts, not 128.
+local function count(B, lane, state, d)
+  local k = K.lcount(B, lane)
+  local t = FF.ldelta[k]
+  if t == nil then
+    t = {}
+    FF.ldelta[k] = t
+    FF.ldirty = true
   end
-  if to ~= "" and C("ZADD", K.lstate(B, c.lane_id, to), 0, m) == 1 then
-    C("HINCRBY", K.lcount(B, c.lane_id), to, 1)
+  t[state] = (t[state] or 0) + d
+end
+
+-- Writes the count changes of the call (above).
+function FF.lane_counts_flush()
+  if not FF.ldirty then return end
+  for k, t in pairs(FF.ldelta) do
+    for state, d in pairs(t) do
+      if d ~= 0 then C("HINCRBY", k, state, d) end
+    end
+  end
+  FF.ldelta = {}
+  FF.ldirty = false
+end
+
+-- Moves `e` (core `c`, before the change) from its lane's set of public state `from` to `to`'s.
+-- A waiting execution has no entry there: it is in the lane's eligible index (every waiting
+-- execution is, from the FF.make_eligible that follows each transition to waiting), which the
+-- lane reads take for the waiting set (reads.lua, "the waiting executions"); only its count moves.
+function FF.lane_move(B, e, c, from, to)
+  local m = nil
+  if from == "waiting" then
+    count(B, c.lane_id, from, -1)
+  elseif from ~= "" then
+    m = FF.lane_member(c.created_at, e)
+    if C("ZREM", K.lstate(B, c.lane_id, from), m) == 1 then count(B, c.lane_id, from, -1) end
+  end
+  if to == "waiting" then
+    count(B, c.lane_id, to, 1)
+  elseif to ~= "" then
+    m = m or FF.lane_member(c.created_at, e)
+    if C("ZADD", K.lstate(B, c.lane_id, to), 0, m) == 1 then count(B, c.lane_id, to, 1) end
   end
 end
 
--- Writes the seven dimensions, public_state and the two transition timestamps (plus the field
--- pairs of `extra`, its first `extra_n` entries when given) in one HSET, and queues the event of
--- the transition (FF.ev_transition). `c` is the core as read
--- at the start of the call (and kept current by every FF.state): a field whose value is already
--- stored is left out of the write (an HSET of an equal value changes nothing, and the core is a
--- listpack where every written field costs). The HSET arguments are gathered in one reused
--- table (unpack stops at n, whatever follows).
-local state_args = {}
+-- Writes the state vector (`sv`, CF), blocking_detail and the two transition timestamps (plus the
+-- field pairs of `extra`, its first `extra_n` entries when given; long names) in one HSET (and
+-- one HDEL of the fields set to ""), moves the lane state entry when the public state changes,
+-- and queues the event of the transition (FF.ev_transition). `c` is the core as read at the start
+-- of the call (and kept current by every FF.state): a field whose value is already stored is left
+-- out of the write (the core is a listpack where every written field costs). The arguments are
+-- gathered in reused tables (unpack stops at n, whatever follows).
+local state_args, state_dels = {}, {}
 function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n)
   local bp, bo, bpub = c.lifecycle_phase, c.ownership_state, c.public_state
   local ts = FF.s(now)
-  local t = state_args
-  t[1], t[2], t[3], t[4] = "last_transition_at", ts, "last_mutation_at", ts
-  c.last_transition_at, c.last_mutation_at = ts, ts
-  local n = 4
+  local t, d = state_args, state_dels
+  local n, nd = 0, 0
   local function put(f, v)
-    if c[f] ~= v then
-      t[n + 1], t[n + 2] = f, v
-      n = n + 2
+    -- (the value as read: set in this call, or stored; a field neither set nor stored that is
+    -- cleared is skipped without the metatable's default)
+    local cur = rawget(c, f)
+    if cur == nil then
+      local s = CF[f]
+      if s ~= nil then cur = rawget(c, s) end
+      if cur == nil then
+        if v == "" then return end
+        cur = c[f]
+      end
+    end
+    if cur ~= v then
       c[f] = v
+      if v == "" then
+        nd = nd + 1
+        d[nd] = CF[f] or f
+      else
+        t[n + 1], t[n + 2] = CF[f] or f, v
+        n = n + 2
+      end
     end
   end
-  put("lifecycle_phase", phase)
-  put("ownership_state", own)
-  put("eligibility_state", elig)
-  put("blocking_reason", reason)
+  put("last_transition_at", ts)
+  put("last_mutation_at", ts)
+  if bp ~= phase or bo ~= own or c.eligibility_state ~= elig or c.blocking_reason ~= reason or
+      c.terminal_outcome ~= outcome or c.attempt_state ~= astate then
+    c.lifecycle_phase, c.ownership_state, c.eligibility_state = phase, own, elig
+    c.blocking_reason, c.terminal_outcome, c.attempt_state = reason, outcome, astate
+    t[n + 1], t[n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
+    n = n + 2
+  end
   put("blocking_detail", detail)
-  put("terminal_outcome", outcome)
-  put("attempt_state", astate)
   local pub = FF.public(phase, elig, outcome)
-  if c.public_state ~= pub then FF.lane_move(B, e, c, c.public_state, pub) end
-  put("public_state", pub)
+  if bpub ~= pub then FF.lane_move(B, e, c, bpub, pub) end
+  c.public_state = pub
   if extra then
     for i = 1, extra_n or #extra, 2 do put(extra[i], extra[i + 1]) end
   end
-  C("HSET", K.core(B, e), unpack(t, 1, n))
+  local k = K.core(B, e)
+  if n > 0 then C("HSET", k, unpack(t, 1, n)) end
+  if nd > 0 then C("HDEL", k, unpack(d, 1, nd)) end
   FF.ev_transition(B, e, c, bp, bo, bpub, now)
 end
 
@@ -562,7 +798,9 @@ function FF.unindex(B, e, c)
     C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
   end
   if c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "lease_expiry"), e) end
-  C("ZREM", K.idx(B, "attempt_timeout"), e)
+  -- (an entry of the attempt_timeout index comes with the core's attempt_timeout_at; one left
+  -- stale is dropped by the pass that reads it)
+  if (c.attempt_timeout_at or "") ~= "" then C("ZREM", K.idx(B, "attempt_timeout"), e) end
   if c.lifecycle_phase ~= "active" then C("ZREM", K.idx(B, "susp_timeout"), e) end
   if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "suspended"), e) end
 end
@@ -663,10 +901,11 @@ function FF.suspend_attempt(B, e, c, suspension_id, now)
 end
 
 -- Removes the lease from its indexes (the core fields are cleared by the caller's state write).
+-- (A held lease is never a reclaim candidate: a stale entry is dropped by the claim that reads it.)
 function FF.drop_lease(B, e, c)
   C("ZREM", K.idx(B, "lease_expiry"), e)
-  C("ZREM", K.lane(B, c.lane_id, "reclaim"), e)
-  C("ZREM", K.idx(B, "attempt_timeout"), e)
+  if c.ownership_state ~= "leased" then C("ZREM", K.lane(B, c.lane_id, "reclaim"), e) end
+  if (c.attempt_timeout_at or "") ~= "" then C("ZREM", K.idx(B, "attempt_timeout"), e) end
 end
 
 -- The lease holder gives `e` back until `until_ms` (its run ended by the caller): the lease is

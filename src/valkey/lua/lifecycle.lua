@@ -56,33 +56,45 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
   -- the whole record in one HSET, the state vector included. What a record can do without is
   -- not stored: an empty field (FF.core reads it as ""), a counter at zero (read as 0) and what
   -- the key says (the execution id, its partition, `current_lane` = `lane_id`).
+  -- (stored names: FF.CF; the transition times are not stored until they differ from created_at,
+  -- the public state never: it follows from `sv`)
+  local CF = FF.CF
   local t = {
-    "namespace", ns, "lane_id", lane, "priority", sprio, "created_at", ts,
-    "lifecycle_phase", "runnable", "ownership_state", "unowned", "eligibility_state", elig,
-    "blocking_reason", reason, "terminal_outcome", "none", "attempt_state", "pending_first_attempt",
-    "public_state", pub, "last_transition_at", ts, "last_mutation_at", ts
+    CF.lane_id, lane, CF.created_at, ts,
+    "sv", FF.sv_encode("runnable", "unowned", elig, reason, "none", "pending_first_attempt")
   }
+  if ns ~= "" then -- (an empty field is not stored, nor priority 0)
+    t[#t + 1] = CF.namespace; t[#t + 1] = ns
+  end
+  if sprio ~= "0" then
+    t[#t + 1] = CF.priority; t[#t + 1] = sprio
+  end
   for _, f in ipairs(CREATE_OPTIONAL) do
     local v = FF.str(a[f])
     if v ~= "" then
-      t[#t + 1] = f
+      t[#t + 1] = CF[f] or f
       t[#t + 1] = v
     end
   end
   if delayed then
-    t[#t + 1] = "delay_until"; t[#t + 1] = sdelay
+    t[#t + 1] = CF.delay_until; t[#t + 1] = sdelay
   end
   if detail ~= "" then
-    t[#t + 1] = "blocking_detail"; t[#t + 1] = detail
+    t[#t + 1] = CF.blocking_detail; t[#t + 1] = detail
   end
   if flow ~= nil then
-    t[#t + 1] = "flow_id"; t[#t + 1] = flow.id
+    t[#t + 1] = CF.flow_id; t[#t + 1] = flow.id
   end
   local deadline = tonumber(a.deadline_at or "")
   if deadline == nil and tonumber(a.deadline_ms or "") ~= nil then deadline = now + tonumber(a.deadline_ms) end
   if deadline ~= nil then
-    t[#t + 1] = "execution_deadline_at"
+    t[#t + 1] = CF.execution_deadline_at
     t[#t + 1] = FF.s(deadline)
+  end
+  -- a small input is a field of the core (FF.INLINE_PAYLOAD), a larger one a key of its own
+  local inline = type(payload) == "string" and payload ~= "" and #payload <= FF.INLINE_PAYLOAD
+  if inline then
+    t[#t + 1] = FF.PAYLOAD_FIELD; t[#t + 1] = payload
   end
   C("HSET", ck, unpack(t))
   FF.ev_created(B, e, c, flow and flow.id, now)
@@ -94,7 +106,7 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
   else
     FF.make_eligible(B, e, c)
   end
-  if payload ~= nil and payload ~= "" then FF.put_blob(K.ex(B, e, "payload"), payload) end
+  if not inline and payload ~= nil and payload ~= "" then FF.put_blob(K.ex(B, e, "payload"), payload) end
   if policy_json ~= nil and policy_json ~= "" then C("SET", K.ex(B, e, "policy"), policy_json) end
   if type(a.tags) == "table" then
     local tt = {}
@@ -226,8 +238,8 @@ FF.fn.renew = function(B, a, now)
   bad = FF.ladder(B, e, c, now, a, { mark = true, attempt = true, index = true, revoked_at = true })
   if bad then return bad end
   local exp = now + FF.num(a.lease_ttl_ms)
-  C("HSET", K.core(B, e), "lease_expires_at", FF.s(exp), "lease_last_renewed_at", FF.s(now),
-    "last_mutation_at", FF.s(now))
+  FF.cset(B, e, c, { "lease_expires_at", FF.s(exp), "lease_last_renewed_at", FF.s(now),
+    "last_mutation_at", FF.s(now) })
   C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
   return FF.ok("OK", FF.s(exp))
 end
@@ -252,7 +264,7 @@ FF.fn.progress = function(B, a, now)
     c.progress_message = FF.str(a.message)
     t[#t + 1] = "progress_message"; t[#t + 1] = c.progress_message
   end
-  C("HSET", K.core(B, e), unpack(t))
+  FF.cset(B, e, c, t)
   FF.ev_progress(B, e, c, now)
   return FF.ok("OK")
 end

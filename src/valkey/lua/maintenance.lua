@@ -215,7 +215,7 @@ end
 -- (registry.ts `free`).
 local function delete_execution(B, e, c)
   local keys = { K.core(B, e) }
-  for _, s in ipairs({ "payload", "policy", "result", "tags", "grant", "susp", "susp:cnt", "susp:sat",
+  for _, s in ipairs({ "payload", "policy", "result", "tags", "grant", "susp", "susp:policy", "susp:cnt", "susp:sat",
     "susp:satsig", "sigs", "wps", "unres", "hist", "fail" }) do
     keys[#keys + 1] = K.ex(B, e, s)
   end
@@ -442,7 +442,7 @@ FF.fn.pass_due = function(B, a, now)
             for _, edge in ipairs(unres) do
               if due then break end
               local up = C("HGET", K.ex(B, e, "dep:" .. edge), "upstream_execution_id")
-              if up and C("HGET", K.core(B, up), "lifecycle_phase") == "terminal" then due = true end
+              if up and FF.sv_decode(C("HGET", K.core(B, up), "sv"))[1] == "terminal" then due = true end
             end
           end
           if due then n = n + 1 end

@@ -9,8 +9,10 @@
 --   reply:  {1, "NONE", ""} | {1, "OK", "", JSON {core, tags?, runs?, running?, fail?}}
 --   errors: -
 FF.fn.read_execution = function(B, a, now)
-  local c = FF.hmap(K.core(B, a.execution_id))
-  if c == nil then return FF.ok("NONE") end
+  local m = FF.hmap(K.core(B, a.execution_id))
+  if m == nil then return FF.ok("NONE") end
+  local c = FF.core_expand(m)
+  c[FF.PAYLOAD_FIELD] = nil -- (the input, bytes, is read by getExecutionInput)
   local out = { core = c }
   if a.tags then out.tags = FF.hmap(K.ex(B, a.execution_id, "tags")) or {} end
   if a.history then
@@ -172,10 +174,90 @@ local function lane_read(key, from, n, rev)
   return C("ZRANGE", key, from, "+", "BYLEX", "LIMIT", 0, n)
 end
 
+-- --- the waiting executions: the eligible index read in creation order ---------------------------
+-- A waiting execution has no entry of its own among the lane's state sets: it is in the lane's
+-- eligible index (helpers.lua, FF.lane_move), scored by its claim score -(priority x 10^12) +
+-- created_at with its id as member. Within one priority the scores are the creation times shifted
+-- by the same offset, so the index holds one run per priority present (a band; creation times
+-- span far less than 10^12 ms), each in (creation time, id) order, which a lane page reads as a
+-- stream of its own. A band is found by its first entry; its priority is
+-- floor((ref - score) / 10^12) for a `ref` after every creation time (the call's now plus a day).
+-- An entry may be stale (a flow blocked the execution again): the page checks its core.
+local BAND = 1000000000000
+
+-- The bands of the eligible index `key`: {key, off, lo, hi} each (scores in (lo, hi], created_at
+-- = score - off), best priority first (ascending scores).
+local function bands_of(key, now)
+  local ref = now + 86400000
+  local out = {}
+  local head = C("ZRANGE", key, 0, 0, "WITHSCORES")
+  while #head > 0 do
+    local p = math.floor((ref - tonumber(head[2])) / BAND)
+    local hi = ref - p * BAND
+    out[#out + 1] = { key = key, off = -(p * BAND), lo = ref - (p + 1) * BAND, hi = hi }
+    head = C("ZRANGE", key, "(" .. FF.s(hi), "+inf", "BYSCORE", "LIMIT", 0, 1, "WITHSCORES")
+  end
+  return out
+end
+
+-- The rank of the first entry of `key` at or after (score s, member id) (`strict`: after).
+local function rank_at(key, s, id, strict)
+  local lo = C("ZCOUNT", key, "-inf", "(" .. FF.s(s))
+  local hi = lo + C("ZCOUNT", key, FF.s(s), FF.s(s))
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local m = C("ZRANGE", key, mid, mid)[1]
+    if m > id or (not strict and m == id) then hi = mid else lo = mid + 1 end
+  end
+  return lo
+end
+
+-- Positions band `b` after lane position `after` ("" for the start) in the walk's order: b.rank,
+-- the rank of its next entry (forward) or of its next entry going down (rev).
+local function band_start(b, after, rev)
+  local s, id = nil, nil
+  if after ~= "" then
+    s, id = tonumber(string.sub(after, 1, 13)) + b.off, string.sub(after, 15)
+    if s <= b.lo then s = nil; if rev then b.rank = -1 return end end
+    if s ~= nil and s > b.hi then s = nil; if not rev then b.rank = C("ZCOUNT", b.key, "-inf", FF.s(b.hi)) return end end
+  end
+  if s == nil then
+    if rev then b.rank = C("ZCOUNT", b.key, "-inf", FF.s(b.hi)) - 1 else b.rank = C("ZCOUNT", b.key, "-inf", FF.s(b.lo)) end
+    return
+  end
+  if rev then b.rank = rank_at(b.key, s, id, false) - 1 else b.rank = rank_at(b.key, s, id, true) end
+end
+
+-- The next `n` entries of band `b` in the walk's order, as lane members "<created_at>:<id>".
+local function band_read(b, n, rev)
+  local out = {}
+  if b.done or b.rank < 0 then return out end
+  local r
+  if rev then
+    r = C("ZRANGE", b.key, math.max(0, b.rank - n + 1), b.rank, "WITHSCORES")
+    for i = #r - 1, 1, -2 do
+      local sc = tonumber(r[i + 1])
+      if sc <= b.lo then b.done = true break end
+      out[#out + 1] = FF.lane_member(FF.s(sc - b.off), r[i])
+    end
+    b.rank = b.rank - #out
+  else
+    r = C("ZRANGE", b.key, b.rank, b.rank + n - 1, "WITHSCORES")
+    for i = 1, #r, 2 do
+      local sc = tonumber(r[i + 1])
+      if sc > b.hi then b.done = true break end
+      out[#out + 1] = FF.lane_member(FF.s(sc - b.off), r[i])
+    end
+    b.rank = b.rank + #out
+  end
+  if #r < 2 * n then b.done = true end
+  return out
+end
+
 -- The merge of the lane's sets of `a.states` over the partitions `parts` (their bases from
 -- a.prefix), after `after` ("" for the start): the rows {member, public state, kind, ...} (3
 -- strings per row, flat), the last member examined ("" when none), and whether nothing follows it.
-local function lane_merge(parts, a, after)
+local function lane_merge(parts, a, after, now)
   local want = math.max(1, math.floor(FF.num(a.want, 1)))
   local scan = math.max(want, math.floor(FF.num(a.scan, want)))
   local kind = a.kind
@@ -186,19 +268,27 @@ local function lane_merge(parts, a, after)
   local bases = FF.partition_bases(FF.str(a.prefix))
   local from = (after ~= "" and ("(" .. after)) or (rev and "+" or "-")
   -- the streams: their key, state, buffer, position in it, whether the set may hold more
-  local skey, sstate, sbase = {}, {}, {}
+  -- (a waiting stream is a band of the eligible index, sband, above)
+  local skey, sstate, sbase, sband = {}, {}, {}, {}
+  local function add(B, st)
+    if st == "waiting" then
+      for _, b in ipairs(bands_of(K.lane(B, lane, "eligible"), now)) do
+        local i = #skey + 1
+        skey[i], sstate[i], sbase[i], sband[i] = b.key, st, B, b
+        band_start(b, after, rev)
+      end
+    else
+      skey[#skey + 1], sstate[#skey + 1], sbase[#skey + 1] = K.lstate(B, lane, st), st, B
+    end
+  end
   for _, p in ipairs(parts) do
     local B = bases[FF.num(p)]
     if #states <= 2 then -- (read them: an absent set reads empty, at the cost of its count)
-      for _, st in ipairs(states) do
-        skey[#skey + 1], sstate[#skey + 1], sbase[#skey + 1] = K.lstate(B, lane, st), st, B
-      end
+      for _, st in ipairs(states) do add(B, st) end
     else
       local sizes = C("HMGET", K.lcount(B, lane), unpack(states))
       for i, st in ipairs(states) do
-        if FF.num(sizes[i]) > 0 then -- (an empty set is not read)
-          skey[#skey + 1], sstate[#skey + 1], sbase[#skey + 1] = K.lstate(B, lane, st), st, B
-        end
+        if FF.num(sizes[i]) > 0 then add(B, st) end -- (an empty set is not read)
       end
     end
   end
@@ -243,8 +333,15 @@ local function lane_merge(parts, a, after)
     heap[k] = i
   end
   for i = 1, n do
-    local r = lane_read(skey[i], from, first, rev)
-    buf[i], pos[i], more[i], chunk[i] = r, 1, #r == first, first
+    local r
+    if sband[i] then
+      r = band_read(sband[i], first, rev)
+      more[i] = not sband[i].done
+    else
+      r = lane_read(skey[i], from, first, rev)
+      more[i] = #r == first
+    end
+    buf[i], pos[i], chunk[i] = r, 1, first
     if #r > 0 then
       head[i] = r[1]
       size = size + 1
@@ -261,8 +358,13 @@ local function lane_merge(parts, a, after)
       local r = {}
       if more[i] then
         chunk[i] = math.min(2 * chunk[i], scan)
-        r = lane_read(skey[i], "(" .. m, chunk[i], rev)
-        more[i] = #r == chunk[i]
+        if sband[i] then
+          r = band_read(sband[i], chunk[i], rev)
+          more[i] = not sband[i].done
+        else
+          r = lane_read(skey[i], "(" .. m, chunk[i], rev)
+          more[i] = #r == chunk[i]
+        end
       end
       if #r > 0 then
         buf[i], pos[i] = r, 1
@@ -276,8 +378,16 @@ local function lane_merge(parts, a, after)
     if size > 0 then down(1) end
     examined = examined + 1
     last = m
-    local k = C("HGET", K.core(sbase[i], string.sub(m, 15)), "execution_kind") or ""
-    if kind == nil or k == kind then
+    local k, live = "", true
+    if sband[i] then -- (an entry of the eligible index: waiting unless stale)
+      local st = C("HMGET", K.core(sbase[i], string.sub(m, 15)), "sv", FF.CF.execution_kind)
+      local sv = FF.sv_decode(st[1])
+      live = sv[1] == "runnable" and sv[3] == "eligible_now"
+      k = st[2] or ""
+    else
+      k = C("HGET", K.core(sbase[i], string.sub(m, 15)), FF.CF.execution_kind) or ""
+    end
+    if live and (kind == nil or k == kind) then
       out[#out + 1] = m
       out[#out + 1] = sstate[i]
       out[#out + 1] = k
@@ -301,7 +411,7 @@ end
 --           | "0", then 3 fields per row: member, public state, kind}
 --   errors: -
 FF.fn.lane_page = function(_, a, now)
-  local rows, last, done = lane_merge(a.parts or {}, a, FF.str(a.after))
+  local rows, last, done = lane_merge(a.parts or {}, a, FF.str(a.after), now)
   local r = FF.ok("OK", last, done and "1" or "0")
   for i = 1, #rows do r[#r + 1] = rows[i] end
   return r

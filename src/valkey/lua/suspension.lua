@@ -363,22 +363,27 @@ FF.fn.suspend = function(B, a, now)
     C("HSET", K.wp(B, wp_id), "satisfied_at", FF.s(now))
     FF.close_waitpoint(B, wp_id, "resumed", now)
     C("DEL", K.ex(B, e, "susp:sat"), K.ex(B, e, "susp:cnt"))
-    C("HSET", K.core(B, e), "last_mutation_at", FF.s(now))
+    FF.cset(B, e, c, { "last_mutation_at", FF.s(now) })
   else
     local tb = FF.str(a.timeout_behavior)
     if tb == "" then tb = "fail" end
+    -- (the condition is kept here only when composite: a single-signal condition is the waitpoint's
+    -- `cond`; the resume policy, a JSON text over 64 bytes, in a key of its own: the hash stays a
+    -- listpack)
     C("HSET", sk, "suspension_id", sid, "execution_id", e, "attempt_index", c.current_attempt_index,
       "waitpoint_id", wp_id, "waitpoint_key", wp_key, "additional_waitpoints_json", extras_json,
       "reason_code", FF.str(a.reason_code), "requested_by", FF.str(a.requested_by), "created_at", FF.s(now),
       "timeout_at", timeout_at and FF.s(timeout_at) or "", "timeout_behavior", tb,
-      "resume_condition_json", cond_json, "resume_policy_json", FF.str(a.resume_policy_json),
       "continuation_metadata_pointer", FF.str(a.continuation), "last_signal_at", "", "satisfied_at", "",
       "closed_at", "", "close_reason", "", "composite", composite and "1" or "0")
+    if composite then C("HSET", sk, "resume_condition_json", cond_json) end
+    local rp = FF.str(a.resume_policy_json)
+    if rp ~= "" then C("SET", K.ex(B, e, "susp:policy"), rp) else C("DEL", K.ex(B, e, "susp:policy")) end
     FF.run_end(B, e, c, "suspended", FF.str(a.reason_code), now)
     FF.suspend_attempt(B, e, c, sid, now)
     FF.drop_lease(B, e, c)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", FF.blocking_for(FF.str(a.reason_code)),
-      "suspended: waitpoint " .. wp_id .. " awaiting " .. FF.str(a.reason_code), "none", "attempt_interrupted", now,
+      FF.SUSPENDED_DETAIL .. FF.str(a.reason_code), "none", "attempt_interrupted", now,
       FF.with(FF.LEASE_CLEAR, { "current_suspension_id", sid, "current_waitpoint_id", wp_id }))
     C("ZADD", K.idx(B, "suspended"), FF.s(timeout_at or FF.NO_TIMEOUT), e)
     if timeout_at then C("ZADD", K.idx(B, "susp_timeout"), FF.s(timeout_at), e) end
@@ -392,7 +397,7 @@ end
 -- --- deliver_signal (docs/design/signals.md#delivering-a-signal) ------------------------------------------------
 -- A token check failed on `e` (describeExecution shows when).
 local function stamp_hmac_failure(B, e, now)
-  C("HSET", K.core(B, e), "last_hmac_validation_failed_at", FF.s(now))
+  FF.cset(B, e, nil, { "last_hmac_validation_failed_at", FF.s(now) })
 end
 
 -- Stores the accepted signal `a` for waitpoint `w` of `e` (its record, payload, the waitpoint's
