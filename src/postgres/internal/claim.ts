@@ -11,7 +11,7 @@ import { makeHandle } from "../../internal/handleCodec.js"
 import { storeLeaseId } from "../../internal/storeIds.js"
 import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
-import { bigint, bytea, int, text, textArray, unwrap, uuid } from "./client.js"
+import { type Arg, bigint, bytea, decode, int, text, textArray, unwrap, uuid } from "./client.js"
 import { Base64, type CoreContext, type Fx, handleArgs } from "./context.js"
 import { replayedAs } from "./lifecycle.js"
 
@@ -29,13 +29,108 @@ const CompleteClaimReply = Schema.Struct({
   busy: Schema.Int,
   inputs: Schema.Array(InputRow)
 })
+type ClaimedRow = typeof Claimed.Type
+type InputValue = Exclude<typeof InputRow.Type, null>
+type CompleteClaimValue = typeof CompleteClaimReply.Type
+
+// The claim's replies on the worker's hot path, read without the Schemas: ff_claim builds each
+// handle from stored ids (checked when the execution was created) and ids the server generated,
+// so a check of each field's type is enough. Anything else (a field missing or of another type)
+// is left to the Schemas, which say what is wrong.
+const isString = (v: unknown): v is string => typeof v === "string"
+const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0
+
+const claimedRow = (v: unknown): ClaimedRow | undefined => {
+  if (typeof v !== "object" || v === null) return undefined
+  const o = v as { readonly [k in keyof ClaimedRow]?: unknown }
+  const { attemptId, attemptIndex, executionId, kind, laneId, leaseEpoch, leaseId, leaseTtlMs, workerInstanceId } = o
+  return isString(executionId) && isCount(attemptIndex) && attemptIndex <= 0xffffffff && isString(attemptId) &&
+      isString(leaseId) && isCount(leaseEpoch) && isCount(leaseTtlMs) && isString(laneId) &&
+      isString(workerInstanceId) && (kind === "fresh" || kind === "resumed") ?
+    { executionId, attemptIndex, attemptId, leaseId, leaseEpoch, leaseTtlMs, laneId, workerInstanceId, kind } as
+      ClaimedRow :
+    undefined
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
+const inputRow = (v: unknown): InputValue | null | undefined => {
+  if (v === null) return null
+  if (typeof v !== "object") return undefined
+  const o = v as { readonly [k in keyof InputValue]?: unknown }
+  const { executionId, executionKind, laneId, namespace, payload, payloadEncoding, traceParent } = o
+  if (
+    !isString(executionId) || !isString(executionKind) || !isString(laneId) || !isString(namespace) ||
+    !isString(payload) || payload.length % 4 !== 0 || !BASE64.test(payload) ||
+    (payloadEncoding !== undefined && !isString(payloadEncoding)) || (traceParent !== undefined && !isString(traceParent))
+  ) return undefined
+  const bytes = Buffer.from(payload, "base64")
+  const row: { -readonly [k in keyof InputValue]: unknown } = {
+    executionId,
+    executionKind,
+    laneId,
+    namespace,
+    payload: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  }
+  if (payloadEncoding !== undefined) row.payloadEncoding = payloadEncoding
+  if (traceParent !== undefined) row.traceParent = traceParent
+  return row as InputValue
+}
+
+/** Each element of `list` read by `row`, or `undefined` when one does not read. */
+const rows = <A>(list: unknown, row: (v: unknown) => A | undefined): Array<A> | undefined => {
+  if (!Array.isArray(list)) return undefined
+  const out: Array<A> = []
+  for (const v of list) {
+    const r = row(v)
+    if (r === undefined) return undefined
+    out.push(r)
+  }
+  return out
+}
+
+const claimReply = (v: unknown): typeof ClaimReply.Type | undefined => {
+  if (typeof v !== "object" || v === null) return undefined
+  const { busy, handles } = v as { readonly busy?: unknown; readonly handles?: unknown }
+  const list = rows(handles, claimedRow)
+  return list !== undefined && isCount(busy) ? { handles: list, busy } : undefined
+}
+
+const completeClaimReply = (v: unknown): CompleteClaimValue | undefined => {
+  if (typeof v !== "object" || v === null) return undefined
+  const o = v as { readonly [k in keyof CompleteClaimValue]?: unknown }
+  const claim = claimReply(o)
+  const inputs = rows(o.inputs, inputRow)
+  return claim !== undefined && Array.isArray(o.completed) && inputs !== undefined &&
+      inputs.length === claim.handles.length ?
+    { completed: o.completed, handles: claim.handles, busy: claim.busy, inputs } :
+    undefined
+}
+
+const claimHandle = (c: ClaimedRow): M.Handle =>
+  makeHandle("postgres", c.kind, {
+    executionId: c.executionId,
+    attemptIndex: c.attemptIndex,
+    attemptId: c.attemptId,
+    leaseId: c.leaseId,
+    leaseEpoch: c.leaseEpoch,
+    leaseTtlMs: c.leaseTtlMs,
+    laneId: c.laneId,
+    workerInstanceId: c.workerInstanceId
+  })
 
 const NOT_RESUMABLE = new Set(["NotAResumedExecution", "ExecutionNotLeaseable", "InvalidClaimGrant", "ClaimGrantExpired"])
 
 export const makeClaims = (
   ctx: CoreContext
 ): CoreArea<"claim"> => {
-  const { callDecode } = ctx
+  const { call, callDecode } = ctx
+
+  /** ff_<fn>'s reply read by `fast`, or by `schema` when `fast` cannot read it. */
+  const callRead = <A, I>(op: string, fn: string, args: ReadonlyArray<Arg>, fast: (v: unknown) => A | undefined, schema: Schema.Schema<A, I>): Fx<A> =>
+    Effect.flatMap(call(op, fn, args), (v) => {
+      const a = fast(v)
+      return a !== undefined ? Effect.succeed(a) : decode(op, schema)(v)
+    })
 
   /** The claimer's parameters of ff_claim and ff_complete_claim, in their order. */
   const claimerParams = (args: M.ClaimArgs) => [
@@ -67,8 +162,11 @@ export const makeClaims = (
 
   const claimMany = (args: M.ClaimArgs, count: number): Fx<ReadonlyArray<M.Handle>> =>
     Effect.map(
-      untilNotBusy(callDecode("claim", "claim", [...claimerParams(args), int(Math.max(1, Math.floor(count)))], ClaimReply), true),
-      (reply) => reply.handles.map(({ kind, ...payload }) => makeHandle("postgres", kind, payload))
+      untilNotBusy(
+        callRead("claim", "claim", [...claimerParams(args), int(Math.max(1, Math.floor(count)))], claimReply, ClaimReply),
+        true
+      ),
+      (reply) => reply.handles.map(claimHandle)
     )
 
   /**
@@ -77,7 +175,7 @@ export const makeClaims = (
    */
   const completeAndClaim: CoreArea<"claim">["completeAndClaim"] = (items, args, max) => {
     const col = <T>(f: (item: (typeof items)[number]) => T) => items.map(f)
-    const once = callDecode("complete_and_claim", "complete_claim", [
+    const once = callRead("complete_and_claim", "complete_claim", [
       ["text[]", col(({ h }) => h.payload.executionId)],
       ["int[]", col(({ h }) => h.payload.attemptIndex)],
       ["uuid[]", col(({ h }) => h.payload.attemptId)],
@@ -87,22 +185,21 @@ export const makeClaims = (
       ...claimerParams(args),
       int(max),
       bigint(Limits.batchBytes)
-    ], CompleteClaimReply)
-    return Effect.gen(function*() {
-      const reply = yield* untilNotBusy(once, items.length === 0 && max > 0)
+    ], completeClaimReply, CompleteClaimReply)
+    return Effect.map(untilNotBusy(once, items.length === 0 && max > 0), (reply) => {
       const completed: Array<Either.Either<void, EngineError>> = []
       for (let i = 0; i < items.length; i++) {
         const h = items[i]!.h
         const r = unwrap("complete_and_claim", reply.completed[i])
         if (Either.isRight(r) || replayedAs(r.left, h, "success")) {
-          yield* ctx.wake(h)
+          ctx.unsafeWake(h)
           completed.push(Either.void)
         } else {
           completed.push(Either.left(r.left))
         }
       }
-      const claimed = reply.handles.map(({ kind, ...payload }, i): EngineBackend.ClaimedWork => ({
-        handle: makeHandle("postgres", kind, payload),
+      const claimed = reply.handles.map((c, i): EngineBackend.ClaimedWork => ({
+        handle: claimHandle(c),
         input: Option.fromNullable(reply.inputs[i])
       }))
       return { completed, claimed }

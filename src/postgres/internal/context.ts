@@ -96,6 +96,8 @@ export interface CoreContext {
   readonly streamKey: (executionId: string, attemptIndex: number) => string
   /** Releases the tails blocked on the stream of the handle's attempt (an append, the attempt's end). */
   readonly wake: (h: HandleRef) => Effect.Effect<void>
+  /** `wake`, at once (for the loops over a batch's replies). */
+  readonly unsafeWake: (h: HandleRef) => void
   /** What the next local write to the stream of `key` completes. */
   readonly nextWrite: (key: string) => Effect.Effect<Deferred.Deferred<void>>
 }
@@ -108,15 +110,16 @@ export const makeCoreContext = (caller: Caller, options: CoreOptions): CoreConte
   // process release them at once; other processes' writes are seen by polling.
   const waiters = new Map<string, Deferred.Deferred<void>>()
   const streamKey = (executionId: string, attemptIndex: number) => `${executionId}:${attemptIndex}`
-  const wake = (h: HandleRef) =>
-    Effect.sync(() => {
-      const key = streamKey(h.payload.executionId, h.payload.attemptIndex)
-      const d = waiters.get(key)
-      if (d !== undefined) {
-        waiters.delete(key)
-        Deferred.unsafeDone(d, Effect.void)
-      }
-    })
+  const unsafeWake = (h: HandleRef) => {
+    if (waiters.size === 0) return
+    const key = streamKey(h.payload.executionId, h.payload.attemptIndex)
+    const d = waiters.get(key)
+    if (d !== undefined) {
+      waiters.delete(key)
+      Deferred.unsafeDone(d, Effect.void)
+    }
+  }
+  const wake = (h: HandleRef) => Effect.sync(() => unsafeWake(h))
   const nextWrite = (key: string) =>
     Effect.gen(function*() {
       const existing = waiters.get(key)
@@ -135,5 +138,5 @@ export const makeCoreContext = (caller: Caller, options: CoreOptions): CoreConte
   const callVoid = (op: string, fn: string, args: ReadonlyArray<Arg>): Fx<void> =>
     Effect.asVoid(callDecode(op, fn, args, OkOnly))
 
-  return { caller, call, options, cfg, callDecode, callOption, callVoid, streamKey, wake, nextWrite }
+  return { caller, call, options, cfg, callDecode, callOption, callVoid, streamKey, wake, unsafeWake, nextWrite }
 }

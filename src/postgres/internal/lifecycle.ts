@@ -49,7 +49,7 @@ export const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boole
 export const makeLifecycle = (
   ctx: CoreContext
 ): CoreArea<"lifecycle"> => {
-  const { caller, callDecode, callVoid, wake } = ctx
+  const { caller, callDecode, callVoid, unsafeWake, wake } = ctx
 
   /** A terminal write replayed after a lost reply (docs/design/executions.md#replaying-a-terminal-write). */
   const reconcile = <A>(h: HandleRef, effect: Fx<A>, ok: (d: NonNullable<ReturnType<typeof isNotActive>>) => A | undefined) =>
@@ -113,12 +113,16 @@ export const makeLifecycle = (
       Effect.flatMap(
         caller.callSet("complete_many", "complete_set", items.map(({ h, payload }) => [...handleArgs(h), bytea(payload)])),
         (replies) =>
-          Effect.forEach(replies, (reply, i): Effect.Effect<Either.Either<void, EngineError>> => {
-            const h = items[i]!.h
-            return Either.isRight(reply) || replayedAs(reply.left, h, "success") ?
-              Effect.as(wake(h), Either.void) :
-              Effect.succeed(Either.left(reply.left))
-          })
+          Effect.sync(() =>
+            replies.map((reply, i): Either.Either<void, EngineError> => {
+              const h = items[i]!.h
+              if (Either.isRight(reply) || replayedAs(reply.left, h, "success")) {
+                unsafeWake(h)
+                return Either.void
+              }
+              return Either.left(reply.left)
+            })
+          )
       ),
 
     fail: (h, reason, classification) =>

@@ -324,12 +324,17 @@ BEGIN
                               || '-' || substr(x.trace_context, 49, 2)))
            END ORDER BY x.n), '[]'::jsonb) INTO v_inputs
     FROM (
-      SELECT h.n, h.v ->> 'executionId' AS id, e.execution_kind AS kind, e.lane_id, e.namespace, d.payload,
-             d.payload_encoding, d.trace_context,
-             sum(coalesce(length(d.payload), 0)) OVER (ORDER BY h.n) AS used
-      FROM jsonb_array_elements(v_claim -> 'handles') WITH ORDINALITY AS h(v, n)
-      LEFT JOIN exec_core e ON e.execution_id = h.v ->> 'executionId'
-      LEFT JOIN exec_data d ON d.execution_id = h.v ->> 'executionId'
+      SELECT h.n, h.id, i.kind, i.lane_id, i.namespace, i.payload, i.payload_encoding, i.trace_context,
+             sum(coalesce(length(i.payload), 0)) OVER (ORDER BY h.n) AS used
+      FROM (SELECT j.v ->> 'executionId' AS id, j.n
+            FROM jsonb_array_elements(v_claim -> 'handles') WITH ORDINALITY AS j(v, n)) h
+      -- each claimed row by its key: a LIMIT keeps the subquery from being flattened into a join
+      -- the planner may hash, reading exec_core and exec_data whole at every claim
+      LEFT JOIN LATERAL (
+        SELECT e.execution_kind AS kind, e.lane_id, e.namespace, d.payload, d.payload_encoding, d.trace_context
+        FROM exec_core e JOIN exec_data d ON d.execution_id = e.execution_id
+        WHERE e.execution_id = h.id LIMIT 1
+      ) i ON true
     ) x;
   END IF;
   RETURN ffi_ok(jsonb_build_object('completed', v_done, 'handles', v_claim -> 'handles',

@@ -330,6 +330,8 @@ DECLARE
   f_arm text[];
   f_moved text[];
   v_i int;
+  -- ids named more than once (each of their rows goes through ff_complete), found once for the batch
+  v_dups text[] := ARRAY(SELECT d.id FROM unnest(p_eid) AS d(id) GROUP BY d.id HAVING count(*) > 1);
 BEGIN
   -- the common case, locked (rows that do not qualify once locked are left to ff_complete)
   SELECT coalesce(array_agg(c.execution_id), '{}'), coalesce(array_agg(c.current_attempt_index), '{}'),
@@ -344,7 +346,7 @@ BEGIN
       AND c.lease_id = t.lease AND c.lease_epoch = t.epoch AND c.current_attempt_id = t.att
       AND c.flow_id IS NULL AND NOT c.has_grant AND c.current_suspension_id IS NULL
       AND c.current_attempt_index IS NOT NULL
-      AND (SELECT count(*) FROM unnest(p_eid) AS d(id) WHERE d.id = t.id) = 1
+      AND t.id <> ALL (v_dups)
     ORDER BY c.execution_id
     FOR UPDATE OF c
   ) c;
