@@ -7,6 +7,7 @@ import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, rootCause } from "../../EngineError.js"
 import type { CoreArea } from "../../internal/boundary.js"
+import { compile } from "../../internal/fastValidate.js"
 import { makeHandle } from "../../internal/handleCodec.js"
 import { storeLeaseId } from "../../internal/storeIds.js"
 import { Limits } from "../../Limits.js"
@@ -33,47 +34,21 @@ type ClaimedRow = typeof Claimed.Type
 type InputValue = Exclude<typeof InputRow.Type, null>
 type CompleteClaimValue = typeof CompleteClaimReply.Type
 
-// The claim's replies on the worker's hot path, read without the Schemas: ff_claim builds each
-// handle from stored ids (checked when the execution was created) and ids the server generated,
-// so a check of each field's type is enough. Anything else (a field missing or of another type)
-// is left to the Schemas, which say what is wrong.
-const isString = (v: unknown): v is string => typeof v === "string"
-const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0
+// The claim's replies on the worker's hot path, read without decoding through the Schemas: each
+// part is checked by its schema's compiled validator (fastValidate: every check the schema makes),
+// an input's payload, base64 text, then decoded. Anything a validator does not vouch for is left
+// to the Schemas, which say what is wrong.
+const fastClaimReply = compile(ClaimReply)
+const claimReply = (v: unknown): typeof ClaimReply.Type | undefined => fastClaimReply?.(v)
 
-const claimedRow = (v: unknown): ClaimedRow | undefined => {
-  if (typeof v !== "object" || v === null) return undefined
-  const o = v as { readonly [k in keyof ClaimedRow]?: unknown }
-  const { attemptId, attemptIndex, executionId, kind, laneId, leaseEpoch, leaseId, leaseTtlMs, workerInstanceId } = o
-  return isString(executionId) && isCount(attemptIndex) && attemptIndex <= 0xffffffff && isString(attemptId) &&
-      isString(leaseId) && isCount(leaseEpoch) && isCount(leaseTtlMs) && isString(laneId) &&
-      isString(workerInstanceId) && (kind === "fresh" || kind === "resumed") ?
-    { executionId, attemptIndex, attemptId, leaseId, leaseEpoch, leaseTtlMs, laneId, workerInstanceId, kind } as
-      ClaimedRow :
-    undefined
-}
-
+const fastInputText = compile(Schema.Struct({ ...M.ExecutionInput.fields, payload: Schema.String }))
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 const inputRow = (v: unknown): InputValue | null | undefined => {
   if (v === null) return null
-  if (typeof v !== "object") return undefined
-  const o = v as { readonly [k in keyof InputValue]?: unknown }
-  const { executionId, executionKind, laneId, namespace, payload, payloadEncoding, traceParent } = o
-  if (
-    !isString(executionId) || !isString(executionKind) || !isString(laneId) || !isString(namespace) ||
-    !isString(payload) || payload.length % 4 !== 0 || !BASE64.test(payload) ||
-    (payloadEncoding !== undefined && !isString(payloadEncoding)) || (traceParent !== undefined && !isString(traceParent))
-  ) return undefined
-  const bytes = Buffer.from(payload, "base64")
-  const row: { -readonly [k in keyof InputValue]: unknown } = {
-    executionId,
-    executionKind,
-    laneId,
-    namespace,
-    payload: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  }
-  if (payloadEncoding !== undefined) row.payloadEncoding = payloadEncoding
-  if (traceParent !== undefined) row.traceParent = traceParent
-  return row as InputValue
+  const row = fastInputText?.(v)
+  if (row === undefined || row.payload.length % 4 !== 0 || !BASE64.test(row.payload)) return undefined
+  const bytes = Buffer.from(row.payload, "base64")
+  return { ...row, payload: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) }
 }
 
 /** Each element of `list` read by `row`, or `undefined` when one does not read. */
@@ -86,13 +61,6 @@ const rows = <A>(list: unknown, row: (v: unknown) => A | undefined): Array<A> | 
     out.push(r)
   }
   return out
-}
-
-const claimReply = (v: unknown): typeof ClaimReply.Type | undefined => {
-  if (typeof v !== "object" || v === null) return undefined
-  const { busy, handles } = v as { readonly busy?: unknown; readonly handles?: unknown }
-  const list = rows(handles, claimedRow)
-  return list !== undefined && isCount(busy) ? { handles: list, busy } : undefined
 }
 
 const completeClaimReply = (v: unknown): CompleteClaimValue | undefined => {
