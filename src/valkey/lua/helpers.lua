@@ -3,7 +3,9 @@
 -- per-call state (wakes, due times, revocations) and its publication, replies, hashes, staged
 -- blobs, argument checks, the state vector, indexes, attempts, and the lease ladder
 -- ===========================================================================
-local function C(...) return redis.call(...) end
+-- redis.call, taken at the start of every call (FF.call_begin: the library's load has no
+-- redis.call), so that a command costs no wrapper call of its own
+local C = nil
 
 FF.NO_TIMEOUT = 9999999999999
 FF.PRIORITY_MAX = 9000
@@ -140,6 +142,7 @@ end
 -- times of delayed work per partition and lane (the due hints), the leases ended by another hand.
 -- (tables left empty by the previous call are kept: most calls add nothing to them)
 function FF.call_begin()
+  C = redis.call
   if FF.pubs == nil or next(FF.pubs) ~= nil then FF.pubs = {} end
   if FF.due == nil or FF.dued then FF.due = {} end
   FF.dued = false
@@ -324,14 +327,18 @@ local SV_CODES = {
     pending_retry_attempt = "t", pending_replay_attempt = "y", attempt_terminal = "x" }
 }
 local SV_DECODE = nil -- (built at the first call: no pairs while the library loads)
+local SV_BYTES = nil   -- the same, keyed by the code's byte (returns SV_BYTES)
 local function sv_decode_tables()
-  SV_DECODE = {}
+  SV_DECODE, SV_BYTES = {}, {}
   for i, codes in ipairs(SV_CODES) do
-    local d = { ["-"] = "" }
-    for v, code in pairs(codes) do d[code] = v end
-    SV_DECODE[i] = d
+    local d, b = { ["-"] = "" }, { [string.byte("-")] = "" }
+    for v, code in pairs(codes) do
+      d[code] = v
+      b[string.byte(code)] = v
+    end
+    SV_DECODE[i], SV_BYTES[i] = d, b
   end
-  return SV_DECODE
+  return SV_BYTES
 end
 
 -- The state vector's stored form.
@@ -346,7 +353,8 @@ end
 
 -- The six dimensions of a stored vector (all "" for a missing or malformed one).
 function FF.sv_decode(sv)
-  local d = SV_DECODE or sv_decode_tables()
+  if SV_DECODE == nil then sv_decode_tables() end
+  local d = SV_DECODE
   local out = { "", "", "", "", "", "" }
   if type(sv) ~= "string" then return out end
   local pos = 1
@@ -391,9 +399,24 @@ local CORE_MT = {
         v = detail_of(t, v)
       end
     elseif SV_INDEX[k] ~= nil then
-      local dims = FF.sv_decode(rawget(t, "sv"))
-      for i = 1, 6 do rawset(t, SV[i], dims[i]) end
-      rawset(t, "public_state", FF.public(dims[1], dims[3], dims[5]))
+      local sv = rawget(t, "sv")
+      if type(sv) == "string" and #sv == 6 then
+        -- (six one-character codes, the common vector: decoded by byte, no table)
+        local d = SV_BYTES or sv_decode_tables()
+        local b1, b2, b3, b4, b5, b6 = string.byte(sv, 1, 6)
+        local phase, elig, outcome = d[1][b1] or "", d[3][b3] or "", d[5][b5] or ""
+        rawset(t, "lifecycle_phase", phase)
+        rawset(t, "ownership_state", d[2][b2] or "")
+        rawset(t, "eligibility_state", elig)
+        rawset(t, "blocking_reason", d[4][b4] or "")
+        rawset(t, "terminal_outcome", outcome)
+        rawset(t, "attempt_state", d[6][b6] or "")
+        rawset(t, "public_state", FF.public(phase, elig, outcome))
+      else
+        local dims = FF.sv_decode(sv)
+        for i = 1, 6 do rawset(t, SV[i], dims[i]) end
+        rawset(t, "public_state", FF.public(dims[1], dims[3], dims[5]))
+      end
       return rawget(t, k)
     else
       v = ""
@@ -700,53 +723,57 @@ end
 -- out of the write (the core is a listpack where every written field costs). The arguments are
 -- gathered in reused tables (unpack stops at n, whatever follows).
 local state_args, state_dels = {}, {}
+-- (the state of the FF.state being written, for state_put: no closure per call)
+local st_c, st_n, st_nd = nil, 0, 0
+local function state_put(f, v)
+  local c = st_c
+  -- the value as read: set in this call (the long name), or stored (the short name); a field
+  -- neither set nor stored reads as "" (the transition times as created_at), and is not cleared
+  local cur = rawget(c, f)
+  local s = CF[f] or f
+  if cur == nil then
+    cur = rawget(c, s)
+    if cur == nil then
+      if v == "" then return end
+      if f == "last_transition_at" or f == "last_mutation_at" then cur = c.created_at else cur = "" end
+    end
+  end
+  if cur ~= v then
+    c[f] = v
+    if v == "" then
+      st_nd = st_nd + 1
+      state_dels[st_nd] = s
+    else
+      state_args[st_n + 1], state_args[st_n + 2] = s, v
+      st_n = st_n + 2
+    end
+  end
+end
 function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n)
   local bp, bo, bpub = c.lifecycle_phase, c.ownership_state, c.public_state
   local ts = FF.s(now)
-  local t, d = state_args, state_dels
-  local n, nd = 0, 0
-  local function put(f, v)
-    -- (the value as read: set in this call, or stored; a field neither set nor stored that is
-    -- cleared is skipped without the metatable's default)
-    local cur = rawget(c, f)
-    if cur == nil then
-      local s = CF[f]
-      if s ~= nil then cur = rawget(c, s) end
-      if cur == nil then
-        if v == "" then return end
-        cur = c[f]
-      end
-    end
-    if cur ~= v then
-      c[f] = v
-      if v == "" then
-        nd = nd + 1
-        d[nd] = CF[f] or f
-      else
-        t[n + 1], t[n + 2] = CF[f] or f, v
-        n = n + 2
-      end
-    end
-  end
-  put("last_transition_at", ts)
-  put("last_mutation_at", ts)
+  st_c, st_n, st_nd = c, 0, 0
+  state_put("last_transition_at", ts)
+  state_put("last_mutation_at", ts)
   if bp ~= phase or bo ~= own or c.eligibility_state ~= elig or c.blocking_reason ~= reason or
       c.terminal_outcome ~= outcome or c.attempt_state ~= astate then
     c.lifecycle_phase, c.ownership_state, c.eligibility_state = phase, own, elig
     c.blocking_reason, c.terminal_outcome, c.attempt_state = reason, outcome, astate
-    t[n + 1], t[n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
-    n = n + 2
+    state_args[st_n + 1], state_args[st_n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
+    st_n = st_n + 2
   end
-  put("blocking_detail", detail)
+  state_put("blocking_detail", detail)
   local pub = FF.public(phase, elig, outcome)
   if bpub ~= pub then FF.lane_move(B, e, c, bpub, pub) end
   c.public_state = pub
   if extra then
-    for i = 1, extra_n or #extra, 2 do put(extra[i], extra[i + 1]) end
+    for i = 1, extra_n or #extra, 2 do state_put(extra[i], extra[i + 1]) end
   end
+  local n, nd = st_n, st_nd
+  st_c = nil
   local k = K.core(B, e)
-  if n > 0 then C("HSET", k, unpack(t, 1, n)) end
-  if nd > 0 then C("HDEL", k, unpack(d, 1, nd)) end
+  if n > 0 then C("HSET", k, unpack(state_args, 1, n)) end
+  if nd > 0 then C("HDEL", k, unpack(state_dels, 1, nd)) end
   FF.ev_transition(B, e, c, bp, bo, bpub, now)
 end
 
