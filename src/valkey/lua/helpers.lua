@@ -65,14 +65,64 @@ function K.ssum(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":sum"
 -- A lane id may hold ':' (any printable byte): the last segment of a lane's key names its record
 -- (one of the words of K.lane, `s=<state>`, `n`, `ev` (events.lua), or the length of a kind), so
 -- that no lane's key spells another lane's whatever its id.
-function K.lane(B, l, kind) return B .. ":l:" .. l .. ":" .. kind end
+-- The keys of a lane and of a partition's indexes are kept for the rest of the call once built
+-- (a batch builds the same few keys for every item): base -> lane -> record -> key, and base ->
+-- index name -> key (FF.call_begin starts them anew, so they hold only what one call touched).
+local lane_keys, idx_keys = {}, {}
+-- the keys of lane l on B built so far: record -> key, and at [1] the state sets' (state -> key)
+local function lane_tab(B, l)
+  local byB = lane_keys[B]
+  if byB == nil then
+    byB = {}
+    lane_keys[B] = byB
+  end
+  local byL = byB[l]
+  if byL == nil then
+    byL = { {} }
+    byB[l] = byL
+  end
+  return byL
+end
+function K.lane(B, l, kind)
+  local byL = lane_tab(B, l)
+  local k = byL[kind]
+  if k == nil then
+    k = B .. ":l:" .. l .. ":" .. kind
+    byL[kind] = k
+  end
+  return k
+end
 -- the lane's executions in public state `s` (FF.lane_member), and their count per state (a hash)
-function K.lstate(B, l, s) return B .. ":l:" .. l .. ":s=" .. s end
-function K.lcount(B, l) return B .. ":l:" .. l .. ":n" end
+function K.lstate(B, l, s)
+  local byS = lane_tab(B, l)[1]
+  local k = byS[s]
+  if k == nil then
+    k = B .. ":l:" .. l .. ":s=" .. s
+    byS[s] = k
+  end
+  return k
+end
+function K.lcount(B, l) return K.lane(B, l, "n") end
+function K.keys_begin()
+  if next(lane_keys) ~= nil then lane_keys = {} end
+  if next(idx_keys) ~= nil then idx_keys = {} end
+end
 -- The eligible index of lane l and execution kind k (FF.kind_candidates); the kind's length ends
 -- the key, so no lane and kind give another's key.
 function K.lane_kind(B, l, k) return B .. ":l:" .. l .. ":kind:" .. k .. ":" .. #k end
-function K.idx(B, name) return B .. ":i:" .. name end
+function K.idx(B, name)
+  local byB = idx_keys[B]
+  if byB == nil then
+    byB = {}
+    idx_keys[B] = byB
+  end
+  local k = byB[name]
+  if k == nil then
+    k = B .. ":i:" .. name
+    byB[name] = k
+  end
+  return k
+end
 function K.flow(B, f) return B .. ":f:" .. f end
 function K.fx(B, f, s) return B .. ":f:" .. f .. ":" .. s end
 function K.wp(B, w) return B .. ":w:" .. w end
@@ -143,6 +193,7 @@ end
 -- (tables left empty by the previous call are kept: most calls add nothing to them)
 function FF.call_begin()
   C = redis.call
+  K.keys_begin()
   if FF.pubs == nil or next(FF.pubs) ~= nil then FF.pubs = {} end
   if FF.due == nil or FF.dued then FF.due = {} end
   FF.dued = false
@@ -346,9 +397,32 @@ local function sv_code(i, v)
   if v == nil or v == "" then return "-" end
   return SV_CODES[i][v] or ("(" .. v .. ")")
 end
+-- (the vectors encoded so far, by their six values: a transition writes one of a few dozen)
+local SV_MEMO = {}
+local function memo_step(t, v)
+  local n = t[v]
+  if n == nil then
+    n = {}
+    t[v] = n
+  end
+  return n
+end
 function FF.sv_encode(phase, own, elig, reason, outcome, astate)
-  return sv_code(1, phase) .. sv_code(2, own) .. sv_code(3, elig) .. sv_code(4, reason) .. sv_code(5, outcome) ..
-    sv_code(6, astate)
+  phase, own, elig, reason, outcome, astate = phase or "", own or "", elig or "", reason or "", outcome or "",
+    astate or ""
+  local t = SV_MEMO[phase]
+  t = t and t[own]
+  t = t and t[elig]
+  t = t and t[reason]
+  t = t and t[outcome]
+  local sv = t and t[astate]
+  if sv == nil then
+    local last = memo_step(memo_step(memo_step(memo_step(memo_step(SV_MEMO, phase), own), elig), reason), outcome)
+    sv = sv_code(1, phase) .. sv_code(2, own) .. sv_code(3, elig) .. sv_code(4, reason) .. sv_code(5, outcome) ..
+      sv_code(6, astate)
+    last[astate] = sv
+  end
+  return sv
 end
 
 -- The six dimensions of a stored vector (all "" for a missing or malformed one).
@@ -383,11 +457,55 @@ local function detail_of(t, v)
 end
 
 -- Reads of a core table by long name: the stored short field, the state vector's dimensions and
--- the public state (decoded at the first read of one of them), the transition times' default;
--- each is kept in the table once read (FF.state and FF.cset keep it current).
+-- the public state (decoded at the first read of one of them and kept in the table), the
+-- transition times' default. A field of CF is written and read under its short name only (the
+-- table is the HGETALL map itself, and grows only by the fields a call sets): a long-named write
+-- goes to the short name (__newindex), so the value set by this call and the stored one are one
+-- entry (FF.state, FF.cset).
 local SV_INDEX = { lifecycle_phase = 1, ownership_state = 2, eligibility_state = 3, blocking_reason = 4,
   terminal_outcome = 5, attempt_state = 6, public_state = 0 }
+-- (the state vector's dimensions and the public state, read at the first use)
+local function sv_fill(t)
+  local sv = rawget(t, "sv")
+  if type(sv) == "string" and #sv == 6 then
+    -- (six one-character codes, the common vector: decoded by byte, no table)
+    local d = SV_BYTES or sv_decode_tables()
+    local b1, b2, b3, b4, b5, b6 = string.byte(sv, 1, 6)
+    local phase, elig, outcome = d[1][b1] or "", d[3][b3] or "", d[5][b5] or ""
+    rawset(t, "lifecycle_phase", phase)
+    rawset(t, "ownership_state", d[2][b2] or "")
+    rawset(t, "eligibility_state", elig)
+    rawset(t, "blocking_reason", d[4][b4] or "")
+    rawset(t, "terminal_outcome", outcome)
+    rawset(t, "attempt_state", d[6][b6] or "")
+    rawset(t, "public_state", FF.public(phase, elig, outcome))
+  else
+    local dims = FF.sv_decode(sv)
+    for i = 1, 6 do rawset(t, SV[i], dims[i]) end
+    rawset(t, "public_state", FF.public(dims[1], dims[3], dims[5]))
+  end
+end
 local CORE_MT = {
+  __index = function(t, k)
+    local s = CF[k]
+    if s ~= nil then
+      local v = rawget(t, s)
+      if v == nil then
+        if k == "last_transition_at" or k == "last_mutation_at" then return t.created_at end
+        return ""
+      end
+      if k == "blocking_detail" then return detail_of(t, v) end
+      return v
+    elseif SV_INDEX[k] ~= nil then
+      sv_fill(t)
+      return rawget(t, k)
+    end
+    return ""
+  end,
+  __newindex = function(t, k, v) rawset(t, CF[k] or k, v) end
+}
+-- The same reads for FF.core_expand's table of long names (each value kept once read).
+local EXPAND_MT = {
   __index = function(t, k)
     local s = CF[k]
     local v
@@ -399,24 +517,7 @@ local CORE_MT = {
         v = detail_of(t, v)
       end
     elseif SV_INDEX[k] ~= nil then
-      local sv = rawget(t, "sv")
-      if type(sv) == "string" and #sv == 6 then
-        -- (six one-character codes, the common vector: decoded by byte, no table)
-        local d = SV_BYTES or sv_decode_tables()
-        local b1, b2, b3, b4, b5, b6 = string.byte(sv, 1, 6)
-        local phase, elig, outcome = d[1][b1] or "", d[3][b3] or "", d[5][b5] or ""
-        rawset(t, "lifecycle_phase", phase)
-        rawset(t, "ownership_state", d[2][b2] or "")
-        rawset(t, "eligibility_state", elig)
-        rawset(t, "blocking_reason", d[4][b4] or "")
-        rawset(t, "terminal_outcome", outcome)
-        rawset(t, "attempt_state", d[6][b6] or "")
-        rawset(t, "public_state", FF.public(phase, elig, outcome))
-      else
-        local dims = FF.sv_decode(sv)
-        for i = 1, 6 do rawset(t, SV[i], dims[i]) end
-        rawset(t, "public_state", FF.public(dims[1], dims[3], dims[5]))
-      end
+      sv_fill(t)
       return rawget(t, k)
     else
       v = ""
@@ -436,7 +537,7 @@ end
 -- The core hash `m` as HGETALL reads it, with every field under its long name, the state vector's
 -- dimensions and the public state (for replies that hand the whole core to the layer).
 function FF.core_expand(m)
-  local c = setmetatable({}, CORE_MT)
+  local c = setmetatable({}, EXPAND_MT)
   local long = FF.CF_LONG
   if long == nil then
     long = {}
@@ -727,16 +828,15 @@ local state_args, state_dels = {}, {}
 local st_c, st_n, st_nd = nil, 0, 0
 local function state_put(f, v)
   local c = st_c
-  -- the value as read: set in this call (the long name), or stored (the short name); a field
+  -- the value as read: set in this call or stored, under the short name (CORE_MT); a field
   -- neither set nor stored reads as "" (the transition times as created_at), and is not cleared
-  local cur = rawget(c, f)
+  -- (a table without CORE_MT, long-named, is read and written by the long name)
   local s = CF[f] or f
+  local cur = rawget(c, s)
+  if cur == nil and s ~= f then cur = rawget(c, f) end
   if cur == nil then
-    cur = rawget(c, s)
-    if cur == nil then
-      if v == "" then return end
-      if f == "last_transition_at" or f == "last_mutation_at" then cur = c.created_at else cur = "" end
-    end
+    if v == "" then return end
+    if f == "last_transition_at" or f == "last_mutation_at" then cur = c.created_at else cur = "" end
   end
   if cur ~= v then
     c[f] = v
