@@ -883,16 +883,37 @@ local function id_hex(e)
   if u == nil then return nil end
   return (string.gsub(u, "-", ""))
 end
-local function hex_byte(x) return string.char(tonumber(x, 16)) end
-local function byte_hex(c) return string.format("%02x", string.byte(c)) end
+-- two hex digits -> their byte, and a byte -> its two hex digits (built at the first use:
+-- `string` is not reachable while the library loads)
+local HEX_BYTE, BYTE_HEX = nil, nil
+local function hex_tables()
+  HEX_BYTE, BYTE_HEX = {}, {}
+  for i = 0, 255 do
+    local h = string.format("%02x", i)
+    HEX_BYTE[h] = string.char(i)
+    BYTE_HEX[i] = h
+  end
+end
 -- 32 hex digits as their 16 bytes, and back
-function FF.id_bin(hex) return (string.gsub(hex, "%x%x", hex_byte)) end
-function FF.bin_hex(bin) return (string.gsub(bin, ".", byte_hex)) end
--- The execution id of a bucket member on partition base B.
-function FF.id_of_member(B, m)
-  local h = FF.bin_hex(m)
-  return string.match(B, "{fp:%d+}$") .. ":" .. string.sub(h, 1, 8) .. "-" .. string.sub(h, 9, 12) .. "-" ..
-    string.sub(h, 13, 16) .. "-" .. string.sub(h, 17, 20) .. "-" .. string.sub(h, 21, 32)
+function FF.id_bin(hex)
+  if HEX_BYTE == nil then hex_tables() end
+  return (string.gsub(hex, "%x%x", HEX_BYTE))
+end
+function FF.bin_hex(bin)
+  if BYTE_HEX == nil then hex_tables() end
+  local H = BYTE_HEX
+  local b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16 = string.byte(bin, 1, 16)
+  return H[b1] .. H[b2] .. H[b3] .. H[b4] .. H[b5] .. H[b6] .. H[b7] .. H[b8] .. H[b9] .. H[b10] .. H[b11] ..
+    H[b12] .. H[b13] .. H[b14] .. H[b15] .. H[b16]
+end
+-- The execution id of a bucket member (its uuid's 16 bytes) of the partition whose tag is `tag`
+-- ("{fp:N}:"), in one concatenation.
+function FF.id_of_member(tag, m)
+  if BYTE_HEX == nil then hex_tables() end
+  local H = BYTE_HEX
+  local b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16 = string.byte(m, 1, 16)
+  return tag .. H[b1] .. H[b2] .. H[b3] .. H[b4] .. "-" .. H[b5] .. H[b6] .. "-" .. H[b7] .. H[b8] .. "-" ..
+    H[b9] .. H[b10] .. "-" .. H[b11] .. H[b12] .. H[b13] .. H[b14] .. H[b15] .. H[b16]
 end
 function FF.ids_bucket_key(B, low) return K.idx(B, "ids:" .. low) end
 -- The lower bound of the bucket that holds (or would hold) the id of hex digits `hex`; nil when
@@ -949,8 +970,8 @@ function FF.ids_page(B, cursor, want)
   if want <= 0 then return out end
   local dir = K.idx(B, "ids")
   local low, from = nil, "-"
+  local tag = string.match(B, "{fp:%d+}$") .. ":"
   if cursor ~= nil and cursor ~= "" then
-    local tag = string.match(B, "{fp:%d+}$") .. ":"
     local hex = string.sub(cursor, 1, #tag) == tag and id_hex(cursor) or nil
     if hex == nil then
       -- a cursor that is not an id of this partition: every id here is after it, or none is
@@ -967,7 +988,7 @@ function FF.ids_page(B, cursor, want)
   end
   while true do
     local r = C("ZRANGEBYLEX", FF.ids_bucket_key(B, low), from, "+", "LIMIT", 0, want - #out)
-    for i = 1, #r do out[#out + 1] = FF.id_of_member(B, r[i]) end
+    for i = 1, #r do out[#out + 1] = FF.id_of_member(tag, r[i]) end
     if #out >= want then return out end
     local nexts = C("ZRANGEBYLEX", dir, "(" .. low, "+", "LIMIT", 0, 1)
     if #nexts == 0 then return out end
