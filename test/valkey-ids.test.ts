@@ -49,7 +49,7 @@ const buckets = (admin: Redis) =>
     return out
   })
 
-const sorted = (ids: ReadonlyArray<string>) => [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+const sorted = <A extends string>(ids: ReadonlyArray<A>): Array<A> => [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
 const hexOf = (id: string) => id.slice(id.indexOf("}:") + 2).replace(/-/g, "")
 
 describe("valkey id index", () => {
@@ -98,7 +98,7 @@ describe("valkey id index", () => {
         }
         expect(yield* listAll(1_000)).toEqual(all)
         expect(yield* listAll(7)).toEqual(all)
-        expect(yield* listAll(1)).toEqual(all.slice(0, 1).concat(all.slice(1)))
+        expect(yield* listAll(1)).toEqual(all)
         // a cursor at a bucket's last id resumes at the next bucket's first; one before all ids
         const second = bs[1]!.bound
         const lastOfFirst = all.filter((id) => hexOf(id) < second).pop()!
