@@ -97,7 +97,7 @@ function FF.claim_resume(B, e, c, now, lease_id, wid, wiid, ttl, remaining)
 end
 
 -- An expired or revoked lease is taken over by a new attempt of type reclaim (the old attempt
--- ends interrupted_reclaimed, its stream closes). Returns the 7 reply fields (kind "fresh"), or
+-- ends, its stream closes). Returns the 7 reply fields (kind "fresh"), or
 -- nil when the reclaim cap (policy max_reclaim_count, default 100) turned the execution terminal
 -- (failed: max_reclaims_exceeded) instead.
 function FF.claim_reclaim(B, e, c, now, a)
