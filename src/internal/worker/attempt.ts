@@ -12,6 +12,7 @@ import type * as M from "../../Model.js"
 import * as Producer from "../../Producer.js"
 import type { FlowContext, Handler, HandlerFailure, SuspendOptions, TaskContext, WorkerEvent } from "../../Worker.js"
 import { builtInTracer, parentSpanOf } from "../traceContext.js"
+import { utf8Encode } from "../utf8.js"
 import * as LeaseKeeper from "./leaseKeeper.js"
 import { taskDurationMs, tasksTotal } from "./metrics.js"
 import { describeFailure, leaseLostReason, type Runtime } from "./runtime.js"
@@ -66,7 +67,6 @@ type Stop =
   /** Interrupted from outside: the worker was torn down without a drain. */
   | { readonly _tag: "Interrupted" }
 
-const utf8 = new TextEncoder()
 const noSignals: ReadonlyArray<M.ResumeSignal> = []
 
 /**
@@ -283,14 +283,14 @@ class Context_<I> implements TaskContext<I> {
   get log(): TaskContext<I>["log"] {
     const { backend } = this.#a.rt
     const { handle } = this
-    return this.#log ??= (message) => backend.appendFrame(handle, { bytes: utf8.encode(message), kind: "stdout" })
+    return this.#log ??= (message) => backend.appendFrame(handle, { bytes: utf8Encode(message), kind: "stdout" })
   }
 
   get event(): TaskContext<I>["event"] {
     const { backend } = this.#a.rt
     const { handle } = this
     return this.#event ??= (frameType, data) =>
-      backend.appendFrame(handle, { bytes: utf8.encode(JSON.stringify(data) ?? "null"), kind: "event", frameType })
+      backend.appendFrame(handle, { bytes: utf8Encode(JSON.stringify(data) ?? "null"), kind: "event", frameType })
   }
 
   get createWaitpoint(): TaskContext<I>["createWaitpoint"] {

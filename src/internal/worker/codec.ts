@@ -3,6 +3,7 @@
  * Shared by the producer helpers and the worker runtime.
  */
 import { Effect, Either, ParseResult, Schema } from "effect"
+import { utf8Decode, utf8Encode } from "../utf8.js"
 
 /** The encoding label stored next to payloads written by these helpers. */
 export const JSON_ENCODING = "json"
@@ -25,8 +26,6 @@ export class PayloadError extends Schema.TaggedError<PayloadError>()("PayloadErr
   }
 }
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder("utf-8", { fatal: true })
 
 const schemaError = (direction: "encode" | "decode", subject: string) => (e: ParseResult.ParseError) =>
   new PayloadError({ direction, subject, detail: ParseResult.TreeFormatter.formatErrorSync(e) })
@@ -55,7 +54,7 @@ export const jsonEncoder = <A, I, E = PayloadError>(
   const failed = (e: ParseResult.ParseError) => onError(schemaFailed(e))
   const toBytes = (encoded: I): Either.Either<Uint8Array, E> => {
     try {
-      return Either.right(encoder.encode(JSON.stringify(encoded) ?? "null"))
+      return Either.right(utf8Encode(JSON.stringify(encoded) ?? "null"))
     } catch (e) {
       return Either.left(onError(new PayloadError({ direction: "encode", subject, detail: `not JSON: ${String(e)}` })))
     }
@@ -84,7 +83,7 @@ export const jsonDecoder = <A, I, E = PayloadError>(
   return (bytes) => {
     let json: unknown
     try {
-      json = bytes.length === 0 ? null : JSON.parse(decoder.decode(bytes))
+      json = bytes.length === 0 ? null : JSON.parse(utf8Decode(bytes))
     } catch (e) {
       return Either.left(onError(
         new PayloadError({

@@ -40,6 +40,8 @@ interface Entry {
   readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
   expiresAt: number
   renewAt: number
+  /** Registered: its handler runs (a renewal of an entry gone does nothing). */
+  live: boolean
 }
 
 export interface LeaseKeeper {
@@ -93,10 +95,19 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
     const renewEveryMs = Duration.toMillis(options.renewEvery)
     // how often due leases are looked for, and how soon a failed renewal is tried again
     const tickMs = Math.max(5, Math.min(250, Math.floor(renewEveryMs / 4)))
-    const entries = new Set<Entry>()
-    // an execution may have two entries for a moment: an attempt whose lease was revoked, and the
-    // next attempt, claimed again before the first one stopped
+    // The running attempts by execution: one map, one write per attempt registered and one per
+    // attempt gone. An execution may have two entries for a moment: an attempt whose lease was
+    // revoked, and the next attempt, claimed again before the first one stopped.
     const byExecution = new Map<string, Entry | Set<Entry>>()
+    /** Every running attempt's entry. */
+    const allEntries = (): Array<Entry> => {
+      const all: Array<Entry> = []
+      for (const same of byExecution.values()) {
+        if (same instanceof Set) for (const entry of same) all.push(entry)
+        else all.push(same)
+      }
+      return all
+    }
     // revocations that came before their attempt registered (oldest first)
     const early = new Set<string>()
     let shuttingDown = false
@@ -110,7 +121,7 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
 
     const renew = (entry: Entry) =>
       withLock(entry.lease, Effect.gen(function*() {
-        if (!entries.has(entry) || entry.lease.ended()) return
+        if (!entry.live || entry.lease.ended()) return
         const started = yield* Clock.currentTimeMillis
         const result = yield* Effect.exit(backend.renew(entry.lease.handle))
         if (Exit.isSuccess(result)) {
@@ -136,10 +147,14 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       }))
 
     const pass = Effect.gen(function*() {
-      if (entries.size === 0) return
+      if (byExecution.size === 0) return
       const now = yield* Clock.currentTimeMillis
       const due: Array<Entry> = []
-      for (const entry of entries) if (entry.renewAt <= now) due.push(entry)
+      for (const same of byExecution.values()) {
+        if (!(same instanceof Set)) {
+          if (same.renewAt <= now) due.push(same)
+        } else for (const entry of same) if (entry.renewAt <= now) due.push(entry)
+      }
       if (due.length > 0) yield* Effect.forEach(due, renew, { concurrency: RENEWAL_CONCURRENCY, discard: true })
     })
     yield* Effect.forkScoped(Effect.repeat(
@@ -148,7 +163,6 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
     ))
 
     const register = (entry: Entry) => {
-      entries.add(entry)
       const id = entry.lease.executionId
       const same = byExecution.get(id)
       if (same === undefined) byExecution.set(id, entry)
@@ -156,7 +170,7 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       else byExecution.set(id, new Set([same, entry]))
     }
     const unregister = (entry: Entry) => {
-      entries.delete(entry)
+      entry.live = false
       const id = entry.lease.executionId
       const same = byExecution.get(id)
       if (same === entry) byExecution.delete(id)
@@ -181,7 +195,8 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
           lease,
           fiber,
           expiresAt: claimedAt + leaseTtlMs,
-          renewAt: claimedAt + renewEveryMs
+          renewAt: claimedAt + renewEveryMs,
+          live: true
         }
         register(entry)
         // the caller's region is uninterruptible: once the handler's exit is in, the entry goes
@@ -215,7 +230,7 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
 
     const shutdown = Effect.suspend(() => {
       shuttingDown = true
-      return Effect.forEach([...entries], (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
+      return Effect.forEach(allEntries(), (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
     })
 
     return { guard, guardThen, shutdown, recheck }

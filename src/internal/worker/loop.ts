@@ -9,6 +9,7 @@ import {
   Duration,
   Effect,
   Either,
+  Exit,
   FiberRef,
   FiberRefs,
   FiberSet,
@@ -217,7 +218,6 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
             ;(errors ??= []).push(p.left)
             continue
           }
-          activeTasks.unsafeModify(1, active)
           running++
           // an input left out of the claim's reply (past its byte budget) is read by the attempt
           const prefetched = Option.isSome(input) ? Option.some(input) : Option.none()
@@ -230,8 +230,18 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
                 FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentLogAnnotations, value: annotations })
             }
           )
-          FiberSet.unsafeAdd(tasks, fiber)
-          fiber.addObserver(finished)
+          const exit = fiber.unsafePoll()
+          if (exit === null) {
+            // still running: it holds its slot until it ends (the drain waits for it)
+            activeTasks.unsafeModify(1, active)
+            FiberSet.unsafeAdd(tasks, fiber)
+            fiber.addObserver(finished)
+          } else {
+            // it ran to its end on this stack (its handler did not wait): its slot is free again,
+            // and there is nothing to drain or observe (a defect still reaches the set, as before)
+            running--
+            if (Exit.isFailure(exit)) FiberSet.unsafeAdd(tasks, fiber)
+          }
         }
         return errors === undefined ? Effect.void : Effect.forEach(
           errors,
