@@ -10,6 +10,7 @@ import {
   Effect,
   Either,
   Exit,
+  type FiberId,
   FiberRef,
   FiberRefs,
   FiberSet,
@@ -76,6 +77,28 @@ const drain = (
     }
     yield* Effect.logInfo("worker stopped")
   })
+
+/** The lane's log annotations and the attempt's (`executionId`, `attempt`). */
+const attemptAnnotations = (
+  lane: HashMap.HashMap<string, unknown>,
+  executionId: string,
+  attempt: number
+): HashMap.HashMap<string, unknown> => HashMap.set(HashMap.set(lane, "executionId", executionId), "attempt", attempt)
+
+/**
+ * The new attempt fiber's refs with its log annotations. `Runtime.runFork` hands `updateRefs` the
+ * refs it has just made for the new fiber alone (a fresh map): they are set in place, without a
+ * copy of the map per attempt (`FiberRefs.updateAs` copies it). The fiber is never joined, so its
+ * annotations need no history.
+ */
+const withAnnotations = (
+  refs: FiberRefs.FiberRefs,
+  fiberId: FiberId.Runtime,
+  annotations: HashMap.HashMap<string, unknown>
+): FiberRefs.FiberRefs => {
+  refs.locals.set(FiberRef.currentLogAnnotations, [[fiberId, annotations]])
+  return refs
+}
 
 /** Promotions in a row that found nothing at the reported due time before the worker waits for a wake-up instead. */
 const MAX_DUE_MISSES = 10
@@ -222,14 +245,10 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           // an input left out of the claim's reply (past its byte budget) is read by the attempt
           const prefetched = Option.isSome(input) ? Option.some(input) : Option.none()
           const payload = p.right
-          const annotations = HashMap.set(HashMap.set(l.annotations, "executionId", payload.executionId), "attempt", payload.attemptIndex + 1)
-          const fiber = forkAttempt(
-            runAttempt(rt!, handle, payload, claimedAt, prefetched, restore),
-            {
-              updateRefs: (refs, fiberId) =>
-                FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentLogAnnotations, value: annotations })
-            }
-          )
+          const annotations = attemptAnnotations(l.annotations, payload.executionId, payload.attemptIndex + 1)
+          const fiber = forkAttempt(runAttempt(rt!, handle, payload, claimedAt, prefetched, restore), {
+            updateRefs: (refs, fiberId) => withAnnotations(refs, fiberId, annotations)
+          })
           const exit = fiber.unsafePoll()
           if (exit === null) {
             // still running: it holds its slot until it ends (the drain waits for it)
