@@ -3,7 +3,7 @@
  * task context, run the handler under the lease keeper, settle the outcome (complete, fail, or
  * report how the attempt stopped: suspended, delayed, lease lost, released at shutdown).
  */
-import { Cause, Clock, Context, Duration, Effect, Either, Exit, HashSet, Option } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Exit, type Fiber, HashSet, Option } from "effect"
 import { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, isLeaseLost, isRetryable } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
@@ -114,7 +114,7 @@ const runWithInput = (
       }
     }
     const start = handlerFor(a, input)
-    const rest = start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore)
+    const rest = start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore, fiber)
     const { onEvent } = rt.settings
     const body = onEvent === undefined ? rest : Effect.zipRight(
       onEvent({
@@ -460,7 +460,8 @@ const runHandler = (
   a: Attempt,
   handler: Handler<unknown>,
   payload: Uint8Array,
-  restore: Restore
+  restore: Restore,
+  fiber: Fiber.RuntimeFiber<void, never>
 ): Effect.Effect<void> => {
   const running = new Running(a.p.executionId, a.handle)
   const run = (resumeSignals: ReadonlyArray<M.ResumeSignal>) => {
@@ -469,13 +470,15 @@ const runHandler = (
       Uint8Array,
       HandlerFailure
     >
-    return a.rt.keeper.guardThen(running.lease, a.claimedAt, restore(execute), (exit) => {
+    return a.rt.keeper.guardThenOn(fiber, running.lease, a.claimedAt, restore(execute), (exit) => {
       const { lease } = running
       if (running.endedBy !== undefined) return settle(a, { _tag: "Ended", ended: running.endedBy })
       if (Exit.isSuccess(exit) || !Cause.isInterruptedOnly(exit.cause)) return settle(a, { _tag: "Handler", exit })
       if (lease.stop !== undefined) return settle(a, lease.stop)
-      return Effect.flatMap(Effect.fiberId, (self) =>
-        settle(a, HashSet.has(Cause.interruptors(exit.cause), self) ? { _tag: "Handler", exit } : { _tag: "Interrupted" }))
+      return settle(
+        a,
+        HashSet.has(Cause.interruptors(exit.cause), fiber.id()) ? { _tag: "Handler", exit } : { _tag: "Interrupted" }
+      )
     })
   }
   return a.handle.kind === "resumed" ? Effect.flatMap(restore(observeResumeSignals(a)), run) : run(noSignals)

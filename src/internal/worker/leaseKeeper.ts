@@ -62,6 +62,14 @@ export interface LeaseKeeper {
     handler: Effect.Effect<A, E>,
     then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
   ) => Effect.Effect<B>
+  /** `guardThen` on `fiber`, the fiber that runs the returned effect, called from it: the attempt is registered at the call (one run-loop step less). */
+  readonly guardThenOn: <A, E, B>(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    lease: Lease,
+    claimedAt: number,
+    handler: Effect.Effect<A, E>,
+    then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
+  ) => Effect.Effect<B>
   /** Stops every running handler with `Shutdown`, and every handler that starts from now on. */
   readonly shutdown: Effect.Effect<void>
   /**
@@ -180,39 +188,42 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       }
     }
 
-    const guardThen: LeaseKeeper["guardThen"] = <A, E, B>(
+    const guardThenOn: LeaseKeeper["guardThenOn"] = <A, E, B>(
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
       lease: Lease,
       claimedAt: number,
       handler: Effect.Effect<A, E>,
       then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
-    ) =>
-      Effect.withFiberRuntime<B>((fiber) => {
-        if (shuttingDown) {
-          lease.stop = { _tag: "Shutdown" }
-          return then(Exit.interrupt(FiberId.none))
+    ): Effect.Effect<B> => {
+      if (shuttingDown) {
+        lease.stop = { _tag: "Shutdown" }
+        return then(Exit.interrupt(FiberId.none))
+      }
+      const entry: Entry = {
+        lease,
+        fiber,
+        expiresAt: claimedAt + leaseTtlMs,
+        renewAt: claimedAt + renewEveryMs,
+        live: true
+      }
+      register(entry)
+      // the caller's region is uninterruptible: once the handler's exit is in, the entry goes
+      const run = Effect.matchCauseEffect(handler, {
+        onFailure: (cause) => {
+          unregister(entry)
+          return then(Exit.failCause(cause))
+        },
+        onSuccess: (value) => {
+          unregister(entry)
+          return then(Exit.succeed(value))
         }
-        const entry: Entry = {
-          lease,
-          fiber,
-          expiresAt: claimedAt + leaseTtlMs,
-          renewAt: claimedAt + renewEveryMs,
-          live: true
-        }
-        register(entry)
-        // the caller's region is uninterruptible: once the handler's exit is in, the entry goes
-        const run = Effect.matchCauseEffect(handler, {
-          onFailure: (cause) => {
-            unregister(entry)
-            return then(Exit.failCause(cause))
-          },
-          onSuccess: (value) => {
-            unregister(entry)
-            return then(Exit.succeed(value))
-          }
-        })
-        if (!early.delete(lease.executionId)) return run
-        return Effect.zipRight(Effect.forkDaemon(renew(entry)), run)
       })
+      if (!early.delete(lease.executionId)) return run
+      return Effect.zipRight(Effect.forkDaemon(renew(entry)), run)
+    }
+
+    const guardThen: LeaseKeeper["guardThen"] = (lease, claimedAt, handler, then) =>
+      Effect.withFiberRuntime((fiber) => guardThenOn(fiber, lease, claimedAt, handler, then))
 
     const guard: LeaseKeeper["guard"] = (lease, claimedAt, handler) =>
       guardThen(lease, claimedAt, handler, Effect.succeed)
@@ -233,5 +244,5 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       return Effect.forEach(allEntries(), (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
     })
 
-    return { guard, guardThen, shutdown, recheck }
+    return { guard, guardThen, guardThenOn, shutdown, recheck }
   })
