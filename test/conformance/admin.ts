@@ -205,6 +205,19 @@ export const admin = (t: Tester) =>
           expect(Option.isNone(yield* b.getExecutionInput(yield* Ids.executionIdSolo(c.lane)))).toBe(true)
         }))
 
+      t.test("an empty payload encoding is no encoding, and an empty kind reads back empty", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          // (Valkey keeps no empty field: an encoding given as "" reads back as none on every backend)
+          const c = yield* create({ executionKind: "", inputPayload: new Uint8Array([7]), payloadEncoding: "" })
+          for (const i of [yield* b.getExecutionInput(c.executionId), ...(yield* b.getExecutionInputs([c.executionId]))]) {
+            const input = Option.getOrThrow(i)
+            expect("payloadEncoding" in input).toBe(false)
+            expect(input.executionKind).toBe("")
+            expect([...input.payload]).toEqual([7])
+          }
+        }))
+
       t.test("getExecutionInputs answers each id as getExecutionInput does, at its index", () =>
         Effect.gen(function*() {
           const b = yield* backend
