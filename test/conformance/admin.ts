@@ -15,6 +15,7 @@ import {
   advance,
   backend,
   buildFlow,
+  claimArgs,
   claimNone,
   claimSome,
   create,
@@ -216,6 +217,13 @@ export const admin = (t: Tester) =>
             expect(input.executionKind).toBe("")
             expect([...input.payload]).toEqual([7])
           }
+          // a claim that brings the inputs brings this one too (Valkey once took a core without a
+          // stored kind for a missing execution and left the input to the worker)
+          const r = yield* b.completeAndClaim([], { args: claimArgs(c.lane), max: 1 })
+          expect(r.claimed.map(({ handle, input }) => ({
+            id: payloadOf(handle).executionId,
+            input: Option.map(input, (i) => ({ kind: i.executionKind, payload: [...i.payload], encoded: "payloadEncoding" in i }))
+          }))).toEqual([{ id: c.executionId, input: Option.some({ kind: "", payload: [7], encoded: false }) }])
         }))
 
       t.test("getExecutionInputs answers each id as getExecutionInput does, at its index", () =>
