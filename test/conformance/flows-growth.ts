@@ -349,5 +349,27 @@ export const flowsGrowth = (t: Tester): void => {
         expect(payloadOf(h).attemptIndex).toBe(0)
         yield* b.complete(h, { payload: bytes("ok") })
       }))
+
+    t.test("a skipped quorum member with no impossible dependency replays blocked, its join group pending again", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        // quorum 2 with one upstream: its success leaves the group impossible, the dependency satisfied
+        const { flowId, members, ids } = yield* buildFlow(2, [[0, 1]], {
+          1: { _tag: "quorum", k: 2, onSatisfied: "cancel_remaining" }
+        })
+        yield* completeMember(members[0]!)
+        expect(yield* publicState(ids[1]!)).toBe("skipped")
+        expect((yield* edgeGroup(flowId, ids[1]!)).groupState).toBe("impossible")
+        expect(yield* b.replayExecution(ids[1]!)).toEqual({ _tag: "Replayed", publicState: "waiting_children" })
+        expect(yield* vector(ids[1]!)).toMatchObject({
+          lifecyclePhase: "runnable",
+          eligibilityState: "blocked_by_dependencies",
+          blockingReason: "waiting_for_children",
+          publicState: "waiting_children"
+        })
+        expect(yield* edgeGroup(flowId, ids[1]!)).toMatchObject({ groupState: "pending", failedCount: 0, skippedCount: 0 })
+        // its quorum is not met: it is not claimable
+        yield* claimNone(members[1]!.lane)
+      }))
   })
 }

@@ -59,8 +59,9 @@ end
 -- ff_replay (docs/design/executions.md): a terminal execution becomes runnable again, its next
 -- attempt of type replay; the stored result is dropped, the run a completion kept in the core
 -- joins the history list (history.lua). A flow member counts as open again; a
--- skipped member's impossible dependencies become unsatisfied again, and it waits for them
--- (blocked) while any is unresolved.
+-- skipped member's impossible dependencies become unsatisfied again, its join group starts
+-- over (failed/skipped 0, pending), and it waits blocked on its dependencies (even with 0
+-- unresolved: a join policy settles it again), as memory and Postgres.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {execution_id}
 --   reply:  {1, "OK", wake, the public state after the replay}
@@ -89,12 +90,10 @@ FF.fn.replay = function(B, a, now)
   if fid ~= "" then FF.flow_member_replayed(B, fid, e, c.terminal_outcome, now) end
   if c.terminal_outcome == "skipped" and fid ~= "" then
     local n = FF.reset_impossible_deps(B, fid, e, now)
-    if n > 0 then
-      FF.state(B, e, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
-        n .. " dep(s) unresolved", "none", "pending_replay_attempt", now, common)
-      C("ZADD", K.lane(B, lane, "blocked"), c.created_at, e)
-      return FF.ok("OK", c.public_state)
-    end
+    FF.state(B, e, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
+      n .. " dep(s) unresolved", "none", "pending_replay_attempt", now, common)
+    C("ZADD", K.lane(B, lane, "blocked"), c.created_at, e)
+    return FF.ok("OK", c.public_state)
   end
   FF.state(B, e, c, "runnable", "unowned", "eligible_now", "waiting_for_worker", "", "none",
     "pending_replay_attempt", now, common)

@@ -762,21 +762,21 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   end
 end
 
--- Replay of a skipped member: impossible edges become unsatisfied again. Returns the unresolved count.
+-- Replay of a skipped member: impossible edges become unsatisfied again, and its join group (if
+-- any) starts over: failed and skipped back to 0, pending, not satisfied (as memory and Postgres).
+-- Returns the unresolved count.
 function FF.reset_impossible_deps(B, fid, e, now)
   local uk = K.ex(B, e, "unres")
   local gk = K.fx(B, fid, "grp:" .. e)
   for _, edge in ipairs(C("SMEMBERS", K.fx(B, fid, "in:" .. e))) do
     local dk = K.ex(B, e, "dep:" .. edge)
-    local dep = FF.hmap(dk)
-    if dep ~= nil and dep.state == "impossible" then
+    if C("HGET", dk, "state") == "impossible" then
       C("HSET", dk, "state", "unsatisfied", "last_resolved_at", "", "bucket", "")
       C("SADD", uk, edge)
-      local bucket = dep.bucket
-      if bucket == nil or bucket == "" then bucket = "failed" end
-      if FF.num(C("HGET", gk, bucket)) > 0 then C("HINCRBY", gk, bucket, -1) end
-      C("HSET", gk, "group_state", "pending")
     end
+  end
+  if C("EXISTS", gk) == 1 then
+    C("HSET", gk, "failed", "0", "skipped", "0", "group_state", "pending", "satisfied_at", "")
   end
   return C("SCARD", uk)
 end
