@@ -490,6 +490,39 @@ describe("claims at a wake-up (memory)", () => {
 })
 
 describe("batched completions (memory)", () => {
+  it.live("a batch of completions that dies is written one by one and gives its slots back: later completions go on", () =>
+    Effect.gen(function*() {
+      // the memory engine whose next batch of completions dies (a defect, not an error) while `dieNext` is set
+      const dieNext = yield* Ref.make(true)
+      const died = yield* Ref.make(0)
+      const layer = memoryWith((backend) => ({
+        completeAndClaim: (items, claim) =>
+          items.length === 0 ? backend.completeAndClaim(items, claim) : Effect.flatMap(Ref.getAndSet(dieNext, false), (die) =>
+            die ?
+              Effect.zipRight(Ref.update(died, (n) => n + 1), Effect.dieMessage("injected batch defect")) :
+              backend.completeAndClaim(items, claim))
+      }))
+      yield* Effect.gen(function*() {
+        const lane = yield* newLane()
+        const ids = yield* Effect.forEach([0, 1, 2, 3], (a) => Producer.submit(Add, { a, b: 1 }, { lane }))
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          // a handler that waits: its completion is written after the claim that started it gave its slots back
+          handlers: [Worker.handler({ ...Add, run: (i) => Effect.as(Effect.sleep("5 millis"), i.a + i.b) })],
+          concurrency: 1,
+          batchCompletions: true,
+          idle: Schedule.spaced("10 millis")
+        }))
+        for (let i = 0; i < 200; i++) {
+          if ((yield* Effect.forEach(ids, (id) => isState(id, "completed"))).every(Boolean)) break
+          yield* Effect.sleep("10 millis")
+        }
+        yield* Fiber.interrupt(worker)
+        expect(yield* Ref.get(died)).toBe(1)
+        expect(yield* Effect.forEach(ids, (id) => Producer.result(Add, id))).toEqual([0, 1, 2, 3].map((a) => Option.some(a + 1)))
+      }).pipe(Effect.provide(layer))
+    }), 20_000)
+
   /**
    * The memory engine behind a 5 ms round trip (as a server's), recording the batch sizes of the
    * completions written with completeMany or completeAndClaim, and single completes; a batch fails

@@ -4,10 +4,11 @@
  * `Refill`, that call is a `completeAndClaim`: the slots the batch frees are filled with the next
  * executions of a lane in the same round trip (docs/worker.md, "Claims and completions in one
  * call"); without, a `completeMany`. Each caller gets the outcome its own `complete` would have
- * had: a batch refused as a whole (one item that does not validate, a transport failure) is
- * written again item by item, and claims nothing.
+ * had: a batch refused as a whole (one item that does not validate, a transport failure, a
+ * defect: logged) is written again item by item, and claims nothing. However a write ends, its
+ * slot reservation is given back and the writer is free for the next batch.
  */
-import { Deferred, Effect, Either, Exit } from "effect"
+import { Cause, Deferred, Effect, Either, Exit } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import type { EngineError } from "../../EngineError.js"
 import type * as M from "../../Model.js"
@@ -57,29 +58,41 @@ export const make = (
         }
       })
 
+    const oneByOne = (batch: ReadonlyArray<Pending>) => Effect.forEach(batch, one, { concurrency: "unbounded", discard: true })
+
+    // A batch call that fails or dies is refused as a whole: a defect (not a typed error) is logged
+    // here, since no caller sees it; the batch is then written again completion by completion.
+    const refused = (cause: Cause.Cause<EngineError>) =>
+      Cause.isFailure(cause) && !Cause.isDie(cause) ? Effect.void : Effect.logError("a batch of completions died; writing it one by one", cause)
+
     const write = (batch: ReadonlyArray<Pending>): Effect.Effect<void> => {
       const reserved = refill?.reserve(batch.length)
       if (reserved === undefined || refill === undefined) {
         if (batch.length === 1) return one(batch[0]!)
         return Effect.flatMap(
-          Effect.either(backend.completeMany(batch.map((p) => ({ handle: p.handle, payload: p.payload })))),
-          (outcomes) =>
-            Either.isLeft(outcomes) ?
-              Effect.forEach(batch, one, { concurrency: "unbounded", discard: true }) :
-              settle(batch, outcomes.right)
+          Effect.exit(backend.completeMany(batch.map((p) => ({ handle: p.handle, payload: p.payload })))),
+          (exit) =>
+            Exit.isSuccess(exit) ? settle(batch, exit.value) : Effect.zipRight(refused(exit.cause), oneByOne(batch))
         )
       }
+      // the reservation goes back exactly once however the call ends (refill.launch gives it back)
       return Effect.flatMap(
-        Effect.either(backend.completeAndClaim(batch.map((p) => ({ handle: p.handle, payload: p.payload })), reserved)),
-        (r) =>
-          Either.isLeft(r) ?
-            Effect.zipRight(
-              refill.launch(reserved, []),
-              Effect.forEach(batch, one, { concurrency: "unbounded", discard: true })
-            ) :
-            Effect.zipRight(refill.launch(reserved, r.right.claimed), settle(batch, r.right.completed))
+        Effect.exit(backend.completeAndClaim(batch.map((p) => ({ handle: p.handle, payload: p.payload })), reserved)),
+        (exit) =>
+          Exit.isSuccess(exit) ?
+            Effect.zipRight(refill.launch(reserved, exit.value.claimed), settle(batch, exit.value.completed)) :
+            Effect.zipRight(Effect.zipRight(refused(exit.cause), refill.launch(reserved, [])), oneByOne(batch))
       )
     }
+
+    // A write that still ends by a defect (in settling, or in starting what it claimed) fails the
+    // completions it held that have no outcome yet, and the writer goes on: it never stays busy.
+    const guarded = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
+      Effect.catchAllCause(write(batch), (cause) =>
+        Effect.zipRight(
+          Effect.logError("writing a batch of completions died", cause),
+          Effect.forEach(batch, (p) => Deferred.failCause(p.done, cause), { discard: true })
+        ))
 
     // The writer runs in the fiber of the completion that found it idle, and drains what queues
     // meanwhile; the others only wait for their outcome.
@@ -90,7 +103,7 @@ export const make = (
       }
       const batch = queued.length <= maxBatch ? queued : queued.slice(0, maxBatch)
       queued = queued.length <= maxBatch ? [] : queued.slice(batch.length)
-      return Effect.zipRight(write(batch), drain)
+      return Effect.zipRight(guarded(batch), drain)
     })
 
     return {

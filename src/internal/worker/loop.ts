@@ -274,15 +274,13 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         next = (next + 1) % claimArgs.length
         return { args, max }
       },
-      // the reservation is given back once the claimed attempts hold their slots
+      // the reservation is given back once the claimed attempts hold their slots (however the
+      // launch ends: else its slots stay taken for good)
       launch: (r, claimed) =>
-        Effect.zipRight(
-          launch(r.args.lane, claimed),
-          Effect.sync(() => {
-            reserved -= r.max
-            slotFree.unsafeOpen()
-          })
-        )
+        launch(r.args.lane, claimed).pipe(Effect.ensuring(Effect.sync(() => {
+          reserved -= r.max
+          slotFree.unsafeOpen()
+        })))
     }
     /**
      * Claims into `free` slots (reserved meanwhile, so that a batch of completions claiming at the
