@@ -776,7 +776,8 @@ function FF.reset_impossible_deps(B, fid, e, now)
     end
   end
   if C("EXISTS", gk) == 1 then
-    C("HSET", gk, "failed", "0", "skipped", "0", "group_state", "pending", "satisfied_at", "")
+    C("HSET", gk, "failed", "0", "skipped", "0", "group_state", "pending")
+    C("HDEL", gk, "satisfied_at")
   end
   return C("SCARD", uk)
 end
