@@ -138,8 +138,9 @@ END $$;
 -- so the caller claims again shortly (docs/worker.md, "Wake-ups, timers and cancellation"). Per
 -- round it locks only as many ready rows as are still wanted; the common case (a fresh attempt
 -- without grant or attempt timeout) is leased set-based, every other candidate through
--- ffi_claim_one, and a candidate reserved by another worker's live grant is skipped. At most 8
--- rounds. The plan is generic and index-only (sort, bitmap and sequential scans off): the
+-- ffi_claim_one, and a candidate reserved by another worker's live grant is skipped. The
+-- set-based part of a round arms one lease timer for its executions (timer.refs), ffi_claim_one
+-- one per execution. At most 8 rounds. The plan is generic and index-only (sort, bitmap and sequential scans off): the
 -- statements are planned once per session.
 --   args:   p_lane, p_caps (the worker's capabilities), p_kinds (the execution kinds the worker runs,
 --           NULL: any), p_worker, p_wiid, p_ttl (lease ms), p_limit, p_now
@@ -271,8 +272,10 @@ BEGIN
     ), unready AS (
       DELETE FROM ready WHERE execution_id = ANY (f_ids)
     ), leases AS (
-      INSERT INTO timer (kind, ref, due_at) SELECT 'lease', id, v_now + p_ttl FROM u
-      ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at
+      -- one lease timer for the round's set (migration 0038): the pass takes each execution of
+      -- refs as its own timer; a renewal arms a timer of the execution's own
+      INSERT INTO timer (kind, ref, due_at, refs)
+      SELECT 'lease', '#' || gen_random_uuid()::text, v_now + p_ttl, array_agg(id) FROM u HAVING count(*) > 0
     )
     SELECT coalesce(jsonb_agg(h ORDER BY pos), '[]'::jsonb) INTO v_round_out FROM (
       SELECT pos, jsonb_build_object('executionId', id, 'attemptIndex', idx, 'attemptId', att, 'leaseId', lease,

@@ -314,8 +314,9 @@ BEGIN
 END $$;
 
 -- ff_complete_set: completeMany — ff_complete for each row of the arrays, in one statement:
--- the rows of the common case outside flows are locked (in id order) and completed set-based,
--- every other row (and any that no longer qualifies once locked) goes through ff_complete.
+-- the rows of the common case outside flows are locked (in id order) and completed set-based
+-- (with one retention timer for the set, timer.refs), every other row (and any that no longer
+-- qualifies once locked) goes through ff_complete.
 --   args:   p_eid, p_idx, p_att, p_lease, p_epoch, p_payload (one element per row), p_now
 --   reply:  one ff_complete reply per row, in order
 --   errors: per row, those of ff_complete
@@ -328,7 +329,6 @@ DECLARE
   f_ids text[];
   f_cai int[];
   f_arm text[];
-  f_moved text[];
   v_i int;
   -- ids named more than once (each of their rows goes through ff_complete), found once for the batch
   v_dups text[] := ARRAY(SELECT d.id FROM unnest(p_eid) AS d(id) GROUP BY d.id HAVING count(*) > 1);
@@ -370,23 +370,13 @@ BEGIN
       event_k = greatest(ffi_xid(), event_k)
     WHERE execution_id = ANY (f_ids);
     IF cardinality(f_arm) > 0 THEN
-      -- the lease timer becomes the retention timer: one row version instead of a delete and an
-      -- insert (with its ON CONFLICT confirmation); where a retention timer already exists, or
-      -- no lease timer does, the retention timer is set as in ffi_retention_set
-      WITH moved AS (
-        UPDATE timer t SET kind = 'retention', due_at = v_now + ffi_retention_ms(d.policy)
-        FROM exec_data d
-        WHERE t.ref = ANY (f_arm) AND t.kind = 'lease' AND d.execution_id = t.ref
-          AND NOT EXISTS (SELECT 1 FROM timer x WHERE x.ref = t.ref AND x.kind = 'retention')
-        RETURNING t.ref
-      )
-      SELECT coalesce(array_agg(ref), '{}') INTO f_moved FROM moved;
-      IF cardinality(f_moved) < cardinality(f_arm) THEN
-        INSERT INTO timer (kind, ref, due_at)
-        SELECT 'retention', d.execution_id, v_now + ffi_retention_ms(d.policy)
-        FROM exec_data d WHERE d.execution_id = ANY (f_arm) AND d.execution_id <> ALL (f_moved)
-        ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
-      END IF;
+      -- one retention timer for the set per retention time (timer.refs, migration 0038); the
+      -- claim's lease timer of the set stays until its time, when the pass finds them ended
+      INSERT INTO timer (kind, ref, due_at, refs)
+      SELECT 'retention', '#' || gen_random_uuid()::text, r.due, array_agg(r.id ORDER BY r.id)
+      FROM (SELECT d.execution_id AS id, v_now + ffi_retention_ms(d.policy) AS due
+            FROM exec_data d WHERE d.execution_id = ANY (f_arm)) r
+      GROUP BY r.due;
     END IF;
     DELETE FROM ready WHERE execution_id = ANY (f_ids);
     DELETE FROM timer WHERE ref = ANY (f_ids) AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
