@@ -246,7 +246,9 @@ END $$;
 -- ff_complete: ends the attempt with success and the execution as completed, storing the
 -- result. The common case (an owned lease of an execution without grant or suspension) runs
 -- inline — one lock, one statement per table, and for a flow member only the steps a success
--- needs — instead of through ffi_terminate; every other case takes ffi_terminate.
+-- needs — instead of through ffi_terminate; every other case takes ffi_terminate. In the common
+-- case the run that ended is not written to exec_history: its worker, start and kind stay in
+-- exec_core, where ffi_history_json reads it as the last run (a replay moves it to exec_history).
 --   args:   the handle, p_payload (the result, NULL or empty for none), p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
@@ -277,8 +279,8 @@ BEGIN
                           'attempt_success', 'completed', v_now, true);
     RETURN ffi_ok();
   END IF;
-  -- ffi_terminate + ffi_after_terminal for this case
-  PERFORM ffi_run_end(p_eid, 'completed', NULL, v_now);
+  -- ffi_terminate + ffi_after_terminal for this case; the run stays in exec_core (its worker,
+  -- start and kind), the history's last run (ffi_history_json)
   UPDATE stream_meta SET closed_at = v_now, closed_reason = 'attempt_success'
   WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index AND closed_at IS NULL;
   UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
@@ -286,8 +288,11 @@ BEGIN
     terminal_outcome = 'success',
     attempt_state = CASE WHEN total_attempt_count > 0 THEN 'attempt_terminal' ELSE attempt_state END,
     public_state = 'completed',
-    completed_at = v_now, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,
-    lease_expires_at = NULL, lease_last_renewed_at = NULL, lease_acquired_at = NULL,
+    completed_at = v_now, lease_id = NULL,
+    worker_id = CASE WHEN ownership_state = 'leased' THEN worker_id END,
+    worker_instance_id = CASE WHEN ownership_state = 'leased' THEN worker_instance_id END,
+    lease_acquired_at = CASE WHEN ownership_state = 'leased' THEN lease_acquired_at END,
+    lease_expires_at = NULL, lease_last_renewed_at = NULL,
     current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
     has_grant = false, last_transition_at = v_now, last_mutation_at = v_now
   WHERE execution_id = p_eid;
@@ -354,7 +359,6 @@ BEGIN
     UPDATE exec_data d SET result = t.payload
     FROM unnest(p_eid, p_payload) AS t(id, payload)
     WHERE t.id = ANY (f_ids) AND d.execution_id = t.id AND t.payload IS NOT NULL AND length(t.payload) > 0;
-    PERFORM ffi_runs_end(f_ids, 'completed', NULL, v_now);
     UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
     FROM unnest(f_ids, f_cai) AS f(id, cai)
     WHERE s.execution_id = f.id AND s.attempt_index = f.cai AND s.closed_at IS NULL;
@@ -363,8 +367,12 @@ BEGIN
       terminal_outcome = 'success',
       attempt_state = CASE WHEN total_attempt_count > 0 THEN 'attempt_terminal' ELSE attempt_state END,
       public_state = 'completed',
-      completed_at = v_now, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,
-      lease_expires_at = NULL, lease_last_renewed_at = NULL, lease_acquired_at = NULL,
+      completed_at = v_now, lease_id = NULL,
+      -- the run stays in exec_core (its worker, start and kind): the history's last run
+      worker_id = CASE WHEN ownership_state = 'leased' THEN worker_id END,
+      worker_instance_id = CASE WHEN ownership_state = 'leased' THEN worker_instance_id END,
+      lease_acquired_at = CASE WHEN ownership_state = 'leased' THEN lease_acquired_at END,
+      lease_expires_at = NULL, lease_last_renewed_at = NULL,
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
       has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
       event_k = greatest(ffi_xid(), event_k)
