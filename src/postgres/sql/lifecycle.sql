@@ -15,7 +15,8 @@
 
 -- ffi_create_execution: creates one execution — runnable and claimable, or delayed until
 -- p_delay_until — with its data, lane registration and deadline timer; a duplicate id, or an
--- idempotency key seen within its window, answers Duplicate and writes nothing.
+-- idempotency key seen within its window, answers Duplicate and writes nothing. It writes the
+-- row's ExecutionCreated event and lane count itself (flowfabric.own_rows, migration 0039).
 --   args:   p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
 --           p_priority, p_creator, p_idem (idempotency key or NULL / ''), p_tags, p_policy,
 --           p_caps (required capabilities), p_delay_until, p_deadline, p_attempt_timeout_ms,
@@ -32,7 +33,9 @@ CREATE FUNCTION ffi_create_execution(
 DECLARE
   v_delayed boolean := p_delay_until IS NOT NULL AND p_delay_until > v_now;
   v_has_idem boolean := p_idem IS NOT NULL AND p_idem <> '';
+  v_state text := CASE WHEN v_delayed THEN 'delayed' ELSE 'waiting' END;
   v_existing text;
+  v_found boolean;
 BEGIN
   IF v_has_idem THEN
     SELECT execution_id INTO v_existing FROM exec_idempotency
@@ -41,6 +44,9 @@ BEGIN
       RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', v_existing));
     END IF;
   END IF;
+  -- the event and the lane count of this one row are written below, not by the insert triggers
+  -- (migration 0039)
+  PERFORM set_config('flowfabric.own_rows', 'on', true);
   INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
     lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
     attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
@@ -51,13 +57,22 @@ BEGIN
     CASE WHEN v_delayed THEN 'waiting_for_delay' ELSE 'waiting_for_worker' END,
     CASE WHEN v_delayed THEN 'delayed until ' || p_delay_until ELSE '' END,
     'none', 'pending_first_attempt',
-    CASE WHEN v_delayed THEN 'delayed' ELSE 'waiting' END,
+    v_state,
     p_max_reclaim, p_max_replay, p_attempt_timeout_ms,
     CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now, v_now, v_now)
   ON CONFLICT (execution_id) DO NOTHING;
-  IF NOT FOUND THEN
+  v_found := FOUND;
+  PERFORM set_config('flowfabric.own_rows', '', true);
+  IF NOT v_found THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', p_eid));
   END IF;
+  -- what the insert triggers write for a row: its ExecutionCreated (k: the transaction's id, the
+  -- row's event_k) and its lane's count
+  INSERT INTO event (k, at, execution_id, lane_id, kind, s1)
+  VALUES (ffi_xid(), v_now, p_eid, p_lane, 'ExecutionCreated', v_state);
+  INSERT INTO lane_count (lane_id, public_state, shard, n) VALUES (p_lane, v_state, pg_backend_pid(), 1)
+  ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + 1;
+  PERFORM ffi_events_wake(ARRAY['e:' || p_eid, 'l:' || p_lane]);
   IF v_has_idem THEN
     INSERT INTO exec_idempotency (partition_key, namespace, idempotency_key, execution_id, expires_at)
     VALUES (p_partition, p_namespace, p_idem, p_eid, v_now + p_dedup_ttl_ms)
@@ -334,16 +349,20 @@ DECLARE
   f_ids text[];
   f_cai int[];
   f_arm text[];
+  f_state text[];
+  f_fold boolean;
+  v_scopes text[];
   v_i int;
   -- ids named more than once (each of their rows goes through ff_complete), found once for the batch
   v_dups text[] := ARRAY(SELECT d.id FROM unnest(p_eid) AS d(id) GROUP BY d.id HAVING count(*) > 1);
 BEGIN
   -- the common case, locked (rows that do not qualify once locked are left to ff_complete)
   SELECT coalesce(array_agg(c.execution_id), '{}'), coalesce(array_agg(c.current_attempt_index), '{}'),
-         coalesce(array_agg(c.execution_id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}')
-  INTO f_ids, f_cai, f_arm
+         coalesce(array_agg(c.execution_id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
+         coalesce(array_agg(c.public_state), '{}'), coalesce(bool_or(c.event_k = ffi_xid()), false)
+  INTO f_ids, f_cai, f_arm, f_state, f_fold
   FROM (
-    SELECT c.execution_id, c.current_attempt_index, c.completed_at
+    SELECT c.execution_id, c.current_attempt_index, c.completed_at, c.public_state, c.event_k
     FROM unnest(p_eid, p_att, p_lease, p_epoch) AS t(id, att, lease, epoch)
     JOIN exec_core c ON c.execution_id = t.id
     WHERE c.lifecycle_phase = 'active' AND c.ownership_state <> 'lease_revoked'
@@ -362,6 +381,10 @@ BEGIN
     UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
     FROM unnest(f_ids, f_cai) AS f(id, cai)
     WHERE s.execution_id = f.id AND s.attempt_index = f.cai AND s.closed_at IS NULL;
+    -- the set's Completed events and lane counts are written by this statement, not by the update
+    -- triggers (migration 0039), unless a fold applies
+    IF NOT f_fold THEN PERFORM set_config('flowfabric.own_rows', 'on', true); END IF;
+    WITH done AS (
     UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
       eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
       terminal_outcome = 'success',
@@ -376,7 +399,31 @@ BEGIN
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
       has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
       event_k = greatest(ffi_xid(), event_k)
-    WHERE execution_id = ANY (f_ids);
+    WHERE execution_id = ANY (f_ids)
+    RETURNING execution_id, event_k, lane_id, flow_id, current_attempt_index
+    ), evs AS (
+      -- what ffi_trg_events_updated writes for a completion: Completed (attempt)
+      INSERT INTO event (k, at, execution_id, lane_id, flow_id, kind, attempt)
+      SELECT d.event_k, v_now, d.execution_id, d.lane_id, d.flow_id, 'Completed', d.current_attempt_index
+      FROM done d WHERE current_setting('flowfabric.own_rows', true) = 'on'
+      RETURNING execution_id, lane_id, flow_id
+    ), counts AS (
+      -- what ffi_lane_count_update writes: the net change per lane and public state
+      INSERT INTO lane_count (lane_id, public_state, shard, n)
+      SELECT x.lane, x.st, pg_backend_pid(), sum(x.n) FROM (
+        SELECT d.lane_id AS lane, o.st, -1 AS n FROM done d JOIN unnest(f_ids, f_state) AS o(id, st) ON o.id = d.execution_id
+        UNION ALL SELECT d.lane_id, 'completed', 1 FROM done d) x
+      WHERE current_setting('flowfabric.own_rows', true) = 'on'
+      GROUP BY 1, 2 HAVING sum(x.n) <> 0
+      ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + EXCLUDED.n
+    )
+    SELECT array_agg(v.s) INTO v_scopes
+    FROM evs CROSS JOIN LATERAL (VALUES ('e:' || evs.execution_id), ('l:' || evs.lane_id), ('f:' || evs.flow_id::text)) v(s);
+    IF current_setting('flowfabric.own_rows', true) = 'on' THEN
+      PERFORM set_config('flowfabric.own_rows', '', true);
+      PERFORM set_config('flowfabric.event_at', v_now::text, true);
+      PERFORM ffi_events_wake(v_scopes);
+    END IF;
     IF cardinality(f_arm) > 0 THEN
       -- one retention timer for the set per retention time (timer.refs, migration 0038); the
       -- claim's lease timer of the set stays until its time, when the pass finds them ended
