@@ -38,7 +38,6 @@ export const makeKeys = (prefix: string) => {
     stream: (p: number, eid: string, idx: number) => `${flow(p)}:e:${eid}:st:${idx}`,
     smeta: (p: number, eid: string, idx: number) => `${flow(p)}:e:${eid}:st:${idx}:meta`,
     sigPayload: (p: number, sid: string) => `${flow(p)}:s:${sid}:payload`,
-    all: (p: number) => `${flow(p)}:i:all`,
     hint: (lane: string) => `${prefix}:hint:${lane}`,
     /** A lane's due hint: partitions with delayed work of the lane, scored by a lower bound of its due time. */
     due: (lane: string) => `${prefix}:due:${lane}`,

@@ -294,8 +294,11 @@ export const makeReads = (
   const listExecutions: BackendCore["listExecutions"] = (partition, cursor, limit) =>
     Effect.gen(function*() {
       if (partition >= N) return { executions: [] }
-      const ids = yield* client.run("ZRANGEBYLEX all", (c) =>
-        c.zrangebylex(keys.all(partition), cursor === undefined ? "-" : `(${cursor}`, "+", "LIMIT", 0, limit + 1))
+      // the partition's id index (docs/design/valkey.md#the-id-index): up to limit + 1 ids
+      const ids = (yield* call("list_executions", ctx.flowTarget(partition), {
+        ...(cursor === undefined ? {} : { cursor }),
+        limit
+      }, [], true)).fields
       const executions = yield* Effect.forEach(ids.slice(0, limit), (id) =>
         D.strict("list_executions: all_executions", { id }, (r) => r.decode("id", Ids.ExecutionId, id)))
       const last = executions[executions.length - 1]

@@ -288,6 +288,9 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
             FF.drain(B, now)
             if next_head == nil or FF.woke then next_head = FF.lane_head(B, lane) end
             info[#info + 1] = next_head
+            -- (a batch of claims keeps the claimed cores: ff_complete_claim reads their inputs there)
+            local kept = a.cores
+            if kept ~= nil then kept[#kept + 1] = c end
             return FF.ok("OK", unpack(info))
           end
         end
@@ -315,11 +318,16 @@ end
 local CLAIM_ARGS = { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "lease_ttl_ms", "n" }
 local CLAIM_IDS = { "lease_id", "s", "attempt_id", "s" }
 
+-- (FF.claim_lane_check marks the arguments it passed with this table, which no JSON argument can
+-- be: the claims of its batch skip the checks it made)
+local CHECKED = {}
 FF.fn.claim = function(B, a, now)
-  local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, CLAIM_IDS)
-  if bad then return bad end
-  local _, bad_kinds = FF.kinds_of("claim", a)
-  if bad_kinds then return bad_kinds end
+  if a.checked ~= CHECKED then
+    local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, CLAIM_IDS)
+    if bad then return bad end
+    local _, bad_kinds = FF.kinds_of("claim", a)
+    if bad_kinds then return bad_kinds end
+  end
   local lane = a.lane
   -- (a batch of claims shares its arguments: the capability set is built once)
   local caps = a.caps_set
@@ -575,6 +583,7 @@ function FF.claim_lane_check(a)
       return FF.err("invalid_input", "claim: lease_ids / attempt_ids")
     end
   end
+  a.checked = CHECKED
   return nil
 end
 
@@ -643,6 +652,8 @@ FF.fn.complete_claim = function(H, a, now, _, _, argv)
     out[m + 1], out[m + 2], out[m + 3] = "EMPTY", "EMPTY", "0"
     return out
   end
+  local cores = {}
+  a.cores = cores
   local r = FF.claim_lane_run(H, a, now)
   if r[1] ~= 1 then
     out[m + 1], out[m + 2], out[m + 3] = "ERROR", "ERROR", "0"
@@ -653,27 +664,31 @@ FF.fn.complete_claim = function(H, a, now, _, _, argv)
   for j = 5, #r do out[#out + 1] = r[j] end
   local budget = FF.num(a.budget)
   local used, payloads = 0, {}
+  -- (each claim read its execution's whole core: its fields are taken there, not read again;
+  -- a claim changes none of them)
+  local CF = FF.CF
+  local sk, sns, spe, str, sp = CF.execution_kind, CF.namespace, CF.payload_encoding, CF.trace, FF.PAYLOAD_FIELD
   for i = 1, n do
     local e = r[4 + (i - 1) * 8 + 1]
-    local B = a.prefix .. ":" .. string.match(e, "^({fp:%d+})")
-    local CF = FF.CF
-    local f = C("HMGET", K.core(B, e), CF.execution_kind, CF.namespace, CF.payload_encoding, CF.trace, FF.PAYLOAD_FIELD)
-    -- an input in the core (FF.INLINE_PAYLOAD) is read with it, a larger one from its key
-    local inline, pk = f[5], nil
+    local c = cores[i]
+    -- an input in the core (FF.INLINE_PAYLOAD) was read with it, a larger one is read from its key
+    local inline, pk = rawget(c, sp), nil
     if inline then
       used = used + #inline
     else
-      pk = K.ex(B, e, "payload")
+      pk = K.ex(a.prefix .. ":" .. string.match(e, "^({fp:%d+})"), e, "payload")
       used = used + C("STRLEN", pk)
     end
-    if used <= budget and f[1] then
+    if used <= budget then
       out[#out + 1] = "1"
       payloads[i] = inline or C("GET", pk) or ""
     else
       out[#out + 1] = "0"
       payloads[i] = ""
     end
-    for j = 1, 4 do out[#out + 1] = f[j] or "" end
+    local m = #out
+    out[m + 1], out[m + 2], out[m + 3], out[m + 4] =
+      rawget(c, sk) or "", rawget(c, sns) or "", rawget(c, spe) or "", rawget(c, str) or ""
   end
   for i = 1, n do out[#out + 1] = payloads[i] end
   return out

@@ -203,8 +203,14 @@ local function prefix_of(B) return string.match(B, "^(.*):{[^}]*}$") end
 -- the id's ms).
 local function ev_text(rec, at_ms)
   local d = rec.d
-  local x = d[1] .. "|" .. (rec.at == at_ms and "" or FF.s(rec.at))
-  for j = 2, #d do x = x .. "|" .. FF.str(d[j]) end
+  local at = rec.at == at_ms and "" or FF.s(rec.at)
+  local n = #d
+  -- (the usual lengths in one concatenation each)
+  if n == 1 then return d[1] .. "|" .. at end
+  if n == 2 then return d[1] .. "|" .. at .. "|" .. FF.str(d[2]) end
+  if n == 3 then return d[1] .. "|" .. at .. "|" .. FF.str(d[2]) .. "|" .. FF.str(d[3]) end
+  local x = d[1] .. "|" .. at
+  for j = 2, n do x = x .. "|" .. FF.str(d[j]) end
   return x
 end
 
@@ -221,11 +227,15 @@ function FF.ev_flush(now, now_is_server)
   -- call is at least that; see the lane reads' horizon)
   local clock = now_is_server and now or FF.now()
   local last, bases = {}, {}
-  local lanes, scopes = {}, {} -- base -> lane -> true; base -> {scope list}, scope -> true
+  -- base -> lane -> the lane stream's key; base -> {scope list}, scope -> true
+  local lanes, scopes = {}, {}
+  -- (the stream key and the id argument of the last base and ms, built once for the run of events
+  -- that share them: a call's events are mostly of one partition and one ms)
+  local kB, k, kms, kid = nil, nil, nil, nil
   for i = 1, #q do
     local rec = q[i]
     local B = rec.B
-    local k = B .. ":ev"
+    if B ~= kB then kB, k = B, B .. ":ev" end
     -- the id's ms: the clock, or the stream's last ms when the clock is behind it (an XADD of
     -- an id below the stream's last is refused, and then written with the last ms)
     local ms = last[B]
@@ -238,15 +248,22 @@ function FF.ev_flush(now, now_is_server)
     elseif clock > ms then
       ms = clock
     end
-    local id = redis.pcall("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", ev_text(rec, ms))
+    if ms ~= kms then kms, kid = ms, FF.s(ms) .. "-*" end
+    local id = redis.pcall("XADD", k, kid, "e", rec.e, "l", rec.l, "f", rec.f, "d", ev_text(rec, ms))
     if type(id) ~= "string" then
       ms = math.max(ms, last_id(k, B .. ":evt", ""))
-      id = C("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", ev_text(rec, ms))
+      kms, kid = ms, FF.s(ms) .. "-*"
+      id = C("XADD", k, kid, "e", rec.e, "l", rec.l, "f", rec.f, "d", ev_text(rec, ms))
     end
     last[B] = ms
-    if rec.l ~= "" then
-      C("XADD", K.lane(B, rec.l, "ev"), id, "r", "")
-      lanes[B][rec.l] = true
+    local l = rec.l
+    if l ~= "" then
+      local lk = lanes[B][l]
+      if lk == nil then
+        lk = K.lane(B, l, "ev")
+        lanes[B][l] = lk
+      end
+      C("XADD", lk, id, "r", "")
     end
     local sc = scopes[B]
     if sc then

@@ -33,5 +33,5 @@
   stale_lease.
 ]]
 local FF = {}
-FF.VERSION = "2" -- 2: the compact store layout (docs/design/valkey.md#key-layout); stores of 1 are not read
+FF.VERSION = "3" -- 3: the id index in buckets; 2: the compact store layout (docs/design/valkey.md#key-layout); stores of earlier versions are not read
 FF.SOURCE_HASH = "__FF_SOURCE_HASH__"

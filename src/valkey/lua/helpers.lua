@@ -3,7 +3,9 @@
 -- per-call state (wakes, due times, revocations) and its publication, replies, hashes, staged
 -- blobs, argument checks, the state vector, indexes, attempts, and the lease ladder
 -- ===========================================================================
-local function C(...) return redis.call(...) end
+-- redis.call, taken at the start of every call (FF.call_begin: the library's load has no
+-- redis.call), so that a command costs no wrapper call of its own
+local C = nil
 
 FF.NO_TIMEOUT = 9999999999999
 FF.PRIORITY_MAX = 9000
@@ -63,14 +65,64 @@ function K.ssum(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":sum"
 -- A lane id may hold ':' (any printable byte): the last segment of a lane's key names its record
 -- (one of the words of K.lane, `s=<state>`, `n`, `ev` (events.lua), or the length of a kind), so
 -- that no lane's key spells another lane's whatever its id.
-function K.lane(B, l, kind) return B .. ":l:" .. l .. ":" .. kind end
+-- The keys of a lane and of a partition's indexes are kept for the rest of the call once built
+-- (a batch builds the same few keys for every item): base -> lane -> record -> key, and base ->
+-- index name -> key (FF.call_begin starts them anew, so they hold only what one call touched).
+local lane_keys, idx_keys = {}, {}
+-- the keys of lane l on B built so far: record -> key, and at [1] the state sets' (state -> key)
+local function lane_tab(B, l)
+  local byB = lane_keys[B]
+  if byB == nil then
+    byB = {}
+    lane_keys[B] = byB
+  end
+  local byL = byB[l]
+  if byL == nil then
+    byL = { {} }
+    byB[l] = byL
+  end
+  return byL
+end
+function K.lane(B, l, kind)
+  local byL = lane_tab(B, l)
+  local k = byL[kind]
+  if k == nil then
+    k = B .. ":l:" .. l .. ":" .. kind
+    byL[kind] = k
+  end
+  return k
+end
 -- the lane's executions in public state `s` (FF.lane_member), and their count per state (a hash)
-function K.lstate(B, l, s) return B .. ":l:" .. l .. ":s=" .. s end
-function K.lcount(B, l) return B .. ":l:" .. l .. ":n" end
+function K.lstate(B, l, s)
+  local byS = lane_tab(B, l)[1]
+  local k = byS[s]
+  if k == nil then
+    k = B .. ":l:" .. l .. ":s=" .. s
+    byS[s] = k
+  end
+  return k
+end
+function K.lcount(B, l) return K.lane(B, l, "n") end
+function K.keys_begin()
+  if next(lane_keys) ~= nil then lane_keys = {} end
+  if next(idx_keys) ~= nil then idx_keys = {} end
+end
 -- The eligible index of lane l and execution kind k (FF.kind_candidates); the kind's length ends
 -- the key, so no lane and kind give another's key.
 function K.lane_kind(B, l, k) return B .. ":l:" .. l .. ":kind:" .. k .. ":" .. #k end
-function K.idx(B, name) return B .. ":i:" .. name end
+function K.idx(B, name)
+  local byB = idx_keys[B]
+  if byB == nil then
+    byB = {}
+    idx_keys[B] = byB
+  end
+  local k = byB[name]
+  if k == nil then
+    k = B .. ":i:" .. name
+    byB[name] = k
+  end
+  return k
+end
 function K.flow(B, f) return B .. ":f:" .. f end
 function K.fx(B, f, s) return B .. ":f:" .. f .. ":" .. s end
 function K.wp(B, w) return B .. ":w:" .. w end
@@ -140,6 +192,8 @@ end
 -- times of delayed work per partition and lane (the due hints), the leases ended by another hand.
 -- (tables left empty by the previous call are kept: most calls add nothing to them)
 function FF.call_begin()
+  C = redis.call
+  K.keys_begin()
   if FF.pubs == nil or next(FF.pubs) ~= nil then FF.pubs = {} end
   if FF.due == nil or FF.dued then FF.due = {} end
   FF.dued = false
@@ -324,14 +378,18 @@ local SV_CODES = {
     pending_retry_attempt = "t", pending_replay_attempt = "y", attempt_terminal = "x" }
 }
 local SV_DECODE = nil -- (built at the first call: no pairs while the library loads)
+local SV_BYTES = nil   -- the same, keyed by the code's byte (returns SV_BYTES)
 local function sv_decode_tables()
-  SV_DECODE = {}
+  SV_DECODE, SV_BYTES = {}, {}
   for i, codes in ipairs(SV_CODES) do
-    local d = { ["-"] = "" }
-    for v, code in pairs(codes) do d[code] = v end
-    SV_DECODE[i] = d
+    local d, b = { ["-"] = "" }, { [string.byte("-")] = "" }
+    for v, code in pairs(codes) do
+      d[code] = v
+      b[string.byte(code)] = v
+    end
+    SV_DECODE[i], SV_BYTES[i] = d, b
   end
-  return SV_DECODE
+  return SV_BYTES
 end
 
 -- The state vector's stored form.
@@ -339,14 +397,38 @@ local function sv_code(i, v)
   if v == nil or v == "" then return "-" end
   return SV_CODES[i][v] or ("(" .. v .. ")")
 end
+-- (the vectors encoded so far, by their six values: a transition writes one of a few dozen)
+local SV_MEMO = {}
+local function memo_step(t, v)
+  local n = t[v]
+  if n == nil then
+    n = {}
+    t[v] = n
+  end
+  return n
+end
 function FF.sv_encode(phase, own, elig, reason, outcome, astate)
-  return sv_code(1, phase) .. sv_code(2, own) .. sv_code(3, elig) .. sv_code(4, reason) .. sv_code(5, outcome) ..
-    sv_code(6, astate)
+  phase, own, elig, reason, outcome, astate = phase or "", own or "", elig or "", reason or "", outcome or "",
+    astate or ""
+  local t = SV_MEMO[phase]
+  t = t and t[own]
+  t = t and t[elig]
+  t = t and t[reason]
+  t = t and t[outcome]
+  local sv = t and t[astate]
+  if sv == nil then
+    local last = memo_step(memo_step(memo_step(memo_step(memo_step(SV_MEMO, phase), own), elig), reason), outcome)
+    sv = sv_code(1, phase) .. sv_code(2, own) .. sv_code(3, elig) .. sv_code(4, reason) .. sv_code(5, outcome) ..
+      sv_code(6, astate)
+    last[astate] = sv
+  end
+  return sv
 end
 
 -- The six dimensions of a stored vector (all "" for a missing or malformed one).
 function FF.sv_decode(sv)
-  local d = SV_DECODE or sv_decode_tables()
+  if SV_DECODE == nil then sv_decode_tables() end
+  local d = SV_DECODE
   local out = { "", "", "", "", "", "" }
   if type(sv) ~= "string" then return out end
   local pos = 1
@@ -375,11 +457,55 @@ local function detail_of(t, v)
 end
 
 -- Reads of a core table by long name: the stored short field, the state vector's dimensions and
--- the public state (decoded at the first read of one of them), the transition times' default;
--- each is kept in the table once read (FF.state and FF.cset keep it current).
+-- the public state (decoded at the first read of one of them and kept in the table), the
+-- transition times' default. A field of CF is written and read under its short name only (the
+-- table is the HGETALL map itself, and grows only by the fields a call sets): a long-named write
+-- goes to the short name (__newindex), so the value set by this call and the stored one are one
+-- entry (FF.state, FF.cset).
 local SV_INDEX = { lifecycle_phase = 1, ownership_state = 2, eligibility_state = 3, blocking_reason = 4,
   terminal_outcome = 5, attempt_state = 6, public_state = 0 }
+-- (the state vector's dimensions and the public state, read at the first use)
+local function sv_fill(t)
+  local sv = rawget(t, "sv")
+  if type(sv) == "string" and #sv == 6 then
+    -- (six one-character codes, the common vector: decoded by byte, no table)
+    local d = SV_BYTES or sv_decode_tables()
+    local b1, b2, b3, b4, b5, b6 = string.byte(sv, 1, 6)
+    local phase, elig, outcome = d[1][b1] or "", d[3][b3] or "", d[5][b5] or ""
+    rawset(t, "lifecycle_phase", phase)
+    rawset(t, "ownership_state", d[2][b2] or "")
+    rawset(t, "eligibility_state", elig)
+    rawset(t, "blocking_reason", d[4][b4] or "")
+    rawset(t, "terminal_outcome", outcome)
+    rawset(t, "attempt_state", d[6][b6] or "")
+    rawset(t, "public_state", FF.public(phase, elig, outcome))
+  else
+    local dims = FF.sv_decode(sv)
+    for i = 1, 6 do rawset(t, SV[i], dims[i]) end
+    rawset(t, "public_state", FF.public(dims[1], dims[3], dims[5]))
+  end
+end
 local CORE_MT = {
+  __index = function(t, k)
+    local s = CF[k]
+    if s ~= nil then
+      local v = rawget(t, s)
+      if v == nil then
+        if k == "last_transition_at" or k == "last_mutation_at" then return t.created_at end
+        return ""
+      end
+      if k == "blocking_detail" then return detail_of(t, v) end
+      return v
+    elseif SV_INDEX[k] ~= nil then
+      sv_fill(t)
+      return rawget(t, k)
+    end
+    return ""
+  end,
+  __newindex = function(t, k, v) rawset(t, CF[k] or k, v) end
+}
+-- The same reads for FF.core_expand's table of long names (each value kept once read).
+local EXPAND_MT = {
   __index = function(t, k)
     local s = CF[k]
     local v
@@ -391,9 +517,7 @@ local CORE_MT = {
         v = detail_of(t, v)
       end
     elseif SV_INDEX[k] ~= nil then
-      local dims = FF.sv_decode(rawget(t, "sv"))
-      for i = 1, 6 do rawset(t, SV[i], dims[i]) end
-      rawset(t, "public_state", FF.public(dims[1], dims[3], dims[5]))
+      sv_fill(t)
       return rawget(t, k)
     else
       v = ""
@@ -413,7 +537,7 @@ end
 -- The core hash `m` as HGETALL reads it, with every field under its long name, the state vector's
 -- dimensions and the public state (for replies that hand the whole core to the layer).
 function FF.core_expand(m)
-  local c = setmetatable({}, CORE_MT)
+  local c = setmetatable({}, EXPAND_MT)
   local long = FF.CF_LONG
   if long == nil then
     long = {}
@@ -700,53 +824,56 @@ end
 -- out of the write (the core is a listpack where every written field costs). The arguments are
 -- gathered in reused tables (unpack stops at n, whatever follows).
 local state_args, state_dels = {}, {}
+-- (the state of the FF.state being written, for state_put: no closure per call)
+local st_c, st_n, st_nd = nil, 0, 0
+local function state_put(f, v)
+  local c = st_c
+  -- the value as read: set in this call or stored, under the short name (CORE_MT); a field
+  -- neither set nor stored reads as "" (the transition times as created_at), and is not cleared
+  -- (a table without CORE_MT, long-named, is read and written by the long name)
+  local s = CF[f] or f
+  local cur = rawget(c, s)
+  if cur == nil and s ~= f then cur = rawget(c, f) end
+  if cur == nil then
+    if v == "" then return end
+    if f == "last_transition_at" or f == "last_mutation_at" then cur = c.created_at else cur = "" end
+  end
+  if cur ~= v then
+    c[f] = v
+    if v == "" then
+      st_nd = st_nd + 1
+      state_dels[st_nd] = s
+    else
+      state_args[st_n + 1], state_args[st_n + 2] = s, v
+      st_n = st_n + 2
+    end
+  end
+end
 function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n)
   local bp, bo, bpub = c.lifecycle_phase, c.ownership_state, c.public_state
   local ts = FF.s(now)
-  local t, d = state_args, state_dels
-  local n, nd = 0, 0
-  local function put(f, v)
-    -- (the value as read: set in this call, or stored; a field neither set nor stored that is
-    -- cleared is skipped without the metatable's default)
-    local cur = rawget(c, f)
-    if cur == nil then
-      local s = CF[f]
-      if s ~= nil then cur = rawget(c, s) end
-      if cur == nil then
-        if v == "" then return end
-        cur = c[f]
-      end
-    end
-    if cur ~= v then
-      c[f] = v
-      if v == "" then
-        nd = nd + 1
-        d[nd] = CF[f] or f
-      else
-        t[n + 1], t[n + 2] = CF[f] or f, v
-        n = n + 2
-      end
-    end
-  end
-  put("last_transition_at", ts)
-  put("last_mutation_at", ts)
+  st_c, st_n, st_nd = c, 0, 0
+  state_put("last_transition_at", ts)
+  state_put("last_mutation_at", ts)
   if bp ~= phase or bo ~= own or c.eligibility_state ~= elig or c.blocking_reason ~= reason or
       c.terminal_outcome ~= outcome or c.attempt_state ~= astate then
     c.lifecycle_phase, c.ownership_state, c.eligibility_state = phase, own, elig
     c.blocking_reason, c.terminal_outcome, c.attempt_state = reason, outcome, astate
-    t[n + 1], t[n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
-    n = n + 2
+    state_args[st_n + 1], state_args[st_n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
+    st_n = st_n + 2
   end
-  put("blocking_detail", detail)
+  state_put("blocking_detail", detail)
   local pub = FF.public(phase, elig, outcome)
   if bpub ~= pub then FF.lane_move(B, e, c, bpub, pub) end
   c.public_state = pub
   if extra then
-    for i = 1, extra_n or #extra, 2 do put(extra[i], extra[i + 1]) end
+    for i = 1, extra_n or #extra, 2 do state_put(extra[i], extra[i + 1]) end
   end
+  local n, nd = st_n, st_nd
+  st_c = nil
   local k = K.core(B, e)
-  if n > 0 then C("HSET", k, unpack(t, 1, n)) end
-  if nd > 0 then C("HDEL", k, unpack(d, 1, nd)) end
+  if n > 0 then C("HSET", k, unpack(state_args, 1, n)) end
+  if nd > 0 then C("HDEL", k, unpack(state_dels, 1, nd)) end
   FF.ev_transition(B, e, c, bp, bo, bpub, now)
 end
 
@@ -861,6 +988,139 @@ end
 -- when not empty, so a missing field reads as "", the empty kind.
 function FF.kind_ok(c, kinds)
   return kinds == false or kinds[c.execution_kind] == true
+end
+
+-- --- the partition's id index (docs/design/valkey.md#the-id-index) --------------------------
+-- listExecutions pages a partition's executions by id, each page costing its limit. The ids are
+-- kept in buckets, each a sorted set of at most FF.ID_BUCKET members all scored 0 (so a bucket
+-- stays a listpack under the default zset-max-listpack-entries, 128: about 20 bytes per
+-- execution where a skiplist entry costs 161). A member is the id's uuid as its 16 bytes (FF.id_bin:
+-- byte order is the order of the ids, every id of the partition starting with the partition's
+-- tag). Bucket j holds the ids from its lower bound (inclusive) to the next bucket's; the
+-- directory `B:i:ids` holds the lower bounds as 32 hex digits, all scored 0 (the first bucket's
+-- bound is "", present while the directory is), and the bucket of bound L is `B:i:ids:<L>`.
+-- Creation adds a member to one bucket; a bucket that reaches FF.ID_BUCKET gives its upper half
+-- to a new bucket in the same call (64 members moved). Deletion removes the member, and a bucket
+-- left empty (but the first) leaves the directory, so a page reads at most limit + 2 buckets.
+FF.ID_BUCKET = 128
+
+-- The 32 hex digits of the uuid of execution id `e` ({fp:N}:<uuid>), nil when it has none.
+local function id_hex(e)
+  local u = string.match(e, "^{fp:%d+}:(%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x)$")
+  if u == nil then return nil end
+  return (string.gsub(u, "-", ""))
+end
+-- two hex digits -> their byte, and a byte -> its two hex digits (built at the first use:
+-- `string` is not reachable while the library loads)
+local HEX_BYTE, BYTE_HEX = nil, nil
+local function hex_tables()
+  HEX_BYTE, BYTE_HEX = {}, {}
+  for i = 0, 255 do
+    local h = string.format("%02x", i)
+    HEX_BYTE[h] = string.char(i)
+    BYTE_HEX[i] = h
+  end
+end
+-- 32 hex digits as their 16 bytes, and back
+function FF.id_bin(hex)
+  if HEX_BYTE == nil then hex_tables() end
+  return (string.gsub(hex, "%x%x", HEX_BYTE))
+end
+function FF.bin_hex(bin)
+  if BYTE_HEX == nil then hex_tables() end
+  local H = BYTE_HEX
+  local b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16 = string.byte(bin, 1, 16)
+  return H[b1] .. H[b2] .. H[b3] .. H[b4] .. H[b5] .. H[b6] .. H[b7] .. H[b8] .. H[b9] .. H[b10] .. H[b11] ..
+    H[b12] .. H[b13] .. H[b14] .. H[b15] .. H[b16]
+end
+-- The execution id of a bucket member (its uuid's 16 bytes) of the partition whose tag is `tag`
+-- ("{fp:N}:"), in one concatenation.
+function FF.id_of_member(tag, m)
+  if BYTE_HEX == nil then hex_tables() end
+  local H = BYTE_HEX
+  local b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16 = string.byte(m, 1, 16)
+  return tag .. H[b1] .. H[b2] .. H[b3] .. H[b4] .. "-" .. H[b5] .. H[b6] .. "-" .. H[b7] .. H[b8] .. "-" ..
+    H[b9] .. H[b10] .. "-" .. H[b11] .. H[b12] .. H[b13] .. H[b14] .. H[b15] .. H[b16]
+end
+function FF.ids_bucket_key(B, low) return K.idx(B, "ids:" .. low) end
+-- The lower bound of the bucket that holds (or would hold) the id of hex digits `hex`; nil when
+-- the directory is empty.
+function FF.ids_bucket_of(B, hex)
+  return C("ZREVRANGEBYLEX", K.idx(B, "ids"), "[" .. hex, "-", "LIMIT", 0, 1)[1]
+end
+
+-- Adds execution `e` to the partition's id index (nothing for an id without a uuid).
+function FF.ids_add(B, e)
+  local hex = id_hex(e)
+  if hex == nil then return end
+  local dir = K.idx(B, "ids")
+  local low = FF.ids_bucket_of(B, hex)
+  if low == nil then
+    low = ""
+    C("ZADD", dir, 0, "")
+  end
+  local bk = FF.ids_bucket_key(B, low)
+  C("ZADD", bk, 0, FF.id_bin(hex))
+  local n = C("ZCARD", bk)
+  if n >= FF.ID_BUCKET then
+    -- the split: the upper half becomes a bucket of its own (bounded: FF.ID_BUCKET / 2 members)
+    local upper = C("ZRANGE", bk, math.floor(n / 2), -1)
+    local t = {}
+    for i = 1, #upper do t[#t + 1] = 0; t[#t + 1] = upper[i] end
+    local nlow = FF.bin_hex(upper[1])
+    C("ZADD", FF.ids_bucket_key(B, nlow), unpack(t))
+    C("ZREM", bk, unpack(upper))
+    C("ZADD", dir, 0, nlow)
+  end
+end
+
+-- Removes execution `e` from the partition's id index; a bucket left empty leaves the directory
+-- (the first one stays until the directory has no other).
+function FF.ids_del(B, e)
+  local hex = id_hex(e)
+  if hex == nil then return end
+  local low = FF.ids_bucket_of(B, hex)
+  if low == nil then return end
+  local bk = FF.ids_bucket_key(B, low)
+  if C("ZREM", bk, FF.id_bin(hex)) == 0 or C("EXISTS", bk) == 1 then return end
+  local dir = K.idx(B, "ids")
+  if low ~= "" then C("ZREM", dir, low) end
+  -- the directory goes with its last bucket (the first one may be empty while others are not)
+  if C("ZCARD", dir) == 1 and C("EXISTS", FF.ids_bucket_key(B, "")) == 0 then C("DEL", dir) end
+end
+
+-- Up to `want` execution ids of the partition after `cursor` (an execution id; nil: from the
+-- first), in id order: the bucket of the cursor from the cursor on, then the next buckets. Every
+-- bucket but the first holds an id, so the call reads at most want + 2 buckets.
+function FF.ids_page(B, cursor, want)
+  local out = {}
+  if want <= 0 then return out end
+  local dir = K.idx(B, "ids")
+  local low, from = nil, "-"
+  local tag = string.match(B, "{fp:%d+}$") .. ":"
+  if cursor ~= nil and cursor ~= "" then
+    local hex = string.sub(cursor, 1, #tag) == tag and id_hex(cursor) or nil
+    if hex == nil then
+      -- a cursor that is not an id of this partition: every id here is after it, or none is
+      if cursor > tag then return out end
+    else
+      low = FF.ids_bucket_of(B, hex)
+      if low == nil then return out end
+      from = "(" .. FF.id_bin(hex)
+    end
+  end
+  if low == nil then
+    low = C("ZRANGE", dir, 0, 0)[1]
+    if low == nil then return out end
+  end
+  while true do
+    local r = C("ZRANGEBYLEX", FF.ids_bucket_key(B, low), from, "+", "LIMIT", 0, want - #out)
+    for i = 1, #r do out[#out + 1] = FF.id_of_member(tag, r[i]) end
+    if #out >= want then return out end
+    local nexts = C("ZRANGEBYLEX", dir, "(" .. low, "+", "LIMIT", 0, 1)
+    if #nexts == 0 then return out end
+    low, from = nexts[1], "-"
+  end
 end
 
 -- --- attempts and streams ------------------------------------------------------------------

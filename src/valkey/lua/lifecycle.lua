@@ -116,7 +116,7 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
   if deadline ~= nil then
     C("ZADD", K.idx(B, "deadline"), FF.s(deadline), e)
   end
-  C("ZADD", K.idx(B, "all"), 0, e)
+  FF.ids_add(B, e)
   FF.lane_move(B, e, c, "", pub)
   -- FF.lanes_seen (partition base -> lane -> true): lanes a batch call has registered already
   local seen = FF.lanes_seen

@@ -243,7 +243,7 @@ local function delete_execution(B, e, c)
   end
   del_chunked(keys)
   FF.chunked("SADD", K.idx(B, "idfree"), ids)
-  C("ZREM", K.idx(B, "all"), e)
+  FF.ids_del(B, e)
   C("ZREM", K.idx(B, "retention"), e)
   FF.lane_move(B, e, c, c.public_state, "")
 end

@@ -106,6 +106,18 @@ FF.fn.list_flows = function(B, a, now)
   return FF.ok("OK", FF.jarr(out))
 end
 
+-- ff_list_executions: a page of the partition's executions by id, after the cursor, read from the
+-- partition's id index (FF.ids_page, helpers.lua): the call reads at most limit + 3 buckets.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {cursor?, limit}
+--   reply:  {1, "OK", "", execution id, ...} (up to limit + 1 ids: one more tells the layer a next
+--           page exists)
+--   errors: -
+FF.fn.list_executions = function(B, a, now)
+  local want = math.max(0, math.floor(FF.num(a.limit))) + 1
+  return FF.ok("OK", unpack(FF.ids_page(B, FF.str(a.cursor), want)))
+end
+
 -- ff_list_suspended: a page of the partition's suspended executions in (score, id) order: the
 -- `suspended` index is one sorted set scored by the suspension's timeout (NO_TIMEOUT without one),
 -- whose ties sort by id, so a page costs its limit, not the size of the index. The page starts
