@@ -28,8 +28,9 @@ END $$;
 -- deadline (expire the execution), suspension (the timeout behaviour: resume, escalate to an
 -- operator, or end the execution as failed, cancelled or expired), waitpoint (a pending
 -- waitpoint expires), budget_reset (reset the budget). A lease timer of a claim's set (refs,
--- migration 0038) is taken for each of its executions, at most p_batch of them a call; those
--- another transaction holds, or past the batch, stay in the row for the next call.
+-- migration 0038) is taken for each of its executions, at most p_batch of them a call, locking
+-- only those still leased; those another transaction holds, or past the batch, stay in the row
+-- for the next call.
 --   args:   p_kind, p_batch, p_now
 --   reply:  {"ok": {"processed", "more", "nextDueAt" (the earliest timer of the kind left, absent
 --           when none or when more is due now)}}
@@ -66,10 +67,15 @@ BEGIN
       v_left := t.refs[v_take + 1 :];
       IF cardinality(v_left) > 0 THEN v_more := true; END IF;
       v_seen := v_seen + v_take - 1;
-      FOREACH v_ref IN ARRAY t.refs[1 : v_take] LOOP
+      -- only the executions still leased are locked (most of a set has completed by its lease's
+      -- end, and a lock is a WAL record); one that is not leased now has nothing to expire here
+      -- (a claim that leases it later arms a timer of its own)
+      FOREACH v_ref IN ARRAY ARRAY(SELECT c.execution_id FROM exec_core c
+                                   WHERE c.execution_id = ANY (t.refs[1 : v_take])
+                                     AND c.lifecycle_phase = 'active' AND c.ownership_state = 'leased') LOOP
         SELECT * INTO e FROM exec_core WHERE execution_id = v_ref FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
-          IF EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_ref) THEN v_left := v_left || v_ref; END IF;
+          v_left := v_left || v_ref;
           CONTINUE;
         END IF;
         IF p_kind = 'lease' AND e.lifecycle_phase = 'active' AND e.ownership_state = 'leased' THEN
