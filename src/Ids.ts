@@ -38,10 +38,12 @@ export const normalizeUuid = (input: string): string | undefined => {
  *
  * @since 0.1.0
  */
-export const isCanonicalUuid = (s: string): boolean => {
-  if (s.length !== 36) return false
+export const isCanonicalUuid = (s: string): boolean => s.length === 36 && isCanonicalUuidAt(s, 0)
+
+/** Whether the 36 characters of `s` from `start` are a canonical UUID (the caller checked there are 36). */
+const isCanonicalUuidAt = (s: string, start: number): boolean => {
   for (let i = 0; i < 36; i++) {
-    const c = s.charCodeAt(i)
+    const c = s.charCodeAt(start + i)
     if (i === 8 || i === 13 || i === 18 || i === 23) {
       if (c !== 45) return false
     } else if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) {
@@ -391,7 +393,33 @@ export type ExecutionIdError =
  *
  * @since 0.1.0
  */
-export const checkExecutionId = (s: string): ExecutionIdError | undefined => {
+export const checkExecutionId = (s: string): ExecutionIdError | undefined =>
+  executionIdPartitionOf(s) >= 0 ? undefined : executionIdError(s)
+
+/**
+ * The `N` of a canonical execution id in one pass over its characters (no slice, no regex: every
+ * id of every call is checked), or -1 when `s` is not one (`executionIdError` says why).
+ */
+const executionIdPartitionOf = (s: string): number => {
+  if (
+    s.length < 4 + 1 + 2 + 36 || s.charCodeAt(0) !== 123 || s.charCodeAt(1) !== 102 || s.charCodeAt(2) !== 112 ||
+    s.charCodeAt(3) !== 58
+  ) return -1
+  let n = 0
+  let j = 4
+  for (; j < s.length; j++) {
+    const c = s.charCodeAt(j)
+    if (c < 48 || c > 57) break
+    n = n * 10 + (c - 48)
+  }
+  const digits = j - 4
+  if (digits === 0 || digits > 5 || (digits > 1 && s.charCodeAt(4) === 48) || n > 0xffff) return -1
+  if (s.charCodeAt(j) !== 125 || s.charCodeAt(j + 1) !== 58) return -1
+  return s.length - (j + 2) === 36 && isCanonicalUuidAt(s, j + 2) ? n : -1
+}
+
+/** Why `s` is not a canonical execution id (`undefined` if it is one). */
+const executionIdError = (s: string): ExecutionIdError | undefined => {
   if (!s.startsWith("{fp:")) return { _tag: "MissingTag" }
   const close = s.indexOf("}:", 4)
   if (close < 0) return { _tag: "MissingTag" }
@@ -419,7 +447,17 @@ export const ExecutionId = Schema.String.pipe(
 export type ExecutionId = typeof ExecutionId.Type
 
 /** The `N` of `{fp:N}`. @since 0.1.0 */
-export const executionPartition = (id: ExecutionId): number => Number(id.slice(4, id.indexOf("}:", 4)))
+export const executionPartition = (id: ExecutionId): number => {
+  // the digits read in place; anything else (not an id this module checked) as before
+  let n = 0
+  let j = 4
+  for (; j < 10 && j < id.length; j++) {
+    const c = id.charCodeAt(j)
+    if (c < 48 || c > 57) break
+    n = n * 10 + (c - 48)
+  }
+  return j > 4 && id.charCodeAt(j) === 125 && id.charCodeAt(j + 1) === 58 ? n : Number(id.slice(4, id.indexOf("}:", 4)))
+}
 
 /** The hash tag `{fp:N}` an execution lives under. @since 0.1.0 */
 export const executionHashTag = (id: ExecutionId): string => id.slice(0, id.indexOf("}:", 4) + 1)

@@ -82,6 +82,24 @@ const compileNode = (ast: AST.AST): Check | undefined => {
   }
 }
 
+/** A compiled struct field: its name, whether it may be absent, and its check (`FAIL` when it cannot vouch). */
+interface Field {
+  readonly name: string
+  readonly optional: boolean
+  readonly check: Check
+}
+
+const compileFields = (ast: AST.TypeLiteral): ReadonlyArray<Field> | undefined => {
+  const fields: Array<Field> = []
+  for (const ps of ast.propertySignatures) {
+    if (typeof ps.name !== "string") return undefined
+    const check = compileNode(ps.type)
+    if (check === undefined) return undefined
+    fields.push({ name: ps.name, optional: ps.isOptional, check })
+  }
+  return fields
+}
+
 const compileTypeLiteral = (ast: AST.TypeLiteral): Check | undefined => {
   if (ast.indexSignatures.length > 0) {
     const [index] = ast.indexSignatures
@@ -103,13 +121,8 @@ const compileTypeLiteral = (ast: AST.TypeLiteral): Check | undefined => {
       return out
     }
   }
-  const fields: Array<{ readonly name: string; readonly optional: boolean; readonly check: Check }> = []
-  for (const ps of ast.propertySignatures) {
-    if (typeof ps.name !== "string") return undefined
-    const check = compileNode(ps.type)
-    if (check === undefined) return undefined
-    fields.push({ name: ps.name, optional: ps.isOptional, check })
-  }
+  const fields = compileFields(ast)
+  if (fields === undefined) return undefined
   return (u) => {
     if (typeof u !== "object" || u === null || Array.isArray(u)) return FAIL
     const input = u as Record<string, unknown>
@@ -137,5 +150,46 @@ export const compile = <A, I>(schema: Schema.Schema<A, I>): ((u: unknown) => A |
   return (u) => {
     const v = check(u)
     return v === FAIL ? undefined : (v as A)
+  }
+}
+
+/**
+ * The fast constructor of a struct schema (`Schema.Struct.make`'s defaults, then validation) in one
+ * pass over `fields` in their order: each value is read from the input (its own or inherited key,
+ * as `Struct.make` reads it), replaced by its constructor default when undefined, checked, and
+ * written once. It answers for valid input only (`undefined` otherwise, and the caller then takes
+ * the schema's own path); `undefined` too when the schema has a node the compiler does not handle.
+ */
+export const compileConstructor = (
+  schema: Schema.Schema.Any,
+  defaults: ReadonlyArray<readonly [key: PropertyKey, defaultValue: (() => unknown) | undefined]>
+): ((input: object) => Record<string, unknown> | undefined) | undefined => {
+  const ast = AST.typeAST(schema.ast)
+  if (ast._tag !== "TypeLiteral" || ast.indexSignatures.length > 0) return undefined
+  const fields = compileFields(ast)
+  if (fields === undefined || fields.length !== defaults.length) return undefined
+  const plan: Array<Field & { readonly defaultValue: (() => unknown) | undefined }> = []
+  for (let i = 0; i < fields.length; i++) {
+    const [key, defaultValue] = defaults[i]!
+    if (key !== fields[i]!.name) return undefined
+    plan.push({ ...fields[i]!, defaultValue })
+  }
+  return (input) => {
+    const source = input as Record<string, unknown>
+    const out: Record<string, unknown> = {}
+    for (const f of plan) {
+      let value = source[f.name]
+      if (value === undefined) {
+        if (f.defaultValue !== undefined) value = f.defaultValue()
+        if (value === undefined && !(f.name in source)) {
+          if (f.optional) continue
+          return undefined
+        }
+      }
+      const v = f.check(value)
+      if (v === FAIL) return undefined
+      out[f.name] = v
+    }
+    return out
   }
 }

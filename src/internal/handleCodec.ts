@@ -7,42 +7,88 @@ import { Either } from "effect"
 import { checkExecutionId, isCanonicalUuid } from "../Ids.js"
 import type { AttemptId, AttemptIndex, ExecutionId, LaneId, LeaseEpoch, LeaseId, WorkerInstanceId } from "../Ids.js"
 import type { BackendTag, Handle, HandleKind, HandlePayload } from "../Model.js"
+import { writeAscii } from "./utf8.js"
 
 const TAG_BYTE: Record<BackendTag, number> = { valkey: 0x01, postgres: 0x02, memory: 0x03 }
 const BYTE_TAG: Record<number, BackendTag> = { 0x01: "valkey", 0x02: "postgres", 0x03: "memory" }
 
 const decoder = new TextDecoder("utf-8", { fatal: true })
+const utf8 = new TextEncoder()
 
 /** The bytes of `p`, in a fresh buffer of `Bytes` (the caller keeps its payload with it). */
 const encodeInto = (backend: BackendTag, p: HandlePayload): Bytes => {
-  const strings = [p.executionId, p.attemptId, p.leaseId, p.laneId, p.workerInstanceId]
+  const { executionId, attemptId, leaseId, laneId, workerInstanceId } = p
+  // every string is ASCII in the common case (ids, lanes), where a character is a byte: one pass
+  // writes them; otherwise the exact UTF-8 sizes are measured and written
+  const ascii = 3 + 4 + 8 + 8 + 5 * 4 + executionId.length + attemptId.length + leaseId.length + laneId.length +
+    workerInstanceId.length
+  const out = fresh(ascii)
+  if (!writeAll(out, p, writeAsciiString)) return encodeUtf8(backend, p)
+  out[2] = TAG_BYTE[backend]
+  return out
+}
+
+/** `size` bytes of `Bytes`, cut from Node's buffer pool (no backing store of its own per handle). */
+const fresh = (size: number): Bytes => {
+  const b = Buffer.allocUnsafe(size)
+  return new Bytes(b.buffer, b.byteOffset, b.byteLength)
+}
+
+/** `encodeInto` for strings outside ASCII: each string's UTF-8 length measured first. */
+const encodeUtf8 = (backend: BackendTag, p: HandlePayload): Bytes => {
   let size = 3 + 4 + 8 + 8
-  for (const s of strings) size += 4 + Buffer.byteLength(s, "utf8")
-  const out = Buffer.allocUnsafe(size)
+  for (const s of [p.executionId, p.attemptId, p.leaseId, p.laneId, p.workerInstanceId]) {
+    size += 4 + Buffer.byteLength(s, "utf8")
+  }
+  const out = fresh(size)
+  writeAll(out, p, writeUtf8String)
+  out[2] = TAG_BYTE[backend]
+  return out
+}
+
+/** Writes `s` at `at` as its u32 length and its bytes; returns the offset after it, or -1 (not written). */
+type WriteString = (out: Uint8Array, at: number, s: string) => number
+
+/** `v` (below 2^32) as four little-endian bytes at `at`. */
+const u32 = (out: Uint8Array, at: number, v: number): void => {
+  out[at] = v & 0xff
+  out[at + 1] = (v >>> 8) & 0xff
+  out[at + 2] = (v >>> 16) & 0xff
+  out[at + 3] = (v >>> 24) & 0xff
+}
+
+const writeAsciiString: WriteString = (out, at, s) => {
+  const n = writeAscii(out, at + 4, s)
+  if (n < 0) return -1
+  u32(out, at, n)
+  return at + 4 + n
+}
+
+const writeUtf8String: WriteString = (out, at, s) => {
+  const { written } = utf8.encodeInto(s, out.subarray(at + 4))
+  u32(out, at, written)
+  return at + 4 + written
+}
+
+/** The v2 layout of `p` into `out` (its tag byte apart); false when a string did not fit `write`. */
+const writeAll = (out: Uint8Array, p: HandlePayload, write: WriteString): boolean => {
   out[0] = 0x02
   out[1] = 0x01
-  out[2] = TAG_BYTE[backend]
-  let at = 3
-  const str = (s: string) => {
-    const n = out.write(s, at + 4, "utf8")
-    out.writeUInt32LE(n, at)
-    at += 4 + n
-  }
-  const u64 = (v: number) => {
-    out.writeUInt32LE(v % 0x100000000, at)
-    out.writeUInt32LE(Math.floor(v / 0x100000000), at + 4)
-    at += 8
-  }
-  str(p.executionId)
-  out.writeUInt32LE(p.attemptIndex, at)
-  at += 4
-  str(p.attemptId)
-  str(p.leaseId)
-  u64(p.leaseEpoch)
-  u64(p.leaseTtlMs)
-  str(p.laneId)
-  str(p.workerInstanceId)
-  return new Bytes(out.buffer, out.byteOffset, out.byteLength)
+  let at = write(out, 3, p.executionId)
+  if (at < 0) return false
+  u32(out, at, p.attemptIndex)
+  at = write(out, at + 4, p.attemptId)
+  if (at < 0) return false
+  at = write(out, at, p.leaseId)
+  if (at < 0) return false
+  u32(out, at, p.leaseEpoch % 0x100000000)
+  u32(out, at + 4, Math.floor(p.leaseEpoch / 0x100000000))
+  u32(out, at + 8, p.leaseTtlMs % 0x100000000)
+  u32(out, at + 12, Math.floor(p.leaseTtlMs / 0x100000000))
+  at = write(out, at + 16, p.laneId)
+  if (at < 0) return false
+  at = write(out, at, p.workerInstanceId)
+  return at === out.length
 }
 
 export const encodePayload = (backend: BackendTag, p: HandlePayload): Uint8Array => encodeInto(backend, p)

@@ -180,6 +180,13 @@ export const withSpanWhenTraced = (
     })
   })
 
+/**
+ * Effect's live clock (the one of its default services): its nanoseconds are the process's
+ * monotonic time (`process.hrtime.bigint`), the same time `performance.now()` reads without a
+ * BigInt. Another clock (`TestClock`) is read as it is.
+ */
+const liveClock: Clock.Clock = Effect.runSync(Effect.clock)
+
 const wrap = (op: string, backend: string, fn: AnyOperation): AnyOperation => {
   const tags: ReadonlyArray<MetricLabel.MetricLabel> = [MetricLabel.make("op", op), MetricLabel.make("backend", backend)]
   const errorTagsCache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
@@ -193,15 +200,18 @@ const wrap = (op: string, backend: string, fn: AnyOperation): AnyOperation => {
     return labels
   }
   const spanName = `EngineBackend.${op}`
+  /** The time in ms on `clock`'s scale, for a duration: `performance.now()` for the live clock (no BigInt per reading). */
+  const msOn = (clock: Clock.Clock): number =>
+    clock === liveClock ? performance.now() : Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
   // One fiber-runtime step and one match per call: this wrapper sits on every operation, and
   // `onExit` (an uninterruptible region) cost as much as a whole in-memory operation.
   return (...args) =>
     Effect.withFiberRuntime((fiber) => {
       const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-      const start = clock.unsafeCurrentTimeNanos()
+      const start = msOn(clock)
       const record = () => {
         operationsTotal.unsafeUpdate(1, tags)
-        operationDurationMs.unsafeUpdate(Number(clock.unsafeCurrentTimeNanos() - start) / 1_000_000, tags)
+        operationDurationMs.unsafeUpdate(msOn(clock) - start, tags)
       }
       const measured = Effect.matchCauseEffect(fn(...args), {
         onFailure: (cause) => {

@@ -6,7 +6,7 @@ import { Either, ParseResult, Schema } from "effect"
 import { invalidInput, validation, type Validation, type ValidationKind } from "../EngineError.js"
 import { type LimitName, Limits } from "../Limits.js"
 import { ExecutionPolicy } from "../Model.js"
-import { compile } from "./fastValidate.js"
+import { compile, compileConstructor } from "./fastValidate.js"
 import { inputProblem, MAX_NESTING, nestedDeeperThan, type RuleContext } from "./inputRules.js"
 import { quote } from "./quote.js"
 import type { CompositeBody, DeliverSignalArgs, ResumeCondition, SuspendArgs } from "../Model.js"
@@ -146,6 +146,23 @@ const defaultPlanOf = (fields: Schema.Struct.Fields): DefaultPlan => {
   return plan
 }
 
+const constructors = new WeakMap<object, ((input: object) => Record<string, unknown> | undefined) | null>()
+
+/**
+ * The one-pass fast constructor of `schema` (defaults and validation together, see
+ * fastValidate.ts), or `undefined` when it has none. A value deeper than `MAX_NESTING` never
+ * passes it: every compiled node is a known shape of the schema, and the schemas it compiles are
+ * not recursive.
+ */
+const constructorOf = <F extends Schema.Struct.Fields>(schema: Schema.Struct<F>) => {
+  let c = constructors.get(schema)
+  if (c === undefined) {
+    c = compileConstructor(schema, defaultPlanOf(schema.fields)) ?? null
+    constructors.set(schema, c)
+  }
+  return c ?? undefined
+}
+
 /**
  * Fills constructor defaults, as `Struct.make` does. The result is built key
  * by key in field order (not by spreading the input), which keeps its shape
@@ -179,10 +196,13 @@ export const construct = <F extends Schema.Struct.Fields>(
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
     return Either.left(validation(kind, `${op}: expected an object`))
   }
-  const validated = Either.mapLeft(
-    validatorOf(schema as unknown as Schema.Schema<Schema.Struct.Type<F>>)(withDefaults(schema.fields, input)),
-    (e) => validation(kind, `${op}: ${formatIssue(e)}`)
-  ) as Either.Either<Schema.Struct.Type<F>, Validation>
+  const fast = constructorOf(schema)?.(input)
+  const validated = fast !== undefined ?
+    Either.right(fast as Schema.Struct.Type<F>) :
+    Either.mapLeft(
+      validatorOf(schema as unknown as Schema.Schema<Schema.Struct.Type<F>>)(withDefaults(schema.fields, input)),
+      (e) => validation(kind, `${op}: ${formatIssue(e)}`)
+    ) as Either.Either<Schema.Struct.Type<F>, Validation>
   return rules === undefined ?
     validated :
     Either.flatMap(validated, (a) => obeysRules(op, schema as unknown as Schema.Schema<unknown>, a, kind, rules)) as typeof validated

@@ -3,7 +3,7 @@
  * task context, run the handler under the lease keeper, settle the outcome (complete, fail, or
  * report how the attempt stopped: suspended, delayed, lease lost, released at shutdown).
  */
-import { Cause, Clock, Context, Duration, Effect, Either, Exit, HashSet, Option } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Exit, type Fiber, HashSet, Option } from "effect"
 import { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, isLeaseLost, isRetryable } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
@@ -12,6 +12,7 @@ import type * as M from "../../Model.js"
 import * as Producer from "../../Producer.js"
 import type { FlowContext, Handler, HandlerFailure, SuspendOptions, TaskContext, WorkerEvent } from "../../Worker.js"
 import { builtInTracer, parentSpanOf } from "../traceContext.js"
+import { utf8Encode } from "../utf8.js"
 import * as LeaseKeeper from "./leaseKeeper.js"
 import { taskDurationMs, tasksTotal } from "./metrics.js"
 import { describeFailure, leaseLostReason, type Runtime } from "./runtime.js"
@@ -66,7 +67,6 @@ type Stop =
   /** Interrupted from outside: the worker was torn down without a drain. */
   | { readonly _tag: "Interrupted" }
 
-const utf8 = new TextEncoder()
 const noSignals: ReadonlyArray<M.ResumeSignal> = []
 
 /**
@@ -114,7 +114,7 @@ const runWithInput = (
       }
     }
     const start = handlerFor(a, input)
-    const rest = start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore)
+    const rest = start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore, fiber)
     const { onEvent } = rt.settings
     const body = onEvent === undefined ? rest : Effect.zipRight(
       onEvent({
@@ -283,14 +283,14 @@ class Context_<I> implements TaskContext<I> {
   get log(): TaskContext<I>["log"] {
     const { backend } = this.#a.rt
     const { handle } = this
-    return this.#log ??= (message) => backend.appendFrame(handle, { bytes: utf8.encode(message), kind: "stdout" })
+    return this.#log ??= (message) => backend.appendFrame(handle, { bytes: utf8Encode(message), kind: "stdout" })
   }
 
   get event(): TaskContext<I>["event"] {
     const { backend } = this.#a.rt
     const { handle } = this
     return this.#event ??= (frameType, data) =>
-      backend.appendFrame(handle, { bytes: utf8.encode(JSON.stringify(data) ?? "null"), kind: "event", frameType })
+      backend.appendFrame(handle, { bytes: utf8Encode(JSON.stringify(data) ?? "null"), kind: "event", frameType })
   }
 
   get createWaitpoint(): TaskContext<I>["createWaitpoint"] {
@@ -460,7 +460,8 @@ const runHandler = (
   a: Attempt,
   handler: Handler<unknown>,
   payload: Uint8Array,
-  restore: Restore
+  restore: Restore,
+  fiber: Fiber.RuntimeFiber<void, never>
 ): Effect.Effect<void> => {
   const running = new Running(a.p.executionId, a.handle)
   const run = (resumeSignals: ReadonlyArray<M.ResumeSignal>) => {
@@ -469,13 +470,15 @@ const runHandler = (
       Uint8Array,
       HandlerFailure
     >
-    return a.rt.keeper.guardThen(running.lease, a.claimedAt, restore(execute), (exit) => {
+    return a.rt.keeper.guardThenOn(fiber, running.lease, a.claimedAt, restore(execute), (exit) => {
       const { lease } = running
       if (running.endedBy !== undefined) return settle(a, { _tag: "Ended", ended: running.endedBy })
       if (Exit.isSuccess(exit) || !Cause.isInterruptedOnly(exit.cause)) return settle(a, { _tag: "Handler", exit })
       if (lease.stop !== undefined) return settle(a, lease.stop)
-      return Effect.flatMap(Effect.fiberId, (self) =>
-        settle(a, HashSet.has(Cause.interruptors(exit.cause), self) ? { _tag: "Handler", exit } : { _tag: "Interrupted" }))
+      return settle(
+        a,
+        HashSet.has(Cause.interruptors(exit.cause), fiber.id()) ? { _tag: "Handler", exit } : { _tag: "Interrupted" }
+      )
     })
   }
   return a.handle.kind === "resumed" ? Effect.flatMap(restore(observeResumeSignals(a)), run) : run(noSignals)

@@ -40,6 +40,8 @@ interface Entry {
   readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
   expiresAt: number
   renewAt: number
+  /** Registered: its handler runs (a renewal of an entry gone does nothing). */
+  live: boolean
 }
 
 export interface LeaseKeeper {
@@ -55,6 +57,14 @@ export interface LeaseKeeper {
   ) => Effect.Effect<Exit.Exit<A, E>>
   /** `guard`, then `then` with the handler's exit. */
   readonly guardThen: <A, E, B>(
+    lease: Lease,
+    claimedAt: number,
+    handler: Effect.Effect<A, E>,
+    then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
+  ) => Effect.Effect<B>
+  /** `guardThen` on `fiber`, the fiber that runs the returned effect, called from it: the attempt is registered at the call (one run-loop step less). */
+  readonly guardThenOn: <A, E, B>(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
     lease: Lease,
     claimedAt: number,
     handler: Effect.Effect<A, E>,
@@ -93,10 +103,19 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
     const renewEveryMs = Duration.toMillis(options.renewEvery)
     // how often due leases are looked for, and how soon a failed renewal is tried again
     const tickMs = Math.max(5, Math.min(250, Math.floor(renewEveryMs / 4)))
-    const entries = new Set<Entry>()
-    // an execution may have two entries for a moment: an attempt whose lease was revoked, and the
-    // next attempt, claimed again before the first one stopped
+    // The running attempts by execution: one map, one write per attempt registered and one per
+    // attempt gone. An execution may have two entries for a moment: an attempt whose lease was
+    // revoked, and the next attempt, claimed again before the first one stopped.
     const byExecution = new Map<string, Entry | Set<Entry>>()
+    /** Every running attempt's entry. */
+    const allEntries = (): Array<Entry> => {
+      const all: Array<Entry> = []
+      for (const same of byExecution.values()) {
+        if (same instanceof Set) for (const entry of same) all.push(entry)
+        else all.push(same)
+      }
+      return all
+    }
     // revocations that came before their attempt registered (oldest first)
     const early = new Set<string>()
     let shuttingDown = false
@@ -110,7 +129,7 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
 
     const renew = (entry: Entry) =>
       withLock(entry.lease, Effect.gen(function*() {
-        if (!entries.has(entry) || entry.lease.ended()) return
+        if (!entry.live || entry.lease.ended()) return
         const started = yield* Clock.currentTimeMillis
         const result = yield* Effect.exit(backend.renew(entry.lease.handle))
         if (Exit.isSuccess(result)) {
@@ -136,10 +155,14 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       }))
 
     const pass = Effect.gen(function*() {
-      if (entries.size === 0) return
+      if (byExecution.size === 0) return
       const now = yield* Clock.currentTimeMillis
       const due: Array<Entry> = []
-      for (const entry of entries) if (entry.renewAt <= now) due.push(entry)
+      for (const same of byExecution.values()) {
+        if (!(same instanceof Set)) {
+          if (same.renewAt <= now) due.push(same)
+        } else for (const entry of same) if (entry.renewAt <= now) due.push(entry)
+      }
       if (due.length > 0) yield* Effect.forEach(due, renew, { concurrency: RENEWAL_CONCURRENCY, discard: true })
     })
     yield* Effect.forkScoped(Effect.repeat(
@@ -148,7 +171,6 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
     ))
 
     const register = (entry: Entry) => {
-      entries.add(entry)
       const id = entry.lease.executionId
       const same = byExecution.get(id)
       if (same === undefined) byExecution.set(id, entry)
@@ -156,7 +178,7 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       else byExecution.set(id, new Set([same, entry]))
     }
     const unregister = (entry: Entry) => {
-      entries.delete(entry)
+      entry.live = false
       const id = entry.lease.executionId
       const same = byExecution.get(id)
       if (same === entry) byExecution.delete(id)
@@ -166,38 +188,42 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       }
     }
 
-    const guardThen: LeaseKeeper["guardThen"] = <A, E, B>(
+    const guardThenOn: LeaseKeeper["guardThenOn"] = <A, E, B>(
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
       lease: Lease,
       claimedAt: number,
       handler: Effect.Effect<A, E>,
       then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
-    ) =>
-      Effect.withFiberRuntime<B>((fiber) => {
-        if (shuttingDown) {
-          lease.stop = { _tag: "Shutdown" }
-          return then(Exit.interrupt(FiberId.none))
+    ): Effect.Effect<B> => {
+      if (shuttingDown) {
+        lease.stop = { _tag: "Shutdown" }
+        return then(Exit.interrupt(FiberId.none))
+      }
+      const entry: Entry = {
+        lease,
+        fiber,
+        expiresAt: claimedAt + leaseTtlMs,
+        renewAt: claimedAt + renewEveryMs,
+        live: true
+      }
+      register(entry)
+      // the caller's region is uninterruptible: once the handler's exit is in, the entry goes
+      const run = Effect.matchCauseEffect(handler, {
+        onFailure: (cause) => {
+          unregister(entry)
+          return then(Exit.failCause(cause))
+        },
+        onSuccess: (value) => {
+          unregister(entry)
+          return then(Exit.succeed(value))
         }
-        const entry: Entry = {
-          lease,
-          fiber,
-          expiresAt: claimedAt + leaseTtlMs,
-          renewAt: claimedAt + renewEveryMs
-        }
-        register(entry)
-        // the caller's region is uninterruptible: once the handler's exit is in, the entry goes
-        const run = Effect.matchCauseEffect(handler, {
-          onFailure: (cause) => {
-            unregister(entry)
-            return then(Exit.failCause(cause))
-          },
-          onSuccess: (value) => {
-            unregister(entry)
-            return then(Exit.succeed(value))
-          }
-        })
-        if (!early.delete(lease.executionId)) return run
-        return Effect.zipRight(Effect.forkDaemon(renew(entry)), run)
       })
+      if (!early.delete(lease.executionId)) return run
+      return Effect.zipRight(Effect.forkDaemon(renew(entry)), run)
+    }
+
+    const guardThen: LeaseKeeper["guardThen"] = (lease, claimedAt, handler, then) =>
+      Effect.withFiberRuntime((fiber) => guardThenOn(fiber, lease, claimedAt, handler, then))
 
     const guard: LeaseKeeper["guard"] = (lease, claimedAt, handler) =>
       guardThen(lease, claimedAt, handler, Effect.succeed)
@@ -215,8 +241,8 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
 
     const shutdown = Effect.suspend(() => {
       shuttingDown = true
-      return Effect.forEach([...entries], (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
+      return Effect.forEach(allEntries(), (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
     })
 
-    return { guard, guardThen, shutdown, recheck }
+    return { guard, guardThen, guardThenOn, shutdown, recheck }
   })
