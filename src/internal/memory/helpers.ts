@@ -9,7 +9,7 @@ import { MinHeap } from "./heap.js"
 import { noteTransition } from "./events.js"
 import { endRun } from "./history.js"
 import { laneMoved } from "./lanes.js"
-import type { Attempt, Exec } from "./state.js"
+import type { Exec } from "./state.js"
 import { type Store, streamKey } from "./store.js"
 
 export type R<A> = Either.Either<A, EngineError>
@@ -43,7 +43,6 @@ export const transition = (store: Store, e: Exec, c: StateChange, now: number): 
   const from = e.publicState
   e.publicState = M.derivePublicState(e.phase, e.eligibility, e.outcome)
   laneMoved(store, e, from)
-  e.lastTransitionAt = now
   e.lastMutationAt = now
   noteTransition(store, e, before, now)
   if (isClaimable(e)) {
@@ -63,10 +62,8 @@ export const clearLease = (e: Exec): void => {
   e.leaseId = undefined
   e.workerId = undefined
   e.workerInstanceId = undefined
-  e.leaseAcquiredAt = undefined
   e.leaseExpiresAt = undefined
   e.leaseLastRenewedAt = undefined
-  e.leaseRenewalDeadline = undefined
   e.attemptDeadlineAt = undefined
 }
 
@@ -102,9 +99,8 @@ export const notActiveDetail = (e: Exec) => {
   })
 }
 
-export const currentAttempt = (e: Exec): Attempt | undefined => {
-  return e.currentAttemptId === undefined ? undefined : e.attempts[e.currentAttemptIndex]
-}
+/** Whether `e` has a current attempt (its index `currentAttemptIndex`, its state `attemptLifecycle`). */
+export const hasAttempt = (e: Exec): boolean => e.currentAttemptId !== undefined
 
 export const closeStream = (store: Store, e: Exec, attemptIndex: number, reason: string, now: number): void => {
   if (store.streams.size === 0) return
@@ -139,8 +135,7 @@ export const ladder = (
 
 export const markExpired = (store: Store, e: Exec, now: number): void => {
   endRun(e, "lease_expired", now)
-  e.leaseExpiredAt = now
-  const attempt = currentAttempt(e)
+  const attempt = hasAttempt(e)
   transition(store, e, {
     phase: "active",
     ownership: "lease_expired_reclaimable",
@@ -149,7 +144,7 @@ export const markExpired = (store: Store, e: Exec, now: number): void => {
     blockingDetail: "lease expired, awaiting reclaim",
     attemptState: "attempt_interrupted"
   }, now)
-  if (attempt !== undefined) closeStream(store, e, attempt.index, "lease_expired", now)
+  if (attempt) closeStream(store, e, e.currentAttemptIndex, "lease_expired", now)
 }
 
 export const delayTo = (
