@@ -4,6 +4,7 @@
  */
 import { Either } from "effect"
 import { type EngineError, executionNotActive, notFound, state as stateError } from "../../EngineError.js"
+import type * as Ids from "../../Ids.js"
 import * as M from "../../Model.js"
 import { MinHeap } from "./heap.js"
 import { noteTransition } from "./events.js"
@@ -65,6 +66,23 @@ export const clearLease = (e: Exec): void => {
   e.leaseExpiresAt = undefined
   e.leaseLastRenewedAt = undefined
   e.attemptDeadlineAt = undefined
+}
+
+/**
+ * Drops the lease expiries at the head of the index whose lease ended (lazy deletion, done at once
+ * for the oldest: executions mostly end in the order they were claimed, and the expiry pass would
+ * skip these entries alone, later and after they had aged out of the young generation).
+ */
+export const dropEndedLeaseExpiries = (store: Store): void => {
+  const heap = store.leaseExpiries
+  for (;;) {
+    const top = heap.peek()
+    if (top === undefined) return
+    const e = store.executions.get(top.key as Ids.ExecutionId)
+    // the expiry pass's test of a live entry (maintenance.ts, expireLeases)
+    if (e !== undefined && e.phase === "active" && e.ownership === "leased" && e.leaseExpiresAt === top.score) return
+    heap.pop()
+  }
 }
 
 export const isClaimable = (e: Exec): boolean => {

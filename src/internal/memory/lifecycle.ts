@@ -43,6 +43,9 @@ const failureCategoryOf = (reason: M.FailureReason, cls: M.FailureClass): string
 /** The tags of every execution created without any (read-only: reads copy them). */
 const NO_TAGS: Record<string, string> = Object.freeze({})
 
+/** The required capabilities of every execution created without any (one array, not one each). */
+const NO_CAPS: ReadonlyArray<string> = Object.freeze([])
+
 const hasKeys = (record: Record<string, string>): boolean => {
   for (const _ in record) return true
   return false
@@ -81,7 +84,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
     creatorIdentity: args.creatorIdentity,
     flowId: undefined,
     priority: args.priority,
-    requiredCaps: caps,
+    requiredCaps: caps.length === 0 ? NO_CAPS : caps,
     claimGroup: caps.length === 0 ? kindGroup(store, args.executionKind) : `${args.executionKind}\n${caps.join(",")}`,
     delayUntil: delayed ? args.delayUntil : undefined,
     phase: "runnable",

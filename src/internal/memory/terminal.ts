@@ -6,7 +6,7 @@
 import type * as M from "../../Model.js"
 import { DEFAULT_RETENTION_MS } from "../../Maintenance.js"
 import { resolveFrom, settleFlow } from "./flows.js"
-import { clearLease, closeStream, hasAttempt, leaseEndsElsewhere, transition } from "./helpers.js"
+import { clearLease, closeStream, dropEndedLeaseExpiries, hasAttempt, leaseEndsElsewhere, transition } from "./helpers.js"
 import { endRun } from "./history.js"
 import type { AttemptLifecycle, Exec } from "./state.js"
 import type { Store } from "./store.js"
@@ -88,6 +88,7 @@ export const finish = (
     attemptState: e.totalAttemptCount > 0 ? "attempt_terminal" : outcome === "skipped" ? "none" : e.attemptState
   }, now)
   if (e.flowId === undefined) store.retentionDue.push(now + retentionOf(e), e.id)
+  if (store.leaseExpiries.size > 0) dropEndedLeaseExpiries(store)
   afterTerminal(store, e, outcome, now, opts.publish)
 }
 
