@@ -77,6 +77,41 @@ describe("valkey function library", () => {
         (c) => Effect.promise(() => c.quit())
       )
 
+    describe("a store written by library version 3", () => {
+      // Version 3 wrote an attempt record (`:a:<index>`) at each claim and kept no run kind nor
+      // stream flag in the core; version 4 reads such a live run from its attempt record.
+      it.scoped("a live run it began: its kind from the attempt record; its completion closes the stream", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const core = `${base(Ids.executionPartition(id))}:e:${id}`
+          yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag !== "Some") return expect.unreachable("no claim")
+          yield* b.appendFrame(h.value, { bytes: new TextEncoder().encode("x"), kind: "stdout" })
+          expect(yield* Effect.promise(() => r.hmget(core, "rk", "so"))).toEqual(["i", "1"])
+          expect(yield* Effect.promise(() => r.exists(`${core}:a:0`))).toBe(0)
+          // the same run as version 3 stored it
+          yield* Effect.promise(() => r.hdel(core, "rk", "so"))
+          yield* Effect.promise(() => r.hset(`${core}:a:0`, "attempt_type", "retry", "attempt_state", "started"))
+          const live = yield* b.describeExecution(id)
+          expect(live._tag === "Some" && live.value.attemptHistory.map((x) => [x.kind, x.outcome])).toEqual([["retry", "running"]])
+          yield* b.complete(h.value)
+          const done = yield* b.describeExecution(id)
+          expect(done._tag === "Some" && done.value.attemptHistory.map((x) => [x.kind, x.outcome])).toEqual([["retry", "completed"]])
+          const frames = yield* b.readStream({
+            executionId: id,
+            attemptIndex: 0 as Ids.AttemptIndex,
+            from: { _tag: "Start" },
+            to: { _tag: "End" },
+            countLimit: 10
+          })
+          expect(frames.closedReason).toBe("attempt_success")
+        }))
+    })
+
     describe("a helper never fails on a size after a write", () => {
       it.scoped("ff_create with 4,000 tags stores them all and the execution is claimable", () =>
         Effect.gen(function*() {
@@ -241,7 +276,7 @@ describe("valkey function library", () => {
           })
           expect(refused(out)).toBe("invalid_input")
           expect((yield* b.describeExecution(id)).pipe((o) => o._tag === "Some" && o.value.publicState)).toBe("waiting")
-          expect(yield* Effect.promise(() => r.exists(`${base(Ids.executionPartition(id))}:e:${id}:a:0`))).toBe(0)
+          expect(yield* Effect.promise(() => r.hget(`${base(Ids.executionPartition(id))}:e:${id}`, "rk"))).toBeNull()
         }))
 
       it.scoped("ff_complete_many with a malformed second item completes nothing", () =>

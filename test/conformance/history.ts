@@ -272,6 +272,122 @@ export const history = (t: Tester) =>
         expect(s.completedAt).toBe(t1)
       }))
 
+    t.test("a retried attempt that completes: the retried run, then the completed one, kind retry", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const t0 = yield* now
+        const c = yield* createAndClaim({
+          policy: { retryPolicy: { maxRetries: 3, backoff: { type: "fixed", delayMs: 1_000 } } }
+        })
+        yield* advance(5)
+        yield* b.fail(c.handle, { reason: { message: "flaky" }, classification: "Transient" })
+        const t1 = yield* now
+        yield* advance(1_000)
+        yield* pass("promoteDelayed")
+        const t2 = yield* now
+        const h2 = yield* claimSome(c.lane, W2)
+        expect((yield* snapshot(c.executionId)).attemptHistory).toEqual([
+          run(0, "initial", t0, { endedAt: t1, outcome: "retry_scheduled", reason: "flaky" }),
+          run(1, "retry", t2, undefined, W2)
+        ])
+        yield* advance(5)
+        yield* b.complete(h2)
+        const t3 = yield* now
+        const s = yield* snapshot(c.executionId)
+        expect(s.publicState).toBe("completed")
+        expect(s.attemptHistory).toEqual([
+          run(0, "initial", t0, { endedAt: t1, outcome: "retry_scheduled", reason: "flaky" }),
+          run(1, "retry", t2, { endedAt: t3, outcome: "completed" }, W2)
+        ])
+        expect(s.lastFailure).toEqual({ reason: "flaky", classification: "Transient", category: "transient", at: t1 })
+        expect(s.currentLease).toBeUndefined()
+      }))
+
+    t.test("a reclaimed attempt that completes: kind reclaim; a replay of it, then another, keep every run in order", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const t0 = yield* now
+        const c = yield* createAndClaim({}, { ttl: 1_000 })
+        yield* advance(1_000)
+        const t1 = yield* now
+        yield* pass("expireLeases")
+        const h2 = yield* claimSome(c.lane, W2)
+        yield* advance(5)
+        yield* b.complete(h2)
+        const t2 = yield* now
+        const first = [
+          run(0, "initial", t0, { endedAt: t1, outcome: "lease_expired" }),
+          run(1, "reclaim", t1, { endedAt: t2, outcome: "completed" }, W2)
+        ]
+        expect((yield* snapshot(c.executionId)).attemptHistory).toEqual(first)
+        yield* advance(5)
+        yield* b.replayExecution(c.executionId)
+        const replayed = yield* snapshot(c.executionId)
+        expect(replayed.attemptHistory).toEqual(first)
+        expect(replayed.completedAt).toBeUndefined()
+        // a revoke finds no lease on a waiting or a completed execution
+        expect(yield* b.revokeLease({ executionId: c.executionId, reason: "x" })).toEqual({ _tag: "AlreadySatisfied", reason: "no_active_lease" })
+        const t3 = yield* now
+        const h3 = yield* claimSome(c.lane)
+        yield* advance(5)
+        yield* b.complete(h3)
+        const t4 = yield* now
+        expect(yield* b.revokeLease({ executionId: c.executionId, reason: "x" })).toEqual({ _tag: "AlreadySatisfied", reason: "no_active_lease" })
+        yield* b.replayExecution(c.executionId)
+        const t5 = yield* now
+        const h4 = yield* claimSome(c.lane, W2)
+        const s = yield* snapshot(c.executionId)
+        expect(s.attemptHistory).toEqual([
+          ...first,
+          run(2, "replay", t3, { endedAt: t4, outcome: "completed" }),
+          run(3, "replay", t5, undefined, W2)
+        ])
+        yield* b.complete(h4)
+        expect((yield* snapshot(c.executionId)).attemptHistory.map((r) => r.outcome)).toEqual([
+          "lease_expired",
+          "completed",
+          "completed",
+          "completed"
+        ])
+      }))
+
+    t.test(`a completion after ${Limits.historyRuns} ended runs: the bound holds, the completed run last`, () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const c = yield* create()
+        const starts: Array<number> = []
+        for (let i = 0; i < Limits.historyRuns; i++) {
+          starts.push(yield* now)
+          yield* claimSome(c.lane)
+          yield* advance(1)
+          yield* b.revokeLease({ executionId: c.executionId, reason: `drain ${i}` })
+        }
+        const last = yield* now
+        const h = yield* claimSome(c.lane, W2)
+        yield* advance(1)
+        yield* b.complete(h)
+        const s = yield* snapshot(c.executionId)
+        expect(s.attemptHistory).toHaveLength(Limits.historyRuns)
+        expect(s.attemptHistory[0]).toEqual(run(1, "reclaim", starts[1]!, {
+          endedAt: starts[1]! + 1,
+          outcome: "lease_revoked",
+          reason: "drain 1"
+        }))
+        expect(s.attemptHistory[Limits.historyRuns - 1]).toEqual(
+          run(Limits.historyRuns, "reclaim", last, { endedAt: last + 1, outcome: "completed" }, W2)
+        )
+        yield* b.replayExecution(c.executionId)
+        const h2 = yield* claimSome(c.lane)
+        const t2 = yield* now
+        const s2 = yield* snapshot(c.executionId)
+        expect(s2.attemptHistory).toHaveLength(Limits.historyRuns)
+        expect(s2.attemptHistory.slice(-2)).toEqual([
+          run(Limits.historyRuns, "reclaim", last, { endedAt: last + 1, outcome: "completed" }, W2),
+          run(Limits.historyRuns + 1, "replay", t2)
+        ])
+        yield* b.complete(h2)
+      }))
+
     t.test(`the history keeps the last ${Limits.historyRuns} runs; a reason is cut to ${Limits.historyReasonBytes} bytes at a character boundary`, () =>
       Effect.gen(function*() {
         const b = yield* backend

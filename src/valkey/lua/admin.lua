@@ -57,7 +57,8 @@ end
 
 -- --- replay ---------------------------------------------------------------------------------------------------
 -- ff_replay (docs/design/executions.md): a terminal execution becomes runnable again, its next
--- attempt of type replay; the stored result is dropped. A flow member counts as open again; a
+-- attempt of type replay; the stored result is dropped, the run a completion kept in the core
+-- joins the history list (history.lua). A flow member counts as open again; a
 -- skipped member's impossible dependencies become unsatisfied again, and it waits for them
 -- (blocked) while any is unresolved.
 --   KEYS:   [1] the partition base
@@ -82,6 +83,9 @@ FF.fn.replay = function(B, a, now)
     "pending_previous_attempt_index", FF.str(c.current_attempt_index), "lease_expired_at", "",
     "lease_revoked_at", "", "lease_revoke_reason", ""
   }
+  -- the run a completion kept in the core joins the history list
+  local unkeep = FF.run_unkeep(B, e, c)
+  for i = 1, #unkeep do common[#common + 1] = unkeep[i] end
   if fid ~= "" then FF.flow_member_replayed(B, fid, e, c.terminal_outcome, now) end
   if c.terminal_outcome == "skipped" and fid ~= "" then
     local n = FF.reset_impossible_deps(B, fid, e, now)

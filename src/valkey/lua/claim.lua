@@ -66,24 +66,17 @@ end
 function FF.claim_fresh(B, e, c, now, a)
   local idx = FF.num(c.total_attempt_count)
   local epoch = FF.num(c.current_lease_epoch) + 1
-  local sidx, snow = FF.s(idx), FF.s(now)
-  local ak = K.att(B, e, sidx)
-  local atype = "initial"
+  -- (the run's kind: initial, retry or replay; no attempt record, the core holds the run)
+  local kind = "i"
   if c.attempt_state == "pending_retry_attempt" then
-    atype = "retry"
-    C("HSET", ak, "retry_reason", c.pending_retry_reason, "previous_attempt_index", c.pending_previous_attempt_index)
+    kind = "t"
   elseif c.attempt_state == "pending_replay_attempt" then
-    atype = "replay"
-    C("HSET", ak, "replay_reason", c.pending_replay_reason,
-      "replayed_from_attempt_index", c.pending_previous_attempt_index)
+    kind = "y"
   end
-  C("HSET", ak, "attempt_id", a.attempt_id, "attempt_state", "started", "started_at", snow,
-    "lease_id", a.lease_id, "lease_epoch", FF.s(epoch),
-    "worker_id", a.worker_id, "worker_instance_id", a.worker_instance_id, "attempt_type", atype)
   local exp = FF.lease_on(B, e, c, now, idx, a.attempt_id, a.lease_id, epoch, a.worker_id, a.worker_instance_id,
     a.lease_ttl_ms, {
       "total_attempt_count", FF.s(idx + 1), "pending_retry_reason", "", "pending_replay_reason", "",
-      "pending_previous_attempt_index", ""
+      "pending_previous_attempt_index", "", "run_kind", kind, "stream_opened", ""
     })
   FF.arm_attempt_timeout(B, e, c, now)
   return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
@@ -95,15 +88,16 @@ function FF.claim_resume(B, e, c, now, lease_id, wid, wiid, ttl, remaining)
   local idx = c.current_attempt_index
   local aid = c.current_attempt_id
   local epoch = FF.num(c.current_lease_epoch) + 1
-  C("HSET", K.att(B, e, idx), "attempt_state", "started", "resumed_at", FF.s(now), "lease_id", lease_id,
-    "lease_epoch", FF.s(epoch), "worker_id", wid, "worker_instance_id", wiid, "suspended_at", "", "suspension_id", "")
-  local exp = FF.lease_on(B, e, c, now, idx, aid, lease_id, epoch, wid, wiid, ttl)
+  -- the run's kind: resumed ("R" when a version 3 library began the attempt: its stream is unknown)
+  local kind = "r"
+  if c.run_kind == "" or c.run_kind == "R" then kind = "R" end
+  local exp = FF.lease_on(B, e, c, now, idx, aid, lease_id, epoch, wid, wiid, ttl, { "run_kind", kind })
   FF.arm_attempt_timeout(B, e, c, now, remaining)
   return { e, FF.str(idx), aid, lease_id, FF.s(epoch), FF.s(exp), "resumed" }
 end
 
 -- An expired or revoked lease is taken over by a new attempt of type reclaim (the old attempt
--- ends interrupted_reclaimed, its stream closes). Returns the 7 reply fields (kind "fresh"), or
+-- ends, its stream closes). Returns the 7 reply fields (kind "fresh"), or
 -- nil when the reclaim cap (policy max_reclaim_count, default 100) turned the execution terminal
 -- (failed: max_reclaims_exceeded) instead.
 function FF.claim_reclaim(B, e, c, now, a)
@@ -113,26 +107,17 @@ function FF.claim_reclaim(B, e, c, now, a)
   if cap == nil then cap = 100 end
   if FF.num(c.lease_reclaim_count) >= cap then
     FF.record_failure(B, e, "max_reclaims_exceeded", "InfraCrash", "infra_crash", now)
-    FF.end_attempt(B, e, c, "ended_failure", "max_reclaims_exceeded", nil, "reclaimed", now)
+    FF.end_attempt(B, e, c, "reclaimed", now)
     FF.fail_terminal(B, e, c, "max_reclaims_exceeded", now)
     return nil
   end
-  local old = c.current_attempt_index
-  if old ~= nil and old ~= "" then
-    C("HSET", K.att(B, e, old), "attempt_state", "interrupted_reclaimed", "ended_at", FF.s(now),
-      "failure_reason", "lease_" .. c.ownership_state)
-    FF.close_stream(B, e, old, "reclaimed", now)
-  end
+  FF.close_stream(B, e, c, "reclaimed", now)
   local idx = FF.num(c.total_attempt_count)
   local epoch = FF.num(c.current_lease_epoch) + 1
-  C("HSET", K.att(B, e, idx), "attempt_id", a.attempt_id,
-    "attempt_type", "reclaim", "attempt_state", "started", "started_at", FF.s(now),
-    "lease_id", a.lease_id, "lease_epoch", FF.s(epoch), "worker_id", a.worker_id,
-    "worker_instance_id", a.worker_instance_id, "reclaim_reason", "lease_" .. c.ownership_state,
-    "previous_attempt_index", FF.str(old))
   local exp = FF.lease_on(B, e, c, now, idx, a.attempt_id, a.lease_id, epoch, a.worker_id, a.worker_instance_id,
     a.lease_ttl_ms, {
-      "total_attempt_count", FF.s(idx + 1), "lease_reclaim_count", FF.s(FF.num(c.lease_reclaim_count) + 1)
+      "total_attempt_count", FF.s(idx + 1), "lease_reclaim_count", FF.s(FF.num(c.lease_reclaim_count) + 1),
+      "run_kind", "c", "stream_opened", ""
     })
   FF.arm_attempt_timeout(B, e, c, now)
   return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }

@@ -353,7 +353,8 @@ local CF = {
   current_waitpoint_id = "cw", current_suspension_id = "cs", cancellation_reason = "cr",
   grant_pending = "gp", pending_retry_reason = "prr", pending_replay_reason = "ppr",
   pending_previous_attempt_index = "ppi", progress_updated_at = "pga", progress_pct = "pgp",
-  progress_message = "pgm", last_capability_mismatch_at = "lcm"
+  progress_message = "pgm", last_capability_mismatch_at = "lcm", run_kind = "rk", stream_opened = "so",
+  last_run_worker_id = "rw", last_run_worker_instance_id = "rwi", last_run_started_at = "rs"
 }
 FF.CF = CF
 -- The stored name of core field `f`.
@@ -1124,9 +1125,24 @@ function FF.ids_page(B, cursor, want)
 end
 
 -- --- attempts and streams ------------------------------------------------------------------
--- Closes the stream of attempt `idx` with `reason`, when it has one and it is still open.
-function FF.close_stream(B, e, idx, reason, now)
-  if idx == nil or idx == "" then return end
+-- An attempt has no record of its own: the core holds the run that holds the lease (lease fields,
+-- run_kind), and the history (history.lua) the runs that ended. (A store written by library
+-- version 3 has attempt hashes `:a:<index>`: they are read only for the kind of a run they began,
+-- FF.run_kind, and deleted with the execution.)
+--
+-- Whether the current attempt opened a stream: the core's stream_opened is set by the frame that
+-- opens it (stream.lua). A run_kind of "" (an attempt a version 3 library began) or "R" (its
+-- resumption) leaves it unknown, and the stream's metadata is read.
+local function may_have_stream(c)
+  local rk = c.run_kind
+  return rk == "" or rk == "R" or c.stream_opened ~= ""
+end
+
+-- Closes the stream of the current attempt of `e` (`c`: its core) with `reason`, when it has one
+-- and it is still open.
+function FF.close_stream(B, e, c, reason, now)
+  local idx = c.current_attempt_index
+  if idx == nil or idx == "" or not may_have_stream(c) then return end
   local mk = K.smeta(B, e, idx)
   local closed = C("HGET", mk, "closed_at")
   if closed == false then return end
@@ -1135,29 +1151,9 @@ function FF.close_stream(B, e, idx, reason, now)
   end
 end
 
--- Ends the current attempt (if it is still open) and closes its stream.
-function FF.end_attempt(B, e, c, astate, failure_reason, category, close_reason, now)
-  local idx = c.current_attempt_index
-  if idx == nil or idx == "" then return end
-  local ak = K.att(B, e, idx)
-  -- a running attempt of an active execution is "started" (the attempt record follows the core)
-  local st = "started"
-  if c.lifecycle_phase ~= "active" or c.attempt_state ~= "running_attempt" then st = C("HGET", ak, "attempt_state") end
-  if st == "started" or st == "suspended" then
-    local t = { "attempt_state", astate, "ended_at", FF.s(now) }
-    if failure_reason ~= nil then t[#t + 1] = "failure_reason"; t[#t + 1] = failure_reason end
-    if category ~= nil then t[#t + 1] = "failure_category"; t[#t + 1] = category end
-    C("HSET", ak, unpack(t))
-  end
-  FF.close_stream(B, e, idx, close_reason, now)
-end
-
--- Marks the current attempt suspended: by a suspension (its id), a delay ("worker_delay") or a
--- wait for children ("waiting_children").
-function FF.suspend_attempt(B, e, c, suspension_id, now)
-  local idx = c.current_attempt_index
-  if idx == nil or idx == "" then return end
-  C("HSET", K.att(B, e, idx), "attempt_state", "suspended", "suspended_at", FF.s(now), "suspension_id", suspension_id)
+-- Ends the current attempt: closes its stream.
+function FF.end_attempt(B, e, c, close_reason, now)
+  FF.close_stream(B, e, c, close_reason, now)
 end
 
 -- Removes the lease from its indexes (the core fields are cleared by the caller's state write).
@@ -1229,7 +1225,7 @@ function FF.mark_expired(B, e, c, now)
   FF.run_end(B, e, c, "lease_expired", nil, now)
   FF.state(B, e, c, "active", "lease_expired_reclaimable", "not_applicable", "waiting_for_worker",
     "lease expired, awaiting reclaim", "none", "attempt_interrupted", now, { "lease_expired_at", FF.s(now) })
-  FF.close_stream(B, e, c.current_attempt_index, "lease_expired", now)
+  FF.close_stream(B, e, c, "lease_expired", now)
   C("ZREM", K.idx(B, "lease_expiry"), e)
   local score = FF.pscore(c.priority, c.created_at)
   C("ZADD", K.lane(B, c.lane_id, "reclaim"), FF.s(score), e)

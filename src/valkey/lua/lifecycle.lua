@@ -270,8 +270,8 @@ FF.fn.progress = function(B, a, now)
 end
 
 -- --- complete ---------------------------------------------------------------------------------
--- ff_complete: ends the run and the attempt with success, stores the result, makes the execution
--- terminal and resolves a flow member's dependents.
+-- ff_complete: ends the run and the attempt with success (the run stays in the core: history.lua),
+-- stores the result, makes the execution terminal and resolves a flow member's dependents.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] the lease fence, [3] the result (or staged; optional)
 --   reply:  {1, "OK", wake}
@@ -279,10 +279,11 @@ end
 FF.fn.complete = function(B, a, now, result)
   local e, c, bad = FF.held(B, a, now)
   if bad then return bad end
-  FF.run_end(B, e, c, "completed", nil, now)
-  FF.end_attempt(B, e, c, "ended_success", nil, nil, "attempt_success", now)
+  -- (the run stays in the core, not in the history list: FF.run_kept)
+  local kept = FF.run_kept(B, e, c)
+  FF.end_attempt(B, e, c, "attempt_success", now)
   if result ~= nil and result ~= "" then FF.put_blob(K.ex(B, e, "result"), result) end
-  FF.to_terminal(B, e, c, "success", now)
+  FF.to_terminal(B, e, c, "success", now, kept)
   FF.drain(B, now)
   return FF.ok("OK")
 end
@@ -357,7 +358,7 @@ FF.fn.fail = function(B, a, now)
   local reason = FF.str(a.reason)
   local category = FF.str(a.category)
   FF.record_failure(B, e, reason, FF.str(a.classification), category, now)
-  FF.end_attempt(B, e, c, "ended_failure", reason, category, "attempt_failure", now)
+  FF.end_attempt(B, e, c, "attempt_failure", now)
   local p = FF.policy(B, e)
   local rp = p.retry_policy
   local retry = false
@@ -437,7 +438,6 @@ FF.fn.delay = function(B, a, now)
   if bad then return bad end
   local until_ms = FF.num(a.delay_until)
   FF.run_end(B, e, c, "delayed", nil, now)
-  FF.suspend_attempt(B, e, c, "worker_delay", now)
   FF.release_until(B, e, c, until_ms, "waiting_for_delay", "delayed until " .. FF.s(until_ms), "attempt_interrupted",
     nil, now)
   return FF.ok("OK")
@@ -453,7 +453,6 @@ FF.fn.wait_children = function(B, a, now)
   local e, c, bad = FF.held(B, a, now)
   if bad then return bad end
   FF.run_end(B, e, c, "waiting_children", nil, now)
-  FF.suspend_attempt(B, e, c, "waiting_children", now)
   FF.drop_lease(B, e, c)
   if FF.deps_ready(B, e, c) then
     -- nothing left to wait for: eligible again at once (resumed on the same attempt), one change

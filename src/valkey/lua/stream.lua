@@ -91,6 +91,8 @@ FF.fn.append_frame = function(B, a, now, payload)
     C("HSET", mk, "stream_id", meta.stream_id, "execution_id", e, "attempt_id", meta.attempt_id,
       "attempt_index", idx, "created_at", meta.created_at, "closed_at", "", "closed_reason", "",
       "frame_count", "0", "total_bytes", "0", "last_sequence", "", "last_frame_at", "", "has_durable_frame", "0")
+    -- (the core tells that the attempt has a stream: a run's end without it skips FF.close_stream's read)
+    if c.stream_opened == "" then FF.cset(B, e, c, { "stream_opened", "1" }) end
   end
   if doc_text ~= nil then
     version = C("HINCRBY", sk, "version", 1)

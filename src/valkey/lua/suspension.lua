@@ -380,7 +380,6 @@ FF.fn.suspend = function(B, a, now)
     local rp = FF.str(a.resume_policy_json)
     if rp ~= "" then C("SET", K.ex(B, e, "susp:policy"), rp) else C("DEL", K.ex(B, e, "susp:policy")) end
     FF.run_end(B, e, c, "suspended", FF.str(a.reason_code), now)
-    FF.suspend_attempt(B, e, c, sid, now)
     FF.drop_lease(B, e, c)
     FF.state(B, e, c, "suspended", "unowned", "not_applicable", FF.blocking_for(FF.str(a.reason_code)),
       FF.SUSPENDED_DETAIL .. FF.str(a.reason_code), "none", "attempt_interrupted", now,
@@ -615,7 +614,7 @@ function FF.expire_suspension(B, e, now)
     elseif b == "expire" then outcome = "expired" end
     if b ~= "cancel" and b ~= "expire" then b = "fail" end
     if b ~= "cancel" then FF.record_failure(B, e, "suspension_timeout:" .. b, "Timeout", "timeout", now) end
-    FF.end_attempt(B, e, c, astate, "suspension_timeout:" .. b, nil, "suspension_timeout", now)
+    FF.end_attempt(B, e, c, "suspension_timeout", now)
     FF.close_suspension(B, e, c, "timed_out_" .. b, "timed_out_" .. b, now)
     local extra = { "failure_reason", "suspension_timeout:" .. b }
     if outcome == "cancelled" then

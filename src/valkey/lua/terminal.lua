@@ -101,12 +101,12 @@ function FF.cancel_exec(B, e, c, reason, source, cancelled_by, now, opts)
   local phase = c.lifecycle_phase
   FF.run_end(B, e, c, "cancelled", reason, now)
   if phase == "active" then
-    FF.end_attempt(B, e, c, "ended_cancelled", "cancelled: " .. reason, nil, "attempt_cancelled", now)
+    FF.end_attempt(B, e, c, "attempt_cancelled", now)
   elseif phase == "suspended" then
-    FF.end_attempt(B, e, c, "ended_cancelled", "cancelled: " .. reason, nil, "attempt_cancelled", now)
+    FF.end_attempt(B, e, c, "attempt_cancelled", now)
     FF.close_suspension(B, e, c, "cancelled", "cancelled", now)
   elseif c.attempt_state == "attempt_interrupted" then
-    FF.end_attempt(B, e, c, "ended_cancelled", "cancelled: " .. reason, nil, "attempt_cancelled", now)
+    FF.end_attempt(B, e, c, "attempt_cancelled", now)
   end
   FF.to_terminal(B, e, c, "cancelled", now, { "cancellation_reason", reason, "cancelled_by", cancelled_by }, opts)
 end
@@ -118,10 +118,10 @@ function FF.expire_exec(B, e, c, reason, now)
   FF.run_end(B, e, c, "expired", reason, now)
   FF.record_failure(B, e, reason, "Timeout", "timeout", now)
   if phase == "active" or c.attempt_state == "attempt_interrupted" then
-    FF.end_attempt(B, e, c, "ended_failure", reason, nil, "expired", now)
+    FF.end_attempt(B, e, c, "expired", now)
   end
   if phase == "suspended" then
-    FF.end_attempt(B, e, c, "ended_failure", reason, nil, "expired", now)
+    FF.end_attempt(B, e, c, "expired", now)
     FF.close_suspension(B, e, c, "expired:" .. reason, "expired", now)
   end
   FF.to_terminal(B, e, c, "expired", now, { "failure_reason", reason })
@@ -134,7 +134,7 @@ function FF.skip_exec(B, e, c, now)
   local phase = c.lifecycle_phase
   FF.run_end(B, e, c, "skipped", "dependency_impossible", now)
   if phase == "active" or phase == "suspended" or c.attempt_state == "attempt_interrupted" then
-    FF.end_attempt(B, e, c, "ended_cancelled", "dependency_impossible", nil, "dependency_impossible", now)
+    FF.end_attempt(B, e, c, "dependency_impossible", now)
   end
   if phase == "suspended" then FF.close_suspension(B, e, c, "skipped", "skipped", now) end
   local astate = "none"
