@@ -303,7 +303,7 @@ describe("postgres retention", () => {
               exec_history: ["execution_id = $1", [e]],
               exec_failure: ["execution_id = $1", [e]],
               ready: ["execution_id = $1", [e]],
-              timer: ["ref = $1 OR ref = ANY($2::text[])", [e, wps]],
+              timer: ["ref = $1 OR ref = ANY($2::text[]) OR $1 = ANY(refs)", [e, wps]],
               claim_grant: ["execution_id = $1", [e]],
               suspension: ["execution_id = $1", [e]],
               waitpoint: ["execution_id = $1 OR waitpoint_id = ANY($2::uuid[])", [e, wps]],
@@ -338,43 +338,75 @@ describe("postgres retention", () => {
         yield* advance(1_000)
         const m = yield* Maintenance
         expect(yield* m.trimRetention()).toEqual({ pass: "trimRetention", processed: 1, more: false })
+        // the lease timers of its claims' sets (timer.refs) name it until their due time; the
+        // lease pass then drops them
+        const leaseSets = yield* sql.unsafe<{ readonly kind: string }>(
+          `SELECT kind FROM "${schema}".timer WHERE $1 = ANY(refs)`, [r.executionId])
+        expect(leaseSets.length).toBeGreaterThan(0)
+        expect(leaseSets.every((t) => t.kind === "lease")).toBe(true)
+        const { timer: _, ...rest } = yield* rows(r)
+        expect(rest).toEqual({})
+        yield* advance(30_000)
+        yield* m.expireLeases()
         expect(yield* rows(r)).toEqual({})
         // the other execution is whole
-        expect(yield* rows(keep)).toEqual(before)
+        const { timer: _k, ...keepRest } = yield* rows(keep)
+        const { timer: _b, ...beforeRest } = before
+        expect(keepRest).toEqual(beforeRest)
       }))
 
-    it.effect("completeMany turns the lease timer into the retention timer (or moves one already there); the pass then removes both", () =>
+    it.effect("claimMany arms one lease timer for its set and completeMany one retention timer for its set; the passes take each execution of a set", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const b = yield* EngineBackend
-        const l = Ids.unsafe.laneId(`retention-move-${tag}`)
-        const ids = [yield* Ids.executionIdSolo(l), yield* Ids.executionIdSolo(l)]
+        const m = yield* Maintenance
+        // the earlier tests' timers out of the way, so that the passes' counts below are this test's
+        yield* advance(2 * 86_400_000)
+        while ((yield* m.trimRetention({ batchSize: 1_000 })).more) { /* drain */ }
+        while ((yield* m.expireLeases({ batchSize: 1_000 })).more) { /* drain */ }
+        const l = Ids.unsafe.laneId(`retention-set-${tag}`)
+        const ids = [yield* Ids.executionIdSolo(l), yield* Ids.executionIdSolo(l), yield* Ids.executionIdSolo(l)]
         for (const executionId of ids) {
           yield* b.createExecution({
             executionId, namespace: NS, laneId: l, executionKind: "k", policy: { streamPolicy: { retentionTtlMs: 1_000 } }
           })
         }
-        const handles = yield* b.claimMany({ lane: l, capabilities: { tokens: [] }, policy: policy(60_000) }, 2)
-        expect(handles.length).toBe(2)
+        const handles = yield* b.claimMany({ lane: l, capabilities: { tokens: [] }, policy: policy(60_000) }, 3)
+        expect(handles.length).toBe(3)
         const timers = () =>
-          sql.unsafe<{ readonly ref: string; readonly kind: string; readonly due: string }>(
-            `SELECT t.ref, t.kind, (t.due_at - c.completed_at)::text AS due FROM "${schema}".timer t
-             LEFT JOIN "${schema}".exec_core c ON c.execution_id = t.ref WHERE t.ref = ANY ($1::text[]) ORDER BY t.ref, t.kind`,
+          sql.unsafe<{ readonly kind: string; readonly refs: ReadonlyArray<string> | null; readonly ref: string }>(
+            `SELECT kind, refs, ref FROM "${schema}".timer WHERE ref = ANY ($1::text[]) OR refs && $1::text[] ORDER BY kind, ref`,
             [ids]
           )
-        expect((yield* timers()).map((t) => t.kind)).toEqual(["lease", "lease"])
-        // a retention timer already there for the second one (left by an earlier end of it)
-        yield* sql.unsafe(`INSERT INTO "${schema}".timer (kind, ref, due_at) VALUES ('retention', $1, 1)`, [ids[1]!])
-        const outcomes = yield* b.completeMany(handles.map((handle) => ({ handle })))
+        const claimed = yield* timers()
+        expect(claimed.map((t) => [t.kind, [...(t.refs ?? [])].sort()])).toEqual([["lease", [...ids].sort()]])
+        expect(claimed[0]!.ref.startsWith("#")).toBe(true)
+        // the third one's lease renewed 10 s later: a timer of its own
+        yield* advance(10_000)
+        yield* b.renew(handles[2]!)
+        const outcomes = yield* b.completeMany(handles.slice(0, 2).map((handle) => ({ handle })))
         expect(outcomes.map((o) => o._tag)).toEqual(["Right", "Right"])
         const after = yield* timers()
-        expect(after.map((t) => [t.ref, t.kind, t.due])).toEqual(
-          [...ids].sort().map((id) => [id, "retention", "1000"])
-        )
-        yield* advance(1_000)
-        const m = yield* Maintenance
-        expect(yield* m.trimRetention()).toEqual({ pass: "trimRetention", processed: 2, more: false })
-        expect(yield* timers()).toEqual([])
+        expect(after.map((t) => [t.kind, t.refs === null ? t.ref : [...t.refs].sort()])).toEqual([
+          ["lease", [...ids].sort()],
+          ["lease", ids[2]!],
+          ["retention", ids.slice(0, 2).sort()]
+        ])
+        // the set's lease timer falls due: the completed ones are passed over, the renewed one is
+        // still leased (its own timer is later), nothing expires
+        yield* advance(50_000)
+        expect(yield* m.expireLeases()).toMatchObject({ processed: 0, more: false })
+        expect((yield* timers()).map((t) => [t.kind, t.refs === null ? t.ref : [...t.refs].sort()])).toEqual([
+          ["lease", ids[2]!],
+          ["retention", ids.slice(0, 2).sort()]
+        ])
+        // retention: the two completed ones go, at most the batch size per call
+        expect(yield* m.trimRetention({ batchSize: 1 })).toEqual({ pass: "trimRetention", processed: 1, more: true })
+        expect(yield* m.trimRetention({ batchSize: 1 })).toEqual({ pass: "trimRetention", processed: 1, more: false })
+        expect((yield* timers()).map((t) => t.kind)).toEqual(["lease"])
+        // the renewed lease expires through its own timer
+        yield* advance(10_000)
+        expect(yield* m.expireLeases()).toMatchObject({ processed: 1, more: false })
       }))
 
     it.effect("trimRetention deletes dedup rows past their window, the oldest first, and keeps the others", () =>

@@ -49,8 +49,6 @@ export const replayExecution = (store: Store, now: number, id: Ids.ExecutionId):
   if (e.replayCount >= (e.policy?.maxReplayCount ?? DEFAULT_MAX_REPLAYS)) return err(stateError("MaxReplaysExhausted"))
   e.replayCount += 1
   e.completedAt = undefined
-  e.pendingReplayReason = "replay"
-  e.pendingPreviousAttemptIndex = e.currentAttemptId === undefined ? undefined : e.currentAttemptIndex
   e.result = undefined
   if (e.outcome === "skipped" && e.flowId !== undefined) {
     const g = e.group
@@ -100,7 +98,6 @@ export const revokeLease = (store: Store, now: number, args: M.RevokeLeaseArgs):
   leaseEndsElsewhere(store, e)
   endRun(e, "lease_revoked", now, args.reason)
   e.leaseRevokedAt = now
-  e.leaseRevokeReason = args.reason
   transition(store, e, {
     phase: "active",
     ownership: "lease_revoked",

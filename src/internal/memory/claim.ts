@@ -14,7 +14,7 @@ import { missingCapabilities } from "../validation.js"
 import type { MinHeap } from "./heap.js"
 import {
   closeStream,
-  currentAttempt,
+  hasAttempt,
   err,
   isClaimable,
   ok,
@@ -25,7 +25,7 @@ import {
 } from "./helpers.js"
 import { recordFailure, startRun } from "./history.js"
 import { inputOf } from "./reads.js"
-import type { Attempt, AttemptType, Exec, Grant } from "./state.js"
+import type { Exec, Grant } from "./state.js"
 import type { Store } from "./store.js"
 import { finish } from "./terminal.js"
 
@@ -44,14 +44,9 @@ const leaseFor = (
   e.leaseEpoch += 1
   e.workerId = workerId
   e.workerInstanceId = workerInstanceId
-  e.leaseTtlMs = ttl
-  e.leaseAcquiredAt = now
   e.leaseExpiresAt = now + ttl
   e.leaseLastRenewedAt = undefined
-  e.leaseRenewalDeadline = now + Math.floor((2 * ttl) / 3)
-  e.leaseExpiredAt = undefined
   e.leaseRevokedAt = undefined
-  e.leaseRevokeReason = undefined
   e.delayUntil = undefined
   store.grants.delete(e.id)
   transition(store, e, {
@@ -73,17 +68,12 @@ const armAttemptTimeout = (store: Store, e: Exec, now: number, remaining?: numbe
   }
 }
 
-const newAttempt = (e: Exec, now: number, type: AttemptType, attemptId: Ids.AttemptId): Attempt => {
-  const attempt: Attempt = { index: e.totalAttemptCount, id: attemptId, type, state: "started", startedAt: now }
-  e.attempts.push(attempt)
-  e.currentAttemptIndex = attempt.index
+const newAttempt = (e: Exec, now: number, attemptId: Ids.AttemptId): void => {
+  e.attemptLifecycle = "started"
+  e.currentAttemptIndex = e.totalAttemptCount
   e.currentAttemptId = attemptId
   e.totalAttemptCount += 1
   if (e.startedAt === undefined) e.startedAt = now
-  e.pendingRetryReason = undefined
-  e.pendingReplayReason = undefined
-  e.pendingPreviousAttemptIndex = undefined
-  return attempt
 }
 
 const handleFor = (store: Store, e: Exec, kind: M.HandleKind, lane: Ids.LaneId, ttl: number): M.Handle => {
@@ -127,33 +117,27 @@ const takeCandidate = (
       })
       return undefined
     }
-    const old = currentAttempt(e)
-    if (old !== undefined && old.state === "started") {
-      old.state = "interrupted_reclaimed"
-      old.endedAt = now
-    }
-    if (old !== undefined) closeStream(store, e, old.index, "reclaimed", now)
+    if (hasAttempt(e)) closeStream(store, e, e.currentAttemptIndex, "reclaimed", now)
     e.leaseReclaimCount += 1
-    newAttempt(e, now, "reclaim", ids.attemptId)
+    newAttempt(e, now, ids.attemptId)
     leaseFor(store, e, now, workerId, workerInstanceId, leaseTtlMs, ids.leaseId)
     startRun(e, "reclaim", now)
     armAttemptTimeout(store, e, now)
     return handleFor(store, e, "fresh", args.lane, leaseTtlMs)
   }
   if (e.attemptState === "attempt_interrupted") {
-    const a = currentAttempt(e)
-    if (a !== undefined) a.state = "started"
+    if (hasAttempt(e)) e.attemptLifecycle = "started"
     leaseFor(store, e, now, workerId, workerInstanceId, leaseTtlMs, ids.leaseId)
     startRun(e, "resumed", now)
     armAttemptTimeout(store, e, now)
     return handleFor(store, e, "resumed", args.lane, leaseTtlMs)
   }
-  const type: AttemptType = e.attemptState === "pending_retry_attempt" ?
+  const type: M.AttemptRunKind = e.attemptState === "pending_retry_attempt" ?
     "retry" :
     e.attemptState === "pending_replay_attempt" ?
     "replay" :
     "initial"
-  newAttempt(e, now, type, ids.attemptId)
+  newAttempt(e, now, ids.attemptId)
   leaseFor(store, e, now, workerId, workerInstanceId, leaseTtlMs, ids.leaseId)
   startRun(e, type, now)
   armAttemptTimeout(store, e, now)
@@ -366,8 +350,7 @@ const resumedClaim = (
   leaseId: Ids.LeaseId,
   remainingAttemptTimeoutMs: number | undefined
 ): M.Handle => {
-  const a = currentAttempt(e)
-  if (a !== undefined) a.state = "started"
+  if (hasAttempt(e)) e.attemptLifecycle = "started"
   leaseFor(store, e, now, workerId, workerInstanceId, ttl, leaseId)
   startRun(e, "resumed", now)
   if (remainingAttemptTimeoutMs !== undefined && remainingAttemptTimeoutMs > 0) {

@@ -48,7 +48,18 @@ export class Deque<A> {
     return this.items[this.head]
   }
   push(a: A): void {
-    this.items.push(a)
+    const items = this.items
+    const n = items.length
+    if (n >= 8) {
+      items.push(a)
+      return
+    }
+    // a short list (an execution's events, mostly 2 to 5) is copied into an array of its exact
+    // length: a push past an array's room would give it 16 slots more, kept as long as the list
+    const next = new Array<A>(n + 1)
+    for (let i = 0; i < n; i++) next[i] = items[i]!
+    next[n] = a
+    this.items = next
   }
   /** Inserts `a` before the entries after it by `after` (entries are kept in order). */
   insertBy(a: A, after: (x: A) => boolean): void {

@@ -4,12 +4,13 @@
  */
 import { Either } from "effect"
 import { type EngineError, executionNotActive, notFound, state as stateError } from "../../EngineError.js"
+import type * as Ids from "../../Ids.js"
 import * as M from "../../Model.js"
 import { MinHeap } from "./heap.js"
 import { noteTransition } from "./events.js"
 import { endRun } from "./history.js"
 import { laneMoved } from "./lanes.js"
-import type { Attempt, Exec } from "./state.js"
+import type { Exec } from "./state.js"
 import { type Store, streamKey } from "./store.js"
 
 export type R<A> = Either.Either<A, EngineError>
@@ -43,7 +44,6 @@ export const transition = (store: Store, e: Exec, c: StateChange, now: number): 
   const from = e.publicState
   e.publicState = M.derivePublicState(e.phase, e.eligibility, e.outcome)
   laneMoved(store, e, from)
-  e.lastTransitionAt = now
   e.lastMutationAt = now
   noteTransition(store, e, before, now)
   if (isClaimable(e)) {
@@ -63,11 +63,26 @@ export const clearLease = (e: Exec): void => {
   e.leaseId = undefined
   e.workerId = undefined
   e.workerInstanceId = undefined
-  e.leaseAcquiredAt = undefined
   e.leaseExpiresAt = undefined
   e.leaseLastRenewedAt = undefined
-  e.leaseRenewalDeadline = undefined
   e.attemptDeadlineAt = undefined
+}
+
+/**
+ * Drops the lease expiries at the head of the index whose lease ended (lazy deletion, done at once
+ * for the oldest: executions mostly end in the order they were claimed, and the expiry pass would
+ * skip these entries alone, later and after they had aged out of the young generation).
+ */
+export const dropEndedLeaseExpiries = (store: Store): void => {
+  const heap = store.leaseExpiries
+  for (;;) {
+    const top = heap.peek()
+    if (top === undefined) return
+    const e = store.executions.get(top.key as Ids.ExecutionId)
+    // the expiry pass's test of a live entry (maintenance.ts, expireLeases)
+    if (e !== undefined && e.phase === "active" && e.ownership === "leased" && e.leaseExpiresAt === top.score) return
+    heap.pop()
+  }
 }
 
 export const isClaimable = (e: Exec): boolean => {
@@ -102,9 +117,8 @@ export const notActiveDetail = (e: Exec) => {
   })
 }
 
-export const currentAttempt = (e: Exec): Attempt | undefined => {
-  return e.currentAttemptId === undefined ? undefined : e.attempts[e.currentAttemptIndex]
-}
+/** Whether `e` has a current attempt (its index `currentAttemptIndex`, its state `attemptLifecycle`). */
+export const hasAttempt = (e: Exec): boolean => e.currentAttemptId !== undefined
 
 export const closeStream = (store: Store, e: Exec, attemptIndex: number, reason: string, now: number): void => {
   if (store.streams.size === 0) return
@@ -139,8 +153,7 @@ export const ladder = (
 
 export const markExpired = (store: Store, e: Exec, now: number): void => {
   endRun(e, "lease_expired", now)
-  e.leaseExpiredAt = now
-  const attempt = currentAttempt(e)
+  const attempt = hasAttempt(e)
   transition(store, e, {
     phase: "active",
     ownership: "lease_expired_reclaimable",
@@ -149,7 +162,7 @@ export const markExpired = (store: Store, e: Exec, now: number): void => {
     blockingDetail: "lease expired, awaiting reclaim",
     attemptState: "attempt_interrupted"
   }, now)
-  if (attempt !== undefined) closeStream(store, e, attempt.index, "lease_expired", now)
+  if (attempt) closeStream(store, e, e.currentAttemptIndex, "lease_expired", now)
 }
 
 export const delayTo = (

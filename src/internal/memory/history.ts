@@ -2,7 +2,7 @@
 import type * as Ids from "../../Ids.js"
 import { Limits } from "../../Limits.js"
 import type * as M from "../../Model.js"
-import type { Exec } from "./state.js"
+import type { Exec, Run } from "./state.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -19,26 +19,52 @@ export const cutHistoryReason = (reason: string): string => {
 
 /** A claim leased `e`: its attempt history gains a run. */
 export const startRun = (e: Exec, kind: M.AttemptRunKind, now: number): void => {
-  const history = e.history ??= []
-  history.push({
+  const run: Run = {
     attemptIndex: e.currentAttemptIndex as Ids.AttemptIndex,
     kind,
     workerId: e.workerId!,
     workerInstanceId: e.workerInstanceId!,
     startedAt: now,
     outcome: "running"
-  })
-  if (history.length > Limits.historyRuns) history.shift()
+  }
+  const history = e.history
+  // most executions have one run: an array of exactly one (a push would give it room for 17)
+  if (history === undefined) e.history = [run]
+  else {
+    history.push(run)
+    if (history.length > Limits.historyRuns) history.shift()
+  }
 }
 
 /** Ends the running run of `e`, when it holds a lease: called before the transition that lets go of it. */
 export const endRun = (e: Exec, outcome: M.AttemptRunOutcome, now: number, reason?: string): void => {
   if (e.phase !== "active" || e.ownership !== "leased") return
-  const run = e.history?.[e.history.length - 1]
+  const history = e.history
+  const last = history === undefined ? -1 : history.length - 1
+  const run = history?.[last]
   if (run === undefined || run.outcome !== "running") return
-  run.endedAt = now
-  run.outcome = outcome
-  if (reason !== undefined && reason !== "") run.reason = cutHistoryReason(reason)
+  // a new record with every field in place (fields added later go to a separate property array),
+  // its keys in the order the old one's would have had
+  history![last] = reason !== undefined && reason !== "" ?
+    {
+      attemptIndex: run.attemptIndex,
+      kind: run.kind,
+      workerId: run.workerId,
+      workerInstanceId: run.workerInstanceId,
+      startedAt: run.startedAt,
+      outcome,
+      endedAt: now,
+      reason: cutHistoryReason(reason)
+    } :
+    {
+      attemptIndex: run.attemptIndex,
+      kind: run.kind,
+      workerId: run.workerId,
+      workerInstanceId: run.workerInstanceId,
+      startedAt: run.startedAt,
+      outcome,
+      endedAt: now
+    }
 }
 
 export const recordFailure = (

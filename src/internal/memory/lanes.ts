@@ -16,30 +16,35 @@ import type { Store } from "./store.js"
  * One lane: its entries sorted by (creation time, id), and its counts per public state. An entry
  * that does not go last (an id below the last one's in the same millisecond) waits in `pending`
  * until the lane is next read: inserting it at once costs a search and a shift of the entries
- * after it, for every create of a batch.
+ * after it, for every create of a batch. The entries are the executions themselves (their
+ * `createdAt` and `id`: no position record per execution); a deleted one leaves at once.
  */
 export interface LaneEntries {
-  order: Array<LanePosition>
-  pending: Array<LanePosition>
+  order: Array<Exec>
+  pending: Array<Exec>
   readonly counts: Map<M.PublicState, number>
 }
 
 type R<A> = Either.Either<A, EngineError>
 const ok = <A>(a: A): R<A> => Either.right(a)
 
-const before = (a: LanePosition, b: LanePosition): boolean => a.at < b.at || (a.at === b.at && a.id < b.id)
+const before = (a: Exec, b: Exec): boolean =>
+  a.createdAt < b.createdAt || (a.createdAt === b.createdAt && a.id < b.id)
 
 /** The index of the first entry not before `p`. */
-const lowerBound = (order: ReadonlyArray<LanePosition>, p: LanePosition): number => {
+const lowerBound = (order: ReadonlyArray<Exec>, p: LanePosition): number => {
   let lo = 0
   let hi = order.length
   while (lo < hi) {
     const mid = (lo + hi) >>> 1
-    if (before(order[mid]!, p)) lo = mid + 1
+    const x = order[mid]!
+    if (x.createdAt < p.at || (x.createdAt === p.at && x.id < p.id)) lo = mid + 1
     else hi = mid
   }
   return lo
 }
+
+const positionOfExec = (e: Exec): LanePosition => ({ at: e.createdAt, id: e.id })
 
 const laneOf = (store: Store, lane: Ids.LaneId): LaneEntries => {
   let l = store.laneEntries.get(lane)
@@ -55,12 +60,12 @@ const bump = (l: LaneEntries, s: M.PublicState, by: number): void => {
 }
 
 /** The lane's entries in order, with the pending ones merged in. */
-const sorted = (l: LaneEntries): Array<LanePosition> => {
+const sorted = (l: LaneEntries): Array<Exec> => {
   if (l.pending.length === 0) return l.order
   const pending = l.pending.sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0))
   l.pending = []
   const order = l.order
-  const from = lowerBound(order, pending[0]!)
+  const from = lowerBound(order, positionOfExec(pending[0]!))
   const tail = order.splice(from)
   let i = 0
   let j = 0
@@ -73,11 +78,10 @@ const sorted = (l: LaneEntries): Array<LanePosition> => {
 /** A new execution joins its lane (in its current public state). */
 export const laneAdd = (store: Store, e: Exec): void => {
   const l = laneOf(store, e.laneId)
-  const p = { at: e.createdAt, id: e.id }
   const last = l.order[l.order.length - 1]
   // executions mostly come in creation order: then the new one goes last
-  if (last === undefined || before(last, p)) l.order.push(p)
-  else l.pending.push(p)
+  if (last === undefined || before(last, e)) l.order.push(e)
+  else l.pending.push(e)
   bump(l, e.publicState, 1)
 }
 
@@ -94,8 +98,8 @@ export const laneRemove = (store: Store, e: Exec): void => {
   const l = store.laneEntries.get(e.laneId)
   if (l === undefined) return
   const order = sorted(l)
-  const i = lowerBound(order, { at: e.createdAt, id: e.id })
-  if (order[i]?.id === e.id) order.splice(i, 1)
+  const i = lowerBound(order, positionOfExec(e))
+  if (order[i] === e) order.splice(i, 1)
   bump(l, e.publicState, -1)
 }
 
@@ -113,17 +117,16 @@ export const listLaneExecutions = (store: Store, _now: number, q: LaneQuery): R<
   if (q.newestFirst) i = q.after === undefined ? order.length - 1 : lowerBound(order, q.after) - 1
   else {
     i = q.after === undefined ? 0 : lowerBound(order, q.after)
-    if (q.after !== undefined && order[i]?.id === q.after.id && order[i]?.at === q.after.at) i++
+    if (q.after !== undefined && order[i]?.id === q.after.id && order[i]?.createdAt === q.after.at) i++
   }
   const step = q.newestFirst ? -1 : 1
   let examined = 0
-  let last: LanePosition | undefined
+  let last: Exec | undefined
   for (; i >= 0 && i < order.length; i += step) {
-    if (examined === Limits.laneScanItems) return ok({ entries, next: last })
-    const p = order[i]!
-    const e = store.executions.get(p.id)!
+    if (examined === Limits.laneScanItems) return ok({ entries, next: last === undefined ? undefined : positionOfExec(last) })
+    const e = order[i]!
     examined++
-    last = p
+    last = e
     if ((states !== undefined && !states.has(e.publicState)) || (q.kind !== undefined && e.kind !== q.kind)) continue
     if (entries.length === q.limit) return ok({ entries, next: positionOf(entries) })
     entries.push({ executionId: e.id, publicState: e.publicState, executionKind: e.kind, createdAt: e.createdAt })

@@ -10,7 +10,7 @@ import { backoffDelayMs } from "../validation.js"
 import {
   clearLease,
   closeStream,
-  currentAttempt,
+  hasAttempt,
   DAY_MS,
   delayTo,
   err,
@@ -42,6 +42,9 @@ const failureCategoryOf = (reason: M.FailureReason, cls: M.FailureClass): string
 
 /** The tags of every execution created without any (read-only: reads copy them). */
 const NO_TAGS: Record<string, string> = Object.freeze({})
+
+/** The required capabilities of every execution created without any (one array, not one each). */
+const NO_CAPS: ReadonlyArray<string> = Object.freeze([])
 
 const hasKeys = (record: Record<string, string>): boolean => {
   for (const _ in record) return true
@@ -81,7 +84,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
     creatorIdentity: args.creatorIdentity,
     flowId: undefined,
     priority: args.priority,
-    requiredCaps: caps,
+    requiredCaps: caps.length === 0 ? NO_CAPS : caps,
     claimGroup: caps.length === 0 ? kindGroup(store, args.executionKind) : `${args.executionKind}\n${caps.join(",")}`,
     delayUntil: delayed ? args.delayUntil : undefined,
     phase: "runnable",
@@ -102,19 +105,11 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
     leaseEpoch: 0,
     workerId: undefined,
     workerInstanceId: undefined,
-    leaseTtlMs: 0,
-    leaseAcquiredAt: undefined,
     leaseExpiresAt: undefined,
     leaseLastRenewedAt: undefined,
-    leaseRenewalDeadline: undefined,
-    leaseExpiredAt: undefined,
     leaseRevokedAt: undefined,
-    leaseRevokeReason: undefined,
     suspension: undefined,
     currentWaitpointId: undefined,
-    pendingRetryReason: undefined,
-    pendingReplayReason: undefined,
-    pendingPreviousAttemptIndex: undefined,
     progressPct: undefined,
     progressMessage: undefined,
     progressUpdatedAt: undefined,
@@ -125,16 +120,13 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
     createdAt: now,
     startedAt: undefined,
     completedAt: undefined,
-    lastTransitionAt: now,
     lastMutationAt: now,
-    lastCapabilityMismatchAt: undefined,
-    lastHmacValidationFailedAt: undefined,
     payload: args.inputPayload,
     payloadEncoding: args.payloadEncoding,
     policy: args.policy,
     result: undefined,
     tags: hasKeys(args.tags) ? { ...args.tags } : NO_TAGS,
-    attempts: [],
+    attemptLifecycle: "started",
     history: undefined,
     traceContext: args.traceContext,
     executionDeadlineAt: args.executionDeadlineAt,
@@ -143,7 +135,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
     unsatisfiedCount: 0,
     group: undefined,
     signalCount: 0,
-    waitpointIds: []
+    waitpointIds: undefined
   }
   store.executions.set(e.id, e)
   store.lanes.add(e.laneId)
@@ -181,7 +173,6 @@ export const renew = (store: Store, now: number, h: HandleRef): R<M.LeaseRenewal
     e.leaseEpoch !== p.leaseEpoch
   ) return err(stateError("StaleLease"))
   e.leaseExpiresAt = now + p.leaseTtlMs
-  e.leaseRenewalDeadline = now + Math.floor((2 * p.leaseTtlMs) / 3)
   e.leaseLastRenewedAt = now
   e.lastMutationAt = now
   store.leaseExpiries.push(e.leaseExpiresAt, e.id)
@@ -260,25 +251,22 @@ export const fail = (
       attempt: "ended_failure",
       streamReason: "attempt_failure",
       failureReason: reason.message,
-      failureCategory: category,
       publish: true
     })
     return ok({ _tag: "TerminalFailed" })
   }
-  const attempt = currentAttempt(x)!
+  const attemptIndex = x.currentAttemptIndex
   endRun(x, "retry_scheduled", now, reason.message)
-  endAttempt(x, "ended_failure", now, reason.message, category)
-  closeStream(store, x, attempt.index, "attempt_failure", now)
+  endAttempt(x, "ended_failure")
+  closeStream(store, x, attemptIndex, "attempt_failure", now)
   const delayUntil = now + backoffDelayMs(x.policy, x.retryCount)
   x.retryCount += 1
-  x.pendingRetryReason = reason.message
-  x.pendingPreviousAttemptIndex = attempt.index
   x.failureReason = reason.message
   x.currentAttemptId = undefined
   clearLease(x)
   delayTo(store, x, delayUntil, now, {
     blockingReason: "waiting_for_retry_backoff",
-    blockingDetail: `retry backoff until ${delayUntil} (attempt ${attempt.index} failed: ${reason.message})`,
+    blockingDetail: `retry backoff until ${delayUntil} (attempt ${attemptIndex} failed: ${reason.message})`,
     attemptState: "pending_retry_attempt"
   })
   return ok({ _tag: "RetryScheduled", delayUntil })
@@ -309,8 +297,7 @@ export const delay = (store: Store, now: number, h: HandleRef, delayUntil: numbe
   if (failure !== undefined) return err(failure)
   const x = e!
   endRun(x, "delayed", now)
-  const a = currentAttempt(x)
-  if (a !== undefined) a.state = "suspended"
+  if (hasAttempt(x)) x.attemptLifecycle = "suspended"
   clearLease(x)
   delayTo(store, x, delayUntil, now, {
     blockingReason: "waiting_for_delay",
@@ -327,8 +314,7 @@ export const waitChildren = (store: Store, now: number, h: HandleRef): R<void> =
   if (failure !== undefined) return err(failure)
   const x = e!
   endRun(x, "waiting_children", now)
-  const a = currentAttempt(x)
-  if (a !== undefined) a.state = "suspended"
+  if (hasAttempt(x)) x.attemptLifecycle = "suspended"
   clearLease(x)
   const satisfied = x.group === undefined || x.group.state === "satisfied" || x.unsatisfiedCount === 0
   transition(store, x, {

@@ -250,13 +250,13 @@ const dropExpiredDedup = (store: Store, now: number): void => {
 }
 
 const deleteExecution = (store: Store, e: Exec): void => {
-  for (const w of e.waitpointIds) {
+  for (const w of e.waitpointIds ?? []) {
     const wp = store.waitpoints.get(w)
     if (wp === undefined) continue
     for (const sid of wp.signals) store.signals.delete(sid)
     store.waitpoints.delete(w)
   }
-  for (const a of e.attempts) store.streams.delete(streamKey(e.id, a.index))
+  if (store.streams.size > 0) for (let i = 0; i < e.totalAttemptCount; i++) store.streams.delete(streamKey(e.id, i))
   store.grants.delete(e.id)
   keepEvents(store, e)
   store.executions.delete(e.id)

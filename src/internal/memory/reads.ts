@@ -219,7 +219,7 @@ export const listPendingWaitpoints = (
 ): R<M.ListPendingWaitpointsResult> => {
   const e = store.executions.get(args.executionId)
   if (e === undefined) return err(notFound("execution"))
-  const ids = [...e.waitpointIds].sort().filter((id) => args.after === undefined || id > args.after)
+  const ids = [...(e.waitpointIds ?? [])].sort().filter((id) => args.after === undefined || id > args.after)
   const page = ids.slice(0, args.limit)
   const entries: Array<M.PendingWaitpointInfo> = []
   for (const id of page) {

@@ -22,7 +22,7 @@ import { type KeyLookup, mintToken, sameSecret, verifyToken } from "../hmac.js"
 import { conditionKeys } from "../validation.js"
 import {
   clearLease,
-  currentAttempt,
+  hasAttempt,
   DAY_MS,
   delayTo,
   err,
@@ -226,7 +226,7 @@ export const suspend = (store: Store, now: number, h: HandleRef, args: M.Suspend
       signals: []
     }
     store.waitpoints.set(id, wp)
-    x.waitpointIds.push(id)
+    ;(x.waitpointIds ??= []).push(id)
     return wp
   }
   if (primaryWp !== undefined) {
@@ -296,8 +296,7 @@ export const suspend = (store: Store, now: number, h: HandleRef, args: M.Suspend
   endRun(x, "suspended", now, args.reasonCode)
   x.suspension = suspension
   x.currentWaitpointId = primaryWp.id
-  const a = currentAttempt(x)
-  if (a !== undefined) a.state = "suspended"
+  if (hasAttempt(x)) x.attemptLifecycle = "suspended"
   clearLease(x)
   transition(store, x, {
     phase: "suspended",
@@ -351,7 +350,7 @@ export const createWaitpoint = (
     signals: []
   }
   store.waitpoints.set(id, wp)
-  e.waitpointIds.push(id)
+  ;(e.waitpointIds ??= []).push(id)
   store.pendingExpiries.push(wp.expiresAt!, id)
   return ok({ waitpointId: id, hmacToken: token })
 }
@@ -383,7 +382,6 @@ export const deliverSignal = (store: Store, now: number, args: M.DeliverSignalAr
   if (e === undefined) return err(notFound("execution"))
   const wp = store.waitpoints.get(args.waitpointId)
   const authFail = (detail: string) => {
-    e.lastHmacValidationFailedAt = now
     return err<M.DeliverSignalResult>(validation("InvalidToken", detail))
   }
   if (wp === undefined || wp.executionId !== e.id) return args.waitpointToken === "" ? authFail("missing_token") : authFail("")

@@ -3,7 +3,6 @@ import type { Deque, StoredEvent } from "./events.js"
 import type * as Ids from "../../Ids.js"
 import type * as M from "../../Model.js"
 
-export type AttemptType = "initial" | "retry" | "reclaim" | "replay"
 export type AttemptLifecycle =
   | "started"
   | "suspended"
@@ -12,16 +11,6 @@ export type AttemptLifecycle =
   | "ended_cancelled"
   | "interrupted_reclaimed"
 
-export interface Attempt {
-  readonly index: number
-  readonly id: Ids.AttemptId
-  readonly type: AttemptType
-  state: AttemptLifecycle
-  readonly startedAt: number
-  endedAt?: number
-  failureReason?: string
-  failureCategory?: string
-}
 
 /** A run of the attempt history (`M.AttemptRun`), completed when the run ends. */
 export interface Run {
@@ -91,21 +80,13 @@ export interface Exec {
   leaseEpoch: number
   workerId: Ids.WorkerId | undefined
   workerInstanceId: Ids.WorkerInstanceId | undefined
-  leaseTtlMs: number
-  leaseAcquiredAt: number | undefined
   leaseExpiresAt: number | undefined
   leaseLastRenewedAt: number | undefined
-  leaseRenewalDeadline: number | undefined
-  leaseExpiredAt: number | undefined
   leaseRevokedAt: number | undefined
-  leaseRevokeReason: string | undefined
 
   suspension: Suspension | undefined
   currentWaitpointId: Ids.WaitpointId | undefined
 
-  pendingRetryReason: string | undefined
-  pendingReplayReason: string | undefined
-  pendingPreviousAttemptIndex: number | undefined
 
   progressPct: number | undefined
   progressMessage: string | undefined
@@ -120,17 +101,19 @@ export interface Exec {
   readonly createdAt: number
   startedAt: number | undefined
   completedAt: number | undefined
-  lastTransitionAt: number
   lastMutationAt: number
-  lastCapabilityMismatchAt: number | undefined
-  lastHmacValidationFailedAt: number | undefined
 
   payload: Uint8Array
   readonly payloadEncoding: string | undefined
   readonly policy: M.ExecutionPolicy | undefined
   result: Uint8Array | undefined
   readonly tags: Record<string, string>
-  readonly attempts: Array<Attempt>
+  /**
+   * The state of its current attempt (`currentAttemptIndex`), read while `currentAttemptId` is set.
+   * Only the current attempt is ever read, so no record of the earlier ones is kept: their
+   * streams are found by index (0 to `totalAttemptCount` - 1).
+   */
+  attemptLifecycle: AttemptLifecycle
   /** The last `Limits.historyRuns` runs; absent until the first claim. */
   history: Array<Run> | undefined
   /** The creator's span context, compact (see `src/internal/traceContext.ts`). */
@@ -145,7 +128,8 @@ export interface Exec {
   group: EdgeGroup | undefined
 
   signalCount: number
-  readonly waitpointIds: Array<Ids.WaitpointId>
+  /** Its waitpoints, oldest first; absent until the first. */
+  waitpointIds: Array<Ids.WaitpointId> | undefined
 }
 
 export interface SignalRecord {

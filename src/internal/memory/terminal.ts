@@ -6,7 +6,7 @@
 import type * as M from "../../Model.js"
 import { DEFAULT_RETENTION_MS } from "../../Maintenance.js"
 import { resolveFrom, settleFlow } from "./flows.js"
-import { clearLease, closeStream, currentAttempt, leaseEndsElsewhere, transition } from "./helpers.js"
+import { clearLease, closeStream, dropEndedLeaseExpiries, hasAttempt, leaseEndsElsewhere, transition } from "./helpers.js"
 import { endRun } from "./history.js"
 import type { AttemptLifecycle, Exec } from "./state.js"
 import type { Store } from "./store.js"
@@ -24,20 +24,16 @@ export interface FinishOptions {
   readonly attempt: AttemptLifecycle
   readonly streamReason: string
   readonly failureReason?: string
-  readonly failureCategory?: string
   readonly suspensionReason?: string
   /** The reason of the run it ends (default `failureReason`). */
   readonly runReason?: string
   readonly publish: boolean
 }
 
-export const endAttempt = (e: Exec, st: AttemptLifecycle, now: number, reason?: string, category?: string): void => {
-  const a = currentAttempt(e)
-  if (a === undefined || a.state.startsWith("ended") || a.state === "interrupted_reclaimed") return
-  a.state = st
-  a.endedAt = now
-  if (reason !== undefined) a.failureReason = reason
-  if (category !== undefined) a.failureCategory = category
+/** Ends the current attempt of `e`, if it has one still running or suspended. */
+export const endAttempt = (e: Exec, st: AttemptLifecycle): void => {
+  if (!hasAttempt(e) || e.attemptLifecycle.startsWith("ended") || e.attemptLifecycle === "interrupted_reclaimed") return
+  e.attemptLifecycle = st
 }
 
 export const closeSuspension = (store: Store, e: Exec, reason: string, now: number): void => {
@@ -68,9 +64,9 @@ export const finish = (
   opts: FinishOptions
 ): void => {
   endRun(e, RUN_OUTCOME[outcome], now, opts.runReason ?? opts.failureReason)
-  const attempt = currentAttempt(e)
-  endAttempt(e, opts.attempt, now, opts.failureReason, opts.failureCategory)
-  if (attempt !== undefined) closeStream(store, e, attempt.index, opts.streamReason, now)
+  const attempt = hasAttempt(e)
+  endAttempt(e, opts.attempt)
+  if (attempt) closeStream(store, e, e.currentAttemptIndex, opts.streamReason, now)
   closeSuspension(store, e, opts.suspensionReason ?? opts.streamReason, now)
   clearLease(e)
   e.completedAt = now
@@ -92,6 +88,7 @@ export const finish = (
     attemptState: e.totalAttemptCount > 0 ? "attempt_terminal" : outcome === "skipped" ? "none" : e.attemptState
   }, now)
   if (e.flowId === undefined) store.retentionDue.push(now + retentionOf(e), e.id)
+  if (store.leaseExpiries.size > 0) dropEndedLeaseExpiries(store)
   afterTerminal(store, e, outcome, now, opts.publish)
 }
 

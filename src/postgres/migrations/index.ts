@@ -30,6 +30,8 @@ import * as m0034 from "./0034_queue_fillfactor.js"
 import * as m0035 from "./0035_event_by_execution_hash.js"
 import * as m0036 from "./0036_events_per_statement.js"
 import * as m0037 from "./0037_event_kind_code.js"
+import * as m0038 from "./0038_timer_batches.js"
+import * as m0039 from "./0039_own_rows.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -56,7 +58,9 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0034_queue_fillfactor": run(m0034.sql),
   "0035_event_by_execution_hash": run(m0035.sql),
   "0036_events_per_statement": run(m0036.sql),
-  "0037_event_kind_code": run(m0037.sql)
+  "0037_event_kind_code": run(m0037.sql),
+  "0038_timer_batches": run(m0038.sql),
+  "0039_own_rows": run(m0039.sql)
 }
 
 /** The id of the newest migration this code needs. */

@@ -60,7 +60,8 @@ BEGIN
   SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.lifecycle_phase <> 'active' THEN
-    IF e.worker_instance_id IS NULL THEN
+    -- (a completed row keeps its last run's worker: ffi_run_kept)
+    IF e.lease_id IS NULL THEN
       RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'reason', 'no_active_lease'));
     END IF;
     RETURN ffi_not_active(e);
@@ -120,6 +121,8 @@ BEGIN
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.lifecycle_phase <> 'terminal' THEN RETURN ffi_err('execution_not_terminal'); END IF;
   IF e.replay_count >= e.max_replay_count THEN RETURN ffi_err('max_replays_exhausted'); END IF;
+  -- the run a completed row keeps joins the history (the updates below clear it)
+  PERFORM ffi_run_unkeep(e);
   UPDATE exec_data SET result = NULL WHERE execution_id = p_eid;
   IF e.terminal_outcome = 'skipped' AND e.flow_id IS NOT NULL THEN
     UPDATE dep SET state = 'unsatisfied', last_resolved_at = NULL WHERE downstream_id = p_eid AND state = 'impossible';
@@ -130,7 +133,8 @@ BEGIN
       eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = v_n || ' dep(s) unresolved', terminal_outcome = 'none',
       attempt_state = 'pending_replay_attempt', public_state = 'waiting_children',
-      replay_count = replay_count + 1, completed_at = NULL, pending_replay_reason = 'replay',
+      replay_count = replay_count + 1, completed_at = NULL,
+    worker_id = NULL, worker_instance_id = NULL, lease_acquired_at = NULL, pending_replay_reason = 'replay',
       pending_previous_attempt_index = CASE WHEN current_attempt_id IS NULL THEN NULL ELSE current_attempt_index END,
       last_transition_at = v_now, last_mutation_at = v_now
     WHERE execution_id = p_eid;
@@ -140,7 +144,8 @@ BEGIN
   UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned', eligibility_state = 'eligible_now',
     blocking_reason = 'waiting_for_worker', blocking_detail = '', terminal_outcome = 'none',
     attempt_state = 'pending_replay_attempt', public_state = 'waiting',
-    replay_count = replay_count + 1, completed_at = NULL, pending_replay_reason = 'replay',
+    replay_count = replay_count + 1, completed_at = NULL,
+    worker_id = NULL, worker_instance_id = NULL, lease_acquired_at = NULL, pending_replay_reason = 'replay',
     pending_previous_attempt_index = CASE WHEN current_attempt_id IS NULL THEN NULL ELSE current_attempt_index END,
     last_transition_at = v_now, last_mutation_at = v_now
   WHERE execution_id = p_eid;

@@ -138,8 +138,9 @@ END $$;
 -- so the caller claims again shortly (docs/worker.md, "Wake-ups, timers and cancellation"). Per
 -- round it locks only as many ready rows as are still wanted; the common case (a fresh attempt
 -- without grant or attempt timeout) is leased set-based, every other candidate through
--- ffi_claim_one, and a candidate reserved by another worker's live grant is skipped. At most 8
--- rounds. The plan is generic and index-only (sort, bitmap and sequential scans off): the
+-- ffi_claim_one, and a candidate reserved by another worker's live grant is skipped. The
+-- set-based part of a round arms one lease timer for its executions (timer.refs), ffi_claim_one
+-- one per execution. At most 8 rounds. The plan is generic and index-only (sort, bitmap and sequential scans off): the
 -- statements are planned once per session.
 --   args:   p_lane, p_caps (the worker's capabilities), p_kinds (the execution kinds the worker runs,
 --           NULL: any), p_worker, p_wiid, p_ttl (lease ms), p_limit, p_now
@@ -173,6 +174,10 @@ DECLARE
   f_prev int[];
   f_lane text[];
   f_pos int[];
+  f_state text[];
+  v_scopes text[];
+  -- whether a candidate's last event is this transaction's (then the triggers write the events)
+  f_fold boolean;
   -- the other candidates' handles, by position
   s_pos int[];
   s_h jsonb[];
@@ -199,11 +204,13 @@ BEGIN
                               ORDER BY c.pos), '{}'),
            coalesce(array_agg(c.pending_previous_attempt_index ORDER BY c.pos), '{}'),
            coalesce(array_agg(c.lane_id ORDER BY c.pos), '{}'),
-           coalesce(array_agg(c.pos::int ORDER BY c.pos), '{}')
-    INTO f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos
+           coalesce(array_agg(c.pos::int ORDER BY c.pos), '{}'),
+           coalesce(array_agg(c.public_state ORDER BY c.pos), '{}'),
+           coalesce(bool_or(c.event_k = ffi_xid()), false)
+    INTO f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state, f_fold
     FROM (
       SELECT c.execution_id, c.total_attempt_count, c.lease_epoch, c.attempt_state,
-             c.pending_previous_attempt_index, c.lane_id, v.pos
+             c.pending_previous_attempt_index, c.lane_id, c.public_state, c.event_k, v.pos
       FROM unnest(v_ids) WITH ORDINALITY AS v(id, pos)
       JOIN exec_core c ON c.execution_id = v.id
       WHERE c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'eligible_now' AND c.terminal_outcome = 'none'
@@ -241,6 +248,8 @@ BEGIN
         f_prev := f_prev || e.pending_previous_attempt_index;
         f_lane := f_lane || e.lane_id;
         f_pos := f_pos || v_pos;
+        f_state := f_state || e.public_state;
+        f_fold := f_fold OR e.event_k = ffi_xid();
       ELSE
         v_h := ffi_claim_one(e, p_worker, p_wiid, p_ttl, v_now);
         IF v_h IS NOT NULL THEN
@@ -249,10 +258,16 @@ BEGIN
         END IF;
       END IF;
     END LOOP;
+    -- the set's Claimed events and lane counts are written by this statement, not by the update
+    -- triggers (migration 0039), unless a fold applies
+    IF cardinality(f_ids) > 0 AND NOT f_fold THEN
+      PERFORM set_config('flowfabric.own_rows', 'on', true);
+    END IF;
     WITH u AS MATERIALIZED (
-      SELECT t.id, t.idx, t.epoch, t.typ, t.prev, t.lane, t.pos,
+      SELECT t.id, t.idx, t.epoch, t.typ, t.prev, t.lane, t.pos, t.ostate,
         gen_random_uuid() AS att, gen_random_uuid() AS lease
-      FROM unnest(f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos) AS t(id, idx, epoch, typ, prev, lane, pos)
+      FROM unnest(f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state)
+        AS t(id, idx, epoch, typ, prev, lane, pos, ostate)
     ), cores AS (
       UPDATE exec_core c SET lifecycle_phase = 'active', ownership_state = 'leased',
         eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none',
@@ -268,19 +283,44 @@ BEGIN
         attempt_timeout_at = NULL, last_transition_at = v_now, last_mutation_at = v_now,
         event_k = greatest(ffi_xid(), c.event_k)
       FROM u WHERE c.execution_id = u.id
+      RETURNING c.execution_id, c.event_k, c.lane_id, c.flow_id, c.current_attempt_index
+    ), evs AS (
+      -- what ffi_trg_events_updated writes for a claim: Claimed (attempt, s1 = worker instance)
+      INSERT INTO event (k, at, execution_id, lane_id, flow_id, kind, attempt, s1)
+      SELECT r.event_k, v_now, r.execution_id, r.lane_id, r.flow_id, 'Claimed', r.current_attempt_index, p_wiid
+      FROM cores r WHERE current_setting('flowfabric.own_rows', true) = 'on'
+      RETURNING execution_id, lane_id, flow_id
+    ), counts AS (
+      -- what ffi_lane_count_update writes: the net change per lane and public state
+      INSERT INTO lane_count (lane_id, public_state, shard, n)
+      SELECT d.lane, d.st, pg_backend_pid(), sum(d.n) FROM (
+        SELECT u.lane, u.ostate AS st, -1 AS n FROM u UNION ALL SELECT u.lane, 'active', 1 FROM u) d
+      WHERE current_setting('flowfabric.own_rows', true) = 'on'
+      GROUP BY 1, 2 HAVING sum(d.n) <> 0
+      ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + EXCLUDED.n
     ), unready AS (
       DELETE FROM ready WHERE execution_id = ANY (f_ids)
     ), leases AS (
-      INSERT INTO timer (kind, ref, due_at) SELECT 'lease', id, v_now + p_ttl FROM u
-      ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at
+      -- one lease timer for the round's set (migration 0038): the pass takes each execution of
+      -- refs as its own timer; a renewal arms a timer of the execution's own
+      INSERT INTO timer (kind, ref, due_at, refs)
+      SELECT 'lease', '#' || gen_random_uuid()::text, v_now + p_ttl, array_agg(id) FROM u HAVING count(*) > 0
     )
-    SELECT coalesce(jsonb_agg(h ORDER BY pos), '[]'::jsonb) INTO v_round_out FROM (
+    SELECT coalesce(jsonb_agg(h ORDER BY pos), '[]'::jsonb),
+      (SELECT array_agg(v.s) FROM evs CROSS JOIN LATERAL (VALUES ('e:' || evs.execution_id), ('l:' || evs.lane_id),
+         ('f:' || evs.flow_id::text)) v(s))
+    INTO v_round_out, v_scopes FROM (
       SELECT pos, jsonb_build_object('executionId', id, 'attemptIndex', idx, 'attemptId', att, 'leaseId', lease,
         'leaseEpoch', epoch, 'leaseTtlMs', p_ttl, 'laneId', lane, 'workerInstanceId', p_wiid, 'kind', 'fresh') AS h
       FROM u
       UNION ALL
       SELECT s.pos, s.h FROM unnest(s_pos, s_h) AS s(pos, h)
     ) claimed;
+    IF current_setting('flowfabric.own_rows', true) = 'on' THEN
+      PERFORM set_config('flowfabric.own_rows', '', true);
+      PERFORM set_config('flowfabric.event_at', v_now::text, true);
+      PERFORM ffi_events_wake(v_scopes);
+    END IF;
     v_out := v_out || v_round_out;
     v_count := v_count + jsonb_array_length(v_round_out);
     EXIT WHEN v_count >= p_limit OR v_round >= 8;

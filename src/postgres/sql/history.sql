@@ -2,8 +2,9 @@
 -- history.sql: what a snapshot tells about an execution's past, kept out of
 -- exec_core (docs/design/executions.md, "Attempt history"): the runs of its
 -- attempts (exec_history, one row per lease that ended, the last 20 =
--- Limits.historyRuns) and its last failure (exec_failure), written by the
--- transition they record, in its transaction.
+-- Limits.historyRuns; the run a completion ended stays in the completed
+-- exec_core row instead, until a replay) and its last failure (exec_failure),
+-- written by the transition they record, in its transaction.
 -- ===========================================================================
 
 -- ffi_cut_reason: p cut to 256 bytes of UTF-8 (Limits.historyReasonBytes) at a character
@@ -72,9 +73,38 @@ BEGIN
     classification = EXCLUDED.classification, category = EXCLUDED.category, reason = EXCLUDED.reason;
 END $$;
 
+-- ffi_run_kept: whether execution e keeps its last run in exec_core instead of exec_history: a
+-- completion's common case (ff_complete, ff_complete_set) leaves the run's worker, start and kind
+-- in the completed row (the only terminal rows with a worker).
+--   args:   e (its exec_core row)
+--   reply:  boolean
+--   errors: -
+CREATE FUNCTION ffi_run_kept(e exec_core) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+  SELECT e.lifecycle_phase = 'terminal' AND e.terminal_outcome = 'success' AND e.worker_instance_id IS NOT NULL
+$$;
+
+-- ffi_run_unkeep: moves the run execution e (locked) keeps in exec_core (ffi_run_kept) to
+-- exec_history, which keeps the last 20; the caller's update of the row clears it (worker_id,
+-- worker_instance_id, lease_acquired_at). Nothing when it keeps none.
+--   args:   e (its exec_core row)
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_run_unkeep(e exec_core) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE v_seq int;
+BEGIN
+  IF NOT ffi_run_kept(e) THEN RETURN; END IF;
+  v_seq := coalesce((SELECT h.seq + 1 FROM exec_history h WHERE h.execution_id = e.execution_id
+                     ORDER BY h.seq DESC LIMIT 1), 0);
+  INSERT INTO exec_history (execution_id, seq, attempt_index, kind, worker_id, worker_instance_id, started_at,
+    ended_at, outcome, reason)
+  VALUES (e.execution_id, v_seq, e.current_attempt_index, coalesce(e.run_kind, 'initial'), e.worker_id,
+    e.worker_instance_id, e.lease_acquired_at, e.completed_at, 'completed', NULL);
+  DELETE FROM exec_history WHERE execution_id = e.execution_id AND seq <= v_seq - 20;
+END $$;
+
 -- ffi_history_json: the history fields of execution e's snapshot: attemptHistory (the stored
--- runs and the run holding the lease, the last 20, oldest first) and lastFailure when there is
--- one.
+-- runs, the run a completed row keeps (ffi_run_kept) and the run holding the lease, the last 20,
+-- oldest first) and lastFailure when there is one.
 --   args:   e (its exec_core row)
 --   reply:  jsonb {"attemptHistory": [Model.AttemptRun], "lastFailure"?: Model.LastFailure}
 --   errors: -
@@ -92,6 +122,12 @@ CREATE FUNCTION ffi_history_json(e exec_core) RETURNS jsonb LANGUAGE sql STABLE 
           'workerId', e.worker_id, 'workerInstanceId', e.worker_instance_id, 'startedAt', e.lease_acquired_at,
           'outcome', 'running')
         WHERE e.lifecycle_phase = 'active' AND e.ownership_state = 'leased'
+        UNION ALL
+        SELECT 2147483646, jsonb_strip_nulls(jsonb_build_object('attemptIndex', e.current_attempt_index,
+          'kind', coalesce(e.run_kind, 'initial'),
+          'workerId', e.worker_id, 'workerInstanceId', e.worker_instance_id, 'startedAt', e.lease_acquired_at,
+          'endedAt', e.completed_at, 'outcome', 'completed'))
+        WHERE ffi_run_kept(e)
       ) x ORDER BY x.seq DESC LIMIT 20
     ) r), '[]'::jsonb))
   || coalesce((SELECT jsonb_build_object('lastFailure', jsonb_build_object('reason', f.reason,

@@ -15,7 +15,8 @@
 
 -- ffi_create_execution: creates one execution — runnable and claimable, or delayed until
 -- p_delay_until — with its data, lane registration and deadline timer; a duplicate id, or an
--- idempotency key seen within its window, answers Duplicate and writes nothing.
+-- idempotency key seen within its window, answers Duplicate and writes nothing. It writes the
+-- row's ExecutionCreated event and lane count itself (flowfabric.own_rows, migration 0039).
 --   args:   p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
 --           p_priority, p_creator, p_idem (idempotency key or NULL / ''), p_tags, p_policy,
 --           p_caps (required capabilities), p_delay_until, p_deadline, p_attempt_timeout_ms,
@@ -32,7 +33,9 @@ CREATE FUNCTION ffi_create_execution(
 DECLARE
   v_delayed boolean := p_delay_until IS NOT NULL AND p_delay_until > v_now;
   v_has_idem boolean := p_idem IS NOT NULL AND p_idem <> '';
+  v_state text := CASE WHEN v_delayed THEN 'delayed' ELSE 'waiting' END;
   v_existing text;
+  v_found boolean;
 BEGIN
   IF v_has_idem THEN
     SELECT execution_id INTO v_existing FROM exec_idempotency
@@ -41,6 +44,9 @@ BEGIN
       RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', v_existing));
     END IF;
   END IF;
+  -- the event and the lane count of this one row are written below, not by the insert triggers
+  -- (migration 0039)
+  PERFORM set_config('flowfabric.own_rows', 'on', true);
   INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
     lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
     attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
@@ -51,13 +57,22 @@ BEGIN
     CASE WHEN v_delayed THEN 'waiting_for_delay' ELSE 'waiting_for_worker' END,
     CASE WHEN v_delayed THEN 'delayed until ' || p_delay_until ELSE '' END,
     'none', 'pending_first_attempt',
-    CASE WHEN v_delayed THEN 'delayed' ELSE 'waiting' END,
+    v_state,
     p_max_reclaim, p_max_replay, p_attempt_timeout_ms,
     CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now, v_now, v_now)
   ON CONFLICT (execution_id) DO NOTHING;
-  IF NOT FOUND THEN
+  v_found := FOUND;
+  PERFORM set_config('flowfabric.own_rows', '', true);
+  IF NOT v_found THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', p_eid));
   END IF;
+  -- what the insert triggers write for a row: its ExecutionCreated (k: the transaction's id, the
+  -- row's event_k) and its lane's count
+  INSERT INTO event (k, at, execution_id, lane_id, kind, s1)
+  VALUES (ffi_xid(), v_now, p_eid, p_lane, 'ExecutionCreated', v_state);
+  INSERT INTO lane_count (lane_id, public_state, shard, n) VALUES (p_lane, v_state, pg_backend_pid(), 1)
+  ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + 1;
+  PERFORM ffi_events_wake(ARRAY['e:' || p_eid, 'l:' || p_lane]);
   IF v_has_idem THEN
     INSERT INTO exec_idempotency (partition_key, namespace, idempotency_key, execution_id, expires_at)
     VALUES (p_partition, p_namespace, p_idem, p_eid, v_now + p_dedup_ttl_ms)
@@ -246,7 +261,9 @@ END $$;
 -- ff_complete: ends the attempt with success and the execution as completed, storing the
 -- result. The common case (an owned lease of an execution without grant or suspension) runs
 -- inline — one lock, one statement per table, and for a flow member only the steps a success
--- needs — instead of through ffi_terminate; every other case takes ffi_terminate.
+-- needs — instead of through ffi_terminate; every other case takes ffi_terminate. In the common
+-- case the run that ended is not written to exec_history: its worker, start and kind stay in
+-- exec_core, where ffi_history_json reads it as the last run (a replay moves it to exec_history).
 --   args:   the handle, p_payload (the result, NULL or empty for none), p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
@@ -277,8 +294,8 @@ BEGIN
                           'attempt_success', 'completed', v_now, true);
     RETURN ffi_ok();
   END IF;
-  -- ffi_terminate + ffi_after_terminal for this case
-  PERFORM ffi_run_end(p_eid, 'completed', NULL, v_now);
+  -- ffi_terminate + ffi_after_terminal for this case; the run stays in exec_core (its worker,
+  -- start and kind), the history's last run (ffi_history_json)
   UPDATE stream_meta SET closed_at = v_now, closed_reason = 'attempt_success'
   WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index AND closed_at IS NULL;
   UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
@@ -286,8 +303,11 @@ BEGIN
     terminal_outcome = 'success',
     attempt_state = CASE WHEN total_attempt_count > 0 THEN 'attempt_terminal' ELSE attempt_state END,
     public_state = 'completed',
-    completed_at = v_now, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,
-    lease_expires_at = NULL, lease_last_renewed_at = NULL, lease_acquired_at = NULL,
+    completed_at = v_now, lease_id = NULL,
+    worker_id = CASE WHEN ownership_state = 'leased' THEN worker_id END,
+    worker_instance_id = CASE WHEN ownership_state = 'leased' THEN worker_instance_id END,
+    lease_acquired_at = CASE WHEN ownership_state = 'leased' THEN lease_acquired_at END,
+    lease_expires_at = NULL, lease_last_renewed_at = NULL,
     current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
     has_grant = false, last_transition_at = v_now, last_mutation_at = v_now
   WHERE execution_id = p_eid;
@@ -314,8 +334,9 @@ BEGIN
 END $$;
 
 -- ff_complete_set: completeMany — ff_complete for each row of the arrays, in one statement:
--- the rows of the common case outside flows are locked (in id order) and completed set-based,
--- every other row (and any that no longer qualifies once locked) goes through ff_complete.
+-- the rows of the common case outside flows are locked (in id order) and completed set-based
+-- (with one retention timer for the set, timer.refs), every other row (and any that no longer
+-- qualifies once locked) goes through ff_complete.
 --   args:   p_eid, p_idx, p_att, p_lease, p_epoch, p_payload (one element per row), p_now
 --   reply:  one ff_complete reply per row, in order
 --   errors: per row, those of ff_complete
@@ -328,17 +349,20 @@ DECLARE
   f_ids text[];
   f_cai int[];
   f_arm text[];
-  f_moved text[];
+  f_state text[];
+  f_fold boolean;
+  v_scopes text[];
   v_i int;
   -- ids named more than once (each of their rows goes through ff_complete), found once for the batch
   v_dups text[] := ARRAY(SELECT d.id FROM unnest(p_eid) AS d(id) GROUP BY d.id HAVING count(*) > 1);
 BEGIN
   -- the common case, locked (rows that do not qualify once locked are left to ff_complete)
   SELECT coalesce(array_agg(c.execution_id), '{}'), coalesce(array_agg(c.current_attempt_index), '{}'),
-         coalesce(array_agg(c.execution_id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}')
-  INTO f_ids, f_cai, f_arm
+         coalesce(array_agg(c.execution_id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
+         coalesce(array_agg(c.public_state), '{}'), coalesce(bool_or(c.event_k = ffi_xid()), false)
+  INTO f_ids, f_cai, f_arm, f_state, f_fold
   FROM (
-    SELECT c.execution_id, c.current_attempt_index, c.completed_at
+    SELECT c.execution_id, c.current_attempt_index, c.completed_at, c.public_state, c.event_k
     FROM unnest(p_eid, p_att, p_lease, p_epoch) AS t(id, att, lease, epoch)
     JOIN exec_core c ON c.execution_id = t.id
     WHERE c.lifecycle_phase = 'active' AND c.ownership_state <> 'lease_revoked'
@@ -354,39 +378,60 @@ BEGIN
     UPDATE exec_data d SET result = t.payload
     FROM unnest(p_eid, p_payload) AS t(id, payload)
     WHERE t.id = ANY (f_ids) AND d.execution_id = t.id AND t.payload IS NOT NULL AND length(t.payload) > 0;
-    PERFORM ffi_runs_end(f_ids, 'completed', NULL, v_now);
     UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
     FROM unnest(f_ids, f_cai) AS f(id, cai)
     WHERE s.execution_id = f.id AND s.attempt_index = f.cai AND s.closed_at IS NULL;
+    -- the set's Completed events and lane counts are written by this statement, not by the update
+    -- triggers (migration 0039), unless a fold applies
+    IF NOT f_fold THEN PERFORM set_config('flowfabric.own_rows', 'on', true); END IF;
+    WITH done AS (
     UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
       eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
       terminal_outcome = 'success',
       attempt_state = CASE WHEN total_attempt_count > 0 THEN 'attempt_terminal' ELSE attempt_state END,
       public_state = 'completed',
-      completed_at = v_now, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,
-      lease_expires_at = NULL, lease_last_renewed_at = NULL, lease_acquired_at = NULL,
+      completed_at = v_now, lease_id = NULL,
+      -- the run stays in exec_core (its worker, start and kind): the history's last run
+      worker_id = CASE WHEN ownership_state = 'leased' THEN worker_id END,
+      worker_instance_id = CASE WHEN ownership_state = 'leased' THEN worker_instance_id END,
+      lease_acquired_at = CASE WHEN ownership_state = 'leased' THEN lease_acquired_at END,
+      lease_expires_at = NULL, lease_last_renewed_at = NULL,
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
       has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
       event_k = greatest(ffi_xid(), event_k)
-    WHERE execution_id = ANY (f_ids);
+    WHERE execution_id = ANY (f_ids)
+    RETURNING execution_id, event_k, lane_id, flow_id, current_attempt_index
+    ), evs AS (
+      -- what ffi_trg_events_updated writes for a completion: Completed (attempt)
+      INSERT INTO event (k, at, execution_id, lane_id, flow_id, kind, attempt)
+      SELECT d.event_k, v_now, d.execution_id, d.lane_id, d.flow_id, 'Completed', d.current_attempt_index
+      FROM done d WHERE current_setting('flowfabric.own_rows', true) = 'on'
+      RETURNING execution_id, lane_id, flow_id
+    ), counts AS (
+      -- what ffi_lane_count_update writes: the net change per lane and public state
+      INSERT INTO lane_count (lane_id, public_state, shard, n)
+      SELECT x.lane, x.st, pg_backend_pid(), sum(x.n) FROM (
+        SELECT d.lane_id AS lane, o.st, -1 AS n FROM done d JOIN unnest(f_ids, f_state) AS o(id, st) ON o.id = d.execution_id
+        UNION ALL SELECT d.lane_id, 'completed', 1 FROM done d) x
+      WHERE current_setting('flowfabric.own_rows', true) = 'on'
+      GROUP BY 1, 2 HAVING sum(x.n) <> 0
+      ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + EXCLUDED.n
+    )
+    SELECT array_agg(v.s) INTO v_scopes
+    FROM evs CROSS JOIN LATERAL (VALUES ('e:' || evs.execution_id), ('l:' || evs.lane_id), ('f:' || evs.flow_id::text)) v(s);
+    IF current_setting('flowfabric.own_rows', true) = 'on' THEN
+      PERFORM set_config('flowfabric.own_rows', '', true);
+      PERFORM set_config('flowfabric.event_at', v_now::text, true);
+      PERFORM ffi_events_wake(v_scopes);
+    END IF;
     IF cardinality(f_arm) > 0 THEN
-      -- the lease timer becomes the retention timer: one row version instead of a delete and an
-      -- insert (with its ON CONFLICT confirmation); where a retention timer already exists, or
-      -- no lease timer does, the retention timer is set as in ffi_retention_set
-      WITH moved AS (
-        UPDATE timer t SET kind = 'retention', due_at = v_now + ffi_retention_ms(d.policy)
-        FROM exec_data d
-        WHERE t.ref = ANY (f_arm) AND t.kind = 'lease' AND d.execution_id = t.ref
-          AND NOT EXISTS (SELECT 1 FROM timer x WHERE x.ref = t.ref AND x.kind = 'retention')
-        RETURNING t.ref
-      )
-      SELECT coalesce(array_agg(ref), '{}') INTO f_moved FROM moved;
-      IF cardinality(f_moved) < cardinality(f_arm) THEN
-        INSERT INTO timer (kind, ref, due_at)
-        SELECT 'retention', d.execution_id, v_now + ffi_retention_ms(d.policy)
-        FROM exec_data d WHERE d.execution_id = ANY (f_arm) AND d.execution_id <> ALL (f_moved)
-        ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
-      END IF;
+      -- one retention timer for the set per retention time (timer.refs, migration 0038); the
+      -- claim's lease timer of the set stays until its time, when the pass finds them ended
+      INSERT INTO timer (kind, ref, due_at, refs)
+      SELECT 'retention', '#' || gen_random_uuid()::text, r.due, array_agg(r.id ORDER BY r.id)
+      FROM (SELECT d.execution_id AS id, v_now + ffi_retention_ms(d.policy) AS due
+            FROM exec_data d WHERE d.execution_id = ANY (f_arm)) r
+      GROUP BY r.due;
     END IF;
     DELETE FROM ready WHERE execution_id = ANY (f_ids);
     DELETE FROM timer WHERE ref = ANY (f_ids) AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');

@@ -27,7 +27,10 @@ END $$;
 -- claimable), lease (mark the lease expired and the execution reclaimable), attempt_timeout and
 -- deadline (expire the execution), suspension (the timeout behaviour: resume, escalate to an
 -- operator, or end the execution as failed, cancelled or expired), waitpoint (a pending
--- waitpoint expires), budget_reset (reset the budget).
+-- waitpoint expires), budget_reset (reset the budget). A lease timer of a claim's set (refs,
+-- migration 0038) is taken for each of its executions, at most p_batch of them a call, locking
+-- only those still leased; those another transaction holds, or past the batch, stay in the row
+-- for the next call.
 --   args:   p_kind, p_batch, p_now
 --   reply:  {"ok": {"processed", "more", "nextDueAt" (the earliest timer of the kind left, absent
 --           when none or when more is due now)}}
@@ -46,13 +49,51 @@ DECLARE
   v_behavior text;
   v_reason text;
   v_outcome text;
+  v_ref text;
+  v_take int;
+  v_left text[];
 BEGIN
   FOR t IN
-    SELECT ref, due_at FROM timer WHERE kind = p_kind AND due_at <= v_now
+    SELECT ref, due_at, refs FROM timer WHERE kind = p_kind AND due_at <= v_now
     ORDER BY due_at LIMIT p_batch + 1 FOR UPDATE SKIP LOCKED
   LOOP
     v_seen := v_seen + 1;
     IF v_seen > p_batch THEN v_more := true; EXIT; END IF;
+
+    IF t.refs IS NOT NULL THEN
+      -- a claim's lease timer for its set: each execution as its own lease timer below; a lease
+      -- renewed since has a timer of its own, armed here again in case
+      v_take := least(cardinality(t.refs), p_batch - v_seen + 1);
+      v_left := t.refs[v_take + 1 :];
+      IF cardinality(v_left) > 0 THEN v_more := true; END IF;
+      v_seen := v_seen + v_take - 1;
+      -- only the executions still leased are locked (most of a set has completed by its lease's
+      -- end, and a lock is a WAL record); one that is not leased now has nothing to expire here
+      -- (a claim that leases it later arms a timer of its own)
+      FOREACH v_ref IN ARRAY ARRAY(SELECT c.execution_id FROM exec_core c
+                                   WHERE c.execution_id = ANY (t.refs[1 : v_take])
+                                     AND c.lifecycle_phase = 'active' AND c.ownership_state = 'leased') LOOP
+        SELECT * INTO e FROM exec_core WHERE execution_id = v_ref FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+          v_left := v_left || v_ref;
+          CONTINUE;
+        END IF;
+        IF p_kind = 'lease' AND e.lifecycle_phase = 'active' AND e.ownership_state = 'leased' THEN
+          IF coalesce(e.lease_expires_at, 0) > v_now THEN
+            PERFORM ffi_timer_set(p_kind, v_ref, e.lease_expires_at);
+          ELSE
+            PERFORM ffi_mark_expired(v_ref, v_now);
+            v_done := v_done + 1;
+          END IF;
+        END IF;
+      END LOOP;
+      IF cardinality(v_left) > 0 THEN
+        UPDATE timer SET refs = v_left WHERE kind = p_kind AND ref = t.ref;
+      ELSE
+        PERFORM ffi_timer_del(p_kind, t.ref);
+      END IF;
+      CONTINUE;
+    END IF;
 
     IF p_kind = 'waitpoint' THEN
       SELECT * INTO w FROM waitpoint WHERE waitpoint_id = t.ref::uuid FOR UPDATE SKIP LOCKED;
@@ -329,7 +370,10 @@ END $$;
 
 -- ffi_pass_retention_executions: the executions part of trimRetention — deletes the terminal
 -- executions outside flows whose retention timer is due (the retention is recomputed from the
--- policy; an execution that is no longer terminal, or has joined a flow, loses its timer).
+-- policy; an execution that is no longer terminal, or has joined a flow, loses its timer). A
+-- completion's timer for its set (refs, migration 0038) is taken for each of its executions, at
+-- most p_batch of them a call; those another transaction holds, or past the batch, stay in the
+-- row, and one whose retention now ends later gets a timer of its own.
 --   args:   p_batch, p_now
 --   reply:  {"ok": {"processed", "more"}}
 --   errors: -
@@ -343,13 +387,44 @@ DECLARE
   v_seen int := 0;
   v_done int := 0;
   v_more boolean := false;
+  v_ref text;
+  v_take int;
+  v_left text[];
 BEGIN
   FOR t IN
-    SELECT ref, due_at FROM timer WHERE kind = 'retention' AND due_at <= v_now
+    SELECT ref, due_at, refs FROM timer WHERE kind = 'retention' AND due_at <= v_now
     ORDER BY due_at, ref LIMIT p_batch + 1 FOR UPDATE SKIP LOCKED
   LOOP
     v_seen := v_seen + 1;
     IF v_seen > p_batch THEN v_more := true; EXIT; END IF;
+    IF t.refs IS NOT NULL THEN
+      v_take := least(cardinality(t.refs), p_batch - v_seen + 1);
+      v_left := t.refs[v_take + 1 :];
+      IF cardinality(v_left) > 0 THEN v_more := true; END IF;
+      v_seen := v_seen + v_take - 1;
+      FOREACH v_ref IN ARRAY t.refs[1 : v_take] LOOP
+        SELECT * INTO e FROM exec_core WHERE execution_id = v_ref FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+          IF EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_ref) THEN v_left := v_left || v_ref; END IF;
+          CONTINUE;
+        END IF;
+        CONTINUE WHEN e.lifecycle_phase <> 'terminal' OR e.flow_id IS NOT NULL OR e.completed_at IS NULL;
+        SELECT e.completed_at + ffi_retention_ms(d.policy) INTO v_due FROM exec_data d WHERE d.execution_id = v_ref;
+        v_due := coalesce(v_due, e.completed_at + 86400000);
+        IF v_due > v_now THEN
+          PERFORM ffi_timer_set('retention', v_ref, v_due);
+          CONTINUE;
+        END IF;
+        PERFORM ffi_delete_execution(v_ref);
+        v_done := v_done + 1;
+      END LOOP;
+      IF cardinality(v_left) > 0 THEN
+        UPDATE timer SET refs = v_left WHERE kind = 'retention' AND ref = t.ref;
+      ELSE
+        PERFORM ffi_timer_del('retention', t.ref);
+      END IF;
+      CONTINUE;
+    END IF;
     SELECT * INTO e FROM exec_core WHERE execution_id = t.ref FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
       IF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = t.ref) THEN
