@@ -455,6 +455,40 @@ describe("input reads (memory)", () => {
     }), 20_000)
 })
 
+describe("claims at a wake-up (memory)", () => {
+  it.live("a claim at a wake-up that dies gives its slots back: the worker picks the work up afterwards", () =>
+    Effect.gen(function*() {
+      // the memory engine whose next claim dies (a defect, not an error) while `dieNext` is set
+      const dieNext = yield* Ref.make(false)
+      const died = yield* Ref.make(0)
+      const layer = memoryWith((backend) => ({
+        completeAndClaim: (items, claim) =>
+          Effect.flatMap(Ref.getAndSet(dieNext, false), (die) =>
+            die ?
+              Effect.zipRight(Ref.update(died, (n) => n + 1), Effect.dieMessage("injected claim defect")) :
+              backend.completeAndClaim(items, claim))
+      }))
+      yield* Effect.gen(function*() {
+        const lane = yield* newLane()
+        // an hour between polls: only a wake-up (or the loop right after one) claims
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          handlers: [Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a + i.b) })],
+          concurrency: 1,
+          idle: Schedule.spaced("1 hour")
+        }))
+        yield* Effect.sleep("50 millis")
+        // the worker waits for a wake-up: the submit's wake-up claims, and that claim dies
+        yield* Ref.set(dieNext, true)
+        const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+        for (let i = 0; i < 200 && !(yield* isState(id, "completed")); i++) yield* Effect.sleep("10 millis")
+        expect(yield* Ref.get(died)).toBe(1)
+        expect(yield* Producer.result(Add, id)).toEqual(Option.some(3))
+        yield* Fiber.interrupt(worker)
+      }).pipe(Effect.provide(layer))
+    }), 20_000)
+})
+
 describe("batched completions (memory)", () => {
   /**
    * The memory engine behind a 5 ms round trip (as a server's), recording the batch sizes of the

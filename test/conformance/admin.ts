@@ -15,6 +15,7 @@ import {
   advance,
   backend,
   buildFlow,
+  claimArgs,
   claimNone,
   claimSome,
   create,
@@ -203,6 +204,26 @@ export const admin = (t: Tester) =>
           const empty = yield* create()
           expect(Option.getOrThrow(yield* b.getExecutionInput(empty.executionId)).payload.length).toBe(0)
           expect(Option.isNone(yield* b.getExecutionInput(yield* Ids.executionIdSolo(c.lane)))).toBe(true)
+        }))
+
+      t.test("an empty payload encoding is no encoding, and an empty kind reads back empty", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          // (Valkey keeps no empty field: an encoding given as "" reads back as none on every backend)
+          const c = yield* create({ executionKind: "", inputPayload: new Uint8Array([7]), payloadEncoding: "" })
+          for (const i of [yield* b.getExecutionInput(c.executionId), ...(yield* b.getExecutionInputs([c.executionId]))]) {
+            const input = Option.getOrThrow(i)
+            expect("payloadEncoding" in input).toBe(false)
+            expect(input.executionKind).toBe("")
+            expect([...input.payload]).toEqual([7])
+          }
+          // a claim that brings the inputs brings this one too (Valkey once took a core without a
+          // stored kind for a missing execution and left the input to the worker)
+          const r = yield* b.completeAndClaim([], { args: claimArgs(c.lane), max: 1 })
+          expect(r.claimed.map(({ handle, input }) => ({
+            id: payloadOf(handle).executionId,
+            input: Option.map(input, (i) => ({ kind: i.executionKind, payload: [...i.payload], encoded: "payloadEncoding" in i }))
+          }))).toEqual([{ id: c.executionId, input: Option.some({ kind: "", payload: [7], encoded: false }) }])
         }))
 
       t.test("getExecutionInputs answers each id as getExecutionInput does, at its index", () =>

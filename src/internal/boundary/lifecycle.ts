@@ -56,7 +56,8 @@ export const prepareCreate = (
     laneId: a.laneId,
     executionKind: a.executionKind,
     inputPayload: a.inputPayload,
-    payloadEncoding: a.payloadEncoding,
+    // ("" names no encoding: Valkey keeps no empty field, so every backend reads it back as none)
+    payloadEncoding: a.payloadEncoding === "" ? undefined : a.payloadEncoding,
     priority: V.clampPriority(a.priority !== 0 ? a.priority : policy?.priority ?? 0),
     creatorIdentity: a.creatorIdentity,
     idempotencyKey: a.idempotencyKey,

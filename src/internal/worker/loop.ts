@@ -287,7 +287,8 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     /**
      * Claims into `free` slots (reserved meanwhile, so that a batch of completions claiming at the
      * same time leaves them alone) and forks the claimed attempts: one uninterruptible step (an
-     * interruption in between would strand leases until they expired).
+     * interruption in between would strand leases until they expired). The reservation is given
+     * back however the step ends (a claim that dies too: else its slots stay taken for good).
      */
     const claimAndLaunch = (free: number) =>
       Effect.uninterruptible(
@@ -296,9 +297,8 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           const r = yield* Effect.either(claimRound(free))
           const got = Either.isRight(r) ? Option.getOrUndefined(r.right) : undefined
           if (got !== undefined) yield* launch(got.lane, got.claimed)
-          reserved -= free
           return r
-        })
+        }).pipe(Effect.ensuring(Effect.sync(() => void (reserved -= free))))
       )
     /** Set by a claim made at a wake-up that found work (the loop then resets its idle schedule). */
     let claimedOnWake = false
@@ -313,11 +313,18 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       if (stopping || free <= 0) return done()
       const fiber = forkAttempt(
         Effect.flatMap(claimAndLaunch(free), (r) => {
-          slotFree.unsafeOpen()
           if (Either.isLeft(r)) return Effect.logWarning("claim at a wake-up failed", r.left)
           if (Option.isSome(r.right)) claimedOnWake = true
           return Effect.void
-        }).pipe(Effect.ensuring(Effect.sync(done)))
+        }).pipe(
+          // a claim that dies is logged here (no one joins this fiber); the loop's own claim,
+          // which follows the wake-up, meets the defect again if it lasts, and stops the worker
+          Effect.catchAllCause((cause) => Effect.logError("claim at a wake-up died", cause)),
+          Effect.ensuring(Effect.sync(() => {
+            slotFree.unsafeOpen()
+            done()
+          }))
+        )
       )
       FiberSet.unsafeAdd(tasks, fiber)
     }
