@@ -311,6 +311,45 @@ export const flowsJoins = (t: Tester): void => {
         const i = Option.getOrThrow(yield* b.getExecutionInput(down.executionId))
         expect(new TextDecoder().decode(i.payload)).toBe("original")
       }))
+
+    t.test("a dependency applied for an edge never staged passes data only with a reference of its own", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const flowId = yield* createFlow()
+        const up = yield* addMember(flowId)
+        const late = yield* addMember(flowId, { inputPayload: bytes("late") })
+        const given = yield* addMember(flowId, { inputPayload: bytes("given") })
+        const blocked = yield* addMember(flowId, { inputPayload: bytes("blocked") })
+        const upLater = yield* addMember(flowId)
+        // never staged: applying does not verify the edge (docs/design/flows.md#applying-an-edge)
+        const applyUnstaged = (upstream: ExecutionId, down: ExecutionId, dataPassingRef?: string) =>
+          Effect.gen(function*() {
+            const edgeId = yield* Ids.newEdgeId
+            return yield* b.applyDependencyToChild({
+              flowId,
+              edgeId,
+              upstreamExecutionId: upstream,
+              downstreamExecutionId: down,
+              ...(dataPassingRef === undefined ? {} : { dataPassingRef })
+            })
+          })
+        yield* b.complete(yield* claimSome(up.lane), { payload: bytes("from-upstream") })
+        // late: resolved by the apply, with no reference given and no staged edge to take one from
+        expect(yield* applyUnstaged(up.executionId, late.executionId)).toEqual({ _tag: "Applied", unsatisfiedCount: 0 })
+        expect(yield* applyUnstaged(up.executionId, given.executionId, "result")).toEqual({
+          _tag: "Applied",
+          unsatisfiedCount: 0
+        })
+        // resolved by the reconcile pass, from the dependency record
+        yield* applyUnstaged(upLater.executionId, blocked.executionId)
+        yield* b.complete(yield* claimSome(upLater.lane), { payload: bytes("from-later") })
+        yield* settleFlows
+        yield* expectStates([[late.executionId, "waiting"], [given.executionId, "waiting"], [blocked.executionId, "waiting"]])
+        const input = (id: ExecutionId) => Effect.map(b.getExecutionInput(id), (i) => Option.map(i, (x) => text(x.payload)))
+        expect(yield* input(late.executionId)).toEqual(Option.some("late"))
+        expect(yield* input(given.executionId)).toEqual(Option.some("from-upstream"))
+        expect(yield* input(blocked.executionId)).toEqual(Option.some("blocked"))
+      }))
   })
 
   describe("late edges: an edge applied after its upstream ended", () => {

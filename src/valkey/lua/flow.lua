@@ -716,9 +716,10 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   local variant = g.policy_variant
   if variant == nil or variant == "" then variant = "all_of" end
   local success = outcome == "success"
-  -- the reference given when the dependency was applied (the staged edge's when none was given)
+  -- the reference given when the dependency was applied (the staged edge's when none was given;
+  -- none when the edge was never staged: HGET answers false, which FF.str would make "false")
   local ref = FF.str(dep.data_passing_ref)
-  if success and ref == "" then ref = FF.str(C("HGET", K.fx(B, fid, "edge:" .. edge), "data_passing_ref")) end
+  if success and ref == "" then ref = C("HGET", K.fx(B, fid, "edge:" .. edge), "data_passing_ref") or "" end
   local bucket = "failed"
   if success then bucket = "succeeded" elseif outcome == "skipped" and variant ~= "all_of" then bucket = "skipped" end
   C("HSET", dk, "state", success and "satisfied" or "impossible", "last_resolved_at", FF.s(now), "bucket", bucket,
