@@ -5,9 +5,10 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, ManagedRuntime, Redacted } from "effect"
-import { Redis } from "iovalkey"
+import { Cluster, Redis } from "iovalkey"
 import { PostgresBackend } from "../../src/postgres/index.js"
 import { ValkeyBackend } from "../../src/valkey/index.js"
+import { parseClusterUrl } from "../support/servers.js"
 import { type EngineFactory, HMAC } from "./harness.js"
 
 export interface ServerFactory extends EngineFactory {
@@ -43,6 +44,48 @@ export const valkeyFactory = (url: string): ServerFactory => {
     }),
     dispose: async () => {
       await admin.quit()
+    }
+  }
+}
+
+/**
+ * Valkey Cluster (`host:port,host:port,…`, see `parseClusterUrl`): as `valkeyFactory`, with a
+ * backend of its own per run on the cluster's startup nodes — so the cluster-only code paths run
+ * (claims per partition, completions without the no-cluster functions, lane reads per node). The
+ * run's keys are deleted on every primary (one key per UNLINK: a cluster refuses cross-slot
+ * multi-key commands).
+ */
+export const valkeyClusterFactory = (url: string): ServerFactory => {
+  const nodes = parseClusterUrl(url)
+  const admin = new Cluster(nodes, { lazyConnect: true, redisOptions: { maxRetriesPerRequest: 1 } })
+  const base = `diffc-${tag()}`
+  let runs = 0
+  const dropPrefix = (prefix: string) =>
+    Effect.promise(async () => {
+      if (admin.status !== "ready") await admin.connect()
+      for (const node of admin.nodes("master")) {
+        let cursor = "0"
+        do {
+          const [next, keys] = await node.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000)
+          cursor = next
+          if (keys.length > 0) {
+            const batch = node.pipeline()
+            for (const key of keys) batch.unlink(key)
+            await batch.exec()
+          }
+        } while (cursor !== "0")
+      }
+    })
+  return {
+    name: "valkey-cluster",
+    make: Effect.gen(function*() {
+      const keyPrefix = `${base}-${runs++}`
+      yield* Effect.addFinalizer(() => dropPrefix(keyPrefix))
+      return yield* ValkeyBackend.make({ nodes, keyPrefix, clock: "effect", hmacSecret: HMAC })
+    }),
+    dispose: async () => {
+      if (admin.status === "ready") await admin.quit()
+      else admin.disconnect()
     }
   }
 }
