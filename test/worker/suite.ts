@@ -464,6 +464,8 @@ export const workerSuite = (
             lanes: [lane],
             handlers: [stuck],
             leaseTtl: "2 seconds",
+            // a crash: no grace, no release
+            gracePeriod: "0 millis",
             releaseOnShutdown: false,
             workerId: "doomed"
           })
@@ -533,6 +535,31 @@ export const workerSuite = (
             "Claimed@b",
             "Completed@b"
           ])
+        }))
+      test("with releaseOnShutdown off, running attempts still get the grace period; the rest are dropped, their leases left to expire", ({ until }) =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const log = yield* eventLog
+          const echo = echoHandler((i) =>
+            i.text === "short" ? Effect.as(Effect.sleep("1 second"), "short done") : Effect.as(Effect.sleep("1 minute"), "long done")
+          )
+          const w = yield* start({
+            lanes: [lane],
+            handlers: [echo],
+            concurrency: 2,
+            gracePeriod: "2 seconds",
+            releaseOnShutdown: false,
+            onEvent: log.onEvent
+          })
+          const short = yield* submitEcho(lane, "short")
+          const long = yield* submitEcho(lane, "long")
+          yield* until(Effect.map(Effect.all([isState(short, "active"), isState(long, "active")]), (xs) => xs.every(Boolean)))
+          const stopping = yield* Effect.fork(Fiber.interrupt(w))
+          yield* until(Effect.map(Fiber.poll(stopping), Option.isSome), { stepMs: 100 })
+          expect(yield* state(short)).toBe("completed")
+          expect(yield* state(long)).toBe("active")
+          expect((yield* info(long)).stateVector.ownershipState).toBe("leased")
+          expect((yield* log.of(long)).map((e) => e._tag)).toEqual(["Claimed"])
         }))
     })
 

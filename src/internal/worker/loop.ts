@@ -55,7 +55,7 @@ const awaitIdle = (tasks: FiberSet.FiberSet<void, never>, limit: Duration.Durati
 /**
  * The worker's stop: the running attempts may finish within the grace period, then the keeper stops
  * the rest, which hand their executions back (unless `releaseOnShutdown` is off: then they are
- * dropped as in a crash). A claim in flight (at a wake-up, or with a batch of completions) runs in
+ * dropped as in a crash, after the same grace period). A claim in flight (at a wake-up, or with a batch of completions) runs in
  * a fiber of `tasks`, uninterruptible: what it returns once the drain started is handed back at once
  * by that fiber (see `launch`), so waiting for `tasks` waits for the claims and their releases too;
  * past the drain's timeouts, the set's close still waits for them (they cannot be interrupted).
@@ -71,18 +71,19 @@ const drain = (
   Effect.gen(function*() {
     const running = yield* FiberSet.size(tasks)
     if (running === 0) return yield* Effect.logDebug("worker stopped")
-    const inFlight = claiming() ? "; claims in flight: what they return is " : ""
-    if (!settings.releaseOnShutdown) {
-      return yield* Effect.logWarning(
-        `worker stopped; ${attempts()} attempt(s) dropped, their leases will expire${inFlight && `${inFlight}dropped too`}`
-      )
-    }
+    const release = settings.releaseOnShutdown
+    const inFlight = claiming() ? `; claims in flight: what they return is ${release ? "handed back" : "dropped"}` : ""
     yield* Effect.logInfo(
-      `worker stopping; ${attempts()} attempt(s) running, grace ${Duration.format(settings.grace)}${
-        inFlight && `${inFlight}handed back`
-      }`
+      `worker stopping; ${attempts()} attempt(s) running, grace ${Duration.format(settings.grace)}${inFlight}`
     )
     const left = yield* awaitIdle(tasks, settings.grace)
+    if (left > 0 && !release) {
+      return yield* Effect.logWarning(
+        `grace period over; ${attempts()} attempt(s) dropped, their leases will expire${
+          claiming() ? "; what the claims in flight return is dropped too" : ""
+        }`
+      )
+    }
     if (left > 0) {
       yield* Effect.logInfo(
         `grace period over; releasing ${attempts()} attempt(s)${claiming() ? "; claims still in flight" : ""}`
