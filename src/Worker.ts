@@ -375,7 +375,9 @@ export interface WorkerOptions<H> {
    * After the grace period, stop the remaining attempts and hand their
    * executions back (`delay` to now, the same attempt is resumed elsewhere)
    * — default `true`. `false` drops them as a crash would: their leases
-   * expire and the reconciler makes them reclaimable.
+   * expire and the reconciler makes them reclaimable. What a claim in flight
+   * returns once the stop began runs no handler: it is handed back at once
+   * the same way, or with `false` dropped the same way (docs/worker.md, "Shutdown").
    */
   readonly releaseOnShutdown?: boolean | undefined
   /** Stable logical id (default `FLOWFABRIC_WORKER_ID` or `worker-<hostname>`). */

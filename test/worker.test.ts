@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import {
+  Deferred,
   Duration,
   Effect,
   Exit,
@@ -23,7 +24,7 @@ import * as LeaseKeeper from "../src/internal/worker/leaseKeeper.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
 import * as Producer from "../src/Producer.js"
 import * as Worker from "../src/Worker.js"
-import { Add, claimOne, isState, newLane } from "./worker/helpers.js"
+import { Add, claimOne, info, isState, newLane, state } from "./worker/helpers.js"
 import { workerSuite } from "./worker/suite.js"
 import { wakeupSuite } from "./worker/wakeups.js"
 
@@ -632,5 +633,153 @@ describe("batched completions (memory)", () => {
       expect(batches.length).toBeGreaterThan(0)
       // every completion ends up written by its own complete
       expect(singles).toBe(20)
+    }), 20_000)
+})
+
+describe("a claim in flight when the worker stops (memory)", () => {
+  /**
+   * The memory engine whose claims that take something are held while `gate` is set: the claim is
+   * made (the executions are leased to the worker), its reply waits for the gate. Every `delay` (a
+   * release) takes a round trip of a second, as a server's would: a release nobody waits for is
+   * still in flight when the worker has stopped.
+   */
+  const holding = Effect.gen(function*() {
+    const gate = yield* Ref.make(Option.none<Deferred.Deferred<void>>())
+    const held = yield* Ref.make(0)
+    const layer = memoryWith((backend) => ({
+      completeAndClaim: (items, claim) =>
+        Effect.flatMap(backend.completeAndClaim(items, claim), (r) =>
+          Effect.flatMap(Ref.get(gate), (g) =>
+            Option.isNone(g) || r.claimed.length === 0 ?
+              Effect.succeed(r) :
+              Effect.zipRight(Ref.update(held, (n) => n + 1), Effect.as(Deferred.await(g.value), r)))),
+      delay: (handle, args) => Effect.zipRight(Effect.sleep("1 second"), backend.delay(handle, args))
+    }))
+    return { gate, held, layer }
+  })
+
+  /** Lets forked fibers run without moving the clock. */
+  const settle = Effect.repeatN(Effect.yieldNow(), 5)
+  /** Moves the clock by `stepMs` until `condition` holds (at most `max` steps). */
+  const until = <E, R>(condition: Effect.Effect<boolean, E, R>, stepMs = 50, max = 400) =>
+    Effect.gen(function*() {
+      for (let i = 0; i < max; i++) {
+        yield* settle
+        if (yield* condition) return
+        yield* TestClock.adjust(Duration.millis(stepMs))
+      }
+      return yield* Effect.dieMessage(`condition not met after ${max} steps of ${stepMs} ms`)
+    })
+  const ownership = (id: Ids.ExecutionId) => Effect.map(info(id), (i) => i.stateVector.ownershipState)
+
+  const cases = [
+    { path: "at a wake-up", late: false },
+    { path: "at a wake-up", late: true },
+    { path: "with a batch of completions", late: false },
+    { path: "with a batch of completions", late: true }
+  ] as const
+  for (const { late, path } of cases) {
+    const when = late ? "after the grace period and the release timeout" : "within the grace period"
+    it.effect(`a claim made ${path} that returns ${when}: handed back unrun, claimable as soon as the worker stopped`, () =>
+      Effect.gen(function*() {
+        const h = yield* holding
+        yield* Effect.gen(function*() {
+          const lane = yield* newLane()
+          // runs of the handler per execution (`a`) on the first worker
+          const runs = yield* Ref.make<ReadonlyArray<number>>([])
+          const first = yield* Deferred.make<void>()
+          const events = yield* Ref.make<ReadonlyArray<string>>([])
+          const worker = yield* Effect.fork(Worker.run({
+            lanes: [lane],
+            handlers: [Worker.handler({
+              ...Add,
+              run: (i) =>
+                Effect.zipRight(
+                  Ref.update(runs, (all) => [...all, i.a]),
+                  // the batch case: the first execution completes once the claim is to be held
+                  i.a === 0 ? Effect.as(Deferred.await(first), i.a + i.b) : Effect.succeed(i.a + i.b)
+                )
+            })],
+            concurrency: 1,
+            gracePeriod: "1 second",
+            leaseTtl: "30 seconds",
+            idle: Schedule.spaced("1 hour"),
+            batchCompletions: path !== "at a wake-up",
+            workerInstanceId: "first",
+            onEvent: (e) => Ref.update(events, (all) => [...all, `${e._tag}:${e.executionId}`])
+          }))
+          yield* settle
+          const gate = yield* Deferred.make<void>()
+          let held: Ids.ExecutionId
+          if (path === "at a wake-up") {
+            // the worker waits for a wake-up: the submit's wake-up claims, and that claim is held
+            yield* Ref.set(h.gate, Option.some(gate))
+            held = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+          } else {
+            // the worker's one slot runs the first execution; its completion claims the next one
+            const x = yield* Producer.submit(Add, { a: 0, b: 1 }, { lane })
+            yield* until(isState(x, "active"))
+            held = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+            yield* Ref.set(h.gate, Option.some(gate))
+            yield* Deferred.succeed(first, undefined)
+          }
+          yield* until(Effect.map(Ref.get(h.held), (n) => n === 1))
+          expect(yield* ownership(held)).toBe("leased")
+          // the worker stops while the claim is in flight
+          const stopping = yield* Effect.fork(Fiber.interrupt(worker))
+          yield* settle
+          yield* TestClock.adjust(late ? "6100 millis" : "200 millis")
+          yield* settle
+          yield* Deferred.succeed(gate, undefined)
+          yield* Ref.set(h.gate, Option.none())
+          yield* until(Effect.map(Fiber.poll(stopping), Option.isSome))
+          // the moment the worker has stopped, the execution is no longer leased: handed back unrun
+          expect(yield* ownership(held)).not.toBe("leased")
+          expect(["delayed", "waiting"]).toContain(yield* state(held))
+          expect((yield* Ref.get(runs)).filter((a) => a === 1)).toEqual([])
+          expect((yield* Ref.get(events)).filter((e) => e.endsWith(held))).toEqual([`Claimed:${held}`, `Released:${held}`])
+          // another worker takes it at once, long before its lease would have expired
+          const second = yield* Effect.fork(Worker.run({
+            lanes: [lane],
+            handlers: [Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a + i.b) })],
+            idle: Schedule.spaced("1 hour"),
+            workerInstanceId: "second"
+          }))
+          yield* until(isState(held, "completed"), 50, 40)
+          expect(yield* Producer.result(Add, held)).toEqual(Option.some(3))
+          yield* Fiber.interrupt(second)
+        }).pipe(Effect.provide(h.layer))
+      }), 20_000)
+  }
+
+  it.effect("with releaseOnShutdown off, what a claim in flight returns is dropped unrun: no handler starts", () =>
+    Effect.gen(function*() {
+      const h = yield* holding
+      yield* Effect.gen(function*() {
+        const lane = yield* newLane()
+        const runs = yield* Ref.make(0)
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          handlers: [Worker.handler({ ...Add, run: (i) => Effect.zipRight(Ref.update(runs, (n) => n + 1), Effect.succeed(i.a + i.b)) })],
+          concurrency: 1,
+          releaseOnShutdown: false,
+          leaseTtl: "30 seconds",
+          idle: Schedule.spaced("1 hour")
+        }))
+        yield* settle
+        const gate = yield* Deferred.make<void>()
+        yield* Ref.set(h.gate, Option.some(gate))
+        const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+        yield* until(Effect.map(Ref.get(h.held), (n) => n === 1))
+        const stopping = yield* Effect.fork(Fiber.interrupt(worker))
+        yield* settle
+        // the worker does not end before its claim does (the claim cannot be interrupted)
+        expect(Option.isNone(yield* Fiber.poll(stopping))).toBe(true)
+        yield* Deferred.succeed(gate, undefined)
+        yield* until(Effect.map(Fiber.poll(stopping), Option.isSome))
+        // dropped as the running attempts are: its handler never ran, its lease expires
+        expect(yield* Ref.get(runs)).toBe(0)
+        expect(yield* ownership(id)).toBe("leased")
+      }).pipe(Effect.provide(h.layer))
     }), 20_000)
 })

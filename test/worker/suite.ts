@@ -10,7 +10,7 @@
  * `Clock`) and uses its own lanes, so a layer may be shared.
  */
 import { describe, expect } from "@effect/vitest"
-import { Data, Deferred, Duration, Effect, Either, Fiber, type Layer, Option, Ref, Schedule, Schema } from "effect"
+import { Clock, Data, Deferred, Duration, Effect, Either, Fiber, type Layer, Option, Ref, Schedule, Schema } from "effect"
 import { EngineBackend } from "../../src/EngineBackend.js"
 import { isLeaseLost } from "../../src/EngineError.js"
 import * as Ids from "../../src/Ids.js"
@@ -358,7 +358,7 @@ export const workerSuite = (
     })
 
     describe("leases", () => {
-      test("a long attempt keeps its lease through renewals", ({ until }) =>
+      test("a long attempt keeps its lease through renewals", ({ eventually, until }) =>
         Effect.gen(function*() {
           const lane = yield* newLane()
           const log = yield* eventLog
@@ -366,12 +366,22 @@ export const workerSuite = (
           yield* start({ lanes: [lane], handlers: [echo], leaseTtl: "3 seconds", onEvent: log.onEvent })
           const id = yield* submitEcho(lane, "slow")
           let maxExpiry = 0
+          // The lease is renewed every second (a third of its TTL). The clock moves on only while
+          // the lease has a second left after the step: once less is left, its renewal has been due
+          // for a while, and the test waits (real time) for it to land. Without that wait a loaded
+          // machine let the steps, 5 ms of real time each, run past a renewal still in flight.
+          const leaseLeft = Effect.gen(function*() {
+            const s = yield* snapshot(id)
+            const now = yield* Clock.currentTimeMillis
+            return s.currentLease === undefined ? Infinity : s.currentLease.expiresAt - now
+          })
           // Each step runs the one pass that would take a lapsed lease away (every pass at each of
           // the ~80 steps cost most of this test's real time, past a minute on a loaded machine).
           yield* until(isState(id, "completed"), {
             stepMs: 250,
             maxSteps: 200,
             tick: Effect.gen(function*() {
+              yield* eventually(Effect.map(leaseLeft, (left) => left >= 1_250))
               yield* expireLeases
               const s = yield* snapshot(id)
               maxExpiry = Math.max(maxExpiry, s.currentLease?.expiresAt ?? 0)
@@ -454,6 +464,8 @@ export const workerSuite = (
             lanes: [lane],
             handlers: [stuck],
             leaseTtl: "2 seconds",
+            // a crash: no grace, no release
+            gracePeriod: "0 millis",
             releaseOnShutdown: false,
             workerId: "doomed"
           })
@@ -523,6 +535,31 @@ export const workerSuite = (
             "Claimed@b",
             "Completed@b"
           ])
+        }))
+      test("with releaseOnShutdown off, running attempts still get the grace period; the rest are dropped, their leases left to expire", ({ until }) =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const log = yield* eventLog
+          const echo = echoHandler((i) =>
+            i.text === "short" ? Effect.as(Effect.sleep("1 second"), "short done") : Effect.as(Effect.sleep("1 minute"), "long done")
+          )
+          const w = yield* start({
+            lanes: [lane],
+            handlers: [echo],
+            concurrency: 2,
+            gracePeriod: "2 seconds",
+            releaseOnShutdown: false,
+            onEvent: log.onEvent
+          })
+          const short = yield* submitEcho(lane, "short")
+          const long = yield* submitEcho(lane, "long")
+          yield* until(Effect.map(Effect.all([isState(short, "active"), isState(long, "active")]), (xs) => xs.every(Boolean)))
+          const stopping = yield* Effect.fork(Fiber.interrupt(w))
+          yield* until(Effect.map(Fiber.poll(stopping), Option.isSome), { stepMs: 100 })
+          expect(yield* state(short)).toBe("completed")
+          expect(yield* state(long)).toBe("active")
+          expect((yield* info(long)).stateVector.ownershipState).toBe("leased")
+          expect((yield* log.of(long)).map((e) => e._tag)).toEqual(["Claimed"])
         }))
     })
 

@@ -89,6 +89,37 @@ export const runAttempt = (
     runWithInput(rt, handle, p, claimedAt, Either.right(prefetched.value), restore) :
     Effect.flatMap(restore(readInput(rt, p)), (input) => runWithInput(rt, handle, p, claimedAt, input, restore))
 
+/**
+ * An execution a claim returned once the worker was stopping (its drain had started): handed back
+ * without running its handler, as the drain hands back the attempts it stops (`delay` to now: the
+ * same attempt resumes elsewhere), and reported `Claimed` then `Released`. Its kind is read from
+ * the input the claim brought (`"?"` when it brought none: no read at shutdown).
+ */
+export const releaseUnrun = (
+  rt: Runtime,
+  handle: M.Handle,
+  p: M.HandlePayload,
+  claimedAt: number,
+  input: Option.Option<M.ExecutionInput>
+): Effect.Effect<void> =>
+  Effect.clockWith((clock) => {
+    const a: Attempt = {
+      rt,
+      handle,
+      p,
+      claimedAt,
+      clock,
+      base: {
+        executionId: p.executionId,
+        kind: Option.isSome(input) ? input.value.executionKind : "?",
+        lane: p.laneId,
+        attempt: p.attemptIndex + 1,
+        workerInstanceId: rt.settings.workerInstanceId
+      }
+    }
+    return Effect.zipRight(emit(a, { ...a.base, _tag: "Claimed", handleKind: handle.kind }), release(a))
+  })
+
 /** The attempt once its input was read: steps 2 to 4, in the span `Worker.attempt` (when traced). */
 const runWithInput = (
   rt: Runtime,

@@ -26,7 +26,7 @@ import { type EngineError, rootCause } from "../../EngineError.js"
 import type * as M from "../../Model.js"
 import { decodeHandle } from "../handleCodec.js"
 import { MAX_CLAIM_BATCH } from "../validation.js"
-import { type Restore, runAttempt } from "./attempt.js"
+import { releaseUnrun, type Restore, runAttempt } from "./attempt.js"
 import * as Completions from "./completions.js"
 import * as LeaseKeeper from "./leaseKeeper.js"
 import { activeTasks, claimsTotal, type Labels, labelSets, renewalsTotal } from "./metrics.js"
@@ -55,27 +55,43 @@ const awaitIdle = (tasks: FiberSet.FiberSet<void, never>, limit: Duration.Durati
 /**
  * The worker's stop: the running attempts may finish within the grace period, then the keeper stops
  * the rest, which hand their executions back (unless `releaseOnShutdown` is off: then they are
- * dropped as in a crash).
+ * dropped as in a crash, after the same grace period). A claim in flight (at a wake-up, or with a batch of completions) runs in
+ * a fiber of `tasks`, uninterruptible: what it returns once the drain started is handed back at once
+ * by that fiber (see `launch`), so waiting for `tasks` waits for the claims and their releases too;
+ * past the drain's timeouts, the set's close still waits for them (they cannot be interrupted).
+ * `attempts` and `claiming` only word the log.
  */
 const drain = (
   settings: Settings,
   tasks: FiberSet.FiberSet<void, never>,
-  keeper: LeaseKeeper.LeaseKeeper
+  keeper: LeaseKeeper.LeaseKeeper,
+  attempts: () => number,
+  claiming: () => boolean
 ): Effect.Effect<void> =>
   Effect.gen(function*() {
     const running = yield* FiberSet.size(tasks)
     if (running === 0) return yield* Effect.logDebug("worker stopped")
-    if (!settings.releaseOnShutdown) {
-      return yield* Effect.logWarning(`worker stopped; ${running} attempt(s) dropped, their leases will expire`)
-    }
-    yield* Effect.logInfo(`worker stopping; ${running} attempt(s) running, grace ${Duration.format(settings.grace)}`)
+    const release = settings.releaseOnShutdown
+    const inFlight = claiming() ? `; claims in flight: what they return is ${release ? "handed back" : "dropped"}` : ""
+    yield* Effect.logInfo(
+      `worker stopping; ${attempts()} attempt(s) running, grace ${Duration.format(settings.grace)}${inFlight}`
+    )
     const left = yield* awaitIdle(tasks, settings.grace)
+    if (left > 0 && !release) {
+      return yield* Effect.logWarning(
+        `grace period over; ${attempts()} attempt(s) dropped, their leases will expire${
+          claiming() ? "; what the claims in flight return is dropped too" : ""
+        }`
+      )
+    }
     if (left > 0) {
-      yield* Effect.logInfo(`grace period over; releasing ${left} attempt(s)`)
+      yield* Effect.logInfo(
+        `grace period over; releasing ${attempts()} attempt(s)${claiming() ? "; claims still in flight" : ""}`
+      )
       yield* keeper.shutdown
       yield* awaitIdle(tasks, RELEASE_TIMEOUT)
     }
-    yield* Effect.logInfo("worker stopped")
+    yield* Effect.logInfo(claiming() ? "worker stopped; waiting for the claims in flight" : "worker stopped")
   })
 
 /** The lane's log annotations and the attempt's (`executionId`, `attempt`). */
@@ -145,7 +161,12 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     let stopping = false
 
     // Registered after the FiberSet, so it runs before the set interrupts what is left.
-    yield* Effect.addFinalizer(() => Effect.zipRight(Effect.sync(() => void (stopping = true)), drain(settings, tasks, keeper)))
+    yield* Effect.addFinalizer(() =>
+      Effect.zipRight(
+        Effect.sync(() => void (stopping = true)),
+        drain(settings, tasks, keeper, () => running, () => reserved > 0)
+      )
+    )
 
     const policy: M.ClaimPolicy = {
       workerId: settings.workerId,
@@ -232,6 +253,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         if (resumed > 0) {
           claimsTotal.unsafeUpdate(resumed, l.claimLabels.resumed ??= labels("lane", lane, "handle_kind", "resumed"))
         }
+        if (stopping) return launchStopping(l.annotations, claimedAt, claimed)
         for (const { handle, input } of claimed) {
           const p = decodeHandle(handle.backend, handle)
           if (Either.isLeft(p)) {
@@ -265,6 +287,33 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           { discard: true }
         )
       })
+    /**
+     * What a claim returned once the drain had started (the claim was in flight when the worker
+     * began to stop): no handler runs. Each execution is handed back at once, as the drain hands
+     * back the attempts it stops, in the claiming fiber itself (uninterruptible, held in the
+     * attempts' set: the drain, and the set's close, wait for it); with `releaseOnShutdown` off it
+     * is dropped, as the drain drops running attempts (its lease expires).
+     */
+    const launchStopping = (
+      laneAnnotations: HashMap.HashMap<string, unknown>,
+      claimedAt: number,
+      claimed: ReadonlyArray<EngineBackend.ClaimedWork>
+    ): Effect.Effect<void> => {
+      if (!settings.releaseOnShutdown) {
+        return Effect.logWarning(
+          `worker stopping; ${claimed.length} execution(s) claimed meanwhile dropped unrun, their leases will expire`
+        )
+      }
+      return Effect.forEach(claimed, ({ handle, input }) => {
+        const p = decodeHandle(handle.backend, handle)
+        if (Either.isLeft(p)) return Effect.logError(`claimed handle does not decode: ${JSON.stringify(p.left)}`)
+        return Effect.locally(
+          releaseUnrun(rt!, handle, p.right, claimedAt, input),
+          FiberRef.currentLogAnnotations,
+          attemptAnnotations(laneAnnotations, p.right.executionId, p.right.attemptIndex + 1)
+        )
+      }, { concurrency: "unbounded", discard: true })
+    }
     const refill: Completions.Refill = {
       reserve: (completing) => {
         const max = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved + completing)
