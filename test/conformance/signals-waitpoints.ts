@@ -19,6 +19,7 @@ import {
   publicState,
   signal,
   signalAccepted,
+  suspendSingle,
   type Tester,
   validationFails,
   vector
@@ -237,6 +238,20 @@ export const signalsWaitpoints = (t: Tester): void => {
           "WaitpointClosed"
         )
         expect(yield* publicState(p.executionId)).toBe("active")
+      }))
+
+    t.test("an expired pending waitpoint of an execution suspended on another one: a signal to it is WaitpointClosed", () =>
+      Effect.gen(function*() {
+        const p = yield* pendingWaitpoint("approval", "1 second")
+        yield* suspendSingle(p.handle, { signalName: "go" })
+        yield* advance(1_000)
+        yield* pass("expirePendingWaitpoints")
+        yield* failsWith(
+          signal({ executionId: p.executionId, waitpointId: p.wp.waitpointId, token: p.wp.hmacToken }),
+          "State",
+          "WaitpointClosed"
+        )
+        expect(yield* publicState(p.executionId)).toBe("suspended")
       }))
 
     t.test("createWaitpoint errors: ExecutionNotActive, lease lost, InvalidWaitpointKey", () =>

@@ -4,24 +4,19 @@
  * every use is counted and printed, and `FLOWFABRIC_DIFF_STRICT=1` turns all of them off.
  * Remove a waiver when the backend (or the memory reference) is fixed.
  *
- * Open: the two Valkey waivers below, found by the cluster test (`valkey-cluster.test.ts`) with
+ * Open: the Valkey waiver below, found by the cluster test (`valkey-cluster.test.ts`) with
  * 80-command sequences; standalone Valkey diverges the same way, memory and Postgres agree.
- * Closed: `claim-order-with-capabilities` (the Valkey claim took the first
+ * Closed: `valkey-signal-to-expired-pending-waitpoint-while-suspended` (a signal to a pending
+ * waitpoint the expiry pass closed, sent while the execution was suspended on another waitpoint,
+ * answered Contention(WaitpointNotFound) on Valkey, not State(WaitpointClosed)), fixed in
+ * suspension.lua and pinned by the conformance test "an expired pending waitpoint of an execution
+ * suspended on another one…" (signals-waitpoints.ts); `claim-order-with-capabilities` (the Valkey claim took the first
  * capable candidate of the best hinted partition, not the globally best one, and trusted stale
  * hints), is fixed by the bounded hint walk (claim.lua `FF.claim_lane_one`, src/valkey/internal/claim.ts
  * `claimCluster`) and pinned by the conformance tests "the best capable candidate wins across
  * partitions…" and "a partition whose best candidate was blocked…" (scheduling.ts).
  */
 import type { Command, Waiver } from "./harness.js"
-
-const signalRepro: ReadonlyArray<Command> = [
-  { _tag: "CreateExecution", lane: 0, priority: 0, caps: [], join: true },
-  { _tag: "Claim", lane: 0, caps: ["gpu", "ssd"], ttlMs: 1000, worker: 0 },
-  { _tag: "CreateWaitpoint", handle: 4, expiresInMs: 100 },
-  { _tag: "Suspend", handle: 0, binding: "fresh", matcher: "go", timeoutBehavior: "fail", reasonCode: "waiting_for_approval" },
-  { _tag: "Settle", ms: 1001 },
-  { _tag: "DeliverSignal", waitpoint: 3, token: "good", name: "go", idempotencyKey: "sig-1" }
-]
 
 const cancelFlowRepro: ReadonlyArray<Command> = [
   { _tag: "CreateFlow" },
@@ -42,28 +37,6 @@ const cancelFlowRepro: ReadonlyArray<Command> = [
   { _tag: "CompleteAndClaim", handle: 0, none: true, payload: "", lane: 0, caps: ["gpu", "ssd"], worker: 0, max: 0 },
   { _tag: "StageEdge", flow: 5, upstream: 4, downstream: 3, revision: "current", apply: true, dataPassing: true }
 ]
-
-/**
- * Found by the cluster differential test with 80-command sequences (standalone Valkey diverges the
- * same way; memory and Postgres agree). A signal to a pending waitpoint that the expiry pass closed
- * (`never_committed`), sent while the execution is suspended on another waitpoint: the rules refuse
- * it as `State(WaitpointClosed)` (docs/design/signals.md, "Waitpoints": an expired pending waitpoint
- * is "refused like a closed one"; "Buffering": "as does one the expiry pass has closed"). Valkey's
- * ff_deliver_signal (suspension.lua) only takes the never-bound branch when the execution is not
- * suspended or the waitpoint is still pending; here it falls through to the condition hash, which a
- * never-bound waitpoint lacks, and answers `Contention(WaitpointNotFound)`. Nothing is written on
- * either side, so the result alone differs.
- */
-const expiredPendingWaitpointSignal: Waiver = {
-  id: "valkey-signal-to-expired-pending-waitpoint-while-suspended",
-  description: "a signal to a pending waitpoint closed by the expiry pass, while the execution is suspended on another " +
-    "waitpoint: Valkey answers Contention(WaitpointNotFound), the rules State(WaitpointClosed)",
-  matches: (d, step) =>
-    step.label.startsWith("DeliverSignal") &&
-    ((d.path.endsWith("result.err._tag") && d.reference === "State" && d.candidate === "Contention") ||
-      (d.path.endsWith("result.err.kind") && d.reference === "WaitpointClosed" && d.candidate === "WaitpointNotFound")),
-  repro: signalRepro
-}
 
 /**
  * Found by the cluster differential test with 80-command sequences (standalone Valkey diverges the
@@ -90,12 +63,12 @@ const replayedMemberSkippedByUnrelatedApply: Waiver = {
   repro: cancelFlowRepro
 }
 
-export const valkeyWaivers: ReadonlyArray<Waiver> = [expiredPendingWaitpointSignal, replayedMemberSkippedByUnrelatedApply]
+export const valkeyWaivers: ReadonlyArray<Waiver> = [replayedMemberSkippedByUnrelatedApply]
 
 export const postgresWaivers: ReadonlyArray<Waiver> = []
 
 /**
  * The Valkey layer on a Valkey Cluster (valkey-cluster.test.ts): its own list, as the cluster code
- * paths differ; today the standalone waivers, which the cluster shows the same way.
+ * paths differ; today the standalone waiver, which the cluster shows the same way.
  */
-export const valkeyClusterWaivers: ReadonlyArray<Waiver> = [expiredPendingWaitpointSignal, replayedMemberSkippedByUnrelatedApply]
+export const valkeyClusterWaivers: ReadonlyArray<Waiver> = [replayedMemberSkippedByUnrelatedApply]

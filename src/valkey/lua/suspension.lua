@@ -474,7 +474,7 @@ FF.fn.deliver_signal = function(B, a, now, payload)
   end
   if c.lifecycle_phase == "terminal" then return FF.err("target_not_signalable") end
   local never_bound = (wp.suspension_id or "") == ""
-  if c.lifecycle_phase ~= "suspended" or wp.state == "pending" then
+  if c.lifecycle_phase ~= "suspended" or wp.state == "pending" or never_bound then
     if wp.state == "pending" or (wp.state == "closed" and never_bound) then
       -- buffered (docs/design/signals.md#buffering) until suspend activates the waitpoint; a pending waitpoint closed or past
       -- its expiry takes nothing more
