@@ -12,6 +12,8 @@ import { Transport } from "../../EngineError.js"
 export const LUA_FILES = [
   "flowfabric.lua",
   "helpers.lua",
+  "ids.lua",
+  "lease.lua",
   "history.lua",
   "events.lua",
   "json.lua",

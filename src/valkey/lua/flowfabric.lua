@@ -28,7 +28,7 @@
                                      (docs/design/errors.md#error-codes-of-the-server-libraries)
   Errors every function may answer besides its own: invalid_input (a malformed argument, before
   any write; "staged" for a bad staging map), staged_blob_missing (a staged blob expired).
-  "The ladder's errors" (FF.ladder, helpers.lua): execution_not_active (+ outcome, epoch, phase,
+  "The ladder's errors" (FF.ladder, lease.lua): execution_not_active (+ outcome, epoch, phase,
   attempt id), lease_revoked, lease_expired (+ "marked" and the wake when this call marked it),
   stale_lease.
 ]]

@@ -107,7 +107,7 @@ FF.fn.list_flows = function(B, a, now)
 end
 
 -- ff_list_executions: a page of the partition's executions by id, after the cursor, read from the
--- partition's id index (FF.ids_page, helpers.lua): the call reads at most limit + 3 buckets.
+-- partition's id index (FF.ids_page, ids.lua): the call reads at most limit + 3 buckets.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {cursor?, limit}
 --   reply:  {1, "OK", "", execution id, ...} (up to limit + 1 ids: one more tells the layer a next
