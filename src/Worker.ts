@@ -226,7 +226,12 @@ const HandlerTypeId: unique symbol = Symbol.for("flowfabric/Worker/Handler")
 export interface Handler<out R> {
   readonly [HandlerTypeId]: { readonly _R: (_: never) => R }
   readonly kind: string
-  /** Decodes the payload, runs the handler with the context `makeContext` builds, encodes its output. */
+  /**
+   * Decodes the payload, runs the handler with the context `makeContext` builds, encodes its
+   * output. The payload is decoded and the handler's `run` called when `execute` is called (the
+   * worker calls it as the attempt starts, in the attempt's fiber); a `run` that throws gives an
+   * effect that dies with what it threw.
+   */
   readonly execute: (
     payload: Uint8Array,
     makeContext: <I>(input: I) => TaskContext<I>
@@ -280,13 +285,16 @@ export const handler = <I, IE, O, OE, E, R>(spec: HandlerSpec<I, IE, O, OE, E, R
           },
           onSuccess: encodeOutput
         })
-      return Effect.suspend(() => {
+      // evaluated now, not in a step of its own (see `execute`)
+      try {
         // a schema without asynchronous steps decodes to an `Either`: one step less
         const decoded = decodeInput(payload)
         if (!Either.isEither(decoded)) return Effect.flatMap(decoded, runOn)
         const now = decoded as Either.Either<I, HandlerFailure>
         return Either.isLeft(now) ? Either.left(now.left) : runOn(now.right)
-      })
+      } catch (defect) {
+        return Effect.die(defect)
+      }
     }
   }
 }

@@ -57,7 +57,7 @@ const leaseFor = (
     blockingDetail: "",
     attemptState: "running_attempt"
   }, now)
-  store.leaseExpiries.push(e.leaseExpiresAt, e.id)
+  store.leaseExpiries.push(e.leaseExpiresAt, e.id, e)
 }
 
 const armAttemptTimeout = (store: Store, e: Exec, now: number, remaining?: number): void => {
@@ -227,16 +227,18 @@ class Candidates {
 
 /**
  * Claims until `max` executions or the lane runs out, one `ids()` per claim: each claimed
- * execution with its handle (claimMany, claimWithInputs).
+ * execution's handle and execution, as `take` makes its entry of the reply (claimMany,
+ * claimWithInputs).
  */
-const claimUpTo = (
+const claimUpTo = <A>(
   store: Store,
   now: number,
   args: M.ClaimArgs,
   max: number,
-  ids: () => { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
-): Array<{ readonly handle: M.Handle; readonly e: Exec }> => {
-  const claimed: Array<{ readonly handle: M.Handle; readonly e: Exec }> = []
+  ids: () => { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId },
+  take: (handle: M.Handle, e: Exec) => A
+): Array<A> => {
+  const claimed: Array<A> = []
   const candidates = new Candidates(store, args.lane, args.capabilities.tokens, args.kinds, now, args.policy.workerId)
   while (claimed.length < max) {
     const next = ids()
@@ -245,13 +247,15 @@ const claimUpTo = (
       if (e === undefined) return claimed
       const handle = takeCandidate(store, e, now, args, next)
       if (handle !== undefined) {
-        claimed.push({ handle, e })
+        claimed.push(take(handle, e))
         break
       }
     }
   }
   return claimed
 }
+
+const handleOnly = (handle: M.Handle): M.Handle => handle
 
 /** Claims until `max` handles or the lane runs out. */
 export const claimMany = (
@@ -260,7 +264,7 @@ export const claimMany = (
   args: M.ClaimArgs,
   max: number,
   ids: () => { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
-): R<ReadonlyArray<M.Handle>> => ok(claimUpTo(store, now, args, max, ids).map((c) => c.handle))
+): R<ReadonlyArray<M.Handle>> => ok(claimUpTo(store, now, args, max, ids, handleOnly))
 
 /**
  * `claimMany` with each claimed execution's input: the inputs total at most `Limits.batchBytes`,
@@ -274,7 +278,7 @@ export const claimWithInputs = (
   ids: () => { readonly leaseId: Ids.LeaseId; readonly attemptId: Ids.AttemptId }
 ): R<ReadonlyArray<EngineBackend.ClaimedWork>> => {
   let bytes = 0
-  return ok(claimUpTo(store, now, args, max, ids).map(({ e, handle }) => {
+  return ok(claimUpTo(store, now, args, max, ids, (handle, e): EngineBackend.ClaimedWork => {
     bytes += e.payload.length
     return { handle, input: bytes > Limits.batchBytes ? Option.none() : Option.some(inputOf(e)) }
   }))

@@ -78,9 +78,11 @@ export const dropEndedLeaseExpiries = (store: Store): void => {
   for (;;) {
     const top = heap.peek()
     if (top === undefined) return
-    const e = store.executions.get(top.key as Ids.ExecutionId)
-    // the expiry pass's test of a live entry (maintenance.ts, expireLeases)
-    if (e !== undefined && e.phase === "active" && e.ownership === "leased" && e.leaseExpiresAt === top.score) return
+    // the expiry pass's test of a live entry (maintenance.ts, expireLeases), on the execution the
+    // entry was pushed for: no lookup by id (an execution is deleted only once terminal, and one
+    // created again under its id pushes entries of its own)
+    const e = top.value
+    if (e.phase === "active" && e.ownership === "leased" && e.leaseExpiresAt === top.score) return
     heap.pop()
   }
 }

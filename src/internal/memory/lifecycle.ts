@@ -175,7 +175,7 @@ export const renew = (store: Store, now: number, h: HandleRef): R<M.LeaseRenewal
   e.leaseExpiresAt = now + p.leaseTtlMs
   e.leaseLastRenewedAt = now
   e.lastMutationAt = now
-  store.leaseExpiries.push(e.leaseExpiresAt, e.id)
+  store.leaseExpiries.push(e.leaseExpiresAt, e.id, e)
   return ok({ expiresAtMs: e.leaseExpiresAt, leaseEpoch: p.leaseEpoch })
 }
 

@@ -22,8 +22,8 @@ export interface PassCount {
   readonly nextDueAt?: number | undefined
 }
 
-export const drainHeap = (
-  heap: MinHeap,
+export const drainHeap = <V>(
+  heap: MinHeap<V>,
   now: number,
   batch: number,
   apply: (key: string, score: number) => boolean

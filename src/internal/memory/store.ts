@@ -45,7 +45,8 @@ export class Store {
   readonly delayed = new MinHeap()
   /** The `delayed` entries again, per lane (the wake-up timers of the lanes' idle workers). */
   readonly laneDelays = new Map<Ids.LaneId, MinHeap>()
-  readonly leaseExpiries = new MinHeap()
+  /** Lease expiries, each entry with its execution (see `dropEndedLeaseExpiries`). */
+  readonly leaseExpiries = new MinHeap<Exec>()
   readonly attemptTimeouts = new MinHeap()
   readonly deadlines = new MinHeap()
   readonly suspensionTimeouts = new MinHeap()

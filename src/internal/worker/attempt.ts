@@ -145,9 +145,10 @@ const runWithInput = (
       }
     }
     const start = handlerFor(a, input)
-    const rest = start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore, fiber)
+    // (the handler's `run` is called once `Claimed` was reported: `execute` calls it at once)
+    const rest = () => start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore, fiber)
     const { onEvent } = rt.settings
-    const body = onEvent === undefined ? rest : Effect.zipRight(
+    const body = onEvent === undefined ? rest() : Effect.flatMap(
       onEvent({
         _tag: "Claimed",
         executionId: a.base.executionId,

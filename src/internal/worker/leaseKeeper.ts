@@ -42,6 +42,8 @@ interface Entry {
   renewAt: number
   /** Registered: its handler runs (a renewal of an entry gone does nothing). */
   live: boolean
+  /** Its index in the keeper's list of running attempts while registered. */
+  slot: number
 }
 
 export interface LeaseKeeper {
@@ -103,18 +105,17 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
     const renewEveryMs = Duration.toMillis(options.renewEvery)
     // how often due leases are looked for, and how soon a failed renewal is tried again
     const tickMs = Math.max(5, Math.min(250, Math.floor(renewEveryMs / 4)))
-    // The running attempts by execution: one map, one write per attempt registered and one per
-    // attempt gone. An execution may have two entries for a moment: an attempt whose lease was
-    // revoked, and the next attempt, claimed again before the first one stopped.
-    const byExecution = new Map<string, Entry | Set<Entry>>()
-    /** Every running attempt's entry. */
-    const allEntries = (): Array<Entry> => {
-      const all: Array<Entry> = []
-      for (const same of byExecution.values()) {
-        if (same instanceof Set) for (const entry of same) all.push(entry)
-        else all.push(same)
-      }
-      return all
+    // The running attempts, in a list where each entry knows its index: registering appends, and
+    // an attempt gone is replaced by the last entry (no hashing of the execution id per attempt).
+    // Only a revocation looks an execution up, by a pass over the list. An execution may have two
+    // entries for a moment: an attempt whose lease was revoked, and the next attempt, claimed
+    // again before the first one stopped.
+    const running: Array<Entry> = []
+    /** Every running attempt's entry of `executionId`. */
+    const entriesOf = (executionId: string): Array<Entry> => {
+      const found: Array<Entry> = []
+      for (const entry of running) if (entry.lease.executionId === executionId) found.push(entry)
+      return found
     }
     // revocations that came before their attempt registered (oldest first)
     const early = new Set<string>()
@@ -155,14 +156,10 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       }))
 
     const pass = Effect.gen(function*() {
-      if (byExecution.size === 0) return
+      if (running.length === 0) return
       const now = yield* Clock.currentTimeMillis
       const due: Array<Entry> = []
-      for (const same of byExecution.values()) {
-        if (!(same instanceof Set)) {
-          if (same.renewAt <= now) due.push(same)
-        } else for (const entry of same) if (entry.renewAt <= now) due.push(entry)
-      }
+      for (const entry of running) if (entry.renewAt <= now) due.push(entry)
       if (due.length > 0) yield* Effect.forEach(due, renew, { concurrency: RENEWAL_CONCURRENCY, discard: true })
     })
     yield* Effect.forkScoped(Effect.repeat(
@@ -171,20 +168,16 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
     ))
 
     const register = (entry: Entry) => {
-      const id = entry.lease.executionId
-      const same = byExecution.get(id)
-      if (same === undefined) byExecution.set(id, entry)
-      else if (same instanceof Set) same.add(entry)
-      else byExecution.set(id, new Set([same, entry]))
+      entry.slot = running.length
+      running.push(entry)
     }
     const unregister = (entry: Entry) => {
+      if (!entry.live) return
       entry.live = false
-      const id = entry.lease.executionId
-      const same = byExecution.get(id)
-      if (same === entry) byExecution.delete(id)
-      else if (same instanceof Set) {
-        same.delete(entry)
-        if (same.size === 0) byExecution.delete(id)
+      const last = running.pop()!
+      if (last !== entry) {
+        running[entry.slot] = last
+        last.slot = entry.slot
       }
     }
 
@@ -204,7 +197,8 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
         fiber,
         expiresAt: claimedAt + leaseTtlMs,
         renewAt: claimedAt + renewEveryMs,
-        live: true
+        live: true,
+        slot: 0
       }
       register(entry)
       // the caller's region is uninterruptible: once the handler's exit is in, the entry goes
@@ -230,10 +224,10 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
 
     const recheck = (executionId: string) =>
       Effect.suspend(() => {
-        const same = byExecution.get(executionId)
+        const same = entriesOf(executionId)
         // every attempt of the execution is checked: the revoked one may not be the newest
-        if (same instanceof Set) return Effect.forEach([...same], renew, { concurrency: "unbounded", discard: true })
-        if (same !== undefined) return renew(same)
+        if (same.length > 1) return Effect.forEach(same, renew, { concurrency: "unbounded", discard: true })
+        if (same.length === 1) return renew(same[0]!)
         early.add(executionId)
         if (early.size > EARLY_REVOCATIONS) early.delete(early.values().next().value!)
         return Effect.void
@@ -241,7 +235,7 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
 
     const shutdown = Effect.suspend(() => {
       shuttingDown = true
-      return Effect.forEach(allEntries(), (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
+      return Effect.forEach([...running], (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
     })
 
     return { guard, guardThen, guardThenOn, shutdown, recheck }
