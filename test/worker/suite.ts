@@ -163,6 +163,32 @@ export const workerSuite = (
           expect((yield* snapshot(later)).totalAttemptCount).toBe(2)
         }))
 
+      test("a run that throws instead of returning an effect fails its execution as InfraCrash", ({ until }) =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const log = yield* eventLog
+          const h = Worker.handler({
+            ...Echo,
+            run: (input) => {
+              if (input.text === "throw") throw new Error("thrown before any effect")
+              return Effect.succeed({ text: input.text, attempt: 1, resumed: false })
+            }
+          })
+          yield* start({ lanes: [lane], handlers: [h], onEvent: log.onEvent })
+          const thrown = yield* submitEcho(lane, "throw")
+          const fine = yield* submitEcho(lane, "fine")
+          yield* until(Effect.map(Effect.all([isState(thrown, "failed"), isState(fine, "completed")]), (xs) => xs.every(Boolean)))
+          const failedEvents = Effect.map(log.all, (events) => events.flatMap((e) => (e._tag === "Failed" ? [e] : [])))
+          yield* until(Effect.map(failedEvents, (events) => events.length >= 1))
+          const [failed] = yield* failedEvents
+          expect(failed?.executionId).toBe(thrown)
+          expect(failed?.classification).toBe("InfraCrash")
+          expect(failed?.reason).toContain("thrown before any effect")
+          // reported claimed before the handler's run was called
+          const tags = (yield* log.all).filter((e) => e.executionId === thrown).map((e) => e._tag)
+          expect(tags).toEqual(["Claimed", "Failed"])
+        }))
+
       test("two workers with different handlers on one lane: each runs only its kinds, none fails", ({ advance, until }) =>
         Effect.gen(function*() {
           const lane = yield* newLane()
