@@ -28,7 +28,7 @@ FF.fn.revoke = function(B, a, now)
   FF.run_end(B, e, c, "lease_revoked", reason, now)
   FF.state(B, e, c, "active", "lease_revoked", "not_applicable", "waiting_for_worker", "lease revoked: " .. reason,
     "none", "attempt_interrupted", now, { "lease_revoked_at", FF.s(now), "lease_revoke_reason", reason })
-  C("ZREM", K.idx(B, "lease_expiry"), e)
+  FF.zrem(K.idx(B, "lease_expiry"), e)
   local score = FF.pscore(c.priority, c.created_at)
   C("ZADD", K.lane(B, c.lane_id, "reclaim"), FF.s(score), e)
   FF.add_wake(c.lane_id, score)

@@ -40,7 +40,7 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
     C("ZREM", K.lane(B, lane, "eligible"), e)
     C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
   end
-  C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
+  FF.zadd(K.idx(B, "lease_expiry"), FF.s(exp), e)
   return exp
 end
 

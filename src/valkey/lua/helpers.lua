@@ -200,6 +200,7 @@ function FF.call_begin()
   if FF.revokes == nil or #FF.revokes > 0 then FF.revokes = {} end
   if FF.ldelta == nil or FF.ldirty then FF.ldelta = {} end
   FF.ldirty = false
+  FF.zq_begin()
   FF.ev_begin()
 end
 
@@ -785,6 +786,62 @@ local function count(B, lane, state, d)
   t[state] = (t[state] or 0) + d
 end
 
+-- --- index writes batched per key (docs/design/valkey.md#index-writes-batched-per-call) ---------
+-- The lane state sets, `lease_expiry` and `retention` are read by no write of the call that
+-- writes them (only by the lane pages, which are reads, and by the passes, which read them after
+-- FF.zsync): a call queues its writes to them (FF.zadd, FF.zrem) and sends each key's run of
+-- writes of one kind as one command, at the end of the call (register.lua, before the counts) or
+-- before a pass reads such an index. A key's writes keep their order (a ZREM after queued ZADDs
+-- of the same key sends those first), so every set ends as the single commands would leave it; a
+-- lane state set's count moves by the members the command added or removed.
+local zq, zq_keys, zq_n = {}, {}, 0
+-- key -> {op, args, n (arguments queued), B, lane, state (for a lane state set's count)}
+local function zq_send(key, q)
+  local n = q.n
+  if n == 0 then return end
+  local r = 0
+  for i = 1, n, FF.CHUNK do r = r + C(q.op, key, unpack(q.args, i, math.min(i + FF.CHUNK - 1, n))) end
+  if q.lane ~= nil and r > 0 then count(q.B, q.lane, q.state, q.op == "ZADD" and r or -r) end
+  q.n = 0
+end
+local function zq_push(key, op, x, y, B, lane, state)
+  local q = zq[key]
+  if q == nil then
+    q = { op = op, args = {}, n = 0, B = B, lane = lane, state = state }
+    zq[key] = q
+    zq_n = zq_n + 1
+    zq_keys[zq_n] = key
+  elseif q.op ~= op then
+    zq_send(key, q)
+    q.op = op
+  end
+  local n = q.n
+  q.args[n + 1] = x
+  if y ~= nil then
+    q.args[n + 2] = y
+    q.n = n + 2
+  else
+    q.n = n + 1
+  end
+end
+-- ZADD key score member / ZREM key member, queued; `B`, `lane`, `state` name a lane state set
+-- (its count moves with it), nil for the partition's indexes.
+function FF.zadd(key, score, member, B, lane, state) zq_push(key, "ZADD", score, member, B, lane, state) end
+function FF.zrem(key, member, B, lane, state) zq_push(key, "ZREM", member, nil, B, lane, state) end
+-- Sends the queued writes.
+function FF.zsync()
+  if zq_n == 0 then return end
+  for i = 1, zq_n do
+    local key = zq_keys[i]
+    zq_send(key, zq[key])
+  end
+  zq, zq_keys, zq_n = {}, {}, 0
+end
+-- (a call that ended in a Lua error left its queue: the next call starts without it)
+function FF.zq_begin()
+  if zq_n > 0 then zq, zq_keys, zq_n = {}, {}, 0 end
+end
+
 -- Writes the count changes of the call (above).
 function FF.lane_counts_flush()
   if not FF.ldirty then return end
@@ -807,13 +864,13 @@ function FF.lane_move(B, e, c, from, to)
     count(B, c.lane_id, from, -1)
   elseif from ~= "" then
     m = FF.lane_member(c.created_at, e)
-    if C("ZREM", K.lstate(B, c.lane_id, from), m) == 1 then count(B, c.lane_id, from, -1) end
+    FF.zrem(K.lstate(B, c.lane_id, from), m, B, c.lane_id, from)
   end
   if to == "waiting" then
     count(B, c.lane_id, to, 1)
   elseif to ~= "" then
     m = m or FF.lane_member(c.created_at, e)
-    if C("ZADD", K.lstate(B, c.lane_id, to), 0, m) == 1 then count(B, c.lane_id, to, 1) end
+    FF.zadd(K.lstate(B, c.lane_id, to), 0, m, B, c.lane_id, to)
   end
 end
 
@@ -925,7 +982,7 @@ function FF.unindex(B, e, c)
   if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "suspended" then
     C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
   end
-  if c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "lease_expiry"), e) end
+  if c.lifecycle_phase ~= "runnable" then FF.zrem(K.idx(B, "lease_expiry"), e) end
   -- (an entry of the attempt_timeout index comes with the core's attempt_timeout_at; one left
   -- stale is dropped by the pass that reads it)
   if (c.attempt_timeout_at or "") ~= "" then C("ZREM", K.idx(B, "attempt_timeout"), e) end

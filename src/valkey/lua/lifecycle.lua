@@ -240,7 +240,7 @@ FF.fn.renew = function(B, a, now)
   local exp = now + FF.num(a.lease_ttl_ms)
   FF.cset(B, e, c, { "lease_expires_at", FF.s(exp), "lease_last_renewed_at", FF.s(now),
     "last_mutation_at", FF.s(now) })
-  C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
+  FF.zadd(K.idx(B, "lease_expiry"), FF.s(exp), e)
   return FF.ok("OK", FF.s(exp))
 end
 
