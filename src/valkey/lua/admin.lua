@@ -78,9 +78,11 @@ FF.fn.replay = function(B, a, now)
   if rc >= max then return FF.err("max_replays_exhausted") end
   local fid = c.flow_id or ""
   local lane = c.lane_id
-  C("DEL", K.ex(B, e, "result")) -- the result belongs to the replaced run (as memory and Postgres)
+  -- the result belongs to the replaced run (as memory and Postgres): its key, or its core field in
+  -- the state write below
+  C("DEL", K.ex(B, e, "result"))
   local common = {
-    "replay_count", FF.s(rc + 1), "completed_at", "", "pending_replay_reason", "replay",
+    "replay_count", FF.s(rc + 1), "completed_at", "", FF.RESULT_FIELD, "", "pending_replay_reason", "replay",
     "pending_previous_attempt_index", FF.str(c.current_attempt_index), "lease_expired_at", "",
     "lease_revoked_at", "", "lease_revoke_reason", ""
   }

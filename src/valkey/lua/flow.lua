@@ -676,6 +676,13 @@ end
 -- child is missing or terminal.
 function FF.copy_result(B, up, child, cc)
   if cc == nil or cc.lifecycle_phase == "terminal" then return end
+  local small = C("HGET", K.core(B, up), FF.RESULT_FIELD)
+  if small then
+    -- (an input a data-passing edge wrote is the key `:payload`, whatever its size)
+    C("SET", K.ex(B, child, "payload"), small)
+    C("HDEL", K.core(B, child), FF.PAYLOAD_FIELD)
+    return
+  end
   local src = K.ex(B, up, "result")
   if C("EXISTS", src) == 1 then
     C("COPY", src, K.ex(B, child, "payload"), "REPLACE")

@@ -589,6 +589,10 @@ end
 -- writes the key and drops the field, FF.copy_result).
 FF.INLINE_PAYLOAD = 48
 FF.PAYLOAD_FIELD = "p"
+-- A completion's result of at most INLINE_PAYLOAD bytes is the core's field RESULT_FIELD (written
+-- in the terminal transition's HSET), a larger or staged one the key `:result`, never both. A
+-- version 4 store has every result in `:result`, which is still read when the field is absent.
+FF.RESULT_FIELD = "rv"
 
 -- A command over a long list of arguments is sent in chunks: `unpack` of more values than Lua's
 -- C stack holds (about 8,000) fails, and a library call must never fail after its first write.

@@ -13,6 +13,7 @@ FF.fn.read_execution = function(B, a, now)
   if m == nil then return FF.ok("NONE") end
   local c = FF.core_expand(m)
   c[FF.PAYLOAD_FIELD] = nil -- (the input, bytes, is read by getExecutionInput)
+  c[FF.RESULT_FIELD] = nil -- (the result, bytes, is read by getExecutionResult)
   local out = { core = c }
   if a.tags then out.tags = FF.hmap(K.ex(B, a.execution_id, "tags")) or {} end
   if a.history then
