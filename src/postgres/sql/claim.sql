@@ -299,7 +299,7 @@ BEGIN
       GROUP BY 1, 2 HAVING sum(d.n) <> 0
       ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + EXCLUDED.n
     ), unready AS (
-      DELETE FROM ready WHERE execution_id = ANY (f_ids)
+      DELETE FROM ready r USING unnest(f_ids) AS x(id) WHERE r.execution_id = x.id
     ), leases AS (
       -- one lease timer for the round's set (migration 0038): the pass takes each execution of
       -- refs as its own timer; a renewal arms a timer of the execution's own

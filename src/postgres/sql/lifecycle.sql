@@ -430,10 +430,10 @@ BEGIN
       INSERT INTO timer (kind, ref, due_at, refs)
       SELECT 'retention', '#' || gen_random_uuid()::text, r.due, array_agg(r.id ORDER BY r.id)
       FROM (SELECT d.execution_id AS id, v_now + ffi_retention_ms(d.policy) AS due
-            FROM exec_data d WHERE d.execution_id = ANY (f_arm)) r
+            FROM unnest(f_arm) AS x(id) JOIN exec_data d ON d.execution_id = x.id) r
       GROUP BY r.due;
     END IF;
-    DELETE FROM ready WHERE execution_id = ANY (f_ids);
+    DELETE FROM ready r USING unnest(f_ids) AS x(id) WHERE r.execution_id = x.id;
     DELETE FROM timer WHERE ref = ANY (f_ids) AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
   END IF;
   FOR v_i IN 1 .. coalesce(cardinality(p_eid), 0) LOOP

@@ -50,7 +50,7 @@ END $$;
 CREATE FUNCTION ffi_wake_ready(p_eids text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_lane text;
 BEGIN
-  FOR v_lane IN SELECT DISTINCT lane_id FROM ready WHERE execution_id = ANY (p_eids) ORDER BY lane_id LOOP
+  FOR v_lane IN SELECT DISTINCT r.lane_id FROM unnest(p_eids) AS x(id) JOIN ready r ON r.execution_id = x.id ORDER BY 1 LOOP
     PERFORM ffi_wake(v_lane);
   END LOOP;
 END $$;
