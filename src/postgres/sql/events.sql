@@ -153,7 +153,8 @@ END $$;
 -- in the next block range of the event heap (about 2 x p_max rows' worth, TID range scan: no index
 -- on id, migration 0040), sweeping the heap from its first block again once past its end, and moves
 -- event_trim to the newest position deleted (a read after an older position fails expired); drops
--- expired event_waiter rows. Not counted. Concurrent trims queue on the event_trim row.
+-- expired event_waiter rows. Not counted. A trim that finds another one running (the event_trim
+-- row locked) deletes no event.
 --   args:   p_now, p_max, p_retention_ms (Limits.eventRetentionMs), p_keep (Limits.eventsRetained)
 --   reply:  int (events deleted)
 --   errors: -
@@ -169,7 +170,7 @@ DECLARE
   v_n int;
 BEGIN
   DELETE FROM event_waiter WHERE expires_at < p_now;
-  SELECT t.next_block INTO v_from FROM event_trim t FOR UPDATE;
+  SELECT t.next_block INTO v_from FROM event_trim t FOR UPDATE SKIP LOCKED;
   IF v_blocks = 0 OR v_from IS NULL THEN RETURN 0; END IF;
   IF v_from >= v_blocks THEN v_from := 0; END IF;
   WITH gone AS (
