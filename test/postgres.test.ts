@@ -409,7 +409,7 @@ describe("postgres retention", () => {
         expect(yield* m.expireLeases()).toMatchObject({ processed: 1, more: false })
       }))
 
-    it.effect("ready and exec_data keep one row per execution through their hash keys (migration 0042)", () =>
+    it.effect("ready and exec_data keep one row per execution through their hash keys (migration 0041)", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const b = yield* EngineBackend

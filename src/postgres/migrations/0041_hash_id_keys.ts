@@ -1,5 +1,5 @@
 /**
- * Migration 0042: `ready` and `exec_data` found by execution id through a hash index
+ * Migration 0041: `ready` and `exec_data` found by execution id through a hash index
  * (docs/design/postgres.md, "Storage").
  *
  * Both are only ever read by an execution's id, equal to one value, never by a range or in key
