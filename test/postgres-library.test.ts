@@ -47,7 +47,6 @@ const hotEntryPoints = [
   "ff_complete_claim",
   "ff_complete_set",
   "ff_create_execution",
-  "ff_create_executions",
   "ff_lane_wait"
 ]
 

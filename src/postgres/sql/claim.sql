@@ -334,6 +334,8 @@ END $$;
 -- arrays (none: a claim alone), then ff_claim on the lane (p_limit 0: none), which sees what the
 -- completions made claimable, and the claimed executions' inputs in claim order while their
 -- payloads total at most p_budget bytes (past it, null: the caller reads that input itself).
+-- Planned generically from a session's first call and without sequential scans: a plan made
+-- while the tables are small must not read exec_data whole once they have grown.
 --   args:   p_eid, p_idx, p_att, p_lease, p_epoch, p_payload (one element per completion, as
 --           ff_complete_set), p_lane, p_caps, p_kinds, p_worker, p_wiid, p_ttl, p_limit (as
 --           ff_claim), p_budget (bytes), p_now
@@ -345,7 +347,8 @@ CREATE FUNCTION ff_complete_claim(
   p_eid text[], p_idx int[], p_att uuid[], p_lease uuid[], p_epoch bigint[], p_payload bytea[],
   p_lane text, p_caps text[], p_kinds text[], p_worker text, p_wiid text, p_ttl bigint, p_limit int,
   p_budget bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_generic_plan AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
+  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   v_done jsonb := '[]'::jsonb;

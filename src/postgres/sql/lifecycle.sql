@@ -119,7 +119,8 @@ CREATE FUNCTION ff_create_execution(
   p_payload_encoding text, p_priority int, p_creator text, p_idem text, p_tags jsonb, p_policy jsonb,
   p_caps text[], p_delay_until bigint, p_deadline bigint, p_attempt_timeout_ms bigint,
   p_max_reclaim int, p_max_replay int, p_dedup_ttl_ms bigint, p_trace text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_generic_plan AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
+  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 BEGIN
   -- an expression, not a sub-select: no query start-up
   RETURN ffi_create_execution(p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
@@ -134,7 +135,7 @@ END $$;
 --   reply:  {"ok": [Model.CreateExecutionResult]}, in the order of the items
 --   errors: -
 CREATE FUNCTION ff_create_executions(p_items jsonb, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_generic_plan AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   x jsonb;
@@ -274,7 +275,8 @@ END $$;
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_complete(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_payload bytea, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_generic_plan AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
+  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;
