@@ -27,8 +27,8 @@ AS $$ SELECT pg_current_xact_id()::text::bigint $$;
 -- anything (a probe without parameters first: its plan is generic, where the look-up by scopes is
 -- planned again at every call under the default plan_cache_mode, about 30 µs).
 --   args:   p_scopes
---   reply:  whether some process follows some scope (the hot paths call it in an expression, not
---           a PERFORM: no query start-up)
+--   reply:  whether any process follows events at all (then those of p_scopes were notified); the
+--           hot paths call it in an expression, not a PERFORM: no query start-up
 --   errors: -
 CREATE FUNCTION ffi_events_wake(p_scopes text[]) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_scope text;
