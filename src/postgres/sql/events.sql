@@ -27,15 +27,17 @@ AS $$ SELECT pg_current_xact_id()::text::bigint $$;
 -- anything (a probe without parameters first: its plan is generic, where the look-up by scopes is
 -- planned again at every call under the default plan_cache_mode, about 30 µs).
 --   args:   p_scopes
---   reply:  void
+--   reply:  whether any process follows events at all (then those of p_scopes were notified); the
+--           hot paths call it in an expression, not a PERFORM: no query start-up
 --   errors: -
-CREATE FUNCTION ffi_events_wake(p_scopes text[]) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION ffi_events_wake(p_scopes text[]) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_scope text;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM event_waiter) THEN RETURN; END IF;
+  IF NOT EXISTS (SELECT 1 FROM event_waiter) THEN RETURN false; END IF;
   FOR v_scope IN SELECT DISTINCT w.scope FROM event_waiter w WHERE w.scope = ANY (p_scopes) LOOP
     PERFORM pg_notify(ffi_channel(), 'e' || chr(9) || v_scope);
   END LOOP;
+  RETURN true;
 END $$;
 
 -- ffi_flow_event: a FlowStateChanged event (s1 = the public state) when the change of flow_core
