@@ -37,8 +37,7 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
   if was == "active" then
     C("ZREM", K.lane(B, lane, "reclaim"), e)
   else
-    C("ZREM", K.lane(B, lane, "eligible"), e)
-    C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
+    FF.drop_eligible_kind(B, lane, e, c.execution_kind or "")
   end
   C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
   return exp
@@ -138,11 +137,13 @@ function FF.grant_blocks(B, e, worker_id, now)
   return g.worker_id ~= worker_id
 end
 
--- The partition's head on `lane`: the best claim score of its eligible and reclaim indexes, ""
--- when both are empty. The score a visited partition's claim hint is set to.
+-- The partition's head on `lane`: the best claim score of its eligible and reclaim indexes (and
+-- pending set, helpers.lua), "" when all are empty. The score a visited partition's claim hint is
+-- set to.
+local HEAD_INDEXES, HEAD_INDEXES_PENDING = { "eligible", "reclaim" }, { "eligible", "reclaim", "pend" }
 function FF.lane_head(B, lane)
   local best = nil
-  for _, kind in ipairs({ "eligible", "reclaim" }) do
+  for _, kind in ipairs(FF.kpending(B, lane) and HEAD_INDEXES_PENDING or HEAD_INDEXES) do
     local head = C("ZRANGE", K.lane(B, lane, kind), 0, 0, "WITHSCORES")
     if #head > 0 then
       local score = tonumber(head[2])
@@ -153,8 +154,9 @@ function FF.lane_head(B, lane)
   return FF.s(best)
 end
 
--- Candidates of `lane` in claim order: lowest score first over eligible and reclaim (each index
--- comes in that order already: score, then member).
+-- Candidates of `lane` in claim order: lowest score first over eligible, reclaim and the pending
+-- set while there is one (each comes in that order already: score, then member); each candidate
+-- is {id, score, the index it was read from: "eligible", "reclaim" or "pend"}.
 local function claim_order(x, y)
   if x[2] == y[2] then return x[1] < y[1] end
   return x[2] < y[2]
@@ -165,19 +167,26 @@ function FF.candidates(B, lane, scan, no_reclaim)
   local out = {}
   local r = C("ZRANGE", K.lane(B, lane, "eligible"), 0, scan - 1, "WITHSCORES")
   for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "eligible" } end
-  if no_reclaim ~= nil and no_reclaim[B] then return out end
-  r = C("ZRANGE", K.lane(B, lane, "reclaim"), 0, scan - 1, "WITHSCORES")
-  if #r == 0 and no_reclaim ~= nil then no_reclaim[B] = true end
-  if #r > 0 then
-    for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "reclaim" } end
-    table.sort(out, claim_order)
+  local merged = false
+  if FF.kpending(B, lane) then
+    r = C("ZRANGE", K.lane(B, lane, "pend"), 0, scan - 1, "WITHSCORES")
+    for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "pend" } end
+    merged = #r > 0
   end
+  if not (no_reclaim ~= nil and no_reclaim[B]) then
+    r = C("ZRANGE", K.lane(B, lane, "reclaim"), 0, scan - 1, "WITHSCORES")
+    if #r == 0 and no_reclaim ~= nil then no_reclaim[B] = true end
+    for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "reclaim" } end
+    merged = merged or #r > 0
+  end
+  if merged then table.sort(out, claim_order) end
   return out
 end
 
 -- The claim of a worker limited to kinds looks at the first a.scan candidates of the lane's indexes
 -- on a partition, as every claim does; when none is for it and the eligible index holds more, it
--- reads the heads of the lane's kind indexes (K.lane_kind) of its kinds instead, so that its work
+-- reads the heads of the lane's kind indexes (FF.kind_key: K.lane_kind, or the eligible index while
+-- the lane has one kind; and the pending set for its kind) of its kinds instead, so that its work
 -- is found behind any number of executions of other kinds. An eligible execution is in the index
 -- of its lane and kind from FF.make_eligible until its lease (FF.lease_on) or its terminal
 -- transition (FF.unindex); an entry left otherwise (a flow blocked the execution again) is dropped
@@ -185,9 +194,16 @@ end
 -- still rule them out), reading at most `budget` entries in all, as candidates in claim order.
 function FF.kind_candidates(B, lane, kinds, per, budget)
   local out = {}
+  local keys, src = {}, {}
+  local pk = FF.kpending_kind(B, lane)
   for _, kind in ipairs(kinds) do
+    local key = FF.kind_key(B, lane, kind)
+    if key ~= nil then keys[#keys + 1], src[#keys + 1] = { key, kind }, "eligible" end
+    if kind == pk then keys[#keys + 1], src[#keys + 1] = { K.lane(B, lane, "pend"), kind }, "pend" end
+  end
+  for j, kk in ipairs(keys) do
     if budget <= 0 then break end
-    local key = K.lane_kind(B, lane, kind)
+    local key, kind = kk[1], kk[2]
     local r = C("ZRANGE", key, 0, math.min(per, budget) - 1, "WITHSCORES")
     local live = 0
     while #r > 0 and live < per and budget > 0 do
@@ -199,7 +215,7 @@ function FF.kind_candidates(B, lane, kinds, per, budget)
         local sv = FF.sv_decode(st[1])
         if sv[1] == "runnable" and sv[3] == "eligible_now" and st[2] == lane and (st[3] or "") == kind then
           live = live + 1
-          out[#out + 1] = { e, tonumber(r[i + 1]), "eligible" }
+          out[#out + 1] = { e, tonumber(r[i + 1]), src[j] }
         else
           C("ZREM", key, e)
         end
@@ -212,15 +228,15 @@ function FF.kind_candidates(B, lane, kinds, per, budget)
   return out
 end
 
--- The core of candidate `e` of index `kind` ("eligible" / "reclaim") when it really is claimable
--- there, else nil (its stale entry is removed from the index).
+-- The core of candidate `e` of index `kind` ("eligible" / "pend" / "reclaim") when it really is
+-- claimable there, else nil (its stale entry is removed from the index).
 function FF.candidate_core(B, e, kind, lane)
   local c = FF.core(B, e)
   if c == nil then
     C("ZREM", K.lane(B, lane, kind), e)
     return nil
   end
-  if kind == "eligible" then
+  if kind ~= "reclaim" then
     if c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "eligible_now" or c.lane_id ~= lane then
       C("ZREM", K.lane(B, lane, kind), e)
       return nil
@@ -321,6 +337,7 @@ FF.fn.claim = function(B, a, now)
     a.caps_set = caps
   end
   local bound = tonumber(a.bound or "")
+  FF.kind_step(B, lane)
   local heads = FF.candidates(B, lane, 2, a.no_reclaim)
   if #heads == 0 then return FF.ok("EMPTY") end
   -- only the best head: when it is not for this worker, the other index's head is not the next
@@ -335,7 +352,7 @@ FF.fn.claim = function(B, a, now)
   local tried = { [heads[1][1]] = true }
   r = FF.claim_from(B, a, now, lane, caps, cands, #cands, tried, bound)
   if r ~= nil then return r end
-  if a.kinds_set and C("ZCARD", K.lane(B, lane, "eligible")) > scan then
+  if a.kinds_set and FF.eligible_count(B, lane) > scan then
     cands = FF.kind_candidates(B, lane, a.kinds, 4, 4 * scan)
     r = FF.claim_from(B, a, now, lane, caps, cands, #cands, tried, bound)
     if r ~= nil then return r end
@@ -684,7 +701,7 @@ end
 local function grant_first(B, a, now, lane, caps, kinds, bound, cands, seen)
   for _, cand in ipairs(cands) do
     local e, kind = cand[1], cand[3]
-    if kind == "eligible" and (seen == nil or not seen[e]) then
+    if kind ~= "reclaim" and (seen == nil or not seen[e]) then
       local c = FF.candidate_core(B, e, kind, lane)
       if c ~= nil and FF.kind_ok(c, kinds) then
         local ok, _ = FF.caps_ok(c.required_capabilities, caps)
@@ -733,11 +750,12 @@ FF.fn.issue_grant = function(B, a, now)
   local caps = FF.caps_set(a.caps)
   local bound = tonumber(a.bound or "")
   local scan = math.max(1, FF.num(a.scan, 32))
+  FF.kind_step(B, lane)
   local cands = FF.candidates(B, lane, scan)
   if #cands == 0 then return FF.ok("EMPTY") end
   local r = grant_first(B, a, now, lane, caps, kinds, bound, cands, nil)
   if r ~= nil then return r end
-  if kinds and C("ZCARD", K.lane(B, lane, "eligible")) > scan then
+  if kinds and FF.eligible_count(B, lane) > scan then
     local seen = {}
     for _, cand in ipairs(cands) do seen[cand[1]] = true end
     r = grant_first(B, a, now, lane, caps, kinds, bound, FF.kind_candidates(B, lane, a.kinds, 4, 4 * scan), seen)

@@ -284,10 +284,15 @@ local function lane_merge(parts, a, after, now)
   local skey, sstate, sbase, sband = {}, {}, {}, {}
   local function add(B, st)
     if st == "waiting" then
-      for _, b in ipairs(bands_of(K.lane(B, lane, "eligible"), now)) do
-        local i = #skey + 1
-        skey[i], sstate[i], sbase[i], sband[i] = b.key, st, B, b
-        band_start(b, after, rev)
+      -- (and the bands of its pending set while there is one, helpers.lua FF.kind_step)
+      local ekeys = { K.lane(B, lane, "eligible") }
+      if FF.kpending(B, lane) then ekeys[2] = K.lane(B, lane, "pend") end
+      for _, ek in ipairs(ekeys) do
+        for _, b in ipairs(bands_of(ek, now)) do
+          local i = #skey + 1
+          skey[i], sstate[i], sbase[i], sband[i] = b.key, st, B, b
+          band_start(b, after, rev)
+        end
       end
     else
       skey[#skey + 1], sstate[#skey + 1], sbase[#skey + 1] = K.lstate(B, lane, st), st, B
