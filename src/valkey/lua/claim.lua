@@ -166,11 +166,11 @@ end
 function FF.candidates(B, lane, scan, no_reclaim)
   local out = {}
   local r = C("ZRANGE", K.lane(B, lane, "eligible"), 0, scan - 1, "WITHSCORES")
-  for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "eligible" } end
+  for i = 1, #r, 2 do out[#out + 1] = { FF.eid(B, r[i]), tonumber(r[i + 1]), "eligible" } end
   local merged = false
   if FF.kpending(B, lane) then
     r = C("ZRANGE", K.lane(B, lane, "pend"), 0, scan - 1, "WITHSCORES")
-    for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "pend" } end
+    for i = 1, #r, 2 do out[#out + 1] = { FF.eid(B, r[i]), tonumber(r[i + 1]), "pend" } end
     merged = #r > 0
   end
   if not (no_reclaim ~= nil and no_reclaim[B]) then
@@ -210,14 +210,14 @@ function FF.kind_candidates(B, lane, kinds, per, budget)
       for i = 1, #r, 2 do
         if live >= per or budget <= 0 then break end
         budget = budget - 1
-        local e = r[i]
+        local e = FF.eid(B, r[i])
         local st = C("HMGET", K.core(B, e), "sv", FF.CF.lane_id, FF.CF.execution_kind)
         local sv = FF.sv_decode(st[1])
         if sv[1] == "runnable" and sv[3] == "eligible_now" and st[2] == lane and (st[3] or "") == kind then
           live = live + 1
           out[#out + 1] = { e, tonumber(r[i + 1]), src[j] }
         else
-          C("ZREM", key, e)
+          C("ZREM", key, r[i])
         end
       end
       if live >= per or budget <= 0 then break end
@@ -233,12 +233,12 @@ end
 function FF.candidate_core(B, e, kind, lane)
   local c = FF.core(B, e)
   if c == nil then
-    C("ZREM", K.lane(B, lane, kind), e)
+    if kind == "reclaim" then C("ZREM", K.lane(B, lane, kind), e) else C("ZREM", K.lane(B, lane, kind), FF.emembers(e)) end
     return nil
   end
   if kind ~= "reclaim" then
     if c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "eligible_now" or c.lane_id ~= lane then
-      C("ZREM", K.lane(B, lane, kind), e)
+      C("ZREM", K.lane(B, lane, kind), FF.emembers(e))
       return nil
     end
   else

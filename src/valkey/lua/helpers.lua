@@ -199,6 +199,7 @@ end
 function FF.call_begin()
   C = redis.call
   K.keys_begin()
+  FF.members_begin()
   if FF.pubs == nil or next(FF.pubs) ~= nil then FF.pubs = {} end
   if FF.due == nil or FF.dued then FF.due = {} end
   FF.dued = false
@@ -925,12 +926,11 @@ function FF.unindex(B, e, c)
   local kinds = PHASE_INDEXES[c.lifecycle_phase] or { "eligible", "reclaim", "delayed", "blocked" }
   if c.lifecycle_phase == "active" and c.ownership_state == "leased" then kinds = NO_INDEXES end
   for _, kind in ipairs(kinds) do
-    C("ZREM", K.lane(B, lane, kind), e)
-  end
-  if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "suspended" then
-    if FF.kpending(B, lane) then C("ZREM", K.lane(B, lane, "pend"), e) end
-    local kind = c.execution_kind or ""
-    if FF.kind_indexed(B, lane, kind) then C("ZREM", K.lane_kind(B, lane, kind), e) end
+    if kind == "eligible" then
+      FF.drop_eligible_kind(B, lane, e, c.execution_kind or "")
+    else
+      C("ZREM", K.lane(B, lane, kind), e)
+    end
   end
   if c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "lease_expiry"), e) end
   -- (an entry of the attempt_timeout index comes with the core's attempt_timeout_at; one left
@@ -1020,6 +1020,7 @@ function FF.kind_step(B, l)
   if lane_stepped[mk] then return end
   lane_stepped[mk] = true
   local P = K.lane(B, l, "pend")
+  -- (members as they are: FF.emember)
   local r = C("ZRANGE", P, 0, KSTEP - 1, "WITHSCORES")
   local n = #r / 2
   if n > 0 then
@@ -1039,16 +1040,18 @@ function FF.eligible_count(B, l)
   return n
 end
 
--- Removes `e` from the lane's eligible index (and from the pending set while there is one).
+-- Removes `e` from the lane's eligible index (and from the pending set while there is one), under
+-- both of its member forms (FF.emembers).
 function FF.drop_eligible(B, l, e)
-  C("ZREM", K.lane(B, l, "eligible"), e)
-  if FF.kpending(B, l) then C("ZREM", K.lane(B, l, "pend"), e) end
+  local m, old = FF.emembers(e)
+  C("ZREM", K.lane(B, l, "eligible"), m, old)
+  if FF.kpending(B, l) then C("ZREM", K.lane(B, l, "pend"), m, old) end
 end
 
--- Removes eligible `e` of kind `kind` from the lane's eligible index, pending set and kind index.
+-- Removes `e` of kind `kind` from the lane's eligible index, pending set and kind index.
 function FF.drop_eligible_kind(B, l, e, kind)
   FF.drop_eligible(B, l, e)
-  if FF.kind_indexed(B, l, kind) then C("ZREM", K.lane_kind(B, l, kind), e) end
+  if FF.kind_indexed(B, l, kind) then C("ZREM", K.lane_kind(B, l, kind), FF.emembers(e)) end
 end
 
 -- Indexes `e` as eligible on its lane (and its lane and kind, once the lane has met a second kind)
@@ -1060,6 +1063,7 @@ function FF.make_eligible(B, e, c)
   local score = FF.pscore(c.priority, c.created_at)
   local ss = FF.s(score)
   local E = K.lane(B, l, "eligible")
+  local em = FF.emember(e)
   local m = FF.kmode(B, l)
   if not m then
     -- (a lane with eligible work and no mode is of an older store, which kept every kind index)
@@ -1076,10 +1080,10 @@ function FF.make_eligible(B, e, c)
   end
   if string.byte(m, 1) ~= BYTE_ONE then
     -- (a priority change finds `e` still pending)
-    if string.byte(m, 1) == BYTE_PENDING then C("ZREM", K.lane(B, l, "pend"), e) end
-    C("ZADD", K.lane_kind(B, l, kind), ss, e)
+    if string.byte(m, 1) == BYTE_PENDING then C("ZREM", K.lane(B, l, "pend"), FF.emembers(e)) end
+    C("ZADD", K.lane_kind(B, l, kind), ss, em)
   end
-  C("ZADD", E, ss, e)
+  C("ZADD", E, ss, em)
   FF.add_wake(l, score)
   FF.kind_step(B, l)
 end

@@ -56,6 +56,52 @@ function FF.id_of_member(tag, m)
     H[b9] .. H[b10] .. "-" .. H[b11] .. H[b12] .. H[b13] .. H[b14] .. H[b15] .. H[b16]
 end
 function FF.ids_bucket_key(B, low) return K.idx(B, "ids:" .. low) end
+
+-- --- the members of the eligible indexes -------------------------------------------------------
+-- A lane's eligible index, its pending set and its kind indexes name an execution by its uuid's 16
+-- bytes, as the id index does (a skiplist entry costs 129 bytes with them, 161 with the id: the
+-- partition's tag is the key's), the byte order being the ids' within a partition. Every execution
+-- id has a uuid (the boundary takes the canonical spelling only), so a member of another length is
+-- an id, as a store of version 5 or older wrote them: read, and removed together with the new
+-- form. The conversions of a call are kept for the rest of it (a claim reads the member it then
+-- removes, a creation encodes the id the id index encoded).
+local members, member_tags = {}, {}
+function FF.members_begin()
+  if next(members) ~= nil then members = {} end
+  if next(member_tags) ~= nil then member_tags = {} end
+end
+-- The member of execution `e` in an eligible index.
+function FF.emember(e)
+  local m = members[e]
+  if m == nil then
+    local hex = id_hex(e)
+    m = hex and FF.id_bin(hex) or e
+    members[e] = m
+  end
+  return m
+end
+-- The tag "{fp:N}:" that begins the ids of partition `B`.
+function FF.member_tag(B)
+  local tag = member_tags[B]
+  if tag == nil then
+    tag = string.match(B, "({fp:%d+})$") .. ":"
+    member_tags[B] = tag
+  end
+  return tag
+end
+-- The execution id of member `m` of an eligible index of partition `B`.
+function FF.eid(B, m)
+  if #m ~= 16 then return m end
+  local e = FF.id_of_member(FF.member_tag(B), m)
+  members[e] = m
+  return e
+end
+-- `e`'s member and, when it differs, its id (the form of an older store), for a ZREM.
+function FF.emembers(e)
+  local m = FF.emember(e)
+  if m == e then return m end
+  return m, e
+end
 -- The lower bound of the bucket that holds (or would hold) the id of hex digits `hex`; nil when
 -- the directory is empty.
 function FF.ids_bucket_of(B, hex)
@@ -73,7 +119,9 @@ function FF.ids_add(B, e)
     C("ZADD", dir, 0, "")
   end
   local bk = FF.ids_bucket_key(B, low)
-  C("ZADD", bk, 0, FF.id_bin(hex))
+  local m = FF.id_bin(hex)
+  members[e] = m
+  C("ZADD", bk, 0, m)
   local n = C("ZCARD", bk)
   if n >= FF.ID_BUCKET then
     -- the split: the upper half becomes a bucket of its own (bounded: FF.ID_BUCKET / 2 members)
