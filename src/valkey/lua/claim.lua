@@ -156,7 +156,16 @@ end
 
 -- Candidates of `lane` in claim order: lowest score first over eligible, reclaim and the pending
 -- set while there is one (each comes in that order already: score, then member); each candidate
--- is {id, score, the index it was read from: "eligible", "reclaim" or "pend"}.
+-- is {id, score, the index it was read from: "eligible", "reclaim" or "pend"}, its id still the
+-- member (FF.emember) with the partition base at [4] until FF.cand_id converts it (a claim looks at
+-- its first candidate only, most of the time).
+function FF.cand_id(cand)
+  local B = cand[4]
+  if B ~= nil then
+    cand[1], cand[4] = FF.eid(B, cand[1]), nil
+  end
+  return cand[1]
+end
 local function claim_order(x, y)
   if x[2] == y[2] then return x[1] < y[1] end
   return x[2] < y[2]
@@ -166,11 +175,11 @@ end
 function FF.candidates(B, lane, scan, no_reclaim)
   local out = {}
   local r = C("ZRANGE", K.lane(B, lane, "eligible"), 0, scan - 1, "WITHSCORES")
-  for i = 1, #r, 2 do out[#out + 1] = { FF.eid(B, r[i]), tonumber(r[i + 1]), "eligible" } end
+  for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "eligible", B } end
   local merged = false
   if FF.kpending(B, lane) then
     r = C("ZRANGE", K.lane(B, lane, "pend"), 0, scan - 1, "WITHSCORES")
-    for i = 1, #r, 2 do out[#out + 1] = { FF.eid(B, r[i]), tonumber(r[i + 1]), "pend" } end
+    for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "pend", B } end
     merged = #r > 0
   end
   if not (no_reclaim ~= nil and no_reclaim[B]) then
@@ -179,7 +188,11 @@ function FF.candidates(B, lane, scan, no_reclaim)
     for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "reclaim" } end
     merged = merged or #r > 0
   end
-  if merged then table.sort(out, claim_order) end
+  if merged then
+    -- (ties of one score are in id order: every id converted first)
+    for i = 1, #out do FF.cand_id(out[i]) end
+    table.sort(out, claim_order)
+  end
   return out
 end
 
@@ -262,7 +275,7 @@ end
 function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_head)
   for i = 1, math.min(limit, #cands) do
     local cand = cands[i]
-    local e, kind = cand[1], cand[3]
+    local e, kind = FF.cand_id(cand), cand[3]
     if tried == nil or not tried[e] then
       if tried ~= nil then tried[e] = true end
       FF.grant_seen = false
@@ -349,7 +362,7 @@ FF.fn.claim = function(B, a, now)
   if r ~= nil then return r end
   local scan = math.max(1, FF.num(a.scan, 32))
   local cands = FF.candidates(B, lane, scan)
-  local tried = { [heads[1][1]] = true }
+  local tried = { [FF.cand_id(heads[1])] = true }
   r = FF.claim_from(B, a, now, lane, caps, cands, #cands, tried, bound)
   if r ~= nil then return r end
   if a.kinds_set and FF.eligible_count(B, lane) > scan then
@@ -700,7 +713,7 @@ end
 -- apart) the worker may take; its reply, or nil when none.
 local function grant_first(B, a, now, lane, caps, kinds, bound, cands, seen)
   for _, cand in ipairs(cands) do
-    local e, kind = cand[1], cand[3]
+    local e, kind = FF.cand_id(cand), cand[3]
     if kind ~= "reclaim" and (seen == nil or not seen[e]) then
       local c = FF.candidate_core(B, e, kind, lane)
       if c ~= nil and FF.kind_ok(c, kinds) then
@@ -757,7 +770,7 @@ FF.fn.issue_grant = function(B, a, now)
   if r ~= nil then return r end
   if kinds and FF.eligible_count(B, lane) > scan then
     local seen = {}
-    for _, cand in ipairs(cands) do seen[cand[1]] = true end
+    for _, cand in ipairs(cands) do seen[FF.cand_id(cand)] = true end
     r = grant_first(B, a, now, lane, caps, kinds, bound, FF.kind_candidates(B, lane, a.kinds, 4, 4 * scan), seen)
     if r ~= nil then return r end
   end
