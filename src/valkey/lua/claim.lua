@@ -317,6 +317,8 @@ end
 -- ff_claim (docs/design/executions.md#claiming): the best candidate of the lane on this partition
 -- for this worker is leased: the heads first, then up to a.scan candidates (kind and capability
 -- filtering, grants held by others, stale index entries). One visit of the claim-hint walk (below).
+-- Whatever it answers, it first moves a step of the lane's pending set back while the lane
+-- switches to kind indexes (FF.kind_step, helpers.lua: no read can tell the sets apart).
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, kinds?, lease_ttl_ms, scan,
 --           lease_id, attempt_id, bound?}; kinds: the execution kinds the worker runs (absent: any);
@@ -744,14 +746,14 @@ end
 -- candidate of the lane for this worker on this partition (kinds, capabilities; a live grant of
 -- another worker reserves its execution, the worker's own grant is renewed). One visit of the
 -- claim-hint walk (above), which the layer runs, so the grant goes to the best candidate of the
--- whole lane.
+-- whole lane. It moves a step of a pending set back first, as ff_claim does.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, kinds?, grant_ttl_ms, scan,
 --           bound?} (kinds as ff_claim's)
 --           (bound as ff_claim's: a candidate worse than it is not granted)
 --   reply:  {1, "OK", wake, execution id, grant key, grant expiry, lane head}
 --           | {1, "EMPTY", wake} | {1, "NOMATCH", wake, lane head}
---           | {1, "LATER", wake, the candidate's score, lane head} (nothing written)
+--           | {1, "LATER", wake, the candidate's score, lane head} (no grant written)
 --   errors: invalid_input
 FF.fn.issue_grant = function(B, a, now)
   local bad = FF.need("issue_grant", a,
