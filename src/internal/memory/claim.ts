@@ -13,7 +13,6 @@ import { makeHandle } from "../handleCodec.js"
 import { missingCapabilities } from "../validation.js"
 import type { MinHeap } from "./heap.js"
 import {
-  IssuedPayload,
   closeStream,
   hasAttempt,
   err,
@@ -78,22 +77,16 @@ const newAttempt = (e: Exec, now: number, attemptId: Ids.AttemptId): void => {
 }
 
 const handleFor = (store: Store, e: Exec, kind: M.HandleKind, lane: Ids.LaneId, ttl: number): M.Handle => {
-  return makeHandle(
-    store.label,
-    kind,
-    new IssuedPayload(
-      store,
-      e,
-      e.id,
-      e.currentAttemptIndex as Ids.AttemptIndex,
-      e.currentAttemptId!,
-      e.leaseId!,
-      e.leaseEpoch as Ids.LeaseEpoch,
-      ttl,
-      lane,
-      e.workerInstanceId!
-    )
-  )
+  return makeHandle(store.label, kind, {
+    executionId: e.id,
+    attemptIndex: e.currentAttemptIndex as Ids.AttemptIndex,
+    attemptId: e.currentAttemptId!,
+    leaseId: e.leaseId!,
+    leaseEpoch: e.leaseEpoch as Ids.LeaseEpoch,
+    leaseTtlMs: ttl,
+    laneId: lane,
+    workerInstanceId: e.workerInstanceId!
+  })
 }
 
 const maxReclaims = (e: Exec): number => {

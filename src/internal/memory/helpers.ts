@@ -119,42 +119,6 @@ export const notActiveDetail = (e: Exec) => {
   })
 }
 
-/**
- * The payload of a handle this engine issued: it keeps the store and the execution it leased, so
- * the operations the handle comes back with find the execution without a lookup by id (a probe of
- * the engine's largest map, a cache miss per call). Its fields are the payload's, in their order;
- * the two it adds are private (not copied, compared or printed).
- */
-export class IssuedPayload implements M.HandlePayload {
-  readonly #store: Store
-  readonly #exec: Exec
-  constructor(
-    store: Store,
-    e: Exec,
-    readonly executionId: Ids.ExecutionId,
-    readonly attemptIndex: Ids.AttemptIndex,
-    readonly attemptId: Ids.AttemptId,
-    readonly leaseId: Ids.LeaseId,
-    readonly leaseEpoch: Ids.LeaseEpoch,
-    readonly leaseTtlMs: number,
-    readonly laneId: Ids.LaneId,
-    readonly workerInstanceId: Ids.WorkerInstanceId
-  ) {
-    this.#store = store
-    this.#exec = e
-  }
-
-  /**
-   * The execution `p` names in `store`: the one it was issued for while that one is stored (an
-   * execution is deleted only once terminal; one created again under its id is another record),
-   * else a lookup by id (a payload decoded from bytes, or from another engine).
-   */
-  static execOf(store: Store, p: M.HandlePayload): Exec | undefined {
-    if (#exec in p && p.#store === store && !p.#exec.deleted) return p.#exec
-    return store.executions.get(p.executionId)
-  }
-}
-
 /** Whether `e` has a current attempt (its index `currentAttemptIndex`, its state `attemptLifecycle`). */
 export const hasAttempt = (e: Exec): boolean => e.currentAttemptId !== undefined
 

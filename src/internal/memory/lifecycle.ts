@@ -8,7 +8,6 @@ import type * as M from "../../Model.js"
 import type { CreateExecutionCore, HandleRef } from "../boundary.js"
 import { backoffDelayMs } from "../validation.js"
 import {
-  IssuedPayload,
   clearLease,
   closeStream,
   hasAttempt,
@@ -161,7 +160,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
 
 export const renew = (store: Store, now: number, h: HandleRef): R<M.LeaseRenewal> => {
   const p = h.payload
-  const e = IssuedPayload.execOf(store, p)
+  const e = store.executions.get(p.executionId)
   if (e === undefined) return err(notFound("execution"))
   if (e.phase !== "active") return err(notActiveDetail(e))
   if (e.ownership === "lease_revoked" || e.leaseRevokedAt !== undefined) return err(stateError("LeaseRevoked"))
@@ -188,7 +187,7 @@ export const progress = (
   message: string | undefined
 ): R<void> => {
   const p = h.payload
-  const e = IssuedPayload.execOf(store, p)
+  const e = store.executions.get(p.executionId)
   if (e === undefined) return err(notFound("execution"))
   if (e.phase !== "active") return err(notActiveDetail(e))
   if (e.ownership === "lease_revoked") return err(stateError("LeaseRevoked"))
@@ -204,7 +203,7 @@ export const progress = (
 
 export const complete = (store: Store, now: number, h: HandleRef, payload: Uint8Array | undefined): R<void> => {
   const p = h.payload
-  const e = IssuedPayload.execOf(store, p)
+  const e = store.executions.get(p.executionId)
   const failure = ladder(store, e, p, now, true)
   if (failure !== undefined) {
     const d = failure._tag === "Contention" ? failure.notActive : undefined
@@ -228,7 +227,7 @@ export const fail = (
   cls: M.FailureClass
 ): R<M.FailOutcome> => {
   const p = h.payload
-  const e = IssuedPayload.execOf(store, p)
+  const e = store.executions.get(p.executionId)
   const failure = ladder(store, e, p, now, true)
   if (failure !== undefined) {
     const d = failure._tag === "Contention" ? failure.notActive : undefined
@@ -275,7 +274,7 @@ export const fail = (
 
 export const cancel = (store: Store, now: number, h: HandleRef, reason: string): R<void> => {
   const p = h.payload
-  const e = IssuedPayload.execOf(store, p)
+  const e = store.executions.get(p.executionId)
   if (e === undefined) return err(notFound("execution"))
   if (e.phase === "terminal") {
     if (e.outcome === "cancelled" && String(e.leaseEpoch) === String(p.leaseEpoch) && e.currentAttemptId === p.attemptId) {
@@ -293,7 +292,7 @@ export const cancel = (store: Store, now: number, h: HandleRef, reason: string):
 
 export const delay = (store: Store, now: number, h: HandleRef, delayUntil: number): R<void> => {
   const p = h.payload
-  const e = IssuedPayload.execOf(store, p)
+  const e = store.executions.get(p.executionId)
   const failure = ladder(store, e, p, now, true)
   if (failure !== undefined) return err(failure)
   const x = e!
@@ -310,7 +309,7 @@ export const delay = (store: Store, now: number, h: HandleRef, delayUntil: numbe
 
 export const waitChildren = (store: Store, now: number, h: HandleRef): R<void> => {
   const p = h.payload
-  const e = IssuedPayload.execOf(store, p)
+  const e = store.executions.get(p.executionId)
   const failure = ladder(store, e, p, now, true)
   if (failure !== undefined) return err(failure)
   const x = e!

@@ -259,7 +259,6 @@ const deleteExecution = (store: Store, e: Exec): void => {
   if (store.streams.size > 0) for (let i = 0; i < e.totalAttemptCount; i++) store.streams.delete(streamKey(e.id, i))
   store.grants.delete(e.id)
   keepEvents(store, e)
-  e.deleted = true
   store.executions.delete(e.id)
   laneRemove(store, e)
 }

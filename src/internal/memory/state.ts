@@ -43,8 +43,6 @@ export interface EdgeGroup {
 }
 
 export interface Exec {
-  /** Set when the execution is deleted (retention): a handle issued for it no longer reaches it. */
-  deleted?: true | undefined
   /** Its `ExecutionCreated` event: what the creating step does to it later is folded into it. */
   created?: StoredEvent | undefined
   /** Its events, oldest first (none yet: `undefined`); kept by id once it is deleted (events.ts). */
