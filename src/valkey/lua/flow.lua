@@ -703,7 +703,8 @@ end
 -- Resolves the dependency of `child` on `up` through `edge` with the upstream's `outcome`
 -- (docs/design/flows.md#resolution): the dependency becomes satisfied or impossible, the child's
 -- join group counts it, and by the group's policy the child is unblocked (with the upstream's
--- result when data passes), skipped, or its other upstreams are cancelled (cancel_remaining).
+-- result when data passes), skipped, or its other upstreams are cancelled (cancel_remaining),
+-- only when the group fires: a group leaves pending once, later resolutions only count.
 -- Counts one unit of the call's resolution work (FF.work, see FF.drain). An edge resolved
 -- already is left as it is.
 function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
@@ -730,15 +731,18 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   -- the child's dependency changed: stamp it, whether or not its state moves (as memory and Postgres)
   if cc ~= nil then FF.cset(B, child, cc, { "last_mutation_at", FF.s(now) }) end
   if variant == "all_of" then
-    if success then
-      if ref ~= "" then FF.copy_result(B, up, child, cc) end
-      if C("SCARD", K.ex(B, child, "unres")) == 0 and FF.num(C("HGET", gk, "failed")) == 0 and
-          C("HGET", gk, "group_state") == "pending" then
-        C("HSET", gk, "group_state", "satisfied", "satisfied_at", FF.s(now))
-      end
+    if success and ref ~= "" then FF.copy_result(B, up, child, cc) end
+    -- a group fires once: one that fired already (a finished child's, or a replayed completed
+    -- child's) only counts; a group without a state yet is pending
+    local state = C("HGET", gk, "group_state")
+    if state ~= false and state ~= "pending" then return end
+    if success and C("SCARD", K.ex(B, child, "unres")) == 0 and FF.num(C("HGET", gk, "failed")) == 0 then
+      C("HSET", gk, "group_state", "satisfied", "satisfied_at", FF.s(now))
       if cc ~= nil then FF.maybe_unblock(B, child, cc, now) end
-    else
-      if C("HGET", gk, "group_state") == "pending" then C("HSET", gk, "group_state", "impossible") end
+    elseif not success or FF.num(C("HGET", gk, "failed")) > 0 then
+      -- a failed edge makes it impossible, and so does any resolution of a group pending again
+      -- with a failure counted before (a late edge into a satisfied group of a replayed child)
+      C("HSET", gk, "group_state", "impossible")
       if cc ~= nil and cc.lifecycle_phase ~= "terminal" then FF.skip_exec(B, child, cc, now) end
     end
     return
