@@ -51,6 +51,7 @@
 export {
   type Backoff,
   BASE_TIME,
+  type BatchItem,
   CAPABILITIES,
   type Capability,
   type Command,
