@@ -25,6 +25,7 @@ import {
   flowSnapshot,
   newLane,
   NS,
+  pass,
   payloadOf,
   publicState,
   snapshot,
@@ -328,6 +329,7 @@ export const flowsGrowth = (t: Tester): void => {
   })
 
   describe("replay of flow members", () => {
+
     t.test("a skipped member replays into waiting_children and runs after its upstream succeeds", () =>
       Effect.gen(function*() {
         const b = yield* backend
@@ -368,7 +370,35 @@ export const flowsGrowth = (t: Tester): void => {
           publicState: "waiting_children"
         })
         expect(yield* edgeGroup(flowId, ids[1]!)).toMatchObject({ groupState: "pending", failedCount: 0, skippedCount: 0 })
-        // its quorum is not met: it is not claimable
+        // its quorum is not met: it is not claimable, and the reconcile pass does not release it
+        yield* claimNone(members[1]!.lane)
+        yield* pass("reconcileDependencies")
+        expect(yield* vector(ids[1]!)).toMatchObject({
+          eligibilityState: "blocked_by_dependencies",
+          publicState: "waiting_children"
+        })
+        yield* claimNone(members[1]!.lane)
+      }))
+
+    t.test("waitChildren of a replayed member whose join fired impossible while it was cancelled blocks it: a dependency resolved impossible is not satisfied", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const { flowId, members, ids } = yield* buildFlow(2, [[0, 1]])
+        yield* b.cancelExecution({ executionId: ids[1]!, reason: "not now" })
+        yield* failMember(members[0]!)
+        expect(yield* edgeGroup(flowId, ids[1]!)).toMatchObject({ failedCount: 1, groupState: "impossible" })
+        expect(yield* publicState(ids[1]!)).toBe("cancelled")
+        // replayed from cancelled (not skipped): its group is left as it is, it waits for a worker
+        expect(yield* b.replayExecution(ids[1]!)).toEqual({ _tag: "Replayed", publicState: "waiting" })
+        const h = yield* claimSome(members[1]!.lane)
+        yield* b.waitChildren(h)
+        expect(yield* vector(ids[1]!)).toMatchObject({
+          lifecyclePhase: "runnable",
+          eligibilityState: "blocked_by_dependencies",
+          blockingReason: "waiting_for_children",
+          attemptState: "attempt_interrupted",
+          publicState: "waiting_children"
+        })
         yield* claimNone(members[1]!.lane)
       }))
 

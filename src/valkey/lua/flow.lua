@@ -648,11 +648,14 @@ function FF.resolve_outgoing(B, fid, up, outcome, now)
   end
 end
 
--- Whether nothing blocks `e` on its dependencies: no unresolved edge, or a join policy already
--- satisfied.
+-- Whether nothing blocks `e` on its dependencies (as memory and Postgres): no join group, a
+-- join already satisfied, or every dependency satisfied (n - succeeded of its group: one resolved
+-- impossible still blocks). An execution outside any flow: no unresolved edge.
 function FF.deps_ready(B, e, c)
-  if C("SCARD", K.ex(B, e, "unres")) == 0 then return true end
-  return (c.flow_id or "") ~= "" and C("HGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state") == "satisfied"
+  if (c.flow_id or "") == "" then return C("SCARD", K.ex(B, e, "unres")) == 0 end
+  local g = C("HMGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state", "n", "succeeded")
+  if g[1] == false or g[1] == "satisfied" then return true end
+  return FF.num(g[2]) - FF.num(g[3]) <= 0
 end
 
 -- Eligible again when nothing blocks it (FF.deps_ready).
