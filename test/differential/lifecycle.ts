@@ -7,6 +7,7 @@ import { Duration, Effect, Either, Option, TestClock } from "effect"
 import * as Ids from "../../src/Ids.js"
 import type { ExecutionId, FlowId } from "../../src/Ids.js"
 import type * as M from "../../src/Model.js"
+import { clampPriority } from "../../src/internal/validation.js"
 import { type Command, LANES, NS, type RetrySpec, WORKERS } from "./commands.js"
 import type { Json } from "./normalize.js"
 import { attempt, bytes, now, pickRecent, rec, settle, type Step, type Stepped } from "./run.js"
@@ -138,6 +139,11 @@ export const lifecycle = (s: Step, cmd: LifecycleCommand): Effect.Effect<Stepped
         }
         const joins: Record<string, Json> = {}
         if (Either.isRight(r)) {
+          const batch = new Map<ExecutionId, number>()
+          for (const [k, created] of r.right.entries()) {
+            if (created._tag === "Created") batch.set(created.executionId, clampPriority(cmd.items[k]!.priority))
+          }
+          for (const id of batch.keys()) run.batches.set(id, batch)
           for (const [k, created] of r.right.entries()) {
             if (created.executionId !== ids[k]) touched.executions.push(created.executionId)
             const flow = flows[k]
