@@ -188,5 +188,53 @@ describe("postgres events", () => {
         expect(events.slice(2)).toMatchObject([{ percent: 10, message: "a" }, { percent: 20, message: "b" }])
         expect(events[2]!.at).toBe(events[3]!.at)
       }))
+    it.scoped("the trim sweeps the heap a block range at a time: every expired event goes, the fresh stay", () =>
+      Effect.gen(function*() {
+        const c = yield* session
+        const lane = `ev-trim-${process.pid}`
+        const now = Date.now()
+        // 3 000 events, every third one past the retention, spread over some 50 blocks
+        yield* query(
+          c,
+          `INSERT INTO event (k, at, lane_id, kind)
+           SELECT 1, CASE WHEN g % 3 = 0 THEN $2::bigint - 3600001 ELSE $2::bigint END, $1, 'ExecutionCreated'
+           FROM generate_series(1, 3000) g`,
+          [lane, now]
+        )
+        const newestOld = (yield* query(c, "SELECT max(id)::text AS id FROM event WHERE lane_id = $1 AND at < $2", [lane, now]))
+          .rows[0].id
+        // no index reads event by id: the trim sweeps the heap
+        const byId = yield* query(
+          c,
+          `SELECT count(*)::int AS n FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+           WHERE i.indrelid = 'event'::regclass AND a.attname = 'id'`
+        )
+        expect(byId.rows[0].n).toBe(0)
+        const blocks = (yield* query(c, "SELECT (pg_relation_size('event') / 8192)::int AS b")).rows[0].b as number
+        const trim = () => query(c, "SELECT ffi_events_trim($1, 200, 3600000, 1000000) AS n", [now])
+        const nextBlock = () =>
+          Effect.map(query(c, "SELECT next_block::int AS b FROM event_trim"), (r) => r.rows[0].b as number)
+        let deleted = 0
+        let from = yield* nextBlock()
+        if (from >= blocks) from = 0
+        // 200 wanted: 8 blocks a call; a whole sweep of the heap from where the last one stopped
+        for (let i = 0; i < Math.ceil(blocks / 8) + 1; i++) {
+          deleted += (yield* trim()).rows[0].n as number
+          const to = yield* nextBlock()
+          expect(to).toBe(from + 8)
+          from = to >= blocks ? 0 : to
+        }
+        expect(deleted).toBeGreaterThanOrEqual(1000)
+        const left = yield* query(
+          c,
+          "SELECT count(*) FILTER (WHERE at < $2)::int AS old, count(*)::int AS n FROM event WHERE lane_id = $1",
+          [lane, now]
+        )
+        expect(left.rows[0]).toEqual({ old: 0, n: 2000 })
+        // a read after a position before the newest deleted fails expired
+        const pos = yield* query(c, "SELECT (k, id) >= (1, $1::bigint) AS moved FROM event_trim", [newestOld])
+        expect(pos.rows[0].moved).toBe(true)
+        yield* query(c, "DELETE FROM event WHERE lane_id = $1", [lane])
+      }))
   })
 })

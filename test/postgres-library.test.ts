@@ -39,6 +39,16 @@ const chainSchema = `ff_lib_chain_${tag}`
 const freshSchema = `ff_lib_fresh_${tag}`
 const raceSchema = `ff_lib_race_${tag}`
 const oldSchema = `ff_lib_old_${tag}`
+const pickupSchema = `ff_lib_pickup_${tag}`
+/** The functions an idle pickup and the worker runtime call first (docs/benchmarks.md, issue 15). */
+const hotEntryPoints = [
+  "ff_claim",
+  "ff_complete",
+  "ff_complete_claim",
+  "ff_complete_set",
+  "ff_create_execution",
+  "ff_lane_wait"
+]
 
 const clientDropping = (...schemas: ReadonlyArray<string>) =>
   Layer.scopedDiscard(
@@ -93,7 +103,7 @@ const storedVersion = (schema: string) =>
     ))
 
 describe("postgres function library", () => {
-  it.layer(clientDropping(chainSchema, freshSchema, raceSchema, oldSchema), { timeout: 120_000 })((it) => {
+  it.layer(clientDropping(chainSchema, freshSchema, raceSchema, oldSchema, pickupSchema), { timeout: 120_000 })((it) => {
     it.effect("a schema migrated through 0001–0020 and then started equals a fresh one (pg_dump --schema-only)", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
@@ -211,6 +221,33 @@ describe("postgres function library", () => {
         const other = yield* Effect.either(PostgresBackend.make({ hmacSecret: "none", schema: oldSchema, migrate: false }))
         expect(Either.isLeft(other) && other.left).toMatchObject({ _tag: "Unavailable" })
         expect(Either.isLeft(other) && other.left.message).toContain("function library another")
+      }))
+
+    it.effect("the pickup's entry points plan generically from their first call; the wake-up calls answer what they did", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* PostgresBackend.make({ hmacSecret: "none", schema: pickupSchema })
+        // the default plan_cache_mode plans each statement again at each of a session's first five
+        // calls (and for good when the generic plan looks dearer): a fresh pooled session paid that
+        const configs = yield* sql.unsafe<{ readonly name: string; readonly config: ReadonlyArray<string> | null }>(
+          "SELECT p.proname AS name, p.proconfig AS config FROM pg_proc p WHERE p.pronamespace = $1::regnamespace " +
+            "AND p.proname = ANY ($2::text[]) ORDER BY 1",
+          [pickupSchema, hotEntryPoints]
+        )
+        expect(configs.map((c) => c.name)).toEqual([...hotEntryPoints].sort())
+        for (const c of configs) expect(c.config ?? [], c.name).toContain("plan_cache_mode=force_generic_plan")
+        // ffi_wake and ffi_events_wake are called in expressions on the hot path (no query start-up):
+        // each answers whether it had someone to notify
+        // (the internal functions run on the search_path their entry point sets)
+        const answer = (call: string) =>
+          sql.withTransaction(Effect.zipRight(
+            sql.unsafe(`SET LOCAL search_path TO "${pickupSchema}"`),
+            Effect.map(sql.unsafe<{ readonly w: boolean }>(`SELECT ${call} AS w`), (rows) => rows[0]?.w)
+          ))
+        expect(yield* answer("ffi_wake('nobody-waits')")).toBe(false)
+        yield* sql.unsafe(`SELECT "${pickupSchema}".ff_lane_wait('waited', 'w-1', 60000, NULL)`)
+        expect(yield* answer("ffi_wake('waited')")).toBe(true)
+        expect(yield* answer("ffi_events_wake(ARRAY['l:waited'])")).toBe(false)
       }))
   })
 

@@ -409,6 +409,44 @@ describe("postgres retention", () => {
         expect(yield* m.expireLeases()).toMatchObject({ processed: 1, more: false })
       }))
 
+    it.effect("ready and exec_data keep one row per execution through their hash keys (migration 0041)", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const b = yield* EngineBackend
+        const lane = Ids.unsafe.laneId(`hashkey-${tag}`)
+        const executionId = yield* Ids.executionIdSolo(lane)
+        yield* b.createExecution({ executionId, namespace: Ids.unsafe.namespace("hk"), laneId: lane, executionKind: "k" })
+        const count = (table: string) =>
+          Effect.map(
+            sql.unsafe<{ readonly n: string }>(`SELECT count(*)::text AS n FROM "${schema}".${table} WHERE execution_id = $1`, [
+              executionId
+            ]),
+            (r) => Number(r[0]!.n)
+          )
+        // making it claimable again adds no second row
+        yield* sql.withTransaction(Effect.gen(function*() {
+          yield* sql.unsafe(`SET LOCAL search_path TO "${schema}"`)
+          yield* sql.unsafe(`SELECT ffi_ready_add($1)`, [executionId])
+        }))
+        expect([yield* count("ready"), yield* count("exec_data")]).toEqual([1, 1])
+        // a second row is refused by the exclusion constraints
+        const dupReady = yield* Effect.either(sql.unsafe(
+          `INSERT INTO "${schema}".ready (execution_id, lane_id, priority, created_at) VALUES ($1, $2, 0, 0)`,
+          [executionId, lane]
+        ))
+        const dupData = yield* Effect.either(sql.unsafe(
+          `INSERT INTO "${schema}".exec_data (execution_id, payload) VALUES ($1, '\\x00')`,
+          [executionId]
+        ))
+        expect([dupReady._tag, dupData._tag]).toEqual(["Left", "Left"])
+        expect([yield* count("ready"), yield* count("exec_data")]).toEqual([1, 1])
+        // both are found by id through the hash index
+        const plan = yield* sql.unsafe<{ readonly "QUERY PLAN": string }>(
+          `EXPLAIN SELECT * FROM "${schema}".exec_data WHERE execution_id = 'x'`
+        )
+        expect(plan.map((r) => r["QUERY PLAN"]).join("\n")).toContain("exec_data_one")
+      }))
+
     it.effect("trimRetention deletes dedup rows past their window, the oldest first, and keeps the others", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

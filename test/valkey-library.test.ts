@@ -112,6 +112,89 @@ describe("valkey function library", () => {
         }))
     })
 
+    describe("results (library version 5) and a store written by version 4", () => {
+      // Version 5 keeps a result of at most 48 bytes in the core (field `rv`), a larger one in
+      // `:result`; version 4 kept every result in `:result`, which is still read.
+      const completedWith = (payload: Uint8Array) =>
+        Effect.gen(function*() {
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag !== "Some") return expect.unreachable("no claim")
+          yield* b.complete(h.value, { payload })
+          return { id, core: `${base(Ids.executionPartition(id))}:e:${id}` }
+        })
+      const bytes = (s: string) => new TextEncoder().encode(s)
+
+      it.scoped("a small result is a field of the core, a larger one its own key; both read back; a replay drops either", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const small = yield* completedWith(bytes("x".repeat(48)))
+          expect(yield* Effect.promise(() => r.hget(small.core, "rv"))).toBe("x".repeat(48))
+          expect(yield* Effect.promise(() => r.exists(`${small.core}:result`))).toBe(0)
+          expect(yield* b.getExecutionResult(small.id)).toEqual(Option.some(bytes("x".repeat(48))))
+          const large = yield* completedWith(bytes("y".repeat(49)))
+          expect(yield* Effect.promise(() => r.hexists(large.core, "rv"))).toBe(0)
+          expect(yield* Effect.promise(() => r.get(`${large.core}:result`))).toBe("y".repeat(49))
+          expect(yield* b.getExecutionResult(large.id)).toEqual(Option.some(bytes("y".repeat(49))))
+          yield* b.replayExecution(small.id)
+          yield* b.replayExecution(large.id)
+          expect(yield* Effect.promise(() => r.hexists(small.core, "rv"))).toBe(0)
+          expect(yield* Effect.promise(() => r.exists(`${large.core}:result`))).toBe(0)
+        }))
+
+      it.scoped("a small result version 4 stored in `:result` is read", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const done = yield* completedWith(bytes("ok"))
+          // the same result as version 4 stored it
+          yield* Effect.promise(() => r.hdel(done.core, "rv"))
+          yield* Effect.promise(() => r.set(`${done.core}:result`, "ok"))
+          expect(yield* b.getExecutionResult(done.id)).toEqual(Option.some(bytes("ok")))
+        }))
+    })
+
+    describe("index writes batched per call", () => {
+      // The lane state sets, lease_expiry and retention are written per key once per call (FF.zadd,
+      // FF.zrem): the sets and the lane counts must end as single writes would leave them.
+      it.scoped("after claims and completions in batches, the sets and the lane counts agree with the executions", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const ids: Array<Ids.ExecutionId> = []
+          for (let i = 0; i < 6; i++) {
+            const id = yield* Ids.executionIdSolo(l)
+            ids.push(id)
+            yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          }
+          const handles = yield* b.claimMany({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy }, 4)
+          expect(handles).toHaveLength(4)
+          const out = yield* b.completeMany(handles.slice(0, 3).map((handle) => ({ handle })))
+          expect(out.every((x) => x._tag === "Right")).toBe(true)
+          const B = base(Ids.executionPartition(ids[0]!))
+          const idsOf = (key: string) => Effect.promise(() => r.zrange(key, 0, -1)).pipe(Effect.map((m) => m.map((x) => x.slice(14)).sort()))
+          const active = yield* idsOf(`${B}:l:${l}:s=active`)
+          const done = yield* idsOf(`${B}:l:${l}:s=completed`)
+          expect(active).toHaveLength(1)
+          expect(done).toHaveLength(3)
+          for (const id of active) {
+            expect(yield* Effect.promise(() => r.zscore(`${B}:i:lease_expiry`, id))).not.toBeNull()
+            expect(yield* Effect.promise(() => r.zscore(`${B}:i:retention`, id))).toBeNull()
+          }
+          for (const id of done) {
+            expect(ids).toContain(id)
+            expect(yield* Effect.promise(() => r.zscore(`${B}:i:lease_expiry`, id))).toBeNull()
+            expect(yield* Effect.promise(() => r.zscore(`${B}:i:retention`, id))).not.toBeNull()
+          }
+          expect(yield* Effect.promise(() => r.hgetall(`${B}:l:${l}:n`))).toMatchObject({ waiting: "2", active: "1", completed: "3" })
+        }))
+    })
+
     describe("a helper never fails on a size after a write", () => {
       it.scoped("ff_create with 4,000 tags stores them all and the execution is claimable", () =>
         Effect.gen(function*() {

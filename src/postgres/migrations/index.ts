@@ -32,6 +32,8 @@ import * as m0036 from "./0036_events_per_statement.js"
 import * as m0037 from "./0037_event_kind_code.js"
 import * as m0038 from "./0038_timer_batches.js"
 import * as m0039 from "./0039_own_rows.js"
+import * as m0040 from "./0040_event_no_id_index.js"
+import * as m0041 from "./0041_hash_id_keys.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -60,7 +62,9 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0036_events_per_statement": run(m0036.sql),
   "0037_event_kind_code": run(m0037.sql),
   "0038_timer_batches": run(m0038.sql),
-  "0039_own_rows": run(m0039.sql)
+  "0039_own_rows": run(m0039.sql),
+  "0040_event_no_id_index": run(m0040.sql),
+  "0041_hash_id_keys": run(m0041.sql)
 }
 
 /** The id of the newest migration this code needs. */

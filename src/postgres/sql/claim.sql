@@ -181,6 +181,8 @@ DECLARE
   -- the other candidates' handles, by position
   s_pos int[];
   s_h jsonb[];
+  -- (the set_config and wake-up calls are expressions, not PERFORMs: no query start-up)
+  v_void text;
 BEGIN
   LOOP
     v_round := v_round + 1;
@@ -261,7 +263,7 @@ BEGIN
     -- the set's Claimed events and lane counts are written by this statement, not by the update
     -- triggers (migration 0039), unless a fold applies
     IF cardinality(f_ids) > 0 AND NOT f_fold THEN
-      PERFORM set_config('flowfabric.own_rows', 'on', true);
+      v_void := set_config('flowfabric.own_rows', 'on', true);
     END IF;
     WITH u AS MATERIALIZED (
       SELECT t.id, t.idx, t.epoch, t.typ, t.prev, t.lane, t.pos, t.ostate,
@@ -299,7 +301,7 @@ BEGIN
       GROUP BY 1, 2 HAVING sum(d.n) <> 0
       ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + EXCLUDED.n
     ), unready AS (
-      DELETE FROM ready WHERE execution_id = ANY (f_ids)
+      DELETE FROM ready r USING unnest(f_ids) AS x(id) WHERE r.execution_id = x.id
     ), leases AS (
       -- one lease timer for the round's set (migration 0038): the pass takes each execution of
       -- refs as its own timer; a renewal arms a timer of the execution's own
@@ -317,9 +319,9 @@ BEGIN
       SELECT s.pos, s.h FROM unnest(s_pos, s_h) AS s(pos, h)
     ) claimed;
     IF current_setting('flowfabric.own_rows', true) = 'on' THEN
-      PERFORM set_config('flowfabric.own_rows', '', true);
-      PERFORM set_config('flowfabric.event_at', v_now::text, true);
-      PERFORM ffi_events_wake(v_scopes);
+      v_void := set_config('flowfabric.own_rows', '', true);
+      v_void := set_config('flowfabric.event_at', v_now::text, true);
+      v_void := ffi_events_wake(v_scopes)::text;
     END IF;
     v_out := v_out || v_round_out;
     v_count := v_count + jsonb_array_length(v_round_out);
@@ -332,6 +334,8 @@ END $$;
 -- arrays (none: a claim alone), then ff_claim on the lane (p_limit 0: none), which sees what the
 -- completions made claimable, and the claimed executions' inputs in claim order while their
 -- payloads total at most p_budget bytes (past it, null: the caller reads that input itself).
+-- Planned generically from a session's first call and without sequential scans: a plan made
+-- while the tables are small must not read exec_data whole once they have grown.
 --   args:   p_eid, p_idx, p_att, p_lease, p_epoch, p_payload (one element per completion, as
 --           ff_complete_set), p_lane, p_caps, p_kinds, p_worker, p_wiid, p_ttl, p_limit (as
 --           ff_claim), p_budget (bytes), p_now
@@ -343,7 +347,8 @@ CREATE FUNCTION ff_complete_claim(
   p_eid text[], p_idx int[], p_att uuid[], p_lease uuid[], p_epoch bigint[], p_payload bytea[],
   p_lane text, p_caps text[], p_kinds text[], p_worker text, p_wiid text, p_ttl bigint, p_limit int,
   p_budget bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
+  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   v_done jsonb := '[]'::jsonb;

@@ -27,15 +27,17 @@ AS $$ SELECT pg_current_xact_id()::text::bigint $$;
 -- anything (a probe without parameters first: its plan is generic, where the look-up by scopes is
 -- planned again at every call under the default plan_cache_mode, about 30 µs).
 --   args:   p_scopes
---   reply:  void
+--   reply:  whether any process follows events at all (then those of p_scopes were notified); the
+--           hot paths call it in an expression, not a PERFORM: no query start-up
 --   errors: -
-CREATE FUNCTION ffi_events_wake(p_scopes text[]) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION ffi_events_wake(p_scopes text[]) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_scope text;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM event_waiter) THEN RETURN; END IF;
+  IF NOT EXISTS (SELECT 1 FROM event_waiter) THEN RETURN false; END IF;
   FOR v_scope IN SELECT DISTINCT w.scope FROM event_waiter w WHERE w.scope = ANY (p_scopes) LOOP
     PERFORM pg_notify(ffi_channel(), 'e' || chr(9) || v_scope);
   END LOOP;
+  RETURN true;
 END $$;
 
 -- ffi_flow_event: a FlowStateChanged event (s1 = the public state) when the change of flow_core
@@ -148,33 +150,42 @@ BEGIN
   RETURN ffi_ok();
 END $$;
 
--- ffi_events_trim: the retention part of trimRetention for events: deletes up to p_max of the
--- oldest events (by id) that are older than p_retention_ms or beyond the newest p_keep, and
--- moves event_trim to the newest position deleted; drops expired event_waiter rows. Not counted.
+-- ffi_events_trim: the retention part of trimRetention for events: deletes the events older than
+-- p_retention_ms or beyond the newest p_keep (by id, the newest read from the identity sequence)
+-- in the next block range of the event heap (about 2 x p_max rows' worth, TID range scan: no index
+-- on id, migration 0040), sweeping the heap from its first block again once past its end, and moves
+-- event_trim to the newest position deleted (a read after an older position fails expired); drops
+-- expired event_waiter rows. Not counted. A trim that finds another one running (the event_trim
+-- row locked) deletes no event.
 --   args:   p_now, p_max, p_retention_ms (Limits.eventRetentionMs), p_keep (Limits.eventsRetained)
 --   reply:  int (events deleted)
 --   errors: -
 CREATE FUNCTION ffi_events_trim(p_now bigint, p_max int, p_retention_ms bigint, p_keep bigint) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
-  v_top bigint := (SELECT max(id) FROM event);
+  v_top bigint := (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END FROM event_id_seq s);
+  v_blocks bigint := pg_relation_size('event') / current_setting('block_size')::bigint;
+  v_span bigint := greatest(8, p_max / 25);
+  v_from bigint;
   v_k bigint;
   v_id bigint;
   v_n int;
 BEGIN
   DELETE FROM event_waiter WHERE expires_at < p_now;
-  IF v_top IS NULL THEN RETURN 0; END IF;
+  SELECT t.next_block INTO v_from FROM event_trim t FOR UPDATE SKIP LOCKED;
+  IF v_blocks = 0 OR v_from IS NULL THEN RETURN 0; END IF;
+  IF v_from >= v_blocks THEN v_from := 0; END IF;
   WITH gone AS (
-    DELETE FROM event WHERE id IN (SELECT e.id FROM event e ORDER BY e.id LIMIT p_max)
+    DELETE FROM event
+    WHERE ctid >= format('(%s,0)', v_from)::tid AND ctid < format('(%s,0)', v_from + v_span)::tid
       AND (at < p_now - p_retention_ms OR id <= v_top - p_keep)
     RETURNING k, id
   ), newest AS (
     SELECT k, id, count(*) OVER () AS n FROM gone ORDER BY k DESC, id DESC LIMIT 1
   )
   SELECT k, id, n INTO v_k, v_id, v_n FROM newest;
-  IF v_k IS NULL THEN RETURN 0; END IF;
-  INSERT INTO event_trim (singleton, k, id) VALUES (true, v_k, v_id)
-  ON CONFLICT (singleton) DO UPDATE SET k = EXCLUDED.k, id = EXCLUDED.id
-  WHERE (event_trim.k, event_trim.id) < (EXCLUDED.k, EXCLUDED.id);
-  RETURN v_n;
+  UPDATE event_trim t SET next_block = v_from + v_span,
+    k = CASE WHEN (t.k, t.id) < (v_k, v_id) THEN v_k ELSE t.k END,
+    id = CASE WHEN (t.k, t.id) < (v_k, v_id) THEN v_id ELSE t.id END;
+  RETURN coalesce(v_n, 0);
 END $$;

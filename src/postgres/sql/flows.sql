@@ -770,7 +770,7 @@ BEGIN
       )
       INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
       SELECT execution_id, lane_id, priority, created_at, required_caps, execution_kind FROM u
-      ON CONFLICT (execution_id) DO NOTHING;
+      ON CONFLICT ON CONSTRAINT ready_one DO NOTHING;
       PERFORM ffi_wake(c.lane_id);
     ELSE
       UPDATE exec_core SET last_mutation_at = p_now WHERE execution_id = p_child;

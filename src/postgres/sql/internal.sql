@@ -85,7 +85,7 @@ BEGIN
   INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
   SELECT execution_id, lane_id, priority, created_at, required_caps, execution_kind FROM exec_core
   WHERE execution_id = p_eid
-  ON CONFLICT (execution_id) DO NOTHING
+  ON CONFLICT ON CONSTRAINT ready_one DO NOTHING
   RETURNING lane_id INTO v_lane;
   IF v_lane IS NOT NULL THEN PERFORM ffi_wake(v_lane); END IF;
 END $$;

@@ -36,6 +36,10 @@ DECLARE
   v_state text := CASE WHEN v_delayed THEN 'delayed' ELSE 'waiting' END;
   v_existing text;
   v_found boolean;
+  -- what the calls below made as expressions answer (an expression costs no query start-up, a
+  -- PERFORM does)
+  v_void text;
+  v_woke boolean;
 BEGIN
   IF v_has_idem THEN
     SELECT execution_id INTO v_existing FROM exec_idempotency
@@ -46,7 +50,7 @@ BEGIN
   END IF;
   -- the event and the lane count of this one row are written below, not by the insert triggers
   -- (migration 0039)
-  PERFORM set_config('flowfabric.own_rows', 'on', true);
+  v_void := set_config('flowfabric.own_rows', 'on', true);
   INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
     lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
     attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
@@ -62,7 +66,7 @@ BEGIN
     CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now, v_now, v_now)
   ON CONFLICT (execution_id) DO NOTHING;
   v_found := FOUND;
-  PERFORM set_config('flowfabric.own_rows', '', true);
+  v_void := set_config('flowfabric.own_rows', '', true);
   IF NOT v_found THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', p_eid));
   END IF;
@@ -72,7 +76,7 @@ BEGIN
   VALUES (ffi_xid(), v_now, p_eid, p_lane, 'ExecutionCreated', v_state);
   INSERT INTO lane_count (lane_id, public_state, shard, n) VALUES (p_lane, v_state, pg_backend_pid(), 1)
   ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + 1;
-  PERFORM ffi_events_wake(ARRAY['e:' || p_eid, 'l:' || p_lane]);
+  v_woke := ffi_events_wake(ARRAY['e:' || p_eid, 'l:' || p_lane]);
   IF v_has_idem THEN
     INSERT INTO exec_idempotency (partition_key, namespace, idempotency_key, execution_id, expires_at)
     VALUES (p_partition, p_namespace, p_idem, p_eid, v_now + p_dedup_ttl_ms)
@@ -99,7 +103,7 @@ BEGIN
   ELSE
     INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
     VALUES (p_eid, p_lane, p_priority, v_now, nullif(p_caps, '{}'), p_kind);
-    PERFORM ffi_wake(p_lane);
+    v_woke := ffi_wake(p_lane);
   END IF;
   IF p_deadline IS NOT NULL THEN PERFORM ffi_timer_set('deadline', p_eid, p_deadline); END IF;
   RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'executionId', p_eid,
@@ -115,11 +119,13 @@ CREATE FUNCTION ff_create_execution(
   p_payload_encoding text, p_priority int, p_creator text, p_idem text, p_tags jsonb, p_policy jsonb,
   p_caps text[], p_delay_until bigint, p_deadline bigint, p_attempt_timeout_ms bigint,
   p_max_reclaim int, p_max_replay int, p_dedup_ttl_ms bigint, p_trace text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
+  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 BEGIN
-  RETURN (SELECT ffi_create_execution(p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
+  -- an expression, not a sub-select: no query start-up
+  RETURN ffi_create_execution(p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
     p_priority, p_creator, p_idem, p_tags, p_policy, p_caps, p_delay_until, p_deadline, p_attempt_timeout_ms,
-    p_max_reclaim, p_max_replay, p_dedup_ttl_ms, coalesce(p_now, ffi_now()), p_trace));
+    p_max_reclaim, p_max_replay, p_dedup_ttl_ms, coalesce(p_now, ffi_now()), p_trace);
 END $$;
 
 -- ff_create_executions: createExecutions — the items in order, each as ffi_create_execution
@@ -269,7 +275,8 @@ END $$;
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_complete(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_payload bytea, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
+  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;
@@ -353,6 +360,8 @@ DECLARE
   f_fold boolean;
   v_scopes text[];
   v_i int;
+  -- (the set_config and wake-up calls are expressions, not PERFORMs: no query start-up)
+  v_void text;
   -- ids named more than once (each of their rows goes through ff_complete), found once for the batch
   v_dups text[] := ARRAY(SELECT d.id FROM unnest(p_eid) AS d(id) GROUP BY d.id HAVING count(*) > 1);
 BEGIN
@@ -383,7 +392,7 @@ BEGIN
     WHERE s.execution_id = f.id AND s.attempt_index = f.cai AND s.closed_at IS NULL;
     -- the set's Completed events and lane counts are written by this statement, not by the update
     -- triggers (migration 0039), unless a fold applies
-    IF NOT f_fold THEN PERFORM set_config('flowfabric.own_rows', 'on', true); END IF;
+    IF NOT f_fold THEN v_void := set_config('flowfabric.own_rows', 'on', true); END IF;
     WITH done AS (
     UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
       eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
@@ -420,9 +429,9 @@ BEGIN
     SELECT array_agg(v.s) INTO v_scopes
     FROM evs CROSS JOIN LATERAL (VALUES ('e:' || evs.execution_id), ('l:' || evs.lane_id), ('f:' || evs.flow_id::text)) v(s);
     IF current_setting('flowfabric.own_rows', true) = 'on' THEN
-      PERFORM set_config('flowfabric.own_rows', '', true);
-      PERFORM set_config('flowfabric.event_at', v_now::text, true);
-      PERFORM ffi_events_wake(v_scopes);
+      v_void := set_config('flowfabric.own_rows', '', true);
+      v_void := set_config('flowfabric.event_at', v_now::text, true);
+      v_void := ffi_events_wake(v_scopes)::text;
     END IF;
     IF cardinality(f_arm) > 0 THEN
       -- one retention timer for the set per retention time (timer.refs, migration 0038); the
@@ -430,10 +439,10 @@ BEGIN
       INSERT INTO timer (kind, ref, due_at, refs)
       SELECT 'retention', '#' || gen_random_uuid()::text, r.due, array_agg(r.id ORDER BY r.id)
       FROM (SELECT d.execution_id AS id, v_now + ffi_retention_ms(d.policy) AS due
-            FROM exec_data d WHERE d.execution_id = ANY (f_arm)) r
+            FROM unnest(f_arm) AS x(id) JOIN exec_data d ON d.execution_id = x.id) r
       GROUP BY r.due;
     END IF;
-    DELETE FROM ready WHERE execution_id = ANY (f_ids);
+    DELETE FROM ready r USING unnest(f_ids) AS x(id) WHERE r.execution_id = x.id;
     DELETE FROM timer WHERE ref = ANY (f_ids) AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
   END IF;
   FOR v_i IN 1 .. coalesce(cardinality(p_eid), 0) LOOP

@@ -31,15 +31,20 @@ AS $$ SELECT hashtextextended('flowfabric:wake:' || current_schema() || ':' || p
 
 -- ffi_wake: work became claimable on lane p_lane in this transaction: its waiting workers are
 -- notified when it commits ('w' TAB lane; several in one transaction are sent once).
+-- (The calls are assignments, not PERFORM: an expression without tables is evaluated without a
+-- query's executor start-up; the lock still comes before the probe's snapshot.)
 --   args:   p_lane
---   reply:  void
+--   reply:  whether the lane had a waiting worker to notify
 --   errors: -
-CREATE FUNCTION ffi_wake(p_lane text) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION ffi_wake(p_lane text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE v_void text;
 BEGIN
-  PERFORM pg_advisory_xact_lock_shared(ffi_lane_lock_key(p_lane));
+  v_void := pg_advisory_xact_lock_shared(ffi_lane_lock_key(p_lane))::text;
   IF EXISTS (SELECT 1 FROM lane_waiter WHERE lane_id = p_lane) THEN
-    PERFORM pg_notify(ffi_channel(), 'w' || chr(9) || p_lane);
+    v_void := pg_notify(ffi_channel(), 'w' || chr(9) || p_lane)::text;
+    RETURN true;
   END IF;
+  RETURN false;
 END $$;
 
 -- ffi_wake_ready: ffi_wake for the lanes of the executions p_eids that are claimable now (a
@@ -50,7 +55,7 @@ END $$;
 CREATE FUNCTION ffi_wake_ready(p_eids text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_lane text;
 BEGIN
-  FOR v_lane IN SELECT DISTINCT lane_id FROM ready WHERE execution_id = ANY (p_eids) ORDER BY lane_id LOOP
+  FOR v_lane IN SELECT DISTINCT r.lane_id FROM unnest(p_eids) AS x(id) JOIN ready r ON r.execution_id = x.id ORDER BY 1 LOOP
     PERFORM ffi_wake(v_lane);
   END LOOP;
 END $$;
@@ -79,7 +84,7 @@ END $$;
 --   reply:  {"ok": {"dueAt": ms or null, "fresh": whether the worker was not registered}}
 --   errors: -
 CREATE FUNCTION ff_lane_wait(p_lane text, p_worker text, p_ttl bigint, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); v_fresh boolean; v_due bigint;
 BEGIN
   -- waits for the transactions that made work claimable on the lane without seeing this waiter

@@ -15,7 +15,9 @@ export const CoreField = {
   flowId: "f",
   stateVector: "sv",
   /** an input of at most 48 bytes (a larger one has its own key) */
-  payload: "p"
+  payload: "p",
+  /** a result of at most 48 bytes (a larger one has its own key; a version 4 store has only the key) */
+  result: "rv"
 } as const
 
 const PHASE: Record<string, string> = { s: "submitted", r: "runnable", a: "active", u: "suspended", t: "terminal" }

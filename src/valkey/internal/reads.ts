@@ -107,8 +107,15 @@ export const makeReads = (
     Effect.gen(function*() {
       const partition = Ids.executionPartition(id)
       if (partition >= N) return Option.none()
-      const sv = yield* client.run("HGET sv", (c) => c.hget(keys.core(partition, id), CoreField.stateVector))
-      if (sv === null || publicStateOfVector(sv) !== "completed") return Option.none()
+      const [sv, small] = yield* client.run(
+        "HMGET sv result",
+        (c) => c.hmgetBuffer(keys.core(partition, id), CoreField.stateVector, CoreField.result)
+      )
+      if (sv === null || sv === undefined || publicStateOfVector(sv.toString("utf8")) !== "completed") {
+        return Option.none()
+      }
+      // a small result is a field of the core, a larger one its own key (never both)
+      if (small !== null && small !== undefined && small.length > 0) return Option.some(new Uint8Array(small))
       const result = yield* client.run("GET result", (c) => c.getBuffer(keys.ex(partition, id, "result")))
       return result === null || result.length === 0 ? Option.none() : Option.some(new Uint8Array(result))
     })

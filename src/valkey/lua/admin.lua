@@ -28,7 +28,7 @@ FF.fn.revoke = function(B, a, now)
   FF.run_end(B, e, c, "lease_revoked", reason, now)
   FF.state(B, e, c, "active", "lease_revoked", "not_applicable", "waiting_for_worker", "lease revoked: " .. reason,
     "none", "attempt_interrupted", now, { "lease_revoked_at", FF.s(now), "lease_revoke_reason", reason })
-  C("ZREM", K.idx(B, "lease_expiry"), e)
+  FF.zrem(K.idx(B, "lease_expiry"), e)
   local score = FF.pscore(c.priority, c.created_at)
   C("ZADD", K.lane(B, c.lane_id, "reclaim"), FF.s(score), e)
   FF.add_wake(c.lane_id, score)
@@ -78,9 +78,11 @@ FF.fn.replay = function(B, a, now)
   if rc >= max then return FF.err("max_replays_exhausted") end
   local fid = c.flow_id or ""
   local lane = c.lane_id
-  C("DEL", K.ex(B, e, "result")) -- the result belongs to the replaced run (as memory and Postgres)
+  -- the result belongs to the replaced run (as memory and Postgres): its key, or its core field in
+  -- the state write below
+  C("DEL", K.ex(B, e, "result"))
   local common = {
-    "replay_count", FF.s(rc + 1), "completed_at", "", "pending_replay_reason", "replay",
+    "replay_count", FF.s(rc + 1), "completed_at", "", FF.RESULT_FIELD, "", "pending_replay_reason", "replay",
     "pending_previous_attempt_index", FF.str(c.current_attempt_index), "lease_expired_at", "",
     "lease_revoked_at", "", "lease_revoke_reason", ""
   }

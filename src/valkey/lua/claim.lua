@@ -37,10 +37,9 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
   if was == "active" then
     C("ZREM", K.lane(B, lane, "reclaim"), e)
   else
-    C("ZREM", K.lane(B, lane, "eligible"), e)
-    C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
+    FF.drop_eligible_kind(B, lane, e, c.execution_kind or "")
   end
-  C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
+  FF.zadd(K.idx(B, "lease_expiry"), FF.s(exp), e)
   return exp
 end
 
@@ -138,11 +137,13 @@ function FF.grant_blocks(B, e, worker_id, now)
   return g.worker_id ~= worker_id
 end
 
--- The partition's head on `lane`: the best claim score of its eligible and reclaim indexes, ""
--- when both are empty. The score a visited partition's claim hint is set to.
+-- The partition's head on `lane`: the best claim score of its eligible and reclaim indexes (and
+-- pending set, helpers.lua), "" when all are empty. The score a visited partition's claim hint is
+-- set to.
+local HEAD_INDEXES, HEAD_INDEXES_PENDING = { "eligible", "reclaim" }, { "eligible", "reclaim", "pend" }
 function FF.lane_head(B, lane)
   local best = nil
-  for _, kind in ipairs({ "eligible", "reclaim" }) do
+  for _, kind in ipairs(FF.kpending(B, lane) and HEAD_INDEXES_PENDING or HEAD_INDEXES) do
     local head = C("ZRANGE", K.lane(B, lane, kind), 0, 0, "WITHSCORES")
     if #head > 0 then
       local score = tonumber(head[2])
@@ -153,8 +154,18 @@ function FF.lane_head(B, lane)
   return FF.s(best)
 end
 
--- Candidates of `lane` in claim order: lowest score first over eligible and reclaim (each index
--- comes in that order already: score, then member).
+-- Candidates of `lane` in claim order: lowest score first over eligible, reclaim and the pending
+-- set while there is one (each comes in that order already: score, then member); each candidate
+-- is {id, score, the index it was read from: "eligible", "reclaim" or "pend"}, its id still the
+-- member (FF.emember) with the partition base at [4] until FF.cand_id converts it (a claim looks at
+-- its first candidate only, most of the time).
+function FF.cand_id(cand)
+  local B = cand[4]
+  if B ~= nil then
+    cand[1], cand[4] = FF.eid(B, cand[1]), nil
+  end
+  return cand[1]
+end
 local function claim_order(x, y)
   if x[2] == y[2] then return x[1] < y[1] end
   return x[2] < y[2]
@@ -164,12 +175,22 @@ end
 function FF.candidates(B, lane, scan, no_reclaim)
   local out = {}
   local r = C("ZRANGE", K.lane(B, lane, "eligible"), 0, scan - 1, "WITHSCORES")
-  for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "eligible" } end
-  if no_reclaim ~= nil and no_reclaim[B] then return out end
-  r = C("ZRANGE", K.lane(B, lane, "reclaim"), 0, scan - 1, "WITHSCORES")
-  if #r == 0 and no_reclaim ~= nil then no_reclaim[B] = true end
-  if #r > 0 then
+  for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "eligible", B } end
+  local merged = false
+  if FF.kpending(B, lane) then
+    r = C("ZRANGE", K.lane(B, lane, "pend"), 0, scan - 1, "WITHSCORES")
+    for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "pend", B } end
+    merged = #r > 0
+  end
+  if not (no_reclaim ~= nil and no_reclaim[B]) then
+    r = C("ZRANGE", K.lane(B, lane, "reclaim"), 0, scan - 1, "WITHSCORES")
+    if #r == 0 and no_reclaim ~= nil then no_reclaim[B] = true end
     for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "reclaim" } end
+    merged = merged or #r > 0
+  end
+  if merged then
+    -- (ties of one score are in id order: every id converted first)
+    for i = 1, #out do FF.cand_id(out[i]) end
     table.sort(out, claim_order)
   end
   return out
@@ -177,7 +198,8 @@ end
 
 -- The claim of a worker limited to kinds looks at the first a.scan candidates of the lane's indexes
 -- on a partition, as every claim does; when none is for it and the eligible index holds more, it
--- reads the heads of the lane's kind indexes (K.lane_kind) of its kinds instead, so that its work
+-- reads the heads of the lane's kind indexes (FF.kind_key: K.lane_kind, or the eligible index while
+-- the lane has one kind; and the pending set for its kind) of its kinds instead, so that its work
 -- is found behind any number of executions of other kinds. An eligible execution is in the index
 -- of its lane and kind from FF.make_eligible until its lease (FF.lease_on) or its terminal
 -- transition (FF.unindex); an entry left otherwise (a flow blocked the execution again) is dropped
@@ -185,23 +207,30 @@ end
 -- still rule them out), reading at most `budget` entries in all, as candidates in claim order.
 function FF.kind_candidates(B, lane, kinds, per, budget)
   local out = {}
+  local keys, src = {}, {}
+  local pk = FF.kpending_kind(B, lane)
   for _, kind in ipairs(kinds) do
+    local key = FF.kind_key(B, lane, kind)
+    if key ~= nil then keys[#keys + 1], src[#keys + 1] = { key, kind }, "eligible" end
+    if kind == pk then keys[#keys + 1], src[#keys + 1] = { K.lane(B, lane, "pend"), kind }, "pend" end
+  end
+  for j, kk in ipairs(keys) do
     if budget <= 0 then break end
-    local key = K.lane_kind(B, lane, kind)
+    local key, kind = kk[1], kk[2]
     local r = C("ZRANGE", key, 0, math.min(per, budget) - 1, "WITHSCORES")
     local live = 0
     while #r > 0 and live < per and budget > 0 do
       for i = 1, #r, 2 do
         if live >= per or budget <= 0 then break end
         budget = budget - 1
-        local e = r[i]
+        local e = FF.eid(B, r[i])
         local st = C("HMGET", K.core(B, e), "sv", FF.CF.lane_id, FF.CF.execution_kind)
         local sv = FF.sv_decode(st[1])
         if sv[1] == "runnable" and sv[3] == "eligible_now" and st[2] == lane and (st[3] or "") == kind then
           live = live + 1
-          out[#out + 1] = { e, tonumber(r[i + 1]), "eligible" }
+          out[#out + 1] = { e, tonumber(r[i + 1]), src[j] }
         else
-          C("ZREM", key, e)
+          C("ZREM", key, r[i])
         end
       end
       if live >= per or budget <= 0 then break end
@@ -212,17 +241,17 @@ function FF.kind_candidates(B, lane, kinds, per, budget)
   return out
 end
 
--- The core of candidate `e` of index `kind` ("eligible" / "reclaim") when it really is claimable
--- there, else nil (its stale entry is removed from the index).
+-- The core of candidate `e` of index `kind` ("eligible" / "pend" / "reclaim") when it really is
+-- claimable there, else nil (its stale entry is removed from the index).
 function FF.candidate_core(B, e, kind, lane)
   local c = FF.core(B, e)
   if c == nil then
-    C("ZREM", K.lane(B, lane, kind), e)
+    if kind == "reclaim" then C("ZREM", K.lane(B, lane, kind), e) else C("ZREM", K.lane(B, lane, kind), FF.emembers(e)) end
     return nil
   end
-  if kind == "eligible" then
+  if kind ~= "reclaim" then
     if c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "eligible_now" or c.lane_id ~= lane then
-      C("ZREM", K.lane(B, lane, kind), e)
+      C("ZREM", K.lane(B, lane, kind), FF.emembers(e))
       return nil
     end
   else
@@ -246,7 +275,7 @@ end
 function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_head)
   for i = 1, math.min(limit, #cands) do
     local cand = cands[i]
-    local e, kind = cand[1], cand[3]
+    local e, kind = FF.cand_id(cand), cand[3]
     if tried == nil or not tried[e] then
       if tried ~= nil then tried[e] = true end
       FF.grant_seen = false
@@ -288,6 +317,8 @@ end
 -- ff_claim (docs/design/executions.md#claiming): the best candidate of the lane on this partition
 -- for this worker is leased: the heads first, then up to a.scan candidates (kind and capability
 -- filtering, grants held by others, stale index entries). One visit of the claim-hint walk (below).
+-- Whatever it answers, it first moves a step of the lane's pending set back while the lane
+-- switches to kind indexes (FF.kind_step, helpers.lua: no read can tell the sets apart).
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, kinds?, lease_ttl_ms, scan,
 --           lease_id, attempt_id, bound?}; kinds: the execution kinds the worker runs (absent: any);
@@ -321,6 +352,7 @@ FF.fn.claim = function(B, a, now)
     a.caps_set = caps
   end
   local bound = tonumber(a.bound or "")
+  FF.kind_step(B, lane)
   local heads = FF.candidates(B, lane, 2, a.no_reclaim)
   if #heads == 0 then return FF.ok("EMPTY") end
   -- only the best head: when it is not for this worker, the other index's head is not the next
@@ -332,10 +364,10 @@ FF.fn.claim = function(B, a, now)
   if r ~= nil then return r end
   local scan = math.max(1, FF.num(a.scan, 32))
   local cands = FF.candidates(B, lane, scan)
-  local tried = { [heads[1][1]] = true }
+  local tried = { [FF.cand_id(heads[1])] = true }
   r = FF.claim_from(B, a, now, lane, caps, cands, #cands, tried, bound)
   if r ~= nil then return r end
-  if a.kinds_set and C("ZCARD", K.lane(B, lane, "eligible")) > scan then
+  if a.kinds_set and FF.eligible_count(B, lane) > scan then
     cands = FF.kind_candidates(B, lane, a.kinds, 4, 4 * scan)
     r = FF.claim_from(B, a, now, lane, caps, cands, #cands, tried, bound)
     if r ~= nil then return r end
@@ -683,8 +715,8 @@ end
 -- apart) the worker may take; its reply, or nil when none.
 local function grant_first(B, a, now, lane, caps, kinds, bound, cands, seen)
   for _, cand in ipairs(cands) do
-    local e, kind = cand[1], cand[3]
-    if kind == "eligible" and (seen == nil or not seen[e]) then
+    local e, kind = FF.cand_id(cand), cand[3]
+    if kind ~= "reclaim" and (seen == nil or not seen[e]) then
       local c = FF.candidate_core(B, e, kind, lane)
       if c ~= nil and FF.kind_ok(c, kinds) then
         local ok, _ = FF.caps_ok(c.required_capabilities, caps)
@@ -714,14 +746,14 @@ end
 -- candidate of the lane for this worker on this partition (kinds, capabilities; a live grant of
 -- another worker reserves its execution, the worker's own grant is renewed). One visit of the
 -- claim-hint walk (above), which the layer runs, so the grant goes to the best candidate of the
--- whole lane.
+-- whole lane. It moves a step of a pending set back first, as ff_claim does.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, kinds?, grant_ttl_ms, scan,
 --           bound?} (kinds as ff_claim's)
 --           (bound as ff_claim's: a candidate worse than it is not granted)
 --   reply:  {1, "OK", wake, execution id, grant key, grant expiry, lane head}
 --           | {1, "EMPTY", wake} | {1, "NOMATCH", wake, lane head}
---           | {1, "LATER", wake, the candidate's score, lane head} (nothing written)
+--           | {1, "LATER", wake, the candidate's score, lane head} (no grant written)
 --   errors: invalid_input
 FF.fn.issue_grant = function(B, a, now)
   local bad = FF.need("issue_grant", a,
@@ -733,13 +765,14 @@ FF.fn.issue_grant = function(B, a, now)
   local caps = FF.caps_set(a.caps)
   local bound = tonumber(a.bound or "")
   local scan = math.max(1, FF.num(a.scan, 32))
+  FF.kind_step(B, lane)
   local cands = FF.candidates(B, lane, scan)
   if #cands == 0 then return FF.ok("EMPTY") end
   local r = grant_first(B, a, now, lane, caps, kinds, bound, cands, nil)
   if r ~= nil then return r end
-  if kinds and C("ZCARD", K.lane(B, lane, "eligible")) > scan then
+  if kinds and FF.eligible_count(B, lane) > scan then
     local seen = {}
-    for _, cand in ipairs(cands) do seen[cand[1]] = true end
+    for _, cand in ipairs(cands) do seen[FF.cand_id(cand)] = true end
     r = grant_first(B, a, now, lane, caps, kinds, bound, FF.kind_candidates(B, lane, a.kinds, 4, 4 * scan), seen)
     if r ~= nil then return r end
   end

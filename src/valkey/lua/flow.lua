@@ -354,7 +354,7 @@ function FF.apply_dep(B, fid, x, c, now)
   end
   if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" and state == "pending" then
     local lane = c.lane_id
-    C("ZREM", K.lane(B, lane, "eligible"), child)
+    FF.drop_eligible(B, lane, child)
     C("ZREM", K.lane(B, lane, "delayed"), child)
     FF.state(B, child, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
       FF.s(n - succeeded) .. " dep(s) unresolved incl " .. edge, "none", c.attempt_state, now)
@@ -620,7 +620,7 @@ FF.fn.extend_flow = function(B, a, now, _, _, argv)
       end
       if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" and state == "pending" then
         local lane = c.lane_id
-        C("ZREM", K.lane(B, lane, "eligible"), down)
+        FF.drop_eligible(B, lane, down)
         C("ZREM", K.lane(B, lane, "delayed"), down)
         FF.state(B, down, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
           FF.s(n - succeeded) .. " dep(s) unresolved incl " .. ch[#ch], "none", c.attempt_state, now)
@@ -679,6 +679,13 @@ end
 -- child is missing or terminal.
 function FF.copy_result(B, up, child, cc)
   if cc == nil or cc.lifecycle_phase == "terminal" then return end
+  local small = C("HGET", K.core(B, up), FF.RESULT_FIELD)
+  if small then
+    -- (an input a data-passing edge wrote is the key `:payload`, whatever its size)
+    C("SET", K.ex(B, child, "payload"), small)
+    C("HDEL", K.core(B, child), FF.PAYLOAD_FIELD)
+    return
+  end
   local src = K.ex(B, up, "result")
   if C("EXISTS", src) == 1 then
     C("COPY", src, K.ex(B, child, "payload"), "REPLACE")

@@ -69,6 +69,9 @@ function K.ssum(B, e, i) return B .. ":e:" .. e .. ":st:" .. FF.str(i) .. ":sum"
 -- (a batch builds the same few keys for every item): base -> lane -> record -> key, and base ->
 -- index name -> key (FF.call_begin starts them anew, so they hold only what one call touched).
 local lane_keys, idx_keys = {}, {}
+-- the kind modes of the lanes this call read (FF.kmode: mode key -> value, false when absent), and
+-- the lanes whose pending set this call moved a step of (FF.kind_step)
+local lane_modes, lane_stepped = {}, {}
 -- the keys of lane l on B built so far: record -> key, and at [1] the state sets' (state -> key)
 local function lane_tab(B, l)
   local byB = lane_keys[B]
@@ -106,6 +109,8 @@ function K.lcount(B, l) return K.lane(B, l, "n") end
 function K.keys_begin()
   if next(lane_keys) ~= nil then lane_keys = {} end
   if next(idx_keys) ~= nil then idx_keys = {} end
+  if next(lane_modes) ~= nil then lane_modes = {} end
+  if next(lane_stepped) ~= nil then lane_stepped = {} end
 end
 -- The eligible index of lane l and execution kind k (FF.kind_candidates); the kind's length ends
 -- the key, so no lane and kind give another's key.
@@ -194,12 +199,14 @@ end
 function FF.call_begin()
   C = redis.call
   K.keys_begin()
+  FF.members_begin()
   if FF.pubs == nil or next(FF.pubs) ~= nil then FF.pubs = {} end
   if FF.due == nil or FF.dued then FF.due = {} end
   FF.dued = false
   if FF.revokes == nil or #FF.revokes > 0 then FF.revokes = {} end
   if FF.ldelta == nil or FF.ldirty then FF.ldelta = {} end
   FF.ldirty = false
+  FF.zq_begin()
   FF.ev_begin()
 end
 
@@ -588,6 +595,10 @@ end
 -- writes the key and drops the field, FF.copy_result).
 FF.INLINE_PAYLOAD = 48
 FF.PAYLOAD_FIELD = "p"
+-- A completion's result of at most INLINE_PAYLOAD bytes is the core's field RESULT_FIELD (written
+-- in the terminal transition's HSET), a larger or staged one the key `:result`, never both. A
+-- version 4 store has every result in `:result`, which is still read when the field is absent.
+FF.RESULT_FIELD = "rv"
 
 -- A command over a long list of arguments is sent in chunks: `unpack` of more values than Lua's
 -- C stack holds (about 8,000) fails, and a library call must never fail after its first write.
@@ -785,6 +796,62 @@ local function count(B, lane, state, d)
   t[state] = (t[state] or 0) + d
 end
 
+-- --- index writes batched per key (docs/design/valkey.md#index-writes-batched-per-call) ---------
+-- The lane state sets, `lease_expiry` and `retention` are read by no write of the call that
+-- writes them (only by the lane pages, which are reads, and by the passes, which read them after
+-- FF.zsync): a call queues its writes to them (FF.zadd, FF.zrem) and sends each key's run of
+-- writes of one kind as one command, at the end of the call (register.lua, before the counts) or
+-- before a pass reads such an index. A key's writes keep their order (a ZREM after queued ZADDs
+-- of the same key sends those first), so every set ends as the single commands would leave it; a
+-- lane state set's count moves by the members the command added or removed.
+local zq, zq_keys, zq_n = {}, {}, 0
+-- key -> {op, args, n (arguments queued), B, lane, state (for a lane state set's count)}
+local function zq_send(key, q)
+  local n = q.n
+  if n == 0 then return end
+  local r = 0
+  for i = 1, n, FF.CHUNK do r = r + C(q.op, key, unpack(q.args, i, math.min(i + FF.CHUNK - 1, n))) end
+  if q.lane ~= nil and r > 0 then count(q.B, q.lane, q.state, q.op == "ZADD" and r or -r) end
+  q.n = 0
+end
+local function zq_push(key, op, x, y, B, lane, state)
+  local q = zq[key]
+  if q == nil then
+    q = { op = op, args = {}, n = 0, B = B, lane = lane, state = state }
+    zq[key] = q
+    zq_n = zq_n + 1
+    zq_keys[zq_n] = key
+  elseif q.op ~= op then
+    zq_send(key, q)
+    q.op = op
+  end
+  local n = q.n
+  q.args[n + 1] = x
+  if y ~= nil then
+    q.args[n + 2] = y
+    q.n = n + 2
+  else
+    q.n = n + 1
+  end
+end
+-- ZADD key score member / ZREM key member, queued; `B`, `lane`, `state` name a lane state set
+-- (its count moves with it), nil for the partition's indexes.
+function FF.zadd(key, score, member, B, lane, state) zq_push(key, "ZADD", score, member, B, lane, state) end
+function FF.zrem(key, member, B, lane, state) zq_push(key, "ZREM", member, nil, B, lane, state) end
+-- Sends the queued writes.
+function FF.zsync()
+  if zq_n == 0 then return end
+  for i = 1, zq_n do
+    local key = zq_keys[i]
+    zq_send(key, zq[key])
+  end
+  zq, zq_keys, zq_n = {}, {}, 0
+end
+-- (a call that ended in a Lua error left its queue: the next call starts without it)
+function FF.zq_begin()
+  if zq_n > 0 then zq, zq_keys, zq_n = {}, {}, 0 end
+end
+
 -- Writes the count changes of the call (above).
 function FF.lane_counts_flush()
   if not FF.ldirty then return end
@@ -807,13 +874,13 @@ function FF.lane_move(B, e, c, from, to)
     count(B, c.lane_id, from, -1)
   elseif from ~= "" then
     m = FF.lane_member(c.created_at, e)
-    if C("ZREM", K.lstate(B, c.lane_id, from), m) == 1 then count(B, c.lane_id, from, -1) end
+    FF.zrem(K.lstate(B, c.lane_id, from), m, B, c.lane_id, from)
   end
   if to == "waiting" then
     count(B, c.lane_id, to, 1)
   elseif to ~= "" then
     m = m or FF.lane_member(c.created_at, e)
-    if C("ZADD", K.lstate(B, c.lane_id, to), 0, m) == 1 then count(B, c.lane_id, to, 1) end
+    FF.zadd(K.lstate(B, c.lane_id, to), 0, m, B, c.lane_id, to)
   end
 end
 
@@ -920,12 +987,13 @@ function FF.unindex(B, e, c)
   local kinds = PHASE_INDEXES[c.lifecycle_phase] or { "eligible", "reclaim", "delayed", "blocked" }
   if c.lifecycle_phase == "active" and c.ownership_state == "leased" then kinds = NO_INDEXES end
   for _, kind in ipairs(kinds) do
-    C("ZREM", K.lane(B, lane, kind), e)
+    if kind == "eligible" then
+      FF.drop_eligible_kind(B, lane, e, c.execution_kind or "")
+    else
+      C("ZREM", K.lane(B, lane, kind), e)
+    end
   end
-  if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "suspended" then
-    C("ZREM", K.lane_kind(B, lane, c.execution_kind or ""), e)
-  end
-  if c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "lease_expiry"), e) end
+  if c.lifecycle_phase ~= "runnable" then FF.zrem(K.idx(B, "lease_expiry"), e) end
   -- (an entry of the attempt_timeout index comes with the core's attempt_timeout_at; one left
   -- stale is dropped by the pass that reads it)
   if (c.attempt_timeout_at or "") ~= "" then C("ZREM", K.idx(B, "attempt_timeout"), e) end
@@ -933,14 +1001,152 @@ function FF.unindex(B, e, c)
   if c.lifecycle_phase ~= "active" and c.lifecycle_phase ~= "runnable" then C("ZREM", K.idx(B, "suspended"), e) end
 end
 
--- Indexes `e` as eligible on its lane (and its lane and kind) at its claim score, and reports the
--- wake.
+-- --- the kind indexes, kept once a lane meets a second kind ---------------------------------
+-- A lane's eligible index on a partition serves as the index of its one kind until an execution
+-- of a second kind is made eligible there; from then on every eligible execution is also in its
+-- kind's index (K.lane_kind). The lane's kind mode, the string key K.lane(B, l, "km"):
+--   absent      no execution was made eligible here yet (or the store is older than the mode:
+--               then the kind indexes are kept, as "!");
+--   "=<kind>"   one kind: the eligible index holds only executions of <kind>, no kind index (a
+--               second kind that finds the eligible index empty takes the lane over: "=<second>");
+--   "+<kind>"   kind indexes kept, and the pending set K.lane(B, l, "pend") may hold eligible
+--               executions of <kind> that are in neither the eligible index nor <kind>'s index:
+--               the eligible index as it was when the second kind came (RENAME, one step);
+--   "!"         kind indexes kept, nothing pending.
+-- The pending set is moved back, KSTEP entries from its head per call that makes work eligible or
+-- claims on the lane (FF.kind_step), each into the eligible index and its kind's index at the
+-- same score; once it is empty the mode is "!". Until then every reader of the eligible index reads
+-- the pending set as well (it is part of it, and of <kind>'s index): the claim's candidates and
+-- heads (claim.lua), the kind candidates, the lane pages (reads.lua), and every removal from the
+-- eligible index removes from both (FF.drop_eligible). Work made eligible meanwhile goes to the
+-- eligible index and its kind's index, at its claim score, as in mode "!": the union of the two
+-- sets is in claim order at every step.
+local KSTEP = 32
+local BYTE_ONE, BYTE_PENDING = 61, 43 -- "=", "+"
+
+-- The lane's kind mode (read once per call), false when absent.
+function FF.kmode(B, l)
+  local mk = K.lane(B, l, "km")
+  local m = lane_modes[mk]
+  if m == nil then
+    m = C("GET", mk)
+    lane_modes[mk] = m
+  end
+  return m
+end
+local function set_kmode(B, l, m)
+  local mk = K.lane(B, l, "km")
+  C("SET", mk, m)
+  lane_modes[mk] = m
+end
+
+-- Whether the lane's pending set may hold entries (mode "+<kind>").
+function FF.kpending(B, l)
+  local m = FF.kmode(B, l)
+  return m and string.byte(m, 1) == BYTE_PENDING
+end
+
+-- The pending kind, when the pending set may hold entries, else nil.
+function FF.kpending_kind(B, l)
+  local m = FF.kmode(B, l)
+  if m and string.byte(m, 1) == BYTE_PENDING then return string.sub(m, 2) end
+  return nil
+end
+
+-- Whether execution kind `kind` has an index of its own on the lane (not while the lane has one
+-- kind).
+function FF.kind_indexed(B, l, kind)
+  local m = FF.kmode(B, l)
+  return not (m and string.byte(m, 1) == BYTE_ONE and #m == #kind + 1 and string.sub(m, 2) == kind)
+end
+
+-- The key that indexes kind `kind` of the lane's eligible executions (the pending set apart), or
+-- nil when none can hold one: the kind's index, or, while the lane has one kind, its eligible
+-- index for that kind.
+function FF.kind_key(B, l, kind)
+  local m = FF.kmode(B, l)
+  if m and string.byte(m, 1) == BYTE_ONE then
+    if string.sub(m, 2) == kind then return K.lane(B, l, "eligible") end
+    return nil
+  end
+  return K.lane_kind(B, l, kind)
+end
+
+-- Moves up to KSTEP entries of the head of the lane's pending set (mode "+<kind>") into its eligible
+-- index and <kind>'s index, at most once per lane per call; the mode becomes "!" with the last.
+function FF.kind_step(B, l)
+  local kind = FF.kpending_kind(B, l)
+  if kind == nil then return end
+  local mk = K.lane(B, l, "km")
+  if lane_stepped[mk] then return end
+  lane_stepped[mk] = true
+  local P = K.lane(B, l, "pend")
+  -- (members as they are: FF.emember)
+  local r = C("ZRANGE", P, 0, KSTEP - 1, "WITHSCORES")
+  local n = #r / 2
+  if n > 0 then
+    local args = {}
+    for i = 1, #r, 2 do args[i], args[i + 1] = r[i + 1], r[i] end
+    C("ZADD", K.lane(B, l, "eligible"), unpack(args))
+    C("ZADD", K.lane_kind(B, l, kind), unpack(args))
+    C("ZREMRANGEBYRANK", P, 0, n - 1)
+  end
+  if n < KSTEP then set_kmode(B, l, "!") end
+end
+
+-- The number of the lane's eligible entries (the pending set's included).
+function FF.eligible_count(B, l)
+  local n = C("ZCARD", K.lane(B, l, "eligible"))
+  if FF.kpending(B, l) then n = n + C("ZCARD", K.lane(B, l, "pend")) end
+  return n
+end
+
+-- Removes `e` from the lane's eligible index (and from the pending set while there is one), under
+-- both of its member forms (FF.emembers).
+function FF.drop_eligible(B, l, e)
+  local m, old = FF.emembers(e)
+  C("ZREM", K.lane(B, l, "eligible"), m, old)
+  if FF.kpending(B, l) then C("ZREM", K.lane(B, l, "pend"), m, old) end
+end
+
+-- Removes `e` of kind `kind` from the lane's eligible index, pending set and kind index.
+function FF.drop_eligible_kind(B, l, e, kind)
+  FF.drop_eligible(B, l, e)
+  if FF.kind_indexed(B, l, kind) then C("ZREM", K.lane_kind(B, l, kind), FF.emembers(e)) end
+end
+
+-- Indexes `e` as eligible on its lane (and its lane and kind, once the lane has met a second kind)
+-- at its claim score, and reports the wake. The first kind made eligible on the lane sets its
+-- mode; a second one switches the lane to kind indexes (above): the eligible index, all of the
+-- first kind, becomes the pending set in one RENAME.
 function FF.make_eligible(B, e, c)
+  local l, kind = c.lane_id, c.execution_kind or ""
   local score = FF.pscore(c.priority, c.created_at)
   local ss = FF.s(score)
-  C("ZADD", K.lane(B, c.lane_id, "eligible"), ss, e)
-  C("ZADD", K.lane_kind(B, c.lane_id, c.execution_kind or ""), ss, e)
-  FF.add_wake(c.lane_id, score)
+  local E = K.lane(B, l, "eligible")
+  local em = FF.emember(e)
+  local m = FF.kmode(B, l)
+  if not m then
+    -- (a lane with eligible work and no mode is of an older store, which kept every kind index)
+    if C("EXISTS", E) == 0 then m = "=" .. kind else m = "!" end
+    set_kmode(B, l, m)
+  elseif string.byte(m, 1) == BYTE_ONE and string.sub(m, 2) ~= kind then
+    if C("EXISTS", E) == 1 then
+      C("RENAME", E, K.lane(B, l, "pend"))
+      m = "+" .. string.sub(m, 2)
+    else
+      m = "=" .. kind -- (nothing of the first kind is eligible: no index holds one)
+    end
+    set_kmode(B, l, m)
+  end
+  if string.byte(m, 1) ~= BYTE_ONE then
+    -- (a priority change finds `e` still pending)
+    if string.byte(m, 1) == BYTE_PENDING then C("ZREM", K.lane(B, l, "pend"), FF.emembers(e)) end
+    C("ZADD", K.lane_kind(B, l, kind), ss, em)
+  end
+  C("ZADD", E, ss, em)
+  FF.add_wake(l, score)
+  FF.kind_step(B, l)
 end
 
 -- Whether the worker's capability set `worker` (FF.caps_set) holds every capability of

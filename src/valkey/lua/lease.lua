@@ -38,7 +38,7 @@ end
 -- Removes the lease from its indexes (the core fields are cleared by the caller's state write).
 -- (A held lease is never a reclaim candidate: a stale entry is dropped by the claim that reads it.)
 function FF.drop_lease(B, e, c)
-  C("ZREM", K.idx(B, "lease_expiry"), e)
+  FF.zrem(K.idx(B, "lease_expiry"), e)
   if c.ownership_state ~= "leased" then C("ZREM", K.lane(B, c.lane_id, "reclaim"), e) end
   if (c.attempt_timeout_at or "") ~= "" then C("ZREM", K.idx(B, "attempt_timeout"), e) end
 end
@@ -105,7 +105,7 @@ function FF.mark_expired(B, e, c, now)
   FF.state(B, e, c, "active", "lease_expired_reclaimable", "not_applicable", "waiting_for_worker",
     "lease expired, awaiting reclaim", "none", "attempt_interrupted", now, { "lease_expired_at", FF.s(now) })
   FF.close_stream(B, e, c, "lease_expired", now)
-  C("ZREM", K.idx(B, "lease_expiry"), e)
+  FF.zrem(K.idx(B, "lease_expiry"), e)
   local score = FF.pscore(c.priority, c.created_at)
   C("ZADD", K.lane(B, c.lane_id, "reclaim"), FF.s(score), e)
   FF.add_wake(c.lane_id, score)
@@ -113,18 +113,19 @@ end
 
 -- Marks up to `limit` leases of the partition whose expiry is due. Returns the count and whether more remain.
 function FF.expire_due_leases(B, now, limit)
+  FF.zsync()
   local due = C("ZRANGEBYSCORE", K.idx(B, "lease_expiry"), "-inf", FF.s(now), "LIMIT", 0, limit + 1)
   local n = 0
   for i = 1, math.min(#due, limit) do
     local e = due[i]
     local c = FF.core(B, e)
     if c == nil or c.lifecycle_phase ~= "active" or c.ownership_state ~= "leased" then
-      C("ZREM", K.idx(B, "lease_expiry"), e)
+      FF.zrem(K.idx(B, "lease_expiry"), e)
     elseif FF.num(c.lease_expires_at) <= now then
       FF.mark_expired(B, e, c, now)
       n = n + 1
     else
-      C("ZADD", K.idx(B, "lease_expiry"), c.lease_expires_at, e)
+      FF.zadd(K.idx(B, "lease_expiry"), c.lease_expires_at, e)
     end
   end
   return n, #due > limit

@@ -240,7 +240,7 @@ FF.fn.renew = function(B, a, now)
   local exp = now + FF.num(a.lease_ttl_ms)
   FF.cset(B, e, c, { "lease_expires_at", FF.s(exp), "lease_last_renewed_at", FF.s(now),
     "last_mutation_at", FF.s(now) })
-  C("ZADD", K.idx(B, "lease_expiry"), FF.s(exp), e)
+  FF.zadd(K.idx(B, "lease_expiry"), FF.s(exp), e)
   return FF.ok("OK", FF.s(exp))
 end
 
@@ -282,7 +282,12 @@ FF.fn.complete = function(B, a, now, result)
   -- (the run stays in the core, not in the history list: FF.run_kept)
   local kept = FF.run_kept(B, e, c)
   FF.end_attempt(B, e, c, "attempt_success", now)
-  if result ~= nil and result ~= "" then FF.put_blob(K.ex(B, e, "result"), result) end
+  if type(result) == "string" and result ~= "" and #result <= FF.INLINE_PAYLOAD then
+    -- (a small result: a field of the terminal write, FF.RESULT_FIELD)
+    kept[#kept + 1], kept[#kept + 2] = FF.RESULT_FIELD, result
+  elseif result ~= nil and result ~= "" then
+    FF.put_blob(K.ex(B, e, "result"), result)
+  end
   FF.to_terminal(B, e, c, "success", now, kept)
   FF.drain(B, now)
   return FF.ok("OK")

@@ -8,6 +8,7 @@
 
 -- The first batch + 1 entries of the partition index `index` due at `now`.
 local function due(B, index, now, batch)
+  FF.zsync()
   return C("ZRANGEBYSCORE", K.idx(B, index), "-inf", FF.s(now), "LIMIT", 0, batch + 1)
 end
 
@@ -16,6 +17,7 @@ local function batch_of(a) return math.max(1, FF.num(a.batch, 1000)) end
 
 -- The lowest score of sorted set `key` (a number), or nil when it is empty.
 local function first_score(key)
+  FF.zsync()
   return tonumber(C("ZRANGE", key, 0, 0, "WITHSCORES")[2])
 end
 
@@ -244,7 +246,7 @@ local function delete_execution(B, e, c)
   del_chunked(keys)
   FF.chunked("SADD", K.idx(B, "idfree"), ids)
   FF.ids_del(B, e)
-  C("ZREM", K.idx(B, "retention"), e)
+  FF.zrem(K.idx(B, "retention"), e)
   FF.lane_move(B, e, c, c.public_state, "")
 end
 
@@ -264,11 +266,11 @@ FF.fn.pass_trim_retention = function(B, a, now)
     local e = items[i]
     local c = FF.core(B, e)
     if c == nil or c.lifecycle_phase ~= "terminal" or c.flow_id ~= "" or c.completed_at == "" then
-      C("ZREM", K.idx(B, "retention"), e)
+      FF.zrem(K.idx(B, "retention"), e)
     else
       local at = FF.num(c.completed_at) + FF.num(c.retention_ms, FF.RETENTION_MS)
       if at > now then
-        C("ZADD", K.idx(B, "retention"), FF.s(at), e)
+        FF.zadd(K.idx(B, "retention"), FF.s(at), e)
       else
         delete_execution(B, e, c)
         n = n + 1
@@ -422,6 +424,7 @@ FF.fn.pass_due = function(B, a, now)
     end
     first = earliest
   elseif pass == "trim_retention" then
+    FF.zsync()
     n = C("ZCOUNT", K.idx(B, "retention"), "-inf", FF.s(now))
     -- registry entries an interrupted run left behind make the partition due
     if n == 0 and C("EXISTS", K.idx(B, "idfree")) == 1 then n = 1 end

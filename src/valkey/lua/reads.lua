@@ -13,6 +13,7 @@ FF.fn.read_execution = function(B, a, now)
   if m == nil then return FF.ok("NONE") end
   local c = FF.core_expand(m)
   c[FF.PAYLOAD_FIELD] = nil -- (the input, bytes, is read by getExecutionInput)
+  c[FF.RESULT_FIELD] = nil -- (the result, bytes, is read by getExecutionResult)
   local out = { core = c }
   if a.tags then out.tags = FF.hmap(K.ex(B, a.execution_id, "tags")) or {} end
   if a.history then
@@ -189,7 +190,7 @@ end
 -- --- the waiting executions: the eligible index read in creation order ---------------------------
 -- A waiting execution has no entry of its own among the lane's state sets: it is in the lane's
 -- eligible index (helpers.lua, FF.lane_move), scored by its claim score -(priority x 10^12) +
--- created_at with its id as member. Within one priority the scores are the creation times shifted
+-- created_at with its uuid's bytes as member (FF.emember). Within one priority the scores are the creation times shifted
 -- by the same offset, so the index holds one run per priority present (a band; creation times
 -- span far less than 10^12 ms), each in (creation time, id) order, which a lane page reads as a
 -- stream of its own. A band is found by its first entry; its priority is
@@ -212,10 +213,21 @@ local function bands_of(key, now)
   return out
 end
 
--- The rank of the first entry of `key` at or after (score s, member id) (`strict`: after).
-local function rank_at(key, s, id, strict)
+-- The rank of the first entry of band `b` at or after (score s, execution id) (`strict`: after).
+-- Its members are in the eligible index's form (FF.emember: the uuid's bytes, in the order of the
+-- partition's ids; a store of version 5 or older holds ids, whose order among the new members at
+-- one score is not the ids': such ties may be read out of order). An id of another partition
+-- (a cursor of the merge over partitions) is before or after every id of this one, as its tag says.
+local function rank_at(b, s, id, strict)
+  local key = b.key
   local lo = C("ZCOUNT", key, "-inf", "(" .. FF.s(s))
   local hi = lo + C("ZCOUNT", key, FF.s(s), FF.s(s))
+  local tag = FF.member_tag(b.base)
+  if string.sub(id, 1, #tag) ~= tag then
+    if id < tag then return lo end
+    return hi
+  end
+  id = FF.emember(id)
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
     local m = C("ZRANGE", key, mid, mid)[1]
@@ -237,7 +249,7 @@ local function band_start(b, after, rev)
     if rev then b.rank = C("ZCOUNT", b.key, "-inf", FF.s(b.hi)) - 1 else b.rank = C("ZCOUNT", b.key, "-inf", FF.s(b.lo)) end
     return
   end
-  if rev then b.rank = rank_at(b.key, s, id, false) - 1 else b.rank = rank_at(b.key, s, id, true) end
+  if rev then b.rank = rank_at(b, s, id, false) - 1 else b.rank = rank_at(b, s, id, true) end
 end
 
 -- The next `n` entries of band `b` in the walk's order, as lane members "<created_at>:<id>".
@@ -250,7 +262,7 @@ local function band_read(b, n, rev)
     for i = #r - 1, 1, -2 do
       local sc = tonumber(r[i + 1])
       if sc <= b.lo then b.done = true break end
-      out[#out + 1] = FF.lane_member(FF.s(sc - b.off), r[i])
+      out[#out + 1] = FF.lane_member(FF.s(sc - b.off), FF.eid(b.base, r[i]))
     end
     b.rank = b.rank - #out
   else
@@ -258,7 +270,7 @@ local function band_read(b, n, rev)
     for i = 1, #r, 2 do
       local sc = tonumber(r[i + 1])
       if sc > b.hi then b.done = true break end
-      out[#out + 1] = FF.lane_member(FF.s(sc - b.off), r[i])
+      out[#out + 1] = FF.lane_member(FF.s(sc - b.off), FF.eid(b.base, r[i]))
     end
     b.rank = b.rank + #out
   end
@@ -284,10 +296,16 @@ local function lane_merge(parts, a, after, now)
   local skey, sstate, sbase, sband = {}, {}, {}, {}
   local function add(B, st)
     if st == "waiting" then
-      for _, b in ipairs(bands_of(K.lane(B, lane, "eligible"), now)) do
-        local i = #skey + 1
-        skey[i], sstate[i], sbase[i], sband[i] = b.key, st, B, b
-        band_start(b, after, rev)
+      -- (and the bands of its pending set while there is one, helpers.lua FF.kind_step)
+      local ekeys = { K.lane(B, lane, "eligible") }
+      if FF.kpending(B, lane) then ekeys[2] = K.lane(B, lane, "pend") end
+      for _, ek in ipairs(ekeys) do
+        for _, b in ipairs(bands_of(ek, now)) do
+          b.base = B
+          local i = #skey + 1
+          skey[i], sstate[i], sbase[i], sband[i] = b.key, st, B, b
+          band_start(b, after, rev)
+        end
       end
     else
       skey[#skey + 1], sstate[#skey + 1], sbase[#skey + 1] = K.lstate(B, lane, st), st, B

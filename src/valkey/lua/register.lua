@@ -47,6 +47,7 @@ local function callback_of(name)
     end
     local r = FF.fn[name](keys[1], a, now, args[3], args[4], args)
     if staged ~= nil then FF.drop_staged(staged) end
+    FF.zsync()
     FF.lane_counts_flush()
     if a._hint ~= nil then FF.apply_wakes(a._hint[1], a._hint[2]) end
     -- the events' ids: the server's clock, read again only when `now` is the layer's

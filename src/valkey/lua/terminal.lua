@@ -66,7 +66,7 @@ function FF.to_terminal(B, e, c, outcome, now, extra, opts)
   if c.execution_deadline_at ~= "" then C("ZREM", K.idx(B, "deadline"), e) end
   -- trimRetention: flow members are kept (their flow reads them)
   if (c.flow_id or "") == "" then
-    C("ZADD", K.idx(B, "retention"), FF.s(now + FF.num(c.retention_ms, FF.RETENTION_MS)), e)
+    FF.zadd(K.idx(B, "retention"), FF.s(now + FF.num(c.retention_ms, FF.RETENTION_MS)), e)
   end
   FF.on_terminal(B, e, c, outcome, now, opts)
 end
