@@ -25,6 +25,7 @@ import {
   flowSnapshot,
   newLane,
   NS,
+  pass,
   payloadOf,
   publicState,
   snapshot,
@@ -328,6 +329,7 @@ export const flowsGrowth = (t: Tester): void => {
   })
 
   describe("replay of flow members", () => {
+
     t.test("a skipped member replays into waiting_children and runs after its upstream succeeds", () =>
       Effect.gen(function*() {
         const b = yield* backend
@@ -368,8 +370,106 @@ export const flowsGrowth = (t: Tester): void => {
           publicState: "waiting_children"
         })
         expect(yield* edgeGroup(flowId, ids[1]!)).toMatchObject({ groupState: "pending", failedCount: 0, skippedCount: 0 })
-        // its quorum is not met: it is not claimable
+        // its quorum is not met: it is not claimable, and the reconcile pass does not release it
         yield* claimNone(members[1]!.lane)
+        yield* pass("reconcileDependencies")
+        expect(yield* vector(ids[1]!)).toMatchObject({
+          eligibilityState: "blocked_by_dependencies",
+          publicState: "waiting_children"
+        })
+        yield* claimNone(members[1]!.lane)
+      }))
+
+    t.test("waitChildren of a replayed member whose join fired impossible while it was cancelled blocks it: a dependency resolved impossible is not satisfied", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const { flowId, members, ids } = yield* buildFlow(2, [[0, 1]])
+        yield* b.cancelExecution({ executionId: ids[1]!, reason: "not now" })
+        yield* failMember(members[0]!)
+        expect(yield* edgeGroup(flowId, ids[1]!)).toMatchObject({ failedCount: 1, groupState: "impossible" })
+        expect(yield* publicState(ids[1]!)).toBe("cancelled")
+        // replayed from cancelled (not skipped): its group is left as it is, it waits for a worker
+        expect(yield* b.replayExecution(ids[1]!)).toEqual({ _tag: "Replayed", publicState: "waiting" })
+        const h = yield* claimSome(members[1]!.lane)
+        yield* b.waitChildren(h)
+        expect(yield* vector(ids[1]!)).toMatchObject({
+          lifecyclePhase: "runnable",
+          eligibilityState: "blocked_by_dependencies",
+          blockingReason: "waiting_for_children",
+          attemptState: "attempt_interrupted",
+          publicState: "waiting_children"
+        })
+        yield* claimNone(members[1]!.lane)
+      }))
+
+    t.test("a replayed completed member is not skipped when a late upstream of its satisfied all_of join fails or is skipped", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        // 2 and 4 complete after 0 satisfied them; late edges 1 -> 2 and 3 -> 4 come in after that (the
+        // children finished: their groups stay satisfied); both children are replayed
+        const { flowId, members, ids } = yield* buildFlow(6, [[0, 2], [0, 4]])
+        const [, failing, direct, skippedLater, viaSkip, root] = ids as [ExecutionId, ExecutionId, ExecutionId, ExecutionId, ExecutionId, ExecutionId]
+        yield* completeMember(members[0]!)
+        yield* completeMember(members[2]!)
+        yield* completeMember(members[4]!)
+        yield* addEdge(flowId, failing, direct)
+        yield* addEdge(flowId, skippedLater, viaSkip)
+        expect(yield* edgeGroup(flowId, direct)).toMatchObject({ totalDeps: 2, runningCount: 1, groupState: "satisfied" })
+        for (const c of [direct, viaSkip]) {
+          expect(yield* b.replayExecution(c)).toEqual({ _tag: "Replayed", publicState: "waiting" })
+        }
+        // the late upstreams end badly: 1 fails; 3 is skipped by an edge from a failed member (an edge
+        // between two other members of the flow), which cascades into 4's dependency
+        yield* failMember(members[1]!)
+        yield* failMember(members[5]!)
+        yield* addEdge(flowId, root, skippedLater)
+        expect(yield* publicState(skippedLater)).toBe("skipped")
+        // the groups fired satisfied once and never fire again: the replayed children wait for a worker
+        for (const c of [direct, viaSkip]) {
+          expect(yield* vector(c)).toMatchObject({
+            lifecyclePhase: "runnable",
+            eligibilityState: "eligible_now",
+            terminalOutcome: "none",
+            attemptState: "pending_replay_attempt",
+            publicState: "waiting"
+          })
+          expect(yield* edgeGroup(flowId, c)).toMatchObject({ totalDeps: 2, satisfiedCount: 1, failedCount: 1, groupState: "satisfied" })
+        }
+        yield* completeMember(members[2]!)
+        yield* completeMember(members[4]!)
+        yield* expectStates([[direct, "completed"], [viaSkip, "completed"]])
+      }))
+
+    t.test("a replayed member whose satisfied all_of join counts a failure is blocked by a new edge, then skipped when it resolves", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const { flowId, members, ids } = yield* buildFlow(4, [[0, 2]])
+        const [, failing, child, next] = ids as [ExecutionId, ExecutionId, ExecutionId, ExecutionId]
+        yield* completeMember(members[0]!)
+        yield* completeMember(members[2]!)
+        yield* addEdge(flowId, failing, child)
+        expect(yield* b.replayExecution(child)).toEqual({ _tag: "Replayed", publicState: "waiting" })
+        yield* failMember(members[1]!)
+        expect(yield* publicState(child)).toBe("waiting")
+        // a new edge makes the satisfied all_of group pending again: the child is blocked
+        yield* addEdge(flowId, next, child)
+        expect(yield* vector(child)).toMatchObject({
+          eligibilityState: "blocked_by_dependencies",
+          blockingReason: "waiting_for_children",
+          publicState: "waiting_children"
+        })
+        expect(yield* edgeGroup(flowId, child)).toMatchObject({
+          totalDeps: 3,
+          satisfiedCount: 1,
+          failedCount: 1,
+          runningCount: 1,
+          groupState: "pending"
+        })
+        yield* claimNone(members[2]!.lane)
+        // the pending all_of group counts a failed edge: the next resolution, a success, fires it impossible
+        yield* completeMember(members[3]!)
+        expect(yield* vector(child)).toMatchObject({ lifecyclePhase: "terminal", terminalOutcome: "skipped" })
+        expect(yield* edgeGroup(flowId, child)).toMatchObject({ satisfiedCount: 2, failedCount: 1, groupState: "impossible" })
       }))
   })
 }

@@ -6,6 +6,7 @@ import { FastCheck as fc } from "effect"
 import type * as M from "../../src/Model.js"
 import {
   type Backoff,
+  type BatchItem,
   CAPABILITIES,
   type Capability,
   type Command,
@@ -96,6 +97,32 @@ export const createArb: fc.Arbitrary<Command> = fc.record({
   duplicateOf: opt(ref, 1, 12),
   retentionMs: opt(fc.constantFrom(0, 1000, 30_000), 1, 2)
 })
+
+/**
+ * A `createExecutions` batch of 1–5 items with distinct priorities (one creation time for all);
+ * now and then a key or an id repeated inside the batch, or one invalid item.
+ */
+export const createManyArb: fc.Arbitrary<Command> = fc
+  .shuffledSubarray([0, 1, 2, 5, 9001], { minLength: 1, maxLength: 5 })
+  .chain((priorities) =>
+    fc.record({
+      _tag: fc.constant("CreateExecutions" as const),
+      items: fc.tuple(...priorities.map((priority) =>
+        fc.record({
+          lane: laneArb,
+          priority: fc.constant(priority),
+          delayMs: opt(fc.constantFrom(-100, 50, 1000), 1, 6),
+          retry: opt(retryArb, 1, 3),
+          caps: capsArb,
+          flow: opt(ref, 1, 2),
+          join: fc.oneof({ arbitrary: fc.constant(true), weight: 3 }, { arbitrary: fc.constant(false), weight: 1 }),
+          idempotencyKey: opt(fc.constantFrom("idem-1", "idem-b"), 1, 6),
+          duplicateOf: opt(fc.oneof(w(1, ref), w(2, fc.constant("previous" as const))), 1, 10)
+        }).map((item): BatchItem => item)
+      )),
+      invalid: opt(fc.nat({ max: priorities.length - 1 }), 1, 8)
+    })
+  )
 
 export const claimArb: fc.Arbitrary<Command> = fc.record({
   _tag: fc.constant("Claim" as const),

@@ -98,11 +98,22 @@ export const diffSample = async (
 }
 
 /**
+ * The test timeout of a check whose own time limit is `ms`: `FLOWFABRIC_DIFF_TIME_MS` (a longer
+ * seed loop) raises it to that limit plus a minute for the last run and the shrinking.
+ */
+export const diffTestTimeout = (ms: number): number => {
+  const limit = envNumber("FLOWFABRIC_DIFF_TIME_MS")
+  return limit === undefined ? ms : Math.max(ms, limit + 60_000)
+}
+
+/**
  * Runs `numRuns` random samples on both engines and throws a report (seed, replay path, minimal
  * sequence, first divergence) when any sample makes them disagree.
  *
  * Environment: `FLOWFABRIC_DIFF_SEED`, `FLOWFABRIC_DIFF_PATH` (replay a fast-check run),
- * `FLOWFABRIC_DIFF_RUNS`, `FLOWFABRIC_DIFF_STRICT=1` (no waivers), `FLOWFABRIC_DIFF_VERBOSE=1`
+ * `FLOWFABRIC_DIFF_RUNS`, `FLOWFABRIC_DIFF_COMMANDS` (the longest sequence, default `maxCommands`),
+ * `FLOWFABRIC_DIFF_TIME_MS` (the time limit, default `timeLimitMs`; see `diffTestTimeout`),
+ * `FLOWFABRIC_DIFF_STRICT=1` (no waivers), `FLOWFABRIC_DIFF_VERBOSE=1`
  * (error tallies), `FLOWFABRIC_DIFF_REPLAY` (a sample printed by a failing check, as JSON or
  * `@file`: runs just that sample, without shrinking).
  */
@@ -114,10 +125,13 @@ export const checkDifferential = async (o: CheckOptions): Promise<CheckResult> =
   const seed = o.seed ?? envNumber("FLOWFABRIC_DIFF_SEED") ?? (Math.random() * 0x7fffffff) | 0
   const path = o.path ?? process.env["FLOWFABRIC_DIFF_PATH"]
   const numRuns = envNumber("FLOWFABRIC_DIFF_RUNS") ?? o.numRuns ?? 30
+  const maxCommands = envNumber("FLOWFABRIC_DIFF_COMMANDS") ?? o.maxCommands
+  const timeLimitMs = envNumber("FLOWFABRIC_DIFF_TIME_MS") ?? o.timeLimitMs
   const label = `${o.reference.name} vs ${o.candidate.name}`
   const waivers = process.env["FLOWFABRIC_DIFF_STRICT"] === "1" ? [] : (o.waivers ?? [])
   log(
-    `[differential] ${label}: seed=${seed} runs=${numRuns}${path === undefined ? "" : ` path=${path}`}` +
+    `[differential] ${label}: seed=${seed} runs=${numRuns} commands<=${maxCommands ?? 40}` +
+      `${path === undefined ? "" : ` path=${path}`}` +
       (waivers.length === 0 ? "" : ` waivers=${waivers.map((x) => x.id).join(",")}`)
   )
   waiverHits.clear()
@@ -131,7 +145,7 @@ export const checkDifferential = async (o: CheckOptions): Promise<CheckResult> =
   const errors: Record<string, number> = {}
   const timings = { runs: 0, reference: 0, make: 0, steps: 0, sweep: 0, cut: 0, commands: 0, compared: 0 }
 
-  const property = fc.asyncProperty(sampleArbitrary({ maxCommands: o.maxCommands, profile: o.profile }), async (sample) => {
+  const property = fc.asyncProperty(sampleArbitrary({ maxCommands, profile: o.profile }), async (sample) => {
     const a = await runSample(o.reference, sample)
     const b = await runSample(o.candidate, sample, { reference: a, waivers })
     tally(coverage, errors, sample, a)
@@ -150,7 +164,7 @@ export const checkDifferential = async (o: CheckOptions): Promise<CheckResult> =
     seed,
     numRuns,
     ...(path === undefined ? {} : { path }),
-    ...(o.timeLimitMs === undefined ? {} : { interruptAfterTimeLimit: o.timeLimitMs })
+    ...(timeLimitMs === undefined ? {} : { interruptAfterTimeLimit: timeLimitMs })
   })
   const elapsedMs = Math.round(performance.now() - began)
   if (!details.failed) {

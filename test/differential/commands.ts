@@ -73,6 +73,18 @@ export type Command =
     readonly duplicateOf?: Ref | undefined
   }
   | {
+    /**
+     * `createExecutions`: a batch, then each item minted for a flow and marked `join` added to it
+     * (`addExecutionToFlow`), in item order. The items share one creation time, so each has a
+     * priority of its own (see `BatchItem.priority`). `invalid`: the item at that
+     * index carries a capability no worker can name, so the whole call fails `Validation` and
+     * writes nothing (no join follows).
+     */
+    readonly _tag: "CreateExecutions"
+    readonly items: ReadonlyArray<BatchItem>
+    readonly invalid?: number | undefined
+  }
+  | {
     readonly _tag: "Claim"
     readonly lane: number
     readonly caps: ReadonlyArray<Capability>
@@ -210,6 +222,25 @@ export type Command =
   | { readonly _tag: "Pass"; readonly pass: PassName }
   /** Advances the clock, then runs every maintenance pass once in `passNames` order (a reconciler cycle). */
   | { readonly _tag: "Settle"; readonly ms: number }
+
+/** One item of a `CreateExecutions` batch. */
+export interface BatchItem {
+  readonly lane: number
+  /**
+   * Distinct within a batch, after the clamp to 0–9000: the items share one creation time, and
+   * the claim order of a tie within a millisecond is not specified.
+   */
+  readonly priority: number
+  readonly delayMs?: number | undefined
+  readonly retry?: RetrySpec | undefined
+  readonly caps: ReadonlyArray<Capability>
+  /** Mint the id co-located with this flow; with `join`, add it to the flow after the batch. */
+  readonly flow?: Ref | undefined
+  readonly join: boolean
+  readonly idempotencyKey?: string | undefined
+  /** The id of an earlier execution (a `Ref`), or `"previous"`: the id of the item before it in this batch. */
+  readonly duplicateOf?: Ref | "previous" | undefined
+}
 
 /** How a scenario step leaves an upstream: claimed and completed or failed, cancelled, left waiting. */
 export type Drive = "complete" | "fail" | "cancel" | "none"

@@ -27,7 +27,7 @@
  *   Known, reported divergences can be tolerated with `Waiver`s (counted and printed).
  *
  * Environment: `FLOWFABRIC_DIFF_SEED`, `FLOWFABRIC_DIFF_PATH`, `FLOWFABRIC_DIFF_RUNS`,
- * `FLOWFABRIC_DIFF_REPLAY`, `FLOWFABRIC_DIFF_STRICT=1` (no waivers), `FLOWFABRIC_DIFF_VERBOSE=1`.
+ * `FLOWFABRIC_DIFF_COMMANDS`, `FLOWFABRIC_DIFF_TIME_MS`, `FLOWFABRIC_DIFF_REPLAY`, `FLOWFABRIC_DIFF_STRICT=1` (no waivers), `FLOWFABRIC_DIFF_VERBOSE=1`.
  *
  * Conventions that keep the comparison about semantics and not about unspecified choices:
  * - `createExecution` is followed by a 1 ms clock tick, so creation times are distinct and the
@@ -51,6 +51,7 @@
 export {
   type Backoff,
   BASE_TIME,
+  type BatchItem,
   CAPABILITIES,
   type Capability,
   type Command,
@@ -94,6 +95,7 @@ export {
   checkDifferential,
   checkWaiverRepros,
   diffSample,
+  diffTestTimeout,
   DivergenceError,
   formatCoverage,
   parseSample,

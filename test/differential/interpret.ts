@@ -17,6 +17,7 @@ export const interpret = (run: Run, cmd: Command, i: number): Effect.Effect<Step
     const s = makeStep(run, i)
     switch (cmd._tag) {
       case "CreateExecution":
+      case "CreateExecutions":
       case "Claim":
       case "Renew":
       case "Progress":

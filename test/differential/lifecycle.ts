@@ -5,7 +5,9 @@
  */
 import { Duration, Effect, Either, Option, TestClock } from "effect"
 import * as Ids from "../../src/Ids.js"
+import type { ExecutionId, FlowId } from "../../src/Ids.js"
 import type * as M from "../../src/Model.js"
+import { clampPriority } from "../../src/internal/validation.js"
 import { type Command, LANES, NS, type RetrySpec, WORKERS } from "./commands.js"
 import type { Json } from "./normalize.js"
 import { attempt, bytes, now, pickRecent, rec, settle, type Step, type Stepped } from "./run.js"
@@ -15,6 +17,7 @@ type LifecycleCommand = Extract<
   {
     readonly _tag:
       | "CreateExecution"
+      | "CreateExecutions"
       | "Claim"
       | "Renew"
       | "Progress"
@@ -90,6 +93,70 @@ export const lifecycle = (s: Step, cmd: LifecycleCommand): Effect.Effect<Stepped
         // distinct creation times keep the claim order specified (see harness.ts)
         yield* TestClock.adjust(Duration.millis(1))
         return out(joined === undefined ? rec(run, r) : { create: rec(run, r), join: joined })
+      }
+
+      case "CreateExecutions": {
+        const t = yield* now
+        const ids: Array<ExecutionId> = []
+        const fresh: Array<boolean> = []
+        const flows: Array<FlowId | undefined> = []
+        const args = cmd.items.map((item, k): M.CreateExecutionArgsInput => {
+          const lane = LANES[item.lane % LANES.length]!
+          const flow = item.flow === undefined ? undefined : pickRecent(run.flows, item.flow)
+          const duplicate = item.duplicateOf === "previous" ?
+            ids[k - 1] :
+            item.duplicateOf === undefined ?
+            undefined :
+            pickRecent(run.executions, item.duplicateOf)
+          const uuid = run.mint("execution", i, k)
+          const executionId = duplicate ??
+            (flow === undefined ? Ids.deterministicExecutionIdSolo(lane, uuid) : Ids.deterministicExecutionIdForFlow(flow, uuid))
+          ids.push(executionId)
+          fresh.push(duplicate === undefined)
+          flows.push(flow)
+          // "gpu,ssd" is one token with a comma: InvalidCapabilities
+          const caps = cmd.invalid === k ? ["gpu,ssd"] : item.caps
+          const policy: M.ExecutionPolicy = {
+            ...(item.retry === undefined ? {} : { retryPolicy: retryPolicy(item.retry) }),
+            ...(caps.length === 0 ? {} : { routingRequirements: { requiredCapabilities: [...caps] } })
+          }
+          return {
+            executionId,
+            namespace: NS,
+            laneId: lane,
+            executionKind: "diff",
+            inputPayload: bytes(`input-${i}-${k}`),
+            priority: item.priority,
+            ...(Object.keys(policy).length === 0 ? {} : { policy }),
+            ...(item.delayMs === undefined ? {} : { delayUntil: t + item.delayMs }),
+            ...(item.idempotencyKey === undefined ? {} : { idempotencyKey: item.idempotencyKey })
+          }
+        })
+        const r = yield* attempt(run, b.createExecutions(args))
+        for (let k = 0; k < ids.length; k++) {
+          if (fresh[k]) run.executions.push(ids[k]!)
+          touched.executions.push(ids[k]!)
+        }
+        const joins: Record<string, Json> = {}
+        if (Either.isRight(r)) {
+          const batch = new Map<ExecutionId, number>()
+          for (const [k, created] of r.right.entries()) {
+            if (created._tag === "Created") batch.set(created.executionId, clampPriority(cmd.items[k]!.priority))
+          }
+          for (const id of batch.keys()) run.batches.set(id, batch)
+          for (const [k, created] of r.right.entries()) {
+            if (created.executionId !== ids[k]) touched.executions.push(created.executionId)
+            const flow = flows[k]
+            if (flow === undefined || !cmd.items[k]!.join) continue
+            touched.flows.push(flow)
+            const added = yield* attempt(run, b.addExecutionToFlow({ flowId: flow, executionId: ids[k]! }))
+            if (Either.isRight(added) && added.right._tag === "Added") run.members.get(flow)?.push(ids[k]!)
+            joins[`join ${k}`] = rec(run, added)
+          }
+        }
+        // the next creation time is distinct from the batch's (see harness.ts)
+        yield* TestClock.adjust(Duration.millis(1))
+        return out(Object.keys(joins).length === 0 ? rec(run, r) : { create: rec(run, r), ...joins })
       }
 
       case "Claim": {

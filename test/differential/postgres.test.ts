@@ -21,7 +21,7 @@ describe("differential: memory vs postgres", () => {
       waivers: postgresWaivers
     })
     expect(result.numRuns).toBeGreaterThan(0)
-  }, 180_000)
+  }, H.diffTestTimeout(180_000))
 
   it("the Postgres layer agrees with the memory layer on flows that grow while they run", async () => {
     const result = await H.checkDifferential({
@@ -34,7 +34,7 @@ describe("differential: memory vs postgres", () => {
       profile: "flows"
     })
     expect(result.numRuns).toBeGreaterThan(0)
-  }, 150_000)
+  }, H.diffTestTimeout(150_000))
 
   // FLOWFABRIC_DIFF_WAIVERS=1: every waiver's minimal repro must still diverge (else delete the waiver)
   it.runIf(process.env["FLOWFABRIC_DIFF_WAIVERS"] === "1")("every waiver still matches a real divergence", async () => {

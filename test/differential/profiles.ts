@@ -12,6 +12,7 @@ import {
   claimArb,
   completeAndClaimArb,
   createArb,
+  createManyArb,
   createFlowArb,
   edgePolicy,
   extendFlowArb,
@@ -31,6 +32,7 @@ import { CAPABILITIES, type Command, LANES, type Sample } from "./commands.js"
 /** The `general` profile: every operation, by area (lifecycle, signals, admin, flows, budgets, streams, time). */
 export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   w(16, createArb),
+  w(3, createManyArb),
   w(15, claimArb),
   w(3, fc.record({ _tag: fc.constant("Renew" as const), handle: handleRef })),
   w(
@@ -223,8 +225,19 @@ const flowMemberArb: fc.Arbitrary<Command> = createArb.map((c) =>
     c
 )
 
+/** Batches of members: every item minted for a flow (the most recent by default) and joined, on the first lane. */
+const flowMembersArb: fc.Arbitrary<Command> = createManyArb.map((c) =>
+  c._tag === "CreateExecutions" ?
+    {
+      ...c,
+      items: c.items.map((x) => ({ ...x, flow: x.flow ?? 0, join: true, lane: 0, delayMs: undefined, caps: [] }))
+    } :
+    c
+)
+
 export const flowCommandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   w(8, flowMemberArb),
+  w(2, flowMembersArb),
   w(12, claimArb.map((c) => (c._tag === "Claim" ? { ...c, lane: 0, caps: CAPABILITIES } : c))),
   w(8, fc.record({ _tag: fc.constant("Complete" as const), handle: handleRef, payload: opt(fc.constantFrom("out", ""), 3, 1) })),
   w(3, completeAndClaimArb.map((c) => (c._tag === "CompleteAndClaim" ? { ...c, lane: 0, caps: CAPABILITIES } : c))),

@@ -101,6 +101,11 @@ export class Run {
   readonly members = new Map<FlowId, Array<ExecutionId>>()
   readonly edges: Array<StagedEdge> = []
   readonly budgets: Array<BudgetId> = []
+  /**
+   * The stored priority of each execution a `createExecutions` batch created, by batch: the items
+   * share one creation time, so their priorities must stay distinct (`ChangePriority` keeps them so).
+   */
+  readonly batches = new Map<ExecutionId, Map<ExecutionId, number>>()
   notes: Array<string> = []
 
   constructor(readonly engine: Engine, readonly salt: number, base: number) {

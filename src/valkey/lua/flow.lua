@@ -648,11 +648,14 @@ function FF.resolve_outgoing(B, fid, up, outcome, now)
   end
 end
 
--- Whether nothing blocks `e` on its dependencies: no unresolved edge, or a join policy already
--- satisfied.
+-- Whether nothing blocks `e` on its dependencies (as memory and Postgres): no join group, a
+-- join already satisfied, or every dependency satisfied (n - succeeded of its group: one resolved
+-- impossible still blocks). An execution outside any flow: no unresolved edge.
 function FF.deps_ready(B, e, c)
-  if C("SCARD", K.ex(B, e, "unres")) == 0 then return true end
-  return (c.flow_id or "") ~= "" and C("HGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state") == "satisfied"
+  if (c.flow_id or "") == "" then return C("SCARD", K.ex(B, e, "unres")) == 0 end
+  local g = C("HMGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state", "n", "succeeded")
+  if g[1] == false or g[1] == "satisfied" then return true end
+  return FF.num(g[2]) - FF.num(g[3]) <= 0
 end
 
 -- Eligible again when nothing blocks it (FF.deps_ready).
@@ -710,7 +713,8 @@ end
 -- Resolves the dependency of `child` on `up` through `edge` with the upstream's `outcome`
 -- (docs/design/flows.md#resolution): the dependency becomes satisfied or impossible, the child's
 -- join group counts it, and by the group's policy the child is unblocked (with the upstream's
--- result when data passes), skipped, or its other upstreams are cancelled (cancel_remaining).
+-- result when data passes), skipped, or its other upstreams are cancelled (cancel_remaining),
+-- only when the group fires: a group leaves pending once, later resolutions only count.
 -- Counts one unit of the call's resolution work (FF.work, see FF.drain). An edge resolved
 -- already is left as it is.
 function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
@@ -737,15 +741,18 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   -- the child's dependency changed: stamp it, whether or not its state moves (as memory and Postgres)
   if cc ~= nil then FF.cset(B, child, cc, { "last_mutation_at", FF.s(now) }) end
   if variant == "all_of" then
-    if success then
-      if ref ~= "" then FF.copy_result(B, up, child, cc) end
-      if C("SCARD", K.ex(B, child, "unres")) == 0 and FF.num(C("HGET", gk, "failed")) == 0 and
-          C("HGET", gk, "group_state") == "pending" then
-        C("HSET", gk, "group_state", "satisfied", "satisfied_at", FF.s(now))
-      end
+    if success and ref ~= "" then FF.copy_result(B, up, child, cc) end
+    -- a group fires once: one that fired already (a finished child's, or a replayed completed
+    -- child's) only counts; a group without a state yet is pending
+    local state = C("HGET", gk, "group_state")
+    if state ~= false and state ~= "pending" then return end
+    if success and C("SCARD", K.ex(B, child, "unres")) == 0 and FF.num(C("HGET", gk, "failed")) == 0 then
+      C("HSET", gk, "group_state", "satisfied", "satisfied_at", FF.s(now))
       if cc ~= nil then FF.maybe_unblock(B, child, cc, now) end
-    else
-      if C("HGET", gk, "group_state") == "pending" then C("HSET", gk, "group_state", "impossible") end
+    elseif not success or FF.num(C("HGET", gk, "failed")) > 0 then
+      -- a failed edge makes it impossible, and so does any resolution of a group pending again
+      -- with a failure counted before (a late edge into a satisfied group of a replayed child)
+      C("HSET", gk, "group_state", "impossible")
       if cc ~= nil and cc.lifecycle_phase ~= "terminal" then FF.skip_exec(B, child, cc, now) end
     end
     return

@@ -283,7 +283,8 @@ end
 
 -- ff_pass_reconcile_dependencies (reconcileDependencies), the safety net of inline resolution
 -- (docs/design/flows.md#the-reconcile-pass): deferred cascades (dep_pending), and blocked
--- children whose upstreams are terminal or whose join is satisfied.
+-- children whose upstreams are terminal or whose join is satisfied (a join still pending keeps
+-- its child blocked, even with nothing unresolved).
 --   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
 --   reply: {1, "OK", wake, dependencies resolved (or children unblocked), "1" more | "0"}
 --   errors: -
@@ -324,8 +325,16 @@ FF.fn.pass_reconcile_dependencies = function(B, a, now)
             end
           end
           c = FF.core(B, e) or c
+          -- a safety net for a satisfied join whose child stayed blocked (resolution unblocks it);
+          -- a child whose join is pending stays blocked even with nothing unresolved (a replayed
+          -- skipped member waits for its join to settle again, as memory and Postgres)
+          if C("HGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state") == "satisfied" and
+              FF.maybe_unblock(B, e, c, now) and resolved == 0 then
+            resolved = 1
+          end
+        elseif FF.maybe_unblock(B, e, c, now) and resolved == 0 then
+          resolved = 1
         end
-        if FF.maybe_unblock(B, e, c, now) and resolved == 0 then resolved = 1 end
         n = n + resolved
       end
     end
