@@ -9,7 +9,7 @@ import * as MemoryBackend from "../src/MemoryBackend.js"
 import { decodeHandle } from "../src/internal/handleCodec.js"
 import { MinHeap } from "../src/internal/memory/heap.js"
 import { storeAttemptId, storeLeaseId } from "../src/internal/storeIds.js"
-import { advance, createAndClaim, create, pass, payloadOf } from "./conformance/helpers.js"
+import { advance, claimSome, createAndClaim, create, pass, payloadOf } from "./conformance/helpers.js"
 
 const engine = Layer.fresh(MemoryBackend.layer({ hmacSecret: "none" }))
 
@@ -72,6 +72,28 @@ describe("memory engine", () => {
       // the handle completes, fenced as ever
       const b = yield* EngineBackend
       yield* b.complete({ ...c.handle, opaque: c.handle.opaque.slice() })
+    }).pipe(Effect.provide(engine)))
+
+  it.effect("a handle reaches the execution it was issued for; once that one is deleted, what its id names now", () =>
+    Effect.gen(function*() {
+      const b = yield* EngineBackend
+      const retention = { policy: { streamPolicy: { retentionTtlMs: 1_000 } } }
+      const first = yield* createAndClaim(retention)
+      yield* b.complete(first.handle)
+      yield* advance(2_000)
+      yield* pass("trimRetention")
+      // deleted: nothing of that id is stored
+      const gone = yield* Effect.flip(b.renew(first.handle))
+      expect(gone._tag).toBe("NotFound")
+      // an execution created again under the id is another record: the old handle is stale for it
+      yield* create({ executionId: first.executionId, laneId: first.lane })
+      const again = yield* Effect.flip(b.complete(first.handle))
+      expect(again._tag === "Contention" ? again.kind : again._tag).toBe("ExecutionNotActive")
+      const second = yield* claimSome(first.lane)
+      const stale = yield* Effect.flip(b.complete(first.handle))
+      expect(stale._tag === "State" ? stale.kind : stale._tag).toBe("StaleLease")
+      yield* b.complete(second)
+      expect(Option.getOrThrow(yield* b.readExecutionState(first.executionId))).toBe("completed")
     }).pipe(Effect.provide(engine)))
 
   it("the store's lease and attempt ids are random version 4 UUIDs, canonical and distinct across its pool", () => {
