@@ -318,7 +318,7 @@ end
 -- for this worker is leased: the heads first, then up to a.scan candidates (kind and capability
 -- filtering, grants held by others, stale index entries). One visit of the claim-hint walk (below).
 -- Whatever it answers, it first moves a step of the lane's pending set back while the lane
--- switches to kind indexes (FF.kind_step, helpers.lua: no read can tell the sets apart).
+-- switches to kind indexes (FF.kind_step, indexes.lua: no read can tell the sets apart).
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {lane, worker_id, worker_instance_id, caps, kinds?, lease_ttl_ms, scan,
 --           lease_id, attempt_id, bound?}; kinds: the execution kinds the worker runs (absent: any);

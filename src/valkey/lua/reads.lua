@@ -296,7 +296,7 @@ local function lane_merge(parts, a, after, now)
   local skey, sstate, sbase, sband = {}, {}, {}, {}
   local function add(B, st)
     if st == "waiting" then
-      -- (and the bands of its pending set while there is one, helpers.lua FF.kind_step)
+      -- (and the bands of its pending set while there is one, indexes.lua FF.kind_step)
       local ekeys = { K.lane(B, lane, "eligible") }
       if FF.kpending(B, lane) then ekeys[2] = K.lane(B, lane, "pend") end
       for _, ek in ipairs(ekeys) do
