@@ -6,9 +6,13 @@
 // the default 256 partitions before the probes went in groups).
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { EngineBackend } from "../src/EngineBackend.js"
+import * as Ids from "../src/Ids.js"
+import { Maintenance } from "../src/Maintenance.js"
 import { Redis } from "iovalkey"
 import * as Reconciler from "../src/Reconciler.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
+import { flowIdOnPartition, newLane, NS } from "./conformance/helpers.js"
 import { testHmacSecret } from "./support/hmac.js"
 import { startValkey, startValkeyCluster, type ValkeyClusterServer, type ValkeyServer } from "./support/servers.js"
 
@@ -69,4 +73,42 @@ describe("valkey idle reconciler", () => {
       console.log(`idle reconciler, cluster: ${rate.toFixed(1)} function calls/s`)
       expect(rate).toBeLessThan(MAX_CALLS_PER_SECOND)
     }), 60_000)
+
+  const shareBatch = Effect.gen(function*() {
+      const b = yield* EngineBackend
+      const m = yield* Maintenance
+      const lane = yield* newLane()
+      // each delayed a second from its own creation (the loop may take longer than a fixed delay)
+      for (let p = 0; p < 256; p += 2) {
+        const executionId = yield* Ids.executionIdForFlow(yield* flowIdOnPartition(p))
+        const created = yield* b.createExecution({
+          namespace: NS,
+          executionKind: "k",
+          executionId,
+          laneId: lane,
+          delayUntil: Date.now() + 1000
+        })
+        expect(created).toMatchObject({ _tag: "Created" })
+      }
+      yield* Effect.sleep("1100 millis")
+      let total = 0
+      for (let run = 1; run <= 13; run++) {
+        const r = yield* m.promoteDelayed({ batchSize: 10 })
+        expect(r.processed).toBe(run < 13 ? 10 : 8)
+        expect(r.more).toBe(run < 13)
+        total += r.processed
+      }
+      expect(total).toBe(128)
+      expect(yield* m.promoteDelayed({ batchSize: 10 })).toEqual({ pass: "promoteDelayed", processed: 0, more: false })
+    })
+
+  it.live("standalone: the grouped probes share the batch (due work on 128 partitions, promoted 10 a run)", () =>
+    shareBatch.pipe(
+      Effect.provide(ValkeyBackend.layer({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "share" }))
+    ), 30_000)
+
+  it.live("cluster: the grouped probes share the batch (due work on 128 partitions, promoted 10 a run)", () =>
+    shareBatch.pipe(
+      Effect.provide(ValkeyBackend.layer({ hmacSecret: testHmacSecret, nodes: cluster.nodes, keyPrefix: "share" }))
+    ), 60_000)
 })
