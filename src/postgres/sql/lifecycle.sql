@@ -141,50 +141,65 @@ DECLARE
   x jsonb;
   r jsonb;
   v_out jsonb := '[]'::jsonb;
+  v_try int := 0;
 BEGIN
   -- A batch without idempotency keys, delays or deadlines (the common bulk submit) is created
   -- set-based: the same rows, results and claim order as one ffi_create_execution per item.
+  -- Its exec_core rows are a plain INSERT of the first item of each id not stored yet, not an
+  -- INSERT … ON CONFLICT DO NOTHING, whose speculative insertion logs a confirmation record per
+  -- row (48 bytes of WAL); a create of the same id that commits between the look-up and the
+  -- insert makes it fail as a whole (unique_violation), and it is run again, seeing that row.
   IF NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_items) AS t(item)
                  WHERE coalesce(item->>'idempotencyKey', '') <> '' OR item->>'delayUntil' IS NOT NULL
                     OR item->>'executionDeadlineAt' IS NOT NULL) THEN
-    WITH items AS MATERIALIZED (
-      SELECT t.ord, t.item->>'executionId' AS eid, (t.item->>'partition')::int AS part, t.item->>'namespace' AS ns,
-        t.item->>'laneId' AS lane, t.item->>'executionKind' AS kind, decode(t.item->>'payload', 'base64') AS payload,
-        t.item->>'payloadEncoding' AS enc, (t.item->>'priority')::int AS prio, t.item->>'creatorIdentity' AS creator,
-        t.item->'tags' AS tags, t.item->'policy' AS policy,
-        nullif(ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')), '{}') AS caps,
-        (t.item->>'attemptTimeoutMs')::bigint AS ato, (t.item->>'maxReclaimCount')::int AS mrc,
-        (t.item->>'maxReplayCount')::int AS mrp, t.item->>'traceContext' AS trace
-      FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(item, ord)
-    ), ins AS (
-      INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
-        lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
-        attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
-        execution_deadline_at, created_at, last_transition_at, last_mutation_at)
-      SELECT eid, part, lane, ns, kind, prio, caps, 'runnable', 'unowned', 'eligible_now', 'waiting_for_worker', '',
-        'none', 'pending_first_attempt', 'waiting', mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now
-      FROM items ORDER BY ord
-      ON CONFLICT (execution_id) DO NOTHING
-      RETURNING execution_id
-    ), created AS (
-      -- the first item of each id this statement inserted (a repeated id is a Duplicate)
-      SELECT DISTINCT ON (i.eid) i.* FROM items i JOIN ins ON ins.execution_id = i.eid ORDER BY i.eid, i.ord
-    ), data AS (
-      INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
-        trace_context)
-      SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
-    ), queued AS (
-      INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
-      SELECT eid, lane, prio, v_now, caps, kind FROM created ORDER BY ord
-    ), lanes AS (
-      INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
-      ON CONFLICT (lane_id) DO NOTHING
-    )
-    SELECT coalesce(jsonb_agg(CASE WHEN c.ord IS NOT NULL
-        THEN jsonb_build_object('_tag', 'Created', 'executionId', i.eid, 'publicState', 'waiting')
-        ELSE jsonb_build_object('_tag', 'Duplicate', 'executionId', i.eid) END ORDER BY i.ord), '[]'::jsonb)
-    INTO v_out
-    FROM items i LEFT JOIN created c ON c.ord = i.ord;
+    LOOP
+      v_try := v_try + 1;
+      BEGIN
+        WITH items AS MATERIALIZED (
+          SELECT t.ord, t.item->>'executionId' AS eid, (t.item->>'partition')::int AS part, t.item->>'namespace' AS ns,
+            t.item->>'laneId' AS lane, t.item->>'executionKind' AS kind, decode(t.item->>'payload', 'base64') AS payload,
+            t.item->>'payloadEncoding' AS enc, (t.item->>'priority')::int AS prio, t.item->>'creatorIdentity' AS creator,
+            t.item->'tags' AS tags, t.item->'policy' AS policy,
+            nullif(ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')), '{}') AS caps,
+            (t.item->>'attemptTimeoutMs')::bigint AS ato, (t.item->>'maxReclaimCount')::int AS mrc,
+            (t.item->>'maxReplayCount')::int AS mrp, t.item->>'traceContext' AS trace
+          FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(item, ord)
+        ), firsts AS (
+          SELECT DISTINCT ON (i.eid) i.* FROM items i
+          WHERE NOT EXISTS (SELECT 1 FROM exec_core e WHERE e.execution_id = i.eid) ORDER BY i.eid, i.ord
+        ), ins AS (
+          INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
+            lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
+            attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
+            execution_deadline_at, created_at, last_transition_at, last_mutation_at)
+          SELECT eid, part, lane, ns, kind, prio, caps, 'runnable', 'unowned', 'eligible_now', 'waiting_for_worker', '',
+            'none', 'pending_first_attempt', 'waiting', mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now
+          FROM firsts ORDER BY ord
+          RETURNING execution_id
+        ), created AS (
+          -- the first item of each id this statement inserted (a repeated id is a Duplicate)
+          SELECT DISTINCT ON (i.eid) i.* FROM items i JOIN ins ON ins.execution_id = i.eid ORDER BY i.eid, i.ord
+        ), data AS (
+          INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
+            trace_context)
+          SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
+        ), queued AS (
+          INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
+          SELECT eid, lane, prio, v_now, caps, kind FROM created ORDER BY ord
+        ), lanes AS (
+          INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
+          ON CONFLICT (lane_id) DO NOTHING
+        )
+        SELECT coalesce(jsonb_agg(CASE WHEN c.ord IS NOT NULL
+            THEN jsonb_build_object('_tag', 'Created', 'executionId', i.eid, 'publicState', 'waiting')
+            ELSE jsonb_build_object('_tag', 'Duplicate', 'executionId', i.eid) END ORDER BY i.ord), '[]'::jsonb)
+        INTO v_out
+        FROM items i LEFT JOIN created c ON c.ord = i.ord;
+      EXIT;
+      EXCEPTION WHEN unique_violation THEN
+        IF v_try >= 3 THEN RAISE; END IF;
+      END;
+    END LOOP;
     PERFORM ffi_wake(s.lane) FROM (SELECT DISTINCT t.item->>'laneId' AS lane
                                    FROM jsonb_array_elements(p_items) AS t(item) ORDER BY 1) s;
     RETURN ffi_ok(v_out);
