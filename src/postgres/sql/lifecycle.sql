@@ -285,6 +285,8 @@ END $$;
 -- needs — instead of through ffi_terminate; every other case takes ffi_terminate. In the common
 -- case the run that ended is not written to exec_history: its worker, start and kind stay in
 -- exec_core, where ffi_history_json reads it as the last run (a replay moves it to exec_history).
+-- Outside a flow, the common case writes its Completed event, lane counts and wake-ups itself
+-- (flowfabric.own_rows, migration 0039), as ff_complete_set does for a set.
 --   args:   the handle, p_payload (the result, NULL or empty for none), p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
@@ -297,6 +299,10 @@ DECLARE
   e exec_core;
   v_err jsonb;
   v_flow_state text;
+  v_own boolean;
+  v_k bigint;
+  -- (the set_config and wake-up calls are expressions, not PERFORMs: no query start-up)
+  v_void text;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
@@ -320,6 +326,10 @@ BEGIN
   -- start and kind), the history's last run (ffi_history_json)
   UPDATE stream_meta SET closed_at = v_now, closed_reason = 'attempt_success'
   WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index AND closed_at IS NULL;
+  -- outside a flow, the Completed event and the lane counts are written below, not by the update
+  -- triggers (migration 0039), unless a fold applies (the row's last event is this transaction's)
+  v_own := e.flow_id IS NULL AND e.event_k IS DISTINCT FROM ffi_xid();
+  IF v_own THEN v_void := set_config('flowfabric.own_rows', 'on', true); END IF;
   UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
     eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
     terminal_outcome = 'success',
@@ -331,8 +341,21 @@ BEGIN
     lease_acquired_at = CASE WHEN ownership_state = 'leased' THEN lease_acquired_at END,
     lease_expires_at = NULL, lease_last_renewed_at = NULL,
     current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
-    has_grant = false, last_transition_at = v_now, last_mutation_at = v_now
-  WHERE execution_id = p_eid;
+    has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
+    event_k = greatest(ffi_xid(), event_k)
+  WHERE execution_id = p_eid
+  RETURNING event_k INTO v_k;
+  IF v_own THEN
+    v_void := set_config('flowfabric.own_rows', '', true);
+    -- what ffi_trg_events_updated and ffi_lane_count_update write for a completion
+    INSERT INTO event (k, at, execution_id, lane_id, kind, attempt)
+    VALUES (v_k, v_now, p_eid, e.lane_id, 'Completed', e.current_attempt_index);
+    INSERT INTO lane_count (lane_id, public_state, shard, n)
+    VALUES (e.lane_id, e.public_state, pg_backend_pid(), -1), (e.lane_id, 'completed', pg_backend_pid(), 1)
+    ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + EXCLUDED.n;
+    v_void := set_config('flowfabric.event_at', v_now::text, true);
+    v_void := ffi_events_wake(ARRAY['e:' || p_eid, 'l:' || e.lane_id])::text;
+  END IF;
   -- the retention timer (ffi_retention_set, inline)
   IF e.flow_id IS NULL AND v_now IS NOT NULL AND e.completed_at IS DISTINCT FROM v_now THEN
     INSERT INTO timer (kind, ref, due_at)
