@@ -46,7 +46,7 @@ export interface EdgeGroup {
  * The fields of an execution that most executions never set (a renewal, a failure, a retry or a
  * replay, a cancellation, progress, a suspension and its waitpoints, dependencies, deadlines, a
  * trace context), in a record of their own made by the first write of a value other than the
- * default (docs/design/memory.md#the-execution-record).
+ * default (docs/design/executions.md#the-memory-engines-records).
  */
 class Rare {
   retryCount = 0
