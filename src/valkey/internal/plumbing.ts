@@ -182,13 +182,17 @@ export interface Plumbing {
   readonly flowTarget: (p: number) => Target
   /** ARGV[1]: "" (store clock: the function reads TIME) or Effect's Clock time. */
   readonly nowArg: Effect.Effect<string>
-  /** One FCALL: typed script errors fail with their EngineError; wakes update the claim hints. */
+  /**
+   * One FCALL: typed script errors fail with their EngineError; wakes update the claim hints.
+   * `afterSend` runs once the FCALL is on the connection (see `Client.fcall`).
+   */
   readonly call: (
     fn: string,
     target: Target,
     args: Readonly<Record<string, unknown>>,
     blobs?: ReadonlyArray<Uint8Array | string>,
-    readOnly?: boolean
+    readOnly?: boolean,
+    afterSend?: () => void
   ) => Effect.Effect<Envelope, EngineError>
   /**
    * As `call` for a standalone function whose reply carries bytes: the raw `{1, ...}` reply, its
@@ -324,9 +328,9 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
 
   // on a standalone server a write FCALL updates the claim hints itself (register.lua)
   const hintsInCall = !client.isCluster
-  const call: Plumbing["call"] = (fn, target, args, blobs = [], readOnly = false) =>
+  const call: Plumbing["call"] = (fn, target, args, blobs = [], readOnly = false, afterSend) =>
     send(fn, target, args, blobs, readOnly, false, (name, inCall, raw) =>
-      onReply(name, inCall ? undefined : target.partition, args, raw))
+      onReply(name, inCall ? undefined : target.partition, args, raw), afterSend)
 
   const callBinary: Plumbing["callBinary"] = (fn, target, args, blobs = []) =>
     send(fn, target, args, blobs, false, true, (name, _, raw) => {
@@ -347,7 +351,8 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
     blobs: ReadonlyArray<Uint8Array | string>,
     readOnly: boolean,
     binary: boolean,
-    reply: (name: string, inCall: boolean, raw: unknown) => Effect.Effect<A, EngineError>
+    reply: (name: string, inCall: boolean, raw: unknown) => Effect.Effect<A, EngineError>,
+    afterSend?: () => void
   ): Effect.Effect<A, EngineError> =>
     Effect.flatMap(nowArg, (now) => {
       const name = `ff_${fn}`
@@ -369,7 +374,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       const sent = inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args
       argv[1] = JSON.stringify(staged === undefined ? sent : { ...sent, staged })
       const invoke = Effect.flatMap(
-        client.fcall(name, target.base, argv, readOnly, target.keys, binary),
+        client.fcall(name, target.base, argv, readOnly, target.keys, binary, afterSend),
         (raw) => reply(name, inCall, raw)
       )
       return stages.length === 0 ? invoke : Effect.zipRight(
