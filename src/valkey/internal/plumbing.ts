@@ -13,6 +13,7 @@ import { Clock, Effect, Either, ParseResult, Schema } from "effect"
 import { type EngineError, fromScriptCode, Transport } from "../../EngineError.js"
 import type { PartitionConfig } from "../../Ids.js"
 import type { Client } from "./client.js"
+import type { Redis } from "./driver.js"
 import { parseError } from "./errors.js"
 
 export interface Settings {
@@ -204,6 +205,17 @@ export interface Plumbing {
     args: Readonly<Record<string, unknown>>,
     blobs?: ReadonlyArray<Uint8Array | string>
   ) => Effect.Effect<ReadonlyArray<Buffer | number>, EngineError>
+  /**
+   * A read-only FCALL of `ff_<fn>` with the same arguments on each of `targets`, replies in their
+   * order. On a standalone server the calls go in one pipeline (one write, their replies read
+   * together: a maintenance pass probes every partition); on a cluster, or when a reply is an
+   * error (a function missing after a restart), each goes through `call`.
+   */
+  readonly callEach: (
+    fn: string,
+    targets: ReadonlyArray<Target>,
+    args: Readonly<Record<string, unknown>>
+  ) => Effect.Effect<ReadonlyArray<Envelope>, EngineError>
   readonly registerLane: (lane: string) => Effect.Effect<void>
   readonly applyWake: (partition: number, wake: string) => Effect.Effect<void>
   /** Removes a partition from a lane's hint unless it still has claimable work. */
@@ -385,6 +397,25 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       )
     })
 
+  const callEach: Plumbing["callEach"] = (fn, targets, args) => {
+    const one = Effect.forEach(targets, (target) => call(fn, target, args, [], true))
+    if (client.isCluster || targets.length < 2) return one
+    return Effect.flatMap(nowArg, (now) => {
+      const name = `ff_${fn}`
+      const json = JSON.stringify(args)
+      return Effect.flatMap(
+        client.run(
+          `FCALL_RO ${name} pipeline`,
+          (c) => (c as Redis).pipeline(targets.map((t) => ["fcall_ro", name, "1", t.base, now, json])).exec()
+        ),
+        (results) => {
+          if (results === null || results.length !== targets.length || results.some(([e]) => e !== null)) return one
+          return Effect.forEach(results, ([, raw], i) => onReply(name, targets[i]!.partition, args, raw))
+        }
+      )
+    })
+  }
+
   const flowTarget = (p: number): Target => ({ base: keys.flow(p), partition: p })
 
   const dropHint = (lane: string, partition: number): Effect.Effect<void, EngineError> =>
@@ -398,7 +429,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       }
     })
 
-  return { settings, keys, client, flowTarget, nowArg, call, callBinary, registerLane, applyWake, dropHint }
+  return { settings, keys, client, flowTarget, nowArg, call, callBinary, callEach, registerLane, applyWake, dropHint }
 }
 
 /** An infrastructure error raised by the layer itself. */
