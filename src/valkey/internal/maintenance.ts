@@ -1,6 +1,6 @@
 /**
  * The maintenance passes over Valkey. A pass first asks every partition (one
- * read-only FCALL each, in parallel) how much of its work is due, then hands
+ * read-only FCALL each, `fanOut` of them in one pipeline at a time) how much of its work is due, then hands
  * out the batch budget in partition order and runs the write FCALL only on the
  * partitions that got a share. So `batchSize` bounds the items of one run
  * across all partitions, and `more` tells whether due work was left. A
