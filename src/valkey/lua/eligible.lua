@@ -39,6 +39,37 @@ local function bucket_of(s, k)
   return C("ZREVRANGEBYLEX", s.dir, "[" .. k, "-", "LIMIT", 0, 1)[1]
 end
 
+-- The buckets this call read entries from (bucket key prefix -> member -> bound), so that the
+-- removal of an entry a claim read needs no directory lookup; a hint that no longer holds (its
+-- bucket split or taken over since) fails its ZREM, and the lookup follows.
+local seen = {}
+-- and per bucketed set this call wrote (on the set's table, FF.lane_sets': {lo, hi, n}): the bucket
+-- of the last insertion's lookup (bound lo; hi the next bound once read, false for none), and the
+-- sizes of the buckets it counted (bound -> entries), so that a batch adding to one bucket looks
+-- up and counts it once. Dropped at a split and whenever a bucket leaves the directory.
+function FF.eseen_begin()
+  if next(seen) ~= nil then seen = {} end
+end
+local function shape_of(s)
+  local sh = s.sh
+  if sh == nil then
+    sh = { n = {} }
+    s.sh = sh
+  end
+  return sh
+end
+local function reshaped(sh)
+  sh.lo, sh.hi, sh.n = nil, nil, {}
+end
+local function note(s, low, r)
+  local t = seen[s.pre]
+  if t == nil then
+    t = {}
+    seen[s.pre] = t
+  end
+  for i = 1, #r, 2 do t[r[i]] = low end
+end
+
 -- Adds (score, member m) to set s (a plain set's ZADD moves an entry of m at another score; a
 -- bucketed set's caller removes that first: FF.drop_eligible).
 function FF.eadd(s, score, m)
@@ -48,15 +79,29 @@ function FF.eadd(s, score, m)
     return
   end
   local k = ekey(score, m)
-  local low = bucket_of(s, k)
+  local sh = shape_of(s)
+  local low = sh.lo
+  if low ~= nil and k >= low then
+    if sh.hi == nil then sh.hi = C("ZRANGEBYLEX", s.dir, "(" .. low, "+", "LIMIT", 0, 1)[1] or false end
+    if sh.hi and k >= sh.hi then low = nil end
+  else
+    low = nil
+  end
   if low == nil then
-    low = ""
-    C("ZADD", s.dir, 0, "")
+    low = bucket_of(s, k)
+    if low == nil then
+      low = ""
+      C("ZADD", s.dir, 0, "")
+    end
+    sh.lo, sh.hi = low, nil
   end
   local bk = s.pre .. low
-  C("ZADD", bk, ss, m)
-  local n = C("ZCARD", bk)
+  local added = C("ZADD", bk, ss, m)
+  local n = sh.n[low]
+  if n == nil then n = C("ZCARD", bk) else n = n + added end
+  sh.n[low] = n
   if n <= FF.E_BUCKET then return end
+  reshaped(sh)
   local upper = C("ZRANGE", bk, math.floor(n / 2), -1, "WITHSCORES")
   if upper[#upper - 1] == m then
     -- (the newcomer is the bucket's last entry: it starts the next bucket alone)
@@ -76,10 +121,26 @@ function FF.erem(s, score, m, old)
     C("ZREM", s.key, m, old)
     return
   end
-  local low = bucket_of(s, ekey(score, m))
-  if low == nil then return end
-  local bk = s.pre .. low
-  if C("ZREM", bk, m) == 0 or C("EXISTS", bk) == 1 then return end
+  local t = seen[s.pre]
+  local low = t and t[m]
+  local bk
+  if low ~= nil then
+    t[m] = nil
+    bk = s.pre .. low
+    if C("ZREM", bk, m) == 0 then low = nil end
+  end
+  if low == nil then
+    low = bucket_of(s, ekey(score, m))
+    if low == nil then return end
+    bk = s.pre .. low
+    if C("ZREM", bk, m) == 0 then return end
+  end
+  local sh = shape_of(s)
+  local n = sh.n[low]
+  if n == nil then n = C("ZCARD", bk) else n = n - 1 end
+  sh.n[low] = n
+  if n > 0 then return end
+  reshaped(sh)
   if low ~= "" then
     C("ZREM", s.dir, low)
     return
@@ -101,13 +162,16 @@ end
 -- The first n entries of set s, flat: member, score (a string), member, score, ...
 function FF.efirst(s, n)
   if s.key then return C("ZRANGE", s.key, 0, n - 1, "WITHSCORES") end
-  local low = C("ZRANGE", s.dir, 0, 0)[1]
-  if low == nil then return {} end
-  local out = C("ZRANGE", s.pre .. low, 0, n - 1, "WITHSCORES")
+  -- (the first bucket, of bound "", holds an entry whenever the set does)
+  local low = ""
+  local out = C("ZRANGE", s.pre, 0, n - 1, "WITHSCORES")
+  if #out == 0 then return out end
+  note(s, low, out)
   while #out < 2 * n do
     low = C("ZRANGEBYLEX", s.dir, "(" .. low, "+", "LIMIT", 0, 1)[1]
     if low == nil then break end
     local r = C("ZRANGE", s.pre .. low, 0, n - 1 - #out / 2, "WITHSCORES")
+    note(s, low, r)
     for i = 1, #r do out[#out + 1] = r[i] end
   end
   return out

@@ -78,36 +78,43 @@ local function set_kmode(B, l, m)
   C("SET", mk, m)
   lane_modes[mk] = m
 end
--- The mode without its layout letter, and whether the lane is bucketed.
-local function mode_of(B, l)
-  local m = FF.kmode(B, l)
-  if m and string.byte(m, 1) == BYTE_BUCKETED then return string.sub(m, 2), true end
-  return m, false
-end
-
 -- The lane's eligible index and pending set (eligible.lua's sets). The buckets of a bucketed
 -- lane's eligible index are named "eb1" while the lane has one kind (or none yet) and "eb2" once
 -- it has kind indexes; its pending set, the directory of the one-kind eligible index renamed, keeps
--- the "eb1" buckets: so a lane switches once, and no two sets share a bucket.
-local lane_sets = {}
-function FF.lane_sets(B, l)
-  local m, bucketed = mode_of(B, l)
-  local id = K.lane(B, l, "km") .. (FF.kmode(B, l) or "")
-  local sets = lane_sets[id]
-  if sets ~= nil then return sets[1], sets[2] end
-  local E, P
-  if bucketed then
-    local gen = (string.byte(m, 1) == BYTE_ONE) and "eb1" or "eb2"
-    E = { dir = K.lane(B, l, "ed"), pre = K.lane(B, l, gen) .. ":" }
-    P = { dir = K.lane(B, l, "pd"), pre = K.lane(B, l, "eb1") .. ":" }
+-- the "eb1" buckets: so a lane switches once, and no two sets share a bucket. Kept for the rest of
+-- the call with the mode they follow from (mode key -> {raw mode, mode without its layout letter,
+-- bucketed, E, P}).
+local lane_info = {}
+local function info_of(B, l)
+  local mk = K.lane(B, l, "km")
+  local m = lane_modes[mk]
+  if m == nil then m = FF.kmode(B, l) end
+  local inf = lane_info[mk]
+  if inf ~= nil and inf.raw == m then return inf end
+  inf = { raw = m, mode = m, bucketed = false }
+  if m and string.byte(m, 1) == BYTE_BUCKETED then
+    inf.mode, inf.bucketed = string.sub(m, 2), true
+    local gen = (string.byte(m, 2) == BYTE_ONE) and "eb1" or "eb2"
+    inf.E = { dir = K.lane(B, l, "ed"), pre = K.lane(B, l, gen) .. ":" }
+    inf.P = { dir = K.lane(B, l, "pd"), pre = K.lane(B, l, "eb1") .. ":" }
   else
-    E, P = { key = K.lane(B, l, "eligible") }, { key = K.lane(B, l, "pend") }
+    inf.E, inf.P = { key = K.lane(B, l, "eligible") }, { key = K.lane(B, l, "pend") }
   end
-  lane_sets[id] = { E, P }
-  return E, P
+  lane_info[mk] = inf
+  return inf
+end
+-- The mode without its layout letter, and whether the lane is bucketed.
+local function mode_of(B, l)
+  local inf = info_of(B, l)
+  return inf.mode, inf.bucketed
+end
+function FF.lane_sets(B, l)
+  local inf = info_of(B, l)
+  return inf.E, inf.P
 end
 function FF.lane_sets_begin()
-  if next(lane_sets) ~= nil then lane_sets = {} end
+  if next(lane_info) ~= nil then lane_info = {} end
+  FF.eseen_begin()
 end
 
 -- Whether the lane's pending set may hold entries (mode "+<kind>").
