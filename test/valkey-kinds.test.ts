@@ -53,15 +53,26 @@ const laneKeys = (id: Ids.ExecutionId, lane: string) => {
 /** The key of an entry, as the buckets' bounds spell it: 17 digits of score + 10^16, the member in hex. */
 const entryKey = (score: number, m: Buffer) => `${String(score + 1e16).padStart(17, "0")}${m.toString("hex")}`
 
+/** The bounds of a bucketed set's buckets: its directory's, or the first bucket's alone when it has none. */
+const boundsOf = (r: Redis, s: Bucketed) =>
+  Effect.gen(function*() {
+    const bounds = (yield* cmd(r, "ZRANGE", s.dir, "0", "-1")) as Array<string>
+    if (bounds.length > 0) {
+      expect(bounds[0]).toBe("")
+      return bounds
+    }
+    return (yield* cmd(r, "EXISTS", s.pre)) === 1 ? [""] : []
+  })
+
 /**
- * The entries of a bucketed set in order, after checking its shape: every bucket of the directory
- * holds 1 to 64 entries, all at or above its bound and below the next one's, the first bound "".
+ * The entries of a bucketed set in order, after checking its shape: every bucket holds 1 to 64
+ * entries, all at or above its bound and below the next one's, the first bound "" (a set of one
+ * bucket has no directory).
  */
 const entries = (r: Redis, s: Bucketed) =>
   Effect.gen(function*() {
-    const bounds = (yield* cmd(r, "ZRANGE", s.dir, "0", "-1")) as Array<string>
+    const bounds = yield* boundsOf(r, s)
     const out: Array<{ readonly member: Buffer; readonly score: number }> = []
-    if (bounds.length > 0) expect(bounds[0]).toBe("")
     for (let j = 0; j < bounds.length; j++) {
       const flat = yield* cmdBuffers(r, "ZRANGE", `${s.pre}${bounds[j]}`, "0", "-1", "WITHSCORES")
       expect(flat.length).toBeGreaterThan(0)
@@ -161,7 +172,7 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
         expect(yield* cmd(r, "GET", k.mode)).toBe("b=a")
         expect(yield* cmd(r, "EXISTS", k.kind("a"))).toBe(0)
         expect(yield* size(r, k.eligibleOne)).toBe(300)
-        expect(((yield* cmd(r, "ZRANGE", k.eligibleOne.dir, "0", "-1")) as Array<string>).length).toBeGreaterThan(4)
+        expect(((yield* boundsOf(r, k.eligibleOne))).length).toBeGreaterThan(4)
         const before = yield* waiting(lane, 40)
         expect(before.map((e) => e.executionId).sort()).toEqual(first.map((i) => i.id).sort())
 
@@ -212,7 +223,7 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
         let claimsWhilePending = 0
         let batch = 0
         for (let i = 0; i < expectedA.length; batch++) {
-          if ((yield* cmd(r, "EXISTS", k.pending.dir)) === 1) claimsWhilePending++
+          if ((yield* cmd(r, "EXISTS", k.pending.pre)) === 1) claimsWhilePending++
           const kinds = batch % 2 === 0 ? { kinds: ["a"] } : {}
           // (the first batch claims past what the chunks moved so far: it must read the pending set)
           const size = batch === 0 ? 200 : batch % 3 === 2 ? 1 : 40
@@ -229,8 +240,8 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
         expect(claimsWhilePending).toBeGreaterThan(1)
         expect(yield* claimOne(lane)).toEqual(Option.none())
         expect(claimed.sort()).toEqual(all.map((i) => i.id).sort())
-        expect(yield* cmd(r, "EXISTS", k.pending.dir)).toBe(0)
-        expect(yield* cmd(r, "EXISTS", k.eligibleKinds.dir)).toBe(0)
+        expect(yield* cmd(r, "EXISTS", k.pending.dir, k.pending.pre)).toBe(0)
+        expect(yield* cmd(r, "EXISTS", k.eligibleKinds.dir, k.eligibleKinds.pre)).toBe(0)
         expect(yield* cmd(r, "KEYS", `${k.pending.pre.slice(0, -4)}eb*`)).toEqual([])
         expect(yield* cmd(r, "GET", k.mode)).toBe("b!")
         expect(yield* cmd(r, "EXISTS", k.kind("a"))).toBe(0)
@@ -264,7 +275,7 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
         const id0 = at(items, 0).id
         const [entry] = yield* entries(r, k.eligibleOne)
         if (entry === undefined) return expect.fail("no entry")
-        for (const bound of (yield* cmd(r, "ZRANGE", k.eligibleOne.dir, "0", "-1")) as Array<string>) {
+        for (const bound of (yield* boundsOf(r, k.eligibleOne))) {
           yield* cmd(r, "DEL", `${k.eligibleOne.pre}${bound}`)
         }
         yield* cmd(r, "DEL", k.eligibleOne.dir, k.mode)
@@ -288,7 +299,7 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
         expect((yield* entries(r, k.eligibleKinds)).map((e) => e.member)).toEqual([member(at(items, 2).id)])
         expect(yield* cmd(r, "ZCARD", k.kind("a"))).toBe(1)
         expect(idOf(yield* claimOne(lane, ["a"]))).toBe(at(items, 2).id)
-        expect(yield* cmd(r, "EXISTS", k.eligibleKinds.dir)).toBe(0)
+        expect(yield* cmd(r, "EXISTS", k.eligibleKinds.dir, k.eligibleKinds.pre)).toBe(0)
       }))
 
     it.scoped("a plain pending set of an older store is moved into the buckets and claimed in order", () =>
@@ -301,7 +312,7 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
         const k = laneKeys(at(items, 0).id, lane)
         // as a version 6 store switching kinds left it: the plain pending set, mode "+a"
         const all = yield* entries(r, k.eligibleOne)
-        for (const bound of (yield* cmd(r, "ZRANGE", k.eligibleOne.dir, "0", "-1")) as Array<string>) {
+        for (const bound of (yield* boundsOf(r, k.eligibleOne))) {
           yield* cmd(r, "DEL", `${k.eligibleOne.pre}${bound}`)
         }
         yield* cmd(r, "DEL", k.eligibleOne.dir)
@@ -337,7 +348,7 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
         const k = laneKeys(at(items, 0).id, lane)
         const sizes = () =>
           Effect.gen(function*() {
-            const bounds = (yield* cmd(r, "ZRANGE", k.eligibleOne.dir, "0", "-1")) as Array<string>
+            const bounds = (yield* boundsOf(r, k.eligibleOne))
             return yield* Effect.forEach(bounds, (bd) => cmd(r, "ZCARD", `${k.eligibleOne.pre}${bd}`))
           })
         expect((yield* sizes()).length).toBeGreaterThan(6)
@@ -395,6 +406,14 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
         expect(yield* claimOne(lane)).toEqual(Option.none())
         expect(claimed).toHaveLength(401)
         expect(yield* cmd(r, "EXISTS", k.eligibleOne.dir)).toBe(0)
+        expect(yield* cmd(r, "KEYS", `${k.eligibleOne.pre}*`)).toEqual([])
+        // a lane that empties and fills again keeps one bucket and no directory
+        const again = yield* newItems(lane, 3, "a", () => 0)
+        yield* createAll(lane, again)
+        expect(yield* cmd(r, "EXISTS", k.eligibleOne.dir)).toBe(0)
+        expect((yield* entries(r, k.eligibleOne)).map((e) => e.member.toString("hex")).sort())
+          .toEqual(again.map((i) => member(i.id).toString("hex")).sort())
+        expect(yield* b.claimMany({ lane, capabilities: { tokens: [] }, policy }, 5)).toHaveLength(3)
         expect(yield* cmd(r, "KEYS", `${k.eligibleOne.pre}*`)).toEqual([])
       }))
   })

@@ -12,9 +12,11 @@
 -- -(priority x 10^12) + created_at with priority in 0..9000) and the member's 32 hex digits, so
 -- that keys sort as the entries do. Bucket j holds the entries from its lower bound (a key,
 -- inclusive) to the next bucket's; the directory (a sorted set, all scored 0) holds the bounds,
--- the first bucket's being "", and the bucket of bound L is `<pre>L`. Every bucket in the
--- directory holds an entry and the directory exists while one does: a bucket left empty leaves
--- the directory (the first one takes over the second's entries by a RENAME). A bucket that passes
+-- the first bucket's being "", and the bucket of bound L is `<pre>L`. The directory is written
+-- at the first split: a set of one bucket has none (a lane that empties and fills again at every
+-- task writes no directory). Every bucket holds an entry: a bucket left empty leaves the
+-- directory (the first one takes over the second's entries by a RENAME), so the set is empty when
+-- its first bucket is. A bucket that passes
 -- FF.E_BUCKET splits in the same call: the newcomer alone starts the next bucket when it is the
 -- bucket's last entry (work is made eligible in time order, mostly at the end: the bucket stays
 -- full), else the upper half moves.
@@ -34,9 +36,9 @@ local function ekey(score, m)
 end
 FF.MEMBER_MAX = MEMBER_MAX
 
--- The bound of the bucket that holds (or would hold) key k, nil when the set is empty.
+-- The bound of the bucket that holds (or would hold) key k.
 local function bucket_of(s, k)
-  return C("ZREVRANGEBYLEX", s.dir, "[" .. k, "-", "LIMIT", 0, 1)[1]
+  return C("ZREVRANGEBYLEX", s.dir, "[" .. k, "-", "LIMIT", 0, 1)[1] or ""
 end
 
 -- The buckets this call read entries from (bucket key prefix -> member -> bound), so that the
@@ -89,10 +91,6 @@ function FF.eadd(s, score, m)
   end
   if low == nil then
     low = bucket_of(s, k)
-    if low == nil then
-      low = ""
-      C("ZADD", s.dir, 0, "")
-    end
     sh.lo, sh.hi = low, nil
   end
   local bk = s.pre .. low
@@ -112,7 +110,7 @@ function FF.eadd(s, score, m)
   local nlow = ekey(tonumber(upper[2]), upper[1])
   C("ZADD", s.pre .. nlow, unpack(t))
   C("ZREMRANGEBYRANK", bk, n - #upper / 2, -1)
-  C("ZADD", s.dir, 0, nlow)
+  C("ZADD", s.dir, 0, "", 0, nlow)
 end
 
 -- Removes member m (and `old`, its form in an older store, from a plain set) at `score` from set s.
@@ -131,7 +129,6 @@ function FF.erem(s, score, m, old)
   end
   if low == nil then
     low = bucket_of(s, ekey(score, m))
-    if low == nil then return end
     bk = s.pre .. low
     if C("ZREM", bk, m) == 0 then return end
   end
@@ -147,7 +144,7 @@ function FF.erem(s, score, m, old)
   end
   local nx = C("ZRANGE", s.dir, 1, 1)[1]
   if nx == nil then
-    C("DEL", s.dir)
+    C("UNLINK", s.dir)
   else
     C("RENAME", s.pre .. nx, bk)
     C("ZREM", s.dir, nx)
@@ -156,7 +153,7 @@ end
 
 -- Whether set s holds an entry.
 function FF.eexists(s)
-  return C("EXISTS", s.key or s.dir) == 1
+  return C("EXISTS", s.key or s.pre) == 1
 end
 
 -- The first n entries of set s, flat: member, score (a string), member, score, ...
@@ -167,11 +164,15 @@ function FF.efirst(s, n)
   local out = C("ZRANGE", s.pre, 0, n - 1, "WITHSCORES")
   if #out == 0 then return out end
   note(s, low, out)
+  -- (a bucket read short is read whole: its size is known)
+  if #out < 2 * n then shape_of(s).n[low] = #out / 2 end
   while #out < 2 * n do
     low = C("ZRANGEBYLEX", s.dir, "(" .. low, "+", "LIMIT", 0, 1)[1]
     if low == nil then break end
-    local r = C("ZRANGE", s.pre .. low, 0, n - 1 - #out / 2, "WITHSCORES")
+    local want = n - #out / 2
+    local r = C("ZRANGE", s.pre .. low, 0, want - 1, "WITHSCORES")
     note(s, low, r)
+    if #r < 2 * want then shape_of(s).n[low] = #r / 2 end
     for i = 1, #r do out[#out + 1] = r[i] end
   end
   return out
@@ -240,13 +241,9 @@ function FF.enext(it, n)
   local low = it.low
   if low == nil then
     if it.score == nil then
-      low = C(it.rev and "ZREVRANGE" or "ZRANGE", s.dir, 0, 0)[1]
+      low = it.rev and C("ZREVRANGE", s.dir, 0, 0)[1] or ""
     else
       low = bucket_of(s, ekey(it.score, it.m))
-    end
-    if low == nil then
-      it.done = true
-      return out
     end
   end
   while true do

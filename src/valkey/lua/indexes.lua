@@ -232,7 +232,12 @@ function FF.make_eligible(B, e, c)
   if string.byte(m, 1) == BYTE_ONE and string.sub(m, 2) ~= kind then
     E = FF.lane_sets(B, l)
     if FF.eexists(E) then
-      C("RENAME", E.key or E.dir, E.key and K.lane(B, l, "pend") or K.lane(B, l, "pd"))
+      -- (a bucketed set's buckets keep their names; a set of one bucket has no directory)
+      if E.key then
+        C("RENAME", E.key, K.lane(B, l, "pend"))
+      elseif C("EXISTS", E.dir) == 1 then
+        C("RENAME", E.dir, K.lane(B, l, "pd"))
+      end
       m = "+" .. string.sub(m, 2)
     else
       m = "=" .. kind -- (nothing of the first kind is eligible: no index holds one)
