@@ -1,6 +1,6 @@
 /**
  * The maintenance passes over Valkey. A pass first asks every partition (one
- * read-only FCALL each, in parallel) how much of its work is due, then hands
+ * read-only FCALL each, `fanOut` of them in one pipeline at a time) how much of its work is due, then hands
  * out the batch budget in partition order and runs the write FCALL only on the
  * partitions that got a share. So `batchSize` bounds the items of one run
  * across all partitions, and `more` tells whether due work was left. A
@@ -144,6 +144,20 @@ export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
       }
     )
 
+  /** The budget partitions' probes, fanOut at a time, each group in one pipeline (callEach). */
+  const probeBudgets = (targets: ReadonlyArray<Target>, args: Record<string, unknown>) => {
+    const groups: Array<ReadonlyArray<Target>> = []
+    for (let i = 0; i < targets.length; i += settings.fanOut) groups.push(targets.slice(i, i + settings.fanOut))
+    return Effect.map(
+      Effect.forEach(groups, (group) =>
+        Effect.flatMap(
+          p.callEach("pass_due", group, args),
+          (envs) => Effect.forEach(envs, (env) => decodeFields("ff_pass_due", Due, env.fields))
+        )),
+      (ds) => ds.flat()
+    )
+  }
+
   // every 8th promoteDelayed probe also re-reports the lanes with claimable work (lost claim hints)
   let promotions = 0
 
@@ -155,7 +169,7 @@ export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
       const batch = Math.max(1, Math.floor(batchSize))
       const args = { pass, cap: Math.min(batch, PROBE_CAP) + 1, repair }
       const dues: ReadonlyArray<Due | undefined> = name === "resetBudgets" ?
-        yield* Effect.forEach(targets, (target) => probeOne(target, args), { concurrency: settings.fanOut }) :
+        yield* probeBudgets(targets, args) :
         yield* probeFlows(args)
       let remaining = batch
       let more = false
