@@ -247,7 +247,6 @@ export const createFlow = (store: Store, now: number, args: M.CreateFlowArgs): R
     edges: new Map(),
     outgoing: new Map(),
     incoming: new Map(),
-    groups: new Map(),
     owed: new Set(),
     backlogDueAt: undefined,
     tags: {},
@@ -315,8 +314,6 @@ export const addExecutionToFlow = (
   f.nodeCount += 1
   f.graphRevision += 1
   f.lastMutationAt = now
-  const pending = f.groups.get(e.id)
-  if (pending !== undefined && e.group === undefined) e.group = pending
   noteFlowState(store, f, now)
   return ok({ _tag: "Added", executionId: e.id, newNodeCount: f.nodeCount })
 }
@@ -389,6 +386,15 @@ export const applyDependencyToChild = (
 }
 
 /**
+ * Why `child` may not take a join group or a dependency of flow `flowId`: it belongs to another
+ * flow, or to none (docs/design/flows.md#applying-an-edge).
+ */
+const notMemberOf = (child: Exec, flowId: Ids.FlowId): EngineError | undefined =>
+  child.flowId === flowId ? undefined :
+  child.flowId !== undefined ? conflict("ExecutionAlreadyInFlow") :
+  stateError("ExecutionNotInFlow")
+
+/**
  * The child's side of an edge: its dependency record and join group. A new dependency makes a
  * satisfied all_of group pending again unless the child is terminal; a child that has not
  * started is blocked while its group is pending. `undefined` when the dependency exists already.
@@ -400,9 +406,9 @@ const applyDependency = (
 ): R<{ readonly child: Exec; readonly dep: Dependency } | undefined> => {
   const child = store.executions.get(args.downstreamExecutionId)
   if (child === undefined) return err(notFound("execution"))
-  if (child.flowId !== undefined && child.flowId !== args.flowId) return err(conflict("ExecutionAlreadyInFlow"))
+  const refused = notMemberOf(child, args.flowId)
+  if (refused !== undefined) return err(refused)
   if (child.deps?.has(args.edgeId) === true) return ok(undefined)
-  const f = store.flows.get(args.flowId)
   const dep: Dependency = {
     edgeId: args.edgeId,
     upstream: args.upstreamExecutionId,
@@ -413,8 +419,7 @@ const applyDependency = (
   child.deps.set(args.edgeId, dep)
   child.unsatisfiedCount += 1
   if (child.group === undefined) {
-    child.group = f?.groups.get(child.id) ??
-      { policy: { _tag: "all_of" }, n: 0, succeeded: 0, failed: 0, skipped: 0, state: "pending", createdAt: now }
+    child.group = { policy: { _tag: "all_of" }, n: 0, succeeded: 0, failed: 0, skipped: 0, state: "pending", createdAt: now }
   }
   const group = child.group
   group.n += 1
@@ -560,14 +565,16 @@ export const setEdgeGroupPolicy = (
   const f = store.flows.get(args.flowId)
   if (f === undefined) return err(notFound("flow"))
   const child = store.executions.get(args.downstreamExecutionId)
-  const existing = child?.group ?? f.groups.get(args.downstreamExecutionId)
+  if (child === undefined) return err(notFound("execution"))
+  const refused = notMemberOf(child, f.id)
+  if (refused !== undefined) return err(refused)
+  const existing = child.group
   if (existing !== undefined && existing.n > 0) {
     return err(invalidInput("edge_group_policy_already_fixed: dependencies already staged"))
   }
   if (existing !== undefined && existing.policy._tag === args.policy._tag) return ok({ _tag: "AlreadySet" })
   const group: EdgeGroup = { policy: args.policy, n: 0, succeeded: 0, failed: 0, skipped: 0, state: "pending", createdAt: now }
-  f.groups.set(args.downstreamExecutionId, group)
-  if (child !== undefined) child.group = group
+  child.group = group
   return ok({ _tag: "Set" })
 }
 

@@ -317,18 +317,30 @@ BEGIN
   RETURN ffi_ok(jsonb_build_object('_tag', 'Added', 'executionId', p_eid, 'newNodeCount', f.node_count));
 END $$;
 
+-- ffi_not_member: why execution c, not a member of the flow named, may not take a join group or a
+-- dependency of it: it is another flow's member, or no flow's (docs/design/flows.md#applying-an-edge).
+--   args:   c (the execution's exec_core row)
+--   reply:  execution_already_in_flow or execution_not_in_flow (text)
+--   errors: -
+CREATE FUNCTION ffi_not_member(c exec_core) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN c.flow_id IS NULL THEN 'execution_not_in_flow' ELSE 'execution_already_in_flow' END
+$$;
+
 -- ff_set_edge_group_policy: setEdgeGroupPolicy — the join policy of a child (all_of, any_of,
 -- quorum k; on_satisfied), fixed once its first dependency is staged.
 --   args:   p_flow, p_child, p_variant, p_on_satisfied, p_k, p_now
 --   reply:  {"ok": Model.SetEdgeGroupPolicyResult} (Set, or AlreadySet)
---   errors: flow_not_found, invalid_input (dependencies already staged)
+--   errors: flow_not_found, execution_not_found, execution_already_in_flow (another flow's member),
+--           execution_not_in_flow (no flow's), invalid_input (dependencies already staged)
 CREATE FUNCTION ff_set_edge_group_policy(
   p_flow uuid, p_child text, p_variant text, p_on_satisfied text, p_k int, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE v_now bigint := coalesce(p_now, ffi_now()); g edge_group;
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); g edge_group; c exec_core;
 BEGIN
-  PERFORM 1 FROM exec_core WHERE execution_id = p_child FOR UPDATE;
+  SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
   IF NOT EXISTS (SELECT 1 FROM flow_core WHERE flow_id = p_flow) THEN RETURN ffi_err('flow_not_found'); END IF;
+  IF c.execution_id IS NULL THEN RETURN ffi_err('execution_not_found'); END IF;
+  IF c.flow_id IS DISTINCT FROM p_flow THEN RETURN ffi_err(ffi_not_member(c)); END IF;
   SELECT * INTO g FROM edge_group WHERE downstream_id = p_child FOR UPDATE;
   IF FOUND THEN
     IF g.n > 0 THEN
@@ -465,7 +477,8 @@ END $$;
 --   args:   p_flow, p_edge, p_child, p_up, p_kind, p_data_ref, p_now
 --   reply:  {"ok": Model.ApplyDependencyToChildResult} (Applied with the child's dependencies not
 --           satisfied after the call, or AlreadyApplied)
---   errors: execution_not_found, execution_already_in_flow
+--   errors: execution_not_found, execution_already_in_flow (another flow's member),
+--           execution_not_in_flow (no flow's)
 CREATE FUNCTION ff_apply_dependency_to_child(
   p_flow uuid, p_edge uuid, p_child text, p_up text, p_kind text, p_data_ref text, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -476,7 +489,7 @@ DECLARE
 BEGIN
   SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
-  IF c.flow_id IS NOT NULL AND c.flow_id <> p_flow THEN RETURN ffi_err('execution_already_in_flow'); END IF;
+  IF c.flow_id IS DISTINCT FROM p_flow THEN RETURN ffi_err(ffi_not_member(c)); END IF;
   IF EXISTS (SELECT 1 FROM dep WHERE downstream_id = p_child AND edge_id = p_edge) THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadyApplied'));
   END IF;
