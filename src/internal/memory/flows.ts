@@ -10,7 +10,8 @@ import {
   type EngineError,
   invalidInput,
   notFound,
-  state as stateError
+  state as stateError,
+  validation
 } from "../../EngineError.js"
 import { flowPartition } from "../../Ids.js"
 import type * as Ids from "../../Ids.js"
@@ -93,7 +94,8 @@ export const resolveFrom = (
       const child = store.executions.get(edge.downstreamExecutionId)
       if (child === undefined) continue
       const dep = child.deps?.get(edgeId)
-      if (dep === undefined || dep.state !== "unsatisfied") continue
+      // the dependency applied for this edge with its own ends only (docs/design/flows.md#resolution)
+      if (dep === undefined || dep.state !== "unsatisfied" || dep.upstream !== up.id) continue
       resolveEdge(store, flow, child, dep, edge, up, out, now, queue)
     }
   }
@@ -385,6 +387,8 @@ export const applyDependencyToChild = (
   })
 }
 
+const STAGED_ENDS = "apply_dependency_to_child: the edge id is staged with another upstream or downstream"
+
 /**
  * Why `child` may not take a join group or a dependency of flow `flowId`: it belongs to another
  * flow, or to none (docs/design/flows.md#applying-an-edge).
@@ -408,6 +412,13 @@ const applyDependency = (
   if (child === undefined) return err(notFound("execution"))
   const refused = notMemberOf(child, args.flowId)
   if (refused !== undefined) return err(refused)
+  const staged = store.flows.get(args.flowId)?.edges.get(args.edgeId)
+  if (
+    staged !== undefined &&
+    (staged.upstreamExecutionId !== args.upstreamExecutionId || staged.downstreamExecutionId !== child.id)
+  ) {
+    return err(validation("InvalidDependency", STAGED_ENDS))
+  }
   if (child.deps?.has(args.edgeId) === true) return ok(undefined)
   const dep: Dependency = {
     edgeId: args.edgeId,

@@ -478,7 +478,8 @@ END $$;
 --   reply:  {"ok": Model.ApplyDependencyToChildResult} (Applied with the child's dependencies not
 --           satisfied after the call, or AlreadyApplied)
 --   errors: execution_not_found, execution_already_in_flow (another flow's member),
---           execution_not_in_flow (no flow's)
+--           execution_not_in_flow (no flow's), invalid_dependency (the edge id is staged with other
+--           ends)
 CREATE FUNCTION ff_apply_dependency_to_child(
   p_flow uuid, p_edge uuid, p_child text, p_up text, p_kind text, p_data_ref text, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -490,6 +491,11 @@ BEGIN
   SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF c.flow_id IS DISTINCT FROM p_flow THEN RETURN ffi_err(ffi_not_member(c)); END IF;
+  IF EXISTS (SELECT 1 FROM flow_edge WHERE flow_id = p_flow AND edge_id = p_edge
+             AND (upstream_id <> p_up OR downstream_id <> p_child)) THEN
+    RETURN ffi_err('invalid_dependency',
+      'apply_dependency_to_child: the edge id is staged with another upstream or downstream');
+  END IF;
   IF EXISTS (SELECT 1 FROM dep WHERE downstream_id = p_child AND edge_id = p_edge) THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadyApplied'));
   END IF;
@@ -809,7 +815,8 @@ BEGIN
   RETURN 'pending';
 END $$;
 
--- ffi_resolve_from: resolves the outgoing edges of execution p_eid, terminal with p_outcome,
+-- ffi_resolve_from: resolves the outgoing edges of execution p_eid, terminal with p_outcome (the
+-- dependency applied for each staged edge with the edge's own ends),
 -- and of every child that becomes skipped on the way, breadth first, at most 1 000 edges; the
 -- upstreams left over go to dep_pending for the dependency pass.
 --   args:   p_eid, p_outcome, p_now
@@ -836,7 +843,8 @@ BEGIN
     FOR d IN
       SELECT dp.downstream_id, dp.edge_id FROM dep dp
       WHERE dp.upstream_id = v_ids[v_i] AND dp.state = 'unsatisfied'
-        AND EXISTS (SELECT 1 FROM flow_edge x WHERE x.flow_id = dp.flow_id AND x.edge_id = dp.edge_id)
+        AND EXISTS (SELECT 1 FROM flow_edge x WHERE x.flow_id = dp.flow_id AND x.edge_id = dp.edge_id
+                      AND x.upstream_id = dp.upstream_id AND x.downstream_id = dp.downstream_id)
       ORDER BY dp.downstream_id, dp.edge_id LIMIT v_budget
     LOOP
       v_budget := v_budget - 1;
@@ -852,7 +860,8 @@ BEGIN
       v_i := v_i + 1;
     ELSIF NOT EXISTS (
       SELECT 1 FROM dep dp WHERE dp.upstream_id = v_ids[v_i] AND dp.state = 'unsatisfied'
-        AND EXISTS (SELECT 1 FROM flow_edge x WHERE x.flow_id = dp.flow_id AND x.edge_id = dp.edge_id)
+        AND EXISTS (SELECT 1 FROM flow_edge x WHERE x.flow_id = dp.flow_id AND x.edge_id = dp.edge_id
+                      AND x.upstream_id = dp.upstream_id AND x.downstream_id = dp.downstream_id)
     ) THEN
       v_i := v_i + 1;
     END IF;

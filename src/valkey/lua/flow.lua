@@ -397,13 +397,19 @@ end
 --   reply:  {1, "OK", wake, the child's dependencies not satisfied after this call}
 --           | {1, "ALREADY", wake}
 --   errors: execution_not_found (the child), execution_already_in_flow (another flow's member),
---           execution_not_in_flow (no flow's)
+--           execution_not_in_flow (no flow's), invalid_dependency (the edge id is staged with
+--           other ends)
 FF.fn.apply_dependency = function(B, a, now)
   local fid, child = a.flow_id, a.downstream
   local c = FF.core(B, child)
   if c == nil then return FF.err("execution_not_found") end
   if (c.flow_id or "") ~= fid then
     return FF.err((c.flow_id or "") == "" and "execution_not_in_flow" or "execution_already_in_flow")
+  end
+  local staged = C("HMGET", K.fx(B, fid, "edge:" .. a.edge_id), "upstream_execution_id", "downstream_execution_id")
+  if staged[1] and (staged[1] ~= a.upstream or staged[2] ~= child) then
+    return FF.err("invalid_dependency",
+      "apply_dependency_to_child: the edge id is staged with another upstream or downstream")
   end
   if C("EXISTS", K.ex(B, child, "dep:" .. a.edge_id)) == 1 then return FF.ok("ALREADY") end
   FF.apply_dep(B, fid, a, c, now)
@@ -739,7 +745,8 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   FF.work = FF.work + 1
   local dk = K.ex(B, child, "dep:" .. edge)
   local dep = FF.hmap(dk)
-  if dep == nil or dep.state ~= "unsatisfied" then return end
+  -- only the dependency applied with the edge's own upstream (docs/design/flows.md#resolution)
+  if dep == nil or dep.state ~= "unsatisfied" or dep.upstream_execution_id ~= up then return end
   local gk = K.fx(B, fid, "grp:" .. child)
   local g = FF.hmap(gk) or { policy_variant = "all_of", n = "1", group_state = "pending" }
   local variant = g.policy_variant
