@@ -548,6 +548,9 @@ export const extendFlow = (
     if (!member(e.upstreamExecutionId) || !member(e.downstreamExecutionId)) return err(stateError("ExecutionNotInFlow"))
     const stored = f.edges.get(e.edgeId)
     if (stored !== undefined) return err(new Conflict({ kind: "DependencyAlreadyExists", existing: stored }))
+    if (store.executions.get(e.downstreamExecutionId)?.deps?.has(e.edgeId) === true) {
+      return err(validation("InvalidDependency", `extend_flow: edge ${e.edgeId} was applied to its downstream already`))
+    }
   }
   if (closesCycle(f, g.edges)) return err(conflict("CycleDetected"))
   return Either.gen(function*() {

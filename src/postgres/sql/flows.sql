@@ -590,7 +590,7 @@ END $$;
 --           edge is in the flow already)
 --   errors: flow_not_found, flow_already_terminal, flow_sealed, invalid_input (a member exists
 --           already), execution_not_in_flow, dependency_already_exists (detail: the stored edge as
---           JSON), cycle_detected
+--           JSON), invalid_dependency (an edge applied to its downstream already), cycle_detected
 CREATE FUNCTION ff_extend_flow(p_flow uuid, p_members jsonb, p_edges jsonb, p_joins jsonb, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -630,11 +630,16 @@ BEGIN
           THEN 'execution_not_in_flow'
         WHEN EXISTS (SELECT 1 FROM flow_edge y WHERE y.flow_id = p_flow AND y.edge_id = (t.x->>'edgeId')::uuid)
           THEN 'dependency_already_exists'
+        -- applied already (never staged): docs/design/flows.md#extending-a-flow
+        WHEN EXISTS (SELECT 1 FROM dep d WHERE d.downstream_id = t.x->>'downstream' AND d.edge_id = (t.x->>'edgeId')::uuid)
+          THEN 'invalid_dependency'
       END AS code
     FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord)
   ) b WHERE b.code IS NOT NULL ORDER BY b.ord LIMIT 1;
   IF v_code = 'dependency_already_exists' THEN
     RETURN ffi_err(v_code, (SELECT ffi_edge_json(y)::text FROM flow_edge y WHERE y.flow_id = p_flow AND y.edge_id = v_edge));
+  ELSIF v_code = 'invalid_dependency' THEN
+    RETURN ffi_err(v_code, 'extend_flow: edge ' || v_edge || ' was applied to its downstream already');
   ELSIF v_code IS NOT NULL THEN
     RETURN ffi_err(v_code);
   END IF;

@@ -496,7 +496,7 @@ end
 --           member and edge is in the flow already)
 --   errors: invalid_input (a member listed twice, keyed or existing; a join), flow_not_found,
 --           flow_already_terminal, flow_sealed, execution_not_in_flow, self_referencing_edge,
---           dependency_already_exists, cycle_detected
+--           dependency_already_exists, invalid_dependency (an edge applied already), cycle_detected
 FF.fn.extend_flow = function(B, a, now, _, _, argv)
   local bad = FF.need("extend_flow", a, { "flow_id", "s", "members", "t", "joins", "t", "edges", "t" })
   if bad then return bad end
@@ -553,6 +553,9 @@ FF.fn.extend_flow = function(B, a, now, _, _, argv)
     if not is_member(x.upstream) or not is_member(x.downstream) then return FF.err("execution_not_in_flow") end
     if x.upstream == x.downstream then return FF.err("self_referencing_edge") end
     if C("EXISTS", K.fx(B, fid, "edge:" .. x.edge_id)) == 1 then return FF.err("dependency_already_exists") end
+    if not is_new[x.downstream] and C("EXISTS", K.ex(B, x.downstream, "dep:" .. x.edge_id)) == 1 then
+      return FF.err("invalid_dependency", "extend_flow: edge " .. x.edge_id .. " was applied to its downstream already")
+    end
   end
   if FF.closes_cycle(B, fid, edges, is_new) then return FF.err("cycle_detected") end
   local joined = {}
