@@ -305,9 +305,11 @@ function FF.wake_json()
   return cjson.encode(t)
 end
 
--- The success reply {1, status, wake, fields...} (the fields as strings).
+-- The success reply {1, status, wake, fields...} (the fields as strings). A call that writes its
+-- wakes to the claim hints itself (FF.hinted: a standalone write given `_hint`, register.lua)
+-- answers no wake: the layer would not read it.
 function FF.ok(status, ...)
-  local r = { 1, status, FF.wake_json(), ... }
+  local r = { 1, status, FF.hinted and "" or FF.wake_json(), ... }
   for i = 4, select("#", ...) + 3 do
     if type(r[i]) ~= "string" then r[i] = FF.str(r[i]) end
   end
@@ -493,6 +495,9 @@ local function sv_fill(t)
     rawset(t, "public_state", FF.public(dims[1], dims[3], dims[5]))
   end
 end
+-- (fields no write changes once the execution exists, read many times a call: kept under their
+-- long name too at the first read, so that later reads find them without this metamethod)
+local CORE_FIXED = { lane_id = true, created_at = true, execution_kind = true }
 local CORE_MT = {
   __index = function(t, k)
     local s = CF[k]
@@ -503,6 +508,7 @@ local CORE_MT = {
         return ""
       end
       if k == "blocking_detail" then return detail_of(t, v) end
+      if CORE_FIXED[k] then rawset(t, k, v) end
       return v
     elseif SV_INDEX[k] ~= nil then
       sv_fill(t)
@@ -892,8 +898,9 @@ end
 -- out of the write (the core is a listpack where every written field costs). The arguments are
 -- gathered in reused tables (unpack stops at n, whatever follows).
 local state_args, state_dels = {}, {}
--- (the state of the FF.state being written, for state_put: no closure per call)
-local st_c, st_n, st_nd = nil, 0, 0
+-- (the state of the FF.state being written, for state_put: no closure per call; st_short: the
+-- core is a CORE_MT table, keyed by the stored names only)
+local st_c, st_n, st_nd, st_short = nil, 0, 0, false
 local function state_put(f, v)
   local c = st_c
   -- the value as read: set in this call or stored, under the short name (CORE_MT); a field
@@ -901,13 +908,14 @@ local function state_put(f, v)
   -- (a table without CORE_MT, long-named, is read and written by the long name)
   local s = CF[f] or f
   local cur = rawget(c, s)
-  if cur == nil and s ~= f then cur = rawget(c, f) end
+  if cur == nil and not st_short and s ~= f then cur = rawget(c, f) end
   if cur == nil then
     if v == "" then return end
     if f == "last_transition_at" or f == "last_mutation_at" then cur = c.created_at else cur = "" end
   end
   if cur ~= v then
-    c[f] = v
+    -- (what CORE_MT's __newindex does, without the metamethod's call)
+    if st_short then rawset(c, s, v) else c[f] = v end
     if v == "" then
       st_nd = st_nd + 1
       state_dels[st_nd] = s
@@ -920,7 +928,7 @@ end
 function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n)
   local bp, bo, bpub = c.lifecycle_phase, c.ownership_state, c.public_state
   local ts = FF.s(now)
-  st_c, st_n, st_nd = c, 0, 0
+  st_c, st_n, st_nd, st_short = c, 0, 0, getmetatable(c) == CORE_MT
   state_put("last_transition_at", ts)
   state_put("last_mutation_at", ts)
   if bp ~= phase or bo ~= own or c.eligibility_state ~= elig or c.blocking_reason ~= reason or

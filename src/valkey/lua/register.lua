@@ -40,6 +40,7 @@ local function callback_of(name)
     FF.KEYS = keys
     local now = FF.now(args[1])
     local a = FF.args(args[2])
+    FF.hinted = a._hint ~= nil
     local staged = a.staged
     if staged ~= nil then
       local bad = FF.take_staged(keys[1], args, staged)
