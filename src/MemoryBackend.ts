@@ -76,7 +76,7 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
     // one engine step: one call (its events fold what the call did to an execution it created)
     const step = <A>(f: Step<A>): Effect.Effect<A, EngineError> =>
       Effect.clockWith((clock) => {
-        store.stepNo++
+        store.stepSeq = store.events.seq
         return f(clock.unsafeCurrentTimeMillis())
       })
     const waiters = new Map<string, Deferred.Deferred<void>>()

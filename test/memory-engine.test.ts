@@ -2,12 +2,14 @@
 // execution live with it (and stay readable by its id once it is deleted), an event wakes its
 // subscriptions only while there are some, and issued handle bytes carry their decoded payload.
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Either, Layer, Option, TestServices } from "effect"
+import { Clock, Duration, Effect, Either, Layer, Option, TestServices } from "effect"
 import { EngineBackend } from "../src/EngineBackend.js"
+import * as Ids from "../src/Ids.js"
 import type * as M from "../src/Model.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
 import { decodeHandle } from "../src/internal/handleCodec.js"
 import { MinHeap } from "../src/internal/memory/heap.js"
+import { Exec } from "../src/internal/memory/state.js"
 import { storeAttemptId, storeLeaseId } from "../src/internal/storeIds.js"
 import { advance, claimSome, createAndClaim, create, pass, payloadOf } from "./conformance/helpers.js"
 
@@ -155,5 +157,62 @@ describe("memory engine", () => {
         }
       }
       expect(yield* read(false)).toEqual([...ids].sort())
+    }).pipe(Effect.provide(engine)))
+
+  it("an execution's rarely set fields live in a second record, made by the first write of a value other than the default", () => {
+    const e = new Exec({
+      events: undefined,
+      id: Ids.deterministicExecutionIdSolo(Ids.unsafe.laneId("l"), "7b0c5a52-3d44-4f55-8a11-9c2d7e6f0a13"),
+      namespace: Ids.unsafe.namespace("n"),
+      laneId: Ids.unsafe.laneId("l"),
+      kind: "k",
+      partition: 0,
+      creatorIdentity: "",
+      priority: 0,
+      requiredCaps: [],
+      claimGroup: "k\n",
+      delayUntil: undefined,
+      createdAt: 1,
+      payload: new Uint8Array(0),
+      payloadEncoding: undefined,
+      policy: undefined,
+      tags: {},
+      traceContext: undefined,
+      executionDeadlineAt: undefined
+    })
+    // what a claim and a completion write: defaults, no second record
+    e.leaseLastRenewedAt = undefined
+    e.leaseRevokedAt = undefined
+    e.attemptDeadlineAt = undefined
+    e.executionDeadlineAt = undefined
+    e.retryCount = 0
+    expect(e.rare).toBeUndefined()
+    expect([e.retryCount, e.signalCount, e.unsatisfiedCount, e.progressPct, e.suspension]).toEqual([0, 0, 0, undefined, undefined])
+    e.retryCount = 2
+    e.progressMessage = "half"
+    expect(e.rare).toBeDefined()
+    expect([e.retryCount, e.progressMessage, e.replayCount]).toEqual([2, "half", 0])
+    e.retryCount = 0
+    e.progressMessage = undefined
+    expect([e.retryCount, e.progressMessage]).toEqual([0, undefined])
+    // given at creation: made then
+    const traced = new Exec({ ...e, kind: "k", createdAt: 1, traceContext: "00-ab", executionDeadlineAt: 5 })
+    expect([traced.traceContext, traced.executionDeadlineAt]).toEqual(["00-ab", 5])
+  })
+
+  it.effect("a read event is its body and offset alone; the creating step's changes folded into its ExecutionCreated", () =>
+    Effect.gen(function*() {
+      const b = yield* EngineBackend
+      const c = yield* createAndClaim()
+      yield* b.complete(c.handle)
+      const page = yield* b.readEvents({ filter: ofExecution(c.executionId), limit: 100 })
+      expect(page.events.map((e) => Object.keys(e).sort())).toEqual([
+        ["_tag", "at", "executionId", "laneId", "offset", "publicState"],
+        ["_tag", "at", "attemptIndex", "executionId", "laneId", "offset", "workerInstanceId"],
+        ["_tag", "at", "attemptIndex", "executionId", "laneId", "offset"]
+      ])
+      const delayed = yield* create({ delayUntil: (yield* Clock.currentTimeMillis) + 60_000 })
+      const created = yield* b.readEvents({ filter: ofExecution(delayed.executionId), limit: 100 })
+      expect(created.events.map((e) => e._tag === "ExecutionCreated" && e.publicState)).toEqual(["delayed"])
     }).pipe(Effect.provide(engine)))
 })

@@ -116,5 +116,51 @@ describe("postgres concurrency", () => {
         yield* Fiber.join(holder)
         expect(decodeExecutionId(Option.getOrThrow(yield* Fiber.join(claim)).opaque)).toBe(executionId)
       }))
+
+    // A batch create inserts its rows without ON CONFLICT (docs/design/postgres.md, "Storage"): a
+    // create of one of its ids that commits while the batch waits on it makes the batch's insert
+    // fail, and the batch runs again, answering Duplicate for that id and creating the others once.
+    it.effect("a batch create racing a create of one of its ids answers Duplicate for it and creates the rest", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const sql = yield* SqlClient.SqlClient
+        const lane = Ids.unsafe.laneId(`race-${process.pid}`)
+        const ns = Ids.unsafe.namespace("race")
+        const raced = yield* Ids.executionIdSolo(lane)
+        const other = yield* Ids.executionIdSolo(lane)
+        const inserted = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const holder = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+          const item = {
+            executionId: raced, partition: Number(/^\{fp:(\d+)\}/.exec(raced)![1]), namespace: ns, laneId: lane,
+            executionKind: "k", payload: "", priority: 0, creatorIdentity: "", tags: {}, policy: {}, requiredCapabilities: [],
+            maxReclaimCount: 100, maxReplayCount: 10
+          }
+          yield* sql.unsafe(`SELECT "${schema}".ff_create_executions($1::jsonb, NULL)`, [JSON.stringify([item])])
+          yield* Deferred.succeed(inserted, undefined)
+          yield* Deferred.await(release)
+        })))
+        // (a holder that fails ends the wait with its error)
+        yield* Effect.raceFirst(Deferred.await(inserted), Effect.zipRight(Fiber.join(holder), Effect.never))
+        const batch = yield* Effect.fork(b.createExecutions([raced, other].map((executionId) => ({
+          executionId, namespace: ns, laneId: lane, executionKind: "k"
+        }))))
+        // the batch's insert waits on the holder's uncommitted row, then finds it committed
+        yield* Effect.sleep("100 millis")
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(holder)
+        const results = yield* Fiber.join(batch)
+        expect(results.map((r) => [r._tag, r.executionId])).toEqual([["Duplicate", raced], ["Created", other]])
+        const events = yield* sql.unsafe<{ readonly id: string; readonly n: string }>(
+          `SELECT execution_id AS id, count(*)::text AS n FROM "${schema}".event WHERE lane_id = $1 GROUP BY 1 ORDER BY 1`,
+          [lane]
+        )
+        expect(events).toEqual([raced, other].sort().map((id) => ({ id, n: "1" })))
+        const counts = yield* sql.unsafe<{ readonly n: string }>(
+          `SELECT sum(n)::text AS n FROM "${schema}".lane_count WHERE lane_id = $1 AND public_state = 'waiting'`,
+          [lane]
+        )
+        expect(counts[0]!.n).toBe("2")
+      }))
   })
 })

@@ -244,6 +244,34 @@ describe("wake-up hub", () => {
       expect(yield* Fiber.join(again)).toBe(true)
       expect(calls.length).toBe(1)
     }).pipe(Effect.scoped))
+
+  it.live("a nudge runs the hook of a waiting subscription, but counts no wake-up and ends no wait", () =>
+    Effect.gen(function*() {
+      const hub = makeHub(quiet)
+      const sub = yield* hub.subscribe({ lanes: [Ids.unsafe.laneId("a")], workerInstanceId: Ids.unsafe.workerInstanceId("w") }, store)
+      // no hook set (the worker is not waiting): nothing runs
+      hub.nudge("a")
+      const calls: Array<() => void> = []
+      sub.onWake((done) => void calls.push(done))
+      const mark = yield* sub.wakeups
+      const waiting = yield* Effect.fork(sub.await(mark, Duration.seconds(30)))
+      yield* Effect.sleep("5 millis")
+      hub.nudge("b")
+      hub.nudge("a")
+      yield* Effect.sleep("5 millis")
+      expect(calls.length).toBe(1)
+      calls[0]!()
+      yield* Effect.sleep("5 millis")
+      expect(yield* sub.wakeups).toBe(mark)
+      expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+      // the wake-up that follows counts, runs the hook again, and ends the wait
+      hub.wake("a")
+      yield* Effect.sleep("5 millis")
+      expect(calls.length).toBe(2)
+      calls[1]!()
+      expect(yield* Fiber.join(waiting)).toBe(true)
+      expect(yield* sub.wakeups).toBe(mark + 1)
+    }).pipe(Effect.scoped))
 })
 
 describe("lease keeper (memory)", () => {

@@ -236,11 +236,15 @@ export const obeysRules = <A, I, R>(
 // Capabilities (docs/design/executions.md#capabilities)
 // ---------------------------------------------------------------------------
 
+/** The answer for no tokens (most claims and creates): one value, nothing allocated. */
+const NO_TOKENS: Either.Either<ReadonlyArray<string>, Validation> = Either.right(Object.freeze([]))
+
 /** Sorted, de-duplicated tokens, or the bound they break. */
 export const checkCapabilities = (
   side: "worker" | "required",
   tokens: unknown
 ): Either.Either<ReadonlyArray<string>, Validation> => {
+  if (Array.isArray(tokens) && tokens.length === 0) return NO_TOKENS
   const fail = (reason: string) => Either.left(validation("InvalidCapabilities", `${side}:${reason}`))
   if (!Array.isArray(tokens)) return fail("not_array")
   if (tokens.length > MAX_CAPABILITY_TOKENS) return fail("too_many_tokens")
@@ -280,10 +284,13 @@ export interface ParsedPolicy {
 const decodePolicyJson = Schema.decodeUnknownEither(ExecutionPolicy)
 const validatePolicy = Schema.validateEither(ExecutionPolicy)
 
+/** The policy of a create that gives none. */
+const NO_POLICY: Either.Either<ParsedPolicy, Validation> = Either.right({ policy: undefined, requiredCapabilities: Object.freeze([]) })
+
 export const parsePolicy = (input: Policy | string | undefined): Either.Either<ParsedPolicy, Validation> => {
   let policy: Policy | undefined
   if (input === undefined) {
-    policy = undefined
+    return NO_POLICY
   } else if (typeof input === "string") {
     if (input.trim() === "") {
       policy = undefined

@@ -31,6 +31,13 @@ export interface Hub {
   readonly wake: (lane: string) => void
   /** Counts a wake-up for every subscription (a reconnect: wake-ups may have been lost). */
   readonly wakeAll: () => void
+  /**
+   * Starts the wake-up hook of the subscriptions of `lane` that wait now (their workers claim),
+   * without counting a wake-up or ending their wait: this process is making work claimable there,
+   * and the transport's wake-up, which still follows, stays the one that counts. See
+   * docs/worker.md, "Wake-ups, timers and cancellation".
+   */
+  readonly nudge: (lane: string) => void
   /** Hands `executionId` to the subscriptions of `workerInstanceId`. */
   readonly revoke: (workerInstanceId: string, executionId: string) => void
   /** Whether some subscription of this process listens to `lane` / to `workerInstanceId`. */
@@ -105,6 +112,14 @@ const bump = (s: Woken): void => {
     }
   })
 }
+
+/** A nudge's hook: as a wake-up's (a microtask), but it ends no wait and counts nothing. */
+const nudgeOne = (s: Subscriber): void => {
+  const hook = s.hook
+  if (hook === undefined) return
+  queueMicrotask(() => hook(ignore))
+}
+const ignore = (): void => undefined
 
 export const makeHub = (transport: WakeTransport): Hub => {
   const byLane = new Map<string, Set<Subscriber>>()
@@ -194,6 +209,10 @@ export const makeHub = (transport: WakeTransport): Hub => {
     },
     wakeAll: () => {
       for (const subs of byWorker.values()) for (const s of subs) bump(s)
+    },
+    nudge: (lane) => {
+      const subs = byLane.get(lane)
+      if (subs !== undefined) for (const s of subs) nudgeOne(s)
     },
     revoke: (workerInstanceId, executionId) => {
       const subs = byWorker.get(workerInstanceId)

@@ -405,10 +405,13 @@ export const wakeupSuite = (
           const handler = echo(() =>
             Effect.zipRight(Ref.set(started, true), Effect.never.pipe(Effect.onInterrupt(() => Ref.set(interrupted, true))))
           )
-          const { fiber } = yield* idleWorker(eventually, { lanes: [lane], handlers: [handler] })
+          const { arms, fiber } = yield* idleWorker(eventually, { lanes: [lane], handlers: [handler] })
           yield* drop
           const id = yield* submit(lane, "hold")
           yield* eventually(Ref.get(started), 5_000)
+          // the connection is back once the worker waits again (its wake-up at the reconnect ended its
+          // wait; a create in the worker's own process may have started the handler before that)
+          yield* eventually(Effect.map(arms, (n) => n >= 2), 5_000)
           const backend = yield* EngineBackend
           yield* backend.cancelExecution({ executionId: id, reason: "stop" })
           yield* eventually(Ref.get(interrupted), 5_000)

@@ -20,16 +20,14 @@ type ExecutionEventBody = Exclude<M.EngineEventBody, { readonly _tag: "FlowState
 type FlowEventBody = Extract<M.EngineEventBody, { readonly _tag: "FlowStateChanged" }>
 
 /**
- * One stored event: its sequence number, its body, and the step that wrote it (an
- * `ExecutionCreated` takes in what the rest of that step does to the execution). The lists it is
- * in follow from its body: its execution's, its lane's and its flow's (a `FlowStateChanged`: its
- * flow's alone).
+ * One stored event: its body and its sequence number, in one object (`seq` is 0 until `emit`
+ * numbers it). The lists it is in follow from its body: its execution's, its lane's and its
+ * flow's (a `FlowStateChanged`: its flow's alone). An `ExecutionCreated` takes in what the rest of
+ * the step that wrote it does to the execution: it was written in the current step when its number
+ * is past `Store.stepSeq`.
  */
-export interface StoredEvent {
-  readonly seq: number
-  body: M.EngineEventBody
-  readonly step: number
-}
+export type StoredEvent = M.EngineEventBody & { seq: number }
+type ExecutionEvent = ExecutionEventBody & { seq: number }
 
 /** An append-only list whose oldest entries can be dropped in O(1). */
 export class Deque<A> {
@@ -132,28 +130,28 @@ export const scopesOf = (body: M.EngineEventBody): Array<string> => {
   return scopes
 }
 
-/** Appends `body`, an event of the execution `e`, to the log and wakes the subscriptions of its scopes. */
-export const emit = (store: Store, e: Exec, body: ExecutionEventBody): StoredEvent => {
+/** Numbers `event`, an event of the execution `e`, appends it to the log and wakes the subscriptions of its scopes. */
+export const emit = (store: Store, e: Exec, event: ExecutionEvent): StoredEvent => {
   const log = store.events
-  const event: StoredEvent = { seq: ++log.seq, body, step: store.stepNo }
+  event.seq = ++log.seq
   log.all.push(event)
   if (e.events === undefined) e.events = new Deque(event)
   else e.events.push(event)
-  append(log.byLane, body.laneId, event)
-  if (body.flowId !== undefined) append(log.byFlow, body.flowId, event)
+  append(log.byLane, event.laneId, event)
+  if (event.flowId !== undefined) append(log.byFlow, event.flowId, event)
   if (log.all.size > Limits.eventsRetained) dropOldest(store)
-  store.onEvent(body)
+  store.onEvent(event)
   return event
 }
 
-/** Appends `body`, an event of a flow, to the log and wakes the subscriptions of its flow. */
-export const emitFlow = (store: Store, body: FlowEventBody): void => {
+/** Numbers `event`, an event of a flow, appends it to the log and wakes the subscriptions of its flow. */
+export const emitFlow = (store: Store, event: FlowEventBody & { seq: number }): void => {
   const log = store.events
-  const event: StoredEvent = { seq: ++log.seq, body, step: store.stepNo }
+  event.seq = ++log.seq
   log.all.push(event)
-  append(log.byFlow, body.flowId, event)
+  append(log.byFlow, event.flowId, event)
   if (log.all.size > Limits.eventsRetained) dropOldest(store)
-  store.onEvent(body)
+  store.onEvent(event)
 }
 
 /** The events of `e`, deleted, stay readable by its id. */
@@ -172,8 +170,8 @@ export const eventsOf = (store: Store, id: Ids.ExecutionId): Deque<StoredEvent> 
 }
 
 /** The `ExecutionCreated` of `e` when the current step created it (and its later changes fold into it). */
-const createdNow = (store: Store, e: Exec): StoredEvent | undefined =>
-  e.created !== undefined && e.created.step === store.stepNo && e.created.body._tag === "ExecutionCreated" ?
+const createdNow = (store: Store, e: Exec): Extract<StoredEvent, { _tag: "ExecutionCreated" }> | undefined =>
+  e.created !== undefined && e.created.seq > store.stepSeq && e.created._tag === "ExecutionCreated" ?
     e.created :
     undefined
 
@@ -184,7 +182,7 @@ const createdNow = (store: Store, e: Exec): StoredEvent | undefined =>
 export const joinedFlow = (store: Store, e: Exec): void => {
   const created = createdNow(store, e)
   if (created === undefined || e.flowId === undefined) return
-  created.body = { ...created.body, flowId: e.flowId }
+  ;(created as { flowId?: Ids.FlowId }).flowId = e.flowId
   const index = store.events.byFlow
   const list = index.get(e.flowId)
   if (list === undefined) index.set(e.flowId, new Deque(created))
@@ -198,7 +196,7 @@ export const joinedFlow = (store: Store, e: Exec): void => {
 export const noteTransition = (store: Store, e: Exec, before: Before, now: number): void => {
   const created = createdNow(store, e)
   if (created !== undefined) {
-    if (created.body._tag === "ExecutionCreated") created.body = { ...created.body, publicState: e.publicState }
+    ;(created as { publicState: M.PublicState }).publicState = e.publicState
     return
   }
   const event = transitionEvent(e, before, now)
@@ -211,7 +209,7 @@ const dropOldest = (store: Store): void => {
   if (event === undefined) return
   log.all.shift()
   log.trimmedThrough = event.seq
-  const body = event.body
+  const body = event
   if (body._tag === "FlowStateChanged") return dropFirst(log.byFlow, body.flowId)
   const own = store.executions.get(body.executionId)?.events
   if (own !== undefined) own.shift()
@@ -226,7 +224,7 @@ export const trimEvents = (store: Store, now: number, batch: number): number => 
   let n = 0
   while (n < batch) {
     const event = log.all.first()
-    if (event === undefined || event.body.at > now - Limits.eventRetentionMs) break
+    if (event === undefined || event.at > now - Limits.eventRetentionMs) break
     dropOldest(store)
     n++
   }
@@ -262,8 +260,8 @@ export const readEvents = (
   }
   const events: Array<M.EngineEvent> = []
   for (let i = lo; i < list.size && events.length < args.limit; i++) {
-    const e = list.at(i)
-    events.push({ ...e.body, offset: String(e.seq) as M.EventOffset } as M.EngineEvent)
+    const { seq, ...body } = list.at(i)
+    events.push({ ...body, offset: String(seq) as M.EventOffset } as M.EngineEvent)
   }
   return ok({ events, next: events.length === args.limit ? events[events.length - 1]!.offset : head })
 }
@@ -283,6 +281,7 @@ export interface Before {
 }
 
 const common = (e: Exec, now: number) => ({
+  seq: 0,
   at: now,
   executionId: e.id,
   laneId: e.laneId,
@@ -298,7 +297,7 @@ const freshFailure = (e: Exec, now: number) => (e.lastFailure !== undefined && e
  * The event of the transition of `e` from `before` to its present state, if it reports one:
  * a lease started (`Claimed`), lost (`AttemptInterrupted`), or a change of public state.
  */
-export const transitionEvent = (e: Exec, before: Before, now: number): ExecutionEventBody | undefined => {
+export const transitionEvent = (e: Exec, before: Before, now: number): ExecutionEvent | undefined => {
   if (e.phase === "active" && e.ownership === "leased") {
     if (before.phase === "active" && before.ownership === "leased") return undefined
     return claimedEvent(e, now)
@@ -362,33 +361,33 @@ export const transitionEvent = (e: Exec, before: Before, now: number): Execution
 
 // The events every task writes (created, claimed, completed) are built without spreads.
 
-export const createdEvent = (e: Exec, now: number): ExecutionEventBody =>
+export const createdEvent = (e: Exec, now: number): ExecutionEvent =>
   e.flowId === undefined ?
-    { _tag: "ExecutionCreated", at: now, executionId: e.id, laneId: e.laneId, publicState: e.publicState } :
-    { _tag: "ExecutionCreated", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId, publicState: e.publicState }
+    { seq: 0, _tag: "ExecutionCreated", at: now, executionId: e.id, laneId: e.laneId, publicState: e.publicState } :
+    { seq: 0, _tag: "ExecutionCreated", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId, publicState: e.publicState }
 
-const claimedEvent = (e: Exec, now: number): ExecutionEventBody => {
+const claimedEvent = (e: Exec, now: number): ExecutionEvent => {
   const attemptIndex = attemptOf(e)
   const workerInstanceId = e.workerInstanceId!
   return e.flowId === undefined ?
-    { _tag: "Claimed", at: now, executionId: e.id, laneId: e.laneId, attemptIndex, workerInstanceId } :
-    { _tag: "Claimed", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId, attemptIndex, workerInstanceId }
+    { seq: 0, _tag: "Claimed", at: now, executionId: e.id, laneId: e.laneId, attemptIndex, workerInstanceId } :
+    { seq: 0, _tag: "Claimed", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId, attemptIndex, workerInstanceId }
 }
 
-const completedEvent = (e: Exec, now: number): ExecutionEventBody => {
+const completedEvent = (e: Exec, now: number): ExecutionEvent => {
   if (e.currentAttemptId === undefined) {
     return e.flowId === undefined ?
-      { _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId } :
-      { _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId }
+      { seq: 0, _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId } :
+      { seq: 0, _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId }
   }
   const attemptIndex = attemptOf(e)
   return e.flowId === undefined ?
-    { _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId, attemptIndex } :
-    { _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId, attemptIndex }
+    { seq: 0, _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId, attemptIndex } :
+    { seq: 0, _tag: "Completed", at: now, executionId: e.id, laneId: e.laneId, flowId: e.flowId, attemptIndex }
 }
 
 /** The progress `e` holds now (a call that left out the percent or the message keeps the stored one). */
-export const progressEvent = (e: Exec, now: number): ExecutionEventBody => ({
+export const progressEvent = (e: Exec, now: number): ExecutionEvent => ({
   _tag: "Progress",
   ...common(e, now),
   attemptIndex: attemptOf(e),

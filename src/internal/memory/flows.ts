@@ -203,7 +203,7 @@ export const noteFlowState = (store: Store, f: Flow, now: number): void => {
   const s = flowState(store, f)
   if (s === f.eventState) return
   f.eventState = s
-  emitFlow(store, { _tag: "FlowStateChanged", at: now, flowId: f.id, publicFlowState: s })
+  emitFlow(store, { seq: 0, _tag: "FlowStateChanged", at: now, flowId: f.id, publicFlowState: s })
 }
 
 export const settleFlow = (store: Store, flow: Flow, now: number): void => {

@@ -25,7 +25,7 @@ import {
 import { createdEvent, emit, eventsOf, progressEvent } from "./events.js"
 import { endRun, recordFailure } from "./history.js"
 import { laneAdd } from "./lanes.js"
-import type { Exec } from "./state.js"
+import { Exec } from "./state.js"
 import type { Store } from "./store.js"
 import { cancelCore, endAttempt, finish } from "./terminal.js"
 
@@ -73,8 +73,7 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
   if (store.executions.has(args.executionId)) return ok({ _tag: "Duplicate", executionId: args.executionId })
   const delayed = args.delayUntil !== undefined && args.delayUntil > now
   const caps = args.requiredCapabilities
-  const e: Exec = {
-    created: undefined,
+  const e = new Exec({
     events: eventsOf(store, args.executionId),
     id: args.executionId,
     namespace: args.namespace,
@@ -82,61 +81,18 @@ export const createExecution = (store: Store, now: number, args: CreateExecution
     kind: args.executionKind,
     partition,
     creatorIdentity: args.creatorIdentity,
-    flowId: undefined,
     priority: args.priority,
     requiredCaps: caps.length === 0 ? NO_CAPS : caps,
     claimGroup: caps.length === 0 ? kindGroup(store, args.executionKind) : `${args.executionKind}\n${caps.join(",")}`,
     delayUntil: delayed ? args.delayUntil : undefined,
-    phase: "runnable",
-    ownership: "unowned",
-    eligibility: "eligible_now",
-    blockingReason: "waiting_for_worker",
-    blockingDetail: "",
-    outcome: "none",
-    attemptState: "pending_first_attempt",
-    publicState: "waiting",
-    totalAttemptCount: 0,
-    currentAttemptIndex: 0,
-    currentAttemptId: undefined,
-    retryCount: 0,
-    replayCount: 0,
-    leaseReclaimCount: 0,
-    leaseId: undefined,
-    leaseEpoch: 0,
-    workerId: undefined,
-    workerInstanceId: undefined,
-    leaseExpiresAt: undefined,
-    leaseLastRenewedAt: undefined,
-    leaseRevokedAt: undefined,
-    suspension: undefined,
-    currentWaitpointId: undefined,
-    progressPct: undefined,
-    progressMessage: undefined,
-    progressUpdatedAt: undefined,
-    failureReason: undefined,
-    lastFailure: undefined,
-    cancellationReason: undefined,
-    cancelledBy: undefined,
     createdAt: now,
-    startedAt: undefined,
-    completedAt: undefined,
-    lastMutationAt: now,
     payload: args.inputPayload,
     payloadEncoding: args.payloadEncoding,
     policy: args.policy,
-    result: undefined,
     tags: hasKeys(args.tags) ? { ...args.tags } : NO_TAGS,
-    attemptLifecycle: "started",
-    history: undefined,
     traceContext: args.traceContext,
-    executionDeadlineAt: args.executionDeadlineAt,
-    attemptDeadlineAt: undefined,
-    deps: undefined,
-    unsatisfiedCount: 0,
-    group: undefined,
-    signalCount: 0,
-    waitpointIds: undefined
-  }
+    executionDeadlineAt: args.executionDeadlineAt
+  })
   store.executions.set(e.id, e)
   store.lanes.add(e.laneId)
   laneAdd(store, e)

@@ -42,9 +42,66 @@ export interface EdgeGroup {
   readonly createdAt: number
 }
 
-export interface Exec {
+/**
+ * The fields of an execution that most executions never set (a renewal, a failure, a retry or a
+ * replay, a cancellation, progress, a suspension and its waitpoints, dependencies, deadlines, a
+ * trace context), in a record of their own made by the first write of a value other than the
+ * default (docs/design/executions.md#the-memory-engines-records).
+ */
+class Rare {
+  retryCount = 0
+  replayCount = 0
+  leaseReclaimCount = 0
+  leaseLastRenewedAt: number | undefined = undefined
+  leaseRevokedAt: number | undefined = undefined
+  suspension: Suspension | undefined = undefined
+  currentWaitpointId: Ids.WaitpointId | undefined = undefined
+  progressPct: number | undefined = undefined
+  progressMessage: string | undefined = undefined
+  progressUpdatedAt: number | undefined = undefined
+  failureReason: string | undefined = undefined
+  lastFailure: M.LastFailure | undefined = undefined
+  cancellationReason: string | undefined = undefined
+  cancelledBy: string | undefined = undefined
+  traceContext: string | undefined = undefined
+  executionDeadlineAt: number | undefined = undefined
+  attemptDeadlineAt: number | undefined = undefined
+  deps: Map<Ids.EdgeId, Dependency> | undefined = undefined
+  unsatisfiedCount = 0
+  group: EdgeGroup | undefined = undefined
+  signalCount = 0
+  waitpointIds: Array<Ids.WaitpointId> | undefined = undefined
+}
+
+/** What a new execution is made of (`createExecution`). */
+export interface ExecInit {
+  readonly events: Deque<StoredEvent> | undefined
+  readonly id: Ids.ExecutionId
+  readonly namespace: Ids.Namespace
+  readonly laneId: Ids.LaneId
+  readonly kind: string
+  readonly partition: number
+  readonly creatorIdentity: string
+  readonly priority: number
+  readonly requiredCaps: ReadonlyArray<string>
+  readonly claimGroup: string
+  readonly delayUntil: number | undefined
+  readonly createdAt: number
+  readonly payload: Uint8Array
+  readonly payloadEncoding: string | undefined
+  readonly policy: M.ExecutionPolicy | undefined
+  readonly tags: Record<string, string>
+  readonly traceContext: string | undefined
+  readonly executionDeadlineAt: number | undefined
+}
+
+/**
+ * An execution. The fields every execution sets are its own; the rarely set ones (`Rare`) are
+ * accessors over `rare`, which the first write of a value other than the default makes.
+ */
+export class Exec {
   /** Its `ExecutionCreated` event: what the creating step does to it later is folded into it. */
-  created?: StoredEvent | undefined
+  created: StoredEvent | undefined = undefined
   /** Its events, oldest first (none yet: `undefined`); kept by id once it is deleted (events.ts). */
   events: Deque<StoredEvent> | undefined
   readonly id: Ids.ExecutionId
@@ -53,83 +110,213 @@ export interface Exec {
   readonly kind: string
   readonly partition: number
   readonly creatorIdentity: string
-  flowId: Ids.FlowId | undefined
+  flowId: Ids.FlowId | undefined = undefined
   priority: number
   readonly requiredCaps: ReadonlyArray<string>
   /** Its group in the claimable index: its kind and required capabilities (capabilities hold no newline). */
   readonly claimGroup: string
   delayUntil: number | undefined
 
-  phase: M.LifecyclePhase
-  ownership: M.OwnershipState
-  eligibility: M.EligibilityState
-  blockingReason: M.BlockingReason
-  blockingDetail: string
-  outcome: M.TerminalOutcome
-  attemptState: M.AttemptState
-  publicState: M.PublicState
+  phase: M.LifecyclePhase = "runnable"
+  ownership: M.OwnershipState = "unowned"
+  eligibility: M.EligibilityState = "eligible_now"
+  blockingReason: M.BlockingReason = "waiting_for_worker"
+  blockingDetail = ""
+  outcome: M.TerminalOutcome = "none"
+  attemptState: M.AttemptState = "pending_first_attempt"
+  publicState: M.PublicState = "waiting"
 
-  totalAttemptCount: number
-  currentAttemptIndex: number
-  currentAttemptId: Ids.AttemptId | undefined
-  retryCount: number
-  replayCount: number
-  leaseReclaimCount: number
+  totalAttemptCount = 0
+  currentAttemptIndex = 0
+  currentAttemptId: Ids.AttemptId | undefined = undefined
 
-  leaseId: Ids.LeaseId | undefined
-  leaseEpoch: number
-  workerId: Ids.WorkerId | undefined
-  workerInstanceId: Ids.WorkerInstanceId | undefined
-  leaseExpiresAt: number | undefined
-  leaseLastRenewedAt: number | undefined
-  leaseRevokedAt: number | undefined
-
-  suspension: Suspension | undefined
-  currentWaitpointId: Ids.WaitpointId | undefined
-
-
-  progressPct: number | undefined
-  progressMessage: string | undefined
-  progressUpdatedAt: number | undefined
-
-  failureReason: string | undefined
-  /** Absent until the first failure. */
-  lastFailure: M.LastFailure | undefined
-  cancellationReason: string | undefined
-  cancelledBy: string | undefined
+  leaseId: Ids.LeaseId | undefined = undefined
+  leaseEpoch = 0
+  workerId: Ids.WorkerId | undefined = undefined
+  workerInstanceId: Ids.WorkerInstanceId | undefined = undefined
+  leaseExpiresAt: number | undefined = undefined
 
   readonly createdAt: number
-  startedAt: number | undefined
-  completedAt: number | undefined
+  startedAt: number | undefined = undefined
+  completedAt: number | undefined = undefined
   lastMutationAt: number
 
   payload: Uint8Array
   readonly payloadEncoding: string | undefined
   readonly policy: M.ExecutionPolicy | undefined
-  result: Uint8Array | undefined
+  result: Uint8Array | undefined = undefined
   readonly tags: Record<string, string>
   /**
    * The state of its current attempt (`currentAttemptIndex`), read while `currentAttemptId` is set.
    * Only the current attempt is ever read, so no record of the earlier ones is kept: their
    * streams are found by index (0 to `totalAttemptCount` - 1).
    */
-  attemptLifecycle: AttemptLifecycle
+  attemptLifecycle: AttemptLifecycle = "started"
   /** The last `Limits.historyRuns` runs; absent until the first claim. */
-  history: Array<Run> | undefined
+  history: Array<Run> | undefined = undefined
+  /** The rarely set fields, once one of them was written. */
+  rare: Rare | undefined = undefined
+
+  constructor(init: ExecInit) {
+    this.events = init.events
+    this.id = init.id
+    this.namespace = init.namespace
+    this.laneId = init.laneId
+    this.kind = init.kind
+    this.partition = init.partition
+    this.creatorIdentity = init.creatorIdentity
+    this.priority = init.priority
+    this.requiredCaps = init.requiredCaps
+    this.claimGroup = init.claimGroup
+    this.delayUntil = init.delayUntil
+    this.createdAt = init.createdAt
+    this.lastMutationAt = init.createdAt
+    this.payload = init.payload
+    this.payloadEncoding = init.payloadEncoding
+    this.policy = init.policy
+    this.tags = init.tags
+    if (init.traceContext !== undefined) this.more().traceContext = init.traceContext
+    if (init.executionDeadlineAt !== undefined) this.more().executionDeadlineAt = init.executionDeadlineAt
+  }
+
+  private more(): Rare {
+    return this.rare ??= new Rare()
+  }
+
+  get retryCount(): number {
+    return this.rare?.retryCount ?? 0
+  }
+  set retryCount(v: number) {
+    if (v !== 0 || this.rare !== undefined) this.more().retryCount = v
+  }
+  get replayCount(): number {
+    return this.rare?.replayCount ?? 0
+  }
+  set replayCount(v: number) {
+    if (v !== 0 || this.rare !== undefined) this.more().replayCount = v
+  }
+  get leaseReclaimCount(): number {
+    return this.rare?.leaseReclaimCount ?? 0
+  }
+  set leaseReclaimCount(v: number) {
+    if (v !== 0 || this.rare !== undefined) this.more().leaseReclaimCount = v
+  }
+  get leaseLastRenewedAt(): number | undefined {
+    return this.rare?.leaseLastRenewedAt
+  }
+  set leaseLastRenewedAt(v: number | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().leaseLastRenewedAt = v
+  }
+  get leaseRevokedAt(): number | undefined {
+    return this.rare?.leaseRevokedAt
+  }
+  set leaseRevokedAt(v: number | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().leaseRevokedAt = v
+  }
+  get suspension(): Suspension | undefined {
+    return this.rare?.suspension
+  }
+  set suspension(v: Suspension | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().suspension = v
+  }
+  get currentWaitpointId(): Ids.WaitpointId | undefined {
+    return this.rare?.currentWaitpointId
+  }
+  set currentWaitpointId(v: Ids.WaitpointId | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().currentWaitpointId = v
+  }
+  get progressPct(): number | undefined {
+    return this.rare?.progressPct
+  }
+  set progressPct(v: number | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().progressPct = v
+  }
+  get progressMessage(): string | undefined {
+    return this.rare?.progressMessage
+  }
+  set progressMessage(v: string | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().progressMessage = v
+  }
+  get progressUpdatedAt(): number | undefined {
+    return this.rare?.progressUpdatedAt
+  }
+  set progressUpdatedAt(v: number | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().progressUpdatedAt = v
+  }
+  get failureReason(): string | undefined {
+    return this.rare?.failureReason
+  }
+  set failureReason(v: string | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().failureReason = v
+  }
+  /** Absent until the first failure. */
+  get lastFailure(): M.LastFailure | undefined {
+    return this.rare?.lastFailure
+  }
+  set lastFailure(v: M.LastFailure | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().lastFailure = v
+  }
+  get cancellationReason(): string | undefined {
+    return this.rare?.cancellationReason
+  }
+  set cancellationReason(v: string | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().cancellationReason = v
+  }
+  get cancelledBy(): string | undefined {
+    return this.rare?.cancelledBy
+  }
+  set cancelledBy(v: string | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().cancelledBy = v
+  }
   /** The creator's span context, compact (see `src/internal/traceContext.ts`). */
-  readonly traceContext: string | undefined
+  get traceContext(): string | undefined {
+    return this.rare?.traceContext
+  }
   /** Cleared by the first terminal transition: a replayed execution runs without it. */
-  executionDeadlineAt: number | undefined
-  attemptDeadlineAt: number | undefined
-
+  get executionDeadlineAt(): number | undefined {
+    return this.rare?.executionDeadlineAt
+  }
+  set executionDeadlineAt(v: number | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().executionDeadlineAt = v
+  }
+  get attemptDeadlineAt(): number | undefined {
+    return this.rare?.attemptDeadlineAt
+  }
+  set attemptDeadlineAt(v: number | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().attemptDeadlineAt = v
+  }
   /** Created when the first dependency is applied. */
-  deps: Map<Ids.EdgeId, Dependency> | undefined
-  unsatisfiedCount: number
-  group: EdgeGroup | undefined
-
-  signalCount: number
+  get deps(): Map<Ids.EdgeId, Dependency> | undefined {
+    return this.rare?.deps
+  }
+  set deps(v: Map<Ids.EdgeId, Dependency> | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().deps = v
+  }
+  get unsatisfiedCount(): number {
+    return this.rare?.unsatisfiedCount ?? 0
+  }
+  set unsatisfiedCount(v: number) {
+    if (v !== 0 || this.rare !== undefined) this.more().unsatisfiedCount = v
+  }
+  get group(): EdgeGroup | undefined {
+    return this.rare?.group
+  }
+  set group(v: EdgeGroup | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().group = v
+  }
+  get signalCount(): number {
+    return this.rare?.signalCount ?? 0
+  }
+  set signalCount(v: number) {
+    if (v !== 0 || this.rare !== undefined) this.more().signalCount = v
+  }
   /** Its waitpoints, oldest first; absent until the first. */
-  waitpointIds: Array<Ids.WaitpointId> | undefined
+  get waitpointIds(): Array<Ids.WaitpointId> | undefined {
+    return this.rare?.waitpointIds
+  }
+  set waitpointIds(v: Array<Ids.WaitpointId> | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().waitpointIds = v
+  }
 }
 
 export interface SignalRecord {

@@ -57,8 +57,8 @@ export class Store {
 
   /** The event log (events.ts). */
   readonly events = new EventLog()
-  /** The number of the current engine step (one per call). */
-  stepNo = 0
+  /** The last event sequence number given before the current engine step (one per call) began. */
+  stepSeq = 0
 
   /** Called with the stream key whenever a frame is appended. */
   onAppend: (streamKey: string) => void = () => {}

@@ -49,7 +49,19 @@ export const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boole
 export const makeLifecycle = (
   ctx: CoreContext
 ): CoreArea<"lifecycle"> => {
-  const { caller, callDecode, callVoid, unsafeWake, wake } = ctx
+  const { caller, callDecode, callVoid, options, unsafeWake, wake } = ctx
+
+  /**
+   * A create of work claimable at once nudges this process's idle workers of its lane as soon as
+   * it returned (committed), whichever of its reply and its NOTIFY arrives first: the claim starts
+   * from the reply without waiting for the notification (docs/worker.md, "Wake-ups, timers and
+   * cancellation").
+   */
+  const nudged = (a: { readonly laneId: string; readonly delayUntil: number | undefined }) =>
+  (r: M.CreateExecutionResult) =>
+    Effect.sync(() => {
+      if (r._tag === "Created" && a.delayUntil === undefined) options.hub?.nudge(a.laneId)
+    })
 
   /** A terminal write replayed after a lost reply (docs/design/executions.md#replaying-a-terminal-write). */
   const reconcile = <A>(h: HandleRef, effect: Fx<A>, ok: (d: NonNullable<ReturnType<typeof isNotActive>>) => A | undefined) =>
@@ -86,7 +98,7 @@ export const makeLifecycle = (
         int(x.maxReplayCount),
         bigint(x.dedupTtlMs),
         text(x.traceContext)
-      ], M.CreateExecutionResult)
+      ], M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))
     },
 
     createExecutions: (list) =>

@@ -141,50 +141,65 @@ DECLARE
   x jsonb;
   r jsonb;
   v_out jsonb := '[]'::jsonb;
+  v_try int := 0;
 BEGIN
   -- A batch without idempotency keys, delays or deadlines (the common bulk submit) is created
   -- set-based: the same rows, results and claim order as one ffi_create_execution per item.
+  -- Its exec_core rows are a plain INSERT of the first item of each id not stored yet, not an
+  -- INSERT … ON CONFLICT DO NOTHING, whose speculative insertion logs a confirmation record per
+  -- row (48 bytes of WAL); a create of the same id that commits between the look-up and the
+  -- insert makes it fail as a whole (unique_violation), and it is run again, seeing that row.
   IF NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_items) AS t(item)
                  WHERE coalesce(item->>'idempotencyKey', '') <> '' OR item->>'delayUntil' IS NOT NULL
                     OR item->>'executionDeadlineAt' IS NOT NULL) THEN
-    WITH items AS MATERIALIZED (
-      SELECT t.ord, t.item->>'executionId' AS eid, (t.item->>'partition')::int AS part, t.item->>'namespace' AS ns,
-        t.item->>'laneId' AS lane, t.item->>'executionKind' AS kind, decode(t.item->>'payload', 'base64') AS payload,
-        t.item->>'payloadEncoding' AS enc, (t.item->>'priority')::int AS prio, t.item->>'creatorIdentity' AS creator,
-        t.item->'tags' AS tags, t.item->'policy' AS policy,
-        nullif(ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')), '{}') AS caps,
-        (t.item->>'attemptTimeoutMs')::bigint AS ato, (t.item->>'maxReclaimCount')::int AS mrc,
-        (t.item->>'maxReplayCount')::int AS mrp, t.item->>'traceContext' AS trace
-      FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(item, ord)
-    ), ins AS (
-      INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
-        lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
-        attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
-        execution_deadline_at, created_at, last_transition_at, last_mutation_at)
-      SELECT eid, part, lane, ns, kind, prio, caps, 'runnable', 'unowned', 'eligible_now', 'waiting_for_worker', '',
-        'none', 'pending_first_attempt', 'waiting', mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now
-      FROM items ORDER BY ord
-      ON CONFLICT (execution_id) DO NOTHING
-      RETURNING execution_id
-    ), created AS (
-      -- the first item of each id this statement inserted (a repeated id is a Duplicate)
-      SELECT DISTINCT ON (i.eid) i.* FROM items i JOIN ins ON ins.execution_id = i.eid ORDER BY i.eid, i.ord
-    ), data AS (
-      INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
-        trace_context)
-      SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
-    ), queued AS (
-      INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
-      SELECT eid, lane, prio, v_now, caps, kind FROM created ORDER BY ord
-    ), lanes AS (
-      INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
-      ON CONFLICT (lane_id) DO NOTHING
-    )
-    SELECT coalesce(jsonb_agg(CASE WHEN c.ord IS NOT NULL
-        THEN jsonb_build_object('_tag', 'Created', 'executionId', i.eid, 'publicState', 'waiting')
-        ELSE jsonb_build_object('_tag', 'Duplicate', 'executionId', i.eid) END ORDER BY i.ord), '[]'::jsonb)
-    INTO v_out
-    FROM items i LEFT JOIN created c ON c.ord = i.ord;
+    LOOP
+      v_try := v_try + 1;
+      BEGIN
+        WITH items AS MATERIALIZED (
+          SELECT t.ord, t.item->>'executionId' AS eid, (t.item->>'partition')::int AS part, t.item->>'namespace' AS ns,
+            t.item->>'laneId' AS lane, t.item->>'executionKind' AS kind, decode(t.item->>'payload', 'base64') AS payload,
+            t.item->>'payloadEncoding' AS enc, (t.item->>'priority')::int AS prio, t.item->>'creatorIdentity' AS creator,
+            t.item->'tags' AS tags, t.item->'policy' AS policy,
+            nullif(ARRAY(SELECT jsonb_array_elements_text(t.item->'requiredCapabilities')), '{}') AS caps,
+            (t.item->>'attemptTimeoutMs')::bigint AS ato, (t.item->>'maxReclaimCount')::int AS mrc,
+            (t.item->>'maxReplayCount')::int AS mrp, t.item->>'traceContext' AS trace
+          FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(item, ord)
+        ), firsts AS (
+          SELECT DISTINCT ON (i.eid) i.* FROM items i
+          WHERE NOT EXISTS (SELECT 1 FROM exec_core e WHERE e.execution_id = i.eid) ORDER BY i.eid, i.ord
+        ), ins AS (
+          INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
+            lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
+            attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
+            execution_deadline_at, created_at, last_transition_at, last_mutation_at)
+          SELECT eid, part, lane, ns, kind, prio, caps, 'runnable', 'unowned', 'eligible_now', 'waiting_for_worker', '',
+            'none', 'pending_first_attempt', 'waiting', mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now
+          FROM firsts ORDER BY ord
+          RETURNING execution_id
+        ), created AS (
+          -- the first item of each id this statement inserted (a repeated id is a Duplicate)
+          SELECT DISTINCT ON (i.eid) i.* FROM items i JOIN ins ON ins.execution_id = i.eid ORDER BY i.eid, i.ord
+        ), data AS (
+          INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
+            trace_context)
+          SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
+        ), queued AS (
+          INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
+          SELECT eid, lane, prio, v_now, caps, kind FROM created ORDER BY ord
+        ), lanes AS (
+          INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
+          ON CONFLICT (lane_id) DO NOTHING
+        )
+        SELECT coalesce(jsonb_agg(CASE WHEN c.ord IS NOT NULL
+            THEN jsonb_build_object('_tag', 'Created', 'executionId', i.eid, 'publicState', 'waiting')
+            ELSE jsonb_build_object('_tag', 'Duplicate', 'executionId', i.eid) END ORDER BY i.ord), '[]'::jsonb)
+        INTO v_out
+        FROM items i LEFT JOIN created c ON c.ord = i.ord;
+      EXIT;
+      EXCEPTION WHEN unique_violation THEN
+        IF v_try >= 3 THEN RAISE; END IF;
+      END;
+    END LOOP;
     PERFORM ffi_wake(s.lane) FROM (SELECT DISTINCT t.item->>'laneId' AS lane
                                    FROM jsonb_array_elements(p_items) AS t(item) ORDER BY 1) s;
     RETURN ffi_ok(v_out);
@@ -270,6 +285,8 @@ END $$;
 -- needs — instead of through ffi_terminate; every other case takes ffi_terminate. In the common
 -- case the run that ended is not written to exec_history: its worker, start and kind stay in
 -- exec_core, where ffi_history_json reads it as the last run (a replay moves it to exec_history).
+-- Outside a flow, the common case writes its Completed event, lane counts and wake-ups itself
+-- (flowfabric.own_rows, migration 0039), as ff_complete_set does for a set.
 --   args:   the handle, p_payload (the result, NULL or empty for none), p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
@@ -282,6 +299,10 @@ DECLARE
   e exec_core;
   v_err jsonb;
   v_flow_state text;
+  v_own boolean;
+  v_k bigint;
+  -- (the set_config and wake-up calls are expressions, not PERFORMs: no query start-up)
+  v_void text;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
@@ -305,6 +326,10 @@ BEGIN
   -- start and kind), the history's last run (ffi_history_json)
   UPDATE stream_meta SET closed_at = v_now, closed_reason = 'attempt_success'
   WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index AND closed_at IS NULL;
+  -- outside a flow, the Completed event and the lane counts are written below, not by the update
+  -- triggers (migration 0039), unless a fold applies (the row's last event is this transaction's)
+  v_own := e.flow_id IS NULL AND e.event_k IS DISTINCT FROM ffi_xid();
+  IF v_own THEN v_void := set_config('flowfabric.own_rows', 'on', true); END IF;
   UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
     eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
     terminal_outcome = 'success',
@@ -316,8 +341,21 @@ BEGIN
     lease_acquired_at = CASE WHEN ownership_state = 'leased' THEN lease_acquired_at END,
     lease_expires_at = NULL, lease_last_renewed_at = NULL,
     current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
-    has_grant = false, last_transition_at = v_now, last_mutation_at = v_now
-  WHERE execution_id = p_eid;
+    has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
+    event_k = greatest(ffi_xid(), event_k)
+  WHERE execution_id = p_eid
+  RETURNING event_k INTO v_k;
+  IF v_own THEN
+    v_void := set_config('flowfabric.own_rows', '', true);
+    -- what ffi_trg_events_updated and ffi_lane_count_update write for a completion
+    INSERT INTO event (k, at, execution_id, lane_id, kind, attempt)
+    VALUES (v_k, v_now, p_eid, e.lane_id, 'Completed', e.current_attempt_index);
+    INSERT INTO lane_count (lane_id, public_state, shard, n)
+    VALUES (e.lane_id, e.public_state, pg_backend_pid(), -1), (e.lane_id, 'completed', pg_backend_pid(), 1)
+    ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + EXCLUDED.n;
+    v_void := set_config('flowfabric.event_at', v_now::text, true);
+    v_void := ffi_events_wake(ARRAY['e:' || p_eid, 'l:' || e.lane_id])::text;
+  END IF;
   -- the retention timer (ffi_retention_set, inline)
   IF e.flow_id IS NULL AND v_now IS NOT NULL AND e.completed_at IS DISTINCT FROM v_now THEN
     INSERT INTO timer (kind, ref, due_at)

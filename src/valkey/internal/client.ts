@@ -45,7 +45,12 @@ export interface Client {
     readOnly: boolean,
     more?: ReadonlyArray<string> | undefined,
     /** Bulk replies as Buffers, not strings (a reply that carries bytes). */
-    binary?: boolean | undefined
+    binary?: boolean | undefined,
+    /**
+     * Runs once the call is handed to the connection (in the order of its commands), before its
+     * reply: what this process sends on the connection from here on runs after the call.
+     */
+    afterSend?: (() => void) | undefined
   ) => Effect.Effect<unknown, Transport>
   /** Every primary (the client itself when standalone). */
   readonly primaries: Effect.Effect<ReadonlyArray<Redis>, Transport>
@@ -304,19 +309,23 @@ export const connect = (
       args: ReadonlyArray<string | Buffer>,
       readOnly: boolean,
       more: ReadonlyArray<string>,
-      binary: boolean
+      binary: boolean,
+      afterSend: (() => void) | undefined
     ) =>
       Effect.suspend(() => {
         const sent = writable(key)
         const n = 1 + more.length
         return Effect.tryPromise({
-          try: () =>
-            binary ?
+          try: () => {
+            const reply = binary ?
               // lower case: the name auto-pipelining ignores (see baseRedisOptions)
               connection.callBuffer(readOnly ? "fcall_ro" : "fcall", fn, n, key, ...more, ...args) :
               readOnly ?
               connection.fcall_ro(fn, n, key, ...more, ...args) :
-              connection.fcall(fn, n, key, ...more, ...args),
+              connection.fcall(fn, n, key, ...more, ...args)
+            afterSend?.()
+            return reply
+          },
           catch: (e) => ({ error: e, sent })
         })
       })
@@ -327,13 +336,14 @@ export const connect = (
       args: ReadonlyArray<string | Buffer>,
       readOnly: boolean,
       more: ReadonlyArray<string> = [],
-      binary = false
+      binary = false,
+      afterSend?: (() => void) | undefined
     ) =>
-      fcallOnce(fn, key, args, readOnly, more, binary).pipe(
+      fcallOnce(fn, key, args, readOnly, more, binary, afterSend).pipe(
         Effect.catchAll(({ error, sent }) =>
           isMissingFunction(error) ?
             reload.pipe(
-              Effect.zipRight(fcallOnce(fn, key, args, readOnly, more, binary)),
+              Effect.zipRight(fcallOnce(fn, key, args, readOnly, more, binary, afterSend)),
               Effect.mapError((e) => {
                 if (e instanceof Transport) return e
                 if (!isMissingFunction(e.error)) return fromValkeyError(`FCALL ${fn}`, e.error, e.sent && !readOnly)

@@ -32,7 +32,7 @@ export const makeCore = (
 ): BackendCore => {
   const ctx = makeCoreContext(p)
   const { nextDue, promoteDue } = makeDueTimers(ctx)
-  const lifecycle = makeLifecycle(ctx)
+  const lifecycle = makeLifecycle(ctx, hub)
   const reads = makeReads(ctx)
   return {
     label: "valkey",

@@ -9,6 +9,7 @@ import * as Ids from "../../Ids.js"
 import type { BackendCore, CoreArea, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
 import { tagBytes } from "../../internal/validation.js"
 import * as M from "../../Model.js"
+import type { Hub } from "../../internal/wakeups.js"
 import { type CoreContext, fence, type Fx, T_Int } from "./context.js"
 import { parseError } from "./errors.js"
 import { decodeFields, type Envelope, STAGE_BYTES } from "./plumbing.js"
@@ -120,14 +121,33 @@ export const completionOutcome = (fn: string, field: string, h: HandleRef): Fx<E
 }
 
 export const makeLifecycle = (
-  ctx: CoreContext
+  ctx: CoreContext,
+  hub?: Hub | undefined
 ): CoreArea<"lifecycle"> => {
   const { call, client, ex, inRange, keys, N, settings } = ctx
+
+  /**
+   * On a standalone server, a create of work claimable at once nudges this process's idle workers
+   * of its lane as soon as it is on the connection: their claim follows it on the same connection,
+   * so the server runs it right after the create, without waiting for the create's reply or its
+   * wake-up message (docs/worker.md, "Wake-ups, timers and cancellation"). A claim that finds
+   * nothing (a duplicate, a kind the worker lacks) costs one empty claim; the wake-up message
+   * still follows as before.
+   */
+  const nudgeOnSend = (a: CreateExecutionCore): (() => void) | undefined =>
+    hub === undefined || client.isCluster || a.delayUntil !== undefined ? undefined : () => hub.nudge(a.laneId)
 
   const createExecution: BackendCore["createExecution"] = (a: CreateExecutionCore) =>
     Effect.gen(function*() {
       yield* inRange(a.executionId)
-      const env = yield* call("create", ex(a.executionId), createArgs(a), [a.inputPayload, a.policyJson])
+      const env = yield* call(
+        "create",
+        ex(a.executionId),
+        createArgs(a),
+        [a.inputPayload, a.policyJson],
+        false,
+        nudgeOnSend(a)
+      )
       // a Duplicate writes nothing, the lane registry included
       if (env.status === "DUPLICATE") {
         const [executionId] = yield* decodeFields("ff_create", T_Exec, env.fields)

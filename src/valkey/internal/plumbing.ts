@@ -13,6 +13,7 @@ import { Clock, Effect, Either, ParseResult, Schema } from "effect"
 import { type EngineError, fromScriptCode, Transport } from "../../EngineError.js"
 import type { PartitionConfig } from "../../Ids.js"
 import type { Client } from "./client.js"
+import type { Redis } from "./driver.js"
 import { parseError } from "./errors.js"
 
 export interface Settings {
@@ -182,13 +183,17 @@ export interface Plumbing {
   readonly flowTarget: (p: number) => Target
   /** ARGV[1]: "" (store clock: the function reads TIME) or Effect's Clock time. */
   readonly nowArg: Effect.Effect<string>
-  /** One FCALL: typed script errors fail with their EngineError; wakes update the claim hints. */
+  /**
+   * One FCALL: typed script errors fail with their EngineError; wakes update the claim hints.
+   * `afterSend` runs once the FCALL is on the connection (see `Client.fcall`).
+   */
   readonly call: (
     fn: string,
     target: Target,
     args: Readonly<Record<string, unknown>>,
     blobs?: ReadonlyArray<Uint8Array | string>,
-    readOnly?: boolean
+    readOnly?: boolean,
+    afterSend?: () => void
   ) => Effect.Effect<Envelope, EngineError>
   /**
    * As `call` for a standalone function whose reply carries bytes: the raw `{1, ...}` reply, its
@@ -200,6 +205,17 @@ export interface Plumbing {
     args: Readonly<Record<string, unknown>>,
     blobs?: ReadonlyArray<Uint8Array | string>
   ) => Effect.Effect<ReadonlyArray<Buffer | number>, EngineError>
+  /**
+   * A read-only FCALL of `ff_<fn>` with the same arguments on each of `targets`, replies in their
+   * order. On a standalone server the calls go in one pipeline (one write, their replies read
+   * together: a maintenance pass probes every partition); on a cluster, or when a reply is an
+   * error (a function missing after a restart), each goes through `call`.
+   */
+  readonly callEach: (
+    fn: string,
+    targets: ReadonlyArray<Target>,
+    args: Readonly<Record<string, unknown>>
+  ) => Effect.Effect<ReadonlyArray<Envelope>, EngineError>
   readonly registerLane: (lane: string) => Effect.Effect<void>
   readonly applyWake: (partition: number, wake: string) => Effect.Effect<void>
   /** Removes a partition from a lane's hint unless it still has claimable work. */
@@ -324,9 +340,9 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
 
   // on a standalone server a write FCALL updates the claim hints itself (register.lua)
   const hintsInCall = !client.isCluster
-  const call: Plumbing["call"] = (fn, target, args, blobs = [], readOnly = false) =>
+  const call: Plumbing["call"] = (fn, target, args, blobs = [], readOnly = false, afterSend) =>
     send(fn, target, args, blobs, readOnly, false, (name, inCall, raw) =>
-      onReply(name, inCall ? undefined : target.partition, args, raw))
+      onReply(name, inCall ? undefined : target.partition, args, raw), afterSend)
 
   const callBinary: Plumbing["callBinary"] = (fn, target, args, blobs = []) =>
     send(fn, target, args, blobs, false, true, (name, _, raw) => {
@@ -347,7 +363,8 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
     blobs: ReadonlyArray<Uint8Array | string>,
     readOnly: boolean,
     binary: boolean,
-    reply: (name: string, inCall: boolean, raw: unknown) => Effect.Effect<A, EngineError>
+    reply: (name: string, inCall: boolean, raw: unknown) => Effect.Effect<A, EngineError>,
+    afterSend?: () => void
   ): Effect.Effect<A, EngineError> =>
     Effect.flatMap(nowArg, (now) => {
       const name = `ff_${fn}`
@@ -369,7 +386,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       const sent = inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args
       argv[1] = JSON.stringify(staged === undefined ? sent : { ...sent, staged })
       const invoke = Effect.flatMap(
-        client.fcall(name, target.base, argv, readOnly, target.keys, binary),
+        client.fcall(name, target.base, argv, readOnly, target.keys, binary, afterSend),
         (raw) => reply(name, inCall, raw)
       )
       return stages.length === 0 ? invoke : Effect.zipRight(
@@ -379,6 +396,25 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
         invoke
       )
     })
+
+  const callEach: Plumbing["callEach"] = (fn, targets, args) => {
+    const one = Effect.forEach(targets, (target) => call(fn, target, args, [], true))
+    if (client.isCluster || targets.length < 2) return one
+    return Effect.flatMap(nowArg, (now) => {
+      const name = `ff_${fn}`
+      const json = JSON.stringify(args)
+      return Effect.flatMap(
+        client.run(
+          `FCALL_RO ${name} pipeline`,
+          (c) => (c as Redis).pipeline(targets.map((t) => ["fcall_ro", name, "1", t.base, now, json])).exec()
+        ),
+        (results) => {
+          if (results === null || results.length !== targets.length || results.some(([e]) => e !== null)) return one
+          return Effect.forEach(results, ([, raw], i) => onReply(name, targets[i]!.partition, args, raw))
+        }
+      )
+    })
+  }
 
   const flowTarget = (p: number): Target => ({ base: keys.flow(p), partition: p })
 
@@ -393,7 +429,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       }
     })
 
-  return { settings, keys, client, flowTarget, nowArg, call, callBinary, registerLane, applyWake, dropHint }
+  return { settings, keys, client, flowTarget, nowArg, call, callBinary, callEach, registerLane, applyWake, dropHint }
 }
 
 /** An infrastructure error raised by the layer itself. */
