@@ -333,6 +333,8 @@ FF.fn.pass_reconcile_dependencies = function(B, a, now)
             resolved = 1
           end
         elseif FF.maybe_unblock(B, e, c, now) and resolved == 0 then
+          -- outside any flow nothing blocks it (FF.deps_ready): only a store written before
+          -- dependencies were refused to non-members holds one blocked here
           resolved = 1
         end
         n = n + resolved
