@@ -22,13 +22,19 @@
 -- full), else the upper half moves.
 -- A set is {dir = directory key, pre = bucket key prefix} (bucketed) or {key = key} (plain); the
 -- functions below serve both, so that every reader reads both layouts alike.
-FF.E_BUCKET = 64
+FF.E_BUCKET = 48
 local SCORE_OFFSET = 10000000000000000
 local MEMBER_MAX = "\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255" -- after every member (16 bytes, or an id of an older store)
 
--- The key of (score, member) (member "" for before every member of the score, MEMBER_MAX after).
+-- The key of (score, member) (member "" for before every member of the score, MEMBER_MAX after);
+-- the digits of the last score are kept (a batch's entries mostly share their score).
+local last_score, last_digits
 local function ekey(score, m)
-  local s = string.format("%017.0f", math.max(0, score + SCORE_OFFSET))
+  local s = last_digits
+  if score ~= last_score then
+    s = string.format("%017.0f", math.max(0, score + SCORE_OFFSET))
+    last_score, last_digits = score, s
+  end
   if m == "" then return s end
   if m == MEMBER_MAX then return s .. "~" end
   if #m == 16 then return s .. FF.bin_hex(m) end
