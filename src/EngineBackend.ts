@@ -303,9 +303,11 @@ export declare namespace EngineBackend {
     readonly promoteDue: Effect.Effect<number, EngineError>
     /**
      * The next execution held by `workerInstanceId` whose lease someone else ended (cancelled,
-     * revoked, expired by a timeout): the worker checks that lease at once.
+     * revoked, expired by a timeout): the worker checks that lease at once. `undefined` when the
+     * backend's connection came back after a loss (a revocation sent meanwhile was lost): the
+     * worker checks every lease it holds.
      */
-    readonly revoked: Effect.Effect<ExecutionId>
+    readonly revoked: Effect.Effect<ExecutionId | undefined>
   }
 
   /**

@@ -91,6 +91,13 @@ const keyPrefixOption = Options.text("key-prefix").pipe(
   Options.withDescription("lane-query: the engine's key prefix (Valkey) or schema (Postgres) instead of a fresh one"),
   Options.optional
 )
+const producerOption = Options.choice("producer", ["same", "apart"]).pipe(
+  Options.withDescription(
+    "idle-pickup on a server: `apart` submits through a second engine layer on the same store (its own connections " +
+      "and wake-up hub), as a producer in another process would, instead of the worker's own layer"
+  ),
+  Options.withDefault("same")
+)
 const keepOption = Options.boolean("keep").pipe(
   Options.withDescription("lane-query: leave the engine's keys / schema in place (to time them again with --lane)")
 )
@@ -102,6 +109,8 @@ const benchSecret: HmacSecret = { kid: "bench", secretHex: Redacted.make("5ec2e7
 /** A fresh engine for each round (its own key prefix / schema), and the removal of what it left. */
 interface RoundBackend {
   readonly layer: BackendLayer
+  /** A second engine on the same store (a server's): a producer apart from the worker's layer. */
+  readonly apart?: BackendLayer
   readonly cleanup: Effect.Effect<void>
 }
 
@@ -116,8 +125,10 @@ const roundBackend = (
       const server = Option.getOrElse(url, () => "redis://127.0.0.1:6379")
       return Effect.promise(() => import("../valkey/index.js")).pipe(Effect.map(({ ValkeyBackend }) => (round) => {
         const keyPrefix = `bench-${run}-${round}`
+        const layer = () => ValkeyBackend.layer({ url: server, keyPrefix, hmacSecret: benchSecret }) as BackendLayer
         return {
-          layer: ValkeyBackend.layer({ url: server, keyPrefix, hmacSecret: benchSecret }) as BackendLayer,
+          layer: layer(),
+          apart: layer(),
           cleanup: dropKeys(server, keyPrefix)
         }
       }))
@@ -127,8 +138,10 @@ const roundBackend = (
       const nodes = Option.getOrElse(url, () => "127.0.0.1:7000").split(",")
       return Effect.promise(() => import("../valkey/index.js")).pipe(Effect.map(({ ValkeyBackend }) => (round) => {
         const keyPrefix = `bench-${run}-${round}`
+        const layer = () => ValkeyBackend.layer({ nodes, keyPrefix, hmacSecret: benchSecret }) as BackendLayer
         return {
-          layer: ValkeyBackend.layer({ nodes, keyPrefix, hmacSecret: benchSecret }) as BackendLayer,
+          layer: layer(),
+          apart: layer(),
           cleanup: Effect.forEach(nodes, (node) => dropKeys(`redis://${node}`, keyPrefix), { discard: true })
         }
       }))
@@ -137,8 +150,11 @@ const roundBackend = (
       const server = Option.getOrElse(url, () => "postgres://postgres@127.0.0.1:5432/postgres")
       return Effect.promise(() => import("../postgres/index.js")).pipe(Effect.map(({ PostgresBackend }) => (round) => {
         const schema = `bench_${run}_${round}`
+        const layer = () =>
+          PostgresBackend.layerPg({ url: Redacted.make(server), schema, hmacSecret: benchSecret }) as BackendLayer
         return {
-          layer: PostgresBackend.layerPg({ url: Redacted.make(server), schema, hmacSecret: benchSecret }) as BackendLayer,
+          layer: layer(),
+          apart: layer(),
           cleanup: dropSchema(server, schema)
         }
       }))
@@ -277,7 +293,8 @@ const command = Command.make(
     json: jsonOption,
     lane: laneOption,
     keyPrefix: keyPrefixOption,
-    keep: keepOption
+    keep: keepOption,
+    producer: producerOption
   },
   (opts) =>
     Effect.gen(function*() {
@@ -315,6 +332,9 @@ const command = Command.make(
         yield* Console.log(JSON.stringify({ machine: machineInfo(), results: rows }, null, opts.json ? 2 : undefined))
         return
       }
+      if (opts.producer === "apart" && (opts.backend === "memory" || opts.scenario !== "idle-pickup")) {
+        return yield* Effect.fail(new Error("--producer apart: idle-pickup on a server backend only"))
+      }
       const backendFor = yield* roundBackend(opts.backend, opts.url)
       let rounds = 0
       const selected = opts.scenario === "all" ? Object.keys(scenarios) : [opts.scenario]
@@ -324,12 +344,14 @@ const command = Command.make(
         const round = (tasks: number, seed = opts.seed) =>
           Effect.suspend(() => {
             const backend = backendFor(rounds++)
+            const apart = opts.producer === "apart" ? backend.apart : undefined
             return scenarios[name]!({
               tasks,
               workers: opts.workers,
               batch: opts.batch,
-              system: `flowfabric-${opts.backend}`,
-              seed
+              system: `flowfabric-${opts.backend}${apart === undefined ? "" : " apart"}`,
+              seed,
+              ...(apart === undefined ? {} : { producer: apart })
             }).pipe(Effect.provide(backend.layer), Effect.scoped, Effect.ensuring(backend.cleanup))
           })
         // the throughput peers' runs are worker runtimes over a bulk submit: beside either scenario, once per run

@@ -20,7 +20,7 @@ interface Woken {
 interface Subscriber extends Woken {
   readonly lanes: ReadonlyArray<string>
   readonly workerInstanceId: string
-  readonly revoked: Queue.Queue<ExecutionId>
+  readonly revoked: Queue.Queue<ExecutionId | undefined>
   /** Run at each wake-up while set (`onWake`), in a microtask of the transport's turn. */
   hook: ((done: () => void) => void) | undefined
 }
@@ -29,7 +29,10 @@ interface Subscriber extends Woken {
 export interface Hub {
   /** Counts a wake-up for every subscription of `lane`. */
   readonly wake: (lane: string) => void
-  /** Counts a wake-up for every subscription (a reconnect: wake-ups may have been lost). */
+  /**
+   * A reconnect (wake-ups and revocations may have been lost): counts a wake-up for every
+   * subscription and has each worker check every lease it holds.
+   */
   readonly wakeAll: () => void
   /**
    * Starts the wake-up hook of the subscriptions of `lane` that wait now (their workers claim),
@@ -135,7 +138,7 @@ export const makeHub = (transport: WakeTransport): Hub => {
         workerInstanceId: args.workerInstanceId,
         count: 0,
         waiter: undefined,
-        revoked: yield* Queue.unbounded<ExecutionId>(),
+        revoked: yield* Queue.unbounded<ExecutionId | undefined>(),
         hook: undefined
       }
       yield* Effect.acquireRelease(
@@ -208,7 +211,12 @@ export const makeHub = (transport: WakeTransport): Hub => {
       if (subs !== undefined) for (const s of subs) bump(s)
     },
     wakeAll: () => {
-      for (const subs of byWorker.values()) for (const s of subs) bump(s)
+      for (const subs of byWorker.values()) {
+        for (const s of subs) {
+          bump(s)
+          s.revoked.unsafeOffer(undefined)
+        }
+      }
     },
     nudge: (lane) => {
       const subs = byLane.get(lane)

@@ -397,6 +397,26 @@ export const wakeupSuite = (
           yield* eventually(isState(next, "completed"))
         }))
 
+      test("a cancellation sent while the connection is down interrupts the handler once it is back", ({ eventually }) =>
+        Effect.gen(function*() {
+          const lane = yield* newLane()
+          const interrupted = yield* Ref.make(false)
+          const started = yield* Ref.make(false)
+          const handler = echo(() =>
+            Effect.zipRight(Ref.set(started, true), Effect.never.pipe(Effect.onInterrupt(() => Ref.set(interrupted, true))))
+          )
+          const { fiber } = yield* idleWorker(eventually, { lanes: [lane], handlers: [handler] })
+          const id = yield* submit(lane, "hold")
+          yield* eventually(Ref.get(started), 5_000)
+          yield* drop
+          // its revocation goes out while the worker hears nothing; the lease is renewed every 20
+          // minutes, so only the check of every lease at the reconnect can stop the handler
+          const backend = yield* EngineBackend
+          yield* backend.cancelExecution({ executionId: id, reason: "stop" })
+          yield* eventually(Ref.get(interrupted), 5_000)
+          yield* Fiber.interrupt(fiber)
+        }))
+
       test("a cancellation after the connection came back still interrupts at once", ({ eventually }) =>
         Effect.gen(function*() {
           const lane = yield* newLane()

@@ -1,5 +1,5 @@
 /** Benchmark scenarios, written against the `EngineBackend` tag only. */
-import { Deferred, Duration, Effect, Either, Fiber, Logger, LogLevel, Option, Ref, Schedule, Schema } from "effect"
+import { Deferred, Duration, Effect, Either, Fiber, type Layer, Logger, LogLevel, Option, Ref, Schedule, Schema } from "effect"
 import { randomUUID } from "node:crypto"
 import { EngineBackend } from "../../EngineBackend.js"
 import type { EngineError } from "../../EngineError.js"
@@ -31,6 +31,8 @@ export interface ScenarioOptions {
   readonly system: string
   /** Seed of the round's pseudo-random pauses (latency scenarios). */
   readonly seed: number
+  /** idle-pickup: the engine its producer submits through, when not the worker's own (`--producer apart`). */
+  readonly producer?: Layer.Layer<EngineBackend | Maintenance, unknown>
 }
 
 export type Scenario = (

@@ -4,7 +4,7 @@
  * using `Producer.submit`. Each scenario takes its samples one at a time (cancel-latency: a few at
  * once) after a seeded pseudo-random pause, so the worker is idle when the work arrives.
  */
-import { Data, Deferred, Duration, Effect, Exit, Fiber, Logger, LogLevel, Queue, Schema } from "effect"
+import { Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, LogLevel, Queue, Schema } from "effect"
 import { EngineBackend } from "../../EngineBackend.js"
 import * as Ids from "../../Ids.js"
 import * as Producer from "../../Producer.js"
@@ -108,19 +108,26 @@ const idlePickup: Scenario = (o) =>
           return Effect.succeed(input)
         })
     })
+    // `--producer apart`: the submits go through an engine of their own on the same store, so that
+    // nothing of the worker's layer (its connections, its wake-up hub) serves them
+    const producer = o.producer === undefined ? undefined : yield* Effect.orDie(Layer.build(o.producer))
+    const produce = (i: number) => {
+      const call = submit(Noop, { n: i }, { lane })
+      return producer === undefined ? call : Effect.provide(call, producer)
+    }
     return yield* withRuntime(lane, handler, 1, events, LogLevel.Warning, Effect.gen(function*() {
       const samples: Array<number> = []
       const t0 = yield* nowMs
       for (const [i, gap] of gapsMs(o.seed, o.tasks).entries()) {
         yield* Effect.sleep(Duration.millis(gap))
         const submitted = yield* nowMs
-        yield* submit(Noop, { n: i }, { lane })
+        yield* produce(i)
         samples.push((yield* Queue.take(started)) - submitted)
         yield* awaitCompleted(events)
       }
       return [latencyRow(o, "idle-pickup", samples, (yield* nowMs) - t0, "submit → handler start, one task at a time")]
     }))
-  })
+  }).pipe(Effect.scoped)
 
 /**
  * cancel-latency: a running handler cancelled from outside with `cancelExecution` (0.3–1.2 s after it

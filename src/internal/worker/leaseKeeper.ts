@@ -79,6 +79,8 @@ export interface LeaseKeeper {
    * lost lease stops its handler. An attempt not yet registered is checked when it registers.
    */
   readonly recheck: (executionId: string) => Effect.Effect<void>
+  /** Renews every running attempt's lease now (revocations may have been lost with a connection). */
+  readonly recheckAll: Effect.Effect<void>
 }
 
 export interface KeeperOptions {
@@ -233,10 +235,14 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
         return Effect.void
       })
 
+    const recheckAll = Effect.suspend(() =>
+      Effect.forEach([...running], renew, { concurrency: RENEWAL_CONCURRENCY, discard: true })
+    )
+
     const shutdown = Effect.suspend(() => {
       shuttingDown = true
       return Effect.forEach([...running], (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
     })
 
-    return { guard, guardThen, guardThenOn, shutdown, recheck }
+    return { guard, guardThen, guardThenOn, shutdown, recheck, recheckAll }
   })

@@ -393,7 +393,9 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     // a lease someone else ended (cancel, revoke, timeout) is checked at once, not at its renewal
     yield* FiberSet.run(
       background,
-      Effect.forever(Effect.flatMap(sub.revoked, (id) => FiberSet.run(background, keeper.recheck(id))))
+      Effect.forever(
+        Effect.flatMap(sub.revoked, (id) => FiberSet.run(background, id === undefined ? keeper.recheckAll : keeper.recheck(id)))
+      )
     )
     const idle = yield* Schedule.driver(settings.idle)
     const poll = Effect.catchAll(idle.next(undefined), () => Effect.zipRight(idle.reset, Effect.sleep("1 second")))

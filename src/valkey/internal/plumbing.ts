@@ -398,7 +398,8 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
     })
 
   const callEach: Plumbing["callEach"] = (fn, targets, args) => {
-    const one = Effect.forEach(targets, (target) => call(fn, target, args, [], true))
+    // one call each, all at once (a group is at most the pass's fan-out)
+    const one = Effect.forEach(targets, (target) => call(fn, target, args, [], true), { concurrency: "unbounded" })
     if (client.isCluster || targets.length < 2) return one
     return Effect.flatMap(nowArg, (now) => {
       const name = `ff_${fn}`
