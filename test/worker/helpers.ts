@@ -65,7 +65,10 @@ const withTeardownClock = <A, E, R>(body: Effect.Effect<A, E, R>): Effect.Effect
     const gone = yield* Deferred.make<void>()
     const tick = Effect.zipRight(TestClock.adjust("20 millis"), TestServices.provideLive(Effect.sleep("1 millis")))
     const pump = Effect.repeatN(tick, 30_000).pipe(Effect.raceFirst(Deferred.await(gone)))
-    const fiber = yield* Effect.fork(Effect.onExit(body, () => Effect.asVoid(Effect.forkDaemon(pump))))
+    // (forked from a finalizer, which is uninterruptible: the pump must be interruptible itself)
+    const fiber = yield* Effect.fork(
+      Effect.onExit(body, () => Effect.asVoid(Effect.forkDaemon(Effect.interruptible(pump))))
+    )
     const exit = yield* Fiber.await(fiber).pipe(
       Effect.onInterrupt(() => Fiber.interrupt(fiber)),
       Effect.ensuring(Deferred.succeed(gone, undefined))
