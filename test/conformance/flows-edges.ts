@@ -8,6 +8,7 @@ import * as Ids from "../../src/Ids.js"
 import type { ExecutionId } from "../../src/Ids.js"
 import {
   addEdge,
+  addMember,
   backend,
   buildFlow,
   claimNone,
@@ -307,6 +308,48 @@ export const flowsEdges = (t: Tester): void => {
         )
         expect(yield* publicState(ids[1]!)).toBe("waiting")
       }))
+    t.test("dependencies and join groups are a member's: a downstream of no flow is State(ExecutionNotInFlow), nothing written", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const { flowId, ids } = yield* buildFlow(1)
+        const other = yield* createFlow(yield* flowIdOnPartition(Ids.flowPartition(flowId), t.options.numFlowPartitions))
+        const theirs = (yield* addMember(other)).executionId
+        const outsider = (yield* create({ flowId })).executionId
+        const policy = { _tag: "any_of", onSatisfied: "let_run" } as const
+        const apply = (down: ExecutionId) =>
+          Effect.gen(function*() {
+            const edgeId = yield* Ids.newEdgeId
+            return yield* b.applyDependencyToChild({ flowId, edgeId, upstreamExecutionId: ids[0]!, downstreamExecutionId: down })
+          })
+        const [flowBefore, otherBefore, outsiderBefore, theirsBefore] = [
+          yield* flowSnapshot(flowId),
+          yield* flowSnapshot(other),
+          yield* snapshot(outsider),
+          yield* snapshot(theirs)
+        ]
+        // docs/design/flows.md#applying-an-edge: a dependency outside the downstream's flow would never resolve
+        yield* failsWith(apply(outsider), "State", "ExecutionNotInFlow")
+        yield* failsWith(b.setEdgeGroupPolicy({ flowId, downstreamExecutionId: outsider, policy }), "State", "ExecutionNotInFlow")
+        yield* failsWith(b.setEdgeGroupPolicy({ flowId, downstreamExecutionId: theirs, policy }), "Conflict", "ExecutionAlreadyInFlow")
+        const ghost = yield* failsWith(
+          b.setEdgeGroupPolicy({ flowId, downstreamExecutionId: yield* Ids.executionIdForFlow(flowId), policy }),
+          "NotFound"
+        )
+        expect(ghost.entity).toBe("execution")
+        expect(yield* flowSnapshot(flowId)).toEqual(flowBefore)
+        expect(yield* flowSnapshot(other)).toEqual(otherBefore)
+        expect(yield* snapshot(outsider)).toEqual(outsiderBefore)
+        expect(yield* snapshot(theirs)).toEqual(theirsBefore)
+        // nothing was kept for later: a member now, its policy is Set (not AlreadySet), its first edge the first counted
+        expect((yield* b.addExecutionToFlow({ flowId, executionId: outsider }))._tag).toBe("Added")
+        expect(yield* b.setEdgeGroupPolicy({ flowId, downstreamExecutionId: outsider, policy })).toEqual({ _tag: "Set" })
+        expect(yield* apply(outsider)).toEqual({ _tag: "Applied", unsatisfiedCount: 1 })
+        expect(yield* edgeGroup(flowId, outsider)).toMatchObject({ policy, totalDeps: 1, groupState: "pending" })
+        expect(yield* publicState(outsider)).toBe("waiting_children")
+        // the other flow's member takes its own flow's policy
+        expect(yield* b.setEdgeGroupPolicy({ flowId: other, downstreamExecutionId: theirs, policy })).toEqual({ _tag: "Set" })
+      }))
+
     t.test("applyDependencyToChild off the flow's partition is Validation(InvalidInput) and writes nothing", () =>
       Effect.gen(function*() {
         const b = yield* backend

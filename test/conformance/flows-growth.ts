@@ -273,6 +273,29 @@ export const flowsGrowth = (t: Tester): void => {
         expect(yield* flowSnapshot(flowId)).toEqual(before)
       }))
 
+    t.test("an edge id already applied to its downstream (never staged) is Validation(InvalidDependency), nothing written", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const { flowId, ids, members: built } = yield* buildFlow(2)
+        const edgeId = yield* Ids.newEdgeId
+        // applied without being staged (docs/design/flows.md#applying-an-edge)
+        yield* b.applyDependencyToChild({ flowId, edgeId, upstreamExecutionId: ids[0]!, downstreamExecutionId: ids[1]! })
+        const lane = yield* newLane("ext")
+        const m = yield* newMember(flowId, lane)
+        const [flowBefore, childBefore] = [yield* flowSnapshot(flowId), yield* snapshot(ids[1]!)]
+        const staged = { edgeId, upstreamExecutionId: ids[0]!, downstreamExecutionId: ids[1]! }
+        for (const members of [[], [m]]) {
+          yield* validationFails(b.extendFlow({ flowId, members, edges: [staged] }), "InvalidDependency")
+          expect([yield* flowSnapshot(flowId), yield* snapshot(ids[1]!)]).toEqual([flowBefore, childBefore])
+          expect(Option.isNone(yield* b.describeExecution(m.executionId))).toBe(true)
+        }
+        expect(yield* edgeGroup(flowId, ids[1]!)).toMatchObject({ totalDeps: 1, runningCount: 1 })
+        // staged on its own, the edge then resolves the dependency applied with its ends
+        yield* b.stageDependencyEdge({ flowId, ...staged, expectedGraphRevision: flowBefore.graphRevision })
+        yield* completeMember(built[0]!)
+        expect(yield* publicState(ids[1]!)).toBe("waiting")
+      }))
+
     t.test("a call that cannot be applied whole fails and writes nothing", () =>
       Effect.gen(function*() {
         const b = yield* backend

@@ -23,6 +23,7 @@ import {
   edgeGroup,
   expectStates,
   failsWith,
+  flowSnapshot,
   info,
   now,
   pass,
@@ -32,6 +33,7 @@ import {
   snapshot,
   type Tester,
   text,
+  validationFails,
   vector
 } from "./helpers.js"
 
@@ -279,6 +281,60 @@ export const flowsJoins = (t: Tester): void => {
         expect(yield* publicState(active.executionId)).toBe("active")
         expect(yield* publicState(done.executionId)).toBe("cancelled")
         yield* b.complete(activeHandle)
+      }))
+  })
+
+  describe("staged edges and applied dependencies", () => {
+    t.test("applying a staged edge id with other ends is Validation(InvalidDependency) and writes nothing", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const { flowId, ids } = yield* buildFlow(4)
+        const [u, v, y, z] = ids as [ExecutionId, ExecutionId, ExecutionId, ExecutionId]
+        const edgeId = yield* Ids.newEdgeId
+        yield* b.stageDependencyEdge({
+          flowId,
+          edgeId,
+          upstreamExecutionId: u,
+          downstreamExecutionId: y,
+          expectedGraphRevision: (yield* flowSnapshot(flowId)).graphRevision
+        })
+        const before = [yield* flowSnapshot(flowId), yield* snapshot(y), yield* snapshot(z)]
+        for (const [up, down] of [[v, y], [u, z], [y, u]] as const) {
+          yield* validationFails(
+            b.applyDependencyToChild({ flowId, edgeId, upstreamExecutionId: up, downstreamExecutionId: down }),
+            "InvalidDependency"
+          )
+        }
+        expect([yield* flowSnapshot(flowId), yield* snapshot(y), yield* snapshot(z)]).toEqual(before)
+        expect(yield* b.applyDependencyToChild({ flowId, edgeId, upstreamExecutionId: u, downstreamExecutionId: y }))
+          .toEqual({ _tag: "Applied", unsatisfiedCount: 1 })
+      }))
+
+    t.test("a dependency applied before its edge id was staged from another upstream: neither terminal step resolves it", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const flowId = yield* createFlow()
+        const [u, v, y] = [yield* addMember(flowId), yield* addMember(flowId), yield* addMember(flowId)]
+        const edgeId = yield* Ids.newEdgeId
+        // applied unstaged (docs/design/flows.md#applying-an-edge), then the id staged from u
+        yield* b.applyDependencyToChild({ flowId, edgeId, upstreamExecutionId: v.executionId, downstreamExecutionId: y.executionId })
+        yield* b.stageDependencyEdge({
+          flowId,
+          edgeId,
+          upstreamExecutionId: u.executionId,
+          downstreamExecutionId: y.executionId,
+          expectedGraphRevision: (yield* flowSnapshot(flowId)).graphRevision
+        })
+        // u's terminal step follows the staged edge, but the dependency waits for v; v has no staged edge
+        yield* completeMember(u)
+        expect(yield* publicState(y.executionId)).toBe("waiting_children")
+        yield* completeMember(v)
+        expect(yield* publicState(y.executionId)).toBe("waiting_children")
+        expect(yield* edgeGroup(flowId, y.executionId)).toMatchObject({ runningCount: 1, groupState: "pending" })
+        // the pass resolves it from its record, with v's outcome
+        yield* settleFlows
+        expect(yield* publicState(y.executionId)).toBe("waiting")
+        expect(yield* edgeGroup(flowId, y.executionId)).toMatchObject({ satisfiedCount: 1, groupState: "satisfied" })
       }))
   })
 

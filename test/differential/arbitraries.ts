@@ -161,7 +161,22 @@ export const extendFlowArb: fc.Arbitrary<Command> = fc.record({
   member: fc.oneof(w(3, fc.constant(true)), w(1, fc.constant(false))),
   edges: fc.array(fc.tuple(endRef, endRef), { minLength: 0, maxLength: 3 }),
   join: opt(edgePolicy, 1, 2),
-  dataPassing: fc.boolean()
+  dataPassing: fc.boolean(),
+  reuse: opt(ref, 1, 6)
+})
+
+export const setEdgeGroupPolicyArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("SetEdgeGroupPolicy" as const),
+  flow: ref,
+  downstream: ref,
+  policy: edgePolicy,
+  stray: opt(ref, 1, 3)
+})
+
+export const applyEdgeArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("ApplyEdge" as const),
+  edge: ref,
+  stray: opt(fc.record({ end: fc.constantFrom<"upstream" | "downstream">("upstream", "downstream"), execution: ref }), 1, 1)
 })
 
 const driveArb: fc.Arbitrary<Drive> = fc.constantFrom<Drive>("complete", "complete", "fail", "cancel", "none")
@@ -191,7 +206,8 @@ export const stageEdgeArb: fc.Arbitrary<Command> = fc.record({
   downstream: ref,
   revision: fc.oneof(w(6, fc.constant("current" as const)), w(1, fc.constant("stale" as const))),
   apply: fc.oneof(w(3, fc.constant(true)), w(1, fc.constant(false))),
-  dataPassing: fc.oneof(w(1, fc.constant(true)), w(2, fc.constant(false)))
+  dataPassing: fc.oneof(w(1, fc.constant(true)), w(2, fc.constant(false))),
+  reuse: opt(ref, 1, 8)
 })
 
 export const cancelFlowArb: fc.Arbitrary<Command> = fc.record({

@@ -163,6 +163,8 @@ export type Command =
     readonly edges: ReadonlyArray<readonly [EndRef, EndRef]>
     readonly join?: M.EdgeDependencyPolicy | undefined
     readonly dataPassing: boolean
+    /** Also adds an earlier edge of the flow again, with its id and ends (staged, refused or only applied). */
+    readonly reuse?: Ref | undefined
   }
   | { readonly _tag: "AddToFlow"; readonly flow: Ref; readonly execution: Ref }
   | {
@@ -170,6 +172,8 @@ export type Command =
     readonly flow: Ref
     readonly downstream: Ref
     readonly policy: M.EdgeDependencyPolicy
+    /** Pick the downstream among every execution on the flow's partition, member or not. */
+    readonly stray?: Ref | undefined
   }
   | {
     readonly _tag: "StageEdge"
@@ -180,9 +184,19 @@ export type Command =
     /** Apply it to the child right after a successful staging (`AddEdge`). */
     readonly apply: boolean
     readonly dataPassing: boolean
+    /** Stage under the id of an earlier edge of the flow (staged, refused or only applied). */
+    readonly reuse?: Ref | undefined
   }
-  /** Applies an earlier edge to its child, whether or not its staging succeeded (applying does not check it). */
-  | { readonly _tag: "ApplyEdge"; readonly edge: Ref }
+  /**
+   * Applies an earlier edge to its child, whether or not its staging succeeded (applying does not check it);
+   * `stray` swaps one end for another execution on the flow's partition (a non-member, another flow's member,
+   * or a member the staged edge does not join).
+   */
+  | {
+    readonly _tag: "ApplyEdge"
+    readonly edge: Ref
+    readonly stray?: { readonly end: "upstream" | "downstream"; readonly execution: Ref } | undefined
+  }
   | { readonly _tag: "CancelFlow"; readonly flow: Ref; readonly policy: M.CancelFlowPolicy }
   | {
     readonly _tag: "CreateBudget"

@@ -59,9 +59,12 @@ export const flows = (s: Step, cmd: FlowCommand): Effect.Effect<Stepped> =>
         const flowId = pickRecent(run.flows, cmd.flow)
         if (flowId === undefined) return out(skip("no flow"))
         const members = run.members.get(flowId) ?? []
-        const downstream = pickRecent(members.length > 0 ? members : run.executions, cmd.downstream)
+        const downstream = cmd.stray === undefined ?
+          pickRecent(members.length > 0 ? members : run.executions, cmd.downstream) :
+          pickRecent(colocated(run.executions, flowId), cmd.stray)
         if (downstream === undefined) return out(skip("no execution"))
         touched.flows.push(flowId)
+        touched.executions.push(downstream)
         const r = yield* attempt(
           run,
           b.setEdgeGroupPolicy({ flowId, downstreamExecutionId: downstream, policy: cmd.policy })
@@ -85,7 +88,8 @@ export const flows = (s: Step, cmd: FlowCommand): Effect.Effect<Stepped> =>
           snapshot.right.value.graphRevision :
           0
         const expectedGraphRevision = cmd.revision === "current" ? revision : revision === 0 ? 1 : revision - 1
-        const edgeId = run.mint("edge", i) as EdgeId
+        const reused = cmd.reuse === undefined ? undefined : pickRecent(run.edges.filter((e) => e.flowId === flowId), cmd.reuse)
+        const edgeId = reused?.edgeId ?? (run.mint("edge", i) as EdgeId)
         const dataPassingRef = cmd.dataPassing ? "result" : undefined
         const stage = yield* attempt(
           run,
@@ -106,8 +110,10 @@ export const flows = (s: Step, cmd: FlowCommand): Effect.Effect<Stepped> =>
       }
 
       case "ApplyEdge": {
-        const edge = pickRecent(run.edges, cmd.edge)
-        if (edge === undefined) return out(skip("no edge"))
+        const picked = pickRecent(run.edges, cmd.edge)
+        if (picked === undefined) return out(skip("no edge"))
+        const other = cmd.stray === undefined ? undefined : pickRecent(colocated(run.executions, picked.flowId), cmd.stray.execution)
+        const edge = other === undefined || cmd.stray === undefined ? picked : { ...picked, [cmd.stray.end]: other }
         touched.flows.push(edge.flowId)
         touched.executions.push(edge.upstream, edge.downstream)
         return out(rec(run, yield* attempt(run, applyEdge(b, edge))))
@@ -139,6 +145,8 @@ export const flows = (s: Step, cmd: FlowCommand): Effect.Effect<Stepped> =>
             dataPassingRef: cmd.dataPassing ? "result" : undefined
           })
         }
+        const reused = cmd.reuse === undefined ? undefined : pickRecent(run.edges.filter((e) => e.flowId === flowId), cmd.reuse)
+        if (reused !== undefined && reused.upstream !== reused.downstream) edges.push(reused)
         if (fresh === undefined && edges.length === 0) return out(skip("nothing to add"))
         touched.flows.push(flowId)
         touched.executions.push(...edges.flatMap((e) => [e.upstream, e.downstream]))
@@ -188,6 +196,10 @@ export const flows = (s: Step, cmd: FlowCommand): Effect.Effect<Stepped> =>
       }
     }
   })
+
+/** The executions on `flowId`'s partition (members of any flow or of none). */
+const colocated = (executions: ReadonlyArray<ExecutionId>, flowId: FlowId): ReadonlyArray<ExecutionId> =>
+  executions.filter((e) => Ids.executionPartition(e) === Ids.flowPartition(flowId))
 
 export const applyEdge = (b: EngineBackend.Service, edge: StagedEdge) =>
   b.applyDependencyToChild({

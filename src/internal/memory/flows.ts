@@ -10,7 +10,8 @@ import {
   type EngineError,
   invalidInput,
   notFound,
-  state as stateError
+  state as stateError,
+  validation
 } from "../../EngineError.js"
 import { flowPartition } from "../../Ids.js"
 import type * as Ids from "../../Ids.js"
@@ -93,7 +94,8 @@ export const resolveFrom = (
       const child = store.executions.get(edge.downstreamExecutionId)
       if (child === undefined) continue
       const dep = child.deps?.get(edgeId)
-      if (dep === undefined || dep.state !== "unsatisfied") continue
+      // the dependency applied for this edge with its own ends only (docs/design/flows.md#resolution)
+      if (dep === undefined || dep.state !== "unsatisfied" || dep.upstream !== up.id) continue
       resolveEdge(store, flow, child, dep, edge, up, out, now, queue)
     }
   }
@@ -247,7 +249,6 @@ export const createFlow = (store: Store, now: number, args: M.CreateFlowArgs): R
     edges: new Map(),
     outgoing: new Map(),
     incoming: new Map(),
-    groups: new Map(),
     owed: new Set(),
     backlogDueAt: undefined,
     tags: {},
@@ -315,8 +316,6 @@ export const addExecutionToFlow = (
   f.nodeCount += 1
   f.graphRevision += 1
   f.lastMutationAt = now
-  const pending = f.groups.get(e.id)
-  if (pending !== undefined && e.group === undefined) e.group = pending
   noteFlowState(store, f, now)
   return ok({ _tag: "Added", executionId: e.id, newNodeCount: f.nodeCount })
 }
@@ -388,6 +387,17 @@ export const applyDependencyToChild = (
   })
 }
 
+const STAGED_ENDS = "apply_dependency_to_child: the edge id is staged with another upstream or downstream"
+
+/**
+ * Why `child` may not take a join group or a dependency of flow `flowId`: it belongs to another
+ * flow, or to none (docs/design/flows.md#applying-an-edge).
+ */
+const notMemberOf = (child: Exec, flowId: Ids.FlowId): EngineError | undefined =>
+  child.flowId === flowId ? undefined :
+  child.flowId !== undefined ? conflict("ExecutionAlreadyInFlow") :
+  stateError("ExecutionNotInFlow")
+
 /**
  * The child's side of an edge: its dependency record and join group. A new dependency makes a
  * satisfied all_of group pending again unless the child is terminal; a child that has not
@@ -400,9 +410,16 @@ const applyDependency = (
 ): R<{ readonly child: Exec; readonly dep: Dependency } | undefined> => {
   const child = store.executions.get(args.downstreamExecutionId)
   if (child === undefined) return err(notFound("execution"))
-  if (child.flowId !== undefined && child.flowId !== args.flowId) return err(conflict("ExecutionAlreadyInFlow"))
+  const refused = notMemberOf(child, args.flowId)
+  if (refused !== undefined) return err(refused)
+  const staged = store.flows.get(args.flowId)?.edges.get(args.edgeId)
+  if (
+    staged !== undefined &&
+    (staged.upstreamExecutionId !== args.upstreamExecutionId || staged.downstreamExecutionId !== child.id)
+  ) {
+    return err(validation("InvalidDependency", STAGED_ENDS))
+  }
   if (child.deps?.has(args.edgeId) === true) return ok(undefined)
-  const f = store.flows.get(args.flowId)
   const dep: Dependency = {
     edgeId: args.edgeId,
     upstream: args.upstreamExecutionId,
@@ -413,8 +430,7 @@ const applyDependency = (
   child.deps.set(args.edgeId, dep)
   child.unsatisfiedCount += 1
   if (child.group === undefined) {
-    child.group = f?.groups.get(child.id) ??
-      { policy: { _tag: "all_of" }, n: 0, succeeded: 0, failed: 0, skipped: 0, state: "pending", createdAt: now }
+    child.group = { policy: { _tag: "all_of" }, n: 0, succeeded: 0, failed: 0, skipped: 0, state: "pending", createdAt: now }
   }
   const group = child.group
   group.n += 1
@@ -532,6 +548,9 @@ export const extendFlow = (
     if (!member(e.upstreamExecutionId) || !member(e.downstreamExecutionId)) return err(stateError("ExecutionNotInFlow"))
     const stored = f.edges.get(e.edgeId)
     if (stored !== undefined) return err(new Conflict({ kind: "DependencyAlreadyExists", existing: stored }))
+    if (store.executions.get(e.downstreamExecutionId)?.deps?.has(e.edgeId) === true) {
+      return err(validation("InvalidDependency", `extend_flow: edge ${e.edgeId} was applied to its downstream already`))
+    }
   }
   if (closesCycle(f, g.edges)) return err(conflict("CycleDetected"))
   return Either.gen(function*() {
@@ -560,14 +579,16 @@ export const setEdgeGroupPolicy = (
   const f = store.flows.get(args.flowId)
   if (f === undefined) return err(notFound("flow"))
   const child = store.executions.get(args.downstreamExecutionId)
-  const existing = child?.group ?? f.groups.get(args.downstreamExecutionId)
+  if (child === undefined) return err(notFound("execution"))
+  const refused = notMemberOf(child, f.id)
+  if (refused !== undefined) return err(refused)
+  const existing = child.group
   if (existing !== undefined && existing.n > 0) {
     return err(invalidInput("edge_group_policy_already_fixed: dependencies already staged"))
   }
   if (existing !== undefined && existing.policy._tag === args.policy._tag) return ok({ _tag: "AlreadySet" })
   const group: EdgeGroup = { policy: args.policy, n: 0, succeeded: 0, failed: 0, skipped: 0, state: "pending", createdAt: now }
-  f.groups.set(args.downstreamExecutionId, group)
-  if (child !== undefined) child.group = group
+  child.group = group
   return ok({ _tag: "Set" })
 }
 

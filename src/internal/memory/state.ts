@@ -398,8 +398,6 @@ export interface Flow {
   readonly edges: Map<Ids.EdgeId, M.EdgeSnapshot>
   readonly outgoing: Map<Ids.ExecutionId, Set<Ids.EdgeId>>
   readonly incoming: Map<Ids.ExecutionId, Set<Ids.EdgeId>>
-  /** Groups whose policy was set before any edge was applied. */
-  readonly groups: Map<Ids.ExecutionId, EdgeGroup>
   /** Members a cancellation still owes. */
   readonly owed: Set<Ids.ExecutionId>
   backlogDueAt: number | undefined

@@ -317,18 +317,30 @@ BEGIN
   RETURN ffi_ok(jsonb_build_object('_tag', 'Added', 'executionId', p_eid, 'newNodeCount', f.node_count));
 END $$;
 
+-- ffi_not_member: why execution c, not a member of the flow named, may not take a join group or a
+-- dependency of it: it is another flow's member, or no flow's (docs/design/flows.md#applying-an-edge).
+--   args:   c (the execution's exec_core row)
+--   reply:  execution_already_in_flow or execution_not_in_flow (text)
+--   errors: -
+CREATE FUNCTION ffi_not_member(c exec_core) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN c.flow_id IS NULL THEN 'execution_not_in_flow' ELSE 'execution_already_in_flow' END
+$$;
+
 -- ff_set_edge_group_policy: setEdgeGroupPolicy — the join policy of a child (all_of, any_of,
 -- quorum k; on_satisfied), fixed once its first dependency is staged.
 --   args:   p_flow, p_child, p_variant, p_on_satisfied, p_k, p_now
 --   reply:  {"ok": Model.SetEdgeGroupPolicyResult} (Set, or AlreadySet)
---   errors: flow_not_found, invalid_input (dependencies already staged)
+--   errors: flow_not_found, execution_not_found, execution_already_in_flow (another flow's member),
+--           execution_not_in_flow (no flow's), invalid_input (dependencies already staged)
 CREATE FUNCTION ff_set_edge_group_policy(
   p_flow uuid, p_child text, p_variant text, p_on_satisfied text, p_k int, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE v_now bigint := coalesce(p_now, ffi_now()); g edge_group;
+DECLARE v_now bigint := coalesce(p_now, ffi_now()); g edge_group; c exec_core;
 BEGIN
-  PERFORM 1 FROM exec_core WHERE execution_id = p_child FOR UPDATE;
+  SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
   IF NOT EXISTS (SELECT 1 FROM flow_core WHERE flow_id = p_flow) THEN RETURN ffi_err('flow_not_found'); END IF;
+  IF c.execution_id IS NULL THEN RETURN ffi_err('execution_not_found'); END IF;
+  IF c.flow_id IS DISTINCT FROM p_flow THEN RETURN ffi_err(ffi_not_member(c)); END IF;
   SELECT * INTO g FROM edge_group WHERE downstream_id = p_child FOR UPDATE;
   IF FOUND THEN
     IF g.n > 0 THEN
@@ -465,7 +477,9 @@ END $$;
 --   args:   p_flow, p_edge, p_child, p_up, p_kind, p_data_ref, p_now
 --   reply:  {"ok": Model.ApplyDependencyToChildResult} (Applied with the child's dependencies not
 --           satisfied after the call, or AlreadyApplied)
---   errors: execution_not_found, execution_already_in_flow
+--   errors: execution_not_found, execution_already_in_flow (another flow's member),
+--           execution_not_in_flow (no flow's), invalid_dependency (the edge id is staged with other
+--           ends)
 CREATE FUNCTION ff_apply_dependency_to_child(
   p_flow uuid, p_edge uuid, p_child text, p_up text, p_kind text, p_data_ref text, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -476,7 +490,12 @@ DECLARE
 BEGIN
   SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
-  IF c.flow_id IS NOT NULL AND c.flow_id <> p_flow THEN RETURN ffi_err('execution_already_in_flow'); END IF;
+  IF c.flow_id IS DISTINCT FROM p_flow THEN RETURN ffi_err(ffi_not_member(c)); END IF;
+  IF EXISTS (SELECT 1 FROM flow_edge WHERE flow_id = p_flow AND edge_id = p_edge
+             AND (upstream_id <> p_up OR downstream_id <> p_child)) THEN
+    RETURN ffi_err('invalid_dependency',
+      'apply_dependency_to_child: the edge id is staged with another upstream or downstream');
+  END IF;
   IF EXISTS (SELECT 1 FROM dep WHERE downstream_id = p_child AND edge_id = p_edge) THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadyApplied'));
   END IF;
@@ -571,7 +590,7 @@ END $$;
 --           edge is in the flow already)
 --   errors: flow_not_found, flow_already_terminal, flow_sealed, invalid_input (a member exists
 --           already), execution_not_in_flow, dependency_already_exists (detail: the stored edge as
---           JSON), cycle_detected
+--           JSON), invalid_dependency (an edge applied to its downstream already), cycle_detected
 CREATE FUNCTION ff_extend_flow(p_flow uuid, p_members jsonb, p_edges jsonb, p_joins jsonb, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -611,11 +630,16 @@ BEGIN
           THEN 'execution_not_in_flow'
         WHEN EXISTS (SELECT 1 FROM flow_edge y WHERE y.flow_id = p_flow AND y.edge_id = (t.x->>'edgeId')::uuid)
           THEN 'dependency_already_exists'
+        -- applied already (never staged): docs/design/flows.md#extending-a-flow
+        WHEN EXISTS (SELECT 1 FROM dep d WHERE d.downstream_id = t.x->>'downstream' AND d.edge_id = (t.x->>'edgeId')::uuid)
+          THEN 'invalid_dependency'
       END AS code
     FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord)
   ) b WHERE b.code IS NOT NULL ORDER BY b.ord LIMIT 1;
   IF v_code = 'dependency_already_exists' THEN
     RETURN ffi_err(v_code, (SELECT ffi_edge_json(y)::text FROM flow_edge y WHERE y.flow_id = p_flow AND y.edge_id = v_edge));
+  ELSIF v_code = 'invalid_dependency' THEN
+    RETURN ffi_err(v_code, 'extend_flow: edge ' || v_edge || ' was applied to its downstream already');
   ELSIF v_code IS NOT NULL THEN
     RETURN ffi_err(v_code);
   END IF;
@@ -796,7 +820,8 @@ BEGIN
   RETURN 'pending';
 END $$;
 
--- ffi_resolve_from: resolves the outgoing edges of execution p_eid, terminal with p_outcome,
+-- ffi_resolve_from: resolves the outgoing edges of execution p_eid, terminal with p_outcome (the
+-- dependency applied for each staged edge with the edge's own ends),
 -- and of every child that becomes skipped on the way, breadth first, at most 1 000 edges; the
 -- upstreams left over go to dep_pending for the dependency pass.
 --   args:   p_eid, p_outcome, p_now
@@ -823,7 +848,8 @@ BEGIN
     FOR d IN
       SELECT dp.downstream_id, dp.edge_id FROM dep dp
       WHERE dp.upstream_id = v_ids[v_i] AND dp.state = 'unsatisfied'
-        AND EXISTS (SELECT 1 FROM flow_edge x WHERE x.flow_id = dp.flow_id AND x.edge_id = dp.edge_id)
+        AND EXISTS (SELECT 1 FROM flow_edge x WHERE x.flow_id = dp.flow_id AND x.edge_id = dp.edge_id
+                      AND x.upstream_id = dp.upstream_id AND x.downstream_id = dp.downstream_id)
       ORDER BY dp.downstream_id, dp.edge_id LIMIT v_budget
     LOOP
       v_budget := v_budget - 1;
@@ -839,7 +865,8 @@ BEGIN
       v_i := v_i + 1;
     ELSIF NOT EXISTS (
       SELECT 1 FROM dep dp WHERE dp.upstream_id = v_ids[v_i] AND dp.state = 'unsatisfied'
-        AND EXISTS (SELECT 1 FROM flow_edge x WHERE x.flow_id = dp.flow_id AND x.edge_id = dp.edge_id)
+        AND EXISTS (SELECT 1 FROM flow_edge x WHERE x.flow_id = dp.flow_id AND x.edge_id = dp.edge_id
+                      AND x.upstream_id = dp.upstream_id AND x.downstream_id = dp.downstream_id)
     ) THEN
       v_i := v_i + 1;
     END IF;

@@ -11,7 +11,7 @@ import type { Cluster } from "./driver.js"
 /** The partitions of `ask` (all when omitted) grouped by the node that serves them. */
 export type PartitionGroups = (ask?: ReadonlyArray<number>) => ReadonlyArray<ReadonlyArray<number>>
 
-export const makePartitionGroups = (ctx: CoreContext): PartitionGroups => {
+export const makePartitionGroups = (ctx: Pick<CoreContext, "client" | "keys" | "N">): PartitionGroups => {
   const { client, keys, N } = ctx
   const all = Array.from({ length: N }, (_, p) => p)
   const slots = all.map((p) => keySlot(keys.flow(p)))

@@ -7,6 +7,12 @@
  * partition's share goes in FCALLs of at most PASS_CHUNK items, one after the
  * other, so no call of a pass holds the server long (docs/limits.md).
  *
+ * The probes of the flow partitions go in groups, one read-only FCALL per
+ * group (ff_pass_due_across): on a standalone server PROBE_GROUP partitions a
+ * call, on a cluster the partitions one node serves (a call that meets a slot
+ * served elsewhere is asked again one partition at a time). So an idle
+ * process sends a few calls per run, not one per partition.
+ *
  * A timer pass that leaves no due work also reports its next due time: the
  * earliest score left in the indexes it walked, the minimum over the
  * partitions (a partition with nothing due gives its probe's earliest score, a
@@ -15,7 +21,9 @@
 import { Effect, Schema } from "effect"
 import type { EngineError } from "../../EngineError.js"
 import { DEFAULT_BATCH_SIZE, type Maintenance, type PassName, type PassResult } from "../../Maintenance.js"
-import { decodeFields, IntStr, type Plumbing, type Target } from "./plumbing.js"
+import { parseError } from "./errors.js"
+import { makePartitionGroups } from "./groups.js"
+import { decodeFields, type Envelope, IntStr, type Plumbing, type Target } from "./plumbing.js"
 import { makeRegistry } from "./registry.js"
 
 const LUA_PASS: Record<PassName, string> = {
@@ -45,10 +53,13 @@ const TIMER_PASSES: ReadonlySet<PassName> = new Set([
 /** Items one pass FCALL handles at most; how far one probe counts. */
 const PASS_CHUNK = 200
 const PROBE_CAP = 1000
+/** Flow partitions one probe call asks at most (a call's constant work per partition stays small). */
+const PROBE_GROUP = 64
 
 /** An earliest score, or "" for none. */
 const DueAt = Schema.Union(Schema.Literal(""), Schema.NumberFromString)
 const Due = Schema.Tuple(IntStr, DueAt)
+type Due = typeof Due.Type
 const Done = Schema.Tuple(IntStr, Schema.Literal("0", "1"), Schema.optionalElement(DueAt))
 
 const earlier = (a: number | undefined, b: number | "" | undefined): number | undefined =>
@@ -66,6 +77,87 @@ export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
     (_, i) => ({ base: keys.budget(i) })
   )
 
+  const N = settings.partitions.numFlowPartitions
+  const nodeGroups = makePartitionGroups({ client: p.client, keys, N })
+  const probeGroups = (): ReadonlyArray<ReadonlyArray<number>> =>
+    nodeGroups().flatMap((g) =>
+      Array.from({ length: Math.ceil(g.length / PROBE_GROUP) }, (_, i) => g.slice(i * PROBE_GROUP, (i + 1) * PROBE_GROUP))
+    )
+
+  const probeOne = (target: Target, args: Record<string, unknown>): Effect.Effect<Due, EngineError> =>
+    Effect.flatMap(p.call("pass_due", target, args, [], true), (env) => decodeFields("ff_pass_due", Due, env.fields))
+
+  /** Each part's [due, earliest], or undefined for a part the group's call left unprobed (the cap was reached). */
+  const decodeAcross = (
+    parts: ReadonlyArray<number>,
+    env: Envelope
+  ): Effect.Effect<ReadonlyArray<readonly [number, Due | undefined]>, EngineError> =>
+    Effect.gen(function*() {
+      const f = env.fields
+      const n = Number(f[0])
+      if (!Number.isSafeInteger(n) || n < 0 || n > parts.length || f.length !== 1 + 3 * n) {
+        return yield* Effect.fail(parseError("ff_pass_due_across", `a reply of ${f.length} fields`))
+      }
+      const out: Array<readonly [number, Due | undefined]> = []
+      for (let i = 0; i < parts.length; i++) {
+        if (i >= n) {
+          out.push([parts[i]!, undefined])
+          continue
+        }
+        const due = yield* decodeFields("ff_pass_due_across", Due, [f[1 + 3 * i]!, f[2 + 3 * i]!])
+        const wake = f[3 + 3 * i]!
+        if (wake !== "") yield* p.applyWake(parts[i]!, wake)
+        out.push([parts[i]!, due])
+      }
+      return out
+    })
+
+  /** The probes of every flow partition, in partition order, one call per group. */
+  const probeFlows = (args: Record<string, unknown>) =>
+    Effect.map(
+      Effect.forEach(
+        probeGroups(),
+        (parts) => {
+          const alone = Effect.forEach(
+            parts,
+            (q) => Effect.map(probeOne(p.flowTarget(q), args), (d) => [q, d] as const),
+            { concurrency: settings.fanOut }
+          )
+          return parts.length === 1 ? alone : p.call(
+            "pass_due_across",
+            p.flowTarget(parts[0]!),
+            { ...args, prefix: settings.prefix, parts },
+            [],
+            true
+          ).pipe(
+            Effect.flatMap((env) => decodeAcross(parts, env)),
+            // a stale slot map: each partition alone
+            Effect.catchAll(() => alone)
+          )
+        },
+        { concurrency: settings.fanOut }
+      ),
+      (groups) => {
+        const dues = new Array<Due | undefined>(N)
+        for (const g of groups) for (const [q, d] of g) dues[q] = d
+        return dues
+      }
+    )
+
+  /** The budget partitions' probes, fanOut at a time, each group in one pipeline (callEach). */
+  const probeBudgets = (targets: ReadonlyArray<Target>, args: Record<string, unknown>) => {
+    const groups: Array<ReadonlyArray<Target>> = []
+    for (let i = 0; i < targets.length; i += settings.fanOut) groups.push(targets.slice(i, i + settings.fanOut))
+    return Effect.map(
+      Effect.forEach(groups, (group) =>
+        Effect.flatMap(
+          p.callEach("pass_due", group, args),
+          (envs) => Effect.forEach(envs, (env) => decodeFields("ff_pass_due", Due, env.fields))
+        )),
+      (ds) => ds.flat()
+    )
+  }
+
   // every 8th promoteDelayed probe also re-reports the lanes with claimable work (lost claim hints)
   let promotions = 0
 
@@ -75,25 +167,22 @@ export const makeMaintenance = (p: Plumbing): Maintenance.Service => {
       const repair = name === "promoteDelayed" && promotions++ % 8 === 0
       const targets = name === "resetBudgets" ? budgetTargets : flowTargets
       const batch = Math.max(1, Math.floor(batchSize))
-      // the probes go fanOut at a time, each group in one pipeline (callEach): a pass of one
-      // FCALL per partition cost the process about 60 µs a call (16 ms a pass at load 17)
-      const probe = { pass, cap: Math.min(batch, PROBE_CAP) + 1, repair }
-      const groups: Array<ReadonlyArray<Target>> = []
-      for (let i = 0; i < targets.length; i += settings.fanOut) groups.push(targets.slice(i, i + settings.fanOut))
-      const dues = (yield* Effect.forEach(
-        groups,
-        (group) =>
-          Effect.flatMap(
-            p.callEach("pass_due", group, probe),
-            (envs) => Effect.forEach(envs, (env) => decodeFields("ff_pass_due", Due, env.fields))
-          )
-      )).flat()
+      const args = { pass, cap: Math.min(batch, PROBE_CAP) + 1, repair }
+      const dues: ReadonlyArray<Due | undefined> = name === "resetBudgets" ?
+        yield* probeBudgets(targets, args) :
+        yield* probeFlows(args)
       let remaining = batch
       let more = false
       let nextDueAt: number | undefined
       const jobs: Array<readonly [Target, number]> = []
       for (let i = 0; i < targets.length; i++) {
-        const [due, first] = dues[i]!
+        const probed = dues[i]
+        if (probed === undefined) {
+          // not probed: the counts before it reached the cap, so the batch is shared out already
+          more = true
+          break
+        }
+        const [due, first] = probed
         if (due === 0) {
           nextDueAt = earlier(nextDueAt, first)
           continue

@@ -109,10 +109,14 @@ end
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {flow_id, downstream, variant, on_satisfied?, k?}
 --   reply:  {1, "OK" | "ALREADY", wake}
---   errors: flow_not_found, invalid_input (edge_group_policy_already_fixed: dependencies applied)
+--   errors: flow_not_found, execution_not_found, execution_already_in_flow (another flow's
+--           member), execution_not_in_flow (no flow's), invalid_input
+--           (edge_group_policy_already_fixed: dependencies applied)
 FF.fn.set_edge_group_policy = function(B, a, now)
   local fid, child = a.flow_id, a.downstream
   if C("EXISTS", K.flow(B, fid)) == 0 then return FF.err("flow_not_found") end
+  local refused = FF.not_member(B, fid, child)
+  if refused then return refused end
   local gk = K.fx(B, fid, "grp:" .. child)
   local g = FF.hmap(gk)
   if g ~= nil and FF.num(g.n) > 0 then
@@ -122,6 +126,16 @@ FF.fn.set_edge_group_policy = function(B, a, now)
   C("HSET", gk, "policy_variant", a.variant, "on_satisfied", FF.str(a.on_satisfied), "k", FF.str(a.k),
     "n", "0", "succeeded", "0", "failed", "0", "skipped", "0", "group_state", "pending", "created_at", FF.s(now))
   return FF.ok("OK")
+end
+
+-- nil when `e` is a member of flow `fid`, else the refusal of a join group or a dependency of that
+-- flow for it: missing, another flow's member, or no flow's (docs/design/flows.md#applying-an-edge).
+function FF.not_member(B, fid, e)
+  if C("SISMEMBER", K.fx(B, fid, "members"), e) == 1 then return nil end
+  local x = C("HMGET", K.core(B, e), "sv", FF.cf("flow_id"))
+  if x[1] == false then return FF.err("execution_not_found") end
+  if x[2] ~= false and x[2] ~= "" then return FF.err("execution_already_in_flow") end
+  return FF.err("execution_not_in_flow")
 end
 
 -- Breadth-first walk from `from` along outgoing edges; true when `target` is reachable
@@ -382,12 +396,21 @@ end
 --   ARGV:   [1] now, [2] {flow_id, edge_id, upstream, downstream, dependency_kind, data_passing_ref?}
 --   reply:  {1, "OK", wake, the child's dependencies not satisfied after this call}
 --           | {1, "ALREADY", wake}
---   errors: execution_not_found (the child), execution_already_in_flow (another flow's member)
+--   errors: execution_not_found (the child), execution_already_in_flow (another flow's member),
+--           execution_not_in_flow (no flow's), invalid_dependency (the edge id is staged with
+--           other ends)
 FF.fn.apply_dependency = function(B, a, now)
   local fid, child = a.flow_id, a.downstream
   local c = FF.core(B, child)
   if c == nil then return FF.err("execution_not_found") end
-  if (c.flow_id or "") ~= "" and c.flow_id ~= fid then return FF.err("execution_already_in_flow") end
+  if (c.flow_id or "") ~= fid then
+    return FF.err((c.flow_id or "") == "" and "execution_not_in_flow" or "execution_already_in_flow")
+  end
+  local staged = C("HMGET", K.fx(B, fid, "edge:" .. a.edge_id), "upstream_execution_id", "downstream_execution_id")
+  if staged[1] and (staged[1] ~= a.upstream or staged[2] ~= child) then
+    return FF.err("invalid_dependency",
+      "apply_dependency_to_child: the edge id is staged with another upstream or downstream")
+  end
   if C("EXISTS", K.ex(B, child, "dep:" .. a.edge_id)) == 1 then return FF.ok("ALREADY") end
   FF.apply_dep(B, fid, a, c, now)
   FF.resolve_late(B, fid, a, now)
@@ -473,7 +496,7 @@ end
 --           member and edge is in the flow already)
 --   errors: invalid_input (a member listed twice, keyed or existing; a join), flow_not_found,
 --           flow_already_terminal, flow_sealed, execution_not_in_flow, self_referencing_edge,
---           dependency_already_exists, cycle_detected
+--           dependency_already_exists, invalid_dependency (an edge applied already), cycle_detected
 FF.fn.extend_flow = function(B, a, now, _, _, argv)
   local bad = FF.need("extend_flow", a, { "flow_id", "s", "members", "t", "joins", "t", "edges", "t" })
   if bad then return bad end
@@ -530,6 +553,9 @@ FF.fn.extend_flow = function(B, a, now, _, _, argv)
     if not is_member(x.upstream) or not is_member(x.downstream) then return FF.err("execution_not_in_flow") end
     if x.upstream == x.downstream then return FF.err("self_referencing_edge") end
     if C("EXISTS", K.fx(B, fid, "edge:" .. x.edge_id)) == 1 then return FF.err("dependency_already_exists") end
+    if not is_new[x.downstream] and C("EXISTS", K.ex(B, x.downstream, "dep:" .. x.edge_id)) == 1 then
+      return FF.err("invalid_dependency", "extend_flow: edge " .. x.edge_id .. " was applied to its downstream already")
+    end
   end
   if FF.closes_cycle(B, fid, edges, is_new) then return FF.err("cycle_detected") end
   local joined = {}
@@ -650,9 +676,10 @@ end
 
 -- Whether nothing blocks `e` on its dependencies (as memory and Postgres): no join group, a
 -- join already satisfied, or every dependency satisfied (n - succeeded of its group: one resolved
--- impossible still blocks). An execution outside any flow: no unresolved edge.
+-- impossible still blocks). An execution outside any flow has no dependency: dependencies and
+-- join groups are a member's, under its flow (FF.not_member).
 function FF.deps_ready(B, e, c)
-  if (c.flow_id or "") == "" then return C("SCARD", K.ex(B, e, "unres")) == 0 end
+  if (c.flow_id or "") == "" then return true end
   local g = C("HMGET", K.fx(B, c.flow_id, "grp:" .. e), "group_state", "n", "succeeded")
   if g[1] == false or g[1] == "satisfied" then return true end
   return FF.num(g[2]) - FF.num(g[3]) <= 0
@@ -721,7 +748,8 @@ function FF.resolve_edge(B, fid, edge, child, up, outcome, now)
   FF.work = FF.work + 1
   local dk = K.ex(B, child, "dep:" .. edge)
   local dep = FF.hmap(dk)
-  if dep == nil or dep.state ~= "unsatisfied" then return end
+  -- only the dependency applied with the edge's own upstream (docs/design/flows.md#resolution)
+  if dep == nil or dep.state ~= "unsatisfied" or dep.upstream_execution_id ~= up then return end
   local gk = K.fx(B, fid, "grp:" .. child)
   local g = FF.hmap(gk) or { policy_variant = "all_of", n = "1", group_state = "pending" }
   local variant = g.policy_variant

@@ -333,6 +333,8 @@ FF.fn.pass_reconcile_dependencies = function(B, a, now)
             resolved = 1
           end
         elseif FF.maybe_unblock(B, e, c, now) and resolved == 0 then
+          -- outside any flow nothing blocks it (FF.deps_ready): only a store written before
+          -- dependencies were refused to non-members holds one blocked here
           resolved = 1
         end
         n = n + resolved
@@ -399,8 +401,7 @@ local TIMER_INDEX = {
 --   ARGV:   [1] now, [2] {pass: a pass name without "pass_", cap, repair?}
 --   reply:  {1, "OK", wake, due, earliest timer ("" for none, or not a timer pass)}
 --   errors: -
-FF.fn.pass_due = function(B, a, now)
-  local cap = math.max(1, FF.num(a.cap, 1000))
+local function probe(B, a, now, cap)
   local pass = a.pass
   local n = 0
   local first
@@ -462,5 +463,40 @@ FF.fn.pass_due = function(B, a, now)
       end
     end
   end
-  return FF.ok("OK", math.min(n, cap), first or "")
+  return math.min(n, cap), first
+end
+
+FF.fn.pass_due = function(B, a, now)
+  local n, first = probe(B, a, now, math.max(1, FF.num(a.cap, 1000)))
+  return FF.ok("OK", n, first or "")
+end
+
+-- ff_pass_due_across (read-only): ff_pass_due for the flow partitions `parts` in one call, in
+-- their order (an idle process's probes are one call per group, not one per partition). On a
+-- cluster the partitions of one call are those whose slots the node of KEYS[1] serves (grouped as
+-- ff_lane_page's). The counts share `cap`: once they reach it, the partitions left are not probed
+-- (the run has more due than its batch either way), so a call examines at most `cap` items
+-- besides a constant per partition. With a.repair each partition's wakes come in its own field.
+--   KEYS:   [1] the base of parts[1]
+--   ARGV:   [1] now, [2] {prefix, parts: [partition, ...], pass, cap, repair?}
+--   reply:  {1, "OK", "", partitions probed, then 3 fields per partition probed: due, earliest
+--           timer ("" for none), wakes (FF.wake_json, "" for none)}
+--   errors: -
+FF.fn.pass_due_across = function(_, a, now)
+  local bases = FF.partition_bases(FF.str(a.prefix))
+  local cap = math.max(1, FF.num(a.cap, 1000))
+  local parts = a.parts or {}
+  local out, total = {}, 0
+  for i = 1, #parts do
+    if total >= cap then break end
+    FF.begin()
+    local n, first = probe(bases[FF.num(parts[i])], a, now, cap - total)
+    total = total + n
+    out[#out + 1] = n
+    out[#out + 1] = first or ""
+    out[#out + 1] = FF.wake_json()
+    FF.due, FF.dued = {}, false
+  end
+  FF.begin()
+  return FF.ok("OK", #out / 3, unpack(out))
 end

@@ -78,6 +78,10 @@ redis.register_function {
   function_name = "ff_lane_page", callback = callback_of("lane_page"), flags = { "no-writes", "allow-cross-slot-keys" }
 }
 redis.register_function {
+  function_name = "ff_pass_due_across", callback = callback_of("pass_due_across"),
+  flags = { "no-writes", "allow-cross-slot-keys" }
+}
+redis.register_function {
   function_name = "ff_lane_counts", callback = callback_of("lane_counts"), flags = { "no-writes", "allow-cross-slot-keys" }
 }
 redis.register_function {
