@@ -7,8 +7,10 @@ import { it } from "@effect/vitest"
 import {
   Clock,
   Duration,
+  Deferred,
   Effect,
   Either,
+  Fiber,
   type Layer,
   Option,
   Ref,
@@ -48,9 +50,31 @@ export const makeTest = (
 (title: string, body: (h: Harness) => Body) =>
   it.effect(
     title,
-    () => Effect.provide(Effect.suspend(() => body(harness(options))), layer),
+    () => Effect.provide(withTeardownClock(Effect.suspend(() => body(harness(options)))), layer),
     options?.timeout ?? 30_000
   )
+
+/**
+ * Runs `body` in a fiber of its own; once it ends, the `TestClock` moves on by itself (20 ms every
+ * real millisecond, up to 30 s of real time) until that fiber is gone. The workers a test forked
+ * are interrupted as it ends, and a worker's drain waits on the clock: without this, a test that
+ * ends (fails) with an attempt or a claim in flight would hang in its teardown.
+ */
+const withTeardownClock = <A, E, R>(body: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    const gone = yield* Deferred.make<void>()
+    const tick = Effect.zipRight(TestClock.adjust("20 millis"), TestServices.provideLive(Effect.sleep("1 millis")))
+    const pump = Effect.repeatN(tick, 30_000).pipe(Effect.raceFirst(Deferred.await(gone)))
+    // (forked from a finalizer, which is uninterruptible: the pump must be interruptible itself)
+    const fiber = yield* Effect.fork(
+      Effect.onExit(body, () => Effect.asVoid(Effect.forkDaemon(Effect.interruptible(pump))))
+    )
+    const exit = yield* Fiber.await(fiber).pipe(
+      Effect.onInterrupt(() => Fiber.interrupt(fiber)),
+      Effect.ensuring(Deferred.succeed(gone, undefined))
+    )
+    return yield* exit
+  })
 
 // ---------------------------------------------------------------------------
 // Time

@@ -10,7 +10,7 @@
  * that happens without it can only come from a wake-up or a revocation the backend pushed.
  */
 import { describe, expect } from "@effect/vitest"
-import { Data, Effect, Fiber, Option, Ref, Schedule, TestClock } from "effect"
+import { Chunk, Data, Effect, Fiber, Option, Ref, Schedule, TestClock, TestServices } from "effect"
 import { EngineBackend } from "../../src/EngineBackend.js"
 import * as Ids from "../../src/Ids.js"
 import type { LaneId } from "../../src/Ids.js"
@@ -52,6 +52,13 @@ const watched = Effect.gen(function*() {
   }
   return { service, arms: Ref.get(arms) }
 })
+
+/**
+ * Whether a fiber sleeps on the `TestClock` until `at`: the worker waits for a due time. A test
+ * moves the clock only once that wait started; the worker measures its wait from the time it read
+ * before, so a move in between would push the wait's end past the due time.
+ */
+const sleepsUntil = (at: number) => Effect.map(TestClock.sleeps(), Chunk.some((end) => end === at))
 
 const echo = (run: (text: string, ctx: Worker.TaskContext<{ readonly text: string }>) => Effect.Effect<string, unknown>) =>
   Worker.handler({
@@ -268,9 +275,10 @@ export const wakeupSuite = (
       Effect.gen(function*() {
         const lane = yield* newLane()
         yield* idleWorker(eventually, { lanes: [lane], handlers: [echo((t) => Effect.succeed(t))] })
+        const due = (yield* TestClock.currentTimeMillis) + 100
         const id = yield* submit(lane, "later", { delay: "100 millis" })
         // the worker armed again after the delayed work's wake-up, and waits for its due time
-        yield* settle
+        yield* eventually(sleepsUntil(due))
         yield* TestClock.adjust("99 millis")
         yield* settle
         expect(yield* isState(id, "delayed")).toBe(true)
@@ -278,18 +286,48 @@ export const wakeupSuite = (
         yield* eventually(isState(id, "completed"))
       }))
 
-    test("a retry's backoff ends at its due time, with no maintenance pass", ({ eventually, settle }) =>
+    test("the due time is kept when the worker's wait starts late", ({ eventually, settle }) =>
+      Effect.gen(function*() {
+        const lane = yield* newLane()
+        const backend = yield* EngineBackend
+        // every wait for a wake-up starts 20 ms (real time) after the worker read its clock: the test
+        // moves the clock meanwhile
+        const late: EngineBackend.Service = {
+          ...backend,
+          subscribeWork: (args) =>
+            Effect.map(backend.subscribeWork(args), (sub) => ({
+              ...sub,
+              await: (since, maxWait) =>
+                Effect.zipRight(TestServices.provideLive(Effect.sleep("20 millis")), sub.await(since, maxWait))
+            }))
+        }
+        const { arms } = yield* Effect.provideService(
+          idleWorker(eventually, { lanes: [lane], handlers: [echo((t) => Effect.succeed(t))] }),
+          EngineBackend,
+          late
+        )
+        const id = yield* submit(lane, "later", { delay: "100 millis" })
+        // armed with the due time, and about to wait
+        yield* eventually(Effect.map(arms, (n) => n >= 2))
+        yield* TestClock.adjust("99 millis")
+        yield* settle
+        yield* TestClock.adjust("1 millis")
+        yield* eventually(isState(id, "completed"))
+      }))
+
+    test("a retry's backoff ends at its due time, with no maintenance pass", ({ eventually }) =>
       Effect.gen(function*() {
         const lane = yield* newLane()
         const log = yield* eventLog
         const flaky = echo((t, ctx) => (ctx.attempt === 1 ? Effect.fail(new Flaky()) : Effect.succeed(`${t} retried`)))
         yield* idleWorker(eventually, { lanes: [lane], handlers: [flaky], onEvent: log.onEvent })
         const id = yield* submit(lane, "job", {
-          policy: { retryPolicy: { maxRetries: 1, backoff: { type: "fixed", delayMs: 250 } } }
+          policy: { retryPolicy: { maxRetries: 1, backoff: { type: "fixed", delayMs: 300 } } }
         })
         yield* eventually(log.has(id, "Failed"))
-        yield* settle
-        yield* TestClock.adjust("250 millis")
+        // (300 ms: the lease keeper's tick sleeps until each multiple of 250 ms)
+        yield* eventually(sleepsUntil((yield* TestClock.currentTimeMillis) + 300))
+        yield* TestClock.adjust("300 millis")
         yield* eventually(isState(id, "completed"))
         expect(Option.map(yield* Producer.result(Echo, id), (r) => r.attempt)).toEqual(Option.some(2))
       }))

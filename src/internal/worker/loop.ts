@@ -450,20 +450,20 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         if (Either.isRight(arm) && arm.right.claimAgain) continue
       }
       // Nothing claimable: wait for a wake-up, the lanes' next due time, or the safety poll.
-      const now = yield* Clock.currentTimeMillis
-      const dueIn = Option.flatMap(armed, (due) =>
-        misses >= MAX_DUE_MISSES ?
-          Option.none() :
-          Option.some(Math.max(due - now, misses === 0 ? 0 : Math.min(1000, 2 ** misses))))
+      const due = misses >= MAX_DUE_MISSES ? Option.none() : armed
+      const floor = misses === 0 ? 0 : Math.min(1000, 2 ** misses)
       armed = undefined
+      // The timer reads the clock as it starts to sleep: a wait measured from a time read before
+      // the race's fibers started would end late by the gap (for ever under a test's clock that
+      // moved meanwhile).
+      const dueIn = (at: number) => Effect.map(Clock.currentTimeMillis, (now) => Math.max(at - now, floor))
+      const timer = Option.map(due, (at) => Effect.as(Effect.flatMap(dueIn(at), (ms) => Effect.sleep(ms)), "due" as const))
       // (a wake-up meanwhile claims at once: claimOnWake)
-      const woken = Option.isSome(dueIn) && dueIn.value === 0 ? "due" : yield* Effect.raceFirst(
+      const woken = Option.isSome(due) && (yield* dueIn(due.value)) === 0 ? "due" : yield* Effect.raceAll([
         Effect.as(poll, "poll" as const),
-        Effect.map(
-          sub.await(mark, Option.match(dueIn, { onNone: () => Duration.infinity, onSome: Duration.millis })),
-          (w) => (w ? "wake" as const : "due" as const)
-        )
-      ).pipe(
+        Effect.map(sub.await(mark, Duration.infinity), (w) => (w ? "wake" as const : "due" as const)),
+        ...Option.toArray(timer)
+      ]).pipe(
         Effect.onExit(() => Effect.sync(() => sub.onWake(undefined))),
         (wait) => Effect.zipRight(Effect.sync(() => sub.onWake(claimOnWake)), wait)
       )
