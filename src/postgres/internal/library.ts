@@ -31,6 +31,7 @@ export const SQL_FILES = [
   "claim.sql",
   "signals.sql",
   "flows.sql",
+  "flow_cancel.sql",
   "streams.sql",
   "budgets.sql",
   "admin.sql",
