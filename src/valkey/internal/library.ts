@@ -14,7 +14,6 @@ export const LUA_FILES = [
   "helpers.lua",
   "indexes.lua",
   "ids.lua",
-  "eligible.lua",
   "lease.lua",
   "history.lua",
   "events.lua",
