@@ -51,17 +51,8 @@ export type SummaryPatch = string
 
 /** One step of a sequence; interpret.ts sends each to the file of its area (lifecycle.ts, flows.ts, …). */
 export type Command =
-  | {
+  | ExecutionSpec & {
     readonly _tag: "CreateExecution"
-    readonly lane: number
-    readonly priority: number
-    readonly delayMs?: number | undefined
-    readonly retry?: RetrySpec | undefined
-    readonly caps: ReadonlyArray<Capability>
-    /** Mint the id co-located with this flow (for a later `AddToFlow`, or right away with `join`). */
-    readonly flow?: Ref | undefined
-    /** With `flow`: add the new execution to the flow in the same command (`addExecutionToFlow`). */
-    readonly join: boolean
     readonly attemptTimeoutMs?: number | undefined
     readonly deadlineMs?: number | undefined
     readonly maxReplayCount?: number | undefined
@@ -237,20 +228,27 @@ export type Command =
   /** Advances the clock, then runs every maintenance pass once in `passNames` order (a reconciler cycle). */
   | { readonly _tag: "Settle"; readonly ms: number }
 
-/** One item of a `CreateExecutions` batch. */
-export interface BatchItem {
+/** What a `CreateExecution` and an item of a `CreateExecutions` batch both say of the new execution. */
+export interface ExecutionSpec {
   readonly lane: number
   /**
-   * Distinct within a batch, after the clamp to 0–9000: the items share one creation time, and
-   * the claim order of a tie within a millisecond is not specified.
+   * In a batch, distinct after the clamp to 0–9000: the items share one creation time, and the
+   * claim order of a tie within a millisecond is not specified.
    */
   readonly priority: number
   readonly delayMs?: number | undefined
   readonly retry?: RetrySpec | undefined
   readonly caps: ReadonlyArray<Capability>
-  /** Mint the id co-located with this flow; with `join`, add it to the flow after the batch. */
+  /**
+   * Mint the id co-located with this flow; with `join`, add the execution to the flow
+   * (`addExecutionToFlow`): in the same command, or after the batch.
+   */
   readonly flow?: Ref | undefined
   readonly join: boolean
+}
+
+/** One item of a `CreateExecutions` batch. */
+export interface BatchItem extends ExecutionSpec {
   readonly idempotencyKey?: string | undefined
   /** The id of an earlier execution (a `Ref`), or `"previous"`: the id of the item before it in this batch. */
   readonly duplicateOf?: Ref | "previous" | undefined
