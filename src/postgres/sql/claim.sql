@@ -250,7 +250,7 @@ BEGIN
         f_prev := f_prev || e.pending_previous_attempt_index;
         f_lane := f_lane || e.lane_id;
         f_pos := f_pos || v_pos;
-        f_state := f_state || e.public_state;
+        f_state := f_state || e.public_state::text;
         f_fold := f_fold OR e.event_k = ffi_xid();
       ELSE
         v_h := ffi_claim_one(e, p_worker, p_wiid, p_ttl, v_now);
