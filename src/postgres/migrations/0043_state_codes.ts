@@ -13,7 +13,8 @@
  * cast (`public_state::text = ANY (p_states)`). The other tables that hold a state (`lane_count`,
  * `event.s1`, `exec_history`) keep text.
  *
- * The row CHECK's function takes the enum (a new signature of `ffi_exec_core_row_ok`, same rules),
+ * The row CHECK's function takes the enum (a new signature of `ffi_exec_core_row_ok`, same rules,
+ * now a SQL function of one expression, which the CHECK inlines instead of calling PL/pgSQL per row),
  * and the trigger functions of 0039 that mix a state with text in one `CASE` are created again
  * with the cast. `exec_core_event_k`'s `WHEN` names two of the columns: it is dropped for the
  * change and created again unchanged. The change of type rewrites the table (no rows are moved
@@ -59,11 +60,11 @@ ALTER TABLE exec_core
   ALTER COLUMN public_state TYPE exec_state USING public_state::exec_state;
 
 -- The row invariants (0020's rules, over the enum): each column holds a value of its own list.
+-- A SQL function of one expression: the CHECK inlines it (no function call per row version).
 CREATE FUNCTION ffi_exec_core_row_ok(
   p_phase exec_state, p_own exec_state, p_elig exec_state, p_outcome exec_state, p_att exec_state, p_priority int
-) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-  RETURN p_phase IN ('submitted','runnable','active','suspended','terminal')
+) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+  SELECT p_phase IN ('submitted','runnable','active','suspended','terminal')
     AND p_own IN ('unowned','leased','lease_expired_reclaimable','lease_revoked')
     AND p_elig IN ('eligible_now','not_eligible_until_time','blocked_by_dependencies','blocked_by_budget',
                    'blocked_by_quota','blocked_by_route','blocked_by_lane_state','blocked_by_operator','not_applicable')
@@ -74,8 +75,8 @@ BEGIN
     -- combinations that must never be persisted (docs/design/executions.md#forbidden-combinations)
     AND (p_own <> 'leased' OR p_phase = 'active')
     AND ((p_outcome = 'none') = (p_phase <> 'terminal'))
-    AND (p_phase <> 'active' OR p_own <> 'unowned');
-END $$;
+    AND (p_phase <> 'active' OR p_own <> 'unowned')
+$$;
 
 ALTER TABLE exec_core ADD CONSTRAINT exec_core_row CHECK (ffi_exec_core_row_ok(lifecycle_phase, ownership_state,
   eligibility_state, terminal_outcome, attempt_state, priority));
