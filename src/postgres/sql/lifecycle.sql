@@ -173,8 +173,10 @@ BEGIN
             lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
             attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
             execution_deadline_at, created_at, last_transition_at, last_mutation_at)
-          SELECT eid, part, lane, ns, kind, prio, caps, 'runnable', 'unowned', 'eligible_now', 'waiting_for_worker', '',
-            'none', 'pending_first_attempt', 'waiting', mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now
+          -- the states typed (exec_state): an untyped literal of a SELECT list is text, converted per row
+          SELECT eid, part, lane, ns, kind, prio, caps, 'runnable'::exec_state, 'unowned'::exec_state,
+            'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, '', 'none'::exec_state,
+            'pending_first_attempt'::exec_state, 'waiting'::exec_state, mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now
           FROM firsts ORDER BY ord
           RETURNING execution_id
         ), created AS (
