@@ -249,7 +249,6 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     }))
     // the same fork, from a runtime without refs: the attempt's refs are made by `refsOf` alone
     const refsOf = attemptRefs(loopRuntime.fiberRefs, loopRuntime.context)
-    if (process.env.WCPU_DEBUG) console.log("refsOf", refsOf !== undefined, loopRuntime.fiberRefs.locals.size)
     const forkBare = Runtime.runFork(Runtime.make({
       context: loopRuntime.context,
       fiberRefs: FiberRefs.empty(),
