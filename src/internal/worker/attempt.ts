@@ -86,8 +86,8 @@ export const runAttempt = (
 ): Effect.Effect<void> =>
   // the fiber's log annotations were set when it was forked (see the claim loop's `launch`)
   Option.isSome(prefetched) ?
-    runWithInput(rt, handle, p, claimedAt, Either.right(prefetched.value), restore) :
-    Effect.flatMap(restore(readInput(rt, p)), (input) => runWithInput(rt, handle, p, claimedAt, input, restore))
+    runWithInput(rt, handle, p, claimedAt, Either.right(prefetched.value), restore, true) :
+    Effect.flatMap(restore(readInput(rt, p)), (input) => runWithInput(rt, handle, p, claimedAt, input, restore, false))
 
 /**
  * An execution a claim returned once the worker was stopping (its drain had started): handed back
@@ -120,14 +120,19 @@ export const releaseUnrun = (
     return Effect.zipRight(emit(a, { ...a.base, _tag: "Claimed", handleKind: handle.kind }), release(a))
   })
 
-/** The attempt once its input was read: steps 2 to 4, in the span `Worker.attempt` (when traced). */
+/**
+ * The attempt once its input was read: steps 2 to 4, in the span `Worker.attempt` (when traced).
+ * `first`: called in the fiber's first step (the input came with the claim), nothing has waited
+ * since the fork.
+ */
 const runWithInput = (
   rt: Runtime,
   handle: M.Handle,
   p: M.HandlePayload,
   claimedAt: number,
   input: Either.Either<Option.Option<M.ExecutionInput>, EngineError>,
-  restore: Restore
+  restore: Restore,
+  first: boolean
 ): Effect.Effect<void> =>
   Effect.withFiberRuntime<void>((fiber) => {
     const a: Attempt = {
@@ -146,13 +151,13 @@ const runWithInput = (
     }
     const start = handlerFor(a, input)
     // (the handler's `run` is called once `Claimed` was reported: `execute` calls it at once).
-    // `started`: called in the fiber's first step, nothing has waited since the fork (see `runHandler`).
+    // `started`: still in the fiber's first step, nothing has waited since the fork (see `runHandler`).
     const rest = (started: boolean) =>
       start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore, fiber, started)
     const { onEvent } = rt.settings
     let body: Effect.Effect<void>
     if (onEvent === undefined) {
-      body = rest(true)
+      body = rest(first)
     } else {
       const claimed = onEvent({
         _tag: "Claimed",
@@ -165,7 +170,7 @@ const runWithInput = (
       })
       // a report that is done as it returns (`Effect.void`) is not waited for in a step of its own
       const done = exitNow(claimed)
-      body = done !== undefined && Exit.isSuccess(done) ? rest(true) : Effect.flatMap(claimed, () => rest(false))
+      body = done !== undefined && Exit.isSuccess(done) ? rest(first) : Effect.flatMap(claimed, () => rest(false))
     }
     // Effect's built-in tracer exports nothing: while it is the current one, the attempt has no span
     if (fiber.currentTracer === builtInTracer) return body
