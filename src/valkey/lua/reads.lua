@@ -33,7 +33,9 @@ FF.fn.lane_head = function(B, a, now)
 end
 
 -- ff_describe_flow: a flow's record (its public state derived, FF.flow_state), its tags and the
--- join groups of its members.
+-- join groups of its members. It reads the members that have a group (`:groups`, FF.group_added),
+-- so its cost follows the groups it returns; a flow created before that set was kept (no `gs` in
+-- its record) has its members walked instead.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {flow_id}
 --   reply:  {1, "NONE", ""} | {1, "OK", "", JSON {flow, tags}, JSON [group hash + downstream, ...]}
@@ -43,7 +45,12 @@ FF.fn.describe_flow = function(B, a, now)
   local f = FF.hmap(K.flow(B, fid))
   if f == nil then return FF.ok("NONE") end
   local groups = {}
-  local members = C("SMEMBERS", K.fx(B, fid, "members"))
+  local members
+  if f.gs == "1" then
+    members = C("SMEMBERS", K.fx(B, fid, "groups"))
+  else
+    members = C("SMEMBERS", K.fx(B, fid, "members"))
+  end
   table.sort(members)
   -- one group per member with inbound (applied) dependencies, n > 0 (n counts the inbound edges applied;
   -- docs/design/flows.md#join-policies); a policy set before any edge is applied is not listed
