@@ -288,7 +288,8 @@ END $$;
 -- flows
 -- ---------------------------------------------------------------------------
 
--- ff_describe_flow: describeFlow — the flow and its join groups with their counts.
+-- ff_describe_flow: describeFlow — the flow and its join groups with their counts. The groups are
+-- read by the flow (edge_group_by_flow), so the cost follows the groups returned, not the members.
 --   args:   p_flow, p_now
 --   reply:  {"ok": Model.FlowSnapshot or null}
 --   errors: -
@@ -309,7 +310,7 @@ BEGIN
     ORDER BY g.downstream_id), '[]'::jsonb)
   INTO v_groups
   FROM edge_group g JOIN exec_core e ON e.execution_id = g.downstream_id AND e.flow_id = p_flow
-  WHERE g.n > 0;
+  WHERE g.flow_id = p_flow AND g.n > 0;
   RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object(
     'flowId', f.flow_id, 'flowKind', f.flow_kind, 'namespace', f.namespace,
     'publicFlowState', ffi_flow_state(f), 'sealed', f.sealed, 'graphRevision', f.graph_revision,
