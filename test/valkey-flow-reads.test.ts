@@ -3,7 +3,7 @@
 // written before that set was kept (no `gs` in its record) is read by walking its members, as
 // before. Counted with the server's command statistics, on a server of its own.
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Option } from "effect"
+import { Duration, Effect, Exit, Layer, Option } from "effect"
 import { Redis } from "iovalkey"
 import { EngineBackend } from "../src/EngineBackend.js"
 import * as Ids from "../src/Ids.js"
@@ -17,7 +17,7 @@ let admin: Redis
 const keyPrefix = `fr-${process.pid}`
 
 beforeAll(async () => {
-  server = await startValkey()
+  server = await startValkey({ config: { "slowlog-log-slower-than": "0", "slowlog-max-len": "100000" } })
   admin = new Redis(server.url, { maxRetriesPerRequest: 1 })
 }, 60_000)
 
@@ -126,5 +126,22 @@ describe("valkey: describeFlow reads the members with a join group", () => {
       const before = yield* calls("hgetall")
       expect(Option.getOrThrow(yield* b.describeFlow(flowId))).toEqual(now)
       expect((yield* calls("hgetall")) - before).toBe(2 + MEMBERS)
+    }).pipe(Effect.provide(layer)), 60_000)
+
+  it.live("the wait of cancelFlow polls the flow's state (ff_flow_state), not describeFlow", () =>
+    Effect.gen(function*() {
+      const b = yield* EngineBackend
+      // more members owed than Valkey cancels inline (100): the flow stays cancelling, nobody drains
+      const { flowId } = yield* flowWithOneGroup
+      yield* Effect.promise(() => admin.call("SLOWLOG", "RESET"))
+      const exit = yield* Effect.exit(
+        b.cancelFlow({ flowId, policy: "CancelAll", wait: { _tag: "WaitTimeout", timeout: Duration.millis(350) } })
+      )
+      expect(Exit.isFailure(exit)).toBe(true)
+      const log = (yield* Effect.promise(() => admin.call("SLOWLOG", "GET", "-1"))) as Array<[number, number, number, Array<string>]>
+      const fcalls = log.map((e) => `${e[3][0] ?? ""} ${e[3][1] ?? ""}`.toLowerCase()).filter((c) => c.startsWith("fcall"))
+      expect(fcalls.filter((c) => c.endsWith("ff_describe_flow"))).toEqual([])
+      expect(fcalls.filter((c) => c.endsWith("ff_flow_state")).length).toBeGreaterThanOrEqual(2)
+      expect((Option.getOrThrow(yield* b.describeFlow(flowId))).publicFlowState).toBe("cancelling")
     }).pipe(Effect.provide(layer)), 60_000)
 })

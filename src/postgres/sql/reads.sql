@@ -320,6 +320,16 @@ BEGIN
     jsonb_build_object('tags', f.tags, 'edgeGroups', v_groups));
 END $$;
 
+-- ff_read_flow_state: a flow's public state alone (ffi_flow_state, from the record's counters):
+-- what the wait of cancelFlow polls, at the same cost whatever the flow's size.
+--   args:   p_flow, p_now
+--   reply:  {"ok": the public state, or null}
+--   errors: -
+CREATE FUNCTION ff_read_flow_state(p_flow uuid, p_now bigint)
+RETURNS jsonb LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+  SELECT ffi_ok((SELECT to_jsonb(ffi_flow_state(f)) FROM flow_core f WHERE f.flow_id = p_flow))
+$$;
+
 -- ff_list_edges: listEdges — the outgoing or incoming edges of a node, by edge id.
 --   args:   p_flow, p_node, p_outgoing, p_now
 --   reply:  {"ok": [Model.EdgeSnapshot]}

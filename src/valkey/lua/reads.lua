@@ -65,6 +65,19 @@ FF.fn.describe_flow = function(B, a, now)
   return FF.ok("OK", cjson.encode({ flow = f, tags = FF.hmap(K.fx(B, fid, "tags")) or {} }), FF.jarr(groups))
 end
 
+-- ff_flow_state: a flow's public state alone (FF.flow_state, from the record's counters): what
+-- the wait of cancelFlow polls, at the same cost whatever the flow's size.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id}
+--   reply:  {1, "NONE", ""} | {1, "OK", "", the public state}
+--   errors: -
+FF.fn.flow_state = function(B, a, now)
+  local h = C("HMGET", K.flow(B, a.flow_id), "public_flow_state", "node_count", "open_members", "bad_members", "sealed")
+  if h[1] == false then return FF.ok("NONE") end
+  return FF.ok("OK", FF.flow_state({ public_flow_state = h[1], node_count = h[2], open_members = h[3],
+    bad_members = h[4], sealed = h[5] }))
+end
+
 -- ff_list_edges: the edges out of or into a node of the flow.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {flow_id, direction: "out" | "in", node}
