@@ -28,9 +28,9 @@ const edgeLimits = (
     V.checkBytes(op, "dataPassingRef", e.dataPassingRef, "textBytes")
 
 /**
- * The flow operations. `self` is the service being built: `cancelFlow` waits on its `describeFlow`.
+ * The flow operations. `cancelFlow` waits on the core's read of the flow's state.
  */
-export const flowOperations = (b: Boundary, self: () => EngineBackend.Service): Operations<
+export const flowOperations = (b: Boundary): Operations<
   "createFlow" | "addExecutionToFlow" | "stageDependencyEdge" | "applyDependencyToChild" | "setEdgeGroupPolicy" |
   "createFlowGraph" | "extendFlow" | "sealFlow" | "cancelFlow" | "cancelFlowHeader" | "ackCancelMember"
 > => {
