@@ -64,7 +64,7 @@ BEGIN
 END $$;
 
 -- ffi_eid_part: the partition N of the execution id p_eid ('{fp:N}:<uuid>', its one canonical
--- spelling), as an event row holds it (event.e_part, migration 0044).
+-- spelling), as an event row holds it (event.e_part, migration 0045).
 --   args:   p_eid
 --   reply:  int
 --   errors: - (a text that is not an execution id: 22P02)
@@ -125,7 +125,7 @@ BEGIN
     RETURN ffi_err('event_offset_expired');
   END IF;
   IF p_scope = 'e' THEN
-    -- an event names its execution by partition and uuid (migration 0044)
+    -- an event names its execution by partition and uuid (migration 0045)
     v_part := ffi_eid_part(p_key);
     v_uuid := ffi_eid_uuid(p_key);
     SELECT jsonb_agg(ffi_event_json(x) ORDER BY x.k, x.id) INTO v_events FROM (

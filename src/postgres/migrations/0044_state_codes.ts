@@ -1,5 +1,5 @@
 /**
- * Migration 0043: `exec_core`'s state vector as an enum of 4 bytes a column instead of text
+ * Migration 0044: `exec_core`'s state vector as an enum of 4 bytes a column instead of text
  * (docs/design/postgres.md, "Storage").
  *
  * The seven columns of the state vector held their values as text: about 85 bytes of a waiting

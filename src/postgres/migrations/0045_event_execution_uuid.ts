@@ -1,5 +1,5 @@
 /**
- * Migration 0044: an event names its execution by partition and uuid instead of the id's text
+ * Migration 0045: an event names its execution by partition and uuid instead of the id's text
  * (docs/design/events.md, "Postgres"; docs/design/postgres.md, "Storage").
  *
  * Every execution id is `{fp:N}:<uuid>` in its one canonical spelling, so the 46 bytes of text an
@@ -9,7 +9,7 @@
  * table rewrite of this DDL, no statement moving rows), before the text column goes. The index by
  * execution keys a 64-bit hash of the uuid (`uuid_hash_extended(e_uuid, 0)`, 8 bytes as before);
  * a read names the hash, the uuid and the partition. Readers rebuild the id
- * (`ffi_event_json`), and the trigger functions of 0039 and 0043 that write or fold events are
+ * (`ffi_event_json`), and the trigger functions of 0039 and 0044 that write or fold events are
  * created again with the two columns.
  */
 export const sql = String.raw`
@@ -21,7 +21,7 @@ DROP INDEX event_by_execution;
 ALTER TABLE event DROP COLUMN execution_id;
 CREATE INDEX event_by_execution ON event (uuid_hash_extended(e_uuid, 0), k, id) WHERE e_uuid IS NOT NULL;
 
--- 0039's and 0043's functions, writing and folding events by partition and uuid.
+-- 0039's and 0044's functions, writing and folding events by partition and uuid.
 CREATE OR REPLACE FUNCTION ffi_trg_events_created() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT SET jit = off AS $$
 DECLARE v_scopes text[];
 BEGIN
