@@ -2,30 +2,37 @@
 -- events.lua: the event log (docs/design/events.md, "Valkey"). Every transition of an execution
 -- and every change of a flow's public state is queued during the call and written at its end
 -- (FF.ev_flush, from register.lua), in the same atomic step, after every check of the call:
---   B:ev              the partition's events, a stream. An entry's id is `<ms>-<seq>` where ms is
---                     the server's clock (TIME) raised to the stream's last ms when it went back:
---                     any event written after a read of the server's TIME gets an id of that
---                     time or later, which the lane reads rely on (events.ts). Fields, the same
---                     four in every entry (a stream stores repeated names once):
+--   B:ev              the partition's events, a stream: one entry per call holds the call's events
+--                     of this partition (at most FF.EV_PACK; more fill several entries), each as
+--                     the four fields below, in order (a store of library version 6 has one event
+--                     per entry: the same layout). Event ids: the entry's id is its first event's,
+--                     `<ms>-<seq>` where ms is the server's clock (TIME) raised to the stream's
+--                     last ms when it went back; its other events take the next sequence numbers
+--                     (reserved with XSETID: the stream's last id is the entry's last event's).
+--                     Any event written after a read of the server's TIME gets an id of that time
+--                     or later, which the lane reads rely on (events.ts). Per event:
 --                       e  the execution id ("" for a flow's event)
 --                       l  the lane ("" for a flow's event)
 --                       f  the flow id ("" when none)
 --                       d  code|at|fields...: the type, the event's time (the call's now; empty
 --                          when it is the id's ms), then the type's fields (FF.ev_transition), a
 --                          free text field always last (it may hold "|")
---   B:l:<lane>:ev     the lane's events on this partition: one entry per event of B:ev, under the
---                     same id, holding nothing else (r = "")
---   B:evt             hash: "" -> the id of the newest B:ev entry trimmed; <lane> -> the newest
---                     entry trimmed of that lane's stream (an offset before it has lost events)
+--   B:l:<lane>:ev     the lane's events on this partition: one entry per B:ev entry holding events
+--                     of the lane, under the id of the lane's last event there; r = the id of that
+--                     B:ev entry, or "" when it is the same id
+--   B:evt             hash: "" -> the id of the newest event trimmed from B:ev; <lane> -> the
+--                     newest entry trimmed of that lane's stream (an offset before it has lost
+--                     events); "\0n" (FF.EV_COUNT) -> the events B:ev holds
 --   B:evw             hash: scope (l:<lane>, e:<execution>, f:<flow>) -> until when (server ms)
 --                     a process listens to it: an event of a listened scope is published on
 --                     `<prefix>:ev:<scope>`; without listeners nothing is published
--- Trimming: at write, a B:ev longer than FF.EV_CAP + FF.EV_SLACK loses its oldest entries down to
--- the cap; trimRetention drops the oldest while their time is older than the retention
--- (FF.ev_trim_age).
+-- Trimming: at write, a B:ev holding more than FF.EV_CAP + FF.EV_SLACK events loses its oldest
+-- entries down to the cap; trimRetention drops the oldest entries while their last event's time is
+-- older than the retention (FF.ev_trim_age).
 -- ===========================================================================
 
 FF.EV_SLACK = 64
+FF.EV_PACK = 128 -- events of one entry of B:ev, at most (a call's events of a partition fill several)
 FF.EV_CAP = 3907 -- per partition: ceil(Limits.eventsRetained / 256)
 FF.EV_RETENTION_MS = 3600000 -- Limits.eventRetentionMs
 
@@ -189,15 +196,19 @@ local function trim_events(B, n)
   if n <= FF.EV_CAP + FF.EV_SLACK then return nil end
   local k, evt = B .. ":ev", B .. ":evt"
   local want, dropped, last, from = n - FF.EV_CAP, 0, nil, "-"
+  -- (read a few entries at a time: an entry holds up to FF.EV_PACK events, and a trim drops about
+  -- one call's worth)
+  local count = 1
   while dropped < want do
-    local chunk = C("XRANGE", k, from, "+", "COUNT", 200)
+    local chunk = C("XRANGE", k, from, "+", "COUNT", count)
     for _, entry in ipairs(chunk) do
       dropped = dropped + ev_count(entry)
       last = entry
       if dropped >= want then break end
     end
-    if #chunk < 200 or last == nil then break end
+    if #chunk < count or last == nil then break end
     from = "(" .. last[1]
+    count = math.min(count * 2, 64)
   end
   if last == nil then return nil end
   C("XTRIM", k, "MINID", next_id(last[1]))
@@ -284,32 +295,42 @@ function FF.ev_flush(now, now_is_server)
   end
   local pubs = nil
   for _, B in ipairs(bases) do
-    local recs, k, evt = by[B], B .. ":ev", B .. ":evt"
-    local n = #recs
-    -- the ids' ms: the clock, or the stream's last ms when the clock is behind it (an XADD of an
-    -- id below the stream's last is refused, and then written with the last ms)
-    local ms = clock
-    local id = redis.pcall("XADD", unpack(ev_args(k, recs, ms)))
-    if type(id) ~= "string" then
-      ms = math.max(ms, last_ms(k, evt, ""))
-      id = C("XADD", unpack(ev_args(k, recs, ms)))
-    end
-    -- the entry's events take the ids from its own onwards (the next entry's come after them)
-    if n > 1 then C("XSETID", k, ev_id_at(id, n - 1)) end
-    -- per lane, one entry under the id of the lane's last event here; r: the B:ev entry holding
-    -- it ("" when that is the same id)
-    local lanes, last_of = {}, {}
-    for j = 1, n do
-      local l = recs[j].l
-      if l ~= "" then
-        if last_of[l] == nil then lanes[#lanes + 1] = l end
-        last_of[l] = j - 1
+    local all, k, evt = by[B], B .. ":ev", B .. ":evt"
+    local n = #all
+    local lanes, seen_lane = {}, {}
+    for from = 1, n, FF.EV_PACK do
+      local recs = { unpack(all, from, math.min(n, from + FF.EV_PACK - 1)) }
+      local m = #recs
+      -- the ids' ms: the clock, or the stream's last ms when the clock is behind it (an XADD of
+      -- an id below the stream's last is refused, and then written with the last ms)
+      local ms = clock
+      local id = redis.pcall("XADD", unpack(ev_args(k, recs, ms)))
+      if type(id) ~= "string" then
+        ms = math.max(ms, last_ms(k, evt, ""))
+        id = C("XADD", unpack(ev_args(k, recs, ms)))
+      end
+      -- the entry's events take the ids from its own onwards (the next entry's come after them)
+      if m > 1 then C("XSETID", k, ev_id_at(id, m - 1)) end
+      -- per lane, one entry under the id of the lane's last event here; r: the B:ev entry
+      -- holding it ("" when that is the same id)
+      local order, last_of = {}, {}
+      for j = 1, m do
+        local l = recs[j].l
+        if l ~= "" then
+          if last_of[l] == nil then order[#order + 1] = l end
+          last_of[l] = j - 1
+        end
+      end
+      for _, l in ipairs(order) do
+        local j = last_of[l]
+        C("XADD", K.lane(B, l, "ev"), ev_id_at(id, j), "r", j == 0 and "" or id)
+        if not seen_lane[l] then
+          seen_lane[l] = true
+          lanes[#lanes + 1] = l
+        end
       end
     end
-    for _, l in ipairs(lanes) do
-      local j = last_of[l]
-      C("XADD", K.lane(B, l, "ev"), ev_id_at(id, j), "r", j == 0 and "" or id)
-    end
+    local recs = all
     -- the count of events (a stream written before the count existed holds one event per entry)
     local count = C("HINCRBY", evt, FF.EV_COUNT, n)
     if count == n then
@@ -358,7 +379,8 @@ local function entry_at(entry)
   return tonumber(string.match(entry[1], "^(%d+)-"))
 end
 
-FF.EV_TRIM_SCAN = 5000 -- entries one pass looks at per partition, at most
+FF.EV_TRIM_SCAN = 5000 -- events one pass drops per partition, at most (whole entries: a few more)
+FF.EV_CHUNK = 32 -- entries of B:ev one XRANGE of a scan reads
 
 -- Drops the oldest events of partition B while their time is at or before now - retention (as
 -- far as the first younger one, by whole entries), and from each lane's stream the entries of the
@@ -368,7 +390,7 @@ function FF.ev_trim_age(B, now)
   local cutoff = now - FF.EV_RETENTION_MS
   local newest, from, seen, dropped = nil, "-", 0, 0
   while seen < FF.EV_TRIM_SCAN do
-    local chunk = C("XRANGE", k, from, "+", "COUNT", 200)
+    local chunk = C("XRANGE", k, from, "+", "COUNT", FF.EV_CHUNK)
     local young = false
     for _, entry in ipairs(chunk) do
       if entry_at(entry) > cutoff then
@@ -378,8 +400,8 @@ function FF.ev_trim_age(B, now)
       newest = entry
       dropped = dropped + ev_count(entry)
     end
-    seen = seen + #chunk
-    if young or #chunk < 200 then break end
+    seen = dropped
+    if young or #chunk < FF.EV_CHUNK then break end
     from = "(" .. newest[1]
   end
   if newest == nil then return end
@@ -424,8 +446,8 @@ local function end_of(k, trimmed)
 end
 
 -- The events of B:ev entry `entry` after `after` (an id, or nil: all), each as {id, e, l, f, d},
--- appended to `out` from position `from` on while `keep` (nil: every event) accepts the event's
--- lane and id; returns the count appended.
+-- appended to `out` when `keep` (nil: every event) accepts the event's lane and id; returns the
+-- count appended.
 local function ev_expand(entry, after, out, keep)
   local v = entry[2]
   local got = 0
@@ -447,7 +469,7 @@ local function lane_end(k, trimmed)
   return "0-0"
 end
 
-FF.EV_SCAN = 2000 -- entries of B:ev one read call looks at, at most
+FF.EV_SCAN = 2000 -- events of B:ev one read call looks at, at most (whole entries: a few more)
 
 -- ff_read_events (readEvents of an execution or a flow): the events of partition B whose
 -- execution (a.execution_id) or flow (a.flow_id) is the one asked, after a.after.
@@ -494,15 +516,15 @@ FF.fn.read_events = function(B, a)
   end
   local full = first ~= nil and take(first)
   while not full do
-    local chunk = C("XRANGE", k, from, "+", "COUNT", 200)
+    local chunk = C("XRANGE", k, from, "+", "COUNT", FF.EV_CHUNK)
     for _, entry in ipairs(chunk) do
-      scanned = scanned + 1
+      scanned = scanned + ev_count(entry)
       if take(entry) then
         full = true
         break
       end
     end
-    if full or #chunk < 200 then break end
+    if full or #chunk < FF.EV_CHUNK then break end
     if scanned >= FF.EV_SCAN then
       r[5] = "1"
       break
