@@ -755,6 +755,39 @@ describe("valkey function library", () => {
           expect(after[0]!.offset > all[6]!.offset || after[0]!.offset.length > all[6]!.offset.length).toBe(true)
         }))
 
+      it.scoped("a call with more than 128 events of a partition writes them in entries of 128; reads see each once, in order", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const ids: Array<Ids.ExecutionId> = []
+          for (let i = 0; i < 200; i++) ids.push(yield* Ids.executionIdSolo(l))
+          const p = Ids.executionPartition(ids[0]!)
+          for (let i = 0; i < ids.length; i += 100) yield* create(ids.slice(i, i + 100), l)
+          const before = yield* Effect.promise(() => r.xlen(`${base(p)}:ev`))
+          const claimed = yield* b.claimMany({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy }, 200)
+          expect(claimed.length).toBe(200)
+          // one call: 200 Claimed events in two entries (128 + 72), two lane entries
+          expect(yield* Effect.promise(() => r.xlen(`${base(p)}:ev`))).toBe(before + 2)
+          expect(yield* Effect.promise(() => r.xlen(`${base(p)}:l:${l}:ev`))).toBe(4)
+          for (const limit of [7, 128, 500]) {
+            const all = yield* readAll({ _tag: "Lane", laneId: l }, limit)
+            expect(all.length).toBe(400)
+            expect(new Set(all.map((e) => e.offset)).size).toBe(400)
+            expect(all.slice(0, 200).map(idOf)).toEqual(ids)
+            expect(new Set(all.slice(200).map((e) => e._tag))).toEqual(new Set(["Claimed"]))
+            expect(new Set(all.slice(200).map(idOf))).toEqual(new Set(ids))
+          }
+          const all = yield* readAll({ _tag: "Lane", laneId: l }, 500)
+          // the event at the border of the two entries, and the one after it, read by execution
+          for (const i of [327, 328, 329]) {
+            const own = yield* readAll({ _tag: "Execution", executionId: idOf(all[i]!) as Ids.ExecutionId }, 10)
+            expect(own.map((e) => e.offset)).toEqual([all[ids.indexOf(idOf(all[i]!) as Ids.ExecutionId)]!.offset, all[i]!.offset])
+          }
+          const events = yield* streamEvents(r, p)
+          expect(Number(yield* Effect.promise(() => r.hget(`${base(p)}:evt`, "\0n")))).toBe(events.length)
+        }))
+
       it.scoped("a stream written one event per entry, without a count (library version 6), is read and counted on", () =>
         Effect.gen(function*() {
           const r = yield* admin()
