@@ -268,6 +268,16 @@ local function ev_args(k, recs, ms)
   return t
 end
 
+-- XADD of the events `recs` of one partition to stream `k` with ids of `ms` (redis.pcall: its
+-- reply, the entry's id or an error).
+local function ev_xadd(k, recs, ms)
+  if #recs == 1 then
+    local rec = recs[1]
+    return redis.pcall("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", ev_text(rec, ms))
+  end
+  return redis.pcall("XADD", unpack(ev_args(k, recs, ms)))
+end
+
 -- Writes the call's queued events (after noting its touched flows): the events of one partition
 -- as one entry of B:ev (the stream's next ids reserved for them with XSETID) and, per lane, one
 -- entry of the lane's stream; trims each partition's stream and, with it, the lane streams this
@@ -281,52 +291,71 @@ function FF.ev_flush(now, now_is_server)
   -- (the call's TIME when it read one: calls do not interleave, so a reader's TIME after this
   -- call is at least that; see the lane reads' horizon)
   local clock = now_is_server and now or FF.now()
-  -- base -> its events in call order
-  local bases, by = {}, {}
-  for i = 1, #q do
-    local rec = q[i]
-    local list = by[rec.B]
-    if list == nil then
-      list = {}
-      by[rec.B] = list
-      bases[#bases + 1] = rec.B
+  -- base -> its events in call order (most calls write on one partition: the queue itself)
+  local B1 = q[1].B
+  local bases, by = { B1 }, { [B1] = q }
+  for i = 2, #q do
+    if q[i].B ~= B1 then
+      bases, by = {}, {}
+      for j = 1, #q do
+        local rec = q[j]
+        local list = by[rec.B]
+        if list == nil then
+          list = {}
+          by[rec.B] = list
+          bases[#bases + 1] = rec.B
+        end
+        list[#list + 1] = rec
+      end
+      break
     end
-    list[#list + 1] = rec
   end
   local pubs = nil
   for _, B in ipairs(bases) do
     local all, k, evt = by[B], B .. ":ev", B .. ":evt"
     local n = #all
-    local lanes, seen_lane = {}, {}
+    -- the lanes written (a call's events are mostly of one lane: l1, the others in `more`)
+    local l1, more = nil, nil
     for from = 1, n, FF.EV_PACK do
-      local recs = { unpack(all, from, math.min(n, from + FF.EV_PACK - 1)) }
+      local recs = n <= FF.EV_PACK and all or { unpack(all, from, math.min(n, from + FF.EV_PACK - 1)) }
       local m = #recs
       -- the ids' ms: the clock, or the stream's last ms when the clock is behind it (an XADD of
       -- an id below the stream's last is refused, and then written with the last ms)
       local ms = clock
-      local id = redis.pcall("XADD", unpack(ev_args(k, recs, ms)))
+      local id = ev_xadd(k, recs, ms)
       if type(id) ~= "string" then
         ms = math.max(ms, last_ms(k, evt, ""))
-        id = C("XADD", unpack(ev_args(k, recs, ms)))
+        id = ev_xadd(k, recs, ms)
+        if type(id) ~= "string" then return error(id) end
       end
       -- the entry's events take the ids from its own onwards (the next entry's come after them)
       if m > 1 then C("XSETID", k, ev_id_at(id, m - 1)) end
       -- per lane, one entry under the id of the lane's last event here; r: the B:ev entry
       -- holding it ("" when that is the same id)
-      local order, last_of = {}, {}
+      local order, last_of = nil, nil
+      local first, at1 = nil, nil
       for j = 1, m do
         local l = recs[j].l
         if l ~= "" then
-          if last_of[l] == nil then order[#order + 1] = l end
-          last_of[l] = j - 1
+          if first == nil or l == first then
+            first, at1 = l, j - 1
+          else
+            if order == nil then order, last_of = {}, {} end
+            if last_of[l] == nil then order[#order + 1] = l end
+            last_of[l] = j - 1
+          end
         end
       end
-      for _, l in ipairs(order) do
-        local j = last_of[l]
-        C("XADD", K.lane(B, l, "ev"), ev_id_at(id, j), "r", j == 0 and "" or id)
-        if not seen_lane[l] then
-          seen_lane[l] = true
-          lanes[#lanes + 1] = l
+      if first ~= nil then
+        C("XADD", K.lane(B, first, "ev"), ev_id_at(id, at1), "r", at1 == 0 and "" or id)
+        if l1 == nil then l1 = first elseif l1 ~= first then more = more or {}; more[first] = true end
+      end
+      if order ~= nil then
+        more = more or {}
+        for _, l in ipairs(order) do
+          local j = last_of[l]
+          C("XADD", K.lane(B, l, "ev"), ev_id_at(id, j), "r", j == 0 and "" or id)
+          if l ~= l1 then more[l] = true end
         end
       end
     end
@@ -338,8 +367,11 @@ function FF.ev_flush(now, now_is_server)
       if len > 1 then count = C("HINCRBY", evt, FF.EV_COUNT, len - 1) end
     end
     local newest = trim_events(B, count)
-    if newest ~= nil then
-      for _, l in ipairs(lanes) do trim_lane(B, l, newest) end
+    if newest ~= nil and l1 ~= nil then
+      trim_lane(B, l1, newest)
+      if more ~= nil then
+        for l in pairs(more) do trim_lane(B, l, newest) end
+      end
     end
     -- wake-ups: only the scopes some process listens to until after now
     if C("EXISTS", B .. ":evw") == 1 then
