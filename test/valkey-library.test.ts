@@ -788,14 +788,14 @@ describe("valkey function library", () => {
           expect(Number(yield* Effect.promise(() => r.hget(`${base(p)}:evt`, "\0n")))).toBe(events.length)
         }))
 
-      it.scoped("a stream written one event per entry, without a count (library version 6), is read and counted on", () =>
+      it.scoped("a stream written one event per entry, without a count (library versions 6 and 7), is read and counted on", () =>
         Effect.gen(function*() {
           const r = yield* admin()
           const l = yield* lane
           const ids: Array<Ids.ExecutionId> = []
           for (let i = 0; i < 6; i++) ids.push(yield* Ids.executionIdSolo(l))
           const p = Ids.executionPartition(ids[0]!)
-          // single creates write one event per entry, as version 6 wrote every event; its store had no count
+          // single creates write one event per entry, as versions 6 and 7 wrote every event; its store had no count
           for (const id of ids.slice(0, 3)) yield* create([id], l)
           yield* Effect.promise(() => r.hdel(`${base(p)}:evt`, "\0n"))
           yield* create(ids.slice(3), l)

@@ -4,7 +4,7 @@
 -- (FF.ev_flush, from register.lua), in the same atomic step, after every check of the call:
 --   B:ev              the partition's events, a stream: one entry per call holds the call's events
 --                     of this partition (at most FF.EV_PACK; more fill several entries), each as
---                     the four fields below, in order (a store of library version 6 has one event
+--                     the four fields below, in order (a store of library version 6 or 7 has one event
 --                     per entry: the same layout). Event ids: the entry's id is its first event's,
 --                     `<ms>-<seq>` where ms is the server's clock (TIME) raised to the stream's
 --                     last ms when it went back; its other events take the next sequence numbers
