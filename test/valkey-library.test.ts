@@ -660,33 +660,148 @@ describe("valkey function library", () => {
     })
 
     describe("the event streams", () => {
+      /** The events of partition p's stream (each entry holds one or more: e, l, f, d each). */
+      const streamEvents = (r: Redis, p: number) =>
+        Effect.promise(async () => {
+          const entries = (await r.xrange(`${base(p)}:ev`, "-", "+")) as Array<[string, Array<string>]>
+          const out: Array<{ readonly e: string; readonly l: string }> = []
+          for (const [, v] of entries) for (let j = 0; j + 7 < v.length; j += 8) out.push({ e: v[j + 1]!, l: v[j + 3]! })
+          return out
+        })
+      const create = (ids: ReadonlyArray<Ids.ExecutionId>, l: Ids.LaneId) =>
+        Effect.flatMap(EngineBackend, (b) =>
+          b.createExecutions(ids.map((executionId) => ({
+            executionId,
+            laneId: l,
+            namespace: Ids.unsafe.namespace("lib"),
+            executionKind: "k"
+          }))))
+      /** Every event of `filter`, read in pages of `limit`. */
+      const readAll = (filter: M.EventFilter, limit: number, after: M.EventStart = "earliest") =>
+        Effect.gen(function*() {
+          const b = yield* EngineBackend
+          const out: Array<M.EngineEvent> = []
+          let from = after
+          for (let i = 0; i < 100; i++) {
+            const page = yield* b.readEvents({ filter, after: from, limit })
+            out.push(...page.events)
+            from = page.next
+            if (page.events.length < limit) return out
+          }
+          return expect.fail("too many pages")
+        })
+      const idOf = (e: M.EngineEvent) => (e._tag === "FlowStateChanged" ? "" : e.executionId)
+
       it.scoped("a lane's stream is trimmed with its partition's: both stay within the cap", () =>
         Effect.gen(function*() {
           const r = yield* admin()
           const b = yield* EngineBackend
           const l = yield* lane
-          const cap = 3907 + 64 // FF.EV_CAP + FF.EV_SLACK
+          const cap = 3907 + 64 // FF.EV_CAP + FF.EV_SLACK, in events
           const ids: Array<Ids.ExecutionId> = []
           for (let i = 0; i < 4200; i++) ids.push(yield* Ids.executionIdSolo(l))
           const p = Ids.executionPartition(ids[0]!)
-          for (let i = 0; i < ids.length; i += 1000) {
-            yield* b.createExecutions(ids.slice(i, i + 1000).map((executionId) => ({
-              executionId,
-              laneId: l,
-              namespace: Ids.unsafe.namespace("lib"),
-              executionKind: "k"
-            })))
-          }
-          const stream = yield* Effect.promise(() => r.xlen(`${base(p)}:ev`))
+          for (let i = 0; i < ids.length; i += 1000) yield* create(ids.slice(i, i + 1000), l)
+          const events = (yield* streamEvents(r, p)).filter((e) => e.l === l)
           const laneStream = yield* Effect.promise(() => r.xlen(`${base(p)}:l:${l}:ev`))
-          expect(stream).toBeLessThanOrEqual(cap)
+          expect(events.length).toBeLessThanOrEqual(cap)
+          expect(events.length).toBeGreaterThan(3000)
           expect(laneStream).toBeLessThanOrEqual(cap)
-          expect(laneStream).toBeGreaterThan(3000)
+          // the count of events kept beside the stream is the stream's
+          const all = yield* streamEvents(r, p)
+          expect(Number(yield* Effect.promise(() => r.hget(`${base(p)}:evt`, "\0n")))).toBe(all.length)
           // the lane's read starts at its oldest retained event and ends with the newest create
           const page = yield* b.readEvents({ filter: { _tag: "Lane", laneId: l }, limit: 10 })
           expect(page.events.map((e) => e._tag)).toEqual(Array(10).fill("ExecutionCreated"))
-          const oldest = ids.findIndex((id) => page.events[0]!._tag !== "FlowStateChanged" && id === page.events[0]!.executionId)
-          expect(oldest).toBe(ids.length - laneStream)
+          expect(ids.indexOf(idOf(page.events[0]!) as Ids.ExecutionId)).toBe(ids.length - events.length)
+        }))
+
+      it.scoped("the events of one call are one entry of the partition's stream and one of the lane's; each keeps its own offset", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const ids: Array<Ids.ExecutionId> = []
+          for (let i = 0; i < 7; i++) ids.push(yield* Ids.executionIdSolo(l))
+          const p = Ids.executionPartition(ids[0]!)
+          const before = yield* Effect.promise(() => r.xlen(`${base(p)}:ev`))
+          yield* create(ids, l)
+          expect(yield* Effect.promise(() => r.xlen(`${base(p)}:ev`))).toBe(before + 1)
+          expect(yield* Effect.promise(() => r.xlen(`${base(p)}:l:${l}:ev`))).toBe(1)
+          // a lane read in pages that end inside the entry: every event once, in order
+          for (const limit of [1, 3, 7, 100]) {
+            const lanePage = yield* readAll({ _tag: "Lane", laneId: l }, limit)
+            expect(lanePage.map(idOf)).toEqual(ids)
+            expect(new Set(lanePage.map((e) => e.offset)).size).toBe(7)
+          }
+          const all = yield* readAll({ _tag: "Lane", laneId: l }, 100)
+          // an execution's read finds its event inside the entry, from the start or from an
+          // offset inside the entry (before or at the event)
+          for (let i = 0; i < 7; i++) {
+            const own = yield* readAll({ _tag: "Execution", executionId: ids[i]! }, 10)
+            expect(own.map((e) => e.offset)).toEqual([all[i]!.offset])
+          }
+          const later = yield* readAll({ _tag: "Execution", executionId: ids[5]! }, 10, all[2]!.offset)
+          expect(later.map((e) => e.offset)).toEqual([all[5]!.offset])
+          expect(yield* readAll({ _tag: "Execution", executionId: ids[2]! }, 10, all[2]!.offset)).toEqual([])
+          // the lane's read from an offset inside the entry goes on after it
+          expect((yield* readAll({ _tag: "Lane", laneId: l }, 2, all[3]!.offset)).map(idOf)).toEqual(ids.slice(4))
+          // the next call's events come after all of them
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag === "None") return expect.fail("nothing claimed")
+          const after = yield* readAll({ _tag: "Lane", laneId: l }, 100, all[6]!.offset)
+          expect(after.map((e) => e._tag)).toEqual(["Claimed"])
+          expect(ids).toContain(idOf(after[0]!))
+          expect(after[0]!.offset > all[6]!.offset || after[0]!.offset.length > all[6]!.offset.length).toBe(true)
+        }))
+
+      it.scoped("a call with more than 128 events of a partition writes them in entries of 128; reads see each once, in order", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const ids: Array<Ids.ExecutionId> = []
+          for (let i = 0; i < 200; i++) ids.push(yield* Ids.executionIdSolo(l))
+          const p = Ids.executionPartition(ids[0]!)
+          for (let i = 0; i < ids.length; i += 100) yield* create(ids.slice(i, i + 100), l)
+          const before = yield* Effect.promise(() => r.xlen(`${base(p)}:ev`))
+          const claimed = yield* b.claimMany({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy }, 200)
+          expect(claimed.length).toBe(200)
+          // one call: 200 Claimed events in two entries (128 + 72), two lane entries
+          expect(yield* Effect.promise(() => r.xlen(`${base(p)}:ev`))).toBe(before + 2)
+          expect(yield* Effect.promise(() => r.xlen(`${base(p)}:l:${l}:ev`))).toBe(4)
+          for (const limit of [7, 128, 500]) {
+            const all = yield* readAll({ _tag: "Lane", laneId: l }, limit)
+            expect(all.length).toBe(400)
+            expect(new Set(all.map((e) => e.offset)).size).toBe(400)
+            expect(all.slice(0, 200).map(idOf)).toEqual(ids)
+            expect(new Set(all.slice(200).map((e) => e._tag))).toEqual(new Set(["Claimed"]))
+            expect(new Set(all.slice(200).map(idOf))).toEqual(new Set(ids))
+          }
+          const all = yield* readAll({ _tag: "Lane", laneId: l }, 500)
+          // the event at the border of the two entries, and the one after it, read by execution
+          for (const i of [327, 328, 329]) {
+            const own = yield* readAll({ _tag: "Execution", executionId: idOf(all[i]!) as Ids.ExecutionId }, 10)
+            expect(own.map((e) => e.offset)).toEqual([all[ids.indexOf(idOf(all[i]!) as Ids.ExecutionId)]!.offset, all[i]!.offset])
+          }
+          const events = yield* streamEvents(r, p)
+          expect(Number(yield* Effect.promise(() => r.hget(`${base(p)}:evt`, "\0n")))).toBe(events.length)
+        }))
+
+      it.scoped("a stream written one event per entry, without a count (library versions 6 and 7), is read and counted on", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const l = yield* lane
+          const ids: Array<Ids.ExecutionId> = []
+          for (let i = 0; i < 6; i++) ids.push(yield* Ids.executionIdSolo(l))
+          const p = Ids.executionPartition(ids[0]!)
+          // single creates write one event per entry, as versions 6 and 7 wrote every event; its store had no count
+          for (const id of ids.slice(0, 3)) yield* create([id], l)
+          yield* Effect.promise(() => r.hdel(`${base(p)}:evt`, "\0n"))
+          yield* create(ids.slice(3), l)
+          const all = yield* streamEvents(r, p)
+          expect(Number(yield* Effect.promise(() => r.hget(`${base(p)}:evt`, "\0n")))).toBe(all.length)
+          expect((yield* readAll({ _tag: "Lane", laneId: l }, 2)).map(idOf)).toEqual(ids)
         }))
     })
   })

@@ -2,30 +2,37 @@
 -- events.lua: the event log (docs/design/events.md, "Valkey"). Every transition of an execution
 -- and every change of a flow's public state is queued during the call and written at its end
 -- (FF.ev_flush, from register.lua), in the same atomic step, after every check of the call:
---   B:ev              the partition's events, a stream. An entry's id is `<ms>-<seq>` where ms is
---                     the server's clock (TIME) raised to the stream's last ms when it went back:
---                     any event written after a read of the server's TIME gets an id of that
---                     time or later, which the lane reads rely on (events.ts). Fields, the same
---                     four in every entry (a stream stores repeated names once):
+--   B:ev              the partition's events, a stream: one entry per call holds the call's events
+--                     of this partition (at most FF.EV_PACK; more fill several entries), each as
+--                     the four fields below, in order (a store of library version 6 or 7 has one event
+--                     per entry: the same layout). Event ids: the entry's id is its first event's,
+--                     `<ms>-<seq>` where ms is the server's clock (TIME) raised to the stream's
+--                     last ms when it went back; its other events take the next sequence numbers
+--                     (reserved with XSETID: the stream's last id is the entry's last event's).
+--                     Any event written after a read of the server's TIME gets an id of that time
+--                     or later, which the lane reads rely on (events.ts). Per event:
 --                       e  the execution id ("" for a flow's event)
 --                       l  the lane ("" for a flow's event)
 --                       f  the flow id ("" when none)
 --                       d  code|at|fields...: the type, the event's time (the call's now; empty
 --                          when it is the id's ms), then the type's fields (FF.ev_transition), a
 --                          free text field always last (it may hold "|")
---   B:l:<lane>:ev     the lane's events on this partition: one entry per event of B:ev, under the
---                     same id, holding nothing else (r = "")
---   B:evt             hash: "" -> the id of the newest B:ev entry trimmed; <lane> -> the newest
---                     entry trimmed of that lane's stream (an offset before it has lost events)
+--   B:l:<lane>:ev     the lane's events on this partition: one entry per B:ev entry holding events
+--                     of the lane, under the id of the lane's last event there; r = the id of that
+--                     B:ev entry, or "" when it is the same id
+--   B:evt             hash: "" -> the id of the newest event trimmed from B:ev; <lane> -> the
+--                     newest entry trimmed of that lane's stream (an offset before it has lost
+--                     events); "\0n" (FF.EV_COUNT) -> the events B:ev holds
 --   B:evw             hash: scope (l:<lane>, e:<execution>, f:<flow>) -> until when (server ms)
 --                     a process listens to it: an event of a listened scope is published on
 --                     `<prefix>:ev:<scope>`; without listeners nothing is published
--- Trimming: at write, a B:ev longer than FF.EV_CAP + FF.EV_SLACK loses its oldest entries down to
--- the cap; trimRetention drops the oldest while their time is older than the retention
--- (FF.ev_trim_age).
+-- Trimming: at write, a B:ev holding more than FF.EV_CAP + FF.EV_SLACK events loses its oldest
+-- entries down to the cap; trimRetention drops the oldest entries while their last event's time is
+-- older than the retention (FF.ev_trim_age).
 -- ===========================================================================
 
 FF.EV_SLACK = 64
+FF.EV_PACK = 128 -- events of one entry of B:ev, at most (a call's events of a partition fill several)
 FF.EV_CAP = 3907 -- per partition: ceil(Limits.eventsRetained / 256)
 FF.EV_RETENTION_MS = 3600000 -- Limits.eventRetentionMs
 
@@ -155,30 +162,64 @@ local function next_id(id)
   return ms .. "-" .. FF.s(tonumber(seq) + 1)
 end
 
--- The last id of stream `k` as {ms, seq}, or of what was trimmed of it (`trimmed`), or {0, 0}.
-local function last_id(k, evt, field)
+-- The id of the event at position j (0: the entry's own) of an entry of id `id`.
+local function ev_id_at(id, j)
+  if j == 0 then return id end
+  local ms, seq = string.match(id, "^(%d+)-(%d+)$")
+  return ms .. "-" .. FF.s(tonumber(seq) + j)
+end
+
+-- The events an entry of B:ev holds (its fields come in groups of e, l, f, d, one per event).
+local function ev_count(entry) return math.floor(#entry[2] / 8) end
+
+-- The id of the last event of entry `entry` ({id, fields}).
+local function ev_last_id(entry) return ev_id_at(entry[1], ev_count(entry) - 1) end
+
+-- The ms of the last id stream `k` has given (its last entry's last event), or of what was trimmed
+-- of it (`trimmed`), or 0.
+local function last_ms(k, evt, field)
   local r = C("XREVRANGE", k, "+", "-", "COUNT", 1)
-  local id = r[1] and r[1][1]
+  local id = r[1] and ev_last_id(r[1])
   if id == nil then id = C("HGET", evt, field) end
   if not id or id == "" then return 0 end
   local ms = tonumber(string.match(id, "^(%d+)-"))
   return ms or 0
 end
 
--- Keeps stream `k` at most `cap` entries long (trimmed in steps of FF.EV_SLACK), noting the newest
--- entry it drops under `field` of B:evt; returns that entry's id (nil when nothing was dropped).
-local function trim_to(k, evt, field, cap)
-  local n = C("XLEN", k)
-  if n <= cap + FF.EV_SLACK then return nil end
-  local drop = C("XRANGE", k, "-", "+", "COUNT", n - cap)
-  local newest = drop[#drop][1]
-  C("XTRIM", k, "MINID", next_id(newest))
-  C("HSET", evt, field, newest)
+-- The B:evt field counting the events of B:ev (a NUL byte: never a lane's name).
+FF.EV_COUNT = "\0n"
+
+-- Keeps partition B's stream at most FF.EV_CAP events long (trimmed by whole entries once it
+-- holds FF.EV_SLACK more), given its count `n` of events; notes the last event it drops under ""
+-- of B:evt and returns that event's id (nil when nothing was dropped).
+local function trim_events(B, n)
+  if n <= FF.EV_CAP + FF.EV_SLACK then return nil end
+  local k, evt = B .. ":ev", B .. ":evt"
+  local want, dropped, last, from = n - FF.EV_CAP, 0, nil, "-"
+  -- (read a few entries at a time: an entry holds up to FF.EV_PACK events, and a trim drops about
+  -- one call's worth)
+  local count = 1
+  while dropped < want do
+    local chunk = C("XRANGE", k, from, "+", "COUNT", count)
+    for _, entry in ipairs(chunk) do
+      dropped = dropped + ev_count(entry)
+      last = entry
+      if dropped >= want then break end
+    end
+    if #chunk < count or last == nil then break end
+    from = "(" .. last[1]
+    count = math.min(count * 2, 64)
+  end
+  if last == nil then return nil end
+  C("XTRIM", k, "MINID", next_id(last[1]))
+  local newest = ev_last_id(last)
+  C("HSET", evt, "", newest)
+  C("HINCRBY", evt, FF.EV_COUNT, -dropped)
   return newest
 end
 
 -- Drops from lane `lane`'s stream on partition B the entries of the events up to `newest` (the
--- newest entry trimmed of B:ev), noting the last one dropped under the lane in B:evt.
+-- newest event trimmed of B:ev), noting the last one dropped under the lane in B:evt.
 local function trim_lane(B, lane, newest)
   local lk = K.lane(B, lane, "ev")
   local r = C("XREVRANGE", lk, newest, "-", "COUNT", 1)
@@ -214,11 +255,35 @@ local function ev_text(rec, at_ms)
   return x
 end
 
--- Writes the call's queued events (after noting its touched flows), trims each partition's
--- stream and, with it, the lane streams this call wrote (a lane stream holds only ids of its
--- partition's stream: so it stays as bounded as that stream), and publishes the events of the
--- scopes some process listens to (B:evw: one HMGET per partition of the scopes of its events,
--- never the whole hash).
+-- The XADD arguments of the events `recs` of one partition written with ids of `ms` (the stream
+-- key and `<ms>-*` first, then e, l, f, d per event).
+local function ev_args(k, recs, ms)
+  local t, n = { k, FF.s(ms) .. "-*" }, 2
+  for i = 1, #recs do
+    local rec = recs[i]
+    t[n + 1], t[n + 2], t[n + 3], t[n + 4] = "e", rec.e, "l", rec.l
+    t[n + 5], t[n + 6], t[n + 7], t[n + 8] = "f", rec.f, "d", ev_text(rec, ms)
+    n = n + 8
+  end
+  return t
+end
+
+-- XADD of the events `recs` of one partition to stream `k` with ids of `ms` (redis.pcall: its
+-- reply, the entry's id or an error).
+local function ev_xadd(k, recs, ms)
+  if #recs == 1 then
+    local rec = recs[1]
+    return redis.pcall("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", ev_text(rec, ms))
+  end
+  return redis.pcall("XADD", unpack(ev_args(k, recs, ms)))
+end
+
+-- Writes the call's queued events (after noting its touched flows): the events of one partition
+-- as one entry of B:ev (the stream's next ids reserved for them with XSETID) and, per lane, one
+-- entry of the lane's stream; trims each partition's stream and, with it, the lane streams this
+-- call wrote (a lane stream holds only ids of its partition's stream: so it stays as bounded as
+-- that stream), and publishes the events of the scopes some process listens to (B:evw: one HMGET
+-- per partition of the scopes of its events, never the whole hash).
 function FF.ev_flush(now, now_is_server)
   for _, t in ipairs(FF.evf) do FF.ev_flow_note(t[1], t[2], now) end
   local q = FF.evq
@@ -226,64 +291,99 @@ function FF.ev_flush(now, now_is_server)
   -- (the call's TIME when it read one: calls do not interleave, so a reader's TIME after this
   -- call is at least that; see the lane reads' horizon)
   local clock = now_is_server and now or FF.now()
-  local last, bases = {}, {}
-  -- base -> lane -> the lane stream's key; base -> {scope list}, scope -> true
-  local lanes, scopes = {}, {}
-  -- (the stream key and the id argument of the last base and ms, built once for the run of events
-  -- that share them: a call's events are mostly of one partition and one ms)
-  local kB, k, kms, kid = nil, nil, nil, nil
-  for i = 1, #q do
-    local rec = q[i]
-    local B = rec.B
-    if B ~= kB then kB, k = B, B .. ":ev" end
-    -- the id's ms: the clock, or the stream's last ms when the clock is behind it (an XADD of
-    -- an id below the stream's last is refused, and then written with the last ms)
-    local ms = last[B]
-    if ms == nil then
-      bases[#bases + 1] = B
-      -- (the scopes of the events are gathered only when some process listens on the partition)
-      lanes[B] = {}
-      scopes[B] = C("EXISTS", B .. ":evw") == 1 and { list = {}, seen = {} } or false
-      ms = clock
-    elseif clock > ms then
-      ms = clock
-    end
-    if ms ~= kms then kms, kid = ms, FF.s(ms) .. "-*" end
-    local id = redis.pcall("XADD", k, kid, "e", rec.e, "l", rec.l, "f", rec.f, "d", ev_text(rec, ms))
-    if type(id) ~= "string" then
-      ms = math.max(ms, last_id(k, B .. ":evt", ""))
-      kms, kid = ms, FF.s(ms) .. "-*"
-      id = C("XADD", k, kid, "e", rec.e, "l", rec.l, "f", rec.f, "d", ev_text(rec, ms))
-    end
-    last[B] = ms
-    local l = rec.l
-    if l ~= "" then
-      local lk = lanes[B][l]
-      if lk == nil then
-        lk = K.lane(B, l, "ev")
-        lanes[B][l] = lk
-      end
-      C("XADD", lk, id, "r", "")
-    end
-    local sc = scopes[B]
-    if sc then
-      for _, scope in ipairs(scopes_of(rec)) do
-        if not sc.seen[scope] then
-          sc.seen[scope] = true
-          sc.list[#sc.list + 1] = scope
+  -- base -> its events in call order (most calls write on one partition: the queue itself)
+  local B1 = q[1].B
+  local bases, by = { B1 }, { [B1] = q }
+  for i = 2, #q do
+    if q[i].B ~= B1 then
+      bases, by = {}, {}
+      for j = 1, #q do
+        local rec = q[j]
+        local list = by[rec.B]
+        if list == nil then
+          list = {}
+          by[rec.B] = list
+          bases[#bases + 1] = rec.B
         end
+        list[#list + 1] = rec
       end
+      break
     end
   end
   local pubs = nil
   for _, B in ipairs(bases) do
-    local newest = trim_to(B .. ":ev", B .. ":evt", "", FF.EV_CAP)
-    if newest ~= nil then
-      for lane in pairs(lanes[B]) do trim_lane(B, lane, newest) end
+    local all, k, evt = by[B], B .. ":ev", B .. ":evt"
+    local n = #all
+    -- the lanes written (a call's events are mostly of one lane: l1, the others in `more`)
+    local l1, more = nil, nil
+    for from = 1, n, FF.EV_PACK do
+      local recs = n <= FF.EV_PACK and all or { unpack(all, from, math.min(n, from + FF.EV_PACK - 1)) }
+      local m = #recs
+      -- the ids' ms: the clock, or the stream's last ms when the clock is behind it (an XADD of
+      -- an id below the stream's last is refused, and then written with the last ms)
+      local ms = clock
+      local id = ev_xadd(k, recs, ms)
+      if type(id) ~= "string" then
+        ms = math.max(ms, last_ms(k, evt, ""))
+        id = ev_xadd(k, recs, ms)
+        if type(id) ~= "string" then return error(id) end
+      end
+      -- the entry's events take the ids from its own onwards (the next entry's come after them)
+      if m > 1 then C("XSETID", k, ev_id_at(id, m - 1)) end
+      -- per lane, one entry under the id of the lane's last event here; r: the B:ev entry
+      -- holding it ("" when that is the same id)
+      local order, last_of = nil, nil
+      local first, at1 = nil, nil
+      for j = 1, m do
+        local l = recs[j].l
+        if l ~= "" then
+          if first == nil or l == first then
+            first, at1 = l, j - 1
+          else
+            if order == nil then order, last_of = {}, {} end
+            if last_of[l] == nil then order[#order + 1] = l end
+            last_of[l] = j - 1
+          end
+        end
+      end
+      if first ~= nil then
+        C("XADD", K.lane(B, first, "ev"), ev_id_at(id, at1), "r", at1 == 0 and "" or id)
+        if l1 == nil then l1 = first elseif l1 ~= first then more = more or {}; more[first] = true end
+      end
+      if order ~= nil then
+        more = more or {}
+        for _, l in ipairs(order) do
+          local j = last_of[l]
+          C("XADD", K.lane(B, l, "ev"), ev_id_at(id, j), "r", j == 0 and "" or id)
+          if l ~= l1 then more[l] = true end
+        end
+      end
+    end
+    local recs = all
+    -- the count of events (a stream written before the count existed holds one event per entry)
+    local count = C("HINCRBY", evt, FF.EV_COUNT, n)
+    if count == n then
+      local len = C("XLEN", k)
+      if len > 1 then count = C("HINCRBY", evt, FF.EV_COUNT, len - 1) end
+    end
+    local newest = trim_events(B, count)
+    if newest ~= nil and l1 ~= nil then
+      trim_lane(B, l1, newest)
+      if more ~= nil then
+        for l in pairs(more) do trim_lane(B, l, newest) end
+      end
     end
     -- wake-ups: only the scopes some process listens to until after now
-    if scopes[B] then
-      local list = scopes[B].list
+    if C("EXISTS", B .. ":evw") == 1 then
+      local list, seen = {}, {}
+      for j = 1, n do
+        for _, scope in ipairs(scopes_of(recs[j])) do
+          if not seen[scope] then
+            seen[scope] = true
+            list[#list + 1] = scope
+          end
+        end
+      end
       for from = 1, #list, 1000 do
         local upto = math.min(#list, from + 999)
         local until_ = C("HMGET", B .. ":evw", unpack(list, from, upto))
@@ -302,39 +402,47 @@ function FF.ev_flush(now, now_is_server)
   end
 end
 
--- The time of entry `entry` ({id, {e, v, l, v, f, v, d, v}}): its d's second field, or its id's ms.
+-- The time of entry `entry` ({id, {e, v, l, v, f, v, d, v, ...}}): its last event's d's second
+-- field, or its id's ms.
 local function entry_at(entry)
-  local at = string.match(entry[2][8] or "", "^[^|]*|(%d*)")
+  local v = entry[2]
+  local at = string.match(v[#v] or "", "^[^|]*|(%d*)")
   if at ~= nil and at ~= "" then return tonumber(at) end
   return tonumber(string.match(entry[1], "^(%d+)-"))
 end
 
-FF.EV_TRIM_SCAN = 5000 -- entries one pass looks at per partition, at most
+FF.EV_TRIM_SCAN = 5000 -- events one pass drops per partition, at most (whole entries: a few more)
+FF.EV_CHUNK = 32 -- entries of B:ev one XRANGE of a scan reads
 
 -- Drops the oldest events of partition B while their time is at or before now - retention (as
--- far as the first younger one), and from each lane's stream the entries of the dropped events.
+-- far as the first younger one, by whole entries), and from each lane's stream the entries of the
+-- dropped events.
 function FF.ev_trim_age(B, now)
   local k = B .. ":ev"
   local cutoff = now - FF.EV_RETENTION_MS
-  local newest, from, seen = nil, "-", 0
+  local newest, from, seen, dropped = nil, "-", 0, 0
   while seen < FF.EV_TRIM_SCAN do
-    local chunk = C("XRANGE", k, from, "+", "COUNT", 200)
+    local chunk = C("XRANGE", k, from, "+", "COUNT", FF.EV_CHUNK)
     local young = false
     for _, entry in ipairs(chunk) do
       if entry_at(entry) > cutoff then
         young = true
         break
       end
-      newest = entry[1]
+      newest = entry
+      dropped = dropped + ev_count(entry)
     end
-    seen = seen + #chunk
-    if young or #chunk < 200 then break end
-    from = "(" .. newest
+    seen = dropped
+    if young or #chunk < FF.EV_CHUNK then break end
+    from = "(" .. newest[1]
   end
   if newest == nil then return end
-  C("XTRIM", k, "MINID", next_id(newest))
-  C("HSET", B .. ":evt", "", newest)
-  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do trim_lane(B, lane, newest) end
+  C("XTRIM", k, "MINID", next_id(newest[1]))
+  local last = ev_last_id(newest)
+  C("HSET", B .. ":evt", "", last)
+  -- (a count only where one is kept: an older store's is made at its next write)
+  if C("HEXISTS", B .. ":evt", FF.EV_COUNT) == 1 then C("HINCRBY", B .. ":evt", FF.EV_COUNT, -dropped) end
+  for _, lane in ipairs(C("SMEMBERS", K.idx(B, "lanes"))) do trim_lane(B, lane, last) end
 end
 
 -- Whether partition B's oldest event is older than the retention (a read).
@@ -360,15 +468,40 @@ local function id_lt(a, b)
   return as < bs
 end
 
--- The last id stream `k` has given, "0-0" when none: its last entry, else the newest trimmed.
+-- The last id stream `k` has given, "0-0" when none: its last entry's last event, else the newest
+-- trimmed.
 local function end_of(k, trimmed)
+  local r = C("XREVRANGE", k, "+", "-", "COUNT", 1)
+  if r[1] ~= nil then return ev_last_id(r[1]) end
+  if trimmed and trimmed ~= "" then return trimmed end
+  return "0-0"
+end
+
+-- The events of B:ev entry `entry` after `after` (an id, or nil: all), each as {id, e, l, f, d},
+-- appended to `out` when `keep` (nil: every event) accepts the event's lane and id; returns the
+-- count appended.
+local function ev_expand(entry, after, out, keep)
+  local v = entry[2]
+  local got = 0
+  for j = 0, ev_count(entry) - 1 do
+    local id = ev_id_at(entry[1], j)
+    if (after == nil or id_lt(after, id)) and (keep == nil or keep(v[8 * j + 4], id)) then
+      out[#out + 1] = { id, v[8 * j + 2], v[8 * j + 4], v[8 * j + 6], v[8 * j + 8] }
+      got = got + 1
+    end
+  end
+  return got
+end
+
+-- The last id lane stream `k` has given, "0-0" when none: its last entry, else the newest trimmed.
+local function lane_end(k, trimmed)
   local r = C("XREVRANGE", k, "+", "-", "COUNT", 1)
   if r[1] ~= nil then return r[1][1] end
   if trimmed and trimmed ~= "" then return trimmed end
   return "0-0"
 end
 
-FF.EV_SCAN = 2000 -- entries of B:ev one read call looks at, at most
+FF.EV_SCAN = 2000 -- events of B:ev one read call looks at, at most (whole entries: a few more)
 
 -- ff_read_events (readEvents of an execution or a flow): the events of partition B whose
 -- execution (a.execution_id) or flow (a.flow_id) is the one asked, after a.after.
@@ -385,40 +518,52 @@ FF.fn.read_events = function(B, a)
   local after = a.after
   if after == "latest" then return FF.ok("OK", stop, "0") end
   local from = "-"
+  local first = nil
   if after ~= "earliest" then
     if parse_id(after) == nil or (a.exact and id_lt(stop, after)) then return FF.err("invalid_offset") end
     if trimmed ~= "" and id_lt(after, trimmed) then return FF.err("event_offset_expired") end
     from = "(" .. after
+    -- (the entry holding `after` may hold later events too)
+    first = C("XREVRANGE", k, after, "-", "COUNT", 1)[1]
+  else
+    after = nil
   end
   local want_e, want_f = FF.str(a.execution_id), FF.str(a.flow_id)
   local limit = FF.num(a.limit, 100)
   local r = { 1, "OK", "", "", "0" }
-  local found, scanned, pos = 0, 0, after
-  while found < limit do
-    local chunk = C("XRANGE", k, from, "+", "COUNT", 200)
-    for _, entry in ipairs(chunk) do
-      local v = entry[2]
-      scanned = scanned + 1
-      pos = entry[1]
-      -- fields in their written order: e, l, f, d
-      if (want_e ~= "" and v[2] == want_e) or (want_f ~= "" and v[6] == want_f) then
-        r[#r + 1] = entry[1]
-        r[#r + 1] = v[2]
-        r[#r + 1] = v[4]
-        r[#r + 1] = v[6]
-        r[#r + 1] = v[8]
+  local found, scanned, pos = 0, 0, a.after
+  local evs = {}
+  local function take(entry)
+    for j = #evs, 1, -1 do evs[j] = nil end
+    ev_expand(entry, after, evs, nil)
+    for _, ev in ipairs(evs) do
+      pos = ev[1]
+      if (want_e ~= "" and ev[2] == want_e) or (want_f ~= "" and ev[4] == want_f) then
+        for j = 1, 5 do r[#r + 1] = ev[j] end
         found = found + 1
-        if found >= limit then break end
+        if found >= limit then return true end
       end
     end
-    if found >= limit or #chunk < 200 then break end
+    return false
+  end
+  local full = first ~= nil and take(first)
+  while not full do
+    local chunk = C("XRANGE", k, from, "+", "COUNT", FF.EV_CHUNK)
+    for _, entry in ipairs(chunk) do
+      scanned = scanned + ev_count(entry)
+      if take(entry) then
+        full = true
+        break
+      end
+    end
+    if full or #chunk < FF.EV_CHUNK then break end
     if scanned >= FF.EV_SCAN then
       r[5] = "1"
       break
     end
-    from = "(" .. pos
+    from = "(" .. chunk[#chunk][1]
   end
-  if found >= limit then
+  if full then
     r[5] = "1"
   elseif r[5] == "0" then
     pos = stop
@@ -434,17 +579,19 @@ end
 --   ARGV:   [1] now (unused), [2] {lane_id, after: "earliest" | "latest" | id (exclusive), limit}
 --   reply:  {1, "OK", "", end, last, more, start, clock, then per event: id, e, l, f, d}
 --           end: the last id of the lane's stream here (or "0-0"); reading from it sees only newer
---           last: the last entry looked at ("" none); more: "1" when a.limit entries were looked at;
+--           last: the last event looked at ("" none); more: "1" when a.limit events were read;
 --           start: the position read from (for "earliest": the oldest retained, exclusive);
 --           clock: the server's TIME in ms (every event written later has an id of it or later)
 --   errors: invalid_offset (malformed, or after the stream's end), event_offset_expired (events
 --           after a.after were trimmed)
+-- A lane stream's entry stands for the lane's events of one B:ev entry (its field r: that entry's
+-- id, "" when it is the lane entry's own) up to its own id.
 FF.fn.read_lane_events = function(B, a)
   local lane = FF.str(a.lane_id)
   local lk = K.lane(B, lane, "ev")
   local evt = C("HMGET", B .. ":evt", lane, "")
   local lane_trimmed, trimmed = evt[1] or "", evt[2] or ""
-  local stop = end_of(lk, lane_trimmed)
+  local stop = lane_end(lk, lane_trimmed)
   local after = a.after
   local t = C("TIME")
   local clock = FF.s(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -461,24 +608,32 @@ FF.fn.read_lane_events = function(B, a)
   end
   local limit = FF.num(a.limit, 100)
   local refs = C("XRANGE", lk, "(" .. start, "+", "COUNT", limit)
-  local r = { 1, "OK", "", stop, refs[#refs] and refs[#refs][1] or "", #refs >= limit and "1" or "0", start, clock }
+  local r = { 1, "OK", "", stop, "", "0", start, clock }
   local k = B .. ":ev"
+  local evs, n, last = {}, 0, ""
   for _, ref in ipairs(refs) do
-    local id = ref[1]
-    local got = C("XRANGE", k, id, id)
-    local entry = got[1]
+    local upto = ref[1]
+    local at = ref[2][2]
+    if at == nil or at == "" then at = upto end
+    local entry = C("XRANGE", k, at, at)[1]
     if entry == nil then
-      -- its event was trimmed from B:ev
+      -- its events were trimmed from B:ev
       if strict then return FF.err("event_offset_expired") end
     else
-      local v = entry[2]
-      r[#r + 1] = id
-      r[#r + 1] = v[2]
-      r[#r + 1] = v[4]
-      r[#r + 1] = v[6]
-      r[#r + 1] = v[8]
+      for j = #evs, 1, -1 do evs[j] = nil end
+      ev_expand(entry, start, evs, function(l, id) return l == lane and not id_lt(upto, id) end)
+      for _, ev in ipairs(evs) do
+        if n >= limit then break end
+        for j = 1, 5 do r[#r + 1] = ev[j] end
+        n = n + 1
+        last = ev[1]
+      end
+      if n >= limit then break end
     end
+    last = upto
   end
+  r[5] = last
+  r[6] = (n >= limit or #refs >= limit) and "1" or "0"
   return r
 end
 
