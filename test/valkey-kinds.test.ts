@@ -337,6 +337,36 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
   })
 
   describe("the eligible buckets", () => {
+    it.scoped("one call's batch lands in many buckets and splits them, each entry in its bucket", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const r = yield* admin
+        const lane = Ids.unsafe.laneId(`kb-${(yield* Ids.randomUuid).slice(0, 8)}`)
+        // buckets first, then batches that scatter over them (one millisecond: uuid order) and
+        // over priorities, each written by one call that looks up and splits many buckets
+        const first = yield* newItems(lane, 150, "a", () => 0)
+        for (let i = 0; i < first.length; i += 50) yield* createAll(lane, first.slice(i, i + 50))
+        const big = yield* newItems(lane, 400, "a", () => 0)
+        yield* createAll(lane, big)
+        const mixed = yield* newItems(lane, 200, "a", (i) => [0, 4, 0, 9][i % 4]!)
+        yield* createAll(lane, mixed)
+        const items = [...first, ...big, ...mixed]
+        const k = laneKeys(at(items, 0).id, lane)
+        const createdAt = new Map((yield* waiting(lane, 97)).map((e) => [e.executionId as string, e.createdAt]))
+        const expected = claimOrder(items, createdAt)
+        expect((yield* boundsOf(r, k.eligibleOne)).length).toBeGreaterThan(10)
+        const inIndex = (yield* entries(r, k.eligibleOne)).map((e) => e.member.toString("hex"))
+        expect(inIndex).toEqual(expected.map((id) => member(id).toString("hex")))
+        const claimed: Array<string> = []
+        for (let round = 0; round < 100 && claimed.length < items.length; round++) {
+          const got = (yield* b.claimMany({ lane, capabilities: { tokens: [] }, policy }, 61))
+            .map((h) => idOf(Option.some(h)))
+          claimed.push(...got)
+        }
+        expect(claimed).toEqual(expected)
+        expect(yield* cmd(r, "KEYS", `${k.eligibleOne.pre}*`)).toEqual([])
+      }))
+
     it.scoped("claims take the lane in claim order across splits, emptied buckets and priority changes", () =>
       Effect.gen(function*() {
         const b = yield* EngineBackend

@@ -22,13 +22,19 @@
 -- full), else the upper half moves.
 -- A set is {dir = directory key, pre = bucket key prefix} (bucketed) or {key = key} (plain); the
 -- functions below serve both, so that every reader reads both layouts alike.
-FF.E_BUCKET = 64
+FF.E_BUCKET = 48
 local SCORE_OFFSET = 10000000000000000
 local MEMBER_MAX = "\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255" -- after every member (16 bytes, or an id of an older store)
 
--- The key of (score, member) (member "" for before every member of the score, MEMBER_MAX after).
+-- The key of (score, member) (member "" for before every member of the score, MEMBER_MAX after);
+-- the digits of the last score are kept (a batch's entries mostly share their score).
+local last_score, last_digits
 local function ekey(score, m)
-  local s = string.format("%017.0f", math.max(0, score + SCORE_OFFSET))
+  local s = last_digits
+  if score ~= last_score then
+    s = string.format("%017.0f", math.max(0, score + SCORE_OFFSET))
+    last_score, last_digits = score, s
+  end
   if m == "" then return s end
   if m == MEMBER_MAX then return s .. "~" end
   if #m == 16 then return s .. FF.bin_hex(m) end
@@ -45,23 +51,34 @@ end
 -- removal of an entry a claim read needs no directory lookup; a hint that no longer holds (its
 -- bucket split or taken over since) fails its ZREM, and the lookup follows.
 local seen = {}
--- and per bucketed set this call wrote (on the set's table, FF.lane_sets': {lo, hi, n}): the bucket
--- of the last insertion's lookup (bound lo; hi the next bound once read, false for none), and the
--- sizes of the buckets it counted (bound -> entries), so that a batch adding to one bucket looks
--- up and counts it once. Dropped at a split and whenever a bucket leaves the directory.
+-- and per bucketed set this call wrote (on the set's table, FF.lane_sets'): the buckets its
+-- insertions looked up, {lows = their bounds, sorted; hi = bound -> the next bound (false: none;
+-- nil: not read yet); n = bound -> entries, once counted}, so that a batch adding to a few
+-- buckets (executions created in the same millisecond land anywhere among their score's entries)
+-- looks each one up and counts it once. A split adds its new bucket; a bucket leaving the
+-- directory drops them all.
 function FF.eseen_begin()
   if next(seen) ~= nil then seen = {} end
 end
 local function shape_of(s)
   local sh = s.sh
   if sh == nil then
-    sh = { n = {} }
+    sh = { lows = {}, hi = {}, n = {} }
     s.sh = sh
   end
   return sh
 end
 local function reshaped(sh)
-  sh.lo, sh.hi, sh.n = nil, nil, {}
+  sh.lows, sh.hi, sh.n = {}, {}, {}
+end
+-- The index in sh.lows of the greatest bound <= k (0 for none).
+local function low_index(lows, k)
+  local a, b = 1, #lows
+  while a <= b do
+    local mid = math.floor((a + b) / 2)
+    if lows[mid] <= k then a = mid + 1 else b = mid - 1 end
+  end
+  return b
 end
 local function note(s, low, r)
   local t = seen[s.pre]
@@ -82,16 +99,21 @@ function FF.eadd(s, score, m)
   end
   local k = ekey(score, m)
   local sh = shape_of(s)
-  local low = sh.lo
-  if low ~= nil and k >= low then
-    if sh.hi == nil then sh.hi = C("ZRANGEBYLEX", s.dir, "(" .. low, "+", "LIMIT", 0, 1)[1] or false end
-    if sh.hi and k >= sh.hi then low = nil end
-  else
-    low = nil
+  local lows = sh.lows
+  local j = low_index(lows, k)
+  local low = lows[j]
+  if low ~= nil then
+    local hi = sh.hi[low]
+    if hi == nil then
+      hi = C("ZRANGEBYLEX", s.dir, "(" .. low, "+", "LIMIT", 0, 1)[1] or false
+      sh.hi[low] = hi
+    end
+    if hi and k >= hi then low = nil end
   end
   if low == nil then
     low = bucket_of(s, k)
-    sh.lo, sh.hi = low, nil
+    j = low_index(lows, low)
+    if lows[j] ~= low then table.insert(lows, j + 1, low) end
   end
   local bk = s.pre .. low
   local added = C("ZADD", bk, ss, m)
@@ -99,7 +121,6 @@ function FF.eadd(s, score, m)
   if n == nil then n = C("ZCARD", bk) else n = n + added end
   sh.n[low] = n
   if n <= FF.E_BUCKET then return end
-  reshaped(sh)
   local upper = C("ZRANGE", bk, math.floor(n / 2), -1, "WITHSCORES")
   if upper[#upper - 1] == m then
     -- (the newcomer is the bucket's last entry: it starts the next bucket alone)
@@ -111,6 +132,11 @@ function FF.eadd(s, score, m)
   C("ZADD", s.pre .. nlow, unpack(t))
   C("ZREMRANGEBYRANK", bk, n - #upper / 2, -1)
   C("ZADD", s.dir, 0, "", 0, nlow)
+  sh.n[low], sh.n[nlow] = n - #upper / 2, #upper / 2
+  if sh.hi[low] ~= nil then sh.hi[nlow] = sh.hi[low] end
+  sh.hi[low] = nlow
+  j = low_index(lows, nlow)
+  if lows[j] ~= nlow then table.insert(lows, j + 1, nlow) end
 end
 
 -- Removes member m (and `old`, its form in an older store, from a plain set) at `score` from set s.
