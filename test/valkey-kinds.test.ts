@@ -6,7 +6,7 @@
 // the pending set are bucketed (docs/design/valkey.md#the-eligible-buckets): the tests read the
 // buckets, check their bounds and sizes, and claim across splits and emptied buckets.
 import { describe, expect, inject, layer } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, Option, TestClock } from "effect"
 import { Redis } from "iovalkey"
 import { EngineBackend } from "../src/EngineBackend.js"
 import { decodeHandle } from "../src/internal/handleCodec.js"
@@ -18,6 +18,8 @@ import { testHmacSecret } from "./support/hmac.js"
 const url = inject("valkeyUrl")
 const keyPrefix = `kd-${process.pid}-${Date.now().toString(36)}`
 const live = ValkeyBackend.layer({ hmacSecret: testHmacSecret, url, keyPrefix })
+// the same store under Effect's clock, for tests that choose the creation times
+const clocked = ValkeyBackend.layer({ hmacSecret: testHmacSecret, url, keyPrefix, clock: "effect" })
 
 const admin = Effect.acquireRelease(
   Effect.sync(() => new Redis(url)),
@@ -50,8 +52,12 @@ const laneKeys = (id: Ids.ExecutionId, lane: string) => {
   }
 }
 
-/** The key of an entry, as the buckets' bounds spell it: 17 digits of score + 10^16, the member in hex. */
-const entryKey = (score: number, m: Buffer) => `${String(score + 1e16).padStart(17, "0")}${m.toString("hex")}`
+/**
+ * The key of an entry, as the buckets' bounds spell it: 17 digits of score + 10^16, the member in hex.
+ * The sum is taken exactly (as a double it is past 2^53, where only even numbers are kept).
+ */
+const entryKey = (score: number, m: Buffer) =>
+  `${(BigInt(score) + BigInt(1e16)).toString().padStart(17, "0")}${m.toString("hex")}`
 
 /** The bounds of a bucketed set's buckets: its directory's, or the first bucket's alone when it has none. */
 const boundsOf = (r: Redis, s: Bucketed) =>
@@ -447,4 +453,51 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
         expect(yield* cmd(r, "KEYS", `${k.eligibleOne.pre}*`)).toEqual([])
       }))
   })
+})
+
+layer(clocked, { timeout: 60_000 })("valkey, the eligible buckets under a chosen clock", (it) => {
+  // Claim scores of neighbouring milliseconds differ by 1, and score + 10^16 is past 2^53, where a
+  // double keeps only even numbers: a key written from that sum gives the scores T and T + 1 (T a
+  // multiple of 4) the same digits, so an entry of T + 1 with a low member keys before the entries
+  // of T with higher members, though it sorts after them in its bucket.
+  it.scoped("an entry of the next millisecond keys after every entry of this one (scores past 2^53 kept exact)", () =>
+    Effect.gen(function*() {
+      const b = yield* EngineBackend
+      const r = yield* admin
+      const lane = Ids.unsafe.laneId(`kt-${(yield* Ids.randomUuid).slice(0, 8)}`)
+      const T = 1_796_617_013_536 // a multiple of 4
+      const byMember = (xs: ReadonlyArray<Item>) =>
+        [...xs].sort((x, y) => Buffer.compare(member(x.id), member(y.id)))
+      const items: Array<Item> = []
+      const createdAt = new Map<string, number>()
+      // per priority (scores above and below 0): 60 entries of higher members at T + d (they split
+      // their bucket), then 40 of lower members at T + d + 1
+      for (const [priority, d] of [[0, 0], [3, 4]] as const) {
+        const group = byMember(yield* newItems(lane, 100, "a", () => priority))
+        const late = group.slice(0, 40)
+        const early = group.slice(40)
+        yield* TestClock.setTime(T + d)
+        yield* createAll(lane, early)
+        yield* TestClock.setTime(T + d + 1)
+        yield* createAll(lane, late)
+        for (const i of early) createdAt.set(i.id, T + d)
+        for (const i of late) createdAt.set(i.id, T + d + 1)
+        items.push(...early, ...late)
+      }
+      const k = laneKeys(at(items, 0).id, lane)
+      expect((yield* boundsOf(r, k.eligibleOne)).length).toBeGreaterThan(2)
+      const expected = claimOrder(items, createdAt)
+      const inIndex = (yield* entries(r, k.eligibleOne)).map((e) => e.member.toString("hex"))
+      expect(inIndex).toEqual(expected.map((id) => member(id).toString("hex")))
+      // the lane's pages read every entry once, from the position of the last one read
+      const read = new Map((yield* waiting(lane, 7)).map((e) => [e.executionId as string, e.createdAt]))
+      expect(read).toEqual(createdAt)
+      const claimed: Array<string> = []
+      for (let round = 0; round < 20 && claimed.length < items.length; round++) {
+        const got = (yield* b.claimMany({ lane, capabilities: { tokens: [] }, policy }, 23))
+          .map((h) => idOf(Option.some(h)))
+        claimed.push(...got)
+      }
+      expect(claimed).toEqual(expected)
+    }))
 })

@@ -26,13 +26,31 @@ FF.E_BUCKET = 48
 local SCORE_OFFSET = 10000000000000000
 local MEMBER_MAX = "\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255" -- after every member (16 bytes, or an id of an older store)
 
+-- The 17 digits of score + 10^16, exactly. The sum is past 2^53, where a double holds only even
+-- numbers: taken as a double it gave the scores T and T + 1 the same digits (T a multiple of 4),
+-- so an entry of T + 1 with a lower member keyed before the entries of T it follows in its bucket,
+-- and was looked up in, or split off into, the wrong bucket. The score (an integer, exact below
+-- 2^53) is split at 10^8 instead, each part exact.
+local function digits(score)
+  if score < -SCORE_OFFSET then score = -SCORE_OFFSET end
+  local hi = math.floor(score / 100000000)
+  local lo = score - hi * 100000000
+  -- (the quotient may have rounded up to the next integer, or down)
+  if lo < 0 then
+    hi, lo = hi - 1, lo + 100000000
+  elseif lo >= 100000000 then
+    hi, lo = hi + 1, lo - 100000000
+  end
+  return string.format("%09.0f%08.0f", hi + 100000000, lo)
+end
+
 -- The key of (score, member) (member "" for before every member of the score, MEMBER_MAX after);
 -- the digits of the last score are kept (a batch's entries mostly share their score).
 local last_score, last_digits
 local function ekey(score, m)
   local s = last_digits
   if score ~= last_score then
-    s = string.format("%017.0f", math.max(0, score + SCORE_OFFSET))
+    s = digits(score)
     last_score, last_digits = score, s
   end
   if m == "" then return s end
