@@ -360,16 +360,18 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
         const k = laneKeys(at(items, 0).id, lane)
         const createdAt = new Map((yield* waiting(lane, 97)).map((e) => [e.executionId as string, e.createdAt]))
         const expected = claimOrder(items, createdAt)
+        // (the data: random ids, and the creation times of the calls, printed if the order breaks)
+        const times = `created at ${[...new Set(createdAt.values())].sort().join(", ")}`
         expect((yield* boundsOf(r, k.eligibleOne)).length).toBeGreaterThan(10)
         const inIndex = (yield* entries(r, k.eligibleOne)).map((e) => e.member.toString("hex"))
-        expect(inIndex).toEqual(expected.map((id) => member(id).toString("hex")))
+        expect(inIndex, times).toEqual(expected.map((id) => member(id).toString("hex")))
         const claimed: Array<string> = []
         for (let round = 0; round < 100 && claimed.length < items.length; round++) {
           const got = (yield* b.claimMany({ lane, capabilities: { tokens: [] }, policy }, 61))
             .map((h) => idOf(Option.some(h)))
           claimed.push(...got)
         }
-        expect(claimed).toEqual(expected)
+        expect(claimed, times).toEqual(expected)
         expect(yield* cmd(r, "KEYS", `${k.eligibleOne.pre}*`)).toEqual([])
       }))
 
