@@ -41,7 +41,7 @@ describe("differential: memory vs postgres", () => {
       reference: H.memoryFactory(),
       candidate: postgres,
       numRuns: 8,
-      maxCommands: 14,
+      maxCommands: 10,
       timeLimitMs: 120_000,
       waivers: postgresWaivers,
       profile: "backlog"

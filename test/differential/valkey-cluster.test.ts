@@ -44,7 +44,7 @@ describe("differential: memory vs valkey cluster", () => {
       reference: H.memoryFactory(),
       candidate: cluster,
       numRuns: 8,
-      maxCommands: 14,
+      maxCommands: 10,
       timeLimitMs: 120_000,
       waivers: valkeyClusterWaivers,
       profile: "backlog"

@@ -41,7 +41,7 @@ describe("differential: memory vs valkey", () => {
       reference: H.memoryFactory(),
       candidate: valkey,
       numRuns: 8,
-      maxCommands: 14,
+      maxCommands: 10,
       timeLimitMs: 120_000,
       waivers: valkeyWaivers,
       profile: "backlog"
