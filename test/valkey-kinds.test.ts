@@ -41,7 +41,7 @@ const laneKeys = (id: Ids.ExecutionId, lane: string) => {
   const base = `${keyPrefix}:${id.slice(0, id.indexOf("}") + 1)}`
   return {
     mode: `${base}:l:${lane}:km`,
-    // the plain sets of a version 6 store
+    // the plain sets of a store of version 7 or older
     pendingPlain: `${base}:l:${lane}:pend`,
     eligiblePlain: `${base}:l:${lane}:eligible`,
     // the bucketed ones: the eligible index of a lane of one kind, and of a lane with kind indexes
@@ -316,7 +316,7 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, kind indexe
         const items = yield* newItems(lane, 90, "a", (i) => i % 4)
         yield* createAll(lane, items)
         const k = laneKeys(at(items, 0).id, lane)
-        // as a version 6 store switching kinds left it: the plain pending set, mode "+a"
+        // as a store of version 7 or older switching kinds left it: the plain pending set, mode "+a"
         const all = yield* entries(r, k.eligibleOne)
         for (const bound of (yield* boundsOf(r, k.eligibleOne))) {
           yield* cmd(r, "DEL", `${k.eligibleOne.pre}${bound}`)

@@ -1,6 +1,6 @@
 -- ===========================================================================
 -- eligible.lua: the sets a lane's eligible executions are kept in, plain sorted sets (a store of
--- version 6 or older) or bucketed ones (docs/design/valkey.md#the-eligible-buckets); loaded after
+-- version 7 or older) or bucketed ones (docs/design/valkey.md#the-eligible-buckets); loaded after
 -- ids.lua, whose member conversions it uses
 -- ===========================================================================
 

@@ -40,7 +40,7 @@ end
 -- of a second kind is made eligible there; from then on every eligible execution is also in its
 -- kind's index (K.lane_kind). The lane's kind mode, the string key K.lane(B, l, "km"), is one of
 -- the words below, after "b" when the lane's eligible index and pending set are bucketed
--- (eligible.lua; the layout of library version 7), without it when they are the plain sorted sets
+-- (eligible.lua; the layout of library version 8), without it when they are the plain sorted sets
 -- of an older store (K.lane(B, l, "eligible"), K.lane(B, l, "pend")):
 --   absent      no execution was made eligible here yet (or the store is older than the mode:
 --               then the kind indexes are kept, as "!", in the plain layout);
