@@ -152,7 +152,7 @@ describe("postgres concurrency", () => {
         const results = yield* Fiber.join(batch)
         expect(results.map((r) => [r._tag, r.executionId])).toEqual([["Duplicate", raced], ["Created", other]])
         const events = yield* sql.unsafe<{ readonly id: string; readonly n: string }>(
-          `SELECT execution_id AS id, count(*)::text AS n FROM "${schema}".event WHERE lane_id = $1 GROUP BY 1 ORDER BY 1`,
+          `SELECT "${schema}".ffi_eid(e_part, e_uuid) AS id, count(*)::text AS n FROM "${schema}".event WHERE lane_id = $1 GROUP BY 1 ORDER BY 1`,
           [lane]
         )
         expect(events).toEqual([raced, other].sort().map((id) => ({ id, n: "1" })))

@@ -74,12 +74,12 @@ describe("postgres events", () => {
              cancellation_reason = 'test' WHERE execution_id = $1`,
           [id]
         )
-        const inside = yield* query(c, "SELECT kind FROM event WHERE execution_id = $1 ORDER BY id", [id])
+        const inside = yield* query(c, "SELECT kind FROM event WHERE ffi_eid(e_part, e_uuid) = $1 ORDER BY id", [id])
         expect(inside.rows.map((r) => r.kind)).toEqual(["ExecutionCreated", "Cancelled"])
         expect(yield* tagsOf(id)).toEqual(["ExecutionCreated"])
         yield* query(c, "ROLLBACK")
         expect(yield* tagsOf(id)).toEqual(["ExecutionCreated"])
-        const rows = yield* query(c, "SELECT count(*)::int AS n FROM event WHERE execution_id = $1", [id])
+        const rows = yield* query(c, "SELECT count(*)::int AS n FROM event WHERE ffi_eid(e_part, e_uuid) = $1", [id])
         expect(rows.rows[0].n).toBe(1)
 
         yield* query(c, "BEGIN")
@@ -116,7 +116,7 @@ describe("postgres events", () => {
              public_state = 'cancelled', cancellation_reason = 'late' WHERE execution_id = $1`,
           [id]
         )
-        const written = yield* query(c, "SELECT k::text FROM event WHERE execution_id = $1 AND kind = 'Cancelled'", [id])
+        const written = yield* query(c, "SELECT k::text FROM event WHERE ffi_eid(e_part, e_uuid) = $1 AND kind = 'Cancelled'", [id])
         expect(BigInt(written.rows[0].k)).toBeGreaterThan(BigInt(xid.rows[0].x))
         yield* query(c, "COMMIT")
         expect(yield* tagsOf(id)).toEqual(["ExecutionCreated", "Claimed", "Cancelled"])

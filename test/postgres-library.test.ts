@@ -40,6 +40,7 @@ const freshSchema = `ff_lib_fresh_${tag}`
 const raceSchema = `ff_lib_race_${tag}`
 const oldSchema = `ff_lib_old_${tag}`
 const pickupSchema = `ff_lib_pickup_${tag}`
+const checkSchema = `ff_lib_check_${tag}`
 /** The functions an idle pickup and the worker runtime call first (docs/benchmarks.md, issue 15). */
 const hotEntryPoints = [
   "ff_claim",
@@ -103,7 +104,7 @@ const storedVersion = (schema: string) =>
     ))
 
 describe("postgres function library", () => {
-  it.layer(clientDropping(chainSchema, freshSchema, raceSchema, oldSchema, pickupSchema), { timeout: 120_000 })((it) => {
+  it.layer(clientDropping(chainSchema, freshSchema, raceSchema, oldSchema, pickupSchema, checkSchema), { timeout: 120_000 })((it) => {
     it.effect("a schema migrated through 0001–0020 and then started equals a fresh one (pg_dump --schema-only)", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
@@ -138,6 +139,45 @@ describe("postgres function library", () => {
         expect(a).toBe(b)
       }))
 
+    // PL/pgSQL plans a statement only when it first runs, so a type error (a state of exec_state
+    // compared with a text value, a function called with an argument of the wrong type) in a branch
+    // no other test takes would go unnoticed: plpgsql_check (installed by .ci/run) plans them all.
+    it.effect("every statement of every PL/pgSQL function of the schema type-checks (plpgsql_check)", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* PostgresBackend.make({ hmacSecret: "none", schema: checkSchema })
+        yield* sql.unsafe("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
+        // the helpers run on the caller's search path: the schema's, as the entry points set it
+        const errors = yield* sql.withTransaction(Effect.zipRight(
+          sql.unsafe(`SET LOCAL search_path TO "${checkSchema}", public`),
+          sql.unsafe<{ readonly fn: string; readonly line: number | null; readonly message: string }>(
+          `SELECT p.proname AS fn, c.lineno AS line, c.message || coalesce(': ' || c.query, '') AS message
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           JOIN pg_language l ON l.oid = p.prolang AND l.lanname = 'plpgsql'
+           CROSS JOIN LATERAL plpgsql_check_function_tb(p.oid,
+             relid => CASE WHEN p.prorettype <> 'trigger'::regtype THEN 0
+                           WHEN p.proname = 'ff_trg_flow_event' THEN format('%I.flow_core', n.nspname)::regclass
+                           ELSE format('%I.exec_core', n.nspname)::regclass END,
+             newtable => CASE WHEN p.proname = 'ffi_lane_count_rows' THEN 'ffi_rows'
+                              WHEN p.proname IN ('ffi_trg_events_created', 'ffi_trg_events_updated',
+                                                 'ffi_lane_count_update') THEN 'ffi_new' END,
+             oldtable => CASE WHEN p.proname IN ('ffi_trg_events_updated', 'ffi_lane_count_update') THEN 'ffi_old' END,
+             fatal_errors => false, other_warnings => false, performance_warnings => false,
+             extra_warnings => false) c
+           WHERE n.nspname = $1 AND c.level = 'error'
+           ORDER BY 1, 2`,
+            [checkSchema]
+          )
+        ))
+        const checked = yield* sql.unsafe<{ readonly n: number }>(
+          `SELECT count(*)::int AS n FROM pg_proc p JOIN pg_namespace ns ON ns.oid = p.pronamespace
+           JOIN pg_language l ON l.oid = p.prolang AND l.lanname = 'plpgsql' WHERE ns.nspname = $1`,
+          [checkSchema]
+        )
+        expect(checked[0]?.n).toBeGreaterThan(100)
+        expect(errors.map((e) => `${e.fn}:${e.line ?? "-"} ${e.message}`)).toEqual([])
+      }))
+
     it.effect("a second start with the same library installs nothing; another version replaces every function", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
@@ -158,7 +198,7 @@ describe("postgres function library", () => {
         const kept = reinstalled.filter((f) => first.some((g) => g.oid === f.oid)).map((f) => f.sig)
         expect(kept).toEqual([
           `${freshSchema}.ff_trg_flow_event()`,
-          `${freshSchema}.ffi_exec_core_row_ok(text,text,text,text,text,integer)`,
+          `${freshSchema}.ffi_exec_core_row_ok(${[1, 2, 3, 4, 5].map(() => `${freshSchema}.exec_state`).join(",")},integer)`,
           `${freshSchema}.ffi_lane_count_rows()`,
           `${freshSchema}.ffi_lane_count_update()`,
           `${freshSchema}.ffi_trg_event_k()`,

@@ -250,7 +250,7 @@ BEGIN
         f_prev := f_prev || e.pending_previous_attempt_index;
         f_lane := f_lane || e.lane_id;
         f_pos := f_pos || v_pos;
-        f_state := f_state || e.public_state;
+        f_state := f_state || e.public_state::text;
         f_fold := f_fold OR e.event_k = ffi_xid();
       ELSE
         v_h := ffi_claim_one(e, p_worker, p_wiid, p_ttl, v_now);
@@ -288,10 +288,11 @@ BEGIN
       RETURNING c.execution_id, c.event_k, c.lane_id, c.flow_id, c.current_attempt_index
     ), evs AS (
       -- what ffi_trg_events_updated writes for a claim: Claimed (attempt, s1 = worker instance)
-      INSERT INTO event (k, at, execution_id, lane_id, flow_id, kind, attempt, s1)
-      SELECT r.event_k, v_now, r.execution_id, r.lane_id, r.flow_id, 'Claimed', r.current_attempt_index, p_wiid
+      INSERT INTO event (k, at, e_part, e_uuid, lane_id, flow_id, kind, attempt, s1)
+      SELECT r.event_k, v_now, ffi_eid_part(r.execution_id), ffi_eid_uuid(r.execution_id), r.lane_id, r.flow_id,
+        'Claimed', r.current_attempt_index, p_wiid
       FROM cores r WHERE current_setting('flowfabric.own_rows', true) = 'on'
-      RETURNING execution_id, lane_id, flow_id
+      RETURNING ffi_eid(e_part, e_uuid) AS execution_id, lane_id, flow_id
     ), counts AS (
       -- what ffi_lane_count_update writes: the net change per lane and public state
       INSERT INTO lane_count (lane_id, public_state, shard, n)

@@ -63,13 +63,35 @@ BEGIN
   RETURN v_k;
 END $$;
 
+-- ffi_eid_part: the partition N of the execution id p_eid ('{fp:N}:<uuid>', its one canonical
+-- spelling), as an event row holds it (event.e_part, migration 0045).
+--   args:   p_eid
+--   reply:  int
+--   errors: - (a text that is not an execution id: 22P02)
+CREATE FUNCTION ffi_eid_part(p_eid text) RETURNS int LANGUAGE sql IMMUTABLE
+AS $$ SELECT substr(p_eid, 5, strpos(p_eid, '}') - 5)::int $$;
+
+-- ffi_eid_uuid: the uuid of the execution id p_eid, as an event row holds it (event.e_uuid).
+--   args:   p_eid
+--   reply:  uuid
+--   errors: - (a text that is not an execution id: 22P02)
+CREATE FUNCTION ffi_eid_uuid(p_eid text) RETURNS uuid LANGUAGE sql IMMUTABLE
+AS $$ SELECT substr(p_eid, strpos(p_eid, '}') + 2)::uuid $$;
+
+-- ffi_eid: the execution id of partition p_part and uuid p_uuid (an event row's e_part, e_uuid).
+--   args:   p_part, p_uuid
+--   reply:  text (NULL when either is)
+--   errors: -
+CREATE FUNCTION ffi_eid(p_part int, p_uuid uuid) RETURNS text LANGUAGE sql IMMUTABLE
+AS $$ SELECT '{fp:' || p_part || '}:' || p_uuid $$;
+
 -- ffi_event_json: the JSON of an event row (Model.EngineEvent, its offset 'k.id').
 --   args:   r (an event row)
 --   reply:  jsonb
 --   errors: -
 CREATE FUNCTION ffi_event_json(r event) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
   SELECT jsonb_strip_nulls(jsonb_build_object('offset', r.k || '.' || r.id, 'at', r.at, 'kind', r.kind,
-    'executionId', r.execution_id, 'laneId', r.lane_id, 'flowId', r.flow_id, 'attempt', r.attempt,
+    'executionId', ffi_eid(r.e_part, r.e_uuid), 'laneId', r.lane_id, 'flowId', r.flow_id, 'attempt', r.attempt,
     'num', r.num, 's1', r.s1, 's2', r.s2))
 $$;
 
@@ -96,18 +118,23 @@ DECLARE
   v_events jsonb;
   v_end_k bigint;
   v_end_id bigint;
+  v_part int;
+  v_uuid uuid;
 BEGIN
   IF p_after_k IS NOT NULL AND EXISTS (SELECT 1 FROM event_trim t WHERE (v_ak, v_ai) < (t.k, t.id)) THEN
     RETURN ffi_err('event_offset_expired');
   END IF;
   IF p_scope = 'e' THEN
+    -- an event names its execution by partition and uuid (migration 0045)
+    v_part := ffi_eid_part(p_key);
+    v_uuid := ffi_eid_uuid(p_key);
     SELECT jsonb_agg(ffi_event_json(x) ORDER BY x.k, x.id) INTO v_events FROM (
       SELECT * FROM event r
-      WHERE hashtextextended(r.execution_id, 0) = hashtextextended(p_key, 0) AND r.execution_id = p_key
-        AND (r.k, r.id) > (v_ak, v_ai)
+      WHERE uuid_hash_extended(r.e_uuid, 0) = uuid_hash_extended(v_uuid, 0) AND r.e_uuid = v_uuid
+        AND r.e_part = v_part AND (r.k, r.id) > (v_ak, v_ai)
       ORDER BY r.k, r.id LIMIT p_limit) x;
     SELECT r.k, r.id INTO v_end_k, v_end_id FROM event r
-    WHERE hashtextextended(r.execution_id, 0) = hashtextextended(p_key, 0) AND r.execution_id = p_key
+    WHERE uuid_hash_extended(r.e_uuid, 0) = uuid_hash_extended(v_uuid, 0) AND r.e_uuid = v_uuid AND r.e_part = v_part
     ORDER BY r.k DESC, r.id DESC LIMIT 1;
     RETURN ffi_ok(jsonb_build_object('events', coalesce(v_events, '[]'::jsonb), 'end', coalesce(v_end_k, 0),
       'endId', coalesce(v_end_id, -1)));

@@ -138,12 +138,13 @@ BEGIN
       lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
       attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
       execution_deadline_at, created_at, last_transition_at, last_mutation_at, flow_id)
-    SELECT i.eid, i.part, i.lane, i.ns, i.kind, i.prio, i.caps, 'runnable', 'unowned',
-      CASE WHEN ch.down IS NULL THEN 'eligible_now' ELSE 'blocked_by_dependencies' END,
-      CASE WHEN ch.down IS NULL THEN 'waiting_for_worker' ELSE 'waiting_for_children' END,
+    -- the states typed (exec_state): an untyped literal of a SELECT list is text, converted per row
+    SELECT i.eid, i.part, i.lane, i.ns, i.kind, i.prio, i.caps, 'runnable'::exec_state, 'unowned'::exec_state,
+      CASE WHEN ch.down IS NULL THEN 'eligible_now'::exec_state ELSE 'blocked_by_dependencies'::exec_state END,
+      CASE WHEN ch.down IS NULL THEN 'waiting_for_worker'::exec_state ELSE 'waiting_for_children'::exec_state END,
       CASE WHEN ch.down IS NULL THEN '' ELSE ch.n || ' dep(s) unresolved incl ' || ch.last_edge END,
-      'none', 'pending_first_attempt',
-      CASE WHEN ch.down IS NULL THEN 'waiting' ELSE 'waiting_children' END,
+      'none'::exec_state, 'pending_first_attempt'::exec_state,
+      CASE WHEN ch.down IS NULL THEN 'waiting'::exec_state ELSE 'waiting_children'::exec_state END,
       i.mrc, i.mrp, i.ato, NULL, NULL, v_now, v_now, v_now, p_flow
     FROM items i LEFT JOIN children ch ON ch.down = i.eid ORDER BY i.ord
     ON CONFLICT (execution_id) DO NOTHING

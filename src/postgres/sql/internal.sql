@@ -67,7 +67,7 @@ LANGUAGE sql IMMUTABLE AS $$
 --   reply:  {"err": "execution_not_active", "d": [...]}
 --   errors: execution_not_active
 CREATE FUNCTION ffi_not_active(e exec_core) RETURNS jsonb LANGUAGE sql STABLE AS $$
-  SELECT ffi_err('execution_not_active', e.terminal_outcome, e.lease_epoch::text, e.lifecycle_phase,
+  SELECT ffi_err('execution_not_active', e.terminal_outcome::text, e.lease_epoch::text, e.lifecycle_phase::text,
                  coalesce(e.current_attempt_id::text, '')) $$;
 
 -- ---------------------------------------------------------------------------

@@ -72,8 +72,8 @@ BEGIN
   END IF;
   -- what the insert triggers write for a row: its ExecutionCreated (k: the transaction's id, the
   -- row's event_k) and its lane's count
-  INSERT INTO event (k, at, execution_id, lane_id, kind, s1)
-  VALUES (ffi_xid(), v_now, p_eid, p_lane, 'ExecutionCreated', v_state);
+  INSERT INTO event (k, at, e_part, e_uuid, lane_id, kind, s1)
+  VALUES (ffi_xid(), v_now, ffi_eid_part(p_eid), ffi_eid_uuid(p_eid), p_lane, 'ExecutionCreated', v_state);
   INSERT INTO lane_count (lane_id, public_state, shard, n) VALUES (p_lane, v_state, pg_backend_pid(), 1)
   ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + 1;
   v_woke := ffi_events_wake(ARRAY['e:' || p_eid, 'l:' || p_lane]);
@@ -87,7 +87,8 @@ BEGIN
       -- a concurrent create committed this key first: this one is its duplicate
       DELETE FROM exec_core WHERE execution_id = p_eid;
       DELETE FROM event
-      WHERE hashtextextended(execution_id, 0) = hashtextextended(p_eid, 0) AND execution_id = p_eid
+      WHERE uuid_hash_extended(e_uuid, 0) = uuid_hash_extended(ffi_eid_uuid(p_eid), 0)
+        AND e_uuid = ffi_eid_uuid(p_eid) AND e_part = ffi_eid_part(p_eid)
         AND k = ffi_xid() AND kind = 'ExecutionCreated';
       SELECT execution_id INTO v_existing FROM exec_idempotency
       WHERE partition_key = p_partition AND namespace = p_namespace AND idempotency_key = p_idem;
@@ -172,8 +173,10 @@ BEGIN
             lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
             attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
             execution_deadline_at, created_at, last_transition_at, last_mutation_at)
-          SELECT eid, part, lane, ns, kind, prio, caps, 'runnable', 'unowned', 'eligible_now', 'waiting_for_worker', '',
-            'none', 'pending_first_attempt', 'waiting', mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now
+          -- the states typed (exec_state): an untyped literal of a SELECT list is text, converted per row
+          SELECT eid, part, lane, ns, kind, prio, caps, 'runnable'::exec_state, 'unowned'::exec_state,
+            'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, '', 'none'::exec_state,
+            'pending_first_attempt'::exec_state, 'waiting'::exec_state, mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now
           FROM firsts ORDER BY ord
           RETURNING execution_id
         ), created AS (
@@ -267,8 +270,8 @@ BEGIN
     last_mutation_at = v_now, event_k = greatest(ffi_xid(), event_k)
   WHERE execution_id = p_eid
   RETURNING * INTO e;
-  INSERT INTO event (k, at, execution_id, lane_id, flow_id, kind, attempt, num, s1)
-  VALUES (e.event_k, v_now, e.execution_id, e.lane_id, e.flow_id, 'Progress', e.current_attempt_index, e.progress_pct,
+  INSERT INTO event (k, at, e_part, e_uuid, lane_id, flow_id, kind, attempt, num, s1)
+  VALUES (e.event_k, v_now, ffi_eid_part(e.execution_id), ffi_eid_uuid(e.execution_id), e.lane_id, e.flow_id, 'Progress', e.current_attempt_index, e.progress_pct,
     ffi_cut_reason(e.progress_message));
   PERFORM set_config('flowfabric.event_at', v_now::text, true);
   PERFORM ffi_events_wake(ARRAY['e:' || e.execution_id, 'l:' || e.lane_id, 'f:' || e.flow_id::text]);
@@ -348,8 +351,8 @@ BEGIN
   IF v_own THEN
     v_void := set_config('flowfabric.own_rows', '', true);
     -- what ffi_trg_events_updated and ffi_lane_count_update write for a completion
-    INSERT INTO event (k, at, execution_id, lane_id, kind, attempt)
-    VALUES (v_k, v_now, p_eid, e.lane_id, 'Completed', e.current_attempt_index);
+    INSERT INTO event (k, at, e_part, e_uuid, lane_id, kind, attempt)
+    VALUES (v_k, v_now, ffi_eid_part(p_eid), ffi_eid_uuid(p_eid), e.lane_id, 'Completed', e.current_attempt_index);
     INSERT INTO lane_count (lane_id, public_state, shard, n)
     VALUES (e.lane_id, e.public_state, pg_backend_pid(), -1), (e.lane_id, 'completed', pg_backend_pid(), 1)
     ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + EXCLUDED.n;
@@ -450,10 +453,11 @@ BEGIN
     RETURNING execution_id, event_k, lane_id, flow_id, current_attempt_index
     ), evs AS (
       -- what ffi_trg_events_updated writes for a completion: Completed (attempt)
-      INSERT INTO event (k, at, execution_id, lane_id, flow_id, kind, attempt)
-      SELECT d.event_k, v_now, d.execution_id, d.lane_id, d.flow_id, 'Completed', d.current_attempt_index
+      INSERT INTO event (k, at, e_part, e_uuid, lane_id, flow_id, kind, attempt)
+      SELECT d.event_k, v_now, ffi_eid_part(d.execution_id), ffi_eid_uuid(d.execution_id), d.lane_id, d.flow_id,
+        'Completed', d.current_attempt_index
       FROM done d WHERE current_setting('flowfabric.own_rows', true) = 'on'
-      RETURNING execution_id, lane_id, flow_id
+      RETURNING ffi_eid(e_part, e_uuid) AS execution_id, lane_id, flow_id
     ), counts AS (
       -- what ffi_lane_count_update writes: the net change per lane and public state
       INSERT INTO lane_count (lane_id, public_state, shard, n)

@@ -257,7 +257,7 @@ BEGIN
       ORDER BY dp.edge_id
     LOOP
       IF v_done >= p_batch THEN v_more := true; EXIT children; END IF;
-      v_res := ffi_resolve_edge(ch.downstream_id, d.edge_id, d.upstream_id, d.terminal_outcome, v_now);
+      v_res := ffi_resolve_edge(ch.downstream_id, d.edge_id, d.upstream_id, d.terminal_outcome::text, v_now);
       IF v_res NOT IN ('already_resolved', 'missing') THEN v_done := v_done + 1; END IF;
       IF v_res = 'child_skipped' THEN PERFORM ffi_resolve_from(ch.downstream_id, 'skipped', v_now); END IF;
     END LOOP;

@@ -163,7 +163,7 @@ BEGIN
             SELECT e.execution_id, e.public_state, e.execution_kind, e.created_at FROM exec_core e
             WHERE e.lane_id = p_lane AND (e.created_at, e.execution_id) < (p_at, p_id)
             ORDER BY e.created_at DESC, e.execution_id DESC LIMIT p_budget) s
-          WHERE (p_states IS NULL OR s.public_state = ANY (p_states)) AND (p_kind IS NULL OR s.execution_kind = p_kind)
+          WHERE (p_states IS NULL OR s.public_state::text = ANY (p_states)) AND (p_kind IS NULL OR s.execution_kind = p_kind)
           LIMIT p_limit + 1) h;
     IF v_n <= p_limit THEN
       SELECT jsonb_build_array(e.created_at, e.execution_id) INTO v_stop FROM exec_core e
@@ -178,7 +178,7 @@ BEGIN
             SELECT e.execution_id, e.public_state, e.execution_kind, e.created_at FROM exec_core e
             WHERE e.lane_id = p_lane AND (e.created_at, e.execution_id) > (p_at, p_id)
             ORDER BY e.created_at, e.execution_id LIMIT p_budget) s
-          WHERE (p_states IS NULL OR s.public_state = ANY (p_states)) AND (p_kind IS NULL OR s.execution_kind = p_kind)
+          WHERE (p_states IS NULL OR s.public_state::text = ANY (p_states)) AND (p_kind IS NULL OR s.execution_kind = p_kind)
           LIMIT p_limit + 1) h;
     IF v_n <= p_limit THEN
       SELECT jsonb_build_array(e.created_at, e.execution_id) INTO v_stop FROM exec_core e
