@@ -6,6 +6,7 @@ import { FastCheck as fc } from "effect"
 import type * as M from "../../src/Model.js"
 import {
   type Backoff,
+  type BacklogOp,
   type BatchItem,
   CAPABILITIES,
   type Capability,
@@ -123,6 +124,23 @@ export const createManyArb: fc.Arbitrary<Command> = fc
       invalid: opt(fc.nat({ max: priorities.length - 1 }), 1, 8)
     })
   )
+
+/**
+ * A `Backlog`: mostly batches of 1–5 distinct priorities (one creation time each, a millisecond
+ * apart, so that a priority's entries of neighbouring milliseconds meet), claims of 1–10 between
+ * them, and now and then a paged read of the lane; 30–80 steps, a peak of about a hundred waiting.
+ */
+export const backlogArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("Backlog" as const),
+  ops: fc.array(
+    fc.oneof(
+      w(10, fc.shuffledSubarray([0, 1, 2, 5, 9000], { minLength: 1, maxLength: 5 }).map((create): BacklogOp => ({ create }))),
+      w(2, fc.integer({ min: 1, max: 10 }).map((claim): BacklogOp => ({ claim }))),
+      w(1, fc.constantFrom<M.LaneOrder>("oldest", "newest").map((list): BacklogOp => ({ list })))
+    ),
+    { minLength: 30, maxLength: 80 }
+  )
+})
 
 export const claimArb: fc.Arbitrary<Command> = fc.record({
   _tag: fc.constant("Claim" as const),

@@ -23,6 +23,8 @@ export const HMAC: HmacSecret = { kid: "diff-k1", secretHex: Redacted.make("5eed
 // The second lane's id is the first's plus ":s" and both land on flow partition 71 (of 256): on Valkey
 // a lane's keys (`B:l:<lane>:…`) must never spell another lane's.
 export const LANES: ReadonlyArray<LaneId> = [Ids.unsafe.laneId("diff-3d"), Ids.unsafe.laneId("diff-3d:s")]
+/** The lane of `Backlog` commands alone (no other command creates or claims there). */
+export const BACKLOG_LANE: LaneId = Ids.unsafe.laneId("diff-backlog")
 export const CAPABILITIES = ["gpu", "ssd"] as const
 export type Capability = (typeof CAPABILITIES)[number]
 export const NS = Ids.unsafe.namespace("diff")
@@ -74,6 +76,16 @@ export type Command =
     readonly _tag: "CreateExecutions"
     readonly items: ReadonlyArray<BatchItem>
     readonly invalid?: number | undefined
+  }
+  | {
+    /**
+     * A backlog on `BACKLOG_LANE`, large enough for a store to split its lane index into parts:
+     * `ops` in order, each a `createExecutions` batch (distinct priorities, then a 1 ms tick), a
+     * `claimMany` of `claim` (the claimed ids in claim order are the result), or the lane's
+     * waiting executions read in pages of 7 (`list`). The claim order of every claim is compared.
+     */
+    readonly _tag: "Backlog"
+    readonly ops: ReadonlyArray<BacklogOp>
   }
   | {
     readonly _tag: "Claim"
@@ -227,6 +239,12 @@ export type Command =
   | { readonly _tag: "Pass"; readonly pass: PassName }
   /** Advances the clock, then runs every maintenance pass once in `passNames` order (a reconciler cycle). */
   | { readonly _tag: "Settle"; readonly ms: number }
+
+/** One step of a `Backlog`. */
+export type BacklogOp =
+  | { readonly create: ReadonlyArray<number> }
+  | { readonly claim: number }
+  | { readonly list: M.LaneOrder }
 
 /** What a `CreateExecution` and an item of a `CreateExecutions` batch both say of the new execution. */
 export interface ExecutionSpec {

@@ -18,6 +18,7 @@ export const interpret = (run: Run, cmd: Command, i: number): Effect.Effect<Step
     switch (cmd._tag) {
       case "CreateExecution":
       case "CreateExecutions":
+      case "Backlog":
       case "Claim":
       case "Renew":
       case "Progress":

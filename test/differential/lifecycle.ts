@@ -8,9 +8,9 @@ import * as Ids from "../../src/Ids.js"
 import type { ExecutionId, FlowId } from "../../src/Ids.js"
 import type * as M from "../../src/Model.js"
 import { clampPriority } from "../../src/internal/validation.js"
-import { type Command, LANES, NS, type RetrySpec, WORKERS } from "./commands.js"
+import { BACKLOG_LANE, type Command, LANES, NS, type RetrySpec, WORKERS } from "./commands.js"
 import type { Json } from "./normalize.js"
-import { attempt, bytes, now, pickRecent, rec, settle, type Step, type Stepped } from "./run.js"
+import { attempt, bytes, now, payloadOf, pickRecent, rec, settle, type Step, type Stepped } from "./run.js"
 
 type LifecycleCommand = Extract<
   Command,
@@ -18,6 +18,7 @@ type LifecycleCommand = Extract<
     readonly _tag:
       | "CreateExecution"
       | "CreateExecutions"
+      | "Backlog"
       | "Claim"
       | "Renew"
       | "Progress"
@@ -157,6 +158,76 @@ export const lifecycle = (s: Step, cmd: LifecycleCommand): Effect.Effect<Stepped
         // the next creation time is distinct from the batch's (see harness.ts)
         yield* TestClock.adjust(Duration.millis(1))
         return out(Object.keys(joins).length === 0 ? rec(run, r) : { create: rec(run, r), ...joins })
+      }
+
+      case "Backlog": {
+        // the claimed executions and the pages read are the result: claim order is compared
+        const results: Record<string, Json> = {}
+        let k = 0
+        for (const [n, op] of cmd.ops.entries()) {
+          if ("create" in op) {
+            const args = op.create.map((priority): M.CreateExecutionArgsInput => {
+              const executionId = Ids.deterministicExecutionIdSolo(BACKLOG_LANE, run.mint("execution", i, k))
+              k++
+              run.executions.push(executionId)
+              return {
+                executionId,
+                namespace: NS,
+                laneId: BACKLOG_LANE,
+                executionKind: "diff",
+                inputPayload: bytes(`backlog-${i}-${k}`),
+                priority
+              }
+            })
+            const r = yield* attempt(run, b.createExecutions(args))
+            results[`${n} create`] = rec(run, r)
+            // (a priority change keeps the batch's priorities distinct: see admin.ts)
+            const batch = new Map(args.map((a) => [a.executionId as ExecutionId, a.priority ?? 0]))
+            for (const id of batch.keys()) run.batches.set(id, batch)
+            // the next creation time is distinct from the batch's (see harness.ts)
+            yield* TestClock.adjust(Duration.millis(1))
+          } else if ("claim" in op) {
+            const r = yield* attempt(
+              run,
+              b.claimMany({
+                lane: BACKLOG_LANE,
+                capabilities: { tokens: [] },
+                policy: { ...WORKERS[0], leaseTtlMs: 600_000 }
+              }, op.claim)
+            )
+            if (Either.isLeft(r)) {
+              results[`${n} claim`] = rec(run, r)
+              continue
+            }
+            run.handles.push(...r.right)
+            results[`${n} claim`] = { ok: r.right.map((h) => payloadOf(h)?.executionId ?? "?") }
+          } else {
+            const ids: Array<string> = []
+            let failed: Json | undefined
+            let cursor: string | undefined
+            for (let page = 0; page < 40; page++) {
+              const r = yield* attempt(
+                run,
+                b.listLaneExecutions({
+                  laneId: BACKLOG_LANE,
+                  states: ["waiting"],
+                  order: op.list,
+                  limit: 7,
+                  ...(cursor === undefined ? {} : { cursor })
+                })
+              )
+              if (Either.isLeft(r)) {
+                failed = rec(run, r)
+                break
+              }
+              ids.push(...r.right.executions.map((e) => e.executionId))
+              cursor = r.right.nextCursor
+              if (cursor === undefined) break
+            }
+            results[`${n} ${op.list}`] = failed ?? { ok: ids }
+          }
+        }
+        return out(results)
       }
 
       case "Claim": {

@@ -1,6 +1,7 @@
 /**
  * Generation, the profiles: the weights of every command in a sequence (`general`: every
- * operation; `flows`: flows that grow while they run), the preludes, and `sampleArbitrary`.
+ * operation; `flows`: flows that grow while they run; `backlog`: lanes of a hundred waiting
+ * executions and more), the preludes, and `sampleArbitrary`.
  * The order and the weights of the alternatives decide the sequence a seed gives: changing them
  * changes every recorded seed.
  */
@@ -8,6 +9,7 @@ import { FastCheck as fc } from "effect"
 import { passNames } from "../../src/Maintenance.js"
 import type * as M from "../../src/Model.js"
 import {
+  backlogArb,
   cancelFlowArb,
   claimArb,
   completeAndClaimArb,
@@ -272,11 +274,24 @@ const flowPreludeArb: fc.Arbitrary<ReadonlyArray<Command>> = fc.tuple(
   fc.array(claimArb.map((c) => (c._tag === "Claim" ? { ...c, lane: 0, caps: CAPABILITIES } : c)), { maxLength: 2, size: "max" })
 ).map(([flow, members, claims]) => [flow, ...members, ...claims])
 
-export type Profile = "general" | "flows"
+/**
+ * The `backlog` profile: lanes of a hundred waiting executions and more (a store may keep such a
+ * lane's index in parts), claimed in batches, read in pages, with priority changes, completions,
+ * cancellations and time passing between the backlogs.
+ */
+export const backlogCommandArbitrary: fc.Arbitrary<Command> = fc.oneof(
+  w(4, backlogArb),
+  w(3, fc.record({ _tag: fc.constant("ChangePriority" as const), execution: ref, priority: fc.constantFrom(0, 3, 9000) })),
+  w(2, fc.record({ _tag: fc.constant("Complete" as const), handle: handleRef, payload: fc.constant(undefined) })),
+  w(1, fc.record({ _tag: fc.constant("CancelExecution" as const), execution: ref })),
+  w(1, fc.record({ _tag: fc.constant("Settle" as const), ms: fc.constantFrom(0, 1000) }))
+)
+
+export type Profile = "general" | "flows" | "backlog"
 
 export interface GenerationOptions {
   readonly maxCommands?: number | undefined
-  /** `general` (default): every operation; `flows`: flows that grow while they run. */
+  /** `general` (default): every operation; `flows`: flows that grow while they run; `backlog`: long lanes. */
   readonly profile?: Profile | undefined
 }
 
@@ -293,10 +308,11 @@ const preludeArb: fc.Arbitrary<ReadonlyArray<Command>> = fc.tuple(
 export const sampleArbitrary = (options: GenerationOptions = {}): fc.Arbitrary<Sample> => {
   const max = options.maxCommands ?? 40
   const flows = options.profile === "flows"
+  const backlog = options.profile === "backlog"
   return fc.record({
     salt: fc.nat({ max: 0x7fffffff }),
-    prelude: flows ? flowPreludeArb : preludeArb,
-    body: fc.array(flows ? flowCommandArbitrary : commandArbitrary, {
+    prelude: flows ? flowPreludeArb : backlog ? fc.constant([]) : preludeArb,
+    body: fc.array(flows ? flowCommandArbitrary : backlog ? backlogCommandArbitrary : commandArbitrary, {
       minLength: 1,
       maxLength: Math.max(1, max - 6),
       size: "max"

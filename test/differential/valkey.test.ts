@@ -36,6 +36,19 @@ describe("differential: memory vs valkey", () => {
     expect(result.numRuns).toBeGreaterThan(0)
   }, H.diffTestTimeout(150_000))
 
+  it("the Valkey layer agrees with the memory layer on lanes of a hundred waiting executions and more", async () => {
+    const result = await H.checkDifferential({
+      reference: H.memoryFactory(),
+      candidate: valkey,
+      numRuns: 8,
+      maxCommands: 10,
+      timeLimitMs: 120_000,
+      waivers: valkeyWaivers,
+      profile: "backlog"
+    })
+    expect(result.numRuns).toBeGreaterThan(0)
+  }, H.diffTestTimeout(150_000))
+
   // FLOWFABRIC_DIFF_WAIVERS=1: every waiver's minimal repro must still diverge (else delete the waiver)
   it.runIf(process.env["FLOWFABRIC_DIFF_WAIVERS"] === "1")("every waiver still matches a real divergence", async () => {
     const checks = await H.checkWaiverRepros(H.memoryFactory(), valkey, valkeyWaivers)

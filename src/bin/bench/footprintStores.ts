@@ -16,11 +16,12 @@ export interface RecordRow {
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g
 
-/** The shape of a key: partitions, execution ids, uuids, id-index bucket bounds and numbers replaced by placeholders. */
+/** The shape of a key: partitions, execution ids, uuids, id-index and eligible bucket bounds and numbers replaced by placeholders. */
 export const keyShape = (key: string, prefix: string): string =>
   key.slice(prefix.length)
     .replace(/\{fp:\d+\}:[0-9a-f-]{36}/g, "<eid>")
     .replace(/:i:ids:[0-9a-f]{32}$/, ":i:ids:<bound>")
+    .replace(/:(eb[12]):\d{17}[0-9a-f]{32}$/, ":$1:<bound>")
     .replace(/\{(fp|b|q):\d+\}/g, "{$1:N}")
     .replace(UUID, "<uuid>")
     .replace(/:\d+(?=:|$)/g, ":<n>")

@@ -14,6 +14,7 @@ export const LUA_FILES = [
   "helpers.lua",
   "indexes.lua",
   "ids.lua",
+  "eligible.lua",
   "lease.lua",
   "history.lua",
   "events.lua",

@@ -50,6 +50,8 @@ FF.fn.change_priority = function(B, a, now)
     return FF.err("execution_not_eligible")
   end
   local p = FF.num(a.priority)
+  -- (its entry leaves the eligible index at its old score: a bucket is found by the score)
+  FF.drop_eligible(B, c.lane_id, e, c)
   FF.cset(B, e, c, { "priority", FF.s(p), "last_mutation_at", FF.s(now) })
   FF.make_eligible(B, e, c)
   return FF.ok("OK")

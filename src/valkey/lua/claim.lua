@@ -37,7 +37,7 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
   if was == "active" then
     C("ZREM", K.lane(B, lane, "reclaim"), e)
   else
-    FF.drop_eligible_kind(B, lane, e, c.execution_kind or "")
+    FF.drop_eligible_kind(B, lane, e, c)
   end
   FF.zadd(K.idx(B, "lease_expiry"), FF.s(exp), e)
   return exp
@@ -140,11 +140,12 @@ end
 -- The partition's head on `lane`: the best claim score of its eligible and reclaim indexes (and
 -- pending set, helpers.lua), "" when all are empty. The score a visited partition's claim hint is
 -- set to.
-local HEAD_INDEXES, HEAD_INDEXES_PENDING = { "eligible", "reclaim" }, { "eligible", "reclaim", "pend" }
 function FF.lane_head(B, lane)
+  local E, P = FF.lane_sets(B, lane)
   local best = nil
-  for _, kind in ipairs(FF.kpending(B, lane) and HEAD_INDEXES_PENDING or HEAD_INDEXES) do
-    local head = C("ZRANGE", K.lane(B, lane, kind), 0, 0, "WITHSCORES")
+  local heads = { FF.efirst(E, 1), C("ZRANGE", K.lane(B, lane, "reclaim"), 0, 0, "WITHSCORES") }
+  if FF.kpending(B, lane) then heads[3] = FF.efirst(P, 1) end
+  for _, head in ipairs(heads) do
     if #head > 0 then
       local score = tonumber(head[2])
       if best == nil or score < best then best = score end
@@ -174,11 +175,12 @@ end
 -- empty (a claim never adds to it, so a batch of claims reads it once per partition).
 function FF.candidates(B, lane, scan, no_reclaim)
   local out = {}
-  local r = C("ZRANGE", K.lane(B, lane, "eligible"), 0, scan - 1, "WITHSCORES")
+  local E, P = FF.lane_sets(B, lane)
+  local r = FF.efirst(E, scan)
   for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "eligible", B } end
   local merged = false
   if FF.kpending(B, lane) then
-    r = C("ZRANGE", K.lane(B, lane, "pend"), 0, scan - 1, "WITHSCORES")
+    r = FF.efirst(P, scan)
     for i = 1, #r, 2 do out[#out + 1] = { r[i], tonumber(r[i + 1]), "pend", B } end
     merged = #r > 0
   end
@@ -198,7 +200,7 @@ end
 
 -- The claim of a worker limited to kinds looks at the first a.scan candidates of the lane's indexes
 -- on a partition, as every claim does; when none is for it and the eligible index holds more, it
--- reads the heads of the lane's kind indexes (FF.kind_key: K.lane_kind, or the eligible index while
+-- reads the heads of the lane's kind indexes (FF.kind_set: K.lane_kind, or the eligible index while
 -- the lane has one kind; and the pending set for its kind) of its kinds instead, so that its work
 -- is found behind any number of executions of other kinds. An eligible execution is in the index
 -- of its lane and kind from FF.make_eligible until its lease (FF.lease_on) or its terminal
@@ -207,17 +209,21 @@ end
 -- still rule them out), reading at most `budget` entries in all, as candidates in claim order.
 function FF.kind_candidates(B, lane, kinds, per, budget)
   local out = {}
-  local keys, src = {}, {}
+  local sets, src = {}, {}
   local pk = FF.kpending_kind(B, lane)
   for _, kind in ipairs(kinds) do
-    local key = FF.kind_key(B, lane, kind)
-    if key ~= nil then keys[#keys + 1], src[#keys + 1] = { key, kind }, "eligible" end
-    if kind == pk then keys[#keys + 1], src[#keys + 1] = { K.lane(B, lane, "pend"), kind }, "pend" end
+    local set = FF.kind_set(B, lane, kind)
+    if set ~= nil then sets[#sets + 1], src[#sets + 1] = { set, kind }, "eligible" end
+    if kind == pk then
+      local _, P = FF.lane_sets(B, lane)
+      sets[#sets + 1], src[#sets + 1] = { P, kind }, "pend"
+    end
   end
-  for j, kk in ipairs(keys) do
+  for j, sk in ipairs(sets) do
     if budget <= 0 then break end
-    local key, kind = kk[1], kk[2]
-    local r = C("ZRANGE", key, 0, math.min(per, budget) - 1, "WITHSCORES")
+    local set, kind = sk[1], sk[2]
+    local it = FF.eiter(set)
+    local r = FF.enext(it, math.min(per, budget))
     local live = 0
     while #r > 0 and live < per and budget > 0 do
       for i = 1, #r, 2 do
@@ -230,11 +236,11 @@ function FF.kind_candidates(B, lane, kinds, per, budget)
           live = live + 1
           out[#out + 1] = { e, tonumber(r[i + 1]), src[j] }
         else
-          C("ZREM", key, r[i])
+          FF.edrop(it, tonumber(r[i + 1]), r[i])
         end
       end
       if live >= per or budget <= 0 then break end
-      r = C("ZRANGE", key, live, live + math.min(per, budget) - 1, "WITHSCORES")
+      r = FF.enext(it, math.min(per, budget))
     end
   end
   table.sort(out, claim_order)
@@ -243,19 +249,18 @@ end
 
 -- The core of candidate `e` of index `kind` ("eligible" / "pend" / "reclaim") when it really is
 -- claimable there, else nil (its stale entry is removed from the index).
-function FF.candidate_core(B, e, kind, lane)
+function FF.candidate_core(B, e, kind, lane, score)
   local c = FF.core(B, e)
-  if c == nil then
-    if kind == "reclaim" then C("ZREM", K.lane(B, lane, kind), e) else C("ZREM", K.lane(B, lane, kind), FF.emembers(e)) end
-    return nil
-  end
+  local stale = false
   if kind ~= "reclaim" then
-    if c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "eligible_now" or c.lane_id ~= lane then
-      C("ZREM", K.lane(B, lane, kind), FF.emembers(e))
+    stale = c == nil or c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "eligible_now" or c.lane_id ~= lane
+    if stale then
+      local E, P = FF.lane_sets(B, lane)
+      FF.erem(kind == "pend" and P or E, score, FF.emembers(e))
       return nil
     end
   else
-    if c.lifecycle_phase ~= "active" or
+    if c == nil or c.lifecycle_phase ~= "active" or
         (c.ownership_state ~= "lease_expired_reclaimable" and c.ownership_state ~= "lease_revoked") then
       C("ZREM", K.lane(B, lane, kind), e)
       return nil
@@ -279,7 +284,7 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
     if tried == nil or not tried[e] then
       if tried ~= nil then tried[e] = true end
       FF.grant_seen = false
-      local c = FF.candidate_core(B, e, kind, lane)
+      local c = FF.candidate_core(B, e, kind, lane, cand[2])
       if c ~= nil and FF.kind_ok(c, a.kinds_set) then
         local ok, _ = FF.caps_ok(c.required_capabilities, caps)
         if not ok then
@@ -367,7 +372,7 @@ FF.fn.claim = function(B, a, now)
   local tried = { [FF.cand_id(heads[1])] = true }
   r = FF.claim_from(B, a, now, lane, caps, cands, #cands, tried, bound)
   if r ~= nil then return r end
-  if a.kinds_set and FF.eligible_count(B, lane) > scan then
+  if a.kinds_set and FF.eligible_more(B, lane, scan) then
     cands = FF.kind_candidates(B, lane, a.kinds, 4, 4 * scan)
     r = FF.claim_from(B, a, now, lane, caps, cands, #cands, tried, bound)
     if r ~= nil then return r end
@@ -717,7 +722,7 @@ local function grant_first(B, a, now, lane, caps, kinds, bound, cands, seen)
   for _, cand in ipairs(cands) do
     local e, kind = FF.cand_id(cand), cand[3]
     if kind ~= "reclaim" and (seen == nil or not seen[e]) then
-      local c = FF.candidate_core(B, e, kind, lane)
+      local c = FF.candidate_core(B, e, kind, lane, cand[2])
       if c ~= nil and FF.kind_ok(c, kinds) then
         local ok, _ = FF.caps_ok(c.required_capabilities, caps)
         if not ok then
@@ -770,7 +775,7 @@ FF.fn.issue_grant = function(B, a, now)
   if #cands == 0 then return FF.ok("EMPTY") end
   local r = grant_first(B, a, now, lane, caps, kinds, bound, cands, nil)
   if r ~= nil then return r end
-  if kinds and FF.eligible_count(B, lane) > scan then
+  if kinds and FF.eligible_more(B, lane, scan) then
     local seen = {}
     for _, cand in ipairs(cands) do seen[FF.cand_id(cand)] = true end
     r = grant_first(B, a, now, lane, caps, kinds, bound, FF.kind_candidates(B, lane, a.kinds, 4, 4 * scan), seen)

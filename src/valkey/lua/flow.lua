@@ -398,7 +398,7 @@ function FF.apply_dep(B, fid, x, c, now)
   end
   if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" and state == "pending" then
     local lane = c.lane_id
-    FF.drop_eligible(B, lane, child)
+    FF.drop_eligible(B, lane, child, c)
     C("ZREM", K.lane(B, lane, "delayed"), child)
     FF.state(B, child, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
       FF.s(n - succeeded) .. " dep(s) unresolved incl " .. edge, "none", c.attempt_state, now)
@@ -682,7 +682,7 @@ FF.fn.extend_flow = function(B, a, now, _, _, argv)
       end
       if c.lifecycle_phase == "runnable" and c.terminal_outcome == "none" and state == "pending" then
         local lane = c.lane_id
-        FF.drop_eligible(B, lane, down)
+        FF.drop_eligible(B, lane, down, c)
         C("ZREM", K.lane(B, lane, "delayed"), down)
         FF.state(B, down, c, "runnable", "unowned", "blocked_by_dependencies", "waiting_for_children",
           FF.s(n - succeeded) .. " dep(s) unresolved incl " .. ch[#ch], "none", c.attempt_state, now)

@@ -218,81 +218,57 @@ end
 -- An entry may be stale (a flow blocked the execution again): the page checks its core.
 local BAND = 1000000000000
 
--- The bands of the eligible index `key`: {key, off, lo, hi} each (scores in (lo, hi], created_at
--- = score - off), best priority first (ascending scores).
-local function bands_of(key, now)
+-- The bands of the eligible index `set` (eligible.lua): {set, off, lo, hi} each (scores in
+-- (lo, hi], created_at = score - off), best priority first (ascending scores).
+local function bands_of(set, now)
   local ref = now + 86400000
   local out = {}
-  local head = C("ZRANGE", key, 0, 0, "WITHSCORES")
+  local head = FF.efirst(set, 1)
   while #head > 0 do
     local p = math.floor((ref - tonumber(head[2])) / BAND)
     local hi = ref - p * BAND
-    out[#out + 1] = { key = key, off = -(p * BAND), lo = ref - (p + 1) * BAND, hi = hi }
-    head = C("ZRANGE", key, "(" .. FF.s(hi), "+inf", "BYSCORE", "LIMIT", 0, 1, "WITHSCORES")
+    out[#out + 1] = { set = set, off = -(p * BAND), lo = ref - (p + 1) * BAND, hi = hi }
+    head = FF.enext(FF.eiter(set, hi, FF.MEMBER_MAX), 1)
   end
   return out
 end
 
--- The rank of the first entry of band `b` at or after (score s, execution id) (`strict`: after).
--- Its members are in the eligible index's form (FF.emember: the uuid's bytes, in the order of the
+-- Positions band `b` after lane position `after` ("" for the start) in the walk's order: b.it
+-- reads its next entries (forward) or its next entries going down (rev). The position is (score,
+-- member) in the eligible index's form (FF.emember: the uuid's bytes, in the order of the
 -- partition's ids; a store of version 5 or older holds ids, whose order among the new members at
 -- one score is not the ids': such ties may be read out of order). An id of another partition
 -- (a cursor of the merge over partitions) is before or after every id of this one, as its tag says.
-local function rank_at(b, s, id, strict)
-  local key = b.key
-  local lo = C("ZCOUNT", key, "-inf", "(" .. FF.s(s))
-  local hi = lo + C("ZCOUNT", key, FF.s(s), FF.s(s))
-  local tag = FF.member_tag(b.base)
-  if string.sub(id, 1, #tag) ~= tag then
-    if id < tag then return lo end
-    return hi
-  end
-  id = FF.emember(id)
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    local m = C("ZRANGE", key, mid, mid)[1]
-    if m > id or (not strict and m == id) then hi = mid else lo = mid + 1 end
-  end
-  return lo
-end
-
--- Positions band `b` after lane position `after` ("" for the start) in the walk's order: b.rank,
--- the rank of its next entry (forward) or of its next entry going down (rev).
 local function band_start(b, after, rev)
   local s, id = nil, nil
   if after ~= "" then
     s, id = tonumber(string.sub(after, 1, 13)) + b.off, string.sub(after, 15)
-    if s <= b.lo then s = nil; if rev then b.rank = -1 return end end
-    if s ~= nil and s > b.hi then s = nil; if not rev then b.rank = C("ZCOUNT", b.key, "-inf", FF.s(b.hi)) return end end
+    if s <= b.lo then s = nil; if rev then b.done = true return end end
+    if s ~= nil and s > b.hi then s = nil; if not rev then b.done = true return end end
   end
   if s == nil then
-    if rev then b.rank = C("ZCOUNT", b.key, "-inf", FF.s(b.hi)) - 1 else b.rank = C("ZCOUNT", b.key, "-inf", FF.s(b.lo)) end
+    if rev then b.it = FF.eiter(b.set, b.hi, FF.MEMBER_MAX, true) else b.it = FF.eiter(b.set, b.lo, FF.MEMBER_MAX) end
     return
   end
-  if rev then b.rank = rank_at(b, s, id, false) - 1 else b.rank = rank_at(b, s, id, true) end
+  local tag = FF.member_tag(b.base)
+  local m
+  if string.sub(id, 1, #tag) ~= tag then
+    if id < tag then m = "" else m = FF.MEMBER_MAX end
+  else
+    m = FF.emember(id)
+  end
+  b.it = FF.eiter(b.set, s, m, rev)
 end
 
 -- The next `n` entries of band `b` in the walk's order, as lane members "<created_at>:<id>".
 local function band_read(b, n, rev)
   local out = {}
-  if b.done or b.rank < 0 then return out end
-  local r
-  if rev then
-    r = C("ZRANGE", b.key, math.max(0, b.rank - n + 1), b.rank, "WITHSCORES")
-    for i = #r - 1, 1, -2 do
-      local sc = tonumber(r[i + 1])
-      if sc <= b.lo then b.done = true break end
-      out[#out + 1] = FF.lane_member(FF.s(sc - b.off), FF.eid(b.base, r[i]))
-    end
-    b.rank = b.rank - #out
-  else
-    r = C("ZRANGE", b.key, b.rank, b.rank + n - 1, "WITHSCORES")
-    for i = 1, #r, 2 do
-      local sc = tonumber(r[i + 1])
-      if sc > b.hi then b.done = true break end
-      out[#out + 1] = FF.lane_member(FF.s(sc - b.off), FF.eid(b.base, r[i]))
-    end
-    b.rank = b.rank + #out
+  if b.done then return out end
+  local r = FF.enext(b.it, n)
+  for i = 1, #r, 2 do
+    local sc = tonumber(r[i + 1])
+    if (rev and sc <= b.lo) or (not rev and sc > b.hi) then b.done = true break end
+    out[#out + 1] = FF.lane_member(FF.s(sc - b.off), FF.eid(b.base, r[i]))
   end
   if #r < 2 * n then b.done = true end
   return out
@@ -317,13 +293,14 @@ local function lane_merge(parts, a, after, now)
   local function add(B, st)
     if st == "waiting" then
       -- (and the bands of its pending set while there is one, indexes.lua FF.kind_step)
-      local ekeys = { K.lane(B, lane, "eligible") }
-      if FF.kpending(B, lane) then ekeys[2] = K.lane(B, lane, "pend") end
-      for _, ek in ipairs(ekeys) do
-        for _, b in ipairs(bands_of(ek, now)) do
+      local E, P = FF.lane_sets(B, lane)
+      local esets = { E }
+      if FF.kpending(B, lane) then esets[2] = P end
+      for _, es in ipairs(esets) do
+        for _, b in ipairs(bands_of(es, now)) do
           b.base = B
           local i = #skey + 1
-          skey[i], sstate[i], sbase[i], sband[i] = b.key, st, B, b
+          skey[i], sstate[i], sbase[i], sband[i] = es.key or es.dir, st, B, b
           band_start(b, after, rev)
         end
       end
