@@ -7,7 +7,11 @@ import { Effect, Either, Schema } from "effect"
 import { type EngineError, rootCause } from "../../EngineError.js"
 import type { CoreArea, HandleRef } from "../../internal/boundary.js"
 import * as M from "../../Model.js"
-import { bigint, bytea, int, jsonb, text, textArray } from "./client.js"
+import type { EngineBackend } from "../../EngineBackend.js"
+import type { CreateExecutionCore } from "../../internal/boundary.js"
+import { Limits } from "../../Limits.js"
+import { type Arg, bigint, bytea, decode, int, jsonb, text, textArray } from "./client.js"
+import { claimerParams, readClaimed } from "./claim.js"
 import { type CoreContext, createItem, type Fx, handleArgs, utf8Fatal } from "./context.js"
 
 const CreateExecutionResults = Schema.Array(M.CreateExecutionResult)
@@ -49,7 +53,7 @@ export const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boole
 export const makeLifecycle = (
   ctx: CoreContext
 ): CoreArea<"lifecycle"> => {
-  const { caller, callDecode, callVoid, options, unsafeWake, wake } = ctx
+  const { call, caller, callDecode, callVoid, options, unsafeWake, wake } = ctx
 
   /**
    * A create of work claimable at once nudges this process's idle workers of its lane as soon as
@@ -74,10 +78,47 @@ export const makeLifecycle = (
       return Effect.fail(e)
     })
 
+  /**
+   * A create of work claimable at once, while an idle worker of this process waits on its lane:
+   * ff_create_claim creates and claims for that worker in one statement (docs/worker.md, "Wake-ups,
+   * timers and cancellation"). The worker's claim is taken and handed its outcome in one
+   * uninterruptible step, so that `deliver` runs once whatever happens to the caller.
+   */
+  const createClaiming = (a: CreateExecutionCore, args: ReadonlyArray<Arg>): Fx<M.CreateExecutionResult> | undefined => {
+    const hub = options.hub
+    if (hub === undefined || a.delayUntil !== undefined) return undefined
+    return Effect.uninterruptible(Effect.suspend(() => {
+      const handoff = hub.handoff(a.laneId)
+      if (handoff === undefined) return callDecode("create_execution", "create_execution", args, M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))
+      let claimed: ReadonlyArray<EngineBackend.ClaimedWork> = []
+      let again = true
+      return call("create_execution", "create_claim", [
+        ...args,
+        // (the lane is the create's)
+        ...claimerParams(handoff.args).slice(1),
+        int(handoff.max),
+        bigint(Limits.batchBytes)
+      ]).pipe(
+        Effect.flatMap((v) =>
+          Effect.zipWith(
+            readClaimed("create_execution", v),
+            decode("create_execution", M.CreateExecutionResult)((v as { readonly created?: unknown }).created),
+            (c, created) => {
+              claimed = c.claimed
+              again = c.claimed.length === 0 && c.busy > 0
+              return created
+            }
+          )
+        ),
+        Effect.ensuring(Effect.sync(() => handoff.deliver(claimed, again)))
+      )
+    }))
+  }
+
   return {
     createExecution: (a) => {
       const x = createItem(a)
-      return callDecode("create_execution", "create_execution", [
+      const args = [
         text(x.executionId),
         int(x.partition),
         text(x.namespace),
@@ -98,7 +139,9 @@ export const makeLifecycle = (
         int(x.maxReplayCount),
         bigint(x.dedupTtlMs),
         text(x.traceContext)
-      ], M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))
+      ]
+      return createClaiming(a, args) ??
+        callDecode("create_execution", "create_execution", args, M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))
     },
 
     createExecutions: (list) =>
