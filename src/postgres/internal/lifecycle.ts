@@ -53,7 +53,7 @@ export const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boole
 export const makeLifecycle = (
   ctx: CoreContext
 ): CoreArea<"lifecycle"> => {
-  const { call, caller, callDecode, callVoid, options, unsafeWake, wake } = ctx
+  const { caller, callDecode, callVoid, options, unsafeWake, wake } = ctx
 
   /**
    * A create of work claimable at once nudges this process's idle workers of its lane as soon as
@@ -80,40 +80,41 @@ export const makeLifecycle = (
 
   /**
    * A create of work claimable at once, while an idle worker of this process waits on its lane:
-   * ff_create_claim creates and claims for that worker in one statement (docs/worker.md, "Wake-ups,
-   * timers and cancellation"). The worker's claim is taken and handed its outcome in one
-   * uninterruptible step, so that `deliver` runs once whatever happens to the caller.
+   * ff_create_claim commits the create, then claims for that worker, in one statement (docs/
+   * worker.md, "Wake-ups, timers and cancellation"). The worker's claim is taken and handed its
+   * outcome in one uninterruptible step, so that `deliver` runs once whatever happens to the caller.
    */
   const createClaiming = (a: CreateExecutionCore, args: ReadonlyArray<Arg>): Fx<M.CreateExecutionResult> | undefined => {
     const hub = options.hub
     if (hub === undefined || a.delayUntil !== undefined) return undefined
     return Effect.uninterruptible(Effect.suspend(() => {
       const handoff = hub.handoff(a.laneId)
-      if (handoff === undefined) return callDecode("create_execution", "create_execution", args, M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))
+      if (handoff === undefined) return plainCreate(a, args)
       let claimed: ReadonlyArray<EngineBackend.ClaimedWork> = []
       let again = true
-      return call("create_execution", "create_claim", [
+      return caller.callProcedure("create_execution", "create_claim", [
         ...args,
         // (the lane is the create's)
         ...claimerParams(handoff.args).slice(1),
         int(handoff.max),
         bigint(Limits.batchBytes)
       ]).pipe(
-        Effect.flatMap((v) =>
-          Effect.zipWith(
-            readClaimed("create_execution", v),
-            decode("create_execution", M.CreateExecutionResult)((v as { readonly created?: unknown }).created),
-            (c, created) => {
-              claimed = c.claimed
-              again = c.claimed.length === 0 && c.busy > 0
-              return created
-            }
-          )
-        ),
+        Effect.flatMap((v) => {
+          const reply = v as { readonly created?: unknown; readonly claim?: unknown }
+          const created = decode("create_execution", M.CreateExecutionResult)(reply.created)
+          if (reply.claim === null || reply.claim === undefined) return created
+          return Effect.zipWith(readClaimed("create_execution", reply.claim), created, (c, result) => {
+            claimed = c.claimed
+            again = c.claimed.length === 0 && c.busy > 0
+            return result
+          })
+        }),
         Effect.ensuring(Effect.sync(() => handoff.deliver(claimed, again)))
       )
     }))
   }
+  const plainCreate = (a: CreateExecutionCore, args: ReadonlyArray<Arg>): Fx<M.CreateExecutionResult> =>
+    callDecode("create_execution", "create_execution", args, M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))
 
   return {
     createExecution: (a) => {
@@ -140,8 +141,7 @@ export const makeLifecycle = (
         bigint(x.dedupTtlMs),
         text(x.traceContext)
       ]
-      return createClaiming(a, args) ??
-        callDecode("create_execution", "create_execution", args, M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))
+      return createClaiming(a, args) ?? plainCreate(a, args)
     },
 
     createExecutions: (list) =>

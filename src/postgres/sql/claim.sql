@@ -387,47 +387,50 @@ BEGIN
 END $$;
 
 -- ff_create_claim: createExecution made in a process whose idle worker waits on the lane (docs/
--- worker.md, "Wake-ups, timers and cancellation"): the create of ff_create_execution, then, in the
--- same transaction, the claim of ff_complete_claim (no completions) for that worker on the lane,
--- which takes the new execution unless work ahead of it in claim order, a kind or capabilities
--- the worker lacks, or p_limit say otherwise. The create's wake-up of the lane is held back
--- (flowfabric.held_wake) and sent after the claim only when the new execution is still
--- claimable: an execution this transaction leased needs no one woken. One statement and one
--- round trip instead of a create and then a claim.
+-- worker.md, "Wake-ups, timers and cancellation"): ff_create_execution, committed, then, in a
+-- transaction of its own, ff_complete_claim (no completions) for that worker on the lane: the two
+-- transactions of a create and of the worker's claim after it (the same rows, events and
+-- wake-ups), in one statement and one round trip. A procedure, called with CALL, since it commits
+-- between the two; without SET clauses for that reason (a procedure with one cannot commit): each
+-- transaction resolves its calls in schema p_schema (its search_path, set locally). A claim that
+-- fails leaves the committed create answered, with a null claim (the worker claims itself).
 --   args:   those of ff_create_execution up to p_trace (p_caps: the execution's required
 --           capabilities), then p_wcaps (the worker's capabilities), p_kinds, p_worker, p_wiid,
---           p_ttl, p_limit, p_budget (as ff_complete_claim's), p_now
---   reply:  {"ok": {"created": Model.CreateExecutionResult, "handles", "busy", "inputs": as
---           ff_complete_claim's}}
---   errors: -
-CREATE FUNCTION ff_create_claim(
+--           p_ttl, p_limit, p_budget (as ff_complete_claim's), p_now, p_schema, r (INOUT: NULL)
+--   reply:  r = {"ok": {"created": Model.CreateExecutionResult, "claim": ff_complete_claim's ok
+--           value ("completed" empty, "handles", "busy", "inputs"), or null}}
+--   errors: - (a create that raises commits nothing)
+CREATE PROCEDURE ff_create_claim(
   p_eid text, p_partition int, p_namespace text, p_lane text, p_kind text, p_payload bytea,
   p_payload_encoding text, p_priority int, p_creator text, p_idem text, p_tags jsonb, p_policy jsonb,
   p_caps text[], p_delay_until bigint, p_deadline bigint, p_attempt_timeout_ms bigint,
   p_max_reclaim int, p_max_replay int, p_dedup_ttl_ms bigint, p_trace text,
   p_wcaps text[], p_kinds text[], p_worker text, p_wiid text, p_ttl bigint, p_limit int, p_budget bigint,
-  p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT
-  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
+  p_now bigint, p_schema text, INOUT r jsonb
+) LANGUAGE plpgsql AS $$
 DECLARE
-  v_now bigint := coalesce(p_now, ffi_now());
   v_created jsonb;
   v_claim jsonb;
   -- (expressions, not PERFORMs: no query start-up)
   v_void text;
-  v_woke boolean;
 BEGIN
-  v_void := set_config('flowfabric.held_wake', p_lane, true);
-  v_created := ffi_create_execution(p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
+  v_void := set_config('search_path', p_schema, true);
+  v_created := ff_create_execution(p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
     p_priority, p_creator, p_idem, p_tags, p_policy, p_caps, p_delay_until, p_deadline, p_attempt_timeout_ms,
-    p_max_reclaim, p_max_replay, p_dedup_ttl_ms, v_now, p_trace);
-  v_void := set_config('flowfabric.held_wake', '', true);
-  v_claim := ff_complete_claim('{}', '{}', '{}', '{}', '{}', '{}', p_lane, p_wcaps, p_kinds, p_worker, p_wiid, p_ttl,
-    p_limit, p_budget, v_now) -> 'ok';
-  IF EXISTS (SELECT 1 FROM ready WHERE execution_id = p_eid) THEN
-    v_woke := ffi_wake(p_lane);
+    p_max_reclaim, p_max_replay, p_dedup_ttl_ms, p_trace, p_now);
+  IF NOT v_created ? 'ok' THEN
+    r := v_created;
+    RETURN;
   END IF;
-  RETURN ffi_ok(v_claim || jsonb_build_object('created', v_created -> 'ok'));
+  COMMIT;
+  v_void := set_config('search_path', p_schema, true);
+  BEGIN
+    v_claim := ff_complete_claim('{}', '{}', '{}', '{}', '{}', '{}', p_lane, p_wcaps, p_kinds, p_worker, p_wiid,
+      p_ttl, p_limit, p_budget, p_now) -> 'ok';
+  EXCEPTION WHEN OTHERS THEN
+    v_claim := NULL;
+  END;
+  r := ffi_ok(jsonb_build_object('created', v_created -> 'ok', 'claim', v_claim));
 END $$;
 
 -- ff_claim_for_worker: claimForWorker — reserves the first claimable execution of the lane

@@ -30,9 +30,7 @@ CREATE FUNCTION ffi_lane_lock_key(p_lane text) RETURNS bigint LANGUAGE sql STABL
 AS $$ SELECT hashtextextended('flowfabric:wake:' || current_schema() || ':' || p_lane, 0) $$;
 
 -- ffi_wake: work became claimable on lane p_lane in this transaction: its waiting workers are
--- notified when it commits ('w' TAB lane; several in one transaction are sent once). Not while
--- the transaction holds the lane's wake-up back (the setting flowfabric.held_wake names the lane:
--- ff_create_claim, which claims on the lane next and wakes it itself when work is left).
+-- notified when it commits ('w' TAB lane; several in one transaction are sent once).
 -- (The calls are assignments, not PERFORM: an expression without tables is evaluated without a
 -- query's executor start-up; the lock still comes before the probe's snapshot.)
 --   args:   p_lane
@@ -41,7 +39,6 @@ AS $$ SELECT hashtextextended('flowfabric:wake:' || current_schema() || ':' || p
 CREATE FUNCTION ffi_wake(p_lane text) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_void text;
 BEGIN
-  IF current_setting('flowfabric.held_wake', true) = p_lane THEN RETURN false; END IF;
   v_void := pg_advisory_xact_lock_shared(ffi_lane_lock_key(p_lane))::text;
   IF EXISTS (SELECT 1 FROM lane_waiter WHERE lane_id = p_lane) THEN
     v_void := pg_notify(ffi_channel(), 'w' || chr(9) || p_lane)::text;
