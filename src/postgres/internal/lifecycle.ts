@@ -90,8 +90,12 @@ export const makeLifecycle = (
     return Effect.uninterruptible(Effect.suspend(() => {
       const handoff = hub.handoff(a.laneId)
       if (handoff === undefined) return plainCreate(a, args)
-      let claimed: ReadonlyArray<EngineBackend.ClaimedWork> = []
-      let again = true
+      let delivered = false
+      const give = (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => {
+        if (delivered) return
+        delivered = true
+        handoff.deliver(claimed, again)
+      }
       return caller.callProcedure("create_execution", "create_claim", [
         ...args,
         // (the lane is the create's)
@@ -101,15 +105,19 @@ export const makeLifecycle = (
       ]).pipe(
         Effect.flatMap((v) => {
           const reply = v as { readonly created?: unknown; readonly claim?: unknown }
-          const created = decode("create_execution", M.CreateExecutionResult)(reply.created)
-          if (reply.claim === null || reply.claim === undefined) return created
-          return Effect.zipWith(readClaimed("create_execution", reply.claim), created, (c, result) => {
-            claimed = c.claimed
-            again = c.claimed.length === 0 && c.busy > 0
-            return result
-          })
+          // the worker has its work first, then the producer its result
+          const handed = reply.claim === null || reply.claim === undefined ?
+            Effect.void :
+            Effect.match(readClaimed("create_execution", reply.claim), {
+              // (the create committed all the same: its result is the caller's; a claim reply that
+              // does not read leaves its executions to their leases' expiry, as a lost claim reply)
+              onFailure: () => give([], true),
+              onSuccess: (c) => give(c.claimed, c.claimed.length === 0 && c.busy > 0)
+            })
+          return Effect.zipRight(handed, decode("create_execution", M.CreateExecutionResult)(reply.created))
         }),
-        Effect.ensuring(Effect.sync(() => handoff.deliver(claimed, again)))
+        // (a claim that did not run, or whose reply did not read: the worker claims itself)
+        Effect.ensuring(Effect.sync(() => give([], true)))
       )
     }))
   }
