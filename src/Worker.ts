@@ -24,7 +24,7 @@
  * @since 0.1.0
  */
 import type { ConfigError, Fiber, Metric, Scope } from "effect"
-import { Cause, Config, Duration, Effect, Either, Layer, Option, Schedule, Schema } from "effect"
+import { Cause, Config, Duration, Effect, Either, Exit, Layer, Option, Schedule, Schema } from "effect"
 import { hostname } from "node:os"
 import type { EngineBackend } from "./EngineBackend.js"
 import { type EngineError, isEngineError, isLeaseLost } from "./EngineError.js"
@@ -269,6 +269,10 @@ export const handler = <I, IE, O, OE, E, R>(spec: HandlerSpec<I, IE, O, OE, E, R
     if (isEngineError(e) && isLeaseLost(e)) return { _tag: "LeaseLost", error: e }
     return classified(spec.classify?.(e) ?? "Transient", spec.describe?.(e) ?? describeFailure(e))
   }
+  const onFailure = (cause: Cause.Cause<E>): Effect.Effect<never, HandlerFailure> => {
+    const failure = Cause.failureOrCause(cause)
+    return Either.isLeft(failure) ? Effect.fail(ofUserError(failure.left)) : Effect.failCause(failure.right)
+  }
   const permanent = (e: PayloadError): HandlerFailure => classified("Permanent", e.message)
   const decodeInput = jsonDecoder(spec.input, `input of "${spec.kind}"`, permanent)
   const encodeOutput = jsonEncoder(spec.output, `output of "${spec.kind}"`, permanent)
@@ -276,15 +280,14 @@ export const handler = <I, IE, O, OE, E, R>(spec: HandlerSpec<I, IE, O, OE, E, R
     [HandlerTypeId]: { _R: (_: never) => _ },
     kind: spec.kind,
     execute: (payload, makeContext) => {
-      // `mapError` and the output's encoding in one step
-      const runOn = (input: I) =>
-        Effect.matchCauseEffect(spec.run(input, makeContext(input)), {
-          onFailure: (cause) => {
-            const failure = Cause.failureOrCause(cause)
-            return Either.isLeft(failure) ? Effect.fail(ofUserError(failure.left)) : Effect.failCause(failure.right)
-          },
-          onSuccess: encodeOutput
-        })
+      // `mapError` and the output's encoding in one step; a `run` whose outcome is known as it
+      // returns (`Effect.succeed`, `Effect.fail`…) is mapped at once, without a step
+      const runOn = (input: I) => {
+        const ran = spec.run(input, makeContext(input))
+        const now = Runtime.exitNow(ran)
+        if (now === undefined) return Effect.matchCauseEffect(ran, { onFailure, onSuccess: encodeOutput })
+        return Exit.isSuccess(now) ? encodeOutput(now.value) : onFailure(now.cause)
+      }
       // evaluated now, not in a step of its own (see `execute`)
       try {
         // a schema without asynchronous steps decodes to an `Either`: one step less

@@ -4,8 +4,10 @@ import {
   Duration,
   Effect,
   Exit,
+  FiberRef,
   Fiber,
   Layer,
+  Logger,
   Metric,
   MetricState,
   Option,
@@ -810,4 +812,128 @@ describe("a claim in flight when the worker stops (memory)", () => {
         expect(yield* ownership(id)).toBe("leased")
       }).pipe(Effect.provide(h.layer))
     }), 20_000)
+})
+
+describe("attempts settled at once, and their fibers' refs (memory)", () => {
+  const keeperOn = (backend: EngineBackend.Service) =>
+    LeaseKeeper.make({
+      backend,
+      leaseTtlMs: 3_600_000,
+      renewEvery: Duration.minutes(20),
+      onRenewal: () => Effect.void,
+      describeLoss: (e) => e.message
+    })
+  const leaseOf = (executionId: string, handle: Worker.TaskContext<unknown>["handle"]): LeaseKeeper.Lease => ({
+    executionId,
+    handle,
+    lock: undefined,
+    ended: () => false,
+    stop: undefined
+  })
+
+  it.effect("settledOn: the exit goes to `then`; a revocation kept for the attempt is dropped with it", () =>
+    Effect.gen(function*() {
+      const renewals = yield* Ref.make(0)
+      return yield* Effect.gen(function*() {
+        const backend = yield* EngineBackend
+        const lane = yield* newLane()
+        const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+        const handle = yield* claimOne(lane)
+        const keeper = yield* keeperOn(backend)
+        // a revocation that came before its attempt registered is kept for it
+        yield* keeper.recheck(id)
+        const lease = leaseOf(id, handle)
+        const exit = yield* keeper.settledOn(lease, Exit.succeed(7), (e) => Effect.succeed(e))
+        expect(exit).toEqual(Exit.succeed(7))
+        expect(lease.stop).toBeUndefined()
+        // the kept revocation went with the settled attempt: the next one of the same execution is not renewed at once
+        const next = yield* Effect.fork(keeper.guard(leaseOf(id, handle), 0, Effect.never))
+        yield* Effect.yieldNow()
+        yield* Effect.yieldNow()
+        expect(yield* Ref.get(renewals)).toBe(0)
+        yield* Fiber.interrupt(next)
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(memoryWith((backend) => ({
+          renew: (handle) => Effect.zipRight(Ref.update(renewals, (n) => n + 1), backend.renew(handle))
+        })))
+      )
+    }))
+
+  it.effect("settledOn once the keeper shuts down: `then` gets an interruption and the lease says Shutdown", () =>
+    Effect.gen(function*() {
+      const backend = yield* EngineBackend
+      const lane = yield* newLane()
+      const id = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+      const handle = yield* claimOne(lane)
+      const keeper = yield* keeperOn(backend)
+      yield* keeper.shutdown
+      const lease = leaseOf(id, handle)
+      const exit = yield* keeper.settledOn(lease, Exit.succeed(7), (e) => Effect.succeed(e))
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      expect(lease.stop?._tag).toBe("Shutdown")
+    }).pipe(Effect.scoped, Effect.provide(MemoryBackend.layer())))
+
+  it.live("a handler whose outcome is known as it returns: completed, failed as classified, a defect as InfraCrash; the worker's logs carry the attempt's annotations", () =>
+    Effect.gen(function*() {
+      const lines = yield* Ref.make<ReadonlyArray<{ readonly message: unknown; readonly annotations: Record<string, unknown> }>>([])
+      const logger = Logger.make(({ annotations, message }) => {
+        const record: Record<string, unknown> = {}
+        for (const [k, v] of annotations) record[k] = v
+        Effect.runSync(Ref.update(lines, (all) => [...all, { message, annotations: record }]))
+      })
+      const lane = yield* newLane()
+      const ok = yield* Producer.submit(Add, { a: 1, b: 2 }, { lane })
+      const bad = yield* Producer.submit(Add, { a: -1, b: 0 }, { lane })
+      const dies = yield* Producer.submit(Add, { a: -2, b: 0 }, { lane })
+      const worker = yield* Effect.fork(Worker.run({
+        lanes: [lane],
+        handlers: [Worker.handler({
+          ...Add,
+          classify: () => "Permanent",
+          run: (i) => i.a === -1 ? Effect.fail("negative") : i.a === -2 ? Effect.die("boom") : Effect.succeed(i.a + i.b)
+        })],
+        concurrency: 4,
+        idle: Schedule.spaced("10 millis")
+      }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger))))
+      const settled = Effect.map(
+        Effect.all([isState(ok, "completed"), isState(bad, "failed"), isState(dies, "failed")]),
+        (xs) => xs.every(Boolean)
+      )
+      for (let i = 0; i < 300 && !(yield* settled); i++) yield* Effect.sleep("10 millis")
+      yield* Fiber.interrupt(worker)
+      expect(yield* settled).toBe(true)
+      expect(yield* Producer.result(Add, ok)).toEqual(Option.some(3))
+      const failed = (yield* Ref.get(lines)).filter((l) => String(l.message).includes("failed ("))
+      expect(failed.map((l) => [l.annotations.executionId, l.annotations.attempt, l.annotations.lane]).sort()).toEqual(
+        [[bad, 1, lane], [dies, 1, lane]].sort()
+      )
+      expect(failed.map((l) => String(l.message)).sort()).toEqual([
+        expect.stringContaining("failed (InfraCrash)"),
+        expect.stringContaining("failed (Permanent)")
+      ].sort())
+    }).pipe(Effect.provide(MemoryBackend.layer())))
+
+  it.live("a FiberRef that forks a value of its own gives each attempt's fiber its own (the attempt's refs are made as Effect forks them)", () =>
+    Effect.gen(function*() {
+      let made = 0
+      const perFiber = FiberRef.unsafeMake<{ readonly n: number }>({ n: 0 }, { fork: () => ({ n: ++made }) })
+      const seen = yield* Ref.make<ReadonlyArray<{ readonly n: number }>>([])
+      const lane = yield* newLane()
+      const ids = yield* Effect.forEach([1, 2, 3], (a) => Producer.submit(Add, { a, b: 0 }, { lane }))
+      const worker = yield* Effect.fork(Worker.run({
+        lanes: [lane],
+        handlers: [Worker.handler({
+          ...Add,
+          run: (i) => Effect.flatMap(FiberRef.get(perFiber), (v) => Effect.as(Ref.update(seen, (all) => [...all, v]), i.a))
+        })],
+        concurrency: 3,
+        idle: Schedule.spaced("10 millis")
+      }).pipe(Effect.locally(perFiber, { n: -1 })))
+      for (let i = 0; i < 300 && (yield* Ref.get(seen)).length < ids.length; i++) yield* Effect.sleep("10 millis")
+      yield* Fiber.interrupt(worker)
+      const values = yield* Ref.get(seen)
+      expect(values).toHaveLength(3)
+      expect(new Set(values).size).toBe(3)
+    }).pipe(Effect.provide(MemoryBackend.layer())))
 })

@@ -15,7 +15,7 @@ import { builtInTracer, parentSpanOf } from "../traceContext.js"
 import { utf8Encode } from "../utf8.js"
 import * as LeaseKeeper from "./leaseKeeper.js"
 import { taskDurationMs, tasksTotal } from "./metrics.js"
-import { describeFailure, leaseLostReason, type Runtime } from "./runtime.js"
+import { describeFailure, exitNow, leaseLostReason, type Runtime } from "./runtime.js"
 
 /** What every event of an attempt says. */
 type EventBase = Pick<WorkerEvent, "executionId" | "kind" | "lane" | "attempt" | "workerInstanceId">
@@ -86,8 +86,8 @@ export const runAttempt = (
 ): Effect.Effect<void> =>
   // the fiber's log annotations were set when it was forked (see the claim loop's `launch`)
   Option.isSome(prefetched) ?
-    runWithInput(rt, handle, p, claimedAt, Either.right(prefetched.value), restore) :
-    Effect.flatMap(restore(readInput(rt, p)), (input) => runWithInput(rt, handle, p, claimedAt, input, restore))
+    runWithInput(rt, handle, p, claimedAt, Either.right(prefetched.value), restore, true) :
+    Effect.flatMap(restore(readInput(rt, p)), (input) => runWithInput(rt, handle, p, claimedAt, input, restore, false))
 
 /**
  * An execution a claim returned once the worker was stopping (its drain had started): handed back
@@ -120,14 +120,19 @@ export const releaseUnrun = (
     return Effect.zipRight(emit(a, { ...a.base, _tag: "Claimed", handleKind: handle.kind }), release(a))
   })
 
-/** The attempt once its input was read: steps 2 to 4, in the span `Worker.attempt` (when traced). */
+/**
+ * The attempt once its input was read: steps 2 to 4, in the span `Worker.attempt` (when traced).
+ * `first`: called in the fiber's first step (the input came with the claim), nothing has waited
+ * since the fork.
+ */
 const runWithInput = (
   rt: Runtime,
   handle: M.Handle,
   p: M.HandlePayload,
   claimedAt: number,
   input: Either.Either<Option.Option<M.ExecutionInput>, EngineError>,
-  restore: Restore
+  restore: Restore,
+  first: boolean
 ): Effect.Effect<void> =>
   Effect.withFiberRuntime<void>((fiber) => {
     const a: Attempt = {
@@ -145,11 +150,16 @@ const runWithInput = (
       }
     }
     const start = handlerFor(a, input)
-    // (the handler's `run` is called once `Claimed` was reported: `execute` calls it at once)
-    const rest = () => start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore, fiber)
+    // (the handler's `run` is called once `Claimed` was reported: `execute` calls it at once).
+    // `started`: still in the fiber's first step, nothing has waited since the fork (see `runHandler`).
+    const rest = (started: boolean) =>
+      start._tag === "Skip" ? start.effect : runHandler(a, start.handler, start.payload, restore, fiber, started)
     const { onEvent } = rt.settings
-    const body = onEvent === undefined ? rest() : Effect.flatMap(
-      onEvent({
+    let body: Effect.Effect<void>
+    if (onEvent === undefined) {
+      body = rest(first)
+    } else {
+      const claimed = onEvent({
         _tag: "Claimed",
         executionId: a.base.executionId,
         kind: a.base.kind,
@@ -157,9 +167,11 @@ const runWithInput = (
         attempt: a.base.attempt,
         workerInstanceId: a.base.workerInstanceId,
         handleKind: handle.kind
-      }),
-      rest
-    )
+      })
+      // a report that is done as it returns (`Effect.void`) is not waited for in a step of its own
+      const done = exitNow(claimed)
+      body = done !== undefined && Exit.isSuccess(done) ? rest(first) : Effect.flatMap(claimed, () => rest(false))
+    }
     // Effect's built-in tracer exports nothing: while it is the current one, the attempt has no span
     if (fiber.currentTracer === builtInTracer) return body
     const parent = parentSpanOf(Either.isRight(input) ? Option.getOrUndefined(input.right)?.traceParent : undefined)
@@ -493,27 +505,37 @@ const runHandler = (
   handler: Handler<unknown>,
   payload: Uint8Array,
   restore: Restore,
-  fiber: Fiber.RuntimeFiber<void, never>
+  fiber: Fiber.RuntimeFiber<void, never>,
+  started: boolean
 ): Effect.Effect<void> => {
   const running = new Running(a.p.executionId, a.handle)
-  const run = (resumeSignals: ReadonlyArray<M.ResumeSignal>) => {
+  const then = (exit: Exit.Exit<Uint8Array, HandlerFailure>): Effect.Effect<void> => {
+    const { lease } = running
+    if (running.endedBy !== undefined) return settle(a, { _tag: "Ended", ended: running.endedBy })
+    if (Exit.isSuccess(exit) || !Cause.isInterruptedOnly(exit.cause)) return settle(a, { _tag: "Handler", exit })
+    if (lease.stop !== undefined) return settle(a, lease.stop)
+    return settle(
+      a,
+      HashSet.has(Cause.interruptors(exit.cause), fiber.id()) ? { _tag: "Handler", exit } : { _tag: "Interrupted" }
+    )
+  }
+  const run = (resumeSignals: ReadonlyArray<M.ResumeSignal>, now: boolean) => {
     // The handler's requirements are those `run` was typed with: they are in this fiber's context.
     const execute = handler.execute(payload, (input) => taskContext(a, running, resumeSignals, input)) as Effect.Effect<
       Uint8Array,
       HandlerFailure
     >
-    return a.rt.keeper.guardThenOn(fiber, running.lease, a.claimedAt, restore(execute), (exit) => {
-      const { lease } = running
-      if (running.endedBy !== undefined) return settle(a, { _tag: "Ended", ended: running.endedBy })
-      if (Exit.isSuccess(exit) || !Cause.isInterruptedOnly(exit.cause)) return settle(a, { _tag: "Handler", exit })
-      if (lease.stop !== undefined) return settle(a, lease.stop)
-      return settle(
-        a,
-        HashSet.has(Cause.interruptors(exit.cause), fiber.id()) ? { _tag: "Handler", exit } : { _tag: "Interrupted" }
-      )
-    })
+    // A handler whose outcome is known as `execute` returns (its `run` gave `Effect.succeed`…),
+    // in the fiber's first step: no interruption can have reached the fiber yet, and there is no
+    // handler left to run, renew a lease for, or interrupt; it is settled at once (the keeper
+    // still sends it to be released when the worker is stopping).
+    const exit = now ? exitNow(execute) : undefined
+    if (exit !== undefined) return a.rt.keeper.settledOn(running.lease, exit, then)
+    return a.rt.keeper.guardThenOn(fiber, running.lease, a.claimedAt, restore(execute), then)
   }
-  return a.handle.kind === "resumed" ? Effect.flatMap(restore(observeResumeSignals(a)), run) : run(noSignals)
+  return a.handle.kind === "resumed" ?
+    Effect.flatMap(restore(observeResumeSignals(a)), (signals) => run(signals, false)) :
+    run(noSignals, started)
 }
 
 // ---------------------------------------------------------------------------

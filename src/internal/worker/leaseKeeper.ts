@@ -72,6 +72,17 @@ export interface LeaseKeeper {
     handler: Effect.Effect<A, E>,
     then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
   ) => Effect.Effect<B>
+  /**
+   * `guardThen` for a handler whose exit is known before it would run (`exit`): nothing to
+   * register or renew; `then` gets `exit`, or an interruption with `Lease.stop` set to
+   * `Shutdown` once the keeper is shutting down (as `guardThen` does), and a revocation kept for
+   * the attempt (see `recheck`) is dropped.
+   */
+  readonly settledOn: <A, E, B>(
+    lease: Lease,
+    exit: Exit.Exit<A, E>,
+    then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
+  ) => Effect.Effect<B>
   /** Stops every running handler with `Shutdown`, and every handler that starts from now on. */
   readonly shutdown: Effect.Effect<void>
   /**
@@ -218,6 +229,15 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       return Effect.zipRight(Effect.forkDaemon(renew(entry)), run)
     }
 
+    const settledOn: LeaseKeeper["settledOn"] = (lease, exit, then) => {
+      if (shuttingDown) {
+        lease.stop = { _tag: "Shutdown" }
+        return then(Exit.interrupt(FiberId.none))
+      }
+      if (early.size > 0) early.delete(lease.executionId)
+      return then(exit)
+    }
+
     const guardThen: LeaseKeeper["guardThen"] = (lease, claimedAt, handler, then) =>
       Effect.withFiberRuntime((fiber) => guardThenOn(fiber, lease, claimedAt, handler, then))
 
@@ -244,5 +264,5 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       return Effect.forEach([...running], (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
     })
 
-    return { guard, guardThen, guardThenOn, shutdown, recheck, recheckAll }
+    return { guard, guardThen, guardThenOn, settledOn, shutdown, recheck, recheckAll }
   })

@@ -6,6 +6,7 @@
 import type { Scope } from "effect"
 import {
   Clock,
+  type Context,
   Deferred,
   Duration,
   Effect,
@@ -105,14 +106,46 @@ const attemptAnnotations = (
 /**
  * The new attempt fiber's refs with its log annotations. `FiberRefs.updateAs` copies the map of
  * refs: setting `refs.locals` in place would rely on `Runtime.runFork` handing a map of the new
- * fiber's own, which Effect does not promise (the saving was one map copy, well under a
- * microsecond per attempt).
+ * fiber's own, which Effect does not promise. Used when `attemptRefs` cannot be (see there).
  */
 const withAnnotations = (
   refs: FiberRefs.FiberRefs,
   fiberId: FiberId.Runtime,
   annotations: HashMap.HashMap<string, unknown>
 ): FiberRefs.FiberRefs => FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentLogAnnotations, value: annotations })
+
+type Locals = FiberRefs.FiberRefs["locals"]
+
+/** `ref`'s value in `locals` set to `value` by `fiberId`, pushed on its stack (as `FiberRefs.updateAs` does for a fiber that has not set it yet). */
+const pushLocal = <A>(locals: Locals, ref: FiberRef.FiberRef<A>, fiberId: FiberId.Runtime, value: A): void => {
+  const stack = locals.get(ref)
+  locals.set(ref, stack === undefined ? [[fiberId, value]] : [[fiberId, value], ...stack])
+}
+
+/**
+ * The refs of an attempt's fiber, made in one copy of the loop's map of refs: what
+ * `Runtime.runFork` from the loop's runtime, then `withAnnotations`, would give (the loop's refs
+ * forked, the context set, the log annotations set), without the per-fork pass that applies each
+ * ref's fork patch, nor the second copy. That pass is done once here: when forking changes no
+ * ref (no `FiberRef` with a fork patch of its own among the loop's refs, the usual case), a fork's
+ * refs are the loop's as they are, and the copy made per attempt is the whole of it. Otherwise
+ * `undefined`: the attempt forks from the loop's runtime, each fork patched as Effect does it.
+ * The attempt fiber is then forked from a runtime without refs, and its refs replaced by these
+ * (`updateRefs`).
+ */
+const attemptRefs = (
+  loopRefs: FiberRefs.FiberRefs,
+  context: Context.Context<never>
+): ((fiberId: FiberId.Runtime, annotations: HashMap.HashMap<string, unknown>) => FiberRefs.FiberRefs) | undefined => {
+  const forked = FiberRefs.forkAs(loopRefs, FiberId.none)
+  for (const [ref, stack] of forked.locals) if (loopRefs.locals.get(ref) !== stack) return undefined
+  return (fiberId, annotations) => {
+    const locals: Locals = new Map(loopRefs.locals)
+    pushLocal(locals, FiberRef.currentContext, fiberId, context)
+    pushLocal(locals, FiberRef.currentLogAnnotations, fiberId, annotations)
+    return FiberRefs.unsafeMake(locals)
+  }
+}
 
 /** Promotions in a row that found nothing at the reported due time before the worker waits for a wake-up instead. */
 const MAX_DUE_MISSES = 10
@@ -215,6 +248,13 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       fiberRefs: loopRuntime.fiberRefs,
       runtimeFlags: RuntimeFlags.disable(loopRuntime.runtimeFlags, RuntimeFlags.Interruption)
     }))
+    // the same fork, from a runtime without refs: the attempt's refs are made by `refsOf` alone
+    const refsOf = attemptRefs(loopRuntime.fiberRefs, loopRuntime.context)
+    const forkBare = Runtime.runFork(Runtime.make({
+      context: loopRuntime.context,
+      fiberRefs: FiberRefs.empty(),
+      runtimeFlags: RuntimeFlags.disable(loopRuntime.runtimeFlags, RuntimeFlags.Interruption)
+    }))
     const restore: Restore = RuntimeFlags.interruption(loopRuntime.runtimeFlags) ? Effect.interruptible : identity
     const loopAnnotations = FiberRefs.getOrDefault(loopRuntime.fiberRefs, FiberRef.currentLogAnnotations)
     /** Per lane: the loop's log annotations and the lane's, and the label set of its claims by handle kind. */
@@ -266,9 +306,10 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           const prefetched = Option.isSome(input) ? Option.some(input) : Option.none()
           const payload = p.right
           const annotations = attemptAnnotations(l.annotations, payload.executionId, payload.attemptIndex + 1)
-          const fiber = forkAttempt(runAttempt(rt!, handle, payload, claimedAt, prefetched, restore), {
-            updateRefs: (refs, fiberId) => withAnnotations(refs, fiberId, annotations)
-          })
+          const attempt = runAttempt(rt!, handle, payload, claimedAt, prefetched, restore)
+          const fiber = refsOf !== undefined ?
+            forkBare(attempt, { updateRefs: (_, fiberId) => refsOf(fiberId, annotations) }) :
+            forkAttempt(attempt, { updateRefs: (refs, fiberId) => withAnnotations(refs, fiberId, annotations) })
           const exit = fiber.unsafePoll()
           if (exit === null) {
             // still running: it holds its slot until it ends (the drain waits for it)

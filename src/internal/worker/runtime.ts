@@ -2,7 +2,7 @@
  * What a worker's claim loop and its attempts share: the checked settings, the worker's runtime
  * (backend, lease keeper, completions, metric labels), and how a failure or a lost lease reads.
  */
-import { Predicate, type Duration, type Effect, type Schedule } from "effect"
+import { type Duration, type Effect, type Either, Exit, Predicate, type Schedule } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, rootCause } from "../../EngineError.js"
 import type { LaneId, WorkerId, WorkerInstanceId } from "../../Ids.js"
@@ -69,4 +69,24 @@ export const describeFailure = (error: unknown): string => {
     }
   }
   return truncate(String(error))
+}
+
+/**
+ * `effect`'s exit when the effect is one already: an `Exit` (`Effect.succeed`, `Effect.fail`,
+ * `Effect.die`, `Effect.void`…) or an `Either` (a synchronous schema's decode). Read by the
+ * effect's op, as Effect's own `runSyncExit` reads it before it forks anything; `undefined` for
+ * every other effect (one that must run to be known).
+ */
+export const exitNow = <A, E, R>(effect: Effect.Effect<A, E, R>): Exit.Exit<A, E> | undefined => {
+  switch ((effect as { readonly _op?: unknown })._op) {
+    case "Success":
+    case "Failure":
+      return effect as unknown as Exit.Exit<A, E>
+    case "Right":
+      return Exit.succeed((effect as unknown as Either.Right<E, A>).right)
+    case "Left":
+      return Exit.fail((effect as unknown as Either.Left<E, A>).left)
+    default:
+      return undefined
+  }
 }

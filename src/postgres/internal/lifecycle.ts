@@ -96,13 +96,15 @@ export const makeLifecycle = (
         delivered = true
         handoff.deliver(claimed, again)
       }
-      return caller.callProcedure("create_execution", "create_claim", [
-        ...args,
-        // (the lane is the create's)
-        ...claimerParams(handoff.args).slice(1),
-        int(handoff.max),
-        bigint(Limits.batchBytes)
-      ]).pipe(
+      return Effect.suspend(() =>
+        caller.callProcedure("create_execution", "create_claim", [
+          ...args,
+          // (the lane is the create's)
+          ...claimerParams(handoff.args).slice(1),
+          int(handoff.max),
+          bigint(Limits.batchBytes)
+        ])
+      ).pipe(
         Effect.flatMap((v) => {
           const reply = v as { readonly created?: unknown; readonly claim?: unknown }
           // the worker has its work first, then the producer its result
