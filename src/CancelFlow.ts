@@ -49,12 +49,32 @@ export const waitForFlowCancellationWith = (
   deadline: Duration.DurationInput,
   options?: { readonly pollInterval?: Duration.DurationInput }
 ): Effect.Effect<void, EngineError> =>
+  pollFlowCancellation(
+    (id) => Effect.map(backend.describeFlow(id), Option.map((s) => s.publicFlowState)),
+    flowId,
+    deadline,
+    options
+  )
+
+/**
+ * The wait of `waitForFlowCancellationWith` over any read of a flow's public state (`None`: the
+ * flow is gone). The engine's `cancelFlow` polls its backend's read of the flow record alone, which
+ * costs the same whatever the flow's size; `describeFlow` also reads the join groups.
+ *
+ * @internal
+ */
+export const pollFlowCancellation = (
+  readState: (flowId: FlowId) => Effect.Effect<Option.Option<string>, EngineError>,
+  flowId: FlowId,
+  deadline: Duration.DurationInput,
+  options?: { readonly pollInterval?: Duration.DurationInput }
+): Effect.Effect<void, EngineError> =>
   Effect.gen(function*() {
     const limit = Duration.decode(deadline)
     const start = yield* Clock.currentTimeMillis
     const poll = Effect.gen(function*() {
-      const snapshot = yield* backend.describeFlow(flowId)
-      if (Option.isNone(snapshot) || snapshot.value.publicFlowState === "cancelled") return true
+      const state = yield* readState(flowId)
+      if (Option.isNone(state) || state.value === "cancelled") return true
       const elapsed = (yield* Clock.currentTimeMillis) - start
       if (elapsed >= Duration.toMillis(limit)) {
         return yield* new Timeout({ op: "cancel_flow", elapsed: limit })

@@ -79,6 +79,10 @@ export const Limits = {
   flowExtendEdges: 200,
   /** Tags of all the new members of one `extendFlow` together. */
   flowExtendTags: 1000,
+  /** Members of one flow: a call that would add more (`addExecutionToFlow`, `extendFlow`) is refused. */
+  flowMembers: 2000,
+  /** Edges of one flow: a call that would stage more (`stageDependencyEdge`, `extendFlow`) is refused. */
+  flowEdges: 4000,
   /** Dimensions of a budget, of one usage report. */
   budgetDimensions: 64,
   /** Runs of an execution's attempt history kept (the newest; older ones are dropped). */

@@ -153,6 +153,7 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       subscribeEvents: (filter) => Effect.zipRight(counted, events.subscribe(filter)),
       describeExecution: (id) => step((now) => Reads.describeExecution(store, now, id)),
       describeFlow: (id) => step((now) => Reads.describeFlow(store, now, id)),
+      readFlowState: (id) => step((now) => Reads.readFlowState(store, now, id)),
       listEdges: (args) => step((now) => Reads.listEdges(store, now, args)),
       describeEdge: (args) => step((now) => Reads.describeEdge(store, now, args)),
       resolveExecutionFlowId: (id) => step((now) => Reads.resolveExecutionFlowId(store, now, id)),

@@ -258,6 +258,62 @@ describe("valkey: the longest single call under the limits", () => {
           Effect.map(b.extendFlow({ flowId, members, edges }), (r) => expect(r._tag).toBe("Extended")))
     ).pipe(Effect.provide(layer)), 300_000)
 
+  // the largest flow: flowMembers members and flowEdges edges, every edge out of the first member,
+  // so every other member has a join group (describeFlow's most) and the first member has the most
+  // edges one listEdges can return
+  const largestFlow = Effect.gen(function*() {
+    const b = yield* EngineBackend
+    const l = yield* lane
+    const flowId = yield* Ids.newFlowId
+    yield* b.createFlow({ flowId, namespace: ns })
+    const ids: Array<Ids.ExecutionId> = []
+    for (let c = 0; c < Limits.flowMembers / Limits.flowExtendMembers; c++) {
+      const members: Array<M.CreateExecutionArgsInput> = []
+      for (let i = 0; i < Limits.flowExtendMembers; i++) members.push(item(l, yield* Ids.executionIdForFlow(flowId)))
+      ids.push(...members.map((m) => m.executionId))
+      const targets = ids.slice(Math.max(1, c * Limits.flowExtendMembers))
+      const edges: Array<M.FlowGraphEdge> = []
+      for (let i = 0; i < Limits.flowEdges / (Limits.flowMembers / Limits.flowExtendMembers); i++) {
+        edges.push({
+          edgeId: yield* Ids.newEdgeId,
+          upstreamExecutionId: ids[0]!,
+          downstreamExecutionId: targets[i % targets.length]!,
+          dependencyKind: "success_only"
+        })
+      }
+      yield* b.extendFlow({ flowId, members, edges })
+    }
+    const snap = Option.getOrThrow(yield* b.describeFlow(flowId))
+    expect(snap.nodeCount).toBe(Limits.flowMembers)
+    expect(snap.edgeCount).toBe(Limits.flowEdges)
+    return { flowId, first: ids[0]! }
+  })
+
+  it.live("describeFlow and listEdges of the largest flow", () =>
+    Effect.gen(function*() {
+      const b = yield* EngineBackend
+      const { flowId, first } = yield* largestFlow
+      yield* worstCase("describeFlow (flowMembers members, each but one with a join group)", Effect.void, () =>
+        Effect.map(b.describeFlow(flowId), (s) => expect(Option.getOrThrow(s).edgeGroups).toHaveLength(Limits.flowMembers - 1)))
+      yield* worstCase("listEdges (flowEdges edges out of one member)", Effect.void, () =>
+        Effect.map(
+          b.listEdges({ flowId, direction: { _tag: "Outgoing", fromNode: first } }),
+          (edges) => expect(edges).toHaveLength(Limits.flowEdges)
+        ))
+    }).pipe(Effect.provide(layer)), 300_000)
+
+  it.live("cancelFlow of the largest flow, every member owed", () =>
+    worstCase(
+      "cancelFlow (CancelAll, flowMembers members not terminal)",
+      Effect.map(largestFlow, ({ flowId }) => flowId),
+      (flowId) =>
+        Effect.flatMap(EngineBackend, (b) =>
+          Effect.map(
+            b.cancelFlow({ flowId, policy: "CancelAll" }),
+            (r) => expect(r.memberExecutionIds).toHaveLength(Limits.flowMembers)
+          ))
+    ).pipe(Effect.provide(layer)), 300_000)
+
   it.live("a patch to the largest summary document", () =>
     worstCase(
       "appendFrame (summary at summaryDocumentBytes + a small patch)",

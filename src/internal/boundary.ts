@@ -44,7 +44,7 @@ export const makeEngineBackend = (core: BackendCore): EngineBackend.Service => {
     backendLabel: b.label,
     ...claimOperations(b),
     ...lifecycleOperations(b),
-    ...flowOperations(b, () => service),
+    ...flowOperations(b),
     ...signalOperations(b),
     ...streamOperations(b),
     ...budgetOperations(b),

@@ -469,6 +469,73 @@ export const limits = (t: Tester) =>
           expect(Option.getOrThrow(yield* b.describeFlow(flowId))).toEqual(before)
           yield* isAbsent(few[0]!.executionId)
         }))
+
+      // thousands of writes in 20 calls: a loaded machine takes longer than a test's usual 30 s
+      t.test("a flow takes at most flowMembers members and flowEdges edges; a call past them writes nothing; the full flow reads, replays and cancels", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const flowId = yield* createFlow()
+          // a createFlowGraph can never pass the budgets of a flow on its own
+          expect(Limits.flowGraphMembers).toBeLessThanOrEqual(Limits.flowMembers)
+          expect(Limits.flowGraphEdges).toBeLessThanOrEqual(Limits.flowEdges)
+          // the flow grows to both budgets in extendFlow calls of flowExtendMembers members and
+          // flowExtendEdges edges, every edge out of the first member (each member gets a join group)
+          const perCall = Limits.flowExtendMembers
+          const calls = Limits.flowMembers / perCall
+          expect(Number.isInteger(calls)).toBe(true)
+          expect(calls * Limits.flowExtendEdges).toBe(Limits.flowEdges)
+          const ids: Array<ExecutionId> = []
+          let last: Parameters<typeof b.extendFlow>[0] | undefined
+          for (let c = 0; c < calls; c++) {
+            const members: Array<M.CreateExecutionArgsInput> = []
+            for (let i = 0; i < perCall; i++) members.push(yield* member(flowId, lane))
+            ids.push(...members.map((m) => m.executionId))
+            const targets = ids.slice(Math.max(1, c * perCall))
+            const edges: Array<M.FlowGraphEdge> = []
+            for (let i = 0; i < Limits.flowExtendEdges; i++) {
+              edges.push({
+                edgeId: yield* Ids.newEdgeId,
+                upstreamExecutionId: ids[0]!,
+                downstreamExecutionId: targets[i % targets.length]!,
+                dependencyKind: "success_only"
+              })
+            }
+            last = { flowId, members, edges }
+            expect((yield* b.extendFlow(last))._tag).toBe("Extended")
+          }
+          const full = Option.getOrThrow(yield* b.describeFlow(flowId))
+          expect(full).toMatchObject({ nodeCount: Limits.flowMembers, edgeCount: Limits.flowEdges })
+          expect(full.edgeGroups.length).toBe(Limits.flowMembers - 1)
+          // past the member budget: one more member, by either call
+          const extra = yield* member(flowId, lane)
+          yield* limitFails(b.extendFlow({ flowId, members: [extra] }), "flowMembers")
+          yield* isAbsent(extra.executionId)
+          expect((yield* b.createExecution(extra))._tag).toBe("Created")
+          yield* limitFails(b.addExecutionToFlow({ flowId, executionId: extra.executionId }), "flowMembers")
+          expect((yield* snapshot(extra.executionId)).flowId).toBeUndefined()
+          // past the edge budget: one more edge, by either call
+          const edge = {
+            edgeId: yield* Ids.newEdgeId,
+            upstreamExecutionId: ids[1]!,
+            downstreamExecutionId: ids[2]!,
+            dependencyKind: "success_only"
+          }
+          yield* limitFails(b.extendFlow({ flowId, edges: [edge] }), "flowEdges")
+          yield* limitFails(
+            b.stageDependencyEdge({ flowId, ...edge, expectedGraphRevision: full.graphRevision }),
+            "flowEdges"
+          )
+          expect(Option.isNone(yield* b.describeEdge({ flowId, edgeId: edge.edgeId }))).toBe(true)
+          expect(Option.getOrThrow(yield* b.describeFlow(flowId))).toEqual(full)
+          // what adds nothing still answers: a replay, a member again; the full flow lists and cancels
+          expect((yield* b.extendFlow(last!))._tag).toBe("AlreadySatisfied")
+          expect((yield* b.addExecutionToFlow({ flowId, executionId: ids[5]! }))._tag).toBe("AlreadyMember")
+          const out = yield* b.listEdges({ flowId, direction: { _tag: "Outgoing", fromNode: ids[0]! } })
+          expect(out.length).toBe(Limits.flowEdges)
+          const r = yield* b.cancelFlow({ flowId, policy: "CancelAll" })
+          expect(r.memberExecutionIds.length).toBe(Limits.flowMembers)
+        }), 300_000)
     })
 
     describe("reads and documents", () => {

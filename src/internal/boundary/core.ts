@@ -118,6 +118,8 @@ export interface BackendCore {
   ) => Effect.Effect<EngineBackend.EventSubscription, EngineError, Scope.Scope>
   readonly describeExecution: (id: ExecutionId) => Fx<Option.Option<M.ExecutionSnapshot>>
   readonly describeFlow: (id: FlowId) => Fx<Option.Option<M.FlowSnapshot>>
+  /** The flow's public state alone (`describeFlow`'s `publicFlowState`), from its record: the wait of `cancelFlow`. */
+  readonly readFlowState: (id: FlowId) => Fx<Option.Option<string>>
   readonly listEdges: (args: M.ListEdgesArgs) => Fx<ReadonlyArray<M.EdgeSnapshot>>
   readonly describeEdge: (args: M.DescribeEdgeArgs) => Fx<Option.Option<M.EdgeSnapshot>>
   readonly resolveExecutionFlowId: (id: ExecutionId) => Fx<Option.Option<FlowId>>
@@ -258,6 +260,7 @@ export interface CoreAreas {
     | "describeEdge"
     | "describeExecution"
     | "describeFlow"
+    | "readFlowState"
     | "getExecutionInput"
     | "getExecutionInputs"
     | "getExecutionResult"

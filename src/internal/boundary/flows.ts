@@ -3,7 +3,7 @@
  * graphs, extension, sealing, and cancellation with its wait.
  */
 import { Effect, Either, Option } from "effect"
-import { cancelFlowWaitDeadline, waitForFlowCancellationWith } from "../../CancelFlow.js"
+import { cancelFlowWaitDeadline, pollFlowCancellation } from "../../CancelFlow.js"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { conflict, invalidInput, notFound, validation, type Validation } from "../../EngineError.js"
 import { type ExecutionId, executionPartition, FlowId as FlowIdSchema } from "../../Ids.js"
@@ -28,9 +28,9 @@ const edgeLimits = (
     V.checkBytes(op, "dataPassingRef", e.dataPassingRef, "textBytes")
 
 /**
- * The flow operations. `self` is the service being built: `cancelFlow` waits on its `describeFlow`.
+ * The flow operations. `cancelFlow` waits on the core's read of the flow's state.
  */
-export const flowOperations = (b: Boundary, self: () => EngineBackend.Service): Operations<
+export const flowOperations = (b: Boundary): Operations<
   "createFlow" | "addExecutionToFlow" | "stageDependencyEdge" | "applyDependencyToChild" | "setEdgeGroupPolicy" |
   "createFlowGraph" | "extendFlow" | "sealFlow" | "cancelFlow" | "cancelFlowHeader" | "ackCancelMember"
 > => {
@@ -258,7 +258,8 @@ export const flowOperations = (b: Boundary, self: () => EngineBackend.Service): 
         yield* failWith(V.checkBytes("cancel_flow", "reason", a.reason, "textBytes"))
         const result = yield* core.cancelFlow({ flowId: a.flowId, policy: a.policy, reason: a.reason })
         const deadline = cancelFlowWaitDeadline(a.wait)
-        if (Option.isSome(deadline)) yield* waitForFlowCancellationWith(self(), a.flowId, deadline.value)
+        // the wait reads the flow's state alone, not its join groups (docs/design/flows.md#waiting-for-the-cancellation)
+        if (Option.isSome(deadline)) yield* pollFlowCancellation(core.readFlowState, a.flowId, deadline.value)
         return result
       }),
 

@@ -15,9 +15,11 @@ import {
 } from "../../EngineError.js"
 import { flowPartition } from "../../Ids.js"
 import type * as Ids from "../../Ids.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import type { CreateExecutionCore } from "../boundary.js"
 import { err, ok, type R, transition } from "./helpers.js"
+import { overLimit } from "../validation.js"
 import { emitFlow, joinedFlow } from "./events.js"
 import { createExecution } from "./lifecycle.js"
 import type { Dependency, EdgeGroup, Exec, Flow } from "./state.js"
@@ -293,6 +295,18 @@ export const createFlowGraph = (
   })
 }
 
+/**
+ * The per-flow budgets (docs/limits.md): `LimitExceeded` when adding `members` members and `edges`
+ * edges would take the flow past `Limits.flowMembers` or `Limits.flowEdges`. A flow already past
+ * one (grown before it existed) still reads, cancels and takes calls that add nothing.
+ */
+const flowOver = (op: string, f: Flow, members: number, edges: number): EngineError | undefined =>
+  members > 0 && f.nodeCount + members > Limits.flowMembers ?
+    overLimit(op, "flow members", "flowMembers", "entries") :
+    edges > 0 && f.edgeCount + edges > Limits.flowEdges ?
+    overLimit(op, "flow edges", "flowEdges", "entries") :
+    undefined
+
 export const addExecutionToFlow = (
   store: Store,
   now: number,
@@ -309,6 +323,8 @@ export const addExecutionToFlow = (
     return ok({ _tag: "AlreadyMember", executionId: e.id, nodeCount: f.nodeCount })
   }
   if (e.flowId !== undefined) return err(conflict("ExecutionAlreadyInFlow"))
+  const over = flowOver("add_execution_to_flow", f, 1, 0)
+  if (over !== undefined) return err(over)
   f.members.add(e.id)
   e.flowId = f.id
   joinedFlow(store, e)
@@ -329,6 +345,8 @@ export const stageDependencyEdge = (
   if (Either.isLeft(opened)) return err(opened.left)
   const f = opened.right
   if (f.graphRevision !== args.expectedGraphRevision) return err(contention("StaleGraphRevision"))
+  const over = flowOver("stage_dependency_edge", f, 0, 1)
+  if (over !== undefined) return err(over)
   if (!f.members.has(args.upstreamExecutionId) || !f.members.has(args.downstreamExecutionId)) {
     return err(stateError("ExecutionNotInFlow"))
   }
@@ -540,6 +558,8 @@ export const extendFlow = (
   if (g.members.every((m) => f.members.has(m.executionId)) && g.edges.every((e) => f.edges.has(e.edgeId))) {
     return ok({ _tag: "AlreadySatisfied", flowId })
   }
+  const over = flowOver("extend_flow", f, g.members.length, g.edges.length)
+  if (over !== undefined) return err(over)
   const existing = g.members.find((m) => store.executions.has(m.executionId))
   if (existing !== undefined) return err(invalidInput(`extend_flow: member ${existing.executionId} already exists`))
   const isNew = new Set<string>(g.members.map((m) => m.executionId))

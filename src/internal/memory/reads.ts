@@ -168,6 +168,12 @@ const groupSnapshot = (downstream: Ids.ExecutionId, g: EdgeGroup): M.EdgeGroupSn
   }
 }
 
+/** The flow's public state alone (the wait of `cancelFlow`). */
+export const readFlowState = (store: Store, _now: number, id: Ids.FlowId): R<Option.Option<string>> => {
+  const f = store.flows.get(id)
+  return ok(f === undefined ? Option.none() : Option.some(flowState(store, f)))
+}
+
 export const describeFlow = (store: Store, _now: number, id: Ids.FlowId): R<Option.Option<M.FlowSnapshot>> => {
   const f = store.flows.get(id)
   if (f === undefined) return ok(Option.none())

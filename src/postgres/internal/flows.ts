@@ -5,6 +5,7 @@
  */
 import type { CoreArea } from "../../internal/boundary.js"
 import { flowPartition } from "../../Ids.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import { bigint, bool, int, jsonb, text, uuid } from "./client.js"
 import { type CoreContext, createItem } from "./context.js"
@@ -62,13 +63,19 @@ export const makeFlows = (
         jsonb(g.joins.map(({ downstreamExecutionId, policy }) => ({
           downstream: downstreamExecutionId,
           ...joinColumns(policy)
-        })))
+        }))),
+        int(Limits.flowMembers),
+        int(Limits.flowEdges)
       ], M.ExtendFlowResult),
 
     sealFlow: (a) => callDecode("seal_flow", "seal_flow", [uuid(a.flowId)], M.SealFlowResult),
 
     addExecutionToFlow: (a) =>
-      callDecode("add_execution_to_flow", "add_execution_to_flow", [uuid(a.flowId), text(a.executionId)], M.AddExecutionToFlowResult),
+      callDecode("add_execution_to_flow", "add_execution_to_flow", [
+        uuid(a.flowId),
+        text(a.executionId),
+        int(Limits.flowMembers)
+      ], M.AddExecutionToFlowResult),
 
     stageDependencyEdge: (a) =>
       callDecode("stage_dependency_edge", "stage_dependency_edge", [
@@ -79,7 +86,8 @@ export const makeFlows = (
         text(a.dependencyKind),
         text(a.dataPassingRef ?? ""),
         bigint(a.expectedGraphRevision),
-        bigint(a.now)
+        bigint(a.now),
+        int(Limits.flowEdges)
       ], M.StageDependencyEdgeResult),
 
     applyDependencyToChild: (a) =>

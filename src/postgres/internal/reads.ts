@@ -32,6 +32,7 @@ export const makeReads = (
   return {
     describeExecution: (id) => callOption("describe_execution", "describe_execution", [text(id)], M.ExecutionSnapshot),
     describeFlow: (id) => callOption("describe_flow", "describe_flow", [uuid(id)], M.FlowSnapshot),
+    readFlowState: (id) => callOption("read_flow_state", "read_flow_state", [uuid(id)], Schema.String),
 
     listEdges: (args) =>
       callDecode("list_edges", "list_edges", [

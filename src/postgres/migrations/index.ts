@@ -35,6 +35,7 @@ import * as m0039 from "./0039_own_rows.js"
 import * as m0040 from "./0040_event_no_id_index.js"
 import * as m0041 from "./0041_hash_id_keys.js"
 import * as m0042 from "./0042_exec_core_column_order.js"
+import * as m0043 from "./0043_edge_group_by_flow.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -66,7 +67,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0039_own_rows": run(m0039.sql),
   "0040_event_no_id_index": run(m0040.sql),
   "0041_hash_id_keys": run(m0041.sql),
-  "0042_exec_core_column_order": run(m0042.sql)
+  "0042_exec_core_column_order": run(m0042.sql),
+  "0043_edge_group_by_flow": run(m0043.sql)
 }
 
 /** The id of the newest migration this code needs. */

@@ -289,13 +289,28 @@ BEGIN
   RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'flowId', p_flow, 'graphRevision', v_rev));
 END $$;
 
+-- ffi_flow_over: the refusal of a call that would take a flow of p_count members (or edges) past
+-- its budget p_max (Limits.flowMembers / Limits.flowEdges, passed by the layer; NULL: none) by
+-- adding p_adding, or NULL. A call that adds none is never refused: a flow past its budget (grown
+-- before the budget existed) still takes it.
+--   args:   p_op, p_count, p_adding, p_max, p_what ("flow members" | "flow edges"), p_limit (its name)
+--   reply:  jsonb (the error reply) or NULL
+--   errors: -
+CREATE FUNCTION ffi_flow_over(p_op text, p_count bigint, p_adding bigint, p_max int, p_what text, p_limit text)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+  SELECT CASE WHEN p_max IS NOT NULL AND p_adding > 0 AND p_count + p_adding > p_max
+    THEN ffi_err('limit_exceeded', p_op || ': ' || p_what || ': more than ' || p_max || ' entries (Limits.' || p_limit || ')')
+  END
+$$;
+
 -- ff_add_execution_to_flow: addExecutionToFlow — makes an execution a member (a terminal one
 -- counts as settled), once.
---   args:   p_flow, p_eid, p_now
+--   args:   p_flow, p_eid, p_members_max (Limits.flowMembers), p_now
 --   reply:  {"ok": Model.AddExecutionToFlowResult} (Added, or AlreadyMember)
 --   errors: flow_not_found, flow_already_terminal, flow_sealed, execution_not_found,
---           execution_already_in_flow (detail: the other flow)
-CREATE FUNCTION ff_add_execution_to_flow(p_flow uuid, p_eid text, p_now bigint)
+--           execution_already_in_flow (detail: the other flow), limit_exceeded (the flow has
+--           p_members_max members: ffi_flow_over)
+CREATE FUNCTION ff_add_execution_to_flow(p_flow uuid, p_eid text, p_members_max int, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; f flow_core;
 BEGIN
@@ -309,6 +324,9 @@ BEGIN
   END IF;
   IF e.flow_id = p_flow THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadyMember', 'executionId', p_eid, 'nodeCount', f.node_count));
+  END IF;
+  IF ffi_flow_over('add_execution_to_flow', f.node_count, 1, p_members_max, 'flow members', 'flowMembers') IS NOT NULL THEN
+    RETURN ffi_flow_over('add_execution_to_flow', f.node_count, 1, p_members_max, 'flow members', 'flowMembers');
   END IF;
   UPDATE exec_core SET flow_id = p_flow, last_mutation_at = v_now WHERE execution_id = p_eid;
   UPDATE flow_core SET node_count = node_count + 1, graph_revision = graph_revision + 1, last_mutation_at = v_now,
@@ -380,14 +398,14 @@ CREATE FUNCTION ffi_edge_json(x flow_edge) RETURNS jsonb LANGUAGE sql IMMUTABLE 
 -- expected graph revision. A cycle is refused: the upstream must not be reachable from the
 -- downstream (a walk of more than 1 000 nodes counts as a cycle).
 --   args:   p_flow, p_edge, p_up, p_down, p_kind, p_data_ref, p_expected (graph revision),
---           p_created_at (the caller's clock, or NULL), p_now
+--           p_created_at (the caller's clock, or NULL), p_edges_max (Limits.flowEdges), p_now
 --   reply:  {"ok": Model.StageDependencyEdgeResult}
 --   errors: flow_not_found, flow_already_terminal, flow_sealed, stale_graph_revision,
---           execution_not_in_flow, cycle_detected, dependency_already_exists (detail: the stored
---           edge as JSON)
+--           limit_exceeded (the flow has p_edges_max edges: ffi_flow_over), execution_not_in_flow,
+--           cycle_detected, dependency_already_exists (detail: the stored edge as JSON)
 CREATE FUNCTION ff_stage_dependency_edge(
   p_flow uuid, p_edge uuid, p_up text, p_down text, p_kind text, p_data_ref text, p_expected bigint,
-  p_created_at bigint, p_now bigint
+  p_created_at bigint, p_edges_max int, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
@@ -399,6 +417,9 @@ BEGIN
   IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
   IF ffi_flow_refusal(f) IS NOT NULL THEN RETURN ffi_err(ffi_flow_refusal(f)); END IF;
   IF f.graph_revision <> p_expected THEN RETURN ffi_err('stale_graph_revision'); END IF;
+  IF ffi_flow_over('stage_dependency_edge', f.edge_count, 1, p_edges_max, 'flow edges', 'flowEdges') IS NOT NULL THEN
+    RETURN ffi_flow_over('stage_dependency_edge', f.edge_count, 1, p_edges_max, 'flow edges', 'flowEdges');
+  END IF;
   IF (SELECT count(*) FROM exec_core WHERE execution_id IN (p_up, p_down) AND flow_id = p_flow) < 2 THEN
     RETURN ffi_err('execution_not_in_flow');
   END IF;
@@ -586,13 +607,16 @@ END $$;
 -- before the first write (a step that still fails raises, and the call rolls back).
 --   args:   p_flow, p_members (createItem objects, payloads in base64), p_edges ([{edgeId,
 --           upstream, downstream, kind, dataRef}]), p_joins ([{downstream, variant, onSatisfied,
---           k}]), p_now
+--           k}]), p_members_max (Limits.flowMembers), p_edges_max (Limits.flowEdges), p_now
 --   reply:  {"ok": Model.ExtendFlowResult} (Extended, or AlreadySatisfied when every member and
 --           edge is in the flow already)
---   errors: flow_not_found, flow_already_terminal, flow_sealed, invalid_input (a member exists
---           already), execution_not_in_flow, dependency_already_exists (detail: the stored edge as
+--   errors: flow_not_found, flow_already_terminal, flow_sealed, limit_exceeded (the flow would
+--           pass p_members_max members or p_edges_max edges: ffi_flow_over), invalid_input (a
+--           member exists already), execution_not_in_flow, dependency_already_exists (detail: the stored edge as
 --           JSON), invalid_dependency (an edge applied to its downstream already), cycle_detected
-CREATE FUNCTION ff_extend_flow(p_flow uuid, p_members jsonb, p_edges jsonb, p_joins jsonb, p_now bigint)
+CREATE FUNCTION ff_extend_flow(
+  p_flow uuid, p_members jsonb, p_edges jsonb, p_joins jsonb, p_members_max int, p_edges_max int, p_now bigint
+)
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
@@ -603,6 +627,7 @@ DECLARE
   v_id text;
   v_code text;
   v_edge uuid;
+  v_over jsonb;
   x jsonb;
 BEGIN
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
@@ -615,6 +640,10 @@ BEGIN
                                        WHERE y.flow_id = p_flow AND y.edge_id = (t.x->>'edgeId')::uuid)) THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'flowId', p_flow));
   END IF;
+  v_over := coalesce(
+    ffi_flow_over('extend_flow', f.node_count, cardinality(v_ids), p_members_max, 'flow members', 'flowMembers'),
+    ffi_flow_over('extend_flow', f.edge_count, v_edges, p_edges_max, 'flow edges', 'flowEdges'));
+  IF v_over IS NOT NULL THEN RETURN v_over; END IF;
   SELECT execution_id INTO v_id FROM exec_core WHERE execution_id = ANY (v_ids)
   ORDER BY array_position(v_ids, execution_id::text) LIMIT 1;
   IF v_id IS NOT NULL THEN

@@ -288,7 +288,8 @@ END $$;
 -- flows
 -- ---------------------------------------------------------------------------
 
--- ff_describe_flow: describeFlow — the flow and its join groups with their counts.
+-- ff_describe_flow: describeFlow — the flow and its join groups with their counts. The groups are
+-- read by the flow (edge_group_by_flow), so the cost follows the groups returned, not the members.
 --   args:   p_flow, p_now
 --   reply:  {"ok": Model.FlowSnapshot or null}
 --   errors: -
@@ -309,7 +310,7 @@ BEGIN
     ORDER BY g.downstream_id), '[]'::jsonb)
   INTO v_groups
   FROM edge_group g JOIN exec_core e ON e.execution_id = g.downstream_id AND e.flow_id = p_flow
-  WHERE g.n > 0;
+  WHERE g.flow_id = p_flow AND g.n > 0;
   RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object(
     'flowId', f.flow_id, 'flowKind', f.flow_kind, 'namespace', f.namespace,
     'publicFlowState', ffi_flow_state(f), 'sealed', f.sealed, 'graphRevision', f.graph_revision,
@@ -318,6 +319,16 @@ BEGIN
     'cancelReason', nullif(f.cancel_reason, ''), 'cancellationPolicy', f.cancellation_policy)) ||
     jsonb_build_object('tags', f.tags, 'edgeGroups', v_groups));
 END $$;
+
+-- ff_read_flow_state: a flow's public state alone (ffi_flow_state, from the record's counters):
+-- what the wait of cancelFlow polls, at the same cost whatever the flow's size.
+--   args:   p_flow, p_now
+--   reply:  {"ok": the public state, or null}
+--   errors: -
+CREATE FUNCTION ff_read_flow_state(p_flow uuid, p_now bigint)
+RETURNS jsonb LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+  SELECT ffi_ok((SELECT to_jsonb(ffi_flow_state(f)) FROM flow_core f WHERE f.flow_id = p_flow))
+$$;
 
 -- ff_list_edges: listEdges — the outgoing or incoming edges of a node, by edge id.
 --   args:   p_flow, p_node, p_outgoing, p_now

@@ -262,7 +262,9 @@ const FLOW_FIELDS = new Set([
   "open_members",
   "bad_members",
   // the public state its events last reported (events.lua); not part of the snapshot
-  "es"
+  "es",
+  // its members with a join group are kept in a set (flow.lua, FF.group_added)
+  "gs"
 ])
 
 export interface GroupHash extends Hash {

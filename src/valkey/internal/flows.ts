@@ -7,6 +7,7 @@ import { Effect, Option, Schema } from "effect"
 import { Conflict, type EngineError } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
 import type { BackendCore, CoreArea } from "../../internal/boundary.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import { type CoreContext, S, T_Int, T_Str } from "./context.js"
 import { createArgs } from "./lifecycle.js"
@@ -84,7 +85,9 @@ export const makeFlows = (
           downstream: downstreamExecutionId,
           ...joinArgs(policy)
         })),
-        edges: g.edges.map(edgeArgs)
+        edges: g.edges.map(edgeArgs),
+        members_max: Limits.flowMembers,
+        edges_max: Limits.flowEdges
       }, blobs)
       if (env.status === "ALREADY") return { _tag: "AlreadySatisfied", flowId: g.flowId } satisfies M.ExtendFlowResult
       for (const lane of new Set(g.members.map((m) => m.laneId))) yield* ctx.registerLane(lane)
@@ -123,7 +126,11 @@ export const makeFlows = (
   const addExecutionToFlow: BackendCore["addExecutionToFlow"] = (a) =>
     Effect.gen(function*() {
       yield* inRange(a.executionId)
-      const env = yield* call("add_to_flow", flowOf(a.flowId), { flow_id: a.flowId, execution_id: a.executionId })
+      const env = yield* call("add_to_flow", flowOf(a.flowId), {
+        flow_id: a.flowId,
+        execution_id: a.executionId,
+        members_max: Limits.flowMembers
+      })
       const [, count] = yield* decodeFields("ff_add_to_flow", T_Added, env.fields)
       return env.status === "ALREADY" ?
         { _tag: "AlreadyMember", executionId: a.executionId, nodeCount: count } satisfies M.AddExecutionToFlowResult :
@@ -136,7 +143,8 @@ export const makeFlows = (
         flow_id: a.flowId,
         ...edgeArgs(a),
         expected_graph_revision: a.expectedGraphRevision,
-        ...(a.now === undefined ? {} : { created_at: a.now })
+        ...(a.now === undefined ? {} : { created_at: a.now }),
+        edges_max: Limits.flowEdges
       })
       const [edgeId, newGraphRevision] = yield* decodeFields(
         "ff_stage_edge",

@@ -9,7 +9,7 @@ import * as Ids from "../../Ids.js"
 import type { BackendCore, CoreArea } from "../../internal/boundary.js"
 import { traceParentField } from "../../internal/traceContext.js"
 import * as M from "../../Model.js"
-import { type CoreContext, type Fx, S, Str } from "./context.js"
+import { type CoreContext, type Fx, S, Str, T_Str } from "./context.js"
 import * as D from "./decode.js"
 import { parseError } from "./errors.js"
 import { CoreField, publicStateOfVector } from "./coreRecord.js"
@@ -178,6 +178,14 @@ export const makeReads = (
       return Option.some(yield* D.flowSnapshot(id, f.flow, f.tags, groups))
     })
 
+  const readFlowState: BackendCore["readFlowState"] = (id) =>
+    Effect.gen(function*() {
+      const env = yield* call("flow_state", flowOf(id), { flow_id: id }, [], true)
+      if (env.status === "NONE") return Option.none()
+      const [state] = yield* decodeFields("ff_flow_state", T_Str, env.fields)
+      return Option.some(state)
+    })
+
   const listEdges: BackendCore["listEdges"] = ({ flowId, direction }) =>
     Effect.gen(function*() {
       const node = direction._tag === "Outgoing" ? direction.fromNode : direction.toNode
@@ -321,6 +329,7 @@ export const makeReads = (
     getExecutionInput,
     getExecutionInputs,
     describeFlow,
+    readFlowState,
     listEdges,
     describeEdge,
     listPendingWaitpoints,

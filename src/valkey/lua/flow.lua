@@ -35,6 +35,25 @@ function FF.flow_final(f)
   return f.sealed == "1" and (st == "completed" or st == "failed")
 end
 
+-- The per-flow budgets (Limits.flowMembers, Limits.flowEdges, docs/limits.md), passed by the layer
+-- as a.members_max / a.edges_max (absent: no budget). A call that would take the flow past one is
+-- refused before its first write; a flow already past one (grown before the budget existed) still
+-- reads, cancels and takes calls that add nothing.
+function FF.flow_over(op, count, adding, max, what, limit)
+  if max == nil or max == "" or adding == 0 then return nil end
+  if FF.num(count) + adding > FF.num(max) then
+    return FF.err("limit_exceeded", op .. ": " .. what .. ": more than " .. FF.s(FF.num(max)) .. " entries (Limits." .. limit .. ")")
+  end
+  return nil
+end
+
+-- A member's join group was written: the flow's set of members with a group (`:groups`) names it,
+-- so describe_flow reads the groups only, not every member. A flow whose record has no `gs` was
+-- created before the set was kept: describe_flow walks its members (reads.lua).
+function FF.group_added(B, fid, child)
+  C("SADD", K.fx(B, fid, "groups"), child)
+end
+
 -- ff_create_flow: a new flow, open (or sealed at once), without members.
 --   KEYS:   [1] the partition base (the flow's)
 --   ARGV:   [1] now, [2] {flow_id, flow_kind, namespace, sealed?}
@@ -46,7 +65,8 @@ FF.fn.create_flow = function(B, a, now)
   if C("EXISTS", fk) == 1 then return FF.ok("ALREADY", fid) end
   C("HSET", fk, "flow_id", fid, "flow_kind", FF.str(a.flow_kind), "namespace", FF.str(a.namespace),
     "graph_revision", "0", "node_count", "0", "edge_count", "0", "public_flow_state", "open",
-    "created_at", FF.s(now), "last_mutation_at", FF.s(now))
+    "created_at", FF.s(now), "last_mutation_at", FF.s(now), "gs", "1")
+  -- gs: its members with a join group are kept in `:groups` (FF.group_added)
   -- es: the public state its events last reported (FF.ev_flow_note); none yet: its state now
   if a.sealed == true then C("HSET", fk, "sealed", "1", "es", "completed") else C("HSET", fk, "es", "open") end
   C("ZADD", K.idx(B, "flows"), 0, fid)
@@ -73,10 +93,11 @@ end
 
 -- ff_add_to_flow (addExecutionToFlow): an execution of this partition joins the flow.
 --   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {flow_id, execution_id}
+--   ARGV:   [1] now, [2] {flow_id, execution_id, members_max?}
 --   reply:  {1, "OK", wake, execution id, node count} | {1, "ALREADY", wake, execution id, node count}
 --   errors: flow_not_found, flow_already_terminal, flow_sealed, execution_not_found,
---           execution_already_in_flow (another flow's member)
+--           execution_already_in_flow (another flow's member), limit_exceeded (the flow has
+--           members_max members: FF.flow_over)
 FF.fn.add_to_flow = function(B, a, now)
   local fid, e = a.flow_id, a.execution_id
   local fk = K.flow(B, fid)
@@ -94,6 +115,8 @@ FF.fn.add_to_flow = function(B, a, now)
     return FF.ok("ALREADY", e, f.node_count)
   end
   if bound ~= "" and bound ~= fid then return FF.err("execution_already_in_flow") end
+  local over = FF.flow_over("add_execution_to_flow", f.node_count, 1, a.members_max, "flow members", "flowMembers")
+  if over then return over end
   C("SADD", mk, e)
   FF.flow_member_added(B, fid, c)
   FF.cset(B, e, c, { "flow_id", fid, "last_mutation_at", FF.s(now) })
@@ -125,6 +148,7 @@ FF.fn.set_edge_group_policy = function(B, a, now)
   if g ~= nil and g.policy_variant == a.variant then return FF.ok("ALREADY") end
   C("HSET", gk, "policy_variant", a.variant, "on_satisfied", FF.str(a.on_satisfied), "k", FF.str(a.k),
     "n", "0", "succeeded", "0", "failed", "0", "skipped", "0", "group_state", "pending", "created_at", FF.s(now))
+  FF.group_added(B, fid, child)
   return FF.ok("OK")
 end
 
@@ -164,10 +188,11 @@ end
 -- expected graph revision and for cycles; the child's side is written by ff_apply_dependency.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {flow_id, edge_id, upstream, downstream, dependency_kind,
---           data_passing_ref?, expected_graph_revision, created_at?}
+--           data_passing_ref?, expected_graph_revision, created_at?, edges_max?}
 --   reply:  {1, "OK", wake, edge id, the new graph revision}
 --   errors: self_referencing_edge, flow_not_found, flow_already_terminal, flow_sealed,
---           stale_graph_revision, execution_not_in_flow, cycle_detected, dependency_already_exists
+--           stale_graph_revision, limit_exceeded (the flow has edges_max edges: FF.flow_over),
+--           execution_not_in_flow, cycle_detected, dependency_already_exists
 FF.fn.stage_edge = function(B, a, now)
   local fid, edge, up, down = a.flow_id, a.edge_id, a.upstream, a.downstream
   if up == down then return FF.err("self_referencing_edge") end
@@ -177,6 +202,8 @@ FF.fn.stage_edge = function(B, a, now)
   local refused = FF.flow_refusal(f)
   if refused then return FF.err(refused) end
   if f.graph_revision ~= FF.str(a.expected_graph_revision) then return FF.err("stale_graph_revision") end
+  local over = FF.flow_over("stage_dependency_edge", f.edge_count, 1, a.edges_max, "flow edges", "flowEdges")
+  if over then return over end
   local mk = K.fx(B, fid, "members")
   if C("SISMEMBER", mk, up) == 0 or C("SISMEMBER", mk, down) == 0 then return FF.err("execution_not_in_flow") end
   if FF.reaches(B, fid, down, up) then return FF.err("cycle_detected") end
@@ -200,6 +227,7 @@ local function write_new_group(B, fid, j, ts)
   C("HSET", K.fx(B, fid, "grp:" .. j.downstream), "policy_variant", j.variant, "on_satisfied", FF.str(j.on_satisfied),
     "k", FF.str(j.k), "n", "0", "succeeded", "0", "failed", "0", "skipped", "0", "group_state", "pending",
     "created_at", ts)
+  FF.group_added(B, fid, j.downstream)
 end
 
 -- A staged edge (x.edge_id from x.upstream to x.downstream) and the child's unsatisfied
@@ -324,6 +352,7 @@ FF.fn.create_flow_graph = function(B, a, now, _, _, argv)
     into[#into + 1] = edge
   end
   for _, up in ipairs(ups) do FF.chunked("SADD", K.fx(B, fid, "out:" .. up), outs[up]) end
+  if #order > 0 then FF.chunked("SADD", K.fx(B, fid, "groups"), order) end
   for _, down in ipairs(order) do
     FF.chunked("SADD", K.fx(B, fid, "in:" .. down), ins[down])
     FF.chunked("SADD", K.ex(B, down, "unres"), ins[down])
@@ -357,6 +386,7 @@ function FF.apply_dep(B, fid, x, c, now)
   if C("EXISTS", gk) == 0 then
     C("HSET", gk, "policy_variant", "all_of", "on_satisfied", "", "k", "", "n", "1", "succeeded", "0",
       "failed", "0", "skipped", "0", "group_state", "pending", "created_at", FF.s(now))
+    FF.group_added(B, fid, child)
   else
     n = C("HINCRBY", gk, "n", 1)
     local g = C("HMGET", gk, "policy_variant", "group_state", "succeeded")
@@ -490,12 +520,14 @@ end
 -- all or nothing.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {flow_id, members: ff_create's arguments each (no idempotency key), joins:
---           ff_set_edge_group_policy's (new members only), edges: ff_apply_dependency's},
+--           ff_set_edge_group_policy's (new members only), edges: ff_apply_dependency's,
+--           members_max?, edges_max?},
 --           [3 + 2(i-1)] / [4 + 2(i-1)] the payload (or staged) / policy of member i
 --   reply:  {1, "OK", wake, graph revision, node count} | {1, "ALREADY", wake} (a replay: every
 --           member and edge is in the flow already)
 --   errors: invalid_input (a member listed twice, keyed or existing; a join), flow_not_found,
---           flow_already_terminal, flow_sealed, execution_not_in_flow, self_referencing_edge,
+--           flow_already_terminal, flow_sealed, limit_exceeded (the flow would pass members_max
+--           members or edges_max edges: FF.flow_over), execution_not_in_flow, self_referencing_edge,
 --           dependency_already_exists, invalid_dependency (an edge applied already), cycle_detected
 FF.fn.extend_flow = function(B, a, now, _, _, argv)
   local bad = FF.need("extend_flow", a, { "flow_id", "s", "members", "t", "joins", "t", "edges", "t" })
@@ -528,6 +560,9 @@ FF.fn.extend_flow = function(B, a, now, _, _, argv)
     end
   end
   if replay then return FF.ok("ALREADY") end
+  local over = FF.flow_over("extend_flow", f.node_count, #members, a.members_max, "flow members", "flowMembers") or
+    FF.flow_over("extend_flow", f.edge_count, #edges, a.edges_max, "flow edges", "flowEdges")
+  if over then return over end
   local is_new = {}
   for i = 1, #members do
     local e = members[i].execution_id
@@ -617,6 +652,7 @@ FF.fn.extend_flow = function(B, a, now, _, _, argv)
   end
   for _, up in ipairs(ups) do FF.chunked("SADD", K.fx(B, fid, "out:" .. up), outs_new[up]) end
   -- the groups (FF.apply_dep once per child, with all of its new edges)
+  if #order > 0 then FF.chunked("SADD", K.fx(B, fid, "groups"), order) end
   for _, down in ipairs(order) do
     local ch = children[down]
     FF.chunked("SADD", K.fx(B, fid, "in:" .. down), ch)

@@ -33,5 +33,5 @@
   stale_lease.
 ]]
 local FF = {}
-FF.VERSION = "6" -- 6: kind indexes only once a lane meets a second kind, index members by uuid bytes; 5: a small result in the core (a version 4 store is read by both); 4: no attempt records, the runs in the core (a version 3 store is read); 3: the id index in buckets; 2: the compact store layout (docs/design/valkey.md#key-layout); stores of versions 1 and 2 are not read
+FF.VERSION = "7" -- 7: a flow keeps its members with a join group in :groups (flow record field gs; a flow without it is read by walking its members); 6: kind indexes only once a lane meets a second kind, index members by uuid bytes; 5: a small result in the core (a version 4 store is read by both); 4: no attempt records, the runs in the core (a version 3 store is read); 3: the id index in buckets; 2: the compact store layout (docs/design/valkey.md#key-layout); stores of versions 1 and 2 are not read
 FF.SOURCE_HASH = "__FF_SOURCE_HASH__"

@@ -33,7 +33,9 @@ FF.fn.lane_head = function(B, a, now)
 end
 
 -- ff_describe_flow: a flow's record (its public state derived, FF.flow_state), its tags and the
--- join groups of its members.
+-- join groups of its members. It reads the members that have a group (`:groups`, FF.group_added),
+-- so its cost follows the groups it returns; a flow created before that set was kept (no `gs` in
+-- its record) has its members walked instead.
 --   KEYS:   [1] the partition base
 --   ARGV:   [1] now, [2] {flow_id}
 --   reply:  {1, "NONE", ""} | {1, "OK", "", JSON {flow, tags}, JSON [group hash + downstream, ...]}
@@ -43,7 +45,12 @@ FF.fn.describe_flow = function(B, a, now)
   local f = FF.hmap(K.flow(B, fid))
   if f == nil then return FF.ok("NONE") end
   local groups = {}
-  local members = C("SMEMBERS", K.fx(B, fid, "members"))
+  local members
+  if f.gs == "1" then
+    members = C("SMEMBERS", K.fx(B, fid, "groups"))
+  else
+    members = C("SMEMBERS", K.fx(B, fid, "members"))
+  end
   table.sort(members)
   -- one group per member with inbound (applied) dependencies, n > 0 (n counts the inbound edges applied;
   -- docs/design/flows.md#join-policies); a policy set before any edge is applied is not listed
@@ -56,6 +63,19 @@ FF.fn.describe_flow = function(B, a, now)
   end
   f.public_flow_state = FF.flow_state(f)
   return FF.ok("OK", cjson.encode({ flow = f, tags = FF.hmap(K.fx(B, fid, "tags")) or {} }), FF.jarr(groups))
+end
+
+-- ff_flow_state: a flow's public state alone (FF.flow_state, from the record's counters): what
+-- the wait of cancelFlow polls, at the same cost whatever the flow's size.
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] {flow_id}
+--   reply:  {1, "NONE", ""} | {1, "OK", "", the public state}
+--   errors: -
+FF.fn.flow_state = function(B, a, now)
+  local h = C("HMGET", K.flow(B, a.flow_id), "public_flow_state", "node_count", "open_members", "bad_members", "sealed")
+  if h[1] == false then return FF.ok("NONE") end
+  return FF.ok("OK", FF.flow_state({ public_flow_state = h[1], node_count = h[2], open_members = h[3],
+    bad_members = h[4], sealed = h[5] }))
 end
 
 -- ff_list_edges: the edges out of or into a node of the flow.

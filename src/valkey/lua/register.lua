@@ -17,7 +17,7 @@ local WRITES = {
 }
 
 local READS = {
-  "read_execution", "lane_head", "describe_flow", "list_edges", "describe_edge", "list_flows",
+  "read_execution", "lane_head", "describe_flow", "flow_state", "list_edges", "describe_edge", "list_flows",
   "list_suspended", "list_executions", "list_pending_waitpoints", "observe_signals", "read_stream", "read_summary",
   "budget_status", "pass_due", "read_events", "read_lane_events"
 }
