@@ -299,6 +299,16 @@ export declare namespace EngineBackend {
      * wake-up counted before it was set (`await` returns at once for that one).
      */
     readonly onWake: (f: ((done: () => void) => void) | undefined) => void
+    /**
+     * While set, a create of work claimable at once made through this process's backend layer on
+     * one of the lanes may claim for the worker in the same step, when the store can do both at
+     * once (Postgres: one statement): `f` is asked, on the create's stack, for the worker's claim
+     * on that lane (`undefined`: not now); the slots it names are the worker's until `deliver`
+     * hands over what the claim took, which the backend calls exactly once, however the create
+     * ends (`claimAgain`: the worker should claim itself, as the claim did not run or found only
+     * busy candidates). A store that cannot leaves it unused. `undefined` clears it.
+     */
+    readonly onHandoff?: (f: ((lane: string) => Handoff | undefined) | undefined) => void
     /** Makes the lanes' delayed and backed-off work that is due claimable now; how many executions. */
     readonly promoteDue: Effect.Effect<number, EngineError>
     /**
@@ -341,6 +351,13 @@ export declare namespace EngineBackend {
   export interface ClaimedWork {
     readonly handle: M.Handle
     readonly input: Option.Option<M.ExecutionInput>
+  }
+
+  /** A waiting worker's claim, made by a create in the same step (`WorkSubscription.onHandoff`). */
+  export interface Handoff {
+    readonly args: M.ClaimArgs
+    readonly max: number
+    readonly deliver: (claimed: ReadonlyArray<ClaimedWork>, claimAgain: boolean) => void
   }
 
   /**

@@ -399,10 +399,10 @@ describe("postgres function library", () => {
     const names: Array<string> = []
     for (const file of SQL_FILES) {
       const text = readFileSync(new URL(`../src/postgres/sql/${file}`, import.meta.url), "utf8")
-      for (const m of text.matchAll(/((?:^--.*\n)*)^CREATE (OR REPLACE )?FUNCTION (\w+)\(/gm)) {
+      for (const m of text.matchAll(/((?:^--.*\n)*)^CREATE (OR REPLACE )?(?:FUNCTION|PROCEDURE) (\w+)\(/gm)) {
         const [, header = "", orReplace, name = ""] = m
         names.push(name)
-        expect(orReplace, `${file}: ${name} is created with plain CREATE FUNCTION`).toBeUndefined()
+        expect(orReplace, `${file}: ${name} is created with plain CREATE FUNCTION / PROCEDURE`).toBeUndefined()
         expect(header, `${file}: ${name} has a header`).toMatch(new RegExp(`^-- ${name}: `, "m"))
         for (const field of ["args", "reply", "errors"]) {
           expect(header, `${file}: ${name} header names its ${field}`).toMatch(new RegExp(`^-- {3}${field}: `, "m"))

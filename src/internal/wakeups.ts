@@ -23,6 +23,8 @@ interface Subscriber extends Woken {
   readonly revoked: Queue.Queue<ExecutionId | undefined>
   /** Run at each wake-up while set (`onWake`), in a microtask of the transport's turn. */
   hook: ((done: () => void) => void) | undefined
+  /** Asked by a create of this process on one of the lanes while set (`onHandoff`). */
+  handoff: ((lane: string) => EngineBackend.Handoff | undefined) | undefined
 }
 
 /** What the transport sees of the subscriptions. */
@@ -41,6 +43,12 @@ export interface Hub {
    * docs/worker.md, "Wake-ups, timers and cancellation".
    */
   readonly nudge: (lane: string) => void
+  /**
+   * The claim of a subscription of `lane` waiting now that lets this process's create of work
+   * there claim for it in the same step (`WorkSubscription.onHandoff`), or `undefined`. The
+   * backend that takes one must call its `deliver` once, however its create ends.
+   */
+  readonly handoff: (lane: string) => EngineBackend.Handoff | undefined
   /** Hands `executionId` to the subscriptions of `workerInstanceId`. */
   readonly revoke: (workerInstanceId: string, executionId: string) => void
   /** Whether some subscription of this process listens to `lane` / to `workerInstanceId`. */
@@ -139,7 +147,8 @@ export const makeHub = (transport: WakeTransport): Hub => {
         count: 0,
         waiter: undefined,
         revoked: yield* Queue.unbounded<ExecutionId | undefined>(),
-        hook: undefined
+        hook: undefined,
+        handoff: undefined
       }
       yield* Effect.acquireRelease(
         lock.withPermits(1)(Effect.suspend(() => {
@@ -194,6 +203,9 @@ export const makeHub = (transport: WakeTransport): Hub => {
         revoked: Queue.take(sub.revoked),
         onWake: (f) => {
           sub.hook = f
+        },
+        onHandoff: (f) => {
+          sub.handoff = f
         }
       }
       return subscription
@@ -221,6 +233,15 @@ export const makeHub = (transport: WakeTransport): Hub => {
     nudge: (lane) => {
       const subs = byLane.get(lane)
       if (subs !== undefined) for (const s of subs) nudgeOne(s)
+    },
+    handoff: (lane) => {
+      const subs = byLane.get(lane)
+      if (subs === undefined) return undefined
+      for (const s of subs) {
+        const taken = s.handoff?.(lane)
+        if (taken !== undefined) return taken
+      }
+      return undefined
     },
     revoke: (workerInstanceId, executionId) => {
       const subs = byWorker.get(workerInstanceId)

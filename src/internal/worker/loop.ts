@@ -7,6 +7,7 @@ import type { Scope } from "effect"
 import {
   Clock,
   type Context,
+  Deferred,
   Duration,
   Effect,
   Either,
@@ -416,6 +417,57 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       )
       FiberSet.unsafeAdd(tasks, fiber)
     }
+    /**
+     * A create of this process on one of the lanes asks, while the loop waits, whether it may claim
+     * for the worker in its own step (`WorkSubscription.onHandoff`; Postgres: one statement): the
+     * free slots are reserved at once and a fiber of the attempts' set (so a drain waits for it,
+     * as for a claim at a wake-up) waits for what that claim took and starts it; a claim that did
+     * not run, or found only busy candidates, is made again by that fiber.
+     */
+    const handoff = (lane: string): EngineBackend.Handoff | undefined => {
+      const index = claimArgs.findIndex((a) => a.lane === lane)
+      const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
+      if (stopping || index < 0 || free <= 0) return undefined
+      const args = claimArgs[index]!
+      const handed = Deferred.unsafeMake<readonly [ReadonlyArray<EngineBackend.ClaimedWork>, boolean]>(FiberId.none)
+      reserved += free
+      let released = false
+      const release = Effect.sync(() => {
+        if (released) return
+        released = true
+        reserved -= free
+        slotFree.unsafeOpen()
+      })
+      const fiber = forkAttempt(
+        Effect.flatMap(Deferred.await(handed), ([claimed, again]) =>
+          Effect.gen(function*() {
+            if (claimed.length > 0) {
+              next = (index + 1) % claimArgs.length
+              claimedOnWake = true
+              yield* Effect.ensuring(launch(args.lane, claimed), release)
+            }
+            yield* release
+            if (!again) return
+            const left = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
+            if (stopping || left <= 0) return
+            const r = yield* claimAndLaunch(left)
+            if (Either.isLeft(r)) return yield* Effect.logWarning("claim after a create's handoff failed", r.left)
+            if (Option.isSome(r.right)) claimedOnWake = true
+          })
+        ).pipe(
+          Effect.catchAllCause((cause) => Effect.logError("claim handed over by a create died", cause)),
+          Effect.ensuring(release)
+        )
+      )
+      FiberSet.unsafeAdd(tasks, fiber)
+      return {
+        args,
+        max: free,
+        deliver: (claimed, again) => {
+          Deferred.unsafeDone(handed, Exit.succeed([claimed, again] as const))
+        }
+      }
+    }
     const complete = (settings.batchCompletions ?? backend.backendLabel !== "memory") ?
       (yield* Completions.make(backend, Math.min(settings.concurrency, MAX_CLAIM_BATCH), refill)).complete :
       (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload })
@@ -505,8 +557,20 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         Effect.map(sub.await(mark, Duration.infinity), (w) => (w ? "wake" as const : "due" as const)),
         ...Option.toArray(timer)
       ]).pipe(
-        Effect.onExit(() => Effect.sync(() => sub.onWake(undefined))),
-        (wait) => Effect.zipRight(Effect.sync(() => sub.onWake(claimOnWake)), wait)
+        Effect.onExit(() =>
+          Effect.sync(() => {
+            sub.onWake(undefined)
+            sub.onHandoff?.(undefined)
+          })
+        ),
+        (wait) =>
+          Effect.zipRight(
+            Effect.sync(() => {
+              sub.onWake(claimOnWake)
+              sub.onHandoff?.(handoff)
+            }),
+            wait
+          )
       )
       if (woken === "due") {
         const promoted = yield* Effect.either(sub.promoteDue)

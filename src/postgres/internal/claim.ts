@@ -86,6 +86,35 @@ const claimHandle = (c: ClaimedRow): M.Handle =>
     workerInstanceId: c.workerInstanceId
   })
 
+/** The claim part of an ff_complete_claim reply (ff_create_claim's too): the claimed work, and the busy count. */
+export const readClaimed = (op: string, v: unknown): Fx<{
+  readonly claimed: ReadonlyArray<EngineBackend.ClaimedWork>
+  readonly busy: number
+}> =>
+  Effect.map(
+    (() => {
+      const fast = completeClaimReply(v)
+      return fast !== undefined ? Effect.succeed(fast) : decode(op, CompleteClaimReply)(v)
+    })(),
+    (reply) => ({
+      claimed: reply.handles.map((c, i): EngineBackend.ClaimedWork => ({
+        handle: claimHandle(c),
+        input: Option.fromNullable(reply.inputs[i])
+      })),
+      busy: reply.busy
+    })
+  )
+
+/** The claimer's parameters of ff_claim, ff_complete_claim and ff_create_claim, in their order. */
+export const claimerParams = (args: M.ClaimArgs) => [
+  text(args.lane),
+  textArray(args.capabilities.tokens),
+  textArray(args.kinds),
+  text(args.policy.workerId),
+  text(args.policy.workerInstanceId),
+  bigint(args.policy.leaseTtlMs)
+]
+
 const NOT_RESUMABLE = new Set(["NotAResumedExecution", "ExecutionNotLeaseable", "InvalidClaimGrant", "ClaimGrantExpired"])
 
 export const makeClaims = (
@@ -99,16 +128,6 @@ export const makeClaims = (
       const a = fast(v)
       return a !== undefined ? Effect.succeed(a) : decode(op, schema)(v)
     })
-
-  /** The claimer's parameters of ff_claim and ff_complete_claim, in their order. */
-  const claimerParams = (args: M.ClaimArgs) => [
-    text(args.lane),
-    textArray(args.capabilities.tokens),
-    textArray(args.kinds),
-    text(args.policy.workerId),
-    text(args.policy.workerInstanceId),
-    bigint(args.policy.leaseTtlMs)
-  ]
 
   /**
    * A claim that found nothing while another transaction held some of its candidates (see

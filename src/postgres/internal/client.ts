@@ -68,6 +68,11 @@ export interface Caller {
     fn: string,
     rows: ReadonlyArray<ReadonlyArray<Arg>>
   ) => Effect.Effect<ReadonlyArray<Either.Either<unknown, EngineError>>, EngineError>
+  /**
+   * As `call`, for the procedure `ff_<fn>` (one that commits between its steps): `CALL` with `args`,
+   * the clock, the schema's name and its INOUT reply.
+   */
+  readonly callProcedure: (op: string, fn: string, args: ReadonlyArray<Arg>) => Effect.Effect<unknown, EngineError>
   /** As `call`, with an explicit `now` (several calls sharing one instant). */
   readonly callAt: (
     op: string,
@@ -193,11 +198,27 @@ export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never,
     const callMany = batch(manyText)
     const callSet = batch(setText)
 
+    // CALL ff_fn($1::type, …, $now::bigint, $schema::text, NULL)
+    const procedureText = (fn: string, args: ReadonlyArray<Arg>): string => {
+      const key = `call:${fn}/${args.map((a) => a[0]).join(",")}`
+      let t = texts.get(key)
+      if (t === undefined) {
+        const params = [...args.map((a, i) => `$${i + 1}::${a[0]}`), `$${args.length + 1}::bigint`, `$${args.length + 2}::text`]
+        t = `CALL ${schema}.ff_${fn}(${params.join(", ")}, NULL)`
+        texts.set(key, t)
+      }
+      return t
+    }
+    const callProcedure = (op: string, fn: string, args: ReadonlyArray<Arg>) =>
+      Effect.flatMap(now, (at) =>
+        execute(op, fn, procedureText(fn, args), [...args.map((a) => a[1]), at, options.schema], (rows) =>
+          unwrap(op, rows[0]?.r)))
+
     const call = options.clock === "effect" ?
       (op: string, fn: string, args: ReadonlyArray<Arg>) => Effect.flatMap(now, (at) => callAt(op, fn, args, at)) :
       (op: string, fn: string, args: ReadonlyArray<Arg>) => callAt(op, fn, args, null)
 
-    return { now, call, callAt, callMany, callSet }
+    return { now, call, callAt, callMany, callSet, callProcedure }
   })
 
 // One compiled decoder per schema (compiling is far dearer than decoding a reply).

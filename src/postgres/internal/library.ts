@@ -132,7 +132,7 @@ export const installLibrary = (
     const sql = yield* SqlClient.SqlClient
     if ((yield* installedVersion(schema)) === library.version) return false
     const existing = yield* libraryFunctions(schema)
-    if (existing.length > 0) yield* sql.unsafe(`DROP FUNCTION ${existing.map((r) => r.signature).join(", ")}`)
+    if (existing.length > 0) yield* sql.unsafe(`DROP ROUTINE ${existing.map((r) => r.signature).join(", ")}`)
     yield* sql.unsafe(library.source)
     yield* sql.unsafe(
       `INSERT INTO ${quoteIdent(schema)}.${LIBRARY_TABLE} (singleton, version) VALUES (true, $1) ` +

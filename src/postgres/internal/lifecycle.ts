@@ -7,7 +7,11 @@ import { Effect, Either, Schema } from "effect"
 import { type EngineError, rootCause } from "../../EngineError.js"
 import type { CoreArea, HandleRef } from "../../internal/boundary.js"
 import * as M from "../../Model.js"
-import { bigint, bytea, int, jsonb, text, textArray } from "./client.js"
+import type { EngineBackend } from "../../EngineBackend.js"
+import type { CreateExecutionCore } from "../../internal/boundary.js"
+import { Limits } from "../../Limits.js"
+import { type Arg, bigint, bytea, decode, int, jsonb, text, textArray } from "./client.js"
+import { claimerParams, readClaimed } from "./claim.js"
 import { type CoreContext, createItem, type Fx, handleArgs, utf8Fatal } from "./context.js"
 
 const CreateExecutionResults = Schema.Array(M.CreateExecutionResult)
@@ -74,10 +78,58 @@ export const makeLifecycle = (
       return Effect.fail(e)
     })
 
+  /**
+   * A create of work claimable at once, while an idle worker of this process waits on its lane:
+   * ff_create_claim commits the create, then claims for that worker, in one statement (docs/
+   * worker.md, "Wake-ups, timers and cancellation"). The worker's claim is taken and handed its
+   * outcome in one uninterruptible step, so that `deliver` runs once whatever happens to the caller.
+   */
+  const createClaiming = (a: CreateExecutionCore, args: ReadonlyArray<Arg>): Fx<M.CreateExecutionResult> | undefined => {
+    const hub = options.hub
+    if (hub === undefined || a.delayUntil !== undefined) return undefined
+    return Effect.uninterruptible(Effect.suspend(() => {
+      const handoff = hub.handoff(a.laneId)
+      if (handoff === undefined) return plainCreate(a, args)
+      let delivered = false
+      const give = (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => {
+        if (delivered) return
+        delivered = true
+        handoff.deliver(claimed, again)
+      }
+      return Effect.suspend(() =>
+        caller.callProcedure("create_execution", "create_claim", [
+          ...args,
+          // (the lane is the create's)
+          ...claimerParams(handoff.args).slice(1),
+          int(handoff.max),
+          bigint(Limits.batchBytes)
+        ])
+      ).pipe(
+        Effect.flatMap((v) => {
+          const reply = v as { readonly created?: unknown; readonly claim?: unknown }
+          // the worker has its work first, then the producer its result
+          const handed = reply.claim === null || reply.claim === undefined ?
+            Effect.void :
+            Effect.match(readClaimed("create_execution", reply.claim), {
+              // (the create committed all the same: its result is the caller's; a claim reply that
+              // does not read leaves its executions to their leases' expiry, as a lost claim reply)
+              onFailure: () => give([], true),
+              onSuccess: (c) => give(c.claimed, c.claimed.length === 0 && c.busy > 0)
+            })
+          return Effect.zipRight(handed, decode("create_execution", M.CreateExecutionResult)(reply.created))
+        }),
+        // (a claim that did not run, or whose reply did not read: the worker claims itself)
+        Effect.ensuring(Effect.sync(() => give([], true)))
+      )
+    }))
+  }
+  const plainCreate = (a: CreateExecutionCore, args: ReadonlyArray<Arg>): Fx<M.CreateExecutionResult> =>
+    callDecode("create_execution", "create_execution", args, M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))
+
   return {
     createExecution: (a) => {
       const x = createItem(a)
-      return callDecode("create_execution", "create_execution", [
+      const args = [
         text(x.executionId),
         int(x.partition),
         text(x.namespace),
@@ -98,7 +150,8 @@ export const makeLifecycle = (
         int(x.maxReplayCount),
         bigint(x.dedupTtlMs),
         text(x.traceContext)
-      ], M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))
+      ]
+      return createClaiming(a, args) ?? plainCreate(a, args)
     },
 
     createExecutions: (list) =>

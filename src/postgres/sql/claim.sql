@@ -387,6 +387,53 @@ BEGIN
                                    'busy', v_claim -> 'busy', 'inputs', v_inputs));
 END $$;
 
+-- ff_create_claim: createExecution made in a process whose idle worker waits on the lane (docs/
+-- worker.md, "Wake-ups, timers and cancellation"): ff_create_execution, committed, then, in a
+-- transaction of its own, ff_complete_claim (no completions) for that worker on the lane: the two
+-- transactions of a create and of the worker's claim after it (the same rows, events and
+-- wake-ups), in one statement and one round trip. A procedure, called with CALL, since it commits
+-- between the two; without SET clauses for that reason (a procedure with one cannot commit): each
+-- transaction resolves its calls in schema p_schema (its search_path, set locally). A claim that
+-- fails leaves the committed create answered, with a null claim (the worker claims itself).
+--   args:   those of ff_create_execution up to p_trace (p_caps: the execution's required
+--           capabilities), then p_wcaps (the worker's capabilities), p_kinds, p_worker, p_wiid,
+--           p_ttl, p_limit, p_budget (as ff_complete_claim's), p_now, p_schema, r (INOUT: NULL)
+--   reply:  r = {"ok": {"created": Model.CreateExecutionResult, "claim": ff_complete_claim's ok
+--           value ("completed" empty, "handles", "busy", "inputs"), or null}}
+--   errors: - (a create that raises commits nothing)
+CREATE PROCEDURE ff_create_claim(
+  p_eid text, p_partition int, p_namespace text, p_lane text, p_kind text, p_payload bytea,
+  p_payload_encoding text, p_priority int, p_creator text, p_idem text, p_tags jsonb, p_policy jsonb,
+  p_caps text[], p_delay_until bigint, p_deadline bigint, p_attempt_timeout_ms bigint,
+  p_max_reclaim int, p_max_replay int, p_dedup_ttl_ms bigint, p_trace text,
+  p_wcaps text[], p_kinds text[], p_worker text, p_wiid text, p_ttl bigint, p_limit int, p_budget bigint,
+  p_now bigint, p_schema text, INOUT r jsonb
+) LANGUAGE plpgsql AS $$
+DECLARE
+  v_created jsonb;
+  v_claim jsonb;
+  -- (expressions, not PERFORMs: no query start-up)
+  v_void text;
+BEGIN
+  v_void := set_config('search_path', p_schema, true);
+  v_created := ff_create_execution(p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
+    p_priority, p_creator, p_idem, p_tags, p_policy, p_caps, p_delay_until, p_deadline, p_attempt_timeout_ms,
+    p_max_reclaim, p_max_replay, p_dedup_ttl_ms, p_trace, p_now);
+  IF NOT v_created ? 'ok' THEN
+    r := v_created;
+    RETURN;
+  END IF;
+  COMMIT;
+  v_void := set_config('search_path', p_schema, true);
+  BEGIN
+    v_claim := ff_complete_claim('{}', '{}', '{}', '{}', '{}', '{}', p_lane, p_wcaps, p_kinds, p_worker, p_wiid,
+      p_ttl, p_limit, p_budget, p_now) -> 'ok';
+  EXCEPTION WHEN OTHERS THEN
+    v_claim := NULL;
+  END;
+  r := ffi_ok(jsonb_build_object('created', v_created -> 'ok', 'claim', v_claim));
+END $$;
+
 -- ff_claim_for_worker: claimForWorker — reserves the first claimable execution of the lane
 -- (among the window of ffi_claim_window for 64 candidates, of the kinds p_kinds when given) for worker p_worker with
 -- a grant valid p_ttl: not one another worker's live grant reserves, nor one an attached budget

@@ -1,0 +1,125 @@
+// A create made in the process of an idle worker of its lane claims for that worker in its own
+// statement on Postgres (ff_create_claim; docs/worker.md, "Wake-ups, timers and cancellation"):
+// the create's transaction, then the claim's, in one round trip, with the events of the two; work
+// the claim leaves behind still wakes the other waiting workers.
+import { describe, expect, it } from "@effect/vitest"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Deferred, Effect, Layer, Option, Redacted, Schedule, Schema } from "effect"
+import { afterAll, inject } from "vitest"
+import { EngineBackend } from "../src/EngineBackend.js"
+import type { ExecutionId } from "../src/Ids.js"
+import * as Producer from "../src/Producer.js"
+import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
+import * as Worker from "../src/Worker.js"
+import { testHmacSecret } from "./support/hmac.js"
+import { Echo, newLane } from "./worker/helpers.js"
+
+const schema = `ff_handoff_${process.pid}_${Date.now().toString(36)}`
+const client = () => PgClient.layer({ url: Redacted.make(inject("pgUrl")), maxConnections: 4 })
+/** One backend layer, as one process has it (its pool, its LISTEN connection). */
+const backend = () => PostgresBackend.layer({ hmacSecret: testHmacSecret, schema }).pipe(Layer.provide(client()))
+
+afterAll(() =>
+  Effect.runPromise(
+    Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)).pipe(
+      Effect.provide(client()),
+      Effect.scoped,
+      Effect.ignore
+    )
+  ))
+
+const Other = Producer.task({ kind: "other", input: Schema.Struct({ n: Schema.Number }), output: Schema.Struct({ n: Schema.Number }) })
+
+/**
+ * Runs a worker (idle poll of an hour: only a wake-up or a handoff picks work up) over the
+ * backend in context; returns once it waits with its handoff set, and counts the handoffs its
+ * subscription gave a create.
+ */
+const idleWorker = (lane: ReturnType<typeof newLane> extends Effect.Effect<infer L> ? L : never, handler: Worker.Handler<never>) =>
+  Effect.gen(function*() {
+    const b = yield* EngineBackend
+    const waiting = yield* Deferred.make<void>()
+    let handed = 0
+    const service: EngineBackend.Service = {
+      ...b,
+      subscribeWork: (args) =>
+        Effect.map(b.subscribeWork(args), (sub): EngineBackend.WorkSubscription => ({
+          ...sub,
+          onHandoff: (f) => {
+            sub.onHandoff?.(f === undefined ? undefined : (l) => {
+              const h = f(l)
+              if (h !== undefined) handed++
+              return h
+            })
+            if (f !== undefined) Deferred.unsafeDone(waiting, Effect.void)
+          }
+        }))
+    }
+    yield* Effect.forkScoped(
+      Worker.run({ lanes: [lane], handlers: [handler], idle: Schedule.spaced("1 hour"), workerId: "handoff" }).pipe(
+        Effect.provideService(EngineBackend, service)
+      )
+    )
+    yield* Deferred.await(waiting)
+    return { handed: Effect.sync(() => handed) }
+  })
+
+const echo = (started: Deferred.Deferred<void>) =>
+  Worker.handler({
+    ...Echo,
+    run: (input, ctx) => Effect.as(Deferred.succeed(started, undefined), { text: input.text, attempt: ctx.attempt, resumed: ctx.resumed })
+  })
+
+/** The transaction part of an event's offset (`k.id`): events of one transaction share it. */
+const txOf = (offset: string) => offset.split(".")[0]
+
+const eventsOf = (executionId: ExecutionId) =>
+  Effect.flatMap(EngineBackend, (b) => b.readEvents({ filter: { _tag: "Execution", executionId }, limit: 100 }))
+
+describe("postgres: a create claims for the idle worker of its process", () => {
+  it.live("the create claims for the waiting worker before it returns, with the events of a create and a claim", () =>
+    Effect.gen(function*() {
+      const lane = yield* newLane()
+      const started = yield* Deferred.make<void>()
+      const { handed } = yield* idleWorker(lane, echo(started))
+      const id = yield* Producer.submit(Echo, { text: "now" }, { lane })
+      // the claim committed before the create's reply came back
+      const b = yield* EngineBackend
+      expect(yield* b.readExecutionState(id)).toEqual(Option.some("active"))
+      expect(yield* handed).toBe(1)
+      yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
+      const { events } = yield* eventsOf(id)
+      const created = events.find((e) => e._tag === "ExecutionCreated")
+      const claimed = events.find((e) => e._tag === "Claimed")
+      // two transactions, as a create and a claim after it: nothing folded into the creation
+      expect(created).toMatchObject({ publicState: "waiting" })
+      expect(claimed).toBeDefined()
+      expect(txOf(claimed!.offset)).not.toBe(txOf(created!.offset))
+    }).pipe(Effect.scoped, Effect.provide(backend())), 60_000)
+
+  it.live("work the handed-over claim leaves (a kind the worker lacks) wakes a waiting worker of another process", () =>
+    Effect.gen(function*() {
+      const lane = yield* newLane()
+      const started = yield* Deferred.make<void>()
+      // another process's worker, with the handler
+      const elsewhere = yield* Layer.build(backend())
+      yield* idleWorker(lane, echo(started)).pipe(Effect.provide(elsewhere))
+      // this process's worker lacks the kind: the create's claim for it takes nothing
+      const { handed } = yield* idleWorker(lane, Worker.handler({ ...Other, run: (input) => Effect.succeed(input) }))
+      const id = yield* Producer.submit(Echo, { text: "elsewhere" }, { lane })
+      yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
+      expect(yield* handed).toBe(1)
+      expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "elsewhere" })
+    }).pipe(Effect.scoped, Effect.provide(backend())), 60_000)
+
+  it.live("a delayed create hands nothing over; the worker takes it once due", () =>
+    Effect.gen(function*() {
+      const lane = yield* newLane()
+      const started = yield* Deferred.make<void>()
+      const { handed } = yield* idleWorker(lane, echo(started))
+      yield* Producer.submit(Echo, { text: "later" }, { lane, delay: "200 millis" })
+      yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
+      expect(yield* handed).toBe(0)
+    }).pipe(Effect.scoped, Effect.provide(backend())), 60_000)
+})
