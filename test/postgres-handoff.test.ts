@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Deferred, Effect, Layer, Option, Redacted, Schedule, Schema } from "effect"
+import { Deferred, Effect, Fiber, Layer, Option, Redacted, Schedule, Schema } from "effect"
 import { afterAll, inject } from "vitest"
 import { EngineBackend } from "../src/EngineBackend.js"
 import type { ExecutionId } from "../src/Ids.js"
@@ -121,5 +121,34 @@ describe("postgres: a create claims for the idle worker of its process", () => {
       yield* Producer.submit(Echo, { text: "later" }, { lane, delay: "200 millis" })
       yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
       expect(yield* handed).toBe(0)
+    }).pipe(Effect.scoped, Effect.provide(backend())), 60_000)
+
+  it.live("a producer interrupted during its create returns at once, and the worker's slots are freed: the next task runs", () =>
+    Effect.gen(function*() {
+      const lane = yield* newLane()
+      const started = yield* Deferred.make<void>()
+      const { handed } = yield* idleWorker(lane, echo(started))
+      // another connection holds the executions' table, so the create's statement waits
+      const locked = yield* Deferred.make<void>()
+      const unlock = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql.withTransaction(Effect.gen(function*() {
+          yield* sql.unsafe(`LOCK TABLE "${schema}".exec_core IN ACCESS EXCLUSIVE MODE`)
+          yield* Deferred.succeed(locked, undefined)
+          yield* Deferred.await(unlock)
+        }))).pipe(Effect.provide(client())))
+      yield* Deferred.await(locked)
+      const producer = yield* Effect.fork(Producer.submit(Echo, { text: "cut" }, { lane }))
+      yield* Effect.repeat(handed, { until: (n) => n === 1, schedule: Schedule.spaced("5 millis") }).pipe(
+        Effect.timeout("20 seconds")
+      )
+      yield* Effect.sleep("50 millis")
+      // the caller's interruption is not held up by the waiting statement
+      yield* Fiber.interrupt(producer).pipe(Effect.timeout("2 seconds"))
+      yield* Deferred.succeed(unlock, undefined)
+      yield* Fiber.join(holder)
+      // the worker took back its slots: a later task runs
+      const id = yield* Producer.submit(Echo, { text: "next" }, { lane })
+      expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "next" })
     }).pipe(Effect.scoped, Effect.provide(backend())), 60_000)
 })

@@ -81,22 +81,24 @@ export const makeLifecycle = (
   /**
    * A create of work claimable at once, while an idle worker of this process waits on its lane:
    * ff_create_claim commits the create, then claims for that worker, in one statement (docs/
-   * worker.md, "Wake-ups, timers and cancellation"). The worker's claim is taken and handed its
-   * outcome in one uninterruptible step, so that `deliver` runs once whatever happens to the caller.
+   * worker.md, "Wake-ups, timers and cancellation"). The worker's slots are taken and the hand-over
+   * of their outcome set up in one uninterruptible step, so that `deliver` runs once whatever
+   * happens to the caller; the call itself stays interruptible (a caller interrupted during it
+   * leaves what the claim took to its leases' expiry, as a lost claim reply).
    */
   const createClaiming = (a: CreateExecutionCore, args: ReadonlyArray<Arg>): Fx<M.CreateExecutionResult> | undefined => {
     const hub = options.hub
     if (hub === undefined || a.delayUntil !== undefined) return undefined
-    return Effect.uninterruptible(Effect.suspend(() => {
+    return Effect.uninterruptibleMask((restore) => Effect.suspend(() => {
       const handoff = hub.handoff(a.laneId)
-      if (handoff === undefined) return plainCreate(a, args)
+      if (handoff === undefined) return restore(plainCreate(a, args))
       let delivered = false
       const give = (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => {
         if (delivered) return
         delivered = true
         handoff.deliver(claimed, again)
       }
-      return Effect.suspend(() =>
+      return restore(Effect.suspend(() =>
         caller.callProcedure("create_execution", "create_claim", [
           ...args,
           // (the lane is the create's)
@@ -104,7 +106,7 @@ export const makeLifecycle = (
           int(handoff.max),
           bigint(Limits.batchBytes)
         ])
-      ).pipe(
+      )).pipe(
         Effect.flatMap((v) => {
           const reply = v as { readonly created?: unknown; readonly claim?: unknown }
           // the worker has its work first, then the producer its result
@@ -118,7 +120,7 @@ export const makeLifecycle = (
             })
           return Effect.zipRight(handed, decode("create_execution", M.CreateExecutionResult)(reply.created))
         }),
-        // (a claim that did not run, or whose reply did not read: the worker claims itself)
+        // (a claim that did not run or was interrupted, or whose reply did not read: the worker claims itself)
         Effect.ensuring(Effect.sync(() => give([], true)))
       )
     }))
