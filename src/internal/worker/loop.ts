@@ -229,6 +229,8 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     let running = 0
     // slots a batch of completions has reserved for the claim it makes with them
     let reserved = 0
+    /** How many executions one claim may take now: the free slots, at most a claim's batch. */
+    const freeSlots = () => Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
     // open while a slot is free: the loop waits on it when every slot is taken
     const slotFree = Effect.unsafeMakeLatch(true)
     // observes each attempt's fiber: its end frees its slot
@@ -398,7 +400,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
      * follows the same wake-up, reports it as it does its own.
      */
     const claimOnWake = (done: () => void) => {
-      const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
+      const free = freeSlots()
       if (stopping || free <= 0) return done()
       const fiber = forkAttempt(
         Effect.flatMap(claimAndLaunch(free), (r) => {
@@ -426,7 +428,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
      */
     const handoff = (lane: string): EngineBackend.Handoff | undefined => {
       const index = claimArgs.findIndex((a) => a.lane === lane)
-      const free = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
+      const free = freeSlots()
       if (stopping || index < 0 || free <= 0) return undefined
       const args = claimArgs[index]!
       const handed = Deferred.unsafeMake<readonly [ReadonlyArray<EngineBackend.ClaimedWork>, boolean]>(FiberId.none)
@@ -444,11 +446,11 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
             if (claimed.length > 0) {
               next = (index + 1) % claimArgs.length
               claimedOnWake = true
-              yield* Effect.ensuring(launch(args.lane, claimed), release)
+              yield* launch(args.lane, claimed)
             }
             yield* release
             if (!again) return
-            const left = Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved)
+            const left = freeSlots()
             if (stopping || left <= 0) return
             const r = yield* claimAndLaunch(left)
             if (Either.isLeft(r)) return yield* Effect.logWarning("claim after a create's handoff failed", r.left)
@@ -514,7 +516,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       const mark = yield* sub.wakeups
       // The free slots are filled in one claim (a completeAndClaim without completions: the
       // claimed executions come with their inputs).
-      const claimed = yield* claimAndLaunch(Math.min(MAX_CLAIM_BATCH, settings.concurrency - running - reserved))
+      const claimed = yield* claimAndLaunch(freeSlots())
       if (Either.isLeft(claimed)) {
         const error = claimed.left
         const root = rootCause(error)
