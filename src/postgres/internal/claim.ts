@@ -86,23 +86,27 @@ const claimHandle = (c: ClaimedRow): M.Handle =>
     workerInstanceId: c.workerInstanceId
   })
 
+/** A reply read by `fast`, or by `schema` when `fast` cannot read it. */
+const readReply = <A, I>(op: string, v: unknown, fast: (v: unknown) => A | undefined, schema: Schema.Schema<A, I>): Fx<A> => {
+  const a = fast(v)
+  return a !== undefined ? Effect.succeed(a) : decode(op, schema)(v)
+}
+
+/** The work an ff_complete_claim reply (ff_create_claim's too) claimed, each with its input. */
+const claimedWork = (reply: CompleteClaimValue): ReadonlyArray<EngineBackend.ClaimedWork> =>
+  reply.handles.map((c, i): EngineBackend.ClaimedWork => ({
+    handle: claimHandle(c),
+    input: Option.fromNullable(reply.inputs[i])
+  }))
+
 /** The claim part of an ff_complete_claim reply (ff_create_claim's too): the claimed work, and the busy count. */
 export const readClaimed = (op: string, v: unknown): Fx<{
   readonly claimed: ReadonlyArray<EngineBackend.ClaimedWork>
   readonly busy: number
 }> =>
   Effect.map(
-    (() => {
-      const fast = completeClaimReply(v)
-      return fast !== undefined ? Effect.succeed(fast) : decode(op, CompleteClaimReply)(v)
-    })(),
-    (reply) => ({
-      claimed: reply.handles.map((c, i): EngineBackend.ClaimedWork => ({
-        handle: claimHandle(c),
-        input: Option.fromNullable(reply.inputs[i])
-      })),
-      busy: reply.busy
-    })
+    readReply(op, v, completeClaimReply, CompleteClaimReply),
+    (reply) => ({ claimed: claimedWork(reply), busy: reply.busy })
   )
 
 /** The claimer's parameters of ff_claim, ff_complete_claim and ff_create_claim, in their order. */
@@ -124,10 +128,7 @@ export const makeClaims = (
 
   /** ff_<fn>'s reply read by `fast`, or by `schema` when `fast` cannot read it. */
   const callRead = <A, I>(op: string, fn: string, args: ReadonlyArray<Arg>, fast: (v: unknown) => A | undefined, schema: Schema.Schema<A, I>): Fx<A> =>
-    Effect.flatMap(call(op, fn, args), (v) => {
-      const a = fast(v)
-      return a !== undefined ? Effect.succeed(a) : decode(op, schema)(v)
-    })
+    Effect.flatMap(call(op, fn, args), (v) => readReply(op, v, fast, schema))
 
   /**
    * A claim that found nothing while another transaction held some of its candidates (see
@@ -185,11 +186,7 @@ export const makeClaims = (
           completed.push(Either.left(r.left))
         }
       }
-      const claimed = reply.handles.map((c, i): EngineBackend.ClaimedWork => ({
-        handle: claimHandle(c),
-        input: Option.fromNullable(reply.inputs[i])
-      }))
-      return { completed, claimed }
+      return { completed, claimed: claimedWork(reply) }
     })
   }
 
