@@ -17,17 +17,22 @@ FF.fn = {}                   -- registered operations, by name
 -- times cheaper than "%.0f" and prints the same digits for integral values below 2^53;
 -- anything else (fractions, huge values, inf, nan) keeps "%.0f".
 -- (string / math are not reachable while the library loads, so they are looked up at each call;
--- the last value formatted is kept: a call formats its "now" many times)
-local last_n, last_s = nil, nil
+-- the values formatted are kept, up to 256 of them: a call formats its "now", its lease expiry
+-- and its epochs many times, in turns)
+local s_memo, s_memo_n = {}, 0
 function FF.s(n)
-  if n == last_n then return last_s end
-  local s
+  local s = s_memo[n]
+  if s ~= nil then return s end
+  if n ~= n then return string.format("%.0f", n) end -- (NaN: not a table key)
   if n == math.floor(n) and n < 9007199254740992 and n > -9007199254740992 then
     s = string.format("%d", n)
   else
     s = string.format("%.0f", n)
   end
-  last_n, last_s = n, s
+  if s_memo_n >= 256 then
+    s_memo, s_memo_n = {}, 0
+  end
+  s_memo[n], s_memo_n = s, s_memo_n + 1
   return s
 end
 -- `v` as a number; `d` (default 0) when it is not one.
@@ -38,8 +43,11 @@ function FF.num(v, d)
 end
 -- `v` as a string: "" for nil and JSON null, a number as FF.s writes it.
 function FF.str(v)
-  if v == nil or v == cjson.null then return "" end
-  if type(v) == "number" then return FF.s(v) end
+  if v == nil then return "" end
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "number" then return FF.s(v) end
+  if v == cjson.null then return "" end
   return tostring(v)
 end
 -- The call's time in ms: ARGV[1] when given (the layer's clock), else the server's TIME.
@@ -899,58 +907,72 @@ end
 -- out of the write (the core is a listpack where every written field costs). The arguments are
 -- gathered in reused tables (unpack stops at n, whatever follows).
 local state_args, state_dels = {}, {}
--- (the state of the FF.state being written, for state_put: no closure per call; st_short: the
--- core is a CORE_MT table, keyed by the stored names only)
-local st_c, st_n, st_nd, st_short = nil, 0, 0, false
-local function state_put(f, v)
-  local c = st_c
-  -- the value as read: set in this call or stored, under the short name (CORE_MT); a field
-  -- neither set nor stored reads as "" (the transition times as created_at), and is not cleared
-  -- (a table without CORE_MT, long-named, is read and written by the long name)
-  local s = CF[f] or f
-  local cur = rawget(c, s)
-  if cur == nil and not st_short and s ~= f then cur = rawget(c, f) end
-  if cur == nil then
-    if v == "" then return end
-    if f == "last_transition_at" or f == "last_mutation_at" then cur = c.created_at else cur = "" end
-  end
-  if cur ~= v then
-    -- (what CORE_MT's __newindex does, without the metamethod's call)
-    if st_short then rawset(c, s, v) else c[f] = v end
-    if v == "" then
-      st_nd = st_nd + 1
-      state_dels[st_nd] = s
-    else
-      state_args[st_n + 1], state_args[st_n + 2] = s, v
-      st_n = st_n + 2
-    end
-  end
-end
+-- (the times read as created_at until stored)
+local TIME_FIELD = { last_transition_at = true, last_mutation_at = true }
 function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n)
   local bp, bo, bpub = c.lifecycle_phase, c.ownership_state, c.public_state
+  local moved = bp ~= phase or bo ~= own or c.eligibility_state ~= elig or c.blocking_reason ~= reason or
+    c.terminal_outcome ~= outcome or c.attempt_state ~= astate
+  local created = c.created_at
+  -- The fields are compared and set on the table without its metatable (CORE_MT: keyed by the
+  -- stored names only; a value read as "" when absent, the transition times as created_at), so
+  -- that a field absent from the core costs a table read, not a metamethod call; a table
+  -- without CORE_MT is long-named and written by the long name.
+  local short = getmetatable(c) == CORE_MT
+  if short then setmetatable(c, nil) end
+  local args, dels, n, nd = state_args, state_dels, 0, 0
   local ts = FF.s(now)
-  st_c, st_n, st_nd, st_short = c, 0, 0, getmetatable(c) == CORE_MT
-  state_put("last_transition_at", ts)
-  state_put("last_mutation_at", ts)
-  if bp ~= phase or bo ~= own or c.eligibility_state ~= elig or c.blocking_reason ~= reason or
-      c.terminal_outcome ~= outcome or c.attempt_state ~= astate then
+  local list, ln = extra, extra_n or (extra and #extra or 0)
+  -- (the three fields every transition writes, then the list's pairs)
+  for i = -5, ln, 2 do
+    local f, v
+    if i > 0 then
+      f, v = list[i], list[i + 1]
+    elseif i == -5 then
+      f, v = "last_transition_at", ts
+    elseif i == -3 then
+      f, v = "last_mutation_at", ts
+    else
+      f, v = "blocking_detail", detail
+    end
+    local s = CF[f] or f
+    local cur = c[s]
+    if cur == nil and not short and s ~= f then cur = c[f] end
+    if cur == nil then
+      if v == "" then
+        cur = v
+      elseif TIME_FIELD[f] then
+        cur = created
+      else
+        cur = ""
+      end
+    end
+    if cur ~= v then
+      if short then c[s] = v else c[f] = v end
+      if v == "" then
+        nd = nd + 1
+        dels[nd] = s
+      else
+        args[n + 1], args[n + 2] = s, v
+        n = n + 2
+      end
+    end
+  end
+  if moved then
+    args[n + 1], args[n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
+    n = n + 2
+  end
+  if short then setmetatable(c, CORE_MT) end
+  if moved then
     c.lifecycle_phase, c.ownership_state, c.eligibility_state = phase, own, elig
     c.blocking_reason, c.terminal_outcome, c.attempt_state = reason, outcome, astate
-    state_args[st_n + 1], state_args[st_n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
-    st_n = st_n + 2
   end
-  state_put("blocking_detail", detail)
   local pub = FF.public(phase, elig, outcome)
   if bpub ~= pub then FF.lane_move(B, e, c, bpub, pub) end
   c.public_state = pub
-  if extra then
-    for i = 1, extra_n or #extra, 2 do state_put(extra[i], extra[i + 1]) end
-  end
-  local n, nd = st_n, st_nd
-  st_c = nil
   local k = K.core(B, e)
-  if n > 0 then C("HSET", k, unpack(state_args, 1, n)) end
-  if nd > 0 then C("HDEL", k, unpack(state_dels, 1, nd)) end
+  if n > 0 then C("HSET", k, unpack(args, 1, n)) end
+  if nd > 0 then C("HDEL", k, unpack(dels, 1, nd)) end
   FF.ev_transition(B, e, c, bp, bo, bpub, now)
 end
 
