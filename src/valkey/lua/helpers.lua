@@ -917,8 +917,7 @@ end
 -- out of the write (the core is a listpack where every written field costs). The arguments are
 -- gathered in reused tables (unpack stops at n, whatever follows).
 local state_args, state_dels = {}, {}
--- (the times read as created_at until stored)
-local TIME_FIELD = { last_transition_at = true, last_mutation_at = true }
+local S_TT, S_TM = CF.last_transition_at, CF.last_mutation_at
 function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n, clears)
   local bp, bo, bpub = c.lifecycle_phase, c.ownership_state, c.public_state
   local moved = bp ~= phase or bo ~= own or c.eligibility_state ~= elig or c.blocking_reason ~= reason or
@@ -926,7 +925,8 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
   local created = c.created_at
   -- The fields are compared and set by their long names on the table without its metatable (a
   -- field absent is nil there, not ""); blocking_detail by its stored form, `bd` (a core table
-  -- reads the detail itself as blocking_detail, FF.core_detail).
+  -- reads the detail itself as blocking_detail, FF.core_detail). `extra` and `clears` never name
+  -- blocking_detail or a transition time.
   local mt = getmetatable(c)
   if mt ~= nil then setmetatable(c, nil) end
   local bd_set = false
@@ -946,39 +946,44 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
       end
     end
   end
-  -- (the three fields every transition writes, then the list's pairs)
-  for i = -5, ln, 2 do
-    local f, v
-    if i > 0 then
-      f, v = list[i], list[i + 1]
-    elseif i == -5 then
-      f, v = "last_transition_at", ts
-    elseif i == -3 then
-      f, v = "last_mutation_at", ts
+  -- the transition times (read as created_at while not stored) and blocking_detail (by its stored
+  -- form), then the list's pairs
+  local cur = c.last_transition_at
+  if cur == nil then cur = created end
+  if cur ~= ts then
+    c.last_transition_at = ts
+    args[1], args[2] = S_TT, ts
+    n = 2
+  end
+  cur = c.last_mutation_at
+  if cur == nil then cur = created end
+  if cur ~= ts then
+    c.last_mutation_at = ts
+    args[n + 1], args[n + 2] = S_TM, ts
+    n = n + 2
+  end
+  cur = c.bd
+  if cur == nil then cur = "" end
+  if cur ~= detail then
+    c.bd, bd_set = detail, true
+    if detail == "" then
+      nd = nd + 1
+      dels[nd] = "bd"
     else
-      f, v = "blocking_detail", detail
+      args[n + 1], args[n + 2] = "bd", detail
+      n = n + 2
     end
-    local s = CF[f] or f
-    local key = f
-    if s == "bd" then key = s end
-    local cur = c[key]
-    if cur == nil then
-      if v == "" then
-        cur = v
-      elseif TIME_FIELD[f] then
-        cur = created
-      else
-        cur = ""
-      end
-    end
-    if cur ~= v then
-      c[key] = v
-      if key == "bd" then bd_set = true end
+  end
+  for i = 1, ln, 2 do
+    local f, v = list[i], list[i + 1]
+    cur = c[f]
+    if cur ~= v and (cur ~= nil or v ~= "") then
+      c[f] = v
       if v == "" then
         nd = nd + 1
-        dels[nd] = s
+        dels[nd] = CF[f] or f
       else
-        args[n + 1], args[n + 2] = s, v
+        args[n + 1], args[n + 2] = CF[f] or f, v
         n = n + 2
       end
     end
