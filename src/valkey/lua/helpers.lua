@@ -208,6 +208,7 @@ function FF.call_begin()
   C = redis.call
   K.keys_begin()
   FF.members_begin()
+  FF.ids_begin()
   FF.lane_sets_begin()
   if FF.pubs == nil or next(FF.pubs) ~= nil then FF.pubs = {} end
   if FF.due == nil or FF.dued then FF.due = {} end

@@ -151,6 +151,35 @@ function FF.ids_bucket_of(B, hex)
   return C("ZREVRANGEBYLEX", K.idx(B, "ids"), "[" .. hex, "-", "LIMIT", 0, 1)[1]
 end
 
+-- A call that adds a second id to a partition reads the partition's directory once, when it holds
+-- at most ID_DIR_READ bounds, and finds the buckets of its next ids in it (a batch of creations
+-- costs one read instead of a ZREVRANGEBYLEX per id); a write to the directory drops what was read.
+-- (per call: base -> the bounds in order, or false when the directory is larger; base -> ids added)
+local ID_DIR_READ = 256
+local id_dirs, id_adds = {}, {}
+function FF.ids_begin()
+  if next(id_dirs) ~= nil then id_dirs = {} end
+  if next(id_adds) ~= nil then id_adds = {} end
+end
+local function add_bucket_of(B, dir, hex)
+  local d = id_dirs[B]
+  if d == nil then
+    local n = (id_adds[B] or 0) + 1
+    id_adds[B] = n
+    if n < 2 then return FF.ids_bucket_of(B, hex) end
+    if C("ZCARD", dir) <= ID_DIR_READ then d = C("ZRANGE", dir, 0, -1) else d = false end
+    id_dirs[B] = d
+  end
+  if not d then return FF.ids_bucket_of(B, hex) end
+  -- (the greatest bound <= hex: bounds are "" and 32 lower-case hex digits, as ZREVRANGEBYLEX compares)
+  local a, b = 1, #d
+  while a <= b do
+    local mid = math.floor((a + b) / 2)
+    if d[mid] <= hex then a = mid + 1 else b = mid - 1 end
+  end
+  return d[b]
+end
+
 -- Adds execution `e` to the partition's id index (nothing for an id without a uuid).
 function FF.ids_add(B, e)
   -- (a creation has the id's bytes already: FF.make_eligible came first)
@@ -159,10 +188,11 @@ function FF.ids_add(B, e)
   if m ~= nil and #m == 16 and string.byte(e, 1) == 123 then hex = FF.bin_hex(m) else hex = id_hex(e) end
   if hex == nil then return end
   local dir = K.idx(B, "ids")
-  local low = FF.ids_bucket_of(B, hex)
+  local low = add_bucket_of(B, dir, hex)
   if low == nil then
     low = ""
     C("ZADD", dir, 0, "")
+    id_dirs[B] = nil
   end
   local bk = FF.ids_bucket_key(B, low)
   if m == nil or #m ~= 16 then
@@ -180,6 +210,7 @@ function FF.ids_add(B, e)
     C("ZADD", FF.ids_bucket_key(B, nlow), unpack(t))
     C("ZREM", bk, unpack(upper))
     C("ZADD", dir, 0, nlow)
+    id_dirs[B] = nil
   end
 end
 
@@ -193,6 +224,7 @@ function FF.ids_del(B, e)
   local bk = FF.ids_bucket_key(B, low)
   if C("ZREM", bk, FF.id_bin(hex)) == 0 or C("EXISTS", bk) == 1 then return end
   local dir = K.idx(B, "ids")
+  id_dirs[B] = nil
   if low ~= "" then C("ZREM", dir, low) end
   -- the directory goes with its last bucket (the first one may be empty while others are not)
   if C("ZCARD", dir) == 1 and C("EXISTS", FF.ids_bucket_key(B, "")) == 0 then C("DEL", dir) end
