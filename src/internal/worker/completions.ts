@@ -8,7 +8,7 @@
  * defect: logged) is written again item by item, and claims nothing. However a write ends, its
  * slot reservation is given back and the writer is free for the next batch.
  */
-import { Cause, Deferred, Effect, Either, Exit } from "effect"
+import { Cause, Effect, Either, Exit } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import type { EngineError } from "../../EngineError.js"
 import type * as M from "../../Model.js"
@@ -31,10 +31,31 @@ export interface Refill {
   ) => Effect.Effect<void>
 }
 
-interface Pending {
-  readonly handle: M.Handle
-  readonly payload: Uint8Array
-  readonly done: Deferred.Deferred<void, EngineError>
+/**
+ * One queued completion and its outcome. Its caller waits in an `Effect.async` that `done`
+ * resumes (the first outcome wins, as a `Deferred`'s would): a `Deferred` per completion cost a
+ * few microseconds to make (Effect builds each by spreading a prototype with symbol keys).
+ */
+class Pending {
+  exit: Exit.Exit<void, EngineError> | undefined = undefined
+  resume: ((exit: Exit.Exit<void, EngineError>) => void) | undefined = undefined
+  constructor(readonly handle: M.Handle, readonly payload: Uint8Array) {}
+  done(exit: Exit.Exit<void, EngineError>): void {
+    if (this.exit !== undefined) return
+    this.exit = exit
+    const resume = this.resume
+    if (resume !== undefined) {
+      this.resume = undefined
+      resume(exit)
+    }
+  }
+  /** Its outcome, once `done`. */
+  get await(): Effect.Effect<void, EngineError> {
+    return this.exit ?? Effect.async<void, EngineError>((resume) => {
+      if (this.exit !== undefined) return resume(this.exit)
+      this.resume = resume
+    })
+  }
 }
 
 /** `maxBatch` completions at most per call. */
@@ -48,13 +69,13 @@ export const make = (
     let writing = false
 
     const one = (p: Pending) =>
-      Effect.flatMap(Effect.exit(backend.complete(p.handle, { payload: p.payload })), (exit) => Deferred.done(p.done, exit))
+      Effect.map(Effect.exit(backend.complete(p.handle, { payload: p.payload })), (exit) => p.done(exit))
 
     const settle = (batch: ReadonlyArray<Pending>, outcomes: ReadonlyArray<Either.Either<void, EngineError>>) =>
       Effect.sync(() => {
         for (let i = 0; i < batch.length; i++) {
           const outcome = outcomes[i]!
-          Deferred.unsafeDone(batch[i]!.done, Either.isRight(outcome) ? Exit.void : Exit.fail(outcome.left))
+          batch[i]!.done(Either.isRight(outcome) ? Exit.void : Exit.fail(outcome.left))
         }
       })
 
@@ -91,7 +112,9 @@ export const make = (
       Effect.catchAllCause(write(batch), (cause) =>
         Effect.zipRight(
           Effect.logError("writing a batch of completions died", cause),
-          Effect.forEach(batch, (p) => Deferred.failCause(p.done, cause), { discard: true })
+          Effect.sync(() => {
+            for (const p of batch) p.done(Exit.failCause(cause))
+          })
         ))
 
     // The writer runs in the fiber of the completion that found it idle, and drains what queues
@@ -108,12 +131,12 @@ export const make = (
 
     return {
       complete: (handle, payload) =>
-        Effect.withFiberRuntime((fiber) => {
-          const done = Deferred.unsafeMake<void, EngineError>(fiber.id())
-          queued.push({ handle, payload, done })
-          if (writing) return Deferred.await(done)
+        Effect.suspend(() => {
+          const p = new Pending(handle, payload)
+          queued.push(p)
+          if (writing) return p.await
           writing = true
-          return Effect.zipRight(Effect.uninterruptible(drain), Deferred.await(done))
+          return Effect.zipRight(Effect.uninterruptible(drain), p.await)
         })
     }
   })

@@ -99,25 +99,77 @@ const reconciled = <A>(h: HandleRef, matches: (d: ExecutionNotActiveDetail) => O
   return Effect.fail(e)
 }
 
-const completedAgain = (h: HandleRef) =>
-  reconciled(h, (d) =>
-    d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId ? Option.some(undefined) : Option.none())
+const completedBy = (h: HandleRef) => (d: ExecutionNotActiveDetail): boolean =>
+  d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId
+
+const completedAgain = (h: HandleRef) => {
+  const by = completedBy(h)
+  return reconciled(h, (d) => (by(d) ? Option.some(undefined) : Option.none()))
+}
+
+/** Whether `e` is the refusal of a retried completion that finds its own success (`completedAgain`). */
+const isCompletedAgain = (h: HandleRef, e: EngineError): boolean =>
+  e._tag === "Contention" && e.kind === "ExecutionNotActive" && e.notActive !== undefined &&
+  e.notActive.leaseEpoch === String(h.payload.leaseEpoch) && completedBy(h)(e.notActive)
 
 const ItemError = Schema.parseJson(Schema.Tuple([Schema.Literal(0), Schema.String], Schema.String))
 const decodeItemError = Schema.decodeUnknownEither(ItemError)
 
+const completedOutcome: Either.Either<Either.Either<void, EngineError>, never> = Either.right(Either.void)
+
 /**
  * One item's field of ff_complete_many / ff_complete_claim: "" completed, else its refusal (a
- * replay that finds its own success succeeds).
+ * replay that finds its own success succeeds, as `completedAgain`); left: the field does not parse.
  */
-export const completionOutcome = (fn: string, field: string, h: HandleRef): Fx<Either.Either<void, EngineError>> => {
-  if (field === "") return Effect.succeed(Either.void)
+export const completionOutcome = (
+  fn: string,
+  field: string,
+  h: HandleRef
+): Either.Either<Either.Either<void, EngineError>, EngineError> => {
+  if (field === "") return completedOutcome
   const reply = decodeItemError(field)
-  if (Either.isLeft(reply)) {
-    return Effect.fail(parseError(fn, ParseResult.TreeFormatter.formatErrorSync(reply.left)))
-  }
+  if (Either.isLeft(reply)) return Either.left(parseError(fn, ParseResult.TreeFormatter.formatErrorSync(reply.left)))
   const [, code, ...details] = reply.right
-  return Effect.either(completedAgain(h)(fromScriptCode("valkey", code, details)))
+  const e = fromScriptCode("valkey", code, details)
+  return isCompletedAgain(h, e) ? completedOutcome : Either.right(Either.left(e))
+}
+
+/**
+ * The `items` argument of ff_complete_many / ff_complete_claim for `items` (each its lease fence,
+ * its partition, and the position in `blobs` of its payload, pushed there), or the error of an
+ * execution id outside the deployment's partitions (nothing is sent then).
+ */
+export const completionArgs = (
+  ctx: CoreContext,
+  items: ReadonlyArray<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }>,
+  blobs: Array<Uint8Array>
+): Either.Either<Array<Record<string, unknown>>, EngineError> => {
+  const out: Array<Record<string, unknown>> = new Array(items.length)
+  for (let i = 0; i < items.length; i++) {
+    const { h, payload } = items[i]!
+    const p = h.payload
+    const partition = Ids.executionPartition(p.executionId)
+    if (partition >= ctx.N) return Either.left(ctx.rangeError(p.executionId))
+    out[i] = payload === undefined ?
+      {
+        execution_id: p.executionId,
+        attempt_index: p.attemptIndex,
+        attempt_id: p.attemptId,
+        lease_id: p.leaseId,
+        lease_epoch: p.leaseEpoch,
+        partition
+      } :
+      {
+        execution_id: p.executionId,
+        attempt_index: p.attemptIndex,
+        attempt_id: p.attemptId,
+        lease_id: p.leaseId,
+        lease_epoch: p.leaseEpoch,
+        partition,
+        blob: blobs.push(payload)
+      }
+  }
+  return Either.right(out)
 }
 
 export const makeLifecycle = (
@@ -309,26 +361,27 @@ export const makeLifecycle = (
       )
 
   /** One ff_complete_many: its items' outcomes in order. */
-  const completeChunk = (items: Parameters<BackendCore["completeMany"]>[0]) =>
-    Effect.gen(function*() {
-      for (const { h } of items) yield* inRange(h.payload.executionId)
-      const blobs: Array<Uint8Array> = []
-      const env = yield* call("complete_many", { base: keys.lanes }, {
-        prefix: settings.prefix,
-        partitions: N,
-        items: items.map(({ h, payload }) => ({
-          ...fence(h),
-          partition: Ids.executionPartition(h.payload.executionId),
-          ...(payload === undefined ? {} : { blob: blobs.push(payload) })
-        }))
-      }, blobs)
-      if (env.fields.length !== items.length) {
-        return yield* parseError("ff_complete_many", `${env.fields.length} replies for ${items.length} items`)
+  const completeChunk = (items: Parameters<BackendCore["completeMany"]>[0]): Fx<Array<Either.Either<void, EngineError>>> => {
+    const blobs: Array<Uint8Array> = []
+    const args = completionArgs(ctx, items, blobs)
+    if (Either.isLeft(args)) return Effect.fail(args.left)
+    return Effect.flatMap(
+      call("complete_many", { base: keys.lanes }, { prefix: settings.prefix, partitions: N, items: args.right }, blobs),
+      (env) => {
+        const fn = "ff_complete_many"
+        if (env.fields.length !== items.length) {
+          return Effect.fail(parseError(fn, `${env.fields.length} replies for ${items.length} items`))
+        }
+        const outcomes: Array<Either.Either<void, EngineError>> = new Array(items.length)
+        for (let i = 0; i < items.length; i++) {
+          const o = completionOutcome(fn, env.fields[i]!, items[i]!.h)
+          if (Either.isLeft(o)) return Effect.fail(o.left)
+          outcomes[i] = o.right
+        }
+        return Effect.succeed(outcomes)
       }
-      return yield* Effect.forEach(env.fields, (field, i): Fx<Either.Either<void, EngineError>> => {
-        return completionOutcome("ff_complete_many", field, items[i]!.h)
-      })
-    })
+    )
+  }
 
   const fail: BackendCore["fail"] = (h, reason, cls) =>
     Effect.gen(function*() {
