@@ -78,14 +78,8 @@ type Visit<A> =
   | { readonly _tag: "Empty" }
 type Unserved = Exclude<Visit<never>, { readonly _tag: "Served" }>
 
-/** A field of a binary reply as text (UTF-8; a short ASCII field without crossing into native code). */
-const text = (x: Buffer | number | undefined): string => {
-  if (!Buffer.isBuffer(x)) return String(x)
-  const n = x.length
-  if (n > 64) return x.toString("utf8")
-  for (let i = 0; i < n; i++) if (x[i]! > 0x7f) return x.toString("utf8")
-  return String.fromCharCode.apply(null, x as unknown as Array<number>)
-}
+/** A field of a binary reply as text. */
+const text = (x: Buffer | number | undefined): string => (Buffer.isBuffer(x) ? x.toString("utf8") : String(x))
 
 /** The input a ff_complete_claim reply brought for a claim (its five fields of meta from `m`, its payload). */
 const claimedInput = (
