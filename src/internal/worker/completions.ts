@@ -29,6 +29,12 @@ export interface Refill {
     reserved: { readonly args: M.ClaimArgs; readonly max: number },
     claimed: ReadonlyArray<EngineBackend.ClaimedWork>
   ) => Effect.Effect<void>
+  /**
+   * Starts the writer (uninterruptible, it never fails) in a fiber of its own that the worker's
+   * drain waits for, and that holds no slot: the completion that found the writer idle then waits
+   * for its outcome as the others do, its slot free for the claim of the batch it is in.
+   */
+  readonly startWriter: (writer: Effect.Effect<void>) => void
 }
 
 /**
@@ -117,8 +123,13 @@ export const make = (
           })
         ))
 
-    // The writer runs in the fiber of the completion that found it idle, and drains what queues
-    // meanwhile; the others only wait for their outcome.
+    // The writer is started by the completion that found it idle (in a fiber of its own with a
+    // `Refill`, else in that completion's fiber), and drains what queues meanwhile; the completions
+    // only wait for their outcome. Before it takes a batch it yields once:
+    // the attempts a claim has just started run on the stack that started them, one after the
+    // other, so their completions are all queued by then and go in one call (not the first alone,
+    // then the rest); and the attempts the last batch settled have ended, so their slots count as
+    // free for the claim the batch makes.
     const drain: Effect.Effect<void> = Effect.suspend(() => {
       if (queued.length === 0) {
         writing = false
@@ -126,8 +137,9 @@ export const make = (
       }
       const batch = queued.length <= maxBatch ? queued : queued.slice(0, maxBatch)
       queued = queued.length <= maxBatch ? [] : queued.slice(batch.length)
-      return Effect.zipRight(guarded(batch), drain)
+      return Effect.zipRight(guarded(batch), next)
     })
+    const next = Effect.zipRight(Effect.yieldNow(), drain)
 
     return {
       complete: (handle, payload) =>
@@ -136,7 +148,9 @@ export const make = (
           queued.push(p)
           if (writing) return p.await
           writing = true
-          return Effect.zipRight(Effect.uninterruptible(drain), p.await)
+          if (refill === undefined) return Effect.zipRight(Effect.uninterruptible(next), p.await)
+          refill.startWriter(next)
+          return p.await
         })
     }
   })
