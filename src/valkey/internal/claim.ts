@@ -81,28 +81,59 @@ type Unserved = Exclude<Visit<never>, { readonly _tag: "Served" }>
 /** Completions of one ff_complete_claim at most (as ff_complete_many's chunks). */
 const COMPLETE_CLAIM_ITEMS = 200
 
-export const makeClaims = (
-  ctx: CoreContext,
-  /** The other areas' operations a cluster's completeAndClaim is made of. */
-  others: Pick<BackendCore, "completeMany" | "getExecutionInputs">
-): CoreArea<"claim"> => {
-  const { call, client, ex, inRange, keys, N, settings } = ctx
-
-  const handleFrom = (
-    fn: string,
-    env: Envelope,
-    lane: Ids.LaneId,
-    workerInstanceId: Ids.WorkerInstanceId,
-    ttl: number
-  ) => handleOf(fn, env.fields.slice(0, CLAIM_FIELDS), lane, workerInstanceId, ttl)
-
-  const handleOf = (
+/** What a claim's FCALL reply shares with the create that claims for a waiting worker (lifecycle.ts). */
+export interface ClaimReplies {
+  /** A lease granted, from a claim reply's fields (ff_claim's OK fields). */
+  readonly handleOf: (
     fn: string,
     fields: ReadonlyArray<string>,
     lane: Ids.LaneId,
     workerInstanceId: Ids.WorkerInstanceId,
     ttl: number
-  ) =>
+  ) => Fx<{ readonly handle: M.Handle; readonly claimed: typeof M.ClaimedResumedExecution.Type; readonly next: string }>
+  /**
+   * The arguments of a batch of claims with their inputs (ff_complete_claim's claim part): `walk`
+   * (a standalone server) those of ff_claim_lane; else one claim's ids (ff_create_claim's claim
+   * on a cluster).
+   */
+  readonly batchArgs: (args: M.ClaimArgs, n: number, budget: number, walk: boolean) => Record<string, unknown>
+  /**
+   * The claims of a binary reply from field `at` on (ff_complete_claim's layout: status,
+   * last_status, n, the claims' fields, their inputs' fields, their payloads, to the reply's end).
+   */
+  readonly readBatch: (
+    fn: string,
+    raw: ReadonlyArray<Buffer | number>,
+    at: number,
+    args: M.ClaimArgs,
+    budget: number
+  ) => Fx<ClaimBatch>
+  /** A visited partition's claim hint set to its head after the visit (`score`: the hint's score now). */
+  readonly refreshHint: (lane: Ids.LaneId, partition: number, score: number, next: string) => Fx<void>
+  /** A partition found empty leaves the lane's hint (in the background). */
+  readonly dropHintLater: (lane: Ids.LaneId, partition: number) => Fx<void>
+  /** The arguments every claim FCALL takes (ids apart). */
+  readonly claimArgsOf: (args: M.ClaimArgs) => Record<string, unknown>
+}
+
+/** What readBatch read: the claims in order, the budget left, the batch's status and last status. */
+export interface ClaimBatch {
+  readonly claimed: ReadonlyArray<EngineBackend.ClaimedWork>
+  readonly budget: number
+  readonly status: string
+  readonly last: string
+}
+
+/** The text of field `i` of a binary reply. */
+export const replyText = (raw: ReadonlyArray<Buffer | number>, i: number): string => {
+  const x = raw[i]
+  return Buffer.isBuffer(x) ? x.toString("utf8") : String(x)
+}
+
+export const makeClaimReplies = (ctx: CoreContext): ClaimReplies => {
+  const { client, keys, N, settings } = ctx
+
+  const handleOf: ClaimReplies["handleOf"] = (fn, fields, lane, workerInstanceId, ttl) =>
     Effect.map(claimedFields(fn, fields), ([eid, idx, aid, lid, epoch, exp, kind, next]) => ({
       handle: makeHandle("valkey", kind, {
         executionId: eid,
@@ -126,7 +157,7 @@ export const makeClaims = (
    * failure only leaves the hint stale, which claims tolerate (a claim on a partition whose head
    * moved reports its real head) and the promoteDelayed pass repairs.
    */
-  const refreshHint = (lane: Ids.LaneId, partition: number, score: number, next: string): Fx<void> =>
+  const refreshHint: ClaimReplies["refreshHint"] = (lane, partition, score, next) =>
     next === "" ?
       dropHintLater(lane, partition) :
       Number(next) === score ?
@@ -141,12 +172,11 @@ export const makeClaims = (
    * that emptied it answers without two more round trips. Until it is done, a claim of this lane
    * may visit the partition once more and find it empty: it only costs that visit.
    */
-  const dropHintLater = (lane: Ids.LaneId, partition: number): Fx<void> =>
+  const dropHintLater: ClaimReplies["dropHintLater"] = (lane, partition) =>
     Effect.asVoid(Effect.forkDaemon(ctx.dropHint(lane, partition).pipe(
       Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot drop the hint of ${lane} on ${partition}`, e))
     )))
 
-  /** The arguments every claim FCALL takes (ids apart). */
   const claimArgsOf = ({ capabilities, kinds, lane, policy }: M.ClaimArgs) => ({
     lane,
     worker_id: policy.workerId,
@@ -156,6 +186,73 @@ export const makeClaims = (
     lease_ttl_ms: policy.leaseTtlMs,
     scan: settings.claimScan
   })
+
+  const batchArgs: ClaimReplies["batchArgs"] = (args, n, budget, walk) => ({
+    ...claimArgsOf(args),
+    prefix: settings.prefix,
+    ...(walk ? { partitions: N, max_visits: CLAIM_LANE_VISITS } : {}),
+    lease_ids: Array.from({ length: n }, storeLeaseId),
+    attempt_ids: Array.from({ length: n }, storeAttemptId),
+    budget
+  })
+
+  const readBatch: ClaimReplies["readBatch"] = (fn, raw, start, args, budget) =>
+    Effect.gen(function*() {
+      const text = (i: number) => replyText(raw, i)
+      const status = text(start)
+      const last = text(start + 1)
+      const count = Number(text(start + 2))
+      const at = start + 3
+      if (!Number.isInteger(count) || raw.length !== at + count * (CLAIM_FIELDS + 6)) {
+        return yield* parseError(fn, `${raw.length} fields for ${count} claims`)
+      }
+      const meta = at + count * CLAIM_FIELDS
+      const blobsAt = meta + count * 5
+      const claimed: Array<EngineBackend.ClaimedWork> = []
+      for (let i = 0; i < count; i++) {
+        const fields = Array.from({ length: CLAIM_FIELDS }, (_, j) => text(at + i * CLAIM_FIELDS + j))
+        const { handle } = yield* handleOf(fn, fields, args.lane, args.policy.workerInstanceId, args.policy.leaseTtlMs)
+        const m = meta + i * 5
+        const payload = raw[blobsAt + i]
+        const has = text(m) === "1" && Buffer.isBuffer(payload)
+        if (has) budget -= payload.length
+        const encoding = text(m + 3)
+        claimed.push({
+          handle,
+          input: has ?
+            Option.some({
+              executionId: fields[0] as Ids.ExecutionId,
+              executionKind: text(m + 1),
+              laneId: args.lane,
+              namespace: text(m + 2) as Ids.Namespace,
+              payload: new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength),
+              ...(encoding === "" ? {} : { payloadEncoding: encoding }),
+              ...traceParentField(text(m + 4) === "" ? undefined : text(m + 4))
+            } satisfies M.ExecutionInput) :
+            Option.none()
+        })
+      }
+      return { claimed, budget, status, last }
+    })
+
+  return { handleOf, batchArgs, readBatch, refreshHint, dropHintLater, claimArgsOf }
+}
+
+export const makeClaims = (
+  ctx: CoreContext,
+  /** The other areas' operations a cluster's completeAndClaim is made of. */
+  others: Pick<BackendCore, "completeMany" | "getExecutionInputs">
+): CoreArea<"claim"> => {
+  const { call, client, ex, inRange, keys, N, settings } = ctx
+  const { batchArgs, claimArgsOf, dropHintLater, handleOf, readBatch, refreshHint } = makeClaimReplies(ctx)
+
+  const handleFrom = (
+    fn: string,
+    env: Envelope,
+    lane: Ids.LaneId,
+    workerInstanceId: Ids.WorkerInstanceId,
+    ttl: number
+  ) => handleOf(fn, env.fields.slice(0, CLAIM_FIELDS), lane, workerInstanceId, ttl)
 
   const claim: BackendCore["claim"] = (args) =>
     client.isCluster ?
@@ -417,65 +514,22 @@ export const makeClaims = (
   const completeClaimCall = (items: Items, args: M.ClaimArgs, max: number, budget: number) =>
     Effect.gen(function*() {
       for (const { h } of items) yield* inRange(h.payload.executionId)
-      const n = Math.min(CLAIM_CHUNK, max)
       const blobs: Array<Uint8Array> = []
       const raw = yield* ctx.callBinary("complete_claim", { base: keys.hint(args.lane) }, {
-        ...claimArgsOf(args),
-        prefix: settings.prefix,
-        partitions: N,
-        max_visits: CLAIM_LANE_VISITS,
-        lease_ids: Array.from({ length: n }, storeLeaseId),
-        attempt_ids: Array.from({ length: n }, storeAttemptId),
-        budget,
+        ...batchArgs(args, Math.min(CLAIM_CHUNK, max), budget, true),
         items: items.map(({ h, payload }) => ({
           ...fence(h),
           partition: Ids.executionPartition(h.payload.executionId),
           ...(payload === undefined ? {} : { blob: blobs.push(payload) })
         }))
       }, blobs)
-      const text = (i: number): string => {
-        const x = raw[i]
-        return Buffer.isBuffer(x) ? x.toString("utf8") : String(x)
-      }
       const fn = "ff_complete_claim"
-      const nItems = Number(text(3))
+      const nItems = Number(replyText(raw, 3))
       if (nItems !== items.length) return yield* parseError(fn, `${nItems} replies for ${items.length} items`)
       const completed: Array<Either.Either<void, EngineError>> = []
-      for (let i = 0; i < nItems; i++) completed.push(yield* completionOutcome(fn, text(4 + i), items[i]!.h))
-      let at = 4 + nItems
-      const last = text(at + 1)
-      const count = Number(text(at + 2))
-      at += 3
-      if (!Number.isInteger(count) || raw.length !== at + count * (CLAIM_FIELDS + 6)) {
-        return yield* parseError(fn, `${raw.length} fields for ${count} claims`)
-      }
-      const meta = at + count * CLAIM_FIELDS
-      const blobsAt = meta + count * 5
-      const claimed: Array<EngineBackend.ClaimedWork> = []
-      for (let i = 0; i < count; i++) {
-        const fields = Array.from({ length: CLAIM_FIELDS }, (_, j) => text(at + i * CLAIM_FIELDS + j))
-        const { handle } = yield* handleOf(fn, fields, args.lane, args.policy.workerInstanceId, args.policy.leaseTtlMs)
-        const m = meta + i * 5
-        const payload = raw[blobsAt + i]
-        const has = text(m) === "1" && Buffer.isBuffer(payload)
-        if (has) budget -= payload.length
-        const encoding = text(m + 3)
-        claimed.push({
-          handle,
-          input: has ?
-            Option.some({
-              executionId: fields[0] as Ids.ExecutionId,
-              executionKind: text(m + 1),
-              laneId: args.lane,
-              namespace: text(m + 2) as Ids.Namespace,
-              payload: new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength),
-              ...(encoding === "" ? {} : { payloadEncoding: encoding }),
-              ...traceParentField(text(m + 4) === "" ? undefined : text(m + 4))
-            } satisfies M.ExecutionInput) :
-            Option.none()
-        })
-      }
-      return { completed, claimed, budget, last }
+      for (let i = 0; i < nItems; i++) completed.push(yield* completionOutcome(fn, replyText(raw, 4 + i), items[i]!.h))
+      const batch = yield* readBatch(fn, raw, 4 + nItems, args, budget)
+      return { completed, claimed: batch.claimed, budget: batch.budget, last: batch.last }
     })
 
   const claimForWorker: BackendCore["claimForWorker"] = (args) =>
