@@ -4,8 +4,8 @@
 -- ===========================================================================
 
 local WRITES = {
-  "create", "create_many", "create_claim", "claim", "issue_grant", "claim_resumed", "renew", "progress", "complete", "fail", "cancel",
-  "delay", "wait_children", "revoke", "change_priority", "replay",
+  "create", "create_many", "create_claim", "claim", "issue_grant", "claim_resumed", "renew", "progress", "complete",
+  "fail", "cancel", "delay", "wait_children", "revoke", "change_priority", "replay",
   "create_waitpoint", "suspend", "deliver_signal", "append_frame",
   "create_flow", "create_flow_graph", "extend_flow", "seal_flow", "add_to_flow", "set_edge_group_policy", "stage_edge", "apply_dependency",
   "cancel_flow", "ack_cancel_member",
