@@ -373,7 +373,11 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         launch(r.args.lane, claimed).pipe(Effect.ensuring(Effect.sync(() => {
           reserved -= r.max
           slotFree.unsafeOpen()
-        })))
+        }))),
+      startWriter: (writer) => {
+        const fiber = forkAttempt(writer)
+        if (fiber.unsafePoll() === null) FiberSet.unsafeAdd(tasks, fiber)
+      }
     }
     /**
      * Claims into `free` slots (reserved meanwhile, so that a batch of completions claiming at the
