@@ -117,28 +117,59 @@ const claimedInput = (
 /** Completions of one ff_complete_claim at most (as ff_complete_many's chunks). */
 const COMPLETE_CLAIM_ITEMS = 200
 
-export const makeClaims = (
-  ctx: CoreContext,
-  /** The other areas' operations a cluster's completeAndClaim is made of. */
-  others: Pick<BackendCore, "completeMany" | "getExecutionInputs">
-): CoreArea<"claim"> => {
-  const { call, client, ex, inRange, keys, N, settings } = ctx
-
-  const handleFrom = (
-    fn: string,
-    env: Envelope,
-    lane: Ids.LaneId,
-    workerInstanceId: Ids.WorkerInstanceId,
-    ttl: number
-  ) => handleOf(fn, env.fields.slice(0, CLAIM_FIELDS), lane, workerInstanceId, ttl)
-
-  const handleOf = (
+/** What a claim's FCALL reply shares with the create that claims for a waiting worker (lifecycle.ts). */
+export interface ClaimReplies {
+  /** A lease granted, from a claim reply's fields (ff_claim's OK fields). */
+  readonly handleOf: (
     fn: string,
     fields: ReadonlyArray<string>,
     lane: Ids.LaneId,
     workerInstanceId: Ids.WorkerInstanceId,
     ttl: number
-  ) =>
+  ) => Either.Either<
+    { readonly handle: M.Handle; readonly claimed: typeof M.ClaimedResumedExecution.Type; readonly next: string },
+    Transport
+  >
+  /**
+   * The arguments of a batch of claims with their inputs (ff_complete_claim's claim part): `walk`
+   * (a standalone server) those of ff_claim_lane; else one claim's ids (ff_create_claim's claim
+   * on a cluster).
+   */
+  readonly batchArgs: (args: M.ClaimArgs, n: number, budget: number, walk: boolean) => Record<string, unknown>
+  /**
+   * The claims of a binary reply from field `at` on (ff_complete_claim's layout: status,
+   * last_status, n, the claims' fields, their inputs' fields, their payloads, to the reply's end).
+   */
+  readonly readBatch: (
+    fn: string,
+    raw: ReadonlyArray<Buffer | number>,
+    at: number,
+    args: M.ClaimArgs,
+    budget: number
+  ) => Either.Either<ClaimBatch, Transport>
+  /** A visited partition's claim hint set to its head after the visit (`score`: the hint's score now). */
+  readonly refreshHint: (lane: Ids.LaneId, partition: number, score: number, next: string) => Fx<void>
+  /** A partition found empty leaves the lane's hint (in the background). */
+  readonly dropHintLater: (lane: Ids.LaneId, partition: number) => Fx<void>
+  /** The arguments every claim FCALL takes (ids apart). */
+  readonly claimArgsOf: (args: M.ClaimArgs) => Record<string, unknown>
+}
+
+/** What readBatch read: the claims in order, the budget left, the batch's status and last status. */
+export interface ClaimBatch {
+  readonly claimed: Array<EngineBackend.ClaimedWork>
+  readonly budget: number
+  readonly status: string
+  readonly last: string
+}
+
+/** The text of field `i` of a binary reply. */
+export const replyText = (raw: ReadonlyArray<Buffer | number>, i: number): string => text(raw[i])
+
+export const makeClaimReplies = (ctx: CoreContext): ClaimReplies => {
+  const { client, keys, N, settings } = ctx
+
+  const handleOf: ClaimReplies["handleOf"] = (fn, fields, lane, workerInstanceId, ttl) =>
     Either.map(claimedFields(fn, fields), ([eid, idx, aid, lid, epoch, exp, kind, next]) => ({
       handle: makeHandle("valkey", kind, {
         executionId: eid,
@@ -162,7 +193,7 @@ export const makeClaims = (
    * failure only leaves the hint stale, which claims tolerate (a claim on a partition whose head
    * moved reports its real head) and the promoteDelayed pass repairs.
    */
-  const refreshHint = (lane: Ids.LaneId, partition: number, score: number, next: string): Fx<void> =>
+  const refreshHint: ClaimReplies["refreshHint"] = (lane, partition, score, next) =>
     next === "" ?
       dropHintLater(lane, partition) :
       Number(next) === score ?
@@ -177,12 +208,11 @@ export const makeClaims = (
    * that emptied it answers without two more round trips. Until it is done, a claim of this lane
    * may visit the partition once more and find it empty: it only costs that visit.
    */
-  const dropHintLater = (lane: Ids.LaneId, partition: number): Fx<void> =>
+  const dropHintLater: ClaimReplies["dropHintLater"] = (lane, partition) =>
     Effect.asVoid(Effect.forkDaemon(ctx.dropHint(lane, partition).pipe(
       Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot drop the hint of ${lane} on ${partition}`, e))
     )))
 
-  /** The arguments every claim FCALL takes (ids apart). */
   const claimArgsOf = ({ capabilities, kinds, lane, policy }: M.ClaimArgs) => ({
     lane,
     worker_id: policy.workerId,
@@ -192,6 +222,63 @@ export const makeClaims = (
     lease_ttl_ms: policy.leaseTtlMs,
     scan: settings.claimScan
   })
+
+  const batchArgs: ClaimReplies["batchArgs"] = (args, n, budget, walk) => ({
+    ...claimArgsOf(args),
+    prefix: settings.prefix,
+    ...(walk ? { partitions: N, max_visits: CLAIM_LANE_VISITS } : {}),
+    lease_ids: Array.from({ length: n }, storeLeaseId),
+    attempt_ids: Array.from({ length: n }, storeAttemptId),
+    budget
+  })
+
+  const readBatch: ClaimReplies["readBatch"] = (fn, raw, start, args, budget) => {
+    const status = text(raw[start])
+    const last = text(raw[start + 1])
+    const count = Number(text(raw[start + 2]))
+    const at = start + 3
+    if (!Number.isInteger(count) || raw.length !== at + count * (CLAIM_FIELDS + 6)) {
+      return Either.left(parseError(fn, `${raw.length} fields for ${count} claims`))
+    }
+    const meta = at + count * CLAIM_FIELDS
+    const blobsAt = meta + count * 5
+    const { lane, policy } = args
+    const claimed: Array<EngineBackend.ClaimedWork> = new Array(count)
+    for (let i = 0; i < count; i++) {
+      const fields: Array<string> = new Array(CLAIM_FIELDS)
+      for (let j = 0; j < CLAIM_FIELDS; j++) fields[j] = text(raw[at + i * CLAIM_FIELDS + j])
+      const h = handleOf(fn, fields, lane, policy.workerInstanceId, policy.leaseTtlMs)
+      if (Either.isLeft(h)) return Either.left(h.left)
+      const m = meta + i * 5
+      const payload = raw[blobsAt + i]
+      const has = text(raw[m]) === "1" && Buffer.isBuffer(payload)
+      if (has) budget -= payload.length
+      claimed[i] = {
+        handle: h.right.handle,
+        input: has ? Option.some(claimedInput(raw, m, fields[0] as Ids.ExecutionId, lane, payload)) : Option.none()
+      }
+    }
+    return Either.right({ claimed, budget, status, last })
+  }
+
+  return { handleOf, batchArgs, readBatch, refreshHint, dropHintLater, claimArgsOf }
+}
+
+export const makeClaims = (
+  ctx: CoreContext,
+  /** The other areas' operations a cluster's completeAndClaim is made of. */
+  others: Pick<BackendCore, "completeMany" | "getExecutionInputs">
+): CoreArea<"claim"> => {
+  const { call, client, ex, inRange, keys, N, settings } = ctx
+  const { batchArgs, claimArgsOf, dropHintLater, handleOf, readBatch, refreshHint } = makeClaimReplies(ctx)
+
+  const handleFrom = (
+    fn: string,
+    env: Envelope,
+    lane: Ids.LaneId,
+    workerInstanceId: Ids.WorkerInstanceId,
+    ttl: number
+  ) => handleOf(fn, env.fields.slice(0, CLAIM_FIELDS), lane, workerInstanceId, ttl)
 
   const claim: BackendCore["claim"] = (args) =>
     client.isCluster ?
@@ -457,13 +544,7 @@ export const makeClaims = (
     const n = Math.min(CLAIM_CHUNK, max)
     return Effect.flatMap(
       ctx.callBinary("complete_claim", { base: keys.hint(args.lane) }, {
-        ...claimArgsOf(args),
-        prefix: settings.prefix,
-        partitions: N,
-        max_visits: CLAIM_LANE_VISITS,
-        lease_ids: Array.from({ length: n }, storeLeaseId),
-        attempt_ids: Array.from({ length: n }, storeAttemptId),
-        budget,
+        ...batchArgs(args, n, budget, true),
         items: completing.right
       }, blobs),
       (raw) => completeClaimReply(raw, items, args, budget)
@@ -491,32 +572,9 @@ export const makeClaims = (
       if (Either.isLeft(o)) return Effect.fail(o.left)
       completed[i] = o.right
     }
-    let at = 4 + nItems
-    const last = text(raw[at + 1])
-    const count = Number(text(raw[at + 2]))
-    at += 3
-    if (!Number.isInteger(count) || raw.length !== at + count * (CLAIM_FIELDS + 6)) {
-      return Effect.fail(parseError(fn, `${raw.length} fields for ${count} claims`))
-    }
-    const meta = at + count * CLAIM_FIELDS
-    const blobsAt = meta + count * 5
-    const { lane, policy } = args
-    const claimed: Array<EngineBackend.ClaimedWork> = new Array(count)
-    for (let i = 0; i < count; i++) {
-      const fields: Array<string> = new Array(CLAIM_FIELDS)
-      for (let j = 0; j < CLAIM_FIELDS; j++) fields[j] = text(raw[at + i * CLAIM_FIELDS + j])
-      const h = handleOf(fn, fields, lane, policy.workerInstanceId, policy.leaseTtlMs)
-      if (Either.isLeft(h)) return Effect.fail(h.left)
-      const m = meta + i * 5
-      const payload = raw[blobsAt + i]
-      const has = text(raw[m]) === "1" && Buffer.isBuffer(payload)
-      if (has) budget -= payload.length
-      claimed[i] = {
-        handle: h.right.handle,
-        input: has ? Option.some(claimedInput(raw, m, fields[0] as Ids.ExecutionId, lane, payload)) : Option.none()
-      }
-    }
-    return Effect.succeed({ completed, claimed, budget, last })
+    const batch = readBatch(fn, raw, 4 + nItems, args, budget)
+    if (Either.isLeft(batch)) return Effect.fail(batch.left)
+    return Effect.succeed({ completed, claimed: batch.right.claimed, budget: batch.right.budget, last: batch.right.last })
   }
 
   const claimForWorker: BackendCore["claimForWorker"] = (args) =>

@@ -3,13 +3,16 @@
  * holder's writes: renew, progress, complete (one, a batch), fail, cancel, delay, waitChildren. A
  * retried terminal write that finds its own outcome succeeds (`reconciled`).
  */
-import { Effect, Either, Option, ParseResult, Schema } from "effect"
+import { Effect, Either, Fiber, Option, ParseResult, Schema } from "effect"
+import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, type ExecutionNotActiveDetail, fromScriptCode } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
 import type { BackendCore, CoreArea, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
 import { tagBytes } from "../../internal/validation.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import type { Hub } from "../../internal/wakeups.js"
+import { type ClaimReplies, replyText } from "./claim.js"
 import { type CoreContext, fence, type Fx, T_Int } from "./context.js"
 import { parseError } from "./errors.js"
 import { decodeFields, type Envelope, STAGE_BYTES } from "./plumbing.js"
@@ -172,8 +175,12 @@ export const completionArgs = (
   return Either.right(out)
 }
 
+/** Claims one ff_create_claim takes at most on a standalone server (as one ff_complete_claim's). */
+const HANDOFF_CHUNK = 200
+
 export const makeLifecycle = (
   ctx: CoreContext,
+  replies: ClaimReplies,
   hub?: Hub | undefined
 ): CoreArea<"lifecycle"> => {
   const { call, client, ex, inRange, keys, N, settings } = ctx
@@ -189,30 +196,89 @@ export const makeLifecycle = (
   const nudgeOnSend = (a: CreateExecutionCore): (() => void) | undefined =>
     hub === undefined || client.isCluster || a.delayUntil !== undefined ? undefined : () => hub.nudge(a.laneId)
 
-  const createExecution: BackendCore["createExecution"] = (a: CreateExecutionCore) =>
+  /** A create's result from its status and fields (ff_create's, the create part of ff_create_claim's). */
+  const createdOf = (fn: string, a: CreateExecutionCore, status: string, fields: ReadonlyArray<string>) =>
     Effect.gen(function*() {
-      yield* inRange(a.executionId)
-      const env = yield* call(
-        "create",
-        ex(a.executionId),
-        createArgs(a),
-        [a.inputPayload, a.policyJson],
-        false,
-        nudgeOnSend(a)
-      )
       // a Duplicate writes nothing, the lane registry included
-      if (env.status === "DUPLICATE") {
-        const [executionId] = yield* decodeFields("ff_create", T_Exec, env.fields)
+      if (status === "DUPLICATE") {
+        const [executionId] = yield* decodeFields(fn, T_Exec, fields.slice(0, 1))
         return { _tag: "Duplicate", executionId } satisfies M.CreateExecutionResult
       }
-      const [executionId, publicState] = yield* decodeFields(
-        "ff_create",
-        T_Created,
-        env.fields
-      )
+      const [executionId, publicState] = yield* decodeFields(fn, T_Created, fields)
       yield* ctx.registerLane(a.laneId)
       return { _tag: "Created", executionId, publicState } satisfies M.CreateExecutionResult
     })
+
+  const plainCreate = (a: CreateExecutionCore): Fx<M.CreateExecutionResult> =>
+    Effect.flatMap(
+      call("create", ex(a.executionId), createArgs(a), [a.inputPayload, a.policyJson], false, nudgeOnSend(a)),
+      (env) => createdOf("ff_create", a, env.status, env.fields)
+    )
+
+  /**
+   * A create of work claimable at once while an idle worker of this process waits on its lane:
+   * ff_create_claim creates, then claims for that worker, in one FCALL (docs/worker.md, "Wake-ups,
+   * timers and cancellation"). The worker's slots are taken and the call started in one
+   * uninterruptible step; the call and the hand-over of what it claimed run in a fiber of their
+   * own, so that `deliver` runs once whatever happens to the caller, who may be interrupted while
+   * it waits (the worker still gets what the call claimed).
+   */
+  const createClaiming = (a: CreateExecutionCore): Fx<M.CreateExecutionResult> | undefined => {
+    if (hub === undefined || a.delayUntil !== undefined) return undefined
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        const handoff = hub.handoff(a.laneId)
+        if (handoff === undefined) return restore(plainCreate(a))
+        let delivered = false
+        const give = (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => {
+          if (delivered) return
+          delivered = true
+          handoff.deliver(claimed, again)
+        }
+        // (a call that failed, or whose reply did not read: the worker claims itself)
+        const handed = Effect.ensuring(handoffCreate(a, handoff, give), Effect.sync(() => give([], true)))
+        return Effect.flatMap(Effect.forkDaemon(handed), (fiber) => restore(Fiber.join(fiber)))
+      })
+    )
+  }
+
+  /**
+   * ff_create_claim's call: the worker has its work first (`give`), then the create's result is
+   * read. On a cluster the layer writes the create's claim hint and wakes the lane (as after
+   * ff_create), writes the claim's wakes, and sets the partition's hint to its head after the
+   * claim (as a claim's visit does).
+   */
+  const handoffCreate = (
+    a: CreateExecutionCore,
+    handoff: EngineBackend.Handoff,
+    give: (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => void
+  ): Fx<M.CreateExecutionResult> =>
+    Effect.gen(function*() {
+      const fn = "ff_create_claim"
+      const walk = !client.isCluster
+      const target = ex(a.executionId)
+      const raw = yield* ctx.callBinary("create_claim", target, {
+        ...createArgs(a),
+        claim: replies.batchArgs(handoff.args, walk ? Math.min(HANDOFF_CHUNK, handoff.max) : 1, Limits.batchBytes, walk)
+      }, [a.inputPayload, a.policyJson])
+      const text = (i: number) => replyText(raw, i)
+      const batch = replies.readBatch(fn, raw, 7, handoff.args, Limits.batchBytes)
+      // (a claim that failed, or whose reply did not read, leaves the worker claiming itself; what
+      // it may have claimed then waits for its lease's expiry, as after a lost claim reply)
+      if (Either.isRight(batch)) give(batch.right.claimed, batch.right.claimed.length === 0)
+      else give([], true)
+      if (!walk && target.partition !== undefined) {
+        yield* ctx.applyWake(target.partition, text(2))
+        yield* ctx.applyWake(target.partition, text(5))
+        if (Either.isRight(batch) && batch.right.last !== "ERROR") {
+          yield* replies.refreshHint(a.laneId, target.partition, Number.NaN, text(6))
+        }
+      }
+      return yield* createdOf(fn, a, text(1), [text(3), text(4)])
+    })
+
+  const createExecution: BackendCore["createExecution"] = (a: CreateExecutionCore) =>
+    Effect.zipRight(inRange(a.executionId), createClaiming(a) ?? plainCreate(a))
 
   /** The results of one create_many / create_across reply, at the items' places in `results`. */
   const createdFrom = (

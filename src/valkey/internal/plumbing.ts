@@ -233,6 +233,7 @@ export const STAGE_BYTES = 8 * 1024
 const STAGING = new Set([
   "create",
   "create_many",
+  "create_claim",
   "create_across",
   "create_flow_graph",
   "complete",
