@@ -265,6 +265,8 @@ export const flowsJoins = (t: Tester): void => {
           })
         for (const c of [blocked, active, done]) yield* applyUnstaged(c.executionId)
         expect(yield* publicState(blocked.executionId)).toBe("waiting_children")
+        // each counts as one of the flow's edges (docs/limits.md, flowEdges)
+        expect(Option.getOrThrow(yield* b.describeFlow(flowId)).edgeCount).toBe(3)
         // inline resolution (docs/design/flows.md#resolution) follows the upstream's staged edges only
         yield* failMember(up)
         expect(yield* publicState(blocked.executionId)).toBe("waiting_children")

@@ -527,6 +527,8 @@ export const limits = (t: Tester) =>
             "flowEdges"
           )
           expect(Option.isNone(yield* b.describeEdge({ flowId, edgeId: edge.edgeId }))).toBe(true)
+          // a dependency applied for an edge never staged counts as an edge too (the groups below unchanged)
+          yield* limitFails(b.applyDependencyToChild({ flowId, ...edge }), "flowEdges")
           expect(Option.getOrThrow(yield* b.describeFlow(flowId))).toEqual(full)
           // what adds nothing still answers: a replay, a member again; the full flow lists and cancels
           expect((yield* b.extendFlow(last!))._tag).toBe("AlreadySatisfied")

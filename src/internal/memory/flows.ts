@@ -430,7 +430,8 @@ const applyDependency = (
   if (child === undefined) return err(notFound("execution"))
   const refused = notMemberOf(child, args.flowId)
   if (refused !== undefined) return err(refused)
-  const staged = store.flows.get(args.flowId)?.edges.get(args.edgeId)
+  const f = store.flows.get(args.flowId)
+  const staged = f?.edges.get(args.edgeId)
   if (
     staged !== undefined &&
     (staged.upstreamExecutionId !== args.upstreamExecutionId || staged.downstreamExecutionId !== child.id)
@@ -438,6 +439,11 @@ const applyDependency = (
     return err(validation("InvalidDependency", STAGED_ENDS))
   }
   if (child.deps?.has(args.edgeId) === true) return ok(undefined)
+  if (staged === undefined && f !== undefined) {
+    const over = flowOver("apply_dependency_to_child", f, 0, 1)
+    if (over !== undefined) return err(over)
+    f.edgeCount += 1
+  }
   const dep: Dependency = {
     edgeId: args.edgeId,
     upstream: args.upstreamExecutionId,

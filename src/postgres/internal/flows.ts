@@ -97,7 +97,8 @@ export const makeFlows = (
         text(a.downstreamExecutionId),
         text(a.upstreamExecutionId),
         text(a.dependencyKind),
-        text(a.dataPassingRef ?? "")
+        text(a.dataPassingRef ?? ""),
+        int(Limits.flowEdges)
       ], M.ApplyDependencyToChildResult),
 
     setEdgeGroupPolicy: (a) => {

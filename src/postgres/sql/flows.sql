@@ -496,31 +496,42 @@ BEGIN
   END IF;
 END $$;
 
--- ff_apply_dependency_to_child: applyDependencyToChild — ffi_apply_dep, then ffi_resolve_late.
---   args:   p_flow, p_edge, p_child, p_up, p_kind, p_data_ref, p_now
+-- ff_apply_dependency_to_child: applyDependencyToChild — ffi_apply_dep, then ffi_resolve_late. A
+-- dependency for an edge the flow has not staged counts as one of the flow's edges
+-- (docs/design/flows.md#applying-an-edge).
+--   args:   p_flow, p_edge, p_child, p_up, p_kind, p_data_ref, p_edges_max (Limits.flowEdges), p_now
 --   reply:  {"ok": Model.ApplyDependencyToChildResult} (Applied with the child's dependencies not
 --           satisfied after the call, or AlreadyApplied)
 --   errors: execution_not_found, execution_already_in_flow (another flow's member),
 --           execution_not_in_flow (no flow's), invalid_dependency (the edge id is staged with other
---           ends)
+--           ends), limit_exceeded (an edge not staged, and the flow has p_edges_max edges)
 CREATE FUNCTION ff_apply_dependency_to_child(
-  p_flow uuid, p_edge uuid, p_child text, p_up text, p_kind text, p_data_ref text, p_now bigint
+  p_flow uuid, p_edge uuid, p_child text, p_up text, p_kind text, p_data_ref text, p_edges_max int, p_now bigint
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   c exec_core;
+  x flow_edge;
+  v_edges bigint;
   v_n int;
 BEGIN
   SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF c.flow_id IS DISTINCT FROM p_flow THEN RETURN ffi_err(ffi_not_member(c)); END IF;
-  IF EXISTS (SELECT 1 FROM flow_edge WHERE flow_id = p_flow AND edge_id = p_edge
-             AND (upstream_id <> p_up OR downstream_id <> p_child)) THEN
+  SELECT * INTO x FROM flow_edge WHERE flow_id = p_flow AND edge_id = p_edge;
+  IF FOUND AND (x.upstream_id <> p_up OR x.downstream_id <> p_child) THEN
     RETURN ffi_err('invalid_dependency',
       'apply_dependency_to_child: the edge id is staged with another upstream or downstream');
   END IF;
   IF EXISTS (SELECT 1 FROM dep WHERE downstream_id = p_child AND edge_id = p_edge) THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadyApplied'));
+  END IF;
+  IF x.edge_id IS NULL THEN
+    SELECT edge_count INTO v_edges FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
+    IF ffi_flow_over('apply_dependency_to_child', v_edges, 1, p_edges_max, 'flow edges', 'flowEdges') IS NOT NULL THEN
+      RETURN ffi_flow_over('apply_dependency_to_child', v_edges, 1, p_edges_max, 'flow edges', 'flowEdges');
+    END IF;
+    UPDATE flow_core SET edge_count = edge_count + 1 WHERE flow_id = p_flow;
   END IF;
   PERFORM ffi_apply_dep(c, p_flow, p_edge, p_up, p_kind, p_data_ref, v_now);
   PERFORM ffi_resolve_late(p_child, p_edge, p_up, v_now);

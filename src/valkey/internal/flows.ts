@@ -171,7 +171,11 @@ export const makeFlows = (
   const applyDependencyToChild: BackendCore["applyDependencyToChild"] = (a) =>
     Effect.gen(function*() {
       // the boundary has checked that both endpoints live on the flow's partition
-      const env = yield* call("apply_dependency", flowOf(a.flowId), { flow_id: a.flowId, ...edgeArgs(a) })
+      const env = yield* call("apply_dependency", flowOf(a.flowId), {
+        flow_id: a.flowId,
+        ...edgeArgs(a),
+        edges_max: Limits.flowEdges
+      })
       if (env.status === "ALREADY") return { _tag: "AlreadyApplied" } satisfies M.ApplyDependencyToChildResult
       const [unsatisfiedCount] = yield* decodeFields("ff_apply_dependency", T_Int, env.fields)
       return { _tag: "Applied", unsatisfiedCount } satisfies M.ApplyDependencyToChildResult

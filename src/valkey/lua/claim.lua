@@ -10,6 +10,8 @@
 -- reclaim) index and enters the lease_expiry index. `extra`: more core field pairs. Returns the
 -- lease expiry. The fields go through a reused table (FF.state takes their count).
 local lease_args = {}
+local LEASE_ON_CLEARS = { "lease_last_renewed_at", "lease_expired_at", "lease_revoked_at", "lease_revoke_reason",
+  "delay_until", "current_suspension_id", "current_waitpoint_id", "grant_pending" }
 function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, ttl, extra)
   local was = c.lifecycle_phase
   local exp = now + ttl
@@ -19,20 +21,17 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
   t[5], t[6], t[7], t[8] = "current_lease_id", lease_id, "current_lease_epoch", FF.s(epoch)
   t[9], t[10], t[11], t[12] = "current_worker_id", wid, "current_worker_instance_id", wiid
   t[13], t[14], t[15], t[16] = "lease_acquired_at", snow, "lease_expires_at", FF.s(exp)
-  t[17], t[18], t[19], t[20] = "lease_last_renewed_at", "", "lease_expired_at", ""
-  t[21], t[22], t[23], t[24] = "lease_revoked_at", "", "lease_revoke_reason", ""
-  t[25], t[26], t[27], t[28] = "delay_until", "", "current_suspension_id", ""
-  t[29], t[30], t[31], t[32] = "current_waitpoint_id", "", "grant_pending", ""
-  local n = 32
+  local n = 16
   if (c.started_at or "") == "" then
-    t[33], t[34] = "started_at", snow
-    n = 34
+    t[17], t[18] = "started_at", snow
+    n = 18
   end
   if extra then
     for i = 1, #extra do t[n + i] = extra[i] end
     n = n + #extra
   end
-  FF.state(B, e, c, "active", "leased", "not_applicable", "none", "", "none", "running_attempt", now, t, n)
+  FF.state(B, e, c, "active", "leased", "not_applicable", "none", "", "none", "running_attempt", now, t, n,
+    LEASE_ON_CLEARS)
   local lane = c.lane_id
   if was == "active" then
     C("ZREM", K.lane(B, lane, "reclaim"), e)
@@ -688,8 +687,7 @@ FF.fn.complete_claim = function(H, a, now, _, _, argv)
   local used, payloads = 0, {}
   -- (each claim read its execution's whole core: its fields are taken there, not read again;
   -- a claim changes none of them)
-  local CF = FF.CF
-  local sk, sns, spe, str, sp = CF.execution_kind, CF.namespace, CF.payload_encoding, CF.trace, FF.PAYLOAD_FIELD
+  local sk, sns, spe, str, sp = "execution_kind", "namespace", "payload_encoding", "trace", FF.PAYLOAD_FIELD
   for i = 1, n do
     local e = r[4 + (i - 1) * 8 + 1]
     local c = cores[i]

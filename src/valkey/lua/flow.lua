@@ -420,15 +420,17 @@ function FF.unsatisfied(B, fid, child)
   return FF.num(g[1]) - FF.num(g[2])
 end
 
--- ff_apply_dependency (applyDependencyToChild): the child's side of a staged edge (FF.apply_dep),
--- resolved at once when the upstream has already ended.
+-- ff_apply_dependency (applyDependencyToChild): the child's side of an edge (FF.apply_dep),
+-- resolved at once when the upstream has already ended. A dependency for an edge the flow has not
+-- staged counts as one of the flow's edges (docs/design/flows.md#applying-an-edge).
 --   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {flow_id, edge_id, upstream, downstream, dependency_kind, data_passing_ref?}
+--   ARGV:   [1] now, [2] {flow_id, edge_id, upstream, downstream, dependency_kind, data_passing_ref?,
+--           edges_max?}
 --   reply:  {1, "OK", wake, the child's dependencies not satisfied after this call}
 --           | {1, "ALREADY", wake}
 --   errors: execution_not_found (the child), execution_already_in_flow (another flow's member),
 --           execution_not_in_flow (no flow's), invalid_dependency (the edge id is staged with
---           other ends)
+--           other ends), limit_exceeded (an edge not staged, and the flow has edges_max edges)
 FF.fn.apply_dependency = function(B, a, now)
   local fid, child = a.flow_id, a.downstream
   local c = FF.core(B, child)
@@ -442,6 +444,13 @@ FF.fn.apply_dependency = function(B, a, now)
       "apply_dependency_to_child: the edge id is staged with another upstream or downstream")
   end
   if C("EXISTS", K.ex(B, child, "dep:" .. a.edge_id)) == 1 then return FF.ok("ALREADY") end
+  if not staged[1] then
+    local fk = K.flow(B, fid)
+    local over = FF.flow_over("apply_dependency_to_child", C("HGET", fk, "edge_count"), 1, a.edges_max,
+      "flow edges", "flowEdges")
+    if over then return over end
+    C("HINCRBY", fk, "edge_count", 1)
+  end
   FF.apply_dep(B, fid, a, c, now)
   FF.resolve_late(B, fid, a, now)
   FF.drain(B, now)

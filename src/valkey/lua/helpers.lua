@@ -17,17 +17,22 @@ FF.fn = {}                   -- registered operations, by name
 -- times cheaper than "%.0f" and prints the same digits for integral values below 2^53;
 -- anything else (fractions, huge values, inf, nan) keeps "%.0f".
 -- (string / math are not reachable while the library loads, so they are looked up at each call;
--- the last value formatted is kept: a call formats its "now" many times)
-local last_n, last_s = nil, nil
+-- the values formatted are kept, up to 256 of them: a call formats its "now", its lease expiry
+-- and its epochs many times, in turns)
+local s_memo, s_memo_n = {}, 0
 function FF.s(n)
-  if n == last_n then return last_s end
-  local s
+  local s = s_memo[n]
+  if s ~= nil then return s end
+  if n ~= n then return string.format("%.0f", n) end -- (NaN: not a table key)
   if n == math.floor(n) and n < 9007199254740992 and n > -9007199254740992 then
     s = string.format("%d", n)
   else
     s = string.format("%.0f", n)
   end
-  last_n, last_s = n, s
+  if s_memo_n >= 256 then
+    s_memo, s_memo_n = {}, 0
+  end
+  s_memo[n], s_memo_n = s, s_memo_n + 1
   return s
 end
 -- `v` as a number; `d` (default 0) when it is not one.
@@ -38,8 +43,11 @@ function FF.num(v, d)
 end
 -- `v` as a string: "" for nil and JSON null, a number as FF.s writes it.
 function FF.str(v)
-  if v == nil or v == cjson.null then return "" end
-  if type(v) == "number" then return FF.s(v) end
+  if v == nil then return "" end
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "number" then return FF.s(v) end
+  if v == cjson.null then return "" end
   return tostring(v)
 end
 -- The call's time in ms: ARGV[1] when given (the layer's clock), else the server's TIME.
@@ -200,6 +208,7 @@ function FF.call_begin()
   C = redis.call
   K.keys_begin()
   FF.members_begin()
+  FF.ids_begin()
   FF.lane_sets_begin()
   if FF.pubs == nil or next(FF.pubs) ~= nil then FF.pubs = {} end
   if FF.due == nil or FF.dued then FF.due = {} end
@@ -467,15 +476,15 @@ local function detail_of(t, v)
   return "suspended: waitpoint " .. t.current_waitpoint_id .. " awaiting " .. string.sub(v, 2)
 end
 
--- Reads of a core table by long name: the stored short field, the state vector's dimensions and
--- the public state (decoded at the first read of one of them and kept in the table), the
--- transition times' default. A field of CF is written and read under its short name only (the
--- table is the HGETALL map itself, and grows only by the fields a call sets): a long-named write
--- goes to the short name (__newindex), so the value set by this call and the stored one are one
--- entry (FF.state, FF.cset).
+-- A core table (FF.core) is keyed by the long names: the HGETALL reply's fields are renamed as
+-- they are read (a field not in CF keeps its stored name, as do `sv`, the inline input and result,
+-- and `bd`, the stored form of blocking_detail), the state vector's dimensions and the public state
+-- are decoded, the transition times default to created_at and blocking_detail is the detail as
+-- read. A field the core does not hold reads as "" from CORE_MT's table of defaults: a plain table
+-- read, where a metamethod per read of a short-named table cost a Lua call (docs/benchmarks.md,
+-- eleventh session). Writes go to the long name (FF.state, FF.cset).
 local SV_INDEX = { lifecycle_phase = 1, ownership_state = 2, eligibility_state = 3, blocking_reason = 4,
   terminal_outcome = 5, attempt_state = 6, public_state = 0 }
--- (the state vector's dimensions and the public state, read at the first use)
 local function sv_fill(t)
   local sv = rawget(t, "sv")
   if type(sv) == "string" and #sv == 6 then
@@ -483,42 +492,37 @@ local function sv_fill(t)
     local d = SV_BYTES or sv_decode_tables()
     local b1, b2, b3, b4, b5, b6 = string.byte(sv, 1, 6)
     local phase, elig, outcome = d[1][b1] or "", d[3][b3] or "", d[5][b5] or ""
-    rawset(t, "lifecycle_phase", phase)
-    rawset(t, "ownership_state", d[2][b2] or "")
-    rawset(t, "eligibility_state", elig)
-    rawset(t, "blocking_reason", d[4][b4] or "")
-    rawset(t, "terminal_outcome", outcome)
-    rawset(t, "attempt_state", d[6][b6] or "")
-    rawset(t, "public_state", FF.public(phase, elig, outcome))
+    -- (the table has no __newindex: plain writes)
+    t.lifecycle_phase, t.ownership_state, t.eligibility_state = phase, d[2][b2] or "", elig
+    t.blocking_reason, t.terminal_outcome, t.attempt_state = d[4][b4] or "", outcome, d[6][b6] or ""
+    t.public_state = FF.public(phase, elig, outcome)
   else
     local dims = FF.sv_decode(sv)
     for i = 1, 6 do rawset(t, SV[i], dims[i]) end
     rawset(t, "public_state", FF.public(dims[1], dims[3], dims[5]))
   end
 end
--- (fields no write changes once the execution exists, read many times a call: kept under their
--- long name too at the first read, so that later reads find them without this metamethod)
-local CORE_FIXED = { lane_id = true, created_at = true, execution_kind = true }
-local CORE_MT = {
-  __index = function(t, k)
-    local s = CF[k]
-    if s ~= nil then
-      local v = rawget(t, s)
-      if v == nil then
-        if k == "last_transition_at" or k == "last_mutation_at" then return t.created_at end
-        return ""
-      end
-      if k == "blocking_detail" then return detail_of(t, v) end
-      if CORE_FIXED[k] then rawset(t, k, v) end
-      return v
-    elseif SV_INDEX[k] ~= nil then
-      sv_fill(t)
-      return rawget(t, k)
-    end
-    return ""
-  end,
-  __newindex = function(t, k, v) rawset(t, CF[k] or k, v) end
-}
+-- (CORE_MT.__index: "" for every long name, then for any other name; built at the first call,
+-- when pairs exists; LONG: stored name -> long name, `bd` apart)
+local CORE_MT = {}
+local LONG = nil
+local function core_tables()
+  local def = {}
+  LONG = {}
+  for l, sn in pairs(CF) do
+    def[l] = ""
+    LONG[sn] = l
+  end
+  LONG.bd = nil
+  for l in pairs(SV_INDEX) do def[l] = "" end
+  CORE_MT.__index = setmetatable(def, { __index = function() return "" end })
+  return LONG
+end
+-- The blocking_detail of a core table from its stored form `bd` (after FF.state wrote it)
+function FF.core_detail(c)
+  local bd = rawget(c, "bd")
+  if bd ~= nil then rawset(c, "blocking_detail", detail_of(c, bd)) end
+end
 -- The same reads for FF.core_expand's table of long names (each value kept once read).
 local EXPAND_MT = {
   __index = function(t, k)
@@ -542,11 +546,25 @@ local EXPAND_MT = {
   end
 }
 
--- The core of `e`, or nil (read by long names, CORE_MT).
+-- The core of `e`, or nil (a table of long names, CORE_MT).
 function FF.core(B, e)
-  local c = FF.hmap(K.core(B, e))
-  if c == nil then return nil end
-  return setmetatable(c, CORE_MT)
+  local r = C("HGETALL", K.core(B, e))
+  local n = #r
+  if n == 0 then return nil end
+  local long = LONG or core_tables()
+  local c = {}
+  for i = 1, n, 2 do
+    local f = r[i]
+    c[long[f] or f] = r[i + 1]
+  end
+  sv_fill(c)
+  local created = c.created_at
+  if c.last_transition_at == nil then c.last_transition_at = created end
+  if c.last_mutation_at == nil then c.last_mutation_at = created end
+  local bd = c.bd
+  setmetatable(c, CORE_MT)
+  if bd ~= nil then c.blocking_detail = detail_of(c, bd) end
+  return c
 end
 
 -- The core hash `m` as HGETALL reads it, with every field under its long name, the state vector's
@@ -892,65 +910,101 @@ function FF.lane_move(B, e, c, from, to)
 end
 
 -- Writes the state vector (`sv`, CF), blocking_detail and the two transition timestamps (plus the
--- field pairs of `extra`, its first `extra_n` entries when given; long names) in one HSET (and
+-- field pairs of `extra`, its first `extra_n` entries when given, and the fields of `clears` set to
+-- ""; long names) in one HSET (and
 -- one HDEL of the fields set to ""), moves the lane state entry when the public state changes,
 -- and queues the event of the transition (FF.ev_transition). `c` is the core as read at the start
 -- of the call (and kept current by every FF.state): a field whose value is already stored is left
 -- out of the write (the core is a listpack where every written field costs). The arguments are
 -- gathered in reused tables (unpack stops at n, whatever follows).
 local state_args, state_dels = {}, {}
--- (the state of the FF.state being written, for state_put: no closure per call; st_short: the
--- core is a CORE_MT table, keyed by the stored names only)
-local st_c, st_n, st_nd, st_short = nil, 0, 0, false
-local function state_put(f, v)
-  local c = st_c
-  -- the value as read: set in this call or stored, under the short name (CORE_MT); a field
-  -- neither set nor stored reads as "" (the transition times as created_at), and is not cleared
-  -- (a table without CORE_MT, long-named, is read and written by the long name)
-  local s = CF[f] or f
-  local cur = rawget(c, s)
-  if cur == nil and not st_short and s ~= f then cur = rawget(c, f) end
-  if cur == nil then
-    if v == "" then return end
-    if f == "last_transition_at" or f == "last_mutation_at" then cur = c.created_at else cur = "" end
-  end
-  if cur ~= v then
-    -- (what CORE_MT's __newindex does, without the metamethod's call)
-    if st_short then rawset(c, s, v) else c[f] = v end
-    if v == "" then
-      st_nd = st_nd + 1
-      state_dels[st_nd] = s
-    else
-      state_args[st_n + 1], state_args[st_n + 2] = s, v
-      st_n = st_n + 2
+local S_TT, S_TM = CF.last_transition_at, CF.last_mutation_at
+function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n, clears)
+  local bp, bo, bpub = c.lifecycle_phase, c.ownership_state, c.public_state
+  local moved = bp ~= phase or bo ~= own or c.eligibility_state ~= elig or c.blocking_reason ~= reason or
+    c.terminal_outcome ~= outcome or c.attempt_state ~= astate
+  local created = c.created_at
+  -- The fields are compared and set by their long names on the table without its metatable (a
+  -- field absent is nil there, not ""); blocking_detail by its stored form, `bd` (a core table
+  -- reads the detail itself as blocking_detail, FF.core_detail). `extra` and `clears` never name
+  -- blocking_detail or a transition time.
+  local mt = getmetatable(c)
+  if mt ~= nil then setmetatable(c, nil) end
+  local bd_set = false
+  local args, dels, n, nd = state_args, state_dels, 0, 0
+  local ts = FF.s(now)
+  local list, ln = extra, extra_n or (extra and #extra or 0)
+  -- (`clears`: long names of fields set to "", none of them blocking_detail or a transition time,
+  -- before the list's pairs; a field absent or empty costs a read)
+  if clears then
+    for j = 1, #clears do
+      local f = clears[j]
+      local cur = c[f]
+      if cur ~= nil and cur ~= "" then
+        c[f] = ""
+        nd = nd + 1
+        dels[nd] = CF[f] or f
+      end
     end
   end
-end
-function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n)
-  local bp, bo, bpub = c.lifecycle_phase, c.ownership_state, c.public_state
-  local ts = FF.s(now)
-  st_c, st_n, st_nd, st_short = c, 0, 0, getmetatable(c) == CORE_MT
-  state_put("last_transition_at", ts)
-  state_put("last_mutation_at", ts)
-  if bp ~= phase or bo ~= own or c.eligibility_state ~= elig or c.blocking_reason ~= reason or
-      c.terminal_outcome ~= outcome or c.attempt_state ~= astate then
+  -- the transition times (read as created_at while not stored) and blocking_detail (by its stored
+  -- form), then the list's pairs
+  local cur = c.last_transition_at
+  if cur == nil then cur = created end
+  if cur ~= ts then
+    c.last_transition_at = ts
+    args[1], args[2] = S_TT, ts
+    n = 2
+  end
+  cur = c.last_mutation_at
+  if cur == nil then cur = created end
+  if cur ~= ts then
+    c.last_mutation_at = ts
+    args[n + 1], args[n + 2] = S_TM, ts
+    n = n + 2
+  end
+  cur = c.bd
+  if cur == nil then cur = "" end
+  if cur ~= detail then
+    c.bd, bd_set = detail, true
+    if detail == "" then
+      nd = nd + 1
+      dels[nd] = "bd"
+    else
+      args[n + 1], args[n + 2] = "bd", detail
+      n = n + 2
+    end
+  end
+  for i = 1, ln, 2 do
+    local f, v = list[i], list[i + 1]
+    cur = c[f]
+    if cur ~= v and (cur ~= nil or v ~= "") then
+      c[f] = v
+      if v == "" then
+        nd = nd + 1
+        dels[nd] = CF[f] or f
+      else
+        args[n + 1], args[n + 2] = CF[f] or f, v
+        n = n + 2
+      end
+    end
+  end
+  if moved then
+    args[n + 1], args[n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
+    n = n + 2
+  end
+  if mt ~= nil then setmetatable(c, mt) end
+  if bd_set then FF.core_detail(c) end
+  if moved then
     c.lifecycle_phase, c.ownership_state, c.eligibility_state = phase, own, elig
     c.blocking_reason, c.terminal_outcome, c.attempt_state = reason, outcome, astate
-    state_args[st_n + 1], state_args[st_n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
-    st_n = st_n + 2
   end
-  state_put("blocking_detail", detail)
   local pub = FF.public(phase, elig, outcome)
   if bpub ~= pub then FF.lane_move(B, e, c, bpub, pub) end
   c.public_state = pub
-  if extra then
-    for i = 1, extra_n or #extra, 2 do state_put(extra[i], extra[i + 1]) end
-  end
-  local n, nd = st_n, st_nd
-  st_c = nil
   local k = K.core(B, e)
-  if n > 0 then C("HSET", k, unpack(state_args, 1, n)) end
-  if nd > 0 then C("HDEL", k, unpack(state_dels, 1, nd)) end
+  if n > 0 then C("HSET", k, unpack(args, 1, n)) end
+  if nd > 0 then C("HDEL", k, unpack(dels, 1, nd)) end
   FF.ev_transition(B, e, c, bp, bo, bpub, now)
 end
 
@@ -958,6 +1012,11 @@ end
 FF.LEASE_CLEAR = {
   "current_lease_id", "", "current_worker_id", "", "current_worker_instance_id", "",
   "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", "", "attempt_timeout_at", ""
+}
+-- The same fields and the suspension's, as FF.state's `clears` (a terminal transition's).
+FF.TERMINAL_CLEARS = {
+  "current_lease_id", "current_worker_id", "current_worker_instance_id", "lease_acquired_at", "lease_expires_at",
+  "lease_last_renewed_at", "attempt_timeout_at", "current_suspension_id", "current_waitpoint_id"
 }
 
 -- A new list: the entries of `base`, then those of `more` (optional).

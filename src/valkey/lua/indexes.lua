@@ -85,8 +85,15 @@ end
 -- the call with the mode they follow from (mode key -> {raw mode, mode without its layout letter,
 -- bucketed, E, P}).
 local lane_info = {}
+local last_B, last_l, last_mk = nil, nil, nil -- (the mode key of the lane looked up last)
 local function info_of(B, l)
-  local mk = K.lane(B, l, "km")
+  local mk
+  if l == last_l and B == last_B then
+    mk = last_mk
+  else
+    mk = K.lane(B, l, "km")
+    last_B, last_l, last_mk = B, l, mk
+  end
   local m = lane_modes[mk]
   if m == nil then m = FF.kmode(B, l) end
   local inf = lane_info[mk]

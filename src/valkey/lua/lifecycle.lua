@@ -69,11 +69,15 @@ function FF.create_one(B, a, now, payload, policy_json, flow)
   if sprio ~= "0" then
     t[#t + 1] = CF.priority; t[#t + 1] = sprio
   end
-  for _, f in ipairs(CREATE_OPTIONAL) do
-    local v = FF.str(a[f])
-    if v ~= "" then
-      t[#t + 1] = CF[f] or f
-      t[#t + 1] = v
+  for i = 1, #CREATE_OPTIONAL do
+    local f = CREATE_OPTIONAL[i]
+    local v = a[f]
+    if v ~= nil then
+      v = FF.str(v)
+      if v ~= "" then
+        t[#t + 1] = CF[f] or f
+        t[#t + 1] = v
+      end
     end
   end
   if delayed then

@@ -52,17 +52,14 @@ function FF.to_terminal(B, e, c, outcome, now, extra, opts)
     if FF.num(c.total_attempt_count) > 0 then astate = "attempt_terminal" else astate = c.attempt_state end
   end
   local t = terminal_args
-  local clear = FF.LEASE_CLEAR
-  for i = 1, #clear do t[i] = clear[i] end
-  local n = #clear
-  t[n + 1], t[n + 2], t[n + 3], t[n + 4], t[n + 5], t[n + 6] =
-    "completed_at", FF.s(now), "current_suspension_id", "", "current_waitpoint_id", ""
-  n = n + 6
+  t[1], t[2] = "completed_at", FF.s(now)
+  local n = 2
   if extra then
     for i = 1, #extra do t[n + i] = extra[i] end
     n = n + #extra
   end
-  FF.state(B, e, c, "terminal", "unowned", "not_applicable", "none", "", outcome, astate, now, t, n)
+  FF.state(B, e, c, "terminal", "unowned", "not_applicable", "none", "", outcome, astate, now, t, n,
+    FF.TERMINAL_CLEARS)
   if c.execution_deadline_at ~= "" then C("ZREM", K.idx(B, "deadline"), e) end
   -- trimRetention: flow members are kept (their flow reads them)
   if (c.flow_id or "") == "" then
