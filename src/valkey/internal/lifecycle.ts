@@ -40,6 +40,7 @@ const T_Exec = Schema.Tuple(Ids.ExecutionId)
 const T_Created = Schema.Tuple(Ids.ExecutionId, M.PublicState)
 const decodeExec = Schema.decodeUnknownEither(T_Exec)
 const decodeCreated = Schema.decodeUnknownEither(T_Created)
+const PUBLIC_STATES: ReadonlySet<string> = new Set(M.PublicState.literals)
 /**
  * The most one FCALL of a batch takes (each runs alone on the server, so a batch is cut to keep
  * every call short, docs/limits.md): completes of ff_complete_many, and the items, tags and inline
@@ -54,38 +55,37 @@ const CREATE_CHUNK_BYTES = 2 * 1024 * 1024
  * The JSON arguments of one create: ff_create, an item of ff_create_many / ff_create_across, a
  * member of ff_create_flow_graph / ff_extend_flow.
  */
-export const createArgs = (a: CreateExecutionCore) => {
+export const createArgs = (a: CreateExecutionCore): Record<string, unknown> => {
   const policy = a.policy
-  return {
+  // (built by assignment: a dozen conditional spreads per item cost more than the rest of it)
+  const o: Record<string, unknown> = {
     execution_id: a.executionId,
     namespace: a.namespace,
     lane_id: a.laneId,
     execution_kind: a.executionKind,
     priority: a.priority,
     creator_identity: a.creatorIdentity,
-    payload_encoding: a.payloadEncoding ?? "",
-    ...(a.delayUntil === undefined ? {} : { delay_until: a.delayUntil }),
-    ...(a.executionDeadlineAt === undefined ? {} : { deadline_at: a.executionDeadlineAt }),
-    ...(policy?.timeoutPolicy?.executionDeadlineMs === undefined ?
-      {} :
-      { deadline_ms: policy.timeoutPolicy.executionDeadlineMs }),
-    ...(policy?.timeoutPolicy?.attemptTimeoutMs === undefined ?
-      {} :
-      { attempt_timeout_ms: policy.timeoutPolicy.attemptTimeoutMs }),
-    ...(policy?.maxSignalsPerExecution === undefined ? {} : { max_signals: policy.maxSignalsPerExecution }),
-    ...(policy?.streamPolicy?.retentionMaxlen === undefined ?
-      {} :
-      { stream_maxlen: policy.streamPolicy.retentionMaxlen }),
-    ...(policy?.streamPolicy?.retentionTtlMs === undefined ?
-      {} :
-      { retention_ms: policy.streamPolicy.retentionTtlMs }),
-    ...(a.idempotencyKey === undefined || a.idempotencyKey === "" ?
-      {} :
-      { idempotency_key: a.idempotencyKey, dedup_ttl_ms: policy?.dedupWindowMs ?? 86_400_000 }),
-    tags: a.tags,
-    required_capabilities: a.requiredCapabilities.join(","),
-    ...(a.traceContext === undefined ? {} : { trace: a.traceContext })
+    payload_encoding: a.payloadEncoding ?? ""
   }
+  if (a.delayUntil !== undefined) o["delay_until"] = a.delayUntil
+  if (a.executionDeadlineAt !== undefined) o["deadline_at"] = a.executionDeadlineAt
+  if (policy !== undefined) {
+    const timeout = policy.timeoutPolicy
+    if (timeout?.executionDeadlineMs !== undefined) o["deadline_ms"] = timeout.executionDeadlineMs
+    if (timeout?.attemptTimeoutMs !== undefined) o["attempt_timeout_ms"] = timeout.attemptTimeoutMs
+    if (policy.maxSignalsPerExecution !== undefined) o["max_signals"] = policy.maxSignalsPerExecution
+    const stream = policy.streamPolicy
+    if (stream?.retentionMaxlen !== undefined) o["stream_maxlen"] = stream.retentionMaxlen
+    if (stream?.retentionTtlMs !== undefined) o["retention_ms"] = stream.retentionTtlMs
+  }
+  if (a.idempotencyKey !== undefined && a.idempotencyKey !== "") {
+    o["idempotency_key"] = a.idempotencyKey
+    o["dedup_ttl_ms"] = policy?.dedupWindowMs ?? 86_400_000
+  }
+  o["tags"] = a.tags
+  o["required_capabilities"] = a.requiredCapabilities.join(",")
+  if (a.traceContext !== undefined) o["trace"] = a.traceContext
+  return o
 }
 
 /** (docs/design/executions.md#replaying-a-terminal-write) A retried terminal write that finds its own outcome succeeds. */
@@ -99,25 +99,77 @@ const reconciled = <A>(h: HandleRef, matches: (d: ExecutionNotActiveDetail) => O
   return Effect.fail(e)
 }
 
-const completedAgain = (h: HandleRef) =>
-  reconciled(h, (d) =>
-    d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId ? Option.some(undefined) : Option.none())
+const completedBy = (h: HandleRef) => (d: ExecutionNotActiveDetail): boolean =>
+  d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId
+
+const completedAgain = (h: HandleRef) => {
+  const by = completedBy(h)
+  return reconciled(h, (d) => (by(d) ? Option.some(undefined) : Option.none()))
+}
+
+/** Whether `e` is the refusal of a retried completion that finds its own success (`completedAgain`). */
+const isCompletedAgain = (h: HandleRef, e: EngineError): boolean =>
+  e._tag === "Contention" && e.kind === "ExecutionNotActive" && e.notActive !== undefined &&
+  e.notActive.leaseEpoch === String(h.payload.leaseEpoch) && completedBy(h)(e.notActive)
 
 const ItemError = Schema.parseJson(Schema.Tuple([Schema.Literal(0), Schema.String], Schema.String))
 const decodeItemError = Schema.decodeUnknownEither(ItemError)
 
+const completedOutcome: Either.Either<Either.Either<void, EngineError>, never> = Either.right(Either.void)
+
 /**
  * One item's field of ff_complete_many / ff_complete_claim: "" completed, else its refusal (a
- * replay that finds its own success succeeds).
+ * replay that finds its own success succeeds, as `completedAgain`); left: the field does not parse.
  */
-export const completionOutcome = (fn: string, field: string, h: HandleRef): Fx<Either.Either<void, EngineError>> => {
-  if (field === "") return Effect.succeed(Either.void)
+export const completionOutcome = (
+  fn: string,
+  field: string,
+  h: HandleRef
+): Either.Either<Either.Either<void, EngineError>, EngineError> => {
+  if (field === "") return completedOutcome
   const reply = decodeItemError(field)
-  if (Either.isLeft(reply)) {
-    return Effect.fail(parseError(fn, ParseResult.TreeFormatter.formatErrorSync(reply.left)))
-  }
+  if (Either.isLeft(reply)) return Either.left(parseError(fn, ParseResult.TreeFormatter.formatErrorSync(reply.left)))
   const [, code, ...details] = reply.right
-  return Effect.either(completedAgain(h)(fromScriptCode("valkey", code, details)))
+  const e = fromScriptCode("valkey", code, details)
+  return isCompletedAgain(h, e) ? completedOutcome : Either.right(Either.left(e))
+}
+
+/**
+ * The `items` argument of ff_complete_many / ff_complete_claim for `items` (each its lease fence,
+ * its partition, and the position in `blobs` of its payload, pushed there), or the error of an
+ * execution id outside the deployment's partitions (nothing is sent then).
+ */
+export const completionArgs = (
+  ctx: CoreContext,
+  items: ReadonlyArray<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }>,
+  blobs: Array<Uint8Array>
+): Either.Either<Array<Record<string, unknown>>, EngineError> => {
+  const out: Array<Record<string, unknown>> = new Array(items.length)
+  for (let i = 0; i < items.length; i++) {
+    const { h, payload } = items[i]!
+    const p = h.payload
+    const partition = Ids.executionPartition(p.executionId)
+    if (partition >= ctx.N) return Either.left(ctx.rangeError(p.executionId))
+    out[i] = payload === undefined ?
+      {
+        execution_id: p.executionId,
+        attempt_index: p.attemptIndex,
+        attempt_id: p.attemptId,
+        lease_id: p.leaseId,
+        lease_epoch: p.leaseEpoch,
+        partition
+      } :
+      {
+        execution_id: p.executionId,
+        attempt_index: p.attemptIndex,
+        attempt_id: p.attemptId,
+        lease_id: p.leaseId,
+        lease_epoch: p.leaseEpoch,
+        partition,
+        blob: blobs.push(payload)
+      }
+  }
+  return Either.right(out)
 }
 
 export const makeLifecycle = (
@@ -175,6 +227,19 @@ export const makeLifecycle = (
       }
       for (let k = 0; k < items.length; k++) {
         const status = env.fields[3 * k]!
+        const executionId = env.fields[3 * k + 1]!
+        const state = env.fields[3 * k + 2]!
+        // the usual reply checked by hand (the Schema's refinements allocate per item); else the Schema, for its message
+        if (
+          status !== "DUPLICATE" && Ids.checkExecutionId(executionId) === undefined && PUBLIC_STATES.has(state)
+        ) {
+          results[items[k]!] = {
+            _tag: "Created",
+            executionId: executionId as Ids.ExecutionId,
+            publicState: state as M.PublicState
+          }
+          continue
+        }
         const decoded: Either.Either<M.CreateExecutionResult, ParseResult.ParseError> = status === "DUPLICATE" ?
           Either.map(decodeExec([env.fields[3 * k + 1]]), ([executionId]) => ({ _tag: "Duplicate" as const, executionId })) :
           Either.map(
@@ -235,7 +300,11 @@ export const makeLifecycle = (
           call("create_across", { base: keys.lanes }, {
             prefix: settings.prefix,
             partitions: N,
-            items: items.map((i) => ({ ...createArgs(list[i]!), partition: Ids.executionPartition(list[i]!.executionId) }))
+            items: items.map((i) => {
+              const item = createArgs(list[i]!)
+              item["partition"] = Ids.executionPartition(list[i]!.executionId)
+              return item
+            })
           }, blobsOf(list, items)),
           (env) => createdFrom("ff_create_across", env, items, results)
         ), { concurrency: "unbounded", discard: true })
@@ -309,26 +378,27 @@ export const makeLifecycle = (
       )
 
   /** One ff_complete_many: its items' outcomes in order. */
-  const completeChunk = (items: Parameters<BackendCore["completeMany"]>[0]) =>
-    Effect.gen(function*() {
-      for (const { h } of items) yield* inRange(h.payload.executionId)
-      const blobs: Array<Uint8Array> = []
-      const env = yield* call("complete_many", { base: keys.lanes }, {
-        prefix: settings.prefix,
-        partitions: N,
-        items: items.map(({ h, payload }) => ({
-          ...fence(h),
-          partition: Ids.executionPartition(h.payload.executionId),
-          ...(payload === undefined ? {} : { blob: blobs.push(payload) })
-        }))
-      }, blobs)
-      if (env.fields.length !== items.length) {
-        return yield* parseError("ff_complete_many", `${env.fields.length} replies for ${items.length} items`)
+  const completeChunk = (items: Parameters<BackendCore["completeMany"]>[0]): Fx<Array<Either.Either<void, EngineError>>> => {
+    const blobs: Array<Uint8Array> = []
+    const args = completionArgs(ctx, items, blobs)
+    if (Either.isLeft(args)) return Effect.fail(args.left)
+    return Effect.flatMap(
+      call("complete_many", { base: keys.lanes }, { prefix: settings.prefix, partitions: N, items: args.right }, blobs),
+      (env) => {
+        const fn = "ff_complete_many"
+        if (env.fields.length !== items.length) {
+          return Effect.fail(parseError(fn, `${env.fields.length} replies for ${items.length} items`))
+        }
+        const outcomes: Array<Either.Either<void, EngineError>> = new Array(items.length)
+        for (let i = 0; i < items.length; i++) {
+          const o = completionOutcome(fn, env.fields[i]!, items[i]!.h)
+          if (Either.isLeft(o)) return Effect.fail(o.left)
+          outcomes[i] = o.right
+        }
+        return Effect.succeed(outcomes)
       }
-      return yield* Effect.forEach(env.fields, (field, i): Fx<Either.Either<void, EngineError>> => {
-        return completionOutcome("ff_complete_many", field, items[i]!.h)
-      })
-    })
+    )
+  }
 
   const fail: BackendCore["fail"] = (h, reason, cls) =>
     Effect.gen(function*() {
