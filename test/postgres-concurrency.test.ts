@@ -1,5 +1,5 @@
 // Eight concurrent claimers drain 5 000 executions: every execution is claimed by exactly one of
-// them and completed exactly once (FOR UPDATE SKIP LOCKED on the ready table, fenced completes); and a
+// them and completed exactly once (FOR UPDATE SKIP LOCKED on the claimable executions, fenced completes); and a
 // claim whose candidate another transaction holds.
 import { describe, expect, layer } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
@@ -78,11 +78,11 @@ describe("postgres concurrency", () => {
           [lane]
         )
         expect(rows).toEqual([{ outcome: "success", attempts: "1", n: String(EXECUTIONS) }])
-        const ready = yield* sql.unsafe<{ readonly n: string }>(
-          `SELECT count(*)::text AS n FROM "${schema}".ready WHERE lane_id = $1`,
+        const claimable = yield* sql.unsafe<{ readonly n: string }>(
+          `SELECT count(*)::text AS n FROM "${schema}".exec_core WHERE lane_id = $1 AND blocking_reason = 'waiting_for_worker'`,
           [lane]
         )
-        expect(ready[0]!.n).toBe("0")
+        expect(claimable[0]!.n).toBe("0")
       }), 300_000) // 10–20 s on this machine; a loaded one (two suites side by side) took over 60 s
 
     // Another transaction holding an execution (the old holder's renewal of a revoked lease, a

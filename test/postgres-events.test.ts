@@ -71,7 +71,7 @@ describe("postgres events", () => {
         yield* query(
           c,
           `UPDATE exec_core SET lifecycle_phase = 'terminal', terminal_outcome = 'cancelled', public_state = 'cancelled',
-             cancellation_reason = 'test' WHERE execution_id = $1`,
+             blocking_reason = 'none', cancellation_reason = 'test' WHERE execution_id = $1`,
           [id]
         )
         const inside = yield* query(c, "SELECT kind FROM event WHERE ffi_eid(e_part, e_uuid) = $1 ORDER BY id", [id])
@@ -150,6 +150,7 @@ describe("postgres events", () => {
           `UPDATE exec_core SET lifecycle_phase = CASE WHEN execution_id = $2 THEN lifecycle_phase ELSE 'terminal' END,
              terminal_outcome = CASE WHEN execution_id = $2 THEN terminal_outcome ELSE 'cancelled' END,
              public_state = CASE WHEN execution_id = $2 THEN public_state ELSE 'cancelled' END,
+             blocking_reason = CASE WHEN execution_id = $2 THEN blocking_reason ELSE 'none' END,
              cancellation_reason = 'batch', last_mutation_at = last_mutation_at + 1
            WHERE execution_id = ANY ($1::text[])`,
           [[a, u, n], u]

@@ -302,7 +302,6 @@ describe("postgres retention", () => {
               exec_idempotency: ["execution_id = $1", [e]],
               exec_history: ["execution_id = $1", [e]],
               exec_failure: ["execution_id = $1", [e]],
-              ready: ["execution_id = $1", [e]],
               timer: ["ref = $1 OR ref = ANY($2::text[]) OR $1 = ANY(refs)", [e, wps]],
               claim_grant: ["execution_id = $1", [e]],
               suspension: ["execution_id = $1", [e]],
@@ -409,42 +408,66 @@ describe("postgres retention", () => {
         expect(yield* m.expireLeases()).toMatchObject({ processed: 1, more: false })
       }))
 
-    it.effect("ready and exec_data keep one row per execution through their hash keys (migration 0041)", () =>
+    it.effect("exec_data keeps one row per execution through its hash key (migration 0041)", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const b = yield* EngineBackend
         const lane = Ids.unsafe.laneId(`hashkey-${tag}`)
         const executionId = yield* Ids.executionIdSolo(lane)
         yield* b.createExecution({ executionId, namespace: Ids.unsafe.namespace("hk"), laneId: lane, executionKind: "k" })
-        const count = (table: string) =>
+        const count = () =>
           Effect.map(
-            sql.unsafe<{ readonly n: string }>(`SELECT count(*)::text AS n FROM "${schema}".${table} WHERE execution_id = $1`, [
+            sql.unsafe<{ readonly n: string }>(`SELECT count(*)::text AS n FROM "${schema}".exec_data WHERE execution_id = $1`, [
               executionId
             ]),
             (r) => Number(r[0]!.n)
           )
-        // making it claimable again adds no second row
-        yield* sql.withTransaction(Effect.gen(function*() {
-          yield* sql.unsafe(`SET LOCAL search_path TO "${schema}"`)
-          yield* sql.unsafe(`SELECT ffi_ready_add($1)`, [executionId])
-        }))
-        expect([yield* count("ready"), yield* count("exec_data")]).toEqual([1, 1])
-        // a second row is refused by the exclusion constraints
-        const dupReady = yield* Effect.either(sql.unsafe(
-          `INSERT INTO "${schema}".ready (execution_id, lane_id, priority, created_at) VALUES ($1, $2, 0, 0)`,
-          [executionId, lane]
-        ))
+        // a second row is refused by the exclusion constraint
         const dupData = yield* Effect.either(sql.unsafe(
           `INSERT INTO "${schema}".exec_data (execution_id, payload) VALUES ($1, '\\x00')`,
           [executionId]
         ))
-        expect([dupReady._tag, dupData._tag]).toEqual(["Left", "Left"])
-        expect([yield* count("ready"), yield* count("exec_data")]).toEqual([1, 1])
-        // both are found by id through the hash index
+        expect(dupData._tag).toEqual("Left")
+        expect(yield* count()).toEqual(1)
+        // found by id through the hash index
         const plan = yield* sql.unsafe<{ readonly "QUERY PLAN": string }>(
           `EXPLAIN SELECT * FROM "${schema}".exec_data WHERE execution_id = 'x'`
         )
         expect(plan.map((r) => r["QUERY PLAN"]).join("\n")).toContain("exec_data_one")
+      }))
+
+    it.effect("the claimable executions are the rows waiting for a worker, read in claim order from their partial indexes (migration 0046)", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const b = yield* EngineBackend
+        const lane = Ids.unsafe.laneId(`claimable-${tag}`)
+        const executionId = yield* Ids.executionIdSolo(lane)
+        yield* b.createExecution({ executionId, namespace: Ids.unsafe.namespace("cl"), laneId: lane, executionKind: "k" })
+        // a row waiting for a worker that is not claimable (or the reverse) is refused
+        for (const set of ["blocking_reason = 'waiting_for_delay'", "eligibility_state = 'blocked_by_operator'"]) {
+          const bad = yield* Effect.either(
+            sql.unsafe(`UPDATE "${schema}".exec_core SET ${set} WHERE execution_id = $1`, [executionId])
+          )
+          expect(bad._tag).toEqual("Left")
+        }
+        const explain = (query: string) =>
+          Effect.map(
+            sql.withTransaction(Effect.gen(function*() {
+              yield* sql.unsafe(`SET LOCAL search_path TO "${schema}"`)
+              yield* sql.unsafe("SET LOCAL enable_sort = off")
+              yield* sql.unsafe("SET LOCAL enable_seqscan = off")
+              return yield* sql.unsafe<{ readonly "QUERY PLAN": string }>(`EXPLAIN ${query}`)
+            })),
+            (plan) => plan.map((r) => r["QUERY PLAN"]).join("\n")
+          )
+        expect(yield* explain(
+          `SELECT execution_id FROM exec_core WHERE lane_id = 'l' AND blocking_reason = 'waiting_for_worker'
+           ORDER BY priority DESC, created_at LIMIT 10`
+        )).toContain("exec_core_claim_order")
+        expect(yield* explain(
+          `SELECT execution_id FROM exec_core WHERE lane_id = 'l' AND execution_kind = 'k'
+             AND blocking_reason = 'waiting_for_worker' ORDER BY execution_kind, priority DESC, created_at LIMIT 10`
+        )).toContain("exec_core_claim_by_kind")
       }))
 
     it.effect("trimRetention deletes dedup rows past their window, the oldest first, and keeps the others", () =>

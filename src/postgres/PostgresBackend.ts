@@ -1,7 +1,8 @@
 /**
  * The PostgreSQL engine backend: one server-side function
  * call — one statement, one READ COMMITTED transaction — per operation, a
- * narrow ready table claimed with `FOR UPDATE SKIP LOCKED`, one timer table
+ * claim read from partial indexes of the executions table and locked with
+ * `FOR UPDATE SKIP LOCKED`, one timer table
  * for every time-driven transition, dependency resolution inside the
  * upstream's terminal transaction, and a `NOTIFY` only while a worker waits
  * for work (the wake-ups, on a `LISTEN` connection of its own).

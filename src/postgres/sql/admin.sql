@@ -28,8 +28,8 @@ BEGIN
   RETURN ffi_ok(jsonb_build_object('_tag', 'Cancelled', 'executionId', p_eid, 'publicState', 'cancelled'));
 END $$;
 
--- ff_change_priority: changePriority — of an execution waiting to be claimed (its ready row
--- moves in claim order).
+-- ff_change_priority: changePriority — of an execution waiting to be claimed (its entries in the
+-- claim indexes move in claim order).
 --   args:   p_eid, p_priority (clamped by the layer), p_now
 --   reply:  {"ok": Model.ChangePriorityResult}
 --   errors: execution_not_found, execution_not_eligible
@@ -43,7 +43,6 @@ BEGIN
     RETURN ffi_err('execution_not_eligible');
   END IF;
   UPDATE exec_core SET priority = p_priority, last_mutation_at = v_now WHERE execution_id = p_eid;
-  UPDATE ready SET priority = p_priority WHERE execution_id = p_eid;
   RETURN ffi_ok(jsonb_build_object('_tag', 'Changed', 'executionId', p_eid));
 END $$;
 
@@ -84,7 +83,7 @@ BEGIN
     lease_revoked_at = v_now, lease_revoke_reason = p_reason, last_transition_at = v_now, last_mutation_at = v_now
   WHERE execution_id = p_eid;
   PERFORM ffi_timer_del('lease', p_eid);
-  PERFORM ffi_ready_add(p_eid);
+  PERFORM ffi_wake_claimable(p_eid);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Revoked', 'leaseId', coalesce(e.lease_id::text, ''),
                                    'leaseEpoch', e.lease_epoch::text));
 END $$;
@@ -149,7 +148,7 @@ BEGIN
     pending_previous_attempt_index = CASE WHEN current_attempt_id IS NULL THEN NULL ELSE current_attempt_index END,
     last_transition_at = v_now, last_mutation_at = v_now
   WHERE execution_id = p_eid;
-  PERFORM ffi_ready_add(p_eid);
+  PERFORM ffi_wake_claimable(p_eid);
   PERFORM ffi_replayed_in_flow(e);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Replayed', 'publicState', 'waiting'));
 END $$;

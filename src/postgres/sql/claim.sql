@@ -1,5 +1,5 @@
 -- ===========================================================================
--- claim.sql: taking executions — the claim of ready work in claim order
+-- claim.sql: taking executions — the claim of claimable work in claim order
 -- (priority, then age), grants that reserve an execution for one worker, and
 -- the claim of a resumed execution with its grant.
 -- ===========================================================================
@@ -7,8 +7,7 @@
 -- ffi_claim_one: leases execution e (locked by the caller) to the worker, whichever way it is
 -- claimable: the interrupted attempt of a runnable execution is resumed; a pending first, retry
 -- or replay attempt is started; the attempt of an expired or revoked lease ends as reclaimed
--- and a new attempt starts (past max_reclaim_count the execution fails instead). An execution
--- that is not claimable loses its ready row.
+-- and a new attempt starts (past max_reclaim_count the execution fails instead).
 --   args:   e, p_worker, p_wiid (worker instance id), p_ttl (lease ms), p_now
 --   reply:  the handle payload (Model.HandlePayload fields plus kind: fresh | resumed), or NULL
 --           when e was not claimable
@@ -52,7 +51,6 @@ BEGIN
     v_att := gen_random_uuid();
     v_type := 'reclaim';
   ELSE
-    DELETE FROM ready WHERE execution_id = e.execution_id;
     RETURN NULL;
   END IF;
   UPDATE exec_core SET lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
@@ -71,7 +69,6 @@ BEGIN
     attempt_timeout_at = CASE WHEN attempt_timeout_ms > 0 THEN p_now + attempt_timeout_ms END,
     last_transition_at = p_now, last_mutation_at = p_now
   WHERE execution_id = e.execution_id;
-  DELETE FROM ready WHERE execution_id = e.execution_id;
   IF e.has_grant THEN DELETE FROM claim_grant WHERE execution_id = e.execution_id; END IF;
   INSERT INTO timer (kind, ref, due_at) VALUES ('lease', e.execution_id, v_exp)
   ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
@@ -85,16 +82,16 @@ BEGIN
     'workerInstanceId', p_wiid, 'kind', v_kind);
 END $$;
 
--- ffi_claim_window: the ready rows of lane p_lane (those in p_skip apart) a claim for a worker with
--- capabilities p_caps and kinds p_kinds (NULL: any) may take, among a bounded window in claim
--- order: the first p_want + 256 rows of the lane, or with kinds the first p_want + 256 of each
--- kind (index ready_claim_by_kind; a row queued before ready had kinds is read with its kind from
--- exec_core, in a window of its own). So a claim's cost never grows with the rows of other kinds
--- ahead of its work; a row whose capabilities the worker lacks still counts in the window
--- (docs/limits.md, "What one claim reads"). Nothing is locked. (The kind leads the ORDER BY of a
--- kind's window, a no-op there, so that the plan reads ready_claim_by_kind, never the lane's rows.
--- The merge of the kinds' windows is a sort, which the callers' enable_sort = off prices so high
--- that JIT compilation would start, at about a second a call: jit is off here.)
+-- ffi_claim_window: the claimable executions of lane p_lane (those in p_skip apart) a claim for a
+-- worker with capabilities p_caps and kinds p_kinds (NULL: any) may take, among a bounded window
+-- in claim order: the first p_want + 256 of the lane (index exec_core_claim_order), or with kinds
+-- the first p_want + 256 of each kind (index exec_core_claim_by_kind). So a claim's cost never
+-- grows with the executions of other kinds ahead of its work; one whose capabilities the worker
+-- lacks still counts in the window (docs/limits.md, "What one claim reads"). Nothing is locked.
+-- (The kind leads the ORDER BY of a kind's window, a no-op there, so that the plan reads
+-- exec_core_claim_by_kind, never the lane's rows. The merge of the kinds' windows is a sort, which
+-- the callers' enable_sort = off prices so high that JIT compilation would start, at about a
+-- second a call: jit is off here.)
 --   args:   p_lane, p_caps, p_kinds, p_skip, p_want
 --   reply:  the execution ids, in claim order
 --   errors: -
@@ -104,44 +101,40 @@ BEGIN
   IF p_kinds IS NULL THEN
     RETURN ARRAY(
       SELECT w.execution_id FROM (
-        SELECT r.execution_id, r.required_caps, r.priority, r.created_at, r.seq FROM ready r
-        WHERE r.lane_id = p_lane AND r.execution_id <> ALL (p_skip)
-        ORDER BY r.priority DESC, r.created_at, r.seq LIMIT p_want + 256
+        SELECT c.execution_id, c.required_caps, c.priority, c.created_at FROM exec_core c
+        WHERE c.lane_id = p_lane AND c.blocking_reason = 'waiting_for_worker' AND c.execution_id <> ALL (p_skip)
+        ORDER BY c.priority DESC, c.created_at LIMIT p_want + 256
       ) w
       WHERE w.required_caps IS NULL OR w.required_caps <@ p_caps
-      ORDER BY w.priority DESC, w.created_at, w.seq);
+      ORDER BY w.priority DESC, w.created_at);
   END IF;
   RETURN ARRAY(
     SELECT w.execution_id FROM (
       SELECT x.* FROM unnest(p_kinds) AS k(kind) CROSS JOIN LATERAL (
-        SELECT r.execution_id, r.required_caps, r.priority, r.created_at, r.seq FROM ready r
-        WHERE r.lane_id = p_lane AND r.execution_kind = k.kind AND r.execution_id <> ALL (p_skip)
-        ORDER BY r.execution_kind, r.priority DESC, r.created_at, r.seq LIMIT p_want + 256
+        SELECT c.execution_id, c.required_caps, c.priority, c.created_at FROM exec_core c
+        WHERE c.lane_id = p_lane AND c.execution_kind = k.kind AND c.blocking_reason = 'waiting_for_worker'
+          AND c.execution_id <> ALL (p_skip)
+        ORDER BY c.execution_kind, c.priority DESC, c.created_at LIMIT p_want + 256
       ) x
-      UNION ALL
-      SELECT o.* FROM (
-        SELECT r.execution_id, r.required_caps, r.priority, r.created_at, r.seq FROM ready r
-        WHERE r.lane_id = p_lane AND r.execution_kind IS NULL AND r.execution_id <> ALL (p_skip)
-        ORDER BY r.execution_kind, r.priority DESC, r.created_at, r.seq LIMIT p_want + 256
-      ) o
-      WHERE EXISTS (SELECT 1 FROM exec_core c WHERE c.execution_id = o.execution_id AND c.execution_kind = ANY (p_kinds))
     ) w
     WHERE w.required_caps IS NULL OR w.required_caps <@ p_caps
-    ORDER BY w.priority DESC, w.created_at, w.seq);
+    ORDER BY w.priority DESC, w.created_at);
 END $$;
 
--- ff_claim: claim / claimMany — claims up to p_limit ready executions of lane p_lane whose
+-- ff_claim: claim / claimMany — claims up to p_limit claimable executions of lane p_lane whose
 -- required capabilities p_caps cover and whose kind is in p_kinds (when given), in claim order
--- within the window of ffi_claim_window, skipping rows other claimers hold. A candidate of another
--- kind is passed over, untouched. A candidate whose execution another transaction holds (a renewal, a cancellation) is skipped too,
--- and counted as busy: it may be claimable once that transaction ends, and no wake-up will say so,
--- so the caller claims again shortly (docs/worker.md, "Wake-ups, timers and cancellation"). Per
--- round it locks only as many ready rows as are still wanted; the common case (a fresh attempt
--- without grant or attempt timeout) is leased set-based, every other candidate through
--- ffi_claim_one, and a candidate reserved by another worker's live grant is skipped. The
--- set-based part of a round arms one lease timer for its executions (timer.refs), ffi_claim_one
--- one per execution. At most 8 rounds. The plan is generic and index-only (sort, bitmap and sequential scans off): the
--- statements are planned once per session.
+-- within the window of ffi_claim_window. Per round it locks, in claim order, only as many of the
+-- window's exec_core rows as are still wanted, each still claimable once locked (a row whose claim
+-- another transaction committed meanwhile is read in its new version and passed over), skipping
+-- rows another transaction holds: another claimer's, or a renewal's or a cancellation's. When a
+-- round locks fewer than it wanted, the window's rows it skipped that are still claimable are
+-- counted as busy: they may be claimable once that transaction ends, and no wake-up will say so,
+-- so the caller claims again shortly (docs/worker.md, "Wake-ups, timers and cancellation"). The
+-- common case (a fresh attempt without grant or attempt timeout) is leased set-based, every
+-- other candidate through ffi_claim_one, and a candidate reserved by another worker's live grant
+-- is skipped. The set-based part of a round arms one lease timer for its executions
+-- (timer.refs), ffi_claim_one one per execution. At most 8 rounds. The plan is generic and
+-- index-only (sort, bitmap and sequential scans off): the statements are planned once per session.
 --   args:   p_lane, p_caps (the worker's capabilities), p_kinds (the execution kinds the worker runs,
 --           NULL: any), p_worker, p_wiid, p_ttl (lease ms), p_limit, p_now
 --   reply:  {"ok": {"handles": [claimed handle payload] in claim order (kind fresh | resumed), maybe
@@ -160,8 +153,12 @@ DECLARE
   v_busy int := 0;
   v_skip text[] := '{}';
   v_round int := 0;
+  v_win text[];
+  v_held text[];
+  -- the round's locked candidates, and their positions in the window (claim order)
   v_ids text[];
-  v_id text;
+  v_wpos int[];
+  v_i int;
   v_pos int;
   v_h jsonb;
   e exec_core;
@@ -186,52 +183,55 @@ DECLARE
 BEGIN
   LOOP
     v_round := v_round + 1;
-    -- Lock only as many ready rows as are still wanted; candidates that cannot be
-    -- taken (reserved by another worker's grant, stale) are skipped in the next round.
-    v_ids := '{}';
-    FOREACH v_id IN ARRAY ffi_claim_window(p_lane, p_caps, p_kinds, v_skip, p_limit - v_count) LOOP
-      PERFORM 1 FROM ready WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
-      CONTINUE WHEN NOT FOUND;
-      v_ids := v_ids || v_id;
-      EXIT WHEN cardinality(v_ids) >= p_limit - v_count;
-    END LOOP;
+    v_win := ffi_claim_window(p_lane, p_caps, p_kinds, v_skip, p_limit - v_count);
+    EXIT WHEN cardinality(v_win) = 0;
+    -- Lock only as many candidates as are still wanted, in claim order, and read the common case
+    -- (a fresh attempt without grant or attempt timeout) in the same statement; candidates that
+    -- cannot be taken (reserved by another worker's grant) are skipped in the next round.
+    SELECT coalesce(array_agg(l.execution_id ORDER BY l.pos), '{}'),
+           coalesce(array_agg(l.pos::int ORDER BY l.pos), '{}'),
+           coalesce(array_agg(l.execution_id ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(array_agg(l.total_attempt_count ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(array_agg(l.lease_epoch + 1 ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(array_agg(CASE l.attempt_state WHEN 'pending_retry_attempt' THEN 'retry'
+                                                   WHEN 'pending_replay_attempt' THEN 'replay' ELSE 'initial' END
+                              ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(array_agg(l.pending_previous_attempt_index ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(array_agg(l.lane_id ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(array_agg(l.pos::int ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(array_agg(l.public_state ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(bool_or(l.event_k = ffi_xid()) FILTER (WHERE l.common), false)
+    INTO v_ids, v_wpos, f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state, f_fold
+    FROM (
+      SELECT w.pos, c.*
+      FROM unnest(v_win) WITH ORDINALITY AS w(id, pos)
+      CROSS JOIN LATERAL (
+        SELECT c.execution_id, c.total_attempt_count, c.lease_epoch, c.attempt_state,
+               c.pending_previous_attempt_index, c.lane_id, c.public_state, c.event_k,
+               (c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'eligible_now' AND c.terminal_outcome = 'none'
+                AND c.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none')
+                AND NOT c.has_grant AND coalesce(c.attempt_timeout_ms, 0) <= 0 AND c.attempt_timeout_at IS NULL) AS common
+        FROM exec_core c WHERE c.execution_id = w.id AND c.blocking_reason = 'waiting_for_worker'
+        FOR UPDATE OF c SKIP LOCKED
+      ) c
+      LIMIT p_limit - v_count
+    ) l;
+    IF cardinality(v_ids) < p_limit - v_count AND cardinality(v_ids) < cardinality(v_win) THEN
+      -- the whole window was tried: what is still claimable and was not locked, another transaction holds
+      SELECT array_agg(w.id) INTO v_held FROM unnest(v_win) AS w(id)
+      WHERE w.id <> ALL (v_ids)
+        AND EXISTS (SELECT 1 FROM exec_core c WHERE c.execution_id = w.id AND c.blocking_reason = 'waiting_for_worker');
+      IF v_held IS NOT NULL THEN
+        v_busy := v_busy + cardinality(v_held);
+        v_skip := v_skip || v_held;
+      END IF;
+    END IF;
     EXIT WHEN cardinality(v_ids) = 0;
     s_pos := '{}'; s_h := '{}';
-    -- the common case, locked in one statement (rows that do not qualify once locked are left to the loop)
-    SELECT coalesce(array_agg(c.execution_id ORDER BY c.pos), '{}'),
-           coalesce(array_agg(c.total_attempt_count ORDER BY c.pos), '{}'),
-           coalesce(array_agg(c.lease_epoch + 1 ORDER BY c.pos), '{}'),
-           coalesce(array_agg(CASE c.attempt_state WHEN 'pending_retry_attempt' THEN 'retry'
-                                                   WHEN 'pending_replay_attempt' THEN 'replay' ELSE 'initial' END
-                              ORDER BY c.pos), '{}'),
-           coalesce(array_agg(c.pending_previous_attempt_index ORDER BY c.pos), '{}'),
-           coalesce(array_agg(c.lane_id ORDER BY c.pos), '{}'),
-           coalesce(array_agg(c.pos::int ORDER BY c.pos), '{}'),
-           coalesce(array_agg(c.public_state ORDER BY c.pos), '{}'),
-           coalesce(bool_or(c.event_k = ffi_xid()), false)
-    INTO f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state, f_fold
-    FROM (
-      SELECT c.execution_id, c.total_attempt_count, c.lease_epoch, c.attempt_state,
-             c.pending_previous_attempt_index, c.lane_id, c.public_state, c.event_k, v.pos
-      FROM unnest(v_ids) WITH ORDINALITY AS v(id, pos)
-      JOIN exec_core c ON c.execution_id = v.id
-      WHERE c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'eligible_now' AND c.terminal_outcome = 'none'
-        AND c.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none')
-        AND NOT c.has_grant AND coalesce(c.attempt_timeout_ms, 0) <= 0 AND c.attempt_timeout_at IS NULL
-      FOR UPDATE OF c SKIP LOCKED
-    ) c;
-    FOR v_pos IN 1 .. cardinality(v_ids) LOOP
+    FOR v_i IN 1 .. cardinality(v_ids) LOOP
+      v_pos := v_wpos[v_i];
       CONTINUE WHEN v_pos = ANY (f_pos);
-      SELECT * INTO e FROM exec_core WHERE execution_id = v_ids[v_pos] FOR UPDATE SKIP LOCKED;
-      IF NOT FOUND THEN
-        IF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_ids[v_pos]) THEN
-          DELETE FROM ready WHERE execution_id = v_ids[v_pos];
-        ELSE
-          v_busy := v_busy + 1;
-        END IF;
-        v_skip := v_skip || v_ids[v_pos];
-        CONTINUE;
-      END IF;
+      SELECT * INTO e FROM exec_core WHERE execution_id = v_ids[v_i];
       IF e.has_grant THEN
         SELECT * INTO g FROM claim_grant WHERE execution_id = e.execution_id;
         IF FOUND AND g.expires_at > v_now AND g.worker_id <> p_worker THEN
@@ -239,25 +239,12 @@ BEGIN
           CONTINUE;
         END IF;
       END IF;
-      IF e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'eligible_now' AND e.terminal_outcome = 'none'
-         AND e.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none')
-         AND NOT e.has_grant AND coalesce(e.attempt_timeout_ms, 0) <= 0 AND e.attempt_timeout_at IS NULL THEN
-        f_ids := f_ids || e.execution_id;
-        f_idx := f_idx || e.total_attempt_count;
-        f_epoch := f_epoch || (e.lease_epoch + 1);
-        f_type := f_type || CASE e.attempt_state WHEN 'pending_retry_attempt' THEN 'retry'
-                                                 WHEN 'pending_replay_attempt' THEN 'replay' ELSE 'initial' END;
-        f_prev := f_prev || e.pending_previous_attempt_index;
-        f_lane := f_lane || e.lane_id;
-        f_pos := f_pos || v_pos;
-        f_state := f_state || e.public_state::text;
-        f_fold := f_fold OR e.event_k = ffi_xid();
+      v_h := ffi_claim_one(e, p_worker, p_wiid, p_ttl, v_now);
+      IF v_h IS NOT NULL THEN
+        s_pos := s_pos || v_pos;
+        s_h := s_h || v_h;
       ELSE
-        v_h := ffi_claim_one(e, p_worker, p_wiid, p_ttl, v_now);
-        IF v_h IS NOT NULL THEN
-          s_pos := s_pos || v_pos;
-          s_h := s_h || v_h;
-        END IF;
+        v_skip := v_skip || e.execution_id;
       END IF;
     END LOOP;
     -- the set's Claimed events and lane counts are written by this statement, not by the update
@@ -301,8 +288,6 @@ BEGIN
       WHERE current_setting('flowfabric.own_rows', true) = 'on'
       GROUP BY 1, 2 HAVING sum(d.n) <> 0
       ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + EXCLUDED.n
-    ), unready AS (
-      DELETE FROM ready r USING unnest(f_ids) AS x(id) WHERE r.execution_id = x.id
     ), leases AS (
       -- one lease timer for the round's set (migration 0038): the pass takes each execution of
       -- refs as its own timer; a renewal arms a timer of the execution's own
@@ -452,12 +437,10 @@ DECLARE
   v_key text;
 BEGIN
   FOREACH v_id IN ARRAY ffi_claim_window(p_lane, p_caps, p_kinds, '{}', 64) LOOP
-    PERFORM 1 FROM ready WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
+    -- still claimable once locked (exec_core_claimable: runnable and eligible, or a lease to reclaim)
+    SELECT * INTO e FROM exec_core WHERE execution_id = v_id AND blocking_reason = 'waiting_for_worker'
+    FOR UPDATE SKIP LOCKED;
     CONTINUE WHEN NOT FOUND;
-    SELECT * INTO e FROM exec_core WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
-    CONTINUE WHEN NOT FOUND;
-    CONTINUE WHEN NOT ((e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'eligible_now')
-                       OR (e.lifecycle_phase = 'active' AND e.ownership_state IN ('lease_expired_reclaimable', 'lease_revoked')));
     -- a live grant of another worker reserves the execution
     CONTINUE WHEN EXISTS (SELECT 1 FROM claim_grant WHERE execution_id = v_id AND expires_at > v_now AND worker_id <> p_worker);
     -- an attached budget at its hard limit blocks the candidate
@@ -524,7 +507,6 @@ BEGIN
     attempt_timeout_at = CASE WHEN p_remaining_timeout > 0 THEN v_now + p_remaining_timeout END,
     last_transition_at = v_now, last_mutation_at = v_now
   WHERE execution_id = p_eid;
-  DELETE FROM ready WHERE execution_id = p_eid;
   DELETE FROM timer WHERE ref = p_eid AND kind = 'delay';
   PERFORM ffi_timer_set('lease', p_eid, v_exp);
   IF p_remaining_timeout > 0 THEN

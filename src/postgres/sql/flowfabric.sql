@@ -1,7 +1,7 @@
 -- ===========================================================================
 -- flowfabric-effect: the Postgres function library.
 --
--- library version: 4
+-- library version: 5
 --
 -- The layer concatenates the files of this directory in the order of
 -- src/postgres/internal/library.ts, this file first, and installs the result
@@ -37,7 +37,7 @@
 --   55P03 (retried, then Contention);
 -- - internal helpers are ffi_<name> and run on the caller's search path;
 -- - the exec_core row is the owner lock of everything about an execution: lock
---   it first, then touch ready / timer / attempt / stream rows. Claims and
+--   it first, then touch timer / history / stream rows. Claims and
 --   passes take rows with SKIP LOCKED, so they never wait while holding a lock
 --   someone else needs.
 --

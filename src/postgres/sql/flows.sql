@@ -157,9 +157,6 @@ BEGIN
     INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
       trace_context)
     SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
-  ), queued AS (
-    INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
-    SELECT eid, lane, prio, v_now, caps, kind FROM created WHERE elig = 'eligible_now' ORDER BY ord
   ), lanes AS (
     INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
     ON CONFLICT (lane_id) DO NOTHING
@@ -274,14 +271,11 @@ BEGIN
     WITH children AS (
       SELECT t.x->>'downstream' AS down, count(*) AS n, (array_agg((t.x->>'edgeId')::uuid ORDER BY t.ord DESC))[1] AS last_edge
       FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord) GROUP BY 1
-    ), blocked AS (
-      UPDATE exec_core c SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
-        blocking_detail = ch.n || ' dep(s) unresolved incl ' || ch.last_edge, public_state = 'waiting_children',
-        last_transition_at = v_now, last_mutation_at = v_now
-      FROM children ch WHERE c.execution_id = ch.down AND c.lifecycle_phase = 'runnable'
-      RETURNING c.execution_id
     )
-    DELETE FROM ready WHERE execution_id IN (SELECT execution_id FROM blocked);
+    UPDATE exec_core c SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
+      blocking_detail = ch.n || ' dep(s) unresolved incl ' || ch.last_edge, public_state = 'waiting_children',
+      last_transition_at = v_now, last_mutation_at = v_now
+    FROM children ch WHERE c.execution_id = ch.down AND c.lifecycle_phase = 'runnable';
     UPDATE flow_core SET graph_revision = graph_revision + v_edges, edge_count = edge_count + v_edges,
       last_mutation_at = v_now
     WHERE flow_id = p_flow;
@@ -476,7 +470,6 @@ BEGIN
       blocking_detail = v_n || ' dep(s) unresolved incl ' || p_edge, public_state = 'waiting_children',
       last_transition_at = p_now, last_mutation_at = p_now
     WHERE execution_id = c.execution_id;
-    DELETE FROM ready WHERE execution_id = c.execution_id;
   END IF;
 END $$;
 
@@ -826,17 +819,11 @@ BEGIN
   IF v_state = 'pending' AND v_sc >= v_k AND v_open = 0 THEN
     UPDATE edge_group SET group_state = 'satisfied', satisfied_at = p_now WHERE downstream_id = p_child;
     IF c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'blocked_by_dependencies' THEN
-      WITH u AS (
-        UPDATE exec_core SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
-          blocking_detail = '', public_state = 'waiting',
-          attempt_state = CASE WHEN attempt_state = 'none' THEN 'pending_first_attempt' ELSE attempt_state END,
-          last_transition_at = p_now, last_mutation_at = p_now
-        WHERE execution_id = p_child
-        RETURNING execution_id, lane_id, priority, created_at, required_caps, execution_kind
-      )
-      INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
-      SELECT execution_id, lane_id, priority, created_at, required_caps, execution_kind FROM u
-      ON CONFLICT ON CONSTRAINT ready_one DO NOTHING;
+      UPDATE exec_core SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+        blocking_detail = '', public_state = 'waiting',
+        attempt_state = CASE WHEN attempt_state = 'none' THEN 'pending_first_attempt' ELSE attempt_state END,
+        last_transition_at = p_now, last_mutation_at = p_now
+      WHERE execution_id = p_child;
       PERFORM ffi_wake(c.lane_id);
     ELSE
       UPDATE exec_core SET last_mutation_at = p_now WHERE execution_id = p_child;

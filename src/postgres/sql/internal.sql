@@ -1,6 +1,6 @@
 -- ===========================================================================
 -- internal.sql: the helpers every area uses — the reply envelope, the clock,
--- the public state, the ready / timer index rows, the lease ladder.
+-- the public state, the wake-up of what became claimable, the timer rows, the lease ladder.
 -- ===========================================================================
 
 -- ---------------------------------------------------------------------------
@@ -74,20 +74,17 @@ CREATE FUNCTION ffi_not_active(e exec_core) RETURNS jsonb LANGUAGE sql STABLE AS
 -- index rows (the DML helpers are PL/pgSQL, not SQL, functions: their plans are cached per session)
 -- ---------------------------------------------------------------------------
 
--- ffi_ready_add: makes execution p_eid claimable (its row in ready, in claim order), once, and
--- wakes its lane's waiting workers (wakeups.sql).
+-- ffi_wake_claimable: execution p_eid became claimable in this transaction (its state put it in
+-- the claim indexes, exec_core_claim_order and exec_core_claim_by_kind): wakes its lane's waiting
+-- workers (wakeups.sql).
 --   args:   p_eid
 --   reply:  void
 --   errors: -
-CREATE FUNCTION ffi_ready_add(p_eid text) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE v_lane text;
+CREATE FUNCTION ffi_wake_claimable(p_eid text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE v_lane text; v_void text;
 BEGIN
-  INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
-  SELECT execution_id, lane_id, priority, created_at, required_caps, execution_kind FROM exec_core
-  WHERE execution_id = p_eid
-  ON CONFLICT ON CONSTRAINT ready_one DO NOTHING
-  RETURNING lane_id INTO v_lane;
-  IF v_lane IS NOT NULL THEN PERFORM ffi_wake(v_lane); END IF;
+  SELECT lane_id INTO v_lane FROM exec_core WHERE execution_id = p_eid AND blocking_reason = 'waiting_for_worker';
+  IF v_lane IS NOT NULL THEN v_void := ffi_wake(v_lane)::text; END IF;
 END $$;
 
 -- ffi_promote: delayed execution p_eid (its row locked) becomes claimable when its time came by
@@ -103,7 +100,7 @@ BEGIN
   WHERE execution_id = p_eid AND lifecycle_phase = 'runnable' AND eligibility_state = 'not_eligible_until_time'
     AND coalesce(delay_until, 0) <= p_now;
   IF NOT FOUND THEN RETURN false; END IF;
-  PERFORM ffi_ready_add(p_eid);
+  PERFORM ffi_wake_claimable(p_eid);
   PERFORM ffi_timer_del('delay', p_eid);
   RETURN true;
 END $$;
@@ -168,7 +165,7 @@ BEGIN
   IF NOT FOUND THEN RETURN false; END IF;
   IF v_idx IS NOT NULL THEN PERFORM ffi_stream_close(p_eid, v_idx, 'lease_expired', p_now); END IF;
   PERFORM ffi_timer_del('lease', p_eid);
-  PERFORM ffi_ready_add(p_eid);
+  PERFORM ffi_wake_claimable(p_eid);
   RETURN true;
 END $$;
 

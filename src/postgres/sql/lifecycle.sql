@@ -102,8 +102,6 @@ BEGIN
   IF v_delayed THEN
     PERFORM ffi_timer_set('delay', p_eid, p_delay_until);
   ELSE
-    INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
-    VALUES (p_eid, p_lane, p_priority, v_now, nullif(p_caps, '{}'), p_kind);
     v_woke := ffi_wake(p_lane);
   END IF;
   IF p_deadline IS NOT NULL THEN PERFORM ffi_timer_set('deadline', p_eid, p_deadline); END IF;
@@ -186,9 +184,6 @@ BEGIN
           INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
             trace_context)
           SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
-        ), queued AS (
-          INSERT INTO ready (execution_id, lane_id, priority, created_at, required_caps, execution_kind)
-          SELECT eid, lane, prio, v_now, caps, kind FROM created ORDER BY ord
         ), lanes AS (
           INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
           ON CONFLICT (lane_id) DO NOTHING
@@ -365,7 +360,6 @@ BEGIN
     SELECT 'retention', p_eid, v_now + ffi_retention_ms(d.policy) FROM exec_data d WHERE d.execution_id = p_eid
     ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
   END IF;
-  DELETE FROM ready WHERE execution_id = p_eid;
   DELETE FROM timer WHERE ref = p_eid AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
   IF e.flow_id IS NOT NULL THEN
     -- the flow steps of ffi_after_terminal for a success
@@ -484,7 +478,6 @@ BEGIN
             FROM unnest(f_arm) AS x(id) JOIN exec_data d ON d.execution_id = x.id) r
       GROUP BY r.due;
     END IF;
-    DELETE FROM ready r USING unnest(f_ids) AS x(id) WHERE r.execution_id = x.id;
     DELETE FROM timer WHERE ref = ANY (f_ids) AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
   END IF;
   FOR v_i IN 1 .. coalesce(cardinality(p_eid), 0) LOOP
@@ -662,7 +655,7 @@ BEGIN
     OR NOT EXISTS (SELECT 1 FROM dep WHERE downstream_id = p_eid AND state <> 'satisfied');
   IF v_satisfied THEN
     PERFORM ffi_interrupt(e, 'eligible_now', 'waiting_for_worker', '', NULL, v_now);
-    PERFORM ffi_ready_add(p_eid);
+    PERFORM ffi_wake_claimable(p_eid);
   ELSE
     PERFORM ffi_interrupt(e, 'blocked_by_dependencies', 'waiting_for_children',
                           'waiting for child executions to complete', NULL, v_now);

@@ -362,7 +362,6 @@ BEGIN
   DELETE FROM exec_history WHERE execution_id = p_eid;
   DELETE FROM exec_failure WHERE execution_id = p_eid;
   DELETE FROM claim_grant WHERE execution_id = p_eid;
-  DELETE FROM ready WHERE execution_id = p_eid;
   DELETE FROM timer WHERE ref = p_eid;
   DELETE FROM exec_data WHERE execution_id = p_eid;
   DELETE FROM exec_core WHERE execution_id = p_eid;

@@ -227,7 +227,7 @@ BEGIN
       delay_until = NULL, current_suspension_id = NULL, current_waitpoint_id = NULL,
       last_transition_at = p_now, last_mutation_at = p_now
     WHERE execution_id = p_eid;
-    PERFORM ffi_ready_add(p_eid);
+    PERFORM ffi_wake_claimable(p_eid);
   END IF;
 END $$;
 

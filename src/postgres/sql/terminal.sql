@@ -44,7 +44,7 @@ CREATE FUNCTION ffi_retention_set(p_eid text, p_completed bigint) RETURNS void L
 $$;
 
 -- ffi_after_terminal: the common tail of every terminal transition: drops the execution's
--- ready row, timers and claim grant and, for a flow member, resolves its outgoing edges (when
+-- timers and claim grant and, for a flow member, resolves its outgoing edges (when
 -- p_resolve), updates the flow's member counts, clears what a flow cancellation owed for it and
 -- settles the flow.
 --   args:   p_eid, p_flow (its flow or NULL), p_outcome (success, failed, cancelled, expired,
@@ -56,7 +56,6 @@ CREATE FUNCTION ffi_after_terminal(
 )
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  DELETE FROM ready WHERE execution_id = p_eid;
   DELETE FROM timer WHERE ref = p_eid AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
   IF p_has_grant THEN DELETE FROM claim_grant WHERE execution_id = p_eid; END IF;
   IF p_flow IS NOT NULL THEN

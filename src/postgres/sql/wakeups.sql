@@ -55,7 +55,8 @@ END $$;
 CREATE FUNCTION ffi_wake_ready(p_eids text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_lane text;
 BEGIN
-  FOR v_lane IN SELECT DISTINCT r.lane_id FROM unnest(p_eids) AS x(id) JOIN ready r ON r.execution_id = x.id ORDER BY 1 LOOP
+  FOR v_lane IN SELECT DISTINCT c.lane_id FROM unnest(p_eids) AS x(id) JOIN exec_core c ON c.execution_id = x.id
+                WHERE c.blocking_reason = 'waiting_for_worker' ORDER BY 1 LOOP
     PERFORM ffi_wake(v_lane);
   END LOOP;
 END $$;
