@@ -302,11 +302,12 @@ export declare namespace EngineBackend {
     /**
      * While set, a create of work claimable at once made through this process's backend layer on
      * one of the lanes may claim for the worker in the same step, when the store can do both at
-     * once (Postgres: one statement): `f` is asked, on the create's stack, for the worker's claim
-     * on that lane (`undefined`: not now); the slots it names are the worker's until `deliver`
-     * hands over what the claim took, which the backend calls exactly once, however the create
-     * ends (`claimAgain`: the worker should claim itself, as the claim did not run or found only
-     * busy candidates). A store that cannot leaves it unused. `undefined` clears it.
+     * once (Postgres: one statement; Valkey: one function call): `f` is asked, on the create's
+     * stack, for the worker's claim on that lane (`undefined`: not now); the slots it names are the
+     * worker's until `deliver` hands over what the claim took, which the backend calls exactly
+     * once, however the create ends (`claimAgain`: the worker should claim itself, as the claim did
+     * not run, found only busy candidates, or looked at part of the lane only). A store that cannot
+     * leaves it unused. `undefined` clears it.
      */
     readonly onHandoff?: (f: ((lane: string) => Handoff | undefined) | undefined) => void
     /** Makes the lanes' delayed and backed-off work that is due claimable now; how many executions. */

@@ -41,8 +41,13 @@ const idleWorker = (lane: ReturnType<typeof newLane> extends Effect.Effect<infer
     const b = yield* EngineBackend
     const waiting = yield* Deferred.make<void>()
     let handed = 0
+    let claims = 0
     const service: EngineBackend.Service = {
       ...b,
+      completeAndClaim: (items, claim) => {
+        if (items.length === 0) claims++
+        return b.completeAndClaim(items, claim)
+      },
       subscribeWork: (args) =>
         Effect.map(b.subscribeWork(args), (sub): EngineBackend.WorkSubscription => ({
           ...sub,
@@ -62,7 +67,7 @@ const idleWorker = (lane: ReturnType<typeof newLane> extends Effect.Effect<infer
       )
     )
     yield* Deferred.await(waiting)
-    return { handed: Effect.sync(() => handed) }
+    return { handed: Effect.sync(() => handed), claims: Effect.sync(() => claims) }
   })
 
 const echo = (started: Deferred.Deferred<void>) =>
@@ -96,6 +101,26 @@ describe("postgres: a create claims for the idle worker of its process", () => {
       expect(created).toMatchObject({ publicState: "waiting" })
       expect(claimed).toBeDefined()
       expect(txOf(claimed!.offset)).not.toBe(txOf(created!.offset))
+    }).pipe(Effect.scoped, Effect.provide(backend())), 60_000)
+
+  it.live("the handed-over create does not wake the worker it claims for (no empty claim follows); its other creates still do", () =>
+    Effect.gen(function*() {
+      const lane = yield* newLane()
+      const first = yield* Deferred.make<void>()
+      const { claims, handed } = yield* idleWorker(lane, echo(first))
+      const before = yield* claims
+      yield* Producer.submit(Echo, { text: "handed" }, { lane })
+      yield* Deferred.await(first).pipe(Effect.timeout("20 seconds"))
+      expect(yield* handed).toBe(1)
+      // a NOTIFY for the worker would have come long before this
+      yield* Effect.sleep("500 millis")
+      expect((yield* claims) - before).toBe(0)
+      // the worker still waits on the lane, registered: a create of another process wakes it
+      // (its idle poll is an hour)
+      const elsewhere = yield* Layer.build(backend())
+      const id = yield* Producer.submit(Echo, { text: "woken" }, { lane }).pipe(Effect.provide(elsewhere))
+      expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "woken" })
+      expect(yield* handed).toBe(1)
     }).pipe(Effect.scoped, Effect.provide(backend())), 60_000)
 
   it.live("work the handed-over claim leaves (a kind the worker lacks) wakes a waiting worker of another process", () =>

@@ -1,9 +1,9 @@
 // On a standalone Valkey server a create of work claimable at once nudges the idle workers of its
-// lane in the same process: their claim is written right behind the create on the same
-// connection, instead of after the create's wake-up message (docs/worker.md, "Wake-ups, timers and
-// cancellation"). The test holds the server in a script: a claim written behind the create starts
-// while the server is still held; one made at the wake-up message can only start once the server
-// has run the create, after the hold.
+// lane in the same process that take no handoff (test/valkey-handoff.test.ts): their claim is
+// written right behind the create on the same connection, instead of after the create's wake-up
+// message (docs/worker.md, "Wake-ups, timers and cancellation"). The test holds the server in a
+// script: a claim written behind the create starts while the server is still held; one made at
+// the wake-up message can only start once the server has run the create, after the hold.
 import { describe, expect, inject, layer } from "@effect/vitest"
 import { Effect, Fiber, Option, Ref, Schedule, Schema } from "effect"
 import { Redis } from "iovalkey"
@@ -55,8 +55,9 @@ layer(live, { excludeTestServices: true, timeout: 60_000 })("valkey, a create nu
               if (items.length === 0) claims.push(performance.now())
               return backend.completeAndClaim(items, claim)
             }),
+          // (no handoff: a create would claim for the worker in its own call, test/valkey-handoff.test.ts)
           subscribeWork: (args) =>
-            Effect.map(backend.subscribeWork(args), (sub) => ({
+            Effect.map(backend.subscribeWork(args), ({ onHandoff: _, ...sub }) => ({
               ...sub,
               arm: Effect.tap(sub.arm, () => Ref.update(arms, (n) => n + 1))
             }))

@@ -613,6 +613,45 @@ describe("batched completions (memory)", () => {
       expect(Math.max(0, ...batches)).toBeGreaterThan(1)
     }), 20_000)
 
+  it.live("the completions of the attempts one claim started go in one call, which claims into all their slots", () =>
+    Effect.gen(function*() {
+      // every write of completions: [completions, claim max (-1: completeMany)]
+      const writes = yield* Ref.make<ReadonlyArray<readonly [number, number]>>([])
+      const record = (n: number, max: number) => Ref.update(writes, (all) => [...all, [n, max] as const])
+      // (behind a 5 ms round trip, as a server's)
+      const layer = memoryWith((backend) => ({
+        completeMany: (items) => Effect.zipRight(record(items.length, -1), Effect.zipRight(Effect.sleep("5 millis"), backend.completeMany(items))),
+        completeAndClaim: (items, claim) =>
+          Effect.zipRight(
+            items.length === 0 ? Effect.void : record(items.length, claim.max),
+            Effect.zipRight(Effect.sleep("5 millis"), backend.completeAndClaim(items, claim))
+          )
+      }))
+      yield* Effect.gen(function*() {
+        const lane = yield* newLane()
+        const ids = yield* Effect.forEach(Array.from({ length: 24 }, (_, i) => i), (a) =>
+          Producer.submit(Add, { a, b: 1 }, { lane }))
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          // a handler that does not wait: each attempt runs to its completion on the claim's stack
+          handlers: [Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a + i.b) })],
+          concurrency: 8,
+          batchCompletions: true,
+          idle: Schedule.spaced("1 second")
+        }))
+        for (let i = 0; i < 300; i++) {
+          if ((yield* Effect.forEach(ids, (id) => isState(id, "completed"))).every(Boolean)) break
+          yield* Effect.sleep("10 millis")
+        }
+        yield* Fiber.interrupt(worker)
+        expect(yield* Effect.forEach(ids, (id) => Producer.result(Add, id))).toEqual(
+          Array.from({ length: 24 }, (_, a) => Option.some(a + 1))
+        )
+      }).pipe(Effect.provide(layer))
+      // 24 executions, 8 at a time: three writes of 8, each claiming into the 8 slots it frees
+      expect(yield* Ref.get(writes)).toEqual([[8, 8], [8, 8], [8, 8]])
+    }), 20_000)
+
   it.live("a batch of completions claims the next executions into the slots it frees, kinds honoured", () =>
     Effect.gen(function*() {
       // claims made with completions: [completions, claim max, claimed]

@@ -465,6 +465,45 @@ export const lifecycle = (t: Tester) =>
           expect(yield* publicState(low.executionId)).toBe("active")
         }))
 
+      t.test("inputs and results of any bytes come back whole: ASCII, UTF-8, not UTF-8, empty", () =>
+        Effect.gen(function*() {
+          const b = yield* backend
+          const lane = yield* newLane()
+          const payloads = [
+            bytes('{"n":1}'),
+            bytes("é ✓"),
+            new Uint8Array([0xff, 0xfe, 0x80, 0x00, 0x7f]),
+            new Uint8Array([0x00]),
+            new Uint8Array(0),
+            new Uint8Array(300).fill(0x61)
+          ]
+          const created: Array<ExecutionId> = []
+          for (const [i, p] of payloads.entries()) {
+            created.push((yield* create({ laneId: lane, inputPayload: p, payloadEncoding: i % 2 === 0 ? "" : "binary" })).executionId)
+            yield* advance(1)
+          }
+          const first = yield* b.completeAndClaim([], { args: claimArgs(lane), max: payloads.length })
+          expect(first.claimed.map(({ handle }) => payloadOf(handle).executionId)).toEqual(created)
+          expect(first.claimed.map(({ input }) => Option.map(input, (i) => [...i.payload]))).toEqual(
+            payloads.map((p) => Option.some([...p]))
+          )
+          expect(first.claimed.map(({ input }) => Option.map(input, (i) => i.payloadEncoding ?? ""))).toEqual(
+            payloads.map((_, i) => Option.some(i % 2 === 0 ? "" : "binary"))
+          )
+          const done = yield* b.completeAndClaim(
+            first.claimed.map(({ handle }, i) => ({ handle, payload: payloads[payloads.length - 1 - i]! })),
+            { args: claimArgs(lane), max: 1 }
+          )
+          expect(done.completed).toEqual(payloads.map(() => Either.void))
+          for (const [i, id] of created.entries()) {
+            // (an empty payload stores no result)
+            const p = payloads[payloads.length - 1 - i]!
+            expect(Option.map(yield* b.getExecutionResult(id), (r) => [...r])).toEqual(
+              p.length === 0 ? Option.none() : Option.some([...p])
+            )
+          }
+        }))
+
       t.test("claims what its completions made claimable: a flow child whose dependency resolved", () =>
         Effect.gen(function*() {
           const b = yield* backend

@@ -8,7 +8,7 @@
  * defect: logged) is written again item by item, and claims nothing. However a write ends, its
  * slot reservation is given back and the writer is free for the next batch.
  */
-import { Cause, Deferred, Effect, Either, Exit } from "effect"
+import { Cause, Effect, Either, Exit } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import type { EngineError } from "../../EngineError.js"
 import type * as M from "../../Model.js"
@@ -29,12 +29,39 @@ export interface Refill {
     reserved: { readonly args: M.ClaimArgs; readonly max: number },
     claimed: ReadonlyArray<EngineBackend.ClaimedWork>
   ) => Effect.Effect<void>
+  /**
+   * Starts the writer (uninterruptible, it never fails) in a fiber of its own that the worker's
+   * drain waits for, and that holds no slot: the completion that found the writer idle then waits
+   * for its outcome as the others do, its slot free for the claim of the batch it is in.
+   */
+  readonly startWriter: (writer: Effect.Effect<void>) => void
 }
 
-interface Pending {
-  readonly handle: M.Handle
-  readonly payload: Uint8Array
-  readonly done: Deferred.Deferred<void, EngineError>
+/**
+ * One queued completion and its outcome. Its caller waits in an `Effect.async` that `done`
+ * resumes (the first outcome wins, as a `Deferred`'s would): a `Deferred` per completion cost a
+ * few microseconds to make (Effect builds each by spreading a prototype with symbol keys).
+ */
+class Pending {
+  exit: Exit.Exit<void, EngineError> | undefined = undefined
+  resume: ((exit: Exit.Exit<void, EngineError>) => void) | undefined = undefined
+  constructor(readonly handle: M.Handle, readonly payload: Uint8Array) {}
+  done(exit: Exit.Exit<void, EngineError>): void {
+    if (this.exit !== undefined) return
+    this.exit = exit
+    const resume = this.resume
+    if (resume !== undefined) {
+      this.resume = undefined
+      resume(exit)
+    }
+  }
+  /** Its outcome, once `done`. */
+  get await(): Effect.Effect<void, EngineError> {
+    return this.exit ?? Effect.async<void, EngineError>((resume) => {
+      if (this.exit !== undefined) return resume(this.exit)
+      this.resume = resume
+    })
+  }
 }
 
 /** `maxBatch` completions at most per call. */
@@ -48,13 +75,13 @@ export const make = (
     let writing = false
 
     const one = (p: Pending) =>
-      Effect.flatMap(Effect.exit(backend.complete(p.handle, { payload: p.payload })), (exit) => Deferred.done(p.done, exit))
+      Effect.map(Effect.exit(backend.complete(p.handle, { payload: p.payload })), (exit) => p.done(exit))
 
     const settle = (batch: ReadonlyArray<Pending>, outcomes: ReadonlyArray<Either.Either<void, EngineError>>) =>
       Effect.sync(() => {
         for (let i = 0; i < batch.length; i++) {
           const outcome = outcomes[i]!
-          Deferred.unsafeDone(batch[i]!.done, Either.isRight(outcome) ? Exit.void : Exit.fail(outcome.left))
+          batch[i]!.done(Either.isRight(outcome) ? Exit.void : Exit.fail(outcome.left))
         }
       })
 
@@ -91,11 +118,18 @@ export const make = (
       Effect.catchAllCause(write(batch), (cause) =>
         Effect.zipRight(
           Effect.logError("writing a batch of completions died", cause),
-          Effect.forEach(batch, (p) => Deferred.failCause(p.done, cause), { discard: true })
+          Effect.sync(() => {
+            for (const p of batch) p.done(Exit.failCause(cause))
+          })
         ))
 
-    // The writer runs in the fiber of the completion that found it idle, and drains what queues
-    // meanwhile; the others only wait for their outcome.
+    // The writer is started by the completion that found it idle (in a fiber of its own with a
+    // `Refill`, else in that completion's fiber), and drains what queues meanwhile; the completions
+    // only wait for their outcome. Before it takes a batch it yields once:
+    // the attempts a claim has just started run on the stack that started them, one after the
+    // other, so their completions are all queued by then and go in one call (not the first alone,
+    // then the rest); and the attempts the last batch settled have ended, so their slots count as
+    // free for the claim the batch makes.
     const drain: Effect.Effect<void> = Effect.suspend(() => {
       if (queued.length === 0) {
         writing = false
@@ -103,17 +137,20 @@ export const make = (
       }
       const batch = queued.length <= maxBatch ? queued : queued.slice(0, maxBatch)
       queued = queued.length <= maxBatch ? [] : queued.slice(batch.length)
-      return Effect.zipRight(guarded(batch), drain)
+      return Effect.zipRight(guarded(batch), next)
     })
+    const next = Effect.zipRight(Effect.yieldNow(), drain)
 
     return {
       complete: (handle, payload) =>
-        Effect.withFiberRuntime((fiber) => {
-          const done = Deferred.unsafeMake<void, EngineError>(fiber.id())
-          queued.push({ handle, payload, done })
-          if (writing) return Deferred.await(done)
+        Effect.suspend(() => {
+          const p = new Pending(handle, payload)
+          queued.push(p)
+          if (writing) return p.await
           writing = true
-          return Effect.zipRight(Effect.uninterruptible(drain), Deferred.await(done))
+          if (refill === undefined) return Effect.zipRight(Effect.uninterruptible(next), p.await)
+          refill.startWriter(next)
+          return p.await
         })
     }
   })

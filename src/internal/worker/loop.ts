@@ -373,7 +373,11 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         launch(r.args.lane, claimed).pipe(Effect.ensuring(Effect.sync(() => {
           reserved -= r.max
           slotFree.unsafeOpen()
-        })))
+        }))),
+      startWriter: (writer) => {
+        const fiber = forkAttempt(writer)
+        if (fiber.unsafePoll() === null) FiberSet.unsafeAdd(tasks, fiber)
+      }
     }
     /**
      * Claims into `free` slots (reserved meanwhile, so that a batch of completions claiming at the
@@ -421,10 +425,10 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     }
     /**
      * A create of this process on one of the lanes asks, while the loop waits, whether it may claim
-     * for the worker in its own step (`WorkSubscription.onHandoff`; Postgres: one statement): the
-     * free slots are reserved at once and a fiber of the attempts' set (so a drain waits for it,
-     * as for a claim at a wake-up) waits for what that claim took and starts it; a claim that did
-     * not run, or found only busy candidates, is made again by that fiber.
+     * for the worker in its own step (`WorkSubscription.onHandoff`; one statement or function
+     * call): the free slots are reserved at once and a fiber of the attempts' set (so a drain waits
+     * for it, as for a claim at a wake-up) waits for what that claim took and starts it; a claim
+     * that did not run, or found only busy candidates, is made again by that fiber.
      */
     const handoff = (lane: string): EngineBackend.Handoff | undefined => {
       const index = claimArgs.findIndex((a) => a.lane === lane)
@@ -452,7 +456,8 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
             if (!again) return
             const left = freeSlots()
             if (stopping || left <= 0) return
-            const r = yield* claimAndLaunch(left)
+            // (the loop may wait for a free slot meanwhile, this claim's among the reserved ones)
+            const r = yield* Effect.ensuring(claimAndLaunch(left), Effect.sync(() => slotFree.unsafeOpen()))
             if (Either.isLeft(r)) return yield* Effect.logWarning("claim after a create's handoff failed", r.left)
             if (Option.isSome(r.right)) claimedOnWake = true
           })

@@ -378,7 +378,9 @@ END $$;
 -- transactions of a create and of the worker's claim after it (the same rows, events and
 -- wake-ups), in one statement and one round trip. A procedure, called with CALL, since it commits
 -- between the two; without SET clauses for that reason (a procedure with one cannot commit): each
--- transaction resolves its calls in schema p_schema (its search_path, set locally). A claim that
+-- transaction resolves its calls in schema p_schema (its search_path, set locally). The create
+-- does not notify worker p_wiid (flowfabric.handoff_worker, set locally: ffi_wake), which this
+-- claim serves; the lane's other waiting workers are notified as for any create. A claim that
 -- fails leaves the committed create answered, with a null claim (the worker claims itself).
 --   args:   those of ff_create_execution up to p_trace (p_caps: the execution's required
 --           capabilities), then p_wcaps (the worker's capabilities), p_kinds, p_worker, p_wiid,
@@ -401,6 +403,7 @@ DECLARE
   v_void text;
 BEGIN
   v_void := set_config('search_path', p_schema, true);
+  v_void := set_config('flowfabric.handoff_worker', p_wiid, true);
   v_created := ff_create_execution(p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
     p_priority, p_creator, p_idem, p_tags, p_policy, p_caps, p_delay_until, p_deadline, p_attempt_timeout_ms,
     p_max_reclaim, p_max_replay, p_dedup_ttl_ms, p_trace, p_now);

@@ -30,7 +30,9 @@ CREATE FUNCTION ffi_lane_lock_key(p_lane text) RETURNS bigint LANGUAGE sql STABL
 AS $$ SELECT hashtextextended('flowfabric:wake:' || current_schema() || ':' || p_lane, 0) $$;
 
 -- ffi_wake: work became claimable on lane p_lane in this transaction: its waiting workers are
--- notified when it commits ('w' TAB lane; several in one transaction are sent once).
+-- notified when it commits ('w' TAB lane; several in one transaction are sent once). The worker
+-- instance named by the transaction's setting flowfabric.handoff_worker (ff_create_claim's: the
+-- create claims for it right after its commit) does not count as a waiter.
 -- (The calls are assignments, not PERFORM: an expression without tables is evaluated without a
 -- query's executor start-up; the lock still comes before the probe's snapshot.)
 --   args:   p_lane
@@ -40,7 +42,8 @@ CREATE FUNCTION ffi_wake(p_lane text) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_void text;
 BEGIN
   v_void := pg_advisory_xact_lock_shared(ffi_lane_lock_key(p_lane))::text;
-  IF EXISTS (SELECT 1 FROM lane_waiter WHERE lane_id = p_lane) THEN
+  IF EXISTS (SELECT 1 FROM lane_waiter WHERE lane_id = p_lane
+             AND worker_instance_id IS DISTINCT FROM current_setting('flowfabric.handoff_worker', true)) THEN
     v_void := pg_notify(ffi_channel(), 'w' || chr(9) || p_lane)::text;
     RETURN true;
   END IF;

@@ -4,7 +4,7 @@
  * execution. The claim-hint walk is explained once, beside its Lua code (claim.lua, "the claim
  * hints and the claim-hint walk"); `boundedWalk` below is the same walk run from the layer.
  */
-import { Effect, Either, Option, Schema } from "effect"
+import { Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import type { EngineError, Transport } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
@@ -14,9 +14,9 @@ import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
 import { traceParentField } from "../../internal/traceContext.js"
 import { Limits } from "../../Limits.js"
 import type * as M from "../../Model.js"
-import { type CoreContext, fence, type Fx, S } from "./context.js"
+import { type CoreContext, type Fx, S } from "./context.js"
 import { parseError } from "./errors.js"
-import { completionOutcome } from "./lifecycle.js"
+import { completionArgs, completionOutcome } from "./lifecycle.js"
 import { decodeFields, type Envelope, IntStr } from "./plumbing.js"
 
 /** The reply of every claim-like function: the lease it granted. */
@@ -32,28 +32,28 @@ const Claimed = Schema.Tuple(
 )
 
 type ClaimedTuple = typeof Claimed.Type
-const isExecutionId = Schema.is(Ids.ExecutionId)
-const isAttemptId = Schema.is(Ids.AttemptId)
-const isLeaseId = Schema.is(Ids.LeaseId)
-const isAttemptIndex = Schema.is(Ids.AttemptIndex)
-const isLeaseEpoch = Schema.is(Ids.LeaseEpoch)
+const decodeClaimed = Schema.decodeUnknownEither(Claimed)
 const DIGITS = /^-?\d+$/
 
-/** `Claimed` on the hot path: the same checks without the Schema machinery; a miss asks the Schema (and its message). */
-const claimedFields = (fn: string, f: ReadonlyArray<string>): Effect.Effect<ClaimedTuple, Transport> => {
+/**
+ * `Claimed` on the hot path: the same checks as the Schema's, by hand (the Schema's refinements
+ * allocate a few kilobytes per claim); a miss asks the Schema, for its message.
+ */
+const claimedFields = (fn: string, f: ReadonlyArray<string>): Either.Either<ClaimedTuple, Transport> => {
   if (f.length === 8 && DIGITS.test(f[1]!) && DIGITS.test(f[4]!) && DIGITS.test(f[5]!)) {
     const idx = Number(f[1])
     const epoch = Number(f[4])
     const exp = Number(f[5])
     const kind = f[6]
     if (
-      isExecutionId(f[0]) && isAttemptIndex(idx) && isAttemptId(f[2]) && isLeaseId(f[3]) && isLeaseEpoch(epoch) &&
-      Number.isInteger(exp) && (kind === "fresh" || kind === "resumed")
+      Ids.checkExecutionId(f[0]!) === undefined && Number.isSafeInteger(idx) && idx >= 0 && idx <= 0xffffffff &&
+      Ids.isCanonicalUuid(f[2]!) && Ids.isCanonicalUuid(f[3]!) && Number.isSafeInteger(epoch) && epoch >= 0 &&
+      Number.isSafeInteger(exp) && (kind === "fresh" || kind === "resumed") && typeof f[7] === "string"
     ) {
-      return Effect.succeed([f[0], idx, f[2], f[3], epoch, exp, kind, f[7]!] as unknown as ClaimedTuple)
+      return Either.right([f[0], idx, f[2], f[3], epoch, exp, kind, f[7]] as unknown as ClaimedTuple)
     }
   }
-  return decodeFields(fn, Claimed, f)
+  return Either.mapLeft(decodeClaimed(f), (e) => parseError(fn, ParseResult.TreeFormatter.formatErrorSync(e)))
 }
 
 /** ff_issue_grant: the execution, the grant key, its expiry, the partition's lane head after it. */
@@ -78,32 +78,99 @@ type Visit<A> =
   | { readonly _tag: "Empty" }
 type Unserved = Exclude<Visit<never>, { readonly _tag: "Served" }>
 
+/** A field of a binary reply as text. */
+const text = (x: Buffer | number | undefined): string => (Buffer.isBuffer(x) ? x.toString("utf8") : String(x))
+
+/** The input a ff_complete_claim reply brought for a claim (its five fields of meta from `m`, its payload). */
+const claimedInput = (
+  raw: ReadonlyArray<Buffer | number>,
+  m: number,
+  executionId: Ids.ExecutionId,
+  laneId: Ids.LaneId,
+  payload: Buffer
+): M.ExecutionInput => {
+  const encoding = text(raw[m + 3])
+  const trace = text(raw[m + 4])
+  const input: {
+    executionId: Ids.ExecutionId
+    executionKind: string
+    laneId: Ids.LaneId
+    namespace: Ids.Namespace
+    payload: Uint8Array
+    payloadEncoding?: string
+    traceParent?: string
+  } = {
+    executionId,
+    executionKind: text(raw[m + 1]),
+    laneId,
+    namespace: text(raw[m + 2]) as Ids.Namespace,
+    payload: new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength)
+  }
+  if (encoding !== "") input.payloadEncoding = encoding
+  if (trace !== "") {
+    const { traceParent } = traceParentField(trace)
+    if (traceParent !== undefined) input.traceParent = traceParent
+  }
+  return input
+}
+
 /** Completions of one ff_complete_claim at most (as ff_complete_many's chunks). */
 const COMPLETE_CLAIM_ITEMS = 200
 
-export const makeClaims = (
-  ctx: CoreContext,
-  /** The other areas' operations a cluster's completeAndClaim is made of. */
-  others: Pick<BackendCore, "completeMany" | "getExecutionInputs">
-): CoreArea<"claim"> => {
-  const { call, client, ex, inRange, keys, N, settings } = ctx
-
-  const handleFrom = (
-    fn: string,
-    env: Envelope,
-    lane: Ids.LaneId,
-    workerInstanceId: Ids.WorkerInstanceId,
-    ttl: number
-  ) => handleOf(fn, env.fields.slice(0, CLAIM_FIELDS), lane, workerInstanceId, ttl)
-
-  const handleOf = (
+/** What a claim's FCALL reply shares with the create that claims for a waiting worker (lifecycle.ts). */
+export interface ClaimReplies {
+  /** A lease granted, from a claim reply's fields (ff_claim's OK fields). */
+  readonly handleOf: (
     fn: string,
     fields: ReadonlyArray<string>,
     lane: Ids.LaneId,
     workerInstanceId: Ids.WorkerInstanceId,
     ttl: number
-  ) =>
-    Effect.map(claimedFields(fn, fields), ([eid, idx, aid, lid, epoch, exp, kind, next]) => ({
+  ) => Either.Either<
+    { readonly handle: M.Handle; readonly claimed: typeof M.ClaimedResumedExecution.Type; readonly next: string },
+    Transport
+  >
+  /**
+   * The arguments of a batch of claims with their inputs (ff_complete_claim's claim part): `walk`
+   * (a standalone server) those of ff_claim_lane; else one claim's ids (ff_create_claim's claim
+   * on a cluster).
+   */
+  readonly batchArgs: (args: M.ClaimArgs, n: number, budget: number, walk: boolean) => Record<string, unknown>
+  /**
+   * The claims of a binary reply from field `at` on (ff_complete_claim's layout: status,
+   * last_status, n, the claims' fields, their inputs' fields, their payloads, to the reply's end).
+   */
+  readonly readBatch: (
+    fn: string,
+    raw: ReadonlyArray<Buffer | number>,
+    at: number,
+    args: M.ClaimArgs,
+    budget: number
+  ) => Either.Either<ClaimBatch, Transport>
+  /** A visited partition's claim hint set to its head after the visit (`score`: the hint's score now). */
+  readonly refreshHint: (lane: Ids.LaneId, partition: number, score: number, next: string) => Fx<void>
+  /** A partition found empty leaves the lane's hint (in the background). */
+  readonly dropHintLater: (lane: Ids.LaneId, partition: number) => Fx<void>
+  /** The arguments every claim FCALL takes (ids apart). */
+  readonly claimArgsOf: (args: M.ClaimArgs) => Record<string, unknown>
+}
+
+/** What readBatch read: the claims in order, the budget left, the batch's status and last status. */
+export interface ClaimBatch {
+  readonly claimed: Array<EngineBackend.ClaimedWork>
+  readonly budget: number
+  readonly status: string
+  readonly last: string
+}
+
+/** The text of field `i` of a binary reply. */
+export const replyText = (raw: ReadonlyArray<Buffer | number>, i: number): string => text(raw[i])
+
+export const makeClaimReplies = (ctx: CoreContext): ClaimReplies => {
+  const { client, keys, N, settings } = ctx
+
+  const handleOf: ClaimReplies["handleOf"] = (fn, fields, lane, workerInstanceId, ttl) =>
+    Either.map(claimedFields(fn, fields), ([eid, idx, aid, lid, epoch, exp, kind, next]) => ({
       handle: makeHandle("valkey", kind, {
         executionId: eid,
         attemptIndex: idx,
@@ -126,7 +193,7 @@ export const makeClaims = (
    * failure only leaves the hint stale, which claims tolerate (a claim on a partition whose head
    * moved reports its real head) and the promoteDelayed pass repairs.
    */
-  const refreshHint = (lane: Ids.LaneId, partition: number, score: number, next: string): Fx<void> =>
+  const refreshHint: ClaimReplies["refreshHint"] = (lane, partition, score, next) =>
     next === "" ?
       dropHintLater(lane, partition) :
       Number(next) === score ?
@@ -141,12 +208,11 @@ export const makeClaims = (
    * that emptied it answers without two more round trips. Until it is done, a claim of this lane
    * may visit the partition once more and find it empty: it only costs that visit.
    */
-  const dropHintLater = (lane: Ids.LaneId, partition: number): Fx<void> =>
+  const dropHintLater: ClaimReplies["dropHintLater"] = (lane, partition) =>
     Effect.asVoid(Effect.forkDaemon(ctx.dropHint(lane, partition).pipe(
       Effect.catchAll((e) => Effect.logWarning(`flowfabric valkey: cannot drop the hint of ${lane} on ${partition}`, e))
     )))
 
-  /** The arguments every claim FCALL takes (ids apart). */
   const claimArgsOf = ({ capabilities, kinds, lane, policy }: M.ClaimArgs) => ({
     lane,
     worker_id: policy.workerId,
@@ -156,6 +222,63 @@ export const makeClaims = (
     lease_ttl_ms: policy.leaseTtlMs,
     scan: settings.claimScan
   })
+
+  const batchArgs: ClaimReplies["batchArgs"] = (args, n, budget, walk) => ({
+    ...claimArgsOf(args),
+    prefix: settings.prefix,
+    ...(walk ? { partitions: N, max_visits: CLAIM_LANE_VISITS } : {}),
+    lease_ids: Array.from({ length: n }, storeLeaseId),
+    attempt_ids: Array.from({ length: n }, storeAttemptId),
+    budget
+  })
+
+  const readBatch: ClaimReplies["readBatch"] = (fn, raw, start, args, budget) => {
+    const status = text(raw[start])
+    const last = text(raw[start + 1])
+    const count = Number(text(raw[start + 2]))
+    const at = start + 3
+    if (!Number.isInteger(count) || raw.length !== at + count * (CLAIM_FIELDS + 6)) {
+      return Either.left(parseError(fn, `${raw.length} fields for ${count} claims`))
+    }
+    const meta = at + count * CLAIM_FIELDS
+    const blobsAt = meta + count * 5
+    const { lane, policy } = args
+    const claimed: Array<EngineBackend.ClaimedWork> = new Array(count)
+    for (let i = 0; i < count; i++) {
+      const fields: Array<string> = new Array(CLAIM_FIELDS)
+      for (let j = 0; j < CLAIM_FIELDS; j++) fields[j] = text(raw[at + i * CLAIM_FIELDS + j])
+      const h = handleOf(fn, fields, lane, policy.workerInstanceId, policy.leaseTtlMs)
+      if (Either.isLeft(h)) return Either.left(h.left)
+      const m = meta + i * 5
+      const payload = raw[blobsAt + i]
+      const has = text(raw[m]) === "1" && Buffer.isBuffer(payload)
+      if (has) budget -= payload.length
+      claimed[i] = {
+        handle: h.right.handle,
+        input: has ? Option.some(claimedInput(raw, m, fields[0] as Ids.ExecutionId, lane, payload)) : Option.none()
+      }
+    }
+    return Either.right({ claimed, budget, status, last })
+  }
+
+  return { handleOf, batchArgs, readBatch, refreshHint, dropHintLater, claimArgsOf }
+}
+
+export const makeClaims = (
+  ctx: CoreContext,
+  /** The other areas' operations a cluster's completeAndClaim is made of. */
+  others: Pick<BackendCore, "completeMany" | "getExecutionInputs">
+): CoreArea<"claim"> => {
+  const { call, client, ex, inRange, keys, N, settings } = ctx
+  const { batchArgs, claimArgsOf, dropHintLater, handleOf, readBatch, refreshHint } = makeClaimReplies(ctx)
+
+  const handleFrom = (
+    fn: string,
+    env: Envelope,
+    lane: Ids.LaneId,
+    workerInstanceId: Ids.WorkerInstanceId,
+    ttl: number
+  ) => handleOf(fn, env.fields.slice(0, CLAIM_FIELDS), lane, workerInstanceId, ttl)
 
   const claim: BackendCore["claim"] = (args) =>
     client.isCluster ?
@@ -414,69 +537,45 @@ export const makeClaims = (
     )
 
   /** One ff_complete_claim: the items' outcomes, up to CLAIM_CHUNK claims, what is left of `budget`. */
-  const completeClaimCall = (items: Items, args: M.ClaimArgs, max: number, budget: number) =>
-    Effect.gen(function*() {
-      for (const { h } of items) yield* inRange(h.payload.executionId)
-      const n = Math.min(CLAIM_CHUNK, max)
-      const blobs: Array<Uint8Array> = []
-      const raw = yield* ctx.callBinary("complete_claim", { base: keys.hint(args.lane) }, {
-        ...claimArgsOf(args),
-        prefix: settings.prefix,
-        partitions: N,
-        max_visits: CLAIM_LANE_VISITS,
-        lease_ids: Array.from({ length: n }, storeLeaseId),
-        attempt_ids: Array.from({ length: n }, storeAttemptId),
-        budget,
-        items: items.map(({ h, payload }) => ({
-          ...fence(h),
-          partition: Ids.executionPartition(h.payload.executionId),
-          ...(payload === undefined ? {} : { blob: blobs.push(payload) })
-        }))
-      }, blobs)
-      const text = (i: number): string => {
-        const x = raw[i]
-        return Buffer.isBuffer(x) ? x.toString("utf8") : String(x)
-      }
-      const fn = "ff_complete_claim"
-      const nItems = Number(text(3))
-      if (nItems !== items.length) return yield* parseError(fn, `${nItems} replies for ${items.length} items`)
-      const completed: Array<Either.Either<void, EngineError>> = []
-      for (let i = 0; i < nItems; i++) completed.push(yield* completionOutcome(fn, text(4 + i), items[i]!.h))
-      let at = 4 + nItems
-      const last = text(at + 1)
-      const count = Number(text(at + 2))
-      at += 3
-      if (!Number.isInteger(count) || raw.length !== at + count * (CLAIM_FIELDS + 6)) {
-        return yield* parseError(fn, `${raw.length} fields for ${count} claims`)
-      }
-      const meta = at + count * CLAIM_FIELDS
-      const blobsAt = meta + count * 5
-      const claimed: Array<EngineBackend.ClaimedWork> = []
-      for (let i = 0; i < count; i++) {
-        const fields = Array.from({ length: CLAIM_FIELDS }, (_, j) => text(at + i * CLAIM_FIELDS + j))
-        const { handle } = yield* handleOf(fn, fields, args.lane, args.policy.workerInstanceId, args.policy.leaseTtlMs)
-        const m = meta + i * 5
-        const payload = raw[blobsAt + i]
-        const has = text(m) === "1" && Buffer.isBuffer(payload)
-        if (has) budget -= payload.length
-        const encoding = text(m + 3)
-        claimed.push({
-          handle,
-          input: has ?
-            Option.some({
-              executionId: fields[0] as Ids.ExecutionId,
-              executionKind: text(m + 1),
-              laneId: args.lane,
-              namespace: text(m + 2) as Ids.Namespace,
-              payload: new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength),
-              ...(encoding === "" ? {} : { payloadEncoding: encoding }),
-              ...traceParentField(text(m + 4) === "" ? undefined : text(m + 4))
-            } satisfies M.ExecutionInput) :
-            Option.none()
-        })
-      }
-      return { completed, claimed, budget, last }
-    })
+  const completeClaimCall = (items: Items, args: M.ClaimArgs, max: number, budget: number) => {
+    const blobs: Array<Uint8Array> = []
+    const completing = completionArgs(ctx, items, blobs)
+    if (Either.isLeft(completing)) return Effect.fail(completing.left)
+    const n = Math.min(CLAIM_CHUNK, max)
+    return Effect.flatMap(
+      ctx.callBinary("complete_claim", { base: keys.hint(args.lane) }, {
+        ...batchArgs(args, n, budget, true),
+        items: completing.right
+      }, blobs),
+      (raw) => completeClaimReply(raw, items, args, budget)
+    )
+  }
+
+  /** What one ff_complete_claim's reply says (`completeClaimCall`), read in one pass. */
+  const completeClaimReply = (
+    raw: ReadonlyArray<Buffer | number>,
+    items: Items,
+    args: M.ClaimArgs,
+    budget: number
+  ): Fx<{
+    readonly completed: Array<Either.Either<void, EngineError>>
+    readonly claimed: Array<EngineBackend.ClaimedWork>
+    readonly budget: number
+    readonly last: string
+  }> => {
+    const fn = "ff_complete_claim"
+    const nItems = Number(text(raw[3]))
+    if (nItems !== items.length) return Effect.fail(parseError(fn, `${nItems} replies for ${items.length} items`))
+    const completed: Array<Either.Either<void, EngineError>> = new Array(nItems)
+    for (let i = 0; i < nItems; i++) {
+      const o = completionOutcome(fn, text(raw[4 + i]), items[i]!.h)
+      if (Either.isLeft(o)) return Effect.fail(o.left)
+      completed[i] = o.right
+    }
+    const batch = readBatch(fn, raw, 4 + nItems, args, budget)
+    if (Either.isLeft(batch)) return Effect.fail(batch.left)
+    return Effect.succeed({ completed, claimed: batch.right.claimed, budget: batch.right.budget, last: batch.right.last })
+  }
 
   const claimForWorker: BackendCore["claimForWorker"] = (args) =>
     Effect.map(

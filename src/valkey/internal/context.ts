@@ -38,11 +38,15 @@ export interface CoreContext extends Plumbing {
   readonly quotaOf: (id: Ids.QuotaPolicyId) => Target
   /** Fails with InvalidInput when the id's partition is not one of the deployment's. */
   readonly inRange: (id: Ids.ExecutionId) => Fx<void>
+  /** The InvalidInput of an id whose partition is not one of the deployment's (`inRange`'s failure). */
+  readonly rangeError: (id: Ids.ExecutionId) => EngineError
 }
 
 export const makeCoreContext = (p: Plumbing): CoreContext => {
   const { keys, settings } = p
   const N = settings.partitions.numFlowPartitions
+  const rangeError = (id: Ids.ExecutionId): EngineError =>
+    invalidInput(`execution id ${id}: partition ${Ids.executionPartition(id)} >= numFlowPartitions ${N}`)
   return {
     ...p,
     registry: makeRegistry(p),
@@ -51,9 +55,7 @@ export const makeCoreContext = (p: Plumbing): CoreContext => {
     flowOf: (id) => p.flowTarget(Ids.flowPartition(id, settings.partitions)),
     budgetOf: (id) => ({ base: keys.budget(Ids.budgetPartition(id, settings.partitions)) }),
     quotaOf: (id) => ({ base: keys.quota(Ids.quotaPartition(id, settings.partitions)) }),
-    inRange: (id) =>
-      Ids.executionPartition(id) < N ?
-        Effect.void :
-        Effect.fail(invalidInput(`execution id ${id}: partition ${Ids.executionPartition(id)} >= numFlowPartitions ${N}`))
+    inRange: (id) => Ids.executionPartition(id) < N ? Effect.void : Effect.fail(rangeError(id)),
+    rangeError
   }
 }

@@ -12,7 +12,7 @@ import type { BackendCore } from "../../internal/boundary.js"
 import type { EventHub, Hub } from "../../internal/wakeups.js"
 import { makeAdmin } from "./admin.js"
 import { makeBudgets } from "./budgets.js"
-import { makeClaims } from "./claim.js"
+import { makeClaimReplies, makeClaims } from "./claim.js"
 import { makeCoreContext } from "./context.js"
 import { makeEvents } from "./events.js"
 import { makeFlows } from "./flows.js"
@@ -32,7 +32,7 @@ export const makeCore = (
 ): BackendCore => {
   const ctx = makeCoreContext(p)
   const { nextDue, promoteDue } = makeDueTimers(ctx)
-  const lifecycle = makeLifecycle(ctx, hub)
+  const lifecycle = makeLifecycle(ctx, makeClaimReplies(ctx), hub)
   const reads = makeReads(ctx)
   return {
     label: "valkey",

@@ -3,13 +3,16 @@
  * holder's writes: renew, progress, complete (one, a batch), fail, cancel, delay, waitChildren. A
  * retried terminal write that finds its own outcome succeeds (`reconciled`).
  */
-import { Effect, Either, Option, ParseResult, Schema } from "effect"
+import { Effect, Either, Fiber, Option, ParseResult, Schema } from "effect"
+import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, type ExecutionNotActiveDetail, fromScriptCode } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
 import type { BackendCore, CoreArea, CreateExecutionCore, HandleRef } from "../../internal/boundary.js"
 import { tagBytes } from "../../internal/validation.js"
+import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import type { Hub } from "../../internal/wakeups.js"
+import { type ClaimReplies, replyText } from "./claim.js"
 import { type CoreContext, fence, type Fx, T_Int } from "./context.js"
 import { parseError } from "./errors.js"
 import { decodeFields, type Envelope, STAGE_BYTES } from "./plumbing.js"
@@ -40,6 +43,7 @@ const T_Exec = Schema.Tuple(Ids.ExecutionId)
 const T_Created = Schema.Tuple(Ids.ExecutionId, M.PublicState)
 const decodeExec = Schema.decodeUnknownEither(T_Exec)
 const decodeCreated = Schema.decodeUnknownEither(T_Created)
+const PUBLIC_STATES: ReadonlySet<string> = new Set(M.PublicState.literals)
 /**
  * The most one FCALL of a batch takes (each runs alone on the server, so a batch is cut to keep
  * every call short, docs/limits.md): completes of ff_complete_many, and the items, tags and inline
@@ -54,38 +58,37 @@ const CREATE_CHUNK_BYTES = 2 * 1024 * 1024
  * The JSON arguments of one create: ff_create, an item of ff_create_many / ff_create_across, a
  * member of ff_create_flow_graph / ff_extend_flow.
  */
-export const createArgs = (a: CreateExecutionCore) => {
+export const createArgs = (a: CreateExecutionCore): Record<string, unknown> => {
   const policy = a.policy
-  return {
+  // (built by assignment: a dozen conditional spreads per item cost more than the rest of it)
+  const o: Record<string, unknown> = {
     execution_id: a.executionId,
     namespace: a.namespace,
     lane_id: a.laneId,
     execution_kind: a.executionKind,
     priority: a.priority,
     creator_identity: a.creatorIdentity,
-    payload_encoding: a.payloadEncoding ?? "",
-    ...(a.delayUntil === undefined ? {} : { delay_until: a.delayUntil }),
-    ...(a.executionDeadlineAt === undefined ? {} : { deadline_at: a.executionDeadlineAt }),
-    ...(policy?.timeoutPolicy?.executionDeadlineMs === undefined ?
-      {} :
-      { deadline_ms: policy.timeoutPolicy.executionDeadlineMs }),
-    ...(policy?.timeoutPolicy?.attemptTimeoutMs === undefined ?
-      {} :
-      { attempt_timeout_ms: policy.timeoutPolicy.attemptTimeoutMs }),
-    ...(policy?.maxSignalsPerExecution === undefined ? {} : { max_signals: policy.maxSignalsPerExecution }),
-    ...(policy?.streamPolicy?.retentionMaxlen === undefined ?
-      {} :
-      { stream_maxlen: policy.streamPolicy.retentionMaxlen }),
-    ...(policy?.streamPolicy?.retentionTtlMs === undefined ?
-      {} :
-      { retention_ms: policy.streamPolicy.retentionTtlMs }),
-    ...(a.idempotencyKey === undefined || a.idempotencyKey === "" ?
-      {} :
-      { idempotency_key: a.idempotencyKey, dedup_ttl_ms: policy?.dedupWindowMs ?? 86_400_000 }),
-    tags: a.tags,
-    required_capabilities: a.requiredCapabilities.join(","),
-    ...(a.traceContext === undefined ? {} : { trace: a.traceContext })
+    payload_encoding: a.payloadEncoding ?? ""
   }
+  if (a.delayUntil !== undefined) o["delay_until"] = a.delayUntil
+  if (a.executionDeadlineAt !== undefined) o["deadline_at"] = a.executionDeadlineAt
+  if (policy !== undefined) {
+    const timeout = policy.timeoutPolicy
+    if (timeout?.executionDeadlineMs !== undefined) o["deadline_ms"] = timeout.executionDeadlineMs
+    if (timeout?.attemptTimeoutMs !== undefined) o["attempt_timeout_ms"] = timeout.attemptTimeoutMs
+    if (policy.maxSignalsPerExecution !== undefined) o["max_signals"] = policy.maxSignalsPerExecution
+    const stream = policy.streamPolicy
+    if (stream?.retentionMaxlen !== undefined) o["stream_maxlen"] = stream.retentionMaxlen
+    if (stream?.retentionTtlMs !== undefined) o["retention_ms"] = stream.retentionTtlMs
+  }
+  if (a.idempotencyKey !== undefined && a.idempotencyKey !== "") {
+    o["idempotency_key"] = a.idempotencyKey
+    o["dedup_ttl_ms"] = policy?.dedupWindowMs ?? 86_400_000
+  }
+  o["tags"] = a.tags
+  o["required_capabilities"] = a.requiredCapabilities.join(",")
+  if (a.traceContext !== undefined) o["trace"] = a.traceContext
+  return o
 }
 
 /** (docs/design/executions.md#replaying-a-terminal-write) A retried terminal write that finds its own outcome succeeds. */
@@ -99,29 +102,85 @@ const reconciled = <A>(h: HandleRef, matches: (d: ExecutionNotActiveDetail) => O
   return Effect.fail(e)
 }
 
-const completedAgain = (h: HandleRef) =>
-  reconciled(h, (d) =>
-    d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId ? Option.some(undefined) : Option.none())
+const completedBy = (h: HandleRef) => (d: ExecutionNotActiveDetail): boolean =>
+  d.terminalOutcome === "success" && d.attemptId === h.payload.attemptId
+
+const completedAgain = (h: HandleRef) => {
+  const by = completedBy(h)
+  return reconciled(h, (d) => (by(d) ? Option.some(undefined) : Option.none()))
+}
+
+/** Whether `e` is the refusal of a retried completion that finds its own success (`completedAgain`). */
+const isCompletedAgain = (h: HandleRef, e: EngineError): boolean =>
+  e._tag === "Contention" && e.kind === "ExecutionNotActive" && e.notActive !== undefined &&
+  e.notActive.leaseEpoch === String(h.payload.leaseEpoch) && completedBy(h)(e.notActive)
 
 const ItemError = Schema.parseJson(Schema.Tuple([Schema.Literal(0), Schema.String], Schema.String))
 const decodeItemError = Schema.decodeUnknownEither(ItemError)
 
+const completedOutcome: Either.Either<Either.Either<void, EngineError>, never> = Either.right(Either.void)
+
 /**
  * One item's field of ff_complete_many / ff_complete_claim: "" completed, else its refusal (a
- * replay that finds its own success succeeds).
+ * replay that finds its own success succeeds, as `completedAgain`); left: the field does not parse.
  */
-export const completionOutcome = (fn: string, field: string, h: HandleRef): Fx<Either.Either<void, EngineError>> => {
-  if (field === "") return Effect.succeed(Either.void)
+export const completionOutcome = (
+  fn: string,
+  field: string,
+  h: HandleRef
+): Either.Either<Either.Either<void, EngineError>, EngineError> => {
+  if (field === "") return completedOutcome
   const reply = decodeItemError(field)
-  if (Either.isLeft(reply)) {
-    return Effect.fail(parseError(fn, ParseResult.TreeFormatter.formatErrorSync(reply.left)))
-  }
+  if (Either.isLeft(reply)) return Either.left(parseError(fn, ParseResult.TreeFormatter.formatErrorSync(reply.left)))
   const [, code, ...details] = reply.right
-  return Effect.either(completedAgain(h)(fromScriptCode("valkey", code, details)))
+  const e = fromScriptCode("valkey", code, details)
+  return isCompletedAgain(h, e) ? completedOutcome : Either.right(Either.left(e))
 }
+
+/**
+ * The `items` argument of ff_complete_many / ff_complete_claim for `items` (each its lease fence,
+ * its partition, and the position in `blobs` of its payload, pushed there), or the error of an
+ * execution id outside the deployment's partitions (nothing is sent then).
+ */
+export const completionArgs = (
+  ctx: CoreContext,
+  items: ReadonlyArray<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }>,
+  blobs: Array<Uint8Array>
+): Either.Either<Array<Record<string, unknown>>, EngineError> => {
+  const out: Array<Record<string, unknown>> = new Array(items.length)
+  for (let i = 0; i < items.length; i++) {
+    const { h, payload } = items[i]!
+    const p = h.payload
+    const partition = Ids.executionPartition(p.executionId)
+    if (partition >= ctx.N) return Either.left(ctx.rangeError(p.executionId))
+    out[i] = payload === undefined ?
+      {
+        execution_id: p.executionId,
+        attempt_index: p.attemptIndex,
+        attempt_id: p.attemptId,
+        lease_id: p.leaseId,
+        lease_epoch: p.leaseEpoch,
+        partition
+      } :
+      {
+        execution_id: p.executionId,
+        attempt_index: p.attemptIndex,
+        attempt_id: p.attemptId,
+        lease_id: p.leaseId,
+        lease_epoch: p.leaseEpoch,
+        partition,
+        blob: blobs.push(payload)
+      }
+  }
+  return Either.right(out)
+}
+
+/** Claims one ff_create_claim takes at most on a standalone server (as one ff_complete_claim's). */
+const HANDOFF_CHUNK = 200
 
 export const makeLifecycle = (
   ctx: CoreContext,
+  replies: ClaimReplies,
   hub?: Hub | undefined
 ): CoreArea<"lifecycle"> => {
   const { call, client, ex, inRange, keys, N, settings } = ctx
@@ -137,30 +196,89 @@ export const makeLifecycle = (
   const nudgeOnSend = (a: CreateExecutionCore): (() => void) | undefined =>
     hub === undefined || client.isCluster || a.delayUntil !== undefined ? undefined : () => hub.nudge(a.laneId)
 
-  const createExecution: BackendCore["createExecution"] = (a: CreateExecutionCore) =>
+  /** A create's result from its status and fields (ff_create's, the create part of ff_create_claim's). */
+  const createdOf = (fn: string, a: CreateExecutionCore, status: string, fields: ReadonlyArray<string>) =>
     Effect.gen(function*() {
-      yield* inRange(a.executionId)
-      const env = yield* call(
-        "create",
-        ex(a.executionId),
-        createArgs(a),
-        [a.inputPayload, a.policyJson],
-        false,
-        nudgeOnSend(a)
-      )
       // a Duplicate writes nothing, the lane registry included
-      if (env.status === "DUPLICATE") {
-        const [executionId] = yield* decodeFields("ff_create", T_Exec, env.fields)
+      if (status === "DUPLICATE") {
+        const [executionId] = yield* decodeFields(fn, T_Exec, fields.slice(0, 1))
         return { _tag: "Duplicate", executionId } satisfies M.CreateExecutionResult
       }
-      const [executionId, publicState] = yield* decodeFields(
-        "ff_create",
-        T_Created,
-        env.fields
-      )
+      const [executionId, publicState] = yield* decodeFields(fn, T_Created, fields)
       yield* ctx.registerLane(a.laneId)
       return { _tag: "Created", executionId, publicState } satisfies M.CreateExecutionResult
     })
+
+  const plainCreate = (a: CreateExecutionCore): Fx<M.CreateExecutionResult> =>
+    Effect.flatMap(
+      call("create", ex(a.executionId), createArgs(a), [a.inputPayload, a.policyJson], false, nudgeOnSend(a)),
+      (env) => createdOf("ff_create", a, env.status, env.fields)
+    )
+
+  /**
+   * A create of work claimable at once while an idle worker of this process waits on its lane:
+   * ff_create_claim creates, then claims for that worker, in one FCALL (docs/worker.md, "Wake-ups,
+   * timers and cancellation"). The worker's slots are taken and the call started in one
+   * uninterruptible step; the call and the hand-over of what it claimed run in a fiber of their
+   * own, so that `deliver` runs once whatever happens to the caller, who may be interrupted while
+   * it waits (the worker still gets what the call claimed).
+   */
+  const createClaiming = (a: CreateExecutionCore): Fx<M.CreateExecutionResult> | undefined => {
+    if (hub === undefined || a.delayUntil !== undefined) return undefined
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        const handoff = hub.handoff(a.laneId)
+        if (handoff === undefined) return restore(plainCreate(a))
+        let delivered = false
+        const give = (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => {
+          if (delivered) return
+          delivered = true
+          handoff.deliver(claimed, again)
+        }
+        // (a call that failed, or whose reply did not read: the worker claims itself)
+        const handed = Effect.ensuring(handoffCreate(a, handoff, give), Effect.sync(() => give([], true)))
+        return Effect.flatMap(Effect.forkDaemon(handed), (fiber) => restore(Fiber.join(fiber)))
+      })
+    )
+  }
+
+  /**
+   * ff_create_claim's call: the worker has its work first (`give`), then the create's result is
+   * read. On a cluster the layer writes the create's claim hint and wakes the lane (as after
+   * ff_create), writes the claim's wakes, and sets the partition's hint to its head after the
+   * claim (as a claim's visit does).
+   */
+  const handoffCreate = (
+    a: CreateExecutionCore,
+    handoff: EngineBackend.Handoff,
+    give: (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => void
+  ): Fx<M.CreateExecutionResult> =>
+    Effect.gen(function*() {
+      const fn = "ff_create_claim"
+      const walk = !client.isCluster
+      const target = ex(a.executionId)
+      const raw = yield* ctx.callBinary("create_claim", target, {
+        ...createArgs(a),
+        claim: replies.batchArgs(handoff.args, walk ? Math.min(HANDOFF_CHUNK, handoff.max) : 1, Limits.batchBytes, walk)
+      }, [a.inputPayload, a.policyJson])
+      const text = (i: number) => replyText(raw, i)
+      const batch = replies.readBatch(fn, raw, 7, handoff.args, Limits.batchBytes)
+      // (a claim that failed, or whose reply did not read, leaves the worker claiming itself; what
+      // it may have claimed then waits for its lease's expiry, as after a lost claim reply)
+      if (Either.isRight(batch)) give(batch.right.claimed, batch.right.claimed.length === 0)
+      else give([], true)
+      if (!walk && target.partition !== undefined) {
+        yield* ctx.applyWake(target.partition, text(2))
+        yield* ctx.applyWake(target.partition, text(5))
+        if (Either.isRight(batch) && batch.right.last !== "ERROR") {
+          yield* replies.refreshHint(a.laneId, target.partition, Number.NaN, text(6))
+        }
+      }
+      return yield* createdOf(fn, a, text(1), [text(3), text(4)])
+    })
+
+  const createExecution: BackendCore["createExecution"] = (a: CreateExecutionCore) =>
+    Effect.zipRight(inRange(a.executionId), createClaiming(a) ?? plainCreate(a))
 
   /** The results of one create_many / create_across reply, at the items' places in `results`. */
   const createdFrom = (
@@ -175,6 +293,19 @@ export const makeLifecycle = (
       }
       for (let k = 0; k < items.length; k++) {
         const status = env.fields[3 * k]!
+        const executionId = env.fields[3 * k + 1]!
+        const state = env.fields[3 * k + 2]!
+        // the usual reply checked by hand (the Schema's refinements allocate per item); else the Schema, for its message
+        if (
+          status !== "DUPLICATE" && Ids.checkExecutionId(executionId) === undefined && PUBLIC_STATES.has(state)
+        ) {
+          results[items[k]!] = {
+            _tag: "Created",
+            executionId: executionId as Ids.ExecutionId,
+            publicState: state as M.PublicState
+          }
+          continue
+        }
         const decoded: Either.Either<M.CreateExecutionResult, ParseResult.ParseError> = status === "DUPLICATE" ?
           Either.map(decodeExec([env.fields[3 * k + 1]]), ([executionId]) => ({ _tag: "Duplicate" as const, executionId })) :
           Either.map(
@@ -235,7 +366,11 @@ export const makeLifecycle = (
           call("create_across", { base: keys.lanes }, {
             prefix: settings.prefix,
             partitions: N,
-            items: items.map((i) => ({ ...createArgs(list[i]!), partition: Ids.executionPartition(list[i]!.executionId) }))
+            items: items.map((i) => {
+              const item = createArgs(list[i]!)
+              item["partition"] = Ids.executionPartition(list[i]!.executionId)
+              return item
+            })
           }, blobsOf(list, items)),
           (env) => createdFrom("ff_create_across", env, items, results)
         ), { concurrency: "unbounded", discard: true })
@@ -309,26 +444,27 @@ export const makeLifecycle = (
       )
 
   /** One ff_complete_many: its items' outcomes in order. */
-  const completeChunk = (items: Parameters<BackendCore["completeMany"]>[0]) =>
-    Effect.gen(function*() {
-      for (const { h } of items) yield* inRange(h.payload.executionId)
-      const blobs: Array<Uint8Array> = []
-      const env = yield* call("complete_many", { base: keys.lanes }, {
-        prefix: settings.prefix,
-        partitions: N,
-        items: items.map(({ h, payload }) => ({
-          ...fence(h),
-          partition: Ids.executionPartition(h.payload.executionId),
-          ...(payload === undefined ? {} : { blob: blobs.push(payload) })
-        }))
-      }, blobs)
-      if (env.fields.length !== items.length) {
-        return yield* parseError("ff_complete_many", `${env.fields.length} replies for ${items.length} items`)
+  const completeChunk = (items: Parameters<BackendCore["completeMany"]>[0]): Fx<Array<Either.Either<void, EngineError>>> => {
+    const blobs: Array<Uint8Array> = []
+    const args = completionArgs(ctx, items, blobs)
+    if (Either.isLeft(args)) return Effect.fail(args.left)
+    return Effect.flatMap(
+      call("complete_many", { base: keys.lanes }, { prefix: settings.prefix, partitions: N, items: args.right }, blobs),
+      (env) => {
+        const fn = "ff_complete_many"
+        if (env.fields.length !== items.length) {
+          return Effect.fail(parseError(fn, `${env.fields.length} replies for ${items.length} items`))
+        }
+        const outcomes: Array<Either.Either<void, EngineError>> = new Array(items.length)
+        for (let i = 0; i < items.length; i++) {
+          const o = completionOutcome(fn, env.fields[i]!, items[i]!.h)
+          if (Either.isLeft(o)) return Effect.fail(o.left)
+          outcomes[i] = o.right
+        }
+        return Effect.succeed(outcomes)
       }
-      return yield* Effect.forEach(env.fields, (field, i): Fx<Either.Either<void, EngineError>> => {
-        return completionOutcome("ff_complete_many", field, items[i]!.h)
-      })
-    })
+    )
+  }
 
   const fail: BackendCore["fail"] = (h, reason, cls) =>
     Effect.gen(function*() {

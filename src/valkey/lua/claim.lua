@@ -639,6 +639,52 @@ function FF.claim_lane_run(H, a, now)
   return reply
 end
 
+-- Appends to `out` the claims of `r` (ff_claim_lane's reply, or a refusal) as ff_complete_claim
+-- answers them: status, last_status, n, 8 fields per claim, then per claim 5 fields ("1" with its
+-- input / "0" without, the kind, namespace, payload encoding, trace), then per claim its payload.
+-- The inputs are read while the payloads total at most a.budget bytes (past it: the caller reads
+-- that input); a.cores holds the claimed executions' cores (FF.claim_from keeps them there).
+local function claims_out(r, a, out)
+  local m = #out
+  if r[1] ~= 1 then
+    out[m + 1], out[m + 2], out[m + 3] = "ERROR", "ERROR", "0"
+    return out
+  end
+  local n = (#r - 4) / 8
+  out[m + 1], out[m + 2], out[m + 3] = r[2], r[4], FF.s(n)
+  for j = 5, #r do out[#out + 1] = r[j] end
+  local budget = FF.num(a.budget)
+  local used, payloads = 0, {}
+  local cores = a.cores
+  -- (each claim read its execution's whole core: its fields are taken there, not read again;
+  -- a claim changes none of them)
+  local sk, sns, spe, str, sp = "execution_kind", "namespace", "payload_encoding", "trace", FF.PAYLOAD_FIELD
+  for i = 1, n do
+    local e = r[4 + (i - 1) * 8 + 1]
+    local c = cores[i]
+    -- an input in the core (FF.INLINE_PAYLOAD) was read with it, a larger one is read from its key
+    local inline, pk = rawget(c, sp), nil
+    if inline then
+      used = used + #inline
+    else
+      pk = K.ex(a.prefix .. ":" .. string.match(e, "^({fp:%d+})"), e, "payload")
+      used = used + C("STRLEN", pk)
+    end
+    if used <= budget then
+      out[#out + 1] = "1"
+      payloads[i] = inline or C("GET", pk) or ""
+    else
+      out[#out + 1] = "0"
+      payloads[i] = ""
+    end
+    local k = #out
+    out[k + 1], out[k + 2], out[k + 3], out[k + 4] =
+      rawget(c, sk) or "", rawget(c, sns) or "", rawget(c, spe) or "", rawget(c, str) or ""
+  end
+  for i = 1, n do out[#out + 1] = payloads[i] end
+  return out
+end
+
 -- ff_complete_claim (completeAndClaim on a standalone server): ff_complete_many's completions
 -- (none: a claim alone), then ff_claim_lane's claims (none when lease_ids is empty), which see
 -- what the completions made claimable, and each claimed execution's input, read in the same call
@@ -668,49 +714,68 @@ FF.fn.complete_claim = function(H, a, now, _, _, argv)
   local out = { 1, "OK", "", FF.s(#items) }
   local done = FF.complete_items(items, a.prefix, now, argv)
   for i = 1, #done do out[#out + 1] = done[i] end
-  local m = #out
   if not claims then
+    local m = #out
     out[m + 1], out[m + 2], out[m + 3] = "EMPTY", "EMPTY", "0"
     return out
   end
-  local cores = {}
-  a.cores = cores
-  local r = FF.claim_lane_run(H, a, now)
-  if r[1] ~= 1 then
-    out[m + 1], out[m + 2], out[m + 3] = "ERROR", "ERROR", "0"
-    return out
-  end
-  local n = (#r - 4) / 8
-  out[m + 1], out[m + 2], out[m + 3] = r[2], r[4], FF.s(n)
-  for j = 5, #r do out[#out + 1] = r[j] end
-  local budget = FF.num(a.budget)
-  local used, payloads = 0, {}
-  -- (each claim read its execution's whole core: its fields are taken there, not read again;
-  -- a claim changes none of them)
-  local sk, sns, spe, str, sp = "execution_kind", "namespace", "payload_encoding", "trace", FF.PAYLOAD_FIELD
-  for i = 1, n do
-    local e = r[4 + (i - 1) * 8 + 1]
-    local c = cores[i]
-    -- an input in the core (FF.INLINE_PAYLOAD) was read with it, a larger one is read from its key
-    local inline, pk = rawget(c, sp), nil
-    if inline then
-      used = used + #inline
-    else
-      pk = K.ex(a.prefix .. ":" .. string.match(e, "^({fp:%d+})"), e, "payload")
-      used = used + C("STRLEN", pk)
+  a.cores = {}
+  return claims_out(FF.claim_lane_run(H, a, now), a, out)
+end
+
+-- ff_create_claim (createExecution made in a process whose idle worker waits on the lane, docs/
+-- worker.md, "Wake-ups, timers and cancellation"): ff_create, then that worker's claim on the
+-- create's lane, as two calls of their own in a row (FF.call_next between them: the create's
+-- claim hints, events and wake-ups are written first, nothing of the claim folds into the
+-- create's events), in one FCALL. On a standalone server (claim.partitions given) the claim is
+-- ff_complete_claim's without completions: ff_claim_lane's walk over the lane's partitions, up to
+-- #lease_ids claims with their inputs. On a cluster the call stays in the create's slot: one
+-- claim on this partition as ff_claim's without a bound (the worker waits, so its last claim
+-- found nothing for it on the lane), and its input. A claim that fails leaves the create answered
+-- (status ERROR, nothing claimed: the worker claims itself).
+--   KEYS:   [1] the partition base
+--   ARGV:   [1] now, [2] ff_create's arguments + {claim = {worker_id, worker_instance_id, caps,
+--           kinds?, lease_ttl_ms, scan, lease_ids, attempt_ids, prefix, budget, partitions?,
+--           max_visits?}} (the claim's lane is the create's; on a cluster the first ids only are
+--           used), [3] the payload (or staged), [4] the policy JSON
+--   reply:  {1, "OK" | "DUPLICATE", wake, execution id, public state ("" for a DUPLICATE),
+--           the claim's wake (a cluster's: as a reply's wake), the partition's lane head after
+--           the claim (a cluster's; "" when none), then the claims as ff_complete_claim's: status,
+--           last_status, n, ...}
+--   errors: invalid_input (the create's or the claim's arguments), before the first write
+FF.fn.create_claim = function(B, a, now, payload, policy_json)
+  local cl = a.claim
+  if type(cl) ~= "table" then return FF.err("invalid_input", "create_claim: claim") end
+  local bad = FF.need("create", a, FF.CREATE_ARGS) or FF.need("create_claim", cl, { "budget", "n" })
+  if bad then return bad end
+  cl.lane = a.lane_id
+  bad = FF.claim_lane_check(cl)
+  if bad then return bad end
+  local out = FF.ok(FF.create_one(B, a, now, payload, policy_json))
+  if out[2] ~= "OK" then out[5] = "" end
+  local walk = cl.partitions ~= nil
+  FF.call_next(walk and cl.prefix or nil)
+  cl.cores = {}
+  local ok, claimed = pcall(function()
+    -- the claim's wake and head, then its claims
+    local part = { "", "" }
+    if walk then return claims_out(FF.claim_lane_run(cl.prefix .. ":hint:" .. cl.lane, cl, now), cl, part) end
+    cl.lease_id, cl.attempt_id = cl.lease_ids[1], cl.attempt_ids[1]
+    local one = FF.fn.claim(B, cl, now)
+    if one[1] ~= 1 then return claims_out(one, cl, part) end
+    local st = one[2]
+    part[1] = one[3]
+    -- (EMPTY: no head; NOMATCH: its head; OK: the lane's next head, its last field)
+    part[2] = one[#one]
+    if st == "EMPTY" then part[2] = "" end
+    local r = { 1, st, "", st }
+    if st == "OK" then
+      for j = 4, #one do r[#r + 1] = one[j] end
     end
-    if used <= budget then
-      out[#out + 1] = "1"
-      payloads[i] = inline or C("GET", pk) or ""
-    else
-      out[#out + 1] = "0"
-      payloads[i] = ""
-    end
-    local m = #out
-    out[m + 1], out[m + 2], out[m + 3], out[m + 4] =
-      rawget(c, sk) or "", rawget(c, sns) or "", rawget(c, spe) or "", rawget(c, str) or ""
-  end
-  for i = 1, n do out[#out + 1] = payloads[i] end
+    return claims_out(r, cl, part)
+  end)
+  if not ok then claimed = { "", "", "ERROR", "ERROR", "0" } end
+  for j = 1, #claimed do out[#out + 1] = claimed[j] end
   return out
 end
 

@@ -4,8 +4,8 @@
 -- ===========================================================================
 
 local WRITES = {
-  "create", "create_many", "claim", "issue_grant", "claim_resumed", "renew", "progress", "complete", "fail", "cancel",
-  "delay", "wait_children", "revoke", "change_priority", "replay",
+  "create", "create_many", "create_claim", "claim", "issue_grant", "claim_resumed", "renew", "progress", "complete",
+  "fail", "cancel", "delay", "wait_children", "revoke", "change_priority", "replay",
   "create_waitpoint", "suspend", "deliver_signal", "append_frame",
   "create_flow", "create_flow_graph", "extend_flow", "seal_flow", "add_to_flow", "set_edge_group_policy", "stage_edge", "apply_dependency",
   "cancel_flow", "ack_cancel_member",
@@ -28,11 +28,38 @@ local READS = {
 -- keys live in other slots and the layer writes them, then wakes the workers). See FF.call_end.
 local NO_CLUSTER = { claim_lane = true, complete_many = true, complete_claim = true, create_across = true }
 
+-- How the running call ends (call_tail): its partition base, its `_hint`, the prefix FF.call_end
+-- publishes with, its `now` and whether that is the server's clock.
+local tail = {}
+
+-- The end of a call: a standalone write's wakes go to the claim hints, the call's events are
+-- written (FF.ev_flush), and the call's revocations, due hints and wake-ups are published
+-- (FF.call_end).
+local function call_tail()
+  FF.zsync()
+  FF.lane_counts_flush()
+  if tail.hint ~= nil then FF.apply_wakes(tail.hint[1], tail.hint[2]) end
+  -- the events' ids: the server's clock, read again only when `now` is the layer's
+  FF.ev_flush(tail.now, tail.server_now)
+  FF.call_end(tail.B, tail.prefix)
+end
+
+-- A function that is two calls in one (ff_create_claim) ends its first operation here as a call
+-- of its own ends (claim hints, events, wake-ups), and its second one begins as a call of its own
+-- would: nothing of the first folds into it. `prefix`: what the second one publishes with, as
+-- ff_claim_lane's (a standalone server) or nil (a cluster's single-partition call); it writes
+-- its claim hints itself or reports them (FF.hinted false).
+function FF.call_next(prefix)
+  call_tail()
+  FF.call_begin()
+  FF.begin()
+  tail.hint, tail.prefix = nil, prefix
+  FF.hinted = false
+end
+
 -- The callback of operation `name` (the calling convention of flowfabric.lua): the per-call
 -- state begins, ARGV[2] is decoded and staged blobs are put in place, FF.fn[name] runs on KEYS[1],
--- the staged blobs it did not take are deleted, a standalone write's wakes go to the claim hints,
--- the call's events are written (FF.ev_flush), and the call's revocations, due hints and wake-ups
--- are published (FF.call_end).
+-- the staged blobs it did not take are deleted, and the call ends (call_tail).
 local function callback_of(name)
   return function(keys, args)
     FF.call_begin()
@@ -41,6 +68,9 @@ local function callback_of(name)
     local now = FF.now(args[1])
     local a = FF.args(args[2])
     FF.hinted = a._hint ~= nil
+    -- standalone calls: a single-partition write gets `_hint`, the calls over several partitions `prefix`
+    tail.B, tail.hint, tail.now, tail.server_now = keys[1], a._hint, now, args[1] == nil or args[1] == ""
+    tail.prefix = (a._hint ~= nil and a._hint[1]) or NO_CLUSTER[name] and a.prefix or nil
     local staged = a.staged
     if staged ~= nil then
       local bad = FF.take_staged(keys[1], args, staged)
@@ -48,13 +78,7 @@ local function callback_of(name)
     end
     local r = FF.fn[name](keys[1], a, now, args[3], args[4], args)
     if staged ~= nil then FF.drop_staged(staged) end
-    FF.zsync()
-    FF.lane_counts_flush()
-    if a._hint ~= nil then FF.apply_wakes(a._hint[1], a._hint[2]) end
-    -- the events' ids: the server's clock, read again only when `now` is the layer's
-    FF.ev_flush(now, args[1] == nil or args[1] == "")
-    -- standalone calls: a single-partition write gets `_hint`, the calls over several partitions `prefix`
-    FF.call_end(keys[1], (a._hint ~= nil and a._hint[1]) or NO_CLUSTER[name] and a.prefix or nil)
+    call_tail()
     return r
   end
 end
