@@ -16,6 +16,7 @@ import type { Maintenance } from "../../src/Maintenance.js"
 import { admin } from "./admin.js"
 import { budgets } from "./budgets.js"
 import { cancelFlows } from "./cancelFlow.js"
+import { completions } from "./completions.js"
 import { events } from "./events.js"
 import { flows } from "./flows.js"
 import { hostileInput } from "./hostileInput.js"
@@ -38,6 +39,7 @@ export type { SuiteOptions } from "./helpers.js"
 /** Every area of the suite, in registration order. */
 export const areas: ReadonlyArray<(t: Tester) => void> = [
   lifecycle,
+  completions,
   leases,
   scheduling,
   flows,
