@@ -12,6 +12,7 @@ import { Transport } from "../../EngineError.js"
 export const LUA_FILES = [
   "flowfabric.lua",
   "helpers.lua",
+  "transitions.lua",
   "indexes.lua",
   "ids.lua",
   "eligible.lua",

@@ -1,6 +1,6 @@
 -- ===========================================================================
 -- ids.lua: the partition's id index, listExecutions' buckets (docs/design/valkey.md#the-id-index);
--- loaded right after helpers.lua, whose keys and calls it uses
+-- loaded after helpers.lua, whose keys and calls it uses
 -- ===========================================================================
 
 -- --- the partition's id index (docs/design/valkey.md#the-id-index) --------------------------

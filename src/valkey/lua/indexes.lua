@@ -1,6 +1,6 @@
 -- ===========================================================================
 -- indexes.lua: an execution's scheduling and timer indexes, and the lane's kind indexes kept once it
--- meets a second kind (docs/design/valkey.md); loaded right after helpers.lua, whose keys and calls it uses
+-- meets a second kind (docs/design/valkey.md); loaded after helpers.lua, whose keys and calls it uses
 -- ===========================================================================
 
 -- --- indexes -------------------------------------------------------------------------

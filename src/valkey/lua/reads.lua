@@ -209,7 +209,7 @@ end
 
 -- --- the waiting executions: the eligible index read in creation order ---------------------------
 -- A waiting execution has no entry of its own among the lane's state sets: it is in the lane's
--- eligible index (helpers.lua, FF.lane_move), scored by its claim score -(priority x 10^12) +
+-- eligible index (transitions.lua, FF.lane_move), scored by its claim score -(priority x 10^12) +
 -- created_at with its uuid's bytes as member (FF.emember). Within one priority the scores are the creation times shifted
 -- by the same offset, so the index holds one run per priority present (a band; creation times
 -- span far less than 10^12 ms), each in (creation time, id) order, which a lane page reads as a

@@ -1,0 +1,248 @@
+-- ===========================================================================
+-- transitions.lua: what every state change shares: the lane state sets and their counts, the
+-- index writes a call queues, and the state write itself (FF.state); loaded right after
+-- helpers.lua, whose locals (the command function, the formatting of numbers, the core's field
+-- names) it uses
+-- ===========================================================================
+
+-- --- the lane state index (docs/design/reads.md#lane-queries) -------------------------------
+-- Each lane of a partition has one sorted set per public state (K.lstate), holding its executions
+-- in that state as "<created_at, 13 digits>:<execution id>", all scored 0: read by name, a set is
+-- in creation order, ties by id, and a page starts exactly after any position. The entry moves
+-- when FF.state changes the public state, is added by create and removed by deletion; the lane's
+-- hash K.lcount counts the entries of each set, so that a read skips the empty sets and a count
+-- reads one hash per partition.
+function FF.lane_member(created_at, e)
+  local at = FF.str(created_at)
+  return string.rep("0", 13 - #at) .. at .. ":" .. e
+end
+
+-- The count changes of a call are summed per lane and state (FF.ldelta) and written once, at the
+-- end of the call (FF.lane_counts_flush, register.lua): a batch of claims moving 64 executions
+-- from waiting to active writes two counts, not 128.
+local function count(B, lane, state, d)
+  local k = K.lcount(B, lane)
+  local t = FF.ldelta[k]
+  if t == nil then
+    t = {}
+    FF.ldelta[k] = t
+    FF.ldirty = true
+  end
+  t[state] = (t[state] or 0) + d
+end
+
+-- --- index writes batched per key (docs/design/valkey.md#index-writes-batched-per-call) ---------
+-- The lane state sets, `lease_expiry` and `retention` are read by no write of the call that
+-- writes them (only by the lane pages, which are reads, and by the passes, which read them after
+-- FF.zsync): a call queues its writes to them (FF.zadd, FF.zrem) and sends each key's run of
+-- writes of one kind as one command, at the end of the call (register.lua, before the counts) or
+-- before a pass reads such an index. A key's writes keep their order (a ZREM after queued ZADDs
+-- of the same key sends those first), so every set ends as the single commands would leave it; a
+-- lane state set's count moves by the members the command added or removed.
+local zq, zq_keys, zq_n = {}, {}, 0
+-- key -> {op, args, n (arguments queued), B, lane, state (for a lane state set's count)}
+local function zq_send(key, q)
+  local n = q.n
+  if n == 0 then return end
+  local r = 0
+  for i = 1, n, FF.CHUNK do r = r + C(q.op, key, unpack(q.args, i, math.min(i + FF.CHUNK - 1, n))) end
+  if q.lane ~= nil and r > 0 then count(q.B, q.lane, q.state, q.op == "ZADD" and r or -r) end
+  q.n = 0
+end
+local function zq_push(key, op, x, y, B, lane, state)
+  local q = zq[key]
+  if q == nil then
+    q = { op = op, args = {}, n = 0, B = B, lane = lane, state = state }
+    zq[key] = q
+    zq_n = zq_n + 1
+    zq_keys[zq_n] = key
+  elseif q.op ~= op then
+    zq_send(key, q)
+    q.op = op
+  end
+  local n = q.n
+  q.args[n + 1] = x
+  if y ~= nil then
+    q.args[n + 2] = y
+    q.n = n + 2
+  else
+    q.n = n + 1
+  end
+end
+-- ZADD key score member / ZREM key member, queued; `B`, `lane`, `state` name a lane state set
+-- (its count moves with it), nil for the partition's indexes.
+function FF.zadd(key, score, member, B, lane, state) zq_push(key, "ZADD", score, member, B, lane, state) end
+function FF.zrem(key, member, B, lane, state) zq_push(key, "ZREM", member, nil, B, lane, state) end
+-- Sends the queued writes.
+function FF.zsync()
+  if zq_n == 0 then return end
+  for i = 1, zq_n do
+    local key = zq_keys[i]
+    zq_send(key, zq[key])
+  end
+  zq, zq_keys, zq_n = {}, {}, 0
+end
+-- (a call that ended in a Lua error left its queue: the next call starts without it)
+function FF.zq_begin()
+  if zq_n > 0 then zq, zq_keys, zq_n = {}, {}, 0 end
+end
+
+-- Writes the count changes of the call (above).
+function FF.lane_counts_flush()
+  if not FF.ldirty then return end
+  for k, t in pairs(FF.ldelta) do
+    for state, d in pairs(t) do
+      if d ~= 0 then C("HINCRBY", k, state, d) end
+    end
+  end
+  FF.ldelta = {}
+  FF.ldirty = false
+end
+
+-- Moves `e` (core `c`, before the change) from its lane's set of public state `from` to `to`'s.
+-- A waiting execution has no entry there: it is in the lane's eligible index (every waiting
+-- execution is, from the FF.make_eligible that follows each transition to waiting), which the
+-- lane reads take for the waiting set (reads.lua, "the waiting executions"); only its count moves.
+function FF.lane_move(B, e, c, from, to)
+  local m = nil
+  if from == "waiting" then
+    count(B, c.lane_id, from, -1)
+  elseif from ~= "" then
+    m = FF.lane_member(c.created_at, e)
+    FF.zrem(K.lstate(B, c.lane_id, from), m, B, c.lane_id, from)
+  end
+  if to == "waiting" then
+    count(B, c.lane_id, to, 1)
+  elseif to ~= "" then
+    m = m or FF.lane_member(c.created_at, e)
+    FF.zadd(K.lstate(B, c.lane_id, to), 0, m, B, c.lane_id, to)
+  end
+end
+
+-- Writes the state vector (`sv`, CF), blocking_detail and the two transition timestamps (plus the
+-- field pairs of `extra`, its first `extra_n` entries when given, and the fields of `clears` set to
+-- ""; long names) in one HSET (and
+-- one HDEL of the fields set to ""), moves the lane state entry when the public state changes,
+-- and queues the event of the transition (FF.ev_transition). `c` is the core as read at the start
+-- of the call (and kept current by every FF.state): a field whose value is already stored is left
+-- out of the write (the core is a listpack where every written field costs). The arguments are
+-- gathered in reused tables (unpack stops at n, whatever follows).
+local state_args, state_dels = {}, {}
+local S_TT, S_TM = CF.last_transition_at, CF.last_mutation_at
+function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, now, extra, extra_n, clears)
+  local bp, bo, bpub = c.lifecycle_phase, c.ownership_state, c.public_state
+  local moved = bp ~= phase or bo ~= own or c.eligibility_state ~= elig or c.blocking_reason ~= reason or
+    c.terminal_outcome ~= outcome or c.attempt_state ~= astate
+  local created = c.created_at
+  -- The fields are compared and set by their long names on the table without its metatable (a
+  -- field absent is nil there, not ""); blocking_detail by its stored form, `bd` (a core table
+  -- reads the detail itself as blocking_detail, FF.core_detail). `extra` and `clears` never name
+  -- blocking_detail or a transition time.
+  local mt = getmetatable(c)
+  if mt ~= nil then setmetatable(c, nil) end
+  local bd_set = false
+  local args, dels, n, nd = state_args, state_dels, 0, 0
+  local ts = FF.s(now)
+  local list, ln = extra, extra_n or (extra and #extra or 0)
+  -- (`clears`: long names of fields set to "", none of them blocking_detail or a transition time,
+  -- before the list's pairs; a field absent or empty costs a read)
+  if clears then
+    for j = 1, #clears do
+      local f = clears[j]
+      local cur = c[f]
+      if cur ~= nil and cur ~= "" then
+        c[f] = ""
+        nd = nd + 1
+        dels[nd] = CF[f] or f
+      end
+    end
+  end
+  -- the transition times (read as created_at while not stored) and blocking_detail (by its stored
+  -- form), then the list's pairs
+  local cur = c.last_transition_at
+  if cur == nil then cur = created end
+  if cur ~= ts then
+    c.last_transition_at = ts
+    args[1], args[2] = S_TT, ts
+    n = 2
+  end
+  cur = c.last_mutation_at
+  if cur == nil then cur = created end
+  if cur ~= ts then
+    c.last_mutation_at = ts
+    args[n + 1], args[n + 2] = S_TM, ts
+    n = n + 2
+  end
+  cur = c.bd
+  if cur == nil then cur = "" end
+  if cur ~= detail then
+    c.bd, bd_set = detail, true
+    if detail == "" then
+      nd = nd + 1
+      dels[nd] = "bd"
+    else
+      args[n + 1], args[n + 2] = "bd", detail
+      n = n + 2
+    end
+  end
+  for i = 1, ln, 2 do
+    local f, v = list[i], list[i + 1]
+    cur = c[f]
+    if cur ~= v and (cur ~= nil or v ~= "") then
+      c[f] = v
+      if v == "" then
+        nd = nd + 1
+        dels[nd] = CF[f] or f
+      else
+        args[n + 1], args[n + 2] = CF[f] or f, v
+        n = n + 2
+      end
+    end
+  end
+  if moved then
+    args[n + 1], args[n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
+    n = n + 2
+  end
+  if mt ~= nil then setmetatable(c, mt) end
+  if bd_set then FF.core_detail(c) end
+  if moved then
+    c.lifecycle_phase, c.ownership_state, c.eligibility_state = phase, own, elig
+    c.blocking_reason, c.terminal_outcome, c.attempt_state = reason, outcome, astate
+  end
+  local pub = FF.public(phase, elig, outcome)
+  if bpub ~= pub then FF.lane_move(B, e, c, bpub, pub) end
+  c.public_state = pub
+  local k = K.core(B, e)
+  if n > 0 then C("HSET", k, unpack(args, 1, n)) end
+  if nd > 0 then C("HDEL", k, unpack(dels, 1, nd)) end
+  FF.ev_transition(B, e, c, bp, bo, bpub, now)
+end
+
+-- The core fields of a lease, cleared: FF.state's `extra` of a transition that ends the lease.
+FF.LEASE_CLEAR = {
+  "current_lease_id", "", "current_worker_id", "", "current_worker_instance_id", "",
+  "lease_acquired_at", "", "lease_expires_at", "", "lease_last_renewed_at", "", "attempt_timeout_at", ""
+}
+-- The same fields and the suspension's, as FF.state's `clears` (a terminal transition's).
+FF.TERMINAL_CLEARS = {
+  "current_lease_id", "current_worker_id", "current_worker_instance_id", "lease_acquired_at", "lease_expires_at",
+  "lease_last_renewed_at", "attempt_timeout_at", "current_suspension_id", "current_waitpoint_id"
+}
+
+-- A new list: the entries of `base`, then those of `more` (optional).
+function FF.with(base, more)
+  local t = {}
+  for i = 1, #base do t[#t + 1] = base[i] end
+  if more then for i = 1, #more do t[#t + 1] = more[i] end end
+  return t
+end
+
+-- The execution_not_active refusal, with the terminal outcome, lease epoch ("0" when none),
+-- lifecycle phase and attempt id of `c`: the layer reconciles a retried terminal write with them
+-- (docs/design/executions.md#replaying-a-terminal-write).
+function FF.not_active(c)
+  local epoch = c.current_lease_epoch or ""
+  if epoch == "" then epoch = "0" end
+  return FF.err("execution_not_active", c.terminal_outcome or "", epoch,
+    c.lifecycle_phase or "", c.current_attempt_id or "")
+end
