@@ -15,7 +15,7 @@
 import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
 import { createHash } from "node:crypto"
 import { EngineBackend } from "./EngineBackend.js"
-import { type EngineError, invalidInput, notFound, rootCause, Timeout } from "./EngineError.js"
+import { type EngineError, invalidInput, notFound, Timeout } from "./EngineError.js"
 import * as Ids from "./Ids.js"
 import type { ExecutionId, FlowId, LaneId, WaitpointId } from "./Ids.js"
 import { topologicalOrder } from "./internal/graph.js"

@@ -13,6 +13,7 @@ import * as Producer from "../src/Producer.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
 import * as Worker from "../src/Worker.js"
 import { testHmacSecret } from "./support/hmac.js"
+import { idleWorker } from "./worker/handoff.js"
 import { Echo, newLane } from "./worker/helpers.js"
 
 const schema = `ff_handoff_${process.pid}_${Date.now().toString(36)}`
@@ -30,45 +31,6 @@ afterAll(() =>
   ))
 
 const Other = Producer.task({ kind: "other", input: Schema.Struct({ n: Schema.Number }), output: Schema.Struct({ n: Schema.Number }) })
-
-/**
- * Runs a worker (idle poll of an hour: only a wake-up or a handoff picks work up) over the
- * backend in context; returns once it waits with its handoff set, and counts the handoffs its
- * subscription gave a create.
- */
-const idleWorker = (lane: ReturnType<typeof newLane> extends Effect.Effect<infer L> ? L : never, handler: Worker.Handler<never>) =>
-  Effect.gen(function*() {
-    const b = yield* EngineBackend
-    const waiting = yield* Deferred.make<void>()
-    let handed = 0
-    let claims = 0
-    const service: EngineBackend.Service = {
-      ...b,
-      completeAndClaim: (items, claim) => {
-        if (items.length === 0) claims++
-        return b.completeAndClaim(items, claim)
-      },
-      subscribeWork: (args) =>
-        Effect.map(b.subscribeWork(args), (sub): EngineBackend.WorkSubscription => ({
-          ...sub,
-          onHandoff: (f) => {
-            sub.onHandoff?.(f === undefined ? undefined : (l) => {
-              const h = f(l)
-              if (h !== undefined) handed++
-              return h
-            })
-            if (f !== undefined) Deferred.unsafeDone(waiting, Effect.void)
-          }
-        }))
-    }
-    yield* Effect.forkScoped(
-      Worker.run({ lanes: [lane], handlers: [handler], idle: Schedule.spaced("1 hour"), workerId: "handoff" }).pipe(
-        Effect.provideService(EngineBackend, service)
-      )
-    )
-    yield* Deferred.await(waiting)
-    return { handed: Effect.sync(() => handed), claims: Effect.sync(() => claims) }
-  })
 
 const echo = (started: Deferred.Deferred<void>) =>
   Worker.handler({

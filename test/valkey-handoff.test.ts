@@ -16,6 +16,7 @@ import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import * as Worker from "../src/Worker.js"
 import { testHmacSecret } from "./support/hmac.js"
 import { parseClusterUrl } from "./support/servers.js"
+import { idleWorker } from "./worker/handoff.js"
 import { Echo, newLane } from "./worker/helpers.js"
 
 const Other = Producer.task({ kind: "other", input: Schema.Struct({ n: Schema.Number }), output: Schema.Struct({ n: Schema.Number }) })
@@ -57,47 +58,6 @@ const cluster = (): Deployment => {
     }
   }
 }
-
-type Lane = Ids.LaneId
-
-/**
- * Runs a worker (idle poll of an hour: only a wake-up or a handoff picks work up) over the backend
- * in context; returns once it waits with its handoff set. Counts the handoffs its subscription gave
- * a create, and the executions its own claim calls took.
- */
-const idleWorker = (lane: Lane, handler: Worker.Handler<never>) =>
-  Effect.gen(function*() {
-    const b = yield* EngineBackend
-    const waiting = yield* Deferred.make<void>()
-    let handed = 0
-    let taken = 0
-    const service: EngineBackend.Service = {
-      ...b,
-      completeAndClaim: (items, claim) =>
-        Effect.tap(b.completeAndClaim(items, claim), (r) => Effect.sync(() => void (taken += r.claimed.length))),
-      claimMany: (args, max) => Effect.tap(b.claimMany(args, max), (r) => Effect.sync(() => void (taken += r.length))),
-      claim: (args) => Effect.tap(b.claim(args), (r) => Effect.sync(() => void (taken += Option.isSome(r) ? 1 : 0))),
-      subscribeWork: (args) =>
-        Effect.map(b.subscribeWork(args), (sub): EngineBackend.WorkSubscription => ({
-          ...sub,
-          onHandoff: (f) => {
-            sub.onHandoff?.(f === undefined ? undefined : (l) => {
-              const h = f(l)
-              if (h !== undefined) handed++
-              return h
-            })
-            if (f !== undefined) Deferred.unsafeDone(waiting, Effect.void)
-          }
-        }))
-    }
-    yield* Effect.forkScoped(
-      Worker.run({ lanes: [lane], handlers: [handler], idle: Schedule.spaced("1 hour"), workerId: "handoff" }).pipe(
-        Effect.provideService(EngineBackend, service)
-      )
-    )
-    yield* Deferred.await(waiting)
-    return { handed: Effect.sync(() => handed), taken: Effect.sync(() => taken) }
-  })
 
 /** An Echo handler that counts its runs and signals its first start. */
 const echo = (started: Deferred.Deferred<void>, runs: Ref.Ref<number>) =>

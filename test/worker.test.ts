@@ -521,6 +521,39 @@ describe("claims at a wake-up (memory)", () => {
 })
 
 describe("batched completions (memory)", () => {
+  /**
+   * Submits `n` Add tasks (a = 0, 1, …; b = 1) on a new lane and runs one worker with batched
+   * completions over them until every one completed; checks their results.
+   */
+  const addsToCompletion = (
+    n: number,
+    worker: {
+      readonly concurrency: number
+      readonly run: (input: { readonly a: number; readonly b: number }) => Effect.Effect<number>
+      readonly idle: Schedule.Schedule<unknown>
+    }
+  ) =>
+    Effect.gen(function*() {
+      const lane = yield* newLane()
+      const ids = yield* Effect.forEach(Array.from({ length: n }, (_, i) => i), (a) =>
+        Producer.submit(Add, { a, b: 1 }, { lane }))
+      const fiber = yield* Effect.fork(Worker.run({
+        lanes: [lane],
+        handlers: [Worker.handler({ ...Add, run: worker.run })],
+        concurrency: worker.concurrency,
+        batchCompletions: true,
+        idle: worker.idle
+      }))
+      for (let i = 0; i < 300; i++) {
+        if ((yield* Effect.forEach(ids, (id) => isState(id, "completed"))).every(Boolean)) break
+        yield* Effect.sleep("10 millis")
+      }
+      yield* Fiber.interrupt(fiber)
+      expect(yield* Effect.forEach(ids, (id) => Producer.result(Add, id))).toEqual(
+        Array.from({ length: n }, (_, a) => Option.some(a + 1))
+      )
+    })
+
   it.live("a batch of completions that dies is written one by one and gives its slots back: later completions go on", () =>
     Effect.gen(function*() {
       // the memory engine whose next batch of completions dies (a defect, not an error) while `dieNext` is set
@@ -533,25 +566,13 @@ describe("batched completions (memory)", () => {
               Effect.zipRight(Ref.update(died, (n) => n + 1), Effect.dieMessage("injected batch defect")) :
               backend.completeAndClaim(items, claim))
       }))
-      yield* Effect.gen(function*() {
-        const lane = yield* newLane()
-        const ids = yield* Effect.forEach([0, 1, 2, 3], (a) => Producer.submit(Add, { a, b: 1 }, { lane }))
-        const worker = yield* Effect.fork(Worker.run({
-          lanes: [lane],
-          // a handler that waits: its completion is written after the claim that started it gave its slots back
-          handlers: [Worker.handler({ ...Add, run: (i) => Effect.as(Effect.sleep("5 millis"), i.a + i.b) })],
-          concurrency: 1,
-          batchCompletions: true,
-          idle: Schedule.spaced("10 millis")
-        }))
-        for (let i = 0; i < 200; i++) {
-          if ((yield* Effect.forEach(ids, (id) => isState(id, "completed"))).every(Boolean)) break
-          yield* Effect.sleep("10 millis")
-        }
-        yield* Fiber.interrupt(worker)
-        expect(yield* Ref.get(died)).toBe(1)
-        expect(yield* Effect.forEach(ids, (id) => Producer.result(Add, id))).toEqual([0, 1, 2, 3].map((a) => Option.some(a + 1)))
+      yield* addsToCompletion(4, {
+        // a handler that waits: its completion is written after the claim that started it gave its slots back
+        run: (i) => Effect.as(Effect.sleep("5 millis"), i.a + i.b),
+        concurrency: 1,
+        idle: Schedule.spaced("10 millis")
       }).pipe(Effect.provide(layer))
+      expect(yield* Ref.get(died)).toBe(1)
     }), 20_000)
 
   /**
@@ -582,27 +603,12 @@ describe("batched completions (memory)", () => {
     Effect.gen(function*() {
       const counts = yield* countingCompletes
       yield* Ref.set(counts.failBatch, failBatch)
-      return yield* Effect.gen(function*() {
-        const lane = yield* newLane()
-        const ids = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (a) =>
-          Producer.submit(Add, { a, b: 1 }, { lane }))
-        const worker = yield* Effect.fork(Worker.run({
-          lanes: [lane],
-          handlers: [Worker.handler({ ...Add, run: (i) => Effect.as(Effect.sleep("20 millis"), i.a + i.b) })],
-          concurrency: 20,
-          batchCompletions: true,
-          idle: Schedule.spaced("10 millis")
-        }))
-        for (let i = 0; i < 300; i++) {
-          if ((yield* Effect.forEach(ids, (id) => isState(id, "completed"))).every(Boolean)) break
-          yield* Effect.sleep("10 millis")
-        }
-        yield* Fiber.interrupt(worker)
-        expect(yield* Effect.forEach(ids, (id) => Producer.result(Add, id))).toEqual(
-          Array.from({ length: 20 }, (_, a) => Option.some(a + 1))
-        )
-        return { singles: yield* Ref.get(counts.singles), batches: yield* Ref.get(counts.batches) }
+      yield* addsToCompletion(20, {
+        run: (i) => Effect.as(Effect.sleep("20 millis"), i.a + i.b),
+        concurrency: 20,
+        idle: Schedule.spaced("10 millis")
       }).pipe(Effect.provide(counts.layer))
+      return { singles: yield* Ref.get(counts.singles), batches: yield* Ref.get(counts.batches) }
     })
 
   it.live("completions that queue while a write is in flight go in one call", () =>
@@ -627,26 +633,11 @@ describe("batched completions (memory)", () => {
             Effect.zipRight(Effect.sleep("5 millis"), backend.completeAndClaim(items, claim))
           )
       }))
-      yield* Effect.gen(function*() {
-        const lane = yield* newLane()
-        const ids = yield* Effect.forEach(Array.from({ length: 24 }, (_, i) => i), (a) =>
-          Producer.submit(Add, { a, b: 1 }, { lane }))
-        const worker = yield* Effect.fork(Worker.run({
-          lanes: [lane],
-          // a handler that does not wait: each attempt runs to its completion on the claim's stack
-          handlers: [Worker.handler({ ...Add, run: (i) => Effect.succeed(i.a + i.b) })],
-          concurrency: 8,
-          batchCompletions: true,
-          idle: Schedule.spaced("1 second")
-        }))
-        for (let i = 0; i < 300; i++) {
-          if ((yield* Effect.forEach(ids, (id) => isState(id, "completed"))).every(Boolean)) break
-          yield* Effect.sleep("10 millis")
-        }
-        yield* Fiber.interrupt(worker)
-        expect(yield* Effect.forEach(ids, (id) => Producer.result(Add, id))).toEqual(
-          Array.from({ length: 24 }, (_, a) => Option.some(a + 1))
-        )
+      yield* addsToCompletion(24, {
+        // a handler that does not wait: each attempt runs to its completion on the claim's stack
+        run: (i) => Effect.succeed(i.a + i.b),
+        concurrency: 8,
+        idle: Schedule.spaced("1 second")
       }).pipe(Effect.provide(layer))
       // 24 executions, 8 at a time: three writes of 8, each claiming into the 8 slots it frees
       expect(yield* Ref.get(writes)).toEqual([[8, 8], [8, 8], [8, 8]])
@@ -665,25 +656,10 @@ describe("batched completions (memory)", () => {
               Ref.update(kinds, (all) => [...all, claim.args.kinds])
             ))
       }))
-      yield* Effect.gen(function*() {
-        const lane = yield* newLane()
-        const ids = yield* Effect.forEach(Array.from({ length: 12 }, (_, i) => i), (a) =>
-          Producer.submit(Add, { a, b: 1 }, { lane }))
-        const worker = yield* Effect.fork(Worker.run({
-          lanes: [lane],
-          handlers: [Worker.handler({ ...Add, run: (i) => Effect.as(Effect.sleep("5 millis"), i.a + i.b) })],
-          concurrency: 3,
-          batchCompletions: true,
-          idle: Schedule.spaced("1 second")
-        }))
-        for (let i = 0; i < 300; i++) {
-          if ((yield* Effect.forEach(ids, (id) => isState(id, "completed"))).every(Boolean)) break
-          yield* Effect.sleep("10 millis")
-        }
-        yield* Fiber.interrupt(worker)
-        expect(yield* Effect.forEach(ids, (id) => Producer.result(Add, id))).toEqual(
-          Array.from({ length: 12 }, (_, a) => Option.some(a + 1))
-        )
+      yield* addsToCompletion(12, {
+        run: (i) => Effect.as(Effect.sleep("5 millis"), i.a + i.b),
+        concurrency: 3,
+        idle: Schedule.spaced("1 second")
       }).pipe(Effect.provide(layer))
       const made = yield* Ref.get(refills)
       // the completions claimed most of the work; never more than the slots they freed plus the free ones

@@ -3,7 +3,6 @@
  */
 import { describe, expect } from "@effect/vitest"
 import { Effect, Option } from "effect"
-import * as Ids from "../../src/Ids.js"
 import type * as M from "../../src/Model.js"
 import {
   advance,

@@ -10,7 +10,7 @@
  * `Clock`) and uses its own lanes, so a layer may be shared.
  */
 import { describe, expect } from "@effect/vitest"
-import { Clock, Data, Deferred, Duration, Effect, Either, Fiber, type Layer, Option, Ref, Schedule, Schema } from "effect"
+import { Clock, Data, Deferred, Effect, Either, Fiber, type Layer, Option, Ref, Schedule, Schema } from "effect"
 import { EngineBackend } from "../../src/EngineBackend.js"
 import { isLeaseLost } from "../../src/EngineError.js"
 import * as Ids from "../../src/Ids.js"

@@ -4,7 +4,6 @@
  */
 import { Either } from "effect"
 import { type EngineError, executionNotActive, notFound, state as stateError } from "../../EngineError.js"
-import type * as Ids from "../../Ids.js"
 import * as M from "../../Model.js"
 import { MinHeap } from "./heap.js"
 import { noteTransition } from "./events.js"

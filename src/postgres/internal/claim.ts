@@ -13,7 +13,7 @@ import { storeLeaseId } from "../../internal/storeIds.js"
 import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
 import { type Arg, bigint, bytea, decode, int, text, textArray, unwrap, uuid } from "./client.js"
-import { Base64, type CoreContext, type Fx, handleArgs } from "./context.js"
+import { Base64, type CoreContext, type Fx } from "./context.js"
 import { replayedAs } from "./lifecycle.js"
 
 const Claimed = Schema.Struct({ ...M.HandlePayload.fields, kind: Schema.Literal("fresh", "resumed") })
