@@ -358,6 +358,10 @@ export declare namespace EngineBackend {
   export interface Handoff {
     readonly args: M.ClaimArgs
     readonly max: number
+    /**
+     * What the create's claim took, and whether the worker should claim again itself (the claim did
+     * not run, failed, or found only busy candidates). The first call counts; later ones are ignored.
+     */
     readonly deliver: (claimed: ReadonlyArray<ClaimedWork>, claimAgain: boolean) => void
   }
 

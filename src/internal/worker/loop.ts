@@ -470,6 +470,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       return {
         args,
         max: free,
+        // (a Deferred completes once: a later delivery is ignored)
         deliver: (claimed, again) => {
           Deferred.unsafeDone(handed, Exit.succeed([claimed, again] as const))
         }

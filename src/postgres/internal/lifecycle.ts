@@ -7,7 +7,6 @@ import { Effect, Either, Schema } from "effect"
 import { type EngineError, rootCause } from "../../EngineError.js"
 import type { CoreArea, HandleRef } from "../../internal/boundary.js"
 import * as M from "../../Model.js"
-import type { EngineBackend } from "../../EngineBackend.js"
 import type { CreateExecutionCore } from "../../internal/boundary.js"
 import { Limits } from "../../Limits.js"
 import { type Arg, bigint, bytea, decode, int, jsonb, text, textArray } from "./client.js"
@@ -92,12 +91,6 @@ export const makeLifecycle = (
     return Effect.uninterruptibleMask((restore) => Effect.suspend(() => {
       const handoff = hub.handoff(a.laneId)
       if (handoff === undefined) return restore(plainCreate(a, args))
-      let delivered = false
-      const give = (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => {
-        if (delivered) return
-        delivered = true
-        handoff.deliver(claimed, again)
-      }
       return restore(Effect.suspend(() =>
         caller.callProcedure("create_execution", "create_claim", [
           ...args,
@@ -115,13 +108,13 @@ export const makeLifecycle = (
             Effect.match(readClaimed("create_execution", reply.claim), {
               // (the create committed all the same: its result is the caller's; a claim reply that
               // does not read leaves its executions to their leases' expiry, as a lost claim reply)
-              onFailure: () => give([], true),
-              onSuccess: (c) => give(c.claimed, c.claimed.length === 0 && c.busy > 0)
+              onFailure: () => handoff.deliver([], true),
+              onSuccess: (c) => handoff.deliver(c.claimed, c.claimed.length === 0 && c.busy > 0)
             })
           return Effect.zipRight(handed, decode("create_execution", M.CreateExecutionResult)(reply.created))
         }),
         // (a claim that did not run or was interrupted, or whose reply did not read: the worker claims itself)
-        Effect.ensuring(Effect.sync(() => give([], true)))
+        Effect.ensuring(Effect.sync(() => handoff.deliver([], true)))
       )
     }))
   }

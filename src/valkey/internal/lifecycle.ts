@@ -229,14 +229,9 @@ export const makeLifecycle = (
       Effect.suspend(() => {
         const handoff = hub.handoff(a.laneId)
         if (handoff === undefined) return restore(plainCreate(a))
-        let delivered = false
-        const give = (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => {
-          if (delivered) return
-          delivered = true
-          handoff.deliver(claimed, again)
-        }
-        // (a call that failed, or whose reply did not read: the worker claims itself)
-        const handed = Effect.ensuring(handoffCreate(a, handoff, give), Effect.sync(() => give([], true)))
+        // (a call that failed, or whose reply did not read: the worker claims itself; `deliver`
+        // counts its first call only)
+        const handed = Effect.ensuring(handoffCreate(a, handoff), Effect.sync(() => handoff.deliver([], true)))
         return Effect.flatMap(Effect.forkDaemon(handed), (fiber) => restore(Fiber.join(fiber)))
       })
     )
@@ -248,11 +243,7 @@ export const makeLifecycle = (
    * ff_create), writes the claim's wakes, and sets the partition's hint to its head after the
    * claim (as a claim's visit does).
    */
-  const handoffCreate = (
-    a: CreateExecutionCore,
-    handoff: EngineBackend.Handoff,
-    give: (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => void
-  ): Fx<M.CreateExecutionResult> =>
+  const handoffCreate = (a: CreateExecutionCore, handoff: EngineBackend.Handoff): Fx<M.CreateExecutionResult> =>
     Effect.gen(function*() {
       const fn = "ff_create_claim"
       const walk = !client.isCluster
@@ -265,8 +256,8 @@ export const makeLifecycle = (
       const batch = replies.readBatch(fn, raw, 7, handoff.args, Limits.batchBytes)
       // (a claim that failed, or whose reply did not read, leaves the worker claiming itself; what
       // it may have claimed then waits for its lease's expiry, as after a lost claim reply)
-      if (Either.isRight(batch)) give(batch.right.claimed, batch.right.claimed.length === 0)
-      else give([], true)
+      if (Either.isRight(batch)) handoff.deliver(batch.right.claimed, batch.right.claimed.length === 0)
+      else handoff.deliver([], true)
       if (!walk && target.partition !== undefined) {
         yield* ctx.applyWake(target.partition, text(2))
         yield* ctx.applyWake(target.partition, text(5))
