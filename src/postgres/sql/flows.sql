@@ -177,7 +177,7 @@ BEGIN
     edge_count = edge_count + v_edges, last_mutation_at = v_now
   WHERE flow_id = p_flow
   RETURNING graph_revision INTO v_rev;
-  PERFORM ffi_wake_ready(v_ids);
+  PERFORM ffi_wake_claimable_set(v_ids);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Created', 'flowId', p_flow, 'graphRevision', v_rev));
 END $$;
 

@@ -50,12 +50,12 @@ BEGIN
   RETURN false;
 END $$;
 
--- ffi_wake_ready: ffi_wake for the lanes of the executions p_eids that are claimable now (a
+-- ffi_wake_claimable_set: ffi_wake for the lanes of the executions p_eids that are claimable now (a
 -- statement that made several claimable at once).
 --   args:   p_eids
 --   reply:  void
 --   errors: -
-CREATE FUNCTION ffi_wake_ready(p_eids text[]) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION ffi_wake_claimable_set(p_eids text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_lane text;
 BEGIN
   FOR v_lane IN SELECT DISTINCT c.lane_id FROM unnest(p_eids) AS x(id) JOIN exec_core c ON c.execution_id = x.id
