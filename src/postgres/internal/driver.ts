@@ -52,6 +52,7 @@ export declare namespace Pg {
   export type Client = PgModule.Client
   export type ClientBase = PgModule.ClientBase
   export type Pool = PgModule.Pool
+  export type QueryResult = PgModule.QueryResult
   export type ClientConfig = PgModule.ClientConfig
   export type Notification = PgModule.Notification
 }

@@ -24,8 +24,14 @@ export const clientConfigOf = (c: PgClient.PgClientConfig): Pg.ClientConfig => (
   ...(c.connectTimeout === undefined ? {} : { connectionTimeoutMillis: Duration.toMillis(c.connectTimeout) })
 })
 
-/** The statement that warms a connection (the library's `ff_warm_up`, rolled back as it ends). */
-export const warmUpText = (schema: string): string => `SELECT ${quoteIdent(schema)}.ff_warm_up(NULL) AS r`
+/**
+ * What warms a connection: the library's `ff_warm_up` (rolled back as it ends), then `DISCARD
+ * PLANS`. The functions stay compiled and the catalog caches filled; the plans are made again at
+ * each statement's first real call, as without the warm-up, on the tables as they are then: a
+ * generic plan made on the empty tables of a new deployment (a pool opens its connections at
+ * start) read the claimable index whole for each candidate of a claim once 10 000 waited.
+ */
+export const warmUpText = (schema: string): string => `SELECT ${quoteIdent(schema)}.ff_warm_up(NULL) AS r; DISCARD PLANS`
 
 export interface WarmedPool {
   readonly pool: Pg.Pool
@@ -46,8 +52,10 @@ export const makeWarmedPool = (
     const text = warmUpText(schema)
     const warmed = new WeakSet<Pg.ClientBase>()
     const warm = (client: Pg.ClientBase): Promise<void> =>
+      // (two statements: one result each)
       client.query(text).then((r) => {
-        if (r.rows[0]?.r !== undefined) warmed.add(client)
+        const first = (r as unknown as ReadonlyArray<Pg.QueryResult>)[0]
+        if (first?.rows[0]?.r !== undefined) warmed.add(client)
       }, () => undefined)
     const pool = new Pg.Pool({
       ...clientConfigOf(config),

@@ -425,16 +425,19 @@ END $$;
 -- ff_warm_up: the functions of an idle pickup run once on a lane of their own — the create
 -- (ff_create_execution), the worker's claim of one execution of a named kind (ff_complete_claim),
 -- its completion (ff_complete) — in a subtransaction rolled back at the end: nothing written
--- stays and nothing is notified. What stays is the session's: the compiled functions, their
--- statements' plans and the catalog entries they read, which the first pickup on a new
--- connection would otherwise pay (about 10 ms of server time against 1.2; docs/design/
--- postgres.md, "Connections"). The lane's id has a tab, which no lane id has (printable ASCII).
+-- stays and nothing is notified. What stays is the session's: the compiled functions, the
+-- catalog entries they read and their statements' plans (the layer discards the plans after it:
+-- they were made on the tables as they are now), which the first pickup on a new connection
+-- would otherwise pay (about 11 ms of server time against 1.2; docs/design/postgres.md,
+-- "Connections"). The lane's id has tabs, which no lane id has (printable ASCII), and
+-- the server process's id, so that warm-ups of several connections at once do not wait for each
+-- other's lane_registry row.
 --   args:   p_now
 --   reply:  {"ok": whether the create, the claim and the completion all succeeded}
 --   errors: -
 CREATE FUNCTION ff_warm_up(p_now bigint) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
-  v_lane text := 'flowfabric' || chr(9) || 'warm-up';
+  v_lane text := 'flowfabric' || chr(9) || 'warm-up' || chr(9) || pg_backend_pid();
   v_payload bytea := '\x7b7d'::bytea;
   v_ok boolean := false;
   r jsonb;
