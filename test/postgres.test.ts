@@ -297,7 +297,7 @@ describe("postgres retention", () => {
             const wps = `{${r.waitpointIds.join(",")}}`
             const sigs = `{${r.signalIds.join(",")}}`
             const queries: Record<string, readonly [string, ReadonlyArray<string>]> = {
-              exec_core: ["execution_id = $1", [e]],
+              exec_core: ["'{fp:' || partition_key || '}:' || e_uuid = $1", [e]],
               exec_data: ["execution_id = $1", [e]],
               exec_idempotency: ["execution_id = $1", [e]],
               exec_history: ["execution_id = $1", [e]],
@@ -446,7 +446,7 @@ describe("postgres retention", () => {
         // a row waiting for a worker that is not claimable (or the reverse) is refused
         for (const set of ["blocking_reason = 'waiting_for_delay'", "eligibility_state = 'blocked_by_operator'"]) {
           const bad = yield* Effect.either(
-            sql.unsafe(`UPDATE "${schema}".exec_core SET ${set} WHERE execution_id = $1`, [executionId])
+            sql.unsafe(`UPDATE "${schema}".exec_core SET ${set} WHERE '{fp:' || partition_key || '}:' || e_uuid = $1`, [executionId])
           )
           expect(bad._tag).toEqual("Left")
         }
@@ -461,11 +461,11 @@ describe("postgres retention", () => {
             (plan) => plan.map((r) => r["QUERY PLAN"]).join("\n")
           )
         expect(yield* explain(
-          `SELECT execution_id FROM exec_core WHERE lane_id = 'l' AND blocking_reason = 'waiting_for_worker'
+          `SELECT e_uuid FROM exec_core WHERE lane_id = 'l' AND blocking_reason = 'waiting_for_worker'
            ORDER BY priority DESC, created_at LIMIT 10`
         )).toContain("exec_core_claim_order")
         expect(yield* explain(
-          `SELECT execution_id FROM exec_core WHERE lane_id = 'l' AND execution_kind = 'k'
+          `SELECT e_uuid FROM exec_core WHERE lane_id = 'l' AND execution_kind = 'k'
              AND blocking_reason = 'waiting_for_worker' ORDER BY execution_kind, priority DESC, created_at LIMIT 10`
         )).toContain("exec_core_claim_by_kind")
       }))
