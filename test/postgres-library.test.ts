@@ -198,6 +198,7 @@ describe("postgres function library", () => {
         const kept = reinstalled.filter((f) => first.some((g) => g.oid === f.oid)).map((f) => f.sig)
         expect(kept).toEqual([
           `${freshSchema}.ff_trg_flow_event()`,
+          `${freshSchema}.ffi_eid(integer,uuid)`,
           `${freshSchema}.ffi_eid_order(integer)`,
           `${freshSchema}.ffi_exec_core_row_ok(${[1, 2, 3, 4, 5].map(() => `${freshSchema}.exec_state`).join(",")},integer)`,
           `${freshSchema}.ffi_lane_count_rows()`,

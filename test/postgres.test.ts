@@ -298,7 +298,7 @@ describe("postgres retention", () => {
             const sigs = `{${r.signalIds.join(",")}}`
             const queries: Record<string, readonly [string, ReadonlyArray<string>]> = {
               exec_core: ["'{fp:' || partition_key || '}:' || e_uuid = $1", [e]],
-              exec_data: ["execution_id = $1", [e]],
+              exec_data: ["'{fp:' || e_part || '}:' || e_uuid = $1", [e]],
               exec_idempotency: ["execution_id = $1", [e]],
               exec_history: ["execution_id = $1", [e]],
               exec_failure: ["execution_id = $1", [e]],
@@ -408,7 +408,7 @@ describe("postgres retention", () => {
         expect(yield* m.expireLeases()).toMatchObject({ processed: 1, more: false })
       }))
 
-    it.effect("exec_data keeps one row per execution through its hash key (migration 0041)", () =>
+    it.effect("exec_data keeps one row per execution through its hash key (migrations 0041, 0047)", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const b = yield* EngineBackend
@@ -417,21 +417,28 @@ describe("postgres retention", () => {
         yield* b.createExecution({ executionId, namespace: Ids.unsafe.namespace("hk"), laneId: lane, executionKind: "k" })
         const count = () =>
           Effect.map(
-            sql.unsafe<{ readonly n: string }>(`SELECT count(*)::text AS n FROM "${schema}".exec_data WHERE execution_id = $1`, [
-              executionId
-            ]),
+            sql.unsafe<{ readonly n: string }>(
+              `SELECT count(*)::text AS n FROM "${schema}".exec_data WHERE "${schema}".ffi_eid(e_part, e_uuid) = $1`,
+              [executionId]
+            ),
             (r) => Number(r[0]!.n)
           )
         // a second row is refused by the exclusion constraint
-        const dupData = yield* Effect.either(sql.unsafe(
-          `INSERT INTO "${schema}".exec_data (execution_id, payload) VALUES ($1, '\\x00')`,
-          [executionId]
-        ))
-        expect(dupData._tag).toEqual("Left")
+        const insert = (id: string) =>
+          Effect.either(sql.unsafe(
+            `INSERT INTO "${schema}".exec_data (e_part, e_uuid, payload)
+             VALUES (substr($1, 5, strpos($1, '}') - 5)::int, substr($1, strpos($1, '}') + 2)::uuid, '\\x00')`,
+            [id]
+          ))
+        expect((yield* insert(executionId))._tag).toEqual("Left")
         expect(yield* count()).toEqual(1)
+        // the same uuid under another partition is another execution
+        const elsewhere = executionId.replace(/^\{fp:\d+\}/, `{fp:${Ids.executionPartition(executionId) + 1}}`)
+        expect((yield* insert(elsewhere))._tag).toEqual("Right")
+        yield* sql.unsafe(`DELETE FROM "${schema}".exec_data WHERE "${schema}".ffi_eid(e_part, e_uuid) = $1`, [elsewhere])
         // found by id through the hash index
         const plan = yield* sql.unsafe<{ readonly "QUERY PLAN": string }>(
-          `EXPLAIN SELECT * FROM "${schema}".exec_data WHERE execution_id = 'x'`
+          `EXPLAIN SELECT * FROM "${schema}".exec_data WHERE "${schema}".ffi_eid(e_part, e_uuid) = 'x'`
         )
         expect(plan.map((r) => r["QUERY PLAN"]).join("\n")).toContain("exec_data_one")
       }))

@@ -15,12 +15,21 @@
  * order compares the partitions' decimal digits followed by `}` (`{fp:10}:…` sorts before
  * `{fp:1}:…`). `ffi_eid_order(N)` is N's rank in that order (its digits and the `}` as base-11
  * digits), an immutable function of the index's expression, so it belongs to the migrations.
- * A flow's members all live in the flow's partition: `exec_core_by_flow` keys the uuid alone.
+ * `exec_core_by_flow` keys the flow and the uuid (the lookups name the flow alone).
+ *
+ * `exec_data` holds the partition (`e_part`, filled from the id by a generated column whose
+ * expression is then dropped, as 0045 did for events) and the uuid (`e_uuid`, the id's column
+ * changed in place). Its key stays a hash (0041): one row per execution through an exclusion on the
+ * hash of the id rebuilt from the two columns, `ffi_eid(e_part, e_uuid)`, which the index's
+ * expression makes a function of the migrations (the library names it in its look-ups).
  *
  * The trigger functions of 0039, 0044 and 0045 that read the transition tables' ids are created
  * again over the two columns.
  */
 export const sql = String.raw`
+CREATE OR REPLACE FUNCTION ffi_eid(p_part int, p_uuid uuid) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT '{fp:' || p_part::text || '}:' || p_uuid::text $$;
+
 CREATE FUNCTION ffi_eid_order(p_part int) RETURNS int LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT ((p_part % 10 + p_part / 10 % 10 * 11 + p_part / 100 % 10 * 121 + p_part / 1000 % 10 * 1331
               + p_part / 10000 * 14641) * 11 + 10)
@@ -36,6 +45,15 @@ ALTER TABLE exec_core RENAME COLUMN execution_id TO e_uuid;
 ALTER TABLE exec_core ADD CONSTRAINT exec_core_pkey PRIMARY KEY (partition_key, e_uuid);
 CREATE INDEX exec_core_by_lane ON exec_core (lane_id, created_at, ffi_eid_order(partition_key), e_uuid);
 CREATE INDEX exec_core_by_flow ON exec_core (flow_id, e_uuid) WHERE flow_id IS NOT NULL;
+
+ALTER TABLE exec_data DROP CONSTRAINT exec_data_one;
+ALTER TABLE exec_data
+  ADD COLUMN e_part int NOT NULL GENERATED ALWAYS AS (substr(execution_id, 5, strpos(execution_id, '}') - 5)::int) STORED;
+ALTER TABLE exec_data ALTER COLUMN e_part DROP EXPRESSION;
+ALTER TABLE exec_data ALTER COLUMN execution_id TYPE uuid
+  USING substr(execution_id, strpos(execution_id, '}') + 2)::uuid;
+ALTER TABLE exec_data RENAME COLUMN execution_id TO e_uuid;
+ALTER TABLE exec_data ADD CONSTRAINT exec_data_one EXCLUDE USING hash ((ffi_eid(e_part, e_uuid)) WITH =);
 
 -- 0032's (0039's) lane counts of an update, joining the transition tables by the two columns.
 CREATE OR REPLACE FUNCTION ffi_lane_count_update() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT SET jit = off AS $$

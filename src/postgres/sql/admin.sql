@@ -122,7 +122,7 @@ BEGIN
   IF e.replay_count >= e.max_replay_count THEN RETURN ffi_err('max_replays_exhausted'); END IF;
   -- the run a completed row keeps joins the history (the updates below clear it)
   PERFORM ffi_run_unkeep(e);
-  UPDATE exec_data SET result = NULL WHERE execution_id = p_eid;
+  UPDATE exec_data SET result = NULL WHERE ffi_eid(e_part, e_uuid) = p_eid;
   IF e.terminal_outcome = 'skipped' AND e.flow_id IS NOT NULL THEN
     UPDATE dep SET state = 'unsatisfied', last_resolved_at = NULL WHERE downstream_id = p_eid AND state = 'impossible';
     UPDATE edge_group SET failed = 0, skipped = 0, group_state = 'pending', satisfied_at = NULL

@@ -371,7 +371,7 @@ BEGIN
       -- the planner may hash, reading exec_core and exec_data whole at every claim
       LEFT JOIN LATERAL (
         SELECT e.execution_kind AS kind, e.lane_id, e.namespace, d.payload, d.payload_encoding, d.trace_context
-        FROM exec_core e JOIN exec_data d ON d.execution_id = h.id
+        FROM exec_core e JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = h.id
         WHERE e.partition_key = ffi_eid_part(h.id) AND e.e_uuid = ffi_eid_uuid(h.id) LIMIT 1
       ) i ON true
     ) x;
@@ -463,7 +463,7 @@ BEGIN
       CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(d.policy->'budget_ids', '[]'::jsonb)) AS b(id)
       JOIN budget_limit l ON l.budget_id = b.id::uuid AND l.hard_limit > 0
       JOIN budget_usage u ON u.budget_id = l.budget_id AND u.dimension = l.dimension
-      WHERE d.execution_id = v_id AND u.value >= l.hard_limit);
+      WHERE ffi_eid(d.e_part, d.e_uuid) = v_id AND u.value >= l.hard_limit);
     v_key := gen_random_uuid()::text;
     UPDATE exec_core SET has_grant = true WHERE partition_key = w.part AND e_uuid = w.u;
     INSERT INTO claim_grant (execution_id, grant_key, kind, worker_id, worker_instance_id, lane_id, created_at, expires_at)

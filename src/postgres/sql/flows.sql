@@ -156,9 +156,9 @@ BEGIN
     SELECT DISTINCT ON (i.eid) i.*, ins.eligibility_state AS elig FROM items i JOIN ins ON ins.execution_id = i.eid
     ORDER BY i.eid, i.ord
   ), data AS (
-    INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
+    INSERT INTO exec_data (e_part, e_uuid, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
       trace_context)
-    SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
+    SELECT part, ffi_eid_uuid(eid), payload, enc, policy, tags, creator, NULL, trace FROM created
   ), lanes AS (
     INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
     ON CONFLICT (lane_id) DO NOTHING
@@ -812,7 +812,7 @@ BEGIN
   IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
   IF v_ref IS NOT NULL THEN
     UPDATE exec_data cd SET payload = u.result FROM exec_data u
-    WHERE cd.execution_id = p_child AND u.execution_id = p_upstream AND u.result IS NOT NULL;
+    WHERE ffi_eid(cd.e_part, cd.e_uuid) = p_child AND ffi_eid(u.e_part, u.e_uuid) = p_upstream AND u.result IS NOT NULL;
   END IF;
   -- an all_of join counts a skipped upstream as failed
   UPDATE edge_group SET succeeded = succeeded + v_succeeded,

@@ -23,20 +23,15 @@ CREATE FUNCTION ffi_eid_part(p_eid text) RETURNS int LANGUAGE sql IMMUTABLE
 AS $$ SELECT substr(p_eid, 5, strpos(p_eid, '}') - 5)::int $$;
 
 -- ffi_eid_uuid: the uuid of the execution id p_eid, as an event row (event.e_uuid, migration 0045) and
--- its exec_core row (exec_core.e_uuid, migration 0047) hold it.
+-- its exec_core and exec_data rows (e_uuid, migration 0047) hold it.
 --   args:   p_eid
 --   reply:  uuid
 --   errors: - (a text that is not an execution id: 22P02)
 CREATE FUNCTION ffi_eid_uuid(p_eid text) RETURNS uuid LANGUAGE sql IMMUTABLE
 AS $$ SELECT substr(p_eid, strpos(p_eid, '}') + 2)::uuid $$;
 
--- ffi_eid: the execution id of partition p_part and uuid p_uuid (an event row's e_part, e_uuid; an
--- exec_core row's partition_key, e_uuid).
---   args:   p_part, p_uuid
---   reply:  text (NULL when either is)
---   errors: -
-CREATE FUNCTION ffi_eid(p_part int, p_uuid uuid) RETURNS text LANGUAGE sql IMMUTABLE
-AS $$ SELECT '{fp:' || p_part || '}:' || p_uuid $$;
+-- (ffi_eid(p_part, p_uuid), the execution id of a partition and uuid, is migration 0047's: the key
+-- of exec_data is an index on it.)
 
 -- ffi_err: the error reply {"err": p_code, "d": p_d} of an entry point. STABLE, not IMMUTABLE:
 -- the body is only stable, and an IMMUTABLE SQL function over a stable body is never inlined.

@@ -95,9 +95,9 @@ BEGIN
       RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', v_existing));
     END IF;
   END IF;
-  INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
+  INSERT INTO exec_data (e_part, e_uuid, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
     trace_context)
-  VALUES (p_eid, p_payload, p_payload_encoding, p_policy, p_tags, p_creator, p_idem, p_trace);
+  VALUES (p_partition, ffi_eid_uuid(p_eid), p_payload, p_payload_encoding, p_policy, p_tags, p_creator, p_idem, p_trace);
   INSERT INTO lane_registry (lane_id, registered_at) VALUES (p_lane, v_now) ON CONFLICT (lane_id) DO NOTHING;
   IF v_delayed THEN
     PERFORM ffi_timer_set('delay', p_eid, p_delay_until);
@@ -182,9 +182,9 @@ BEGIN
           -- the first item of each id this statement inserted (a repeated id is a Duplicate)
           SELECT DISTINCT ON (i.eid) i.* FROM items i JOIN ins ON ins.execution_id = i.eid ORDER BY i.eid, i.ord
         ), data AS (
-          INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
-            trace_context)
-          SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
+          INSERT INTO exec_data (e_part, e_uuid, payload, payload_encoding, policy, tags, creator_identity,
+            idempotency_key, trace_context)
+          SELECT part, ffi_eid_uuid(eid), payload, enc, policy, tags, creator, NULL, trace FROM created
         ), lanes AS (
           INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
           ON CONFLICT (lane_id) DO NOTHING
@@ -313,7 +313,7 @@ BEGIN
     IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   END IF;
   IF p_payload IS NOT NULL AND length(p_payload) > 0 THEN
-    UPDATE exec_data SET result = p_payload WHERE execution_id = p_eid;
+    UPDATE exec_data SET result = p_payload WHERE ffi_eid(e_part, e_uuid) = p_eid;
   END IF;
   IF e.has_grant OR e.current_suspension_id IS NOT NULL
      OR e.current_attempt_index IS NULL OR e.lifecycle_phase <> 'active' THEN
@@ -358,7 +358,7 @@ BEGIN
   -- the retention timer (ffi_retention_set, inline)
   IF e.flow_id IS NULL AND v_now IS NOT NULL AND e.completed_at IS DISTINCT FROM v_now THEN
     INSERT INTO timer (kind, ref, due_at)
-    SELECT 'retention', p_eid, v_now + ffi_retention_ms(d.policy) FROM exec_data d WHERE d.execution_id = p_eid
+    SELECT 'retention', p_eid, v_now + ffi_retention_ms(d.policy) FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid
     ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
   END IF;
   DELETE FROM timer WHERE ref = p_eid AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
@@ -422,7 +422,7 @@ BEGIN
   IF cardinality(f_ids) > 0 THEN
     UPDATE exec_data d SET result = t.payload
     FROM unnest(p_eid, p_payload) AS t(id, payload)
-    WHERE t.id = ANY (f_ids) AND d.execution_id = t.id AND t.payload IS NOT NULL AND length(t.payload) > 0;
+    WHERE t.id = ANY (f_ids) AND ffi_eid(d.e_part, d.e_uuid) = t.id AND t.payload IS NOT NULL AND length(t.payload) > 0;
     UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
     FROM unnest(f_ids, f_cai) AS f(id, cai)
     WHERE s.execution_id = f.id AND s.attempt_index = f.cai AND s.closed_at IS NULL;
@@ -476,8 +476,8 @@ BEGIN
       -- claim's lease timer of the set stays until its time, when the pass finds them ended
       INSERT INTO timer (kind, ref, due_at, refs)
       SELECT 'retention', '#' || gen_random_uuid()::text, r.due, array_agg(r.id ORDER BY r.id)
-      FROM (SELECT d.execution_id AS id, v_now + ffi_retention_ms(d.policy) AS due
-            FROM unnest(f_arm) AS x(id) JOIN exec_data d ON d.execution_id = x.id) r
+      FROM (SELECT x.id, v_now + ffi_retention_ms(d.policy) AS due
+            FROM unnest(f_arm) AS x(id) JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = x.id) r
       GROUP BY r.due;
     END IF;
     DELETE FROM timer WHERE ref = ANY (f_ids) AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
@@ -537,7 +537,7 @@ BEGIN
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   PERFORM ffi_record_failure(p_eid, p_reason, p_class, p_category, v_now);
-  SELECT policy->'retry_policy' INTO v_rp FROM exec_data WHERE execution_id = p_eid;
+  SELECT policy->'retry_policy' INTO v_rp FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid;
   IF v_rp IS NOT NULL AND jsonb_typeof(v_rp) = 'object' AND p_class NOT IN ('Permanent', 'Cancelled') THEN
     v_max := coalesce((v_rp->>'max_retries')::int, 3);
     v_cats := v_rp->'retryable_categories';

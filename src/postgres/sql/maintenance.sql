@@ -364,7 +364,7 @@ BEGIN
   DELETE FROM exec_failure WHERE execution_id = p_eid;
   DELETE FROM claim_grant WHERE execution_id = p_eid;
   DELETE FROM timer WHERE ref = p_eid;
-  DELETE FROM exec_data WHERE execution_id = p_eid;
+  DELETE FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid;
   DELETE FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
 END $$;
 
@@ -409,7 +409,7 @@ BEGIN
           CONTINUE;
         END IF;
         CONTINUE WHEN e.lifecycle_phase <> 'terminal' OR e.flow_id IS NOT NULL OR e.completed_at IS NULL;
-        SELECT e.completed_at + ffi_retention_ms(d.policy) INTO v_due FROM exec_data d WHERE d.execution_id = v_ref;
+        SELECT e.completed_at + ffi_retention_ms(d.policy) INTO v_due FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = v_ref;
         v_due := coalesce(v_due, e.completed_at + 86400000);
         IF v_due > v_now THEN
           PERFORM ffi_timer_set('retention', v_ref, v_due);
@@ -436,7 +436,7 @@ BEGIN
       PERFORM ffi_timer_del('retention', t.ref);
       CONTINUE;
     END IF;
-    SELECT e.completed_at + ffi_retention_ms(d.policy) INTO v_due FROM exec_data d WHERE d.execution_id = t.ref;
+    SELECT e.completed_at + ffi_retention_ms(d.policy) INTO v_due FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = t.ref;
     v_due := coalesce(v_due, e.completed_at + 86400000);
     IF v_due > v_now THEN
       PERFORM ffi_timer_set('retention', t.ref, v_due);

@@ -34,7 +34,7 @@ BEGIN
         'percent', e.progress_pct, 'message', nullif(e.progress_message, ''), 'updatedAt', e.progress_updated_at)) END,
       'cancellationReason', CASE WHEN e.terminal_outcome = 'cancelled' THEN nullif(e.cancellation_reason, '') END))
       || jsonb_build_object('tags', coalesce(d.tags, '{}'::jsonb)) || ffi_history_json(e)
-    FROM exec_core e LEFT JOIN exec_data d ON d.execution_id = p_eid
+    FROM exec_core e LEFT JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = p_eid
     WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid))));
 END $$;
 
@@ -79,7 +79,7 @@ END $$;
 CREATE FUNCTION ff_get_execution_result(p_eid text, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
-  RETURN (SELECT ffi_ok((SELECT to_jsonb(encode(d.result, 'base64')) FROM exec_core e JOIN exec_data d ON d.execution_id = p_eid
+  RETURN (SELECT ffi_ok((SELECT to_jsonb(encode(d.result, 'base64')) FROM exec_core e JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = p_eid
                  WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid) AND e.terminal_outcome = 'success' AND length(d.result) > 0)));
 END $$;
 
@@ -96,7 +96,7 @@ BEGIN
                    'payload', encode(d.payload, 'base64'), 'payloadEncoding', d.payload_encoding,
                    'traceParent', '00-' || substr(d.trace_context, 1, 32) || '-' || substr(d.trace_context, 33, 16)
                                   || '-' || substr(d.trace_context, 49, 2)))
-                 FROM exec_core e JOIN exec_data d ON d.execution_id = p_eid
+                 FROM exec_core e JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = p_eid
                  WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid))));
 END $$;
 

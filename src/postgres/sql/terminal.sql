@@ -39,7 +39,7 @@ $$;
 --   errors: -
 CREATE FUNCTION ffi_retention_set(p_eid text, p_completed bigint) RETURNS void LANGUAGE sql AS $$
   INSERT INTO timer (kind, ref, due_at)
-  SELECT 'retention', p_eid, p_completed + ffi_retention_ms(d.policy) FROM exec_data d WHERE d.execution_id = p_eid
+  SELECT 'retention', p_eid, p_completed + ffi_retention_ms(d.policy) FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid
   ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at
 $$;
 
