@@ -1,7 +1,8 @@
 // A store written before migration 0047 (`exec_core` keyed by the id's text) migrates to the key
 // (partition_key, e_uuid): its executions in every state are read, listed (by partition in id order,
 // by lane with ties in id order across partitions), claimed, completed and cancelled by id, two
-// executions of one uuid under two partitions among them.
+// executions of one uuid under two partitions among them; the timers of a set (an array of ids
+// before, uuids and partitions after) are taken by the lease and retention passes.
 import { describe, expect, layer } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -9,6 +10,7 @@ import { randomUUID } from "node:crypto"
 import { Effect, Either, Layer, Option, Redacted } from "effect"
 import { inject } from "vitest"
 import { EngineBackend } from "../src/EngineBackend.js"
+import { Maintenance } from "../src/Maintenance.js"
 import * as Ids from "../src/Ids.js"
 import { decodeHandle } from "../src/internal/handleCodec.js"
 import { Migrator } from "../src/postgres/internal/driver.js"
@@ -105,6 +107,12 @@ const oldStore = (ids: ReadonlyMap<string, string>) =>
           [id, r.state === "completed" ? "\\x6f6b" : null]
         )
       }
+      // a claim's lease timer of a set and a completion's retention timer of a set, both due
+      yield* sql.unsafe(
+        `INSERT INTO timer (kind, ref, due_at, refs) VALUES
+           ('lease', '#' || gen_random_uuid(), 0, ARRAY[$1, $2]), ('retention', '#' || gen_random_uuid(), 0, ARRAY[$3])`,
+        [ids.get("running")!, ids.get("w10-shared")!, ids.get("completed")!]
+      )
     }))
     expect(yield* appliedVersion(schema)).toBe(46)
   })
@@ -142,12 +150,19 @@ describe("postgres migration 0047: exec_core keyed by partition and uuid, an old
             workerInstanceId: Ids.unsafe.workerInstanceId("w-1"),
             leaseTtlMs: 30_000
           }
+          // the set's lease timer: the running execution's lease is renewed (a timer of its own), the
+          // waiting one is passed over; the set's retention timer deletes the completed execution
+          const m = yield* Maintenance
+          const leases = yield* m.expireLeases()
+          const [ownLease] = yield* sql.unsafe<{ readonly n: number }>(
+            `SELECT count(*)::int AS n FROM "${schema}".timer WHERE kind = 'lease' AND ref = $1`, [ids.get("running")!])
+          const retention = yield* m.trimRetention()
           const handles = yield* b.claimMany({ lane: laneId, capabilities: { tokens: [] }, policy }, 10)
           const claimed = handles.map((h) => Either.getOrThrow(decodeHandle("postgres", h)).executionId as string)
           yield* Effect.forEach(handles, (h) => b.complete(h))
           yield* b.cancelExecution({ executionId: id("running"), reason: "migrated" })
           const after = yield* Effect.forEach(rows, (r) => b.readExecutionState(id(r.name)))
-          return { before, result, partition1, partition1Rest, oldest, newest, newestRest, claimed, after }
+          return { before, result, partition1, partition1Rest, oldest, newest, newestRest, leases, ownLease, retention, claimed, after }
         }).pipe(Effect.provide(PostgresBackend.layer({ hmacSecret: testHmacSecret, schema })))
 
         expect(yield* appliedVersion(schema)).toBe(LATEST_MIGRATION)
@@ -169,9 +184,15 @@ describe("postgres migration 0047: exec_core keyed by partition and uuid, an old
         expect(byAge.indexOf(ids.get("w10-shared")!)).toBeLessThan(byAge.indexOf(ids.get("w1-shared")!))
         // every claimable execution was claimed (the reclaimed one as a new attempt), then completed
         expect([...out.claimed].sort()).toEqual(["w1-shared", "w10-shared", "w2", "w1", "reclaim"].map((n) => ids.get(n)!).sort())
+        expect(out.leases).toMatchObject({ processed: 0, more: false })
+        expect(out.ownLease).toEqual({ n: 1 })
+        expect(out.retention).toMatchObject({ processed: 1, more: false })
         expect(out.after.map(Option.getOrNull)).toEqual([
-          "completed", "completed", "completed", "completed", "completed", "delayed", "cancelled", "completed"
+          "completed", "completed", "completed", "completed", "completed", "delayed", "cancelled", null
         ])
+        const sets = yield* sql.unsafe<{ readonly n: number }>(
+          `SELECT count(*)::int AS n FROM "${schema}".timer WHERE refs IS NOT NULL AND due_at = 0`)
+        expect(sets).toEqual([{ n: 0 }])
         // the rows keep their partitions and uuids, the two of one uuid apart
         const twoPartitions = yield* sql.unsafe<{ readonly p: number }>(
           `SELECT partition_key AS p FROM "${schema}".exec_core WHERE e_uuid = $1 ORDER BY 1`,

@@ -302,7 +302,7 @@ describe("postgres retention", () => {
               exec_idempotency: ["execution_id = $1", [e]],
               exec_history: ["execution_id = $1", [e]],
               exec_failure: ["execution_id = $1", [e]],
-              timer: ["ref = $1 OR ref = ANY($2::text[]) OR $1 = ANY(refs)", [e, wps]],
+              timer: ["ref = $1 OR ref = ANY($2::text[]) OR substr($1, strpos($1, '}') + 2)::uuid = ANY(refs)", [e, wps]],
               claim_grant: ["execution_id = $1", [e]],
               suspension: ["execution_id = $1", [e]],
               waitpoint: ["execution_id = $1 OR waitpoint_id = ANY($2::uuid[])", [e, wps]],
@@ -340,7 +340,7 @@ describe("postgres retention", () => {
         // the lease timers of its claims' sets (timer.refs) name it until their due time; the
         // lease pass then drops them
         const leaseSets = yield* sql.unsafe<{ readonly kind: string }>(
-          `SELECT kind FROM "${schema}".timer WHERE $1 = ANY(refs)`, [r.executionId])
+          `SELECT kind FROM "${schema}".timer WHERE $1 = ANY(CASE WHEN refs IS NOT NULL THEN ARRAY(SELECT '{fp:' || x.p || '}:' || x.u FROM unnest(ref_parts, refs) AS x(p, u)) END)`, [r.executionId])
         expect(leaseSets.length).toBeGreaterThan(0)
         expect(leaseSets.every((t) => t.kind === "lease")).toBe(true)
         const { timer: _, ...rest } = yield* rows(r)
@@ -374,7 +374,8 @@ describe("postgres retention", () => {
         expect(handles.length).toBe(3)
         const timers = () =>
           sql.unsafe<{ readonly kind: string; readonly refs: ReadonlyArray<string> | null; readonly ref: string }>(
-            `SELECT kind, refs, ref FROM "${schema}".timer WHERE ref = ANY ($1::text[]) OR refs && $1::text[] ORDER BY kind, ref`,
+            `SELECT kind, CASE WHEN refs IS NOT NULL THEN ARRAY(SELECT '{fp:' || x.p || '}:' || x.u FROM unnest(ref_parts, refs) AS x(p, u)) END AS refs, ref FROM "${schema}".timer
+             WHERE ref = ANY ($1::text[]) OR CASE WHEN refs IS NOT NULL THEN ARRAY(SELECT '{fp:' || x.p || '}:' || x.u FROM unnest(ref_parts, refs) AS x(p, u)) END && $1::text[] ORDER BY kind, ref`,
             [ids]
           )
         const claimed = yield* timers()

@@ -23,6 +23,11 @@
  * hash of the id rebuilt from the two columns, `ffi_eid(e_part, e_uuid)`, which the index's
  * expression makes a function of the migrations (the library names it in its look-ups).
  *
+ * A timer of a set of executions (0038) names them by their uuids (`refs`, now `uuid[]`) and their
+ * partitions (`ref_parts`, at the same positions) instead of an array of ids (about 50 bytes an
+ * element, past the TOAST threshold for a claim of 64). The change of `refs`'s type computes both
+ * from the array's text, in the one rewrite of the table.
+ *
  * The trigger functions of 0039, 0044 and 0045 that read the transition tables' ids are created
  * again over the two columns.
  */
@@ -54,6 +59,12 @@ ALTER TABLE exec_data ALTER COLUMN execution_id TYPE uuid
   USING substr(execution_id, strpos(execution_id, '}') + 2)::uuid;
 ALTER TABLE exec_data RENAME COLUMN execution_id TO e_uuid;
 ALTER TABLE exec_data ADD CONSTRAINT exec_data_one EXCLUDE USING hash ((ffi_eid(e_part, e_uuid)) WITH =);
+
+ALTER TABLE timer ADD COLUMN ref_parts int[];
+ALTER TABLE timer
+  ALTER COLUMN ref_parts TYPE int[]
+    USING regexp_replace(regexp_replace(refs::text, ':[0-9a-f-]{36}', '', 'g'), '\{fp:(\d+)\}', '\1', 'g')::int[],
+  ALTER COLUMN refs TYPE uuid[] USING regexp_replace(refs::text, '\{fp:\d+\}:', '', 'g')::uuid[];
 
 -- 0032's (0039's) lane counts of an update, joining the transition tables by the two columns.
 CREATE OR REPLACE FUNCTION ffi_lane_count_update() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT SET jit = off AS $$

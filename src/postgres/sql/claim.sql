@@ -299,8 +299,9 @@ BEGIN
     ), leases AS (
       -- one lease timer for the round's set (migration 0038): the pass takes each execution of
       -- refs as its own timer; a renewal arms a timer of the execution's own
-      INSERT INTO timer (kind, ref, due_at, refs)
-      SELECT 'lease', '#' || gen_random_uuid()::text, v_now + p_ttl, array_agg(id) FROM u HAVING count(*) > 0
+      INSERT INTO timer (kind, ref, due_at, refs, ref_parts)
+      SELECT 'lease', '#' || gen_random_uuid()::text, v_now + p_ttl, array_agg(ffi_eid_uuid(id)), array_agg(ffi_eid_part(id))
+      FROM u HAVING count(*) > 0
     )
     SELECT coalesce(jsonb_agg(h ORDER BY pos), '[]'::jsonb),
       (SELECT array_agg(v.s) FROM evs CROSS JOIN LATERAL (VALUES ('e:' || evs.execution_id), ('l:' || evs.lane_id),

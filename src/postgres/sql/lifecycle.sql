@@ -474,8 +474,9 @@ BEGIN
     IF cardinality(f_arm) > 0 THEN
       -- one retention timer for the set per retention time (timer.refs, migration 0038); the
       -- claim's lease timer of the set stays until its time, when the pass finds them ended
-      INSERT INTO timer (kind, ref, due_at, refs)
-      SELECT 'retention', '#' || gen_random_uuid()::text, r.due, array_agg(r.id ORDER BY r.id)
+      INSERT INTO timer (kind, ref, due_at, refs, ref_parts)
+      SELECT 'retention', '#' || gen_random_uuid()::text, r.due, array_agg(ffi_eid_uuid(r.id) ORDER BY r.id),
+        array_agg(ffi_eid_part(r.id) ORDER BY r.id)
       FROM (SELECT x.id, v_now + ffi_retention_ms(d.policy) AS due
             FROM unnest(f_arm) AS x(id) JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = x.id) r
       GROUP BY r.due;

@@ -54,7 +54,11 @@ DECLARE
   v_left text[];
 BEGIN
   FOR t IN
-    SELECT ref, due_at, refs FROM timer WHERE kind = p_kind AND due_at <= v_now
+    -- (a set's executions as their ids: refs holds their uuids, ref_parts their partitions, 0047)
+    SELECT ref, due_at, CASE WHEN refs IS NOT NULL THEN
+             ARRAY(SELECT ffi_eid(x.p, x.u) FROM unnest(ref_parts, refs) WITH ORDINALITY AS x(p, u, o) ORDER BY x.o)
+           END AS refs
+    FROM timer WHERE kind = p_kind AND due_at <= v_now
     ORDER BY due_at LIMIT p_batch + 1 FOR UPDATE SKIP LOCKED
   LOOP
     v_seen := v_seen + 1;
@@ -88,7 +92,9 @@ BEGIN
         END IF;
       END LOOP;
       IF cardinality(v_left) > 0 THEN
-        UPDATE timer SET refs = v_left WHERE kind = p_kind AND ref = t.ref;
+        UPDATE timer SET refs = ARRAY(SELECT ffi_eid_uuid(x.id) FROM unnest(v_left) WITH ORDINALITY AS x(id, o) ORDER BY x.o),
+          ref_parts = ARRAY(SELECT ffi_eid_part(x.id) FROM unnest(v_left) WITH ORDINALITY AS x(id, o) ORDER BY x.o)
+        WHERE kind = p_kind AND ref = t.ref;
       ELSE
         PERFORM ffi_timer_del(p_kind, t.ref);
       END IF;
@@ -392,7 +398,11 @@ DECLARE
   v_left text[];
 BEGIN
   FOR t IN
-    SELECT ref, due_at, refs FROM timer WHERE kind = 'retention' AND due_at <= v_now
+    -- (a set's executions as their ids: refs holds their uuids, ref_parts their partitions, 0047)
+    SELECT ref, due_at, CASE WHEN refs IS NOT NULL THEN
+             ARRAY(SELECT ffi_eid(x.p, x.u) FROM unnest(ref_parts, refs) WITH ORDINALITY AS x(p, u, o) ORDER BY x.o)
+           END AS refs
+    FROM timer WHERE kind = 'retention' AND due_at <= v_now
     ORDER BY due_at, ref LIMIT p_batch + 1 FOR UPDATE SKIP LOCKED
   LOOP
     v_seen := v_seen + 1;
@@ -419,7 +429,9 @@ BEGIN
         v_done := v_done + 1;
       END LOOP;
       IF cardinality(v_left) > 0 THEN
-        UPDATE timer SET refs = v_left WHERE kind = 'retention' AND ref = t.ref;
+        UPDATE timer SET refs = ARRAY(SELECT ffi_eid_uuid(x.id) FROM unnest(v_left) WITH ORDINALITY AS x(id, o) ORDER BY x.o),
+          ref_parts = ARRAY(SELECT ffi_eid_part(x.id) FROM unnest(v_left) WITH ORDINALITY AS x(id, o) ORDER BY x.o)
+        WHERE kind = 'retention' AND ref = t.ref;
       ELSE
         PERFORM ffi_timer_del('retention', t.ref);
       END IF;
