@@ -159,6 +159,7 @@ DECLARE
   v_busy int := 0;
   v_skip text[] := '{}';
   v_round int := 0;
+  v_w record;
   v_wpart int[];
   v_wuuid uuid[];
   v_held text[];
@@ -190,7 +191,10 @@ DECLARE
 BEGIN
   LOOP
     v_round := v_round + 1;
-    SELECT w.o_part, w.o_uuid INTO v_wpart, v_wuuid FROM ffi_claim_window(p_lane, p_caps, p_kinds, v_skip, p_limit - v_count) w;
+    -- (an expression, not a query over the function: no query start-up)
+    v_w := ffi_claim_window(p_lane, p_caps, p_kinds, v_skip, p_limit - v_count);
+    v_wpart := v_w.o_part;
+    v_wuuid := v_w.o_uuid;
     EXIT WHEN cardinality(v_wuuid) = 0;
     -- Lock only as many candidates as are still wanted, in claim order, and read the common case
     -- (a fresh attempt without grant or attempt timeout) in the same statement; candidates that
