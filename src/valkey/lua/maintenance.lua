@@ -113,11 +113,13 @@ end
 
 -- The due time an entry of the attempt_timeout index stands for, from core `c`: the current
 -- attempt's attempt_timeout_at while the execution is active (nil: none, the entry is stale). A
--- core without the field (its attempt armed by an earlier library) keeps the entry's `score`.
+-- core without the field (its attempt armed by an earlier library; it reads "", as any field the
+-- core does not hold) keeps the entry's `score`.
 local function attempt_due(c, score)
   if c.lifecycle_phase ~= "active" then return nil end
-  if c.attempt_timeout_at == nil then return score end
-  return tonumber(c.attempt_timeout_at)
+  local at = c.attempt_timeout_at
+  if at == "" then return score end
+  return tonumber(at)
 end
 
 -- The due time an entry of the deadline index stands for: any non-terminal execution's.
