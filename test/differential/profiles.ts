@@ -13,6 +13,7 @@ import {
   cancelFlowArb,
   claimArb,
   completeAndClaimArb,
+  completeBatchArb,
   createArb,
   createManyArb,
   applyEdgeArb,
@@ -49,6 +50,7 @@ export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   ),
   w(7, fc.record({ _tag: fc.constant("Complete" as const), handle: handleRef, payload: opt(fc.constantFrom("out", ""), 3, 1) })),
   w(3, completeAndClaimArb),
+  w(3, completeBatchArb),
   w(
     6,
     fc.record({
@@ -241,6 +243,12 @@ export const flowCommandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   w(12, claimArb.map((c) => (c._tag === "Claim" ? { ...c, lane: 0, caps: CAPABILITIES } : c))),
   w(8, fc.record({ _tag: fc.constant("Complete" as const), handle: handleRef, payload: opt(fc.constantFrom("out", ""), 3, 1) })),
   w(3, completeAndClaimArb.map((c) => (c._tag === "CompleteAndClaim" ? { ...c, lane: 0, caps: CAPABILITIES } : c))),
+  w(
+    3,
+    completeBatchArb.map((c) =>
+      c._tag === "CompleteBatch" && c.claim !== undefined ? { ...c, claim: { ...c.claim, lane: 0, caps: CAPABILITIES } } : c
+    )
+  ),
   w(
     4,
     fc.record({
