@@ -5,11 +5,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Clock, Duration, Effect, Layer, Option, Redacted, Schedule, TestClock, TestServices } from "effect"
+import { Clock, Duration, Effect, Exit, Layer, Option, Redacted, Schedule, Scope, TestClock, TestServices } from "effect"
 import { afterAll, inject } from "vitest"
 import { EngineBackend } from "../src/EngineBackend.js"
 import type { LaneId } from "../src/Ids.js"
 import * as Ids from "../src/Ids.js"
+import { Maintenance } from "../src/Maintenance.js"
 import * as Producer from "../src/Producer.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
 import * as Worker from "../src/Worker.js"
@@ -60,6 +61,31 @@ const registeredPast = (lane: LaneId, worker: string, at: number) =>
   Effect.map(expiry(lane, worker), Option.exists((e) => e > at))
 
 describe("postgres: a waiting worker's registration", () => {
+  it.scoped("one its process left behind lapses, and trimRetention deletes it (the lane's creates send no NOTIFY for it)", () =>
+    Effect.gen(function*() {
+      const lane = yield* newLane()
+      const worker = Ids.unsafe.workerInstanceId("waiter-gone")
+      const b = yield* EngineBackend
+      const m = yield* Maintenance
+      // a registration whose process ended without withdrawing it (the subscription's scope never closed)
+      const scope = yield* Scope.make()
+      const sub = yield* Scope.extend(b.subscribeWork({ lanes: [lane], workerInstanceId: worker }), scope)
+      yield* sub.arm
+      const at = Option.getOrThrow(yield* expiry(lane, worker))
+      yield* m.trimRetention()
+      expect(yield* expiry(lane, worker)).toEqual(Option.some(at))
+      // the process is gone, its renewals with it: the registration lapsed
+      const now = yield* Clock.currentTimeMillis
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql.unsafe(`UPDATE "${schema}".lane_waiter SET expires_at = $2 WHERE lane_id = $1`, [lane, now - 1])).pipe(
+          Effect.provide(client()),
+          Effect.orDie
+        )
+      yield* m.trimRetention()
+      expect(yield* expiry(lane, worker)).toEqual(Option.none())
+      yield* Scope.close(scope, Exit.void)
+    }).pipe(Effect.provide(backend())), 60_000)
+
   it.scoped("is renewed while the subscription stays armed, and withdrawn by its disarm", () =>
     Effect.gen(function*() {
       const lane = yield* newLane()
