@@ -11,6 +11,7 @@ import { completeMember, failMember } from "./flows-helpers.js"
 import {
   addEdge,
   addMember,
+  advance,
   backend,
   buildFlow,
   bytes,
@@ -103,6 +104,24 @@ export const flowsGrowth = (t: Tester): void => {
         const c = yield* create({ flowId })
         yield* failsWith(b.addExecutionToFlow({ flowId, executionId: c.executionId }), "State", "FlowAlreadyTerminal")
         yield* failsWith(b.cancelFlow({ flowId, policy: "FlowOnly" }), "State", "FlowAlreadyTerminal")
+      }))
+
+    t.test("a claim that fails a member past its reclaim cap resolves its dependents before the next candidate: a member of its lane depending on it is skipped, not failed by its own cap", () =>
+      Effect.gen(function*() {
+        const lane = yield* newLane()
+        const flowId = yield* createFlow()
+        const up = yield* addMember(flowId, { laneId: lane, policy: { maxReclaimCount: 0 } })
+        // (created a millisecond later: the claims take `up` first)
+        yield* advance(1)
+        const down = yield* addMember(flowId, { laneId: lane, policy: { maxReclaimCount: 0 } })
+        expect(payloadOf(yield* claimSome(lane, { ttl: 1_000 })).executionId).toBe(up.executionId)
+        expect(payloadOf(yield* claimSome(lane, { ttl: 1_000 })).executionId).toBe(down.executionId)
+        yield* advance(1_000)
+        yield* pass("expireLeases")
+        // an edge into the member whose lease expired (a running member)
+        yield* addEdge(flowId, up.executionId, down.executionId)
+        yield* Effect.either(claimNone(lane))
+        yield* expectStates([[up.executionId, "failed"], [down.executionId, "skipped"]])
       }))
   })
 
