@@ -144,4 +144,38 @@ describe("postgres: a waiting worker's registration", () => {
       const id = yield* Producer.submit(Echo, { text: "woken" }, { lane }).pipe(Effect.provide(elsewhere))
       yield* eventually(Effect.map(b.readExecutionState(id), (s) => Option.getOrUndefined(s) === "completed"))
     }).pipe(Effect.provide(backend())), 60_000)
+
+  it.scoped("a renewal that finds the registration gone wakes the worker: work made claimable meanwhile, unnotified, is claimed", () =>
+    Effect.gen(function*() {
+      const lane = yield* newLane()
+      let armed = 0
+      const b = yield* EngineBackend
+      const service: EngineBackend.Service = {
+        ...b,
+        subscribeWork: (args) =>
+          Effect.map(b.subscribeWork(args), (sub) => ({ ...sub, arm: Effect.tap(sub.arm, () => Effect.sync(() => armed++)) }))
+      }
+      yield* Effect.forkScoped(
+        Worker.run({
+          lanes: [lane],
+          handlers: [Worker.handler({ ...Echo, run: (input, ctx) => Effect.succeed({ text: input.text, attempt: ctx.attempt, resumed: ctx.resumed }) })],
+          idle: Schedule.spaced("1 hour"),
+          workerId: "waiter-gone"
+        }).pipe(Effect.provideService(EngineBackend, service))
+      )
+      yield* eventually(Effect.sync(() => armed >= 1))
+      // the registration goes (as a lapsed one another worker's registration clears)
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`DELETE FROM "${schema}".lane_waiter WHERE lane_id = $1`, [lane])).pipe(
+        Effect.provide(client()),
+        Effect.orDie
+      )
+      const elsewhere = yield* Layer.build(backend())
+      const id = yield* Producer.submit(Echo, { text: "unnotified" }, { lane }).pipe(Effect.provide(elsewhere))
+      yield* TestServices.provideLive(Effect.sleep("300 millis"))
+      expect(Option.getOrUndefined(yield* b.readExecutionState(id))).toBe("waiting")
+      // the next renewal registers the worker again and wakes it
+      yield* TestClock.adjust("50 seconds")
+      // (its idle poll is an hour: only the wake-up made it claim)
+      yield* eventually(Effect.map(b.readExecutionState(id), (s) => Option.getOrUndefined(s) === "completed"))
+    }).pipe(Effect.provide(backend())), 60_000)
 })
