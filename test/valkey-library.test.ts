@@ -3,7 +3,7 @@
 // the boundary refuses are sent here on purpose: no helper of the library may fail on a size after
 // it has written.
 import { describe, expect, inject, layer } from "@effect/vitest"
-import { Clock, Duration, Effect, Option } from "effect"
+import { Clock, Duration, Effect, Option, TestClock } from "effect"
 import { Redis } from "iovalkey"
 import { EngineBackend } from "../src/EngineBackend.js"
 import { Maintenance } from "../src/Maintenance.js"
@@ -515,6 +515,33 @@ describe("valkey function library", () => {
           expect(Option.getOrUndefined(yield* b.readExecutionState(id))).toBe("active")
           expect(yield* Effect.promise(() => r.zscore(key, id))).toBe(due)
           yield* b.renew(h2.value)
+        }))
+
+      it.scoped("an attempt armed by an earlier library (its core without attempt_timeout_at) times out at its entry's time", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const m = yield* Maintenance
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const key = `${base(Ids.executionPartition(id))}:i:attempt_timeout`
+          yield* b.createExecution({
+            executionId: id,
+            laneId: l,
+            namespace: Ids.unsafe.namespace("lib"),
+            executionKind: "k",
+            policy: { timeoutPolicy: { attemptTimeoutMs: 1_000 } }
+          })
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag === "None") return expect.fail("nothing claimed")
+          const due = yield* Effect.promise(() => r.zscore(key, id))
+          // the core as that library left it: the due time in the index alone
+          yield* Effect.promise(() => r.hdel(`${base(Ids.executionPartition(id))}:e:${id}`, "ato"))
+          expect(yield* m.expireAttempts()).toMatchObject({ processed: 0 })
+          expect(yield* Effect.promise(() => r.zscore(key, id))).toBe(due)
+          yield* TestClock.adjust("2 seconds")
+          expect(yield* m.expireAttempts()).toMatchObject({ processed: 1 })
+          expect(Option.getOrUndefined(yield* b.readExecutionState(id))).not.toBe("active")
         }))
     })
 

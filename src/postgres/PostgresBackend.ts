@@ -243,7 +243,8 @@ export const make = (
       cancelFlowInlineLimit: options.cancelFlowInlineLimit ?? 1000,
       tailPollMs: options.tailPollMs ?? 50,
       hub,
-      events
+      events,
+      clock: options.clock ?? "store"
     })
     const backend = makeEngineBackend(core)
     if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {

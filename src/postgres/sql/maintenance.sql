@@ -501,8 +501,10 @@ BEGIN
 END $$;
 
 -- ff_pass_retention: trimRetention — the due executions, then up to max(1 000, 10 × batch)
--- expired dedup rows per table and lane count rows of ended processes (ffi_lane_count_fold).
--- What it reports is about executions only, as on the other backends.
+-- expired dedup rows per table, lapsed waiter registrations (lane_waiter rows a worker did not
+-- renew: its process ended without withdrawing them, and each left the lane's creates sending a
+-- NOTIFY) and lane count rows of ended processes (ffi_lane_count_fold). What it reports is about
+-- executions only, as on the other backends.
 --   args:   p_batch, p_now
 --   reply:  {"ok": {"processed", "more"}}
 --   errors: -
@@ -512,6 +514,9 @@ DECLARE
   v_result jsonb := ffi_pass_retention_executions(p_batch, p_now);
 BEGIN
   PERFORM ffi_dedup_expire(coalesce(p_now, ffi_now()), greatest(1000, 10 * p_batch));
+  DELETE FROM lane_waiter WHERE ctid IN (
+    SELECT w.ctid FROM lane_waiter w WHERE w.expires_at < coalesce(p_now, ffi_now())
+    LIMIT greatest(1000, 10 * p_batch) FOR UPDATE SKIP LOCKED);
   -- events past Limits.eventRetentionMs (1 h) or beyond Limits.eventsRetained (1 000 000)
   PERFORM ffi_events_trim(coalesce(p_now, ffi_now()), greatest(1000, 10 * p_batch), 3600000, 1000000);
   PERFORM ffi_lane_count_fold(greatest(1000, 10 * p_batch));

@@ -297,6 +297,9 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
           local info
           if kind == "reclaim" then
             info = FF.claim_reclaim(B, e, c, now, a)
+            -- past the reclaim cap it failed: its dependents are resolved before the next
+            -- candidate is read (one it skips is no candidate any more), as in a step of its own
+            if info == nil then FF.drain(B, now) end
           elseif c.attempt_state == "attempt_interrupted" then
             info = FF.claim_resume(B, e, c, now, a.lease_id, a.worker_id, a.worker_instance_id, a.lease_ttl_ms)
           else
