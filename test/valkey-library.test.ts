@@ -3,7 +3,7 @@
 // the boundary refuses are sent here on purpose: no helper of the library may fail on a size after
 // it has written.
 import { describe, expect, inject, layer } from "@effect/vitest"
-import { Clock, Duration, Effect, Option } from "effect"
+import { Clock, Duration, Effect, Option, TestClock } from "effect"
 import { Redis } from "iovalkey"
 import { EngineBackend } from "../src/EngineBackend.js"
 import { Maintenance } from "../src/Maintenance.js"
@@ -109,6 +109,113 @@ describe("valkey function library", () => {
             countLimit: 10
           })
           expect(frames.closedReason).toBe("attempt_success")
+        }))
+    })
+
+    describe("the completed core (library version 10) and a store written by version 9", () => {
+      // Version 10 keeps a completed run in the lease fields the completion leaves (w, wi, la: no
+      // rw, rwi, rs copies) and stores last_mutation_at (tm) only while it differs from
+      // last_transition_at (tt); version 9 copied the run and stored tm beside tt.
+      const completed = Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const l = yield* lane
+        const id = yield* Ids.executionIdSolo(l)
+        yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+        yield* TestClock.adjust("5 millis")
+        const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+        if (h._tag !== "Some") return expect.unreachable("no claim")
+        yield* TestClock.adjust("5 millis")
+        yield* b.complete(h.value)
+        return { id, core: `${base(Ids.executionPartition(id))}:e:${id}` }
+      })
+      const seen = (id: Ids.ExecutionId) =>
+        Effect.flatMap(EngineBackend, (b) => b.describeExecution(id)).pipe(Effect.map((s) => {
+          if (s._tag !== "Some") return expect.unreachable("no snapshot")
+          const v = s.value
+          return {
+            state: v.publicState,
+            lease: v.currentLease,
+            lastMutationAt: v.lastMutationAt,
+            runs: v.attemptHistory.map((x) => [x.attemptIndex, x.kind, x.workerId, x.workerInstanceId, x.outcome])
+          }
+        }))
+      const completedRun = [[0, "initial", "w", "w-i", "completed"]]
+
+      it.scoped("a completion writes no copies of its run nor tm; the snapshot shows the run and no lease", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const done = yield* completed
+          const stored = yield* Effect.promise(() => r.hgetall(done.core))
+          expect(Object.keys(stored).filter((f) => ["rw", "rwi", "rs", "tm", "li", "lx"].includes(f))).toEqual([])
+          expect([stored["w"], stored["wi"], stored["la"] !== undefined, stored["tt"] !== undefined]).toEqual(["w", "w-i", true, true])
+          const s = yield* seen(done.id)
+          expect(s.state).toBe("completed")
+          expect(s.lease).toBeUndefined()
+          expect(s.lastMutationAt).toBe(Number(stored["tt"]))
+          expect(s.runs).toEqual(completedRun)
+        }))
+
+      it.scoped("a completed core as version 9 stored it is read, and a replay moves its run to the history once", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const done = yield* completed
+          // the same core as version 9 stored it: the run copied to rw/rwi/rs, the lease fields gone, tm beside tt
+          const st = yield* Effect.promise(() => r.hmget(done.core, "w", "wi", "la", "tt"))
+          yield* Effect.promise(() => r.hset(done.core, "rw", st[0]!, "rwi", st[1]!, "rs", st[2]!, "tm", st[3]!))
+          yield* Effect.promise(() => r.hdel(done.core, "w", "wi", "la"))
+          const s = yield* seen(done.id)
+          expect([s.state, s.lease, s.lastMutationAt, s.runs]).toEqual(["completed", undefined, Number(st[3]), completedRun])
+          yield* b.replayExecution(done.id)
+          const fields = yield* Effect.promise(() => r.hgetall(done.core))
+          expect(Object.keys(fields).filter((f) => ["rw", "rwi", "rs", "w", "wi", "la"].includes(f))).toEqual([])
+          expect((yield* seen(done.id)).runs).toEqual(completedRun)
+        }))
+
+      it.scoped("a replay of a version 10 completion moves its run to the history once and clears the lease fields", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const done = yield* completed
+          yield* b.replayExecution(done.id)
+          const fields = yield* Effect.promise(() => r.hgetall(done.core))
+          expect(Object.keys(fields).filter((f) => ["rw", "rwi", "rs", "w", "wi", "la", "li"].includes(f))).toEqual([])
+          const s = yield* seen(done.id)
+          expect([s.state, s.lease, s.runs]).toEqual(["waiting", undefined, completedRun])
+          // claimed and completed again: two runs
+          const h = yield* b.claim({ lane: fields["l"] as Ids.LaneId, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag !== "Some") return expect.unreachable("no claim")
+          yield* b.complete(h.value)
+          expect((yield* seen(done.id)).runs).toEqual([...completedRun, [1, "replay", "w", "w-i", "completed"]])
+        }))
+
+      it.scoped("an active core as version 9 stored it (tm beside tt) completes; a renewal's tm moves with the next transition", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const core = `${base(Ids.executionPartition(id))}:e:${id}`
+          yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          yield* TestClock.adjust("5 millis")
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag !== "Some") return expect.unreachable("no claim")
+          expect(yield* Effect.promise(() => r.hexists(core, "tm"))).toBe(0)
+          const tt = yield* Effect.promise(() => r.hget(core, "tt"))
+          yield* Effect.promise(() => r.hset(core, "tm", tt!))
+          expect((yield* seen(id)).lastMutationAt).toBe(Number(tt))
+          yield* TestClock.adjust("5 millis")
+          yield* b.renew(h.value)
+          const tm = Number(yield* Effect.promise(() => r.hget(core, "tm")))
+          expect(tm).toBeGreaterThan(Number(tt))
+          expect((yield* seen(id)).lastMutationAt).toBe(tm)
+          yield* TestClock.adjust("5 millis")
+          yield* b.complete(h.value)
+          const after = yield* Effect.promise(() => r.hmget(core, "tt", "tm"))
+          expect(after[0]).toBe(after[1])
+          expect(Number(after[0])).toBeGreaterThan(tm)
+          const s = yield* seen(id)
+          expect([s.state, s.lastMutationAt, s.runs]).toEqual(["completed", Number(after[0]), completedRun])
         }))
     })
 

@@ -531,7 +531,13 @@ local EXPAND_MT = {
     if s ~= nil then
       v = rawget(t, s)
       if v == nil then
-        if k == "last_transition_at" or k == "last_mutation_at" then v = t.created_at else v = "" end
+        if k == "last_transition_at" then
+          v = t.created_at
+        elseif k == "last_mutation_at" then
+          v = t.last_transition_at
+        else
+          v = ""
+        end
       elseif k == "blocking_detail" then
         v = detail_of(t, v)
       end
@@ -545,6 +551,21 @@ local EXPAND_MT = {
     return v
   end
 }
+
+-- A completed core keeps the run the completion ended in the lease fields it does not clear
+-- (worker, worker instance, lease_acquired_at; since library version 10: a version 9 completion
+-- copied them to last_run_*): a terminal core that has lease_acquired_at holds such a run. A core
+-- table names it last_run_* and has no current_* fields, as a version 9 core; RUN_LIVE marks it
+-- (FF.run_unkeep deletes the stored fields under their lease names).
+local RUN_LIVE = "\0run"
+FF.RUN_LIVE = RUN_LIVE
+local function run_of_completion(c)
+  c.last_run_worker_id, c.last_run_worker_instance_id, c.last_run_started_at =
+    c.current_worker_id, c.current_worker_instance_id, c.lease_acquired_at
+  c.current_worker_id, c.current_worker_instance_id, c.lease_acquired_at = nil, nil, nil
+  c[RUN_LIVE] = true
+end
+FF.run_of_completion = run_of_completion
 
 -- The core of `e`, or nil (a table of long names, CORE_MT).
 function FF.core(B, e)
@@ -567,9 +588,10 @@ function FF.core(B, e)
     c[long[f] or f] = r[i + 1]
   end
   sv_fill(c)
-  local created = c.created_at
-  if c.last_transition_at == nil then c.last_transition_at = created end
-  if c.last_mutation_at == nil then c.last_mutation_at = created end
+  if c.last_transition_at == nil then c.last_transition_at = c.created_at end
+  -- (last_mutation_at stays nil while not stored: it is then last_transition_at, which FF.state
+  -- writes without it)
+  if c.lease_acquired_at ~= nil and c.lifecycle_phase == "terminal" then run_of_completion(c) end
   local bd = c.bd
   setmetatable(c, CORE_MT)
   if bd ~= nil then c.blocking_detail = detail_of(c, bd) end
@@ -596,7 +618,11 @@ function FF.core_expand(m)
   if c.blocking_detail ~= "" then c.blocking_detail = detail_of(c, c.blocking_detail) end
   c.namespace = c.namespace -- (stored only when not empty)
   if c.last_transition_at == "" then c.last_transition_at = c.created_at end
-  if c.last_mutation_at == "" then c.last_mutation_at = c.created_at end
+  if c.last_mutation_at == "" then c.last_mutation_at = c.last_transition_at end
+  if dims[1] == "terminal" and rawget(c, "lease_acquired_at") ~= nil then
+    run_of_completion(c)
+    c[RUN_LIVE] = nil
+  end
   return setmetatable(c, nil)
 end
 
