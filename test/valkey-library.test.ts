@@ -772,7 +772,15 @@ describe("valkey function library", () => {
         Effect.promise(async () => {
           const entries = (await r.xrange(`${base(p)}:ev`, "-", "+")) as Array<[string, Array<string>]>
           const out: Array<{ readonly e: string; readonly l: string }> = []
-          for (const [, v] of entries) for (let j = 0; j + 7 < v.length; j += 8) out.push({ e: v[j + 1]!, l: v[j + 3]! })
+          for (const [, v] of entries) {
+            if (v[0] === "v") {
+              // (library version 10: one field per event, e, l, f and d joined by NUL bytes)
+              for (let j = 1; j < v.length; j += 2) {
+                const [e, l] = v[j]!.split("\0")
+                out.push({ e: e!, l: l! })
+              }
+            } else for (let j = 0; j + 7 < v.length; j += 8) out.push({ e: v[j + 1]!, l: v[j + 3]! })
+          }
           return out
         })
       const create = (ids: ReadonlyArray<Ids.ExecutionId>, l: Ids.LaneId) =>
@@ -893,6 +901,45 @@ describe("valkey function library", () => {
           }
           const events = yield* streamEvents(r, p)
           expect(Number(yield* Effect.promise(() => r.hget(`${base(p)}:evt`, "\0n")))).toBe(events.length)
+        }))
+
+      it.scoped("entries of four fields per event (library versions 8 and 9) are read and trimmed beside entries of one field per event", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const l = yield* lane
+          const ids: Array<Ids.ExecutionId> = []
+          for (let i = 0; i < 5; i++) ids.push(yield* Ids.executionIdSolo(l))
+          const p = Ids.executionPartition(ids[0]!)
+          const k = `${base(p)}:ev`
+          yield* create(ids.slice(0, 3), l)
+          // the partition's stream rewritten as versions 8 and 9 wrote it: e, l, f, d per event
+          const entries = yield* Effect.promise(() => r.xrange(k, "-", "+") as Promise<Array<[string, Array<string>]>>)
+          expect(entries.every(([, v]) => v[0] === "v" && v.length % 2 === 0)).toBe(true)
+          yield* Effect.promise(() => r.del(k))
+          let last = ""
+          for (const [id, v] of entries) {
+            const fields: Array<string> = []
+            for (let j = 1; j < v.length; j += 2) {
+              const [e, ln, f, ...d] = v[j]!.split("\0")
+              fields.push("e", e!, "l", ln!, "f", f!, "d", d.join("\0"))
+            }
+            yield* Effect.promise(() => r.xadd(k, id, ...fields))
+            const [ms, seq] = id.split("-")
+            last = `${ms}-${Number(seq) + (v.length / 2) - 1}`
+          }
+          yield* Effect.promise(() => r.call("XSETID", k, last))
+          yield* create(ids.slice(3), l)
+          const after = yield* Effect.promise(() => r.xrange(k, "-", "+") as Promise<Array<[string, Array<string>]>>)
+          expect(after.map(([, v]) => v[0])).toEqual([...entries.map(() => "e"), "v"])
+          expect((yield* readAll({ _tag: "Lane", laneId: l }, 2)).map(idOf)).toEqual(ids)
+          const one = yield* readAll({ _tag: "Execution", executionId: ids[1]! }, 10)
+          expect(one.map((e) => [e._tag, idOf(e)])).toEqual([["ExecutionCreated", ids[1]]])
+          // the count of events still matches the stream, and the old entries are trimmed by their events
+          expect(Number(yield* Effect.promise(() => r.hget(`${base(p)}:evt`, "\0n")))).toBe((yield* streamEvents(r, p)).length)
+          yield* Effect.promise(() => r.hset(`${base(p)}:evt`, "\0n", "100000"))
+          yield* create([yield* Ids.executionIdSolo(l)], l)
+          const kept = yield* Effect.promise(() => r.xrange(k, "-", "+") as Promise<Array<[string, Array<string>]>>)
+          expect(kept.length).toBeLessThan(after.length + 1)
         }))
 
       it.scoped("a stream written one event per entry, without a count (library versions 6 and 7), is read and counted on", () =>
