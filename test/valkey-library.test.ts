@@ -189,6 +189,38 @@ describe("valkey function library", () => {
           expect((yield* seen(done.id)).runs).toEqual([...completedRun, [1, "replay", "w", "w-i", "completed"]])
         }))
 
+      it.scoped("a claim stores no attempt index (it is the count's); one a version 9 claim stored is kept current", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const attempt = (id: Ids.ExecutionId) =>
+            Effect.map(b.describeExecution(id), (s) => s._tag === "Some" ? s.value.currentAttempt?.attemptIndex : "none")
+          const again = (id: Ids.ExecutionId, l: Ids.LaneId) =>
+            Effect.gen(function*() {
+              yield* b.replayExecution(id)
+              yield* TestClock.adjust("5 millis")
+              const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+              if (h._tag !== "Some") return expect.unreachable("no claim")
+              return h.value
+            })
+          // version 10 all along: no ai, the index read from n
+          const fresh = yield* completed
+          const l = (yield* Effect.promise(() => r.hget(fresh.core, "l"))) as Ids.LaneId
+          expect(yield* Effect.promise(() => r.hmget(fresh.core, "ai", "n"))).toEqual([null, "1"])
+          expect(yield* attempt(fresh.id)).toBe(0)
+          const h1 = yield* again(fresh.id, l)
+          expect(yield* Effect.promise(() => r.hmget(fresh.core, "ai", "n"))).toEqual([null, "2"])
+          expect(yield* attempt(fresh.id)).toBe(1)
+          yield* b.complete(h1)
+          expect(yield* attempt(fresh.id)).toBe(1)
+          // a version 9 core: ai stored beside n, written again by the next claim
+          const old = yield* completed
+          yield* Effect.promise(() => r.hset(old.core, "ai", "0"))
+          const h2 = yield* again(old.id, (yield* Effect.promise(() => r.hget(old.core, "l"))) as Ids.LaneId)
+          expect(yield* Effect.promise(() => r.hmget(old.core, "ai", "n"))).toEqual(["1", "2"])
+          expect(yield* attempt(old.id)).toBe(1)
+        }))
+
       it.scoped("an active core as version 9 stored it (tm beside tt) completes; a renewal's tm moves with the next transition", () =>
         Effect.gen(function*() {
           const r = yield* admin()

@@ -17,14 +17,24 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
   local exp = now + ttl
   local snow = FF.s(now)
   local t = lease_args
-  t[1], t[2], t[3], t[4] = "current_attempt_index", FF.str(idx), "current_attempt_id", attempt_id
-  t[5], t[6], t[7], t[8] = "current_lease_id", lease_id, "current_lease_epoch", FF.s(epoch)
-  t[9], t[10], t[11], t[12] = "current_worker_id", wid, "current_worker_instance_id", wiid
-  t[13], t[14], t[15], t[16] = "lease_acquired_at", snow, "lease_expires_at", FF.s(exp)
-  local n = 16
+  t[1], t[2], t[3], t[4] = "current_attempt_id", attempt_id, "current_lease_id", lease_id
+  t[5], t[6], t[7], t[8] = "current_lease_epoch", FF.s(epoch), "current_worker_id", wid
+  t[9], t[10], t[11], t[12] = "current_worker_instance_id", wiid, "lease_acquired_at", snow
+  t[13], t[14] = "lease_expires_at", FF.s(exp)
+  local n = 14
+  -- the attempt index is the attempt count - 1 after every claim: stored only where a version 9
+  -- claim stored it (helpers.lua, AI_DERIVED), else read from the count
+  local ai = c.current_attempt_index
+  if ai ~= "" and not rawget(c, FF.AI_DERIVED) then
+    t[15], t[16] = "current_attempt_index", FF.str(idx)
+    n = 16
+  else
+    rawset(c, "current_attempt_index", FF.str(idx))
+    rawset(c, FF.AI_DERIVED, true)
+  end
   if (c.started_at or "") == "" then
-    t[17], t[18] = "started_at", snow
-    n = 18
+    t[n + 1], t[n + 2] = "started_at", snow
+    n = n + 2
   end
   if extra then
     for i = 1, #extra do t[n + i] = extra[i] end

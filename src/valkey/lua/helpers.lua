@@ -567,6 +567,20 @@ local function run_of_completion(c)
 end
 FF.run_of_completion = run_of_completion
 
+-- current_attempt_index is always total_attempt_count - 1 once an attempt began (every claim sets
+-- both): since library version 10 a claim stores it only where a version 9 claim stored it
+-- already (FF.lease_on), and a core without it reads it from the count. AI_DERIVED marks a core
+-- table whose index is the count's.
+local AI_DERIVED = "\0ai"
+FF.AI_DERIVED = AI_DERIVED
+local function attempt_derived(c)
+  local n = tonumber(c.total_attempt_count)
+  if n ~= nil and n >= 1 then
+    c.current_attempt_index = FF.s(n - 1)
+    c[AI_DERIVED] = true
+  end
+end
+
 -- The core of `e`, or nil (a table of long names, CORE_MT).
 function FF.core(B, e)
   local r = C("HGETALL", K.core(B, e))
@@ -591,6 +605,7 @@ function FF.core(B, e)
   if c.last_transition_at == nil then c.last_transition_at = c.created_at end
   -- (last_mutation_at stays nil while not stored: it is then last_transition_at, which FF.state
   -- writes without it)
+  if c.current_attempt_index == nil and c.total_attempt_count ~= nil then attempt_derived(c) end
   if c.lease_acquired_at ~= nil and c.lifecycle_phase == "terminal" then run_of_completion(c) end
   local bd = c.bd
   setmetatable(c, CORE_MT)
@@ -619,6 +634,10 @@ function FF.core_expand(m)
   c.namespace = c.namespace -- (stored only when not empty)
   if c.last_transition_at == "" then c.last_transition_at = c.created_at end
   if c.last_mutation_at == "" then c.last_mutation_at = c.last_transition_at end
+  if rawget(c, "current_attempt_index") == nil and rawget(c, "total_attempt_count") ~= nil then
+    attempt_derived(c)
+    c[AI_DERIVED] = nil
+  end
   if dims[1] == "terminal" and rawget(c, "lease_acquired_at") ~= nil then
     run_of_completion(c)
     c[RUN_LIVE] = nil
