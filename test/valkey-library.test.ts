@@ -189,7 +189,7 @@ describe("valkey function library", () => {
           expect((yield* seen(done.id)).runs).toEqual([...completedRun, [1, "replay", "w", "w-i", "completed"]])
         }))
 
-      it.scoped("a claim stores no attempt index (it is the count's); one a version 9 claim stored is kept current", () =>
+      it.scoped("a claim stores no attempt index nor lease epoch equal to the count's; ones a version 9 claim stored are kept current", () =>
         Effect.gen(function*() {
           const r = yield* admin()
           const b = yield* EngineBackend
@@ -206,18 +206,20 @@ describe("valkey function library", () => {
           // version 10 all along: no ai, the index read from n
           const fresh = yield* completed
           const l = (yield* Effect.promise(() => r.hget(fresh.core, "l"))) as Ids.LaneId
-          expect(yield* Effect.promise(() => r.hmget(fresh.core, "ai", "n"))).toEqual([null, "1"])
+          expect(yield* Effect.promise(() => r.hmget(fresh.core, "ai", "le", "n"))).toEqual([null, null, "1"])
           expect(yield* attempt(fresh.id)).toBe(0)
           const h1 = yield* again(fresh.id, l)
-          expect(yield* Effect.promise(() => r.hmget(fresh.core, "ai", "n"))).toEqual([null, "2"])
+          expect(yield* Effect.promise(() => r.hmget(fresh.core, "ai", "le", "n"))).toEqual([null, null, "2"])
           expect(yield* attempt(fresh.id)).toBe(1)
+          const snap = yield* b.describeExecution(fresh.id)
+          expect(snap._tag === "Some" && snap.value.currentLease?.leaseEpoch).toBe(2)
           yield* b.complete(h1)
           expect(yield* attempt(fresh.id)).toBe(1)
-          // a version 9 core: ai stored beside n, written again by the next claim
+          // a version 9 core: ai and le stored beside n, written again by the next claim
           const old = yield* completed
-          yield* Effect.promise(() => r.hset(old.core, "ai", "0"))
+          yield* Effect.promise(() => r.hset(old.core, "ai", "0", "le", "1"))
           const h2 = yield* again(old.id, (yield* Effect.promise(() => r.hget(old.core, "l"))) as Ids.LaneId)
-          expect(yield* Effect.promise(() => r.hmget(old.core, "ai", "n"))).toEqual(["1", "2"])
+          expect(yield* Effect.promise(() => r.hmget(old.core, "ai", "le", "n"))).toEqual(["1", "2", "2"])
           expect(yield* attempt(old.id)).toBe(1)
         }))
 

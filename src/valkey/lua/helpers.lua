@@ -573,6 +573,11 @@ FF.run_of_completion = run_of_completion
 -- table whose index is the count's.
 local AI_DERIVED = "\0ai"
 FF.AI_DERIVED = AI_DERIVED
+-- current_lease_epoch likewise reads as total_attempt_count when not stored: a claim stores it
+-- only when they differ (a resumed attempt's lease) or where it is stored already (LE_DERIVED: a
+-- core table whose epoch is the count's).
+local LE_DERIVED = "\0le"
+FF.LE_DERIVED = LE_DERIVED
 local function attempt_derived(c)
   local n = tonumber(c.total_attempt_count)
   if n ~= nil and n >= 1 then
@@ -605,7 +610,13 @@ function FF.core(B, e)
   if c.last_transition_at == nil then c.last_transition_at = c.created_at end
   -- (last_mutation_at stays nil while not stored: it is then last_transition_at, which FF.state
   -- writes without it)
-  if c.current_attempt_index == nil and c.total_attempt_count ~= nil then attempt_derived(c) end
+  if c.total_attempt_count ~= nil then
+    if c.current_attempt_index == nil then attempt_derived(c) end
+    if c.current_lease_epoch == nil then
+      c.current_lease_epoch = c.total_attempt_count
+      c[LE_DERIVED] = true
+    end
+  end
   if c.lease_acquired_at ~= nil and c.lifecycle_phase == "terminal" then run_of_completion(c) end
   local bd = c.bd
   setmetatable(c, CORE_MT)
@@ -634,9 +645,12 @@ function FF.core_expand(m)
   c.namespace = c.namespace -- (stored only when not empty)
   if c.last_transition_at == "" then c.last_transition_at = c.created_at end
   if c.last_mutation_at == "" then c.last_mutation_at = c.last_transition_at end
-  if rawget(c, "current_attempt_index") == nil and rawget(c, "total_attempt_count") ~= nil then
-    attempt_derived(c)
-    c[AI_DERIVED] = nil
+  if rawget(c, "total_attempt_count") ~= nil then
+    if rawget(c, "current_attempt_index") == nil then
+      attempt_derived(c)
+      c[AI_DERIVED] = nil
+    end
+    if rawget(c, "current_lease_epoch") == nil then c.current_lease_epoch = c.total_attempt_count end
   end
   if dims[1] == "terminal" and rawget(c, "lease_acquired_at") ~= nil then
     run_of_completion(c)
