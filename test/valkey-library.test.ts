@@ -136,6 +136,7 @@ describe("valkey function library", () => {
             state: v.publicState,
             lease: v.currentLease,
             lastMutationAt: v.lastMutationAt,
+            startedAt: v.startedAt,
             runs: v.attemptHistory.map((x) => [x.attemptIndex, x.kind, x.workerId, x.workerInstanceId, x.outcome])
           }
         }))
@@ -146,12 +147,13 @@ describe("valkey function library", () => {
           const r = yield* admin()
           const done = yield* completed
           const stored = yield* Effect.promise(() => r.hgetall(done.core))
-          expect(Object.keys(stored).filter((f) => ["rw", "rwi", "rs", "tm", "li", "lx"].includes(f))).toEqual([])
+          expect(Object.keys(stored).filter((f) => ["rw", "rwi", "rs", "tm", "li", "lx", "sa", "ai", "le"].includes(f))).toEqual([])
           expect([stored["w"], stored["wi"], stored["la"] !== undefined, stored["tt"] !== undefined]).toEqual(["w", "w-i", true, true])
           const s = yield* seen(done.id)
           expect(s.state).toBe("completed")
           expect(s.lease).toBeUndefined()
           expect(s.lastMutationAt).toBe(Number(stored["tt"]))
+          expect(s.startedAt).toBe(Number(stored["la"]))
           expect(s.runs).toEqual(completedRun)
         }))
 
@@ -206,10 +208,14 @@ describe("valkey function library", () => {
           // version 10 all along: no ai, the index read from n
           const fresh = yield* completed
           const l = (yield* Effect.promise(() => r.hget(fresh.core, "l"))) as Ids.LaneId
+          const started = (yield* Effect.promise(() => r.hget(fresh.core, "la")))!
           expect(yield* Effect.promise(() => r.hmget(fresh.core, "ai", "le", "n"))).toEqual([null, null, "1"])
           expect(yield* attempt(fresh.id)).toBe(0)
           const h1 = yield* again(fresh.id, l)
           expect(yield* Effect.promise(() => r.hmget(fresh.core, "ai", "le", "n"))).toEqual([null, null, "2"])
+          // started_at, read from the first lease while that lasted, is stored once a later one replaces it
+          expect(yield* Effect.promise(() => r.hget(fresh.core, "sa"))).toBe(started)
+          expect((yield* seen(fresh.id)).startedAt).toBe(Number(started))
           expect(yield* attempt(fresh.id)).toBe(1)
           const snap = yield* b.describeExecution(fresh.id)
           expect(snap._tag === "Some" && snap.value.currentLease?.leaseEpoch).toBe(2)

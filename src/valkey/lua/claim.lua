@@ -44,8 +44,9 @@ function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, 
     rawset(c, FF.AI_DERIVED, true)
   end
   if (c.started_at or "") == "" then
-    t[n + 1], t[n + 2] = "started_at", snow
-    n = n + 2
+    -- (the first claim: started_at is lease_acquired_at until that changes, FF.state)
+    rawset(c, "started_at", snow)
+    rawset(c, FF.SA_DERIVED, true)
   end
   if extra then
     for i = 1, #extra do t[n + i] = extra[i] end

@@ -578,6 +578,11 @@ FF.AI_DERIVED = AI_DERIVED
 -- core table whose epoch is the count's).
 local LE_DERIVED = "\0le"
 FF.LE_DERIVED = LE_DERIVED
+-- started_at reads as lease_acquired_at while not stored: the first claim sets both to its time and
+-- stores only the latter; a write that changes or clears lease_acquired_at stores started_at first
+-- (FF.state). SA_DERIVED marks a core table whose started_at is not stored.
+local SA_DERIVED = "\0sa"
+FF.SA_DERIVED = SA_DERIVED
 local function attempt_derived(c)
   local n = tonumber(c.total_attempt_count)
   if n ~= nil and n >= 1 then
@@ -617,7 +622,13 @@ function FF.core(B, e)
       c[LE_DERIVED] = true
     end
   end
-  if c.lease_acquired_at ~= nil and c.lifecycle_phase == "terminal" then run_of_completion(c) end
+  if c.lease_acquired_at ~= nil then
+    if c.started_at == nil then
+      c.started_at = c.lease_acquired_at
+      c[SA_DERIVED] = true
+    end
+    if c.lifecycle_phase == "terminal" then run_of_completion(c) end
+  end
   local bd = c.bd
   setmetatable(c, CORE_MT)
   if bd ~= nil then c.blocking_detail = detail_of(c, bd) end
@@ -651,6 +662,9 @@ function FF.core_expand(m)
       c[AI_DERIVED] = nil
     end
     if rawget(c, "current_lease_epoch") == nil then c.current_lease_epoch = c.total_attempt_count end
+  end
+  if rawget(c, "started_at") == nil and rawget(c, "lease_acquired_at") ~= nil then
+    c.started_at = c.lease_acquired_at
   end
   if dims[1] == "terminal" and rawget(c, "lease_acquired_at") ~= nil then
     run_of_completion(c)

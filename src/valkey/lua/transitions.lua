@@ -200,6 +200,12 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
       end
     end
   end
+  -- (started_at not stored reads as lease_acquired_at: stored before that changes, helpers.lua)
+  if c[FF.SA_DERIVED] and (c.lease_acquired_at or "") ~= c.started_at then
+    args[n + 1], args[n + 2] = CF.started_at, c.started_at
+    n = n + 2
+    c[FF.SA_DERIVED] = nil
+  end
   if moved then
     args[n + 1], args[n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
     n = n + 2
