@@ -14,7 +14,7 @@ import * as Ids from "../src/Ids.js"
 import { decodeHandle } from "../src/internal/handleCodec.js"
 import { Migrator } from "../src/postgres/internal/driver.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
-import { appliedVersion, LEDGER_TABLE, migrations } from "../src/postgres/migrations/index.js"
+import { appliedVersion, LATEST_MIGRATION, LEDGER_TABLE, migrations } from "../src/postgres/migrations/index.js"
 import { testHmacSecret } from "./support/hmac.js"
 
 const tag = `${process.pid}_${Date.now().toString(36)}`
@@ -157,7 +157,7 @@ describe("postgres migration 0046: the claimable executions of an old store", ()
           return { kindA, any, gpu, none }
         }).pipe(Effect.provide(PostgresBackend.layer({ hmacSecret: testHmacSecret, schema })))
 
-        expect(yield* appliedVersion(schema)).toBe(46)
+        expect(yield* appliedVersion(schema)).toBe(LATEST_MIGRATION)
         expect(claimed.kindA).toEqual(before.kindA)
         // what was left of the lane without kinds or capabilities, in the same order
         expect(claimed.any).toEqual(before.any.filter((id) => !before.kindA.includes(id)))
@@ -166,12 +166,14 @@ describe("postgres migration 0046: the claimable executions of an old store", ()
         expect(claimed.none).toEqual([])
         // the reclaimed execution started a new attempt; the delayed and the running ones are untouched
         const [reclaimed] = yield* sql.unsafe<{ readonly n: number; readonly k: string | null }>(
-          `SELECT total_attempt_count AS n, run_kind AS k FROM "${schema}".exec_core WHERE execution_id = $1`,
+          `SELECT total_attempt_count AS n, run_kind AS k FROM "${schema}".exec_core
+           WHERE '{fp:' || partition_key || '}:' || e_uuid = $1`,
           [ids.get("a-1500-reclaim")!]
         )
         expect(reclaimed).toEqual({ n: 2, k: "reclaim" })
         const untouched = yield* sql.unsafe<{ readonly s: string }>(
-          `SELECT public_state::text AS s FROM "${schema}".exec_core WHERE execution_id IN ($1, $2) ORDER BY created_at`,
+          `SELECT public_state::text AS s FROM "${schema}".exec_core
+           WHERE '{fp:' || partition_key || '}:' || e_uuid IN ($1, $2) ORDER BY created_at`,
           [ids.get("a-100-delayed")!, ids.get("a-200-running")!]
         )
         expect(untouched.map((r) => r.s)).toEqual(["delayed", "active"])

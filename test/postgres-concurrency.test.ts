@@ -98,7 +98,9 @@ describe("postgres concurrency", () => {
         const locked = yield* Deferred.make<void>()
         const release = yield* Deferred.make<void>()
         const holder = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
-          yield* sql.unsafe(`SELECT 1 FROM "${schema}".exec_core WHERE execution_id = $1 FOR UPDATE`, [executionId])
+          yield* sql.unsafe(`SELECT 1 FROM "${schema}".exec_core
+             WHERE partition_key = substr($1, 5, strpos($1, '}') - 5)::int AND e_uuid = substr($1, strpos($1, '}') + 2)::uuid
+             FOR UPDATE`, [executionId])
           yield* Deferred.succeed(locked, undefined)
           yield* Deferred.await(release)
         })))

@@ -71,7 +71,7 @@ describe("postgres events", () => {
         yield* query(
           c,
           `UPDATE exec_core SET lifecycle_phase = 'terminal', terminal_outcome = 'cancelled', public_state = 'cancelled',
-             blocking_reason = 'none', cancellation_reason = 'test' WHERE execution_id = $1`,
+             blocking_reason = 'none', cancellation_reason = 'test' WHERE ('{fp:' || partition_key || '}:' || e_uuid) = $1`,
           [id]
         )
         const inside = yield* query(c, "SELECT kind FROM event WHERE ffi_eid(e_part, e_uuid) = $1 ORDER BY id", [id])
@@ -83,7 +83,7 @@ describe("postgres events", () => {
         expect(rows.rows[0].n).toBe(1)
 
         yield* query(c, "BEGIN")
-        yield* query(c, "UPDATE exec_core SET public_state = 'cancelled' WHERE execution_id = $1", [id])
+        yield* query(c, "UPDATE exec_core SET public_state = 'cancelled' WHERE ('{fp:' || partition_key || '}:' || e_uuid) = $1", [id])
         expect(yield* tagsOf(id)).toEqual(["ExecutionCreated"])
         yield* query(c, "COMMIT")
         expect(yield* tagsOf(id)).toEqual(["ExecutionCreated", "Cancelled"])
@@ -113,7 +113,7 @@ describe("postgres events", () => {
         yield* query(
           c,
           `UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned', terminal_outcome = 'cancelled',
-             public_state = 'cancelled', cancellation_reason = 'late' WHERE execution_id = $1`,
+             public_state = 'cancelled', cancellation_reason = 'late' WHERE ('{fp:' || partition_key || '}:' || e_uuid) = $1`,
           [id]
         )
         const written = yield* query(c, "SELECT k::text FROM event WHERE ffi_eid(e_part, e_uuid) = $1 AND kind = 'Cancelled'", [id])
@@ -140,19 +140,20 @@ describe("postgres events", () => {
         // a third execution created by this transaction (a copy of the first row under another id)
         yield* query(
           c,
-          `INSERT INTO exec_core SELECT (jsonb_populate_record(e, jsonb_build_object('execution_id', $2::text,
-             'event_k', pg_current_xact_id()::text::bigint))).* FROM exec_core e WHERE execution_id = $1`,
+          `INSERT INTO exec_core SELECT (jsonb_populate_record(e, jsonb_build_object('partition_key', substr($2, 5, strpos($2, '}') - 5),
+             'e_uuid', substr($2, strpos($2, '}') + 2), 'event_k', pg_current_xact_id()::text::bigint))).*
+           FROM exec_core e WHERE ('{fp:' || partition_key || '}:' || e_uuid) = $1`,
           [a, n]
         )
         // one statement: the first and the new one cancelled, the second only touched
         yield* query(
           c,
-          `UPDATE exec_core SET lifecycle_phase = CASE WHEN execution_id = $2 THEN lifecycle_phase ELSE 'terminal' END,
-             terminal_outcome = CASE WHEN execution_id = $2 THEN terminal_outcome ELSE 'cancelled' END,
-             public_state = CASE WHEN execution_id = $2 THEN public_state ELSE 'cancelled' END,
-             blocking_reason = CASE WHEN execution_id = $2 THEN blocking_reason ELSE 'none' END,
+          `UPDATE exec_core SET lifecycle_phase = CASE WHEN ('{fp:' || partition_key || '}:' || e_uuid) = $2 THEN lifecycle_phase ELSE 'terminal' END,
+             terminal_outcome = CASE WHEN ('{fp:' || partition_key || '}:' || e_uuid) = $2 THEN terminal_outcome ELSE 'cancelled' END,
+             public_state = CASE WHEN ('{fp:' || partition_key || '}:' || e_uuid) = $2 THEN public_state ELSE 'cancelled' END,
+             blocking_reason = CASE WHEN ('{fp:' || partition_key || '}:' || e_uuid) = $2 THEN blocking_reason ELSE 'none' END,
              cancellation_reason = 'batch', last_mutation_at = last_mutation_at + 1
-           WHERE execution_id = ANY ($1::text[])`,
+           WHERE ('{fp:' || partition_key || '}:' || e_uuid) = ANY ($1::text[])`,
           [[a, u, n], u]
         )
         yield* query(c, "COMMIT")
@@ -178,8 +179,8 @@ describe("postgres events", () => {
         const report = (pct: number, msg: string) =>
           query(
             c,
-            `SELECT ff_progress(e.execution_id, e.current_attempt_index, e.current_attempt_id, e.lease_id, e.lease_epoch,
-               $2, $3, e.lease_acquired_at + 1) AS r FROM exec_core e WHERE e.execution_id = $1`,
+            `SELECT ff_progress('{fp:' || e.partition_key || '}:' || e.e_uuid, e.current_attempt_index, e.current_attempt_id, e.lease_id, e.lease_epoch,
+               $2, $3, e.lease_acquired_at + 1) AS r FROM exec_core e WHERE '{fp:' || e.partition_key || '}:' || e.e_uuid = $1`,
             [id, pct, msg]
           )
         expect((yield* report(10, "a")).rows[0].r).toEqual({ ok: null })

@@ -169,7 +169,7 @@ const decodeExecutionId = (h: M.Handle): string => {
 const completedTwice = async (lane: string): Promise<number> => {
   const r = await adminQuery(
     `SELECT count(*)::int AS n FROM (SELECT h.execution_id FROM ${SCHEMA}.exec_history h
-       JOIN ${SCHEMA}.exec_core e USING (execution_id)
+       JOIN ${SCHEMA}.exec_core e ON '{fp:' || e.partition_key || '}:' || e.e_uuid = h.execution_id
       WHERE e.lane_id = $1 AND h.outcome = 'completed' GROUP BY 1 HAVING count(*) > 1) x`,
     [lane]
   )

@@ -138,4 +138,29 @@ describe("postgres: a create claims for the idle worker of its process", () => {
       const id = yield* Producer.submit(Echo, { text: "next" }, { lane })
       expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "next" })
     }).pipe(Effect.scoped, Effect.provide(backend())), 60_000)
+
+  it.live("a create inside the caller's own transaction stays in it (no claim for the idle worker: the procedure cannot commit there)", () =>
+    Effect.gen(function*() {
+      const lane = yield* newLane()
+      const started = yield* Deferred.make<void>()
+      const { handed } = yield* idleWorker(lane, echo(started))
+      const sql = yield* SqlClient.SqlClient
+      // rolled back with the caller's transaction: nothing created
+      let rolledBack: ExecutionId | undefined
+      const aborted = yield* sql.withTransaction(Effect.flatMap(
+        Producer.submit(Echo, { text: "rolled back" }, { lane }),
+        (id) => Effect.fail(((rolledBack = id), "abort" as const))
+      )).pipe(Effect.flip)
+      expect(aborted).toBe("abort")
+      const b = yield* EngineBackend
+      expect(yield* b.readExecutionState(rolledBack!)).toEqual(Option.none())
+      // committed with it: the worker is woken once it commits
+      const id = yield* sql.withTransaction(Producer.submit(Echo, { text: "committed" }, { lane }))
+      yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
+      expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "committed" })
+      expect(yield* handed).toBe(0)
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(PostgresBackend.layer({ hmacSecret: testHmacSecret, schema }).pipe(Layer.provideMerge(client())))
+    ), 60_000)
 })

@@ -194,10 +194,12 @@ describe("postgres function library", () => {
         expect(yield* storedVersion(freshSchema)).toBe(library.version)
         const reinstalled = yield* functions(freshSchema)
         expect(reinstalled.map((f) => f.sig)).toEqual(first.map((f) => f.sig))
-        // every library function is new; the exec_core CHECK and trigger functions belong to the migrations
+        // every library function is new; the exec_core CHECK, index and trigger functions belong to the migrations
         const kept = reinstalled.filter((f) => first.some((g) => g.oid === f.oid)).map((f) => f.sig)
         expect(kept).toEqual([
           `${freshSchema}.ff_trg_flow_event()`,
+          `${freshSchema}.ffi_eid(integer,uuid)`,
+          `${freshSchema}.ffi_eid_order(integer)`,
           `${freshSchema}.ffi_exec_core_row_ok(${[1, 2, 3, 4, 5].map(() => `${freshSchema}.exec_state`).join(",")},integer)`,
           `${freshSchema}.ffi_lane_count_rows()`,
           `${freshSchema}.ffi_lane_count_update()`,

@@ -297,12 +297,12 @@ describe("postgres retention", () => {
             const wps = `{${r.waitpointIds.join(",")}}`
             const sigs = `{${r.signalIds.join(",")}}`
             const queries: Record<string, readonly [string, ReadonlyArray<string>]> = {
-              exec_core: ["execution_id = $1", [e]],
-              exec_data: ["execution_id = $1", [e]],
+              exec_core: ["'{fp:' || partition_key || '}:' || e_uuid = $1", [e]],
+              exec_data: ["'{fp:' || e_part || '}:' || e_uuid = $1", [e]],
               exec_idempotency: ["execution_id = $1", [e]],
               exec_history: ["execution_id = $1", [e]],
               exec_failure: ["execution_id = $1", [e]],
-              timer: ["ref = $1 OR ref = ANY($2::text[]) OR $1 = ANY(refs)", [e, wps]],
+              timer: ["ref = $1 OR ref = ANY($2::text[]) OR substr($1, strpos($1, '}') + 2)::uuid = ANY(refs)", [e, wps]],
               claim_grant: ["execution_id = $1", [e]],
               suspension: ["execution_id = $1", [e]],
               waitpoint: ["execution_id = $1 OR waitpoint_id = ANY($2::uuid[])", [e, wps]],
@@ -340,7 +340,7 @@ describe("postgres retention", () => {
         // the lease timers of its claims' sets (timer.refs) name it until their due time; the
         // lease pass then drops them
         const leaseSets = yield* sql.unsafe<{ readonly kind: string }>(
-          `SELECT kind FROM "${schema}".timer WHERE $1 = ANY(refs)`, [r.executionId])
+          `SELECT kind FROM "${schema}".timer WHERE $1 = ANY(CASE WHEN refs IS NOT NULL THEN ARRAY(SELECT '{fp:' || x.p || '}:' || x.u FROM unnest(ref_parts, refs) AS x(p, u)) END)`, [r.executionId])
         expect(leaseSets.length).toBeGreaterThan(0)
         expect(leaseSets.every((t) => t.kind === "lease")).toBe(true)
         const { timer: _, ...rest } = yield* rows(r)
@@ -374,7 +374,8 @@ describe("postgres retention", () => {
         expect(handles.length).toBe(3)
         const timers = () =>
           sql.unsafe<{ readonly kind: string; readonly refs: ReadonlyArray<string> | null; readonly ref: string }>(
-            `SELECT kind, refs, ref FROM "${schema}".timer WHERE ref = ANY ($1::text[]) OR refs && $1::text[] ORDER BY kind, ref`,
+            `SELECT kind, CASE WHEN refs IS NOT NULL THEN ARRAY(SELECT '{fp:' || x.p || '}:' || x.u FROM unnest(ref_parts, refs) AS x(p, u)) END AS refs, ref FROM "${schema}".timer
+             WHERE ref = ANY ($1::text[]) OR CASE WHEN refs IS NOT NULL THEN ARRAY(SELECT '{fp:' || x.p || '}:' || x.u FROM unnest(ref_parts, refs) AS x(p, u)) END && $1::text[] ORDER BY kind, ref`,
             [ids]
           )
         const claimed = yield* timers()
@@ -408,7 +409,7 @@ describe("postgres retention", () => {
         expect(yield* m.expireLeases()).toMatchObject({ processed: 1, more: false })
       }))
 
-    it.effect("exec_data keeps one row per execution through its hash key (migration 0041)", () =>
+    it.effect("exec_data keeps one row per execution through its hash key (migrations 0041, 0047)", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const b = yield* EngineBackend
@@ -417,21 +418,28 @@ describe("postgres retention", () => {
         yield* b.createExecution({ executionId, namespace: Ids.unsafe.namespace("hk"), laneId: lane, executionKind: "k" })
         const count = () =>
           Effect.map(
-            sql.unsafe<{ readonly n: string }>(`SELECT count(*)::text AS n FROM "${schema}".exec_data WHERE execution_id = $1`, [
-              executionId
-            ]),
+            sql.unsafe<{ readonly n: string }>(
+              `SELECT count(*)::text AS n FROM "${schema}".exec_data WHERE "${schema}".ffi_eid(e_part, e_uuid) = $1`,
+              [executionId]
+            ),
             (r) => Number(r[0]!.n)
           )
         // a second row is refused by the exclusion constraint
-        const dupData = yield* Effect.either(sql.unsafe(
-          `INSERT INTO "${schema}".exec_data (execution_id, payload) VALUES ($1, '\\x00')`,
-          [executionId]
-        ))
-        expect(dupData._tag).toEqual("Left")
+        const insert = (id: string) =>
+          Effect.either(sql.unsafe(
+            `INSERT INTO "${schema}".exec_data (e_part, e_uuid, payload)
+             VALUES (substr($1, 5, strpos($1, '}') - 5)::int, substr($1, strpos($1, '}') + 2)::uuid, '\\x00')`,
+            [id]
+          ))
+        expect((yield* insert(executionId))._tag).toEqual("Left")
         expect(yield* count()).toEqual(1)
+        // the same uuid under another partition is another execution
+        const elsewhere = executionId.replace(/^\{fp:\d+\}/, `{fp:${Ids.executionPartition(executionId) + 1}}`)
+        expect((yield* insert(elsewhere))._tag).toEqual("Right")
+        yield* sql.unsafe(`DELETE FROM "${schema}".exec_data WHERE "${schema}".ffi_eid(e_part, e_uuid) = $1`, [elsewhere])
         // found by id through the hash index
         const plan = yield* sql.unsafe<{ readonly "QUERY PLAN": string }>(
-          `EXPLAIN SELECT * FROM "${schema}".exec_data WHERE execution_id = 'x'`
+          `EXPLAIN SELECT * FROM "${schema}".exec_data WHERE "${schema}".ffi_eid(e_part, e_uuid) = 'x'`
         )
         expect(plan.map((r) => r["QUERY PLAN"]).join("\n")).toContain("exec_data_one")
       }))
@@ -446,7 +454,7 @@ describe("postgres retention", () => {
         // a row waiting for a worker that is not claimable (or the reverse) is refused
         for (const set of ["blocking_reason = 'waiting_for_delay'", "eligibility_state = 'blocked_by_operator'"]) {
           const bad = yield* Effect.either(
-            sql.unsafe(`UPDATE "${schema}".exec_core SET ${set} WHERE execution_id = $1`, [executionId])
+            sql.unsafe(`UPDATE "${schema}".exec_core SET ${set} WHERE '{fp:' || partition_key || '}:' || e_uuid = $1`, [executionId])
           )
           expect(bad._tag).toEqual("Left")
         }
@@ -461,11 +469,11 @@ describe("postgres retention", () => {
             (plan) => plan.map((r) => r["QUERY PLAN"]).join("\n")
           )
         expect(yield* explain(
-          `SELECT execution_id FROM exec_core WHERE lane_id = 'l' AND blocking_reason = 'waiting_for_worker'
+          `SELECT e_uuid FROM exec_core WHERE lane_id = 'l' AND blocking_reason = 'waiting_for_worker'
            ORDER BY priority DESC, created_at LIMIT 10`
         )).toContain("exec_core_claim_order")
         expect(yield* explain(
-          `SELECT execution_id FROM exec_core WHERE lane_id = 'l' AND execution_kind = 'k'
+          `SELECT e_uuid FROM exec_core WHERE lane_id = 'l' AND execution_kind = 'k'
              AND blocking_reason = 'waiting_for_worker' ORDER BY execution_kind, priority DESC, created_at LIMIT 10`
         )).toContain("exec_core_claim_by_kind")
       }))

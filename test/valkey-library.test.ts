@@ -3,7 +3,7 @@
 // the boundary refuses are sent here on purpose: no helper of the library may fail on a size after
 // it has written.
 import { describe, expect, inject, layer } from "@effect/vitest"
-import { Clock, Duration, Effect, Option } from "effect"
+import { Clock, Duration, Effect, Option, TestClock } from "effect"
 import { Redis } from "iovalkey"
 import { EngineBackend } from "../src/EngineBackend.js"
 import { Maintenance } from "../src/Maintenance.js"
@@ -109,6 +109,153 @@ describe("valkey function library", () => {
             countLimit: 10
           })
           expect(frames.closedReason).toBe("attempt_success")
+        }))
+    })
+
+    describe("the completed core (library version 10) and a store written by version 9", () => {
+      // Version 10 keeps a completed run in the lease fields the completion leaves (w, wi, la: no
+      // rw, rwi, rs copies) and stores last_mutation_at (tm) only while it differs from
+      // last_transition_at (tt); version 9 copied the run and stored tm beside tt.
+      const completed = Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const l = yield* lane
+        const id = yield* Ids.executionIdSolo(l)
+        yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+        yield* TestClock.adjust("5 millis")
+        const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+        if (h._tag !== "Some") return expect.unreachable("no claim")
+        yield* TestClock.adjust("5 millis")
+        yield* b.complete(h.value)
+        return { id, core: `${base(Ids.executionPartition(id))}:e:${id}` }
+      })
+      const seen = (id: Ids.ExecutionId) =>
+        Effect.flatMap(EngineBackend, (b) => b.describeExecution(id)).pipe(Effect.map((s) => {
+          if (s._tag !== "Some") return expect.unreachable("no snapshot")
+          const v = s.value
+          return {
+            state: v.publicState,
+            lease: v.currentLease,
+            lastMutationAt: v.lastMutationAt,
+            startedAt: v.startedAt,
+            runs: v.attemptHistory.map((x) => [x.attemptIndex, x.kind, x.workerId, x.workerInstanceId, x.outcome])
+          }
+        }))
+      const completedRun = [[0, "initial", "w", "w-i", "completed"]]
+
+      it.scoped("a completion writes no copies of its run nor tm; the snapshot shows the run and no lease", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const done = yield* completed
+          const stored = yield* Effect.promise(() => r.hgetall(done.core))
+          expect(Object.keys(stored).filter((f) => ["rw", "rwi", "rs", "tm", "li", "lx", "sa", "ai", "le"].includes(f))).toEqual([])
+          expect([stored["w"], stored["wi"], stored["la"] !== undefined, stored["tt"] !== undefined]).toEqual(["w", "w-i", true, true])
+          const s = yield* seen(done.id)
+          expect(s.state).toBe("completed")
+          expect(s.lease).toBeUndefined()
+          expect(s.lastMutationAt).toBe(Number(stored["tt"]))
+          expect(s.startedAt).toBe(Number(stored["la"]))
+          expect(s.runs).toEqual(completedRun)
+        }))
+
+      it.scoped("a completed core as version 9 stored it is read, and a replay moves its run to the history once", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const done = yield* completed
+          // the same core as version 9 stored it: the run copied to rw/rwi/rs, the lease fields gone, tm beside tt
+          const st = yield* Effect.promise(() => r.hmget(done.core, "w", "wi", "la", "tt"))
+          yield* Effect.promise(() => r.hset(done.core, "rw", st[0]!, "rwi", st[1]!, "rs", st[2]!, "tm", st[3]!))
+          yield* Effect.promise(() => r.hdel(done.core, "w", "wi", "la"))
+          const s = yield* seen(done.id)
+          expect([s.state, s.lease, s.lastMutationAt, s.runs]).toEqual(["completed", undefined, Number(st[3]), completedRun])
+          yield* b.replayExecution(done.id)
+          const fields = yield* Effect.promise(() => r.hgetall(done.core))
+          expect(Object.keys(fields).filter((f) => ["rw", "rwi", "rs", "w", "wi", "la"].includes(f))).toEqual([])
+          expect((yield* seen(done.id)).runs).toEqual(completedRun)
+        }))
+
+      it.scoped("a replay of a version 10 completion moves its run to the history once and clears the lease fields", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const done = yield* completed
+          yield* b.replayExecution(done.id)
+          const fields = yield* Effect.promise(() => r.hgetall(done.core))
+          expect(Object.keys(fields).filter((f) => ["rw", "rwi", "rs", "w", "wi", "la", "li"].includes(f))).toEqual([])
+          const s = yield* seen(done.id)
+          expect([s.state, s.lease, s.runs]).toEqual(["waiting", undefined, completedRun])
+          // claimed and completed again: two runs
+          const h = yield* b.claim({ lane: fields["l"] as Ids.LaneId, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag !== "Some") return expect.unreachable("no claim")
+          yield* b.complete(h.value)
+          expect((yield* seen(done.id)).runs).toEqual([...completedRun, [1, "replay", "w", "w-i", "completed"]])
+        }))
+
+      it.scoped("a claim stores no attempt index nor lease epoch equal to the count's; ones a version 9 claim stored are kept current", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const attempt = (id: Ids.ExecutionId) =>
+            Effect.map(b.describeExecution(id), (s) => s._tag === "Some" ? s.value.currentAttempt?.attemptIndex : "none")
+          const again = (id: Ids.ExecutionId, l: Ids.LaneId) =>
+            Effect.gen(function*() {
+              yield* b.replayExecution(id)
+              yield* TestClock.adjust("5 millis")
+              const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+              if (h._tag !== "Some") return expect.unreachable("no claim")
+              return h.value
+            })
+          // version 10 all along: no ai, the index read from n
+          const fresh = yield* completed
+          const l = (yield* Effect.promise(() => r.hget(fresh.core, "l"))) as Ids.LaneId
+          const started = (yield* Effect.promise(() => r.hget(fresh.core, "la")))!
+          expect(yield* Effect.promise(() => r.hmget(fresh.core, "ai", "le", "n"))).toEqual([null, null, "1"])
+          expect(yield* attempt(fresh.id)).toBe(0)
+          const h1 = yield* again(fresh.id, l)
+          expect(yield* Effect.promise(() => r.hmget(fresh.core, "ai", "le", "n"))).toEqual([null, null, "2"])
+          // started_at, read from the first lease while that lasted, is stored once a later one replaces it
+          expect(yield* Effect.promise(() => r.hget(fresh.core, "sa"))).toBe(started)
+          expect((yield* seen(fresh.id)).startedAt).toBe(Number(started))
+          expect(yield* attempt(fresh.id)).toBe(1)
+          const snap = yield* b.describeExecution(fresh.id)
+          expect(snap._tag === "Some" && snap.value.currentLease?.leaseEpoch).toBe(2)
+          yield* b.complete(h1)
+          expect(yield* attempt(fresh.id)).toBe(1)
+          // a version 9 core: ai and le stored beside n, written again by the next claim
+          const old = yield* completed
+          yield* Effect.promise(() => r.hset(old.core, "ai", "0", "le", "1"))
+          const h2 = yield* again(old.id, (yield* Effect.promise(() => r.hget(old.core, "l"))) as Ids.LaneId)
+          expect(yield* Effect.promise(() => r.hmget(old.core, "ai", "le", "n"))).toEqual(["1", "2", "2"])
+          expect(yield* attempt(old.id)).toBe(1)
+        }))
+
+      it.scoped("an active core as version 9 stored it (tm beside tt) completes; a renewal's tm moves with the next transition", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const core = `${base(Ids.executionPartition(id))}:e:${id}`
+          yield* b.createExecution({ executionId: id, laneId: l, namespace: Ids.unsafe.namespace("lib"), executionKind: "k" })
+          yield* TestClock.adjust("5 millis")
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag !== "Some") return expect.unreachable("no claim")
+          expect(yield* Effect.promise(() => r.hexists(core, "tm"))).toBe(0)
+          const tt = yield* Effect.promise(() => r.hget(core, "tt"))
+          yield* Effect.promise(() => r.hset(core, "tm", tt!))
+          expect((yield* seen(id)).lastMutationAt).toBe(Number(tt))
+          yield* TestClock.adjust("5 millis")
+          yield* b.renew(h.value)
+          const tm = Number(yield* Effect.promise(() => r.hget(core, "tm")))
+          expect(tm).toBeGreaterThan(Number(tt))
+          expect((yield* seen(id)).lastMutationAt).toBe(tm)
+          yield* TestClock.adjust("5 millis")
+          yield* b.complete(h.value)
+          const after = yield* Effect.promise(() => r.hmget(core, "tt", "tm"))
+          expect(after[0]).toBe(after[1])
+          expect(Number(after[0])).toBeGreaterThan(tm)
+          const s = yield* seen(id)
+          expect([s.state, s.lastMutationAt, s.runs]).toEqual(["completed", Number(after[0]), completedRun])
         }))
     })
 
@@ -516,6 +663,33 @@ describe("valkey function library", () => {
           expect(yield* Effect.promise(() => r.zscore(key, id))).toBe(due)
           yield* b.renew(h2.value)
         }))
+
+      it.scoped("an attempt armed by an earlier library (its core without attempt_timeout_at) times out at its entry's time", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const m = yield* Maintenance
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const key = `${base(Ids.executionPartition(id))}:i:attempt_timeout`
+          yield* b.createExecution({
+            executionId: id,
+            laneId: l,
+            namespace: Ids.unsafe.namespace("lib"),
+            executionKind: "k",
+            policy: { timeoutPolicy: { attemptTimeoutMs: 1_000 } }
+          })
+          const h = yield* b.claim({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy })
+          if (h._tag === "None") return expect.fail("nothing claimed")
+          const due = yield* Effect.promise(() => r.zscore(key, id))
+          // the core as that library left it: the due time in the index alone
+          yield* Effect.promise(() => r.hdel(`${base(Ids.executionPartition(id))}:e:${id}`, "ato"))
+          expect(yield* m.expireAttempts()).toMatchObject({ processed: 0 })
+          expect(yield* Effect.promise(() => r.zscore(key, id))).toBe(due)
+          yield* TestClock.adjust("2 seconds")
+          expect(yield* m.expireAttempts()).toMatchObject({ processed: 1 })
+          expect(Option.getOrUndefined(yield* b.readExecutionState(id))).not.toBe("active")
+        }))
     })
 
     describe("listSuspended", () => {
@@ -665,7 +839,15 @@ describe("valkey function library", () => {
         Effect.promise(async () => {
           const entries = (await r.xrange(`${base(p)}:ev`, "-", "+")) as Array<[string, Array<string>]>
           const out: Array<{ readonly e: string; readonly l: string }> = []
-          for (const [, v] of entries) for (let j = 0; j + 7 < v.length; j += 8) out.push({ e: v[j + 1]!, l: v[j + 3]! })
+          for (const [, v] of entries) {
+            if (v[0] === "v") {
+              // (library version 10: one field per event, e, l, f and d joined by NUL bytes)
+              for (let j = 1; j < v.length; j += 2) {
+                const [e, l] = v[j]!.split("\0")
+                out.push({ e: e!, l: l! })
+              }
+            } else for (let j = 0; j + 7 < v.length; j += 8) out.push({ e: v[j + 1]!, l: v[j + 3]! })
+          }
           return out
         })
       const create = (ids: ReadonlyArray<Ids.ExecutionId>, l: Ids.LaneId) =>
@@ -786,6 +968,45 @@ describe("valkey function library", () => {
           }
           const events = yield* streamEvents(r, p)
           expect(Number(yield* Effect.promise(() => r.hget(`${base(p)}:evt`, "\0n")))).toBe(events.length)
+        }))
+
+      it.scoped("entries of four fields per event (library versions 8 and 9) are read and trimmed beside entries of one field per event", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const l = yield* lane
+          const ids: Array<Ids.ExecutionId> = []
+          for (let i = 0; i < 5; i++) ids.push(yield* Ids.executionIdSolo(l))
+          const p = Ids.executionPartition(ids[0]!)
+          const k = `${base(p)}:ev`
+          yield* create(ids.slice(0, 3), l)
+          // the partition's stream rewritten as versions 8 and 9 wrote it: e, l, f, d per event
+          const entries = yield* Effect.promise(() => r.xrange(k, "-", "+") as Promise<Array<[string, Array<string>]>>)
+          expect(entries.every(([, v]) => v[0] === "v" && v.length % 2 === 0)).toBe(true)
+          yield* Effect.promise(() => r.del(k))
+          let last = ""
+          for (const [id, v] of entries) {
+            const fields: Array<string> = []
+            for (let j = 1; j < v.length; j += 2) {
+              const [e, ln, f, ...d] = v[j]!.split("\0")
+              fields.push("e", e!, "l", ln!, "f", f!, "d", d.join("\0"))
+            }
+            yield* Effect.promise(() => r.xadd(k, id, ...fields))
+            const [ms, seq] = id.split("-")
+            last = `${ms}-${Number(seq) + (v.length / 2) - 1}`
+          }
+          yield* Effect.promise(() => r.call("XSETID", k, last))
+          yield* create(ids.slice(3), l)
+          const after = yield* Effect.promise(() => r.xrange(k, "-", "+") as Promise<Array<[string, Array<string>]>>)
+          expect(after.map(([, v]) => v[0])).toEqual([...entries.map(() => "e"), "v"])
+          expect((yield* readAll({ _tag: "Lane", laneId: l }, 2)).map(idOf)).toEqual(ids)
+          const one = yield* readAll({ _tag: "Execution", executionId: ids[1]! }, 10)
+          expect(one.map((e) => [e._tag, idOf(e)])).toEqual([["ExecutionCreated", ids[1]]])
+          // the count of events still matches the stream, and the old entries are trimmed by their events
+          expect(Number(yield* Effect.promise(() => r.hget(`${base(p)}:evt`, "\0n")))).toBe((yield* streamEvents(r, p)).length)
+          yield* Effect.promise(() => r.hset(`${base(p)}:evt`, "\0n", "100000"))
+          yield* create([yield* Ids.executionIdSolo(l)], l)
+          const kept = yield* Effect.promise(() => r.xrange(k, "-", "+") as Promise<Array<[string, Array<string>]>>)
+          expect(kept.length).toBeLessThan(after.length + 1)
         }))
 
       it.scoped("a stream written one event per entry, without a count (library versions 6 and 7), is read and counted on", () =>

@@ -241,7 +241,8 @@ const makeWith = (
       cancelFlowInlineLimit: options.cancelFlowInlineLimit ?? 1000,
       tailPollMs: options.tailPollMs ?? 50,
       hub,
-      events
+      events,
+      clock: options.clock ?? "store"
     })
     const backend = makeEngineBackend(core)
     if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {

@@ -3,14 +3,18 @@
  * flow members.
  */
 import { describe, expect } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Clock, Effect, Option } from "effect"
 import * as Ids from "../../src/Ids.js"
-import type { ExecutionId, FlowId } from "../../src/Ids.js"
+import type { EngineBackend } from "../../src/EngineBackend.js"
+import type { EngineError } from "../../src/EngineError.js"
+import type { ExecutionId, FlowId, LaneId } from "../../src/Ids.js"
+import type { PassName } from "../../src/Maintenance.js"
 import type * as M from "../../src/Model.js"
 import { completeMember, failMember } from "./flows-helpers.js"
 import {
   addEdge,
   addMember,
+  advance,
   backend,
   buildFlow,
   bytes,
@@ -19,6 +23,7 @@ import {
   create,
   createFlow,
   edgeGroup,
+  ensureHmac,
   executionIdOnPartition,
   expectStates,
   failsWith,
@@ -29,6 +34,7 @@ import {
   payloadOf,
   publicState,
   snapshot,
+  suspendSingle,
   type Tester,
   text,
   validationFails,
@@ -104,6 +110,81 @@ export const flowsGrowth = (t: Tester): void => {
         yield* failsWith(b.addExecutionToFlow({ flowId, executionId: c.executionId }), "State", "FlowAlreadyTerminal")
         yield* failsWith(b.cancelFlow({ flowId, policy: "FlowOnly" }), "State", "FlowAlreadyTerminal")
       }))
+
+    t.test("a claim that fails a member past its reclaim cap resolves its dependents before the next candidate: a member of its lane depending on it is skipped, not failed by its own cap", () =>
+      Effect.gen(function*() {
+        const lane = yield* newLane()
+        const flowId = yield* createFlow()
+        const up = yield* addMember(flowId, { laneId: lane, policy: { maxReclaimCount: 0 } })
+        // (created a millisecond later: the claims take `up` first)
+        yield* advance(1)
+        const down = yield* addMember(flowId, { laneId: lane, policy: { maxReclaimCount: 0 } })
+        expect(payloadOf(yield* claimSome(lane, { ttl: 1_000 })).executionId).toBe(up.executionId)
+        expect(payloadOf(yield* claimSome(lane, { ttl: 1_000 })).executionId).toBe(down.executionId)
+        yield* advance(1_000)
+        yield* pass("expireLeases")
+        // an edge into the member whose lease expired (a running member)
+        yield* addEdge(flowId, up.executionId, down.executionId)
+        yield* Effect.either(claimNone(lane))
+        yield* expectStates([[up.executionId, "failed"], [down.executionId, "skipped"]])
+      }))
+
+    /**
+     * A member and its dependent, both due in one run of a timer pass: the pass ends the member,
+     * whose dependency then skips the dependent before the pass reaches it (every backend resolves
+     * dependents in the step that ends their upstream).
+     */
+    const dueTogether = (
+      setUp: (lane: LaneId, flowId: FlowId, t0: number) => Effect.Effect<readonly [ExecutionId, ExecutionId], EngineError, EngineBackend>,
+      passName: PassName,
+      ended: M.PublicState
+    ) =>
+      Effect.gen(function*() {
+        const lane = yield* newLane()
+        const flowId = yield* createFlow()
+        const [up, down] = yield* setUp(lane, flowId, yield* Clock.currentTimeMillis)
+        yield* addEdge(flowId, up, down)
+        yield* advance(10_000)
+        yield* pass(passName)
+        yield* expectStates([[up, ended], [down, "skipped"]])
+      })
+
+    t.test("an execution deadline pass skips a dependent due after its upstream instead of expiring it", () =>
+      dueTogether((lane, flowId, t0) =>
+        Effect.gen(function*() {
+          const up = yield* addMember(flowId, { laneId: lane, executionDeadlineAt: t0 + 1_000 })
+          const down = yield* addMember(flowId, { laneId: lane, executionDeadlineAt: t0 + 2_000 })
+          return [up.executionId, down.executionId] as const
+        }), "expireExecutions", "expired"))
+
+    t.test("an attempt timeout pass skips a running dependent timed out after its upstream instead of expiring it", () =>
+      dueTogether((lane, flowId) =>
+        Effect.gen(function*() {
+          const policy = { timeoutPolicy: { attemptTimeoutMs: 1_000 }, retryPolicy: { maxRetries: 0 } }
+          const up = yield* addMember(flowId, { laneId: lane, policy })
+          yield* advance(1)
+          const down = yield* addMember(flowId, { laneId: lane, policy })
+          expect(payloadOf(yield* claimSome(lane, { ttl: 60_000 })).executionId).toBe(up.executionId)
+          // (its timeout a millisecond after the upstream's)
+          yield* advance(1)
+          expect(payloadOf(yield* claimSome(lane, { ttl: 60_000 })).executionId).toBe(down.executionId)
+          return [up.executionId, down.executionId] as const
+        }), "expireAttempts", "expired"))
+
+    t.test("a suspension timeout pass skips a suspended dependent timed out after its upstream instead of failing it", () =>
+      dueTogether((lane, flowId, t0) =>
+        Effect.gen(function*() {
+          yield* ensureHmac
+          const up = yield* addMember(flowId, { laneId: lane })
+          yield* advance(1)
+          const down = yield* addMember(flowId, { laneId: lane })
+          const hu = yield* claimSome(lane)
+          const hd = yield* claimSome(lane)
+          expect(payloadOf(hu).executionId).toBe(up.executionId)
+          yield* suspendSingle(hu, { signalName: "go", timeoutAt: t0 + 1_000, timeoutBehavior: "fail" })
+          yield* suspendSingle(hd, { signalName: "go", timeoutAt: t0 + 2_000, timeoutBehavior: "fail" })
+          return [up.executionId, down.executionId] as const
+        }), "expireSuspensions", "failed"))
   })
 
   describe("sealed flows", () => {

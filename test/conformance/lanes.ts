@@ -99,6 +99,25 @@ export const lanes = (t: Tester) =>
         expect(yield* b.listLaneExecutions({ laneId: yield* newLane(), limit: 5 })).toEqual({ executions: [] })
       }))
 
+    t.test("ties of one millisecond across partitions are in id string order ({fp:10}:… before {fp:1}:…), the same uuid too", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const lane = yield* newLane()
+        const shared = (yield* executionIdOnPartition(0)).slice("{fp:0}:".length)
+        const ids: Array<ExecutionId> = []
+        for (const p of [1, 10, 2, 19, 100, 0, 12, 101].filter((p) => p < t.options.numFlowPartitions)) {
+          ids.push(yield* executionIdOnPartition(p))
+          if (p === 1 || p === 10) ids.push(`{fp:${p}}:${shared}` as ExecutionId)
+        }
+        for (const executionId of ids) yield* create({ laneId: lane, executionId })
+        yield* advance(1)
+        const sorted = [...ids].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0))
+        for (const newest of [true, false]) {
+          const { ids: listed } = yield* walk(lane, 3, newest ? {} : { order: "oldest" })
+          expect(listed).toEqual(newest ? [...sorted].reverse() : sorted)
+        }
+      }))
+
     t.test("waiting executions of several priorities are listed by creation time, whatever their priority", () =>
       Effect.gen(function*() {
         const b = yield* backend

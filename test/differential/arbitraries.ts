@@ -165,6 +165,20 @@ export const completeAndClaimArb: fc.Arbitrary<Command> = fc.record({
   max: fc.integer({ min: 0, max: 3 })
 })
 
+export const completeBatchArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("CompleteBatch" as const),
+  handles: fc.array(handleRef, { minLength: 2, maxLength: 4 }),
+  payload: opt(fc.constantFrom("out", ""), 3, 1),
+  claim: opt(
+    fc.record({
+      lane: laneArb,
+      caps: fc.constantFrom<ReadonlyArray<Capability>>(CAPABILITIES, []),
+      worker: fc.integer({ min: 0, max: WORKERS.length - 1 }),
+      max: fc.integer({ min: 0, max: 3 })
+    })
+  )
+})
+
 export const createFlowArb: fc.Arbitrary<Command> = fc.record({
   _tag: fc.constant("CreateFlow" as const),
   existing: opt(ref, 1, 8),

@@ -114,6 +114,21 @@ export type Command =
     readonly max: number
   }
   | {
+    /**
+     * Several handles completed in one call: `completeMany`, or with `claim` a `completeAndClaim`
+     * on that lane. Mixed outcomes: live handles, spent ones, the same handle twice.
+     */
+    readonly _tag: "CompleteBatch"
+    readonly handles: ReadonlyArray<Ref>
+    readonly payload?: string | undefined
+    readonly claim?: {
+      readonly lane: number
+      readonly caps: ReadonlyArray<Capability>
+      readonly worker: number
+      readonly max: number
+    } | undefined
+  }
+  | {
     readonly _tag: "Fail"
     readonly handle: Ref
     readonly classification: M.FailureClass

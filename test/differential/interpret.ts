@@ -24,6 +24,7 @@ export const interpret = (run: Run, cmd: Command, i: number): Effect.Effect<Step
       case "Progress":
       case "Complete":
       case "CompleteAndClaim":
+      case "CompleteBatch":
       case "Fail":
       case "Cancel":
       case "Delay":

@@ -10,7 +10,7 @@ import type * as M from "../../src/Model.js"
 import { clampPriority } from "../../src/internal/validation.js"
 import { BACKLOG_LANE, type Command, LANES, NS, type RetrySpec, WORKERS } from "./commands.js"
 import type { Json } from "./normalize.js"
-import { attempt, bytes, now, payloadOf, pickRecent, rec, settle, type Step, type Stepped } from "./run.js"
+import { attempt, bytes, now, payloadOf, pickHandle, pickRecent, rec, settle, skip, type Step, type Stepped } from "./run.js"
 
 type LifecycleCommand = Extract<
   Command,
@@ -24,6 +24,7 @@ type LifecycleCommand = Extract<
       | "Progress"
       | "Complete"
       | "CompleteAndClaim"
+      | "CompleteBatch"
       | "Fail"
       | "Cancel"
       | "Delay"
@@ -310,6 +311,47 @@ export const lifecycle = (s: Step, cmd: LifecycleCommand): Effect.Effect<Stepped
           )
         if (cmd.none) return out(yield* record(undefined))
         return yield* withHandle(cmd.handle, record)
+      }
+
+      case "CompleteBatch": {
+        const handles = cmd.handles.flatMap((r) => {
+          const h = pickHandle(run, r)
+          return h === undefined ? [] : [h]
+        })
+        if (handles.length === 0) return out(skip("no handle"))
+        for (const h of handles) touchHandle(h)
+        const items = handles.map((handle) => ({ handle, ...(cmd.payload === undefined ? {} : { payload: bytes(cmd.payload) }) }))
+        const c = cmd.claim
+        const r = yield* attempt(
+          run,
+          c === undefined ?
+            Effect.map(b.completeMany(items), (completed) => ({ completed, claimed: [] })) :
+            b.completeAndClaim(items, {
+              args: {
+                lane: LANES[c.lane % LANES.length]!,
+                capabilities: { tokens: [...c.caps] },
+                policy: { ...WORKERS[c.worker % WORKERS.length]!, leaseTtlMs: 30_000 }
+              },
+              max: c.max
+            })
+        )
+        if (Either.isRight(r)) {
+          // each item as its own complete: a refused one is spent only when its lease is lost
+          r.right.completed.forEach((o, k) =>
+            settle(run, handles[k]!, Either.isRight(o) ? Either.right(undefined) : Either.left({ error: o.left }), true)
+          )
+          for (const { handle } of r.right.claimed) {
+            run.handles.push(handle)
+            touchHandle(handle)
+          }
+        }
+        return out(rec(
+          run,
+          Either.map(r, ({ claimed, completed }) => ({
+            completed: completed.map((o) => Either.isRight(o) ? "ok" : `${o.left._tag}:${"kind" in o.left ? String(o.left.kind) : ""}`),
+            claimed: claimed.map(({ handle, input }) => ({ handle, input }))
+          }))
+        ))
       }
 
       case "Fail":

@@ -13,6 +13,7 @@ import {
   cancelFlowArb,
   claimArb,
   completeAndClaimArb,
+  completeBatchArb,
   createArb,
   createManyArb,
   applyEdgeArb,
@@ -32,6 +33,34 @@ import {
 } from "./arbitraries.js"
 import { CAPABILITIES, type Command, LANES, type Sample } from "./commands.js"
 
+/** `suspend` of a handle: a fresh or pending waitpoint, timeouts with every behaviour. */
+const suspendArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("Suspend" as const),
+  handle: handleRef,
+  binding: fc.oneof(w(5, fc.constant("fresh" as const)), w(1, fc.constant("pending" as const))),
+  matcher: fc.constantFrom<"go" | "*">("go", "*"),
+  timeoutMs: opt(fc.constantFrom(100, 1000, 10_000, 10_000, -700_000), 1, 1),
+  timeoutBehavior: opt(timeoutBehavior, 3, 1),
+  reasonCode: opt(fc.constantFrom("waiting_for_approval", "manual_pause", "custom_code"), 1, 3),
+  resumeDelayMs: opt(fc.constantFrom(100, 1000), 1, 5),
+  idempotencyKey: opt(fc.constantFrom("susp-1"), 1, 6)
+})
+
+/** A signal to a waitpoint: its own token, a forged one, another waitpoint's, or an unknown waitpoint. */
+const deliverSignalArb: fc.Arbitrary<Command> = fc.record({
+  _tag: fc.constant("DeliverSignal" as const),
+  waitpoint: ref,
+  token: fc.oneof(
+    w(6, fc.constant("good" as const)),
+    w(1, fc.constant("forged" as const)),
+    w(1, fc.constant("other" as const)),
+    w(1, fc.constant("unknownWaitpoint" as const))
+  ),
+  name: fc.oneof(w(3, fc.constant("go" as const)), w(1, fc.constant("stop" as const))),
+  idempotencyKey: opt(fc.constantFrom("sig-1"), 1, 4),
+  resumeDelayMs: opt(fc.constantFrom(100, 1000), 1, 6)
+})
+
 /** The `general` profile: every operation, by area (lifecycle, signals, admin, flows, budgets, streams, time). */
 export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   w(16, createArb),
@@ -49,6 +78,7 @@ export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   ),
   w(7, fc.record({ _tag: fc.constant("Complete" as const), handle: handleRef, payload: opt(fc.constantFrom("out", ""), 3, 1) })),
   w(3, completeAndClaimArb),
+  w(3, completeBatchArb),
   w(
     6,
     fc.record({
@@ -69,36 +99,8 @@ export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
       expiresInMs: fc.constantFrom(100, 1000, 60_000)
     })
   ),
-  w(
-    10,
-    fc.record({
-      _tag: fc.constant("Suspend" as const),
-      handle: handleRef,
-      binding: fc.oneof(w(5, fc.constant("fresh" as const)), w(1, fc.constant("pending" as const))),
-      matcher: fc.constantFrom<"go" | "*">("go", "*"),
-      timeoutMs: opt(fc.constantFrom(100, 1000, 10_000, 10_000, -700_000), 1, 1),
-      timeoutBehavior: opt(timeoutBehavior, 3, 1),
-      reasonCode: opt(fc.constantFrom("waiting_for_approval", "manual_pause", "custom_code"), 1, 3),
-      resumeDelayMs: opt(fc.constantFrom(100, 1000), 1, 5),
-      idempotencyKey: opt(fc.constantFrom("susp-1"), 1, 6)
-    })
-  ),
-  w(
-    9,
-    fc.record({
-      _tag: fc.constant("DeliverSignal" as const),
-      waitpoint: ref,
-      token: fc.oneof(
-        w(6, fc.constant("good" as const)),
-        w(1, fc.constant("forged" as const)),
-        w(1, fc.constant("other" as const)),
-        w(1, fc.constant("unknownWaitpoint" as const))
-      ),
-      name: fc.oneof(w(3, fc.constant("go" as const)), w(1, fc.constant("stop" as const))),
-      idempotencyKey: opt(fc.constantFrom("sig-1"), 1, 4),
-      resumeDelayMs: opt(fc.constantFrom(100, 1000), 1, 6)
-    })
-  ),
+  w(10, suspendArb),
+  w(9, deliverSignalArb),
   w(1, fc.record({ _tag: fc.constant("ObserveSignals" as const), handle: handleRef })),
   w(
     2,
@@ -207,7 +209,9 @@ export const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
  * and finished, and edges keep coming: applied after their upstream finished (or was skipped or
  * cancelled), into running and finished members, into any_of / quorum joins already satisfied;
  * members added and flows extended in every state (running, finished, sealed, cancelled);
- * sealing; cancelling finished flows.
+ * sealing; cancelling finished flows. Members keep their deadlines, attempt timeouts and reclaim
+ * caps, suspend with timeouts and are signalled, and lose their leases, so that the timer passes
+ * and the claims end members whose dependents are due in the same call.
  */
 const flowMemberArb: fc.Arbitrary<Command> = createArb.map((c) =>
   c._tag === "CreateExecution" ?
@@ -217,7 +221,6 @@ const flowMemberArb: fc.Arbitrary<Command> = createArb.map((c) =>
       join: true,
       lane: 0,
       delayMs: undefined,
-      deadlineMs: undefined,
       idempotencyKey: undefined,
       duplicateOf: undefined,
       caps: []
@@ -242,6 +245,12 @@ export const flowCommandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   w(8, fc.record({ _tag: fc.constant("Complete" as const), handle: handleRef, payload: opt(fc.constantFrom("out", ""), 3, 1) })),
   w(3, completeAndClaimArb.map((c) => (c._tag === "CompleteAndClaim" ? { ...c, lane: 0, caps: CAPABILITIES } : c))),
   w(
+    3,
+    completeBatchArb.map((c) =>
+      c._tag === "CompleteBatch" && c.claim !== undefined ? { ...c, claim: { ...c.claim, lane: 0, caps: CAPABILITIES } } : c
+    )
+  ),
+  w(
     4,
     fc.record({
       _tag: fc.constant("Fail" as const),
@@ -264,7 +273,17 @@ export const flowCommandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   w(2, cancelFlowArb),
   w(2, createFlowArb),
   w(2, fc.record({ _tag: fc.constant("Advance" as const), ms: fc.constantFrom(10, 1000, 30_000) })),
-  w(2, fc.record({ _tag: fc.constant("Settle" as const), ms: fc.constantFrom(0, 1000, 30_000) }))
+  w(2, fc.record({ _tag: fc.constant("Settle" as const), ms: fc.constantFrom(0, 1000, 30_000) })),
+  w(4, suspendArb),
+  w(3, deliverSignalArb),
+  w(
+    1,
+    fc.record({
+      _tag: fc.constant("RevokeLease" as const),
+      execution: ref,
+      expected: fc.constant<"none" | "current" | "stale">("none")
+    })
+  )
 )
 
 /** A flow with members, some claimed, so the body starts on a running flow. */

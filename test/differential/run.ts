@@ -127,7 +127,7 @@ export const pickRecent = <A>(list: ReadonlyArray<A>, r: Ref): A | undefined =>
   list.length === 0 ? undefined : list[list.length - 1 - (r % list.length)]
 
 /** Refs 0–3 pick among the handles not known to be spent (when there are any), larger refs among all. */
-const pickHandle = (run: Run, r: Ref): M.Handle | undefined => {
+export const pickHandle = (run: Run, r: Ref): M.Handle | undefined => {
   const live = run.handles.filter((h) => !run.spent.has(h))
   return r < 4 && live.length > 0 ? pickRecent(live, r) : pickRecent(run.handles, r)
 }

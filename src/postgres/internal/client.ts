@@ -4,7 +4,7 @@
  * `{ok}` / `{err}` envelope and the decoding of results.
  */
 import type { SqlError } from "@effect/sql/SqlError"
-import { Clock, Effect, Either, ParseResult, Predicate, Schema } from "effect"
+import { Clock, Effect, Either, Option, ParseResult, Predicate, Schema } from "effect"
 import type { ParseOptions } from "effect/SchemaAST"
 import { corruption, type EngineError, fromScriptCode } from "../../EngineError.js"
 import { withSpanWhenTraced } from "../../internal/observability.js"
@@ -73,6 +73,11 @@ export interface Caller {
    * the clock, the schema's name and its INOUT reply.
    */
   readonly callProcedure: (op: string, fn: string, args: ReadonlyArray<Arg>) => Effect.Effect<unknown, EngineError>
+  /**
+   * Whether the calls run inside the caller's own transaction (`SqlClient.withTransaction`):
+   * there a procedure that commits between its steps cannot run.
+   */
+  readonly inTransaction: Effect.Effect<boolean>
   /** As `call`, with an explicit `now` (several calls sharing one instant). */
   readonly callAt: (
     op: string,
@@ -218,7 +223,9 @@ export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never,
       (op: string, fn: string, args: ReadonlyArray<Arg>) => Effect.flatMap(now, (at) => callAt(op, fn, args, at)) :
       (op: string, fn: string, args: ReadonlyArray<Arg>) => callAt(op, fn, args, null)
 
-    return { now, call, callAt, callMany, callSet, callProcedure }
+    const inTransaction = Effect.map(Effect.serviceOption(SqlClient.TransactionConnection), Option.isSome)
+
+    return { now, inTransaction, call, callAt, callMany, callSet, callProcedure }
   })
 
 // One compiled decoder per schema (compiling is far dearer than decoding a reply).

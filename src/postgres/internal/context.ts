@@ -10,7 +10,7 @@ import type { EngineError } from "../../EngineError.js"
 import { executionPartition, type PartitionConfig } from "../../Ids.js"
 import { type CreateExecutionCore, encodePolicy, type HandleRef } from "../../internal/boundary.js"
 import type { EventHub, Hub } from "../../internal/wakeups.js"
-import { type Arg, bigint, type Caller, decode, int, text, uuid } from "./client.js"
+import { type Arg, bigint, type Caller, type ClockMode, decode, int, text, uuid } from "./client.js"
 
 export type Fx<A> = Effect.Effect<A, EngineError>
 
@@ -24,6 +24,8 @@ export interface CoreOptions {
   readonly hub: Hub | undefined
   /** The event wake-ups of this process's followers; none without a LISTEN connection. */
   readonly events?: EventHub | undefined
+  /** Where the store's time comes from (the caller's): its timers that renew rows run on it. */
+  readonly clock?: ClockMode | undefined
 }
 
 const OkOnly = Schema.Null

@@ -83,12 +83,14 @@ export const makeLifecycle = (
    * worker.md, "Wake-ups, timers and cancellation"). The worker's slots are taken and the hand-over
    * of their outcome set up in one uninterruptible step, so that `deliver` runs once whatever
    * happens to the caller; the call itself stays interruptible (a caller interrupted during it
-   * leaves what the claim took to its leases' expiry, as a lost claim reply).
+   * leaves what the claim took to its leases' expiry, as a lost claim reply). A create made inside
+   * the caller's own transaction is a plain one, part of that transaction (the procedure, which
+   * commits, cannot run there): the worker is woken once it commits.
    */
   const createClaiming = (a: CreateExecutionCore, args: ReadonlyArray<Arg>): Fx<M.CreateExecutionResult> | undefined => {
     const hub = options.hub
     if (hub === undefined || a.delayUntil !== undefined) return undefined
-    return Effect.uninterruptibleMask((restore) => Effect.suspend(() => {
+    const handing = Effect.uninterruptibleMask((restore) => Effect.suspend(() => {
       const handoff = hub.handoff(a.laneId)
       if (handoff === undefined) return restore(plainCreate(a, args))
       return restore(Effect.suspend(() =>
@@ -117,6 +119,7 @@ export const makeLifecycle = (
         Effect.ensuring(Effect.sync(() => handoff.deliver([], true)))
       )
     }))
+    return Effect.flatMap(caller.inTransaction, (inside) => (inside ? plainCreate(a, args) : handing))
   }
   const plainCreate = (a: CreateExecutionCore, args: ReadonlyArray<Arg>): Fx<M.CreateExecutionResult> =>
     callDecode("create_execution", "create_execution", args, M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))

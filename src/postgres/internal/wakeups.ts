@@ -9,8 +9,9 @@
  *
  * A subscription (`subscribeWork`, below) registers the idle worker on each of its lanes
  * (ff_lane_wait: work made claimable there is then notified, and the reply gives the lane's
- * earliest due time), withdraws it when busy (ff_lane_unwait), and promotes its lanes' due work
- * (ff_promote_due) when that time comes.
+ * earliest due time), renews that registration while the worker waits (it lapses after
+ * `WAITER_TTL_MS`, so that the rows of a process that died go), withdraws it when busy
+ * (ff_lane_unwait), and promotes its lanes' due work (ff_promote_due) when that time comes.
  */
 import { createHash } from "node:crypto"
 import { Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Schema } from "effect"
@@ -119,8 +120,12 @@ export const makeListener = (
   }
 }
 
-/** How long a waiting worker's registration lasts without being renewed (its idle polls renew it). */
+/**
+ * How long a waiting worker's registration lasts without being renewed, and how often it is
+ * renewed while the worker waits (whatever its idle poll).
+ */
 const WAITER_TTL_MS = 120_000
+const RENEW_EVERY = Duration.millis(WAITER_TTL_MS / 3)
 const LaneWait = Schema.Struct({ dueAt: Schema.NullOr(Schema.Number), fresh: Schema.Boolean })
 
 export const makeWakeups = (ctx: CoreContext): Pick<BackendCore, "subscribeWork"> => {
@@ -135,24 +140,55 @@ export const makeWakeups = (ctx: CoreContext): Pick<BackendCore, "subscribeWork"
         message: "wake-ups need a LISTEN connection of their own (listenUrl, or a PgClient in context)"
       }))
     }
-    const arm = Effect.map(
-      Effect.forEach(
-        lanes,
-        (lane) => callDecode("lane_wait", "lane_wait", [text(lane), text(workerInstanceId), bigint(WAITER_TTL_MS)], LaneWait),
-        // one transaction per lane (each holds that lane's lock alone), a few at a time
-        { concurrency: 4 }
-      ),
-      (waits): EngineBackend.Armed => {
+    const laneWait = Effect.forEach(
+      lanes,
+      (lane) => callDecode("lane_wait", "lane_wait", [text(lane), text(workerInstanceId), bigint(WAITER_TTL_MS)], LaneWait),
+      // one transaction per lane (each holds that lane's lock alone), a few at a time
+      { concurrency: 4 }
+    )
+    /**
+     * While registered, the registration is renewed every `RENEW_EVERY` (on the clock the store's
+     * time comes from: Effect's in "effect" mode, the live one otherwise), each renewal whole
+     * (uninterruptible: a disarm that stops the renewals then withdraws the registration after the
+     * last one). A renewal that finds the worker unregistered (its row lapsed and went meanwhile,
+     * so work made claimable since may have gone unnotified) wakes the lane's subscriptions.
+     */
+    let renewing: Fiber.RuntimeFiber<void> | undefined
+    const renew = Effect.delay(
+      Effect.uninterruptible(Effect.flatMap(
+        Effect.either(laneWait),
+        (r) =>
+          r._tag === "Left" ?
+            Effect.logWarning("cannot renew the wake-up registration of a waiting worker", r.left) :
+            Effect.sync(() => r.right.forEach((w, i) => w.fresh && hub.wake(lanes[i]!)))
+      )),
+      RENEW_EVERY
+    ).pipe(Effect.forever, Effect.interruptible, (e) => (options.clock === "effect" ? e : Effect.withClock(e, Clock.make())))
+    const startRenewing = Effect.suspend(() =>
+      renewing === undefined ? Effect.map(Effect.forkDaemon(renew), (f) => void (renewing = f)) : Effect.void
+    )
+    const stopRenewing = Effect.suspend(() => {
+      const fiber = renewing
+      renewing = undefined
+      return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
+    })
+    const arm = Effect.zipRight(
+      startRenewing,
+      Effect.map(laneWait, (waits): EngineBackend.Armed => {
         let due: number | undefined
         for (const w of waits) if (w.dueAt !== null && (due === undefined || w.dueAt < due)) due = w.dueAt
         return { dueAt: Option.fromNullable(due), claimAgain: waits.some((w) => w.fresh) }
-      }
+      })
     )
-    return hub.subscribe({ lanes, workerInstanceId }, {
-      arm,
-      disarm: callVoid("lane_unwait", "lane_unwait", [textArray(lanes), text(workerInstanceId)]),
-      promoteDue: callDecode("promote_due", "promote_due", [textArray(lanes), int(DEFAULT_BATCH_SIZE)], Schema.Int)
-    })
+    // (after the hub's own finalizer, which withdraws the registration: the renewals stop anyway)
+    return Effect.zipRight(
+      Effect.addFinalizer(() => stopRenewing),
+      hub.subscribe({ lanes, workerInstanceId }, {
+        arm,
+        disarm: Effect.zipRight(stopRenewing, callVoid("lane_unwait", "lane_unwait", [textArray(lanes), text(workerInstanceId)])),
+        promoteDue: callDecode("promote_due", "promote_due", [textArray(lanes), int(DEFAULT_BATCH_SIZE)], Schema.Int)
+      })
+    )
   }
   return { subscribeWork }
 }

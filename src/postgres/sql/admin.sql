@@ -15,7 +15,7 @@ CREATE FUNCTION ff_cancel_execution(
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.lifecycle_phase = 'terminal' THEN RETURN ffi_not_active(e); END IF;
   IF e.lifecycle_phase = 'active' AND p_source <> 'operator_override' THEN
@@ -37,12 +37,12 @@ CREATE FUNCTION ff_change_priority(p_eid text, p_priority int, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.lifecycle_phase <> 'runnable' OR e.eligibility_state <> 'eligible_now' THEN
     RETURN ffi_err('execution_not_eligible');
   END IF;
-  UPDATE exec_core SET priority = p_priority, last_mutation_at = v_now WHERE execution_id = p_eid;
+  UPDATE exec_core SET priority = p_priority, last_mutation_at = v_now WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Changed', 'executionId', p_eid));
 END $$;
 
@@ -56,7 +56,7 @@ CREATE FUNCTION ff_revoke_lease(p_eid text, p_expected_lease uuid, p_wiid text, 
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.lifecycle_phase <> 'active' THEN
     -- (a completed row keeps its last run's worker: ffi_run_kept)
@@ -81,7 +81,7 @@ BEGIN
     blocking_reason = 'waiting_for_worker', blocking_detail = 'lease revoked: ' || p_reason,
     attempt_state = 'attempt_interrupted', public_state = 'active',
     lease_revoked_at = v_now, lease_revoke_reason = p_reason, last_transition_at = v_now, last_mutation_at = v_now
-  WHERE execution_id = p_eid;
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   PERFORM ffi_timer_del('lease', p_eid);
   PERFORM ffi_wake_claimable(p_eid);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Revoked', 'leaseId', coalesce(e.lease_id::text, ''),
@@ -116,13 +116,13 @@ DECLARE
   e exec_core;
   v_n int;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.lifecycle_phase <> 'terminal' THEN RETURN ffi_err('execution_not_terminal'); END IF;
   IF e.replay_count >= e.max_replay_count THEN RETURN ffi_err('max_replays_exhausted'); END IF;
   -- the run a completed row keeps joins the history (the updates below clear it)
   PERFORM ffi_run_unkeep(e);
-  UPDATE exec_data SET result = NULL WHERE execution_id = p_eid;
+  UPDATE exec_data SET result = NULL WHERE ffi_eid(e_part, e_uuid) = p_eid;
   IF e.terminal_outcome = 'skipped' AND e.flow_id IS NOT NULL THEN
     UPDATE dep SET state = 'unsatisfied', last_resolved_at = NULL WHERE downstream_id = p_eid AND state = 'impossible';
     UPDATE edge_group SET failed = 0, skipped = 0, group_state = 'pending', satisfied_at = NULL
@@ -136,7 +136,7 @@ BEGIN
     worker_id = NULL, worker_instance_id = NULL, lease_acquired_at = NULL, pending_replay_reason = 'replay',
       pending_previous_attempt_index = CASE WHEN current_attempt_id IS NULL THEN NULL ELSE current_attempt_index END,
       last_transition_at = v_now, last_mutation_at = v_now
-    WHERE execution_id = p_eid;
+    WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     PERFORM ffi_replayed_in_flow(e);
     RETURN ffi_ok(jsonb_build_object('_tag', 'Replayed', 'publicState', 'waiting_children'));
   END IF;
@@ -147,7 +147,7 @@ BEGIN
     worker_id = NULL, worker_instance_id = NULL, lease_acquired_at = NULL, pending_replay_reason = 'replay',
     pending_previous_attempt_index = CASE WHEN current_attempt_id IS NULL THEN NULL ELSE current_attempt_index END,
     last_transition_at = v_now, last_mutation_at = v_now
-  WHERE execution_id = p_eid;
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   PERFORM ffi_wake_claimable(p_eid);
   PERFORM ffi_replayed_in_flow(e);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Replayed', 'publicState', 'waiting'));

@@ -23,6 +23,7 @@ DECLARE
   v_type text;
   v_kind text := 'fresh';
   v_prev int;
+  v_eid text := ffi_eid(e.partition_key, e.e_uuid);
 BEGIN
   IF e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'eligible_now'
      AND e.attempt_state = 'attempt_interrupted' AND e.current_attempt_index IS NOT NULL THEN
@@ -38,14 +39,14 @@ BEGIN
     v_prev := e.pending_previous_attempt_index;
   ELSIF e.lifecycle_phase = 'active' AND e.ownership_state IN ('lease_expired_reclaimable', 'lease_revoked') THEN
     IF e.lease_reclaim_count >= e.max_reclaim_count THEN
-      PERFORM ffi_record_failure(e.execution_id, 'max_reclaims_exceeded', 'InfraCrash', 'infra_crash', p_now);
-      PERFORM ffi_terminate(e.execution_id, 'failed', 'max_reclaims_exceeded', 'max_reclaims_exceeded',
+      PERFORM ffi_record_failure(v_eid, 'max_reclaims_exceeded', 'InfraCrash', 'infra_crash', p_now);
+      PERFORM ffi_terminate(v_eid, 'failed', 'max_reclaims_exceeded', 'max_reclaims_exceeded',
                             NULL, NULL, 'reclaimed', 'reclaimed', p_now, true);
       RETURN NULL;
     END IF;
     v_prev := e.current_attempt_index;
     IF v_prev IS NOT NULL THEN
-      PERFORM ffi_stream_close(e.execution_id, v_prev, 'reclaimed', p_now);
+      PERFORM ffi_stream_close(v_eid, v_prev, 'reclaimed', p_now);
     END IF;
     v_idx := e.total_attempt_count;
     v_att := gen_random_uuid();
@@ -68,16 +69,16 @@ BEGIN
     pending_replay_reason = NULL, pending_replay_requested_by = NULL, delay_until = NULL,
     attempt_timeout_at = CASE WHEN attempt_timeout_ms > 0 THEN p_now + attempt_timeout_ms END,
     last_transition_at = p_now, last_mutation_at = p_now
-  WHERE execution_id = e.execution_id;
-  IF e.has_grant THEN DELETE FROM claim_grant WHERE execution_id = e.execution_id; END IF;
-  INSERT INTO timer (kind, ref, due_at) VALUES ('lease', e.execution_id, v_exp)
+  WHERE partition_key = e.partition_key AND e_uuid = e.e_uuid;
+  IF e.has_grant THEN DELETE FROM claim_grant WHERE execution_id = v_eid; END IF;
+  INSERT INTO timer (kind, ref, due_at) VALUES ('lease', v_eid, v_exp)
   ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
   IF e.attempt_timeout_ms > 0 THEN
-    PERFORM ffi_timer_set('attempt_timeout', e.execution_id, p_now + e.attempt_timeout_ms);
+    PERFORM ffi_timer_set('attempt_timeout', v_eid, p_now + e.attempt_timeout_ms);
   ELSIF e.attempt_timeout_at IS NOT NULL THEN
-    PERFORM ffi_timer_del('attempt_timeout', e.execution_id);
+    PERFORM ffi_timer_del('attempt_timeout', v_eid);
   END IF;
-  RETURN jsonb_build_object('executionId', e.execution_id, 'attemptIndex', v_idx, 'attemptId', v_att,
+  RETURN jsonb_build_object('executionId', v_eid, 'attemptIndex', v_idx, 'attemptId', v_att,
     'leaseId', v_lease, 'leaseEpoch', v_epoch, 'leaseTtlMs', p_ttl, 'laneId', e.lane_id,
     'workerInstanceId', p_wiid, 'kind', v_kind);
 END $$;
@@ -92,33 +93,38 @@ END $$;
 -- exec_core_claim_by_kind, never the lane's rows. The merge of the kinds' windows is a sort, which
 -- the callers' enable_sort = off prices so high that JIT compilation would start, at about a
 -- second a call: jit is off here.)
---   args:   p_lane, p_caps, p_kinds, p_skip, p_want
---   reply:  the execution ids, in claim order
+--   args:   p_lane, p_caps, p_kinds, p_skip (execution ids), p_want
+--   reply:  the executions in claim order, as their partitions (o_part) and uuids (o_uuid) at the
+--           same positions
 --   errors: -
-CREATE FUNCTION ffi_claim_window(p_lane text, p_caps text[], p_kinds text[], p_skip text[], p_want int)
-RETURNS text[] LANGUAGE plpgsql STABLE SET jit = off AS $$
+CREATE FUNCTION ffi_claim_window(p_lane text, p_caps text[], p_kinds text[], p_skip text[], p_want int,
+  OUT o_part int[], OUT o_uuid uuid[])
+LANGUAGE plpgsql STABLE SET jit = off AS $$
 BEGIN
   IF p_kinds IS NULL THEN
-    RETURN ARRAY(
-      SELECT w.execution_id FROM (
-        SELECT c.execution_id, c.required_caps, c.priority, c.created_at FROM exec_core c
-        WHERE c.lane_id = p_lane AND c.blocking_reason = 'waiting_for_worker' AND c.execution_id <> ALL (p_skip)
+    -- (both arrays aggregate one stream of rows in claim order: the same positions)
+    SELECT coalesce(array_agg(w.partition_key), '{}'), coalesce(array_agg(w.e_uuid), '{}')
+    INTO o_part, o_uuid FROM (SELECT w.* FROM (
+        SELECT c.partition_key, c.e_uuid, c.required_caps, c.priority, c.created_at FROM exec_core c
+        WHERE c.lane_id = p_lane AND c.blocking_reason = 'waiting_for_worker'
+          AND (cardinality(p_skip) = 0 OR ffi_eid(c.partition_key, c.e_uuid) <> ALL (p_skip))
         ORDER BY c.priority DESC, c.created_at LIMIT p_want + 256
       ) w
       WHERE w.required_caps IS NULL OR w.required_caps <@ p_caps
-      ORDER BY w.priority DESC, w.created_at);
+      ORDER BY w.priority DESC, w.created_at) w;
+    RETURN;
   END IF;
-  RETURN ARRAY(
-    SELECT w.execution_id FROM (
+  SELECT coalesce(array_agg(w.partition_key), '{}'), coalesce(array_agg(w.e_uuid), '{}')
+  INTO o_part, o_uuid FROM (SELECT w.* FROM (
       SELECT x.* FROM unnest(p_kinds) AS k(kind) CROSS JOIN LATERAL (
-        SELECT c.execution_id, c.required_caps, c.priority, c.created_at FROM exec_core c
+        SELECT c.partition_key, c.e_uuid, c.required_caps, c.priority, c.created_at FROM exec_core c
         WHERE c.lane_id = p_lane AND c.execution_kind = k.kind AND c.blocking_reason = 'waiting_for_worker'
-          AND c.execution_id <> ALL (p_skip)
+          AND (cardinality(p_skip) = 0 OR ffi_eid(c.partition_key, c.e_uuid) <> ALL (p_skip))
         ORDER BY c.execution_kind, c.priority DESC, c.created_at LIMIT p_want + 256
       ) x
     ) w
     WHERE w.required_caps IS NULL OR w.required_caps <@ p_caps
-    ORDER BY w.priority DESC, w.created_at);
+    ORDER BY w.priority DESC, w.created_at) w;
 END $$;
 
 -- ff_claim: claim / claimMany — claims up to p_limit claimable executions of lane p_lane whose
@@ -153,7 +159,9 @@ DECLARE
   v_busy int := 0;
   v_skip text[] := '{}';
   v_round int := 0;
-  v_win text[];
+  v_w record;
+  v_wpart int[];
+  v_wuuid uuid[];
   v_held text[];
   -- the round's locked candidates, and their positions in the window (claim order)
   v_ids text[];
@@ -183,8 +191,11 @@ DECLARE
 BEGIN
   LOOP
     v_round := v_round + 1;
-    v_win := ffi_claim_window(p_lane, p_caps, p_kinds, v_skip, p_limit - v_count);
-    EXIT WHEN cardinality(v_win) = 0;
+    -- (an expression, not a query over the function: no query start-up)
+    v_w := ffi_claim_window(p_lane, p_caps, p_kinds, v_skip, p_limit - v_count);
+    v_wpart := v_w.o_part;
+    v_wuuid := v_w.o_uuid;
+    EXIT WHEN cardinality(v_wuuid) = 0;
     -- Lock only as many candidates as are still wanted, in claim order, and read the common case
     -- (a fresh attempt without grant or attempt timeout) in the same statement; candidates that
     -- cannot be taken (reserved by another worker's grant) are skipped in the next round.
@@ -204,23 +215,24 @@ BEGIN
     INTO v_ids, v_wpos, f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state, f_fold
     FROM (
       SELECT w.pos, c.*
-      FROM unnest(v_win) WITH ORDINALITY AS w(id, pos)
+      FROM unnest(v_wpart, v_wuuid) WITH ORDINALITY AS w(part, u, pos)
       CROSS JOIN LATERAL (
-        SELECT c.execution_id, c.total_attempt_count, c.lease_epoch, c.attempt_state,
+        SELECT ffi_eid(c.partition_key, c.e_uuid) AS execution_id, c.total_attempt_count, c.lease_epoch, c.attempt_state,
                c.pending_previous_attempt_index, c.lane_id, c.public_state, c.event_k,
                (c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'eligible_now' AND c.terminal_outcome = 'none'
                 AND c.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none')
                 AND NOT c.has_grant AND coalesce(c.attempt_timeout_ms, 0) <= 0 AND c.attempt_timeout_at IS NULL) AS common
-        FROM exec_core c WHERE c.execution_id = w.id AND c.blocking_reason = 'waiting_for_worker'
+        FROM exec_core c WHERE c.partition_key = w.part AND c.e_uuid = w.u AND c.blocking_reason = 'waiting_for_worker'
         FOR UPDATE OF c SKIP LOCKED
       ) c
       LIMIT p_limit - v_count
     ) l;
-    IF cardinality(v_ids) < p_limit - v_count AND cardinality(v_ids) < cardinality(v_win) THEN
+    IF cardinality(v_ids) < p_limit - v_count AND cardinality(v_ids) < cardinality(v_wuuid) THEN
       -- the whole window was tried: what is still claimable and was not locked, another transaction holds
-      SELECT array_agg(w.id) INTO v_held FROM unnest(v_win) AS w(id)
-      WHERE w.id <> ALL (v_ids)
-        AND EXISTS (SELECT 1 FROM exec_core c WHERE c.execution_id = w.id AND c.blocking_reason = 'waiting_for_worker');
+      SELECT array_agg(ffi_eid(w.part, w.u)) INTO v_held FROM unnest(v_wpart, v_wuuid) WITH ORDINALITY AS w(part, u, pos)
+      WHERE w.pos <> ALL (v_wpos)
+        AND EXISTS (SELECT 1 FROM exec_core c
+                    WHERE c.partition_key = w.part AND c.e_uuid = w.u AND c.blocking_reason = 'waiting_for_worker');
       IF v_held IS NOT NULL THEN
         v_busy := v_busy + cardinality(v_held);
         v_skip := v_skip || v_held;
@@ -231,11 +243,11 @@ BEGIN
     FOR v_i IN 1 .. cardinality(v_ids) LOOP
       v_pos := v_wpos[v_i];
       CONTINUE WHEN v_pos = ANY (f_pos);
-      SELECT * INTO e FROM exec_core WHERE execution_id = v_ids[v_i];
+      SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(v_ids[v_i]) AND e_uuid = ffi_eid_uuid(v_ids[v_i]);
       IF e.has_grant THEN
-        SELECT * INTO g FROM claim_grant WHERE execution_id = e.execution_id;
+        SELECT * INTO g FROM claim_grant WHERE execution_id = v_ids[v_i];
         IF FOUND AND g.expires_at > v_now AND g.worker_id <> p_worker THEN
-          v_skip := v_skip || e.execution_id;
+          v_skip := v_skip || v_ids[v_i];
           CONTINUE;
         END IF;
       END IF;
@@ -244,7 +256,7 @@ BEGIN
         s_pos := s_pos || v_pos;
         s_h := s_h || v_h;
       ELSE
-        v_skip := v_skip || e.execution_id;
+        v_skip := v_skip || v_ids[v_i];
       END IF;
     END LOOP;
     -- the set's Claimed events and lane counts are written by this statement, not by the update
@@ -271,12 +283,12 @@ BEGIN
         pending_replay_reason = NULL, pending_replay_requested_by = NULL, delay_until = NULL,
         attempt_timeout_at = NULL, last_transition_at = v_now, last_mutation_at = v_now,
         event_k = greatest(ffi_xid(), c.event_k)
-      FROM u WHERE c.execution_id = u.id
-      RETURNING c.execution_id, c.event_k, c.lane_id, c.flow_id, c.current_attempt_index
+      FROM u WHERE c.partition_key = ffi_eid_part(u.id) AND c.e_uuid = ffi_eid_uuid(u.id)
+      RETURNING c.partition_key, c.e_uuid, c.event_k, c.lane_id, c.flow_id, c.current_attempt_index
     ), evs AS (
       -- what ffi_trg_events_updated writes for a claim: Claimed (attempt, s1 = worker instance)
       INSERT INTO event (k, at, e_part, e_uuid, lane_id, flow_id, kind, attempt, s1)
-      SELECT r.event_k, v_now, ffi_eid_part(r.execution_id), ffi_eid_uuid(r.execution_id), r.lane_id, r.flow_id,
+      SELECT r.event_k, v_now, r.partition_key, r.e_uuid, r.lane_id, r.flow_id,
         'Claimed', r.current_attempt_index, p_wiid
       FROM cores r WHERE current_setting('flowfabric.own_rows', true) = 'on'
       RETURNING ffi_eid(e_part, e_uuid) AS execution_id, lane_id, flow_id
@@ -291,8 +303,9 @@ BEGIN
     ), leases AS (
       -- one lease timer for the round's set (migration 0038): the pass takes each execution of
       -- refs as its own timer; a renewal arms a timer of the execution's own
-      INSERT INTO timer (kind, ref, due_at, refs)
-      SELECT 'lease', '#' || gen_random_uuid()::text, v_now + p_ttl, array_agg(id) FROM u HAVING count(*) > 0
+      INSERT INTO timer (kind, ref, due_at, refs, ref_parts)
+      SELECT 'lease', '#' || gen_random_uuid()::text, v_now + p_ttl, array_agg(ffi_eid_uuid(id)), array_agg(ffi_eid_part(id))
+      FROM u HAVING count(*) > 0
     )
     SELECT coalesce(jsonb_agg(h ORDER BY pos), '[]'::jsonb),
       (SELECT array_agg(v.s) FROM evs CROSS JOIN LATERAL (VALUES ('e:' || evs.execution_id), ('l:' || evs.lane_id),
@@ -363,8 +376,8 @@ BEGIN
       -- the planner may hash, reading exec_core and exec_data whole at every claim
       LEFT JOIN LATERAL (
         SELECT e.execution_kind AS kind, e.lane_id, e.namespace, d.payload, d.payload_encoding, d.trace_context
-        FROM exec_core e JOIN exec_data d ON d.execution_id = e.execution_id
-        WHERE e.execution_id = h.id LIMIT 1
+        FROM exec_core e JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = h.id
+        WHERE e.partition_key = ffi_eid_part(h.id) AND e.e_uuid = ffi_eid_uuid(h.id) LIMIT 1
       ) i ON true
     ) x;
   END IF;
@@ -477,12 +490,15 @@ DECLARE
   v_id text;
   e exec_core;
   v_key text;
+  w record;
 BEGIN
-  FOREACH v_id IN ARRAY ffi_claim_window(p_lane, p_caps, p_kinds, '{}', 64) LOOP
+  FOR w IN SELECT x.part, x.u FROM ffi_claim_window(p_lane, p_caps, p_kinds, '{}', 64) AS c
+           CROSS JOIN LATERAL unnest(c.o_part, c.o_uuid) WITH ORDINALITY AS x(part, u, pos) ORDER BY x.pos LOOP
     -- still claimable once locked (exec_core_claimable: runnable and eligible, or a lease to reclaim)
-    SELECT * INTO e FROM exec_core WHERE execution_id = v_id AND blocking_reason = 'waiting_for_worker'
+    SELECT * INTO e FROM exec_core WHERE partition_key = w.part AND e_uuid = w.u AND blocking_reason = 'waiting_for_worker'
     FOR UPDATE SKIP LOCKED;
     CONTINUE WHEN NOT FOUND;
+    v_id := ffi_eid(w.part, w.u);
     -- a live grant of another worker reserves the execution
     CONTINUE WHEN EXISTS (SELECT 1 FROM claim_grant WHERE execution_id = v_id AND expires_at > v_now AND worker_id <> p_worker);
     -- an attached budget at its hard limit blocks the candidate
@@ -491,9 +507,9 @@ BEGIN
       CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(d.policy->'budget_ids', '[]'::jsonb)) AS b(id)
       JOIN budget_limit l ON l.budget_id = b.id::uuid AND l.hard_limit > 0
       JOIN budget_usage u ON u.budget_id = l.budget_id AND u.dimension = l.dimension
-      WHERE d.execution_id = v_id AND u.value >= l.hard_limit);
+      WHERE ffi_eid(d.e_part, d.e_uuid) = v_id AND u.value >= l.hard_limit);
     v_key := gen_random_uuid()::text;
-    UPDATE exec_core SET has_grant = true WHERE execution_id = v_id;
+    UPDATE exec_core SET has_grant = true WHERE partition_key = w.part AND e_uuid = w.u;
     INSERT INTO claim_grant (execution_id, grant_key, kind, worker_id, worker_instance_id, lane_id, created_at, expires_at)
     VALUES (v_id, v_key, 'claim', p_worker, p_wiid, p_lane, v_now, v_now + p_ttl)
     ON CONFLICT (execution_id) DO UPDATE SET grant_key = EXCLUDED.grant_key, kind = EXCLUDED.kind,
@@ -525,7 +541,7 @@ DECLARE
   v_epoch bigint;
   v_exp bigint;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.lifecycle_phase <> 'runnable' THEN RETURN ffi_err('execution_not_leaseable'); END IF;
   IF e.attempt_state <> 'attempt_interrupted' OR e.current_attempt_index IS NULL THEN
@@ -536,7 +552,7 @@ BEGIN
     RETURN ffi_err('invalid_claim_grant');
   END IF;
   DELETE FROM claim_grant WHERE execution_id = p_eid;
-  UPDATE exec_core SET has_grant = false WHERE execution_id = p_eid;
+  UPDATE exec_core SET has_grant = false WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   IF g.expires_at <= v_now THEN RETURN ffi_err('claim_grant_expired'); END IF;
   v_epoch := e.lease_epoch + 1;
   v_exp := v_now + p_ttl;
@@ -548,7 +564,7 @@ BEGIN
     delay_until = NULL,
     attempt_timeout_at = CASE WHEN p_remaining_timeout > 0 THEN v_now + p_remaining_timeout END,
     last_transition_at = v_now, last_mutation_at = v_now
-  WHERE execution_id = p_eid;
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   DELETE FROM timer WHERE ref = p_eid AND kind = 'delay';
   PERFORM ffi_timer_set('lease', p_eid, v_exp);
   IF p_remaining_timeout > 0 THEN

@@ -63,28 +63,6 @@ BEGIN
   RETURN v_k;
 END $$;
 
--- ffi_eid_part: the partition N of the execution id p_eid ('{fp:N}:<uuid>', its one canonical
--- spelling), as an event row holds it (event.e_part, migration 0045).
---   args:   p_eid
---   reply:  int
---   errors: - (a text that is not an execution id: 22P02)
-CREATE FUNCTION ffi_eid_part(p_eid text) RETURNS int LANGUAGE sql IMMUTABLE
-AS $$ SELECT substr(p_eid, 5, strpos(p_eid, '}') - 5)::int $$;
-
--- ffi_eid_uuid: the uuid of the execution id p_eid, as an event row holds it (event.e_uuid).
---   args:   p_eid
---   reply:  uuid
---   errors: - (a text that is not an execution id: 22P02)
-CREATE FUNCTION ffi_eid_uuid(p_eid text) RETURNS uuid LANGUAGE sql IMMUTABLE
-AS $$ SELECT substr(p_eid, strpos(p_eid, '}') + 2)::uuid $$;
-
--- ffi_eid: the execution id of partition p_part and uuid p_uuid (an event row's e_part, e_uuid).
---   args:   p_part, p_uuid
---   reply:  text (NULL when either is)
---   errors: -
-CREATE FUNCTION ffi_eid(p_part int, p_uuid uuid) RETURNS text LANGUAGE sql IMMUTABLE
-AS $$ SELECT '{fp:' || p_part || '}:' || p_uuid $$;
-
 -- ffi_event_json: the JSON of an event row (Model.EngineEvent, its offset 'k.id').
 --   args:   r (an event row)
 --   reply:  jsonb

@@ -25,9 +25,9 @@ DECLARE
   v_id text;
   v_left int;
 BEGIN
-  SELECT coalesce(jsonb_agg(execution_id ORDER BY execution_id), '[]'::jsonb) INTO v_members
+  SELECT coalesce(jsonb_agg(ffi_eid(partition_key, e_uuid) ORDER BY ffi_eid_order(partition_key), e_uuid), '[]'::jsonb) INTO v_members
   FROM exec_core WHERE flow_id = f.flow_id;
-  SELECT coalesce(array_agg(execution_id ORDER BY execution_id), '{}') INTO v_owed
+  SELECT coalesce(array_agg(ffi_eid(partition_key, e_uuid) ORDER BY ffi_eid_order(partition_key), e_uuid), '{}') INTO v_owed
   FROM exec_core
   WHERE flow_id = f.flow_id AND (
     (p_policy = 'cancel_all' AND lifecycle_phase <> 'terminal')
@@ -47,7 +47,7 @@ BEGIN
     cancellation_policy = EXCLUDED.cancellation_policy;
   -- bounded atomic work: up to p_inline_limit members now, the backlog pass does the rest
   FOREACH v_id IN ARRAY v_owed[1:greatest(p_inline_limit, 0)] LOOP
-    PERFORM 1 FROM exec_core WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
+    PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id) FOR UPDATE SKIP LOCKED;
     IF FOUND THEN
       PERFORM ffi_cancel_exec(v_id, coalesce(nullif(p_reason, ''), 'flow_cancelled'), 'flow_cascade', p_now);
       DELETE FROM cancel_owed WHERE flow_id = f.flow_id AND execution_id = v_id;
@@ -90,7 +90,7 @@ BEGIN
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
   IF ffi_flow_final(f) THEN
-    SELECT coalesce(jsonb_agg(execution_id ORDER BY execution_id), '[]'::jsonb) INTO v_members
+    SELECT coalesce(jsonb_agg(ffi_eid(partition_key, e_uuid) ORDER BY ffi_eid_order(partition_key), e_uuid), '[]'::jsonb) INTO v_members
     FROM exec_core WHERE flow_id = p_flow;
     RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object('_tag', 'AlreadyTerminal',
       'storedCancellationPolicy', nullif(f.cancellation_policy, ''), 'storedCancelReason', nullif(f.cancel_reason, ''),

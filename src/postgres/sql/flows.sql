@@ -111,7 +111,9 @@ BEGIN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'flowId', p_flow));
   END IF;
   v_ids := ARRAY(SELECT m->>'executionId' FROM jsonb_array_elements(p_members) AS t(m));
-  SELECT execution_id INTO v_id FROM exec_core WHERE execution_id = ANY (v_ids) LIMIT 1;
+  SELECT x.id INTO v_id FROM unnest(v_ids) AS x(id)
+  WHERE EXISTS (SELECT 1 FROM exec_core ec WHERE ec.partition_key = ffi_eid_part(x.id) AND ec.e_uuid = ffi_eid_uuid(x.id))
+  LIMIT 1;
   IF v_id IS NOT NULL THEN
     RETURN ffi_err('invalid_input', 'create_flow_graph: member ' || v_id || ' already exists');
   END IF;
@@ -134,12 +136,12 @@ BEGIN
     FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord)
     GROUP BY t.x->>'downstream'
   ), ins AS (
-    INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
+    INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
       lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
       attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
       execution_deadline_at, created_at, last_transition_at, last_mutation_at, flow_id)
     -- the states typed (exec_state): an untyped literal of a SELECT list is text, converted per row
-    SELECT i.eid, i.part, i.lane, i.ns, i.kind, i.prio, i.caps, 'runnable'::exec_state, 'unowned'::exec_state,
+    SELECT ffi_eid_uuid(i.eid), i.part, i.lane, i.ns, i.kind, i.prio, i.caps, 'runnable'::exec_state, 'unowned'::exec_state,
       CASE WHEN ch.down IS NULL THEN 'eligible_now'::exec_state ELSE 'blocked_by_dependencies'::exec_state END,
       CASE WHEN ch.down IS NULL THEN 'waiting_for_worker'::exec_state ELSE 'waiting_for_children'::exec_state END,
       CASE WHEN ch.down IS NULL THEN '' ELSE ch.n || ' dep(s) unresolved incl ' || ch.last_edge END,
@@ -147,16 +149,16 @@ BEGIN
       CASE WHEN ch.down IS NULL THEN 'waiting'::exec_state ELSE 'waiting_children'::exec_state END,
       i.mrc, i.mrp, i.ato, NULL, NULL, v_now, v_now, v_now, p_flow
     FROM items i LEFT JOIN children ch ON ch.down = i.eid ORDER BY i.ord
-    ON CONFLICT (execution_id) DO NOTHING
-    RETURNING execution_id, eligibility_state
+    ON CONFLICT (partition_key, e_uuid) DO NOTHING
+    RETURNING ffi_eid(partition_key, e_uuid) AS execution_id, eligibility_state
   ), created AS (
     -- the first item of each id this statement inserted (a repeated id is refused below)
     SELECT DISTINCT ON (i.eid) i.*, ins.eligibility_state AS elig FROM items i JOIN ins ON ins.execution_id = i.eid
     ORDER BY i.eid, i.ord
   ), data AS (
-    INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
+    INSERT INTO exec_data (e_part, e_uuid, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
       trace_context)
-    SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
+    SELECT part, ffi_eid_uuid(eid), payload, enc, policy, tags, creator, NULL, trace FROM created
   ), lanes AS (
     INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
     ON CONFLICT (lane_id) DO NOTHING
@@ -226,7 +228,8 @@ BEGIN
                WHERE r->>'_tag' <> 'Created') THEN
       PERFORM ffi_raise('invalid_input', p_op || ': a member was created concurrently');
     END IF;
-    UPDATE exec_core SET flow_id = p_flow, last_mutation_at = p_now WHERE execution_id = ANY (v_ids);
+    UPDATE exec_core SET flow_id = p_flow, last_mutation_at = p_now FROM unnest(v_ids) AS x(id)
+    WHERE partition_key = ffi_eid_part(x.id) AND e_uuid = ffi_eid_uuid(x.id);
     UPDATE flow_core SET node_count = node_count + cardinality(v_ids), graph_revision = graph_revision + cardinality(v_ids),
       live_members = live_members + cardinality(v_ids), last_mutation_at = p_now
     WHERE flow_id = p_flow;
@@ -257,7 +260,9 @@ BEGIN
   IF EXISTS (SELECT 1 FROM flow_core WHERE flow_id = p_flow) THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'flowId', p_flow));
   END IF;
-  SELECT execution_id INTO v_id FROM exec_core WHERE execution_id = ANY (v_ids) LIMIT 1;
+  SELECT x.id INTO v_id FROM unnest(v_ids) AS x(id)
+  WHERE EXISTS (SELECT 1 FROM exec_core ec WHERE ec.partition_key = ffi_eid_part(x.id) AND ec.e_uuid = ffi_eid_uuid(x.id))
+  LIMIT 1;
   IF v_id IS NOT NULL THEN
     RETURN ffi_err('invalid_input', 'create_flow_graph: member ' || v_id || ' already exists');
   END IF;
@@ -275,7 +280,8 @@ BEGIN
     UPDATE exec_core c SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = ch.n || ' dep(s) unresolved incl ' || ch.last_edge, public_state = 'waiting_children',
       last_transition_at = v_now, last_mutation_at = v_now
-    FROM children ch WHERE c.execution_id = ch.down AND c.lifecycle_phase = 'runnable';
+    FROM children ch WHERE c.partition_key = ffi_eid_part(ch.down) AND c.e_uuid = ffi_eid_uuid(ch.down)
+      AND c.lifecycle_phase = 'runnable';
     UPDATE flow_core SET graph_revision = graph_revision + v_edges, edge_count = edge_count + v_edges,
       last_mutation_at = v_now
     WHERE flow_id = p_flow;
@@ -309,11 +315,11 @@ CREATE FUNCTION ff_add_execution_to_flow(p_flow uuid, p_eid text, p_members_max 
 RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; f flow_core;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
   IF f.flow_id IS NULL THEN RETURN ffi_err('flow_not_found'); END IF;
   IF ffi_flow_refusal(f) IS NOT NULL THEN RETURN ffi_err(ffi_flow_refusal(f)); END IF;
-  IF e.execution_id IS NULL THEN RETURN ffi_err('execution_not_found'); END IF;
+  IF e.e_uuid IS NULL THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.flow_id IS NOT NULL AND e.flow_id <> p_flow THEN
     RETURN ffi_err('execution_already_in_flow', e.flow_id::text);
   END IF;
@@ -323,7 +329,7 @@ BEGIN
   IF ffi_flow_over('add_execution_to_flow', f.node_count, 1, p_members_max, 'flow members', 'flowMembers') IS NOT NULL THEN
     RETURN ffi_flow_over('add_execution_to_flow', f.node_count, 1, p_members_max, 'flow members', 'flowMembers');
   END IF;
-  UPDATE exec_core SET flow_id = p_flow, last_mutation_at = v_now WHERE execution_id = p_eid;
+  UPDATE exec_core SET flow_id = p_flow, last_mutation_at = v_now WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   UPDATE flow_core SET node_count = node_count + 1, graph_revision = graph_revision + 1, last_mutation_at = v_now,
     live_members = live_members + CASE WHEN e.lifecycle_phase <> 'terminal' THEN 1 ELSE 0 END,
     failed_members = failed_members + CASE WHEN e.terminal_outcome IN ('failed', 'cancelled', 'expired') THEN 1 ELSE 0 END
@@ -351,9 +357,9 @@ CREATE FUNCTION ff_set_edge_group_policy(
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); g edge_group; c exec_core;
 BEGIN
-  SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
+  SELECT * INTO c FROM exec_core WHERE partition_key = ffi_eid_part(p_child) AND e_uuid = ffi_eid_uuid(p_child) FOR UPDATE;
   IF NOT EXISTS (SELECT 1 FROM flow_core WHERE flow_id = p_flow) THEN RETURN ffi_err('flow_not_found'); END IF;
-  IF c.execution_id IS NULL THEN RETURN ffi_err('execution_not_found'); END IF;
+  IF c.e_uuid IS NULL THEN RETURN ffi_err('execution_not_found'); END IF;
   IF c.flow_id IS DISTINCT FROM p_flow THEN RETURN ffi_err(ffi_not_member(c)); END IF;
   SELECT * INTO g FROM edge_group WHERE downstream_id = p_child FOR UPDATE;
   IF FOUND THEN
@@ -415,7 +421,9 @@ BEGIN
   IF ffi_flow_over('stage_dependency_edge', f.edge_count, 1, p_edges_max, 'flow edges', 'flowEdges') IS NOT NULL THEN
     RETURN ffi_flow_over('stage_dependency_edge', f.edge_count, 1, p_edges_max, 'flow edges', 'flowEdges');
   END IF;
-  IF (SELECT count(*) FROM exec_core WHERE execution_id IN (p_up, p_down) AND flow_id = p_flow) < 2 THEN
+  IF (SELECT count(*) FROM unnest(ARRAY[p_up, p_down]) AS q(id) JOIN exec_core ec
+        ON ec.partition_key = ffi_eid_part(q.id) AND ec.e_uuid = ffi_eid_uuid(q.id)
+      WHERE ec.flow_id = p_flow) < 2 THEN
     RETURN ffi_err('execution_not_in_flow');
   END IF;
   -- A cycle iff the upstream is reachable from the downstream; more than
@@ -457,9 +465,9 @@ DECLARE
   v_n int;
 BEGIN
   INSERT INTO dep (downstream_id, edge_id, flow_id, upstream_id, dependency_kind, data_passing_ref, state, created_at)
-  VALUES (c.execution_id, p_edge, p_flow, p_up, p_kind, p_data_ref, 'unsatisfied', p_now);
+  VALUES (ffi_eid(c.partition_key, c.e_uuid), p_edge, p_flow, p_up, p_kind, p_data_ref, 'unsatisfied', p_now);
   INSERT INTO edge_group (downstream_id, flow_id, policy_variant, n, created_at)
-  VALUES (c.execution_id, p_flow, 'all_of', 1, p_now)
+  VALUES (ffi_eid(c.partition_key, c.e_uuid), p_flow, 'all_of', 1, p_now)
   ON CONFLICT (downstream_id) DO UPDATE SET n = edge_group.n + 1,
     group_state = CASE WHEN edge_group.policy_variant = 'all_of' AND edge_group.group_state = 'satisfied'
                             AND c.lifecycle_phase <> 'terminal' THEN 'pending' ELSE edge_group.group_state END
@@ -469,7 +477,7 @@ BEGIN
     UPDATE exec_core SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = v_n || ' dep(s) unresolved incl ' || p_edge, public_state = 'waiting_children',
       last_transition_at = p_now, last_mutation_at = p_now
-    WHERE execution_id = c.execution_id;
+    WHERE partition_key = c.partition_key AND e_uuid = c.e_uuid;
   END IF;
 END $$;
 
@@ -482,7 +490,7 @@ CREATE FUNCTION ffi_resolve_late(p_child text, p_edge uuid, p_up text, p_now big
 LANGUAGE plpgsql AS $$
 DECLARE v_phase text; v_outcome text;
 BEGIN
-  SELECT lifecycle_phase, terminal_outcome INTO v_phase, v_outcome FROM exec_core WHERE execution_id = p_up;
+  SELECT lifecycle_phase, terminal_outcome INTO v_phase, v_outcome FROM exec_core WHERE partition_key = ffi_eid_part(p_up) AND e_uuid = ffi_eid_uuid(p_up);
   IF NOT FOUND OR v_phase <> 'terminal' OR v_outcome = 'none' THEN RETURN; END IF;
   IF ffi_resolve_edge(p_child, p_edge, p_up, v_outcome, p_now) = 'child_skipped' THEN
     PERFORM ffi_resolve_from(p_child, 'skipped', p_now);
@@ -508,7 +516,7 @@ DECLARE
   v_edges bigint;
   v_n int;
 BEGIN
-  SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
+  SELECT * INTO c FROM exec_core WHERE partition_key = ffi_eid_part(p_child) AND e_uuid = ffi_eid_uuid(p_child) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF c.flow_id IS DISTINCT FROM p_flow THEN RETURN ffi_err(ffi_not_member(c)); END IF;
   SELECT * INTO x FROM flow_edge WHERE flow_id = p_flow AND edge_id = p_edge;
@@ -639,7 +647,9 @@ BEGIN
   IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
   IF ffi_flow_refusal(f) IS NOT NULL THEN RETURN ffi_err(ffi_flow_refusal(f)); END IF;
   IF NOT EXISTS (SELECT 1 FROM unnest(v_ids) AS m(id)
-                 WHERE NOT EXISTS (SELECT 1 FROM exec_core e WHERE e.execution_id = m.id AND e.flow_id = p_flow))
+                 WHERE NOT EXISTS (SELECT 1 FROM exec_core e
+                                   WHERE e.partition_key = ffi_eid_part(m.id) AND e.e_uuid = ffi_eid_uuid(m.id)
+                                     AND e.flow_id = p_flow))
      AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_edges) AS t(x)
                      WHERE NOT EXISTS (SELECT 1 FROM flow_edge y
                                        WHERE y.flow_id = p_flow AND y.edge_id = (t.x->>'edgeId')::uuid)) THEN
@@ -649,8 +659,9 @@ BEGIN
     ffi_flow_over('extend_flow', f.node_count, cardinality(v_ids), p_members_max, 'flow members', 'flowMembers'),
     ffi_flow_over('extend_flow', f.edge_count, v_edges, p_edges_max, 'flow edges', 'flowEdges'));
   IF v_over IS NOT NULL THEN RETURN v_over; END IF;
-  SELECT execution_id INTO v_id FROM exec_core WHERE execution_id = ANY (v_ids)
-  ORDER BY array_position(v_ids, execution_id::text) LIMIT 1;
+  SELECT x.id INTO v_id FROM unnest(v_ids) AS x(id)
+  WHERE EXISTS (SELECT 1 FROM exec_core ec WHERE ec.partition_key = ffi_eid_part(x.id) AND ec.e_uuid = ffi_eid_uuid(x.id))
+  ORDER BY array_position(v_ids, x.id) LIMIT 1;
   IF v_id IS NOT NULL THEN
     RETURN ffi_err('invalid_input', 'extend_flow: member ' || v_id || ' already exists');
   END IF;
@@ -659,9 +670,11 @@ BEGIN
     SELECT t.ord, (t.x->>'edgeId')::uuid AS edge_id,
       CASE
         WHEN NOT ((t.x->>'upstream') = ANY (v_ids) OR EXISTS (SELECT 1 FROM exec_core e
-                    WHERE e.execution_id = t.x->>'upstream' AND e.flow_id = p_flow))
+                    WHERE e.partition_key = ffi_eid_part(t.x->>'upstream') AND e.e_uuid = ffi_eid_uuid(t.x->>'upstream')
+                      AND e.flow_id = p_flow))
           OR NOT ((t.x->>'downstream') = ANY (v_ids) OR EXISTS (SELECT 1 FROM exec_core e
-                    WHERE e.execution_id = t.x->>'downstream' AND e.flow_id = p_flow))
+                    WHERE e.partition_key = ffi_eid_part(t.x->>'downstream') AND e.e_uuid = ffi_eid_uuid(t.x->>'downstream')
+                      AND e.flow_id = p_flow))
           THEN 'execution_not_in_flow'
         WHEN EXISTS (SELECT 1 FROM flow_edge y WHERE y.flow_id = p_flow AND y.edge_id = (t.x->>'edgeId')::uuid)
           THEN 'dependency_already_exists'
@@ -687,7 +700,7 @@ BEGIN
       t.x->>'dataRef', 'pending', v_now, 'engine'
     FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord) ORDER BY t.ord;
     FOR x IN SELECT value FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(value, ord) ORDER BY ord LOOP
-      SELECT * INTO c FROM exec_core WHERE execution_id = x->>'downstream' FOR UPDATE;
+      SELECT * INTO c FROM exec_core WHERE partition_key = ffi_eid_part(x->>'downstream') AND e_uuid = ffi_eid_uuid(x->>'downstream') FOR UPDATE;
       PERFORM ffi_apply_dep(c, p_flow, (x->>'edgeId')::uuid, x->>'upstream', x->>'kind', x->>'dataRef', v_now);
     END LOOP;
     UPDATE flow_core SET graph_revision = graph_revision + v_edges, edge_count = edge_count + v_edges,
@@ -738,14 +751,17 @@ DECLARE
   v_left text[] := '{}';
 BEGIN
   FOR v_id IN
-    SELECT DISTINCT d.upstream_id FROM dep d JOIN exec_core u ON u.execution_id = d.upstream_id
+    SELECT DISTINCT d.upstream_id FROM dep d
+    JOIN exec_core u ON u.partition_key = ffi_eid_part(d.upstream_id) AND u.e_uuid = ffi_eid_uuid(d.upstream_id)
     WHERE d.downstream_id = p_child AND d.state = 'unsatisfied' AND u.lifecycle_phase <> 'terminal'
     ORDER BY d.upstream_id
   LOOP
-    PERFORM 1 FROM exec_core WHERE execution_id = v_id AND lifecycle_phase <> 'terminal' FOR UPDATE SKIP LOCKED;
+    PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id) AND lifecycle_phase <> 'terminal'
+    FOR UPDATE SKIP LOCKED;
     IF FOUND THEN
       PERFORM ffi_cancel_exec(v_id, p_reason, 'operator_override', p_now);
-    ELSIF EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_id AND lifecycle_phase <> 'terminal') THEN
+    ELSIF EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id)
+                  AND lifecycle_phase <> 'terminal') THEN
       v_left := v_left || v_id;
     END IF;
   END LOOP;
@@ -783,7 +799,7 @@ DECLARE
   v_k int;
   v_open bigint;
 BEGIN
-  SELECT * INTO c FROM exec_core WHERE execution_id = p_child FOR UPDATE;
+  SELECT * INTO c FROM exec_core WHERE partition_key = ffi_eid_part(p_child) AND e_uuid = ffi_eid_uuid(p_child) FOR UPDATE;
   IF NOT FOUND THEN RETURN 'missing'; END IF;
   UPDATE dep SET state = CASE WHEN v_success THEN 'satisfied' ELSE 'impossible' END, last_resolved_at = p_now
   WHERE downstream_id = p_child AND edge_id = p_edge AND state = 'unsatisfied'
@@ -796,7 +812,7 @@ BEGIN
   IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
   IF v_ref IS NOT NULL THEN
     UPDATE exec_data cd SET payload = u.result FROM exec_data u
-    WHERE cd.execution_id = p_child AND u.execution_id = p_upstream AND u.result IS NOT NULL;
+    WHERE ffi_eid(cd.e_part, cd.e_uuid) = p_child AND ffi_eid(u.e_part, u.e_uuid) = p_upstream AND u.result IS NOT NULL;
   END IF;
   -- an all_of join counts a skipped upstream as failed
   UPDATE edge_group SET succeeded = succeeded + v_succeeded,
@@ -823,17 +839,17 @@ BEGIN
         blocking_detail = '', public_state = 'waiting',
         attempt_state = CASE WHEN attempt_state = 'none' THEN 'pending_first_attempt' ELSE attempt_state END,
         last_transition_at = p_now, last_mutation_at = p_now
-      WHERE execution_id = p_child;
+      WHERE partition_key = ffi_eid_part(p_child) AND e_uuid = ffi_eid_uuid(p_child);
       PERFORM ffi_wake(c.lane_id);
     ELSE
-      UPDATE exec_core SET last_mutation_at = p_now WHERE execution_id = p_child;
+      UPDATE exec_core SET last_mutation_at = p_now WHERE partition_key = ffi_eid_part(p_child) AND e_uuid = ffi_eid_uuid(p_child);
     END IF;
     IF v_variant <> 'all_of' AND v_on = 'cancel_remaining' THEN
       PERFORM ffi_cancel_siblings(p_child, 'sibling_quorum_satisfied', p_now);
     END IF;
     RETURN 'satisfied';
   END IF;
-  UPDATE exec_core SET last_mutation_at = p_now WHERE execution_id = p_child;
+  UPDATE exec_core SET last_mutation_at = p_now WHERE partition_key = ffi_eid_part(p_child) AND e_uuid = ffi_eid_uuid(p_child);
   IF v_state <> 'pending' THEN RETURN 'already_fired'; END IF;
   IF v_fc + v_kc > v_n - v_k THEN
     UPDATE edge_group SET group_state = 'impossible', satisfied_at = p_now WHERE downstream_id = p_child;
@@ -919,7 +935,8 @@ BEGIN
   IF f.public_flow_state = 'cancelling' THEN
     IF p_purge THEN
       DELETE FROM cancel_owed o USING exec_core e
-      WHERE o.flow_id = p_flow AND e.execution_id = o.execution_id AND e.lifecycle_phase = 'terminal';
+      WHERE o.flow_id = p_flow AND e.partition_key = ffi_eid_part(o.execution_id) AND e.e_uuid = ffi_eid_uuid(o.execution_id)
+        AND e.lifecycle_phase = 'terminal';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM cancel_owed WHERE flow_id = p_flow) THEN
       UPDATE flow_core SET public_flow_state = 'cancelled', last_mutation_at = p_now WHERE flow_id = p_flow;

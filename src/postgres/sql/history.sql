@@ -37,14 +37,15 @@ BEGIN
   WITH ended AS (
     INSERT INTO exec_history (execution_id, seq, attempt_index, kind, worker_id, worker_instance_id, started_at,
       ended_at, outcome, reason)
-    SELECT c.execution_id,
-      coalesce((SELECT h.seq + 1 FROM exec_history h WHERE h.execution_id = c.execution_id
+    SELECT x.id,
+      coalesce((SELECT h.seq + 1 FROM exec_history h WHERE h.execution_id = x.id
                 ORDER BY h.seq DESC LIMIT 1), 0),
       c.current_attempt_index,
       coalesce(c.run_kind, 'initial'),
       c.worker_id, c.worker_instance_id, c.lease_acquired_at, p_now, p_outcome, ffi_cut_reason(p_reason)
-    FROM exec_core c
-    WHERE c.execution_id = ANY (p_eids) AND c.lifecycle_phase = 'active' AND c.ownership_state = 'leased'
+    FROM (SELECT DISTINCT u.id FROM unnest(p_eids) AS u(id)) x
+    JOIN exec_core c ON c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id)
+    WHERE c.lifecycle_phase = 'active' AND c.ownership_state = 'leased'
     RETURNING execution_id, seq
   )
   DELETE FROM exec_history h USING ended WHERE h.execution_id = ended.execution_id AND h.seq <= ended.seq - 20;
@@ -93,13 +94,13 @@ CREATE FUNCTION ffi_run_unkeep(e exec_core) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_seq int;
 BEGIN
   IF NOT ffi_run_kept(e) THEN RETURN; END IF;
-  v_seq := coalesce((SELECT h.seq + 1 FROM exec_history h WHERE h.execution_id = e.execution_id
+  v_seq := coalesce((SELECT h.seq + 1 FROM exec_history h WHERE h.execution_id = ffi_eid(e.partition_key, e.e_uuid)
                      ORDER BY h.seq DESC LIMIT 1), 0);
   INSERT INTO exec_history (execution_id, seq, attempt_index, kind, worker_id, worker_instance_id, started_at,
     ended_at, outcome, reason)
-  VALUES (e.execution_id, v_seq, e.current_attempt_index, coalesce(e.run_kind, 'initial'), e.worker_id,
+  VALUES (ffi_eid(e.partition_key, e.e_uuid), v_seq, e.current_attempt_index, coalesce(e.run_kind, 'initial'), e.worker_id,
     e.worker_instance_id, e.lease_acquired_at, e.completed_at, 'completed', NULL);
-  DELETE FROM exec_history WHERE execution_id = e.execution_id AND seq <= v_seq - 20;
+  DELETE FROM exec_history WHERE execution_id = ffi_eid(e.partition_key, e.e_uuid) AND seq <= v_seq - 20;
 END $$;
 
 -- ffi_history_json: the history fields of execution e's snapshot: attemptHistory (the stored
@@ -115,7 +116,7 @@ CREATE FUNCTION ffi_history_json(e exec_core) RETURNS jsonb LANGUAGE sql STABLE 
         SELECT h.seq, jsonb_strip_nulls(jsonb_build_object('attemptIndex', h.attempt_index, 'kind', h.kind,
           'workerId', h.worker_id, 'workerInstanceId', h.worker_instance_id, 'startedAt', h.started_at,
           'endedAt', h.ended_at, 'outcome', h.outcome, 'reason', h.reason)) AS run
-        FROM exec_history h WHERE h.execution_id = e.execution_id
+        FROM exec_history h WHERE h.execution_id = ffi_eid(e.partition_key, e.e_uuid)
         UNION ALL
         SELECT 2147483647, jsonb_build_object('attemptIndex', e.current_attempt_index,
           'kind', coalesce(e.run_kind, 'initial'),
@@ -132,5 +133,5 @@ CREATE FUNCTION ffi_history_json(e exec_core) RETURNS jsonb LANGUAGE sql STABLE 
     ) r), '[]'::jsonb))
   || coalesce((SELECT jsonb_build_object('lastFailure', jsonb_build_object('reason', f.reason,
         'classification', f.classification, 'category', f.category, 'at', f.failed_at))
-      FROM exec_failure f WHERE f.execution_id = e.execution_id), '{}'::jsonb)
+      FROM exec_failure f WHERE f.execution_id = ffi_eid(e.partition_key, e.e_uuid)), '{}'::jsonb)
 $$;

@@ -14,6 +14,25 @@
 CREATE FUNCTION ffi_now() RETURNS bigint LANGUAGE sql VOLATILE
 AS $$ SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
 
+-- ffi_eid_part: the partition N of the execution id p_eid ('{fp:N}:<uuid>', its one canonical
+-- spelling), as an event row holds it (event.e_part, migration 0045) and exec_core.partition_key.
+--   args:   p_eid
+--   reply:  int
+--   errors: - (a text that is not an execution id: 22P02)
+CREATE FUNCTION ffi_eid_part(p_eid text) RETURNS int LANGUAGE sql IMMUTABLE
+AS $$ SELECT substr(p_eid, 5, strpos(p_eid, '}') - 5)::int $$;
+
+-- ffi_eid_uuid: the uuid of the execution id p_eid, as an event row (event.e_uuid, migration 0045) and
+-- its exec_core and exec_data rows (e_uuid, migration 0047) hold it.
+--   args:   p_eid
+--   reply:  uuid
+--   errors: - (a text that is not an execution id: 22P02)
+CREATE FUNCTION ffi_eid_uuid(p_eid text) RETURNS uuid LANGUAGE sql IMMUTABLE
+AS $$ SELECT substr(p_eid, strpos(p_eid, '}') + 2)::uuid $$;
+
+-- (ffi_eid(p_part, p_uuid), the execution id of a partition and uuid, is migration 0047's: the key
+-- of exec_data is an index on it.)
+
 -- ffi_err: the error reply {"err": p_code, "d": p_d} of an entry point. STABLE, not IMMUTABLE:
 -- the body is only stable, and an IMMUTABLE SQL function over a stable body is never inlined.
 --   args:   p_code (an error code of EngineError.fromScriptCode), p_d (its details, text)
@@ -83,7 +102,7 @@ CREATE FUNCTION ffi_not_active(e exec_core) RETURNS jsonb LANGUAGE sql STABLE AS
 CREATE FUNCTION ffi_wake_claimable(p_eid text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_lane text; v_void text;
 BEGIN
-  SELECT lane_id INTO v_lane FROM exec_core WHERE execution_id = p_eid AND blocking_reason = 'waiting_for_worker';
+  SELECT lane_id INTO v_lane FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) AND blocking_reason = 'waiting_for_worker';
   IF v_lane IS NOT NULL THEN v_void := ffi_wake(v_lane)::text; END IF;
 END $$;
 
@@ -97,7 +116,8 @@ BEGIN
   UPDATE exec_core SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
     blocking_detail = '', public_state = 'waiting', delay_until = NULL,
     last_transition_at = p_now, last_mutation_at = p_now
-  WHERE execution_id = p_eid AND lifecycle_phase = 'runnable' AND eligibility_state = 'not_eligible_until_time'
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) AND lifecycle_phase = 'runnable'
+    AND eligibility_state = 'not_eligible_until_time'
     AND coalesce(delay_until, 0) <= p_now;
   IF NOT FOUND THEN RETURN false; END IF;
   PERFORM ffi_wake_claimable(p_eid);
@@ -118,7 +138,7 @@ BEGIN
   ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
   -- the lane's waiting workers arm their timers for the new due time
   IF p_kind = 'delay' THEN
-    SELECT lane_id INTO v_lane FROM exec_core WHERE execution_id = p_ref;
+    SELECT lane_id INTO v_lane FROM exec_core WHERE partition_key = ffi_eid_part(p_ref) AND e_uuid = ffi_eid_uuid(p_ref);
     IF v_lane IS NOT NULL THEN PERFORM ffi_wake(v_lane); END IF;
   END IF;
 END $$;
@@ -160,7 +180,7 @@ BEGIN
   UPDATE exec_core SET ownership_state = 'lease_expired_reclaimable', blocking_reason = 'waiting_for_worker',
     blocking_detail = 'lease expired, awaiting reclaim', attempt_state = 'attempt_interrupted',
     public_state = 'active', lease_expired_at = p_now, last_mutation_at = p_now
-  WHERE execution_id = p_eid AND lifecycle_phase = 'active' AND ownership_state = 'leased'
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) AND lifecycle_phase = 'active' AND ownership_state = 'leased'
   RETURNING current_attempt_index INTO v_idx;
   IF NOT FOUND THEN RETURN false; END IF;
   IF v_idx IS NOT NULL THEN PERFORM ffi_stream_close(p_eid, v_idx, 'lease_expired', p_now); END IF;
@@ -187,7 +207,7 @@ BEGIN
     RETURN ffi_err('lease_revoked');
   END IF;
   IF e.lease_expires_at IS NOT NULL AND e.lease_expires_at <= p_now THEN
-    IF p_mark THEN PERFORM ffi_mark_expired(e.execution_id, p_now); END IF;
+    IF p_mark THEN PERFORM ffi_mark_expired(ffi_eid(e.partition_key, e.e_uuid), p_now); END IF;
     RETURN ffi_err('lease_expired');
   END IF;
   IF e.lease_id IS DISTINCT FROM p_lease OR e.lease_epoch <> p_epoch

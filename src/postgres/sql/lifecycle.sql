@@ -51,11 +51,11 @@ BEGIN
   -- the event and the lane count of this one row are written below, not by the insert triggers
   -- (migration 0039)
   v_void := set_config('flowfabric.own_rows', 'on', true);
-  INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
+  INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
     lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
     attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
     execution_deadline_at, created_at, last_transition_at, last_mutation_at)
-  VALUES (p_eid, p_partition, p_lane, p_namespace, p_kind, p_priority, nullif(p_caps, '{}'),
+  VALUES (ffi_eid_uuid(p_eid), p_partition, p_lane, p_namespace, p_kind, p_priority, nullif(p_caps, '{}'),
     'runnable', 'unowned',
     CASE WHEN v_delayed THEN 'not_eligible_until_time' ELSE 'eligible_now' END,
     CASE WHEN v_delayed THEN 'waiting_for_delay' ELSE 'waiting_for_worker' END,
@@ -64,7 +64,7 @@ BEGIN
     v_state,
     p_max_reclaim, p_max_replay, p_attempt_timeout_ms,
     CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now, v_now, v_now)
-  ON CONFLICT (execution_id) DO NOTHING;
+  ON CONFLICT (partition_key, e_uuid) DO NOTHING;
   v_found := FOUND;
   v_void := set_config('flowfabric.own_rows', '', true);
   IF NOT v_found THEN
@@ -85,7 +85,7 @@ BEGIN
       WHERE exec_idempotency.expires_at <= v_now;
     IF NOT FOUND THEN
       -- a concurrent create committed this key first: this one is its duplicate
-      DELETE FROM exec_core WHERE execution_id = p_eid;
+      DELETE FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
       DELETE FROM event
       WHERE uuid_hash_extended(e_uuid, 0) = uuid_hash_extended(ffi_eid_uuid(p_eid), 0)
         AND e_uuid = ffi_eid_uuid(p_eid) AND e_part = ffi_eid_part(p_eid)
@@ -95,9 +95,9 @@ BEGIN
       RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', v_existing));
     END IF;
   END IF;
-  INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
+  INSERT INTO exec_data (e_part, e_uuid, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
     trace_context)
-  VALUES (p_eid, p_payload, p_payload_encoding, p_policy, p_tags, p_creator, p_idem, p_trace);
+  VALUES (p_partition, ffi_eid_uuid(p_eid), p_payload, p_payload_encoding, p_policy, p_tags, p_creator, p_idem, p_trace);
   INSERT INTO lane_registry (lane_id, registered_at) VALUES (p_lane, v_now) ON CONFLICT (lane_id) DO NOTHING;
   IF v_delayed THEN
     PERFORM ffi_timer_set('delay', p_eid, p_delay_until);
@@ -165,25 +165,26 @@ BEGIN
           FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(item, ord)
         ), firsts AS (
           SELECT DISTINCT ON (i.eid) i.* FROM items i
-          WHERE NOT EXISTS (SELECT 1 FROM exec_core e WHERE e.execution_id = i.eid) ORDER BY i.eid, i.ord
+          WHERE NOT EXISTS (SELECT 1 FROM exec_core e WHERE e.partition_key = i.part AND e.e_uuid = ffi_eid_uuid(i.eid))
+          ORDER BY i.eid, i.ord
         ), ins AS (
-          INSERT INTO exec_core (execution_id, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
+          INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
             lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
             attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
             execution_deadline_at, created_at, last_transition_at, last_mutation_at)
           -- the states typed (exec_state): an untyped literal of a SELECT list is text, converted per row
-          SELECT eid, part, lane, ns, kind, prio, caps, 'runnable'::exec_state, 'unowned'::exec_state,
+          SELECT ffi_eid_uuid(eid), part, lane, ns, kind, prio, caps, 'runnable'::exec_state, 'unowned'::exec_state,
             'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, '', 'none'::exec_state,
             'pending_first_attempt'::exec_state, 'waiting'::exec_state, mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now
           FROM firsts ORDER BY ord
-          RETURNING execution_id
+          RETURNING ffi_eid(partition_key, e_uuid) AS execution_id
         ), created AS (
           -- the first item of each id this statement inserted (a repeated id is a Duplicate)
           SELECT DISTINCT ON (i.eid) i.* FROM items i JOIN ins ON ins.execution_id = i.eid ORDER BY i.eid, i.ord
         ), data AS (
-          INSERT INTO exec_data (execution_id, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
-            trace_context)
-          SELECT eid, payload, enc, policy, tags, creator, NULL, trace FROM created
+          INSERT INTO exec_data (e_part, e_uuid, payload, payload_encoding, policy, tags, creator_identity,
+            idempotency_key, trace_context)
+          SELECT part, ffi_eid_uuid(eid), payload, enc, policy, tags, creator, NULL, trace FROM created
         ), lanes AS (
           INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
           ON CONFLICT (lane_id) DO NOTHING
@@ -227,13 +228,13 @@ CREATE FUNCTION ff_renew(
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb; v_exp bigint;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, true);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   v_exp := v_now + p_ttl;
   UPDATE exec_core SET lease_expires_at = v_exp, lease_last_renewed_at = v_now, last_mutation_at = v_now
-  WHERE execution_id = p_eid;
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   PERFORM ffi_timer_set('lease', p_eid, v_exp);
   RETURN ffi_ok(jsonb_build_object('expiresAtMs', v_exp, 'leaseEpoch', e.lease_epoch));
 END $$;
@@ -248,7 +249,7 @@ CREATE FUNCTION ff_progress(
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, false, false, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
@@ -256,20 +257,20 @@ BEGIN
     -- the event triggers see the report by its new time (Progress)
     UPDATE exec_core SET progress_pct = coalesce(p_pct, progress_pct), progress_message = coalesce(p_msg, progress_message),
       progress_updated_at = v_now, last_mutation_at = v_now
-    WHERE execution_id = p_eid;
+    WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     RETURN ffi_ok();
   END IF;
   -- a second report within the same millisecond leaves the time as it was, so the triggers see no
   -- report: its Progress event (the shape of the update trigger's) is written here
   UPDATE exec_core SET progress_pct = coalesce(p_pct, progress_pct), progress_message = coalesce(p_msg, progress_message),
     last_mutation_at = v_now, event_k = greatest(ffi_xid(), event_k)
-  WHERE execution_id = p_eid
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid)
   RETURNING * INTO e;
   INSERT INTO event (k, at, e_part, e_uuid, lane_id, flow_id, kind, attempt, num, s1)
-  VALUES (e.event_k, v_now, ffi_eid_part(e.execution_id), ffi_eid_uuid(e.execution_id), e.lane_id, e.flow_id, 'Progress', e.current_attempt_index, e.progress_pct,
+  VALUES (e.event_k, v_now, e.partition_key, e.e_uuid, e.lane_id, e.flow_id, 'Progress', e.current_attempt_index, e.progress_pct,
     ffi_cut_reason(e.progress_message));
   PERFORM set_config('flowfabric.event_at', v_now::text, true);
-  PERFORM ffi_events_wake(ARRAY['e:' || e.execution_id, 'l:' || e.lane_id, 'f:' || e.flow_id::text]);
+  PERFORM ffi_events_wake(ARRAY['e:' || ffi_eid(e.partition_key, e.e_uuid), 'l:' || e.lane_id, 'f:' || e.flow_id::text]);
   RETURN ffi_ok();
 END $$;
 
@@ -302,7 +303,7 @@ DECLARE
   -- (the set_config and wake-up calls are expressions, not PERFORMs: no query start-up)
   v_void text;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   -- the handle owns the lease: the whole ladder of ffi_lease_check passes
   IF NOT (e.lifecycle_phase = 'active' AND e.ownership_state <> 'lease_revoked'
@@ -312,7 +313,7 @@ BEGIN
     IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   END IF;
   IF p_payload IS NOT NULL AND length(p_payload) > 0 THEN
-    UPDATE exec_data SET result = p_payload WHERE execution_id = p_eid;
+    UPDATE exec_data SET result = p_payload WHERE ffi_eid(e_part, e_uuid) = p_eid;
   END IF;
   IF e.has_grant OR e.current_suspension_id IS NOT NULL
      OR e.current_attempt_index IS NULL OR e.lifecycle_phase <> 'active' THEN
@@ -341,7 +342,7 @@ BEGIN
     current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
     has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
     event_k = greatest(ffi_xid(), event_k)
-  WHERE execution_id = p_eid
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid)
   RETURNING event_k INTO v_k;
   IF v_own THEN
     v_void := set_config('flowfabric.own_rows', '', true);
@@ -357,7 +358,7 @@ BEGIN
   -- the retention timer (ffi_retention_set, inline)
   IF e.flow_id IS NULL AND v_now IS NOT NULL AND e.completed_at IS DISTINCT FROM v_now THEN
     INSERT INTO timer (kind, ref, due_at)
-    SELECT 'retention', p_eid, v_now + ffi_retention_ms(d.policy) FROM exec_data d WHERE d.execution_id = p_eid
+    SELECT 'retention', p_eid, v_now + ffi_retention_ms(d.policy) FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid
     ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
   END IF;
   DELETE FROM timer WHERE ref = p_eid AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
@@ -401,27 +402,27 @@ DECLARE
   v_dups text[] := ARRAY(SELECT d.id FROM unnest(p_eid) AS d(id) GROUP BY d.id HAVING count(*) > 1);
 BEGIN
   -- the common case, locked (rows that do not qualify once locked are left to ff_complete)
-  SELECT coalesce(array_agg(c.execution_id), '{}'), coalesce(array_agg(c.current_attempt_index), '{}'),
-         coalesce(array_agg(c.execution_id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
+  SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(c.current_attempt_index), '{}'),
+         coalesce(array_agg(c.id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
          coalesce(array_agg(c.public_state), '{}'), coalesce(bool_or(c.event_k = ffi_xid()), false)
   INTO f_ids, f_cai, f_arm, f_state, f_fold
   FROM (
-    SELECT c.execution_id, c.current_attempt_index, c.completed_at, c.public_state, c.event_k
+    SELECT t.id, c.current_attempt_index, c.completed_at, c.public_state, c.event_k
     FROM unnest(p_eid, p_att, p_lease, p_epoch) AS t(id, att, lease, epoch)
-    JOIN exec_core c ON c.execution_id = t.id
+    JOIN exec_core c ON c.partition_key = ffi_eid_part(t.id) AND c.e_uuid = ffi_eid_uuid(t.id)
     WHERE c.lifecycle_phase = 'active' AND c.ownership_state <> 'lease_revoked'
       AND (c.lease_expires_at IS NULL OR c.lease_expires_at > v_now)
       AND c.lease_id = t.lease AND c.lease_epoch = t.epoch AND c.current_attempt_id = t.att
       AND c.flow_id IS NULL AND NOT c.has_grant AND c.current_suspension_id IS NULL
       AND c.current_attempt_index IS NOT NULL
       AND t.id <> ALL (v_dups)
-    ORDER BY c.execution_id
+    ORDER BY t.id
     FOR UPDATE OF c
   ) c;
   IF cardinality(f_ids) > 0 THEN
     UPDATE exec_data d SET result = t.payload
     FROM unnest(p_eid, p_payload) AS t(id, payload)
-    WHERE t.id = ANY (f_ids) AND d.execution_id = t.id AND t.payload IS NOT NULL AND length(t.payload) > 0;
+    WHERE t.id = ANY (f_ids) AND ffi_eid(d.e_part, d.e_uuid) = t.id AND t.payload IS NOT NULL AND length(t.payload) > 0;
     UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
     FROM unnest(f_ids, f_cai) AS f(id, cai)
     WHERE s.execution_id = f.id AND s.attempt_index = f.cai AND s.closed_at IS NULL;
@@ -443,12 +444,13 @@ BEGIN
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
       has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
       event_k = greatest(ffi_xid(), event_k)
-    WHERE execution_id = ANY (f_ids)
-    RETURNING execution_id, event_k, lane_id, flow_id, current_attempt_index
+    FROM unnest(f_ids) AS x(id)
+    WHERE partition_key = ffi_eid_part(x.id) AND e_uuid = ffi_eid_uuid(x.id)
+    RETURNING x.id AS execution_id, partition_key, e_uuid, event_k, lane_id, flow_id, current_attempt_index
     ), evs AS (
       -- what ffi_trg_events_updated writes for a completion: Completed (attempt)
       INSERT INTO event (k, at, e_part, e_uuid, lane_id, flow_id, kind, attempt)
-      SELECT d.event_k, v_now, ffi_eid_part(d.execution_id), ffi_eid_uuid(d.execution_id), d.lane_id, d.flow_id,
+      SELECT d.event_k, v_now, d.partition_key, d.e_uuid, d.lane_id, d.flow_id,
         'Completed', d.current_attempt_index
       FROM done d WHERE current_setting('flowfabric.own_rows', true) = 'on'
       RETURNING ffi_eid(e_part, e_uuid) AS execution_id, lane_id, flow_id
@@ -472,10 +474,11 @@ BEGIN
     IF cardinality(f_arm) > 0 THEN
       -- one retention timer for the set per retention time (timer.refs, migration 0038); the
       -- claim's lease timer of the set stays until its time, when the pass finds them ended
-      INSERT INTO timer (kind, ref, due_at, refs)
-      SELECT 'retention', '#' || gen_random_uuid()::text, r.due, array_agg(r.id ORDER BY r.id)
-      FROM (SELECT d.execution_id AS id, v_now + ffi_retention_ms(d.policy) AS due
-            FROM unnest(f_arm) AS x(id) JOIN exec_data d ON d.execution_id = x.id) r
+      INSERT INTO timer (kind, ref, due_at, refs, ref_parts)
+      SELECT 'retention', '#' || gen_random_uuid()::text, r.due, array_agg(ffi_eid_uuid(r.id) ORDER BY r.id),
+        array_agg(ffi_eid_part(r.id) ORDER BY r.id)
+      FROM (SELECT x.id, v_now + ffi_retention_ms(d.policy) AS due
+            FROM unnest(f_arm) AS x(id) JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = x.id) r
       GROUP BY r.due;
     END IF;
     DELETE FROM timer WHERE ref = ANY (f_ids) AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
@@ -530,12 +533,12 @@ DECLARE
   v_retry boolean := false;
   v_until bigint;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   PERFORM ffi_record_failure(p_eid, p_reason, p_class, p_category, v_now);
-  SELECT policy->'retry_policy' INTO v_rp FROM exec_data WHERE execution_id = p_eid;
+  SELECT policy->'retry_policy' INTO v_rp FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid;
   IF v_rp IS NOT NULL AND jsonb_typeof(v_rp) = 'object' AND p_class NOT IN ('Permanent', 'Cancelled') THEN
     v_max := coalesce((v_rp->>'max_retries')::int, 3);
     v_cats := v_rp->'retryable_categories';
@@ -560,7 +563,7 @@ BEGIN
     lease_id = NULL, worker_id = NULL, worker_instance_id = NULL, lease_expires_at = NULL,
     lease_last_renewed_at = NULL, lease_acquired_at = NULL, attempt_timeout_at = NULL,
     delay_until = v_until, failure_reason = p_reason, last_transition_at = v_now, last_mutation_at = v_now
-  WHERE execution_id = p_eid;
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   DELETE FROM timer WHERE ref = p_eid AND kind IN ('lease', 'attempt_timeout');
   PERFORM ffi_timer_set('delay', p_eid, v_until);
   RETURN ffi_ok(jsonb_build_object('_tag', 'RetryScheduled', 'delayUntil', v_until));
@@ -580,7 +583,7 @@ CREATE FUNCTION ff_cancel(
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.lifecycle_phase = 'terminal' THEN RETURN ffi_not_active(e); END IF;
   IF e.lifecycle_phase = 'active' THEN
@@ -611,8 +614,8 @@ BEGIN
     delay_until = p_delay_until, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,
     lease_expires_at = NULL, lease_last_renewed_at = NULL, lease_acquired_at = NULL, attempt_timeout_at = NULL,
     last_transition_at = p_now, last_mutation_at = p_now
-  WHERE execution_id = e.execution_id;
-  DELETE FROM timer WHERE ref = e.execution_id AND kind IN ('lease', 'attempt_timeout');
+  WHERE partition_key = e.partition_key AND e_uuid = e.e_uuid;
+  DELETE FROM timer WHERE ref = ffi_eid(e.partition_key, e.e_uuid) AND kind IN ('lease', 'attempt_timeout');
 END $$;
 
 -- ff_delay: the worker releases its execution until p_until (same attempt, resumed later).
@@ -624,7 +627,7 @@ CREATE FUNCTION ff_delay(
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
@@ -645,7 +648,7 @@ CREATE FUNCTION ff_wait_children(
 ) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb; v_satisfied boolean;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;

@@ -54,7 +54,11 @@ DECLARE
   v_left text[];
 BEGIN
   FOR t IN
-    SELECT ref, due_at, refs FROM timer WHERE kind = p_kind AND due_at <= v_now
+    -- (a set's executions as their ids: refs holds their uuids, ref_parts their partitions, 0047)
+    SELECT ref, due_at, CASE WHEN refs IS NOT NULL THEN
+             ARRAY(SELECT ffi_eid(x.p, x.u) FROM unnest(ref_parts, refs) WITH ORDINALITY AS x(p, u, o) ORDER BY x.o)
+           END AS refs
+    FROM timer WHERE kind = p_kind AND due_at <= v_now
     ORDER BY due_at LIMIT p_batch + 1 FOR UPDATE SKIP LOCKED
   LOOP
     v_seen := v_seen + 1;
@@ -70,10 +74,10 @@ BEGIN
       -- only the executions still leased are locked (most of a set has completed by its lease's
       -- end, and a lock is a WAL record); one that is not leased now has nothing to expire here
       -- (a claim that leases it later arms a timer of its own)
-      FOREACH v_ref IN ARRAY ARRAY(SELECT c.execution_id FROM exec_core c
-                                   WHERE c.execution_id = ANY (t.refs[1 : v_take])
-                                     AND c.lifecycle_phase = 'active' AND c.ownership_state = 'leased') LOOP
-        SELECT * INTO e FROM exec_core WHERE execution_id = v_ref FOR UPDATE SKIP LOCKED;
+      FOREACH v_ref IN ARRAY ARRAY(SELECT x.id FROM unnest(t.refs[1 : v_take]) AS x(id)
+                                   JOIN exec_core c ON c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id)
+                                   WHERE c.lifecycle_phase = 'active' AND c.ownership_state = 'leased') LOOP
+        SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(v_ref) AND e_uuid = ffi_eid_uuid(v_ref) FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
           v_left := v_left || v_ref;
           CONTINUE;
@@ -88,7 +92,9 @@ BEGIN
         END IF;
       END LOOP;
       IF cardinality(v_left) > 0 THEN
-        UPDATE timer SET refs = v_left WHERE kind = p_kind AND ref = t.ref;
+        UPDATE timer SET refs = ARRAY(SELECT ffi_eid_uuid(x.id) FROM unnest(v_left) WITH ORDINALITY AS x(id, o) ORDER BY x.o),
+          ref_parts = ARRAY(SELECT ffi_eid_part(x.id) FROM unnest(v_left) WITH ORDINALITY AS x(id, o) ORDER BY x.o)
+        WHERE kind = p_kind AND ref = t.ref;
       ELSE
         PERFORM ffi_timer_del(p_kind, t.ref);
       END IF;
@@ -123,9 +129,9 @@ BEGIN
       CONTINUE;
     END IF;
 
-    SELECT * INTO e FROM exec_core WHERE execution_id = t.ref FOR UPDATE SKIP LOCKED;
+    SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref) FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
-      IF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = t.ref) THEN PERFORM ffi_timer_del(p_kind, t.ref); END IF;
+      IF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref)) THEN PERFORM ffi_timer_del(p_kind, t.ref); END IF;
       CONTINUE;
     END IF;
     CASE p_kind
@@ -186,7 +192,7 @@ BEGIN
             UPDATE exec_core SET blocking_reason = 'paused_by_operator',
               blocking_detail = 'suspension escalated: timeout at ' || s.timeout_at,
               last_transition_at = v_now, last_mutation_at = v_now
-            WHERE execution_id = t.ref;
+            WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref);
           ELSE
             v_outcome := CASE v_behavior WHEN 'cancel' THEN 'cancelled' WHEN 'expire' THEN 'expired' ELSE 'failed' END;
             IF v_behavior <> 'cancel' THEN
@@ -239,19 +245,20 @@ BEGIN
   <<children>>
   FOR ch IN
     SELECT DISTINCT dp.downstream_id FROM dep dp
-    JOIN exec_core u ON u.execution_id = dp.upstream_id
-    JOIN exec_core c ON c.execution_id = dp.downstream_id
+    JOIN exec_core u ON u.partition_key = ffi_eid_part(dp.upstream_id) AND u.e_uuid = ffi_eid_uuid(dp.upstream_id)
+    JOIN exec_core c ON c.partition_key = ffi_eid_part(dp.downstream_id) AND c.e_uuid = ffi_eid_uuid(dp.downstream_id)
     WHERE dp.state = 'unsatisfied' AND u.lifecycle_phase = 'terminal' AND u.terminal_outcome <> 'none'
       AND c.flow_id IS NOT NULL AND c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'blocked_by_dependencies'
     ORDER BY dp.downstream_id
   LOOP
     -- still blocked (an earlier cascade of this pass may have moved it)
     PERFORM 1 FROM exec_core
-    WHERE execution_id = ch.downstream_id AND lifecycle_phase = 'runnable' AND eligibility_state = 'blocked_by_dependencies';
+    WHERE partition_key = ffi_eid_part(ch.downstream_id) AND e_uuid = ffi_eid_uuid(ch.downstream_id)
+      AND lifecycle_phase = 'runnable' AND eligibility_state = 'blocked_by_dependencies';
     IF NOT FOUND THEN CONTINUE; END IF;
     FOR d IN
       SELECT dp.edge_id, dp.upstream_id, u.terminal_outcome FROM dep dp
-      JOIN exec_core u ON u.execution_id = dp.upstream_id
+      JOIN exec_core u ON u.partition_key = ffi_eid_part(dp.upstream_id) AND u.e_uuid = ffi_eid_uuid(dp.upstream_id)
       WHERE dp.downstream_id = ch.downstream_id AND dp.state = 'unsatisfied'
         AND u.lifecycle_phase = 'terminal' AND u.terminal_outcome <> 'none'
       ORDER BY dp.edge_id
@@ -294,12 +301,12 @@ BEGIN
     END IF;
     FOR o IN SELECT execution_id FROM cancel_owed WHERE flow_id = b.flow_id ORDER BY execution_id LIMIT p_batch LOOP
       IF v_done >= p_batch THEN v_more := true; EXIT; END IF;
-      PERFORM 1 FROM exec_core WHERE execution_id = o.execution_id FOR UPDATE SKIP LOCKED;
+      PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(o.execution_id) AND e_uuid = ffi_eid_uuid(o.execution_id) FOR UPDATE SKIP LOCKED;
       IF FOUND THEN
         PERFORM ffi_cancel_exec(o.execution_id, coalesce(nullif(b.reason, ''), 'flow_cancelled'), 'flow_cascade', v_now);
         DELETE FROM cancel_owed WHERE flow_id = b.flow_id AND execution_id = o.execution_id;
         v_done := v_done + 1;
-      ELSIF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = o.execution_id) THEN
+      ELSIF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(o.execution_id) AND e_uuid = ffi_eid_uuid(o.execution_id)) THEN
         DELETE FROM cancel_owed WHERE flow_id = b.flow_id AND execution_id = o.execution_id;
       ELSE
         v_more := true;
@@ -313,8 +320,8 @@ BEGIN
   END LOOP;
   -- lock order: the downstream's exec row, then its group (as resolution does)
   FOR v_id IN SELECT downstream_id FROM edge_group WHERE cancel_siblings_pending ORDER BY downstream_id LIMIT p_batch LOOP
-    PERFORM 1 FROM exec_core WHERE execution_id = v_id FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND AND EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_id) THEN
+    PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id) FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND AND EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id)) THEN
       v_more := true;
       CONTINUE;
     END IF;
@@ -323,12 +330,12 @@ BEGIN
     CONTINUE WHEN NOT FOUND;
     v_left := '{}';
     FOREACH v_sib IN ARRAY g.cancel_siblings_members LOOP
-      PERFORM 1 FROM exec_core WHERE execution_id = v_sib AND lifecycle_phase <> 'terminal' FOR UPDATE SKIP LOCKED;
+      PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_sib) AND e_uuid = ffi_eid_uuid(v_sib) AND lifecycle_phase <> 'terminal' FOR UPDATE SKIP LOCKED;
       IF FOUND THEN
         PERFORM ffi_cancel_exec(v_sib, coalesce(g.cancel_siblings_reason, 'sibling_quorum_satisfied'),
                                 'operator_override', v_now);
         v_done := v_done + 1;
-      ELSIF EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_sib AND lifecycle_phase <> 'terminal') THEN
+      ELSIF EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_sib) AND e_uuid = ffi_eid_uuid(v_sib) AND lifecycle_phase <> 'terminal') THEN
         v_left := v_left || v_sib;
       END IF;
     END LOOP;
@@ -363,8 +370,8 @@ BEGIN
   DELETE FROM exec_failure WHERE execution_id = p_eid;
   DELETE FROM claim_grant WHERE execution_id = p_eid;
   DELETE FROM timer WHERE ref = p_eid;
-  DELETE FROM exec_data WHERE execution_id = p_eid;
-  DELETE FROM exec_core WHERE execution_id = p_eid;
+  DELETE FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  DELETE FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
 END $$;
 
 -- ffi_pass_retention_executions: the executions part of trimRetention — deletes the terminal
@@ -391,7 +398,11 @@ DECLARE
   v_left text[];
 BEGIN
   FOR t IN
-    SELECT ref, due_at, refs FROM timer WHERE kind = 'retention' AND due_at <= v_now
+    -- (a set's executions as their ids: refs holds their uuids, ref_parts their partitions, 0047)
+    SELECT ref, due_at, CASE WHEN refs IS NOT NULL THEN
+             ARRAY(SELECT ffi_eid(x.p, x.u) FROM unnest(ref_parts, refs) WITH ORDINALITY AS x(p, u, o) ORDER BY x.o)
+           END AS refs
+    FROM timer WHERE kind = 'retention' AND due_at <= v_now
     ORDER BY due_at, ref LIMIT p_batch + 1 FOR UPDATE SKIP LOCKED
   LOOP
     v_seen := v_seen + 1;
@@ -402,13 +413,13 @@ BEGIN
       IF cardinality(v_left) > 0 THEN v_more := true; END IF;
       v_seen := v_seen + v_take - 1;
       FOREACH v_ref IN ARRAY t.refs[1 : v_take] LOOP
-        SELECT * INTO e FROM exec_core WHERE execution_id = v_ref FOR UPDATE SKIP LOCKED;
+        SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(v_ref) AND e_uuid = ffi_eid_uuid(v_ref) FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
-          IF EXISTS (SELECT 1 FROM exec_core WHERE execution_id = v_ref) THEN v_left := v_left || v_ref; END IF;
+          IF EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_ref) AND e_uuid = ffi_eid_uuid(v_ref)) THEN v_left := v_left || v_ref; END IF;
           CONTINUE;
         END IF;
         CONTINUE WHEN e.lifecycle_phase <> 'terminal' OR e.flow_id IS NOT NULL OR e.completed_at IS NULL;
-        SELECT e.completed_at + ffi_retention_ms(d.policy) INTO v_due FROM exec_data d WHERE d.execution_id = v_ref;
+        SELECT e.completed_at + ffi_retention_ms(d.policy) INTO v_due FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = v_ref;
         v_due := coalesce(v_due, e.completed_at + 86400000);
         IF v_due > v_now THEN
           PERFORM ffi_timer_set('retention', v_ref, v_due);
@@ -418,15 +429,17 @@ BEGIN
         v_done := v_done + 1;
       END LOOP;
       IF cardinality(v_left) > 0 THEN
-        UPDATE timer SET refs = v_left WHERE kind = 'retention' AND ref = t.ref;
+        UPDATE timer SET refs = ARRAY(SELECT ffi_eid_uuid(x.id) FROM unnest(v_left) WITH ORDINALITY AS x(id, o) ORDER BY x.o),
+          ref_parts = ARRAY(SELECT ffi_eid_part(x.id) FROM unnest(v_left) WITH ORDINALITY AS x(id, o) ORDER BY x.o)
+        WHERE kind = 'retention' AND ref = t.ref;
       ELSE
         PERFORM ffi_timer_del('retention', t.ref);
       END IF;
       CONTINUE;
     END IF;
-    SELECT * INTO e FROM exec_core WHERE execution_id = t.ref FOR UPDATE SKIP LOCKED;
+    SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref) FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
-      IF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = t.ref) THEN
+      IF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref)) THEN
         PERFORM ffi_timer_del('retention', t.ref);
       END IF;
       CONTINUE;
@@ -435,7 +448,7 @@ BEGIN
       PERFORM ffi_timer_del('retention', t.ref);
       CONTINUE;
     END IF;
-    SELECT e.completed_at + ffi_retention_ms(d.policy) INTO v_due FROM exec_data d WHERE d.execution_id = t.ref;
+    SELECT e.completed_at + ffi_retention_ms(d.policy) INTO v_due FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = t.ref;
     v_due := coalesce(v_due, e.completed_at + 86400000);
     IF v_due > v_now THEN
       PERFORM ffi_timer_set('retention', t.ref, v_due);
@@ -488,8 +501,10 @@ BEGIN
 END $$;
 
 -- ff_pass_retention: trimRetention — the due executions, then up to max(1 000, 10 × batch)
--- expired dedup rows per table and lane count rows of ended processes (ffi_lane_count_fold).
--- What it reports is about executions only, as on the other backends.
+-- expired dedup rows per table, lapsed waiter registrations (lane_waiter rows a worker did not
+-- renew: its process ended without withdrawing them, and each left the lane's creates sending a
+-- NOTIFY) and lane count rows of ended processes (ffi_lane_count_fold). What it reports is about
+-- executions only, as on the other backends.
 --   args:   p_batch, p_now
 --   reply:  {"ok": {"processed", "more"}}
 --   errors: -
@@ -499,6 +514,9 @@ DECLARE
   v_result jsonb := ffi_pass_retention_executions(p_batch, p_now);
 BEGIN
   PERFORM ffi_dedup_expire(coalesce(p_now, ffi_now()), greatest(1000, 10 * p_batch));
+  DELETE FROM lane_waiter WHERE ctid IN (
+    SELECT w.ctid FROM lane_waiter w WHERE w.expires_at < coalesce(p_now, ffi_now())
+    LIMIT greatest(1000, 10 * p_batch) FOR UPDATE SKIP LOCKED);
   -- events past Limits.eventRetentionMs (1 h) or beyond Limits.eventsRetained (1 000 000)
   PERFORM ffi_events_trim(coalesce(p_now, ffi_now()), greatest(1000, 10 * p_batch), 3600000, 1000000);
   PERFORM ffi_lane_count_fold(greatest(1000, 10 * p_batch));

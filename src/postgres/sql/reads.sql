@@ -19,7 +19,7 @@ RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
   RETURN (SELECT ffi_ok((
     SELECT jsonb_strip_nulls(jsonb_build_object(
-      'executionId', e.execution_id, 'flowId', e.flow_id, 'laneId', e.lane_id, 'namespace', e.namespace,
+      'executionId', p_eid, 'flowId', e.flow_id, 'laneId', e.lane_id, 'namespace', e.namespace,
       'publicState', e.public_state, 'blockingReason', e.blocking_reason,
       'blockingDetail', nullif(e.blocking_detail, ''),
       'currentAttempt', CASE WHEN e.current_attempt_id IS NOT NULL THEN
@@ -34,8 +34,8 @@ BEGIN
         'percent', e.progress_pct, 'message', nullif(e.progress_message, ''), 'updatedAt', e.progress_updated_at)) END,
       'cancellationReason', CASE WHEN e.terminal_outcome = 'cancelled' THEN nullif(e.cancellation_reason, '') END))
       || jsonb_build_object('tags', coalesce(d.tags, '{}'::jsonb)) || ffi_history_json(e)
-    FROM exec_core e LEFT JOIN exec_data d ON d.execution_id = e.execution_id
-    WHERE e.execution_id = p_eid)));
+    FROM exec_core e LEFT JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = p_eid
+    WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid))));
 END $$;
 
 -- ff_read_execution_info: readExecutionInfo — the state vector and the execution's fields.
@@ -47,7 +47,7 @@ RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
   RETURN (SELECT ffi_ok((
     SELECT jsonb_strip_nulls(jsonb_build_object(
-      'executionId', e.execution_id, 'namespace', e.namespace, 'laneId', e.lane_id, 'priority', e.priority,
+      'executionId', p_eid, 'namespace', e.namespace, 'laneId', e.lane_id, 'priority', e.priority,
       'executionKind', e.execution_kind,
       'stateVector', jsonb_build_object('lifecyclePhase', e.lifecycle_phase, 'ownershipState', e.ownership_state,
         'eligibilityState', e.eligibility_state, 'blockingReason', e.blocking_reason,
@@ -58,7 +58,7 @@ BEGIN
       CASE WHEN e.terminal_outcome = 'cancelled' THEN
         jsonb_build_object('cancellationReason', coalesce(e.cancellation_reason, ''),
                            'cancelledBy', coalesce(e.cancelled_by, '')) ELSE '{}'::jsonb END
-    FROM exec_core e WHERE e.execution_id = p_eid)));
+    FROM exec_core e WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid))));
 END $$;
 
 -- ff_read_execution_state: readExecutionState — the public state.
@@ -68,7 +68,7 @@ END $$;
 CREATE FUNCTION ff_read_execution_state(p_eid text, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
-  RETURN (SELECT ffi_ok((SELECT to_jsonb(public_state) FROM exec_core WHERE execution_id = p_eid)));
+  RETURN (SELECT ffi_ok((SELECT to_jsonb(public_state) FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid))));
 END $$;
 
 -- ff_get_execution_result: getExecutionResult — the result of a completed execution (none when
@@ -79,8 +79,8 @@ END $$;
 CREATE FUNCTION ff_get_execution_result(p_eid text, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
-  RETURN (SELECT ffi_ok((SELECT to_jsonb(encode(d.result, 'base64')) FROM exec_core e JOIN exec_data d USING (execution_id)
-                 WHERE e.execution_id = p_eid AND e.terminal_outcome = 'success' AND length(d.result) > 0)));
+  RETURN (SELECT ffi_ok((SELECT to_jsonb(encode(d.result, 'base64')) FROM exec_core e JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = p_eid
+                 WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid) AND e.terminal_outcome = 'success' AND length(d.result) > 0)));
 END $$;
 
 -- ff_get_execution_input: getExecutionInput (and, once per id, getExecutionInputs), with the
@@ -91,12 +91,13 @@ END $$;
 CREATE FUNCTION ff_get_execution_input(p_eid text, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
-  RETURN (SELECT ffi_ok((SELECT jsonb_strip_nulls(jsonb_build_object('executionId', e.execution_id,
+  RETURN (SELECT ffi_ok((SELECT jsonb_strip_nulls(jsonb_build_object('executionId', p_eid,
                    'executionKind', e.execution_kind, 'laneId', e.lane_id, 'namespace', e.namespace,
                    'payload', encode(d.payload, 'base64'), 'payloadEncoding', d.payload_encoding,
                    'traceParent', '00-' || substr(d.trace_context, 1, 32) || '-' || substr(d.trace_context, 33, 16)
                                   || '-' || substr(d.trace_context, 49, 2)))
-                 FROM exec_core e JOIN exec_data d USING (execution_id) WHERE e.execution_id = p_eid)));
+                 FROM exec_core e JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = p_eid
+                 WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid))));
 END $$;
 
 -- ff_resolve_execution_flow_id: resolveExecutionFlowId.
@@ -106,16 +107,18 @@ END $$;
 CREATE FUNCTION ff_resolve_execution_flow_id(p_eid text, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
-  RETURN (SELECT ffi_ok((SELECT to_jsonb(flow_id) FROM exec_core WHERE execution_id = p_eid)));
+  RETURN (SELECT ffi_ok((SELECT to_jsonb(flow_id) FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid))));
 END $$;
 
 -- ---------------------------------------------------------------------------
 -- listings (pages in key order; nextCursor is the last key of a full page with more after it)
 -- ---------------------------------------------------------------------------
 
--- ff_list_executions: listExecutions — the executions of a partition, by id: the range of
--- exec_core_pkey between the partition's tag '{fp:N}:' and '{fp:N};' (every id of partition N
--- begins with its tag; ids compare byte by byte, COLLATE "C"; ';' follows ':').
+-- ff_list_executions: listExecutions — the executions of a partition, by id: the partition's
+-- range of exec_core_pkey (partition_key, e_uuid) after the cursor's uuid. Within one partition the
+-- order of the uuids is the order of the ids (byte by byte, COLLATE "C": the uuid's text is its
+-- bytes in hexadecimal); a cursor of another partition starts the page at the partition's first id
+-- when it sorts before the partition's ids, and ends it when after.
 --   args:   p_partition, p_cursor (the last id of the previous page, or NULL), p_limit, p_now
 --   reply:  {"ok": Model.ListExecutionsPage}
 --   errors: -
@@ -124,23 +127,28 @@ RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 DECLARE
   v_from text := '{fp:' || p_partition || '}:';
   v_to text := '{fp:' || p_partition || '};';
+  v_after uuid;
 BEGIN
-  IF p_cursor IS NOT NULL AND p_cursor > v_from COLLATE "C" THEN v_from := p_cursor; END IF;
+  IF p_cursor IS NOT NULL AND p_cursor >= v_to COLLATE "C" THEN
+    RETURN ffi_ok(jsonb_build_object('executions', '[]'::jsonb));
+  END IF;
+  IF p_cursor IS NOT NULL AND p_cursor > v_from COLLATE "C" THEN v_after := ffi_eid_uuid(p_cursor); END IF;
   RETURN (WITH page AS (
-    SELECT execution_id FROM exec_core
-    WHERE execution_id > v_from AND execution_id < v_to
-    ORDER BY execution_id LIMIT p_limit + 1
-  ), numbered AS (SELECT execution_id, row_number() OVER (ORDER BY execution_id) AS rn FROM page)
+    SELECT e_uuid FROM exec_core
+    WHERE partition_key = p_partition AND (v_after IS NULL OR e_uuid > v_after)
+    ORDER BY e_uuid LIMIT p_limit + 1
+  ), numbered AS (SELECT ffi_eid(p_partition, e_uuid) AS execution_id, row_number() OVER (ORDER BY e_uuid) AS rn FROM page)
   SELECT ffi_ok(jsonb_strip_nulls(jsonb_build_object(
-    'executions', coalesce((SELECT jsonb_agg(execution_id ORDER BY execution_id) FROM numbered WHERE rn <= p_limit),
+    'executions', coalesce((SELECT jsonb_agg(execution_id ORDER BY rn) FROM numbered WHERE rn <= p_limit),
                            '[]'::jsonb),
     'nextCursor', (SELECT execution_id FROM numbered WHERE rn = p_limit AND (SELECT count(*) FROM page) > p_limit)))));
 END $$;
 
 -- ff_list_lane_executions: listLaneExecutions — a page of a lane's executions by creation time,
 -- then id (p_newest: the newest first), after the position (p_at, p_id) (exclusive; the layer
--- passes a position before or after every entry for the start). It walks the index
--- exec_core_by_lane from the position, at most p_budget entries, and keeps the rows in one of
+-- passes a position before or after every entry for the start, with the id ''). It walks the index
+-- exec_core_by_lane (lane, creation time, the id as partition rank and uuid: ffi_eid_order, migration
+-- 0047) from the position, at most p_budget entries, and keeps the rows in one of
 -- p_states (NULL: any) and of kind p_kind (NULL: any), up to p_limit + 1 of them.
 --   args:   p_lane, p_states, p_kind, p_newest, p_at, p_id, p_limit, p_budget, p_now
 --   reply:  {"ok": {"rows": [[execution id, public state, kind, created at], ...] (at most
@@ -154,36 +162,44 @@ DECLARE
   v_rows jsonb;
   v_n int;
   v_stop jsonb;
+  -- the position's id as the index orders it: its partition's rank in text order, then its uuid
+  -- (a start position, before or after every entry by its time, has the id '')
+  v_ord int := CASE WHEN p_id = '' THEN 0 ELSE ffi_eid_order(ffi_eid_part(p_id)) END;
+  v_uuid uuid := CASE WHEN p_id = '' THEN '00000000-0000-0000-0000-000000000000' ELSE ffi_eid_uuid(p_id) END;
 BEGIN
   IF p_newest THEN
-    SELECT coalesce(jsonb_agg(jsonb_build_array(h.execution_id, h.public_state, h.execution_kind, h.created_at)
-                              ORDER BY h.created_at DESC, h.execution_id DESC), '[]'::jsonb), count(*)
+    SELECT coalesce(jsonb_agg(jsonb_build_array(ffi_eid(h.partition_key, h.e_uuid), h.public_state, h.execution_kind,
+                                                h.created_at)
+                              ORDER BY h.created_at DESC, h.o DESC, h.e_uuid DESC), '[]'::jsonb), count(*)
     INTO v_rows, v_n
     FROM (SELECT s.* FROM (
-            SELECT e.execution_id, e.public_state, e.execution_kind, e.created_at FROM exec_core e
-            WHERE e.lane_id = p_lane AND (e.created_at, e.execution_id) < (p_at, p_id)
-            ORDER BY e.created_at DESC, e.execution_id DESC LIMIT p_budget) s
+            SELECT e.partition_key, ffi_eid_order(e.partition_key) AS o, e.e_uuid, e.public_state, e.execution_kind,
+                   e.created_at FROM exec_core e
+            WHERE e.lane_id = p_lane AND (e.created_at, ffi_eid_order(e.partition_key), e.e_uuid) < (p_at, v_ord, v_uuid)
+            ORDER BY e.created_at DESC, ffi_eid_order(e.partition_key) DESC, e.e_uuid DESC LIMIT p_budget) s
           WHERE (p_states IS NULL OR s.public_state::text = ANY (p_states)) AND (p_kind IS NULL OR s.execution_kind = p_kind)
           LIMIT p_limit + 1) h;
     IF v_n <= p_limit THEN
-      SELECT jsonb_build_array(e.created_at, e.execution_id) INTO v_stop FROM exec_core e
-      WHERE e.lane_id = p_lane AND (e.created_at, e.execution_id) < (p_at, p_id)
-      ORDER BY e.created_at DESC, e.execution_id DESC OFFSET p_budget - 1 LIMIT 1;
+      SELECT jsonb_build_array(e.created_at, ffi_eid(e.partition_key, e.e_uuid)) INTO v_stop FROM exec_core e
+      WHERE e.lane_id = p_lane AND (e.created_at, ffi_eid_order(e.partition_key), e.e_uuid) < (p_at, v_ord, v_uuid)
+      ORDER BY e.created_at DESC, ffi_eid_order(e.partition_key) DESC, e.e_uuid DESC OFFSET p_budget - 1 LIMIT 1;
     END IF;
   ELSE
-    SELECT coalesce(jsonb_agg(jsonb_build_array(h.execution_id, h.public_state, h.execution_kind, h.created_at)
-                              ORDER BY h.created_at, h.execution_id), '[]'::jsonb), count(*)
+    SELECT coalesce(jsonb_agg(jsonb_build_array(ffi_eid(h.partition_key, h.e_uuid), h.public_state, h.execution_kind,
+                                                h.created_at)
+                              ORDER BY h.created_at, h.o, h.e_uuid), '[]'::jsonb), count(*)
     INTO v_rows, v_n
     FROM (SELECT s.* FROM (
-            SELECT e.execution_id, e.public_state, e.execution_kind, e.created_at FROM exec_core e
-            WHERE e.lane_id = p_lane AND (e.created_at, e.execution_id) > (p_at, p_id)
-            ORDER BY e.created_at, e.execution_id LIMIT p_budget) s
+            SELECT e.partition_key, ffi_eid_order(e.partition_key) AS o, e.e_uuid, e.public_state, e.execution_kind,
+                   e.created_at FROM exec_core e
+            WHERE e.lane_id = p_lane AND (e.created_at, ffi_eid_order(e.partition_key), e.e_uuid) > (p_at, v_ord, v_uuid)
+            ORDER BY e.created_at, ffi_eid_order(e.partition_key), e.e_uuid LIMIT p_budget) s
           WHERE (p_states IS NULL OR s.public_state::text = ANY (p_states)) AND (p_kind IS NULL OR s.execution_kind = p_kind)
           LIMIT p_limit + 1) h;
     IF v_n <= p_limit THEN
-      SELECT jsonb_build_array(e.created_at, e.execution_id) INTO v_stop FROM exec_core e
-      WHERE e.lane_id = p_lane AND (e.created_at, e.execution_id) > (p_at, p_id)
-      ORDER BY e.created_at, e.execution_id OFFSET p_budget - 1 LIMIT 1;
+      SELECT jsonb_build_array(e.created_at, ffi_eid(e.partition_key, e.e_uuid)) INTO v_stop FROM exec_core e
+      WHERE e.lane_id = p_lane AND (e.created_at, ffi_eid_order(e.partition_key), e.e_uuid) > (p_at, v_ord, v_uuid)
+      ORDER BY e.created_at, ffi_eid_order(e.partition_key), e.e_uuid OFFSET p_budget - 1 LIMIT 1;
     END IF;
   END IF;
   RETURN ffi_ok(jsonb_build_object('rows', v_rows, 'stop', v_stop));
@@ -265,7 +281,7 @@ CREATE FUNCTION ff_list_pending_waitpoints(p_eid text, p_after uuid, p_limit int
 RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 DECLARE v_page uuid[]; v_more boolean;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM exec_core WHERE execution_id = p_eid) THEN RETURN ffi_err('execution_not_found'); END IF;
+  IF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid)) THEN RETURN ffi_err('execution_not_found'); END IF;
   SELECT array_agg(waitpoint_id ORDER BY waitpoint_id::text) INTO v_page FROM (
     SELECT waitpoint_id FROM waitpoint WHERE execution_id = p_eid
       AND (p_after IS NULL OR waitpoint_id::text > p_after::text)
@@ -309,7 +325,9 @@ BEGIN
       'runningCount', greatest(g.n - g.succeeded - g.failed - g.skipped, 0), 'groupState', g.group_state)
     ORDER BY g.downstream_id), '[]'::jsonb)
   INTO v_groups
-  FROM edge_group g JOIN exec_core e ON e.execution_id = g.downstream_id AND e.flow_id = p_flow
+  FROM edge_group g
+  JOIN exec_core e ON e.partition_key = ffi_eid_part(g.downstream_id) AND e.e_uuid = ffi_eid_uuid(g.downstream_id)
+    AND e.flow_id = p_flow
   WHERE g.flow_id = p_flow AND g.n > 0;
   RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object(
     'flowId', f.flow_id, 'flowKind', f.flow_kind, 'namespace', f.namespace,

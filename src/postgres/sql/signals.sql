@@ -218,7 +218,7 @@ BEGIN
       blocking_detail = p_detail, terminal_outcome = 'none', attempt_state = 'attempt_interrupted',
       public_state = 'delayed', delay_until = p_now + p_delay_ms, current_suspension_id = NULL,
       current_waitpoint_id = NULL, last_transition_at = p_now, last_mutation_at = p_now
-    WHERE execution_id = p_eid;
+    WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     PERFORM ffi_timer_set('delay', p_eid, p_now + p_delay_ms);
   ELSE
     UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
@@ -226,7 +226,7 @@ BEGIN
       terminal_outcome = 'none', attempt_state = 'attempt_interrupted', public_state = 'waiting',
       delay_until = NULL, current_suspension_id = NULL, current_waitpoint_id = NULL,
       last_transition_at = p_now, last_mutation_at = p_now
-    WHERE execution_id = p_eid;
+    WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     PERFORM ffi_wake_claimable(p_eid);
   END IF;
 END $$;
@@ -307,7 +307,7 @@ DECLARE
   v_wp uuid := gen_random_uuid();
   v_token text;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.lifecycle_phase <> 'active' THEN RETURN ffi_not_active(e); END IF;
   IF e.ownership_state <> 'leased' THEN RETURN ffi_err('no_active_lease'); END IF;
@@ -369,7 +369,7 @@ BEGIN
     WHERE execution_id = p_eid AND idempotency_key = p_idem AND expires_at > v_now;
     IF FOUND THEN RETURN ffi_ok(v_outcome); END IF;
   END IF;
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
@@ -437,7 +437,7 @@ BEGIN
       PERFORM ffi_suspension_close(p_eid, 'resumed', v_now);
       UPDATE waitpoint SET satisfied_at = v_now, matched_signal_count = jsonb_array_length(v_res->'sats')
       WHERE waitpoint_id = p_primary_id;
-      UPDATE exec_core SET last_mutation_at = v_now WHERE execution_id = p_eid;
+      UPDATE exec_core SET last_mutation_at = v_now WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
       v_outcome := jsonb_build_object('_tag', 'AlreadySatisfied', 'details', v_details);
     END IF;
   END IF;
@@ -452,7 +452,7 @@ BEGIN
       lease_id = NULL, worker_id = NULL, worker_instance_id = NULL, lease_expires_at = NULL,
       lease_last_renewed_at = NULL, lease_acquired_at = NULL, attempt_timeout_at = NULL,
       last_transition_at = v_now, last_mutation_at = v_now
-    WHERE execution_id = p_eid;
+    WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     DELETE FROM timer WHERE ref = p_eid AND kind IN ('lease', 'attempt_timeout');
     IF p_timeout_at IS NOT NULL THEN PERFORM ffi_timer_set('suspension', p_eid, p_timeout_at); END IF;
     v_outcome := jsonb_build_object('_tag', 'Suspended', 'details', v_details);
@@ -502,7 +502,7 @@ DECLARE
   v_effect text;
   v_delay bigint;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid FOR UPDATE;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   SELECT * INTO w FROM waitpoint WHERE waitpoint_id = p_wp AND execution_id = p_eid FOR UPDATE;
   IF NOT FOUND THEN
@@ -512,7 +512,7 @@ BEGIN
   END IF;
   IF v_code = 'hmac_secret_not_initialized' THEN RETURN ffi_err(v_code); END IF;
   IF v_code IS NOT NULL THEN
-    UPDATE exec_core SET last_hmac_validation_failed_at = v_now WHERE execution_id = p_eid;
+    UPDATE exec_core SET last_hmac_validation_failed_at = v_now WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     RETURN ffi_err(v_code);
   END IF;
   IF e.lifecycle_phase = 'terminal' THEN RETURN ffi_err('target_not_signalable'); END IF;
@@ -529,7 +529,7 @@ BEGIN
   END IF;
   -- the execution's cap (0 = none); a sender may only lower it
   SELECT coalesce((d.policy->>'max_signals_per_execution')::int, 10000) INTO v_limit
-  FROM exec_data d WHERE d.execution_id = p_eid;
+  FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid;
   v_limit := coalesce(v_limit, 10000);
   IF p_max_signals > 0 AND (v_limit = 0 OR p_max_signals < v_limit) THEN v_limit := p_max_signals; END IF;
   IF v_limit > 0 AND (SELECT count(*) FROM signal WHERE execution_id = p_eid) >= v_limit THEN

@@ -86,7 +86,7 @@ DECLARE
   v_ema float8;
   v_dt bigint;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   IF NOT FOUND OR e.lifecycle_phase <> 'active' THEN RETURN ffi_err('stream_closed'); END IF;
   IF e.ownership_state <> 'leased' OR coalesce(e.lease_expires_at, 0) <= v_now
      OR e.current_attempt_index IS DISTINCT FROM p_idx OR e.lease_id IS DISTINCT FROM p_lease

@@ -39,7 +39,7 @@ $$;
 --   errors: -
 CREATE FUNCTION ffi_retention_set(p_eid text, p_completed bigint) RETURNS void LANGUAGE sql AS $$
   INSERT INTO timer (kind, ref, due_at)
-  SELECT 'retention', p_eid, p_completed + ffi_retention_ms(d.policy) FROM exec_data d WHERE d.execution_id = p_eid
+  SELECT 'retention', p_eid, p_completed + ffi_retention_ms(d.policy) FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid
   ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at
 $$;
 
@@ -86,7 +86,7 @@ CREATE FUNCTION ffi_terminate(
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE e exec_core;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE execution_id = p_eid;
+  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   IF NOT FOUND OR e.lifecycle_phase = 'terminal' THEN RETURN; END IF;
   IF e.lifecycle_phase = 'active' AND e.ownership_state = 'leased' THEN
     PERFORM ffi_run_end(p_eid, CASE p_outcome WHEN 'success' THEN 'completed' ELSE p_outcome END,
@@ -111,7 +111,7 @@ BEGIN
     cancellation_reason = coalesce(p_cancel_reason, cancellation_reason),
     cancelled_by = coalesce(p_cancelled_by, cancelled_by),
     last_transition_at = p_now, last_mutation_at = p_now
-  WHERE execution_id = p_eid;
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   IF e.flow_id IS NULL AND p_now IS NOT NULL AND e.completed_at IS DISTINCT FROM p_now THEN
     PERFORM ffi_retention_set(p_eid, p_now);
   END IF;

@@ -58,7 +58,8 @@ END $$;
 CREATE FUNCTION ffi_wake_claimable_set(p_eids text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_lane text;
 BEGIN
-  FOR v_lane IN SELECT DISTINCT c.lane_id FROM unnest(p_eids) AS x(id) JOIN exec_core c ON c.execution_id = x.id
+  FOR v_lane IN SELECT DISTINCT c.lane_id FROM unnest(p_eids) AS x(id) JOIN exec_core c
+                  ON c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id)
                 WHERE c.blocking_reason = 'waiting_for_worker' ORDER BY 1 LOOP
     PERFORM ffi_wake(v_lane);
   END LOOP;
@@ -75,7 +76,7 @@ CREATE FUNCTION ffi_revoked(p_eid text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_worker text;
 BEGIN
   SELECT worker_instance_id INTO v_worker FROM exec_core
-  WHERE execution_id = p_eid AND lifecycle_phase = 'active' AND ownership_state = 'leased';
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) AND lifecycle_phase = 'active' AND ownership_state = 'leased';
   IF v_worker IS NOT NULL THEN
     PERFORM pg_notify(ffi_channel(), 'r' || chr(9) || v_worker || chr(9) || p_eid);
   END IF;
@@ -124,7 +125,7 @@ RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); v_id text; v_done int := 0;
 BEGIN
   FOR v_id IN
-    SELECT execution_id FROM exec_core
+    SELECT ffi_eid(partition_key, e_uuid) FROM exec_core
     WHERE lane_id = ANY (p_lanes) AND delay_until IS NOT NULL AND delay_until <= v_now
       AND eligibility_state = 'not_eligible_until_time'
     ORDER BY delay_until LIMIT p_batch FOR UPDATE SKIP LOCKED

@@ -8,23 +8,45 @@
 -- Writes the lease of a claim into the core and the indexes (the core holds the whole lease: no
 -- separate lease record): the execution becomes active and leased, leaves its lane's eligible (or
 -- reclaim) index and enters the lease_expiry index. `extra`: more core field pairs. Returns the
--- lease expiry. The fields go through a reused table (FF.state takes their count).
+-- lease expiry. The fields go through a reused table (FF.state takes their count). `count`: the
+-- attempt count after the claim.
 local lease_args = {}
 local LEASE_ON_CLEARS = { "lease_last_renewed_at", "lease_expired_at", "lease_revoked_at", "lease_revoke_reason",
   "delay_until", "current_suspension_id", "current_waitpoint_id", "grant_pending" }
-function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, ttl, extra)
+function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, ttl, extra, count)
   local was = c.lifecycle_phase
   local exp = now + ttl
   local snow = FF.s(now)
   local t = lease_args
-  t[1], t[2], t[3], t[4] = "current_attempt_index", FF.str(idx), "current_attempt_id", attempt_id
-  t[5], t[6], t[7], t[8] = "current_lease_id", lease_id, "current_lease_epoch", FF.s(epoch)
-  t[9], t[10], t[11], t[12] = "current_worker_id", wid, "current_worker_instance_id", wiid
-  t[13], t[14], t[15], t[16] = "lease_acquired_at", snow, "lease_expires_at", FF.s(exp)
-  local n = 16
+  t[1], t[2], t[3], t[4] = "current_attempt_id", attempt_id, "current_lease_id", lease_id
+  t[5], t[6], t[7], t[8] = "current_worker_id", wid, "current_worker_instance_id", wiid
+  t[9], t[10], t[11], t[12] = "lease_acquired_at", snow, "lease_expires_at", FF.s(exp)
+  local n = 12
+  -- the epoch: stored when it differs from the attempt count, or where it is stored already
+  -- (helpers.lua, LE_DERIVED), else read from the count
+  local sepoch = FF.s(epoch)
+  if sepoch ~= count or (c.current_lease_epoch ~= "" and not rawget(c, FF.LE_DERIVED)) then
+    t[13], t[14] = "current_lease_epoch", sepoch
+    n = 14
+    rawset(c, FF.LE_DERIVED, nil)
+  else
+    rawset(c, "current_lease_epoch", sepoch)
+    rawset(c, FF.LE_DERIVED, true)
+  end
+  -- the attempt index is the attempt count - 1 after every claim: stored only where a version 9
+  -- claim stored it (helpers.lua, AI_DERIVED), else read from the count
+  local ai = c.current_attempt_index
+  if ai ~= "" and not rawget(c, FF.AI_DERIVED) then
+    t[15], t[16] = "current_attempt_index", FF.str(idx)
+    n = 16
+  else
+    rawset(c, "current_attempt_index", FF.str(idx))
+    rawset(c, FF.AI_DERIVED, true)
+  end
   if (c.started_at or "") == "" then
-    t[17], t[18] = "started_at", snow
-    n = 18
+    -- (the first claim: started_at is lease_acquired_at until that changes, FF.state)
+    rawset(c, "started_at", snow)
+    rawset(c, FF.SA_DERIVED, true)
   end
   if extra then
     for i = 1, #extra do t[n + i] = extra[i] end
@@ -75,7 +97,7 @@ function FF.claim_fresh(B, e, c, now, a)
     a.lease_ttl_ms, {
       "total_attempt_count", FF.s(idx + 1), "pending_retry_reason", "", "pending_replay_reason", "",
       "pending_previous_attempt_index", "", "run_kind", kind, "stream_opened", ""
-    })
+    }, FF.s(idx + 1))
   FF.arm_attempt_timeout(B, e, c, now)
   return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
 end
@@ -89,7 +111,8 @@ function FF.claim_resume(B, e, c, now, lease_id, wid, wiid, ttl, remaining)
   -- the run's kind: resumed ("R" when a version 3 library began the attempt: its stream is unknown)
   local kind = "r"
   if c.run_kind == "" or c.run_kind == "R" then kind = "R" end
-  local exp = FF.lease_on(B, e, c, now, idx, aid, lease_id, epoch, wid, wiid, ttl, { "run_kind", kind })
+  local exp = FF.lease_on(B, e, c, now, idx, aid, lease_id, epoch, wid, wiid, ttl, { "run_kind", kind },
+    FF.str(c.total_attempt_count))
   FF.arm_attempt_timeout(B, e, c, now, remaining)
   return { e, FF.str(idx), aid, lease_id, FF.s(epoch), FF.s(exp), "resumed" }
 end
@@ -116,7 +139,7 @@ function FF.claim_reclaim(B, e, c, now, a)
     a.lease_ttl_ms, {
       "total_attempt_count", FF.s(idx + 1), "lease_reclaim_count", FF.s(FF.num(c.lease_reclaim_count) + 1),
       "run_kind", "c", "stream_opened", ""
-    })
+    }, FF.s(idx + 1))
   FF.arm_attempt_timeout(B, e, c, now)
   return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
 end
@@ -297,6 +320,9 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
           local info
           if kind == "reclaim" then
             info = FF.claim_reclaim(B, e, c, now, a)
+            -- past the reclaim cap it failed: its dependents are resolved before the next
+            -- candidate is read (one it skips is no candidate any more), as in a step of its own
+            if info == nil then FF.drain(B, now) end
           elseif c.attempt_state == "attempt_interrupted" then
             info = FF.claim_resume(B, e, c, now, a.lease_id, a.worker_id, a.worker_instance_id, a.lease_ttl_ms)
           else

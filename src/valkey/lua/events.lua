@@ -4,8 +4,10 @@
 -- (FF.ev_flush, from register.lua), in the same atomic step, after every check of the call:
 --   B:ev              the partition's events, a stream: one entry per call holds the call's events
 --                     of this partition (at most FF.EV_PACK; more fill several entries), each as
---                     the four fields below, in order (a store of library version 6 or 7 has one event
---                     per entry: the same layout). Event ids: the entry's id is its first event's,
+--                     one field `v`: the four values below joined by NUL bytes, in order (an entry
+--                     written before library version 10 has them as four fields per event, e, l,
+--                     f, d, and one of version 6 or 7 one event: both are read). Event ids: the
+--                     entry's id is its first event's,
 --                     `<ms>-<seq>` where ms is the server's clock (TIME) raised to the stream's
 --                     last ms when it went back; its other events take the next sequence numbers
 --                     (reserved with XSETID: the stream's last id is the entry's last event's).
@@ -169,8 +171,29 @@ local function ev_id_at(id, j)
   return ms .. "-" .. FF.s(tonumber(seq) + j)
 end
 
--- The events an entry of B:ev holds (its fields come in groups of e, l, f, d, one per event).
-local function ev_count(entry) return math.floor(#entry[2] / 8) end
+-- An event of an entry of B:ev is one field `v`: its execution id, lane, flow id and `d`, joined
+-- by NUL bytes (none of the first three holds one; `d` is last, so it may); an entry written before
+-- library version 10 has four fields per event, e, l, f, d, which are read as well.
+local function ev_pack(rec, d) return rec.e .. "\0" .. rec.l .. "\0" .. rec.f .. "\0" .. d end
+local function ev_unpack(v)
+  local i = string.find(v, "\0", 1, true)
+  local j = i and string.find(v, "\0", i + 1, true)
+  local k = j and string.find(v, "\0", j + 1, true)
+  if k == nil then return v, "", "", "" end
+  return string.sub(v, 1, i - 1), string.sub(v, i + 1, j - 1), string.sub(v, j + 1, k - 1), string.sub(v, k + 1)
+end
+-- The event at position j (0: the first) of an entry's fields `v`: e, l, f, d.
+local function ev_at(v, j)
+  if v[1] == "v" then return ev_unpack(v[2 * j + 2]) end
+  return v[8 * j + 2], v[8 * j + 4], v[8 * j + 6], v[8 * j + 8]
+end
+
+-- The events an entry of B:ev holds.
+local function ev_count(entry)
+  local v = entry[2]
+  if v[1] == "v" then return math.floor(#v / 2) end
+  return math.floor(#v / 8)
+end
 
 -- The id of the last event of entry `entry` ({id, fields}).
 local function ev_last_id(entry) return ev_id_at(entry[1], ev_count(entry) - 1) end
@@ -256,14 +279,13 @@ local function ev_text(rec, at_ms)
 end
 
 -- The XADD arguments of the events `recs` of one partition written with ids of `ms` (the stream
--- key and `<ms>-*` first, then e, l, f, d per event).
+-- key and `<ms>-*` first, then one field `v` per event).
 local function ev_args(k, recs, ms)
   local t, n = { k, FF.s(ms) .. "-*" }, 2
   for i = 1, #recs do
     local rec = recs[i]
-    t[n + 1], t[n + 2], t[n + 3], t[n + 4] = "e", rec.e, "l", rec.l
-    t[n + 5], t[n + 6], t[n + 7], t[n + 8] = "f", rec.f, "d", ev_text(rec, ms)
-    n = n + 8
+    t[n + 1], t[n + 2] = "v", ev_pack(rec, ev_text(rec, ms))
+    n = n + 2
   end
   return t
 end
@@ -273,7 +295,7 @@ end
 local function ev_xadd(k, recs, ms)
   if #recs == 1 then
     local rec = recs[1]
-    return redis.pcall("XADD", k, FF.s(ms) .. "-*", "e", rec.e, "l", rec.l, "f", rec.f, "d", ev_text(rec, ms))
+    return redis.pcall("XADD", k, FF.s(ms) .. "-*", "v", ev_pack(rec, ev_text(rec, ms)))
   end
   return redis.pcall("XADD", unpack(ev_args(k, recs, ms)))
 end
@@ -405,8 +427,8 @@ end
 -- The time of entry `entry` ({id, {e, v, l, v, f, v, d, v, ...}}): its last event's d's second
 -- field, or its id's ms.
 local function entry_at(entry)
-  local v = entry[2]
-  local at = string.match(v[#v] or "", "^[^|]*|(%d*)")
+  local _, _, _, d = ev_at(entry[2], ev_count(entry) - 1)
+  local at = string.match(d or "", "^[^|]*|(%d*)")
   if at ~= nil and at ~= "" then return tonumber(at) end
   return tonumber(string.match(entry[1], "^(%d+)-"))
 end
@@ -485,9 +507,12 @@ local function ev_expand(entry, after, out, keep)
   local got = 0
   for j = 0, ev_count(entry) - 1 do
     local id = ev_id_at(entry[1], j)
-    if (after == nil or id_lt(after, id)) and (keep == nil or keep(v[8 * j + 4], id)) then
-      out[#out + 1] = { id, v[8 * j + 2], v[8 * j + 4], v[8 * j + 6], v[8 * j + 8] }
-      got = got + 1
+    if after == nil or id_lt(after, id) then
+      local e, l, f, d = ev_at(v, j)
+      if keep == nil or keep(l, id) then
+        out[#out + 1] = { id, e, l, f, d }
+        got = got + 1
+      end
     end
   end
   return got

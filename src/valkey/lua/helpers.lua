@@ -531,7 +531,13 @@ local EXPAND_MT = {
     if s ~= nil then
       v = rawget(t, s)
       if v == nil then
-        if k == "last_transition_at" or k == "last_mutation_at" then v = t.created_at else v = "" end
+        if k == "last_transition_at" then
+          v = t.created_at
+        elseif k == "last_mutation_at" then
+          v = t.last_transition_at
+        else
+          v = ""
+        end
       elseif k == "blocking_detail" then
         v = detail_of(t, v)
       end
@@ -545,6 +551,45 @@ local EXPAND_MT = {
     return v
   end
 }
+
+-- A completed core keeps the run the completion ended in the lease fields it does not clear
+-- (worker, worker instance, lease_acquired_at; since library version 10: a version 9 completion
+-- copied them to last_run_*): a terminal core that has lease_acquired_at holds such a run. A core
+-- table names it last_run_* and has no current_* fields, as a version 9 core; RUN_LIVE marks it
+-- (FF.run_unkeep deletes the stored fields under their lease names).
+local RUN_LIVE = "\0run"
+FF.RUN_LIVE = RUN_LIVE
+local function run_of_completion(c)
+  c.last_run_worker_id, c.last_run_worker_instance_id, c.last_run_started_at =
+    c.current_worker_id, c.current_worker_instance_id, c.lease_acquired_at
+  c.current_worker_id, c.current_worker_instance_id, c.lease_acquired_at = nil, nil, nil
+  c[RUN_LIVE] = true
+end
+FF.run_of_completion = run_of_completion
+
+-- current_attempt_index is always total_attempt_count - 1 once an attempt began (every claim sets
+-- both): since library version 10 a claim stores it only where a version 9 claim stored it
+-- already (FF.lease_on), and a core without it reads it from the count. AI_DERIVED marks a core
+-- table whose index is the count's.
+local AI_DERIVED = "\0ai"
+FF.AI_DERIVED = AI_DERIVED
+-- current_lease_epoch likewise reads as total_attempt_count when not stored: a claim stores it
+-- only when they differ (a resumed attempt's lease) or where it is stored already (LE_DERIVED: a
+-- core table whose epoch is the count's).
+local LE_DERIVED = "\0le"
+FF.LE_DERIVED = LE_DERIVED
+-- started_at reads as lease_acquired_at while not stored: the first claim sets both to its time and
+-- stores only the latter; a write that changes or clears lease_acquired_at stores started_at first
+-- (FF.state). SA_DERIVED marks a core table whose started_at is not stored.
+local SA_DERIVED = "\0sa"
+FF.SA_DERIVED = SA_DERIVED
+local function attempt_derived(c)
+  local n = tonumber(c.total_attempt_count)
+  if n ~= nil and n >= 1 then
+    c.current_attempt_index = FF.s(n - 1)
+    c[AI_DERIVED] = true
+  end
+end
 
 -- The core of `e`, or nil (a table of long names, CORE_MT).
 function FF.core(B, e)
@@ -567,9 +612,23 @@ function FF.core(B, e)
     c[long[f] or f] = r[i + 1]
   end
   sv_fill(c)
-  local created = c.created_at
-  if c.last_transition_at == nil then c.last_transition_at = created end
-  if c.last_mutation_at == nil then c.last_mutation_at = created end
+  if c.last_transition_at == nil then c.last_transition_at = c.created_at end
+  -- (last_mutation_at stays nil while not stored: it is then last_transition_at, which FF.state
+  -- writes without it)
+  if c.total_attempt_count ~= nil then
+    if c.current_attempt_index == nil then attempt_derived(c) end
+    if c.current_lease_epoch == nil then
+      c.current_lease_epoch = c.total_attempt_count
+      c[LE_DERIVED] = true
+    end
+  end
+  if c.lease_acquired_at ~= nil then
+    if c.started_at == nil then
+      c.started_at = c.lease_acquired_at
+      c[SA_DERIVED] = true
+    end
+    if c.lifecycle_phase == "terminal" then run_of_completion(c) end
+  end
   local bd = c.bd
   setmetatable(c, CORE_MT)
   if bd ~= nil then c.blocking_detail = detail_of(c, bd) end
@@ -596,7 +655,21 @@ function FF.core_expand(m)
   if c.blocking_detail ~= "" then c.blocking_detail = detail_of(c, c.blocking_detail) end
   c.namespace = c.namespace -- (stored only when not empty)
   if c.last_transition_at == "" then c.last_transition_at = c.created_at end
-  if c.last_mutation_at == "" then c.last_mutation_at = c.created_at end
+  if c.last_mutation_at == "" then c.last_mutation_at = c.last_transition_at end
+  if rawget(c, "total_attempt_count") ~= nil then
+    if rawget(c, "current_attempt_index") == nil then
+      attempt_derived(c)
+      c[AI_DERIVED] = nil
+    end
+    if rawget(c, "current_lease_epoch") == nil then c.current_lease_epoch = c.total_attempt_count end
+  end
+  if rawget(c, "started_at") == nil and rawget(c, "lease_acquired_at") ~= nil then
+    c.started_at = c.lease_acquired_at
+  end
+  if dims[1] == "terminal" and rawget(c, "lease_acquired_at") ~= nil then
+    run_of_completion(c)
+    c[RUN_LIVE] = nil
+  end
   return setmetatable(c, nil)
 end
 

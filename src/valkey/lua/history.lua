@@ -66,12 +66,13 @@ function FF.run_end(B, e, c, outcome, reason, now)
 end
 
 -- The core fields that keep the run a completion ends (`c`: the core of `e` as read before the
--- completion, leased): FF.to_terminal's `extra`. The history then reads it from the core.
+-- completion, leased): FF.to_terminal's `extra`, with FF.COMPLETE_CLEARS, which leave the run's
+-- worker, worker instance and start in their lease fields (helpers.lua, "a completed core keeps
+-- the run"). The history then reads it from the core.
 function FF.run_kept(B, e, c)
   local kind = c.run_kind
   if KIND[kind] == nil then kind = KIND_CODE[FF.run_kind(B, e, c)] or "i" end
-  return { "last_run_worker_id", c.current_worker_id, "last_run_worker_instance_id", c.current_worker_instance_id,
-    "last_run_started_at", c.lease_acquired_at, "run_kind", kind }
+  return { "run_kind", kind }
 end
 
 -- The entry of the run the core of a completed execution keeps (FF.run_kept), or nil.
@@ -87,6 +88,16 @@ function FF.run_unkeep(B, e, c)
   local entry = kept_entry(c)
   if entry == nil then return {} end
   push(B, e, entry)
+  if rawget(c, FF.RUN_LIVE) then
+    -- (kept in the lease fields: the table names them again, for the state write to delete)
+    local mt = getmetatable(c)
+    setmetatable(c, nil)
+    c.current_worker_id, c.current_worker_instance_id, c.lease_acquired_at =
+      c.last_run_worker_id, c.last_run_worker_instance_id, c.last_run_started_at
+    c.last_run_worker_id, c.last_run_worker_instance_id, c.last_run_started_at, c[FF.RUN_LIVE] = nil, nil, nil, nil
+    setmetatable(c, mt)
+    return { "current_worker_id", "", "current_worker_instance_id", "", "lease_acquired_at", "" }
+  end
   return { "last_run_worker_id", "", "last_run_worker_instance_id", "", "last_run_started_at", "" }
 end
 

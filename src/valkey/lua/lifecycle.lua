@@ -280,6 +280,7 @@ end
 --   ARGV:   [1] now, [2] the lease fence, [3] the result (or staged; optional)
 --   reply:  {1, "OK", wake}
 --   errors: execution_not_found, the ladder's
+local COMPLETE_OPTS = { clears = FF.COMPLETE_CLEARS }
 FF.fn.complete = function(B, a, now, result)
   local e, c, bad = FF.held(B, a, now)
   if bad then return bad end
@@ -292,7 +293,12 @@ FF.fn.complete = function(B, a, now, result)
   elseif result ~= nil and result ~= "" then
     FF.put_blob(K.ex(B, e, "result"), result)
   end
-  FF.to_terminal(B, e, c, "success", now, kept)
+  FF.to_terminal(B, e, c, "success", now, kept, COMPLETE_OPTS)
+  -- (the table as FF.core reads it back: the run under last_run_*, no lease fields)
+  local mt = getmetatable(c)
+  setmetatable(c, nil)
+  FF.run_of_completion(c)
+  setmetatable(c, mt)
   FF.drain(B, now)
   return FF.ok("OK")
 end

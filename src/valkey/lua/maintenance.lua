@@ -113,11 +113,13 @@ end
 
 -- The due time an entry of the attempt_timeout index stands for, from core `c`: the current
 -- attempt's attempt_timeout_at while the execution is active (nil: none, the entry is stale). A
--- core without the field (its attempt armed by an earlier library) keeps the entry's `score`.
+-- core without the field (its attempt armed by an earlier library; it reads "", as any field the
+-- core does not hold) keeps the entry's `score`.
 local function attempt_due(c, score)
   if c.lifecycle_phase ~= "active" then return nil end
-  if c.attempt_timeout_at == nil then return score end
-  return tonumber(c.attempt_timeout_at)
+  local at = c.attempt_timeout_at
+  if at == "" then return score end
+  return tonumber(at)
 end
 
 -- The due time an entry of the deadline index stands for: any non-terminal execution's.
@@ -128,7 +130,9 @@ end
 
 -- The expiry passes of a timer index: each due execution expires with `reason`
 -- (FF.expire_exec) once `due_of(core, entry score)` says its time came; an entry it finds stale
--- (nil) is removed, one not yet due (a later attempt's) is moved to its due time.
+-- (nil) is removed, one not yet due (a later attempt's) is moved to its due time. The dependents
+-- of each are resolved before the next entry is read (one of them it skips is not expired after
+-- it, as in a step of its own).
 local function expire_pass(B, a, now, index, reason, due_of)
   local batch = batch_of(a)
   local key = K.idx(B, index)
@@ -145,10 +149,10 @@ local function expire_pass(B, a, now, index, reason, due_of)
       C("ZADD", key, FF.s(at), e)
     else
       FF.expire_exec(B, e, c, reason, now)
+      FF.drain(B, now)
       n = n + 1
     end
   end
-  FF.drain(B, now)
   return timer_reply(n, seen > batch, key)
 end
 
@@ -162,7 +166,7 @@ FF.fn.pass_expire_attempts = function(B, a, now) return expire_pass(B, a, now, "
 FF.fn.pass_expire_executions = function(B, a, now) return expire_pass(B, a, now, "deadline", "execution_deadline", deadline_due) end
 
 -- ff_pass_expire_suspensions (expireSuspensions): suspensions whose timeout came act by their
--- timeout behavior (FF.expire_suspension).
+-- timeout behavior (FF.expire_suspension), the dependents of each resolved before the next.
 --   KEYS: [1] the partition base    ARGV: [1] now, [2] {batch}
 --   reply: {1, "OK", wake, suspensions timed out, "1" more are due | "0", next due ("" when more
 --          or none)}
@@ -173,8 +177,8 @@ FF.fn.pass_expire_suspensions = function(B, a, now)
   local n = 0
   for i = 1, math.min(#items, batch) do
     if FF.expire_suspension(B, items[i], now) then n = n + 1 end
+    FF.drain(B, now)
   end
-  FF.drain(B, now)
   return timer_reply(n, #items > batch, K.idx(B, "susp_timeout"))
 end
 

@@ -41,7 +41,8 @@ end
 -- Moves `e` to terminal `outcome`: out of every index (FF.unindex), its lease cleared, its deadline
 -- dropped, into the retention index when it is not a flow member, then FF.on_terminal. `extra`:
 -- more core field pairs. `opts.astate` overrides the attempt state; `opts.no_resolve` skips
--- dependency resolution (flow cascade cancels).
+-- dependency resolution (flow cascade cancels); `opts.clears` replaces FF.TERMINAL_CLEARS (a
+-- completion's, FF.COMPLETE_CLEARS).
 local NO_OPTS = {}
 local terminal_args = {} -- reused: FF.state takes the count
 function FF.to_terminal(B, e, c, outcome, now, extra, opts)
@@ -59,7 +60,7 @@ function FF.to_terminal(B, e, c, outcome, now, extra, opts)
     n = n + #extra
   end
   FF.state(B, e, c, "terminal", "unowned", "not_applicable", "none", "", outcome, astate, now, t, n,
-    FF.TERMINAL_CLEARS)
+    opts.clears or FF.TERMINAL_CLEARS)
   if c.execution_deadline_at ~= "" then C("ZREM", K.idx(B, "deadline"), e) end
   -- trimRetention: flow members are kept (their flow reads them)
   if (c.flow_id or "") == "" then

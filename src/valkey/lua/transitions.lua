@@ -166,9 +166,10 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
     args[1], args[2] = S_TT, ts
     n = 2
   end
+  -- (last_mutation_at is stored only while it differs from last_transition_at: a write of its
+  -- own, FF.cset, stores it, and a transition then moves it with the transition time)
   cur = c.last_mutation_at
-  if cur == nil then cur = created end
-  if cur ~= ts then
+  if cur ~= nil and cur ~= ts then
     c.last_mutation_at = ts
     args[n + 1], args[n + 2] = S_TM, ts
     n = n + 2
@@ -199,6 +200,12 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
       end
     end
   end
+  -- (started_at not stored reads as lease_acquired_at: stored before that changes, helpers.lua)
+  if c[FF.SA_DERIVED] and (c.lease_acquired_at or "") ~= c.started_at then
+    args[n + 1], args[n + 2] = CF.started_at, c.started_at
+    n = n + 2
+    c[FF.SA_DERIVED] = nil
+  end
   if moved then
     args[n + 1], args[n + 2] = "sv", FF.sv_encode(phase, own, elig, reason, outcome, astate)
     n = n + 2
@@ -227,6 +234,12 @@ FF.LEASE_CLEAR = {
 FF.TERMINAL_CLEARS = {
   "current_lease_id", "current_worker_id", "current_worker_instance_id", "lease_acquired_at", "lease_expires_at",
   "lease_last_renewed_at", "attempt_timeout_at", "current_suspension_id", "current_waitpoint_id"
+}
+-- A completion's: the worker, its instance and lease_acquired_at stay, the run it ended
+-- (helpers.lua, "a completed core keeps the run").
+FF.COMPLETE_CLEARS = {
+  "current_lease_id", "lease_expires_at", "lease_last_renewed_at", "attempt_timeout_at", "current_suspension_id",
+  "current_waitpoint_id"
 }
 
 -- A new list: the entries of `base`, then those of `more` (optional).
