@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql/SqlError"
-import { Config, type ConfigError, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Config, type ConfigError, Context, Effect, Layer, Option, Redacted } from "effect"
 import { EngineBackend, type HmacSecret } from "../EngineBackend.js"
 import { type EngineError, invalidInput, Transport, Unavailable } from "../EngineError.js"
 import { defaultPartitionConfig, type PartitionConfig } from "../Ids.js"
@@ -24,6 +24,7 @@ import { makeCore } from "./internal/core.js"
 import { Pg, PgClient, SqlClient } from "./internal/driver.js"
 import { makeMaintenance } from "./internal/maintenance.js"
 import { makeListener } from "./internal/wakeups.js"
+import { clientConfigOf, makeWarmedPool } from "./internal/pool.js"
 import { type EventHub, type Hub, makeEventHub, makeHub } from "../internal/wakeups.js"
 import { makeEventTransport } from "./internal/events.js"
 import { BACKEND, fromSqlError } from "./internal/errors.js"
@@ -156,28 +157,19 @@ const checkPartitions = (schema: string, partitions: PartitionConfig) =>
     }
   })
 
-/** The LISTEN connection's settings: `listenUrl`, else those of the `PgClient` in context. */
-const listenConfigOf = (listenUrl: PostgresBackendOptions["listenUrl"]) =>
+/**
+ * The LISTEN connection's settings: `listenUrl`, else `fallback` (the pool `layerPg` made), else
+ * those of the `PgClient` in context.
+ */
+const listenConfigOf = (listenUrl: PostgresBackendOptions["listenUrl"], fallback: Pg.ClientConfig | undefined) =>
   Effect.gen(function*() {
     if (listenUrl === false) return undefined
     if (listenUrl !== undefined) {
       return { connectionString: Redacted.isRedacted(listenUrl) ? Redacted.value(listenUrl) : listenUrl } as Pg.ClientConfig
     }
+    if (fallback !== undefined) return fallback
     const pg = yield* Effect.serviceOption(PgClient.PgClient)
-    if (Option.isNone(pg)) return undefined
-    const c = pg.value.config
-    const config: Pg.ClientConfig = {
-      ...(c.url === undefined ? {} : { connectionString: Redacted.value(c.url) }),
-      ...(c.host === undefined ? {} : { host: c.host }),
-      ...(c.port === undefined ? {} : { port: c.port }),
-      ...(c.database === undefined ? {} : { database: c.database }),
-      ...(c.username === undefined ? {} : { user: c.username }),
-      ...(c.password === undefined ? {} : { password: Redacted.value(c.password) }),
-      ...(c.ssl === undefined ? {} : { ssl: c.ssl }),
-      ...(c.stream === undefined ? {} : { stream: c.stream }),
-      ...(c.connectTimeout === undefined ? {} : { connectionTimeoutMillis: Duration.toMillis(c.connectTimeout) })
-    }
-    return config
+    return Option.isNone(pg) ? undefined : clientConfigOf(pg.value.config)
   })
 
 /**
@@ -191,6 +183,12 @@ const listenConfigOf = (listenUrl: PostgresBackendOptions["listenUrl"]) =>
  */
 export const make = (
   options: PostgresBackendOptions = {}
+): Effect.Effect<PostgresBackend, EngineError | ConfigError.ConfigError, SqlClient.SqlClient> => makeWith(options, undefined)
+
+/** `make`, the LISTEN connection's settings defaulting to `listen` (`layerPg`'s, which made the pool). */
+const makeWith = (
+  options: PostgresBackendOptions,
+  listen: Pg.ClientConfig | undefined
 ): Effect.Effect<PostgresBackend, EngineError | ConfigError.ConfigError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const schema = options.schema ?? "flowfabric"
@@ -231,7 +229,7 @@ export const make = (
       maxConnections: options.maxConnections ?? 10,
       conflictAttempts: options.conflictAttempts ?? 5
     })
-    const listenConfig = yield* listenConfigOf(options.listenUrl)
+    const listenConfig = yield* listenConfigOf(options.listenUrl, listen)
     let events: EventHub | undefined
     const listener = listenConfig === undefined ?
       undefined :
@@ -269,10 +267,10 @@ export const make = (
 export const layer = (
   options: PostgresBackendOptions = {}
 ): Layer.Layer<EngineBackend | Maintenance, EngineError | ConfigError.ConfigError, SqlClient.SqlClient> =>
-  Layer.effectContext(
-    Effect.map(make(options), ({ backend, maintenance }) =>
-      Context.make(EngineBackend, backend).pipe(Context.add(Maintenance, maintenance)))
-  )
+  Layer.effectContext(Effect.map(make(options), contextOf))
+
+const contextOf = ({ backend, maintenance }: PostgresBackend) =>
+  Context.make(EngineBackend, backend).pipe(Context.add(Maintenance, maintenance))
 
 /**
  * @since 0.1.0
@@ -316,9 +314,26 @@ export const layerPg = (
     tailPollMs,
     maxConnections: pg.maxConnections
   }
-  return layer(backendOptions).pipe(
-    Layer.provide(Layer.mapError(PgClient.layer(pg), startupError("connect")))
-  )
+  // The pool of `pg`, each new connection warmed for the pickup before its first use; the
+  // connections opened before the library was installed are warmed once it is.
+  return Layer.unwrapScoped(Effect.map(
+    Effect.mapError(makeWarmedPool(pg, schema ?? "flowfabric"), startupError("connect")),
+    ({ pool, warmIdle }) =>
+      Layer.effectContext(Effect.map(Effect.zipLeft(makeWith(backendOptions, clientConfigOf(pg)), warmIdle), contextOf)).pipe(
+        Layer.provide(Layer.mapError(
+          PgClient.layerFromPool({
+            acquire: Effect.succeed(pool),
+            applicationName: pg.applicationName,
+            spanAttributes: pg.spanAttributes,
+            transformResultNames: pg.transformResultNames,
+            transformQueryNames: pg.transformQueryNames,
+            transformJson: pg.transformJson,
+            types: pg.types
+          }),
+          startupError("connect")
+        ))
+      )
+  ))
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import type * as MigratorModule from "@effect/sql/Migrator"
 import type * as SqlClientModule from "@effect/sql/SqlClient"
+import type * as SqlErrorModule from "@effect/sql/SqlError"
 import type * as PgClientModule from "@effect/sql-pg/PgClient"
 import { createRequire } from "node:module"
 import type * as PgModule from "pg"
@@ -17,7 +18,7 @@ const importPg = (): Promise<typeof PgModule> =>
     () => createRequire(import.meta.resolve("@effect/sql-pg/PgClient"))("pg") as typeof PgModule
   )
 
-const [sqlClient, migrator, pgClient, pg] = await importDriver(
+const [sqlClient, migrator, pgClient, pg, sqlError] = await importDriver(
   "flowfabric-effect/postgres",
   [["@effect/sql-pg", "^0.53.0"], ["@effect/sql", "^0.52.1"]],
   () =>
@@ -25,7 +26,8 @@ const [sqlClient, migrator, pgClient, pg] = await importDriver(
       import("@effect/sql/SqlClient"),
       import("@effect/sql/Migrator"),
       import("@effect/sql-pg/PgClient"),
-      importPg()
+      importPg(),
+      import("@effect/sql/SqlError")
     ])
 )
 
@@ -33,6 +35,9 @@ export const SqlClient: typeof SqlClientModule = sqlClient
 export declare namespace SqlClient {
   export type SqlClient = SqlClientModule.SqlClient
 }
+
+/** `SqlError`, the class (the pool `layerPg` makes reports its connection failures as `PgClient.layer`'s). */
+export const SqlError: typeof SqlErrorModule.SqlError = sqlError.SqlError
 
 export const Migrator: typeof MigratorModule = migrator
 export declare namespace Migrator {
@@ -45,6 +50,9 @@ export const PgClient: typeof PgClientModule = pgClient
 export const Pg: typeof PgModule = pg
 export declare namespace Pg {
   export type Client = PgModule.Client
+  export type ClientBase = PgModule.ClientBase
+  export type Pool = PgModule.Pool
+  export type QueryResult = PgModule.QueryResult
   export type ClientConfig = PgModule.ClientConfig
   export type Notification = PgModule.Notification
 }

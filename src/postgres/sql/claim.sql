@@ -435,6 +435,45 @@ BEGIN
   r := ffi_ok(jsonb_build_object('created', v_created -> 'ok', 'claim', v_claim));
 END $$;
 
+-- ff_warm_up: the functions of an idle pickup run once on a lane of their own — the create
+-- (ff_create_execution), the worker's claim of one execution of a named kind (ff_complete_claim),
+-- its completion (ff_complete) — in a subtransaction rolled back at the end: nothing written
+-- stays and nothing is notified. What stays is the session's: the compiled functions, the
+-- catalog entries they read and their statements' plans (the layer discards the plans after it:
+-- they were made on the tables as they are now), which the first pickup on a new connection
+-- would otherwise pay (about 11 ms of server time against 1.2; docs/design/postgres.md,
+-- "Connections"). The lane's id has tabs, which no lane id has (printable ASCII), and
+-- the server process's id, so that warm-ups of several connections at once do not wait for each
+-- other's lane_registry row.
+--   args:   p_now
+--   reply:  {"ok": whether the create, the claim and the completion all succeeded}
+--   errors: -
+CREATE FUNCTION ff_warm_up(p_now bigint) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  v_lane text := 'flowfabric' || chr(9) || 'warm-up' || chr(9) || pg_backend_pid();
+  v_payload bytea := '\x7b7d'::bytea;
+  v_ok boolean := false;
+  r jsonb;
+  h jsonb;
+BEGIN
+  BEGIN
+    r := ff_create_execution('{fp:0}:' || gen_random_uuid()::text, 0, 'default', v_lane, 'warm-up', v_payload, 'json',
+      0, '', NULL, '{}', 'null', '{}', NULL, NULL, NULL, 0, 0, 0, NULL, p_now);
+    r := ff_complete_claim('{}', '{}', '{}', '{}', '{}', '{}', v_lane, '{}', ARRAY['warm-up'], 'warm-up', 'warm-up',
+      1000, 1, 1024, p_now);
+    h := r -> 'ok' -> 'handles' -> 0;
+    IF h IS NOT NULL THEN
+      r := ff_complete(h ->> 'executionId', (h ->> 'attemptIndex')::int, (h ->> 'attemptId')::uuid,
+        (h ->> 'leaseId')::uuid, (h ->> 'leaseEpoch')::bigint, v_payload, p_now);
+      v_ok := r ? 'ok';
+    END IF;
+    RAISE SQLSTATE 'FFW01';
+  EXCEPTION WHEN SQLSTATE 'FFW01' THEN
+    NULL;
+  END;
+  RETURN ffi_ok(to_jsonb(v_ok));
+END $$;
+
 -- ff_claim_for_worker: claimForWorker — reserves the first claimable execution of the lane
 -- (among the window of ffi_claim_window for 64 candidates, of the kinds p_kinds when given) for worker p_worker with
 -- a grant valid p_ttl: not one another worker's live grant reserves, nor one an attached budget

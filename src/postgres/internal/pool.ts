@@ -1,0 +1,87 @@
+/**
+ * The `pg` pool `layerPg` makes: @effect/sql-pg's own pool settings, and every new connection
+ * warmed for an idle pickup before its first use (`ff_warm_up`). A session compiles each PL/pgSQL
+ * function and plans each of its statements at their first call: on a new connection the first
+ * create that claims for an idle worker cost about 10 ms of server time against 1.2 warm, and a
+ * pool opens connections whenever statements overlap (the reconciler's passes) and closes them
+ * after `idleTimeout` (docs/design/postgres.md, "Connections").
+ */
+import type { SqlError as SqlErrorType } from "@effect/sql/SqlError"
+import { Duration, Effect, Redacted, type Scope } from "effect"
+import { quoteIdent } from "./client.js"
+import { Pg, type PgClient, SqlError } from "./driver.js"
+
+/** A client's settings from a `PgClientConfig` (the LISTEN connection's, and each pooled one's). */
+export const clientConfigOf = (c: PgClient.PgClientConfig): Pg.ClientConfig => ({
+  ...(c.url === undefined ? {} : { connectionString: Redacted.value(c.url) }),
+  ...(c.host === undefined ? {} : { host: c.host }),
+  ...(c.port === undefined ? {} : { port: c.port }),
+  ...(c.database === undefined ? {} : { database: c.database }),
+  ...(c.username === undefined ? {} : { user: c.username }),
+  ...(c.password === undefined ? {} : { password: Redacted.value(c.password) }),
+  ...(c.ssl === undefined ? {} : { ssl: c.ssl }),
+  ...(c.stream === undefined ? {} : { stream: c.stream }),
+  ...(c.connectTimeout === undefined ? {} : { connectionTimeoutMillis: Duration.toMillis(c.connectTimeout) })
+})
+
+/**
+ * What warms a connection: the library's `ff_warm_up` (rolled back as it ends), then `DISCARD
+ * PLANS`. The functions stay compiled and the catalog caches filled; the plans are made again at
+ * each statement's first real call, as without the warm-up, on the tables as they are then: a
+ * generic plan made on the empty tables of a new deployment (a pool opens its connections at
+ * start) read the claimable index whole for each candidate of a claim once 10 000 waited.
+ */
+export const warmUpText = (schema: string): string => `SELECT ${quoteIdent(schema)}.ff_warm_up(NULL) AS r; DISCARD PLANS`
+
+export interface WarmedPool {
+  readonly pool: Pg.Pool
+  /** Warms the idle connections opened before the library was installed (their warm-up found no `ff_warm_up`). */
+  readonly warmIdle: Effect.Effect<void>
+}
+
+/**
+ * The pool of `config` (as `PgClient.layer` makes it), each new connection warmed before the pool
+ * hands it out; a warm-up that fails (a schema not installed yet) leaves the connection as it was.
+ * The pool is checked with `SELECT 1` and ended with the scope, as `PgClient.layer`'s.
+ */
+export const makeWarmedPool = (
+  config: PgClient.PgClientConfig,
+  schema: string
+): Effect.Effect<WarmedPool, SqlErrorType, Scope.Scope> =>
+  Effect.gen(function*() {
+    const text = warmUpText(schema)
+    const warmed = new WeakSet<Pg.ClientBase>()
+    const warm = (client: Pg.ClientBase): Promise<void> =>
+      // (two statements: one result each)
+      client.query(text).then((r) => {
+        const first = (r as unknown as ReadonlyArray<Pg.QueryResult>)[0]
+        if (first?.rows[0]?.r !== undefined) warmed.add(client)
+      }, () => undefined)
+    const pool = new Pg.Pool({
+      ...clientConfigOf(config),
+      idleTimeoutMillis: config.idleTimeout === undefined ? undefined : Duration.toMillis(config.idleTimeout),
+      max: config.maxConnections,
+      min: config.minConnections,
+      maxLifetimeSeconds: config.connectionTTL === undefined ? undefined : Duration.toSeconds(config.connectionTTL),
+      application_name: config.applicationName ?? "@effect/sql-pg",
+      types: config.types,
+      onConnect: warm
+    })
+    pool.on("error", () => {})
+    yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () => pool.query("SELECT 1"),
+        catch: (cause) => new SqlError({ cause, message: "PgClient: Failed to connect" })
+      }),
+      () => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption(1000))
+    ).pipe(Effect.timeoutFail({
+      duration: config.connectTimeout ?? Duration.seconds(5),
+      onTimeout: () => new SqlError({ cause: new Error("Connection timed out"), message: "PgClient: Connection timed out" })
+    }))
+    const warmIdle = Effect.promise(async () => {
+      // (nothing else uses the pool yet: these are exactly its idle connections)
+      const clients = await Promise.all(Array.from({ length: pool.idleCount }, () => pool.connect()))
+      await Promise.all(clients.map((c) => (warmed.has(c) ? Promise.resolve() : warm(c)).then(() => c.release())))
+    }).pipe(Effect.ignore)
+    return { pool, warmIdle }
+  })
