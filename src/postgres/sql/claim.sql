@@ -222,7 +222,8 @@ BEGIN
                (c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'eligible_now' AND c.terminal_outcome = 'none'
                 AND c.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none')
                 AND NOT c.has_grant AND coalesce(c.attempt_timeout_ms, 0) <= 0 AND c.attempt_timeout_at IS NULL) AS common
-        FROM exec_core c WHERE c.partition_key = w.part AND c.e_uuid = w.u AND c.blocking_reason = 'waiting_for_worker'
+        FROM exec_core c WHERE c.partition_key = w.part AND c.e_uuid = w.u
+          AND (c.blocking_reason = 'waiting_for_worker') IS TRUE
         FOR UPDATE OF c SKIP LOCKED
       ) c
       LIMIT p_limit - v_count
@@ -232,7 +233,8 @@ BEGIN
       SELECT array_agg(ffi_eid(w.part, w.u)) INTO v_held FROM unnest(v_wpart, v_wuuid) WITH ORDINALITY AS w(part, u, pos)
       WHERE w.pos <> ALL (v_wpos)
         AND EXISTS (SELECT 1 FROM exec_core c
-                    WHERE c.partition_key = w.part AND c.e_uuid = w.u AND c.blocking_reason = 'waiting_for_worker');
+                    WHERE c.partition_key = w.part AND c.e_uuid = w.u
+          AND (c.blocking_reason = 'waiting_for_worker') IS TRUE);
       IF v_held IS NOT NULL THEN
         v_busy := v_busy + cardinality(v_held);
         v_skip := v_skip || v_held;
@@ -491,14 +493,21 @@ DECLARE
   e exec_core;
   v_key text;
   w record;
+  v_i int;
+  v_part int;
+  v_u uuid;
 BEGIN
-  FOR w IN SELECT x.part, x.u FROM ffi_claim_window(p_lane, p_caps, p_kinds, '{}', 64) AS c
-           CROSS JOIN LATERAL unnest(c.o_part, c.o_uuid) WITH ORDINALITY AS x(part, u, pos) ORDER BY x.pos LOOP
+  -- (an expression, not a query: a query's ORDER BY is a sort, which enable_sort = off prices so
+  -- high that JIT compilation starts, tens of ms a call)
+  w := ffi_claim_window(p_lane, p_caps, p_kinds, '{}', 64);
+  FOR v_i IN 1 .. cardinality(w.o_uuid) LOOP
+    v_part := w.o_part[v_i];
+    v_u := w.o_uuid[v_i];
     -- still claimable once locked (exec_core_claimable: runnable and eligible, or a lease to reclaim)
-    SELECT * INTO e FROM exec_core WHERE partition_key = w.part AND e_uuid = w.u AND blocking_reason = 'waiting_for_worker'
+    SELECT * INTO e FROM exec_core WHERE partition_key = v_part AND e_uuid = v_u AND (blocking_reason = 'waiting_for_worker') IS TRUE
     FOR UPDATE SKIP LOCKED;
     CONTINUE WHEN NOT FOUND;
-    v_id := ffi_eid(w.part, w.u);
+    v_id := ffi_eid(v_part, v_u);
     -- a live grant of another worker reserves the execution
     CONTINUE WHEN EXISTS (SELECT 1 FROM claim_grant WHERE execution_id = v_id AND expires_at > v_now AND worker_id <> p_worker);
     -- an attached budget at its hard limit blocks the candidate
@@ -509,7 +518,7 @@ BEGIN
       JOIN budget_usage u ON u.budget_id = l.budget_id AND u.dimension = l.dimension
       WHERE ffi_eid(d.e_part, d.e_uuid) = v_id AND u.value >= l.hard_limit);
     v_key := gen_random_uuid()::text;
-    UPDATE exec_core SET has_grant = true WHERE partition_key = w.part AND e_uuid = w.u;
+    UPDATE exec_core SET has_grant = true WHERE partition_key = v_part AND e_uuid = v_u;
     INSERT INTO claim_grant (execution_id, grant_key, kind, worker_id, worker_instance_id, lane_id, created_at, expires_at)
     VALUES (v_id, v_key, 'claim', p_worker, p_wiid, p_lane, v_now, v_now + p_ttl)
     ON CONFLICT (execution_id) DO UPDATE SET grant_key = EXCLUDED.grant_key, kind = EXCLUDED.kind,
