@@ -12,10 +12,10 @@ import { inject } from "vitest"
 import { EngineBackend } from "../src/EngineBackend.js"
 import * as Ids from "../src/Ids.js"
 import { decodeHandle } from "../src/internal/handleCodec.js"
-import { Migrator } from "../src/postgres/internal/driver.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
-import { appliedVersion, LATEST_MIGRATION, LEDGER_TABLE, migrations } from "../src/postgres/migrations/index.js"
+import { appliedVersion, LATEST_MIGRATION } from "../src/postgres/migrations/index.js"
 import { testHmacSecret } from "./support/hmac.js"
+import { storeAtMigration } from "./support/pgOldStore.js"
 
 const tag = `${process.pid}_${Date.now().toString(36)}`
 const schema = `ff_claimable_old_${tag}`
@@ -25,9 +25,6 @@ const client = Layer.scopedDiscard(
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.addFinalizer(() => Effect.ignore(sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`))))
 ).pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(inject("pgUrl")), maxConnections: 4 })))
-
-/** The migrations up to 0045: the layout before the claimable executions left `ready`. */
-const before0046 = Object.fromEntries(Object.entries(migrations).filter(([k]) => Number(k.slice(0, 4)) <= 45))
 
 interface Row {
   readonly name: string
@@ -66,17 +63,7 @@ const states = {
 const oldStore = (ids: ReadonlyMap<string, string>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    yield* sql.withTransaction(Effect.gen(function*() {
-      yield* sql.unsafe(`CREATE SCHEMA "${schema}"`)
-      yield* sql.unsafe(`SET LOCAL search_path TO "${schema}"`)
-      yield* sql.unsafe(
-        `CREATE TABLE "${schema}".${LEDGER_TABLE} (migration_id integer PRIMARY KEY, ` +
-          "created_at timestamptz NOT NULL DEFAULT now(), name text NOT NULL)"
-      )
-      yield* Migrator.make({})({ loader: Migrator.fromRecord(before0046), table: `${schema}.${LEDGER_TABLE}` })
-      // the rows as such a store holds them (no library at hand: its triggers, which write events
-      // and lane counts through it, are off for this fixture)
-      yield* sql.unsafe("SET LOCAL session_replication_role = replica")
+    yield* storeAtMigration(schema, 45, Effect.gen(function*() {
       for (const r of rows) {
         const id = ids.get(r.name)!
         const [phase, own, elig, blocking, attempt, pub] = states[r.state]

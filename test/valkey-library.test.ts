@@ -224,7 +224,7 @@ describe("valkey function library", () => {
           // a version 9 core: ai and le stored beside n, written again by the next claim
           const old = yield* completed
           yield* Effect.promise(() => r.hset(old.core, "ai", "0", "le", "1"))
-          const h2 = yield* again(old.id, (yield* Effect.promise(() => r.hget(old.core, "l"))) as Ids.LaneId)
+          yield* again(old.id, (yield* Effect.promise(() => r.hget(old.core, "l"))) as Ids.LaneId)
           expect(yield* Effect.promise(() => r.hmget(old.core, "ai", "le", "n"))).toEqual(["1", "2", "2"])
           expect(yield* attempt(old.id)).toBe(1)
         }))

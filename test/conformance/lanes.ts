@@ -101,7 +101,6 @@ export const lanes = (t: Tester) =>
 
     t.test("ties of one millisecond across partitions are in id string order ({fp:10}:… before {fp:1}:…), the same uuid too", () =>
       Effect.gen(function*() {
-        const b = yield* backend
         const lane = yield* newLane()
         const shared = (yield* executionIdOnPartition(0)).slice("{fp:0}:".length)
         const ids: Array<ExecutionId> = []
