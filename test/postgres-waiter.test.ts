@@ -60,6 +60,31 @@ const expiry = (lane: LaneId, worker: string) =>
 const registeredPast = (lane: LaneId, worker: string, at: number) =>
   Effect.map(expiry(lane, worker), Option.exists((e) => e > at))
 
+/**
+ * A worker on `lane` whose idle poll is an hour (only a wake-up makes it claim again), counting its
+ * arms; returned once it armed the first time.
+ */
+const idleWorker = (lane: LaneId, workerId: string) =>
+  Effect.gen(function*() {
+    const b = yield* EngineBackend
+    const counts = { armed: 0 }
+    const service: EngineBackend.Service = {
+      ...b,
+      subscribeWork: (args) =>
+        Effect.map(b.subscribeWork(args), (sub) => ({ ...sub, arm: Effect.tap(sub.arm, () => Effect.sync(() => counts.armed++)) }))
+    }
+    yield* Effect.forkScoped(
+      Worker.run({
+        lanes: [lane],
+        handlers: [Worker.handler({ ...Echo, run: (input, ctx) => Effect.succeed({ text: input.text, attempt: ctx.attempt, resumed: ctx.resumed }) })],
+        idle: Schedule.spaced("1 hour"),
+        workerId
+      }).pipe(Effect.provideService(EngineBackend, service))
+    )
+    yield* eventually(Effect.sync(() => counts.armed >= 1))
+    return counts
+  })
+
 describe("postgres: a waiting worker's registration", () => {
   it.scoped("one its process left behind lapses, and trimRetention deletes it (the lane's creates send no NOTIFY for it)", () =>
     Effect.gen(function*() {
@@ -112,28 +137,14 @@ describe("postgres: a waiting worker's registration", () => {
     Effect.gen(function*() {
       const lane = yield* newLane()
       const b = yield* EngineBackend
-      let armed = 0
-      const service: EngineBackend.Service = {
-        ...b,
-        subscribeWork: (args) =>
-          Effect.map(b.subscribeWork(args), (sub) => ({ ...sub, arm: Effect.tap(sub.arm, () => Effect.sync(() => armed++)) }))
-      }
-      yield* Effect.forkScoped(
-        Worker.run({
-          lanes: [lane],
-          handlers: [Worker.handler({ ...Echo, run: (input, ctx) => Effect.succeed({ text: input.text, attempt: ctx.attempt, resumed: ctx.resumed }) })],
-          idle: Schedule.spaced("1 hour"),
-          workerId: "waiter"
-        }).pipe(Effect.provideService(EngineBackend, service))
-      )
-      yield* eventually(Effect.sync(() => armed >= 1))
+      const worker = yield* idleWorker(lane, "waiter")
       const armedAt = yield* Clock.currentTimeMillis
       // five minutes of waiting (its idle poll is an hour), in steps the renewals follow
       for (let i = 0; i < 6; i++) {
         yield* TestClock.adjust("50 seconds")
         yield* TestServices.provideLive(Effect.sleep("100 millis"))
       }
-      expect(armed).toBe(1)
+      expect(worker.armed).toBe(1)
       // another worker registering on the lane clears the lane's lapsed registrations
       yield* Effect.scoped(Effect.gen(function*() {
         const other = yield* b.subscribeWork({ lanes: [lane], workerInstanceId: Ids.unsafe.workerInstanceId("waiter-other") })
@@ -148,22 +159,8 @@ describe("postgres: a waiting worker's registration", () => {
   it.scoped("a renewal that finds the registration gone wakes the worker: work made claimable meanwhile, unnotified, is claimed", () =>
     Effect.gen(function*() {
       const lane = yield* newLane()
-      let armed = 0
       const b = yield* EngineBackend
-      const service: EngineBackend.Service = {
-        ...b,
-        subscribeWork: (args) =>
-          Effect.map(b.subscribeWork(args), (sub) => ({ ...sub, arm: Effect.tap(sub.arm, () => Effect.sync(() => armed++)) }))
-      }
-      yield* Effect.forkScoped(
-        Worker.run({
-          lanes: [lane],
-          handlers: [Worker.handler({ ...Echo, run: (input, ctx) => Effect.succeed({ text: input.text, attempt: ctx.attempt, resumed: ctx.resumed }) })],
-          idle: Schedule.spaced("1 hour"),
-          workerId: "waiter-gone"
-        }).pipe(Effect.provideService(EngineBackend, service))
-      )
-      yield* eventually(Effect.sync(() => armed >= 1))
+      yield* idleWorker(lane, "waiter-gone")
       // the registration goes (as a lapsed one another worker's registration clears)
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`DELETE FROM "${schema}".lane_waiter WHERE lane_id = $1`, [lane])).pipe(
         Effect.provide(client()),
