@@ -40,12 +40,37 @@ end
 -- of the same key sends those first), so every set ends as the single commands would leave it; a
 -- lane state set's count moves by the members the command added or removed.
 local zq, zq_keys, zq_n = {}, {}, 0
+-- The sets written here are queues in practice (an execution enters `s=active` and
+-- `lease_expiry` at its claim, mostly at their end: scores and creation times grow, and leaves at
+-- its completion), and a set of up to zset-max-listpack-entries (128) is kept by the server as a
+-- listpack, where each insertion walks the list twice (the member looked for, then its place):
+-- with a hundred leases out, the two walks of these two sets were about a tenth of a task's server
+-- instructions. So a queued ZADD that would take a set past ZQ_SKIPLIST entries makes it a
+-- skiplist first (an insertion then costs a search of a few levels): a member longer than any
+-- listpack value is added and removed again around the ZADD (a listpack set is converted when it
+-- meets one, or created as a skiplist; the server converts a skiplist back only when it loads it
+-- from a dump). Nothing else sees the member: it never outlives the command that sends the
+-- queued writes, and no member of these sets is that long. Only the encoding changes (about 70
+-- bytes more per entry, for sets of more than ZQ_SKIPLIST entries: active leases, live states).
+local ZQ_SKIPLIST = 32
+local ZQ_FILLER = "\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255" -- (80 bytes)
 -- key -> {op, args, n (arguments queued), B, lane, state (for a lane state set's count)}
 local function zq_send(key, q)
   local n = q.n
   if n == 0 then return end
   local r = 0
+  local filler = false
+  if q.op == "ZADD" then
+    local enc = C("OBJECT", "ENCODING", key)
+    if enc == false then
+      filler = n / 2 > ZQ_SKIPLIST
+    elseif enc == "listpack" then
+      filler = C("ZCARD", key) + n / 2 > ZQ_SKIPLIST
+    end
+    if filler then C("ZADD", key, 0, ZQ_FILLER) end
+  end
   for i = 1, n, FF.CHUNK do r = r + C(q.op, key, unpack(q.args, i, math.min(i + FF.CHUNK - 1, n))) end
+  if filler then C("ZREM", key, ZQ_FILLER) end
   if q.lane ~= nil and r > 0 then count(q.B, q.lane, q.state, q.op == "ZADD" and r or -r) end
   q.n = 0
 end
