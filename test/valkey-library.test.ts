@@ -340,6 +340,54 @@ describe("valkey function library", () => {
           }
           expect(yield* Effect.promise(() => r.hgetall(`${B}:l:${l}:n`))).toMatchObject({ waiting: "2", active: "1", completed: "3" })
         }))
+
+      // A queued ZADD that takes one of these sets past 32 entries makes it a skiplist first (a
+      // member longer than any listpack value, added and removed around the ZADD): only the
+      // encoding changes, no member is left behind and the counts stay those of the executions.
+      it.scoped("a set past 32 entries is a skiplist, its members and counts those of the executions alone", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const ids: Array<Ids.ExecutionId> = []
+          for (let i = 0; i < 48; i++) ids.push(yield* Ids.executionIdSolo(l))
+          yield* b.createExecutions(ids.map((executionId) => ({
+            executionId,
+            laneId: l,
+            namespace: Ids.unsafe.namespace("lib"),
+            executionKind: "k"
+          })))
+          const B = base(Ids.executionPartition(ids[0]!))
+          const activeKey = `${B}:l:${l}:s=active`
+          const encoding = (key: string) => Effect.promise(() => r.call("OBJECT", "ENCODING", key) as Promise<string | null>)
+          const longest = (key: string) =>
+            Effect.promise(() => r.zrangeBuffer(key, 0, -1)).pipe(Effect.map((m) => Math.max(0, ...m.map((x) => x.length))))
+          const first = yield* b.claimMany({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy }, 20)
+          expect(first).toHaveLength(20)
+          // (20 entries: still a listpack)
+          expect(yield* encoding(activeKey)).toBe("listpack")
+          const second = yield* b.claimMany({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy }, 20)
+          expect(second).toHaveLength(20)
+          expect(yield* encoding(activeKey)).toBe("skiplist")
+          expect(yield* encoding(`${B}:i:lease_expiry`)).toBe("skiplist")
+          expect(yield* Effect.promise(() => r.zcard(activeKey))).toBe(40)
+          expect(yield* longest(activeKey)).toBeLessThan(64)
+          expect(yield* longest(`${B}:i:lease_expiry`)).toBeLessThan(64)
+          let leased = 0
+          for (const id of ids) {
+            if ((yield* Effect.promise(() => r.zscore(`${B}:i:lease_expiry`, id))) !== null) leased++
+          }
+          expect(leased).toBe(40)
+          const out = yield* b.completeMany([...first, ...second].map((handle) => ({ handle })))
+          expect(out.every((x) => x._tag === "Right")).toBe(true)
+          const doneKey = `${B}:l:${l}:s=completed`
+          // (40 added by one call: made a skiplist as it is created)
+          expect(yield* encoding(doneKey)).toBe("skiplist")
+          expect(yield* Effect.promise(() => r.zcard(doneKey))).toBe(40)
+          expect(yield* longest(doneKey)).toBeLessThan(64)
+          expect(yield* Effect.promise(() => r.exists(activeKey))).toBe(0)
+          expect(yield* Effect.promise(() => r.hgetall(`${B}:l:${l}:n`))).toMatchObject({ waiting: "8", active: "0", completed: "40" })
+        }))
     })
 
     describe("a helper never fails on a size after a write", () => {
