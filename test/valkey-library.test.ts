@@ -480,6 +480,68 @@ describe("valkey function library", () => {
         }))
     })
 
+    describe("batch items in ARGV (fi, fn)", () => {
+      // ff_create_across and ff_complete_many take their items as ARGV entries after the blobs
+      // (the layer's form), or as JSON objects (items): both create and complete alike.
+      const lanesKey = () => `${prefix}:lanes`
+      const flatCreate = (id: Ids.ExecutionId, l: Ids.LaneId, more: string) =>
+        [id, "lib", l, "k", "0", "", "", "", String(Ids.executionPartition(id)), more]
+
+      it.scoped("items in ARGV are created and completed as JSON items are; their rare arguments come as one JSON object", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const ids = [yield* Ids.executionIdSolo(l), yield* Ids.executionIdSolo(l), yield* Ids.executionIdSolo(l)]
+          const p = Ids.executionPartition(ids[0]!)
+          const later = 4_102_444_800_000
+          const blobs = ["", "", "", "", "", ""]
+          const out = yield* fcall(r, "ff_create_across", lanesKey(), { prefix, partitions: 256, fi: 9, fn: 3 }, [
+            ...blobs,
+            ...flatCreate(ids[0]!, l, ""),
+            ...flatCreate(ids[1]!, l, JSON.stringify({ tags: { a: "1" } })),
+            ...flatCreate(ids[2]!, l, JSON.stringify({ delay_until: later }))
+          ])
+          expect(replyOf(out)).toEqual([1, "OK", "", "OK", ids[0], "waiting", "OK", ids[1], "waiting", "OK", ids[2], "delayed"])
+          expect(yield* Effect.promise(() => r.hgetall(`${base(p)}:e:${ids[1]}:tags`))).toEqual({ a: "1" })
+          const handles = yield* b.claimMany({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy }, 2)
+          expect(handles).toHaveLength(2)
+          const fences = yield* Effect.forEach(ids.slice(0, 2), (id) =>
+            Effect.promise(() => r.hmget(`${base(p)}:e:${id}`, "aid", "li", "n")))
+          // the second one with a result (its ARGV position), the first with a stale lease id
+          const done = yield* fcall(r, "ff_complete_many", lanesKey(), { prefix, partitions: 256, fi: 4, fn: 2 }, [
+            "fine",
+            ids[0]!, String(Number(fences[0]![2]) - 1), fences[0]![0]!, "not-the-lease", fences[0]![2]!, String(p), "",
+            ids[1]!, String(Number(fences[1]![2]) - 1), fences[1]![0]!, fences[1]![1]!, fences[1]![2]!, String(p), "1"
+          ])
+          const reply = replyOf(done)
+          expect(reply?.slice(0, 3)).toEqual([1, "OK", ""])
+          expect(JSON.parse(reply?.[3] as string)).toEqual([0, "stale_lease"])
+          expect(reply?.[4]).toBe("")
+          expect(yield* Effect.promise(() => r.hget(`${base(p)}:e:${ids[1]}`, "rv"))).toBe("fine")
+          expect(yield* Effect.promise(() => r.hget(`${base(p)}:e:${ids[0]}`, "li"))).toBe(fences[0]![1])
+        }))
+
+      it.scoped("positions outside ARGV are refused before any write", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const l = yield* lane
+          const id = yield* Ids.executionIdSolo(l)
+          const p = Ids.executionPartition(id)
+          for (const [fi, fn] of [[3, 2], [2, 1], [3.5, 1], ["3", 1]] as const) {
+            const out = yield* fcall(r, "ff_create_across", lanesKey(), { prefix, partitions: 256, fi, fn }, flatCreate(id, l, ""))
+            expect(refused(out)).toBe("invalid_input")
+          }
+          const bad = yield* fcall(r, "ff_create_across", lanesKey(), { prefix, partitions: 256, fi: 3, fn: 1 }, flatCreate(id, l, "[1"))
+          expect(refused(bad)).toBe("invalid_input")
+          expect(yield* Effect.promise(() => r.exists(`${base(p)}:e:${id}`))).toBe(0)
+          const none = yield* fcall(r, "ff_complete_many", lanesKey(), { prefix, partitions: 256, fi: 3, fn: 2 }, [
+            id, "0", "a", "l", "1", String(p), ""
+          ])
+          expect(refused(none)).toBe("invalid_input")
+        }))
+    })
+
     describe("every check before the first write", () => {
 
       it.scoped("ff_create_many with a malformed second item creates nothing", () =>

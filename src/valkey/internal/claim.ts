@@ -538,14 +538,14 @@ export const makeClaims = (
 
   /** One ff_complete_claim: the items' outcomes, up to CLAIM_CHUNK claims, what is left of `budget`. */
   const completeClaimCall = (items: Items, args: M.ClaimArgs, max: number, budget: number) => {
-    const blobs: Array<Uint8Array> = []
+    const blobs: Array<Uint8Array | string> = []
     const completing = completionArgs(ctx, items, blobs)
     if (Either.isLeft(completing)) return Effect.fail(completing.left)
     const n = Math.min(CLAIM_CHUNK, max)
     return Effect.flatMap(
       ctx.callBinary("complete_claim", { base: keys.hint(args.lane) }, {
         ...batchArgs(args, n, budget, true),
-        items: completing.right
+        ...completing.right
       }, blobs),
       (raw) => completeClaimReply(raw, items, args, budget)
     )

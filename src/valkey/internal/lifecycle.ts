@@ -59,7 +59,6 @@ const CREATE_CHUNK_BYTES = 2 * 1024 * 1024
  * member of ff_create_flow_graph / ff_extend_flow.
  */
 export const createArgs = (a: CreateExecutionCore): Record<string, unknown> => {
-  const policy = a.policy
   // (built by assignment: a dozen conditional spreads per item cost more than the rest of it)
   const o: Record<string, unknown> = {
     execution_id: a.executionId,
@@ -70,25 +69,74 @@ export const createArgs = (a: CreateExecutionCore): Record<string, unknown> => {
     creator_identity: a.creatorIdentity,
     payload_encoding: a.payloadEncoding ?? ""
   }
-  if (a.delayUntil !== undefined) o["delay_until"] = a.delayUntil
-  if (a.executionDeadlineAt !== undefined) o["deadline_at"] = a.executionDeadlineAt
+  createOptional(a, o)
+  o["tags"] = a.tags
+  o["required_capabilities"] = a.requiredCapabilities.join(",")
+  return o
+}
+
+/**
+ * One item of ff_create_across as 10 ARGV entries (FF.CREATE_ITEM_WIDTH) pushed to `out`: execution id,
+ * namespace, lane, kind, priority, creator, payload encoding, required capabilities (comma
+ * separated), partition, and the JSON object of the arguments an item seldom has (createArgs'
+ * others, tags when there are any), "" when it has none.
+ */
+const createFlat = (a: CreateExecutionCore, partition: number, out: Array<Uint8Array | string>): void => {
+  const o: Record<string, unknown> = {}
+  let more = createOptional(a, o)
+  for (const _ in a.tags) {
+    o["tags"] = a.tags
+    more = true
+    break
+  }
+  out.push(
+    a.executionId,
+    a.namespace,
+    a.laneId,
+    a.executionKind,
+    String(a.priority),
+    a.creatorIdentity,
+    a.payloadEncoding ?? "",
+    a.requiredCapabilities.join(","),
+    String(partition),
+    more ? JSON.stringify(o) : ""
+  )
+}
+
+/** createArgs' fields an item seldom has, set on `o`; whether it has any. */
+const createOptional = (a: CreateExecutionCore, o: Record<string, unknown>): boolean => {
+  const policy = a.policy
+  let any = false
+  if (a.delayUntil !== undefined) {
+    o["delay_until"] = a.delayUntil
+    any = true
+  }
+  if (a.executionDeadlineAt !== undefined) {
+    o["deadline_at"] = a.executionDeadlineAt
+    any = true
+  }
   if (policy !== undefined) {
     const timeout = policy.timeoutPolicy
+    const stream = policy.streamPolicy
     if (timeout?.executionDeadlineMs !== undefined) o["deadline_ms"] = timeout.executionDeadlineMs
     if (timeout?.attemptTimeoutMs !== undefined) o["attempt_timeout_ms"] = timeout.attemptTimeoutMs
     if (policy.maxSignalsPerExecution !== undefined) o["max_signals"] = policy.maxSignalsPerExecution
-    const stream = policy.streamPolicy
     if (stream?.retentionMaxlen !== undefined) o["stream_maxlen"] = stream.retentionMaxlen
     if (stream?.retentionTtlMs !== undefined) o["retention_ms"] = stream.retentionTtlMs
+    any = any || timeout?.executionDeadlineMs !== undefined || timeout?.attemptTimeoutMs !== undefined ||
+      policy.maxSignalsPerExecution !== undefined || stream?.retentionMaxlen !== undefined ||
+      stream?.retentionTtlMs !== undefined
   }
   if (a.idempotencyKey !== undefined && a.idempotencyKey !== "") {
     o["idempotency_key"] = a.idempotencyKey
     o["dedup_ttl_ms"] = policy?.dedupWindowMs ?? 86_400_000
+    any = true
   }
-  o["tags"] = a.tags
-  o["required_capabilities"] = a.requiredCapabilities.join(",")
-  if (a.traceContext !== undefined) o["trace"] = a.traceContext
-  return o
+  if (a.traceContext !== undefined) {
+    o["trace"] = a.traceContext
+    any = true
+  }
+  return any
 }
 
 /** (docs/design/executions.md#replaying-a-terminal-write) A retried terminal write that finds its own outcome succeeds. */
@@ -137,42 +185,46 @@ export const completionOutcome = (
   return isCompletedAgain(h, e) ? completedOutcome : Either.right(Either.left(e))
 }
 
+/** The fields of one item of ff_complete_many / ff_complete_claim in ARGV (FF.COMPLETE_ITEM). */
+const COMPLETE_ITEM_WIDTH = 7
+
 /**
- * The `items` argument of ff_complete_many / ff_complete_claim for `items` (each its lease fence,
- * its partition, and the position in `blobs` of its payload, pushed there), or the error of an
- * execution id outside the deployment's partitions (nothing is sent then).
+ * The items of ff_complete_many / ff_complete_claim for `items`: each its lease fence, its
+ * partition and the ARGV position of its result ("" without one), as ARGV entries after the
+ * results (pushed to `blobs`: the results first, then COMPLETE_ITEM_WIDTH fields per item), and
+ * the arguments that place them (`fi`, the ARGV index of the first item's first field, `fn`, the
+ * count): strings the function takes as they are, where JSON objects cost it a decode per item.
+ * Or the error of an execution id outside the deployment's partitions (nothing is sent then).
  */
 export const completionArgs = (
   ctx: CoreContext,
   items: ReadonlyArray<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }>,
-  blobs: Array<Uint8Array>
-): Either.Either<Array<Record<string, unknown>>, EngineError> => {
-  const out: Array<Record<string, unknown>> = new Array(items.length)
+  blobs: Array<Uint8Array | string>
+): Either.Either<{ readonly fi: number; readonly fn: number }, EngineError> => {
+  const partitions: Array<number> = new Array(items.length)
+  const results: Array<string> = new Array(items.length)
   for (let i = 0; i < items.length; i++) {
     const { h, payload } = items[i]!
-    const p = h.payload
-    const partition = Ids.executionPartition(p.executionId)
-    if (partition >= ctx.N) return Either.left(ctx.rangeError(p.executionId))
-    out[i] = payload === undefined ?
-      {
-        execution_id: p.executionId,
-        attempt_index: p.attemptIndex,
-        attempt_id: p.attemptId,
-        lease_id: p.leaseId,
-        lease_epoch: p.leaseEpoch,
-        partition
-      } :
-      {
-        execution_id: p.executionId,
-        attempt_index: p.attemptIndex,
-        attempt_id: p.attemptId,
-        lease_id: p.leaseId,
-        lease_epoch: p.leaseEpoch,
-        partition,
-        blob: blobs.push(payload)
-      }
+    const partition = Ids.executionPartition(h.payload.executionId)
+    if (partition >= ctx.N) return Either.left(ctx.rangeError(h.payload.executionId))
+    partitions[i] = partition
+    results[i] = payload === undefined ? "" : String(blobs.push(payload))
   }
-  return Either.right(out)
+  // (ARGV[1] is now, ARGV[2] the JSON arguments, ARGV[2 + j] the j-th blob)
+  const fi = blobs.length + 3
+  for (let i = 0; i < items.length; i++) {
+    const p = items[i]!.h.payload
+    blobs.push(
+      p.executionId,
+      String(p.attemptIndex),
+      p.attemptId,
+      p.leaseId,
+      String(p.leaseEpoch),
+      String(partitions[i]),
+      results[i]!
+    )
+  }
+  return Either.right({ fi, fn: items.length })
 }
 
 /** Claims one ff_create_claim takes at most on a standalone server (as one ff_complete_claim's). */
@@ -352,19 +404,16 @@ export const makeLifecycle = (
   const createChunks = (list: ReadonlyArray<CreateExecutionCore>, results: Array<M.CreateExecutionResult>): Fx<void> => {
     if (!client.isCluster) {
       const chunks = weighed(list, Array.from({ length: list.length }, (_, i) => i))
-      return Effect.forEach(chunks, (items) =>
-        Effect.flatMap(
-          call("create_across", { base: keys.lanes }, {
-            prefix: settings.prefix,
-            partitions: N,
-            items: items.map((i) => {
-              const item = createArgs(list[i]!)
-              item["partition"] = Ids.executionPartition(list[i]!.executionId)
-              return item
-            })
-          }, blobsOf(list, items)),
+      return Effect.forEach(chunks, (items) => {
+        // the payload / policy pairs, then the items' fields (createFlat) from ARGV[fi] on
+        const blobs = blobsOf(list, items)
+        const fi = blobs.length + 3
+        for (const i of items) createFlat(list[i]!, Ids.executionPartition(list[i]!.executionId), blobs)
+        return Effect.flatMap(
+          call("create_across", { base: keys.lanes }, { prefix: settings.prefix, partitions: N, fi, fn: items.length }, blobs),
           (env) => createdFrom("ff_create_across", env, items, results)
-        ), { concurrency: "unbounded", discard: true })
+        )
+      }, { concurrency: "unbounded", discard: true })
     }
     const byPartition = new Map<number, Array<number>>()
     for (let i = 0; i < list.length; i++) {
@@ -436,11 +485,11 @@ export const makeLifecycle = (
 
   /** One ff_complete_many: its items' outcomes in order. */
   const completeChunk = (items: Parameters<BackendCore["completeMany"]>[0]): Fx<Array<Either.Either<void, EngineError>>> => {
-    const blobs: Array<Uint8Array> = []
+    const blobs: Array<Uint8Array | string> = []
     const args = completionArgs(ctx, items, blobs)
     if (Either.isLeft(args)) return Effect.fail(args.left)
     return Effect.flatMap(
-      call("complete_many", { base: keys.lanes }, { prefix: settings.prefix, partitions: N, items: args.right }, blobs),
+      call("complete_many", { base: keys.lanes }, { prefix: settings.prefix, partitions: N, ...args.right }, blobs),
       (env) => {
         const fn = "ff_complete_many"
         if (env.fields.length !== items.length) {

@@ -716,8 +716,9 @@ end
 -- what the completions made claimable, and each claimed execution's input, read in the same call
 -- while the payloads total at most a.budget bytes (past it: the caller reads that input).
 --   KEYS:   [1] the lane's claim hint `<prefix>:hint:<lane>`
---   ARGV:   [1] now, [2] ff_claim_lane's arguments + {items (as ff_complete_many's, maybe empty),
---           budget}, [2 + blob] the result of an item that has one (or staged)
+--   ARGV:   [1] now, [2] ff_claim_lane's arguments + {items or fi, fn (as ff_complete_many's,
+--           maybe none), budget}, [2 + blob] the result of an item that has one (or staged), [fi ..]
+--           the items' fields
 --   reply:  {1, "OK", "", #items, one field per item as ff_complete_many's, status, last_status
 --           (ff_claim_lane's; "OK", "EMPTY" without claims), n (claims), 8 fields per claim
 --           (ff_claim's OK fields), then per claim 5 fields: "1" with its input / "0" without,
@@ -725,8 +726,8 @@ end
 --   errors: invalid_input (items, prefix, an item's partition, the claim's arguments, budget),
 --           before the first write; an error of the first claim ends the call with it
 FF.fn.complete_claim = function(H, a, now, _, _, argv)
-  local items = a.items
-  if type(items) ~= "table" then return FF.err("invalid_input", "complete_claim: items") end
+  local items, bad_items = FF.complete_items_of("complete_claim", a, argv)
+  if items == nil then return bad_items end
   local bad = FF.need("complete_claim", a, { "prefix", "s", "budget", "n" }) or
     FF.need_each("complete_claim", items, { "execution_id", "s" })
   if bad then return bad end

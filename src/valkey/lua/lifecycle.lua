@@ -179,18 +179,61 @@ FF.fn.create_many = function(B, a, now, _, _, argv)
   return r
 end
 
+-- The items of ff_create_across: a.items, a list of JSON objects (ff_create's arguments +
+-- partition each), or, when a.fi is given, a.fn items of FF.CREATE_ITEM_WIDTH ARGV entries each
+-- from ARGV[a.fi] on: execution id, namespace, lane, kind, priority, creator identity, payload
+-- encoding, required capabilities, partition, and "" or the JSON object of its other arguments
+-- (CREATE_OPTIONAL's, deadline_at / deadline_ms, idempotency_key / dedup_ttl_ms, tags); each made
+-- the table a JSON item decodes to (as FF.complete_items_of). nil and the refusal when a.fi / a.fn
+-- do not place the items inside ARGV or an item's other arguments are no JSON object.
+FF.CREATE_ITEM_WIDTH = 10
+function FF.create_items_of(name, a, argv)
+  local at, n = a.fi, a.fn
+  if at == nil then
+    if type(a.items) ~= "table" then return nil, FF.err("invalid_input", name .. ": items") end
+    return a.items
+  end
+  local w = FF.CREATE_ITEM_WIDTH
+  if type(at) ~= "number" or type(n) ~= "number" or at ~= math.floor(at) or n ~= math.floor(n) or at < 3 or n < 0 or
+      n > 100000 or (n > 0 and type(argv[at + w * n - 1]) ~= "string") then
+    return nil, FF.err("invalid_input", name .. ": items")
+  end
+  local items = {}
+  for i = 1, n do
+    local k = at + w * (i - 1)
+    local it = {
+      execution_id = argv[k], namespace = argv[k + 1], lane_id = argv[k + 2], execution_kind = argv[k + 3],
+      priority = argv[k + 4], creator_identity = argv[k + 5], payload_encoding = argv[k + 6],
+      required_capabilities = argv[k + 7], partition = tonumber(argv[k + 8])
+    }
+    local more = argv[k + 9]
+    if more ~= "" then
+      local m = FF.decode(more)
+      if m == nil then return nil, FF.err("invalid_input", name .. ": item " .. FF.s(i)) end
+      for f, v in pairs(m) do
+        if it[f] == nil then it[f] = v end
+      end
+    end
+    items[i] = it
+  end
+  return items
+end
+
 -- ff_create_across (createExecutions on a standalone server): a batch over any partitions in one
 -- call, each item created exactly as ff_create on its partition (a.prefix .. ":{fp:" ..
 -- item.partition .. "}"), in order. The wakes go to the claim hints at the end of the call (the
 -- best score per partition and lane), and the lanes to the lane registry.
 --   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
---   ARGV:   [1] now, [2] {prefix, partitions, items: ff_create's arguments + partition each},
---           [3 + 2(i-1)] / [4 + 2(i-1)] the payload (or staged) / policy of item i
+--   ARGV:   [1] now, [2] {prefix, partitions, and either items: ff_create's arguments + partition
+--           each, or fi, fn: the items in ARGV (FF.create_items_of)}, [3 + 2(i-1)] / [4 + 2(i-1)]
+--           the payload (or staged) / policy of item i, [fi ..] the items' fields
 --   reply:  as ff_create_many's, wake ""
 --   errors: invalid_input (any item or its partition, before the first write)
 FF.fn.create_across = function(_, a, now, _, _, argv)
-  local items, prefix = a.items, a.prefix
-  local bad = FF.need("create_across", a, { "prefix", "s" }) or FF.need_each("create_across", items, FF.CREATE_ARGS)
+  local items, bad = FF.create_items_of("create_across", a, argv)
+  if items == nil then return bad end
+  local prefix = a.prefix
+  bad = FF.need("create_across", a, { "prefix", "s" }) or FF.need_each("create_across", items, FF.CREATE_ARGS)
   if bad then return bad end
   bad = FF.bad_partition(items, FF.num(a.partitions))
   if bad then return FF.err("invalid_input", "create_across: partition of item " .. FF.s(bad)) end
@@ -303,16 +346,47 @@ FF.fn.complete = function(B, a, now, result)
   return FF.ok("OK")
 end
 
+-- The items of ff_complete_many / ff_complete_claim: a.items, a list of JSON objects (the lease
+-- fence + partition + blob? each), or, when a.fi is given, a.fn items of FF.COMPLETE_ITEM_WIDTH
+-- ARGV entries each from ARGV[a.fi] on: execution id, attempt index, attempt id, lease id, lease
+-- epoch, partition, blob ("" for none); each made the table a JSON item decodes to (the fence's
+-- numbers as strings, which the ladder compares as such). Decoding an object of JSON cost the
+-- server about 8 000 instructions per item; strings it is handed cost it only their creation.
+-- nil and the refusal when a.fi / a.fn do not place the items inside ARGV (nothing is written).
+FF.COMPLETE_ITEM_WIDTH = 7
+function FF.complete_items_of(name, a, argv)
+  local at, n = a.fi, a.fn
+  if at == nil then
+    if type(a.items) ~= "table" then return nil, FF.err("invalid_input", name .. ": items") end
+    return a.items
+  end
+  local w = FF.COMPLETE_ITEM_WIDTH
+  if type(at) ~= "number" or type(n) ~= "number" or at ~= math.floor(at) or n ~= math.floor(n) or at < 3 or n < 0 or
+      n > 100000 or (n > 0 and type(argv[at + w * n - 1]) ~= "string") then
+    return nil, FF.err("invalid_input", name .. ": items")
+  end
+  local items = {}
+  for i = 1, n do
+    local k = at + w * (i - 1)
+    items[i] = {
+      execution_id = argv[k], attempt_index = argv[k + 1], attempt_id = argv[k + 2], lease_id = argv[k + 3],
+      lease_epoch = argv[k + 4], partition = tonumber(argv[k + 5]), blob = tonumber(argv[k + 6])
+    }
+  end
+  return items
+end
+
 -- ff_complete_many (completeMany on a standalone server): each item exactly as ff_complete on its
 -- partition (a.prefix .. ":{fp:" .. item.partition .. "}"), the wakes of each applied to the
 -- claim hints at once, as ff_claim_lane does. A refused item does not stop the others.
 --   KEYS:   [1] the slot anchor `<prefix>:lanes` (nothing is stored there)
---   ARGV:   [1] now, [2] {prefix, partitions, items: the lease fence + partition + blob? each},
---           [2 + blob] the result of an item that has one (or staged)
+--   ARGV:   [1] now, [2] {prefix, partitions, and either items: the lease fence + partition +
+--           blob? each, or fi, fn: the items in ARGV (FF.complete_items_of)}, [2 + blob] the result
+--           of an item that has one (or staged), [fi ..] the items' fields
 --   reply:  {1, "OK", "", one field per item: "" when it completed, else its refusal as JSON}
 --   errors: invalid_input (items, prefix, an item's partition; before the first write)
 FF.fn.complete_many = function(_, a, now, _, _, argv)
-  local items = a.items
+  local items = FF.complete_items_of("complete_many", a, argv)
   if type(items) ~= "table" or #items == 0 then return FF.err("invalid_input", "complete_many: items") end
   local bad = FF.need("complete_many", a, { "prefix", "s" }) or
     FF.need_each("complete_many", items, { "execution_id", "s" })
