@@ -50,7 +50,7 @@ local zq, zq_keys, zq_n = {}, {}, 0
 -- listpack value is added and removed again around the ZADD (a listpack set is converted when it
 -- meets one, or created as a skiplist; the server converts a skiplist back only when it loads it
 -- from a dump). Nothing else sees the member: it never outlives the command that sends the
--- queued writes, and no member of these sets is that long. Only the encoding changes (about 70
+-- queued writes, and no member of these sets is that long. Only the encoding changes (about 100
 -- bytes more per entry, for sets of more than ZQ_SKIPLIST entries: active leases, live states).
 local ZQ_SKIPLIST = 32
 local ZQ_FILLER = "\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255" -- (80 bytes)
