@@ -538,6 +538,8 @@ END $$;
 -- ff_claim_resumed: claimResumedExecution and claimFromReclaim — leases the interrupted attempt
 -- of a runnable execution to the worker whose grant it holds (the grant is consumed, even when
 -- it turns out expired).
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   p_eid, p_worker, p_wiid, p_lease (the new lease id), p_ttl, p_remaining_timeout (the
 --           attempt timeout left, ms, or NULL), p_grant_key (NULL = any grant of this worker),
 --           p_now
@@ -547,7 +549,7 @@ END $$;
 CREATE FUNCTION ff_claim_resumed(
   p_eid text, p_worker text, p_wiid text, p_lease uuid, p_ttl bigint, p_remaining_timeout bigint, p_grant_key text,
   p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;

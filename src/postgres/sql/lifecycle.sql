@@ -225,12 +225,14 @@ END $$;
 -- ---------------------------------------------------------------------------
 
 -- ff_renew: extends the lease by p_ttl from now and moves its timer.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_ttl (ms), p_now
 --   reply:  {"ok": Model.LeaseRenewal}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_renew(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_ttl bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb; v_exp bigint;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -246,12 +248,14 @@ END $$;
 
 -- ff_progress: records the attempt's progress (a NULL keeps the stored value); every report
 -- writes a Progress event, one in the same millisecond as the last one too.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_pct, p_msg, p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_progress(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_pct int, p_msg text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -530,13 +534,15 @@ CREATE FUNCTION ffi_backoff_ms(p_backoff jsonb, p_n int) RETURNS bigint LANGUAGE
 -- either schedules a retry (the retry policy
 -- allows another for this category and the class is neither Permanent nor Cancelled: runnable
 -- after the backoff) or ends the execution as failed.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_reason (the message), p_category, p_class (Model.FailureClass), p_now
 --   reply:  {"ok": Model.FailOutcome}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_fail(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint,
   p_reason text, p_category text, p_class text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;
@@ -589,12 +595,14 @@ END $$;
 
 -- ff_cancel: the worker cancels its execution. A lease that expired still allows it, a revoked
 -- or stale lease does not.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_reason, p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, stale_lease
 CREATE FUNCTION ff_cancel(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_reason text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -633,12 +641,14 @@ BEGIN
 END $$;
 
 -- ff_delay: the worker releases its execution until p_until (same attempt, resumed later).
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_until (ms), p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_delay(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_until bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
