@@ -264,6 +264,14 @@ BEGIN
         v_skip := v_skip || v_ids[v_i];
       END IF;
     END LOOP;
+    IF cardinality(f_ids) > 0 AND cardinality(v_ids) > cardinality(f_ids) THEN
+      -- ffi_claim_one may have run for other candidates, and what it did (a flow member that
+      -- ended, its edges resolved) may have updated a row of the set: the set's current row
+      -- versions, each looked up by its key (LIMIT 1: not flattened into a join)
+      SELECT array_agg(c.ctid ORDER BY f.n) INTO f_tid FROM unnest(f_ids) WITH ORDINALITY AS f(id, n)
+      CROSS JOIN LATERAL (SELECT x.ctid FROM exec_core x
+                          WHERE x.partition_key = ffi_eid_part(f.id) AND x.e_uuid = ffi_eid_uuid(f.id) LIMIT 1) c;
+    END IF;
     -- the set's Claimed events and lane counts are written by this statement, not by the update
     -- triggers (migration 0039), unless a fold applies
     IF cardinality(f_ids) > 0 AND NOT f_fold THEN
