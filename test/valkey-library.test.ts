@@ -390,6 +390,45 @@ describe("valkey function library", () => {
         }))
     })
 
+    describe("a user that may not call OBJECT", () => {
+      // The skiplist conversion asks the set's encoding with redis.pcall: refused, the set stays a
+      // listpack and the call (whose other writes are made by then) completes.
+      it.scoped("completes 40 executions in one call; s=completed stays a listpack", () =>
+        Effect.gen(function*() {
+          const r = yield* admin()
+          const b = yield* EngineBackend
+          const l = yield* lane
+          const ids: Array<Ids.ExecutionId> = []
+          for (let i = 0; i < 40; i++) ids.push(yield* Ids.executionIdSolo(l))
+          yield* b.createExecutions(ids.map((executionId) => ({
+            executionId,
+            laneId: l,
+            namespace: Ids.unsafe.namespace("lib"),
+            executionKind: "k"
+          })))
+          expect(yield* b.claimMany({ lane: l, capabilities: { tokens: [] }, policy: claimPolicy }, 40)).toHaveLength(40)
+          const p = Ids.executionPartition(ids[0]!)
+          const fields: Array<string> = []
+          for (const id of ids) {
+            const [aid, li, n] = yield* Effect.promise(() => r.hmget(`${base(p)}:e:${id}`, "aid", "li", "n"))
+            fields.push(id, String(Number(n) - 1), aid!, li!, n!, String(p), "")
+          }
+          const user = `nobj-${process.pid}`
+          yield* Effect.promise(() => r.call("ACL", "SETUSER", user, "on", "nopass", "~*", "&*", "+@all", "-object"))
+          yield* Effect.addFinalizer(() => Effect.promise(() => r.call("ACL", "DELUSER", user)))
+          const limited = yield* Effect.acquireRelease(
+            Effect.sync(() => new Redis(url, { maxRetriesPerRequest: 1, username: user, password: "x" })),
+            (c) => Effect.promise(() => c.quit())
+          )
+          const out = yield* fcall(limited, "ff_complete_many", `${prefix}:lanes`, { prefix, partitions: 256, fi: 3, fn: 40 }, fields)
+          expect(replyOf(out)).toEqual([1, "OK", "", ...ids.map(() => "")])
+          const doneKey = `${base(p)}:l:${l}:s=completed`
+          expect(yield* Effect.promise(() => r.zcard(doneKey))).toBe(40)
+          expect(yield* Effect.promise(() => r.call("OBJECT", "ENCODING", doneKey))).toBe("listpack")
+          expect(yield* Effect.promise(() => r.hgetall(`${base(p)}:l:${l}:n`))).toMatchObject({ active: "0", completed: "40" })
+        }))
+    })
+
     describe("a helper never fails on a size after a write", () => {
       it.scoped("ff_create with 4,000 tags stores them all and the execution is claimable", () =>
         Effect.gen(function*() {

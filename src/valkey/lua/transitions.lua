@@ -52,6 +52,7 @@ local zq, zq_keys, zq_n = {}, {}, 0
 -- from a dump). Nothing else sees the member: it never outlives the command that sends the
 -- queued writes, and no member of these sets is that long. Only the encoding changes (about 100
 -- bytes more per entry, for sets of more than ZQ_SKIPLIST entries: active leases, live states).
+-- A server or ACL user that refuses OBJECT leaves the sets as they are.
 local ZQ_SKIPLIST = 32
 local ZQ_FILLER = "\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255\255" -- (80 bytes)
 -- key -> {op, args, n (arguments queued), B, lane, state (for a lane state set's count)}
@@ -61,7 +62,9 @@ local function zq_send(key, q)
   local r = 0
   local filler = false
   if q.op == "ZADD" then
-    local enc = C("OBJECT", "ENCODING", key)
+    -- (redis.pcall: a server or user that does not allow OBJECT keeps the listpack, nothing fails
+    -- after the call's writes)
+    local enc = redis.pcall("OBJECT", "ENCODING", key)
     if enc == false then
       filler = n / 2 > ZQ_SKIPLIST
     elseif enc == "listpack" then
