@@ -559,6 +559,10 @@ describe("valkey function library", () => {
           expect(reply?.[4]).toBe("")
           expect(yield* Effect.promise(() => r.hget(`${base(p)}:e:${ids[1]}`, "rv"))).toBe("fine")
           expect(yield* Effect.promise(() => r.hget(`${base(p)}:e:${ids[0]}`, "li"))).toBe(fences[0]![1])
+          // ff_create_many (a cluster's batch) takes the same items on its partition
+          const more = yield* Ids.executionIdSolo(l)
+          const many = yield* fcall(r, "ff_create_many", base(p), { fi: 5, fn: 1 }, ["", "", ...flatCreate(more, l, "")])
+          expect(replyOf(many)?.slice(3)).toEqual(["OK", more, "waiting"])
         }))
 
       it.scoped("positions outside ARGV are refused before any write", () =>

@@ -76,7 +76,7 @@ export const createArgs = (a: CreateExecutionCore): Record<string, unknown> => {
 }
 
 /**
- * One item of ff_create_across as 10 ARGV entries (FF.CREATE_ITEM_WIDTH) pushed to `out`: execution id,
+ * One item of ff_create_across / ff_create_many as 10 ARGV entries (FF.CREATE_ITEM_WIDTH) pushed to `out`: execution id,
  * namespace, lane, kind, priority, creator, payload encoding, required capabilities (comma
  * separated), partition, and the JSON object of the arguments an item seldom has (createArgs'
  * others, tags when there are any), "" when it has none.
@@ -426,11 +426,15 @@ export const makeLifecycle = (
     for (const [partition, items] of byPartition) {
       for (const chunk of weighed(list, items)) chunks.push({ partition, items: chunk })
     }
-    return Effect.forEach(chunks, ({ items, partition }) =>
-      Effect.flatMap(
-        call("create_many", ctx.flowTarget(partition), { items: items.map((i) => createArgs(list[i]!)) }, blobsOf(list, items)),
+    return Effect.forEach(chunks, ({ items, partition }) => {
+      const blobs = blobsOf(list, items)
+      const fi = blobs.length + 3
+      for (const i of items) createFlat(list[i]!, partition, blobs)
+      return Effect.flatMap(
+        call("create_many", ctx.flowTarget(partition), { fi, fn: items.length }, blobs),
         (env) => createdFrom("ff_create_many", env, items, results)
-      ), { concurrency: "unbounded", discard: true })
+      )
+    }, { concurrency: "unbounded", discard: true })
   }
 
   const createExecutions: BackendCore["createExecutions"] = (list) =>

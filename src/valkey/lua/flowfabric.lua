@@ -12,9 +12,9 @@
               standalone-only functions (flag no-cluster) and the id registry's take another key.
     ARGV[1] = "now" in ms, or "" to read the store clock (TIME).
     ARGV[2] = the arguments as a JSON object; ARGV[3..] = binary blobs (payloads), and after
-              them, for ff_complete_many / ff_complete_claim / ff_create_across, the batch's items
-              as strings, a fixed number per item (fi, fn in ARGV[2]: FF.complete_items_of,
-              FF.create_items_of).
+              them, for ff_complete_many / ff_complete_claim / ff_create_across /
+              ff_create_many, the batch's items as strings, a fixed number per item (fi, fn in
+              ARGV[2]: FF.complete_items_of, FF.create_items_of).
               The lease fence, which every write of the lease holder carries:
                 {execution_id, attempt_index, attempt_id, lease_id, lease_epoch}
               Set by the layer, not by the operation (register.lua):

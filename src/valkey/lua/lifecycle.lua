@@ -159,13 +159,15 @@ end
 -- ff_create_many (createExecutions on a cluster): a batch of executions of this partition, each
 -- created exactly as ff_create does (each one atomically, in order, as if by consecutive calls).
 --   KEYS:   [1] the partition base
---   ARGV:   [1] now, [2] {items: ff_create's arguments each}, [3 + 2(i-1)] / [4 + 2(i-1)] the
---           payload (or staged) / policy of item i
+--   ARGV:   [1] now, [2] {items: ff_create's arguments each, or fi, fn: the items in ARGV
+--           (FF.create_items_of; their partition is this one)}, [3 + 2(i-1)] / [4 + 2(i-1)] the
+--           payload (or staged) / policy of item i, [fi ..] the items' fields
 --   reply:  {1, "OK", wake, then per item: status, id, public state ("" for a DUPLICATE)}
 --   errors: invalid_input (any item, before the first write)
 FF.fn.create_many = function(B, a, now, _, _, argv)
-  local items = a.items
-  local bad = FF.need_each("create_many", items, FF.CREATE_ARGS)
+  local items, bad = FF.create_items_of("create_many", a, argv)
+  if items == nil then return bad end
+  bad = FF.need_each("create_many", items, FF.CREATE_ARGS)
   if bad then return bad end
   local r = { 1, "OK", "" }
   FF.lanes_seen = {}
