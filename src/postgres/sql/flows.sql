@@ -788,6 +788,7 @@ DECLARE
   v_failed int := CASE WHEN p_outcome NOT IN ('success', 'skipped') THEN 1 ELSE 0 END;
   v_flow uuid;
   v_ref text;
+  v_result bytea;
   v_variant text;
   v_on text;
   v_gk int;
@@ -811,8 +812,10 @@ BEGIN
   INTO v_flow, v_ref;
   IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
   IF v_ref IS NOT NULL THEN
-    UPDATE exec_data cd SET payload = u.result FROM exec_data u
-    WHERE ffi_eid(cd.e_part, cd.e_uuid) = p_child AND ffi_eid(u.e_part, u.e_uuid) = p_upstream AND u.result IS NOT NULL;
+    -- the upstream's result, in its exec_core row or exec_data (migration 0048), becomes the input
+    SELECT coalesce(ue.result, (SELECT u.result FROM exec_data u WHERE ffi_eid(u.e_part, u.e_uuid) = p_upstream))
+    INTO v_result FROM exec_core ue WHERE ue.partition_key = ffi_eid_part(p_upstream) AND ue.e_uuid = ffi_eid_uuid(p_upstream);
+    IF v_result IS NOT NULL THEN PERFORM ffi_input_set(p_child, v_result); END IF;
   END IF;
   -- an all_of join counts a skipped upstream as failed
   UPDATE edge_group SET succeeded = succeeded + v_succeeded,
