@@ -1,5 +1,5 @@
 // A small input (and a small result) is kept in the exec_core row and an execution with nothing cold
-// has no exec_data row (migration 0048); a large input or result, or anything cold (tags, a policy, a
+// (created alone, in a batch or as a flow graph's member) has no exec_data row (migration 0048); a large input or result, or anything cold (tags, a policy, a
 // creator identity, a trace context), is exec_data's. Every read, claim, completion, replay and
 // retention reads both places; a store written at migration 0047 (every execution with its exec_data
 // row) is read, claimed and completed after 0048.
@@ -88,6 +88,24 @@ describe("postgres: a small input and result in the exec_core row (migration 004
             { executionId: batchSmall, namespace: NS, laneId, executionKind: "k", inputPayload: bytes(SMALL) },
             { executionId: batchLarge, namespace: NS, laneId, executionKind: "k", inputPayload: bytes(LARGE) }
           ])
+          // a flow graph's members, created in one statement
+          const flowId = yield* Ids.newFlowId
+          const [memberSmall, memberLarge] = [yield* Ids.executionIdForFlow(flowId), yield* Ids.executionIdForFlow(flowId)]
+          const memberLane = Ids.unsafe.laneId(`inline-flow-${tag}`)
+          yield* b.createFlowGraph({
+            flow: { flowId, namespace: NS, flowKind: "pipeline" },
+            members: [
+              { executionId: memberSmall, namespace: NS, laneId: memberLane, executionKind: "k", inputPayload: bytes(SMALL) },
+              { executionId: memberLarge, namespace: NS, laneId: memberLane, executionKind: "k", inputPayload: bytes(LARGE) }
+            ],
+            edges: [{ edgeId: yield* Ids.newEdgeId, upstreamExecutionId: memberSmall, downstreamExecutionId: memberLarge }],
+            joins: []
+          })
+          const members = {
+            small: yield* placeOf(freshSchema, memberSmall),
+            large: yield* placeOf(freshSchema, memberLarge),
+            inputs: yield* b.getExecutionInputs([memberSmall, memberLarge])
+          }
           const created = {
             small: yield* placeOf(freshSchema, small),
             large: yield* placeOf(freshSchema, large),
@@ -135,7 +153,7 @@ describe("postgres: a small input and result in the exec_core row (migration 004
             batchSmall: yield* placeOf(freshSchema, batchSmall),
             results: yield* Effect.forEach([small, batchSmall], (id) => b.getExecutionResult(id))
           }
-          return { created, inputs, claimInputs, many, completed, results, retention, replayed }
+          return { created, members, inputs, claimInputs, many, completed, results, retention, replayed }
         }).pipe(Effect.provide(PostgresBackend.layer({ hmacSecret: testHmacSecret, schema: freshSchema })))
 
         // a small input without anything cold: in the row, no exec_data row
@@ -145,6 +163,9 @@ describe("postgres: a small input and result in the exec_core row (migration 004
         expect(out.created.large).toEqual({ core: { payload: false, result: false, enc: null }, data: { payload: true, result: false } })
         expect(out.created.tagged).toEqual({ core: { payload: false, result: false, enc: null }, data: { payload: true, result: false } })
         expect(out.created.batchLarge).toEqual({ core: { payload: false, result: false, enc: null }, data: { payload: true, result: false } })
+        expect(out.members.small).toEqual({ core: { payload: true, result: false, enc: null }, data: null })
+        expect(out.members.large).toEqual({ core: { payload: false, result: false, enc: null }, data: { payload: true, result: false } })
+        expect(out.members.inputs.map((o) => Option.map(o, (i) => text(i.payload)))).toEqual([Option.some(SMALL), Option.some(LARGE)])
         expect(out.inputs.map((o) => Option.map(o, (i) => [text(i.payload), i.payloadEncoding ?? null]))).toEqual([
           Option.some([SMALL, "json"]), Option.some([LARGE, "json"]), Option.some([SMALL, "json"]),
           Option.some([SMALL, null]), Option.some([LARGE, null])
