@@ -565,7 +565,9 @@ BEGIN
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   PERFORM ffi_record_failure(p_eid, p_reason, p_class, p_category, v_now);
-  SELECT policy->'retry_policy' INTO v_rp FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  -- (the policy is exec_data's: an execution whose input is inline has none, migration 0048)
+  v_rp := CASE WHEN e.payload IS NULL THEN
+    (SELECT policy->'retry_policy' FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid) END;
   IF v_rp IS NOT NULL AND jsonb_typeof(v_rp) = 'object' AND p_class NOT IN ('Permanent', 'Cancelled') THEN
     v_max := coalesce((v_rp->>'max_retries')::int, 3);
     v_cats := v_rp->'retryable_categories';
