@@ -148,7 +148,7 @@ BEGIN
       'none'::exec_state, 'pending_first_attempt'::exec_state,
       CASE WHEN ch.down IS NULL THEN 'waiting'::exec_state ELSE 'waiting_children'::exec_state END,
       i.mrc, i.mrp, i.ato, NULL, NULL, v_now, v_now, v_now, p_flow,
-      -- the input in the exec_core row, no exec_data row (migration 0048)
+      -- the input in the exec_core row, no exec_data row (migration 0049)
       CASE WHEN ffi_inline(i.payload, i.policy, i.tags, i.creator, NULL, i.trace) THEN i.enc END,
       CASE WHEN ffi_inline(i.payload, i.policy, i.tags, i.creator, NULL, i.trace) THEN i.payload END
     FROM items i LEFT JOIN children ch ON ch.down = i.eid ORDER BY i.ord
@@ -621,7 +621,8 @@ END $$;
 -- transaction, as createExecutions, addExecutionToFlow, setEdgeGroupPolicy,
 -- stageDependencyEdge and ffi_apply_dep would leave them; every edge is applied before any
 -- resolves, then each edge whose upstream has ended resolves, in order. Every refusal is checked
--- before the first write (a step that still fails raises, and the call rolls back).
+-- before the first write (a step that still fails raises, and the call rolls back). The edges'
+-- downstream executions are locked before the flow, the order of every path that locks both.
 --   args:   p_flow, p_members (createItem objects, payloads in base64), p_edges ([{edgeId,
 --           upstream, downstream, kind, dataRef}]), p_joins ([{downstream, variant, onSatisfied,
 --           k}]), p_members_max (Limits.flowMembers), p_edges_max (Limits.flowEdges), p_now
@@ -647,6 +648,13 @@ DECLARE
   v_over jsonb;
   x jsonb;
 BEGIN
+  -- the edges' downstream executions that exist are locked first, in id order, then the flow: the
+  -- order of every path that locks an execution and its flow (applyDependencyToChild, a member's
+  -- completion, addExecutionToFlow), so that none waits for the other in a cycle
+  FOR v_id IN SELECT DISTINCT t.x->>'downstream' FROM jsonb_array_elements(p_edges) AS t(x) ORDER BY 1 LOOP
+    PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id) FOR UPDATE;
+  END LOOP;
+  v_id := NULL;
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
   IF ffi_flow_refusal(f) IS NOT NULL THEN RETURN ffi_err(ffi_flow_refusal(f)); END IF;
@@ -816,7 +824,7 @@ BEGIN
   INTO v_flow, v_ref;
   IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
   IF v_ref IS NOT NULL THEN
-    -- the upstream's result, in its exec_core row or exec_data (migration 0048), becomes the input
+    -- the upstream's result, in its exec_core row or exec_data (migration 0049), becomes the input
     SELECT coalesce(ue.result, (SELECT u.result FROM exec_data u WHERE ffi_eid(u.e_part, u.e_uuid) = p_upstream))
     INTO v_result FROM exec_core ue WHERE ue.partition_key = ffi_eid_part(p_upstream) AND ue.e_uuid = ffi_eid_uuid(p_upstream);
     IF v_result IS NOT NULL THEN PERFORM ffi_input_set(p_child, v_result); END IF;

@@ -34,7 +34,7 @@ DECLARE
   v_delayed boolean := p_delay_until IS NOT NULL AND p_delay_until > v_now;
   v_has_idem boolean := p_idem IS NOT NULL AND p_idem <> '';
   v_state text := CASE WHEN v_delayed THEN 'delayed' ELSE 'waiting' END;
-  -- the input in the exec_core row, no exec_data row (migration 0048)
+  -- the input in the exec_core row, no exec_data row (migration 0049)
   v_inline boolean := ffi_inline(p_payload, p_policy, p_tags, p_creator, p_idem, p_trace);
   v_existing text;
   v_found boolean;
@@ -134,12 +134,14 @@ END $$;
 
 -- ff_create_executions: createExecutions — the items in order, each as ffi_create_execution
 -- would; a batch without idempotency keys, delays or deadlines (the common bulk submit) is
--- inserted set-based, one statement per table.
+-- inserted set-based, one statement per table. Without sequential scans, and the set's look-up of
+-- ids already stored is one probe of the key per item: a plan made while exec_core is small must
+-- not read it whole once it has grown.
 --   args:   p_items (a JSON array of createItem objects, payloads in base64), p_now
 --   reply:  {"ok": [Model.CreateExecutionResult]}, in the order of the items
 --   errors: -
 CREATE FUNCTION ff_create_executions(p_items jsonb, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   x jsonb;
@@ -170,7 +172,10 @@ BEGIN
           FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(item, ord)
         ), firsts AS (
           SELECT DISTINCT ON (i.eid) i.* FROM items i
-          WHERE NOT EXISTS (SELECT 1 FROM exec_core e WHERE e.partition_key = i.part AND e.e_uuid = ffi_eid_uuid(i.eid))
+          -- (OFFSET 0: the sub-select stays a probe per item, not an anti-join, which a plan made on a
+          -- small table would make by reading the whole key)
+          WHERE NOT EXISTS (SELECT 1 FROM exec_core e WHERE e.partition_key = i.part AND e.e_uuid = ffi_eid_uuid(i.eid)
+                            OFFSET 0)
           ORDER BY i.eid, i.ord
         ), ins AS (
           INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
@@ -181,7 +186,7 @@ BEGIN
           SELECT ffi_eid_uuid(eid), part, lane, ns, kind, prio, caps, 'runnable'::exec_state, 'unowned'::exec_state,
             'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, '', 'none'::exec_state,
             'pending_first_attempt'::exec_state, 'waiting'::exec_state, mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now,
-            -- the input in the exec_core row, no exec_data row (migration 0048)
+            -- the input in the exec_core row, no exec_data row (migration 0049)
             CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN enc END,
             CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN payload END
           FROM firsts ORDER BY ord
@@ -229,12 +234,14 @@ END $$;
 -- ---------------------------------------------------------------------------
 
 -- ff_renew: extends the lease by p_ttl from now and moves its timer.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_ttl (ms), p_now
 --   reply:  {"ok": Model.LeaseRenewal}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_renew(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_ttl bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb; v_exp bigint;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -250,12 +257,14 @@ END $$;
 
 -- ff_progress: records the attempt's progress (a NULL keeps the stored value); every report
 -- writes a Progress event, one in the same millisecond as the last one too.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_pct, p_msg, p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_progress(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_pct int, p_msg text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -322,7 +331,7 @@ BEGIN
     IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   END IF;
   -- the result: up to ffi_inline_bytes() in the exec_core row (the common case's update below
-  -- writes it), a larger one in exec_data (migration 0048)
+  -- writes it), a larger one in exec_data (migration 0049)
   IF length(p_payload) > ffi_inline_bytes() THEN
     PERFORM ffi_result_cold(p_eid, p_payload);
   END IF;
@@ -409,12 +418,14 @@ DECLARE
   f_ids text[];
   f_cai int[];
   f_arm text[];
-  -- (whether an f_arm execution has an exec_data row: its input is not inline, migration 0048)
+  -- (whether an f_arm execution has an exec_data row: its input is not inline, migration 0049)
   f_arm_cold boolean[];
   -- the f_ids rows' results
   f_res bytea[];
   f_state text[];
   f_fold boolean;
+  -- the row versions locked (ctid): the set's update reads them by a TID scan, the only plan it has
+  f_tid tid[];
   v_scopes text[];
   v_i int;
   -- (the set_config and wake-up calls are expressions, not PERFORMs: no query start-up)
@@ -422,29 +433,36 @@ DECLARE
   -- ids named more than once (each of their rows goes through ff_complete), found once for the batch
   v_dups text[] := ARRAY(SELECT d.id FROM unnest(p_eid) AS d(id) GROUP BY d.id HAVING count(*) > 1);
 BEGIN
-  -- the common case, locked (rows that do not qualify once locked are left to ff_complete)
-  SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(c.current_attempt_index), '{}'),
-         coalesce(array_agg(c.id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
-         coalesce(array_agg(c.cold) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
-         coalesce(array_agg(c.res), '{}'),
-         coalesce(array_agg(c.public_state), '{}'), coalesce(bool_or(c.event_k = ffi_xid()), false)
-  INTO f_ids, f_cai, f_arm, f_arm_cold, f_res, f_state, f_fold
+  -- the common case, locked in id order (rows that do not qualify once locked are left to
+  -- ff_complete): each row looked up by its key on its own (a LATERAL subquery that locks is not
+  -- flattened into a join, which a plan made on a small table would make by reading the whole key)
+  SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}'), coalesce(array_agg(c.current_attempt_index ORDER BY c.id), '{}'),
+         coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
+         coalesce(array_agg(c.cold ORDER BY c.id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
+         coalesce(array_agg(c.res ORDER BY c.id), '{}'),
+         coalesce(array_agg(c.public_state ORDER BY c.id), '{}'), coalesce(array_agg(c.tid ORDER BY c.id), '{}'),
+         coalesce(bool_or(c.event_k = ffi_xid()), false)
+  INTO f_ids, f_cai, f_arm, f_arm_cold, f_res, f_state, f_tid, f_fold
   FROM (
-    SELECT t.id, c.current_attempt_index, c.completed_at, c.public_state, c.event_k, c.payload IS NULL AS cold, t.res
-    FROM unnest(p_eid, p_att, p_lease, p_epoch, p_payload) AS t(id, att, lease, epoch, res)
-    JOIN exec_core c ON c.partition_key = ffi_eid_part(t.id) AND c.e_uuid = ffi_eid_uuid(t.id)
-    WHERE c.lifecycle_phase = 'active' AND c.ownership_state <> 'lease_revoked'
-      AND (c.lease_expires_at IS NULL OR c.lease_expires_at > v_now)
-      AND c.lease_id = t.lease AND c.lease_epoch = t.epoch AND c.current_attempt_id = t.att
-      AND c.flow_id IS NULL AND NOT c.has_grant AND c.current_suspension_id IS NULL
-      AND c.current_attempt_index IS NOT NULL
-      AND t.id <> ALL (v_dups)
-    ORDER BY t.id
-    FOR UPDATE OF c
+    SELECT t.id, c.tid, c.current_attempt_index, c.completed_at, c.public_state, c.event_k, c.cold, t.res
+    FROM (SELECT t.* FROM unnest(p_eid, p_att, p_lease, p_epoch, p_payload) AS t(id, att, lease, epoch, res)
+          WHERE t.id <> ALL (v_dups) ORDER BY t.id OFFSET 0) t
+    CROSS JOIN LATERAL (
+      SELECT c.ctid AS tid, c.current_attempt_index, c.completed_at, c.public_state, c.event_k,
+        c.payload IS NULL AS cold
+      FROM exec_core c
+      WHERE c.partition_key = ffi_eid_part(t.id) AND c.e_uuid = ffi_eid_uuid(t.id)
+        AND c.lifecycle_phase = 'active' AND c.ownership_state <> 'lease_revoked'
+        AND (c.lease_expires_at IS NULL OR c.lease_expires_at > v_now)
+        AND c.lease_id = t.lease AND c.lease_epoch = t.epoch AND c.current_attempt_id = t.att
+        AND c.flow_id IS NULL AND NOT c.has_grant AND c.current_suspension_id IS NULL
+        AND c.current_attempt_index IS NOT NULL
+      FOR UPDATE OF c
+    ) c
   ) c;
   IF cardinality(f_ids) > 0 THEN
     -- the results: up to ffi_inline_bytes() in the exec_core rows (the update below), larger ones in
-    -- exec_data (migration 0048)
+    -- exec_data (migration 0049)
     PERFORM ffi_result_cold(r.id, r.res) FROM unnest(f_ids, f_res) AS r(id, res) WHERE length(r.res) > ffi_inline_bytes();
     UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
     FROM unnest(f_ids, f_cai) AS f(id, cai)
@@ -468,8 +486,10 @@ BEGIN
       has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
       event_k = greatest(ffi_xid(), event_k),
       result = CASE WHEN length(x.res) BETWEEN 1 AND ffi_inline_bytes() THEN x.res END
-    FROM unnest(f_ids, f_res) AS x(id, res)
-    WHERE partition_key = ffi_eid_part(x.id) AND e_uuid = ffi_eid_uuid(x.id)
+    -- the rows locked above, by their row versions (no other transaction can have moved them): a
+    -- TID scan, whatever the table held when the session planned this statement
+    FROM unnest(f_ids, f_tid, f_res) AS x(id, tid, res)
+    WHERE exec_core.ctid = ANY (f_tid) AND exec_core.ctid = x.tid
     RETURNING x.id AS execution_id, partition_key, e_uuid, event_k, lane_id, flow_id, current_attempt_index
     ), evs AS (
       -- what ffi_trg_events_updated writes for a completion: Completed (attempt)
@@ -543,13 +563,15 @@ CREATE FUNCTION ffi_backoff_ms(p_backoff jsonb, p_n int) RETURNS bigint LANGUAGE
 -- either schedules a retry (the retry policy
 -- allows another for this category and the class is neither Permanent nor Cancelled: runnable
 -- after the backoff) or ends the execution as failed.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_reason (the message), p_category, p_class (Model.FailureClass), p_now
 --   reply:  {"ok": Model.FailOutcome}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_fail(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint,
   p_reason text, p_category text, p_class text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;
@@ -565,7 +587,7 @@ BEGIN
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   PERFORM ffi_record_failure(p_eid, p_reason, p_class, p_category, v_now);
-  -- (the policy is exec_data's: an execution whose input is inline has none, migration 0048)
+  -- (the policy is exec_data's: an execution whose input is inline has none, migration 0049)
   v_rp := CASE WHEN e.payload IS NULL THEN
     (SELECT policy->'retry_policy' FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid) END;
   IF v_rp IS NOT NULL AND jsonb_typeof(v_rp) = 'object' AND p_class NOT IN ('Permanent', 'Cancelled') THEN
@@ -604,12 +626,14 @@ END $$;
 
 -- ff_cancel: the worker cancels its execution. A lease that expired still allows it, a revoked
 -- or stale lease does not.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_reason, p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, stale_lease
 CREATE FUNCTION ff_cancel(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_reason text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -648,12 +672,14 @@ BEGIN
 END $$;
 
 -- ff_delay: the worker releases its execution until p_until (same attempt, resumed later).
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_until (ms), p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_delay(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_until bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
