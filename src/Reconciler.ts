@@ -1,6 +1,6 @@
 /**
  * Runs the maintenance passes of a backend (docs/design/maintenance.md): one scoped
- * fiber per pass, each on its own `Schedule`, with bounded batches, a retry
+ * fiber per pass, each on its own `Schedule`, at most `concurrency` runs at once, with bounded batches, a retry
  * schedule for transient errors, logs, spans and `Metric`s of what each pass
  * did. It stops with its scope.
  *
