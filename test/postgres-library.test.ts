@@ -297,7 +297,7 @@ describe("postgres function library", () => {
         const sql = yield* SqlClient.SqlClient
         yield* PostgresBackend.make({ hmacSecret: "none", schema: rowSchema })
         // a CHECK is planned at the start of each statement that writes the table: a SQL function
-        // in it had its body parsed and analysed again each time (migration 0048)
+        // in it had its body parsed and analysed again each time (migration 0049)
         const calls = yield* sql.unsafe<{ readonly c: string; readonly f: string }>(
           "SELECT c.conname AS c, d.refobjid::regprocedure::text AS f FROM pg_constraint c " +
             "JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = c.oid " +

@@ -180,6 +180,8 @@ DECLARE
   f_lane text[];
   f_pos int[];
   f_state text[];
+  -- the row versions locked (ctid): the set's update reads them by a TID scan, the only plan it has
+  f_tid tid[];
   v_scopes text[];
   -- whether a candidate's last event is this transaction's (then the triggers write the events)
   f_fold boolean;
@@ -211,13 +213,14 @@ BEGIN
            coalesce(array_agg(l.lane_id ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
            coalesce(array_agg(l.pos::int ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
            coalesce(array_agg(l.public_state ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(array_agg(l.tid ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
            coalesce(bool_or(l.event_k = ffi_xid()) FILTER (WHERE l.common), false)
-    INTO v_ids, v_wpos, f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state, f_fold
+    INTO v_ids, v_wpos, f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state, f_tid, f_fold
     FROM (
       SELECT w.pos, c.*
       FROM unnest(v_wpart, v_wuuid) WITH ORDINALITY AS w(part, u, pos)
       CROSS JOIN LATERAL (
-        SELECT ffi_eid(c.partition_key, c.e_uuid) AS execution_id, c.total_attempt_count, c.lease_epoch, c.attempt_state,
+        SELECT c.ctid AS tid, ffi_eid(c.partition_key, c.e_uuid) AS execution_id, c.total_attempt_count, c.lease_epoch, c.attempt_state,
                c.pending_previous_attempt_index, c.lane_id, c.public_state, c.event_k,
                (c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'eligible_now' AND c.terminal_outcome = 'none'
                 AND c.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none')
@@ -261,17 +264,27 @@ BEGIN
         v_skip := v_skip || v_ids[v_i];
       END IF;
     END LOOP;
+    IF cardinality(f_ids) > 0 AND cardinality(v_ids) > cardinality(f_ids) THEN
+      -- ffi_claim_one may have run for other candidates, and what it did (a flow member that
+      -- ended, its edges resolved) may have updated a row of the set: the set's current row
+      -- versions, each looked up by its key (LIMIT 1: not flattened into a join)
+      SELECT array_agg(c.ctid ORDER BY f.n) INTO f_tid FROM unnest(f_ids) WITH ORDINALITY AS f(id, n)
+      CROSS JOIN LATERAL (SELECT x.ctid FROM exec_core x
+                          WHERE x.partition_key = ffi_eid_part(f.id) AND x.e_uuid = ffi_eid_uuid(f.id) LIMIT 1) c;
+    END IF;
     -- the set's Claimed events and lane counts are written by this statement, not by the update
     -- triggers (migration 0039), unless a fold applies
     IF cardinality(f_ids) > 0 AND NOT f_fold THEN
       v_void := set_config('flowfabric.own_rows', 'on', true);
     END IF;
     WITH u AS MATERIALIZED (
-      SELECT t.id, t.idx, t.epoch, t.typ, t.prev, t.lane, t.pos, t.ostate,
+      SELECT t.id, t.idx, t.epoch, t.typ, t.prev, t.lane, t.pos, t.ostate, t.tid,
         gen_random_uuid() AS att, gen_random_uuid() AS lease
-      FROM unnest(f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state)
-        AS t(id, idx, epoch, typ, prev, lane, pos, ostate)
+      FROM unnest(f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state, f_tid)
+        AS t(id, idx, epoch, typ, prev, lane, pos, ostate, tid)
     ), cores AS (
+      -- the rows locked above, by their row versions (no other transaction can have moved them): a
+      -- TID scan, whatever the table held when the session planned this statement
       UPDATE exec_core c SET lifecycle_phase = 'active', ownership_state = 'leased',
         eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none',
         attempt_state = 'running_attempt', public_state = 'active',
@@ -285,7 +298,7 @@ BEGIN
         pending_replay_reason = NULL, pending_replay_requested_by = NULL, delay_until = NULL,
         attempt_timeout_at = NULL, last_transition_at = v_now, last_mutation_at = v_now,
         event_k = greatest(ffi_xid(), c.event_k)
-      FROM u WHERE c.partition_key = ffi_eid_part(u.id) AND c.e_uuid = ffi_eid_uuid(u.id)
+      FROM u WHERE c.ctid = ANY (f_tid) AND c.ctid = u.tid
       RETURNING c.partition_key, c.e_uuid, c.event_k, c.lane_id, c.flow_id, c.current_attempt_index
     ), evs AS (
       -- what ffi_trg_events_updated writes for a claim: Claimed (attempt, s1 = worker instance)
@@ -533,6 +546,8 @@ END $$;
 -- ff_claim_resumed: claimResumedExecution and claimFromReclaim — leases the interrupted attempt
 -- of a runnable execution to the worker whose grant it holds (the grant is consumed, even when
 -- it turns out expired).
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   p_eid, p_worker, p_wiid, p_lease (the new lease id), p_ttl, p_remaining_timeout (the
 --           attempt timeout left, ms, or NULL), p_grant_key (NULL = any grant of this worker),
 --           p_now
@@ -542,7 +557,7 @@ END $$;
 CREATE FUNCTION ff_claim_resumed(
   p_eid text, p_worker text, p_wiid text, p_lease uuid, p_ttl bigint, p_remaining_timeout bigint, p_grant_key text,
   p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;

@@ -617,7 +617,8 @@ END $$;
 -- transaction, as createExecutions, addExecutionToFlow, setEdgeGroupPolicy,
 -- stageDependencyEdge and ffi_apply_dep would leave them; every edge is applied before any
 -- resolves, then each edge whose upstream has ended resolves, in order. Every refusal is checked
--- before the first write (a step that still fails raises, and the call rolls back).
+-- before the first write (a step that still fails raises, and the call rolls back). The edges'
+-- downstream executions are locked before the flow, the order of every path that locks both.
 --   args:   p_flow, p_members (createItem objects, payloads in base64), p_edges ([{edgeId,
 --           upstream, downstream, kind, dataRef}]), p_joins ([{downstream, variant, onSatisfied,
 --           k}]), p_members_max (Limits.flowMembers), p_edges_max (Limits.flowEdges), p_now
@@ -643,6 +644,13 @@ DECLARE
   v_over jsonb;
   x jsonb;
 BEGIN
+  -- the edges' downstream executions that exist are locked first, in id order, then the flow: the
+  -- order of every path that locks an execution and its flow (applyDependencyToChild, a member's
+  -- completion, addExecutionToFlow), so that none waits for the other in a cycle
+  FOR v_id IN SELECT DISTINCT t.x->>'downstream' FROM jsonb_array_elements(p_edges) AS t(x) ORDER BY 1 LOOP
+    PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id) FOR UPDATE;
+  END LOOP;
+  v_id := NULL;
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('flow_not_found'); END IF;
   IF ffi_flow_refusal(f) IS NOT NULL THEN RETURN ffi_err(ffi_flow_refusal(f)); END IF;

@@ -129,12 +129,14 @@ END $$;
 
 -- ff_create_executions: createExecutions — the items in order, each as ffi_create_execution
 -- would; a batch without idempotency keys, delays or deadlines (the common bulk submit) is
--- inserted set-based, one statement per table.
+-- inserted set-based, one statement per table. Without sequential scans, and the set's look-up of
+-- ids already stored is one probe of the key per item: a plan made while exec_core is small must
+-- not read it whole once it has grown.
 --   args:   p_items (a JSON array of createItem objects, payloads in base64), p_now
 --   reply:  {"ok": [Model.CreateExecutionResult]}, in the order of the items
 --   errors: -
 CREATE FUNCTION ff_create_executions(p_items jsonb, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   x jsonb;
@@ -165,7 +167,10 @@ BEGIN
           FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(item, ord)
         ), firsts AS (
           SELECT DISTINCT ON (i.eid) i.* FROM items i
-          WHERE NOT EXISTS (SELECT 1 FROM exec_core e WHERE e.partition_key = i.part AND e.e_uuid = ffi_eid_uuid(i.eid))
+          -- (OFFSET 0: the sub-select stays a probe per item, not an anti-join, which a plan made on a
+          -- small table would make by reading the whole key)
+          WHERE NOT EXISTS (SELECT 1 FROM exec_core e WHERE e.partition_key = i.part AND e.e_uuid = ffi_eid_uuid(i.eid)
+                            OFFSET 0)
           ORDER BY i.eid, i.ord
         ), ins AS (
           INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
@@ -220,12 +225,14 @@ END $$;
 -- ---------------------------------------------------------------------------
 
 -- ff_renew: extends the lease by p_ttl from now and moves its timer.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_ttl (ms), p_now
 --   reply:  {"ok": Model.LeaseRenewal}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_renew(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_ttl bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb; v_exp bigint;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -241,12 +248,14 @@ END $$;
 
 -- ff_progress: records the attempt's progress (a NULL keeps the stored value); every report
 -- writes a Progress event, one in the same millisecond as the last one too.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_pct, p_msg, p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_progress(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_pct int, p_msg text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -394,6 +403,8 @@ DECLARE
   f_arm text[];
   f_state text[];
   f_fold boolean;
+  -- the row versions locked (ctid): the set's update reads them by a TID scan, the only plan it has
+  f_tid tid[];
   v_scopes text[];
   v_i int;
   -- (the set_config and wake-up calls are expressions, not PERFORMs: no query start-up)
@@ -401,23 +412,28 @@ DECLARE
   -- ids named more than once (each of their rows goes through ff_complete), found once for the batch
   v_dups text[] := ARRAY(SELECT d.id FROM unnest(p_eid) AS d(id) GROUP BY d.id HAVING count(*) > 1);
 BEGIN
-  -- the common case, locked (rows that do not qualify once locked are left to ff_complete)
-  SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(c.current_attempt_index), '{}'),
-         coalesce(array_agg(c.id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
-         coalesce(array_agg(c.public_state), '{}'), coalesce(bool_or(c.event_k = ffi_xid()), false)
-  INTO f_ids, f_cai, f_arm, f_state, f_fold
+  -- the common case, locked in id order (rows that do not qualify once locked are left to
+  -- ff_complete): each row looked up by its key on its own (a LATERAL subquery that locks is not
+  -- flattened into a join, which a plan made on a small table would make by reading the whole key)
+  SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}'), coalesce(array_agg(c.current_attempt_index ORDER BY c.id), '{}'),
+         coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
+         coalesce(array_agg(c.public_state ORDER BY c.id), '{}'), coalesce(array_agg(c.tid ORDER BY c.id), '{}'),
+         coalesce(bool_or(c.event_k = ffi_xid()), false)
+  INTO f_ids, f_cai, f_arm, f_state, f_tid, f_fold
   FROM (
-    SELECT t.id, c.current_attempt_index, c.completed_at, c.public_state, c.event_k
-    FROM unnest(p_eid, p_att, p_lease, p_epoch) AS t(id, att, lease, epoch)
-    JOIN exec_core c ON c.partition_key = ffi_eid_part(t.id) AND c.e_uuid = ffi_eid_uuid(t.id)
-    WHERE c.lifecycle_phase = 'active' AND c.ownership_state <> 'lease_revoked'
-      AND (c.lease_expires_at IS NULL OR c.lease_expires_at > v_now)
-      AND c.lease_id = t.lease AND c.lease_epoch = t.epoch AND c.current_attempt_id = t.att
-      AND c.flow_id IS NULL AND NOT c.has_grant AND c.current_suspension_id IS NULL
-      AND c.current_attempt_index IS NOT NULL
-      AND t.id <> ALL (v_dups)
-    ORDER BY t.id
-    FOR UPDATE OF c
+    SELECT t.id, c.tid, c.current_attempt_index, c.completed_at, c.public_state, c.event_k
+    FROM (SELECT t.* FROM unnest(p_eid, p_att, p_lease, p_epoch) AS t(id, att, lease, epoch)
+          WHERE t.id <> ALL (v_dups) ORDER BY t.id OFFSET 0) t
+    CROSS JOIN LATERAL (
+      SELECT c.ctid AS tid, c.current_attempt_index, c.completed_at, c.public_state, c.event_k FROM exec_core c
+      WHERE c.partition_key = ffi_eid_part(t.id) AND c.e_uuid = ffi_eid_uuid(t.id)
+        AND c.lifecycle_phase = 'active' AND c.ownership_state <> 'lease_revoked'
+        AND (c.lease_expires_at IS NULL OR c.lease_expires_at > v_now)
+        AND c.lease_id = t.lease AND c.lease_epoch = t.epoch AND c.current_attempt_id = t.att
+        AND c.flow_id IS NULL AND NOT c.has_grant AND c.current_suspension_id IS NULL
+        AND c.current_attempt_index IS NOT NULL
+      FOR UPDATE OF c
+    ) c
   ) c;
   IF cardinality(f_ids) > 0 THEN
     UPDATE exec_data d SET result = t.payload
@@ -444,8 +460,10 @@ BEGIN
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
       has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
       event_k = greatest(ffi_xid(), event_k)
-    FROM unnest(f_ids) AS x(id)
-    WHERE partition_key = ffi_eid_part(x.id) AND e_uuid = ffi_eid_uuid(x.id)
+    -- the rows locked above, by their row versions (no other transaction can have moved them): a
+    -- TID scan, whatever the table held when the session planned this statement
+    FROM unnest(f_ids, f_tid) AS x(id, tid)
+    WHERE exec_core.ctid = ANY (f_tid) AND exec_core.ctid = x.tid
     RETURNING x.id AS execution_id, partition_key, e_uuid, event_k, lane_id, flow_id, current_attempt_index
     ), evs AS (
       -- what ffi_trg_events_updated writes for a completion: Completed (attempt)
@@ -516,13 +534,15 @@ CREATE FUNCTION ffi_backoff_ms(p_backoff jsonb, p_n int) RETURNS bigint LANGUAGE
 -- either schedules a retry (the retry policy
 -- allows another for this category and the class is neither Permanent nor Cancelled: runnable
 -- after the backoff) or ends the execution as failed.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_reason (the message), p_category, p_class (Model.FailureClass), p_now
 --   reply:  {"ok": Model.FailOutcome}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_fail(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint,
   p_reason text, p_category text, p_class text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;
@@ -575,12 +595,14 @@ END $$;
 
 -- ff_cancel: the worker cancels its execution. A lease that expired still allows it, a revoked
 -- or stale lease does not.
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_reason, p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, stale_lease
 CREATE FUNCTION ff_cancel(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_reason text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -619,12 +641,14 @@ BEGIN
 END $$;
 
 -- ff_delay: the worker releases its execution until p_until (same attempt, resumed later).
+-- Without sequential scans: a plan of a session's first calls, made while exec_core was small,
+-- must not read it whole once it has grown (docs/design/postgres.md, "The function library").
 --   args:   the handle, p_until (ms), p_now
 --   reply:  {"ok": null}
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_delay(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_until bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;

@@ -1,5 +1,5 @@
 /**
- * Migration 0048: `exec_core`'s row invariants written into its CHECK constraint instead of a call
+ * Migration 0049: `exec_core`'s row invariants written into its CHECK constraint instead of a call
  * of `ffi_exec_core_row_ok` (docs/design/postgres.md, "Tables").
  *
  * A CHECK is made ready at the start of every statement that inserts or updates the table (its
