@@ -6,7 +6,7 @@
  * expression read from the catalog and planned), and a SQL function in it is inlined then: its body
  * parsed and analysed again at each such statement. On an idle pickup's `CALL ff_create_claim` that
  * was about a tenth of the server's CPU (the create's insert and the claim's update; a `perf`
- * profile, docs/benchmarks.md, "Thirteenth session"). The rules are the same expression (0044's),
+ * profile, docs/benchmarks.md, "Thirteenth session: Postgres idle pickup"). The rules are the same expression (0044's),
  * over the columns themselves; the function, which nothing else calls, goes. Adding the constraint
  * reads the table once (every row already meets it: the same rules).
  */
