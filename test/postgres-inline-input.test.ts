@@ -1,5 +1,5 @@
 // A small input (and a small result) is kept in the exec_core row and an execution with nothing cold
-// (created alone, in a batch or as a flow graph's member) has no exec_data row (migration 0049); a
+// (created alone, in a batch or as a flow graph's member) has no exec_data row (migration 0050); a
 // large input or result, or anything cold (tags, a policy, a creator identity, a trace context), is
 // exec_data's. Every read, claim, completion, replay and retention reads both places; a store written
 // at migration 0047 (every execution with its exec_data row) is read, claimed and completed after
@@ -58,7 +58,7 @@ const placeOf = (schema: string, id: string) =>
     return { core, data: data[0] ?? null }
   })
 
-describe("postgres: a small input and result in the exec_core row (migration 0049)", () => {
+describe("postgres: a small input and result in the exec_core row (migration 0050)", () => {
   layer(client, { timeout: 120_000, excludeTestServices: true })((it) => {
     it.effect("inline and cold inputs and results round-trip through create, claim, complete, replay and retention", () =>
       Effect.gen(function*() {

@@ -122,7 +122,7 @@ BEGIN
   IF e.replay_count >= e.max_replay_count THEN RETURN ffi_err('max_replays_exhausted'); END IF;
   -- the run a completed row keeps joins the history (the updates below clear it)
   PERFORM ffi_run_unkeep(e);
-  -- the result cleared where it is (migration 0049): an exec_data row that held only the result goes
+  -- the result cleared where it is (migration 0050): an exec_data row that held only the result goes
   IF e.result IS NOT NULL THEN
     UPDATE exec_core SET result = NULL WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   ELSIF e.payload IS NOT NULL THEN

@@ -390,7 +390,7 @@ BEGIN
       -- each claimed row by its key: a LIMIT keeps the subquery from being flattened into a join
       -- the planner may hash, reading exec_core and exec_data whole at every claim. The input and
       -- its encoding are the exec_core row's, or (payload NULL) exec_data's, read only then
-      -- (migration 0049).
+      -- (migration 0050).
       LEFT JOIN LATERAL (
         SELECT e.execution_kind AS kind, e.lane_id, e.namespace, coalesce(e.payload, d.payload) AS payload,
           CASE WHEN e.payload IS NULL THEN d.payload_encoding ELSE e.payload_encoding END AS payload_encoding,

@@ -148,7 +148,7 @@ BEGIN
       'none'::exec_state, 'pending_first_attempt'::exec_state,
       CASE WHEN ch.down IS NULL THEN 'waiting'::exec_state ELSE 'waiting_children'::exec_state END,
       i.mrc, i.mrp, i.ato, NULL, NULL, v_now, v_now, v_now, p_flow,
-      -- the input in the exec_core row, no exec_data row (migration 0049)
+      -- the input in the exec_core row, no exec_data row (migration 0050)
       CASE WHEN ffi_inline(i.payload, i.policy, i.tags, i.creator, NULL, i.trace) THEN i.enc END,
       CASE WHEN ffi_inline(i.payload, i.policy, i.tags, i.creator, NULL, i.trace) THEN i.payload END
     FROM items i LEFT JOIN children ch ON ch.down = i.eid ORDER BY i.ord
@@ -824,7 +824,7 @@ BEGIN
   INTO v_flow, v_ref;
   IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
   IF v_ref IS NOT NULL THEN
-    -- the upstream's result, in its exec_core row or exec_data (migration 0049), becomes the input
+    -- the upstream's result, in its exec_core row or exec_data (migration 0050), becomes the input
     SELECT coalesce(ue.result, (SELECT u.result FROM exec_data u WHERE ffi_eid(u.e_part, u.e_uuid) = p_upstream))
     INTO v_result FROM exec_core ue WHERE ue.partition_key = ffi_eid_part(p_upstream) AND ue.e_uuid = ffi_eid_uuid(p_upstream);
     IF v_result IS NOT NULL THEN PERFORM ffi_input_set(p_child, v_result); END IF;

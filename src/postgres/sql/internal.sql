@@ -33,7 +33,7 @@ AS $$ SELECT substr(p_eid, strpos(p_eid, '}') + 2)::uuid $$;
 -- (ffi_eid(p_part, p_uuid), the execution id of a partition and uuid, is migration 0047's: the key
 -- of exec_data is an index on it.)
 
--- ffi_inline_bytes: the largest input or result kept in the exec_core row (migration 0049; docs/
+-- ffi_inline_bytes: the largest input or result kept in the exec_core row (migration 0050; docs/
 -- design/postgres.md, "Storage"). A larger one is exec_data's.
 --   args:   -
 --   reply:  int (bytes)
@@ -44,7 +44,7 @@ CREATE FUNCTION ffi_inline_bytes() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELE
 -- no exec_data row: an input of at most ffi_inline_bytes() bytes and nothing else of exec_data
 -- (no policy, tags, creator identity, idempotency key or trace context). exec_core.payload IS NULL
 -- says that exec_data holds the input, the policy and the rest (and every row stored before
--- migration 0049).
+-- migration 0050).
 --   args:   the create's p_payload, p_policy, p_tags, p_creator, p_idem, p_trace
 --   reply:  boolean (false for a NULL input)
 --   errors: -

@@ -34,7 +34,7 @@ DECLARE
   v_delayed boolean := p_delay_until IS NOT NULL AND p_delay_until > v_now;
   v_has_idem boolean := p_idem IS NOT NULL AND p_idem <> '';
   v_state text := CASE WHEN v_delayed THEN 'delayed' ELSE 'waiting' END;
-  -- the input in the exec_core row, no exec_data row (migration 0049)
+  -- the input in the exec_core row, no exec_data row (migration 0050)
   v_inline boolean := ffi_inline(p_payload, p_policy, p_tags, p_creator, p_idem, p_trace);
   v_existing text;
   v_found boolean;
@@ -186,7 +186,7 @@ BEGIN
           SELECT ffi_eid_uuid(eid), part, lane, ns, kind, prio, caps, 'runnable'::exec_state, 'unowned'::exec_state,
             'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, '', 'none'::exec_state,
             'pending_first_attempt'::exec_state, 'waiting'::exec_state, mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now,
-            -- the input in the exec_core row, no exec_data row (migration 0049)
+            -- the input in the exec_core row, no exec_data row (migration 0050)
             CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN enc END,
             CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN payload END
           FROM firsts ORDER BY ord
@@ -331,7 +331,7 @@ BEGIN
     IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   END IF;
   -- the result: up to ffi_inline_bytes() in the exec_core row (the common case's update below
-  -- writes it), a larger one in exec_data (migration 0049)
+  -- writes it), a larger one in exec_data (migration 0050)
   IF length(p_payload) > ffi_inline_bytes() THEN
     PERFORM ffi_result_cold(p_eid, p_payload);
   END IF;
@@ -418,7 +418,7 @@ DECLARE
   f_ids text[];
   f_cai int[];
   f_arm text[];
-  -- (whether an f_arm execution has an exec_data row: its input is not inline, migration 0049)
+  -- (whether an f_arm execution has an exec_data row: its input is not inline, migration 0050)
   f_arm_cold boolean[];
   -- the f_ids rows' results
   f_res bytea[];
@@ -462,7 +462,7 @@ BEGIN
   ) c;
   IF cardinality(f_ids) > 0 THEN
     -- the results: up to ffi_inline_bytes() in the exec_core rows (the update below), larger ones in
-    -- exec_data (migration 0049)
+    -- exec_data (migration 0050)
     PERFORM ffi_result_cold(r.id, r.res) FROM unnest(f_ids, f_res) AS r(id, res) WHERE length(r.res) > ffi_inline_bytes();
     UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
     FROM unnest(f_ids, f_cai) AS f(id, cai)
@@ -587,7 +587,7 @@ BEGIN
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   PERFORM ffi_record_failure(p_eid, p_reason, p_class, p_category, v_now);
-  -- (the policy is exec_data's: an execution whose input is inline has none, migration 0049)
+  -- (the policy is exec_data's: an execution whose input is inline has none, migration 0050)
   v_rp := CASE WHEN e.payload IS NULL THEN
     (SELECT policy->'retry_policy' FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid) END;
   IF v_rp IS NOT NULL AND jsonb_typeof(v_rp) = 'object' AND p_class NOT IN ('Permanent', 'Cancelled') THEN

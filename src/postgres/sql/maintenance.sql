@@ -419,7 +419,7 @@ BEGIN
           CONTINUE;
         END IF;
         CONTINUE WHEN e.lifecycle_phase <> 'terminal' OR e.flow_id IS NOT NULL OR e.completed_at IS NULL;
-        -- (the policy is exec_data's: an execution whose input is inline has none, migration 0049)
+        -- (the policy is exec_data's: an execution whose input is inline has none, migration 0050)
         v_due := e.completed_at + ffi_retention_ms(CASE WHEN e.payload IS NULL THEN
           (SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = v_ref) END);
         IF v_due > v_now THEN

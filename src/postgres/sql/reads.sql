@@ -72,7 +72,7 @@ BEGIN
 END $$;
 
 -- ff_get_execution_result: getExecutionResult — the result of a completed execution (none when
--- it stored no result): its exec_core row's, else exec_data's (migration 0049).
+-- it stored no result): its exec_core row's, else exec_data's (migration 0050).
 --   args:   p_eid, p_now
 --   reply:  {"ok": the result in base64, or null}
 --   errors: -
@@ -87,7 +87,7 @@ END $$;
 
 -- ff_get_execution_input: getExecutionInput (and, once per id, getExecutionInputs), with the
 -- creator's traceparent when one was stored: the input and its encoding of the exec_core row, or
--- (exec_core.payload NULL) exec_data's (migration 0049).
+-- (exec_core.payload NULL) exec_data's (migration 0050).
 --   args:   p_eid, p_now
 --   reply:  {"ok": Model.ExecutionInput with the payload in base64, or null}
 --   errors: -

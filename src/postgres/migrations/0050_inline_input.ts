@@ -1,5 +1,5 @@
 /**
- * Migration 0049: a small input (and a small result) kept in the `exec_core` row, `exec_data`
+ * Migration 0050: a small input (and a small result) kept in the `exec_core` row, `exec_data`
  * only for what is cold (docs/design/postgres.md, "Storage").
  *
  * An execution created with an input of at most `ffi_inline_bytes()` bytes and nothing else of
