@@ -1,17 +1,25 @@
 // A new connection of `layerPg`'s pool is warmed for an idle pickup before its first use
 // (`ff_warm_up`: the pickup's functions run once in a subtransaction rolled back): the session
-// has the functions compiled and leaves nothing behind, no row and no notification. Without it
-// the first pickup on each new connection cost about 10 ms of server time against 1.2
-// (docs/design/postgres.md, "Connections").
+// has the functions compiled and the statements it ran planned, and leaves nothing behind, no row
+// and no notification. Without it the first pickup on each new connection cost about 10 ms of
+// server time against 1.2 (docs/design/postgres.md, "Connections"). The session keeps the
+// warm-up's plans, made while `exec_core` held only the warm-up's own row (or a few more): they
+// must still read only the rows they name once the table has grown. The warmed session creates
+// thousands of executions one by one, claims them in sets of 64 of a named kind (the warm-up's
+// branch of the claim), completes them one by one and in sets, and makes idle pickups (`CALL
+// ff_create_claim`, then `ff_complete`); the server's cumulative statistics of that phase
+// (pg_stat_user_indexes, pg_stat_user_tables) bound what each index and table of the schema was
+// read, figures that do not depend on load.
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import { randomUUID } from "node:crypto"
 import { Deferred, Effect, Layer, Redacted } from "effect"
 import pg from "pg"
 import { inject } from "vitest"
 import * as Producer from "../src/Producer.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
 import * as Worker from "../src/Worker.js"
-import { makeWarmedPool } from "../src/postgres/internal/pool.js"
+import { makeWarmedPool, warmUpText } from "../src/postgres/internal/pool.js"
 import { idleWorker } from "./worker/handoff.js"
 import { Echo, newLane } from "./worker/helpers.js"
 
@@ -21,8 +29,9 @@ const schema = `ff_warm_${tag}`
 const lateSchema = `ff_warm_late_${tag}`
 
 const admin = new pg.Pool({ connectionString: url, max: 2 })
+const schemas: Array<string> = [schema, lateSchema]
 afterAll(async () => {
-  for (const s of [schema, lateSchema]) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
+  for (const s of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
   await admin.end()
 })
 
@@ -129,4 +138,171 @@ describe("postgres: connections warmed for the pickup", () => {
       Effect.scoped,
       Effect.provide(PostgresBackend.layerPg({ url: Redacted.make(url), schema, hmacSecret: "none", maxConnections: 3 }))
     ), 60_000)
+})
+
+const lane = "plans"
+const pickupLane = "pickup"
+const TOTAL = 2_048
+const SET = 64
+const PICKUPS = 256
+
+interface Handle {
+  readonly executionId: string
+  readonly attemptIndex: number
+  readonly attemptId: string
+  readonly leaseId: string
+  readonly leaseEpoch: number
+}
+
+interface Reads {
+  readonly scans: number
+  readonly read: number
+}
+
+/** The schema's statistics: per index (`table.index`, scans and entries read) and per table (`table`, sequential scans and rows read). */
+const stats = async (schema: string): Promise<Map<string, Reads>> => {
+  const r = await admin.query<{ readonly name: string; readonly scans: string; readonly read: string }>(
+    `SELECT relname || '.' || indexrelname AS name, idx_scan::text AS scans, idx_tup_read::text AS read
+       FROM pg_stat_user_indexes WHERE schemaname = $1
+     UNION ALL
+     SELECT relname, seq_scan::text, seq_tup_read::text FROM pg_stat_user_tables WHERE schemaname = $1`,
+    [schema]
+  )
+  return new Map(r.rows.map((row) => [row.name, { scans: Number(row.scans), read: Number(row.read) }]))
+}
+
+/** Makes the session's statistics visible to the other sessions (its next transaction flushes them). */
+const flush = async (client: pg.ClientBase) => {
+  await client.query("SELECT pg_stat_force_next_flush()")
+  await client.query("SELECT 1")
+}
+
+const create = async (client: pg.ClientBase, schema: string) => {
+  const r = await client.query<{ readonly r: { readonly ok?: unknown } }>(
+    `SELECT "${schema}".ff_create_execution($1, 7, 'default', $2, 'k', '\\x7b7d'::bytea, 'json', 0, '', NULL, '{}',
+       'null', '{}', NULL, NULL, NULL, 100, 10, 86400000, NULL, NULL) AS r`,
+    [`{fp:7}:${randomUUID()}`, lane]
+  )
+  expect(r.rows[0]!.r.ok).toBeDefined()
+}
+
+/** ff_complete_claim of the kind `k`: the completions of `done` (a set completion), then a claim of up to `limit`. */
+const completeClaim = async (client: pg.ClientBase, schema: string, done: ReadonlyArray<Handle>, limit: number) => {
+  const r = await client.query<{ readonly r: { readonly ok: { readonly handles: ReadonlyArray<Handle>; readonly completed: ReadonlyArray<unknown> } } }>(
+    `SELECT "${schema}".ff_complete_claim($1::text[], $2::int[], $3::uuid[], $4::uuid[], $5::bigint[], $6::bytea[],
+       $7, '{}', ARRAY['k'], 'w', 'w-1', 60000, $8, 1048576, NULL) AS r`,
+    [
+      done.map((h) => h.executionId),
+      done.map((h) => h.attemptIndex),
+      done.map((h) => h.attemptId),
+      done.map((h) => h.leaseId),
+      done.map((h) => h.leaseEpoch),
+      done.map(() => Buffer.from("{}")),
+      lane,
+      limit
+    ]
+  )
+  const ok = r.rows[0]!.r.ok
+  expect(ok.completed).toEqual(done.map(() => ({ ok: null })))
+  return ok.handles
+}
+
+const complete = async (client: pg.ClientBase, schema: string, h: Handle) => {
+  const r = await client.query<{ readonly r: { readonly ok?: unknown } }>(
+    `SELECT "${schema}".ff_complete($1, $2, $3, $4, $5, '\\x7b7d'::bytea, NULL) AS r`,
+    [h.executionId, h.attemptIndex, h.attemptId, h.leaseId, h.leaseEpoch]
+  )
+  expect(r.rows[0]!.r).toEqual({ ok: null })
+}
+
+/** An idle pickup: the create and the worker's claim of it in one CALL, then its completion. */
+const pickup = async (client: pg.ClientBase, schema: string) => {
+  const r = await client.query<{ readonly r: { readonly ok: { readonly claim: { readonly handles: ReadonlyArray<Handle> } | null } } }>(
+    `CALL "${schema}".ff_create_claim($1, 7, 'default', $2, 'k', '\\x7b7d'::bytea, 'json', 0, '', NULL, '{}', 'null',
+       '{}', NULL, NULL, NULL, 100, 10, 86400000, NULL, '{}', ARRAY['k'], 'w', 'w-2', 60000, 1, 1048576, NULL, $3, NULL)`,
+    [`{fp:7}:${randomUUID()}`, pickupLane, schema]
+  )
+  const handles = r.rows[0]!.r.ok.claim?.handles ?? []
+  expect(handles).toHaveLength(1)
+  await complete(client, schema, handles[0]!)
+}
+
+/**
+ * On a fresh schema (`rows` analyzed executions of another lane first): a session warmed as the
+ * pool warms it, then the phase; the reads of the phase.
+ */
+const warmedPhase = (rows: number) =>
+  Effect.gen(function*() {
+    const s = `ff_warm_plans_${rows}_${tag}`
+    schemas.push(s)
+    yield* install(s)
+    return yield* Effect.promise(async () => {
+      // no autovacuum analyze during the test: the session's plans stay those of its warm-up
+      for (const t of ["exec_core", "exec_data", "event", "timer", "lane_count"]) {
+        await admin.query(`ALTER TABLE "${s}".${t} SET (autovacuum_enabled = false)`)
+      }
+      if (rows > 0) {
+        for (let i = 0; i < rows; i++) {
+          await admin.query(
+            `SELECT "${s}".ff_create_execution($1, 3, 'default', 'other', 'k', '\\x7b7d'::bytea, 'json', 0, '', NULL,
+               '{}', 'null', '{}', NULL, NULL, NULL, 100, 10, 86400000, NULL, NULL)`,
+            [`{fp:3}:${randomUUID()}`]
+          )
+        }
+        await admin.query(`ANALYZE "${s}".exec_core, "${s}".exec_data`)
+      }
+      const client = new pg.Client({ connectionString: url })
+      await client.connect()
+      try {
+        await client.query(warmUpText(s))
+        await flush(client)
+        const before = await stats(s)
+        for (let i = 0; i < TOTAL; i++) await create(client, s)
+        let claimed = 0
+        let sets = 0
+        for (;;) {
+          const handles = await completeClaim(client, s, [], SET)
+          if (handles.length === 0) break
+          claimed += handles.length
+          sets += 1
+          // the completions one by one (ff_complete, as the warm-up's) and in sets, in turn
+          if (sets % 2 === 0) await completeClaim(client, s, handles, 0)
+          else for (const h of handles) await complete(client, s, h)
+        }
+        for (let i = 0; i < PICKUPS; i++) await pickup(client, s)
+        await flush(client)
+        const after = await stats(s)
+        const delta = new Map(Array.from(after, ([name, a]) => {
+          const b = before.get(name) ?? { scans: 0, read: 0 }
+          return [name, { scans: a.scans - b.scans, read: a.read - b.read }] as const
+        }))
+        return { claimed, delta }
+      } finally {
+        await client.end()
+      }
+    })
+  })
+
+const N = TOTAL + PICKUPS
+
+const check = (result: { readonly claimed: number; readonly delta: ReadonlyMap<string, Reads> }) => {
+  const read = (name: string) => result.delta.get(name) ?? { scans: 0, read: 0 }
+  expect(result.claimed).toBe(TOTAL)
+  // the key read by look-ups: a few entries per execution, not the whole key per call
+  expect(read("exec_core.exec_core_pkey").read).toBeLessThanOrEqual(10 * N)
+  // no look-up by id through the lane index (a scan of the whole index each)
+  expect(read("exec_core.exec_core_by_lane").scans).toBeLessThan(SET)
+  // no index and no table of the schema read whole per call: every index's entries and every
+  // table's rows read sequentially, a few per execution at most
+  for (const [name, d] of result.delta) {
+    if (name.includes(".")) expect({ name, read: d.read }).toEqual({ name, read: expect.toSatisfy((n: number) => n <= 10 * N) })
+    else expect({ name, read: d.read }).toEqual({ name, read: expect.toSatisfy((n: number) => n < TOTAL) })
+  }
+}
+
+describe("postgres: a warmed connection keeps its warm-up's plans", () => {
+  it.live("warmed on an empty exec_core, its creates, claims, completions and pickups read by key once the table has grown", () =>
+    Effect.map(warmedPhase(0), check), 300_000)
+
+  it.live("warmed while exec_core holds one analyzed row, the same", () => Effect.map(warmedPhase(1), check), 300_000)
 })

@@ -25,13 +25,14 @@ export const clientConfigOf = (c: PgClient.PgClientConfig): Pg.ClientConfig => (
 })
 
 /**
- * What warms a connection: the library's `ff_warm_up` (rolled back as it ends), then `DISCARD
- * PLANS`. The functions stay compiled and the catalog caches filled; the plans are made again at
- * each statement's first real call, as without the warm-up, on the tables as they are then: a
- * generic plan made on the empty tables of a new deployment (a pool opens its connections at
- * start) read the claimable index whole for each candidate of a claim once 10 000 waited.
+ * What warms a connection: the library's `ff_warm_up` (rolled back as it ends). The functions stay
+ * compiled, the catalog caches filled and the statements it ran planned. Those plans are kept,
+ * though made on the tables as they were then (a pool opens its connections at a process's start,
+ * on a new deployment's empty tables): the statements of the pickup's path cannot read a table
+ * whole or look an execution up by another index than its key, whatever the table held when they
+ * were planned (docs/design/postgres.md, "Connections"; `test/postgres-warm-up.test.ts`).
  */
-export const warmUpText = (schema: string): string => `SELECT ${quoteIdent(schema)}.ff_warm_up(NULL) AS r; DISCARD PLANS`
+export const warmUpText = (schema: string): string => `SELECT ${quoteIdent(schema)}.ff_warm_up(NULL) AS r`
 
 export interface WarmedPool {
   readonly pool: Pg.Pool
@@ -52,10 +53,8 @@ export const makeWarmedPool = (
     const text = warmUpText(schema)
     const warmed = new WeakSet<Pg.ClientBase>()
     const warm = (client: Pg.ClientBase): Promise<void> =>
-      // (two statements: one result each)
       client.query(text).then((r) => {
-        const first = (r as unknown as ReadonlyArray<Pg.QueryResult>)[0]
-        if (first?.rows[0]?.r !== undefined) warmed.add(client)
+        if (r.rows[0]?.r !== undefined) warmed.add(client)
       }, () => undefined)
     const pool = new Pg.Pool({
       ...clientConfigOf(config),

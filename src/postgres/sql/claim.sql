@@ -461,10 +461,10 @@ END $$;
 -- (ff_create_execution), the worker's claim of one execution of a named kind (ff_complete_claim),
 -- its completion (ff_complete) — in a subtransaction rolled back at the end: nothing written
 -- stays and nothing is notified. What stays is the session's: the compiled functions, the
--- catalog entries they read and their statements' plans (the layer discards the plans after it:
--- they were made on the tables as they are now), which the first pickup on a new connection
--- would otherwise pay (about 11 ms of server time against 1.2; docs/design/postgres.md,
--- "Connections"). The lane's id has tabs, which no lane id has (printable ASCII), and
+-- catalog entries they read and their statements' plans (kept: made while exec_core holds the
+-- warm-up's row, they find rows by key whatever the table holds later), which the first pickup
+-- on a new connection would otherwise pay (about 11 ms of server time against 1.2;
+-- docs/design/postgres.md, "Connections"). The lane's id has tabs, which no lane id has (printable ASCII), and
 -- the server process's id, so that warm-ups of several connections at once do not wait for each
 -- other's lane_registry row.
 --   args:   p_now
