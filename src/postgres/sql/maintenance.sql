@@ -36,7 +36,7 @@ END $$;
 --           when none or when more is due now)}}
 --   errors: -
 CREATE FUNCTION ff_pass_timers(p_kind text, p_batch int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   t record;
@@ -75,7 +75,7 @@ BEGIN
       -- end, and a lock is a WAL record); one that is not leased now has nothing to expire here
       -- (a claim that leases it later arms a timer of its own)
       FOREACH v_ref IN ARRAY ARRAY(SELECT x.id FROM unnest(t.refs[1 : v_take]) AS x(id)
-                                   JOIN LATERAL (SELECT * FROM exec_core c WHERE c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id) OFFSET 0) c ON true
+                                   JOIN exec_core c ON c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id)
                                    WHERE c.lifecycle_phase = 'active' AND c.ownership_state = 'leased') LOOP
         SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(v_ref) AND e_uuid = ffi_eid_uuid(v_ref) FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
@@ -131,7 +131,7 @@ BEGIN
 
     SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref) FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
-      IF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref) OFFSET 0) THEN PERFORM ffi_timer_del(p_kind, t.ref); END IF;
+      IF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref)) THEN PERFORM ffi_timer_del(p_kind, t.ref); END IF;
       CONTINUE;
     END IF;
     CASE p_kind
@@ -226,7 +226,7 @@ END $$;
 --   reply:  {"ok": {"processed", "more"}}
 --   errors: -
 CREATE FUNCTION ff_pass_dependencies(p_batch int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   q record;
@@ -245,8 +245,8 @@ BEGIN
   <<children>>
   FOR ch IN
     SELECT DISTINCT dp.downstream_id FROM dep dp
-    JOIN LATERAL (SELECT * FROM exec_core u WHERE u.partition_key = ffi_eid_part(dp.upstream_id) AND u.e_uuid = ffi_eid_uuid(dp.upstream_id) OFFSET 0) u ON true
-    JOIN LATERAL (SELECT * FROM exec_core c WHERE c.partition_key = ffi_eid_part(dp.downstream_id) AND c.e_uuid = ffi_eid_uuid(dp.downstream_id) OFFSET 0) c ON true
+    JOIN exec_core u ON u.partition_key = ffi_eid_part(dp.upstream_id) AND u.e_uuid = ffi_eid_uuid(dp.upstream_id)
+    JOIN exec_core c ON c.partition_key = ffi_eid_part(dp.downstream_id) AND c.e_uuid = ffi_eid_uuid(dp.downstream_id)
     WHERE dp.state = 'unsatisfied' AND u.lifecycle_phase = 'terminal' AND u.terminal_outcome <> 'none'
       AND c.flow_id IS NOT NULL AND c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'blocked_by_dependencies'
     ORDER BY dp.downstream_id
@@ -258,7 +258,7 @@ BEGIN
     IF NOT FOUND THEN CONTINUE; END IF;
     FOR d IN
       SELECT dp.edge_id, dp.upstream_id, u.terminal_outcome FROM dep dp
-      JOIN LATERAL (SELECT * FROM exec_core u WHERE u.partition_key = ffi_eid_part(dp.upstream_id) AND u.e_uuid = ffi_eid_uuid(dp.upstream_id) OFFSET 0) u ON true
+      JOIN exec_core u ON u.partition_key = ffi_eid_part(dp.upstream_id) AND u.e_uuid = ffi_eid_uuid(dp.upstream_id)
       WHERE dp.downstream_id = ch.downstream_id AND dp.state = 'unsatisfied'
         AND u.lifecycle_phase = 'terminal' AND u.terminal_outcome <> 'none'
       ORDER BY dp.edge_id
@@ -280,7 +280,7 @@ END $$;
 --   reply:  {"ok": {"processed", "more"}}
 --   errors: -
 CREATE FUNCTION ff_pass_cancel_backlog(p_batch int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   b record;
@@ -306,7 +306,7 @@ BEGIN
         PERFORM ffi_cancel_exec(o.execution_id, coalesce(nullif(b.reason, ''), 'flow_cancelled'), 'flow_cascade', v_now);
         DELETE FROM cancel_owed WHERE flow_id = b.flow_id AND execution_id = o.execution_id;
         v_done := v_done + 1;
-      ELSIF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(o.execution_id) AND e_uuid = ffi_eid_uuid(o.execution_id) OFFSET 0) THEN
+      ELSIF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(o.execution_id) AND e_uuid = ffi_eid_uuid(o.execution_id)) THEN
         DELETE FROM cancel_owed WHERE flow_id = b.flow_id AND execution_id = o.execution_id;
       ELSE
         v_more := true;
@@ -321,7 +321,7 @@ BEGIN
   -- lock order: the downstream's exec row, then its group (as resolution does)
   FOR v_id IN SELECT downstream_id FROM edge_group WHERE cancel_siblings_pending ORDER BY downstream_id LIMIT p_batch LOOP
     PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id) FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND AND EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id) OFFSET 0) THEN
+    IF NOT FOUND AND EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id)) THEN
       v_more := true;
       CONTINUE;
     END IF;
@@ -335,7 +335,7 @@ BEGIN
         PERFORM ffi_cancel_exec(v_sib, coalesce(g.cancel_siblings_reason, 'sibling_quorum_satisfied'),
                                 'operator_override', v_now);
         v_done := v_done + 1;
-      ELSIF EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_sib) AND e_uuid = ffi_eid_uuid(v_sib) AND lifecycle_phase <> 'terminal' OFFSET 0) THEN
+      ELSIF EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_sib) AND e_uuid = ffi_eid_uuid(v_sib) AND lifecycle_phase <> 'terminal') THEN
         v_left := v_left || v_sib;
       END IF;
     END LOOP;
@@ -415,7 +415,7 @@ BEGIN
       FOREACH v_ref IN ARRAY t.refs[1 : v_take] LOOP
         SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(v_ref) AND e_uuid = ffi_eid_uuid(v_ref) FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
-          IF EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_ref) AND e_uuid = ffi_eid_uuid(v_ref) OFFSET 0) THEN v_left := v_left || v_ref; END IF;
+          IF EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_ref) AND e_uuid = ffi_eid_uuid(v_ref)) THEN v_left := v_left || v_ref; END IF;
           CONTINUE;
         END IF;
         CONTINUE WHEN e.lifecycle_phase <> 'terminal' OR e.flow_id IS NOT NULL OR e.completed_at IS NULL;
@@ -439,7 +439,7 @@ BEGIN
     END IF;
     SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref) FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
-      IF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref) OFFSET 0) THEN
+      IF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref)) THEN
         PERFORM ffi_timer_del('retention', t.ref);
       END IF;
       CONTINUE;
@@ -509,7 +509,7 @@ END $$;
 --   reply:  {"ok": {"processed", "more"}}
 --   errors: -
 CREATE FUNCTION ff_pass_retention(p_batch int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   v_result jsonb := ffi_pass_retention_executions(p_batch, p_now);
 BEGIN

@@ -146,9 +146,10 @@ BEGIN
     v_keep := p_retention;
   END IF;
   IF m.retained + 1 > v_keep THEN
-    DELETE FROM stream_frame WHERE ctid IN (
+    -- the oldest frames' row versions, then a TID scan (a semi-join could read the table whole)
+    DELETE FROM stream_frame WHERE ctid = ANY (ARRAY(
       SELECT ctid FROM stream_frame WHERE execution_id = p_eid AND attempt_index = p_idx
-      ORDER BY ts, seq LIMIT (m.retained + 1 - v_keep));
+      ORDER BY ts, seq LIMIT (m.retained + 1 - v_keep)));
   END IF;
   UPDATE stream_meta SET frame_count = frame_count + 1, retained = least(retained + 1, v_keep),
     total_bytes = total_bytes + p_bytes, last_ts = v_ts, last_seq = v_seq, last_frame_at = v_now,
