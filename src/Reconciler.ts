@@ -1,6 +1,6 @@
 /**
  * Runs the maintenance passes of a backend (docs/design/maintenance.md): one scoped
- * fiber per pass, each on its own `Schedule`, with bounded batches, a retry
+ * fiber per pass, each on its own `Schedule`, at most `concurrency` runs at once, with bounded batches, a retry
  * schedule for transient errors, logs, spans and `Metric`s of what each pass
  * did. It stops with its scope.
  *
@@ -69,7 +69,23 @@ export interface ReconcilerOptions {
   readonly maxConsecutiveRuns?: number | undefined
   /** Retries of a run that failed with a retryable error (default `defaultRetrySchedule`). */
   readonly retrySchedule?: Schedule.Schedule<unknown, EngineError> | undefined
+  /**
+   * How many runs of passes may be in flight at once (default `defaultConcurrency`, 2); the
+   * others wait for a run to end. Each run in flight holds a connection of a Postgres layer's pool:
+   * unbounded, the reconciler's start opened one per pass, cold connections that the next
+   * statements of the process (an idle pickup's) then met.
+   */
+  readonly concurrency?: number | undefined
 }
+
+/**
+ * The runs of passes in flight at once by default (`ReconcilerOptions.concurrency`): two, so
+ * that one long run (a batch of 1 000) does not hold back a timer pass due meanwhile.
+ *
+ * @since 0.1.0
+ * @category defaults
+ */
+export const defaultConcurrency = 2
 
 /**
  * A reconciler that cannot start: an unknown pass, an interval that is not
@@ -108,6 +124,7 @@ const checkOptions = (options: ReconcilerOptions | undefined): Effect.Effect<voi
       }
     }
     if (!positiveInteger(options?.batchSize)) return fail(`batchSize must be an integer >= 1, got ${options?.batchSize}`)
+    if (!positiveInteger(options?.concurrency)) return fail(`concurrency must be an integer >= 1, got ${options?.concurrency}`)
     if (!positiveInteger(options?.maxConsecutiveRuns)) {
       return fail(`maxConsecutiveRuns must be an integer >= 1, got ${options?.maxConsecutiveRuns}`)
     }
@@ -207,6 +224,9 @@ const runPass = (
   )
 }
 
+/** Runs one run of a pass once a run may start (`ReconcilerOptions.concurrency`). */
+type Gate = <A, E>(run: Effect.Effect<A, E>) => Effect.Effect<A, E>
+
 /**
  * Runs a pass, and again at once while it reports `more: true` (at most
  * `maxConsecutiveRuns` runs). Errors are logged and counted, never fatal.
@@ -214,11 +234,12 @@ const runPass = (
 const drainPass = (
   maintenance: Maintenance.Service,
   name: PassName,
-  options: ReconcilerOptions | undefined
+  options: ReconcilerOptions | undefined,
+  gate: Gate
 ): Effect.Effect<PassResult | undefined> => {
   const max = Math.max(1, options?.maxConsecutiveRuns ?? 100)
   const loop = (n: number): Effect.Effect<PassResult, EngineError> =>
-    Effect.flatMap(runPass(maintenance, name, options), (r) => (r.more && n + 1 < max ? loop(n + 1) : Effect.succeed(r)))
+    Effect.flatMap(gate(runPass(maintenance, name, options)), (r) => (r.more && n + 1 < max ? loop(n + 1) : Effect.succeed(r)))
   return loop(0).pipe(
     // the failure was logged and counted by `runPass`; the next tick tries again
     Effect.catchAll(() => Effect.succeed(undefined)),
@@ -238,14 +259,15 @@ const STALE_DUE_RETRY_MS = 5
 const timedPass = (
   maintenance: Maintenance.Service,
   name: PassName,
-  options: ReconcilerOptions | undefined
+  options: ReconcilerOptions | undefined,
+  gate: Gate
 ): Effect.Effect<never> => {
   const interval = Duration.toMillis(Duration.decode(options?.intervals?.[name] ?? defaultIntervals[name]))
   return Effect.gen(function*() {
     // runs in a row that found nothing although a timer was reported due (the store's clock lags ours)
     let stale = 0
     for (;;) {
-      const r = yield* drainPass(maintenance, name, options)
+      const r = yield* drainPass(maintenance, name, options, gate)
       const now = yield* Clock.currentTimeMillis
       let wait = interval
       const due = r?.nextDueAt
@@ -268,7 +290,8 @@ const timedPass = (
 /**
  * Checks the options, then forks one fiber per pass in the current scope;
  * each fiber runs its pass at once and then on its schedule until the scope
- * closes. Bad options fail `start` with a `ReconcilerError`; once started,
+ * closes, at most `concurrency` runs of passes at once (the others wait their
+ * turn). Bad options fail `start` with a `ReconcilerError`; once started,
  * a pass's failures are logged and counted, never fatal.
  *
  * @since 0.1.0
@@ -279,11 +302,13 @@ export const start = (options?: ReconcilerOptions): Effect.Effect<void, Reconcil
     yield* checkOptions(options)
     const maintenance = yield* Maintenance
     const passes = options?.passes ?? passNames
+    const permits = yield* Effect.makeSemaphore(options?.concurrency ?? defaultConcurrency)
+    const gate: Gate = permits.withPermits(1)
     for (const name of passes) {
       const schedule = options?.schedules?.[name]
       const run = schedule === undefined ?
-        timedPass(maintenance, name, options) :
-        drainPass(maintenance, name, options).pipe(Effect.repeat(schedule))
+        timedPass(maintenance, name, options, gate) :
+        drainPass(maintenance, name, options, gate).pipe(Effect.repeat(schedule))
       yield* run.pipe(Effect.annotateLogs({ reconciler: name }), Effect.forkScoped)
     }
     yield* Effect.logDebug(`reconciler started: ${passes.join(", ")}`)

@@ -41,6 +41,7 @@ const raceSchema = `ff_lib_race_${tag}`
 const oldSchema = `ff_lib_old_${tag}`
 const pickupSchema = `ff_lib_pickup_${tag}`
 const checkSchema = `ff_lib_check_${tag}`
+const rowSchema = `ff_lib_row_${tag}`
 /** The functions an idle pickup and the worker runtime call first (docs/benchmarks.md, issue 15). */
 const hotEntryPoints = [
   "ff_claim",
@@ -104,7 +105,7 @@ const storedVersion = (schema: string) =>
     ))
 
 describe("postgres function library", () => {
-  it.layer(clientDropping(chainSchema, freshSchema, raceSchema, oldSchema, pickupSchema, checkSchema), { timeout: 120_000 })((it) => {
+  it.layer(clientDropping(chainSchema, freshSchema, raceSchema, oldSchema, pickupSchema, checkSchema, rowSchema), { timeout: 120_000 })((it) => {
     it.effect("a schema migrated through 0001–0020 and then started equals a fresh one (pg_dump --schema-only)", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
@@ -194,13 +195,12 @@ describe("postgres function library", () => {
         expect(yield* storedVersion(freshSchema)).toBe(library.version)
         const reinstalled = yield* functions(freshSchema)
         expect(reinstalled.map((f) => f.sig)).toEqual(first.map((f) => f.sig))
-        // every library function is new; the exec_core CHECK, index and trigger functions belong to the migrations
+        // every library function is new; the index and trigger functions belong to the migrations
         const kept = reinstalled.filter((f) => first.some((g) => g.oid === f.oid)).map((f) => f.sig)
         expect(kept).toEqual([
           `${freshSchema}.ff_trg_flow_event()`,
           `${freshSchema}.ffi_eid(integer,uuid)`,
           `${freshSchema}.ffi_eid_order(integer)`,
-          `${freshSchema}.ffi_exec_core_row_ok(${[1, 2, 3, 4, 5].map(() => `${freshSchema}.exec_state`).join(",")},integer)`,
           `${freshSchema}.ffi_lane_count_rows()`,
           `${freshSchema}.ffi_lane_count_update()`,
           `${freshSchema}.ffi_trg_event_k()`,
@@ -290,6 +290,38 @@ describe("postgres function library", () => {
         yield* sql.unsafe(`SELECT "${pickupSchema}".ff_lane_wait('waited', 'w-1', 60000, NULL)`)
         expect(yield* answer("ffi_wake('waited')")).toBe(true)
         expect(yield* answer("ffi_events_wake(ARRAY['l:waited'])")).toBe(false)
+      }))
+
+    it.effect("exec_core's CHECK constraints call no function, and still refuse a forbidden row", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* PostgresBackend.make({ hmacSecret: "none", schema: rowSchema })
+        // a CHECK is planned at the start of each statement that writes the table: a SQL function
+        // in it had its body parsed and analysed again each time (migration 0049)
+        const calls = yield* sql.unsafe<{ readonly c: string; readonly f: string }>(
+          "SELECT c.conname AS c, d.refobjid::regprocedure::text AS f FROM pg_constraint c " +
+            "JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = c.oid " +
+            "AND d.refclassid = 'pg_proc'::regclass WHERE c.conrelid = $1::regclass",
+          [`"${rowSchema}".exec_core`]
+        )
+        expect(calls).toEqual([])
+        const checks = yield* sql.unsafe<{ readonly c: string }>(
+          "SELECT conname AS c FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c' ORDER BY 1",
+          [`"${rowSchema}".exec_core`]
+        )
+        expect(checks.map((c) => c.c)).toEqual(["exec_core_claimable", "exec_core_row"])
+        const b = yield* PostgresBackend.make({ hmacSecret: "none", schema: rowSchema })
+        const laneId = Ids.unsafe.laneId("row-check")
+        const executionId = yield* Ids.executionIdSolo(laneId)
+        yield* b.backend.createExecution({ executionId, namespace: Ids.unsafe.namespace("default"), laneId, executionKind: "k" })
+        const refused = (set: string) =>
+          Effect.flip(sql.unsafe(`UPDATE "${rowSchema}".exec_core SET ${set}`)).pipe(
+            Effect.map((e) => (e.cause as { readonly code?: string }).code)
+          )
+        // leased while not active; terminal without an outcome; a priority out of range
+        expect(yield* refused("ownership_state = 'leased'")).toBe("23514")
+        expect(yield* refused("lifecycle_phase = 'terminal'")).toBe("23514")
+        expect(yield* refused("priority = 9001")).toBe("23514")
       }))
   })
 

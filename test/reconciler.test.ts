@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Layer, Ref, Schedule, TestClock } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Ref, Schedule, TestClock } from "effect"
 import { Contention, NotFound } from "../src/EngineError.js"
 import { Maintenance, type PassName, passNames } from "../src/Maintenance.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
@@ -88,5 +88,37 @@ describe("Reconciler (any Maintenance)", () => {
         yield* step(100)
       })).pipe(Effect.provide(fake.layer))
       expect((yield* fake.calls)["resetBudgets"]).toBe(3)
+    }))
+
+  it.effect("runs at most `concurrency` passes at once (default 2): the others wait for a run to end", () =>
+    Effect.gen(function*() {
+      for (const concurrency of [undefined, 1, 3]) {
+        const gate = yield* Deferred.make<void>()
+        const inFlight = yield* Ref.make(0)
+        const most = yield* Ref.make(0)
+        const fake = yield* fakeMaintenance(() =>
+          Effect.gen(function*() {
+            const n = yield* Ref.updateAndGet(inFlight, (x) => x + 1)
+            yield* Ref.update(most, (m) => Math.max(m, n))
+            yield* Deferred.await(gate)
+            yield* Ref.update(inFlight, (x) => x - 1)
+            return 0
+          })
+        )
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* Reconciler.start(concurrency === undefined ? {} : { concurrency })
+          yield* step(100)
+          const bound = concurrency ?? Reconciler.defaultConcurrency
+          expect(yield* Ref.get(inFlight)).toBe(bound)
+          expect(Object.values(yield* fake.calls).reduce((a, b) => a + b, 0)).toBe(bound)
+          // the runs end: every pass has its turn at start
+          yield* Deferred.succeed(gate, undefined)
+          yield* step(100)
+          expect(Object.keys(yield* fake.calls).sort()).toEqual([...passNames].sort())
+        })).pipe(Effect.provide(fake.layer))
+        expect(yield* Ref.get(most)).toBe(concurrency ?? 2)
+      }
+      const bad = yield* Effect.flip(Reconciler.start({ concurrency: 0 }).pipe(Effect.scoped, Effect.provide(Layer.succeed(Maintenance, {} as Maintenance.Service))))
+      expect(bad._tag).toBe("ReconcilerError")
     }))
 })

@@ -41,6 +41,7 @@ import * as m0045 from "./0045_event_execution_uuid.js"
 import * as m0046 from "./0046_claimable_index.js"
 import * as m0047 from "./0047_exec_core_uuid.js"
 import * as m0048 from "./0048_lane_index_uuid_bytes.js"
+import * as m0049 from "./0049_exec_core_row_check.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -78,7 +79,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0045_event_execution_uuid": run(m0045.sql),
   "0046_claimable_index": run(m0046.sql),
   "0047_exec_core_uuid": run(m0047.sql),
-  "0048_lane_index_uuid_bytes": run(m0048.sql)
+  "0048_lane_index_uuid_bytes": run(m0048.sql),
+  "0049_exec_core_row_check": run(m0049.sql)
 }
 
 /** The id of the newest migration this code needs. */
