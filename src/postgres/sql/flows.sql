@@ -431,7 +431,8 @@ BEGIN
   IF ffi_flow_over('stage_dependency_edge', f.edge_count, 1, p_edges_max, 'flow edges', 'flowEdges') IS NOT NULL THEN
     RETURN ffi_flow_over('stage_dependency_edge', f.edge_count, 1, p_edges_max, 'flow edges', 'flowEdges');
   END IF;
-  IF (SELECT count(*) FROM unnest(ARRAY[p_up, p_down]) AS q(id) JOIN LATERAL (SELECT * FROM exec_core ec WHERE ec.partition_key = ffi_eid_part(q.id) AND ec.e_uuid = ffi_eid_uuid(q.id) OFFSET 0) ec ON true
+  IF (SELECT count(*) FROM unnest(ARRAY[p_up, p_down]) AS q(id) JOIN LATERAL (SELECT * FROM exec_core ec
+      WHERE ec.partition_key = ffi_eid_part(q.id) AND ec.e_uuid = ffi_eid_uuid(q.id) OFFSET 0) ec ON true
       WHERE ec.flow_id = p_flow) < 2 THEN
     RETURN ffi_err('execution_not_in_flow');
   END IF;
@@ -769,7 +770,8 @@ DECLARE
 BEGIN
   FOR v_id IN
     SELECT DISTINCT d.upstream_id FROM dep d
-    JOIN LATERAL (SELECT * FROM exec_core u WHERE u.partition_key = ffi_eid_part(d.upstream_id) AND u.e_uuid = ffi_eid_uuid(d.upstream_id) OFFSET 0) u ON true
+    JOIN LATERAL (SELECT * FROM exec_core u
+        WHERE u.partition_key = ffi_eid_part(d.upstream_id) AND u.e_uuid = ffi_eid_uuid(d.upstream_id) OFFSET 0) u ON true
     WHERE d.downstream_id = p_child AND d.state = 'unsatisfied' AND u.lifecycle_phase <> 'terminal'
     ORDER BY d.upstream_id
   LOOP

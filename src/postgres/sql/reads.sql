@@ -327,7 +327,8 @@ BEGIN
     ORDER BY g.downstream_id), '[]'::jsonb)
   INTO v_groups
   FROM edge_group g
-  JOIN LATERAL (SELECT * FROM exec_core e WHERE e.partition_key = ffi_eid_part(g.downstream_id) AND e.e_uuid = ffi_eid_uuid(g.downstream_id) OFFSET 0) e ON true
+  JOIN LATERAL (SELECT * FROM exec_core e
+      WHERE e.partition_key = ffi_eid_part(g.downstream_id) AND e.e_uuid = ffi_eid_uuid(g.downstream_id) OFFSET 0) e ON true
     AND e.flow_id = p_flow
   WHERE g.flow_id = p_flow AND g.n > 0;
   RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object(

@@ -58,7 +58,8 @@ END $$;
 CREATE FUNCTION ffi_wake_claimable_set(p_eids text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_lane text;
 BEGIN
-  FOR v_lane IN SELECT DISTINCT c.lane_id FROM unnest(p_eids) AS x(id) JOIN LATERAL (SELECT * FROM exec_core c WHERE c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id) OFFSET 0) c ON true
+  FOR v_lane IN SELECT DISTINCT c.lane_id FROM unnest(p_eids) AS x(id) JOIN LATERAL (SELECT * FROM exec_core c
+      WHERE c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id) OFFSET 0) c ON true
                 WHERE c.blocking_reason = 'waiting_for_worker' ORDER BY 1 LOOP
     PERFORM ffi_wake(v_lane);
   END LOOP;
