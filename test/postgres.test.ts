@@ -415,7 +415,14 @@ describe("postgres retention", () => {
         const b = yield* EngineBackend
         const lane = Ids.unsafe.laneId(`hashkey-${tag}`)
         const executionId = yield* Ids.executionIdSolo(lane)
-        yield* b.createExecution({ executionId, namespace: Ids.unsafe.namespace("hk"), laneId: lane, executionKind: "k" })
+        // (tags: an execution with nothing cold has no exec_data row, migration 0048)
+        yield* b.createExecution({
+          executionId,
+          namespace: Ids.unsafe.namespace("hk"),
+          laneId: lane,
+          executionKind: "k",
+          tags: { "app.t": "x" }
+        })
         const count = () =>
           Effect.map(
             sql.unsafe<{ readonly n: string }>(

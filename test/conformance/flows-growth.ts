@@ -83,6 +83,23 @@ export const flowsGrowth = (t: Tester): void => {
         expect(yield* flowState(flowId)).toBe("completed")
       }))
 
+    t.test("a result larger than the child's own small input replaces it whole", () =>
+      Effect.gen(function*() {
+        const b = yield* backend
+        const flowId = yield* createFlow()
+        const a = yield* addMember(flowId)
+        const large = JSON.stringify({ pad: "r".repeat(600) })
+        yield* b.complete(yield* claimSome(a.lane), { payload: bytes(large) })
+        const next = yield* addMember(flowId, { inputPayload: bytes("own input"), payloadEncoding: "json" })
+        yield* addEdge(flowId, a.executionId, next.executionId, { dataPassingRef: "a" })
+        const input = Option.getOrThrow(yield* b.getExecutionInput(next.executionId))
+        expect([text(input.payload), input.payloadEncoding]).toEqual([large, "json"])
+        const claimed = yield* claimSome(next.lane)
+        yield* b.complete(claimed, { payload: bytes("done") })
+        expect(Option.map(yield* b.getExecutionResult(next.executionId), text)).toEqual(Option.some("done"))
+        expect(Option.map(yield* b.getExecutionResult(a.executionId), text)).toEqual(Option.some(large))
+      }))
+
     t.test("replaying a member of a finished flow makes the flow running again", () =>
       Effect.gen(function*() {
         const b = yield* backend

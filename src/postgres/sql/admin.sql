@@ -122,7 +122,14 @@ BEGIN
   IF e.replay_count >= e.max_replay_count THEN RETURN ffi_err('max_replays_exhausted'); END IF;
   -- the run a completed row keeps joins the history (the updates below clear it)
   PERFORM ffi_run_unkeep(e);
-  UPDATE exec_data SET result = NULL WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  -- the result cleared where it is (migration 0050): an exec_data row that held only the result goes
+  IF e.result IS NOT NULL THEN
+    UPDATE exec_core SET result = NULL WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
+  ELSIF e.payload IS NOT NULL THEN
+    DELETE FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  ELSE
+    UPDATE exec_data SET result = NULL WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  END IF;
   IF e.terminal_outcome = 'skipped' AND e.flow_id IS NOT NULL THEN
     UPDATE dep SET state = 'unsatisfied', last_resolved_at = NULL WHERE downstream_id = p_eid AND state = 'impossible';
     UPDATE edge_group SET failed = 0, skipped = 0, group_state = 'pending', satisfied_at = NULL

@@ -388,11 +388,18 @@ BEGIN
       FROM (SELECT j.v ->> 'executionId' AS id, j.n
             FROM jsonb_array_elements(v_claim -> 'handles') WITH ORDINALITY AS j(v, n)) h
       -- each claimed row by its key: a LIMIT keeps the subquery from being flattened into a join
-      -- the planner may hash, reading exec_core and exec_data whole at every claim
+      -- the planner may hash, reading exec_core and exec_data whole at every claim. The input and
+      -- its encoding are the exec_core row's, or (payload NULL) exec_data's, read only then
+      -- (migration 0050).
       LEFT JOIN LATERAL (
-        SELECT e.execution_kind AS kind, e.lane_id, e.namespace, d.payload, d.payload_encoding, d.trace_context
-        FROM exec_core e JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = h.id
-        WHERE e.partition_key = ffi_eid_part(h.id) AND e.e_uuid = ffi_eid_uuid(h.id) LIMIT 1
+        SELECT e.execution_kind AS kind, e.lane_id, e.namespace, coalesce(e.payload, d.payload) AS payload,
+          CASE WHEN e.payload IS NULL THEN d.payload_encoding ELSE e.payload_encoding END AS payload_encoding,
+          d.trace_context
+        FROM exec_core e LEFT JOIN LATERAL (
+          SELECT d.payload, d.payload_encoding, d.trace_context FROM exec_data d
+          WHERE e.payload IS NULL AND ffi_eid(d.e_part, d.e_uuid) = h.id LIMIT 1) d ON true
+        WHERE e.partition_key = ffi_eid_part(h.id) AND e.e_uuid = ffi_eid_uuid(h.id)
+          AND (e.payload IS NOT NULL OR d.payload IS NOT NULL) LIMIT 1
       ) i ON true
     ) x;
   END IF;

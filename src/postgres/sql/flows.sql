@@ -139,7 +139,7 @@ BEGIN
     INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
       lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
       attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
-      execution_deadline_at, created_at, last_transition_at, last_mutation_at, flow_id)
+      execution_deadline_at, created_at, last_transition_at, last_mutation_at, flow_id, payload_encoding, payload)
     -- the states typed (exec_state): an untyped literal of a SELECT list is text, converted per row
     SELECT ffi_eid_uuid(i.eid), i.part, i.lane, i.ns, i.kind, i.prio, i.caps, 'runnable'::exec_state, 'unowned'::exec_state,
       CASE WHEN ch.down IS NULL THEN 'eligible_now'::exec_state ELSE 'blocked_by_dependencies'::exec_state END,
@@ -147,7 +147,10 @@ BEGIN
       CASE WHEN ch.down IS NULL THEN '' ELSE ch.n || ' dep(s) unresolved incl ' || ch.last_edge END,
       'none'::exec_state, 'pending_first_attempt'::exec_state,
       CASE WHEN ch.down IS NULL THEN 'waiting'::exec_state ELSE 'waiting_children'::exec_state END,
-      i.mrc, i.mrp, i.ato, NULL, NULL, v_now, v_now, v_now, p_flow
+      i.mrc, i.mrp, i.ato, NULL, NULL, v_now, v_now, v_now, p_flow,
+      -- the input in the exec_core row, no exec_data row (migration 0050)
+      CASE WHEN ffi_inline(i.payload, i.policy, i.tags, i.creator, NULL, i.trace) THEN i.enc END,
+      CASE WHEN ffi_inline(i.payload, i.policy, i.tags, i.creator, NULL, i.trace) THEN i.payload END
     FROM items i LEFT JOIN children ch ON ch.down = i.eid ORDER BY i.ord
     ON CONFLICT (partition_key, e_uuid) DO NOTHING
     RETURNING ffi_eid(partition_key, e_uuid) AS execution_id, eligibility_state
@@ -159,6 +162,7 @@ BEGIN
     INSERT INTO exec_data (e_part, e_uuid, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
       trace_context)
     SELECT part, ffi_eid_uuid(eid), payload, enc, policy, tags, creator, NULL, trace FROM created
+    WHERE NOT ffi_inline(payload, policy, tags, creator, NULL, trace)
   ), lanes AS (
     INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
     ON CONFLICT (lane_id) DO NOTHING
@@ -807,6 +811,7 @@ DECLARE
   v_failed int := CASE WHEN p_outcome NOT IN ('success', 'skipped') THEN 1 ELSE 0 END;
   v_flow uuid;
   v_ref text;
+  v_result bytea;
   v_variant text;
   v_on text;
   v_gk int;
@@ -830,8 +835,10 @@ BEGIN
   INTO v_flow, v_ref;
   IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
   IF v_ref IS NOT NULL THEN
-    UPDATE exec_data cd SET payload = u.result FROM exec_data u
-    WHERE ffi_eid(cd.e_part, cd.e_uuid) = p_child AND ffi_eid(u.e_part, u.e_uuid) = p_upstream AND u.result IS NOT NULL;
+    -- the upstream's result, in its exec_core row or exec_data (migration 0050), becomes the input
+    SELECT coalesce(ue.result, (SELECT u.result FROM exec_data u WHERE ffi_eid(u.e_part, u.e_uuid) = p_upstream))
+    INTO v_result FROM exec_core ue WHERE ue.partition_key = ffi_eid_part(p_upstream) AND ue.e_uuid = ffi_eid_uuid(p_upstream);
+    IF v_result IS NOT NULL THEN PERFORM ffi_input_set(p_child, v_result); END IF;
   END IF;
   -- an all_of join counts a skipped upstream as failed
   UPDATE edge_group SET succeeded = succeeded + v_succeeded,

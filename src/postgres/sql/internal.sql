@@ -33,6 +33,64 @@ AS $$ SELECT substr(p_eid, strpos(p_eid, '}') + 2)::uuid $$;
 -- (ffi_eid(p_part, p_uuid), the execution id of a partition and uuid, is migration 0047's: the key
 -- of exec_data is an index on it.)
 
+-- ffi_inline_bytes: the largest input or result kept in the exec_core row (migration 0050; docs/
+-- design/postgres.md, "Storage"). A larger one is exec_data's.
+--   args:   -
+--   reply:  int (bytes)
+--   errors: -
+CREATE FUNCTION ffi_inline_bytes() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 128 $$;
+
+-- ffi_inline: whether a create keeps the input (and its encoding) in the exec_core row and writes
+-- no exec_data row: an input of at most ffi_inline_bytes() bytes and nothing else of exec_data
+-- (no policy, tags, creator identity, idempotency key or trace context). exec_core.payload IS NULL
+-- says that exec_data holds the input, the policy and the rest (and every row stored before
+-- migration 0050).
+--   args:   the create's p_payload, p_policy, p_tags, p_creator, p_idem, p_trace
+--   reply:  boolean (false for a NULL input)
+--   errors: -
+CREATE FUNCTION ffi_inline(p_payload bytea, p_policy jsonb, p_tags jsonb, p_creator text, p_idem text, p_trace text)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+  SELECT coalesce(length(p_payload) <= ffi_inline_bytes(), false) AND coalesce(p_policy, 'null') = 'null'
+    AND coalesce(p_tags, '{}') = '{}' AND coalesce(p_creator, '') = '' AND coalesce(p_idem, '') = ''
+    AND p_trace IS NULL $$;
+
+-- ffi_result_cold: stores result p_result (larger than ffi_inline_bytes()) of execution p_eid in
+-- exec_data, in a row of its own (input NULL) when the execution has none (its input inline).
+-- The caller holds the exec_core row lock.
+--   args:   p_eid, p_result
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_result_cold(p_eid text, p_result bytea) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE exec_data SET result = p_result WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  IF NOT FOUND THEN
+    INSERT INTO exec_data (e_part, e_uuid, result) VALUES (ffi_eid_part(p_eid), ffi_eid_uuid(p_eid), p_result);
+  END IF;
+END $$;
+
+-- ffi_input_set: replaces the input of execution p_eid (not terminal) with p_payload, where the
+-- input is: an inline input stays inline while the new one fits, and moves to an exec_data row of
+-- its own (with its encoding) when it does not. The caller holds the exec_core row lock.
+--   args:   p_eid, p_payload
+--   reply:  void
+--   errors: -
+CREATE FUNCTION ffi_input_set(p_eid text, p_payload bytea) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE v_enc text; v_inline boolean;
+BEGIN
+  SELECT payload_encoding, payload IS NOT NULL INTO v_enc, v_inline
+  FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
+  IF NOT v_inline THEN
+    UPDATE exec_data SET payload = p_payload WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  ELSIF length(p_payload) <= ffi_inline_bytes() THEN
+    UPDATE exec_core SET payload = p_payload WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
+  ELSE
+    UPDATE exec_core SET payload = NULL, payload_encoding = NULL
+    WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
+    INSERT INTO exec_data (e_part, e_uuid, payload, payload_encoding)
+    VALUES (ffi_eid_part(p_eid), ffi_eid_uuid(p_eid), p_payload, v_enc);
+  END IF;
+END $$;
+
 -- ffi_err: the error reply {"err": p_code, "d": p_d} of an entry point. STABLE, not IMMUTABLE:
 -- the body is only stable, and an IMMUTABLE SQL function over a stable body is never inlined.
 --   args:   p_code (an error code of EngineError.fromScriptCode), p_d (its details, text)

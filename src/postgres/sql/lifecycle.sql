@@ -34,6 +34,8 @@ DECLARE
   v_delayed boolean := p_delay_until IS NOT NULL AND p_delay_until > v_now;
   v_has_idem boolean := p_idem IS NOT NULL AND p_idem <> '';
   v_state text := CASE WHEN v_delayed THEN 'delayed' ELSE 'waiting' END;
+  -- the input in the exec_core row, no exec_data row (migration 0050)
+  v_inline boolean := ffi_inline(p_payload, p_policy, p_tags, p_creator, p_idem, p_trace);
   v_existing text;
   v_found boolean;
   -- what the calls below made as expressions answer (an expression costs no query start-up, a
@@ -54,7 +56,7 @@ BEGIN
   INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
     lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
     attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
-    execution_deadline_at, created_at, last_transition_at, last_mutation_at)
+    execution_deadline_at, created_at, last_transition_at, last_mutation_at, payload_encoding, payload)
   VALUES (ffi_eid_uuid(p_eid), p_partition, p_lane, p_namespace, p_kind, p_priority, nullif(p_caps, '{}'),
     'runnable', 'unowned',
     CASE WHEN v_delayed THEN 'not_eligible_until_time' ELSE 'eligible_now' END,
@@ -63,7 +65,8 @@ BEGIN
     'none', 'pending_first_attempt',
     v_state,
     p_max_reclaim, p_max_replay, p_attempt_timeout_ms,
-    CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now, v_now, v_now)
+    CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now, v_now, v_now,
+    CASE WHEN v_inline THEN p_payload_encoding END, CASE WHEN v_inline THEN p_payload END)
   ON CONFLICT (partition_key, e_uuid) DO NOTHING;
   v_found := FOUND;
   v_void := set_config('flowfabric.own_rows', '', true);
@@ -95,9 +98,11 @@ BEGIN
       RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', v_existing));
     END IF;
   END IF;
-  INSERT INTO exec_data (e_part, e_uuid, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
-    trace_context)
-  VALUES (p_partition, ffi_eid_uuid(p_eid), p_payload, p_payload_encoding, p_policy, p_tags, p_creator, p_idem, p_trace);
+  IF NOT v_inline THEN
+    INSERT INTO exec_data (e_part, e_uuid, payload, payload_encoding, policy, tags, creator_identity, idempotency_key,
+      trace_context)
+    VALUES (p_partition, ffi_eid_uuid(p_eid), p_payload, p_payload_encoding, p_policy, p_tags, p_creator, p_idem, p_trace);
+  END IF;
   INSERT INTO lane_registry (lane_id, registered_at) VALUES (p_lane, v_now) ON CONFLICT (lane_id) DO NOTHING;
   IF v_delayed THEN
     PERFORM ffi_timer_set('delay', p_eid, p_delay_until);
@@ -176,11 +181,14 @@ BEGIN
           INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
             lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
             attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
-            execution_deadline_at, created_at, last_transition_at, last_mutation_at)
+            execution_deadline_at, created_at, last_transition_at, last_mutation_at, payload_encoding, payload)
           -- the states typed (exec_state): an untyped literal of a SELECT list is text, converted per row
           SELECT ffi_eid_uuid(eid), part, lane, ns, kind, prio, caps, 'runnable'::exec_state, 'unowned'::exec_state,
             'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, '', 'none'::exec_state,
-            'pending_first_attempt'::exec_state, 'waiting'::exec_state, mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now
+            'pending_first_attempt'::exec_state, 'waiting'::exec_state, mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now,
+            -- the input in the exec_core row, no exec_data row (migration 0050)
+            CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN enc END,
+            CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN payload END
           FROM firsts ORDER BY ord
           RETURNING ffi_eid(partition_key, e_uuid) AS execution_id
         ), created AS (
@@ -190,6 +198,7 @@ BEGIN
           INSERT INTO exec_data (e_part, e_uuid, payload, payload_encoding, policy, tags, creator_identity,
             idempotency_key, trace_context)
           SELECT part, ffi_eid_uuid(eid), payload, enc, policy, tags, creator, NULL, trace FROM created
+          WHERE NOT ffi_inline(payload, policy, tags, creator, NULL, trace)
         ), lanes AS (
           INSERT INTO lane_registry (lane_id, registered_at) SELECT DISTINCT lane, v_now FROM created
           ON CONFLICT (lane_id) DO NOTHING
@@ -321,11 +330,16 @@ BEGIN
     v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
     IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   END IF;
-  IF p_payload IS NOT NULL AND length(p_payload) > 0 THEN
-    UPDATE exec_data SET result = p_payload WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  -- the result: up to ffi_inline_bytes() in the exec_core row (the common case's update below
+  -- writes it), a larger one in exec_data (migration 0050)
+  IF length(p_payload) > ffi_inline_bytes() THEN
+    PERFORM ffi_result_cold(p_eid, p_payload);
   END IF;
   IF e.has_grant OR e.current_suspension_id IS NOT NULL
      OR e.current_attempt_index IS NULL OR e.lifecycle_phase <> 'active' THEN
+    IF length(p_payload) BETWEEN 1 AND ffi_inline_bytes() THEN
+      UPDATE exec_core SET result = p_payload WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
+    END IF;
     PERFORM ffi_terminate(p_eid, 'success', NULL, NULL, NULL, NULL,
                           'attempt_success', 'completed', v_now, true);
     RETURN ffi_ok();
@@ -350,7 +364,8 @@ BEGIN
     lease_expires_at = NULL, lease_last_renewed_at = NULL,
     current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
     has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
-    event_k = greatest(ffi_xid(), event_k)
+    event_k = greatest(ffi_xid(), event_k),
+    result = CASE WHEN length(p_payload) BETWEEN 1 AND ffi_inline_bytes() THEN p_payload END
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid)
   RETURNING event_k INTO v_k;
   IF v_own THEN
@@ -364,10 +379,12 @@ BEGIN
     v_void := set_config('flowfabric.event_at', v_now::text, true);
     v_void := ffi_events_wake(ARRAY['e:' || p_eid, 'l:' || e.lane_id])::text;
   END IF;
-  -- the retention timer (ffi_retention_set, inline)
+  -- the retention timer (ffi_retention_set, inline; the policy is exec_data's, and an execution
+  -- whose input is inline has none)
   IF e.flow_id IS NULL AND v_now IS NOT NULL AND e.completed_at IS DISTINCT FROM v_now THEN
     INSERT INTO timer (kind, ref, due_at)
-    SELECT 'retention', p_eid, v_now + ffi_retention_ms(d.policy) FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid
+    VALUES ('retention', p_eid, v_now + ffi_retention_ms(CASE WHEN e.payload IS NULL THEN
+      (SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid) END))
     ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
   END IF;
   DELETE FROM timer WHERE ref = p_eid AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
@@ -401,6 +418,10 @@ DECLARE
   f_ids text[];
   f_cai int[];
   f_arm text[];
+  -- (whether an f_arm execution has an exec_data row: its input is not inline, migration 0050)
+  f_arm_cold boolean[];
+  -- the f_ids rows' results
+  f_res bytea[];
   f_state text[];
   f_fold boolean;
   -- the row versions locked (ctid): the set's update reads them by a TID scan, the only plan it has
@@ -417,15 +438,19 @@ BEGIN
   -- flattened into a join, which a plan made on a small table would make by reading the whole key)
   SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}'), coalesce(array_agg(c.current_attempt_index ORDER BY c.id), '{}'),
          coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
+         coalesce(array_agg(c.cold ORDER BY c.id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
+         coalesce(array_agg(c.res ORDER BY c.id), '{}'),
          coalesce(array_agg(c.public_state ORDER BY c.id), '{}'), coalesce(array_agg(c.tid ORDER BY c.id), '{}'),
          coalesce(bool_or(c.event_k = ffi_xid()), false)
-  INTO f_ids, f_cai, f_arm, f_state, f_tid, f_fold
+  INTO f_ids, f_cai, f_arm, f_arm_cold, f_res, f_state, f_tid, f_fold
   FROM (
-    SELECT t.id, c.tid, c.current_attempt_index, c.completed_at, c.public_state, c.event_k
-    FROM (SELECT t.* FROM unnest(p_eid, p_att, p_lease, p_epoch) AS t(id, att, lease, epoch)
+    SELECT t.id, c.tid, c.current_attempt_index, c.completed_at, c.public_state, c.event_k, c.cold, t.res
+    FROM (SELECT t.* FROM unnest(p_eid, p_att, p_lease, p_epoch, p_payload) AS t(id, att, lease, epoch, res)
           WHERE t.id <> ALL (v_dups) ORDER BY t.id OFFSET 0) t
     CROSS JOIN LATERAL (
-      SELECT c.ctid AS tid, c.current_attempt_index, c.completed_at, c.public_state, c.event_k FROM exec_core c
+      SELECT c.ctid AS tid, c.current_attempt_index, c.completed_at, c.public_state, c.event_k,
+        c.payload IS NULL AS cold
+      FROM exec_core c
       WHERE c.partition_key = ffi_eid_part(t.id) AND c.e_uuid = ffi_eid_uuid(t.id)
         AND c.lifecycle_phase = 'active' AND c.ownership_state <> 'lease_revoked'
         AND (c.lease_expires_at IS NULL OR c.lease_expires_at > v_now)
@@ -436,9 +461,9 @@ BEGIN
     ) c
   ) c;
   IF cardinality(f_ids) > 0 THEN
-    UPDATE exec_data d SET result = t.payload
-    FROM unnest(p_eid, p_payload) AS t(id, payload)
-    WHERE t.id = ANY (f_ids) AND ffi_eid(d.e_part, d.e_uuid) = t.id AND t.payload IS NOT NULL AND length(t.payload) > 0;
+    -- the results: up to ffi_inline_bytes() in the exec_core rows (the update below), larger ones in
+    -- exec_data (migration 0050)
+    PERFORM ffi_result_cold(r.id, r.res) FROM unnest(f_ids, f_res) AS r(id, res) WHERE length(r.res) > ffi_inline_bytes();
     UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
     FROM unnest(f_ids, f_cai) AS f(id, cai)
     WHERE s.execution_id = f.id AND s.attempt_index = f.cai AND s.closed_at IS NULL;
@@ -459,10 +484,11 @@ BEGIN
       lease_expires_at = NULL, lease_last_renewed_at = NULL,
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
       has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
-      event_k = greatest(ffi_xid(), event_k)
+      event_k = greatest(ffi_xid(), event_k),
+      result = CASE WHEN length(x.res) BETWEEN 1 AND ffi_inline_bytes() THEN x.res END
     -- the rows locked above, by their row versions (no other transaction can have moved them): a
     -- TID scan, whatever the table held when the session planned this statement
-    FROM unnest(f_ids, f_tid) AS x(id, tid)
+    FROM unnest(f_ids, f_tid, f_res) AS x(id, tid, res)
     WHERE exec_core.ctid = ANY (f_tid) AND exec_core.ctid = x.tid
     RETURNING x.id AS execution_id, partition_key, e_uuid, event_k, lane_id, flow_id, current_attempt_index
     ), evs AS (
@@ -496,7 +522,10 @@ BEGIN
       SELECT 'retention', '#' || gen_random_uuid()::text, r.due, array_agg(ffi_eid_uuid(r.id) ORDER BY r.id),
         array_agg(ffi_eid_part(r.id) ORDER BY r.id)
       FROM (SELECT x.id, v_now + ffi_retention_ms(d.policy) AS due
-            FROM unnest(f_arm) AS x(id) JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = x.id) r
+            FROM unnest(f_arm, f_arm_cold) AS x(id, cold)
+            -- (the policy is exec_data's; an execution whose input is inline has none, and no row)
+            LEFT JOIN LATERAL (SELECT d.policy FROM exec_data d
+                               WHERE x.cold AND ffi_eid(d.e_part, d.e_uuid) = x.id LIMIT 1) d ON true) r
       GROUP BY r.due;
     END IF;
     DELETE FROM timer WHERE ref = ANY (f_ids) AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
@@ -558,7 +587,9 @@ BEGIN
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   PERFORM ffi_record_failure(p_eid, p_reason, p_class, p_category, v_now);
-  SELECT policy->'retry_policy' INTO v_rp FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  -- (the policy is exec_data's: an execution whose input is inline has none, migration 0050)
+  v_rp := CASE WHEN e.payload IS NULL THEN
+    (SELECT policy->'retry_policy' FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid) END;
   IF v_rp IS NOT NULL AND jsonb_typeof(v_rp) = 'object' AND p_class NOT IN ('Permanent', 'Cancelled') THEN
     v_max := coalesce((v_rp->>'max_retries')::int, 3);
     v_cats := v_rp->'retryable_categories';

@@ -72,19 +72,22 @@ BEGIN
 END $$;
 
 -- ff_get_execution_result: getExecutionResult — the result of a completed execution (none when
--- it stored no result).
+-- it stored no result): its exec_core row's, else exec_data's (migration 0050).
 --   args:   p_eid, p_now
 --   reply:  {"ok": the result in base64, or null}
 --   errors: -
 CREATE FUNCTION ff_get_execution_result(p_eid text, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
-  RETURN (SELECT ffi_ok((SELECT to_jsonb(encode(d.result, 'base64')) FROM exec_core e JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = p_eid
-                 WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid) AND e.terminal_outcome = 'success' AND length(d.result) > 0)));
+  RETURN (SELECT ffi_ok((SELECT to_jsonb(encode(r.result, 'base64'))
+                 FROM exec_core e CROSS JOIN LATERAL (SELECT coalesce(e.result, (SELECT d.result FROM exec_data d
+                                                        WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid)) AS result) r
+                 WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid) AND e.terminal_outcome = 'success' AND length(r.result) > 0)));
 END $$;
 
 -- ff_get_execution_input: getExecutionInput (and, once per id, getExecutionInputs), with the
--- creator's traceparent when one was stored.
+-- creator's traceparent when one was stored: the input and its encoding of the exec_core row, or
+-- (exec_core.payload NULL) exec_data's (migration 0050).
 --   args:   p_eid, p_now
 --   reply:  {"ok": Model.ExecutionInput with the payload in base64, or null}
 --   errors: -
@@ -93,11 +96,14 @@ RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_se
 BEGIN
   RETURN (SELECT ffi_ok((SELECT jsonb_strip_nulls(jsonb_build_object('executionId', p_eid,
                    'executionKind', e.execution_kind, 'laneId', e.lane_id, 'namespace', e.namespace,
-                   'payload', encode(d.payload, 'base64'), 'payloadEncoding', d.payload_encoding,
+                   'payload', encode(coalesce(e.payload, d.payload), 'base64'),
+                   'payloadEncoding', CASE WHEN e.payload IS NULL THEN d.payload_encoding ELSE e.payload_encoding END,
                    'traceParent', '00-' || substr(d.trace_context, 1, 32) || '-' || substr(d.trace_context, 33, 16)
                                   || '-' || substr(d.trace_context, 49, 2)))
-                 FROM exec_core e JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = p_eid
-                 WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid))));
+                 FROM exec_core e LEFT JOIN LATERAL (SELECT d.payload, d.payload_encoding, d.trace_context FROM exec_data d
+                                                     WHERE e.payload IS NULL AND ffi_eid(d.e_part, d.e_uuid) = p_eid) d ON true
+                 WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid)
+                   AND (e.payload IS NOT NULL OR d.payload IS NOT NULL))));
 END $$;
 
 -- ff_resolve_execution_flow_id: resolveExecutionFlowId.
