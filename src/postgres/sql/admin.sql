@@ -12,7 +12,7 @@
 --   errors: execution_not_found, execution_not_active, lease_revoked, stale_lease
 CREATE FUNCTION ff_cancel_execution(
   p_eid text, p_reason text, p_source text, p_lease uuid, p_epoch bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -34,7 +34,7 @@ END $$;
 --   reply:  {"ok": Model.ChangePriorityResult}
 --   errors: execution_not_found, execution_not_eligible
 CREATE FUNCTION ff_change_priority(p_eid text, p_priority int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -53,7 +53,7 @@ END $$;
 --   reply:  {"ok": Model.RevokeLeaseResult}
 --   errors: execution_not_found, execution_not_active, no_active_lease, stale_lease
 CREATE FUNCTION ff_revoke_lease(p_eid text, p_expected_lease uuid, p_wiid text, p_reason text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -110,7 +110,7 @@ END $$;
 --   reply:  {"ok": Model.ReplayExecutionResult}
 --   errors: execution_not_found, execution_not_terminal, max_replays_exhausted
 CREATE FUNCTION ff_replay_execution(p_eid text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;

@@ -13,7 +13,7 @@
 CREATE FUNCTION ff_create_budget(
   p_budget uuid, p_partition int, p_scope_type text, p_scope_id text, p_enforcement text, p_on_hard text,
   p_on_soft text, p_reset_interval bigint, p_dims text[], p_hard bigint[], p_soft bigint[], p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now());
 BEGIN
   INSERT INTO budget (budget_id, partition_key, scope_type, scope_id, enforcement_mode, on_hard_limit, on_soft_limit,
@@ -37,7 +37,7 @@ END $$;
 --   reply:  {"ok": Model.ReportUsageResult} (Ok, SoftBreach, HardBreach or AlreadyApplied)
 --   errors: -
 CREATE FUNCTION ff_report_usage(p_budget uuid, p_dims text[], p_deltas bigint[], p_dedup text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   r record;
@@ -111,7 +111,7 @@ END $$;
 --   reply:  {"ok": Model.ResetBudgetResult}
 --   errors: budget_not_found
 CREATE FUNCTION ff_reset_budget(p_budget uuid, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now());
 BEGIN
   PERFORM 1 FROM budget WHERE budget_id = p_budget FOR UPDATE;
@@ -125,7 +125,7 @@ END $$;
 --   reply:  {"ok": Model.BudgetStatus}
 --   errors: budget_not_found
 CREATE FUNCTION ff_get_budget_status(p_budget uuid, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE b budget;
 BEGIN
   SELECT * INTO b FROM budget WHERE budget_id = p_budget;
@@ -148,7 +148,7 @@ END $$;
 --   errors: -
 CREATE FUNCTION ff_create_quota_policy(
   p_quota uuid, p_partition int, p_window bigint, p_max_requests bigint, p_max_concurrent bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now());
 BEGIN
   INSERT INTO quota_policy (quota_policy_id, partition_key, window_seconds, max_requests_per_window, max_concurrent,

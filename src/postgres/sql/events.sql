@@ -88,7 +88,7 @@ $$;
 --   errors: event_offset_expired (events after the position were trimmed)
 CREATE FUNCTION ff_read_events(p_scope text, p_key text, p_after_k bigint, p_after_id bigint, p_limit int,
   p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_xmin bigint := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
   v_ak bigint := coalesce(p_after_k, -1);
@@ -135,7 +135,7 @@ END $$;
 --   reply:  {"ok": null}
 --   errors: -
 CREATE FUNCTION ff_event_watch(p_scopes text[], p_listener uuid, p_ttl bigint, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now());
 BEGIN
   INSERT INTO event_waiter (scope, listener, expires_at)
@@ -149,7 +149,7 @@ END $$;
 --   reply:  {"ok": null}
 --   errors: -
 CREATE FUNCTION ff_event_unwatch(p_scopes text[], p_listener uuid, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   DELETE FROM event_waiter WHERE scope = ANY (p_scopes) AND listener = p_listener;
   RETURN ffi_ok();

@@ -66,7 +66,7 @@ END $$;
 --   reply:  {"ok": Model.CancelFlowResult}
 --   errors: flow_not_found, flow_already_terminal
 CREATE FUNCTION ff_cancel_flow(p_flow uuid, p_policy text, p_reason text, p_inline_limit int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); f flow_core; v_members jsonb;
 BEGIN
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
@@ -84,7 +84,7 @@ END $$;
 --   reply:  {"ok": Model.CancelFlowHeader}
 --   errors: flow_not_found
 CREATE FUNCTION ff_cancel_flow_header(p_flow uuid, p_policy text, p_reason text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); f flow_core; v_members jsonb;
 BEGIN
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
@@ -107,7 +107,7 @@ END $$;
 --   reply:  {"ok": null}
 --   errors: -
 CREATE FUNCTION ff_ack_cancel_member(p_flow uuid, p_eid text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now());
 BEGIN
   DELETE FROM cancel_owed WHERE flow_id = p_flow AND execution_id = p_eid;

@@ -49,7 +49,7 @@ CREATE FUNCTION ffi_flow_final(f flow_core) RETURNS boolean LANGUAGE sql IMMUTAB
 --   reply:  {"ok": Model.CreateFlowResult}
 --   errors: -
 CREATE FUNCTION ff_create_flow(p_flow uuid, p_partition int, p_kind text, p_namespace text, p_sealed boolean, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now());
 BEGIN
   INSERT INTO flow_core (flow_id, partition_key, flow_kind, namespace, public_flow_state, sealed, created_at,
@@ -112,7 +112,7 @@ BEGIN
   END IF;
   v_ids := ARRAY(SELECT m->>'executionId' FROM jsonb_array_elements(p_members) AS t(m));
   SELECT x.id INTO v_id FROM unnest(v_ids) AS x(id)
-  WHERE EXISTS (SELECT 1 FROM exec_core ec WHERE ec.partition_key = ffi_eid_part(x.id) AND ec.e_uuid = ffi_eid_uuid(x.id))
+  WHERE EXISTS (SELECT 1 FROM exec_core ec WHERE ec.partition_key = ffi_eid_part(x.id) AND ec.e_uuid = ffi_eid_uuid(x.id) OFFSET 0)
   LIMIT 1;
   IF v_id IS NOT NULL THEN
     RETURN ffi_err('invalid_input', 'create_flow_graph: member ' || v_id || ' already exists');
@@ -232,8 +232,12 @@ BEGIN
                WHERE r->>'_tag' <> 'Created') THEN
       PERFORM ffi_raise('invalid_input', p_op || ': a member was created concurrently');
     END IF;
-    UPDATE exec_core SET flow_id = p_flow, last_mutation_at = p_now FROM unnest(v_ids) AS x(id)
-    WHERE partition_key = ffi_eid_part(x.id) AND e_uuid = ffi_eid_uuid(x.id);
+    -- the rows this transaction created, by their row versions (a TID scan: a join by id could
+    -- read the key whole on a plan made while exec_core was small)
+    UPDATE exec_core SET flow_id = p_flow, last_mutation_at = p_now
+    WHERE ctid = ANY (ARRAY(SELECT (SELECT c.ctid FROM exec_core c
+                                    WHERE c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id))
+                            FROM unnest(v_ids) AS x(id)));
     UPDATE flow_core SET node_count = node_count + cardinality(v_ids), graph_revision = graph_revision + cardinality(v_ids),
       live_members = live_members + cardinality(v_ids), last_mutation_at = p_now
     WHERE flow_id = p_flow;
@@ -265,7 +269,7 @@ BEGIN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadySatisfied', 'flowId', p_flow));
   END IF;
   SELECT x.id INTO v_id FROM unnest(v_ids) AS x(id)
-  WHERE EXISTS (SELECT 1 FROM exec_core ec WHERE ec.partition_key = ffi_eid_part(x.id) AND ec.e_uuid = ffi_eid_uuid(x.id))
+  WHERE EXISTS (SELECT 1 FROM exec_core ec WHERE ec.partition_key = ffi_eid_part(x.id) AND ec.e_uuid = ffi_eid_uuid(x.id) OFFSET 0)
   LIMIT 1;
   IF v_id IS NOT NULL THEN
     RETURN ffi_err('invalid_input', 'create_flow_graph: member ' || v_id || ' already exists');
@@ -281,10 +285,16 @@ BEGIN
       SELECT t.x->>'downstream' AS down, count(*) AS n, (array_agg((t.x->>'edgeId')::uuid ORDER BY t.ord DESC))[1] AS last_edge
       FROM jsonb_array_elements(p_edges) WITH ORDINALITY AS t(x, ord) GROUP BY 1
     )
+    -- each child by its row version, found by key (a TID scan; created by this transaction)
+    , tids AS MATERIALIZED (
+      SELECT ch.*, (SELECT c.ctid FROM exec_core c
+                    WHERE c.partition_key = ffi_eid_part(ch.down) AND c.e_uuid = ffi_eid_uuid(ch.down)) AS tid
+      FROM children ch
+    )
     UPDATE exec_core c SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = ch.n || ' dep(s) unresolved incl ' || ch.last_edge, public_state = 'waiting_children',
       last_transition_at = v_now, last_mutation_at = v_now
-    FROM children ch WHERE c.partition_key = ffi_eid_part(ch.down) AND c.e_uuid = ffi_eid_uuid(ch.down)
+    FROM tids ch WHERE c.ctid = ANY (ARRAY(SELECT tid FROM tids)) AND c.ctid = ch.tid
       AND c.lifecycle_phase = 'runnable';
     UPDATE flow_core SET graph_revision = graph_revision + v_edges, edge_count = edge_count + v_edges,
       last_mutation_at = v_now
@@ -316,7 +326,7 @@ $$;
 --           execution_already_in_flow (detail: the other flow), limit_exceeded (the flow has
 --           p_members_max members: ffi_flow_over)
 CREATE FUNCTION ff_add_execution_to_flow(p_flow uuid, p_eid text, p_members_max int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; f flow_core;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
@@ -358,7 +368,7 @@ $$;
 --           execution_not_in_flow (no flow's), invalid_input (dependencies already staged)
 CREATE FUNCTION ff_set_edge_group_policy(
   p_flow uuid, p_child text, p_variant text, p_on_satisfied text, p_k int, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); g edge_group; c exec_core;
 BEGIN
   SELECT * INTO c FROM exec_core WHERE partition_key = ffi_eid_part(p_child) AND e_uuid = ffi_eid_uuid(p_child) FOR UPDATE;
@@ -411,7 +421,7 @@ CREATE FUNCTION ffi_edge_json(x flow_edge) RETURNS jsonb LANGUAGE sql IMMUTABLE 
 CREATE FUNCTION ff_stage_dependency_edge(
   p_flow uuid, p_edge uuid, p_up text, p_down text, p_kind text, p_data_ref text, p_expected bigint,
   p_created_at bigint, p_edges_max int, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   f flow_core;
@@ -425,8 +435,8 @@ BEGIN
   IF ffi_flow_over('stage_dependency_edge', f.edge_count, 1, p_edges_max, 'flow edges', 'flowEdges') IS NOT NULL THEN
     RETURN ffi_flow_over('stage_dependency_edge', f.edge_count, 1, p_edges_max, 'flow edges', 'flowEdges');
   END IF;
-  IF (SELECT count(*) FROM unnest(ARRAY[p_up, p_down]) AS q(id) JOIN exec_core ec
-        ON ec.partition_key = ffi_eid_part(q.id) AND ec.e_uuid = ffi_eid_uuid(q.id)
+  IF (SELECT count(*) FROM unnest(ARRAY[p_up, p_down]) AS q(id) JOIN LATERAL (SELECT * FROM exec_core ec
+      WHERE ec.partition_key = ffi_eid_part(q.id) AND ec.e_uuid = ffi_eid_uuid(q.id) OFFSET 0) ec ON true
       WHERE ec.flow_id = p_flow) < 2 THEN
     RETURN ffi_err('execution_not_in_flow');
   END IF;
@@ -512,7 +522,7 @@ END $$;
 --           ends), limit_exceeded (an edge not staged, and the flow has p_edges_max edges)
 CREATE FUNCTION ff_apply_dependency_to_child(
   p_flow uuid, p_edge uuid, p_child text, p_up text, p_kind text, p_data_ref text, p_edges_max int, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   c exec_core;
@@ -635,7 +645,7 @@ END $$;
 CREATE FUNCTION ff_extend_flow(
   p_flow uuid, p_members jsonb, p_edges jsonb, p_joins jsonb, p_members_max int, p_edges_max int, p_now bigint
 )
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   v_ids text[] := ARRAY(SELECT m->>'executionId' FROM jsonb_array_elements(p_members) AS t(m));
@@ -661,7 +671,7 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM unnest(v_ids) AS m(id)
                  WHERE NOT EXISTS (SELECT 1 FROM exec_core e
                                    WHERE e.partition_key = ffi_eid_part(m.id) AND e.e_uuid = ffi_eid_uuid(m.id)
-                                     AND e.flow_id = p_flow))
+                                     AND e.flow_id = p_flow OFFSET 0))
      AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_edges) AS t(x)
                      WHERE NOT EXISTS (SELECT 1 FROM flow_edge y
                                        WHERE y.flow_id = p_flow AND y.edge_id = (t.x->>'edgeId')::uuid)) THEN
@@ -672,7 +682,7 @@ BEGIN
     ffi_flow_over('extend_flow', f.edge_count, v_edges, p_edges_max, 'flow edges', 'flowEdges'));
   IF v_over IS NOT NULL THEN RETURN v_over; END IF;
   SELECT x.id INTO v_id FROM unnest(v_ids) AS x(id)
-  WHERE EXISTS (SELECT 1 FROM exec_core ec WHERE ec.partition_key = ffi_eid_part(x.id) AND ec.e_uuid = ffi_eid_uuid(x.id))
+  WHERE EXISTS (SELECT 1 FROM exec_core ec WHERE ec.partition_key = ffi_eid_part(x.id) AND ec.e_uuid = ffi_eid_uuid(x.id) OFFSET 0)
   ORDER BY array_position(v_ids, x.id) LIMIT 1;
   IF v_id IS NOT NULL THEN
     RETURN ffi_err('invalid_input', 'extend_flow: member ' || v_id || ' already exists');
@@ -683,10 +693,10 @@ BEGIN
       CASE
         WHEN NOT ((t.x->>'upstream') = ANY (v_ids) OR EXISTS (SELECT 1 FROM exec_core e
                     WHERE e.partition_key = ffi_eid_part(t.x->>'upstream') AND e.e_uuid = ffi_eid_uuid(t.x->>'upstream')
-                      AND e.flow_id = p_flow))
+                      AND e.flow_id = p_flow OFFSET 0))
           OR NOT ((t.x->>'downstream') = ANY (v_ids) OR EXISTS (SELECT 1 FROM exec_core e
                     WHERE e.partition_key = ffi_eid_part(t.x->>'downstream') AND e.e_uuid = ffi_eid_uuid(t.x->>'downstream')
-                      AND e.flow_id = p_flow))
+                      AND e.flow_id = p_flow OFFSET 0))
           THEN 'execution_not_in_flow'
         WHEN EXISTS (SELECT 1 FROM flow_edge y WHERE y.flow_id = p_flow AND y.edge_id = (t.x->>'edgeId')::uuid)
           THEN 'dependency_already_exists'
@@ -732,7 +742,7 @@ END $$;
 --   reply:  {"ok": Model.SealFlowResult} (Sealed, or AlreadySealed)
 --   errors: flow_not_found, flow_already_terminal (cancelling or cancelled)
 CREATE FUNCTION ff_seal_flow(p_flow uuid, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); f flow_core;
 BEGIN
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow FOR UPDATE;
@@ -764,7 +774,8 @@ DECLARE
 BEGIN
   FOR v_id IN
     SELECT DISTINCT d.upstream_id FROM dep d
-    JOIN exec_core u ON u.partition_key = ffi_eid_part(d.upstream_id) AND u.e_uuid = ffi_eid_uuid(d.upstream_id)
+    JOIN LATERAL (SELECT * FROM exec_core u
+        WHERE u.partition_key = ffi_eid_part(d.upstream_id) AND u.e_uuid = ffi_eid_uuid(d.upstream_id) OFFSET 0) u ON true
     WHERE d.downstream_id = p_child AND d.state = 'unsatisfied' AND u.lifecycle_phase <> 'terminal'
     ORDER BY d.upstream_id
   LOOP
@@ -773,7 +784,7 @@ BEGIN
     IF FOUND THEN
       PERFORM ffi_cancel_exec(v_id, p_reason, 'operator_override', p_now);
     ELSIF EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id)
-                  AND lifecycle_phase <> 'terminal') THEN
+                  AND lifecycle_phase <> 'terminal' OFFSET 0) THEN
       v_left := v_left || v_id;
     END IF;
   END LOOP;
@@ -949,9 +960,10 @@ BEGIN
   IF NOT FOUND THEN RETURN; END IF;
   IF f.public_flow_state = 'cancelling' THEN
     IF p_purge THEN
-      DELETE FROM cancel_owed o USING exec_core e
-      WHERE o.flow_id = p_flow AND e.partition_key = ffi_eid_part(o.execution_id) AND e.e_uuid = ffi_eid_uuid(o.execution_id)
-        AND e.lifecycle_phase = 'terminal';
+      DELETE FROM cancel_owed o
+      WHERE o.flow_id = p_flow AND EXISTS (SELECT 1 FROM exec_core e
+        WHERE e.partition_key = ffi_eid_part(o.execution_id) AND e.e_uuid = ffi_eid_uuid(o.execution_id)
+          AND e.lifecycle_phase = 'terminal' OFFSET 0);
     END IF;
     IF NOT EXISTS (SELECT 1 FROM cancel_owed WHERE flow_id = p_flow) THEN
       UPDATE flow_core SET public_flow_state = 'cancelled', last_mutation_at = p_now WHERE flow_id = p_flow;

@@ -44,7 +44,8 @@ BEGIN
       coalesce(c.run_kind, 'initial'),
       c.worker_id, c.worker_instance_id, c.lease_acquired_at, p_now, p_outcome, ffi_cut_reason(p_reason)
     FROM (SELECT DISTINCT u.id FROM unnest(p_eids) AS u(id)) x
-    JOIN exec_core c ON c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id)
+    JOIN LATERAL (SELECT * FROM exec_core c
+        WHERE c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id) OFFSET 0) c ON true
     WHERE c.lifecycle_phase = 'active' AND c.ownership_state = 'leased'
     RETURNING execution_id, seq
   )

@@ -160,7 +160,10 @@ CREATE FUNCTION ffi_not_active(e exec_core) RETURNS jsonb LANGUAGE sql STABLE AS
 CREATE FUNCTION ffi_wake_claimable(p_eid text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_lane text; v_void text;
 BEGIN
-  SELECT lane_id INTO v_lane FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) AND blocking_reason = 'waiting_for_worker';
+  -- (the state as IS TRUE: a condition that proves the claim indexes' predicate would let a plan
+  -- made on a small table read one of them whole instead of the key)
+  SELECT lane_id INTO v_lane FROM exec_core
+  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) AND (blocking_reason = 'waiting_for_worker') IS TRUE;
   IF v_lane IS NOT NULL THEN v_void := ffi_wake(v_lane)::text; END IF;
 END $$;
 

@@ -700,7 +700,7 @@ END $$;
 --   errors: execution_not_found, execution_not_active, lease_revoked, lease_expired, stale_lease
 CREATE FUNCTION ff_wait_children(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); e exec_core; v_err jsonb; v_satisfied boolean;
 BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;

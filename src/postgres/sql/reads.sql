@@ -15,7 +15,7 @@
 --   reply:  {"ok": Model.ExecutionSnapshot or null}
 --   errors: -
 CREATE FUNCTION ff_describe_execution(p_eid text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (SELECT ffi_ok((
     SELECT jsonb_strip_nulls(jsonb_build_object(
@@ -43,7 +43,7 @@ END $$;
 --   reply:  {"ok": Model.ExecutionInfo or null}
 --   errors: -
 CREATE FUNCTION ff_read_execution_info(p_eid text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (SELECT ffi_ok((
     SELECT jsonb_strip_nulls(jsonb_build_object(
@@ -66,7 +66,7 @@ END $$;
 --   reply:  {"ok": Model.PublicState or null}
 --   errors: -
 CREATE FUNCTION ff_read_execution_state(p_eid text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (SELECT ffi_ok((SELECT to_jsonb(public_state) FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid))));
 END $$;
@@ -77,7 +77,7 @@ END $$;
 --   reply:  {"ok": the result in base64, or null}
 --   errors: -
 CREATE FUNCTION ff_get_execution_result(p_eid text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (SELECT ffi_ok((SELECT to_jsonb(encode(r.result, 'base64'))
                  FROM exec_core e CROSS JOIN LATERAL (SELECT coalesce(e.result, (SELECT d.result FROM exec_data d
@@ -92,7 +92,7 @@ END $$;
 --   reply:  {"ok": Model.ExecutionInput with the payload in base64, or null}
 --   errors: -
 CREATE FUNCTION ff_get_execution_input(p_eid text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (SELECT ffi_ok((SELECT jsonb_strip_nulls(jsonb_build_object('executionId', p_eid,
                    'executionKind', e.execution_kind, 'laneId', e.lane_id, 'namespace', e.namespace,
@@ -111,7 +111,7 @@ END $$;
 --   reply:  {"ok": the flow id or null}
 --   errors: -
 CREATE FUNCTION ff_resolve_execution_flow_id(p_eid text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (SELECT ffi_ok((SELECT to_jsonb(flow_id) FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid))));
 END $$;
@@ -129,7 +129,7 @@ END $$;
 --   reply:  {"ok": Model.ListExecutionsPage}
 --   errors: -
 CREATE FUNCTION ff_list_executions(p_partition int, p_cursor text, p_limit int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_from text := '{fp:' || p_partition || '}:';
   v_to text := '{fp:' || p_partition || '};';
@@ -164,7 +164,7 @@ END $$;
 --   errors: -
 CREATE FUNCTION ff_list_lane_executions(p_lane text, p_states text[], p_kind text, p_newest boolean, p_at bigint,
   p_id text, p_limit int, p_budget int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_rows jsonb;
   v_n int;
@@ -218,7 +218,7 @@ END $$;
 --   reply:  {"ok": {public state: count, ...}}
 --   errors: -
 CREATE FUNCTION ff_count_lane_executions(p_lane text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN ffi_ok(coalesce((SELECT jsonb_object_agg(c.public_state, c.n) FROM (
     SELECT public_state, sum(n) AS n FROM lane_count WHERE lane_id = p_lane GROUP BY public_state HAVING sum(n) <> 0
@@ -230,7 +230,7 @@ END $$;
 --   reply:  {"ok": Model.ListLanesPage}
 --   errors: -
 CREATE FUNCTION ff_list_lanes(p_cursor text, p_limit int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (WITH page AS (
     SELECT lane_id FROM lane_registry WHERE p_cursor IS NULL OR lane_id > p_cursor ORDER BY lane_id LIMIT p_limit + 1
@@ -246,7 +246,7 @@ END $$;
 --   reply:  {"ok": Model.ListSuspendedPage}
 --   errors: -
 CREATE FUNCTION ff_list_suspended(p_partition int, p_cursor text, p_limit int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_score bigint; v_id text; v_inclusive boolean := false; v_rows jsonb; v_count int;
 BEGIN
   IF p_cursor IS NOT NULL THEN
@@ -285,10 +285,10 @@ END $$;
 --   reply:  {"ok": Model.ListPendingWaitpointsResult}
 --   errors: execution_not_found
 CREATE FUNCTION ff_list_pending_waitpoints(p_eid text, p_after uuid, p_limit int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_page uuid[]; v_more boolean;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid)) THEN RETURN ffi_err('execution_not_found'); END IF;
+  IF NOT EXISTS (SELECT 1 FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) OFFSET 0) THEN RETURN ffi_err('execution_not_found'); END IF;
   SELECT array_agg(waitpoint_id ORDER BY waitpoint_id::text) INTO v_page FROM (
     SELECT waitpoint_id FROM waitpoint WHERE execution_id = p_eid
       AND (p_after IS NULL OR waitpoint_id::text > p_after::text)
@@ -317,7 +317,7 @@ END $$;
 --   reply:  {"ok": Model.FlowSnapshot or null}
 --   errors: -
 CREATE FUNCTION ff_describe_flow(p_flow uuid, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE f flow_core; v_groups jsonb;
 BEGIN
   SELECT * INTO f FROM flow_core WHERE flow_id = p_flow;
@@ -333,7 +333,8 @@ BEGIN
     ORDER BY g.downstream_id), '[]'::jsonb)
   INTO v_groups
   FROM edge_group g
-  JOIN exec_core e ON e.partition_key = ffi_eid_part(g.downstream_id) AND e.e_uuid = ffi_eid_uuid(g.downstream_id)
+  JOIN LATERAL (SELECT * FROM exec_core e
+      WHERE e.partition_key = ffi_eid_part(g.downstream_id) AND e.e_uuid = ffi_eid_uuid(g.downstream_id) OFFSET 0) e ON true
     AND e.flow_id = p_flow
   WHERE g.flow_id = p_flow AND g.n > 0;
   RETURN ffi_ok(jsonb_strip_nulls(jsonb_build_object(
@@ -351,7 +352,7 @@ END $$;
 --   reply:  {"ok": the public state, or null}
 --   errors: -
 CREATE FUNCTION ff_read_flow_state(p_flow uuid, p_now bigint)
-RETURNS jsonb LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE sql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
   SELECT ffi_ok((SELECT to_jsonb(ffi_flow_state(f)) FROM flow_core f WHERE f.flow_id = p_flow))
 $$;
 
@@ -360,7 +361,7 @@ $$;
 --   reply:  {"ok": [Model.EdgeSnapshot]}
 --   errors: -
 CREATE FUNCTION ff_list_edges(p_flow uuid, p_node text, p_outgoing boolean, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (SELECT ffi_ok(coalesce(jsonb_agg(ffi_edge_json(x) ORDER BY x.edge_id), '[]'::jsonb))
   FROM flow_edge x
@@ -372,7 +373,7 @@ END $$;
 --   reply:  {"ok": Model.EdgeSnapshot or null}
 --   errors: -
 CREATE FUNCTION ff_describe_edge(p_flow uuid, p_edge uuid, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (SELECT ffi_ok((SELECT ffi_edge_json(x) FROM flow_edge x WHERE x.flow_id = p_flow AND x.edge_id = p_edge)));
 END $$;
@@ -382,7 +383,7 @@ END $$;
 --   reply:  {"ok": {"flows": [{"flowId", "createdAt", "state"}], "nextCursor"}}
 --   errors: -
 CREATE FUNCTION ff_list_flows(p_partition int, p_cursor uuid, p_limit int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (WITH page AS (
     SELECT flow_id, created_at, ffi_flow_state(f) AS public_flow_state FROM flow_core f

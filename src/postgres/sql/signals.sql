@@ -241,7 +241,7 @@ END $$;
 --   reply:  {"ok": Model.SeedOutcome} (Seeded, or AlreadySeeded with sameSecret)
 --   errors: invalid_input (another kid is current: rotate instead)
 CREATE FUNCTION ff_seed_waitpoint_hmac_secret(p_kid text, p_secret_hex text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); k hmac_kid; v_secret bytea := decode(p_secret_hex, 'hex');
 BEGIN
   -- seeding and rotation of the (global) keystore are serialised
@@ -265,7 +265,7 @@ END $$;
 --   reply:  {"ok": Model.RotateOutcome} (Rotated with previousKid / gcCount, or Noop)
 --   errors: rotation_conflict (p_kid is current with another secret)
 CREATE FUNCTION ff_rotate_waitpoint_hmac_secret(p_kid text, p_secret_hex text, p_grace_ms bigint, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   v_secret bytea := decode(p_secret_hex, 'hex');
@@ -299,7 +299,7 @@ END $$;
 --           lease_expired, hmac_secret_not_initialized
 CREATE FUNCTION ff_create_waitpoint(
   p_eid text, p_idx int, p_att uuid, p_lease uuid, p_epoch bigint, p_key text, p_expires_in bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;
@@ -347,7 +347,7 @@ CREATE FUNCTION ff_suspend(
   p_susp uuid, p_primary_id uuid, p_primary_key text, p_use_pending boolean, p_extras jsonb,
   p_cond jsonb, p_names jsonb, p_resume_policy jsonb, p_reason_code text, p_blocking text, p_requested_by text,
   p_timeout_at bigint, p_timeout_behavior text, p_continuation text, p_idem text, p_caller_now bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;
@@ -484,7 +484,7 @@ CREATE FUNCTION ff_deliver_signal(
   p_eid text, p_wp uuid, p_sid uuid, p_name text, p_category text, p_source_type text, p_source_identity text,
   p_payload bytea, p_payload_encoding text, p_correlation text, p_idem text, p_target_scope text,
   p_created_at bigint, p_dedup_ttl bigint, p_resume_delay bigint, p_max_signals int, p_token text, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;
@@ -611,7 +611,7 @@ END $$;
 --   reply:  {"ok": [Model.ResumeSignal, payload in base64]}
 --   errors: -
 CREATE FUNCTION ff_observe_signals(p_eid text, p_idx int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE s suspension;
 BEGIN
   SELECT * INTO s FROM suspension WHERE execution_id = p_eid;

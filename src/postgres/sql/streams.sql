@@ -72,7 +72,7 @@ CREATE FUNCTION ff_append_frame(
   p_frame_type text, p_payload text, p_bytes int, p_mode text, p_correlation text,
   p_patch jsonb, p_patch_error text, p_ttl_ms bigint, p_floor int, p_ceiling int, p_alpha float8,
   p_retention int, p_summary_max int, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   e exec_core;
@@ -146,9 +146,10 @@ BEGIN
     v_keep := p_retention;
   END IF;
   IF m.retained + 1 > v_keep THEN
-    DELETE FROM stream_frame WHERE ctid IN (
+    -- the oldest frames' row versions, then a TID scan (a semi-join could read the table whole)
+    DELETE FROM stream_frame WHERE ctid = ANY (ARRAY(
       SELECT ctid FROM stream_frame WHERE execution_id = p_eid AND attempt_index = p_idx
-      ORDER BY ts, seq LIMIT (m.retained + 1 - v_keep));
+      ORDER BY ts, seq LIMIT (m.retained + 1 - v_keep)));
   END IF;
   UPDATE stream_meta SET frame_count = frame_count + 1, retained = least(retained + 1, v_keep),
     total_bytes = total_bytes + p_bytes, last_ts = v_ts, last_seq = v_seq, last_frame_at = v_now,
@@ -232,7 +233,7 @@ END $$;
 CREATE FUNCTION ff_read_stream(
   p_eid text, p_idx int, p_from_ts bigint, p_from_seq bigint, p_from_last boolean,
   p_to_ts bigint, p_to_seq bigint, p_to_first boolean, p_limit int, p_page_frames int, p_page_bytes bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (SELECT ffi_ok(ffi_stream_frames(p_eid, p_idx, p_from_ts, p_from_seq, p_from_last, p_to_ts, p_to_seq, p_to_first,
                                   false, false, p_limit, p_page_frames, p_page_bytes, coalesce(p_now, ffi_now()))));
@@ -247,7 +248,7 @@ END $$;
 CREATE FUNCTION ff_tail_stream(
   p_eid text, p_idx int, p_after_ts bigint, p_after_seq bigint, p_exclude_be boolean, p_limit int, p_page_frames int,
   p_page_bytes bigint, p_now bigint
-) RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+) RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (SELECT ffi_ok(ffi_stream_frames(p_eid, p_idx, p_after_ts, p_after_seq, false, NULL, NULL, false, true, p_exclude_be,
                                   p_limit, p_page_frames, p_page_bytes, coalesce(p_now, ffi_now()))));
@@ -259,7 +260,7 @@ END $$;
 --           or null}
 --   errors: -
 CREATE FUNCTION ff_read_summary(p_eid text, p_idx int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   RETURN (SELECT ffi_ok((SELECT jsonb_build_object('documentJson', document::text, 'version', version,
                    'patchKind', patch_kind, 'lastUpdatedMs', last_updated, 'firstAppliedMs', first_applied)

@@ -58,8 +58,8 @@ END $$;
 CREATE FUNCTION ffi_wake_claimable_set(p_eids text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_lane text;
 BEGIN
-  FOR v_lane IN SELECT DISTINCT c.lane_id FROM unnest(p_eids) AS x(id) JOIN exec_core c
-                  ON c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id)
+  FOR v_lane IN SELECT DISTINCT c.lane_id FROM unnest(p_eids) AS x(id) JOIN LATERAL (SELECT * FROM exec_core c
+      WHERE c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id) OFFSET 0) c ON true
                 WHERE c.blocking_reason = 'waiting_for_worker' ORDER BY 1 LOOP
     PERFORM ffi_wake(v_lane);
   END LOOP;
@@ -109,7 +109,7 @@ END $$;
 --   reply:  {"ok": null}
 --   errors: -
 CREATE FUNCTION ff_lane_unwait(p_lanes text[], p_worker text, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
   DELETE FROM lane_waiter WHERE lane_id = ANY (p_lanes) AND worker_instance_id = p_worker;
   RETURN ffi_ok();
@@ -121,7 +121,7 @@ END $$;
 --   reply:  {"ok": the number promoted}
 --   errors: -
 CREATE FUNCTION ff_promote_due(p_lanes text[], p_batch int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE v_now bigint := coalesce(p_now, ffi_now()); v_id text; v_done int := 0;
 BEGIN
   FOR v_id IN
