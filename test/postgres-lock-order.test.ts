@@ -14,6 +14,7 @@ import pg from "pg"
 import { inject } from "vitest"
 import * as Ids from "../src/Ids.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
+import { libraryItem } from "./support/pgLibraryCalls.js"
 
 const url = inject("pgUrl")
 const schema = `ff_lock_order_${process.pid}_${Date.now().toString(36)}`
@@ -29,29 +30,6 @@ const install = Effect.scoped(Layer.build(
     Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 }))
   )
 ))
-
-const member = (id: string, partition: number) => ({
-  executionId: id,
-  partition,
-  namespace: "default",
-  laneId: "lock-order",
-  executionKind: "k",
-  payload: Buffer.from("{}").toString("base64"),
-  payloadEncoding: "json",
-  priority: 0,
-  creatorIdentity: "",
-  idempotencyKey: null,
-  tags: {},
-  policy: null,
-  requiredCapabilities: [],
-  delayUntil: null,
-  executionDeadlineAt: null,
-  attemptTimeoutMs: null,
-  maxReclaimCount: 100,
-  maxReplayCount: 10,
-  dedupTtlMs: 86_400_000,
-  traceContext: null
-})
 
 /** "ok" for a call that answered {"ok": …}, its error code otherwise (the reply's, or the statement's SQLSTATE). */
 const outcome = (p: Promise<pg.QueryResult<{ readonly r: { readonly ok?: unknown; readonly err?: string } }>>): Promise<string> =>
@@ -70,7 +48,7 @@ describe("postgres: one lock order for a member and its flow", () => {
         const [up, child, other] = [0, 1, 2].map(() => `{fp:${partition}}:${randomUUID()}`)
         const created = await admin.query<{ readonly r: { readonly ok?: unknown } }>(
           `SELECT "${schema}".ff_create_flow_graph($1, $2, 'k', 'default', $3, '[]', '[]', false, NULL) AS r`,
-          [flowId, partition, JSON.stringify([up, child, other].map((id) => member(id!, partition)))]
+          [flowId, partition, JSON.stringify([up, child, other].map((id) => libraryItem(id!, partition, "lock-order")))]
         )
         expect(created.rows[0]!.r.ok).toBeDefined()
         const a = new pg.Client({ connectionString: url })

@@ -19,6 +19,7 @@ import { EngineBackend } from "../src/EngineBackend.js"
 import * as Ids from "../src/Ids.js"
 import type * as M from "../src/Model.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
+import { libraryItem } from "./support/pgLibraryCalls.js"
 
 const url = inject("pgUrl")
 const admin = new pg.Pool({ connectionString: url, max: 2 })
@@ -34,29 +35,6 @@ const policy = {
   workerInstanceId: Ids.unsafe.workerInstanceId("w-i"),
   leaseTtlMs: 60_000
 }
-
-const item = (executionId: string, partition: number, laneId: string) => ({
-  executionId,
-  partition,
-  namespace: "plans",
-  laneId,
-  executionKind: "k",
-  payload: Buffer.from("{}").toString("base64"),
-  payloadEncoding: "json",
-  priority: 0,
-  creatorIdentity: "",
-  idempotencyKey: null,
-  tags: {},
-  policy: null,
-  requiredCapabilities: [],
-  delayUntil: null,
-  executionDeadlineAt: null,
-  attemptTimeoutMs: null,
-  maxReclaimCount: 100,
-  maxReplayCount: 10,
-  dedupTtlMs: 86_400_000,
-  traceContext: null
-})
 
 /** The tables grown by another connection: 4 096 executions on lane "bulk", 256 flows of three members and two edges. */
 const grow = async (schema: string) => {
@@ -74,7 +52,7 @@ const grow = async (schema: string) => {
 
 const growOn = async (admin: pg.ClientBase, schema: string) => {
   for (let i = 0; i < 64; i++) {
-    const items = Array.from({ length: 64 }, () => item(`{fp:${i}}:${randomUUID()}`, i, "bulk"))
+    const items = Array.from({ length: 64 }, () => libraryItem(`{fp:${i}}:${randomUUID()}`, i, "bulk", "plans"))
     await admin.query(`SELECT "${schema}".ff_create_executions($1, NULL)`, [JSON.stringify(items)])
   }
   for (let i = 0; i < 256; i++) {
@@ -84,7 +62,7 @@ const growOn = async (admin: pg.ClientBase, schema: string) => {
     const edges = [0, 1].map((j) => ({ edgeId: randomUUID(), upstream: ids[j], downstream: ids[2], kind: "success_only", dataRef: "" }))
     const r = await admin.query<{ readonly r: { readonly ok?: unknown } }>(
       `SELECT "${schema}".ff_create_flow_graph($1, $2, 'k', 'plans', $3, $4, '[]', true, NULL) AS r`,
-      [flowId, partition, JSON.stringify(ids.map((id) => item(id, partition, "bulk-flows"))), JSON.stringify(edges)]
+      [flowId, partition, JSON.stringify(ids.map((id) => libraryItem(id, partition, "bulk-flows", "plans"))), JSON.stringify(edges)]
     )
     expect(r.rows[0]!.r.ok).toBeDefined()
   }

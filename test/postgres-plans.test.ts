@@ -13,6 +13,7 @@ import { Effect, Layer, Redacted } from "effect"
 import pg from "pg"
 import { inject } from "vitest"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
+import { completeClaim as completeClaimIn, flushStats, type Handle, libraryItem } from "./support/pgLibraryCalls.js"
 
 const url = inject("pgUrl")
 const schema = `ff_plans_${process.pid}_${Date.now().toString(36)}`
@@ -32,14 +33,6 @@ const install = Effect.scoped(Layer.build(
   )
 ))
 
-interface Handle {
-  readonly executionId: string
-  readonly attemptIndex: number
-  readonly attemptId: string
-  readonly leaseId: string
-  readonly leaseEpoch: number
-}
-
 /** Statistics of exec_core, by index name (scans and entries read), and "seq" for its sequential scans (scans and rows read). */
 const coreStats = async () => {
   const r = await admin.query<{ readonly name: string; readonly scans: string; readonly read: string }>(
@@ -52,58 +45,13 @@ const coreStats = async () => {
   return new Map(r.rows.map((row) => [row.name, { scans: Number(row.scans), read: Number(row.read) }]))
 }
 
-/** Makes the session's statistics visible to the other sessions (its next transaction flushes them). */
-const flush = async (client: pg.ClientBase) => {
-  await client.query("SELECT pg_stat_force_next_flush()")
-  await client.query("SELECT 1")
-}
-
 const createSet = (client: pg.ClientBase, n: number) =>
   client.query(`SELECT "${schema}".ff_create_executions($1, NULL) AS r`, [
-    JSON.stringify(Array.from({ length: n }, () => ({
-      executionId: `{fp:7}:${randomUUID()}`,
-      partition: 7,
-      namespace: "default",
-      laneId: lane,
-      executionKind: "k",
-      payload: Buffer.from("{}").toString("base64"),
-      payloadEncoding: "json",
-      priority: 0,
-      creatorIdentity: "",
-      idempotencyKey: null,
-      tags: {},
-      policy: null,
-      requiredCapabilities: [],
-      delayUntil: null,
-      executionDeadlineAt: null,
-      attemptTimeoutMs: null,
-      maxReclaimCount: 100,
-      maxReplayCount: 10,
-      dedupTtlMs: 86_400_000,
-      traceContext: null
-    })))
+    JSON.stringify(Array.from({ length: n }, () => libraryItem(`{fp:7}:${randomUUID()}`, 7, lane)))
   ])
 
-/** ff_complete_claim: the completions of `done` (a set completion), then a claim of up to `limit`. */
-const completeClaim = async (client: pg.ClientBase, done: ReadonlyArray<Handle>, limit: number) => {
-  const r = await client.query<{ readonly r: { readonly ok: { readonly handles: ReadonlyArray<Handle>; readonly completed: ReadonlyArray<unknown> } } }>(
-    `SELECT "${schema}".ff_complete_claim($1::text[], $2::int[], $3::uuid[], $4::uuid[], $5::bigint[], $6::bytea[],
-       $7, '{}', NULL, 'w', 'w-1', 60000, $8, 1048576, NULL) AS r`,
-    [
-      done.map((h) => h.executionId),
-      done.map((h) => h.attemptIndex),
-      done.map((h) => h.attemptId),
-      done.map((h) => h.leaseId),
-      done.map((h) => h.leaseEpoch),
-      done.map(() => Buffer.from("{}")),
-      lane,
-      limit
-    ]
-  )
-  const ok = r.rows[0]!.r.ok
-  expect(ok.completed).toEqual(done.map(() => ({ ok: null })))
-  return ok.handles
-}
+const completeClaim = (client: pg.ClientBase, done: ReadonlyArray<Handle>, limit: number) =>
+  completeClaimIn(client, schema, lane, done, limit)
 
 /** ff_renew of the handle's lease. */
 const renew = async (client: pg.ClientBase, h: Handle) => {
@@ -134,7 +82,7 @@ describe("postgres: plans made on a small exec_core", () => {
           await completeClaim(client, first, 0)
           // the table grows by sets of 64 created; the same session claims and completes it all in sets
           // of 64, and renews one lease of each set
-          await flush(client)
+          await flushStats(client)
           const before = await coreStats()
           for (let i = 0; i < TOTAL; i += SET) await createSet(client, SET)
           let claimed = 0
@@ -145,7 +93,7 @@ describe("postgres: plans made on a small exec_core", () => {
             await renew(client, handles[0]!)
             await completeClaim(client, handles, 0)
           }
-          await flush(client)
+          await flushStats(client)
           const after = await coreStats()
           const delta = (name: string) => ({
             scans: (after.get(name)?.scans ?? 0) - (before.get(name)?.scans ?? 0),

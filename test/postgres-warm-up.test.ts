@@ -20,6 +20,7 @@ import * as Producer from "../src/Producer.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
 import * as Worker from "../src/Worker.js"
 import { makeWarmedPool, warmUpText } from "../src/postgres/internal/pool.js"
+import { completeClaim, flushStats, type Handle } from "./support/pgLibraryCalls.js"
 import { idleWorker } from "./worker/handoff.js"
 import { Echo, newLane } from "./worker/helpers.js"
 
@@ -146,14 +147,6 @@ const TOTAL = 2_048
 const SET = 64
 const PICKUPS = 256
 
-interface Handle {
-  readonly executionId: string
-  readonly attemptIndex: number
-  readonly attemptId: string
-  readonly leaseId: string
-  readonly leaseEpoch: number
-}
-
 interface Reads {
   readonly scans: number
   readonly read: number
@@ -171,12 +164,6 @@ const stats = async (schema: string): Promise<Map<string, Reads>> => {
   return new Map(r.rows.map((row) => [row.name, { scans: Number(row.scans), read: Number(row.read) }]))
 }
 
-/** Makes the session's statistics visible to the other sessions (its next transaction flushes them). */
-const flush = async (client: pg.ClientBase) => {
-  await client.query("SELECT pg_stat_force_next_flush()")
-  await client.query("SELECT 1")
-}
-
 const create = async (client: pg.ClientBase, schema: string) => {
   const r = await client.query<{ readonly r: { readonly ok?: unknown } }>(
     `SELECT "${schema}".ff_create_execution($1, 7, 'default', $2, 'k', '\\x7b7d'::bytea, 'json', 0, '', NULL, '{}',
@@ -184,27 +171,6 @@ const create = async (client: pg.ClientBase, schema: string) => {
     [`{fp:7}:${randomUUID()}`, lane]
   )
   expect(r.rows[0]!.r.ok).toBeDefined()
-}
-
-/** ff_complete_claim of the kind `k`: the completions of `done` (a set completion), then a claim of up to `limit`. */
-const completeClaim = async (client: pg.ClientBase, schema: string, done: ReadonlyArray<Handle>, limit: number) => {
-  const r = await client.query<{ readonly r: { readonly ok: { readonly handles: ReadonlyArray<Handle>; readonly completed: ReadonlyArray<unknown> } } }>(
-    `SELECT "${schema}".ff_complete_claim($1::text[], $2::int[], $3::uuid[], $4::uuid[], $5::bigint[], $6::bytea[],
-       $7, '{}', ARRAY['k'], 'w', 'w-1', 60000, $8, 1048576, NULL) AS r`,
-    [
-      done.map((h) => h.executionId),
-      done.map((h) => h.attemptIndex),
-      done.map((h) => h.attemptId),
-      done.map((h) => h.leaseId),
-      done.map((h) => h.leaseEpoch),
-      done.map(() => Buffer.from("{}")),
-      lane,
-      limit
-    ]
-  )
-  const ok = r.rows[0]!.r.ok
-  expect(ok.completed).toEqual(done.map(() => ({ ok: null })))
-  return ok.handles
 }
 
 const complete = async (client: pg.ClientBase, schema: string, h: Handle) => {
@@ -255,22 +221,22 @@ const warmedPhase = (rows: number) =>
       await client.connect()
       try {
         await client.query(warmUpText(s))
-        await flush(client)
+        await flushStats(client)
         const before = await stats(s)
         for (let i = 0; i < TOTAL; i++) await create(client, s)
         let claimed = 0
         let sets = 0
         for (;;) {
-          const handles = await completeClaim(client, s, [], SET)
+          const handles = await completeClaim(client, s, lane, [], SET, true)
           if (handles.length === 0) break
           claimed += handles.length
           sets += 1
           // the completions one by one (ff_complete, as the warm-up's) and in sets, in turn
-          if (sets % 2 === 0) await completeClaim(client, s, handles, 0)
+          if (sets % 2 === 0) await completeClaim(client, s, lane, handles, 0, true)
           else for (const h of handles) await complete(client, s, h)
         }
         for (let i = 0; i < PICKUPS; i++) await pickup(client, s)
-        await flush(client)
+        await flushStats(client)
         const after = await stats(s)
         const delta = new Map(Array.from(after, ([name, a]) => {
           const b = before.get(name) ?? { scans: 0, read: 0 }
