@@ -185,15 +185,13 @@ export const completionOutcome = (
   return isCompletedAgain(h, e) ? completedOutcome : Either.right(Either.left(e))
 }
 
-/** The fields of one item of ff_complete_many / ff_complete_claim in ARGV (FF.COMPLETE_ITEM). */
-const COMPLETE_ITEM_WIDTH = 7
-
 /**
  * The items of ff_complete_many / ff_complete_claim for `items`: each its lease fence, its
  * partition and the ARGV position of its result ("" without one), as ARGV entries after the
- * results (pushed to `blobs`: the results first, then COMPLETE_ITEM_WIDTH fields per item), and
- * the arguments that place them (`fi`, the ARGV index of the first item's first field, `fn`, the
- * count): strings the function takes as they are, where JSON objects cost it a decode per item.
+ * results (pushed to `blobs`: the results first, then the 7 fields of each item,
+ * FF.COMPLETE_ITEM_WIDTH), and the arguments that place them (`fi`, the ARGV index of the first
+ * item's first field, `fn`, the count): strings the function takes as they are, where JSON objects
+ * cost it a decode per item.
  * Or the error of an execution id outside the deployment's partitions (nothing is sent then).
  */
 export const completionArgs = (

@@ -181,6 +181,18 @@ FF.fn.create_many = function(B, a, now, _, _, argv)
   return r
 end
 
+-- The place of a call's items in ARGV: a.fn items of w entries each from ARGV[a.fi] on, after
+-- ARGV[1] (now) and ARGV[2] (the JSON arguments). a.fi and a.fn, or nil and the refusal when they
+-- do not place the items inside ARGV (checked before anything is written).
+local function argv_items(name, a, argv, w)
+  local at, n = a.fi, a.fn
+  if type(at) ~= "number" or type(n) ~= "number" or at ~= math.floor(at) or n ~= math.floor(n) or at < 3 or n < 0 or
+      n > 100000 or (n > 0 and type(argv[at + w * n - 1]) ~= "string") then
+    return nil, FF.err("invalid_input", name .. ": items")
+  end
+  return at, n
+end
+
 -- The items of ff_create_across: a.items, a list of JSON objects (ff_create's arguments +
 -- partition each), or, when a.fi is given, a.fn items of FF.CREATE_ITEM_WIDTH ARGV entries each
 -- from ARGV[a.fi] on: execution id, namespace, lane, kind, priority, creator identity, payload
@@ -190,16 +202,13 @@ end
 -- do not place the items inside ARGV or an item's other arguments are no JSON object.
 FF.CREATE_ITEM_WIDTH = 10
 function FF.create_items_of(name, a, argv)
-  local at, n = a.fi, a.fn
-  if at == nil then
+  if a.fi == nil then
     if type(a.items) ~= "table" then return nil, FF.err("invalid_input", name .. ": items") end
     return a.items
   end
   local w = FF.CREATE_ITEM_WIDTH
-  if type(at) ~= "number" or type(n) ~= "number" or at ~= math.floor(at) or n ~= math.floor(n) or at < 3 or n < 0 or
-      n > 100000 or (n > 0 and type(argv[at + w * n - 1]) ~= "string") then
-    return nil, FF.err("invalid_input", name .. ": items")
-  end
+  local at, n = argv_items(name, a, argv, w)
+  if at == nil then return nil, n end
   local items = {}
   for i = 1, n do
     local k = at + w * (i - 1)
@@ -357,16 +366,13 @@ end
 -- nil and the refusal when a.fi / a.fn do not place the items inside ARGV (nothing is written).
 FF.COMPLETE_ITEM_WIDTH = 7
 function FF.complete_items_of(name, a, argv)
-  local at, n = a.fi, a.fn
-  if at == nil then
+  if a.fi == nil then
     if type(a.items) ~= "table" then return nil, FF.err("invalid_input", name .. ": items") end
     return a.items
   end
   local w = FF.COMPLETE_ITEM_WIDTH
-  if type(at) ~= "number" or type(n) ~= "number" or at ~= math.floor(at) or n ~= math.floor(n) or at < 3 or n < 0 or
-      n > 100000 or (n > 0 and type(argv[at + w * n - 1]) ~= "string") then
-    return nil, FF.err("invalid_input", name .. ": items")
-  end
+  local at, n = argv_items(name, a, argv, w)
+  if at == nil then return nil, n end
   local items = {}
   for i = 1, n do
     local k = at + w * (i - 1)
