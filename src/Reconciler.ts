@@ -1,8 +1,8 @@
 /**
  * Runs the maintenance passes of a backend (docs/design/maintenance.md): one scoped
- * fiber per pass, each on its own `Schedule`, at most `concurrency` runs at once, with bounded batches, a retry
- * schedule for transient errors, logs, spans and `Metric`s of what each pass
- * did. It stops with its scope.
+ * fiber per pass, each on its own `Schedule`, at most `concurrency` runs at once,
+ * with bounded batches, a retry schedule for transient errors, logs, spans and
+ * `Metric`s of what each pass did. It stops with its scope.
  *
  * ```ts
  * const AppLive = Reconciler.layer({ intervals: { promoteDelayed: "250 millis" } }).pipe(
