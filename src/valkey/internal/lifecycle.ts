@@ -76,16 +76,20 @@ export const createArgs = (a: CreateExecutionCore): Record<string, unknown> => {
 }
 
 /**
- * One item of ff_create_across / ff_create_many as 10 ARGV entries (FF.CREATE_ITEM_WIDTH) pushed to `out`: execution id,
- * namespace, lane, kind, priority, creator, payload encoding, required capabilities (comma
- * separated), partition, and the JSON object of the arguments an item seldom has (createArgs'
- * others, tags when there are any), "" when it has none.
+ * One item of ff_create_across / ff_create_many as 10 ARGV entries (FF.CREATE_ITEM_WIDTH)
+ * pushed to `out`: execution id, namespace, lane, kind, priority, creator, payload encoding,
+ * required capabilities (comma separated), partition, and the JSON object of the arguments an
+ * item seldom has (createArgs' others, tags when there are some), "" when it has none.
  */
 const createFlat = (a: CreateExecutionCore, partition: number, out: Array<Uint8Array | string>): void => {
   const o: Record<string, unknown> = {}
-  let more = createOptional(a, o)
+  createOptional(a, o)
   for (const _ in a.tags) {
     o["tags"] = a.tags
+    break
+  }
+  let more = false
+  for (const _ in o) {
     more = true
     break
   }
@@ -103,18 +107,11 @@ const createFlat = (a: CreateExecutionCore, partition: number, out: Array<Uint8A
   )
 }
 
-/** createArgs' fields an item seldom has, set on `o`; whether it has any. */
-const createOptional = (a: CreateExecutionCore, o: Record<string, unknown>): boolean => {
+/** createArgs' fields an item seldom has, set on `o`. */
+const createOptional = (a: CreateExecutionCore, o: Record<string, unknown>): void => {
   const policy = a.policy
-  let any = false
-  if (a.delayUntil !== undefined) {
-    o["delay_until"] = a.delayUntil
-    any = true
-  }
-  if (a.executionDeadlineAt !== undefined) {
-    o["deadline_at"] = a.executionDeadlineAt
-    any = true
-  }
+  if (a.delayUntil !== undefined) o["delay_until"] = a.delayUntil
+  if (a.executionDeadlineAt !== undefined) o["deadline_at"] = a.executionDeadlineAt
   if (policy !== undefined) {
     const timeout = policy.timeoutPolicy
     const stream = policy.streamPolicy
@@ -123,20 +120,12 @@ const createOptional = (a: CreateExecutionCore, o: Record<string, unknown>): boo
     if (policy.maxSignalsPerExecution !== undefined) o["max_signals"] = policy.maxSignalsPerExecution
     if (stream?.retentionMaxlen !== undefined) o["stream_maxlen"] = stream.retentionMaxlen
     if (stream?.retentionTtlMs !== undefined) o["retention_ms"] = stream.retentionTtlMs
-    any = any || timeout?.executionDeadlineMs !== undefined || timeout?.attemptTimeoutMs !== undefined ||
-      policy.maxSignalsPerExecution !== undefined || stream?.retentionMaxlen !== undefined ||
-      stream?.retentionTtlMs !== undefined
   }
   if (a.idempotencyKey !== undefined && a.idempotencyKey !== "") {
     o["idempotency_key"] = a.idempotencyKey
     o["dedup_ttl_ms"] = policy?.dedupWindowMs ?? 86_400_000
-    any = true
   }
-  if (a.traceContext !== undefined) {
-    o["trace"] = a.traceContext
-    any = true
-  }
-  return any
+  if (a.traceContext !== undefined) o["trace"] = a.traceContext
 }
 
 /** (docs/design/executions.md#replaying-a-terminal-write) A retried terminal write that finds its own outcome succeeds. */
