@@ -54,6 +54,18 @@ RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
     AND coalesce(p_tags, '{}') = '{}' AND coalesce(p_creator, '') = '' AND coalesce(p_idem, '') = ''
     AND p_trace IS NULL $$;
 
+-- ffi_policy: the policy stored for execution p_eid, whose exec_core row is e: exec_data's, or
+-- none (NULL) without a look-up when its input is in the row, which a create chooses only for an
+-- execution without a policy (ffi_inline, migration 0050).
+--   args:   e (the execution's exec_core row), p_eid
+--   reply:  jsonb or NULL
+--   errors: -
+CREATE FUNCTION ffi_policy(e exec_core, p_eid text) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF e.payload IS NOT NULL THEN RETURN NULL; END IF;
+  RETURN (SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid);
+END $$;
+
 -- ffi_result_cold: stores result p_result (larger than ffi_inline_bytes()) of execution p_eid in
 -- exec_data, in a row of its own (input NULL) when the execution has none (its input inline).
 -- The caller holds the exec_core row lock.

@@ -379,12 +379,10 @@ BEGIN
     v_void := set_config('flowfabric.event_at', v_now::text, true);
     v_void := ffi_events_wake(ARRAY['e:' || p_eid, 'l:' || e.lane_id])::text;
   END IF;
-  -- the retention timer (ffi_retention_set, inline; the policy is exec_data's, and an execution
-  -- whose input is inline has none)
+  -- the retention timer (ffi_retention_set, inline)
   IF e.flow_id IS NULL AND v_now IS NOT NULL AND e.completed_at IS DISTINCT FROM v_now THEN
     INSERT INTO timer (kind, ref, due_at)
-    VALUES ('retention', p_eid, v_now + ffi_retention_ms(CASE WHEN e.payload IS NULL THEN
-      (SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid) END))
+    VALUES ('retention', p_eid, v_now + ffi_retention_ms(ffi_policy(e, p_eid)))
     ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at;
   END IF;
   DELETE FROM timer WHERE ref = p_eid AND kind IN ('delay', 'lease', 'attempt_timeout', 'deadline', 'suspension');
@@ -587,9 +585,7 @@ BEGIN
   v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   PERFORM ffi_record_failure(p_eid, p_reason, p_class, p_category, v_now);
-  -- (the policy is exec_data's: an execution whose input is inline has none, migration 0050)
-  v_rp := CASE WHEN e.payload IS NULL THEN
-    (SELECT policy->'retry_policy' FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid) END;
+  v_rp := ffi_policy(e, p_eid)->'retry_policy';
   IF v_rp IS NOT NULL AND jsonb_typeof(v_rp) = 'object' AND p_class NOT IN ('Permanent', 'Cancelled') THEN
     v_max := coalesce((v_rp->>'max_retries')::int, 3);
     v_cats := v_rp->'retryable_categories';

@@ -419,9 +419,7 @@ BEGIN
           CONTINUE;
         END IF;
         CONTINUE WHEN e.lifecycle_phase <> 'terminal' OR e.flow_id IS NOT NULL OR e.completed_at IS NULL;
-        -- (the policy is exec_data's: an execution whose input is inline has none, migration 0050)
-        v_due := e.completed_at + ffi_retention_ms(CASE WHEN e.payload IS NULL THEN
-          (SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = v_ref) END);
+        v_due := e.completed_at + ffi_retention_ms(ffi_policy(e, v_ref));
         IF v_due > v_now THEN
           PERFORM ffi_timer_set('retention', v_ref, v_due);
           CONTINUE;
@@ -449,8 +447,7 @@ BEGIN
       PERFORM ffi_timer_del('retention', t.ref);
       CONTINUE;
     END IF;
-    v_due := e.completed_at + ffi_retention_ms(CASE WHEN e.payload IS NULL THEN
-      (SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = t.ref) END);
+    v_due := e.completed_at + ffi_retention_ms(ffi_policy(e, t.ref));
     IF v_due > v_now THEN
       PERFORM ffi_timer_set('retention', t.ref, v_due);
       CONTINUE;
