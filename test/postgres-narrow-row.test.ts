@@ -1,7 +1,8 @@
 // A waiting execution's exec_core row holds no value that only says "not yet" (migration 0053): the
 // counts and the lease epoch are NULL for 0, the reclaim and replay limits NULL for their defaults,
-// last_mutation_at NULL until the first change after the create, and last_transition_at is gone. The
-// reads, the claim, the completion, a retry and a replay read them as before; a store written at
+// last_mutation_at NULL until the first change after the create, has_grant and an empty
+// blocking_detail NULL, and last_transition_at is gone. The reads, the claim, the completion and a
+// replay read them as before (retries and reclaims: the conformance suite); a store written at
 // migration 0050 (zeros, defaults and times stored) is read, claimed, completed and replayed after it.
 import { describe, expect, layer } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
@@ -46,6 +47,8 @@ interface Stored {
   readonly mutated: string | null
   readonly max_reclaim: number | null
   readonly max_replay: number | null
+  readonly grant: boolean | null
+  readonly detail: string | null
   readonly size: number
 }
 
@@ -56,14 +59,15 @@ const storedOf = (schema: string, id: string) =>
     const rows = yield* sql.unsafe<Stored>(
       `SELECT retry_count AS retry, replay_count AS replay, lease_reclaim_count AS reclaim,
          total_attempt_count AS attempts, lease_epoch::text AS epoch, last_mutation_at::text AS mutated,
-         max_reclaim_count AS max_reclaim, max_replay_count AS max_replay, pg_column_size(e.*) AS size
+         max_reclaim_count AS max_reclaim, max_replay_count AS max_replay, has_grant AS grant,
+         blocking_detail AS detail, pg_column_size(e.*) AS size
        FROM "${schema}".exec_core e WHERE e_uuid = $1`,
       [id.slice(id.indexOf("}") + 2)]
     )
     return rows[0]
   })
 
-const NOT_YET = { retry: null, replay: null, reclaim: null, attempts: null, epoch: null, mutated: null }
+const NOT_YET = { retry: null, replay: null, reclaim: null, attempts: null, epoch: null, mutated: null, grant: null, detail: null }
 
 describe("postgres: a waiting exec_core row without its not-yet values (migration 0053)", () => {
   layer(client, { timeout: 120_000, excludeTestServices: true })((it) => {
@@ -115,12 +119,12 @@ describe("postgres: a waiting exec_core row without its not-yet values (migratio
         expect(out.waiting.one).toMatchObject({ ...NOT_YET, max_reclaim: null, max_replay: null })
         expect(out.waiting.batch).toMatchObject({ ...NOT_YET, max_reclaim: null, max_replay: null })
         expect(out.waiting.limited).toMatchObject({ ...NOT_YET, max_reclaim: 7, max_replay: 1 })
-        // about 143 bytes with these names and input; 56 more before 0053
-        expect(out.waiting.one!.size).toBeLessThanOrEqual(150)
+        // about 135 bytes with these names and input; 58 more before 0053
+        expect(out.waiting.one!.size).toBeLessThanOrEqual(142)
         expect(out.described.lastMutationAt).toBe(out.described.createdAt)
         expect(out.described.totalAttemptCount).toBe(0)
         expect(out.epochs).toEqual([1, 1, 1])
-        expect(out.claimed).toMatchObject({ retry: null, replay: null, reclaim: null, attempts: 1, epoch: "1" })
+        expect(out.claimed).toMatchObject({ retry: null, replay: null, reclaim: null, attempts: 1, epoch: "1", grant: false })
         expect(out.claimed!.mutated).not.toBeNull()
         expect(out.completed).toMatchObject({ attempts: 1, epoch: "1" })
         expect(out.afterRun.totalAttemptCount).toBe(1)

@@ -225,7 +225,7 @@ BEGIN
                c.pending_previous_attempt_index, c.lane_id, c.public_state, c.event_k,
                (c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'eligible_now' AND c.terminal_outcome = 'none'
                 AND c.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none')
-                AND NOT c.has_grant AND coalesce(c.attempt_timeout_ms, 0) <= 0 AND c.attempt_timeout_at IS NULL) AS common
+                AND c.has_grant IS NOT TRUE AND coalesce(c.attempt_timeout_ms, 0) <= 0 AND c.attempt_timeout_at IS NULL) AS common
         FROM exec_core c WHERE c.partition_key = w.part AND c.e_uuid = w.u
           AND (c.blocking_reason = 'waiting_for_worker') IS TRUE
         FOR UPDATE OF c SKIP LOCKED

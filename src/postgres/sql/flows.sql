@@ -144,7 +144,7 @@ BEGIN
     SELECT ffi_eid_uuid(i.eid), i.part, i.lane, i.ns, i.kind, i.prio, i.caps, 'runnable'::exec_state, 'unowned'::exec_state,
       CASE WHEN ch.down IS NULL THEN 'eligible_now'::exec_state ELSE 'blocked_by_dependencies'::exec_state END,
       CASE WHEN ch.down IS NULL THEN 'waiting_for_worker'::exec_state ELSE 'waiting_for_children'::exec_state END,
-      CASE WHEN ch.down IS NULL THEN '' ELSE ch.n || ' dep(s) unresolved incl ' || ch.last_edge END,
+      CASE WHEN ch.down IS NULL THEN NULL ELSE ch.n || ' dep(s) unresolved incl ' || ch.last_edge END,
       'none'::exec_state, 'pending_first_attempt'::exec_state,
       CASE WHEN ch.down IS NULL THEN 'waiting'::exec_state ELSE 'waiting_children'::exec_state END,
       -- as ffi_create_execution's (migration 0053)

@@ -61,11 +61,11 @@ BEGIN
     'runnable', 'unowned',
     CASE WHEN v_delayed THEN 'not_eligible_until_time' ELSE 'eligible_now' END,
     CASE WHEN v_delayed THEN 'waiting_for_delay' ELSE 'waiting_for_worker' END,
-    CASE WHEN v_delayed THEN 'delayed until ' || p_delay_until ELSE '' END,
+    CASE WHEN v_delayed THEN 'delayed until ' || p_delay_until END,
     'none', 'pending_first_attempt',
     v_state,
-    -- the limits NULL for their defaults, the counts, the lease epoch and last_mutation_at NULL
-    -- until they first change (migration 0053)
+    -- the limits NULL for their defaults; the counts, the lease epoch, last_mutation_at, has_grant
+    -- and an empty blocking_detail NULL until they first change (migration 0053)
     nullif(p_max_reclaim, ffi_max_reclaims(NULL)), nullif(p_max_replay, ffi_max_replays(NULL)), p_attempt_timeout_ms,
     CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now,
     CASE WHEN v_inline THEN p_payload_encoding END, CASE WHEN v_inline THEN p_payload END)
@@ -186,7 +186,7 @@ BEGIN
             execution_deadline_at, created_at, payload_encoding, payload)
           -- the states typed (exec_state): an untyped literal of a SELECT list is text, converted per row
           SELECT ffi_eid_uuid(eid), part, lane, ns, kind, prio, caps, 'runnable'::exec_state, 'unowned'::exec_state,
-            'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, '', 'none'::exec_state,
+            'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, NULL, 'none'::exec_state,
             'pending_first_attempt'::exec_state, 'waiting'::exec_state,
             -- as ffi_create_execution's (migration 0053)
             nullif(mrc, ffi_max_reclaims(NULL)), nullif(mrp, ffi_max_replays(NULL)), ato, NULL, NULL, v_now,
@@ -457,7 +457,7 @@ BEGIN
         AND c.lifecycle_phase = 'active' AND c.ownership_state <> 'lease_revoked'
         AND (c.lease_expires_at IS NULL OR c.lease_expires_at > v_now)
         AND c.lease_id = t.lease AND c.lease_epoch = t.epoch AND c.current_attempt_id = t.att
-        AND c.flow_id IS NULL AND NOT c.has_grant AND c.current_suspension_id IS NULL
+        AND c.flow_id IS NULL AND c.has_grant IS NOT TRUE AND c.current_suspension_id IS NULL
         AND c.current_attempt_index IS NOT NULL
       FOR UPDATE OF c
     ) c

@@ -56,7 +56,7 @@ BEGIN
         'terminalOutcome', e.terminal_outcome, 'attemptState', e.attempt_state, 'publicState', e.public_state),
       'publicState', e.public_state, 'createdAt', e.created_at::text, 'startedAt', e.started_at::text,
       'completedAt', e.completed_at::text, 'currentAttemptIndex', coalesce(e.current_attempt_index, 0),
-      'flowId', e.flow_id::text)) || jsonb_build_object('blockingDetail', e.blocking_detail) ||
+      'flowId', e.flow_id::text)) || jsonb_build_object('blockingDetail', coalesce(e.blocking_detail, '')) ||
       CASE WHEN e.terminal_outcome = 'cancelled' THEN
         jsonb_build_object('cancellationReason', coalesce(e.cancellation_reason, ''),
                            'cancelledBy', coalesce(e.cancelled_by, '')) ELSE '{}'::jsonb END
