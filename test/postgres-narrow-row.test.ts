@@ -1,4 +1,4 @@
-// A waiting execution's exec_core row holds no value that only says "not yet" (migration 0053): the
+// A waiting execution's exec_core row holds no value that only says "not yet" (migration 0051): the
 // counts and the lease epoch are NULL for 0, the reclaim and replay limits NULL for their defaults,
 // last_mutation_at NULL until the first change after the create, has_grant and an empty
 // blocking_detail NULL, and last_transition_at is gone. The reads, the claim, the completion and a
@@ -69,7 +69,7 @@ const storedOf = (schema: string, id: string) =>
 
 const NOT_YET = { retry: null, replay: null, reclaim: null, attempts: null, epoch: null, mutated: null, grant: null, detail: null }
 
-describe("postgres: a waiting exec_core row without its not-yet values (migration 0053)", () => {
+describe("postgres: a waiting exec_core row without its not-yet values (migration 0051)", () => {
   layer(client, { timeout: 120_000, excludeTestServices: true })((it) => {
     it.effect("created, claimed, completed and replayed: NULL until a value counts, the reads unchanged", () =>
       Effect.gen(function*() {
@@ -119,7 +119,7 @@ describe("postgres: a waiting exec_core row without its not-yet values (migratio
         expect(out.waiting.one).toMatchObject({ ...NOT_YET, max_reclaim: null, max_replay: null })
         expect(out.waiting.batch).toMatchObject({ ...NOT_YET, max_reclaim: null, max_replay: null })
         expect(out.waiting.limited).toMatchObject({ ...NOT_YET, max_reclaim: 7, max_replay: 1 })
-        // about 135 bytes with these names and input; 58 more before 0053
+        // about 135 bytes with these names and input; 58 more before 0051
         expect(out.waiting.one!.size).toBeLessThanOrEqual(142)
         expect(out.described.lastMutationAt).toBe(out.described.createdAt)
         expect(out.described.totalAttemptCount).toBe(0)
@@ -136,7 +136,7 @@ describe("postgres: a waiting exec_core row without its not-yet values (migratio
         expect(out.replayed).toMatchObject({ replay: 1, attempts: 2, epoch: "2", max_replay: null })
       }))
 
-    it.effect("a store at 0050 (zeros, defaults and times stored): read, claimed, completed and replayed after 0053", () =>
+    it.effect("a store at 0050 (zeros, defaults and times stored): read, claimed, completed and replayed after 0051", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const lane = `old-narrow-${tag}`

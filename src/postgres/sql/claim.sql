@@ -15,7 +15,7 @@
 CREATE FUNCTION ffi_claim_one(e exec_core, p_worker text, p_wiid text, p_ttl bigint, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-  -- (the counts and the epoch are NULL for 0 until they first change: migration 0053)
+  -- (the counts and the epoch are NULL for 0 until they first change: migration 0051)
   v_epoch bigint := coalesce(e.lease_epoch, 0) + 1;
   v_lease uuid := gen_random_uuid();
   v_exp bigint := p_now + p_ttl;

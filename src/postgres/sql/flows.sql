@@ -147,7 +147,7 @@ BEGIN
       CASE WHEN ch.down IS NULL THEN NULL ELSE ch.n || ' dep(s) unresolved incl ' || ch.last_edge END,
       'none'::exec_state, 'pending_first_attempt'::exec_state,
       CASE WHEN ch.down IS NULL THEN 'waiting'::exec_state ELSE 'waiting_children'::exec_state END,
-      -- as ffi_create_execution's (migration 0053)
+      -- as ffi_create_execution's (migration 0051)
       nullif(i.mrc, ffi_max_reclaims(NULL)), nullif(i.mrp, ffi_max_replays(NULL)), i.ato, NULL, NULL, v_now, p_flow,
       -- the input in the exec_core row, no exec_data row (migration 0050)
       CASE WHEN ffi_inline(i.payload, i.policy, i.tags, i.creator, NULL, i.trace) THEN i.enc END,

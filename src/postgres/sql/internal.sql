@@ -41,7 +41,7 @@ AS $$ SELECT substr(p_eid, strpos(p_eid, '}') + 2)::uuid $$;
 CREATE FUNCTION ffi_inline_bytes() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 128 $$;
 
 -- ffi_max_reclaims: an exec_core row's reclaim limit, which the row holds as NULL when it is the
--- default (100; migration 0053). NULL gives the default.
+-- default (100; migration 0051). NULL gives the default.
 --   args:   the row's max_reclaim_count
 --   reply:  int
 --   errors: -

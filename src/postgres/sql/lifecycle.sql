@@ -65,7 +65,7 @@ BEGIN
     'none', 'pending_first_attempt',
     v_state,
     -- the limits NULL for their defaults; the counts, the lease epoch, last_mutation_at, has_grant
-    -- and an empty blocking_detail NULL until they first change (migration 0053)
+    -- and an empty blocking_detail NULL until they first change (migration 0051)
     nullif(p_max_reclaim, ffi_max_reclaims(NULL)), nullif(p_max_replay, ffi_max_replays(NULL)), p_attempt_timeout_ms,
     CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now,
     CASE WHEN v_inline THEN p_payload_encoding END, CASE WHEN v_inline THEN p_payload END)
@@ -188,7 +188,7 @@ BEGIN
           SELECT ffi_eid_uuid(eid), part, lane, ns, kind, prio, caps, 'runnable'::exec_state, 'unowned'::exec_state,
             'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, NULL, 'none'::exec_state,
             'pending_first_attempt'::exec_state, 'waiting'::exec_state,
-            -- as ffi_create_execution's (migration 0053)
+            -- as ffi_create_execution's (migration 0051)
             nullif(mrc, ffi_max_reclaims(NULL)), nullif(mrp, ffi_max_replays(NULL)), ato, NULL, NULL, v_now,
             -- the input in the exec_core row, no exec_data row (migration 0050)
             CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN enc END,

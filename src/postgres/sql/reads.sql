@@ -29,7 +29,7 @@ BEGIN
           'expiresAt', e.lease_expires_at, 'leaseId', e.lease_id, 'attemptIndex', e.current_attempt_index,
           'lastHeartbeatAt', e.lease_last_renewed_at)) END,
       'currentWaitpoint', e.current_waitpoint_id, 'createdAt', e.created_at,
-      -- (NULL until the first change after the create, the count until the first claim: migration 0053)
+      -- (NULL until the first change after the create, the count until the first claim: migration 0051)
       'lastMutationAt', coalesce(e.last_mutation_at, e.created_at), 'totalAttemptCount', coalesce(e.total_attempt_count, 0),
       'startedAt', e.started_at, 'completedAt', e.completed_at,
       'progress', CASE WHEN e.progress_updated_at IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(

@@ -1,5 +1,5 @@
 /**
- * Migration 0053: a waiting execution's `exec_core` row without the values that only say "not
+ * Migration 0051: a waiting execution's `exec_core` row without the values that only say "not
  * yet" (docs/design/postgres.md, "Storage").
  *
  * A waiting row held, besides what a claim needs, about 58 bytes of such values: the counts of
