@@ -48,7 +48,7 @@ CREATE FUNCTION ffi_inline_bytes() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELE
 CREATE FUNCTION ffi_max_reclaims(p_stored int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce(p_stored, 100) $$;
 
 -- ffi_max_replays: an exec_core row's replay limit, NULL in the row for the default (10; migration
--- 0053). NULL gives the default.
+-- 0051). NULL gives the default.
 --   args:   the row's max_replay_count
 --   reply:  int
 --   errors: -
