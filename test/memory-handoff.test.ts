@@ -3,7 +3,7 @@
 // the worker's claim, as two engine steps in a row, and the claimed attempt started before the
 // create returns. Work the claim leaves behind still reaches the lane's other waiting workers.
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Option, Schedule, Schema } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Ref, Schedule, Schema } from "effect"
 import { EngineBackend } from "../src/EngineBackend.js"
 import type { ExecutionId } from "../src/Ids.js"
 import * as MemoryBackend from "../src/MemoryBackend.js"
@@ -77,4 +77,53 @@ describe("memory: a create claims for the idle worker waiting on its engine", ()
       const b = yield* EngineBackend
       expect(yield* b.readExecutionState(id)).toEqual(Option.some("completed"))
     }).pipe(Effect.scoped, Effect.provide(MemoryBackend.layer())))
+
+  it.live("a worker stopping with a handoff pending waits for its delivery, and hands back unrun what it took", () =>
+    Effect.gen(function*() {
+      // the handoffs the worker offers are taken by the test, not by the engine's creates
+      let offer: ((lane: string) => EngineBackend.Handoff | undefined) | undefined
+      const waiting = yield* Deferred.make<void>()
+      const layer = Layer.effect(
+        EngineBackend,
+        Effect.map(EngineBackend, (b): EngineBackend.Service => ({
+          ...b,
+          subscribeWork: (args) =>
+            Effect.map(b.subscribeWork(args), (sub): EngineBackend.WorkSubscription => ({
+              ...sub,
+              onHandoff: (f) => {
+                offer = f
+                if (f !== undefined) Deferred.unsafeDone(waiting, Exit.void)
+              }
+            }))
+        }))
+      ).pipe(Layer.provideMerge(MemoryBackend.layer()))
+      yield* Effect.gen(function*() {
+        const lane = yield* newLane("mh")
+        const runs = yield* Ref.make(0)
+        const worker = yield* Effect.fork(Worker.run({
+          lanes: [lane],
+          handlers: [Worker.handler({ ...Echo, run: (input, ctx) => Effect.as(Ref.update(runs, (n) => n + 1), { text: input.text, attempt: ctx.attempt, resumed: ctx.resumed }) })],
+          concurrency: 1,
+          idle: Schedule.spaced("1 hour"),
+          workerId: "pending"
+        }))
+        yield* Deferred.await(waiting).pipe(Effect.timeout("20 seconds"))
+        const handoff = offer?.(lane)
+        expect(handoff).toBeDefined()
+        // the handoff holds the worker's one slot: the create's wake-up claims nothing
+        const id = yield* Producer.submit(Echo, { text: "pending" }, { lane })
+        const b = yield* EngineBackend
+        const stopping = yield* Effect.fork(Fiber.interrupt(worker))
+        yield* Effect.sleep("100 millis")
+        // the drain waits for the pending handoff
+        expect(Option.isNone(yield* Fiber.poll(stopping))).toBe(true)
+        const { claimed } = yield* b.completeAndClaim([], { args: handoff!.args, max: handoff!.max })
+        expect(claimed.length).toBe(1)
+        handoff!.deliver(claimed, false)
+        yield* Fiber.join(stopping).pipe(Effect.timeout("20 seconds"))
+        // taken once the worker was stopping: handed back unrun
+        expect(yield* Ref.get(runs)).toBe(0)
+        expect(["delayed", "waiting"]).toContain(Option.getOrUndefined(yield* b.readExecutionState(id)))
+      }).pipe(Effect.provide(layer))
+    }))
 })

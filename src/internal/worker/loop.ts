@@ -498,13 +498,16 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
             }
           } catch (defect) {
             left = Effect.die(defect)
+          }
+          // the reservation is given back once the claimed attempts hold their slots; a drain
+          // waiting for this handoff sees what follows it in the attempts' set first
+          reserved -= free
+          slotFree.unsafeOpen()
+          try {
+            if (left !== undefined || again) afterHandoff(left, again)
           } finally {
-            // the reservation is given back once the claimed attempts hold their slots
-            reserved -= free
-            slotFree.unsafeOpen()
             if (--handoffsPending === 0) handoffsSettled.unsafeOpen()
           }
-          if (left !== undefined || again) afterHandoff(left, again)
         }
       }
     }
