@@ -3,7 +3,7 @@
  * holder's writes: renew, progress, complete (one, a batch), fail, cancel, delay, waitChildren. A
  * retried terminal write that finds its own outcome succeeds (`reconciled`).
  */
-import { Effect, Either, Fiber, Option, ParseResult, Runtime, Schema } from "effect"
+import { Effect, Either, Fiber, Option, ParseResult, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, type ExecutionNotActiveDetail, fromScriptCode } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
@@ -271,9 +271,7 @@ export const makeLifecycle = (
         // (a call that failed, or whose reply did not read: the worker claims itself; `deliver`
         // counts its first call only)
         const handed = Effect.ensuring(handoffCreate(a, handoff), Effect.sync(() => handoff.deliver([], true)))
-        // a fiber of no parent's (as a daemon), started on this stack: the call is written before
-        // the caller waits for it, without a turn of the scheduler in between
-        return Effect.flatMap(Effect.runtime<never>(), (rt) => restore(Fiber.join(Runtime.runFork(rt)(handed))))
+        return Effect.flatMap(Effect.forkDaemon(handed), (fiber) => restore(Fiber.join(fiber)))
       })
     )
   }
