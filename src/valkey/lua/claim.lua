@@ -299,6 +299,10 @@ end
 -- partition that may hold a better one). Nothing is written for a LATER candidate.
 -- `next_head`, when given, is the lane head once the first candidate is claimed (known from the
 -- candidates read), unless the claim made other work claimable.
+-- (FF.claim_lane_check marks the arguments it passed with this table, which no JSON argument can
+-- be: the claims of its batch skip the checks it made, and lease a plain first attempt by
+-- FF.lease_first)
+local CHECKED = {}
 function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_head)
   for i = 1, math.min(limit, #cands) do
     local cand = cands[i]
@@ -326,7 +330,7 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
           elseif c.attempt_state == "attempt_interrupted" then
             info = FF.claim_resume(B, e, c, now, a.lease_id, a.worker_id, a.worker_instance_id, a.lease_ttl_ms)
           else
-            info = FF.claim_fresh(B, e, c, now, a)
+            info = a.checked == CHECKED and FF.lease_first(B, e, c, now, a) or FF.claim_fresh(B, e, c, now, a)
           end
           if info ~= nil then
             FF.drain(B, now)
@@ -364,9 +368,6 @@ end
 local CLAIM_ARGS = { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "lease_ttl_ms", "n" }
 local CLAIM_IDS = { "lease_id", "s", "attempt_id", "s" }
 
--- (FF.claim_lane_check marks the arguments it passed with this table, which no JSON argument can
--- be: the claims of its batch skip the checks it made)
-local CHECKED = {}
 FF.fn.claim = function(B, a, now)
   if a.checked ~= CHECKED then
     local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, CLAIM_IDS)

@@ -335,9 +335,14 @@ end
 --   reply:  {1, "OK", wake}
 --   errors: execution_not_found, the ladder's
 local COMPLETE_OPTS = { clears = FF.COMPLETE_CLEARS }
-FF.fn.complete = function(B, a, now, result)
+FF.fn.complete = function(B, a, now, result) return FF.complete_one(B, a, now, result, false) end
+
+-- ff_complete's work (its reply); `plain`: a core in the plain shape is completed by
+-- FF.complete_plain (the batches of completions, FF.complete_items).
+function FF.complete_one(B, a, now, result, plain)
   local e, c, bad = FF.held(B, a, now)
   if bad then return bad end
+  if plain and FF.complete_plain(B, e, c, now, result) then return FF.ok("OK") end
   -- (the run stays in the core, not in the history list: FF.run_kept)
   local kept = FF.run_kept(B, e, c)
   FF.end_attempt(B, e, c, "attempt_success", now)
@@ -418,7 +423,7 @@ function FF.complete_items(items, prefix, now, argv)
     local result = nil
     if it.blob ~= nil and it.blob ~= cjson.null then result = argv[2 + FF.num(it.blob)] end
     FF.begin()
-    local r = FF.fn.complete(bases[p], it, now, result)
+    local r = FF.complete_one(bases[p], it, now, result, true)
     FF.apply_wakes(prefix, p)
     if r[1] == 1 then out[#out + 1] = "" else out[#out + 1] = cjson.encode(r) end
   end

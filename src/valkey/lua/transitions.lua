@@ -253,6 +253,110 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
   FF.ev_transition(B, e, c, bp, bo, bpub, now)
 end
 
+-- --- the worker's two hot transitions, written directly ---------------------------------------
+-- Most executions a worker runs take two transitions only: the first lease of a waiting execution
+-- and its success. For a core in the plain shape those transitions take (checked below: no field
+-- the general path would compare, clear or index beyond the lease's), FF.lease_first and
+-- FF.complete_plain write exactly what FF.lease_on (FF.claim_fresh) and FF.to_terminal (ff_complete)
+-- write: the same fields in the same order, the same lane state move, index writes and event,
+-- without the general path's tables and comparisons (docs/design/valkey.md#the-workers-hot-path).
+-- They return false, having written nothing, for any other core, which then takes the general
+-- path. The batch functions use them (ff_claim_lane, ff_complete_many, ff_complete_claim, and
+-- ff_create_claim's walk); test/valkey-library-hot.test.ts compares both paths' writes.
+local LEASED_SV, DONE_SV = nil, nil
+-- (fields whose value would make the first lease write more than the lease: the general path's
+-- clears, the fields it writes "" to, the timeout, and those that say the execution ran before)
+local FIRST_EMPTY = { "total_attempt_count", "current_lease_epoch", "current_attempt_index", "started_at",
+  "attempt_timeout_ms", "attempt_timeout_at", "lease_last_renewed_at", "lease_expired_at", "lease_revoked_at",
+  "lease_revoke_reason", "delay_until", "current_suspension_id", "current_waitpoint_id", "grant_pending",
+  "pending_retry_reason", "pending_replay_reason", "pending_previous_attempt_index", "stream_opened", "run_kind" }
+local first_args = {}
+-- The first lease of the waiting `e` (core `c`, read by this call; runnable, eligible_now and in
+-- its lane's eligible index: FF.candidate_core) to claim `a`, as FF.claim_fresh would write it: its
+-- 7 reply fields, or false. Unlike FF.state, it does not keep the table `c` current (the fields
+-- of the input a batch of claims reads there are not the transition's).
+function FF.lease_first(B, e, c, now, a)
+  if c.attempt_state ~= "pending_first_attempt" or c.lifecycle_phase ~= "runnable" or
+      rawget(c, "last_mutation_at") ~= nil or rawget(c, "bd") ~= nil then
+    return false
+  end
+  for i = 1, #FIRST_EMPTY do
+    if c[FIRST_EMPTY[i]] ~= "" then return false end
+  end
+  if LEASED_SV == nil then
+    LEASED_SV = FF.sv_encode("active", "leased", "not_applicable", "none", "none", "running_attempt")
+  end
+  local snow = FF.s(now)
+  local exp = now + a.lease_ttl_ms
+  local sexp = FF.s(exp)
+  local aid, lid, wid, wiid = a.attempt_id, a.lease_id, a.worker_id, a.worker_instance_id
+  local t, n = first_args, 0
+  -- (FF.state: the transition time, unless it reads so already; then FF.lease_on's fields)
+  if c.last_transition_at ~= snow then
+    t[1], t[2] = S_TT, snow
+    n = 2
+  end
+  t[n + 1], t[n + 2], t[n + 3], t[n + 4] = CF.current_attempt_id, aid, CF.current_lease_id, lid
+  t[n + 5], t[n + 6], t[n + 7], t[n + 8] = CF.current_worker_id, wid, CF.current_worker_instance_id, wiid
+  t[n + 9], t[n + 10], t[n + 11], t[n + 12] = CF.lease_acquired_at, snow, CF.lease_expires_at, sexp
+  t[n + 13], t[n + 14], t[n + 15], t[n + 16] = CF.total_attempt_count, "1", CF.run_kind, "i"
+  t[n + 17], t[n + 18] = "sv", LEASED_SV
+  n = n + 18
+  FF.lane_move(B, e, c, c.public_state, "active")
+  C("HSET", K.core(B, e), unpack(t, 1, n))
+  FF.ev_lease(B, e, c, now, wiid)
+  FF.drop_eligible_kind(B, c.lane_id, e, c)
+  FF.zadd(K.idx(B, "lease_expiry"), sexp, e)
+  return { e, "0", aid, lid, "1", sexp, "fresh" }
+end
+
+local done_args = {}
+-- (the run kinds whose runs have no stream unless stream_opened says so: lease.lua)
+local PLAIN_RUN = { i = true, t = true, y = true, c = true, r = true }
+-- The success of the leased `e` (core `c`, read by this call; its lease fence checked, FF.held)
+-- with `result` (nil, or a string: a small result goes into the core, a larger one to its key), as
+-- ff_complete writes it; false (nothing written) for a core outside the plain shape: a flow
+-- member, a deadline, an attempt timeout, a stream, a renewal, a suspension, a run a version 3
+-- library began, a stored last_mutation_at or blocking_detail, a result field already there.
+function FF.complete_plain(B, e, c, now, result)
+  if c.ownership_state ~= "leased" or not PLAIN_RUN[c.run_kind] or c.stream_opened ~= "" or c.flow_id ~= "" or
+      c.execution_deadline_at ~= "" or c.attempt_timeout_at ~= "" or c.lease_last_renewed_at ~= "" or
+      c.current_suspension_id ~= "" or c.current_waitpoint_id ~= "" or c.completed_at ~= "" or
+      c.current_lease_id == "" or FF.num(c.total_attempt_count) <= 0 or
+      rawget(c, "last_mutation_at") ~= nil or rawget(c, "bd") ~= nil or rawget(c, FF.RESULT_FIELD) ~= nil then
+    return false
+  end
+  local small = type(result) == "string" and result ~= "" and #result <= FF.INLINE_PAYLOAD
+  if not small and result ~= nil and result ~= "" then FF.put_blob(K.ex(B, e, "result"), result) end
+  if DONE_SV == nil then
+    DONE_SV = FF.sv_encode("terminal", "unowned", "not_applicable", "none", "success", "attempt_terminal")
+  end
+  local snow = FF.s(now)
+  -- (FF.unindex of a held lease; then FF.state: the transition time, completed_at, the result,
+  -- the vector, and the lease id and expiry deleted)
+  FF.zrem(K.idx(B, "lease_expiry"), e)
+  local t, n = done_args, 0
+  if c.last_transition_at ~= snow then
+    t[1], t[2] = S_TT, snow
+    n = 2
+  end
+  t[n + 1], t[n + 2] = CF.completed_at, snow
+  n = n + 2
+  if small then
+    t[n + 1], t[n + 2] = FF.RESULT_FIELD, result
+    n = n + 2
+  end
+  t[n + 1], t[n + 2] = "sv", DONE_SV
+  n = n + 2
+  FF.lane_move(B, e, c, "active", "completed")
+  local k = K.core(B, e)
+  C("HSET", k, unpack(t, 1, n))
+  C("HDEL", k, CF.current_lease_id, CF.lease_expires_at)
+  FF.ev_done(B, e, c, now)
+  FF.zadd(K.idx(B, "retention"), FF.s(now + FF.num(c.retention_ms, FF.RETENTION_MS)), e)
+  return true
+end
+
 -- The core fields of a lease, cleared: FF.state's `extra` of a transition that ends the lease.
 FF.LEASE_CLEAR = {
   "current_lease_id", "", "current_worker_id", "", "current_worker_instance_id", "",
