@@ -106,19 +106,18 @@ describe("valkey function library: the worker's hot transitions", () => {
         return { execs, counts: await r.hgetall(`${B}:l:${l}:n`), states, events }
       })
 
-    it.scoped("ff_claim_lane and ff_complete_many write what ff_claim and ff_complete write", () =>
+    const uuid = (k: number, i: number) => `0000000${k}-0000-4000-8000-${String(i).padStart(12, "0")}`
+    const leaseIds = shapes.map((_, i) => uuid(1, i))
+    const attemptIds = shapes.map((_, i) => uuid(2, i))
+
+    // The shapes created on two lanes and claimed: one ff_claim per execution on the general side,
+    // one ff_claim_lane for all on the fast one; each side's fences in claim order.
+    const claimed = (r: Redis) =>
       Effect.gen(function*() {
-        const r = yield* admin()
-        const b = yield* EngineBackend
-        const n = shapes.length
-        const uuid = (k: number, i: number) => `0000000${k}-0000-4000-8000-${String(i).padStart(12, "0")}`
-        const leaseIds = shapes.map((_, i) => uuid(1, i))
-        const attemptIds = shapes.map((_, i) => uuid(2, i))
         const { fast, general } = yield* created
         yield* TestClock.adjust("3 millis")
-        // the claims: one ff_claim per execution / one ff_claim_lane for all
         const generalFences: Array<Fence> = []
-        for (let i = 0; i < n; i++) {
+        for (let i = 0; i < shapes.length; i++) {
           const out = replyOf(yield* fcall(r, "ff_claim", general.B, { ...worker, lane: general.l, lease_id: leaseIds[i], attempt_id: attemptIds[i] }))
           expect(out?.[1]).toBe("OK")
           generalFences.push(fenceOf(out!.slice(3)))
@@ -135,29 +134,30 @@ describe("valkey function library: the worker's hot transitions", () => {
           })
         )
         expect(batch?.[1]).toBe("OK")
-        const fastFences = Array.from({ length: n }, (_, i) => fenceOf(batch!.slice(4 + 8 * i)))
+        const fastFences = Array.from({ length: shapes.length }, (_, i) => fenceOf(batch!.slice(4 + 8 * i)))
         expect(fastFences.map((f) => fast.ids.indexOf(f.execution_id))).toEqual(
           generalFences.map((f) => general.ids.indexOf(f.execution_id))
         )
-        // a stream opened by the attempt of the shape that has one
-        for (const [side, fences] of [[general, generalFences], [fast, fastFences]] as const) {
-          const j = shapes.findIndex((s) => s.frame)
-          const f = fences.find((x) => x.execution_id === side.ids[j])!
-          yield* fcall(r, "ff_append_frame", side.B, { ...f, frame_type: "stdout", mode: "durable", encoding: "" }, ["frame"])
-        }
-        expect(yield* dump(r, fast.l, fast.B, fast.ids)).toEqual(yield* dump(r, general.l, general.B, general.ids))
-        yield* TestClock.adjust("2 millis")
-        // the completions: one ff_complete each / one ff_complete_many (items in ARGV)
-        const resultOf = (ids: ReadonlyArray<string>, f: Fence) => shapes[ids.indexOf(f.execution_id)]!.result
-        for (const f of generalFences) {
-          const res = resultOf(general.ids, f)
+        return { general: { ...general, fences: generalFences }, fast: { ...fast, fences: fastFences } }
+      })
+
+    // Completes the fences: one ff_complete each on the general side, one ff_complete_many (items in
+    // ARGV) on the fast one; each execution's result is its shape's. The replies, per fence (""
+    // for a completion, else the refusal), the lane named LANE.
+    type Side = { l: string; B: string; ids: ReadonlyArray<Ids.ExecutionId> }
+    const completeBoth = (r: Redis, general: Side, gf: ReadonlyArray<Fence>, fast: Side, ff: ReadonlyArray<Fence>) =>
+      Effect.gen(function*() {
+        const resultOf = (side: Side, f: Fence) => shapes[side.ids.indexOf(f.execution_id)]!.result
+        const generalReplies: Array<string> = []
+        for (const f of gf) {
+          const res = resultOf(general, f)
           const out = replyOf(yield* fcall(r, "ff_complete", general.B, f, res === undefined ? [] : [res]))
-          expect(out?.[1]).toBe("OK")
+          generalReplies.push(out?.[0] === 1 ? "" : JSON.stringify(out).split(general.l).join("LANE"))
         }
         const blobs: Array<string> = []
         const items: Array<string> = []
-        for (const f of fastFences) {
-          const res = resultOf(fast.ids, f)
+        for (const f of ff) {
+          const res = resultOf(fast, f)
           let blob = ""
           if (res !== undefined) {
             blobs.push(res)
@@ -166,9 +166,28 @@ describe("valkey function library: the worker's hot transitions", () => {
           items.push(f.execution_id, f.attempt_index, f.attempt_id, f.lease_id, f.lease_epoch, String(Ids.executionPartition(f.execution_id)), blob)
         }
         const many = replyOf(
-          yield* fcallKeys(r, "ff_complete_many", [`${prefix}:lanes`], { prefix, partitions: 256, fi: 3 + blobs.length, fn: n }, [...blobs, ...items])
+          yield* fcallKeys(r, "ff_complete_many", [`${prefix}:lanes`], { prefix, partitions: 256, fi: 3 + blobs.length, fn: ff.length }, [...blobs, ...items])
         )
-        expect(many?.slice(3)).toEqual(shapes.map(() => ""))
+        const fastReplies = (many ?? []).slice(3).map((x) => x === "" ? "" : JSON.stringify(JSON.parse(String(x))).split(fast.l).join("LANE"))
+        expect(fastReplies).toEqual(generalReplies)
+        return generalReplies
+      })
+
+    it.scoped("ff_claim_lane and ff_complete_many write what ff_claim and ff_complete write", () =>
+      Effect.gen(function*() {
+        const r = yield* admin()
+        const b = yield* EngineBackend
+        const n = shapes.length
+        const { fast, general } = yield* claimed(r)
+        // a stream opened by the attempt of the shape that has one
+        for (const side of [general, fast]) {
+          const j = shapes.findIndex((s) => s.frame)
+          const f = side.fences.find((x) => x.execution_id === side.ids[j])!
+          yield* fcall(r, "ff_append_frame", side.B, { ...f, frame_type: "stdout", mode: "durable", encoding: "" }, ["frame"])
+        }
+        expect(yield* dump(r, fast.l, fast.B, fast.ids)).toEqual(yield* dump(r, general.l, general.B, general.ids))
+        yield* TestClock.adjust("2 millis")
+        expect(yield* completeBoth(r, general, general.fences, fast, fast.fences)).toEqual(shapes.map(() => ""))
         const after = yield* dump(r, fast.l, fast.B, fast.ids)
         expect(after).toEqual(yield* dump(r, general.l, general.B, general.ids))
         expect(after.counts).toEqual({ waiting: "0", active: "0", completed: String(n) })
@@ -178,6 +197,29 @@ describe("valkey function library: the worker's hot transitions", () => {
           if (x._tag !== "Some" || y._tag !== "Some") return expect.unreachable("no snapshot")
           expect([y.value.publicState, y.value.attemptHistory.length]).toEqual([x.value.publicState, x.value.attemptHistory.length])
         }
+      }))
+
+    it.scoped("a batch's completions refused (stale fence, expired lease, done already) answer and write as ff_complete's", () =>
+      Effect.gen(function*() {
+        const r = yield* admin()
+        const { fast, general } = yield* claimed(r)
+        yield* TestClock.adjust("2 millis")
+        // a lease id, an attempt id and an epoch that are not the lease's, then the right fences
+        const spoil = (fences: ReadonlyArray<Fence>) =>
+          fences.map((f, i) =>
+            i === 0 ? { ...f, lease_id: uuid(3, 0) } : i === 1 ? { ...f, attempt_id: uuid(3, 1) } : i === 2 ? { ...f, lease_epoch: "2" } : f
+          )
+        const first = yield* completeBoth(r, general, spoil(general.fences).slice(0, 4), fast, spoil(fast.fences).slice(0, 4))
+        expect(first.map((x) => x === "" ? "" : JSON.parse(x)[1])).toEqual(["stale_lease", "stale_lease", "stale_lease", ""])
+        // completed already: not active
+        const again = yield* completeBoth(r, general, general.fences.slice(3, 4), fast, fast.fences.slice(3, 4))
+        expect(JSON.parse(again[0]!)[1]).toBe("execution_not_active")
+        expect(yield* dump(r, fast.l, fast.B, fast.ids)).toEqual(yield* dump(r, general.l, general.B, general.ids))
+        // the other leases expire: each completion marks its own
+        yield* TestClock.adjust("31 seconds")
+        const late = yield* completeBoth(r, general, general.fences.slice(4), fast, fast.fences.slice(4))
+        expect(late.map((x) => JSON.parse(x)[1])).toEqual(late.map(() => "lease_expired"))
+        expect(yield* dump(r, fast.l, fast.B, fast.ids)).toEqual(yield* dump(r, general.l, general.B, general.ids))
       }))
   })
 })

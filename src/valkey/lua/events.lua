@@ -130,9 +130,10 @@ function FF.ev_transition(B, e, c, bp, bo, bpub, now)
 end
 
 -- The events FF.ev_transition queues for the two transitions of FF.lease_first and
--- FF.complete_plain (transitions.lua; `c`: the core's lane and flow, its attempt for the success;
--- the first lease's attempt is 0, `wiid` its worker instance): a lease started (Claimed), and the
--- success (Completed); either folds into the ExecutionCreated of an execution this call created.
+-- FF.complete_plain (transitions.lua): a lease started (Claimed: `c` gives the lane and flow, the
+-- attempt is 0, `wiid` its worker instance), and the success of `attempt` of an execution of
+-- `lane` outside any flow (Completed); either folds into the ExecutionCreated of an execution this
+-- call created.
 function FF.ev_lease(B, e, c, now, wiid)
   local cr = FF.evc[e]
   if cr ~= nil then
@@ -141,15 +142,13 @@ function FF.ev_lease(B, e, c, now, wiid)
   end
   ev_push(B, e, c.lane_id, c.flow_id or "", now, { "K", "0", wiid })
 end
-function FF.ev_done(B, e, c, now)
+function FF.ev_done(B, e, lane, attempt, now)
   local cr = FF.evc[e]
   if cr ~= nil then
     cr.d[2] = "completed"
     return
   end
-  local d = { "D" }
-  if (c.current_attempt_id or "") ~= "" then d[2] = attempt_of(c) end
-  ev_push(B, e, c.lane_id, c.flow_id or "", now, d)
+  ev_push(B, e, lane, "", now, { "D", attempt })
 end
 
 -- The lease holder reported progress: the event carries the progress `c` holds now.

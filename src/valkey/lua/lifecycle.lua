@@ -338,11 +338,21 @@ local COMPLETE_OPTS = { clears = FF.COMPLETE_CLEARS }
 FF.fn.complete = function(B, a, now, result) return FF.complete_one(B, a, now, result, false) end
 
 -- ff_complete's work (its reply); `plain`: a core in the plain shape is completed by
--- FF.complete_plain (the batches of completions, FF.complete_items).
+-- FF.complete_plain (the batches of completions, FF.complete_items), any other by the general
+-- path from the same read.
 function FF.complete_one(B, a, now, result, plain)
-  local e, c, bad = FF.held(B, a, now)
+  local e, c, bad
+  if plain then
+    e = a.execution_id
+    local r = C("HGETALL", K.core(B, e))
+    if FF.complete_plain(B, a, now, result, r) then return FF.ok("OK") end
+    c = FF.core_of(r)
+    if c == nil then return FF.err("execution_not_found") end
+    bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  else
+    e, c, bad = FF.held(B, a, now)
+  end
   if bad then return bad end
-  if plain and FF.complete_plain(B, e, c, now, result) then return FF.ok("OK") end
   -- (the run stays in the core, not in the history list: FF.run_kept)
   local kept = FF.run_kept(B, e, c)
   FF.end_attempt(B, e, c, "attempt_success", now)

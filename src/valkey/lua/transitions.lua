@@ -131,19 +131,21 @@ end
 -- A waiting execution has no entry there: it is in the lane's eligible index (every waiting
 -- execution is, from the FF.make_eligible that follows each transition to waiting), which the
 -- lane reads take for the waiting set (reads.lua, "the waiting executions"); only its count moves.
-function FF.lane_move(B, e, c, from, to)
+function FF.lane_move(B, e, c, from, to) FF.lane_move_at(B, e, c.lane_id, c.created_at, from, to) end
+-- The same for an execution of lane `lane` created at `created`.
+function FF.lane_move_at(B, e, lane, created, from, to)
   local m = nil
   if from == "waiting" then
-    count(B, c.lane_id, from, -1)
+    count(B, lane, from, -1)
   elseif from ~= "" then
-    m = FF.lane_member(c.created_at, e)
-    FF.zrem(K.lstate(B, c.lane_id, from), m, B, c.lane_id, from)
+    m = FF.lane_member(created, e)
+    FF.zrem(K.lstate(B, lane, from), m, B, lane, from)
   end
   if to == "waiting" then
-    count(B, c.lane_id, to, 1)
+    count(B, lane, to, 1)
   elseif to ~= "" then
-    m = m or FF.lane_member(c.created_at, e)
-    FF.zadd(K.lstate(B, c.lane_id, to), 0, m, B, c.lane_id, to)
+    m = m or FF.lane_member(created, e)
+    FF.zadd(K.lstate(B, lane, to), 0, m, B, lane, to)
   end
 end
 
@@ -311,49 +313,80 @@ function FF.lease_first(B, e, c, now, a)
 end
 
 local done_args = {}
+-- The stored fields a core may hold and still be completed directly, and where FF.complete_plain
+-- keeps the values it reads (0: a field whose value the completion does not look at). A field
+-- not listed (a flow, deadline, attempt timeout, stream flag, renewal, suspension, completion
+-- time, result, stored last_mutation_at or blocking_detail, attempt index or lease epoch stored
+-- beside the count, the marks a claim clears, a version 9 run copy) sends the core to the
+-- general path.
+local PLAIN_FIELDS = {
+  [CF.lane_id] = 1, [CF.created_at] = 2, sv = 3, [CF.current_attempt_id] = 4, [CF.current_lease_id] = 5,
+  [CF.lease_expires_at] = 6, [CF.total_attempt_count] = 7, [CF.run_kind] = 8, [CF.retention_ms] = 9,
+  [CF.last_transition_at] = 10,
+  [CF.namespace] = 0, [CF.execution_kind] = 0, [CF.priority] = 0, [CF.payload_encoding] = 0, [CF.trace] = 0,
+  [CF.creator_identity] = 0, [CF.required_capabilities] = 0, [CF.max_signals] = 0, [CF.stream_maxlen] = 0,
+  [CF.attempt_timeout_ms] = 0, [CF.current_worker_id] = 0, [CF.current_worker_instance_id] = 0,
+  [CF.lease_acquired_at] = 0, [CF.started_at] = 0, [CF.lease_reclaim_count] = 0, [CF.failure_reason] = 0,
+  [CF.last_capability_mismatch_at] = 0, [FF.PAYLOAD_FIELD] = 0
+}
 -- (the run kinds whose runs have no stream unless stream_opened says so: lease.lua)
 local PLAIN_RUN = { i = true, t = true, y = true, c = true, r = true }
--- The success of the leased `e` (core `c`, read by this call; its lease fence checked, FF.held)
--- with `result` (nil, or a string: a small result goes into the core, a larger one to its key), as
--- ff_complete writes it; false (nothing written) for a core outside the plain shape: a flow
--- member, a deadline, an attempt timeout, a stream, a renewal, a suspension, a run a version 3
--- library began, a stored last_mutation_at or blocking_detail, a result field already there.
-function FF.complete_plain(B, e, c, now, result)
-  if c.ownership_state ~= "leased" or not PLAIN_RUN[c.run_kind] or c.stream_opened ~= "" or c.flow_id ~= "" or
-      c.execution_deadline_at ~= "" or c.attempt_timeout_at ~= "" or c.lease_last_renewed_at ~= "" or
-      c.current_suspension_id ~= "" or c.current_waitpoint_id ~= "" or c.completed_at ~= "" or
-      c.current_lease_id == "" or FF.num(c.total_attempt_count) <= 0 or
-      rawget(c, "last_mutation_at") ~= nil or rawget(c, "bd") ~= nil or rawget(c, FF.RESULT_FIELD) ~= nil then
+local plain_v = {}
+-- The success of `a.execution_id` (the lease fence `a`; `r`: its core's HGETALL reply, flat)
+-- with `result` (nil, or a string: a small result goes into the core, a larger one to its key),
+-- as ff_complete writes it, when the core is in the plain shape (PLAIN_FIELDS: read from the
+-- reply, no core table built) with its lease held: active, leased and running, not expired, and
+-- the fence's lease id, epoch (the attempt count, no epoch stored) and attempt id its own. Returns
+-- false, having written nothing, for any other core (the general path then answers, with the
+-- ladder's refusals).
+function FF.complete_plain(B, a, now, result, r)
+  local v = plain_v
+  for i = 1, 10 do v[i] = nil end
+  for i = 1, #r, 2 do
+    local slot = PLAIN_FIELDS[r[i]]
+    if slot == nil then return false end
+    if slot > 0 then v[slot] = r[i + 1] end
+  end
+  local lane, created, sv, aid, lid, lx, n, rk = v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]
+  if LEASED_SV == nil then
+    LEASED_SV = FF.sv_encode("active", "leased", "not_applicable", "none", "none", "running_attempt")
+  end
+  local count_n = tonumber(n)
+  if sv ~= LEASED_SV or lane == nil or created == nil or aid == nil or lid == nil or count_n == nil or
+      count_n < 1 or not PLAIN_RUN[rk] or FF.num(lx) <= now or a.lease_id ~= lid or a.attempt_id ~= aid or
+      FF.str(a.lease_epoch) ~= n then
     return false
   end
+  local e = a.execution_id
   local small = type(result) == "string" and result ~= "" and #result <= FF.INLINE_PAYLOAD
   if not small and result ~= nil and result ~= "" then FF.put_blob(K.ex(B, e, "result"), result) end
   if DONE_SV == nil then
     DONE_SV = FF.sv_encode("terminal", "unowned", "not_applicable", "none", "success", "attempt_terminal")
   end
   local snow = FF.s(now)
-  -- (FF.unindex of a held lease; then FF.state: the transition time, completed_at, the result,
-  -- the vector, and the lease id and expiry deleted)
+  -- (FF.unindex of a held lease; then FF.state: the transition time, unless it reads so already
+  -- (created_at while not stored), completed_at, the result, the vector, and the lease id and
+  -- expiry deleted)
   FF.zrem(K.idx(B, "lease_expiry"), e)
-  local t, n = done_args, 0
-  if c.last_transition_at ~= snow then
+  local t, m = done_args, 0
+  if (v[10] or created) ~= snow then
     t[1], t[2] = S_TT, snow
-    n = 2
+    m = 2
   end
-  t[n + 1], t[n + 2] = CF.completed_at, snow
-  n = n + 2
+  t[m + 1], t[m + 2] = CF.completed_at, snow
+  m = m + 2
   if small then
-    t[n + 1], t[n + 2] = FF.RESULT_FIELD, result
-    n = n + 2
+    t[m + 1], t[m + 2] = FF.RESULT_FIELD, result
+    m = m + 2
   end
-  t[n + 1], t[n + 2] = "sv", DONE_SV
-  n = n + 2
-  FF.lane_move(B, e, c, "active", "completed")
+  t[m + 1], t[m + 2] = "sv", DONE_SV
+  m = m + 2
+  FF.lane_move_at(B, e, lane, created, "active", "completed")
   local k = K.core(B, e)
-  C("HSET", k, unpack(t, 1, n))
+  C("HSET", k, unpack(t, 1, m))
   C("HDEL", k, CF.current_lease_id, CF.lease_expires_at)
-  FF.ev_done(B, e, c, now)
-  FF.zadd(K.idx(B, "retention"), FF.s(now + FF.num(c.retention_ms, FF.RETENTION_MS)), e)
+  FF.ev_done(B, e, lane, FF.s(count_n - 1), now)
+  FF.zadd(K.idx(B, "retention"), FF.s(now + FF.num(v[9], FF.RETENTION_MS)), e)
   return true
 end
 
