@@ -83,7 +83,7 @@ describe("valkey function library: the worker's hot transitions", () => {
           const core = `${B}:e:${e}`
           const fields = await r.hgetall(core)
           execs.push({
-            core: Object.keys(fields).sort().map((f) => [f, norm(fields[f]!)]),
+            core: Object.keys(fields).map((f) => [f, norm(fields[f]!)]),
             result: await r.get(`${core}:result`),
             payload: await r.get(`${core}:payload`),
             leaseExpiry: await r.zscore(`${B}:i:lease_expiry`, e),

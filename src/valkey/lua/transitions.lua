@@ -257,44 +257,60 @@ end
 
 -- --- the worker's two hot transitions, written directly ---------------------------------------
 -- Most executions a worker runs take two transitions only: the first lease of a waiting execution
--- and its success. For a core in the plain shape those transitions take (checked below: no field
--- the general path would compare, clear or index beyond the lease's), FF.lease_first and
--- FF.complete_plain write exactly what FF.lease_on (FF.claim_fresh) and FF.to_terminal (ff_complete)
--- write: the same fields in the same order, the same lane state move, index writes and event,
--- without the general path's tables and comparisons (docs/design/valkey.md#the-workers-hot-path).
--- They return false, having written nothing, for any other core, which then takes the general
--- path. The batch functions use them (ff_claim_lane, ff_complete_many, ff_complete_claim, and
--- ff_create_claim's walk); test/valkey-library-hot.test.ts compares both paths' writes.
-local LEASED_SV, DONE_SV = nil, nil
--- (fields whose value would make the first lease write more than the lease: the general path's
--- clears, the fields it writes "" to, the timeout, and those that say the execution ran before)
-local FIRST_EMPTY = { "total_attempt_count", "current_lease_epoch", "current_attempt_index", "started_at",
-  "attempt_timeout_ms", "attempt_timeout_at", "lease_last_renewed_at", "lease_expired_at", "lease_revoked_at",
-  "lease_revoke_reason", "delay_until", "current_suspension_id", "current_waitpoint_id", "grant_pending",
-  "pending_retry_reason", "pending_replay_reason", "pending_previous_attempt_index", "stream_opened", "run_kind" }
-local first_args = {}
--- The first lease of the waiting `e` (core `c`, read by this call; runnable, eligible_now and in
--- its lane's eligible index: FF.candidate_core) to claim `a`, as FF.claim_fresh would write it: its
--- 7 reply fields, or false. Unlike FF.state, it does not keep the table `c` current (the fields
--- of the input a batch of claims reads there are not the transition's).
-function FF.lease_first(B, e, c, now, a)
-  if c.attempt_state ~= "pending_first_attempt" or c.lifecycle_phase ~= "runnable" or
-      rawget(c, "last_mutation_at") ~= nil or rawget(c, "bd") ~= nil then
-    return false
+-- and its success. For a core in the plain shape (its stored fields all of a known few, checked
+-- on the HGETALL reply: nothing the general path would compare, clear or index beyond the
+-- lease's), FF.claim_plain and FF.complete_plain write exactly what FF.claim_fresh (FF.lease_on)
+-- and ff_complete (FF.to_terminal) write: the same fields in the same order, the same lane state
+-- move, index writes and event, without building the core table nor the general path's lists and
+-- comparisons (docs/design/valkey.md#the-workers-hot-path). They return false, having written
+-- nothing, for any other core, which then takes the general path from the same read. The batch
+-- functions use them (ff_claim_lane, ff_complete_many, ff_complete_claim, and ff_create_claim's
+-- walk); test/valkey-library-hot.test.ts compares both paths' writes.
+local WAITING_SV, LEASED_SV, DONE_SV = nil, nil, nil
+-- The stored fields a waiting core may hold and still be leased directly, and where
+-- FF.claim_plain keeps their values (0: a field the lease does not look at). A field not listed
+-- (a previous attempt's, a timeout, a delay, a grant, required capabilities, a flow, stored
+-- last_mutation_at or blocking_detail, ...) sends the core to the general path.
+local WAITING_FIELDS = {
+  [CF.lane_id] = 1, [CF.created_at] = 2, sv = 3, [CF.priority] = 4, [CF.execution_kind] = 5,
+  [CF.namespace] = 6, [CF.payload_encoding] = 7, [CF.trace] = 8, [FF.PAYLOAD_FIELD] = 9,
+  [CF.last_transition_at] = 10,
+  [CF.creator_identity] = 0, [CF.max_signals] = 0, [CF.stream_maxlen] = 0, [CF.retention_ms] = 0,
+  [CF.execution_deadline_at] = 0, [CF.last_capability_mismatch_at] = 0
+}
+local first_args, first_v = {}, {}
+-- The first lease of `e` (candidate of `lane`'s eligible index or pending set at `score`; `r`:
+-- its core's HGETALL reply, flat) to the claim `a` (kinds a.kinds_set, ids a.lease_id and
+-- a.attempt_id), as FF.claim_fresh would write it, when the core is in the plain shape
+-- (WAITING_FIELDS), waiting on `lane` for its first attempt, of a kind the claim takes, and no
+-- `bound` holds it back. Returns its 7 reply fields and the fields of the core a batch of claims
+-- reads the input with (claim.lua, claims_out), or false.
+function FF.claim_plain(B, e, r, a, now, lane, score, bound)
+  if bound ~= nil and score > bound then return false end
+  local v = first_v
+  for i = 1, 10 do v[i] = nil end
+  for i = 1, #r, 2 do
+    local slot = WAITING_FIELDS[r[i]]
+    if slot == nil then return false end
+    if slot > 0 then v[slot] = r[i + 1] end
   end
-  for i = 1, #FIRST_EMPTY do
-    if c[FIRST_EMPTY[i]] ~= "" then return false end
-  end
-  if LEASED_SV == nil then
+  if WAITING_SV == nil then
+    WAITING_SV = FF.sv_encode("runnable", "unowned", "eligible_now", "waiting_for_worker", "none",
+      "pending_first_attempt")
     LEASED_SV = FF.sv_encode("active", "leased", "not_applicable", "none", "none", "running_attempt")
+  end
+  local created, kind, kinds = v[2], v[5] or "", a.kinds_set
+  if v[3] ~= WAITING_SV or v[1] ~= lane or created == nil or not (kinds == false or kinds[kind] == true) then
+    return false
   end
   local snow = FF.s(now)
   local exp = now + a.lease_ttl_ms
   local sexp = FF.s(exp)
   local aid, lid, wid, wiid = a.attempt_id, a.lease_id, a.worker_id, a.worker_instance_id
   local t, n = first_args, 0
-  -- (FF.state: the transition time, unless it reads so already; then FF.lease_on's fields)
-  if c.last_transition_at ~= snow then
+  -- (FF.state: the transition time, unless it reads so already (created_at while not stored);
+  -- then FF.lease_on's fields that differ from the core's)
+  if (v[10] or created) ~= snow then
     t[1], t[2] = S_TT, snow
     n = 2
   end
@@ -304,12 +320,14 @@ function FF.lease_first(B, e, c, now, a)
   t[n + 13], t[n + 14], t[n + 15], t[n + 16] = CF.total_attempt_count, "1", CF.run_kind, "i"
   t[n + 17], t[n + 18] = "sv", LEASED_SV
   n = n + 18
-  FF.lane_move(B, e, c, c.public_state, "active")
+  FF.lane_move_at(B, e, lane, created, "waiting", "active")
   C("HSET", K.core(B, e), unpack(t, 1, n))
-  FF.ev_lease(B, e, c, now, wiid)
-  FF.drop_eligible_kind(B, c.lane_id, e, c)
+  FF.ev_lease(B, e, lane, wiid, now)
+  local c = { priority = v[4] or "", created_at = created, execution_kind = kind, namespace = v[6],
+    payload_encoding = v[7], trace = v[8], [FF.PAYLOAD_FIELD] = v[9] }
+  FF.drop_eligible_kind(B, lane, e, c)
   FF.zadd(K.idx(B, "lease_expiry"), sexp, e)
-  return { e, "0", aid, lid, "1", sexp, "fresh" }
+  return { e, "0", aid, lid, "1", sexp, "fresh" }, c
 end
 
 local done_args = {}
