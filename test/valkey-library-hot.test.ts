@@ -1,4 +1,4 @@
-// The worker's two hot transitions written directly (transitions.lua, FF.lease_first and
+// The worker's two hot transitions written directly (transitions.lua, FF.claim_plain and
 // FF.complete_plain): the batch functions (ff_claim_lane, ff_complete_many) take them for a core in
 // the plain shape, the single ones (ff_claim, ff_complete) take the general path. The same
 // executions, claimed and completed at the same times by each, must leave the same store: cores,
