@@ -836,7 +836,7 @@ BEGIN
   IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
   IF v_ref IS NOT NULL THEN
     -- the upstream's result, in its exec_core row or exec_data (migration 0050), becomes the input
-    SELECT coalesce(ue.result, (SELECT u.result FROM exec_data u WHERE ffi_eid(u.e_part, u.e_uuid) = p_upstream))
+    SELECT coalesce(ue.result, (SELECT u.result FROM exec_data u WHERE ffi_eid(u.e_part, u.e_uuid) = p_upstream COLLATE "default"))
     INTO v_result FROM exec_core ue WHERE ue.partition_key = ffi_eid_part(p_upstream) AND ue.e_uuid = ffi_eid_uuid(p_upstream);
     IF v_result IS NOT NULL THEN PERFORM ffi_input_set(p_child, v_result); END IF;
   END IF;

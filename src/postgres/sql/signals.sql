@@ -529,7 +529,7 @@ BEGIN
   END IF;
   -- the execution's cap (0 = none); a sender may only lower it
   SELECT coalesce((d.policy->>'max_signals_per_execution')::int, 10000) INTO v_limit
-  FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid;
+  FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid COLLATE "default";
   v_limit := coalesce(v_limit, 10000);
   IF p_max_signals > 0 AND (v_limit = 0 OR p_max_signals < v_limit) THEN v_limit := p_max_signals; END IF;
   IF v_limit > 0 AND (SELECT count(*) FROM signal WHERE execution_id = p_eid) >= v_limit THEN
