@@ -3,8 +3,9 @@
 // has the functions compiled and the statements it ran planned, and leaves nothing behind, no row
 // and no notification. Without it the first pickup on each new connection cost about 10 ms of
 // server time against 1.2 (docs/design/postgres.md, "Connections"). Before the schema's library
-// is installed a connection is not warmed, and its warm-up logs no error on the server. The session keeps the
-// warm-up's plans, made while `exec_core` held only the warm-up's own row (or a few more): they
+// is installed a connection is not warmed, and its warm-up logs no error on the server. The
+// session keeps the warm-up's plans, made while `exec_core` held only the warm-up's own row (or a
+// few more): they
 // must still read only the rows they name once the table has grown. The warmed session creates
 // thousands of executions one by one, claims them in sets of 64 of a named kind (the warm-up's
 // branch of the claim), completes them one by one and in sets, and makes idle pickups (`CALL
