@@ -134,7 +134,7 @@ BEGIN
     UPDATE dep SET state = 'unsatisfied', last_resolved_at = NULL WHERE downstream_id = p_eid AND state = 'impossible';
     UPDATE edge_group SET failed = 0, skipped = 0, group_state = 'pending', satisfied_at = NULL
     WHERE downstream_id = p_eid;
-    SELECT count(*) INTO v_n FROM dep WHERE downstream_id = p_eid AND state = 'unsatisfied';
+    SELECT count(*) INTO v_n FROM dep WHERE downstream_id = p_eid AND (state = 'unsatisfied') IS TRUE;
     UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
       eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = v_n || ' dep(s) unresolved', terminal_outcome = 'none',

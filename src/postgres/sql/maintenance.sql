@@ -229,7 +229,7 @@ END $$;
 --   reply:  {"ok": {"processed", "more"}}
 --   errors: -
 CREATE FUNCTION ff_pass_dependencies(p_batch int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   q record;
@@ -270,7 +270,7 @@ BEGIN
       CROSS JOIN LATERAL (SELECT u.terminal_outcome FROM exec_core u
                           WHERE u.partition_key = ffi_eid_part(dp.upstream_id) AND u.e_uuid = ffi_eid_uuid(dp.upstream_id)
                             AND u.lifecycle_phase = 'terminal' AND u.terminal_outcome <> 'none' OFFSET 0) u
-      WHERE dp.downstream_id = ch.downstream_id AND dp.state = 'unsatisfied'
+      WHERE dp.downstream_id = ch.downstream_id AND (dp.state = 'unsatisfied') IS TRUE
       ORDER BY dp.edge_id
     LOOP
       IF v_done >= p_batch THEN v_more := true; EXIT children; END IF;
@@ -309,7 +309,10 @@ BEGIN
       DELETE FROM cancel_backlog WHERE flow_id = b.flow_id;
       CONTINUE;
     END IF;
-    FOR o IN SELECT execution_id FROM cancel_owed WHERE flow_id = b.flow_id ORDER BY execution_id LIMIT p_batch LOOP
+    -- (the flow's owed entries through the key, then sorted: planned on a small table, the order by
+    -- id alone made the plan scan cancel_owed_by_execution whole for the flow's entries)
+    FOR o IN SELECT x.execution_id FROM (SELECT execution_id FROM cancel_owed WHERE flow_id = b.flow_id OFFSET 0) x
+             ORDER BY x.execution_id LIMIT p_batch LOOP
       IF v_done >= p_batch THEN v_more := true; EXIT; END IF;
       PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(o.execution_id) AND e_uuid = ffi_eid_uuid(o.execution_id) FOR UPDATE SKIP LOCKED;
       IF FOUND THEN
