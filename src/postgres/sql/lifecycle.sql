@@ -517,11 +517,10 @@ BEGIN
     -- this statement. No separate lock (its WAL record, 54 bytes a row): the update locks each row
     -- and checks its key and lease again; a row another transaction changed since it was read is
     -- checked in its new version, whose location no longer matches x.tid, and is left out (and
-    -- completed by ff_complete below). (The id is compared as text: a condition on the key would
-    -- let a plan made on a small table read exec_core_pkey whole instead.)
+    -- completed by ff_complete below). The lease's and attempt's uuids name the row: no condition
+    -- on the key, which would let a plan made on a small table read exec_core_pkey whole instead.
     FROM unnest(f_ids, f_tid, f_res, f_att, f_lease, f_epoch) AS x(id, tid, res, att, lease, epoch)
     WHERE exec_core.ctid = ANY (f_tid) AND exec_core.ctid = x.tid
-      AND ffi_eid(exec_core.partition_key, exec_core.e_uuid) = x.id
       AND exec_core.lifecycle_phase = 'active' AND exec_core.ownership_state <> 'lease_revoked'
       AND (exec_core.lease_expires_at IS NULL OR exec_core.lease_expires_at > v_now)
       AND exec_core.lease_id = x.lease AND exec_core.lease_epoch = x.epoch AND exec_core.current_attempt_id = x.att
