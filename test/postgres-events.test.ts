@@ -2,7 +2,8 @@
 // its change, so a rolled-back change leaves none and an uncommitted one is not read; a reader
 // never passes an event that a running transaction may still commit before it; and an
 // execution's events keep the order of its changes even when a transaction with an older id
-// changes it after a younger one did.
+// changes it after a younger one did. The changes written here by hand set last_mutation_at, as
+// every change of the library does: it is the event's time (NULL until a row's first change).
 import { describe, expect, layer } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
@@ -71,7 +72,8 @@ describe("postgres events", () => {
         yield* query(
           c,
           `UPDATE exec_core SET lifecycle_phase = 'terminal', terminal_outcome = 'cancelled', public_state = 'cancelled',
-             blocking_reason = 'none', cancellation_reason = 'test' WHERE ('{fp:' || partition_key || '}:' || e_uuid) = $1`,
+             blocking_reason = 'none', cancellation_reason = 'test', last_mutation_at = created_at + 1
+           WHERE ('{fp:' || partition_key || '}:' || e_uuid) = $1`,
           [id]
         )
         const inside = yield* query(c, "SELECT kind FROM event WHERE ffi_eid(e_part, e_uuid) = $1 ORDER BY id", [id])
@@ -83,7 +85,12 @@ describe("postgres events", () => {
         expect(rows.rows[0].n).toBe(1)
 
         yield* query(c, "BEGIN")
-        yield* query(c, "UPDATE exec_core SET public_state = 'cancelled' WHERE ('{fp:' || partition_key || '}:' || e_uuid) = $1", [id])
+        yield* query(
+          c,
+          `UPDATE exec_core SET public_state = 'cancelled', last_mutation_at = created_at + 1
+           WHERE ('{fp:' || partition_key || '}:' || e_uuid) = $1`,
+          [id]
+        )
         expect(yield* tagsOf(id)).toEqual(["ExecutionCreated"])
         yield* query(c, "COMMIT")
         expect(yield* tagsOf(id)).toEqual(["ExecutionCreated", "Cancelled"])
@@ -152,7 +159,7 @@ describe("postgres events", () => {
              terminal_outcome = CASE WHEN ('{fp:' || partition_key || '}:' || e_uuid) = $2 THEN terminal_outcome ELSE 'cancelled' END,
              public_state = CASE WHEN ('{fp:' || partition_key || '}:' || e_uuid) = $2 THEN public_state ELSE 'cancelled' END,
              blocking_reason = CASE WHEN ('{fp:' || partition_key || '}:' || e_uuid) = $2 THEN blocking_reason ELSE 'none' END,
-             cancellation_reason = 'batch', last_mutation_at = last_mutation_at + 1
+             cancellation_reason = 'batch', last_mutation_at = coalesce(last_mutation_at, created_at) + 1
            WHERE ('{fp:' || partition_key || '}:' || e_uuid) = ANY ($1::text[])`,
           [[a, u, n], u]
         )

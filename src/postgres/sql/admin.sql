@@ -80,12 +80,12 @@ BEGIN
   UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), ownership_state = 'lease_revoked', eligibility_state = 'not_applicable',
     blocking_reason = 'waiting_for_worker', blocking_detail = 'lease revoked: ' || p_reason,
     attempt_state = 'attempt_interrupted', public_state = 'active',
-    lease_revoked_at = v_now, lease_revoke_reason = p_reason, last_transition_at = v_now, last_mutation_at = v_now
+    lease_revoked_at = v_now, lease_revoke_reason = p_reason, last_mutation_at = v_now
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   PERFORM ffi_timer_del('lease', p_eid);
   PERFORM ffi_wake_claimable(p_eid);
   RETURN ffi_ok(jsonb_build_object('_tag', 'Revoked', 'leaseId', coalesce(e.lease_id::text, ''),
-                                   'leaseEpoch', e.lease_epoch::text));
+                                   'leaseEpoch', coalesce(e.lease_epoch, 0)::text));
 END $$;
 
 -- ffi_replayed_in_flow: replayed execution e (its row before the replay) is live again in its
@@ -119,7 +119,7 @@ BEGIN
   SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
   IF e.lifecycle_phase <> 'terminal' THEN RETURN ffi_err('execution_not_terminal'); END IF;
-  IF e.replay_count >= e.max_replay_count THEN RETURN ffi_err('max_replays_exhausted'); END IF;
+  IF coalesce(e.replay_count, 0) >= ffi_max_replays(e.max_replay_count) THEN RETURN ffi_err('max_replays_exhausted'); END IF;
   -- the run a completed row keeps joins the history (the updates below clear it)
   PERFORM ffi_run_unkeep(e);
   -- the result cleared where it is (migration 0050): an exec_data row that held only the result goes
@@ -139,10 +139,10 @@ BEGIN
       eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = v_n || ' dep(s) unresolved', terminal_outcome = 'none',
       attempt_state = 'pending_replay_attempt', public_state = 'waiting_children',
-      replay_count = replay_count + 1, completed_at = NULL,
+      replay_count = coalesce(replay_count, 0) + 1, completed_at = NULL,
     worker_id = NULL, worker_instance_id = NULL, lease_acquired_at = NULL, pending_replay_reason = 'replay',
       pending_previous_attempt_index = CASE WHEN current_attempt_id IS NULL THEN NULL ELSE current_attempt_index END,
-      last_transition_at = v_now, last_mutation_at = v_now
+      last_mutation_at = v_now
     WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     PERFORM ffi_replayed_in_flow(e);
     RETURN ffi_ok(jsonb_build_object('_tag', 'Replayed', 'publicState', 'waiting_children'));
@@ -150,10 +150,10 @@ BEGIN
   UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned', eligibility_state = 'eligible_now',
     blocking_reason = 'waiting_for_worker', blocking_detail = '', terminal_outcome = 'none',
     attempt_state = 'pending_replay_attempt', public_state = 'waiting',
-    replay_count = replay_count + 1, completed_at = NULL,
+    replay_count = coalesce(replay_count, 0) + 1, completed_at = NULL,
     worker_id = NULL, worker_instance_id = NULL, lease_acquired_at = NULL, pending_replay_reason = 'replay',
     pending_previous_attempt_index = CASE WHEN current_attempt_id IS NULL THEN NULL ELSE current_attempt_index END,
-    last_transition_at = v_now, last_mutation_at = v_now
+    last_mutation_at = v_now
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   PERFORM ffi_wake_claimable(p_eid);
   PERFORM ffi_replayed_in_flow(e);

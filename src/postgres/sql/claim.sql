@@ -15,7 +15,8 @@
 CREATE FUNCTION ffi_claim_one(e exec_core, p_worker text, p_wiid text, p_ttl bigint, p_now bigint)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-  v_epoch bigint := e.lease_epoch + 1;
+  -- (the counts and the epoch are NULL for 0 until they first change: migration 0051)
+  v_epoch bigint := coalesce(e.lease_epoch, 0) + 1;
   v_lease uuid := gen_random_uuid();
   v_exp bigint := p_now + p_ttl;
   v_idx int;
@@ -32,13 +33,13 @@ BEGIN
     v_kind := 'resumed';
   ELSIF e.lifecycle_phase = 'runnable' AND e.eligibility_state = 'eligible_now' AND e.terminal_outcome = 'none'
         AND e.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none') THEN
-    v_idx := e.total_attempt_count;
+    v_idx := coalesce(e.total_attempt_count, 0);
     v_att := gen_random_uuid();
     v_type := CASE e.attempt_state WHEN 'pending_retry_attempt' THEN 'retry'
                                    WHEN 'pending_replay_attempt' THEN 'replay' ELSE 'initial' END;
     v_prev := e.pending_previous_attempt_index;
   ELSIF e.lifecycle_phase = 'active' AND e.ownership_state IN ('lease_expired_reclaimable', 'lease_revoked') THEN
-    IF e.lease_reclaim_count >= e.max_reclaim_count THEN
+    IF coalesce(e.lease_reclaim_count, 0) >= ffi_max_reclaims(e.max_reclaim_count) THEN
       PERFORM ffi_record_failure(v_eid, 'max_reclaims_exceeded', 'InfraCrash', 'infra_crash', p_now);
       PERFORM ffi_terminate(v_eid, 'failed', 'max_reclaims_exceeded', 'max_reclaims_exceeded',
                             NULL, NULL, 'reclaimed', 'reclaimed', p_now, true);
@@ -48,7 +49,7 @@ BEGIN
     IF v_prev IS NOT NULL THEN
       PERFORM ffi_stream_close(v_eid, v_prev, 'reclaimed', p_now);
     END IF;
-    v_idx := e.total_attempt_count;
+    v_idx := coalesce(e.total_attempt_count, 0);
     v_att := gen_random_uuid();
     v_type := 'reclaim';
   ELSE
@@ -60,7 +61,7 @@ BEGIN
     current_attempt_index = v_idx, current_attempt_id = v_att,
     total_attempt_count = CASE WHEN v_kind = 'fresh' THEN v_idx + 1 ELSE total_attempt_count END,
     run_kind = CASE WHEN v_kind = 'resumed' THEN 'resumed' ELSE nullif(v_type, 'initial') END,
-    lease_reclaim_count = lease_reclaim_count + CASE WHEN v_type = 'reclaim' THEN 1 ELSE 0 END,
+    lease_reclaim_count = CASE WHEN v_type = 'reclaim' THEN coalesce(lease_reclaim_count, 0) + 1 ELSE lease_reclaim_count END,
     lease_epoch = v_epoch, lease_id = v_lease, worker_id = p_worker, worker_instance_id = p_wiid, has_grant = false,
     lease_ttl_ms = p_ttl, lease_acquired_at = p_now, lease_expires_at = v_exp, lease_last_renewed_at = NULL,
     lease_expired_at = NULL, lease_revoked_at = NULL, lease_revoke_reason = NULL,
@@ -68,7 +69,7 @@ BEGIN
     pending_retry_reason = NULL, pending_previous_attempt_index = NULL,
     pending_replay_reason = NULL, pending_replay_requested_by = NULL, delay_until = NULL,
     attempt_timeout_at = CASE WHEN attempt_timeout_ms > 0 THEN p_now + attempt_timeout_ms END,
-    last_transition_at = p_now, last_mutation_at = p_now
+    last_mutation_at = p_now
   WHERE partition_key = e.partition_key AND e_uuid = e.e_uuid;
   IF e.has_grant THEN DELETE FROM claim_grant WHERE execution_id = v_eid; END IF;
   INSERT INTO timer (kind, ref, due_at) VALUES ('lease', v_eid, v_exp)
@@ -204,8 +205,8 @@ BEGIN
     SELECT coalesce(array_agg(l.execution_id ORDER BY l.pos), '{}'),
            coalesce(array_agg(l.pos::int ORDER BY l.pos), '{}'),
            coalesce(array_agg(l.execution_id ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
-           coalesce(array_agg(l.total_attempt_count ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
-           coalesce(array_agg(l.lease_epoch + 1 ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(array_agg(coalesce(l.total_attempt_count, 0) ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(array_agg(coalesce(l.lease_epoch, 0) + 1 ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
            coalesce(array_agg(CASE l.attempt_state WHEN 'pending_retry_attempt' THEN 'retry'
                                                    WHEN 'pending_replay_attempt' THEN 'replay' ELSE 'initial' END
                               ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
@@ -224,7 +225,7 @@ BEGIN
                c.pending_previous_attempt_index, c.lane_id, c.public_state, c.event_k,
                (c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'eligible_now' AND c.terminal_outcome = 'none'
                 AND c.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none')
-                AND NOT c.has_grant AND coalesce(c.attempt_timeout_ms, 0) <= 0 AND c.attempt_timeout_at IS NULL) AS common
+                AND c.has_grant IS NOT TRUE AND coalesce(c.attempt_timeout_ms, 0) <= 0 AND c.attempt_timeout_at IS NULL) AS common
         FROM exec_core c WHERE c.partition_key = w.part AND c.e_uuid = w.u
           AND (c.blocking_reason = 'waiting_for_worker') IS TRUE
         FOR UPDATE OF c SKIP LOCKED
@@ -296,7 +297,7 @@ BEGIN
         started_at = coalesce(c.started_at, v_now),
         pending_retry_reason = NULL, pending_previous_attempt_index = NULL,
         pending_replay_reason = NULL, pending_replay_requested_by = NULL, delay_until = NULL,
-        attempt_timeout_at = NULL, last_transition_at = v_now, last_mutation_at = v_now,
+        attempt_timeout_at = NULL, last_mutation_at = v_now,
         event_k = greatest(ffi_xid(), c.event_k)
       FROM u WHERE c.ctid = ANY (f_tid) AND c.ctid = u.tid
       RETURNING c.partition_key, c.e_uuid, c.event_k, c.lane_id, c.flow_id, c.current_attempt_index
@@ -585,7 +586,7 @@ BEGIN
   DELETE FROM claim_grant WHERE execution_id = p_eid;
   UPDATE exec_core SET has_grant = false WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   IF g.expires_at <= v_now THEN RETURN ffi_err('claim_grant_expired'); END IF;
-  v_epoch := e.lease_epoch + 1;
+  v_epoch := coalesce(e.lease_epoch, 0) + 1;
   v_exp := v_now + p_ttl;
   UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
     blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none', attempt_state = 'running_attempt',
@@ -594,7 +595,7 @@ BEGIN
     lease_last_renewed_at = NULL, lease_expired_at = NULL, lease_revoked_at = NULL, lease_revoke_reason = NULL,
     delay_until = NULL,
     attempt_timeout_at = CASE WHEN p_remaining_timeout > 0 THEN v_now + p_remaining_timeout END,
-    last_transition_at = v_now, last_mutation_at = v_now
+    last_mutation_at = v_now
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   DELETE FROM timer WHERE ref = p_eid AND kind = 'delay';
   PERFORM ffi_timer_set('lease', p_eid, v_exp);

@@ -139,15 +139,16 @@ BEGIN
     INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
       lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
       attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
-      execution_deadline_at, created_at, last_transition_at, last_mutation_at, flow_id, payload_encoding, payload)
+      execution_deadline_at, created_at, flow_id, payload_encoding, payload)
     -- the states typed (exec_state): an untyped literal of a SELECT list is text, converted per row
     SELECT ffi_eid_uuid(i.eid), i.part, i.lane, i.ns, i.kind, i.prio, i.caps, 'runnable'::exec_state, 'unowned'::exec_state,
       CASE WHEN ch.down IS NULL THEN 'eligible_now'::exec_state ELSE 'blocked_by_dependencies'::exec_state END,
       CASE WHEN ch.down IS NULL THEN 'waiting_for_worker'::exec_state ELSE 'waiting_for_children'::exec_state END,
-      CASE WHEN ch.down IS NULL THEN '' ELSE ch.n || ' dep(s) unresolved incl ' || ch.last_edge END,
+      CASE WHEN ch.down IS NULL THEN NULL ELSE ch.n || ' dep(s) unresolved incl ' || ch.last_edge END,
       'none'::exec_state, 'pending_first_attempt'::exec_state,
       CASE WHEN ch.down IS NULL THEN 'waiting'::exec_state ELSE 'waiting_children'::exec_state END,
-      i.mrc, i.mrp, i.ato, NULL, NULL, v_now, v_now, v_now, p_flow,
+      -- as ffi_create_execution's (migration 0051)
+      nullif(i.mrc, ffi_max_reclaims(NULL)), nullif(i.mrp, ffi_max_replays(NULL)), i.ato, NULL, NULL, v_now, p_flow,
       -- the input in the exec_core row, no exec_data row (migration 0050)
       CASE WHEN ffi_inline(i.payload, i.policy, i.tags, i.creator, NULL, i.trace) THEN i.enc END,
       CASE WHEN ffi_inline(i.payload, i.policy, i.tags, i.creator, NULL, i.trace) THEN i.payload END
@@ -293,7 +294,7 @@ BEGIN
     )
     UPDATE exec_core c SET event_k = greatest(ffi_xid(), c.event_k), eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = ch.n || ' dep(s) unresolved incl ' || ch.last_edge, public_state = 'waiting_children',
-      last_transition_at = v_now, last_mutation_at = v_now
+      last_mutation_at = v_now
     FROM tids ch WHERE c.ctid = ANY (ARRAY(SELECT tid FROM tids)) AND c.ctid = ch.tid
       AND c.lifecycle_phase = 'runnable';
     UPDATE flow_core SET graph_revision = graph_revision + v_edges, edge_count = edge_count + v_edges,
@@ -490,7 +491,7 @@ BEGIN
     v_n := g.n - g.succeeded;
     UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = v_n || ' dep(s) unresolved incl ' || p_edge, public_state = 'waiting_children',
-      last_transition_at = p_now, last_mutation_at = p_now
+      last_mutation_at = p_now
     WHERE partition_key = c.partition_key AND e_uuid = c.e_uuid;
   END IF;
 END $$;
@@ -864,7 +865,7 @@ BEGIN
       UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
         blocking_detail = '', public_state = 'waiting',
         attempt_state = CASE WHEN attempt_state = 'none' THEN 'pending_first_attempt' ELSE attempt_state END,
-        last_transition_at = p_now, last_mutation_at = p_now
+        last_mutation_at = p_now
       WHERE partition_key = ffi_eid_part(p_child) AND e_uuid = ffi_eid_uuid(p_child);
       PERFORM ffi_wake(c.lane_id);
     ELSE

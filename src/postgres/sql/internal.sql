@@ -40,6 +40,20 @@ AS $$ SELECT substr(p_eid, strpos(p_eid, '}') + 2)::uuid $$;
 --   errors: -
 CREATE FUNCTION ffi_inline_bytes() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 128 $$;
 
+-- ffi_max_reclaims: an exec_core row's reclaim limit, which the row holds as NULL when it is the
+-- default (100; migration 0051). NULL gives the default.
+--   args:   the row's max_reclaim_count
+--   reply:  int
+--   errors: -
+CREATE FUNCTION ffi_max_reclaims(p_stored int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce(p_stored, 100) $$;
+
+-- ffi_max_replays: an exec_core row's replay limit, NULL in the row for the default (10; migration
+-- 0051). NULL gives the default.
+--   args:   the row's max_replay_count
+--   reply:  int
+--   errors: -
+CREATE FUNCTION ffi_max_replays(p_stored int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce(p_stored, 10) $$;
+
 -- ffi_inline: whether a create keeps the input (and its encoding) in the exec_core row and writes
 -- no exec_data row: an input of at most ffi_inline_bytes() bytes and nothing else of exec_data
 -- (no policy, tags, creator identity, idempotency key or trace context). exec_core.payload IS NULL
@@ -156,7 +170,7 @@ LANGUAGE sql IMMUTABLE AS $$
 --   reply:  {"err": "execution_not_active", "d": [...]}
 --   errors: execution_not_active
 CREATE FUNCTION ffi_not_active(e exec_core) RETURNS jsonb LANGUAGE sql STABLE AS $$
-  SELECT ffi_err('execution_not_active', e.terminal_outcome::text, e.lease_epoch::text, e.lifecycle_phase::text,
+  SELECT ffi_err('execution_not_active', e.terminal_outcome::text, coalesce(e.lease_epoch, 0)::text, e.lifecycle_phase::text,
                  coalesce(e.current_attempt_id::text, '')) $$;
 
 -- ---------------------------------------------------------------------------
@@ -188,7 +202,7 @@ CREATE FUNCTION ffi_promote(p_eid text, p_now bigint) RETURNS boolean LANGUAGE p
 BEGIN
   UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
     blocking_detail = '', public_state = 'waiting', delay_until = NULL,
-    last_transition_at = p_now, last_mutation_at = p_now
+    last_mutation_at = p_now
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) AND lifecycle_phase = 'runnable'
     AND eligibility_state = 'not_eligible_until_time'
     AND coalesce(delay_until, 0) <= p_now;

@@ -56,16 +56,18 @@ BEGIN
   INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
     lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
     attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
-    execution_deadline_at, created_at, last_transition_at, last_mutation_at, payload_encoding, payload)
+    execution_deadline_at, created_at, payload_encoding, payload)
   VALUES (ffi_eid_uuid(p_eid), p_partition, p_lane, p_namespace, p_kind, p_priority, nullif(p_caps, '{}'),
     'runnable', 'unowned',
     CASE WHEN v_delayed THEN 'not_eligible_until_time' ELSE 'eligible_now' END,
     CASE WHEN v_delayed THEN 'waiting_for_delay' ELSE 'waiting_for_worker' END,
-    CASE WHEN v_delayed THEN 'delayed until ' || p_delay_until ELSE '' END,
+    CASE WHEN v_delayed THEN 'delayed until ' || p_delay_until END,
     'none', 'pending_first_attempt',
     v_state,
-    p_max_reclaim, p_max_replay, p_attempt_timeout_ms,
-    CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now, v_now, v_now,
+    -- the limits NULL for their defaults; the counts, the lease epoch, last_mutation_at, has_grant
+    -- and an empty blocking_detail NULL until they first change (migration 0051)
+    nullif(p_max_reclaim, ffi_max_reclaims(NULL)), nullif(p_max_replay, ffi_max_replays(NULL)), p_attempt_timeout_ms,
+    CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now,
     CASE WHEN v_inline THEN p_payload_encoding END, CASE WHEN v_inline THEN p_payload END)
   ON CONFLICT (partition_key, e_uuid) DO NOTHING;
   v_found := FOUND;
@@ -181,11 +183,13 @@ BEGIN
           INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
             lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
             attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
-            execution_deadline_at, created_at, last_transition_at, last_mutation_at, payload_encoding, payload)
+            execution_deadline_at, created_at, payload_encoding, payload)
           -- the states typed (exec_state): an untyped literal of a SELECT list is text, converted per row
           SELECT ffi_eid_uuid(eid), part, lane, ns, kind, prio, caps, 'runnable'::exec_state, 'unowned'::exec_state,
-            'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, '', 'none'::exec_state,
-            'pending_first_attempt'::exec_state, 'waiting'::exec_state, mrc, mrp, ato, NULL, NULL, v_now, v_now, v_now,
+            'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, NULL, 'none'::exec_state,
+            'pending_first_attempt'::exec_state, 'waiting'::exec_state,
+            -- as ffi_create_execution's (migration 0051)
+            nullif(mrc, ffi_max_reclaims(NULL)), nullif(mrp, ffi_max_replays(NULL)), ato, NULL, NULL, v_now,
             -- the input in the exec_core row, no exec_data row (migration 0050)
             CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN enc END,
             CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN payload END
@@ -372,7 +376,7 @@ BEGIN
       lease_acquired_at = CASE WHEN ownership_state = 'leased' THEN lease_acquired_at END,
       lease_expires_at = NULL, lease_last_renewed_at = NULL,
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
-      has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
+      has_grant = false, last_mutation_at = v_now,
       event_k = greatest(ffi_xid(), event_k),
       -- the result: up to ffi_inline_bytes() here, a larger one in exec_data (below)
       result = CASE WHEN length(p_payload) BETWEEN 1 AND ffi_inline_bytes() THEN p_payload END
@@ -381,7 +385,7 @@ BEGIN
       AND (v_try = 2 OR (lifecycle_phase = 'active' AND ownership_state <> 'lease_revoked'
            AND (lease_expires_at IS NULL OR lease_expires_at > v_now)
            AND lease_id = p_lease AND lease_epoch = p_epoch AND current_attempt_id = p_att
-           AND NOT has_grant AND current_suspension_id IS NULL AND current_attempt_index IS NOT NULL
+           AND has_grant IS NOT TRUE AND current_suspension_id IS NULL AND current_attempt_index IS NOT NULL
            AND flow_id IS NOT DISTINCT FROM e.flow_id))
     RETURNING event_k INTO v_k;
     EXIT WHEN FOUND;
@@ -488,7 +492,7 @@ BEGIN
         AND c.lifecycle_phase = 'active' AND c.ownership_state <> 'lease_revoked'
         AND (c.lease_expires_at IS NULL OR c.lease_expires_at > v_now)
         AND c.lease_id = t.lease AND c.lease_epoch = t.epoch AND c.current_attempt_id = t.att
-        AND c.flow_id IS NULL AND NOT c.has_grant AND c.current_suspension_id IS NULL
+        AND c.flow_id IS NULL AND c.has_grant IS NOT TRUE AND c.current_suspension_id IS NULL
         AND c.current_attempt_index IS NOT NULL
       OFFSET 0
     ) c
@@ -510,7 +514,7 @@ BEGIN
       lease_acquired_at = CASE WHEN ownership_state = 'leased' THEN lease_acquired_at END,
       lease_expires_at = NULL, lease_last_renewed_at = NULL,
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
-      has_grant = false, last_transition_at = v_now, last_mutation_at = v_now,
+      has_grant = false, last_mutation_at = v_now,
       event_k = greatest(ffi_xid(), event_k),
       result = CASE WHEN length(x.res) BETWEEN 1 AND ffi_inline_bytes() THEN x.res END
     -- the row versions read above: a TID scan, whatever the table held when the session planned
@@ -524,7 +528,7 @@ BEGIN
       AND exec_core.lifecycle_phase = 'active' AND exec_core.ownership_state <> 'lease_revoked'
       AND (exec_core.lease_expires_at IS NULL OR exec_core.lease_expires_at > v_now)
       AND exec_core.lease_id = x.lease AND exec_core.lease_epoch = x.epoch AND exec_core.current_attempt_id = x.att
-      AND exec_core.flow_id IS NULL AND NOT exec_core.has_grant AND exec_core.current_suspension_id IS NULL
+      AND exec_core.flow_id IS NULL AND exec_core.has_grant IS NOT TRUE AND exec_core.current_suspension_id IS NULL
       AND exec_core.current_attempt_index IS NOT NULL
     RETURNING x.id AS execution_id, partition_key, e_uuid, event_k, lane_id, flow_id, current_attempt_index
     ), evs AS (
@@ -645,7 +649,7 @@ BEGIN
   IF v_rp IS NOT NULL AND jsonb_typeof(v_rp) = 'object' AND p_class NOT IN ('Permanent', 'Cancelled') THEN
     v_max := coalesce((v_rp->>'max_retries')::int, 3);
     v_cats := v_rp->'retryable_categories';
-    v_retry := e.retry_count < v_max AND (
+    v_retry := coalesce(e.retry_count, 0) < v_max AND (
       v_cats IS NULL OR jsonb_typeof(v_cats) <> 'array' OR jsonb_array_length(v_cats) = 0
       OR v_cats ? p_category);
   END IF;
@@ -654,7 +658,7 @@ BEGIN
                           'attempt_failure', 'failed', v_now, true);
     RETURN ffi_ok(jsonb_build_object('_tag', 'TerminalFailed'));
   END IF;
-  v_until := v_now + ffi_backoff_ms(v_rp->'backoff', e.retry_count);
+  v_until := v_now + ffi_backoff_ms(v_rp->'backoff', coalesce(e.retry_count, 0));
   PERFORM ffi_run_end(p_eid, 'retry_scheduled', p_reason, v_now);
   PERFORM ffi_stream_close(p_eid, e.current_attempt_index, 'attempt_failure', v_now);
   UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned',
@@ -662,10 +666,10 @@ BEGIN
     blocking_detail = 'retry backoff until ' || v_until || ' (attempt ' || e.current_attempt_index || ' failed: ' || p_reason || ')',
     terminal_outcome = 'none', attempt_state = 'pending_retry_attempt', public_state = 'delayed',
     pending_retry_reason = p_reason, pending_previous_attempt_index = e.current_attempt_index,
-    retry_count = retry_count + 1, current_attempt_id = NULL,
+    retry_count = coalesce(retry_count, 0) + 1, current_attempt_id = NULL,
     lease_id = NULL, worker_id = NULL, worker_instance_id = NULL, lease_expires_at = NULL,
     lease_last_renewed_at = NULL, lease_acquired_at = NULL, attempt_timeout_at = NULL,
-    delay_until = v_until, failure_reason = p_reason, last_transition_at = v_now, last_mutation_at = v_now
+    delay_until = v_until, failure_reason = p_reason, last_mutation_at = v_now
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   DELETE FROM timer WHERE ref = p_eid AND kind IN ('lease', 'attempt_timeout');
   PERFORM ffi_timer_set('delay', p_eid, v_until);
@@ -718,7 +722,7 @@ BEGIN
     attempt_state = 'attempt_interrupted', public_state = ffi_public_state('runnable', p_elig, 'none'),
     delay_until = p_delay_until, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,
     lease_expires_at = NULL, lease_last_renewed_at = NULL, lease_acquired_at = NULL, attempt_timeout_at = NULL,
-    last_transition_at = p_now, last_mutation_at = p_now
+    last_mutation_at = p_now
   WHERE partition_key = e.partition_key AND e_uuid = e.e_uuid;
   DELETE FROM timer WHERE ref = ffi_eid(e.partition_key, e.e_uuid) AND kind IN ('lease', 'attempt_timeout');
 END $$;

@@ -191,7 +191,7 @@ BEGIN
             WHERE execution_id = t.ref;
             UPDATE exec_core SET blocking_reason = 'paused_by_operator',
               blocking_detail = 'suspension escalated: timeout at ' || s.timeout_at,
-              last_transition_at = v_now, last_mutation_at = v_now
+              last_mutation_at = v_now
             WHERE partition_key = ffi_eid_part(t.ref) AND e_uuid = ffi_eid_uuid(t.ref);
           ELSE
             v_outcome := CASE v_behavior WHEN 'cancel' THEN 'cancelled' WHEN 'expire' THEN 'expired' ELSE 'failed' END;

@@ -28,8 +28,10 @@ BEGIN
         jsonb_strip_nulls(jsonb_build_object('leaseEpoch', e.lease_epoch, 'workerInstanceId', e.worker_instance_id,
           'expiresAt', e.lease_expires_at, 'leaseId', e.lease_id, 'attemptIndex', e.current_attempt_index,
           'lastHeartbeatAt', e.lease_last_renewed_at)) END,
-      'currentWaitpoint', e.current_waitpoint_id, 'createdAt', e.created_at, 'lastMutationAt', e.last_mutation_at,
-      'totalAttemptCount', e.total_attempt_count, 'startedAt', e.started_at, 'completedAt', e.completed_at,
+      'currentWaitpoint', e.current_waitpoint_id, 'createdAt', e.created_at,
+      -- (NULL until the first change after the create, the count until the first claim: migration 0051)
+      'lastMutationAt', coalesce(e.last_mutation_at, e.created_at), 'totalAttemptCount', coalesce(e.total_attempt_count, 0),
+      'startedAt', e.started_at, 'completedAt', e.completed_at,
       'progress', CASE WHEN e.progress_updated_at IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
         'percent', e.progress_pct, 'message', nullif(e.progress_message, ''), 'updatedAt', e.progress_updated_at)) END,
       'cancellationReason', CASE WHEN e.terminal_outcome = 'cancelled' THEN nullif(e.cancellation_reason, '') END))
@@ -54,7 +56,7 @@ BEGIN
         'terminalOutcome', e.terminal_outcome, 'attemptState', e.attempt_state, 'publicState', e.public_state),
       'publicState', e.public_state, 'createdAt', e.created_at::text, 'startedAt', e.started_at::text,
       'completedAt', e.completed_at::text, 'currentAttemptIndex', coalesce(e.current_attempt_index, 0),
-      'flowId', e.flow_id::text)) || jsonb_build_object('blockingDetail', e.blocking_detail) ||
+      'flowId', e.flow_id::text)) || jsonb_build_object('blockingDetail', coalesce(e.blocking_detail, '')) ||
       CASE WHEN e.terminal_outcome = 'cancelled' THEN
         jsonb_build_object('cancellationReason', coalesce(e.cancellation_reason, ''),
                            'cancelledBy', coalesce(e.cancelled_by, '')) ELSE '{}'::jsonb END

@@ -217,7 +217,7 @@ BEGIN
       eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_resume_delay',
       blocking_detail = p_detail, terminal_outcome = 'none', attempt_state = 'attempt_interrupted',
       public_state = 'delayed', delay_until = p_now + p_delay_ms, current_suspension_id = NULL,
-      current_waitpoint_id = NULL, last_transition_at = p_now, last_mutation_at = p_now
+      current_waitpoint_id = NULL, last_mutation_at = p_now
     WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     PERFORM ffi_timer_set('delay', p_eid, p_now + p_delay_ms);
   ELSE
@@ -225,7 +225,7 @@ BEGIN
       eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker', blocking_detail = '',
       terminal_outcome = 'none', attempt_state = 'attempt_interrupted', public_state = 'waiting',
       delay_until = NULL, current_suspension_id = NULL, current_waitpoint_id = NULL,
-      last_transition_at = p_now, last_mutation_at = p_now
+      last_mutation_at = p_now
     WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     PERFORM ffi_wake_claimable(p_eid);
   END IF;
@@ -451,7 +451,7 @@ BEGIN
       current_suspension_id = p_susp, current_waitpoint_id = p_primary_id,
       lease_id = NULL, worker_id = NULL, worker_instance_id = NULL, lease_expires_at = NULL,
       lease_last_renewed_at = NULL, lease_acquired_at = NULL, attempt_timeout_at = NULL,
-      last_transition_at = v_now, last_mutation_at = v_now
+      last_mutation_at = v_now
     WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     DELETE FROM timer WHERE ref = p_eid AND kind IN ('lease', 'attempt_timeout');
     IF p_timeout_at IS NOT NULL THEN PERFORM ffi_timer_set('suspension', p_eid, p_timeout_at); END IF;

@@ -112,7 +112,7 @@ BEGIN
     has_grant = false, failure_reason = coalesce(p_failure_reason, failure_reason),
     cancellation_reason = coalesce(p_cancel_reason, cancellation_reason),
     cancelled_by = coalesce(p_cancelled_by, cancelled_by),
-    last_transition_at = p_now, last_mutation_at = p_now
+    last_mutation_at = p_now
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   IF e.flow_id IS NULL AND p_now IS NOT NULL AND e.completed_at IS DISTINCT FROM p_now THEN
     PERFORM ffi_retention_set(p_eid, p_now);
