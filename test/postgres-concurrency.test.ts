@@ -170,7 +170,7 @@ describe("postgres concurrency", () => {
       }))
 
     // A table with a BEFORE UPDATE row trigger has every row an UPDATE changes locked first, a
-    // row-lock record in the WAL each (migration 0052 dropped exec_core's): a completion, which
+    // row-lock record in the WAL each (migration 0053 dropped exec_core's): a completion, which
     // checks its lease in its update, writes none, one by one or in a set.
     it.effect("a completion writes no row-lock record of exec_core", () =>
       Effect.gen(function*() {

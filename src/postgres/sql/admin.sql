@@ -126,15 +126,15 @@ BEGIN
   IF e.result IS NOT NULL THEN
     UPDATE exec_core SET result = NULL WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   ELSIF e.payload IS NOT NULL THEN
-    DELETE FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid;
+    DELETE FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid COLLATE "default";
   ELSE
-    UPDATE exec_data SET result = NULL WHERE ffi_eid(e_part, e_uuid) = p_eid;
+    UPDATE exec_data SET result = NULL WHERE ffi_eid(e_part, e_uuid) = p_eid COLLATE "default";
   END IF;
   IF e.terminal_outcome = 'skipped' AND e.flow_id IS NOT NULL THEN
     UPDATE dep SET state = 'unsatisfied', last_resolved_at = NULL WHERE downstream_id = p_eid AND state = 'impossible';
     UPDATE edge_group SET failed = 0, skipped = 0, group_state = 'pending', satisfied_at = NULL
     WHERE downstream_id = p_eid;
-    SELECT count(*) INTO v_n FROM dep WHERE downstream_id = p_eid AND state = 'unsatisfied';
+    SELECT count(*) INTO v_n FROM dep WHERE downstream_id = p_eid AND (state = 'unsatisfied') IS TRUE;
     UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned',
       eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = v_n || ' dep(s) unresolved', terminal_outcome = 'none',

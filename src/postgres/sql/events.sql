@@ -109,7 +109,7 @@ BEGIN
     v_part := ffi_eid_part(p_key);
     v_uuid := ffi_eid_uuid(p_key);
     -- An execution's events are in id order (its index, event_by_execution, keys no k: migration
-    -- 0052): each is written under its exec_core row's lock, with an id taken after the previous
+    -- 0053): each is written under its exec_core row's lock, with an id taken after the previous
     -- one's commit and a k at least the previous one's. So the events after an offset of its own
     -- are those after its id; another position is looked for among all of its events.
     IF p_after_k IS NOT NULL AND EXISTS (

@@ -558,11 +558,12 @@ END $$;
 -- ffi_closes_cycle: whether edges p_edges would close a cycle with the flow's edges: the members
 -- reachable from the edges' downstream ends (along both) hold a cycle (Kahn's algorithm leaves
 -- some never freed), or there are more than 1 000 of them (refused conservatively). A cycle
--- through a new edge lies among those members.
+-- through a new edge lies among those members. (jit off: the walk's estimated cost, under the
+-- callers' enable_seqscan = off, passes the JIT thresholds: about 50 ms of compilation a call.)
 --   args:   p_flow, p_edges ([{upstream, downstream}])
 --   reply:  boolean
 --   errors: -
-CREATE FUNCTION ffi_closes_cycle(p_flow uuid, p_edges jsonb) RETURNS boolean LANGUAGE plpgsql AS $$
+CREATE FUNCTION ffi_closes_cycle(p_flow uuid, p_edges jsonb) RETURNS boolean LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
   v_nodes text[];
   v_src int[];
@@ -777,7 +778,7 @@ BEGIN
     SELECT DISTINCT d.upstream_id FROM dep d
     JOIN LATERAL (SELECT * FROM exec_core u
         WHERE u.partition_key = ffi_eid_part(d.upstream_id) AND u.e_uuid = ffi_eid_uuid(d.upstream_id) OFFSET 0) u ON true
-    WHERE d.downstream_id = p_child AND d.state = 'unsatisfied' AND u.lifecycle_phase <> 'terminal'
+    WHERE d.downstream_id = p_child AND (d.state = 'unsatisfied') IS TRUE AND u.lifecycle_phase <> 'terminal'
     ORDER BY d.upstream_id
   LOOP
     PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id) AND lifecycle_phase <> 'terminal'
@@ -826,8 +827,10 @@ DECLARE
 BEGIN
   SELECT * INTO c FROM exec_core WHERE partition_key = ffi_eid_part(p_child) AND e_uuid = ffi_eid_uuid(p_child) FOR UPDATE;
   IF NOT FOUND THEN RETURN 'missing'; END IF;
+  -- (`(…) IS TRUE`: the key's look-up, never a bitmap AND with the whole dep_unresolved_by_upstream,
+  -- which a plan made on a small table chose)
   UPDATE dep SET state = CASE WHEN v_success THEN 'satisfied' ELSE 'impossible' END, last_resolved_at = p_now
-  WHERE downstream_id = p_child AND edge_id = p_edge AND state = 'unsatisfied'
+  WHERE downstream_id = p_child AND edge_id = p_edge AND (state = 'unsatisfied') IS TRUE
   RETURNING dep.flow_id,
     CASE WHEN v_success AND c.lifecycle_phase <> 'terminal' THEN
       -- the reference given when the dependency was applied (the staged edge's when none was given)
@@ -837,7 +840,7 @@ BEGIN
   IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
   IF v_ref IS NOT NULL THEN
     -- the upstream's result, in its exec_core row or exec_data (migration 0050), becomes the input
-    SELECT coalesce(ue.result, (SELECT u.result FROM exec_data u WHERE ffi_eid(u.e_part, u.e_uuid) = p_upstream))
+    SELECT coalesce(ue.result, (SELECT u.result FROM exec_data u WHERE ffi_eid(u.e_part, u.e_uuid) = p_upstream COLLATE "default"))
     INTO v_result FROM exec_core ue WHERE ue.partition_key = ffi_eid_part(p_upstream) AND ue.e_uuid = ffi_eid_uuid(p_upstream);
     IF v_result IS NOT NULL THEN PERFORM ffi_input_set(p_child, v_result); END IF;
   END IF;

@@ -77,7 +77,7 @@ RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
 CREATE FUNCTION ffi_policy(e exec_core, p_eid text) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 BEGIN
   IF e.payload IS NOT NULL THEN RETURN NULL; END IF;
-  RETURN (SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid);
+  RETURN (SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid COLLATE "default");
 END $$;
 
 -- ffi_result_cold: stores result p_result (larger than ffi_inline_bytes()) of execution p_eid in
@@ -88,7 +88,7 @@ END $$;
 --   errors: -
 CREATE FUNCTION ffi_result_cold(p_eid text, p_result bytea) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  UPDATE exec_data SET result = p_result WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  UPDATE exec_data SET result = p_result WHERE ffi_eid(e_part, e_uuid) = p_eid COLLATE "default";
   IF NOT FOUND THEN
     INSERT INTO exec_data (e_part, e_uuid, result) VALUES (ffi_eid_part(p_eid), ffi_eid_uuid(p_eid), p_result);
   END IF;
@@ -106,7 +106,7 @@ BEGIN
   SELECT payload_encoding, payload IS NOT NULL INTO v_enc, v_inline
   FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   IF NOT v_inline THEN
-    UPDATE exec_data SET payload = p_payload WHERE ffi_eid(e_part, e_uuid) = p_eid;
+    UPDATE exec_data SET payload = p_payload WHERE ffi_eid(e_part, e_uuid) = p_eid COLLATE "default";
   ELSIF length(p_payload) <= ffi_inline_bytes() THEN
     UPDATE exec_core SET payload = p_payload WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   ELSE

@@ -41,7 +41,7 @@ CREATE FUNCTION ffi_retention_set(p_eid text, p_completed bigint) RETURNS void L
   -- (the policy is exec_data's: an execution without that row, its input inline, has none)
   INSERT INTO timer (kind, ref, due_at)
   VALUES ('retention', p_eid,
-          p_completed + ffi_retention_ms((SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid)))
+          p_completed + ffi_retention_ms((SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid COLLATE "default")))
   ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at
 $$;
 
