@@ -45,6 +45,7 @@ import * as m0049 from "./0049_exec_core_row_check.js"
 import * as m0050 from "./0050_inline_input.js"
 import * as m0051 from "./0051_narrow_waiting_row.js"
 import * as m0052 from "./0052_plan_indexes.js"
+import * as m0053 from "./0053_event_k_and_index.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -86,7 +87,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0049_exec_core_row_check": run(m0049.sql),
   "0050_inline_input": run(m0050.sql),
   "0051_narrow_waiting_row": run(m0051.sql),
-  "0052_plan_indexes": run(m0052.sql)
+  "0052_plan_indexes": run(m0052.sql),
+  "0053_event_k_and_index": run(m0053.sql)
 }
 
 /** The id of the newest migration this code needs. */
