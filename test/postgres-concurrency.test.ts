@@ -1,10 +1,11 @@
 // Eight concurrent claimers drain 5 000 executions: every execution is claimed by exactly one of
-// them and completed exactly once (FOR UPDATE SKIP LOCKED on the claimable executions, fenced completes); and a
-// claim whose candidate another transaction holds.
+// them and completed exactly once (FOR UPDATE SKIP LOCKED on the claimable executions, fenced completes); a
+// claim whose candidate another transaction holds; completions, which lock no row before their update,
+// refused when another transaction revokes the lease meanwhile, and writing no row-lock record.
 import { describe, expect, layer } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Deferred, Effect, Fiber, Layer, Option, Redacted } from "effect"
+import { Deferred, Effect, Either, Fiber, Layer, Option, Redacted } from "effect"
 import { inject } from "vitest"
 import { EngineBackend } from "../src/EngineBackend.js"
 import * as Ids from "../src/Ids.js"
@@ -117,6 +118,95 @@ describe("postgres concurrency", () => {
         yield* Deferred.succeed(release, undefined)
         yield* Fiber.join(holder)
         expect(decodeExecutionId(Option.getOrThrow(yield* Fiber.join(claim)).opaque)).toBe(executionId)
+      }))
+
+    // A completion reads its row without a lock and updates it with the lease checked in the
+    // update's own WHERE (docs/design/postgres.md, "Storage"): a revocation committed while the
+    // completion waits on the row is seen by the update, which then finds nothing to complete, and
+    // the completion answers what a locked read of the revoked row says.
+    it.effect("completions waiting on a revocation of their lease are refused once it commits", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const sql = yield* SqlClient.SqlClient
+        const lane = Ids.unsafe.laneId(`revoked-${process.pid}`)
+        const ns = Ids.unsafe.namespace("revoked")
+        const ids: Array<Ids.ExecutionId> = []
+        for (let i = 0; i < 3; i++) ids.push(yield* Ids.executionIdSolo(lane))
+        yield* b.createExecutions(ids.map((executionId) => ({ executionId, namespace: ns, laneId: lane, executionKind: "k" })))
+        const policy = { workerId: Ids.unsafe.workerId("w"), workerInstanceId: Ids.unsafe.workerInstanceId("w-i"), leaseTtlMs: 60_000 }
+        const handles = yield* b.claimMany({ lane, capabilities: { tokens: [] }, policy }, 3)
+        expect(handles.length).toBe(3)
+        const byId = new Map(handles.map((h) => [decodeExecutionId(h.opaque), h]))
+        const [single, inSet, other] = ids.map((id) => byId.get(id)!)
+        const revoked = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const holder = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+          for (const id of [ids[0]!, ids[1]!]) {
+            yield* sql.unsafe(`SELECT "${schema}".ff_revoke_lease($1, NULL, 'w-i', 'test', NULL)`, [id])
+          }
+          yield* Deferred.succeed(revoked, undefined)
+          yield* Deferred.await(release)
+        })))
+        yield* Effect.raceFirst(Deferred.await(revoked), Effect.zipRight(Fiber.join(holder), Effect.never))
+        const one = yield* Effect.fork(Effect.either(b.complete(single!)))
+        const set = yield* Effect.fork(b.completeMany([{ handle: inSet! }, { handle: other! }]))
+        // both wait on the holder's row locks, then read the revocation
+        yield* Effect.sleep("100 millis")
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(holder)
+        const oneResult = yield* Fiber.join(one)
+        expect(Either.isLeft(oneResult) && oneResult.left._tag === "State" && oneResult.left.kind).toBe("LeaseRevoked")
+        const setResult = yield* Fiber.join(set)
+        expect(setResult.map((r) => Either.isLeft(r) ? r.left._tag === "State" && r.left.kind : "ok"))
+          .toEqual(["LeaseRevoked", "ok"])
+        const rows = yield* sql.unsafe<{ readonly id: string; readonly state: string; readonly completed: string }>(
+          `SELECT "${schema}".ffi_eid(c.partition_key, c.e_uuid) AS id, c.public_state::text AS state,
+             (SELECT count(*) FROM "${schema}".event e WHERE e.e_uuid = c.e_uuid AND e.kind = 'Completed')::text AS completed
+             FROM "${schema}".exec_core c WHERE c.lane_id = $1 ORDER BY 1`,
+          [lane]
+        )
+        expect(rows).toEqual(ids.map((id, i) => ({ id, state: i < 2 ? "active" : "completed", completed: i < 2 ? "0" : "1" }))
+          .sort((x, y) => (x.id < y.id ? -1 : 1)))
+      }))
+
+    // A table with a BEFORE UPDATE row trigger has every row an UPDATE changes locked first, a
+    // row-lock record in the WAL each (migration 0053 dropped exec_core's): a completion, which
+    // checks its lease in its update, writes none, one by one or in a set.
+    it.effect("a completion writes no row-lock record of exec_core", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const sql = yield* SqlClient.SqlClient
+        yield* Effect.ignore(sql.unsafe(`CREATE EXTENSION IF NOT EXISTS pg_walinspect`))
+        const lane = Ids.unsafe.laneId(`walk-${process.pid}`)
+        const ns = Ids.unsafe.namespace("wal")
+        const ids: Array<Ids.ExecutionId> = []
+        for (let i = 0; i < 16; i++) ids.push(yield* Ids.executionIdSolo(lane))
+        yield* b.createExecutions(ids.map((executionId) => ({ executionId, namespace: ns, laneId: lane, executionKind: "k" })))
+        const policy = { workerId: Ids.unsafe.workerId("w"), workerInstanceId: Ids.unsafe.workerInstanceId("w-i"), leaseTtlMs: 60_000 }
+        const handles = yield* b.claimMany({ lane, capabilities: { tokens: [] }, policy }, 16)
+        expect(handles.length).toBe(16)
+        // (a checkpoint flushes the WAL written so far: pg_walinspect reads up to the flushed position)
+        const lsn = () =>
+          Effect.zipRight(
+            sql.unsafe(`CHECKPOINT`),
+            Effect.map(sql.unsafe<{ readonly lsn: string }>(`SELECT pg_current_wal_flush_lsn()::text AS lsn`), (rows) => rows[0]!.lsn)
+          )
+        const from = yield* lsn()
+        for (const h of handles.slice(0, 8)) yield* b.complete(h)
+        const outcomes = yield* b.completeMany(handles.slice(8).map((handle) => ({ handle })))
+        expect(outcomes.every(Either.isRight)).toBe(true)
+        const to = yield* lsn()
+        const [node] = yield* sql.unsafe<{ readonly node: string }>(
+          `SELECT pg_relation_filenode('"${schema}".exec_core')::text AS node`
+        )
+        const records = yield* sql.unsafe<{ readonly type: string; readonly n: string }>(
+          `SELECT record_type AS type, count(*)::text AS n FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
+             WHERE resource_manager = 'Heap' AND block_ref ~ ('rel [0-9]+/[0-9]+/' || $3 || ' ') GROUP BY 1 ORDER BY 1`,
+          [from, to, node!.node]
+        )
+        const n = (type: string) => Number(records.find((r) => r.type === type)?.n ?? 0)
+        expect(n("HOT_UPDATE") + n("UPDATE")).toBe(16)
+        expect(n("LOCK")).toBe(0)
       }))
 
     // A batch create inserts its rows without ON CONFLICT (docs/design/postgres.md, "Storage"): a

@@ -203,7 +203,6 @@ describe("postgres function library", () => {
           `${freshSchema}.ffi_eid_order(integer)`,
           `${freshSchema}.ffi_lane_count_rows()`,
           `${freshSchema}.ffi_lane_count_update()`,
-          `${freshSchema}.ffi_trg_event_k()`,
           `${freshSchema}.ffi_trg_events_created()`,
           `${freshSchema}.ffi_trg_events_updated()`
         ])

@@ -2,8 +2,10 @@
 // (`ff_warm_up`: the pickup's functions run once in a subtransaction rolled back): the session
 // has the functions compiled and the statements it ran planned, and leaves nothing behind, no row
 // and no notification. Without it the first pickup on each new connection cost about 10 ms of
-// server time against 1.2 (docs/design/postgres.md, "Connections"). The session keeps the
-// warm-up's plans, made while `exec_core` held only the warm-up's own row (or a few more): they
+// server time against 1.2 (docs/design/postgres.md, "Connections"). Before the schema's library
+// is installed a connection is not warmed, and its warm-up logs no error on the server. The
+// session keeps the warm-up's plans, made while `exec_core` held only the warm-up's own row (or a
+// few more): they
 // must still read only the rows they name once the table has grown. The warmed session creates
 // thousands of executions one by one, claims them in sets of 64 of a named kind (the warm-up's
 // branch of the claim), completes them one by one and in sets, and makes idle pickups (`CALL
@@ -11,6 +13,7 @@
 // (pg_stat_user_indexes, pg_stat_user_tables) bound what each index and table of the schema was
 // read, figures that do not depend on load.
 import { afterAll, describe, expect, it } from "@effect/vitest"
+import { readFile } from "node:fs/promises"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { randomUUID } from "node:crypto"
 import { Deferred, Effect, Layer, Redacted } from "effect"
@@ -21,6 +24,7 @@ import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
 import * as Worker from "../src/Worker.js"
 import { makeWarmedPool, warmUpText } from "../src/postgres/internal/pool.js"
 import { completeClaim, flushStats, type Handle } from "./support/pgLibraryCalls.js"
+import { startPostgres } from "./support/servers.js"
 import { idleWorker } from "./worker/handoff.js"
 import { Echo, newLane } from "./worker/helpers.js"
 
@@ -47,10 +51,10 @@ const compiled = async (client: pg.ClientBase): Promise<ReadonlyArray<string>> =
 
 const pickupFunctions = ["ff_claim", "ff_complete", "ff_complete_claim", "ff_create_execution", "ffi_claim_window"]
 
-const install = (s: string) =>
+const install = (s: string, on: string = url) =>
   Effect.scoped(Layer.build(
     PostgresBackend.layer({ schema: s, hmacSecret: "none" }).pipe(
-      Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 }))
+      Layer.provide(PgClient.layer({ url: Redacted.make(on), maxConnections: 2 }))
     )
   ))
 
@@ -123,6 +127,27 @@ describe("postgres: connections warmed for the pickup", () => {
       expect(all).toHaveLength(2)
       for (const functions of all) for (const f of pickupFunctions) expect(functions).toContain(f)
     }).pipe(Effect.scoped))
+
+  it.live("a pool opened before its schema is installed logs no error for its connections' warm-up", () =>
+    Effect.gen(function*() {
+      // a server of its own: its log is this test's alone
+      const server = yield* Effect.acquireRelease(Effect.promise(() => startPostgres()), (s) => Effect.promise(() => s.stop()))
+      const { pool } = yield* makeWarmedPool({ url: Redacted.make(server.url), maxConnections: 3 }, lateSchema)
+      const early = yield* Effect.promise(() => pool.connect())
+      yield* Effect.promise(() => early.query("SELECT 1"))
+      yield* install(lateSchema, server.url)
+      // opened after the install (the early one still held): warmed
+      const functions = yield* Effect.promise(async () => {
+        const fresh = await pool.connect()
+        const found = await compiled(fresh)
+        fresh.release()
+        early.release()
+        return found
+      })
+      for (const f of pickupFunctions) expect(functions).toContain(f)
+      const log = yield* Effect.promise(() => readFile(server.logFile, "utf8"))
+      expect(log.split("\n").filter((line) => /ERROR/.test(line))).toEqual([])
+    }).pipe(Effect.scoped), 120_000)
 
   it.live("an engine of layerPg hands a create to its idle worker (its pool warmed, its LISTEN connection from the same settings)", () =>
     Effect.gen(function*() {

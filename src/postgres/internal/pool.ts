@@ -34,6 +34,12 @@ export const clientConfigOf = (c: PgClient.PgClientConfig): Pg.ClientConfig => (
  */
 export const warmUpText = (schema: string): string => `SELECT ${quoteIdent(schema)}.ff_warm_up(NULL) AS r`
 
+/**
+ * Whether the schema's library has `ff_warm_up`, asked without an error: before the install, a
+ * call of it fails, and the server logs that failure as an ERROR (once per connection opened then).
+ */
+const hasWarmUpText = "SELECT to_regprocedure($1) IS NOT NULL AS ok"
+
 export interface WarmedPool {
   readonly pool: Pg.Pool
   /** Warms the idle connections opened before the library was installed (their warm-up found no `ff_warm_up`). */
@@ -42,7 +48,8 @@ export interface WarmedPool {
 
 /**
  * The pool of `config` (as `PgClient.layer` makes it), each new connection warmed before the pool
- * hands it out; a warm-up that fails (a schema not installed yet) leaves the connection as it was.
+ * hands it out; before the library is installed the warm-up is not run (the connection is left as
+ * it was), and one that fails leaves it as it was too.
  * The pool is checked with `SELECT 1` and ended with the scope, as `PgClient.layer`'s.
  */
 export const makeWarmedPool = (
@@ -51,11 +58,16 @@ export const makeWarmedPool = (
 ): Effect.Effect<WarmedPool, SqlErrorType, Scope.Scope> =>
   Effect.gen(function*() {
     const text = warmUpText(schema)
+    const signature = `${quoteIdent(schema)}.ff_warm_up(bigint)`
     const warmed = new WeakSet<Pg.ClientBase>()
     const warm = (client: Pg.ClientBase): Promise<void> =>
-      client.query(text).then((r) => {
-        if (r.rows[0]?.r !== undefined) warmed.add(client)
-      }, () => undefined)
+      client.query<{ readonly ok: boolean }>(hasWarmUpText, [signature]).then((found) =>
+        found.rows[0]?.ok === true ?
+          client.query(text).then((r) => {
+            if (r.rows[0]?.r !== undefined) warmed.add(client)
+          }) :
+          undefined
+      ).then(() => undefined, () => undefined)
     const pool = new Pg.Pool({
       ...clientConfigOf(config),
       idleTimeoutMillis: config.idleTimeout === undefined ? undefined : Duration.toMillis(config.idleTimeout),

@@ -44,6 +44,8 @@ import * as m0048 from "./0048_lane_index_uuid_bytes.js"
 import * as m0049 from "./0049_exec_core_row_check.js"
 import * as m0050 from "./0050_inline_input.js"
 import * as m0051 from "./0051_narrow_waiting_row.js"
+import * as m0052 from "./0052_plan_indexes.js"
+import * as m0053 from "./0053_event_k_and_index.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -84,7 +86,9 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0048_lane_index_uuid_bytes": run(m0048.sql),
   "0049_exec_core_row_check": run(m0049.sql),
   "0050_inline_input": run(m0050.sql),
-  "0051_narrow_waiting_row": run(m0051.sql)
+  "0051_narrow_waiting_row": run(m0051.sql),
+  "0052_plan_indexes": run(m0052.sql),
+  "0053_event_k_and_index": run(m0053.sql)
 }
 
 /** The id of the newest migration this code needs. */

@@ -46,8 +46,10 @@ BEGIN
   -- the budget row serialises reports; an unknown budget is unlimited
   PERFORM 1 FROM budget WHERE budget_id = p_budget FOR UPDATE;
   IF NOT FOUND THEN RETURN ffi_ok(jsonb_build_object('_tag', 'Ok')); END IF;
+  -- (the expiry written `(…) IS TRUE`: no condition budget_dedup_expiry can take, which a plan made
+  -- on a small table would read from the key's time on, every unexpired report of every budget)
   IF p_dedup IS NOT NULL AND p_dedup <> '' AND EXISTS (
-       SELECT 1 FROM budget_dedup WHERE budget_id = p_budget AND dedup_key = p_dedup AND expires_at > v_now) THEN
+       SELECT 1 FROM budget_dedup WHERE budget_id = p_budget AND dedup_key = p_dedup AND (expires_at > v_now) IS TRUE) THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'AlreadyApplied'));
   END IF;
   FOR r IN

@@ -55,7 +55,7 @@ BEGIN
   ELSE
     RETURN NULL;
   END IF;
-  UPDATE exec_core SET lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
     blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none', attempt_state = 'running_attempt',
     public_state = 'active',
     current_attempt_index = v_idx, current_attempt_id = v_att,
@@ -588,7 +588,7 @@ BEGIN
   IF g.expires_at <= v_now THEN RETURN ffi_err('claim_grant_expired'); END IF;
   v_epoch := coalesce(e.lease_epoch, 0) + 1;
   v_exp := v_now + p_ttl;
-  UPDATE exec_core SET lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
     blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none', attempt_state = 'running_attempt',
     public_state = 'active', run_kind = 'resumed', lease_epoch = v_epoch, lease_id = p_lease, worker_id = p_worker,
     worker_instance_id = p_wiid, lease_ttl_ms = p_ttl, lease_acquired_at = v_now, lease_expires_at = v_exp,

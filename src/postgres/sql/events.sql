@@ -98,6 +98,8 @@ DECLARE
   v_end_id bigint;
   v_part int;
   v_uuid uuid;
+  -- an execution's read: the id its events are read after
+  v_from bigint := -1;
 BEGIN
   IF p_after_k IS NOT NULL AND EXISTS (SELECT 1 FROM event_trim t WHERE (v_ak, v_ai) < (t.k, t.id)) THEN
     RETURN ffi_err('event_offset_expired');
@@ -106,14 +108,24 @@ BEGIN
     -- an event names its execution by partition and uuid (migration 0045)
     v_part := ffi_eid_part(p_key);
     v_uuid := ffi_eid_uuid(p_key);
+    -- An execution's events are in id order (its index, event_by_execution, keys no k: migration
+    -- 0053): each is written under its exec_core row's lock, with an id taken after the previous
+    -- one's commit and a k at least the previous one's. So the events after an offset of its own
+    -- are those after its id; another position is looked for among all of its events.
+    IF p_after_k IS NOT NULL AND EXISTS (
+        SELECT 1 FROM event r
+        WHERE uuid_hash_extended(r.e_uuid, 0) = uuid_hash_extended(v_uuid, 0) AND r.id = v_ai
+          AND r.k = v_ak AND r.e_uuid = v_uuid AND r.e_part = v_part) THEN
+      v_from := v_ai;
+    END IF;
     SELECT jsonb_agg(ffi_event_json(x) ORDER BY x.k, x.id) INTO v_events FROM (
       SELECT * FROM event r
-      WHERE uuid_hash_extended(r.e_uuid, 0) = uuid_hash_extended(v_uuid, 0) AND r.e_uuid = v_uuid
-        AND r.e_part = v_part AND (r.k, r.id) > (v_ak, v_ai)
-      ORDER BY r.k, r.id LIMIT p_limit) x;
+      WHERE uuid_hash_extended(r.e_uuid, 0) = uuid_hash_extended(v_uuid, 0) AND r.id > v_from
+        AND r.e_uuid = v_uuid AND r.e_part = v_part AND (r.k, r.id) > (v_ak, v_ai)
+      ORDER BY r.id LIMIT p_limit) x;
     SELECT r.k, r.id INTO v_end_k, v_end_id FROM event r
     WHERE uuid_hash_extended(r.e_uuid, 0) = uuid_hash_extended(v_uuid, 0) AND r.e_uuid = v_uuid AND r.e_part = v_part
-    ORDER BY r.k DESC, r.id DESC LIMIT 1;
+    ORDER BY r.id DESC LIMIT 1;
     RETURN ffi_ok(jsonb_build_object('events', coalesce(v_events, '[]'::jsonb), 'end', coalesce(v_end_k, 0),
       'endId', coalesce(v_end_id, -1)));
   ELSIF p_scope = 'l' THEN

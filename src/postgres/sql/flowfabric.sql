@@ -1,7 +1,7 @@
 -- ===========================================================================
 -- flowfabric-effect: the Postgres function library.
 --
--- library version: 11
+-- library version: 13
 --
 -- The layer concatenates the files of this directory in the order of
 -- src/postgres/internal/library.ts, this file first, and installs the result

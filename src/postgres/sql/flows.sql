@@ -235,7 +235,7 @@ BEGIN
     END IF;
     -- the rows this transaction created, by their row versions (a TID scan: a join by id could
     -- read the key whole on a plan made while exec_core was small)
-    UPDATE exec_core SET flow_id = p_flow, last_mutation_at = p_now
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), flow_id = p_flow, last_mutation_at = p_now
     WHERE ctid = ANY (ARRAY(SELECT (SELECT c.ctid FROM exec_core c
                                     WHERE c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id))
                             FROM unnest(v_ids) AS x(id)));
@@ -292,7 +292,7 @@ BEGIN
                     WHERE c.partition_key = ffi_eid_part(ch.down) AND c.e_uuid = ffi_eid_uuid(ch.down)) AS tid
       FROM children ch
     )
-    UPDATE exec_core c SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
+    UPDATE exec_core c SET event_k = greatest(ffi_xid(), c.event_k), eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = ch.n || ' dep(s) unresolved incl ' || ch.last_edge, public_state = 'waiting_children',
       last_mutation_at = v_now
     FROM tids ch WHERE c.ctid = ANY (ARRAY(SELECT tid FROM tids)) AND c.ctid = ch.tid
@@ -344,7 +344,7 @@ BEGIN
   IF ffi_flow_over('add_execution_to_flow', f.node_count, 1, p_members_max, 'flow members', 'flowMembers') IS NOT NULL THEN
     RETURN ffi_flow_over('add_execution_to_flow', f.node_count, 1, p_members_max, 'flow members', 'flowMembers');
   END IF;
-  UPDATE exec_core SET flow_id = p_flow, last_mutation_at = v_now WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), flow_id = p_flow, last_mutation_at = v_now WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   UPDATE flow_core SET node_count = node_count + 1, graph_revision = graph_revision + 1, last_mutation_at = v_now,
     live_members = live_members + CASE WHEN e.lifecycle_phase <> 'terminal' THEN 1 ELSE 0 END,
     failed_members = failed_members + CASE WHEN e.terminal_outcome IN ('failed', 'cancelled', 'expired') THEN 1 ELSE 0 END
@@ -489,7 +489,7 @@ BEGIN
   RETURNING * INTO g;
   IF c.lifecycle_phase = 'runnable' AND g.group_state = 'pending' THEN
     v_n := g.n - g.succeeded;
-    UPDATE exec_core SET eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = v_n || ' dep(s) unresolved incl ' || p_edge, public_state = 'waiting_children',
       last_mutation_at = p_now
     WHERE partition_key = c.partition_key AND e_uuid = c.e_uuid;
@@ -558,11 +558,12 @@ END $$;
 -- ffi_closes_cycle: whether edges p_edges would close a cycle with the flow's edges: the members
 -- reachable from the edges' downstream ends (along both) hold a cycle (Kahn's algorithm leaves
 -- some never freed), or there are more than 1 000 of them (refused conservatively). A cycle
--- through a new edge lies among those members.
+-- through a new edge lies among those members. (jit off: the walk's estimated cost, under the
+-- callers' enable_seqscan = off, passes the JIT thresholds: about 50 ms of compilation a call.)
 --   args:   p_flow, p_edges ([{upstream, downstream}])
 --   reply:  boolean
 --   errors: -
-CREATE FUNCTION ffi_closes_cycle(p_flow uuid, p_edges jsonb) RETURNS boolean LANGUAGE plpgsql AS $$
+CREATE FUNCTION ffi_closes_cycle(p_flow uuid, p_edges jsonb) RETURNS boolean LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
   v_nodes text[];
   v_src int[];
@@ -777,7 +778,7 @@ BEGIN
     SELECT DISTINCT d.upstream_id FROM dep d
     JOIN LATERAL (SELECT * FROM exec_core u
         WHERE u.partition_key = ffi_eid_part(d.upstream_id) AND u.e_uuid = ffi_eid_uuid(d.upstream_id) OFFSET 0) u ON true
-    WHERE d.downstream_id = p_child AND d.state = 'unsatisfied' AND u.lifecycle_phase <> 'terminal'
+    WHERE d.downstream_id = p_child AND (d.state = 'unsatisfied') IS TRUE AND u.lifecycle_phase <> 'terminal'
     ORDER BY d.upstream_id
   LOOP
     PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(v_id) AND e_uuid = ffi_eid_uuid(v_id) AND lifecycle_phase <> 'terminal'
@@ -826,8 +827,10 @@ DECLARE
 BEGIN
   SELECT * INTO c FROM exec_core WHERE partition_key = ffi_eid_part(p_child) AND e_uuid = ffi_eid_uuid(p_child) FOR UPDATE;
   IF NOT FOUND THEN RETURN 'missing'; END IF;
+  -- (`(…) IS TRUE`: the key's look-up, never a bitmap AND with the whole dep_unresolved_by_upstream,
+  -- which a plan made on a small table chose)
   UPDATE dep SET state = CASE WHEN v_success THEN 'satisfied' ELSE 'impossible' END, last_resolved_at = p_now
-  WHERE downstream_id = p_child AND edge_id = p_edge AND state = 'unsatisfied'
+  WHERE downstream_id = p_child AND edge_id = p_edge AND (state = 'unsatisfied') IS TRUE
   RETURNING dep.flow_id,
     CASE WHEN v_success AND c.lifecycle_phase <> 'terminal' THEN
       -- the reference given when the dependency was applied (the staged edge's when none was given)
@@ -837,7 +840,7 @@ BEGIN
   IF NOT FOUND THEN RETURN 'already_resolved'; END IF;
   IF v_ref IS NOT NULL THEN
     -- the upstream's result, in its exec_core row or exec_data (migration 0050), becomes the input
-    SELECT coalesce(ue.result, (SELECT u.result FROM exec_data u WHERE ffi_eid(u.e_part, u.e_uuid) = p_upstream))
+    SELECT coalesce(ue.result, (SELECT u.result FROM exec_data u WHERE ffi_eid(u.e_part, u.e_uuid) = p_upstream COLLATE "default"))
     INTO v_result FROM exec_core ue WHERE ue.partition_key = ffi_eid_part(p_upstream) AND ue.e_uuid = ffi_eid_uuid(p_upstream);
     IF v_result IS NOT NULL THEN PERFORM ffi_input_set(p_child, v_result); END IF;
   END IF;
@@ -862,7 +865,7 @@ BEGIN
   IF v_state = 'pending' AND v_sc >= v_k AND v_open = 0 THEN
     UPDATE edge_group SET group_state = 'satisfied', satisfied_at = p_now WHERE downstream_id = p_child;
     IF c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'blocked_by_dependencies' THEN
-      UPDATE exec_core SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+      UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
         blocking_detail = '', public_state = 'waiting',
         attempt_state = CASE WHEN attempt_state = 'none' THEN 'pending_first_attempt' ELSE attempt_state END,
         last_mutation_at = p_now

@@ -77,7 +77,7 @@ RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
 CREATE FUNCTION ffi_policy(e exec_core, p_eid text) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 BEGIN
   IF e.payload IS NOT NULL THEN RETURN NULL; END IF;
-  RETURN (SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid);
+  RETURN (SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid COLLATE "default");
 END $$;
 
 -- ffi_result_cold: stores result p_result (larger than ffi_inline_bytes()) of execution p_eid in
@@ -88,7 +88,7 @@ END $$;
 --   errors: -
 CREATE FUNCTION ffi_result_cold(p_eid text, p_result bytea) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  UPDATE exec_data SET result = p_result WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  UPDATE exec_data SET result = p_result WHERE ffi_eid(e_part, e_uuid) = p_eid COLLATE "default";
   IF NOT FOUND THEN
     INSERT INTO exec_data (e_part, e_uuid, result) VALUES (ffi_eid_part(p_eid), ffi_eid_uuid(p_eid), p_result);
   END IF;
@@ -106,7 +106,7 @@ BEGIN
   SELECT payload_encoding, payload IS NOT NULL INTO v_enc, v_inline
   FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   IF NOT v_inline THEN
-    UPDATE exec_data SET payload = p_payload WHERE ffi_eid(e_part, e_uuid) = p_eid;
+    UPDATE exec_data SET payload = p_payload WHERE ffi_eid(e_part, e_uuid) = p_eid COLLATE "default";
   ELSIF length(p_payload) <= ffi_inline_bytes() THEN
     UPDATE exec_core SET payload = p_payload WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   ELSE
@@ -200,7 +200,7 @@ END $$;
 --   errors: -
 CREATE FUNCTION ffi_promote(p_eid text, p_now bigint) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-  UPDATE exec_core SET eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
     blocking_detail = '', public_state = 'waiting', delay_until = NULL,
     last_mutation_at = p_now
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) AND lifecycle_phase = 'runnable'
@@ -264,7 +264,7 @@ CREATE FUNCTION ffi_mark_expired(p_eid text, p_now bigint) RETURNS boolean LANGU
 DECLARE v_idx int;
 BEGIN
   PERFORM ffi_run_end(p_eid, 'lease_expired', NULL, p_now);
-  UPDATE exec_core SET ownership_state = 'lease_expired_reclaimable', blocking_reason = 'waiting_for_worker',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), ownership_state = 'lease_expired_reclaimable', blocking_reason = 'waiting_for_worker',
     blocking_detail = 'lease expired, awaiting reclaim', attempt_state = 'attempt_interrupted',
     public_state = 'active', lease_expired_at = p_now, last_mutation_at = p_now
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) AND lifecycle_phase = 'active' AND ownership_state = 'leased'

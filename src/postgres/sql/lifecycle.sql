@@ -277,7 +277,7 @@ BEGIN
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   IF e.progress_updated_at IS DISTINCT FROM v_now THEN
     -- the event triggers see the report by its new time (Progress)
-    UPDATE exec_core SET progress_pct = coalesce(p_pct, progress_pct), progress_message = coalesce(p_msg, progress_message),
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), progress_pct = coalesce(p_pct, progress_pct), progress_message = coalesce(p_msg, progress_message),
       progress_updated_at = v_now, last_mutation_at = v_now
     WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     RETURN ffi_ok();
@@ -302,9 +302,12 @@ END $$;
 
 -- ff_complete: ends the attempt with success and the execution as completed, storing the
 -- result. The common case (an owned lease of an execution without grant or suspension) runs
--- inline — one lock, one statement per table, and for a flow member only the steps a success
--- needs — instead of through ffi_terminate; every other case takes ffi_terminate. In the common
--- case the run that ended is not written to exec_history: its worker, start and kind stay in
+-- inline — one statement per table, and for a flow member only the steps a success needs —
+-- instead of through ffi_terminate; every other case takes ffi_terminate. The common case reads
+-- the row without a lock and updates it with the lease checked again by the update itself (which
+-- locks the row: no lock record of its own); when another transaction changed the row meanwhile
+-- so that the update finds nothing, it reads the row again locked and goes on from there. In the
+-- common case the run that ended is not written to exec_history: its worker, start and kind stay in
 -- exec_core, where ffi_history_json reads it as the last run (a replay moves it to exec_history).
 -- Outside a flow, the common case writes its Completed event, lane counts and wake-ups itself
 -- (flowfabric.own_rows, migration 0039), as ff_complete_set does for a set.
@@ -322,56 +325,78 @@ DECLARE
   v_flow_state text;
   v_own boolean;
   v_k bigint;
+  -- 1: the row read without a lock; 2: read again with one
+  v_try int;
   -- (the set_config and wake-up calls are expressions, not PERFORMs: no query start-up)
   v_void text;
 BEGIN
-  SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
-  IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
-  -- the handle owns the lease: the whole ladder of ffi_lease_check passes
-  IF NOT (e.lifecycle_phase = 'active' AND e.ownership_state <> 'lease_revoked'
-          AND (e.lease_expires_at IS NULL OR e.lease_expires_at > v_now)
-          AND e.lease_id = p_lease AND e.lease_epoch = p_epoch AND e.current_attempt_id = p_att) THEN
-    v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
-    IF v_err IS NOT NULL THEN RETURN v_err; END IF;
-  END IF;
-  -- the result: up to ffi_inline_bytes() in the exec_core row (the common case's update below
-  -- writes it), a larger one in exec_data (migration 0050)
+  FOR v_try IN 1 .. 2 LOOP
+    IF v_try = 1 THEN
+      SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
+    ELSE
+      SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) FOR UPDATE;
+    END IF;
+    IF NOT FOUND THEN RETURN ffi_err('execution_not_found'); END IF;
+    -- the handle owns the lease: the whole ladder of ffi_lease_check passes (checked under the lock)
+    IF NOT (e.lifecycle_phase = 'active' AND e.ownership_state <> 'lease_revoked'
+            AND (e.lease_expires_at IS NULL OR e.lease_expires_at > v_now)
+            AND e.lease_id = p_lease AND e.lease_epoch = p_epoch AND e.current_attempt_id = p_att) THEN
+      CONTINUE WHEN v_try = 1;
+      v_err := ffi_lease_check(e, p_idx, p_att, p_lease, p_epoch, v_now, true, true, false);
+      IF v_err IS NOT NULL THEN RETURN v_err; END IF;
+    END IF;
+    IF e.has_grant OR e.current_suspension_id IS NOT NULL
+       OR e.current_attempt_index IS NULL OR e.lifecycle_phase <> 'active' THEN
+      CONTINUE WHEN v_try = 1;
+      -- the result: up to ffi_inline_bytes() in the exec_core row, a larger one in exec_data
+      -- (migration 0050)
+      IF length(p_payload) > ffi_inline_bytes() THEN
+        PERFORM ffi_result_cold(p_eid, p_payload);
+      ELSIF length(p_payload) > 0 THEN
+        UPDATE exec_core SET result = p_payload WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
+      END IF;
+      PERFORM ffi_terminate(p_eid, 'success', NULL, NULL, NULL, NULL,
+                            'attempt_success', 'completed', v_now, true);
+      RETURN ffi_ok();
+    END IF;
+    -- ffi_terminate + ffi_after_terminal for this case; the run stays in exec_core (its worker,
+    -- start and kind), the history's last run (ffi_history_json). Outside a flow, the Completed
+    -- event and the lane counts are written below, not by the update triggers (migration 0039),
+    -- unless a fold applies (the row's last event is this transaction's)
+    v_own := e.flow_id IS NULL AND e.event_k IS DISTINCT FROM ffi_xid();
+    IF v_own THEN v_void := set_config('flowfabric.own_rows', 'on', true); END IF;
+    UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
+      eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
+      terminal_outcome = 'success',
+      attempt_state = CASE WHEN total_attempt_count > 0 THEN 'attempt_terminal' ELSE attempt_state END,
+      public_state = 'completed',
+      completed_at = v_now, lease_id = NULL,
+      worker_id = CASE WHEN ownership_state = 'leased' THEN worker_id END,
+      worker_instance_id = CASE WHEN ownership_state = 'leased' THEN worker_instance_id END,
+      lease_acquired_at = CASE WHEN ownership_state = 'leased' THEN lease_acquired_at END,
+      lease_expires_at = NULL, lease_last_renewed_at = NULL,
+      current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
+      has_grant = false, last_mutation_at = v_now,
+      event_k = greatest(ffi_xid(), event_k),
+      -- the result: up to ffi_inline_bytes() here, a larger one in exec_data (below)
+      result = CASE WHEN length(p_payload) BETWEEN 1 AND ffi_inline_bytes() THEN p_payload END
+    WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid)
+      -- without the lock, what was read is checked again on the row the update locks
+      AND (v_try = 2 OR (lifecycle_phase = 'active' AND ownership_state <> 'lease_revoked'
+           AND (lease_expires_at IS NULL OR lease_expires_at > v_now)
+           AND lease_id = p_lease AND lease_epoch = p_epoch AND current_attempt_id = p_att
+           AND has_grant IS NOT TRUE AND current_suspension_id IS NULL AND current_attempt_index IS NOT NULL
+           AND flow_id IS NOT DISTINCT FROM e.flow_id))
+    RETURNING event_k INTO v_k;
+    EXIT WHEN FOUND;
+    -- (only the read without a lock gets here: the row changed since; read again, locked)
+    IF v_own THEN v_void := set_config('flowfabric.own_rows', '', true); END IF;
+  END LOOP;
   IF length(p_payload) > ffi_inline_bytes() THEN
     PERFORM ffi_result_cold(p_eid, p_payload);
   END IF;
-  IF e.has_grant OR e.current_suspension_id IS NOT NULL
-     OR e.current_attempt_index IS NULL OR e.lifecycle_phase <> 'active' THEN
-    IF length(p_payload) BETWEEN 1 AND ffi_inline_bytes() THEN
-      UPDATE exec_core SET result = p_payload WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
-    END IF;
-    PERFORM ffi_terminate(p_eid, 'success', NULL, NULL, NULL, NULL,
-                          'attempt_success', 'completed', v_now, true);
-    RETURN ffi_ok();
-  END IF;
-  -- ffi_terminate + ffi_after_terminal for this case; the run stays in exec_core (its worker,
-  -- start and kind), the history's last run (ffi_history_json)
   UPDATE stream_meta SET closed_at = v_now, closed_reason = 'attempt_success'
   WHERE execution_id = p_eid AND attempt_index = e.current_attempt_index AND closed_at IS NULL;
-  -- outside a flow, the Completed event and the lane counts are written below, not by the update
-  -- triggers (migration 0039), unless a fold applies (the row's last event is this transaction's)
-  v_own := e.flow_id IS NULL AND e.event_k IS DISTINCT FROM ffi_xid();
-  IF v_own THEN v_void := set_config('flowfabric.own_rows', 'on', true); END IF;
-  UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
-    eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
-    terminal_outcome = 'success',
-    attempt_state = CASE WHEN total_attempt_count > 0 THEN 'attempt_terminal' ELSE attempt_state END,
-    public_state = 'completed',
-    completed_at = v_now, lease_id = NULL,
-    worker_id = CASE WHEN ownership_state = 'leased' THEN worker_id END,
-    worker_instance_id = CASE WHEN ownership_state = 'leased' THEN worker_instance_id END,
-    lease_acquired_at = CASE WHEN ownership_state = 'leased' THEN lease_acquired_at END,
-    lease_expires_at = NULL, lease_last_renewed_at = NULL,
-    current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
-    has_grant = false, last_mutation_at = v_now,
-    event_k = greatest(ffi_xid(), event_k),
-    result = CASE WHEN length(p_payload) BETWEEN 1 AND ffi_inline_bytes() THEN p_payload END
-  WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid)
-  RETURNING event_k INTO v_k;
   IF v_own THEN
     v_void := set_config('flowfabric.own_rows', '', true);
     -- what ffi_trg_events_updated and ffi_lane_count_update write for a completion
@@ -405,9 +430,10 @@ BEGIN
 END $$;
 
 -- ff_complete_set: completeMany — ff_complete for each row of the arrays, in one statement:
--- the rows of the common case outside flows are locked (in id order) and completed set-based
--- (with one retention timer for the set, timer.refs), every other row (and any that no longer
--- qualifies once locked) goes through ff_complete.
+-- the rows of the common case outside flows are read without a lock and completed set-based by
+-- one update that names the row versions read and checks the lease again under its own row lock
+-- (with one retention timer for the set, timer.refs); every other row, and any that another
+-- transaction changed since it was read, goes through ff_complete.
 --   args:   p_eid, p_idx, p_att, p_lease, p_epoch, p_payload (one element per row), p_now
 --   reply:  one ff_complete reply per row, in order
 --   errors: per row, those of ff_complete
@@ -426,8 +452,13 @@ DECLARE
   f_res bytea[];
   f_state text[];
   f_fold boolean;
-  -- the row versions locked (ctid): the set's update reads them by a TID scan, the only plan it has
+  -- the row versions read (ctid): the set's update reads them by a TID scan, the only plan it has
   f_tid tid[];
+  f_att uuid[];
+  f_lease uuid[];
+  f_epoch bigint[];
+  -- the ids the update completed (those of f_ids whose row no other transaction changed meanwhile)
+  f_done text[];
   v_scopes text[];
   v_i int;
   -- (the set_config and wake-up calls are expressions, not PERFORMs: no query start-up)
@@ -435,18 +466,22 @@ DECLARE
   -- ids named more than once (each of their rows goes through ff_complete), found once for the batch
   v_dups text[] := ARRAY(SELECT d.id FROM unnest(p_eid) AS d(id) GROUP BY d.id HAVING count(*) > 1);
 BEGIN
-  -- the common case, locked in id order (rows that do not qualify once locked are left to
-  -- ff_complete): each row looked up by its key on its own (a LATERAL subquery that locks is not
-  -- flattened into a join, which a plan made on a small table would make by reading the whole key)
+  -- the common case, read without a lock (the update below locks and checks each row again; rows
+  -- that do not qualify are left to ff_complete): each row looked up by its key on its own (a
+  -- LATERAL subquery with OFFSET 0 is not flattened into a join, which a plan made on a small
+  -- table would make by reading the whole key)
   SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}'), coalesce(array_agg(c.current_attempt_index ORDER BY c.id), '{}'),
          coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
          coalesce(array_agg(c.cold ORDER BY c.id) FILTER (WHERE c.completed_at IS DISTINCT FROM v_now), '{}'),
          coalesce(array_agg(c.res ORDER BY c.id), '{}'),
          coalesce(array_agg(c.public_state ORDER BY c.id), '{}'), coalesce(array_agg(c.tid ORDER BY c.id), '{}'),
+         coalesce(array_agg(c.att ORDER BY c.id), '{}'), coalesce(array_agg(c.lease ORDER BY c.id), '{}'),
+         coalesce(array_agg(c.epoch ORDER BY c.id), '{}'),
          coalesce(bool_or(c.event_k = ffi_xid()), false)
-  INTO f_ids, f_cai, f_arm, f_arm_cold, f_res, f_state, f_tid, f_fold
+  INTO f_ids, f_cai, f_arm, f_arm_cold, f_res, f_state, f_tid, f_att, f_lease, f_epoch, f_fold
   FROM (
-    SELECT t.id, c.tid, c.current_attempt_index, c.completed_at, c.public_state, c.event_k, c.cold, t.res
+    SELECT t.id, c.tid, c.current_attempt_index, c.completed_at, c.public_state, c.event_k, c.cold, t.res,
+      t.att, t.lease, t.epoch
     FROM (SELECT t.* FROM unnest(p_eid, p_att, p_lease, p_epoch, p_payload) AS t(id, att, lease, epoch, res)
           WHERE t.id <> ALL (v_dups) ORDER BY t.id OFFSET 0) t
     CROSS JOIN LATERAL (
@@ -459,16 +494,10 @@ BEGIN
         AND c.lease_id = t.lease AND c.lease_epoch = t.epoch AND c.current_attempt_id = t.att
         AND c.flow_id IS NULL AND c.has_grant IS NOT TRUE AND c.current_suspension_id IS NULL
         AND c.current_attempt_index IS NOT NULL
-      FOR UPDATE OF c
+      OFFSET 0
     ) c
   ) c;
   IF cardinality(f_ids) > 0 THEN
-    -- the results: up to ffi_inline_bytes() in the exec_core rows (the update below), larger ones in
-    -- exec_data (migration 0050)
-    PERFORM ffi_result_cold(r.id, r.res) FROM unnest(f_ids, f_res) AS r(id, res) WHERE length(r.res) > ffi_inline_bytes();
-    UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
-    FROM unnest(f_ids, f_cai) AS f(id, cai)
-    WHERE s.execution_id = f.id AND s.attempt_index = f.cai AND s.closed_at IS NULL;
     -- the set's Completed events and lane counts are written by this statement, not by the update
     -- triggers (migration 0039), unless a fold applies
     IF NOT f_fold THEN v_void := set_config('flowfabric.own_rows', 'on', true); END IF;
@@ -488,10 +517,19 @@ BEGIN
       has_grant = false, last_mutation_at = v_now,
       event_k = greatest(ffi_xid(), event_k),
       result = CASE WHEN length(x.res) BETWEEN 1 AND ffi_inline_bytes() THEN x.res END
-    -- the rows locked above, by their row versions (no other transaction can have moved them): a
-    -- TID scan, whatever the table held when the session planned this statement
-    FROM unnest(f_ids, f_tid, f_res) AS x(id, tid, res)
+    -- the row versions read above: a TID scan, whatever the table held when the session planned
+    -- this statement. No separate lock (its WAL record, 54 bytes a row): the update locks each row
+    -- and checks its key and lease again; a row another transaction changed since it was read is
+    -- checked in its new version, whose location no longer matches x.tid, and is left out (and
+    -- completed by ff_complete below). The lease's and attempt's uuids name the row: no condition
+    -- on the key, which would let a plan made on a small table read exec_core_pkey whole instead.
+    FROM unnest(f_ids, f_tid, f_res, f_att, f_lease, f_epoch) AS x(id, tid, res, att, lease, epoch)
     WHERE exec_core.ctid = ANY (f_tid) AND exec_core.ctid = x.tid
+      AND exec_core.lifecycle_phase = 'active' AND exec_core.ownership_state <> 'lease_revoked'
+      AND (exec_core.lease_expires_at IS NULL OR exec_core.lease_expires_at > v_now)
+      AND exec_core.lease_id = x.lease AND exec_core.lease_epoch = x.epoch AND exec_core.current_attempt_id = x.att
+      AND exec_core.flow_id IS NULL AND exec_core.has_grant IS NOT TRUE AND exec_core.current_suspension_id IS NULL
+      AND exec_core.current_attempt_index IS NOT NULL
     RETURNING x.id AS execution_id, partition_key, e_uuid, event_k, lane_id, flow_id, current_attempt_index
     ), evs AS (
       -- what ffi_trg_events_updated writes for a completion: Completed (attempt)
@@ -510,13 +548,31 @@ BEGIN
       GROUP BY 1, 2 HAVING sum(x.n) <> 0
       ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + EXCLUDED.n
     )
-    SELECT array_agg(v.s) INTO v_scopes
-    FROM evs CROSS JOIN LATERAL (VALUES ('e:' || evs.execution_id), ('l:' || evs.lane_id), ('f:' || evs.flow_id::text)) v(s);
+    SELECT (SELECT array_agg(v.s)
+            FROM evs CROSS JOIN LATERAL (VALUES ('e:' || evs.execution_id), ('l:' || evs.lane_id), ('f:' || evs.flow_id::text)) v(s)),
+           (SELECT coalesce(array_agg(d.execution_id), '{}') FROM done d)
+    INTO v_scopes, f_done;
     IF current_setting('flowfabric.own_rows', true) = 'on' THEN
       v_void := set_config('flowfabric.own_rows', '', true);
       v_void := set_config('flowfabric.event_at', v_now::text, true);
       v_void := ffi_events_wake(v_scopes)::text;
     END IF;
+    IF cardinality(f_done) < cardinality(f_ids) THEN
+      -- rows changed by another transaction since they were read: ff_complete takes them below
+      SELECT coalesce(array_agg(f.id ORDER BY f.n), '{}'), coalesce(array_agg(f.cai ORDER BY f.n), '{}'),
+             coalesce(array_agg(f.res ORDER BY f.n), '{}')
+      INTO f_ids, f_cai, f_res
+      FROM unnest(f_ids, f_cai, f_res) WITH ORDINALITY AS f(id, cai, res, n) WHERE f.id = ANY (f_done);
+      SELECT coalesce(array_agg(f.id ORDER BY f.n), '{}'), coalesce(array_agg(f.cold ORDER BY f.n), '{}')
+      INTO f_arm, f_arm_cold
+      FROM unnest(f_arm, f_arm_cold) WITH ORDINALITY AS f(id, cold, n) WHERE f.id = ANY (f_done);
+    END IF;
+    -- the results: up to ffi_inline_bytes() in the exec_core rows (the update above), larger ones in
+    -- exec_data (migration 0050)
+    PERFORM ffi_result_cold(r.id, r.res) FROM unnest(f_ids, f_res) AS r(id, res) WHERE length(r.res) > ffi_inline_bytes();
+    UPDATE stream_meta s SET closed_at = v_now, closed_reason = 'attempt_success'
+    FROM unnest(f_ids, f_cai) AS f(id, cai)
+    WHERE s.execution_id = f.id AND s.attempt_index = f.cai AND s.closed_at IS NULL;
     IF cardinality(f_arm) > 0 THEN
       -- one retention timer for the set per retention time (timer.refs, migration 0038); the
       -- claim's lease timer of the set stays until its time, when the pass finds them ended
@@ -605,7 +661,7 @@ BEGIN
   v_until := v_now + ffi_backoff_ms(v_rp->'backoff', coalesce(e.retry_count, 0));
   PERFORM ffi_run_end(p_eid, 'retry_scheduled', p_reason, v_now);
   PERFORM ffi_stream_close(p_eid, e.current_attempt_index, 'attempt_failure', v_now);
-  UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned',
     eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_retry_backoff',
     blocking_detail = 'retry backoff until ' || v_until || ' (attempt ' || e.current_attempt_index || ' failed: ' || p_reason || ')',
     terminal_outcome = 'none', attempt_state = 'pending_retry_attempt', public_state = 'delayed',
@@ -661,7 +717,7 @@ CREATE FUNCTION ffi_interrupt(
   e exec_core, p_elig text, p_blocking text, p_detail text, p_delay_until bigint, p_now bigint
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned', eligibility_state = p_elig,
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned', eligibility_state = p_elig,
     blocking_reason = p_blocking, blocking_detail = p_detail, terminal_outcome = 'none',
     attempt_state = 'attempt_interrupted', public_state = ffi_public_state('runnable', p_elig, 'none'),
     delay_until = p_delay_until, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,

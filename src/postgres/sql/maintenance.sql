@@ -36,7 +36,7 @@ END $$;
 --           when none or when more is due now)}}
 --   errors: -
 CREATE FUNCTION ff_pass_timers(p_kind text, p_batch int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   t record;
@@ -74,9 +74,12 @@ BEGIN
       -- only the executions still leased are locked (most of a set has completed by its lease's
       -- end, and a lock is a WAL record); one that is not leased now has nothing to expire here
       -- (a claim that leases it later arms a timer of its own)
-      FOREACH v_ref IN ARRAY ARRAY(SELECT x.id FROM unnest(t.refs[1 : v_take]) AS x(id)
-                                   JOIN exec_core c ON c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id)
-                                   WHERE c.lifecycle_phase = 'active' AND c.ownership_state = 'leased') LOOP
+      -- (a probe of the key per id: OFFSET 0 keeps the sub-select from becoming a join over the key)
+      FOREACH v_ref IN ARRAY ARRAY(SELECT x.id FROM unnest(t.refs[1 : v_take]) WITH ORDINALITY AS x(id, o)
+                                   WHERE EXISTS (SELECT 1 FROM exec_core c
+                                                 WHERE c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id)
+                                                   AND c.lifecycle_phase = 'active' AND c.ownership_state = 'leased' OFFSET 0)
+                                   ORDER BY x.o) LOOP
         SELECT * INTO e FROM exec_core WHERE partition_key = ffi_eid_part(v_ref) AND e_uuid = ffi_eid_uuid(v_ref) FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
           v_left := v_left || v_ref;
@@ -226,7 +229,7 @@ END $$;
 --   reply:  {"ok": {"processed", "more"}}
 --   errors: -
 CREATE FUNCTION ff_pass_dependencies(p_batch int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   q record;
@@ -244,11 +247,17 @@ BEGIN
   IF v_more THEN RETURN ffi_ok(jsonb_build_object('processed', v_done, 'more', true)); END IF;
   <<children>>
   FOR ch IN
+    -- the unresolved edges (their partial index, whole: this pass's sweep), each end a probe of
+    -- the key (OFFSET 0: no join over the key)
     SELECT DISTINCT dp.downstream_id FROM dep dp
-    JOIN exec_core u ON u.partition_key = ffi_eid_part(dp.upstream_id) AND u.e_uuid = ffi_eid_uuid(dp.upstream_id)
-    JOIN exec_core c ON c.partition_key = ffi_eid_part(dp.downstream_id) AND c.e_uuid = ffi_eid_uuid(dp.downstream_id)
-    WHERE dp.state = 'unsatisfied' AND u.lifecycle_phase = 'terminal' AND u.terminal_outcome <> 'none'
-      AND c.flow_id IS NOT NULL AND c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'blocked_by_dependencies'
+    WHERE dp.state = 'unsatisfied'
+      AND EXISTS (SELECT 1 FROM exec_core u
+                  WHERE u.partition_key = ffi_eid_part(dp.upstream_id) AND u.e_uuid = ffi_eid_uuid(dp.upstream_id)
+                    AND u.lifecycle_phase = 'terminal' AND u.terminal_outcome <> 'none' OFFSET 0)
+      AND EXISTS (SELECT 1 FROM exec_core c
+                  WHERE c.partition_key = ffi_eid_part(dp.downstream_id) AND c.e_uuid = ffi_eid_uuid(dp.downstream_id)
+                    AND c.flow_id IS NOT NULL AND c.lifecycle_phase = 'runnable'
+                    AND c.eligibility_state = 'blocked_by_dependencies' OFFSET 0)
     ORDER BY dp.downstream_id
   LOOP
     -- still blocked (an earlier cascade of this pass may have moved it)
@@ -258,9 +267,10 @@ BEGIN
     IF NOT FOUND THEN CONTINUE; END IF;
     FOR d IN
       SELECT dp.edge_id, dp.upstream_id, u.terminal_outcome FROM dep dp
-      JOIN exec_core u ON u.partition_key = ffi_eid_part(dp.upstream_id) AND u.e_uuid = ffi_eid_uuid(dp.upstream_id)
-      WHERE dp.downstream_id = ch.downstream_id AND dp.state = 'unsatisfied'
-        AND u.lifecycle_phase = 'terminal' AND u.terminal_outcome <> 'none'
+      CROSS JOIN LATERAL (SELECT u.terminal_outcome FROM exec_core u
+                          WHERE u.partition_key = ffi_eid_part(dp.upstream_id) AND u.e_uuid = ffi_eid_uuid(dp.upstream_id)
+                            AND u.lifecycle_phase = 'terminal' AND u.terminal_outcome <> 'none' OFFSET 0) u
+      WHERE dp.downstream_id = ch.downstream_id AND (dp.state = 'unsatisfied') IS TRUE
       ORDER BY dp.edge_id
     LOOP
       IF v_done >= p_batch THEN v_more := true; EXIT children; END IF;
@@ -280,7 +290,7 @@ END $$;
 --   reply:  {"ok": {"processed", "more"}}
 --   errors: -
 CREATE FUNCTION ff_pass_cancel_backlog(p_batch int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   b record;
@@ -299,7 +309,10 @@ BEGIN
       DELETE FROM cancel_backlog WHERE flow_id = b.flow_id;
       CONTINUE;
     END IF;
-    FOR o IN SELECT execution_id FROM cancel_owed WHERE flow_id = b.flow_id ORDER BY execution_id LIMIT p_batch LOOP
+    -- (the flow's owed entries through the key, then sorted: planned on a small table, the order by
+    -- id alone made the plan scan cancel_owed_by_execution whole for the flow's entries)
+    FOR o IN SELECT x.execution_id FROM (SELECT execution_id FROM cancel_owed WHERE flow_id = b.flow_id OFFSET 0) x
+             ORDER BY x.execution_id LIMIT p_batch LOOP
       IF v_done >= p_batch THEN v_more := true; EXIT; END IF;
       PERFORM 1 FROM exec_core WHERE partition_key = ffi_eid_part(o.execution_id) AND e_uuid = ffi_eid_uuid(o.execution_id) FOR UPDATE SKIP LOCKED;
       IF FOUND THEN
@@ -316,7 +329,11 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM cancel_owed WHERE flow_id = b.flow_id) THEN
       DELETE FROM cancel_backlog WHERE flow_id = b.flow_id;
     END IF;
-    EXIT WHEN v_done >= p_batch;
+    IF v_done >= p_batch THEN
+      -- the batch is full: more when any due backlog is left (this flow's, or another's)
+      v_more := v_more OR EXISTS (SELECT 1 FROM cancel_backlog WHERE grace_until <= v_now);
+      EXIT;
+    END IF;
   END LOOP;
   -- lock order: the downstream's exec row, then its group (as resolution does)
   FOR v_id IN SELECT downstream_id FROM edge_group WHERE cancel_siblings_pending ORDER BY downstream_id LIMIT p_batch LOOP
@@ -358,8 +375,11 @@ END $$;
 --   errors: -
 CREATE FUNCTION ffi_delete_execution(p_eid text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  DELETE FROM timer WHERE kind = 'waitpoint'
-    AND ref IN (SELECT waitpoint_id::text FROM waitpoint WHERE execution_id = p_eid);
+  -- (timer's key probed per waitpoint: the kind written `(…) IS TRUE` is no condition timer_due
+  -- can take, and a plan made on a small table could otherwise read every waitpoint timer)
+  DELETE FROM timer
+  WHERE ref = ANY (ARRAY(SELECT waitpoint_id::text FROM waitpoint WHERE execution_id = p_eid))
+    AND (kind = 'waitpoint') IS TRUE;
   DELETE FROM signal WHERE execution_id = p_eid;
   DELETE FROM waitpoint WHERE execution_id = p_eid;
   DELETE FROM suspension WHERE execution_id = p_eid;
@@ -370,7 +390,7 @@ BEGIN
   DELETE FROM exec_failure WHERE execution_id = p_eid;
   DELETE FROM claim_grant WHERE execution_id = p_eid;
   DELETE FROM timer WHERE ref = p_eid;
-  DELETE FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid;
+  DELETE FROM exec_data WHERE ffi_eid(e_part, e_uuid) = p_eid COLLATE "default";
   DELETE FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
 END $$;
 
@@ -477,20 +497,31 @@ END $$;
 
 -- ffi_lane_count_fold: moves up to p_limit lane_count rows of server processes that have ended
 -- (a shard that is no live backend's pid) into shard 0 (migration 0028), so that a lane keeps
--- about one row per state and live process. Rows a transaction holds are passed over; one fold
--- runs at a time per schema (a transaction advisory lock; the pass skips the fold when it is taken).
+-- about one row per state and live process. The shards in use are read by a skip scan of
+-- lane_count_shard (a probe each, migration 0052), the rows of the ended ones by that index. Rows a
+-- transaction holds are passed over; one fold runs at a time per schema (a transaction advisory
+-- lock; the pass skips the fold when it is taken).
 --   args:   p_limit
 --   reply:  void
 --   errors: -
 CREATE FUNCTION ffi_lane_count_fold(p_limit int) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  v_gone int[];
 BEGIN
   IF NOT pg_try_advisory_xact_lock(hashtext('flowfabric:lane_count_fold:' || current_schema())) THEN
     RETURN;
   END IF;
+  WITH RECURSIVE shards(s) AS (
+    SELECT (SELECT min(l.shard) FROM lane_count l WHERE l.shard <> 0)
+    UNION ALL
+    SELECT (SELECT min(l.shard) FROM lane_count l WHERE l.shard <> 0 AND l.shard > shards.s)
+    FROM shards WHERE shards.s IS NOT NULL)
+  SELECT array_agg(shards.s) INTO v_gone FROM shards
+  WHERE shards.s IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_stat_get_activity(NULL) a WHERE a.pid = shards.s);
+  IF v_gone IS NULL THEN RETURN; END IF;
   WITH gone AS (
     DELETE FROM lane_count WHERE ctid IN (
-      SELECT l.ctid FROM lane_count l
-      WHERE l.shard <> 0 AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.shard)
+      SELECT l.ctid FROM lane_count l WHERE l.shard <> 0 AND l.shard = ANY (v_gone)
       LIMIT p_limit FOR UPDATE SKIP LOCKED)
     RETURNING lane_id, public_state, n)
   INSERT INTO lane_count (lane_id, public_state, shard, n)
@@ -507,7 +538,7 @@ END $$;
 --   reply:  {"ok": {"processed", "more"}}
 --   errors: -
 CREATE FUNCTION ff_pass_retention(p_batch int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   v_result jsonb := ffi_pass_retention_executions(p_batch, p_now);
 BEGIN

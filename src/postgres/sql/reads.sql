@@ -36,7 +36,7 @@ BEGIN
         'percent', e.progress_pct, 'message', nullif(e.progress_message, ''), 'updatedAt', e.progress_updated_at)) END,
       'cancellationReason', CASE WHEN e.terminal_outcome = 'cancelled' THEN nullif(e.cancellation_reason, '') END))
       || jsonb_build_object('tags', coalesce(d.tags, '{}'::jsonb)) || ffi_history_json(e)
-    FROM exec_core e LEFT JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = p_eid
+    FROM exec_core e LEFT JOIN exec_data d ON ffi_eid(d.e_part, d.e_uuid) = p_eid COLLATE "default"
     WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid))));
 END $$;
 
@@ -83,7 +83,7 @@ RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_se
 BEGIN
   RETURN (SELECT ffi_ok((SELECT to_jsonb(encode(r.result, 'base64'))
                  FROM exec_core e CROSS JOIN LATERAL (SELECT coalesce(e.result, (SELECT d.result FROM exec_data d
-                                                        WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid)) AS result) r
+                                                        WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid COLLATE "default")) AS result) r
                  WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid) AND e.terminal_outcome = 'success' AND length(r.result) > 0)));
 END $$;
 
@@ -103,7 +103,7 @@ BEGIN
                    'traceParent', '00-' || substr(d.trace_context, 1, 32) || '-' || substr(d.trace_context, 33, 16)
                                   || '-' || substr(d.trace_context, 49, 2)))
                  FROM exec_core e LEFT JOIN LATERAL (SELECT d.payload, d.payload_encoding, d.trace_context FROM exec_data d
-                                                     WHERE e.payload IS NULL AND ffi_eid(d.e_part, d.e_uuid) = p_eid) d ON true
+                                                     WHERE e.payload IS NULL AND ffi_eid(d.e_part, d.e_uuid) = p_eid COLLATE "default") d ON true
                  WHERE e.partition_key = ffi_eid_part(p_eid) AND e.e_uuid = ffi_eid_uuid(p_eid)
                    AND (e.payload IS NOT NULL OR d.payload IS NOT NULL))));
 END $$;

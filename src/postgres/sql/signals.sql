@@ -213,7 +213,7 @@ RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM ffi_suspension_close(p_eid, p_close_reason, p_now);
   IF p_delay_ms > 0 THEN
-    UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned',
       eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_resume_delay',
       blocking_detail = p_detail, terminal_outcome = 'none', attempt_state = 'attempt_interrupted',
       public_state = 'delayed', delay_until = p_now + p_delay_ms, current_suspension_id = NULL,
@@ -221,7 +221,7 @@ BEGIN
     WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     PERFORM ffi_timer_set('delay', p_eid, p_now + p_delay_ms);
   ELSE
-    UPDATE exec_core SET lifecycle_phase = 'runnable', ownership_state = 'unowned',
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned',
       eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker', blocking_detail = '',
       terminal_outcome = 'none', attempt_state = 'attempt_interrupted', public_state = 'waiting',
       delay_until = NULL, current_suspension_id = NULL, current_waitpoint_id = NULL,
@@ -260,12 +260,14 @@ BEGIN
 END $$;
 
 -- ff_rotate_waitpoint_hmac_secret: rotateWaitpointHmacSecretAll — makes p_kid current; the
--- previous current key stays valid for p_grace_ms, keys whose grace is over are deleted.
+-- previous current key stays valid for p_grace_ms, keys whose grace is over are deleted. (jit
+-- off: hmac_kid, a few rows, is read whole for the keys past their grace, and a sequential scan
+-- under enable_seqscan = off costs past the JIT thresholds: about 180 ms of compilation a call.)
 --   args:   p_kid, p_secret_hex, p_grace_ms, p_now
 --   reply:  {"ok": Model.RotateOutcome} (Rotated with previousKid / gcCount, or Noop)
 --   errors: rotation_conflict (p_kid is current with another secret)
 CREATE FUNCTION ff_rotate_waitpoint_hmac_secret(p_kid text, p_secret_hex text, p_grace_ms bigint, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+RETURNS jsonb LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   v_now bigint := coalesce(p_now, ffi_now());
   v_secret bytea := decode(p_secret_hex, 'hex');
@@ -386,8 +388,11 @@ BEGIN
   ELSE
     SELECT * INTO k FROM hmac_kid WHERE is_current;
     IF NOT FOUND THEN RETURN ffi_err('hmac_secret_not_initialized'); END IF;
-    IF EXISTS (SELECT 1 FROM waitpoint WHERE waitpoint_id = p_primary_id
-                 OR waitpoint_id IN (SELECT (y->>'waitpointId')::uuid FROM jsonb_array_elements(coalesce(p_extras, '[]'::jsonb)) y)) THEN
+    -- (the key probed per id: as an OR with a semi-join, a plan made on a small table reads the
+    -- whole key)
+    IF EXISTS (SELECT 1 FROM waitpoint
+               WHERE waitpoint_id = ANY (p_primary_id || ARRAY(SELECT (y->>'waitpointId')::uuid
+                                                               FROM jsonb_array_elements(coalesce(p_extras, '[]'::jsonb)) y))) THEN
       RETURN ffi_err('waitpoint_already_exists');
     END IF;
   END IF;
@@ -444,7 +449,7 @@ BEGIN
 
   IF v_outcome IS NULL THEN
     PERFORM ffi_run_end(p_eid, 'suspended', p_reason_code, v_now);
-    UPDATE exec_core SET lifecycle_phase = 'suspended', ownership_state = 'unowned', eligibility_state = 'not_applicable',
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'suspended', ownership_state = 'unowned', eligibility_state = 'not_applicable',
       blocking_reason = p_blocking,
       blocking_detail = 'suspended: waitpoint ' || p_primary_id || ' awaiting ' || p_reason_code,
       terminal_outcome = 'none', attempt_state = 'attempt_interrupted', public_state = 'suspended',
@@ -529,7 +534,7 @@ BEGIN
   END IF;
   -- the execution's cap (0 = none); a sender may only lower it
   SELECT coalesce((d.policy->>'max_signals_per_execution')::int, 10000) INTO v_limit
-  FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid;
+  FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid COLLATE "default";
   v_limit := coalesce(v_limit, 10000);
   IF p_max_signals > 0 AND (v_limit = 0 OR p_max_signals < v_limit) THEN v_limit := p_max_signals; END IF;
   IF v_limit > 0 AND (SELECT count(*) FROM signal WHERE execution_id = p_eid) >= v_limit THEN

@@ -41,7 +41,7 @@ CREATE FUNCTION ffi_retention_set(p_eid text, p_completed bigint) RETURNS void L
   -- (the policy is exec_data's: an execution without that row, its input inline, has none)
   INSERT INTO timer (kind, ref, due_at)
   VALUES ('retention', p_eid,
-          p_completed + ffi_retention_ms((SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid)))
+          p_completed + ffi_retention_ms((SELECT d.policy FROM exec_data d WHERE ffi_eid(d.e_part, d.e_uuid) = p_eid COLLATE "default")))
   ON CONFLICT (kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at
 $$;
 
@@ -100,7 +100,7 @@ BEGIN
   IF e.lifecycle_phase = 'suspended' OR e.current_suspension_id IS NOT NULL THEN
     PERFORM ffi_suspension_close(p_eid, p_close_reason, p_now);
   END IF;
-  UPDATE exec_core SET lifecycle_phase = 'terminal', ownership_state = 'unowned',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'terminal', ownership_state = 'unowned',
     eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
     terminal_outcome = p_outcome,
     attempt_state = CASE WHEN total_attempt_count > 0 THEN 'attempt_terminal'

@@ -270,9 +270,11 @@ function FF.kind_candidates(B, lane, kinds, per, budget)
 end
 
 -- The core of candidate `e` of index `kind` ("eligible" / "pend" / "reclaim") when it really is
--- claimable there, else nil (its stale entry is removed from the index).
-function FF.candidate_core(B, e, kind, lane, score)
-  local c = FF.core(B, e)
+-- claimable there, else nil (its stale entry is removed from the index). `r`: the core's HGETALL
+-- reply when read already.
+function FF.candidate_core(B, e, kind, lane, score, r)
+  local c
+  if r ~= nil then c = FF.core_of(r) else c = FF.core(B, e) end
   local stale = false
   if kind ~= "reclaim" then
     stale = c == nil or c.lifecycle_phase ~= "runnable" or c.eligibility_state ~= "eligible_now" or c.lane_id ~= lane
@@ -299,6 +301,21 @@ end
 -- partition that may hold a better one). Nothing is written for a LATER candidate.
 -- `next_head`, when given, is the lane head once the first candidate is claimed (known from the
 -- candidates read), unless the claim made other work claimable.
+-- (FF.claim_lane_check marks the arguments it passed with this table, which no JSON argument can
+-- be: the claims of its batch skip the checks it made, and lease a plain first attempt by
+-- FF.claim_plain)
+local CHECKED = {}
+-- The OK reply of a claim of `lane` (`info`: its 7 fields; `c`: the claimed core, kept for a
+-- batch that reads the inputs)
+local function claimed(B, a, now, lane, info, c, next_head)
+  FF.drain(B, now)
+  if next_head == nil or FF.woke then next_head = FF.lane_head(B, lane) end
+  info[#info + 1] = next_head
+  -- (a batch of claims keeps the claimed cores: ff_complete_claim reads their inputs there)
+  local kept = a.cores
+  if kept ~= nil then kept[#kept + 1] = c end
+  return FF.ok("OK", unpack(info))
+end
 function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_head)
   for i = 1, math.min(limit, #cands) do
     local cand = cands[i]
@@ -306,7 +323,15 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
     if tried == nil or not tried[e] then
       if tried ~= nil then tried[e] = true end
       FF.grant_seen = false
-      local c = FF.candidate_core(B, e, kind, lane, cand[2])
+      local c, info = nil, nil
+      if a.checked == CHECKED and kind ~= "reclaim" then
+        local r = C("HGETALL", K.core(B, e))
+        info, c = FF.claim_plain(B, e, r, a, now, lane, cand[2], bound)
+        if info then return claimed(B, a, now, lane, info, c, next_head) end
+        c = FF.candidate_core(B, e, kind, lane, cand[2], r)
+      else
+        c = FF.candidate_core(B, e, kind, lane, cand[2])
+      end
       if c ~= nil and FF.kind_ok(c, a.kinds_set) then
         local ok, _ = FF.caps_ok(c.required_capabilities, caps)
         if not ok then
@@ -317,7 +342,6 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
             return FF.ok("LATER", FF.s(cand[2]), FF.lane_head(B, lane))
           end
           if FF.grant_seen then C("DEL", K.ex(B, e, "grant")) end
-          local info
           if kind == "reclaim" then
             info = FF.claim_reclaim(B, e, c, now, a)
             -- past the reclaim cap it failed: its dependents are resolved before the next
@@ -328,15 +352,7 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
           else
             info = FF.claim_fresh(B, e, c, now, a)
           end
-          if info ~= nil then
-            FF.drain(B, now)
-            if next_head == nil or FF.woke then next_head = FF.lane_head(B, lane) end
-            info[#info + 1] = next_head
-            -- (a batch of claims keeps the claimed cores: ff_complete_claim reads their inputs there)
-            local kept = a.cores
-            if kept ~= nil then kept[#kept + 1] = c end
-            return FF.ok("OK", unpack(info))
-          end
+          if info ~= nil then return claimed(B, a, now, lane, info, c, next_head) end
         end
       end
     end
@@ -364,9 +380,6 @@ end
 local CLAIM_ARGS = { "lane", "s", "worker_id", "s", "worker_instance_id", "s", "lease_ttl_ms", "n" }
 local CLAIM_IDS = { "lease_id", "s", "attempt_id", "s" }
 
--- (FF.claim_lane_check marks the arguments it passed with this table, which no JSON argument can
--- be: the claims of its batch skip the checks it made)
-local CHECKED = {}
 FF.fn.claim = function(B, a, now)
   if a.checked ~= CHECKED then
     local bad = FF.need("claim", a, CLAIM_ARGS) or FF.need("claim", a, CLAIM_IDS)

@@ -129,6 +129,27 @@ function FF.ev_transition(B, e, c, bp, bo, bpub, now)
   ev_push(B, e, c.lane_id, c.flow_id or "", now, d)
 end
 
+-- The events FF.ev_transition queues for the two transitions of FF.claim_plain and
+-- FF.complete_plain (transitions.lua), for an execution of `lane` outside any flow: its first
+-- lease started (Claimed: attempt 0, `wiid` its worker instance), its `attempt` succeeded
+-- (Completed); either folds into the ExecutionCreated of an execution this call created.
+function FF.ev_lease(B, e, lane, wiid, now)
+  local cr = FF.evc[e]
+  if cr ~= nil then
+    cr.d[2] = "active"
+    return
+  end
+  ev_push(B, e, lane, "", now, { "K", "0", wiid })
+end
+function FF.ev_done(B, e, lane, attempt, now)
+  local cr = FF.evc[e]
+  if cr ~= nil then
+    cr.d[2] = "completed"
+    return
+  end
+  ev_push(B, e, lane, "", now, { "D", attempt })
+end
+
 -- The lease holder reported progress: the event carries the progress `c` holds now.
 function FF.ev_progress(B, e, c, now)
   local d = { "P", attempt_of(c), c.progress_pct or "" }

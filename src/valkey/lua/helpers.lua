@@ -592,8 +592,9 @@ local function attempt_derived(c)
 end
 
 -- The core of `e`, or nil (a table of long names, CORE_MT).
-function FF.core(B, e)
-  local r = C("HGETALL", K.core(B, e))
+function FF.core(B, e) return FF.core_of(C("HGETALL", K.core(B, e))) end
+-- The same from the core's HGETALL reply `r` (flat: field, value, ...).
+function FF.core_of(r)
   local n = #r
   if n == 0 then return nil end
   local long = LONG or core_tables()

@@ -335,8 +335,23 @@ end
 --   reply:  {1, "OK", wake}
 --   errors: execution_not_found, the ladder's
 local COMPLETE_OPTS = { clears = FF.COMPLETE_CLEARS }
-FF.fn.complete = function(B, a, now, result)
-  local e, c, bad = FF.held(B, a, now)
+FF.fn.complete = function(B, a, now, result) return FF.complete_one(B, a, now, result, false) end
+
+-- ff_complete's work (its reply); `plain`: a core in the plain shape is completed by
+-- FF.complete_plain (the batches of completions, FF.complete_items), any other by the general
+-- path from the same read.
+function FF.complete_one(B, a, now, result, plain)
+  local e, c, bad
+  if plain then
+    e = a.execution_id
+    local r = C("HGETALL", K.core(B, e))
+    if FF.complete_plain(B, a, now, result, r) then return FF.ok("OK") end
+    c = FF.core_of(r)
+    if c == nil then return FF.err("execution_not_found") end
+    bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
+  else
+    e, c, bad = FF.held(B, a, now)
+  end
   if bad then return bad end
   -- (the run stays in the core, not in the history list: FF.run_kept)
   local kept = FF.run_kept(B, e, c)
@@ -418,7 +433,7 @@ function FF.complete_items(items, prefix, now, argv)
     local result = nil
     if it.blob ~= nil and it.blob ~= cjson.null then result = argv[2 + FF.num(it.blob)] end
     FF.begin()
-    local r = FF.fn.complete(bases[p], it, now, result)
+    local r = FF.complete_one(bases[p], it, now, result, true)
     FF.apply_wakes(prefix, p)
     if r[1] == 1 then out[#out + 1] = "" else out[#out + 1] = cjson.encode(r) end
   end

@@ -131,19 +131,21 @@ end
 -- A waiting execution has no entry there: it is in the lane's eligible index (every waiting
 -- execution is, from the FF.make_eligible that follows each transition to waiting), which the
 -- lane reads take for the waiting set (reads.lua, "the waiting executions"); only its count moves.
-function FF.lane_move(B, e, c, from, to)
+function FF.lane_move(B, e, c, from, to) FF.lane_move_at(B, e, c.lane_id, c.created_at, from, to) end
+-- The same for an execution of lane `lane` created at `created`.
+function FF.lane_move_at(B, e, lane, created, from, to)
   local m = nil
   if from == "waiting" then
-    count(B, c.lane_id, from, -1)
+    count(B, lane, from, -1)
   elseif from ~= "" then
-    m = FF.lane_member(c.created_at, e)
-    FF.zrem(K.lstate(B, c.lane_id, from), m, B, c.lane_id, from)
+    m = FF.lane_member(created, e)
+    FF.zrem(K.lstate(B, lane, from), m, B, lane, from)
   end
   if to == "waiting" then
-    count(B, c.lane_id, to, 1)
+    count(B, lane, to, 1)
   elseif to ~= "" then
-    m = m or FF.lane_member(c.created_at, e)
-    FF.zadd(K.lstate(B, c.lane_id, to), 0, m, B, c.lane_id, to)
+    m = m or FF.lane_member(created, e)
+    FF.zadd(K.lstate(B, lane, to), 0, m, B, lane, to)
   end
 end
 
@@ -251,6 +253,159 @@ function FF.state(B, e, c, phase, own, elig, reason, detail, outcome, astate, no
   if n > 0 then C("HSET", k, unpack(args, 1, n)) end
   if nd > 0 then C("HDEL", k, unpack(dels, 1, nd)) end
   FF.ev_transition(B, e, c, bp, bo, bpub, now)
+end
+
+-- --- the worker's two hot transitions, written directly ---------------------------------------
+-- Most executions a worker runs take two transitions only: the first lease of a waiting execution
+-- and its success. For a core in the plain shape (its stored fields all of a known few, checked
+-- on the HGETALL reply: nothing the general path would compare, clear or index beyond the
+-- lease's), FF.claim_plain and FF.complete_plain write exactly what FF.claim_fresh (FF.lease_on)
+-- and ff_complete (FF.to_terminal) write: the same fields in the same order, the same lane state
+-- move, index writes and event, without building the core table nor the general path's lists and
+-- comparisons (docs/design/valkey.md#the-workers-hot-path). They return false, having written
+-- nothing, for any other core, which then takes the general path from the same read. The batch
+-- functions use them (ff_claim_lane, ff_complete_many, ff_complete_claim, and ff_create_claim's
+-- walk); test/valkey-library-hot.test.ts compares both paths' writes.
+local WAITING_SV, LEASED_SV, DONE_SV = nil, nil, nil
+-- The stored fields a waiting core may hold and still be leased directly, and where
+-- FF.claim_plain keeps their values (0: a field the lease does not look at). A field not listed
+-- (a previous attempt's, a timeout, a delay, a grant, required capabilities, a flow, stored
+-- last_mutation_at or blocking_detail, ...) sends the core to the general path.
+local WAITING_FIELDS = {
+  [CF.lane_id] = 1, [CF.created_at] = 2, sv = 3, [CF.priority] = 4, [CF.execution_kind] = 5,
+  [CF.namespace] = 6, [CF.payload_encoding] = 7, [CF.trace] = 8, [FF.PAYLOAD_FIELD] = 9,
+  [CF.last_transition_at] = 10,
+  [CF.creator_identity] = 0, [CF.max_signals] = 0, [CF.stream_maxlen] = 0, [CF.retention_ms] = 0,
+  [CF.execution_deadline_at] = 0, [CF.last_capability_mismatch_at] = 0
+}
+local first_args, first_v = {}, {}
+-- The first lease of `e` (candidate of `lane`'s eligible index or pending set at `score`; `r`:
+-- its core's HGETALL reply, flat) to the claim `a` (kinds a.kinds_set, ids a.lease_id and
+-- a.attempt_id), as FF.claim_fresh would write it, when the core is in the plain shape
+-- (WAITING_FIELDS), waiting on `lane` for its first attempt, of a kind the claim takes, and no
+-- `bound` holds it back. Returns its 7 reply fields and the fields of the core a batch of claims
+-- reads the input with (claim.lua, claims_out), or false.
+function FF.claim_plain(B, e, r, a, now, lane, score, bound)
+  if bound ~= nil and score > bound then return false end
+  local v = first_v
+  for i = 1, 10 do v[i] = nil end
+  for i = 1, #r, 2 do
+    local slot = WAITING_FIELDS[r[i]]
+    if slot == nil then return false end
+    if slot > 0 then v[slot] = r[i + 1] end
+  end
+  if WAITING_SV == nil then
+    WAITING_SV = FF.sv_encode("runnable", "unowned", "eligible_now", "waiting_for_worker", "none",
+      "pending_first_attempt")
+    LEASED_SV = FF.sv_encode("active", "leased", "not_applicable", "none", "none", "running_attempt")
+  end
+  local created, kind, kinds = v[2], v[5] or "", a.kinds_set
+  if v[3] ~= WAITING_SV or v[1] ~= lane or created == nil or not (kinds == false or kinds[kind] == true) then
+    return false
+  end
+  local snow = FF.s(now)
+  local exp = now + a.lease_ttl_ms
+  local sexp = FF.s(exp)
+  local aid, lid, wid, wiid = a.attempt_id, a.lease_id, a.worker_id, a.worker_instance_id
+  local t, n = first_args, 0
+  -- (FF.state: the transition time, unless it reads so already (created_at while not stored);
+  -- then FF.lease_on's fields that differ from the core's)
+  if (v[10] or created) ~= snow then
+    t[1], t[2] = S_TT, snow
+    n = 2
+  end
+  t[n + 1], t[n + 2], t[n + 3], t[n + 4] = CF.current_attempt_id, aid, CF.current_lease_id, lid
+  t[n + 5], t[n + 6], t[n + 7], t[n + 8] = CF.current_worker_id, wid, CF.current_worker_instance_id, wiid
+  t[n + 9], t[n + 10], t[n + 11], t[n + 12] = CF.lease_acquired_at, snow, CF.lease_expires_at, sexp
+  t[n + 13], t[n + 14], t[n + 15], t[n + 16] = CF.total_attempt_count, "1", CF.run_kind, "i"
+  t[n + 17], t[n + 18] = "sv", LEASED_SV
+  n = n + 18
+  FF.lane_move_at(B, e, lane, created, "waiting", "active")
+  C("HSET", K.core(B, e), unpack(t, 1, n))
+  FF.ev_lease(B, e, lane, wiid, now)
+  local c = { priority = v[4] or "", created_at = created, execution_kind = kind, namespace = v[6],
+    payload_encoding = v[7], trace = v[8], [FF.PAYLOAD_FIELD] = v[9] }
+  FF.drop_eligible_kind(B, lane, e, c)
+  FF.zadd(K.idx(B, "lease_expiry"), sexp, e)
+  return { e, "0", aid, lid, "1", sexp, "fresh" }, c
+end
+
+local done_args = {}
+-- The stored fields a core may hold and still be completed directly, and where FF.complete_plain
+-- keeps the values it reads (0: a field whose value the completion does not look at). A field
+-- not listed (a flow, deadline, attempt timeout, stream flag, renewal, suspension, completion
+-- time, result, stored last_mutation_at or blocking_detail, attempt index or lease epoch stored
+-- beside the count, the marks a claim clears, a version 9 run copy) sends the core to the
+-- general path.
+local PLAIN_FIELDS = {
+  [CF.lane_id] = 1, [CF.created_at] = 2, sv = 3, [CF.current_attempt_id] = 4, [CF.current_lease_id] = 5,
+  [CF.lease_expires_at] = 6, [CF.total_attempt_count] = 7, [CF.run_kind] = 8, [CF.retention_ms] = 9,
+  [CF.last_transition_at] = 10,
+  [CF.namespace] = 0, [CF.execution_kind] = 0, [CF.priority] = 0, [CF.payload_encoding] = 0, [CF.trace] = 0,
+  [CF.creator_identity] = 0, [CF.required_capabilities] = 0, [CF.max_signals] = 0, [CF.stream_maxlen] = 0,
+  [CF.attempt_timeout_ms] = 0, [CF.current_worker_id] = 0, [CF.current_worker_instance_id] = 0,
+  [CF.lease_acquired_at] = 0, [CF.started_at] = 0, [CF.lease_reclaim_count] = 0, [CF.failure_reason] = 0,
+  [CF.last_capability_mismatch_at] = 0, [FF.PAYLOAD_FIELD] = 0
+}
+-- (the run kinds whose runs have no stream unless stream_opened says so: lease.lua)
+local PLAIN_RUN = { i = true, t = true, y = true, c = true, r = true }
+local plain_v = {}
+-- The success of `a.execution_id` (the lease fence `a`; `r`: its core's HGETALL reply, flat)
+-- with `result` (nil, or a string: a small result goes into the core, a larger one to its key),
+-- as ff_complete writes it, when the core is in the plain shape (PLAIN_FIELDS: read from the
+-- reply, no core table built) with its lease held: active, leased and running, not expired, and
+-- the fence's lease id, epoch (the attempt count, no epoch stored) and attempt id its own. Returns
+-- false, having written nothing, for any other core (the general path then answers, with the
+-- ladder's refusals).
+function FF.complete_plain(B, a, now, result, r)
+  local v = plain_v
+  for i = 1, 10 do v[i] = nil end
+  for i = 1, #r, 2 do
+    local slot = PLAIN_FIELDS[r[i]]
+    if slot == nil then return false end
+    if slot > 0 then v[slot] = r[i + 1] end
+  end
+  local lane, created, sv, aid, lid, lx, n, rk = v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]
+  if LEASED_SV == nil then
+    LEASED_SV = FF.sv_encode("active", "leased", "not_applicable", "none", "none", "running_attempt")
+  end
+  local count_n = tonumber(n)
+  if sv ~= LEASED_SV or lane == nil or created == nil or aid == nil or lid == nil or count_n == nil or
+      count_n < 1 or not PLAIN_RUN[rk] or FF.num(lx) <= now or a.lease_id ~= lid or a.attempt_id ~= aid or
+      FF.str(a.lease_epoch) ~= n then
+    return false
+  end
+  local e = a.execution_id
+  local small = type(result) == "string" and result ~= "" and #result <= FF.INLINE_PAYLOAD
+  if not small and result ~= nil and result ~= "" then FF.put_blob(K.ex(B, e, "result"), result) end
+  if DONE_SV == nil then
+    DONE_SV = FF.sv_encode("terminal", "unowned", "not_applicable", "none", "success", "attempt_terminal")
+  end
+  local snow = FF.s(now)
+  -- (FF.unindex of a held lease; then FF.state: the transition time, unless it reads so already
+  -- (created_at while not stored), completed_at, the result, the vector, and the lease id and
+  -- expiry deleted)
+  FF.zrem(K.idx(B, "lease_expiry"), e)
+  local t, m = done_args, 0
+  if (v[10] or created) ~= snow then
+    t[1], t[2] = S_TT, snow
+    m = 2
+  end
+  t[m + 1], t[m + 2] = CF.completed_at, snow
+  m = m + 2
+  if small then
+    t[m + 1], t[m + 2] = FF.RESULT_FIELD, result
+    m = m + 2
+  end
+  t[m + 1], t[m + 2] = "sv", DONE_SV
+  m = m + 2
+  FF.lane_move_at(B, e, lane, created, "active", "completed")
+  local k = K.core(B, e)
+  C("HSET", k, unpack(t, 1, m))
+  C("HDEL", k, CF.current_lease_id, CF.lease_expires_at)
+  FF.ev_done(B, e, lane, FF.s(count_n - 1), now)
+  FF.zadd(K.idx(B, "retention"), FF.s(now + FF.num(v[9], FF.RETENTION_MS)), e)
+  return true
 end
 
 -- The core fields of a lease, cleared: FF.state's `extra` of a transition that ends the lease.
