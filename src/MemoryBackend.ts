@@ -14,7 +14,7 @@ import type { EngineError } from "./EngineError.js"
 import * as Ids from "./Ids.js"
 import { DEFAULT_BATCH_SIZE, Maintenance, type PassName, type PassOptions, type PassResult } from "./Maintenance.js"
 import type * as M from "./Model.js"
-import { type BackendCore, makeEngineBackend, makeMaintenanceService } from "./internal/boundary.js"
+import { type BackendCore, type CreateExecutionCore, makeEngineBackend, makeMaintenanceService } from "./internal/boundary.js"
 import { randomHmacSecret } from "./internal/hmacSecret.js"
 import { storeAttemptId, storeLeaseId } from "./internal/storeIds.js"
 import * as Admin from "./internal/memory/admin.js"
@@ -113,6 +113,32 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
         return d
       })
 
+    const newLeaseIds = () => ({ leaseId: storeLeaseId(), attemptId: storeAttemptId() })
+
+    /**
+     * A create of work claimable at once, while an idle worker of this engine waits on its lane:
+     * the worker's claim follows in the same turn, as an engine step of its own (docs/worker.md,
+     * "Wake-ups, timers and cancellation"), and what it took starts before the create returns.
+     */
+    const createExecution = (args: CreateExecutionCore): Effect.Effect<M.CreateExecutionResult, EngineError> =>
+      Effect.clockWith((clock) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        store.stepSeq = store.events.seq
+        const created = Lifecycle.createExecution(store, now, args)
+        if (Either.isLeft(created) || created.right._tag !== "Created" || args.delayUntil !== undefined) return created
+        const handoff = hub.handoff(args.laneId)
+        if (handoff === undefined) return created
+        let claimed: ReadonlyArray<EngineBackend.ClaimedWork> = []
+        try {
+          store.stepSeq = store.events.seq
+          const c = Claim.claimWithInputs(store, now, handoff.args, handoff.max, newLeaseIds)
+          if (Either.isRight(c)) claimed = c.right
+        } finally {
+          handoff.deliver(claimed, claimed.length === 0)
+        }
+        return created
+      })
+
     const withLease = <A>(f: (ids: { leaseId: Ids.LeaseId; attemptId: Ids.AttemptId }) => Step<A>) =>
       step((now) => f({ leaseId: storeLeaseId(), attemptId: storeAttemptId() })(now))
 
@@ -171,7 +197,7 @@ export const make = (options: MemoryBackendOptions = {}): Effect.Effect<MemoryBa
       countLaneExecutions: (lane) => step((now) => Reads.countLaneExecutions(store, now, lane)),
       deliverSignal: (args) => step((now) => Signals.deliverSignal(store, now, args)),
       claimResumedExecution: (args) => step((now) => Claim.claimResumedExecution(store, now, args)),
-      createExecution: (args) => step((now) => Lifecycle.createExecution(store, now, args)),
+      createExecution,
       createExecutions: (list) =>
         step((now) => Either.all(list.map((args) => Lifecycle.createExecution(store, now, args)))),
       createFlow: (args) => step((now) => Flows.createFlow(store, now, args)),

@@ -12,16 +12,17 @@
  *
  * @since 0.1.0
  */
-import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
-import { createHash } from "node:crypto"
+import type { Fiber } from "effect"
+import { Clock, Context, DefaultServices, Duration, Effect, Either, Option, Random, Schema } from "effect"
+import { createHash, randomUUID } from "node:crypto"
 import { EngineBackend } from "./EngineBackend.js"
 import { type EngineError, invalidInput, notFound, Timeout } from "./EngineError.js"
 import * as Ids from "./Ids.js"
 import type { ExecutionId, FlowId, LaneId, WaitpointId } from "./Ids.js"
 import { topologicalOrder } from "./internal/graph.js"
 import { withSpanWhenTraced } from "./internal/observability.js"
-import { currentTraceParent } from "./internal/traceContext.js"
-import { decodeJson, encodeJson, JSON_ENCODING, PayloadError } from "./internal/worker/codec.js"
+import { builtInTracer, currentTraceParent } from "./internal/traceContext.js"
+import { decodeJson, encodeJson, JSON_ENCODING, jsonEncoder, PayloadError } from "./internal/worker/codec.js"
 import { FailureClass } from "./Model.js"
 import type * as M from "./Model.js"
 
@@ -162,6 +163,55 @@ const commonArgs = (options: ExecutionOptions) => ({
   ...(options.creatorIdentity === undefined ? {} : { creatorIdentity: options.creatorIdentity })
 })
 
+/** Each spec's input encoder, made at its first submit (a spec is usually made once, with `task`). */
+const inputEncoders = new WeakMap<object, (value: never) => Effect.Effect<Uint8Array, PayloadError>>()
+
+const inputEncoder = <I, IE, O, OE>(spec: TaskSpec<I, IE, O, OE>): (value: I) => Effect.Effect<Uint8Array, PayloadError> => {
+  let encoder = inputEncoders.get(spec)
+  if (encoder === undefined) {
+    encoder = jsonEncoder(spec.input, `input of "${spec.kind}"`)
+    inputEncoders.set(spec, encoder)
+  }
+  return encoder as (value: I) => Effect.Effect<Uint8Array, PayloadError>
+}
+
+const liveRandom = Context.get(DefaultServices.liveServices, Random.Random)
+
+/**
+ * The usual submit in one step of the fiber: a valid lane, an input that encodes without an
+ * asynchronous step, the live `Random` (ids from `randomUUID`), no tracing. `undefined` when any of
+ * that does not hold: `submit` then takes its general path, which decides and explains.
+ */
+const submitNow = <I, IE, O, OE>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  spec: TaskSpec<I, IE, O, OE>,
+  input: I,
+  options: SubmitOptions
+): Effect.Effect<ExecutionId, EngineError | PayloadError, EngineBackend> | undefined => {
+  const services = fiber.currentDefaultServices
+  if (typeof options.lane !== "string" || Ids.checkLaneId(options.lane) !== undefined) return undefined
+  if (options.executionId === undefined && Context.get(services, Random.Random) !== liveRandom) return undefined
+  const encoded = inputEncoder(spec)(input)
+  if (!Either.isEither(encoded)) return undefined
+  const payload = encoded as Either.Either<Uint8Array, PayloadError>
+  if (Either.isLeft(payload)) return Either.left(payload.left)
+  const lane = options.lane as LaneId
+  const backend = Context.get(fiber.currentContext as Context.Context<EngineBackend>, EngineBackend)
+  const now = Context.get(services, Clock.Clock).unsafeCurrentTimeMillis()
+  return Effect.map(
+    backend.createExecution({
+      executionId: options.executionId ?? Ids.deterministicExecutionIdSolo(lane, randomUUID()),
+      laneId: lane,
+      executionKind: spec.kind,
+      inputPayload: payload.right,
+      payloadEncoding: JSON_ENCODING,
+      ...commonArgs(options),
+      ...timeArgs(options, now)
+    }),
+    (created) => created.executionId
+  )
+}
+
 /**
  * Encodes `input` with the spec's input Schema (JSON) and creates an
  * execution of the spec's kind. Returns its id (the original id when an
@@ -175,10 +225,21 @@ export const submit = <I, IE, O, OE>(
   input: I,
   options: SubmitOptions
 ): Effect.Effect<ExecutionId, EngineError | PayloadError, EngineBackend> =>
+  Effect.withFiberRuntime((fiber) =>
+    (fiber.currentTracer === builtInTracer ? submitNow(fiber, spec, input, options) : undefined) ??
+      submitTraced(spec, input, options)
+  )
+
+/** `submit`'s general path, in a span `Producer.submit` when a tracer records spans. */
+const submitTraced = <I, IE, O, OE>(
+  spec: TaskSpec<I, IE, O, OE>,
+  input: I,
+  options: SubmitOptions
+): Effect.Effect<ExecutionId, EngineError | PayloadError, EngineBackend> =>
   Effect.gen(function*() {
     const backend = yield* EngineBackend
     const lane = yield* laneOf(options.lane)
-    const payload = yield* encodeJson(spec.input, input, `input of "${spec.kind}"`)
+    const payload = yield* inputEncoder(spec)(input)
     const executionId = options.executionId ?? (yield* Ids.executionIdSolo(lane))
     const now = yield* Clock.currentTimeMillis
     const created = yield* backend.createExecution({

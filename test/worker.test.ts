@@ -196,6 +196,19 @@ const memoryWith = (overrides: (backend: EngineBackend.Service) => Partial<Engin
   Layer.effect(EngineBackend, Effect.map(EngineBackend, (backend) => ({ ...backend, ...overrides(backend) })))
     .pipe(Layer.provide(MemoryBackend.layer()))
 
+/**
+ * A subscription that offers no handoff: the memory engine's creates then leave the claim to the
+ * worker's wake-up, the path these tests hold or break (a create that claims for the idle worker
+ * is tested in memory-handoff.test.ts).
+ */
+const withoutHandoff = (backend: EngineBackend.Service): Partial<EngineBackend.Service> => ({
+  subscribeWork: (args) =>
+    Effect.map(backend.subscribeWork(args), (sub): EngineBackend.WorkSubscription => {
+      const { onHandoff: _, ...rest } = sub
+      return rest
+    })
+})
+
 /** The error a wrapped operation fails with when a test injects a fault. */
 const injected = (retryable: boolean) =>
   Effect.fail(new Transport({ backend: "memory", kind: "transport", retryable, message: "injected" }))
@@ -493,6 +506,7 @@ describe("claims at a wake-up (memory)", () => {
       const dieNext = yield* Ref.make(false)
       const died = yield* Ref.make(0)
       const layer = memoryWith((backend) => ({
+        ...withoutHandoff(backend),
         completeAndClaim: (items, claim) =>
           Effect.flatMap(Ref.getAndSet(dieNext, false), (die) =>
             die ?
@@ -692,6 +706,7 @@ describe("a claim in flight when the worker stops (memory)", () => {
     const gate = yield* Ref.make(Option.none<Deferred.Deferred<void>>())
     const held = yield* Ref.make(0)
     const layer = memoryWith((backend) => ({
+      ...withoutHandoff(backend),
       completeAndClaim: (items, claim) =>
         Effect.flatMap(backend.completeAndClaim(items, claim), (r) =>
           Effect.flatMap(Ref.get(gate), (g) =>

@@ -194,10 +194,18 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     /** Set when the drain starts: completions claim nothing more. */
     let stopping = false
 
+    /** Handoffs taken whose create has not delivered yet; `handoffsSettled` is open while there are none. */
+    let handoffsPending = 0
+    const handoffsSettled = Effect.unsafeMakeLatch(true)
     // Registered after the FiberSet, so it runs before the set interrupts what is left.
+    // A handoff still pending is waited for as a claim in flight is: a fiber of the attempts' set,
+    // uninterruptible, waits until every pending handoff delivered (what comes back is handed back).
     yield* Effect.addFinalizer(() =>
       Effect.zipRight(
-        Effect.sync(() => void (stopping = true)),
+        Effect.sync(() => {
+          stopping = true
+          if (handoffsPending > 0) FiberSet.unsafeAdd(tasks, forkAttempt(handoffsSettled.await))
+        }),
         drain(settings, tasks, keeper, () => running, () => reserved > 0)
       )
     )
@@ -243,6 +251,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     // Attempts start from the loop's own context (its log annotations, no span), whichever fiber
     // claimed them (the loop, or an attempt writing a batch of completions that claimed).
     const loopRuntime = yield* Effect.runtime<never>()
+    const clock = yield* Effect.clock
     // An attempt's fiber starts uninterruptible (its claim and its fork are one step, see `launch`);
     // `restore` makes an effect as interruptible as the loop is.
     const forkAttempt = Runtime.runFork(Runtime.make({
@@ -283,54 +292,64 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
      * before the next one starts, without a turn of the scheduler).
      */
     const launch = (lane: M.ClaimArgs["lane"], claimed: ReadonlyArray<EngineBackend.ClaimedWork>) =>
-      Effect.clockWith((clock) => {
-        if (claimed.length === 0) return Effect.void
-        const claimedAt = clock.unsafeCurrentTimeMillis()
-        const l = laneOf(lane)
-        let errors: Array<unknown> | undefined
-        let resumed = 0
-        for (const { handle } of claimed) if (handle.kind === "resumed") resumed++
-        if (resumed < claimed.length) {
-          claimsTotal.unsafeUpdate(claimed.length - resumed, l.claimLabels.fresh ??= labels("lane", lane, "handle_kind", "fresh"))
+      claimed.length === 0 ?
+        Effect.void :
+        Effect.suspend(() => launchNow(clock.unsafeCurrentTimeMillis(), lane, claimed) ?? Effect.void)
+    /**
+     * `launch`'s work, done on the caller's stack: the attempts are forked (and started) before it
+     * returns. What is left to run in a fiber (the log of a handle that does not decode, the hand-back
+     * of what was claimed once the drain began) is returned, else `undefined`.
+     */
+    const launchNow = (
+      claimedAt: number,
+      lane: M.ClaimArgs["lane"],
+      claimed: ReadonlyArray<EngineBackend.ClaimedWork>
+    ): Effect.Effect<void> | undefined => {
+      const l = laneOf(lane)
+      let errors: Array<unknown> | undefined
+      let resumed = 0
+      for (const { handle } of claimed) if (handle.kind === "resumed") resumed++
+      if (resumed < claimed.length) {
+        claimsTotal.unsafeUpdate(claimed.length - resumed, l.claimLabels.fresh ??= labels("lane", lane, "handle_kind", "fresh"))
+      }
+      if (resumed > 0) {
+        claimsTotal.unsafeUpdate(resumed, l.claimLabels.resumed ??= labels("lane", lane, "handle_kind", "resumed"))
+      }
+      if (stopping) return launchStopping(l.annotations, claimedAt, claimed)
+      for (const { handle, input } of claimed) {
+        const p = decodeHandle(handle.backend, handle)
+        if (Either.isLeft(p)) {
+          ;(errors ??= []).push(p.left)
+          continue
         }
-        if (resumed > 0) {
-          claimsTotal.unsafeUpdate(resumed, l.claimLabels.resumed ??= labels("lane", lane, "handle_kind", "resumed"))
+        running++
+        // an input left out of the claim's reply (past its byte budget) is read by the attempt
+        const prefetched = Option.isSome(input) ? Option.some(input) : Option.none()
+        const payload = p.right
+        const annotations = attemptAnnotations(l.annotations, payload.executionId, payload.attemptIndex + 1)
+        const attempt = runAttempt(rt!, handle, payload, claimedAt, prefetched, restore)
+        const fiber = refsOf !== undefined ?
+          forkBare(attempt, { updateRefs: (_, fiberId) => refsOf(fiberId, annotations) }) :
+          forkAttempt(attempt, { updateRefs: (refs, fiberId) => withAnnotations(refs, fiberId, annotations) })
+        const exit = fiber.unsafePoll()
+        if (exit === null) {
+          // still running: it holds its slot until it ends (the drain waits for it)
+          activeTasks.unsafeModify(1, active)
+          FiberSet.unsafeAdd(tasks, fiber)
+          fiber.addObserver(finished)
+        } else {
+          // it ran to its end on this stack (its handler did not wait): its slot is free again,
+          // and there is nothing to drain or observe (a defect still reaches the set, as before)
+          running--
+          if (Exit.isFailure(exit)) FiberSet.unsafeAdd(tasks, fiber)
         }
-        if (stopping) return launchStopping(l.annotations, claimedAt, claimed)
-        for (const { handle, input } of claimed) {
-          const p = decodeHandle(handle.backend, handle)
-          if (Either.isLeft(p)) {
-            ;(errors ??= []).push(p.left)
-            continue
-          }
-          running++
-          // an input left out of the claim's reply (past its byte budget) is read by the attempt
-          const prefetched = Option.isSome(input) ? Option.some(input) : Option.none()
-          const payload = p.right
-          const annotations = attemptAnnotations(l.annotations, payload.executionId, payload.attemptIndex + 1)
-          const attempt = runAttempt(rt!, handle, payload, claimedAt, prefetched, restore)
-          const fiber = refsOf !== undefined ?
-            forkBare(attempt, { updateRefs: (_, fiberId) => refsOf(fiberId, annotations) }) :
-            forkAttempt(attempt, { updateRefs: (refs, fiberId) => withAnnotations(refs, fiberId, annotations) })
-          const exit = fiber.unsafePoll()
-          if (exit === null) {
-            // still running: it holds its slot until it ends (the drain waits for it)
-            activeTasks.unsafeModify(1, active)
-            FiberSet.unsafeAdd(tasks, fiber)
-            fiber.addObserver(finished)
-          } else {
-            // it ran to its end on this stack (its handler did not wait): its slot is free again,
-            // and there is nothing to drain or observe (a defect still reaches the set, as before)
-            running--
-            if (Exit.isFailure(exit)) FiberSet.unsafeAdd(tasks, fiber)
-          }
-        }
-        return errors === undefined ? Effect.void : Effect.forEach(
-          errors,
-          (e) => Effect.logError(`claimed handle does not decode: ${JSON.stringify(e)}`),
-          { discard: true }
-        )
-      })
+      }
+      return errors === undefined ? undefined : Effect.forEach(
+        errors,
+        (e) => Effect.logError(`claimed handle does not decode: ${JSON.stringify(e)}`),
+        { discard: true }
+      )
+    }
     /**
      * What a claim returned once the drain had started (the claim was in flight when the worker
      * began to stop): no handler runs. Each execution is handed back at once, as the drain hands
@@ -424,55 +443,71 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       FiberSet.unsafeAdd(tasks, fiber)
     }
     /**
+     * The claim again that follows a handoff whose claim did not run, failed, or found only busy
+     * candidates (and what `launchNow` left to run), in a fiber of the attempts' set (a drain waits
+     * for it, as for a claim at a wake-up).
+     */
+    const afterHandoff = (left: Effect.Effect<void> | undefined, again: boolean) => {
+      const claimAgain = Effect.suspend(() => {
+        const free = freeSlots()
+        if (!again || stopping || free <= 0) return Effect.void
+        // (the loop may wait for a free slot meanwhile, this claim's among the reserved ones)
+        return Effect.flatMap(Effect.ensuring(claimAndLaunch(free), Effect.sync(() => slotFree.unsafeOpen())), (r) => {
+          if (Either.isLeft(r)) return Effect.logWarning("claim after a create's handoff failed", r.left)
+          if (Option.isSome(r.right)) claimedOnWake = true
+          return Effect.void
+        })
+      })
+      const fiber = forkAttempt(
+        (left === undefined ? claimAgain : Effect.zipRight(left, claimAgain)).pipe(
+          Effect.catchAllCause((cause) => Effect.logError("claim handed over by a create died", cause))
+        )
+      )
+      if (fiber.unsafePoll() === null) FiberSet.unsafeAdd(tasks, fiber)
+    }
+    /**
      * A create of this process on one of the lanes asks, while the loop waits, whether it may claim
      * for the worker in its own step (`WorkSubscription.onHandoff`; one statement or function
-     * call): the free slots are reserved at once and a fiber of the attempts' set (so a drain waits
-     * for it, as for a claim at a wake-up) waits for what that claim took and starts it; a claim
-     * that did not run, or found only busy candidates, is made again by that fiber.
+     * call): the free slots are reserved at once, and `deliver` starts what that claim took on the
+     * caller's stack, as it is called (no fiber waits for it: the drain waits for the handoffs
+     * still pending, see `workerLoop`'s finalizer); a claim that did not run, or found only busy
+     * candidates, is made again by a fiber of the attempts' set.
      */
     const handoff = (lane: string): EngineBackend.Handoff | undefined => {
       const index = claimArgs.findIndex((a) => a.lane === lane)
       const free = freeSlots()
       if (stopping || index < 0 || free <= 0) return undefined
       const args = claimArgs[index]!
-      const handed = Deferred.unsafeMake<readonly [ReadonlyArray<EngineBackend.ClaimedWork>, boolean]>(FiberId.none)
       reserved += free
-      let released = false
-      const release = Effect.sync(() => {
-        if (released) return
-        released = true
-        reserved -= free
-        slotFree.unsafeOpen()
-      })
-      const fiber = forkAttempt(
-        Effect.flatMap(Deferred.await(handed), ([claimed, again]) =>
-          Effect.gen(function*() {
-            if (claimed.length > 0) {
-              next = (index + 1) % claimArgs.length
-              claimedOnWake = true
-              yield* launch(args.lane, claimed)
-            }
-            yield* release
-            if (!again) return
-            const left = freeSlots()
-            if (stopping || left <= 0) return
-            // (the loop may wait for a free slot meanwhile, this claim's among the reserved ones)
-            const r = yield* Effect.ensuring(claimAndLaunch(left), Effect.sync(() => slotFree.unsafeOpen()))
-            if (Either.isLeft(r)) return yield* Effect.logWarning("claim after a create's handoff failed", r.left)
-            if (Option.isSome(r.right)) claimedOnWake = true
-          })
-        ).pipe(
-          Effect.catchAllCause((cause) => Effect.logError("claim handed over by a create died", cause)),
-          Effect.ensuring(release)
-        )
-      )
-      FiberSet.unsafeAdd(tasks, fiber)
+      handoffsPending++
+      handoffsSettled.unsafeClose()
+      let delivered = false
       return {
         args,
         max: free,
-        // (a Deferred completes once: a later delivery is ignored)
+        // (the first call counts: a later delivery is ignored)
         deliver: (claimed, again) => {
-          Deferred.unsafeDone(handed, Exit.succeed([claimed, again] as const))
+          if (delivered) return
+          delivered = true
+          let left: Effect.Effect<void> | undefined
+          try {
+            if (claimed.length > 0) {
+              next = (index + 1) % claimArgs.length
+              claimedOnWake = true
+              left = launchNow(clock.unsafeCurrentTimeMillis(), args.lane, claimed)
+            }
+          } catch (defect) {
+            left = Effect.die(defect)
+          }
+          // the reservation is given back once the claimed attempts hold their slots; a drain
+          // waiting for this handoff sees what follows it in the attempts' set first
+          reserved -= free
+          slotFree.unsafeOpen()
+          try {
+            if (left !== undefined || again) afterHandoff(left, again)
+          } finally {
+            if (--handoffsPending === 0) handoffsSettled.unsafeOpen()
+          }
         }
       }
     }

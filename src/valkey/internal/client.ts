@@ -50,7 +50,12 @@ export interface Client {
      * Runs once the call is handed to the connection (in the order of its commands), before its
      * reply: what this process sends on the connection from here on runs after the call.
      */
-    afterSend?: (() => void) | undefined
+    afterSend?: (() => void) | undefined,
+    /**
+     * Runs with the reply as it is read, before the caller's fiber resumes with it, whatever
+     * becomes of that fiber meanwhile (not for a call that failed); what it throws is ignored.
+     */
+    onReply?: ((raw: unknown) => void) | undefined
   ) => Effect.Effect<unknown, Transport>
   /** Every primary (the client itself when standalone). */
   readonly primaries: Effect.Effect<ReadonlyArray<Redis>, Transport>
@@ -310,7 +315,8 @@ export const connect = (
       readOnly: boolean,
       more: ReadonlyArray<string>,
       binary: boolean,
-      afterSend: (() => void) | undefined
+      afterSend: (() => void) | undefined,
+      onReply: ((raw: unknown) => void) | undefined
     ) =>
       Effect.suspend(() => {
         const sent = writable(key)
@@ -324,7 +330,14 @@ export const connect = (
               connection.fcall_ro(fn, n, key, ...more, ...args) :
               connection.fcall(fn, n, key, ...more, ...args)
             afterSend?.()
-            return reply
+            return onReply === undefined ? reply : (reply as Promise<unknown>).then((raw) => {
+              try {
+                onReply(raw)
+              } catch {
+                // (the caller reads the reply all the same)
+              }
+              return raw
+            })
           },
           catch: (e) => ({ error: e, sent })
         })
@@ -337,13 +350,14 @@ export const connect = (
       readOnly: boolean,
       more: ReadonlyArray<string> = [],
       binary = false,
-      afterSend?: (() => void) | undefined
+      afterSend?: (() => void) | undefined,
+      onReply?: ((raw: unknown) => void) | undefined
     ) =>
-      fcallOnce(fn, key, args, readOnly, more, binary, afterSend).pipe(
+      fcallOnce(fn, key, args, readOnly, more, binary, afterSend, onReply).pipe(
         Effect.catchAll(({ error, sent }) =>
           isMissingFunction(error) ?
             reload.pipe(
-              Effect.zipRight(fcallOnce(fn, key, args, readOnly, more, binary, afterSend)),
+              Effect.zipRight(fcallOnce(fn, key, args, readOnly, more, binary, afterSend, onReply)),
               Effect.mapError((e) => {
                 if (e instanceof Transport) return e
                 if (!isMissingFunction(e.error)) return fromValkeyError(`FCALL ${fn}`, e.error, e.sent && !readOnly)

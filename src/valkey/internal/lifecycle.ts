@@ -287,12 +287,18 @@ export const makeLifecycle = (
       const fn = "ff_create_claim"
       const walk = !client.isCluster
       const target = ex(a.executionId)
+      // the claims are handed over as the reply is read, before this fiber resumes with it
+      let read: ReturnType<typeof replies.readBatch> | undefined
       const raw = yield* ctx.callBinary("create_claim", target, {
         ...createArgs(a),
         claim: replies.batchArgs(handoff.args, walk ? Math.min(HANDOFF_CHUNK, handoff.max) : 1, Limits.batchBytes, walk)
-      }, [a.inputPayload, a.policyJson])
+      }, [a.inputPayload, a.policyJson], (reply) => {
+        read = replies.readBatch(fn, reply, 7, handoff.args, Limits.batchBytes)
+        if (Either.isRight(read)) handoff.deliver(read.right.claimed, read.right.claimed.length === 0)
+        else handoff.deliver([], true)
+      })
       const text = (i: number) => replyText(raw, i)
-      const batch = replies.readBatch(fn, raw, 7, handoff.args, Limits.batchBytes)
+      const batch = read ?? replies.readBatch(fn, raw, 7, handoff.args, Limits.batchBytes)
       // (a claim that failed, or whose reply did not read, leaves the worker claiming itself; what
       // it may have claimed then waits for its lease's expiry, as after a lost claim reply)
       if (Either.isRight(batch)) handoff.deliver(batch.right.claimed, batch.right.claimed.length === 0)

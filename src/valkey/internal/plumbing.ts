@@ -197,13 +197,15 @@ export interface Plumbing {
   ) => Effect.Effect<Envelope, EngineError>
   /**
    * As `call` for a standalone function whose reply carries bytes: the raw `{1, ...}` reply, its
-   * bulk strings as Buffers (an error reply fails as `call`'s would).
+   * bulk strings as Buffers (an error reply fails as `call`'s would). `onRead` gets a `{1, ...}`
+   * reply as it is read, before the caller's fiber resumes (see `Client.fcall`).
    */
   readonly callBinary: (
     fn: string,
     target: Target,
     args: Readonly<Record<string, unknown>>,
-    blobs?: ReadonlyArray<Uint8Array | string>
+    blobs?: ReadonlyArray<Uint8Array | string>,
+    onRead?: (raw: ReadonlyArray<Buffer | number>) => void
   ) => Effect.Effect<ReadonlyArray<Buffer | number>, EngineError>
   /**
    * A read-only FCALL of `ff_<fn>` with the same arguments on each of `targets`, replies in their
@@ -361,7 +363,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
     send(fn, target, args, blobs, readOnly, false, (name, inCall, raw) =>
       onReply(name, inCall ? undefined : target.partition, args, raw), afterSend)
 
-  const callBinary: Plumbing["callBinary"] = (fn, target, args, blobs = []) =>
+  const callBinary: Plumbing["callBinary"] = (fn, target, args, blobs = [], onRead) =>
     send(fn, target, args, blobs, false, true, (name, _, raw) => {
       if (Array.isArray(raw) && raw[0] === 1) return Effect.succeed(raw as ReadonlyArray<Buffer | number>)
       const texts = Array.isArray(raw) ?
@@ -370,6 +372,8 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       return onReply(name, undefined, args, texts).pipe(
         Effect.zipRight(Effect.fail(parseError(name, "not a reply")))
       )
+    }, undefined, onRead === undefined ? undefined : (raw) => {
+      if (Array.isArray(raw) && raw[0] === 1) onRead(raw as ReadonlyArray<Buffer | number>)
     })
 
   /** One FCALL of `ff_<fn>` (blobs staged or in ARGV), its raw reply handed to `reply`. */
@@ -381,7 +385,8 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
     readOnly: boolean,
     binary: boolean,
     reply: (name: string, inCall: boolean, raw: unknown) => Effect.Effect<A, EngineError>,
-    afterSend?: () => void
+    afterSend?: () => void,
+    onRawReply?: (raw: unknown) => void
   ): Effect.Effect<A, EngineError> =>
     Effect.flatMap(nowArg, (now) => {
       const name = `ff_${fn}`
@@ -403,7 +408,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       const sent = inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args
       argv[1] = JSON.stringify(staged === undefined ? sent : { ...sent, staged })
       const invoke = Effect.flatMap(
-        client.fcall(name, target.base, argv, readOnly, target.keys, binary, afterSend),
+        client.fcall(name, target.base, argv, readOnly, target.keys, binary, afterSend, onRawReply),
         (raw) => reply(name, inCall, raw)
       )
       return stages.length === 0 ? invoke : Effect.zipRight(
