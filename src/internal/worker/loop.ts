@@ -7,7 +7,6 @@ import type { Scope } from "effect"
 import {
   Clock,
   type Context,
-  Deferred,
   Duration,
   Effect,
   Either,
