@@ -19,7 +19,7 @@ import { EngineBackend } from "../src/EngineBackend.js"
 import * as Ids from "../src/Ids.js"
 import type * as M from "../src/Model.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
-import { libraryItem } from "./support/pgLibraryCalls.js"
+import { libraryItem, tableReads } from "./support/pgLibraryCalls.js"
 
 const url = inject("pgUrl")
 const admin = new pg.Pool({ connectionString: url, max: 2 })
@@ -124,17 +124,6 @@ const analyzeAll = async (schema: string) => {
   for (const { t } of tables.rows) await admin.query(`ANALYZE "${schema}"."${t}"`)
 }
 
-/** Per table of the schema: its rows, the rows read sequentially, and the entries its indexes read. */
-const tableReads = async (schema: string) => {
-  const r = await admin.query<{ readonly name: string; readonly rows: string; readonly seq: string; readonly idx: string }>(
-    `SELECT t.relname AS name, t.n_live_tup::text AS rows, t.seq_tup_read::text AS seq,
-       (SELECT coalesce(sum(i.idx_tup_read), 0) FROM pg_stat_user_indexes i WHERE i.relid = t.relid)::text AS idx
-       FROM pg_stat_user_tables t WHERE t.schemaname = $1`,
-    [schema]
-  )
-  return new Map(r.rows.map((x) => [x.name, { rows: Number(x.rows), seq: Number(x.seq), idx: Number(x.idx) }]))
-}
-
 /**
  * Runs `calls` (one round of an area's calls) seven times on a session that planned them on small
  * tables, grows the tables, runs it ten times more, and answers the grown tables (more than 200
@@ -179,10 +168,10 @@ const measure = (name: string, calls: (b: EngineBackend.Service, round: number) 
     yield* Effect.promise(() => grow(schema))
     yield* growMore(schema)
     yield* flush
-    const before = yield* Effect.promise(() => tableReads(schema))
+    const before = yield* Effect.promise(() => tableReads(admin, schema))
     for (let i = 7; i < 17; i++) yield* calls(b, i)
     yield* flush
-    const after = yield* Effect.promise(() => tableReads(schema))
+    const after = yield* Effect.promise(() => tableReads(admin, schema))
     // the same session throughout
     expect((yield* sql<{ readonly pid: number }>`SELECT pg_backend_pid() AS pid`)[0]!.pid).toBe(session[0]!.pid)
     const seqRead: Record<string, number> = {}

@@ -18,7 +18,7 @@ import { inject } from "vitest"
 import { EngineBackend } from "../src/EngineBackend.js"
 import * as Ids from "../src/Ids.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
-import { flushStats } from "./support/pgLibraryCalls.js"
+import { flushStats, tableReads } from "./support/pgLibraryCalls.js"
 
 const url = inject("pgUrl")
 const schema = `ff_plans_passes_${process.pid}_${Date.now().toString(36)}`
@@ -155,17 +155,6 @@ const runPasses = async (client: pg.ClientBase, now: number, batch: number) => {
   return processed
 }
 
-/** Per table of the schema: its rows, the rows read sequentially, and the entries its indexes read. */
-const tableReads = async () => {
-  const r = await admin.query<{ readonly name: string; readonly rows: string; readonly seq: string; readonly idx: string }>(
-    `SELECT t.relname AS name, t.n_live_tup::text AS rows, t.seq_tup_read::text AS seq,
-       (SELECT coalesce(sum(i.idx_tup_read), 0) FROM pg_stat_user_indexes i WHERE i.relid = t.relid)::text AS idx
-       FROM pg_stat_user_tables t WHERE t.schemaname = $1`,
-    [schema]
-  )
-  return new Map(r.rows.map((x) => [x.name, { rows: Number(x.rows), seq: Number(x.seq), idx: Number(x.idx) }]))
-}
-
 describe("postgres: maintenance passes planned on small tables", () => {
   it.live("each pass reads the grown tables by their indexes, a few entries per item", () =>
     Effect.gen(function*() {
@@ -192,10 +181,10 @@ describe("postgres: maintenance passes planned on small tables", () => {
       yield* populate(UNITS, "grown")
       const result = yield* Effect.promise(async () => {
         await flushStats(client)
-        const before = await tableReads()
+        const before = await tableReads(admin, schema)
         const processed = await runPasses(client, Date.now() + 2 * 24 * HOUR, 100)
         await flushStats(client)
-        const after = await tableReads()
+        const after = await tableReads(admin, schema)
         const seqRead: Record<string, number> = {}
         const idxRead: Record<string, number> = {}
         for (const [table, a] of after) {

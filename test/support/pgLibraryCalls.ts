@@ -73,3 +73,14 @@ export const flushStats = async (client: pg.ClientBase) => {
   await client.query("SELECT pg_stat_force_next_flush()")
   await client.query("SELECT 1")
 }
+
+/** Per table of `schema`: its rows, the rows read sequentially, and the entries its indexes read. */
+export const tableReads = async (client: pg.ClientBase | pg.Pool, schema: string) => {
+  const r = await client.query<{ readonly name: string; readonly rows: string; readonly seq: string; readonly idx: string }>(
+    `SELECT t.relname AS name, t.n_live_tup::text AS rows, t.seq_tup_read::text AS seq,
+       (SELECT coalesce(sum(i.idx_tup_read), 0) FROM pg_stat_user_indexes i WHERE i.relid = t.relid)::text AS idx
+       FROM pg_stat_user_tables t WHERE t.schemaname = $1`,
+    [schema]
+  )
+  return new Map(r.rows.map((x) => [x.name, { rows: Number(x.rows), seq: Number(x.seq), idx: Number(x.idx) }]))
+}
