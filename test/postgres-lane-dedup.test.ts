@@ -9,6 +9,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { randomUUID } from "node:crypto"
 import { Effect, Layer, Redacted } from "effect"
+import pg from "pg"
 import { inject } from "vitest"
 import { EngineBackend } from "../src/EngineBackend.js"
 import * as Events from "../src/Events.js"
@@ -17,16 +18,18 @@ import type * as M from "../src/Model.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
 import { appliedVersion, LATEST_MIGRATION } from "../src/postgres/migrations/index.js"
 import { testHmacSecret } from "./support/hmac.js"
+import { libraryItem, tableReads } from "./support/pgLibraryCalls.js"
 import { storeAtMigration } from "./support/pgOldStore.js"
 
 const tag = `${process.pid}_${Date.now().toString(36)}`
 const freshSchema = `ff_lanededup_${tag}`
 const oldSchema = `ff_lanededup_old_${tag}`
+const planSchema = `ff_lanededup_plan_${tag}`
 
 const client = Layer.scopedDiscard(
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.addFinalizer(() =>
-      Effect.ignore(Effect.forEach([freshSchema, oldSchema], (s) => sql.unsafe(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)))
+      Effect.ignore(Effect.forEach([freshSchema, oldSchema, planSchema], (s) => sql.unsafe(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)))
     ))
 ).pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(inject("pgUrl")), maxConnections: 4 })))
 
@@ -157,6 +160,63 @@ describe("postgres: lane indexes keyed by lane and time, deduplicated (migration
         expect(out.newest).toEqual([...ids].reverse())
         expect(out.lane).toEqual(ids)
         expect(out.flow).toEqual(ids)
+      }))
+
+    it.effect("planned while the lane was small, a page and an event read sort one millisecond's (one k's) rows, never the lane's", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const lane = `plan-${tag}`
+        const laneId = Ids.unsafe.laneId(lane)
+        // the schema, with three executions, analyzed
+        yield* Effect.gen(function*() {
+          const b = yield* EngineBackend
+          for (let i = 0; i < 3; i++) {
+            yield* b.createExecution({ executionId: Ids.deterministicExecutionIdSolo(laneId, randomUUID()), namespace: NS, laneId, executionKind: "k" })
+          }
+        }).pipe(Effect.provide(PostgresBackend.layer({ hmacSecret: testHmacSecret, schema: planSchema })))
+        yield* sql.unsafe(`ANALYZE "${planSchema}".exec_core, "${planSchema}".event`)
+        const url = inject("pgUrl")
+        const reads = yield* Effect.promise(async () => {
+          const session = new pg.Client({ connectionString: url })
+          const other = new pg.Client({ connectionString: url })
+          await session.connect()
+          await other.connect()
+          try {
+            const calls = async () => {
+              await session.query(`SELECT "${planSchema}".ff_list_lane_executions($1, NULL, NULL, true, 9000000000000000, '', 10, 11, 0)`, [lane])
+              await session.query(`SELECT "${planSchema}".ff_list_lane_executions($1, NULL, NULL, false, -1, '', 10, 11, 0)`, [lane])
+              await session.query(`SELECT "${planSchema}".ff_read_events('l', $1, NULL, NULL, 10, 0)`, [lane])
+            }
+            // seven calls: the session's generic plans are made on the small table
+            for (let i = 0; i < 7; i++) await calls()
+            // the lane grows by four batches of 1 000, each one millisecond and one transaction
+            for (let batch = 0; batch < 4; batch++) {
+              const items = Array.from({ length: 1000 }, () => libraryItem(`{fp:${batch}}:${randomUUID()}`, batch, lane, "lanededup"))
+              await other.query(`SELECT "${planSchema}".ff_create_executions($1, NULL)`, [JSON.stringify(items)])
+            }
+            await other.query("SELECT pg_stat_force_next_flush()")
+            await session.query("SELECT pg_stat_force_next_flush()")
+            const before = await tableReads(other, planSchema)
+            for (let i = 0; i < 10; i++) await calls()
+            await session.query("SELECT pg_stat_force_next_flush()")
+            await other.query("SELECT 1")
+            const after = await tableReads(other, planSchema)
+            const delta = (t: string) => ({
+              seq: after.get(t)!.seq - before.get(t)!.seq,
+              idx: after.get(t)!.idx - before.get(t)!.idx
+            })
+            return { exec_core: delta("exec_core"), event: delta("event") }
+          } finally {
+            await session.end()
+            await other.end()
+          }
+        })
+        // each call reads one batch (1 000 rows of one millisecond, one k) and the bound's entries,
+        // never the lane's 4 003 (two pages and one event read a round, ten rounds)
+        expect(reads.exec_core.seq).toBe(0)
+        expect(reads.event.seq).toBe(0)
+        expect(reads.exec_core.idx / 20).toBeLessThan(2500)
+        expect(reads.event.idx / 10).toBeLessThan(2500)
       }))
   })
 })
