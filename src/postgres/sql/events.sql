@@ -63,14 +63,16 @@ BEGIN
   RETURN v_k;
 END $$;
 
--- ffi_event_json: the JSON of an event row (Model.EngineEvent, its offset 'k.id').
+-- ffi_event_json: the JSON of an event row (Model.EngineEvent, its offset 'k.id'). An
+-- ExecutionCreated without a state (s1 NULL, migration 0055) was created waiting.
 --   args:   r (an event row)
 --   reply:  jsonb
 --   errors: -
 CREATE FUNCTION ffi_event_json(r event) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
   SELECT jsonb_strip_nulls(jsonb_build_object('offset', r.k || '.' || r.id, 'at', r.at, 'kind', r.kind,
     'executionId', ffi_eid(r.e_part, r.e_uuid), 'laneId', r.lane_id, 'flowId', r.flow_id, 'attempt', r.attempt,
-    'num', r.num, 's1', r.s1, 's2', r.s2))
+    'num', r.num, 's1', CASE WHEN r.kind = 'ExecutionCreated' THEN coalesce(r.s1, 'waiting') ELSE r.s1 END,
+    's2', r.s2))
 $$;
 
 -- ff_read_events: readEvents — the events of one scope after position (p_after_k, p_after_id)
