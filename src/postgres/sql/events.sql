@@ -138,7 +138,7 @@ BEGIN
       'endId', coalesce(v_end_id, -1)));
   ELSIF p_scope = 'l' THEN
     -- event_by_lane keys (lane, k) only (migration 0054: the events of one transaction share an
-    -- entry): the k of the p_limit-th entry after the position's k, read from the index alone, bounds
+    -- entry): the k of the p_limit-th entry after the position's k, read in index order, bounds
     -- the rows sorted by (k, id) (the position's k and that one included)
     v_top := (SELECT r.k FROM event r WHERE r.lane_id = p_key AND r.k > v_ak AND r.k < v_xmin
               ORDER BY r.k OFFSET greatest(p_limit, 1) - 1 LIMIT 1);

@@ -159,7 +159,7 @@ END $$;
 -- and of kind p_kind (NULL: any), up to p_limit + 1 of them. The index exec_core_by_lane keys the
 -- lane and the creation time only (migration 0054: the executions of one millisecond share an
 -- entry), so the walk orders a millisecond's executions by id itself (the partition's rank in text
--- order, ffi_eid_order, then the uuid): it first reads, from the index alone, the creation time of
+-- order, ffi_eid_order, then the uuid): it first reads, in index order, the creation time of
 -- the p_budget-th entry past the position's time (v_bound), and sorts only the rows between the
 -- position and that time (the position's millisecond and v_bound's included), whatever the plan
 -- (no bitmap scan: the bound's read walks the index in order, never sorts the lane).
