@@ -118,6 +118,22 @@ const suite = (d: Deployment) =>
         expect(events[0]).toMatchObject({ publicState: "waiting" })
       }).pipe(Effect.scoped, Effect.provide(d.backend())), 60_000)
 
+    it.live("an input the call stages (past the staging size) is created and handed over as the others", () =>
+      Effect.gen(function*() {
+        const lane = yield* newLane("ho")
+        const started = yield* Deferred.make<void>()
+        const runs = yield* Ref.make(0)
+        const { handed, taken } = yield* idleWorker(lane, echo(started, runs))
+        const text = "x".repeat(20_000)
+        const id = yield* Producer.submit(Echo, { text }, { lane })
+        const b = yield* EngineBackend
+        expect(["active", "completed"]).toContain(Option.getOrUndefined(yield* b.readExecutionState(id)))
+        expect(yield* handed).toBe(1)
+        expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text, attempt: 1 })
+        expect(yield* taken).toBe(0)
+        expect(yield* Ref.get(runs)).toBe(1)
+      }).pipe(Effect.scoped, Effect.provide(d.backend())), 60_000)
+
     it.live("work the handed-over claim leaves (a kind the worker lacks) goes to a waiting worker of another process", () =>
       Effect.gen(function*() {
         const lane = yield* newLane("ho")

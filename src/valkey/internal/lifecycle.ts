@@ -3,7 +3,7 @@
  * holder's writes: renew, progress, complete (one, a batch), fail, cancel, delay, waitChildren. A
  * retried terminal write that finds its own outcome succeeds (`reconciled`).
  */
-import { Effect, Either, Fiber, Option, ParseResult, Schema } from "effect"
+import { Clock, Context, Effect, Either, Fiber, Option, ParseResult, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, type ExecutionNotActiveDetail, fromScriptCode } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
@@ -14,7 +14,8 @@ import * as M from "../../Model.js"
 import type { Hub } from "../../internal/wakeups.js"
 import { type ClaimReplies, replyText } from "./claim.js"
 import { type CoreContext, fence, type Fx, T_Int } from "./context.js"
-import { parseError } from "./errors.js"
+import { fcallFailure } from "./client.js"
+import { isMissingFunction, parseError } from "./errors.js"
 import { decodeFields, type Envelope, STAGE_BYTES } from "./plumbing.js"
 
 const CLASS_CATEGORY: Record<M.FailureClass, string> = {
@@ -265,15 +266,87 @@ export const makeLifecycle = (
   const createClaiming = (a: CreateExecutionCore): Fx<M.CreateExecutionResult> | undefined => {
     if (hub === undefined || a.delayUntil !== undefined) return undefined
     return Effect.uninterruptibleMask((restore) =>
-      Effect.suspend(() => {
+      Effect.withFiberRuntime<M.CreateExecutionResult, EngineError>((fiber) => {
         const handoff = hub.handoff(a.laneId)
         if (handoff === undefined) return restore(plainCreate(a))
+        if (!client.isCluster) {
+          const now = settings.clock === "effect" ?
+            String(Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()) :
+            ""
+          const sent = handoffNow(a, handoff, now)
+          if (sent !== undefined) return restore(sent)
+        }
         // (a call that failed, or whose reply did not read: the worker claims itself; `deliver`
         // counts its first call only)
         const handed = Effect.ensuring(handoffCreate(a, handoff), Effect.sync(() => handoff.deliver([], true)))
         return Effect.flatMap(Effect.forkDaemon(handed), (fiber) => restore(Fiber.join(fiber)))
       })
     )
+  }
+
+  /**
+   * A standalone server's ff_create_claim, sent on the caller's stack as the handoff is taken (no
+   * fiber is forked and no effect runs before the call is on the connection), its claims handed
+   * over in the reply's callback, whatever becomes of the caller meanwhile (an interrupted
+   * producer's worker still gets them; a call that fails, or whose reply does not read, delivers
+   * "claim again"). The effect returned reads the create's result once the reply is in (a
+   * function missing after a server restart: the library is loaded again and the execution created
+   * with ff_create, the worker claiming itself). `undefined` when a blob must be staged first:
+   * `handoffCreate` makes the call then.
+   */
+  const handoffNow = (
+    a: CreateExecutionCore,
+    handoff: EngineBackend.Handoff,
+    now: string
+  ): Fx<M.CreateExecutionResult> | undefined => {
+    const fn = "ff_create_claim"
+    let args: Record<string, unknown>
+    let call: ReturnType<CoreContext["callBinaryNow"]>
+    try {
+      args = {
+        ...createArgs(a),
+        claim: replies.batchArgs(handoff.args, Math.min(HANDOFF_CHUNK, handoff.max), Limits.batchBytes, true)
+      }
+      call = ctx.callBinaryNow("create_claim", ex(a.executionId), args, [a.inputPayload, a.policyJson], now)
+    } catch (defect) {
+      handoff.deliver([], true)
+      return Effect.die(defect)
+    }
+    if (call === undefined) return undefined
+    const sent = call.sent
+    const settled = call.reply.then(
+      (raw): Either.Either<unknown, unknown> => {
+        try {
+          if (!Array.isArray(raw) || raw[0] !== 1) {
+            handoff.deliver([], true)
+          } else {
+            const read = replies.readBatch(fn, raw as ReadonlyArray<Buffer | number>, 7, handoff.args, Limits.batchBytes)
+            // (a claim that failed, or whose reply did not read, leaves the worker claiming itself;
+            // what it may have claimed then waits for its lease's expiry, as after a lost claim reply)
+            if (Either.isRight(read)) handoff.deliver(read.right.claimed, read.right.claimed.length === 0)
+            else handoff.deliver([], true)
+          }
+        } catch {
+          handoff.deliver([], true)
+        }
+        return Either.right(raw)
+      },
+      (error: unknown) => {
+        handoff.deliver([], true)
+        return Either.left(error)
+      }
+    )
+    return Effect.flatMap(Effect.promise(() => settled), (settled) => {
+      if (Either.isLeft(settled)) {
+        return isMissingFunction(settled.left) ?
+          plainCreate(a) :
+          Effect.fail(fcallFailure(fn, settled.left, sent, false))
+      }
+      return Effect.flatMap(ctx.binaryReply("create_claim", args, settled.right), (raw) => {
+        const text = (i: number) => replyText(raw, i)
+        return createdOf(fn, a, text(1), [text(3), text(4)])
+      })
+    })
   }
 
   /**
