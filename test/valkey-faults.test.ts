@@ -132,7 +132,13 @@ describe("valkey faults", () => {
       const next = yield* Producer.submit(Echo, { text: "next" }, { lane })
       expect(yield* Producer.awaitResult(Echo, next).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "next" })
       expect(yield* handed).toBe(2)
-      expect(yield* Ref.get(runs)).toBe(2)
+      // a plain create (a producer's layer without a worker) finds no function either: it loads the
+      // library again and creates once
+      const elsewhere = yield* Layer.build(ValkeyBackend.layer({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "flush-ho" }))
+      yield* Effect.promise(() => server.cli("FUNCTION", "FLUSH", "SYNC"))
+      const plain = yield* Producer.submit(Echo, { text: "plain" }, { lane }).pipe(Effect.provide(elsewhere))
+      expect(yield* Producer.awaitResult(Echo, plain).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "plain" })
+      expect(yield* Ref.get(runs)).toBe(3)
     }).pipe(
       Effect.provide(Layer.suspend(() => ValkeyBackend.layer({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "flush-ho" })))
     ), 60_000)

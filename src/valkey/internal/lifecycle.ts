@@ -237,7 +237,30 @@ export const makeLifecycle = (
     hub === undefined || client.isCluster || a.delayUntil !== undefined ? undefined : () => hub.nudge(a.laneId)
 
   /** A create's result from its status and fields (ff_create's, the create part of ff_create_claim's). */
-  const createdOf = (fn: string, a: CreateExecutionCore, status: string, fields: ReadonlyArray<string>) =>
+  const createdOf = (
+    fn: string,
+    a: CreateExecutionCore,
+    status: string,
+    fields: ReadonlyArray<string>
+  ): Fx<M.CreateExecutionResult> => {
+    // the usual reply checked by hand (as createdFrom does); else the Schema, for its message
+    const executionId = fields[0]
+    const state = fields[1]
+    if (
+      status !== "DUPLICATE" && fields.length === 2 && executionId !== undefined && state !== undefined &&
+      Ids.checkExecutionId(executionId) === undefined && PUBLIC_STATES.has(state)
+    ) {
+      const created: M.CreateExecutionResult = {
+        _tag: "Created",
+        executionId: executionId as Ids.ExecutionId,
+        publicState: state as M.PublicState
+      }
+      return Effect.as(ctx.registerLane(a.laneId), created)
+    }
+    return createdChecked(fn, a, status, fields)
+  }
+
+  const createdChecked = (fn: string, a: CreateExecutionCore, status: string, fields: ReadonlyArray<string>) =>
     Effect.gen(function*() {
       // a Duplicate writes nothing, the lane registry included
       if (status === "DUPLICATE") {
@@ -256,6 +279,34 @@ export const makeLifecycle = (
     )
 
   /**
+   * `plainCreate` on a standalone server, its FCALL written on the caller's stack (no effect runs
+   * before it is on the connection); the effect returned reads its reply. A function missing
+   * after a restart: `plainCreate`, which loads the library again and calls once more (nothing
+   * ran). `undefined` when a blob must be staged first (then `plainCreate` makes the call).
+   */
+  const plainCreateNow = (a: CreateExecutionCore, now: string): Fx<M.CreateExecutionResult> | undefined => {
+    const target = ex(a.executionId)
+    const args = createArgs(a)
+    const call = ctx.callNow("create", target, args, [a.inputPayload, a.policyJson], now, nudgeOnSend(a))
+    if (call === undefined) return undefined
+    const { reply, sent } = call
+    return Effect.flatMap(
+      Effect.promise((): Promise<Either.Either<unknown, unknown>> => reply.then(Either.right, Either.left)),
+      (settled) => {
+        if (Either.isLeft(settled)) {
+          return isMissingFunction(settled.left) ?
+            plainCreate(a) :
+            Effect.fail(fcallFailure("ff_create", settled.left, sent, false))
+        }
+        return Effect.flatMap(
+          ctx.textReply("create", target, args, settled.right),
+          (env) => createdOf("ff_create", a, env.status, env.fields)
+        )
+      }
+    )
+  }
+
+  /**
    * A create of work claimable at once while an idle worker of this process waits on its lane:
    * ff_create_claim creates, then claims for that worker, in one FCALL (docs/worker.md, "Wake-ups,
    * timers and cancellation"). The worker's slots are taken and the call started in one
@@ -268,11 +319,13 @@ export const makeLifecycle = (
     return Effect.uninterruptibleMask((restore) =>
       Effect.withFiberRuntime<M.CreateExecutionResult, EngineError>((fiber) => {
         const handoff = hub.handoff(a.laneId)
-        if (handoff === undefined) return restore(plainCreate(a))
-        if (!client.isCluster) {
-          const now = settings.clock === "effect" ?
-            String(Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()) :
-            ""
+        const now = client.isCluster ?
+          undefined :
+          settings.clock === "effect" ?
+          String(Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()) :
+          ""
+        if (handoff === undefined) return restore((now === undefined ? undefined : plainCreateNow(a, now)) ?? plainCreate(a))
+        if (now !== undefined) {
           const sent = handoffNow(a, handoff, now)
           if (sent !== undefined) return restore(sent)
         }

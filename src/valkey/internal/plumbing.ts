@@ -219,6 +219,25 @@ export interface Plumbing {
     blobs: ReadonlyArray<Uint8Array | string>,
     now: string
   ) => { readonly reply: Promise<unknown>; readonly sent: boolean } | undefined
+  /**
+   * As `callBinaryNow` for `call`'s FCALL (a text reply), read with `textReply`; `afterSend` runs
+   * once it is on the connection (see `Client.fcall`).
+   */
+  readonly callNow: (
+    fn: string,
+    target: Target,
+    args: Readonly<Record<string, unknown>>,
+    blobs: ReadonlyArray<Uint8Array | string>,
+    now: string,
+    afterSend?: (() => void) | undefined
+  ) => { readonly reply: Promise<unknown>; readonly sent: boolean } | undefined
+  /** `call`'s reading of a raw reply of `ff_<fn>` called on `target` with `args`. */
+  readonly textReply: (
+    fn: string,
+    target: Target,
+    args: Readonly<Record<string, unknown>>,
+    raw: unknown
+  ) => Effect.Effect<Envelope, EngineError>
   /** `callBinary`'s reading of a raw reply of `ff_<fn>` called with `args`. */
   readonly binaryReply: (
     fn: string,
@@ -406,6 +425,19 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
     return client.fcallNow(`ff_${fn}`, target.base, built.argv, false, true)
   }
 
+  const callNow: Plumbing["callNow"] = (fn, target, args, blobs, now, afterSend) => {
+    const built = argvOf(fn, target, args, blobs, false, now)
+    if (built.stages.length > 0) return undefined
+    const call = client.fcallNow(`ff_${fn}`, target.base, built.argv, false, false)
+    afterSend?.()
+    return call
+  }
+
+  const textReply: Plumbing["textReply"] = (fn, target, args, raw) => {
+    const inCall = hintsInCall && target.partition !== undefined
+    return onReply(`ff_${fn}`, inCall ? undefined : target.partition, args, raw)
+  }
+
   /**
    * The ARGV of an FCALL of `ff_<fn>`: `now`, the JSON arguments (with `_hint` when the call writes
    * its claim hints itself, `inCall`, and the staging keys), the blobs (`stages`: those to SET
@@ -508,6 +540,8 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
     call,
     callBinary,
     callBinaryNow,
+    callNow,
+    textReply,
     binaryReply: (fn, args, raw) => readBinary(`ff_${fn}`, args, raw),
     callEach,
     registerLane,
