@@ -62,12 +62,14 @@ export const makeSubscriber = (
     const hub = hubOf()
     if (channel.startsWith(wakePrefix)) {
       const lane = channel.slice(wakePrefix.length)
-      // (a defect of the claim does not keep the wake-up from being counted)
+      // (a defect of the claim neither reaches the connection's reader nor keeps the wake-up
+      // from being counted: the worker then claims at the wake-up as without it)
       try {
         claimOf()?.(lane)
-      } finally {
-        hub.wake(lane)
+      } catch {
+        // (nothing to do: see above)
       }
+      hub.wake(lane)
     }
     else if (channel.startsWith(revokePrefix)) hub.revoke(channel.slice(revokePrefix.length), message)
     else if (channel.startsWith(eventPrefix)) eventHubOf().wake(channel.slice(eventPrefix.length))
