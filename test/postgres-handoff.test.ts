@@ -203,7 +203,7 @@ describe("postgres: a create claims for the idle worker of its process", () => {
              WHERE d.e_uuid = ${q}.ffi_eid_uuid($1) AND d.e_part = 7`,
             [eid]
           ),
-          events: sql.unsafe(
+          events: sql.unsafe<{ readonly kind: string }>(
             `SELECT kind, at, attempt, num, s1, s2, flow_id FROM ${q}.event WHERE lane_id = $1 ORDER BY k, id`,
             [lane]
           ),
