@@ -263,6 +263,77 @@ describe("postgres: a create claims for the idle worker of its process", () => {
         }
       }).pipe(Effect.scoped, Effect.provide(withClient())), 60_000)
 
+    it.live("a claim that locks one candidate leaves what the set-based claim of several leaves for each", () =>
+      Effect.gen(function*() {
+        yield* EngineBackend
+        const sql = yield* SqlClient.SqlClient
+        const create = (eid: string, lane: string) =>
+          sql.unsafe(
+            `SELECT ${q}.ff_create_execution($1::text, 7, 'default', $2::text, 'k', '\\x7b226e223a377d'::bytea, 'json', 3,
+               '', NULL, '{}', 'null', '{}', NULL, NULL, NULL, 100, 10, 86400000, NULL, $3::bigint)`,
+            [eid, lane, now]
+          )
+        const claim = (lane: string) =>
+          Effect.map(
+            sql.unsafe<{ readonly r: { readonly ok: ClaimValue } }>(
+              `SELECT ${q}.ff_complete_claim('{}', '{}', '{}', '{}', '{}', '{}', $1::text, '{}', '{k}', 'w', 'wi', 30000,
+                 4, 1024, $2::bigint) AS r`,
+              [lane, now]
+            ),
+            (rows) => rows[0]!.r.ok
+          )
+        /** What one execution's rows hold, ids left out. */
+        const ofExecution = (eid: string) =>
+          Effect.all({
+            core: sql.unsafe(
+              `SELECT to_jsonb(c) - ARRAY['e_uuid', 'lane_id', 'current_attempt_id', 'lease_id', 'event_k'] AS v
+               FROM ${q}.exec_core c WHERE c.e_uuid = ${q}.ffi_eid_uuid($1) AND c.partition_key = 7`,
+              [eid]
+            ),
+            events: sql.unsafe<{ readonly kind: string }>(
+              `SELECT kind, at, attempt, num, s1, s2, flow_id FROM ${q}.event
+               WHERE e_uuid = ${q}.ffi_eid_uuid($1) ORDER BY k, id`,
+              [eid]
+            ),
+            timers: sql.unsafe(
+              `SELECT kind, due_at FROM ${q}.timer t WHERE t.ref = $1 OR ${q}.ffi_eid_uuid($1) = ANY (t.refs) ORDER BY 1, 2`,
+              [eid]
+            )
+          })
+        const counts = (lane: string) =>
+          sql.unsafe<{ readonly public_state: string; readonly n: number }>(
+            `SELECT public_state, sum(n)::int AS n FROM ${q}.lane_count WHERE lane_id = $1 GROUP BY 1 HAVING sum(n) <> 0`,
+            [lane]
+          )
+        const one = `one-${randomUUID()}`
+        const two = `two-${randomUUID()}`
+        const [a, b1, b2] = [0, 1, 2].map(() => `{fp:7}:${randomUUID()}`)
+        yield* create(a!, one)
+        yield* create(b1!, two)
+        yield* create(b2!, two)
+        // one candidate locked: single-row statements; two: the set-based statement
+        const single = yield* claim(one)
+        const set = yield* claim(two)
+        expect(single.handles).toHaveLength(1)
+        expect(set.handles).toHaveLength(2)
+        const [h] = shape(single).handles
+        expect(shape(set).handles).toEqual([h, h])
+        const [i] = shape(single).inputs
+        expect(shape(set).inputs).toEqual([i, i])
+        const mine = yield* ofExecution(a!)
+        expect(mine.events.map((e) => e.kind)).toEqual(["ExecutionCreated", "Claimed"])
+        expect(yield* ofExecution(b1!)).toEqual(mine)
+        expect(yield* ofExecution(b2!)).toEqual(mine)
+        expect(yield* counts(one)).toEqual([{ public_state: "active", n: 1 }])
+        expect(yield* counts(two)).toEqual([{ public_state: "active", n: 2 }])
+        // the single claim's lease timer is the execution's own (the set's is one for the set)
+        const own = yield* sql.unsafe<{ readonly n: number }>(
+          `SELECT count(*)::int AS n FROM ${q}.timer WHERE kind = 'lease' AND ref = $1`,
+          [a!]
+        )
+        expect(own[0]!.n).toBe(1)
+      }).pipe(Effect.scoped, Effect.provide(withClient())), 60_000)
+
     it.live("wakes none of the lane's other waiting workers: the work was never claimable", () =>
       Effect.gen(function*() {
         yield* EngineBackend
