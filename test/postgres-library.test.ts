@@ -200,7 +200,6 @@ describe("postgres function library", () => {
         expect(kept).toEqual([
           `${freshSchema}.ff_trg_flow_event()`,
           `${freshSchema}.ffi_eid(integer,uuid)`,
-          `${freshSchema}.ffi_eid_order(integer)`,
           `${freshSchema}.ffi_lane_count_rows()`,
           `${freshSchema}.ffi_lane_count_update()`,
           `${freshSchema}.ffi_trg_events_created()`,
@@ -310,7 +309,7 @@ describe("postgres function library", () => {
         )
         expect(checks.map((c) => c.c)).toEqual(["exec_core_claimable", "exec_core_row"])
         // their value lists are array constants: a list of constants is read back and folded into
-        // one array at each statement (migration 0054)
+        // one array at each statement (migration 0056)
         const defs = yield* sql.unsafe<{ readonly d: string }>(
           "SELECT pg_get_constraintdef(oid) AS d FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'",
           [`"${rowSchema}".exec_core`]

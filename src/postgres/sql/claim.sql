@@ -466,7 +466,7 @@ END $$;
 -- followed by that worker's claim (ff_claim's common case, a fresh first attempt) leaves — the
 -- exec_core row leased (attempt 0, lease epoch 1), the exec_data row of an input that is not
 -- inline, the lane's registration, the deadline timer, a lease timer of its own, the events
--- ExecutionCreated (s1 waiting) then Claimed (attempt 0, s1 the worker instance) in that order,
+-- ExecutionCreated (created waiting) then Claimed (attempt 0, s1 the worker instance) in that order,
 -- the lane count of the end state — and the reply of both. The execution is never claimable in
 -- a committed state, so no waiting worker is notified (ffi_wake); the event followers are. The
 -- rows and events stay those of the two transactions (test/postgres-handoff.test.ts compares
@@ -517,9 +517,10 @@ BEGIN
     RETURN NULL;
   END IF;
   v_void := set_config('flowfabric.own_rows', '', true);
-  -- the create's ExecutionCreated, then the claim's Claimed (k: this transaction's id, the row's event_k)
+  -- the create's ExecutionCreated (no state for waiting: migration 0055), then the claim's Claimed
+  -- (k: this transaction's id, the row's event_k)
   INSERT INTO event (k, at, e_part, e_uuid, lane_id, kind, attempt, s1)
-  VALUES (ffi_xid(), p_now, p_partition, v_uuid, p_lane, 'ExecutionCreated', NULL, 'waiting'),
+  VALUES (ffi_xid(), p_now, p_partition, v_uuid, p_lane, 'ExecutionCreated', NULL, NULL),
          (ffi_xid(), p_now, p_partition, v_uuid, p_lane, 'Claimed', 0, p_wiid);
   INSERT INTO lane_count (lane_id, public_state, shard, n) VALUES (p_lane, 'active', pg_backend_pid(), 1)
   ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + 1;

@@ -1,5 +1,5 @@
 /**
- * Migration 0054: `exec_core`'s CHECK constraints with their value lists as array constants
+ * Migration 0056: `exec_core`'s CHECK constraints with their value lists as array constants
  * (docs/design/postgres.md, "Tables").
  *
  * A CHECK is made ready at the start of every statement that inserts or updates the table: its
