@@ -128,7 +128,7 @@ describe("postgres claim window", () => {
         expect(capsKinds.core).toBeLessThan(400)
       }))
 
-    it.effect("a claim without kinds takes the lane's claim order across its kinds, one window per kind (migration 0056)", () =>
+    it.effect("a claim without kinds takes the lane's claim order across its kinds, one window per kind (migration 0057)", () =>
       Effect.gen(function*() {
         const b = yield* EngineBackend
         const lane = Ids.unsafe.laneId(`window-merge-${process.pid}`)

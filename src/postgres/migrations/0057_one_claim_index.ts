@@ -1,5 +1,5 @@
 /**
- * Migration 0056: one claim index, by lane and kind (docs/design/postgres.md, "Storage" and
+ * Migration 0057: one claim index, by lane and kind (docs/design/postgres.md, "Storage" and
  * "Claims").
  *
  * `exec_core_claim_order (lane_id, priority DESC, created_at)` goes; `exec_core_claim_by_kind
