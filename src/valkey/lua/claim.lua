@@ -305,6 +305,45 @@ end
 -- be: the claims of its batch skip the checks it made, and lease a plain first attempt by
 -- FF.claim_plain)
 local CHECKED = {}
+-- The candidates a batch of claims (FF.claim_lane_run) read ahead, per partition base: the
+-- eligible index's first entries, read once for several claims of the batch instead of two per
+-- claim (docs/design/valkey.md#the-workers-hot-path). {r = flat member, score list as FF.efirst
+-- answers, i = the position of the next entry, all = r holds every entry of the index, size = the
+-- entries asked for}. It serves a claim of `lane` on a partition whose reclaim index the batch
+-- found empty and with no pending set, and only while the index lost nothing but the entries the
+-- batch's direct first leases (FF.claim_plain) took, in order: any other outcome of a claim there
+-- (the general path, a stale entry, LATER, NOMATCH, EMPTY, work made claimable) drops it, and the
+-- next claim reads again. Each read asks for twice the entries of the last one on that partition,
+-- up to the claims the batch has left (plus the next head): a batch spread over many partitions
+-- reads two entries per visit, as a single claim does. nil outside a batch (and only a batch's
+-- claims, whose a.no_reclaim FF.claim_lane_run sets, look at it).
+-- (one table for the library's locals: ahead = the read-ahead, nil outside a batch; hit = the last
+-- FF.claim_from leased its first candidate by FF.claim_plain)
+local AH = { ahead = nil, hit = false, MAX = 129 }
+-- The first two candidates of `lane` on `B` for a claim of a batch (FF.candidates' entries),
+-- from what the batch read ahead; `want`: the claims the batch has left, plus one.
+function AH.heads(B, lane, want)
+  local ahead = AH.ahead
+  local t = ahead[B]
+  if t ~= nil and not t.all and t.i + 2 >= #t.r then
+    -- (fewer than two entries left of a read that did not reach the end: read on, twice as many)
+    t = { size = math.min(math.max(2 * t.size, 2), want, AH.MAX) }
+    ahead[B] = t
+  elseif t == nil then
+    t = { size = 2 }
+    ahead[B] = t
+  end
+  if t.r == nil then
+    local E = FF.lane_sets(B, lane)
+    t.r = FF.efirst(E, t.size)
+    t.i = 1
+    t.all = #t.r < 2 * t.size
+  end
+  local r, i, out = t.r, t.i, {}
+  if r[i] ~= nil then out[1] = { r[i], tonumber(r[i + 1]), "eligible", B } end
+  if r[i + 2] ~= nil then out[2] = { r[i + 2], tonumber(r[i + 3]), "eligible", B } end
+  return out
+end
 -- The OK reply of a claim of `lane` (`info`: its 7 fields; `c`: the claimed core, kept for a
 -- batch that reads the inputs)
 local function claimed(B, a, now, lane, info, c, next_head)
@@ -327,7 +366,10 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
       if a.checked == CHECKED and kind ~= "reclaim" then
         local r = C("HGETALL", K.core(B, e))
         info, c = FF.claim_plain(B, e, r, a, now, lane, cand[2], bound)
-        if info then return claimed(B, a, now, lane, info, c, next_head) end
+        if info then
+          AH.hit = i == 1
+          return claimed(B, a, now, lane, info, c, next_head)
+        end
         c = FF.candidate_core(B, e, kind, lane, cand[2], r)
       else
         c = FF.candidate_core(B, e, kind, lane, cand[2])
@@ -396,14 +438,38 @@ FF.fn.claim = function(B, a, now)
   end
   local bound = tonumber(a.bound or "")
   FF.kind_step(B, lane)
-  local heads = FF.candidates(B, lane, 2, a.no_reclaim)
-  if #heads == 0 then return FF.ok("EMPTY") end
+  -- (a claim of a batch reads what the batch read ahead on this partition, when it may: above)
+  local heads
+  local ahead = AH.ahead
+  local batch = a.checked == CHECKED and ahead ~= nil and a.no_reclaim ~= nil and a.no_reclaim[B] and
+    not FF.kpending(B, lane)
+  if batch then
+    heads = AH.heads(B, lane, a.ahead_want or 2)
+  else
+    if ahead ~= nil then ahead[B] = nil end
+    heads = FF.candidates(B, lane, 2, a.no_reclaim)
+  end
+  if #heads == 0 then
+    if batch then ahead[B] = nil end
+    return FF.ok("EMPTY")
+  end
   -- only the best head: when it is not for this worker, the other index's head is not the next
   -- best (the merged scan below is), so the order stays priority then FIFO (docs/design/executions.md#claim-order).
   -- With two entries of each index read, the one after it is the next head.
   local next_head = ""
   if #heads > 1 then next_head = FF.s(heads[2][2]) end
+  AH.hit = false
   local r = FF.claim_from(B, a, now, lane, caps, heads, 1, nil, bound, next_head)
+  if batch then
+    -- (the head taken by a direct first lease, nothing made claimable: the next entry is the
+    -- next head; else what was read ahead here is dropped)
+    if r ~= nil and AH.hit and not FF.woke then
+      local t = ahead[B]
+      t.i = t.i + 2
+    else
+      ahead[B] = nil
+    end
+  end
   if r ~= nil then return r end
   local scan = math.max(1, FF.num(a.scan, 32))
   local cands = FF.candidates(B, lane, scan)
@@ -652,13 +718,16 @@ function FF.claim_lane_run(H, a, now)
   local lease_ids, attempt_ids = a.lease_ids, a.attempt_ids
   local w = walk_new(H, FF.num(a.partitions), a.prefix)
   a.no_reclaim = {}
+  AH.ahead = {}
   local reply, n, last, wake = { 1, "OK", "", "OK" }, 0, "OK", ""
   for i = 1, #lease_ids do
     a.lease_id = lease_ids[i]
     a.attempt_id = attempt_ids[i]
+    a.ahead_want = #lease_ids - i + 2
     local r = FF.claim_lane_one(w, a, now)
     if r[1] ~= 1 then
       if n == 0 then
+        AH.ahead = nil
         walk_end(w)
         return r
       end
@@ -673,6 +742,7 @@ function FF.claim_lane_run(H, a, now)
     n = n + 1
     for j = 4, 11 do reply[#reply + 1] = r[j] end
   end
+  AH.ahead = nil
   walk_end(w)
   reply[2], reply[3], reply[4] = n > 0 and "OK" or last, wake, last
   return reply
