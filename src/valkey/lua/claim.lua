@@ -615,6 +615,53 @@ local function walk_visited(w, r)
   return r
 end
 
+-- The next claim of a batch, leased directly when the walk's first visit would be a partition
+-- whose candidates the batch read ahead (AH, above): the same visit as FF.claim_lane_one's first
+-- (its bound the next entry's hint) and the same lease as FF.fn.claim's batch path would make
+-- (FF.claim_plain on the head, the next head the entry after it), without its steps in between.
+-- Appends the claim's 8 fields to `reply` and returns true; returns false, having written
+-- nothing, when the claim is not that one (no read-ahead there, a bound below the head, a core
+-- not in the plain shape): FF.claim_lane_one then makes it.
+function AH.next_plain(w, a, now, reply)
+  local ahead = AH.ahead
+  local ent = walk_at(w, 1)
+  if ent == nil or FF.num(a.max_visits, 8) <= 0 then return false end
+  local p = ent[1]
+  local B, lane = w.bases[p], a.lane
+  if ahead[B] == nil or not a.no_reclaim[B] or FF.kpending(B, lane) then return false end
+  local nxt = walk_at(w, 2)
+  local bound = nxt and nxt[2]
+  FF.begin()
+  local heads = AH.heads(B, lane, a.ahead_want or 2)
+  local cand = heads[1]
+  if cand == nil or (bound ~= nil and cand[2] > bound) then return false end
+  local e = FF.cand_id(cand)
+  local info, c = FF.claim_plain(B, e, C("HGETALL", K.core(B, e)), a, now, lane, cand[2], bound)
+  if not info then
+    ahead[B] = nil
+    return false
+  end
+  -- (as claimed(): what finished is resolved, the next head known unless work became claimable)
+  FF.drain(B, now)
+  local head
+  if FF.woke then
+    head = FF.lane_head(B, lane)
+    ahead[B] = nil
+  else
+    head = heads[2] and FF.s(heads[2][2]) or ""
+    local t = ahead[B]
+    t.i = t.i + 2
+  end
+  FF.apply_wakes(w.prefix, p)
+  local kept = a.cores
+  if kept ~= nil then kept[#kept + 1] = c end
+  local m = #reply
+  for j = 1, 7 do reply[m + j] = info[j] end
+  reply[m + 8] = head
+  walk_moved(w, ent, head, false)
+  return true
+end
+
 -- One claim of ff_claim_lane: the walk above, from its start, over `w` (the hint entries loaded
 -- so far, shared by the claims of one call). Returns ff_claim's OK reply (its wakes applied, its
 -- wake field ""), {1, "EMPTY", ""} (no hint left), {1, "MORE", ""} (a.max_visits visits, default
@@ -724,23 +771,27 @@ function FF.claim_lane_run(H, a, now)
     a.lease_id = lease_ids[i]
     a.attempt_id = attempt_ids[i]
     a.ahead_want = #lease_ids - i + 2
-    local r = FF.claim_lane_one(w, a, now)
-    if r[1] ~= 1 then
-      if n == 0 then
-        AH.ahead = nil
-        walk_end(w)
-        return r
+    if AH.next_plain(w, a, now, reply) then
+      wake = ""
+    else
+      local r = FF.claim_lane_one(w, a, now)
+      if r[1] ~= 1 then
+        if n == 0 then
+          AH.ahead = nil
+          walk_end(w)
+          return r
+        end
+        last = "ERROR"
+        break
       end
-      last = "ERROR"
-      break
-    end
-    wake = r[3]
-    if r[2] ~= "OK" then
-      last = r[2]
-      break
+      wake = r[3]
+      if r[2] ~= "OK" then
+        last = r[2]
+        break
+      end
+      for j = 4, 11 do reply[#reply + 1] = r[j] end
     end
     n = n + 1
-    for j = 4, 11 do reply[#reply + 1] = r[j] end
   end
   AH.ahead = nil
   walk_end(w)

@@ -171,6 +171,7 @@ FF.fn.create_many = function(B, a, now, _, _, argv)
   if bad then return bad end
   local r = { 1, "OK", "" }
   FF.lanes_seen = {}
+  FF.id_expect[B] = #items
   for i = 1, #items do
     local st, f1, f2 = FF.create_one(B, items[i], now, argv[1 + 2 * i], argv[2 + 2 * i])
     r[#r + 1] = st
@@ -252,6 +253,12 @@ FF.fn.create_across = function(_, a, now, _, _, argv)
   -- per partition: its wakes (FF.add_wake keeps the best score per lane)
   local bases, wakes = FF.partition_bases(prefix), {}
   FF.lanes_seen = {}
+  -- (the ids each partition's id index is to take: FF.id_expect, ids.lua)
+  local expect = FF.id_expect
+  for i = 1, #items do
+    local B = bases[items[i].partition]
+    expect[B] = (expect[B] or 0) + 1
+  end
   for i = 1, #items do
     local it = items[i]
     local p = it.partition
