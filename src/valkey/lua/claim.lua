@@ -323,6 +323,15 @@ local AH = { ahead = nil, hit = false, MAX = 129 }
 -- The first two candidates of `lane` on `B` for a claim of a batch (FF.candidates' entries),
 -- from what the batch read ahead; `want`: the claims the batch has left, plus one.
 function AH.heads(B, lane, want)
+  local t = AH.read(B, lane, want)
+  local r, i, out = t.r, t.i, {}
+  if r[i] ~= nil then out[1] = { r[i], tonumber(r[i + 1]), "eligible", B } end
+  if r[i + 2] ~= nil then out[2] = { r[i + 2], tonumber(r[i + 3]), "eligible", B } end
+  return out
+end
+-- What the batch read ahead on `B` (AH.ahead's entry), read (again) when fewer than two of its
+-- entries are left and the index may hold more.
+function AH.read(B, lane, want)
   local ahead = AH.ahead
   local t = ahead[B]
   if t ~= nil and not t.all and t.i + 2 >= #t.r then
@@ -339,10 +348,7 @@ function AH.heads(B, lane, want)
     t.i = 1
     t.all = #t.r < 2 * t.size
   end
-  local r, i, out = t.r, t.i, {}
-  if r[i] ~= nil then out[1] = { r[i], tonumber(r[i + 1]), "eligible", B } end
-  if r[i + 2] ~= nil then out[2] = { r[i + 2], tonumber(r[i + 3]), "eligible", B } end
-  return out
+  return t
 end
 -- The OK reply of a claim of `lane` (`info`: its 7 fields; `c`: the claimed core, kept for a
 -- batch that reads the inputs)
@@ -632,11 +638,15 @@ function AH.next_plain(w, a, now, reply)
   local nxt = walk_at(w, 2)
   local bound = nxt and nxt[2]
   FF.begin()
-  local heads = AH.heads(B, lane, a.ahead_want or 2)
-  local cand = heads[1]
-  if cand == nil or (bound ~= nil and cand[2] > bound) then return false end
-  local e = FF.cand_id(cand)
-  local info, c = FF.claim_plain(B, e, C("HGETALL", K.core(B, e)), a, now, lane, cand[2], bound)
+  -- (the head and the next entry as AH.heads gives them, without its tables)
+  local t = AH.read(B, lane, a.ahead_want or 2)
+  local r, i = t.r, t.i
+  local m = r[i]
+  if m == nil then return false end
+  local score = tonumber(r[i + 1])
+  if bound ~= nil and score > bound then return false end
+  local e = FF.eid(B, m)
+  local info, c = FF.claim_plain(B, e, C("HGETALL", K.core(B, e)), a, now, lane, score, bound)
   if not info then
     ahead[B] = nil
     return false
@@ -648,9 +658,8 @@ function AH.next_plain(w, a, now, reply)
     head = FF.lane_head(B, lane)
     ahead[B] = nil
   else
-    head = heads[2] and FF.s(heads[2][2]) or ""
-    local t = ahead[B]
-    t.i = t.i + 2
+    head = r[i + 2] ~= nil and FF.s(tonumber(r[i + 3])) or ""
+    t.i = i + 2
   end
   FF.apply_wakes(w.prefix, p)
   local kept = a.cores
