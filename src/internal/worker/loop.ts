@@ -33,7 +33,7 @@ import { Done, releaseUnrun, type Restore, runAttempt, settleWritten, startNow }
 import * as Completions from "./completions.js"
 import * as LeaseKeeper from "./leaseKeeper.js"
 import { activeTasks, claimsTotal, type Labels, labelSets, renewalsTotal } from "./metrics.js"
-import { leaseLostReason, type Runtime as WorkerRuntime, type Settings } from "./runtime.js"
+import { exitNow, leaseLostReason, type Runtime as WorkerRuntime, type Settings } from "./runtime.js"
 
 /** The back-off after a failed claim: 50 ms doubling, capped at 1 s. */
 const claimErrorBackoff: Schedule.Schedule<unknown> = Schedule.exponential("50 millis", 2).pipe(
@@ -383,15 +383,28 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     }
     /**
      * The outputs of attempts done on the claim's stack (`startNow`), written together, then each
-     * reported as its own write would have been; a defect in one report does not keep the others
-     * from theirs (the first one ends the fiber, as it would have ended the attempt's).
+     * reported as its own write would have been. A report done as it is made (`Effect.void`) takes
+     * no step; the others run one after the other, a defect in one not keeping the others from
+     * theirs (the first one ends the fiber, as it would have ended the attempt's).
      */
     const writeDone = (done: ReadonlyArray<Done>): Effect.Effect<void> =>
       Effect.flatMap(complete.all(done.map((d) => ({ handle: d.a.handle, payload: d.output }))), (exits) => {
+        let rest: Array<Effect.Effect<void>> | undefined
+        for (let i = 0; i < done.length; i++) {
+          let report: Effect.Effect<void>
+          try {
+            report = settleWritten(done[i]!, exits[i]!)
+          } catch (defect) {
+            report = Effect.die(defect)
+          }
+          const now = exitNow(report)
+          if (now === undefined || Exit.isFailure(now)) (rest ??= []).push(report)
+        }
+        if (rest === undefined) return Effect.void
         let defect: Cause.Cause<never> | undefined
         return Effect.zipRight(
-          Effect.forEach(done, (d, i) =>
-            Effect.catchAllCause(settleWritten(d, exits[i]!), (cause) =>
+          Effect.forEach(rest, (report) =>
+            Effect.catchAllCause(report, (cause) =>
               Effect.sync(() => {
                 defect ??= cause
               })), { discard: true }),
