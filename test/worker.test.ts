@@ -765,6 +765,26 @@ describe("batched completions (memory)", () => {
       expect(yield* Ref.get(events)).toEqual(Array(4).fill("Completed"))
     }), 20_000)
 
+  it.live("a report of an output written with others that dies does not keep the others from theirs", () =>
+    Effect.gen(function*() {
+      const completed = yield* Ref.make(0)
+      let died = 0
+      yield* addsToCompletion(4, {
+        run: (i) => Effect.succeed(i.a + i.b),
+        concurrency: 4,
+        batchCompletions: false,
+        idle: Schedule.spaced("1 second"),
+        onEvent: (event) => {
+          if (event._tag !== "Completed") return Effect.void
+          // the first report dies as it is made; the others are reported
+          if (died++ === 0) throw new Error("injected report defect")
+          return Ref.update(completed, (n) => n + 1)
+        }
+      }).pipe(Effect.provide(MemoryBackend.layer()))
+      expect(died).toBe(4)
+      expect(yield* Ref.get(completed)).toBe(3)
+    }), 20_000)
+
   it.live("a batch refused as a whole is written again completion by completion", () =>
     Effect.gen(function*() {
       const { batches, singles } = yield* runTwenty(true)
