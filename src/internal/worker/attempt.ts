@@ -633,26 +633,17 @@ export const startNow = (
 /**
  * A `Done` attempt once its output's write ended (`exit`, as `complete` would have ended): counted,
  * timed and reported `Completed`, or, when the write failed, retried and reported as an
- * attempt's own write is (`writeThen`). What runs is annotated with the attempt's `executionId`
- * and `attempt`, as in the attempt's fiber.
+ * attempt's own write is (`writeThen`). What is left to run (a report that is not done as it is
+ * made, a retry) runs in a fiber of its own with the attempt's log annotations, as it would have
+ * run in the attempt's fiber (see the claim loop's `writeDone`).
  */
 export const settleWritten = (d: Done, exit: Exit.Exit<void, EngineError>): Effect.Effect<void> => {
   const { a } = d
-  if (Exit.isSuccess(exit)) {
-    const reported = completed(a)
-    const now = exitNow(reported)
-    return now !== undefined && Exit.isSuccess(now) ? Effect.void : annotated(a, reported)
-  }
+  if (Exit.isSuccess(exit)) return completed(a)
   const first = Cause.failureOption(exit.cause)
   if (Option.isNone(first)) return Effect.failCause(exit.cause as Cause.Cause<never>)
-  return annotated(
-    a,
-    writeFailed(a, "complete", a.rt.complete(a.handle, d.output), () => completed(a), undefined, first.value)
-  )
+  return writeFailed(a, "complete", a.rt.complete(a.handle, d.output), () => completed(a), undefined, first.value)
 }
-
-const annotated = (a: Attempt, effect: Effect.Effect<void>): Effect.Effect<void> =>
-  Effect.annotateLogs(effect, { executionId: a.p.executionId, attempt: a.base.attempt })
 
 // ---------------------------------------------------------------------------
 // Step 4: settle the outcome

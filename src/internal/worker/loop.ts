@@ -12,6 +12,7 @@ import {
   Effect,
   Either,
   Exit,
+  Fiber,
   FiberId,
   FiberRef,
   FiberRefs,
@@ -353,21 +354,24 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       }
       // the outputs of the handlers done as they returned are written at once, in one fiber that
       // holds their slots until each is reported
-      if (done !== undefined) forkRunning(writeDone(done), l.annotations, done.length)
+      if (done !== undefined) forkRunning(writeDone(l.annotations, done), l.annotations, done.length)
       return errors === undefined ? undefined : Effect.forEach(
         errors,
         (e) => Effect.logError(`claimed handle does not decode: ${JSON.stringify(e)}`),
         { discard: true }
       )
     }
-    /**
-     * Forks `effect`, which holds `slots` of the running attempts' slots (counted in `running`
-     * already), with the log annotations `annotations`; it starts at once, on the caller's stack.
-     */
-    const forkRunning = (effect: Effect.Effect<void>, annotations: HashMap.HashMap<string, unknown>, slots: number) => {
-      const fiber = refsOf !== undefined ?
+    /** Forks `effect` uninterruptible with the log annotations `annotations`; it starts at once, on the caller's stack. */
+    const forkAnnotated = (effect: Effect.Effect<void>, annotations: HashMap.HashMap<string, unknown>) =>
+      refsOf !== undefined ?
         forkBare(effect, { updateRefs: (_, fiberId) => refsOf(fiberId, annotations) }) :
         forkAttempt(effect, { updateRefs: (refs, fiberId) => withAnnotations(refs, fiberId, annotations) })
+    /**
+     * Forks `effect`, which holds `slots` of the running attempts' slots (counted in `running`
+     * already), with the log annotations `annotations`.
+     */
+    const forkRunning = (effect: Effect.Effect<void>, annotations: HashMap.HashMap<string, unknown>, slots: number) => {
+      const fiber = forkAnnotated(effect, annotations)
       const exit = fiber.unsafePoll()
       if (exit === null) {
         // still running: it holds its slots until it ends (the drain waits for it)
@@ -384,31 +388,38 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
     /**
      * The outputs of attempts done on the claim's stack (`startNow`), written together, then each
      * reported as its own write would have been. A report done as it is made (`Effect.void`) takes
-     * no step; the others run one after the other, a defect in one not keeping the others from
-     * theirs (the first one ends the fiber, as it would have ended the attempt's).
+     * no step; each of the others runs in a fiber of its own with its attempt's log annotations
+     * (as in the attempt's fiber), all at once, and this fiber, which holds the attempts' slots,
+     * waits for them. A defect in one does not keep the others from theirs; the first one ends
+     * this fiber, as it would have ended the attempt's.
      */
-    const writeDone = (done: ReadonlyArray<Done>): Effect.Effect<void> =>
+    const writeDone = (lane: HashMap.HashMap<string, unknown>, done: ReadonlyArray<Done>): Effect.Effect<void> =>
       Effect.flatMap(complete.all(done.map((d) => ({ handle: d.a.handle, payload: d.output }))), (exits) => {
-        let rest: Array<Effect.Effect<void>> | undefined
+        let waiting: Array<Fiber.RuntimeFiber<void, never>> | undefined
+        let defect: Cause.Cause<never> | undefined
         for (let i = 0; i < done.length; i++) {
+          const d = done[i]!
           let report: Effect.Effect<void>
           try {
-            report = settleWritten(done[i]!, exits[i]!)
-          } catch (defect) {
-            report = Effect.die(defect)
+            report = settleWritten(d, exits[i]!)
+          } catch (e) {
+            report = Effect.die(e)
           }
           const now = exitNow(report)
-          if (now === undefined || Exit.isFailure(now)) (rest ??= []).push(report)
+          if (now !== undefined && Exit.isSuccess(now)) continue
+          const fiber = forkAnnotated(report, attemptAnnotations(lane, d.a.p.executionId, d.a.p.attemptIndex + 1))
+          const exit = fiber.unsafePoll()
+          if (exit === null) (waiting ??= []).push(fiber)
+          else if (Exit.isFailure(exit)) defect ??= exit.cause
         }
-        if (rest === undefined) return Effect.void
-        let defect: Cause.Cause<never> | undefined
+        const end = Effect.suspend(() => (defect === undefined ? Effect.void : Effect.failCause(defect)))
+        if (waiting === undefined) return end
         return Effect.zipRight(
-          Effect.forEach(rest, (report) =>
-            Effect.catchAllCause(report, (cause) =>
-              Effect.sync(() => {
-                defect ??= cause
-              })), { discard: true }),
-          Effect.suspend(() => (defect === undefined ? Effect.void : Effect.failCause(defect)))
+          Effect.forEach(waiting, (fiber) =>
+            Effect.map(Fiber.await(fiber), (exit) => {
+              if (Exit.isFailure(exit)) defect ??= exit.cause
+            }), { discard: true }),
+          end
         )
       })
     /**
