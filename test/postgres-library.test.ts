@@ -200,7 +200,6 @@ describe("postgres function library", () => {
         expect(kept).toEqual([
           `${freshSchema}.ff_trg_flow_event()`,
           `${freshSchema}.ffi_eid(integer,uuid)`,
-          `${freshSchema}.ffi_eid_order(integer)`,
           `${freshSchema}.ffi_lane_count_rows()`,
           `${freshSchema}.ffi_lane_count_update()`,
           `${freshSchema}.ffi_trg_events_created()`,

@@ -46,6 +46,8 @@ import * as m0050 from "./0050_inline_input.js"
 import * as m0051 from "./0051_narrow_waiting_row.js"
 import * as m0052 from "./0052_plan_indexes.js"
 import * as m0053 from "./0053_event_k_and_index.js"
+import * as m0054 from "./0054_lane_index_dedup.js"
+import * as m0055 from "./0055_created_event_state.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -88,7 +90,9 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0050_inline_input": run(m0050.sql),
   "0051_narrow_waiting_row": run(m0051.sql),
   "0052_plan_indexes": run(m0052.sql),
-  "0053_event_k_and_index": run(m0053.sql)
+  "0053_event_k_and_index": run(m0053.sql),
+  "0054_lane_index_dedup": run(m0054.sql),
+  "0055_created_event_state": run(m0055.sql)
 }
 
 /** The id of the newest migration this code needs. */

@@ -63,14 +63,16 @@ BEGIN
   RETURN v_k;
 END $$;
 
--- ffi_event_json: the JSON of an event row (Model.EngineEvent, its offset 'k.id').
+-- ffi_event_json: the JSON of an event row (Model.EngineEvent, its offset 'k.id'). An
+-- ExecutionCreated without a state (s1 NULL, migration 0055) was created waiting.
 --   args:   r (an event row)
 --   reply:  jsonb
 --   errors: -
 CREATE FUNCTION ffi_event_json(r event) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
   SELECT jsonb_strip_nulls(jsonb_build_object('offset', r.k || '.' || r.id, 'at', r.at, 'kind', r.kind,
     'executionId', ffi_eid(r.e_part, r.e_uuid), 'laneId', r.lane_id, 'flowId', r.flow_id, 'attempt', r.attempt,
-    'num', r.num, 's1', r.s1, 's2', r.s2))
+    'num', r.num, 's1', CASE WHEN r.kind = 'ExecutionCreated' THEN coalesce(r.s1, 'waiting') ELSE r.s1 END,
+    's2', r.s2))
 $$;
 
 -- ff_read_events: readEvents — the events of one scope after position (p_after_k, p_after_id)
@@ -80,6 +82,9 @@ $$;
 -- such bound: every transaction that writes an event of an execution holds its exec_core row
 -- (the trigger's row), so a later one writes at a position after every committed one (k at
 -- least the row's event_k, a larger id): its end is its last event.
+-- A lane's or flow's index keys (scope, k) (migration 0054): the read bounds the rows it sorts by
+-- (k, id) with the k of the p_limit-th entry after the position's k (read from the index in order;
+-- no bitmap scan, which would read the scope's every event to sort them).
 --   args:   p_scope ('e', 'l' or 'f'), p_key (the execution id, lane id or flow id), p_after_k,
 --           p_after_id, p_limit, p_now
 --   reply:  {"ok": {"events": [event JSON], "end": k below which every event is final,
@@ -88,7 +93,8 @@ $$;
 --   errors: event_offset_expired (events after the position were trimmed)
 CREATE FUNCTION ff_read_events(p_scope text, p_key text, p_after_k bigint, p_after_id bigint, p_limit int,
   p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off
+  SET enable_bitmapscan = off AS $$
 DECLARE
   v_xmin bigint := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
   v_ak bigint := coalesce(p_after_k, -1);
@@ -100,6 +106,8 @@ DECLARE
   v_uuid uuid;
   -- an execution's read: the id its events are read after
   v_from bigint := -1;
+  -- a lane's or flow's read: the k of the p_limit-th event after the position's k (NULL: fewer)
+  v_top bigint;
 BEGIN
   IF p_after_k IS NOT NULL AND EXISTS (SELECT 1 FROM event_trim t WHERE (v_ak, v_ai) < (t.k, t.id)) THEN
     RETURN ffi_err('event_offset_expired');
@@ -129,12 +137,22 @@ BEGIN
     RETURN ffi_ok(jsonb_build_object('events', coalesce(v_events, '[]'::jsonb), 'end', coalesce(v_end_k, 0),
       'endId', coalesce(v_end_id, -1)));
   ELSIF p_scope = 'l' THEN
+    -- event_by_lane keys (lane, k) only (migration 0054: the events of one transaction share an
+    -- entry): the k of the p_limit-th entry after the position's k, read in index order, bounds
+    -- the rows sorted by (k, id) (the position's k and that one included)
+    v_top := (SELECT r.k FROM event r WHERE r.lane_id = p_key AND r.k > v_ak AND r.k < v_xmin
+              ORDER BY r.k OFFSET greatest(p_limit, 1) - 1 LIMIT 1);
     SELECT jsonb_agg(ffi_event_json(x) ORDER BY x.k, x.id) INTO v_events FROM (
-      SELECT * FROM event r WHERE r.lane_id = p_key AND (r.k, r.id) > (v_ak, v_ai) AND r.k < v_xmin
+      SELECT * FROM event r WHERE r.lane_id = p_key AND r.k >= v_ak AND r.k <= coalesce(v_top, v_xmin)
+        AND (r.k, r.id) > (v_ak, v_ai) AND r.k < v_xmin
       ORDER BY r.k, r.id LIMIT p_limit) x;
   ELSE
+    -- event_by_flow, the same (flow, k)
+    v_top := (SELECT r.k FROM event r WHERE r.flow_id = p_key::uuid AND r.k > v_ak AND r.k < v_xmin
+              ORDER BY r.k OFFSET greatest(p_limit, 1) - 1 LIMIT 1);
     SELECT jsonb_agg(ffi_event_json(x) ORDER BY x.k, x.id) INTO v_events FROM (
-      SELECT * FROM event r WHERE r.flow_id = p_key::uuid AND (r.k, r.id) > (v_ak, v_ai) AND r.k < v_xmin
+      SELECT * FROM event r WHERE r.flow_id = p_key::uuid AND r.k >= v_ak AND r.k <= coalesce(v_top, v_xmin)
+        AND (r.k, r.id) > (v_ak, v_ai) AND r.k < v_xmin
       ORDER BY r.k, r.id LIMIT p_limit) x;
   END IF;
   RETURN ffi_ok(jsonb_build_object('events', coalesce(v_events, '[]'::jsonb), 'end', v_xmin - 1,

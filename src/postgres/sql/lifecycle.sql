@@ -76,9 +76,9 @@ BEGIN
     RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', p_eid));
   END IF;
   -- what the insert triggers write for a row: its ExecutionCreated (k: the transaction's id, the
-  -- row's event_k) and its lane's count
+  -- row's event_k; no state for waiting, migration 0055) and its lane's count
   INSERT INTO event (k, at, e_part, e_uuid, lane_id, kind, s1)
-  VALUES (ffi_xid(), v_now, ffi_eid_part(p_eid), ffi_eid_uuid(p_eid), p_lane, 'ExecutionCreated', v_state);
+  VALUES (ffi_xid(), v_now, ffi_eid_part(p_eid), ffi_eid_uuid(p_eid), p_lane, 'ExecutionCreated', nullif(v_state, 'waiting'));
   INSERT INTO lane_count (lane_id, public_state, shard, n) VALUES (p_lane, v_state, pg_backend_pid(), 1)
   ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + 1;
   v_woke := ffi_events_wake(ARRAY['e:' || p_eid, 'l:' || p_lane]);

@@ -154,11 +154,15 @@ END $$;
 
 -- ff_list_lane_executions: listLaneExecutions — a page of a lane's executions by creation time,
 -- then id (p_newest: the newest first), after the position (p_at, p_id) (exclusive; the layer
--- passes a position before or after every entry for the start, with the id ''). It walks the index
--- exec_core_by_lane (lane, creation time, the id as partition rank and uuid bytes: ffi_eid_order,
--- migration 0047, and uuid_send, migration 0048) from the position, at most p_budget entries, and
--- keeps the rows in one of p_states (NULL: any) and of kind p_kind (NULL: any), up to p_limit + 1
--- of them.
+-- passes a position before or after every entry for the start, with the id ''). It walks the lane
+-- from the position, at most p_budget entries, and keeps the rows in one of p_states (NULL: any)
+-- and of kind p_kind (NULL: any), up to p_limit + 1 of them. The index exec_core_by_lane keys the
+-- lane and the creation time only (migration 0054: the executions of one millisecond share an
+-- entry), so the walk orders a millisecond's executions by id itself (the partition's rank in text
+-- order, ffi_eid_order, then the uuid): it first reads, in index order, the creation time of
+-- the p_budget-th entry past the position's time (v_bound), and sorts only the rows between the
+-- position and that time (the position's millisecond and v_bound's included), whatever the plan
+-- (no bitmap scan: the bound's read walks the index in order, never sorts the lane).
 --   args:   p_lane, p_states, p_kind, p_newest, p_at, p_id, p_limit, p_budget, p_now
 --   reply:  {"ok": {"rows": [[execution id, public state, kind, created at], ...] (at most
 --           p_limit + 1), "stop": [created at, execution id] of the p_budget-th entry walked when
@@ -166,17 +170,23 @@ END $$;
 --   errors: -
 CREATE FUNCTION ff_list_lane_executions(p_lane text, p_states text[], p_kind text, p_newest boolean, p_at bigint,
   p_id text, p_limit int, p_budget int, p_now bigint)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off SET enable_bitmapscan = off
+AS $$
 DECLARE
   v_rows jsonb;
   v_n int;
   v_stop jsonb;
-  -- the position's id as the index orders it: its partition's rank in text order, then its uuid's bytes
+  -- the position's id as the walk orders it: its partition's rank in text order, then its uuid
   -- (a start position, before or after every entry by its time, has the id '')
   v_ord int := CASE WHEN p_id = '' THEN 0 ELSE ffi_eid_order(ffi_eid_part(p_id)) END;
-  v_key bytea := uuid_send(CASE WHEN p_id = '' THEN '00000000-0000-0000-0000-000000000000' ELSE ffi_eid_uuid(p_id) END);
+  v_key uuid := CASE WHEN p_id = '' THEN '00000000-0000-0000-0000-000000000000' ELSE ffi_eid_uuid(p_id) END;
+  -- the creation time of the p_budget-th entry past the position's millisecond (NULL: fewer): the walk's
+  -- first p_budget entries all lie between the position and it
+  v_bound bigint;
 BEGIN
   IF p_newest THEN
+    v_bound := (SELECT e.created_at FROM exec_core e WHERE e.lane_id = p_lane AND e.created_at < p_at
+                ORDER BY e.created_at DESC OFFSET greatest(p_budget, 1) - 1 LIMIT 1);
     SELECT coalesce(jsonb_agg(jsonb_build_array(ffi_eid(h.partition_key, h.e_uuid), h.public_state, h.execution_kind,
                                                 h.created_at)
                               ORDER BY h.created_at DESC, h.o DESC, h.e_uuid DESC), '[]'::jsonb), count(*)
@@ -184,16 +194,20 @@ BEGIN
     FROM (SELECT s.* FROM (
             SELECT e.partition_key, ffi_eid_order(e.partition_key) AS o, e.e_uuid, e.public_state, e.execution_kind,
                    e.created_at FROM exec_core e
-            WHERE e.lane_id = p_lane AND (e.created_at, ffi_eid_order(e.partition_key), uuid_send(e.e_uuid)) < (p_at, v_ord, v_key)
-            ORDER BY e.created_at DESC, ffi_eid_order(e.partition_key) DESC, uuid_send(e.e_uuid) DESC LIMIT p_budget) s
+            WHERE e.lane_id = p_lane AND e.created_at >= coalesce(v_bound, -9223372036854775808)
+              AND (e.created_at, ffi_eid_order(e.partition_key), e.e_uuid) < (p_at, v_ord, v_key)
+            ORDER BY e.created_at DESC, ffi_eid_order(e.partition_key) DESC, e.e_uuid DESC LIMIT p_budget) s
           WHERE (p_states IS NULL OR s.public_state::text = ANY (p_states)) AND (p_kind IS NULL OR s.execution_kind = p_kind)
           LIMIT p_limit + 1) h;
     IF v_n <= p_limit THEN
       SELECT jsonb_build_array(e.created_at, ffi_eid(e.partition_key, e.e_uuid)) INTO v_stop FROM exec_core e
-      WHERE e.lane_id = p_lane AND (e.created_at, ffi_eid_order(e.partition_key), uuid_send(e.e_uuid)) < (p_at, v_ord, v_key)
-      ORDER BY e.created_at DESC, ffi_eid_order(e.partition_key) DESC, uuid_send(e.e_uuid) DESC OFFSET p_budget - 1 LIMIT 1;
+      WHERE e.lane_id = p_lane AND e.created_at >= coalesce(v_bound, -9223372036854775808)
+              AND (e.created_at, ffi_eid_order(e.partition_key), e.e_uuid) < (p_at, v_ord, v_key)
+      ORDER BY e.created_at DESC, ffi_eid_order(e.partition_key) DESC, e.e_uuid DESC OFFSET p_budget - 1 LIMIT 1;
     END IF;
   ELSE
+    v_bound := (SELECT e.created_at FROM exec_core e WHERE e.lane_id = p_lane AND e.created_at > p_at
+                ORDER BY e.created_at OFFSET greatest(p_budget, 1) - 1 LIMIT 1);
     SELECT coalesce(jsonb_agg(jsonb_build_array(ffi_eid(h.partition_key, h.e_uuid), h.public_state, h.execution_kind,
                                                 h.created_at)
                               ORDER BY h.created_at, h.o, h.e_uuid), '[]'::jsonb), count(*)
@@ -201,14 +215,16 @@ BEGIN
     FROM (SELECT s.* FROM (
             SELECT e.partition_key, ffi_eid_order(e.partition_key) AS o, e.e_uuid, e.public_state, e.execution_kind,
                    e.created_at FROM exec_core e
-            WHERE e.lane_id = p_lane AND (e.created_at, ffi_eid_order(e.partition_key), uuid_send(e.e_uuid)) > (p_at, v_ord, v_key)
-            ORDER BY e.created_at, ffi_eid_order(e.partition_key), uuid_send(e.e_uuid) LIMIT p_budget) s
+            WHERE e.lane_id = p_lane AND e.created_at <= coalesce(v_bound, 9223372036854775807)
+              AND (e.created_at, ffi_eid_order(e.partition_key), e.e_uuid) > (p_at, v_ord, v_key)
+            ORDER BY e.created_at, ffi_eid_order(e.partition_key), e.e_uuid LIMIT p_budget) s
           WHERE (p_states IS NULL OR s.public_state::text = ANY (p_states)) AND (p_kind IS NULL OR s.execution_kind = p_kind)
           LIMIT p_limit + 1) h;
     IF v_n <= p_limit THEN
       SELECT jsonb_build_array(e.created_at, ffi_eid(e.partition_key, e.e_uuid)) INTO v_stop FROM exec_core e
-      WHERE e.lane_id = p_lane AND (e.created_at, ffi_eid_order(e.partition_key), uuid_send(e.e_uuid)) > (p_at, v_ord, v_key)
-      ORDER BY e.created_at, ffi_eid_order(e.partition_key), uuid_send(e.e_uuid) OFFSET p_budget - 1 LIMIT 1;
+      WHERE e.lane_id = p_lane AND e.created_at <= coalesce(v_bound, 9223372036854775807)
+              AND (e.created_at, ffi_eid_order(e.partition_key), e.e_uuid) > (p_at, v_ord, v_key)
+      ORDER BY e.created_at, ffi_eid_order(e.partition_key), e.e_uuid OFFSET p_budget - 1 LIMIT 1;
     END IF;
   END IF;
   RETURN ffi_ok(jsonb_build_object('rows', v_rows, 'stop', v_stop));
