@@ -785,6 +785,32 @@ describe("batched completions (memory)", () => {
       expect(yield* Ref.get(completed)).toBe(3)
     }), 20_000)
 
+  it.live("reports of outputs written together that wait run at once, and their attempts hold their slots until they end", () =>
+    Effect.gen(function*() {
+      let live = 0, maxLive = 0, inReport = 0, maxInReport = 0
+      yield* addsToCompletion(6, {
+        run: (i) => Effect.succeed(i.a + i.b),
+        concurrency: 2,
+        batchCompletions: false,
+        idle: Schedule.spaced("10 millis"),
+        onEvent: (event) => {
+          if (event._tag === "Claimed") {
+            maxLive = Math.max(maxLive, ++live)
+            return Effect.void
+          }
+          return Effect.gen(function*() {
+            maxInReport = Math.max(maxInReport, ++inReport)
+            yield* Effect.sleep("30 millis")
+            inReport--
+            live--
+          })
+        }
+      }).pipe(Effect.provide(MemoryBackend.layer()))
+      // never more attempts than slots, reports included; the two of one claim reported together
+      expect(maxLive).toBe(2)
+      expect(maxInReport).toBe(2)
+    }), 20_000)
+
   it.live("a batch refused as a whole is written again completion by completion", () =>
     Effect.gen(function*() {
       const { batches, singles } = yield* runTwenty(true)
