@@ -354,13 +354,17 @@ export declare namespace EngineBackend {
     readonly input: Option.Option<M.ExecutionInput>
   }
 
-  /** A waiting worker's claim, made by a create in the same step (`WorkSubscription.onHandoff`). */
+  /**
+   * A waiting worker's claim, made for it by a create in the same step, or on Valkey as a wake-up's
+   * message is read (`WorkSubscription.onHandoff`).
+   */
   export interface Handoff {
     readonly args: M.ClaimArgs
     readonly max: number
     /**
-     * What the create's claim took, and whether the worker should claim again itself (the claim did
-     * not run, failed, or found only busy candidates). The first call counts; later ones are ignored.
+     * What the claim made for the worker took, and whether the worker should claim again itself (the
+     * claim did not run, failed, or found only busy candidates). The first call counts; later ones
+     * are ignored.
      */
     readonly deliver: (claimed: ReadonlyArray<ClaimedWork>, claimAgain: boolean) => void
   }

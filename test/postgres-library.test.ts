@@ -308,6 +308,13 @@ describe("postgres function library", () => {
           [`"${rowSchema}".exec_core`]
         )
         expect(checks.map((c) => c.c)).toEqual(["exec_core_claimable", "exec_core_row"])
+        // their value lists are array constants: a list of constants is read back and folded into
+        // one array at each statement (migration 0056)
+        const defs = yield* sql.unsafe<{ readonly d: string }>(
+          "SELECT pg_get_constraintdef(oid) AS d FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'",
+          [`"${rowSchema}".exec_core`]
+        )
+        expect(defs.filter((d) => d.d.includes("ARRAY["))).toEqual([])
         const b = yield* PostgresBackend.make({ hmacSecret: "none", schema: rowSchema })
         const laneId = Ids.unsafe.laneId("row-check")
         const executionId = yield* Ids.executionIdSolo(laneId)
@@ -320,6 +327,9 @@ describe("postgres function library", () => {
         expect(yield* refused("ownership_state = 'leased'")).toBe("23514")
         expect(yield* refused("lifecycle_phase = 'terminal'")).toBe("23514")
         expect(yield* refused("priority = 9001")).toBe("23514")
+        // a state of another column's list; a claimable row whose blocking_reason says otherwise
+        expect(yield* refused("eligibility_state = 'leased'")).toBe("23514")
+        expect(yield* refused("blocking_reason = 'none'")).toBe("23514")
       }))
   })
 

@@ -337,11 +337,11 @@ describe("postgres retention", () => {
         yield* advance(1_000)
         const m = yield* Maintenance
         expect(yield* m.trimRetention()).toEqual({ pass: "trimRetention", processed: 1, more: false })
-        // the lease timers of its claims' sets (timer.refs) name it until their due time; the
-        // lease pass then drops them
+        // the lease timers of its claims' sets (timer.refs; a claim of a single candidate arms one
+        // of its own, gone with the attempt) name it until their due time; the lease pass then
+        // drops them
         const leaseSets = yield* sql.unsafe<{ readonly kind: string }>(
           `SELECT kind FROM "${schema}".timer WHERE $1 = ANY(CASE WHEN refs IS NOT NULL THEN ARRAY(SELECT '{fp:' || x.p || '}:' || x.u FROM unnest(ref_parts, refs) AS x(p, u)) END)`, [r.executionId])
-        expect(leaseSets.length).toBeGreaterThan(0)
         expect(leaseSets.every((t) => t.kind === "lease")).toBe(true)
         const { timer: _, ...rest } = yield* rows(r)
         expect(rest).toEqual({})

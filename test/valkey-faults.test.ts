@@ -4,15 +4,19 @@
 // and report a down server as a retryable Transport error. Flushes are SYNC: an async one crashes
 // Valkey 8.0.1 when a FUNCTION LOAD follows (docs/backends.md, "One FCALL per transition").
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Either, Option, Schedule } from "effect"
+import { Duration, Effect, Either, Layer, Option, Ref, Schedule } from "effect"
 import type { EngineBackend } from "../src/EngineBackend.js"
 import { isRetryable } from "../src/EngineError.js"
 import type { EngineError } from "../src/EngineError.js"
 import * as Ids from "../src/Ids.js"
 import { decodeHandle } from "../src/internal/handleCodec.js"
+import * as Producer from "../src/Producer.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
+import * as Worker from "../src/Worker.js"
 import { startValkey, type ValkeyServer } from "./support/servers.js"
 import { testHmacSecret } from "./support/hmac.js"
+import { idleWorker } from "./worker/handoff.js"
+import { Echo, newLane } from "./worker/helpers.js"
 
 let server: ValkeyServer
 
@@ -108,6 +112,36 @@ describe("valkey faults", () => {
       expect(yield* state(b, second!)).toBe("completed")
       expect(yield* Effect.promise(() => server.cli("FUNCTION", "LIST"))).toContain("flowfabric")
     }), 60_000)
+
+  it.scopedLive("FUNCTION FLUSH while an idle worker waits: the create that claims for it creates once, and the worker runs it", () =>
+    Effect.gen(function*() {
+      const lane = yield* newLane("flush-ho")
+      const runs = yield* Ref.make(0)
+      const { handed } = yield* idleWorker(
+        lane,
+        Worker.handler({ ...Echo, run: (input) => Effect.as(Ref.update(runs, (n) => n + 1), { text: input.text, attempt: 1, resumed: false }) })
+      )
+      yield* Effect.promise(() => server.cli("FUNCTION", "FLUSH", "SYNC"))
+      // the create's call finds no function: the library is loaded again, the execution created
+      // once, and the worker (its handoff given back) claims it
+      const id = yield* Producer.submit(Echo, { text: "flushed" }, { lane })
+      expect(yield* handed).toBe(1)
+      expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "flushed" })
+      expect(yield* Effect.promise(() => server.cli("FUNCTION", "LIST"))).toContain("flowfabric")
+      // and the next create claims for it again
+      const next = yield* Producer.submit(Echo, { text: "next" }, { lane })
+      expect(yield* Producer.awaitResult(Echo, next).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "next" })
+      expect(yield* handed).toBe(2)
+      // a plain create (a producer's layer without a worker) finds no function either: it loads the
+      // library again and creates once
+      const elsewhere = yield* Layer.build(ValkeyBackend.layer({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "flush-ho" }))
+      yield* Effect.promise(() => server.cli("FUNCTION", "FLUSH", "SYNC"))
+      const plain = yield* Producer.submit(Echo, { text: "plain" }, { lane }).pipe(Effect.provide(elsewhere))
+      expect(yield* Producer.awaitResult(Echo, plain).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "plain" })
+      expect(yield* Ref.get(runs)).toBe(3)
+    }).pipe(
+      Effect.provide(Layer.suspend(() => ValkeyBackend.layer({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "flush-ho" })))
+    ), 60_000)
 
   it.scopedLive("a restart without the library (a cold node): the first call reloads it", () =>
     Effect.gen(function*() {

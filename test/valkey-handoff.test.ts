@@ -118,6 +118,22 @@ const suite = (d: Deployment) =>
         expect(events[0]).toMatchObject({ publicState: "waiting" })
       }).pipe(Effect.scoped, Effect.provide(d.backend())), 60_000)
 
+    it.live("an input the call stages (past the staging size) is created and handed over as the others", () =>
+      Effect.gen(function*() {
+        const lane = yield* newLane("ho")
+        const started = yield* Deferred.make<void>()
+        const runs = yield* Ref.make(0)
+        const { handed, taken } = yield* idleWorker(lane, echo(started, runs))
+        const text = "x".repeat(20_000)
+        const id = yield* Producer.submit(Echo, { text }, { lane })
+        const b = yield* EngineBackend
+        expect(["active", "completed"]).toContain(Option.getOrUndefined(yield* b.readExecutionState(id)))
+        expect(yield* handed).toBe(1)
+        expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text, attempt: 1 })
+        expect(yield* taken).toBe(0)
+        expect(yield* Ref.get(runs)).toBe(1)
+      }).pipe(Effect.scoped, Effect.provide(d.backend())), 60_000)
+
     it.live("work the handed-over claim leaves (a kind the worker lacks) goes to a waiting worker of another process", () =>
       Effect.gen(function*() {
         const lane = yield* newLane("ho")
@@ -202,3 +218,58 @@ const suite = (d: Deployment) =>
 
 suite(standalone())
 suite(cluster())
+
+// On a standalone server a wake-up's message starts the claim of a worker of the process that waits
+// on the lane, as the message is read (`makeWakeClaims`): what it took is handed over as a create's
+// handoff is.
+describe("valkey standalone: a wake-up claims for the idle worker of its process", () => {
+  const d = standalone()
+
+  it.live("work created by another process is claimed at the wake-up's message and handed over", () =>
+    Effect.gen(function*() {
+      const lane = yield* newLane("wk")
+      const started = yield* Deferred.make<void>()
+      const runs = yield* Ref.make(0)
+      const { handed, taken } = yield* idleWorker(lane, echo(started, runs))
+      const producer = yield* Layer.build(d.backend())
+      const id = yield* Producer.submit(Echo, { text: "woken" }, { lane }).pipe(Effect.provide(producer))
+      yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
+      expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({
+        text: "woken",
+        attempt: 1
+      })
+      // the wake-up's claim took it: no claim call of the worker's own did (the woken worker
+      // still claims once its slot is free)
+      expect(yield* handed).toBe(1)
+      expect(yield* taken).toBe(0)
+      yield* Effect.sleep("200 millis")
+      expect(yield* Ref.get(runs)).toBe(1)
+    }).pipe(Effect.scoped, Effect.provide(d.backend())), 60_000)
+
+  it.live("a wake-up's claim that fails leaves the work claimable: the worker claims it itself", () =>
+    Effect.gen(function*() {
+      const lane = yield* newLane("wk")
+      const started = yield* Deferred.make<void>()
+      const runs = yield* Ref.make(0)
+      const { handed, taken } = yield* idleWorker(lane, echo(started, runs))
+      const producer = yield* Layer.build(d.backend())
+      // every claim of the lane fails (its reclaim index is not a sorted set) until the key is removed
+      const reclaim = `${d.prefix}:{fp:${Ids.lanePartition(lane)}}:l:${lane}:reclaim`
+      const admin = yield* Effect.acquireRelease(Effect.promise(() => d.primaries()), (c) => Effect.promise(() => c.quit()))
+      const node = admin.nodes[0]!
+      yield* Effect.promise(() => node.set(reclaim, "not a sorted set"))
+      const id = yield* Producer.submit(Echo, { text: "later" }, { lane }).pipe(Effect.provide(producer))
+      yield* Effect.repeat(handed, { until: (n) => n === 1, schedule: Schedule.spaced("2 millis") }).pipe(
+        Effect.timeout("10 seconds")
+      )
+      yield* Effect.sleep("100 millis")
+      expect(yield* Ref.get(runs)).toBe(0)
+      const b = yield* EngineBackend
+      expect(yield* b.readExecutionState(id)).toEqual(Option.some("waiting"))
+      yield* Effect.promise(() => node.del(reclaim))
+      yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
+      expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "later" })
+      expect(yield* taken).toBe(1)
+      expect(yield* Ref.get(runs)).toBe(1)
+    }).pipe(Effect.scoped, Effect.provide(d.backend())), 60_000)
+})

@@ -39,7 +39,7 @@ import { type EventHub, type Hub, makeEventHub, makeHub } from "../internal/wake
 import { Maintenance } from "../Maintenance.js"
 import { connect, type EvictionCheck, type LibraryPolicy } from "./internal/client.js"
 import { makeCoreContext } from "./internal/context.js"
-import { makeCore } from "./internal/core.js"
+import { makeCore, makeCoreWakeClaims } from "./internal/core.js"
 import { makeEventTransport } from "./internal/events.js"
 import { loadLibrary } from "./internal/library.js"
 import { makeMaintenance } from "./internal/maintenance.js"
@@ -195,7 +195,9 @@ export const make = (
     const plumbing = makePlumbing(client, settings)
     const streamOps = yield* makeStreamOps(options.streamOpsMax ?? 64)
     const scope = yield* Effect.scope
-    const subscriber = makeSubscriber(client, plumbing.keys, () => hub, scope, () => eventHub)
+    // (set once the core is made: a wake-up's claim for a waiting worker, see makeWakeClaims)
+    let wakeClaims: ((lane: string) => void) | undefined
+    const subscriber = makeSubscriber(client, plumbing.keys, () => hub, scope, () => eventHub, () => wakeClaims)
     const hub: Hub = makeHub(subscriber)
     const eventHub: EventHub = makeEventHub(
       makeEventTransport(makeCoreContext(plumbing), {
@@ -204,6 +206,7 @@ export const make = (
       }, scope, () => eventHub.scopes())
     )
     const core = makeCore(plumbing, streamOps, library, hub, eventHub)
+    wakeClaims = makeCoreWakeClaims(plumbing, hub)
     const backend = makeEngineBackend(core)
 
     if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {

@@ -48,6 +48,7 @@ import * as m0052 from "./0052_plan_indexes.js"
 import * as m0053 from "./0053_event_k_and_index.js"
 import * as m0054 from "./0054_lane_index_dedup.js"
 import * as m0055 from "./0055_created_event_state.js"
+import * as m0056 from "./0056_exec_core_check_constants.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -92,7 +93,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0052_plan_indexes": run(m0052.sql),
   "0053_event_k_and_index": run(m0053.sql),
   "0054_lane_index_dedup": run(m0054.sql),
-  "0055_created_event_state": run(m0055.sql)
+  "0055_created_event_state": run(m0055.sql),
+  "0056_exec_core_check_constants": run(m0056.sql)
 }
 
 /** The id of the newest migration this code needs. */

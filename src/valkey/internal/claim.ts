@@ -14,6 +14,7 @@ import { storeAttemptId, storeLeaseId } from "../../internal/storeIds.js"
 import { traceParentField } from "../../internal/traceContext.js"
 import { Limits } from "../../Limits.js"
 import type * as M from "../../Model.js"
+import type { Hub } from "../../internal/wakeups.js"
 import { type CoreContext, type Fx, S } from "./context.js"
 import { parseError } from "./errors.js"
 import { completionArgs, completionOutcome } from "./lifecycle.js"
@@ -262,6 +263,50 @@ export const makeClaimReplies = (ctx: CoreContext): ClaimReplies => {
   }
 
   return { handleOf, batchArgs, readBatch, refreshHint, dropHintLater, claimArgsOf }
+}
+
+/**
+ * A wake-up of `lane` on a standalone server, as its message is read: when a worker of this
+ * process waits on the lane and lets a claim be made for it (`Hub.handoff`), its claim is sent at
+ * once, on the message's stack (no microtask, no fiber, no effect before the call is on the
+ * connection), and what it took is handed over in the reply's callback (docs/worker.md, "Wake-ups,
+ * timers and cancellation"). The wake-up itself is still counted after it (`Hub.wake`): the woken
+ * worker makes its own claim once the handoff is delivered, so a claim that took nothing, failed,
+ * or left work behind needs no claim again of its own (a failed one is made again all the same,
+ * as a create's handoff is). A cluster, or a layer on the Effect clock, claims as before (the
+ * worker's hook).
+ */
+export const makeWakeClaims = (ctx: CoreContext, replies: ClaimReplies, hub: Hub): ((lane: string) => void) | undefined => {
+  if (ctx.client.isCluster || ctx.settings.clock !== "store") return undefined
+  const fn = "ff_complete_claim"
+  return (lane) => {
+    const handoff = hub.handoff(lane)
+    if (handoff === undefined) return
+    let reply: Promise<unknown>
+    try {
+      const blobs: Array<Uint8Array | string> = []
+      const completing = completionArgs(ctx, [], blobs)
+      const call = Either.isLeft(completing) ? undefined : ctx.callBinaryNow("complete_claim", { base: ctx.keys.hint(lane) }, {
+        ...replies.batchArgs(handoff.args, Math.min(CLAIM_CHUNK, handoff.max), Limits.batchBytes, true),
+        ...completing.right
+      }, blobs, "")
+      if (call === undefined) return handoff.deliver([], true)
+      reply = call.reply
+    } catch {
+      return handoff.deliver([], true)
+    }
+    reply.then((raw) => {
+      try {
+        // (an error reply, a missing function: the worker's claim again meets it and reports it)
+        if (!Array.isArray(raw) || raw[0] !== 1 || text(raw[3]) !== "0") return handoff.deliver([], true)
+        const read = replies.readBatch(fn, raw as ReadonlyArray<Buffer | number>, 4, handoff.args, Limits.batchBytes)
+        if (Either.isRight(read)) handoff.deliver(read.right.claimed, false)
+        else handoff.deliver([], true)
+      } catch {
+        handoff.deliver([], true)
+      }
+    }, () => handoff.deliver([], true))
+  }
 }
 
 export const makeClaims = (

@@ -57,6 +57,19 @@ export interface Client {
      */
     onReply?: ((raw: unknown) => void) | undefined
   ) => Effect.Effect<unknown, Transport>
+  /**
+   * `fcall`'s call made on the caller's stack, without an effect: the reply's promise (the
+   * call is on the connection when this returns) and whether the connection was ready to send it
+   * (`fcallFailure` turns a rejection into the error `fcall` would fail with). No reload and
+   * retry when the function is missing: the caller checks `isMissingFunction` and calls again.
+   */
+  readonly fcallNow: (
+    fn: string,
+    key: string,
+    args: ReadonlyArray<string | Buffer>,
+    readOnly: boolean,
+    binary: boolean
+  ) => { readonly reply: Promise<unknown>; readonly sent: boolean }
   /** Every primary (the client itself when standalone). */
   readonly primaries: Effect.Effect<ReadonlyArray<Redis>, Transport>
   /** Loads the library on every primary per the policy; `true` when something was loaded. */
@@ -125,6 +138,11 @@ const open = (o: ConnectOptions): Effect.Effect<Connection, Transport, Scope.Sco
     }),
     quietly
   )
+
+/** The error `Client.fcall` fails with when the call of `fn` failed with `error` (`sent`: see `fcallNow`). */
+export const fcallFailure = (fn: string, error: unknown, sent: boolean, readOnly: boolean): Transport =>
+  // only a write sent before the connection dropped is ambiguous (docs/design/errors.md#valkey-failures)
+  fromValkeyError(`FCALL ${fn}`, error, sent && !readOnly)
 
 /** `valkey_version` (Valkey 8+) or `redis_version` of `INFO server`. */
 export const serverVersion = (info: string): string | undefined =>
@@ -308,6 +326,20 @@ export const connect = (
       return node?.status === "ready"
     }
 
+    const fcallNow: Client["fcallNow"] = (fn, key, args, readOnly, binary) => {
+      const sent = writable(key)
+      try {
+        const reply = binary ?
+          connection.callBuffer(readOnly ? "fcall_ro" : "fcall", fn, 1, key, ...args) :
+          readOnly ?
+          connection.fcall_ro(fn, 1, key, ...args) :
+          connection.fcall(fn, 1, key, ...args)
+        return { reply: reply as Promise<unknown>, sent }
+      } catch (e) {
+        return { reply: Promise.reject(e), sent }
+      }
+    }
+
     const fcallOnce = (
       fn: string,
       key: string,
@@ -371,9 +403,7 @@ export const connect = (
                 })
               })
             ) :
-            // only a write sent before the connection dropped is ambiguous
-            // (docs/design/errors.md#valkey-failures)
-            Effect.fail(fromValkeyError(`FCALL ${fn}`, error, sent && !readOnly))
+            Effect.fail(fcallFailure(fn, error, sent, readOnly))
         )
       )
 
@@ -390,5 +420,5 @@ export const connect = (
     const dedicated: Effect.Effect<Connection, Transport, Scope.Scope> = pool.get
     const discard = (c: Connection): Effect.Effect<void> => pool.invalidate(c)
 
-    return { connection, isCluster, run, fcall, primaries, ensureLibrary, dedicated, discard } satisfies Client
+    return { connection, isCluster, run, fcall, fcallNow, primaries, ensureLibrary, dedicated, discard } satisfies Client
   })

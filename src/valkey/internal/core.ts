@@ -12,7 +12,7 @@ import type { BackendCore } from "../../internal/boundary.js"
 import type { EventHub, Hub } from "../../internal/wakeups.js"
 import { makeAdmin } from "./admin.js"
 import { makeBudgets } from "./budgets.js"
-import { makeClaimReplies, makeClaims } from "./claim.js"
+import { makeClaimReplies, makeClaims, makeWakeClaims } from "./claim.js"
 import { makeCoreContext } from "./context.js"
 import { makeEvents } from "./events.js"
 import { makeFlows } from "./flows.js"
@@ -32,7 +32,8 @@ export const makeCore = (
 ): BackendCore => {
   const ctx = makeCoreContext(p)
   const { nextDue, promoteDue } = makeDueTimers(ctx)
-  const lifecycle = makeLifecycle(ctx, makeClaimReplies(ctx), hub)
+  const replies = makeClaimReplies(ctx)
+  const lifecycle = makeLifecycle(ctx, replies, hub)
   const reads = makeReads(ctx)
   return {
     label: "valkey",
@@ -54,4 +55,10 @@ export const makeCore = (
     ...makeEvents(ctx, eventHub),
     shutdownPrepare: streamOps.shutdown
   }
+}
+
+/** The claims made at a wake-up's message for a waiting worker (`makeWakeClaims`), or `undefined`. */
+export const makeCoreWakeClaims = (p: Plumbing, hub: Hub): ((lane: string) => void) | undefined => {
+  const ctx = makeCoreContext(p)
+  return makeWakeClaims(ctx, makeClaimReplies(ctx), hub)
 }

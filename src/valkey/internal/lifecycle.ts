@@ -3,7 +3,7 @@
  * holder's writes: renew, progress, complete (one, a batch), fail, cancel, delay, waitChildren. A
  * retried terminal write that finds its own outcome succeeds (`reconciled`).
  */
-import { Effect, Either, Fiber, Option, ParseResult, Schema } from "effect"
+import { Clock, Context, Effect, Either, Fiber, Option, ParseResult, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, type ExecutionNotActiveDetail, fromScriptCode } from "../../EngineError.js"
 import * as Ids from "../../Ids.js"
@@ -14,7 +14,8 @@ import * as M from "../../Model.js"
 import type { Hub } from "../../internal/wakeups.js"
 import { type ClaimReplies, replyText } from "./claim.js"
 import { type CoreContext, fence, type Fx, T_Int } from "./context.js"
-import { parseError } from "./errors.js"
+import { fcallFailure } from "./client.js"
+import { isMissingFunction, parseError } from "./errors.js"
 import { decodeFields, type Envelope, STAGE_BYTES } from "./plumbing.js"
 
 const CLASS_CATEGORY: Record<M.FailureClass, string> = {
@@ -236,7 +237,30 @@ export const makeLifecycle = (
     hub === undefined || client.isCluster || a.delayUntil !== undefined ? undefined : () => hub.nudge(a.laneId)
 
   /** A create's result from its status and fields (ff_create's, the create part of ff_create_claim's). */
-  const createdOf = (fn: string, a: CreateExecutionCore, status: string, fields: ReadonlyArray<string>) =>
+  const createdOf = (
+    fn: string,
+    a: CreateExecutionCore,
+    status: string,
+    fields: ReadonlyArray<string>
+  ): Fx<M.CreateExecutionResult> => {
+    // the usual reply checked by hand (as createdFrom does); else the Schema, for its message
+    const executionId = fields[0]
+    const state = fields[1]
+    if (
+      status !== "DUPLICATE" && fields.length === 2 && executionId !== undefined && state !== undefined &&
+      Ids.checkExecutionId(executionId) === undefined && PUBLIC_STATES.has(state)
+    ) {
+      const created: M.CreateExecutionResult = {
+        _tag: "Created",
+        executionId: executionId as Ids.ExecutionId,
+        publicState: state as M.PublicState
+      }
+      return Effect.as(ctx.registerLane(a.laneId), created)
+    }
+    return createdChecked(fn, a, status, fields)
+  }
+
+  const createdChecked = (fn: string, a: CreateExecutionCore, status: string, fields: ReadonlyArray<string>) =>
     Effect.gen(function*() {
       // a Duplicate writes nothing, the lane registry included
       if (status === "DUPLICATE") {
@@ -255,6 +279,34 @@ export const makeLifecycle = (
     )
 
   /**
+   * `plainCreate` on a standalone server, its FCALL written on the caller's stack (no effect runs
+   * before it is on the connection); the effect returned reads its reply. A function missing
+   * after a restart: `plainCreate`, which loads the library again and calls once more (nothing
+   * ran). `undefined` when a blob must be staged first (then `plainCreate` makes the call).
+   */
+  const plainCreateNow = (a: CreateExecutionCore, now: string): Fx<M.CreateExecutionResult> | undefined => {
+    const target = ex(a.executionId)
+    const args = createArgs(a)
+    const call = ctx.callNow("create", target, args, [a.inputPayload, a.policyJson], now, nudgeOnSend(a))
+    if (call === undefined) return undefined
+    const { reply, sent } = call
+    return Effect.flatMap(
+      Effect.promise((): Promise<Either.Either<unknown, unknown>> => reply.then(Either.right, Either.left)),
+      (settled) => {
+        if (Either.isLeft(settled)) {
+          return isMissingFunction(settled.left) ?
+            plainCreate(a) :
+            Effect.fail(fcallFailure("ff_create", settled.left, sent, false))
+        }
+        return Effect.flatMap(
+          ctx.textReply("create", target, args, settled.right),
+          (env) => createdOf("ff_create", a, env.status, env.fields)
+        )
+      }
+    )
+  }
+
+  /**
    * A create of work claimable at once while an idle worker of this process waits on its lane:
    * ff_create_claim creates, then claims for that worker, in one FCALL (docs/worker.md, "Wake-ups,
    * timers and cancellation"). The worker's slots are taken and the call started in one
@@ -265,15 +317,89 @@ export const makeLifecycle = (
   const createClaiming = (a: CreateExecutionCore): Fx<M.CreateExecutionResult> | undefined => {
     if (hub === undefined || a.delayUntil !== undefined) return undefined
     return Effect.uninterruptibleMask((restore) =>
-      Effect.suspend(() => {
+      Effect.withFiberRuntime<M.CreateExecutionResult, EngineError>((fiber) => {
         const handoff = hub.handoff(a.laneId)
-        if (handoff === undefined) return restore(plainCreate(a))
+        const now = client.isCluster ?
+          undefined :
+          settings.clock === "effect" ?
+          String(Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()) :
+          ""
+        if (handoff === undefined) return restore((now === undefined ? undefined : plainCreateNow(a, now)) ?? plainCreate(a))
+        if (now !== undefined) {
+          const sent = handoffNow(a, handoff, now)
+          if (sent !== undefined) return restore(sent)
+        }
         // (a call that failed, or whose reply did not read: the worker claims itself; `deliver`
         // counts its first call only)
         const handed = Effect.ensuring(handoffCreate(a, handoff), Effect.sync(() => handoff.deliver([], true)))
         return Effect.flatMap(Effect.forkDaemon(handed), (fiber) => restore(Fiber.join(fiber)))
       })
     )
+  }
+
+  /**
+   * A standalone server's ff_create_claim, sent on the caller's stack as the handoff is taken (no
+   * fiber is forked and no effect runs before the call is on the connection), its claims handed
+   * over in the reply's callback, whatever becomes of the caller meanwhile (an interrupted
+   * producer's worker still gets them; a call that fails, or whose reply does not read, delivers
+   * "claim again"). The effect returned reads the create's result once the reply is in (a
+   * function missing after a server restart: the library is loaded again and the execution created
+   * with ff_create, the worker claiming itself). `undefined` when a blob must be staged first:
+   * `handoffCreate` makes the call then.
+   */
+  const handoffNow = (
+    a: CreateExecutionCore,
+    handoff: EngineBackend.Handoff,
+    now: string
+  ): Fx<M.CreateExecutionResult> | undefined => {
+    const fn = "ff_create_claim"
+    let args: Record<string, unknown>
+    let call: ReturnType<CoreContext["callBinaryNow"]>
+    try {
+      args = {
+        ...createArgs(a),
+        claim: replies.batchArgs(handoff.args, Math.min(HANDOFF_CHUNK, handoff.max), Limits.batchBytes, true)
+      }
+      call = ctx.callBinaryNow("create_claim", ex(a.executionId), args, [a.inputPayload, a.policyJson], now)
+    } catch (defect) {
+      handoff.deliver([], true)
+      return Effect.die(defect)
+    }
+    if (call === undefined) return undefined
+    const sent = call.sent
+    const settled = call.reply.then(
+      (raw): Either.Either<unknown, unknown> => {
+        try {
+          if (!Array.isArray(raw) || raw[0] !== 1) {
+            handoff.deliver([], true)
+          } else {
+            const read = replies.readBatch(fn, raw as ReadonlyArray<Buffer | number>, 7, handoff.args, Limits.batchBytes)
+            // (a claim that failed, or whose reply did not read, leaves the worker claiming itself;
+            // what it may have claimed then waits for its lease's expiry, as after a lost claim reply)
+            if (Either.isRight(read)) handoff.deliver(read.right.claimed, read.right.claimed.length === 0)
+            else handoff.deliver([], true)
+          }
+        } catch {
+          handoff.deliver([], true)
+        }
+        return Either.right(raw)
+      },
+      (error: unknown) => {
+        handoff.deliver([], true)
+        return Either.left(error)
+      }
+    )
+    return Effect.flatMap(Effect.promise(() => settled), (settled) => {
+      if (Either.isLeft(settled)) {
+        return isMissingFunction(settled.left) ?
+          plainCreate(a) :
+          Effect.fail(fcallFailure(fn, settled.left, sent, false))
+      }
+      return Effect.flatMap(ctx.binaryReply("create_claim", args, settled.right), (raw) => {
+        const text = (i: number) => replyText(raw, i)
+        return createdOf(fn, a, text(1), [text(3), text(4)])
+      })
+    })
   }
 
   /**

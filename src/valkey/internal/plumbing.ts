@@ -208,6 +208,43 @@ export interface Plumbing {
     onRead?: (raw: ReadonlyArray<Buffer | number>) => void
   ) => Effect.Effect<ReadonlyArray<Buffer | number>, EngineError>
   /**
+   * `callBinary`'s FCALL of `ff_<fn>` made on the caller's stack, with `now` as ARGV[1]: no effect
+   * runs before it is on the connection. The reply's promise (see `Client.fcallNow`), to be read
+   * with `binaryReply`; `undefined` when a blob must be staged first (then `callBinary` makes it).
+   */
+  readonly callBinaryNow: (
+    fn: string,
+    target: Target,
+    args: Readonly<Record<string, unknown>>,
+    blobs: ReadonlyArray<Uint8Array | string>,
+    now: string
+  ) => { readonly reply: Promise<unknown>; readonly sent: boolean } | undefined
+  /**
+   * As `callBinaryNow` for `call`'s FCALL (a text reply), read with `textReply`; `afterSend` runs
+   * once it is on the connection (see `Client.fcall`).
+   */
+  readonly callNow: (
+    fn: string,
+    target: Target,
+    args: Readonly<Record<string, unknown>>,
+    blobs: ReadonlyArray<Uint8Array | string>,
+    now: string,
+    afterSend?: (() => void) | undefined
+  ) => { readonly reply: Promise<unknown>; readonly sent: boolean } | undefined
+  /** `call`'s reading of a raw reply of `ff_<fn>` called on `target` with `args`. */
+  readonly textReply: (
+    fn: string,
+    target: Target,
+    args: Readonly<Record<string, unknown>>,
+    raw: unknown
+  ) => Effect.Effect<Envelope, EngineError>
+  /** `callBinary`'s reading of a raw reply of `ff_<fn>` called with `args`. */
+  readonly binaryReply: (
+    fn: string,
+    args: Readonly<Record<string, unknown>>,
+    raw: unknown
+  ) => Effect.Effect<ReadonlyArray<Buffer | number>, EngineError>
+  /**
    * A read-only FCALL of `ff_<fn>` with the same arguments on each of `targets`, replies in their
    * order. On a standalone server the calls go in one pipeline (one write, their replies read
    * together: a maintenance pass probes every partition); on a cluster, or when a reply is an
@@ -363,18 +400,76 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
     send(fn, target, args, blobs, readOnly, false, (name, inCall, raw) =>
       onReply(name, inCall ? undefined : target.partition, args, raw), afterSend)
 
+  const readBinary = (
+    name: string,
+    args: Readonly<Record<string, unknown>>,
+    raw: unknown
+  ): Effect.Effect<ReadonlyArray<Buffer | number>, EngineError> => {
+    if (Array.isArray(raw) && raw[0] === 1) return Effect.succeed(raw as ReadonlyArray<Buffer | number>)
+    const texts = Array.isArray(raw) ?
+      raw.map((x: unknown) => (Buffer.isBuffer(x) ? x.toString("utf8") : x)) :
+      raw
+    return onReply(name, undefined, args, texts).pipe(
+      Effect.zipRight(Effect.fail(parseError(name, "not a reply")))
+    )
+  }
+
   const callBinary: Plumbing["callBinary"] = (fn, target, args, blobs = [], onRead) =>
-    send(fn, target, args, blobs, false, true, (name, _, raw) => {
-      if (Array.isArray(raw) && raw[0] === 1) return Effect.succeed(raw as ReadonlyArray<Buffer | number>)
-      const texts = Array.isArray(raw) ?
-        raw.map((x: unknown) => (Buffer.isBuffer(x) ? x.toString("utf8") : x)) :
-        raw
-      return onReply(name, undefined, args, texts).pipe(
-        Effect.zipRight(Effect.fail(parseError(name, "not a reply")))
-      )
-    }, undefined, onRead === undefined ? undefined : (raw) => {
+    send(fn, target, args, blobs, false, true, (name, _, raw) => readBinary(name, args, raw), undefined, onRead === undefined ? undefined : (raw) => {
       if (Array.isArray(raw) && raw[0] === 1) onRead(raw as ReadonlyArray<Buffer | number>)
     })
+
+  const callBinaryNow: Plumbing["callBinaryNow"] = (fn, target, args, blobs, now) => {
+    const built = argvOf(fn, target, args, blobs, false, now)
+    if (built.stages.length > 0) return undefined
+    return client.fcallNow(`ff_${fn}`, target.base, built.argv, false, true)
+  }
+
+  const callNow: Plumbing["callNow"] = (fn, target, args, blobs, now, afterSend) => {
+    const built = argvOf(fn, target, args, blobs, false, now)
+    if (built.stages.length > 0) return undefined
+    const call = client.fcallNow(`ff_${fn}`, target.base, built.argv, false, false)
+    afterSend?.()
+    return call
+  }
+
+  const textReply: Plumbing["textReply"] = (fn, target, args, raw) => {
+    const inCall = hintsInCall && target.partition !== undefined
+    return onReply(`ff_${fn}`, inCall ? undefined : target.partition, args, raw)
+  }
+
+  /**
+   * The ARGV of an FCALL of `ff_<fn>`: `now`, the JSON arguments (with `_hint` when the call writes
+   * its claim hints itself, `inCall`, and the staging keys), the blobs (`stages`: those to SET
+   * first, in their staging keys).
+   */
+  const argvOf = (
+    fn: string,
+    target: Target,
+    args: Readonly<Record<string, unknown>>,
+    blobs: ReadonlyArray<Uint8Array | string>,
+    readOnly: boolean,
+    now: string
+  ) => {
+    const inCall = hintsInCall && !readOnly && target.partition !== undefined
+    const argv: Array<string | Buffer> = [now, ""]
+    // argument position (ARGV index, 1-based) -> staging key
+    let staged: Record<string, string> | undefined
+    const stages: Array<readonly [string, Buffer]> = []
+    for (const b of blobs) {
+      if (STAGING.has(fn) && typeof b !== "string" && b.length >= STAGE_BYTES) {
+        const key = `${target.base}:stage:${randomUUID()}`
+        stages.push([key, toBuffer(b)])
+        ;(staged ??= {})[String(argv.length + 1)] = key
+        argv.push("")
+      } else {
+        argv.push(toArg(b))
+      }
+    }
+    const sent = inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args
+    argv[1] = JSON.stringify(staged === undefined ? sent : { ...sent, staged })
+    return { argv, stages, inCall }
+  }
 
   /** One FCALL of `ff_<fn>` (blobs staged or in ARGV), its raw reply handed to `reply`. */
   const send = <A>(
@@ -390,23 +485,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
   ): Effect.Effect<A, EngineError> =>
     Effect.flatMap(nowArg, (now) => {
       const name = `ff_${fn}`
-      const inCall = hintsInCall && !readOnly && target.partition !== undefined
-      const argv: Array<string | Buffer> = [now, ""]
-      // argument position (ARGV index, 1-based) -> staging key
-      let staged: Record<string, string> | undefined
-      const stages: Array<readonly [string, Buffer]> = []
-      for (const b of blobs) {
-        if (STAGING.has(fn) && typeof b !== "string" && b.length >= STAGE_BYTES) {
-          const key = `${target.base}:stage:${randomUUID()}`
-          stages.push([key, toBuffer(b)])
-          ;(staged ??= {})[String(argv.length + 1)] = key
-          argv.push("")
-        } else {
-          argv.push(toArg(b))
-        }
-      }
-      const sent = inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args
-      argv[1] = JSON.stringify(staged === undefined ? sent : { ...sent, staged })
+      const { argv, inCall, stages } = argvOf(fn, target, args, blobs, readOnly, now)
       const invoke = Effect.flatMap(
         client.fcall(name, target.base, argv, readOnly, target.keys, binary, afterSend, onRawReply),
         (raw) => reply(name, inCall, raw)
@@ -452,7 +531,23 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       }
     })
 
-  return { settings, keys, client, flowTarget, nowArg, call, callBinary, callEach, registerLane, applyWake, dropHint }
+  return {
+    settings,
+    keys,
+    client,
+    flowTarget,
+    nowArg,
+    call,
+    callBinary,
+    callBinaryNow,
+    callNow,
+    textReply,
+    binaryReply: (fn, args, raw) => readBinary(`ff_${fn}`, args, raw),
+    callEach,
+    registerLane,
+    applyWake,
+    dropHint
+  }
 }
 
 /** An infrastructure error raised by the layer itself. */

@@ -43,7 +43,9 @@ export const makeSubscriber = (
   keys: Keys,
   hubOf: () => Hub,
   scope: Scope.Scope,
-  eventHubOf: () => EventHub
+  eventHubOf: () => EventHub,
+  /** Run with a lane's wake-up as its message is read, before the hub counts it (`makeWakeClaims`). */
+  claimOf: () => ((lane: string) => void) | undefined = () => undefined
 ): Subscriber => {
   const wakePrefix = keys.wakeChannel("")
   const revokePrefix = keys.revokeChannel("")
@@ -58,7 +60,17 @@ export const makeSubscriber = (
 
   const onMessage = (channel: string, message: string) => {
     const hub = hubOf()
-    if (channel.startsWith(wakePrefix)) hub.wake(channel.slice(wakePrefix.length))
+    if (channel.startsWith(wakePrefix)) {
+      const lane = channel.slice(wakePrefix.length)
+      // (a defect of the claim neither reaches the connection's reader nor keeps the wake-up
+      // from being counted: the worker then claims at the wake-up as without it)
+      try {
+        claimOf()?.(lane)
+      } catch {
+        // (nothing to do: see above)
+      }
+      hub.wake(lane)
+    }
     else if (channel.startsWith(revokePrefix)) hub.revoke(channel.slice(revokePrefix.length), message)
     else if (channel.startsWith(eventPrefix)) eventHubOf().wake(channel.slice(eventPrefix.length))
   }
