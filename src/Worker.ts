@@ -229,7 +229,9 @@ export interface Handler<out R> {
   /**
    * Decodes the payload, runs the handler with the context `makeContext` builds, encodes its
    * output. The payload is decoded and the handler's `run` called when `execute` is called (the
-   * worker calls it as the attempt starts, in the attempt's fiber); a `run` that throws gives an
+   * worker calls it as the attempt starts, in the attempt's fiber, or on the stack of the claim
+   * that took it before the attempt has a fiber: see docs/worker.md, "What an attempt costs"; the
+   * effect it returns runs in the attempt's fiber); a `run` that throws gives an
    * effect that dies with what it threw.
    */
   readonly execute: (
@@ -405,7 +407,11 @@ export interface WorkerOptions<H> {
    * batching), off for memory.
    */
   readonly batchCompletions?: boolean | undefined
-  /** Called with every event of every attempt (in the attempt's fiber). */
+  /**
+   * Called with every event of every attempt; what it returns runs in the attempt's fiber, or
+   * in a fiber with the attempt's log annotations (the `Completed` report of an attempt whose
+   * handler was done as it returned: docs/worker.md, "What an attempt costs").
+   */
   readonly onEvent?: ((event: WorkerEvent) => Effect.Effect<void>) | undefined
 }
 

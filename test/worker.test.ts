@@ -3,9 +3,11 @@ import {
   Deferred,
   Duration,
   Effect,
+  Either,
   Exit,
   FiberRef,
   Fiber,
+  HashMap,
   Layer,
   Logger,
   Metric,
@@ -545,6 +547,9 @@ describe("batched completions (memory)", () => {
       readonly concurrency: number
       readonly run: (input: { readonly a: number; readonly b: number }) => Effect.Effect<number>
       readonly idle: Schedule.Schedule<unknown>
+      /** Default on. */
+      readonly batchCompletions?: boolean
+      readonly onEvent?: (event: Worker.WorkerEvent) => Effect.Effect<void>
     }
   ) =>
     Effect.gen(function*() {
@@ -555,8 +560,9 @@ describe("batched completions (memory)", () => {
         lanes: [lane],
         handlers: [Worker.handler({ ...Add, run: worker.run })],
         concurrency: worker.concurrency,
-        batchCompletions: true,
-        idle: worker.idle
+        batchCompletions: worker.batchCompletions ?? true,
+        idle: worker.idle,
+        ...(worker.onEvent === undefined ? {} : { onEvent: worker.onEvent })
       }))
       for (let i = 0; i < 300; i++) {
         if ((yield* Effect.forEach(ids, (id) => isState(id, "completed"))).every(Boolean)) break
@@ -684,6 +690,125 @@ describe("batched completions (memory)", () => {
         expect(got).toBeLessThanOrEqual(max)
       }
       for (const k of yield* Ref.get(kinds)) expect(k).toEqual(["add"])
+    }), 20_000)
+
+  it.live("without batched completions, the outputs of the handlers a claim started that were done as they returned go in one completeMany", () =>
+    Effect.gen(function*() {
+      const counts = yield* countingCompletes
+      // every event, in order, with the log annotations of its report (Claimed is recorded as it is
+      // reported, its report done at once: a report still to run would start the attempt in a fiber)
+      const events = yield* Ref.make<ReadonlyArray<string>>([])
+      const claimed: Array<string> = []
+      yield* addsToCompletion(8, {
+        run: (i) => Effect.succeed(i.a + i.b),
+        concurrency: 8,
+        batchCompletions: false,
+        idle: Schedule.spaced("1 second"),
+        onEvent: (event) =>
+          event._tag === "Claimed" ?
+            (claimed.push(`Claimed ${event.attempt}`), Effect.void) :
+            Effect.flatMap(FiberRef.get(FiberRef.currentLogAnnotations), (annotations) =>
+              Ref.update(events, (all) => [
+                ...all,
+                `${claimed.length} ${event._tag} ${event.attempt} ${
+                  Option.getOrUndefined(HashMap.get(annotations, "executionId")) === event.executionId
+                } ${Option.getOrUndefined(HashMap.get(annotations, "attempt"))}`
+              ]))
+      }).pipe(Effect.provide(counts.layer))
+      // one claim took all 8; their outputs were written in one call, none alone
+      expect(yield* Ref.get(counts.batches)).toEqual([8])
+      expect(yield* Ref.get(counts.singles)).toBe(0)
+      // each attempt reported Claimed, then Completed once written, in its own log annotations
+      expect(claimed).toEqual(Array(8).fill("Claimed 1"))
+      expect(yield* Ref.get(events)).toEqual(Array(8).fill("8 Completed 1 true 1"))
+    }), 20_000)
+
+  it.live("without batched completions, an output batch refused as a whole is written again completion by completion", () =>
+    Effect.gen(function*() {
+      const counts = yield* countingCompletes
+      yield* Ref.set(counts.failBatch, true)
+      yield* addsToCompletion(8, {
+        run: (i) => Effect.succeed(i.a + i.b),
+        concurrency: 8,
+        batchCompletions: false,
+        idle: Schedule.spaced("1 second")
+      }).pipe(Effect.provide(counts.layer))
+      expect(yield* Ref.get(counts.batches)).toEqual([8])
+      expect(yield* Ref.get(counts.singles)).toBe(8)
+    }), 20_000)
+
+  it.live("an output written with others whose write fails alone is retried and reported on its own; the others complete", () =>
+    Effect.gen(function*() {
+      // the batch's first item fails its first write with a retryable error; its retry is a complete of its own
+      const failedOnce = yield* Ref.make(false)
+      const singles = yield* Ref.make(0)
+      const layer = memoryWith((backend) => ({
+        complete: (handle, args) => Effect.zipRight(Ref.update(singles, (n) => n + 1), backend.complete(handle, args)),
+        completeMany: (items) =>
+          Effect.flatMap(Ref.getAndSet(failedOnce, true), (failed) =>
+            failed ?
+              backend.completeMany(items) :
+              Effect.map(backend.completeMany(items.slice(1)), (rest) => [
+                Either.left(new Transport({ backend: "memory", kind: "transport", retryable: true, message: "injected" })),
+                ...rest
+              ]))
+      }))
+      const events = yield* Ref.make<ReadonlyArray<string>>([])
+      yield* addsToCompletion(4, {
+        run: (i) => Effect.succeed(i.a + i.b),
+        concurrency: 4,
+        batchCompletions: false,
+        idle: Schedule.spaced("1 second"),
+        onEvent: (event) => event._tag === "Claimed" ? Effect.void : Ref.update(events, (all) => [...all, event._tag])
+      }).pipe(Effect.provide(layer))
+      expect(yield* Ref.get(singles)).toBe(1)
+      expect(yield* Ref.get(events)).toEqual(Array(4).fill("Completed"))
+    }), 20_000)
+
+  it.live("a report of an output written with others that dies does not keep the others from theirs", () =>
+    Effect.gen(function*() {
+      const completed = yield* Ref.make(0)
+      let died = 0
+      yield* addsToCompletion(4, {
+        run: (i) => Effect.succeed(i.a + i.b),
+        concurrency: 4,
+        batchCompletions: false,
+        idle: Schedule.spaced("1 second"),
+        onEvent: (event) => {
+          if (event._tag !== "Completed") return Effect.void
+          // the first report dies as it is made; the others are reported
+          if (died++ === 0) throw new Error("injected report defect")
+          return Ref.update(completed, (n) => n + 1)
+        }
+      }).pipe(Effect.provide(MemoryBackend.layer()))
+      expect(died).toBe(4)
+      expect(yield* Ref.get(completed)).toBe(3)
+    }), 20_000)
+
+  it.live("reports of outputs written together that wait run at once, and their attempts hold their slots until they end", () =>
+    Effect.gen(function*() {
+      let live = 0, maxLive = 0, inReport = 0, maxInReport = 0
+      yield* addsToCompletion(6, {
+        run: (i) => Effect.succeed(i.a + i.b),
+        concurrency: 2,
+        batchCompletions: false,
+        idle: Schedule.spaced("10 millis"),
+        onEvent: (event) => {
+          if (event._tag === "Claimed") {
+            maxLive = Math.max(maxLive, ++live)
+            return Effect.void
+          }
+          return Effect.gen(function*() {
+            maxInReport = Math.max(maxInReport, ++inReport)
+            yield* Effect.sleep("30 millis")
+            inReport--
+            live--
+          })
+        }
+      }).pipe(Effect.provide(MemoryBackend.layer()))
+      // never more attempts than slots, reports included; the two of one claim reported together
+      expect(maxLive).toBe(2)
+      expect(maxInReport).toBe(2)
     }), 20_000)
 
   it.live("a batch refused as a whole is written again completion by completion", () =>

@@ -509,22 +509,10 @@ const runHandler = (
   started: boolean
 ): Effect.Effect<void> => {
   const running = new Running(a.p.executionId, a.handle)
-  const then = (exit: Exit.Exit<Uint8Array, HandlerFailure>): Effect.Effect<void> => {
-    const { lease } = running
-    if (running.endedBy !== undefined) return settle(a, { _tag: "Ended", ended: running.endedBy })
-    if (Exit.isSuccess(exit) || !Cause.isInterruptedOnly(exit.cause)) return settle(a, { _tag: "Handler", exit })
-    if (lease.stop !== undefined) return settle(a, lease.stop)
-    return settle(
-      a,
-      HashSet.has(Cause.interruptors(exit.cause), fiber.id()) ? { _tag: "Handler", exit } : { _tag: "Interrupted" }
-    )
-  }
+  const then = thenFor(a, running, fiber)
   const run = (resumeSignals: ReadonlyArray<M.ResumeSignal>, now: boolean) => {
     // The handler's requirements are those `run` was typed with: they are in this fiber's context.
-    const execute = handler.execute(payload, (input) => taskContext(a, running, resumeSignals, input)) as Effect.Effect<
-      Uint8Array,
-      HandlerFailure
-    >
+    const execute = executeFor(a, running, handler, payload, resumeSignals)
     // A handler whose outcome is known as `execute` returns (its `run` gave `Effect.succeed`…),
     // in the fiber's first step: no interruption can have reached the fiber yet, and there is no
     // handler left to run, renew a lease for, or interrupt; it is settled at once (the keeper
@@ -536,6 +524,125 @@ const runHandler = (
   return a.handle.kind === "resumed" ?
     Effect.flatMap(restore(observeResumeSignals(a)), (signals) => run(signals, false)) :
     run(noSignals, started)
+}
+
+/** The handler called on its payload: its decoded input and task context given to `run`. */
+const executeFor = (
+  a: Attempt,
+  running: Running,
+  handler: Handler<unknown>,
+  payload: Uint8Array,
+  resumeSignals: ReadonlyArray<M.ResumeSignal>
+): Effect.Effect<Uint8Array, HandlerFailure> =>
+  handler.execute(payload, (input) => taskContext(a, running, resumeSignals, input)) as Effect.Effect<
+    Uint8Array,
+    HandlerFailure
+  >
+
+/** How the handler of `running` stopped (its exit), settled, in the attempt's fiber `fiber`. */
+const thenFor = (a: Attempt, running: Running, fiber: Fiber.RuntimeFiber<void, never>) =>
+(exit: Exit.Exit<Uint8Array, HandlerFailure>): Effect.Effect<void> => {
+  const { lease } = running
+  if (running.endedBy !== undefined) return settle(a, { _tag: "Ended", ended: running.endedBy })
+  if (Exit.isSuccess(exit) || !Cause.isInterruptedOnly(exit.cause)) return settle(a, { _tag: "Handler", exit })
+  if (lease.stop !== undefined) return settle(a, lease.stop)
+  return settle(
+    a,
+    HashSet.has(Cause.interruptors(exit.cause), fiber.id()) ? { _tag: "Handler", exit } : { _tag: "Interrupted" }
+  )
+}
+
+// ---------------------------------------------------------------------------
+// Attempts started on the claim's stack
+// ---------------------------------------------------------------------------
+
+/** An attempt whose handler succeeded as it was called (see `startNow`): its output is to be written. */
+export class Done {
+  constructor(readonly a: Attempt, readonly output: Uint8Array) {}
+}
+
+/**
+ * A fresh attempt whose input came with its claim, started on the stack of the claim that took it
+ * before any fiber of its own: `Claimed` is reported and the handler called, as the first step
+ * of its fiber (`runAttempt`) would (the claim loop starts it so when the attempt has no span:
+ * the current tracer is Effect's built-in one). Three answers:
+ * - `undefined`: nothing was done (a resumed handle, a kind without a handler): the attempt
+ *   takes `runAttempt`'s path from its start;
+ * - a `Done`: the handler's success was known as it returned (its `run` gave `Effect.succeed`…);
+ *   nothing is left to run but the write of its output, which the claim loop makes together with
+ *   the other such attempts of the claim (`Runtime.completeAll`), then reports (`settleWritten`);
+ *   the attempt is never registered with the lease keeper, as an attempt settled in its fiber's
+ *   first step is not (`LeaseKeeper.settledNow`: at shutdown it is released instead);
+ * - an effect: the rest of the attempt (the report of `Claimed` still running, the handler, or a
+ *   failure to settle), to run in a fiber of its own forked as `runAttempt`'s is.
+ */
+export const startNow = (
+  rt: Runtime,
+  handle: M.Handle,
+  p: M.HandlePayload,
+  claimedAt: number,
+  input: M.ExecutionInput,
+  restore: Restore,
+  clock: Clock.Clock
+): Done | Effect.Effect<void> | undefined => {
+  if (handle.kind === "resumed") return undefined
+  const kind = input.executionKind
+  const handler = rt.settings.handlers.get(kind)
+  if (handler === undefined) return undefined
+  const a: Attempt = {
+    rt,
+    handle,
+    p,
+    claimedAt,
+    clock,
+    base: { executionId: p.executionId, kind, lane: p.laneId, attempt: p.attemptIndex + 1, workerInstanceId: rt.settings.workerInstanceId }
+  }
+  const { onEvent } = rt.settings
+  if (onEvent !== undefined) {
+    const claimed = onEvent({
+      _tag: "Claimed",
+      executionId: a.base.executionId,
+      kind,
+      lane: a.base.lane,
+      attempt: a.base.attempt,
+      workerInstanceId: a.base.workerInstanceId,
+      handleKind: handle.kind
+    })
+    // a report still to run (or failed) is run first, in the attempt's fiber, as `runWithInput` does
+    const done = exitNow(claimed)
+    if (done === undefined || Exit.isFailure(done)) {
+      return Effect.flatMap(
+        claimed,
+        () => Effect.withFiberRuntime<void>((fiber) => runHandler(a, handler, input.payload, restore, fiber, false))
+      )
+    }
+  }
+  const running = new Running(p.executionId, handle)
+  const execute = executeFor(a, running, handler, input.payload, noSignals)
+  const exit = exitNow(execute)
+  if (exit === undefined) {
+    return Effect.withFiberRuntime<void>((fiber) =>
+      rt.keeper.guardThenOn(fiber, running.lease, claimedAt, restore(execute), thenFor(a, running, fiber))
+    )
+  }
+  const settled = rt.keeper.settledNow(running.lease, exit)
+  if (Exit.isSuccess(settled)) return new Done(a, settled.value)
+  return Effect.withFiberRuntime<void>((fiber) => thenFor(a, running, fiber)(settled))
+}
+
+/**
+ * A `Done` attempt once its output's write ended (`exit`, as `complete` would have ended): counted,
+ * timed and reported `Completed`, or, when the write failed, retried and reported as an
+ * attempt's own write is (`writeThen`). What is left to run (a report that is not done as it is
+ * made, a retry) runs in a fiber of its own with the attempt's log annotations, as it would have
+ * run in the attempt's fiber (see the claim loop's `writeDone`).
+ */
+export const settleWritten = (d: Done, exit: Exit.Exit<void, EngineError>): Effect.Effect<void> => {
+  const { a } = d
+  if (Exit.isSuccess(exit)) return completed(a)
+  const first = Cause.failureOption(exit.cause)
+  if (Option.isNone(first)) return Effect.failCause(exit.cause as Cause.Cause<never>)
+  return writeFailed(a, "complete", a.rt.complete(a.handle, d.output), () => completed(a), undefined, first.value)
 }
 
 // ---------------------------------------------------------------------------

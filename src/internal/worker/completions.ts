@@ -15,7 +15,43 @@ import type * as M from "../../Model.js"
 
 export interface Completions {
   readonly complete: (handle: M.Handle, payload: Uint8Array) => Effect.Effect<void, EngineError>
+  /** `complete` of each item, queued at once and waited for by the caller alone; their outcomes in order. */
+  readonly completeAll: (items: ReadonlyArray<Item>) => Effect.Effect<ReadonlyArray<Exit.Exit<void, EngineError>>>
 }
+
+/** A completion to write. */
+export interface Item {
+  readonly handle: M.Handle
+  readonly payload: Uint8Array
+}
+
+/**
+ * `items` written without a writer of batches: one `completeMany` (one `complete` for a single
+ * item), each item's outcome in order. A call refused as a whole (one item that does not
+ * validate, a transport failure, a defect: logged) is written again item by item, as a batch of
+ * the writer is.
+ */
+export const completeAll = (
+  backend: EngineBackend.Service,
+  items: ReadonlyArray<Item>
+): Effect.Effect<ReadonlyArray<Exit.Exit<void, EngineError>>> => {
+  const oneByOne = Effect.forEach(items, (i) => Effect.exit(backend.complete(i.handle, { payload: i.payload })), {
+    concurrency: "unbounded"
+  })
+  if (items.length === 1) return oneByOne
+  return Effect.flatMap(
+    Effect.exit(backend.completeMany(items)),
+    (exit) =>
+      Exit.isSuccess(exit) ?
+        Effect.succeed(exit.value.map((o) => (Either.isRight(o) ? Exit.void : Exit.fail(o.left)))) :
+        Effect.zipRight(refused(exit.cause), oneByOne)
+  )
+}
+
+// A batch call that fails or dies is refused as a whole: a defect (not a typed error) is logged
+// here, since no caller sees it; the batch is then written again completion by completion.
+const refused = (cause: Cause.Cause<EngineError>) =>
+  Cause.isFailure(cause) && !Cause.isDie(cause) ? Effect.void : Effect.logError("a batch of completions died; writing it one by one", cause)
 
 /** How a batch of completions also claims: the worker's claim loop lends it its free slots. */
 export interface Refill {
@@ -87,11 +123,6 @@ export const make = (
 
     const oneByOne = (batch: ReadonlyArray<Pending>) => Effect.forEach(batch, one, { concurrency: "unbounded", discard: true })
 
-    // A batch call that fails or dies is refused as a whole: a defect (not a typed error) is logged
-    // here, since no caller sees it; the batch is then written again completion by completion.
-    const refused = (cause: Cause.Cause<EngineError>) =>
-      Cause.isFailure(cause) && !Cause.isDie(cause) ? Effect.void : Effect.logError("a batch of completions died; writing it one by one", cause)
-
     const write = (batch: ReadonlyArray<Pending>): Effect.Effect<void> => {
       const reserved = refill?.reserve(batch.length)
       if (reserved === undefined || refill === undefined) {
@@ -141,16 +172,29 @@ export const make = (
     })
     const next = Effect.zipRight(Effect.yieldNow(), drain)
 
+    /** Queues `ps`, and starts the writer when it is idle (see `drain`); the effect to wait with while it runs in the caller. */
+    const enqueue = (ps: ReadonlyArray<Pending>): Effect.Effect<void> | undefined => {
+      for (const p of ps) queued.push(p)
+      if (writing) return undefined
+      writing = true
+      if (refill === undefined) return Effect.uninterruptible(next)
+      refill.startWriter(next)
+      return undefined
+    }
+
     return {
       complete: (handle, payload) =>
         Effect.suspend(() => {
           const p = new Pending(handle, payload)
-          queued.push(p)
-          if (writing) return p.await
-          writing = true
-          if (refill === undefined) return Effect.zipRight(Effect.uninterruptible(next), p.await)
-          refill.startWriter(next)
-          return p.await
+          const writer = enqueue([p])
+          return writer === undefined ? p.await : Effect.zipRight(writer, p.await)
+        }),
+      completeAll: (items) =>
+        Effect.suspend(() => {
+          const ps = items.map((i) => new Pending(i.handle, i.payload))
+          const all = Effect.forEach(ps, (p) => Effect.exit(p.await))
+          const writer = enqueue(ps)
+          return writer === undefined ? all : Effect.zipRight(writer, all)
         })
     }
   })

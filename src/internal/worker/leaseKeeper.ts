@@ -83,6 +83,8 @@ export interface LeaseKeeper {
     exit: Exit.Exit<A, E>,
     then: (exit: Exit.Exit<A, E>) => Effect.Effect<B>
   ) => Effect.Effect<B>
+  /** `settledOn`'s exit, without a step: what `then` would get. */
+  readonly settledNow: <A, E>(lease: Lease, exit: Exit.Exit<A, E>) => Exit.Exit<A, E>
   /** Stops every running handler with `Shutdown`, and every handler that starts from now on. */
   readonly shutdown: Effect.Effect<void>
   /**
@@ -229,14 +231,16 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       return Effect.zipRight(Effect.forkDaemon(renew(entry)), run)
     }
 
-    const settledOn: LeaseKeeper["settledOn"] = (lease, exit, then) => {
+    const settledNow: LeaseKeeper["settledNow"] = (lease, exit) => {
       if (shuttingDown) {
         lease.stop = { _tag: "Shutdown" }
-        return then(Exit.interrupt(FiberId.none))
+        return Exit.interrupt(FiberId.none)
       }
       if (early.size > 0) early.delete(lease.executionId)
-      return then(exit)
+      return exit
     }
+
+    const settledOn: LeaseKeeper["settledOn"] = (lease, exit, then) => then(settledNow(lease, exit))
 
     const guardThen: LeaseKeeper["guardThen"] = (lease, claimedAt, handler, then) =>
       Effect.withFiberRuntime((fiber) => guardThenOn(fiber, lease, claimedAt, handler, then))
@@ -264,5 +268,5 @@ export const make = (options: KeeperOptions): Effect.Effect<LeaseKeeper, never, 
       return Effect.forEach([...running], (entry) => stop(entry, { _tag: "Shutdown" }), { discard: true })
     })
 
-    return { guard, guardThen, guardThenOn, settledOn, shutdown, recheck, recheckAll }
+    return { guard, guardThen, guardThenOn, settledOn, settledNow, shutdown, recheck, recheckAll }
   })

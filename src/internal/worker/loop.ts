@@ -5,12 +5,14 @@
  */
 import type { Scope } from "effect"
 import {
+  Cause,
   Clock,
   type Context,
   Duration,
   Effect,
   Either,
   Exit,
+  Fiber,
   FiberId,
   FiberRef,
   FiberRefs,
@@ -27,11 +29,12 @@ import { type EngineError, rootCause } from "../../EngineError.js"
 import type * as M from "../../Model.js"
 import { decodeHandle } from "../handleCodec.js"
 import { MAX_CLAIM_BATCH } from "../validation.js"
-import { releaseUnrun, type Restore, runAttempt } from "./attempt.js"
+import { builtInTracer } from "../traceContext.js"
+import { Done, releaseUnrun, type Restore, runAttempt, settleWritten, startNow } from "./attempt.js"
 import * as Completions from "./completions.js"
 import * as LeaseKeeper from "./leaseKeeper.js"
 import { activeTasks, claimsTotal, type Labels, labelSets, renewalsTotal } from "./metrics.js"
-import { leaseLostReason, type Runtime as WorkerRuntime, type Settings } from "./runtime.js"
+import { exitNow, leaseLostReason, type Runtime as WorkerRuntime, type Settings } from "./runtime.js"
 
 /** The back-off after a failed claim: 50 ms doubling, capped at 1 s. */
 const claimErrorBackoff: Schedule.Schedule<unknown> = Schedule.exponential("50 millis", 2).pipe(
@@ -246,6 +249,11 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       activeTasks.unsafeModify(-1, active)
       slotFree.unsafeOpen()
     }
+    const finishedMany = (slots: number) => {
+      running -= slots
+      activeTasks.unsafeModify(-slots, active)
+      slotFree.unsafeOpen()
+    }
     let rt: WorkerRuntime | undefined
     // Attempts start from the loop's own context (its log annotations, no span), whichever fiber
     // claimed them (the loop, or an attempt writing a batch of completions that claimed).
@@ -266,6 +274,10 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       runtimeFlags: RuntimeFlags.disable(loopRuntime.runtimeFlags, RuntimeFlags.Interruption)
     }))
     const restore: Restore = RuntimeFlags.interruption(loopRuntime.runtimeFlags) ? Effect.interruptible : identity
+    // Attempts whose input came with their claim start on the claim's stack (`startNow`) unless
+    // they have a span (a tracer other than Effect's built-in one is current): that span is made
+    // in the attempt's fiber, around all of its steps.
+    const startsNow = (yield* Effect.tracer) === builtInTracer
     const loopAnnotations = FiberRefs.getOrDefault(loopRuntime.fiberRefs, FiberRef.currentLogAnnotations)
     /** Per lane: the loop's log annotations and the lane's, and the label set of its claims by handle kind. */
     const lanes = new Map<M.ClaimArgs["lane"], {
@@ -315,6 +327,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         claimsTotal.unsafeUpdate(resumed, l.claimLabels.resumed ??= labels("lane", lane, "handle_kind", "resumed"))
       }
       if (stopping) return launchStopping(l.annotations, claimedAt, claimed)
+      let done: Array<Done> | undefined
       for (const { handle, input } of claimed) {
         const p = decodeHandle(handle.backend, handle)
         if (Either.isLeft(p)) {
@@ -322,33 +335,93 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           continue
         }
         running++
+        const payload = p.right
+        const annotations = () => attemptAnnotations(l.annotations, payload.executionId, payload.attemptIndex + 1)
+        if (startsNow && Option.isSome(input)) {
+          const started = startNow(rt!, handle, payload, claimedAt, input.value, restore, clock)
+          if (started instanceof Done) {
+            ;(done ??= []).push(started)
+            continue
+          }
+          if (started !== undefined) {
+            forkRunning(started, annotations(), 1)
+            continue
+          }
+        }
         // an input left out of the claim's reply (past its byte budget) is read by the attempt
         const prefetched = Option.isSome(input) ? Option.some(input) : Option.none()
-        const payload = p.right
-        const annotations = attemptAnnotations(l.annotations, payload.executionId, payload.attemptIndex + 1)
-        const attempt = runAttempt(rt!, handle, payload, claimedAt, prefetched, restore)
-        const fiber = refsOf !== undefined ?
-          forkBare(attempt, { updateRefs: (_, fiberId) => refsOf(fiberId, annotations) }) :
-          forkAttempt(attempt, { updateRefs: (refs, fiberId) => withAnnotations(refs, fiberId, annotations) })
-        const exit = fiber.unsafePoll()
-        if (exit === null) {
-          // still running: it holds its slot until it ends (the drain waits for it)
-          activeTasks.unsafeModify(1, active)
-          FiberSet.unsafeAdd(tasks, fiber)
-          fiber.addObserver(finished)
-        } else {
-          // it ran to its end on this stack (its handler did not wait): its slot is free again,
-          // and there is nothing to drain or observe (a defect still reaches the set, as before)
-          running--
-          if (Exit.isFailure(exit)) FiberSet.unsafeAdd(tasks, fiber)
-        }
+        forkRunning(runAttempt(rt!, handle, payload, claimedAt, prefetched, restore), annotations(), 1)
       }
+      // the outputs of the handlers done as they returned are written at once, in one fiber that
+      // holds their slots until each is reported
+      if (done !== undefined) forkRunning(writeDone(l.annotations, done), l.annotations, done.length)
       return errors === undefined ? undefined : Effect.forEach(
         errors,
         (e) => Effect.logError(`claimed handle does not decode: ${JSON.stringify(e)}`),
         { discard: true }
       )
     }
+    /** Forks `effect` uninterruptible with the log annotations `annotations`; it starts at once, on the caller's stack. */
+    const forkAnnotated = (effect: Effect.Effect<void>, annotations: HashMap.HashMap<string, unknown>) =>
+      refsOf !== undefined ?
+        forkBare(effect, { updateRefs: (_, fiberId) => refsOf(fiberId, annotations) }) :
+        forkAttempt(effect, { updateRefs: (refs, fiberId) => withAnnotations(refs, fiberId, annotations) })
+    /**
+     * Forks `effect`, which holds `slots` of the running attempts' slots (counted in `running`
+     * already), with the log annotations `annotations`.
+     */
+    const forkRunning = (effect: Effect.Effect<void>, annotations: HashMap.HashMap<string, unknown>, slots: number) => {
+      const fiber = forkAnnotated(effect, annotations)
+      const exit = fiber.unsafePoll()
+      if (exit === null) {
+        // still running: it holds its slots until it ends (the drain waits for it)
+        activeTasks.unsafeModify(slots, active)
+        FiberSet.unsafeAdd(tasks, fiber)
+        fiber.addObserver(slots === 1 ? finished : () => finishedMany(slots))
+      } else {
+        // it ran to its end on this stack (its handler did not wait): its slots are free again,
+        // and there is nothing to drain or observe (a defect still reaches the set, as before)
+        running -= slots
+        if (Exit.isFailure(exit)) FiberSet.unsafeAdd(tasks, fiber)
+      }
+    }
+    /**
+     * The outputs of attempts done on the claim's stack (`startNow`), written together, then each
+     * reported as its own write would have been. A report done as it is made (`Effect.void`) takes
+     * no step; each of the others runs in a fiber of its own with its attempt's log annotations
+     * (as in the attempt's fiber), all at once, and this fiber, which holds the attempts' slots,
+     * waits for them. A defect in one does not keep the others from theirs; the first one ends
+     * this fiber, as it would have ended the attempt's.
+     */
+    const writeDone = (lane: HashMap.HashMap<string, unknown>, done: ReadonlyArray<Done>): Effect.Effect<void> =>
+      Effect.flatMap(complete.all(done.map((d) => ({ handle: d.a.handle, payload: d.output }))), (exits) => {
+        let waiting: Array<Fiber.RuntimeFiber<void, never>> | undefined
+        let defect: Cause.Cause<never> | undefined
+        for (let i = 0; i < done.length; i++) {
+          const d = done[i]!
+          let report: Effect.Effect<void>
+          try {
+            report = settleWritten(d, exits[i]!)
+          } catch (e) {
+            report = Effect.die(e)
+          }
+          const now = exitNow(report)
+          if (now !== undefined && Exit.isSuccess(now)) continue
+          const fiber = forkAnnotated(report, attemptAnnotations(lane, d.a.p.executionId, d.a.p.attemptIndex + 1))
+          const exit = fiber.unsafePoll()
+          if (exit === null) (waiting ??= []).push(fiber)
+          else if (Exit.isFailure(exit)) defect ??= exit.cause
+        }
+        const end = Effect.suspend(() => (defect === undefined ? Effect.void : Effect.failCause(defect)))
+        if (waiting === undefined) return end
+        return Effect.zipRight(
+          Effect.forEach(waiting, (fiber) =>
+            Effect.map(Fiber.await(fiber), (exit) => {
+              if (Exit.isFailure(exit)) defect ??= exit.cause
+            }), { discard: true }),
+          end
+        )
+      })
     /**
      * What a claim returned once the drain had started (the claim was in flight when the worker
      * began to stop): no handler runs. Each execution is handed back at once, as the drain hands
@@ -510,9 +583,15 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
         }
       }
     }
-    const complete = (settings.batchCompletions ?? backend.backendLabel !== "memory") ?
-      (yield* Completions.make(backend, Math.min(settings.concurrency, MAX_CLAIM_BATCH), refill)).complete :
-      (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload })
+    const completions = (settings.batchCompletions ?? backend.backendLabel !== "memory") ?
+      yield* Completions.make(backend, Math.min(settings.concurrency, MAX_CLAIM_BATCH), refill) :
+      undefined
+    const complete = completions !== undefined ?
+      { one: completions.complete, all: completions.completeAll } :
+      {
+        one: (handle: M.Handle, payload: Uint8Array) => backend.complete(handle, { payload }),
+        all: (items: ReadonlyArray<Completions.Item>) => Completions.completeAll(backend, items)
+      }
     const byKind = new Map<string, Map<string, Labels>>()
     const outcomeLabels = (kind: string, outcome: string): Labels => {
       let byOutcome = byKind.get(kind)
@@ -521,7 +600,7 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
       if (set === undefined) byOutcome.set(outcome, set = labels("kind", kind, "outcome", outcome))
       return set
     }
-    rt = { backend, settings, keeper, complete, labels, outcomeLabels }
+    rt = { backend, settings, keeper, complete: complete.one, labels, outcomeLabels }
 
     const background = yield* FiberSet.make<void, never>()
     const sub = yield* subscribe(backend, settings)

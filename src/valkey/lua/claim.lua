@@ -305,6 +305,51 @@ end
 -- be: the claims of its batch skip the checks it made, and lease a plain first attempt by
 -- FF.claim_plain)
 local CHECKED = {}
+-- The candidates a batch of claims (FF.claim_lane_run) read ahead, per partition base: the
+-- eligible index's first entries, read once for several claims of the batch instead of two per
+-- claim (docs/design/valkey.md#the-workers-hot-path). {r = flat member, score list as FF.efirst
+-- answers, i = the position of the next entry, all = r holds every entry of the index, size = the
+-- entries asked for}. It serves a claim of `lane` on a partition whose reclaim index the batch
+-- found empty and with no pending set, and only while the index lost nothing but the entries the
+-- batch's direct first leases (FF.claim_plain) took, in order: any other outcome of a claim there
+-- (the general path, a stale entry, LATER, NOMATCH, EMPTY, work made claimable) drops it, and the
+-- next claim reads again. Each read asks for twice the entries of the last one on that partition,
+-- up to the claims the batch has left (plus the next head): a batch spread over many partitions
+-- reads two entries per visit, as a single claim does. nil outside a batch (and only a batch's
+-- claims, whose a.no_reclaim FF.claim_lane_run sets, look at it).
+-- (one table for the library's locals: ahead = the read-ahead, nil outside a batch; hit = the last
+-- FF.claim_from leased its first candidate by FF.claim_plain)
+local AH = { ahead = nil, hit = false, MAX = 129 }
+-- The first two candidates of `lane` on `B` for a claim of a batch (FF.candidates' entries),
+-- from what the batch read ahead; `want`: the claims the batch has left, plus one.
+function AH.heads(B, lane, want)
+  local t = AH.read(B, lane, want)
+  local r, i, out = t.r, t.i, {}
+  if r[i] ~= nil then out[1] = { r[i], tonumber(r[i + 1]), "eligible", B } end
+  if r[i + 2] ~= nil then out[2] = { r[i + 2], tonumber(r[i + 3]), "eligible", B } end
+  return out
+end
+-- What the batch read ahead on `B` (AH.ahead's entry), read (again) when fewer than two of its
+-- entries are left and the index may hold more.
+function AH.read(B, lane, want)
+  local ahead = AH.ahead
+  local t = ahead[B]
+  if t ~= nil and not t.all and t.i + 2 >= #t.r then
+    -- (fewer than two entries left of a read that did not reach the end: read on, twice as many)
+    t = { size = math.min(math.max(2 * t.size, 2), want, AH.MAX) }
+    ahead[B] = t
+  elseif t == nil then
+    t = { size = 2 }
+    ahead[B] = t
+  end
+  if t.r == nil then
+    local E = FF.lane_sets(B, lane)
+    t.r = FF.efirst(E, t.size)
+    t.i = 1
+    t.all = #t.r < 2 * t.size
+  end
+  return t
+end
 -- The OK reply of a claim of `lane` (`info`: its 7 fields; `c`: the claimed core, kept for a
 -- batch that reads the inputs)
 local function claimed(B, a, now, lane, info, c, next_head)
@@ -327,7 +372,10 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
       if a.checked == CHECKED and kind ~= "reclaim" then
         local r = C("HGETALL", K.core(B, e))
         info, c = FF.claim_plain(B, e, r, a, now, lane, cand[2], bound)
-        if info then return claimed(B, a, now, lane, info, c, next_head) end
+        if info then
+          AH.hit = i == 1
+          return claimed(B, a, now, lane, info, c, next_head)
+        end
         c = FF.candidate_core(B, e, kind, lane, cand[2], r)
       else
         c = FF.candidate_core(B, e, kind, lane, cand[2])
@@ -396,14 +444,38 @@ FF.fn.claim = function(B, a, now)
   end
   local bound = tonumber(a.bound or "")
   FF.kind_step(B, lane)
-  local heads = FF.candidates(B, lane, 2, a.no_reclaim)
-  if #heads == 0 then return FF.ok("EMPTY") end
+  -- (a claim of a batch reads what the batch read ahead on this partition, when it may: above)
+  local heads
+  local ahead = AH.ahead
+  local batch = a.checked == CHECKED and ahead ~= nil and a.no_reclaim ~= nil and a.no_reclaim[B] and
+    not FF.kpending(B, lane)
+  if batch then
+    heads = AH.heads(B, lane, a.ahead_want or 2)
+  else
+    if ahead ~= nil then ahead[B] = nil end
+    heads = FF.candidates(B, lane, 2, a.no_reclaim)
+  end
+  if #heads == 0 then
+    if batch then ahead[B] = nil end
+    return FF.ok("EMPTY")
+  end
   -- only the best head: when it is not for this worker, the other index's head is not the next
   -- best (the merged scan below is), so the order stays priority then FIFO (docs/design/executions.md#claim-order).
   -- With two entries of each index read, the one after it is the next head.
   local next_head = ""
   if #heads > 1 then next_head = FF.s(heads[2][2]) end
+  AH.hit = false
   local r = FF.claim_from(B, a, now, lane, caps, heads, 1, nil, bound, next_head)
+  if batch then
+    -- (the head taken by a direct first lease, nothing made claimable: the next entry is the
+    -- next head; else what was read ahead here is dropped)
+    if r ~= nil and AH.hit and not FF.woke then
+      local t = ahead[B]
+      t.i = t.i + 2
+    else
+      ahead[B] = nil
+    end
+  end
   if r ~= nil then return r end
   local scan = math.max(1, FF.num(a.scan, 32))
   local cands = FF.candidates(B, lane, scan)
@@ -549,6 +621,56 @@ local function walk_visited(w, r)
   return r
 end
 
+-- The next claim of a batch, leased directly when the walk's first visit would be a partition
+-- whose candidates the batch read ahead (AH, above): the same visit as FF.claim_lane_one's first
+-- (its bound the next entry's hint) and the same lease as FF.fn.claim's batch path would make
+-- (FF.claim_plain on the head, the next head the entry after it), without its steps in between.
+-- Appends the claim's 8 fields to `reply` and returns true; returns false, having written
+-- nothing, when the claim is not that one (no read-ahead there, a bound below the head, a core
+-- not in the plain shape): FF.claim_lane_one then makes it.
+function AH.next_plain(w, a, now, reply)
+  local ahead = AH.ahead
+  local ent = walk_at(w, 1)
+  if ent == nil or FF.num(a.max_visits, 8) <= 0 then return false end
+  local p = ent[1]
+  local B, lane = w.bases[p], a.lane
+  if ahead[B] == nil or not a.no_reclaim[B] or FF.kpending(B, lane) then return false end
+  local nxt = walk_at(w, 2)
+  local bound = nxt and nxt[2]
+  FF.begin()
+  -- (the head and the next entry as AH.heads gives them, without its tables)
+  local t = AH.read(B, lane, a.ahead_want or 2)
+  local r, i = t.r, t.i
+  local m = r[i]
+  if m == nil then return false end
+  local score = tonumber(r[i + 1])
+  if bound ~= nil and score > bound then return false end
+  local e = FF.eid(B, m)
+  local info, c = FF.claim_plain(B, e, C("HGETALL", K.core(B, e)), a, now, lane, score, bound)
+  if not info then
+    ahead[B] = nil
+    return false
+  end
+  -- (as claimed(): what finished is resolved, the next head known unless work became claimable)
+  FF.drain(B, now)
+  local head
+  if FF.woke then
+    head = FF.lane_head(B, lane)
+    ahead[B] = nil
+  else
+    head = r[i + 2] ~= nil and FF.s(tonumber(r[i + 3])) or ""
+    t.i = i + 2
+  end
+  FF.apply_wakes(w.prefix, p)
+  local kept = a.cores
+  if kept ~= nil then kept[#kept + 1] = c end
+  local m = #reply
+  for j = 1, 7 do reply[m + j] = info[j] end
+  reply[m + 8] = head
+  walk_moved(w, ent, head, false)
+  return true
+end
+
 -- One claim of ff_claim_lane: the walk above, from its start, over `w` (the hint entries loaded
 -- so far, shared by the claims of one call). Returns ff_claim's OK reply (its wakes applied, its
 -- wake field ""), {1, "EMPTY", ""} (no hint left), {1, "MORE", ""} (a.max_visits visits, default
@@ -652,27 +774,35 @@ function FF.claim_lane_run(H, a, now)
   local lease_ids, attempt_ids = a.lease_ids, a.attempt_ids
   local w = walk_new(H, FF.num(a.partitions), a.prefix)
   a.no_reclaim = {}
+  AH.ahead = {}
   local reply, n, last, wake = { 1, "OK", "", "OK" }, 0, "OK", ""
   for i = 1, #lease_ids do
     a.lease_id = lease_ids[i]
     a.attempt_id = attempt_ids[i]
-    local r = FF.claim_lane_one(w, a, now)
-    if r[1] ~= 1 then
-      if n == 0 then
-        walk_end(w)
-        return r
+    a.ahead_want = #lease_ids - i + 2
+    if AH.next_plain(w, a, now, reply) then
+      wake = ""
+    else
+      local r = FF.claim_lane_one(w, a, now)
+      if r[1] ~= 1 then
+        if n == 0 then
+          AH.ahead = nil
+          walk_end(w)
+          return r
+        end
+        last = "ERROR"
+        break
       end
-      last = "ERROR"
-      break
-    end
-    wake = r[3]
-    if r[2] ~= "OK" then
-      last = r[2]
-      break
+      wake = r[3]
+      if r[2] ~= "OK" then
+        last = r[2]
+        break
+      end
+      for j = 4, 11 do reply[#reply + 1] = r[j] end
     end
     n = n + 1
-    for j = 4, 11 do reply[#reply + 1] = r[j] end
   end
+  AH.ahead = nil
   walk_end(w)
   reply[2], reply[3], reply[4] = n > 0 and "OK" or last, wake, last
   return reply

@@ -192,6 +192,12 @@ function FF.erem(s, score, m, old)
   else
     C("RENAME", s.pre .. nx, bk)
     C("ZREM", s.dir, nx)
+    -- (the entries this call read in bucket nx are in the first one now)
+    if t ~= nil then
+      for em, l in pairs(t) do
+        if l == nx then t[em] = low end
+      end
+    end
   end
 end
 

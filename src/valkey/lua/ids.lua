@@ -152,32 +152,53 @@ function FF.ids_bucket_of(B, hex)
 end
 
 -- A call that adds a second id to a partition reads the partition's directory once, when it holds
--- at most ID_DIR_READ bounds, and finds the buckets of its next ids in it (a batch of creations
--- costs one read instead of a ZREVRANGEBYLEX per id); a write to the directory drops what was read.
--- (per call: base -> the bounds in order, or false when the directory is larger; base -> ids added)
+-- at most ID_DIR_READ bounds or at most 8 per id the call expects to add there (FF.id_expect: a
+-- batch of creations sets it), and finds the buckets of its next ids in it (one read instead of a
+-- ZREVRANGEBYLEX per id, each of which costs about as much as reading eight bounds). A larger
+-- directory is still read once the call's adds there reach a quarter of its bounds (until then
+-- each id looks its bucket up): so the read costs at most eight bounds per id added, however large
+-- the partition's index grows. A split adds its new bound to what was read; any other write to the
+-- directory drops it.
+-- (per call: base -> the bounds in order, or false while the directory is larger; base -> ids
+-- added; FF.id_sizes: base -> the directory's size when found too large; FF.id_expect: base -> ids
+-- the call expects to add)
 local ID_DIR_READ = 256
 local id_dirs, id_adds = {}, {}
+FF.id_sizes, FF.id_expect = {}, {}
 function FF.ids_begin()
   if next(id_dirs) ~= nil then id_dirs = {} end
   if next(id_adds) ~= nil then id_adds = {} end
+  if next(FF.id_sizes) ~= nil then FF.id_sizes = {} end
+  if next(FF.id_expect) ~= nil then FF.id_expect = {} end
 end
-local function add_bucket_of(B, dir, hex)
-  local d = id_dirs[B]
-  if d == nil then
-    local n = (id_adds[B] or 0) + 1
-    id_adds[B] = n
-    if n < 2 then return FF.ids_bucket_of(B, hex) end
-    if C("ZCARD", dir) <= ID_DIR_READ then d = C("ZRANGE", dir, 0, -1) else d = false end
-    id_dirs[B] = d
-  end
-  if not d then return FF.ids_bucket_of(B, hex) end
-  -- (the greatest bound <= hex: bounds are "" and 32 lower-case hex digits, as ZREVRANGEBYLEX compares)
+-- The index in the bounds `d` of the greatest bound <= hex (bounds are "" and 32 lower-case hex
+-- digits, as ZREVRANGEBYLEX compares).
+function FF.bound_index(d, hex)
   local a, b = 1, #d
   while a <= b do
     local mid = math.floor((a + b) / 2)
     if d[mid] <= hex then a = mid + 1 else b = mid - 1 end
   end
-  return d[b]
+  return b
+end
+local function add_bucket_of(B, dir, hex)
+  local d = id_dirs[B]
+  if not d then
+    local n = (id_adds[B] or 0) + 1
+    id_adds[B] = n
+    if n >= 2 and (d == nil or 4 * n >= FF.id_sizes[B]) then
+      local size = C("ZCARD", dir)
+      if size <= ID_DIR_READ or size <= 8 * (FF.id_expect[B] or 0) or 4 * n >= size then
+        d = C("ZRANGE", dir, 0, -1)
+      else
+        d = false
+        FF.id_sizes[B] = size
+      end
+      id_dirs[B] = d
+    end
+    if not d then return FF.ids_bucket_of(B, hex) end
+  end
+  return d[FF.bound_index(d, hex)]
 end
 
 -- Adds execution `e` to the partition's id index (nothing for an id without a uuid).
@@ -210,7 +231,8 @@ function FF.ids_add(B, e)
     C("ZADD", FF.ids_bucket_key(B, nlow), unpack(t))
     C("ZREM", bk, unpack(upper))
     C("ZADD", dir, 0, nlow)
-    id_dirs[B] = nil
+    local d = id_dirs[B]
+    if d then table.insert(d, FF.bound_index(d, nlow) + 1, nlow) end
   end
 end
 

@@ -171,6 +171,7 @@ FF.fn.create_many = function(B, a, now, _, _, argv)
   if bad then return bad end
   local r = { 1, "OK", "" }
   FF.lanes_seen = {}
+  FF.id_expect[B] = #items
   for i = 1, #items do
     local st, f1, f2 = FF.create_one(B, items[i], now, argv[1 + 2 * i], argv[2 + 2 * i])
     r[#r + 1] = st
@@ -252,6 +253,12 @@ FF.fn.create_across = function(_, a, now, _, _, argv)
   -- per partition: its wakes (FF.add_wake keeps the best score per lane)
   local bases, wakes = FF.partition_bases(prefix), {}
   FF.lanes_seen = {}
+  -- (the ids each partition's id index is to take: FF.id_expect, ids.lua)
+  local expect = FF.id_expect
+  for i = 1, #items do
+    local B = bases[items[i].partition]
+    expect[B] = (expect[B] or 0) + 1
+  end
   for i = 1, #items do
     local it = items[i]
     local p = it.partition
@@ -339,13 +346,14 @@ FF.fn.complete = function(B, a, now, result) return FF.complete_one(B, a, now, r
 
 -- ff_complete's work (its reply); `plain`: a core in the plain shape is completed by
 -- FF.complete_plain (the batches of completions, FF.complete_items), any other by the general
--- path from the same read.
-function FF.complete_one(B, a, now, result, plain)
+-- path from the same read; `read`: the core's HGETALL reply when FF.complete_plain declined it
+-- already (the general path then answers from it).
+function FF.complete_one(B, a, now, result, plain, read)
   local e, c, bad
   if plain then
     e = a.execution_id
-    local r = C("HGETALL", K.core(B, e))
-    if FF.complete_plain(B, a, now, result, r) then return FF.ok("OK") end
+    local r = read or C("HGETALL", K.core(B, e))
+    if read == nil and FF.complete_plain(B, a, now, result, r) then return FF.ok("OK") end
     c = FF.core_of(r)
     if c == nil then return FF.err("execution_not_found") end
     bad = FF.ladder(B, e, c, now, a, FF.LADDER_WRITE)
@@ -433,9 +441,17 @@ function FF.complete_items(items, prefix, now, argv)
     local result = nil
     if it.blob ~= nil and it.blob ~= cjson.null then result = argv[2 + FF.num(it.blob)] end
     FF.begin()
-    local r = FF.complete_one(bases[p], it, now, result, true)
-    FF.apply_wakes(prefix, p)
-    if r[1] == 1 then out[#out + 1] = "" else out[#out + 1] = cjson.encode(r) end
+    -- (a core in the plain shape completed here, as FF.complete_one would, without its reply)
+    local B = bases[p]
+    local raw = C("HGETALL", K.core(B, it.execution_id))
+    if FF.complete_plain(B, it, now, result, raw) then
+      FF.apply_wakes(prefix, p)
+      out[#out + 1] = ""
+    else
+      local r = FF.complete_one(B, it, now, result, true, raw)
+      FF.apply_wakes(prefix, p)
+      if r[1] == 1 then out[#out + 1] = "" else out[#out + 1] = cjson.encode(r) end
+    end
   end
   return out
 end
