@@ -6,10 +6,11 @@
 import { describe, expect, layer } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Either, Layer, Option, Redacted } from "effect"
 import { inject } from "vitest"
 import { EngineBackend } from "../src/EngineBackend.js"
 import * as Ids from "../src/Ids.js"
+import { decodeHandle } from "../src/internal/handleCodec.js"
 import * as PostgresBackend from "../src/postgres/PostgresBackend.js"
 import { testHmacSecret } from "./support/hmac.js"
 
@@ -125,6 +126,41 @@ describe("postgres claim window", () => {
         const capsKinds = yield* claimReads(gpu, ["a"])
         expect(capsKinds.claimed).toBe(0)
         expect(capsKinds.core).toBeLessThan(400)
+      }))
+
+    it.effect("a claim without kinds takes the lane's claim order across its kinds, one window per kind (migration 0057)", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const lane = Ids.unsafe.laneId(`window-merge-${process.pid}`)
+        const create = (kind: string, priority: number) =>
+          Effect.flatMap(Ids.executionIdSolo(lane), (executionId) =>
+            Effect.as(
+              b.createExecution({ executionId, namespace: ns, laneId: lane, executionKind: kind, policy: { priority } }),
+              executionId
+            ))
+        // created in this order, a millisecond apart: claim order is priority, then creation time,
+        // whatever the kind
+        const order: Array<readonly [string, number]> = [["c", 0], ["a", 0], ["b", 5], ["a", 5], ["c", 9], ["b", 0]]
+        const ids: Array<string> = []
+        for (const [kind, priority] of order) {
+          ids.push(yield* create(kind, priority))
+          yield* Effect.sleep("2 millis")
+        }
+        const expected = [4, 2, 3, 0, 1, 5].map((i) => ids[i])
+        const claimed: Array<string> = []
+        for (let i = 0; i < ids.length; i++) {
+          const h = yield* b.claim({ lane, capabilities: { tokens: [] }, policy })
+          if (Option.isSome(h)) claimed.push(Either.getOrThrow(decodeHandle("postgres", h.value)).executionId)
+        }
+        expect(claimed).toEqual(expected)
+        expect(Option.isNone(yield* b.claim({ lane, capabilities: { tokens: [] }, policy }))).toBe(true)
+
+        // three kinds of 2 000 each: a claim without kinds reads a window of each, not the lane
+        const many = Ids.unsafe.laneId(`window-many-${process.pid}`)
+        for (const kind of ["x", "y", "z"]) yield* queue(many, 2_000, kind)
+        const r = yield* claimReads(many, null)
+        expect(r.claimed).toBe(1)
+        expect(r.core).toBeLessThan(3 * 300)
       }))
 
     // (a table of a few thousand rows is where a hash join over whole tables looked cheaper to the planner)

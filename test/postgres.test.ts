@@ -451,7 +451,7 @@ describe("postgres retention", () => {
         expect(plan.map((r) => r["QUERY PLAN"]).join("\n")).toContain("exec_data_one")
       }))
 
-    it.effect("the claimable executions are the rows waiting for a worker, read in claim order from their partial indexes (migration 0046)", () =>
+    it.effect("the claimable executions are the rows waiting for a worker, read in claim order from one partial index (migrations 0046, 0057)", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const b = yield* EngineBackend
@@ -475,10 +475,18 @@ describe("postgres retention", () => {
             })),
             (plan) => plan.map((r) => r["QUERY PLAN"]).join("\n")
           )
+        // one claim index (migration 0057): a claimable row has one entry, and a claim without kinds
+        // finds the lane's kinds in that index too
+        const partial = yield* sql.unsafe<{ readonly indexname: string }>(
+          `SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'exec_core'
+             AND indexdef LIKE '%waiting_for_worker%' ORDER BY 1`,
+          [schema]
+        )
+        expect(partial.map((r) => r.indexname)).toEqual(["exec_core_claim_by_kind"])
         expect(yield* explain(
-          `SELECT e_uuid FROM exec_core WHERE lane_id = 'l' AND blocking_reason = 'waiting_for_worker'
-           ORDER BY priority DESC, created_at LIMIT 10`
-        )).toContain("exec_core_claim_order")
+          `SELECT execution_kind FROM exec_core WHERE lane_id = 'l' AND blocking_reason = 'waiting_for_worker'
+             AND execution_kind > 'k' ORDER BY execution_kind LIMIT 1`
+        )).toContain("exec_core_claim_by_kind")
         expect(yield* explain(
           `SELECT e_uuid FROM exec_core WHERE lane_id = 'l' AND execution_kind = 'k'
              AND blocking_reason = 'waiting_for_worker' ORDER BY execution_kind, priority DESC, created_at LIMIT 10`

@@ -86,11 +86,14 @@ END $$;
 
 -- ffi_claim_window: the claimable executions of lane p_lane (those in p_skip apart) a claim for a
 -- worker with capabilities p_caps and kinds p_kinds (NULL: any) may take, among a bounded window
--- in claim order: the first p_want + 256 of the lane (index exec_core_claim_order), or with kinds
--- the first p_want + 256 of each kind (index exec_core_claim_by_kind). So a claim's cost never
--- grows with the executions of other kinds ahead of its work; one whose capabilities the worker
--- lacks still counts in the window (docs/limits.md, "What one claim reads"). Nothing is locked.
--- (The kind leads the ORDER BY of a kind's window, a no-op there, so that the plan reads
+-- in claim order: with kinds, the first p_want + 256 of each kind; without, the first p_want + 256
+-- of the lane. Both read the one claim index, exec_core_claim_by_kind (migration 0057): a claim
+-- without kinds first reads the kinds of the lane that have claimable executions (one descent of
+-- the index per kind, in kind order), then each kind's first p_want + 256, and keeps the first
+-- p_want + 256 of their merge (the lane's first p_want + 256 are among them). So a claim's cost
+-- never grows with the executions of other kinds ahead of its work; one whose capabilities the
+-- worker lacks still counts in the window (docs/limits.md, "What one claim reads"). Nothing is
+-- locked. (The kind leads the ORDER BY of a kind's window, a no-op there, so that the plan reads
 -- exec_core_claim_by_kind, never the lane's rows. The merge of the kinds' windows is a sort, which
 -- the callers' enable_sort = off prices so high that JIT compilation would start, at about a
 -- second a call: jit is off here.)
@@ -101,28 +104,36 @@ END $$;
 CREATE FUNCTION ffi_claim_window(p_lane text, p_caps text[], p_kinds text[], p_skip text[], p_want int,
   OUT o_part int[], OUT o_uuid uuid[])
 LANGUAGE plpgsql STABLE SET jit = off AS $$
+DECLARE
+  v_kinds text[] := p_kinds;
 BEGIN
   IF p_kinds IS NULL THEN
-    -- (both arrays aggregate one stream of rows in claim order: the same positions)
-    SELECT coalesce(array_agg(w.partition_key), '{}'), coalesce(array_agg(w.e_uuid), '{}')
-    INTO o_part, o_uuid FROM (SELECT w.* FROM (
-        SELECT c.partition_key, c.e_uuid, c.required_caps, c.priority, c.created_at FROM exec_core c
-        WHERE c.lane_id = p_lane AND c.blocking_reason = 'waiting_for_worker'
-          AND (cardinality(p_skip) = 0 OR ffi_eid(c.partition_key, c.e_uuid) <> ALL (p_skip))
-        ORDER BY c.priority DESC, c.created_at LIMIT p_want + 256
-      ) w
-      WHERE w.required_caps IS NULL OR w.required_caps <@ p_caps
-      ORDER BY w.priority DESC, w.created_at) w;
-    RETURN;
+    -- the lane's kinds with claimable executions, each found by one descent of the index past the
+    -- one before (a loose scan)
+    WITH RECURSIVE k(kind) AS (
+      (SELECT c.execution_kind FROM exec_core c
+       WHERE c.lane_id = p_lane AND c.blocking_reason = 'waiting_for_worker'
+       ORDER BY c.execution_kind LIMIT 1)
+      UNION ALL
+      SELECT (SELECT c.execution_kind FROM exec_core c
+              WHERE c.lane_id = p_lane AND c.blocking_reason = 'waiting_for_worker' AND c.execution_kind > k.kind
+              ORDER BY c.execution_kind LIMIT 1)
+      FROM k WHERE k.kind IS NOT NULL
+    )
+    SELECT coalesce(array_agg(k.kind), '{}') INTO v_kinds FROM k WHERE k.kind IS NOT NULL;
   END IF;
+  -- (both arrays aggregate one stream of rows in claim order: the same positions)
   SELECT coalesce(array_agg(w.partition_key), '{}'), coalesce(array_agg(w.e_uuid), '{}')
   INTO o_part, o_uuid FROM (SELECT w.* FROM (
-      SELECT x.* FROM unnest(p_kinds) AS k(kind) CROSS JOIN LATERAL (
+      SELECT x.* FROM unnest(v_kinds) AS k(kind) CROSS JOIN LATERAL (
         SELECT c.partition_key, c.e_uuid, c.required_caps, c.priority, c.created_at FROM exec_core c
         WHERE c.lane_id = p_lane AND c.execution_kind = k.kind AND c.blocking_reason = 'waiting_for_worker'
           AND (cardinality(p_skip) = 0 OR ffi_eid(c.partition_key, c.e_uuid) <> ALL (p_skip))
         ORDER BY c.execution_kind, c.priority DESC, c.created_at LIMIT p_want + 256
       ) x
+      -- without kinds: the lane's window, the first p_want + 256 of the merge
+      ORDER BY x.priority DESC, x.created_at
+      LIMIT CASE WHEN p_kinds IS NULL THEN p_want + 256 END
     ) w
     WHERE w.required_caps IS NULL OR w.required_caps <@ p_caps
     ORDER BY w.priority DESC, w.created_at) w;

@@ -192,7 +192,7 @@ CREATE FUNCTION ffi_not_active(e exec_core) RETURNS jsonb LANGUAGE sql STABLE AS
 -- ---------------------------------------------------------------------------
 
 -- ffi_wake_claimable: execution p_eid became claimable in this transaction (its state put it in
--- the claim indexes, exec_core_claim_order and exec_core_claim_by_kind): wakes its lane's waiting
+-- the claim index, exec_core_claim_by_kind): wakes its lane's waiting
 -- workers (wakeups.sql).
 --   args:   p_eid
 --   reply:  void
