@@ -1,6 +1,7 @@
 -- ===========================================================================
--- lease.lua: an attempt's end and its stream, suspension marks, and the lease ladder
--- (docs/design/executions.md#the-lease-ladder); loaded right after ids.lua
+-- lease.lua: an attempt's end and its stream, suspension marks, the lease ladder
+-- (docs/design/executions.md#the-lease-ladder), and the lease a claim writes (a fresh, resumed or
+-- reclaimed attempt) and the grants that reserve an execution for a worker
 -- ===========================================================================
 
 -- --- attempts and streams ------------------------------------------------------------------
@@ -129,4 +130,159 @@ function FF.expire_due_leases(B, now, limit)
     end
   end
   return n, #due > limit
+end
+
+-- --- leasing -------------------------------------------------------------------------
+-- Writes the lease of a claim into the core and the indexes (the core holds the whole lease: no
+-- separate lease record): the execution becomes active and leased, leaves its lane's eligible (or
+-- reclaim) index and enters the lease_expiry index. `extra`: more core field pairs. Returns the
+-- lease expiry. The fields go through a reused table (FF.state takes their count). `count`: the
+-- attempt count after the claim.
+local lease_args = {}
+local LEASE_ON_CLEARS = { "lease_last_renewed_at", "lease_expired_at", "lease_revoked_at", "lease_revoke_reason",
+  "delay_until", "current_suspension_id", "current_waitpoint_id", "grant_pending" }
+function FF.lease_on(B, e, c, now, idx, attempt_id, lease_id, epoch, wid, wiid, ttl, extra, count)
+  local was = c.lifecycle_phase
+  local exp = now + ttl
+  local snow = FF.s(now)
+  local t = lease_args
+  t[1], t[2], t[3], t[4] = "current_attempt_id", attempt_id, "current_lease_id", lease_id
+  t[5], t[6], t[7], t[8] = "current_worker_id", wid, "current_worker_instance_id", wiid
+  t[9], t[10], t[11], t[12] = "lease_acquired_at", snow, "lease_expires_at", FF.s(exp)
+  local n = 12
+  -- the epoch: stored when it differs from the attempt count, or where it is stored already
+  -- (helpers.lua, LE_DERIVED), else read from the count
+  local sepoch = FF.s(epoch)
+  if sepoch ~= count or (c.current_lease_epoch ~= "" and not rawget(c, FF.LE_DERIVED)) then
+    t[13], t[14] = "current_lease_epoch", sepoch
+    n = 14
+    rawset(c, FF.LE_DERIVED, nil)
+  else
+    rawset(c, "current_lease_epoch", sepoch)
+    rawset(c, FF.LE_DERIVED, true)
+  end
+  -- the attempt index is the attempt count - 1 after every claim: stored only where a version 9
+  -- claim stored it (helpers.lua, AI_DERIVED), else read from the count
+  local ai = c.current_attempt_index
+  if ai ~= "" and not rawget(c, FF.AI_DERIVED) then
+    t[15], t[16] = "current_attempt_index", FF.str(idx)
+    n = 16
+  else
+    rawset(c, "current_attempt_index", FF.str(idx))
+    rawset(c, FF.AI_DERIVED, true)
+  end
+  if (c.started_at or "") == "" then
+    -- (the first claim: started_at is lease_acquired_at until that changes, FF.state)
+    rawset(c, "started_at", snow)
+    rawset(c, FF.SA_DERIVED, true)
+  end
+  if extra then
+    for i = 1, #extra do t[n + i] = extra[i] end
+    n = n + #extra
+  end
+  FF.state(B, e, c, "active", "leased", "not_applicable", "none", "", "none", "running_attempt", now, t, n,
+    LEASE_ON_CLEARS)
+  local lane = c.lane_id
+  if was == "active" then
+    C("ZREM", K.lane(B, lane, "reclaim"), e)
+  else
+    FF.drop_eligible_kind(B, lane, e, c)
+  end
+  FF.zadd(K.idx(B, "lease_expiry"), FF.s(exp), e)
+  return exp
+end
+
+-- Arms the attempt's timeout (attempt_timeout_ms of the core, or `override`), when it has one: its
+-- due time goes to the core's attempt_timeout_at (what expireAttempts checks an index entry
+-- against) and to the attempt_timeout index; an attempt without one clears a due time left.
+function FF.arm_attempt_timeout(B, e, c, now, override)
+  local ms = tonumber(override or "") or FF.num(c.attempt_timeout_ms)
+  if ms > 0 then
+    local due = FF.s(now + ms)
+    FF.cset(B, e, c, { "attempt_timeout_at", due })
+    C("ZADD", K.idx(B, "attempt_timeout"), due, e)
+  elseif (c.attempt_timeout_at or "") ~= "" then
+    FF.cset(B, e, c, { "attempt_timeout_at", "" })
+    C("ZREM", K.idx(B, "attempt_timeout"), e)
+  end
+end
+
+-- A new attempt of the eligible `e` (initial / retry / replay, from the core's attempt_state),
+-- leased to the claim `a` (worker_id, worker_instance_id, lease_ttl_ms, lease_id, attempt_id).
+-- Returns the claim's 7 reply fields: execution id, attempt index, attempt id, lease id, lease
+-- epoch, lease expiry, "fresh".
+function FF.claim_fresh(B, e, c, now, a)
+  local idx = FF.num(c.total_attempt_count)
+  local epoch = FF.num(c.current_lease_epoch) + 1
+  -- (the run's kind: initial, retry or replay; no attempt record, the core holds the run)
+  local kind = "i"
+  if c.attempt_state == "pending_retry_attempt" then
+    kind = "t"
+  elseif c.attempt_state == "pending_replay_attempt" then
+    kind = "y"
+  end
+  local exp = FF.lease_on(B, e, c, now, idx, a.attempt_id, a.lease_id, epoch, a.worker_id, a.worker_instance_id,
+    a.lease_ttl_ms, {
+      "total_attempt_count", FF.s(idx + 1), "pending_retry_reason", "", "pending_replay_reason", "",
+      "pending_previous_attempt_index", "", "run_kind", kind, "stream_opened", ""
+    }, FF.s(idx + 1))
+  FF.arm_attempt_timeout(B, e, c, now)
+  return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
+end
+
+-- The interrupted attempt of `e` is leased again (same index, same attempt id); `remaining`:
+-- the attempt timeout left, when the caller knows it. Returns the 7 reply fields (kind "resumed").
+function FF.claim_resume(B, e, c, now, lease_id, wid, wiid, ttl, remaining)
+  local idx = c.current_attempt_index
+  local aid = c.current_attempt_id
+  local epoch = FF.num(c.current_lease_epoch) + 1
+  -- the run's kind: resumed ("R" when a version 3 library began the attempt: its stream is unknown)
+  local kind = "r"
+  if c.run_kind == "" or c.run_kind == "R" then kind = "R" end
+  local exp = FF.lease_on(B, e, c, now, idx, aid, lease_id, epoch, wid, wiid, ttl, { "run_kind", kind },
+    FF.str(c.total_attempt_count))
+  FF.arm_attempt_timeout(B, e, c, now, remaining)
+  return { e, FF.str(idx), aid, lease_id, FF.s(epoch), FF.s(exp), "resumed" }
+end
+
+-- An expired or revoked lease is taken over by a new attempt of type reclaim (the old attempt
+-- ends, its stream closes). Returns the 7 reply fields (kind "fresh"), or
+-- nil when the reclaim cap (policy max_reclaim_count, default 100) turned the execution terminal
+-- (failed: max_reclaims_exceeded) instead.
+function FF.claim_reclaim(B, e, c, now, a)
+  local p = FF.policy(B, e)
+  local cap = tonumber(p.max_reclaim_count or "")
+  if cap == nil and type(p.timeout_policy) == "table" then cap = tonumber(p.timeout_policy.max_reclaim_count or "") end
+  if cap == nil then cap = 100 end
+  if FF.num(c.lease_reclaim_count) >= cap then
+    FF.record_failure(B, e, "max_reclaims_exceeded", "InfraCrash", "infra_crash", now)
+    FF.end_attempt(B, e, c, "reclaimed", now)
+    FF.fail_terminal(B, e, c, "max_reclaims_exceeded", now)
+    return nil
+  end
+  FF.close_stream(B, e, c, "reclaimed", now)
+  local idx = FF.num(c.total_attempt_count)
+  local epoch = FF.num(c.current_lease_epoch) + 1
+  local exp = FF.lease_on(B, e, c, now, idx, a.attempt_id, a.lease_id, epoch, a.worker_id, a.worker_instance_id,
+    a.lease_ttl_ms, {
+      "total_attempt_count", FF.s(idx + 1), "lease_reclaim_count", FF.s(FF.num(c.lease_reclaim_count) + 1),
+      "run_kind", "c", "stream_opened", ""
+    }, FF.s(idx + 1))
+  FF.arm_attempt_timeout(B, e, c, now)
+  return { e, FF.s(idx), a.attempt_id, a.lease_id, FF.s(epoch), FF.s(exp), "fresh" }
+end
+
+-- Whether a grant of another worker, not expired, reserves `e` (an expired grant is deleted).
+-- Sets FF.grant_seen when a grant key exists.
+function FF.grant_blocks(B, e, worker_id, now)
+  local gk = K.ex(B, e, "grant")
+  if C("EXISTS", gk) == 0 then return false end
+  FF.grant_seen = true
+  local g = FF.hmap(gk)
+  if g == nil then return false end
+  if FF.num(g.grant_expires_at) <= now then
+    C("DEL", K.ex(B, e, "grant"))
+    return false
+  end
+  return g.worker_id ~= worker_id
 end
