@@ -15,6 +15,7 @@ import { decodeHandle } from "../src/internal/handleCodec.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { testHmacSecret } from "./support/hmac.js"
 import { startValkey, type ValkeyServer } from "./support/servers.js"
+import { commandCalls } from "./support/valkeyLibrary.js"
 
 let server: ValkeyServer
 let admin: Redis
@@ -31,11 +32,7 @@ afterAll(async () => {
 }, 60_000)
 
 /** How many times the server has run `command` (inside functions too). */
-const calls = (command: string) =>
-  Effect.promise(async () => {
-    const info = await admin.info("commandstats")
-    return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? "0")
-  })
+const calls = (command: string) => commandCalls(admin, command)
 
 const ns = Ids.unsafe.namespace("ca")
 const policy = {

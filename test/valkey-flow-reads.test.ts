@@ -11,6 +11,7 @@ import type * as M from "../src/Model.js"
 import * as ValkeyBackend from "../src/valkey/ValkeyBackend.js"
 import { testHmacSecret } from "./support/hmac.js"
 import { startValkey, type ValkeyServer } from "./support/servers.js"
+import { commandCalls } from "./support/valkeyLibrary.js"
 
 let server: ValkeyServer
 let admin: Redis
@@ -27,11 +28,7 @@ afterAll(async () => {
 }, 60_000)
 
 /** How many times the server has run `command` (inside functions too). */
-const calls = (command: string) =>
-  Effect.promise(async () => {
-    const info = await admin.info("commandstats")
-    return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? "0")
-  })
+const calls = (command: string) => commandCalls(admin, command)
 
 const ns = Ids.unsafe.namespace("fr")
 const MEMBERS = 150

@@ -1,6 +1,6 @@
 // The Lua function library called directly, below the service boundary, by
 // test/valkey-library.test.ts and test/valkey-library-writes.test.ts: raw FCALLs and the
-// arguments they send.
+// arguments they send; and the server's command counts, which other Valkey tests read too.
 import { Clock, Effect } from "effect"
 import { Redis } from "iovalkey"
 import * as Ids from "../../src/Ids.js"
@@ -10,6 +10,13 @@ export const keyBases = (prefix: string) => ({
   base: (p: number) => `${prefix}:{fp:${p}}`,
   budgetBase: (m: number) => `${prefix}:{b:${m}}`
 })
+
+/** How many times the server has run `command` (inside functions too), from `INFO commandstats`. */
+export const commandCalls = (admin: Redis, command: string) =>
+  Effect.promise(async () => {
+    const info = await admin.info("commandstats")
+    return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? "0")
+  })
 
 /** A connection of the test's own, closed with its scope. */
 export const adminConnection = (url: string) =>
