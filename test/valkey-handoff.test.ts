@@ -90,6 +90,28 @@ const holdPrimaries = (d: Deployment, loops: number, held: Deferred.Deferred<voi
     (c) => Effect.promise(() => c.quit().catch(() => "closed"))
   )
 
+/**
+ * Makes every claim of `lane` fail until the effect it returns runs: the lane's reclaim index, which
+ * a claim reads and a create does not touch, is not a sorted set meanwhile.
+ */
+const failClaims = (d: Deployment, lane: Ids.LaneId) =>
+  Effect.gen(function*() {
+    const reclaim = `${d.prefix}:{fp:${Ids.lanePartition(lane)}}:l:${lane}:reclaim`
+    const admin = yield* Effect.acquireRelease(Effect.promise(() => d.primaries()), (c) => Effect.promise(() => c.quit()))
+    const node = yield* Effect.promise(async () => {
+      for (const n of admin.nodes) {
+        try {
+          await n.set(reclaim, "not a sorted set")
+          return n
+        } catch {
+          // (MOVED: another primary serves the slot)
+        }
+      }
+      throw new Error("no primary took the key")
+    })
+    return Effect.asVoid(Effect.promise(() => node.del(reclaim)))
+  })
+
 const suite = (d: Deployment) =>
   describe(`valkey ${d.name}: a create claims for the idle worker of its process`, () => {
     it.live("the create's call claims for the waiting worker, with the events of a create and a claim", () =>
@@ -157,23 +179,7 @@ const suite = (d: Deployment) =>
         const started = yield* Deferred.make<void>()
         const runs = yield* Ref.make(0)
         const { handed, taken } = yield* idleWorker(lane, echo(started, runs))
-        // every claim of the lane fails (its reclaim index, which a claim reads and a create does not
-        // touch, is not a sorted set) until the key is removed
-        const partition = Ids.lanePartition(lane)
-        const reclaim = `${d.prefix}:{fp:${partition}}:l:${lane}:reclaim`
-        const admin = yield* Effect.acquireRelease(Effect.promise(() => d.primaries()), (c) => Effect.promise(() => c.quit()))
-        const owner = async () => {
-          for (const n of admin.nodes) {
-            try {
-              await n.set(reclaim, "not a sorted set")
-              return n
-            } catch {
-              // (MOVED: another primary serves the slot)
-            }
-          }
-          throw new Error("no primary took the key")
-        }
-        const node = yield* Effect.promise(owner)
+        const heal = yield* failClaims(d, lane)
         const id = yield* Producer.submit(Echo, { text: "later" }, { lane })
         const b = yield* EngineBackend
         expect(yield* b.readExecutionState(id)).toEqual(Option.some("waiting"))
@@ -181,7 +187,7 @@ const suite = (d: Deployment) =>
         yield* Effect.sleep("100 millis")
         expect(yield* Ref.get(runs)).toBe(0)
         // the worker claims again by itself (backing off from its failed claims) and takes it
-        yield* Effect.promise(() => node.del(reclaim))
+        yield* heal
         yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
         expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "later" })
         expect(yield* taken).toBe(1)
@@ -253,11 +259,7 @@ describe("valkey standalone: a wake-up claims for the idle worker of its process
       const runs = yield* Ref.make(0)
       const { handed, taken } = yield* idleWorker(lane, echo(started, runs))
       const producer = yield* Layer.build(d.backend())
-      // every claim of the lane fails (its reclaim index is not a sorted set) until the key is removed
-      const reclaim = `${d.prefix}:{fp:${Ids.lanePartition(lane)}}:l:${lane}:reclaim`
-      const admin = yield* Effect.acquireRelease(Effect.promise(() => d.primaries()), (c) => Effect.promise(() => c.quit()))
-      const node = admin.nodes[0]!
-      yield* Effect.promise(() => node.set(reclaim, "not a sorted set"))
+      const heal = yield* failClaims(d, lane)
       const id = yield* Producer.submit(Echo, { text: "later" }, { lane }).pipe(Effect.provide(producer))
       yield* Effect.repeat(handed, { until: (n) => n === 1, schedule: Schedule.spaced("2 millis") }).pipe(
         Effect.timeout("10 seconds")
@@ -266,7 +268,7 @@ describe("valkey standalone: a wake-up claims for the idle worker of its process
       expect(yield* Ref.get(runs)).toBe(0)
       const b = yield* EngineBackend
       expect(yield* b.readExecutionState(id)).toEqual(Option.some("waiting"))
-      yield* Effect.promise(() => node.del(reclaim))
+      yield* heal
       yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
       expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "later" })
       expect(yield* taken).toBe(1)
