@@ -128,10 +128,13 @@ describe("valkey faults", () => {
       expect(yield* handed).toBe(1)
       expect(yield* Producer.awaitResult(Echo, id).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "flushed" })
       expect(yield* Effect.promise(() => server.cli("FUNCTION", "LIST"))).toContain("flowfabric")
-      // and the next create claims for it again
+      // and the next create claims for it again (the first create's wake-up may also have reached
+      // the idle worker after it ran the work, and its claim at the message taken its slot once:
+      // the count before the create is the base)
+      const before = yield* handed
       const next = yield* Producer.submit(Echo, { text: "next" }, { lane })
+      expect(yield* handed).toBeGreaterThan(before)
       expect(yield* Producer.awaitResult(Echo, next).pipe(Effect.timeout("20 seconds"))).toMatchObject({ text: "next" })
-      expect(yield* handed).toBe(2)
       // a plain create (a producer's layer without a worker) finds no function either: it loads the
       // library again and creates once
       const elsewhere = yield* Layer.build(ValkeyBackend.layer({ hmacSecret: testHmacSecret, url: server.url, keyPrefix: "flush-ho" }))
