@@ -72,7 +72,8 @@ describe("postgres events", () => {
         yield* query(
           c,
           `UPDATE exec_core SET lifecycle_phase = 'terminal', terminal_outcome = 'cancelled', public_state = 'cancelled',
-             blocking_reason = 'none', cancellation_reason = 'test', last_mutation_at = created_at + 1
+             blocking_reason = 'none', cancellation_reason = 'test', last_mutation_at = created_at + 1,
+             event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL
            WHERE ('{fp:' || partition_key || '}:' || e_uuid) = $1`,
           [id]
         )
@@ -81,13 +82,15 @@ describe("postgres events", () => {
         expect(yield* tagsOf(id)).toEqual(["ExecutionCreated"])
         yield* query(c, "ROLLBACK")
         expect(yield* tagsOf(id)).toEqual(["ExecutionCreated"])
+        // nothing stored: the created event is read from the row, which the rollback left unchanged
         const rows = yield* query(c, "SELECT count(*)::int AS n FROM event WHERE ffi_eid(e_part, e_uuid) = $1", [id])
-        expect(rows.rows[0].n).toBe(1)
+        expect(rows.rows[0].n).toBe(0)
 
         yield* query(c, "BEGIN")
         yield* query(
           c,
-          `UPDATE exec_core SET public_state = 'cancelled', last_mutation_at = created_at + 1
+          `UPDATE exec_core SET public_state = 'cancelled', last_mutation_at = created_at + 1,
+             event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL
            WHERE ('{fp:' || partition_key || '}:' || e_uuid) = $1`,
           [id]
         )
@@ -144,11 +147,12 @@ describe("postgres events", () => {
         yield* b.createExecution({ executionId: u, namespace: ns, laneId: lane, executionKind: "k" })
         const c = yield* session
         yield* query(c, "BEGIN")
-        // a third execution created by this transaction (a copy of the first row under another id)
+        // a third execution created by this transaction (a copy of the first row under another id; its
+        // created event read from the row, as the library's creates leave it: migration 0058)
         yield* query(
           c,
           `INSERT INTO exec_core SELECT (jsonb_populate_record(e, jsonb_build_object('partition_key', substr($2, 5, strpos($2, '}') - 5),
-             'e_uuid', substr($2, strpos($2, '}') + 2), 'event_k', pg_current_xact_id()::text::bigint))).*
+             'e_uuid', substr($2, strpos($2, '}') + 2), 'event_k', NULL, 'created_k', pg_current_xact_id()::text::bigint))).*
            FROM exec_core e WHERE ('{fp:' || partition_key || '}:' || e_uuid) = $1`,
           [a, n]
         )
@@ -159,7 +163,8 @@ describe("postgres events", () => {
              terminal_outcome = CASE WHEN ('{fp:' || partition_key || '}:' || e_uuid) = $2 THEN terminal_outcome ELSE 'cancelled' END,
              public_state = CASE WHEN ('{fp:' || partition_key || '}:' || e_uuid) = $2 THEN public_state ELSE 'cancelled' END,
              blocking_reason = CASE WHEN ('{fp:' || partition_key || '}:' || e_uuid) = $2 THEN blocking_reason ELSE 'none' END,
-             cancellation_reason = 'batch', last_mutation_at = coalesce(last_mutation_at, created_at) + 1
+             cancellation_reason = 'batch', last_mutation_at = coalesce(last_mutation_at, created_at) + 1,
+             event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL
            WHERE ('{fp:' || partition_key || '}:' || e_uuid) = ANY ($1::text[])`,
           [[a, u, n], u]
         )

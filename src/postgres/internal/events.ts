@@ -40,11 +40,11 @@ type Page = typeof Page.Type
 
 /** The offset of a page's end: after every event of position `end`, or after the event (`end`, `endId`). */
 const endOffset = (page: Page): M.EventOffset =>
-  (page.endId === undefined || page.endId < 0 ? String(page.end) : `${page.end}.${page.endId}`) as M.EventOffset
+  (page.endId === undefined ? String(page.end) : `${page.end}.${page.endId}`) as M.EventOffset
 
 /** Whether position (k, id) (id null: after every event of k) is after the page's end. */
 const pastEnd = (k: number, id: number | null, page: Page): boolean =>
-  k > page.end || (k === page.end && page.endId !== undefined && page.endId >= 0 && (id === null || id > page.endId))
+  k > page.end || (k === page.end && page.endId !== undefined && (id === null || id > page.endId))
 
 /** The event a row stores (the columns of each kind: the triggers of migration 0036). */
 const toEvent = (r: Row): unknown => {
@@ -97,7 +97,8 @@ const toEvent = (r: Row): unknown => {
 
 const decodeEvent = Schema.decodeUnknown(EngineEvent)
 
-const OFFSET = /^(0|[1-9][0-9]{0,17})(?:\.(0|[1-9][0-9]{0,17}))?$/
+/** `k.id`; a created event read from its execution's row has a negative id (down to -2^53). */
+const OFFSET = /^(0|[1-9][0-9]{0,17})(?:\.(0|-?[1-9][0-9]{0,17}))?$/
 
 const scopeArgs = (filter: M.EventFilter) => {
   switch (filter._tag) {

@@ -50,6 +50,7 @@ import * as m0054 from "./0054_lane_index_dedup.js"
 import * as m0055 from "./0055_created_event_state.js"
 import * as m0056 from "./0056_exec_core_check_constants.js"
 import * as m0057 from "./0057_one_claim_index.js"
+import * as m0058 from "./0058_created_event_derived.js"
 
 /** The migration ledger table, inside the deployment's schema. */
 export const LEDGER_TABLE = "ff_migrations"
@@ -96,7 +97,8 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   "0054_lane_index_dedup": run(m0054.sql),
   "0055_created_event_state": run(m0055.sql),
   "0056_exec_core_check_constants": run(m0056.sql),
-  "0057_one_claim_index": run(m0057.sql)
+  "0057_one_claim_index": run(m0057.sql),
+  "0058_created_event_derived": run(m0058.sql)
 }
 
 /** The id of the newest migration this code needs. */

@@ -77,7 +77,7 @@ BEGIN
   END IF;
   PERFORM ffi_revoked(p_eid);
   PERFORM ffi_run_end(p_eid, 'lease_revoked', p_reason, v_now);
-  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), ownership_state = 'lease_revoked', eligibility_state = 'not_applicable',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, ownership_state = 'lease_revoked', eligibility_state = 'not_applicable',
     blocking_reason = 'waiting_for_worker', blocking_detail = 'lease revoked: ' || p_reason,
     attempt_state = 'attempt_interrupted', public_state = 'active',
     lease_revoked_at = v_now, lease_revoke_reason = p_reason, last_mutation_at = v_now
@@ -135,7 +135,7 @@ BEGIN
     UPDATE edge_group SET failed = 0, skipped = 0, group_state = 'pending', satisfied_at = NULL
     WHERE downstream_id = p_eid;
     SELECT count(*) INTO v_n FROM dep WHERE downstream_id = p_eid AND (state = 'unsatisfied') IS TRUE;
-    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned',
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, lifecycle_phase = 'runnable', ownership_state = 'unowned',
       eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = v_n || ' dep(s) unresolved', terminal_outcome = 'none',
       attempt_state = 'pending_replay_attempt', public_state = 'waiting_children',
@@ -147,7 +147,7 @@ BEGIN
     PERFORM ffi_replayed_in_flow(e);
     RETURN ffi_ok(jsonb_build_object('_tag', 'Replayed', 'publicState', 'waiting_children'));
   END IF;
-  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned', eligibility_state = 'eligible_now',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, lifecycle_phase = 'runnable', ownership_state = 'unowned', eligibility_state = 'eligible_now',
     blocking_reason = 'waiting_for_worker', blocking_detail = '', terminal_outcome = 'none',
     attempt_state = 'pending_replay_attempt', public_state = 'waiting',
     replay_count = coalesce(replay_count, 0) + 1, completed_at = NULL,

@@ -55,7 +55,7 @@ BEGIN
   ELSE
     RETURN NULL;
   END IF;
-  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
     blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none', attempt_state = 'running_attempt',
     public_state = 'active',
     current_attempt_index = v_idx, current_attempt_id = v_att,
@@ -197,6 +197,10 @@ DECLARE
   f_state text[];
   -- the row versions locked (ctid): the set's update reads them by a TID scan, the only plan it has
   f_tid tid[];
+  -- the k and time of each one's created event while its row holds it (migration 0058: written here
+  -- as it was read, before the Claimed), else NULL
+  f_ck bigint[];
+  f_cat bigint[];
   v_scopes text[];
   -- whether a candidate's last event is this transaction's (then the triggers write the events)
   f_fold boolean;
@@ -236,14 +240,17 @@ BEGIN
            coalesce(array_agg(l.pos::int ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
            coalesce(array_agg(l.public_state ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
            coalesce(array_agg(l.tid ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
-           coalesce(bool_or(l.event_k = ffi_xid()) FILTER (WHERE l.common), false)
-    INTO v_ids, v_wpos, f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state, f_tid, f_fold
+           coalesce(bool_or(coalesce(l.event_k, l.created_k) = ffi_xid()) FILTER (WHERE l.common), false),
+           coalesce(array_agg(l.created_k ORDER BY l.pos) FILTER (WHERE l.common), '{}'),
+           coalesce(array_agg(l.created_at ORDER BY l.pos) FILTER (WHERE l.common), '{}')
+    INTO v_ids, v_wpos, f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state, f_tid, f_fold, f_ck, f_cat
     FROM (
       SELECT w.pos, c.*
       FROM unnest(v_wpart, v_wuuid) WITH ORDINALITY AS w(part, u, pos)
       CROSS JOIN LATERAL (
         SELECT c.ctid AS tid, ffi_eid(c.partition_key, c.e_uuid) AS execution_id, c.total_attempt_count, c.lease_epoch, c.attempt_state,
-               c.pending_previous_attempt_index, c.lane_id, c.public_state, c.event_k,
+               c.pending_previous_attempt_index, c.lane_id, c.public_state, c.event_k, c.created_at,
+               c.created_k,
                (c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'eligible_now' AND c.terminal_outcome = 'none'
                 AND c.attempt_state IN ('pending_first_attempt', 'pending_retry_attempt', 'pending_replay_attempt', 'none')
                 AND c.has_grant IS NOT TRUE AND coalesce(c.attempt_timeout_ms, 0) <= 0 AND c.attempt_timeout_at IS NULL) AS common
@@ -314,10 +321,15 @@ BEGIN
         pending_retry_reason = NULL, pending_previous_attempt_index = NULL,
         pending_replay_reason = NULL, pending_replay_requested_by = NULL, delay_until = NULL,
         attempt_timeout_at = NULL, last_mutation_at = v_now,
-        event_k = greatest(ffi_xid(), c.event_k)
+        event_k = greatest(ffi_xid(), c.event_k, c.created_k), created_k = NULL
       WHERE c.ctid = f_tid[1]
       RETURNING c.partition_key, c.e_uuid, c.event_k, c.flow_id INTO v_part, v_uuid, v_k, v_flow;
       v_void := set_config('flowfabric.own_rows', '', true);
+      IF f_ck[1] IS NOT NULL THEN
+        INSERT INTO event (id, k, at, e_part, e_uuid, lane_id, kind, s1) OVERRIDING SYSTEM VALUE
+        VALUES (ffi_created_id(v_part, v_uuid), f_ck[1], f_cat[1], v_part, v_uuid, f_lane[1], 'ExecutionCreated',
+          nullif(f_state[1], 'waiting'));
+      END IF;
       INSERT INTO event (k, at, e_part, e_uuid, lane_id, flow_id, kind, attempt, s1)
       VALUES (v_k, v_now, v_part, v_uuid, f_lane[1], v_flow, 'Claimed', f_idx[1], p_wiid);
       INSERT INTO lane_count (lane_id, public_state, shard, n)
@@ -340,10 +352,10 @@ BEGIN
       v_void := set_config('flowfabric.own_rows', 'on', true);
     END IF;
     WITH u AS MATERIALIZED (
-      SELECT t.id, t.idx, t.epoch, t.typ, t.prev, t.lane, t.pos, t.ostate, t.tid,
+      SELECT t.id, t.idx, t.epoch, t.typ, t.prev, t.lane, t.pos, t.ostate, t.tid, t.ck, t.cat,
         gen_random_uuid() AS att, gen_random_uuid() AS lease
-      FROM unnest(f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state, f_tid)
-        AS t(id, idx, epoch, typ, prev, lane, pos, ostate, tid)
+      FROM unnest(f_ids, f_idx, f_epoch, f_type, f_prev, f_lane, f_pos, f_state, f_tid, f_ck, f_cat)
+        AS t(id, idx, epoch, typ, prev, lane, pos, ostate, tid, ck, cat)
     ), cores AS (
       -- the rows locked above, by their row versions (no other transaction can have moved them): a
       -- TID scan, whatever the table held when the session planned this statement
@@ -359,9 +371,15 @@ BEGIN
         pending_retry_reason = NULL, pending_previous_attempt_index = NULL,
         pending_replay_reason = NULL, pending_replay_requested_by = NULL, delay_until = NULL,
         attempt_timeout_at = NULL, last_mutation_at = v_now,
-        event_k = greatest(ffi_xid(), c.event_k)
+        event_k = greatest(ffi_xid(), c.event_k, c.created_k), created_k = NULL
       FROM u WHERE c.ctid = ANY (f_tid) AND c.ctid = u.tid
       RETURNING c.partition_key, c.e_uuid, c.event_k, c.lane_id, c.flow_id, c.current_attempt_index
+    ), created AS (
+      -- what ffi_trg_events_updated writes first: the created events the rows held (migration 0058)
+      INSERT INTO event (id, k, at, e_part, e_uuid, lane_id, kind, s1) OVERRIDING SYSTEM VALUE
+      SELECT ffi_created_id(ffi_eid_part(u.id), ffi_eid_uuid(u.id)), u.ck, u.cat, ffi_eid_part(u.id),
+        ffi_eid_uuid(u.id), u.lane, 'ExecutionCreated', nullif(u.ostate, 'waiting')
+      FROM u WHERE u.ck IS NOT NULL AND current_setting('flowfabric.own_rows', true) = 'on'
     ), evs AS (
       -- what ffi_trg_events_updated writes for a claim: Claimed (attempt, s1 = worker instance)
       INSERT INTO event (k, at, e_part, e_uuid, lane_id, flow_id, kind, attempt, s1)
@@ -769,7 +787,7 @@ BEGIN
   IF g.expires_at <= v_now THEN RETURN ffi_err('claim_grant_expired'); END IF;
   v_epoch := coalesce(e.lease_epoch, 0) + 1;
   v_exp := v_now + p_ttl;
-  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, lifecycle_phase = 'active', ownership_state = 'leased', eligibility_state = 'not_applicable',
     blocking_reason = 'none', blocking_detail = '', terminal_outcome = 'none', attempt_state = 'running_attempt',
     public_state = 'active', run_kind = 'resumed', lease_epoch = v_epoch, lease_id = p_lease, worker_id = p_worker,
     worker_instance_id = p_wiid, lease_ttl_ms = p_ttl, lease_acquired_at = v_now, lease_expires_at = v_exp,

@@ -63,6 +63,17 @@ BEGIN
   RETURN v_k;
 END $$;
 
+-- ffi_created_id: the id of the ExecutionCreated of execution (p_part, p_uuid) while it is read
+-- from its exec_core row (migration 0058), and once written: a negative number (-2^53 .. -1, exact
+-- in a JSON number), below every stored event's id, so the event comes first among the events of
+-- its k in the execution, its lane and its flow; two executions of one transaction share it only if
+-- their 53-bit hashes collide.
+--   args:   p_part, p_uuid
+--   reply:  bigint
+--   errors: -
+CREATE FUNCTION ffi_created_id(p_part int, p_uuid uuid) RETURNS bigint LANGUAGE sql IMMUTABLE
+AS $$ SELECT -1 - (uuid_hash_extended(p_uuid, p_part) & 9007199254740991) $$;
+
 -- ffi_event_json: the JSON of an event row (Model.EngineEvent, its offset 'k.id'). An
 -- ExecutionCreated without a state (s1 NULL, migration 0055) was created waiting.
 --   args:   r (an event row)
@@ -84,11 +95,15 @@ $$;
 -- least the row's event_k, a larger id): its end is its last event.
 -- A lane's or flow's index keys (scope, k) (migration 0054): the read bounds the rows it sorts by
 -- (k, id) with the k of the p_limit-th entry after the position's k (read from the index in order;
--- no bitmap scan, which would read the scope's every event to sort them).
+-- no bitmap scan, which would read the scope's every event to sort them). The created event of an
+-- execution that nothing changed since its creating transaction is read from its exec_core row
+-- (migration 0058: the row's created_k, created_at, lane and state, the id ffi_created_id), in the
+-- same order as a stored one; its lane's are found by exec_core_created_by_lane.
 --   args:   p_scope ('e', 'l' or 'f'), p_key (the execution id, lane id or flow id), p_after_k,
 --           p_after_id, p_limit, p_now
 --   reply:  {"ok": {"events": [event JSON], "end": k below which every event is final,
---           "endId": with "end", the position of an execution's last event (scope 'e'),
+--           "endId": with "end", the position of an execution's last event (scope 'e'; absent when it
+--           has none),
 --           "upto": the end once the transactions running now have ended (scopes 'l', 'f')}}
 --   errors: event_offset_expired (events after the position were trimmed)
 CREATE FUNCTION ff_read_events(p_scope text, p_key text, p_after_k bigint, p_after_id bigint, p_limit int,
@@ -105,9 +120,15 @@ DECLARE
   v_part int;
   v_uuid uuid;
   -- an execution's read: the id its events are read after
-  v_from bigint := -1;
+  v_from bigint := -9223372036854775808;
   -- a lane's or flow's read: the k of the p_limit-th event after the position's k (NULL: fewer)
   v_top bigint;
+  -- an execution's read: its created event while its exec_core row holds it (migration 0058)
+  v_ck bigint;
+  v_cid bigint;
+  v_cat bigint;
+  v_clane text COLLATE "C";
+  v_cstate text;
 BEGIN
   IF p_after_k IS NOT NULL AND EXISTS (SELECT 1 FROM event_trim t WHERE (v_ak, v_ai) < (t.k, t.id)) THEN
     RETURN ffi_err('event_offset_expired');
@@ -116,36 +137,66 @@ BEGIN
     -- an event names its execution by partition and uuid (migration 0045)
     v_part := ffi_eid_part(p_key);
     v_uuid := ffi_eid_uuid(p_key);
+    v_cid := ffi_created_id(v_part, v_uuid);
+    SELECT c.created_k, c.created_at, c.lane_id, nullif(c.public_state::text, 'waiting')
+    INTO v_ck, v_cat, v_clane, v_cstate FROM exec_core c
+    WHERE c.partition_key = v_part AND c.e_uuid = v_uuid AND c.created_k IS NOT NULL;
     -- An execution's events are in id order (its index, event_by_execution, keys no k: migration
     -- 0053): each is written under its exec_core row's lock, with an id taken after the previous
     -- one's commit and a k at least the previous one's. So the events after an offset of its own
     -- are those after its id; another position is looked for among all of its events.
-    IF p_after_k IS NOT NULL AND EXISTS (
+    IF p_after_k IS NOT NULL AND ((v_ck = v_ak AND v_cid = v_ai) OR EXISTS (
         SELECT 1 FROM event r
         WHERE uuid_hash_extended(r.e_uuid, 0) = uuid_hash_extended(v_uuid, 0) AND r.id = v_ai
-          AND r.k = v_ak AND r.e_uuid = v_uuid AND r.e_part = v_part) THEN
+          AND r.k = v_ak AND r.e_uuid = v_uuid AND r.e_part = v_part)) THEN
       v_from := v_ai;
     END IF;
+    -- (a row that holds its created event has no other event: the first change writes it)
     SELECT jsonb_agg(ffi_event_json(x) ORDER BY x.k, x.id) INTO v_events FROM (
-      SELECT * FROM event r
-      WHERE uuid_hash_extended(r.e_uuid, 0) = uuid_hash_extended(v_uuid, 0) AND r.id > v_from
-        AND r.e_uuid = v_uuid AND r.e_part = v_part AND (r.k, r.id) > (v_ak, v_ai)
-      ORDER BY r.id LIMIT p_limit) x;
+      SELECT v_cid AS id, v_ck AS k, v_cat AS at, v_clane AS lane_id, NULL::uuid AS flow_id,
+        'ExecutionCreated'::event_kind AS kind, NULL::int AS attempt, NULL::bigint AS num, v_cstate AS s1,
+        NULL::text AS s2, v_part AS e_part, v_uuid AS e_uuid
+      WHERE v_ck IS NOT NULL AND (v_ck, v_cid) > (v_ak, v_ai) AND p_limit > 0
+      UNION ALL
+      (SELECT * FROM event r
+       WHERE uuid_hash_extended(r.e_uuid, 0) = uuid_hash_extended(v_uuid, 0) AND r.id > v_from
+         AND r.e_uuid = v_uuid AND r.e_part = v_part AND (r.k, r.id) > (v_ak, v_ai)
+       ORDER BY r.id LIMIT p_limit)) x;
     SELECT r.k, r.id INTO v_end_k, v_end_id FROM event r
     WHERE uuid_hash_extended(r.e_uuid, 0) = uuid_hash_extended(v_uuid, 0) AND r.e_uuid = v_uuid AND r.e_part = v_part
     ORDER BY r.id DESC LIMIT 1;
-    RETURN ffi_ok(jsonb_build_object('events', coalesce(v_events, '[]'::jsonb), 'end', coalesce(v_end_k, 0),
-      'endId', coalesce(v_end_id, -1)));
+    IF v_end_id IS NULL AND v_ck IS NOT NULL THEN
+      v_end_k := v_ck;
+      v_end_id := v_cid;
+    END IF;
+    -- (no endId: the execution has no event)
+    RETURN ffi_ok(jsonb_build_object('events', coalesce(v_events, '[]'::jsonb), 'end', coalesce(v_end_k, 0))
+      || CASE WHEN v_end_id IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('endId', v_end_id) END);
   ELSIF p_scope = 'l' THEN
     -- event_by_lane keys (lane, k) only (migration 0054: the events of one transaction share an
     -- entry): the k of the p_limit-th entry after the position's k, read in index order, bounds
     -- the rows sorted by (k, id) (the position's k and that one included)
-    v_top := (SELECT r.k FROM event r WHERE r.lane_id = p_key AND r.k > v_ak AND r.k < v_xmin
-              ORDER BY r.k OFFSET greatest(p_limit, 1) - 1 LIMIT 1);
+    -- with the created events its rows hold (exec_core_created_by_lane, migration 0058): the
+    -- p_limit-th of the first p_limit of each
+    v_top := (SELECT u.k FROM (
+                (SELECT r.k FROM event r WHERE r.lane_id = p_key AND r.k > v_ak AND r.k < v_xmin
+                 ORDER BY r.k LIMIT greatest(p_limit, 1))
+                UNION ALL
+                (SELECT c.created_k FROM exec_core c WHERE c.lane_id = p_key AND c.created_k > v_ak
+                   AND c.created_k < v_xmin
+                 ORDER BY c.created_k LIMIT greatest(p_limit, 1))) u
+              ORDER BY u.k OFFSET greatest(p_limit, 1) - 1 LIMIT 1);
     SELECT jsonb_agg(ffi_event_json(x) ORDER BY x.k, x.id) INTO v_events FROM (
-      SELECT * FROM event r WHERE r.lane_id = p_key AND r.k >= v_ak AND r.k <= coalesce(v_top, v_xmin)
-        AND (r.k, r.id) > (v_ak, v_ai) AND r.k < v_xmin
-      ORDER BY r.k, r.id LIMIT p_limit) x;
+      SELECT * FROM (
+        SELECT * FROM event r WHERE r.lane_id = p_key AND r.k >= v_ak AND r.k <= coalesce(v_top, v_xmin)
+          AND (r.k, r.id) > (v_ak, v_ai) AND r.k < v_xmin
+        UNION ALL
+        SELECT ffi_created_id(c.partition_key, c.e_uuid), c.created_k, c.created_at, c.lane_id, NULL::uuid,
+          'ExecutionCreated'::event_kind, NULL::int, NULL::bigint, nullif(c.public_state::text, 'waiting'), NULL::text,
+          c.partition_key, c.e_uuid
+        FROM exec_core c WHERE c.lane_id = p_key AND c.created_k >= v_ak AND c.created_k <= coalesce(v_top, v_xmin)
+          AND (c.created_k, ffi_created_id(c.partition_key, c.e_uuid)) > (v_ak, v_ai) AND c.created_k < v_xmin) u
+      ORDER BY u.k, u.id LIMIT p_limit) x;
   ELSE
     -- event_by_flow, the same (flow, k)
     v_top := (SELECT r.k FROM event r WHERE r.flow_id = p_key::uuid AND r.k > v_ak AND r.k < v_xmin
@@ -186,7 +237,8 @@ BEGIN
 END $$;
 
 -- ffi_events_trim: the retention part of trimRetention for events: deletes the events older than
--- p_retention_ms or beyond the newest p_keep (by id, the newest read from the identity sequence)
+-- p_retention_ms or beyond the newest p_keep (by id, the newest read from the identity sequence; a
+-- created event written from its exec_core row, whose id is negative (ffi_created_id), by its age only)
 -- in the next block range of the event heap (about 2 x p_max rows' worth, TID range scan: no index
 -- on id, migration 0040), sweeping the heap from its first block again once past its end, and moves
 -- event_trim to the newest position deleted (a read after an older position fails expired); drops
@@ -213,7 +265,7 @@ BEGIN
   WITH gone AS (
     DELETE FROM event
     WHERE ctid >= format('(%s,0)', v_from)::tid AND ctid < format('(%s,0)', v_from + v_span)::tid
-      AND (at < p_now - p_retention_ms OR id <= v_top - p_keep)
+      AND (at < p_now - p_retention_ms OR (id > 0 AND id <= v_top - p_keep))
     RETURNING k, id
   ), newest AS (
     SELECT k, id, count(*) OVER () AS n FROM gone ORDER BY k DESC, id DESC LIMIT 1

@@ -1,7 +1,7 @@
 -- ===========================================================================
 -- flowfabric-effect: the Postgres function library.
 --
--- library version: 17
+-- library version: 18
 --
 -- The layer concatenates the files of this directory in the order of
 -- src/postgres/internal/library.ts, this file first, and installs the result

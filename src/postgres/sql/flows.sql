@@ -235,7 +235,7 @@ BEGIN
     END IF;
     -- the rows this transaction created, by their row versions (a TID scan: a join by id could
     -- read the key whole on a plan made while exec_core was small)
-    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), flow_id = p_flow, last_mutation_at = p_now
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, flow_id = p_flow, last_mutation_at = p_now
     WHERE ctid = ANY (ARRAY(SELECT (SELECT c.ctid FROM exec_core c
                                     WHERE c.partition_key = ffi_eid_part(x.id) AND c.e_uuid = ffi_eid_uuid(x.id))
                             FROM unnest(v_ids) AS x(id)));
@@ -292,7 +292,7 @@ BEGIN
                     WHERE c.partition_key = ffi_eid_part(ch.down) AND c.e_uuid = ffi_eid_uuid(ch.down)) AS tid
       FROM children ch
     )
-    UPDATE exec_core c SET event_k = greatest(ffi_xid(), c.event_k), eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
+    UPDATE exec_core c SET event_k = greatest(ffi_xid(), c.event_k, c.created_k), created_k = NULL, eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = ch.n || ' dep(s) unresolved incl ' || ch.last_edge, public_state = 'waiting_children',
       last_mutation_at = v_now
     FROM tids ch WHERE c.ctid = ANY (ARRAY(SELECT tid FROM tids)) AND c.ctid = ch.tid
@@ -344,7 +344,7 @@ BEGIN
   IF ffi_flow_over('add_execution_to_flow', f.node_count, 1, p_members_max, 'flow members', 'flowMembers') IS NOT NULL THEN
     RETURN ffi_flow_over('add_execution_to_flow', f.node_count, 1, p_members_max, 'flow members', 'flowMembers');
   END IF;
-  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), flow_id = p_flow, last_mutation_at = v_now WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, flow_id = p_flow, last_mutation_at = v_now WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
   UPDATE flow_core SET node_count = node_count + 1, graph_revision = graph_revision + 1, last_mutation_at = v_now,
     live_members = live_members + CASE WHEN e.lifecycle_phase <> 'terminal' THEN 1 ELSE 0 END,
     failed_members = failed_members + CASE WHEN e.terminal_outcome IN ('failed', 'cancelled', 'expired') THEN 1 ELSE 0 END
@@ -489,7 +489,7 @@ BEGIN
   RETURNING * INTO g;
   IF c.lifecycle_phase = 'runnable' AND g.group_state = 'pending' THEN
     v_n := g.n - g.succeeded;
-    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, eligibility_state = 'blocked_by_dependencies', blocking_reason = 'waiting_for_children',
       blocking_detail = v_n || ' dep(s) unresolved incl ' || p_edge, public_state = 'waiting_children',
       last_mutation_at = p_now
     WHERE partition_key = c.partition_key AND e_uuid = c.e_uuid;
@@ -865,7 +865,7 @@ BEGIN
   IF v_state = 'pending' AND v_sc >= v_k AND v_open = 0 THEN
     UPDATE edge_group SET group_state = 'satisfied', satisfied_at = p_now WHERE downstream_id = p_child;
     IF c.lifecycle_phase = 'runnable' AND c.eligibility_state = 'blocked_by_dependencies' THEN
-      UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+      UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
         blocking_detail = '', public_state = 'waiting',
         attempt_state = CASE WHEN attempt_state = 'none' THEN 'pending_first_attempt' ELSE attempt_state END,
         last_mutation_at = p_now

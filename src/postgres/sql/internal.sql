@@ -214,7 +214,7 @@ END $$;
 --   errors: -
 CREATE FUNCTION ffi_promote(p_eid text, p_now bigint) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
     blocking_detail = '', public_state = 'waiting', delay_until = NULL,
     last_mutation_at = p_now
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) AND lifecycle_phase = 'runnable'
@@ -278,7 +278,7 @@ CREATE FUNCTION ffi_mark_expired(p_eid text, p_now bigint) RETURNS boolean LANGU
 DECLARE v_idx int;
 BEGIN
   PERFORM ffi_run_end(p_eid, 'lease_expired', NULL, p_now);
-  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), ownership_state = 'lease_expired_reclaimable', blocking_reason = 'waiting_for_worker',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, ownership_state = 'lease_expired_reclaimable', blocking_reason = 'waiting_for_worker',
     blocking_detail = 'lease expired, awaiting reclaim', attempt_state = 'attempt_interrupted',
     public_state = 'active', lease_expired_at = p_now, last_mutation_at = p_now
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid) AND lifecycle_phase = 'active' AND ownership_state = 'leased'

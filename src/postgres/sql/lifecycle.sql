@@ -16,7 +16,8 @@
 -- ffi_create_execution: creates one execution — runnable and claimable, or delayed until
 -- p_delay_until — with its data, lane registration and deadline timer; a duplicate id, or an
 -- idempotency key seen within its window, answers Duplicate and writes nothing. It writes the
--- row's ExecutionCreated event and lane count itself (flowfabric.own_rows, migration 0039).
+-- row's lane count itself (flowfabric.own_rows, migration 0039); its ExecutionCreated is read from
+-- the row until the row's first change writes it (migration 0058, ff_read_events).
 --   args:   p_eid, p_partition, p_namespace, p_lane, p_kind, p_payload, p_payload_encoding,
 --           p_priority, p_creator, p_idem (idempotency key or NULL / ''), p_tags, p_policy,
 --           p_caps (required capabilities), p_delay_until, p_deadline, p_attempt_timeout_ms,
@@ -56,7 +57,7 @@ BEGIN
   INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
     lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
     attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
-    execution_deadline_at, created_at, payload_encoding, payload)
+    execution_deadline_at, created_at, payload_encoding, payload, event_k, created_k)
   VALUES (ffi_eid_uuid(p_eid), p_partition, p_lane, p_namespace, p_kind, p_priority, nullif(p_caps, '{}'),
     'runnable', 'unowned',
     CASE WHEN v_delayed THEN 'not_eligible_until_time' ELSE 'eligible_now' END,
@@ -68,17 +69,17 @@ BEGIN
     -- and an empty blocking_detail NULL until they first change (migration 0051)
     nullif(p_max_reclaim, ffi_max_reclaims(NULL)), nullif(p_max_replay, ffi_max_replays(NULL)), p_attempt_timeout_ms,
     CASE WHEN v_delayed THEN p_delay_until END, p_deadline, v_now,
-    CASE WHEN v_inline THEN p_payload_encoding END, CASE WHEN v_inline THEN p_payload END)
+    CASE WHEN v_inline THEN p_payload_encoding END, CASE WHEN v_inline THEN p_payload END,
+    -- its created event read from the row until its first change (migration 0058)
+    NULL, ffi_xid())
   ON CONFLICT (partition_key, e_uuid) DO NOTHING;
   v_found := FOUND;
   v_void := set_config('flowfabric.own_rows', '', true);
   IF NOT v_found THEN
     RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', p_eid));
   END IF;
-  -- what the insert triggers write for a row: its ExecutionCreated (k: the transaction's id, the
-  -- row's event_k; no state for waiting, migration 0055) and its lane's count
-  INSERT INTO event (k, at, e_part, e_uuid, lane_id, kind, s1)
-  VALUES (ffi_xid(), v_now, ffi_eid_part(p_eid), ffi_eid_uuid(p_eid), p_lane, 'ExecutionCreated', nullif(v_state, 'waiting'));
+  -- what the insert triggers write for a row: its lane's count (its ExecutionCreated is read from
+  -- the row, migration 0058)
   INSERT INTO lane_count (lane_id, public_state, shard, n) VALUES (p_lane, v_state, pg_backend_pid(), 1)
   ON CONFLICT (lane_id, public_state, shard) DO UPDATE SET n = lane_count.n + 1;
   v_woke := ffi_events_wake(ARRAY['e:' || p_eid, 'l:' || p_lane]);
@@ -91,10 +92,6 @@ BEGIN
     IF NOT FOUND THEN
       -- a concurrent create committed this key first: this one is its duplicate
       DELETE FROM exec_core WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
-      DELETE FROM event
-      WHERE uuid_hash_extended(e_uuid, 0) = uuid_hash_extended(ffi_eid_uuid(p_eid), 0)
-        AND e_uuid = ffi_eid_uuid(p_eid) AND e_part = ffi_eid_part(p_eid)
-        AND k = ffi_xid() AND kind = 'ExecutionCreated';
       SELECT execution_id INTO v_existing FROM exec_idempotency
       WHERE partition_key = p_partition AND namespace = p_namespace AND idempotency_key = p_idem;
       RETURN ffi_ok(jsonb_build_object('_tag', 'Duplicate', 'executionId', v_existing));
@@ -183,7 +180,7 @@ BEGIN
           INSERT INTO exec_core (e_uuid, partition_key, lane_id, namespace, execution_kind, priority, required_caps,
             lifecycle_phase, ownership_state, eligibility_state, blocking_reason, blocking_detail, terminal_outcome,
             attempt_state, public_state, max_reclaim_count, max_replay_count, attempt_timeout_ms, delay_until,
-            execution_deadline_at, created_at, payload_encoding, payload)
+            execution_deadline_at, created_at, payload_encoding, payload, event_k, created_k)
           -- the states typed (exec_state): an untyped literal of a SELECT list is text, converted per row
           SELECT ffi_eid_uuid(eid), part, lane, ns, kind, prio, caps, 'runnable'::exec_state, 'unowned'::exec_state,
             'eligible_now'::exec_state, 'waiting_for_worker'::exec_state, NULL, 'none'::exec_state,
@@ -192,7 +189,9 @@ BEGIN
             nullif(mrc, ffi_max_reclaims(NULL)), nullif(mrp, ffi_max_replays(NULL)), ato, NULL, NULL, v_now,
             -- the input in the exec_core row, no exec_data row (migration 0050)
             CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN enc END,
-            CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN payload END
+            CASE WHEN ffi_inline(payload, policy, tags, creator, NULL, trace) THEN payload END,
+            -- their created events read from the rows until their first change (migration 0058)
+            NULL::bigint, (SELECT ffi_xid())
           FROM firsts ORDER BY ord
           RETURNING ffi_eid(partition_key, e_uuid) AS execution_id
         ), created AS (
@@ -277,7 +276,7 @@ BEGIN
   IF v_err IS NOT NULL THEN RETURN v_err; END IF;
   IF e.progress_updated_at IS DISTINCT FROM v_now THEN
     -- the event triggers see the report by its new time (Progress)
-    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), progress_pct = coalesce(p_pct, progress_pct), progress_message = coalesce(p_msg, progress_message),
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, progress_pct = coalesce(p_pct, progress_pct), progress_message = coalesce(p_msg, progress_message),
       progress_updated_at = v_now, last_mutation_at = v_now
     WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     RETURN ffi_ok();
@@ -285,7 +284,7 @@ BEGIN
   -- a second report within the same millisecond leaves the time as it was, so the triggers see no
   -- report: its Progress event (the shape of the update trigger's) is written here
   UPDATE exec_core SET progress_pct = coalesce(p_pct, progress_pct), progress_message = coalesce(p_msg, progress_message),
-    last_mutation_at = v_now, event_k = greatest(ffi_xid(), event_k)
+    last_mutation_at = v_now, event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL
   WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid)
   RETURNING * INTO e;
   INSERT INTO event (k, at, e_part, e_uuid, lane_id, flow_id, kind, attempt, num, s1)
@@ -377,7 +376,7 @@ BEGIN
       lease_expires_at = NULL, lease_last_renewed_at = NULL,
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
       has_grant = false, last_mutation_at = v_now,
-      event_k = greatest(ffi_xid(), event_k),
+      event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL,
       -- the result: up to ffi_inline_bytes() here, a larger one in exec_data (below)
       result = CASE WHEN length(p_payload) BETWEEN 1 AND ffi_inline_bytes() THEN p_payload END
     WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid)
@@ -515,7 +514,7 @@ BEGIN
       lease_expires_at = NULL, lease_last_renewed_at = NULL,
       current_suspension_id = NULL, current_waitpoint_id = NULL, delay_until = NULL, attempt_timeout_at = NULL,
       has_grant = false, last_mutation_at = v_now,
-      event_k = greatest(ffi_xid(), event_k),
+      event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL,
       result = CASE WHEN length(x.res) BETWEEN 1 AND ffi_inline_bytes() THEN x.res END
     -- the row versions read above: a TID scan, whatever the table held when the session planned
     -- this statement. No separate lock (its WAL record, 54 bytes a row): the update locks each row
@@ -661,7 +660,7 @@ BEGIN
   v_until := v_now + ffi_backoff_ms(v_rp->'backoff', coalesce(e.retry_count, 0));
   PERFORM ffi_run_end(p_eid, 'retry_scheduled', p_reason, v_now);
   PERFORM ffi_stream_close(p_eid, e.current_attempt_index, 'attempt_failure', v_now);
-  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, lifecycle_phase = 'runnable', ownership_state = 'unowned',
     eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_retry_backoff',
     blocking_detail = 'retry backoff until ' || v_until || ' (attempt ' || e.current_attempt_index || ' failed: ' || p_reason || ')',
     terminal_outcome = 'none', attempt_state = 'pending_retry_attempt', public_state = 'delayed',
@@ -717,7 +716,7 @@ CREATE FUNCTION ffi_interrupt(
   e exec_core, p_elig text, p_blocking text, p_detail text, p_delay_until bigint, p_now bigint
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned', eligibility_state = p_elig,
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, lifecycle_phase = 'runnable', ownership_state = 'unowned', eligibility_state = p_elig,
     blocking_reason = p_blocking, blocking_detail = p_detail, terminal_outcome = 'none',
     attempt_state = 'attempt_interrupted', public_state = ffi_public_state('runnable', p_elig, 'none'),
     delay_until = p_delay_until, lease_id = NULL, worker_id = NULL, worker_instance_id = NULL,

@@ -213,7 +213,7 @@ RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM ffi_suspension_close(p_eid, p_close_reason, p_now);
   IF p_delay_ms > 0 THEN
-    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned',
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, lifecycle_phase = 'runnable', ownership_state = 'unowned',
       eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_resume_delay',
       blocking_detail = p_detail, terminal_outcome = 'none', attempt_state = 'attempt_interrupted',
       public_state = 'delayed', delay_until = p_now + p_delay_ms, current_suspension_id = NULL,
@@ -221,7 +221,7 @@ BEGIN
     WHERE partition_key = ffi_eid_part(p_eid) AND e_uuid = ffi_eid_uuid(p_eid);
     PERFORM ffi_timer_set('delay', p_eid, p_now + p_delay_ms);
   ELSE
-    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'runnable', ownership_state = 'unowned',
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, lifecycle_phase = 'runnable', ownership_state = 'unowned',
       eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker', blocking_detail = '',
       terminal_outcome = 'none', attempt_state = 'attempt_interrupted', public_state = 'waiting',
       delay_until = NULL, current_suspension_id = NULL, current_waitpoint_id = NULL,
@@ -449,7 +449,7 @@ BEGIN
 
   IF v_outcome IS NULL THEN
     PERFORM ffi_run_end(p_eid, 'suspended', p_reason_code, v_now);
-    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'suspended', ownership_state = 'unowned', eligibility_state = 'not_applicable',
+    UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, lifecycle_phase = 'suspended', ownership_state = 'unowned', eligibility_state = 'not_applicable',
       blocking_reason = p_blocking,
       blocking_detail = 'suspended: waitpoint ' || p_primary_id || ' awaiting ' || p_reason_code,
       terminal_outcome = 'none', attempt_state = 'attempt_interrupted', public_state = 'suspended',

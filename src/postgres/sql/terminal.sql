@@ -100,7 +100,7 @@ BEGIN
   IF e.lifecycle_phase = 'suspended' OR e.current_suspension_id IS NOT NULL THEN
     PERFORM ffi_suspension_close(p_eid, p_close_reason, p_now);
   END IF;
-  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k), lifecycle_phase = 'terminal', ownership_state = 'unowned',
+  UPDATE exec_core SET event_k = greatest(ffi_xid(), event_k, created_k), created_k = NULL, lifecycle_phase = 'terminal', ownership_state = 'unowned',
     eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
     terminal_outcome = p_outcome,
     attempt_state = CASE WHEN total_attempt_count > 0 THEN 'attempt_terminal'
