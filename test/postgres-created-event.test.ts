@@ -65,9 +65,13 @@ describe("postgres: an ExecutionCreated created waiting stores no state (migrati
           })
           const read = yield* Effect.forEach([one, ...batch, delayed], createdOf)
           const lane = yield* b.readEvents({ filter: Events.lane(laneId), limit: 10 })
-          return { read, lane: lane.events }
+          // read from their rows until their first change (migration 0058), which writes them
+          const unwritten = yield* storedStates(freshSchema, [one, ...batch, delayed])
+          yield* Effect.forEach([one, ...batch, delayed], (executionId) => b.cancelExecution({ executionId, reason: "x" }))
+          return { read, lane: lane.events, unwritten }
         }).pipe(Effect.provide(PostgresBackend.layer({ hmacSecret: testHmacSecret, schema: freshSchema })))
 
+        expect(out.unwritten).toEqual([])
         expect(yield* storedStates(freshSchema, [one, ...batch, delayed])).toEqual([null, null, null, "delayed"])
         expect(out.read.map((e) => e?.publicState)).toEqual(["waiting", "waiting", "waiting", "delayed"])
         expect(out.lane.map((e) => (e._tag === "ExecutionCreated" ? e.publicState : e._tag))).toEqual(
