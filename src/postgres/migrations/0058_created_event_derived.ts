@@ -15,13 +15,19 @@
  * the library insert such rows; the other inserts (a flow's members, a create that claims) store
  * their created event as before (`created_k` NULL, `event_k` set).
  *
+ * `created_k` is `last_capability_mismatch_at` renamed: a bigint that no statement of the library
+ * ever wrote (NULL in every row stored before, which keep their stored events), placed before the
+ * state vector. A column added at the end would follow the input: 5 bytes of padding in the
+ * create's WAL record for the footprint's input, and the claim, which clears it, would no longer
+ * share the row's last bytes (the input) with the old version in its WAL record.
+ *
  * `exec_core_created_by_lane (lane_id, created_k)`, partial on `created_k IS NOT NULL`, serves the
  * lane reads. Its columns are ones a completion never changes (it leaves `created_k` NULL), so the
  * completion stays a HOT update; the claim, never HOT, leaves the index (its new version has no
  * `created_k`). The insert trigger writes no event for those rows (it still wakes their followers).
  */
 export const sql = String.raw`
-ALTER TABLE exec_core ADD COLUMN created_k bigint;
+ALTER TABLE exec_core RENAME COLUMN last_capability_mismatch_at TO created_k;
 
 CREATE INDEX exec_core_created_by_lane ON exec_core (lane_id, created_k) WHERE created_k IS NOT NULL;
 
