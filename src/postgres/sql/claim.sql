@@ -297,8 +297,10 @@ BEGIN
       -- ffi_claim_one may have run for other candidates, and what it did (a flow member that
       -- ended, its edges resolved) may have updated a row of the set: the set's current row
       -- versions, each looked up by its key (LIMIT 1: not flattened into a join)
-      SELECT array_agg(c.ctid ORDER BY f.n) INTO f_tid FROM unnest(f_ids) WITH ORDINALITY AS f(id, n)
-      CROSS JOIN LATERAL (SELECT x.ctid FROM exec_core x
+      -- (and whether each still holds its created event: such a change wrote it)
+      SELECT array_agg(c.ctid ORDER BY f.n), array_agg(c.created_k ORDER BY f.n) INTO f_tid, f_ck
+      FROM unnest(f_ids) WITH ORDINALITY AS f(id, n)
+      CROSS JOIN LATERAL (SELECT x.ctid, x.created_k FROM exec_core x
                           WHERE x.partition_key = ffi_eid_part(f.id) AND x.e_uuid = ffi_eid_uuid(f.id) LIMIT 1) c;
     END IF;
     IF cardinality(v_ids) = 1 AND cardinality(f_ids) = 1 AND NOT f_fold AND f_state[1] <> 'active' THEN
