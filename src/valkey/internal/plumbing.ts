@@ -302,7 +302,7 @@ const toArg = (b: Uint8Array | string): string | Buffer => {
 }
 
 /** A pipeline's first failed command, thrown (a pipeline resolves with each command's error). */
-const pipelineErrors = (results: Array<[Error | null, unknown]> | null): void => {
+export const pipelineErrors = (results: Array<[Error | null, unknown]> | null): void => {
   for (const [error] of results ?? []) if (error !== null) throw error
 }
 
