@@ -176,3 +176,47 @@ describe("valkey cluster lane pages", () => {
       }))
   })
 })
+
+// ---------------------------------------------------------------------------
+// A claim that finds a partition empty drops its claim hint in the background: a removal, then a
+// look at the partition that puts the hint back if work arrived meanwhile. Until then the hint is
+// away, and a claim that reads the hints then (the claim at that work's own wake-up) misses the
+// work: putting the hint back wakes the lane's workers again.
+// ---------------------------------------------------------------------------
+
+const hintsPrefix = `ch-${process.pid}-${Date.now().toString(36)}`
+
+describe("valkey cluster claim hints", () => {
+  layer(
+    ValkeyBackend.layer({ hmacSecret: testHmacSecret, nodes: parseClusterUrl(inject("valkeyClusterUrl")), clock: "effect", keyPrefix: hintsPrefix }),
+    { timeout: 30_000 }
+  )((it) => {
+    it.scoped("a hint dropped while its partition has work is put back, and the lane's workers are woken", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const lane = yield* newLane()
+        const partition = 17
+        const sub = yield* b.subscribeWork({ lanes: [lane], workerInstanceId: Ids.unsafe.workerInstanceId("ch-worker") })
+        const live = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+        const until = (condition: Effect.Effect<boolean>) =>
+          Effect.gen(function*() {
+            const deadline = Date.now() + 5_000
+            while (!(yield* condition)) {
+              if (Date.now() > deadline) return false
+              yield* live(5)
+            }
+            return true
+          })
+        yield* createExecution({ laneId: lane, executionId: yield* executionIdOnPartition(partition) })
+        // the create's own wake-up
+        expect(yield* until(Effect.map(sub.wakeups, (n) => n >= 1))).toBe(true)
+        const before = yield* sub.wakeups
+        const client = yield* connect({ nodes: parseClusterUrl(inject("valkeyClusterUrl")) }, yield* loadLibrary)
+        const settings = { prefix: hintsPrefix, partitions: Ids.defaultPartitionConfig, clock: "store", cancelInlineLimit: 100, claimScan: 32, fanOut: 32 } as const
+        yield* makePlumbing(client, settings).dropHint(lane, partition)
+        const hint = yield* Effect.promise(() => (client.connection as Cluster).zscore(makeKeys(hintsPrefix).hint(lane), String(partition)))
+        expect(hint).not.toBeNull()
+        expect(yield* until(Effect.map(sub.wakeups, (n) => n > before))).toBe(true)
+      }))
+  })
+})
