@@ -170,8 +170,8 @@ local AH = { ahead = nil, hit = false, MAX = 129 }
 function AH.heads(B, lane, want)
   local t = AH.read(B, lane, want)
   local r, i, out = t.r, t.i, {}
-  if r[i] ~= nil then out[1] = { r[i], tonumber(r[i + 1]), "eligible", B } end
-  if r[i + 2] ~= nil then out[2] = { r[i + 2], tonumber(r[i + 3]), "eligible", B } end
+  if r[i] ~= nil then out[1] = { r[i], FF.tonum(r[i + 1]), "eligible", B } end
+  if r[i + 2] ~= nil then out[2] = { r[i + 2], FF.tonum(r[i + 3]), "eligible", B } end
   return out
 end
 -- What the batch read ahead on `B` (AH.ahead's entry), read (again) when fewer than two of its
@@ -215,8 +215,9 @@ function FF.claim_from(B, a, now, lane, caps, cands, limit, tried, bound, next_h
       FF.grant_seen = false
       local c, info = nil, nil
       if a.checked == CHECKED and kind ~= "reclaim" then
-        local r = C("HGETALL", K.core(B, e))
-        info, c = FF.claim_plain(B, e, r, a, now, lane, cand[2], bound)
+        local ck = K.core(B, e)
+        local r = C("HGETALL", ck)
+        info, c = FF.claim_plain(B, e, r, a, now, lane, cand[2], bound, ck)
         if info then
           AH.hit = i == 1
           return claimed(B, a, now, lane, info, c, next_head)
@@ -441,10 +442,10 @@ local function walk_moved(w, ent, head, gone)
     end
   end
   if head ~= "" and not gone then
-    ent[2] = tonumber(head)
+    ent[2] = FF.tonum(head)
     walk_insert(w, ent)
   end
-  if head == "" or tonumber(head) ~= ent[4] then w.fix[ent[3]] = head end
+  if head == "" or FF.tonum(head) ~= ent[4] then w.fix[ent[3]] = head end
 end
 
 -- Applies the hint updates of the walk.
@@ -488,10 +489,11 @@ function AH.next_plain(w, a, now, reply)
   local r, i = t.r, t.i
   local m = r[i]
   if m == nil then return false end
-  local score = tonumber(r[i + 1])
+  local score = FF.tonum(r[i + 1])
   if bound ~= nil and score > bound then return false end
   local e = FF.eid(B, m)
-  local info, c = FF.claim_plain(B, e, C("HGETALL", K.core(B, e)), a, now, lane, score, bound)
+  local ck = K.core(B, e)
+  local info, c = FF.claim_plain(B, e, C("HGETALL", ck), a, now, lane, score, bound, ck)
   if not info then
     ahead[B] = nil
     return false
@@ -503,7 +505,7 @@ function AH.next_plain(w, a, now, reply)
     head = FF.lane_head(B, lane)
     ahead[B] = nil
   else
-    head = r[i + 2] ~= nil and FF.s(tonumber(r[i + 3])) or ""
+    head = r[i + 2] ~= nil and FF.s(FF.tonum(r[i + 3])) or ""
     t.i = i + 2
   end
   FF.apply_wakes(w.prefix, p)
@@ -666,7 +668,8 @@ local function claims_out(r, a, out)
   end
   local n = (#r - 4) / 8
   out[m + 1], out[m + 2], out[m + 3] = r[2], r[4], FF.s(n)
-  for j = 5, #r do out[#out + 1] = r[j] end
+  m = m + 3
+  for j = 5, #r do out[m + j - 4] = r[j] end
   local budget = FF.num(a.budget)
   local used, payloads = 0, {}
   local cores = a.cores

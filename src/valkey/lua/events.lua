@@ -195,7 +195,6 @@ end
 -- An event of an entry of B:ev is one field `v`: its execution id, lane, flow id and `d`, joined
 -- by NUL bytes (none of the first three holds one; `d` is last, so it may); an entry written before
 -- library version 10 has four fields per event, e, l, f, d, which are read as well.
-local function ev_pack(rec, d) return rec.e .. "\0" .. rec.l .. "\0" .. rec.f .. "\0" .. d end
 local function ev_unpack(v)
   local i = string.find(v, "\0", 1, true)
   local j = i and string.find(v, "\0", i + 1, true)
@@ -284,19 +283,22 @@ end
 -- The prefix of partition base B.
 local function prefix_of(B) return string.match(B, "^(.*):{[^}]*}$") end
 
--- The `d` field of event `rec` written with an id of `at_ms`: code|at|fields (at empty when it is
--- the id's ms).
-local function ev_text(rec, at_ms)
+-- The stream value of event `rec` written with an id of `at_ms` (ev_unpack's): its execution, lane,
+-- flow and `d`, code|at|fields (at empty when it is the id's ms), the usual lengths in one
+-- concatenation each.
+local function ev_value(rec, at_ms)
   local d = rec.d
-  local at = rec.at == at_ms and "" or FF.s(rec.at)
   local n = #d
-  -- (the usual lengths in one concatenation each)
-  if n == 1 then return d[1] .. "|" .. at end
-  if n == 2 then return d[1] .. "|" .. at .. "|" .. FF.str(d[2]) end
-  if n == 3 then return d[1] .. "|" .. at .. "|" .. FF.str(d[2]) .. "|" .. FF.str(d[3]) end
-  local x = d[1] .. "|" .. at
-  for j = 2, n do x = x .. "|" .. FF.str(d[j]) end
-  return x
+  local at = rec.at == at_ms and "" or FF.s(rec.at)
+  if n > 3 then
+    local x = rec.e .. "\0" .. rec.l .. "\0" .. rec.f .. "\0" .. d[1] .. "|" .. at
+    for j = 2, n do x = x .. "|" .. FF.str(d[j]) end
+    return x
+  end
+  if n == 1 then return rec.e .. "\0" .. rec.l .. "\0" .. rec.f .. "\0" .. d[1] .. "|" .. at end
+  if n == 2 then return rec.e .. "\0" .. rec.l .. "\0" .. rec.f .. "\0" .. d[1] .. "|" .. at .. "|" .. FF.str(d[2]) end
+  return rec.e .. "\0" .. rec.l .. "\0" .. rec.f .. "\0" .. d[1] .. "|" .. at .. "|" .. FF.str(d[2]) .. "|" ..
+    FF.str(d[3])
 end
 
 -- The XADD arguments of the events `recs` of one partition written with ids of `ms` (the stream
@@ -305,7 +307,7 @@ local function ev_args(k, recs, ms)
   local t, n = { k, FF.s(ms) .. "-*" }, 2
   for i = 1, #recs do
     local rec = recs[i]
-    t[n + 1], t[n + 2] = "v", ev_pack(rec, ev_text(rec, ms))
+    t[n + 1], t[n + 2] = "v", ev_value(rec, ms)
     n = n + 2
   end
   return t
@@ -316,7 +318,7 @@ end
 local function ev_xadd(k, recs, ms)
   if #recs == 1 then
     local rec = recs[1]
-    return redis.pcall("XADD", k, FF.s(ms) .. "-*", "v", ev_pack(rec, ev_text(rec, ms)))
+    return redis.pcall("XADD", k, FF.s(ms) .. "-*", "v", ev_value(rec, ms))
   end
   return redis.pcall("XADD", unpack(ev_args(k, recs, ms)))
 end

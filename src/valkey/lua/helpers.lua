@@ -35,11 +35,33 @@ function FF.s(n)
   s_memo[n], s_memo_n = s, s_memo_n + 1
   return s
 end
+-- `v` as a number, nil when it is not one (tonumber). The strings read are kept, up to 256 of
+-- them (as FF.s keeps its numbers): a batch reads the same creation time, expiry, partition and
+-- score for many items, and tonumber of a string runs strtod.
+do
+local n_memo, n_memo_n = {}, 0
+function FF.tonum(v)
+  if v == nil then return nil end
+  local n = n_memo[v]
+  if n ~= nil then return n end
+  n = tonumber(v)
+  if n ~= nil and n == n and type(v) == "string" then
+    if n_memo_n >= 256 then
+      n_memo, n_memo_n = {}, 0
+    end
+    n_memo[v], n_memo_n = n, n_memo_n + 1
+  end
+  return n
+end
 -- `v` as a number; `d` (default 0) when it is not one.
 function FF.num(v, d)
-  local n = tonumber(v)
+  if v == nil then return d or 0 end
+  local n = n_memo[v]
+  if n ~= nil then return n end
+  n = FF.tonum(v)
   if n == nil then return d or 0 end
   return n
+end
 end
 -- `v` as a string: "" for nil and JSON null, a number as FF.s writes it.
 function FF.str(v)

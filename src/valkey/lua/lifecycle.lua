@@ -216,7 +216,7 @@ function FF.create_items_of(name, a, argv)
     local it = {
       execution_id = argv[k], namespace = argv[k + 1], lane_id = argv[k + 2], execution_kind = argv[k + 3],
       priority = argv[k + 4], creator_identity = argv[k + 5], payload_encoding = argv[k + 6],
-      required_capabilities = argv[k + 7], partition = tonumber(argv[k + 8])
+      required_capabilities = argv[k + 7], partition = FF.tonum(argv[k + 8])
     }
     local more = argv[k + 9]
     if more ~= "" then
@@ -401,7 +401,7 @@ function FF.complete_items_of(name, a, argv)
     local k = at + w * (i - 1)
     items[i] = {
       execution_id = argv[k], attempt_index = argv[k + 1], attempt_id = argv[k + 2], lease_id = argv[k + 3],
-      lease_epoch = argv[k + 4], partition = tonumber(argv[k + 5]), blob = tonumber(argv[k + 6])
+      lease_epoch = argv[k + 4], partition = FF.tonum(argv[k + 5]), blob = tonumber(argv[k + 6])
     }
   end
   return items
@@ -443,8 +443,9 @@ function FF.complete_items(items, prefix, now, argv)
     FF.begin()
     -- (a core in the plain shape completed here, as FF.complete_one would, without its reply)
     local B = bases[p]
-    local raw = C("HGETALL", K.core(B, it.execution_id))
-    if FF.complete_plain(B, it, now, result, raw) then
+    local ck = K.core(B, it.execution_id)
+    local raw = C("HGETALL", ck)
+    if FF.complete_plain(B, it, now, result, raw, ck) then
       FF.apply_wakes(prefix, p)
       out[#out + 1] = ""
     else

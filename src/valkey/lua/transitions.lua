@@ -14,6 +14,7 @@
 -- reads one hash per partition.
 function FF.lane_member(created_at, e)
   local at = FF.str(created_at)
+  if #at == 13 then return at .. ":" .. e end
   return string.rep("0", 13 - #at) .. at .. ":" .. e
 end
 
@@ -77,7 +78,8 @@ local function zq_send(key, q)
   if q.lane ~= nil and r > 0 then count(q.B, q.lane, q.state, q.op == "ZADD" and r or -r) end
   q.n = 0
 end
-local function zq_push(key, op, x, y, B, lane, state)
+-- The queue of `key` for writes of kind `op` (a queued run of the other kind sent first).
+local function zq_of(key, op, B, lane, state)
   local q = zq[key]
   if q == nil then
     q = { op = op, args = {}, n = 0, B = B, lane = lane, state = state }
@@ -88,19 +90,25 @@ local function zq_push(key, op, x, y, B, lane, state)
     zq_send(key, q)
     q.op = op
   end
-  local n = q.n
-  q.args[n + 1] = x
-  if y ~= nil then
-    q.args[n + 2] = y
-    q.n = n + 2
-  else
-    q.n = n + 1
-  end
+  return q
 end
 -- ZADD key score member / ZREM key member, queued; `B`, `lane`, `state` name a lane state set
--- (its count moves with it), nil for the partition's indexes.
-function FF.zadd(key, score, member, B, lane, state) zq_push(key, "ZADD", score, member, B, lane, state) end
-function FF.zrem(key, member, B, lane, state) zq_push(key, "ZREM", member, nil, B, lane, state) end
+-- (its count moves with it), nil for the partition's indexes. (A key's queue of the same kind is
+-- taken here without a call: most writes of a call add to one.)
+function FF.zadd(key, score, member, B, lane, state)
+  local q = zq[key]
+  if q == nil or q.op ~= "ZADD" then q = zq_of(key, "ZADD", B, lane, state) end
+  local n, args = q.n, q.args
+  args[n + 1], args[n + 2] = score, member
+  q.n = n + 2
+end
+function FF.zrem(key, member, B, lane, state)
+  local q = zq[key]
+  if q == nil or q.op ~= "ZREM" then q = zq_of(key, "ZREM", B, lane, state) end
+  local n = q.n + 1
+  q.args[n] = member
+  q.n = n
+end
 -- Sends the queued writes.
 function FF.zsync()
   if zq_n == 0 then return end
@@ -284,8 +292,9 @@ local first_args, first_v = {}, {}
 -- a.attempt_id), as FF.claim_fresh would write it, when the core is in the plain shape
 -- (WAITING_FIELDS), waiting on `lane` for its first attempt, of a kind the claim takes, and no
 -- `bound` holds it back. Returns its 7 reply fields and the fields of the core a batch of claims
--- reads the input with (claim.lua, claims_out), or false.
-function FF.claim_plain(B, e, r, a, now, lane, score, bound)
+-- reads the input with (claim.lua, claims_out), or false. `ck`: the core's key, when the caller
+-- built it for the read.
+function FF.claim_plain(B, e, r, a, now, lane, score, bound, ck)
   if bound ~= nil and score > bound then return false end
   local v = first_v
   for i = 1, 10 do v[i] = nil end
@@ -321,7 +330,7 @@ function FF.claim_plain(B, e, r, a, now, lane, score, bound)
   t[n + 17], t[n + 18] = "sv", LEASED_SV
   n = n + 18
   FF.lane_move_at(B, e, lane, created, "waiting", "active")
-  C("HSET", K.core(B, e), unpack(t, 1, n))
+  C("HSET", ck or K.core(B, e), unpack(t, 1, n))
   FF.ev_lease(B, e, lane, wiid, now)
   local c = { priority = v[4] or "", created_at = created, execution_kind = kind, namespace = v[6],
     payload_encoding = v[7], trace = v[8], [FF.PAYLOAD_FIELD] = v[9] }
@@ -356,8 +365,8 @@ local plain_v = {}
 -- reply, no core table built) with its lease held: active, leased and running, not expired, and
 -- the fence's lease id, epoch (the attempt count, no epoch stored) and attempt id its own. Returns
 -- false, having written nothing, for any other core (the general path then answers, with the
--- ladder's refusals).
-function FF.complete_plain(B, a, now, result, r)
+-- ladder's refusals). `ck`: the core's key, when the caller built it for the read.
+function FF.complete_plain(B, a, now, result, r, ck)
   local v = plain_v
   for i = 1, 10 do v[i] = nil end
   for i = 1, #r, 2 do
@@ -369,7 +378,7 @@ function FF.complete_plain(B, a, now, result, r)
   if LEASED_SV == nil then
     LEASED_SV = FF.sv_encode("active", "leased", "not_applicable", "none", "none", "running_attempt")
   end
-  local count_n = tonumber(n)
+  local count_n = FF.tonum(n)
   if sv ~= LEASED_SV or lane == nil or created == nil or aid == nil or lid == nil or count_n == nil or
       count_n < 1 or not PLAIN_RUN[rk] or FF.num(lx) <= now or a.lease_id ~= lid or a.attempt_id ~= aid or
       FF.str(a.lease_epoch) ~= n then
@@ -400,7 +409,7 @@ function FF.complete_plain(B, a, now, result, r)
   t[m + 1], t[m + 2] = "sv", DONE_SV
   m = m + 2
   FF.lane_move_at(B, e, lane, created, "active", "completed")
-  local k = K.core(B, e)
+  local k = ck or K.core(B, e)
   C("HSET", k, unpack(t, 1, m))
   C("HDEL", k, CF.current_lease_id, CF.lease_expires_at)
   FF.ev_done(B, e, lane, FF.s(count_n - 1), now)
