@@ -6,6 +6,7 @@
  * arguments (its key prefix, its cluster slot, its error messages read them) and writes the
  * ARGV entries behind them itself.
  */
+import { writeAscii } from "../../internal/utf8.js"
 import { Command } from "./driver.js"
 
 /** What the command reads of the client's options (a `Redis`'s or a `Cluster`'s). */
@@ -13,8 +14,6 @@ interface ClientOptions {
   readonly keyPrefix?: string | undefined
   readonly showFriendlyErrorStack?: boolean | undefined
 }
-
-const CRLF = "\r\n"
 
 class FcallCommand extends Command {
   private readonly argv: ReadonlyArray<string | Buffer>
@@ -33,31 +32,74 @@ class FcallCommand extends Command {
     this.argv = argv
   }
 
-  /** The command in RESP: one string while every argument is a string, else one buffer. */
-  override toWritable(): string | Buffer {
+  /**
+   * The command in RESP, written into one buffer: a short ASCII string (ids, numbers, names) by a
+   * loop, where a native call per argument (its UTF-8 length, its write) costs more; longer or
+   * other text by Node's UTF-8 writer.
+   */
+  override toWritable(): Buffer {
     const head = this.args as ReadonlyArray<string | Buffer>
     const argv = this.argv
-    let text = `*${1 + head.length + argv.length}${CRLF}$${this.name.length}${CRLF}${this.name}${CRLF}`
-    let parts: Array<string | Buffer> | undefined
-    for (let i = 0; i < head.length + argv.length; i++) {
+    const count = head.length + argv.length
+    // a bound of the bytes: a UTF-16 unit is at most 3 bytes of UTF-8, a header at most 20
+    let bound = 48 + this.name.length
+    for (let i = 0; i < count; i++) {
+      const arg = i < head.length ? head[i]! : argv[i - head.length]!
+      bound += 20 + (typeof arg === "string" ? 3 * arg.length : arg.length)
+    }
+    const out = Buffer.allocUnsafe(bound)
+    out[0] = 0x2a // *
+    let at = crlf(out, decimal(out, 1, 1 + count))
+    at = writeString(out, at, this.name)
+    for (let i = 0; i < count; i++) {
       const arg = i < head.length ? head[i]! : argv[i - head.length]!
       if (typeof arg === "string") {
-        text += `$${Buffer.byteLength(arg)}${CRLF}${arg}${CRLF}`
+        at = writeString(out, at, arg)
       } else {
-        parts ??= []
-        parts.push(`${text}$${arg.length}${CRLF}`, arg)
-        text = CRLF
+        at = bulkHeader(out, at, arg.length)
+        at += arg.copy(out, at)
+        at = crlf(out, at)
       }
     }
-    if (parts === undefined) return text
-    parts.push(text)
-    let size = 0
-    for (const part of parts) size += typeof part === "string" ? Buffer.byteLength(part) : part.length
-    const out = Buffer.allocUnsafe(size)
-    let at = 0
-    for (const part of parts) at += typeof part === "string" ? out.write(part, at) : part.copy(out, at)
-    return out
+    return out.subarray(0, at)
   }
+}
+
+/** Up to this many characters a string is tried as ASCII by a loop (see `toWritable`). */
+const SHORT = 96
+
+/** `n` (a non-negative integer) in decimal at `at`; the offset after it. */
+const decimal = (out: Buffer, at: number, n: number): number => {
+  if (n < 10) {
+    out[at] = 48 + n
+    return at + 1
+  }
+  let digits = 1
+  for (let m = n; m >= 10; m = Math.floor(m / 10)) digits++
+  for (let i = digits - 1, m = n; i >= 0; i--, m = Math.floor(m / 10)) out[at + i] = 48 + (m % 10)
+  return at + digits
+}
+
+const crlf = (out: Buffer, at: number): number => {
+  out[at] = 0x0d
+  out[at + 1] = 0x0a
+  return at + 2
+}
+
+/** `$<n>\r\n` at `at`; the offset after it. */
+const bulkHeader = (out: Buffer, at: number, n: number): number => {
+  out[at] = 0x24 // $
+  return crlf(out, decimal(out, at + 1, n))
+}
+
+/** `s` as a bulk string at `at`; the offset after it. */
+const writeString = (out: Buffer, at: number, s: string): number => {
+  if (s.length <= SHORT) {
+    const body = bulkHeader(out, at, s.length)
+    if (writeAscii(out, body, s) >= 0) return crlf(out, body + s.length)
+  }
+  const body = bulkHeader(out, at, Buffer.byteLength(s))
+  return crlf(out, body + out.write(s, body))
 }
 
 /** The client whose `sendCommand` sends the call. */
