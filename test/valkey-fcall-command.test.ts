@@ -22,6 +22,7 @@ const cases: Array<[string, ReadonlyArray<string | Buffer>]> = [
   ["non-ASCII short", ["é", "日本語", "emoji 🎉", "mixed a\u0000b"]],
   ["long ASCII and long non-ASCII", ["a".repeat(97), "b".repeat(5000), "ü".repeat(200), "🎉".repeat(100) + "x".repeat(10)]],
   ["buffers", [Buffer.alloc(0), Buffer.from([0, 255, 13, 10]), Buffer.alloc(300, 7), "after"]],
+  ["views into larger memory", [Buffer.from(Uint8Array.from({ length: 400 }, (_, i) => i % 256).buffer, 3, 90), Buffer.from(new Uint8Array(400).fill(9).buffer, 100, 200)]],
   ["lone surrogate", ["\ud800", "a\udc00b".repeat(40)]],
   ["a batch", Array.from({ length: 1500 }, (_, i) => (i % 7 === 0 ? Buffer.from(`blob ${i}`) : `arg-${i}`))]
 ]

@@ -33,9 +33,9 @@ class FcallCommand extends Command {
   }
 
   /**
-   * The command in RESP, written into one buffer: a short ASCII string (ids, numbers, names) by a
-   * loop, where a native call per argument (its UTF-8 length, its write) costs more; longer or
-   * other text by Node's UTF-8 writer.
+   * The command in RESP, written into one buffer: a short ASCII string (ids, numbers, names) and
+   * short bytes by a loop, where a native call per argument (a UTF-8 length, a write, a copy)
+   * costs more; longer or other text by Node's UTF-8 writer, longer bytes by a copy.
    */
   override toWritable(): Buffer {
     const head = this.args as ReadonlyArray<string | Buffer>
@@ -57,7 +57,12 @@ class FcallCommand extends Command {
         at = writeString(out, at, arg)
       } else {
         at = bulkHeader(out, at, arg.length)
-        at += arg.copy(out, at)
+        if (arg.length <= SHORT) {
+          for (let j = 0; j < arg.length; j++) out[at + j] = arg[j]!
+          at += arg.length
+        } else {
+          at += arg.copy(out, at)
+        }
         at = crlf(out, at)
       }
     }
@@ -65,7 +70,7 @@ class FcallCommand extends Command {
   }
 }
 
-/** Up to this many characters a string is tried as ASCII by a loop (see `toWritable`). */
+/** Up to this many characters (bytes) a string is tried as ASCII, and a buffer copied, by a loop (see `toWritable`). */
 const SHORT = 96
 
 /** `n` (a non-negative integer) in decimal at `at`; the offset after it. */
