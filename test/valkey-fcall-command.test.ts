@@ -12,16 +12,24 @@ const capture = (options: object = {}) => {
 
 const bytes = (w: string | Buffer): Buffer => (typeof w === "string" ? Buffer.from(w, "utf8") : w)
 
-/** iovalkey's own bytes for `FCALL fn numkeys ...keys ...argv`. */
-const expected = (name: string, fn: string, keys: ReadonlyArray<string>, argv: ReadonlyArray<string | Buffer>) =>
-  bytes(new Command(name, [fn, String(keys.length), ...keys, ...argv]).toWritable({}))
+/** iovalkey's own bytes for `FCALL fn numkeys ...keys ...argv` (bytes given to it as Buffers). */
+const expected = (name: string, fn: string, keys: ReadonlyArray<string>, argv: ReadonlyArray<string | Uint8Array>) =>
+  bytes(
+    new Command(name, [
+      fn,
+      String(keys.length),
+      ...keys,
+      ...argv.map((a) => (typeof a === "string" ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength)))
+    ]).toWritable({})
+  )
 
-const cases: Array<[string, ReadonlyArray<string | Buffer>]> = [
+const cases: Array<[string, ReadonlyArray<string | Uint8Array>]> = [
   ["no arguments", []],
   ["short ASCII", ["", "1733600000000", "{fp:12}:0b0a2f1e-9d5c-4c1b-8f4e-1c2d3e4f5a6b", "x"]],
   ["non-ASCII short", ["é", "日本語", "emoji 🎉", "mixed a\u0000b"]],
   ["long ASCII and long non-ASCII", ["a".repeat(97), "b".repeat(5000), "ü".repeat(200), "🎉".repeat(100) + "x".repeat(10)]],
   ["buffers", [Buffer.alloc(0), Buffer.from([0, 255, 13, 10]), Buffer.alloc(300, 7), "after"]],
+  ["plain Uint8Arrays", [new Uint8Array([1, 2, 3]), new Uint8Array(500).fill(65).subarray(7, 420), new Uint8Array(0)]],
   ["views into larger memory", [Buffer.from(Uint8Array.from({ length: 400 }, (_, i) => i % 256).buffer, 3, 90), Buffer.from(new Uint8Array(400).fill(9).buffer, 100, 200)]],
   ["lone surrogate", ["\ud800", "a\udc00b".repeat(40)]],
   ["a batch", Array.from({ length: 1500 }, (_, i) => (i % 7 === 0 ? Buffer.from(`blob ${i}`) : `arg-${i}`))]

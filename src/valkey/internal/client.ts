@@ -42,7 +42,7 @@ export interface Client {
   readonly fcall: (
     fn: string,
     key: string,
-    args: ReadonlyArray<string | Buffer>,
+    args: ReadonlyArray<string | Uint8Array>,
     readOnly: boolean,
     more?: ReadonlyArray<string> | undefined,
     /** Bulk replies as Buffers, not strings (a reply that carries bytes). */
@@ -67,7 +67,7 @@ export interface Client {
   readonly fcallNow: (
     fn: string,
     key: string,
-    args: ReadonlyArray<string | Buffer>,
+    args: ReadonlyArray<string | Uint8Array>,
     readOnly: boolean,
     binary: boolean
   ) => { readonly reply: Promise<unknown>; readonly sent: boolean }
@@ -339,7 +339,7 @@ export const connect = (
     const fcallOnce = (
       fn: string,
       key: string,
-      args: ReadonlyArray<string | Buffer>,
+      args: ReadonlyArray<string | Uint8Array>,
       readOnly: boolean,
       more: ReadonlyArray<string>,
       binary: boolean,
@@ -368,7 +368,7 @@ export const connect = (
     const fcall = (
       fn: string,
       key: string,
-      args: ReadonlyArray<string | Buffer>,
+      args: ReadonlyArray<string | Uint8Array>,
       readOnly: boolean,
       more: ReadonlyArray<string> = [],
       binary = false,

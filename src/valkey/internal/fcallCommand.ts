@@ -16,11 +16,11 @@ interface ClientOptions {
 }
 
 class FcallCommand extends Command {
-  private readonly argv: ReadonlyArray<string | Buffer>
+  private readonly argv: ReadonlyArray<string | Uint8Array>
   constructor(
     name: "fcall" | "fcall_ro",
     head: Array<string>,
-    argv: ReadonlyArray<string | Buffer>,
+    argv: ReadonlyArray<string | Uint8Array>,
     binary: boolean,
     options: ClientOptions
   ) {
@@ -38,7 +38,7 @@ class FcallCommand extends Command {
    * costs more; longer or other text by Node's UTF-8 writer, longer bytes by a copy.
    */
   override toWritable(): Buffer {
-    const head = this.args as ReadonlyArray<string | Buffer>
+    const head = this.args as ReadonlyArray<string | Uint8Array>
     const argv = this.argv
     const count = head.length + argv.length
     // a bound of the bytes: a UTF-16 unit is at most 3 bytes of UTF-8, a header at most 20
@@ -61,7 +61,8 @@ class FcallCommand extends Command {
           for (let j = 0; j < arg.length; j++) out[at + j] = arg[j]!
           at += arg.length
         } else {
-          at += arg.copy(out, at)
+          out.set(arg, at)
+          at += arg.length
         }
         at = crlf(out, at)
       }
@@ -122,7 +123,7 @@ export const sendFcall = (
   connection: Sender,
   fn: string,
   keys: ReadonlyArray<string>,
-  argv: ReadonlyArray<string | Buffer>,
+  argv: ReadonlyArray<string | Uint8Array>,
   readOnly: boolean,
   binary: boolean
 ): Promise<unknown> => {

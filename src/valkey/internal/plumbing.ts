@@ -284,9 +284,6 @@ const STAGE_TTL_MS = 600_000
 
 const toBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 
-/** A blob as an FCALL argument: its bytes in place (the layer's command copies them into the call's bytes). */
-const toArg = (b: Uint8Array | string): string | Buffer => (typeof b === "string" ? b : toBuffer(b))
-
 /** A pipeline's first failed command, thrown (a pipeline resolves with each command's error). */
 const pipelineErrors = (results: Array<[Error | null, unknown]> | null): void => {
   for (const [error] of results ?? []) if (error !== null) throw error
@@ -438,7 +435,8 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
     now: string
   ) => {
     const inCall = hintsInCall && !readOnly && target.partition !== undefined
-    const argv: Array<string | Buffer> = [now, ""]
+    // (a blob goes as its bytes, in place: the layer's command copies them into the call's bytes)
+    const argv: Array<string | Uint8Array> = [now, ""]
     // argument position (ARGV index, 1-based) -> staging key
     let staged: Record<string, string> | undefined
     const stages: Array<readonly [string, Buffer]> = []
@@ -449,7 +447,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
         ;(staged ??= {})[String(argv.length + 1)] = key
         argv.push("")
       } else {
-        argv.push(toArg(b))
+        argv.push(b)
       }
     }
     const sent = inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args
