@@ -811,40 +811,6 @@ describe("batched completions (memory)", () => {
       expect(maxInReport).toBe(2)
     }), 20_000)
 
-  it.live("a report of outputs written together made of synchronous steps runs on the writer's stack; one that reaches another step goes on in a fiber of its own, its steps run once, in its attempt's annotations", () =>
-    Effect.gen(function*() {
-      const reporters: Array<string | undefined> = []
-      const steps: Array<string> = []
-      const completed = yield* Ref.make(0)
-      let reports = 0
-      yield* addsToCompletion(8, {
-        run: (i) => Effect.succeed(i.a + i.b),
-        concurrency: 8,
-        batchCompletions: false,
-        idle: Schedule.spaced("1 second"),
-        onEvent: (event) => {
-          if (event._tag !== "Completed") return Effect.void
-          // Effect.sync, Ref, flatMap: synchronous steps, each recording the fiber that runs it
-          const sync = Effect.flatMap(
-            Effect.sync(() => reporters.push(Option.getOrUndefined(Fiber.getCurrentFiber())?.id().toString())),
-            () => Ref.updateAndGet(completed, (n) => n + 1)
-          )
-          // every other attempt's report then reads its fiber (a step that is not synchronous)
-          return reports++ % 2 === 0 ? sync : Effect.flatMap(sync, () =>
-            Effect.flatMap(FiberRef.get(FiberRef.currentLogAnnotations), (annotations) =>
-              Effect.sync(() =>
-                steps.push(String(Option.getOrUndefined(HashMap.get(annotations, "executionId")) === event.executionId))
-              )))
-        }
-      }).pipe(Effect.provide(MemoryBackend.layer()))
-      expect(yield* Ref.get(completed)).toBe(8)
-      // the synchronous steps of the eight reports ran in one fiber: the one that wrote the outputs
-      expect(reporters).toHaveLength(8)
-      expect(new Set(reporters).size).toBe(1)
-      // the rest of the others ran once each, in a fiber with their attempt's log annotations
-      expect(steps).toEqual(Array(4).fill("true"))
-    }), 20_000)
-
   it.live("a batch refused as a whole is written again completion by completion", () =>
     Effect.gen(function*() {
       const { batches, singles } = yield* runTwenty(true)
