@@ -34,7 +34,7 @@ import { Done, releaseUnrun, type Restore, runAttempt, settleWritten, startNow }
 import * as Completions from "./completions.js"
 import * as LeaseKeeper from "./leaseKeeper.js"
 import { activeTasks, claimsTotal, type Labels, labelSets, renewalsTotal } from "./metrics.js"
-import { exitNow, leaseLostReason, type Runtime as WorkerRuntime, type Settings } from "./runtime.js"
+import { leaseLostReason, stepsNow, type Runtime as WorkerRuntime, type Settings } from "./runtime.js"
 
 /** The back-off after a failed claim: 50 ms doubling, capped at 1 s. */
 const claimErrorBackoff: Schedule.Schedule<unknown> = Schedule.exponential("50 millis", 2).pipe(
@@ -405,9 +405,10 @@ export const workerLoop = (settings: Settings): Effect.Effect<never, EngineError
           } catch (e) {
             report = Effect.die(e)
           }
-          const now = exitNow(report)
-          if (now !== undefined && Exit.isSuccess(now)) continue
-          const fiber = forkAnnotated(report, attemptAnnotations(lane, d.a.p.executionId, d.a.p.attemptIndex + 1))
+          // (a report of synchronous steps alone is run here; the rest of any other, in its fiber)
+          const now = stepsNow(report)
+          if (Exit.isExit(now) && Exit.isSuccess(now)) continue
+          const fiber = forkAnnotated(now, attemptAnnotations(lane, d.a.p.executionId, d.a.p.attemptIndex + 1))
           const exit = fiber.unsafePoll()
           if (exit === null) (waiting ??= []).push(fiber)
           else if (Exit.isFailure(exit)) defect ??= exit.cause

@@ -2,7 +2,7 @@
  * What a worker's claim loop and its attempts share: the checked settings, the worker's runtime
  * (backend, lease keeper, completions, metric labels), and how a failure or a lost lease reads.
  */
-import { type Duration, type Effect, type Either, Exit, Predicate, type Schedule } from "effect"
+import { type Duration, Effect, type Either, Exit, Predicate, type Schedule } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, rootCause } from "../../EngineError.js"
 import type { LaneId, WorkerId, WorkerInstanceId } from "../../Ids.js"
@@ -89,4 +89,59 @@ export const exitNow = <A, E, R>(effect: Effect.Effect<A, E, R>): Exit.Exit<A, E
     default:
       return undefined
   }
+}
+
+/** Synchronous steps `stepsNow` runs at most before it leaves the rest to a fiber. */
+const MAX_SYNC_STEPS = 64
+
+/**
+ * Runs the leading synchronous steps of `effect` on the caller's stack, as a fiber's run loop runs
+ * them: a success, a `Sync` step (`Effect.sync`, a `Ref` or `Deferred` update: its function
+ * called), and a `flatMap` of those (its function called with the value). At the first step of
+ * any other kind (one that reads the fiber, waits, fails, or more than `MAX_SYNC_STEPS` steps) it
+ * stops: what is left, that step and the `flatMap`s still around it, is returned, to run in a
+ * fiber of its own (the steps already run are not run again). A success is returned as its `Exit`.
+ * A function that throws leaves the defect to that fiber, as the run loop makes a throw a defect.
+ */
+export const stepsNow = <A>(effect: Effect.Effect<A>): Exit.Exit<A> | Effect.Effect<A> => {
+  const around: Array<(a: unknown) => Effect.Effect<unknown>> = []
+  let current: Effect.Effect<unknown> = effect
+  for (let step = 0; step < MAX_SYNC_STEPS; step++) {
+    const op = current as unknown as {
+      readonly _op?: unknown
+      readonly effect_instruction_i0?: unknown
+      readonly effect_instruction_i1?: unknown
+    }
+    let value: unknown
+    if (op._op === "Success") {
+      value = (current as unknown as Exit.Success<unknown, unknown>).value
+    } else if (op._op === "Sync" && typeof op.effect_instruction_i0 === "function") {
+      try {
+        value = op.effect_instruction_i0()
+      } catch (e) {
+        return rest(Effect.die(e), around) as Effect.Effect<A>
+      }
+    } else if (op._op === "OnSuccess" && typeof op.effect_instruction_i1 === "function") {
+      around.push(op.effect_instruction_i1 as (a: unknown) => Effect.Effect<unknown>)
+      current = op.effect_instruction_i0 as Effect.Effect<unknown>
+      continue
+    } else {
+      return rest(current, around) as Effect.Effect<A>
+    }
+    const next = around.pop()
+    if (next === undefined) return Exit.succeed(value as A)
+    try {
+      current = next(value)
+    } catch (e) {
+      return rest(Effect.die(e), around) as Effect.Effect<A>
+    }
+  }
+  return rest(current, around) as Effect.Effect<A>
+}
+
+/** `current` followed by the functions of the `flatMap`s around it (innermost last). */
+const rest = (current: Effect.Effect<unknown>, around: ReadonlyArray<(a: unknown) => Effect.Effect<unknown>>) => {
+  let effect = current
+  for (let i = around.length - 1; i >= 0; i--) effect = Effect.flatMap(effect, around[i]!)
+  return effect
 }

@@ -80,7 +80,49 @@ type Visit<A> =
 type Unserved = Exclude<Visit<never>, { readonly _tag: "Served" }>
 
 /** A field of a binary reply as text. */
-const text = (x: Buffer | number | undefined): string => (Buffer.isBuffer(x) ? x.toString("utf8") : String(x))
+const text = (x: Buffer | number | undefined): string => (Buffer.isBuffer(x) ? x.toString() : String(x))
+
+/**
+ * A field of a binary reply that is a decimal number below 2^53 (digits only), read from its
+ * bytes; -1 for anything else (then the reply is read as text, as the Schema reads it).
+ */
+const digitsOf = (x: Buffer | number | undefined): number => {
+  if (typeof x === "number") return Number.isSafeInteger(x) && x >= 0 ? x : -1
+  if (x === undefined || x.length === 0 || x.length > 15) return -1
+  let n = 0
+  for (let i = 0; i < x.length; i++) {
+    const c = x[i]!
+    if (c < 48 || c > 57) return -1
+    n = n * 10 + (c - 48)
+  }
+  return n
+}
+
+const FRESH = Buffer.from("fresh")
+const RESUMED = Buffer.from("resumed")
+
+/** Whether the field `x` holds the bytes of `b` (short constants). */
+const sameBytes = (x: Buffer, b: Buffer): boolean => {
+  if (x.length !== b.length) return false
+  for (let i = 0; i < b.length; i++) if (x[i] !== b[i]) return false
+  return true
+}
+
+/**
+ * The text of a field that repeats from claim to claim (a kind, a namespace): the last text of
+ * the call is kept with its bytes and given again for the same bytes, instead of a new string.
+ */
+class Repeated {
+  private bytes: Buffer | undefined = undefined
+  private value = ""
+  of(x: Buffer | number | undefined): string {
+    if (!Buffer.isBuffer(x)) return text(x)
+    if (this.bytes !== undefined && sameBytes(x, this.bytes)) return this.value
+    this.bytes = x
+    this.value = x.toString()
+    return this.value
+  }
+}
 
 /** The input a ff_complete_claim reply brought for a claim (its five fields of meta from `m`, its payload). */
 const claimedInput = (
@@ -88,10 +130,12 @@ const claimedInput = (
   m: number,
   executionId: Ids.ExecutionId,
   laneId: Ids.LaneId,
-  payload: Buffer
+  payload: Buffer,
+  kinds: Repeated,
+  namespaces: Repeated
 ): M.ExecutionInput => {
-  const encoding = text(raw[m + 3])
-  const trace = text(raw[m + 4])
+  const encoding = raw[m + 3]
+  const trace = raw[m + 4]
   const input: {
     executionId: Ids.ExecutionId
     executionKind: string
@@ -102,17 +146,66 @@ const claimedInput = (
     traceParent?: string
   } = {
     executionId,
-    executionKind: text(raw[m + 1]),
+    executionKind: kinds.of(raw[m + 1]),
     laneId,
-    namespace: text(raw[m + 2]) as Ids.Namespace,
+    namespace: namespaces.of(raw[m + 2]) as Ids.Namespace,
     payload: new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength)
   }
-  if (encoding !== "") input.payloadEncoding = encoding
-  if (trace !== "") {
-    const { traceParent } = traceParentField(trace)
+  if (Buffer.isBuffer(encoding) ? encoding.length > 0 : encoding !== undefined) input.payloadEncoding = text(encoding)
+  if (Buffer.isBuffer(trace) ? trace.length > 0 : trace !== undefined) {
+    const { traceParent } = traceParentField(text(trace))
     if (traceParent !== undefined) input.traceParent = traceParent
   }
   return input
+}
+
+/**
+ * The lease of a claim whose fields start at `k` of a binary reply, read from their bytes with
+ * `claimedFields`'s checks (the next head, which a batch does not use, is not read);
+ * `undefined` when a check fails: the fields are then read as text, and the Schema names what is
+ * wrong.
+ */
+const claimedLease = (
+  raw: ReadonlyArray<Buffer | number>,
+  k: number,
+  laneId: Ids.LaneId,
+  workerInstanceId: Ids.WorkerInstanceId,
+  leaseTtlMs: number
+): { readonly handle: M.Handle; readonly executionId: Ids.ExecutionId } | undefined => {
+  const e = raw[k]
+  const a = raw[k + 2]
+  const l = raw[k + 3]
+  const kindBytes = raw[k + 6]
+  if (!Buffer.isBuffer(e) || !Buffer.isBuffer(a) || !Buffer.isBuffer(l) || !Buffer.isBuffer(kindBytes)) return undefined
+  const attemptIndex = digitsOf(raw[k + 1])
+  const leaseEpoch = digitsOf(raw[k + 4])
+  if (attemptIndex < 0 || attemptIndex > 0xffffffff || leaseEpoch < 0 || digitsOf(raw[k + 5]) < 0) return undefined
+  const kind = sameBytes(kindBytes, FRESH) ? "fresh" : sameBytes(kindBytes, RESUMED) ? "resumed" : undefined
+  if (kind === undefined) return undefined
+  const executionId = e.toString()
+  const attemptId = a.toString()
+  const leaseId = l.toString()
+  if (Ids.checkExecutionId(executionId) !== undefined || !Ids.isCanonicalUuid(attemptId) || !Ids.isCanonicalUuid(leaseId)) {
+    return undefined
+  }
+  const handle = makeHandle("valkey", kind, {
+    executionId: executionId as Ids.ExecutionId,
+    attemptIndex: attemptIndex as Ids.AttemptIndex,
+    attemptId: attemptId as Ids.AttemptId,
+    leaseId: leaseId as Ids.LeaseId,
+    leaseEpoch: leaseEpoch as Ids.LeaseEpoch,
+    leaseTtlMs,
+    laneId,
+    workerInstanceId
+  })
+  return { handle, executionId: executionId as Ids.ExecutionId }
+}
+
+/** `n` fresh ids of `make` (a plain loop: `Array.from` with a map function walks an array-like generically). */
+const ids = <A>(n: number, make: () => A): Array<A> => {
+  const out: Array<A> = new Array(n)
+  for (let i = 0; i < n; i++) out[i] = make()
+  return out
 }
 
 /** Completions of one ff_complete_claim at most (as ff_complete_many's chunks). */
@@ -230,8 +323,8 @@ export const makeClaimReplies = (ctx: CoreContext): ClaimReplies => {
     ...claimArgsOf(args),
     prefix: settings.prefix,
     ...(walk ? { partitions: N, max_visits: CLAIM_LANE_VISITS } : {}),
-    lease_ids: Array.from({ length: n }, storeLeaseId),
-    attempt_ids: Array.from({ length: n }, storeAttemptId),
+    lease_ids: ids(n, storeLeaseId),
+    attempt_ids: ids(n, storeAttemptId),
     budget
   })
 
@@ -247,18 +340,26 @@ export const makeClaimReplies = (ctx: CoreContext): ClaimReplies => {
     const blobsAt = meta + count * 5
     const { lane, policy } = args
     const claimed: Array<EngineBackend.ClaimedWork> = new Array(count)
+    const kinds = new Repeated()
+    const namespaces = new Repeated()
     for (let i = 0; i < count; i++) {
-      const fields: Array<string> = new Array(CLAIM_FIELDS)
-      for (let j = 0; j < CLAIM_FIELDS; j++) fields[j] = text(raw[at + i * CLAIM_FIELDS + j])
-      const h = handleOf(fn, fields, lane, policy.workerInstanceId, policy.leaseTtlMs)
-      if (Either.isLeft(h)) return Either.left(h.left)
+      const k = at + i * CLAIM_FIELDS
+      let lease = claimedLease(raw, k, lane, policy.workerInstanceId, policy.leaseTtlMs)
+      if (lease === undefined) {
+        const fields: Array<string> = new Array(CLAIM_FIELDS)
+        for (let j = 0; j < CLAIM_FIELDS; j++) fields[j] = text(raw[k + j])
+        const h = handleOf(fn, fields, lane, policy.workerInstanceId, policy.leaseTtlMs)
+        if (Either.isLeft(h)) return Either.left(h.left)
+        lease = { handle: h.right.handle, executionId: h.right.claimed.executionId }
+      }
       const m = meta + i * 5
       const payload = raw[blobsAt + i]
-      const has = text(raw[m]) === "1" && Buffer.isBuffer(payload)
+      const flag = raw[m]
+      const has = (flag === 1 || (Buffer.isBuffer(flag) && flag.length === 1 && flag[0] === 0x31)) && Buffer.isBuffer(payload)
       if (has) budget -= payload.length
       claimed[i] = {
-        handle: h.right.handle,
-        input: has ? Option.some(claimedInput(raw, m, fields[0] as Ids.ExecutionId, lane, payload)) : Option.none()
+        handle: lease.handle,
+        input: has ? Option.some(claimedInput(raw, m, lease.executionId, lane, payload, kinds, namespaces)) : Option.none()
       }
     }
     return Either.right({ claimed, budget, status, last })
@@ -497,8 +598,8 @@ export const makeClaims = (
           prefix: settings.prefix,
           partitions: N,
           max_visits: CLAIM_LANE_VISITS,
-          lease_ids: Array.from({ length: n }, storeLeaseId),
-          attempt_ids: Array.from({ length: n }, storeAttemptId)
+          lease_ids: ids(n, storeLeaseId),
+          attempt_ids: ids(n, storeAttemptId)
         })
         const [status = "", ...rest] = env.fields
         last = status
@@ -615,7 +716,8 @@ export const makeClaims = (
     if (nItems !== items.length) return Effect.fail(parseError(fn, `${nItems} replies for ${items.length} items`))
     const completed: Array<Either.Either<void, EngineError>> = new Array(nItems)
     for (let i = 0; i < nItems; i++) {
-      const o = completionOutcome(fn, text(raw[4 + i]), items[i]!.h)
+      const field = raw[4 + i]
+      const o = completionOutcome(fn, Buffer.isBuffer(field) && field.length === 0 ? "" : text(field), items[i]!.h)
       if (Either.isLeft(o)) return Effect.fail(o.left)
       completed[i] = o.right
     }

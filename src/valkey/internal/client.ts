@@ -7,6 +7,7 @@ import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "./driver
 import { Clock, Duration, Effect, Option, Pool, type Scope } from "effect"
 import { corruption, type EngineError, Transport } from "../../EngineError.js"
 import { fromValkeyError, isMissingFunction, safeValkeyCause } from "./errors.js"
+import { sendFcall } from "./fcallCommand.js"
 import { type Library, LIBRARY_NAME } from "./library.js"
 
 export type Connection = Redis | Cluster
@@ -41,7 +42,7 @@ export interface Client {
   readonly fcall: (
     fn: string,
     key: string,
-    args: ReadonlyArray<string | Buffer>,
+    args: ReadonlyArray<string | Uint8Array>,
     readOnly: boolean,
     more?: ReadonlyArray<string> | undefined,
     /** Bulk replies as Buffers, not strings (a reply that carries bytes). */
@@ -66,7 +67,7 @@ export interface Client {
   readonly fcallNow: (
     fn: string,
     key: string,
-    args: ReadonlyArray<string | Buffer>,
+    args: ReadonlyArray<string | Uint8Array>,
     readOnly: boolean,
     binary: boolean
   ) => { readonly reply: Promise<unknown>; readonly sent: boolean }
@@ -329,12 +330,7 @@ export const connect = (
     const fcallNow: Client["fcallNow"] = (fn, key, args, readOnly, binary) => {
       const sent = writable(key)
       try {
-        const reply = binary ?
-          connection.callBuffer(readOnly ? "fcall_ro" : "fcall", fn, 1, key, ...args) :
-          readOnly ?
-          connection.fcall_ro(fn, 1, key, ...args) :
-          connection.fcall(fn, 1, key, ...args)
-        return { reply: reply as Promise<unknown>, sent }
+        return { reply: sendFcall(connection, fn, [key], args, readOnly, binary), sent }
       } catch (e) {
         return { reply: Promise.reject(e), sent }
       }
@@ -343,7 +339,7 @@ export const connect = (
     const fcallOnce = (
       fn: string,
       key: string,
-      args: ReadonlyArray<string | Buffer>,
+      args: ReadonlyArray<string | Uint8Array>,
       readOnly: boolean,
       more: ReadonlyArray<string>,
       binary: boolean,
@@ -352,15 +348,9 @@ export const connect = (
     ) =>
       Effect.suspend(() => {
         const sent = writable(key)
-        const n = 1 + more.length
         return Effect.tryPromise({
           try: () => {
-            const reply = binary ?
-              // lower case: the name auto-pipelining ignores (see baseRedisOptions)
-              connection.callBuffer(readOnly ? "fcall_ro" : "fcall", fn, n, key, ...more, ...args) :
-              readOnly ?
-              connection.fcall_ro(fn, n, key, ...more, ...args) :
-              connection.fcall(fn, n, key, ...more, ...args)
+            const reply = sendFcall(connection, fn, more.length === 0 ? [key] : [key, ...more], args, readOnly, binary)
             afterSend?.()
             return onReply === undefined ? reply : (reply as Promise<unknown>).then((raw) => {
               try {
@@ -378,7 +368,7 @@ export const connect = (
     const fcall = (
       fn: string,
       key: string,
-      args: ReadonlyArray<string | Buffer>,
+      args: ReadonlyArray<string | Uint8Array>,
       readOnly: boolean,
       more: ReadonlyArray<string> = [],
       binary = false,

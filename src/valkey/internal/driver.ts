@@ -12,3 +12,5 @@ export type Redis = Iovalkey.Redis
 export const Cluster: typeof Iovalkey.Cluster = iovalkey.Cluster
 export type Cluster = Iovalkey.Cluster
 export type { ClusterOptions, RedisOptions } from "iovalkey"
+export const Command: typeof Iovalkey.Command = iovalkey.Command
+export type Command = Iovalkey.Command

@@ -284,23 +284,6 @@ const STAGE_TTL_MS = 600_000
 
 const toBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 
-/** Up to this many bytes an ASCII blob goes as text (see `toArg`). */
-const SHORT_TEXT = 256
-
-/**
- * A blob as an FCALL argument. Short ASCII bytes go as the string of the same bytes (its UTF-8 is
- * those bytes): a command whose arguments are all strings is written as one string, where a
- * single Buffer argument makes the client assemble the command from a list of pieces, three for
- * each Buffer, with a native call per piece.
- */
-const toArg = (b: Uint8Array | string): string | Buffer => {
-  if (typeof b === "string") return b
-  const n = b.length
-  if (n > SHORT_TEXT) return toBuffer(b)
-  for (let i = 0; i < n; i++) if (b[i]! > 0x7f) return toBuffer(b)
-  return String.fromCharCode.apply(null, b as unknown as Array<number>)
-}
-
 /** A pipeline's first failed command, thrown (a pipeline resolves with each command's error). */
 export const pipelineErrors = (results: Array<[Error | null, unknown]> | null): void => {
   for (const [error] of results ?? []) if (error !== null) throw error
@@ -452,7 +435,8 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
     now: string
   ) => {
     const inCall = hintsInCall && !readOnly && target.partition !== undefined
-    const argv: Array<string | Buffer> = [now, ""]
+    // (a blob goes as its bytes, in place: the layer's command copies them into the call's bytes)
+    const argv: Array<string | Uint8Array> = [now, ""]
     // argument position (ARGV index, 1-based) -> staging key
     let staged: Record<string, string> | undefined
     const stages: Array<readonly [string, Buffer]> = []
@@ -463,7 +447,7 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
         ;(staged ??= {})[String(argv.length + 1)] = key
         argv.push("")
       } else {
-        argv.push(toArg(b))
+        argv.push(b)
       }
     }
     const sent = inCall ? { ...args, _hint: [settings.prefix, target.partition] } : args
