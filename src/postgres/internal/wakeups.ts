@@ -44,7 +44,9 @@ export const makeListener = (
   config: Pg.ClientConfig,
   schema: string,
   hubOf: () => Hub,
-  eventsOf: () => EventHub | undefined = () => undefined
+  eventsOf: () => EventHub | undefined = () => undefined,
+  /** Run with a lane's wake-up as its notification is read, before the hub counts it (`makeWakeClaims`). */
+  wakeClaimsOf: () => ((lane: string) => void) | undefined = () => undefined
 ): WakeTransport => {
   const channel = channelOf(schema)
   let loop: Fiber.RuntimeFiber<never> | undefined
@@ -53,8 +55,10 @@ export const makeListener = (
     if (msg.channel !== channel || msg.payload === undefined) return
     const parts = msg.payload.split("\t")
     const hub = hubOf()
-    if (parts[0] === "w" && parts.length === 2) hub.wake(parts[1]!)
-    else if (parts[0] === "r" && parts.length === 3) hub.revoke(parts[1]!, parts[2]!)
+    if (parts[0] === "w" && parts.length === 2) {
+      wakeClaimsOf()?.(parts[1]!)
+      hub.wake(parts[1]!)
+    } else if (parts[0] === "r" && parts.length === 3) hub.revoke(parts[1]!, parts[2]!)
     else if (parts[0] === "e" && parts.length === 2) eventsOf()?.wake(parts[1]!)
   }
 
