@@ -6,7 +6,7 @@
  * path went to those steps.
  */
 import type { SqlError as SqlErrorType } from "@effect/sql/SqlError"
-import { Either } from "effect"
+import { Either, Predicate } from "effect"
 import { type Pg, SqlError } from "./driver.js"
 
 export interface Direct {
@@ -20,6 +20,20 @@ export interface Direct {
     values: ReadonlyArray<unknown>,
     done: (result: Either.Either<unknown, SqlErrorType>) => void
   ) => boolean
+}
+
+interface Corkable {
+  readonly cork: () => void
+  readonly uncork: () => void
+}
+
+/** The client's socket (`pg`'s `connection.stream`, not part of its typed API), when it can be corked. */
+const socketOf = (client: Pg.ClientBase): Corkable | undefined => {
+  const stream: unknown = (client as { readonly connection?: { readonly stream?: unknown } }).connection?.stream
+  return Predicate.hasProperty(stream, "cork") && Predicate.hasProperty(stream, "uncork") &&
+      typeof stream.cork === "function" && typeof stream.uncork === "function" ?
+    stream as Corkable :
+    undefined
 }
 
 export const makeDirect = (pool: Pg.Pool): Direct => ({
@@ -50,6 +64,10 @@ export const makeDirect = (pool: Pg.Pool): Direct => ({
         finish(Either.left(new SqlError({ cause: error, message: "Connection error" })))
       }
       client.once("error", onError)
+      // `pg` writes the statement's five messages one `write` each: corked, they leave in one
+      // system call and one segment, and the server reads them in one wake-up
+      const socket = socketOf(client)
+      socket?.cork()
       try {
         client.query<{ readonly r: unknown }>(text, values as Array<unknown>, (error, result) => {
           releaseOnce()
@@ -62,6 +80,8 @@ export const makeDirect = (pool: Pg.Pool): Direct => ({
       } catch (error) {
         releaseOnce()
         finish(Either.left(new SqlError({ cause: error, message: "Failed to execute statement" })))
+      } finally {
+        socket?.uncork()
       }
     })
     return true
