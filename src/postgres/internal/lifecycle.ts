@@ -55,7 +55,8 @@ export const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boole
 export const makeLifecycle = (
   ctx: CoreContext
 ): CoreArea<"lifecycle"> => {
-  const { caller, callDecode, callVoid, options, unsafeWake, wake } = ctx
+  const { call, caller, callDecode, callVoid, options, unsafeWake, wake } = ctx
+  const ignore = (): void => undefined
 
   /**
    * A create of work claimable at once nudges this process's idle workers of its lane as soon as
@@ -110,7 +111,7 @@ export const makeLifecycle = (
           int(handoff.max),
           bigint(Limits.batchBytes)
         ]
-        const sent = sendNow(fiber, a, args, handoff, claiming)
+        const sent = createClaimingNow(fiber, a, args, handoff, claiming)
         if (sent !== undefined) return restore(sent)
         return restore(caller.callProcedure("create_execution", "create_claim", claiming)).pipe(
           Effect.flatMap((v) => {
@@ -141,46 +142,76 @@ export const makeLifecycle = (
     decode("create_execution", M.CreateExecutionResult)(Predicate.isObject(v) && "created" in v ? v.created : undefined)
 
   /**
-   * ff_create_claim sent at once on a connection of the layer's own pool (`Caller.send`), its claim
-   * handed over in the reply's callback; the effect returned reads the create's result once the
-   * reply is in. A call refused by a serialization failure or deadlock (which a call as an effect
-   * tries again) is made again as a plain create, the worker claiming itself. `undefined` when the
-   * layer cannot send at once (no pool of its own, or closing) or a tracer records spans (the
-   * call's span is made where it runs as an effect).
+   * `ff_<fn>` sent at once on a connection of the layer's own pool (`Caller.send`); `onReply` sees
+   * the reply in the driver's callback, and the effect returned resumes with it, `read`. A call
+   * refused by a serialization failure or deadlock (which a call as an effect tries again) is made
+   * again as `onConflict`. `undefined` when the layer cannot send at once (no pool of its own, or closing)
+   * or a tracer records spans (the call's span is made where it runs as an effect).
    */
-  const sendNow = (
+  const sendNow = <A>(
     fiber: Fiber.RuntimeFiber<unknown, unknown>,
-    a: CreateExecutionCore,
+    fn: string,
     args: ReadonlyArray<Arg>,
-    handoff: EngineBackend.Handoff,
-    claiming: ReadonlyArray<Arg>
-  ): Fx<M.CreateExecutionResult> | undefined => {
+    procedure: boolean,
+    onReply: (reply: Either.Either<unknown, EngineError>) => void,
+    read: (value: unknown) => Fx<A>,
+    onConflict: () => Fx<A>
+  ): Fx<A> | undefined => {
     if (!caller.canSend || fiber.currentTracer !== builtInTracer) return undefined
     const now = options.clock === "effect" ?
       Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis() :
       null
-    let outcome: Fx<M.CreateExecutionResult> | undefined
-    let resume: ((outcome: Fx<M.CreateExecutionResult>) => void) | undefined
-    const sent = caller.send("create_execution", "create_claim", claiming, now, true, (reply, conflict) => {
+    let outcome: Fx<A> | undefined
+    let resume: ((outcome: Fx<A>) => void) | undefined
+    const sent = caller.send("create_execution", fn, args, now, procedure, (reply, conflict) => {
       try {
-        if (Either.isRight(reply)) give(handoff, reply.right)
+        onReply(reply)
       } finally {
-        handoff.deliver([], true)
-        outcome = Either.isRight(reply) ? created(reply.right) : conflict ? plainCreate(a, args) : Effect.fail(reply.left)
+        outcome = Either.isRight(reply) ? read(reply.right) : conflict ? onConflict() : Effect.fail(reply.left)
         const waiting = resume
         resume = undefined
         waiting?.(outcome)
       }
     })
     if (!sent) return undefined
-    return Effect.async<M.CreateExecutionResult, EngineError>((done) => {
+    return Effect.async<A, EngineError>((done) => {
       if (outcome !== undefined) return done(outcome)
       resume = done
       return Effect.sync(() => void (resume = undefined))
     })
   }
+
+  /**
+   * ff_create_claim sent at once (`sendNow`), its claim handed over in the reply's callback; the
+   * create's result read once the reply is in. A conflict makes the create again as a plain one,
+   * the worker claiming itself.
+   */
+  const createClaimingNow = (
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    a: CreateExecutionCore,
+    args: ReadonlyArray<Arg>,
+    handoff: EngineBackend.Handoff,
+    claiming: ReadonlyArray<Arg>
+  ): Fx<M.CreateExecutionResult> | undefined => {
+    return sendNow(fiber, "create_claim", claiming, true, (reply) => {
+      try {
+        if (Either.isRight(reply)) give(handoff, reply.right)
+      } finally {
+        handoff.deliver([], true)
+      }
+    }, created, () => plainCreate(a, args))
+  }
+
+  /** ff_create_execution: sent at once where it can be (`sendNow`, outside the caller's transaction), else an effect. */
   const plainCreate = (a: CreateExecutionCore, args: ReadonlyArray<Arg>): Fx<M.CreateExecutionResult> =>
-    callDecode("create_execution", "create_execution", args, M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))
+    Effect.withFiberRuntime<M.CreateExecutionResult, EngineError>((fiber) => {
+      const read = decode("create_execution", M.CreateExecutionResult)
+      const asEffect = () => Effect.flatMap(call("create_execution", "create_execution", args), read)
+      const sent = Option.isSome(Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)) ?
+        undefined :
+        sendNow(fiber, "create_execution", args, false, ignore, read, asEffect)
+      return sent ?? asEffect()
+    }).pipe(Effect.tap(nudged(a)))
 
   return {
     createExecution: (a) => {
