@@ -239,7 +239,7 @@ const makeWith = (
     const listenConfig = yield* listenConfigOf(options.listenUrl, listen)
     let events: EventHub | undefined
     // (set once the hub is made: a wake-up's claim for a waiting worker, see makeWakeClaims)
-    let wakeClaims: ((lane: string) => void) | undefined
+    let wakeClaims: ((lane: string, count: () => void) => boolean) | undefined
     const listener = listenConfig === undefined ?
       undefined :
       makeListener(listenConfig, schema, () => hub!, () => events, () => wakeClaims)

@@ -146,27 +146,38 @@ const completeClaimArgs = (
  * (ff_complete_claim without completions, as the worker's own) is sent at once, on the
  * notification's stack, on a connection of the layer's own pool (no microtask, fiber or effect
  * before it is written), and what it took is handed over in the reply's callback. The wake-up is
- * still counted after it (`Hub.wake`): the woken worker claims once more itself once its slots
- * are free, so a claim that took nothing or left work behind needs nothing more, and one that
- * failed, or whose reply did not read, is made again. Without a pool of its own (`make` over a
- * `SqlClient`), or on the Effect clock, the worker claims from its hook as before.
+ * counted then (`count`, `Hub.wake`), after the hand-over, so that the woken worker's own steps
+ * (its wait's end, its claim once more) do not run while the claim's reply is awaited: the worker
+ * claims once more itself once its slots are free, so a claim that took nothing or left work
+ * behind needs nothing more, and one that failed, or whose reply did not read, is made again.
+ * `false` (the caller counts the wake-up at once) when no worker of the lane waits with a free
+ * slot. Without a pool of its own (`make` over a `SqlClient`), or on the Effect clock, the worker
+ * claims from its hook as before.
  */
-export const makeWakeClaims = (ctx: CoreContext, hub: Hub): ((lane: string) => void) | undefined => {
+export const makeWakeClaims = (ctx: CoreContext, hub: Hub): ((lane: string, count: () => void) => boolean) | undefined => {
   const { caller, options } = ctx
   if (!caller.canSend || (options.clock ?? "store") !== "store") return undefined
-  return (lane) => {
+  return (lane, count) => {
     const handoff = hub.handoff(lane)
-    if (handoff === undefined) return
+    if (handoff === undefined) return false
+    const give = (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => {
+      try {
+        handoff.deliver(claimed, again)
+      } finally {
+        count()
+      }
+    }
     try {
       const sent = caller.send("complete_and_claim", "complete_claim", completeClaimArgs([], handoff.args, handoff.max), null, false, (reply) => {
         const read = Either.flatMap(reply, (v) => readClaimed("complete_and_claim", v))
-        if (Either.isRight(read)) handoff.deliver(read.right.claimed, false)
-        else handoff.deliver([], true)
+        if (Either.isRight(read)) give(read.right.claimed, false)
+        else give([], true)
       })
-      if (!sent) handoff.deliver([], true)
+      if (!sent) give([], true)
     } catch {
-      handoff.deliver([], true)
+      give([], true)
     }
+    return true
   }
 }
 

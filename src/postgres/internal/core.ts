@@ -23,7 +23,10 @@ import { makeEvents } from "./events.js"
 import { makeWakeups } from "./wakeups.js"
 
 /** The claims made at a wake-up's notification for a waiting worker (`makeWakeClaims`), or `undefined`. */
-export const makeCoreWakeClaims = (caller: Caller, options: CoreOptions): ((lane: string) => void) | undefined =>
+export const makeCoreWakeClaims = (
+  caller: Caller,
+  options: CoreOptions
+): ((lane: string, count: () => void) => boolean) | undefined =>
   options.hub === undefined ? undefined : makeWakeClaims(makeCoreContext(caller, options), options.hub)
 
 export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
