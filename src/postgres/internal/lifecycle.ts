@@ -111,7 +111,13 @@ export const makeLifecycle = (
           int(handoff.max),
           bigint(Limits.batchBytes)
         ]
-        const sent = createClaimingNow(fiber, a, args, handoff, claiming)
+        let sent: Fx<M.CreateExecutionResult> | undefined
+        try {
+          sent = createClaimingNow(fiber, a, args, handoff, claiming)
+        } catch (defect) {
+          handoff.deliver([], true)
+          return Effect.die(defect)
+        }
         if (sent !== undefined) return restore(sent)
         return restore(caller.callProcedure("create_execution", "create_claim", claiming)).pipe(
           Effect.flatMap((v) => {
