@@ -17,6 +17,7 @@ import { makeEvents } from "../src/valkey/internal/events.js"
 import { makeLanes } from "../src/valkey/internal/lanes.js"
 import { loadLibrary } from "../src/valkey/internal/library.js"
 import { makeKeys, makePlumbing } from "../src/valkey/internal/plumbing.js"
+import { makeDueTimers } from "../src/valkey/internal/wakeups.js"
 import {
   create as createExecution,
   createAndClaim,
@@ -173,6 +174,105 @@ describe("valkey cluster lane pages", () => {
           from = page.next
         }
         expect(got).toEqual(expected.events)
+      }))
+  })
+})
+
+// ---------------------------------------------------------------------------
+// A claim that finds a partition empty drops its claim hint in the background: a removal, then a
+// look at the partition that puts the hint back if work arrived meanwhile. Until then the hint is
+// away, and a claim that reads the hints then (the claim at that work's own wake-up) misses the
+// work: putting the hint back wakes the lane's workers again.
+// ---------------------------------------------------------------------------
+
+const hintsPrefix = `ch-${process.pid}-${Date.now().toString(36)}`
+
+describe("valkey cluster claim hints", () => {
+  layer(
+    ValkeyBackend.layer({ hmacSecret: testHmacSecret, nodes: parseClusterUrl(inject("valkeyClusterUrl")), clock: "effect", keyPrefix: hintsPrefix }),
+    { timeout: 30_000 }
+  )((it) => {
+    it.scoped("a hint dropped while its partition has work is put back, and the lane's workers are woken", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const lane = yield* newLane()
+        const partition = 17
+        const sub = yield* b.subscribeWork({ lanes: [lane], workerInstanceId: Ids.unsafe.workerInstanceId("ch-worker") })
+        const live = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+        const until = (condition: Effect.Effect<boolean>) =>
+          Effect.gen(function*() {
+            const deadline = Date.now() + 5_000
+            while (!(yield* condition)) {
+              if (Date.now() > deadline) return false
+              yield* live(5)
+            }
+            return true
+          })
+        yield* createExecution({ laneId: lane, executionId: yield* executionIdOnPartition(partition) })
+        // the create's own wake-up
+        expect(yield* until(Effect.map(sub.wakeups, (n) => n >= 1))).toBe(true)
+        const before = yield* sub.wakeups
+        const client = yield* connect({ nodes: parseClusterUrl(inject("valkeyClusterUrl")) }, yield* loadLibrary)
+        const settings = { prefix: hintsPrefix, partitions: Ids.defaultPartitionConfig, clock: "store", cancelInlineLimit: 100, claimScan: 32, fanOut: 32 } as const
+        yield* makePlumbing(client, settings).dropHint(lane, partition)
+        const hint = yield* Effect.promise(() => (client.connection as Cluster).zscore(makeKeys(hintsPrefix).hint(lane), String(partition)))
+        expect(hint).not.toBeNull()
+        expect(yield* until(Effect.map(sub.wakeups, (n) => n > before))).toBe(true)
+      }))
+  })
+})
+
+// ---------------------------------------------------------------------------
+// A promotion on a cluster sets the lane's due hint of the partition to its next due time, from
+// this layer, after the call: a delayed create of the same partition in between has written an
+// earlier hint, which that write must not hide (the idle workers arm their timers by the hint).
+// ---------------------------------------------------------------------------
+
+const duePrefix = `cd-${process.pid}-${Date.now().toString(36)}`
+
+describe("valkey cluster due hints", () => {
+  layer(
+    ValkeyBackend.layer({ hmacSecret: testHmacSecret, nodes: parseClusterUrl(inject("valkeyClusterUrl")), clock: "store", keyPrefix: duePrefix }),
+    { timeout: 30_000 }
+  )((it) => {
+    it.scoped("a promotion's next due time keeps earlier delayed work created meanwhile, and wakes the lane", () =>
+      Effect.gen(function*() {
+        const b = yield* EngineBackend
+        const lane = yield* newLane()
+        const partition = 29
+        const on = executionIdOnPartition(partition)
+        const sub = yield* b.subscribeWork({ lanes: [lane], workerInstanceId: Ids.unsafe.workerInstanceId("cd-worker") })
+        const live = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+        const start = Date.now()
+        yield* createExecution({ laneId: lane, executionId: yield* on, delayUntil: start + 20 })
+        yield* createExecution({ laneId: lane, executionId: yield* on, delayUntil: start + 3_600_000 })
+        yield* live(50)
+        const client = yield* connect({ nodes: parseClusterUrl(inject("valkeyClusterUrl")) }, yield* loadLibrary)
+        const settings = { prefix: duePrefix, partitions: Ids.defaultPartitionConfig, clock: "store", cancelInlineLimit: 100, claimScan: 32, fanOut: 32 } as const
+        const plumbing = makePlumbing(client, settings)
+        const earlier = start + 60_000
+        let before = 0
+        // the create runs between the promotion's call and the layer's write of its next due time
+        const ctx = makeCoreContext({
+          ...plumbing,
+          call: (fn, target, args, blobs, readOnly, afterSend) =>
+            Effect.tap(plumbing.call(fn, target, args, blobs, readOnly, afterSend), () =>
+              fn !== "promote_lane" ? Effect.void : Effect.gen(function*() {
+                before = yield* sub.wakeups
+                yield* Effect.provideService(
+                  createExecution({ laneId: lane, executionId: yield* on, delayUntil: earlier }),
+                  EngineBackend,
+                  b
+                )
+              }).pipe(Effect.orDie))
+        })
+        expect(yield* makeDueTimers(ctx).promoteDue([lane])).toBe(1)
+        const hint = yield* Effect.promise(() => (client.connection as Cluster).zscore(makeKeys(duePrefix).due(lane), String(partition)))
+        expect(Number(hint)).toBe(earlier)
+        // the create's wake-up, then the one of the hint put back
+        const deadline = Date.now() + 5_000
+        while ((yield* sub.wakeups) < before + 2 && Date.now() < deadline) yield* live(5)
+        expect(yield* sub.wakeups).toBeGreaterThanOrEqual(before + 2)
       }))
   })
 })

@@ -10,7 +10,7 @@
  * that happens without it can only come from a wake-up or a revocation the backend pushed.
  */
 import { describe, expect } from "@effect/vitest"
-import { Chunk, Data, Effect, Fiber, Option, Ref, Schedule, TestClock, TestServices } from "effect"
+import { Chunk, Data, Deferred, Effect, Fiber, Option, Ref, Schedule, TestClock, TestServices } from "effect"
 import { EngineBackend } from "../../src/EngineBackend.js"
 import * as Ids from "../../src/Ids.js"
 import type { LaneId } from "../../src/Ids.js"
@@ -64,6 +64,53 @@ const watched = Effect.gen(function*() {
   }
   return { service, arms: Ref.get(arms), handed: Effect.sync(() => handed) }
 })
+
+interface HeldCompletions {
+  /** The worker's backend: its batches of completions are held once written, until `release`. */
+  readonly held: EngineBackend.Service
+  readonly release: Effect.Effect<void>
+  /** No `completeAndClaim` in flight. */
+  readonly quiet: Effect.Effect<boolean>
+  /** The wake-ups of the subscription passed to `withWakeups`. */
+  readonly wakeups: Effect.Effect<number>
+  readonly withWakeups: (sub: EngineBackend.WorkSubscription) => EngineBackend.WorkSubscription
+}
+
+/**
+ * Runs `body` with `service` whose batches of completions (a `completeAndClaim` that completes)
+ * are held once written, until `release` (or the end of `body`: a worker's drain waits for its
+ * batch): meanwhile the worker's slots stay taken, or reserved for the batch's own claim.
+ */
+const holdingCompletions = <A, E, R>(
+  service: EngineBackend.Service,
+  body: (batches: HeldCompletions) => Effect.Effect<A, E, R>
+) =>
+  Effect.flatMap(Deferred.make<void>(), (released) => {
+    let inFlight = 0
+    let wakeups: Effect.Effect<number> = Effect.succeed(0)
+    const release = Deferred.succeed(released, undefined)
+    const batches: HeldCompletions = {
+      held: {
+        ...service,
+        completeAndClaim: (items, claim) =>
+          Effect.suspend(() => {
+            inFlight++
+            return service.completeAndClaim(items, claim).pipe(
+              Effect.tap(() => (items.length === 0 ? Effect.void : Deferred.await(released))),
+              Effect.ensuring(Effect.sync(() => void inFlight--))
+            )
+          })
+      },
+      release: Effect.asVoid(release),
+      quiet: Effect.sync(() => inFlight === 0),
+      wakeups: Effect.suspend(() => wakeups),
+      withWakeups: (sub) => {
+        wakeups = sub.wakeups
+        return sub
+      }
+    }
+    return Effect.ensuring(body(batches), release)
+  })
 
 /**
  * Whether a fiber sleeps on the `TestClock` until `at`: the worker waits for a due time. A test
@@ -124,35 +171,74 @@ export const wakeupSuite = (
       }))
 
     test("a wake-up starts the claim at once, before the worker's wait returns", ({ eventually }) =>
-      Effect.gen(function*() {
-        const lane = yield* newLane()
-        const { arms, service } = yield* watched
-        // the worker's wait never ends for a wake-up: only a claim started by the wake-up itself
-        // (`onWake`) picks the work up
-        const deaf: EngineBackend.Service = {
-          ...service,
-          subscribeWork: (args) =>
-            Effect.map(service.subscribeWork(args), (sub) => ({
-              ...sub,
-              await: () => Effect.never
-            }))
-        }
-        yield* Effect.fork(
-          Worker.run({
-            lanes: [lane],
-            handlers: [echo((t) => Effect.succeed(t))],
-            idle: Schedule.spaced("1 hour"),
-            concurrency: 2,
-            workerId: "wakeup-suite"
-          }).pipe(Effect.provideService(EngineBackend, deaf))
-        )
-        yield* eventually(Effect.map(arms, (n) => n >= 1))
-        const first = yield* submit(lane, "one")
-        yield* eventually(isState(first, "completed"))
-        const second = yield* submit(lane, "two")
-        yield* eventually(isState(second, "completed"))
-        expect(yield* Producer.result(Echo, second)).toEqual(Option.some({ text: "two", attempt: 1, resumed: false }))
-      }))
+      Effect.flatMap(watched, ({ arms, service }) =>
+        holdingCompletions(service, (batches) =>
+          Effect.gen(function*() {
+            const lane = yield* newLane()
+            // The worker's wait never ends for a wake-up, and no create claims for it (no
+            // `onHandoff`): only a claim started by a wake-up itself (`onWake`) picks the work up.
+            const deaf: EngineBackend.Service = {
+              ...batches.held,
+              subscribeWork: (args) =>
+                Effect.map(batches.held.subscribeWork(args), ({ onHandoff: _, ...sub }) =>
+                  batches.withWakeups({ ...sub, await: () => Effect.never }))
+            }
+            yield* Effect.fork(
+              Worker.run({
+                lanes: [lane],
+                handlers: [echo((t) => Effect.succeed(t))],
+                idle: Schedule.spaced("1 hour"),
+                concurrency: 2,
+                workerId: "wakeup-suite"
+              }).pipe(Effect.provideService(EngineBackend, deaf))
+            )
+            yield* eventually(Effect.map(arms, (n) => n >= 1))
+            const first = yield* submit(lane, "one")
+            yield* eventually(isState(first, "completed"))
+            // The first's completion is written, and its batch (Valkey, Postgres) is still in
+            // flight, its claim holding every slot of the worker: a wake-up now would start no
+            // claim (the loop claims for it once its wait returns, which this one never does).
+            // The next execution comes once no claim is in flight and the first's wake-up has
+            // come (a create wakes its lane once).
+            yield* batches.release
+            yield* eventually(
+              Effect.map(Effect.all([batches.quiet, batches.wakeups]), ([quiet, n]) => quiet && n >= 1)
+            )
+            const second = yield* submit(lane, "two")
+            yield* eventually(isState(second, "completed"))
+            expect(yield* Producer.result(Echo, second)).toEqual(
+              Option.some({ text: "two", attempt: 1, resumed: false })
+            )
+          }))))
+
+    test("a wake-up while every slot is taken is claimed once a slot is free", ({ eventually }) =>
+      Effect.flatMap(watched, ({ arms, service }) =>
+        holdingCompletions(service, (batches) =>
+          Effect.gen(function*() {
+            const lane = yield* newLane()
+            const worker: EngineBackend.Service = {
+              ...batches.held,
+              subscribeWork: (args) => Effect.map(batches.held.subscribeWork(args), batches.withWakeups)
+            }
+            yield* Effect.fork(
+              Worker.run({
+                lanes: [lane],
+                handlers: [echo((t) => Effect.succeed(t))],
+                idle: Schedule.spaced("1 hour"),
+                concurrency: 2,
+                workerId: "wakeup-suite"
+              }).pipe(Effect.provideService(EngineBackend, worker))
+            )
+            yield* eventually(Effect.map(arms, (n) => n >= 1))
+            const first = yield* submit(lane, "one")
+            yield* eventually(isState(first, "completed"))
+            // the second's wake-up comes while the first's batch holds the worker's slots
+            const seen = yield* batches.wakeups
+            const second = yield* submit(lane, "two")
+            yield* eventually(Effect.map(batches.wakeups, (n) => n > seen))
+            yield* batches.release
+            yield* eventually(isState(second, "completed"))
+          }))))
 
     test("work that arrives between the empty claim and the wait is not lost", ({ eventually }) =>
       Effect.gen(function*() {

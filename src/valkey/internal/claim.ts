@@ -207,7 +207,9 @@ export const makeClaimReplies = (ctx: CoreContext): ClaimReplies => {
    * A partition found empty leaves the lane's hint in the background (`dropHint`: a removal, then
    * a check of the partition that puts the hint back if work arrived meanwhile), so that the claim
    * that emptied it answers without two more round trips. Until it is done, a claim of this lane
-   * may visit the partition once more and find it empty: it only costs that visit.
+   * may visit the partition once more and find it empty: it only costs that visit. A claim that
+   * reads the hints between the removal and the hint put back misses work that arrived meanwhile:
+   * putting it back wakes the lane again.
    */
   const dropHintLater: ClaimReplies["dropHintLater"] = (lane, partition) =>
     Effect.asVoid(Effect.forkDaemon(ctx.dropHint(lane, partition).pipe(

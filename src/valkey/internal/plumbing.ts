@@ -257,7 +257,7 @@ export interface Plumbing {
   ) => Effect.Effect<ReadonlyArray<Envelope>, EngineError>
   readonly registerLane: (lane: string) => Effect.Effect<void>
   readonly applyWake: (partition: number, wake: string) => Effect.Effect<void>
-  /** Removes a partition from a lane's hint unless it still has claimable work. */
+  /** Removes a partition from a lane's hint unless it still has claimable work (then the lane is woken again). */
   readonly dropHint: (lane: string, partition: number) => Effect.Effect<void, EngineError>
 }
 
@@ -302,7 +302,7 @@ const toArg = (b: Uint8Array | string): string | Buffer => {
 }
 
 /** A pipeline's first failed command, thrown (a pipeline resolves with each command's error). */
-const pipelineErrors = (results: Array<[Error | null, unknown]> | null): void => {
+export const pipelineErrors = (results: Array<[Error | null, unknown]> | null): void => {
   for (const [error] of results ?? []) if (error !== null) throw error
 }
 
@@ -527,7 +527,12 @@ export const makePlumbing = (client: Client, settings: Settings): Plumbing => {
       const env = yield* call("lane_head", flowTarget(partition), { lane }, [], true)
       const [head] = yield* decodeFields("ff_lane_head", LaneHead, env.fields)
       if (head !== "") {
-        yield* client.run("ZADD hint", (c) => c.zadd(keys.hint(lane), "LT", head, String(partition)))
+        // The hint was away since the removal: a claim that read the hints meanwhile missed this
+        // work, and that claim may have been the one made at the work's own wake-up. The lane is
+        // woken again with the hint back (one pipeline: the hint first, as `applyWake` does).
+        yield* client.run("ZADD hint + PUBLISH wake", (c) =>
+          c.pipeline().zadd(keys.hint(lane), "LT", head, String(partition)).publish(keys.wakeChannel(lane), "1")
+            .exec().then(pipelineErrors))
       }
     })
 

@@ -20,7 +20,7 @@ import type { Client } from "./client.js"
 import type { CoreContext, Fx } from "./context.js"
 import type { Redis } from "./driver.js"
 import { fromValkeyError } from "./errors.js"
-import { decodeFields, IntStr, type Keys } from "./plumbing.js"
+import { decodeFields, IntStr, type Keys, pipelineErrors } from "./plumbing.js"
 
 const RECONNECT_MIN_MS = 50
 const RECONNECT_MAX_MS = 2_000
@@ -242,22 +242,26 @@ export const makeDueTimers = (ctx: CoreContext) => {
       return promoted
     })
 
-  /** A cluster's due hint after a promotion: the partition's next due time, or none. */
+  /**
+   * A cluster's due hint after a promotion: the partition's next due time, or none. The write
+   * replaces whatever a delayed create wrote meanwhile (its hint may be earlier than `next`), so
+   * the partition's head is read after it and, when earlier than what was written, put back with
+   * the lane's wake-up (its idle workers armed their timers by the hint), as `dropHint` does.
+   */
   const fixDue = (lane: Ids.LaneId, partition: number, next: string): Fx<void> =>
     Effect.gen(function*() {
-      if (next !== "") {
-        yield* client.run("ZADD due", (c) => c.zadd(keys.due(lane), next, String(partition)))
-        return
-      }
-      yield* client.run("ZREM due", (c) => c.zrem(keys.due(lane), String(partition)))
-      // delayed work scheduled meanwhile has written its hint before or after the removal
+      const member = String(partition)
+      if (next !== "") yield* client.run("ZADD due", (c) => c.zadd(keys.due(lane), next, member))
+      else yield* client.run("ZREM due", (c) => c.zrem(keys.due(lane), member))
       const head = yield* client.run(
         "ZRANGE delayed",
         (c) => c.zrange(`${keys.flow(partition)}:l:${lane}:delayed`, 0, 0, "WITHSCORES")
       )
       const again = head[1]
-      if (again !== undefined) {
-        yield* client.run("ZADD due", (c) => c.zadd(keys.due(lane), "LT", again, String(partition)))
+      if (again !== undefined && (next === "" || Number(again) < Number(next))) {
+        yield* client.run("ZADD due + PUBLISH wake", (c) =>
+          c.pipeline().zadd(keys.due(lane), "LT", again, member).publish(keys.wakeChannel(lane), "1")
+            .exec().then(pipelineErrors))
       }
     })
 
