@@ -20,7 +20,8 @@ import { makeEngineBackend, makeMaintenanceService } from "../internal/boundary.
 import { missingSecret, seedAtStart } from "../internal/hmacSecret.js"
 import { quote } from "../internal/quote.js"
 import { type ClockMode, makeCaller, quoteIdent } from "./internal/client.js"
-import { makeCore } from "./internal/core.js"
+import { makeCore, makeCoreWakeClaims } from "./internal/core.js"
+import { makeDirect } from "./internal/direct.js"
 import { Pg, PgClient, SqlClient } from "./internal/driver.js"
 import { makeMaintenance } from "./internal/maintenance.js"
 import { makeListener } from "./internal/wakeups.js"
@@ -183,12 +184,17 @@ const listenConfigOf = (listenUrl: PostgresBackendOptions["listenUrl"], fallback
  */
 export const make = (
   options: PostgresBackendOptions = {}
-): Effect.Effect<PostgresBackend, EngineError | ConfigError.ConfigError, SqlClient.SqlClient> => makeWith(options, undefined)
+): Effect.Effect<PostgresBackend, EngineError | ConfigError.ConfigError, SqlClient.SqlClient> =>
+  makeWith(options, undefined, undefined)
 
-/** `make`, the LISTEN connection's settings defaulting to `listen` (`layerPg`'s, which made the pool). */
+/**
+ * `make`, the LISTEN connection's settings defaulting to `listen` (`layerPg`'s, which made the pool),
+ * the idle pickup's calls sent at once on `pool` (`layerPg`'s own) when given.
+ */
 const makeWith = (
   options: PostgresBackendOptions,
-  listen: Pg.ClientConfig | undefined
+  listen: Pg.ClientConfig | undefined,
+  pool: Pg.Pool | undefined
 ): Effect.Effect<PostgresBackend, EngineError | ConfigError.ConfigError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const schema = options.schema ?? "flowfabric"
@@ -227,23 +233,28 @@ const makeWith = (
       schema,
       clock: options.clock ?? "store",
       maxConnections: options.maxConnections ?? 10,
-      conflictAttempts: options.conflictAttempts ?? 5
+      conflictAttempts: options.conflictAttempts ?? 5,
+      direct: pool === undefined ? undefined : makeDirect(pool)
     })
     const listenConfig = yield* listenConfigOf(options.listenUrl, listen)
     let events: EventHub | undefined
+    // (set once the hub is made: a wake-up's claim for a waiting worker, see makeWakeClaims)
+    let wakeClaims: ((lane: string, count: () => void) => boolean) | undefined
     const listener = listenConfig === undefined ?
       undefined :
-      makeListener(listenConfig, schema, () => hub!, () => events)
+      makeListener(listenConfig, schema, () => hub!, () => events, () => wakeClaims)
     const hub: Hub | undefined = listener === undefined ? undefined : makeHub(listener)
     if (listener !== undefined) events = makeEventHub(makeEventTransport(caller, listener, () => events!))
-    const core = makeCore(caller, {
+    const coreOptions = {
       partitions,
       cancelFlowInlineLimit: options.cancelFlowInlineLimit ?? 1000,
       tailPollMs: options.tailPollMs ?? 50,
       hub,
       events,
       clock: options.clock ?? "store"
-    })
+    }
+    const core = makeCore(caller, coreOptions)
+    wakeClaims = makeCoreWakeClaims(caller, coreOptions)
     const backend = makeEngineBackend(core)
     if (options.hmacSecret !== undefined && options.hmacSecret !== "none") {
       yield* seedAtStart(backend, options.hmacSecret)
@@ -319,7 +330,7 @@ export const layerPg = (
   return Layer.unwrapScoped(Effect.map(
     Effect.mapError(makeWarmedPool(pg, schema ?? "flowfabric"), startupError("connect")),
     ({ pool, warmIdle }) =>
-      Layer.effectContext(Effect.map(Effect.zipLeft(makeWith(backendOptions, clientConfigOf(pg)), warmIdle), contextOf)).pipe(
+      Layer.effectContext(Effect.map(Effect.zipLeft(makeWith(backendOptions, clientConfigOf(pg), pool), warmIdle), contextOf)).pipe(
         Layer.provide(Layer.mapError(
           PgClient.layerFromPool({
             acquire: Effect.succeed(pool),

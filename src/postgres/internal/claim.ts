@@ -6,13 +6,14 @@
 import { Clock, Duration, Effect, Either, Option, Schema } from "effect"
 import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, rootCause } from "../../EngineError.js"
-import type { CoreArea } from "../../internal/boundary.js"
+import type { CoreArea, HandleRef } from "../../internal/boundary.js"
 import { compile } from "../../internal/fastValidate.js"
 import { makeHandle } from "../../internal/handleCodec.js"
 import { storeLeaseId } from "../../internal/storeIds.js"
 import { Limits } from "../../Limits.js"
 import * as M from "../../Model.js"
-import { type Arg, bigint, bytea, decode, int, text, textArray, unwrap, uuid } from "./client.js"
+import type { Hub } from "../../internal/wakeups.js"
+import { type Arg, bigint, bytea, decode, decodeNow, int, text, textArray, unwrap, uuid } from "./client.js"
 import { Base64, type CoreContext, type Fx } from "./context.js"
 import { replayedAs } from "./lifecycle.js"
 
@@ -100,14 +101,14 @@ const claimedWork = (reply: CompleteClaimValue): ReadonlyArray<EngineBackend.Cla
   }))
 
 /** The claim part of an ff_complete_claim reply (ff_create_claim's too): the claimed work, and the busy count. */
-export const readClaimed = (op: string, v: unknown): Fx<{
+export const readClaimed = (op: string, v: unknown): Either.Either<{
   readonly claimed: ReadonlyArray<EngineBackend.ClaimedWork>
   readonly busy: number
-}> =>
-  Effect.map(
-    readReply(op, v, completeClaimReply, CompleteClaimReply),
-    (reply) => ({ claimed: claimedWork(reply), busy: reply.busy })
-  )
+}, EngineError> => {
+  const fast = completeClaimReply(v)
+  const reply = fast !== undefined ? Either.right(fast) : decodeNow(op, CompleteClaimReply)(v)
+  return Either.map(reply, (r) => ({ claimed: claimedWork(r), busy: r.busy }))
+}
 
 /** The claimer's parameters of ff_claim, ff_complete_claim and ff_create_claim, in their order. */
 export const claimerParams = (args: M.ClaimArgs) => [
@@ -118,6 +119,67 @@ export const claimerParams = (args: M.ClaimArgs) => [
   text(args.policy.workerInstanceId),
   bigint(args.policy.leaseTtlMs)
 ]
+
+/** ff_complete_claim's arguments: the completions of `items`, then the claim of up to `max` for `args`. */
+const completeClaimArgs = (
+  items: ReadonlyArray<{ readonly h: HandleRef; readonly payload: Uint8Array | undefined }>,
+  args: M.ClaimArgs,
+  max: number
+): ReadonlyArray<Arg> => {
+  const col = <T>(f: (item: (typeof items)[number]) => T) => items.map(f)
+  return [
+    ["text[]", col(({ h }) => h.payload.executionId)],
+    ["int[]", col(({ h }) => h.payload.attemptIndex)],
+    ["uuid[]", col(({ h }) => h.payload.attemptId)],
+    ["uuid[]", col(({ h }) => h.payload.leaseId)],
+    ["bigint[]", col(({ h }) => h.payload.leaseEpoch)],
+    ["bytea[]", col(({ payload }) => bytea(payload)[1])],
+    ...claimerParams(args),
+    int(max),
+    bigint(Limits.batchBytes)
+  ]
+}
+
+/**
+ * A wake-up of `lane` (its `NOTIFY`), as the LISTEN connection reads it: when a worker of this
+ * process waits on the lane and lets a claim be made for it (`Hub.handoff`), its claim
+ * (ff_complete_claim without completions, as the worker's own) is sent at once, on the
+ * notification's stack, on a connection of the layer's own pool (no microtask, fiber or effect
+ * before it is written), and what it took is handed over in the reply's callback. The wake-up is
+ * counted then (`count`, `Hub.wake`), after the hand-over, so that the woken worker's own steps
+ * (its wait's end, its claim once more) do not run while the claim's reply is awaited: the worker
+ * claims once more itself once its slots are free, so a claim that took nothing or left work
+ * behind needs nothing more, and one that failed, or whose reply did not read, is made again.
+ * `false` (the caller counts the wake-up at once) when no worker of the lane waits with a free
+ * slot. Without a pool of its own (`make` over a `SqlClient`), or on the Effect clock, the worker
+ * claims from its hook as before.
+ */
+export const makeWakeClaims = (ctx: CoreContext, hub: Hub): ((lane: string, count: () => void) => boolean) | undefined => {
+  const { caller, options } = ctx
+  if (!caller.canSend || (options.clock ?? "store") !== "store") return undefined
+  return (lane, count) => {
+    const handoff = hub.handoff(lane)
+    if (handoff === undefined) return false
+    const give = (claimed: ReadonlyArray<EngineBackend.ClaimedWork>, again: boolean) => {
+      try {
+        handoff.deliver(claimed, again)
+      } finally {
+        count()
+      }
+    }
+    try {
+      const sent = caller.send("complete_and_claim", "complete_claim", completeClaimArgs([], handoff.args, handoff.max), null, false, (reply) => {
+        const read = Either.flatMap(reply, (v) => readClaimed("complete_and_claim", v))
+        if (Either.isRight(read)) give(read.right.claimed, false)
+        else give([], true)
+      })
+      if (!sent) give([], true)
+    } catch {
+      give([], true)
+    }
+    return true
+  }
+}
 
 const NOT_RESUMABLE = new Set(["NotAResumedExecution", "ExecutionNotLeaseable", "InvalidClaimGrant", "ClaimGrantExpired"])
 
@@ -162,18 +224,13 @@ export const makeClaims = (
    * again as claimMany does; with completions it does not (the worker's loop claims again).
    */
   const completeAndClaim: CoreArea<"claim">["completeAndClaim"] = (items, args, max) => {
-    const col = <T>(f: (item: (typeof items)[number]) => T) => items.map(f)
-    const once = callRead("complete_and_claim", "complete_claim", [
-      ["text[]", col(({ h }) => h.payload.executionId)],
-      ["int[]", col(({ h }) => h.payload.attemptIndex)],
-      ["uuid[]", col(({ h }) => h.payload.attemptId)],
-      ["uuid[]", col(({ h }) => h.payload.leaseId)],
-      ["bigint[]", col(({ h }) => h.payload.leaseEpoch)],
-      ["bytea[]", col(({ payload }) => bytea(payload)[1])],
-      ...claimerParams(args),
-      int(max),
-      bigint(Limits.batchBytes)
-    ], completeClaimReply, CompleteClaimReply)
+    const once = callRead(
+      "complete_and_claim",
+      "complete_claim",
+      completeClaimArgs(items, args, max),
+      completeClaimReply,
+      CompleteClaimReply
+    )
     return Effect.map(untilNotBusy(once, items.length === 0 && max > 0), (reply) => {
       const completed: Array<Either.Either<void, EngineError>> = []
       for (let i = 0; i < items.length; i++) {

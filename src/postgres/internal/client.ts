@@ -9,6 +9,7 @@ import type { ParseOptions } from "effect/SchemaAST"
 import { corruption, type EngineError, fromScriptCode } from "../../EngineError.js"
 import { withSpanWhenTraced } from "../../internal/observability.js"
 import { redactText } from "../../internal/redact.js"
+import type { Direct } from "./direct.js"
 import { SqlClient } from "./driver.js"
 import { BACKEND, dependencyExists, fromSqlError, isRetryableConflict } from "./errors.js"
 
@@ -43,6 +44,8 @@ export interface CallerOptions {
   readonly maxConnections: number
   /** Attempts for 40001 / 40P01 / 55P03 before `Contention(RetryExhausted)`. */
   readonly conflictAttempts: number
+  /** The layer's own pool (`layerPg`'s), for the calls sent at once (`Caller.send`). */
+  readonly direct?: Direct | undefined
 }
 
 export interface Caller {
@@ -78,6 +81,25 @@ export interface Caller {
    * there a procedure that commits between its steps cannot run.
    */
   readonly inTransaction: Effect.Effect<boolean>
+  /**
+   * `ff_<fn>` (with `procedure`, the procedure, as `callProcedure` calls it) with `args` and `now`
+   * sent at once, on the caller's stack, on a connection of the layer's own pool
+   * (`direct.ts`); `done` gets the reply's `ok` value or the error, mapped as `call` maps it
+   * (`conflict`: a serialization failure or deadlock, which `call` would have tried again), in
+   * the reply's callback, once. Not retried, outside the caller's transaction and span.
+   * `false`, and nothing sent, where the layer has no pool of its own (`make` over a
+   * `SqlClient`) or it is closing.
+   */
+  readonly send: (
+    op: string,
+    fn: string,
+    args: ReadonlyArray<Arg>,
+    now: number | null,
+    procedure: boolean,
+    done: (reply: Either.Either<unknown, EngineError>, conflict: boolean) => void
+  ) => boolean
+  /** Whether `send` may be used now (the layer has a pool of its own). */
+  readonly canSend: boolean
   /** As `call`, with an explicit `now` (several calls sharing one instant). */
   readonly callAt: (
     op: string,
@@ -225,22 +247,40 @@ export const makeCaller = (options: CallerOptions): Effect.Effect<Caller, never,
 
     const inTransaction = Effect.map(Effect.serviceOption(SqlClient.TransactionConnection), Option.isSome)
 
-    return { now, inTransaction, call, callAt, callMany, callSet, callProcedure }
+    const direct = options.direct
+    const send: Caller["send"] = (op, fn, args, at, procedure, done) => {
+      if (direct === undefined) return false
+      const startedAt = Date.now()
+      const values = procedure ? [...args.map((a) => a[1]), at, options.schema] : [...args.map((a) => a[1]), at]
+      return direct.query(procedure ? procedureText(fn, args) : statementText(fn, args), values, (r) =>
+        Either.isRight(r) ?
+          done(unwrap(op, r.right), false) :
+          done(
+            Either.left(fromSqlError(r.left, { op, maxConnections: options.maxConnections, startedAt })),
+            isRetryableConflict(r.left)
+          ))
+    }
+
+    return { now, inTransaction, call, callAt, callMany, callSet, callProcedure, send, canSend: direct !== undefined }
   })
 
 // One compiled decoder per schema (compiling is far dearer than decoding a reply).
 const decoders = new WeakMap<Schema.Schema.Any, (u: unknown, o: ParseOptions) => Either.Either<unknown, ParseResult.ParseError>>()
 
-/** Decodes a stored value; a value that does not decode is `Validation(Corruption)`. */
-export const decode = <A, I>(op: string, schema: Schema.Schema<A, I>) => {
+/** Decodes a stored value, at once; a value that does not decode is `Validation(Corruption)`. */
+export const decodeNow = <A, I>(op: string, schema: Schema.Schema<A, I>) => {
   let run = decoders.get(schema) as ((u: unknown, o: ParseOptions) => Either.Either<A, ParseResult.ParseError>) | undefined
   if (run === undefined) {
     run = Schema.decodeUnknownEither(schema)
     decoders.set(schema, run)
   }
-  return (value: unknown): Effect.Effect<A, EngineError> =>
-    Either.match(run(value, { onExcessProperty: "ignore" }), {
-      onLeft: (e) => Effect.fail(corruption(`${op}: ${formatIssue(e)}`)),
-      onRight: Effect.succeed
-    })
+  const decoder = run
+  return (value: unknown): Either.Either<A, EngineError> =>
+    Either.mapLeft(decoder(value, { onExcessProperty: "ignore" }), (e) => corruption(`${op}: ${formatIssue(e)}`))
+}
+
+/** Decodes a stored value; a value that does not decode is `Validation(Corruption)`. */
+export const decode = <A, I>(op: string, schema: Schema.Schema<A, I>) => {
+  const run = decodeNow(op, schema)
+  return (value: unknown): Effect.Effect<A, EngineError> => run(value)
 }

@@ -11,7 +11,7 @@ import { Effect } from "effect"
 import type { BackendCore } from "../../internal/boundary.js"
 import { makeAdmin } from "./admin.js"
 import { makeBudgets } from "./budgets.js"
-import { makeClaims } from "./claim.js"
+import { makeClaims, makeWakeClaims } from "./claim.js"
 import type { Caller } from "./client.js"
 import { type CoreOptions, makeCoreContext } from "./context.js"
 import { makeFlows } from "./flows.js"
@@ -21,6 +21,13 @@ import { makeSignals } from "./signals.js"
 import { makeStreams } from "./streams.js"
 import { makeEvents } from "./events.js"
 import { makeWakeups } from "./wakeups.js"
+
+/** The claims made at a wake-up's notification for a waiting worker (`makeWakeClaims`), or `undefined`. */
+export const makeCoreWakeClaims = (
+  caller: Caller,
+  options: CoreOptions
+): ((lane: string, count: () => void) => boolean) | undefined =>
+  options.hub === undefined ? undefined : makeWakeClaims(makeCoreContext(caller, options), options.hub)
 
 export const makeCore = (caller: Caller, options: CoreOptions): BackendCore => {
   const ctx = makeCoreContext(caller, options)

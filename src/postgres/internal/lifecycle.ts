@@ -3,14 +3,17 @@
  * renew, progress, complete (one or a batch), fail, cancel, delay, wait for children. A terminal
  * write replayed after a lost reply is recognised and answered as the first call was.
  */
-import { Effect, Either, Schema } from "effect"
+import { Clock, Context, Effect, Either, type Fiber, Option, Predicate, Schema } from "effect"
+import type { EngineBackend } from "../../EngineBackend.js"
 import { type EngineError, rootCause } from "../../EngineError.js"
 import type { CoreArea, HandleRef } from "../../internal/boundary.js"
 import * as M from "../../Model.js"
 import type { CreateExecutionCore } from "../../internal/boundary.js"
+import { builtInTracer } from "../../internal/traceContext.js"
 import { Limits } from "../../Limits.js"
 import { type Arg, bigint, bytea, decode, int, jsonb, text, textArray } from "./client.js"
 import { claimerParams, readClaimed } from "./claim.js"
+import { SqlClient } from "./driver.js"
 import { type CoreContext, createItem, type Fx, handleArgs, utf8Fatal } from "./context.js"
 
 const CreateExecutionResults = Schema.Array(M.CreateExecutionResult)
@@ -52,7 +55,8 @@ export const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boole
 export const makeLifecycle = (
   ctx: CoreContext
 ): CoreArea<"lifecycle"> => {
-  const { caller, callDecode, callVoid, options, unsafeWake, wake } = ctx
+  const { call, caller, callDecode, callVoid, options, unsafeWake, wake } = ctx
+  const ignore = (): void => undefined
 
   /**
    * A create of work claimable at once nudges this process's idle workers of its lane as soon as
@@ -80,49 +84,140 @@ export const makeLifecycle = (
   /**
    * A create of work claimable at once, while an idle worker of this process waits on its lane:
    * ff_create_claim commits the create, then claims for that worker, in one statement (docs/
-   * worker.md, "Wake-ups, timers and cancellation"). The worker's slots are taken and the hand-over
-   * of their outcome set up in one uninterruptible step, so that `deliver` runs once whatever
-   * happens to the caller; the call itself stays interruptible (a caller interrupted during it
-   * leaves what the claim took to its leases' expiry, as a lost claim reply). A create made inside
-   * the caller's own transaction is a plain one, part of that transaction (the procedure, which
-   * commits, cannot run there): the worker is woken once it commits.
+   * worker.md, "Wake-ups, timers and cancellation"). The worker's slots are taken and the call sent
+   * in one uninterruptible step, on the caller's stack (`sendNow`), and what the claim took is
+   * handed over in the reply's callback, whatever becomes of the caller meanwhile: an interrupted
+   * caller returns at once and the worker still gets its work. Where the layer cannot send at once
+   * (no pool of its own, a tracer recording spans) the call is an effect, whose hand-over is set up
+   * in the same uninterruptible step (a caller interrupted during it leaves what the claim took to
+   * its leases' expiry, as a lost claim reply). A create made inside the caller's own transaction is
+   * a plain one, part of that transaction (the procedure, which commits, cannot run there): the
+   * worker is woken once it commits.
    */
   const createClaiming = (a: CreateExecutionCore, args: ReadonlyArray<Arg>): Fx<M.CreateExecutionResult> | undefined => {
     const hub = options.hub
     if (hub === undefined || a.delayUntil !== undefined) return undefined
-    const handing = Effect.uninterruptibleMask((restore) => Effect.suspend(() => {
-      const handoff = hub.handoff(a.laneId)
-      if (handoff === undefined) return restore(plainCreate(a, args))
-      return restore(Effect.suspend(() =>
-        caller.callProcedure("create_execution", "create_claim", [
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.withFiberRuntime<M.CreateExecutionResult, EngineError>((fiber) => {
+        if (Option.isSome(Context.getOption(fiber.currentContext, SqlClient.TransactionConnection))) {
+          return restore(plainCreate(a, args))
+        }
+        const handoff = hub.handoff(a.laneId)
+        if (handoff === undefined) return restore(plainCreate(a, args))
+        const claiming = [
           ...args,
           // (the lane is the create's)
           ...claimerParams(handoff.args).slice(1),
           int(handoff.max),
           bigint(Limits.batchBytes)
-        ])
-      )).pipe(
-        Effect.flatMap((v) => {
-          const reply = v as { readonly created?: unknown; readonly claim?: unknown }
-          // the worker has its work first, then the producer its result
-          const handed = reply.claim === null || reply.claim === undefined ?
-            Effect.void :
-            Effect.match(readClaimed("create_execution", reply.claim), {
-              // (the create committed all the same: its result is the caller's; a claim reply that
-              // does not read leaves its executions to their leases' expiry, as a lost claim reply)
-              onFailure: () => handoff.deliver([], true),
-              onSuccess: (c) => handoff.deliver(c.claimed, c.claimed.length === 0 && c.busy > 0)
-            })
-          return Effect.zipRight(handed, decode("create_execution", M.CreateExecutionResult)(reply.created))
-        }),
-        // (a claim that did not run or was interrupted, or whose reply did not read: the worker claims itself)
-        Effect.ensuring(Effect.sync(() => handoff.deliver([], true)))
-      )
-    }))
-    return Effect.flatMap(caller.inTransaction, (inside) => (inside ? plainCreate(a, args) : handing))
+        ]
+        let sent: Fx<M.CreateExecutionResult> | undefined
+        try {
+          sent = createClaimingNow(fiber, a, args, handoff, claiming)
+        } catch (defect) {
+          handoff.deliver([], true)
+          return Effect.die(defect)
+        }
+        if (sent !== undefined) return restore(sent)
+        return restore(caller.callProcedure("create_execution", "create_claim", claiming)).pipe(
+          Effect.flatMap((v) => {
+            // the worker has its work first, then the producer its result
+            give(handoff, v)
+            return created(v)
+          }),
+          // (a claim that did not run or was interrupted: the worker claims itself)
+          Effect.ensuring(Effect.sync(() => handoff.deliver([], true)))
+        )
+      })
+    )
   }
+
+  /**
+   * What ff_create_claim's reply `v` claimed, handed to the worker (`deliver` counts its first call).
+   * A claim that did not run, found only busy candidates or whose reply does not read leaves the
+   * worker claiming itself (the create committed all the same; what such a claim took waits for
+   * its leases' expiry, as after a lost claim reply).
+   */
+  const give = (handoff: EngineBackend.Handoff, v: unknown): void => {
+    const claim = Predicate.isObject(v) && "claim" in v ? v.claim : undefined
+    const read = claim === null || claim === undefined ? undefined : readClaimed("create_execution", claim)
+    if (read === undefined || Either.isLeft(read)) return handoff.deliver([], true)
+    handoff.deliver(read.right.claimed, read.right.claimed.length === 0 && read.right.busy > 0)
+  }
+  const created = (v: unknown): Fx<M.CreateExecutionResult> =>
+    decode("create_execution", M.CreateExecutionResult)(Predicate.isObject(v) && "created" in v ? v.created : undefined)
+
+  /**
+   * `ff_<fn>` sent at once on a connection of the layer's own pool (`Caller.send`); `onReply` sees
+   * the reply in the driver's callback, and the effect returned resumes with it, `read`. A call
+   * refused by a serialization failure or deadlock (which a call as an effect tries again) is made
+   * again as `onConflict`. `undefined` when the layer cannot send at once (no pool of its own, or closing)
+   * or a tracer records spans (the call's span is made where it runs as an effect).
+   */
+  const sendNow = <A>(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    fn: string,
+    args: ReadonlyArray<Arg>,
+    procedure: boolean,
+    onReply: (reply: Either.Either<unknown, EngineError>) => void,
+    read: (value: unknown) => Fx<A>,
+    onConflict: () => Fx<A>
+  ): Fx<A> | undefined => {
+    if (!caller.canSend || fiber.currentTracer !== builtInTracer) return undefined
+    const now = options.clock === "effect" ?
+      Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis() :
+      null
+    let outcome: Fx<A> | undefined
+    let resume: ((outcome: Fx<A>) => void) | undefined
+    const sent = caller.send("create_execution", fn, args, now, procedure, (reply, conflict) => {
+      try {
+        onReply(reply)
+      } finally {
+        outcome = Either.isRight(reply) ? read(reply.right) : conflict ? onConflict() : Effect.fail(reply.left)
+        const waiting = resume
+        resume = undefined
+        waiting?.(outcome)
+      }
+    })
+    if (!sent) return undefined
+    return Effect.async<A, EngineError>((done) => {
+      if (outcome !== undefined) return done(outcome)
+      resume = done
+      return Effect.sync(() => void (resume = undefined))
+    })
+  }
+
+  /**
+   * ff_create_claim sent at once (`sendNow`), its claim handed over in the reply's callback; the
+   * create's result read once the reply is in. A conflict makes the create again as a plain one,
+   * the worker claiming itself.
+   */
+  const createClaimingNow = (
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    a: CreateExecutionCore,
+    args: ReadonlyArray<Arg>,
+    handoff: EngineBackend.Handoff,
+    claiming: ReadonlyArray<Arg>
+  ): Fx<M.CreateExecutionResult> | undefined => {
+    return sendNow(fiber, "create_claim", claiming, true, (reply) => {
+      try {
+        if (Either.isRight(reply)) give(handoff, reply.right)
+      } finally {
+        handoff.deliver([], true)
+      }
+    }, created, () => plainCreate(a, args))
+  }
+
+  /** ff_create_execution: sent at once where it can be (`sendNow`, outside the caller's transaction), else an effect. */
   const plainCreate = (a: CreateExecutionCore, args: ReadonlyArray<Arg>): Fx<M.CreateExecutionResult> =>
-    callDecode("create_execution", "create_execution", args, M.CreateExecutionResult).pipe(Effect.tap(nudged(a)))
+    Effect.withFiberRuntime<M.CreateExecutionResult, EngineError>((fiber) => {
+      const read = decode("create_execution", M.CreateExecutionResult)
+      const asEffect = () => Effect.flatMap(call("create_execution", "create_execution", args), read)
+      const sent = Option.isSome(Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)) ?
+        undefined :
+        sendNow(fiber, "create_execution", args, false, ignore, read, asEffect)
+      return sent ?? asEffect()
+    }).pipe(Effect.tap(nudged(a)))
 
   return {
     createExecution: (a) => {

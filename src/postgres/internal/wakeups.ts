@@ -44,7 +44,13 @@ export const makeListener = (
   config: Pg.ClientConfig,
   schema: string,
   hubOf: () => Hub,
-  eventsOf: () => EventHub | undefined = () => undefined
+  eventsOf: () => EventHub | undefined = () => undefined,
+  /**
+   * Run with a lane's wake-up as its notification is read (`makeWakeClaims`): `true` when it claims
+   * for a waiting worker, and then counts the wake-up itself (`count`) once it handed the claim
+   * over; otherwise the hub counts it at once.
+   */
+  wakeClaimsOf: () => ((lane: string, count: () => void) => boolean) | undefined = () => undefined
 ): WakeTransport => {
   const channel = channelOf(schema)
   let loop: Fiber.RuntimeFiber<never> | undefined
@@ -53,8 +59,10 @@ export const makeListener = (
     if (msg.channel !== channel || msg.payload === undefined) return
     const parts = msg.payload.split("\t")
     const hub = hubOf()
-    if (parts[0] === "w" && parts.length === 2) hub.wake(parts[1]!)
-    else if (parts[0] === "r" && parts.length === 3) hub.revoke(parts[1]!, parts[2]!)
+    if (parts[0] === "w" && parts.length === 2) {
+      const lane = parts[1]!
+      if (wakeClaimsOf()?.(lane, () => hub.wake(lane)) !== true) hub.wake(lane)
+    } else if (parts[0] === "r" && parts.length === 3) hub.revoke(parts[1]!, parts[2]!)
     else if (parts[0] === "e" && parts.length === 2) eventsOf()?.wake(parts[1]!)
   }
 
