@@ -35,10 +35,25 @@ const lateSchema = `ff_warm_late_${tag}`
 
 const admin = new pg.Pool({ connectionString: url, max: 2 })
 const schemas: Array<string> = [schema, lateSchema]
+const databases: Array<{ readonly name: string; readonly admin: pg.Pool }> = []
 afterAll(async () => {
   for (const s of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
+  for (const d of databases) {
+    await d.admin.end()
+    await admin.query(`DROP DATABASE IF EXISTS "${d.name}" WITH (FORCE)`)
+  }
   await admin.end()
 })
+
+/** A database of the test server for this file alone, named `name`: its url and a pool on it. */
+const ownDatabase = async (name: string) => {
+  await admin.query(`CREATE DATABASE "${name}"`)
+  const own = new URL(url)
+  own.pathname = `/${name}`
+  const database = { name, url: own.toString(), admin: new pg.Pool({ connectionString: own.toString(), max: 2 }) }
+  databases.push(database)
+  return database
+}
 
 /** The PL/pgSQL functions the session `client` has compiled, by name (its only schema's). */
 const compiled = async (client: pg.ClientBase): Promise<ReadonlyArray<string>> => {
@@ -178,7 +193,7 @@ interface Reads {
 }
 
 /** The schema's statistics: per index (`table.index`, scans and entries read) and per table (`table`, sequential scans and rows read). */
-const stats = async (schema: string): Promise<Map<string, Reads>> => {
+const stats = async (admin: pg.Pool, schema: string): Promise<Map<string, Reads>> => {
   const r = await admin.query<{ readonly name: string; readonly scans: string; readonly read: string }>(
     `SELECT relname || '.' || indexrelname AS name, idx_scan::text AS scans, idx_tup_read::text AS read
        FROM pg_stat_user_indexes WHERE schemaname = $1
@@ -225,9 +240,13 @@ const pickup = async (client: pg.ClientBase, schema: string) => {
 const warmedPhase = (rows: number) =>
   Effect.gen(function*() {
     const s = `ff_warm_plans_${rows}_${tag}`
-    schemas.push(s)
-    yield* install(s)
+    // a database of its own: a schema created or dropped in the same database (the other test
+    // files' schemas) makes every session of it drop all its cached plans, and they would be made
+    // again on the grown table
+    const database = yield* Effect.promise(() => ownDatabase(s))
+    yield* install(s, database.url)
     return yield* Effect.promise(async () => {
+      const admin = database.admin
       // no autovacuum analyze during the test: the session's plans stay those of its warm-up
       for (const t of ["exec_core", "exec_data", "event", "timer", "lane_count"]) {
         await admin.query(`ALTER TABLE "${s}".${t} SET (autovacuum_enabled = false)`)
@@ -242,12 +261,12 @@ const warmedPhase = (rows: number) =>
         }
         await admin.query(`ANALYZE "${s}".exec_core, "${s}".exec_data`)
       }
-      const client = new pg.Client({ connectionString: url })
+      const client = new pg.Client({ connectionString: database.url })
       await client.connect()
       try {
         await client.query(warmUpText(s))
         await flushStats(client)
-        const before = await stats(s)
+        const before = await stats(admin, s)
         for (let i = 0; i < TOTAL; i++) await create(client, s)
         let claimed = 0
         let sets = 0
@@ -262,7 +281,7 @@ const warmedPhase = (rows: number) =>
         }
         for (let i = 0; i < PICKUPS; i++) await pickup(client, s)
         await flushStats(client)
-        const after = await stats(s)
+        const after = await stats(admin, s)
         const delta = new Map(Array.from(after, ([name, a]) => {
           const b = before.get(name) ?? { scans: 0, read: 0 }
           return [name, { scans: a.scans - b.scans, read: a.read - b.read }] as const
