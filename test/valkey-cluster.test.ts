@@ -185,6 +185,28 @@ describe("valkey cluster lane pages", () => {
 // work: putting the hint back wakes the lane's workers again.
 // ---------------------------------------------------------------------------
 
+/** Sleeps `ms` of real time (the layers of these tests run on live clocks or the store's). */
+const live = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+
+/** Whether `condition` holds within 5 s of real time, checked every 5 ms. */
+const until = (condition: Effect.Effect<boolean>) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 5_000
+    while (!(yield* condition)) {
+      if (Date.now() > deadline) return false
+      yield* live(5)
+    }
+    return true
+  })
+
+/** A client of the test cluster and the layer's plumbing over it, for the store under `prefix`. */
+const plumbingOf = (prefix: string) =>
+  Effect.gen(function*() {
+    const client = yield* connect({ nodes: parseClusterUrl(inject("valkeyClusterUrl")) }, yield* loadLibrary)
+    const settings = { prefix, partitions: Ids.defaultPartitionConfig, clock: "store", cancelInlineLimit: 100, claimScan: 32, fanOut: 32 } as const
+    return { client, plumbing: makePlumbing(client, settings) }
+  })
+
 const hintsPrefix = `ch-${process.pid}-${Date.now().toString(36)}`
 
 describe("valkey cluster claim hints", () => {
@@ -198,23 +220,12 @@ describe("valkey cluster claim hints", () => {
         const lane = yield* newLane()
         const partition = 17
         const sub = yield* b.subscribeWork({ lanes: [lane], workerInstanceId: Ids.unsafe.workerInstanceId("ch-worker") })
-        const live = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
-        const until = (condition: Effect.Effect<boolean>) =>
-          Effect.gen(function*() {
-            const deadline = Date.now() + 5_000
-            while (!(yield* condition)) {
-              if (Date.now() > deadline) return false
-              yield* live(5)
-            }
-            return true
-          })
         yield* createExecution({ laneId: lane, executionId: yield* executionIdOnPartition(partition) })
         // the create's own wake-up
         expect(yield* until(Effect.map(sub.wakeups, (n) => n >= 1))).toBe(true)
         const before = yield* sub.wakeups
-        const client = yield* connect({ nodes: parseClusterUrl(inject("valkeyClusterUrl")) }, yield* loadLibrary)
-        const settings = { prefix: hintsPrefix, partitions: Ids.defaultPartitionConfig, clock: "store", cancelInlineLimit: 100, claimScan: 32, fanOut: 32 } as const
-        yield* makePlumbing(client, settings).dropHint(lane, partition)
+        const { client, plumbing } = yield* plumbingOf(hintsPrefix)
+        yield* plumbing.dropHint(lane, partition)
         const hint = yield* Effect.promise(() => (client.connection as Cluster).zscore(makeKeys(hintsPrefix).hint(lane), String(partition)))
         expect(hint).not.toBeNull()
         expect(yield* until(Effect.map(sub.wakeups, (n) => n > before))).toBe(true)
@@ -242,14 +253,11 @@ describe("valkey cluster due hints", () => {
         const partition = 29
         const on = executionIdOnPartition(partition)
         const sub = yield* b.subscribeWork({ lanes: [lane], workerInstanceId: Ids.unsafe.workerInstanceId("cd-worker") })
-        const live = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
         const start = Date.now()
         yield* createExecution({ laneId: lane, executionId: yield* on, delayUntil: start + 20 })
         yield* createExecution({ laneId: lane, executionId: yield* on, delayUntil: start + 3_600_000 })
         yield* live(50)
-        const client = yield* connect({ nodes: parseClusterUrl(inject("valkeyClusterUrl")) }, yield* loadLibrary)
-        const settings = { prefix: duePrefix, partitions: Ids.defaultPartitionConfig, clock: "store", cancelInlineLimit: 100, claimScan: 32, fanOut: 32 } as const
-        const plumbing = makePlumbing(client, settings)
+        const { client, plumbing } = yield* plumbingOf(duePrefix)
         const earlier = start + 60_000
         let before = 0
         // the create runs between the promotion's call and the layer's write of its next due time
@@ -270,9 +278,7 @@ describe("valkey cluster due hints", () => {
         const hint = yield* Effect.promise(() => (client.connection as Cluster).zscore(makeKeys(duePrefix).due(lane), String(partition)))
         expect(Number(hint)).toBe(earlier)
         // the create's wake-up, then the one of the hint put back
-        const deadline = Date.now() + 5_000
-        while ((yield* sub.wakeups) < before + 2 && Date.now() < deadline) yield* live(5)
-        expect(yield* sub.wakeups).toBeGreaterThanOrEqual(before + 2)
+        expect(yield* until(Effect.map(sub.wakeups, (n) => n >= before + 2))).toBe(true)
       }))
   })
 })
