@@ -52,6 +52,10 @@ export const replayedAs = (e: EngineError, h: HandleRef, outcome: string): boole
     d.attemptId === h.payload.attemptId
 }
 
+/** Whether `fiber` runs inside the caller's transaction (as `Caller.inTransaction`, read off the fiber). */
+const inTransaction = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
+  Option.isSome(Context.getOption(fiber.currentContext, SqlClient.TransactionConnection))
+
 export const makeLifecycle = (
   ctx: CoreContext
 ): CoreArea<"lifecycle"> => {
@@ -99,7 +103,7 @@ export const makeLifecycle = (
     if (hub === undefined || a.delayUntil !== undefined) return undefined
     return Effect.uninterruptibleMask((restore) =>
       Effect.withFiberRuntime<M.CreateExecutionResult, EngineError>((fiber) => {
-        if (Option.isSome(Context.getOption(fiber.currentContext, SqlClient.TransactionConnection))) {
+        if (inTransaction(fiber)) {
           return restore(plainCreate(a, args))
         }
         const handoff = hub.handoff(a.laneId)
@@ -213,7 +217,7 @@ export const makeLifecycle = (
     Effect.withFiberRuntime<M.CreateExecutionResult, EngineError>((fiber) => {
       const read = decode("create_execution", M.CreateExecutionResult)
       const asEffect = () => Effect.flatMap(call("create_execution", "create_execution", args), read)
-      const sent = Option.isSome(Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)) ?
+      const sent = inTransaction(fiber) ?
         undefined :
         sendNow(fiber, "create_execution", args, false, ignore, read, asEffect)
       return sent ?? asEffect()
